@@ -1,0 +1,143 @@
+//! Dates and the shipping calendar: the as-of cutoff, business days and peak days.
+
+use chrono::{Datelike, NaiveDate, Weekday};
+
+use crate::error::{Error, Result};
+use crate::schema::MICROS_PER_DAY;
+
+/// The knowledge cutoff of a nightly run for `as_of`: the next midnight, UTC, in µs.
+pub fn cutoff_micros(as_of: NaiveDate) -> i64 {
+    day_start_micros(as_of) + MICROS_PER_DAY
+}
+
+pub fn day_start_micros(d: NaiveDate) -> i64 {
+    d.and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+        .timestamp_micros()
+}
+
+/// Day number since 1970-01-01 of a µs timestamp (floor, so negative times work).
+pub fn day_index(micros: i64) -> i64 {
+    micros.div_euclid(MICROS_PER_DAY)
+}
+
+pub fn date_of_day(day: i64) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt((day + 719_163) as i32).unwrap_or(NaiveDate::MIN)
+}
+
+pub fn date_of_micros(micros: i64) -> NaiveDate {
+    date_of_day(day_index(micros))
+}
+
+/// Day of week of a day number, Monday = 0.
+pub fn weekday(day: i64) -> u32 {
+    // 1970-01-01 was a Thursday.
+    ((day + 3).rem_euclid(7)) as u32
+}
+
+/// Peak and holiday days, as (month, day) plus Black Friday when listed.
+#[derive(Debug, Clone, Default)]
+pub struct Holidays {
+    fixed: Vec<(u32, u32)>,
+    black_friday: bool,
+}
+
+impl Holidays {
+    pub fn parse(items: &[String]) -> Result<Holidays> {
+        let mut h = Holidays::default();
+        for item in items {
+            if item == "black-friday" {
+                h.black_friday = true;
+                continue;
+            }
+            let parsed = item
+                .split_once('-')
+                .and_then(|(m, d)| Some((m.parse::<u32>().ok()?, d.parse::<u32>().ok()?)));
+            match parsed {
+                Some((m, d)) if NaiveDate::from_ymd_opt(2024, m, d).is_some() => {
+                    h.fixed.push((m, d))
+                }
+                _ => {
+                    return Err(Error::Config(format!(
+                        "features.holidays: bad day {item:?} (MM-DD or black-friday)"
+                    )));
+                }
+            }
+        }
+        Ok(h)
+    }
+
+    pub fn contains(&self, date: NaiveDate) -> bool {
+        if self.fixed.contains(&(date.month(), date.day())) {
+            return true;
+        }
+        self.black_friday && date == black_friday(date.year())
+    }
+
+    /// Whether any holiday falls on the days from `from` to `to` (µs, inclusive of both days).
+    pub fn any_between(&self, from: i64, to: i64) -> bool {
+        let (a, b) = (day_index(from), day_index(to));
+        if b < a {
+            return false;
+        }
+        (a..=b.min(a + 400)).any(|d| self.contains(date_of_day(d)))
+    }
+
+    /// Business days (Monday to Friday, not a holiday) strictly after `from`'s day up to and
+    /// including `to`'s day. Negative when `to` is before `from`.
+    pub fn business_days_between(&self, from: i64, to: i64) -> f64 {
+        let (a, b) = (day_index(from), day_index(to));
+        let (lo, hi, sign) = if b >= a { (a, b, 1.0) } else { (b, a, -1.0) };
+        let span = (hi - lo).min(800);
+        let n = (lo + 1..=lo + span)
+            .filter(|&d| weekday(d) < 5 && !self.contains(date_of_day(d)))
+            .count();
+        sign * n as f64
+    }
+}
+
+pub fn black_friday(year: i32) -> NaiveDate {
+    let first = NaiveDate::from_ymd_opt(year, 11, 1).expect("valid date");
+    let offset =
+        (Weekday::Fri.num_days_from_monday() + 7 - first.weekday().num_days_from_monday()) % 7;
+    first + chrono::Days::new((offset + 21) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn black_friday_dates() {
+        assert_eq!(
+            black_friday(2026),
+            NaiveDate::from_ymd_opt(2026, 11, 27).unwrap()
+        );
+        assert_eq!(
+            black_friday(2025),
+            NaiveDate::from_ymd_opt(2025, 11, 28).unwrap()
+        );
+    }
+
+    #[test]
+    fn weekday_and_dates_agree_with_chrono() {
+        for d in [-1000i64, -1, 0, 1, 20_000, 20_419] {
+            let date = date_of_day(d);
+            assert_eq!(weekday(d), date.weekday().num_days_from_monday());
+            assert_eq!(day_index(day_start_micros(date)), d);
+        }
+    }
+
+    #[test]
+    fn business_days_skip_weekends_and_holidays() {
+        let h = Holidays::parse(&["12-25".to_string()]).unwrap();
+        let mon = day_start_micros(NaiveDate::from_ymd_opt(2026, 12, 21).unwrap());
+        let next_mon = mon + 7 * MICROS_PER_DAY;
+        // Tue..Fri minus Christmas (Fri) plus next Monday = 4.
+        assert_eq!(h.business_days_between(mon, next_mon), 4.0);
+        assert_eq!(h.business_days_between(next_mon, mon), -4.0);
+        assert!(h.any_between(mon, next_mon));
+        assert!(!h.any_between(next_mon, next_mon + MICROS_PER_DAY));
+    }
+}

@@ -1,0 +1,569 @@
+//! Pipeline configuration. Precedence, highest first: command-line flags, `LANEWATCH_*`
+//! environment variables, the pipeline file, built-in defaults. Unknown keys are errors, so a
+//! typo in a cron job's config fails loudly instead of silently running on defaults.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub pipeline: PipelineConfig,
+    pub input: InputConfig,
+    pub lanes: LaneConfig,
+    pub features: FeatureConfig,
+    pub model: ModelConfig,
+    pub alerts: AlertConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Name shown in logs and the manifest.
+    pub name: String,
+    /// Input folder (holds shipments and events). Relative paths are taken from the working directory.
+    pub input: Option<PathBuf>,
+    /// Output folder; each run writes `OUT/as_of=YYYY-MM-DD/`.
+    pub out: Option<PathBuf>,
+    /// `YYYY-MM-DD`, or `yesterday` (the UTC date before the wall clock's) for cron.
+    pub as_of: Option<String>,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Zone of timestamps stored without one. Empty: such timestamps are rejected.
+    pub naive_timezone: String,
+    /// Canonical column name → the input's column name, per table.
+    pub columns: ColumnMapping,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ColumnMapping {
+    pub shipments: BTreeMap<String, String>,
+    pub events: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LaneConfig {
+    /// Trailing window of resolved shipments that feed lane statistics.
+    pub window_days: u32,
+    /// Below this many resolved shipments a lane borrows from its parent level.
+    pub min_support: u32,
+    /// Window of the "recent" dwell compared with the baseline.
+    pub recent_days: u32,
+    /// Recent p50 / baseline p50 at or above which a lane stage counts as disrupted.
+    pub disruption_ratio: f64,
+    /// Stage observations needed in the recent window before a lane can be flagged.
+    pub disruption_min_recent: u32,
+    /// The recent p50 must also exceed the baseline p50 by this many days.
+    pub disruption_min_increase_days: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeatureConfig {
+    /// Snapshot times drawn per resolved shipment for training.
+    pub snapshots_per_shipment: u32,
+    /// Resolved shipments created within this many days before the cutoff become training rows.
+    pub train_window_days: u32,
+    /// Pseudo-count pulling a seller's or lane's late rate towards the global rate.
+    pub prior_strength: f64,
+    /// Peak and holiday days, `MM-DD`, or `black-friday` for the fourth Friday of November.
+    pub holidays: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Any of `logistic`, `tree`, `forest`.
+    pub candidates: Vec<String>,
+    /// The most recent days of resolutions form the validation window.
+    pub holdout_days: u32,
+    /// Cap on training rows after class balancing (documented sampling, see README).
+    pub max_train_rows: usize,
+    /// Fewer training rows (or positives / negatives) than this: use the lane-quantile rule.
+    pub min_train_rows: usize,
+    pub min_class_rows: usize,
+    pub logistic_alpha: f64,
+    pub logistic_max_iterations: u64,
+    pub tree_max_depth: usize,
+    pub tree_min_weight_leaf: f32,
+    pub forest_trees: usize,
+    pub forest_max_depth: usize,
+    pub forest_feature_fraction: f64,
+    /// Alert budget for evaluation: the top fraction of validation rows by risk.
+    pub alert_budget_fraction: f64,
+    pub calibration_bins: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertConfig {
+    /// Calibrated risk at or above which an in-flight parcel is `at_risk`.
+    pub risk_threshold: f64,
+    pub high_risk: f64,
+    pub medium_risk: f64,
+    /// `stalled`: no scan for this many times the lane's p90 of the current stage ...
+    pub stalled_factor: f64,
+    /// ... and for at least this many days.
+    pub stalled_min_days: f64,
+    /// Alerts per seller per night; the rest are counted in the index but not listed.
+    pub max_per_seller: usize,
+    /// Declared value (USD) from which an insured parcel is "high value".
+    pub high_value_usd: f64,
+    /// Days after the promise from which a late parcel is high severity.
+    pub late_high_days: f64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            name: "adhoc".into(),
+            input: None,
+            out: None,
+            as_of: None,
+            seed: 42,
+        }
+    }
+}
+
+impl Default for LaneConfig {
+    fn default() -> Self {
+        LaneConfig {
+            window_days: 90,
+            min_support: 30,
+            recent_days: 7,
+            disruption_ratio: 1.6,
+            disruption_min_recent: 8,
+            disruption_min_increase_days: 0.75,
+        }
+    }
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        FeatureConfig {
+            snapshots_per_shipment: 3,
+            train_window_days: 120,
+            prior_strength: 20.0,
+            holidays: [
+                "01-01",
+                "11-11",
+                "black-friday",
+                "12-24",
+                "12-25",
+                "12-26",
+                "12-31",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            candidates: vec!["logistic".into(), "tree".into(), "forest".into()],
+            holdout_days: 21,
+            max_train_rows: 60_000,
+            min_train_rows: 200,
+            min_class_rows: 20,
+            logistic_alpha: 1.0,
+            logistic_max_iterations: 200,
+            tree_max_depth: 8,
+            tree_min_weight_leaf: 20.0,
+            forest_trees: 32,
+            forest_max_depth: 10,
+            forest_feature_fraction: 0.6,
+            alert_budget_fraction: 0.05,
+            calibration_bins: 10,
+        }
+    }
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            risk_threshold: 0.5,
+            high_risk: 0.8,
+            medium_risk: 0.65,
+            stalled_factor: 2.0,
+            stalled_min_days: 4.0,
+            max_per_seller: 200,
+            high_value_usd: 100.0,
+            late_high_days: 5.0,
+        }
+    }
+}
+
+/// Overrides collected from the command line; `None` leaves lower layers alone.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub input: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub as_of: Option<String>,
+    pub seed: Option<u64>,
+}
+
+impl Config {
+    /// Defaults, then the file, then `LANEWATCH_*` variables from `env`, then `cli`.
+    pub fn load(file: Option<&Path>, env: &[(String, String)], cli: &Overrides) -> Result<Config> {
+        let mut value = toml::Value::try_from(Config::default()).map_err(|e| Error::internal(e))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+            let parsed: toml::Value = text
+                .parse::<toml::Table>()
+                .map(toml::Value::Table)
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "{}: {}",
+                        path.display(),
+                        crate::error::one_line(e.to_string())
+                    ))
+                })?;
+            merge(&mut value, parsed, "")?;
+        }
+        for (key, raw) in env {
+            let Some(rest) = key.strip_prefix("LANEWATCH_") else {
+                continue;
+            };
+            if matches!(rest, "LOG" | "LOG_FORMAT") {
+                continue;
+            }
+            let path: Vec<String> = match rest {
+                "INPUT" | "OUT" | "AS_OF" | "SEED" => {
+                    vec!["pipeline".into(), rest.to_ascii_lowercase()]
+                }
+                _ => rest.split("__").map(|p| p.to_ascii_lowercase()).collect(),
+            };
+            set_path(&mut value, &path, parse_scalar(raw), key)?;
+        }
+        let mut set = |name: &str, v: toml::Value| {
+            set_path(&mut value, &["pipeline".into(), name.into()], v, name)
+        };
+        if let Some(p) = &cli.input {
+            set(
+                "input",
+                toml::Value::String(p.to_string_lossy().into_owned()),
+            )?;
+        }
+        if let Some(p) = &cli.out {
+            set("out", toml::Value::String(p.to_string_lossy().into_owned()))?;
+        }
+        if let Some(a) = &cli.as_of {
+            set("as_of", toml::Value::String(a.clone()))?;
+        }
+        if let Some(s) = cli.seed {
+            set("seed", toml::Value::Integer(s as i64))?;
+        }
+        let config: Config = value.try_into().map_err(|e: toml::de::Error| {
+            Error::Config(crate::error::one_line(e.message().to_string()))
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Range checks that serde cannot express.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        let l = &self.lanes;
+        if l.window_days == 0 || l.recent_days == 0 || l.recent_days >= l.window_days {
+            return bad(format!(
+                "lanes.recent_days ({}) must be at least 1 and below lanes.window_days ({})",
+                l.recent_days, l.window_days
+            ));
+        }
+        if !(l.disruption_ratio > 1.0) {
+            return bad(format!(
+                "lanes.disruption_ratio must be above 1, got {}",
+                l.disruption_ratio
+            ));
+        }
+        if self.features.snapshots_per_shipment == 0 || self.features.snapshots_per_shipment > 50 {
+            return bad("features.snapshots_per_shipment must be in 1..=50".into());
+        }
+        if !(self.features.prior_strength >= 0.0) {
+            return bad("features.prior_strength must be non-negative".into());
+        }
+        crate::calendar::Holidays::parse(&self.features.holidays)?;
+        let m = &self.model;
+        if m.candidates.is_empty() {
+            return bad("model.candidates is empty".into());
+        }
+        for c in &m.candidates {
+            if !["logistic", "tree", "forest"].contains(&c.as_str()) {
+                return bad(format!(
+                    "model.candidates: unknown model {c:?} (logistic, tree, forest)"
+                ));
+            }
+        }
+        if !(m.alert_budget_fraction > 0.0 && m.alert_budget_fraction <= 1.0) {
+            return bad("model.alert_budget_fraction must be in (0, 1]".into());
+        }
+        if m.holdout_days == 0 || m.holdout_days >= self.features.train_window_days {
+            return bad(
+                "model.holdout_days must be at least 1 and below features.train_window_days".into(),
+            );
+        }
+        if m.calibration_bins < 2 || m.calibration_bins > 100 {
+            return bad("model.calibration_bins must be in 2..=100".into());
+        }
+        let a = &self.alerts;
+        for (name, v) in [
+            ("risk_threshold", a.risk_threshold),
+            ("high_risk", a.high_risk),
+            ("medium_risk", a.medium_risk),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(format!("alerts.{name} must be in [0, 1], got {v}"));
+            }
+        }
+        if !(a.stalled_factor >= 1.0) {
+            return bad("alerts.stalled_factor must be at least 1".into());
+        }
+        if a.max_per_seller == 0 {
+            return bad("alerts.max_per_seller must be at least 1".into());
+        }
+        if !self.input.naive_timezone.is_empty() {
+            self.input
+                .naive_timezone
+                .parse::<chrono_tz_check::Tz>()
+                .map_err(|_| {
+                    Error::Config(format!(
+                        "input.naive_timezone: unknown zone {:?}",
+                        self.input.naive_timezone
+                    ))
+                })?;
+        }
+        for (table, map) in [
+            ("shipments", &self.input.columns.shipments),
+            ("events", &self.input.columns.events),
+        ] {
+            let spec = if table == "shipments" {
+                crate::schema::SHIPMENTS
+            } else {
+                crate::schema::EVENTS
+            };
+            for k in map.keys() {
+                if !spec.iter().any(|c| c.name == k) {
+                    return bad(format!(
+                        "input.columns.{table}: {k:?} is not a canonical column"
+                    ));
+                }
+            }
+        }
+        if let Some(a) = &self.pipeline.as_of {
+            if a != "yesterday" {
+                parse_date(a)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The as-of date: explicit, or `yesterday` by the UTC wall clock.
+    pub fn as_of(&self) -> Result<NaiveDate> {
+        match self.pipeline.as_of.as_deref() {
+            None => Err(Error::Config(
+                "as_of is not set (use --as-of YYYY-MM-DD or pipeline.as_of)".into(),
+            )),
+            Some("yesterday") => Ok(chrono::Utc::now()
+                .date_naive()
+                .pred_opt()
+                .expect("date range")),
+            Some(s) => parse_date(s),
+        }
+    }
+
+    pub fn input_dir(&self) -> Result<&Path> {
+        self.pipeline.input.as_deref().ok_or_else(|| {
+            Error::Config("input is not set (use --input DIR or pipeline.input)".into())
+        })
+    }
+
+    pub fn out_dir(&self) -> Result<&Path> {
+        self.pipeline
+            .out
+            .as_deref()
+            .ok_or_else(|| Error::Config("out is not set (use --out DIR or pipeline.out)".into()))
+    }
+}
+
+pub fn parse_date(s: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| Error::Config(format!("bad date {:?}: expected YYYY-MM-DD", s)))
+}
+
+/// Zone names are checked with the same database polars uses to convert them.
+mod chrono_tz_check {
+    pub use chrono_tz::Tz;
+}
+
+fn parse_scalar(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = raw.parse::<f64>() {
+        return toml::Value::Float(f);
+    }
+    match raw {
+        "true" => return toml::Value::Boolean(true),
+        "false" => return toml::Value::Boolean(false),
+        _ => {}
+    }
+    if raw.starts_with('[') {
+        if let Ok(t) = format!("v = {raw}").parse::<toml::Table>() {
+            if let Some(v) = t.get("v") {
+                return v.clone();
+            }
+        }
+    }
+    toml::Value::String(raw.to_string())
+}
+
+/// Merges `over` into `base`, refusing keys the defaults do not have (maps excepted).
+fn merge(base: &mut toml::Value, over: toml::Value, at: &str) -> Result<()> {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                let free_form = at.starts_with("input.columns")
+                    || path == "pipeline.input"
+                    || path == "pipeline.out"
+                    || path == "pipeline.as_of";
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_table() && v.is_table() && !free_form => {
+                        merge(slot, v, &path)?
+                    }
+                    Some(slot) => *slot = v,
+                    None if free_form || at.starts_with("input.columns") => {
+                        b.insert(k, v);
+                    }
+                    None => return Err(Error::Config(format!("unknown key {path:?}"))),
+                }
+            }
+            Ok(())
+        }
+        (b, o) => {
+            *b = o;
+            Ok(())
+        }
+    }
+}
+
+fn set_path(value: &mut toml::Value, path: &[String], v: toml::Value, origin: &str) -> Result<()> {
+    let mut over = v;
+    for k in path.iter().rev() {
+        let mut t = toml::Table::new();
+        t.insert(k.clone(), over);
+        over = toml::Value::Table(t);
+    }
+    merge(value, over, "").map_err(|e| match e {
+        Error::Config(m) => Error::Config(format!("{origin}: {m}")),
+        other => other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[alerts]\nrisk_treshold = 0.3\n").unwrap();
+        let e = Config::load(Some(&p), &[], &Overrides::default()).unwrap_err();
+        assert_eq!(e.exit_code(), 78);
+        assert!(e.to_string().contains("alerts.risk_treshold"), "{e}");
+    }
+
+    #[test]
+    fn precedence_cli_env_file_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[pipeline]\nseed = 1\nas_of = \"2026-01-01\"\n[alerts]\nrisk_threshold = 0.3\nhigh_risk = 0.9\n").unwrap();
+        let env = vec![
+            ("LANEWATCH_SEED".to_string(), "2".to_string()),
+            (
+                "LANEWATCH_ALERTS__RISK_THRESHOLD".to_string(),
+                "0.4".to_string(),
+            ),
+        ];
+        let c = Config::load(Some(&p), &env, &Overrides::default()).unwrap();
+        assert_eq!(c.pipeline.seed, 2);
+        assert_eq!(c.alerts.risk_threshold, 0.4);
+        assert_eq!(c.alerts.high_risk, 0.9);
+        assert_eq!(c.alerts.medium_risk, AlertConfig::default().medium_risk);
+        let c = Config::load(
+            Some(&p),
+            &env,
+            &Overrides {
+                seed: Some(3),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.pipeline.seed, 3);
+        assert_eq!(
+            c.as_of().unwrap(),
+            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_env_key_is_an_error() {
+        let env = vec![("LANEWATCH_ALERTS__NOPE".to_string(), "1".to_string())];
+        let e = Config::load(None, &env, &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("alerts.nope"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_config_errors() {
+        let env = vec![(
+            "LANEWATCH_ALERTS__RISK_THRESHOLD".to_string(),
+            "1.5".to_string(),
+        )];
+        assert_eq!(
+            Config::load(None, &env, &Overrides::default())
+                .unwrap_err()
+                .exit_code(),
+            78
+        );
+        let env = vec![(
+            "LANEWATCH_MODEL__CANDIDATES".to_string(),
+            "[\"svm\"]".to_string(),
+        )];
+        assert_eq!(
+            Config::load(None, &env, &Overrides::default())
+                .unwrap_err()
+                .exit_code(),
+            78
+        );
+        let env = vec![(
+            "LANEWATCH_INPUT__NAIVE_TIMEZONE".to_string(),
+            "Mars/Olympus".to_string(),
+        )];
+        assert_eq!(
+            Config::load(None, &env, &Overrides::default())
+                .unwrap_err()
+                .exit_code(),
+            78
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! One error type for the library. Each variant maps to one sysexits code, so the binary
+//! never has to guess how a failure should be reported to cron.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// sysexits(3) codes used by the `lanewatch` binary.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const USAGE: i32 = 2;
+    pub const DATA: i32 = 65;
+    pub const NO_INPUT: i32 = 66;
+    pub const SOFTWARE: i32 = 70;
+    pub const CANT_CREATE: i32 = 73;
+    pub const TEMP_FAIL: i32 = 75;
+    pub const CONFIG: i32 = 78;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input is present but its content breaks the contract.
+    #[error("{file}: column {column}: {message}")]
+    Data {
+        file: String,
+        column: String,
+        message: String,
+    },
+
+    /// The input is present but a whole file is unusable (corrupt, not Parquet, empty).
+    #[error("{file}: {message}")]
+    BadFile { file: String, message: String },
+
+    #[error("input not found: {}", path.display())]
+    MissingInput { path: PathBuf },
+
+    #[error("cannot write {}: {message}", path.display())]
+    Output { path: PathBuf, message: String },
+
+    #[error("output {} is locked by another run ({holder}); try later", path.display())]
+    Locked { path: PathBuf, holder: String },
+
+    #[error("config: {0}")]
+    Config(String),
+
+    /// A saved model that does not fit this binary (feature schema, format).
+    #[error("model {}: {message}", path.display())]
+    Model { path: PathBuf, message: String },
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Data { .. } | Error::BadFile { .. } | Error::Model { .. } => exit::DATA,
+            Error::MissingInput { .. } => exit::NO_INPUT,
+            Error::Output { .. } => exit::CANT_CREATE,
+            Error::Locked { .. } => exit::TEMP_FAIL,
+            Error::Config(_) => exit::CONFIG,
+            Error::Internal(_) => exit::SOFTWARE,
+        }
+    }
+
+    pub fn data(
+        file: impl Into<String>,
+        column: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Data {
+            file: file.into(),
+            column: column.into(),
+            message: one_line(message.into()),
+        }
+    }
+
+    pub fn bad_file(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::BadFile {
+            file: file.into(),
+            message: one_line(message.into()),
+        }
+    }
+
+    pub fn output(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
+        Error::Output {
+            path: path.into(),
+            message: one_line(err.to_string()),
+        }
+    }
+
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        Error::Internal(one_line(err.to_string()))
+    }
+}
+
+/// Polars errors inside a stage are bugs or resource failures, not bad user data: user data
+/// is checked before it reaches the stages.
+impl From<polars::error::PolarsError> for Error {
+    fn from(e: polars::error::PolarsError) -> Self {
+        Error::internal(format!("polars: {e}"))
+    }
+}
+
+/// Messages go to one log line; user data inside them must not break it or flood it.
+pub fn one_line(s: String) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if out.chars().count() > 400 {
+        out = out.chars().take(400).collect::<String>() + "…";
+    }
+    out
+}
+
+/// Shortens a value taken from user data before it is quoted in an error message.
+pub fn quote(s: &str) -> String {
+    let shown: String = s.chars().take(60).collect();
+    let shown = one_line(shown);
+    if s.chars().count() > 60 {
+        format!("{shown:?}… ({} chars)", s.chars().count())
+    } else {
+        format!("{shown:?}")
+    }
+}

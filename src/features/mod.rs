@@ -1,0 +1,351 @@
+//! The feature stage: from clean input and a cutoff to lane statistics, training snapshots with
+//! labels, and scoring rows for the shipments in flight at the cutoff.
+//!
+//! Where each thing is computed:
+//! - PIT filtering and indexing: `prepare`
+//! - per-shipment scan state at a time t: `timeline`
+//! - lane counts, quantiles, fallback and shrinkage: `lanes`
+//! - recent-versus-baseline dwell ratios and disruption flags: `disruption`
+//! - seller and lane leave-one-out history: `history`
+//! - the feature vector itself: `snapshot`
+
+pub mod disruption;
+pub mod history;
+pub mod lanes;
+pub mod prepare;
+pub mod snapshot;
+pub mod timeline;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use crate::calendar::{self, Holidays, day_index};
+use crate::config::Config;
+use crate::error::Result;
+use crate::io;
+use crate::schema::{MICROS_PER_DAY, MICROS_PER_HOUR, N_STAGES, STAGES};
+use crate::validate::CleanInput;
+pub use snapshot::{FEATURE_SCHEMA_VERSION, FEATURES, N_FEATURES, feature_names};
+
+/// A set of (shipment, time) rows with their feature matrix (row-major, `N_FEATURES` wide).
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    pub ship: Vec<u32>,
+    pub t: Vec<i64>,
+    pub x: Vec<f64>,
+    pub extras: Vec<snapshot::Extras>,
+    /// Training rows only: late or not, and when that became known.
+    pub label: Vec<bool>,
+    pub resolved_at: Vec<i64>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.ship.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ship.is_empty()
+    }
+    pub fn row(&self, r: usize) -> &[f64] {
+        &self.x[r * N_FEATURES..(r + 1) * N_FEATURES]
+    }
+}
+
+pub struct FeatureSet {
+    pub as_of: NaiveDate,
+    pub cutoff: i64,
+    pub prep: prepare::Prepared,
+    pub states: Vec<timeline::State>,
+    pub outcomes: Vec<lanes::Outcome>,
+    pub lanes: Vec<lanes::LaneStats>,
+    pub series: disruption::Series,
+    pub history: history::History,
+    pub train: Rows,
+    pub score: Rows,
+}
+
+/// Deterministic 64-bit hash of a string and a seed (FNV-1a, then splitmix64 finalisation).
+pub fn hash_str(seed: u64, s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in s.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut z = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Builds every feature as of the night of `as_of`.
+pub fn build(clean: &CleanInput, cfg: &Config, as_of: NaiveDate) -> Result<FeatureSet> {
+    let cutoff = calendar::cutoff_micros(as_of);
+    let prep = prepare::prepare(&clean.shipments, &clean.events, cutoff)?;
+    let n = prep.len();
+    let states: Vec<timeline::State> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let (t, c) = prep.events(i);
+            timeline::state_at(prep.created[i], t, c, cutoff)
+        })
+        .collect();
+    let outcomes: Vec<lanes::Outcome> = (0..n)
+        .map(|i| lanes::outcome(&states[i], prep.promised[i], cutoff))
+        .collect();
+    let lane_stats = lanes::lane_stats(&prep, &states, &outcomes, &cfg.lanes)?;
+    let history = history::History::build(
+        &prep,
+        &states,
+        &outcomes,
+        &cfg.lanes,
+        cfg.features.prior_strength,
+    );
+    let last_day = day_index(cutoff);
+    let first_day = last_day - cfg.features.train_window_days as i64 - 1;
+    let series = disruption::series(&prep, &states, &cfg.lanes, first_day, last_day);
+    let holidays = Holidays::parse(&cfg.features.holidays)?;
+
+    // Training snapshots: resolved shipments created inside the training window.
+    let ids = prep.shipments.column("shipment_id")?.str()?.clone();
+    let since = cutoff - cfg.features.train_window_days as i64 * MICROS_PER_DAY;
+    let k = cfg.features.snapshots_per_shipment as usize;
+    let seed = cfg.pipeline.seed;
+    let mut train = Rows::default();
+    for i in 0..n {
+        let o = &outcomes[i];
+        if !o.resolved || prep.created[i] < since {
+            continue;
+        }
+        // Snapshots stop at the outcome: after delivery, return or promise there is nothing to predict.
+        let end = o.resolved_at.min(cutoff);
+        let start = prep.created[i] + MICROS_PER_HOUR;
+        if end <= start {
+            continue;
+        }
+        let h = hash_str(seed, ids.get(i).unwrap_or(""));
+        for j in 0..k {
+            // One draw per equal slice of the life, so snapshots cover early and late stages.
+            let u = (j as f64 + unit(hash_str(h, &j.to_string()))) / k as f64;
+            let t = start + ((end - start) as f64 * u) as i64;
+            let t = t.min(end - 1);
+            train.ship.push(i as u32);
+            train.t.push(t);
+            train.label.push(o.late);
+            train.resolved_at.push(o.resolved_at);
+        }
+    }
+    let mut score = Rows::default();
+    for (i, st) in states.iter().enumerate() {
+        if !st.is_terminal() {
+            score.ship.push(i as u32);
+            score.t.push(cutoff);
+        }
+    }
+
+    let ctx = snapshot::Context::new(&prep, &states, &lane_stats, &history, &series, &holidays);
+    fill(&ctx, &mut train);
+    fill(&ctx, &mut score);
+
+    Ok(FeatureSet {
+        as_of,
+        cutoff,
+        prep,
+        states,
+        outcomes,
+        lanes: lane_stats,
+        series,
+        history,
+        train,
+        score,
+    })
+}
+
+fn fill(ctx: &snapshot::Context, rows: &mut Rows) {
+    let mut x = vec![0.0; rows.len() * N_FEATURES];
+    let extras: Vec<snapshot::Extras> = x
+        .par_chunks_mut(N_FEATURES)
+        .zip(rows.ship.par_iter().zip(rows.t.par_iter()))
+        .map(|(out, (&i, &t))| ctx.features_at(i as usize, t, out))
+        .collect();
+    rows.x = x;
+    rows.extras = extras;
+}
+
+impl FeatureSet {
+    /// `lanes.parquet`: one row per lane seen before the cutoff, sorted by lane.
+    pub fn lanes_frame(&self) -> Result<DataFrame> {
+        let p = &self.prep;
+        let n = p.lanes.len();
+        let day = day_index(self.cutoff);
+        let mut in_flight = vec![0u32; n];
+        for &i in &self.score.ship {
+            in_flight[p.lane[i as usize] as usize] += 1;
+        }
+        let f = |g: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..n).map(g).collect() };
+        let mut cols = vec![
+            Column::new(
+                "origin".into(),
+                p.lanes
+                    .iter()
+                    .map(|l| l.origin.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "destination".into(),
+                p.lanes
+                    .iter()
+                    .map(|l| l.destination.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "service".into(),
+                p.lanes
+                    .iter()
+                    .map(|l| l.service.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "shipments".into(),
+                self.lanes
+                    .iter()
+                    .map(|l| l.shipments as i64)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "delivered".into(),
+                self.lanes
+                    .iter()
+                    .map(|l| l.delivered as i64)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "late".into(),
+                self.lanes.iter().map(|l| l.late as i64).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "in_flight".into(),
+                in_flight.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+            ),
+            Column::new("on_time_rate".into(), f(&|l| self.lanes[l].on_time_rate)),
+            Column::new(
+                "fallback_level".into(),
+                self.lanes
+                    .iter()
+                    .map(|l| l.level.name())
+                    .collect::<Vec<_>>(),
+            ),
+        ];
+        for (q, name) in [(0, "p50"), (1, "p90"), (2, "p95")] {
+            cols.push(Column::new(
+                format!("transit_{name}_days").into(),
+                f(&|l| self.lanes[l].v[lanes::Q_TRANSIT + q]),
+            ));
+        }
+        for (q, name) in [(0, "p50"), (1, "p90"), (2, "p95")] {
+            cols.push(Column::new(
+                format!("transit_from_scan_{name}_days").into(),
+                f(&|l| self.lanes[l].v[lanes::Q_TRANSIT_SCAN + q]),
+            ));
+        }
+        for (s, st) in STAGES.iter().enumerate() {
+            cols.push(Column::new(
+                format!("{}_p50_days", st.key).into(),
+                f(&|l| self.lanes[l].dwell_p50(s)),
+            ));
+            cols.push(Column::new(
+                format!("{}_p90_days", st.key).into(),
+                f(&|l| self.lanes[l].dwell_p90(s)),
+            ));
+        }
+        for (s, st) in STAGES.iter().enumerate() {
+            let pts: Vec<&disruption::Point> = (0..n).map(|l| self.series.at(l, s, day)).collect();
+            cols.push(Column::new(
+                format!("{}_recent_p50_days", st.key).into(),
+                pts.iter()
+                    .map(|p| p.recent_p50.is_finite().then_some(p.recent_p50))
+                    .collect::<Vec<_>>(),
+            ));
+            cols.push(Column::new(
+                format!("{}_baseline_p50_days", st.key).into(),
+                pts.iter()
+                    .map(|p| p.baseline_p50.is_finite().then_some(p.baseline_p50))
+                    .collect::<Vec<_>>(),
+            ));
+            cols.push(Column::new(
+                format!("{}_recent_n", st.key).into(),
+                pts.iter().map(|p| p.recent_n as i64).collect::<Vec<_>>(),
+            ));
+            cols.push(Column::new(
+                format!("{}_ratio", st.key).into(),
+                pts.iter().map(|p| p.ratio).collect::<Vec<_>>(),
+            ));
+        }
+        let (mut disrupted, mut stage, mut since, mut ratio) = (vec![], vec![], vec![], vec![]);
+        for l in 0..n {
+            let worst = self.worst_disrupted_stage(l, day);
+            disrupted.push(worst.is_some());
+            stage.push(worst.map(|s| STAGES[s].key));
+            since.push(
+                worst
+                    .and_then(|s| self.series.disrupted_since(l, s, day))
+                    .map(|d| (d - 1) as i32),
+            );
+            ratio.push(
+                (0..N_STAGES)
+                    .map(|s| self.series.at(l, s, day).ratio)
+                    .fold(1.0, f64::max),
+            );
+        }
+        cols.push(Column::new("disruption_ratio".into(), ratio));
+        cols.push(Column::new("disrupted".into(), disrupted));
+        cols.push(Column::new("disrupted_stage".into(), stage));
+        cols.push(io::date_column("disrupted_since", since));
+        Ok(DataFrame::new(n, cols)?)
+    }
+
+    /// The disrupted stage of lane `l` with the highest ratio as of cutoff day `day`.
+    pub fn worst_disrupted_stage(&self, l: usize, day: i64) -> Option<usize> {
+        (0..N_STAGES)
+            .filter(|&s| self.series.at(l, s, day).disrupted)
+            .max_by(|&a, &b| {
+                self.series
+                    .at(l, a, day)
+                    .ratio
+                    .total_cmp(&self.series.at(l, b, day).ratio)
+                    .then(b.cmp(&a))
+            })
+    }
+
+    /// A feature table: identifying columns, then every feature. Training tables add the label.
+    pub fn rows_frame(&self, rows: &Rows, with_label: bool) -> Result<DataFrame> {
+        let idx = IdxCa::from_vec(
+            "idx".into(),
+            rows.ship.iter().map(|&i| i as IdxSize).collect(),
+        );
+        let base = self.prep.shipments.select([
+            "shipment_id",
+            "seller_id",
+            "origin",
+            "destination",
+            "service",
+        ])?;
+        let mut df = base.take(&idx)?;
+        df.with_column(io::ts_column_req("snapshot_at", rows.t.clone()))?;
+        if with_label {
+            df.with_column(Column::new("late".into(), rows.label.clone()))?;
+            df.with_column(io::ts_column_req("resolved_at", rows.resolved_at.clone()))?;
+        }
+        for (j, (name, _)) in FEATURES.iter().enumerate() {
+            let v: Vec<f64> = (0..rows.len())
+                .map(|r| rows.x[r * N_FEATURES + j])
+                .collect();
+            df.with_column(Column::new((*name).into(), v))?;
+        }
+        Ok(df)
+    }
+}

@@ -1,0 +1,248 @@
+//! Snapshot features of one shipment at one moment t ≤ C. Training rows (t inside a resolved
+//! shipment's life) and scoring rows (t = C) go through `features_at`, the one code path.
+
+use super::disruption::Series;
+use super::history::History;
+use super::lanes::LaneStats;
+use super::prepare::Prepared;
+use super::timeline::{NONE, State, state_at};
+use crate::calendar::{Holidays, day_index, weekday};
+use crate::schema::{N_STAGES, days};
+
+/// Bumped whenever a feature is added, removed, reordered or redefined. Saved models record it.
+pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+
+/// Feature names in matrix order, with what each means (also in FEATURES.md).
+pub const FEATURES: [(&str, &str); 33] = [
+    ("age_days", "days since created_at"),
+    (
+        "time_to_promise_days",
+        "days from t to promised_at (negative once passed)",
+    ),
+    (
+        "promise_horizon_days",
+        "days from created_at to promised_at",
+    ),
+    ("stage_index", "current stage, 0 handling … 5 last mile"),
+    (
+        "milestone_index",
+        "furthest milestone reached, 0 CREATED … 7 OUT_FOR_DELIVERY",
+    ),
+    (
+        "days_since_last_scan",
+        "days since the last scan of any kind (since created_at if none)",
+    ),
+    ("stage_dwell_days", "days in the current stage so far"),
+    (
+        "dwell_vs_p50",
+        "stage dwell / the lane's p50 dwell for this stage",
+    ),
+    (
+        "dwell_vs_p90",
+        "stage dwell / the lane's p90 dwell for this stage",
+    ),
+    (
+        "expected_remaining_p50_days",
+        "lane p50 of time from this stage to delivery, less time already spent",
+    ),
+    (
+        "expected_remaining_p90_days",
+        "the same from the lane's p90",
+    ),
+    ("slack_p50_days", "time_to_promise − expected_remaining_p50"),
+    ("slack_p90_days", "time_to_promise − expected_remaining_p90"),
+    ("scans", "number of scans so far"),
+    ("customs_hold_seen", "1 if a CUSTOMS_HOLD scan was seen"),
+    ("delivery_failures", "number of DELIVERY_FAILED scans"),
+    ("exception_seen", "1 if an EXCEPTION scan was seen"),
+    (
+        "seller_handling_days",
+        "seller's mean handling days (created → picked up), smoothed, leave-one-out",
+    ),
+    (
+        "seller_late_rate",
+        "seller's late rate over resolved shipments, smoothed, leave-one-out",
+    ),
+    (
+        "seller_log_shipments",
+        "ln(1 + seller's resolved shipments, leave-one-out)",
+    ),
+    (
+        "lane_late_rate",
+        "lane's late rate over resolved shipments, smoothed, leave-one-out",
+    ),
+    (
+        "lane_disruption_ratio",
+        "max recent/baseline dwell ratio over the current and later stages, as of t's night",
+    ),
+    (
+        "lane_disrupted_ahead",
+        "1 if the current or a later stage of the lane is flagged disrupted as of t's night",
+    ),
+    ("day_of_week", "day of week of t, Monday 0"),
+    (
+        "business_days_to_promise",
+        "business days from t's day to the promise day",
+    ),
+    (
+        "holiday_in_window",
+        "1 if a configured holiday or peak day falls between t and the promise",
+    ),
+    ("weight_kg", "parcel weight in kg (0.3 when unknown)"),
+    (
+        "log_declared_value",
+        "ln(1 + declared value in USD), 0 when unknown",
+    ),
+    ("insured", "1 if insured"),
+    (
+        "promise_margin_p90_days",
+        "promise horizon − lane p90 transit",
+    ),
+    ("lane_transit_p50_days", "lane p50 transit from created_at"),
+    ("is_express", "1 if the service name contains 'express'"),
+    ("is_economy", "1 if the service name contains 'economy'"),
+];
+pub const N_FEATURES: usize = FEATURES.len();
+
+pub fn feature_names() -> Vec<String> {
+    FEATURES.iter().map(|(n, _)| n.to_string()).collect()
+}
+
+/// Everything features need, as of one cutoff.
+pub struct Context<'a> {
+    pub prep: &'a Prepared,
+    pub states: &'a [State],
+    pub lanes: &'a [LaneStats],
+    pub history: &'a History,
+    pub series: &'a Series,
+    pub holidays: &'a Holidays,
+    pub service_kind: Vec<(bool, bool)>,
+}
+
+/// Derived values the alert stage reuses for reasons, alongside the feature vector.
+#[derive(Debug, Clone, Copy)]
+pub struct Extras {
+    pub stage: usize,
+    pub furthest: u8,
+    pub last_event_at: i64,
+    pub stage_dwell_days: f64,
+    pub expected_remaining_p50: f64,
+    pub expected_remaining_p90: f64,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        prep: &'a Prepared,
+        states: &'a [State],
+        lanes: &'a [LaneStats],
+        history: &'a History,
+        series: &'a Series,
+        holidays: &'a Holidays,
+    ) -> Self {
+        let service_kind = prep
+            .lanes
+            .iter()
+            .map(|l| {
+                let s = l.service.to_ascii_lowercase();
+                (s.contains("express"), s.contains("economy"))
+            })
+            .collect();
+        Context {
+            prep,
+            states,
+            lanes,
+            history,
+            series,
+            holidays,
+            service_kind,
+        }
+    }
+
+    /// Features of shipment `i` at time `t` (t ≤ cutoff), written into `out`.
+    pub fn features_at(&self, i: usize, t: i64, out: &mut [f64]) -> Extras {
+        let p = self.prep;
+        let created = p.created[i];
+        let promised = p.promised[i];
+        let st_owned;
+        let st: &State = if t == p.cutoff {
+            &self.states[i]
+        } else {
+            let (times, codes) = p.events(i);
+            st_owned = state_at(created, times, codes, t);
+            &st_owned
+        };
+        let lane = p.lane[i] as usize;
+        let ls = &self.lanes[lane];
+        let s = st.stage;
+        let dwell = days(t - st.stage_start).max(0.0);
+        let p50 = ls.dwell_p50(s).max(0.05);
+        let p90 = ls.dwell_p90(s).max(p50);
+        let rem50 = (ls.rem_p50(s) - dwell).max(ls.rem_p50(s + 1)).max(0.0);
+        let rem90 = (ls.rem_p90(s) - dwell).max(ls.rem_p90(s + 1)).max(0.0);
+        let to_promise = days(promised - t);
+        let last_scan = if st.last_scan == NONE {
+            created
+        } else {
+            st.last_scan
+        };
+        let day = day_index(t);
+        let mut ratio: f64 = 1.0;
+        let mut ahead = false;
+        for s2 in s..N_STAGES {
+            let pt = self.series.at(lane, s2, day);
+            ratio = ratio.max(pt.ratio);
+            ahead |= pt.disrupted;
+        }
+        let seen = self.history.seen(i, p.seller[i] as usize, lane);
+        let (express, economy) = self.service_kind[lane];
+        let w = p.weight_g[i];
+        let v = p.declared_value[i];
+        let values: [f64; N_FEATURES] = [
+            days(t - created),
+            to_promise,
+            days(promised - created),
+            s as f64,
+            st.furthest as f64,
+            days(t - last_scan).max(0.0),
+            dwell,
+            dwell / p50,
+            dwell / p90,
+            rem50,
+            rem90,
+            to_promise - rem50,
+            to_promise - rem90,
+            st.scans as f64,
+            (st.customs_holds > 0) as u8 as f64,
+            st.failed_deliveries as f64,
+            (st.exceptions > 0) as u8 as f64,
+            seen.seller_handling_days,
+            seen.seller_late_rate,
+            seen.seller_shipments.ln_1p(),
+            seen.lane_late_rate,
+            ratio,
+            ahead as u8 as f64,
+            weekday(day) as f64,
+            self.holidays.business_days_between(t, promised),
+            self.holidays.any_between(t, promised) as u8 as f64,
+            if w.is_finite() { w / 1000.0 } else { 0.3 },
+            if v.is_finite() { v.ln_1p() } else { 0.0 },
+            p.insured[i] as u8 as f64,
+            days(promised - created) - ls.transit(1),
+            ls.transit(0),
+            express as u8 as f64,
+            economy as u8 as f64,
+        ];
+        for (o, v) in out.iter_mut().zip(values) {
+            // Features reach linfa, which must never see NaN or infinity.
+            *o = if v.is_finite() { v } else { 0.0 };
+        }
+        Extras {
+            stage: s,
+            furthest: st.furthest,
+            last_event_at: last_scan,
+            stage_dwell_days: dwell,
+            expected_remaining_p50: rem50,
+            expected_remaining_p90: rem90,
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! What a shipment's scans say at a moment t: furthest milestone, current stage, dwell, scans
+//! and exceptions. Only events strictly before t are read.
+
+use crate::schema::{self, N_STAGES, STAGES};
+
+pub const NONE: i64 = i64::MIN;
+
+#[derive(Debug, Clone)]
+pub struct State {
+    /// First time each milestone was reached (`NONE` if not yet). CREATED defaults to created_at.
+    pub first: [i64; 9],
+    /// Furthest milestone reached (index into `schema::MILESTONES`).
+    pub furthest: u8,
+    pub stage: usize,
+    /// When the current stage began.
+    pub stage_start: i64,
+    pub last_scan: i64,
+    pub first_carrier_scan: i64,
+    pub scans: u32,
+    pub customs_holds: u32,
+    pub failed_deliveries: u32,
+    pub exceptions: u32,
+    /// Time of a terminal event: delivered, returned or lost.
+    pub delivered: i64,
+    pub returned_or_lost: i64,
+}
+
+impl State {
+    pub fn is_terminal(&self) -> bool {
+        self.delivered != NONE || self.returned_or_lost != NONE
+    }
+
+    /// When the outcome became final (delivery, return or loss), if it did.
+    pub fn terminal_at(&self) -> i64 {
+        match (self.delivered, self.returned_or_lost) {
+            (NONE, r) => r,
+            (d, NONE) => d,
+            (d, r) => d.min(r),
+        }
+    }
+
+    /// Start of stage `s` (first milestone of the stage group reached), if reached.
+    pub fn stage_entry(&self, s: usize) -> i64 {
+        let st = &STAGES[s];
+        (st.first..=st.last)
+            .map(|m| self.first[m as usize])
+            .filter(|&t| t != NONE)
+            .min()
+            .unwrap_or(NONE)
+    }
+
+    /// End of stage `s`: the first time any later milestone was reached.
+    pub fn stage_exit(&self, s: usize) -> i64 {
+        let st = &STAGES[s];
+        ((st.last + 1)..=schema::DELIVERED)
+            .map(|m| self.first[m as usize])
+            .filter(|&t| t != NONE)
+            .min()
+            .unwrap_or(NONE)
+    }
+
+    /// Completed dwell of stage `s` in µs, if both ends were scanned in order.
+    pub fn stage_dwell(&self, s: usize) -> Option<i64> {
+        let (a, b) = (self.stage_entry(s), self.stage_exit(s));
+        (a != NONE && b != NONE && b >= a).then(|| b - a)
+    }
+}
+
+/// The state of a shipment created at `created` given its time-ordered events, counting only
+/// events before `t`.
+pub fn state_at(created: i64, times: &[i64], codes: &[u8], t: i64) -> State {
+    let mut st = State {
+        first: [NONE; 9],
+        furthest: 0,
+        stage: 0,
+        stage_start: created,
+        last_scan: NONE,
+        first_carrier_scan: NONE,
+        scans: 0,
+        customs_holds: 0,
+        failed_deliveries: 0,
+        exceptions: 0,
+        delivered: NONE,
+        returned_or_lost: NONE,
+    };
+    for (&time, &code) in times.iter().zip(codes) {
+        if time >= t {
+            break;
+        }
+        st.scans += 1;
+        st.last_scan = time;
+        if code != 0 && st.first_carrier_scan == NONE {
+            st.first_carrier_scan = time;
+        }
+        match code {
+            0..=8 => {
+                let m = code as usize;
+                if st.first[m] == NONE {
+                    st.first[m] = time;
+                }
+                st.furthest = st.furthest.max(code);
+                if code == schema::DELIVERED && st.delivered == NONE {
+                    st.delivered = time;
+                }
+            }
+            schema::CUSTOMS_HOLD => st.customs_holds += 1,
+            schema::DELIVERY_FAILED => st.failed_deliveries += 1,
+            schema::EXCEPTION => st.exceptions += 1,
+            schema::RETURNED | schema::LOST => {
+                st.exceptions += 1;
+                if st.returned_or_lost == NONE {
+                    st.returned_or_lost = time;
+                }
+            }
+            _ => {}
+        }
+    }
+    st.first[0] = if st.first[0] == NONE {
+        created
+    } else {
+        st.first[0].min(created)
+    };
+    st.stage = schema::stage_of(st.furthest.min(schema::DELIVERED - 1));
+    let entry = st.stage_entry(st.stage);
+    st.stage_start = if entry == NONE { created } else { entry };
+    st
+}
+
+/// Stage observations for lane dwell statistics: (stage, entry, exit or `NONE` when still open).
+pub fn stage_spans(st: &State) -> impl Iterator<Item = (usize, i64, i64)> + '_ {
+    (0..N_STAGES).filter_map(move |s| {
+        let entry = st.stage_entry(s);
+        if entry == NONE {
+            return None;
+        }
+        let exit = st.stage_exit(s);
+        if exit != NONE && exit < entry {
+            return None;
+        }
+        Some((s, entry, exit))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const H: i64 = schema::MICROS_PER_HOUR;
+
+    #[test]
+    fn state_counts_only_events_before_t() {
+        let times = [0, 10 * H, 20 * H, 30 * H];
+        let codes = [0u8, 1, 2, 9];
+        let st = state_at(0, &times, &codes, 20 * H);
+        assert_eq!(st.furthest, 1);
+        assert_eq!(st.stage, 1);
+        assert_eq!(st.stage_start, 10 * H);
+        assert_eq!(st.scans, 2);
+        assert_eq!(st.customs_holds, 0);
+        let st = state_at(0, &times, &codes, 31 * H);
+        assert_eq!(st.furthest, 2);
+        assert_eq!(st.customs_holds, 1);
+        assert_eq!(st.stage_dwell(0), Some(10 * H));
+        assert_eq!(st.stage_dwell(1), Some(10 * H));
+    }
+
+    #[test]
+    fn skipped_milestones_join_stages() {
+        // PICKED_UP then straight to EXPORT_CLEARED: origin processing spans both.
+        let st = state_at(0, &[5 * H, 9 * H], &[1, 3], i64::MAX);
+        assert_eq!(st.stage_dwell(1), Some(4 * H));
+        assert_eq!(st.stage_dwell(2), None);
+        assert_eq!(st.stage, 3);
+        assert_eq!(st.stage_start, 9 * H);
+    }
+}

@@ -1,0 +1,492 @@
+//! Reading the canonical input: locating files (a file or a folder of Parquet, hive partitions
+//! allowed), checking each file's footer with the `parquet` crate before any data is decoded,
+//! then decoding with polars and normalising types (µs UTC timestamps, f64, strings).
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::{DataType as ArrowType, TimeUnit as ArrowUnit};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::config::InputConfig;
+use crate::error::{Error, Result};
+use crate::schema::{ColumnSpec, Kind, Table};
+
+/// One problem found in the input. Errors stop a run; warnings are reported and the data used.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Finding {
+    pub level: Level,
+    pub file: String,
+    pub column: String,
+    pub check: &'static str,
+    pub message: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+impl Finding {
+    pub fn line(&self) -> String {
+        let lvl = match self.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        if self.column.is_empty() {
+            format!("{lvl}: {}: {}", self.file, self.message)
+        } else {
+            format!(
+                "{lvl}: {}: column {}: {}",
+                self.file, self.column, self.message
+            )
+        }
+    }
+
+    pub fn into_error(self) -> Error {
+        if self.column.is_empty() {
+            Error::bad_file(self.file, self.message)
+        } else {
+            Error::data(self.file, self.column, self.message)
+        }
+    }
+}
+
+/// What the manifest records of each input file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileInfo {
+    pub table: &'static str,
+    /// Path relative to the input folder, lossy where the name is not UTF-8.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+/// A table after reading: canonical column names and types, plus what was found on the way.
+pub struct ReadTable {
+    pub df: DataFrame,
+    pub files: Vec<FileInfo>,
+    pub findings: Vec<Finding>,
+}
+
+/// Files of one table: `NAME.parquet` as a file, or a folder `NAME.parquet/` or `NAME/` of
+/// Parquet files (any depth, hive-style `key=value` folders allowed). Hidden files and
+/// `_`-prefixed markers are skipped, as Spark and Hive do.
+pub fn locate(input: &Path, table: Table) -> Result<Vec<PathBuf>> {
+    if !input.is_dir() {
+        return Err(Error::MissingInput {
+            path: input.to_path_buf(),
+        });
+    }
+    let name = table.name();
+    let file = input.join(format!("{name}.parquet"));
+    if file.is_file() {
+        return Ok(vec![file]);
+    }
+    for dir in [file.clone(), input.join(name)] {
+        if dir.is_dir() {
+            let mut found = Vec::new();
+            walk(&dir, &mut found)
+                .map_err(|e| Error::bad_file(dir.display().to_string(), e.to_string()))?;
+            found.sort_by(|a, b| {
+                a.as_os_str()
+                    .as_encoded_bytes()
+                    .cmp(b.as_os_str().as_encoded_bytes())
+            });
+            if found.is_empty() {
+                return Err(Error::MissingInput { path: dir });
+            }
+            return Ok(found);
+        }
+    }
+    Err(Error::MissingInput { path: file })
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let bytes = name.as_encoded_bytes();
+        if bytes.starts_with(b".") || bytes.starts_with(b"_") {
+            continue;
+        }
+        let path = entry.path();
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            walk(&path, out)?;
+        } else if bytes.ends_with(b".parquet")
+            || bytes.ends_with(b".parq")
+            || (ft.is_file() && !bytes.contains(&b'.'))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn shown(input: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(input).unwrap_or(path);
+    rel.to_string_lossy()
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// How a column in a file must be converted to its canonical type.
+#[derive(Debug, Clone, Copy)]
+enum Convert {
+    Keep,
+    ToString,
+    ToF64,
+    Timestamp { unit: ArrowUnit, naive: bool },
+}
+
+/// Reads one table. A file-level problem (unreadable, missing required column, wrong type)
+/// is an error finding and that file contributes no rows; the caller decides whether errors
+/// are fatal.
+pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadTable> {
+    let paths = locate(input, table)?;
+    let mapping = match table {
+        Table::Shipments => &cfg.columns.shipments,
+        Table::Events => &cfg.columns.events,
+    };
+    let source_name = |c: &ColumnSpec| {
+        mapping
+            .get(c.name)
+            .cloned()
+            .unwrap_or_else(|| c.name.to_string())
+    };
+    let naive_tz = cfg.naive_timezone.trim();
+
+    let mut frames = Vec::with_capacity(paths.len());
+    let mut files = Vec::with_capacity(paths.len());
+    let mut findings = Vec::new();
+    for path in &paths {
+        let file = shown(input, path);
+        let name_for_msgs = format!(
+            "{}/{}",
+            table.name(),
+            file.trim_start_matches(&format!("{}/", table.name()))
+        );
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingInput { path: path.clone() },
+            _ => Error::bad_file(name_for_msgs.clone(), format!("cannot read: {e}")),
+        })?;
+        let bytes = bytes::Bytes::from(bytes);
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        let err = |column: &str, check: &'static str, message: String| Finding {
+            level: Level::Error,
+            file: name_for_msgs.clone(),
+            column: column.to_string(),
+            check,
+            message,
+            count: 1,
+        };
+
+        // Footer first: schema and row count without decoding a page.
+        let meta =
+            match parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    let why = if bytes.is_empty() {
+                        "empty file (0 bytes), not Parquet".to_string()
+                    } else {
+                        format!(
+                            "not a readable Parquet file: {}",
+                            crate::error::one_line(e.to_string())
+                        )
+                    };
+                    findings.push(err("", "corrupt_file", why));
+                    files.push(FileInfo {
+                        table: table.name(),
+                        path: file,
+                        rows: 0,
+                        bytes: bytes.len() as u64,
+                        blake3: hash,
+                    });
+                    continue;
+                }
+            };
+        let rows = meta.file_metadata().num_rows().max(0) as u64;
+        files.push(FileInfo {
+            table: table.name(),
+            path: file.clone(),
+            rows,
+            bytes: bytes.len() as u64,
+            blake3: hash,
+        });
+        let schema = match parquet::arrow::parquet_to_arrow_schema(
+            meta.file_metadata().schema_descr(),
+            meta.file_metadata().key_value_metadata(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                findings.push(err(
+                    "",
+                    "corrupt_file",
+                    format!(
+                        "unreadable schema: {}",
+                        crate::error::one_line(e.to_string())
+                    ),
+                ));
+                continue;
+            }
+        };
+
+        let mut plan: Vec<(&ColumnSpec, String, Convert)> = Vec::new();
+        let mut file_ok = true;
+        for spec in table.columns() {
+            let src = source_name(spec);
+            let Ok(field) = schema.field_with_name(&src) else {
+                if spec.required {
+                    let hint = if src != spec.name {
+                        format!(" (mapped from {src:?})")
+                    } else {
+                        String::new()
+                    };
+                    findings.push(err(
+                        spec.name,
+                        "missing_column",
+                        format!("required column is missing{hint}"),
+                    ));
+                    file_ok = false;
+                }
+                continue;
+            };
+            let dt = field.data_type();
+            let conv = match (spec.kind, dt) {
+                (Kind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => {
+                    Some(Convert::Keep)
+                }
+                (Kind::Str, ArrowType::Dictionary(_, v))
+                    if matches!(
+                        v.as_ref(),
+                        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
+                    ) =>
+                {
+                    Some(Convert::ToString)
+                }
+                (Kind::Float, ArrowType::Float64) => Some(Convert::Keep),
+                (Kind::Float, t)
+                    if t.is_numeric()
+                        && !matches!(
+                            t,
+                            ArrowType::Decimal128(..)
+                                | ArrowType::Decimal256(..)
+                                | ArrowType::Float16
+                        ) =>
+                {
+                    Some(Convert::ToF64)
+                }
+                (Kind::Bool, ArrowType::Boolean) => Some(Convert::Keep),
+                (Kind::Timestamp, ArrowType::Timestamp(unit, tz)) => match tz {
+                    None if naive_tz.is_empty() => {
+                        findings.push(err(
+                            spec.name,
+                            "naive_timestamp",
+                            "timestamps have no time zone; store them as UTC or set input.naive_timezone".into(),
+                        ));
+                        file_ok = false;
+                        continue;
+                    }
+                    None => Some(Convert::Timestamp {
+                        unit: *unit,
+                        naive: true,
+                    }),
+                    Some(_) => Some(Convert::Timestamp {
+                        unit: *unit,
+                        naive: false,
+                    }),
+                },
+                _ => None,
+            };
+            match conv {
+                Some(c) => plan.push((spec, src, c)),
+                None => {
+                    findings.push(err(
+                        spec.name,
+                        "wrong_type",
+                        format!("expected {}, got {}", spec.kind.name(), dt),
+                    ));
+                    file_ok = false;
+                }
+            }
+        }
+        if !file_ok {
+            continue;
+        }
+
+        let columns: Vec<String> = plan.iter().map(|(_, src, _)| src.clone()).collect();
+        let decoded = std::panic::catch_unwind(|| {
+            ParquetReader::new(Cursor::new(bytes.clone()))
+                .with_columns(Some(columns))
+                .finish()
+        });
+        let df = match decoded {
+            Ok(Ok(df)) => df,
+            Ok(Err(e)) => {
+                findings.push(err(
+                    "",
+                    "corrupt_file",
+                    format!(
+                        "cannot decode data: {}",
+                        crate::error::one_line(e.to_string())
+                    ),
+                ));
+                continue;
+            }
+            Err(_) => {
+                findings.push(err(
+                    "",
+                    "corrupt_file",
+                    "cannot decode data: the Parquet reader failed on this file".into(),
+                ));
+                continue;
+            }
+        };
+        match normalise(df, &plan, naive_tz) {
+            Ok(df) => {
+                for (spec, _, _) in &plan {
+                    let nulls = df.column(spec.name).map(|c| c.null_count()).unwrap_or(0);
+                    if spec.required && nulls > 0 {
+                        let mut f = err(
+                            spec.name,
+                            "null_required",
+                            format!("{nulls} null values in a required column"),
+                        );
+                        f.count = nulls as u64;
+                        findings.push(f);
+                    }
+                }
+                frames.push(df)
+            }
+            Err(e) => findings.push(err(
+                "",
+                "corrupt_file",
+                format!(
+                    "cannot convert columns: {}",
+                    crate::error::one_line(e.to_string())
+                ),
+            )),
+        }
+    }
+
+    // Files may lack optional columns; give every frame the full canonical set.
+    let mut aligned = Vec::with_capacity(frames.len());
+    for df in frames {
+        let height = df.height();
+        let mut cols = Vec::with_capacity(table.columns().len());
+        for spec in table.columns() {
+            match df.column(spec.name) {
+                Ok(c) => cols.push(c.clone()),
+                Err(_) => cols.push(Column::full_null(
+                    spec.name.into(),
+                    height,
+                    &canonical_dtype(spec.kind),
+                )),
+            }
+        }
+        aligned.push(DataFrame::new(height, cols)?);
+    }
+    let df = match aligned.len() {
+        0 => DataFrame::empty_with_schema(&canonical_schema(table)),
+        1 => aligned.pop().expect("one frame"),
+        _ => {
+            let mut it = aligned.into_iter();
+            let mut acc = it.next().expect("frames");
+            for f in it {
+                acc.vstack_mut_owned(f)?;
+            }
+            acc
+        }
+    };
+    Ok(ReadTable {
+        df,
+        files,
+        findings,
+    })
+}
+
+pub fn canonical_dtype(kind: Kind) -> DataType {
+    match kind {
+        Kind::Str => DataType::String,
+        Kind::Timestamp => crate::io::utc_dtype(),
+        Kind::Float => DataType::Float64,
+        Kind::Bool => DataType::Boolean,
+    }
+}
+
+pub fn canonical_schema(table: Table) -> Schema {
+    table
+        .columns()
+        .iter()
+        .map(|c| Field::new(c.name.into(), canonical_dtype(c.kind)))
+        .collect()
+}
+
+fn normalise(
+    df: DataFrame,
+    plan: &[(&ColumnSpec, String, Convert)],
+    naive_tz: &str,
+) -> PolarsResult<DataFrame> {
+    let height = df.height();
+    let mut out = Vec::with_capacity(plan.len());
+    for (spec, src, conv) in plan {
+        let col = df.column(src)?.as_materialized_series().clone();
+        let s = match conv {
+            Convert::Keep => col,
+            Convert::ToString => col.cast(&DataType::String)?,
+            Convert::ToF64 => col.cast(&DataType::Float64)?,
+            Convert::Timestamp { unit, naive } => {
+                let raw = col.to_physical_repr().cast(&DataType::Int64)?;
+                let raw = raw.i64()?;
+                let to_us = |v: i64| -> i64 {
+                    match unit {
+                        ArrowUnit::Second => v.saturating_mul(1_000_000),
+                        ArrowUnit::Millisecond => v.saturating_mul(1_000),
+                        ArrowUnit::Microsecond => v,
+                        ArrowUnit::Nanosecond => v.div_euclid(1_000),
+                    }
+                };
+                let values: Int64Chunked = if *naive && !is_utc(naive_tz) {
+                    let tz: chrono_tz::Tz = naive_tz
+                        .parse()
+                        .map_err(|_| polars_err!(ComputeError: "unknown zone {naive_tz}"))?;
+                    raw.apply_values(|v| local_to_utc(to_us(v), &tz))
+                } else {
+                    raw.apply_values(to_us)
+                };
+                values
+                    .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                    .into_series()
+            }
+        };
+        out.push(s.with_name(spec.name.into()).into_column());
+    }
+    DataFrame::new(height, out)
+}
+
+fn is_utc(tz: &str) -> bool {
+    matches!(tz, "UTC" | "utc" | "Etc/UTC" | "+00:00" | "Z")
+}
+
+/// Wall-clock µs in `tz` to UTC µs. Ambiguous times take the earlier instant; times in a
+/// spring-forward gap are read as standard time.
+fn local_to_utc(local_us: i64, tz: &chrono_tz::Tz) -> i64 {
+    use chrono::{LocalResult, Offset, TimeZone as _};
+    let secs = local_us.div_euclid(1_000_000);
+    let sub = local_us.rem_euclid(1_000_000);
+    let Some(naive) = chrono::DateTime::from_timestamp(secs, 0).map(|d| d.naive_utc()) else {
+        return local_us;
+    };
+    let offset = match tz.offset_from_local_datetime(&naive) {
+        LocalResult::Single(o) | LocalResult::Ambiguous(o, _) => o.fix().local_minus_utc() as i64,
+        LocalResult::None => tz.offset_from_utc_datetime(&naive).fix().local_minus_utc() as i64,
+    };
+    (secs - offset) * 1_000_000 + sub
+}

@@ -1,0 +1,81 @@
+//! Writing files so that the same frame always gives the same bytes, and so that a reader never
+//! sees half a file.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// Writes `df` as Parquet. The frame is rechunked first: row groups then depend only on the row
+/// count, never on how many threads built the frame.
+pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<u64> {
+    df.rechunk_mut();
+    let file = File::create(path).map_err(|e| Error::output(path, e))?;
+    let mut buf = std::io::BufWriter::with_capacity(1 << 20, file);
+    ParquetWriter::new(&mut buf)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::full())
+        .with_row_group_size(Some(ROW_GROUP_ROWS))
+        .finish(df)
+        .map_err(|e| Error::output(path, e))?;
+    let file = buf
+        .into_inner()
+        .map_err(|e| Error::output(path, e.error()))?;
+    file.sync_all().map_err(|e| Error::output(path, e))?;
+    Ok(df.height() as u64)
+}
+
+/// Writes bytes to `path` through a temporary sibling and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = File::create(&tmp).map_err(|e| Error::output(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::output(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))?;
+    Ok(())
+}
+
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| Error::output(path, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::output(path, e))
+}
+
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| Error::output(path, e))
+}
+
+/// UTC microsecond timestamps, the only time type lanewatch writes.
+pub fn utc_dtype() -> DataType {
+    DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+}
+
+pub fn ts_column(name: &str, values: Vec<Option<i64>>) -> Column {
+    Int64Chunked::from_iter_options(name.into(), values.into_iter())
+        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+        .into_column()
+}
+
+pub fn ts_column_req(name: &str, values: Vec<i64>) -> Column {
+    Int64Chunked::from_vec(name.into(), values)
+        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+        .into_column()
+}
+
+/// Days since the epoch as a Date column.
+pub fn date_column(name: &str, days: Vec<Option<i32>>) -> Column {
+    Int32Chunked::from_iter_options(name.into(), days.into_iter())
+        .into_date()
+        .into_column()
+}

@@ -1,0 +1,419 @@
+//! The `lanewatch` binary: parses arguments, calls the library, maps errors to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use lanewatch::config::{self, Config, Overrides};
+use lanewatch::error::{Error, exit};
+use lanewatch::{generate, pipeline};
+
+const EXIT_CODES: &str = "\
+Exit codes (sysexits):
+  0   ok
+  2   usage error
+  65  bad input data (also a model whose feature schema does not match)
+  66  input missing
+  70  internal error (including any panic)
+  73  cannot write output
+  75  output locked by another run; try later
+  78  config error";
+
+#[derive(Parser)]
+#[command(name = "lanewatch", version, about = "Early warning for late cross-border parcels", after_help = EXIT_CODES)]
+struct Cli {
+    /// Log format on stderr: human, or json for cron and log shippers.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "human",
+        global = true,
+        env = "LANEWATCH_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Pipeline config (TOML), e.g. pipelines/nightly.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Input folder holding shipments and events.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Seed for sampling and models.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the nightly job: features, model, scores, alerts, seller files and report.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Output folder; the run writes OUT/as_of=DATE/.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The night to run: YYYY-MM-DD or `yesterday`.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Check an input folder against the contract.
+    #[command(after_help = EXIT_CODES)]
+    Validate {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Write realistic synthetic tracking histories with ground truth.
+    #[command(after_help = EXIT_CODES)]
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        shipments: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// First day orders are created.
+        #[arg(long, default_value = "2026-06-01")]
+        start: String,
+        /// Days over which orders are created.
+        #[arg(long, default_value_t = 180)]
+        days: u32,
+    },
+    /// Write lanes.parquet, features.parquet (scoring rows) and training.parquet.
+    #[command(after_help = EXIT_CODES)]
+    Features {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Train and save the late-risk model.
+    #[command(after_help = EXIT_CODES)]
+    Train {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long)]
+        model_out: PathBuf,
+        /// Also write the metrics here.
+        #[arg(long)]
+        metrics_out: Option<PathBuf>,
+    },
+    /// Convert a public dataset to the canonical input.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Import(Import),
+    /// Score in-flight shipments with a saved model.
+    #[command(after_help = EXIT_CODES)]
+    Score {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum Import {
+    /// UCI Cargo 2000 (c2k_data_comma.csv) to shipments, events and truth Parquet.
+    Cargo2000 {
+        /// Path to c2k_data_comma.csv.
+        #[arg(long)]
+        src: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Day the first process instance starts.
+        #[arg(long, default_value = "2026-01-05")]
+        start: String,
+        /// Days over which instances are spread, in file order.
+        #[arg(long, default_value_t = 120)]
+        days: u32,
+    },
+}
+
+fn load_config(
+    common: &Common,
+    out: Option<PathBuf>,
+    as_of: Option<String>,
+) -> Result<Config, Error> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("LANEWATCH_"))
+        .collect();
+    Config::load(
+        common.config.as_deref(),
+        &env,
+        &Overrides {
+            input: common.input.clone(),
+            out,
+            as_of,
+            seed: common.seed,
+        },
+    )
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("LANEWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Human => {
+            use std::io::IsTerminal;
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false)
+                .try_init()
+        }
+    };
+    lanewatch::progress::enable_if_terminal(matches!(format, LogFormat::Json));
+}
+
+fn real_main(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Run { common, out, as_of } => {
+            let cfg = load_config(&common, out, as_of)?;
+            let s = pipeline::run(&cfg)?;
+            println!(
+                "lanewatch run {} ({} model{})",
+                s.as_of,
+                s.model,
+                s.fallback
+                    .as_ref()
+                    .map(|f| format!(", fallback: {f}"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "  scored {} in-flight shipments, {} alerts, {} recovered, {} warnings",
+                s.scored, s.alerts, s.recovered, s.warnings
+            );
+            for (k, n) in &s.by_kind {
+                let sev: Vec<String> = ["high", "medium", "low"]
+                    .iter()
+                    .filter_map(|v| {
+                        s.by_kind_severity
+                            .get(&format!("{k}/{v}"))
+                            .map(|n| format!("{v} {n}"))
+                    })
+                    .collect();
+                println!("  {k:<8} {n:>6}  ({})", sev.join(", "));
+            }
+            if !s.top_lanes.is_empty() {
+                println!("  top lanes by alerts:");
+                for (l, n) in &s.top_lanes {
+                    println!("    {l:<32} {n}");
+                }
+            }
+            if !s.disrupted_lanes.is_empty() {
+                println!("  disrupted lanes: {}", s.disrupted_lanes.join("; "));
+            }
+            println!("  outputs: {}", s.out.display());
+            println!("  report:  {}", s.out.join("report.html").display());
+        }
+        Command::Validate { common, format } => {
+            let cfg = load_config(&common, None, None)?;
+            let input = cfg.input_dir()?;
+            let (report, _) = lanewatch::validate::validate(input, &cfg.input)?;
+            if format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(Error::internal)?
+                );
+            } else {
+                for l in report.lines() {
+                    println!("{l}");
+                }
+                println!(
+                    "{}: {} shipments, {} events in {} files; {} errors, {} warnings",
+                    if report.valid { "valid" } else { "invalid" },
+                    report.shipments,
+                    report.events,
+                    report.files.len(),
+                    report.errors.len(),
+                    report.warnings.len()
+                );
+            }
+            if let Some(e) = report.first_error() {
+                return Err(e);
+            }
+        }
+        Command::Generate {
+            out,
+            shipments,
+            seed,
+            start,
+            days,
+        } => {
+            let start = config::parse_date(&start)?;
+            let t = std::time::Instant::now();
+            let s = generate::generate(
+                &generate::GenerateParams {
+                    shipments,
+                    seed,
+                    start,
+                    days,
+                },
+                &out,
+            )?;
+            println!(
+                "generated {} shipments, {} events, {} sellers in {:.1}s: late rate {:.1}%, {} lost, {} returned, {} disruptions",
+                s.shipments,
+                s.events,
+                s.sellers,
+                t.elapsed().as_secs_f64(),
+                s.late_rate * 100.0,
+                s.lost,
+                s.returned,
+                s.disruptions.len()
+            );
+        }
+        Command::Features { common, as_of, out } => {
+            let cfg = load_config(&common, None, as_of)?;
+            let fs = pipeline::write_features(&cfg, cfg.as_of()?, &out)?;
+            println!(
+                "features as of {}: {} lanes, {} scoring rows, {} training rows → {}",
+                fs.as_of,
+                fs.lanes.len(),
+                fs.score.len(),
+                fs.train.len(),
+                out.display()
+            );
+        }
+        Command::Train {
+            common,
+            as_of,
+            model_out,
+            metrics_out,
+        } => {
+            let cfg = load_config(&common, None, as_of)?;
+            let m = pipeline::train(&cfg, cfg.as_of()?, &model_out)?;
+            if let Some(p) = metrics_out {
+                let mut v = serde_json::to_vec_pretty(&m.metrics).map_err(Error::internal)?;
+                v.push(b'\n');
+                lanewatch::io::write_atomic(&p, &v)?;
+            }
+            let e = m.metrics.model.as_ref();
+            println!(
+                "trained {} as of {} on {} rows (validated on {}): pr_auc {:.3}, roc_auc {:.3}, brier {:.4} → {}",
+                m.kind,
+                m.as_of,
+                m.metrics.n_train_sampled,
+                m.metrics.n_valid,
+                e.map(|e| e.pr_auc).unwrap_or(f64::NAN),
+                e.map(|e| e.roc_auc).unwrap_or(f64::NAN),
+                e.map(|e| e.brier).unwrap_or(f64::NAN),
+                model_out.display()
+            );
+        }
+        Command::Import(Import::Cargo2000 {
+            src,
+            out,
+            start,
+            days,
+        }) => {
+            let start = config::parse_date(&start)?;
+            if days == 0 {
+                return Err(Error::Config("--days must be at least 1".into()));
+            }
+            let s = lanewatch::import::cargo2000(&src, &out, start, days)?;
+            println!(
+                "converted {} Cargo 2000 shipments ({} events, late rate {:.1}%) → {}",
+                s.shipments,
+                s.events,
+                s.late_rate * 100.0,
+                out.display()
+            );
+        }
+        Command::Score {
+            common,
+            as_of,
+            model,
+            out,
+        } => {
+            let cfg = load_config(&common, None, as_of)?;
+            let (m, n) = pipeline::score(&cfg, cfg.as_of()?, &model, &out)?;
+            println!(
+                "scored {n} in-flight shipments with the {} model → {}",
+                m.kind,
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE as u8
+            } else {
+                exit::OK as u8
+            });
+        }
+    };
+    let json_logs = matches!(cli.log_format, LogFormat::Json);
+    init_logs(cli.log_format);
+    // A panic must reach cron as one line and exit 70, never as a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "lanewatch: internal error: panic{at}: {}",
+            lanewatch::error::one_line(msg)
+        );
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| real_main(cli))) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            if json_logs {
+                tracing::error!(exit_code = e.exit_code(), "{e}");
+            } else {
+                eprintln!("lanewatch: {e}");
+            }
+            ExitCode::from(e.exit_code() as u8)
+        }
+        Err(_) => ExitCode::from(exit::SOFTWARE as u8),
+    }
+}

@@ -1,0 +1,258 @@
+//! Evaluation metrics for probabilistic binary predictions. Ties are handled exactly, so a
+//! constant or two-valued score (the baselines) gets its true ROC and PR values.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Scores {
+    pub roc_auc: f64,
+    pub pr_auc: f64,
+    pub brier: f64,
+    pub log_loss: f64,
+    pub base_rate: f64,
+    /// Top `budget_fraction` of rows by risk.
+    pub budget_fraction: f64,
+    pub precision_at_budget: f64,
+    pub recall_at_budget: f64,
+    /// Rows with risk at or above the alert threshold.
+    pub threshold: f64,
+    pub precision_at_threshold: f64,
+    pub recall_at_threshold: f64,
+    pub alerts_at_threshold: u64,
+    pub n: u64,
+    pub positives: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Bin {
+    pub lower: f64,
+    pub upper: f64,
+    pub n: u64,
+    pub mean_predicted: Option<f64>,
+    pub observed_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PrPoint {
+    pub recall: f64,
+    pub precision: f64,
+    pub threshold: f64,
+}
+
+/// Row order by score, highest first; equal scores keep row order so results are reproducible.
+fn order(p: &[f64]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..p.len()).collect();
+    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    idx
+}
+
+pub fn roc_auc(p: &[f64], y: &[bool]) -> f64 {
+    let pos = y.iter().filter(|v| **v).count() as f64;
+    let neg = y.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return f64::NAN;
+    }
+    // Mann–Whitney U with average ranks for ties.
+    let mut idx: Vec<usize> = (0..p.len()).collect();
+    idx.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && p[idx[j + 1]] == p[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for k in i..=j {
+            if y[idx[k]] {
+                rank_sum += avg;
+            }
+        }
+        i = j + 1;
+    }
+    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
+/// Average precision over tie groups: Σ (R_k − R_{k−1}) · P_k.
+pub fn pr_auc(p: &[f64], y: &[bool]) -> f64 {
+    pr_curve(p, y)
+        .windows(2)
+        .map(|w| (w[1].recall - w[0].recall) * w[1].precision)
+        .sum()
+}
+
+/// Precision-recall points, one per distinct score, starting at recall 0.
+pub fn pr_curve(p: &[f64], y: &[bool]) -> Vec<PrPoint> {
+    let pos = y.iter().filter(|v| **v).count() as f64;
+    let mut out = vec![PrPoint {
+        recall: 0.0,
+        precision: 1.0,
+        threshold: f64::INFINITY,
+    }];
+    if pos == 0.0 {
+        return out;
+    }
+    let idx = order(p);
+    let (mut tp, mut seen) = (0.0, 0.0);
+    let mut i = 0;
+    while i < idx.len() {
+        let score = p[idx[i]];
+        while i < idx.len() && p[idx[i]] == score {
+            tp += y[idx[i]] as u8 as f64;
+            seen += 1.0;
+            i += 1;
+        }
+        out.push(PrPoint {
+            recall: tp / pos,
+            precision: tp / seen,
+            threshold: score,
+        });
+    }
+    out
+}
+
+/// At most `max` points of the curve, evenly spaced by recall, for reports.
+pub fn thin_curve(curve: &[PrPoint], max: usize) -> Vec<PrPoint> {
+    if curve.len() <= max {
+        return curve.to_vec();
+    }
+    let mut out: Vec<PrPoint> = Vec::with_capacity(max);
+    let step = 1.0 / (max - 1) as f64;
+    let mut next = 0.0;
+    for pt in curve {
+        if pt.recall >= next {
+            out.push(pt.clone());
+            next = pt.recall + step;
+        }
+    }
+    if out.last().map(|l| l.recall) != curve.last().map(|l| l.recall) {
+        out.push(curve.last().expect("non-empty").clone());
+    }
+    out
+}
+
+pub fn brier(p: &[f64], y: &[bool]) -> f64 {
+    if p.is_empty() {
+        return f64::NAN;
+    }
+    p.iter()
+        .zip(y)
+        .map(|(p, y)| (p - (*y as u8 as f64)).powi(2))
+        .sum::<f64>()
+        / p.len() as f64
+}
+
+pub fn log_loss(p: &[f64], y: &[bool]) -> f64 {
+    if p.is_empty() {
+        return f64::NAN;
+    }
+    p.iter()
+        .zip(y)
+        .map(|(p, y)| {
+            let p = p.clamp(1e-12, 1.0 - 1e-12);
+            if *y { -p.ln() } else { -(1.0 - p).ln() }
+        })
+        .sum::<f64>()
+        / p.len() as f64
+}
+
+pub fn evaluate(p: &[f64], y: &[bool], budget_fraction: f64, threshold: f64) -> Scores {
+    let n = p.len();
+    let positives = y.iter().filter(|v| **v).count();
+    let idx = order(p);
+    let k = ((n as f64 * budget_fraction).ceil() as usize).min(n);
+    let tp_budget = idx[..k].iter().filter(|&&i| y[i]).count();
+    let flagged: Vec<usize> = (0..n).filter(|&i| p[i] >= threshold).collect();
+    let tp_thr = flagged.iter().filter(|&&i| y[i]).count();
+    let div = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    Scores {
+        roc_auc: roc_auc(p, y),
+        pr_auc: pr_auc(p, y),
+        brier: brier(p, y),
+        log_loss: log_loss(p, y),
+        base_rate: div(positives, n),
+        budget_fraction,
+        precision_at_budget: div(tp_budget, k),
+        recall_at_budget: div(tp_budget, positives),
+        threshold,
+        precision_at_threshold: div(tp_thr, flagged.len()),
+        recall_at_threshold: div(tp_thr, positives),
+        alerts_at_threshold: flagged.len() as u64,
+        n: n as u64,
+        positives: positives as u64,
+    }
+}
+
+/// Reliability table: equal-width bins of predicted probability.
+pub fn reliability(p: &[f64], y: &[bool], bins: usize) -> Vec<Bin> {
+    let mut n = vec![0u64; bins];
+    let mut sp = vec![0.0; bins];
+    let mut sy = vec![0.0; bins];
+    for (p, y) in p.iter().zip(y) {
+        let b = ((p * bins as f64) as usize).min(bins - 1);
+        n[b] += 1;
+        sp[b] += p;
+        sy[b] += *y as u8 as f64;
+    }
+    (0..bins)
+        .map(|b| Bin {
+            lower: b as f64 / bins as f64,
+            upper: (b + 1) as f64 / bins as f64,
+            n: n[b],
+            mean_predicted: (n[b] > 0).then(|| sp[b] / n[b] as f64),
+            observed_rate: (n[b] > 0).then(|| sy[b] / n[b] as f64),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_of_perfect_random_and_constant_scores() {
+        let y = [false, false, true, true];
+        assert_eq!(roc_auc(&[0.1, 0.2, 0.8, 0.9], &y), 1.0);
+        assert_eq!(roc_auc(&[0.9, 0.8, 0.2, 0.1], &y), 0.0);
+        assert_eq!(roc_auc(&[0.5; 4], &y), 0.5);
+        assert_eq!(pr_auc(&[0.1, 0.2, 0.8, 0.9], &y), 1.0);
+        // A constant score's average precision is the prevalence.
+        assert_eq!(pr_auc(&[0.5; 4], &y), 0.5);
+    }
+
+    #[test]
+    fn auc_matches_pairwise_count() {
+        let p = [0.3, 0.3, 0.5, 0.1, 0.9, 0.5, 0.2];
+        let y = [true, false, true, false, true, false, false];
+        let mut wins = 0.0;
+        let mut pairs = 0.0;
+        for i in 0..p.len() {
+            for j in 0..p.len() {
+                if y[i] && !y[j] {
+                    pairs += 1.0;
+                    wins += if p[i] > p[j] {
+                        1.0
+                    } else if p[i] == p[j] {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        assert!((roc_auc(&p, &y) - wins / pairs).abs() < 1e-12);
+    }
+
+    #[test]
+    fn budget_and_reliability() {
+        let p = [0.9, 0.8, 0.1, 0.05];
+        let y = [true, false, true, false];
+        let s = evaluate(&p, &y, 0.25, 0.5);
+        assert_eq!(s.precision_at_budget, 1.0);
+        assert_eq!(s.recall_at_budget, 0.5);
+        assert_eq!(s.alerts_at_threshold, 2);
+        let bins = reliability(&p, &y, 2);
+        assert_eq!(bins[0].n, 2);
+        assert_eq!(bins[1].observed_rate, Some(0.5));
+    }
+}

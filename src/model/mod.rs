@@ -1,0 +1,611 @@
+//! The late-risk model: candidates fitted with linfa on the training snapshots, chosen on a
+//! time-based validation window, calibrated with Platt scaling, compared with two baselines,
+//! and saved as JSON with everything needed to refuse a mismatched binary.
+
+pub mod calibrate;
+pub mod metrics;
+pub mod params;
+pub mod tree;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use linfa::prelude::*;
+use linfa_ensemble::RandomForestParams;
+use linfa_logistic::LogisticRegression;
+use linfa_trees::DecisionTree;
+use ndarray::{Array1, Array2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::features::{self, FEATURE_SCHEMA_VERSION, FeatureSet, N_FEATURES, Rows, hash_str};
+use crate::schema::MICROS_PER_DAY;
+use calibrate::{Platt, logit};
+use metrics::{Bin, PrPoint, Scores};
+pub use params::{ModelParams, ValidParams};
+use tree::Tree;
+
+pub const MODEL_FORMAT: &str = "lanewatch-model";
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+
+/// Index of a named feature; the rule baseline reads two of them.
+pub fn feature_index(name: &str) -> usize {
+    features::FEATURES
+        .iter()
+        .position(|(n, _)| *n == name)
+        .expect("known feature")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Estimator {
+    /// linfa-logistic on standardised features; `coef` and `intercept` give log-odds of late.
+    Logistic {
+        mean: Vec<f64>,
+        scale: Vec<f64>,
+        coef: Vec<f64>,
+        intercept: f64,
+    },
+    /// One linfa-trees decision tree with leaf probabilities.
+    Tree { tree: Tree },
+    /// A linfa-ensemble random forest; risk is the mean of its trees' leaf probabilities.
+    Forest { trees: Vec<Tree> },
+    /// The lane-quantile rule: fires when the stage dwell is past the lane's p90 or the p50
+    /// slack is negative. Used as a baseline and as the fallback model.
+    LaneRule { p_fired: f64, p_quiet: f64 },
+}
+
+impl Estimator {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Estimator::Logistic { .. } => "logistic",
+            Estimator::Tree { .. } => "tree",
+            Estimator::Forest { .. } => "forest",
+            Estimator::LaneRule { .. } => "lane_rule",
+        }
+    }
+
+    /// The uncalibrated score, on the log-odds scale.
+    pub fn raw(&self, row: &[f64]) -> f64 {
+        match self {
+            Estimator::Logistic {
+                mean,
+                scale,
+                coef,
+                intercept,
+            } => {
+                intercept
+                    + row
+                        .iter()
+                        .zip(mean)
+                        .zip(scale)
+                        .zip(coef)
+                        .map(|(((x, m), s), w)| w * (x - m) / s)
+                        .sum::<f64>()
+            }
+            Estimator::Tree { tree } => logit(tree.predict(row)),
+            Estimator::Forest { trees } => {
+                logit(trees.iter().map(|t| t.predict(row)).sum::<f64>() / trees.len().max(1) as f64)
+            }
+            Estimator::LaneRule { p_fired, p_quiet } => {
+                logit(if rule_fires(row) { *p_fired } else { *p_quiet })
+            }
+        }
+    }
+}
+
+pub fn rule_fires(row: &[f64]) -> bool {
+    thread_local! {
+        static IDX: (usize, usize) = (feature_index("dwell_vs_p90"), feature_index("slack_p50_days"));
+    }
+    IDX.with(|(d, s)| row[*d] > 1.0 || row[*s] < 0.0)
+}
+
+/// f64 fields that may be NaN (an AUC with one class) are written as JSON null.
+mod nan {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Evaluation {
+    #[serde(with = "nan")]
+    pub roc_auc: f64,
+    #[serde(with = "nan")]
+    pub pr_auc: f64,
+    #[serde(with = "nan")]
+    pub brier: f64,
+    #[serde(with = "nan")]
+    pub log_loss: f64,
+    pub base_rate: f64,
+    pub budget_fraction: f64,
+    pub precision_at_budget: f64,
+    pub recall_at_budget: f64,
+    pub threshold: f64,
+    pub precision_at_threshold: f64,
+    pub recall_at_threshold: f64,
+    pub alerts_at_threshold: u64,
+    pub n: u64,
+    pub positives: u64,
+}
+
+impl From<Scores> for Evaluation {
+    fn from(s: Scores) -> Self {
+        Evaluation {
+            roc_auc: s.roc_auc,
+            pr_auc: s.pr_auc,
+            brier: s.brier,
+            log_loss: s.log_loss,
+            base_rate: s.base_rate,
+            budget_fraction: s.budget_fraction,
+            precision_at_budget: s.precision_at_budget,
+            recall_at_budget: s.recall_at_budget,
+            threshold: s.threshold,
+            precision_at_threshold: s.precision_at_threshold,
+            recall_at_threshold: s.recall_at_threshold,
+            alerts_at_threshold: s.alerts_at_threshold,
+            n: s.n,
+            positives: s.positives,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    pub chosen_model: String,
+    /// Why the lane-quantile rule replaced a fitted model, if it did.
+    pub fallback: Option<String>,
+    pub n_train: u64,
+    pub n_train_sampled: u64,
+    pub n_valid: u64,
+    pub train_late_rate: f64,
+    pub valid_late_rate: f64,
+    /// The chosen model on the validation window (calibration cross-fitted, see README).
+    pub model: Option<Evaluation>,
+    pub candidates: BTreeMap<String, Evaluation>,
+    pub baselines: BTreeMap<String, Evaluation>,
+    pub calibration_bins: Vec<Bin>,
+    pub pr_curves: BTreeMap<String, Vec<PrPoint>>,
+    pub hyper_parameters: ModelParams,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Window {
+    pub snapshots_of_shipments_created_from: String,
+    pub train_resolved_before: String,
+    pub valid_resolved_from: String,
+    pub valid_resolved_before: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SavedModel {
+    pub format: String,
+    pub format_version: u32,
+    pub feature_schema_version: u32,
+    pub features: Vec<String>,
+    pub as_of: String,
+    pub window: Window,
+    pub seed: u64,
+    pub kind: String,
+    pub estimator: Estimator,
+    pub calibration: Platt,
+    pub metrics: Metrics,
+}
+
+impl SavedModel {
+    pub fn risk(&self, row: &[f64]) -> f64 {
+        self.calibration.apply(self.estimator.raw(row))
+    }
+
+    pub fn predict(&self, rows: &Rows) -> Vec<f64> {
+        rows.x
+            .par_chunks(N_FEATURES)
+            .map(|r| self.risk(r))
+            .collect()
+    }
+
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let mut v = serde_json::to_vec_pretty(self).map_err(Error::internal)?;
+        v.push(b'\n');
+        Ok(v)
+    }
+
+    /// Loads a model and refuses it unless its feature schema is exactly this binary's.
+    pub fn load(path: &Path) -> Result<SavedModel> {
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingInput {
+                path: path.to_path_buf(),
+            },
+            _ => Error::Model {
+                path: path.to_path_buf(),
+                message: format!("cannot read: {e}"),
+            },
+        })?;
+        let refuse = |m: String| Error::Model {
+            path: path.to_path_buf(),
+            message: crate::error::one_line(m),
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| refuse(format!("not a model file: {e}")))?;
+        if value.get("format").and_then(|v| v.as_str()) != Some(MODEL_FORMAT) {
+            return Err(refuse("not a lanewatch model file".into()));
+        }
+        let version = value.get("feature_schema_version").and_then(|v| v.as_u64());
+        if version != Some(FEATURE_SCHEMA_VERSION as u64) {
+            return Err(refuse(format!(
+                "feature schema version {} does not match this binary's {FEATURE_SCHEMA_VERSION}; retrain with `lanewatch train`",
+                version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "missing".into())
+            )));
+        }
+        let model: SavedModel =
+            serde_json::from_value(value).map_err(|e| refuse(format!("malformed model: {e}")))?;
+        if model.features != features::feature_names() {
+            let first = model
+                .features
+                .iter()
+                .zip(features::feature_names())
+                .position(|(a, b)| *a != b)
+                .unwrap_or(model.features.len().min(N_FEATURES));
+            return Err(refuse(format!(
+                "feature list differs from this binary's ({} vs {N_FEATURES} features, first difference at position {first}); retrain",
+                model.features.len()
+            )));
+        }
+        if model.format_version != MODEL_FORMAT_VERSION {
+            return Err(refuse(format!(
+                "model format {} is not {MODEL_FORMAT_VERSION}",
+                model.format_version
+            )));
+        }
+        Ok(model)
+    }
+}
+
+fn date(micros: i64) -> String {
+    crate::calendar::date_of_micros(micros).to_string()
+}
+
+fn matrix(rows: &Rows, idx: &[usize]) -> Array2<f64> {
+    let mut x = Array2::zeros((idx.len(), N_FEATURES));
+    for (r, &i) in idx.iter().enumerate() {
+        x.row_mut(r).assign(&ndarray::ArrayView1::from(rows.row(i)));
+    }
+    x
+}
+
+/// Fits the candidates and returns the chosen, calibrated model with its metrics.
+pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
+    let rows = &fs.train;
+    let holdout_start = fs.cutoff - p.holdout_days as i64 * MICROS_PER_DAY;
+    let (tr, va): (Vec<usize>, Vec<usize>) =
+        (0..rows.len()).partition(|&r| rows.resolved_at[r] < holdout_start);
+    let y_tr: Vec<bool> = tr.iter().map(|&r| rows.label[r]).collect();
+    let y_va: Vec<bool> = va.iter().map(|&r| rows.label[r]).collect();
+    let pos_tr = y_tr.iter().filter(|v| **v).count();
+    let pos_va = y_va.iter().filter(|v| **v).count();
+    let rate = |pos: usize, n: usize| if n == 0 { 0.0 } else { pos as f64 / n as f64 };
+    let train_late_rate = rate(pos_tr, tr.len());
+
+    let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
+    let row_key = |r: usize| {
+        hash_str(
+            p.seed ^ rows.t[r] as u64,
+            ids.get(rows.ship[r] as usize).unwrap_or(""),
+        )
+    };
+    let first_created = fs.cutoff
+        - (fs.train.t.iter().map(|t| fs.cutoff - t).max().unwrap_or(0) / MICROS_PER_DAY + 1)
+            * MICROS_PER_DAY;
+    let window = Window {
+        snapshots_of_shipments_created_from: date(first_created.min(fs.cutoff)),
+        train_resolved_before: date(holdout_start),
+        valid_resolved_from: date(holdout_start),
+        valid_resolved_before: date(fs.cutoff),
+    };
+
+    let fallback = if tr.len() < p.min_train_rows {
+        Some(format!(
+            "only {} training rows (min_train_rows {})",
+            tr.len(),
+            p.min_train_rows
+        ))
+    } else if pos_tr < p.min_class_rows || tr.len() - pos_tr < p.min_class_rows {
+        Some(format!(
+            "training rows have {pos_tr} late and {} on-time (min_class_rows {})",
+            tr.len() - pos_tr,
+            p.min_class_rows
+        ))
+    } else if pos_va == 0 || pos_va == va.len() {
+        Some(format!(
+            "validation window has a single class ({} rows, {pos_va} late)",
+            va.len()
+        ))
+    } else {
+        None
+    };
+
+    // Baselines are fitted on the training rows and scored on the validation rows.
+    let rule = fit_rule(rows, &tr, &y_tr);
+    let x_va_rows: Vec<&[f64]> = va.iter().map(|&r| rows.row(r)).collect();
+    let base_scores = vec![train_late_rate; va.len()];
+    let rule_scores: Vec<f64> = x_va_rows
+        .iter()
+        .map(|r| rule.raw(r))
+        .map(calibrate::sigmoid)
+        .collect();
+    let eval = |s: &[f64]| metrics::evaluate(s, &y_va, p.alert_budget_fraction, p.alert_threshold);
+    let mut baselines = BTreeMap::new();
+    let mut pr_curves = BTreeMap::new();
+    baselines.insert(
+        "base_rate".to_string(),
+        Evaluation::from(eval(&base_scores)),
+    );
+    baselines.insert(
+        "lane_rule".to_string(),
+        Evaluation::from(eval(&rule_scores)),
+    );
+    pr_curves.insert(
+        "base_rate".to_string(),
+        metrics::thin_curve(&metrics::pr_curve(&base_scores, &y_va), 200),
+    );
+    pr_curves.insert(
+        "lane_rule".to_string(),
+        metrics::thin_curve(&metrics::pr_curve(&rule_scores, &y_va), 200),
+    );
+
+    let mut metrics = Metrics {
+        chosen_model: "lane_rule".into(),
+        fallback: fallback.clone(),
+        n_train: tr.len() as u64,
+        n_train_sampled: 0,
+        n_valid: va.len() as u64,
+        train_late_rate,
+        valid_late_rate: rate(pos_va, va.len()),
+        model: None,
+        candidates: BTreeMap::new(),
+        baselines,
+        calibration_bins: vec![],
+        pr_curves,
+        hyper_parameters: (**p).clone(),
+    };
+
+    if let Some(_why) = fallback {
+        // The rule's probabilities come from all labelled rows, smoothed towards fixed priors.
+        let all: Vec<usize> = (0..rows.len()).collect();
+        let y_all: Vec<bool> = rows.label.clone();
+        let rule = fit_rule(rows, &all, &y_all);
+        let s: Vec<f64> = x_va_rows
+            .iter()
+            .map(|r| calibrate::sigmoid(rule.raw(r)))
+            .collect();
+        if !va.is_empty() {
+            metrics.model = Some(eval(&s).into());
+            metrics.calibration_bins = metrics::reliability(&s, &y_va, p.calibration_bins);
+        }
+        return Ok(SavedModel {
+            format: MODEL_FORMAT.into(),
+            format_version: MODEL_FORMAT_VERSION,
+            feature_schema_version: FEATURE_SCHEMA_VERSION,
+            features: features::feature_names(),
+            as_of: fs.as_of.to_string(),
+            window,
+            seed: p.seed,
+            kind: rule.kind().into(),
+            estimator: rule,
+            calibration: Platt::identity(),
+            metrics,
+        });
+    }
+
+    // Class balance: every late row up to half the cap, on-time rows to fill it, picked by a
+    // seeded hash so the sample is reproducible and independent of row order.
+    let mut pos: Vec<usize> = tr.iter().copied().filter(|&r| rows.label[r]).collect();
+    let mut neg: Vec<usize> = tr.iter().copied().filter(|&r| !rows.label[r]).collect();
+    pos.sort_by_key(|&r| (row_key(r), r));
+    neg.sort_by_key(|&r| (row_key(r), r));
+    let take_pos = pos.len().min(p.max_train_rows / 2);
+    let take_neg = neg
+        .len()
+        .min(p.max_train_rows - take_pos)
+        .min(take_pos.max(p.max_train_rows / 2));
+    let mut sample: Vec<usize> = pos[..take_pos]
+        .iter()
+        .chain(neg[..take_neg].iter())
+        .copied()
+        .collect();
+    sample.sort_unstable();
+    metrics.n_train_sampled = sample.len() as u64;
+    let x = matrix(rows, &sample);
+    let y: Vec<bool> = sample.iter().map(|&r| rows.label[r]).collect();
+
+    let fitted: Vec<Result<Estimator>> = p
+        .candidates
+        .par_iter()
+        .map(|c| fit_candidate(c, &x, &y, p))
+        .collect();
+
+    // Calibration for the reported metrics is cross-fitted over two halves of the validation
+    // shipments; the saved calibrator is then fitted on the whole window.
+    let fold: Vec<bool> = va
+        .iter()
+        .map(|&r| hash_str(p.seed, ids.get(rows.ship[r] as usize).unwrap_or("")) & 1 == 1)
+        .collect();
+    let mut best: Option<(Estimator, Platt, Vec<f64>, Scores)> = None;
+    for est in fitted {
+        let est = est?;
+        let raw: Vec<f64> = x_va_rows.par_iter().map(|r| est.raw(r)).collect();
+        let crossed = cross_fit(&raw, &y_va, &fold);
+        let s = eval(&crossed);
+        metrics
+            .candidates
+            .insert(est.kind().to_string(), s.clone().into());
+        let better = match &best {
+            None => true,
+            Some((_, _, _, b)) => {
+                s.pr_auc > b.pr_auc || (s.pr_auc == b.pr_auc && s.brier < b.brier)
+            }
+        };
+        if better {
+            let platt = Platt::fit(&raw, &y_va);
+            best = Some((est, platt, crossed, s));
+        }
+    }
+    let (est, platt, crossed, s) = best.ok_or_else(|| Error::internal("no model candidates"))?;
+    metrics.chosen_model = est.kind().into();
+    metrics.model = Some(s.into());
+    metrics.calibration_bins = metrics::reliability(&crossed, &y_va, p.calibration_bins);
+    metrics.pr_curves.insert(
+        "model".into(),
+        metrics::thin_curve(&metrics::pr_curve(&crossed, &y_va), 200),
+    );
+    Ok(SavedModel {
+        format: MODEL_FORMAT.into(),
+        format_version: MODEL_FORMAT_VERSION,
+        feature_schema_version: FEATURE_SCHEMA_VERSION,
+        features: features::feature_names(),
+        as_of: fs.as_of.to_string(),
+        window,
+        seed: p.seed,
+        kind: est.kind().into(),
+        estimator: est,
+        calibration: platt,
+        metrics,
+    })
+}
+
+fn cross_fit(raw: &[f64], y: &[bool], fold: &[bool]) -> Vec<f64> {
+    let mut out = vec![0.0; raw.len()];
+    for side in [false, true] {
+        let (fit_idx, apply_idx): (Vec<usize>, Vec<usize>) =
+            (0..raw.len()).partition(|&i| fold[i] != side);
+        let s: Vec<f64> = fit_idx.iter().map(|&i| raw[i]).collect();
+        let t: Vec<bool> = fit_idx.iter().map(|&i| y[i]).collect();
+        let c = Platt::fit(&s, &t);
+        for i in apply_idx {
+            out[i] = c.apply(raw[i]);
+        }
+    }
+    out
+}
+
+/// The lane-quantile rule with the late rate among rows where it fires and where it does not,
+/// smoothed towards 0.6 and 0.08 so it behaves sensibly on tiny data.
+fn fit_rule(rows: &Rows, idx: &[usize], y: &[bool]) -> Estimator {
+    let (mut nf, mut pf, mut nq, mut pq) = (0.0, 0.0, 0.0, 0.0);
+    for (k, &r) in idx.iter().enumerate() {
+        if rule_fires(rows.row(r)) {
+            nf += 1.0;
+            pf += y[k] as u8 as f64;
+        } else {
+            nq += 1.0;
+            pq += y[k] as u8 as f64;
+        }
+    }
+    let prior = 10.0;
+    Estimator::LaneRule {
+        p_fired: (pf + prior * 0.6) / (nf + prior),
+        p_quiet: (pq + prior * 0.08) / (nq + prior),
+    }
+}
+
+fn fit_candidate(name: &str, x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Result<Estimator> {
+    let lin = |e: linfa::Error| Error::internal(format!("{name}: {e}"));
+    match name {
+        "logistic" => {
+            let n = x.nrows() as f64;
+            let mean: Vec<f64> = (0..N_FEATURES).map(|j| x.column(j).sum() / n).collect();
+            let scale: Vec<f64> = (0..N_FEATURES)
+                .map(|j| {
+                    let m = mean[j];
+                    let var = x.column(j).iter().map(|v| (v - m).powi(2)).sum::<f64>() / n;
+                    if var > 1e-12 { var.sqrt() } else { 1.0 }
+                })
+                .collect();
+            let mut xs = x.clone();
+            for j in 0..N_FEATURES {
+                xs.column_mut(j).mapv_inplace(|v| (v - mean[j]) / scale[j]);
+            }
+            let ds = Dataset::new(xs, Array1::from(y.to_vec()));
+            let fitted = LogisticRegression::default()
+                .alpha(p.logistic_alpha)
+                .max_iterations(p.logistic_max_iterations)
+                .fit(&ds)
+                .map_err(|e| Error::internal(format!("logistic: {e}")))?;
+            let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+            Ok(Estimator::Logistic {
+                mean,
+                scale,
+                coef: fitted.params().iter().map(|w| sign * w).collect(),
+                intercept: sign * fitted.intercept(),
+            })
+        }
+        "tree" => {
+            let labels = Array1::from(y.iter().map(|&v| v as usize).collect::<Vec<_>>());
+            let ds = Dataset::new(x.clone(), labels);
+            let fitted = DecisionTree::params()
+                .max_depth(Some(p.tree_max_depth))
+                .min_weight_leaf(p.tree_min_weight_leaf)
+                .min_weight_split(2.0 * p.tree_min_weight_leaf)
+                .fit(&ds)
+                .map_err(lin)?;
+            let all: Vec<usize> = (0..N_FEATURES).collect();
+            Ok(Estimator::Tree {
+                tree: Tree::from_linfa(&fitted, &all, x.view(), y),
+            })
+        }
+        "forest" => {
+            let labels = Array1::from(y.iter().map(|&v| v as usize).collect::<Vec<_>>());
+            let ds = Dataset::new(x.clone(), labels);
+            // Two halves fitted in parallel, each from its own seeded stream.
+            let halves = [p.forest_trees.div_ceil(2), p.forest_trees / 2];
+            let fitted: Vec<Result<Vec<Tree>>> = halves
+                .par_iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(h, &n)| {
+                    let rng = ChaCha8Rng::seed_from_u64(p.seed.wrapping_add(0xf0_2e57 + h as u64));
+                    let tree_params = DecisionTree::params()
+                        .max_depth(Some(p.forest_max_depth))
+                        .min_weight_leaf(p.tree_min_weight_leaf)
+                        .min_weight_split(2.0 * p.tree_min_weight_leaf);
+                    let forest = RandomForestParams::new_fixed_rng(tree_params, rng)
+                        .ensemble_size(n)
+                        .bootstrap_proportion(FOREST_BOOTSTRAP)
+                        .feature_proportion(p.forest_feature_fraction)
+                        .fit(&ds)
+                        .map_err(lin)?;
+                    Ok(forest
+                        .models
+                        .iter()
+                        .zip(forest.model_features.iter())
+                        .map(|(m, f)| Tree::from_linfa(m, f, x.view(), y))
+                        .collect())
+                })
+                .collect();
+            let mut trees = Vec::with_capacity(p.forest_trees);
+            for f in fitted {
+                trees.extend(f?);
+            }
+            Ok(Estimator::Forest { trees })
+        }
+        other => Err(Error::Config(format!("model: unknown candidate {other:?}"))),
+    }
+}
+
+/// Each forest tree sees this share of the (balanced, capped) training sample, drawn with
+/// replacement: less than the whole sample keeps trees diverse and fitting fast.
+pub const FOREST_BOOTSTRAP: f64 = 0.5;

@@ -1,0 +1,483 @@
+//! Validation of the canonical input and the repairs the pipeline may make to usable data.
+//! Errors make the input unusable; warnings describe data that is repaired or kept as is.
+
+use std::path::Path;
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::config::InputConfig;
+use crate::error::{Error, Result, quote};
+use crate::ingest::{self, FileInfo, Finding, Level};
+use crate::schema::{self, Table};
+
+/// Longest id accepted. Ids reach file names, CSV cells and HTML; a megabyte id is an upstream bug.
+pub const MAX_ID_BYTES: usize = 512;
+/// Timestamps outside these years are treated as corrupt rather than as real parcels.
+const MIN_TS: i64 = 631_152_000_000_000; // 1990-01-01
+const MAX_TS: i64 = 7_258_118_400_000_000; // 2200-01-01
+const MAX_WEIGHT_G: f64 = 1_000_000.0;
+const MAX_VALUE_USD: f64 = 10_000_000.0;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub input: String,
+    pub valid: bool,
+    pub shipments: u64,
+    pub events: u64,
+    pub files: Vec<FileInfo>,
+    pub errors: Vec<Finding>,
+    pub warnings: Vec<Finding>,
+    /// Status values outside the vocabulary, most frequent first (at most 20).
+    pub unknown_statuses: Vec<(String, u64)>,
+}
+
+/// Input that passed validation, repaired: invalid weights and values nulled, duplicate events
+/// and events of unknown shipments dropped, statuses coded (see `schema::status_code`).
+pub struct CleanInput {
+    pub shipments: DataFrame,
+    /// shipment_id, event_time, code (u8)
+    pub events: DataFrame,
+}
+
+/// Reads and checks the input. Returns the report and, when there are no errors, clean data.
+pub fn validate(input: &Path, cfg: &InputConfig) -> Result<(Report, Option<CleanInput>)> {
+    let ships = ingest::read_table(input, Table::Shipments, cfg)?;
+    let events = ingest::read_table(input, Table::Events, cfg)?;
+    let mut findings: Vec<Finding> = Vec::new();
+    findings.extend(ships.findings.iter().cloned());
+    findings.extend(events.findings.iter().cloned());
+    let mut files = ships.files.clone();
+    files.extend(events.files.iter().cloned());
+
+    let ship_errors = ships.findings.iter().any(|f| f.level == Level::Error);
+    let event_errors = events.findings.iter().any(|f| f.level == Level::Error);
+    let mut report = Report {
+        input: input.display().to_string(),
+        valid: false,
+        shipments: ships.df.height() as u64,
+        events: events.df.height() as u64,
+        files,
+        errors: vec![],
+        warnings: vec![],
+        unknown_statuses: vec![],
+    };
+
+    let mut clean = None;
+    if !ship_errors {
+        let shipments = check_shipments(ships.df, &mut findings)?;
+        if !event_errors {
+            let (ev, unknown) = check_events(events.df, &shipments, &mut findings)?;
+            report.unknown_statuses = unknown;
+            clean = Some(CleanInput {
+                shipments,
+                events: ev,
+            });
+        }
+    }
+    for f in findings {
+        match f.level {
+            Level::Error => report.errors.push(f),
+            Level::Warning => report.warnings.push(f),
+        }
+    }
+    report.valid = report.errors.is_empty();
+    if !report.valid {
+        clean = None;
+    }
+    Ok((report, clean))
+}
+
+impl Report {
+    /// The first error as the library error the binary maps to exit 65.
+    pub fn first_error(&self) -> Option<Error> {
+        self.errors.first().cloned().map(Finding::into_error)
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.errors
+            .iter()
+            .chain(self.warnings.iter())
+            .map(Finding::line)
+            .collect()
+    }
+}
+
+fn finding(
+    level: Level,
+    table: &str,
+    column: &str,
+    check: &'static str,
+    count: u64,
+    message: String,
+) -> Finding {
+    Finding {
+        level,
+        file: table.to_string(),
+        column: column.to_string(),
+        check,
+        message,
+        count,
+    }
+}
+
+fn count_true(mask: &BooleanChunked) -> u64 {
+    mask.sum().unwrap_or(0) as u64
+}
+
+fn check_ids(
+    df: &DataFrame,
+    table: &str,
+    column: &str,
+    allow_empty: bool,
+    out: &mut Vec<Finding>,
+) -> Result<()> {
+    let ids = df.column(column)?.str()?;
+    let lens = ids.str_len_bytes();
+    let long = lens.gt(MAX_ID_BYTES as u32);
+    let n_long = count_true(&long);
+    if n_long > 0 {
+        let longest = lens.max().unwrap_or(0);
+        out.push(finding(
+            Level::Error,
+            table,
+            column,
+            "id_too_long",
+            n_long,
+            format!("{n_long} ids longer than {MAX_ID_BYTES} bytes (longest {longest} bytes)"),
+        ));
+    }
+    if !allow_empty {
+        let empty = lens.equal(0u32);
+        let n = count_true(&empty);
+        if n > 0 {
+            out.push(finding(
+                Level::Error,
+                table,
+                column,
+                "empty_id",
+                n,
+                format!("{n} empty ids"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_time_range(
+    df: &DataFrame,
+    table: &str,
+    column: &str,
+    out: &mut Vec<Finding>,
+) -> Result<()> {
+    let t = df
+        .column(column)?
+        .as_materialized_series()
+        .to_physical_repr()
+        .into_owned();
+    let t = t.i64()?;
+    let bad = t.lt(MIN_TS) | t.gt(MAX_TS);
+    let n = count_true(&bad);
+    if n > 0 {
+        out.push(finding(
+            Level::Error,
+            table,
+            column,
+            "implausible_time",
+            n,
+            format!("{n} timestamps outside 1990..2200"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
+    const T: &str = "shipments";
+    if df.height() == 0 {
+        out.push(finding(
+            Level::Error,
+            T,
+            "",
+            "empty_table",
+            0,
+            "no rows: nothing to score".into(),
+        ));
+        return Ok(df);
+    }
+    check_ids(&df, T, "shipment_id", false, out)?;
+    check_ids(&df, T, "seller_id", true, out)?;
+    for c in ["origin", "destination", "service"] {
+        check_ids(&df, T, c, true, out)?;
+    }
+    check_time_range(&df, T, "created_at", out)?;
+    check_time_range(&df, T, "promised_at", out)?;
+
+    let dup = df
+        .clone()
+        .lazy()
+        .select([col("shipment_id").is_duplicated()])
+        .collect()?;
+    let dup = dup.columns()[0].bool()?.clone();
+    let n_dup = count_true(&dup);
+    if n_dup > 0 {
+        let example = df
+            .column("shipment_id")?
+            .filter(&dup)?
+            .str()?
+            .get(0)
+            .map(quote)
+            .unwrap_or_default();
+        out.push(finding(
+            Level::Error,
+            T,
+            "shipment_id",
+            "duplicate_id",
+            n_dup,
+            format!("{n_dup} rows share a shipment_id with another row (e.g. {example})"),
+        ));
+    }
+
+    let created = df
+        .column("created_at")?
+        .as_materialized_series()
+        .to_physical_repr()
+        .into_owned();
+    let promised = df
+        .column("promised_at")?
+        .as_materialized_series()
+        .to_physical_repr()
+        .into_owned();
+    let before = created.i64()?.gt(promised.i64()?);
+    let n = count_true(&before);
+    if n > 0 {
+        out.push(finding(
+            Level::Warning,
+            T,
+            "promised_at",
+            "promise_before_creation",
+            n,
+            format!("{n} shipments promised before they were created; kept, they count as late"),
+        ));
+    }
+
+    // Unusable measurements are dropped to null (unknown) rather than failing the night.
+    let mut df = df;
+    for (c, max) in [
+        ("weight_g", MAX_WEIGHT_G),
+        ("declared_value", MAX_VALUE_USD),
+    ] {
+        let s = df.column(c)?.f64()?.clone();
+        let bad = s.is_nan() | s.lt(0.0) | s.gt(max);
+        let bad = bad.fill_null_with_values(false)?;
+        let n = count_true(&bad);
+        if n > 0 {
+            out.push(finding(
+                Level::Warning,
+                T,
+                c,
+                "invalid_value",
+                n,
+                format!("{n} values are NaN, negative or above {max}; treated as unknown"),
+            ));
+            let fixed: Float64Chunked = s
+                .iter()
+                .zip(bad.iter())
+                .map(|(v, b)| if b == Some(true) { None } else { v })
+                .collect();
+            df.with_column(fixed.with_name(c.into()).into_column())?;
+        }
+    }
+    Ok(df)
+}
+
+fn check_events(
+    df: DataFrame,
+    shipments: &DataFrame,
+    out: &mut Vec<Finding>,
+) -> Result<(DataFrame, Vec<(String, u64)>)> {
+    const T: &str = "events";
+    if df.height() > 0 {
+        check_ids(&df, T, "shipment_id", false, out)?;
+        check_time_range(&df, T, "event_time", out)?;
+    }
+
+    // Code statuses once per distinct value, not once per row.
+    let status = df.column("status")?.as_materialized_series().clone();
+    let counts = status.value_counts(true, false, "n".into(), false)?;
+    let names = counts.column("status")?.str()?.clone();
+    let ns = counts
+        .column("n")?
+        .as_materialized_series()
+        .cast(&DataType::UInt64)?;
+    let ns = ns.u64()?;
+    let mut unknown: Vec<(String, u64)> = Vec::new();
+    let mut old: Vec<Option<&str>> = Vec::new();
+    let mut new: Vec<u8> = Vec::new();
+    for (name, n) in names.iter().zip(ns.iter()) {
+        let Some(name) = name else { continue };
+        let code = schema::status_code(name);
+        if code == schema::UNKNOWN_STATUS {
+            unknown.push((name.to_string(), n.unwrap_or(0)));
+        }
+        old.push(Some(name));
+        new.push(code);
+    }
+    unknown.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let n_unknown: u64 = unknown.iter().map(|u| u.1).sum();
+    if n_unknown > 0 {
+        let shown: Vec<String> = unknown
+            .iter()
+            .take(5)
+            .map(|(s, n)| format!("{} ×{n}", quote(s)))
+            .collect();
+        out.push(finding(
+            Level::Warning,
+            T,
+            "status",
+            "unknown_status",
+            n_unknown,
+            format!(
+                "{n_unknown} scans with statuses outside the vocabulary, kept as generic scans: {}",
+                shown.join(", ")
+            ),
+        ));
+    }
+    unknown.truncate(20);
+    let old = Series::new("old".into(), old);
+    let new = Series::new("new".into(), new);
+
+    let ids = shipments.select(["shipment_id", "created_at"])?;
+    let lf = df
+        .lazy()
+        .select([
+            col("shipment_id"),
+            col("event_time"),
+            col("status")
+                .replace_strict(
+                    lit(old),
+                    lit(new),
+                    Some(lit(schema::UNKNOWN_STATUS)),
+                    Some(DataType::UInt8),
+                )
+                .alias("code"),
+        ])
+        .collect()?;
+    let n_all = lf.height() as u64;
+
+    let known = lf
+        .clone()
+        .lazy()
+        .join(
+            ids.clone().lazy(),
+            [col("shipment_id")],
+            [col("shipment_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .collect()?;
+    let n_orphans = n_all - known.height() as u64;
+    if n_orphans > 0 {
+        out.push(finding(
+            Level::Warning,
+            T,
+            "shipment_id",
+            "unknown_shipment",
+            n_orphans,
+            format!("{n_orphans} events for shipments not in shipments; ignored"),
+        ));
+    }
+
+    let deduped = known.unique_stable(
+        Some(&["shipment_id".into(), "event_time".into(), "code".into()]),
+        UniqueKeepStrategy::First,
+        None,
+    )?;
+    let n_dup = (known.height() - deduped.height()) as u64;
+    if n_dup > 0 {
+        out.push(finding(
+            Level::Warning,
+            T,
+            "",
+            "duplicate_event",
+            n_dup,
+            format!("{n_dup} duplicate events (same shipment, time and status); dropped"),
+        ));
+    }
+
+    let early = deduped
+        .clone()
+        .lazy()
+        .filter(col("event_time").lt(col("created_at")))
+        .select([len().alias("n")])
+        .collect()?;
+    let n_early = early
+        .column("n")?
+        .as_materialized_series()
+        .cast(&DataType::UInt64)?
+        .u64()?
+        .get(0)
+        .unwrap_or(0);
+    if n_early > 0 {
+        out.push(finding(
+            Level::Warning,
+            T,
+            "event_time",
+            "event_before_creation",
+            n_early,
+            format!("{n_early} events before their shipment's created_at; kept"),
+        ));
+    }
+
+    // Milestones must not go backwards in time: ARRIVED scanned before DEPARTED, say.
+    let sorted = deduped.sort(
+        ["shipment_id", "event_time", "code"],
+        SortMultipleOptions::default(),
+    )?;
+    let disorder = sorted
+        .clone()
+        .lazy()
+        .filter(col("code").lt_eq(lit(schema::DELIVERED)))
+        .with_column(
+            col("code")
+                .cum_max(false)
+                .over([col("shipment_id")])?
+                .alias("running"),
+        )
+        .filter(col("code").lt(col("running")))
+        .select([col("shipment_id").n_unique().alias("n")])
+        .collect()?;
+    let n_disorder = disorder
+        .column("n")?
+        .as_materialized_series()
+        .cast(&DataType::UInt64)?
+        .u64()?
+        .get(0)
+        .unwrap_or(0);
+    if n_disorder > 0 {
+        out.push(finding(
+            Level::Warning,
+            T,
+            "status",
+            "milestones_out_of_order",
+            n_disorder,
+            format!("{n_disorder} shipments reach milestones out of order; the furthest milestone counts"),
+        ));
+    }
+
+    let with_events = sorted
+        .column("shipment_id")?
+        .as_materialized_series()
+        .n_unique()? as u64;
+    let silent = shipments.height() as u64 - with_events.min(shipments.height() as u64);
+    if silent > 0 {
+        out.push(finding(
+            Level::Warning,
+            T,
+            "shipment_id",
+            "shipment_without_events",
+            silent,
+            format!("{silent} shipments have no events; treated as created and not yet scanned"),
+        ));
+    }
+    let events = sorted.select(["shipment_id", "event_time", "code"])?;
+    Ok((events, unknown))
+}
