@@ -116,9 +116,7 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
 
     let value = p.declared_value[i];
     let high_value = p.insured[i] && value.is_finite() && value >= cfg.high_value_usd;
-    let worst = fs
-        .worst_disrupted_stage(lane_id, day)
-        .filter(|&s| s >= e.stage);
+    let worst = fs.worst_disrupted_stage(lane_id, day).filter(|&s| s >= e.stage);
 
     // (weight, text): heavier first. Weights only order reasons; they are not scores.
     let mut reasons: Vec<(f64, String)> = Vec::new();
@@ -128,32 +126,19 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
     if stalled {
         reasons.push((
             90.0 + silent / stall_limit,
-            format!(
-                "no scan for {} ({} stage, lane p90 {})",
-                fmt_d(silent),
-                stage.label,
-                fmt_d(p90)
-            ),
+            format!("no scan for {} ({} stage, lane p90 {})", fmt_d(silent), stage.label, fmt_d(p90)),
         ));
     }
     let over = f("dwell_vs_p90");
     if over > 1.0 {
         reasons.push((
             50.0 + over,
-            format!(
-                "{} dwell {} vs lane p90 {}",
-                stage.label,
-                fmt_d(e.stage_dwell_days),
-                fmt_d(p90)
-            ),
+            format!("{} dwell {} vs lane p90 {}", stage.label, fmt_d(e.stage_dwell_days), fmt_d(p90)),
         ));
     }
     if let Some(s) = worst {
         let pt = fs.series.at(lane_id, s, day);
-        let since = fs
-            .series
-            .disrupted_since(lane_id, s, day)
-            .map(|d| calendar::date_of_day(d - 1).to_string());
+        let since = fs.series.disrupted_since(lane_id, s, day).map(|d| calendar::date_of_day(d - 1).to_string());
         reasons.push((
             60.0 + pt.ratio,
             format!(
@@ -169,21 +154,9 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
     let slack50 = f("slack_p50_days");
     let slack90 = f("slack_p90_days");
     if !late && slack50 < 0.0 {
-        reasons.push((
-            40.0 - slack50,
-            format!(
-                "expected delivery {} after the promise (lane p50)",
-                fmt_d(-slack50)
-            ),
-        ));
+        reasons.push((40.0 - slack50, format!("expected delivery {} after the promise (lane p50)", fmt_d(-slack50))));
     } else if !late && slack90 < 0.0 {
-        reasons.push((
-            20.0 - slack90,
-            format!(
-                "slow-case delivery {} after the promise (lane p90)",
-                fmt_d(-slack90)
-            ),
-        ));
+        reasons.push((20.0 - slack90, format!("slow-case delivery {} after the promise (lane p90)", fmt_d(-slack90))));
     }
     if f("customs_hold_seen") > 0.0 {
         reasons.push((45.0, "customs hold scanned".to_string()));
@@ -192,11 +165,7 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
     if fails > 0.0 {
         reasons.push((
             44.0 + fails,
-            format!(
-                "{} failed delivery attempt{}",
-                fails as u32,
-                if fails > 1.0 { "s" } else { "" }
-            ),
+            format!("{} failed delivery attempt{}", fails as u32, if fails > 1.0 { "s" } else { "" }),
         ));
     }
     let seller_rate = f("seller_late_rate");
@@ -204,11 +173,7 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
     if seller_rate > 1.5 * lane_rate && seller_rate > 0.1 {
         reasons.push((
             15.0 + seller_rate,
-            format!(
-                "seller's recent late rate {} vs lane {}",
-                pct(seller_rate),
-                pct(lane_rate)
-            ),
+            format!("seller's recent late rate {} vs lane {}", pct(seller_rate), pct(lane_rate)),
         ));
     }
     if e.stage == 0 {
@@ -216,11 +181,7 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
         if e.stage_dwell_days > handling && e.stage_dwell_days > 1.0 {
             reasons.push((
                 30.0,
-                format!(
-                    "not picked up after {} (seller usually {})",
-                    fmt_d(e.stage_dwell_days),
-                    fmt_d(handling)
-                ),
+                format!("not picked up after {} (seller usually {})", fmt_d(e.stage_dwell_days), fmt_d(handling)),
             ));
         }
     }
@@ -265,9 +226,7 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
     match kind {
         Kind::Late => {
             if stalled && high_value {
-                actions.push(
-                    "prepare an insurance claim for this insured high-value parcel presumed lost",
-                );
+                actions.push("prepare an insurance claim for this insured high-value parcel presumed lost");
             }
             if stalled {
                 actions.push("open a carrier trace");
@@ -278,9 +237,7 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
         Kind::Stalled => {
             actions.push("open a carrier trace");
             if high_value {
-                actions.push(
-                    "prepare an insurance claim for this insured high-value parcel presumed lost",
-                );
+                actions.push("prepare an insurance claim for this insured high-value parcel presumed lost");
             }
             actions.push("message the buyer before they complain");
         }
@@ -301,131 +258,56 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
     if let Some(c) = action.get(..1) {
         action = c.to_uppercase() + &action[1..];
     }
-    Some(Alert {
-        row: r,
-        kind,
-        severity,
-        reasons: reasons.join("; "),
-        action,
-    })
+    Some(Alert { row: r, kind, severity, reasons: reasons.join("; "), action })
 }
 
 /// Builds scores, alerts, recovered and lane exposure frames for one night.
-pub fn build(
-    fs: &FeatureSet,
-    risk: &[f64],
-    cfg: &AlertConfig,
-    prev: &Previous,
-) -> Result<AlertOutput> {
+pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) -> Result<AlertOutput> {
     let p = &fs.prep;
     let rows = &fs.score;
     let n = rows.len();
     let cutoff = fs.cutoff;
     let risk: Vec<f64> = (0..n)
-        .map(|r| {
-            if p.promised[rows.ship[r] as usize] <= cutoff {
-                1.0
-            } else {
-                risk[r].clamp(0.0, 1.0)
-            }
-        })
+        .map(|r| if p.promised[rows.ship[r] as usize] <= cutoff { 1.0 } else { risk[r].clamp(0.0, 1.0) })
         .collect();
 
-    let idx = IdxCa::from_vec(
-        "idx".into(),
-        rows.ship.iter().map(|&i| i as IdxSize).collect(),
-    );
-    let base = p
-        .shipments
-        .select([
-            "shipment_id",
-            "seller_id",
-            "origin",
-            "destination",
-            "service",
-            "carrier",
-        ])?
-        .take(&idx)?;
-    let status: Vec<&str> = rows
-        .extras
-        .iter()
-        .map(|e| schema::status_name(e.furthest))
-        .collect();
+    let idx = IdxCa::from_vec("idx".into(), rows.ship.iter().map(|&i| i as IdxSize).collect());
+    let base =
+        p.shipments.select(["shipment_id", "seller_id", "origin", "destination", "service", "carrier"])?.take(&idx)?;
+    let status: Vec<&str> = rows.extras.iter().map(|e| schema::status_name(e.furthest)).collect();
     let stage: Vec<&str> = rows.extras.iter().map(|e| STAGES[e.stage].key).collect();
     let feat = |name: &str| -> Vec<f64> {
         let j = feature_index(name);
         (0..n).map(|r| rows.x[r * N_FEATURES + j]).collect()
     };
     let day = day_index(cutoff);
-    let lane_disrupted: Vec<bool> = rows
-        .ship
-        .iter()
-        .map(|&i| {
-            fs.worst_disrupted_stage(p.lane[i as usize] as usize, day)
-                .is_some()
-        })
-        .collect();
+    let lane_disrupted: Vec<bool> =
+        rows.ship.iter().map(|&i| fs.worst_disrupted_stage(p.lane[i as usize] as usize, day).is_some()).collect();
     let mut scores = base;
     let mut add = |c: Column| scores.with_column(c).map(|_| ());
     add(Column::new("status".into(), status))?;
     add(Column::new("stage".into(), stage))?;
-    add(io::ts_column_req(
-        "created_at",
-        rows.ship.iter().map(|&i| p.created[i as usize]).collect(),
-    ))?;
-    add(io::ts_column_req(
-        "last_event_at",
-        rows.extras.iter().map(|e| e.last_event_at).collect(),
-    ))?;
-    add(io::ts_column_req(
-        "promised_at",
-        rows.ship.iter().map(|&i| p.promised[i as usize]).collect(),
-    ))?;
+    add(io::ts_column_req("created_at", rows.ship.iter().map(|&i| p.created[i as usize]).collect()))?;
+    add(io::ts_column_req("last_event_at", rows.extras.iter().map(|e| e.last_event_at).collect()))?;
+    add(io::ts_column_req("promised_at", rows.ship.iter().map(|&i| p.promised[i as usize]).collect()))?;
     add(Column::new("risk".into(), risk.clone()))?;
     add(io::ts_column_req(
         "expected_delivery_at",
-        rows.extras
-            .iter()
-            .map(|e| cutoff + (e.expected_remaining_p50 * MICROS_PER_DAY as f64) as i64)
-            .collect(),
+        rows.extras.iter().map(|e| cutoff + (e.expected_remaining_p50 * MICROS_PER_DAY as f64) as i64).collect(),
     ))?;
     add(io::ts_column_req(
         "expected_delivery_p90_at",
-        rows.extras
-            .iter()
-            .map(|e| cutoff + (e.expected_remaining_p90 * MICROS_PER_DAY as f64) as i64)
-            .collect(),
+        rows.extras.iter().map(|e| cutoff + (e.expected_remaining_p90 * MICROS_PER_DAY as f64) as i64).collect(),
     ))?;
-    add(Column::new(
-        "days_to_promise".into(),
-        feat("time_to_promise_days"),
-    ))?;
-    add(Column::new(
-        "days_since_last_scan".into(),
-        feat("days_since_last_scan"),
-    ))?;
-    add(Column::new(
-        "stage_dwell_days".into(),
-        rows.extras
-            .iter()
-            .map(|e| e.stage_dwell_days)
-            .collect::<Vec<_>>(),
-    ))?;
+    add(Column::new("days_to_promise".into(), feat("time_to_promise_days")))?;
+    add(Column::new("days_since_last_scan".into(), feat("days_since_last_scan")))?;
+    add(Column::new("stage_dwell_days".into(), rows.extras.iter().map(|e| e.stage_dwell_days).collect::<Vec<_>>()))?;
     add(Column::new("slack_p50_days".into(), feat("slack_p50_days")))?;
     add(Column::new("lane_disrupted".into(), lane_disrupted))?;
-    add(Column::new(
-        "insured".into(),
-        rows.ship
-            .iter()
-            .map(|&i| p.insured[i as usize])
-            .collect::<Vec<_>>(),
-    ))?;
+    add(Column::new("insured".into(), rows.ship.iter().map(|&i| p.insured[i as usize]).collect::<Vec<_>>()))?;
     add(Column::new(
         "declared_value".into(),
-        rows.ship
-            .iter()
-            .map(|&i| Some(p.declared_value[i as usize]).filter(|v| v.is_finite()))
-            .collect::<Vec<_>>(),
+        rows.ship.iter().map(|&i| Some(p.declared_value[i as usize]).filter(|v| v.is_finite())).collect::<Vec<_>>(),
     ))?;
     // Scoring rows follow the prepared shipments, which are sorted by shipment_id.
 
@@ -452,20 +334,14 @@ pub fn build(
             *c += 1;
             kept.push(a);
         } else {
-            let name = seller_names
-                .get(rows.ship[a.row] as usize)
-                .unwrap_or("")
-                .to_string();
+            let name = seller_names.get(rows.ship[a.row] as usize).unwrap_or("").to_string();
             *suppressed.entry(name).or_insert(0) += 1;
         }
     }
 
     let as_of_day = (day - 1) as i32;
     kept.sort_by_key(|a| a.row);
-    let alert_idx = IdxCa::from_vec(
-        "idx".into(),
-        kept.iter().map(|a| a.row as IdxSize).collect(),
-    );
+    let alert_idx = IdxCa::from_vec("idx".into(), kept.iter().map(|a| a.row as IdxSize).collect());
     let mut alert_df = scores.take(&alert_idx)?;
     let first: Vec<Option<i32>> = kept
         .iter()
@@ -474,87 +350,33 @@ pub fn build(
             Some(prev.alerts.get(id).map(|x| x.3).unwrap_or(as_of_day))
         })
         .collect();
-    alert_df.with_column(Column::new(
-        "alert".into(),
-        kept.iter().map(|a| a.kind.name()).collect::<Vec<_>>(),
-    ))?;
-    alert_df.with_column(Column::new(
-        "severity".into(),
-        kept.iter().map(|a| a.severity.name()).collect::<Vec<_>>(),
-    ))?;
-    alert_df.with_column(Column::new(
-        "reasons".into(),
-        kept.iter().map(|a| a.reasons.as_str()).collect::<Vec<_>>(),
-    ))?;
-    alert_df.with_column(Column::new(
-        "action".into(),
-        kept.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
-    ))?;
+    alert_df.with_column(Column::new("alert".into(), kept.iter().map(|a| a.kind.name()).collect::<Vec<_>>()))?;
+    alert_df.with_column(Column::new("severity".into(), kept.iter().map(|a| a.severity.name()).collect::<Vec<_>>()))?;
+    alert_df.with_column(Column::new("reasons".into(), kept.iter().map(|a| a.reasons.as_str()).collect::<Vec<_>>()))?;
+    alert_df.with_column(Column::new("action".into(), kept.iter().map(|a| a.action.as_str()).collect::<Vec<_>>()))?;
     alert_df.with_column(io::date_column("first_alerted_on", first))?;
 
     let recovered = recovered_frame(fs, prev, &kept, &ship_ids)?;
     let lane_alerts = lane_exposure(fs, &kept)?;
-    Ok(AlertOutput {
-        scores,
-        alerts: alert_df,
-        recovered,
-        lane_alerts,
-        suppressed,
-    })
+    Ok(AlertOutput { scores, alerts: alert_df, recovered, lane_alerts, suppressed })
 }
 
 /// Shipments alerted last time that are no longer alerted, with why.
-fn recovered_frame(
-    fs: &FeatureSet,
-    prev: &Previous,
-    kept: &[Alert],
-    ship_ids: &StringChunked,
-) -> Result<DataFrame> {
-    let alerted: std::collections::HashSet<&str> = kept
-        .iter()
-        .map(|a| ship_ids.get(fs.score.ship[a.row] as usize).unwrap_or(""))
-        .collect();
-    let index: HashMap<&str, usize> = ship_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.unwrap_or(""), i))
-        .collect();
-    let mut ids: Vec<&String> = prev
-        .alerts
-        .keys()
-        .filter(|id| !alerted.contains(id.as_str()))
-        .collect();
+fn recovered_frame(fs: &FeatureSet, prev: &Previous, kept: &[Alert], ship_ids: &StringChunked) -> Result<DataFrame> {
+    let alerted: std::collections::HashSet<&str> =
+        kept.iter().map(|a| ship_ids.get(fs.score.ship[a.row] as usize).unwrap_or("")).collect();
+    let index: HashMap<&str, usize> = ship_ids.iter().enumerate().map(|(i, id)| (id.unwrap_or(""), i)).collect();
+    let mut ids: Vec<&String> = prev.alerts.keys().filter(|id| !alerted.contains(id.as_str())).collect();
     ids.sort();
-    let (
-        mut sid,
-        mut seller,
-        mut prev_alert,
-        mut prev_sev,
-        mut first,
-        mut why,
-        mut status,
-        mut delivered,
-    ) = (
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-    );
+    let (mut sid, mut seller, mut prev_alert, mut prev_sev, mut first, mut why, mut status, mut delivered) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for id in ids {
         let (s, a, sev, f) = &prev.alerts[id];
         let (reason, st_name, dlv) = match index.get(id.as_str()) {
             Some(&i) => {
                 let st = &fs.states[i];
                 if st.delivered != super::features::timeline::NONE {
-                    (
-                        "delivered",
-                        schema::status_name(schema::DELIVERED),
-                        Some(st.delivered),
-                    )
+                    ("delivered", schema::status_name(schema::DELIVERED), Some(st.delivered))
                 } else if st.returned_or_lost != super::features::timeline::NONE {
                     ("returned_or_lost", "RETURNED", None)
                 } else {
@@ -631,8 +453,7 @@ fn lane_exposure(fs: &FeatureSet, kept: &[Alert]) -> Result<DataFrame> {
         cols.1.push(&key.destination);
         cols.2.push(&key.service);
         cols.3.push(STAGES[s].key);
-        cols.4
-            .push(fs.series.disrupted_since(l, s, day).map(|d| (d - 1) as i32));
+        cols.4.push(fs.series.disrupted_since(l, s, day).map(|d| (d - 1) as i32));
         cols.5.push(fs.series.at(l, s, day).ratio);
         cols.6.push(seller_name[*seller as usize]);
         cols.7.push(*inflight as i64);
@@ -653,9 +474,6 @@ fn lane_exposure(fs: &FeatureSet, kept: &[Alert]) -> Result<DataFrame> {
             Column::new("alerted".into(), cols.8),
         ],
     )?;
-    df = df.sort(
-        ["origin", "destination", "service", "seller_id"],
-        SortMultipleOptions::default(),
-    )?;
+    df = df.sort(["origin", "destination", "service", "seller_id"], SortMultipleOptions::default())?;
     Ok(df)
 }

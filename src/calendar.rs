@@ -11,10 +11,7 @@ pub fn cutoff_micros(as_of: NaiveDate) -> i64 {
 }
 
 pub fn day_start_micros(d: NaiveDate) -> i64 {
-    d.and_hms_opt(0, 0, 0)
-        .expect("midnight")
-        .and_utc()
-        .timestamp_micros()
+    d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros()
 }
 
 /// Day number since 1970-01-01 of a µs timestamp (floor, so negative times work).
@@ -51,17 +48,11 @@ impl Holidays {
                 h.black_friday = true;
                 continue;
             }
-            let parsed = item
-                .split_once('-')
-                .and_then(|(m, d)| Some((m.parse::<u32>().ok()?, d.parse::<u32>().ok()?)));
+            let parsed = item.split_once('-').and_then(|(m, d)| Some((m.parse::<u32>().ok()?, d.parse::<u32>().ok()?)));
             match parsed {
-                Some((m, d)) if NaiveDate::from_ymd_opt(2024, m, d).is_some() => {
-                    h.fixed.push((m, d))
-                }
+                Some((m, d)) if NaiveDate::from_ymd_opt(2024, m, d).is_some() => h.fixed.push((m, d)),
                 _ => {
-                    return Err(Error::Config(format!(
-                        "features.holidays: bad day {item:?} (MM-DD or black-friday)"
-                    )));
+                    return Err(Error::Config(format!("features.holidays: bad day {item:?} (MM-DD or black-friday)")));
                 }
             }
         }
@@ -90,17 +81,14 @@ impl Holidays {
         let (a, b) = (day_index(from), day_index(to));
         let (lo, hi, sign) = if b >= a { (a, b, 1.0) } else { (b, a, -1.0) };
         let span = (hi - lo).min(800);
-        let n = (lo + 1..=lo + span)
-            .filter(|&d| weekday(d) < 5 && !self.contains(date_of_day(d)))
-            .count();
+        let n = (lo + 1..=lo + span).filter(|&d| weekday(d) < 5 && !self.contains(date_of_day(d))).count();
         sign * n as f64
     }
 }
 
 pub fn black_friday(year: i32) -> NaiveDate {
     let first = NaiveDate::from_ymd_opt(year, 11, 1).expect("valid date");
-    let offset =
-        (Weekday::Fri.num_days_from_monday() + 7 - first.weekday().num_days_from_monday()) % 7;
+    let offset = (Weekday::Fri.num_days_from_monday() + 7 - first.weekday().num_days_from_monday()) % 7;
     first + chrono::Days::new((offset + 21) as u64)
 }
 
@@ -110,14 +98,8 @@ mod tests {
 
     #[test]
     fn black_friday_dates() {
-        assert_eq!(
-            black_friday(2026),
-            NaiveDate::from_ymd_opt(2026, 11, 27).unwrap()
-        );
-        assert_eq!(
-            black_friday(2025),
-            NaiveDate::from_ymd_opt(2025, 11, 28).unwrap()
-        );
+        assert_eq!(black_friday(2026), NaiveDate::from_ymd_opt(2026, 11, 27).unwrap());
+        assert_eq!(black_friday(2025), NaiveDate::from_ymd_opt(2025, 11, 28).unwrap());
     }
 
     #[test]

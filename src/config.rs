@@ -66,6 +66,9 @@ pub struct LaneConfig {
     pub disruption_min_recent: u32,
     /// The recent p50 must also exceed the baseline p50 by this many days.
     pub disruption_min_increase_days: f64,
+    /// ... and the share of recent parcels outstaying the baseline p50 must exceed one half by
+    /// this many standard errors (a binomial z-score), so small lanes' noise raises no flags.
+    pub disruption_min_z: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -77,6 +80,9 @@ pub struct FeatureConfig {
     pub train_window_days: u32,
     /// Pseudo-count pulling a seller's or lane's late rate towards the global rate.
     pub prior_strength: f64,
+    /// Training snapshots read lane statistics as of the latest of a series of cutoffs this many
+    /// days apart (so their own outcomes never enter them); smaller is fresher and slower.
+    pub stats_every_days: u32,
     /// Peak and holiday days, `MM-DD`, or `black-friday` for the fourth Friday of November.
     pub holidays: Vec<String>,
 }
@@ -126,13 +132,7 @@ pub struct AlertConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig {
-            name: "adhoc".into(),
-            input: None,
-            out: None,
-            as_of: None,
-            seed: 42,
-        }
+        PipelineConfig { name: "adhoc".into(), input: None, out: None, as_of: None, seed: 42 }
     }
 }
 
@@ -145,6 +145,7 @@ impl Default for LaneConfig {
             disruption_ratio: 1.6,
             disruption_min_recent: 8,
             disruption_min_increase_days: 0.75,
+            disruption_min_z: 3.0,
         }
     }
 }
@@ -155,18 +156,11 @@ impl Default for FeatureConfig {
             snapshots_per_shipment: 3,
             train_window_days: 120,
             prior_strength: 20.0,
-            holidays: [
-                "01-01",
-                "11-11",
-                "black-friday",
-                "12-24",
-                "12-25",
-                "12-26",
-                "12-31",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            stats_every_days: 7,
+            holidays: ["01-01", "11-11", "black-friday", "12-24", "12-25", "12-26", "12-31"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -176,16 +170,16 @@ impl Default for ModelConfig {
         ModelConfig {
             candidates: vec!["logistic".into(), "tree".into(), "forest".into()],
             holdout_days: 21,
-            max_train_rows: 60_000,
+            max_train_rows: 40_000,
             min_train_rows: 200,
             min_class_rows: 20,
             logistic_alpha: 1.0,
-            logistic_max_iterations: 200,
+            logistic_max_iterations: 100,
             tree_max_depth: 8,
             tree_min_weight_leaf: 20.0,
-            forest_trees: 32,
-            forest_max_depth: 10,
-            forest_feature_fraction: 0.6,
+            forest_trees: 24,
+            forest_max_depth: 8,
+            forest_feature_fraction: 0.5,
             alert_budget_fraction: 0.05,
             calibration_bins: 10,
         }
@@ -226,13 +220,7 @@ impl Config {
             let parsed: toml::Value = text
                 .parse::<toml::Table>()
                 .map(toml::Value::Table)
-                .map_err(|e| {
-                    Error::Config(format!(
-                        "{}: {}",
-                        path.display(),
-                        crate::error::one_line(e.to_string())
-                    ))
-                })?;
+                .map_err(|e| Error::Config(format!("{}: {}", path.display(), crate::error::one_line(e.to_string()))))?;
             merge(&mut value, parsed, "")?;
         }
         for (key, raw) in env {
@@ -250,14 +238,9 @@ impl Config {
             };
             set_path(&mut value, &path, parse_scalar(raw), key)?;
         }
-        let mut set = |name: &str, v: toml::Value| {
-            set_path(&mut value, &["pipeline".into(), name.into()], v, name)
-        };
+        let mut set = |name: &str, v: toml::Value| set_path(&mut value, &["pipeline".into(), name.into()], v, name);
         if let Some(p) = &cli.input {
-            set(
-                "input",
-                toml::Value::String(p.to_string_lossy().into_owned()),
-            )?;
+            set("input", toml::Value::String(p.to_string_lossy().into_owned()))?;
         }
         if let Some(p) = &cli.out {
             set("out", toml::Value::String(p.to_string_lossy().into_owned()))?;
@@ -268,9 +251,9 @@ impl Config {
         if let Some(s) = cli.seed {
             set("seed", toml::Value::Integer(s as i64))?;
         }
-        let config: Config = value.try_into().map_err(|e: toml::de::Error| {
-            Error::Config(crate::error::one_line(e.message().to_string()))
-        })?;
+        let config: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(crate::error::one_line(e.message().to_string())))?;
         config.check()?;
         Ok(config)
     }
@@ -286,13 +269,13 @@ impl Config {
             ));
         }
         if !(l.disruption_ratio > 1.0) {
-            return bad(format!(
-                "lanes.disruption_ratio must be above 1, got {}",
-                l.disruption_ratio
-            ));
+            return bad(format!("lanes.disruption_ratio must be above 1, got {}", l.disruption_ratio));
         }
         if self.features.snapshots_per_shipment == 0 || self.features.snapshots_per_shipment > 50 {
             return bad("features.snapshots_per_shipment must be in 1..=50".into());
+        }
+        if self.features.stats_every_days == 0 || self.features.stats_every_days > 60 {
+            return bad("features.stats_every_days must be in 1..=60".into());
         }
         if !(self.features.prior_strength >= 0.0) {
             return bad("features.prior_strength must be non-negative".into());
@@ -304,28 +287,22 @@ impl Config {
         }
         for c in &m.candidates {
             if !["logistic", "tree", "forest"].contains(&c.as_str()) {
-                return bad(format!(
-                    "model.candidates: unknown model {c:?} (logistic, tree, forest)"
-                ));
+                return bad(format!("model.candidates: unknown model {c:?} (logistic, tree, forest)"));
             }
         }
         if !(m.alert_budget_fraction > 0.0 && m.alert_budget_fraction <= 1.0) {
             return bad("model.alert_budget_fraction must be in (0, 1]".into());
         }
         if m.holdout_days == 0 || m.holdout_days >= self.features.train_window_days {
-            return bad(
-                "model.holdout_days must be at least 1 and below features.train_window_days".into(),
-            );
+            return bad("model.holdout_days must be at least 1 and below features.train_window_days".into());
         }
         if m.calibration_bins < 2 || m.calibration_bins > 100 {
             return bad("model.calibration_bins must be in 2..=100".into());
         }
         let a = &self.alerts;
-        for (name, v) in [
-            ("risk_threshold", a.risk_threshold),
-            ("high_risk", a.high_risk),
-            ("medium_risk", a.medium_risk),
-        ] {
+        for (name, v) in
+            [("risk_threshold", a.risk_threshold), ("high_risk", a.high_risk), ("medium_risk", a.medium_risk)]
+        {
             if !(0.0..=1.0).contains(&v) {
                 return bad(format!("alerts.{name} must be in [0, 1], got {v}"));
             }
@@ -337,30 +314,15 @@ impl Config {
             return bad("alerts.max_per_seller must be at least 1".into());
         }
         if !self.input.naive_timezone.is_empty() {
-            self.input
-                .naive_timezone
-                .parse::<chrono_tz_check::Tz>()
-                .map_err(|_| {
-                    Error::Config(format!(
-                        "input.naive_timezone: unknown zone {:?}",
-                        self.input.naive_timezone
-                    ))
-                })?;
+            self.input.naive_timezone.parse::<chrono_tz_check::Tz>().map_err(|_| {
+                Error::Config(format!("input.naive_timezone: unknown zone {:?}", self.input.naive_timezone))
+            })?;
         }
-        for (table, map) in [
-            ("shipments", &self.input.columns.shipments),
-            ("events", &self.input.columns.events),
-        ] {
-            let spec = if table == "shipments" {
-                crate::schema::SHIPMENTS
-            } else {
-                crate::schema::EVENTS
-            };
+        for (table, map) in [("shipments", &self.input.columns.shipments), ("events", &self.input.columns.events)] {
+            let spec = if table == "shipments" { crate::schema::SHIPMENTS } else { crate::schema::EVENTS };
             for k in map.keys() {
                 if !spec.iter().any(|c| c.name == k) {
-                    return bad(format!(
-                        "input.columns.{table}: {k:?} is not a canonical column"
-                    ));
+                    return bad(format!("input.columns.{table}: {k:?} is not a canonical column"));
                 }
             }
         }
@@ -375,21 +337,17 @@ impl Config {
     /// The as-of date: explicit, or `yesterday` by the UTC wall clock.
     pub fn as_of(&self) -> Result<NaiveDate> {
         match self.pipeline.as_of.as_deref() {
-            None => Err(Error::Config(
-                "as_of is not set (use --as-of YYYY-MM-DD or pipeline.as_of)".into(),
-            )),
-            Some("yesterday") => Ok(chrono::Utc::now()
-                .date_naive()
-                .pred_opt()
-                .expect("date range")),
+            None => Err(Error::Config("as_of is not set (use --as-of YYYY-MM-DD or pipeline.as_of)".into())),
+            Some("yesterday") => Ok(chrono::Utc::now().date_naive().pred_opt().expect("date range")),
             Some(s) => parse_date(s),
         }
     }
 
     pub fn input_dir(&self) -> Result<&Path> {
-        self.pipeline.input.as_deref().ok_or_else(|| {
-            Error::Config("input is not set (use --input DIR or pipeline.input)".into())
-        })
+        self.pipeline
+            .input
+            .as_deref()
+            .ok_or_else(|| Error::Config("input is not set (use --input DIR or pipeline.input)".into()))
     }
 
     pub fn out_dir(&self) -> Result<&Path> {
@@ -437,19 +395,13 @@ fn merge(base: &mut toml::Value, over: toml::Value, at: &str) -> Result<()> {
     match (base, over) {
         (toml::Value::Table(b), toml::Value::Table(o)) => {
             for (k, v) in o {
-                let path = if at.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{at}.{k}")
-                };
+                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
                 let free_form = at.starts_with("input.columns")
                     || path == "pipeline.input"
                     || path == "pipeline.out"
                     || path == "pipeline.as_of";
                 match b.get_mut(&k) {
-                    Some(slot) if slot.is_table() && v.is_table() && !free_form => {
-                        merge(slot, v, &path)?
-                    }
+                    Some(slot) if slot.is_table() && v.is_table() && !free_form => merge(slot, v, &path)?,
                     Some(slot) => *slot = v,
                     None if free_form || at.starts_with("input.columns") => {
                         b.insert(k, v);
@@ -497,33 +449,23 @@ mod tests {
     fn precedence_cli_env_file_default() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "[pipeline]\nseed = 1\nas_of = \"2026-01-01\"\n[alerts]\nrisk_threshold = 0.3\nhigh_risk = 0.9\n").unwrap();
+        std::fs::write(
+            &p,
+            "[pipeline]\nseed = 1\nas_of = \"2026-01-01\"\n[alerts]\nrisk_threshold = 0.3\nhigh_risk = 0.9\n",
+        )
+        .unwrap();
         let env = vec![
             ("LANEWATCH_SEED".to_string(), "2".to_string()),
-            (
-                "LANEWATCH_ALERTS__RISK_THRESHOLD".to_string(),
-                "0.4".to_string(),
-            ),
+            ("LANEWATCH_ALERTS__RISK_THRESHOLD".to_string(), "0.4".to_string()),
         ];
         let c = Config::load(Some(&p), &env, &Overrides::default()).unwrap();
         assert_eq!(c.pipeline.seed, 2);
         assert_eq!(c.alerts.risk_threshold, 0.4);
         assert_eq!(c.alerts.high_risk, 0.9);
         assert_eq!(c.alerts.medium_risk, AlertConfig::default().medium_risk);
-        let c = Config::load(
-            Some(&p),
-            &env,
-            &Overrides {
-                seed: Some(3),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let c = Config::load(Some(&p), &env, &Overrides { seed: Some(3), ..Default::default() }).unwrap();
         assert_eq!(c.pipeline.seed, 3);
-        assert_eq!(
-            c.as_of().unwrap(),
-            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()
-        );
+        assert_eq!(c.as_of().unwrap(), NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
     }
 
     #[test]
@@ -535,35 +477,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_config_errors() {
-        let env = vec![(
-            "LANEWATCH_ALERTS__RISK_THRESHOLD".to_string(),
-            "1.5".to_string(),
-        )];
-        assert_eq!(
-            Config::load(None, &env, &Overrides::default())
-                .unwrap_err()
-                .exit_code(),
-            78
-        );
-        let env = vec![(
-            "LANEWATCH_MODEL__CANDIDATES".to_string(),
-            "[\"svm\"]".to_string(),
-        )];
-        assert_eq!(
-            Config::load(None, &env, &Overrides::default())
-                .unwrap_err()
-                .exit_code(),
-            78
-        );
-        let env = vec![(
-            "LANEWATCH_INPUT__NAIVE_TIMEZONE".to_string(),
-            "Mars/Olympus".to_string(),
-        )];
-        assert_eq!(
-            Config::load(None, &env, &Overrides::default())
-                .unwrap_err()
-                .exit_code(),
-            78
-        );
+        let env = vec![("LANEWATCH_ALERTS__RISK_THRESHOLD".to_string(), "1.5".to_string())];
+        assert_eq!(Config::load(None, &env, &Overrides::default()).unwrap_err().exit_code(), 78);
+        let env = vec![("LANEWATCH_MODEL__CANDIDATES".to_string(), "[\"svm\"]".to_string())];
+        assert_eq!(Config::load(None, &env, &Overrides::default()).unwrap_err().exit_code(), 78);
+        let env = vec![("LANEWATCH_INPUT__NAIVE_TIMEZONE".to_string(), "Mars/Olympus".to_string())];
+        assert_eq!(Config::load(None, &env, &Overrides::default()).unwrap_err().exit_code(), 78);
     }
 }

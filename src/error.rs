@@ -21,11 +21,7 @@ pub mod exit {
 pub enum Error {
     /// The input is present but its content breaks the contract.
     #[error("{file}: column {column}: {message}")]
-    Data {
-        file: String,
-        column: String,
-        message: String,
-    },
+    Data { file: String, column: String, message: String },
 
     /// The input is present but a whole file is unusable (corrupt, not Parquet, empty).
     #[error("{file}: {message}")]
@@ -63,30 +59,16 @@ impl Error {
         }
     }
 
-    pub fn data(
-        file: impl Into<String>,
-        column: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Error::Data {
-            file: file.into(),
-            column: column.into(),
-            message: one_line(message.into()),
-        }
+    pub fn data(file: impl Into<String>, column: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Data { file: file.into(), column: column.into(), message: one_line(message.into()) }
     }
 
     pub fn bad_file(file: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::BadFile {
-            file: file.into(),
-            message: one_line(message.into()),
-        }
+        Error::BadFile { file: file.into(), message: one_line(message.into()) }
     }
 
     pub fn output(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
-        Error::Output {
-            path: path.into(),
-            message: one_line(err.to_string()),
-        }
+        Error::Output { path: path.into(), message: one_line(err.to_string()) }
     }
 
     pub fn internal(err: impl std::fmt::Display) -> Self {
@@ -121,9 +103,5 @@ pub fn one_line(s: String) -> String {
 pub fn quote(s: &str) -> String {
     let shown: String = s.chars().take(60).collect();
     let shown = one_line(shown);
-    if s.chars().count() > 60 {
-        format!("{shown:?}… ({} chars)", s.chars().count())
-    } else {
-        format!("{shown:?}")
-    }
+    if s.chars().count() > 60 { format!("{shown:?}… ({} chars)", s.chars().count()) } else { format!("{shown:?}") }
 }

@@ -45,24 +45,9 @@ struct Origin {
 }
 
 const ORIGINS: [Origin; 3] = [
-    Origin {
-        code: "CN-GD",
-        city: "Shenzhen",
-        share: 0.5,
-        speed: 1.0,
-    },
-    Origin {
-        code: "CN-ZJ",
-        city: "Yiwu",
-        share: 0.3,
-        speed: 1.15,
-    },
-    Origin {
-        code: "CN-FJ",
-        city: "Xiamen",
-        share: 0.2,
-        speed: 1.35,
-    },
+    Origin { code: "CN-GD", city: "Shenzhen", share: 0.5, speed: 1.0 },
+    Origin { code: "CN-ZJ", city: "Yiwu", share: 0.3, speed: 1.15 },
+    Origin { code: "CN-FJ", city: "Xiamen", share: 0.2, speed: 1.35 },
 ];
 
 struct Dest {
@@ -94,17 +79,7 @@ const fn d(
     fail: f64,
     slack: f64,
 ) -> Dest {
-    Dest {
-        code,
-        city,
-        share,
-        linehaul,
-        customs,
-        last_mile,
-        hold,
-        fail,
-        slack,
-    }
+    Dest { code, city, share, linehaul, customs, last_mile, hold, fail, slack }
 }
 
 const DESTS: [Dest; 20] = [
@@ -121,17 +96,7 @@ const DESTS: [Dest; 20] = [
     d("US", "New York", 0.12, 5.0, 0.7, 2.8, 0.02, 0.05, 1.40),
     d("CA", "Toronto", 0.03, 6.0, 1.2, 3.2, 0.03, 0.05, 1.40),
     d("BR-SP", "Sao Paulo", 0.06, 10.0, 5.0, 5.5, 0.08, 0.10, 1.30),
-    d(
-        "BR-RJ",
-        "Rio de Janeiro",
-        0.03,
-        10.5,
-        5.5,
-        6.5,
-        0.08,
-        0.12,
-        1.25,
-    ),
+    d("BR-RJ", "Rio de Janeiro", 0.03, 10.5, 5.5, 6.5, 0.08, 0.12, 1.25),
     d("MX", "Mexico City", 0.04, 8.0, 3.0, 4.5, 0.05, 0.10, 1.30),
     d("CL", "Santiago", 0.02, 11.0, 2.5, 3.8, 0.04, 0.07, 1.35),
     d("AU", "Sydney", 0.04, 7.0, 1.0, 3.0, 0.02, 0.05, 1.40),
@@ -359,9 +324,7 @@ fn next_office_time(t: i64, rng: &mut impl Rng) -> i64 {
         moved = true;
     }
     if moved {
-        day * MICROS_PER_DAY
-            + 8 * MICROS_PER_HOUR
-            + (rng.r#gen::<f64>() * 9.0 * MICROS_PER_HOUR as f64) as i64
+        day * MICROS_PER_DAY + 8 * MICROS_PER_HOUR + (rng.r#gen::<f64>() * 9.0 * MICROS_PER_HOUR as f64) as i64
     } else {
         t
     }
@@ -389,21 +352,11 @@ fn peak_factor(created: i64) -> f64 {
     }
 }
 
-fn generate_one(
-    i: usize,
-    p: &GenerateParams,
-    sellers: &[Seller],
-    disruptions: &[Disruption],
-    start: i64,
-) -> Generated {
+fn generate_one(i: usize, p: &GenerateParams, sellers: &[Seller], disruptions: &[Disruption], start: i64) -> Generated {
     let mut rng = ChaCha8Rng::seed_from_u64(mix(p.seed, i as u64));
     let seller_idx = ((rng.r#gen::<f64>().powf(2.2)) * sellers.len() as f64) as usize;
     let seller = &sellers[seller_idx.min(sellers.len() - 1)];
-    let origin = if rng.r#gen::<f64>() < 0.85 {
-        seller.origin
-    } else {
-        pick(&mut rng, &ORIGINS.map(|o| o.share))
-    };
+    let origin = if rng.r#gen::<f64>() < 0.85 { seller.origin } else { pick(&mut rng, &ORIGINS.map(|o| o.share)) };
     let dest = pick(&mut rng, &DESTS.map(|d| d.share));
     let service = pick(&mut rng, &SERVICES.map(|s| s.share));
     let (o, ds, sv) = (&ORIGINS[origin], &DESTS[dest], &SERVICES[service]);
@@ -420,11 +373,7 @@ fn generate_one(
 
     let value = lognormal(&mut rng, 14.0, 1.0).clamp(0.5, 5000.0);
     let weight = lognormal(&mut rng, 280.0, 0.8).clamp(15.0, 30_000.0);
-    let insured = if value > 60.0 {
-        rng.r#gen::<f64>() < 0.6
-    } else {
-        rng.r#gen::<f64>() < 0.04
-    };
+    let insured = if value > 60.0 { rng.r#gen::<f64>() < 0.6 } else { rng.r#gen::<f64>() < 0.04 };
     let carrier = sv.carriers[(rng.r#gen::<f64>() < 0.5) as usize];
 
     // The promise is a fixed window per service and destination, as platforms publish them.
@@ -449,11 +398,7 @@ fn generate_one(
 
     let lost = rng.r#gen::<f64>() < sv.lost;
     // Lost parcels vanish after a random milestone between pickup and last mile.
-    let lost_after: usize = if lost {
-        1 + (rng.r#gen::<f64>() * 6.0) as usize
-    } else {
-        usize::MAX
-    };
+    let lost_after: usize = if lost { 1 + (rng.r#gen::<f64>() * 6.0) as usize } else { usize::MAX };
     let mut returned = false;
     let mut delivered = None;
 
@@ -474,10 +419,7 @@ fn generate_one(
         if lost_after == 2 {
             break 'journey;
         }
-        t = next_office_time(
-            t + days_us(lognormal(&mut rng, sv.export * o.speed, 0.45)),
-            &mut rng,
-        );
+        t = next_office_time(t + days_us(lognormal(&mut rng, sv.export * o.speed, 0.45)), &mut rng);
         t += disrupt("export", t, &mut rng);
         events.push((t, "EXPORT_CLEARED", format!("{} customs", o.city)));
         if lost_after == 3 {
@@ -490,11 +432,7 @@ fn generate_one(
         }
         let flight = lognormal(&mut rng, ds.linehaul * sv.linehaul * peak, 0.3);
         if rng.r#gen::<f64>() < 0.12 {
-            events.push((
-                t + days_us(flight * 0.5),
-                "IN_TRANSIT",
-                "transit hub".to_string(),
-            ));
+            events.push((t + days_us(flight * 0.5), "IN_TRANSIT", "transit hub".to_string()));
         }
         t += days_us(flight);
         t += disrupt("linehaul", stage_start, &mut rng);
@@ -506,11 +444,7 @@ fn generate_one(
         t += days_us(lognormal(&mut rng, ds.customs * sv.customs, 0.5));
         let hold_p = ds.hold * if value > 150.0 { 2.5 } else { 1.0 };
         if rng.r#gen::<f64>() < hold_p {
-            events.push((
-                arrived + days_us(0.3 + 0.7 * rng.r#gen::<f64>()),
-                "CUSTOMS_HOLD",
-                dest_loc.clone(),
-            ));
+            events.push((arrived + days_us(0.3 + 0.7 * rng.r#gen::<f64>()), "CUSTOMS_HOLD", dest_loc.clone()));
             if rng.r#gen::<f64>() < 0.06 {
                 returned = true;
                 let back = t + days_us(5.0 + 10.0 * rng.r#gen::<f64>());
@@ -526,11 +460,7 @@ fn generate_one(
             break 'journey;
         }
         let stage_start = t;
-        t += days_us(lognormal(
-            &mut rng,
-            ds.last_mile * sv.last_mile * 0.75,
-            0.45,
-        ));
+        t += days_us(lognormal(&mut rng, ds.last_mile * sv.last_mile * 0.75, 0.45));
         t += disrupt("last_mile", stage_start, &mut rng);
         if lost_after == 6 {
             events.push((t, "OUT_FOR_DELIVERY", dest_loc.clone()));
@@ -547,11 +477,7 @@ fn generate_one(
                 attempts += 1;
                 if attempts >= 3 {
                     returned = true;
-                    events.push((
-                        t + days_us(7.0 + 7.0 * rng.r#gen::<f64>()),
-                        "RETURNED",
-                        dest_loc.clone(),
-                    ));
+                    events.push((t + days_us(7.0 + 7.0 * rng.r#gen::<f64>()), "RETURNED", dest_loc.clone()));
                     break 'journey;
                 }
                 t += days_us(1.0 + 2.0 * rng.r#gen::<f64>());
@@ -618,19 +544,14 @@ pub fn generate(p: &GenerateParams, out: &Path) -> Result<GenerateSummary> {
     let start = calendar::day_start_micros(p.start);
     let sellers = sellers_for(p.shipments, p.seed);
     let disruptions = plan_disruptions(start, p.days);
-    let rows: Vec<Generated> = (0..p.shipments)
-        .into_par_iter()
-        .map(|i| generate_one(i, p, &sellers, &disruptions, start))
-        .collect();
+    let rows: Vec<Generated> =
+        (0..p.shipments).into_par_iter().map(|i| generate_one(i, p, &sellers, &disruptions, start)).collect();
 
     let width = format!("{}", p.shipments).len().max(6);
-    let ids: Vec<String> = (0..p.shipments)
-        .map(|i| format!("SH{:0width$}", i + 1))
-        .collect();
+    let ids: Vec<String> = (0..p.shipments).map(|i| format!("SH{:0width$}", i + 1)).collect();
     let seller_width = format!("{}", sellers.len()).len().max(4);
-    let seller_ids: Vec<String> = (0..sellers.len())
-        .map(|i| format!("SELLER-{:0w$}", i + 1, w = seller_width))
-        .collect();
+    let seller_ids: Vec<String> =
+        (0..sellers.len()).map(|i| format!("SELLER-{:0w$}", i + 1, w = seller_width)).collect();
 
     let mut shipments = DataFrame::new(
         p.shipments,
@@ -638,46 +559,17 @@ pub fn generate(p: &GenerateParams, out: &Path) -> Result<GenerateSummary> {
             Column::new("shipment_id".into(), &ids),
             Column::new(
                 "seller_id".into(),
-                rows.iter()
-                    .map(|r| seller_ids[r.seller as usize].as_str())
-                    .collect::<Vec<_>>(),
+                rows.iter().map(|r| seller_ids[r.seller as usize].as_str()).collect::<Vec<_>>(),
             ),
-            Column::new(
-                "origin".into(),
-                rows.iter()
-                    .map(|r| ORIGINS[r.origin as usize].code)
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "destination".into(),
-                rows.iter()
-                    .map(|r| DESTS[r.dest as usize].code)
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "service".into(),
-                rows.iter()
-                    .map(|r| SERVICES[r.service as usize].name)
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "carrier".into(),
-                rows.iter().map(|r| r.carrier).collect::<Vec<_>>(),
-            ),
+            Column::new("origin".into(), rows.iter().map(|r| ORIGINS[r.origin as usize].code).collect::<Vec<_>>()),
+            Column::new("destination".into(), rows.iter().map(|r| DESTS[r.dest as usize].code).collect::<Vec<_>>()),
+            Column::new("service".into(), rows.iter().map(|r| SERVICES[r.service as usize].name).collect::<Vec<_>>()),
+            Column::new("carrier".into(), rows.iter().map(|r| r.carrier).collect::<Vec<_>>()),
             io::ts_column_req("created_at", rows.iter().map(|r| r.created).collect()),
             io::ts_column_req("promised_at", rows.iter().map(|r| r.promised).collect()),
-            Column::new(
-                "weight_g".into(),
-                rows.iter().map(|r| r.weight).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "declared_value".into(),
-                rows.iter().map(|r| r.value).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "insured".into(),
-                rows.iter().map(|r| r.insured).collect::<Vec<_>>(),
-            ),
+            Column::new("weight_g".into(), rows.iter().map(|r| r.weight).collect::<Vec<_>>()),
+            Column::new("declared_value".into(), rows.iter().map(|r| r.value).collect::<Vec<_>>()),
+            Column::new("insured".into(), rows.iter().map(|r| r.insured).collect::<Vec<_>>()),
         ],
     )?;
 
@@ -706,43 +598,24 @@ pub fn generate(p: &GenerateParams, out: &Path) -> Result<GenerateSummary> {
         ],
     )?;
 
-    let late: Vec<bool> = rows
-        .iter()
-        .map(|r| r.delivered.is_none_or(|dv| dv > r.promised))
-        .collect();
+    let late: Vec<bool> = rows.iter().map(|r| r.delivered.is_none_or(|dv| dv > r.promised)).collect();
     let mut truth = DataFrame::new(
         p.shipments,
         vec![
             Column::new("shipment_id".into(), &ids),
             io::ts_column("delivered_at", rows.iter().map(|r| r.delivered).collect()),
             Column::new("late".into(), late.clone()),
-            Column::new(
-                "lost".into(),
-                rows.iter().map(|r| r.lost).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "returned".into(),
-                rows.iter().map(|r| r.returned).collect::<Vec<_>>(),
-            ),
+            Column::new("lost".into(), rows.iter().map(|r| r.lost).collect::<Vec<_>>()),
+            Column::new("returned".into(), rows.iter().map(|r| r.returned).collect::<Vec<_>>()),
             Column::new(
                 "disruption_id".into(),
-                rows.iter()
-                    .map(|r| r.disruption.map(|k| disruptions[k as usize].id.clone()))
-                    .collect::<Vec<_>>(),
+                rows.iter().map(|r| r.disruption.map(|k| disruptions[k as usize].id.clone())).collect::<Vec<_>>(),
             ),
         ],
     )?;
 
-    let mut dis_rows: (
-        Vec<String>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<i64>,
-        Vec<i64>,
-        Vec<f64>,
-    ) = Default::default();
+    let mut dis_rows: (Vec<String>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<i64>, Vec<i64>, Vec<f64>) =
+        Default::default();
     for dd in &disruptions {
         for o in &dd.origins {
             for s in &dd.services {

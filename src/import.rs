@@ -12,8 +12,9 @@
 //!   last arrivals (RCF), EXPORT_CLEARED = all legs delivered to the hub (DLV), DEPARTED = first
 //!   outgoing departure, ARRIVED = last outgoing arrival, DELIVERED = outgoing delivery.
 //!   Intermediate hops are kept as generic scans with their Cargo 2000 codes (RCS, DEP, RCF).
-//! - Lane: origin = first incoming departure airport, destination = final outgoing airport,
-//!   service = number of incoming legs. Seller = the origin airport (the data has no shippers).
+//! - Lane: origin = the hub where the outgoing leg departs, destination = its final airport,
+//!   service = number of incoming legs; the outgoing leg is what the lane's statistics can
+//!   predict. Seller = the first incoming leg's departure airport (the data has no shippers).
 
 use std::path::Path;
 
@@ -74,13 +75,11 @@ fn parse_leg(
     };
     let mut steps = vec![("RCS", rcs_e, rcs_p, None)];
     for h in 1..=3 {
-        let (Some(de), Some(dp)) = (get(&format!("dep_{h}_e"))?, get(&format!("dep_{h}_p"))?)
-        else {
+        let (Some(de), Some(dp)) = (get(&format!("dep_{h}_e"))?, get(&format!("dep_{h}_p"))?) else {
             break;
         };
         steps.push(("DEP", de, dp, place(&format!("dep_{h}_place"))));
-        let (Some(re), Some(rp)) = (get(&format!("rcf_{h}_e"))?, get(&format!("rcf_{h}_p"))?)
-        else {
+        let (Some(re), Some(rp)) = (get(&format!("rcf_{h}_e"))?, get(&format!("rcf_{h}_p"))?) else {
             break;
         };
         steps.push(("RCF", re, rp, place(&format!("rcf_{h}_place"))));
@@ -97,19 +96,13 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
     let text = match std::fs::read(src) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::MissingInput {
-                path: src.to_path_buf(),
-            });
+            return Err(Error::MissingInput { path: src.to_path_buf() });
         }
         Err(e) => return Err(Error::bad_file(&file, e.to_string())),
     };
     let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| Error::bad_file(&file, "empty file"))?
-        .split(',')
-        .map(str::trim)
-        .collect();
+    let header: Vec<&str> =
+        lines.next().ok_or_else(|| Error::bad_file(&file, "empty file"))?.split(',').map(str::trim).collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
     let (nr_col, legs_col) = (
         col("nr").ok_or_else(|| Error::data(&file, "nr", "missing column"))?,
@@ -132,10 +125,8 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
     let (mut ev_id, mut ev_time, mut ev_status, mut ev_loc) = (vec![], vec![], vec![], vec![]);
     let (mut delivered, mut late) = (vec![], vec![]);
     for (line, row) in &rows {
-        let nr: i64 = row[nr_col]
-            .trim()
-            .parse()
-            .map_err(|_| Error::data(&file, "nr", format!("line {line}: not a number")))?;
+        let nr: i64 =
+            row[nr_col].trim().parse().map_err(|_| Error::data(&file, "nr", format!("line {line}: not a number")))?;
         let legs: usize = row[legs_col]
             .trim()
             .parse()
@@ -147,32 +138,15 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
             }
         }
         let Some(outgoing) = parse_leg(row, &col, "o", &file, *line)? else {
-            return Err(Error::data(
-                &file,
-                "o_rcs_e",
-                format!("line {line}: outgoing leg missing"),
-            ));
+            return Err(Error::data(&file, "o_rcs_e", format!("line {line}: outgoing leg missing")));
         };
         if incoming.is_empty() {
-            return Err(Error::data(
-                &file,
-                "i1_rcs_e",
-                format!("line {line}: no incoming leg"),
-            ));
+            return Err(Error::data(&file, "i1_rcs_e", format!("line {line}: no incoming leg")));
         }
         let id = format!("C2K-{nr:05}");
         let t0 = base + (nr * span_min / n as i64) * MIN;
-        let origin = incoming[0]
-            .steps
-            .iter()
-            .find_map(|s| s.3.clone())
-            .unwrap_or_else(|| "unknown".into());
-        let dest = outgoing
-            .steps
-            .iter()
-            .rev()
-            .find_map(|s| s.3.clone())
-            .unwrap_or_else(|| "unknown".into());
+        let origin = incoming[0].steps.iter().find_map(|s| s.3.clone()).unwrap_or_else(|| "unknown".into());
+        let dest = outgoing.steps.iter().rev().find_map(|s| s.3.clone()).unwrap_or_else(|| "unknown".into());
         let planned = incoming.iter().map(Leg::planned).max().unwrap_or(0) + outgoing.planned();
 
         let mut push = |t: i64, status: &str, loc: Option<&String>| {
@@ -223,8 +197,9 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
             push(t, status, place.as_ref());
         }
         ids.push(id.clone());
+        let hub = outgoing.steps.iter().find_map(|s| s.3.clone()).unwrap_or_else(|| "unknown".into());
         sellers.push(format!("AP-{origin}"));
-        origins.push(format!("AP-{origin}"));
+        origins.push(format!("AP-{hub}"));
         dests.push(format!("AP-{dest}"));
         services.push(format!("air-{}leg", incoming.len()));
         created.push(t0);
@@ -256,10 +231,7 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
             Column::new("location".into(), ev_loc),
         ],
     )?
-    .sort(
-        ["shipment_id", "event_time"],
-        SortMultipleOptions::default().with_maintain_order(true),
-    )?;
+    .sort(["shipment_id", "event_time"], SortMultipleOptions::default().with_maintain_order(true))?;
     let late_rate = late.iter().filter(|l| **l).count() as f64 / n as f64;
     let mut truth = DataFrame::new(
         n,
@@ -272,9 +244,5 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
     io::write_parquet(&mut ships, &out.join("shipments.parquet"))?;
     io::write_parquet(&mut events, &out.join("events.parquet"))?;
     io::write_parquet(&mut truth, &out.join("truth.parquet"))?;
-    Ok(Cargo2000Summary {
-        shipments: n,
-        events: n_ev,
-        late_rate,
-    })
+    Ok(Cargo2000Summary { shipments: n, events: n_ev, late_rate })
 }

@@ -40,10 +40,7 @@ impl Finding {
         if self.column.is_empty() {
             format!("{lvl}: {}: {}", self.file, self.message)
         } else {
-            format!(
-                "{lvl}: {}: column {}: {}",
-                self.file, self.column, self.message
-            )
+            format!("{lvl}: {}: column {}: {}", self.file, self.column, self.message)
         }
     }
 
@@ -79,9 +76,7 @@ pub struct ReadTable {
 /// `_`-prefixed markers are skipped, as Spark and Hive do.
 pub fn locate(input: &Path, table: Table) -> Result<Vec<PathBuf>> {
     if !input.is_dir() {
-        return Err(Error::MissingInput {
-            path: input.to_path_buf(),
-        });
+        return Err(Error::MissingInput { path: input.to_path_buf() });
     }
     let name = table.name();
     let file = input.join(format!("{name}.parquet"));
@@ -91,13 +86,8 @@ pub fn locate(input: &Path, table: Table) -> Result<Vec<PathBuf>> {
     for dir in [file.clone(), input.join(name)] {
         if dir.is_dir() {
             let mut found = Vec::new();
-            walk(&dir, &mut found)
-                .map_err(|e| Error::bad_file(dir.display().to_string(), e.to_string()))?;
-            found.sort_by(|a, b| {
-                a.as_os_str()
-                    .as_encoded_bytes()
-                    .cmp(b.as_os_str().as_encoded_bytes())
-            });
+            walk(&dir, &mut found).map_err(|e| Error::bad_file(dir.display().to_string(), e.to_string()))?;
+            found.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
             if found.is_empty() {
                 return Err(Error::MissingInput { path: dir });
             }
@@ -119,9 +109,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let ft = entry.file_type()?;
         if ft.is_dir() {
             walk(&path, out)?;
-        } else if bytes.ends_with(b".parquet")
-            || bytes.ends_with(b".parq")
-            || (ft.is_file() && !bytes.contains(&b'.'))
+        } else if bytes.ends_with(b".parquet") || bytes.ends_with(b".parq") || (ft.is_file() && !bytes.contains(&b'.'))
         {
             out.push(path);
         }
@@ -131,10 +119,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 fn shown(input: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(input).unwrap_or(path);
-    rel.to_string_lossy()
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    rel.to_string_lossy().chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// How a column in a file must be converted to its canonical type.
@@ -155,12 +140,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
         Table::Shipments => &cfg.columns.shipments,
         Table::Events => &cfg.columns.events,
     };
-    let source_name = |c: &ColumnSpec| {
-        mapping
-            .get(c.name)
-            .cloned()
-            .unwrap_or_else(|| c.name.to_string())
-    };
+    let source_name = |c: &ColumnSpec| mapping.get(c.name).cloned().unwrap_or_else(|| c.name.to_string());
     let naive_tz = cfg.naive_timezone.trim();
 
     let mut frames = Vec::with_capacity(paths.len());
@@ -168,11 +148,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
     let mut findings = Vec::new();
     for path in &paths {
         let file = shown(input, path);
-        let name_for_msgs = format!(
-            "{}/{}",
-            table.name(),
-            file.trim_start_matches(&format!("{}/", table.name()))
-        );
+        let name_for_msgs = format!("{}/{}", table.name(), file.trim_start_matches(&format!("{}/", table.name())));
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::MissingInput { path: path.clone() },
             _ => Error::bad_file(name_for_msgs.clone(), format!("cannot read: {e}")),
@@ -189,37 +165,27 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
         };
 
         // Footer first: schema and row count without decoding a page.
-        let meta =
-            match parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes) {
-                Ok(m) => m,
-                Err(e) => {
-                    let why = if bytes.is_empty() {
-                        "empty file (0 bytes), not Parquet".to_string()
-                    } else {
-                        format!(
-                            "not a readable Parquet file: {}",
-                            crate::error::one_line(e.to_string())
-                        )
-                    };
-                    findings.push(err("", "corrupt_file", why));
-                    files.push(FileInfo {
-                        table: table.name(),
-                        path: file,
-                        rows: 0,
-                        bytes: bytes.len() as u64,
-                        blake3: hash,
-                    });
-                    continue;
-                }
-            };
+        let meta = match parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let why = if bytes.is_empty() {
+                    "empty file (0 bytes), not Parquet".to_string()
+                } else {
+                    format!("not a readable Parquet file: {}", crate::error::one_line(e.to_string()))
+                };
+                findings.push(err("", "corrupt_file", why));
+                files.push(FileInfo {
+                    table: table.name(),
+                    path: file,
+                    rows: 0,
+                    bytes: bytes.len() as u64,
+                    blake3: hash,
+                });
+                continue;
+            }
+        };
         let rows = meta.file_metadata().num_rows().max(0) as u64;
-        files.push(FileInfo {
-            table: table.name(),
-            path: file.clone(),
-            rows,
-            bytes: bytes.len() as u64,
-            blake3: hash,
-        });
+        files.push(FileInfo { table: table.name(), path: file.clone(), rows, bytes: bytes.len() as u64, blake3: hash });
         let schema = match parquet::arrow::parquet_to_arrow_schema(
             meta.file_metadata().schema_descr(),
             meta.file_metadata().key_value_metadata(),
@@ -229,10 +195,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
                 findings.push(err(
                     "",
                     "corrupt_file",
-                    format!(
-                        "unreadable schema: {}",
-                        crate::error::one_line(e.to_string())
-                    ),
+                    format!("unreadable schema: {}", crate::error::one_line(e.to_string())),
                 ));
                 continue;
             }
@@ -244,42 +207,24 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
             let src = source_name(spec);
             let Ok(field) = schema.field_with_name(&src) else {
                 if spec.required {
-                    let hint = if src != spec.name {
-                        format!(" (mapped from {src:?})")
-                    } else {
-                        String::new()
-                    };
-                    findings.push(err(
-                        spec.name,
-                        "missing_column",
-                        format!("required column is missing{hint}"),
-                    ));
+                    let hint = if src != spec.name { format!(" (mapped from {src:?})") } else { String::new() };
+                    findings.push(err(spec.name, "missing_column", format!("required column is missing{hint}")));
                     file_ok = false;
                 }
                 continue;
             };
             let dt = field.data_type();
             let conv = match (spec.kind, dt) {
-                (Kind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => {
-                    Some(Convert::Keep)
-                }
+                (Kind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => Some(Convert::Keep),
                 (Kind::Str, ArrowType::Dictionary(_, v))
-                    if matches!(
-                        v.as_ref(),
-                        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
-                    ) =>
+                    if matches!(v.as_ref(), ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) =>
                 {
                     Some(Convert::ToString)
                 }
                 (Kind::Float, ArrowType::Float64) => Some(Convert::Keep),
                 (Kind::Float, t)
                     if t.is_numeric()
-                        && !matches!(
-                            t,
-                            ArrowType::Decimal128(..)
-                                | ArrowType::Decimal256(..)
-                                | ArrowType::Float16
-                        ) =>
+                        && !matches!(t, ArrowType::Decimal128(..) | ArrowType::Decimal256(..) | ArrowType::Float16) =>
                 {
                     Some(Convert::ToF64)
                 }
@@ -294,25 +239,15 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
                         file_ok = false;
                         continue;
                     }
-                    None => Some(Convert::Timestamp {
-                        unit: *unit,
-                        naive: true,
-                    }),
-                    Some(_) => Some(Convert::Timestamp {
-                        unit: *unit,
-                        naive: false,
-                    }),
+                    None => Some(Convert::Timestamp { unit: *unit, naive: true }),
+                    Some(_) => Some(Convert::Timestamp { unit: *unit, naive: false }),
                 },
                 _ => None,
             };
             match conv {
                 Some(c) => plan.push((spec, src, c)),
                 None => {
-                    findings.push(err(
-                        spec.name,
-                        "wrong_type",
-                        format!("expected {}, got {}", spec.kind.name(), dt),
-                    ));
+                    findings.push(err(spec.name, "wrong_type", format!("expected {}, got {}", spec.kind.name(), dt)));
                     file_ok = false;
                 }
             }
@@ -323,9 +258,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
 
         let columns: Vec<String> = plan.iter().map(|(_, src, _)| src.clone()).collect();
         let decoded = std::panic::catch_unwind(|| {
-            ParquetReader::new(Cursor::new(bytes.clone()))
-                .with_columns(Some(columns))
-                .finish()
+            ParquetReader::new(Cursor::new(bytes.clone())).with_columns(Some(columns)).finish()
         });
         let df = match decoded {
             Ok(Ok(df)) => df,
@@ -333,10 +266,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
                 findings.push(err(
                     "",
                     "corrupt_file",
-                    format!(
-                        "cannot decode data: {}",
-                        crate::error::one_line(e.to_string())
-                    ),
+                    format!("cannot decode data: {}", crate::error::one_line(e.to_string())),
                 ));
                 continue;
             }
@@ -354,11 +284,8 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
                 for (spec, _, _) in &plan {
                     let nulls = df.column(spec.name).map(|c| c.null_count()).unwrap_or(0);
                     if spec.required && nulls > 0 {
-                        let mut f = err(
-                            spec.name,
-                            "null_required",
-                            format!("{nulls} null values in a required column"),
-                        );
+                        let mut f =
+                            err(spec.name, "null_required", format!("{nulls} null values in a required column"));
                         f.count = nulls as u64;
                         findings.push(f);
                     }
@@ -368,10 +295,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
             Err(e) => findings.push(err(
                 "",
                 "corrupt_file",
-                format!(
-                    "cannot convert columns: {}",
-                    crate::error::one_line(e.to_string())
-                ),
+                format!("cannot convert columns: {}", crate::error::one_line(e.to_string())),
             )),
         }
     }
@@ -384,11 +308,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
         for spec in table.columns() {
             match df.column(spec.name) {
                 Ok(c) => cols.push(c.clone()),
-                Err(_) => cols.push(Column::full_null(
-                    spec.name.into(),
-                    height,
-                    &canonical_dtype(spec.kind),
-                )),
+                Err(_) => cols.push(Column::full_null(spec.name.into(), height, &canonical_dtype(spec.kind))),
             }
         }
         aligned.push(DataFrame::new(height, cols)?);
@@ -405,11 +325,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
             acc
         }
     };
-    Ok(ReadTable {
-        df,
-        files,
-        findings,
-    })
+    Ok(ReadTable { df, files, findings })
 }
 
 pub fn canonical_dtype(kind: Kind) -> DataType {
@@ -422,18 +338,10 @@ pub fn canonical_dtype(kind: Kind) -> DataType {
 }
 
 pub fn canonical_schema(table: Table) -> Schema {
-    table
-        .columns()
-        .iter()
-        .map(|c| Field::new(c.name.into(), canonical_dtype(c.kind)))
-        .collect()
+    table.columns().iter().map(|c| Field::new(c.name.into(), canonical_dtype(c.kind))).collect()
 }
 
-fn normalise(
-    df: DataFrame,
-    plan: &[(&ColumnSpec, String, Convert)],
-    naive_tz: &str,
-) -> PolarsResult<DataFrame> {
+fn normalise(df: DataFrame, plan: &[(&ColumnSpec, String, Convert)], naive_tz: &str) -> PolarsResult<DataFrame> {
     let height = df.height();
     let mut out = Vec::with_capacity(plan.len());
     for (spec, src, conv) in plan {
@@ -454,16 +362,13 @@ fn normalise(
                     }
                 };
                 let values: Int64Chunked = if *naive && !is_utc(naive_tz) {
-                    let tz: chrono_tz::Tz = naive_tz
-                        .parse()
-                        .map_err(|_| polars_err!(ComputeError: "unknown zone {naive_tz}"))?;
+                    let tz: chrono_tz::Tz =
+                        naive_tz.parse().map_err(|_| polars_err!(ComputeError: "unknown zone {naive_tz}"))?;
                     raw.apply_values(|v| local_to_utc(to_us(v), &tz))
                 } else {
                     raw.apply_values(to_us)
                 };
-                values
-                    .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-                    .into_series()
+                values.into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)).into_series()
             }
         };
         out.push(s.with_name(spec.name.into()).into_column());

@@ -23,33 +23,24 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<u64> {
         .with_row_group_size(Some(ROW_GROUP_ROWS))
         .finish(df)
         .map_err(|e| Error::output(path, e))?;
-    let file = buf
-        .into_inner()
-        .map_err(|e| Error::output(path, e.error()))?;
+    let file = buf.into_inner().map_err(|e| Error::output(path, e.error()))?;
     file.sync_all().map_err(|e| Error::output(path, e))?;
     Ok(df.height() as u64)
 }
 
 /// Writes bytes to `path` through a temporary sibling and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let mut f = File::create(&tmp).map_err(|e| Error::output(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::output(&tmp, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::output(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))?;
     Ok(())
 }
 
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(|e| Error::output(path, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::output(path, e))
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::output(path, e))
 }
 
 pub fn create_dir_all(path: &Path) -> Result<()> {
@@ -68,14 +59,10 @@ pub fn ts_column(name: &str, values: Vec<Option<i64>>) -> Column {
 }
 
 pub fn ts_column_req(name: &str, values: Vec<i64>) -> Column {
-    Int64Chunked::from_vec(name.into(), values)
-        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-        .into_column()
+    Int64Chunked::from_vec(name.into(), values).into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)).into_column()
 }
 
 /// Days since the epoch as a Date column.
 pub fn date_column(name: &str, days: Vec<Option<i32>>) -> Column {
-    Int32Chunked::from_iter_options(name.into(), days.into_iter())
-        .into_date()
-        .into_column()
+    Int32Chunked::from_iter_options(name.into(), days.into_iter()).into_date().into_column()
 }

@@ -16,6 +16,8 @@ pub mod validate;
 
 pub use error::{Error, Result};
 pub mod alerts;
+pub mod backtest;
+pub mod evaluate;
 pub mod import;
 pub mod output;
 pub mod pipeline;

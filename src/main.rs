@@ -23,13 +23,7 @@ Exit codes (sysexits):
 #[command(name = "lanewatch", version, about = "Early warning for late cross-border parcels", after_help = EXIT_CODES)]
 struct Cli {
     /// Log format on stderr: human, or json for cron and log shippers.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "human",
-        global = true,
-        env = "LANEWATCH_LOG_FORMAT"
-    )]
+    #[arg(long, value_enum, default_value = "human", global = true, env = "LANEWATCH_LOG_FORMAT")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -121,6 +115,24 @@ enum Command {
         #[arg(long)]
         metrics_out: Option<PathBuf>,
     },
+    /// Replay nightly runs over history and score them against later outcomes.
+    #[command(after_help = EXIT_CODES)]
+    Backtest {
+        #[command(flatten)]
+        common: Common,
+        /// First night (as-of date).
+        #[arg(long)]
+        from: String,
+        /// Last night (as-of date).
+        #[arg(long)]
+        to: String,
+        /// Days between replayed nights.
+        #[arg(long, default_value_t = 7)]
+        every: u32,
+        /// Folder for backtest.parquet, backtest.json and backtest.html.
+        #[arg(long, default_value = "out/backtest")]
+        out: PathBuf,
+    },
     /// Convert a public dataset to the canonical input.
     #[command(subcommand, after_help = EXIT_CODES)]
     Import(Import),
@@ -156,45 +168,24 @@ enum Import {
     },
 }
 
-fn load_config(
-    common: &Common,
-    out: Option<PathBuf>,
-    as_of: Option<String>,
-) -> Result<Config, Error> {
-    let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("LANEWATCH_"))
-        .collect();
+fn load_config(common: &Common, out: Option<PathBuf>, as_of: Option<String>) -> Result<Config, Error> {
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("LANEWATCH_")).collect();
     Config::load(
         common.config.as_deref(),
         &env,
-        &Overrides {
-            input: common.input.clone(),
-            out,
-            as_of,
-            seed: common.seed,
-        },
+        &Overrides { input: common.input.clone(), out, as_of, seed: common.seed },
     )
 }
 
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("LANEWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_env("LANEWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
         LogFormat::Human => {
             use std::io::IsTerminal;
-            builder
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false)
-                .try_init()
+            builder.with_ansi(std::io::stderr().is_terminal()).with_target(false).try_init()
         }
     };
     lanewatch::progress::enable_if_terminal(matches!(format, LogFormat::Json));
@@ -209,10 +200,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 "lanewatch run {} ({} model{})",
                 s.as_of,
                 s.model,
-                s.fallback
-                    .as_ref()
-                    .map(|f| format!(", fallback: {f}"))
-                    .unwrap_or_default()
+                s.fallback.as_ref().map(|f| format!(", fallback: {f}")).unwrap_or_default()
             );
             println!(
                 "  scored {} in-flight shipments, {} alerts, {} recovered, {} warnings",
@@ -221,11 +209,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             for (k, n) in &s.by_kind {
                 let sev: Vec<String> = ["high", "medium", "low"]
                     .iter()
-                    .filter_map(|v| {
-                        s.by_kind_severity
-                            .get(&format!("{k}/{v}"))
-                            .map(|n| format!("{v} {n}"))
-                    })
+                    .filter_map(|v| s.by_kind_severity.get(&format!("{k}/{v}")).map(|n| format!("{v} {n}")))
                     .collect();
                 println!("  {k:<8} {n:>6}  ({})", sev.join(", "));
             }
@@ -246,10 +230,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             let input = cfg.input_dir()?;
             let (report, _) = lanewatch::validate::validate(input, &cfg.input)?;
             if format == Format::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).map_err(Error::internal)?
-                );
+                println!("{}", serde_json::to_string_pretty(&report).map_err(Error::internal)?);
             } else {
                 for l in report.lines() {
                     println!("{l}");
@@ -268,24 +249,10 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 return Err(e);
             }
         }
-        Command::Generate {
-            out,
-            shipments,
-            seed,
-            start,
-            days,
-        } => {
+        Command::Generate { out, shipments, seed, start, days } => {
             let start = config::parse_date(&start)?;
             let t = std::time::Instant::now();
-            let s = generate::generate(
-                &generate::GenerateParams {
-                    shipments,
-                    seed,
-                    start,
-                    days,
-                },
-                &out,
-            )?;
+            let s = generate::generate(&generate::GenerateParams { shipments, seed, start, days }, &out)?;
             println!(
                 "generated {} shipments, {} events, {} sellers in {:.1}s: late rate {:.1}%, {} lost, {} returned, {} disruptions",
                 s.shipments,
@@ -310,12 +277,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 out.display()
             );
         }
-        Command::Train {
-            common,
-            as_of,
-            model_out,
-            metrics_out,
-        } => {
+        Command::Train { common, as_of, model_out, metrics_out } => {
             let cfg = load_config(&common, None, as_of)?;
             let m = pipeline::train(&cfg, cfg.as_of()?, &model_out)?;
             if let Some(p) = metrics_out {
@@ -336,12 +298,51 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 model_out.display()
             );
         }
-        Command::Import(Import::Cargo2000 {
-            src,
-            out,
-            start,
-            days,
-        }) => {
+        Command::Backtest { common, from, to, every, out } => {
+            let cfg = load_config(&common, None, None)?;
+            let p = lanewatch::backtest::BacktestParams {
+                from: config::parse_date(&from)?,
+                to: config::parse_date(&to)?,
+                every,
+                out,
+            };
+            let s = lanewatch::backtest::backtest(&cfg, &p)?;
+            println!(
+                "backtest {} → {}: {} nights, {} shipments in flight before their promise, {} late",
+                s.from, s.to, s.nights, s.population, s.population_late
+            );
+            for (k, v) in s.kinds.iter().map(|(k, v)| (k.as_str(), v)).chain(std::iter::once(("any", &s.any_alert))) {
+                println!(
+                    "  {k:<8} alerted {:>6}  precision {:.3}  recall {:.3}  lead median {} d, p10 {} d",
+                    v.alerted,
+                    v.precision,
+                    v.recall,
+                    v.lead_days_median.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
+                    v.lead_days_p10.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into())
+                );
+            }
+            println!(
+                "  alerts per seller per night: mean {:.2} (sellers with alerts), p95 {:.1}, max {}",
+                s.fatigue.mean_per_alerted_seller_night,
+                s.fatigue.p95_per_alerted_seller_night,
+                s.fatigue.max_per_seller_night
+            );
+            if let Some(d) = &s.disruption_detection {
+                println!(
+                    "  disruption detection: {}/{} lane-stages (recall {:.2}), {}/{} disruptions, median delay {} d, false-flag lane-nights {} of {} flagged",
+                    d.detected,
+                    d.disrupted_lanes,
+                    d.recall,
+                    d.disruptions_detected,
+                    d.disruptions,
+                    d.median_delay_days.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
+                    d.false_flag_lane_nights,
+                    d.flagged_lane_nights
+                );
+            }
+            println!("  outputs: {}", s.out.display());
+        }
+        Command::Import(Import::Cargo2000 { src, out, start, days }) => {
             let start = config::parse_date(&start)?;
             if days == 0 {
                 return Err(Error::Config("--days must be at least 1".into()));
@@ -355,19 +356,10 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 out.display()
             );
         }
-        Command::Score {
-            common,
-            as_of,
-            model,
-            out,
-        } => {
+        Command::Score { common, as_of, model, out } => {
             let cfg = load_config(&common, None, as_of)?;
             let (m, n) = pipeline::score(&cfg, cfg.as_of()?, &model, &out)?;
-            println!(
-                "scored {n} in-flight shipments with the {} model → {}",
-                m.kind,
-                out.display()
-            );
+            println!("scored {n} in-flight shipments with the {} model → {}", m.kind, out.display());
         }
     }
     Ok(())
@@ -378,11 +370,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE as u8
-            } else {
-                exit::OK as u8
-            });
+            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { exit::OK as u8 });
         }
     };
     let json_logs = matches!(cli.log_format, LogFormat::Json);
@@ -395,14 +383,8 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        eprintln!(
-            "lanewatch: internal error: panic{at}: {}",
-            lanewatch::error::one_line(msg)
-        );
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("lanewatch: internal error: panic{at}: {}", lanewatch::error::one_line(msg));
     }));
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| real_main(cli))) {
         Ok(Ok(())) => ExitCode::SUCCESS,

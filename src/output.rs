@@ -41,15 +41,8 @@ impl OutputLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = crate::error::one_line(holder);
-                let holder = if holder.is_empty() {
-                    "holder unknown".to_string()
-                } else {
-                    holder
-                };
-                return Err(Error::Locked {
-                    path: out.to_path_buf(),
-                    holder,
-                });
+                let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder };
+                return Err(Error::Locked { path: out.to_path_buf(), holder });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::output(&path, e)),
         }
@@ -93,11 +86,7 @@ impl Staging {
         }
         let dir = out.join(format!(".{name}.tmp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
-        Ok(Staging {
-            dir,
-            target: out.join(name),
-            committed: false,
-        })
+        Ok(Staging { dir, target: out.join(name), committed: false })
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -108,11 +97,7 @@ impl Staging {
     pub fn commit(mut self) -> Result<PathBuf> {
         crate::io::write_file(&self.dir.join("_SUCCESS"), b"")?;
         sync_dir(&self.dir)?;
-        let parent = self
-            .target
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let parent = self.target.parent().map(Path::to_path_buf).unwrap_or_default();
         if self.target.exists() {
             if exchange(&self.dir, &self.target).is_ok() {
                 // The previous run now sits at the staging path and is removed.
@@ -122,15 +107,11 @@ impl Staging {
                 // renames leaves no `as_of=` folder at all, never a partial one.
                 let old = parent.join(format!(
                     ".{}.old-{}",
-                    self.target
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
+                    self.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
                     std::process::id()
                 ));
                 std::fs::rename(&self.target, &old).map_err(|e| Error::output(&self.target, e))?;
-                std::fs::rename(&self.dir, &self.target)
-                    .map_err(|e| Error::output(&self.target, e))?;
+                std::fs::rename(&self.dir, &self.target).map_err(|e| Error::output(&self.target, e))?;
                 let _ = std::fs::remove_dir_all(&old);
             }
         } else {
@@ -151,9 +132,7 @@ impl Drop for Staging {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::output(dir, e))
+    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::output(dir, e))
 }
 
 /// Atomically swaps two paths (Linux renameat2 RENAME_EXCHANGE).
@@ -175,19 +154,12 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
                 libc::RENAME_EXCHANGE,
             )
         };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
+        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (a, b);
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "no atomic exchange",
-        ))
+        Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no atomic exchange"))
     }
 }
 
@@ -202,8 +174,7 @@ pub fn previous_run(out: &Path, as_of: NaiveDate) -> Option<(NaiveDate, PathBuf)
         let Ok(d) = NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
             continue;
         };
-        if d < as_of && e.path().join("_SUCCESS").is_file() && best.as_ref().is_none_or(|b| d > b.0)
-        {
+        if d < as_of && e.path().join("_SUCCESS").is_file() && best.as_ref().is_none_or(|b| d > b.0) {
             best = Some((d, e.path()));
         }
     }
@@ -216,13 +187,7 @@ pub fn previous_run(out: &Path, as_of: NaiveDate) -> Option<(NaiveDate, PathBuf)
 pub fn seller_file_stem(seller_id: &str) -> String {
     let mut stem: String = seller_id
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
         .take(64)
         .collect();
     stem = stem.trim_matches('_').to_string();
@@ -261,10 +226,7 @@ pub fn csv_cell(s: &str) -> String {
         Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\n') => format!("'{s}"),
         _ => s.to_string(),
     };
-    if neutral.contains([',', '"', '\n', '\r'])
-        || neutral.starts_with(' ')
-        || neutral.ends_with(' ')
-    {
+    if neutral.contains([',', '"', '\n', '\r']) || neutral.starts_with(' ') || neutral.ends_with(' ') {
         format!("\"{}\"", neutral.replace('"', "\"\""))
     } else {
         neutral
@@ -283,26 +245,12 @@ mod tests {
 
     #[test]
     fn hostile_seller_ids_give_safe_distinct_names() {
-        let ids = [
-            "../../etc",
-            "a/b",
-            "",
-            "a_b",
-            "a\u{0}b",
-            "a\nb",
-            "..",
-            ".",
-            "Ünïcødé 販売者",
-            &"x".repeat(10_000),
-        ];
+        let ids = ["../../etc", "a/b", "", "a_b", "a\u{0}b", "a\nb", "..", ".", "Ünïcødé 販売者", &"x".repeat(10_000)];
         let files = seller_files(ids.iter().copied());
         let names: HashSet<&String> = files.values().collect();
         assert_eq!(names.len(), ids.len(), "{files:?}");
         for n in names {
-            assert!(
-                !n.contains('/') && !n.contains('\\') && !n.contains(".."),
-                "{n}"
-            );
+            assert!(!n.contains('/') && !n.contains('\\') && !n.contains(".."), "{n}");
             assert!(!n.starts_with('.'), "{n}");
             assert!(n.chars().all(|c| !c.is_control()), "{n:?}");
             assert!(n.len() < 120, "{n}");

@@ -37,12 +37,7 @@ pub struct StageTiming {
 }
 
 impl Timings {
-    pub fn time<T>(
-        &mut self,
-        stage: &str,
-        f: impl FnOnce() -> Result<T>,
-        rows: impl Fn(&T) -> u64,
-    ) -> Result<T> {
+    pub fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> Result<T>, rows: impl Fn(&T) -> u64) -> Result<T> {
         let bar = crate::progress::spinner(stage);
         let start = Instant::now();
         let out = f();
@@ -50,17 +45,8 @@ impl Timings {
         let out = out?;
         let seconds = start.elapsed().as_secs_f64();
         let n = rows(&out);
-        tracing::info!(
-            stage,
-            rows = n,
-            seconds = format!("{seconds:.3}"),
-            "stage done"
-        );
-        self.stages.push(StageTiming {
-            stage: stage.to_string(),
-            seconds,
-            rows: n,
-        });
+        tracing::info!(stage, rows = n, seconds = format!("{seconds:.3}"), "stage done");
+        self.stages.push(StageTiming { stage: stage.to_string(), seconds, rows: n });
         Ok(out)
     }
 }
@@ -77,9 +63,7 @@ pub fn load(input: &Path, cfg: &Config) -> Result<(Report, CleanInput)> {
     match (report.first_error(), clean) {
         (Some(e), _) => Err(e),
         (None, Some(c)) => Ok((report, c)),
-        (None, None) => Err(Error::internal(
-            "validation returned neither data nor an error",
-        )),
+        (None, None) => Err(Error::internal("validation returned neither data nor an error")),
     }
 }
 
@@ -152,8 +136,8 @@ pub fn previous_alerts(out: &Path, as_of: NaiveDate) -> (Previous, Option<String
     };
     let path = dir.join("alerts.parquet");
     let read = || -> Result<Previous> {
-        let file = std::fs::File::open(&path)
-            .map_err(|e| Error::bad_file(path.display().to_string(), e.to_string()))?;
+        let file =
+            std::fs::File::open(&path).map_err(|e| Error::bad_file(path.display().to_string(), e.to_string()))?;
         let df = ParquetReader::new(file)
             .with_columns(Some(vec![
                 "shipment_id".into(),
@@ -167,11 +151,7 @@ pub fn previous_alerts(out: &Path, as_of: NaiveDate) -> (Previous, Option<String
         let seller = df.column("seller_id")?.str()?;
         let alert = df.column("alert")?.str()?;
         let sev = df.column("severity")?.str()?;
-        let first = df
-            .column("first_alerted_on")?
-            .as_materialized_series()
-            .to_physical_repr()
-            .into_owned();
+        let first = df.column("first_alerted_on")?.as_materialized_series().to_physical_repr().into_owned();
         let first = first.i32()?;
         let mut map = std::collections::HashMap::with_capacity(df.height());
         for k in 0..df.height() {
@@ -188,62 +168,29 @@ pub fn previous_alerts(out: &Path, as_of: NaiveDate) -> (Previous, Option<String
                 ),
             );
         }
-        Ok(Previous {
-            as_of: Some(date),
-            alerts: map,
-        })
+        Ok(Previous { as_of: Some(date), alerts: map })
     };
     match read() {
         Ok(p) => (p, None),
-        Err(e) => (
-            Previous::default(),
-            Some(format!(
-                "previous run {} unreadable, alerts start fresh: {e}",
-                dir.display()
-            )),
-        ),
+        Err(e) => {
+            (Previous::default(), Some(format!("previous run {} unreadable, alerts start fresh: {e}", dir.display())))
+        }
     }
 }
 
 /// Computes a night's results without writing anything.
-pub fn compute(
-    cfg: &Config,
-    as_of: NaiveDate,
-    prev: &Previous,
-    timings: &mut Timings,
-) -> Result<RunResult> {
+pub fn compute(cfg: &Config, as_of: NaiveDate, prev: &Previous, timings: &mut Timings) -> Result<RunResult> {
     let input = cfg.input_dir()?;
     let params = model_params(cfg)?;
-    let (report, clean) = timings.time(
-        "validate",
-        || load(input, cfg),
-        |r| r.0.shipments + r.0.events,
-    )?;
-    let fs = timings.time(
-        "features",
-        || features::build(&clean, cfg, as_of),
-        |f| (f.train.len() + f.score.len()) as u64,
-    )?;
+    let (report, clean) = timings.time("validate", || load(input, cfg), |r| r.0.shipments + r.0.events)?;
+    let fs =
+        timings.time("features", || features::build(&clean, cfg, as_of), |f| (f.train.len() + f.score.len()) as u64)?;
     drop(clean);
-    let model = timings.time(
-        "train",
-        || model::train(&fs, &params),
-        |m| m.metrics.n_train_sampled,
-    )?;
+    let model = timings.time("train", || model::train(&fs, &params), |m| m.metrics.n_train_sampled)?;
     let risk = timings.time("score", || Ok(model.predict(&fs.score)), |r| r.len() as u64)?;
-    let alert_out = timings.time(
-        "alerts",
-        || alerts::build(&fs, &risk, &cfg.alerts, prev),
-        |a| a.alerts.height() as u64,
-    )?;
-    Ok(RunResult {
-        as_of,
-        features: fs,
-        model,
-        alerts: alert_out,
-        report,
-        previous: prev.as_of,
-    })
+    let alert_out =
+        timings.time("alerts", || alerts::build(&fs, &risk, &cfg.alerts, prev), |a| a.alerts.height() as u64)?;
+    Ok(RunResult { as_of, features: fs, model, alerts: alert_out, report, previous: prev.as_of })
 }
 
 /// `lanewatch run`: the nightly job, written atomically into `OUT/as_of=DATE/`.
@@ -253,9 +200,7 @@ pub fn run(cfg: &Config) -> Result<RunSummary> {
     let input = cfg.input_dir()?;
     let out = cfg.out_dir()?;
     if !input.is_dir() {
-        return Err(Error::MissingInput {
-            path: input.to_path_buf(),
-        });
+        return Err(Error::MissingInput { path: input.to_path_buf() });
     }
     let lock = OutputLock::acquire(out, &started)?;
     let staging = Staging::new(out, as_of, &lock)?;
@@ -263,11 +208,7 @@ pub fn run(cfg: &Config) -> Result<RunSummary> {
     let (prev, prev_warning) = previous_alerts(out, as_of);
     let res = compute(cfg, as_of, &prev, &mut timings)?;
 
-    let written = timings.time(
-        "write",
-        || write_run(cfg, &res, &staging),
-        |w| w.len() as u64,
-    )?;
+    let written = timings.time("write", || write_run(cfg, &res, &staging), |w| w.len() as u64)?;
     let mut warnings: Vec<String> = res.report.warnings.iter().map(|w| w.line()).collect();
     warnings.extend(prev_warning);
     if let Some(f) = &res.model.metrics.fallback {
@@ -288,13 +229,7 @@ pub fn run(cfg: &Config) -> Result<RunSummary> {
         config: cfg,
         previous_run: res.previous.map(|d| d.to_string()),
         inputs: &res.report.files,
-        outputs: written
-            .iter()
-            .map(|(f, r)| OutputInfo {
-                file: f.clone(),
-                rows: *r,
-            })
-            .collect(),
+        outputs: written.iter().map(|(f, r)| OutputInfo { file: f.clone(), rows: *r }).collect(),
         model: ManifestModel {
             kind: &res.model.kind,
             fallback: &res.model.metrics.fallback,
@@ -344,17 +279,8 @@ fn summary(res: &RunResult, out: PathBuf, warnings: u64) -> Result<RunSummary> {
                 .and_then(|c| c.str().ok().and_then(|s| s.get(r).map(str::to_string)))
                 .unwrap_or_default()
         };
-        let n = lanes
-            .column("n")?
-            .as_materialized_series()
-            .cast(&DataType::UInt64)?
-            .u64()?
-            .get(r)
-            .unwrap_or(0);
-        top_lanes.push((
-            format!("{}→{} {}", g("origin"), g("destination"), g("service")),
-            n,
-        ));
+        let n = lanes.column("n")?.as_materialized_series().cast(&DataType::UInt64)?.u64()?.get(r).unwrap_or(0);
+        top_lanes.push((format!("{}→{} {}", g("origin"), g("destination"), g("service")), n));
     }
     let fs = &res.features;
     let day = calendar::day_index(fs.cutoff);
@@ -461,69 +387,43 @@ pub fn write_sellers(
         .map(|c| -> Result<Vec<String>> {
             let s = alerts.column(c)?.as_materialized_series();
             let s = match s.dtype() {
-                DataType::Datetime(_, _) => s
-                    .cast(&DataType::Int64)?
-                    .i64()?
-                    .iter()
-                    .map(|v| v.map(ts_text).unwrap_or_default())
-                    .collect(),
+                DataType::Datetime(_, _) => {
+                    s.cast(&DataType::Int64)?.i64()?.iter().map(|v| v.map(ts_text).unwrap_or_default()).collect()
+                }
                 DataType::Date => s
                     .to_physical_repr()
                     .cast(&DataType::Int32)?
                     .i32()?
                     .iter()
-                    .map(|v| {
-                        v.map(|d| calendar::date_of_day(d as i64).to_string())
-                            .unwrap_or_default()
-                    })
+                    .map(|v| v.map(|d| calendar::date_of_day(d as i64).to_string()).unwrap_or_default())
                     .collect(),
-                DataType::Float64 => s
-                    .f64()?
-                    .iter()
-                    .map(|v| v.map(|x| format!("{x:.4}")).unwrap_or_default())
-                    .collect(),
-                _ => s
-                    .cast(&DataType::String)?
-                    .str()?
-                    .iter()
-                    .map(|v| output::csv_cell(v.unwrap_or("")))
-                    .collect(),
+                DataType::Float64 => {
+                    s.f64()?.iter().map(|v| v.map(|x| format!("{x:.4}")).unwrap_or_default()).collect()
+                }
+                _ => s.cast(&DataType::String)?.str()?.iter().map(|v| output::csv_cell(v.unwrap_or(""))).collect(),
             };
             Ok(s)
         })
         .collect::<Result<_>>()?;
     let severity = alerts.column("severity")?.str()?;
     let risk = alerts.column("risk")?.f64()?;
-    let mut index = output::csv_line(&[
-        "seller_id".into(),
-        "file".into(),
-        "alerts".into(),
-        "suppressed".into(),
-    ]);
+    let mut index = output::csv_line(&["seller_id".into(), "file".into(), "alerts".into(), "suppressed".into()]);
     for (id, file) in &files {
         let mut rows = rows_by_seller.get(id.as_str()).cloned().unwrap_or_default();
         rows.sort_by(|&a, &b| {
             sev_rank(severity.get(a))
                 .cmp(&sev_rank(severity.get(b)))
-                .then(
-                    risk.get(b)
-                        .unwrap_or(0.0)
-                        .total_cmp(&risk.get(a).unwrap_or(0.0)),
-                )
+                .then(risk.get(b).unwrap_or(0.0).total_cmp(&risk.get(a).unwrap_or(0.0)))
                 .then(a.cmp(&b))
         });
         let mut body = header.clone();
         for r in &rows {
-            body.push_str(&output::csv_line(
-                &text.iter().map(|c| c[*r].clone()).collect::<Vec<_>>(),
-            ));
+            body.push_str(&output::csv_line(&text.iter().map(|c| c[*r].clone()).collect::<Vec<_>>()));
         }
         let path = dir.join(file);
         // seller_files only yields plain names, but a name must never leave sellers/.
         if path.parent() != Some(dir) {
-            return Err(Error::internal(format!(
-                "seller file name escapes sellers/: {file:?}"
-            )));
+            return Err(Error::internal(format!("seller file name escapes sellers/: {file:?}")));
         }
         io::write_file(&path, body.as_bytes())?;
         index.push_str(&output::csv_line(&[
@@ -538,25 +438,15 @@ pub fn write_sellers(
 }
 
 fn ts_text(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
+    chrono::DateTime::from_timestamp_micros(us).map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
 }
 
 /// `lanewatch features`: lanes.parquet, features.parquet (scoring rows) and training.parquet.
 pub fn write_features(cfg: &Config, as_of: NaiveDate, out: &Path) -> Result<FeatureSet> {
     let mut t = Timings::default();
     let input = cfg.input_dir()?;
-    let (_, clean) = t.time(
-        "validate",
-        || load(input, cfg),
-        |r| r.0.shipments + r.0.events,
-    )?;
-    let fs = t.time(
-        "features",
-        || features::build(&clean, cfg, as_of),
-        |f| (f.train.len() + f.score.len()) as u64,
-    )?;
+    let (_, clean) = t.time("validate", || load(input, cfg), |r| r.0.shipments + r.0.events)?;
+    let fs = t.time("features", || features::build(&clean, cfg, as_of), |f| (f.train.len() + f.score.len()) as u64)?;
     io::create_dir_all(out)?;
     for (name, mut df) in [
         ("lanes.parquet", fs.lanes_frame()?),
@@ -575,21 +465,9 @@ pub fn train(cfg: &Config, as_of: NaiveDate, model_out: &Path) -> Result<SavedMo
     let mut t = Timings::default();
     let input = cfg.input_dir()?;
     let params = model_params(cfg)?;
-    let (_, clean) = t.time(
-        "validate",
-        || load(input, cfg),
-        |r| r.0.shipments + r.0.events,
-    )?;
-    let fs = t.time(
-        "features",
-        || features::build(&clean, cfg, as_of),
-        |f| (f.train.len() + f.score.len()) as u64,
-    )?;
-    let model = t.time(
-        "train",
-        || model::train(&fs, &params),
-        |m| m.metrics.n_train_sampled,
-    )?;
+    let (_, clean) = t.time("validate", || load(input, cfg), |r| r.0.shipments + r.0.events)?;
+    let fs = t.time("features", || features::build(&clean, cfg, as_of), |f| (f.train.len() + f.score.len()) as u64)?;
+    let model = t.time("train", || model::train(&fs, &params), |m| m.metrics.n_train_sampled)?;
     if let Some(parent) = model_out.parent().filter(|p| !p.as_os_str().is_empty()) {
         io::create_dir_all(parent)?;
     }
@@ -598,25 +476,12 @@ pub fn train(cfg: &Config, as_of: NaiveDate, model_out: &Path) -> Result<SavedMo
 }
 
 /// `lanewatch score`: scores in-flight shipments with a saved model into `out`.
-pub fn score(
-    cfg: &Config,
-    as_of: NaiveDate,
-    model_path: &Path,
-    out: &Path,
-) -> Result<(SavedModel, u64)> {
+pub fn score(cfg: &Config, as_of: NaiveDate, model_path: &Path, out: &Path) -> Result<(SavedModel, u64)> {
     let model = SavedModel::load(model_path)?;
     let mut t = Timings::default();
     let input = cfg.input_dir()?;
-    let (_, clean) = t.time(
-        "validate",
-        || load(input, cfg),
-        |r| r.0.shipments + r.0.events,
-    )?;
-    let fs = t.time(
-        "features",
-        || features::build(&clean, cfg, as_of),
-        |f| f.score.len() as u64,
-    )?;
+    let (_, clean) = t.time("validate", || load(input, cfg), |r| r.0.shipments + r.0.events)?;
+    let fs = t.time("features", || features::build(&clean, cfg, as_of), |f| f.score.len() as u64)?;
     let risk = model.predict(&fs.score);
     let a = alerts::build(&fs, &risk, &cfg.alerts, &Previous::default())?;
     io::create_dir_all(out)?;

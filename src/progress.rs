@@ -9,10 +9,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Turns spinners on when stderr is a terminal and logs are human-readable.
 pub fn enable_if_terminal(json_logs: bool) {
-    ENABLED.store(
-        !json_logs && std::io::stderr().is_terminal(),
-        Ordering::Relaxed,
-    );
+    ENABLED.store(!json_logs && std::io::stderr().is_terminal(), Ordering::Relaxed);
 }
 
 pub fn spinner(stage: &str) -> ProgressBar {
@@ -21,8 +18,7 @@ pub fn spinner(stage: &str) -> ProgressBar {
     }
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.set_message(stage.to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -36,11 +36,7 @@ pub fn esc(s: &str) -> String {
 /// Text handed to plotters (which escapes it): control characters removed, length bounded.
 fn label(s: &str) -> String {
     let t: String = s.chars().filter(|c| !c.is_control()).take(40).collect();
-    if s.chars().count() > 40 {
-        format!("{t}…")
-    } else {
-        t
-    }
+    if s.chars().count() > 40 { format!("{t}…") } else { t }
 }
 
 /// Renders one SVG figure; `name` becomes `data-plot`, which the browser test looks for.
@@ -54,17 +50,11 @@ pub fn figure(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-        root.fill(&WHITE)
-            .map_err(|e| Error::internal(format!("plot {name}: {e}")))?;
+        root.fill(&WHITE).map_err(|e| Error::internal(format!("plot {name}: {e}")))?;
         draw(&root).map_err(|e| Error::internal(format!("plot {name}: {e}")))?;
-        root.present()
-            .map_err(|e| Error::internal(format!("plot {name}: {e}")))?;
+        root.present().map_err(|e| Error::internal(format!("plot {name}: {e}")))?;
     }
-    Ok(format!(
-        "<figure data-plot=\"{}\"><figcaption>{}</figcaption>{svg}</figure>\n",
-        esc(name),
-        esc(title)
-    ))
+    Ok(format!("<figure data-plot=\"{}\"><figcaption>{}</figcaption>{svg}</figure>\n", esc(name), esc(title)))
 }
 
 fn no_data(root: &DrawingArea<SVGBackend, Shift>, what: &str) -> PlotResult {
@@ -80,11 +70,7 @@ fn no_data(root: &DrawingArea<SVGBackend, Shift>, what: &str) -> PlotResult {
 fn ramp(v: f64) -> RGBColor {
     // Red (bad) through yellow to green (good).
     let v = v.clamp(0.0, 1.0);
-    let (r, g) = if v < 0.5 {
-        (230.0, 60.0 + 340.0 * v)
-    } else {
-        (230.0 - 380.0 * (v - 0.5), 230.0)
-    };
+    let (r, g) = if v < 0.5 { (230.0, 60.0 + 340.0 * v) } else { (230.0 - 380.0 * (v - 0.5), 230.0) };
     RGBColor(r.clamp(0.0, 255.0) as u8, g.clamp(0.0, 255.0) as u8, 70)
 }
 
@@ -96,20 +82,15 @@ pub fn lane_heatmap(lanes: &DataFrame) -> Result<String> {
     let r = lanes.column("on_time_rate")?.f64()?;
     let mut services: BTreeMap<String, Vec<(String, String, f64)>> = BTreeMap::new();
     for k in 0..lanes.height() {
-        services
-            .entry(s.get(k).unwrap_or("").to_string())
-            .or_default()
-            .push((
-                o.get(k).unwrap_or("").to_string(),
-                d.get(k).unwrap_or("").to_string(),
-                r.get(k).unwrap_or(f64::NAN),
-            ));
+        services.entry(s.get(k).unwrap_or("").to_string()).or_default().push((
+            o.get(k).unwrap_or("").to_string(),
+            d.get(k).unwrap_or("").to_string(),
+            r.get(k).unwrap_or(f64::NAN),
+        ));
     }
     let mut out = String::new();
     if services.is_empty() {
-        return figure("lane_heatmap", "Lane on-time rate", 600, 200, |root| {
-            no_data(root, "lanes")
-        });
+        return figure("lane_heatmap", "Lane on-time rate", 600, 200, |root| no_data(root, "lanes"));
     }
     for (service, cells) in services.iter().take(8) {
         let mut origins: Vec<&str> = cells.iter().map(|c| c.0.as_str()).collect();
@@ -123,53 +104,38 @@ pub fn lane_heatmap(lanes: &DataFrame) -> Result<String> {
         let (no, nd) = (origins.len() as i32, dests.len() as i32);
         let w = (160 + 42 * nd).clamp(400, 1400) as u32;
         let h = (90 + 28 * no).clamp(160, 900) as u32;
-        out += &figure(
-            "lane_heatmap",
-            &format!("On-time rate by lane: {service}"),
-            w,
-            h,
-            |root| {
-                let mut chart = ChartBuilder::on(root)
-                    .margin(8)
-                    .x_label_area_size(40)
-                    .y_label_area_size(90)
-                    .build_cartesian_2d(0..nd, 0..no)?;
-                let ol: Vec<String> = origins.iter().map(|x| label(x)).collect();
-                let dl: Vec<String> = dests.iter().map(|x| label(x)).collect();
-                chart
-                    .configure_mesh()
-                    .disable_mesh()
-                    .x_labels(nd as usize)
-                    .y_labels(no as usize)
-                    .x_label_formatter(&|v| dl.get(*v as usize).cloned().unwrap_or_default())
-                    .y_label_formatter(&|v| ol.get(*v as usize).cloned().unwrap_or_default())
-                    .x_desc("destination")
-                    .y_desc("origin")
-                    .draw()?;
-                chart.draw_series(cells.iter().filter_map(|(oo, dd, rate)| {
-                    let x = dests.iter().position(|v| v == dd)? as i32;
-                    let y = origins.iter().position(|v| v == oo)? as i32;
-                    let color = if rate.is_finite() {
-                        ramp((*rate - 0.7) / 0.3)
-                    } else {
-                        RGBColor(220, 220, 220)
-                    };
-                    Some(Rectangle::new([(x, y), (x + 1, y + 1)], color.filled()))
-                }))?;
-                chart.draw_series(cells.iter().filter_map(|(oo, dd, rate)| {
-                    let x = dests.iter().position(|v| v == dd)? as i32;
-                    let y = origins.iter().position(|v| v == oo)? as i32;
-                    rate.is_finite().then(|| {
-                        Text::new(
-                            format!("{:.0}", rate * 100.0),
-                            (x, y + 1),
-                            ("sans-serif", 11).into_font(),
-                        )
-                    })
-                }))?;
-                Ok(())
-            },
-        )?;
+        out += &figure("lane_heatmap", &format!("On-time rate by lane: {service}"), w, h, |root| {
+            let mut chart = ChartBuilder::on(root)
+                .margin(8)
+                .x_label_area_size(40)
+                .y_label_area_size(90)
+                .build_cartesian_2d(0..nd, 0..no)?;
+            let ol: Vec<String> = origins.iter().map(|x| label(x)).collect();
+            let dl: Vec<String> = dests.iter().map(|x| label(x)).collect();
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(nd as usize)
+                .y_labels(no as usize)
+                .x_label_formatter(&|v| dl.get(*v as usize).cloned().unwrap_or_default())
+                .y_label_formatter(&|v| ol.get(*v as usize).cloned().unwrap_or_default())
+                .x_desc("destination")
+                .y_desc("origin")
+                .draw()?;
+            chart.draw_series(cells.iter().filter_map(|(oo, dd, rate)| {
+                let x = dests.iter().position(|v| v == dd)? as i32;
+                let y = origins.iter().position(|v| v == oo)? as i32;
+                let color = if rate.is_finite() { ramp((*rate - 0.7) / 0.3) } else { RGBColor(220, 220, 220) };
+                Some(Rectangle::new([(x, y), (x + 1, y + 1)], color.filled()))
+            }))?;
+            chart.draw_series(cells.iter().filter_map(|(oo, dd, rate)| {
+                let x = dests.iter().position(|v| v == dd)? as i32;
+                let y = origins.iter().position(|v| v == oo)? as i32;
+                rate.is_finite()
+                    .then(|| Text::new(format!("{:.0}", rate * 100.0), (x, y + 1), ("sans-serif", 11).into_font()))
+            }))?;
+            Ok(())
+        })?;
     }
     Ok(out)
 }
@@ -177,298 +143,183 @@ pub fn lane_heatmap(lanes: &DataFrame) -> Result<String> {
 /// Recent versus baseline p50 dwell of each disrupted lane's worst stage.
 pub fn disrupted_chart(rows: &[(String, String, f64, f64)]) -> Result<String> {
     let h = (80 + 30 * rows.len() as u32).clamp(180, 900);
-    figure(
-        "disrupted_lanes",
-        "Disrupted lanes: recent vs baseline p50 dwell (days)",
-        820,
-        h,
-        |root| {
-            if rows.is_empty() {
-                return no_data(root, "disrupted lanes");
-            }
-            let max = rows.iter().map(|r| r.2.max(r.3)).fold(1.0, f64::max) * 1.15;
-            let n = rows.len() as i32;
-            let mut chart = ChartBuilder::on(root)
-                .margin(8)
-                .x_label_area_size(30)
-                .y_label_area_size(260)
-                .build_cartesian_2d(0.0..max, 0..n)?;
-            let names: Vec<String> = rows
-                .iter()
-                .map(|r| label(&format!("{} · {}", r.0, r.1)))
-                .collect();
-            chart
-                .configure_mesh()
-                .y_labels(n as usize)
-                .y_label_formatter(&|v| names.get(*v as usize).cloned().unwrap_or_default())
-                .x_desc("days")
-                .draw()?;
-            chart
-                .draw_series(rows.iter().enumerate().map(|(i, r)| {
-                    let y = i as i32;
-                    Rectangle::new([(0.0, y), (r.3, y + 1)], RGBColor(150, 150, 150).filled())
-                }))?
-                .label("baseline p50")
-                .legend(|(x, y)| {
-                    Rectangle::new(
-                        [(x, y - 5), (x + 12, y + 5)],
-                        RGBColor(150, 150, 150).filled(),
-                    )
-                });
-            chart
-                .draw_series(rows.iter().enumerate().map(|(i, r)| {
-                    let y = i as i32;
-                    Rectangle::new(
-                        [(0.0, y), (r.2, y + 1)],
-                        RGBColor(214, 69, 65).mix(0.55).filled(),
-                    )
-                }))?
-                .label("recent p50")
-                .legend(|(x, y)| {
-                    Rectangle::new(
-                        [(x, y - 5), (x + 12, y + 5)],
-                        RGBColor(214, 69, 65).mix(0.55).filled(),
-                    )
-                });
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
-            Ok(())
-        },
-    )
+    figure("disrupted_lanes", "Disrupted lanes: recent vs baseline p50 dwell (days)", 820, h, |root| {
+        if rows.is_empty() {
+            return no_data(root, "disrupted lanes");
+        }
+        let max = rows.iter().map(|r| r.2.max(r.3)).fold(1.0, f64::max) * 1.15;
+        let n = rows.len() as i32;
+        let mut chart = ChartBuilder::on(root)
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(260)
+            .build_cartesian_2d(0.0..max, 0..n)?;
+        let names: Vec<String> = rows.iter().map(|r| label(&format!("{} · {}", r.0, r.1))).collect();
+        chart
+            .configure_mesh()
+            .y_labels(n as usize)
+            .y_label_formatter(&|v| names.get(*v as usize).cloned().unwrap_or_default())
+            .x_desc("days")
+            .draw()?;
+        chart
+            .draw_series(rows.iter().enumerate().map(|(i, r)| {
+                let y = i as i32;
+                Rectangle::new([(0.0, y), (r.3, y + 1)], RGBColor(150, 150, 150).filled())
+            }))?
+            .label("baseline p50")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], RGBColor(150, 150, 150).filled()));
+        chart
+            .draw_series(rows.iter().enumerate().map(|(i, r)| {
+                let y = i as i32;
+                Rectangle::new([(0.0, y), (r.2, y + 1)], RGBColor(214, 69, 65).mix(0.55).filled())
+            }))?
+            .label("recent p50")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], RGBColor(214, 69, 65).mix(0.55).filled()));
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        Ok(())
+    })
 }
 
 pub fn risk_histogram(risk: &[f64]) -> Result<String> {
-    figure(
-        "risk_distribution",
-        "Risk distribution of in-flight shipments",
-        640,
-        300,
-        |root| {
-            if risk.is_empty() {
-                return no_data(root, "scored shipments");
-            }
-            let mut bins = [0u32; 20];
-            for r in risk {
-                bins[((r * 20.0) as usize).min(19)] += 1;
-            }
-            let top = *bins.iter().max().unwrap_or(&1) as f64 * 1.1;
-            let mut chart = ChartBuilder::on(root)
-                .margin(8)
-                .x_label_area_size(30)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0.0..1.0, 0.0..top.max(1.0))?;
-            chart
-                .configure_mesh()
-                .x_desc("risk")
-                .y_desc("shipments")
-                .draw()?;
-            chart.draw_series(bins.iter().enumerate().map(|(b, n)| {
-                Rectangle::new(
-                    [(b as f64 / 20.0, 0.0), ((b + 1) as f64 / 20.0, *n as f64)],
-                    RGBColor(66, 114, 196).filled(),
-                )
-            }))?;
-            Ok(())
-        },
-    )
+    figure("risk_distribution", "Risk distribution of in-flight shipments", 640, 300, |root| {
+        if risk.is_empty() {
+            return no_data(root, "scored shipments");
+        }
+        let mut bins = [0u32; 20];
+        for r in risk {
+            bins[((r * 20.0) as usize).min(19)] += 1;
+        }
+        let top = *bins.iter().max().unwrap_or(&1) as f64 * 1.1;
+        let mut chart = ChartBuilder::on(root)
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..1.0, 0.0..top.max(1.0))?;
+        chart.configure_mesh().x_desc("risk").y_desc("shipments").draw()?;
+        chart.draw_series(bins.iter().enumerate().map(|(b, n)| {
+            Rectangle::new(
+                [(b as f64 / 20.0, 0.0), ((b + 1) as f64 / 20.0, *n as f64)],
+                RGBColor(66, 114, 196).filled(),
+            )
+        }))?;
+        Ok(())
+    })
 }
 
 pub fn reliability(metrics: &Metrics) -> Result<String> {
-    figure(
-        "reliability",
-        "Reliability on the validation window (cross-fitted calibration)",
-        420,
-        380,
-        |root| {
-            let pts: Vec<(f64, f64)> = metrics
-                .calibration_bins
-                .iter()
-                .filter_map(|b| Some((b.mean_predicted?, b.observed_rate?)))
-                .collect();
-            let mut chart = ChartBuilder::on(root)
-                .margin(8)
-                .x_label_area_size(30)
-                .y_label_area_size(40)
-                .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-            chart
-                .configure_mesh()
-                .x_desc("predicted")
-                .y_desc("observed late rate")
-                .draw()?;
-            chart.draw_series(LineSeries::new(
-                vec![(0.0, 0.0), (1.0, 1.0)],
-                BLACK.mix(0.4),
-            ))?;
-            if pts.is_empty() {
-                return Ok(());
-            }
-            chart.draw_series(LineSeries::new(
-                pts.clone(),
-                RGBColor(66, 114, 196).stroke_width(2),
-            ))?;
-            chart.draw_series(
-                pts.iter()
-                    .map(|p| Circle::new(*p, 4, RGBColor(66, 114, 196).filled())),
-            )?;
-            Ok(())
-        },
-    )
+    figure("reliability", "Reliability on the validation window (cross-fitted calibration)", 420, 380, |root| {
+        let pts: Vec<(f64, f64)> =
+            metrics.calibration_bins.iter().filter_map(|b| Some((b.mean_predicted?, b.observed_rate?))).collect();
+        let mut chart = ChartBuilder::on(root)
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(40)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+        chart.configure_mesh().x_desc("predicted").y_desc("observed late rate").draw()?;
+        chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))?;
+        if pts.is_empty() {
+            return Ok(());
+        }
+        chart.draw_series(LineSeries::new(pts.clone(), RGBColor(66, 114, 196).stroke_width(2)))?;
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, RGBColor(66, 114, 196).filled())))?;
+        Ok(())
+    })
 }
 
 pub fn pr_curves(metrics: &Metrics) -> Result<String> {
-    figure(
-        "pr_curve",
-        "Precision-recall on the validation window",
-        520,
-        380,
-        |root| {
-            let mut chart = ChartBuilder::on(root)
-                .margin(8)
-                .x_label_area_size(30)
-                .y_label_area_size(40)
-                .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-            chart
-                .configure_mesh()
-                .x_desc("recall")
-                .y_desc("precision")
-                .draw()?;
-            let colors = [
-                ("model", RGBColor(66, 114, 196)),
-                ("lane_rule", RGBColor(230, 126, 34)),
-                ("base_rate", RGBColor(120, 120, 120)),
-            ];
-            for (name, color) in colors {
-                let Some(curve) = metrics.pr_curves.get(name) else {
-                    continue;
-                };
-                let pts: Vec<(f64, f64)> = curve
-                    .iter()
-                    .skip(1)
-                    .map(|p| (p.recall, p.precision))
-                    .collect();
-                if pts.is_empty() {
-                    continue;
-                }
-                chart
-                    .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
-                    .label(name)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                    });
+    figure("pr_curve", "Precision-recall on the validation window", 520, 380, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(40)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+        chart.configure_mesh().x_desc("recall").y_desc("precision").draw()?;
+        let colors = [
+            ("model", RGBColor(66, 114, 196)),
+            ("lane_rule", RGBColor(230, 126, 34)),
+            ("base_rate", RGBColor(120, 120, 120)),
+        ];
+        for (name, color) in colors {
+            let Some(curve) = metrics.pr_curves.get(name) else {
+                continue;
+            };
+            let pts: Vec<(f64, f64)> = curve.iter().skip(1).map(|p| (p.recall, p.precision)).collect();
+            if pts.is_empty() {
+                continue;
             }
             chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
-            Ok(())
-        },
-    )
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        Ok(())
+    })
 }
 
 /// Grouped bars: alerts by kind, split by severity.
 pub fn alerts_chart(counts: &BTreeMap<(String, String), u64>) -> Result<String> {
-    figure(
-        "alerts_by_kind",
-        "Alerts by kind and severity",
-        560,
-        320,
-        |root| {
-            if counts.is_empty() {
-                return no_data(root, "alerts");
-            }
-            let kinds = ["late", "stalled", "at_risk"];
-            let sev = [
-                ("high", RGBColor(192, 57, 43)),
-                ("medium", RGBColor(230, 126, 34)),
-                ("low", RGBColor(241, 196, 15)),
-            ];
-            let top = counts.values().copied().max().unwrap_or(1) as f64 * 1.15;
-            let mut chart = ChartBuilder::on(root)
-                .margin(8)
-                .x_label_area_size(30)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0.0..3.0, 0.0..top)?;
+    figure("alerts_by_kind", "Alerts by kind and severity", 560, 320, |root| {
+        if counts.is_empty() {
+            return no_data(root, "alerts");
+        }
+        let kinds = ["late", "stalled", "at_risk"];
+        let sev =
+            [("high", RGBColor(192, 57, 43)), ("medium", RGBColor(230, 126, 34)), ("low", RGBColor(241, 196, 15))];
+        let top = counts.values().copied().max().unwrap_or(1) as f64 * 1.15;
+        let mut chart = ChartBuilder::on(root)
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..3.0, 0.0..top)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(3)
+            .x_label_formatter(&|v: &f64| kinds.get(v.floor() as usize).map(|k| k.to_string()).unwrap_or_default())
+            .y_desc("alerts")
+            .draw()?;
+        for (j, (s, color)) in sev.iter().enumerate() {
             chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(3)
-                .x_label_formatter(&|v: &f64| {
-                    kinds
-                        .get(v.floor() as usize)
-                        .map(|k| k.to_string())
-                        .unwrap_or_default()
-                })
-                .y_desc("alerts")
-                .draw()?;
-            for (j, (s, color)) in sev.iter().enumerate() {
-                chart
-                    .draw_series(kinds.iter().enumerate().map(|(i, k)| {
-                        let n = counts
-                            .get(&(k.to_string(), s.to_string()))
-                            .copied()
-                            .unwrap_or(0) as f64;
-                        let x0 = i as f64 + 0.15 + 0.23 * j as f64;
-                        Rectangle::new([(x0, 0.0), (x0 + 0.22, n)], color.filled())
-                    }))?
-                    .label(*s)
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
-            Ok(())
-        },
-    )
+                .draw_series(kinds.iter().enumerate().map(|(i, k)| {
+                    let n = counts.get(&(k.to_string(), s.to_string())).copied().unwrap_or(0) as f64;
+                    let x0 = i as f64 + 0.15 + 0.23 * j as f64;
+                    Rectangle::new([(x0, 0.0), (x0 + 0.22, n)], color.filled())
+                }))?
+                .label(*s)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        Ok(())
+    })
 }
 
 pub fn top_sellers_chart(top: &[(String, u64)]) -> Result<String> {
     let h = (80 + 26 * top.len() as u32).clamp(160, 600);
-    figure(
-        "top_sellers",
-        "Sellers with the most alerts",
-        620,
-        h,
-        |root| {
-            if top.is_empty() {
-                return no_data(root, "alerts");
-            }
-            let n = top.len() as i32;
-            let max = top.iter().map(|t| t.1).max().unwrap_or(1) as f64 * 1.15;
-            let mut chart = ChartBuilder::on(root)
-                .margin(8)
-                .x_label_area_size(30)
-                .y_label_area_size(180)
-                .build_cartesian_2d(0.0..max, 0..n)?;
-            let names: Vec<String> = top.iter().map(|t| label(&t.0)).collect();
-            chart
-                .configure_mesh()
-                .y_labels(n as usize)
-                .y_label_formatter(&|v| {
-                    names
-                        .get((n - 1 - *v) as usize)
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .x_desc("alerts")
-                .draw()?;
-            chart.draw_series(top.iter().enumerate().map(|(i, t)| {
-                let y = n - 1 - i as i32;
-                Rectangle::new(
-                    [(0.0, y), (t.1 as f64, y + 1)],
-                    RGBColor(66, 114, 196).filled(),
-                )
-            }))?;
-            Ok(())
-        },
-    )
+    figure("top_sellers", "Sellers with the most alerts", 620, h, |root| {
+        if top.is_empty() {
+            return no_data(root, "alerts");
+        }
+        let n = top.len() as i32;
+        let max = top.iter().map(|t| t.1).max().unwrap_or(1) as f64 * 1.15;
+        let mut chart = ChartBuilder::on(root)
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(180)
+            .build_cartesian_2d(0.0..max, 0..n)?;
+        let names: Vec<String> = top.iter().map(|t| label(&t.0)).collect();
+        chart
+            .configure_mesh()
+            .y_labels(n as usize)
+            .y_label_formatter(&|v| names.get((n - 1 - *v) as usize).cloned().unwrap_or_default())
+            .x_desc("alerts")
+            .draw()?;
+        chart.draw_series(top.iter().enumerate().map(|(i, t)| {
+            let y = n - 1 - i as i32;
+            Rectangle::new([(0.0, y), (t.1 as f64, y + 1)], RGBColor(66, 114, 196).filled())
+        }))?;
+        Ok(())
+    })
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}\
@@ -502,11 +353,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn f3(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3}")
-    } else {
-        "–".into()
-    }
+    if v.is_finite() { format!("{v:.3}") } else { "–".into() }
 }
 
 /// The report of one nightly run.
@@ -514,11 +361,7 @@ pub fn run_report(cfg: &Config, res: &RunResult, lanes: &DataFrame) -> Result<St
     let a = &res.alerts;
     let fs = &res.features;
     let mut body = String::new();
-    let _ = write!(
-        body,
-        "<h1>lanewatch: night of {}</h1>\n",
-        esc(&res.as_of.to_string())
-    );
+    let _ = write!(body, "<h1>lanewatch: night of {}</h1>\n", esc(&res.as_of.to_string()));
 
     let alerts = &a.alerts;
     let kinds = alerts.column("alert")?.str()?;
@@ -527,48 +370,24 @@ pub fn run_report(cfg: &Config, res: &RunResult, lanes: &DataFrame) -> Result<St
     let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut by_seller: BTreeMap<String, u64> = BTreeMap::new();
     for k in 0..alerts.height() {
-        *counts
-            .entry((
-                kinds.get(k).unwrap_or("").into(),
-                sev.get(k).unwrap_or("").into(),
-            ))
-            .or_insert(0) += 1;
-        *by_seller
-            .entry(sellers.get(k).unwrap_or("").into())
-            .or_insert(0) += 1;
+        *counts.entry((kinds.get(k).unwrap_or("").into(), sev.get(k).unwrap_or("").into())).or_insert(0) += 1;
+        *by_seller.entry(sellers.get(k).unwrap_or("").into()).or_insert(0) += 1;
     }
     let m = &res.model.metrics;
     let eval = m.model.as_ref();
     let summary_rows = vec![
         vec!["pipeline".into(), cfg.pipeline.name.clone()],
-        vec![
-            "input shipments / events".into(),
-            format!("{} / {}", res.report.shipments, res.report.events),
-        ],
-        vec![
-            "in-flight shipments scored".into(),
-            a.scores.height().to_string(),
-        ],
+        vec!["input shipments / events".into(), format!("{} / {}", res.report.shipments, res.report.events)],
+        vec!["in-flight shipments scored".into(), a.scores.height().to_string()],
         vec!["alerts".into(), alerts.height().to_string()],
-        vec![
-            "recovered since the previous run".into(),
-            a.recovered.height().to_string(),
-        ],
-        vec![
-            "previous run".into(),
-            res.previous
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| "none".into()),
-        ],
+        vec!["recovered since the previous run".into(), a.recovered.height().to_string()],
+        vec!["previous run".into(), res.previous.map(|d| d.to_string()).unwrap_or_else(|| "none".into())],
         vec![
             "model".into(),
             format!(
                 "{}{}",
                 res.model.kind,
-                m.fallback
-                    .as_ref()
-                    .map(|f| format!(" (fallback: {f})"))
-                    .unwrap_or_default()
+                m.fallback.as_ref().map(|f| format!(" (fallback: {f})")).unwrap_or_default()
             ),
         ],
         vec![
@@ -580,10 +399,7 @@ pub fn run_report(cfg: &Config, res: &RunResult, lanes: &DataFrame) -> Result<St
                 f3(eval.map(|e| e.brier).unwrap_or(f64::NAN))
             ),
         ],
-        vec![
-            "input warnings".into(),
-            res.report.warnings.len().to_string(),
-        ],
+        vec!["input warnings".into(), res.report.warnings.len().to_string()],
     ];
     body += "<h2>Run summary</h2>\n";
     body += &table(&["", ""], &summary_rows);
@@ -621,17 +437,7 @@ pub fn run_report(cfg: &Config, res: &RunResult, lanes: &DataFrame) -> Result<St
             f3(e.recall_at_budget),
         ]);
     }
-    body += &table(
-        &[
-            "model",
-            "pr_auc",
-            "roc_auc",
-            "brier",
-            "precision@budget",
-            "recall@budget",
-        ],
-        &model_rows,
-    );
+    body += &table(&["model", "pr_auc", "roc_auc", "brier", "precision@budget", "recall@budget"], &model_rows);
 
     body += "<h2>Lanes</h2>\n";
     let day = crate::calendar::day_index(fs.cutoff);
@@ -645,12 +451,7 @@ pub fn run_report(cfg: &Config, res: &RunResult, lanes: &DataFrame) -> Result<St
                 .disrupted_since(l, s, day)
                 .map(|d| crate::calendar::date_of_day(d - 1).to_string())
                 .unwrap_or_default();
-            disrupted.push((
-                fs.prep.lanes[l].label(),
-                STAGES[s].label.to_string(),
-                pt.recent_p50,
-                pt.baseline_p50,
-            ));
+            disrupted.push((fs.prep.lanes[l].label(), STAGES[s].label.to_string(), pt.recent_p50, pt.baseline_p50));
             disrupted_rows.push(vec![
                 fs.prep.lanes[l].label(),
                 STAGES[s].label.to_string(),
@@ -664,15 +465,7 @@ pub fn run_report(cfg: &Config, res: &RunResult, lanes: &DataFrame) -> Result<St
     }
     body += &disrupted_chart(&disrupted)?;
     body += &table(
-        &[
-            "lane",
-            "stage",
-            "disrupted since",
-            "recent p50 (d)",
-            "baseline p50 (d)",
-            "ratio",
-            "recent n",
-        ],
+        &["lane", "stage", "disrupted since", "recent p50 (d)", "baseline p50 (d)", "ratio", "recent n"],
         &disrupted_rows,
     );
     body += &lane_heatmap(lanes)?;
@@ -699,4 +492,139 @@ mod tests {
         assert!(!f.contains("<b>lane"));
         assert!(f.contains("data-plot=\"disrupted_lanes\""));
     }
+}
+
+/// Alerts of each kind per replayed night.
+pub fn alerts_per_night(nights: &DataFrame) -> Result<String> {
+    let dates = nights.column("as_of")?.as_materialized_series().to_physical_repr().into_owned();
+    let dates: Vec<i64> = dates.i32()?.iter().map(|v| v.unwrap_or(0) as i64).collect();
+    let series: Vec<(&str, Vec<i64>, RGBColor)> = [
+        ("alerts_late", RGBColor(192, 57, 43)),
+        ("alerts_stalled", RGBColor(142, 68, 173)),
+        ("alerts_at_risk", RGBColor(230, 126, 34)),
+    ]
+    .iter()
+    .map(|(c, color)| -> Result<_> {
+        Ok((*c, nights.column(c)?.i64()?.iter().map(|v| v.unwrap_or(0)).collect(), *color))
+    })
+    .collect::<Result<_>>()?;
+    figure("alerts_per_night", "Alerts per night", 720, 320, |root| {
+        if dates.is_empty() {
+            return no_data(root, "nights");
+        }
+        let (lo, hi) = (dates[0], *dates.last().unwrap_or(&dates[0]) + 1);
+        let top = series.iter().flat_map(|s| s.1.iter().copied()).max().unwrap_or(1).max(1) as f64 * 1.15;
+        let mut chart = ChartBuilder::on(root)
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(lo..hi, 0.0..top)?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .x_label_formatter(&|d| crate::calendar::date_of_day(*d).format("%m-%d").to_string())
+            .y_desc("alerts")
+            .draw()?;
+        for (name, values, color) in &series {
+            let color = *color;
+            chart
+                .draw_series(LineSeries::new(
+                    dates.iter().zip(values).map(|(d, v)| (*d, *v as f64)),
+                    color.stroke_width(2),
+                ))?
+                .label(name.trim_start_matches("alerts_"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        Ok(())
+    })
+}
+
+/// The backtest report: per-kind precision, recall and lead time, fatigue, disruption detection.
+pub fn backtest_report(s: &crate::backtest::BacktestSummary, nights: &DataFrame) -> Result<String> {
+    let mut body = String::new();
+    let _ =
+        write!(body, "<h1>lanewatch backtest {} → {} (every {} days)</h1>\n", esc(&s.from), esc(&s.to), s.every_days);
+    body += &table(
+        &["", ""],
+        &[
+            vec!["nights replayed".into(), s.nights.to_string()],
+            vec!["shipments in flight before their promise on some night (decided)".into(), s.population.to_string()],
+            vec!["of which late".into(), s.population_late.to_string()],
+        ],
+    );
+    body += "<h2>Alerts against later outcomes</h2>\n";
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "–".into());
+    let mut rows = Vec::new();
+    for (k, v) in s.kinds.iter().map(|(k, v)| (k.as_str(), v)).chain(std::iter::once(("any", &s.any_alert))) {
+        rows.push(vec![
+            k.to_string(),
+            v.alerted.to_string(),
+            f3(v.precision),
+            f3(v.recall),
+            opt(v.lead_days_median),
+            opt(v.lead_days_p10),
+        ]);
+    }
+    body +=
+        &table(&["alert", "shipments alerted", "precision", "recall", "lead days (median)", "lead days (p10)"], &rows);
+    body += &alerts_per_night(nights)?;
+    let f = &s.fatigue;
+    body += "<h2>Alert fatigue</h2>\n";
+    body += &table(
+        &["alerts per seller per night", ""],
+        &[
+            vec!["mean, sellers with alerts".into(), format!("{:.2}", f.mean_per_alerted_seller_night)],
+            vec!["p95, sellers with alerts".into(), format!("{:.1}", f.p95_per_alerted_seller_night)],
+            vec!["max".into(), f.max_per_seller_night.to_string()],
+            vec!["mean, all sellers with parcels in flight".into(), format!("{:.3}", f.mean_per_active_seller_night)],
+        ],
+    );
+    body += "<h2>Lane-disruption detection</h2>\n";
+    match &s.disruption_detection {
+        None => body += "<p>No disruptions.parquet in the input: detection not scored.</p>\n",
+        Some(d) => {
+            body += &table(
+                &["", ""],
+                &[
+                    vec![
+                        "disrupted lane-stages detected".into(),
+                        format!("{} of {} (recall {})", d.detected, d.disrupted_lanes, f3(d.recall)),
+                    ],
+                    vec![
+                        "disruptions with a lane detected".into(),
+                        format!("{} of {}", d.disruptions_detected, d.disruptions),
+                    ],
+                    vec!["median delay (days from start)".into(), opt(d.median_delay_days)],
+                    vec![
+                        "false-flag lane-nights".into(),
+                        format!(
+                            "{} of {} flagged ({} lane-nights in all)",
+                            d.false_flag_lane_nights, d.flagged_lane_nights, d.lane_nights
+                        ),
+                    ],
+                ],
+            );
+            let rows: Vec<Vec<String>> = d
+                .lanes
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.disruption_id.clone(),
+                        l.lane.clone(),
+                        l.stage.clone(),
+                        format!("{} → {}", l.start, l.end),
+                        if l.detected { "yes".into() } else { "no".into() },
+                        l.first_flagged_night.clone().unwrap_or_default(),
+                        opt(l.delay_days),
+                    ]
+                })
+                .collect();
+            body += &table(
+                &["disruption", "lane", "stage", "period", "detected", "first flagged night", "delay (d)"],
+                &rows,
+            );
+        }
+    }
+    Ok(page(&format!("lanewatch backtest {} → {}", s.from, s.to), &body))
 }

@@ -28,11 +28,7 @@ pub struct ColumnSpec {
 }
 
 const fn col(name: &'static str, kind: Kind, required: bool) -> ColumnSpec {
-    ColumnSpec {
-        name,
-        kind,
-        required,
-    }
+    ColumnSpec { name, kind, required }
 }
 
 pub const SHIPMENTS: &[ColumnSpec] = &[
@@ -99,13 +95,7 @@ pub const EXCEPTION: u8 = 11;
 pub const RETURNED: u8 = 12;
 pub const LOST: u8 = 13;
 pub const UNKNOWN_STATUS: u8 = 14;
-pub const EXCEPTIONS: [&str; 5] = [
-    "CUSTOMS_HOLD",
-    "DELIVERY_FAILED",
-    "EXCEPTION",
-    "RETURNED",
-    "LOST",
-];
+pub const EXCEPTIONS: [&str; 5] = ["CUSTOMS_HOLD", "DELIVERY_FAILED", "EXCEPTION", "RETURNED", "LOST"];
 
 /// Status code: milestones 0..=8, exceptions 9..=13, anything else 14. Case and surrounding
 /// blanks are ignored because carriers differ in both.
@@ -143,51 +133,18 @@ pub struct Stage {
 }
 
 pub const STAGES: [Stage; 6] = [
-    Stage {
-        key: "handling",
-        label: "seller handling",
-        first: 0,
-        last: 0,
-    },
-    Stage {
-        key: "origin",
-        label: "origin processing",
-        first: 1,
-        last: 1,
-    },
-    Stage {
-        key: "export",
-        label: "export",
-        first: 2,
-        last: 2,
-    },
-    Stage {
-        key: "linehaul",
-        label: "linehaul",
-        first: 3,
-        last: 4,
-    },
-    Stage {
-        key: "import",
-        label: "import customs",
-        first: 5,
-        last: 5,
-    },
-    Stage {
-        key: "last_mile",
-        label: "last mile",
-        first: 6,
-        last: 7,
-    },
+    Stage { key: "handling", label: "seller handling", first: 0, last: 0 },
+    Stage { key: "origin", label: "origin processing", first: 1, last: 1 },
+    Stage { key: "export", label: "export", first: 2, last: 2 },
+    Stage { key: "linehaul", label: "linehaul", first: 3, last: 4 },
+    Stage { key: "import", label: "import customs", first: 5, last: 5 },
+    Stage { key: "last_mile", label: "last mile", first: 6, last: 7 },
 ];
 pub const N_STAGES: usize = STAGES.len();
 
 /// The stage a parcel is in once `milestone` is its furthest milestone.
 pub fn stage_of(milestone: u8) -> usize {
-    STAGES
-        .iter()
-        .position(|s| milestone >= s.first && milestone <= s.last)
-        .unwrap_or(N_STAGES - 1)
+    STAGES.iter().position(|s| milestone >= s.first && milestone <= s.last).unwrap_or(N_STAGES - 1)
 }
 
 /// Services are free text in the input; these three get platform-style names in reports.

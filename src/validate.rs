@@ -69,10 +69,7 @@ pub fn validate(input: &Path, cfg: &InputConfig) -> Result<(Report, Option<Clean
         if !event_errors {
             let (ev, unknown) = check_events(events.df, &shipments, &mut findings)?;
             report.unknown_statuses = unknown;
-            clean = Some(CleanInput {
-                shipments,
-                events: ev,
-            });
+            clean = Some(CleanInput { shipments, events: ev });
         }
     }
     for f in findings {
@@ -95,43 +92,19 @@ impl Report {
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.errors
-            .iter()
-            .chain(self.warnings.iter())
-            .map(Finding::line)
-            .collect()
+        self.errors.iter().chain(self.warnings.iter()).map(Finding::line).collect()
     }
 }
 
-fn finding(
-    level: Level,
-    table: &str,
-    column: &str,
-    check: &'static str,
-    count: u64,
-    message: String,
-) -> Finding {
-    Finding {
-        level,
-        file: table.to_string(),
-        column: column.to_string(),
-        check,
-        message,
-        count,
-    }
+fn finding(level: Level, table: &str, column: &str, check: &'static str, count: u64, message: String) -> Finding {
+    Finding { level, file: table.to_string(), column: column.to_string(), check, message, count }
 }
 
 fn count_true(mask: &BooleanChunked) -> u64 {
     mask.sum().unwrap_or(0) as u64
 }
 
-fn check_ids(
-    df: &DataFrame,
-    table: &str,
-    column: &str,
-    allow_empty: bool,
-    out: &mut Vec<Finding>,
-) -> Result<()> {
+fn check_ids(df: &DataFrame, table: &str, column: &str, allow_empty: bool, out: &mut Vec<Finding>) -> Result<()> {
     let ids = df.column(column)?.str()?;
     let lens = ids.str_len_bytes();
     let long = lens.gt(MAX_ID_BYTES as u32);
@@ -151,30 +124,14 @@ fn check_ids(
         let empty = lens.equal(0u32);
         let n = count_true(&empty);
         if n > 0 {
-            out.push(finding(
-                Level::Error,
-                table,
-                column,
-                "empty_id",
-                n,
-                format!("{n} empty ids"),
-            ));
+            out.push(finding(Level::Error, table, column, "empty_id", n, format!("{n} empty ids")));
         }
     }
     Ok(())
 }
 
-fn check_time_range(
-    df: &DataFrame,
-    table: &str,
-    column: &str,
-    out: &mut Vec<Finding>,
-) -> Result<()> {
-    let t = df
-        .column(column)?
-        .as_materialized_series()
-        .to_physical_repr()
-        .into_owned();
+fn check_time_range(df: &DataFrame, table: &str, column: &str, out: &mut Vec<Finding>) -> Result<()> {
+    let t = df.column(column)?.as_materialized_series().to_physical_repr().into_owned();
     let t = t.i64()?;
     let bad = t.lt(MIN_TS) | t.gt(MAX_TS);
     let n = count_true(&bad);
@@ -194,14 +151,7 @@ fn check_time_range(
 fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
     const T: &str = "shipments";
     if df.height() == 0 {
-        out.push(finding(
-            Level::Error,
-            T,
-            "",
-            "empty_table",
-            0,
-            "no rows: nothing to score".into(),
-        ));
+        out.push(finding(Level::Error, T, "", "empty_table", 0, "no rows: nothing to score".into()));
         return Ok(df);
     }
     check_ids(&df, T, "shipment_id", false, out)?;
@@ -212,21 +162,11 @@ fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
     check_time_range(&df, T, "created_at", out)?;
     check_time_range(&df, T, "promised_at", out)?;
 
-    let dup = df
-        .clone()
-        .lazy()
-        .select([col("shipment_id").is_duplicated()])
-        .collect()?;
+    let dup = df.clone().lazy().select([col("shipment_id").is_duplicated()]).collect()?;
     let dup = dup.columns()[0].bool()?.clone();
     let n_dup = count_true(&dup);
     if n_dup > 0 {
-        let example = df
-            .column("shipment_id")?
-            .filter(&dup)?
-            .str()?
-            .get(0)
-            .map(quote)
-            .unwrap_or_default();
+        let example = df.column("shipment_id")?.filter(&dup)?.str()?.get(0).map(quote).unwrap_or_default();
         out.push(finding(
             Level::Error,
             T,
@@ -237,16 +177,8 @@ fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
         ));
     }
 
-    let created = df
-        .column("created_at")?
-        .as_materialized_series()
-        .to_physical_repr()
-        .into_owned();
-    let promised = df
-        .column("promised_at")?
-        .as_materialized_series()
-        .to_physical_repr()
-        .into_owned();
+    let created = df.column("created_at")?.as_materialized_series().to_physical_repr().into_owned();
+    let promised = df.column("promised_at")?.as_materialized_series().to_physical_repr().into_owned();
     let before = created.i64()?.gt(promised.i64()?);
     let n = count_true(&before);
     if n > 0 {
@@ -262,10 +194,7 @@ fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
 
     // Unusable measurements are dropped to null (unknown) rather than failing the night.
     let mut df = df;
-    for (c, max) in [
-        ("weight_g", MAX_WEIGHT_G),
-        ("declared_value", MAX_VALUE_USD),
-    ] {
+    for (c, max) in [("weight_g", MAX_WEIGHT_G), ("declared_value", MAX_VALUE_USD)] {
         let s = df.column(c)?.f64()?.clone();
         let bad = s.is_nan() | s.lt(0.0) | s.gt(max);
         let bad = bad.fill_null_with_values(false)?;
@@ -279,11 +208,8 @@ fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
                 n,
                 format!("{n} values are NaN, negative or above {max}; treated as unknown"),
             ));
-            let fixed: Float64Chunked = s
-                .iter()
-                .zip(bad.iter())
-                .map(|(v, b)| if b == Some(true) { None } else { v })
-                .collect();
+            let fixed: Float64Chunked =
+                s.iter().zip(bad.iter()).map(|(v, b)| if b == Some(true) { None } else { v }).collect();
             df.with_column(fixed.with_name(c.into()).into_column())?;
         }
     }
@@ -305,10 +231,7 @@ fn check_events(
     let status = df.column("status")?.as_materialized_series().clone();
     let counts = status.value_counts(true, false, "n".into(), false)?;
     let names = counts.column("status")?.str()?.clone();
-    let ns = counts
-        .column("n")?
-        .as_materialized_series()
-        .cast(&DataType::UInt64)?;
+    let ns = counts.column("n")?.as_materialized_series().cast(&DataType::UInt64)?;
     let ns = ns.u64()?;
     let mut unknown: Vec<(String, u64)> = Vec::new();
     let mut old: Vec<Option<&str>> = Vec::new();
@@ -325,11 +248,7 @@ fn check_events(
     unknown.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let n_unknown: u64 = unknown.iter().map(|u| u.1).sum();
     if n_unknown > 0 {
-        let shown: Vec<String> = unknown
-            .iter()
-            .take(5)
-            .map(|(s, n)| format!("{} ×{n}", quote(s)))
-            .collect();
+        let shown: Vec<String> = unknown.iter().take(5).map(|(s, n)| format!("{} ×{n}", quote(s))).collect();
         out.push(finding(
             Level::Warning,
             T,
@@ -346,19 +265,20 @@ fn check_events(
     let old = Series::new("old".into(), old);
     let new = Series::new("new".into(), new);
 
-    let ids = shipments.select(["shipment_id", "created_at"])?;
+    // One row per id: with duplicate shipments (an error reported above) a plain join would
+    // multiply events.
+    let ids = shipments.select(["shipment_id", "created_at"])?.unique_stable(
+        Some(&["shipment_id".into()]),
+        UniqueKeepStrategy::First,
+        None,
+    )?;
     let lf = df
         .lazy()
         .select([
             col("shipment_id"),
             col("event_time"),
             col("status")
-                .replace_strict(
-                    lit(old),
-                    lit(new),
-                    Some(lit(schema::UNKNOWN_STATUS)),
-                    Some(DataType::UInt8),
-                )
+                .replace_strict(lit(old), lit(new), Some(lit(schema::UNKNOWN_STATUS)), Some(DataType::UInt8))
                 .alias("code"),
         ])
         .collect()?;
@@ -367,14 +287,9 @@ fn check_events(
     let known = lf
         .clone()
         .lazy()
-        .join(
-            ids.clone().lazy(),
-            [col("shipment_id")],
-            [col("shipment_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
+        .join(ids.clone().lazy(), [col("shipment_id")], [col("shipment_id")], JoinArgs::new(JoinType::Inner))
         .collect()?;
-    let n_orphans = n_all - known.height() as u64;
+    let n_orphans = n_all.saturating_sub(known.height() as u64);
     if n_orphans > 0 {
         out.push(finding(
             Level::Warning,
@@ -403,19 +318,9 @@ fn check_events(
         ));
     }
 
-    let early = deduped
-        .clone()
-        .lazy()
-        .filter(col("event_time").lt(col("created_at")))
-        .select([len().alias("n")])
-        .collect()?;
-    let n_early = early
-        .column("n")?
-        .as_materialized_series()
-        .cast(&DataType::UInt64)?
-        .u64()?
-        .get(0)
-        .unwrap_or(0);
+    let early =
+        deduped.clone().lazy().filter(col("event_time").lt(col("created_at"))).select([len().alias("n")]).collect()?;
+    let n_early = early.column("n")?.as_materialized_series().cast(&DataType::UInt64)?.u64()?.get(0).unwrap_or(0);
     if n_early > 0 {
         out.push(finding(
             Level::Warning,
@@ -428,30 +333,16 @@ fn check_events(
     }
 
     // Milestones must not go backwards in time: ARRIVED scanned before DEPARTED, say.
-    let sorted = deduped.sort(
-        ["shipment_id", "event_time", "code"],
-        SortMultipleOptions::default(),
-    )?;
+    let sorted = deduped.sort(["shipment_id", "event_time", "code"], SortMultipleOptions::default())?;
     let disorder = sorted
         .clone()
         .lazy()
         .filter(col("code").lt_eq(lit(schema::DELIVERED)))
-        .with_column(
-            col("code")
-                .cum_max(false)
-                .over([col("shipment_id")])?
-                .alias("running"),
-        )
+        .with_column(col("code").cum_max(false).over([col("shipment_id")])?.alias("running"))
         .filter(col("code").lt(col("running")))
         .select([col("shipment_id").n_unique().alias("n")])
         .collect()?;
-    let n_disorder = disorder
-        .column("n")?
-        .as_materialized_series()
-        .cast(&DataType::UInt64)?
-        .u64()?
-        .get(0)
-        .unwrap_or(0);
+    let n_disorder = disorder.column("n")?.as_materialized_series().cast(&DataType::UInt64)?.u64()?.get(0).unwrap_or(0);
     if n_disorder > 0 {
         out.push(finding(
             Level::Warning,
@@ -463,10 +354,7 @@ fn check_events(
         ));
     }
 
-    let with_events = sorted
-        .column("shipment_id")?
-        .as_materialized_series()
-        .n_unique()? as u64;
+    let with_events = sorted.column("shipment_id")?.as_materialized_series().n_unique()? as u64;
     let silent = shipments.height() as u64 - with_events.min(shipments.height() as u64);
     if silent > 0 {
         out.push(finding(

@@ -1,12 +1,17 @@
 //! Recent versus baseline stage dwell per lane, for every nightly cutoff in a range of days.
 //!
 //! At cutoff c, for one lane and stage:
-//! - recent: dwells of stage visits that ended in [c − recent, c), plus the open dwell (c − entry)
-//!   of parcels that entered in [c − 2·recent, c) and had not left by c. Open parcels matter:
-//!   in a customs backlog few parcels leave, so completed dwells alone see it late.
-//! - baseline: dwells of visits that ended in [c − window, c − recent).
+//! - baseline: p50 dwell of stage visits that ended in [c − window, c − recent);
+//! - recent: the Kaplan–Meier median dwell of the cohort of parcels that entered the stage in
+//!   [c − recent − 2·baseline p50, c). Parcels still in the stage at c are censored at their
+//!   open dwell, so a backlog shows as soon as its parcels outstay the usual dwell, without
+//!   waiting for them to leave. When fewer than half have left, the median is only known to
+//!   exceed the longest open dwell, which is used (a lower bound);
+//! - z: a binomial test that more of the cohort than the usual half outstayed the baseline p50,
+//!   which keeps small lanes' noise from raising flags.
 //!
-//! Only facts known before c are used, so the series for a past day is what that night's run saw.
+//! The ratio recent / baseline is the raw disruption signal. Only facts known before c are
+//! used, so the series for a past day is what that night's run saw.
 
 use rayon::prelude::*;
 
@@ -19,11 +24,16 @@ use crate::schema::{MICROS_PER_DAY, N_STAGES, days};
 pub struct Point {
     pub recent_p50: f64,
     pub baseline_p50: f64,
+    /// Parcels in the recent cohort.
     pub recent_n: u32,
     pub baseline_n: u32,
     /// recent / baseline, or 1 when either side lacks support.
     pub ratio: f64,
+    /// Standardised excess of the cohort outstaying the baseline p50 (0 when not computable).
+    pub z: f64,
     pub disrupted: bool,
+    /// The numbers are the destination × service group's, pooled over origins.
+    pub pooled: bool,
 }
 
 /// Daily series for cutoff days `first_day..=last_day` (day numbers since the epoch).
@@ -32,6 +42,8 @@ pub struct Series {
     pub last_day: i64,
     /// [lane][stage][day - first_day]
     pub points: Vec<[Vec<Point>; N_STAGES]>,
+    /// [stage][day - first_day]: median ratio over supported lanes, at least 1.
+    pub network: Vec<Vec<f64>>,
 }
 
 impl Series {
@@ -54,11 +66,20 @@ impl Series {
     }
 }
 
+/// One stage visit: entry, and when it ended (exit or abandonment), `NONE` while open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Visit {
+    entry: i64,
+    end: i64,
+    /// The visit ended by reaching a later milestone (not by a return or loss).
+    completed: bool,
+}
+
 struct Spans {
     /// (exit, dwell) of completed visits, sorted by exit.
     done: Vec<(i64, i64)>,
-    /// (entry, exit or abandonment, NONE while open) of all visits, sorted by entry.
-    by_entry: Vec<(i64, i64)>,
+    /// All visits, sorted by entry.
+    visits: Vec<Visit>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -77,109 +98,242 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-pub fn series(
+/// Kaplan–Meier median of (time, event) pairs; the largest time when survival stays above 1/2.
+fn km_median(obs: &mut [(f64, bool)]) -> f64 {
+    if obs.is_empty() {
+        return f64::NAN;
+    }
+    // Events before censorings at equal times, as usual.
+    obs.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut at_risk = obs.len() as f64;
+    let mut surv = 1.0;
+    let mut i = 0;
+    while i < obs.len() {
+        let t = obs[i].0;
+        let (mut events, mut gone) = (0.0, 0.0);
+        while i < obs.len() && obs[i].0 == t {
+            events += obs[i].1 as u8 as f64;
+            gone += 1.0;
+            i += 1;
+        }
+        if events > 0.0 {
+            surv *= 1.0 - events / at_risk;
+            if surv <= 0.5 {
+                return t;
+            }
+        }
+        at_risk -= gone;
+    }
+    obs.last().map(|o| o.0).unwrap_or(f64::NAN)
+}
+
+/// Visits of every lane (and of every destination × service group), per stage.
+fn collect_spans(
     prep: &Prepared,
     states: &[State],
-    cfg: &LaneConfig,
-    first_day: i64,
-    last_day: i64,
-) -> Series {
-    let n_lanes = prep.lanes.len();
-    let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
-    let window = cfg.window_days as i64 * MICROS_PER_DAY;
-    let earliest = first_day * MICROS_PER_DAY - window - recent;
-
-    let mut spans: Vec<[Spans; N_STAGES]> = (0..n_lanes)
-        .map(|_| {
-            std::array::from_fn(|_| Spans {
-                done: vec![],
-                by_entry: vec![],
-            })
-        })
-        .collect();
+    groups: &[u32],
+    n_groups: usize,
+    earliest: i64,
+) -> Vec<[Spans; N_STAGES]> {
+    let mut spans: Vec<[Spans; N_STAGES]> =
+        (0..n_groups).map(|_| std::array::from_fn(|_| Spans { done: vec![], visits: vec![] })).collect();
     for (i, st) in states.iter().enumerate() {
-        // A returned or lost parcel's last stage never ends, so it gives no completed dwell; until
-        // the return was scanned it looked like any open parcel, and counts as one.
         let abandoned = st.returned_or_lost;
-        let lane = prep.lane[i] as usize;
+        let g = groups[prep.lane[i] as usize] as usize;
         for (s, entry, exit) in stage_spans(st) {
             if exit != NONE && exit < earliest {
                 continue;
             }
             if exit != NONE {
-                spans[lane][s].done.push((exit, exit - entry));
+                spans[g][s].done.push((exit, exit - entry));
             }
-            let end = if exit != NONE { exit } else { abandoned };
-            spans[lane][s].by_entry.push((entry, end));
+            // A returned or lost parcel's stage never completes: censored when it was abandoned.
+            let (end, completed) = if exit != NONE { (exit, true) } else { (abandoned, false) };
+            spans[g][s].visits.push(Visit { entry, end, completed });
         }
     }
+    spans
+}
 
+/// The daily points of one group and stage.
+fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) -> Vec<Point> {
+    let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
+    let window = cfg.window_days as i64 * MICROS_PER_DAY;
+    sp.done.sort_unstable();
+    sp.visits.sort_unstable();
+    let mut buf: Vec<f64> = Vec::new();
+    let mut cohort: Vec<(f64, bool)> = Vec::new();
+    (0..n_days)
+        .map(|k| {
+            let c = (first_day + k as i64) * MICROS_PER_DAY;
+            let a = sp.done.partition_point(|x| x.0 < c - window);
+            let b = sp.done.partition_point(|x| x.0 < c - recent);
+            buf.clear();
+            buf.extend(sp.done[a..b].iter().map(|x| days(x.1)));
+            let baseline_n = buf.len() as u32;
+            let baseline_p50 = median(&mut buf);
+            let p50_us = if baseline_p50.is_finite() { (baseline_p50 * MICROS_PER_DAY as f64) as i64 } else { 0 };
+
+            // The cohort reaches back from c − p50 by whole days until it holds twice
+            // `disruption_min_recent` parcels old enough to judge (enough for the z-test to
+            // pass when all of them outstay), at most `recent_days`: busy lanes look at the
+            // last two days, quiet lanes at up to a week.
+            let judged_end = sp.visits.partition_point(|v| v.entry < c - p50_us);
+            let mut from = c - p50_us - recent;
+            for d in MIN_COHORT_DAYS..=cfg.recent_days as i64 {
+                let lo = c - p50_us - d * MICROS_PER_DAY;
+                let n = judged_end - sp.visits.partition_point(|v| v.entry < lo);
+                if n >= 2 * cfg.disruption_min_recent as usize {
+                    from = lo;
+                    break;
+                }
+            }
+            let a = sp.visits.partition_point(|v| v.entry < from);
+            let b = sp.visits.partition_point(|v| v.entry < c);
+            cohort.clear();
+            let (mut known, mut outstayed) = (0u32, 0u32);
+            for v in &sp.visits[a..b] {
+                // What was known at c: ended before c, or still in the stage.
+                let (t, event) =
+                    if v.end != NONE && v.end < c { (v.end - v.entry, v.completed) } else { (c - v.entry, false) };
+                cohort.push((days(t), event));
+                let abandoned_early = v.end != NONE && v.end < c && !v.completed && t < p50_us;
+                if p50_us > 0 && c - v.entry >= p50_us && !abandoned_early {
+                    known += 1;
+                    outstayed += (t > p50_us) as u32;
+                }
+            }
+            let recent_n = cohort.len() as u32;
+            let recent_p50 = km_median(&mut cohort);
+            let supported = known >= cfg.disruption_min_recent && baseline_n >= cfg.disruption_min_recent;
+            let ratio = if supported && baseline_p50 > 0.0 { recent_p50 / baseline_p50.max(1.0 / 24.0) } else { 1.0 };
+            let z =
+                if known > 0 { (outstayed as f64 - 0.5 * known as f64) / (0.5 * (known as f64).sqrt()) } else { 0.0 };
+            // Final flags are set in `finish`, once the day's network-wide ratio is known.
+            let disrupted = supported
+                && ratio >= cfg.disruption_ratio
+                && z >= cfg.disruption_min_z
+                && recent_p50 - baseline_p50 >= cfg.disruption_min_increase_days;
+            Point { recent_p50, baseline_p50, recent_n, baseline_n, ratio, z, disrupted, pooled: false }
+        })
+        .collect()
+}
+
+/// The shortest cohort window: one day would let weekday effects (closed offices) pass for
+/// disruptions.
+const MIN_COHORT_DAYS: i64 = 2;
+
+pub fn series(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i64, last_day: i64) -> Series {
+    let n_lanes = prep.lanes.len();
+    let window = cfg.window_days as i64 * MICROS_PER_DAY;
+    let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
+    let earliest = first_day * MICROS_PER_DAY - window - recent;
     let n_days = (last_day - first_day + 1).max(0) as usize;
-    let points = spans
-        .into_par_iter()
-        .map(|mut per_stage| {
-            std::array::from_fn(|s| {
-                let sp = &mut per_stage[s];
-                sp.done.sort_unstable();
-                sp.by_entry.sort_unstable();
-                let mut buf: Vec<f64> = Vec::new();
+
+    // Lanes, and destination × service groups pooled over origins: a customs backlog hits every
+    // origin, and the pooled group sees it even where each lane alone is too thin to.
+    let own: Vec<u32> = (0..n_lanes as u32).collect();
+    let parent = super::lanes::Hierarchy::new(&prep.lanes).keys[1].clone();
+    let n_parents = parent.iter().map(|&p| p as usize + 1).max().unwrap_or(0);
+    let compute = |groups: &[u32], n: usize| -> Vec<[Vec<Point>; N_STAGES]> {
+        collect_spans(prep, states, groups, n, earliest)
+            .into_par_iter()
+            .map(|mut per_stage| std::array::from_fn(|s| points_of(&mut per_stage[s], cfg, first_day, n_days)))
+            .collect()
+    };
+    let points = compute(&own, n_lanes);
+    let pooled = compute(&parent, n_parents);
+    let mut series = Series { first_day, last_day, points, network: vec![] };
+    series.finish(cfg, &pooled, &parent);
+    series
+}
+
+impl Series {
+    /// A slowdown everywhere at once (a holiday peak, say) is not a lane disruption: a group is
+    /// flagged only when its ratio also stands out from the median ratio of all supported
+    /// lanes for that stage and day. A lane then takes its destination group's flag (and
+    /// numbers, marked `pooled`) when it has too little support of its own or leans the same way.
+    fn finish(&mut self, cfg: &LaneConfig, pooled: &[[Vec<Point>; N_STAGES]], parent: &[u32]) {
+        let n_days = (self.last_day - self.first_day + 1).max(0) as usize;
+        let supported =
+            |p: &Point| p.baseline_n >= cfg.disruption_min_recent && p.recent_n >= cfg.disruption_min_recent;
+        self.network = (0..N_STAGES)
+            .map(|s| {
                 (0..n_days)
                     .map(|k| {
-                        let c = (first_day + k as i64) * MICROS_PER_DAY;
-                        let range = |lo: i64, hi: i64| {
-                            let a = sp.done.partition_point(|x| x.0 < lo);
-                            let b = sp.done.partition_point(|x| x.0 < hi);
-                            &sp.done[a..b]
-                        };
-                        buf.clear();
-                        buf.extend(range(c - window, c - recent).iter().map(|x| days(x.1)));
-                        let baseline_n = buf.len() as u32;
-                        let baseline_p50 = median(&mut buf);
-                        buf.clear();
-                        buf.extend(range(c - recent, c).iter().map(|x| days(x.1)));
-                        let a = sp.by_entry.partition_point(|x| x.0 < c - 2 * recent);
-                        let b = sp.by_entry.partition_point(|x| x.0 < c);
-                        buf.extend(
-                            sp.by_entry[a..b]
-                                .iter()
-                                .filter(|x| x.1 == NONE || x.1 >= c)
-                                .map(|x| days(c - x.0)),
-                        );
-                        let recent_n = buf.len() as u32;
-                        let recent_p50 = median(&mut buf);
-                        let supported = recent_n >= cfg.disruption_min_recent
-                            && baseline_n >= cfg.disruption_min_recent;
-                        let ratio = if supported && baseline_p50 > 0.0 {
-                            recent_p50 / baseline_p50.max(1.0 / 24.0)
-                        } else {
-                            1.0
-                        };
-                        let disrupted = supported
-                            && ratio >= cfg.disruption_ratio
-                            && recent_p50 - baseline_p50 >= cfg.disruption_min_increase_days;
-                        Point {
-                            recent_p50,
-                            baseline_p50,
-                            recent_n,
-                            baseline_n,
-                            ratio,
-                            disrupted,
-                        }
+                        let mut r: Vec<f64> = self
+                            .points
+                            .iter()
+                            .map(|lane| &lane[s][k])
+                            .filter(|p| supported(p))
+                            .map(|p| p.ratio)
+                            .collect();
+                        let m = median(&mut r);
+                        if m.is_finite() { m.max(1.0) } else { 1.0 }
                     })
                     .collect()
             })
-        })
-        .collect();
-    Series {
-        first_day,
-        last_day,
-        points,
+            .collect();
+        let lean = 1.0 + (cfg.disruption_ratio - 1.0) / 2.0;
+        for (l, lane) in self.points.iter_mut().enumerate() {
+            for (s, days) in lane.iter_mut().enumerate() {
+                for (k, p) in days.iter_mut().enumerate() {
+                    let net = self.network[s][k];
+                    p.disrupted = p.disrupted && p.ratio / net >= cfg.disruption_ratio;
+                    if p.disrupted {
+                        continue;
+                    }
+                    let g = &pooled[parent[l] as usize][s][k];
+                    let group_flag = g.disrupted && g.ratio / net >= cfg.disruption_ratio;
+                    let thin = p.baseline_n < cfg.disruption_min_recent || p.recent_n < cfg.disruption_min_recent;
+                    if group_flag && (thin || p.ratio >= lean) {
+                        *p = Point { pooled: true, ..*g };
+                    }
+                }
+                // One night's blip is noise: a flag needs the condition on the night before too.
+                let raw: Vec<bool> = days.iter().map(|p| p.disrupted).collect();
+                for (k, p) in days.iter_mut().enumerate() {
+                    p.disrupted = raw[k] && k > 0 && raw[k - 1];
+                }
+            }
+        }
+    }
+
+    /// Median ratio over supported lanes for `stage` on `day`, at least 1.
+    pub fn network_ratio(&self, stage: usize, day: i64) -> f64 {
+        let k = (day.clamp(self.first_day, self.last_day) - self.first_day) as usize;
+        self.network.get(stage).and_then(|v| v.get(k)).copied().unwrap_or(1.0)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{km_median, median};
+
+    #[test]
+    fn km_median_without_censoring_is_the_lower_median() {
+        let mut obs: Vec<(f64, bool)> = [3.0, 1.0, 2.0, 4.0].iter().map(|&t| (t, true)).collect();
+        assert_eq!(km_median(&mut obs), 2.0);
+    }
+
+    #[test]
+    fn km_median_uses_censored_parcels() {
+        // Two left after 1 day; six still in the stage after 5 days: the median exceeds 5.
+        let mut obs = vec![
+            (1.0, true),
+            (1.0, true),
+            (5.0, false),
+            (5.0, false),
+            (5.0, false),
+            (5.0, false),
+            (5.0, false),
+            (5.0, false),
+        ];
+        assert_eq!(km_median(&mut obs), 5.0);
+        // Censoring at 0.5 removes a parcel from the risk set without counting as an event.
+        let mut obs = vec![(0.5, false), (1.0, true), (2.0, true), (3.0, true)];
+        assert_eq!(km_median(&mut obs), 2.0);
+    }
 
     #[test]
     fn median_matches_sorted_definition() {

@@ -1,32 +1,64 @@
-//! Seller and lane history as of the cutoff, leave-one-out: a shipment's own handling time and
-//! label are subtracted before its features are computed, so a training row never sees them.
+//! Seller and lane history as seen at the snapshot time t: late rates over shipments resolved
+//! in the trailing window before t, and the seller's handling times over pickups before t,
+//! smoothed towards the network's rates at t.
+//!
+//! A training snapshot is always taken before its own shipment resolves, so its own label can
+//! never enter these rates; the shipment's own handling time is left out as well
+//! (leave-one-out). Rates computed as of the cutoff with only the own row removed would not do:
+//! a leave-one-out rate is lower exactly when the row is late, which a tree learns within a
+//! small lane or seller (target leakage).
 
-use super::lanes::{Outcome, in_window};
+use super::lanes::Outcome;
 use super::prepare::Prepared;
 use super::timeline::{NONE, State};
 use crate::config::LaneConfig;
 use crate::schema::{MICROS_PER_DAY, days};
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Sums {
-    handling_sum: f64,
-    handling_n: u32,
-    late: u32,
-    resolved: u32,
+/// Time-ordered observations with prefix sums, for sums over any time window.
+#[derive(Debug, Clone, Default)]
+struct Track {
+    t: Vec<i64>,
+    /// cum[k] = sum of the first k values.
+    cum: Vec<f64>,
+}
+
+impl Track {
+    fn from(mut obs: Vec<(i64, f64)>) -> Track {
+        obs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let mut cum = Vec::with_capacity(obs.len() + 1);
+        cum.push(0.0);
+        let mut acc = 0.0;
+        for (_, v) in &obs {
+            acc += v;
+            cum.push(acc);
+        }
+        Track { t: obs.into_iter().map(|o| o.0).collect(), cum }
+    }
+
+    /// (count, sum) of observations with time in [from, to).
+    fn window(&self, from: i64, to: i64) -> (f64, f64) {
+        let a = self.t.partition_point(|&x| x < from);
+        let b = self.t.partition_point(|&x| x < to);
+        ((b - a) as f64, self.cum[b] - self.cum[a])
+    }
 }
 
 pub struct History {
-    seller: Vec<Sums>,
-    lane: Vec<Sums>,
-    global: Sums,
-    /// Per shipment: its own contribution, subtracted for leave-one-out.
-    own_handling: Vec<f64>,
-    own_resolved: Vec<bool>,
-    own_late: Vec<bool>,
+    window: i64,
     prior_strength: f64,
+    /// Per seller: (resolved_at, late) and (picked_up_at, handling days).
+    seller_late: Vec<Track>,
+    seller_handling: Vec<Track>,
+    lane_late: Vec<Track>,
+    global_late: Track,
+    global_handling: Track,
+    own_picked: Vec<i64>,
+    own_handling: Vec<f64>,
+    own_resolved: Vec<i64>,
+    own_late: Vec<bool>,
 }
 
-/// Smoothed leave-one-out history of one shipment's seller and lane.
+/// Smoothed history of one shipment's seller and lane at one time.
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
     pub seller_handling_days: f64,
@@ -36,96 +68,89 @@ pub struct Seen {
 }
 
 impl History {
-    /// `labels` are the outcomes at the cutoff; passing them in makes the leave-one-out
-    /// property testable by flipping one label.
-    pub fn build(
-        prep: &Prepared,
-        states: &[State],
-        outcomes: &[Outcome],
-        cfg: &LaneConfig,
-        prior_strength: f64,
-    ) -> History {
-        let cutoff = prep.cutoff;
-        let since = cutoff - cfg.window_days as i64 * MICROS_PER_DAY;
-        let mut seller = vec![Sums::default(); prep.n_sellers];
-        let mut lane = vec![Sums::default(); prep.lanes.len()];
-        let mut global = Sums::default();
+    /// `outcomes` are the outcomes as of the cutoff; passing them in makes the label-independence
+    /// of features testable by flipping one.
+    pub fn build(prep: &Prepared, states: &[State], outcomes: &[Outcome], cfg: &LaneConfig, prior_strength: f64) -> History {
         let n = prep.len();
-        let mut own_handling = vec![f64::NAN; n];
-        let mut own_resolved = vec![false; n];
+        let mut seller_late: Vec<Vec<(i64, f64)>> = vec![vec![]; prep.n_sellers];
+        let mut seller_handling: Vec<Vec<(i64, f64)>> = vec![vec![]; prep.n_sellers];
+        let mut lane_late: Vec<Vec<(i64, f64)>> = vec![vec![]; prep.lanes.len()];
+        let (mut g_late, mut g_handling) = (Vec::new(), Vec::new());
+        let mut own_picked = vec![NONE; n];
+        let mut own_handling = vec![0.0; n];
+        let mut own_resolved = vec![NONE; n];
         let mut own_late = vec![false; n];
         for i in 0..n {
-            let st = &states[i];
-            let picked = st.first[1];
             let (s, l) = (prep.seller[i] as usize, prep.lane[i] as usize);
-            if picked != NONE && picked >= since && picked >= prep.created[i] {
+            let picked = states[i].first[1];
+            if picked != NONE && picked >= prep.created[i] {
                 let h = days(picked - prep.created[i]);
+                seller_handling[s].push((picked, h));
+                g_handling.push((picked, h));
+                own_picked[i] = picked;
                 own_handling[i] = h;
-                for acc in [&mut seller[s], &mut global] {
-                    acc.handling_sum += h;
-                    acc.handling_n += 1;
-                }
             }
             let o = &outcomes[i];
-            if in_window(o, cutoff, cfg) {
-                own_resolved[i] = true;
+            if o.resolved {
+                let y = o.late as u8 as f64;
+                seller_late[s].push((o.resolved_at, y));
+                lane_late[l].push((o.resolved_at, y));
+                g_late.push((o.resolved_at, y));
+                own_resolved[i] = o.resolved_at;
                 own_late[i] = o.late;
-                for acc in [&mut seller[s], &mut lane[l], &mut global] {
-                    acc.resolved += 1;
-                    acc.late += o.late as u32;
-                }
             }
         }
         History {
-            seller,
-            lane,
-            global,
+            window: cfg.window_days as i64 * MICROS_PER_DAY,
+            prior_strength,
+            seller_late: seller_late.into_iter().map(Track::from).collect(),
+            seller_handling: seller_handling.into_iter().map(Track::from).collect(),
+            lane_late: lane_late.into_iter().map(Track::from).collect(),
+            global_late: Track::from(g_late),
+            global_handling: Track::from(g_handling),
+            own_picked,
             own_handling,
             own_resolved,
             own_late,
-            prior_strength,
         }
     }
 
-    pub fn seen(&self, i: usize, seller: usize, lane: usize) -> Seen {
+    /// History of shipment `i` (of `seller` on `lane`) as known just before time `t`.
+    pub fn seen(&self, i: usize, seller: usize, lane: usize, t: i64) -> Seen {
         let k = self.prior_strength;
-        let h_own = self.own_handling[i];
-        let (h_sub, h_n) = if h_own.is_finite() {
-            (h_own, 1.0)
-        } else {
-            (0.0, 0.0)
-        };
-        let (l_sub, r_sub) = if self.own_resolved[i] {
-            (self.own_late[i] as u32 as f64, 1.0)
-        } else {
-            (0.0, 0.0)
-        };
+        let from = t - self.window;
+        let inside = |x: i64| x != NONE && x >= from && x < t;
+        // The shipment's own contributions, removed where they fall inside the window.
+        let (h_n, h_sum) = if inside(self.own_picked[i]) { (1.0, self.own_handling[i]) } else { (0.0, 0.0) };
+        let (r_n, r_sum) = if inside(self.own_resolved[i]) { (1.0, self.own_late[i] as u8 as f64) } else { (0.0, 0.0) };
 
-        let g = &self.global;
-        let g_handling = if g.handling_n as f64 - h_n > 0.0 {
-            (g.handling_sum - h_sub) / (g.handling_n as f64 - h_n)
-        } else {
-            1.0
-        };
-        let g_late = if g.resolved as f64 - r_sub > 0.0 {
-            (g.late as f64 - l_sub) / (g.resolved as f64 - r_sub)
-        } else {
-            0.1
-        };
+        let (gn, gs) = self.global_handling.window(from, t);
+        let g_handling = if gn - h_n > 0.0 { (gs - h_sum) / (gn - h_n) } else { 1.0 };
+        let (gn, gs) = self.global_late.window(from, t);
+        let g_late = if gn - r_n > 0.0 { (gs - r_sum) / (gn - r_n) } else { 0.1 };
 
-        let s = &self.seller[seller];
-        let sn = s.handling_n as f64 - h_n;
-        let seller_handling_days = (s.handling_sum - h_sub + k * g_handling) / (sn + k).max(1e-9);
-        let sr = s.resolved as f64 - r_sub;
-        let seller_late_rate = (s.late as f64 - l_sub + k * g_late) / (sr + k).max(1e-9);
-        let l = &self.lane[lane];
-        let lr = l.resolved as f64 - r_sub;
-        let lane_late_rate = (l.late as f64 - l_sub + k * g_late) / (lr + k).max(1e-9);
-        Seen {
-            seller_handling_days,
-            seller_late_rate,
-            seller_shipments: sr.max(0.0),
-            lane_late_rate,
-        }
+        let (sn, ss) = self.seller_handling[seller].window(from, t);
+        let (sn, ss) = (sn - h_n, ss - h_sum);
+        let seller_handling_days = (ss + k * g_handling) / (sn + k).max(1e-9);
+        let (rn, rs) = self.seller_late[seller].window(from, t);
+        let (rn, rs) = (rn - r_n, rs - r_sum);
+        let seller_late_rate = (rs + k * g_late) / (rn + k).max(1e-9);
+        let (ln, ls) = self.lane_late[lane].window(from, t);
+        let (ln, ls) = (ln - r_n, ls - r_sum);
+        let lane_late_rate = (ls + k * g_late) / (ln + k).max(1e-9);
+        Seen { seller_handling_days, seller_late_rate, seller_shipments: rn.max(0.0), lane_late_rate }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Track;
+
+    #[test]
+    fn track_windows_are_half_open() {
+        let t = Track::from(vec![(5, 1.0), (1, 2.0), (3, 4.0)]);
+        assert_eq!(t.window(1, 5), (2.0, 6.0));
+        assert_eq!(t.window(2, 6), (2.0, 5.0));
+        assert_eq!(t.window(6, 9), (0.0, 0.0));
     }
 }

@@ -58,11 +58,15 @@ pub struct FeatureSet {
     pub prep: prepare::Prepared,
     pub states: Vec<timeline::State>,
     pub outcomes: Vec<lanes::Outcome>,
+    /// Lane statistics as of the cutoff.
     pub lanes: Vec<lanes::LaneStats>,
+    /// Lane statistics as of the cutoff and earlier cutoffs, for training snapshots.
+    pub lane_tables: lanes::LaneTables,
     pub series: disruption::Series,
     pub history: history::History,
     pub train: Rows,
     pub score: Rows,
+    pub holidays: Holidays,
 }
 
 /// Deterministic 64-bit hash of a string and a seed (FNV-1a, then splitmix64 finalisation).
@@ -94,17 +98,18 @@ pub fn build(clean: &CleanInput, cfg: &Config, as_of: NaiveDate) -> Result<Featu
             timeline::state_at(prep.created[i], t, c, cutoff)
         })
         .collect();
-    let outcomes: Vec<lanes::Outcome> = (0..n)
-        .map(|i| lanes::outcome(&states[i], prep.promised[i], cutoff))
-        .collect();
-    let lane_stats = lanes::lane_stats(&prep, &states, &outcomes, &cfg.lanes)?;
-    let history = history::History::build(
-        &prep,
-        &states,
-        &outcomes,
-        &cfg.lanes,
-        cfg.features.prior_strength,
-    );
+    let outcomes: Vec<lanes::Outcome> = (0..n).map(|i| lanes::outcome(&states[i], prep.promised[i], cutoff)).collect();
+    // Lane statistics at the cutoff and at earlier cutoffs every `stats_every_days`, for the
+    // training snapshots of the window (see `LaneTables`).
+    let train_from = cutoff - cfg.features.train_window_days as i64 * MICROS_PER_DAY;
+    let step = cfg.features.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
+    let mut cutoffs: Vec<i64> = (0..).map(|k| cutoff - k * step).take_while(|c| *c > train_from - step).collect();
+    cutoffs.reverse();
+    let source = lanes::Source::new(&prep, &states, &outcomes, cutoffs[0] - cfg.lanes.window_days as i64 * MICROS_PER_DAY)?;
+    let lane_tables = lanes::LaneTables::build(&source, cutoffs, &cfg.lanes)?;
+    drop(source);
+    let lane_stats = lane_tables.latest().to_vec();
+    let history = history::History::build(&prep, &states, &outcomes, &cfg.lanes, cfg.features.prior_strength);
     let last_day = day_index(cutoff);
     let first_day = last_day - cfg.features.train_window_days as i64 - 1;
     let series = disruption::series(&prep, &states, &cfg.lanes, first_day, last_day);
@@ -147,22 +152,11 @@ pub fn build(clean: &CleanInput, cfg: &Config, as_of: NaiveDate) -> Result<Featu
         }
     }
 
-    let ctx = snapshot::Context::new(&prep, &states, &lane_stats, &history, &series, &holidays);
+    let ctx = snapshot::Context::new(&prep, &states, &lane_tables, &history, &series, &holidays);
     fill(&ctx, &mut train);
     fill(&ctx, &mut score);
 
-    Ok(FeatureSet {
-        as_of,
-        cutoff,
-        prep,
-        states,
-        outcomes,
-        lanes: lane_stats,
-        series,
-        history,
-        train,
-        score,
-    })
+    Ok(FeatureSet { as_of, cutoff, prep, states, outcomes, lanes: lane_stats, lane_tables, series, history, train, score, holidays })
 }
 
 fn fill(ctx: &snapshot::Context, rows: &mut Rows) {
@@ -177,6 +171,20 @@ fn fill(ctx: &snapshot::Context, rows: &mut Rows) {
 }
 
 impl FeatureSet {
+    /// Features for arbitrary (shipment index, time ≤ cutoff) pairs, through the same code path
+    /// as training and scoring rows; for evaluations at chosen points of a shipment's life.
+    pub fn rows_at(&self, pairs: &[(u32, i64)]) -> Rows {
+        let ctx =
+            snapshot::Context::new(&self.prep, &self.states, &self.lane_tables, &self.history, &self.series, &self.holidays);
+        let mut rows = Rows {
+            ship: pairs.iter().map(|p| p.0).collect(),
+            t: pairs.iter().map(|p| p.1.min(self.cutoff)).collect(),
+            ..Rows::default()
+        };
+        fill(&ctx, &mut rows);
+        rows
+    }
+
     /// `lanes.parquet`: one row per lane seen before the cutoff, sorted by lane.
     pub fn lanes_frame(&self) -> Result<DataFrame> {
         let p = &self.prep;
@@ -188,57 +196,15 @@ impl FeatureSet {
         }
         let f = |g: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..n).map(g).collect() };
         let mut cols = vec![
-            Column::new(
-                "origin".into(),
-                p.lanes
-                    .iter()
-                    .map(|l| l.origin.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "destination".into(),
-                p.lanes
-                    .iter()
-                    .map(|l| l.destination.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "service".into(),
-                p.lanes
-                    .iter()
-                    .map(|l| l.service.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "shipments".into(),
-                self.lanes
-                    .iter()
-                    .map(|l| l.shipments as i64)
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "delivered".into(),
-                self.lanes
-                    .iter()
-                    .map(|l| l.delivered as i64)
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "late".into(),
-                self.lanes.iter().map(|l| l.late as i64).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "in_flight".into(),
-                in_flight.iter().map(|&v| v as i64).collect::<Vec<_>>(),
-            ),
+            Column::new("origin".into(), p.lanes.iter().map(|l| l.origin.as_str()).collect::<Vec<_>>()),
+            Column::new("destination".into(), p.lanes.iter().map(|l| l.destination.as_str()).collect::<Vec<_>>()),
+            Column::new("service".into(), p.lanes.iter().map(|l| l.service.as_str()).collect::<Vec<_>>()),
+            Column::new("shipments".into(), self.lanes.iter().map(|l| l.shipments as i64).collect::<Vec<_>>()),
+            Column::new("delivered".into(), self.lanes.iter().map(|l| l.delivered as i64).collect::<Vec<_>>()),
+            Column::new("late".into(), self.lanes.iter().map(|l| l.late as i64).collect::<Vec<_>>()),
+            Column::new("in_flight".into(), in_flight.iter().map(|&v| v as i64).collect::<Vec<_>>()),
             Column::new("on_time_rate".into(), f(&|l| self.lanes[l].on_time_rate)),
-            Column::new(
-                "fallback_level".into(),
-                self.lanes
-                    .iter()
-                    .map(|l| l.level.name())
-                    .collect::<Vec<_>>(),
-            ),
+            Column::new("fallback_level".into(), self.lanes.iter().map(|l| l.level.name()).collect::<Vec<_>>()),
         ];
         for (q, name) in [(0, "p50"), (1, "p90"), (2, "p95")] {
             cols.push(Column::new(
@@ -253,53 +219,32 @@ impl FeatureSet {
             ));
         }
         for (s, st) in STAGES.iter().enumerate() {
-            cols.push(Column::new(
-                format!("{}_p50_days", st.key).into(),
-                f(&|l| self.lanes[l].dwell_p50(s)),
-            ));
-            cols.push(Column::new(
-                format!("{}_p90_days", st.key).into(),
-                f(&|l| self.lanes[l].dwell_p90(s)),
-            ));
+            cols.push(Column::new(format!("{}_p50_days", st.key).into(), f(&|l| self.lanes[l].dwell_p50(s))));
+            cols.push(Column::new(format!("{}_p90_days", st.key).into(), f(&|l| self.lanes[l].dwell_p90(s))));
         }
         for (s, st) in STAGES.iter().enumerate() {
             let pts: Vec<&disruption::Point> = (0..n).map(|l| self.series.at(l, s, day)).collect();
             cols.push(Column::new(
                 format!("{}_recent_p50_days", st.key).into(),
-                pts.iter()
-                    .map(|p| p.recent_p50.is_finite().then_some(p.recent_p50))
-                    .collect::<Vec<_>>(),
+                pts.iter().map(|p| p.recent_p50.is_finite().then_some(p.recent_p50)).collect::<Vec<_>>(),
             ));
             cols.push(Column::new(
                 format!("{}_baseline_p50_days", st.key).into(),
-                pts.iter()
-                    .map(|p| p.baseline_p50.is_finite().then_some(p.baseline_p50))
-                    .collect::<Vec<_>>(),
+                pts.iter().map(|p| p.baseline_p50.is_finite().then_some(p.baseline_p50)).collect::<Vec<_>>(),
             ));
             cols.push(Column::new(
                 format!("{}_recent_n", st.key).into(),
                 pts.iter().map(|p| p.recent_n as i64).collect::<Vec<_>>(),
             ));
-            cols.push(Column::new(
-                format!("{}_ratio", st.key).into(),
-                pts.iter().map(|p| p.ratio).collect::<Vec<_>>(),
-            ));
+            cols.push(Column::new(format!("{}_ratio", st.key).into(), pts.iter().map(|p| p.ratio).collect::<Vec<_>>()));
         }
         let (mut disrupted, mut stage, mut since, mut ratio) = (vec![], vec![], vec![], vec![]);
         for l in 0..n {
             let worst = self.worst_disrupted_stage(l, day);
             disrupted.push(worst.is_some());
             stage.push(worst.map(|s| STAGES[s].key));
-            since.push(
-                worst
-                    .and_then(|s| self.series.disrupted_since(l, s, day))
-                    .map(|d| (d - 1) as i32),
-            );
-            ratio.push(
-                (0..N_STAGES)
-                    .map(|s| self.series.at(l, s, day).ratio)
-                    .fold(1.0, f64::max),
-            );
+            since.push(worst.and_then(|s| self.series.disrupted_since(l, s, day)).map(|d| (d - 1) as i32));
+            ratio.push((0..N_STAGES).map(|s| self.series.at(l, s, day).ratio).fold(1.0, f64::max));
         }
         cols.push(Column::new("disruption_ratio".into(), ratio));
         cols.push(Column::new("disrupted".into(), disrupted));
@@ -310,30 +255,15 @@ impl FeatureSet {
 
     /// The disrupted stage of lane `l` with the highest ratio as of cutoff day `day`.
     pub fn worst_disrupted_stage(&self, l: usize, day: i64) -> Option<usize> {
-        (0..N_STAGES)
-            .filter(|&s| self.series.at(l, s, day).disrupted)
-            .max_by(|&a, &b| {
-                self.series
-                    .at(l, a, day)
-                    .ratio
-                    .total_cmp(&self.series.at(l, b, day).ratio)
-                    .then(b.cmp(&a))
-            })
+        (0..N_STAGES).filter(|&s| self.series.at(l, s, day).disrupted).max_by(|&a, &b| {
+            self.series.at(l, a, day).ratio.total_cmp(&self.series.at(l, b, day).ratio).then(b.cmp(&a))
+        })
     }
 
     /// A feature table: identifying columns, then every feature. Training tables add the label.
     pub fn rows_frame(&self, rows: &Rows, with_label: bool) -> Result<DataFrame> {
-        let idx = IdxCa::from_vec(
-            "idx".into(),
-            rows.ship.iter().map(|&i| i as IdxSize).collect(),
-        );
-        let base = self.prep.shipments.select([
-            "shipment_id",
-            "seller_id",
-            "origin",
-            "destination",
-            "service",
-        ])?;
+        let idx = IdxCa::from_vec("idx".into(), rows.ship.iter().map(|&i| i as IdxSize).collect());
+        let base = self.prep.shipments.select(["shipment_id", "seller_id", "origin", "destination", "service"])?;
         let mut df = base.take(&idx)?;
         df.with_column(io::ts_column_req("snapshot_at", rows.t.clone()))?;
         if with_label {
@@ -341,9 +271,7 @@ impl FeatureSet {
             df.with_column(io::ts_column_req("resolved_at", rows.resolved_at.clone()))?;
         }
         for (j, (name, _)) in FEATURES.iter().enumerate() {
-            let v: Vec<f64> = (0..rows.len())
-                .map(|r| rows.x[r * N_FEATURES + j])
-                .collect();
+            let v: Vec<f64> = (0..rows.len()).map(|r| rows.x[r * N_FEATURES + j]).collect();
             df.with_column(Column::new((*name).into(), v))?;
         }
         Ok(df)

@@ -38,10 +38,7 @@ pub struct LaneKey {
 impl LaneKey {
     /// `CN-GD` → `CN`: the first level of the fallback hierarchy groups origins by country.
     pub fn origin_country(&self) -> &str {
-        self.origin
-            .split(['-', '_', ' '])
-            .next()
-            .unwrap_or(&self.origin)
+        self.origin.split(['-', '_', ' ']).next().unwrap_or(&self.origin)
     }
 
     pub fn label(&self) -> String {
@@ -65,11 +62,7 @@ impl Prepared {
 }
 
 fn micros(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
-    let s = df
-        .column(name)?
-        .as_materialized_series()
-        .to_physical_repr()
-        .into_owned();
+    let s = df.column(name)?.as_materialized_series().to_physical_repr().into_owned();
     Ok(s.i64()?.into_no_null_iter().collect())
 }
 
@@ -87,33 +80,16 @@ pub fn prepare(shipments: &DataFrame, events: &DataFrame, cutoff: i64) -> Result
         .clone()
         .lazy()
         .filter(col("event_time").lt(ts_cut))
-        .sort(
-            ["shipment_id", "event_time", "code"],
-            SortMultipleOptions::default().with_maintain_order(true),
-        )
+        .sort(["shipment_id", "event_time", "code"], SortMultipleOptions::default().with_maintain_order(true))
         .collect()?;
 
     let n = shipments.height();
     let created = micros(&shipments, "created_at")?;
     let promised = micros(&shipments, "promised_at")?;
-    let weight_g: Vec<f64> = shipments
-        .column("weight_g")?
-        .f64()?
-        .iter()
-        .map(|v| v.unwrap_or(f64::NAN))
-        .collect();
-    let declared_value: Vec<f64> = shipments
-        .column("declared_value")?
-        .f64()?
-        .iter()
-        .map(|v| v.unwrap_or(f64::NAN))
-        .collect();
-    let insured: Vec<bool> = shipments
-        .column("insured")?
-        .bool()?
-        .iter()
-        .map(|v| v.unwrap_or(false))
-        .collect();
+    let weight_g: Vec<f64> = shipments.column("weight_g")?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+    let declared_value: Vec<f64> =
+        shipments.column("declared_value")?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+    let insured: Vec<bool> = shipments.column("insured")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
 
     // Lanes and sellers get dense ids in sorted key order, so ids never depend on row order.
     let o = shipments.column("origin")?.str()?;
@@ -135,11 +111,7 @@ pub fn prepare(shipments: &DataFrame, events: &DataFrame, cutoff: i64) -> Result
     let lane: Vec<u32> = raw_lane.into_iter().map(|l| remap[l as usize]).collect();
     let lanes = keys
         .iter()
-        .map(|((a, b, c), _)| LaneKey {
-            origin: a.to_string(),
-            destination: b.to_string(),
-            service: c.to_string(),
-        })
+        .map(|((a, b, c), _)| LaneKey { origin: a.to_string(), destination: b.to_string(), service: c.to_string() })
         .collect();
 
     let sellers = shipments.column("seller_id")?.str()?;

@@ -3,7 +3,7 @@
 
 use super::disruption::Series;
 use super::history::History;
-use super::lanes::LaneStats;
+use super::lanes::LaneTables;
 use super::prepare::Prepared;
 use super::timeline::{NONE, State, state_at};
 use crate::calendar::{Holidays, day_index, weekday};
@@ -13,94 +13,45 @@ use crate::schema::{N_STAGES, days};
 pub const FEATURE_SCHEMA_VERSION: u32 = 1;
 
 /// Feature names in matrix order, with what each means (also in FEATURES.md).
-pub const FEATURES: [(&str, &str); 33] = [
+pub const FEATURES: [(&str, &str); 35] = [
     ("age_days", "days since created_at"),
-    (
-        "time_to_promise_days",
-        "days from t to promised_at (negative once passed)",
-    ),
-    (
-        "promise_horizon_days",
-        "days from created_at to promised_at",
-    ),
+    ("time_to_promise_days", "days from t to promised_at (negative once passed)"),
+    ("promise_horizon_days", "days from created_at to promised_at"),
     ("stage_index", "current stage, 0 handling … 5 last mile"),
-    (
-        "milestone_index",
-        "furthest milestone reached, 0 CREATED … 7 OUT_FOR_DELIVERY",
-    ),
-    (
-        "days_since_last_scan",
-        "days since the last scan of any kind (since created_at if none)",
-    ),
+    ("milestone_index", "furthest milestone reached, 0 CREATED … 7 OUT_FOR_DELIVERY"),
+    ("days_since_last_scan", "days since the last scan of any kind (since created_at if none)"),
     ("stage_dwell_days", "days in the current stage so far"),
-    (
-        "dwell_vs_p50",
-        "stage dwell / the lane's p50 dwell for this stage",
-    ),
-    (
-        "dwell_vs_p90",
-        "stage dwell / the lane's p90 dwell for this stage",
-    ),
-    (
-        "expected_remaining_p50_days",
-        "lane p50 of time from this stage to delivery, less time already spent",
-    ),
-    (
-        "expected_remaining_p90_days",
-        "the same from the lane's p90",
-    ),
+    ("dwell_vs_p50", "stage dwell / the lane's p50 dwell for this stage"),
+    ("dwell_vs_p90", "stage dwell / the lane's p90 dwell for this stage"),
+    ("expected_remaining_p50_days", "lane p50 of time from this stage to delivery, less time already spent"),
+    ("expected_remaining_p90_days", "the same from the lane's p90"),
     ("slack_p50_days", "time_to_promise − expected_remaining_p50"),
     ("slack_p90_days", "time_to_promise − expected_remaining_p90"),
     ("scans", "number of scans so far"),
     ("customs_hold_seen", "1 if a CUSTOMS_HOLD scan was seen"),
     ("delivery_failures", "number of DELIVERY_FAILED scans"),
     ("exception_seen", "1 if an EXCEPTION scan was seen"),
-    (
-        "seller_handling_days",
-        "seller's mean handling days (created → picked up), smoothed, leave-one-out",
-    ),
-    (
-        "seller_late_rate",
-        "seller's late rate over resolved shipments, smoothed, leave-one-out",
-    ),
-    (
-        "seller_log_shipments",
-        "ln(1 + seller's resolved shipments, leave-one-out)",
-    ),
-    (
-        "lane_late_rate",
-        "lane's late rate over resolved shipments, smoothed, leave-one-out",
-    ),
-    (
-        "lane_disruption_ratio",
-        "max recent/baseline dwell ratio over the current and later stages, as of t's night",
-    ),
-    (
-        "lane_disrupted_ahead",
-        "1 if the current or a later stage of the lane is flagged disrupted as of t's night",
-    ),
+    ("seller_handling_days", "seller's mean handling days (created → picked up), smoothed, leave-one-out"),
+    ("seller_late_rate", "seller's late rate over resolved shipments, smoothed, leave-one-out"),
+    ("seller_log_shipments", "ln(1 + seller's resolved shipments, leave-one-out)"),
+    ("lane_late_rate", "lane's late rate over resolved shipments, smoothed, leave-one-out"),
+    ("lane_disruption_ratio", "max recent/baseline dwell ratio over the current and later stages, as of t's night"),
+    ("lane_disrupted_ahead", "1 if the current or a later stage of the lane is flagged disrupted as of t's night"),
     ("day_of_week", "day of week of t, Monday 0"),
-    (
-        "business_days_to_promise",
-        "business days from t's day to the promise day",
-    ),
-    (
-        "holiday_in_window",
-        "1 if a configured holiday or peak day falls between t and the promise",
-    ),
+    ("business_days_to_promise", "business days from t's day to the promise day"),
+    ("holiday_in_window", "1 if a configured holiday or peak day falls between t and the promise"),
     ("weight_kg", "parcel weight in kg (0.3 when unknown)"),
-    (
-        "log_declared_value",
-        "ln(1 + declared value in USD), 0 when unknown",
-    ),
+    ("log_declared_value", "ln(1 + declared value in USD), 0 when unknown"),
     ("insured", "1 if insured"),
-    (
-        "promise_margin_p90_days",
-        "promise horizon − lane p90 transit",
-    ),
+    ("promise_margin_p90_days", "promise horizon − lane p90 transit"),
     ("lane_transit_p50_days", "lane p50 transit from created_at"),
     ("is_express", "1 if the service name contains 'express'"),
     ("is_economy", "1 if the service name contains 'economy'"),
+    ("promise_elapsed_share", "age / promise horizon: the share of the promised time already used"),
+    (
+        "progress_eta_vs_promise",
+        "(time to reach the current stage / the lane's p50 share of transit spent by then) / promise horizon",
+    ),
 ];
 pub const N_FEATURES: usize = FEATURES.len();
 
@@ -112,7 +63,7 @@ pub fn feature_names() -> Vec<String> {
 pub struct Context<'a> {
     pub prep: &'a Prepared,
     pub states: &'a [State],
-    pub lanes: &'a [LaneStats],
+    pub lanes: &'a LaneTables,
     pub history: &'a History,
     pub series: &'a Series,
     pub holidays: &'a Holidays,
@@ -134,7 +85,7 @@ impl<'a> Context<'a> {
     pub fn new(
         prep: &'a Prepared,
         states: &'a [State],
-        lanes: &'a [LaneStats],
+        lanes: &'a LaneTables,
         history: &'a History,
         series: &'a Series,
         holidays: &'a Holidays,
@@ -147,15 +98,7 @@ impl<'a> Context<'a> {
                 (s.contains("express"), s.contains("economy"))
             })
             .collect();
-        Context {
-            prep,
-            states,
-            lanes,
-            history,
-            series,
-            holidays,
-            service_kind,
-        }
+        Context { prep, states, lanes, history, series, holidays, service_kind }
     }
 
     /// Features of shipment `i` at time `t` (t ≤ cutoff), written into `out`.
@@ -172,7 +115,8 @@ impl<'a> Context<'a> {
             &st_owned
         };
         let lane = p.lane[i] as usize;
-        let ls = &self.lanes[lane];
+        // Lane statistics as of the latest cutoff at or before t: never the row's own outcome.
+        let ls = &self.lanes.at(t)[lane];
         let s = st.stage;
         let dwell = days(t - st.stage_start).max(0.0);
         let p50 = ls.dwell_p50(s).max(0.05);
@@ -180,11 +124,14 @@ impl<'a> Context<'a> {
         let rem50 = (ls.rem_p50(s) - dwell).max(ls.rem_p50(s + 1)).max(0.0);
         let rem90 = (ls.rem_p90(s) - dwell).max(ls.rem_p90(s + 1)).max(0.0);
         let to_promise = days(promised - t);
-        let last_scan = if st.last_scan == NONE {
-            created
+        let horizon = days(promised - created).max(1.0 / 24.0);
+        // Door-to-door time extrapolated from how long the parcel took to reach its stage.
+        let progress_eta = if s == 0 {
+            ls.transit(0)
         } else {
-            st.last_scan
+            days(st.stage_start - created).max(0.0) / ls.frac_p50(s).max(0.05)
         };
+        let last_scan = if st.last_scan == NONE { created } else { st.last_scan };
         let day = day_index(t);
         let mut ratio: f64 = 1.0;
         let mut ahead = false;
@@ -193,7 +140,7 @@ impl<'a> Context<'a> {
             ratio = ratio.max(pt.ratio);
             ahead |= pt.disrupted;
         }
-        let seen = self.history.seen(i, p.seller[i] as usize, lane);
+        let seen = self.history.seen(i, p.seller[i] as usize, lane, t);
         let (express, economy) = self.service_kind[lane];
         let w = p.weight_g[i];
         let v = p.declared_value[i];
@@ -231,6 +178,8 @@ impl<'a> Context<'a> {
             ls.transit(0),
             express as u8 as f64,
             economy as u8 as f64,
+            days(t - created) / horizon,
+            progress_eta / horizon,
         ];
         for (o, v) in out.iter_mut().zip(values) {
             // Features reach linfa, which must never see NaN or infinity.

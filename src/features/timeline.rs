@@ -42,21 +42,13 @@ impl State {
     /// Start of stage `s` (first milestone of the stage group reached), if reached.
     pub fn stage_entry(&self, s: usize) -> i64 {
         let st = &STAGES[s];
-        (st.first..=st.last)
-            .map(|m| self.first[m as usize])
-            .filter(|&t| t != NONE)
-            .min()
-            .unwrap_or(NONE)
+        (st.first..=st.last).map(|m| self.first[m as usize]).filter(|&t| t != NONE).min().unwrap_or(NONE)
     }
 
     /// End of stage `s`: the first time any later milestone was reached.
     pub fn stage_exit(&self, s: usize) -> i64 {
         let st = &STAGES[s];
-        ((st.last + 1)..=schema::DELIVERED)
-            .map(|m| self.first[m as usize])
-            .filter(|&t| t != NONE)
-            .min()
-            .unwrap_or(NONE)
+        ((st.last + 1)..=schema::DELIVERED).map(|m| self.first[m as usize]).filter(|&t| t != NONE).min().unwrap_or(NONE)
     }
 
     /// Completed dwell of stage `s` in µs, if both ends were scanned in order.
@@ -115,11 +107,7 @@ pub fn state_at(created: i64, times: &[i64], codes: &[u8], t: i64) -> State {
             _ => {}
         }
     }
-    st.first[0] = if st.first[0] == NONE {
-        created
-    } else {
-        st.first[0].min(created)
-    };
+    st.first[0] = if st.first[0] == NONE { created } else { st.first[0].min(created) };
     st.stage = schema::stage_of(st.furthest.min(schema::DELIVERED - 1));
     let entry = st.stage_entry(st.stage);
     st.stage_start = if entry == NONE { created } else { entry };

@@ -36,6 +36,8 @@ pub struct Bin {
 pub struct PrPoint {
     pub recall: f64,
     pub precision: f64,
+    /// The score at which this point is reached; the first point (recall 0) has none.
+    #[serde(with = "crate::model::nan")]
     pub threshold: f64,
 }
 
@@ -75,20 +77,13 @@ pub fn roc_auc(p: &[f64], y: &[bool]) -> f64 {
 
 /// Average precision over tie groups: Σ (R_k − R_{k−1}) · P_k.
 pub fn pr_auc(p: &[f64], y: &[bool]) -> f64 {
-    pr_curve(p, y)
-        .windows(2)
-        .map(|w| (w[1].recall - w[0].recall) * w[1].precision)
-        .sum()
+    pr_curve(p, y).windows(2).map(|w| (w[1].recall - w[0].recall) * w[1].precision).sum()
 }
 
 /// Precision-recall points, one per distinct score, starting at recall 0.
 pub fn pr_curve(p: &[f64], y: &[bool]) -> Vec<PrPoint> {
     let pos = y.iter().filter(|v| **v).count() as f64;
-    let mut out = vec![PrPoint {
-        recall: 0.0,
-        precision: 1.0,
-        threshold: f64::INFINITY,
-    }];
+    let mut out = vec![PrPoint { recall: 0.0, precision: 1.0, threshold: f64::INFINITY }];
     if pos == 0.0 {
         return out;
     }
@@ -102,11 +97,7 @@ pub fn pr_curve(p: &[f64], y: &[bool]) -> Vec<PrPoint> {
             seen += 1.0;
             i += 1;
         }
-        out.push(PrPoint {
-            recall: tp / pos,
-            precision: tp / seen,
-            threshold: score,
-        });
+        out.push(PrPoint { recall: tp / pos, precision: tp / seen, threshold: score });
     }
     out
 }
@@ -135,11 +126,7 @@ pub fn brier(p: &[f64], y: &[bool]) -> f64 {
     if p.is_empty() {
         return f64::NAN;
     }
-    p.iter()
-        .zip(y)
-        .map(|(p, y)| (p - (*y as u8 as f64)).powi(2))
-        .sum::<f64>()
-        / p.len() as f64
+    p.iter().zip(y).map(|(p, y)| (p - (*y as u8 as f64)).powi(2)).sum::<f64>() / p.len() as f64
 }
 
 pub fn log_loss(p: &[f64], y: &[bool]) -> f64 {

@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use linfa::prelude::*;
-use linfa_ensemble::RandomForestParams;
 use linfa_logistic::LogisticRegression;
 use linfa_trees::DecisionTree;
 use ndarray::{Array1, Array2};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -33,22 +32,14 @@ pub const MODEL_FORMAT_VERSION: u32 = 1;
 
 /// Index of a named feature; the rule baseline reads two of them.
 pub fn feature_index(name: &str) -> usize {
-    features::FEATURES
-        .iter()
-        .position(|(n, _)| *n == name)
-        .expect("known feature")
+    features::FEATURES.iter().position(|(n, _)| *n == name).expect("known feature")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Estimator {
     /// linfa-logistic on standardised features; `coef` and `intercept` give log-odds of late.
-    Logistic {
-        mean: Vec<f64>,
-        scale: Vec<f64>,
-        coef: Vec<f64>,
-        intercept: f64,
-    },
+    Logistic { mean: Vec<f64>, scale: Vec<f64>, coef: Vec<f64>, intercept: f64 },
     /// One linfa-trees decision tree with leaf probabilities.
     Tree { tree: Tree },
     /// A linfa-ensemble random forest; risk is the mean of its trees' leaf probabilities.
@@ -71,28 +62,15 @@ impl Estimator {
     /// The uncalibrated score, on the log-odds scale.
     pub fn raw(&self, row: &[f64]) -> f64 {
         match self {
-            Estimator::Logistic {
-                mean,
-                scale,
-                coef,
-                intercept,
-            } => {
+            Estimator::Logistic { mean, scale, coef, intercept } => {
                 intercept
-                    + row
-                        .iter()
-                        .zip(mean)
-                        .zip(scale)
-                        .zip(coef)
-                        .map(|(((x, m), s), w)| w * (x - m) / s)
-                        .sum::<f64>()
+                    + row.iter().zip(mean).zip(scale).zip(coef).map(|(((x, m), s), w)| w * (x - m) / s).sum::<f64>()
             }
             Estimator::Tree { tree } => logit(tree.predict(row)),
             Estimator::Forest { trees } => {
                 logit(trees.iter().map(|t| t.predict(row)).sum::<f64>() / trees.len().max(1) as f64)
             }
-            Estimator::LaneRule { p_fired, p_quiet } => {
-                logit(if rule_fires(row) { *p_fired } else { *p_quiet })
-            }
+            Estimator::LaneRule { p_fired, p_quiet } => logit(if rule_fires(row) { *p_fired } else { *p_quiet }),
         }
     }
 }
@@ -105,14 +83,10 @@ pub fn rule_fires(row: &[f64]) -> bool {
 }
 
 /// f64 fields that may be NaN (an AUC with one class) are written as JSON null.
-mod nan {
+pub(crate) mod nan {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            s.serialize_f64(*v)
-        } else {
-            s.serialize_none()
-        }
+        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
@@ -210,10 +184,7 @@ impl SavedModel {
     }
 
     pub fn predict(&self, rows: &Rows) -> Vec<f64> {
-        rows.x
-            .par_chunks(N_FEATURES)
-            .map(|r| self.risk(r))
-            .collect()
+        rows.x.par_chunks(N_FEATURES).map(|r| self.risk(r)).collect()
     }
 
     pub fn to_json(&self) -> Result<Vec<u8>> {
@@ -225,18 +196,10 @@ impl SavedModel {
     /// Loads a model and refuses it unless its feature schema is exactly this binary's.
     pub fn load(path: &Path) -> Result<SavedModel> {
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::MissingInput {
-                path: path.to_path_buf(),
-            },
-            _ => Error::Model {
-                path: path.to_path_buf(),
-                message: format!("cannot read: {e}"),
-            },
+            std::io::ErrorKind::NotFound => Error::MissingInput { path: path.to_path_buf() },
+            _ => Error::Model { path: path.to_path_buf(), message: format!("cannot read: {e}") },
         })?;
-        let refuse = |m: String| Error::Model {
-            path: path.to_path_buf(),
-            message: crate::error::one_line(m),
-        };
+        let refuse = |m: String| Error::Model { path: path.to_path_buf(), message: crate::error::one_line(m) };
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| refuse(format!("not a model file: {e}")))?;
         if value.get("format").and_then(|v| v.as_str()) != Some(MODEL_FORMAT) {
@@ -246,13 +209,10 @@ impl SavedModel {
         if version != Some(FEATURE_SCHEMA_VERSION as u64) {
             return Err(refuse(format!(
                 "feature schema version {} does not match this binary's {FEATURE_SCHEMA_VERSION}; retrain with `lanewatch train`",
-                version
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "missing".into())
+                version.map(|v| v.to_string()).unwrap_or_else(|| "missing".into())
             )));
         }
-        let model: SavedModel =
-            serde_json::from_value(value).map_err(|e| refuse(format!("malformed model: {e}")))?;
+        let model: SavedModel = serde_json::from_value(value).map_err(|e| refuse(format!("malformed model: {e}")))?;
         if model.features != features::feature_names() {
             let first = model
                 .features
@@ -266,10 +226,7 @@ impl SavedModel {
             )));
         }
         if model.format_version != MODEL_FORMAT_VERSION {
-            return Err(refuse(format!(
-                "model format {} is not {MODEL_FORMAT_VERSION}",
-                model.format_version
-            )));
+            return Err(refuse(format!("model format {} is not {MODEL_FORMAT_VERSION}", model.format_version)));
         }
         Ok(model)
     }
@@ -291,8 +248,7 @@ fn matrix(rows: &Rows, idx: &[usize]) -> Array2<f64> {
 pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let rows = &fs.train;
     let holdout_start = fs.cutoff - p.holdout_days as i64 * MICROS_PER_DAY;
-    let (tr, va): (Vec<usize>, Vec<usize>) =
-        (0..rows.len()).partition(|&r| rows.resolved_at[r] < holdout_start);
+    let (tr, va): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|&r| rows.resolved_at[r] < holdout_start);
     let y_tr: Vec<bool> = tr.iter().map(|&r| rows.label[r]).collect();
     let y_va: Vec<bool> = va.iter().map(|&r| rows.label[r]).collect();
     let pos_tr = y_tr.iter().filter(|v| **v).count();
@@ -301,15 +257,9 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let train_late_rate = rate(pos_tr, tr.len());
 
     let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
-    let row_key = |r: usize| {
-        hash_str(
-            p.seed ^ rows.t[r] as u64,
-            ids.get(rows.ship[r] as usize).unwrap_or(""),
-        )
-    };
-    let first_created = fs.cutoff
-        - (fs.train.t.iter().map(|t| fs.cutoff - t).max().unwrap_or(0) / MICROS_PER_DAY + 1)
-            * MICROS_PER_DAY;
+    let row_key = |r: usize| hash_str(p.seed ^ rows.t[r] as u64, ids.get(rows.ship[r] as usize).unwrap_or(""));
+    let first_created =
+        fs.cutoff - (fs.train.t.iter().map(|t| fs.cutoff - t).max().unwrap_or(0) / MICROS_PER_DAY + 1) * MICROS_PER_DAY;
     let window = Window {
         snapshots_of_shipments_created_from: date(first_created.min(fs.cutoff)),
         train_resolved_before: date(holdout_start),
@@ -318,11 +268,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     };
 
     let fallback = if tr.len() < p.min_train_rows {
-        Some(format!(
-            "only {} training rows (min_train_rows {})",
-            tr.len(),
-            p.min_train_rows
-        ))
+        Some(format!("only {} training rows (min_train_rows {})", tr.len(), p.min_train_rows))
     } else if pos_tr < p.min_class_rows || tr.len() - pos_tr < p.min_class_rows {
         Some(format!(
             "training rows have {pos_tr} late and {} on-time (min_class_rows {})",
@@ -330,10 +276,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
             p.min_class_rows
         ))
     } else if pos_va == 0 || pos_va == va.len() {
-        Some(format!(
-            "validation window has a single class ({} rows, {pos_va} late)",
-            va.len()
-        ))
+        Some(format!("validation window has a single class ({} rows, {pos_va} late)", va.len()))
     } else {
         None
     };
@@ -342,30 +285,14 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let rule = fit_rule(rows, &tr, &y_tr);
     let x_va_rows: Vec<&[f64]> = va.iter().map(|&r| rows.row(r)).collect();
     let base_scores = vec![train_late_rate; va.len()];
-    let rule_scores: Vec<f64> = x_va_rows
-        .iter()
-        .map(|r| rule.raw(r))
-        .map(calibrate::sigmoid)
-        .collect();
+    let rule_scores: Vec<f64> = x_va_rows.iter().map(|r| rule.raw(r)).map(calibrate::sigmoid).collect();
     let eval = |s: &[f64]| metrics::evaluate(s, &y_va, p.alert_budget_fraction, p.alert_threshold);
     let mut baselines = BTreeMap::new();
     let mut pr_curves = BTreeMap::new();
-    baselines.insert(
-        "base_rate".to_string(),
-        Evaluation::from(eval(&base_scores)),
-    );
-    baselines.insert(
-        "lane_rule".to_string(),
-        Evaluation::from(eval(&rule_scores)),
-    );
-    pr_curves.insert(
-        "base_rate".to_string(),
-        metrics::thin_curve(&metrics::pr_curve(&base_scores, &y_va), 200),
-    );
-    pr_curves.insert(
-        "lane_rule".to_string(),
-        metrics::thin_curve(&metrics::pr_curve(&rule_scores, &y_va), 200),
-    );
+    baselines.insert("base_rate".to_string(), Evaluation::from(eval(&base_scores)));
+    baselines.insert("lane_rule".to_string(), Evaluation::from(eval(&rule_scores)));
+    pr_curves.insert("base_rate".to_string(), metrics::thin_curve(&metrics::pr_curve(&base_scores, &y_va), 200));
+    pr_curves.insert("lane_rule".to_string(), metrics::thin_curve(&metrics::pr_curve(&rule_scores, &y_va), 200));
 
     let mut metrics = Metrics {
         chosen_model: "lane_rule".into(),
@@ -388,10 +315,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         let all: Vec<usize> = (0..rows.len()).collect();
         let y_all: Vec<bool> = rows.label.clone();
         let rule = fit_rule(rows, &all, &y_all);
-        let s: Vec<f64> = x_va_rows
-            .iter()
-            .map(|r| calibrate::sigmoid(rule.raw(r)))
-            .collect();
+        let s: Vec<f64> = x_va_rows.iter().map(|r| calibrate::sigmoid(rule.raw(r))).collect();
         if !va.is_empty() {
             metrics.model = Some(eval(&s).into());
             metrics.calibration_bins = metrics::reliability(&s, &y_va, p.calibration_bins);
@@ -411,22 +335,17 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         });
     }
 
-    // Class balance: every late row up to half the cap, on-time rows to fill it, picked by a
-    // seeded hash so the sample is reproducible and independent of row order.
+    // Class balance by resampling: late rows are kept (up to a quarter of the cap) and on-time
+    // rows are drawn to at most NEG_PER_POS per late row, by a seeded hash so the sample is
+    // reproducible and independent of row order. Platt scaling on the untouched validation
+    // window maps the scores back to true probabilities.
     let mut pos: Vec<usize> = tr.iter().copied().filter(|&r| rows.label[r]).collect();
     let mut neg: Vec<usize> = tr.iter().copied().filter(|&r| !rows.label[r]).collect();
     pos.sort_by_key(|&r| (row_key(r), r));
     neg.sort_by_key(|&r| (row_key(r), r));
-    let take_pos = pos.len().min(p.max_train_rows / 2);
-    let take_neg = neg
-        .len()
-        .min(p.max_train_rows - take_pos)
-        .min(take_pos.max(p.max_train_rows / 2));
-    let mut sample: Vec<usize> = pos[..take_pos]
-        .iter()
-        .chain(neg[..take_neg].iter())
-        .copied()
-        .collect();
+    let take_pos = pos.len().min(p.max_train_rows / (1 + NEG_PER_POS));
+    let take_neg = neg.len().min(p.max_train_rows - take_pos).min(take_pos * NEG_PER_POS);
+    let mut sample: Vec<usize> = pos[..take_pos].iter().chain(neg[..take_neg].iter()).copied().collect();
     sample.sort_unstable();
     metrics.n_train_sampled = sample.len() as u64;
     let x = matrix(rows, &sample);
@@ -435,29 +354,28 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let fitted: Vec<Result<Estimator>> = p
         .candidates
         .par_iter()
-        .map(|c| fit_candidate(c, &x, &y, p))
+        .map(|c| {
+            let t = std::time::Instant::now();
+            let e = fit_candidate(c, &x, &y, p);
+            tracing::debug!(candidate = c.as_str(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
+            e
+        })
         .collect();
 
     // Calibration for the reported metrics is cross-fitted over two halves of the validation
     // shipments; the saved calibrator is then fitted on the whole window.
-    let fold: Vec<bool> = va
-        .iter()
-        .map(|&r| hash_str(p.seed, ids.get(rows.ship[r] as usize).unwrap_or("")) & 1 == 1)
-        .collect();
+    let fold: Vec<bool> =
+        va.iter().map(|&r| hash_str(p.seed, ids.get(rows.ship[r] as usize).unwrap_or("")) & 1 == 1).collect();
     let mut best: Option<(Estimator, Platt, Vec<f64>, Scores)> = None;
     for est in fitted {
         let est = est?;
         let raw: Vec<f64> = x_va_rows.par_iter().map(|r| est.raw(r)).collect();
         let crossed = cross_fit(&raw, &y_va, &fold);
         let s = eval(&crossed);
-        metrics
-            .candidates
-            .insert(est.kind().to_string(), s.clone().into());
+        metrics.candidates.insert(est.kind().to_string(), s.clone().into());
         let better = match &best {
             None => true,
-            Some((_, _, _, b)) => {
-                s.pr_auc > b.pr_auc || (s.pr_auc == b.pr_auc && s.brier < b.brier)
-            }
+            Some((_, _, _, b)) => s.pr_auc > b.pr_auc || (s.pr_auc == b.pr_auc && s.brier < b.brier),
         };
         if better {
             let platt = Platt::fit(&raw, &y_va);
@@ -468,10 +386,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     metrics.chosen_model = est.kind().into();
     metrics.model = Some(s.into());
     metrics.calibration_bins = metrics::reliability(&crossed, &y_va, p.calibration_bins);
-    metrics.pr_curves.insert(
-        "model".into(),
-        metrics::thin_curve(&metrics::pr_curve(&crossed, &y_va), 200),
-    );
+    metrics.pr_curves.insert("model".into(), metrics::thin_curve(&metrics::pr_curve(&crossed, &y_va), 200));
     Ok(SavedModel {
         format: MODEL_FORMAT.into(),
         format_version: MODEL_FORMAT_VERSION,
@@ -490,8 +405,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
 fn cross_fit(raw: &[f64], y: &[bool], fold: &[bool]) -> Vec<f64> {
     let mut out = vec![0.0; raw.len()];
     for side in [false, true] {
-        let (fit_idx, apply_idx): (Vec<usize>, Vec<usize>) =
-            (0..raw.len()).partition(|&i| fold[i] != side);
+        let (fit_idx, apply_idx): (Vec<usize>, Vec<usize>) = (0..raw.len()).partition(|&i| fold[i] != side);
         let s: Vec<f64> = fit_idx.iter().map(|&i| raw[i]).collect();
         let t: Vec<bool> = fit_idx.iter().map(|&i| y[i]).collect();
         let c = Platt::fit(&s, &t);
@@ -516,10 +430,7 @@ fn fit_rule(rows: &Rows, idx: &[usize], y: &[bool]) -> Estimator {
         }
     }
     let prior = 10.0;
-    Estimator::LaneRule {
-        p_fired: (pf + prior * 0.6) / (nf + prior),
-        p_quiet: (pq + prior * 0.08) / (nq + prior),
-    }
+    Estimator::LaneRule { p_fired: (pf + prior * 0.6) / (nf + prior), p_quiet: (pq + prior * 0.08) / (nq + prior) }
 }
 
 fn fit_candidate(name: &str, x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Result<Estimator> {
@@ -554,58 +465,70 @@ fn fit_candidate(name: &str, x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Re
             })
         }
         "tree" => {
-            let labels = Array1::from(y.iter().map(|&v| v as usize).collect::<Vec<_>>());
-            let ds = Dataset::new(x.clone(), labels);
-            let fitted = DecisionTree::params()
-                .max_depth(Some(p.tree_max_depth))
-                .min_weight_leaf(p.tree_min_weight_leaf)
-                .min_weight_split(2.0 * p.tree_min_weight_leaf)
-                .fit(&ds)
-                .map_err(lin)?;
+            let ds = tree_dataset(x.clone(), y);
+            let fitted = tree_params(p.tree_max_depth, p.tree_min_weight_leaf).fit(&ds).map_err(lin)?;
             let all: Vec<usize> = (0..N_FEATURES).collect();
-            Ok(Estimator::Tree {
-                tree: Tree::from_linfa(&fitted, &all, x.view(), y),
-            })
+            Ok(Estimator::Tree { tree: Tree::from_linfa(&fitted, &all, x.view(), y) })
         }
         "forest" => {
-            let labels = Array1::from(y.iter().map(|&v| v as usize).collect::<Vec<_>>());
-            let ds = Dataset::new(x.clone(), labels);
-            // Two halves fitted in parallel, each from its own seeded stream.
-            let halves = [p.forest_trees.div_ceil(2), p.forest_trees / 2];
-            let fitted: Vec<Result<Vec<Tree>>> = halves
-                .par_iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(h, &n)| {
-                    let rng = ChaCha8Rng::seed_from_u64(p.seed.wrapping_add(0xf0_2e57 + h as u64));
-                    let tree_params = DecisionTree::params()
-                        .max_depth(Some(p.forest_max_depth))
-                        .min_weight_leaf(p.tree_min_weight_leaf)
-                        .min_weight_split(2.0 * p.tree_min_weight_leaf);
-                    let forest = RandomForestParams::new_fixed_rng(tree_params, rng)
-                        .ensemble_size(n)
-                        .bootstrap_proportion(FOREST_BOOTSTRAP)
-                        .feature_proportion(p.forest_feature_fraction)
-                        .fit(&ds)
-                        .map_err(lin)?;
-                    Ok(forest
-                        .models
-                        .iter()
-                        .zip(forest.model_features.iter())
-                        .map(|(m, f)| Tree::from_linfa(m, f, x.view(), y))
-                        .collect())
+            // Bagging is done here rather than by linfa-ensemble's fit, whose bootstrap drops
+            // sample weights; the trees, and the `EnsembleLearner` holding them, are linfa's.
+            let n = x.nrows();
+            let rows = ((n as f64 * FOREST_BOOTSTRAP).ceil() as usize).max(1);
+            let n_feat = ((N_FEATURES as f64 * p.forest_feature_fraction).ceil() as usize).clamp(1, N_FEATURES);
+            let fitted: Vec<Result<(DecisionTree<f64, usize>, Vec<usize>)>> = (0..p.forest_trees)
+                .into_par_iter()
+                .map(|k| {
+                    // Each tree draws from its own seeded stream: the forest does not depend on
+                    // the thread count.
+                    let mut rng = ChaCha8Rng::seed_from_u64(p.seed ^ (0xf0_2e57_u64 << 20) ^ k as u64);
+                    let idx: Vec<usize> = (0..rows).map(|_| rng.gen_range(0..n)).collect();
+                    let mut feats: Vec<usize> = rand::seq::index::sample(&mut rng, N_FEATURES, n_feat).into_vec();
+                    feats.sort_unstable();
+                    let xs = x.select(ndarray::Axis(0), &idx).select(ndarray::Axis(1), &feats);
+                    let ys: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
+                    let tree = tree_params(p.forest_max_depth, p.tree_min_weight_leaf).fit(&tree_dataset(xs, &ys)).map_err(lin)?;
+                    Ok((tree, feats))
                 })
                 .collect();
-            let mut trees = Vec::with_capacity(p.forest_trees);
+            let mut forest: linfa_ensemble::EnsembleLearner<DecisionTree<f64, usize>> =
+                linfa_ensemble::EnsembleLearner { models: Vec::with_capacity(p.forest_trees), model_features: vec![] };
             for f in fitted {
-                trees.extend(f?);
+                let (tree, feats) = f?;
+                forest.models.push(tree);
+                forest.model_features.push(feats);
             }
+            let trees = forest
+                .models
+                .par_iter()
+                .zip(forest.model_features.par_iter())
+                .map(|(m, f)| Tree::from_linfa(m, f, x.view(), y))
+                .collect();
             Ok(Estimator::Forest { trees })
         }
         other => Err(Error::Config(format!("model: unknown candidate {other:?}"))),
     }
 }
 
+fn tree_params(depth: usize, min_leaf: f32) -> linfa_trees::DecisionTreeParams<f64, usize> {
+    DecisionTree::params().max_depth(Some(depth)).min_weight_leaf(min_leaf).min_weight_split(2.0 * min_leaf)
+}
+
+/// A tree dataset with class-balancing weights. The late class also weighs a hair more than
+/// the exact balance, so no node is ever an exact tie: linfa-trees breaks ties in hash-map
+/// order, which differs from run to run and would make trees irreproducible.
+fn tree_dataset(x: Array2<f64>, y: &[bool]) -> Dataset<f64, usize, ndarray::Ix1> {
+    let pos = y.iter().filter(|v| **v).count().max(1) as f32;
+    let neg = (y.len() as f32 - pos).max(1.0);
+    let w_pos = (neg / pos) * (1.0 + 1.0 / 3.0e3);
+    let labels = Array1::from(y.iter().map(|&v| v as usize).collect::<Vec<_>>());
+    let weights = Array1::from(y.iter().map(|&v| if v { w_pos } else { 1.0 }).collect::<Vec<f32>>());
+    Dataset::new(x, labels).with_weights(weights)
+}
+
+/// On-time training rows kept per late row (see `train`).
+pub const NEG_PER_POS: usize = 3;
+
 /// Each forest tree sees this share of the (balanced, capped) training sample, drawn with
 /// replacement: less than the whole sample keeps trees diverse and fitting fast.
-pub const FOREST_BOOTSTRAP: f64 = 0.5;
+pub const FOREST_BOOTSTRAP: f64 = 0.4;

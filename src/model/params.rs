@@ -79,11 +79,7 @@ impl ModelParams {
         if self.candidates.is_empty() {
             return bad("no candidates");
         }
-        if let Some(c) = self
-            .candidates
-            .iter()
-            .find(|c| !["logistic", "tree", "forest"].contains(&c.as_str()))
-        {
+        if let Some(c) = self.candidates.iter().find(|c| !["logistic", "tree", "forest"].contains(&c.as_str())) {
             return bad(&format!("unknown candidate {c:?}"));
         }
         if self.max_train_rows < 10 {

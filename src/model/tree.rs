@@ -27,12 +27,7 @@ pub struct Tree {
 impl Tree {
     /// Flattens `tree`, whose feature `k` is `features[k]` of the full vector, and fills leaf
     /// probabilities from the rows `x` with labels `y`.
-    pub fn from_linfa(
-        tree: &DecisionTree<f64, usize>,
-        features: &[usize],
-        x: ArrayView2<f64>,
-        y: &[bool],
-    ) -> Tree {
+    pub fn from_linfa(tree: &DecisionTree<f64, usize>, features: &[usize], x: ArrayView2<f64>, y: &[bool]) -> Tree {
         let mut nodes = Vec::new();
         flatten(tree.root_node(), features, &mut nodes);
         let mut pos = vec![0.0f64; nodes.len()];
@@ -66,24 +61,14 @@ fn leaf_of(nodes: &[Node], value: impl Fn(usize) -> f64) -> usize {
             return i;
         }
         // linfa sends `x < split` left.
-        i = if value(n.feature as usize) < n.threshold {
-            n.left as usize
-        } else {
-            n.right as usize
-        };
+        i = if value(n.feature as usize) < n.threshold { n.left as usize } else { n.right as usize };
     }
 }
 
 fn flatten(node: &TreeNode<f64, usize>, features: &[usize], out: &mut Vec<Node>) -> u32 {
     let me = out.len();
     let (f, threshold, _) = node.split();
-    out.push(Node {
-        feature: features.get(f).copied().unwrap_or(0) as u32,
-        threshold,
-        left: 0,
-        right: 0,
-        p_late: 0.5,
-    });
+    out.push(Node { feature: features.get(f).copied().unwrap_or(0) as u32, threshold, left: 0, right: 0, p_late: 0.5 });
     if node.is_leaf() {
         return me as u32;
     }

@@ -1,0 +1,145 @@
+//! Helpers shared by the integration tests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use chrono::NaiveDate;
+use lanewatch::generate::{GenerateParams, generate};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lanewatch"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fast_config() -> PathBuf {
+    repo().join("tests/fixtures/fast.toml")
+}
+
+pub fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+/// Runs the binary with `args`, no inherited LANEWATCH_* settings.
+pub fn lanewatch(args: &[&str]) -> Output {
+    lanewatch_env(args, &[])
+}
+
+pub fn lanewatch_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LANEWATCH_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run lanewatch")
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Fails with the command's output when it did not exit as expected.
+pub fn expect_code(o: &Output, want: i32) {
+    assert_eq!(code(o), want, "stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));
+    assert!(!stderr(o).contains("panicked"), "panic message leaked: {}", stderr(o));
+}
+
+/// A small synthetic input (3,000 shipments over 120 days), generated once per test process.
+pub fn small_input() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("lw-small-").tempdir().unwrap().keep();
+        generate(&GenerateParams { shipments: 3000, seed: 11, start: date("2026-06-01"), days: 120 }, &dir).unwrap();
+        dir
+    })
+}
+
+/// The night used with `small_input`: after most shipments have resolved, with some in flight.
+pub const SMALL_AS_OF: &str = "2026-09-20";
+
+pub fn sample_data() -> PathBuf {
+    repo().join("sample_data")
+}
+
+/// Copies the files of an input folder (not subfolders) into a new temporary folder.
+pub fn copy_input(from: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+/// Every file under `dir`, relative path → bytes.
+pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(p.strip_prefix(base).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out
+}
+
+/// Asserts two run folders hold the same files with the same bytes, except the manifest
+/// (wall-clock times), whose data fields are compared instead.
+pub fn assert_same_run(a: &Path, b: &Path) {
+    let (ta, tb) = (tree(a), tree(b));
+    let names_a: Vec<&String> = ta.keys().collect();
+    let names_b: Vec<&String> = tb.keys().collect();
+    assert_eq!(names_a, names_b, "different files");
+    for (name, bytes) in &ta {
+        if name == "manifest.json" {
+            let strip = |v: &[u8]| {
+                let mut j: serde_json::Value = serde_json::from_slice(v).unwrap();
+                for k in ["started_at", "finished_at", "timings"] {
+                    j.as_object_mut().unwrap().remove(k);
+                }
+                j
+            };
+            assert_eq!(strip(bytes), strip(&tb[name]), "manifest data differs");
+        } else {
+            assert!(bytes == &tb[name], "{name} differs");
+        }
+    }
+}
+
+pub fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
+    use polars::prelude::*;
+    ParquetReader::new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .finish()
+        .unwrap()
+}
+
+pub fn write_parquet(df: &mut polars::prelude::DataFrame, path: &Path) {
+    lanewatch::io::write_parquet(df, path).unwrap();
+}

@@ -1,0 +1,5 @@
+//! lanewatch's integration tests, one binary (see Cargo's guidance on test build times).
+
+mod common;
+mod foundation;
+mod model;
