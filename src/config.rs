@@ -19,6 +19,18 @@ pub struct Config {
     pub features: FeatureConfig,
     pub model: ModelConfig,
     pub alerts: AlertConfig,
+    pub backtest: BacktestConfig,
+}
+
+/// Nights replayed by `lanewatch backtest` (flags override).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BacktestConfig {
+    /// First and last night, YYYY-MM-DD.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Days between replayed nights.
+    pub every: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,7 +154,7 @@ impl Default for LaneConfig {
             window_days: 90,
             min_support: 30,
             recent_days: 7,
-            disruption_ratio: 1.6,
+            disruption_ratio: 1.4,
             disruption_min_recent: 8,
             disruption_min_increase_days: 0.75,
             disruption_min_z: 3.0,
@@ -396,10 +408,17 @@ fn merge(base: &mut toml::Value, over: toml::Value, at: &str) -> Result<()> {
         (toml::Value::Table(b), toml::Value::Table(o)) => {
             for (k, v) in o {
                 let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                // Optional keys are absent from the serialised defaults but still known.
                 let free_form = at.starts_with("input.columns")
-                    || path == "pipeline.input"
-                    || path == "pipeline.out"
-                    || path == "pipeline.as_of";
+                    || [
+                        "pipeline.input",
+                        "pipeline.out",
+                        "pipeline.as_of",
+                        "backtest.from",
+                        "backtest.to",
+                        "backtest.every",
+                    ]
+                    .contains(&path.as_str());
                 match b.get_mut(&k) {
                     Some(slot) if slot.is_table() && v.is_table() && !free_form => merge(slot, v, &path)?,
                     Some(slot) => *slot = v,

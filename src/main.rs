@@ -120,18 +120,18 @@ enum Command {
     Backtest {
         #[command(flatten)]
         common: Common,
-        /// First night (as-of date).
+        /// First night (as-of date); or backtest.from in the config.
         #[arg(long)]
-        from: String,
-        /// Last night (as-of date).
+        from: Option<String>,
+        /// Last night (as-of date); or backtest.to in the config.
         #[arg(long)]
-        to: String,
-        /// Days between replayed nights.
-        #[arg(long, default_value_t = 7)]
-        every: u32,
-        /// Folder for backtest.parquet, backtest.json and backtest.html.
-        #[arg(long, default_value = "out/backtest")]
-        out: PathBuf,
+        to: Option<String>,
+        /// Days between replayed nights; or backtest.every in the config (default 7).
+        #[arg(long)]
+        every: Option<u32>,
+        /// Folder for backtest.parquet, backtest.json and backtest.html; or pipeline.out.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Convert a public dataset to the canonical input.
     #[command(subcommand, after_help = EXIT_CODES)]
@@ -299,12 +299,15 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             );
         }
         Command::Backtest { common, from, to, every, out } => {
-            let cfg = load_config(&common, None, None)?;
+            let cfg = load_config(&common, out, None)?;
+            let need = |v: Option<String>, name: &str| {
+                v.ok_or_else(|| Error::Config(format!("backtest needs --{name} or backtest.{name} in the config")))
+            };
             let p = lanewatch::backtest::BacktestParams {
-                from: config::parse_date(&from)?,
-                to: config::parse_date(&to)?,
-                every,
-                out,
+                from: config::parse_date(&need(from.or(cfg.backtest.from.clone()), "from")?)?,
+                to: config::parse_date(&need(to.or(cfg.backtest.to.clone()), "to")?)?,
+                every: every.or(cfg.backtest.every).unwrap_or(7),
+                out: cfg.out_dir()?.to_path_buf(),
             };
             let s = lanewatch::backtest::backtest(&cfg, &p)?;
             println!(

@@ -70,7 +70,13 @@ pub struct Seen {
 impl History {
     /// `outcomes` are the outcomes as of the cutoff; passing them in makes the label-independence
     /// of features testable by flipping one.
-    pub fn build(prep: &Prepared, states: &[State], outcomes: &[Outcome], cfg: &LaneConfig, prior_strength: f64) -> History {
+    pub fn build(
+        prep: &Prepared,
+        states: &[State],
+        outcomes: &[Outcome],
+        cfg: &LaneConfig,
+        prior_strength: f64,
+    ) -> History {
         let n = prep.len();
         let mut seller_late: Vec<Vec<(i64, f64)>> = vec![vec![]; prep.n_sellers];
         let mut seller_handling: Vec<Vec<(i64, f64)>> = vec![vec![]; prep.n_sellers];

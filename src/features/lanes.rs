@@ -115,7 +115,6 @@ pub fn outcome(st: &State, promised: i64, cutoff: i64) -> Outcome {
     }
 }
 
-
 /// Group keys of each lane at every level, as dense ids.
 pub struct Hierarchy {
     pub keys: [Vec<u32>; 4],
@@ -186,7 +185,8 @@ impl Source {
             "transit_scan".into(),
             opt(&|i| {
                 let st = &states[i];
-                (st.delivered != NONE && st.first_carrier_scan != NONE).then(|| days(st.delivered - st.first_carrier_scan))
+                (st.delivered != NONE && st.first_carrier_scan != NONE)
+                    .then(|| days(st.delivered - st.first_carrier_scan))
             }),
         ));
         for s in 0..N_STAGES {
@@ -228,7 +228,10 @@ impl Source {
         let mut exprs = vec![
             seen.clone().cast(DataType::UInt32).alias("delivered"),
             when(seen.clone()).then(col("transit")).otherwise(lit(NULL).cast(DataType::Float64)).alias("transit"),
-            when(seen.clone()).then(col("transit_scan")).otherwise(lit(NULL).cast(DataType::Float64)).alias("transit_scan"),
+            when(seen.clone())
+                .then(col("transit_scan"))
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("transit_scan"),
         ];
         for s in 0..N_STAGES {
             exprs.push(

@@ -105,7 +105,8 @@ pub fn build(clean: &CleanInput, cfg: &Config, as_of: NaiveDate) -> Result<Featu
     let step = cfg.features.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
     let mut cutoffs: Vec<i64> = (0..).map(|k| cutoff - k * step).take_while(|c| *c > train_from - step).collect();
     cutoffs.reverse();
-    let source = lanes::Source::new(&prep, &states, &outcomes, cutoffs[0] - cfg.lanes.window_days as i64 * MICROS_PER_DAY)?;
+    let source =
+        lanes::Source::new(&prep, &states, &outcomes, cutoffs[0] - cfg.lanes.window_days as i64 * MICROS_PER_DAY)?;
     let lane_tables = lanes::LaneTables::build(&source, cutoffs, &cfg.lanes)?;
     drop(source);
     let lane_stats = lane_tables.latest().to_vec();
@@ -156,7 +157,20 @@ pub fn build(clean: &CleanInput, cfg: &Config, as_of: NaiveDate) -> Result<Featu
     fill(&ctx, &mut train);
     fill(&ctx, &mut score);
 
-    Ok(FeatureSet { as_of, cutoff, prep, states, outcomes, lanes: lane_stats, lane_tables, series, history, train, score, holidays })
+    Ok(FeatureSet {
+        as_of,
+        cutoff,
+        prep,
+        states,
+        outcomes,
+        lanes: lane_stats,
+        lane_tables,
+        series,
+        history,
+        train,
+        score,
+        holidays,
+    })
 }
 
 fn fill(ctx: &snapshot::Context, rows: &mut Rows) {
@@ -174,8 +188,14 @@ impl FeatureSet {
     /// Features for arbitrary (shipment index, time ≤ cutoff) pairs, through the same code path
     /// as training and scoring rows; for evaluations at chosen points of a shipment's life.
     pub fn rows_at(&self, pairs: &[(u32, i64)]) -> Rows {
-        let ctx =
-            snapshot::Context::new(&self.prep, &self.states, &self.lane_tables, &self.history, &self.series, &self.holidays);
+        let ctx = snapshot::Context::new(
+            &self.prep,
+            &self.states,
+            &self.lane_tables,
+            &self.history,
+            &self.series,
+            &self.holidays,
+        );
         let mut rows = Rows {
             ship: pairs.iter().map(|p| p.0).collect(),
             t: pairs.iter().map(|p| p.1.min(self.cutoff)).collect(),

@@ -126,11 +126,8 @@ impl<'a> Context<'a> {
         let to_promise = days(promised - t);
         let horizon = days(promised - created).max(1.0 / 24.0);
         // Door-to-door time extrapolated from how long the parcel took to reach its stage.
-        let progress_eta = if s == 0 {
-            ls.transit(0)
-        } else {
-            days(st.stage_start - created).max(0.0) / ls.frac_p50(s).max(0.05)
-        };
+        let progress_eta =
+            if s == 0 { ls.transit(0) } else { days(st.stage_start - created).max(0.0) / ls.frac_p50(s).max(0.05) };
         let last_scan = if st.last_scan == NONE { created } else { st.last_scan };
         let day = day_index(t);
         let mut ratio: f64 = 1.0;

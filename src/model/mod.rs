@@ -487,7 +487,9 @@ fn fit_candidate(name: &str, x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Re
                     feats.sort_unstable();
                     let xs = x.select(ndarray::Axis(0), &idx).select(ndarray::Axis(1), &feats);
                     let ys: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
-                    let tree = tree_params(p.forest_max_depth, p.tree_min_weight_leaf).fit(&tree_dataset(xs, &ys)).map_err(lin)?;
+                    let tree = tree_params(p.forest_max_depth, p.tree_min_weight_leaf)
+                        .fit(&tree_dataset(xs, &ys))
+                        .map_err(lin)?;
                     Ok((tree, feats))
                 })
                 .collect();
