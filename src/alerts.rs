@@ -118,21 +118,23 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
     let high_value = p.insured[i] && value.is_finite() && value >= cfg.high_value_usd;
     let worst = fs.worst_disrupted_stage(lane_id, day).filter(|&s| s >= e.stage);
 
-    // (weight, text): heavier first. Weights only order reasons; they are not scores.
+    // (weight, text): heavier first. Weights only order reasons, in bands: past the promise
+    // 100, silence 90–99, stage dwell 70–79, lane disruption 60–69, customs hold and failed
+    // deliveries 44–46, slack 20–44, seller 15, lane 10, the model's risk 5.
     let mut reasons: Vec<(f64, String)> = Vec::new();
     if late {
         reasons.push((100.0, format!("past the promise by {}", fmt_d(-to_promise))));
     }
     if stalled {
         reasons.push((
-            90.0 + silent / stall_limit,
+            90.0 + (silent / stall_limit).min(9.0),
             format!("no scan for {} ({} stage, lane p90 {})", fmt_d(silent), stage.label, fmt_d(p90)),
         ));
     }
     let over = f("dwell_vs_p90");
     if over > 1.0 {
         reasons.push((
-            50.0 + over,
+            70.0 + over.min(9.0),
             format!("{} dwell {} vs lane p90 {}", stage.label, fmt_d(e.stage_dwell_days), fmt_d(p90)),
         ));
     }
@@ -140,7 +142,7 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
         let pt = fs.series.at(lane_id, s, day);
         let since = fs.series.disrupted_since(lane_id, s, day).map(|d| calendar::date_of_day(d - 1).to_string());
         reasons.push((
-            60.0 + pt.ratio,
+            60.0 + pt.ratio.min(9.0),
             format!(
                 "lane {} disrupted{}: {} p50 {} vs {} baseline",
                 lane_key.label(),
@@ -154,9 +156,15 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
     let slack50 = f("slack_p50_days");
     let slack90 = f("slack_p90_days");
     if !late && slack50 < 0.0 {
-        reasons.push((40.0 - slack50, format!("expected delivery {} after the promise (lane p50)", fmt_d(-slack50))));
+        reasons.push((
+            40.0 + (-slack50).min(4.0),
+            format!("expected delivery {} after the promise (lane p50)", fmt_d(-slack50)),
+        ));
     } else if !late && slack90 < 0.0 {
-        reasons.push((20.0 - slack90, format!("slow-case delivery {} after the promise (lane p90)", fmt_d(-slack90))));
+        reasons.push((
+            20.0 + (-slack90).min(4.0),
+            format!("slow-case delivery {} after the promise (lane p90)", fmt_d(-slack90)),
+        ));
     }
     if f("customs_hold_seen") > 0.0 {
         reasons.push((45.0, "customs hold scanned".to_string()));
@@ -164,7 +172,7 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
     let fails = f("delivery_failures");
     if fails > 0.0 {
         reasons.push((
-            44.0 + fails,
+            44.0 + fails.min(1.0),
             format!("{} failed delivery attempt{}", fails as u32, if fails > 1.0 { "s" } else { "" }),
         ));
     }

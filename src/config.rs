@@ -239,7 +239,7 @@ impl Config {
             let Some(rest) = key.strip_prefix("LANEWATCH_") else {
                 continue;
             };
-            if matches!(rest, "LOG" | "LOG_FORMAT") {
+            if matches!(rest, "LOG" | "LOG_FORMAT" | "FAULT") {
                 continue;
             }
             let path: Vec<String> = match rest {

@@ -40,6 +40,7 @@ impl Timings {
     pub fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> Result<T>, rows: impl Fn(&T) -> u64) -> Result<T> {
         let bar = crate::progress::spinner(stage);
         let start = Instant::now();
+        fault_injection(stage);
         let out = f();
         bar.finish_and_clear();
         let out = out?;
@@ -48,6 +49,16 @@ impl Timings {
         tracing::info!(stage, rows = n, seconds = format!("{seconds:.3}"), "stage done");
         self.stages.push(StageTiming { stage: stage.to_string(), seconds, rows: n });
         Ok(out)
+    }
+}
+
+/// `LANEWATCH_FAULT=panic:<stage>` panics as that stage starts. The operations tests use it to
+/// prove that a panic becomes exit 70 and leaves no partial output.
+fn fault_injection(stage: &str) {
+    if let Ok(f) = std::env::var("LANEWATCH_FAULT") {
+        if f.strip_prefix("panic:") == Some(stage) {
+            panic!("injected fault in stage {stage}");
+        }
     }
 }
 

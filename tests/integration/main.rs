@@ -4,3 +4,5 @@ mod common;
 mod features;
 mod foundation;
 mod model;
+mod ops;
+mod run;

@@ -1,0 +1,697 @@
+//! Nightly operation: bad inputs, crashes, locks, concurrency, determinism, panics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use polars::prelude::*;
+use rand::{Rng, SeedableRng};
+
+use crate::common::*;
+
+const PREV: &str = "2026-07-24";
+const NIGHT: &str = "2026-07-25";
+
+/// A tiny input (800 shipments over 60 days) for the malformed-input corpus.
+fn tiny_input() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("lw-tiny-").tempdir().unwrap().keep();
+        lanewatch::generate::generate(
+            &lanewatch::generate::GenerateParams { shipments: 800, seed: 5, start: date("2026-06-01"), days: 60 },
+            &dir,
+        )
+        .unwrap();
+        dir
+    })
+}
+
+fn run_args<'a>(input: &'a str, out: &'a str, as_of: &'a str) -> Vec<&'a str> {
+    vec!["run", "--input", input, "--out", out, "--as-of", as_of, "--config", FAST.get().unwrap().as_str()]
+}
+
+static FAST: OnceLock<String> = OnceLock::new();
+
+fn fast() {
+    FAST.get_or_init(|| fast_config().to_string_lossy().into_owned());
+}
+
+fn edit(dir: &Path, table: &str, f: impl FnOnce(DataFrame) -> DataFrame) {
+    let p = dir.join(format!("{table}.parquet"));
+    let mut df = f(read_parquet(&p));
+    write_parquet(&mut df, &p);
+}
+
+fn set_str(df: &mut DataFrame, col: &str, f: impl Fn(usize, Option<&str>) -> Option<String>) {
+    let v: Vec<Option<String>> =
+        df.column(col).unwrap().str().unwrap().iter().enumerate().map(|(i, s)| f(i, s)).collect();
+    df.with_column(Column::new(col.into(), v)).unwrap();
+}
+
+fn cast(df: &mut DataFrame, col: &str, dt: DataType) {
+    let c = df.column(col).unwrap().cast(&dt).unwrap();
+    df.with_column(c).unwrap();
+}
+
+type Mutation = Box<dyn Fn(&Path)>;
+
+/// (name, mutation of a copy of the tiny input, expected exit code, text the error must contain)
+fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
+    let ms = |f: fn(&mut DataFrame)| -> Mutation {
+        Box::new(move |d: &Path| {
+            edit(d, "shipments", |mut df| {
+                f(&mut df);
+                df
+            })
+        })
+    };
+    let me = |f: fn(&mut DataFrame)| -> Mutation {
+        Box::new(move |d: &Path| {
+            edit(d, "events", |mut df| {
+                f(&mut df);
+                df
+            })
+        })
+    };
+    vec![
+        // Files
+        (
+            "truncated shipments",
+            Box::new(|d: &Path| {
+                let p = d.join("shipments.parquet");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &b[..b.len() * 2 / 3]).unwrap();
+            }),
+            65,
+            "shipments.parquet",
+        ),
+        (
+            "zero-byte events",
+            Box::new(|d: &Path| std::fs::write(d.join("events.parquet"), b"").unwrap()),
+            65,
+            "events.parquet",
+        ),
+        (
+            "garbage events",
+            Box::new(|d: &Path| std::fs::write(d.join("events.parquet"), vec![7u8; 4096]).unwrap()),
+            65,
+            "events.parquet",
+        ),
+        (
+            "corrupt data pages",
+            Box::new(|d: &Path| {
+                let p = d.join("events.parquet");
+                let mut b = std::fs::read(&p).unwrap();
+                let n = b.len();
+                for x in b[64..n / 2].iter_mut() {
+                    *x = !*x;
+                }
+                std::fs::write(&p, b).unwrap();
+            }),
+            65,
+            "events.parquet",
+        ),
+        ("empty shipments table", ms(|df| *df = df.head(Some(0))), 65, "shipments"),
+        ("empty events table", me(|df| *df = df.head(Some(0))), 0, ""),
+        ("missing events", Box::new(|d: &Path| std::fs::remove_file(d.join("events.parquet")).unwrap()), 66, "events"),
+        (
+            "non-UTF-8 file name in a partition folder",
+            Box::new(|d: &Path| {
+                use std::os::unix::ffi::OsStrExt;
+                let part = d.join("events");
+                std::fs::create_dir_all(&part).unwrap();
+                std::fs::rename(
+                    d.join("events.parquet"),
+                    part.join(std::ffi::OsStr::from_bytes(b"part-\xff\xfe.parquet")),
+                )
+                .unwrap();
+            }),
+            0,
+            "",
+        ),
+        (
+            "stray non-Parquet file in a folder",
+            Box::new(|d: &Path| {
+                let part = d.join("shipments");
+                std::fs::create_dir_all(&part).unwrap();
+                std::fs::rename(d.join("shipments.parquet"), part.join("part-0.parquet")).unwrap();
+                std::fs::write(part.join("README.txt"), "not data").unwrap();
+                std::fs::write(part.join("_SUCCESS"), "").unwrap();
+            }),
+            0,
+            "",
+        ),
+        // Schema
+        ("missing required column", ms(|df| *df = df.drop("promised_at").unwrap()), 65, "promised_at"),
+        ("created_at as text", ms(|df| cast(df, "created_at", DataType::String)), 65, "created_at"),
+        ("insured as text", ms(|df| cast(df, "insured", DataType::String)), 65, "insured"),
+        (
+            "naive timestamps",
+            me(|df| cast(df, "event_time", DataType::Datetime(TimeUnit::Microseconds, None))),
+            65,
+            "event_time",
+        ),
+        (
+            "time zone other than UTC",
+            ms(|df| {
+                let tz = TimeZone::opt_try_new(Some("Asia/Shanghai")).unwrap();
+                cast(df, "created_at", DataType::Datetime(TimeUnit::Microseconds, tz))
+            }),
+            0,
+            "",
+        ),
+        (
+            "mixed time units across files",
+            Box::new(|d: &Path| {
+                let ev = read_parquet(&d.join("events.parquet"));
+                std::fs::remove_file(d.join("events.parquet")).unwrap();
+                std::fs::create_dir_all(d.join("events")).unwrap();
+                let n = ev.height();
+                let mut a = ev.slice(0, n / 2);
+                let mut b = ev.slice((n / 2) as i64, n - n / 2);
+                cast(&mut a, "event_time", DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC)));
+                cast(&mut b, "event_time", DataType::Datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC)));
+                write_parquet(&mut a, &d.join("events/date=a/part-0.parquet").tap_dir());
+                write_parquet(&mut b, &d.join("events/date=b/part-0.parquet").tap_dir());
+            }),
+            0,
+            "",
+        ),
+        (
+            "partition lacking an optional column",
+            Box::new(|d: &Path| split_events(d, |b| *b = b.drop("location").unwrap())),
+            0,
+            "",
+        ),
+        (
+            "partition lacking a required column",
+            Box::new(|d: &Path| split_events(d, |b| *b = b.drop("status").unwrap())),
+            65,
+            "status",
+        ),
+        (
+            "extra unknown columns",
+            ms(|df| {
+                let n = df.height();
+                df.with_column(Column::new("colour".into(), vec!["blue"; n])).unwrap();
+            }),
+            0,
+            "",
+        ),
+        // Identifiers
+        (
+            "null shipment_id",
+            ms(|df| set_str(df, "shipment_id", |i, s| (i != 3).then(|| s.unwrap().to_string()))),
+            65,
+            "shipment_id",
+        ),
+        (
+            "null event shipment_id",
+            me(|df| set_str(df, "shipment_id", |i, s| (i != 3).then(|| s.unwrap().to_string()))),
+            65,
+            "shipment_id",
+        ),
+        (
+            "empty shipment_id",
+            ms(|df| {
+                set_str(df, "shipment_id", |i, s| Some(if i == 2 { String::new() } else { s.unwrap().to_string() }))
+            }),
+            65,
+            "shipment_id",
+        ),
+        ("duplicate shipments", ms(|df| *df = df.vstack(&df.head(Some(4))).unwrap()), 65, "shipment_id"),
+        (
+            "1 MB shipment id",
+            ms(|df| {
+                set_str(df, "shipment_id", |i, s| {
+                    Some(if i == 0 { "x".repeat(1 << 20) } else { s.unwrap().to_string() })
+                })
+            }),
+            65,
+            "shipment_id",
+        ),
+        (
+            "seller ids with separators, NUL and newlines",
+            ms(|df| {
+                let bad = ["../../etc/passwd", "a/b", "nul\u{0}x", "two\nlines", "..", ""];
+                set_str(df, "seller_id", |i, s| {
+                    Some(if i % 7 == 0 { bad[(i / 7) % bad.len()].to_string() } else { s.unwrap().to_string() })
+                })
+            }),
+            0,
+            "",
+        ),
+        // Events
+        ("duplicate events", me(|df| *df = df.vstack(&df.head(Some(50))).unwrap()), 0, ""),
+        (
+            "events out of order",
+            me(|df| {
+                let n = df.height();
+                let idx = IdxCa::from_vec("i".into(), (0..n as IdxSize).rev().collect());
+                *df = df.take(&idx).unwrap();
+                // And some milestones scanned backwards in time.
+                let t = df.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
+                let t: Vec<i64> = t
+                    .i64()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v.unwrap() - if i % 11 == 0 { 5 * 86_400_000_000 } else { 0 })
+                    .collect();
+                df.with_column(lanewatch::io::ts_column_req("event_time", t)).unwrap();
+            }),
+            0,
+            "",
+        ),
+        (
+            "events in the future",
+            me(|df| {
+                let t = df.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
+                let t: Vec<i64> = t
+                    .i64()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if i % 9 == 0 { 4_000_000_000_000_000 } else { v.unwrap() })
+                    .collect();
+                df.with_column(lanewatch::io::ts_column_req("event_time", t)).unwrap();
+            }),
+            0,
+            "",
+        ),
+        (
+            "events for unknown shipments",
+            me(|df| {
+                set_str(df, "shipment_id", |i, s| {
+                    Some(if i % 13 == 0 { format!("GHOST-{i}") } else { s.unwrap().to_string() })
+                })
+            }),
+            0,
+            "",
+        ),
+        (
+            "unknown statuses",
+            me(|df| {
+                set_str(df, "status", |i, s| {
+                    Some(if i % 5 == 0 { "HANDED_TO_NEIGHBOUR".into() } else { s.unwrap().to_string() })
+                })
+            }),
+            0,
+            "",
+        ),
+        (
+            "null event_time",
+            me(|df| {
+                let t = df.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
+                let t: Vec<Option<i64>> =
+                    t.i64().unwrap().iter().enumerate().map(|(i, v)| if i == 10 { None } else { v }).collect();
+                df.with_column(lanewatch::io::ts_column("event_time", t)).unwrap();
+            }),
+            65,
+            "event_time",
+        ),
+        (
+            "event in 1900",
+            me(|df| {
+                let t = df.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
+                let t: Vec<i64> = t
+                    .i64()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if i == 10 { -2_208_988_800_000_000 } else { v.unwrap() })
+                    .collect();
+                df.with_column(lanewatch::io::ts_column_req("event_time", t)).unwrap();
+            }),
+            65,
+            "event_time",
+        ),
+        // Values
+        (
+            "NaN weights",
+            ms(|df| {
+                let w: Vec<f64> = df
+                    .column("weight_g")
+                    .unwrap()
+                    .f64()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if i % 3 == 0 { f64::NAN } else { v.unwrap() })
+                    .collect();
+                df.with_column(Column::new("weight_g".into(), w)).unwrap();
+            }),
+            0,
+            "",
+        ),
+        (
+            "negative and huge weights and values",
+            ms(|df| {
+                let w: Vec<f64> = df
+                    .column("weight_g")
+                    .unwrap()
+                    .f64()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| match i % 4 {
+                        0 => -5.0,
+                        1 => 1e300,
+                        _ => v.unwrap(),
+                    })
+                    .collect();
+                df.with_column(Column::new("weight_g".into(), w)).unwrap();
+                let v: Vec<f64> = df
+                    .column("declared_value")
+                    .unwrap()
+                    .f64()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if i % 5 == 0 { f64::INFINITY } else { v.unwrap() })
+                    .collect();
+                df.with_column(Column::new("declared_value".into(), v)).unwrap();
+            }),
+            0,
+            "",
+        ),
+        (
+            "promised before created",
+            ms(|df| {
+                let c = df.column("created_at").unwrap().as_materialized_series().to_physical_repr().into_owned();
+                let p = df.column("promised_at").unwrap().as_materialized_series().to_physical_repr().into_owned();
+                let p: Vec<i64> = c
+                    .i64()
+                    .unwrap()
+                    .iter()
+                    .zip(p.i64().unwrap().iter())
+                    .enumerate()
+                    .map(|(i, (c, p))| if i % 10 == 0 { c.unwrap() - 86_400_000_000 } else { p.unwrap() })
+                    .collect();
+                df.with_column(lanewatch::io::ts_column_req("promised_at", p)).unwrap();
+            }),
+            0,
+            "",
+        ),
+        (
+            "null promised_at",
+            ms(|df| {
+                let p = df.column("promised_at").unwrap().as_materialized_series().to_physical_repr().into_owned();
+                let p: Vec<Option<i64>> =
+                    p.i64().unwrap().iter().enumerate().map(|(i, v)| if i == 1 { None } else { v }).collect();
+                df.with_column(lanewatch::io::ts_column("promised_at", p)).unwrap();
+            }),
+            65,
+            "promised_at",
+        ),
+    ]
+}
+
+trait TapDir {
+    fn tap_dir(self) -> PathBuf;
+}
+
+impl TapDir for PathBuf {
+    /// Creates the parent folder and returns the path.
+    fn tap_dir(self) -> PathBuf {
+        std::fs::create_dir_all(self.parent().unwrap()).unwrap();
+        self
+    }
+}
+
+/// Splits events into two partitions and lets `f` alter the second.
+fn split_events(d: &Path, f: impl Fn(&mut DataFrame)) {
+    let ev = read_parquet(&d.join("events.parquet"));
+    std::fs::remove_file(d.join("events.parquet")).unwrap();
+    let n = ev.height();
+    let mut a = ev.slice(0, n / 2);
+    let mut b = ev.slice((n / 2) as i64, n - n / 2);
+    f(&mut b);
+    write_parquet(&mut a, &d.join("events/day=1/part-0.parquet").tap_dir());
+    write_parquet(&mut b, &d.join("events/day=2/part-0.parquet").tap_dir());
+}
+
+/// Every malformed input gets its documented exit code and one clear line, never a panic, and
+/// never touches the previous night's output.
+#[test]
+fn malformed_inputs_fail_cleanly_or_run_with_warnings() {
+    fast();
+    let out = tempfile::tempdir().unwrap();
+    let o = lanewatch(&run_args(tiny_input().to_str().unwrap(), out.path().to_str().unwrap(), PREV));
+    expect_code(&o, 0);
+    let previous = tree(&out.path().join(format!("as_of={PREV}")));
+    let cases = corpus();
+    assert!(cases.len() >= 30, "corpus has {} cases", cases.len());
+    let mut failures = Vec::new();
+    for (name, mutate, want, mention) in &cases {
+        let input = copy_input(tiny_input());
+        mutate(input.path());
+        let o = lanewatch(&run_args(input.path().to_str().unwrap(), out.path().to_str().unwrap(), NIGHT));
+        let err = stderr(&o);
+        let last = err.lines().last().unwrap_or("").to_string();
+        let night = out.path().join(format!("as_of={NIGHT}"));
+        let mut problems = Vec::new();
+        if code(&o) != *want {
+            problems.push(format!("exit {} (want {want})", code(&o)));
+        }
+        if err.contains("panicked") || code(&o) == 70 {
+            problems.push("panic".into());
+        }
+        if *want != 0 {
+            if !last.starts_with("lanewatch: ") || !last.contains(mention) {
+                problems.push(format!("last line {last:?} does not name {mention:?}"));
+            }
+            if night.exists() {
+                problems.push("partial output left".into());
+            }
+        } else if !night.join("_SUCCESS").is_file() {
+            problems.push("no complete output".into());
+        }
+        if tree(&out.path().join(format!("as_of={PREV}"))) != previous {
+            problems.push("previous night changed".into());
+        }
+        let leftovers: Vec<String> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-") || n.contains(".old-"))
+            .collect();
+        if !leftovers.is_empty() {
+            problems.push(format!("staging left behind: {leftovers:?}"));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}", problems.join("; ")));
+        }
+        let _ = std::fs::remove_dir_all(&night);
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+#[test]
+fn bad_config_and_unwritable_output_have_their_codes() {
+    fast();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[alerts]\nrisk_treshold = 0.2\n").unwrap();
+    let input = tiny_input().to_str().unwrap();
+    let o = lanewatch(&[
+        "run",
+        "--input",
+        input,
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+        "--as-of",
+        NIGHT,
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    expect_code(&o, 78);
+    assert!(stderr(&o).contains("alerts.risk_treshold"));
+    let o = lanewatch_env(
+        &run_args(input, dir.path().join("o").to_str().unwrap(), NIGHT),
+        &[("LANEWATCH_MODEL__HOLDOUT_DAYS", "oops")],
+    );
+    expect_code(&o, 78);
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let o = lanewatch(&run_args(input, file.to_str().unwrap(), NIGHT));
+    expect_code(&o, 73);
+    let o = lanewatch(&["run", "--bogus"]);
+    expect_code(&o, 2);
+    let o = lanewatch(&["--help"]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("75  output locked"));
+}
+
+#[test]
+fn a_panic_is_exit_70_and_leaves_nothing_behind() {
+    fast();
+    let out = tempfile::tempdir().unwrap();
+    let input = tiny_input().to_str().unwrap();
+    expect_code(&lanewatch(&run_args(input, out.path().to_str().unwrap(), PREV)), 0);
+    let before = tree(out.path());
+    for stage in ["features", "train", "write"] {
+        let o = lanewatch_env(
+            &run_args(input, out.path().to_str().unwrap(), PREV),
+            &[("LANEWATCH_FAULT", &format!("panic:{stage}"))],
+        );
+        assert_eq!(code(&o), 70, "{}", stderr(&o));
+        let last = stderr(&o).lines().last().unwrap_or("").to_string();
+        assert!(last.starts_with("lanewatch: internal error: panic") && last.contains(stage), "{last}");
+        assert!(!stderr(&o).contains("stack backtrace"));
+        let mut after = tree(out.path());
+        after.remove(".lanewatch.lock");
+        let mut b = before.clone();
+        b.remove(".lanewatch.lock");
+        assert_eq!(after, b, "a panic in {stage} changed the output folder");
+    }
+}
+
+/// The same run at one and two threads writes the same bytes.
+#[test]
+fn runs_are_identical_at_any_thread_count() {
+    fast();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let input = small_input().to_str().unwrap();
+    for (out, n) in [(&a, "1"), (&b, "2")] {
+        let o = lanewatch_env(
+            &run_args(input, out.path().to_str().unwrap(), SMALL_AS_OF),
+            &[("RAYON_NUM_THREADS", n), ("POLARS_MAX_THREADS", n)],
+        );
+        expect_code(&o, 0);
+    }
+    let night = format!("as_of={SMALL_AS_OF}");
+    assert_same_run(&a.path().join(&night), &b.path().join(&night));
+}
+
+#[test]
+fn a_held_lock_is_exit_75_naming_the_holder() {
+    fast();
+    let out = tempfile::tempdir().unwrap();
+    let lock = lanewatch::output::OutputLock::acquire(out.path(), "2026-11-27T02:15:00Z").unwrap();
+    let o = lanewatch(&run_args(tiny_input().to_str().unwrap(), out.path().to_str().unwrap(), NIGHT));
+    expect_code(&o, 75);
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    assert!(last.contains(&format!("pid {}", std::process::id())) && last.contains("2026-11-27T02:15:00Z"), "{last}");
+    drop(lock);
+    expect_code(&lanewatch(&run_args(tiny_input().to_str().unwrap(), out.path().to_str().unwrap(), NIGHT)), 0);
+}
+
+/// Two runs started together on one output: one succeeds, the other is turned away with 75.
+#[test]
+fn concurrent_runs_one_wins_one_gets_75() {
+    fast();
+    let out = tempfile::tempdir().unwrap();
+    let input = sample_data();
+    let spawn = || {
+        Command::new(bin())
+            .args(run_args(input.to_str().unwrap(), out.path().to_str().unwrap(), "2026-11-20"))
+            .env_remove("LANEWATCH_FAULT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (p1, p2) = (spawn(), spawn());
+    let (o1, o2) = (p1.wait_with_output().unwrap(), p2.wait_with_output().unwrap());
+    let mut codes = vec![code(&o1), code(&o2)];
+    codes.sort();
+    assert_eq!(codes, [0, 75], "{}\n{}", stderr(&o1), stderr(&o2));
+    assert!(out.path().join("as_of=2026-11-20/_SUCCESS").is_file());
+}
+
+/// SIGKILL at 20 random moments: the night's folder is always the previous complete output or
+/// absent, never partial; a rerun then matches an uninterrupted run byte for byte.
+#[test]
+fn killed_runs_never_leave_a_partial_night() {
+    fast();
+    let input = small_input().to_str().unwrap();
+    let reference = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    expect_code(&lanewatch(&run_args(input, reference.path().to_str().unwrap(), SMALL_AS_OF)), 0);
+    let full = started.elapsed();
+    let night = format!("as_of={SMALL_AS_OF}");
+    let want = tree(&reference.path().join(&night));
+
+    // The crash folder starts with an older output of the same night (another seed).
+    let out = tempfile::tempdir().unwrap();
+    let o = lanewatch(&[
+        "run",
+        "--input",
+        input,
+        "--out",
+        out.path().to_str().unwrap(),
+        "--as-of",
+        SMALL_AS_OF,
+        "--seed",
+        "99",
+    ]);
+    expect_code(&o, 0);
+    let previous = tree(&out.path().join(&night));
+    assert_ne!(previous, want);
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
+    let mut outcomes = [0usize; 3]; // previous, new, absent
+    for _ in 0..20 {
+        let delay = Duration::from_micros(rng.gen_range(0..(full.as_micros() as u64 * 11 / 10).max(1)));
+        let mut child = Command::new(bin())
+            .args(run_args(input, out.path().to_str().unwrap(), SMALL_AS_OF))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let dir = out.path().join(&night);
+        if dir.exists() {
+            assert!(dir.join("_SUCCESS").is_file(), "partial folder after a kill at {delay:?}");
+            let got = tree(&dir);
+            if got == previous {
+                outcomes[0] += 1;
+            } else {
+                let mut g = got.clone();
+                let mut w = want.clone();
+                g.remove("manifest.json");
+                w.remove("manifest.json");
+                assert!(g == w, "after a kill at {delay:?} the night is neither the old nor the new output");
+                outcomes[1] += 1;
+            }
+        } else {
+            outcomes[2] += 1;
+        }
+        for e in std::fs::read_dir(out.path()).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with("as_of=") || name == night, "unexpected {name}");
+        }
+    }
+    eprintln!("kills: {} left the previous output, {} the new one, {} nothing", outcomes[0], outcomes[1], outcomes[2]);
+    expect_code(&lanewatch(&run_args(input, out.path().to_str().unwrap(), SMALL_AS_OF)), 0);
+    assert_same_run(&out.path().join(&night), &reference.path().join(&night));
+    let stale: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-") || n.contains(".old-"))
+        .collect();
+    assert!(stale.is_empty(), "a completed run should clear stale staging folders: {stale:?}");
+}
+
+#[test]
+fn json_logs_have_one_object_per_line_with_stage_timings() {
+    fast();
+    let out = tempfile::tempdir().unwrap();
+    let mut args = run_args(tiny_input().to_str().unwrap(), out.path().to_str().unwrap(), NIGHT);
+    args.push("--log-format");
+    args.push("json");
+    let o = lanewatch(&args);
+    expect_code(&o, 0);
+    let mut stages = Vec::new();
+    for line in stderr(&o).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if let Some(s) = v.get("stage").and_then(|s| s.as_str()) {
+            assert!(v.get("rows").is_some() && v.get("seconds").is_some(), "{line}");
+            stages.push(s.to_string());
+        }
+    }
+    assert_eq!(stages, ["validate", "features", "train", "score", "alerts", "write"]);
+}

@@ -1,0 +1,382 @@
+//! `lanewatch run`: outputs, seller files, night-over-night state, reasons, evaluation.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use lanewatch::backtest::{BacktestParams, backtest};
+use lanewatch::config::{Config, Overrides};
+use polars::prelude::*;
+
+use crate::common::*;
+
+/// Runs the nightly job and returns the run folder.
+fn run(input: &Path, out: &Path, as_of: &str) -> PathBuf {
+    let o = lanewatch(&[
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        as_of,
+        "--config",
+        fast_config().to_str().unwrap(),
+    ]);
+    expect_code(&o, 0);
+    out.join(format!("as_of={as_of}"))
+}
+
+fn strings(df: &DataFrame, c: &str) -> Vec<String> {
+    df.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect()
+}
+
+fn floats(df: &DataFrame, c: &str) -> Vec<f64> {
+    df.column(c).unwrap().f64().unwrap().iter().map(|v| v.unwrap()).collect()
+}
+
+fn is_sorted(v: &[String]) -> bool {
+    v.windows(2).all(|w| w[0] <= w[1])
+}
+
+/// Parses our CSV files (RFC 4180 quoting) into rows of cells.
+fn read_csv(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if cell.is_empty() => quoted = true,
+            (',', false) => row.push(std::mem::take(&mut cell)),
+            ('\r', false) => {}
+            ('\n', false) => {
+                row.push(std::mem::take(&mut cell));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => cell.push(c),
+        }
+    }
+    rows
+}
+
+#[test]
+fn run_writes_the_documented_outputs() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = run(small_input(), out.path(), SMALL_AS_OF);
+    for f in [
+        "scores.parquet",
+        "alerts.parquet",
+        "recovered.parquet",
+        "lane_alerts.parquet",
+        "lanes.parquet",
+        "metrics.json",
+        "model.json",
+        "manifest.json",
+        "report.html",
+        "_SUCCESS",
+        "sellers/index.csv",
+    ] {
+        assert!(dir.join(f).exists(), "missing {f}");
+    }
+    let scores = read_parquet(&dir.join("scores.parquet"));
+    let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+    for c in ["last_event_at", "promised_at", "expected_delivery_at", "expected_delivery_p90_at", "created_at"] {
+        assert_eq!(scores.column(c).unwrap().dtype(), &utc, "{c}");
+        assert_eq!(scores.column(c).unwrap().null_count(), 0, "{c}");
+    }
+    let ids = strings(&scores, "shipment_id");
+    assert!(is_sorted(&ids) && ids.iter().collect::<HashSet<_>>().len() == ids.len());
+    let risk = floats(&scores, "risk");
+    assert!(risk.iter().all(|r| (0.0..=1.0).contains(r)));
+    // Past the promise means risk 1 and a `late` alert.
+    let to_promise = floats(&scores, "days_to_promise");
+    let alerts = read_parquet(&dir.join("alerts.parquet"));
+    let alert_of: HashMap<String, String> =
+        strings(&alerts, "shipment_id").into_iter().zip(strings(&alerts, "alert")).collect();
+    for k in 0..ids.len() {
+        if to_promise[k] <= 0.0 {
+            assert_eq!(risk[k], 1.0);
+            assert_eq!(alert_of.get(&ids[k]).map(String::as_str), Some("late"), "{}", ids[k]);
+        }
+    }
+    assert!(alerts.height() > 0);
+    assert!(is_sorted(&strings(&alerts, "shipment_id")));
+    assert_eq!(alerts.column("first_alerted_on").unwrap().dtype(), &DataType::Date);
+    let scored: HashSet<String> = ids.into_iter().collect();
+    assert!(strings(&alerts, "shipment_id").iter().all(|s| scored.contains(s)));
+    for (c, allowed) in [("alert", vec!["late", "at_risk", "stalled"]), ("severity", vec!["high", "medium", "low"])] {
+        assert!(strings(&alerts, c).iter().all(|v| allowed.contains(&v.as_str())), "{c}");
+    }
+    let lane_alerts = read_parquet(&dir.join("lane_alerts.parquet"));
+    let keys: Vec<String> = (0..lane_alerts.height())
+        .map(|k| {
+            ["origin", "destination", "service", "seller_id"]
+                .iter()
+                .map(|c| lane_alerts.column(c).unwrap().str().unwrap().get(k).unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join("\u{1}")
+        })
+        .collect();
+    assert!(is_sorted(&keys));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["as_of"], SMALL_AS_OF);
+    assert_eq!(manifest["cutoff"], "2026-09-21T00:00:00+00:00");
+    assert_eq!(manifest["inputs"].as_array().unwrap().len(), 2);
+    assert!(manifest["inputs"][0]["blake3"].as_str().unwrap().len() == 64);
+    let outputs: Vec<&str> =
+        manifest["outputs"].as_array().unwrap().iter().map(|o| o["file"].as_str().unwrap()).collect();
+    assert!(outputs.contains(&"scores.parquet") && outputs.contains(&"alerts.parquet"));
+    assert!(manifest["timings"]["stages"].as_array().unwrap().len() >= 5);
+}
+
+/// Seller ids reach file names and CSV cells: hostile ones stay inside sellers/, get distinct
+/// files, and their rows stay theirs.
+#[test]
+fn hostile_seller_ids_are_isolated() {
+    let base_out = tempfile::tempdir().unwrap();
+    let base = run(small_input(), base_out.path(), SMALL_AS_OF);
+    let alerted = strings(&read_parquet(&base.join("alerts.parquet")), "shipment_id");
+    let hostile: Vec<String> = vec![
+        "../../etc".into(),
+        "a/b".into(),
+        "".into(),
+        "x".repeat(400),
+        "Ünïcødé 販売者".into(),
+        "=HYPERLINK(\"http://evil\")".into(),
+        "line\nbreak".into(),
+        "nul\u{0}byte".into(),
+        "<script>alert(1)</script>".into(),
+        "..".into(),
+        "a_b".into(),
+    ];
+    assert!(alerted.len() >= hostile.len());
+    // Give each hostile id to one alerted shipment.
+    let input = copy_input(small_input());
+    let path = input.path().join("shipments.parquet");
+    let mut ships = read_parquet(&path);
+    let target: HashMap<&str, &str> =
+        alerted.iter().map(String::as_str).zip(hostile.iter().map(String::as_str)).collect();
+    let ids = strings(&ships, "shipment_id");
+    let sellers: Vec<String> = strings(&ships, "seller_id")
+        .into_iter()
+        .zip(&ids)
+        .map(|(s, id)| target.get(id.as_str()).map(|h| h.to_string()).unwrap_or(s))
+        .collect();
+    ships.with_column(Column::new("seller_id".into(), sellers)).unwrap();
+    write_parquet(&mut ships, &path);
+
+    let parent = tempfile::tempdir().unwrap();
+    let out = parent.path().join("out");
+    let dir = run(input.path(), &out, SMALL_AS_OF);
+    // Nothing outside the output folder.
+    let top: Vec<String> = std::fs::read_dir(parent.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(top, ["out"]);
+    let sellers_dir = dir.join("sellers");
+    for e in std::fs::read_dir(&sellers_dir).unwrap() {
+        let e = e.unwrap();
+        assert!(e.file_type().unwrap().is_file());
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            name.ends_with(".csv")
+                && !name.starts_with('.')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "{name:?}"
+        );
+    }
+    let alerts = read_parquet(&dir.join("alerts.parquet"));
+    let mut by_seller: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for (s, id) in strings(&alerts, "seller_id").into_iter().zip(strings(&alerts, "shipment_id")) {
+        by_seller.entry(s).or_default().insert(id);
+    }
+    let index = read_csv(&sellers_dir.join("index.csv"));
+    assert_eq!(index[0], ["seller_id", "file", "alerts", "suppressed"]);
+    let mut files = HashSet::new();
+    let mut seen = HashSet::new();
+    for row in &index[1..] {
+        let (cell, file) = (&row[0], &row[1]);
+        // Formula-looking ids are neutralised with a leading apostrophe.
+        let sid = if cell.starts_with("'=") { cell[1..].to_string() } else { cell.clone() };
+        assert!(files.insert(file.clone()), "two sellers share {file}");
+        let rows = read_csv(&sellers_dir.join(file));
+        let want = by_seller.get(&sid).cloned().unwrap_or_default();
+        let got: HashSet<String> = rows[1..].iter().map(|r| r[0].clone()).collect();
+        assert_eq!(got, want, "{file} does not hold exactly {sid:?}'s alerts");
+        assert!(rows[1..].iter().all(|r| r[1] == *cell), "{file} holds another seller's rows");
+        seen.insert(sid);
+    }
+    for h in &hostile {
+        assert!(seen.contains(h), "seller {h:?} has alerts but no file");
+    }
+    assert!(by_seller.keys().all(|s| seen.contains(s)));
+    // The formula never reaches a spreadsheet as a formula; the script never reaches the report as markup.
+    let all_csv: String =
+        std::fs::read_dir(&sellers_dir).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    assert!(
+        !all_csv.lines().any(|l| l.split(',').any(|c| c.starts_with("=HYPERLINK") || c.starts_with("\"=HYPERLINK")))
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(!html.contains("<script>"));
+}
+
+/// Two consecutive nights on one output: first_alerted_on carries over, recoveries are listed.
+#[test]
+fn consecutive_nights_carry_first_alert_and_report_recoveries() {
+    let out = tempfile::tempdir().unwrap();
+    let d1 = run(small_input(), out.path(), "2026-09-10");
+    let d2 = run(small_input(), out.path(), "2026-09-11");
+    let a1 = read_parquet(&d1.join("alerts.parquet"));
+    let a2 = read_parquet(&d2.join("alerts.parquet"));
+    let day = |df: &DataFrame| -> HashMap<String, i32> {
+        let f = df.column("first_alerted_on").unwrap().as_materialized_series().to_physical_repr().into_owned();
+        strings(df, "shipment_id").into_iter().zip(f.i32().unwrap().iter().map(|v| v.unwrap())).collect()
+    };
+    let (f1, f2) = (day(&a1), day(&a2));
+    let night1 = (date("2026-09-10") - date("1970-01-01")).num_days() as i32;
+    let night2 = night1 + 1;
+    assert!(f1.values().all(|d| *d == night1), "a first run has nothing to carry");
+    let mut carried = 0;
+    for (id, d) in &f2 {
+        match f1.get(id) {
+            Some(prev) => {
+                assert_eq!(d, prev, "{id}: first_alerted_on not carried over");
+                carried += 1;
+            }
+            None => assert_eq!(*d, night2, "{id}: new alert not dated today"),
+        }
+    }
+    assert!(carried > 0);
+    let rec = read_parquet(&d2.join("recovered.parquet"));
+    let rec_ids = strings(&rec, "shipment_id");
+    let gone: HashSet<&String> = f1.keys().filter(|id| !f2.contains_key(*id)).collect();
+    assert_eq!(
+        rec_ids.iter().collect::<HashSet<_>>(),
+        gone,
+        "recovered must be exactly last night's alerts that are gone"
+    );
+    assert!(!rec_ids.is_empty(), "no recoveries between the two nights");
+    assert!(is_sorted(&rec_ids));
+    let reasons = strings(&rec, "recovered_reason");
+    assert!(
+        reasons
+            .iter()
+            .all(|r| ["delivered", "back_on_track", "returned_or_lost", "no_longer_in_input"].contains(&r.as_str()))
+    );
+    for (r, s) in reasons.iter().zip(strings(&rec, "status")) {
+        if r == "delivered" {
+            assert_eq!(s, "DELIVERED");
+        }
+    }
+    // A rerun of the first night is unaffected by the later night.
+    let before = tree(&d1);
+    let d1_again = run(small_input(), out.path(), "2026-09-10");
+    assert_same_run(&d1_again, &d1);
+    assert_eq!(tree(&d1).keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
+}
+
+/// Reasons are non-empty, ordered, and say what the numbers in the same row say.
+#[test]
+fn reasons_agree_with_the_features() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = run(&sample_data(), out.path(), "2026-10-25");
+    let a = read_parquet(&dir.join("alerts.parquet"));
+    let (kind, reasons, action) = (strings(&a, "alert"), strings(&a, "reasons"), strings(&a, "action"));
+    let (to_promise, silent, dwell) =
+        (floats(&a, "days_to_promise"), floats(&a, "days_since_last_scan"), floats(&a, "stage_dwell_days"));
+    let num_after = |text: &str, marker: &str| -> Option<f64> {
+        let rest = &text[text.find(marker)? + marker.len()..];
+        rest.split(' ').next()?.parse().ok()
+    };
+    let mut dwell_checked = 0;
+    let mut disrupted = 0;
+    for k in 0..a.height() {
+        let r = &reasons[k];
+        assert!(!r.is_empty() && !action[k].is_empty());
+        if kind[k] == "late" {
+            assert!(r.starts_with("past the promise by "), "{r}");
+            let d = num_after(r, "past the promise by ").unwrap();
+            assert!((d + to_promise[k]).abs() <= 0.051, "{r} vs days_to_promise {}", to_promise[k]);
+        }
+        if kind[k] == "stalled" {
+            let d = num_after(r, "no scan for ").unwrap();
+            assert!((d - silent[k]).abs() <= 0.051, "{r} vs {}", silent[k]);
+        }
+        if kind[k] == "at_risk" {
+            assert!(r.contains("model risk"), "{r}");
+        }
+        if let Some(i) = r.find(" dwell ") {
+            let d: f64 = r[i + 7..].split(' ').next().unwrap().parse().unwrap();
+            assert!((d - dwell[k]).abs() <= 0.051, "{r} vs stage_dwell_days {}", dwell[k]);
+            dwell_checked += 1;
+        }
+        if r.contains("disrupted") {
+            disrupted += 1;
+            assert!(action[k].contains("another service"), "{}", action[k]);
+        }
+    }
+    assert!(dwell_checked > 0 && disrupted > 0, "dwell {dwell_checked}, disrupted {disrupted}");
+}
+
+/// The honest evaluation: nightly runs replayed over the sample, at_risk alerts scored against
+/// what happened later (the input's own later events, cross-checked with truth.parquet).
+#[test]
+fn at_risk_alerts_against_later_outcomes() {
+    let input = sample_data();
+    let cfg = Config::load(
+        Some(&repo().join("pipelines/backtest.toml")),
+        &[],
+        &Overrides { input: Some(input.clone()), ..Default::default() },
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let p =
+        BacktestParams { from: date("2026-08-01"), to: date("2026-11-20"), every: 7, out: out.path().to_path_buf() };
+    let s = backtest(&cfg, &p).unwrap();
+    let at = &s.kinds["at_risk"];
+    eprintln!(
+        "sample_data backtest {}..{} every {} d ({} nights): at_risk precision {:.3} recall {:.3} lead median {:?} d p10 {:?} d; any alert precision {:.3} recall {:.3}; late rate {:.3}",
+        s.from,
+        s.to,
+        s.every_days,
+        s.nights,
+        at.precision,
+        at.recall,
+        at.lead_days_median,
+        at.lead_days_p10,
+        s.any_alert.precision,
+        s.any_alert.recall,
+        s.population_late as f64 / s.population as f64
+    );
+    let base = s.population_late as f64 / s.population as f64;
+    assert!(at.precision > 3.0 * base, "at_risk precision {} vs base rate {base}", at.precision);
+    assert!(at.recall > 0.25, "at_risk recall {}", at.recall);
+    assert!(at.lead_days_median.unwrap() > 1.0);
+    // The outcomes the backtest used agree with the generator's truth.
+    let cfg2 = Config::load(None, &[], &Overrides::default()).unwrap();
+    let (_, clean) = lanewatch::pipeline::load(&input, &cfg2).unwrap();
+    let finals = lanewatch::evaluate::final_outcomes(&clean.shipments, &clean.events).unwrap();
+    let truth = read_parquet(&input.join("truth.parquet"));
+    let late = truth.column("late").unwrap().bool().unwrap();
+    let mut compared = 0;
+    for (k, id) in strings(&truth, "shipment_id").iter().enumerate() {
+        let f = finals[id];
+        if f.decided {
+            assert_eq!(f.late, late.get(k).unwrap(), "{id}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 19_000);
+    for f in ["backtest.parquet", "backtest.json", "backtest.html"] {
+        assert!(out.path().join(f).is_file(), "{f}");
+    }
+}
