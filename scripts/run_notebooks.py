@@ -5,9 +5,9 @@ Produces the outputs the notebooks read, then executes every notebook on them:
 
     python3 scripts/run_notebooks.py --bin PATH_TO_LANEWATCH --out DIR
 
-1. ``BIN run --config pipelines/sample.toml --out DIR/runs --as-of 2026-11-19`` (the previous
-   night), then ``BIN run --config pipelines/sample.toml --out DIR/runs`` (the config's night,
-   2026-11-20), so the second night has a previous run (recovered.parquet, first_alerted_on);
+1. ``BIN run --config pipelines/sample.toml --out DIR/runs --as-of NIGHT-1`` (the previous
+   night), then ``BIN run --config pipelines/sample.toml --out DIR/runs`` (the config's night),
+   so the second night has a previous run (recovered.parquet, first_alerted_on);
 2. ``BIN backtest --config pipelines/backtest.toml --out DIR/backtest``;
 3. executes notebooks/0*.ipynb in name order with nbclient (kernel python3, 600 s per cell), in
    the repository root, with LANEWATCH_SAMPLE_DIR, LANEWATCH_RUN_DIR, LANEWATCH_RUNS_DIR and
@@ -21,16 +21,19 @@ Only uses the packages in notebooks/requirements.txt.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PREVIOUS_NIGHT = "2026-11-19"
-NIGHT = "2026-11-20"  # set by pipelines/sample.toml
+# The night is the one pipelines/sample.toml runs; the night before gives it a previous run.
+NIGHT = tomllib.loads((REPO / "pipelines" / "sample.toml").read_text())["pipeline"]["as_of"]
+PREVIOUS_NIGHT = (datetime.date.fromisoformat(NIGHT) - datetime.timedelta(days=1)).isoformat()
 CELL_TIMEOUT_S = 600
 KERNEL_NAME = "python3"
 
