@@ -98,7 +98,7 @@ pub fn backtest(cfg: &Config, p: &BacktestParams) -> Result<BacktestSummary> {
     let params = pipeline::model_params(cfg)?;
     let mut t = Timings::default();
     let (_, clean) = t.time("validate", || pipeline::load(input, cfg), |r| r.0.shipments + r.0.events)?;
-    let finals = evaluate::final_outcomes(&clean.shipments, &clean.events)?;
+    let finals = evaluate::final_outcomes(&clean)?;
     let truth = evaluate::read_disruptions(input)?;
 
     let mut nights: Vec<NightRow> = Vec::new();

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::features::FeatureSet;
 use crate::features::prepare::LaneKey;
 use crate::schema::{MICROS_PER_DAY, STAGES};
+use crate::validate::CleanInput;
 
 /// Final outcome of a shipment from all the data there is (no cutoff).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,30 +26,17 @@ pub struct Final {
 
 /// Outcomes of every shipment from the full input, keyed by shipment_id. The data's end is its
 /// last event; a shipment still undelivered with its promise after that end is undecided.
-pub fn final_outcomes(shipments: &DataFrame, events: &DataFrame) -> Result<HashMap<String, Final>> {
-    let delivered = events
-        .clone()
-        .lazy()
-        .filter(col("code").eq(lit(crate::schema::DELIVERED)))
-        .group_by([col("shipment_id")])
-        .agg([col("event_time").min().alias("delivered_at")])
-        .collect()?;
-    let end = events.column("event_time")?.as_materialized_series().to_physical_repr().into_owned();
-    let end = end.i64()?.max().unwrap_or(i64::MIN);
-    let joined = shipments
-        .clone()
-        .lazy()
-        .select([col("shipment_id"), col("promised_at")])
-        .join(delivered.lazy(), [col("shipment_id")], [col("shipment_id")], JoinArgs::new(JoinType::Left))
-        .collect()?;
-    let ids = joined.column("shipment_id")?.str()?;
-    let prom = joined.column("promised_at")?.as_materialized_series().to_physical_repr().into_owned();
-    let dlv = joined.column("delivered_at")?.as_materialized_series().to_physical_repr().into_owned();
-    let (prom, dlv) = (prom.i64()?, dlv.i64()?);
-    let mut out = HashMap::with_capacity(joined.height());
-    for k in 0..joined.height() {
-        let (Some(id), Some(p)) = (ids.get(k), prom.get(k)) else { continue };
-        let d = dlv.get(k);
+pub fn final_outcomes(clean: &CleanInput) -> Result<HashMap<String, Final>> {
+    let ev = &clean.events;
+    let end = ev.time.iter().copied().max().unwrap_or(i64::MIN);
+    let ids = clean.shipments.column("shipment_id")?.str()?;
+    let prom = clean.shipments.column("promised_at")?.as_materialized_series().to_physical_repr().into_owned();
+    let prom = prom.i64()?;
+    let mut out = HashMap::with_capacity(clean.shipments.height());
+    for (i, (id, p)) in ids.iter().zip(prom.iter()).enumerate() {
+        let (Some(id), Some(p)) = (id, p) else { continue };
+        let (t, c) = ev.of(i);
+        let d = t.iter().zip(c).find(|(_, c)| **c == crate::schema::DELIVERED).map(|(t, _)| *t);
         let decided = d.is_some() || p < end;
         let late = d.is_none_or(|d| d > p);
         out.insert(id.to_string(), Final { promised: p, delivered: d, decided, late });

@@ -122,6 +122,9 @@ fn shown(input: &Path, path: &Path) -> String {
     rel.to_string_lossy().chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
+/// Columns checked from the footer but never decoded: nothing downstream reads them.
+const NOT_DECODED: &[&str] = &["location"];
+
 /// How a column in a file must be converted to its canonical type.
 #[derive(Debug, Clone, Copy)]
 enum Convert {
@@ -245,6 +248,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
                 _ => None,
             };
             match conv {
+                Some(_) if NOT_DECODED.contains(&spec.name) => {}
                 Some(c) => plan.push((spec, src, c)),
                 None => {
                     findings.push(err(spec.name, "wrong_type", format!("expected {}, got {}", spec.kind.name(), dt)));
@@ -305,7 +309,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
     for df in frames {
         let height = df.height();
         let mut cols = Vec::with_capacity(table.columns().len());
-        for spec in table.columns() {
+        for spec in table.columns().iter().filter(|c| !NOT_DECODED.contains(&c.name)) {
             match df.column(spec.name) {
                 Ok(c) => cols.push(c.clone()),
                 Err(_) => cols.push(Column::full_null(spec.name.into(), height, &canonical_dtype(spec.kind))),
@@ -338,7 +342,12 @@ pub fn canonical_dtype(kind: Kind) -> DataType {
 }
 
 pub fn canonical_schema(table: Table) -> Schema {
-    table.columns().iter().map(|c| Field::new(c.name.into(), canonical_dtype(c.kind))).collect()
+    table
+        .columns()
+        .iter()
+        .filter(|c| !NOT_DECODED.contains(&c.name))
+        .map(|c| Field::new(c.name.into(), canonical_dtype(c.kind)))
+        .collect()
 }
 
 fn normalise(df: DataFrame, plan: &[(&ColumnSpec, String, Convert)], naive_tz: &str) -> PolarsResult<DataFrame> {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::InputConfig;
@@ -35,9 +36,33 @@ pub struct Report {
 /// Input that passed validation, repaired: invalid weights and values nulled, duplicate events
 /// and events of unknown shipments dropped, statuses coded (see `schema::status_code`).
 pub struct CleanInput {
+    /// Shipments sorted by shipment_id; row i is shipment index i.
     pub shipments: DataFrame,
-    /// shipment_id, event_time, code (u8)
-    pub events: DataFrame,
+    pub events: Events,
+}
+
+/// Every shipment's events in time order (then by status code), compactly: the events of
+/// shipment i are `time[start[i]..start[i + 1]]` and `code[..]` alike.
+#[derive(Debug, Clone, Default)]
+pub struct Events {
+    pub start: Vec<u32>,
+    pub time: Vec<i64>,
+    pub code: Vec<u8>,
+}
+
+impl Events {
+    pub fn of(&self, i: usize) -> (&[i64], &[u8]) {
+        let (a, b) = (self.start[i] as usize, self.start[i + 1] as usize);
+        (&self.time[a..b], &self.code[a..b])
+    }
+
+    pub fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.time.is_empty()
+    }
 }
 
 /// Reads and checks the input. Returns the report and, when there are no errors, clean data.
@@ -213,14 +238,11 @@ fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
             df.with_column(fixed.with_name(c.into()).into_column())?;
         }
     }
-    Ok(df)
+    // Shipment index i is row i in shipment_id order, for every later stage.
+    Ok(df.sort(["shipment_id"], SortMultipleOptions::default().with_maintain_order(true))?)
 }
 
-fn check_events(
-    df: DataFrame,
-    shipments: &DataFrame,
-    out: &mut Vec<Finding>,
-) -> Result<(DataFrame, Vec<(String, u64)>)> {
+fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) -> Result<(Events, Vec<(String, u64)>)> {
     const T: &str = "events";
     if df.height() > 0 {
         check_ids(&df, T, "shipment_id", false, out)?;
@@ -265,31 +287,30 @@ fn check_events(
     let old = Series::new("old".into(), old);
     let new = Series::new("new".into(), new);
 
-    // One row per id: with duplicate shipments (an error reported above) a plain join would
-    // multiply events.
-    let ids = shipments.select(["shipment_id", "created_at"])?.unique_stable(
-        Some(&["shipment_id".into()]),
-        UniqueKeepStrategy::First,
-        None,
-    )?;
-    let lf = df
+    // Shipment ids become shipment indices once, with one join; everything after works on
+    // (index, time, code) and never touches a string again.
+    let n_ships = shipments.height();
+    let index = shipments
+        .select(["shipment_id"])?
+        .lazy()
+        .with_row_index("idx", None)
+        .unique_stable(Some(polars::prelude::cols(["shipment_id"])), UniqueKeepStrategy::First);
+    let coded = df
         .lazy()
         .select([
             col("shipment_id"),
-            col("event_time"),
+            col("event_time").to_physical().alias("t"),
             col("status")
                 .replace_strict(lit(old), lit(new), Some(lit(schema::UNKNOWN_STATUS)), Some(DataType::UInt8))
                 .alias("code"),
         ])
+        .join(index, [col("shipment_id")], [col("shipment_id")], JoinArgs::new(JoinType::Left))
+        .select([col("idx"), col("t"), col("code")])
         .collect()?;
-    let n_all = lf.height() as u64;
-
-    let known = lf
-        .clone()
-        .lazy()
-        .join(ids.clone().lazy(), [col("shipment_id")], [col("shipment_id")], JoinArgs::new(JoinType::Inner))
-        .collect()?;
-    let n_orphans = n_all.saturating_sub(known.height() as u64);
+    let idx = coded.column("idx")?.idx()?;
+    let t = coded.column("t")?.i64()?;
+    let code = coded.column("code")?.u8()?;
+    let n_orphans = idx.null_count() as u64;
     if n_orphans > 0 {
         out.push(finding(
             Level::Warning,
@@ -301,12 +322,65 @@ fn check_events(
         ));
     }
 
-    let deduped = known.unique_stable(
-        Some(&["shipment_id".into(), "event_time".into(), "code".into()]),
-        UniqueKeepStrategy::First,
-        None,
-    )?;
-    let n_dup = (known.height() - deduped.height()) as u64;
+    // A counting sort by shipment, then each shipment's few events by time and code.
+    let mut start = vec![0u32; n_ships + 1];
+    for i in idx.iter().flatten() {
+        start[i as usize + 1] += 1;
+    }
+    for k in 0..n_ships {
+        start[k + 1] += start[k];
+    }
+    let total = start[n_ships] as usize;
+    let mut fill: Vec<u32> = start[..n_ships].to_vec();
+    let mut pairs: Vec<(i64, u8)> = vec![(0, 0); total];
+    for ((i, tv), cv) in idx.iter().zip(t.iter()).zip(code.iter()) {
+        let (Some(i), Some(tv), Some(cv)) = (i, tv, cv) else { continue };
+        let slot = &mut fill[i as usize];
+        pairs[*slot as usize] = (tv, cv);
+        *slot += 1;
+    }
+    drop(coded);
+    let created = shipments.column("created_at")?.as_materialized_series().to_physical_repr().into_owned();
+    let created: Vec<i64> = created.i64()?.iter().map(|v| v.unwrap_or(i64::MIN)).collect();
+
+    // Per shipment, in parallel: order, drop exact duplicates, and count what looks wrong.
+    let bounds: Vec<(usize, usize)> = (0..n_ships).map(|k| (start[k] as usize, start[k + 1] as usize)).collect();
+    let mut chunks: Vec<&mut [(i64, u8)]> = Vec::with_capacity(n_ships);
+    let mut rest: &mut [(i64, u8)] = &mut pairs;
+    for (a, b) in &bounds {
+        let (head, tail) = rest.split_at_mut(b - a);
+        chunks.push(head);
+        rest = tail;
+    }
+    let per_ship: Vec<(usize, u64, u64, bool)> = chunks
+        .into_par_iter()
+        .enumerate()
+        .map(|(k, ev)| {
+            ev.sort_unstable();
+            let mut kept = 0usize;
+            let mut dups = 0u64;
+            for j in 0..ev.len() {
+                if kept > 0 && ev[kept - 1] == ev[j] {
+                    dups += 1;
+                } else {
+                    ev[kept] = ev[j];
+                    kept += 1;
+                }
+            }
+            let early = ev[..kept].iter().filter(|e| e.0 < created[k]).count() as u64;
+            let mut furthest = 0u8;
+            let mut disorder = false;
+            for e in &ev[..kept] {
+                if e.1 <= schema::DELIVERED {
+                    disorder |= e.1 < furthest;
+                    furthest = furthest.max(e.1);
+                }
+            }
+            (kept, dups, early, disorder)
+        })
+        .collect();
+
+    let n_dup: u64 = per_ship.iter().map(|p| p.1).sum();
     if n_dup > 0 {
         out.push(finding(
             Level::Warning,
@@ -317,10 +391,7 @@ fn check_events(
             format!("{n_dup} duplicate events (same shipment, time and status); dropped"),
         ));
     }
-
-    let early =
-        deduped.clone().lazy().filter(col("event_time").lt(col("created_at"))).select([len().alias("n")]).collect()?;
-    let n_early = early.column("n")?.as_materialized_series().cast(&DataType::UInt64)?.u64()?.get(0).unwrap_or(0);
+    let n_early: u64 = per_ship.iter().map(|p| p.2).sum();
     if n_early > 0 {
         out.push(finding(
             Level::Warning,
@@ -331,18 +402,7 @@ fn check_events(
             format!("{n_early} events before their shipment's created_at; kept"),
         ));
     }
-
-    // Milestones must not go backwards in time: ARRIVED scanned before DEPARTED, say.
-    let sorted = deduped.sort(["shipment_id", "event_time", "code"], SortMultipleOptions::default())?;
-    let disorder = sorted
-        .clone()
-        .lazy()
-        .filter(col("code").lt_eq(lit(schema::DELIVERED)))
-        .with_column(col("code").cum_max(false).over([col("shipment_id")])?.alias("running"))
-        .filter(col("code").lt(col("running")))
-        .select([col("shipment_id").n_unique().alias("n")])
-        .collect()?;
-    let n_disorder = disorder.column("n")?.as_materialized_series().cast(&DataType::UInt64)?.u64()?.get(0).unwrap_or(0);
+    let n_disorder = per_ship.iter().filter(|p| p.3).count() as u64;
     if n_disorder > 0 {
         out.push(finding(
             Level::Warning,
@@ -353,9 +413,7 @@ fn check_events(
             format!("{n_disorder} shipments reach milestones out of order; the furthest milestone counts"),
         ));
     }
-
-    let with_events = sorted.column("shipment_id")?.as_materialized_series().n_unique()? as u64;
-    let silent = shipments.height() as u64 - with_events.min(shipments.height() as u64);
+    let silent = per_ship.iter().filter(|p| p.0 == 0).count() as u64;
     if silent > 0 {
         out.push(finding(
             Level::Warning,
@@ -366,6 +424,20 @@ fn check_events(
             format!("{silent} shipments have no events; treated as created and not yet scanned"),
         ));
     }
-    let events = sorted.select(["shipment_id", "event_time", "code"])?;
+
+    // Compact the kept events into the final arrays.
+    let mut events = Events {
+        start: Vec::with_capacity(n_ships + 1),
+        time: Vec::with_capacity(total),
+        code: Vec::with_capacity(total),
+    };
+    events.start.push(0);
+    for (k, (a, _)) in bounds.iter().enumerate() {
+        for &(tv, cv) in &pairs[*a..*a + per_ship[k].0] {
+            events.time.push(tv);
+            events.code.push(cv);
+        }
+        events.start.push(events.time.len() as u32);
+    }
     Ok((events, unknown))
 }

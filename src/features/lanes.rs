@@ -2,11 +2,13 @@
 //! with sparse lanes shrunk towards the first parent level that has enough support.
 //!
 //! Source: shipments whose outcome is known before C (terminal or promise passed) and was known
-//! within the trailing window. Quantiles are polars' linear-interpolation quantiles.
+//! within the trailing window. Quantiles interpolate linearly between order statistics, as
+//! polars' `QuantileMethod::Linear` does. Many cutoffs share one source, so the work is done
+//! here with selection per group rather than a polars group-by per cutoff and level.
 
 use std::collections::HashMap;
 
-use polars::prelude::*;
+use rayon::prelude::*;
 
 use super::prepare::{LaneKey, Prepared};
 use super::timeline::{NONE, State};
@@ -55,6 +57,12 @@ pub struct Group {
     pub on_time: u32,
     pub late: u32,
     pub v: [f64; N_Q],
+}
+
+impl Group {
+    fn empty() -> Group {
+        Group { shipments: 0, delivered: 0, on_time: 0, late: 0, v: [f64::NAN; N_Q] }
+    }
 }
 
 /// Final statistics of one lane after fallback and shrinkage.
@@ -140,10 +148,25 @@ impl Hierarchy {
     }
 }
 
-/// The lane-statistics source table: one row per shipment resolved since `earliest`, with the
-/// time each value became known, so statistics can be taken as of any later cutoff.
+/// One quantity aggregated per group: its value per source row and when it became known.
+struct Quantity {
+    value: Vec<f64>,
+    observed: Vec<i64>,
+    /// Quantiles to take, and where their results go in `Group::v`.
+    outputs: Vec<(f64, usize)>,
+}
+
+/// The lane-statistics source: one row per shipment resolved since `earliest`, sorted by
+/// resolution time, with the time each value became known, so statistics can be taken as of
+/// any later cutoff without looking past it.
 pub struct Source {
-    frame: DataFrame,
+    resolved_at: Vec<i64>,
+    late: Vec<bool>,
+    delivered_at: Vec<i64>,
+    /// Group of each row at each level: lane, origin country, destination × service, service, global.
+    groups: [Vec<u32>; 5],
+    n_groups: [usize; 5],
+    quantities: Vec<Quantity>,
     hierarchy: Hierarchy,
     n_lanes: usize,
 }
@@ -151,185 +174,205 @@ pub struct Source {
 impl Source {
     pub fn new(prep: &Prepared, states: &[State], outcomes: &[Outcome], earliest: i64) -> Result<Source> {
         let hierarchy = Hierarchy::new(&prep.lanes);
-        let h = &hierarchy;
-        let rows: Vec<usize> =
+        let mut rows: Vec<usize> =
             (0..prep.len()).filter(|&i| outcomes[i].resolved && outcomes[i].resolved_at >= earliest).collect();
-        let mut cols: Vec<Column> = Vec::with_capacity(16 + 3 * N_STAGES);
-        let lane = |lvl: Option<usize>| -> Vec<u32> {
+        rows.sort_by_key(|&i| (outcomes[i].resolved_at, i));
+        let lane_of = |i: usize| prep.lane[i] as usize;
+        let groups: [Vec<u32>; 5] = std::array::from_fn(|lvl| {
             rows.iter()
-                .map(|&i| {
-                    let l = prep.lane[i];
-                    match lvl {
-                        None => l,
-                        Some(k) => h.keys[k][l as usize],
-                    }
-                })
+                .map(|&i| if lvl == 0 { lane_of(i) as u32 } else { hierarchy.keys[lvl - 1][lane_of(i)] })
                 .collect()
+        });
+        let n_groups: [usize; 5] =
+            std::array::from_fn(|lvl| groups[lvl].iter().map(|&g| g as usize + 1).max().unwrap_or(0).max(1));
+        let delivered_at: Vec<i64> = rows.iter().map(|&i| states[i].delivered).collect();
+        let quantity = |f: &dyn Fn(usize) -> (Option<f64>, i64), outputs: Vec<(f64, usize)>| -> Quantity {
+            let (value, observed) = rows
+                .iter()
+                .map(|&i| {
+                    let (v, t) = f(i);
+                    (v.unwrap_or(f64::NAN), t)
+                })
+                .unzip();
+            Quantity { value, observed, outputs }
         };
-        cols.push(Column::new("k0".into(), lane(None)));
-        for k in 0..4 {
-            cols.push(Column::new(format!("k{}", k + 1).into(), lane(Some(k))));
-        }
-        let time = |f: &dyn Fn(usize) -> i64| -> Vec<Option<i64>> {
-            rows.iter().map(|&i| Some(f(i)).filter(|t| *t != NONE)).collect()
-        };
-        cols.push(Column::new("resolved_at".into(), time(&|i| outcomes[i].resolved_at)));
-        cols.push(Column::new("late".into(), rows.iter().map(|&i| outcomes[i].late as u32).collect::<Vec<_>>()));
-        cols.push(Column::new("delivered_at".into(), time(&|i| states[i].delivered)));
-        let opt = |f: &dyn Fn(usize) -> Option<f64>| -> Vec<Option<f64>> { rows.iter().map(|&i| f(i)).collect() };
-        cols.push(Column::new(
-            "transit".into(),
-            opt(&|i| (states[i].delivered != NONE).then(|| days(states[i].delivered - prep.created[i]))),
-        ));
-        cols.push(Column::new(
-            "transit_scan".into(),
-            opt(&|i| {
+        let mut quantities = Vec::with_capacity(2 + 3 * N_STAGES);
+        quantities.push(quantity(
+            &|i| {
                 let st = &states[i];
-                (st.delivered != NONE && st.first_carrier_scan != NONE)
-                    .then(|| days(st.delivered - st.first_carrier_scan))
-            }),
+                ((st.delivered != NONE).then(|| days(st.delivered - prep.created[i])), st.delivered)
+            },
+            vec![(0.5, Q_TRANSIT), (0.9, Q_TRANSIT + 1), (0.95, Q_TRANSIT + 2)],
+        ));
+        quantities.push(quantity(
+            &|i| {
+                let st = &states[i];
+                let v = (st.delivered != NONE && st.first_carrier_scan != NONE)
+                    .then(|| days(st.delivered - st.first_carrier_scan));
+                (v, st.delivered)
+            },
+            vec![(0.5, Q_TRANSIT_SCAN), (0.9, Q_TRANSIT_SCAN + 1), (0.95, Q_TRANSIT_SCAN + 2)],
         ));
         for s in 0..N_STAGES {
-            cols.push(Column::new(format!("dwell{s}").into(), opt(&|i| states[i].stage_dwell(s).map(days))));
-            cols.push(Column::new(format!("exit{s}").into(), time(&|i| states[i].stage_exit(s))));
-        }
-        for s in 0..N_STAGES {
-            cols.push(Column::new(
-                format!("rem{s}").into(),
-                opt(&|i| {
+            quantities.push(quantity(
+                &|i| (states[i].stage_dwell(s).map(days), states[i].stage_exit(s)),
+                vec![(0.5, Q_DWELL50 + s), (0.9, Q_DWELL90 + s)],
+            ));
+            quantities.push(quantity(
+                &|i| {
                     let st = &states[i];
                     let e = st.stage_entry(s);
-                    (st.delivered != NONE && e != NONE && st.delivered >= e).then(|| days(st.delivered - e))
-                }),
+                    let v = (st.delivered != NONE && e != NONE && st.delivered >= e).then(|| days(st.delivered - e));
+                    (v, st.delivered)
+                },
+                vec![(0.5, Q_REM50 + s), (0.9, Q_REM90 + s)],
             ));
-        }
-        for s in 0..N_STAGES {
-            cols.push(Column::new(
-                format!("frac{s}").into(),
-                opt(&|i| {
+            quantities.push(quantity(
+                &|i| {
                     let st = &states[i];
                     let (e, c) = (st.stage_entry(s), prep.created[i]);
                     if st.delivered == NONE || e == NONE || st.delivered <= c || e < c {
-                        return None;
+                        return (None, st.delivered);
                     }
-                    Some(((e - c) as f64 / (st.delivered - c) as f64).min(1.0))
-                }),
+                    (Some(((e - c) as f64 / (st.delivered - c) as f64).min(1.0)), st.delivered)
+                },
+                vec![(0.5, Q_FRAC50 + s)],
             ));
         }
-        Ok(Source { frame: DataFrame::new(rows.len(), cols)?, hierarchy, n_lanes: prep.lanes.len() })
+        Ok(Source {
+            resolved_at: rows.iter().map(|&i| outcomes[i].resolved_at).collect(),
+            late: rows.iter().map(|&i| outcomes[i].late).collect(),
+            delivered_at,
+            groups,
+            n_groups,
+            quantities,
+            hierarchy,
+            n_lanes: prep.lanes.len(),
+        })
     }
 
-    /// The source as of `cutoff`: shipments resolved in the trailing window, and only values
-    /// observed before the cutoff (a delivery or stage exit at or after it is unknown then).
-    fn at(&self, cutoff: i64, cfg: &LaneConfig) -> Result<DataFrame> {
+    /// Raw group aggregates at every level as of `cutoff`: shipments resolved in the trailing
+    /// window, and only values observed before the cutoff (a delivery or stage exit at or after
+    /// it was unknown then). Counts are taken for every group; quantiles only for the groups
+    /// `needed` says a lane reads (its own lane, and its parent when it is sparse), which on a
+    /// large network is the lane level alone.
+    fn groups_at(
+        &self,
+        cutoff: i64,
+        cfg: &LaneConfig,
+        needed: impl Fn(&[Vec<Group>; 5]) -> [Vec<bool>; 5],
+    ) -> [Vec<Group>; 5] {
         let since = cutoff - cfg.window_days as i64 * MICROS_PER_DAY;
-        let c = || lit(cutoff);
-        let seen = col("delivered_at").lt(c()).fill_null(lit(false));
-        let mut exprs = vec![
-            seen.clone().cast(DataType::UInt32).alias("delivered"),
-            when(seen.clone()).then(col("transit")).otherwise(lit(NULL).cast(DataType::Float64)).alias("transit"),
-            when(seen.clone())
-                .then(col("transit_scan"))
-                .otherwise(lit(NULL).cast(DataType::Float64))
-                .alias("transit_scan"),
-        ];
-        for s in 0..N_STAGES {
-            exprs.push(
-                when(col(format!("exit{s}")).lt(c()).fill_null(lit(false)))
-                    .then(col(format!("dwell{s}")))
-                    .otherwise(lit(NULL).cast(DataType::Float64))
-                    .alias(format!("dwell{s}")),
-            );
-            for q in ["rem", "frac"] {
-                exprs.push(
-                    when(seen.clone())
-                        .then(col(format!("{q}{s}")))
-                        .otherwise(lit(NULL).cast(DataType::Float64))
-                        .alias(format!("{q}{s}")),
-                );
+        let (a, b) =
+            (self.resolved_at.partition_point(|&t| t < since), self.resolved_at.partition_point(|&t| t < cutoff));
+        let mut out: [Vec<Group>; 5] = std::array::from_fn(|lvl| {
+            let g = &self.groups[lvl];
+            let mut out: Vec<Group> = (0..self.n_groups[lvl]).map(|_| Group::empty()).collect();
+            for r in a..b {
+                let grp = &mut out[g[r] as usize];
+                grp.shipments += 1;
+                let delivered = self.delivered_at[r] != NONE && self.delivered_at[r] < cutoff;
+                grp.delivered += delivered as u32;
+                grp.late += self.late[r] as u32;
+                grp.on_time += (delivered && !self.late[r]) as u32;
+            }
+            out
+        });
+        let want = needed(&out);
+        for lvl in 0..5 {
+            if !want[lvl].iter().any(|w| *w) {
+                continue;
+            }
+            let g = &self.groups[lvl];
+            let n = self.n_groups[lvl];
+            // Rows of the window ordered by group (a counting sort), so each group is a slice.
+            let mut start = vec![0usize; n + 1];
+            for r in a..b {
+                start[g[r] as usize + 1] += 1;
+            }
+            for k in 0..n {
+                start[k + 1] += start[k];
+            }
+            let mut fill = start.clone();
+            let mut order = vec![0usize; b - a];
+            for r in a..b {
+                let k = g[r] as usize;
+                order[fill[k]] = r;
+                fill[k] += 1;
+            }
+            let mut buf: Vec<f64> = Vec::new();
+            for k in (0..n).filter(|&k| want[lvl][k]) {
+                let rows = &order[start[k]..start[k + 1]];
+                for q in &self.quantities {
+                    buf.clear();
+                    buf.extend(
+                        rows.iter()
+                            .filter(|&&r| q.observed[r] != NONE && q.observed[r] < cutoff)
+                            .map(|&r| q.value[r])
+                            .filter(|v| v.is_finite()),
+                    );
+                    for &(p, slot) in &q.outputs {
+                        out[lvl][k].v[slot] = quantile(&mut buf, p);
+                    }
+                }
             }
         }
-        Ok(self
-            .frame
-            .clone()
-            .lazy()
-            .filter(col("resolved_at").gt_eq(lit(since)).and(col("resolved_at").lt(c())))
-            .with_columns(exprs)
-            .collect()?)
+        out
     }
 }
 
-fn aggregate(src: &DataFrame, key: &str) -> Result<HashMap<u32, Group>> {
-    let q = |c: &str, p: f64, name: String| {
-        col(c).quantile(lit(p), QuantileMethod::Linear).cast(DataType::Float64).alias(name)
-    };
-    let mut aggs = vec![
-        len().cast(DataType::UInt32).alias("n"),
-        col("delivered").sum().cast(DataType::UInt32).alias("nd"),
-        col("late").sum().cast(DataType::UInt32).alias("nl"),
-        (col("delivered").cast(DataType::Int64) - col("late").cast(DataType::Int64))
-            .clip_min(lit(0))
-            .sum()
-            .cast(DataType::UInt32)
-            .alias("nt"),
-    ];
-    for (c, base) in [("transit", "t"), ("transit_scan", "ts")] {
-        for p in [0.5, 0.9, 0.95] {
-            aggs.push(q(c, p, format!("{base}{p}")));
-        }
+/// Linear-interpolation quantile (position p·(n−1)) by selection; reorders `v`.
+fn quantile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
     }
-    for p in [0.5, 0.9] {
-        for s in 0..N_STAGES {
-            aggs.push(q(&format!("dwell{s}"), p, format!("d{s}_{p}")));
-        }
+    let pos = p * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let (_, x, right) = v.select_nth_unstable_by(lo, |a, b| a.total_cmp(b));
+    let x = *x;
+    if pos == lo as f64 || right.is_empty() {
+        return x;
     }
-    for p in [0.5, 0.9] {
-        for s in 0..N_STAGES {
-            aggs.push(q(&format!("rem{s}"), p, format!("r{s}_{p}")));
-        }
-    }
-    for s in 0..N_STAGES {
-        aggs.push(q(&format!("frac{s}"), 0.5, format!("f{s}")));
-    }
-    let out = src.clone().lazy().group_by([col(key)]).agg(aggs).collect()?;
-    let keys: Vec<u32> = out.column(key)?.u32()?.into_no_null_iter().collect();
-    let u = |name: &str| -> Result<Vec<u32>> { Ok(out.column(name)?.u32()?.iter().map(|v| v.unwrap_or(0)).collect()) };
-    let (n, nd, nl, nt) = (u("n")?, u("nd")?, u("nl")?, u("nt")?);
-    let mut vals: Vec<Vec<f64>> = Vec::with_capacity(N_Q);
-    for c in out.get_column_names().iter().skip(5) {
-        vals.push(out.column(c.as_str())?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect());
-    }
-    debug_assert_eq!(vals.len(), N_Q);
-    let mut map = HashMap::with_capacity(keys.len());
-    for (r, k) in keys.iter().enumerate() {
-        let mut v = [f64::NAN; N_Q];
-        for (j, col) in vals.iter().enumerate() {
-            v[j] = col[r];
-        }
-        map.insert(*k, Group { shipments: n[r], delivered: nd[r], on_time: nt[r], late: nl[r], v });
-    }
-    Ok(map)
+    let y = right.iter().copied().fold(f64::INFINITY, f64::min);
+    x + (y - x) * (pos - lo as f64)
 }
 
 /// Lane statistics as of `cutoff` for every lane (also lanes with no resolved shipments yet).
 pub fn lane_stats(source: &Source, cutoff: i64, cfg: &LaneConfig) -> Result<Vec<LaneStats>> {
     let h = &source.hierarchy;
-    let src = source.at(cutoff, cfg)?;
-    let levels: Vec<HashMap<u32, Group>> =
-        ["k0", "k1", "k2", "k3", "k4"].iter().map(|k| aggregate(&src, k)).collect::<Result<_>>()?;
     let m = cfg.min_support as f64;
-    let empty = Group { shipments: 0, delivered: 0, on_time: 0, late: 0, v: [f64::NAN; N_Q] };
+    let key_of = |l: usize, lvl: usize| if lvl == 0 { l } else { h.keys[lvl - 1][l] as usize };
+    // The parent is the first level above the lane with enough delivered support.
+    let parent_level = |levels: &[Vec<Group>; 5], l: usize| {
+        (1..5).find(|&k| levels[k].get(key_of(l, k)).is_some_and(|g| g.delivered as f64 >= m)).unwrap_or(4)
+    };
+    let levels = source.groups_at(cutoff, cfg, |levels| {
+        let mut want: [Vec<bool>; 5] = std::array::from_fn(|lvl| vec![false; levels[lvl].len()]);
+        for l in 0..source.n_lanes {
+            let own = levels[0].get(l);
+            if own.is_some_and(|g| g.shipments > 0) {
+                want[0][l] = true;
+            }
+            if own.is_none_or(|g| (g.delivered as f64) < m) {
+                let k = parent_level(levels, l);
+                if let Some(w) = want[k].get_mut(key_of(l, k)) {
+                    *w = true;
+                }
+            }
+        }
+        want
+    });
+    let empty = Group::empty();
     let all = [Level::Lane, Level::OriginCountry, Level::DestinationService, Level::Service, Level::Global];
 
     Ok((0..source.n_lanes)
         .map(|l| {
             let group = |lvl: usize| -> &Group {
                 let key = if lvl == 0 { l as u32 } else { h.keys[lvl - 1][l] };
-                levels[lvl].get(&key).unwrap_or(&empty)
+                levels[lvl].get(key as usize).unwrap_or(&empty)
             };
             let own = group(0);
-            // The parent is the first level above the lane with enough delivered support.
-            let parent_lvl = (1..5).find(|&k| group(k).delivered as f64 >= m).unwrap_or(4);
+            let parent_lvl = parent_level(&levels, l);
             let parent = group(parent_lvl);
             let n = own.delivered as f64;
             let level = if n >= m { Level::Lane } else { all[parent_lvl] };
@@ -384,7 +427,7 @@ pub struct LaneTables {
 
 impl LaneTables {
     pub fn build(source: &Source, cutoffs: Vec<i64>, cfg: &LaneConfig) -> Result<LaneTables> {
-        let tables = cutoffs.iter().map(|&c| lane_stats(source, c, cfg)).collect::<Result<_>>()?;
+        let tables = cutoffs.par_iter().map(|&c| lane_stats(source, c, cfg)).collect::<Result<_>>()?;
         Ok(LaneTables { cutoffs, tables })
     }
 

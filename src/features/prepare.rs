@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use polars::prelude::*;
 
 use crate::error::Result;
+use crate::validate::CleanInput;
 
 /// Shipments visible at the cutoff, sorted by shipment_id, with their events in CSR form.
 pub struct Prepared {
@@ -66,22 +67,31 @@ fn micros(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
     Ok(s.i64()?.into_no_null_iter().collect())
 }
 
-/// `shipments` are the clean canonical shipments; `events` hold shipment_id, event_time, code
-/// sorted by shipment_id then time (as `validate` leaves them).
-pub fn prepare(shipments: &DataFrame, events: &DataFrame, cutoff: i64) -> Result<Prepared> {
-    let ts_cut = lit(cutoff).cast(crate::io::utc_dtype());
-    let shipments = shipments
-        .clone()
-        .lazy()
-        .filter(col("created_at").lt(ts_cut.clone()))
-        .sort(["shipment_id"], SortMultipleOptions::default())
-        .collect()?;
-    let events = events
-        .clone()
-        .lazy()
-        .filter(col("event_time").lt(ts_cut))
-        .sort(["shipment_id", "event_time", "code"], SortMultipleOptions::default().with_maintain_order(true))
-        .collect()?;
+/// Interns keys in sorted order: each row's dense id, and the distinct keys by id.
+fn dense_ids<K: Ord + std::hash::Hash + Copy>(values: impl Iterator<Item = K>) -> (Vec<u32>, Vec<K>) {
+    let mut map: HashMap<K, u32> = HashMap::new();
+    let raw: Vec<u32> = values
+        .map(|v| {
+            let next = map.len() as u32;
+            *map.entry(v).or_insert(next)
+        })
+        .collect();
+    let mut keys: Vec<(K, u32)> = map.into_iter().collect();
+    keys.sort_unstable();
+    let mut remap = vec![0u32; keys.len()];
+    for (new, (_, old)) in keys.iter().enumerate() {
+        remap[*old as usize] = new as u32;
+    }
+    (raw.into_iter().map(|x| remap[x as usize]).collect(), keys.into_iter().map(|k| k.0).collect())
+}
+
+/// The point-in-time view of `clean` at `cutoff`: shipments created before it and, of their
+/// events (already in time order), the ones before it.
+pub fn prepare(clean: &CleanInput, cutoff: i64) -> Result<Prepared> {
+    let all_created = micros(&clean.shipments, "created_at")?;
+    let visible: Vec<usize> = (0..all_created.len()).filter(|&i| all_created[i] < cutoff).collect();
+    let idx = IdxCa::from_vec("idx".into(), visible.iter().map(|&i| i as IdxSize).collect());
+    let shipments = clean.shipments.take(&idx)?;
 
     let n = shipments.height();
     let created = micros(&shipments, "created_at")?;
@@ -92,77 +102,36 @@ pub fn prepare(shipments: &DataFrame, events: &DataFrame, cutoff: i64) -> Result
     let insured: Vec<bool> = shipments.column("insured")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
 
     // Lanes and sellers get dense ids in sorted key order, so ids never depend on row order.
-    let o = shipments.column("origin")?.str()?;
-    let d = shipments.column("destination")?.str()?;
-    let s = shipments.column("service")?.str()?;
-    let mut lane_map: HashMap<(&str, &str, &str), u32> = HashMap::new();
-    let mut raw_lane = Vec::with_capacity(n);
-    for ((a, b), c) in o.iter().zip(d.iter()).zip(s.iter()) {
-        let key = (a.unwrap_or(""), b.unwrap_or(""), c.unwrap_or(""));
-        let next = lane_map.len() as u32;
-        raw_lane.push(*lane_map.entry(key).or_insert(next));
-    }
-    let mut keys: Vec<((&str, &str, &str), u32)> = lane_map.into_iter().collect();
-    keys.sort();
-    let mut remap = vec![0u32; keys.len()];
-    for (new, (_, old)) in keys.iter().enumerate() {
-        remap[*old as usize] = new as u32;
-    }
-    let lane: Vec<u32> = raw_lane.into_iter().map(|l| remap[l as usize]).collect();
-    let lanes = keys
-        .iter()
-        .map(|((a, b, c), _)| LaneKey { origin: a.to_string(), destination: b.to_string(), service: c.to_string() })
-        .collect();
+    let (lane, lanes) = {
+        let o = shipments.column("origin")?.str()?;
+        let d = shipments.column("destination")?.str()?;
+        let s = shipments.column("service")?.str()?;
+        let (lane, keys) = dense_ids(
+            o.iter().zip(d.iter()).zip(s.iter()).map(|((a, b), c)| (a.unwrap_or(""), b.unwrap_or(""), c.unwrap_or(""))),
+        );
+        let lanes = keys
+            .iter()
+            .map(|(a, b, c)| LaneKey { origin: a.to_string(), destination: b.to_string(), service: c.to_string() })
+            .collect();
+        (lane, lanes)
+    };
+    let (seller, n_sellers) = {
+        let sellers = shipments.column("seller_id")?.str()?;
+        let (ids, keys) = dense_ids(sellers.iter().map(|v| v.unwrap_or("")));
+        (ids, keys.len())
+    };
 
-    let sellers = shipments.column("seller_id")?.str()?;
-    let mut seller_map: HashMap<&str, u32> = HashMap::new();
-    let mut raw_seller = Vec::with_capacity(n);
-    for v in sellers.iter() {
-        let next = seller_map.len() as u32;
-        raw_seller.push(*seller_map.entry(v.unwrap_or("")).or_insert(next));
-    }
-    let mut skeys: Vec<(&str, u32)> = seller_map.into_iter().collect();
-    skeys.sort();
-    let mut sremap = vec![0u32; skeys.len()];
-    for (new, (_, old)) in skeys.iter().enumerate() {
-        sremap[*old as usize] = new as u32;
-    }
-    let seller: Vec<u32> = raw_seller.into_iter().map(|x| sremap[x as usize]).collect();
-    let n_sellers = skeys.len();
-
-    // Both tables are sorted by shipment_id, so one merge walk attaches events to shipments.
-    let ev_ids = events.column("shipment_id")?.str()?;
-    let ev_time = micros(&events, "event_time")?;
-    let ev_code: Vec<u8> = events.column("code")?.u8()?.into_no_null_iter().collect();
     let mut ev_start = Vec::with_capacity(n + 1);
-    let mut keep = Vec::with_capacity(ev_time.len());
-    {
-        let ship_ids = shipments.column("shipment_id")?.str()?;
-        let mut ids = ship_ids.iter();
-        let mut current = ids.next().flatten();
-        let mut pos = 0u32;
-        ev_start.push(0);
-        for (k, id) in ev_ids.iter().enumerate() {
-            let id = id.unwrap_or("");
-            while let Some(c) = current {
-                if c < id {
-                    ev_start.push(pos);
-                    current = ids.next().flatten();
-                } else {
-                    break;
-                }
-            }
-            if current == Some(id) {
-                keep.push(k);
-                pos += 1;
-            }
-        }
-        while ev_start.len() < n + 1 {
-            ev_start.push(pos);
-        }
+    let mut ev_time = Vec::new();
+    let mut ev_code = Vec::new();
+    ev_start.push(0u32);
+    for &i in &visible {
+        let (t, c) = clean.events.of(i);
+        let k = t.partition_point(|&x| x < cutoff);
+        ev_time.extend_from_slice(&t[..k]);
+        ev_code.extend_from_slice(&c[..k]);
+        ev_start.push(ev_time.len() as u32);
     }
-    let ev_time: Vec<i64> = keep.iter().map(|&k| ev_time[k]).collect();
-    let ev_code: Vec<u8> = keep.iter().map(|&k| ev_code[k]).collect();
 
     Ok(Prepared {
         cutoff,

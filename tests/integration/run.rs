@@ -364,7 +364,7 @@ fn at_risk_alerts_against_later_outcomes() {
     // The outcomes the backtest used agree with the generator's truth.
     let cfg2 = Config::load(None, &[], &Overrides::default()).unwrap();
     let (_, clean) = lanewatch::pipeline::load(&input, &cfg2).unwrap();
-    let finals = lanewatch::evaluate::final_outcomes(&clean.shipments, &clean.events).unwrap();
+    let finals = lanewatch::evaluate::final_outcomes(&clean).unwrap();
     let truth = read_parquet(&input.join("truth.parquet"));
     let late = truth.column("late").unwrap().bool().unwrap();
     let mut compared = 0;
