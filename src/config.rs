@@ -108,6 +108,8 @@ pub struct ModelConfig {
     pub holdout_days: u32,
     /// Cap on training rows after class balancing (documented sampling, see README).
     pub max_train_rows: usize,
+    /// Cap on validation rows; a larger window is sampled by shipment.
+    pub max_valid_rows: usize,
     /// Fewer training rows (or positives / negatives) than this: use the lane-quantile rule.
     pub min_train_rows: usize,
     pub min_class_rows: usize,
@@ -183,10 +185,11 @@ impl Default for ModelConfig {
             candidates: vec!["logistic".into(), "tree".into(), "forest".into()],
             holdout_days: 21,
             max_train_rows: 40_000,
+            max_valid_rows: 100_000,
             min_train_rows: 200,
             min_class_rows: 20,
             logistic_alpha: 1.0,
-            logistic_max_iterations: 100,
+            logistic_max_iterations: 60,
             tree_max_depth: 8,
             tree_min_weight_leaf: 20.0,
             forest_trees: 24,

@@ -95,8 +95,10 @@ impl Staging {
 
     /// Writes `_SUCCESS`, syncs, and moves the folder into place.
     pub fn commit(mut self) -> Result<PathBuf> {
+        // Every file reaches the disk before `_SUCCESS` does, and both before the rename.
+        crate::io::sync_filesystem(&self.dir)?;
         crate::io::write_file(&self.dir.join("_SUCCESS"), b"")?;
-        sync_dir(&self.dir)?;
+        crate::io::sync_filesystem(&self.dir)?;
         let parent = self.target.parent().map(Path::to_path_buf).unwrap_or_default();
         if self.target.exists() {
             if exchange(&self.dir, &self.target).is_ok() {

@@ -339,6 +339,7 @@ fn write_run(cfg: &Config, res: &RunResult, staging: &Staging) -> Result<Vec<(St
     put("lane_alerts.parquet", &a.lane_alerts)?;
     let lanes = res.features.lanes_frame()?;
     put("lanes.parquet", &lanes)?;
+    let t0 = std::time::Instant::now();
 
     let mut metrics = serde_json::to_vec_pretty(&res.model.metrics).map_err(Error::internal)?;
     metrics.push(b'\n');
@@ -349,7 +350,9 @@ fn write_run(cfg: &Config, res: &RunResult, staging: &Staging) -> Result<Vec<(St
 
     let sellers = write_sellers(&staging.path("sellers"), &a.alerts, &a.suppressed)?;
     written.push(("sellers/index.csv".into(), sellers));
+    tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "write: sellers");
     let html = report::run_report(cfg, res, &lanes)?;
+    tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "write: report");
     io::write_file(&staging.path("report.html"), html.as_bytes())?;
     written.push(("report.html".into(), 1));
     Ok(written)
@@ -457,7 +460,10 @@ pub fn write_features(cfg: &Config, as_of: NaiveDate, out: &Path) -> Result<Feat
     let mut t = Timings::default();
     let input = cfg.input_dir()?;
     let (_, clean) = t.time("validate", || load(input, cfg), |r| r.0.shipments + r.0.events)?;
-    let fs = t.time("features", || features::build(&clean, cfg, as_of), |f| (f.train.len() + f.score.len()) as u64)?;
+    let mut fs =
+        t.time("features", || features::build(&clean, cfg, as_of), |f| (f.train.len() + f.score.len()) as u64)?;
+    let n_train = fs.train.len() as u64;
+    t.time("training_features", || Ok(fs.fill_training()), |_| n_train)?;
     io::create_dir_all(out)?;
     for (name, mut df) in [
         ("lanes.parquet", fs.lanes_frame()?),

@@ -67,8 +67,10 @@ impl Events {
 
 /// Reads and checks the input. Returns the report and, when there are no errors, clean data.
 pub fn validate(input: &Path, cfg: &InputConfig) -> Result<(Report, Option<CleanInput>)> {
+    let t0 = std::time::Instant::now();
     let ships = ingest::read_table(input, Table::Shipments, cfg)?;
     let events = ingest::read_table(input, Table::Events, cfg)?;
+    tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: read");
     let mut findings: Vec<Finding> = Vec::new();
     findings.extend(ships.findings.iter().cloned());
     findings.extend(events.findings.iter().cloned());
@@ -92,7 +94,9 @@ pub fn validate(input: &Path, cfg: &InputConfig) -> Result<(Report, Option<Clean
     if !ship_errors {
         let shipments = check_shipments(ships.df, &mut findings)?;
         if !event_errors {
+            tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: shipments checked");
             let (ev, unknown) = check_events(events.df, &shipments, &mut findings)?;
+            tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: events checked");
             report.unknown_statuses = unknown;
             clean = Some(CleanInput { shipments, events: ev });
         }

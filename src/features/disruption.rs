@@ -98,13 +98,54 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Kaplan–Meier median of (time, event) pairs; the largest time when survival stays above 1/2.
-fn km_median(obs: &mut [(f64, bool)]) -> f64 {
-    if obs.is_empty() {
-        return f64::NAN;
+/// A multiset of ranks 0..n (a Fenwick tree of counts) with k-th smallest in O(log n).
+struct RankSet {
+    tree: Vec<i32>,
+    len: usize,
+}
+
+impl RankSet {
+    fn new(n: usize) -> RankSet {
+        RankSet { tree: vec![0; n + 1], len: 0 }
     }
-    // Events before censorings at equal times, as usual.
-    obs.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn add(&mut self, rank: usize, delta: i32) {
+        self.len = (self.len as i64 + delta as i64) as usize;
+        let mut i = rank + 1;
+        while i < self.tree.len() {
+            self.tree[i] += delta;
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// The k-th smallest rank present (0-based); k < len.
+    fn kth(&self, k: usize) -> usize {
+        let mut pos = 0usize;
+        let mut rest = k as i32 + 1;
+        let mut step = (self.tree.len()).next_power_of_two() / 2;
+        while step > 0 {
+            let next = pos + step;
+            if next < self.tree.len() && self.tree[next] < rest {
+                pos = next;
+                rest -= self.tree[next];
+            }
+            step /= 2;
+        }
+        pos
+    }
+}
+
+/// Kaplan–Meier median of (time, censored) pairs; the largest time when survival stays above 1/2.
+/// At equal times events (censored = false) come first, as usual.
+fn km_median<T: Copy + Ord>(obs: &mut [(T, bool)]) -> Option<T> {
+    if obs.is_empty() {
+        return None;
+    }
+    obs.sort_unstable();
     let mut at_risk = obs.len() as f64;
     let mut surv = 1.0;
     let mut i = 0;
@@ -112,19 +153,19 @@ fn km_median(obs: &mut [(f64, bool)]) -> f64 {
         let t = obs[i].0;
         let (mut events, mut gone) = (0.0, 0.0);
         while i < obs.len() && obs[i].0 == t {
-            events += obs[i].1 as u8 as f64;
+            events += !obs[i].1 as u8 as f64;
             gone += 1.0;
             i += 1;
         }
         if events > 0.0 {
             surv *= 1.0 - events / at_risk;
             if surv <= 0.5 {
-                return t;
+                return Some(t);
             }
         }
         at_risk -= gone;
     }
-    obs.last().map(|o| o.0).unwrap_or(f64::NAN)
+    obs.last().map(|o| o.0)
 }
 
 /// Visits of every lane (and of every destination × service group), per stage.
@@ -161,17 +202,34 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
     let window = cfg.window_days as i64 * MICROS_PER_DAY;
     sp.done.sort_unstable();
     sp.visits.sort_unstable();
-    let mut buf: Vec<f64> = Vec::new();
-    let mut cohort: Vec<(f64, bool)> = Vec::new();
+    let mut cohort: Vec<(i64, bool)> = Vec::new();
+    // The baseline window slides one day per cutoff: a Fenwick tree over dwell ranks keeps its
+    // median without re-sorting the window every day.
+    let mut by_value: Vec<(i64, usize)> = sp.done.iter().enumerate().map(|(k, d)| (d.1, k)).collect();
+    by_value.sort_unstable();
+    let mut rank = vec![0usize; sp.done.len()];
+    for (r, (_, k)) in by_value.iter().enumerate() {
+        rank[*k] = r;
+    }
+    let mut window_set = RankSet::new(sp.done.len());
+    let (mut lo, mut hi) = (0usize, 0usize);
     (0..n_days)
         .map(|k| {
             let c = (first_day + k as i64) * MICROS_PER_DAY;
-            let a = sp.done.partition_point(|x| x.0 < c - window);
-            let b = sp.done.partition_point(|x| x.0 < c - recent);
-            buf.clear();
-            buf.extend(sp.done[a..b].iter().map(|x| days(x.1)));
-            let baseline_n = buf.len() as u32;
-            let baseline_p50 = median(&mut buf);
+            while hi < sp.done.len() && sp.done[hi].0 < c - recent {
+                window_set.add(rank[hi], 1);
+                hi += 1;
+            }
+            while lo < hi && sp.done[lo].0 < c - window {
+                window_set.add(rank[lo], -1);
+                lo += 1;
+            }
+            let baseline_n = window_set.len() as u32;
+            let baseline_p50 = match window_set.len() {
+                0 => f64::NAN,
+                n if n % 2 == 1 => days(by_value[window_set.kth(n / 2)].0),
+                n => (days(by_value[window_set.kth(n / 2 - 1)].0) + days(by_value[window_set.kth(n / 2)].0)) / 2.0,
+            };
             let p50_us = if baseline_p50.is_finite() { (baseline_p50 * MICROS_PER_DAY as f64) as i64 } else { 0 };
 
             // The cohort reaches back from c − p50 by whole days until it holds twice
@@ -196,7 +254,7 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
                 // What was known at c: ended before c, or still in the stage.
                 let (t, event) =
                     if v.end != NONE && v.end < c { (v.end - v.entry, v.completed) } else { (c - v.entry, false) };
-                cohort.push((days(t), event));
+                cohort.push((t, !event));
                 let abandoned_early = v.end != NONE && v.end < c && !v.completed && t < p50_us;
                 if p50_us > 0 && c - v.entry >= p50_us && !abandoned_early {
                     known += 1;
@@ -204,7 +262,7 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
                 }
             }
             let recent_n = cohort.len() as u32;
-            let recent_p50 = km_median(&mut cohort);
+            let recent_p50 = km_median(&mut cohort).map(days).unwrap_or(f64::NAN);
             let supported = known >= cfg.disruption_min_recent && baseline_n >= cfg.disruption_min_recent;
             let ratio = if supported && baseline_p50 > 0.0 { recent_p50 / baseline_p50.max(1.0 / 24.0) } else { 1.0 };
             let z =
@@ -308,31 +366,37 @@ impl Series {
 
 #[cfg(test)]
 mod tests {
-    use super::{km_median, median};
+    use super::{RankSet, km_median, median};
+
+    #[test]
+    fn rank_set_kth_matches_sorting() {
+        let mut set = RankSet::new(10);
+        for r in [7, 2, 9, 2, 5] {
+            set.add(r, 1);
+        }
+        let want = [2, 2, 5, 7, 9];
+        for (k, w) in want.iter().enumerate() {
+            assert_eq!(set.kth(k), *w);
+        }
+        set.add(2, -1);
+        assert_eq!((set.len(), set.kth(0), set.kth(1)), (4, 2, 5));
+    }
 
     #[test]
     fn km_median_without_censoring_is_the_lower_median() {
-        let mut obs: Vec<(f64, bool)> = [3.0, 1.0, 2.0, 4.0].iter().map(|&t| (t, true)).collect();
-        assert_eq!(km_median(&mut obs), 2.0);
+        // (time, censored)
+        let mut obs: Vec<(i64, bool)> = [3, 1, 2, 4].iter().map(|&t| (t, false)).collect();
+        assert_eq!(km_median(&mut obs), Some(2));
     }
 
     #[test]
     fn km_median_uses_censored_parcels() {
         // Two left after 1 day; six still in the stage after 5 days: the median exceeds 5.
-        let mut obs = vec![
-            (1.0, true),
-            (1.0, true),
-            (5.0, false),
-            (5.0, false),
-            (5.0, false),
-            (5.0, false),
-            (5.0, false),
-            (5.0, false),
-        ];
-        assert_eq!(km_median(&mut obs), 5.0);
-        // Censoring at 0.5 removes a parcel from the risk set without counting as an event.
-        let mut obs = vec![(0.5, false), (1.0, true), (2.0, true), (3.0, true)];
-        assert_eq!(km_median(&mut obs), 2.0);
+        let mut obs = vec![(1, false), (1, false), (5, true), (5, true), (5, true), (5, true), (5, true), (5, true)];
+        assert_eq!(km_median(&mut obs), Some(5));
+        // A parcel censored at 1 leaves the risk set without counting as an event.
+        let mut obs = vec![(1, true), (2, false), (4, false), (6, false)];
+        assert_eq!(km_median(&mut obs), Some(4));
     }
 
     #[test]

@@ -160,8 +160,7 @@ pub fn build(clean: &CleanInput, cfg: &Config, as_of: NaiveDate) -> Result<Featu
     }
 
     let ctx = snapshot::Context::new(&prep, &states, &lane_tables, &history, &series, &holidays);
-    fill(&ctx, &mut train);
-    tracing::debug!(step = "fill_train", seconds = t0.elapsed().as_secs_f64(), "features");
+    // Training rows get features on demand (`features_of`): the model reads a sample of them.
     fill(&ctx, &mut score);
     tracing::debug!(step = "fill_score", seconds = t0.elapsed().as_secs_f64(), "features");
 
@@ -193,17 +192,34 @@ fn fill(ctx: &snapshot::Context, rows: &mut Rows) {
 }
 
 impl FeatureSet {
+    fn context(&self) -> snapshot::Context<'_> {
+        snapshot::Context::new(&self.prep, &self.states, &self.lane_tables, &self.history, &self.series, &self.holidays)
+    }
+
+    /// Computes the features of every training row (the `features` command writes them all).
+    pub fn fill_training(&mut self) {
+        let mut train = std::mem::take(&mut self.train);
+        fill(&self.context(), &mut train);
+        self.train = train;
+    }
+
+    /// Features of rows `idx` of `rows`, row-major; taken from `rows.x` when already filled.
+    pub fn features_of(&self, rows: &Rows, idx: &[usize]) -> Vec<f64> {
+        if rows.x.len() == rows.len() * N_FEATURES {
+            return idx.iter().flat_map(|&r| rows.row(r).iter().copied()).collect();
+        }
+        let ctx = self.context();
+        let mut x = vec![0.0; idx.len() * N_FEATURES];
+        x.par_chunks_mut(N_FEATURES).zip(idx.par_iter()).for_each(|(out, &r)| {
+            ctx.features_at(rows.ship[r] as usize, rows.t[r], out);
+        });
+        x
+    }
+
     /// Features for arbitrary (shipment index, time ≤ cutoff) pairs, through the same code path
     /// as training and scoring rows; for evaluations at chosen points of a shipment's life.
     pub fn rows_at(&self, pairs: &[(u32, i64)]) -> Rows {
-        let ctx = snapshot::Context::new(
-            &self.prep,
-            &self.states,
-            &self.lane_tables,
-            &self.history,
-            &self.series,
-            &self.holidays,
-        );
+        let ctx = self.context();
         let mut rows = Rows {
             ship: pairs.iter().map(|p| p.0).collect(),
             t: pairs.iter().map(|p| p.1.min(self.cutoff)).collect(),

@@ -6,7 +6,7 @@ use super::history::History;
 use super::lanes::LaneTables;
 use super::prepare::Prepared;
 use super::timeline::{NONE, State, state_at};
-use crate::calendar::{Holidays, day_index, weekday};
+use crate::calendar::{DayTable, Holidays, day_index, weekday};
 use crate::schema::{N_STAGES, days};
 
 /// Bumped whenever a feature is added, removed, reordered or redefined. Saved models record it.
@@ -68,6 +68,7 @@ pub struct Context<'a> {
     pub series: &'a Series,
     pub holidays: &'a Holidays,
     pub service_kind: Vec<(bool, bool)>,
+    days: DayTable,
 }
 
 /// Derived values the alert stage reuses for reasons, alongside the feature vector.
@@ -98,7 +99,13 @@ impl<'a> Context<'a> {
                 (s.contains("express"), s.contains("economy"))
             })
             .collect();
-        Context { prep, states, lanes, history, series, holidays, service_kind }
+        // Promises reach at most a few months past the latest creation; beyond the table the
+        // calendar is walked.
+        let lo = prep.created.iter().copied().min().map(day_index).unwrap_or(0).min(day_index(prep.cutoff)) - 1;
+        let hi =
+            prep.promised.iter().copied().max().map(day_index).unwrap_or(0).clamp(lo, day_index(prep.cutoff) + 400) + 1;
+        let days = DayTable::new(holidays, lo, hi);
+        Context { prep, states, lanes, history, series, holidays, service_kind, days }
     }
 
     /// Features of shipment `i` at time `t` (t ≤ cutoff), written into `out`.
@@ -166,8 +173,8 @@ impl<'a> Context<'a> {
             ratio,
             ahead as u8 as f64,
             weekday(day) as f64,
-            self.holidays.business_days_between(t, promised),
-            self.holidays.any_between(t, promised) as u8 as f64,
+            self.days.business_days_between(t, promised),
+            self.days.any_between(t, promised) as u8 as f64,
             if w.is_finite() { w / 1000.0 } else { 0.3 },
             if v.is_finite() { v.ln_1p() } else { 0.0 },
             p.insured[i] as u8 as f64,

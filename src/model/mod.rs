@@ -236,19 +236,32 @@ fn date(micros: i64) -> String {
     crate::calendar::date_of_micros(micros).to_string()
 }
 
-fn matrix(rows: &Rows, idx: &[usize]) -> Array2<f64> {
+fn matrix<'a>(idx: &[usize], row: impl Fn(usize) -> &'a [f64]) -> Array2<f64> {
     let mut x = Array2::zeros((idx.len(), N_FEATURES));
     for (r, &i) in idx.iter().enumerate() {
-        x.row_mut(r).assign(&ndarray::ArrayView1::from(rows.row(i)));
+        x.row_mut(r).assign(&ndarray::ArrayView1::from(row(i)));
     }
     x
 }
+
+/// Rows the rule baseline is fitted on: a uniform sample of the training rows.
+const RULE_ROWS: usize = 50_000;
 
 /// Fits the candidates and returns the chosen, calibrated model with its metrics.
 pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let rows = &fs.train;
     let holdout_start = fs.cutoff - p.holdout_days as i64 * MICROS_PER_DAY;
-    let (tr, va): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|&r| rows.resolved_at[r] < holdout_start);
+    let (tr, mut va): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|&r| rows.resolved_at[r] < holdout_start);
+    let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
+    // A large validation window is sampled by shipment (all of a shipment's snapshots or none),
+    // by a seeded hash: selection and calibration need tens of thousands of rows, not millions.
+    if va.len() > p.max_valid_rows {
+        let keep = p.max_valid_rows as f64 / va.len() as f64;
+        va.retain(|&r| {
+            let h = hash_str(p.seed ^ 0x7a11d, ids.get(rows.ship[r] as usize).unwrap_or(""));
+            ((h >> 11) as f64 / (1u64 << 53) as f64) < keep
+        });
+    }
     let y_tr: Vec<bool> = tr.iter().map(|&r| rows.label[r]).collect();
     let y_va: Vec<bool> = va.iter().map(|&r| rows.label[r]).collect();
     let pos_tr = y_tr.iter().filter(|v| **v).count();
@@ -256,7 +269,6 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let rate = |pos: usize, n: usize| if n == 0 { 0.0 } else { pos as f64 / n as f64 };
     let train_late_rate = rate(pos_tr, tr.len());
 
-    let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
     let row_key = |r: usize| hash_str(p.seed ^ rows.t[r] as u64, ids.get(rows.ship[r] as usize).unwrap_or(""));
     let first_created =
         fs.cutoff - (fs.train.t.iter().map(|t| fs.cutoff - t).max().unwrap_or(0) / MICROS_PER_DAY + 1) * MICROS_PER_DAY;
@@ -281,9 +293,34 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         None
     };
 
-    // Baselines are fitted on the training rows and scored on the validation rows.
-    let rule = fit_rule(rows, &tr, &y_tr);
-    let x_va_rows: Vec<&[f64]> = va.iter().map(|&r| rows.row(r)).collect();
+    // Only the rows the model reads get features: the class-balanced training sample, a
+    // uniform sample for the rule baseline, and the validation rows. Training rows are drawn in
+    // the order of a seeded hash, so the samples are reproducible and independent of row order.
+    let mut by_key: Vec<usize> = tr.clone();
+    by_key.sort_by_cached_key(|&r| (row_key(r), r));
+    let rule_rows: Vec<usize> = by_key.iter().copied().take(RULE_ROWS).collect();
+    // Class balance by resampling: late rows are kept (up to a quarter of the cap) and on-time
+    // rows are drawn to at most NEG_PER_POS per late row; Platt scaling on the untouched
+    // validation window maps the scores back to true probabilities.
+    let n_pos = by_key.iter().filter(|&&r| rows.label[r]).count();
+    let take_pos = n_pos.min(p.max_train_rows / (1 + NEG_PER_POS));
+    let take_neg = (by_key.len() - n_pos).min(p.max_train_rows - take_pos).min(take_pos * NEG_PER_POS);
+    let mut sample: Vec<usize> = by_key.iter().copied().filter(|&r| rows.label[r]).take(take_pos).collect();
+    sample.extend(by_key.iter().copied().filter(|&r| !rows.label[r]).take(take_neg));
+    sample.sort_unstable();
+    let mut need: Vec<usize> = sample.iter().chain(&rule_rows).chain(&va).copied().collect();
+    need.sort_unstable();
+    need.dedup();
+    let feats = fs.features_of(rows, &need);
+    let row = |r: usize| -> &[f64] {
+        let k = need.binary_search(&r).expect("features computed for every row read");
+        &feats[k * N_FEATURES..(k + 1) * N_FEATURES]
+    };
+
+    // Baselines are fitted on training rows and scored on the validation rows.
+    let y_rule: Vec<bool> = rule_rows.iter().map(|&r| rows.label[r]).collect();
+    let rule = fit_rule(&rule_rows, &y_rule, &row);
+    let x_va_rows: Vec<&[f64]> = va.iter().map(|&r| row(r)).collect();
     let base_scores = vec![train_late_rate; va.len()];
     let rule_scores: Vec<f64> = x_va_rows.iter().map(|r| rule.raw(r)).map(calibrate::sigmoid).collect();
     let eval = |s: &[f64]| metrics::evaluate(s, &y_va, p.alert_budget_fraction, p.alert_threshold);
@@ -311,10 +348,10 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     };
 
     if let Some(_why) = fallback {
-        // The rule's probabilities come from all labelled rows, smoothed towards fixed priors.
-        let all: Vec<usize> = (0..rows.len()).collect();
-        let y_all: Vec<bool> = rows.label.clone();
-        let rule = fit_rule(rows, &all, &y_all);
+        // The rule's probabilities come from all labelled rows read, smoothed towards fixed priors.
+        let all: Vec<usize> = rule_rows.iter().chain(&va).copied().collect();
+        let y_all: Vec<bool> = all.iter().map(|&r| rows.label[r]).collect();
+        let rule = fit_rule(&all, &y_all, &row);
         let s: Vec<f64> = x_va_rows.iter().map(|r| calibrate::sigmoid(rule.raw(r))).collect();
         if !va.is_empty() {
             metrics.model = Some(eval(&s).into());
@@ -335,20 +372,8 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         });
     }
 
-    // Class balance by resampling: late rows are kept (up to a quarter of the cap) and on-time
-    // rows are drawn to at most NEG_PER_POS per late row, by a seeded hash so the sample is
-    // reproducible and independent of row order. Platt scaling on the untouched validation
-    // window maps the scores back to true probabilities.
-    let mut pos: Vec<usize> = tr.iter().copied().filter(|&r| rows.label[r]).collect();
-    let mut neg: Vec<usize> = tr.iter().copied().filter(|&r| !rows.label[r]).collect();
-    pos.sort_by_key(|&r| (row_key(r), r));
-    neg.sort_by_key(|&r| (row_key(r), r));
-    let take_pos = pos.len().min(p.max_train_rows / (1 + NEG_PER_POS));
-    let take_neg = neg.len().min(p.max_train_rows - take_pos).min(take_pos * NEG_PER_POS);
-    let mut sample: Vec<usize> = pos[..take_pos].iter().chain(neg[..take_neg].iter()).copied().collect();
-    sample.sort_unstable();
     metrics.n_train_sampled = sample.len() as u64;
-    let x = matrix(rows, &sample);
+    let x = matrix(&sample, &row);
     let y: Vec<bool> = sample.iter().map(|&r| rows.label[r]).collect();
 
     let fitted: Vec<Result<Estimator>> = p
@@ -418,10 +443,10 @@ fn cross_fit(raw: &[f64], y: &[bool], fold: &[bool]) -> Vec<f64> {
 
 /// The lane-quantile rule with the late rate among rows where it fires and where it does not,
 /// smoothed towards 0.6 and 0.08 so it behaves sensibly on tiny data.
-fn fit_rule(rows: &Rows, idx: &[usize], y: &[bool]) -> Estimator {
+fn fit_rule<'a>(idx: &[usize], y: &[bool], row: impl Fn(usize) -> &'a [f64]) -> Estimator {
     let (mut nf, mut pf, mut nq, mut pq) = (0.0, 0.0, 0.0, 0.0);
     for (k, &r) in idx.iter().enumerate() {
-        if rule_fires(rows.row(r)) {
+        if rule_fires(row(r)) {
             nf += 1.0;
             pf += y[k] as u8 as f64;
         } else {

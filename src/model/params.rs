@@ -11,6 +11,7 @@ pub struct ModelParams {
     pub candidates: Vec<String>,
     pub holdout_days: u32,
     pub max_train_rows: usize,
+    pub max_valid_rows: usize,
     pub min_train_rows: usize,
     pub min_class_rows: usize,
     pub logistic_alpha: f64,
@@ -43,6 +44,7 @@ impl ModelParams {
             candidates: m.candidates.clone(),
             holdout_days: m.holdout_days,
             max_train_rows: m.max_train_rows,
+            max_valid_rows: m.max_valid_rows,
             min_train_rows: m.min_train_rows,
             min_class_rows: m.min_class_rows,
             logistic_alpha: m.logistic_alpha,
@@ -84,6 +86,9 @@ impl ModelParams {
         }
         if self.max_train_rows < 10 {
             return bad("max_train_rows must be at least 10");
+        }
+        if self.max_valid_rows < 100 {
+            return bad("max_valid_rows must be at least 100");
         }
         if !(self.logistic_alpha >= 0.0 && self.logistic_alpha.is_finite()) {
             return bad("logistic_alpha must be a non-negative number");

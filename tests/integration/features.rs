@@ -23,7 +23,8 @@ fn cfg_for(input: &Path) -> Config {
 fn build(input: &Path, as_of: NaiveDate) -> (Config, FeatureSet) {
     let cfg = cfg_for(input);
     let (_, clean) = pipeline::load(input, &cfg).unwrap();
-    let fs = features::build(&clean, &cfg, as_of).unwrap();
+    let mut fs = features::build(&clean, &cfg, as_of).unwrap();
+    fs.fill_training();
     (cfg, fs)
 }
 
