@@ -47,13 +47,15 @@ pub struct PipelineConfig {
     pub seed: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputConfig {
     /// Zone of timestamps stored without one. Empty: such timestamps are rejected.
     pub naive_timezone: String,
     /// Canonical column name → the input's column name, per table.
     pub columns: ColumnMapping,
+    /// Refuse inputs estimated (from footer row counts) to need more memory than this; 0 = no limit.
+    pub max_memory_gb: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -147,6 +149,12 @@ pub struct AlertConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig { name: "adhoc".into(), input: None, out: None, as_of: None, seed: 42 }
+    }
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig { naive_timezone: String::new(), columns: ColumnMapping::default(), max_memory_gb: 16.0 }
     }
 }
 
@@ -327,6 +335,9 @@ impl Config {
         }
         if a.max_per_seller == 0 {
             return bad("alerts.max_per_seller must be at least 1".into());
+        }
+        if !(self.input.max_memory_gb >= 0.0 && self.input.max_memory_gb.is_finite()) {
+            return bad("input.max_memory_gb must be a non-negative number (0 for no limit)".into());
         }
         if !self.input.naive_timezone.is_empty() {
             self.input.naive_timezone.parse::<chrono_tz_check::Tz>().map_err(|_| {

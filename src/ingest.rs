@@ -122,6 +122,19 @@ fn shown(input: &Path, path: &Path) -> String {
     rel.to_string_lossy().chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
+/// Rows in a table's files, from their footers alone (unreadable files count as empty; reading
+/// them reports why).
+pub fn footer_rows(input: &Path, table: Table) -> Result<u64> {
+    let mut rows = 0u64;
+    for path in locate(input, table)? {
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        if let Ok(meta) = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&file) {
+            rows += meta.file_metadata().num_rows().max(0) as u64;
+        }
+    }
+    Ok(rows)
+}
+
 /// Columns checked from the footer but never decoded: nothing downstream reads them.
 const NOT_DECODED: &[&str] = &["location"];
 

@@ -68,6 +68,7 @@ impl Events {
 /// Reads and checks the input. Returns the report and, when there are no errors, clean data.
 pub fn validate(input: &Path, cfg: &InputConfig) -> Result<(Report, Option<CleanInput>)> {
     let t0 = std::time::Instant::now();
+    check_memory_budget(input, cfg)?;
     let ships = ingest::read_table(input, Table::Shipments, cfg)?;
     let events = ingest::read_table(input, Table::Events, cfg)?;
     tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: read");
@@ -112,6 +113,35 @@ pub fn validate(input: &Path, cfg: &InputConfig) -> Result<(Report, Option<Clean
         clean = None;
     }
     Ok((report, clean))
+}
+
+/// Peak bytes per input row, measured (see BENCHMARKS.md) with headroom: what a run holds while
+/// it decodes, indexes and featurises.
+const BYTES_PER_EVENT: f64 = 110.0;
+const BYTES_PER_SHIPMENT: f64 = 600.0;
+
+/// Refuses, before decoding anything, an input whose size (from the footers' row counts) would
+/// need more memory than `input.max_memory_gb`: a clear error beats the kernel's OOM killer in
+/// the middle of the night.
+fn check_memory_budget(input: &Path, cfg: &InputConfig) -> Result<()> {
+    if cfg.max_memory_gb <= 0.0 {
+        return Ok(());
+    }
+    let ships = ingest::footer_rows(input, Table::Shipments)? as f64;
+    let events = ingest::footer_rows(input, Table::Events)? as f64;
+    let need = (ships * BYTES_PER_SHIPMENT + events * BYTES_PER_EVENT) / 1e9;
+    if need > cfg.max_memory_gb {
+        return Err(Error::data(
+            input.display().to_string(),
+            "",
+            format!(
+                "{ships} shipments and {events} events need about {need:.1} GB, above input.max_memory_gb = {}; \
+                 keep only the recent history (see README, Memory) or raise the limit",
+                cfg.max_memory_gb
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Report {

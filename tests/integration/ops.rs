@@ -695,3 +695,22 @@ fn json_logs_have_one_object_per_line_with_stage_timings() {
     }
     assert_eq!(stages, ["validate", "features", "train", "score", "alerts", "write"]);
 }
+
+/// An input too large for the configured memory budget is refused from its footers, before
+/// anything is decoded, and the previous output stays.
+#[test]
+fn inputs_over_the_memory_budget_are_refused_up_front() {
+    fast();
+    let out = tempfile::tempdir().unwrap();
+    let input = tiny_input().to_str().unwrap();
+    expect_code(&lanewatch(&run_args(input, out.path().to_str().unwrap(), PREV)), 0);
+    let before = tree(out.path());
+    let o = lanewatch_env(&run_args(input, out.path().to_str().unwrap(), NIGHT), &[("LANEWATCH_INPUT__MAX_MEMORY_GB", "0.001")]);
+    expect_code(&o, 65);
+    assert!(stderr(&o).lines().last().unwrap().contains("input.max_memory_gb"), "{}", stderr(&o));
+    let mut after = tree(out.path());
+    after.remove(".lanewatch.lock");
+    let mut b = before;
+    b.remove(".lanewatch.lock");
+    assert_eq!(after, b);
+}
