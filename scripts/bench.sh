@@ -8,6 +8,10 @@
 #
 # Needs GNU time (/usr/bin/time; Debian package `time`). Data and outputs go to $BENCH_DIR
 # (default /tmp/lanewatch-bench); generated inputs are kept and reused between runs.
+#
+# Old outputs are moved aside and deleted only after the last measurement: on ext4 without a
+# journal, creating files right after deleting thousands (a run writes one per seller) makes
+# each create scan past the recently freed inodes, which once cost a run two extra seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +38,10 @@ measure() {
     END { printf "%.2f %.0f\n", wall, rss }' "$1"
 }
 
+trash="$work/trash.$$"
+set_aside() { if [ -e "$1" ]; then mkdir -p "$trash" && mv "$1" "$trash/$(basename "$1")"; fi; }
+trap 'rm -rf "$trash"' EXIT
+
 printf '%-10s %-10s %10s %10s %10s %10s  %s\n' shipments command wall_s peak_MB events out_MB stages
 for n in "${sizes[@]}"; do
   data="$work/data-$n"
@@ -46,19 +54,19 @@ for n in "${sizes[@]}"; do
   fi
 
   out="$work/out-$n"
-  rm -rf "$out"
+  set_aside "$out"
   /usr/bin/time -v "$bin" run --input "$data" --out "$out" --as-of "$as_of" --log-format json \
     > "$work/run-$n.out" 2> "$work/run-$n.time"
   read -r wall rss < <(measure "$work/run-$n.time")
   stages=$(python3 -c '
 import json, sys
 m = json.load(open(sys.argv[1]))
-print(" ".join(f"{s[\"stage\"]}={s[\"seconds\"]:.2f}" for s in m["timings"]["stages"]))
+print(" ".join("%s=%.2fs/%sMB" % (s["stage"], s["seconds"], s.get("peak_rss_mb")) for s in m["timings"]["stages"]))
 ' "$out/as_of=$as_of/manifest.json")
   printf '%-10s %-10s %10s %10s %10s %10s  %s\n' "$n" run "$wall" "$rss" "-" "$(du -sm "$out" | cut -f1)" "$stages"
 
   fout="$work/features-$n"
-  rm -rf "$fout"
+  set_aside "$fout"
   /usr/bin/time -v "$bin" features --input "$data" --out "$fout" --as-of "$as_of" --log-format json \
     > "$work/features-$n.out" 2> "$work/features-$n.time"
   read -r wall rss < <(measure "$work/features-$n.time")

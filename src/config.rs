@@ -192,7 +192,7 @@ impl Default for ModelConfig {
         ModelConfig {
             candidates: vec!["logistic".into(), "tree".into(), "forest".into()],
             holdout_days: 21,
-            max_train_rows: 40_000,
+            max_train_rows: 20_000,
             max_valid_rows: 100_000,
             min_train_rows: 200,
             min_class_rows: 20,

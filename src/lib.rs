@@ -1,7 +1,7 @@
 //! lanewatch: the nightly early-warning job for late cross-border parcels.
 //!
 //! Data flows one way: `pipeline` → `ingest`/`validate` → `features` → `model` → `alerts` →
-//! `report`. `schema`, `config`, `calendar`, `io` and `error` sit beneath all of them.
+//! `report`. `schema`, `config`, `calendar`, `io`, `memory` and `error` sit beneath all of them.
 
 pub mod calendar;
 pub mod config;
@@ -10,6 +10,7 @@ pub mod features;
 pub mod generate;
 pub mod ingest;
 pub mod io;
+pub mod memory;
 pub mod model;
 pub mod schema;
 pub mod validate;

@@ -76,9 +76,7 @@ struct Visit {
 }
 
 struct Spans {
-    /// (exit, dwell) of completed visits, sorted by exit.
-    done: Vec<(i64, i64)>,
-    /// All visits, sorted by entry.
+    /// All visits, sorted by entry in `points_of`.
     visits: Vec<Visit>,
 }
 
@@ -168,59 +166,61 @@ fn km_median<T: Copy + Ord>(obs: &mut [(T, bool)]) -> Option<T> {
     obs.last().map(|o| o.0)
 }
 
-/// Visits of every lane (and of every destination × service group), per stage.
-fn collect_spans(
-    prep: &Prepared,
-    states: &[State],
-    groups: &[u32],
-    n_groups: usize,
-    earliest: i64,
-) -> Vec<[Spans; N_STAGES]> {
-    let mut spans: Vec<[Spans; N_STAGES]> =
-        (0..n_groups).map(|_| std::array::from_fn(|_| Spans { done: vec![], visits: vec![] })).collect();
-    for (i, st) in states.iter().enumerate() {
-        let abandoned = st.returned_or_lost;
-        let g = groups[prep.lane[i] as usize] as usize;
-        for (s, entry, exit) in stage_spans(st) {
-            if exit != NONE && exit < earliest {
-                continue;
-            }
-            if exit != NONE {
-                spans[g][s].done.push((exit, exit - entry));
-            }
-            // A returned or lost parcel's stage never completes: censored when it was abandoned.
-            let (end, completed) = if exit != NONE { (exit, true) } else { (abandoned, false) };
-            spans[g][s].visits.push(Visit { entry, end, completed });
-        }
+/// Visits of every lane, per stage, gathered lane by lane in parallel.
+fn collect_spans(prep: &Prepared, states: &[State], n_lanes: usize, earliest: i64) -> Vec<[Spans; N_STAGES]> {
+    let mut by_lane: Vec<Vec<u32>> = vec![Vec::new(); n_lanes];
+    for (i, &l) in prep.lane.iter().enumerate() {
+        by_lane[l as usize].push(i as u32);
     }
-    spans
+    by_lane
+        .into_par_iter()
+        .map(|ships| {
+            let mut spans: [Spans; N_STAGES] = std::array::from_fn(|_| Spans { visits: vec![] });
+            for i in ships {
+                let st = &states[i as usize];
+                let abandoned = st.returned_or_lost;
+                for (s, entry, exit) in stage_spans(st) {
+                    if exit != NONE && exit < earliest {
+                        continue;
+                    }
+                    // A returned or lost parcel's stage never completes: censored when it was abandoned.
+                    let (end, completed) = if exit != NONE { (exit, true) } else { (abandoned, false) };
+                    spans[s].visits.push(Visit { entry, end, completed });
+                }
+            }
+            spans
+        })
+        .collect()
 }
 
 /// The daily points of one group and stage.
 fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) -> Vec<Point> {
     let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
     let window = cfg.window_days as i64 * MICROS_PER_DAY;
-    sp.done.sort_unstable();
     sp.visits.sort_unstable();
+    // (exit, dwell) of completed visits, by exit: the baseline's source.
+    let mut done: Vec<(i64, i64)> =
+        sp.visits.iter().filter(|v| v.completed).map(|v| (v.end, v.end - v.entry)).collect();
+    done.sort_unstable();
     let mut cohort: Vec<(i64, bool)> = Vec::new();
     // The baseline window slides one day per cutoff: a Fenwick tree over dwell ranks keeps its
     // median without re-sorting the window every day.
-    let mut by_value: Vec<(i64, usize)> = sp.done.iter().enumerate().map(|(k, d)| (d.1, k)).collect();
+    let mut by_value: Vec<(i64, usize)> = done.iter().enumerate().map(|(k, d)| (d.1, k)).collect();
     by_value.sort_unstable();
-    let mut rank = vec![0usize; sp.done.len()];
+    let mut rank = vec![0usize; done.len()];
     for (r, (_, k)) in by_value.iter().enumerate() {
         rank[*k] = r;
     }
-    let mut window_set = RankSet::new(sp.done.len());
+    let mut window_set = RankSet::new(done.len());
     let (mut lo, mut hi) = (0usize, 0usize);
     (0..n_days)
         .map(|k| {
             let c = (first_day + k as i64) * MICROS_PER_DAY;
-            while hi < sp.done.len() && sp.done[hi].0 < c - recent {
+            while hi < done.len() && done[hi].0 < c - recent {
                 window_set.add(rank[hi], 1);
                 hi += 1;
             }
-            while lo < hi && sp.done[lo].0 < c - window {
+            while lo < hi && done[lo].0 < c - window {
                 window_set.add(rank[lo], -1);
                 lo += 1;
             }
@@ -290,17 +290,43 @@ pub fn series(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i6
 
     // Lanes, and destination × service groups pooled over origins: a customs backlog hits every
     // origin, and the pooled group sees it even where each lane alone is too thin to.
-    let own: Vec<u32> = (0..n_lanes as u32).collect();
     let parent = super::lanes::Hierarchy::new(&prep.lanes).keys[1].clone();
     let n_parents = parent.iter().map(|&p| p as usize + 1).max().unwrap_or(0);
-    let compute = |groups: &[u32], n: usize| -> Vec<[Vec<Point>; N_STAGES]> {
-        collect_spans(prep, states, groups, n, earliest)
-            .into_par_iter()
-            .map(|mut per_stage| std::array::from_fn(|s| points_of(&mut per_stage[s], cfg, first_day, n_days)))
+    let mut spans = collect_spans(prep, states, n_lanes, earliest);
+    let points_of_all = |spans: &mut Vec<[Spans; N_STAGES]>| -> Vec<[Vec<Point>; N_STAGES]> {
+        spans
+            .par_iter_mut()
+            .map(|per_stage| std::array::from_fn(|s| points_of(&mut per_stage[s], cfg, first_day, n_days)))
             .collect()
     };
-    let points = compute(&own, n_lanes);
-    let pooled = compute(&parent, n_parents);
+    let points = points_of_all(&mut spans);
+    // A group's visits are its lanes' visits; each lane's are moved into its group, so the
+    // two copies never coexist.
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_parents];
+    for (l, &g) in parent.iter().enumerate() {
+        members[g as usize].push(l);
+    }
+    let mut pooled_spans: Vec<[Spans; N_STAGES]> = members
+        .iter()
+        .map(|lanes| {
+            std::array::from_fn(|s| {
+                let mut group = Spans { visits: vec![] };
+                for &l in lanes {
+                    // Taken, not appended from: the lane's buffers are freed as they are moved.
+                    let mut visits = std::mem::take(&mut spans[l][s].visits);
+                    if group.visits.is_empty() {
+                        group.visits = visits;
+                    } else {
+                        group.visits.append(&mut visits);
+                    }
+                }
+                group
+            })
+        })
+        .collect();
+    drop(spans);
+    let pooled = points_of_all(&mut pooled_spans);
+    drop(pooled_spans);
     let mut series = Series { first_day, last_day, points, network: vec![] };
     series.finish(cfg, &pooled, &parent);
     series

@@ -151,21 +151,26 @@ impl Hierarchy {
 /// One quantity aggregated per group: its value per source row and when it became known.
 struct Quantity {
     value: Vec<f64>,
-    observed: Vec<i64>,
+    /// When each value became known; `None` when that is the delivery (`Source::delivered_at`),
+    /// as for most quantities, so the column is stored once.
+    observed: Option<Vec<i64>>,
     /// Quantiles to take, and where their results go in `Group::v`.
     outputs: Vec<(f64, usize)>,
 }
 
-/// The lane-statistics source: one row per shipment resolved since `earliest`, sorted by
-/// resolution time, with the time each value became known, so statistics can be taken as of
-/// any later cutoff without looking past it.
+/// The lane-statistics source: one row per shipment resolved since `earliest`, sorted by lane
+/// and then by resolution time, with the time each value became known, so statistics can be
+/// taken as of any later cutoff without looking past it. Lane-major order makes a lane's window
+/// one contiguous slice; a parent group reads the slices of its member lanes.
 pub struct Source {
     resolved_at: Vec<i64>,
     late: Vec<bool>,
     delivered_at: Vec<i64>,
-    /// Group of each row at each level: lane, origin country, destination × service, service, global.
-    groups: [Vec<u32>; 5],
-    n_groups: [usize; 5],
+    /// Rows of lane `l` are `lane_start[l]..lane_start[l + 1]`.
+    lane_start: Vec<usize>,
+    /// Member lanes of each group at each level above the lane: origin country, destination ×
+    /// service, service, global.
+    members: [Vec<Vec<u32>>; 4],
     quantities: Vec<Quantity>,
     hierarchy: Hierarchy,
     n_lanes: usize,
@@ -174,42 +179,56 @@ pub struct Source {
 impl Source {
     pub fn new(prep: &Prepared, states: &[State], outcomes: &[Outcome], earliest: i64) -> Result<Source> {
         let hierarchy = Hierarchy::new(&prep.lanes);
+        let n_lanes = prep.lanes.len();
+        let lane_of = |i: usize| prep.lane[i] as usize;
         let mut rows: Vec<usize> =
             (0..prep.len()).filter(|&i| outcomes[i].resolved && outcomes[i].resolved_at >= earliest).collect();
-        rows.sort_by_key(|&i| (outcomes[i].resolved_at, i));
-        let lane_of = |i: usize| prep.lane[i] as usize;
-        let groups: [Vec<u32>; 5] = std::array::from_fn(|lvl| {
-            rows.iter()
-                .map(|&i| if lvl == 0 { lane_of(i) as u32 } else { hierarchy.keys[lvl - 1][lane_of(i)] })
-                .collect()
+        rows.par_sort_unstable_by_key(|&i| (lane_of(i), outcomes[i].resolved_at, i));
+        let mut lane_start = vec![0usize; n_lanes + 1];
+        for &i in &rows {
+            lane_start[lane_of(i) + 1] += 1;
+        }
+        for l in 0..n_lanes {
+            lane_start[l + 1] += lane_start[l];
+        }
+        let members: [Vec<Vec<u32>>; 4] = std::array::from_fn(|lvl| {
+            let keys = &hierarchy.keys[lvl];
+            let n = keys.iter().map(|&k| k as usize + 1).max().unwrap_or(0).max(1);
+            let mut m = vec![Vec::new(); n];
+            for (l, &k) in keys.iter().enumerate() {
+                m[k as usize].push(l as u32);
+            }
+            m
         });
-        let n_groups: [usize; 5] =
-            std::array::from_fn(|lvl| groups[lvl].iter().map(|&g| g as usize + 1).max().unwrap_or(0).max(1));
         let delivered_at: Vec<i64> = rows.iter().map(|&i| states[i].delivered).collect();
-        let quantity = |f: &dyn Fn(usize) -> (Option<f64>, i64), outputs: Vec<(f64, usize)>| -> Quantity {
+        // A value known at delivery carries no time of its own.
+        let at_delivery = |f: &(dyn Fn(usize) -> Option<f64> + Sync), outputs: Vec<(f64, usize)>| -> Quantity {
+            let value = rows.par_iter().map(|&i| f(i).unwrap_or(f64::NAN)).collect();
+            Quantity { value, observed: None, outputs }
+        };
+        let quantity = |f: &(dyn Fn(usize) -> (Option<f64>, i64) + Sync), outputs: Vec<(f64, usize)>| -> Quantity {
             let (value, observed) = rows
-                .iter()
+                .par_iter()
                 .map(|&i| {
                     let (v, t) = f(i);
                     (v.unwrap_or(f64::NAN), t)
                 })
                 .unzip();
-            Quantity { value, observed, outputs }
+            Quantity { value, observed: Some(observed), outputs }
         };
         let mut quantities = Vec::with_capacity(2 + 3 * N_STAGES);
-        quantities.push(quantity(
+        quantities.push(at_delivery(
             &|i| {
                 let st = &states[i];
-                ((st.delivered != NONE).then(|| days(st.delivered - prep.created[i])), st.delivered)
+                (st.delivered != NONE).then(|| days(st.delivered - prep.created[i]))
             },
             vec![(0.5, Q_TRANSIT), (0.9, Q_TRANSIT + 1), (0.95, Q_TRANSIT + 2)],
         ));
-        quantities.push(quantity(
+        quantities.push(at_delivery(
             &|i| {
                 let st = &states[i];
-                let v = (st.delivered != NONE && st.first_carrier_scan != NONE)
-                    .then(|| days(st.delivered - st.first_carrier_scan));
-                (v, st.delivered)
+                (st.delivered != NONE && st.first_carrier_scan != NONE)
+                    .then(|| days(st.delivered - st.first_carrier_scan))
             },
             vec![(0.5, Q_TRANSIT_SCAN), (0.9, Q_TRANSIT_SCAN + 1), (0.95, Q_TRANSIT_SCAN + 2)],
         ));
@@ -218,23 +237,22 @@ impl Source {
                 &|i| (states[i].stage_dwell(s).map(days), states[i].stage_exit(s)),
                 vec![(0.5, Q_DWELL50 + s), (0.9, Q_DWELL90 + s)],
             ));
-            quantities.push(quantity(
+            quantities.push(at_delivery(
                 &|i| {
                     let st = &states[i];
                     let e = st.stage_entry(s);
-                    let v = (st.delivered != NONE && e != NONE && st.delivered >= e).then(|| days(st.delivered - e));
-                    (v, st.delivered)
+                    (st.delivered != NONE && e != NONE && st.delivered >= e).then(|| days(st.delivered - e))
                 },
                 vec![(0.5, Q_REM50 + s), (0.9, Q_REM90 + s)],
             ));
-            quantities.push(quantity(
+            quantities.push(at_delivery(
                 &|i| {
                     let st = &states[i];
                     let (e, c) = (st.stage_entry(s), prep.created[i]);
                     if st.delivered == NONE || e == NONE || st.delivered <= c || e < c {
-                        return (None, st.delivered);
+                        return None;
                     }
-                    (Some(((e - c) as f64 / (st.delivered - c) as f64).min(1.0)), st.delivered)
+                    Some(((e - c) as f64 / (st.delivered - c) as f64).min(1.0))
                 },
                 vec![(0.5, Q_FRAC50 + s)],
             ));
@@ -243,11 +261,11 @@ impl Source {
             resolved_at: rows.iter().map(|&i| outcomes[i].resolved_at).collect(),
             late: rows.iter().map(|&i| outcomes[i].late).collect(),
             delivered_at,
-            groups,
-            n_groups,
+            lane_start,
+            members,
             quantities,
             hierarchy,
-            n_lanes: prep.lanes.len(),
+            n_lanes,
         })
     }
 
@@ -263,54 +281,68 @@ impl Source {
         needed: impl Fn(&[Vec<Group>; 5]) -> [Vec<bool>; 5],
     ) -> [Vec<Group>; 5] {
         let since = cutoff - cfg.window_days as i64 * MICROS_PER_DAY;
-        let (a, b) =
-            (self.resolved_at.partition_point(|&t| t < since), self.resolved_at.partition_point(|&t| t < cutoff));
+        // Each lane's rows in the window, as a range of the lane-major source.
+        let window: Vec<(usize, usize)> = (0..self.n_lanes)
+            .map(|l| {
+                let (lo, hi) = (self.lane_start[l], self.lane_start[l + 1]);
+                let t = &self.resolved_at[lo..hi];
+                (lo + t.partition_point(|&x| x < since), lo + t.partition_point(|&x| x < cutoff))
+            })
+            .collect();
+        let lanes: Vec<Group> = window
+            .iter()
+            .map(|&(a, b)| {
+                let mut grp = Group::empty();
+                grp.shipments = (b - a) as u32;
+                for r in a..b {
+                    let delivered = self.delivered_at[r] != NONE && self.delivered_at[r] < cutoff;
+                    grp.delivered += delivered as u32;
+                    grp.late += self.late[r] as u32;
+                    grp.on_time += (delivered && !self.late[r]) as u32;
+                }
+                grp
+            })
+            .collect();
         let mut out: [Vec<Group>; 5] = std::array::from_fn(|lvl| {
-            let g = &self.groups[lvl];
-            let mut out: Vec<Group> = (0..self.n_groups[lvl]).map(|_| Group::empty()).collect();
-            for r in a..b {
-                let grp = &mut out[g[r] as usize];
-                grp.shipments += 1;
-                let delivered = self.delivered_at[r] != NONE && self.delivered_at[r] < cutoff;
-                grp.delivered += delivered as u32;
-                grp.late += self.late[r] as u32;
-                grp.on_time += (delivered && !self.late[r]) as u32;
+            if lvl == 0 {
+                return lanes.clone();
             }
-            out
+            self.members[lvl - 1]
+                .iter()
+                .map(|m| {
+                    let mut grp = Group::empty();
+                    for &l in m {
+                        let g = &lanes[l as usize];
+                        grp.shipments += g.shipments;
+                        grp.delivered += g.delivered;
+                        grp.late += g.late;
+                        grp.on_time += g.on_time;
+                    }
+                    grp
+                })
+                .collect()
         });
         let want = needed(&out);
+        let mut buf: Vec<f64> = Vec::new();
         for lvl in 0..5 {
-            if !want[lvl].iter().any(|w| *w) {
-                continue;
-            }
-            let g = &self.groups[lvl];
-            let n = self.n_groups[lvl];
-            // Rows of the window ordered by group (a counting sort), so each group is a slice.
-            let mut start = vec![0usize; n + 1];
-            for r in a..b {
-                start[g[r] as usize + 1] += 1;
-            }
-            for k in 0..n {
-                start[k + 1] += start[k];
-            }
-            let mut fill = start.clone();
-            let mut order = vec![0usize; b - a];
-            for r in a..b {
-                let k = g[r] as usize;
-                order[fill[k]] = r;
-                fill[k] += 1;
-            }
-            let mut buf: Vec<f64> = Vec::new();
-            for k in (0..n).filter(|&k| want[lvl][k]) {
-                let rows = &order[start[k]..start[k + 1]];
+            for k in (0..out[lvl].len()).filter(|&k| want[lvl][k]) {
+                let ranges: Vec<(usize, usize)> = if lvl == 0 {
+                    vec![window[k]]
+                } else {
+                    self.members[lvl - 1][k].iter().map(|&l| window[l as usize]).collect()
+                };
                 for q in &self.quantities {
                     buf.clear();
-                    buf.extend(
-                        rows.iter()
-                            .filter(|&&r| q.observed[r] != NONE && q.observed[r] < cutoff)
-                            .map(|&r| q.value[r])
-                            .filter(|v| v.is_finite()),
-                    );
+                    for &(a, b) in &ranges {
+                        let observed = q.observed.as_deref().unwrap_or(&self.delivered_at);
+                        buf.extend(
+                            observed[a..b]
+                                .iter()
+                                .zip(&q.value[a..b])
+                                .filter(|&(&t, v)| t != NONE && t < cutoff && v.is_finite())
+                                .map(|(_, &v)| v),
+                        );
+                    }
                     for &(p, slot) in &q.outputs {
                         out[lvl][k].v[slot] = quantile(&mut buf, p);
                     }

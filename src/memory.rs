@@ -1,0 +1,27 @@
+//! Process memory: readings for logs and the manifest, and handing freed memory back.
+
+/// Peak resident set size of this process so far, in MB (None where there is no /proc).
+pub fn peak_rss_mb() -> Option<f64> {
+    status_kb("VmHWM:").map(|kb| (kb / 1024.0).round())
+}
+
+/// Current resident set size, in MB.
+pub fn rss_mb() -> Option<f64> {
+    status_kb("VmRSS:").map(|kb| (kb / 1024.0).round())
+}
+
+fn status_kb(key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix(key))?.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// Hands memory freed by a finished step back to the system. glibc keeps freed heap pages, per
+/// thread arena, so the next step (often on other rayon threads) would otherwise grow the
+/// process rather than reuse them; this keeps the peak near what is live.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases unused pages of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
