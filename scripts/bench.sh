@@ -5,6 +5,8 @@
 #
 #   scripts/bench.sh                 # 100k, 1M and 10M shipments
 #   scripts/bench.sh 1000000         # one size
+#   BENCH_FEATURES=0 scripts/bench.sh 10000000   # skip `lanewatch features` (it writes every
+#                                                # training row: about 2 GB of RSS per 1M shipments)
 #
 # Needs GNU time (/usr/bin/time; Debian package `time`). Data and outputs go to $BENCH_DIR
 # (default /tmp/lanewatch-bench); generated inputs are kept and reused between runs.
@@ -65,6 +67,7 @@ print(" ".join("%s=%.2fs/%sMB" % (s["stage"], s["seconds"], s.get("peak_rss_mb")
 ' "$out/as_of=$as_of/manifest.json")
   printf '%-10s %-10s %10s %10s %10s %10s  %s\n' "$n" run "$wall" "$rss" "-" "$(du -sm "$out" | cut -f1)" "$stages"
 
+  [ "${BENCH_FEATURES:-1}" = 0 ] && continue
   fout="$work/features-$n"
   set_aside "$fout"
   /usr/bin/time -v "$bin" features --input "$data" --out "$fout" --as-of "$as_of" --log-format json \

@@ -199,9 +199,11 @@ pub fn compute(cfg: &Config, as_of: NaiveDate, prev: &Previous, timings: &mut Ti
     let input = cfg.input_dir()?;
     let params = model_params(cfg)?;
     let (report, clean) = timings.time("validate", || load(input, cfg), |r| r.0.shipments + r.0.events)?;
-    let fs =
-        timings.time("features", || features::build(&clean, cfg, as_of), |f| (f.train.len() + f.score.len()) as u64)?;
-    drop(clean);
+    let fs = timings.time(
+        "features",
+        || features::build_owned(clean, cfg, as_of),
+        |f| (f.train.len() + f.score.len()) as u64,
+    )?;
     let model = timings.time("train", || model::train(&fs, &params), |m| m.metrics.n_train_sampled)?;
     let risk = timings.time("score", || Ok(model.predict(&fs.score)), |r| r.len() as u64)?;
     let alert_out =

@@ -35,6 +35,7 @@ pub struct Report {
 
 /// Input that passed validation, repaired: invalid weights and values nulled, duplicate events
 /// and events of unknown shipments dropped, statuses coded (see `schema::status_code`).
+#[derive(Clone)]
 pub struct CleanInput {
     /// Shipments sorted by shipment_id; row i is shipment index i.
     pub shipments: DataFrame,
@@ -131,9 +132,8 @@ fn check_memory_budget(input: &Path, cfg: &InputConfig) -> Result<()> {
     let events = ingest::footer_rows(input, Table::Events)? as f64;
     let need = (ships * BYTES_PER_SHIPMENT + events * BYTES_PER_EVENT) / 1e9;
     if need > cfg.max_memory_gb {
-        return Err(Error::data(
+        return Err(Error::bad_file(
             input.display().to_string(),
-            "",
             format!(
                 "{ships} shipments and {events} events need about {need:.1} GB, above input.max_memory_gb = {}; \
                  keep only the recent history (see README, Memory) or raise the limit",
@@ -276,6 +276,9 @@ fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
     Ok(df.sort(["shipment_id"], SortMultipleOptions::default().with_maintain_order(true))?)
 }
 
+/// Event rows joined to shipment indices at a time (see `check_events`).
+const JOIN_SLICE_ROWS: usize = 2_000_000;
+
 fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) -> Result<(Events, Vec<(String, u64)>)> {
     const T: &str = "events";
     if df.height() > 0 {
@@ -284,8 +287,7 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
     }
 
     // Code statuses once per distinct value, not once per row.
-    let status = df.column("status")?.as_materialized_series().clone();
-    let counts = status.value_counts(true, false, "n".into(), false)?;
+    let counts = df.column("status")?.as_materialized_series().value_counts(true, false, "n".into(), false)?;
     let names = counts.column("status")?.str()?.clone();
     let ns = counts.column("n")?.as_materialized_series().cast(&DataType::UInt64)?;
     let ns = ns.u64()?;
@@ -322,29 +324,51 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
     let new = Series::new("new".into(), new);
 
     // Shipment ids become shipment indices once, with one join; everything after works on
-    // (index, time, code) and never touches a string again.
+    // (index, time, code) and never touches a string again. The join runs over slices of the
+    // events, so its working memory is bounded by the slice, not the input.
     let n_ships = shipments.height();
     let index = shipments
         .select(["shipment_id"])?
         .lazy()
         .with_row_index("idx", None)
-        .unique_stable(Some(polars::prelude::cols(["shipment_id"])), UniqueKeepStrategy::First);
-    let coded = df
-        .lazy()
-        .select([
-            col("shipment_id"),
-            col("event_time").to_physical().alias("t"),
-            col("status")
-                .replace_strict(lit(old), lit(new), Some(lit(schema::UNKNOWN_STATUS)), Some(DataType::UInt8))
-                .alias("code"),
-        ])
-        .join(index, [col("shipment_id")], [col("shipment_id")], JoinArgs::new(JoinType::Left))
-        .select([col("idx"), col("t"), col("code")])
+        .unique_stable(Some(polars::prelude::cols(["shipment_id"])), UniqueKeepStrategy::First)
         .collect()?;
-    let idx = coded.column("idx")?.idx()?;
-    let t = coded.column("t")?.i64()?;
-    let code = coded.column("code")?.u8()?;
-    let n_orphans = idx.null_count() as u64;
+    let height = df.height();
+    let mut ev_idx: Vec<u32> = Vec::with_capacity(height);
+    let mut ev_t: Vec<i64> = Vec::with_capacity(height);
+    let mut ev_code: Vec<u8> = Vec::with_capacity(height);
+    let mut n_orphans = 0u64;
+    for offset in (0..height).step_by(JOIN_SLICE_ROWS) {
+        let part = df.slice(offset as i64, JOIN_SLICE_ROWS.min(height - offset));
+        let coded = part
+            .lazy()
+            .select([
+                col("shipment_id"),
+                col("event_time").to_physical().alias("t"),
+                col("status")
+                    .replace_strict(
+                        lit(old.clone()),
+                        lit(new.clone()),
+                        Some(lit(schema::UNKNOWN_STATUS)),
+                        Some(DataType::UInt8),
+                    )
+                    .alias("code"),
+            ])
+            .join(index.clone().lazy(), [col("shipment_id")], [col("shipment_id")], JoinArgs::new(JoinType::Left))
+            .select([col("idx"), col("t"), col("code")])
+            .collect()?;
+        let idx = coded.column("idx")?.idx()?;
+        n_orphans += idx.null_count() as u64;
+        let t = coded.column("t")?.i64()?;
+        let code = coded.column("code")?.u8()?;
+        for ((i, tv), cv) in idx.iter().zip(t.iter()).zip(code.iter()) {
+            let (Some(i), Some(tv), Some(cv)) = (i, tv, cv) else { continue };
+            ev_idx.push(i as u32);
+            ev_t.push(tv);
+            ev_code.push(cv);
+        }
+    }
+    drop(df);
     if n_orphans > 0 {
         out.push(finding(
             Level::Warning,
@@ -358,7 +382,7 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
 
     // A counting sort by shipment, then each shipment's few events by time and code.
     let mut start = vec![0u32; n_ships + 1];
-    for i in idx.iter().flatten() {
+    for &i in &ev_idx {
         start[i as usize + 1] += 1;
     }
     for k in 0..n_ships {
@@ -366,51 +390,47 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
     }
     let total = start[n_ships] as usize;
     let mut fill: Vec<u32> = start[..n_ships].to_vec();
-    let mut pairs: Vec<(i64, u8)> = vec![(0, 0); total];
-    for ((i, tv), cv) in idx.iter().zip(t.iter()).zip(code.iter()) {
-        let (Some(i), Some(tv), Some(cv)) = (i, tv, cv) else { continue };
+    let mut time = vec![0i64; total];
+    let mut code = vec![0u8; total];
+    for ((&i, &tv), &cv) in ev_idx.iter().zip(&ev_t).zip(&ev_code) {
         let slot = &mut fill[i as usize];
-        pairs[*slot as usize] = (tv, cv);
+        time[*slot as usize] = tv;
+        code[*slot as usize] = cv;
         *slot += 1;
     }
-    drop(coded);
+    drop((ev_idx, ev_t, ev_code, fill));
     let created = shipments.column("created_at")?.as_materialized_series().to_physical_repr().into_owned();
     let created: Vec<i64> = created.i64()?.iter().map(|v| v.unwrap_or(i64::MIN)).collect();
 
     // Per shipment, in parallel: order, drop exact duplicates, and count what looks wrong.
-    let bounds: Vec<(usize, usize)> = (0..n_ships).map(|k| (start[k] as usize, start[k + 1] as usize)).collect();
-    let mut chunks: Vec<&mut [(i64, u8)]> = Vec::with_capacity(n_ships);
-    let mut rest: &mut [(i64, u8)] = &mut pairs;
-    for (a, b) in &bounds {
-        let (head, tail) = rest.split_at_mut(b - a);
-        chunks.push(head);
-        rest = tail;
+    let mut chunks: Vec<(&mut [i64], &mut [u8])> = Vec::with_capacity(n_ships);
+    let (mut rest_t, mut rest_c): (&mut [i64], &mut [u8]) = (&mut time, &mut code);
+    for k in 0..n_ships {
+        let n = (start[k + 1] - start[k]) as usize;
+        let (ht, tt) = rest_t.split_at_mut(n);
+        let (hc, tc) = rest_c.split_at_mut(n);
+        chunks.push((ht, hc));
+        (rest_t, rest_c) = (tt, tc);
     }
     let per_ship: Vec<(usize, u64, u64, bool)> = chunks
         .into_par_iter()
         .enumerate()
-        .map(|(k, ev)| {
+        .map(|(k, (ts, cs))| {
+            let mut ev: Vec<(i64, u8)> = ts.iter().copied().zip(cs.iter().copied()).collect();
             ev.sort_unstable();
-            let mut kept = 0usize;
-            let mut dups = 0u64;
-            for j in 0..ev.len() {
-                if kept > 0 && ev[kept - 1] == ev[j] {
-                    dups += 1;
-                } else {
-                    ev[kept] = ev[j];
-                    kept += 1;
-                }
-            }
-            let early = ev[..kept].iter().filter(|e| e.0 < created[k]).count() as u64;
+            ev.dedup();
+            let dups = (ts.len() - ev.len()) as u64;
+            let early = ev.iter().filter(|e| e.0 < created[k]).count() as u64;
             let mut furthest = 0u8;
             let mut disorder = false;
-            for e in &ev[..kept] {
+            for (j, e) in ev.iter().enumerate() {
                 if e.1 <= schema::DELIVERED {
                     disorder |= e.1 < furthest;
                     furthest = furthest.max(e.1);
                 }
+                (ts[j], cs[j]) = *e;
             }
-            (kept, dups, early, disorder)
+            (ev.len(), dups, early, disorder)
         })
         .collect();
 
@@ -459,19 +479,21 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
         ));
     }
 
-    // Compact the kept events into the final arrays.
-    let mut events = Events {
-        start: Vec::with_capacity(n_ships + 1),
-        time: Vec::with_capacity(total),
-        code: Vec::with_capacity(total),
-    };
-    events.start.push(0);
-    for (k, (a, _)) in bounds.iter().enumerate() {
-        for &(tv, cv) in &pairs[*a..*a + per_ship[k].0] {
-            events.time.push(tv);
-            events.code.push(cv);
-        }
-        events.start.push(events.time.len() as u32);
+    // Compact the kept events in place: each shipment's kept prefix moves left.
+    let mut at = 0usize;
+    let mut new_start = Vec::with_capacity(n_ships + 1);
+    new_start.push(0u32);
+    for k in 0..n_ships {
+        let (a, kept) = (start[k] as usize, per_ship[k].0);
+        time.copy_within(a..a + kept, at);
+        code.copy_within(a..a + kept, at);
+        at += kept;
+        new_start.push(at as u32);
     }
+    time.truncate(at);
+    code.truncate(at);
+    time.shrink_to_fit();
+    code.shrink_to_fit();
+    let events = Events { start: new_start, time, code };
     Ok((events, unknown))
 }

@@ -2,6 +2,7 @@
 //! events before C, indexed for fast per-shipment work. Nothing at or after C survives this
 //! step, which is what makes every later stage leak-free by construction.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use polars::prelude::*;
@@ -86,8 +87,9 @@ fn dense_ids<K: Ord + std::hash::Hash + Copy>(values: impl Iterator<Item = K>) -
 }
 
 /// The point-in-time view of `clean` at `cutoff`: shipments created before it and, of their
-/// events (already in time order), the ones before it.
-pub fn prepare(clean: &CleanInput, cutoff: i64) -> Result<Prepared> {
+/// events (already in time order), the ones before it. Given the input by value (a nightly run
+/// is done with it), its event arrays are cut down in place rather than copied.
+pub fn prepare(clean: Cow<'_, CleanInput>, cutoff: i64) -> Result<Prepared> {
     let all_created = micros(&clean.shipments, "created_at")?;
     let visible: Vec<usize> = (0..all_created.len()).filter(|&i| all_created[i] < cutoff).collect();
     let idx = IdxCa::from_vec("idx".into(), visible.iter().map(|&i| i as IdxSize).collect());
@@ -122,16 +124,41 @@ pub fn prepare(clean: &CleanInput, cutoff: i64) -> Result<Prepared> {
     };
 
     let mut ev_start = Vec::with_capacity(n + 1);
-    let mut ev_time = Vec::new();
-    let mut ev_code = Vec::new();
     ev_start.push(0u32);
-    for &i in &visible {
-        let (t, c) = clean.events.of(i);
-        let k = t.partition_point(|&x| x < cutoff);
-        ev_time.extend_from_slice(&t[..k]);
-        ev_code.extend_from_slice(&c[..k]);
-        ev_start.push(ev_time.len() as u32);
-    }
+    let (ev_time, ev_code) = match clean {
+        Cow::Borrowed(clean) => {
+            let (mut ev_time, mut ev_code) = (Vec::new(), Vec::new());
+            for &i in &visible {
+                let (t, c) = clean.events.of(i);
+                let k = t.partition_point(|&x| x < cutoff);
+                ev_time.extend_from_slice(&t[..k]);
+                ev_code.extend_from_slice(&c[..k]);
+                ev_start.push(ev_time.len() as u32);
+            }
+            (ev_time, ev_code)
+        }
+        Cow::Owned(clean) => {
+            let CleanInput { shipments: all, events } = clean;
+            drop(all);
+            let (start, mut time, mut code) = (events.start, events.time, events.code);
+            // Visible shipments ascend and keep a prefix of their events, so every kept event
+            // moves left, never over one still to be read.
+            let mut at = 0usize;
+            for &i in &visible {
+                let (a, b) = (start[i] as usize, start[i + 1] as usize);
+                let k = time[a..b].partition_point(|&x| x < cutoff);
+                time.copy_within(a..a + k, at);
+                code.copy_within(a..a + k, at);
+                at += k;
+                ev_start.push(at as u32);
+            }
+            time.truncate(at);
+            code.truncate(at);
+            time.shrink_to_fit();
+            code.shrink_to_fit();
+            (time, code)
+        }
+    };
 
     Ok(Prepared {
         cutoff,

@@ -464,3 +464,25 @@ fn injected_disruptions_are_flagged_during_and_not_before() {
         }
     }
 }
+
+/// The nightly run hands its input over to the feature stage, which then cuts the event arrays
+/// down in place; that must give exactly what the borrowing path (backtests) computes.
+#[test]
+fn features_from_an_owned_input_match_a_borrowed_one() {
+    let input = small_input();
+    let cfg = cfg_for(input);
+    let (_, clean) = pipeline::load(input, &cfg).unwrap();
+    let as_of = date(SMALL_AS_OF);
+    let mut borrowed = features::build(&clean, &cfg, as_of).unwrap();
+    let mut owned = features::build_owned(clean.clone(), &cfg, as_of).unwrap();
+    assert!(borrowed.prep.ev_time.len() < clean.events.time.len(), "the cutoff must hide some events");
+    assert_eq!(borrowed.prep.ev_start, owned.prep.ev_start);
+    assert_eq!(borrowed.prep.ev_time, owned.prep.ev_time);
+    assert_eq!(borrowed.prep.ev_code, owned.prep.ev_code);
+    borrowed.fill_training();
+    owned.fill_training();
+    let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&borrowed.train.x), bits(&owned.train.x));
+    assert_eq!(bits(&borrowed.score.x), bits(&owned.score.x));
+    assert!(borrowed.lanes_frame().unwrap().equals_missing(&owned.lanes_frame().unwrap()));
+}
