@@ -118,8 +118,8 @@ pub fn validate(input: &Path, cfg: &InputConfig) -> Result<(Report, Option<Clean
 
 /// Peak bytes per input row, measured (see BENCHMARKS.md) with headroom: what a run holds while
 /// it decodes, indexes and featurises.
-const BYTES_PER_EVENT: f64 = 110.0;
-const BYTES_PER_SHIPMENT: f64 = 600.0;
+const BYTES_PER_EVENT: f64 = 90.0;
+const BYTES_PER_SHIPMENT: f64 = 400.0;
 
 /// Refuses, before decoding anything, an input whose size (from the footers' row counts) would
 /// need more memory than `input.max_memory_gb`: a clear error beats the kernel's OOM killer in
