@@ -707,7 +707,7 @@ fn inputs_over_the_memory_budget_are_refused_up_front() {
     let before = tree(out.path());
     let o = lanewatch_env(
         &run_args(input, out.path().to_str().unwrap(), NIGHT),
-        &[("LANEWATCH_INPUT__MAX_MEMORY_GB", "0.001")],
+        &[("LANEWATCH_INPUT__MAX_MEMORY_GB", "0.00001")],
     );
     expect_code(&o, 65);
     assert!(stderr(&o).lines().last().unwrap().contains("input.max_memory_gb"), "{}", stderr(&o));
