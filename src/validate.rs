@@ -276,8 +276,8 @@ fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
     Ok(df.sort(["shipment_id"], SortMultipleOptions::default().with_maintain_order(true))?)
 }
 
-/// Event rows joined to shipment indices at a time (see `check_events`).
-const JOIN_SLICE_ROWS: usize = 2_000_000;
+/// Event rows one task maps to shipment indices (see `check_events`).
+const PROBE_ROWS: usize = 1 << 20;
 
 fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) -> Result<(Events, Vec<(String, u64)>)> {
     const T: &str = "events";
@@ -323,52 +323,56 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
     let old = Series::new("old".into(), old);
     let new = Series::new("new".into(), new);
 
-    // Shipment ids become shipment indices once, with one join; everything after works on
-    // (index, time, code) and never touches a string again. The join runs over slices of the
-    // events, so its working memory is bounded by the slice, not the input.
+    // Shipment ids become shipment indices once, by probing one id → index map from every
+    // event in parallel; everything after works on (index, time, code) and never touches a
+    // string again.
     let n_ships = shipments.height();
-    let index = shipments
-        .select(["shipment_id"])?
-        .lazy()
-        .with_row_index("idx", None)
-        .unique_stable(Some(polars::prelude::cols(["shipment_id"])), UniqueKeepStrategy::First)
-        .collect()?;
-    let height = df.height();
-    let mut ev_idx: Vec<u32> = Vec::with_capacity(height);
-    let mut ev_t: Vec<i64> = Vec::with_capacity(height);
-    let mut ev_code: Vec<u8> = Vec::with_capacity(height);
-    let mut n_orphans = 0u64;
-    for offset in (0..height).step_by(JOIN_SLICE_ROWS) {
-        let part = df.slice(offset as i64, JOIN_SLICE_ROWS.min(height - offset));
-        let coded = part
-            .lazy()
-            .select([
-                col("shipment_id"),
-                col("event_time").to_physical().alias("t"),
-                col("status")
-                    .replace_strict(
-                        lit(old.clone()),
-                        lit(new.clone()),
-                        Some(lit(schema::UNKNOWN_STATUS)),
-                        Some(DataType::UInt8),
-                    )
-                    .alias("code"),
-            ])
-            .join(index.clone().lazy(), [col("shipment_id")], [col("shipment_id")], JoinArgs::new(JoinType::Left))
-            .select([col("idx"), col("t"), col("code")])
-            .collect()?;
-        let idx = coded.column("idx")?.idx()?;
-        n_orphans += idx.null_count() as u64;
-        let t = coded.column("t")?.i64()?;
-        let code = coded.column("code")?.u8()?;
-        for ((i, tv), cv) in idx.iter().zip(t.iter()).zip(code.iter()) {
-            let (Some(i), Some(tv), Some(cv)) = (i, tv, cv) else { continue };
-            ev_idx.push(i as u32);
-            ev_t.push(tv);
-            ev_code.push(cv);
+    let ship_ids = shipments.column("shipment_id")?.str()?;
+    let mut index: PlHashMap<&str, u32> = PlHashMap::with_capacity(n_ships);
+    for (i, id) in ship_ids.iter().enumerate() {
+        if let Some(id) = id {
+            index.entry(id).or_insert(i as u32);
         }
     }
+    let height = df.height();
+    let coded = df
+        .clone()
+        .lazy()
+        .select([
+            col("event_time").to_physical().alias("t"),
+            col("status")
+                .replace_strict(lit(old), lit(new), Some(lit(schema::UNKNOWN_STATUS)), Some(DataType::UInt8))
+                .alias("code"),
+        ])
+        .collect()?;
+    let ids = df.column("shipment_id")?.str()?;
+    let t = coded.column("t")?.i64()?;
+    let code = coded.column("code")?.u8()?;
+    let ranges: Vec<usize> = (0..height).step_by(PROBE_ROWS).collect();
+    let parts: Vec<(Vec<u32>, Vec<i64>, Vec<u8>, u64)> = ranges
+        .par_iter()
+        .map(|&a| {
+            let n = PROBE_ROWS.min(height - a);
+            let (ids, t, code) = (ids.slice(a as i64, n), t.slice(a as i64, n), code.slice(a as i64, n));
+            let (mut pi, mut pt, mut pc, mut orphans) =
+                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), 0u64);
+            for ((id, tv), cv) in ids.iter().zip(t.iter()).zip(code.iter()) {
+                let Some(&i) = id.and_then(|id| index.get(id)) else {
+                    orphans += 1;
+                    continue;
+                };
+                let (Some(tv), Some(cv)) = (tv, cv) else { continue };
+                pi.push(i);
+                pt.push(tv);
+                pc.push(cv);
+            }
+            (pi, pt, pc, orphans)
+        })
+        .collect();
+    drop(coded);
+    drop(index);
     drop(df);
+    let n_orphans: u64 = parts.iter().map(|p| p.3).sum();
     if n_orphans > 0 {
         out.push(finding(
             Level::Warning,
@@ -382,7 +386,7 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
 
     // A counting sort by shipment, then each shipment's few events by time and code.
     let mut start = vec![0u32; n_ships + 1];
-    for &i in &ev_idx {
+    for &i in parts.iter().flat_map(|p| &p.0) {
         start[i as usize + 1] += 1;
     }
     for k in 0..n_ships {
@@ -392,13 +396,15 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
     let mut fill: Vec<u32> = start[..n_ships].to_vec();
     let mut time = vec![0i64; total];
     let mut code = vec![0u8; total];
-    for ((&i, &tv), &cv) in ev_idx.iter().zip(&ev_t).zip(&ev_code) {
-        let slot = &mut fill[i as usize];
-        time[*slot as usize] = tv;
-        code[*slot as usize] = cv;
-        *slot += 1;
+    for (pi, pt, pc, _) in parts {
+        for ((&i, &tv), &cv) in pi.iter().zip(&pt).zip(&pc) {
+            let slot = &mut fill[i as usize];
+            time[*slot as usize] = tv;
+            code[*slot as usize] = cv;
+            *slot += 1;
+        }
     }
-    drop((ev_idx, ev_t, ev_code, fill));
+    drop(fill);
     let created = shipments.column("created_at")?.as_materialized_series().to_physical_repr().into_owned();
     let created: Vec<i64> = created.i64()?.iter().map(|v| v.unwrap_or(i64::MIN)).collect();
 
