@@ -57,6 +57,28 @@ impl Events {
         (&self.time[a..b], &self.code[a..b])
     }
 
+    /// Keeps the first `n` events of shipment `i` for each `(i, n)`, `i` ascending, in place:
+    /// every kept event moves left, never over one still to be read. Shipment `k` of the result
+    /// is the `k`-th pair.
+    pub fn keep_prefixes(self, keep: impl IntoIterator<Item = (usize, usize)>) -> Events {
+        let Events { start, mut time, mut code } = self;
+        let mut new_start = vec![0u32];
+        let mut at = 0usize;
+        for (i, n) in keep {
+            let a = start[i] as usize;
+            debug_assert!(a + n <= start[i + 1] as usize && at <= a);
+            time.copy_within(a..a + n, at);
+            code.copy_within(a..a + n, at);
+            at += n;
+            new_start.push(at as u32);
+        }
+        time.truncate(at);
+        code.truncate(at);
+        time.shrink_to_fit();
+        code.shrink_to_fit();
+        Events { start: new_start, time, code }
+    }
+
     pub fn len(&self) -> usize {
         self.time.len()
     }
@@ -485,21 +507,6 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
         ));
     }
 
-    // Compact the kept events in place: each shipment's kept prefix moves left.
-    let mut at = 0usize;
-    let mut new_start = Vec::with_capacity(n_ships + 1);
-    new_start.push(0u32);
-    for k in 0..n_ships {
-        let (a, kept) = (start[k] as usize, per_ship[k].0);
-        time.copy_within(a..a + kept, at);
-        code.copy_within(a..a + kept, at);
-        at += kept;
-        new_start.push(at as u32);
-    }
-    time.truncate(at);
-    code.truncate(at);
-    time.shrink_to_fit();
-    code.shrink_to_fit();
-    let events = Events { start: new_start, time, code };
+    let events = Events { start, time, code }.keep_prefixes((0..n_ships).map(|k| (k, per_ship[k].0)));
     Ok((events, unknown))
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use polars::prelude::*;
 
 use crate::error::Result;
-use crate::validate::CleanInput;
+use crate::validate::{CleanInput, Events};
 
 /// Shipments visible at the cutoff, sorted by shipment_id, with their events in CSR form.
 pub struct Prepared {
@@ -123,42 +123,28 @@ pub fn prepare(clean: Cow<'_, CleanInput>, cutoff: i64) -> Result<Prepared> {
         (ids, keys.len())
     };
 
-    let mut ev_start = Vec::with_capacity(n + 1);
-    ev_start.push(0u32);
-    let (ev_time, ev_code) = match clean {
+    // Each visible shipment keeps the prefix of its events before the cutoff.
+    let keep: Vec<(usize, usize)> =
+        visible.iter().map(|&i| (i, clean.events.of(i).0.partition_point(|&x| x < cutoff))).collect();
+    let events = match clean {
         Cow::Borrowed(clean) => {
-            let (mut ev_time, mut ev_code) = (Vec::new(), Vec::new());
-            for &i in &visible {
+            let mut events = Events { start: Vec::with_capacity(n + 1), time: Vec::new(), code: Vec::new() };
+            events.start.push(0);
+            for &(i, k) in &keep {
                 let (t, c) = clean.events.of(i);
-                let k = t.partition_point(|&x| x < cutoff);
-                ev_time.extend_from_slice(&t[..k]);
-                ev_code.extend_from_slice(&c[..k]);
-                ev_start.push(ev_time.len() as u32);
+                events.time.extend_from_slice(&t[..k]);
+                events.code.extend_from_slice(&c[..k]);
+                events.start.push(events.time.len() as u32);
             }
-            (ev_time, ev_code)
+            events
         }
         Cow::Owned(clean) => {
             let CleanInput { shipments: all, events } = clean;
             drop(all);
-            let (start, mut time, mut code) = (events.start, events.time, events.code);
-            // Visible shipments ascend and keep a prefix of their events, so every kept event
-            // moves left, never over one still to be read.
-            let mut at = 0usize;
-            for &i in &visible {
-                let (a, b) = (start[i] as usize, start[i + 1] as usize);
-                let k = time[a..b].partition_point(|&x| x < cutoff);
-                time.copy_within(a..a + k, at);
-                code.copy_within(a..a + k, at);
-                at += k;
-                ev_start.push(at as u32);
-            }
-            time.truncate(at);
-            code.truncate(at);
-            time.shrink_to_fit();
-            code.shrink_to_fit();
-            (time, code)
+            events.keep_prefixes(keep)
         }
     };
+    let Events { start: ev_start, time: ev_time, code: ev_code } = events;
 
     Ok(Prepared {
         cutoff,
