@@ -28,8 +28,12 @@ if [ ! -x /usr/bin/time ]; then
   exit 69
 fi
 
-cargo build --release --locked --quiet
-bin="$CARGO_TARGET_DIR/release/lanewatch"
+# BENCH_BIN measures an existing binary instead of building the release one.
+bin="${BENCH_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --locked --quiet
+  bin="$CARGO_TARGET_DIR/release/lanewatch"
+fi
 as_of=2026-06-20
 
 # Prints "seconds peak_MB" from a GNU time -v log.
