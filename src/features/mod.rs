@@ -99,14 +99,12 @@ pub fn build_owned(clean: CleanInput, cfg: &Config, as_of: NaiveDate) -> Result<
 
 fn build_from(clean: std::borrow::Cow<'_, CleanInput>, cfg: &Config, as_of: NaiveDate) -> Result<FeatureSet> {
     let t0 = std::time::Instant::now();
+    let log = |step: &str| {
+        tracing::debug!(rss_mb = crate::memory::rss_mb(), step, seconds = t0.elapsed().as_secs_f64(), "features")
+    };
     let cutoff = calendar::cutoff_micros(as_of);
     let prep = prepare::prepare(clean, cutoff)?;
-    tracing::debug!(
-        rss_mb = crate::memory::rss_mb(),
-        step = "prepare",
-        seconds = t0.elapsed().as_secs_f64(),
-        "features"
-    );
+    log("prepare");
     let n = prep.len();
     let states: Vec<timeline::State> = (0..n)
         .into_par_iter()
@@ -116,12 +114,7 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, cfg: &Config, as_of: Naiv
         })
         .collect();
     let outcomes: Vec<lanes::Outcome> = (0..n).map(|i| lanes::outcome(&states[i], prep.promised[i], cutoff)).collect();
-    tracing::debug!(
-        rss_mb = crate::memory::rss_mb(),
-        step = "states",
-        seconds = t0.elapsed().as_secs_f64(),
-        "features"
-    );
+    log("states");
     // Lane statistics at the cutoff and at earlier cutoffs every `stats_every_days`, for the
     // training snapshots of the window (see `LaneTables`).
     let train_from = cutoff - cfg.features.train_window_days as i64 * MICROS_PER_DAY;
@@ -131,32 +124,17 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, cfg: &Config, as_of: Naiv
     let source =
         lanes::Source::new(&prep, &states, &outcomes, cutoffs[0] - cfg.lanes.window_days as i64 * MICROS_PER_DAY)?;
     let lane_tables = lanes::LaneTables::build(&source, cutoffs, &cfg.lanes)?;
-    tracing::debug!(
-        rss_mb = crate::memory::rss_mb(),
-        step = "lane_tables",
-        seconds = t0.elapsed().as_secs_f64(),
-        "features"
-    );
+    log("lane_tables");
     drop(source);
     crate::memory::release_free_memory();
     let lane_stats = lane_tables.latest().to_vec();
     let history = history::History::build(&prep, &states, &outcomes, &cfg.lanes, cfg.features.prior_strength);
-    tracing::debug!(
-        rss_mb = crate::memory::rss_mb(),
-        step = "history",
-        seconds = t0.elapsed().as_secs_f64(),
-        "features"
-    );
+    log("history");
     let last_day = day_index(cutoff);
     let first_day = last_day - cfg.features.train_window_days as i64 - 1;
     let series = disruption::series(&prep, &states, &cfg.lanes, first_day, last_day);
     crate::memory::release_free_memory();
-    tracing::debug!(
-        rss_mb = crate::memory::rss_mb(),
-        step = "series",
-        seconds = t0.elapsed().as_secs_f64(),
-        "features"
-    );
+    log("series");
     let holidays = Holidays::parse(&cfg.features.holidays)?;
 
     // Training snapshots: resolved shipments created inside the training window.
@@ -199,12 +177,7 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, cfg: &Config, as_of: Naiv
     let ctx = snapshot::Context::new(&prep, &states, &lane_tables, &history, &series, &holidays);
     // Training rows get features on demand (`features_of`): the model reads a sample of them.
     fill(&ctx, &mut score);
-    tracing::debug!(
-        rss_mb = crate::memory::rss_mb(),
-        step = "fill_score",
-        seconds = t0.elapsed().as_secs_f64(),
-        "features"
-    );
+    log("fill_score");
 
     Ok(FeatureSet {
         as_of,
