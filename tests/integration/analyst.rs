@@ -115,21 +115,12 @@ fn report_opens_in_chromium_with_every_plot() {
 
     // The backtest report too.
     let bt = tempfile::tempdir().unwrap();
-    let o = lanewatch(&[
+    let o = lanewatch_fast(
         "backtest",
-        "--input",
-        small_input().to_str().unwrap(),
-        "--from",
-        "2026-09-01",
-        "--to",
-        "2026-09-20",
-        "--every",
-        "5",
-        "--out",
-        bt.path().to_str().unwrap(),
-        "--config",
-        fast_config().to_str().unwrap(),
-    ]);
+        small_input(),
+        bt.path(),
+        &["--from", "2026-09-01", "--to", "2026-09-20", "--every", "5"],
+    );
     expect_code(&o, 0);
     let (dom, log) = load(&browser, &bt.path().join("backtest.html"));
     assert_clean_log(&log, "backtest.html");

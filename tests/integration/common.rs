@@ -55,6 +55,15 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs `lanewatch COMMAND --input INPUT --out OUT ARGS… --config tests/fixtures/fast.toml`.
+pub fn lanewatch_fast(command: &str, input: &Path, out: &Path, args: &[&str]) -> Output {
+    let cfg = fast_config();
+    let mut all = vec![command, "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend(["--config", cfg.to_str().unwrap()]);
+    lanewatch(&all)
+}
+
 /// Fails with the command's output when it did not exit as expected.
 pub fn expect_code(o: &Output, want: i32) {
     assert_eq!(code(o), want, "stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));

@@ -28,17 +28,7 @@ fn columns(path: &Path) -> Vec<String> {
 fn every_output_column_is_documented() {
     let doc = std::fs::read_to_string(repo().join("OUTPUTS.md")).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let o = lanewatch(&[
-        "run",
-        "--input",
-        small_input().to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-        "--as-of",
-        SMALL_AS_OF,
-        "--config",
-        fast_config().to_str().unwrap(),
-    ]);
+    let o = lanewatch_fast("run", small_input(), out.path(), &["--as-of", SMALL_AS_OF]);
     expect_code(&o, 0);
     let run = out.path().join(format!("as_of={SMALL_AS_OF}"));
     let scores = documented(&doc, "scores.parquet");
@@ -65,17 +55,7 @@ fn every_output_column_is_documented() {
         .collect();
     assert_eq!(listed, lanewatch::features::feature_names(), "FEATURES.md is out of date");
     let fdir = tempfile::tempdir().unwrap();
-    let o = lanewatch(&[
-        "features",
-        "--input",
-        small_input().to_str().unwrap(),
-        "--as-of",
-        SMALL_AS_OF,
-        "--out",
-        fdir.path().to_str().unwrap(),
-        "--config",
-        fast_config().to_str().unwrap(),
-    ]);
+    let o = lanewatch_fast("features", small_input(), fdir.path(), &["--as-of", SMALL_AS_OF]);
     expect_code(&o, 0);
     for (file, extra) in [("features.parquet", vec![]), ("training.parquet", vec!["late", "resolved_at"])] {
         let cols = columns(&fdir.path().join(file));
@@ -89,21 +69,12 @@ fn every_output_column_is_documented() {
     }
     // Backtest table.
     let bt = tempfile::tempdir().unwrap();
-    let o = lanewatch(&[
+    let o = lanewatch_fast(
         "backtest",
-        "--input",
-        small_input().to_str().unwrap(),
-        "--from",
-        "2026-09-01",
-        "--to",
-        "2026-09-15",
-        "--every",
-        "7",
-        "--out",
-        bt.path().to_str().unwrap(),
-        "--config",
-        fast_config().to_str().unwrap(),
-    ]);
+        small_input(),
+        bt.path(),
+        &["--from", "2026-09-01", "--to", "2026-09-15", "--every", "7"],
+    );
     expect_code(&o, 0);
     let allowed = documented(&doc, "Backtest (`lanewatch backtest`)");
     for c in columns(&bt.path().join("backtest.parquet")) {
@@ -135,17 +106,7 @@ fn parquet_outputs_are_flat_and_readable_by_pyarrow_duckdb_and_pandas() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let o = lanewatch(&[
-        "run",
-        "--input",
-        small_input().to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-        "--as-of",
-        SMALL_AS_OF,
-        "--config",
-        fast_config().to_str().unwrap(),
-    ]);
+    let o = lanewatch_fast("run", small_input(), out.path(), &["--as-of", SMALL_AS_OF]);
     expect_code(&o, 0);
     let run = out.path().join(format!("as_of={SMALL_AS_OF}"));
     let script = r#"

@@ -9,7 +9,7 @@ use lanewatch::config::{Config, Overrides};
 use lanewatch::evaluate;
 use lanewatch::features::{self, FeatureSet, N_FEATURES, history::History, lanes, snapshot::Context};
 use lanewatch::pipeline;
-use lanewatch::schema::{MICROS_PER_DAY, STAGES};
+use lanewatch::schema::{MICROS_PER_DAY, MILESTONES, STAGES};
 use polars::prelude::*;
 use proptest::prelude::*;
 
@@ -31,18 +31,7 @@ fn build(input: &Path, as_of: NaiveDate) -> (Config, FeatureSet) {
 /// Writes features for `input` and returns the bytes of every file written.
 fn feature_files(input: &Path, as_of: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
     let out = tempfile::tempdir().unwrap();
-    let o = lanewatch(&[
-        "features",
-        "--input",
-        input.to_str().unwrap(),
-        "--as-of",
-        as_of,
-        "--out",
-        out.path().to_str().unwrap(),
-        "--config",
-        fast_config().to_str().unwrap(),
-    ]);
-    expect_code(&o, 0);
+    expect_code(&lanewatch_fast("features", input, out.path(), &["--as-of", as_of]), 0);
     tree(out.path())
 }
 
@@ -175,21 +164,9 @@ fn random_input(dir: &Path, seed: u64, n: usize) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let start = calendar::day_start_micros(date("2026-03-01"));
-    let codes = [
-        "CREATED",
-        "PICKED_UP",
-        "ORIGIN_HUB",
-        "EXPORT_CLEARED",
-        "DEPARTED",
-        "ARRIVED",
-        "IMPORT_CLEARED",
-        "OUT_FOR_DELIVERY",
-        "DELIVERED",
-        "CUSTOMS_HOLD",
-        "DELIVERY_FAILED",
-        "RETURNED",
-        "SCAN_X",
-    ];
+    // Every milestone, some exceptions and one status outside the vocabulary.
+    let codes: Vec<&str> =
+        MILESTONES.iter().copied().chain(["CUSTOMS_HOLD", "DELIVERY_FAILED", "RETURNED", "SCAN_X"]).collect();
     let (mut id, mut seller, mut dest, mut svc, mut created, mut promised) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut eid, mut et, mut es) = (vec![], vec![], vec![]);

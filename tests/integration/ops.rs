@@ -49,6 +49,19 @@ fn set_str(df: &mut DataFrame, col: &str, f: impl Fn(usize, Option<&str>) -> Opt
     df.with_column(Column::new(col.into(), v)).unwrap();
 }
 
+fn set_f64(df: &mut DataFrame, col: &str, f: impl Fn(usize, f64) -> f64) {
+    let v: Vec<f64> =
+        df.column(col).unwrap().f64().unwrap().iter().enumerate().map(|(i, v)| f(i, v.unwrap())).collect();
+    df.with_column(Column::new(col.into(), v)).unwrap();
+}
+
+/// Rewrites a timestamp column from its µs values.
+fn set_time(df: &mut DataFrame, col: &str, f: impl Fn(usize, Option<i64>) -> Option<i64>) {
+    let t = df.column(col).unwrap().as_materialized_series().to_physical_repr().into_owned();
+    let v: Vec<Option<i64>> = t.i64().unwrap().iter().enumerate().map(|(i, v)| f(i, v)).collect();
+    df.with_column(lanewatch::io::ts_column(col, v)).unwrap();
+}
+
 fn cast(df: &mut DataFrame, col: &str, dt: DataType) {
     let c = df.column(col).unwrap().cast(&dt).unwrap();
     df.with_column(c).unwrap();
@@ -251,15 +264,7 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
                 let idx = IdxCa::from_vec("i".into(), (0..n as IdxSize).rev().collect());
                 *df = df.take(&idx).unwrap();
                 // And some milestones scanned backwards in time.
-                let t = df.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
-                let t: Vec<i64> = t
-                    .i64()
-                    .unwrap()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| v.unwrap() - if i % 11 == 0 { 5 * 86_400_000_000 } else { 0 })
-                    .collect();
-                df.with_column(lanewatch::io::ts_column_req("event_time", t)).unwrap();
+                set_time(df, "event_time", |i, v| v.map(|v| v - if i % 11 == 0 { 5 * 86_400_000_000 } else { 0 }));
             }),
             0,
             "",
@@ -267,15 +272,7 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
         (
             "events in the future",
             me(|df| {
-                let t = df.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
-                let t: Vec<i64> = t
-                    .i64()
-                    .unwrap()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| if i % 9 == 0 { 4_000_000_000_000_000 } else { v.unwrap() })
-                    .collect();
-                df.with_column(lanewatch::io::ts_column_req("event_time", t)).unwrap();
+                set_time(df, "event_time", |i, v| if i % 9 == 0 { Some(4_000_000_000_000_000) } else { v });
             }),
             0,
             "",
@@ -303,10 +300,7 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
         (
             "null event_time",
             me(|df| {
-                let t = df.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
-                let t: Vec<Option<i64>> =
-                    t.i64().unwrap().iter().enumerate().map(|(i, v)| if i == 10 { None } else { v }).collect();
-                df.with_column(lanewatch::io::ts_column("event_time", t)).unwrap();
+                set_time(df, "event_time", |i, v| if i == 10 { None } else { v });
             }),
             65,
             "event_time",
@@ -314,15 +308,7 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
         (
             "event in 1900",
             me(|df| {
-                let t = df.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
-                let t: Vec<i64> = t
-                    .i64()
-                    .unwrap()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| if i == 10 { -2_208_988_800_000_000 } else { v.unwrap() })
-                    .collect();
-                df.with_column(lanewatch::io::ts_column_req("event_time", t)).unwrap();
+                set_time(df, "event_time", |i, v| if i == 10 { Some(-2_208_988_800_000_000) } else { v });
             }),
             65,
             "event_time",
@@ -331,16 +317,7 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
         (
             "NaN weights",
             ms(|df| {
-                let w: Vec<f64> = df
-                    .column("weight_g")
-                    .unwrap()
-                    .f64()
-                    .unwrap()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| if i % 3 == 0 { f64::NAN } else { v.unwrap() })
-                    .collect();
-                df.with_column(Column::new("weight_g".into(), w)).unwrap();
+                set_f64(df, "weight_g", |i, v| if i % 3 == 0 { f64::NAN } else { v });
             }),
             0,
             "",
@@ -348,30 +325,12 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
         (
             "negative and huge weights and values",
             ms(|df| {
-                let w: Vec<f64> = df
-                    .column("weight_g")
-                    .unwrap()
-                    .f64()
-                    .unwrap()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| match i % 4 {
-                        0 => -5.0,
-                        1 => 1e300,
-                        _ => v.unwrap(),
-                    })
-                    .collect();
-                df.with_column(Column::new("weight_g".into(), w)).unwrap();
-                let v: Vec<f64> = df
-                    .column("declared_value")
-                    .unwrap()
-                    .f64()
-                    .unwrap()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| if i % 5 == 0 { f64::INFINITY } else { v.unwrap() })
-                    .collect();
-                df.with_column(Column::new("declared_value".into(), v)).unwrap();
+                set_f64(df, "weight_g", |i, v| match i % 4 {
+                    0 => -5.0,
+                    1 => 1e300,
+                    _ => v,
+                });
+                set_f64(df, "declared_value", |i, v| if i % 5 == 0 { f64::INFINITY } else { v });
             }),
             0,
             "",
@@ -380,16 +339,8 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
             "promised before created",
             ms(|df| {
                 let c = df.column("created_at").unwrap().as_materialized_series().to_physical_repr().into_owned();
-                let p = df.column("promised_at").unwrap().as_materialized_series().to_physical_repr().into_owned();
-                let p: Vec<i64> = c
-                    .i64()
-                    .unwrap()
-                    .iter()
-                    .zip(p.i64().unwrap().iter())
-                    .enumerate()
-                    .map(|(i, (c, p))| if i % 10 == 0 { c.unwrap() - 86_400_000_000 } else { p.unwrap() })
-                    .collect();
-                df.with_column(lanewatch::io::ts_column_req("promised_at", p)).unwrap();
+                let c: Vec<Option<i64>> = c.i64().unwrap().iter().collect();
+                set_time(df, "promised_at", |i, p| if i % 10 == 0 { c[i].map(|c| c - 86_400_000_000) } else { p });
             }),
             0,
             "",
@@ -397,10 +348,7 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
         (
             "null promised_at",
             ms(|df| {
-                let p = df.column("promised_at").unwrap().as_materialized_series().to_physical_repr().into_owned();
-                let p: Vec<Option<i64>> =
-                    p.i64().unwrap().iter().enumerate().map(|(i, v)| if i == 1 { None } else { v }).collect();
-                df.with_column(lanewatch::io::ts_column("promised_at", p)).unwrap();
+                set_time(df, "promised_at", |i, v| if i == 1 { None } else { v });
             }),
             65,
             "promised_at",

@@ -11,18 +11,7 @@ use crate::common::*;
 
 /// Runs the nightly job and returns the run folder.
 fn run(input: &Path, out: &Path, as_of: &str) -> PathBuf {
-    let o = lanewatch(&[
-        "run",
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        as_of,
-        "--config",
-        fast_config().to_str().unwrap(),
-    ]);
-    expect_code(&o, 0);
+    expect_code(&lanewatch_fast("run", input, out, &["--as-of", as_of]), 0);
     out.join(format!("as_of={as_of}"))
 }
 
