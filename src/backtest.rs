@@ -78,13 +78,7 @@ struct NightRow {
 }
 
 fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let pos = q * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    Some(v[lo] + (v[hi] - v[lo]) * (pos - lo as f64))
+    (!v.is_empty()).then(|| crate::features::lanes::quantile(v, q))
 }
 
 pub fn backtest(cfg: &Config, p: &BacktestParams) -> Result<BacktestSummary> {
@@ -199,7 +193,7 @@ pub fn backtest(cfg: &Config, p: &BacktestParams) -> Result<BacktestSummary> {
             alerted_decided += 1;
             if f.late {
                 tp += 1;
-                leads.push((f.promised - at) as f64 / calendar_day());
+                leads.push(crate::schema::days(f.promised - at));
             }
         }
         let recall_hits =
@@ -257,10 +251,6 @@ pub fn backtest(cfg: &Config, p: &BacktestParams) -> Result<BacktestSummary> {
     Ok(summary)
 }
 
-fn calendar_day() -> f64 {
-    crate::schema::MICROS_PER_DAY as f64
-}
-
 fn write(summary: &BacktestSummary, nights: &[NightRow], out: &Path) -> Result<()> {
     io::create_dir_all(out)?;
     let n = nights.len();
@@ -284,9 +274,7 @@ fn write(summary: &BacktestSummary, nights: &[NightRow], out: &Path) -> Result<(
             Column::new("valid_pr_auc".into(), nights.iter().map(|r| r.valid_pr_auc).collect::<Vec<_>>()),
         ],
     )?;
-    let tmp = out.join(format!(".backtest.parquet.tmp-{}", std::process::id()));
-    io::write_parquet(&mut df, &tmp)?;
-    std::fs::rename(&tmp, out.join("backtest.parquet")).map_err(|e| Error::output(out.join("backtest.parquet"), e))?;
+    io::write_parquet_atomic(&mut df, &out.join("backtest.parquet"))?;
     let mut json = serde_json::to_vec_pretty(summary).map_err(Error::internal)?;
     json.push(b'\n');
     io::write_atomic(&out.join("backtest.json"), &json)?;

@@ -7,7 +7,7 @@ use std::path::Path;
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::calendar::{self, day_index};
+use crate::calendar;
 use crate::error::{Error, Result};
 use crate::features::FeatureSet;
 use crate::features::prepare::LaneKey;
@@ -165,7 +165,7 @@ pub fn detection(
             .filter(|(day, key, s)| *key == t.key && STAGES[*s].key == t.stage && covers(t, *day))
             .map(|f| f.0)
             .min();
-        let delay = first.map(|d| (d * MICROS_PER_DAY - t.start) as f64 / MICROS_PER_DAY as f64);
+        let delay = first.map(|d| crate::schema::days(d * MICROS_PER_DAY - t.start));
         if let Some(d) = delay {
             delays.push(d);
         }
@@ -207,12 +207,6 @@ pub fn detection(
         false_flag_lanes: false_lanes,
         lanes: lanes_out,
     }
-}
-
-/// Nights (cutoff day numbers) from `from` to `to`, every `every` days.
-pub fn nights(from: chrono::NaiveDate, to: chrono::NaiveDate, every: u32) -> Vec<i64> {
-    let (a, b) = (day_index(calendar::cutoff_micros(from)), day_index(calendar::cutoff_micros(to)));
-    (a..=b).step_by(every.max(1) as usize).collect()
 }
 
 /// Discrimination at a fixed point of the process: every shipment resolved in the validation

@@ -28,6 +28,17 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<u64> {
     Ok(df.height() as u64)
 }
 
+/// Writes `df` as Parquet to `path` through a synced temporary sibling and a rename, for files
+/// written outside a run's staging folder.
+pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<u64> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let rows = write_parquet(df, &tmp)?;
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::output(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))?;
+    Ok(rows)
+}
+
 /// Writes bytes to `path` through a temporary sibling and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

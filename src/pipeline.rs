@@ -479,7 +479,7 @@ pub fn write_features(cfg: &Config, as_of: NaiveDate, out: &Path) -> Result<Feat
     let input = cfg.input_dir()?;
     let (_, clean) = t.time("validate", || load(input, cfg), |r| r.0.shipments + r.0.events)?;
     let mut fs =
-        t.time("features", || features::build(&clean, cfg, as_of), |f| (f.train.len() + f.score.len()) as u64)?;
+        t.time("features", || features::build_owned(clean, cfg, as_of), |f| (f.train.len() + f.score.len()) as u64)?;
     let n_train = fs.train.len() as u64;
     t.time("training_features", || Ok(fs.fill_training()), |_| n_train)?;
     io::create_dir_all(out)?;
@@ -488,9 +488,7 @@ pub fn write_features(cfg: &Config, as_of: NaiveDate, out: &Path) -> Result<Feat
         ("features.parquet", fs.rows_frame(&fs.score, false)?),
         ("training.parquet", fs.rows_frame(&fs.train, true)?),
     ] {
-        let tmp = out.join(format!(".{name}.tmp-{}", std::process::id()));
-        io::write_parquet(&mut df, &tmp)?;
-        std::fs::rename(&tmp, out.join(name)).map_err(|e| Error::output(out.join(name), e))?;
+        io::write_parquet_atomic(&mut df, &out.join(name))?;
     }
     Ok(fs)
 }
@@ -501,7 +499,8 @@ pub fn train(cfg: &Config, as_of: NaiveDate, model_out: &Path) -> Result<SavedMo
     let input = cfg.input_dir()?;
     let params = model_params(cfg)?;
     let (_, clean) = t.time("validate", || load(input, cfg), |r| r.0.shipments + r.0.events)?;
-    let fs = t.time("features", || features::build(&clean, cfg, as_of), |f| (f.train.len() + f.score.len()) as u64)?;
+    let fs =
+        t.time("features", || features::build_owned(clean, cfg, as_of), |f| (f.train.len() + f.score.len()) as u64)?;
     let model = t.time("train", || model::train(&fs, &params), |m| m.metrics.n_train_sampled)?;
     if let Some(parent) = model_out.parent().filter(|p| !p.as_os_str().is_empty()) {
         io::create_dir_all(parent)?;
@@ -516,14 +515,12 @@ pub fn score(cfg: &Config, as_of: NaiveDate, model_path: &Path, out: &Path) -> R
     let mut t = Timings::default();
     let input = cfg.input_dir()?;
     let (_, clean) = t.time("validate", || load(input, cfg), |r| r.0.shipments + r.0.events)?;
-    let fs = t.time("features", || features::build(&clean, cfg, as_of), |f| f.score.len() as u64)?;
+    let fs = t.time("features", || features::build_owned(clean, cfg, as_of), |f| f.score.len() as u64)?;
     let risk = model.predict(&fs.score);
     let a = alerts::build(&fs, &risk, &cfg.alerts, &Previous::default())?;
     io::create_dir_all(out)?;
     for (name, df) in [("scores.parquet", &a.scores), ("alerts.parquet", &a.alerts)] {
-        let tmp = out.join(format!(".{name}.tmp-{}", std::process::id()));
-        io::write_parquet(&mut df.clone(), &tmp)?;
-        std::fs::rename(&tmp, out.join(name)).map_err(|e| Error::output(out.join(name), e))?;
+        io::write_parquet_atomic(&mut df.clone(), &out.join(name))?;
     }
     Ok((model, a.scores.height() as u64))
 }

@@ -57,6 +57,25 @@ impl Events {
         (&self.time[a..b], &self.code[a..b])
     }
 
+    /// A copy holding the first `n` events of shipment `i` for each `(i, n)`; shipment `k` of
+    /// the result is the `k`-th pair.
+    pub fn prefixes(&self, keep: &[(usize, usize)]) -> Events {
+        let total = keep.iter().map(|k| k.1).sum();
+        let mut out = Events {
+            start: Vec::with_capacity(keep.len() + 1),
+            time: Vec::with_capacity(total),
+            code: Vec::with_capacity(total),
+        };
+        out.start.push(0);
+        for &(i, n) in keep {
+            let (t, c) = self.of(i);
+            out.time.extend_from_slice(&t[..n]);
+            out.code.extend_from_slice(&c[..n]);
+            out.start.push(out.time.len() as u32);
+        }
+        out
+    }
+
     /// Keeps the first `n` events of shipment `i` for each `(i, n)`, `i` ascending, in place:
     /// every kept event moves left, never over one still to be read. Shipment `k` of the result
     /// is the `k`-th pair.

@@ -42,8 +42,6 @@ pub struct Series {
     pub last_day: i64,
     /// [lane][stage][day - first_day]
     pub points: Vec<[Vec<Point>; N_STAGES]>,
-    /// [stage][day - first_day]: median ratio over supported lanes, at least 1.
-    pub network: Vec<Vec<f64>>,
 }
 
 impl Series {
@@ -327,7 +325,7 @@ pub fn series(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i6
     drop(spans);
     let pooled = points_of_all(&mut pooled_spans);
     drop(pooled_spans);
-    let mut series = Series { first_day, last_day, points, network: vec![] };
+    let mut series = Series { first_day, last_day, points };
     series.finish(cfg, &pooled, &parent);
     series
 }
@@ -341,7 +339,8 @@ impl Series {
         let n_days = (self.last_day - self.first_day + 1).max(0) as usize;
         let supported =
             |p: &Point| p.baseline_n >= cfg.disruption_min_recent && p.recent_n >= cfg.disruption_min_recent;
-        self.network = (0..N_STAGES)
+        // [stage][day - first_day]: median ratio over supported lanes, at least 1.
+        let network: Vec<Vec<f64>> = (0..N_STAGES)
             .map(|s| {
                 (0..n_days)
                     .map(|k| {
@@ -362,14 +361,14 @@ impl Series {
         for (l, lane) in self.points.iter_mut().enumerate() {
             for (s, days) in lane.iter_mut().enumerate() {
                 for (k, p) in days.iter_mut().enumerate() {
-                    let net = self.network[s][k];
+                    let net = network[s][k];
                     p.disrupted = p.disrupted && p.ratio / net >= cfg.disruption_ratio;
                     if p.disrupted {
                         continue;
                     }
                     let g = &pooled[parent[l] as usize][s][k];
                     let group_flag = g.disrupted && g.ratio / net >= cfg.disruption_ratio;
-                    let thin = p.baseline_n < cfg.disruption_min_recent || p.recent_n < cfg.disruption_min_recent;
+                    let thin = !supported(p);
                     if group_flag && (thin || p.ratio >= lean) {
                         *p = Point { pooled: true, ..*g };
                     }
@@ -381,12 +380,6 @@ impl Series {
                 }
             }
         }
-    }
-
-    /// Median ratio over supported lanes for `stage` on `day`, at least 1.
-    pub fn network_ratio(&self, stage: usize, day: i64) -> f64 {
-        let k = (day.clamp(self.first_day, self.last_day) - self.first_day) as usize;
-        self.network.get(stage).and_then(|v| v.get(k)).copied().unwrap_or(1.0)
     }
 }
 

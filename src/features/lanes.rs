@@ -354,7 +354,7 @@ impl Source {
 }
 
 /// Linear-interpolation quantile (position p·(n−1)) by selection; reorders `v`.
-fn quantile(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn quantile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }

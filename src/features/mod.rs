@@ -82,7 +82,7 @@ pub fn hash_str(seed: u64, s: &str) -> u64 {
     z ^ (z >> 31)
 }
 
-fn unit(h: u64) -> f64 {
+pub(crate) fn unit(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 

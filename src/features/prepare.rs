@@ -95,7 +95,6 @@ pub fn prepare(clean: Cow<'_, CleanInput>, cutoff: i64) -> Result<Prepared> {
     let idx = IdxCa::from_vec("idx".into(), visible.iter().map(|&i| i as IdxSize).collect());
     let shipments = clean.shipments.take(&idx)?;
 
-    let n = shipments.height();
     let created = micros(&shipments, "created_at")?;
     let promised = micros(&shipments, "promised_at")?;
     let weight_g: Vec<f64> = shipments.column("weight_g")?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
@@ -127,17 +126,7 @@ pub fn prepare(clean: Cow<'_, CleanInput>, cutoff: i64) -> Result<Prepared> {
     let keep: Vec<(usize, usize)> =
         visible.iter().map(|&i| (i, clean.events.of(i).0.partition_point(|&x| x < cutoff))).collect();
     let events = match clean {
-        Cow::Borrowed(clean) => {
-            let mut events = Events { start: Vec::with_capacity(n + 1), time: Vec::new(), code: Vec::new() };
-            events.start.push(0);
-            for &(i, k) in &keep {
-                let (t, c) = clean.events.of(i);
-                events.time.extend_from_slice(&t[..k]);
-                events.code.extend_from_slice(&c[..k]);
-                events.start.push(events.time.len() as u32);
-            }
-            events
-        }
+        Cow::Borrowed(clean) => clean.events.prefixes(&keep),
         Cow::Owned(clean) => {
             let CleanInput { shipments: all, events } = clean;
             drop(all);

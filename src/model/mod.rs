@@ -259,7 +259,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         let keep = p.max_valid_rows as f64 / va.len() as f64;
         va.retain(|&r| {
             let h = hash_str(p.seed ^ 0x7a11d, ids.get(rows.ship[r] as usize).unwrap_or(""));
-            ((h >> 11) as f64 / (1u64 << 53) as f64) < keep
+            crate::features::unit(h) < keep
         });
     }
     let y_tr: Vec<bool> = tr.iter().map(|&r| rows.label[r]).collect();

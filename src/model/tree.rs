@@ -47,10 +47,6 @@ impl Tree {
     pub fn predict(&self, row: &[f64]) -> f64 {
         self.nodes[leaf_of(&self.nodes, |f| row[f])].p_late
     }
-
-    pub fn leaves(&self) -> usize {
-        self.nodes.iter().filter(|n| n.left == 0).count()
-    }
 }
 
 fn leaf_of(nodes: &[Node], value: impl Fn(usize) -> f64) -> usize {
