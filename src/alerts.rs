@@ -67,6 +67,28 @@ pub struct Previous {
     pub alerts: HashMap<String, (String, String, String, i32)>,
 }
 
+impl Previous {
+    /// From an alerts frame (a run's `alerts.parquet`, or the night before in a backtest).
+    /// Rows without a shipment_id or first_alerted_on carry nothing over.
+    pub fn from_alerts(df: &DataFrame, as_of: chrono::NaiveDate) -> Result<Previous> {
+        let id = df.column("shipment_id")?.str()?;
+        let seller = df.column("seller_id")?.str()?;
+        let alert = df.column("alert")?.str()?;
+        let sev = df.column("severity")?.str()?;
+        let first = df.column("first_alerted_on")?.as_materialized_series().to_physical_repr().into_owned();
+        let first = first.i32()?;
+        let mut alerts = HashMap::with_capacity(df.height());
+        for k in 0..df.height() {
+            let (Some(i), Some(f)) = (id.get(k), first.get(k)) else {
+                continue;
+            };
+            let text = |c: &StringChunked| c.get(k).unwrap_or("").to_string();
+            alerts.insert(i.to_string(), (text(seller), text(alert), text(sev), f));
+        }
+        Ok(Previous { as_of: Some(as_of), alerts })
+    }
+}
+
 pub struct AlertOutput {
     pub scores: DataFrame,
     pub alerts: DataFrame,
@@ -373,15 +395,28 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
 fn recovered_frame(fs: &FeatureSet, prev: &Previous, kept: &[Alert], ship_ids: &StringChunked) -> Result<DataFrame> {
     let alerted: std::collections::HashSet<&str> =
         kept.iter().map(|a| ship_ids.get(fs.score.ship[a.row] as usize).unwrap_or("")).collect();
-    let index: HashMap<&str, usize> = ship_ids.iter().enumerate().map(|(i, id)| (id.unwrap_or(""), i)).collect();
+    // Shipment ids are unique and sorted (validation sorts them), so the few previously
+    // alerted ids are found by binary search rather than by indexing every shipment.
+    let find = |id: &str| -> Option<usize> {
+        let (mut lo, mut hi) = (0usize, ship_ids.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match ship_ids.get(mid).unwrap_or("").cmp(id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    };
     let mut ids: Vec<&String> = prev.alerts.keys().filter(|id| !alerted.contains(id.as_str())).collect();
     ids.sort();
     let (mut sid, mut seller, mut prev_alert, mut prev_sev, mut first, mut why, mut status, mut delivered) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for id in ids {
         let (s, a, sev, f) = &prev.alerts[id];
-        let (reason, st_name, dlv) = match index.get(id.as_str()) {
-            Some(&i) => {
+        let (reason, st_name, dlv) = match find(id) {
+            Some(i) => {
                 let st = &fs.states[i];
                 if st.delivered != super::features::timeline::NONE {
                     ("delivered", schema::status_name(schema::DELIVERED), Some(st.delivered))

@@ -147,24 +147,7 @@ pub fn backtest(cfg: &Config, p: &BacktestParams) -> Result<BacktestSummary> {
         lane_nights += fs.prep.lanes.len() as u64;
 
         // The next night carries first_alerted_on from this one, as the nightly job does.
-        let mut map = HashMap::with_capacity(a.height());
-        let (sev, first) = (
-            a.column("severity")?.str()?,
-            a.column("first_alerted_on")?.as_materialized_series().to_physical_repr().into_owned(),
-        );
-        let first = first.i32()?;
-        for k in 0..a.height() {
-            map.insert(
-                aid.get(k).unwrap_or("").to_string(),
-                (
-                    seller.get(k).unwrap_or("").to_string(),
-                    kind.get(k).unwrap_or("").to_string(),
-                    sev.get(k).unwrap_or("").to_string(),
-                    first.get(k).unwrap_or(0),
-                ),
-            );
-        }
-        prev = Previous { as_of: Some(d), alerts: map };
+        prev = Previous::from_alerts(a, d)?;
 
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(as_of = %d, scored = fs.score.len(), alerts = a.height(), seconds = format!("{seconds:.2}"), "backtest night");

@@ -163,28 +163,7 @@ pub fn previous_alerts(out: &Path, as_of: NaiveDate) -> (Previous, Option<String
                 "first_alerted_on".into(),
             ]))
             .finish()?;
-        let id = df.column("shipment_id")?.str()?;
-        let seller = df.column("seller_id")?.str()?;
-        let alert = df.column("alert")?.str()?;
-        let sev = df.column("severity")?.str()?;
-        let first = df.column("first_alerted_on")?.as_materialized_series().to_physical_repr().into_owned();
-        let first = first.i32()?;
-        let mut map = std::collections::HashMap::with_capacity(df.height());
-        for k in 0..df.height() {
-            let (Some(i), Some(f)) = (id.get(k), first.get(k)) else {
-                continue;
-            };
-            map.insert(
-                i.to_string(),
-                (
-                    seller.get(k).unwrap_or("").to_string(),
-                    alert.get(k).unwrap_or("").to_string(),
-                    sev.get(k).unwrap_or("").to_string(),
-                    f,
-                ),
-            );
-        }
-        Ok(Previous { as_of: Some(date), alerts: map })
+        Previous::from_alerts(&df, date)
     };
     match read() {
         Ok(p) => (p, None),
