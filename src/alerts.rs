@@ -115,7 +115,7 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
     let i = fs.score.ship[r] as usize;
     let p = &fs.prep;
     let lane_id = p.lane[i] as usize;
-    let lane = &fs.lanes[lane_id];
+    let lane = &fs.lanes()[lane_id];
     let lane_key = &p.lanes[lane_id];
     let stage = &STAGES[e.stage];
     let day = day_index(fs.cutoff);

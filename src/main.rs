@@ -271,7 +271,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             println!(
                 "features as of {}: {} lanes, {} scoring rows, {} training rows → {}",
                 fs.as_of,
-                fs.lanes.len(),
+                fs.lanes().len(),
                 fs.score.len(),
                 fs.train.len(),
                 out.display()

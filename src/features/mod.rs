@@ -58,8 +58,6 @@ pub struct FeatureSet {
     pub prep: prepare::Prepared,
     pub states: Vec<timeline::State>,
     pub outcomes: Vec<lanes::Outcome>,
-    /// Lane statistics as of the cutoff.
-    pub lanes: Vec<lanes::LaneStats>,
     /// Lane statistics as of the cutoff and earlier cutoffs, for training snapshots.
     pub lane_tables: lanes::LaneTables,
     pub series: disruption::Series,
@@ -127,7 +125,6 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, cfg: &Config, as_of: Naiv
     log("lane_tables");
     drop(source);
     crate::memory::release_free_memory();
-    let lane_stats = lane_tables.latest().to_vec();
     let history = history::History::build(&prep, &states, &outcomes, &cfg.lanes, cfg.features.prior_strength);
     log("history");
     let last_day = day_index(cutoff);
@@ -179,20 +176,7 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, cfg: &Config, as_of: Naiv
     fill(&ctx, &mut score);
     log("fill_score");
 
-    Ok(FeatureSet {
-        as_of,
-        cutoff,
-        prep,
-        states,
-        outcomes,
-        lanes: lane_stats,
-        lane_tables,
-        series,
-        history,
-        train,
-        score,
-        holidays,
-    })
+    Ok(FeatureSet { as_of, cutoff, prep, states, outcomes, lane_tables, series, history, train, score, holidays })
 }
 
 fn fill(ctx: &snapshot::Context, rows: &mut Rows) {
@@ -258,28 +242,28 @@ impl FeatureSet {
             Column::new("origin".into(), p.lanes.iter().map(|l| l.origin.as_str()).collect::<Vec<_>>()),
             Column::new("destination".into(), p.lanes.iter().map(|l| l.destination.as_str()).collect::<Vec<_>>()),
             Column::new("service".into(), p.lanes.iter().map(|l| l.service.as_str()).collect::<Vec<_>>()),
-            Column::new("shipments".into(), self.lanes.iter().map(|l| l.shipments as i64).collect::<Vec<_>>()),
-            Column::new("delivered".into(), self.lanes.iter().map(|l| l.delivered as i64).collect::<Vec<_>>()),
-            Column::new("late".into(), self.lanes.iter().map(|l| l.late as i64).collect::<Vec<_>>()),
+            Column::new("shipments".into(), self.lanes().iter().map(|l| l.shipments as i64).collect::<Vec<_>>()),
+            Column::new("delivered".into(), self.lanes().iter().map(|l| l.delivered as i64).collect::<Vec<_>>()),
+            Column::new("late".into(), self.lanes().iter().map(|l| l.late as i64).collect::<Vec<_>>()),
             Column::new("in_flight".into(), in_flight.iter().map(|&v| v as i64).collect::<Vec<_>>()),
-            Column::new("on_time_rate".into(), f(&|l| self.lanes[l].on_time_rate)),
-            Column::new("fallback_level".into(), self.lanes.iter().map(|l| l.level.name()).collect::<Vec<_>>()),
+            Column::new("on_time_rate".into(), f(&|l| self.lanes()[l].on_time_rate)),
+            Column::new("fallback_level".into(), self.lanes().iter().map(|l| l.level.name()).collect::<Vec<_>>()),
         ];
         for (q, name) in [(0, "p50"), (1, "p90"), (2, "p95")] {
             cols.push(Column::new(
                 format!("transit_{name}_days").into(),
-                f(&|l| self.lanes[l].v[lanes::Q_TRANSIT + q]),
+                f(&|l| self.lanes()[l].v[lanes::Q_TRANSIT + q]),
             ));
         }
         for (q, name) in [(0, "p50"), (1, "p90"), (2, "p95")] {
             cols.push(Column::new(
                 format!("transit_from_scan_{name}_days").into(),
-                f(&|l| self.lanes[l].v[lanes::Q_TRANSIT_SCAN + q]),
+                f(&|l| self.lanes()[l].v[lanes::Q_TRANSIT_SCAN + q]),
             ));
         }
         for (s, st) in STAGES.iter().enumerate() {
-            cols.push(Column::new(format!("{}_p50_days", st.key).into(), f(&|l| self.lanes[l].dwell_p50(s))));
-            cols.push(Column::new(format!("{}_p90_days", st.key).into(), f(&|l| self.lanes[l].dwell_p90(s))));
+            cols.push(Column::new(format!("{}_p50_days", st.key).into(), f(&|l| self.lanes()[l].dwell_p50(s))));
+            cols.push(Column::new(format!("{}_p90_days", st.key).into(), f(&|l| self.lanes()[l].dwell_p90(s))));
         }
         for (s, st) in STAGES.iter().enumerate() {
             let pts: Vec<&disruption::Point> = (0..n).map(|l| self.series.at(l, s, day)).collect();
@@ -313,6 +297,11 @@ impl FeatureSet {
     }
 
     /// The disrupted stage of lane `l` with the highest ratio as of cutoff day `day`.
+    /// Lane statistics as of the cutoff.
+    pub fn lanes(&self) -> &[lanes::LaneStats] {
+        self.lane_tables.latest()
+    }
+
     pub fn worst_disrupted_stage(&self, l: usize, day: i64) -> Option<usize> {
         (0..N_STAGES).filter(|&s| self.series.at(l, s, day).disrupted).max_by(|&a, &b| {
             self.series.at(l, a, day).ratio.total_cmp(&self.series.at(l, b, day).ratio).then(b.cmp(&a))
