@@ -1,13 +1,76 @@
-//! Dates and the shipping calendar: the as-of cutoff, business days and peak days.
+//! Dates and the shipping calendar: the night and its knowledge cutoff, business days and peak
+//! days.
 
 use chrono::{Datelike, NaiveDate, Weekday};
 
 use crate::error::{Error, Result};
 use crate::schema::MICROS_PER_DAY;
 
-/// The knowledge cutoff of a nightly run for `as_of`: the next midnight, UTC, in µs.
-pub fn cutoff_micros(as_of: NaiveDate) -> i64 {
-    day_start_micros(as_of) + MICROS_PER_DAY
+/// One nightly run: the night at the end of day `as_of`. Its knowledge cutoff C is the next
+/// midnight, UTC; everything at or after C is invisible to it.
+///
+/// Two day numbers (days since 1970-01-01) describe a night and are easy to mix up, so every
+/// conversion between them lives here: the *cutoff day* (C's day, `as_of` + 1), which daily
+/// series are indexed by, and the *as-of day*, which the Date columns of the outputs hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Night {
+    as_of: NaiveDate,
+}
+
+impl Night {
+    pub fn new(as_of: NaiveDate) -> Night {
+        Night { as_of }
+    }
+
+    /// The night whose cutoff is the start of day number `cutoff_day`.
+    pub fn of_cutoff_day(cutoff_day: i64) -> Night {
+        Night { as_of: date_of_day(cutoff_day - 1) }
+    }
+
+    pub fn as_of(self) -> NaiveDate {
+        self.as_of
+    }
+
+    /// The knowledge cutoff C in µs since the epoch, UTC.
+    pub fn cutoff(self) -> i64 {
+        day_start_micros(self.as_of) + MICROS_PER_DAY
+    }
+
+    /// Day number of C: the index of this night in daily series.
+    pub fn cutoff_day(self) -> i64 {
+        day_index(self.cutoff())
+    }
+
+    /// Day number of the as-of date, as Date columns store it.
+    pub fn as_of_day(self) -> i32 {
+        (self.cutoff_day() - 1) as i32
+    }
+
+    /// C as RFC 3339 (`2026-11-15T00:00:00+00:00`).
+    pub fn cutoff_rfc3339(self) -> String {
+        (self.as_of + chrono::Days::new(1)).and_hms_opt(0, 0, 0).expect("midnight").and_utc().to_rfc3339()
+    }
+
+    /// The night `days` later.
+    pub fn after(self, days: u64) -> Night {
+        Night { as_of: self.as_of + chrono::Days::new(days) }
+    }
+}
+
+impl std::fmt::Display for Night {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_of.fmt(f)
+    }
+}
+
+/// The as-of date of the night whose cutoff day is `cutoff_day` (for dates a series reports).
+pub fn as_of_of_cutoff_day(cutoff_day: i64) -> NaiveDate {
+    Night::of_cutoff_day(cutoff_day).as_of()
+}
+
+/// The as-of day number (a Date column value) of the night whose cutoff day is `cutoff_day`.
+pub fn as_of_day_of_cutoff_day(cutoff_day: i64) -> i32 {
+    (cutoff_day - 1) as i32
 }
 
 pub fn day_start_micros(d: NaiveDate) -> i64 {
@@ -95,6 +158,51 @@ pub fn black_friday(year: i32) -> NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn night_cutoff_is_the_next_utc_midnight() {
+        let n = Night::new(ymd(2026, 11, 14));
+        assert_eq!(n.cutoff(), day_start_micros(ymd(2026, 11, 15)));
+        assert_eq!(n.cutoff_rfc3339(), "2026-11-15T00:00:00+00:00");
+        assert_eq!(n.cutoff_day(), day_index(day_start_micros(ymd(2026, 11, 15))));
+        assert_eq!(n.as_of_day() as i64, n.cutoff_day() - 1);
+        assert_eq!(date_of_day(n.as_of_day() as i64), ymd(2026, 11, 14));
+        assert_eq!(n.to_string(), "2026-11-14");
+    }
+
+    #[test]
+    fn night_edges_last_microsecond_and_leap_days() {
+        // The last microsecond before C belongs to the night; C itself to the next one.
+        let n = Night::new(ymd(2028, 2, 28));
+        assert_eq!(day_index(n.cutoff() - 1), n.as_of_day() as i64);
+        assert_eq!(day_index(n.cutoff()), n.cutoff_day());
+        // Leap day: the night of Feb 28 cuts off at Feb 29, the night of Feb 29 at Mar 1.
+        assert_eq!(date_of_day(n.cutoff_day()), ymd(2028, 2, 29));
+        assert_eq!(date_of_day(n.after(1).cutoff_day()), ymd(2028, 3, 1));
+        assert_eq!(Night::new(ymd(2026, 12, 31)).cutoff_rfc3339(), "2027-01-01T00:00:00+00:00");
+        // Round trip through the cutoff day, including before the epoch.
+        for as_of in [ymd(2028, 2, 29), ymd(1969, 12, 31), ymd(1970, 1, 1), ymd(2026, 3, 29)] {
+            let n = Night::new(as_of);
+            assert_eq!(Night::of_cutoff_day(n.cutoff_day()), n);
+            assert_eq!(as_of_of_cutoff_day(n.cutoff_day()), as_of);
+            assert_eq!(as_of_day_of_cutoff_day(n.cutoff_day()), n.as_of_day());
+        }
+    }
+
+    #[test]
+    fn night_cutoff_ignores_time_zones_of_the_input() {
+        // A scan at 23:30 in UTC−03:00 on the as-of day is 02:30 UTC the next day: after C.
+        let n = Night::new(ymd(2026, 11, 14));
+        let local_2330_minus3 = day_start_micros(ymd(2026, 11, 14)) + (23 * 60 + 30 + 180) * 60_000_000;
+        assert!(local_2330_minus3 >= n.cutoff());
+        // 23:30 in UTC+05:30 is 18:00 UTC: before C.
+        let local_2330_plus530 = day_start_micros(ymd(2026, 11, 14)) + (23 * 60 + 30 - 330) * 60_000_000;
+        assert!(local_2330_plus530 < n.cutoff());
+    }
 
     #[test]
     fn black_friday_dates() {

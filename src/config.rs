@@ -104,7 +104,7 @@ pub struct FeatureConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Any of `logistic`, `tree`, `forest`.
+    /// Any of `logistic`, `tree`, `forest` (checked into `model::Candidate` by `Settings`).
     pub candidates: Vec<String>,
     /// The most recent days of resolutions form the validation window.
     pub holdout_days: u32,
@@ -190,7 +190,7 @@ impl Default for FeatureConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
-            candidates: vec!["logistic".into(), "tree".into(), "forest".into()],
+            candidates: ["logistic", "tree", "forest"].iter().map(|s| s.to_string()).collect(),
             holdout_days: 21,
             max_train_rows: 20_000,
             max_valid_rows: 100_000,
@@ -231,6 +231,10 @@ pub struct Overrides {
     pub out: Option<PathBuf>,
     pub as_of: Option<String>,
     pub seed: Option<u64>,
+    /// `backtest --from/--to/--every`.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub every: Option<u32>,
 }
 
 impl Config {
@@ -261,18 +265,30 @@ impl Config {
             };
             set_path(&mut value, &path, parse_scalar(raw), key)?;
         }
-        let mut set = |name: &str, v: toml::Value| set_path(&mut value, &["pipeline".into(), name.into()], v, name);
+        let mut set = |section: &str, name: &str, v: toml::Value| {
+            set_path(&mut value, &[section.into(), name.into()], v, &format!("--{}", name.replace('_', "-")))
+        };
+        let text = |s: &str| toml::Value::String(s.to_string());
         if let Some(p) = &cli.input {
-            set("input", toml::Value::String(p.to_string_lossy().into_owned()))?;
+            set("pipeline", "input", text(&p.to_string_lossy()))?;
         }
         if let Some(p) = &cli.out {
-            set("out", toml::Value::String(p.to_string_lossy().into_owned()))?;
+            set("pipeline", "out", text(&p.to_string_lossy()))?;
         }
         if let Some(a) = &cli.as_of {
-            set("as_of", toml::Value::String(a.clone()))?;
+            set("pipeline", "as_of", text(a))?;
         }
         if let Some(s) = cli.seed {
-            set("seed", toml::Value::Integer(s as i64))?;
+            set("pipeline", "seed", toml::Value::Integer(s as i64))?;
+        }
+        if let Some(f) = &cli.from {
+            set("backtest", "from", text(f))?;
+        }
+        if let Some(t) = &cli.to {
+            set("backtest", "to", text(t))?;
+        }
+        if let Some(e) = cli.every {
+            set("backtest", "every", toml::Value::Integer(e as i64))?;
         }
         let config: Config = value
             .try_into()
@@ -303,24 +319,10 @@ impl Config {
         if !(self.features.prior_strength >= 0.0) {
             return bad("features.prior_strength must be non-negative".into());
         }
-        crate::calendar::Holidays::parse(&self.features.holidays)?;
-        let m = &self.model;
-        if m.candidates.is_empty() {
-            return bad("model.candidates is empty".into());
-        }
-        for c in &m.candidates {
-            if !["logistic", "tree", "forest"].contains(&c.as_str()) {
-                return bad(format!("model.candidates: unknown model {c:?} (logistic, tree, forest)"));
-            }
-        }
-        if !(m.alert_budget_fraction > 0.0 && m.alert_budget_fraction <= 1.0) {
-            return bad("model.alert_budget_fraction must be in (0, 1]".into());
-        }
-        if m.holdout_days == 0 || m.holdout_days >= self.features.train_window_days {
-            return bad("model.holdout_days must be at least 1 and below features.train_window_days".into());
-        }
-        if m.calibration_bins < 2 || m.calibration_bins > 100 {
-            return bad("model.calibration_bins must be in 2..=100".into());
+        // The model's own ranges are checked by `ModelParams::check`; this is the one check
+        // that spans two sections.
+        if self.model.holdout_days >= self.features.train_window_days {
+            return bad("model.holdout_days must be below features.train_window_days".into());
         }
         let a = &self.alerts;
         for (name, v) in
@@ -358,29 +360,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// The as-of date: explicit, or `yesterday` by the UTC wall clock.
-    pub fn as_of(&self) -> Result<NaiveDate> {
-        match self.pipeline.as_of.as_deref() {
-            None => Err(Error::Config("as_of is not set (use --as-of YYYY-MM-DD or pipeline.as_of)".into())),
-            Some("yesterday") => Ok(chrono::Utc::now().date_naive().pred_opt().expect("date range")),
-            Some(s) => parse_date(s),
-        }
-    }
-
-    pub fn input_dir(&self) -> Result<&Path> {
-        self.pipeline
-            .input
-            .as_deref()
-            .ok_or_else(|| Error::Config("input is not set (use --input DIR or pipeline.input)".into()))
-    }
-
-    pub fn out_dir(&self) -> Result<&Path> {
-        self.pipeline
-            .out
-            .as_deref()
-            .ok_or_else(|| Error::Config("out is not set (use --out DIR or pipeline.out)".into()))
     }
 }
 
@@ -498,7 +477,7 @@ mod tests {
         assert_eq!(c.alerts.medium_risk, AlertConfig::default().medium_risk);
         let c = Config::load(Some(&p), &env, &Overrides { seed: Some(3), ..Default::default() }).unwrap();
         assert_eq!(c.pipeline.seed, 3);
-        assert_eq!(c.as_of().unwrap(), NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
+        assert_eq!(c.pipeline.as_of.as_deref(), Some("2026-01-01"));
     }
 
     #[test]
@@ -511,8 +490,6 @@ mod tests {
     #[test]
     fn bad_values_are_config_errors() {
         let env = vec![("LANEWATCH_ALERTS__RISK_THRESHOLD".to_string(), "1.5".to_string())];
-        assert_eq!(Config::load(None, &env, &Overrides::default()).unwrap_err().exit_code(), 78);
-        let env = vec![("LANEWATCH_MODEL__CANDIDATES".to_string(), "[\"svm\"]".to_string())];
         assert_eq!(Config::load(None, &env, &Overrides::default()).unwrap_err().exit_code(), 78);
         let env = vec![("LANEWATCH_INPUT__NAIVE_TIMEZONE".to_string(), "Mars/Olympus".to_string())];
         assert_eq!(Config::load(None, &env, &Overrides::default()).unwrap_err().exit_code(), 78);

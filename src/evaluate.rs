@@ -1,18 +1,222 @@
 //! Scoring lanewatch against later outcomes: alert precision, recall and lead time from the
-//! input's own later events, and lane-disruption detection against `disruptions.parquet`.
+//! input's own later events (`Backtest`, fed one replayed night at a time), and lane-disruption
+//! detection against `disruptions.parquet`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::calendar;
+use crate::alerts::{AlertKind, AlertOutput};
+use crate::calendar::{self, Night};
 use crate::error::{Error, Result};
 use crate::features::FeatureSet;
 use crate::features::prepare::LaneKey;
+use crate::model::SavedModel;
 use crate::schema::{MICROS_PER_DAY, STAGES};
 use crate::validate::CleanInput;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KindScore {
+    /// Distinct shipments that got this alert on some night.
+    pub alerted: u64,
+    /// Of those, with a decided outcome, the share that ended late.
+    pub precision: f64,
+    /// Of the late shipments that were in flight before their promise on some night, the share alerted.
+    pub recall: f64,
+    /// Days from the first alert of this kind to the promise, over alerted shipments that ended late.
+    pub lead_days_median: Option<f64>,
+    pub lead_days_p10: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fatigue {
+    /// Alerts per seller per night, over (seller, night) pairs with at least one alert.
+    pub mean_per_alerted_seller_night: f64,
+    pub p95_per_alerted_seller_night: f64,
+    pub max_per_seller_night: u64,
+    /// Alerts per seller per night over every seller with parcels in flight that night.
+    pub mean_per_active_seller_night: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BacktestSummary {
+    pub from: String,
+    pub to: String,
+    pub every_days: u32,
+    pub nights: u64,
+    pub population: u64,
+    pub population_late: u64,
+    pub kinds: BTreeMap<String, KindScore>,
+    pub any_alert: KindScore,
+    /// Share of shipments never delivered that got a `stalled` alert.
+    pub stalled_recall_of_undelivered: Option<f64>,
+    pub fatigue: Fatigue,
+    pub disruption_detection: Option<DetectionReport>,
+    pub out: PathBuf,
+}
+
+/// One replayed night, as `backtest.parquet` records it.
+#[derive(Debug, Clone)]
+pub struct NightRow {
+    pub night: Night,
+    pub scored: u64,
+    pub alerts: BTreeMap<AlertKind, u64>,
+    pub disrupted_lanes: u64,
+    pub model: String,
+    pub valid_pr_auc: f64,
+    pub seconds: f64,
+}
+
+fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
+    (!v.is_empty()).then(|| crate::features::lanes::quantile(v, q))
+}
+
+/// Replayed nights, accumulated: each night's alerts and in-flight population, scored at the end
+/// against the final outcomes.
+#[derive(Default)]
+pub struct Backtest {
+    pub nights: Vec<NightRow>,
+    /// shipment_id → first night (cutoff µs) per alert kind
+    first_alert: HashMap<String, BTreeMap<AlertKind, i64>>,
+    /// shipments in flight before their promise on some night
+    population: HashSet<String>,
+    per_seller_night: Vec<u64>,
+    active_seller_nights: u64,
+    flags: Vec<(i64, LaneKey, usize)>,
+    lane_nights: u64,
+}
+
+impl Backtest {
+    /// Adds one night's features, model and alerts.
+    pub fn add(&mut self, fs: &FeatureSet, model: &SavedModel, alerts: &AlertOutput, seconds: f64) -> Result<()> {
+        let cutoff = fs.cutoff();
+        let p = &fs.prep;
+        let ids = p.shipments.column("shipment_id")?.str()?;
+        let mut active = HashSet::new();
+        for &i in &fs.score.ship {
+            active.insert(p.seller[i as usize]);
+            if p.promised[i as usize] > cutoff {
+                self.population.insert(ids.get(i as usize).unwrap_or("").to_string());
+            }
+        }
+        self.active_seller_nights += active.len() as u64;
+        let mut counts: BTreeMap<AlertKind, u64> = BTreeMap::new();
+        let mut by_seller: HashMap<u32, u64> = HashMap::new();
+        for a in &alerts.alerts {
+            *counts.entry(a.kind).or_insert(0) += 1;
+            *by_seller.entry(p.seller[a.ship as usize]).or_insert(0) += 1;
+            self.first_alert
+                .entry(ids.get(a.ship as usize).unwrap_or("").to_string())
+                .or_default()
+                .entry(a.kind)
+                .or_insert(cutoff);
+        }
+        self.per_seller_night.extend(by_seller.values().copied());
+        let day = fs.night().cutoff_day();
+        let disrupted = fs.disrupted_lanes().iter().filter(|d| d.is_some()).count() as u64;
+        self.flags.extend(flags_from_series(fs, &[day]));
+        self.lane_nights += p.lanes.len() as u64;
+        self.nights.push(NightRow {
+            night: fs.night(),
+            scored: fs.score.len() as u64,
+            alerts: counts,
+            disrupted_lanes: disrupted,
+            model: model.kind.clone(),
+            valid_pr_auc: model.metrics.model.as_ref().map(|e| e.pr_auc).unwrap_or(f64::NAN),
+            seconds,
+        });
+        Ok(())
+    }
+
+    /// Scores the accumulated nights against `finals` (and `truth`, when the input has it).
+    pub fn finish(
+        &self,
+        from: Night,
+        to: Night,
+        every: u32,
+        finals: &HashMap<String, Final>,
+        truth: Option<&[TrueDisruption]>,
+        out: PathBuf,
+    ) -> BacktestSummary {
+        let decided: Vec<(&String, &Final)> = self
+            .population
+            .iter()
+            .filter_map(|id| finals.get(id).map(|f| (id, f)))
+            .filter(|(_, f)| f.decided)
+            .collect();
+        let late_total = decided.iter().filter(|(_, f)| f.late).count() as u64;
+        let score_kind = |pick: &dyn Fn(&BTreeMap<AlertKind, i64>) -> Option<i64>| -> KindScore {
+            let (mut alerted, mut alerted_decided, mut tp) = (0u64, 0u64, 0u64);
+            let mut leads = Vec::new();
+            for (id, kinds) in &self.first_alert {
+                let Some(at) = pick(kinds) else { continue };
+                alerted += 1;
+                let Some(f) = finals.get(id).filter(|f| f.decided) else { continue };
+                alerted_decided += 1;
+                if f.late {
+                    tp += 1;
+                    leads.push(crate::schema::days(f.promised - at));
+                }
+            }
+            let recall_hits = decided
+                .iter()
+                .filter(|(id, f)| f.late && self.first_alert.get(*id).and_then(|k| pick(k)).is_some())
+                .count() as u64;
+            let lead_median = quantile(&mut leads, 0.5);
+            let lead_p10 = quantile(&mut leads, 0.1);
+            KindScore {
+                alerted,
+                precision: if alerted_decided == 0 { f64::NAN } else { tp as f64 / alerted_decided as f64 },
+                recall: if late_total == 0 { f64::NAN } else { recall_hits as f64 / late_total as f64 },
+                lead_days_median: lead_median,
+                lead_days_p10: lead_p10,
+            }
+        };
+        let mut kinds = BTreeMap::new();
+        for k in [AlertKind::AtRisk, AlertKind::Stalled, AlertKind::Late] {
+            kinds.insert(k.name().to_string(), score_kind(&|m: &BTreeMap<AlertKind, i64>| m.get(&k).copied()));
+        }
+        let any_alert = score_kind(&|m: &BTreeMap<AlertKind, i64>| m.values().copied().min());
+        let undelivered: Vec<&String> =
+            decided.iter().filter(|(_, f)| f.delivered.is_none()).map(|(id, _)| *id).collect();
+        let stalled_recall = (!undelivered.is_empty()).then(|| {
+            undelivered
+                .iter()
+                .filter(|id| self.first_alert.get(**id).is_some_and(|k| k.contains_key(&AlertKind::Stalled)))
+                .count() as f64
+                / undelivered.len() as f64
+        });
+        let mut psn: Vec<f64> = self.per_seller_night.iter().map(|&v| v as f64).collect();
+        let total_alerts: u64 = self.per_seller_night.iter().sum();
+        let fatigue = Fatigue {
+            mean_per_alerted_seller_night: if psn.is_empty() { 0.0 } else { total_alerts as f64 / psn.len() as f64 },
+            p95_per_alerted_seller_night: quantile(&mut psn, 0.95).unwrap_or(0.0),
+            max_per_seller_night: self.per_seller_night.iter().copied().max().unwrap_or(0),
+            mean_per_active_seller_night: if self.active_seller_nights == 0 {
+                0.0
+            } else {
+                total_alerts as f64 / self.active_seller_nights as f64
+            },
+        };
+        let detection = truth.map(|t| detection(&self.flags, self.nights.len() as u64, self.lane_nights, t, 7));
+        BacktestSummary {
+            from: from.to_string(),
+            to: to.to_string(),
+            every_days: every,
+            nights: self.nights.len() as u64,
+            population: decided.len() as u64,
+            population_late: late_total,
+            kinds,
+            any_alert,
+            stalled_recall_of_undelivered: stalled_recall,
+            fatigue,
+            disruption_detection: detection,
+            out,
+        }
+    }
+}
 
 /// Final outcome of a shipment from all the data there is (no cutoff).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,7 +381,7 @@ pub fn detection(
             start: calendar::date_of_micros(t.start).to_string(),
             end: calendar::date_of_micros(t.end).to_string(),
             detected: first.is_some(),
-            first_flagged_night: first.map(|d| calendar::date_of_day(d - 1).to_string()),
+            first_flagged_night: first.map(|d| calendar::as_of_of_cutoff_day(d).to_string()),
             delay_days: delay,
         });
     }
@@ -212,12 +416,7 @@ pub fn detection(
 /// Discrimination at a fixed point of the process: every shipment resolved in the validation
 /// window (resolved at or after `from`) is scored once, at created + `fraction` × its promise
 /// horizon, if it was still in flight then. Returns (ROC-AUC, rows, late rows).
-pub fn auc_at_fraction(
-    fs: &FeatureSet,
-    model: &crate::model::SavedModel,
-    from: i64,
-    fraction: f64,
-) -> (f64, usize, usize) {
+pub fn auc_at_fraction(fs: &FeatureSet, model: &SavedModel, from: i64, fraction: f64) -> (f64, usize, usize) {
     let p = &fs.prep;
     let mut pairs = Vec::new();
     let mut labels = Vec::new();
@@ -228,7 +427,7 @@ pub fn auc_at_fraction(
         }
         let t = p.created[i] + ((p.promised[i] - p.created[i]) as f64 * fraction) as i64;
         let end = fs.states[i].terminal_at();
-        if t >= fs.cutoff || (end != crate::features::timeline::NONE && end <= t) {
+        if t >= fs.cutoff() || (end != crate::features::timeline::NONE && end <= t) {
             continue;
         }
         pairs.push((i as u32, t));

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::InputConfig;
 use crate::error::{Error, Result};
-use crate::schema::{ColumnSpec, Kind, Table};
+use crate::schema::{ColumnSpec, Table, ValueKind};
 
 /// One problem found in the input. Errors stop a run; warnings are reported and the data used.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -231,21 +231,21 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
             };
             let dt = field.data_type();
             let conv = match (spec.kind, dt) {
-                (Kind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => Some(Convert::Keep),
-                (Kind::Str, ArrowType::Dictionary(_, v))
+                (ValueKind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => Some(Convert::Keep),
+                (ValueKind::Str, ArrowType::Dictionary(_, v))
                     if matches!(v.as_ref(), ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) =>
                 {
                     Some(Convert::ToString)
                 }
-                (Kind::Float, ArrowType::Float64) => Some(Convert::Keep),
-                (Kind::Float, t)
+                (ValueKind::Float, ArrowType::Float64) => Some(Convert::Keep),
+                (ValueKind::Float, t)
                     if t.is_numeric()
                         && !matches!(t, ArrowType::Decimal128(..) | ArrowType::Decimal256(..) | ArrowType::Float16) =>
                 {
                     Some(Convert::ToF64)
                 }
-                (Kind::Bool, ArrowType::Boolean) => Some(Convert::Keep),
-                (Kind::Timestamp, ArrowType::Timestamp(unit, tz)) => match tz {
+                (ValueKind::Bool, ArrowType::Boolean) => Some(Convert::Keep),
+                (ValueKind::Timestamp, ArrowType::Timestamp(unit, tz)) => match tz {
                     None if naive_tz.is_empty() => {
                         findings.push(err(
                             spec.name,
@@ -345,12 +345,12 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
     Ok(ReadTable { df, files, findings })
 }
 
-pub fn canonical_dtype(kind: Kind) -> DataType {
+pub fn canonical_dtype(kind: ValueKind) -> DataType {
     match kind {
-        Kind::Str => DataType::String,
-        Kind::Timestamp => crate::io::utc_dtype(),
-        Kind::Float => DataType::Float64,
-        Kind::Bool => DataType::Boolean,
+        ValueKind::Str => DataType::String,
+        ValueKind::Timestamp => crate::io::utc_dtype(),
+        ValueKind::Float => DataType::Float64,
+        ValueKind::Bool => DataType::Boolean,
     }
 }
 

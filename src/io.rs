@@ -31,21 +31,32 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<u64> {
 /// Writes `df` as Parquet to `path` through a synced temporary sibling and a rename, for files
 /// written outside a run's staging folder.
 pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<u64> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = temp_sibling(path);
     let rows = write_parquet(df, &tmp)?;
-    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::output(&tmp, e))?;
+    sync_file(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))?;
     Ok(rows)
 }
 
-/// Writes bytes to `path` through a temporary sibling and a rename.
+/// Writes bytes to `path` through a synced temporary sibling and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(|e| Error::output(&tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::output(&tmp, e))?;
+    let tmp = temp_sibling(path);
+    File::create(&tmp).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::output(&tmp, e))?;
+    sync_file(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))?;
+    Ok(())
+}
+
+fn temp_sibling(path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// fsync(2) of one file: its bytes reach the disk before the rename that publishes it.
+fn sync_file(path: &Path) -> Result<()> {
+    File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::output(path, e))?;
+    #[cfg(test)]
+    tests::SYNCED.with(|s| s.borrow_mut().push(path.to_path_buf()));
     Ok(())
 }
 
@@ -96,4 +107,35 @@ pub fn ts_column_req(name: &str, values: Vec<i64>) -> Column {
 /// Days since the epoch as a Date column.
 pub fn date_column(name: &str, days: Vec<Option<i32>>) -> Column {
     Int32Chunked::from_iter_options(name.into(), days.into_iter()).into_date().into_column()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Paths `sync_file` synced on this thread, in order.
+        pub(super) static SYNCED: RefCell<Vec<std::path::PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Regression (8c0ac92): Parquet written outside a run folder (`features`, `score`, the
+    /// backtest) lost its fsync when the temp-and-rename copies were merged. The temporary file
+    /// must be synced while it still has its temporary name, i.e. before the rename.
+    #[test]
+    fn regression_parquet_written_outside_a_run_folder_is_synced_before_its_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        let mut df = df!("a" => [1i64, 2, 3]).unwrap();
+        SYNCED.with(|s| s.borrow_mut().clear());
+        write_parquet_atomic(&mut df, &path).unwrap();
+        write_atomic(&dir.path().join("y.json"), b"{}").unwrap();
+        let synced = SYNCED.with(|s| s.borrow().clone());
+        assert_eq!(synced.len(), 2, "{synced:?}");
+        assert_eq!(synced[0], temp_sibling(&path), "synced after the rename, or not at all");
+        assert!(path.is_file() && !temp_sibling(&path).exists());
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+    }
 }

@@ -1,26 +1,38 @@
 //! lanewatch: the nightly early-warning job for late cross-border parcels.
 //!
-//! Data flows one way: `pipeline` → `ingest`/`validate` → `features` → `model` → `alerts` →
-//! `report`. `schema`, `config`, `calendar`, `io`, `memory` and `error` sit beneath all of them.
+//! Modules depend only on modules below them in this list (data flows down it):
+//!
+//! - `commands`: one module per command, short wiring of the layers below;
+//! - `output` (the run folder, seller files, manifest, backtest files) and `report` (HTML);
+//! - `night`: what one night computes: validate → features → model → alerts;
+//! - `settings`: the config resolved once into every stage's checked parameters;
+//! - `evaluate`: scoring nights against later outcomes;
+//! - the stages: `alerts` → `model` → `features` → `validate` → `ingest`;
+//! - beneath all of them: `schema`, `config`, `calendar`, `sampling`, `io`, `memory`,
+//!   `progress`, `error`.
+//!
+//! `generate` and `import` write inputs and stand apart.
 
+pub mod alerts;
 pub mod calendar;
+pub mod commands;
 pub mod config;
 pub mod error;
+pub mod evaluate;
 pub mod features;
 pub mod generate;
+pub mod import;
 pub mod ingest;
 pub mod io;
 pub mod memory;
 pub mod model;
+pub mod night;
+pub mod output;
+pub mod progress;
+pub mod report;
+pub mod sampling;
 pub mod schema;
+pub mod settings;
 pub mod validate;
 
 pub use error::{Error, Result};
-pub mod alerts;
-pub mod backtest;
-pub mod evaluate;
-pub mod import;
-pub mod output;
-pub mod pipeline;
-pub mod progress;
-pub mod report;

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use lanewatch::commands;
 use lanewatch::config::{self, Config, Overrides};
 use lanewatch::error::{Error, exit};
-use lanewatch::{generate, pipeline};
+use lanewatch::generate;
+use lanewatch::settings::Settings;
 
 const EXIT_CODES: &str = "\
 Exit codes (sysexits):
@@ -168,13 +170,15 @@ enum Import {
     },
 }
 
-fn load_config(common: &Common, out: Option<PathBuf>, as_of: Option<String>) -> Result<Config, Error> {
+/// Flags, environment and config file, resolved once into the settings a command runs with.
+fn settings(common: &Common, more: Overrides) -> Result<Settings, Error> {
     let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("LANEWATCH_")).collect();
-    Config::load(
+    let cfg = Config::load(
         common.config.as_deref(),
         &env,
-        &Overrides { input: common.input.clone(), out, as_of, seed: common.seed },
-    )
+        &Overrides { input: common.input.clone(), seed: common.seed, ..more },
+    )?;
+    Settings::resolve(cfg)
 }
 
 fn init_logs(format: LogFormat) {
@@ -194,8 +198,8 @@ fn init_logs(format: LogFormat) {
 fn real_main(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Run { common, out, as_of } => {
-            let cfg = load_config(&common, out, as_of)?;
-            let s = pipeline::run(&cfg)?;
+            let settings = settings(&common, Overrides { out, as_of, ..Default::default() })?;
+            let s = commands::run::run(&settings)?;
             println!(
                 "lanewatch run {} ({} model{})",
                 s.as_of,
@@ -226,9 +230,8 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             println!("  report:  {}", s.out.join("report.html").display());
         }
         Command::Validate { common, format } => {
-            let cfg = load_config(&common, None, None)?;
-            let input = cfg.input_dir()?;
-            let (report, _) = lanewatch::validate::validate(input, &cfg.input)?;
+            let settings = settings(&common, Overrides::default())?;
+            let report = commands::validate::validate(&settings)?;
             if format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&report).map_err(Error::internal)?);
             } else {
@@ -266,11 +269,11 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             );
         }
         Command::Features { common, as_of, out } => {
-            let cfg = load_config(&common, None, as_of)?;
-            let fs = pipeline::write_features(&cfg, cfg.as_of()?, &out)?;
+            let settings = settings(&common, Overrides { as_of, ..Default::default() })?;
+            let fs = commands::features::features(&settings, &out)?;
             println!(
                 "features as of {}: {} lanes, {} scoring rows, {} training rows → {}",
-                fs.as_of,
+                fs.night(),
                 fs.lanes().len(),
                 fs.score.len(),
                 fs.train.len(),
@@ -278,13 +281,8 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             );
         }
         Command::Train { common, as_of, model_out, metrics_out } => {
-            let cfg = load_config(&common, None, as_of)?;
-            let m = pipeline::train(&cfg, cfg.as_of()?, &model_out)?;
-            if let Some(p) = metrics_out {
-                let mut v = serde_json::to_vec_pretty(&m.metrics).map_err(Error::internal)?;
-                v.push(b'\n');
-                lanewatch::io::write_atomic(&p, &v)?;
-            }
+            let settings = settings(&common, Overrides { as_of, ..Default::default() })?;
+            let m = commands::train::train(&settings, &model_out, metrics_out.as_deref())?;
             let e = m.metrics.model.as_ref();
             println!(
                 "trained {} as of {} on {} rows (validated on {}): pr_auc {:.3}, roc_auc {:.3}, brier {:.4} → {}",
@@ -299,17 +297,8 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             );
         }
         Command::Backtest { common, from, to, every, out } => {
-            let cfg = load_config(&common, out, None)?;
-            let need = |v: Option<String>, name: &str| {
-                v.ok_or_else(|| Error::Config(format!("backtest needs --{name} or backtest.{name} in the config")))
-            };
-            let p = lanewatch::backtest::BacktestParams {
-                from: config::parse_date(&need(from.or(cfg.backtest.from.clone()), "from")?)?,
-                to: config::parse_date(&need(to.or(cfg.backtest.to.clone()), "to")?)?,
-                every: every.or(cfg.backtest.every).unwrap_or(7),
-                out: cfg.out_dir()?.to_path_buf(),
-            };
-            let s = lanewatch::backtest::backtest(&cfg, &p)?;
+            let settings = settings(&common, Overrides { out, from, to, every, ..Default::default() })?;
+            let s = commands::backtest::backtest(&settings)?;
             println!(
                 "backtest {} → {}: {} nights, {} shipments in flight before their promise, {} late",
                 s.from, s.to, s.nights, s.population, s.population_late
@@ -360,8 +349,8 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             );
         }
         Command::Score { common, as_of, model, out } => {
-            let cfg = load_config(&common, None, as_of)?;
-            let (m, n) = pipeline::score(&cfg, cfg.as_of()?, &model, &out)?;
+            let settings = settings(&common, Overrides { as_of, ..Default::default() })?;
+            let (m, n) = commands::score::score(&settings, &model, &out)?;
             println!("scored {n} in-flight shipments with the {} model → {}", m.kind, out.display());
         }
     }

@@ -10,9 +10,11 @@ use polars::prelude::*;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::evaluate::BacktestSummary;
 use crate::model::Metrics;
-use crate::pipeline::RunResult;
+use crate::night::NightResult;
 use crate::schema::STAGES;
+use crate::validate::Report;
 
 type PlotResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -357,29 +359,26 @@ fn f3(v: f64) -> String {
 }
 
 /// The report of one nightly run.
-pub fn run_report(cfg: &Config, res: &RunResult, lanes: &DataFrame) -> Result<String> {
+pub fn run_report(cfg: &Config, res: &NightResult, input: &Report, lanes: &DataFrame) -> Result<String> {
     let a = &res.alerts;
     let fs = &res.features;
     let mut body = String::new();
-    let _ = write!(body, "<h1>lanewatch: night of {}</h1>\n", esc(&res.as_of.to_string()));
+    let _ = write!(body, "<h1>lanewatch: night of {}</h1>\n", esc(&res.night.to_string()));
 
-    let alerts = &a.alerts;
-    let kinds = alerts.column("alert")?.str()?;
-    let sev = alerts.column("severity")?.str()?;
-    let sellers = alerts.column("seller_id")?.str()?;
-    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let counts: BTreeMap<(String, String), u64> =
+        a.counts().into_iter().map(|((k, s), n)| ((k.name().to_string(), s.name().to_string()), n)).collect();
+    let seller_name = fs.prep.seller_names()?;
     let mut by_seller: BTreeMap<String, u64> = BTreeMap::new();
-    for k in 0..alerts.height() {
-        *counts.entry((kinds.get(k).unwrap_or("").into(), sev.get(k).unwrap_or("").into())).or_insert(0) += 1;
-        *by_seller.entry(sellers.get(k).unwrap_or("").into()).or_insert(0) += 1;
+    for al in &a.alerts {
+        *by_seller.entry(seller_name[fs.prep.seller[al.ship as usize] as usize].to_string()).or_insert(0) += 1;
     }
     let m = &res.model.metrics;
     let eval = m.model.as_ref();
     let summary_rows = vec![
         vec!["pipeline".into(), cfg.pipeline.name.clone()],
-        vec!["input shipments / events".into(), format!("{} / {}", res.report.shipments, res.report.events)],
+        vec!["input shipments / events".into(), format!("{} / {}", input.shipments, input.events)],
         vec!["in-flight shipments scored".into(), a.scores.height().to_string()],
-        vec!["alerts".into(), alerts.height().to_string()],
+        vec!["alerts".into(), a.alerts.len().to_string()],
         vec!["recovered since the previous run".into(), a.recovered.height().to_string()],
         vec!["previous run".into(), res.previous.map(|d| d.to_string()).unwrap_or_else(|| "none".into())],
         vec![
@@ -399,7 +398,7 @@ pub fn run_report(cfg: &Config, res: &RunResult, lanes: &DataFrame) -> Result<St
                 f3(eval.map(|e| e.brier).unwrap_or(f64::NAN))
             ),
         ],
-        vec!["input warnings".into(), res.report.warnings.len().to_string()],
+        vec!["input warnings".into(), input.warnings.len().to_string()],
     ];
     body += "<h2>Run summary</h2>\n";
     body += &table(&["", ""], &summary_rows);
@@ -440,16 +439,16 @@ pub fn run_report(cfg: &Config, res: &RunResult, lanes: &DataFrame) -> Result<St
     body += &table(&["model", "pr_auc", "roc_auc", "brier", "precision@budget", "recall@budget"], &model_rows);
 
     body += "<h2>Lanes</h2>\n";
-    let day = crate::calendar::day_index(fs.cutoff);
+    let day = fs.night().cutoff_day();
     let mut disrupted = Vec::new();
     let mut disrupted_rows = Vec::new();
-    for l in 0..fs.prep.lanes.len() {
-        if let Some(s) = fs.worst_disrupted_stage(l, day) {
+    for (l, worst) in fs.disrupted_lanes().iter().enumerate() {
+        if let Some(s) = *worst {
             let pt = fs.series.at(l, s, day);
             let since = fs
                 .series
                 .disrupted_since(l, s, day)
-                .map(|d| crate::calendar::date_of_day(d - 1).to_string())
+                .map(|d| crate::calendar::as_of_of_cutoff_day(d).to_string())
                 .unwrap_or_default();
             disrupted.push((fs.prep.lanes[l].label(), STAGES[s].label.to_string(), pt.recent_p50, pt.baseline_p50));
             disrupted_rows.push(vec![
@@ -469,7 +468,7 @@ pub fn run_report(cfg: &Config, res: &RunResult, lanes: &DataFrame) -> Result<St
         &disrupted_rows,
     );
     body += &lane_heatmap(lanes)?;
-    Ok(page(&format!("lanewatch {}", res.as_of), &body))
+    Ok(page(&format!("lanewatch {}", res.night), &body))
 }
 
 #[cfg(test)]
@@ -541,7 +540,7 @@ pub fn alerts_per_night(nights: &DataFrame) -> Result<String> {
 }
 
 /// The backtest report: per-kind precision, recall and lead time, fatigue, disruption detection.
-pub fn backtest_report(s: &crate::backtest::BacktestSummary, nights: &DataFrame) -> Result<String> {
+pub fn backtest_report(s: &BacktestSummary, nights: &DataFrame) -> Result<String> {
     let mut body = String::new();
     let _ =
         write!(body, "<h1>lanewatch backtest {} → {} (every {} days)</h1>\n", esc(&s.from), esc(&s.to), s.every_days);

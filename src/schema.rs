@@ -3,53 +3,53 @@
 
 /// Required and optional input columns, with the kind of value each must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ValueKind {
     Str,
     Timestamp,
     Float,
     Bool,
 }
 
-impl Kind {
+impl ValueKind {
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Str => "string",
-            Kind::Timestamp => "timestamp",
-            Kind::Float => "float",
-            Kind::Bool => "bool",
+            ValueKind::Str => "string",
+            ValueKind::Timestamp => "timestamp",
+            ValueKind::Float => "float",
+            ValueKind::Bool => "bool",
         }
     }
 }
 
 pub struct ColumnSpec {
     pub name: &'static str,
-    pub kind: Kind,
+    pub kind: ValueKind,
     pub required: bool,
 }
 
-const fn col(name: &'static str, kind: Kind, required: bool) -> ColumnSpec {
+const fn col(name: &'static str, kind: ValueKind, required: bool) -> ColumnSpec {
     ColumnSpec { name, kind, required }
 }
 
 pub const SHIPMENTS: &[ColumnSpec] = &[
-    col("shipment_id", Kind::Str, true),
-    col("seller_id", Kind::Str, true),
-    col("origin", Kind::Str, true),
-    col("destination", Kind::Str, true),
-    col("service", Kind::Str, true),
-    col("carrier", Kind::Str, false),
-    col("created_at", Kind::Timestamp, true),
-    col("promised_at", Kind::Timestamp, true),
-    col("weight_g", Kind::Float, false),
-    col("declared_value", Kind::Float, false),
-    col("insured", Kind::Bool, false),
+    col("shipment_id", ValueKind::Str, true),
+    col("seller_id", ValueKind::Str, true),
+    col("origin", ValueKind::Str, true),
+    col("destination", ValueKind::Str, true),
+    col("service", ValueKind::Str, true),
+    col("carrier", ValueKind::Str, false),
+    col("created_at", ValueKind::Timestamp, true),
+    col("promised_at", ValueKind::Timestamp, true),
+    col("weight_g", ValueKind::Float, false),
+    col("declared_value", ValueKind::Float, false),
+    col("insured", ValueKind::Bool, false),
 ];
 
 pub const EVENTS: &[ColumnSpec] = &[
-    col("shipment_id", Kind::Str, true),
-    col("event_time", Kind::Timestamp, true),
-    col("status", Kind::Str, true),
-    col("location", Kind::Str, false),
+    col("shipment_id", ValueKind::Str, true),
+    col("event_time", ValueKind::Timestamp, true),
+    col("status", ValueKind::Str, true),
+    col("location", ValueKind::Str, false),
 ];
 
 /// The two input tables. Their names are also their file or folder names.
@@ -155,4 +155,145 @@ pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
 pub fn days(micros: i64) -> f64 {
     micros as f64 / MICROS_PER_DAY as f64
+}
+
+/// The columns of each output, in order: the one place their names and order are defined. The
+/// builders fill columns by these names, the writers check frames against them, and a test
+/// checks OUTPUTS.md against them.
+pub mod outputs {
+    /// `scores.parquet`: one row per in-flight shipment.
+    pub const SCORES: &[&str] = &[
+        "shipment_id",
+        "seller_id",
+        "origin",
+        "destination",
+        "service",
+        "carrier",
+        "status",
+        "stage",
+        "created_at",
+        "last_event_at",
+        "promised_at",
+        "risk",
+        "expected_delivery_at",
+        "expected_delivery_p90_at",
+        "days_to_promise",
+        "days_since_last_scan",
+        "stage_dwell_days",
+        "slack_p50_days",
+        "lane_disrupted",
+        "insured",
+        "declared_value",
+    ];
+
+    /// `alerts.parquet` adds these to the scores' columns.
+    pub const ALERT_EXTRA: &[&str] = &["alert", "severity", "reasons", "action", "first_alerted_on"];
+
+    /// `recovered.parquet`.
+    pub const RECOVERED: &[&str] = &[
+        "shipment_id",
+        "seller_id",
+        "previous_alert",
+        "previous_severity",
+        "first_alerted_on",
+        "recovered_reason",
+        "status",
+        "delivered_at",
+    ];
+
+    /// `lane_alerts.parquet`.
+    pub const LANE_ALERTS: &[&str] = &[
+        "origin",
+        "destination",
+        "service",
+        "disrupted_stage",
+        "disrupted_since",
+        "disruption_ratio",
+        "seller_id",
+        "in_flight",
+        "alerted",
+    ];
+
+    /// `sellers/<file>.csv`.
+    pub const SELLER_CSV: &[&str] = &[
+        "shipment_id",
+        "seller_id",
+        "alert",
+        "severity",
+        "risk",
+        "status",
+        "origin",
+        "destination",
+        "service",
+        "promised_at",
+        "expected_delivery_at",
+        "last_event_at",
+        "first_alerted_on",
+        "reasons",
+        "action",
+    ];
+
+    /// `sellers/index.csv`.
+    pub const SELLER_INDEX: &[&str] = &["seller_id", "file", "alerts", "suppressed"];
+
+    /// `backtest.parquet`: one row per replayed night.
+    pub const BACKTEST: &[&str] = &[
+        "as_of",
+        "scored",
+        "alerts_late",
+        "alerts_stalled",
+        "alerts_at_risk",
+        "disrupted_lanes",
+        "model",
+        "valid_pr_auc",
+    ];
+
+    /// `lanes.parquet`: lane keys and counts, transit quantiles, per-stage dwell quantiles,
+    /// per-stage recent-versus-baseline series, and the lane's disruption flag.
+    pub fn lanes() -> Vec<String> {
+        let mut c: Vec<String> = [
+            "origin",
+            "destination",
+            "service",
+            "shipments",
+            "delivered",
+            "late",
+            "in_flight",
+            "on_time_rate",
+            "fallback_level",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for q in ["p50", "p90", "p95"] {
+            c.push(format!("transit_{q}_days"));
+        }
+        for q in ["p50", "p90", "p95"] {
+            c.push(format!("transit_from_scan_{q}_days"));
+        }
+        for st in super::STAGES.iter() {
+            c.push(format!("{}_p50_days", st.key));
+            c.push(format!("{}_p90_days", st.key));
+        }
+        for st in super::STAGES.iter() {
+            for s in ["recent_p50_days", "baseline_p50_days", "recent_n", "ratio"] {
+                c.push(format!("{}_{s}", st.key));
+            }
+        }
+        for s in ["disruption_ratio", "disrupted", "disrupted_stage", "disrupted_since"] {
+            c.push(s.to_string());
+        }
+        c
+    }
+
+    /// An internal error unless `df`'s columns are exactly `want`, in order: a builder that
+    /// drifted from the documented contract fails loudly instead of writing it.
+    pub fn check<S: AsRef<str>>(output: &str, df: &polars::prelude::DataFrame, want: &[S]) -> crate::Result<()> {
+        let got: Vec<&str> = df.get_column_names().iter().map(|n| n.as_str()).collect();
+        let want: Vec<&str> = want.iter().map(|s| s.as_ref()).collect();
+        if got != want {
+            return Err(crate::Error::internal(format!("{output}: columns {got:?} differ from the contract {want:?}")));
+        }
+        Ok(())
+    }
 }

@@ -8,8 +8,8 @@
 //! a leave-one-out rate is lower exactly when the row is late, which a tree learns within a
 //! small lane or seller (target leakage).
 
-use super::lanes::Outcome;
 use super::prepare::Prepared;
+use super::timeline::Outcome;
 use super::timeline::{NONE, State};
 use crate::config::LaneConfig;
 use crate::schema::{MICROS_PER_DAY, days};

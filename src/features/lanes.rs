@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::prepare::{LaneKey, Prepared};
-use super::timeline::{NONE, State};
+use super::timeline::{NONE, Outcome, State};
 use crate::config::LaneConfig;
 use crate::error::Result;
 use crate::schema::{MICROS_PER_DAY, N_STAGES, days};
@@ -96,30 +96,6 @@ impl LaneStats {
     }
     pub fn rem_p90(&self, s: usize) -> f64 {
         if s < N_STAGES { self.v[Q_REM90 + s] } else { 0.0 }
-    }
-}
-
-/// Per-shipment outcome facts at the cutoff, shared by lane statistics and history features.
-#[derive(Debug, Clone, Copy)]
-pub struct Outcome {
-    /// Outcome known before C: terminal before C, or the promise passed before C.
-    pub resolved: bool,
-    /// When it became known.
-    pub resolved_at: i64,
-    /// Not delivered by the promise (the training label).
-    pub late: bool,
-    pub delivered: bool,
-}
-
-pub fn outcome(st: &State, promised: i64, cutoff: i64) -> Outcome {
-    let terminal = st.terminal_at();
-    let known_at = if terminal == NONE { promised } else { terminal.min(promised) };
-    let delivered_on_time = st.delivered != NONE && st.delivered <= promised;
-    Outcome {
-        resolved: known_at < cutoff,
-        resolved_at: known_at,
-        late: !delivered_on_time,
-        delivered: st.delivered != NONE,
     }
 }
 

@@ -16,17 +16,43 @@ pub mod prepare;
 pub mod snapshot;
 pub mod timeline;
 
-use chrono::NaiveDate;
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use crate::calendar::{self, Holidays, day_index};
-use crate::config::Config;
+use crate::calendar::{Holidays, Night};
+use crate::config::{Config, FeatureConfig, LaneConfig};
 use crate::error::Result;
 use crate::io;
-use crate::schema::{MICROS_PER_DAY, MICROS_PER_HOUR, N_STAGES, STAGES};
+use crate::sampling::{hash_str, unit};
+use crate::schema::{self, MICROS_PER_DAY, MICROS_PER_HOUR, N_STAGES, STAGES};
 use crate::validate::CleanInput;
 pub use snapshot::{FEATURE_SCHEMA_VERSION, FEATURES, N_FEATURES, feature_names};
+
+/// Index of a named feature in the matrix; panics on a name that is not a feature (a bug).
+pub fn feature_index(name: &str) -> usize {
+    FEATURES.iter().position(|(n, _)| *n == name).unwrap_or_else(|| panic!("unknown feature {name}"))
+}
+
+/// What the feature stage reads from the config, checked once: the lane and feature sections,
+/// the parsed holidays and the seed.
+#[derive(Debug, Clone)]
+pub struct FeatureParams {
+    pub lanes: LaneConfig,
+    pub features: FeatureConfig,
+    pub holidays: Holidays,
+    pub seed: u64,
+}
+
+impl FeatureParams {
+    pub fn from_config(cfg: &Config) -> Result<FeatureParams> {
+        Ok(FeatureParams {
+            lanes: cfg.lanes.clone(),
+            features: cfg.features.clone(),
+            holidays: Holidays::parse(&cfg.features.holidays)?,
+            seed: cfg.pipeline.seed,
+        })
+    }
+}
 
 /// A set of (shipment, time) rows with their feature matrix (row-major, `N_FEATURES` wide).
 #[derive(Debug, Clone, Default)]
@@ -53,11 +79,10 @@ impl Rows {
 }
 
 pub struct FeatureSet {
-    pub as_of: NaiveDate,
-    pub cutoff: i64,
+    /// The point-in-time view; it carries the night.
     pub prep: prepare::Prepared,
     pub states: Vec<timeline::State>,
-    pub outcomes: Vec<lanes::Outcome>,
+    pub outcomes: Vec<timeline::Outcome>,
     /// Lane statistics as of the cutoff and earlier cutoffs, for training snapshots.
     pub lane_tables: lanes::LaneTables,
     pub series: disruption::Series,
@@ -65,43 +90,29 @@ pub struct FeatureSet {
     pub train: Rows,
     pub score: Rows,
     pub holidays: Holidays,
+    /// Per lane, its disrupted stage with the highest ratio as of the night, if any.
+    disrupted: Vec<Option<usize>>,
 }
 
-/// Deterministic 64-bit hash of a string and a seed (FNV-1a, then splitmix64 finalisation).
-pub fn hash_str(seed: u64, s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for b in s.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut z = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-pub(crate) fn unit(h: u64) -> f64 {
-    (h >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Builds every feature as of the night of `as_of`.
-pub fn build(clean: &CleanInput, cfg: &Config, as_of: NaiveDate) -> Result<FeatureSet> {
-    build_from(std::borrow::Cow::Borrowed(clean), cfg, as_of)
+/// Builds every feature as of `night`.
+pub fn build(clean: &CleanInput, p: &FeatureParams, night: Night) -> Result<FeatureSet> {
+    build_from(std::borrow::Cow::Borrowed(clean), p, night)
 }
 
 /// `build` for a caller that is done with the input: its arrays are reused, not copied, which
 /// lowers the nightly run's peak memory.
-pub fn build_owned(clean: CleanInput, cfg: &Config, as_of: NaiveDate) -> Result<FeatureSet> {
-    build_from(std::borrow::Cow::Owned(clean), cfg, as_of)
+pub fn build_owned(clean: CleanInput, p: &FeatureParams, night: Night) -> Result<FeatureSet> {
+    build_from(std::borrow::Cow::Owned(clean), p, night)
 }
 
-fn build_from(clean: std::borrow::Cow<'_, CleanInput>, cfg: &Config, as_of: NaiveDate) -> Result<FeatureSet> {
+fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night: Night) -> Result<FeatureSet> {
     let t0 = std::time::Instant::now();
     let log = |step: &str| {
         tracing::debug!(rss_mb = crate::memory::rss_mb(), step, seconds = t0.elapsed().as_secs_f64(), "features")
     };
-    let cutoff = calendar::cutoff_micros(as_of);
-    let prep = prepare::prepare(clean, cutoff)?;
+    let (lane_cfg, feat_cfg) = (&p.lanes, &p.features);
+    let cutoff = night.cutoff();
+    let prep = prepare::prepare(clean, night)?;
     log("prepare");
     let n = prep.len();
     let states: Vec<timeline::State> = (0..n)
@@ -111,34 +122,35 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, cfg: &Config, as_of: Naiv
             timeline::state_at(prep.created[i], t, c, cutoff)
         })
         .collect();
-    let outcomes: Vec<lanes::Outcome> = (0..n).map(|i| lanes::outcome(&states[i], prep.promised[i], cutoff)).collect();
+    let outcomes: Vec<timeline::Outcome> =
+        (0..n).map(|i| timeline::outcome(&states[i], prep.promised[i], cutoff)).collect();
     log("states");
     // Lane statistics at the cutoff and at earlier cutoffs every `stats_every_days`, for the
     // training snapshots of the window (see `LaneTables`).
-    let train_from = cutoff - cfg.features.train_window_days as i64 * MICROS_PER_DAY;
-    let step = cfg.features.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
+    let train_from = cutoff - feat_cfg.train_window_days as i64 * MICROS_PER_DAY;
+    let step = feat_cfg.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
     let mut cutoffs: Vec<i64> = (0..).map(|k| cutoff - k * step).take_while(|c| *c > train_from - step).collect();
     cutoffs.reverse();
     let source =
-        lanes::Source::new(&prep, &states, &outcomes, cutoffs[0] - cfg.lanes.window_days as i64 * MICROS_PER_DAY)?;
-    let lane_tables = lanes::LaneTables::build(&source, cutoffs, &cfg.lanes)?;
+        lanes::Source::new(&prep, &states, &outcomes, cutoffs[0] - lane_cfg.window_days as i64 * MICROS_PER_DAY)?;
+    let lane_tables = lanes::LaneTables::build(&source, cutoffs, lane_cfg)?;
     log("lane_tables");
     drop(source);
     crate::memory::release_free_memory();
-    let history = history::History::build(&prep, &states, &outcomes, &cfg.lanes, cfg.features.prior_strength);
+    let history = history::History::build(&prep, &states, &outcomes, lane_cfg, feat_cfg.prior_strength);
     log("history");
-    let last_day = day_index(cutoff);
-    let first_day = last_day - cfg.features.train_window_days as i64 - 1;
-    let series = disruption::series(&prep, &states, &cfg.lanes, first_day, last_day);
+    let last_day = night.cutoff_day();
+    let first_day = last_day - feat_cfg.train_window_days as i64 - 1;
+    let series = disruption::series(&prep, &states, lane_cfg, first_day, last_day);
     crate::memory::release_free_memory();
     log("series");
-    let holidays = Holidays::parse(&cfg.features.holidays)?;
+    let holidays = p.holidays.clone();
 
     // Training snapshots: resolved shipments created inside the training window.
     let ids = prep.shipments.column("shipment_id")?.str()?.clone();
-    let since = cutoff - cfg.features.train_window_days as i64 * MICROS_PER_DAY;
-    let k = cfg.features.snapshots_per_shipment as usize;
-    let seed = cfg.pipeline.seed;
+    let since = cutoff - feat_cfg.train_window_days as i64 * MICROS_PER_DAY;
+    let k = feat_cfg.snapshots_per_shipment as usize;
+    let seed = p.seed;
     let mut train = Rows::default();
     for i in 0..n {
         let o = &outcomes[i];
@@ -176,7 +188,16 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, cfg: &Config, as_of: Naiv
     fill(&ctx, &mut score);
     log("fill_score");
 
-    Ok(FeatureSet { as_of, cutoff, prep, states, outcomes, lane_tables, series, history, train, score, holidays })
+    let disrupted = (0..prep.lanes.len()).map(|l| worst_disrupted_stage(&series, l, last_day)).collect();
+    Ok(FeatureSet { prep, states, outcomes, lane_tables, series, history, train, score, holidays, disrupted })
+}
+
+/// The disrupted stage of lane `l` with the highest ratio as of cutoff day `day` (the earlier
+/// stage on a tie).
+fn worst_disrupted_stage(series: &disruption::Series, l: usize, day: i64) -> Option<usize> {
+    (0..N_STAGES)
+        .filter(|&s| series.at(l, s, day).disrupted)
+        .max_by(|&a, &b| series.at(l, a, day).ratio.total_cmp(&series.at(l, b, day).ratio).then(b.cmp(&a)))
 }
 
 fn fill(ctx: &snapshot::Context, rows: &mut Rows) {
@@ -191,6 +212,21 @@ fn fill(ctx: &snapshot::Context, rows: &mut Rows) {
 }
 
 impl FeatureSet {
+    /// The night these features are as of.
+    pub fn night(&self) -> Night {
+        self.prep.night
+    }
+
+    /// The knowledge cutoff in µs.
+    pub fn cutoff(&self) -> i64 {
+        self.prep.night.cutoff()
+    }
+
+    /// Per lane (index into `prep.lanes`), its worst disrupted stage as of the night, if any.
+    pub fn disrupted_lanes(&self) -> &[Option<usize>] {
+        &self.disrupted
+    }
+
     fn context(&self) -> snapshot::Context<'_> {
         snapshot::Context::new(&self.prep, &self.states, &self.lane_tables, &self.history, &self.series, &self.holidays)
     }
@@ -221,7 +257,7 @@ impl FeatureSet {
         let ctx = self.context();
         let mut rows = Rows {
             ship: pairs.iter().map(|p| p.0).collect(),
-            t: pairs.iter().map(|p| p.1.min(self.cutoff)).collect(),
+            t: pairs.iter().map(|p| p.1.min(self.cutoff())).collect(),
             ..Rows::default()
         };
         fill(&ctx, &mut rows);
@@ -232,7 +268,7 @@ impl FeatureSet {
     pub fn lanes_frame(&self) -> Result<DataFrame> {
         let p = &self.prep;
         let n = p.lanes.len();
-        let day = day_index(self.cutoff);
+        let day = self.night().cutoff_day();
         let mut in_flight = vec![0u32; n];
         for &i in &self.score.ship {
             in_flight[p.lane[i as usize] as usize] += 1;
@@ -283,29 +319,28 @@ impl FeatureSet {
         }
         let (mut disrupted, mut stage, mut since, mut ratio) = (vec![], vec![], vec![], vec![]);
         for l in 0..n {
-            let worst = self.worst_disrupted_stage(l, day);
+            let worst = self.disrupted[l];
             disrupted.push(worst.is_some());
             stage.push(worst.map(|s| STAGES[s].key));
-            since.push(worst.and_then(|s| self.series.disrupted_since(l, s, day)).map(|d| (d - 1) as i32));
+            since.push(
+                worst
+                    .and_then(|s| self.series.disrupted_since(l, s, day))
+                    .map(crate::calendar::as_of_day_of_cutoff_day),
+            );
             ratio.push((0..N_STAGES).map(|s| self.series.at(l, s, day).ratio).fold(1.0, f64::max));
         }
         cols.push(Column::new("disruption_ratio".into(), ratio));
         cols.push(Column::new("disrupted".into(), disrupted));
         cols.push(Column::new("disrupted_stage".into(), stage));
         cols.push(io::date_column("disrupted_since", since));
-        Ok(DataFrame::new(n, cols)?)
+        let df = DataFrame::new(n, cols)?;
+        schema::outputs::check("lanes.parquet", &df, &schema::outputs::lanes())?;
+        Ok(df)
     }
 
-    /// The disrupted stage of lane `l` with the highest ratio as of cutoff day `day`.
     /// Lane statistics as of the cutoff.
     pub fn lanes(&self) -> &[lanes::LaneStats] {
         self.lane_tables.latest()
-    }
-
-    pub fn worst_disrupted_stage(&self, l: usize, day: i64) -> Option<usize> {
-        (0..N_STAGES).filter(|&s| self.series.at(l, s, day).disrupted).max_by(|&a, &b| {
-            self.series.at(l, a, day).ratio.total_cmp(&self.series.at(l, b, day).ratio).then(b.cmp(&a))
-        })
     }
 
     /// A feature table: identifying columns, then every feature. Training tables add the label.

@@ -7,12 +7,14 @@ use std::collections::HashMap;
 
 use polars::prelude::*;
 
+use crate::calendar::Night;
 use crate::error::Result;
 use crate::validate::{CleanInput, Events};
 
-/// Shipments visible at the cutoff, sorted by shipment_id, with their events in CSR form.
+/// Shipments visible at the night's cutoff, sorted by shipment_id, with their events in CSR form.
 pub struct Prepared {
-    pub cutoff: i64,
+    /// The night this view is as of; its cutoff bounds everything below.
+    pub night: Night,
     /// The visible shipments (canonical columns), sorted by shipment_id.
     pub shipments: DataFrame,
     pub created: Vec<i64>,
@@ -57,6 +59,15 @@ impl Prepared {
         self.created.is_empty()
     }
 
+    /// Seller ids by dense seller id.
+    pub fn seller_names(&self) -> Result<Vec<&str>> {
+        let mut names: Vec<&str> = vec![""; self.n_sellers];
+        for (i, s) in self.shipments.column("seller_id")?.str()?.iter().enumerate() {
+            names[self.seller[i] as usize] = s.unwrap_or("");
+        }
+        Ok(names)
+    }
+
     pub fn events(&self, i: usize) -> (&[i64], &[u8]) {
         let (a, b) = (self.ev_start[i] as usize, self.ev_start[i + 1] as usize);
         (&self.ev_time[a..b], &self.ev_code[a..b])
@@ -89,7 +100,8 @@ fn dense_ids<K: Ord + std::hash::Hash + Copy>(values: impl Iterator<Item = K>) -
 /// The point-in-time view of `clean` at `cutoff`: shipments created before it and, of their
 /// events (already in time order), the ones before it. Given the input by value (a nightly run
 /// is done with it), its event arrays are cut down in place rather than copied.
-pub fn prepare(clean: Cow<'_, CleanInput>, cutoff: i64) -> Result<Prepared> {
+pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
+    let cutoff = night.cutoff();
     let all_created = micros(&clean.shipments, "created_at")?;
     let visible: Vec<usize> = (0..all_created.len()).filter(|&i| all_created[i] < cutoff).collect();
     let idx = IdxCa::from_vec("idx".into(), visible.iter().map(|&i| i as IdxSize).collect());
@@ -136,7 +148,7 @@ pub fn prepare(clean: Cow<'_, CleanInput>, cutoff: i64) -> Result<Prepared> {
     let Events { start: ev_start, time: ev_time, code: ev_code } = events;
 
     Ok(Prepared {
-        cutoff,
+        night,
         shipments,
         created,
         promised,

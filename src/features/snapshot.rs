@@ -101,9 +101,9 @@ impl<'a> Context<'a> {
             .collect();
         // Promises reach at most a few months past the latest creation; beyond the table the
         // calendar is walked.
-        let lo = prep.created.iter().copied().min().map(day_index).unwrap_or(0).min(day_index(prep.cutoff)) - 1;
-        let hi =
-            prep.promised.iter().copied().max().map(day_index).unwrap_or(0).clamp(lo, day_index(prep.cutoff) + 400) + 1;
+        let cutoff_day = prep.night.cutoff_day();
+        let lo = prep.created.iter().copied().min().map(day_index).unwrap_or(0).min(cutoff_day) - 1;
+        let hi = prep.promised.iter().copied().max().map(day_index).unwrap_or(0).clamp(lo, cutoff_day + 400) + 1;
         let days = DayTable::new(holidays, lo, hi);
         Context { prep, states, lanes, history, series, holidays, service_kind, days }
     }
@@ -114,7 +114,7 @@ impl<'a> Context<'a> {
         let created = p.created[i];
         let promised = p.promised[i];
         let st_owned;
-        let st: &State = if t == p.cutoff {
+        let st: &State = if t == p.night.cutoff() {
             &self.states[i]
         } else {
             let (times, codes) = p.events(i);

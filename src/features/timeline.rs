@@ -114,6 +114,32 @@ pub fn state_at(created: i64, times: &[i64], codes: &[u8], t: i64) -> State {
     st
 }
 
+/// Per-shipment outcome facts at the cutoff, shared by lane statistics and history features.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// Outcome known before C: terminal before C, or the promise passed before C.
+    pub resolved: bool,
+    /// When it became known.
+    pub resolved_at: i64,
+    /// Not delivered by the promise (the training label).
+    pub late: bool,
+    pub delivered: bool,
+}
+
+/// The label and when it became known, as of `cutoff`: late unless delivered by the promise;
+/// known at the earlier of the terminal event and the promise.
+pub fn outcome(st: &State, promised: i64, cutoff: i64) -> Outcome {
+    let terminal = st.terminal_at();
+    let known_at = if terminal == NONE { promised } else { terminal.min(promised) };
+    let delivered_on_time = st.delivered != NONE && st.delivered <= promised;
+    Outcome {
+        resolved: known_at < cutoff,
+        resolved_at: known_at,
+        late: !delivered_on_time,
+        delivered: st.delivered != NONE,
+    }
+}
+
 /// Stage observations for lane dwell statistics: (stage, entry, exit or `NONE` when still open).
 pub fn stage_spans(st: &State) -> impl Iterator<Item = (usize, i64, i64)> + '_ {
     (0..N_STAGES).filter_map(move |s| {

@@ -20,20 +20,16 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::features::{self, FEATURE_SCHEMA_VERSION, FeatureSet, N_FEATURES, Rows, hash_str};
+use crate::features::{self, FEATURE_SCHEMA_VERSION, FeatureSet, N_FEATURES, Rows, feature_index};
+use crate::sampling::{hash_str, unit};
 use crate::schema::MICROS_PER_DAY;
 use calibrate::{Platt, logit};
 use metrics::{Bin, PrPoint, Scores};
-pub use params::{ModelParams, ValidParams};
+pub use params::{Candidate, ModelParams, ValidParams};
 use tree::Tree;
 
 pub const MODEL_FORMAT: &str = "lanewatch-model";
 pub const MODEL_FORMAT_VERSION: u32 = 1;
-
-/// Index of a named feature; the rule baseline reads two of them.
-pub fn feature_index(name: &str) -> usize {
-    features::FEATURES.iter().position(|(n, _)| *n == name).expect("known feature")
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -250,7 +246,8 @@ const RULE_ROWS: usize = 50_000;
 /// Fits the candidates and returns the chosen, calibrated model with its metrics.
 pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let rows = &fs.train;
-    let holdout_start = fs.cutoff - p.holdout_days as i64 * MICROS_PER_DAY;
+    let cutoff = fs.cutoff();
+    let holdout_start = cutoff - p.holdout_days as i64 * MICROS_PER_DAY;
     let (tr, mut va): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|&r| rows.resolved_at[r] < holdout_start);
     let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
     // A large validation window is sampled by shipment (all of a shipment's snapshots or none),
@@ -259,7 +256,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         let keep = p.max_valid_rows as f64 / va.len() as f64;
         va.retain(|&r| {
             let h = hash_str(p.seed ^ 0x7a11d, ids.get(rows.ship[r] as usize).unwrap_or(""));
-            crate::features::unit(h) < keep
+            unit(h) < keep
         });
     }
     let y_tr: Vec<bool> = tr.iter().map(|&r| rows.label[r]).collect();
@@ -271,12 +268,12 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
 
     let row_key = |r: usize| hash_str(p.seed ^ rows.t[r] as u64, ids.get(rows.ship[r] as usize).unwrap_or(""));
     let first_created =
-        fs.cutoff - (fs.train.t.iter().map(|t| fs.cutoff - t).max().unwrap_or(0) / MICROS_PER_DAY + 1) * MICROS_PER_DAY;
+        cutoff - (fs.train.t.iter().map(|t| cutoff - t).max().unwrap_or(0) / MICROS_PER_DAY + 1) * MICROS_PER_DAY;
     let window = Window {
-        snapshots_of_shipments_created_from: date(first_created.min(fs.cutoff)),
+        snapshots_of_shipments_created_from: date(first_created.min(cutoff)),
         train_resolved_before: date(holdout_start),
         valid_resolved_from: date(holdout_start),
-        valid_resolved_before: date(fs.cutoff),
+        valid_resolved_before: date(cutoff),
     };
 
     let fallback = if tr.len() < p.min_train_rows {
@@ -362,7 +359,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
             format_version: MODEL_FORMAT_VERSION,
             feature_schema_version: FEATURE_SCHEMA_VERSION,
             features: features::feature_names(),
-            as_of: fs.as_of.to_string(),
+            as_of: fs.night().to_string(),
             window,
             seed: p.seed,
             kind: rule.kind().into(),
@@ -379,10 +376,10 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let fitted: Vec<Result<Estimator>> = p
         .candidates
         .par_iter()
-        .map(|c| {
+        .map(|&c| {
             let t = std::time::Instant::now();
             let e = fit_candidate(c, &x, &y, p);
-            tracing::debug!(candidate = c.as_str(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
+            tracing::debug!(candidate = c.name(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
             e
         })
         .collect();
@@ -417,7 +414,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         format_version: MODEL_FORMAT_VERSION,
         feature_schema_version: FEATURE_SCHEMA_VERSION,
         features: features::feature_names(),
-        as_of: fs.as_of.to_string(),
+        as_of: fs.night().to_string(),
         window,
         seed: p.seed,
         kind: est.kind().into(),
@@ -458,10 +455,10 @@ fn fit_rule<'a>(idx: &[usize], y: &[bool], row: impl Fn(usize) -> &'a [f64]) -> 
     Estimator::LaneRule { p_fired: (pf + prior * 0.6) / (nf + prior), p_quiet: (pq + prior * 0.08) / (nq + prior) }
 }
 
-fn fit_candidate(name: &str, x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Result<Estimator> {
-    let lin = |e: linfa::Error| Error::internal(format!("{name}: {e}"));
-    match name {
-        "logistic" => {
+fn fit_candidate(candidate: Candidate, x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Result<Estimator> {
+    let lin = |e: linfa::Error| Error::internal(format!("{candidate}: {e}"));
+    match candidate {
+        Candidate::Logistic => {
             let n = x.nrows() as f64;
             let mean: Vec<f64> = (0..N_FEATURES).map(|j| x.column(j).sum() / n).collect();
             let scale: Vec<f64> = (0..N_FEATURES)
@@ -489,13 +486,13 @@ fn fit_candidate(name: &str, x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Re
                 intercept: sign * fitted.intercept(),
             })
         }
-        "tree" => {
+        Candidate::Tree => {
             let ds = tree_dataset(x.clone(), y);
             let fitted = tree_params(p.tree_max_depth, p.tree_min_weight_leaf).fit(&ds).map_err(lin)?;
             let all: Vec<usize> = (0..N_FEATURES).collect();
             Ok(Estimator::Tree { tree: Tree::from_linfa(&fitted, &all, x.view(), y) })
         }
-        "forest" => {
+        Candidate::Forest => {
             // Bagging is done here rather than by linfa-ensemble's fit, whose bootstrap drops
             // sample weights; the trees, and the `EnsembleLearner` holding them, are linfa's.
             let n = x.nrows();
@@ -533,7 +530,6 @@ fn fit_candidate(name: &str, x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Re
                 .collect();
             Ok(Estimator::Forest { trees })
         }
-        other => Err(Error::Config(format!("model: unknown candidate {other:?}"))),
     }
 }
 

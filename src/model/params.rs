@@ -6,9 +6,47 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AlertConfig, ModelConfig};
 use crate::error::{Error, Result};
 
+/// The model families lanewatch can fit; one is chosen per night on validation PR-AUC.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Candidate {
+    /// linfa-logistic on standardised features.
+    Logistic,
+    /// One linfa-trees decision tree.
+    Tree,
+    /// A random forest of linfa-trees trees (linfa-ensemble).
+    Forest,
+}
+
+impl Candidate {
+    pub const ALL: [Candidate; 3] = [Candidate::Logistic, Candidate::Tree, Candidate::Forest];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Candidate::Logistic => "logistic",
+            Candidate::Tree => "tree",
+            Candidate::Forest => "forest",
+        }
+    }
+
+    /// The candidate named `name` in a config; the one place candidate names are checked.
+    pub fn parse(name: &str) -> Result<Candidate> {
+        Candidate::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = Candidate::ALL.iter().map(|c| c.name()).collect();
+            Error::Config(format!("model.candidates: unknown model {name:?} ({})", known.join(", ")))
+        })
+    }
+}
+
+impl std::fmt::Display for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelParams {
-    pub candidates: Vec<String>,
+    pub candidates: Vec<Candidate>,
     pub holdout_days: u32,
     pub max_train_rows: usize,
     pub max_valid_rows: usize,
@@ -39,9 +77,9 @@ impl std::ops::Deref for ValidParams {
 }
 
 impl ModelParams {
-    pub fn from_config(m: &ModelConfig, a: &AlertConfig, seed: u64) -> ModelParams {
-        ModelParams {
-            candidates: m.candidates.clone(),
+    pub fn from_config(m: &ModelConfig, a: &AlertConfig, seed: u64) -> Result<ModelParams> {
+        Ok(ModelParams {
+            candidates: m.candidates.iter().map(|c| Candidate::parse(c)).collect::<Result<_>>()?,
             holdout_days: m.holdout_days,
             max_train_rows: m.max_train_rows,
             max_valid_rows: m.max_valid_rows,
@@ -58,7 +96,7 @@ impl ModelParams {
             alert_threshold: a.risk_threshold,
             calibration_bins: m.calibration_bins,
             seed,
-        }
+        })
     }
 
     pub fn seed(mut self, seed: u64) -> Self {
@@ -66,8 +104,8 @@ impl ModelParams {
         self
     }
 
-    pub fn candidates(mut self, c: &[&str]) -> Self {
-        self.candidates = c.iter().map(|s| s.to_string()).collect();
+    pub fn candidates(mut self, c: &[Candidate]) -> Self {
+        self.candidates = c.to_vec();
         self
     }
 
@@ -76,16 +114,17 @@ impl ModelParams {
         self
     }
 
+    /// Every range check on the model's parameters: the one place they are validated.
     pub fn check(self) -> Result<ValidParams> {
-        let bad = |m: &str| Err(Error::Config(format!("model: {m}")));
+        let bad = |m: &str| Err(Error::Config(format!("model.{m}")));
         if self.candidates.is_empty() {
-            return bad("no candidates");
-        }
-        if let Some(c) = self.candidates.iter().find(|c| !["logistic", "tree", "forest"].contains(&c.as_str())) {
-            return bad(&format!("unknown candidate {c:?}"));
+            return bad("candidates is empty");
         }
         if self.max_train_rows < 10 {
             return bad("max_train_rows must be at least 10");
+        }
+        if self.holdout_days == 0 {
+            return bad("holdout_days must be at least 1");
         }
         if self.max_valid_rows < 100 {
             return bad("max_valid_rows must be at least 100");
@@ -115,8 +154,8 @@ impl ModelParams {
         if !(self.alert_budget_fraction > 0.0 && self.alert_budget_fraction <= 1.0) {
             return bad("alert_budget_fraction must be in (0, 1]");
         }
-        if self.calibration_bins < 2 {
-            return bad("calibration_bins must be at least 2");
+        if self.calibration_bins < 2 || self.calibration_bins > 100 {
+            return bad("calibration_bins must be in 2..=100");
         }
         Ok(ValidParams(self))
     }
@@ -129,9 +168,15 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_bad_values_are_refused() {
-        let p = ModelParams::from_config(&ModelConfig::default(), &AlertConfig::default(), 7);
+        let p = ModelParams::from_config(&ModelConfig::default(), &AlertConfig::default(), 7).unwrap();
+        let mut svm = ModelConfig::default();
+        svm.candidates = vec!["svm".into()];
+        assert_eq!(ModelParams::from_config(&svm, &AlertConfig::default(), 7).unwrap_err().exit_code(), 78);
         assert!(p.clone().check().is_ok());
-        assert!(p.clone().candidates(&["svm"]).check().is_err());
+        assert!(p.clone().candidates(&[]).check().is_err());
+        let mut bins = p.clone();
+        bins.calibration_bins = 101;
+        assert!(bins.check().is_err());
         assert!(p.clone().max_train_rows(1).check().is_err());
         let mut q = p;
         q.forest_feature_fraction = 0.0;

@@ -6,7 +6,11 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use chrono::NaiveDate;
+use lanewatch::calendar::Night;
+use lanewatch::config::{Config, Overrides};
 use lanewatch::generate::{GenerateParams, generate};
+use lanewatch::settings::Settings;
+use lanewatch::validate::CleanInput;
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lanewatch"))
@@ -22,6 +26,26 @@ pub fn fast_config() -> PathBuf {
 
 pub fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+pub fn night(s: &str) -> Night {
+    Night::new(date(s))
+}
+
+/// Settings from a config file (or the defaults), `LANEWATCH_*`-style settings and overrides.
+pub fn settings_with(file: Option<&Path>, env: &[(&str, &str)], over: Overrides) -> Settings {
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Settings::resolve(Config::load(file, &env, &over).unwrap()).unwrap()
+}
+
+/// Settings for `input` with the fast test config and extra `LANEWATCH_*` settings.
+pub fn fast_settings(input: &Path, env: &[(&str, &str)]) -> Settings {
+    settings_with(Some(&fast_config()), env, Overrides { input: Some(input.to_path_buf()), ..Default::default() })
+}
+
+/// The validated input the settings point at.
+pub fn load(s: &Settings) -> CleanInput {
+    lanewatch::night::load(&s.input, &s.input_cfg).unwrap().1
 }
 
 /// Runs the binary with `args`, no inherited LANEWATCH_* settings.

@@ -4,28 +4,22 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::NaiveDate;
-use lanewatch::calendar;
-use lanewatch::config::{Config, Overrides};
+use lanewatch::calendar::{self, Night};
 use lanewatch::evaluate;
 use lanewatch::features::{self, FeatureSet, N_FEATURES, history::History, lanes, snapshot::Context};
-use lanewatch::pipeline;
 use lanewatch::schema::{MICROS_PER_DAY, MILESTONES, STAGES};
+use lanewatch::settings::Settings;
 use polars::prelude::*;
 use proptest::prelude::*;
 
 use crate::common::*;
 
-fn cfg_for(input: &Path) -> Config {
-    Config::load(Some(&fast_config()), &[], &Overrides { input: Some(input.to_path_buf()), ..Default::default() })
-        .unwrap()
-}
-
-fn build(input: &Path, as_of: NaiveDate) -> (Config, FeatureSet) {
-    let cfg = cfg_for(input);
-    let (_, clean) = pipeline::load(input, &cfg).unwrap();
-    let mut fs = features::build(&clean, &cfg, as_of).unwrap();
+fn build(input: &Path, as_of: NaiveDate) -> (Settings, FeatureSet) {
+    let s = fast_settings(input, &[]);
+    let clean = load(&s);
+    let mut fs = features::build(&clean, &s.features, Night::new(as_of)).unwrap();
     fs.fill_training();
-    (cfg, fs)
+    (s, fs)
 }
 
 /// Writes features for `input` and returns the bytes of every file written.
@@ -110,7 +104,7 @@ fn features_command_writes_lanes_scoring_and_training_tables() {
         assert_eq!(c.null_count(), 0);
         assert!(c.f64().unwrap().iter().all(|v| v.unwrap().is_finite()), "{name} has non-finite values");
     }
-    let cutoff = calendar::cutoff_micros(date(SMALL_AS_OF));
+    let cutoff = night(SMALL_AS_OF).cutoff();
     let snap = f.column("snapshot_at").unwrap().as_materialized_series().to_physical_repr().into_owned();
     assert!(snap.i64().unwrap().iter().all(|t| t == Some(cutoff)));
     let t = read_parquet(&dir.path().join("training.parquet"));
@@ -143,7 +137,7 @@ fn features_command_writes_lanes_scoring_and_training_tables() {
 /// The heart of the product: data at or after the cutoff changes nothing, bit for bit.
 #[test]
 fn appending_future_data_changes_no_feature() {
-    let cutoff = calendar::cutoff_micros(date(SMALL_AS_OF));
+    let cutoff = night(SMALL_AS_OF).cutoff();
     let before = feature_files(small_input(), SMALL_AS_OF);
     let grown = append_future(small_input(), cutoff, 1);
     let after = feature_files(grown.path(), SMALL_AS_OF);
@@ -231,7 +225,7 @@ proptest! {
         random_input(dir.path(), seed, n);
         let as_of = date("2026-03-01") + chrono::Days::new(day);
         let (_, a) = build(dir.path(), as_of);
-        let grown = append_future(dir.path(), a.cutoff, seed ^ 0xabc);
+        let grown = append_future(dir.path(), a.cutoff(), seed ^ 0xabc);
         let (_, b) = build(grown.path(), as_of);
         for (x, y) in frames(&a).iter().zip(frames(&b).iter()) {
             prop_assert!(x.equals_missing(y));
@@ -241,17 +235,20 @@ proptest! {
     }
 }
 
-/// A training row's label is never an input to its own features: flipping every label of a
-/// seller's shipment changes none of that shipment's rows, but does change later rows of
-/// other shipments of the same seller (so the label does flow where it may).
+/// Regression (seller-history target leakage, fixed in the history module): a training row's
+/// label is never an input to its own features. Rates computed as of the cutoff with only the
+/// own row removed leaked it (a leave-one-out rate is lower exactly when the row is late).
+/// Flipping the label of a seller's shipment changes none of that shipment's rows, but does
+/// change later rows of other shipments of the same seller (so the label does flow where it may).
 #[test]
-fn a_rows_label_never_reaches_its_own_features() {
-    let (cfg, fs) = build(small_input(), date(SMALL_AS_OF));
-    let features_of = |outcomes: &[lanes::Outcome], rows: &[(u32, i64)]| -> Vec<f64> {
-        let earliest = fs.lane_tables.cutoffs[0] - cfg.lanes.window_days as i64 * MICROS_PER_DAY;
+fn regression_seller_history_target_leakage_a_rows_label_never_reaches_its_own_features() {
+    let (s, fs) = build(small_input(), date(SMALL_AS_OF));
+    let (lane_cfg, feat_cfg) = (&s.features.lanes, &s.features.features);
+    let features_of = |outcomes: &[features::timeline::Outcome], rows: &[(u32, i64)]| -> Vec<f64> {
+        let earliest = fs.lane_tables.cutoffs[0] - lane_cfg.window_days as i64 * MICROS_PER_DAY;
         let source = lanes::Source::new(&fs.prep, &fs.states, outcomes, earliest).unwrap();
-        let tables = lanes::LaneTables::build(&source, fs.lane_tables.cutoffs.clone(), &cfg.lanes).unwrap();
-        let hist = History::build(&fs.prep, &fs.states, outcomes, &cfg.lanes, cfg.features.prior_strength);
+        let tables = lanes::LaneTables::build(&source, fs.lane_tables.cutoffs.clone(), lane_cfg).unwrap();
+        let hist = History::build(&fs.prep, &fs.states, outcomes, lane_cfg, feat_cfg.prior_strength);
         let ctx = Context::new(&fs.prep, &fs.states, &tables, &hist, &fs.series, &fs.holidays);
         let mut out = vec![0.0; rows.len() * N_FEATURES];
         for (k, (i, t)) in rows.iter().enumerate() {
@@ -303,7 +300,7 @@ fn quantile(v: &mut [f64], q: f64) -> f64 {
 fn lane_quantiles_match_brute_force() {
     let input = sample_data();
     let as_of = date("2026-11-20");
-    let cutoff = calendar::cutoff_micros(as_of);
+    let cutoff = Night::new(as_of).cutoff();
     let window_start = cutoff - 90 * MICROS_PER_DAY;
     let files = feature_files(&input, "2026-11-20");
     let tmp = tempfile::tempdir().unwrap();
@@ -447,11 +444,11 @@ fn injected_disruptions_are_flagged_during_and_not_before() {
 #[test]
 fn features_from_an_owned_input_match_a_borrowed_one() {
     let input = small_input();
-    let cfg = cfg_for(input);
-    let (_, clean) = pipeline::load(input, &cfg).unwrap();
-    let as_of = date(SMALL_AS_OF);
-    let mut borrowed = features::build(&clean, &cfg, as_of).unwrap();
-    let mut owned = features::build_owned(clean.clone(), &cfg, as_of).unwrap();
+    let s = fast_settings(input, &[]);
+    let clean = load(&s);
+    let n = night(SMALL_AS_OF);
+    let mut borrowed = features::build(&clean, &s.features, n).unwrap();
+    let mut owned = features::build_owned(clean.clone(), &s.features, n).unwrap();
     assert!(borrowed.prep.ev_time.len() < clean.events.time.len(), "the cutoff must hide some events");
     assert_eq!(borrowed.prep.ev_start, owned.prep.ev_start);
     assert_eq!(borrowed.prep.ev_time, owned.prep.ev_time);

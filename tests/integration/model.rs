@@ -3,19 +3,17 @@
 
 use std::path::Path;
 
-use lanewatch::config::{Config, Overrides};
+use lanewatch::config::Overrides;
 use lanewatch::evaluate;
 use lanewatch::features;
 use lanewatch::model::{self, SavedModel};
-use lanewatch::pipeline;
 use lanewatch::schema::MICROS_PER_DAY;
+use lanewatch::settings::Settings;
 
 use crate::common::*;
 
-fn config(input: &Path, extra: &[(&str, &str)]) -> Config {
-    let env: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    Config::load(Some(&fast_config()), &env, &Overrides { input: Some(input.to_path_buf()), ..Default::default() })
-        .unwrap()
+fn config(input: &Path, extra: &[(&str, &str)]) -> Settings {
+    fast_settings(input, extra)
 }
 
 #[test]
@@ -152,11 +150,11 @@ fn tiny_or_single_class_data_falls_back_to_the_lane_rule() {
     );
 
     // Every shipment on time: one class only.
-    let cfg = config(small_input(), &[]);
-    let (_, clean) = pipeline::load(small_input(), &cfg).unwrap();
-    let mut fs = features::build(&clean, &cfg, date(SMALL_AS_OF)).unwrap();
+    let s = config(small_input(), &[]);
+    let clean = load(&s);
+    let mut fs = features::build(&clean, &s.features, night(SMALL_AS_OF)).unwrap();
     fs.train.label.iter_mut().for_each(|l| *l = false);
-    let m = model::train(&fs, &pipeline::model_params(&cfg).unwrap()).unwrap();
+    let m = model::train(&fs, &s.model).unwrap();
     assert_eq!(m.kind, "lane_rule");
     assert!(m.metrics.fallback.as_ref().unwrap().contains("0 late"));
     let risk = m.predict(&fs.score);
@@ -166,15 +164,14 @@ fn tiny_or_single_class_data_falls_back_to_the_lane_rule() {
 /// On the bundled sample the chosen model beats both baselines on PR-AUC.
 #[test]
 fn chosen_model_beats_baselines_on_sample_data() {
-    let cfg = Config::load(
+    let s = settings_with(
         Some(&repo().join("pipelines/sample.toml")),
         &[],
-        &Overrides { input: Some(sample_data()), ..Default::default() },
-    )
-    .unwrap();
-    let (_, clean) = pipeline::load(&sample_data(), &cfg).unwrap();
-    let fs = features::build(&clean, &cfg, cfg.as_of().unwrap()).unwrap();
-    let m = model::train(&fs, &pipeline::model_params(&cfg).unwrap()).unwrap();
+        Overrides { input: Some(sample_data()), ..Default::default() },
+    );
+    let clean = load(&s);
+    let fs = features::build(&clean, &s.features, s.night().unwrap()).unwrap();
+    let m = model::train(&fs, &s.model).unwrap();
     let chosen = m.metrics.model.as_ref().unwrap();
     let rule = &m.metrics.baselines["lane_rule"];
     let base = &m.metrics.baselines["base_rate"];
@@ -209,7 +206,7 @@ fn chosen_model_beats_baselines_on_sample_data() {
 #[test]
 fn cargo2000_regression() {
     let input = sample_data().join("cargo2000");
-    let cfg = config(
+    let s = config(
         &input,
         &[
             ("LANEWATCH_MODEL__MAX_TRAIN_ROWS", "40000"),
@@ -218,10 +215,10 @@ fn cargo2000_regression() {
         ],
     );
     let as_of = date("2026-05-20");
-    let (_, clean) = pipeline::load(&input, &cfg).unwrap();
-    let fs = features::build(&clean, &cfg, as_of).unwrap();
-    let m = model::train(&fs, &pipeline::model_params(&cfg).unwrap()).unwrap();
-    let from = fs.cutoff - cfg.model.holdout_days as i64 * MICROS_PER_DAY;
+    let clean = load(&s);
+    let fs = features::build(&clean, &s.features, lanewatch::calendar::Night::new(as_of)).unwrap();
+    let m = model::train(&fs, &s.model).unwrap();
+    let from = fs.cutoff() - s.model.holdout_days as i64 * MICROS_PER_DAY;
     let mut results = Vec::new();
     for frac in [0.0, 0.25, 0.5, 0.75] {
         let (auc, n, late) = evaluate::auc_at_fraction(&fs, &m, from, frac);

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use lanewatch::backtest::{BacktestParams, backtest};
-use lanewatch::config::{Config, Overrides};
+use lanewatch::commands::backtest::backtest;
+use lanewatch::config::Overrides;
 use polars::prelude::*;
 
 use crate::common::*;
@@ -321,16 +321,20 @@ fn reasons_agree_with_the_features() {
 #[test]
 fn at_risk_alerts_against_later_outcomes() {
     let input = sample_data();
-    let cfg = Config::load(
+    let out = tempfile::tempdir().unwrap();
+    let settings = settings_with(
         Some(&repo().join("pipelines/backtest.toml")),
         &[],
-        &Overrides { input: Some(input.clone()), ..Default::default() },
-    )
-    .unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let p =
-        BacktestParams { from: date("2026-08-01"), to: date("2026-11-20"), every: 7, out: out.path().to_path_buf() };
-    let s = backtest(&cfg, &p).unwrap();
+        Overrides {
+            input: Some(input.clone()),
+            out: Some(out.path().to_path_buf()),
+            from: Some("2026-08-01".into()),
+            to: Some("2026-11-20".into()),
+            every: Some(7),
+            ..Default::default()
+        },
+    );
+    let s = backtest(&settings).unwrap();
     let at = &s.kinds["at_risk"];
     eprintln!(
         "sample_data backtest {}..{} every {} d ({} nights): at_risk precision {:.3} recall {:.3} lead median {:?} d p10 {:?} d; any alert precision {:.3} recall {:.3}; late rate {:.3}",
@@ -351,8 +355,7 @@ fn at_risk_alerts_against_later_outcomes() {
     assert!(at.recall > 0.25, "at_risk recall {}", at.recall);
     assert!(at.lead_days_median.unwrap() > 1.0);
     // The outcomes the backtest used agree with the generator's truth.
-    let cfg2 = Config::load(None, &[], &Overrides::default()).unwrap();
-    let (_, clean) = lanewatch::pipeline::load(&input, &cfg2).unwrap();
+    let clean = load(&settings_with(None, &[], Overrides { input: Some(input.clone()), ..Default::default() }));
     let finals = lanewatch::evaluate::final_outcomes(&clean).unwrap();
     let truth = read_parquet(&input.join("truth.parquet"));
     let late = truth.column("late").unwrap().bool().unwrap();

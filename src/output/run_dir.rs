@@ -1,14 +1,14 @@
 //! The run folder: an exclusive lock on the output folder, a hidden staging folder beside the
-//! target, `_SUCCESS` last, then one atomic rename (an atomic exchange when replacing a run).
-//! Also the per-seller CSV files, whose names and cells come from untrusted ids.
+//! target, `_SUCCESS` last, then one atomic rename (an atomic exchange when replacing a run);
+//! and the previous complete run, whose alerts tonight continues from.
 
-use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
+use crate::alerts::Previous;
 use crate::error::{Error, Result};
 
 pub const LOCK_FILE: &str = ".lanewatch.lock";
@@ -183,90 +183,32 @@ pub fn previous_run(out: &Path, as_of: NaiveDate) -> Option<(NaiveDate, PathBuf)
     best
 }
 
-/// A file name for a seller id: safe characters kept, the rest replaced, a short hash of the
-/// raw id appended so different ids never share a name. Never empty, never `.`/`..`, no
-/// separators or control characters, at most ~100 bytes.
-pub fn seller_file_stem(seller_id: &str) -> String {
-    let mut stem: String = seller_id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .take(64)
-        .collect();
-    stem = stem.trim_matches('_').to_string();
-    if stem.is_empty() {
-        stem = "seller".into();
-    }
-    let h = blake3::hash(seller_id.as_bytes()).to_hex();
-    format!("{stem}-{}", &h[..10])
-}
-
-/// Assigns each seller id a unique file name (`<stem>.csv`), resolving any collision.
-pub fn seller_files<'a>(ids: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, String> {
-    let mut used: HashSet<String> = HashSet::new();
-    let mut out = BTreeMap::new();
-    let mut sorted: Vec<&str> = ids.into_iter().collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    for id in sorted {
-        let stem = seller_file_stem(id);
-        let mut name = format!("{stem}.csv");
-        let mut k = 2;
-        while used.contains(&name) {
-            name = format!("{stem}-{k}.csv");
-            k += 1;
-        }
-        used.insert(name.clone());
-        out.insert(id.to_string(), name);
-    }
-    out
-}
-
-/// One CSV cell: formula-looking text is prefixed with `'` so spreadsheets show it as text,
-/// then the cell is quoted when needed (RFC 4180).
-pub fn csv_cell(s: &str) -> String {
-    let neutral = match s.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\n') => format!("'{s}"),
-        _ => s.to_string(),
+/// The alerts of the newest complete run before `as_of` in `out`, if any, and a warning when
+/// that run's alerts could not be read (alerts then start fresh rather than failing the night).
+pub fn previous_alerts(out: &Path, as_of: NaiveDate) -> (Previous, Option<String>) {
+    let Some((date, dir)) = previous_run(out, as_of) else {
+        return (Previous::default(), None);
     };
-    if neutral.contains([',', '"', '\n', '\r']) || neutral.starts_with(' ') || neutral.ends_with(' ') {
-        format!("\"{}\"", neutral.replace('"', "\"\""))
-    } else {
-        neutral
-    }
-}
-
-pub fn csv_line(cells: &[String]) -> String {
-    let mut line = cells.join(",");
-    line.push_str("\r\n");
-    line
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostile_seller_ids_give_safe_distinct_names() {
-        let ids = ["../../etc", "a/b", "", "a_b", "a\u{0}b", "a\nb", "..", ".", "Ünïcødé 販売者", &"x".repeat(10_000)];
-        let files = seller_files(ids.iter().copied());
-        let names: HashSet<&String> = files.values().collect();
-        assert_eq!(names.len(), ids.len(), "{files:?}");
-        for n in names {
-            assert!(!n.contains('/') && !n.contains('\\') && !n.contains(".."), "{n}");
-            assert!(!n.starts_with('.'), "{n}");
-            assert!(n.chars().all(|c| !c.is_control()), "{n:?}");
-            assert!(n.len() < 120, "{n}");
-            assert!(n.ends_with(".csv"));
+    let path = dir.join("alerts.parquet");
+    let read = || -> Result<Previous> {
+        use polars::prelude::*;
+        let file =
+            std::fs::File::open(&path).map_err(|e| Error::bad_file(path.display().to_string(), e.to_string()))?;
+        let df = ParquetReader::new(file)
+            .with_columns(Some(vec![
+                "shipment_id".into(),
+                "seller_id".into(),
+                "alert".into(),
+                "severity".into(),
+                "first_alerted_on".into(),
+            ]))
+            .finish()?;
+        Previous::from_alerts(&df, date)
+    };
+    match read() {
+        Ok(p) => (p, None),
+        Err(e) => {
+            (Previous::default(), Some(format!("previous run {} unreadable, alerts start fresh: {e}", dir.display())))
         }
-    }
-
-    #[test]
-    fn csv_cells_are_neutralised_and_quoted() {
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_cell("+1"), "'+1");
-        assert_eq!(csv_cell("-2"), "'-2");
-        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("plain"), "plain");
     }
 }

@@ -1,0 +1,102 @@
+//! `lanewatch run`: the nightly job, written atomically into `OUT/as_of=DATE/`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::io;
+use crate::night::{self, NightResult, Timings};
+use crate::output::{self, OutputLock, Staging, manifest::Manifest};
+use crate::schema::STAGES;
+use crate::settings::Settings;
+
+/// What the binary prints after a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub as_of: String,
+    pub out: PathBuf,
+    pub scored: u64,
+    pub alerts: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    pub by_kind_severity: BTreeMap<String, u64>,
+    pub recovered: u64,
+    pub disrupted_lanes: Vec<String>,
+    pub top_lanes: Vec<(String, u64)>,
+    pub model: String,
+    pub fallback: Option<String>,
+    pub warnings: u64,
+}
+
+pub fn run(s: &Settings) -> Result<RunSummary> {
+    let started = output::manifest::now();
+    let night = s.night()?;
+    let out = s.out()?;
+    if !s.input.is_dir() {
+        return Err(Error::MissingInput { path: s.input.clone() });
+    }
+    let lock = OutputLock::acquire(out, &started)?;
+    let staging = Staging::new(out, night.as_of(), &lock)?;
+    let mut t = Timings::default();
+    let (prev, prev_warning) = output::previous_alerts(out, night.as_of());
+    let (report, clean) = night::load_timed(s, &mut t)?;
+    let res = night::compute(s, Cow::Owned(clean), night, &prev, None, &mut t)?;
+
+    let written = t.time("write", || output::write_run(s, &res, &report, &staging), |w| w.len() as u64)?;
+    let mut warnings: Vec<String> = report.warnings.iter().map(|w| w.line()).collect();
+    warnings.extend(prev_warning);
+    if let Some(f) = &res.model.metrics.fallback {
+        warnings.push(format!("model fell back to the lane-quantile rule: {f}"));
+    }
+    let manifest = Manifest::new(&s.config, &res, &report.files, &written, &warnings, &t, started);
+    io::write_file(&staging.path("manifest.json"), &manifest.to_json()?)?;
+    let final_dir = staging.commit()?;
+    drop(lock);
+    summary(&res, final_dir, warnings.len() as u64)
+}
+
+fn summary(res: &NightResult, out: PathBuf, warnings: u64) -> Result<RunSummary> {
+    let a = &res.alerts;
+    let fs = &res.features;
+    let mut by_kind = BTreeMap::new();
+    let mut by_kind_severity = BTreeMap::new();
+    for ((k, s), n) in a.counts() {
+        *by_kind.entry(k.name().to_string()).or_insert(0) += n;
+        by_kind_severity.insert(format!("{}/{}", k.name(), s.name()), n);
+    }
+    let mut per_lane: BTreeMap<u32, u64> = BTreeMap::new();
+    for al in &a.alerts {
+        *per_lane.entry(fs.prep.lane[al.ship as usize]).or_insert(0) += 1;
+    }
+    let mut lanes: Vec<(u32, u64)> = per_lane.into_iter().collect();
+    // Most alerts first, then by lane (dense lane ids follow the lanes' sorted keys).
+    lanes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let top_lanes = lanes.iter().take(5).map(|&(l, n)| (fs.prep.lanes[l as usize].label(), n)).collect();
+    let day = fs.night().cutoff_day();
+    let disrupted_lanes = fs
+        .disrupted_lanes()
+        .iter()
+        .enumerate()
+        .filter_map(|(l, worst)| {
+            worst.map(|s| {
+                format!("{} ({} ×{:.1})", fs.prep.lanes[l].label(), STAGES[s].label, fs.series.at(l, s, day).ratio)
+            })
+        })
+        .collect();
+    Ok(RunSummary {
+        as_of: res.night.to_string(),
+        out,
+        scored: a.scores.height() as u64,
+        alerts: a.alerts.len() as u64,
+        by_kind,
+        by_kind_severity,
+        recovered: a.recovered.height() as u64,
+        disrupted_lanes,
+        top_lanes,
+        model: res.model.kind.clone(),
+        fallback: res.model.metrics.fallback.clone(),
+        warnings,
+    })
+}

@@ -1,0 +1,149 @@
+//! What one night is: validate → features → model → alerts, computed without writing anything.
+//! The nightly `run`, the `backtest` and the `features`/`train`/`score` commands are siblings
+//! over these steps; the sequence itself is written once, in `compute`.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::alerts::{self, AlertOutput, Previous};
+use crate::calendar::Night;
+use crate::config::InputConfig;
+use crate::error::{Error, Result};
+use crate::features::{self, FeatureSet};
+use crate::model::{self, SavedModel};
+use crate::settings::Settings;
+use crate::validate::{self, CleanInput, Report};
+
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Stage timings and row counts, logged as they happen and kept for the manifest.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Timings {
+    pub stages: Vec<StageTiming>,
+    /// Debug-level logs and no spinner (a backtest replays many nights).
+    #[serde(skip)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTiming {
+    pub stage: String,
+    pub seconds: f64,
+    pub rows: u64,
+    /// The process's peak resident memory so far (Linux only), in MB.
+    pub peak_rss_mb: Option<f64>,
+}
+
+impl Timings {
+    pub fn quiet() -> Timings {
+        Timings { stages: Vec::new(), quiet: true }
+    }
+
+    pub fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> Result<T>, rows: impl Fn(&T) -> u64) -> Result<T> {
+        let bar = (!self.quiet).then(|| crate::progress::spinner(stage));
+        let start = Instant::now();
+        fault_injection(stage);
+        let out = f();
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let out = out?;
+        let seconds = start.elapsed().as_secs_f64();
+        let n = rows(&out);
+        let peak_rss_mb = crate::memory::peak_rss_mb();
+        if self.quiet {
+            tracing::debug!(stage, rows = n, seconds = format!("{seconds:.3}"), peak_rss_mb, "stage done");
+        } else {
+            tracing::info!(stage, rows = n, seconds = format!("{seconds:.3}"), peak_rss_mb, "stage done");
+        }
+        self.stages.push(StageTiming { stage: stage.to_string(), seconds, rows: n, peak_rss_mb });
+        Ok(out)
+    }
+}
+
+/// `LANEWATCH_FAULT=panic:<stage>` panics as that stage starts. The operations tests use it to
+/// prove that a panic becomes exit 70 and leaves no partial output.
+fn fault_injection(stage: &str) {
+    if let Ok(f) = std::env::var("LANEWATCH_FAULT") {
+        if f.strip_prefix("panic:") == Some(stage) {
+            panic!("injected fault in stage {stage}");
+        }
+    }
+}
+
+/// Validation: the report, and clean data or the first error. Findings are logged.
+pub fn load(input: &Path, cfg: &InputConfig) -> Result<(Report, CleanInput)> {
+    let (report, clean) = validate::validate(input, cfg)?;
+    crate::memory::release_free_memory();
+    for e in &report.errors {
+        tracing::error!("{}", e.line());
+    }
+    for w in &report.warnings {
+        tracing::warn!("{}", w.line());
+    }
+    match (report.first_error(), clean) {
+        (Some(e), _) => Err(e),
+        (None, Some(c)) => Ok((report, c)),
+        (None, None) => Err(Error::internal("validation returned neither data nor an error")),
+    }
+}
+
+/// The `validate` stage, timed.
+pub fn load_timed(s: &Settings, t: &mut Timings) -> Result<(Report, CleanInput)> {
+    if !s.input.is_dir() {
+        return Err(Error::MissingInput { path: s.input.clone() });
+    }
+    t.time("validate", || load(&s.input, &s.input_cfg), |r| r.0.shipments + r.0.events)
+}
+
+/// The `features` stage, timed. An owned input is cut down in place (lower peak memory).
+pub fn features(s: &Settings, input: Cow<'_, CleanInput>, night: Night, t: &mut Timings) -> Result<FeatureSet> {
+    t.time(
+        "features",
+        || match input {
+            Cow::Borrowed(c) => features::build(c, &s.features, night),
+            Cow::Owned(c) => features::build_owned(c, &s.features, night),
+        },
+        |f| (f.train.len() + f.score.len()) as u64,
+    )
+}
+
+/// The `train` stage, timed.
+pub fn train(s: &Settings, fs: &FeatureSet, t: &mut Timings) -> Result<SavedModel> {
+    t.time("train", || model::train(fs, &s.model), |m| m.metrics.n_train_sampled)
+}
+
+/// Everything a night computes, before anything is written.
+pub struct NightResult {
+    pub night: Night,
+    pub features: FeatureSet,
+    pub model: SavedModel,
+    /// Calibrated risk per scoring row, as the model gave it (before `late` rows are set to 1).
+    pub risk: Vec<f64>,
+    pub alerts: AlertOutput,
+    /// As-of date of the run whose alerts `alerts` continued from.
+    pub previous: Option<chrono::NaiveDate>,
+}
+
+/// features → model → score → alerts for one night from a loaded input. With `saved`, that model
+/// scores the night and nothing is trained.
+pub fn compute(
+    s: &Settings,
+    input: Cow<'_, CleanInput>,
+    night: Night,
+    prev: &Previous,
+    saved: Option<&SavedModel>,
+    t: &mut Timings,
+) -> Result<NightResult> {
+    let fs = features(s, input, night, t)?;
+    let model = match saved {
+        Some(m) => m.clone(),
+        None => train(s, &fs, t)?,
+    };
+    let risk = t.time("score", || Ok(model.predict(&fs.score)), |r| r.len() as u64)?;
+    let alerts = t.time("alerts", || alerts::build(&fs, &risk, &s.alerts, prev), |a| a.alerts.len() as u64)?;
+    Ok(NightResult { night, features: fs, model, risk, alerts, previous: prev.as_of })
+}

@@ -1,0 +1,86 @@
+//! `manifest.json`: what a run was given (input files with hashes, config, seed), what it wrote,
+//! how long each stage took and what it warned about. The only output with wall-clock times.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::ingest::FileInfo;
+use crate::night::{NightResult, TOOL_VERSION, Timings};
+
+#[derive(Serialize)]
+pub struct Manifest<'a> {
+    tool: &'static str,
+    tool_version: &'static str,
+    pipeline: &'a str,
+    as_of: String,
+    cutoff: String,
+    seed: u64,
+    config: &'a Config,
+    previous_run: Option<String>,
+    inputs: &'a [FileInfo],
+    outputs: Vec<OutputInfo>,
+    model: ManifestModel<'a>,
+    warnings: &'a [String],
+    timings: &'a Timings,
+    started_at: String,
+    finished_at: String,
+}
+
+#[derive(Serialize)]
+struct ManifestModel<'a> {
+    kind: &'a str,
+    fallback: &'a Option<String>,
+    feature_schema_version: u32,
+}
+
+#[derive(Serialize)]
+struct OutputInfo {
+    file: String,
+    rows: u64,
+}
+
+/// Now, as the manifest records times: UTC, whole seconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl<'a> Manifest<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: &'a Config,
+        res: &'a NightResult,
+        inputs: &'a [FileInfo],
+        written: &[(String, u64)],
+        warnings: &'a [String],
+        timings: &'a Timings,
+        started_at: String,
+    ) -> Manifest<'a> {
+        Manifest {
+            tool: "lanewatch",
+            tool_version: TOOL_VERSION,
+            pipeline: &config.pipeline.name,
+            as_of: res.night.to_string(),
+            cutoff: res.night.cutoff_rfc3339(),
+            seed: config.pipeline.seed,
+            config,
+            previous_run: res.previous.map(|d| d.to_string()),
+            inputs,
+            outputs: written.iter().map(|(f, r)| OutputInfo { file: f.clone(), rows: *r }).collect(),
+            model: ManifestModel {
+                kind: &res.model.kind,
+                fallback: &res.model.metrics.fallback,
+                feature_schema_version: res.model.feature_schema_version,
+            },
+            warnings,
+            timings,
+            started_at,
+            finished_at: now(),
+        }
+    }
+
+    pub fn to_json(&self) -> crate::Result<Vec<u8>> {
+        let mut json = serde_json::to_vec_pretty(self).map_err(crate::Error::internal)?;
+        json.push(b'\n');
+        Ok(json)
+    }
+}

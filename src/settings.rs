@@ -1,0 +1,96 @@
+//! The config resolved once (ripgrep's low-level → high-level arguments): paths, the night,
+//! parsed holidays and every stage's checked parameters. Commands receive `Settings` and never
+//! re-read or re-check the raw config.
+
+use std::path::{Path, PathBuf};
+
+use crate::calendar::Night;
+use crate::config::{self, AlertConfig, Config, InputConfig};
+use crate::error::{Error, Result};
+use crate::features::FeatureParams;
+use crate::model::{ModelParams, ValidParams};
+
+/// The nights a backtest replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BacktestRange {
+    pub from: Night,
+    pub to: Night,
+    pub every: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The config as given (after precedence), recorded in manifests.
+    pub config: Config,
+    pub input: PathBuf,
+    out: Option<PathBuf>,
+    night: Option<Night>,
+    pub input_cfg: InputConfig,
+    pub features: FeatureParams,
+    pub model: ValidParams,
+    pub alerts: AlertConfig,
+    backtest: Option<BacktestRange>,
+}
+
+impl Settings {
+    /// Resolves a loaded config. `yesterday` is read from the wall clock here, once.
+    pub fn resolve(config: Config) -> Result<Settings> {
+        let input = config
+            .pipeline
+            .input
+            .clone()
+            .ok_or_else(|| Error::Config("input is not set (use --input DIR or pipeline.input)".into()))?;
+        let night = match config.pipeline.as_of.as_deref() {
+            None => None,
+            Some("yesterday") => Some(Night::new(chrono::Utc::now().date_naive().pred_opt().expect("date range"))),
+            Some(s) => Some(Night::new(config::parse_date(s)?)),
+        };
+        let features = FeatureParams::from_config(&config)?;
+        let model = ModelParams::from_config(&config.model, &config.alerts, config.pipeline.seed)?.check()?;
+        let b = &config.backtest;
+        let backtest = match (&b.from, &b.to) {
+            (Some(from), Some(to)) => {
+                let (from, to) = (Night::new(config::parse_date(from)?), Night::new(config::parse_date(to)?));
+                let every = b.every.unwrap_or(7);
+                if to < from {
+                    return Err(Error::Config(format!("backtest: to {to} is before from {from}")));
+                }
+                if every == 0 {
+                    return Err(Error::Config("backtest.every must be at least 1".into()));
+                }
+                Some(BacktestRange { from, to, every })
+            }
+            _ => None,
+        };
+        Ok(Settings {
+            input,
+            out: config.pipeline.out.clone(),
+            night,
+            input_cfg: config.input.clone(),
+            features,
+            model,
+            alerts: config.alerts.clone(),
+            backtest,
+            config,
+        })
+    }
+
+    /// The night to compute; a config error when neither `--as-of` nor `pipeline.as_of` set it.
+    pub fn night(&self) -> Result<Night> {
+        self.night.ok_or_else(|| Error::Config("as_of is not set (use --as-of YYYY-MM-DD or pipeline.as_of)".into()))
+    }
+
+    pub fn out(&self) -> Result<&Path> {
+        self.out.as_deref().ok_or_else(|| Error::Config("out is not set (use --out DIR or pipeline.out)".into()))
+    }
+
+    pub fn backtest(&self) -> Result<BacktestRange> {
+        self.backtest.ok_or_else(|| {
+            Error::Config("backtest needs --from and --to, or backtest.from and backtest.to in the config".into())
+        })
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.config.pipeline.seed
+    }
+}
