@@ -9,7 +9,7 @@ Produces the outputs the notebooks read, then executes every notebook on them:
    night), then ``BIN run --config pipelines/sample.toml --out DIR/runs`` (the config's night),
    so the second night has a previous run (recovered.parquet, first_alerted_on);
 2. ``BIN backtest --config pipelines/backtest.toml --out DIR/backtest``;
-3. executes notebooks/0*.ipynb in name order with nbclient (kernel python3, 600 s per cell), in
+3. executes notebooks/0*.ipynb in name order with nbclient (a kernel running this interpreter, 600 s per cell), in
    the repository root, with LANEWATCH_SAMPLE_DIR, LANEWATCH_RUN_DIR, LANEWATCH_RUNS_DIR and
    LANEWATCH_BACKTEST_DIR pointing at the outputs above. Executed copies go to
    DIR/executed/<name>.ipynb; the notebooks in the repository are never written.
@@ -35,7 +35,6 @@ REPO = Path(__file__).resolve().parent.parent
 NIGHT = tomllib.loads((REPO / "pipelines" / "sample.toml").read_text())["pipeline"]["as_of"]
 PREVIOUS_NIGHT = (datetime.date.fromisoformat(NIGHT) - datetime.timedelta(days=1)).isoformat()
 CELL_TIMEOUT_S = 600
-KERNEL_NAME = "python3"
 
 
 def log(msg: str) -> None:
@@ -71,32 +70,32 @@ def run_command(args: list[str]) -> None:
     log(f"  ok ({elapsed:.1f} s)")
 
 
-def ensure_kernel() -> str:
-    """Makes sure a "python3" kernelspec exists; installs ipykernel's spec for the user if not."""
+def ensure_kernel(scratch: Path) -> str:
+    """A kernelspec that runs this very interpreter (so the notebooks see the packages the runner
+    was started with, e.g. a virtual environment's), written under `scratch` and put first on
+    JUPYTER_PATH; a user's own "python3" kernel pointing elsewhere cannot shadow it."""
+    import json
+
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-    try:
-        KernelSpecManager().get_kernel_spec(KERNEL_NAME)
-        return KERNEL_NAME
-    except NoSuchKernel:
-        pass
-    log(f"no '{KERNEL_NAME}' Jupyter kernel found; installing ipykernel's kernelspec for this user")
-    proc = subprocess.run(
-        [sys.executable, "-m", "ipykernel", "install", "--user", "--name", KERNEL_NAME],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    name = "lanewatch-runner"
+    spec_dir = scratch / "jupyter" / "kernels" / name
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python ({sys.executable})",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(
+        [str(scratch / "jupyter")] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
     )
-    if proc.returncode != 0:
-        log(proc.stdout)
-        log(f"FAILED: could not install the '{KERNEL_NAME}' kernelspec (exit {proc.returncode})")
-        sys.exit(1)
     try:
-        KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        KernelSpecManager().get_kernel_spec(name)
     except NoSuchKernel:
-        log(f"FAILED: '{KERNEL_NAME}' kernelspec still not found after installing it")
+        log(f"FAILED: the '{name}' kernelspec written to {spec_dir} is not found")
         sys.exit(1)
-    return KERNEL_NAME
+    return name
 
 
 def failed_cell(nb) -> tuple[int, object] | None:
@@ -185,7 +184,7 @@ def main() -> int:
         return 1
     run_command([str(binary), "backtest", "--config", "pipelines/backtest.toml", "--out", str(backtest_dir)])
 
-    kernel = ensure_kernel()
+    kernel = ensure_kernel(out)
     env = dict(os.environ)
     env.update(
         {

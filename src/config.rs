@@ -224,6 +224,16 @@ impl Default for AlertConfig {
     }
 }
 
+/// `LANEWATCH_*` variables that are not config keys: the log settings, the fault-injection
+/// testing aid, and what the tests and notebooks use (README, "Environment"). Every other
+/// `LANEWATCH_*` variable is a config key, and an unknown one is an error.
+pub const NOT_CONFIG: &[&str] =
+    &["LOG", "LOG_FORMAT", "FAULT", "PYTHON", "SHARED", "VENV", "SAMPLE_DIR", "RUN_DIR", "RUNS_DIR", "BACKTEST_DIR"];
+
+fn is_not_config(rest: &str) -> bool {
+    NOT_CONFIG.contains(&rest) || (rest.starts_with("SKIP_") && rest.ends_with("_TESTS"))
+}
+
 /// Overrides collected from the command line; `None` leaves lower layers alone.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -240,7 +250,9 @@ pub struct Overrides {
 impl Config {
     /// Defaults, then the file, then `LANEWATCH_*` variables from `env`, then `cli`.
     pub fn load(file: Option<&Path>, env: &[(String, String)], cli: &Overrides) -> Result<Config> {
-        let mut value = toml::Value::try_from(Config::default()).map_err(|e| Error::internal(e))?;
+        let mut value = toml::Value::try_from(Config::default()).map_err(Error::internal)?;
+        // Where each key was last set, so an error can say which line of which layer to fix.
+        let mut origin: BTreeMap<String, String> = BTreeMap::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
@@ -248,13 +260,16 @@ impl Config {
                 .parse::<toml::Table>()
                 .map(toml::Value::Table)
                 .map_err(|e| Error::Config(format!("{}: {}", path.display(), crate::error::one_line(e.to_string()))))?;
+            for leaf in leaves(&parsed, "") {
+                origin.insert(leaf, path.display().to_string());
+            }
             merge(&mut value, parsed, "")?;
         }
         for (key, raw) in env {
             let Some(rest) = key.strip_prefix("LANEWATCH_") else {
                 continue;
             };
-            if matches!(rest, "LOG" | "LOG_FORMAT" | "FAULT") {
+            if is_not_config(rest) {
                 continue;
             }
             let path: Vec<String> = match rest {
@@ -264,9 +279,12 @@ impl Config {
                 _ => rest.split("__").map(|p| p.to_ascii_lowercase()).collect(),
             };
             set_path(&mut value, &path, parse_scalar(raw), key)?;
+            origin.insert(path.join("."), key.clone());
         }
         let mut set = |section: &str, name: &str, v: toml::Value| {
-            set_path(&mut value, &[section.into(), name.into()], v, &format!("--{}", name.replace('_', "-")))
+            let flag = format!("--{}", name.replace('_', "-"));
+            origin.insert(format!("{section}.{name}"), flag.clone());
+            set_path(&mut value, &[section.into(), name.into()], v, &flag)
         };
         let text = |s: &str| toml::Value::String(s.to_string());
         if let Some(p) = &cli.input {
@@ -290,9 +308,20 @@ impl Config {
         if let Some(e) = cli.every {
             set("backtest", "every", toml::Value::Integer(e as i64))?;
         }
-        let config: Config = value
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(crate::error::one_line(e.message().to_string())))?;
+        let config: Config = match value.clone().try_into() {
+            Ok(c) => c,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                let why = crate::error::one_line(e.message().to_string());
+                return Err(Error::Config(match bad_key(&value) {
+                    Some(key) => {
+                        let from = origin.get(&key).map(|o| format!(" (set by {o})")).unwrap_or_default();
+                        format!("{key}{from}: {why}")
+                    }
+                    None => why,
+                }));
+            }
+        };
         config.check()?;
         Ok(config)
     }
@@ -395,6 +424,42 @@ fn parse_scalar(raw: &str) -> toml::Value {
     toml::Value::String(raw.to_string())
 }
 
+/// Dotted paths of the values in a config table (arrays count as values).
+fn leaves(v: &toml::Value, at: &str) -> Vec<String> {
+    match v {
+        toml::Value::Table(t) => t
+            .iter()
+            .flat_map(|(k, v)| leaves(v, &if at.is_empty() { k.clone() } else { format!("{at}.{k}") }))
+            .collect(),
+        _ => vec![at.to_string()],
+    }
+}
+
+/// The first key whose value alone makes the defaults fail to deserialize: the key a type
+/// error (a string where a number belongs, say) is about. serde's message names the type, not
+/// the key.
+fn bad_key(value: &toml::Value) -> Option<String> {
+    let defaults = toml::Value::try_from(Config::default()).ok()?;
+    for key in leaves(value, "") {
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut leaf = value;
+        for p in &parts {
+            leaf = leaf.get(p)?;
+        }
+        let mut candidate = defaults.clone();
+        let mut slot = &mut candidate;
+        for p in &parts[..parts.len() - 1] {
+            let table = slot.as_table_mut()?;
+            slot = table.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        }
+        slot.as_table_mut()?.insert(parts[parts.len() - 1].to_string(), leaf.clone());
+        if candidate.try_into::<Config>().is_err() {
+            return Some(key);
+        }
+    }
+    None
+}
+
 /// Merges `over` into `base`, refusing keys the defaults do not have (maps excepted).
 fn merge(base: &mut toml::Value, over: toml::Value, at: &str) -> Result<()> {
     match (base, over) {
@@ -478,6 +543,23 @@ mod tests {
         let c = Config::load(Some(&p), &env, &Overrides { seed: Some(3), ..Default::default() }).unwrap();
         assert_eq!(c.pipeline.seed, 3);
         assert_eq!(c.pipeline.as_of.as_deref(), Some("2026-01-01"));
+    }
+
+    #[test]
+    fn type_errors_name_the_key_and_where_it_was_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[alerts]\nrisk_threshold = \"high\"\n").unwrap();
+        let e = Config::load(Some(&p), &[], &Overrides::default()).unwrap_err();
+        assert_eq!(e.exit_code(), 78);
+        let m = e.to_string();
+        assert!(m.contains("alerts.risk_threshold") && m.contains(&p.display().to_string()), "{m}");
+        let env = vec![("LANEWATCH_ALERTS__RISK_THRESHOLD".to_string(), "abc".to_string())];
+        let m = Config::load(None, &env, &Overrides::default()).unwrap_err().to_string();
+        assert!(m.contains("alerts.risk_threshold (set by LANEWATCH_ALERTS__RISK_THRESHOLD)"), "{m}");
+        let env = vec![("LANEWATCH_FEATURES__HOLIDAYS".to_string(), "7".to_string())];
+        let m = Config::load(None, &env, &Overrides::default()).unwrap_err().to_string();
+        assert!(m.contains("features.holidays"), "{m}");
     }
 
     #[test]

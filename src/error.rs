@@ -30,6 +30,9 @@ pub enum Error {
     #[error("input not found: {}", path.display())]
     MissingInput { path: PathBuf },
 
+    #[error("input is not a folder: {} (give the folder that holds shipments and events)", path.display())]
+    InputNotFolder { path: PathBuf },
+
     #[error("cannot write {}: {message}", path.display())]
     Output { path: PathBuf, message: String },
 
@@ -51,7 +54,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Data { .. } | Error::BadFile { .. } | Error::Model { .. } => exit::DATA,
-            Error::MissingInput { .. } => exit::NO_INPUT,
+            Error::MissingInput { .. } | Error::InputNotFolder { .. } => exit::NO_INPUT,
             Error::Output { .. } => exit::CANT_CREATE,
             Error::Locked { .. } => exit::TEMP_FAIL,
             Error::Config(_) => exit::CONFIG,
@@ -99,9 +102,36 @@ pub fn one_line(s: String) -> String {
     out
 }
 
+/// Text from input data made safe for a terminal, the way the human log shows it: control
+/// characters (NUL, CR, LF, ESC, …) become visible escapes (`\0`, `\r`, `\n`, `\u{1b}`), so
+/// data can neither move the cursor, recolour the screen nor forge a line of output.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Shortens a value taken from user data before it is quoted in an error message.
 pub fn quote(s: &str) -> String {
     let shown: String = s.chars().take(60).collect();
     let shown = one_line(shown);
     if s.chars().count() > 60 { format!("{shown:?}… ({} chars)", s.chars().count()) } else { format!("{shown:?}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_every_control_character() {
+        assert_eq!(printable("CN\u{1b}[31m\r\nlanewatch: forged\u{0}"), "CN\\u{1b}[31m\\r\\nlanewatch: forged\\u{0}");
+        assert_eq!(printable("CN-GD→FR économie"), "CN-GD→FR économie");
+        assert!(printable("a\u{7f}\u{85}b").chars().all(|c| !c.is_control()));
+    }
 }

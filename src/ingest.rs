@@ -2,7 +2,6 @@
 //! allowed), checking each file's footer with the `parquet` crate before any data is decoded,
 //! then decoding with polars and normalising types (µs UTC timestamps, f64, strings).
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::{DataType as ArrowType, TimeUnit as ArrowUnit};
@@ -75,26 +74,45 @@ pub struct ReadTable {
 /// Parquet files (any depth, hive-style `key=value` folders allowed). Hidden files and
 /// `_`-prefixed markers are skipped, as Spark and Hive do.
 pub fn locate(input: &Path, table: Table) -> Result<Vec<PathBuf>> {
-    if !input.is_dir() {
-        return Err(Error::MissingInput { path: input.to_path_buf() });
-    }
+    check_input_folder(input)?;
     let name = table.name();
-    let file = input.join(format!("{name}.parquet"));
-    if file.is_file() {
-        return Ok(vec![file]);
-    }
-    for dir in [file.clone(), input.join(name)] {
-        if dir.is_dir() {
+    // Every place the table may be; more than one present is ambiguous, and reading one of them
+    // silently would drop the other's rows.
+    let candidates = [input.join(format!("{name}.parquet")), input.join(name)];
+    let present: Vec<&PathBuf> = candidates.iter().filter(|p| p.exists()).collect();
+    match present.as_slice() {
+        [] => Err(Error::MissingInput { path: candidates[0].clone() }),
+        [one] if one.is_file() => Ok(vec![(*one).clone()]),
+        [dir] => {
             let mut found = Vec::new();
-            walk(&dir, &mut found).map_err(|e| Error::bad_file(dir.display().to_string(), e.to_string()))?;
+            walk(dir, &mut found).map_err(|e| Error::bad_file(dir.display().to_string(), e.to_string()))?;
             found.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
             if found.is_empty() {
-                return Err(Error::MissingInput { path: dir });
+                return Err(Error::MissingInput { path: (*dir).clone() });
             }
-            return Ok(found);
+            Ok(found)
         }
+        _ => Err(Error::bad_file(
+            input.display().to_string(),
+            format!(
+                "both {} and {} hold {name}: keep one (lanewatch will not guess which)",
+                shown(input, present[0]),
+                shown(input, present[1])
+            ),
+        )),
     }
-    Err(Error::MissingInput { path: file })
+}
+
+/// The input must be an existing folder: a missing path or a file is exit 66 with a message
+/// that says which.
+pub fn check_input_folder(input: &Path) -> Result<()> {
+    if input.is_dir() {
+        Ok(())
+    } else if input.exists() {
+        Err(Error::InputNotFolder { path: input.to_path_buf() })
+    } else {
+        Err(Error::MissingInput { path: input.to_path_buf() })
+    }
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -273,18 +291,12 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
             continue;
         }
 
-        let columns: Vec<String> = plan.iter().map(|(_, src, _)| src.clone()).collect();
-        let decoded = std::panic::catch_unwind(|| {
-            ParquetReader::new(Cursor::new(bytes.clone())).with_columns(Some(columns)).finish()
-        });
+        // A malformed page can make a decoder panic; that is a bad file, not a crash.
+        let decoded = std::panic::catch_unwind(|| decode(bytes.clone(), &plan, naive_tz));
         let df = match decoded {
             Ok(Ok(df)) => df,
             Ok(Err(e)) => {
-                findings.push(err(
-                    "",
-                    "corrupt_file",
-                    format!("cannot decode data: {}", crate::error::one_line(e.to_string())),
-                ));
+                findings.push(err("", "corrupt_file", format!("cannot decode data: {}", crate::error::one_line(e))));
                 continue;
             }
             Err(_) => {
@@ -296,25 +308,15 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
                 continue;
             }
         };
-        match normalise(df, &plan, naive_tz) {
-            Ok(df) => {
-                for (spec, _, _) in &plan {
-                    let nulls = df.column(spec.name).map(|c| c.null_count()).unwrap_or(0);
-                    if spec.required && nulls > 0 {
-                        let mut f =
-                            err(spec.name, "null_required", format!("{nulls} null values in a required column"));
-                        f.count = nulls as u64;
-                        findings.push(f);
-                    }
-                }
-                frames.push(df)
+        for (spec, _, _) in &plan {
+            let nulls = df.column(spec.name).map(|c| c.null_count()).unwrap_or(0);
+            if spec.required && nulls > 0 {
+                let mut f = err(spec.name, "null_required", format!("{nulls} null values in a required column"));
+                f.count = nulls as u64;
+                findings.push(f);
             }
-            Err(e) => findings.push(err(
-                "",
-                "corrupt_file",
-                format!("cannot convert columns: {}", crate::error::one_line(e.to_string())),
-            )),
         }
+        frames.push(df);
     }
 
     // Files may lack optional columns; give every frame the full canonical set.
@@ -363,39 +365,145 @@ pub fn canonical_schema(table: Table) -> Schema {
         .collect()
 }
 
-fn normalise(df: DataFrame, plan: &[(&ColumnSpec, String, Convert)], naive_tz: &str) -> PolarsResult<DataFrame> {
-    let height = df.height();
-    let mut out = Vec::with_capacity(plan.len());
-    for (spec, src, conv) in plan {
-        let col = df.column(src)?.as_materialized_series().clone();
-        let s = match conv {
-            Convert::Keep => col,
-            Convert::ToString => col.cast(&DataType::String)?,
-            Convert::ToF64 => col.cast(&DataType::Float64)?,
-            Convert::Timestamp { unit, naive } => {
-                let raw = col.to_physical_repr().cast(&DataType::Int64)?;
-                let raw = raw.i64()?;
-                let to_us = |v: i64| -> i64 {
-                    match unit {
-                        ArrowUnit::Second => v.saturating_mul(1_000_000),
-                        ArrowUnit::Millisecond => v.saturating_mul(1_000),
-                        ArrowUnit::Microsecond => v,
-                        ArrowUnit::Nanosecond => v.div_euclid(1_000),
-                    }
-                };
-                let values: Int64Chunked = if *naive && !is_utc(naive_tz) {
-                    let tz: chrono_tz::Tz =
-                        naive_tz.parse().map_err(|_| polars_err!(ComputeError: "unknown zone {naive_tz}"))?;
-                    raw.apply_values(|v| local_to_utc(to_us(v), &tz))
-                } else {
-                    raw.apply_values(to_us)
-                };
-                values.into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)).into_series()
+/// Decodes the planned columns of one Parquet file into canonical columns: strings, f64,
+/// bool, and timestamps as µs UTC. Row groups are decoded in parallel and concatenated in
+/// file order. Arrow-rs reads any time zone string, fixed offsets such as `+05:30` included:
+/// zoned Arrow timestamps hold UTC instants whatever the zone's name.
+fn decode(bytes: bytes::Bytes, plan: &[(&ColumnSpec, String, Convert)], naive_tz: &str) -> Result<DataFrame, String> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use rayon::prelude::*;
+
+    let text = |e: &dyn std::fmt::Display| e.to_string();
+    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(|e| text(&e))?;
+    let names: Vec<&str> = plan.iter().map(|(_, src, _)| src.as_str()).collect();
+    let mask = ProjectionMask::columns(meta.parquet_schema(), names.iter().copied());
+    let naive_zone: Option<chrono_tz::Tz> = if is_utc(naive_tz) || naive_tz.is_empty() {
+        None
+    } else {
+        Some(naive_tz.parse().map_err(|_| format!("unknown zone {naive_tz}"))?)
+    };
+    let groups: Vec<usize> = (0..meta.metadata().num_row_groups()).collect();
+    let parts: Vec<DataFrame> = groups
+        .par_iter()
+        .map(|&rg| -> Result<DataFrame, String> {
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
+                .with_projection(mask.clone())
+                .with_row_groups(vec![rg])
+                .with_batch_size(1 << 16)
+                .build()
+                .map_err(|e| text(&e))?;
+            let batches: Vec<arrow::record_batch::RecordBatch> =
+                reader.collect::<std::result::Result<_, _>>().map_err(|e| text(&e))?;
+            let height: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let mut cols = Vec::with_capacity(plan.len());
+            for (spec, src, conv) in plan {
+                let arrays: Vec<arrow::array::ArrayRef> = batches
+                    .iter()
+                    .map(|b| b.column_by_name(src).cloned().ok_or_else(|| format!("column {src} missing")))
+                    .collect::<Result<_, _>>()?;
+                cols.push(to_column(spec, &arrays, *conv, naive_zone.as_ref()).map_err(|e| text(&e))?);
             }
-        };
-        out.push(s.with_name(spec.name.into()).into_column());
+            DataFrame::new(height, cols).map_err(|e| text(&e))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut it = parts.into_iter();
+    let Some(mut df) = it.next() else {
+        let cols = plan
+            .iter()
+            .map(|(spec, _, _)| Column::full_null(spec.name.into(), 0, &canonical_dtype(spec.kind)))
+            .collect();
+        return DataFrame::new(0, cols).map_err(|e| text(&e));
+    };
+    for part in it {
+        df.vstack_mut_owned(part).map_err(|e| text(&e))?;
     }
-    DataFrame::new(height, out)
+    Ok(df)
+}
+
+/// One canonical column from the Arrow arrays of a column, batch by batch.
+fn to_column(
+    spec: &ColumnSpec,
+    arrays: &[arrow::array::ArrayRef],
+    conv: Convert,
+    naive_zone: Option<&chrono_tz::Tz>,
+) -> Result<Column, arrow::error::ArrowError> {
+    use arrow::array::AsArray;
+    use arrow::compute::cast;
+    use arrow::datatypes::{Float64Type, Int64Type};
+    let name: PlSmallStr = spec.name.into();
+    Ok(match (spec.kind, conv) {
+        (ValueKind::Str, _) => {
+            let mut out: Vec<StringChunked> = Vec::with_capacity(arrays.len());
+            for a in arrays {
+                out.push(match a.data_type() {
+                    ArrowType::Utf8 => StringChunked::from_iter_options(name.clone(), a.as_string::<i32>().iter()),
+                    ArrowType::Utf8View => StringChunked::from_iter_options(name.clone(), a.as_string_view().iter()),
+                    _ => {
+                        let a = cast(a, &ArrowType::LargeUtf8)?;
+                        StringChunked::from_iter_options(name.clone(), a.as_string::<i64>().iter())
+                    }
+                });
+            }
+            concat_chunked(out, name)?.into_column()
+        }
+        (ValueKind::Float, _) => {
+            let mut v: Vec<Option<f64>> = Vec::new();
+            for a in arrays {
+                let a = cast(a, &ArrowType::Float64)?;
+                v.extend(a.as_primitive::<Float64Type>().iter());
+            }
+            Float64Chunked::from_iter_options(name, v.into_iter()).into_column()
+        }
+        (ValueKind::Bool, _) => {
+            let mut v: Vec<Option<bool>> = Vec::new();
+            for a in arrays {
+                v.extend(a.as_boolean().iter());
+            }
+            BooleanChunked::from_iter_options(name, v.into_iter()).into_column()
+        }
+        (ValueKind::Timestamp, Convert::Timestamp { unit, naive }) => {
+            let to_us = |v: i64| -> i64 {
+                match unit {
+                    ArrowUnit::Second => v.saturating_mul(1_000_000),
+                    ArrowUnit::Millisecond => v.saturating_mul(1_000),
+                    ArrowUnit::Microsecond => v,
+                    ArrowUnit::Nanosecond => v.div_euclid(1_000),
+                }
+            };
+            let mut v: Vec<Option<i64>> = Vec::new();
+            for a in arrays {
+                // The raw values: UTC instants for zoned timestamps, wall-clock for naive ones.
+                let raw = cast(a, &ArrowType::Int64)?;
+                let raw = raw.as_primitive::<Int64Type>();
+                v.reserve(raw.len());
+                for x in raw.iter() {
+                    v.push(x.map(|x| match (naive, naive_zone) {
+                        (true, Some(tz)) => local_to_utc(to_us(x), tz),
+                        _ => to_us(x),
+                    }));
+                }
+            }
+            Int64Chunked::from_iter_options(name, v.into_iter())
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column()
+        }
+        (ValueKind::Timestamp, _) => {
+            return Err(arrow::error::ArrowError::InvalidArgumentError(format!("{}: not a timestamp", spec.name)));
+        }
+    })
+}
+
+fn concat_chunked(parts: Vec<StringChunked>, name: PlSmallStr) -> Result<StringChunked, arrow::error::ArrowError> {
+    let mut it = parts.into_iter();
+    let Some(mut acc) = it.next() else {
+        return Ok(StringChunked::full_null(name, 0));
+    };
+    for p in it {
+        acc.append_owned(p).map_err(|e| arrow::error::ArrowError::ComputeError(e.to_string()))?;
+    }
+    acc.rechunk_mut();
+    Ok(acc)
 }
 
 fn is_utc(tz: &str) -> bool {

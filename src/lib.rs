@@ -9,7 +9,7 @@
 //! - `evaluate`: scoring nights against later outcomes;
 //! - the stages: `alerts` → `model` → `features` → `validate` → `ingest`;
 //! - beneath all of them: `schema`, `config`, `calendar`, `sampling`, `io`, `memory`,
-//!   `progress`, `error`.
+//!   `progress`, `fault`, `error`.
 //!
 //! `generate` and `import` write inputs and stand apart.
 
@@ -19,6 +19,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod evaluate;
+pub mod fault;
 pub mod features;
 pub mod generate;
 pub mod import;

@@ -6,20 +6,20 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use lanewatch::commands;
 use lanewatch::config::{self, Config, Overrides};
-use lanewatch::error::{Error, exit};
+use lanewatch::error::{Error, exit, printable};
 use lanewatch::generate;
 use lanewatch::settings::Settings;
 
 const EXIT_CODES: &str = "\
 Exit codes (sysexits):
   0   ok
-  2   usage error
+  2   usage error (unknown flag, malformed flag value such as --as-of)
   65  bad input data (also a model whose feature schema does not match)
-  66  input missing
+  66  input missing, or not a folder
   70  internal error (including any panic)
   73  cannot write output
   75  output locked by another run; try later
-  78  config error";
+  78  config error (a bad value in the config file or a LANEWATCH_* variable)";
 
 #[derive(Parser)]
 #[command(name = "lanewatch", version, about = "Early warning for late cross-border parcels", after_help = EXIT_CODES)]
@@ -67,7 +67,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// The night to run: YYYY-MM-DD or `yesterday`.
-        #[arg(long)]
+        #[arg(long, value_parser = night_arg)]
         as_of: Option<String>,
     },
     /// Check an input folder against the contract.
@@ -88,7 +88,7 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// First day orders are created.
-        #[arg(long, default_value = "2026-06-01")]
+        #[arg(long, value_parser = date_arg, default_value = "2026-06-01")]
         start: String,
         /// Days over which orders are created.
         #[arg(long, default_value_t = 180)]
@@ -99,7 +99,7 @@ enum Command {
     Features {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        #[arg(long, value_parser = night_arg)]
         as_of: Option<String>,
         #[arg(long)]
         out: PathBuf,
@@ -109,7 +109,7 @@ enum Command {
     Train {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        #[arg(long, value_parser = night_arg)]
         as_of: Option<String>,
         #[arg(long)]
         model_out: PathBuf,
@@ -123,10 +123,10 @@ enum Command {
         #[command(flatten)]
         common: Common,
         /// First night (as-of date); or backtest.from in the config.
-        #[arg(long)]
+        #[arg(long, value_parser = date_arg)]
         from: Option<String>,
         /// Last night (as-of date); or backtest.to in the config.
-        #[arg(long)]
+        #[arg(long, value_parser = date_arg)]
         to: Option<String>,
         /// Days between replayed nights; or backtest.every in the config (default 7).
         #[arg(long)]
@@ -143,7 +143,7 @@ enum Command {
     Score {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        #[arg(long, value_parser = night_arg)]
         as_of: Option<String>,
         #[arg(long)]
         model: PathBuf,
@@ -162,12 +162,22 @@ enum Import {
         #[arg(long)]
         out: PathBuf,
         /// Day the first process instance starts.
-        #[arg(long, default_value = "2026-01-05")]
+        #[arg(long, value_parser = date_arg, default_value = "2026-01-05")]
         start: String,
         /// Days over which instances are spread, in file order.
         #[arg(long, default_value_t = 120)]
         days: u32,
     },
+}
+
+/// `--as-of`: a date or `yesterday`; anything else is a usage error (exit 2).
+fn night_arg(s: &str) -> Result<String, String> {
+    if s == "yesterday" { Ok(s.to_string()) } else { date_arg(s) }
+}
+
+/// A `YYYY-MM-DD` flag; a malformed one is a usage error (exit 2).
+fn date_arg(s: &str) -> Result<String, String> {
+    config::parse_date(s).map(|_| s.to_string()).map_err(|_| format!("expected YYYY-MM-DD, got {s:?}"))
 }
 
 /// Flags, environment and config file, resolved once into the settings a command runs with.
@@ -204,7 +214,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 "lanewatch run {} ({} model{})",
                 s.as_of,
                 s.model,
-                s.fallback.as_ref().map(|f| format!(", fallback: {f}")).unwrap_or_default()
+                s.fallback.as_ref().map(|f| format!(", fallback: {}", printable(f))).unwrap_or_default()
             );
             println!(
                 "  scored {} in-flight shipments, {} alerts, {} recovered, {} warnings",
@@ -220,14 +230,14 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             if !s.top_lanes.is_empty() {
                 println!("  top lanes by alerts:");
                 for (l, n) in &s.top_lanes {
-                    println!("    {l:<32} {n}");
+                    println!("    {:<32} {n}", printable(l));
                 }
             }
             if !s.disrupted_lanes.is_empty() {
-                println!("  disrupted lanes: {}", s.disrupted_lanes.join("; "));
+                println!("  disrupted lanes: {}", printable(&s.disrupted_lanes.join("; ")));
             }
-            println!("  outputs: {}", s.out.display());
-            println!("  report:  {}", s.out.join("report.html").display());
+            println!("  outputs: {}", printable(&s.out.display().to_string()));
+            println!("  report:  {}", printable(&s.out.join("report.html").display().to_string()));
         }
         Command::Validate { common, format } => {
             let settings = settings(&common, Overrides::default())?;
@@ -236,7 +246,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 println!("{}", serde_json::to_string_pretty(&report).map_err(Error::internal)?);
             } else {
                 for l in report.lines() {
-                    println!("{l}");
+                    println!("{}", printable(&l));
                 }
                 println!(
                     "{}: {} shipments, {} events in {} files; {} errors, {} warnings",
@@ -277,7 +287,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 fs.lanes().len(),
                 fs.score.len(),
                 fs.train.len(),
-                out.display()
+                printable(&out.display().to_string())
             );
         }
         Command::Train { common, as_of, model_out, metrics_out } => {
@@ -293,7 +303,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 e.map(|e| e.pr_auc).unwrap_or(f64::NAN),
                 e.map(|e| e.roc_auc).unwrap_or(f64::NAN),
                 e.map(|e| e.brier).unwrap_or(f64::NAN),
-                model_out.display()
+                printable(&model_out.display().to_string())
             );
         }
         Command::Backtest { common, from, to, every, out } => {
@@ -332,7 +342,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                     d.flagged_lane_nights
                 );
             }
-            println!("  outputs: {}", s.out.display());
+            println!("  outputs: {}", printable(&s.out.display().to_string()));
         }
         Command::Import(Import::Cargo2000 { src, out, start, days }) => {
             let start = config::parse_date(&start)?;
@@ -345,13 +355,17 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 s.shipments,
                 s.events,
                 s.late_rate * 100.0,
-                out.display()
+                printable(&out.display().to_string())
             );
         }
         Command::Score { common, as_of, model, out } => {
             let settings = settings(&common, Overrides { as_of, ..Default::default() })?;
             let (m, n) = commands::score::score(&settings, &model, &out)?;
-            println!("scored {n} in-flight shipments with the {} model → {}", m.kind, out.display());
+            println!(
+                "scored {n} in-flight shipments with the {} model → {}",
+                m.kind,
+                printable(&out.display().to_string())
+            );
         }
     }
     Ok(())
@@ -384,7 +398,7 @@ fn main() -> ExitCode {
             if json_logs {
                 tracing::error!(exit_code = e.exit_code(), "{e}");
             } else {
-                eprintln!("lanewatch: {e}");
+                eprintln!("lanewatch: {}", printable(&e.to_string()));
             }
             ExitCode::from(e.exit_code() as u8)
         }

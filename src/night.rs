@@ -45,7 +45,7 @@ impl Timings {
     pub fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> Result<T>, rows: impl Fn(&T) -> u64) -> Result<T> {
         let bar = (!self.quiet).then(|| crate::progress::spinner(stage));
         let start = Instant::now();
-        fault_injection(stage);
+        crate::fault::point(stage);
         let out = f();
         if let Some(bar) = bar {
             bar.finish_and_clear();
@@ -61,16 +61,6 @@ impl Timings {
         }
         self.stages.push(StageTiming { stage: stage.to_string(), seconds, rows: n, peak_rss_mb });
         Ok(out)
-    }
-}
-
-/// `LANEWATCH_FAULT=panic:<stage>` panics as that stage starts. The operations tests use it to
-/// prove that a panic becomes exit 70 and leaves no partial output.
-fn fault_injection(stage: &str) {
-    if let Ok(f) = std::env::var("LANEWATCH_FAULT") {
-        if f.strip_prefix("panic:") == Some(stage) {
-            panic!("injected fault in stage {stage}");
-        }
     }
 }
 
@@ -93,9 +83,7 @@ pub fn load(input: &Path, cfg: &InputConfig) -> Result<(Report, CleanInput)> {
 
 /// The `validate` stage, timed.
 pub fn load_timed(s: &Settings, t: &mut Timings) -> Result<(Report, CleanInput)> {
-    if !s.input.is_dir() {
-        return Err(Error::MissingInput { path: s.input.clone() });
-    }
+    crate::ingest::check_input_folder(&s.input)?;
     t.time("validate", || load(&s.input, &s.input_cfg), |r| r.0.shipments + r.0.events)
 }
 

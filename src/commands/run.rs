@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::io;
 use crate::night::{self, NightResult, Timings};
 use crate::output::{self, OutputLock, Staging, manifest::Manifest};
@@ -34,9 +34,7 @@ pub fn run(s: &Settings) -> Result<RunSummary> {
     let started = output::manifest::now();
     let night = s.night()?;
     let out = s.out()?;
-    if !s.input.is_dir() {
-        return Err(Error::MissingInput { path: s.input.clone() });
-    }
+    crate::ingest::check_input_folder(&s.input)?;
     let lock = OutputLock::acquire(out, &started)?;
     let staging = Staging::new(out, night.as_of(), &lock)?;
     let mut t = Timings::default();

@@ -65,6 +65,13 @@ impl Drop for OutputLock {
 }
 
 /// A staging folder that becomes `OUT/as_of=…` on `commit`, or disappears if dropped.
+///
+/// Replacing an earlier output of the same night is atomic: readers see the old folder or the
+/// new one, never neither and never a mix. With `renameat2(RENAME_EXCHANGE)` (Linux on ext4,
+/// xfs, btrfs, tmpfs, …) the two folders are swapped in one step. Where the file system has no
+/// such exchange, `as_of=DATE` is a symbolic link to a hidden version folder
+/// (`.as_of=DATE.v-…`), and a new version is published by renaming a new link over the old
+/// one, which is atomic on every POSIX file system.
 pub struct Staging {
     pub dir: PathBuf,
     target: PathBuf,
@@ -72,18 +79,12 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Call with the lock held. Stale staging folders of crashed runs are removed first.
+    /// Call with the lock held. First repairs what a crashed run may have left: a night whose
+    /// folder was moved aside by an interrupted migration is put back; stale staging folders,
+    /// links and unreferenced versions are removed.
     pub fn new(out: &Path, as_of: NaiveDate, _lock: &OutputLock) -> Result<Staging> {
         let name = run_dir_name(as_of);
-        if let Ok(entries) = std::fs::read_dir(out) {
-            for e in entries.flatten() {
-                let n = e.file_name();
-                let n = n.to_string_lossy();
-                if n.starts_with(".as_of=") && (n.contains(".tmp-") || n.contains(".old-")) {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
+        recover(out);
         let dir = out.join(format!(".{name}.tmp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
         Ok(Staging { dir, target: out.join(name), committed: false })
@@ -93,35 +94,66 @@ impl Staging {
         self.dir.join(name)
     }
 
-    /// Writes `_SUCCESS`, syncs, and moves the folder into place.
+    /// Writes `_SUCCESS`, syncs, and publishes the folder as `as_of=DATE`.
     pub fn commit(mut self) -> Result<PathBuf> {
+        crate::fault::point("commit:begin");
         // Every file reaches the disk before `_SUCCESS` does, and both before the rename.
         crate::io::sync_filesystem(&self.dir)?;
         crate::io::write_file(&self.dir.join("_SUCCESS"), b"")?;
         crate::io::sync_filesystem(&self.dir)?;
+        crate::fault::point("commit:success");
         let parent = self.target.parent().map(Path::to_path_buf).unwrap_or_default();
-        if self.target.exists() {
-            if exchange(&self.dir, &self.target).is_ok() {
-                // The previous run now sits at the staging path and is removed.
-                let _ = std::fs::remove_dir_all(&self.dir);
-            } else {
-                // No atomic exchange here: move the old run aside first. A crash between the
-                // renames leaves no `as_of=` folder at all, never a partial one.
-                let old = parent.join(format!(
-                    ".{}.old-{}",
-                    self.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                    std::process::id()
-                ));
-                std::fs::rename(&self.target, &old).map_err(|e| Error::output(&self.target, e))?;
+        let exchange_ok = !crate::fault::flag("no_exchange");
+        let existing = std::fs::symlink_metadata(&self.target).ok();
+        match existing {
+            None if exchange_ok => {
                 std::fs::rename(&self.dir, &self.target).map_err(|e| Error::output(&self.target, e))?;
-                let _ = std::fs::remove_dir_all(&old);
             }
-        } else {
-            std::fs::rename(&self.dir, &self.target).map_err(|e| Error::output(&self.target, e))?;
+            Some(_) if exchange_ok && exchange(&self.dir, &self.target).is_ok() => {
+                crate::fault::point("commit:swapped");
+                // The previous run now sits at the staging path (a folder, or a link to a
+                // version folder) and is removed.
+                remove_version(&self.dir);
+            }
+            _ => self.publish_as_link(&parent)?,
         }
         sync_dir(&parent)?;
         self.committed = true;
         Ok(self.target.clone())
+    }
+
+    /// The fallback without an atomic exchange: the staging folder becomes a hidden version
+    /// folder and `as_of=DATE` a link to it, replaced by one rename.
+    fn publish_as_link(&self, parent: &Path) -> Result<()> {
+        let name = self.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let version_name = format!(".{name}.v-{}-{stamp}", std::process::id());
+        let version = parent.join(&version_name);
+        std::fs::rename(&self.dir, &version).map_err(|e| Error::output(&version, e))?;
+        let link = parent.join(format!(".{name}.link-{}", std::process::id()));
+        let _ = std::fs::remove_file(&link);
+        symlink(Path::new(&version_name), &link).map_err(|e| Error::output(&link, e))?;
+        let previous = match std::fs::symlink_metadata(&self.target) {
+            Ok(m) if m.file_type().is_symlink() => Some(self.target.clone()),
+            Ok(_) => {
+                // A real folder from a run that could exchange (the output moved to another
+                // file system since): a link cannot replace a folder in one step, so the folder
+                // is moved aside first. Until the rename below, the night has no folder; a crash
+                // here is repaired by the next run's `recover`.
+                let aside = parent.join(format!(".{name}.v-aside-{}", std::process::id()));
+                std::fs::rename(&self.target, &aside).map_err(|e| Error::output(&self.target, e))?;
+                crate::fault::point("commit:migrate");
+                Some(aside)
+            }
+            Err(_) => None,
+        };
+        let old_version = previous.as_ref().and_then(|p| version_of(parent, p));
+        std::fs::rename(&link, &self.target).map_err(|e| Error::output(&self.target, e))?;
+        crate::fault::point("commit:swapped");
+        if let Some(old) = old_version.filter(|o| *o != version) {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        Ok(())
     }
 }
 
@@ -129,6 +161,74 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The version folder behind `path`: the link's target, or the folder itself.
+fn version_of(parent: &Path, path: &Path) -> Option<PathBuf> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::read_link(path).ok().map(|t| parent.join(t)),
+        Ok(_) => Some(path.to_path_buf()),
+        Err(_) => None,
+    }
+}
+
+/// Removes an old run: a folder, or a link and the version folder it points to.
+fn remove_version(path: &Path) {
+    let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if let Some(v) = version_of(&parent, path).filter(|v| v != path) {
+        let _ = std::fs::remove_dir_all(v);
+        let _ = std::fs::remove_file(path);
+    } else {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(not(unix))]
+fn symlink(_target: &Path, _link: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no symbolic links"))
+}
+
+/// Repairs an output folder after a crash (call with the lock held): a night moved aside by an
+/// interrupted migration (`.as_of=D.v-aside-…` with no `as_of=D`) is put back; staging folders,
+/// temporary links and version folders no `as_of=` link points to are removed.
+pub fn recover(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else { return };
+    let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut referenced = std::collections::HashSet::new();
+    for n in names.iter().filter(|n| n.starts_with("as_of=")) {
+        if let Ok(t) = std::fs::read_link(out.join(n)) {
+            referenced.insert(t.to_string_lossy().into_owned());
+        }
+    }
+    for n in &names {
+        let Some(rest) = n.strip_prefix('.').filter(|r| r.starts_with("as_of=")) else { continue };
+        let night = rest.split(".v-").next().unwrap_or(rest);
+        let night_present = std::fs::symlink_metadata(out.join(night)).is_ok();
+        if n.contains(".v-aside-") && !night_present && out.join(n).join("_SUCCESS").is_file() {
+            let _ = std::fs::rename(out.join(n), out.join(night));
+            continue;
+        }
+        let stale = n.contains(".tmp-")
+            || n.contains(".old-")
+            || n.contains(".link-")
+            || (n.contains(".v-") && !referenced.contains(n.as_str()));
+        if stale {
+            let p = out.join(n);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    let _ = std::fs::remove_file(&p);
+                }
+                _ => {
+                    let _ = std::fs::remove_dir_all(&p);
+                }
+            }
         }
     }
 }

@@ -15,15 +15,16 @@ use crate::io;
 use crate::schema::outputs::{SELLER_CSV, SELLER_INDEX};
 
 /// A file name for a seller id: safe characters kept, the rest replaced, a short hash of the
-/// raw id appended so different ids never share a name. Never empty, never `.`/`..`, no
-/// separators or control characters, at most ~100 bytes.
+/// raw id appended so different ids never share a name. Never empty, never starting with `-`
+/// (an option to shell tools) or `.` (hidden, or `..`), no separators or control characters,
+/// at most ~100 bytes.
 pub fn seller_file_stem(seller_id: &str) -> String {
     let mut stem: String = seller_id
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
         .take(64)
         .collect();
-    stem = stem.trim_matches('_').to_string();
+    stem = stem.trim_matches(['_', '-']).to_string();
     if stem.is_empty() {
         stem = "seller".into();
     }
@@ -127,7 +128,7 @@ pub fn write_sellers(
         io::write_file(&path, body.as_bytes())?;
         index.push_str(&csv_line(&[
             csv_cell(id),
-            (*file).clone(),
+            csv_cell(file),
             n.to_string(),
             suppressed.get(*id).copied().unwrap_or(0).to_string(),
         ]));
@@ -142,13 +143,32 @@ mod tests {
 
     #[test]
     fn hostile_seller_ids_give_safe_distinct_names() {
-        let ids = ["../../etc", "a/b", "", "a_b", "a\u{0}b", "a\nb", "..", ".", "Ünïcødé 販売者", &"x".repeat(10_000)];
+        let ids = [
+            "../../etc",
+            "a/b",
+            "",
+            "a_b",
+            "a\u{0}b",
+            "a\nb",
+            "..",
+            ".",
+            "Ünïcødé 販売者",
+            &"x".repeat(10_000),
+            "-2+3",
+            "--help",
+            "-",
+            "_-_x",
+            ".hidden",
+            "=cmd|' /C calc'!A0",
+        ];
         let files = seller_files(ids.iter().copied());
         let names: HashSet<&String> = files.values().collect();
         assert_eq!(names.len(), ids.len(), "{files:?}");
         for n in names {
             assert!(!n.contains('/') && !n.contains('\\') && !n.contains(".."), "{n}");
-            assert!(!n.starts_with('.'), "{n}");
+            assert!(!n.starts_with('.') && !n.starts_with('-'), "{n}");
+            // A file name never needs neutralising as a CSV cell.
+            assert_eq!(csv_cell(n), *n, "{n}");
             assert!(n.chars().all(|c| !c.is_control()), "{n:?}");
             assert!(n.len() < 120, "{n}");
             assert!(n.ends_with(".csv"));

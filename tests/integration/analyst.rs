@@ -1,24 +1,10 @@
 //! The analyst kit: the HTML report in a real browser, and the notebooks executed headless.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::common::*;
-use crate::docs::python_with;
-
-/// Headless Chromium from the PATH. Required in CI; elsewhere its absence skips the test.
-fn chromium() -> Option<PathBuf> {
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        if let Ok(o) = Command::new("sh").args(["-c", &format!("command -v {name}")]).output() {
-            if o.status.success() {
-                return Some(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-            }
-        }
-    }
-    assert!(std::env::var("CI").is_err(), "chromium is required in CI (.ci/run installs Debian's package)");
-    eprintln!("SKIPPED: no chromium on PATH; run .ci/run to install test prerequisites");
-    None
-}
+use crate::tools::{require_chromium, require_python};
 
 /// Loads `page` in headless Chromium; returns the DOM after load and the browser's log.
 fn load(browser: &Path, page: &Path) -> (String, String) {
@@ -71,7 +57,7 @@ fn assert_clean_log(log: &str, what: &str) {
 
 #[test]
 fn report_opens_in_chromium_with_every_plot() {
-    let Some(browser) = chromium() else { return };
+    let Some(browser) = require_chromium() else { return };
     let out = tempfile::tempdir().unwrap();
     let o = lanewatch(&[
         "run",
@@ -111,7 +97,8 @@ fn report_opens_in_chromium_with_every_plot() {
     // The sample night has disrupted lanes, so their chart shows bars, not "no data".
     let disrupted = &dom[dom.find("data-plot=\"disrupted_lanes\"").unwrap()..];
     assert!(!disrupted[..disrupted.find("</figure>").unwrap()].contains("no disrupted lanes"));
-    assert!(dom.contains("Run summary") && dom.contains("forest") || dom.contains("logistic") || dom.contains("tree"));
+    assert!(dom.contains("Run summary"));
+    assert!(["logistic (chosen)", "forest (chosen)", "tree (chosen)", "gbdt (chosen)"].iter().any(|m| dom.contains(m)));
 
     // The backtest report too.
     let bt = tempfile::tempdir().unwrap();
@@ -131,11 +118,12 @@ fn report_opens_in_chromium_with_every_plot() {
 /// The notebooks run headless on sample_data through the repository's runner script.
 #[test]
 fn notebooks_execute_without_errors() {
-    if !python_with(&["nbclient", "nbformat", "ipykernel", "polars", "duckdb", "matplotlib", "pyarrow"]) {
+    let Some(py) = require_python(&["nbclient", "nbformat", "ipykernel", "polars", "duckdb", "matplotlib", "pyarrow"])
+    else {
         return;
-    }
+    };
     let out = tempfile::tempdir().unwrap();
-    let o = Command::new("python3")
+    let o = Command::new(py)
         .current_dir(repo())
         .args(["scripts/run_notebooks.py", "--bin", bin().to_str().unwrap(), "--out", out.path().to_str().unwrap()])
         .output()

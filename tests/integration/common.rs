@@ -178,3 +178,82 @@ pub fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
 pub fn write_parquet(df: &mut polars::prelude::DataFrame, path: &Path) {
     lanewatch::io::write_parquet(df, path).unwrap();
 }
+
+/// Every file of a run folder but `manifest.json` (wall-clock times, input paths and hashes).
+pub fn data_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut t = tree(dir);
+    t.remove("manifest.json");
+    t
+}
+
+/// Asserts two run folders computed the same thing: every file but the manifest byte-identical.
+pub fn assert_same_data(a: &Path, b: &Path, what: &str) {
+    let (ta, tb) = (data_files(a), data_files(b));
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>(), "{what}: different files");
+    for (name, bytes) in &ta {
+        assert!(bytes == &tb[name], "{what}: {name} differs");
+    }
+}
+
+/// Runs the nightly job on `input` with the fast config and extra `LANEWATCH_*` settings, and
+/// returns the run folder.
+pub fn run_night(input: &Path, out: &Path, as_of: &str, env: &[(&str, &str)]) -> PathBuf {
+    let cfg = fast_config();
+    let args = [
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        as_of,
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    expect_code(&lanewatch_env(&args, env), 0);
+    out.join(format!("as_of={as_of}"))
+}
+
+/// The warnings a run recorded in its manifest.
+pub fn manifest_warnings(run: &Path) -> Vec<String> {
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    m["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap().to_string()).collect()
+}
+
+/// Reads a Parquet file with arrow-rs (any Arrow type, e.g. fixed-offset zones or dictionaries).
+pub fn read_arrow(path: &Path) -> arrow::record_batch::RecordBatch {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// Writes a record batch as Parquet with arrow-rs.
+pub fn write_arrow(batch: &arrow::record_batch::RecordBatch, path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Replaces column `name` of `batch` with `f(column)` (which may change its type).
+pub fn map_arrow_column(
+    batch: &arrow::record_batch::RecordBatch,
+    name: &str,
+    f: impl FnOnce(&arrow::array::ArrayRef) -> arrow::array::ArrayRef,
+) -> arrow::record_batch::RecordBatch {
+    use std::sync::Arc;
+    let schema = batch.schema();
+    let idx = schema.index_of(name).unwrap();
+    let mut cols: Vec<arrow::array::ArrayRef> = batch.columns().to_vec();
+    cols[idx] = f(&cols[idx]);
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(k, fd)| {
+            if k == idx { fd.as_ref().clone().with_data_type(cols[k].data_type().clone()) } else { fd.as_ref().clone() }
+        })
+        .collect();
+    arrow::record_batch::RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols).unwrap()
+}

@@ -82,29 +82,9 @@ fn every_output_column_is_documented() {
     }
 }
 
-/// Whether python3 can import `modules`. In CI (CI=true) a missing module fails the test; on a
-/// developer machine without them the test says so and is skipped.
-pub fn python_with(modules: &[&str]) -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", &format!("import {}", modules.join(", "))])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "python3 with {modules:?} is required in CI (pip install -r notebooks/requirements.txt)"
-        );
-        eprintln!("SKIPPED: python3 with {modules:?} not available; run .ci/run to install test prerequisites");
-    }
-    ok
-}
-
 #[test]
 fn parquet_outputs_are_flat_and_readable_by_pyarrow_duckdb_and_pandas() {
-    if !python_with(&["pyarrow", "duckdb", "pandas"]) {
-        return;
-    }
+    let Some(py) = crate::tools::require_python(&["pyarrow", "duckdb", "pandas"]) else { return };
     let out = tempfile::tempdir().unwrap();
     let o = lanewatch_fast("run", small_input(), out.path(), &["--as-of", SMALL_AS_OF]);
     expect_code(&o, 0);
@@ -126,6 +106,6 @@ for f in files:
     assert list(d.columns) == t.schema.names
     print(os.path.basename(f), t.num_rows)
 "#;
-    let o = Command::new("python3").args(["-c", script, run.to_str().unwrap()]).output().unwrap();
+    let o = Command::new(py).args(["-c", script, run.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
 }

@@ -153,6 +153,92 @@ fn appending_future_data_changes_no_feature() {
     );
 }
 
+/// Appends one event row to an input's events.
+fn add_event(dir: &Path, id: &str, t: i64, status: &str) {
+    let path = dir.join("events.parquet");
+    let events = read_parquet(&path);
+    let one = DataFrame::new(
+        1,
+        vec![
+            Column::new("shipment_id".into(), [id]),
+            lanewatch::io::ts_column_req("event_time", vec![t]),
+            Column::new("status".into(), [status]),
+            Column::new("location".into(), [Some("edge")]),
+        ],
+    )
+    .unwrap();
+    let names: Vec<String> = events.get_column_names().iter().map(|c| c.to_string()).collect();
+    let mut all = events.vstack(&one.select(names).unwrap()).unwrap();
+    write_parquet(&mut all, &path);
+}
+
+/// The report, less the rows that describe the whole input file rather than the night (its row
+/// count and validation warnings, which appended data changes).
+fn report_without_input_counts(run: &Path) -> String {
+    let mut html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for row in ["<tr><td>input shipments / events</td>", "<tr><td>input warnings</td>"] {
+        let start = html.find(row).unwrap();
+        let end = start + html[start..].find("</tr>").unwrap();
+        html = format!("{}{}", &html[..start], &html[end..]);
+    }
+    html
+}
+
+/// The same for the nightly run: scores, alerts, recovered shipments, lane tables, model and
+/// seller files do not change when data at or after the cutoff is appended, including an event
+/// exactly at the cutoff instant; an event one microsecond before it is seen.
+#[test]
+fn appending_future_data_changes_no_run_output() {
+    let n = night(SMALL_AS_OF);
+    let cutoff = n.cutoff();
+    let prev = (date(SMALL_AS_OF) - chrono::Days::new(1)).to_string();
+    let probe_out = tempfile::tempdir().unwrap();
+    let probe = run_night(small_input(), probe_out.path(), SMALL_AS_OF, &[]);
+    let scores = read_parquet(&probe.join("scores.parquet"));
+    let id = scores.column("shipment_id").unwrap().str().unwrap().get(0).unwrap().to_string();
+
+    // A customs hold one microsecond before the cutoff is part of the night's data …
+    let base = copy_input(small_input());
+    add_event(base.path(), &id, cutoff - 1, "CUSTOMS_HOLD");
+    // … a delivery exactly at the cutoff, and everything after it, are not.
+    let grown = append_future(base.path(), cutoff, 3);
+    add_event(grown.path(), &id, cutoff, "DELIVERED");
+
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for night in [prev.as_str(), SMALL_AS_OF] {
+        run_night(base.path(), a.path(), night, &[]);
+        run_night(grown.path(), b.path(), night, &[]);
+    }
+    let (ra, rb) = (a.path().join(format!("as_of={SMALL_AS_OF}")), b.path().join(format!("as_of={SMALL_AS_OF}")));
+    let (mut fa, mut fb) = (data_files(&ra), data_files(&rb));
+    fa.remove("report.html");
+    fb.remove("report.html");
+    assert!(fa.contains_key("recovered.parquet") && fa.len() > 8);
+    for (name, bytes) in &fa {
+        assert!(bytes == &fb[name], "{name} changed when data at or after the cutoff was appended");
+    }
+    let (ha, hb) = (report_without_input_counts(&ra), report_without_input_counts(&rb));
+    if ha != hb {
+        let at = ha.bytes().zip(hb.bytes()).position(|(x, y)| x != y).unwrap_or(ha.len().min(hb.len()));
+        panic!(
+            "report.html changed at byte {at}: {:?} vs {:?}",
+            &ha[at.saturating_sub(80)..(at + 80).min(ha.len())],
+            &hb[at.saturating_sub(80)..(at + 80).min(hb.len())]
+        );
+    }
+
+    // The edge event one microsecond before the cutoff was seen; the delivery at it was not.
+    let scores = read_parquet(&ra.join("scores.parquet"));
+    let ids: Vec<&str> = scores.column("shipment_id").unwrap().str().unwrap().iter().map(|v| v.unwrap()).collect();
+    let k = ids.iter().position(|s| *s == id).expect("still in flight: the delivery at the cutoff is invisible");
+    let last = scores.column("last_event_at").unwrap().as_materialized_series().to_physical_repr().into_owned();
+    assert_eq!(last.i64().unwrap().get(k), Some(cutoff - 1));
+    // A night later, the appended data is visible, so the comparison could fail.
+    let later = (date(SMALL_AS_OF) + chrono::Days::new(1)).to_string();
+    let (c, d) = (run_night(base.path(), a.path(), &later, &[]), run_night(grown.path(), b.path(), &later, &[]));
+    assert_ne!(data_files(&c)["scores.parquet"], data_files(&d)["scores.parquet"]);
+}
+
 /// A random history: a few lanes and sellers, shipments with random scans.
 fn random_input(dir: &Path, seed: u64, n: usize) {
     use rand::{Rng, SeedableRng};
@@ -420,8 +506,16 @@ fn injected_disruptions_are_flagged_during_and_not_before() {
         "every disruption has a lane flagged: {:?}",
         report.lanes
     );
-    assert!(report.recall >= 0.8, "recall {}", report.recall);
-    assert!((report.false_flag_lane_nights as f64) < 0.15 * report.flagged_lane_nights as f64);
+    // Measured (2026-11-30): 22/22 disrupted lane-stages detected, median delay 7 d, 19 false
+    // flags among 225 flagged lane-nights (8 %).
+    assert!(report.recall >= 0.9, "recall {} below 0.9 (measured 1.00)", report.recall);
+    assert!(
+        (report.false_flag_lane_nights as f64) < 0.12 * report.flagged_lane_nights as f64,
+        "false flags {} of {} (measured 19 of 225)",
+        report.false_flag_lane_nights,
+        report.flagged_lane_nights
+    );
+    assert!(report.median_delay_days.unwrap() <= 8.0, "median delay {:?} (measured 7 d)", report.median_delay_days);
     // Not long before: no flag on a disrupted lane-stage from four weeks to three days before it starts.
     for t in &truth {
         let l = fs.prep.lanes.iter().position(|k| *k == t.key).unwrap();

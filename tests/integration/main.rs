@@ -1,10 +1,13 @@
 //! lanewatch's integration tests, one binary (see Cargo's guidance on test build times).
 
 mod analyst;
+mod cli;
 mod common;
 mod docs;
 mod features;
 mod foundation;
+mod inputs;
 mod model;
 mod ops;
 mod run;
+mod tools;

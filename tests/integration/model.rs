@@ -187,6 +187,11 @@ fn chosen_model_beats_baselines_on_sample_data() {
         m.metrics.n_valid
     );
     assert!(m.metrics.fallback.is_none());
+    // Measured (2026-11-30, seed 42): chosen logistic pr_auc 0.492, roc_auc 0.838, brier 0.0763;
+    // lane rule pr_auc 0.230; base rate 0.113. Floors sit about 10 % below the measurement, so a
+    // real regression trips them and the seeded, deterministic run never does.
+    assert!(chosen.pr_auc >= 0.44, "pr_auc {:.3} below the 0.44 floor (measured 0.492)", chosen.pr_auc);
+    assert!(chosen.roc_auc >= 0.75, "roc_auc {:.3} below the 0.75 floor (measured 0.838)", chosen.roc_auc);
     assert!(chosen.pr_auc > rule.pr_auc + 0.1, "model {} vs rule {}", chosen.pr_auc, rule.pr_auc);
     assert!(chosen.pr_auc > base.pr_auc + 0.2);
     assert!(chosen.brier < base.brier);
@@ -202,7 +207,8 @@ fn chosen_model_beats_baselines_on_sample_data() {
 }
 
 /// Real air-freight data: the model must separate late from on-time shipments mid-process.
-/// Floors sit below the measured values (see the closing notes) to allow for small changes.
+/// Measured (2026-11-30): AUC 0.640 at booking, 0.683 at 25 %, 0.764 at 50 %, 0.797 at 75 % of
+/// the planned process; validation roc_auc 0.774. Floors are about 10 % below.
 #[test]
 fn cargo2000_regression() {
     let input = sample_data().join("cargo2000");
@@ -233,7 +239,9 @@ fn cargo2000_regression() {
     eprintln!("cargo2000: validation roc_auc {:.3} pr_auc {:.3} (base rate {:.3})", v.roc_auc, v.pr_auc, v.base_rate);
     let at = |f: f64| results.iter().find(|r| r.0 == f).unwrap();
     assert!(at(0.5).2 > 200, "too few shipments scored mid-process");
-    assert!(at(0.5).1 >= 0.72, "AUC at half the process {:.3} below the 0.72 floor", at(0.5).1);
-    assert!(at(0.75).1 >= 0.75, "AUC at three quarters {:.3} below the 0.75 floor", at(0.75).1);
-    assert!(at(0.0).1 >= 0.58, "AUC at booking {:.3} below the 0.58 floor", at(0.0).1);
+    assert!(at(0.0).1 >= 0.58, "AUC at booking {:.3} below the 0.58 floor (measured 0.640)", at(0.0).1);
+    assert!(at(0.25).1 >= 0.61, "AUC at a quarter {:.3} below the 0.61 floor (measured 0.683)", at(0.25).1);
+    assert!(at(0.5).1 >= 0.69, "AUC at half the process {:.3} below the 0.69 floor (measured 0.764)", at(0.5).1);
+    assert!(at(0.75).1 >= 0.72, "AUC at three quarters {:.3} below the 0.72 floor (measured 0.797)", at(0.75).1);
+    assert!(v.roc_auc >= 0.70, "validation roc_auc {:.3} below the 0.70 floor (measured 0.774)", v.roc_auc);
 }

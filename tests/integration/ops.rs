@@ -183,10 +183,34 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
                 let n = ev.height();
                 let mut a = ev.slice(0, n / 2);
                 let mut b = ev.slice((n / 2) as i64, n - n / 2);
-                cast(&mut a, "event_time", DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC)));
+                // Lossless: the µs values are kept exactly in ns.
                 cast(&mut b, "event_time", DataType::Datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC)));
                 write_parquet(&mut a, &d.join("events/date=a/part-0.parquet").tap_dir());
                 write_parquet(&mut b, &d.join("events/date=b/part-0.parquet").tap_dir());
+            }),
+            0,
+            "",
+        ),
+        (
+            "event times in milliseconds",
+            me(|df| cast(df, "event_time", DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC)))),
+            0,
+            "",
+        ),
+        (
+            "dictionary-encoded strings",
+            Box::new(|d: &Path| {
+                use arrow::array::{ArrayRef, AsArray, DictionaryArray};
+                let dict = |a: &ArrayRef| -> ArrayRef {
+                    let u = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8).unwrap();
+                    let d: DictionaryArray<arrow::datatypes::Int32Type> = u.as_string::<i32>().iter().collect();
+                    std::sync::Arc::new(d)
+                };
+                for (table, col) in [("shipments", "origin"), ("events", "status")] {
+                    let p = d.join(format!("{table}.parquet"));
+                    let b = map_arrow_column(&read_arrow(&p), col, dict);
+                    write_arrow(&b, &p);
+                }
             }),
             0,
             "",
@@ -258,12 +282,21 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
         // Events
         ("duplicate events", me(|df| *df = df.vstack(&df.head(Some(50))).unwrap()), 0, ""),
         (
-            "events out of order",
+            "rows in reverse order",
+            Box::new(|d: &Path| {
+                for table in ["shipments", "events"] {
+                    edit(d, table, |df| {
+                        let idx = IdxCa::from_vec("i".into(), (0..df.height() as IdxSize).rev().collect());
+                        df.take(&idx).unwrap()
+                    });
+                }
+            }),
+            0,
+            "",
+        ),
+        (
+            "milestones scanned backwards",
             me(|df| {
-                let n = df.height();
-                let idx = IdxCa::from_vec("i".into(), (0..n as IdxSize).rev().collect());
-                *df = df.take(&idx).unwrap();
-                // And some milestones scanned backwards in time.
                 set_time(df, "event_time", |i, v| v.map(|v| v - if i % 11 == 0 { 5 * 86_400_000_000 } else { 0 }));
             }),
             0,
@@ -356,6 +389,46 @@ fn corpus() -> Vec<(&'static str, Mutation, i32, &'static str)> {
     ]
 }
 
+/// What an exit-0 case of the corpus must show besides a complete output.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// The input differs from the clean one only in encoding: the same data files, and no
+    /// warning the clean run did not give.
+    Same,
+    /// The same data files, and this warning (the repair undid the difference); the report,
+    /// which counts the rows read, aside.
+    SameWarn(&'static str),
+    /// The data changed on purpose; this warning says what was repaired.
+    Warn(&'static str),
+    /// The data changed on purpose and nothing needs repairing (why).
+    Changed(&'static str),
+}
+
+fn expectation(name: &str) -> Expect {
+    match name {
+        "non-UTF-8 file name in a partition folder"
+        | "stray non-Parquet file in a folder"
+        | "time zone other than UTC"
+        | "mixed time units across files"
+        | "dictionary-encoded strings"
+        | "partition lacking an optional column"
+        | "extra unknown columns"
+        | "rows in reverse order"
+        // The tiny input's times are whole milliseconds, so milliseconds lose nothing.
+        | "event times in milliseconds" => Expect::Same,
+        "duplicate events" => Expect::SameWarn("duplicate events"),
+        "empty events table" => Expect::Warn("shipments have no events"),
+        "milestones scanned backwards" => Expect::Warn("milestones out of order"),
+        "events for unknown shipments" => Expect::Warn("events for shipments not in shipments"),
+        "unknown statuses" => Expect::Warn("statuses outside the vocabulary"),
+        "NaN weights" | "negative and huge weights and values" => Expect::Warn("treated as unknown"),
+        "promised before created" => Expect::Warn("promised before they were created"),
+        "seller ids with separators, NUL and newlines" => Expect::Changed("other seller ids"),
+        "events in the future" => Expect::Changed("some events moved past the cutoff"),
+        other => panic!("exit-0 case {other:?} has no expectation"),
+    }
+}
+
 trait TapDir {
     fn tap_dir(self) -> PathBuf;
 }
@@ -381,7 +454,9 @@ fn split_events(d: &Path, f: impl Fn(&mut DataFrame)) {
 }
 
 /// Every malformed input gets its documented exit code and one clear line, never a panic, and
-/// never touches the previous night's output.
+/// never touches the previous night's output. Inputs that run are checked further: those that
+/// differ from the clean input only in encoding give its outputs byte for byte, and those that
+/// need a repair say so in a warning (`expectation`).
 #[test]
 fn malformed_inputs_fail_cleanly_or_run_with_warnings() {
     fast();
@@ -389,6 +464,16 @@ fn malformed_inputs_fail_cleanly_or_run_with_warnings() {
     let o = lanewatch(&run_args(tiny_input().to_str().unwrap(), out.path().to_str().unwrap(), PREV));
     expect_code(&o, 0);
     let previous = tree(&out.path().join(format!("as_of={PREV}")));
+    // The clean night, continuing from the same previous night, for the encoding-only cases.
+    let clean_out = tempfile::tempdir().unwrap();
+    for night in [PREV, NIGHT] {
+        expect_code(
+            &lanewatch(&run_args(tiny_input().to_str().unwrap(), clean_out.path().to_str().unwrap(), night)),
+            0,
+        );
+    }
+    let clean = clean_out.path().join(format!("as_of={NIGHT}"));
+    let clean_warnings = manifest_warnings(&clean);
     let cases = corpus();
     assert!(cases.len() >= 30, "corpus has {} cases", cases.len());
     let mut failures = Vec::new();
@@ -415,6 +500,42 @@ fn malformed_inputs_fail_cleanly_or_run_with_warnings() {
             }
         } else if !night.join("_SUCCESS").is_file() {
             problems.push("no complete output".into());
+        } else {
+            let warnings = manifest_warnings(&night);
+            let same = data_files(&night) == data_files(&clean);
+            let warned = |text: &str| warnings.iter().any(|w| w.contains(text));
+            match expectation(name) {
+                Expect::Same => {
+                    if !same {
+                        problems.push("outputs differ from the clean run's".into());
+                    }
+                    let new: Vec<&String> = warnings.iter().filter(|w| !clean_warnings.contains(w)).collect();
+                    if !new.is_empty() {
+                        problems.push(format!("warnings the clean run did not give: {new:?}"));
+                    }
+                }
+                Expect::SameWarn(text) => {
+                    let (mut a, mut b) = (data_files(&night), data_files(&clean));
+                    a.remove("report.html");
+                    b.remove("report.html");
+                    if a != b {
+                        problems.push("outputs differ from the clean run's".into());
+                    }
+                    if !warned(text) {
+                        problems.push(format!("no warning about {text:?}: {warnings:?}"));
+                    }
+                }
+                Expect::Warn(text) => {
+                    if !warned(text) {
+                        problems.push(format!("no warning about {text:?}: {warnings:?}"));
+                    }
+                }
+                Expect::Changed(_) => {
+                    if same {
+                        problems.push("outputs equal the clean run's although the data changed".into());
+                    }
+                }
+            }
         }
         if tree(&out.path().join(format!("as_of={PREV}"))) != previous {
             problems.push("previous night changed".into());
@@ -512,6 +633,41 @@ fn runs_are_identical_at_any_thread_count() {
     assert_same_run(&a.path().join(&night), &b.path().join(&night));
 }
 
+/// Large enough (over 1,048,576 events) that validation maps event ids to shipments in several
+/// parallel slices: 1, 2 and 4 threads still write the same bytes.
+#[test]
+fn large_runs_are_identical_at_1_2_and_4_threads() {
+    fast();
+    let input = tempfile::tempdir().unwrap();
+    lanewatch::generate::generate(
+        &lanewatch::generate::GenerateParams { shipments: 125_000, seed: 12, start: date("2026-03-01"), days: 120 },
+        input.path(),
+    )
+    .unwrap();
+    let as_of = "2026-06-10";
+    let outs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (out, n) in outs.iter().zip(["1", "2", "4"]) {
+        let o = lanewatch_env(
+            &run_args(input.path().to_str().unwrap(), out.path().to_str().unwrap(), as_of),
+            &[("RAYON_NUM_THREADS", n), ("POLARS_MAX_THREADS", n)],
+        );
+        expect_code(&o, 0);
+    }
+    let night = format!("as_of={as_of}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(outs[0].path().join(&night).join("manifest.json")).unwrap()).unwrap();
+    let events: u64 = m["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["table"] == "events")
+        .map(|f| f["rows"].as_u64().unwrap())
+        .sum();
+    assert!(events > 1 << 20, "{events} events do not reach a second slice");
+    assert_same_run(&outs[0].path().join(&night), &outs[1].path().join(&night));
+    assert_same_run(&outs[0].path().join(&night), &outs[2].path().join(&night));
+}
+
 #[test]
 fn a_held_lock_is_exit_75_naming_the_holder() {
     fast();
@@ -548,8 +704,36 @@ fn concurrent_runs_one_wins_one_gets_75() {
     assert!(out.path().join("as_of=2026-11-20/_SUCCESS").is_file());
 }
 
-/// SIGKILL at 20 random moments: the night's folder is always the previous complete output or
-/// absent, never partial; a rerun then matches an uninterrupted run byte for byte.
+/// What the night's folder holds after a kill: the earlier complete output, the new one, or
+/// something else (a failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Previous,
+    New,
+}
+
+fn seen(
+    out: &Path,
+    night: &str,
+    previous: &std::collections::BTreeMap<String, Vec<u8>>,
+    new: &std::collections::BTreeMap<String, Vec<u8>>,
+    what: &str,
+) -> Seen {
+    let dir = out.join(night);
+    assert!(dir.join("_SUCCESS").is_file(), "{what}: the night has no complete folder");
+    let got = data_files(&dir);
+    if &got == previous {
+        Seen::Previous
+    } else {
+        assert!(&got == new, "{what}: the night is neither the earlier output nor the new one");
+        Seen::New
+    }
+}
+
+/// SIGKILL in every stage and at every step of the commit, with and without an atomic exchange
+/// of folders (the fallback publishes through a symbolic link), and at random moments: the
+/// night's folder is always the earlier complete output (byte for byte) until the new one is in
+/// place, then the new one; a rerun matches an uninterrupted run.
 #[test]
 fn killed_runs_never_leave_a_partial_night() {
     fast();
@@ -559,69 +743,116 @@ fn killed_runs_never_leave_a_partial_night() {
     expect_code(&lanewatch(&run_args(input, reference.path().to_str().unwrap(), SMALL_AS_OF)), 0);
     let full = started.elapsed();
     let night = format!("as_of={SMALL_AS_OF}");
-    let want = tree(&reference.path().join(&night));
+    let want = data_files(&reference.path().join(&night));
 
-    // The crash folder starts with an older output of the same night (another seed).
-    let out = tempfile::tempdir().unwrap();
-    let o = lanewatch(&[
-        "run",
-        "--input",
-        input,
-        "--out",
-        out.path().to_str().unwrap(),
-        "--as-of",
-        SMALL_AS_OF,
-        "--seed",
-        "99",
-    ]);
-    expect_code(&o, 0);
-    let previous = tree(&out.path().join(&night));
-    assert_ne!(previous, want);
-
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
-    let mut outcomes = [0usize; 3]; // previous, new, absent
-    for _ in 0..20 {
-        let delay = Duration::from_micros(rng.gen_range(0..(full.as_micros() as u64 * 11 / 10).max(1)));
-        let mut child = Command::new(bin())
-            .args(run_args(input, out.path().to_str().unwrap(), SMALL_AS_OF))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let _ = child.wait();
-        let dir = out.path().join(&night);
-        if dir.exists() {
-            assert!(dir.join("_SUCCESS").is_file(), "partial folder after a kill at {delay:?}");
-            let got = tree(&dir);
-            if got == previous {
-                outcomes[0] += 1;
-            } else {
-                let mut g = got.clone();
-                let mut w = want.clone();
-                g.remove("manifest.json");
-                w.remove("manifest.json");
-                assert!(g == w, "after a kill at {delay:?} the night is neither the old nor the new output");
-                outcomes[1] += 1;
+    for fallback in [false, true] {
+        let mode = if fallback { "no_exchange" } else { "exchange" };
+        let extra = if fallback { ",no_exchange" } else { "" };
+        // The crash folder starts with an older output of the same night (another seed).
+        let out = tempfile::tempdir().unwrap();
+        let older = |out: &Path| {
+            let mut args = run_args(input, out.to_str().unwrap(), SMALL_AS_OF);
+            args.extend(["--seed", "99"]);
+            expect_code(&lanewatch_env(&args, &[("LANEWATCH_FAULT", extra.trim_start_matches(','))]), 0);
+        };
+        older(out.path());
+        let previous = data_files(&out.path().join(&night));
+        assert_ne!(previous, want);
+        if fallback {
+            let link = std::fs::symlink_metadata(out.path().join(&night)).unwrap();
+            assert!(link.file_type().is_symlink(), "the fallback publishes the night as a link");
+        }
+        // Kills at every stage and commit step, in order: the new output appears exactly when
+        // the swap has happened.
+        let points = [
+            "validate",
+            "features",
+            "train",
+            "score",
+            "alerts",
+            "write",
+            "commit:begin",
+            "commit:success",
+            "commit:swapped",
+        ];
+        let mut outcome = Vec::new();
+        for point in points {
+            let o = lanewatch_env(
+                &run_args(input, out.path().to_str().unwrap(), SMALL_AS_OF),
+                &[("LANEWATCH_FAULT", &format!("kill:{point}{extra}"))],
+            );
+            assert_eq!(o.status.code(), None, "{mode} {point}: the run was not killed: {}", stderr(&o));
+            let s = seen(out.path(), &night, &previous, &want, &format!("{mode}, kill at {point}"));
+            outcome.push((point, s));
+            if s == Seen::New {
+                older(out.path());
             }
-        } else {
-            outcomes[2] += 1;
         }
-        for e in std::fs::read_dir(out.path()).unwrap() {
-            let name = e.unwrap().file_name().to_string_lossy().into_owned();
-            assert!(!name.starts_with("as_of=") || name == night, "unexpected {name}");
+        let expected: Vec<(&str, Seen)> =
+            points.iter().map(|&p| (p, if p == "commit:swapped" { Seen::New } else { Seen::Previous })).collect();
+        assert_eq!(outcome, expected, "{mode}");
+
+        // Random moments, for whatever the fixed points miss.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026 + fallback as u64);
+        for _ in 0..8 {
+            let delay = Duration::from_micros(rng.gen_range(0..(full.as_micros() as u64 * 11 / 10).max(1)));
+            let mut child = Command::new(bin())
+                .args(run_args(input, out.path().to_str().unwrap(), SMALL_AS_OF))
+                .env("LANEWATCH_FAULT", extra.trim_start_matches(','))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(delay);
+            let _ = child.kill();
+            let _ = child.wait();
+            if seen(out.path(), &night, &previous, &want, &format!("{mode}, kill after {delay:?}")) == Seen::New {
+                older(out.path());
+            }
         }
+        let o = lanewatch_env(
+            &run_args(input, out.path().to_str().unwrap(), SMALL_AS_OF),
+            &[("LANEWATCH_FAULT", extra.trim_start_matches(','))],
+        );
+        expect_code(&o, 0);
+        assert_same_run(&out.path().join(&night), &reference.path().join(&night));
+        let stale: Vec<String> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-") || n.contains(".old-") || n.contains(".link-") || n.contains(".v-aside-"))
+            .collect();
+        assert!(stale.is_empty(), "{mode}: a completed run should clear what crashed runs left: {stale:?}");
+        let versions = std::fs::read_dir(out.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".v-"))
+            .count();
+        assert_eq!(versions, fallback as usize, "{mode}: exactly the published version is kept");
     }
-    eprintln!("kills: {} left the previous output, {} the new one, {} nothing", outcomes[0], outcomes[1], outcomes[2]);
-    expect_code(&lanewatch(&run_args(input, out.path().to_str().unwrap(), SMALL_AS_OF)), 0);
-    assert_same_run(&out.path().join(&night), &reference.path().join(&night));
-    let stale: Vec<String> = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp-") || n.contains(".old-"))
-        .collect();
-    assert!(stale.is_empty(), "a completed run should clear stale staging folders: {stale:?}");
+}
+
+/// Without an atomic exchange, an output folder from a run that had one is migrated to a link;
+/// a kill in that one window is repaired by the next run before it does anything else.
+#[test]
+fn an_interrupted_migration_to_the_link_layout_is_repaired() {
+    fast();
+    let input = tiny_input().to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    expect_code(&lanewatch(&run_args(input, out.path().to_str().unwrap(), PREV)), 0);
+    let night = format!("as_of={PREV}");
+    let before = data_files(&out.path().join(&night));
+    let o = lanewatch_env(
+        &run_args(input, out.path().to_str().unwrap(), PREV),
+        &[("LANEWATCH_FAULT", "kill:commit:migrate,no_exchange")],
+    );
+    assert_eq!(o.status.code(), None);
+    // The documented window: the folder is aside, complete.
+    assert!(std::fs::symlink_metadata(out.path().join(&night)).is_err());
+    // Any later run on the output restores it first, even one that then fails.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join("shipments.parquet"), b"junk").unwrap();
+    std::fs::write(bad.path().join("events.parquet"), b"junk").unwrap();
+    expect_code(&lanewatch(&run_args(bad.path().to_str().unwrap(), out.path().to_str().unwrap(), NIGHT)), 65);
+    assert_eq!(data_files(&out.path().join(&night)), before);
 }
 
 #[test]

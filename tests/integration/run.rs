@@ -145,6 +145,12 @@ fn hostile_seller_ids_are_isolated() {
         "<script>alert(1)</script>".into(),
         "..".into(),
         "a_b".into(),
+        "-2+3".into(),
+        "+1 555".into(),
+        "@SUM(A1:A9)".into(),
+        "\tindent".into(),
+        "\rreturn".into(),
+        ".hidden".into(),
     ];
     assert!(alerted.len() >= hostile.len());
     // Give each hostile id to one alerted shipment.
@@ -179,6 +185,7 @@ fn hostile_seller_ids_are_isolated() {
         assert!(
             name.ends_with(".csv")
                 && !name.starts_with('.')
+                && !name.starts_with('-')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
             "{name:?}"
         );
@@ -195,7 +202,8 @@ fn hostile_seller_ids_are_isolated() {
     for row in &index[1..] {
         let (cell, file) = (&row[0], &row[1]);
         // Formula-looking ids are neutralised with a leading apostrophe.
-        let sid = if cell.starts_with("'=") { cell[1..].to_string() } else { cell.clone() };
+        let neutralised = cell.starts_with('\'') && cell[1..].starts_with(['=', '+', '-', '@', '\t', '\r', '\n']);
+        let sid = if neutralised { cell[1..].to_string() } else { cell.clone() };
         assert!(files.insert(file.clone()), "two sellers share {file}");
         let rows = read_csv(&sellers_dir.join(file));
         let want = by_seller.get(&sid).cloned().unwrap_or_default();
@@ -208,12 +216,16 @@ fn hostile_seller_ids_are_isolated() {
         assert!(seen.contains(h), "seller {h:?} has alerts but no file");
     }
     assert!(by_seller.keys().all(|s| seen.contains(s)));
-    // The formula never reaches a spreadsheet as a formula; the script never reaches the report as markup.
-    let all_csv: String =
-        std::fs::read_dir(&sellers_dir).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
-    assert!(
-        !all_csv.lines().any(|l| l.split(',').any(|c| c.starts_with("=HYPERLINK") || c.starts_with("\"=HYPERLINK")))
-    );
+    // No cell of any CSV starts like a formula (=, +, -, @, tab, CR): text cells are
+    // neutralised, and number cells are never negative.
+    for e in std::fs::read_dir(&sellers_dir).unwrap() {
+        let path = e.unwrap().path();
+        for row in read_csv(&path) {
+            for cell in row {
+                assert!(!cell.starts_with(['=', '+', '-', '@', '\t', '\r']), "{}: cell {cell:?}", path.display());
+            }
+        }
+    }
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(!html.contains("<script>"));
 }
@@ -350,10 +362,14 @@ fn at_risk_alerts_against_later_outcomes() {
         s.any_alert.recall,
         s.population_late as f64 / s.population as f64
     );
+    // Measured (2026-11-30): at_risk precision 0.629, recall 0.412, median lead 4.8 d, against
+    // a late rate of 0.117; any alert precision 0.716, recall 0.612. Floors about 10 % below.
     let base = s.population_late as f64 / s.population as f64;
     assert!(at.precision > 3.0 * base, "at_risk precision {} vs base rate {base}", at.precision);
-    assert!(at.recall > 0.25, "at_risk recall {}", at.recall);
-    assert!(at.lead_days_median.unwrap() > 1.0);
+    assert!(at.precision >= 0.57, "at_risk precision {:.3} below the 0.57 floor (measured 0.629)", at.precision);
+    assert!(at.recall >= 0.37, "at_risk recall {:.3} below the 0.37 floor (measured 0.412)", at.recall);
+    assert!(at.lead_days_median.unwrap() >= 4.3, "median lead {:?} below 4.3 d (measured 4.8)", at.lead_days_median);
+    assert!(s.any_alert.recall >= 0.55, "any-alert recall {:.3} below 0.55 (measured 0.612)", s.any_alert.recall);
     // The outcomes the backtest used agree with the generator's truth.
     let clean = load(&settings_with(None, &[], Overrides { input: Some(input.clone()), ..Default::default() }));
     let finals = lanewatch::evaluate::final_outcomes(&clean).unwrap();
@@ -370,5 +386,124 @@ fn at_risk_alerts_against_later_outcomes() {
     assert!(compared > 19_000);
     for f in ["backtest.parquet", "backtest.json", "backtest.html"] {
         assert!(out.path().join(f).is_file(), "{f}");
+    }
+}
+
+/// Hostile strings placed where the report shows them: seller ids with the most alerts (the
+/// top-sellers chart), and origin, destination, service and carrier on every lane (heat maps,
+/// lane tables). The report holds their escaped forms and no markup from data survives.
+#[test]
+fn the_report_escapes_hostile_strings_where_it_shows_them() {
+    let base_out = tempfile::tempdir().unwrap();
+    let base = run(small_input(), base_out.path(), SMALL_AS_OF);
+    let alerts = read_parquet(&base.join("alerts.parquet"));
+    let mut per_seller: HashMap<String, usize> = HashMap::new();
+    for s in strings(&alerts, "seller_id") {
+        *per_seller.entry(s).or_insert(0) += 1;
+    }
+    let mut top: Vec<(String, usize)> = per_seller.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let (s1, s2) = (top[0].0.clone(), top[1].0.clone());
+    let seller_1 = "<script>alert(1)</script>";
+    let seller_2 = "\"><img src=x onerror=alert(2)>";
+    let origin = "CN-GD<b>bold</b>";
+    let destination = "F&R\"'<i>";
+    let service = "eco<svg onload=alert(3)>";
+    let carrier = "<iframe src=javascript:alert(4)>";
+
+    let input = copy_input(small_input());
+    let path = input.path().join("shipments.parquet");
+    let mut ships = read_parquet(&path);
+    let set = |ships: &mut DataFrame, c: &str, f: &dyn Fn(String) -> String| {
+        let v: Vec<String> = strings(ships, c).into_iter().map(f).collect();
+        ships.with_column(Column::new(c.into(), v)).unwrap();
+    };
+    set(&mut ships, "seller_id", &|s| {
+        if s == s1 {
+            seller_1.to_string()
+        } else if s == s2 {
+            seller_2.to_string()
+        } else {
+            s
+        }
+    });
+    set(&mut ships, "origin", &|o| if o == "CN-GD" { origin.to_string() } else { o });
+    set(&mut ships, "destination", &|d| if d == "FR" { destination.to_string() } else { d });
+    set(&mut ships, "service", &|s| if s == "economy" { service.to_string() } else { s });
+    set(&mut ships, "carrier", &|_| carrier.to_string());
+    write_parquet(&mut ships, &path);
+    let out = tempfile::tempdir().unwrap();
+    let dir = run(input.path(), out.path(), SMALL_AS_OF);
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+
+    // The hostile values are shown, escaped (plotters escapes text it draws, `esc` the rest).
+    for shown in [
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "&gt;&lt;img src=x onerror=alert(2)&gt;",
+        "CN-GD&lt;b&gt;bold&lt;/b&gt;",
+        "F&amp;R",
+        "eco&lt;svg onload=alert(3)&gt;",
+    ] {
+        assert!(html.contains(shown), "the report does not show {shown:?}");
+    }
+    // No markup from data survives anywhere.
+    for raw in [seller_1, "<img", "<b>bold", "<i>", "<svg onload", "<iframe"] {
+        assert!(!html.contains(raw), "raw markup {raw:?} reached the report");
+    }
+    // The page's own tags are the only tags: every `<` opens a known element.
+    let allowed = [
+        "html",
+        "head",
+        "meta",
+        "title",
+        "style",
+        "body",
+        "h1",
+        "h2",
+        "h3",
+        "p",
+        "table",
+        "tr",
+        "th",
+        "td",
+        "figure",
+        "figcaption",
+        "svg",
+        "rect",
+        "path",
+        "polyline",
+        "polygon",
+        "circle",
+        "line",
+        "text",
+        "g",
+        "defs",
+        "desc",
+        "tspan",
+        "a",
+        "span",
+        "div",
+        "details",
+        "summary",
+        "ul",
+        "li",
+        "nav",
+        "section",
+        "small",
+        "strong",
+        "em",
+    ];
+    for (k, _) in html.match_indices('<') {
+        let rest = &html[k + 1..];
+        let name: String =
+            rest.trim_start_matches(['/', '!', '?']).chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        if rest.starts_with("!DOCTYPE") || rest.starts_with("?xml") || rest.starts_with("!--") {
+            continue;
+        }
+        assert!(
+            allowed.contains(&name.to_ascii_lowercase().as_str()),
+            "unexpected tag <{name}> at {}",
+            &html[k..(k + 60).min(html.len())]
+        );
     }
 }

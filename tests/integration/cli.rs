@@ -1,0 +1,278 @@
+//! Documented command-line behaviour: settings from the environment, usage and config errors,
+//! the run summary, the per-seller cap, terminal safety, the import and the shared contract.
+
+use std::collections::{BTreeMap, HashMap};
+
+use polars::prelude::*;
+
+use crate::common::*;
+use crate::tools::{contract, require_shared};
+
+const NIGHT: &str = "2026-07-25";
+
+fn strings(df: &DataFrame, c: &str) -> Vec<String> {
+    df.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect()
+}
+
+/// `LANEWATCH_INPUT`, `LANEWATCH_OUT`, `LANEWATCH_AS_OF` and `LANEWATCH_SEED` stand in for the
+/// flags; flags still win.
+#[test]
+fn settings_come_from_the_environment() {
+    let out = tempfile::tempdir().unwrap();
+    let input = small_input().to_str().unwrap();
+    let o = lanewatch_env(
+        &["run", "--config", fast_config().to_str().unwrap()],
+        &[
+            ("LANEWATCH_INPUT", input),
+            ("LANEWATCH_OUT", out.path().to_str().unwrap()),
+            ("LANEWATCH_AS_OF", SMALL_AS_OF),
+            ("LANEWATCH_SEED", "1234"),
+        ],
+    );
+    expect_code(&o, 0);
+    let run = out.path().join(format!("as_of={SMALL_AS_OF}"));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["seed"], 1234);
+    assert_eq!(m["config"]["pipeline"]["input"], input);
+    // A flag beats the environment.
+    let o = lanewatch_env(
+        &["run", "--config", fast_config().to_str().unwrap(), "--seed", "5", "--as-of", "2026-09-19"],
+        &[("LANEWATCH_INPUT", input), ("LANEWATCH_OUT", out.path().to_str().unwrap()), ("LANEWATCH_SEED", "1234")],
+    );
+    expect_code(&o, 0);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("as_of=2026-09-19/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["seed"], 5);
+}
+
+/// `--as-of yesterday` (and `as_of = "yesterday"` in a config) is the UTC date before today's.
+#[test]
+fn yesterday_is_the_utc_date_before_today() {
+    let out = tempfile::tempdir().unwrap();
+    let before = chrono::Utc::now().date_naive().pred_opt().unwrap();
+    let o = lanewatch_fast("run", small_input(), out.path(), &["--as-of", "yesterday"]);
+    expect_code(&o, 0);
+    let after = chrono::Utc::now().date_naive().pred_opt().unwrap();
+    let made: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("as_of="))
+        .collect();
+    assert!(made == [format!("as_of={before}")] || made == [format!("as_of={after}")], "{made:?}");
+    let cfg = out.path().join("y.toml");
+    std::fs::write(&cfg, "[pipeline]\nas_of = \"yesterday\"\n").unwrap();
+    let s = lanewatch::settings::Settings::resolve(
+        lanewatch::config::Config::load(
+            Some(&cfg),
+            &[],
+            &lanewatch::config::Overrides { input: Some(small_input().to_path_buf()), ..Default::default() },
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!([before, after].contains(&s.night().unwrap().as_of()));
+}
+
+/// A malformed `--as-of` is a usage error (exit 2, as the README's table says); a malformed
+/// value in the environment or a config file is a config error (78) naming the key and where
+/// it was set.
+#[test]
+fn usage_and_config_errors_name_what_to_fix() {
+    let out = tempfile::tempdir().unwrap();
+    let input = small_input().to_str().unwrap();
+    for bad in ["2026-13-01", "tomorrow", "20260101"] {
+        let o = lanewatch(&["run", "--input", input, "--out", out.path().to_str().unwrap(), "--as-of", bad]);
+        expect_code(&o, 2);
+        assert!(stderr(&o).contains("--as-of"), "{}", stderr(&o));
+    }
+    let o = lanewatch(&["backtest", "--input", input, "--from", "2026-02-30", "--to", "2026-03-01"]);
+    expect_code(&o, 2);
+    let o = lanewatch_env(
+        &["run", "--input", input, "--out", out.path().to_str().unwrap(), "--as-of", SMALL_AS_OF],
+        &[("LANEWATCH_ALERTS__RISK_THRESHOLD", "abc")],
+    );
+    expect_code(&o, 78);
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    assert!(last.contains("alerts.risk_threshold") && last.contains("LANEWATCH_ALERTS__RISK_THRESHOLD"), "{last}");
+    let o = lanewatch_env(
+        &["run", "--input", input, "--out", out.path().to_str().unwrap()],
+        &[("LANEWATCH_AS_OF", "2026-13-01")],
+    );
+    expect_code(&o, 78);
+    let cfg = out.path().join("bad.toml");
+    std::fs::write(&cfg, "[alerts]\nrisk_threshold = \"high\"\n").unwrap();
+    let o = lanewatch(&[
+        "run",
+        "--input",
+        input,
+        "--out",
+        out.path().to_str().unwrap(),
+        "--as-of",
+        SMALL_AS_OF,
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    expect_code(&o, 78);
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    assert!(last.contains("alerts.risk_threshold") && last.contains("bad.toml"), "{last}");
+    assert!(!out.path().join(format!("as_of={SMALL_AS_OF}")).exists());
+}
+
+/// The summary printed after a run agrees with the files it wrote.
+#[test]
+fn the_run_summary_matches_the_outputs() {
+    let out = tempfile::tempdir().unwrap();
+    let o = lanewatch_fast("run", small_input(), out.path(), &["--as-of", SMALL_AS_OF]);
+    expect_code(&o, 0);
+    let text = stdout(&o);
+    let run = out.path().join(format!("as_of={SMALL_AS_OF}"));
+    let scores = read_parquet(&run.join("scores.parquet"));
+    let alerts = read_parquet(&run.join("alerts.parquet"));
+    let recovered = read_parquet(&run.join("recovered.parquet"));
+    assert!(
+        text.contains(&format!(
+            "scored {} in-flight shipments, {} alerts, {} recovered",
+            scores.height(),
+            alerts.height(),
+            recovered.height()
+        )),
+        "{text}"
+    );
+    let mut by: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (k, s) in strings(&alerts, "alert").into_iter().zip(strings(&alerts, "severity")) {
+        *by.entry((k, s)).or_insert(0) += 1;
+    }
+    for kind in ["late", "stalled", "at_risk"] {
+        let n: usize = by.iter().filter(|((k, _), _)| k == kind).map(|(_, n)| n).sum();
+        if n == 0 {
+            continue;
+        }
+        let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{kind} "))).unwrap();
+        assert!(line.contains(&format!(" {n} ")), "{line} vs {n}");
+        for sev in ["high", "medium", "low"] {
+            if let Some(m) = by.get(&(kind.to_string(), sev.to_string())) {
+                assert!(line.contains(&format!("{sev} {m}")), "{line}");
+            }
+        }
+    }
+    // Top lanes: the most alerted lane comes first with its count.
+    let mut lanes: HashMap<String, usize> = HashMap::new();
+    for ((o, d), s) in
+        strings(&alerts, "origin").into_iter().zip(strings(&alerts, "destination")).zip(strings(&alerts, "service"))
+    {
+        *lanes.entry(format!("{o}→{d} {s}")).or_insert(0) += 1;
+    }
+    let top = lanes.values().max().unwrap();
+    let first = text.lines().skip_while(|l| !l.contains("top lanes by alerts")).nth(1).unwrap();
+    let (label, n) = first.trim().rsplit_once(' ').unwrap();
+    assert_eq!(n.parse::<usize>().unwrap(), *top);
+    assert_eq!(lanes[label.trim()], *top);
+    assert!(text.contains(&format!("outputs: {}", run.display())));
+}
+
+/// Lane names reach the run summary on stdout; control characters in them are shown escaped,
+/// never sent to the terminal (no screen clearing, carriage returns or forged lines).
+#[test]
+fn data_strings_reach_the_terminal_escaped() {
+    let base_out = tempfile::tempdir().unwrap();
+    let base = run_night(small_input(), base_out.path(), SMALL_AS_OF, &[]);
+    let alerts = read_parquet(&base.join("alerts.parquet"));
+    // The origin of the most alerted lane, renamed everywhere to something hostile.
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for o in strings(&alerts, "origin") {
+        *count.entry(o).or_insert(0) += 1;
+    }
+    let origin = count.into_iter().max_by_key(|(o, n)| (*n, o.clone())).unwrap().0;
+    let hostile = format!("{origin}\u{1b}[2J\r\nlanewatch: forged line\u{0}\u{7}");
+    let input = copy_input(small_input());
+    let path = input.path().join("shipments.parquet");
+    let mut ships = read_parquet(&path);
+    let renamed: Vec<String> =
+        strings(&ships, "origin").into_iter().map(|o| if o == origin { hostile.clone() } else { o }).collect();
+    ships.with_column(Column::new("origin".into(), renamed)).unwrap();
+    write_parquet(&mut ships, &path);
+    let out = tempfile::tempdir().unwrap();
+    let o = lanewatch_fast("run", input.path(), out.path(), &["--as-of", SMALL_AS_OF]);
+    expect_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains(&format!("{origin}\\u{{1b}}[2J\\r\\nlanewatch: forged line\\u{{0}}\\u{{7}}")), "{text}");
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "control characters on stdout: {text:?}");
+    assert!(!text.lines().any(|l| l.starts_with("lanewatch: forged")), "{text}");
+}
+
+/// `alerts.max_per_seller` lists each seller's most severe, riskiest alerts and counts the rest
+/// in `sellers/index.csv` as suppressed.
+#[test]
+fn the_per_seller_cap_keeps_the_worst_and_counts_the_rest() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let all = run_night(small_input(), a.path(), SMALL_AS_OF, &[]);
+    let capped = run_night(small_input(), b.path(), SMALL_AS_OF, &[("LANEWATCH_ALERTS__MAX_PER_SELLER", "1")]);
+    let full = read_parquet(&all.join("alerts.parquet"));
+    let kept = read_parquet(&capped.join("alerts.parquet"));
+    let rank = |s: &str| ["high", "medium", "low"].iter().position(|x| *x == s).unwrap();
+    let risk =
+        |df: &DataFrame| -> Vec<f64> { df.column("risk").unwrap().f64().unwrap().iter().map(|v| v.unwrap()).collect() };
+    // Per seller in the uncapped run: (alerts, best (severity rank, -risk, shipment)).
+    let mut per: BTreeMap<String, (usize, (usize, i64, String))> = BTreeMap::new();
+    let (fr, fs, fid) = (risk(&full), strings(&full, "severity"), strings(&full, "shipment_id"));
+    for (k, s) in strings(&full, "seller_id").into_iter().enumerate() {
+        let key = (rank(&fs[k]), -(fr[k] * 1e9) as i64, fid[k].clone());
+        let e = per.entry(s).or_insert((0, key.clone()));
+        e.0 += 1;
+        if key < e.1 {
+            e.1 = key;
+        }
+    }
+    assert!(per.values().any(|p| p.0 > 1), "no seller has two alerts: the cap cannot be seen");
+    assert_eq!(kept.height(), per.len());
+    let kept_by: HashMap<String, String> =
+        strings(&kept, "seller_id").into_iter().zip(strings(&kept, "shipment_id")).collect();
+    for (seller, (_, best)) in &per {
+        assert_eq!(&kept_by[seller], &best.2, "{seller}: not its most severe, riskiest alert");
+    }
+    let index = std::fs::read_to_string(capped.join("sellers/index.csv")).unwrap();
+    let mut rows = 0;
+    for line in index.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let (seller, alerts, suppressed) = (cells[0], cells[2], cells[3]);
+        let n = per[seller].0;
+        assert_eq!((alerts, suppressed.parse::<usize>().unwrap()), ("1", n - 1), "{line}");
+        rows += 1;
+    }
+    assert_eq!(rows, per.len());
+}
+
+/// `lanewatch import cargo2000` regenerates `sample_data/cargo2000` byte for byte from the shared
+/// UCI file, with the command sample_data/README.md gives.
+#[test]
+fn cargo2000_import_regenerates_the_bundled_sample() {
+    let Some(shared) = require_shared() else { return };
+    let src = shared.join("data/cargo2000/c2k_data_comma.csv");
+    assert!(src.is_file(), "{} is missing", src.display());
+    let readme = std::fs::read_to_string(sample_data().join("README.md")).unwrap();
+    assert!(readme.contains(
+        "lanewatch import cargo2000 --src ../shared/data/cargo2000/c2k_data_comma.csv --out sample_data/cargo2000"
+    ));
+    let out = tempfile::tempdir().unwrap();
+    let o = lanewatch(&["import", "cargo2000", "--src", src.to_str().unwrap(), "--out", out.path().to_str().unwrap()]);
+    expect_code(&o, 0);
+    let (want, got) = (tree(&sample_data().join("cargo2000")), tree(out.path()));
+    let parquet =
+        |t: &BTreeMap<String, Vec<u8>>| t.keys().filter(|k| k.ends_with(".parquet")).cloned().collect::<Vec<_>>();
+    assert_eq!(parquet(&want), parquet(&got));
+    for f in parquet(&want) {
+        assert!(want[&f] == got[&f], "sample_data/cargo2000/{f} differs from a fresh import");
+    }
+}
+
+/// The independent contract checks the README cites, on the bundled input and on a run.
+#[test]
+fn the_shared_contract_checks_pass() {
+    let Some(text) = contract(&["input", sample_data().to_str().unwrap()]) else { return };
+    assert!(text.contains("contract ok: 20000 shipments"), "{text}");
+    let out = tempfile::tempdir().unwrap();
+    let run = run_night(small_input(), out.path(), SMALL_AS_OF, &[]);
+    let scored = read_parquet(&run.join("scores.parquet")).height();
+    let text = contract(&["run", out.path().to_str().unwrap(), SMALL_AS_OF]).unwrap();
+    assert!(text.contains(&format!("contract ok: {scored} scored")), "{text}");
+}

@@ -1,0 +1,316 @@
+//! The same data in other legal encodings gives the same outputs; ambiguous or out-of-contract
+//! layouts are refused with one clear line.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{ArrayRef, AsArray, DictionaryArray, Int64Array, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType as A, Int32Type, TimeUnit as AU};
+
+use crate::common::*;
+
+const NIGHT: &str = "2026-07-25";
+
+/// A tiny input (900 shipments over 60 days) and its run folder for NIGHT, made once.
+fn clean() -> &'static (tempfile::TempDir, tempfile::TempDir, std::path::PathBuf) {
+    static CLEAN: OnceLock<(tempfile::TempDir, tempfile::TempDir, std::path::PathBuf)> = OnceLock::new();
+    CLEAN.get_or_init(|| {
+        let input = tempfile::tempdir().unwrap();
+        lanewatch::generate::generate(
+            &lanewatch::generate::GenerateParams { shipments: 900, seed: 8, start: date("2026-06-01"), days: 60 },
+            input.path(),
+        )
+        .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let run = run_night(input.path(), out.path(), NIGHT, &[]);
+        (input, out, run)
+    })
+}
+
+/// The values of a string column of any Arrow string type.
+fn texts(a: &ArrayRef) -> Vec<Option<String>> {
+    let u = cast(a, &A::Utf8).unwrap();
+    u.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect()
+}
+
+/// A copy of the clean input with `f` applied to one table's record batch (arrow-rs, so any
+/// Arrow type can be written).
+fn variant(
+    table: &str,
+    f: impl FnOnce(arrow::record_batch::RecordBatch) -> arrow::record_batch::RecordBatch,
+) -> tempfile::TempDir {
+    let dir = copy_input(clean().0.path());
+    let path = dir.path().join(format!("{table}.parquet"));
+    let batch = f(read_arrow(&path));
+    write_arrow(&batch, &path);
+    dir
+}
+
+fn assert_same_as_clean(input: &Path, env: &[(&str, &str)], what: &str) {
+    let out = tempfile::tempdir().unwrap();
+    let run = run_night(input, out.path(), NIGHT, env);
+    assert_same_data(&clean().2, &run, what);
+}
+
+/// Timestamps with fixed-offset zones (`+05:30`, `-03:00`, legal in Arrow and Parquet, written by
+/// pyarrow and Spark) hold the same instants as UTC ones and give the same outputs.
+#[test]
+fn fixed_offset_time_zones_read_like_utc() {
+    let zoned = |tz: &'static str, unit: AU| move |a: &ArrayRef| cast(a, &A::Timestamp(unit, Some(tz.into()))).unwrap();
+    let ships = variant("shipments", |b| {
+        let b = map_arrow_column(&b, "created_at", zoned("+05:30", AU::Microsecond));
+        map_arrow_column(&b, "promised_at", zoned("-03:00", AU::Nanosecond))
+    });
+    std::fs::copy(
+        variant("events", |b| map_arrow_column(&b, "event_time", zoned("+05:45", AU::Microsecond)))
+            .path()
+            .join("events.parquet"),
+        ships.path().join("events.parquet"),
+    )
+    .unwrap();
+    let t = read_arrow(&ships.path().join("shipments.parquet"));
+    assert_eq!(
+        t.schema().field_with_name("created_at").unwrap().data_type(),
+        &A::Timestamp(AU::Microsecond, Some("+05:30".into()))
+    );
+    assert_same_as_clean(ships.path(), &[], "fixed-offset zones");
+}
+
+/// Dictionary-encoded strings (pyarrow's categoricals, Spark's dictionary pages) are strings.
+#[test]
+fn dictionary_encoded_strings_read_as_strings() {
+    let dict = |a: &ArrayRef| -> ArrayRef {
+        let d: DictionaryArray<Int32Type> = texts(a).iter().map(|v| v.as_deref()).collect();
+        Arc::new(d)
+    };
+    let dir = variant("shipments", |b| {
+        let b = map_arrow_column(&b, "seller_id", dict);
+        map_arrow_column(&b, "destination", dict)
+    });
+    std::fs::copy(
+        variant("events", |b| map_arrow_column(&b, "status", dict)).path().join("events.parquet"),
+        dir.path().join("events.parquet"),
+    )
+    .unwrap();
+    assert!(matches!(
+        read_arrow(&dir.path().join("events.parquet")).schema().field_with_name("status").unwrap().data_type(),
+        A::Dictionary(..)
+    ));
+    assert_same_as_clean(dir.path(), &[], "dictionary strings");
+}
+
+/// Integer columns where floats are expected are read as floats.
+#[test]
+fn integer_weights_and_values_read_as_floats() {
+    // Reference: the clean input with whole-gram weights, as floats.
+    let round = |a: &ArrayRef| -> ArrayRef {
+        Arc::new(
+            a.as_primitive::<arrow::datatypes::Float64Type>().unary::<_, arrow::datatypes::Float64Type>(|v| v.round()),
+        )
+    };
+    let as_int = |a: &ArrayRef| -> ArrayRef {
+        let f = a.as_primitive::<arrow::datatypes::Float64Type>();
+        Arc::new(f.iter().map(|v| v.map(|v| v.round() as i64)).collect::<Int64Array>())
+    };
+    let floats = variant("shipments", |b| map_arrow_column(&b, "weight_g", round));
+    let ints = variant("shipments", |b| map_arrow_column(&b, "weight_g", as_int));
+    assert_eq!(
+        read_arrow(&ints.path().join("shipments.parquet")).schema().field_with_name("weight_g").unwrap().data_type(),
+        &A::Int64
+    );
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ra = run_night(floats.path(), a.path(), NIGHT, &[]);
+    let rb = run_night(ints.path(), b.path(), NIGHT, &[]);
+    assert_same_data(&ra, &rb, "integer weights");
+}
+
+/// Statuses are matched ignoring case and surrounding blanks.
+#[test]
+fn statuses_are_case_insensitive() {
+    let dir = variant("events", |b| {
+        map_arrow_column(&b, "status", |a| {
+            Arc::new(
+                texts(a)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| v.map(|v| if i % 2 == 0 { v.to_lowercase() } else { format!(" {v} ") }))
+                    .collect::<StringArray>(),
+            )
+        })
+    });
+    let out = tempfile::tempdir().unwrap();
+    let run = run_night(dir.path(), out.path(), NIGHT, &[]);
+    assert_same_data(&clean().2, &run, "lower-case statuses");
+    // Only statuses outside the vocabulary stay unknown, as many as in the clean input.
+    let unknown = |run: &Path| -> Vec<String> {
+        manifest_warnings(run)
+            .into_iter()
+            .filter(|w| w.contains("outside the vocabulary"))
+            .map(|w| w.split(" scans").next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(unknown(&run), unknown(&clean().2));
+}
+
+/// Event columns with other names are mapped by the config, never by code.
+#[test]
+fn event_columns_are_mapped_by_config() {
+    let dir = variant("events", |b| {
+        let schema = b.schema();
+        let fields: Vec<arrow::datatypes::Field> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = match f.name().as_str() {
+                    "shipment_id" => "parcel",
+                    "event_time" => "scanned_at",
+                    "status" => "scan_code",
+                    n => n,
+                };
+                f.as_ref().clone().with_name(name)
+            })
+            .collect();
+        arrow::record_batch::RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), b.columns().to_vec())
+            .unwrap()
+    });
+    let out = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("map.toml");
+    // The fast test config plus the mapping.
+    let mut text = std::fs::read_to_string(fast_config()).unwrap();
+    text.push_str(
+        "\n[input.columns.events]\nshipment_id = \"parcel\"\nevent_time = \"scanned_at\"\nstatus = \"scan_code\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    // Unmapped, the renamed columns are missing.
+    let o = lanewatch(&["validate", "--input", dir.path().to_str().unwrap()]);
+    expect_code(&o, 65);
+    let o = lanewatch(&[
+        "run",
+        "--input",
+        dir.path().to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--as-of",
+        NIGHT,
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    expect_code(&o, 0);
+    assert_same_data(&clean().2, &out.path().join(format!("as_of={NIGHT}")), "mapped event columns");
+}
+
+/// Naive timestamps are read in `input.naive_timezone`, here a zone with an offset of +08:00.
+#[test]
+fn naive_timestamps_in_a_configured_zone() {
+    // Wall-clock times in Asia/Shanghai (no daylight saving): UTC + 8 h, stored without a zone.
+    let local = |a: &ArrayRef| -> ArrayRef {
+        let us = cast(a, &A::Int64).unwrap();
+        let us = us
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .unary::<_, arrow::datatypes::Int64Type>(|v| v + 8 * 3_600_000_000);
+        cast(&(Arc::new(us) as ArrayRef), &A::Timestamp(AU::Microsecond, None)).unwrap()
+    };
+    let dir = variant("events", |b| map_arrow_column(&b, "event_time", local));
+    let o = lanewatch(&["validate", "--input", dir.path().to_str().unwrap()]);
+    expect_code(&o, 65);
+    assert!(stdout(&o).contains("naive_timezone"), "{}", stdout(&o));
+    assert_same_as_clean(dir.path(), &[("LANEWATCH_INPUT__NAIVE_TIMEZONE", "Asia/Shanghai")], "naive Shanghai times");
+}
+
+/// Files and folders starting with `.` or `_` inside a table's folder are skipped (Spark's and
+/// Hive's markers, editors' temporary files), whatever they hold.
+#[test]
+fn hidden_and_underscore_files_are_skipped() {
+    let dir = copy_input(clean().0.path());
+    let events = dir.path().join("events");
+    std::fs::create_dir_all(events.join("_temporary")).unwrap();
+    std::fs::create_dir_all(events.join(".spark-staging")).unwrap();
+    std::fs::rename(dir.path().join("events.parquet"), events.join("part-0.parquet")).unwrap();
+    std::fs::write(events.join(".part-1.parquet.crc"), b"junk").unwrap();
+    std::fs::write(events.join("_SUCCESS"), b"").unwrap();
+    std::fs::write(events.join(".hidden.parquet"), b"not parquet at all").unwrap();
+    std::fs::write(events.join("_temporary/part-9.parquet"), b"junk").unwrap();
+    std::fs::write(events.join(".spark-staging/part-8.parquet"), b"junk").unwrap();
+    assert_same_as_clean(dir.path(), &[], "hidden files");
+}
+
+/// Timestamps after 2200-01-01 are corrupt data, named with their column; just before is fine.
+#[test]
+fn timestamps_after_2200_are_refused() {
+    const Y2200: i64 = 7_258_118_400_000_000;
+    for (offset, want) in [(-1i64, 0), (86_400_000_000, 65)] {
+        let dir = variant("shipments", |b| {
+            map_arrow_column(&b, "promised_at", |a| {
+                let us = cast(a, &A::Int64).unwrap();
+                let v: Int64Array = us
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if i == 3 { Some(Y2200 + offset) } else { v })
+                    .collect();
+                cast(&(Arc::new(v) as ArrayRef), &A::Timestamp(AU::Microsecond, Some("UTC".into()))).unwrap()
+            })
+        });
+        let o = lanewatch(&["validate", "--input", dir.path().to_str().unwrap()]);
+        expect_code(&o, want);
+        if want == 65 {
+            assert!(
+                stdout(&o).lines().any(|l| l.starts_with("error:") && l.contains("promised_at") && l.contains("2200")),
+                "{}",
+                stdout(&o)
+            );
+        }
+    }
+}
+
+/// Both `shipments.parquet` and `shipments/` present: lanewatch will not guess which holds the
+/// table, and says so naming both; an input path that is a file is not a folder.
+#[test]
+fn ambiguous_or_wrong_layouts_are_refused() {
+    let dir = copy_input(clean().0.path());
+    std::fs::create_dir_all(dir.path().join("shipments")).unwrap();
+    std::fs::copy(dir.path().join("shipments.parquet"), dir.path().join("shipments/part-0.parquet")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = lanewatch_fast("run", dir.path(), out.path(), &["--as-of", NIGHT]);
+    expect_code(&o, 65);
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    assert!(last.contains("both shipments.parquet and shipments hold shipments"), "{last}");
+    assert!(!out.path().join(format!("as_of={NIGHT}")).exists());
+
+    let file = dir.path().join("shipments.parquet");
+    let o = lanewatch_fast("run", &file, out.path(), &["--as-of", NIGHT]);
+    expect_code(&o, 66);
+    assert!(stderr(&o).contains("input is not a folder"), "{}", stderr(&o));
+    let o = lanewatch(&["validate", "--input", file.to_str().unwrap()]);
+    expect_code(&o, 66);
+    let o = lanewatch(&["validate", "--input", dir.path().join("nope").to_str().unwrap()]);
+    expect_code(&o, 66);
+    assert!(stderr(&o).contains("input not found"), "{}", stderr(&o));
+}
+
+/// seller_id, origin, destination and service share shipment_id's 512-byte limit (README): they
+/// reach file names, CSV cells and HTML.
+#[test]
+fn long_strings_are_refused_in_every_id_column() {
+    for column in ["seller_id", "origin", "destination", "service"] {
+        let dir = variant("shipments", |b| {
+            map_arrow_column(&b, column, |a| {
+                Arc::new(
+                    texts(a)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| if i == 0 { Some("x".repeat(513)) } else { v })
+                        .collect::<StringArray>(),
+                )
+            })
+        });
+        let o = lanewatch(&["validate", "--input", dir.path().to_str().unwrap()]);
+        expect_code(&o, 65);
+        assert!(
+            stdout(&o).lines().any(|l| l.starts_with("error:") && l.contains(column) && l.contains("512")),
+            "{column}: {}",
+            stdout(&o)
+        );
+    }
+}
