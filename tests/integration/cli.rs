@@ -8,7 +8,6 @@ use polars::prelude::*;
 use crate::common::*;
 use crate::tools::{contract, require_shared};
 
-const NIGHT: &str = "2026-07-25";
 
 fn strings(df: &DataFrame, c: &str) -> Vec<String> {
     df.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect()
