@@ -54,6 +54,11 @@ pub struct InputConfig {
     pub naive_timezone: String,
     /// Canonical column name → the input's column name, per table.
     pub columns: ColumnMapping,
+    /// A built-in status vocabulary (`upu-emsevt`, `aftership`); empty: canonical names only.
+    pub status_preset: String,
+    /// Raw status → milestone, exception or `SCAN`; extends and overrides the preset. A key
+    /// ending in `*` matches by prefix.
+    pub statuses: BTreeMap<String, String>,
     /// Refuse inputs estimated (from footer row counts) to need more memory than this; 0 = no limit.
     pub max_memory_gb: f64,
 }
@@ -68,8 +73,13 @@ pub struct ColumnMapping {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LaneConfig {
-    /// Trailing window of resolved shipments that feed lane statistics.
+    /// Trailing window of resolved shipments that feed lane statistics (the minimum: see
+    /// `max_window_days`).
     pub window_days: u32,
+    /// How far back any adaptive window reaches: a lane's statistics, a seller's or lane's
+    /// history, and the training and validation windows extend back from their configured days
+    /// until they hold enough resolved shipments, but never past this many days.
+    pub max_window_days: u32,
     /// Below this many resolved shipments a lane borrows from its parent level.
     pub min_support: u32,
     /// Window of the "recent" dwell compared with the baseline.
@@ -104,7 +114,7 @@ pub struct FeatureConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Any of `logistic`, `tree`, `forest` (checked into `model::Candidate` by `Settings`).
+    /// Any of `logistic`, `tree`, `forest`, `gbdt` (checked into `model::Candidate` by `Settings`).
     pub candidates: Vec<String>,
     /// The most recent days of resolutions form the validation window.
     pub holdout_days: u32,
@@ -115,6 +125,14 @@ pub struct ModelConfig {
     /// Fewer training rows (or positives / negatives) than this: use the lane-quantile rule.
     pub min_train_rows: usize,
     pub min_class_rows: usize,
+    /// The validation window (`holdout_days` at least) reaches back until it holds this many
+    /// resolved shipments and this many of each class, up to `lanes.max_window_days`.
+    pub min_valid_shipments: usize,
+    pub min_valid_class: usize,
+    /// The training window (`features.train_window_days` at least) reaches back until, besides
+    /// the validation window, it holds this many resolved shipments and this many of each class.
+    pub min_train_shipments: usize,
+    pub min_train_class: usize,
     pub logistic_alpha: f64,
     pub logistic_max_iterations: u64,
     pub tree_max_depth: usize,
@@ -122,6 +140,17 @@ pub struct ModelConfig {
     pub forest_trees: usize,
     pub forest_max_depth: usize,
     pub forest_feature_fraction: f64,
+    /// Gradient-boosted trees: most rounds (early stopping usually ends sooner), step size,
+    /// depth, least hessian per leaf, L2 on leaves, histogram bins, rounds without improvement
+    /// before stopping, share of rows per round.
+    pub gbdt_max_rounds: usize,
+    pub gbdt_learning_rate: f64,
+    pub gbdt_max_depth: usize,
+    pub gbdt_min_child_weight: f64,
+    pub gbdt_l2: f64,
+    pub gbdt_bins: usize,
+    pub gbdt_early_stopping_rounds: usize,
+    pub gbdt_subsample: f64,
     /// Alert budget for evaluation: the top fraction of validation rows by risk.
     pub alert_budget_fraction: f64,
     pub calibration_bins: usize,
@@ -154,7 +183,20 @@ impl Default for PipelineConfig {
 
 impl Default for InputConfig {
     fn default() -> Self {
-        InputConfig { naive_timezone: String::new(), columns: ColumnMapping::default(), max_memory_gb: 16.0 }
+        InputConfig {
+            naive_timezone: String::new(),
+            columns: ColumnMapping::default(),
+            status_preset: String::new(),
+            statuses: BTreeMap::new(),
+            max_memory_gb: 16.0,
+        }
+    }
+}
+
+impl LaneConfig {
+    /// The oldest day any adaptive window may reach back to (at least `window_days`).
+    pub fn oldest_days(&self) -> u32 {
+        self.max_window_days.max(self.window_days)
     }
 }
 
@@ -162,6 +204,7 @@ impl Default for LaneConfig {
     fn default() -> Self {
         LaneConfig {
             window_days: 90,
+            max_window_days: 1095,
             min_support: 30,
             recent_days: 7,
             disruption_ratio: 1.4,
@@ -190,12 +233,16 @@ impl Default for FeatureConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
-            candidates: ["logistic", "tree", "forest"].iter().map(|s| s.to_string()).collect(),
+            candidates: ["logistic", "tree", "forest", "gbdt"].iter().map(|s| s.to_string()).collect(),
             holdout_days: 21,
             max_train_rows: 20_000,
             max_valid_rows: 100_000,
             min_train_rows: 200,
             min_class_rows: 20,
+            min_valid_shipments: 300,
+            min_valid_class: 30,
+            min_train_shipments: 1500,
+            min_train_class: 60,
             logistic_alpha: 1.0,
             logistic_max_iterations: 60,
             tree_max_depth: 8,
@@ -203,6 +250,14 @@ impl Default for ModelConfig {
             forest_trees: 24,
             forest_max_depth: 8,
             forest_feature_fraction: 0.5,
+            gbdt_max_rounds: 300,
+            gbdt_learning_rate: 0.08,
+            gbdt_max_depth: 5,
+            gbdt_min_child_weight: 5.0,
+            gbdt_l2: 1.0,
+            gbdt_bins: 64,
+            gbdt_early_stopping_rounds: 20,
+            gbdt_subsample: 0.8,
             alert_budget_fraction: 0.05,
             calibration_bins: 10,
         }
@@ -468,6 +523,7 @@ fn merge(base: &mut toml::Value, over: toml::Value, at: &str) -> Result<()> {
                 let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
                 // Optional keys are absent from the serialised defaults but still known.
                 let free_form = at.starts_with("input.columns")
+                    || at.starts_with("input.statuses")
                     || [
                         "pipeline.input",
                         "pipeline.out",
@@ -480,7 +536,7 @@ fn merge(base: &mut toml::Value, over: toml::Value, at: &str) -> Result<()> {
                 match b.get_mut(&k) {
                     Some(slot) if slot.is_table() && v.is_table() && !free_form => merge(slot, v, &path)?,
                     Some(slot) => *slot = v,
-                    None if free_form || at.starts_with("input.columns") => {
+                    None if free_form || at.starts_with("input.columns") || at == "input.statuses" => {
                         b.insert(k, v);
                     }
                     None => return Err(Error::Config(format!("unknown key {path:?}"))),

@@ -54,7 +54,34 @@ pub struct BacktestSummary {
     pub stalled_recall_of_undelivered: Option<f64>,
     pub fatigue: Fatigue,
     pub disruption_detection: Option<DetectionReport>,
+    /// The model and the baselines scored point-in-time over every replayed night, pooled.
+    pub pooled: Pooled,
     pub out: PathBuf,
+}
+
+/// A point-in-time evaluation pooled over nights: on each night, the risk of every in-flight
+/// shipment still before its promise (as that night's model and baselines gave it), against
+/// its final outcome; undecided outcomes are left out.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Pooled {
+    pub nights: u64,
+    /// Nights whose model fell back to the lane rule.
+    pub fallback_nights: u64,
+    pub rows: u64,
+    pub late: u64,
+    /// "model" (each night's chosen model), then each baseline.
+    pub scores: BTreeMap<String, PooledScore>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PooledScore {
+    #[serde(with = "crate::model::nan")]
+    pub roc_auc: f64,
+    #[serde(with = "crate::model::nan")]
+    pub pr_auc: f64,
+    #[serde(with = "crate::model::nan")]
+    pub brier: f64,
+    pub calibration: Vec<crate::model::metrics::Bin>,
 }
 
 /// One replayed night, as `backtest.parquet` records it.
@@ -86,14 +113,43 @@ pub struct Backtest {
     active_seller_nights: u64,
     flags: Vec<(i64, LaneKey, usize)>,
     lane_nights: u64,
+    /// Pooled rows: each model's risk, and the final outcome.
+    pooled_risk: BTreeMap<String, Vec<f64>>,
+    pooled_late: Vec<bool>,
+    fallback_nights: u64,
 }
 
 impl Backtest {
-    /// Adds one night's features, model and alerts.
-    pub fn add(&mut self, fs: &FeatureSet, model: &SavedModel, alerts: &AlertOutput, seconds: f64) -> Result<()> {
+    /// Adds one night's features, model and alerts (`risk`: the model's risk per scoring row).
+    pub fn add(
+        &mut self,
+        fs: &FeatureSet,
+        model: &SavedModel,
+        risk: &[f64],
+        alerts: &AlertOutput,
+        finals: &HashMap<String, Final>,
+        seconds: f64,
+    ) -> Result<()> {
         let cutoff = fs.cutoff();
         let p = &fs.prep;
         let ids = p.shipments.column("shipment_id")?.str()?;
+        // The pooled evaluation: in flight, before the promise, outcome decided.
+        let baselines = model.predict_baselines(&fs.score);
+        for (r, &i) in fs.score.ship.iter().enumerate() {
+            let i = i as usize;
+            if p.promised[i] <= cutoff {
+                continue;
+            }
+            let Some(f) = finals.get(ids.get(i).unwrap_or("")).filter(|f| f.decided) else { continue };
+            self.pooled_risk.entry("model".into()).or_default().push(risk[r]);
+            // A baseline the night could not fit (too little data) scores the base rate.
+            for name in ["base_rate", "lane_rule", "simple_logistic"] {
+                let b = baselines.get(name).or_else(|| baselines.get("base_rate"));
+                self.pooled_risk.entry(name.into()).or_default().push(b.map(|b| b[r]).unwrap_or(f64::NAN));
+            }
+            self.pooled_late.push(f.late);
+        }
+        self.fallback_nights += model.metrics.fallback.is_some() as u64;
         let mut active = HashSet::new();
         for &i in &fs.score.ship {
             active.insert(p.seller[i as usize]);
@@ -201,6 +257,30 @@ impl Backtest {
             },
         };
         let detection = truth.map(|t| detection(&self.flags, self.nights.len() as u64, self.lane_nights, t, 7));
+        let y = &self.pooled_late;
+        let pooled = Pooled {
+            nights: self.nights.len() as u64,
+            fallback_nights: self.fallback_nights,
+            rows: y.len() as u64,
+            late: y.iter().filter(|v| **v).count() as u64,
+            scores: self
+                .pooled_risk
+                .iter()
+                .filter(|(_, r)| r.len() == y.len())
+                .map(|(name, r)| {
+                    let s = crate::model::metrics::evaluate(r, y, 0.05, 0.5);
+                    (
+                        name.clone(),
+                        PooledScore {
+                            roc_auc: s.roc_auc,
+                            pr_auc: s.pr_auc,
+                            brier: s.brier,
+                            calibration: crate::model::metrics::reliability(r, y, 10),
+                        },
+                    )
+                })
+                .collect(),
+        };
         BacktestSummary {
             from: from.to_string(),
             to: to.to_string(),
@@ -213,6 +293,7 @@ impl Backtest {
             stalled_recall_of_undelivered: stalled_recall,
             fatigue,
             disruption_detection: detection,
+            pooled,
             out,
         }
     }

@@ -16,6 +16,7 @@ use crate::calendar::{self, day_index, weekday};
 use crate::error::{Error, Result};
 use crate::io;
 use crate::schema::{MICROS_PER_DAY, MICROS_PER_HOUR};
+use crate::validate::NO_ETA;
 
 #[derive(Debug, Clone)]
 pub struct GenerateParams {
@@ -23,6 +24,149 @@ pub struct GenerateParams {
     pub seed: u64,
     pub start: NaiveDate,
     pub days: u32,
+    pub profile: Profile,
+    /// Write statuses in this preset's vocabulary (`upu-emsevt`, `aftership`); canonical when
+    /// `None`.
+    pub vocabulary: Option<String>,
+    /// Give milestone scans the carrier's estimated delivery (`carrier_estimated_delivery_at`).
+    pub carrier_estimates: bool,
+}
+
+impl GenerateParams {
+    /// The default shape with these sizes, canonical statuses, no carrier estimates.
+    pub fn new(shipments: usize, seed: u64, start: NaiveDate, days: u32) -> GenerateParams {
+        GenerateParams {
+            shipments,
+            seed,
+            start,
+            days,
+            profile: Profile::Default,
+            vocabulary: None,
+            carrier_estimates: false,
+        }
+    }
+}
+
+/// Shapes of history the generator makes, to test lanewatch on data unlike its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// A cross-border marketplace: nine milestones, days of transit, thousands a day at scale.
+    Default,
+    /// About 100 shipments a month over years, weeks to months of transit, and only CREATED and
+    /// DELIVERED scans (a procurement feed).
+    Sparse,
+    /// CREATED, PICKED_UP and DELIVERED only (a marketplace that sees its carrier's handover and
+    /// the delivery, nothing between).
+    FewMilestones,
+    /// The default network with a network-wide slowdown of six weeks mid-period (a national
+    /// strike, a peak season) on every lane at once.
+    RegimeShift,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 4] = [Profile::Default, Profile::Sparse, Profile::FewMilestones, Profile::RegimeShift];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Default => "default",
+            Profile::Sparse => "sparse",
+            Profile::FewMilestones => "few-milestones",
+            Profile::RegimeShift => "regime-shift",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+            Error::Config(format!("--profile: unknown profile {name:?} ({})", known.join(", ")))
+        })
+    }
+
+    /// Shipments and days when the command line gives none.
+    pub fn default_size(self) -> (usize, u32) {
+        match self {
+            Profile::Sparse => (6_000, 1_825),
+            _ => (20_000, 180),
+        }
+    }
+
+    /// Door-to-door times are this many times the default network's.
+    fn time_scale(self) -> f64 {
+        if self == Profile::Sparse { 3.5 } else { 1.0 }
+    }
+
+    /// Whether scans of `status` are kept.
+    fn keeps(self, status: &str) -> bool {
+        match self {
+            Profile::Sparse => matches!(status, "CREATED" | "DELIVERED"),
+            Profile::FewMilestones => matches!(status, "CREATED" | "PICKED_UP" | "DELIVERED"),
+            _ => true,
+        }
+    }
+}
+
+/// The network-wide slowdown of the regime-shift profile: from 55 % of the period, six weeks
+/// (or a quarter of a shorter period), during which parcels move at 1 / (1 + REGIME_EXTRA) of
+/// their usual pace.
+const REGIME_EXTRA: f64 = 0.5;
+pub const REGIME_ID: &str = "R1-network-slowdown";
+
+fn regime_window(start: i64, days: u32) -> (i64, i64) {
+    let a = start + ((days as f64 * 0.55).round() as i64) * MICROS_PER_DAY;
+    (a, a + (42 * MICROS_PER_DAY).min((days as i64).max(4) * MICROS_PER_DAY / 4))
+}
+
+/// How each vocabulary writes the generator's statuses: for UPU EMSEVT, the code of each event
+/// (ITMATT, the electronic pre-advice, for an order created); for AfterShip, the subtag an
+/// aggregator reports, which cannot tell an origin hub, export clearance or departure from any
+/// other in-transit scan (their preset mappings say what lanewatch makes of them).
+fn vocabulary_table(name: &str) -> Result<&'static [(&'static str, &'static str)]> {
+    const UPU: &[(&str, &str)] = &[
+        ("CREATED", "ITMATT"),
+        ("PICKED_UP", "EMA"),
+        ("ORIGIN_HUB", "EMB"),
+        ("EXPORT_CLEARED", "EXC"),
+        ("DEPARTED", "EMC"),
+        ("IN_TRANSIT", "IN_TRANSIT"),
+        ("ARRIVED", "EMD"),
+        ("CUSTOMS_HOLD", "EME"),
+        ("IMPORT_CLEARED", "EDC"),
+        ("OUT_FOR_DELIVERY", "EDG"),
+        ("DELIVERY_FAILED", "EMH"),
+        ("DELIVERED", "EMI"),
+        ("RETURNED", "EDX"),
+    ];
+    const AFTERSHIP: &[(&str, &str)] = &[
+        ("CREATED", "InfoReceived_001"),
+        ("PICKED_UP", "InTransit_002"),
+        ("ORIGIN_HUB", "InTransit_003"),
+        ("EXPORT_CLEARED", "InTransit_005"),
+        ("DEPARTED", "InTransit_007"),
+        ("IN_TRANSIT", "InTransit_001"),
+        ("ARRIVED", "InTransit_004"),
+        ("CUSTOMS_HOLD", "Exception_004"),
+        ("IMPORT_CLEARED", "InTransit_005"),
+        ("OUT_FOR_DELIVERY", "OutForDelivery_001"),
+        ("DELIVERY_FAILED", "AttemptFail_001"),
+        ("DELIVERED", "Delivered_001"),
+        ("RETURNED", "Exception_011"),
+    ];
+    match name {
+        "upu-emsevt" => Ok(UPU),
+        "aftership" => Ok(AFTERSHIP),
+        other => Err(Error::Config(format!("--vocabulary: unknown vocabulary {other:?} (upu-emsevt, aftership)"))),
+    }
+}
+
+/// The status as `vocabulary` writes it.
+pub fn in_vocabulary(vocabulary: Option<&str>, status: &'static str) -> Result<&'static str> {
+    let Some(v) = vocabulary else { return Ok(status) };
+    let table = vocabulary_table(v)?;
+    table
+        .iter()
+        .find(|(c, _)| *c == status)
+        .map(|(_, w)| *w)
+        .ok_or_else(|| Error::internal(format!("vocabulary {v} has no word for {status}")))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -255,7 +399,8 @@ fn sellers_for(n_shipments: usize, seed: u64) -> Vec<Seller> {
         .collect()
 }
 
-/// One generated shipment: its row, its events and its truth.
+/// One generated shipment: its row, its events (time, status, location, carrier estimate or
+/// `NO_ETA`) and its truth.
 struct Generated {
     seller: u32,
     origin: u8,
@@ -267,11 +412,12 @@ struct Generated {
     weight: f64,
     value: f64,
     insured: bool,
-    events: Vec<(i64, &'static str, String)>,
+    events: Vec<(i64, &'static str, String, i64)>,
     delivered: Option<i64>,
     lost: bool,
     returned: bool,
     disruption: Option<u8>,
+    regime: bool,
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -353,6 +499,64 @@ fn peak_factor(created: i64) -> f64 {
 }
 
 fn generate_one(i: usize, p: &GenerateParams, sellers: &[Seller], disruptions: &[Disruption], start: i64) -> Generated {
+    let mut g = generate_journey(i, p, sellers, disruptions, start);
+    reshape(&mut g, p, start, i);
+    g
+}
+
+/// Applies the profile (time scale, regime, kept scans) and the carrier's estimates to a
+/// journey generated on the default network.
+fn reshape(g: &mut Generated, p: &GenerateParams, start: i64, i: usize) {
+    let scale = p.profile.time_scale();
+    let created = g.created;
+    let stretch = |t: i64| created + ((t - created) as f64 * scale) as i64;
+    if scale != 1.0 {
+        for e in g.events.iter_mut() {
+            e.0 = stretch(e.0);
+        }
+        g.promised = stretch(g.promised);
+        g.delivered = g.delivered.map(stretch);
+    }
+    if p.profile == Profile::RegimeShift {
+        // Time spent in the network during the slowdown takes 1 + REGIME_EXTRA times as long.
+        let (a, b) = regime_window(start, p.days);
+        let slowed = |t: i64| {
+            let inside = (t.min(b) - created.max(a)).max(0);
+            t + (inside as f64 * REGIME_EXTRA) as i64
+        };
+        let before = g.events.last().map(|e| e.0).unwrap_or(created);
+        for e in g.events.iter_mut() {
+            e.0 = slowed(e.0);
+        }
+        g.delivered = g.delivered.map(slowed);
+        g.regime = slowed(before) != before;
+    }
+    if p.carrier_estimates {
+        // The carrier's estimate at each milestone scan: the scan's time plus its own plan of
+        // what is left (the median of the remaining journey on an average lane day), with noise.
+        let total = (g.promised - created) as f64;
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(p.seed ^ 0xe7a, i as u64));
+        let end = g.delivered.unwrap_or(g.events.last().map(|e| e.0).unwrap_or(created));
+        for e in g.events.iter_mut() {
+            if let Some(k) = crate::schema::MILESTONES.iter().position(|m| *m == e.1) {
+                let left = if g.delivered.is_some() { (end - e.0) as f64 } else { total * (1.0 - k as f64 / 9.0) };
+                // The carrier sees about half of the delay still to come.
+                let planned = total * (1.0 - k as f64 / 9.0) * 0.75;
+                let est = planned + 0.5 * (left - planned) + total * 0.05 * normal(&mut rng);
+                e.3 = e.0 + est.max(0.0) as i64 / 1_000_000 * 1_000_000;
+            }
+        }
+    }
+    g.events.retain(|e| p.profile.keeps(e.1));
+}
+
+fn generate_journey(
+    i: usize,
+    p: &GenerateParams,
+    sellers: &[Seller],
+    disruptions: &[Disruption],
+    start: i64,
+) -> Generated {
     let mut rng = ChaCha8Rng::seed_from_u64(mix(p.seed, i as u64));
     let seller_idx = ((rng.r#gen::<f64>().powf(2.2)) * sellers.len() as f64) as usize;
     let seller = &sellers[seller_idx.min(sellers.len() - 1)];
@@ -380,10 +584,10 @@ fn generate_one(i: usize, p: &GenerateParams, sellers: &[Seller], disruptions: &
     let expected = seller_free_expectation(o, ds, sv);
     let promised = created + days_us((expected * (ds.slack - PROMISE_TIGHTENING)).ceil()) + 23 * MICROS_PER_HOUR;
 
-    let mut events: Vec<(i64, &'static str, String)> = Vec::with_capacity(12);
+    let mut events: Vec<(i64, &'static str, String, i64)> = Vec::with_capacity(12);
     let origin_loc = format!("{} {}", o.code, o.city);
     let dest_loc = format!("{} {}", ds.code, ds.city);
-    events.push((created, "CREATED", origin_loc.clone()));
+    events.push((created, "CREATED", origin_loc.clone(), NO_ETA));
 
     let mut disruption: Option<u8> = None;
     let mut disrupt = |stage: &'static str, t: i64, rng: &mut ChaCha8Rng| -> i64 {
@@ -409,34 +613,34 @@ fn generate_one(i: usize, p: &GenerateParams, sellers: &[Seller], disruptions: &
     let mut t = next_office_time(created + days_us(handling), &mut rng);
     t += disrupt("handling", t, &mut rng);
     'journey: {
-        events.push((t, "PICKED_UP", origin_loc.clone()));
+        events.push((t, "PICKED_UP", origin_loc.clone(), NO_ETA));
         if lost_after == 1 {
             break 'journey;
         }
         t += days_us(lognormal(&mut rng, sv.origin * o.speed * peak, 0.4));
         t += disrupt("origin", t, &mut rng);
-        events.push((t, "ORIGIN_HUB", format!("{} sorting center", o.city)));
+        events.push((t, "ORIGIN_HUB", format!("{} sorting center", o.city), NO_ETA));
         if lost_after == 2 {
             break 'journey;
         }
         t = next_office_time(t + days_us(lognormal(&mut rng, sv.export * o.speed, 0.45)), &mut rng);
         t += disrupt("export", t, &mut rng);
-        events.push((t, "EXPORT_CLEARED", format!("{} customs", o.city)));
+        events.push((t, "EXPORT_CLEARED", format!("{} customs", o.city), NO_ETA));
         if lost_after == 3 {
             break 'journey;
         }
         let stage_start = t;
         t += days_us(rng.r#gen::<f64>() * sv.departure_wait * peak);
         if rng.r#gen::<f64>() > 0.03 {
-            events.push((t, "DEPARTED", format!("{} airport", o.city)));
+            events.push((t, "DEPARTED", format!("{} airport", o.city), NO_ETA));
         }
         let flight = lognormal(&mut rng, ds.linehaul * sv.linehaul * peak, 0.3);
         if rng.r#gen::<f64>() < 0.12 {
-            events.push((t + days_us(flight * 0.5), "IN_TRANSIT", "transit hub".to_string()));
+            events.push((t + days_us(flight * 0.5), "IN_TRANSIT", "transit hub".to_string(), NO_ETA));
         }
         t += days_us(flight);
         t += disrupt("linehaul", stage_start, &mut rng);
-        events.push((t, "ARRIVED", format!("{} gateway", ds.city)));
+        events.push((t, "ARRIVED", format!("{} gateway", ds.city), NO_ETA));
         if lost_after == 4 {
             break 'journey;
         }
@@ -444,18 +648,18 @@ fn generate_one(i: usize, p: &GenerateParams, sellers: &[Seller], disruptions: &
         t += days_us(lognormal(&mut rng, ds.customs * sv.customs, 0.5));
         let hold_p = ds.hold * if value > 150.0 { 2.5 } else { 1.0 };
         if rng.r#gen::<f64>() < hold_p {
-            events.push((arrived + days_us(0.3 + 0.7 * rng.r#gen::<f64>()), "CUSTOMS_HOLD", dest_loc.clone()));
+            events.push((arrived + days_us(0.3 + 0.7 * rng.r#gen::<f64>()), "CUSTOMS_HOLD", dest_loc.clone(), NO_ETA));
             if rng.r#gen::<f64>() < 0.06 {
                 returned = true;
                 let back = t + days_us(5.0 + 10.0 * rng.r#gen::<f64>());
-                events.push((back, "RETURNED", dest_loc.clone()));
+                events.push((back, "RETURNED", dest_loc.clone(), NO_ETA));
                 break 'journey;
             }
             t += days_us(3.0 + 7.0 * rng.r#gen::<f64>());
         }
         t += disrupt("import", arrived, &mut rng);
         t = next_office_time(t, &mut rng);
-        events.push((t, "IMPORT_CLEARED", dest_loc.clone()));
+        events.push((t, "IMPORT_CLEARED", dest_loc.clone(), NO_ETA));
         if lost_after == 5 {
             break 'journey;
         }
@@ -463,27 +667,27 @@ fn generate_one(i: usize, p: &GenerateParams, sellers: &[Seller], disruptions: &
         t += days_us(lognormal(&mut rng, ds.last_mile * sv.last_mile * 0.75, 0.45));
         t += disrupt("last_mile", stage_start, &mut rng);
         if lost_after == 6 {
-            events.push((t, "OUT_FOR_DELIVERY", dest_loc.clone()));
+            events.push((t, "OUT_FOR_DELIVERY", dest_loc.clone(), NO_ETA));
             break 'journey;
         }
         let mut attempts = 0;
         loop {
             if rng.r#gen::<f64>() > 0.04 || attempts > 0 {
-                events.push((t, "OUT_FOR_DELIVERY", dest_loc.clone()));
+                events.push((t, "OUT_FOR_DELIVERY", dest_loc.clone(), NO_ETA));
             }
             t += days_us(0.1 + 0.3 * rng.r#gen::<f64>());
             if rng.r#gen::<f64>() < ds.fail * if attempts > 0 { 1.5 } else { 1.0 } {
-                events.push((t, "DELIVERY_FAILED", dest_loc.clone()));
+                events.push((t, "DELIVERY_FAILED", dest_loc.clone(), NO_ETA));
                 attempts += 1;
                 if attempts >= 3 {
                     returned = true;
-                    events.push((t + days_us(7.0 + 7.0 * rng.r#gen::<f64>()), "RETURNED", dest_loc.clone()));
+                    events.push((t + days_us(7.0 + 7.0 * rng.r#gen::<f64>()), "RETURNED", dest_loc.clone(), NO_ETA));
                     break 'journey;
                 }
                 t += days_us(1.0 + 2.0 * rng.r#gen::<f64>());
                 continue;
             }
-            events.push((t, "DELIVERED", dest_loc.clone()));
+            events.push((t, "DELIVERED", dest_loc.clone(), NO_ETA));
             delivered = Some(t);
             break;
         }
@@ -517,6 +721,7 @@ fn generate_one(i: usize, p: &GenerateParams, sellers: &[Seller], disruptions: &
         lost,
         returned,
         disruption,
+        regime: false,
     }
 }
 
@@ -539,6 +744,9 @@ pub fn generate(p: &GenerateParams, out: &Path) -> Result<GenerateSummary> {
     }
     if p.days == 0 {
         return Err(Error::Config("--days must be at least 1".into()));
+    }
+    if let Some(v) = &p.vocabulary {
+        vocabulary_table(v)?;
     }
     io::create_dir_all(out)?;
     let start = calendar::day_start_micros(p.start);
@@ -578,25 +786,31 @@ pub fn generate(p: &GenerateParams, out: &Path) -> Result<GenerateSummary> {
     let mut times: Vec<i64> = Vec::with_capacity(n_events);
     let mut statuses: Vec<&str> = Vec::with_capacity(n_events);
     let mut locations: Vec<&str> = Vec::with_capacity(n_events);
+    let mut etas: Vec<Option<i64>> = Vec::with_capacity(if p.carrier_estimates { n_events } else { 0 });
+    let vocabulary = p.vocabulary.as_deref();
     for (i, r) in rows.iter().enumerate() {
-        for (t, s, loc) in &r.events {
+        for (t, s, loc, eta) in &r.events {
             owner.push(i as IdxSize);
             times.push(*t);
-            statuses.push(s);
+            statuses.push(in_vocabulary(vocabulary, s)?);
             locations.push(loc.as_str());
+            if p.carrier_estimates {
+                etas.push((*eta != NO_ETA).then_some(*eta));
+            }
         }
     }
     let owner = IdxCa::from_vec("owner".into(), owner);
     let event_ids = shipments.column("shipment_id")?.take(&owner)?;
-    let mut events = DataFrame::new(
-        n_events,
-        vec![
-            event_ids,
-            io::ts_column_req("event_time", times),
-            Column::new("status".into(), statuses),
-            Column::new("location".into(), locations),
-        ],
-    )?;
+    let mut cols = vec![
+        event_ids,
+        io::ts_column_req("event_time", times),
+        Column::new("status".into(), statuses),
+        Column::new("location".into(), locations),
+    ];
+    if p.carrier_estimates {
+        cols.push(io::ts_column("carrier_estimated_delivery_at", etas));
+    }
+    let mut events = DataFrame::new(n_events, cols)?;
 
     let late: Vec<bool> = rows.iter().map(|r| r.delivered.is_none_or(|dv| dv > r.promised)).collect();
     let mut truth = DataFrame::new(
@@ -609,7 +823,13 @@ pub fn generate(p: &GenerateParams, out: &Path) -> Result<GenerateSummary> {
             Column::new("returned".into(), rows.iter().map(|r| r.returned).collect::<Vec<_>>()),
             Column::new(
                 "disruption_id".into(),
-                rows.iter().map(|r| r.disruption.map(|k| disruptions[k as usize].id.clone())).collect::<Vec<_>>(),
+                rows.iter()
+                    .map(|r| match (r.disruption, r.regime) {
+                        (Some(k), _) => Some(disruptions[k as usize].id.clone()),
+                        (None, true) => Some(REGIME_ID.to_string()),
+                        (None, false) => None,
+                    })
+                    .collect::<Vec<_>>(),
             ),
         ],
     )?;

@@ -12,6 +12,12 @@
 //!   last arrivals (RCF), EXPORT_CLEARED = all legs delivered to the hub (DLV), DEPARTED = first
 //!   outgoing departure, ARRIVED = last outgoing arrival, DELIVERED = outgoing delivery.
 //!   Intermediate hops are kept as generic scans with their Cargo 2000 codes (RCS, DEP, RCF).
+//! - carrier_estimated_delivery_at on every event: the forwarder's plan as it stands at that
+//!   moment. Each incoming leg is expected to finish at its last completed step plus its
+//!   planned remaining minutes (at its planned total before it starts); the consolidated
+//!   shipment leaves when the slowest leg is expected in, and the outgoing leg adds its
+//!   planned minutes, or, once under way, its last completed step plus its planned remainder.
+//!   At booking this is the promise itself; it moves as legs run early or late.
 //! - Lane: origin = the hub where the outgoing leg departs, destination = its final airport,
 //!   service = number of incoming legs; the outgoing leg is what the lane's statistics can
 //!   predict. Seller = the first incoming leg's departure airport (the data has no shippers).
@@ -122,7 +128,7 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
 
     let (mut ids, mut sellers, mut origins, mut dests, mut services, mut created, mut promised) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut ev_id, mut ev_time, mut ev_status, mut ev_loc) = (vec![], vec![], vec![], vec![]);
+    let (mut ev_id, mut ev_time, mut ev_status, mut ev_loc, mut ev_eta) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut delivered, mut late) = (vec![], vec![]);
     for (line, row) in &rows {
         let nr: i64 =
@@ -149,11 +155,34 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
         let dest = outgoing.steps.iter().rev().find_map(|s| s.3.clone()).unwrap_or_else(|| "unknown".into());
         let planned = incoming.iter().map(Leg::planned).max().unwrap_or(0) + outgoing.planned();
 
+        // The plan as it stands at time t (see the module documentation).
+        let leg_done = |leg: &Leg, start: i64, t: i64| -> i64 {
+            let mut end = start;
+            let mut expected = start + leg.planned() * MIN;
+            for (k, (_, eff, _, _)) in leg.steps.iter().enumerate() {
+                end += eff.max(&0) * MIN;
+                if end > t {
+                    break;
+                }
+                expected = end + leg.steps[k + 1..].iter().map(|s| s.2).sum::<i64>() * MIN;
+            }
+            expected
+        };
+        let at_hub_actual =
+            incoming.iter().map(|l| t0 + l.steps.iter().map(|s| s.1.max(0)).sum::<i64>() * MIN).max().unwrap_or(t0);
+        let estimate = |t: i64| -> i64 {
+            if t < at_hub_actual {
+                incoming.iter().map(|l| leg_done(l, t0, t)).max().unwrap_or(t0) + outgoing.planned() * MIN
+            } else {
+                leg_done(&outgoing, at_hub_actual, t)
+            }
+        };
         let mut push = |t: i64, status: &str, loc: Option<&String>| {
             ev_id.push(id.clone());
             ev_time.push(t);
             ev_status.push(status.to_string());
             ev_loc.push(loc.map(|p| format!("airport {p}")));
+            ev_eta.push(estimate(t));
         };
         push(t0, "CREATED", None);
         // Per leg: end time of each step; milestones wait for the slowest leg.
@@ -229,6 +258,7 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
             io::ts_column_req("event_time", ev_time),
             Column::new("status".into(), ev_status),
             Column::new("location".into(), ev_loc),
+            io::ts_column_req("carrier_estimated_delivery_at", ev_eta),
         ],
     )?
     .sort(["shipment_id", "event_time"], SortMultipleOptions::default().with_maintain_order(true))?;

@@ -7,7 +7,7 @@
 //! - `night`: what one night computes: validate → features → model → alerts;
 //! - `settings`: the config resolved once into every stage's checked parameters;
 //! - `evaluate`: scoring nights against later outcomes;
-//! - the stages: `alerts` → `model` → `features` → `validate` → `ingest`;
+//! - the stages: `alerts` → `model` → `features` → `validate` (with `statuses`) → `ingest`;
 //! - beneath all of them: `schema`, `config`, `calendar`, `sampling`, `io`, `memory`,
 //!   `progress`, `fault`, `error`.
 //!
@@ -34,6 +34,7 @@ pub mod report;
 pub mod sampling;
 pub mod schema;
 pub mod settings;
+pub mod statuses;
 pub mod validate;
 
 pub use error::{Error, Result};

@@ -77,22 +77,36 @@ enum Command {
         common: Common,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Print a TOML snippet mapping every unmapped status, to review and paste into the
+        /// pipeline config.
+        #[arg(long)]
+        suggest_statuses: bool,
     },
     /// Write realistic synthetic tracking histories with ground truth.
     #[command(after_help = EXIT_CODES)]
     Generate {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 20_000)]
-        shipments: usize,
+        /// Shipments (default 20000; 6000 for the sparse profile).
+        #[arg(long)]
+        shipments: Option<usize>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// First day orders are created.
         #[arg(long, value_parser = date_arg, default_value = "2026-06-01")]
         start: String,
-        /// Days over which orders are created.
-        #[arg(long, default_value_t = 180)]
-        days: u32,
+        /// Days over which orders are created (default 180; 1825 for the sparse profile).
+        #[arg(long)]
+        days: Option<u32>,
+        /// The shape of history: default, sparse, few-milestones, regime-shift.
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// Write statuses in a preset's vocabulary: upu-emsevt or aftership.
+        #[arg(long)]
+        vocabulary: Option<String>,
+        /// Give milestone scans the carrier's estimated delivery.
+        #[arg(long)]
+        carrier_estimates: bool,
     },
     /// Write lanes.parquet, features.parquet (scoring rows) and training.parquet.
     #[command(after_help = EXIT_CODES)]
@@ -135,6 +149,25 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Pooled point-in-time evaluation: replays nights like backtest and scores the model and
+    /// the baselines on every in-flight shipment still before its promise.
+    #[command(after_help = EXIT_CODES)]
+    Evaluate {
+        #[command(flatten)]
+        common: Common,
+        /// First night; or backtest.from in the config.
+        #[arg(long, value_parser = date_arg)]
+        from: Option<String>,
+        /// Last night; or backtest.to in the config.
+        #[arg(long, value_parser = date_arg)]
+        to: Option<String>,
+        /// Days between nights; or backtest.every (default 7).
+        #[arg(long)]
+        every: Option<u32>,
+        /// Folder for the outputs (backtest.json holds the pooled evaluation); or pipeline.out.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Convert a public dataset to the canonical input.
     #[command(subcommand, after_help = EXIT_CODES)]
     Import(Import),
@@ -168,6 +201,21 @@ enum Import {
         #[arg(long, default_value_t = 120)]
         days: u32,
     },
+}
+
+fn print_pooled(p: &lanewatch::evaluate::Pooled) {
+    println!(
+        "  pooled point-in-time evaluation: {} rows ({} late) over {} nights ({} fell back to the lane rule)",
+        p.rows, p.late, p.nights, p.fallback_nights
+    );
+    for (name, s) in &p.scores {
+        println!("    {name:<16} roc_auc {:.3}  pr_auc {:.3}  brier {:.4}", s.roc_auc, s.pr_auc, s.brier);
+    }
+}
+
+/// Multi-line text from data for the terminal: each line made printable, line breaks kept.
+fn printable_lines(s: &str) -> String {
+    s.lines().map(|l| printable(l) + "\n").collect()
 }
 
 /// `--as-of`: a date or `yesterday`; anything else is a usage error (exit 2).
@@ -239,10 +287,12 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             println!("  outputs: {}", printable(&s.out.display().to_string()));
             println!("  report:  {}", printable(&s.out.join("report.html").display().to_string()));
         }
-        Command::Validate { common, format } => {
+        Command::Validate { common, format, suggest_statuses } => {
             let settings = settings(&common, Overrides::default())?;
             let report = commands::validate::validate(&settings)?;
-            if format == Format::Json {
+            if suggest_statuses {
+                print!("{}", printable_lines(&lanewatch::validate::suggest_statuses(&report)));
+            } else if format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&report).map_err(Error::internal)?);
             } else {
                 for l in report.lines() {
@@ -262,10 +312,21 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 return Err(e);
             }
         }
-        Command::Generate { out, shipments, seed, start, days } => {
+        Command::Generate { out, shipments, seed, start, days, profile, vocabulary, carrier_estimates } => {
             let start = config::parse_date(&start)?;
+            let profile = generate::Profile::parse(&profile)?;
+            let (default_shipments, default_days) = profile.default_size();
+            let p = generate::GenerateParams {
+                shipments: shipments.unwrap_or(default_shipments),
+                seed,
+                start,
+                days: days.unwrap_or(default_days),
+                profile,
+                vocabulary,
+                carrier_estimates,
+            };
             let t = std::time::Instant::now();
-            let s = generate::generate(&generate::GenerateParams { shipments, seed, start, days }, &out)?;
+            let s = generate::generate(&p, &out)?;
             println!(
                 "generated {} shipments, {} events, {} sellers in {:.1}s: late rate {:.1}%, {} lost, {} returned, {} disruptions",
                 s.shipments,
@@ -342,6 +403,14 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                     d.flagged_lane_nights
                 );
             }
+            print_pooled(&s.pooled);
+            println!("  outputs: {}", printable(&s.out.display().to_string()));
+        }
+        Command::Evaluate { common, from, to, every, out } => {
+            let settings = settings(&common, Overrides { out, from, to, every, ..Default::default() })?;
+            let s = commands::backtest::backtest(&settings)?;
+            println!("evaluate {} → {} every {} d: {} nights", s.from, s.to, s.every_days, s.nights);
+            print_pooled(&s.pooled);
             println!("  outputs: {}", printable(&s.out.display().to_string()));
         }
         Command::Import(Import::Cargo2000 { src, out, start, days }) => {

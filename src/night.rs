@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::features::{self, FeatureSet};
 use crate::model::{self, SavedModel};
 use crate::settings::Settings;
+use crate::statuses::Vocabulary;
 use crate::validate::{self, CleanInput, Report};
 
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -65,8 +66,8 @@ impl Timings {
 }
 
 /// Validation: the report, and clean data or the first error. Findings are logged.
-pub fn load(input: &Path, cfg: &InputConfig) -> Result<(Report, CleanInput)> {
-    let (report, clean) = validate::validate(input, cfg)?;
+pub fn load(input: &Path, cfg: &InputConfig, vocab: &Vocabulary) -> Result<(Report, CleanInput)> {
+    let (report, clean) = validate::validate(input, cfg, vocab)?;
     crate::memory::release_free_memory();
     for e in &report.errors {
         tracing::error!("{}", e.line());
@@ -84,7 +85,7 @@ pub fn load(input: &Path, cfg: &InputConfig) -> Result<(Report, CleanInput)> {
 /// The `validate` stage, timed.
 pub fn load_timed(s: &Settings, t: &mut Timings) -> Result<(Report, CleanInput)> {
     crate::ingest::check_input_folder(&s.input)?;
-    t.time("validate", || load(&s.input, &s.input_cfg), |r| r.0.shipments + r.0.events)
+    t.time("validate", || load(&s.input, &s.input_cfg, &s.vocab), |r| r.0.shipments + r.0.events)
 }
 
 /// The `features` stage, timed. An owned input is cut down in place (lower peak memory).

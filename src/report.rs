@@ -358,6 +358,10 @@ fn f3(v: f64) -> String {
     if v.is_finite() { format!("{v:.3}") } else { "–".into() }
 }
 
+fn f1(v: f64) -> String {
+    if v.is_finite() { format!("{v:.0}") } else { "–".into() }
+}
+
 /// The report of one nightly run.
 pub fn run_report(cfg: &Config, res: &NightResult, input: &Report, lanes: &DataFrame) -> Result<String> {
     let a = &res.alerts;
@@ -399,6 +403,36 @@ pub fn run_report(cfg: &Config, res: &NightResult, input: &Report, lanes: &DataF
             ),
         ],
         vec!["input warnings".into(), input.warnings.len().to_string()],
+        vec![
+            "windows used".into(),
+            format!(
+                "training: shipments created in the last {} days; validation: resolved in the last {} days ({} shipments, {} late); lane statistics: {}–{} days (median {}), {} lanes reached back further",
+                m.windows.training_days,
+                m.windows.validation_days,
+                m.windows.validation_shipments,
+                m.windows.validation_late,
+                f1(m.windows.lane_days_min),
+                f1(m.windows.lane_days_max),
+                f1(m.windows.lane_days_median),
+                m.windows.lanes_extended
+            ),
+        ],
+        vec![
+            "simple-model floor".into(),
+            match &m.floor {
+                Some(f) if f.beaten => format!(
+                    "beaten: validation PR-AUC {} against the simple logistic regression's {}",
+                    f3(f.model_pr_auc),
+                    f3(f.baseline_pr_auc)
+                ),
+                Some(f) => format!(
+                    "NOT beaten: validation PR-AUC {} against the simple logistic regression's {}",
+                    f3(f.model_pr_auc),
+                    f3(f.baseline_pr_auc)
+                ),
+                None => "not measured (the model fell back to the lane rule)".into(),
+            },
+        ],
     ];
     body += "<h2>Run summary</h2>\n";
     body += &table(&["", ""], &summary_rows);
@@ -568,6 +602,36 @@ pub fn backtest_report(s: &BacktestSummary, nights: &DataFrame) -> Result<String
     body +=
         &table(&["alert", "shipments alerted", "precision", "recall", "lead days (median)", "lead days (p10)"], &rows);
     body += &alerts_per_night(nights)?;
+    let p = &s.pooled;
+    body += "<h2>Pooled point-in-time evaluation</h2>\n";
+    let _ = write!(
+        body,
+        "<p>Every night's risk for each in-flight shipment still before its promise, against its final outcome: {} rows ({} late) over {} nights, {} of which fell back to the lane rule.</p>\n",
+        p.rows, p.late, p.nights, p.fallback_nights
+    );
+    let rows: Vec<Vec<String>> = p
+        .scores
+        .iter()
+        .map(|(name, sc)| vec![name.clone(), f3(sc.roc_auc), f3(sc.pr_auc), format!("{:.4}", sc.brier)])
+        .collect();
+    body += &table(&["model", "roc_auc", "pr_auc", "brier"], &rows);
+    if let Some(m) = p.scores.get("model") {
+        let cal: Vec<Vec<String>> = m
+            .calibration
+            .iter()
+            .filter(|b| b.n > 0)
+            .map(|b| {
+                vec![
+                    format!("{:.1}–{:.1}", b.lower, b.upper),
+                    b.n.to_string(),
+                    b.mean_predicted.map(f3).unwrap_or_default(),
+                    b.observed_rate.map(f3).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        body += "<p>Calibration of the pooled risk:</p>\n";
+        body += &table(&["risk", "rows", "mean predicted", "observed late rate"], &cal);
+    }
     let f = &s.fatigue;
     body += "<h2>Alert fatigue</h2>\n";
     body += &table(

@@ -50,6 +50,8 @@ pub const EVENTS: &[ColumnSpec] = &[
     col("event_time", ValueKind::Timestamp, true),
     col("status", ValueKind::Str, true),
     col("location", ValueKind::Str, false),
+    // The carrier's (or aggregator's) expected delivery as known at this scan.
+    col("carrier_estimated_delivery_at", ValueKind::Timestamp, false),
 ];
 
 /// The two input tables. Their names are also their file or folder names.
@@ -261,6 +263,8 @@ pub mod outputs {
             "in_flight",
             "on_time_rate",
             "fallback_level",
+            "window_days",
+            "milestones_tracked",
         ]
         .iter()
         .map(|s| s.to_string())

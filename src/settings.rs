@@ -9,6 +9,7 @@ use crate::config::{self, AlertConfig, Config, InputConfig};
 use crate::error::{Error, Result};
 use crate::features::FeatureParams;
 use crate::model::{ModelParams, ValidParams};
+use crate::statuses::Vocabulary;
 
 /// The nights a backtest replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct Settings {
     out: Option<PathBuf>,
     night: Option<Night>,
     pub input_cfg: InputConfig,
+    /// Raw statuses → codes: canonical names, the preset, `[input.statuses]`.
+    pub vocab: Vocabulary,
     pub features: FeatureParams,
     pub model: ValidParams,
     pub alerts: AlertConfig,
@@ -67,6 +70,7 @@ impl Settings {
             out: config.pipeline.out.clone(),
             night,
             input_cfg: config.input.clone(),
+            vocab: Vocabulary::from_config(&config.input)?,
             features,
             model,
             alerts: config.alerts.clone(),

@@ -11,6 +11,7 @@ use crate::config::InputConfig;
 use crate::error::{Error, Result, quote};
 use crate::ingest::{self, FileInfo, Finding, Level};
 use crate::schema::{self, Table};
+use crate::statuses::Vocabulary;
 
 /// Longest id accepted. Ids reach file names, CSV cells and HTML; a megabyte id is an upstream bug.
 pub const MAX_ID_BYTES: usize = 512;
@@ -29,12 +30,30 @@ pub struct Report {
     pub files: Vec<FileInfo>,
     pub errors: Vec<Finding>,
     pub warnings: Vec<Finding>,
-    /// Status values outside the vocabulary, most frequent first (at most 20).
-    pub unknown_statuses: Vec<(String, u64)>,
+    /// Statuses nothing maps (kept as generic scans), most frequent first (at most 20).
+    pub unmapped_statuses: Vec<Unmapped>,
+}
+
+/// A status the vocabulary does not map, with what helps map it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unmapped {
+    pub status: String,
+    pub count: u64,
+    /// First and last event time, RFC 3339.
+    pub first_seen: String,
+    pub last_seen: String,
+    /// The milestones this status most often sits between in a shipment's history (the last
+    /// milestone before it, the first after it; `none` at either end), and how often.
+    pub after: String,
+    pub before: String,
+    pub share_between: f64,
+    /// A mapping to review (from the words in the status) and why.
+    pub suggestion: String,
+    pub reason: String,
 }
 
 /// Input that passed validation, repaired: invalid weights and values nulled, duplicate events
-/// and events of unknown shipments dropped, statuses coded (see `schema::status_code`).
+/// and events of unknown shipments dropped, statuses coded through the vocabulary.
 #[derive(Clone)]
 pub struct CleanInput {
     /// Shipments sorted by shipment_id; row i is shipment index i.
@@ -43,18 +62,29 @@ pub struct CleanInput {
 }
 
 /// Every shipment's events in time order (then by status code), compactly: the events of
-/// shipment i are `time[start[i]..start[i + 1]]` and `code[..]` alike.
+/// shipment i are `time[start[i]..start[i + 1]]` and `code[..]` alike; `eta[..]` too when the
+/// input has the carrier's estimate (`NO_ETA` where a scan carries none).
 #[derive(Debug, Clone, Default)]
 pub struct Events {
     pub start: Vec<u32>,
     pub time: Vec<i64>,
     pub code: Vec<u8>,
+    pub eta: Option<Vec<i64>>,
 }
+
+/// A scan without a carrier estimate.
+pub const NO_ETA: i64 = i64::MIN;
 
 impl Events {
     pub fn of(&self, i: usize) -> (&[i64], &[u8]) {
         let (a, b) = (self.start[i] as usize, self.start[i + 1] as usize);
         (&self.time[a..b], &self.code[a..b])
+    }
+
+    /// The carrier estimates of shipment i's events, when the input has them.
+    pub fn eta_of(&self, i: usize) -> Option<&[i64]> {
+        let (a, b) = (self.start[i] as usize, self.start[i + 1] as usize);
+        self.eta.as_ref().map(|e| &e[a..b])
     }
 
     /// A copy holding the first `n` events of shipment `i` for each `(i, n)`; shipment `k` of
@@ -65,12 +95,16 @@ impl Events {
             start: Vec::with_capacity(keep.len() + 1),
             time: Vec::with_capacity(total),
             code: Vec::with_capacity(total),
+            eta: self.eta.as_ref().map(|_| Vec::with_capacity(total)),
         };
         out.start.push(0);
         for &(i, n) in keep {
             let (t, c) = self.of(i);
             out.time.extend_from_slice(&t[..n]);
             out.code.extend_from_slice(&c[..n]);
+            if let (Some(dst), Some(src)) = (out.eta.as_mut(), self.eta_of(i)) {
+                dst.extend_from_slice(&src[..n]);
+            }
             out.start.push(out.time.len() as u32);
         }
         out
@@ -80,7 +114,7 @@ impl Events {
     /// every kept event moves left, never over one still to be read. Shipment `k` of the result
     /// is the `k`-th pair.
     pub fn keep_prefixes(self, keep: impl IntoIterator<Item = (usize, usize)>) -> Events {
-        let Events { start, mut time, mut code } = self;
+        let Events { start, mut time, mut code, mut eta } = self;
         let mut new_start = vec![0u32];
         let mut at = 0usize;
         for (i, n) in keep {
@@ -88,6 +122,9 @@ impl Events {
             debug_assert!(a + n <= start[i + 1] as usize && at <= a);
             time.copy_within(a..a + n, at);
             code.copy_within(a..a + n, at);
+            if let Some(e) = eta.as_mut() {
+                e.copy_within(a..a + n, at);
+            }
             at += n;
             new_start.push(at as u32);
         }
@@ -95,7 +132,11 @@ impl Events {
         code.truncate(at);
         time.shrink_to_fit();
         code.shrink_to_fit();
-        Events { start: new_start, time, code }
+        if let Some(e) = eta.as_mut() {
+            e.truncate(at);
+            e.shrink_to_fit();
+        }
+        Events { start: new_start, time, code, eta }
     }
 
     pub fn len(&self) -> usize {
@@ -108,7 +149,7 @@ impl Events {
 }
 
 /// Reads and checks the input. Returns the report and, when there are no errors, clean data.
-pub fn validate(input: &Path, cfg: &InputConfig) -> Result<(Report, Option<CleanInput>)> {
+pub fn validate(input: &Path, cfg: &InputConfig, vocab: &Vocabulary) -> Result<(Report, Option<CleanInput>)> {
     let t0 = std::time::Instant::now();
     check_memory_budget(input, cfg)?;
     let ships = ingest::read_table(input, Table::Shipments, cfg)?;
@@ -130,7 +171,7 @@ pub fn validate(input: &Path, cfg: &InputConfig) -> Result<(Report, Option<Clean
         files,
         errors: vec![],
         warnings: vec![],
-        unknown_statuses: vec![],
+        unmapped_statuses: vec![],
     };
 
     let mut clean = None;
@@ -138,9 +179,9 @@ pub fn validate(input: &Path, cfg: &InputConfig) -> Result<(Report, Option<Clean
         let shipments = check_shipments(ships.df, &mut findings)?;
         if !event_errors {
             tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: shipments checked");
-            let (ev, unknown) = check_events(events.df, &shipments, &mut findings)?;
+            let (ev, unknown) = check_events(events.df, &shipments, vocab, &mut findings)?;
             tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: events checked");
-            report.unknown_statuses = unknown;
+            report.unmapped_statuses = unknown;
             clean = Some(CleanInput { shipments, events: ev });
         }
     }
@@ -317,17 +358,107 @@ fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
     Ok(df.sort(["shipment_id"], SortMultipleOptions::default().with_maintain_order(true))?)
 }
 
+/// The most frequent unmapped statuses with when they occur and the milestones around them.
+fn describe_unmapped(unknown: &[(String, u64)], at: &[(u32, i64, u32)], events: &Events) -> Vec<Unmapped> {
+    use std::collections::HashMap;
+    let mut order: Vec<usize> = (0..unknown.len()).collect();
+    order.sort_by(|&a, &b| unknown[b].1.cmp(&unknown[a].1).then(unknown[a].0.cmp(&unknown[b].0)));
+    order.truncate(20);
+    let wanted: HashMap<u32, usize> = order.iter().enumerate().map(|(k, &u)| (u as u32, k)).collect();
+    // Per kept status: first, last, and (milestone before, milestone after) counts.
+    let mut first = vec![i64::MAX; order.len()];
+    let mut last = vec![i64::MIN; order.len()];
+    let mut around: Vec<HashMap<(u8, u8), u64>> = vec![HashMap::new(); order.len()];
+    const NONE: u8 = u8::MAX;
+    for &(ship, t, u) in at {
+        let Some(&k) = wanted.get(&u) else { continue };
+        first[k] = first[k].min(t);
+        last[k] = last[k].max(t);
+        let (times, codes) = events.of(ship as usize);
+        let before =
+            times.iter().zip(codes).filter(|(x, c)| **x <= t && **c <= schema::DELIVERED).map(|(_, c)| *c).last();
+        let after = times.iter().zip(codes).find(|(x, c)| **x > t && **c <= schema::DELIVERED).map(|(_, c)| *c);
+        *around[k].entry((before.unwrap_or(NONE), after.unwrap_or(NONE))).or_insert(0) += 1;
+    }
+    let name = |c: u8| if c == NONE { "none".to_string() } else { schema::status_name(c).to_string() };
+    let ts = |t: i64| {
+        chrono::DateTime::from_timestamp_micros(t)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    order
+        .iter()
+        .enumerate()
+        .map(|(k, &u)| {
+            let (status, count) = &unknown[u];
+            let total: u64 = around[k].values().sum();
+            let (pair, n) = around[k]
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                .map(|(p, n)| (*p, *n))
+                .unwrap_or(((NONE, NONE), 0));
+            let (suggestion, reason) = crate::statuses::suggest(status);
+            Unmapped {
+                status: status.clone(),
+                count: *count,
+                first_seen: if total > 0 { ts(first[k]) } else { String::new() },
+                last_seen: if total > 0 { ts(last[k]) } else { String::new() },
+                after: name(pair.0),
+                before: name(pair.1),
+                share_between: if total > 0 { n as f64 / total as f64 } else { 0.0 },
+                suggestion: suggestion.to_string(),
+                reason: reason.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// A TOML snippet mapping every unmapped status, for a person to review and paste into the
+/// pipeline config.
+pub fn suggest_statuses(report: &Report) -> String {
+    let mut s = String::from(
+        "# Statuses lanewatch could not map, most frequent first, with a mapping to review.\n\
+         # Values: a milestone (CREATED, PICKED_UP, ORIGIN_HUB, EXPORT_CLEARED, DEPARTED, ARRIVED,\n\
+         # IMPORT_CLEARED, OUT_FOR_DELIVERY, DELIVERED), an exception (CUSTOMS_HOLD, DELIVERY_FAILED,\n\
+         # EXCEPTION, RETURNED, LOST) or SCAN. A key ending in * matches by prefix.\n[input.statuses]\n",
+    );
+    if report.unmapped_statuses.is_empty() {
+        s.push_str("# (every status is mapped)\n");
+    }
+    for u in &report.unmapped_statuses {
+        let key = toml::Value::String(u.status.clone()).to_string();
+        let line = format!("{key} = \"{}\"", u.suggestion);
+        s.push_str(&format!(
+            "{line:<40} # {} scans, {} … {}; most often between {} and {} ({:.0} %); {}\n",
+            u.count,
+            u.first_seen.get(..10).unwrap_or(""),
+            u.last_seen.get(..10).unwrap_or(""),
+            u.after,
+            u.before,
+            u.share_between * 100.0,
+            u.reason
+        ));
+    }
+    s
+}
+
 /// Event rows one task maps to shipment indices (see `check_events`).
 const PROBE_ROWS: usize = 1 << 20;
 
-fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) -> Result<(Events, Vec<(String, u64)>)> {
+fn check_events(
+    df: DataFrame,
+    shipments: &DataFrame,
+    vocab: &Vocabulary,
+    out: &mut Vec<Finding>,
+) -> Result<(Events, Vec<Unmapped>)> {
     const T: &str = "events";
     if df.height() > 0 {
         check_ids(&df, T, "shipment_id", false, out)?;
         check_time_range(&df, T, "event_time", out)?;
     }
 
-    // Code statuses once per distinct value, not once per row.
+    // Code statuses once per distinct value, not once per row. Unmapped ones get an id so their
+    // events can be found again (for when and between which milestones they occur).
     let counts = df.column("status")?.as_materialized_series().value_counts(true, false, "n".into(), false)?;
     let names = counts.column("status")?.str()?.clone();
     let ns = counts.column("n")?.as_materialized_series().cast(&DataType::UInt64)?;
@@ -335,19 +466,24 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
     let mut unknown: Vec<(String, u64)> = Vec::new();
     let mut old: Vec<Option<&str>> = Vec::new();
     let mut new: Vec<u8> = Vec::new();
+    let mut unmapped_id: Vec<u32> = Vec::new();
     for (name, n) in names.iter().zip(ns.iter()) {
         let Some(name) = name else { continue };
-        let code = schema::status_code(name);
-        if code == schema::UNKNOWN_STATUS {
-            unknown.push((name.to_string(), n.unwrap_or(0)));
-        }
+        let code = vocab.resolve(name);
         old.push(Some(name));
-        new.push(code);
+        new.push(code.unwrap_or(schema::UNKNOWN_STATUS));
+        if code.is_none() {
+            unmapped_id.push(unknown.len() as u32);
+            unknown.push((name.to_string(), n.unwrap_or(0)));
+        } else {
+            unmapped_id.push(u32::MAX);
+        }
     }
-    unknown.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let n_unknown: u64 = unknown.iter().map(|u| u.1).sum();
     if n_unknown > 0 {
-        let shown: Vec<String> = unknown.iter().take(5).map(|(s, n)| format!("{} ×{n}", quote(s))).collect();
+        let mut by_count: Vec<&(String, u64)> = unknown.iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let shown: Vec<String> = by_count.iter().take(5).map(|(s, n)| format!("{} ×{n}", quote(s))).collect();
         out.push(finding(
             Level::Warning,
             T,
@@ -355,13 +491,14 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
             "unknown_status",
             n_unknown,
             format!(
-                "{n_unknown} scans with statuses outside the vocabulary, kept as generic scans: {}",
+                "{n_unknown} scans with statuses outside the vocabulary, kept as generic scans: {} \
+                 (lanewatch validate --suggest-statuses prints a mapping to review)",
                 shown.join(", ")
             ),
         ));
     }
-    unknown.truncate(20);
     let old = Series::new("old".into(), old);
+    let unmapped_ids = Series::new("new".into(), unmapped_id);
     let new = Series::new("new".into(), new);
 
     // Shipment ids become shipment indices once, by probing one id → index map from every
@@ -382,22 +519,40 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
         .select([
             col("event_time").to_physical().alias("t"),
             col("status")
-                .replace_strict(lit(old), lit(new), Some(lit(schema::UNKNOWN_STATUS)), Some(DataType::UInt8))
+                .replace_strict(lit(old.clone()), lit(new), Some(lit(schema::UNKNOWN_STATUS)), Some(DataType::UInt8))
                 .alias("code"),
+            col("status")
+                .replace_strict(lit(old), lit(unmapped_ids), Some(lit(u32::MAX)), Some(DataType::UInt32))
+                .alias("unmapped"),
         ])
         .collect()?;
     let ids = df.column("shipment_id")?.str()?;
     let t = coded.column("t")?.i64()?;
     let code = coded.column("code")?.u8()?;
+    let unmapped_col = coded.column("unmapped")?.u32()?;
+    // The carrier's estimate, kept only when some scan carries one.
+    let eta_col: Option<Int64Chunked> = match df.column("carrier_estimated_delivery_at") {
+        Ok(c) if c.null_count() < c.len() => {
+            Some(c.as_materialized_series().to_physical_repr().into_owned().i64()?.clone())
+        }
+        _ => None,
+    };
     let ranges: Vec<usize> = (0..height).step_by(PROBE_ROWS).collect();
-    let parts: Vec<(Vec<u32>, Vec<i64>, Vec<u8>, u64)> = ranges
+    // Per slice: shipment index, time, code of each event; orphans; and (shipment, time,
+    // status id) of the events whose status nothing maps.
+    type Part = (Vec<u32>, Vec<i64>, Vec<u8>, u64, Vec<(u32, i64, u32)>, Vec<i64>);
+    let parts: Vec<Part> = ranges
         .par_iter()
         .map(|&a| {
             let n = PROBE_ROWS.min(height - a);
             let (ids, t, code) = (ids.slice(a as i64, n), t.slice(a as i64, n), code.slice(a as i64, n));
+            let unm = unmapped_col.slice(a as i64, n);
+            let eta = eta_col.as_ref().map(|e| e.slice(a as i64, n));
             let (mut pi, mut pt, mut pc, mut orphans) =
                 (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), 0u64);
-            for ((id, tv), cv) in ids.iter().zip(t.iter()).zip(code.iter()) {
+            let mut pe = Vec::with_capacity(if eta.is_some() { n } else { 0 });
+            let mut side = Vec::new();
+            for (k, (((id, tv), cv), uv)) in ids.iter().zip(t.iter()).zip(code.iter()).zip(unm.iter()).enumerate() {
                 let Some(&i) = id.and_then(|id| index.get(id)) else {
                     orphans += 1;
                     continue;
@@ -406,8 +561,14 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
                 pi.push(i);
                 pt.push(tv);
                 pc.push(cv);
+                if let Some(e) = &eta {
+                    pe.push(e.get(k).unwrap_or(NO_ETA));
+                }
+                if let Some(u) = uv.filter(|&u| u != u32::MAX) {
+                    side.push((i, tv, u));
+                }
             }
-            (pi, pt, pc, orphans)
+            (pi, pt, pc, orphans, side, pe)
         })
         .collect();
     drop(coded);
@@ -427,6 +588,7 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
 
     // A counting sort by shipment, then each shipment's few events by time and code.
     let mut start = vec![0u32; n_ships + 1];
+    let unmapped_events: Vec<(u32, i64, u32)> = parts.iter().flat_map(|p| p.4.iter().copied()).collect();
     for &i in parts.iter().flat_map(|p| &p.0) {
         start[i as usize + 1] += 1;
     }
@@ -437,11 +599,15 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
     let mut fill: Vec<u32> = start[..n_ships].to_vec();
     let mut time = vec![0i64; total];
     let mut code = vec![0u8; total];
-    for (pi, pt, pc, _) in parts {
-        for ((&i, &tv), &cv) in pi.iter().zip(&pt).zip(&pc) {
+    let mut eta: Option<Vec<i64>> = eta_col.as_ref().map(|_| vec![NO_ETA; total]);
+    for (pi, pt, pc, _, _, pe) in parts {
+        for (k, ((&i, &tv), &cv)) in pi.iter().zip(&pt).zip(&pc).enumerate() {
             let slot = &mut fill[i as usize];
             time[*slot as usize] = tv;
             code[*slot as usize] = cv;
+            if let Some(e) = eta.as_mut() {
+                e[*slot as usize] = pe[k];
+            }
             *slot += 1;
         }
     }
@@ -450,20 +616,25 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
     let created: Vec<i64> = created.i64()?.iter().map(|v| v.unwrap_or(i64::MIN)).collect();
 
     // Per shipment, in parallel: order, drop exact duplicates, and count what looks wrong.
-    let mut chunks: Vec<(&mut [i64], &mut [u8])> = Vec::with_capacity(n_ships);
+    let mut no_eta: Vec<i64> = Vec::new();
+    let mut chunks: Vec<(&mut [i64], &mut [u8], &mut [i64])> = Vec::with_capacity(n_ships);
     let (mut rest_t, mut rest_c): (&mut [i64], &mut [u8]) = (&mut time, &mut code);
+    let mut rest_e: &mut [i64] = eta.as_deref_mut().unwrap_or(&mut no_eta);
+    let has_eta = eta_col.is_some();
     for k in 0..n_ships {
         let n = (start[k + 1] - start[k]) as usize;
         let (ht, tt) = rest_t.split_at_mut(n);
         let (hc, tc) = rest_c.split_at_mut(n);
-        chunks.push((ht, hc));
-        (rest_t, rest_c) = (tt, tc);
+        let (he, te) = rest_e.split_at_mut(if has_eta { n } else { 0 });
+        chunks.push((ht, hc, he));
+        (rest_t, rest_c, rest_e) = (tt, tc, te);
     }
     let per_ship: Vec<(usize, u64, u64, bool)> = chunks
         .into_par_iter()
         .enumerate()
-        .map(|(k, (ts, cs))| {
-            let mut ev: Vec<(i64, u8)> = ts.iter().copied().zip(cs.iter().copied()).collect();
+        .map(|(k, (ts, cs, es))| {
+            let mut ev: Vec<(i64, u8, i64)> =
+                (0..ts.len()).map(|j| (ts[j], cs[j], if es.is_empty() { NO_ETA } else { es[j] })).collect();
             ev.sort_unstable();
             ev.dedup();
             let dups = (ts.len() - ev.len()) as u64;
@@ -475,7 +646,10 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
                     disorder |= e.1 < furthest;
                     furthest = furthest.max(e.1);
                 }
-                (ts[j], cs[j]) = *e;
+                (ts[j], cs[j]) = (e.0, e.1);
+                if !es.is_empty() {
+                    es[j] = e.2;
+                }
             }
             (ev.len(), dups, early, disorder)
         })
@@ -526,6 +700,7 @@ fn check_events(df: DataFrame, shipments: &DataFrame, out: &mut Vec<Finding>) ->
         ));
     }
 
-    let events = Events { start, time, code }.keep_prefixes((0..n_ships).map(|k| (k, per_ship[k].0)));
-    Ok((events, unknown))
+    let events = Events { start, time, code, eta }.keep_prefixes((0..n_ships).map(|k| (k, per_ship[k].0)));
+    let unmapped = describe_unmapped(&unknown, &unmapped_events, &events);
+    Ok((events, unmapped))
 }

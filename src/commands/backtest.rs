@@ -28,7 +28,7 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
         // The next night carries first_alerted_on from this one, as the nightly job does.
         prev = Previous::from_alerts(&res.alerts.frame()?, n.as_of())?;
         let seconds = started.elapsed().as_secs_f64();
-        acc.add(&res.features, &res.model, &res.alerts, seconds)?;
+        acc.add(&res.features, &res.model, &res.risk, &res.alerts, &finals, seconds)?;
         tracing::info!(
             as_of = %n,
             scored = res.features.score.len(),

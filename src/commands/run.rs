@@ -48,6 +48,12 @@ pub fn run(s: &Settings) -> Result<RunSummary> {
     if let Some(f) = &res.model.metrics.fallback {
         warnings.push(format!("model fell back to the lane-quantile rule: {f}"));
     }
+    if let Some(f) = res.model.metrics.floor.as_ref().filter(|f| !f.beaten) {
+        warnings.push(format!(
+            "the chosen model ({}) does not beat the simple logistic floor on validation PR-AUC: {:.3} vs {:.3}",
+            res.model.kind, f.model_pr_auc, f.baseline_pr_auc
+        ));
+    }
     let manifest = Manifest::new(&s.config, &res, &report.files, &written, &warnings, &t, started);
     io::write_file(&staging.path("manifest.json"), &manifest.to_json()?)?;
     let final_dir = staging.commit()?;

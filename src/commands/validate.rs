@@ -6,5 +6,5 @@ use crate::validate::{self, Report};
 
 /// The validation report; the caller turns its first error into the exit code.
 pub fn validate(s: &Settings) -> Result<Report> {
-    Ok(validate::validate(&s.input, &s.input_cfg)?.0)
+    Ok(validate::validate(&s.input, &s.input_cfg, &s.vocab)?.0)
 }

@@ -36,15 +36,29 @@ impl Track {
     }
 
     /// (count, sum) of observations with time in [from, to).
+    #[cfg(test)]
     fn window(&self, from: i64, to: i64) -> (f64, f64) {
         let a = self.t.partition_point(|&x| x < from);
         let b = self.t.partition_point(|&x| x < to);
         ((b - a) as f64, self.cum[b] - self.cum[a])
     }
+
+    /// The window's start, and (count, sum), for observations before `to`: from `to − window`,
+    /// reaching back until `need` observations are inside, but not before `oldest`.
+    fn adaptive(&self, to: i64, window: i64, oldest: i64, need: usize) -> (i64, f64, f64) {
+        let b = self.t.partition_point(|&x| x < to);
+        let a = self.t.partition_point(|&x| x < to - window);
+        let a = if b - a >= need { a } else { b.saturating_sub(need).max(self.t.partition_point(|&x| x < oldest)) };
+        let from = if a < b { self.t[a].min(to - window) } else { to - window };
+        (from, (b - a) as f64, self.cum[b] - self.cum[a])
+    }
 }
 
 pub struct History {
     window: i64,
+    /// Adaptive windows reach back at most this far, until `need` observations are inside.
+    max_window: i64,
+    need: usize,
     prior_strength: f64,
     /// Per seller: (resolved_at, late) and (picked_up_at, handling days).
     seller_late: Vec<Track>,
@@ -108,6 +122,8 @@ impl History {
         }
         History {
             window: cfg.window_days as i64 * MICROS_PER_DAY,
+            max_window: cfg.oldest_days() as i64 * MICROS_PER_DAY,
+            need: cfg.min_support as usize,
             prior_strength,
             seller_late: seller_late.into_iter().map(Track::from).collect(),
             seller_handling: seller_handling.into_iter().map(Track::from).collect(),
@@ -121,27 +137,37 @@ impl History {
         }
     }
 
-    /// History of shipment `i` (of `seller` on `lane`) as known just before time `t`.
+    /// History of shipment `i` (of `seller` on `lane`) as known just before time `t`. Each
+    /// rate covers `lanes.window_days` before t, or more for a seller or lane with fewer than
+    /// `lanes.min_support` observations there (up to `lanes.max_window_days`), so a sparse
+    /// business is measured on its own history rather than on the prior alone. Unknown (NaN)
+    /// when the network itself has no observation.
     pub fn seen(&self, i: usize, seller: usize, lane: usize, t: i64) -> Seen {
         let k = self.prior_strength;
-        let from = t - self.window;
-        let inside = |x: i64| x != NONE && x >= from && x < t;
-        // The shipment's own contributions, removed where they fall inside the window.
-        let (h_n, h_sum) = if inside(self.own_picked[i]) { (1.0, self.own_handling[i]) } else { (0.0, 0.0) };
-        let (r_n, r_sum) = if inside(self.own_resolved[i]) { (1.0, self.own_late[i] as u8 as f64) } else { (0.0, 0.0) };
+        let oldest = t - self.max_window;
+        let adaptive = |tr: &Track| tr.adaptive(t, self.window, oldest, self.need);
+        // The shipment's own contributions, removed where they fall inside a window.
+        let own = |from: i64, x: i64, v: f64| if x != NONE && x >= from && x < t { (1.0, v) } else { (0.0, 0.0) };
+        let handling = |from: i64| own(from, self.own_picked[i], self.own_handling[i]);
+        let resolved = |from: i64| own(from, self.own_resolved[i], self.own_late[i] as u8 as f64);
 
-        let (gn, gs) = self.global_handling.window(from, t);
-        let g_handling = if gn - h_n > 0.0 { (gs - h_sum) / (gn - h_n) } else { 1.0 };
-        let (gn, gs) = self.global_late.window(from, t);
-        let g_late = if gn - r_n > 0.0 { (gs - r_sum) / (gn - r_n) } else { 0.1 };
+        let (from, gn, gs) = adaptive(&self.global_handling);
+        let (h_n, h_sum) = handling(from);
+        let g_handling = if gn - h_n > 0.0 { (gs - h_sum) / (gn - h_n) } else { f64::NAN };
+        let (from, gn, gs) = adaptive(&self.global_late);
+        let (r_n, r_sum) = resolved(from);
+        let g_late = if gn - r_n > 0.0 { (gs - r_sum) / (gn - r_n) } else { f64::NAN };
 
-        let (sn, ss) = self.seller_handling[seller].window(from, t);
+        let (from, sn, ss) = adaptive(&self.seller_handling[seller]);
+        let (h_n, h_sum) = handling(from);
         let (sn, ss) = (sn - h_n, ss - h_sum);
         let seller_handling_days = (ss + k * g_handling) / (sn + k).max(1e-9);
-        let (rn, rs) = self.seller_late[seller].window(from, t);
+        let (from, rn, rs) = adaptive(&self.seller_late[seller]);
+        let (r_n, r_sum) = resolved(from);
         let (rn, rs) = (rn - r_n, rs - r_sum);
         let seller_late_rate = (rs + k * g_late) / (rn + k).max(1e-9);
-        let (ln, ls) = self.lane_late[lane].window(from, t);
+        let (from, ln, ls) = adaptive(&self.lane_late[lane]);
+        let (r_n, r_sum) = resolved(from);
         let (ln, ls) = (ln - r_n, ls - r_sum);
         let lane_late_rate = (ls + k * g_late) / (ln + k).max(1e-9);
         Seen { seller_handling_days, seller_late_rate, seller_shipments: rn.max(0.0), lane_late_rate }
@@ -158,5 +184,18 @@ mod tests {
         assert_eq!(t.window(1, 5), (2.0, 6.0));
         assert_eq!(t.window(2, 6), (2.0, 5.0));
         assert_eq!(t.window(6, 9), (0.0, 0.0));
+    }
+
+    #[test]
+    fn adaptive_windows_reach_back_for_enough_observations() {
+        let t = Track::from((0..10).map(|k| (k * 10, 1.0)).collect());
+        // Window 15 before 100 holds 2 (80, 90); 4 are needed: back to 60.
+        assert_eq!(t.adaptive(100, 15, 0, 4), (60, 4.0, 4.0));
+        // Enough already: the plain window.
+        assert_eq!(t.adaptive(100, 35, 0, 3), (65, 3.0, 3.0));
+        // Never before `oldest`.
+        assert_eq!(t.adaptive(100, 15, 75, 4), (80, 2.0, 2.0));
+        // Nothing before t at all.
+        assert_eq!(t.adaptive(0, 15, -100, 4), (-15, 0.0, 0.0));
     }
 }

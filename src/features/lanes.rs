@@ -56,16 +56,34 @@ pub struct Group {
     pub delivered: u32,
     pub on_time: u32,
     pub late: u32,
+    /// Delivered shipments scanned at each milestone before their delivery.
+    pub scanned: [u32; 9],
     pub v: [f64; N_Q],
 }
 
 impl Group {
     fn empty() -> Group {
-        Group { shipments: 0, delivered: 0, on_time: 0, late: 0, v: [f64::NAN; N_Q] }
+        Group { shipments: 0, delivered: 0, on_time: 0, late: 0, scanned: [0; 9], v: [f64::NAN; N_Q] }
+    }
+
+    fn add_counts(&mut self, g: &Group) {
+        self.shipments += g.shipments;
+        self.delivered += g.delivered;
+        self.late += g.late;
+        self.on_time += g.on_time;
+        for (a, b) in self.scanned.iter_mut().zip(&g.scanned) {
+            *a += b;
+        }
+    }
+
+    /// Milestones at least half of the delivered shipments were scanned at.
+    fn milestones_tracked(&self) -> u8 {
+        self.scanned.iter().filter(|&&n| self.delivered > 0 && 2 * n >= self.delivered).count() as u8
     }
 }
 
-/// Final statistics of one lane after fallback and shrinkage.
+/// Final statistics of one lane after fallback and shrinkage. A quantile no level has data for
+/// is NaN (unknown), never a made-up default.
 #[derive(Debug, Clone)]
 pub struct LaneStats {
     pub level: Level,
@@ -73,6 +91,12 @@ pub struct LaneStats {
     pub delivered: u32,
     pub late: u32,
     pub on_time_rate: f64,
+    /// Milestones (of 9) at least half the lane's delivered shipments report, from the level
+    /// its statistics come from.
+    pub milestones_tracked: u8,
+    /// Days of resolutions the lane's own window spans (more than `lanes.window_days` when the
+    /// lane needed a longer history to reach `lanes.min_support`).
+    pub window_days: f64,
     pub v: [f64; N_Q],
 }
 
@@ -142,6 +166,8 @@ pub struct Source {
     resolved_at: Vec<i64>,
     late: Vec<bool>,
     delivered_at: Vec<i64>,
+    /// Milestones scanned before delivery (bit m), for delivered rows.
+    scanned: Vec<u16>,
     /// Rows of lane `l` are `lane_start[l]..lane_start[l + 1]`.
     lane_start: Vec<usize>,
     /// Member lanes of each group at each level above the lane: origin country, destination ×
@@ -177,6 +203,13 @@ impl Source {
             m
         });
         let delivered_at: Vec<i64> = rows.iter().map(|&i| states[i].delivered).collect();
+        let scanned: Vec<u16> = rows
+            .iter()
+            .map(|&i| {
+                let st = &states[i];
+                (0..9).filter(|&m| st.first[m] != NONE && st.first[m] <= st.delivered).fold(0u16, |a, m| a | 1 << m)
+            })
+            .collect();
         // A value known at delivery carries no time of its own.
         let at_delivery = |f: &(dyn Fn(usize) -> Option<f64> + Sync), outputs: Vec<(f64, usize)>| -> Quantity {
             let value = rows.par_iter().map(|&i| f(i).unwrap_or(f64::NAN)).collect();
@@ -237,6 +270,7 @@ impl Source {
             resolved_at: rows.iter().map(|&i| outcomes[i].resolved_at).collect(),
             late: rows.iter().map(|&i| outcomes[i].late).collect(),
             delivered_at,
+            scanned,
             lane_start,
             members,
             quantities,
@@ -255,14 +289,20 @@ impl Source {
         cutoff: i64,
         cfg: &LaneConfig,
         needed: impl Fn(&[Vec<Group>; 5]) -> [Vec<bool>; 5],
-    ) -> [Vec<Group>; 5] {
+    ) -> ([Vec<Group>; 5], Vec<Option<i64>>) {
         let since = cutoff - cfg.window_days as i64 * MICROS_PER_DAY;
-        // Each lane's rows in the window, as a range of the lane-major source.
+        let oldest = cutoff - cfg.max_window_days.max(cfg.window_days) as i64 * MICROS_PER_DAY;
+        let need = cfg.min_support as usize;
+        // Each lane's rows in the window, as a range of the lane-major source. A lane with too
+        // few resolutions in `window_days` reaches back until it has `min_support` of them, at
+        // most to `max_window_days`.
         let window: Vec<(usize, usize)> = (0..self.n_lanes)
             .map(|l| {
                 let (lo, hi) = (self.lane_start[l], self.lane_start[l + 1]);
                 let t = &self.resolved_at[lo..hi];
-                (lo + t.partition_point(|&x| x < since), lo + t.partition_point(|&x| x < cutoff))
+                let (a, b) = (t.partition_point(|&x| x < since), t.partition_point(|&x| x < cutoff));
+                let a = if b - a >= need { a } else { b.saturating_sub(need).max(t.partition_point(|&x| x < oldest)) };
+                (lo + a, lo + b)
             })
             .collect();
         let lanes: Vec<Group> = window
@@ -275,6 +315,11 @@ impl Source {
                     grp.delivered += delivered as u32;
                     grp.late += self.late[r] as u32;
                     grp.on_time += (delivered && !self.late[r]) as u32;
+                    if delivered {
+                        for (m, n) in grp.scanned.iter_mut().enumerate() {
+                            *n += (self.scanned[r] >> m & 1) as u32;
+                        }
+                    }
                 }
                 grp
             })
@@ -288,11 +333,7 @@ impl Source {
                 .map(|m| {
                     let mut grp = Group::empty();
                     for &l in m {
-                        let g = &lanes[l as usize];
-                        grp.shipments += g.shipments;
-                        grp.delivered += g.delivered;
-                        grp.late += g.late;
-                        grp.on_time += g.on_time;
+                        grp.add_counts(&lanes[l as usize]);
                     }
                     grp
                 })
@@ -325,7 +366,7 @@ impl Source {
                 }
             }
         }
-        out
+        (out, window.iter().map(|&(a, b)| (a < b).then(|| self.resolved_at[a])).collect())
     }
 }
 
@@ -354,7 +395,7 @@ pub fn lane_stats(source: &Source, cutoff: i64, cfg: &LaneConfig) -> Result<Vec<
     let parent_level = |levels: &[Vec<Group>; 5], l: usize| {
         (1..5).find(|&k| levels[k].get(key_of(l, k)).is_some_and(|g| g.delivered as f64 >= m)).unwrap_or(4)
     };
-    let levels = source.groups_at(cutoff, cfg, |levels| {
+    let (levels, window_start) = source.groups_at(cutoff, cfg, |levels| {
         let mut want: [Vec<bool>; 5] = std::array::from_fn(|lvl| vec![false; levels[lvl].len()]);
         for l in 0..source.n_lanes {
             let own = levels[0].get(l);
@@ -393,13 +434,14 @@ pub fn lane_stats(source: &Source, cutoff: i64, cfg: &LaneConfig) -> Result<Vec<
                     (n * a + m * b) / (n + m)
                 } else if b.is_finite() {
                     b
-                } else if a.is_finite() {
-                    a
                 } else {
-                    // No data anywhere yet (a brand-new network): neutral values keep features finite.
-                    default_value(j)
+                    // The lane's own value, or unknown (NaN) when no level has data: a stage
+                    // the network never reports stays unknown rather than get a made-up value.
+                    a
                 };
             }
+            let milestones_tracked = if n >= m { own.milestones_tracked() } else { parent.milestones_tracked() };
+            let window_days = window_start[l].map(|a| days(cutoff - a).max(cfg.window_days as f64)).unwrap_or(f64::NAN);
             let rate = |g: &Group| {
                 if g.shipments > 0 { g.on_time as f64 / g.shipments as f64 } else { f64::NAN }
             };
@@ -411,18 +453,18 @@ pub fn lane_stats(source: &Source, cutoff: i64, cfg: &LaneConfig) -> Result<Vec<
             } else {
                 rp
             };
-            LaneStats { level, shipments: own.shipments, delivered: own.delivered, late: own.late, on_time_rate, v }
+            LaneStats {
+                level,
+                shipments: own.shipments,
+                delivered: own.delivered,
+                late: own.late,
+                on_time_rate,
+                milestones_tracked,
+                window_days,
+                v,
+            }
         })
         .collect())
-}
-
-fn default_value(j: usize) -> f64 {
-    match j {
-        Q_TRANSIT..=2 | 3..=5 => 15.0,
-        _ if j >= Q_FRAC50 => (j - Q_FRAC50) as f64 / N_STAGES as f64,
-        _ if j >= Q_REM50 => 10.0,
-        _ => 1.0,
-    }
 }
 
 /// Lane statistics at several cutoffs: training snapshots read the table of the latest cutoff

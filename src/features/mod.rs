@@ -41,17 +41,49 @@ pub struct FeatureParams {
     pub features: FeatureConfig,
     pub holidays: Holidays,
     pub seed: u64,
+    /// Resolved shipments (and of each class) the training window must hold, validation
+    /// included: the model's `min_train_*` plus `min_valid_*`.
+    pub window_shipments: usize,
+    pub window_class: usize,
 }
 
 impl FeatureParams {
     pub fn from_config(cfg: &Config) -> Result<FeatureParams> {
+        let m = &cfg.model;
         Ok(FeatureParams {
             lanes: cfg.lanes.clone(),
             features: cfg.features.clone(),
             holidays: Holidays::parse(&cfg.features.holidays)?,
             seed: cfg.pipeline.seed,
+            window_shipments: m.min_train_shipments + m.min_valid_shipments,
+            window_class: m.min_train_class + m.min_valid_class,
         })
     }
+}
+
+/// The training window in days: `train_window_days`, or longer until the shipments resolved
+/// before the cutoff and created inside it number `need` with `need_class` of each class,
+/// at most `lanes.max_window_days`.
+fn training_window_days(prep: &prepare::Prepared, outcomes: &[timeline::Outcome], p: &FeatureParams) -> u32 {
+    let cutoff = prep.night.cutoff();
+    let min = p.features.train_window_days;
+    let max = p.lanes.oldest_days().max(min);
+    // Resolved shipments, newest creation first.
+    let mut resolved: Vec<(i64, bool)> =
+        (0..prep.len()).filter(|&i| outcomes[i].resolved).map(|i| (prep.created[i], outcomes[i].late)).collect();
+    resolved.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let (mut n, mut late) = (0usize, 0usize);
+    for &(created, is_late) in &resolved {
+        n += 1;
+        late += is_late as usize;
+        if n >= p.window_shipments && late >= p.window_class && n - late >= p.window_class {
+            let days = ((cutoff - created + MICROS_PER_DAY - 1) / MICROS_PER_DAY).max(0) as u32;
+            return days.clamp(min, max);
+        }
+    }
+    // The whole history is short of the target: all of it, as far as the maximum allows.
+    let oldest = prep.created.iter().copied().min().unwrap_or(cutoff);
+    (((cutoff - oldest + MICROS_PER_DAY - 1) / MICROS_PER_DAY).max(0) as u32).clamp(min, max)
 }
 
 /// A set of (shipment, time) rows with their feature matrix (row-major, `N_FEATURES` wide).
@@ -90,6 +122,8 @@ pub struct FeatureSet {
     pub train: Rows,
     pub score: Rows,
     pub holidays: Holidays,
+    /// Days of creation the training snapshots cover (`train_window_days` or more).
+    pub train_window_days: u32,
     /// Per lane, its disrupted stage with the highest ratio as of the night, if any.
     disrupted: Vec<Option<usize>>,
 }
@@ -119,20 +153,21 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night:
         .into_par_iter()
         .map(|i| {
             let (t, c) = prep.events(i);
-            timeline::state_at(prep.created[i], t, c, cutoff)
+            timeline::state_at(prep.created[i], t, c, prep.etas(i), cutoff)
         })
         .collect();
     let outcomes: Vec<timeline::Outcome> =
         (0..n).map(|i| timeline::outcome(&states[i], prep.promised[i], cutoff)).collect();
     log("states");
+    let train_days = training_window_days(&prep, &outcomes, p);
     // Lane statistics at the cutoff and at earlier cutoffs every `stats_every_days`, for the
     // training snapshots of the window (see `LaneTables`).
-    let train_from = cutoff - feat_cfg.train_window_days as i64 * MICROS_PER_DAY;
+    let train_from = cutoff - train_days as i64 * MICROS_PER_DAY;
     let step = feat_cfg.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
     let mut cutoffs: Vec<i64> = (0..).map(|k| cutoff - k * step).take_while(|c| *c > train_from - step).collect();
     cutoffs.reverse();
     let source =
-        lanes::Source::new(&prep, &states, &outcomes, cutoffs[0] - lane_cfg.window_days as i64 * MICROS_PER_DAY)?;
+        lanes::Source::new(&prep, &states, &outcomes, cutoffs[0] - lane_cfg.oldest_days() as i64 * MICROS_PER_DAY)?;
     let lane_tables = lanes::LaneTables::build(&source, cutoffs, lane_cfg)?;
     log("lane_tables");
     drop(source);
@@ -140,7 +175,7 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night:
     let history = history::History::build(&prep, &states, &outcomes, lane_cfg, feat_cfg.prior_strength);
     log("history");
     let last_day = night.cutoff_day();
-    let first_day = last_day - feat_cfg.train_window_days as i64 - 1;
+    let first_day = last_day - train_days as i64 - 1;
     let series = disruption::series(&prep, &states, lane_cfg, first_day, last_day);
     crate::memory::release_free_memory();
     log("series");
@@ -148,7 +183,7 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night:
 
     // Training snapshots: resolved shipments created inside the training window.
     let ids = prep.shipments.column("shipment_id")?.str()?.clone();
-    let since = cutoff - feat_cfg.train_window_days as i64 * MICROS_PER_DAY;
+    let since = train_from;
     let k = feat_cfg.snapshots_per_shipment as usize;
     let seed = p.seed;
     let mut train = Rows::default();
@@ -189,7 +224,19 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night:
     log("fill_score");
 
     let disrupted = (0..prep.lanes.len()).map(|l| worst_disrupted_stage(&series, l, last_day)).collect();
-    Ok(FeatureSet { prep, states, outcomes, lane_tables, series, history, train, score, holidays, disrupted })
+    Ok(FeatureSet {
+        prep,
+        states,
+        outcomes,
+        lane_tables,
+        series,
+        history,
+        train,
+        score,
+        holidays,
+        train_window_days: train_days,
+        disrupted,
+    })
 }
 
 /// The disrupted stage of lane `l` with the highest ratio as of cutoff day `day` (the earlier
@@ -284,6 +331,11 @@ impl FeatureSet {
             Column::new("in_flight".into(), in_flight.iter().map(|&v| v as i64).collect::<Vec<_>>()),
             Column::new("on_time_rate".into(), f(&|l| self.lanes()[l].on_time_rate)),
             Column::new("fallback_level".into(), self.lanes().iter().map(|l| l.level.name()).collect::<Vec<_>>()),
+            Column::new("window_days".into(), f(&|l| self.lanes()[l].window_days)),
+            Column::new(
+                "milestones_tracked".into(),
+                self.lanes().iter().map(|l| l.milestones_tracked as i32).collect::<Vec<_>>(),
+            ),
         ];
         for (q, name) in [(0, "p50"), (1, "p90"), (2, "p95")] {
             cols.push(Column::new(

@@ -30,6 +30,8 @@ pub struct Prepared {
     pub ev_start: Vec<u32>,
     pub ev_time: Vec<i64>,
     pub ev_code: Vec<u8>,
+    /// The carrier's estimate at each event (`validate::NO_ETA` where none), when the input has it.
+    pub ev_eta: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,6 +73,12 @@ impl Prepared {
     pub fn events(&self, i: usize) -> (&[i64], &[u8]) {
         let (a, b) = (self.ev_start[i] as usize, self.ev_start[i + 1] as usize);
         (&self.ev_time[a..b], &self.ev_code[a..b])
+    }
+
+    /// Shipment i's carrier estimates, aligned with `events(i)`, when the input has them.
+    pub fn etas(&self, i: usize) -> Option<&[i64]> {
+        let (a, b) = (self.ev_start[i] as usize, self.ev_start[i + 1] as usize);
+        self.ev_eta.as_ref().map(|e| &e[a..b])
     }
 }
 
@@ -145,7 +153,7 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
             events.keep_prefixes(keep)
         }
     };
-    let Events { start: ev_start, time: ev_time, code: ev_code } = events;
+    let Events { start: ev_start, time: ev_time, code: ev_code, eta: ev_eta } = events;
 
     Ok(Prepared {
         night,
@@ -162,5 +170,6 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
         ev_start,
         ev_time,
         ev_code,
+        ev_eta,
     })
 }

@@ -9,11 +9,20 @@ use super::timeline::{NONE, State, state_at};
 use crate::calendar::{DayTable, Holidays, day_index, weekday};
 use crate::schema::{N_STAGES, days};
 
-/// Bumped whenever a feature is added, removed, reordered or redefined. Saved models record it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+/// Days between two µs times, or missing when either is unknown.
+fn days_between(from: i64, to: i64) -> f64 {
+    if from == NONE || to == NONE { f64::NAN } else { days(to - from) }
+}
 
-/// Feature names in matrix order, with what each means (also in FEATURES.md).
-pub const FEATURES: [(&str, &str); 35] = [
+/// Bumped whenever a feature is added, removed, reordered or redefined. Saved models record it.
+/// 2: features may be missing (NaN) instead of filled with made-up values; handling excess,
+/// milestones tracked and the carrier's estimate added.
+pub const FEATURE_SCHEMA_VERSION: u32 = 2;
+
+/// Feature names in matrix order, with what each means (also in FEATURES.md). A feature whose
+/// inputs are unknown (a stage the lane never reports, a carrier that sends no estimate) is
+/// missing (NaN), never a made-up number; every model handles missing values.
+pub const FEATURES: [(&str, &str); 41] = [
     ("age_days", "days since created_at"),
     ("time_to_promise_days", "days from t to promised_at (negative once passed)"),
     ("promise_horizon_days", "days from created_at to promised_at"),
@@ -40,8 +49,8 @@ pub const FEATURES: [(&str, &str); 35] = [
     ("day_of_week", "day of week of t, Monday 0"),
     ("business_days_to_promise", "business days from t's day to the promise day"),
     ("holiday_in_window", "1 if a configured holiday or peak day falls between t and the promise"),
-    ("weight_kg", "parcel weight in kg (0.3 when unknown)"),
-    ("log_declared_value", "ln(1 + declared value in USD), 0 when unknown"),
+    ("weight_kg", "parcel weight in kg; missing when unknown"),
+    ("log_declared_value", "ln(1 + declared value in USD); missing when unknown"),
     ("insured", "1 if insured"),
     ("promise_margin_p90_days", "promise horizon − lane p90 transit"),
     ("lane_transit_p50_days", "lane p50 transit from created_at"),
@@ -52,6 +61,15 @@ pub const FEATURES: [(&str, &str); 35] = [
         "progress_eta_vs_promise",
         "(time to reach the current stage / the lane's p50 share of transit spent by then) / promise horizon",
     ),
+    (
+        "handling_excess_days",
+        "days from created to pickup (to t while not picked up) less the seller's usual handling; missing without pickup scans",
+    ),
+    ("milestones_tracked", "milestones (of 9) that at least half of the lane's delivered shipments were scanned at"),
+    ("carrier_eta_slack_days", "promised_at − the carrier's latest estimate known at t; missing without an estimate"),
+    ("carrier_eta_remaining_days", "the carrier's latest estimate − t; missing without an estimate"),
+    ("carrier_eta_updates", "how often the carrier's estimate changed before t; missing without an estimate"),
+    ("carrier_eta_shift_days", "latest − first carrier estimate; missing without an estimate"),
 ];
 pub const N_FEATURES: usize = FEATURES.len();
 
@@ -118,7 +136,7 @@ impl<'a> Context<'a> {
             &self.states[i]
         } else {
             let (times, codes) = p.events(i);
-            st_owned = state_at(created, times, codes, t);
+            st_owned = state_at(created, times, codes, p.etas(i), t);
             &st_owned
         };
         let lane = p.lane[i] as usize;
@@ -128,8 +146,10 @@ impl<'a> Context<'a> {
         let dwell = days(t - st.stage_start).max(0.0);
         let p50 = ls.dwell_p50(s).max(0.05);
         let p90 = ls.dwell_p90(s).max(p50);
-        let rem50 = (ls.rem_p50(s) - dwell).max(ls.rem_p50(s + 1)).max(0.0);
-        let rem90 = (ls.rem_p90(s) - dwell).max(ls.rem_p90(s + 1)).max(0.0);
+        // Unknown when the lane never saw a delivery from this stage (NaN propagates).
+        let remaining = |now: f64, next: f64| if now.is_nan() { f64::NAN } else { (now - dwell).max(next).max(0.0) };
+        let rem50 = remaining(ls.rem_p50(s), ls.rem_p50(s + 1));
+        let rem90 = remaining(ls.rem_p90(s), ls.rem_p90(s + 1));
         let to_promise = days(promised - t);
         let horizon = days(promised - created).max(1.0 / 24.0);
         // Door-to-door time extrapolated from how long the parcel took to reach its stage.
@@ -146,6 +166,9 @@ impl<'a> Context<'a> {
         }
         let seen = self.history.seen(i, p.seller[i] as usize, lane, t);
         let (express, economy) = self.service_kind[lane];
+        let picked = st.first[1];
+        let handling_so_far = if picked != NONE { days(picked - created) } else { days(t - created) };
+        let eta_known = st.eta_last != NONE;
         let w = p.weight_g[i];
         let v = p.declared_value[i];
         let values: [f64; N_FEATURES] = [
@@ -175,8 +198,8 @@ impl<'a> Context<'a> {
             weekday(day) as f64,
             self.days.business_days_between(t, promised),
             self.days.any_between(t, promised) as u8 as f64,
-            if w.is_finite() { w / 1000.0 } else { 0.3 },
-            if v.is_finite() { v.ln_1p() } else { 0.0 },
+            w / 1000.0,
+            v.ln_1p(),
             p.insured[i] as u8 as f64,
             days(promised - created) - ls.transit(1),
             ls.transit(0),
@@ -184,10 +207,16 @@ impl<'a> Context<'a> {
             economy as u8 as f64,
             days(t - created) / horizon,
             progress_eta / horizon,
+            handling_so_far - seen.seller_handling_days,
+            ls.milestones_tracked as f64,
+            days_between(st.eta_last, promised),
+            days_between(t, st.eta_last),
+            if eta_known { st.eta_updates as f64 } else { f64::NAN },
+            days_between(st.eta_first, st.eta_last),
         ];
         for (o, v) in out.iter_mut().zip(values) {
-            // Features reach linfa, which must never see NaN or infinity.
-            *o = if v.is_finite() { v } else { 0.0 };
+            // Missing stays missing; infinities (a division by a zero quantile) are missing too.
+            *o = if v.is_finite() { v } else { f64::NAN };
         }
         Extras {
             stage: s,

@@ -23,6 +23,11 @@ pub struct State {
     /// Time of a terminal event: delivered, returned or lost.
     pub delivered: i64,
     pub returned_or_lost: i64,
+    /// The carrier's estimates seen so far: the first, the latest, and how often it changed
+    /// (`NONE` and 0 without estimates).
+    pub eta_first: i64,
+    pub eta_last: i64,
+    pub eta_updates: u32,
 }
 
 impl State {
@@ -58,9 +63,9 @@ impl State {
     }
 }
 
-/// The state of a shipment created at `created` given its time-ordered events, counting only
-/// events before `t`.
-pub fn state_at(created: i64, times: &[i64], codes: &[u8], t: i64) -> State {
+/// The state of a shipment created at `created` given its time-ordered events (and the carrier's
+/// estimates on them, if any), counting only events before `t`.
+pub fn state_at(created: i64, times: &[i64], codes: &[u8], etas: Option<&[i64]>, t: i64) -> State {
     let mut st = State {
         first: [NONE; 9],
         furthest: 0,
@@ -74,10 +79,21 @@ pub fn state_at(created: i64, times: &[i64], codes: &[u8], t: i64) -> State {
         exceptions: 0,
         delivered: NONE,
         returned_or_lost: NONE,
+        eta_first: NONE,
+        eta_last: NONE,
+        eta_updates: 0,
     };
-    for (&time, &code) in times.iter().zip(codes) {
+    for (k, (&time, &code)) in times.iter().zip(codes).enumerate() {
         if time >= t {
             break;
+        }
+        if let Some(&e) = etas.and_then(|e| e.get(k)).filter(|&&e| e != NONE) {
+            if st.eta_first == NONE {
+                st.eta_first = e;
+            } else if e != st.eta_last {
+                st.eta_updates += 1;
+            }
+            st.eta_last = e;
         }
         st.scans += 1;
         st.last_scan = time;
@@ -164,13 +180,13 @@ mod tests {
     fn state_counts_only_events_before_t() {
         let times = [0, 10 * H, 20 * H, 30 * H];
         let codes = [0u8, 1, 2, 9];
-        let st = state_at(0, &times, &codes, 20 * H);
+        let st = state_at(0, &times, &codes, None, 20 * H);
         assert_eq!(st.furthest, 1);
         assert_eq!(st.stage, 1);
         assert_eq!(st.stage_start, 10 * H);
         assert_eq!(st.scans, 2);
         assert_eq!(st.customs_holds, 0);
-        let st = state_at(0, &times, &codes, 31 * H);
+        let st = state_at(0, &times, &codes, None, 31 * H);
         assert_eq!(st.furthest, 2);
         assert_eq!(st.customs_holds, 1);
         assert_eq!(st.stage_dwell(0), Some(10 * H));
@@ -178,9 +194,22 @@ mod tests {
     }
 
     #[test]
+    fn carrier_estimates_before_t_only() {
+        let d = 24 * H;
+        let times = [0, 10 * H, 20 * H, 30 * H];
+        let etas = [10 * d, NONE, 12 * d, 11 * d];
+        let st = state_at(0, &times, &[0, 1, 2, 3], Some(&etas), 30 * H);
+        assert_eq!((st.eta_first, st.eta_last, st.eta_updates), (10 * d, 12 * d, 1));
+        let st = state_at(0, &times, &[0, 1, 2, 3], Some(&etas), 31 * H);
+        assert_eq!((st.eta_last, st.eta_updates), (11 * d, 2));
+        let st = state_at(0, &times, &[0, 1, 2, 3], None, 31 * H);
+        assert_eq!((st.eta_first, st.eta_updates), (NONE, 0));
+    }
+
+    #[test]
     fn skipped_milestones_join_stages() {
         // PICKED_UP then straight to EXPORT_CLEARED: origin processing spans both.
-        let st = state_at(0, &[5 * H, 9 * H], &[1, 3], i64::MAX);
+        let st = state_at(0, &[5 * H, 9 * H], &[1, 3], None, i64::MAX);
         assert_eq!(st.stage_dwell(1), Some(4 * H));
         assert_eq!(st.stage_dwell(2), None);
         assert_eq!(st.stage, 3);

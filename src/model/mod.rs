@@ -1,8 +1,13 @@
-//! The late-risk model: candidates fitted with linfa on the training snapshots, chosen on a
-//! time-based validation window, calibrated with Platt scaling, compared with two baselines,
-//! and saved as JSON with everything needed to refuse a mismatched binary.
+//! The late-risk model: candidates fitted with linfa on the training snapshots (logistic
+//! regression, a decision tree, a random forest, and gradient-boosted trees behind linfa's
+//! `Fit`), chosen on a time-based validation window, calibrated with Platt scaling, compared
+//! with three baselines (the base rate, the lane-quantile rule, and a small logistic regression
+//! that is the floor the chosen model must beat), and saved as JSON with everything needed to
+//! refuse a mismatched binary. Features may be missing (NaN): logistic models impute the
+//! training mean, linfa's trees a sentinel below every value, the boosted trees learn a side.
 
 pub mod calibrate;
+pub mod gbdt;
 pub mod metrics;
 pub mod params;
 pub mod tree;
@@ -29,13 +34,42 @@ pub use params::{Candidate, ModelParams, ValidParams};
 use tree::Tree;
 
 pub const MODEL_FORMAT: &str = "lanewatch-model";
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+/// 2: boosted trees, missing features, the simple-logistic floor and adaptive windows.
+pub const MODEL_FORMAT_VERSION: u32 = 2;
+
+/// What linfa's trees see for a missing feature: below every real value, so a split can
+/// separate missing rows from the rest.
+pub const MISSING: f64 = -1e12;
+
+/// The simple-model floor: a logistic regression on these basic features.
+pub const SIMPLE_FEATURES: [&str; 7] = [
+    "age_days",
+    "time_to_promise_days",
+    "promise_horizon_days",
+    "lane_late_rate",
+    "seller_late_rate",
+    "handling_excess_days",
+    "slack_p50_days",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Estimator {
     /// linfa-logistic on standardised features; `coef` and `intercept` give log-odds of late.
-    Logistic { mean: Vec<f64>, scale: Vec<f64>, coef: Vec<f64>, intercept: f64 },
+    /// `features` lists the feature indices it reads (all when empty); a missing value counts
+    /// as the training mean.
+    Logistic {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<usize>,
+        mean: Vec<f64>,
+        scale: Vec<f64>,
+        coef: Vec<f64>,
+        intercept: f64,
+    },
+    /// Gradient-boosted trees (`gbdt`), log-odds.
+    Gbdt { model: gbdt::Gbdt },
+    /// A constant probability (the base-rate baseline).
+    Constant { p: f64 },
     /// One linfa-trees decision tree with leaf probabilities.
     Tree { tree: Tree },
     /// A linfa-ensemble random forest; risk is the mean of its trees' leaf probabilities.
@@ -48,7 +82,10 @@ pub enum Estimator {
 impl Estimator {
     pub fn kind(&self) -> &'static str {
         match self {
+            Estimator::Logistic { features, .. } if !features.is_empty() => "simple_logistic",
             Estimator::Logistic { .. } => "logistic",
+            Estimator::Gbdt { .. } => "gbdt",
+            Estimator::Constant { .. } => "base_rate",
             Estimator::Tree { .. } => "tree",
             Estimator::Forest { .. } => "forest",
             Estimator::LaneRule { .. } => "lane_rule",
@@ -58,10 +95,15 @@ impl Estimator {
     /// The uncalibrated score, on the log-odds scale.
     pub fn raw(&self, row: &[f64]) -> f64 {
         match self {
-            Estimator::Logistic { mean, scale, coef, intercept } => {
-                intercept
-                    + row.iter().zip(mean).zip(scale).zip(coef).map(|(((x, m), s), w)| w * (x - m) / s).sum::<f64>()
+            Estimator::Logistic { features, mean, scale, coef, intercept } => {
+                let x = |k: usize| {
+                    let v = row[if features.is_empty() { k } else { features[k] }];
+                    if v.is_nan() { mean[k] } else { v }
+                };
+                intercept + (0..coef.len()).map(|k| coef[k] * (x(k) - mean[k]) / scale[k]).sum::<f64>()
             }
+            Estimator::Gbdt { model } => model.raw(row),
+            Estimator::Constant { p } => logit(*p),
             Estimator::Tree { tree } => logit(tree.predict(row)),
             Estimator::Forest { trees } => {
                 logit(trees.iter().map(|t| t.predict(row)).sum::<f64>() / trees.len().max(1) as f64)
@@ -148,7 +190,41 @@ pub struct Metrics {
     pub baselines: BTreeMap<String, Evaluation>,
     pub calibration_bins: Vec<Bin>,
     pub pr_curves: BTreeMap<String, Vec<PrPoint>>,
+    /// The windows this night actually used (adaptive: see README, "Model").
+    pub windows: Windows,
+    /// Whether the chosen model beat the simple-logistic floor on validation PR-AUC.
+    pub floor: Option<Floor>,
     pub hyper_parameters: ModelParams,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Windows {
+    /// Days of shipment creation the training snapshots come from.
+    pub training_days: u32,
+    /// Days of resolutions the validation window covers.
+    pub validation_days: u32,
+    /// Resolved shipments (and late ones) in the validation window.
+    pub validation_shipments: u64,
+    pub validation_late: u64,
+    /// Lane statistics windows at the cutoff: shortest, median, longest (days).
+    #[serde(with = "nan")]
+    pub lane_days_min: f64,
+    #[serde(with = "nan")]
+    pub lane_days_median: f64,
+    #[serde(with = "nan")]
+    pub lane_days_max: f64,
+    /// Lanes whose window reached back past `lanes.window_days`.
+    pub lanes_extended: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Floor {
+    pub baseline: String,
+    #[serde(with = "nan")]
+    pub baseline_pr_auc: f64,
+    #[serde(with = "nan")]
+    pub model_pr_auc: f64,
+    pub beaten: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -171,7 +247,22 @@ pub struct SavedModel {
     pub kind: String,
     pub estimator: Estimator,
     pub calibration: Platt,
+    /// The baselines as fitted this night, so evaluations can score them beside the model.
+    pub baseline_models: BTreeMap<String, Calibrated>,
     pub metrics: Metrics,
+}
+
+/// An estimator with its calibration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Calibrated {
+    pub estimator: Estimator,
+    pub calibration: Platt,
+}
+
+impl Calibrated {
+    pub fn risk(&self, row: &[f64]) -> f64 {
+        self.calibration.apply(self.estimator.raw(row))
+    }
 }
 
 impl SavedModel {
@@ -181,6 +272,14 @@ impl SavedModel {
 
     pub fn predict(&self, rows: &Rows) -> Vec<f64> {
         rows.x.par_chunks(N_FEATURES).map(|r| self.risk(r)).collect()
+    }
+
+    /// Each baseline's calibrated risk for `rows`, by name.
+    pub fn predict_baselines(&self, rows: &Rows) -> BTreeMap<String, Vec<f64>> {
+        self.baseline_models
+            .iter()
+            .map(|(name, m)| (name.clone(), rows.x.par_chunks(N_FEATURES).map(|r| m.risk(r)).collect()))
+            .collect()
     }
 
     pub fn to_json(&self) -> Result<Vec<u8>> {
@@ -243,13 +342,77 @@ fn matrix<'a>(idx: &[usize], row: impl Fn(usize) -> &'a [f64]) -> Array2<f64> {
 /// Rows the rule baseline is fitted on: a uniform sample of the training rows.
 const RULE_ROWS: usize = 50_000;
 
+/// Rows of the time-split early-stopping set the boosted trees watch (the latest training
+/// resolutions, never the validation window).
+const EARLY_STOP_ROWS: usize = 20_000;
+
+/// The validation window in days: `holdout_days`, or longer until the shipments resolved in it
+/// number `min_valid_shipments` with `min_valid_class` of each class, while what is left before
+/// it keeps `min_train_shipments`. When the whole history is too short for both, the newest
+/// 30 % of its shipments validate (even under `holdout_days`), so a young history gets a model
+/// rather than the rule.
+fn validation_days(fs: &FeatureSet, p: &ValidParams) -> u32 {
+    let rows = &fs.train;
+    let cutoff = fs.cutoff();
+    // One entry per shipment: (resolved_at, late), newest first.
+    let mut ships: Vec<(i64, bool)> = Vec::new();
+    let mut last = u32::MAX;
+    for r in 0..rows.len() {
+        if rows.ship[r] != last {
+            ships.push((rows.resolved_at[r], rows.label[r]));
+            last = rows.ship[r];
+        }
+    }
+    ships.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let total = ships.len();
+    let days_of = |at: i64| ((cutoff - at + MICROS_PER_DAY - 1) / MICROS_PER_DAY).max(1) as u32;
+    let valid_in = |days: u32| ships.partition_point(|s| days_of(s.0) <= days);
+    let want_train = p.min_train_shipments.max(p.min_train_rows);
+    if total < want_train + p.min_valid_shipments && total > 0 && total - valid_in(p.holdout_days) < want_train {
+        // Young history: split it 70/30 in time.
+        let k = (total * 3 / 10).max(1).min(total - 1);
+        return days_of(ships[k.saturating_sub(1)].0).max(1);
+    }
+    let (mut n, mut late) = (0usize, 0usize);
+    let mut days = p.holdout_days;
+    for &(at, is_late) in &ships {
+        let d = days_of(at);
+        if d > days {
+            if n >= p.min_valid_shipments && late >= p.min_valid_class && n - late >= p.min_valid_class {
+                break;
+            }
+            // Keep enough for training: the window stops growing when the rest would be too few.
+            if total - n < want_train {
+                break;
+            }
+            days = d;
+        }
+        n += 1;
+        late += is_late as usize;
+    }
+    days
+}
+
 /// Fits the candidates and returns the chosen, calibrated model with its metrics.
 pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let rows = &fs.train;
     let cutoff = fs.cutoff();
-    let holdout_start = cutoff - p.holdout_days as i64 * MICROS_PER_DAY;
+    let valid_days = validation_days(fs, p);
+    let holdout_start = cutoff - valid_days as i64 * MICROS_PER_DAY;
     let (tr, mut va): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|&r| rows.resolved_at[r] < holdout_start);
     let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
+    let mut windows = lane_windows(fs);
+    windows.training_days = fs.train_window_days;
+    windows.validation_days = valid_days;
+    {
+        let mut seen = std::collections::HashSet::new();
+        for &r in &va {
+            if seen.insert(rows.ship[r]) {
+                windows.validation_shipments += 1;
+                windows.validation_late += rows.label[r] as u64;
+            }
+        }
+    }
     // A large validation window is sampled by shipment (all of a shipment's snapshots or none),
     // by a seeded hash: selection and calibration need tens of thousands of rows, not millions.
     if va.len() > p.max_valid_rows {
@@ -276,23 +439,28 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         valid_resolved_before: date(cutoff),
     };
 
+    // Only when the whole history (not a fixed window) lacks data does the rule take over.
     let fallback = if tr.len() < p.min_train_rows {
-        Some(format!("only {} training rows (min_train_rows {})", tr.len(), p.min_train_rows))
+        Some(format!("only {} training rows in the whole history (min_train_rows {})", tr.len(), p.min_train_rows))
     } else if pos_tr < p.min_class_rows || tr.len() - pos_tr < p.min_class_rows {
         Some(format!(
-            "training rows have {pos_tr} late and {} on-time (min_class_rows {})",
+            "training rows have {pos_tr} late and {} on-time in the whole history (min_class_rows {})",
             tr.len() - pos_tr,
             p.min_class_rows
         ))
     } else if pos_va == 0 || pos_va == va.len() {
-        Some(format!("validation window has a single class ({} rows, {pos_va} late)", va.len()))
+        Some(format!(
+            "validation window has a single class ({} rows, {pos_va} late) although it reached back {valid_days} days",
+            va.len()
+        ))
     } else {
         None
     };
 
     // Only the rows the model reads get features: the class-balanced training sample, a
-    // uniform sample for the rule baseline, and the validation rows. Training rows are drawn in
-    // the order of a seeded hash, so the samples are reproducible and independent of row order.
+    // uniform sample for the rule baseline, the early-stopping rows and the validation rows.
+    // Training rows are drawn in the order of a seeded hash, so the samples are reproducible and
+    // independent of row order.
     let mut by_key: Vec<usize> = tr.clone();
     by_key.sort_by_cached_key(|&r| (row_key(r), r));
     let rule_rows: Vec<usize> = by_key.iter().copied().take(RULE_ROWS).collect();
@@ -305,7 +473,13 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let mut sample: Vec<usize> = by_key.iter().copied().filter(|&r| rows.label[r]).take(take_pos).collect();
     sample.extend(by_key.iter().copied().filter(|&r| !rows.label[r]).take(take_neg));
     sample.sort_unstable();
-    let mut need: Vec<usize> = sample.iter().chain(&rule_rows).chain(&va).copied().collect();
+    // The boosted trees stop early on the latest training resolutions (a time split inside the
+    // training window, as long as the validation window), then refit on the whole sample.
+    let es_start = holdout_start - valid_days as i64 * MICROS_PER_DAY;
+    let mut early: Vec<usize> = by_key.iter().copied().filter(|&r| rows.resolved_at[r] >= es_start).collect();
+    early.truncate(EARLY_STOP_ROWS);
+    early.sort_unstable();
+    let mut need: Vec<usize> = sample.iter().chain(&rule_rows).chain(&va).chain(&early).copied().collect();
     need.sort_unstable();
     need.dedup();
     let feats = fs.features_of(rows, &need);
@@ -314,19 +488,39 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         &feats[k * N_FEATURES..(k + 1) * N_FEATURES]
     };
 
+    // Calibration for the reported metrics is cross-fitted over two halves of the validation
+    // shipments; the saved calibrator is then fitted on the whole window.
+    let fold: Vec<bool> =
+        va.iter().map(|&r| hash_str(p.seed, ids.get(rows.ship[r] as usize).unwrap_or("")) & 1 == 1).collect();
+    let x_va_rows: Vec<&[f64]> = va.iter().map(|&r| row(r)).collect();
+    let eval = |s: &[f64]| metrics::evaluate(s, &y_va, p.alert_budget_fraction, p.alert_threshold);
+
     // Baselines are fitted on training rows and scored on the validation rows.
     let y_rule: Vec<bool> = rule_rows.iter().map(|&r| rows.label[r]).collect();
     let rule = fit_rule(&rule_rows, &y_rule, &row);
-    let x_va_rows: Vec<&[f64]> = va.iter().map(|&r| row(r)).collect();
-    let base_scores = vec![train_late_rate; va.len()];
-    let rule_scores: Vec<f64> = x_va_rows.iter().map(|r| rule.raw(r)).map(calibrate::sigmoid).collect();
-    let eval = |s: &[f64]| metrics::evaluate(s, &y_va, p.alert_budget_fraction, p.alert_threshold);
+    let mut baseline_fits: Vec<(Estimator, bool)> =
+        vec![(Estimator::Constant { p: train_late_rate.clamp(1e-6, 1.0 - 1e-6) }, false), (rule.clone(), false)];
+    let y_sample: Vec<bool> = sample.iter().map(|&r| rows.label[r]).collect();
+    if y_sample.iter().any(|v| *v) && y_sample.iter().any(|v| !*v) {
+        baseline_fits.push((fit_simple_logistic(&matrix(&sample, &row), &y_sample, p)?, true));
+    }
     let mut baselines = BTreeMap::new();
+    let mut baseline_models = BTreeMap::new();
     let mut pr_curves = BTreeMap::new();
-    baselines.insert("base_rate".to_string(), Evaluation::from(eval(&base_scores)));
-    baselines.insert("lane_rule".to_string(), Evaluation::from(eval(&rule_scores)));
-    pr_curves.insert("base_rate".to_string(), metrics::thin_curve(&metrics::pr_curve(&base_scores, &y_va), 200));
-    pr_curves.insert("lane_rule".to_string(), metrics::thin_curve(&metrics::pr_curve(&rule_scores, &y_va), 200));
+    for (est, calibrate_it) in baseline_fits {
+        let name = est.kind().to_string();
+        let raw: Vec<f64> = x_va_rows.iter().map(|r| est.raw(r)).collect();
+        // The simple logistic regression is calibrated like a candidate (its scores come from a
+        // class-balanced sample); the rule and the base rate are probabilities already.
+        let (scores, platt) = if calibrate_it {
+            (cross_fit(&raw, &y_va, &fold), Platt::fit(&raw, &y_va))
+        } else {
+            (raw.iter().map(|&z| calibrate::sigmoid(z)).collect(), Platt::identity())
+        };
+        baselines.insert(name.clone(), Evaluation::from(eval(&scores)));
+        pr_curves.insert(name.clone(), metrics::thin_curve(&metrics::pr_curve(&scores, &y_va), 200));
+        baseline_models.insert(name, Calibrated { estimator: est, calibration: platt });
+    }
 
     let mut metrics = Metrics {
         chosen_model: "lane_rule".into(),
@@ -341,6 +535,8 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         baselines,
         calibration_bins: vec![],
         pr_curves,
+        windows,
+        floor: None,
         hyper_parameters: (**p).clone(),
     };
 
@@ -365,6 +561,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
             kind: rule.kind().into(),
             estimator: rule,
             calibration: Platt::identity(),
+            baseline_models,
             metrics,
         });
     }
@@ -372,22 +569,19 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     metrics.n_train_sampled = sample.len() as u64;
     let x = matrix(&sample, &row);
     let y: Vec<bool> = sample.iter().map(|&r| rows.label[r]).collect();
+    let early_set = (matrix(&early, &row), early.iter().map(|&r| rows.label[r]).collect::<Vec<bool>>());
 
     let fitted: Vec<Result<Estimator>> = p
         .candidates
         .par_iter()
         .map(|&c| {
             let t = std::time::Instant::now();
-            let e = fit_candidate(c, &x, &y, p);
+            let e = fit_candidate(c, &x, &y, &early_set, p);
             tracing::debug!(candidate = c.name(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
             e
         })
         .collect();
 
-    // Calibration for the reported metrics is cross-fitted over two halves of the validation
-    // shipments; the saved calibrator is then fitted on the whole window.
-    let fold: Vec<bool> =
-        va.iter().map(|&r| hash_str(p.seed, ids.get(rows.ship[r] as usize).unwrap_or("")) & 1 == 1).collect();
     let mut best: Option<(Estimator, Platt, Vec<f64>, Scores)> = None;
     for est in fitted {
         let est = est?;
@@ -406,6 +600,14 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     }
     let (est, platt, crossed, s) = best.ok_or_else(|| Error::internal("no model candidates"))?;
     metrics.chosen_model = est.kind().into();
+    if let Some(b) = metrics.baselines.get("simple_logistic") {
+        metrics.floor = Some(Floor {
+            baseline: "simple_logistic".into(),
+            baseline_pr_auc: b.pr_auc,
+            model_pr_auc: s.pr_auc,
+            beaten: s.pr_auc > b.pr_auc,
+        });
+    }
     metrics.model = Some(s.into());
     metrics.calibration_bins = metrics::reliability(&crossed, &y_va, p.calibration_bins);
     metrics.pr_curves.insert("model".into(), metrics::thin_curve(&metrics::pr_curve(&crossed, &y_va), 200));
@@ -420,8 +622,24 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         kind: est.kind().into(),
         estimator: est,
         calibration: platt,
+        baseline_models,
         metrics,
     })
+}
+
+/// The lane statistics windows at the cutoff: shortest, median and longest, and how many lanes
+/// reached back past `lanes.window_days`.
+fn lane_windows(fs: &FeatureSet) -> Windows {
+    let mut d: Vec<f64> = fs.lanes().iter().map(|l| l.window_days).filter(|v| v.is_finite()).collect();
+    d.sort_by(f64::total_cmp);
+    let min_days = d.first().copied().unwrap_or(f64::NAN);
+    Windows {
+        lane_days_min: min_days,
+        lane_days_median: if d.is_empty() { f64::NAN } else { d[d.len() / 2] },
+        lane_days_max: d.last().copied().unwrap_or(f64::NAN),
+        lanes_extended: d.iter().filter(|&&v| v > min_days.max(0.0) + 1e-9).count() as u64,
+        ..Windows::default()
+    }
 }
 
 fn cross_fit(raw: &[f64], y: &[bool], fold: &[bool]) -> Vec<f64> {
@@ -455,44 +673,82 @@ fn fit_rule<'a>(idx: &[usize], y: &[bool], row: impl Fn(usize) -> &'a [f64]) -> 
     Estimator::LaneRule { p_fired: (pf + prior * 0.6) / (nf + prior), p_quiet: (pq + prior * 0.08) / (nq + prior) }
 }
 
-fn fit_candidate(candidate: Candidate, x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Result<Estimator> {
+/// linfa-logistic on the columns `cols` of `x` (all when empty), standardised, with missing
+/// values at the column mean.
+fn fit_logistic(x: &Array2<f64>, y: &[bool], cols: &[usize], p: &ValidParams) -> Result<Estimator> {
+    let cols: Vec<usize> = if cols.is_empty() { (0..x.ncols()).collect() } else { cols.to_vec() };
+    let n = x.nrows();
+    let mean: Vec<f64> = cols
+        .iter()
+        .map(|&j| {
+            let (s, k) = x.column(j).iter().filter(|v| !v.is_nan()).fold((0.0, 0usize), |a, v| (a.0 + v, a.1 + 1));
+            if k > 0 { s / k as f64 } else { 0.0 }
+        })
+        .collect();
+    let mut xs = Array2::zeros((n, cols.len()));
+    for (k, &j) in cols.iter().enumerate() {
+        for i in 0..n {
+            let v = x[[i, j]];
+            xs[[i, k]] = if v.is_nan() { mean[k] } else { v };
+        }
+    }
+    let scale: Vec<f64> = (0..cols.len())
+        .map(|k| {
+            let m = mean[k];
+            let var = xs.column(k).iter().map(|v| (v - m).powi(2)).sum::<f64>() / n.max(1) as f64;
+            if var > 1e-12 { var.sqrt() } else { 1.0 }
+        })
+        .collect();
+    for k in 0..cols.len() {
+        xs.column_mut(k).mapv_inplace(|v| (v - mean[k]) / scale[k]);
+    }
+    let ds = Dataset::new(xs, Array1::from(y.to_vec()));
+    let fitted = LogisticRegression::default()
+        .alpha(p.logistic_alpha)
+        .max_iterations(p.logistic_max_iterations)
+        .fit(&ds)
+        .map_err(|e| Error::internal(format!("logistic: {e}")))?;
+    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+    let all = cols.len() == x.ncols();
+    Ok(Estimator::Logistic {
+        features: if all { vec![] } else { cols },
+        mean,
+        scale,
+        coef: fitted.params().iter().map(|w| sign * w).collect(),
+        intercept: sign * fitted.intercept(),
+    })
+}
+
+/// The simple-model floor: logistic regression on `SIMPLE_FEATURES`.
+fn fit_simple_logistic(x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Result<Estimator> {
+    let cols: Vec<usize> = SIMPLE_FEATURES.iter().map(|f| feature_index(f)).collect();
+    fit_logistic(x, y, &cols, p)
+}
+
+/// Missing values as `MISSING`, for linfa's trees.
+fn with_sentinel(x: &Array2<f64>) -> Array2<f64> {
+    x.mapv(|v| if v.is_nan() { MISSING } else { v })
+}
+
+fn fit_candidate(
+    candidate: Candidate,
+    x: &Array2<f64>,
+    y: &[bool],
+    early: &(Array2<f64>, Vec<bool>),
+    p: &ValidParams,
+) -> Result<Estimator> {
     let lin = |e: linfa::Error| Error::internal(format!("{candidate}: {e}"));
     match candidate {
-        Candidate::Logistic => {
-            let n = x.nrows() as f64;
-            let mean: Vec<f64> = (0..N_FEATURES).map(|j| x.column(j).sum() / n).collect();
-            let scale: Vec<f64> = (0..N_FEATURES)
-                .map(|j| {
-                    let m = mean[j];
-                    let var = x.column(j).iter().map(|v| (v - m).powi(2)).sum::<f64>() / n;
-                    if var > 1e-12 { var.sqrt() } else { 1.0 }
-                })
-                .collect();
-            let mut xs = x.clone();
-            for j in 0..N_FEATURES {
-                xs.column_mut(j).mapv_inplace(|v| (v - mean[j]) / scale[j]);
-            }
-            let ds = Dataset::new(xs, Array1::from(y.to_vec()));
-            let fitted = LogisticRegression::default()
-                .alpha(p.logistic_alpha)
-                .max_iterations(p.logistic_max_iterations)
-                .fit(&ds)
-                .map_err(|e| Error::internal(format!("logistic: {e}")))?;
-            let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
-            Ok(Estimator::Logistic {
-                mean,
-                scale,
-                coef: fitted.params().iter().map(|w| sign * w).collect(),
-                intercept: sign * fitted.intercept(),
-            })
-        }
+        Candidate::Logistic => fit_logistic(x, y, &[], p),
         Candidate::Tree => {
-            let ds = tree_dataset(x.clone(), y);
+            let xs = with_sentinel(x);
+            let ds = tree_dataset(xs.clone(), y);
             let fitted = tree_params(p.tree_max_depth, p.tree_min_weight_leaf).fit(&ds).map_err(lin)?;
             let all: Vec<usize> = (0..N_FEATURES).collect();
-            Ok(Estimator::Tree { tree: Tree::from_linfa(&fitted, &all, x.view(), y) })
+            Ok(Estimator::Tree { tree: Tree::from_linfa(&fitted, &all, xs.view(), y) })
         }
         Candidate::Forest => {
+            let x = &with_sentinel(x);
             // Bagging is done here rather than by linfa-ensemble's fit, whose bootstrap drops
             // sample weights; the trees, and the `EnsembleLearner` holding them, are linfa's.
             let n = x.nrows();
@@ -530,7 +786,36 @@ fn fit_candidate(candidate: Candidate, x: &Array2<f64>, y: &[bool], p: &ValidPar
                 .collect();
             Ok(Estimator::Forest { trees })
         }
+        Candidate::Gbdt => {
+            let gp = p.gbdt.clone();
+            let err = |e: gbdt::GbdtError| Error::internal(e.to_string());
+            let ds = gbdt_dataset(x.clone(), y);
+            // Rounds chosen on the early-stopping rows, then the whole sample refitted with them.
+            let watched = if early.1.iter().any(|v| *v) && early.1.iter().any(|v| !*v) {
+                let m = gp
+                    .clone()
+                    .check()
+                    .map_err(err)?
+                    .with_validation(early.0.clone(), early.1.clone())
+                    .fit(&ds)
+                    .map_err(err)?;
+                Some(m.trees.len().max(1))
+            } else {
+                None
+            };
+            let rounds = watched.unwrap_or(gp.max_rounds);
+            let model = gbdt::GbdtParams { max_rounds: rounds, ..gp }.check().map_err(err)?.fit(&ds).map_err(err)?;
+            Ok(Estimator::Gbdt { model })
+        }
     }
+}
+
+/// The boosted trees' training set, with the classes balanced by weight.
+fn gbdt_dataset(x: Array2<f64>, y: &[bool]) -> Dataset<f64, bool, ndarray::Ix1> {
+    let pos = y.iter().filter(|v| **v).count().max(1) as f32;
+    let neg = (y.len() as f32 - pos).max(1.0);
+    let weights = Array1::from(y.iter().map(|&v| if v { neg / pos } else { 1.0 }).collect::<Vec<f32>>());
+    Dataset::new(x, Array1::from(y.to_vec())).with_weights(weights)
 }
 
 fn tree_params(depth: usize, min_leaf: f32) -> linfa_trees::DecisionTreeParams<f64, usize> {

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::gbdt::GbdtParams;
 use crate::config::{AlertConfig, ModelConfig};
 use crate::error::{Error, Result};
 
@@ -16,16 +17,19 @@ pub enum Candidate {
     Tree,
     /// A random forest of linfa-trees trees (linfa-ensemble).
     Forest,
+    /// Gradient-boosted trees (`model::gbdt`, behind linfa's `Fit`).
+    Gbdt,
 }
 
 impl Candidate {
-    pub const ALL: [Candidate; 3] = [Candidate::Logistic, Candidate::Tree, Candidate::Forest];
+    pub const ALL: [Candidate; 4] = [Candidate::Logistic, Candidate::Tree, Candidate::Forest, Candidate::Gbdt];
 
     pub fn name(self) -> &'static str {
         match self {
             Candidate::Logistic => "logistic",
             Candidate::Tree => "tree",
             Candidate::Forest => "forest",
+            Candidate::Gbdt => "gbdt",
         }
     }
 
@@ -52,6 +56,10 @@ pub struct ModelParams {
     pub max_valid_rows: usize,
     pub min_train_rows: usize,
     pub min_class_rows: usize,
+    pub min_valid_shipments: usize,
+    pub min_valid_class: usize,
+    pub min_train_shipments: usize,
+    pub min_train_class: usize,
     pub logistic_alpha: f64,
     pub logistic_max_iterations: u64,
     pub tree_max_depth: usize,
@@ -59,6 +67,7 @@ pub struct ModelParams {
     pub forest_trees: usize,
     pub forest_max_depth: usize,
     pub forest_feature_fraction: f64,
+    pub gbdt: GbdtParams,
     pub alert_budget_fraction: f64,
     pub alert_threshold: f64,
     pub calibration_bins: usize,
@@ -85,6 +94,10 @@ impl ModelParams {
             max_valid_rows: m.max_valid_rows,
             min_train_rows: m.min_train_rows,
             min_class_rows: m.min_class_rows,
+            min_valid_shipments: m.min_valid_shipments,
+            min_valid_class: m.min_valid_class,
+            min_train_shipments: m.min_train_shipments,
+            min_train_class: m.min_train_class,
             logistic_alpha: m.logistic_alpha,
             logistic_max_iterations: m.logistic_max_iterations,
             tree_max_depth: m.tree_max_depth,
@@ -92,6 +105,17 @@ impl ModelParams {
             forest_trees: m.forest_trees,
             forest_max_depth: m.forest_max_depth,
             forest_feature_fraction: m.forest_feature_fraction,
+            gbdt: GbdtParams {
+                max_rounds: m.gbdt_max_rounds,
+                learning_rate: m.gbdt_learning_rate,
+                max_depth: m.gbdt_max_depth,
+                min_child_weight: m.gbdt_min_child_weight,
+                l2: m.gbdt_l2,
+                bins: m.gbdt_bins,
+                early_stopping_rounds: m.gbdt_early_stopping_rounds,
+                subsample: m.gbdt_subsample,
+                seed,
+            },
             alert_budget_fraction: m.alert_budget_fraction,
             alert_threshold: a.risk_threshold,
             calibration_bins: m.calibration_bins,
@@ -156,6 +180,9 @@ impl ModelParams {
         }
         if self.calibration_bins < 2 || self.calibration_bins > 100 {
             return bad("calibration_bins must be in 2..=100");
+        }
+        if let Err(e) = self.gbdt.clone().check() {
+            return bad(&e.to_string().replace("gbdt: ", "gbdt_"));
         }
         Ok(ValidParams(self))
     }

@@ -56,8 +56,10 @@ fn leaf_of(nodes: &[Node], value: impl Fn(usize) -> f64) -> usize {
         if n.left == 0 {
             return i;
         }
-        // linfa sends `x < split` left.
-        i = if value(n.feature as usize) < n.threshold { n.left as usize } else { n.right as usize };
+        // linfa sends `x < split` left; a missing value is the sentinel the tree was fitted with.
+        let v = value(n.feature as usize);
+        let v = if v.is_nan() { super::MISSING } else { v };
+        i = if v < n.threshold { n.left as usize } else { n.right as usize };
     }
 }
 

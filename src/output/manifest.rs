@@ -31,6 +31,9 @@ struct ManifestModel<'a> {
     kind: &'a str,
     fallback: &'a Option<String>,
     feature_schema_version: u32,
+    /// The windows the night used (adaptive) and whether the model beat the simple floor.
+    windows: &'a crate::model::Windows,
+    floor: &'a Option<crate::model::Floor>,
 }
 
 #[derive(Serialize)]
@@ -70,6 +73,8 @@ impl<'a> Manifest<'a> {
                 kind: &res.model.kind,
                 fallback: &res.model.metrics.fallback,
                 feature_schema_version: res.model.feature_schema_version,
+                windows: &res.model.metrics.windows,
+                floor: &res.model.metrics.floor,
             },
             warnings,
             timings,

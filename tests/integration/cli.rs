@@ -8,7 +8,6 @@ use polars::prelude::*;
 use crate::common::*;
 use crate::tools::{contract, require_shared};
 
-
 fn strings(df: &DataFrame, c: &str) -> Vec<String> {
     df.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect()
 }

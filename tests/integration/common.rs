@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use chrono::NaiveDate;
 use lanewatch::calendar::Night;
 use lanewatch::config::{Config, Overrides};
-use lanewatch::generate::{GenerateParams, generate};
+use lanewatch::generate::generate;
 use lanewatch::settings::Settings;
 use lanewatch::validate::CleanInput;
 
@@ -45,7 +45,7 @@ pub fn fast_settings(input: &Path, env: &[(&str, &str)]) -> Settings {
 
 /// The validated input the settings point at.
 pub fn load(s: &Settings) -> CleanInput {
-    lanewatch::night::load(&s.input, &s.input_cfg).unwrap().1
+    lanewatch::night::load(&s.input, &s.input_cfg, &s.vocab).unwrap().1
 }
 
 /// Runs the binary with `args`, no inherited LANEWATCH_* settings.
@@ -99,7 +99,7 @@ pub fn small_input() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::Builder::new().prefix("lw-small-").tempdir().unwrap().keep();
-        generate(&GenerateParams { shipments: 3000, seed: 11, start: date("2026-06-01"), days: 120 }, &dir).unwrap();
+        generate(&lanewatch::generate::GenerateParams::new(3000, 11, date("2026-06-01"), 120), &dir).unwrap();
         dir
     })
 }

@@ -99,10 +99,20 @@ fn features_command_writes_lanes_scoring_and_training_tables() {
         std::fs::write(dir.path().join(name), bytes).unwrap();
     }
     let f = read_parquet(&dir.path().join("features.parquet"));
+    // The generator sends no carrier estimates: those features are missing (NaN), never a
+    // made-up number; everything else is known here. Nothing is ever infinite.
+    let missing_here =
+        ["carrier_eta_slack_days", "carrier_eta_remaining_days", "carrier_eta_updates", "carrier_eta_shift_days"];
     for (name, _) in features::FEATURES.iter() {
         let c = f.column(name).unwrap_or_else(|_| panic!("features.parquet lacks {name}"));
         assert_eq!(c.null_count(), 0);
-        assert!(c.f64().unwrap().iter().all(|v| v.unwrap().is_finite()), "{name} has non-finite values");
+        let v: Vec<f64> = c.f64().unwrap().iter().map(|v| v.unwrap()).collect();
+        assert!(v.iter().all(|x| !x.is_infinite()), "{name} has infinite values");
+        if missing_here.contains(name) {
+            assert!(v.iter().all(|x| x.is_nan()), "{name} should be missing without carrier estimates");
+        } else {
+            assert!(v.iter().all(|x| x.is_finite()), "{name} has missing values");
+        }
     }
     let cutoff = night(SMALL_AS_OF).cutoff();
     let snap = f.column("snapshot_at").unwrap().as_materialized_series().to_physical_repr().into_owned();
@@ -316,7 +326,8 @@ proptest! {
         for (x, y) in frames(&a).iter().zip(frames(&b).iter()) {
             prop_assert!(x.equals_missing(y));
         }
-        prop_assert_eq!(&a.train.x, &b.train.x);
+        let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&a.train.x), bits(&b.train.x));
         prop_assert_eq!(&a.train.label, &b.train.label);
     }
 }
@@ -358,12 +369,13 @@ fn regression_seller_history_target_leakage_a_rows_label_never_reaches_its_own_f
             rows.iter().map(|&k| (fs.train.ship[k], fs.train.t[k])).filter(|(s, _)| *s as usize != i).collect();
         let mut flipped = fs.outcomes.clone();
         flipped[i].late = !flipped[i].late;
+        let bits = |x: Vec<f64>| x.into_iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(
-            features_of(&fs.outcomes, &own),
-            features_of(&flipped, &own),
+            bits(features_of(&fs.outcomes, &own)),
+            bits(features_of(&flipped, &own)),
             "row features of shipment {i} depend on its own label"
         );
-        if features_of(&fs.outcomes, &others) != features_of(&flipped, &others) {
+        if bits(features_of(&fs.outcomes, &others)) != bits(features_of(&flipped, &others)) {
             others_changed += 1;
         }
         checked += 1;
@@ -388,6 +400,8 @@ fn lane_quantiles_match_brute_force() {
     let as_of = date("2026-11-20");
     let cutoff = Night::new(as_of).cutoff();
     let window_start = cutoff - 90 * MICROS_PER_DAY;
+    // A lane with fewer than min_support resolutions in its 90 days reaches back to its last 30.
+    let min_support = 30;
     let files = feature_files(&input, "2026-11-20");
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("lanes.parquet"), &files["lanes.parquet"]).unwrap();
@@ -426,8 +440,9 @@ fn lane_quantiles_match_brute_force() {
     let (created, promised) = (us(&ships, "created_at"), us(&ships, "promised_at"));
     let id = ships.column("shipment_id").unwrap().str().unwrap();
     let key = |c: &str, k: usize| ships.column(c).unwrap().str().unwrap().get(k).unwrap().to_string();
-    let mut transit: HashMap<(String, String, String), Vec<f64>> = HashMap::new();
-    let mut handling: HashMap<(String, String, String), Vec<f64>> = HashMap::new();
+    // Per lane: (resolved_at, shipment_id, transit, handling) of every shipment resolved before the cutoff.
+    type Row<'a> = (i64, &'a str, Option<f64>, Option<f64>);
+    let mut resolved: HashMap<(String, String, String), Vec<Row>> = HashMap::new();
     for k in 0..ships.height() {
         if created[k] >= cutoff {
             continue;
@@ -437,16 +452,32 @@ fn lane_quantiles_match_brute_force() {
         let r = first.get(&(sid, "R")).copied();
         let terminal = [d, r].into_iter().flatten().min();
         let resolved_at = terminal.map_or(promised[k], |t| t.min(promised[k]));
-        if resolved_at >= cutoff || resolved_at < window_start {
+        if resolved_at >= cutoff {
             continue;
         }
         let lane = (key("origin", k), key("destination", k), key("service", k));
-        if let Some(d) = d {
-            transit.entry(lane.clone()).or_default().push((d - created[k]) as f64 / MICROS_PER_DAY as f64);
-        }
-        if let Some(p) = first.get(&(sid, "P")) {
-            // Handling ends at pickup; a lane's handling statistic counts pickups before the cutoff.
-            handling.entry(lane).or_default().push((p - created[k]) as f64 / MICROS_PER_DAY as f64);
+        let days = |t: i64| (t - created[k]) as f64 / MICROS_PER_DAY as f64;
+        // Handling ends at pickup; a lane's handling statistic counts pickups before the cutoff.
+        resolved.entry(lane).or_default().push((
+            resolved_at,
+            sid,
+            d.map(days),
+            first.get(&(sid, "P")).map(|&p| days(p)),
+        ));
+    }
+    let mut transit: HashMap<(String, String, String), Vec<f64>> = HashMap::new();
+    let mut handling: HashMap<(String, String, String), Vec<f64>> = HashMap::new();
+    for (lane, mut rows) in resolved {
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)));
+        let in_window = rows.iter().filter(|r| r.0 >= window_start).count();
+        let take = if in_window >= min_support { in_window } else { min_support.min(rows.len()) };
+        for r in &rows[rows.len() - take..] {
+            if let Some(t) = r.2 {
+                transit.entry(lane.clone()).or_default().push(t);
+            }
+            if let Some(h) = r.3 {
+                handling.entry(lane.clone()).or_default().push(h);
+            }
         }
     }
     let level = lanes.column("fallback_level").unwrap().str().unwrap();

@@ -137,7 +137,8 @@ fn warnings_do_not_fail_validation() {
     for want in ["duplicate_event", "unknown_status", "unknown_shipment"] {
         assert!(checks.contains(&want), "{want} missing from {checks:?}");
     }
-    let unknown: Vec<&str> = v["unknown_statuses"].as_array().unwrap().iter().map(|u| u[0].as_str().unwrap()).collect();
+    let unknown: Vec<&str> =
+        v["unmapped_statuses"].as_array().unwrap().iter().map(|u| u["status"].as_str().unwrap()).collect();
     assert!(unknown.contains(&"SORTED_AT_DEPOT"), "{unknown:?}");
 }
 
@@ -226,7 +227,7 @@ fn generate_is_byte_identical_for_a_seed() {
 fn generated_data_has_the_promised_shape() {
     let dir = tempfile::tempdir().unwrap();
     let s = lanewatch::generate::generate(
-        &lanewatch::generate::GenerateParams { shipments: 20_000, seed: 3, start: date("2026-06-01"), days: 180 },
+        &lanewatch::generate::GenerateParams::new(20_000, 3, date("2026-06-01"), 180),
         dir.path(),
     )
     .unwrap();

@@ -18,7 +18,7 @@ fn clean() -> &'static (tempfile::TempDir, tempfile::TempDir, std::path::PathBuf
     CLEAN.get_or_init(|| {
         let input = tempfile::tempdir().unwrap();
         lanewatch::generate::generate(
-            &lanewatch::generate::GenerateParams { shipments: 900, seed: 8, start: date("2026-06-01"), days: 60 },
+            &lanewatch::generate::GenerateParams::new(900, 8, date("2026-06-01"), 60),
             input.path(),
         )
         .unwrap();

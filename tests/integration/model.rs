@@ -122,11 +122,8 @@ fn a_model_with_another_feature_schema_is_refused() {
 fn tiny_or_single_class_data_falls_back_to_the_lane_rule() {
     // 60 shipments: too few training rows for a fitted model.
     let dir = tempfile::tempdir().unwrap();
-    lanewatch::generate::generate(
-        &lanewatch::generate::GenerateParams { shipments: 60, seed: 1, start: date("2026-06-01"), days: 60 },
-        dir.path(),
-    )
-    .unwrap();
+    lanewatch::generate::generate(&lanewatch::generate::GenerateParams::new(60, 1, date("2026-06-01"), 60), dir.path())
+        .unwrap();
     let out = tempfile::tempdir().unwrap();
     let o = lanewatch(&[
         "run",

@@ -18,11 +18,8 @@ fn tiny_input() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::Builder::new().prefix("lw-tiny-").tempdir().unwrap().keep();
-        lanewatch::generate::generate(
-            &lanewatch::generate::GenerateParams { shipments: 800, seed: 5, start: date("2026-06-01"), days: 60 },
-            &dir,
-        )
-        .unwrap();
+        lanewatch::generate::generate(&lanewatch::generate::GenerateParams::new(800, 5, date("2026-06-01"), 60), &dir)
+            .unwrap();
         dir
     })
 }
@@ -640,7 +637,7 @@ fn large_runs_are_identical_at_1_2_and_4_threads() {
     fast();
     let input = tempfile::tempdir().unwrap();
     lanewatch::generate::generate(
-        &lanewatch::generate::GenerateParams { shipments: 125_000, seed: 12, start: date("2026-03-01"), days: 120 },
+        &lanewatch::generate::GenerateParams::new(125_000, 12, date("2026-03-01"), 120),
         input.path(),
     )
     .unwrap();

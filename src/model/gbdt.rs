@@ -1,0 +1,543 @@
+//! Gradient-boosted decision trees for the late/on-time label: histogram-based, weighted
+//! log-loss, early stopping on a supplied validation set, behind linfa's `Fit`/`Predict`.
+//!
+//! Determinism at any thread count is by construction: rows are binned once (u8 per feature),
+//! each feature's histogram is accumulated sequentially in row order (features in parallel), and
+//! ties between splits go to the lower feature, then the lower bin. Row subsampling draws from a
+//! seeded stream per round, never from thread-local state.
+
+use linfa::dataset::{AsTargets, DatasetBase, Records};
+use linfa::traits::{Fit, PredictInplace};
+use ndarray::{Array1, Array2, ArrayBase, Data, Ix2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::calibrate::sigmoid;
+
+/// Hyper-parameters; `check` turns them into `GbdtValidParams`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GbdtParams {
+    /// Most boosting rounds; early stopping usually ends sooner.
+    pub max_rounds: usize,
+    pub learning_rate: f64,
+    pub max_depth: usize,
+    /// Least hessian (weighted p(1−p)) a child must hold.
+    pub min_child_weight: f64,
+    /// L2 penalty on leaf values.
+    pub l2: f64,
+    /// Histogram bins per feature (2..=255).
+    pub bins: usize,
+    /// Rounds without a better validation log-loss before stopping.
+    pub early_stopping_rounds: usize,
+    /// Share of training rows each round sees (drawn without replacement).
+    pub subsample: f64,
+    pub seed: u64,
+}
+
+impl Default for GbdtParams {
+    fn default() -> Self {
+        GbdtParams {
+            max_rounds: 300,
+            learning_rate: 0.08,
+            max_depth: 5,
+            min_child_weight: 5.0,
+            l2: 1.0,
+            bins: 64,
+            early_stopping_rounds: 20,
+            subsample: 0.8,
+            seed: 42,
+        }
+    }
+}
+
+/// Checked parameters plus the validation set early stopping watches (linfa's `Fit` takes
+/// only the training set).
+#[derive(Debug, Clone)]
+pub struct GbdtValidParams {
+    params: GbdtParams,
+    valid: Option<(Array2<f64>, Vec<bool>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GbdtError {
+    #[error("gbdt: {0}")]
+    Params(String),
+    #[error("gbdt: {0}")]
+    Linfa(#[from] linfa::Error),
+}
+
+impl GbdtParams {
+    pub fn check(self) -> Result<GbdtValidParams, GbdtError> {
+        let bad = |m: &str| Err(GbdtError::Params(m.to_string()));
+        if self.max_rounds == 0 || self.max_rounds > 10_000 {
+            return bad("max_rounds must be in 1..=10000");
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            return bad("learning_rate must be in (0, 1]");
+        }
+        if self.max_depth == 0 || self.max_depth > 12 {
+            return bad("max_depth must be in 1..=12");
+        }
+        if !(self.min_child_weight >= 0.0 && self.min_child_weight.is_finite()) {
+            return bad("min_child_weight must be a non-negative number");
+        }
+        if !(self.l2 >= 0.0 && self.l2.is_finite()) {
+            return bad("l2 must be a non-negative number");
+        }
+        if self.bins < 2 || self.bins > 255 {
+            return bad("bins must be in 2..=255");
+        }
+        if !(self.subsample > 0.0 && self.subsample <= 1.0) {
+            return bad("subsample must be in (0, 1]");
+        }
+        Ok(GbdtValidParams { params: self, valid: None })
+    }
+}
+
+impl GbdtValidParams {
+    /// Early stopping on this validation set (rows, labels); without one, all rounds are kept.
+    pub fn with_validation(mut self, x: Array2<f64>, y: Vec<bool>) -> Self {
+        self.valid = Some((x, y));
+        self
+    }
+
+    pub fn params(&self) -> &GbdtParams {
+        &self.params
+    }
+}
+
+/// One tree node: a split (`feature`, `threshold`, children) or a leaf (`value`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// `u16::MAX` marks a leaf.
+    pub feature: u16,
+    /// Rows with `x[feature] <= threshold` go left.
+    pub threshold: f64,
+    /// Where a missing (NaN) value goes, learned from the training rows that miss it.
+    pub missing_left: bool,
+    pub left: u32,
+    pub right: u32,
+    /// Leaf value on the log-odds scale (learning rate applied).
+    pub value: f64,
+}
+
+const LEAF: u16 = u16::MAX;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoostedTree {
+    pub nodes: Vec<Node>,
+}
+
+impl BoostedTree {
+    pub fn predict(&self, row: &[f64]) -> f64 {
+        let mut k = 0usize;
+        loop {
+            let n = &self.nodes[k];
+            if n.feature == LEAF {
+                return n.value;
+            }
+            let v = row[n.feature as usize];
+            let left = if v.is_nan() { n.missing_left } else { v <= n.threshold };
+            k = if left { n.left } else { n.right } as usize;
+        }
+    }
+}
+
+/// A fitted model: log-odds = `base` + the sum of its trees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gbdt {
+    pub base: f64,
+    pub trees: Vec<BoostedTree>,
+    /// Validation log-loss after each kept round (empty without a validation set).
+    pub valid_log_loss: Vec<f64>,
+}
+
+impl Gbdt {
+    /// Log-odds of the positive class.
+    pub fn raw(&self, row: &[f64]) -> f64 {
+        self.base + self.trees.iter().map(|t| t.predict(row)).sum::<f64>()
+    }
+}
+
+impl<D: Data<Elem = f64>> PredictInplace<ArrayBase<D, Ix2>, Array1<f64>> for Gbdt {
+    /// Probabilities of the positive class.
+    fn predict_inplace(&self, x: &ArrayBase<D, Ix2>, y: &mut Array1<f64>) {
+        for (r, out) in x.rows().into_iter().zip(y.iter_mut()) {
+            let row: Vec<f64> = r.iter().copied().collect();
+            *out = sigmoid(self.raw(&row));
+        }
+    }
+
+    fn default_target(&self, x: &ArrayBase<D, Ix2>) -> Array1<f64> {
+        Array1::zeros(x.nrows())
+    }
+}
+
+/// Bin edges per feature: upper bounds of each bin but the last, from the training values'
+/// quantiles (by rank, over distinct values), so every bin holds data. Missing values (NaN)
+/// take a bin of their own after the last (`missing_bin`).
+fn bin_edges(x: &Array2<f64>, bins: usize) -> Vec<Vec<f64>> {
+    (0..x.ncols())
+        .into_par_iter()
+        .map(|j| {
+            let mut v: Vec<f64> = x.column(j).iter().copied().filter(|v| !v.is_nan()).collect();
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            if v.len() <= bins {
+                // Every distinct value its own bin; split points half-way between neighbours.
+                return v.windows(2).map(|w| w[0] + (w[1] - w[0]) / 2.0).collect();
+            }
+            let mut edges: Vec<f64> = (1..bins)
+                .map(|b| {
+                    let k = (b * v.len() / bins).min(v.len() - 1);
+                    v[k - 1] + (v[k] - v[k - 1]) / 2.0
+                })
+                .collect();
+            edges.dedup();
+            edges
+        })
+        .collect()
+}
+
+fn bin_of(edges: &[f64], v: f64) -> u8 {
+    if v.is_nan() { missing_bin(edges) } else { edges.partition_point(|&e| e < v) as u8 }
+}
+
+/// The bin of missing values: one past the last value bin (`edges.len()` + 1 bins hold values).
+fn missing_bin(edges: &[f64]) -> u8 {
+    (edges.len() + 1) as u8
+}
+
+/// Per-feature histogram of one node: (sum of gradients, sum of hessians) per bin.
+type Hist = Vec<(f64, f64)>;
+
+struct Grower<'a> {
+    /// Column-major bins: `bins[j][i]`.
+    bins: &'a [Vec<u8>],
+    edges: &'a [Vec<f64>],
+    g: &'a [f64],
+    h: &'a [f64],
+    p: &'a GbdtParams,
+}
+
+struct Split {
+    gain: f64,
+    feature: usize,
+    bin: usize,
+    missing_left: bool,
+}
+
+impl Grower<'_> {
+    fn histograms(&self, rows: &[u32]) -> Vec<Hist> {
+        self.bins
+            .par_iter()
+            .zip(self.edges.par_iter())
+            .map(|(col, edges)| {
+                let mut hist = vec![(0.0, 0.0); edges.len() + 2];
+                for &i in rows {
+                    let b = &mut hist[col[i as usize] as usize];
+                    b.0 += self.g[i as usize];
+                    b.1 += self.h[i as usize];
+                }
+                hist
+            })
+            .collect()
+    }
+
+    fn best_split(&self, hists: &[Hist], g: f64, h: f64) -> Option<Split> {
+        let l2 = self.p.l2;
+        let parent = g * g / (h + l2);
+        let mut best: Option<Split> = None;
+        for (j, hist) in hists.iter().enumerate() {
+            // Value bins are 0..=E; the last entry holds the missing values.
+            let (mg, mh) = hist[hist.len() - 1];
+            let values = hist.len() - 2;
+            let (mut gl, mut hl) = (0.0, 0.0);
+            for (b, &(bg, bh)) in hist.iter().enumerate().take(values) {
+                gl += bg;
+                hl += bh;
+                // Missing values go right, then (if there are any) left; the better side is learned.
+                let sides: &[bool] = if mh > 0.0 { &[false, true] } else { &[false] };
+                for &missing_left in sides {
+                    let (gl, hl) = if missing_left { (gl + mg, hl + mh) } else { (gl, hl) };
+                    let (gr, hr) = (g - gl, h - hl);
+                    if hl < self.p.min_child_weight || hr < self.p.min_child_weight {
+                        continue;
+                    }
+                    let gain = gl * gl / (hl + l2) + gr * gr / (hr + l2) - parent;
+                    if gain > 1e-12 && best.as_ref().is_none_or(|s| gain > s.gain) {
+                        best = Some(Split { gain, feature: j, bin: b, missing_left });
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// Grows one tree on `rows` depth-first; children's histograms come from the smaller child
+    /// and the parent by subtraction.
+    fn grow(&self, rows: Vec<u32>) -> BoostedTree {
+        let mut nodes = Vec::new();
+        let hist = self.histograms(&rows);
+        self.node(&mut nodes, rows, hist, 0);
+        BoostedTree { nodes }
+    }
+
+    fn node(&self, nodes: &mut Vec<Node>, rows: Vec<u32>, hist: Vec<Hist>, depth: usize) -> u32 {
+        let (g, h) = hist[0].iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let id = nodes.len() as u32;
+        let leaf = Node {
+            feature: LEAF,
+            threshold: 0.0,
+            missing_left: false,
+            left: 0,
+            right: 0,
+            value: -g / (h + self.p.l2) * self.p.learning_rate,
+        };
+        nodes.push(leaf);
+        if depth >= self.p.max_depth || rows.len() < 2 {
+            return id;
+        }
+        let Some(split) = self.best_split(&hist, g, h) else {
+            return id;
+        };
+        let col = &self.bins[split.feature];
+        let missing = missing_bin(&self.edges[split.feature]);
+        let goes_left = |b: u8| if b == missing { split.missing_left } else { b as usize <= split.bin };
+        let (left, right): (Vec<u32>, Vec<u32>) = rows.into_iter().partition(|&i| goes_left(col[i as usize]));
+        let (small, small_is_left) = if left.len() <= right.len() { (&left, true) } else { (&right, false) };
+        let small_hist = self.histograms(small);
+        let big_hist: Vec<Hist> = hist
+            .iter()
+            .zip(&small_hist)
+            .map(|(p, s)| p.iter().zip(s).map(|(a, b)| (a.0 - b.0, a.1 - b.1)).collect())
+            .collect();
+        let (lh, rh) = if small_is_left { (small_hist, big_hist) } else { (big_hist, small_hist) };
+        let l = self.node(nodes, left, lh, depth + 1);
+        let r = self.node(nodes, right, rh, depth + 1);
+        nodes[id as usize] = Node {
+            feature: split.feature as u16,
+            threshold: self.edges[split.feature][split.bin],
+            missing_left: split.missing_left,
+            left: l,
+            right: r,
+            value: 0.0,
+        };
+        id
+    }
+}
+
+fn log_loss(raw: &[f64], y: &[bool]) -> f64 {
+    let n = raw.len().max(1) as f64;
+    raw.iter()
+        .zip(y)
+        .map(|(&z, &t)| {
+            // log(1 + e^−z) for positives, log(1 + e^z) for negatives, computed stably.
+            let m = if t { -z } else { z };
+            m.max(0.0) + (-m.abs()).exp().ln_1p()
+        })
+        .sum::<f64>()
+        / n
+}
+
+impl<T> Fit<Array2<f64>, T, GbdtError> for GbdtValidParams
+where
+    T: AsTargets<Elem = bool>,
+{
+    type Object = Gbdt;
+
+    /// Fits on the dataset's rows, labels and weights (sample weights carry the class balance).
+    fn fit(&self, ds: &DatasetBase<Array2<f64>, T>) -> Result<Gbdt, GbdtError> {
+        let p = &self.params;
+        let x = ds.records();
+        let y: Vec<bool> = ds.as_targets().iter().copied().collect();
+        let n = x.nsamples();
+        if n == 0 || y.len() != n {
+            return Err(GbdtError::Params("no training rows".into()));
+        }
+        let w: Vec<f64> = match ds.weights() {
+            Some(w) if w.len() == n => w.iter().map(|&v| v as f64).collect(),
+            _ => vec![1.0; n],
+        };
+        let edges = bin_edges(x, p.bins);
+        let bins: Vec<Vec<u8>> = (0..x.ncols())
+            .into_par_iter()
+            .map(|j| x.column(j).iter().map(|&v| bin_of(&edges[j], v)).collect())
+            .collect();
+        let (sw, swy) = w.iter().zip(&y).fold((0.0, 0.0), |a, (&wi, &yi)| (a.0 + wi, a.1 + wi * yi as u8 as f64));
+        let prior = (swy / sw).clamp(1e-6, 1.0 - 1e-6);
+        let base = (prior / (1.0 - prior)).ln();
+        let mut f = vec![base; n];
+        let valid: Option<(Vec<Vec<f64>>, &[bool])> = self
+            .valid
+            .as_ref()
+            .map(|(vx, vy)| (vx.rows().into_iter().map(|r| r.iter().copied().collect()).collect(), vy.as_slice()));
+        let mut fv: Vec<f64> = valid.as_ref().map(|v| vec![base; v.0.len()]).unwrap_or_default();
+        let mut trees = Vec::new();
+        let mut losses = Vec::new();
+        let (mut best_loss, mut best_len) = (f64::INFINITY, 0usize);
+        let mut rng = ChaCha8Rng::seed_from_u64(p.seed ^ 0x6bd7_0001);
+        let (mut g, mut h) = (vec![0.0; n], vec![0.0; n]);
+        for _round in 0..p.max_rounds {
+            for i in 0..n {
+                let q = sigmoid(f[i]);
+                g[i] = w[i] * (q - y[i] as u8 as f64);
+                h[i] = w[i] * (q * (1.0 - q)).max(1e-12);
+            }
+            let rows: Vec<u32> = if p.subsample < 1.0 {
+                (0..n as u32).filter(|_| rng.r#gen::<f64>() < p.subsample).collect()
+            } else {
+                (0..n as u32).collect()
+            };
+            let grower = Grower { bins: &bins, edges: &edges, g: &g, h: &h, p };
+            let tree = grower.grow(rows);
+            if tree.nodes.len() == 1 && tree.nodes[0].value == 0.0 {
+                break;
+            }
+            // Training scores from the binned rows: the same path a row's value takes.
+            for i in 0..n {
+                let mut k = 0usize;
+                loop {
+                    let nd = &tree.nodes[k];
+                    if nd.feature == LEAF {
+                        f[i] += nd.value;
+                        break;
+                    }
+                    let b = bins[nd.feature as usize][i];
+                    let e = &edges[nd.feature as usize];
+                    // The split's threshold is an edge; bin b holds values ≤ e[b].
+                    let left = if b == missing_bin(e) {
+                        nd.missing_left
+                    } else {
+                        (b as usize) < e.len() && e[b as usize] <= nd.threshold
+                    };
+                    k = if left { nd.left } else { nd.right } as usize;
+                }
+            }
+            if let Some((vx, vy)) = &valid {
+                for (r, fr) in vx.iter().zip(fv.iter_mut()) {
+                    *fr += tree.predict(r);
+                }
+                let loss = log_loss(&fv, vy);
+                losses.push(loss);
+                trees.push(tree);
+                if loss < best_loss - 1e-9 {
+                    best_loss = loss;
+                    best_len = trees.len();
+                } else if trees.len() - best_len >= p.early_stopping_rounds {
+                    break;
+                }
+            } else {
+                trees.push(tree);
+                best_len = trees.len();
+            }
+        }
+        trees.truncate(best_len);
+        losses.truncate(best_len);
+        Ok(Gbdt { base, trees, valid_log_loss: losses })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linfa::Dataset;
+    use linfa::traits::Predict;
+
+    /// Two informative features (an interaction a linear model misses) and one of noise.
+    fn data(n: usize, seed: u64) -> (Array2<f64>, Vec<bool>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut x = Array2::zeros((n, 3));
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let (a, b, c): (f64, f64, f64) = (rng.r#gen(), rng.r#gen(), rng.r#gen());
+            x[[i, 0]] = a;
+            x[[i, 1]] = b;
+            x[[i, 2]] = c;
+            let p = if (a > 0.5) ^ (b > 0.5) { 0.85 } else { 0.1 };
+            y.push(rng.r#gen::<f64>() < p);
+        }
+        (x, y)
+    }
+
+    fn auc(p: &[f64], y: &[bool]) -> f64 {
+        crate::model::metrics::roc_auc(p, y)
+    }
+
+    #[test]
+    fn learns_an_interaction_and_stops_early() {
+        let (x, y) = data(4000, 1);
+        let (vx, vy) = data(1000, 2);
+        let params = GbdtParams { max_rounds: 500, ..GbdtParams::default() }.check().unwrap();
+        let m = params.with_validation(vx.clone(), vy.clone()).fit(&Dataset::new(x, Array1::from(y))).unwrap();
+        let p = m.predict(&vx);
+        let a = auc(p.as_slice().unwrap(), &vy);
+        assert!(a > 0.8, "AUC {a}");
+        assert!(m.trees.len() < 500, "early stopping never fired");
+        assert_eq!(m.valid_log_loss.len(), m.trees.len());
+    }
+
+    #[test]
+    fn identical_at_any_thread_count_and_round_trips() {
+        let (x, y) = data(3000, 3);
+        let (vx, vy) = data(500, 4);
+        let fit = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                GbdtParams::default()
+                    .check()
+                    .unwrap()
+                    .with_validation(vx.clone(), vy.clone())
+                    .fit(&Dataset::new(x.clone(), Array1::from(y.clone())))
+                    .unwrap()
+            })
+        };
+        let (a, b) = (fit(1), fit(2));
+        let (ja, jb) = (serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+        assert_eq!(ja, jb);
+        let back: Gbdt = serde_json::from_str(&ja).unwrap();
+        let row = [0.3, 0.7, 0.1];
+        assert_eq!(back.raw(&row).to_bits(), a.raw(&row).to_bits());
+    }
+
+    #[test]
+    fn missing_values_go_to_the_side_that_fits_them() {
+        // Feature 0 is missing exactly for the late rows: a split on missingness separates them.
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let n = 2000;
+        let mut x = Array2::zeros((n, 2));
+        let mut y = Vec::new();
+        for i in 0..n {
+            let late = rng.r#gen::<f64>() < 0.3;
+            x[[i, 0]] = if late { f64::NAN } else { rng.r#gen() };
+            x[[i, 1]] = rng.r#gen();
+            y.push(late);
+        }
+        let m = GbdtParams { max_rounds: 30, subsample: 1.0, ..GbdtParams::default() }
+            .check()
+            .unwrap()
+            .fit(&Dataset::new(x, Array1::from(y)))
+            .unwrap();
+        assert!(m.raw(&[f64::NAN, 0.5]) > 2.0, "missing → late: {}", m.raw(&[f64::NAN, 0.5]));
+        assert!(m.raw(&[0.4, 0.5]) < -2.0, "present → on time: {}", m.raw(&[0.4, 0.5]));
+    }
+
+    #[test]
+    fn weights_shift_the_base_rate() {
+        let (x, y) = data(2000, 5);
+        let pos = y.iter().filter(|v| **v).count() as f32;
+        let w: Vec<f32> = y.iter().map(|&v| if v { (2000.0 - pos) / pos } else { 1.0 }).collect();
+        let p = GbdtParams { max_rounds: 1, ..GbdtParams::default() }.check().unwrap();
+        let m = p.fit(&Dataset::new(x, Array1::from(y)).with_weights(Array1::from(w))).unwrap();
+        assert!(m.base.abs() < 1e-6, "balanced weights give a zero prior log-odds, got {}", m.base);
+    }
+
+    #[test]
+    fn bad_params_are_refused() {
+        assert!(GbdtParams { bins: 1, ..GbdtParams::default() }.check().is_err());
+        assert!(GbdtParams { learning_rate: 0.0, ..GbdtParams::default() }.check().is_err());
+        assert!(GbdtParams { subsample: 1.5, ..GbdtParams::default() }.check().is_err());
+    }
+}
