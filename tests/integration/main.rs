@@ -9,5 +9,7 @@ mod foundation;
 mod inputs;
 mod model;
 mod ops;
+mod quality;
 mod run;
 mod tools;
+mod vocab;
