@@ -1,6 +1,8 @@
 //! Reading the canonical input: locating files (a file or a folder of Parquet, hive partitions
 //! allowed), checking each file's footer with the `parquet` crate before any data is decoded,
-//! then decoding with polars and normalising types (µs UTC timestamps, f64, strings).
+//! then decoding with arrow-rs a few row groups at a time and normalising types (µs UTC
+//! timestamps, f64, strings). Files are hashed by streaming them; no file or table needs to
+//! fit in memory at once.
 
 use std::path::{Path, PathBuf};
 
@@ -165,30 +167,72 @@ enum Convert {
     Timestamp { unit: ArrowUnit, naive: bool },
 }
 
-/// Reads one table. A file-level problem (unreadable, missing required column, wrong type)
-/// is an error finding and that file contributes no rows; the caller decides whether errors
-/// are fatal.
-pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadTable> {
-    let paths = locate(input, table)?;
+/// One input file whose footer passed: where it is, what the manifest records of it, and how
+/// each planned column converts to its canonical type.
+pub struct FilePlan {
+    pub path: PathBuf,
+    /// `table/relative path`, for messages.
+    pub name: String,
+    pub info: FileInfo,
+    columns: Vec<(&'static ColumnSpec, String, Convert)>,
+    naive_zone: Option<chrono_tz::Tz>,
+}
+
+/// The files of one table, planned: those that can be decoded, what the manifest records of
+/// every file, and the file-level errors found on the way.
+pub struct Planned {
+    pub plans: Vec<FilePlan>,
+    pub files: Vec<FileInfo>,
+    pub findings: Vec<Finding>,
+}
+
+/// Hashes a file with BLAKE3 while reading it in blocks (never whole in memory).
+fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, h.finalize().to_hex().to_string()))
+}
+
+/// Checks each file of `table` from its footer (schema, types, row count; nothing decoded). A
+/// file-level problem (unreadable, missing required column, wrong type) is an error finding and
+/// the file gets no plan; the caller decides whether errors are fatal. `only` restricts the
+/// table to some of its files (an incremental night reads the new ones).
+pub fn plan_table(input: &Path, table: Table, cfg: &InputConfig, only: Option<&[PathBuf]>) -> Result<Planned> {
+    let paths = match only {
+        Some(p) => p.to_vec(),
+        None => locate(input, table)?,
+    };
     let mapping = match table {
         Table::Shipments => &cfg.columns.shipments,
         Table::Events => &cfg.columns.events,
     };
     let source_name = |c: &ColumnSpec| mapping.get(c.name).cloned().unwrap_or_else(|| c.name.to_string());
     let naive_tz = cfg.naive_timezone.trim();
+    let naive_zone: Option<chrono_tz::Tz> = if is_utc(naive_tz) || naive_tz.is_empty() {
+        None
+    } else {
+        Some(naive_tz.parse().map_err(|_| Error::Config(format!("input.naive_timezone: unknown zone {naive_tz:?}")))?)
+    };
 
-    let mut frames = Vec::with_capacity(paths.len());
-    let mut files = Vec::with_capacity(paths.len());
-    let mut findings = Vec::new();
+    let mut out = Planned { plans: Vec::with_capacity(paths.len()), files: Vec::new(), findings: Vec::new() };
     for path in &paths {
         let file = shown(input, path);
         let name_for_msgs = format!("{}/{}", table.name(), file.trim_start_matches(&format!("{}/", table.name())));
-        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        let (bytes, hash) = hash_file(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::MissingInput { path: path.clone() },
             _ => Error::bad_file(name_for_msgs.clone(), format!("cannot read: {e}")),
         })?;
-        let bytes = bytes::Bytes::from(bytes);
-        let hash = blake3::hash(&bytes).to_hex().to_string();
         let err = |column: &str, check: &'static str, message: String| Finding {
             level: Level::Error,
             file: name_for_msgs.clone(),
@@ -199,34 +243,32 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
         };
 
         // Footer first: schema and row count without decoding a page.
-        let meta = match parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes) {
+        let footer = std::fs::File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+            parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&f).map_err(|e| e.to_string())
+        });
+        let meta = match footer {
             Ok(m) => m,
             Err(e) => {
-                let why = if bytes.is_empty() {
+                let why = if bytes == 0 {
                     "empty file (0 bytes), not Parquet".to_string()
                 } else {
-                    format!("not a readable Parquet file: {}", crate::error::one_line(e.to_string()))
+                    format!("not a readable Parquet file: {}", crate::error::one_line(e))
                 };
-                findings.push(err("", "corrupt_file", why));
-                files.push(FileInfo {
-                    table: table.name(),
-                    path: file,
-                    rows: 0,
-                    bytes: bytes.len() as u64,
-                    blake3: hash,
-                });
+                out.findings.push(err("", "corrupt_file", why));
+                out.files.push(FileInfo { table: table.name(), path: file, rows: 0, bytes, blake3: hash });
                 continue;
             }
         };
         let rows = meta.file_metadata().num_rows().max(0) as u64;
-        files.push(FileInfo { table: table.name(), path: file.clone(), rows, bytes: bytes.len() as u64, blake3: hash });
+        let info = FileInfo { table: table.name(), path: file.clone(), rows, bytes, blake3: hash };
+        out.files.push(info.clone());
         let schema = match parquet::arrow::parquet_to_arrow_schema(
             meta.file_metadata().schema_descr(),
             meta.file_metadata().key_value_metadata(),
         ) {
             Ok(s) => s,
             Err(e) => {
-                findings.push(err(
+                out.findings.push(err(
                     "",
                     "corrupt_file",
                     format!("unreadable schema: {}", crate::error::one_line(e.to_string())),
@@ -235,14 +277,14 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
             }
         };
 
-        let mut plan: Vec<(&ColumnSpec, String, Convert)> = Vec::new();
+        let mut plan: Vec<(&'static ColumnSpec, String, Convert)> = Vec::new();
         let mut file_ok = true;
         for spec in table.columns() {
             let src = source_name(spec);
             let Ok(field) = schema.field_with_name(&src) else {
                 if spec.required {
                     let hint = if src != spec.name { format!(" (mapped from {src:?})") } else { String::new() };
-                    findings.push(err(spec.name, "missing_column", format!("required column is missing{hint}")));
+                    out.findings.push(err(spec.name, "missing_column", format!("required column is missing{hint}")));
                     file_ok = false;
                 }
                 continue;
@@ -265,7 +307,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
                 (ValueKind::Bool, ArrowType::Boolean) => Some(Convert::Keep),
                 (ValueKind::Timestamp, ArrowType::Timestamp(unit, tz)) => match tz {
                     None if naive_tz.is_empty() => {
-                        findings.push(err(
+                        out.findings.push(err(
                             spec.name,
                             "naive_timestamp",
                             "timestamps have no time zone; store them as UTC or set input.naive_timezone".into(),
@@ -282,65 +324,158 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
                 Some(_) if NOT_DECODED.contains(&spec.name) => {}
                 Some(c) => plan.push((spec, src, c)),
                 None => {
-                    findings.push(err(spec.name, "wrong_type", format!("expected {}, got {}", spec.kind.name(), dt)));
+                    out.findings.push(err(
+                        spec.name,
+                        "wrong_type",
+                        format!("expected {}, got {}", spec.kind.name(), dt),
+                    ));
                     file_ok = false;
                 }
             }
         }
-        if !file_ok {
-            continue;
+        if file_ok {
+            out.plans.push(FilePlan { path: path.clone(), name: name_for_msgs, info, columns: plan, naive_zone });
         }
+    }
+    Ok(out)
+}
 
+/// Row groups decoded at once per file: enough to keep both cores busy, few enough that memory
+/// stays at a few row groups whatever the file's size.
+const ROW_GROUPS_AT_ONCE: usize = 2;
+
+/// Decodes one planned file into canonical columns, a few row groups at a time in file order,
+/// handing each decoded part to `sink` (the table is never decoded whole). Returns the file's
+/// errors (null values in required columns, corrupt pages).
+pub fn decode_file(
+    plan: &FilePlan,
+    table: Table,
+    sink: &mut dyn FnMut(DataFrame) -> Result<()>,
+) -> Result<Vec<Finding>> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use rayon::prelude::*;
+
+    let err = |column: &str, check: &'static str, message: String, count: u64| Finding {
+        level: Level::Error,
+        file: plan.name.clone(),
+        column: column.to_string(),
+        check,
+        message,
+        count,
+    };
+    let corrupt =
+        |why: String| vec![err("", "corrupt_file", format!("cannot decode data: {}", crate::error::one_line(why)), 1)];
+    let file = match std::fs::File::open(&plan.path) {
+        Ok(f) => f,
+        Err(e) => return Ok(corrupt(e.to_string())),
+    };
+    let meta = match ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()) {
+        Ok(m) => m,
+        Err(e) => return Ok(corrupt(e.to_string())),
+    };
+    let names: Vec<&str> = plan.columns.iter().map(|(_, src, _)| src.as_str()).collect();
+    let mask = ProjectionMask::columns(meta.parquet_schema(), names.iter().copied());
+    let groups: Vec<usize> = (0..meta.metadata().num_row_groups()).collect();
+    let mut nulls = vec![0u64; plan.columns.len()];
+    for chunk in groups.chunks(ROW_GROUPS_AT_ONCE) {
         // A malformed page can make a decoder panic; that is a bad file, not a crash.
-        let decoded = std::panic::catch_unwind(|| decode(bytes.clone(), &plan, naive_tz));
-        let df = match decoded {
-            Ok(Ok(df)) => df,
-            Ok(Err(e)) => {
-                findings.push(err("", "corrupt_file", format!("cannot decode data: {}", crate::error::one_line(e))));
-                continue;
+        let decoded: Vec<std::result::Result<DataFrame, String>> = chunk
+            .par_iter()
+            .map(|&rg| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> std::result::Result<DataFrame, String> {
+                    // Its own descriptor: a `try_clone` shares the file offset, and the
+                    // reader seeks, so two row groups decoded at once would race on it.
+                    let f = std::fs::File::open(&plan.path).map_err(|e| e.to_string())?;
+                    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
+                        .with_projection(mask.clone())
+                        .with_row_groups(vec![rg])
+                        .with_batch_size(1 << 16)
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    let batches: Vec<arrow::record_batch::RecordBatch> =
+                        reader.collect::<std::result::Result<_, _>>().map_err(|e| e.to_string())?;
+                    let height: usize = batches.iter().map(|b| b.num_rows()).sum();
+                    let mut cols = Vec::with_capacity(plan.columns.len());
+                    for (spec, src, conv) in &plan.columns {
+                        let arrays: Vec<arrow::array::ArrayRef> = batches
+                            .iter()
+                            .map(|b| b.column_by_name(src).cloned().ok_or_else(|| format!("column {src} missing")))
+                            .collect::<std::result::Result<_, _>>()?;
+                        cols.push(
+                            to_column(spec, &arrays, *conv, plan.naive_zone.as_ref()).map_err(|e| e.to_string())?,
+                        );
+                    }
+                    DataFrame::new(height, cols).map_err(|e| e.to_string())
+                }))
+                .unwrap_or_else(|_| Err("the Parquet reader failed on this file".into()))
+            })
+            .collect();
+        for part in decoded {
+            let df = match part {
+                Ok(df) => df,
+                Err(e) => return Ok(corrupt(e)),
+            };
+            for (k, (spec, _, _)) in plan.columns.iter().enumerate() {
+                if spec.required {
+                    nulls[k] += df.column(spec.name).map(|c| c.null_count()).unwrap_or(0) as u64;
+                }
             }
-            Err(_) => {
-                findings.push(err(
-                    "",
-                    "corrupt_file",
-                    "cannot decode data: the Parquet reader failed on this file".into(),
-                ));
-                continue;
-            }
-        };
-        for (spec, _, _) in &plan {
-            let nulls = df.column(spec.name).map(|c| c.null_count()).unwrap_or(0);
-            if spec.required && nulls > 0 {
-                let mut f = err(spec.name, "null_required", format!("{nulls} null values in a required column"));
-                f.count = nulls as u64;
-                findings.push(f);
-            }
+            sink(align(df, table)?)?;
         }
-        frames.push(df);
     }
+    Ok(plan
+        .columns
+        .iter()
+        .zip(nulls)
+        .filter(|(_, n)| *n > 0)
+        .map(|((spec, _, _), n)| err(spec.name, "null_required", format!("{n} null values in a required column"), n))
+        .collect())
+}
 
-    // Files may lack optional columns; give every frame the full canonical set.
-    let mut aligned = Vec::with_capacity(frames.len());
-    for df in frames {
-        let height = df.height();
-        let mut cols = Vec::with_capacity(table.columns().len());
-        for spec in table.columns().iter().filter(|c| !NOT_DECODED.contains(&c.name)) {
-            match df.column(spec.name) {
-                Ok(c) => cols.push(c.clone()),
-                Err(_) => cols.push(Column::full_null(spec.name.into(), height, &canonical_dtype(spec.kind))),
-            }
+/// A decoded part with every canonical column (files may lack optional ones).
+fn align(df: DataFrame, table: Table) -> Result<DataFrame> {
+    let height = df.height();
+    let mut cols = Vec::with_capacity(table.columns().len());
+    for spec in table.columns().iter().filter(|c| !NOT_DECODED.contains(&c.name)) {
+        match df.column(spec.name) {
+            Ok(c) => cols.push(c.clone()),
+            Err(_) => cols.push(Column::full_null(spec.name.into(), height, &canonical_dtype(spec.kind))),
         }
-        aligned.push(DataFrame::new(height, cols)?);
     }
-    let df = match aligned.len() {
+    Ok(DataFrame::new(height, cols)?)
+}
+
+/// Reads one table whole (the shipments): every planned file decoded and stacked in file order.
+pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadTable> {
+    read_files(input, table, cfg, None)
+}
+
+/// `read_table` restricted to some files of the table.
+pub fn read_files(input: &Path, table: Table, cfg: &InputConfig, only: Option<&[PathBuf]>) -> Result<ReadTable> {
+    let Planned { plans, files, mut findings } = plan_table(input, table, cfg, only)?;
+    let mut parts: Vec<DataFrame> = Vec::new();
+    for plan in &plans {
+        let mut file_parts = Vec::new();
+        let errors = decode_file(plan, table, &mut |df| {
+            file_parts.push(df);
+            Ok(())
+        })?;
+        // A file with a corrupt page contributes no rows, as a file that fails its footer.
+        if !errors.iter().any(|e| e.check == "corrupt_file") {
+            parts.extend(file_parts);
+        }
+        findings.extend(errors);
+    }
+    let df = match parts.len() {
         0 => DataFrame::empty_with_schema(&canonical_schema(table)),
-        1 => aligned.pop().expect("one frame"),
         _ => {
-            let mut it = aligned.into_iter();
-            let mut acc = it.next().expect("frames");
+            let mut it = parts.into_iter();
+            let mut acc = it.next().expect("parts");
             for f in it {
                 acc.vstack_mut_owned(f)?;
             }
+            acc.rechunk_mut();
             acc
         }
     };
@@ -363,62 +498,6 @@ pub fn canonical_schema(table: Table) -> Schema {
         .filter(|c| !NOT_DECODED.contains(&c.name))
         .map(|c| Field::new(c.name.into(), canonical_dtype(c.kind)))
         .collect()
-}
-
-/// Decodes the planned columns of one Parquet file into canonical columns: strings, f64,
-/// bool, and timestamps as µs UTC. Row groups are decoded in parallel and concatenated in
-/// file order. Arrow-rs reads any time zone string, fixed offsets such as `+05:30` included:
-/// zoned Arrow timestamps hold UTC instants whatever the zone's name.
-fn decode(bytes: bytes::Bytes, plan: &[(&ColumnSpec, String, Convert)], naive_tz: &str) -> Result<DataFrame, String> {
-    use parquet::arrow::ProjectionMask;
-    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-    use rayon::prelude::*;
-
-    let text = |e: &dyn std::fmt::Display| e.to_string();
-    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(|e| text(&e))?;
-    let names: Vec<&str> = plan.iter().map(|(_, src, _)| src.as_str()).collect();
-    let mask = ProjectionMask::columns(meta.parquet_schema(), names.iter().copied());
-    let naive_zone: Option<chrono_tz::Tz> = if is_utc(naive_tz) || naive_tz.is_empty() {
-        None
-    } else {
-        Some(naive_tz.parse().map_err(|_| format!("unknown zone {naive_tz}"))?)
-    };
-    let groups: Vec<usize> = (0..meta.metadata().num_row_groups()).collect();
-    let parts: Vec<DataFrame> = groups
-        .par_iter()
-        .map(|&rg| -> Result<DataFrame, String> {
-            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
-                .with_projection(mask.clone())
-                .with_row_groups(vec![rg])
-                .with_batch_size(1 << 16)
-                .build()
-                .map_err(|e| text(&e))?;
-            let batches: Vec<arrow::record_batch::RecordBatch> =
-                reader.collect::<std::result::Result<_, _>>().map_err(|e| text(&e))?;
-            let height: usize = batches.iter().map(|b| b.num_rows()).sum();
-            let mut cols = Vec::with_capacity(plan.len());
-            for (spec, src, conv) in plan {
-                let arrays: Vec<arrow::array::ArrayRef> = batches
-                    .iter()
-                    .map(|b| b.column_by_name(src).cloned().ok_or_else(|| format!("column {src} missing")))
-                    .collect::<Result<_, _>>()?;
-                cols.push(to_column(spec, &arrays, *conv, naive_zone.as_ref()).map_err(|e| text(&e))?);
-            }
-            DataFrame::new(height, cols).map_err(|e| text(&e))
-        })
-        .collect::<Result<_, _>>()?;
-    let mut it = parts.into_iter();
-    let Some(mut df) = it.next() else {
-        let cols = plan
-            .iter()
-            .map(|(spec, _, _)| Column::full_null(spec.name.into(), 0, &canonical_dtype(spec.kind)))
-            .collect();
-        return DataFrame::new(0, cols).map_err(|e| text(&e));
-    };
-    for part in it {
-        df.vstack_mut_owned(part).map_err(|e| text(&e))?;
-    }
-    Ok(df)
 }
 
 /// One canonical column from the Arrow arrays of a column, batch by batch.

@@ -148,38 +148,219 @@ impl Events {
     }
 }
 
+/// The decoded input before its checks and repairs: the shipments as read (sorted by
+/// shipment_id) and the events in compact form. A night validates this; the state between
+/// nights keeps it, so an incremental night decodes only new files.
+#[derive(Clone)]
+pub struct RawInput {
+    pub shipments: DataFrame,
+    pub events: RawEvents,
+    pub files: Vec<FileInfo>,
+}
+
+/// Events as decoded, compactly: per row its shipment (index into the sorted shipments, or
+/// `ORPHAN | k` for the k-th id not among the shipments), time, status (index into
+/// `statuses`) and carrier estimate; and the counts the id and time checks need.
+#[derive(Debug, Clone, Default)]
+pub struct RawEvents {
+    pub ship: Vec<u32>,
+    pub time: Vec<i64>,
+    pub status: Vec<u32>,
+    /// Present when some scan carries an estimate; `NO_ETA` elsewhere.
+    pub eta: Option<Vec<i64>>,
+    pub statuses: Vec<String>,
+    pub orphans: Vec<String>,
+    /// Rows decoded, including those dropped for null required values.
+    pub rows: u64,
+    pub long_ids: u64,
+    pub longest_id: u32,
+    pub empty_ids: u64,
+    pub bad_times: u64,
+}
+
+/// Marks `RawEvents::ship` entries that index `orphans` rather than shipments.
+pub const ORPHAN: u32 = 1 << 31;
+
 /// Reads and checks the input. Returns the report and, when there are no errors, clean data.
 pub fn validate(input: &Path, cfg: &InputConfig, vocab: &Vocabulary) -> Result<(Report, Option<CleanInput>)> {
+    let (raw, file_findings) = read_raw(input, cfg)?;
+    Ok(check(input, raw, file_findings, vocab)?.0)
+}
+
+/// Decodes the whole input into `RawInput`, with the file-level findings (unreadable files,
+/// missing or mistyped columns, nulls in required columns).
+pub fn read_raw(input: &Path, cfg: &InputConfig) -> Result<(RawInput, Vec<Finding>)> {
     let t0 = std::time::Instant::now();
     check_memory_budget(input, cfg)?;
     let ships = ingest::read_table(input, Table::Shipments, cfg)?;
-    let events = ingest::read_table(input, Table::Events, cfg)?;
-    tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: read");
-    let mut findings: Vec<Finding> = Vec::new();
-    findings.extend(ships.findings.iter().cloned());
-    findings.extend(events.findings.iter().cloned());
+    let planned = ingest::plan_table(input, Table::Events, cfg, None)?;
+    let mut findings = ships.findings.clone();
     let mut files = ships.files.clone();
-    files.extend(events.files.iter().cloned());
-
+    files.extend(planned.files.iter().cloned());
     let ship_errors = ships.findings.iter().any(|f| f.level == Level::Error);
-    let event_errors = events.findings.iter().any(|f| f.level == Level::Error);
+    let shipments = sort_shipments(ships.df)?;
+    let mut events = RawEvents::default();
+    let index = (!ship_errors).then(|| id_index(&shipments)).transpose()?;
+    let mut event_findings = planned.findings.clone();
+    for plan in &planned.plans {
+        event_findings.extend(decode_events(plan, index.as_ref(), &mut events)?);
+    }
+    tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: read");
+    findings.extend(event_findings);
+    Ok((RawInput { shipments, events, files }, findings))
+}
+
+/// Shipment ids → their index in the sorted shipments.
+pub fn id_index(shipments: &DataFrame) -> Result<PlHashMap<String, u32>> {
+    let ids = shipments.column("shipment_id")?.str()?;
+    let mut index: PlHashMap<String, u32> = PlHashMap::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(id) = id {
+            index.entry(id.to_string()).or_insert(i as u32);
+        }
+    }
+    Ok(index)
+}
+
+/// Shipments in shipment_id order (stable): row i is shipment index i in every later stage.
+pub fn sort_shipments(df: DataFrame) -> Result<DataFrame> {
+    Ok(df.sort(["shipment_id"], SortMultipleOptions::default().with_maintain_order(true))?)
+}
+
+/// Decodes one events file, a few row groups at a time, straight into compact rows: each
+/// shipment id is looked up once and never kept. A file with a corrupt page adds no rows.
+pub fn decode_events(
+    plan: &ingest::FilePlan,
+    index: Option<&PlHashMap<String, u32>>,
+    out: &mut RawEvents,
+) -> Result<Vec<Finding>> {
+    let mut part = RawEvents { statuses: std::mem::take(&mut out.statuses), ..RawEvents::default() };
+    let mut orphan_of: PlHashMap<String, u32> =
+        out.orphans.iter().enumerate().map(|(k, s)| (s.clone(), k as u32)).collect();
+    let mut orphans = std::mem::take(&mut out.orphans);
+    let mut status_of: PlHashMap<String, u32> =
+        part.statuses.iter().enumerate().map(|(k, s)| (s.clone(), k as u32)).collect();
+    let errors = ingest::decode_file(plan, Table::Events, &mut |df| {
+        let ids = df.column("shipment_id")?.str()?;
+        let t = df.column("event_time")?.as_materialized_series().to_physical_repr().into_owned();
+        let t = t.i64()?;
+        let st = df.column("status")?.str()?;
+        let eta = df.column("carrier_estimated_delivery_at")?.as_materialized_series().to_physical_repr().into_owned();
+        let eta = eta.i64()?;
+        part.rows += df.height() as u64;
+        for k in 0..df.height() {
+            let id = ids.get(k);
+            if let Some(id) = id {
+                let len = id.len() as u32;
+                part.longest_id = part.longest_id.max(len);
+                part.long_ids += (len as usize > MAX_ID_BYTES) as u64;
+                part.empty_ids += id.is_empty() as u64;
+            }
+            let tv = t.get(k);
+            if let Some(tv) = tv {
+                part.bad_times += !(MIN_TS..=MAX_TS).contains(&tv) as u64;
+            }
+            let (Some(id), Some(tv), Some(sv)) = (id, tv, st.get(k)) else { continue };
+            let ship = match index.and_then(|ix| ix.get(id)) {
+                Some(&i) => i,
+                None => {
+                    let next = orphans.len() as u32;
+                    let o = *orphan_of.entry(id.to_string()).or_insert_with(|| {
+                        orphans.push(id.to_string());
+                        next
+                    });
+                    ORPHAN | o
+                }
+            };
+            let next = part.statuses.len() as u32;
+            let status = *status_of.entry(sv.to_string()).or_insert_with(|| {
+                part.statuses.push(sv.to_string());
+                next
+            });
+            part.ship.push(ship);
+            part.time.push(tv);
+            part.status.push(status);
+            let e = eta.get(k);
+            if e.is_some() && part.eta.is_none() {
+                part.eta = Some(vec![NO_ETA; part.ship.len() - 1]);
+            }
+            if let Some(v) = part.eta.as_mut() {
+                v.push(e.unwrap_or(NO_ETA));
+            }
+        }
+        Ok(())
+    })?;
+    out.statuses = std::mem::take(&mut part.statuses);
+    out.orphans = orphans;
+    if errors.iter().any(|e| e.check == "corrupt_file") {
+        return Ok(errors);
+    }
+    out.append(part);
+    Ok(errors)
+}
+
+impl RawEvents {
+    /// Appends the rows and counts of `other` (whose status and orphan indices are already
+    /// this one's).
+    pub fn append(&mut self, other: RawEvents) {
+        let before = self.ship.len();
+        self.ship.extend(other.ship);
+        self.time.extend(other.time);
+        self.status.extend(other.status);
+        match (self.eta.as_mut(), other.eta) {
+            (Some(a), Some(b)) => a.extend(b),
+            (Some(a), None) => a.resize(self.ship.len(), NO_ETA),
+            (None, Some(b)) => {
+                let mut a = vec![NO_ETA; before];
+                a.extend(b);
+                self.eta = Some(a);
+            }
+            (None, None) => {}
+        }
+        self.rows += other.rows;
+        self.long_ids += other.long_ids;
+        self.longest_id = self.longest_id.max(other.longest_id);
+        self.empty_ids += other.empty_ids;
+        self.bad_times += other.bad_times;
+    }
+
+    pub fn len(&self) -> usize {
+        self.ship.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ship.is_empty()
+    }
+}
+
+/// Checks and repairs a decoded input: the report and, without errors, clean data. Findings come
+/// in one order: the files', the shipments', the events'.
+pub fn check(
+    input: &Path,
+    raw: RawInput,
+    file_findings: Vec<Finding>,
+    vocab: &Vocabulary,
+) -> Result<((Report, Option<CleanInput>), RawInput)> {
+    let t0 = std::time::Instant::now();
+    let mut findings = file_findings;
+    let errors_before = findings.iter().any(|f| f.level == Level::Error);
+    let ship_file_errors = findings.iter().any(|f| f.level == Level::Error && f.file.starts_with("shipments"));
     let mut report = Report {
         input: input.display().to_string(),
         valid: false,
-        shipments: ships.df.height() as u64,
-        events: events.df.height() as u64,
-        files,
+        shipments: raw.shipments.height() as u64,
+        events: raw.events.rows,
+        files: raw.files.clone(),
         errors: vec![],
         warnings: vec![],
         unmapped_statuses: vec![],
     };
-
     let mut clean = None;
-    if !ship_errors {
-        let shipments = check_shipments(ships.df, &mut findings)?;
-        if !event_errors {
+    if !ship_file_errors {
+        let shipments = check_shipments(raw.shipments.clone(), &mut findings)?;
+        if !errors_before {
             tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: shipments checked");
-            let (ev, unknown) = check_events(events.df, &shipments, vocab, &mut findings)?;
+            let (ev, unknown) = check_events(&raw.events, &shipments, vocab, &mut findings)?;
             tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: events checked");
             report.unmapped_statuses = unknown;
             clean = Some(CleanInput { shipments, events: ev });
@@ -195,7 +376,7 @@ pub fn validate(input: &Path, cfg: &InputConfig, vocab: &Vocabulary) -> Result<(
     if !report.valid {
         clean = None;
     }
-    Ok((report, clean))
+    Ok(((report, clean), raw))
 }
 
 /// Peak bytes per input row, measured (see BENCHMARKS.md) with headroom: what a run holds while
@@ -442,41 +623,59 @@ pub fn suggest_statuses(report: &Report) -> String {
     s
 }
 
-/// Event rows one task maps to shipment indices (see `check_events`).
-const PROBE_ROWS: usize = 1 << 20;
-
 fn check_events(
-    df: DataFrame,
+    raw: &RawEvents,
     shipments: &DataFrame,
     vocab: &Vocabulary,
     out: &mut Vec<Finding>,
 ) -> Result<(Events, Vec<Unmapped>)> {
     const T: &str = "events";
-    if df.height() > 0 {
-        check_ids(&df, T, "shipment_id", false, out)?;
-        check_time_range(&df, T, "event_time", out)?;
+    if raw.rows > 0 {
+        if raw.long_ids > 0 {
+            let (n, longest) = (raw.long_ids, raw.longest_id);
+            out.push(finding(
+                Level::Error,
+                T,
+                "shipment_id",
+                "id_too_long",
+                n,
+                format!("{n} ids longer than {MAX_ID_BYTES} bytes (longest {longest} bytes)"),
+            ));
+        }
+        if raw.empty_ids > 0 {
+            let n = raw.empty_ids;
+            out.push(finding(Level::Error, T, "shipment_id", "empty_id", n, format!("{n} empty ids")));
+        }
+        if raw.bad_times > 0 {
+            let n = raw.bad_times;
+            out.push(finding(
+                Level::Error,
+                T,
+                "event_time",
+                "implausible_time",
+                n,
+                format!("{n} timestamps outside 1990..2200"),
+            ));
+        }
     }
 
     // Code statuses once per distinct value, not once per row. Unmapped ones get an id so their
     // events can be found again (for when and between which milestones they occur).
-    let counts = df.column("status")?.as_materialized_series().value_counts(true, false, "n".into(), false)?;
-    let names = counts.column("status")?.str()?.clone();
-    let ns = counts.column("n")?.as_materialized_series().cast(&DataType::UInt64)?;
-    let ns = ns.u64()?;
+    let mut per_status = vec![0u64; raw.statuses.len()];
+    for &s in &raw.status {
+        per_status[s as usize] += 1;
+    }
     let mut unknown: Vec<(String, u64)> = Vec::new();
-    let mut old: Vec<Option<&str>> = Vec::new();
-    let mut new: Vec<u8> = Vec::new();
-    let mut unmapped_id: Vec<u32> = Vec::new();
-    for (name, n) in names.iter().zip(ns.iter()) {
-        let Some(name) = name else { continue };
+    let mut code_of: Vec<u8> = Vec::with_capacity(raw.statuses.len());
+    let mut unmapped_of: Vec<u32> = Vec::with_capacity(raw.statuses.len());
+    for (k, name) in raw.statuses.iter().enumerate() {
         let code = vocab.resolve(name);
-        old.push(Some(name));
-        new.push(code.unwrap_or(schema::UNKNOWN_STATUS));
-        if code.is_none() {
-            unmapped_id.push(unknown.len() as u32);
-            unknown.push((name.to_string(), n.unwrap_or(0)));
+        code_of.push(code.unwrap_or(schema::UNKNOWN_STATUS));
+        if code.is_none() && per_status[k] > 0 {
+            unmapped_of.push(unknown.len() as u32);
+            unknown.push((name.clone(), per_status[k]));
         } else {
-            unmapped_id.push(u32::MAX);
+            unmapped_of.push(u32::MAX);
         }
     }
     let n_unknown: u64 = unknown.iter().map(|u| u.1).sum();
@@ -497,84 +696,9 @@ fn check_events(
             ),
         ));
     }
-    let old = Series::new("old".into(), old);
-    let unmapped_ids = Series::new("new".into(), unmapped_id);
-    let new = Series::new("new".into(), new);
 
-    // Shipment ids become shipment indices once, by probing one id → index map from every
-    // event in parallel; everything after works on (index, time, code) and never touches a
-    // string again.
     let n_ships = shipments.height();
-    let ship_ids = shipments.column("shipment_id")?.str()?;
-    let mut index: PlHashMap<&str, u32> = PlHashMap::with_capacity(n_ships);
-    for (i, id) in ship_ids.iter().enumerate() {
-        if let Some(id) = id {
-            index.entry(id).or_insert(i as u32);
-        }
-    }
-    let height = df.height();
-    let coded = df
-        .clone()
-        .lazy()
-        .select([
-            col("event_time").to_physical().alias("t"),
-            col("status")
-                .replace_strict(lit(old.clone()), lit(new), Some(lit(schema::UNKNOWN_STATUS)), Some(DataType::UInt8))
-                .alias("code"),
-            col("status")
-                .replace_strict(lit(old), lit(unmapped_ids), Some(lit(u32::MAX)), Some(DataType::UInt32))
-                .alias("unmapped"),
-        ])
-        .collect()?;
-    let ids = df.column("shipment_id")?.str()?;
-    let t = coded.column("t")?.i64()?;
-    let code = coded.column("code")?.u8()?;
-    let unmapped_col = coded.column("unmapped")?.u32()?;
-    // The carrier's estimate, kept only when some scan carries one.
-    let eta_col: Option<Int64Chunked> = match df.column("carrier_estimated_delivery_at") {
-        Ok(c) if c.null_count() < c.len() => {
-            Some(c.as_materialized_series().to_physical_repr().into_owned().i64()?.clone())
-        }
-        _ => None,
-    };
-    let ranges: Vec<usize> = (0..height).step_by(PROBE_ROWS).collect();
-    // Per slice: shipment index, time, code of each event; orphans; and (shipment, time,
-    // status id) of the events whose status nothing maps.
-    type Part = (Vec<u32>, Vec<i64>, Vec<u8>, u64, Vec<(u32, i64, u32)>, Vec<i64>);
-    let parts: Vec<Part> = ranges
-        .par_iter()
-        .map(|&a| {
-            let n = PROBE_ROWS.min(height - a);
-            let (ids, t, code) = (ids.slice(a as i64, n), t.slice(a as i64, n), code.slice(a as i64, n));
-            let unm = unmapped_col.slice(a as i64, n);
-            let eta = eta_col.as_ref().map(|e| e.slice(a as i64, n));
-            let (mut pi, mut pt, mut pc, mut orphans) =
-                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), 0u64);
-            let mut pe = Vec::with_capacity(if eta.is_some() { n } else { 0 });
-            let mut side = Vec::new();
-            for (k, (((id, tv), cv), uv)) in ids.iter().zip(t.iter()).zip(code.iter()).zip(unm.iter()).enumerate() {
-                let Some(&i) = id.and_then(|id| index.get(id)) else {
-                    orphans += 1;
-                    continue;
-                };
-                let (Some(tv), Some(cv)) = (tv, cv) else { continue };
-                pi.push(i);
-                pt.push(tv);
-                pc.push(cv);
-                if let Some(e) = &eta {
-                    pe.push(e.get(k).unwrap_or(NO_ETA));
-                }
-                if let Some(u) = uv.filter(|&u| u != u32::MAX) {
-                    side.push((i, tv, u));
-                }
-            }
-            (pi, pt, pc, orphans, side, pe)
-        })
-        .collect();
-    drop(coded);
-    drop(index);
-    drop(df);
-    let n_orphans: u64 = parts.iter().map(|p| p.3).sum();
+    let n_orphans = raw.ship.iter().filter(|&&s| s & ORPHAN != 0).count() as u64;
     if n_orphans > 0 {
         out.push(finding(
             Level::Warning,
@@ -585,11 +709,14 @@ fn check_events(
             format!("{n_orphans} events for shipments not in shipments; ignored"),
         ));
     }
+    let unmapped_events: Vec<(u32, i64, u32)> = (0..raw.len())
+        .filter(|&k| raw.ship[k] & ORPHAN == 0 && unmapped_of[raw.status[k] as usize] != u32::MAX)
+        .map(|k| (raw.ship[k], raw.time[k], unmapped_of[raw.status[k] as usize]))
+        .collect();
 
     // A counting sort by shipment, then each shipment's few events by time and code.
     let mut start = vec![0u32; n_ships + 1];
-    let unmapped_events: Vec<(u32, i64, u32)> = parts.iter().flat_map(|p| p.4.iter().copied()).collect();
-    for &i in parts.iter().flat_map(|p| &p.0) {
+    for &i in raw.ship.iter().filter(|&&s| s & ORPHAN == 0) {
         start[i as usize + 1] += 1;
     }
     for k in 0..n_ships {
@@ -599,17 +726,19 @@ fn check_events(
     let mut fill: Vec<u32> = start[..n_ships].to_vec();
     let mut time = vec![0i64; total];
     let mut code = vec![0u8; total];
-    let mut eta: Option<Vec<i64>> = eta_col.as_ref().map(|_| vec![NO_ETA; total]);
-    for (pi, pt, pc, _, _, pe) in parts {
-        for (k, ((&i, &tv), &cv)) in pi.iter().zip(&pt).zip(&pc).enumerate() {
-            let slot = &mut fill[i as usize];
-            time[*slot as usize] = tv;
-            code[*slot as usize] = cv;
-            if let Some(e) = eta.as_mut() {
-                e[*slot as usize] = pe[k];
-            }
-            *slot += 1;
+    let mut eta: Option<Vec<i64>> = raw.eta.as_ref().map(|_| vec![NO_ETA; total]);
+    for k in 0..raw.len() {
+        let i = raw.ship[k];
+        if i & ORPHAN != 0 {
+            continue;
         }
+        let slot = &mut fill[i as usize];
+        time[*slot as usize] = raw.time[k];
+        code[*slot as usize] = code_of[raw.status[k] as usize];
+        if let (Some(e), Some(src)) = (eta.as_mut(), raw.eta.as_ref()) {
+            e[*slot as usize] = src[k];
+        }
+        *slot += 1;
     }
     drop(fill);
     let created = shipments.column("created_at")?.as_materialized_series().to_physical_repr().into_owned();
@@ -620,7 +749,7 @@ fn check_events(
     let mut chunks: Vec<(&mut [i64], &mut [u8], &mut [i64])> = Vec::with_capacity(n_ships);
     let (mut rest_t, mut rest_c): (&mut [i64], &mut [u8]) = (&mut time, &mut code);
     let mut rest_e: &mut [i64] = eta.as_deref_mut().unwrap_or(&mut no_eta);
-    let has_eta = eta_col.is_some();
+    let has_eta = raw.eta.is_some();
     for k in 0..n_ships {
         let n = (start[k + 1] - start[k]) as usize;
         let (ht, tt) = rest_t.split_at_mut(n);

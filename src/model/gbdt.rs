@@ -150,8 +150,8 @@ impl BoostedTree {
 pub struct Gbdt {
     pub base: f64,
     pub trees: Vec<BoostedTree>,
-    /// Validation log-loss after each kept round (empty without a validation set).
-    pub valid_log_loss: Vec<f64>,
+    /// 1 − average precision on the validation set after each kept round (empty without one).
+    pub valid_loss: Vec<f64>,
 }
 
 impl Gbdt {
@@ -329,17 +329,31 @@ impl Grower<'_> {
     }
 }
 
-fn log_loss(raw: &[f64], y: &[bool]) -> f64 {
-    let n = raw.len().max(1) as f64;
-    raw.iter()
-        .zip(y)
-        .map(|(&z, &t)| {
-            // log(1 + e^−z) for positives, log(1 + e^z) for negatives, computed stably.
-            let m = if t { -z } else { z };
-            m.max(0.0) + (-m.abs()).exp().ln_1p()
-        })
-        .sum::<f64>()
-        / n
+/// Average precision of scores `s` for labels `y` (ties resolved as one threshold).
+fn average_precision(s: &[f64], y: &[bool]) -> f64 {
+    let mut idx: Vec<usize> = (0..s.len()).collect();
+    idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+    let pos = y.iter().filter(|v| **v).count();
+    if pos == 0 {
+        return 0.0;
+    }
+    let (mut tp, mut fp, mut ap, mut last_recall) = (0usize, 0usize, 0.0, 0.0);
+    let mut k = 0;
+    while k < idx.len() {
+        let v = s[idx[k]];
+        while k < idx.len() && s[idx[k]] == v {
+            if y[idx[k]] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            k += 1;
+        }
+        let recall = tp as f64 / pos as f64;
+        ap += (recall - last_recall) * tp as f64 / (tp + fp) as f64;
+        last_recall = recall;
+    }
+    ap
 }
 
 impl<T> Fit<Array2<f64>, T, GbdtError> for GbdtValidParams
@@ -420,7 +434,10 @@ where
                 for (r, fr) in vx.iter().zip(fv.iter_mut()) {
                     *fr += tree.predict(r);
                 }
-                let loss = log_loss(&fv, vy);
+                // Stop on the ranking the model is chosen by (average precision, as a loss);
+                // log-loss keeps improving with calibration long after the ranking stops.
+                let loss = 1.0 - average_precision(&fv, vy);
+                tracing::trace!(round = trees.len() + 1, average_precision = 1.0 - loss, "gbdt");
                 losses.push(loss);
                 trees.push(tree);
                 if loss < best_loss - 1e-9 {
@@ -436,7 +453,7 @@ where
         }
         trees.truncate(best_len);
         losses.truncate(best_len);
-        Ok(Gbdt { base, trees, valid_log_loss: losses })
+        Ok(Gbdt { base, trees, valid_loss: losses })
     }
 }
 
@@ -476,7 +493,7 @@ mod tests {
         let a = auc(p.as_slice().unwrap(), &vy);
         assert!(a > 0.8, "AUC {a}");
         assert!(m.trees.len() < 500, "early stopping never fired");
-        assert_eq!(m.valid_log_loss.len(), m.trees.len());
+        assert_eq!(m.valid_loss.len(), m.trees.len());
     }
 
     #[test]

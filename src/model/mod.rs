@@ -569,7 +569,13 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     metrics.n_train_sampled = sample.len() as u64;
     let x = matrix(&sample, &row);
     let y: Vec<bool> = sample.iter().map(|&r| rows.label[r]).collect();
-    let early_set = (matrix(&early, &row), early.iter().map(|&r| rows.label[r]).collect::<Vec<bool>>());
+    // The early-stopping rows are kept out of the boosted trees' first fit (the sample draws from
+    // the same training period), which picks the number of rounds; the refit uses every row.
+    let early_set = EarlyStop {
+        x: matrix(&early, &row),
+        y: early.iter().map(|&r| rows.label[r]).collect(),
+        in_period: sample.iter().map(|&r| rows.resolved_at[r] >= es_start).collect(),
+    };
 
     let fitted: Vec<Result<Estimator>> = p
         .candidates
@@ -730,11 +736,19 @@ fn with_sentinel(x: &Array2<f64>) -> Array2<f64> {
     x.mapv(|v| if v.is_nan() { MISSING } else { v })
 }
 
+/// The boosted trees' time split inside the training window: rows and labels of the latest
+/// training resolutions, and which sample rows fall in that period.
+struct EarlyStop {
+    x: Array2<f64>,
+    y: Vec<bool>,
+    in_period: Vec<bool>,
+}
+
 fn fit_candidate(
     candidate: Candidate,
     x: &Array2<f64>,
     y: &[bool],
-    early: &(Array2<f64>, Vec<bool>),
+    early: &EarlyStop,
     p: &ValidParams,
 ) -> Result<Estimator> {
     let lin = |e: linfa::Error| Error::internal(format!("{candidate}: {e}"));
@@ -790,14 +804,19 @@ fn fit_candidate(
             let gp = p.gbdt.clone();
             let err = |e: gbdt::GbdtError| Error::internal(e.to_string());
             let ds = gbdt_dataset(x.clone(), y);
-            // Rounds chosen on the early-stopping rows, then the whole sample refitted with them.
-            let watched = if early.1.iter().any(|v| *v) && early.1.iter().any(|v| !*v) {
+            // Rounds chosen on the early-stopping rows (with the sample rows of that period left
+            // out of the fit), then the whole sample refitted with them.
+            let before: Vec<usize> = (0..y.len()).filter(|&k| !early.in_period[k]).collect();
+            let y_before: Vec<bool> = before.iter().map(|&k| y[k]).collect();
+            let usable = |v: &[bool]| v.iter().any(|t| *t) && v.iter().any(|t| !*t);
+            let watched = if usable(&early.y) && usable(&y_before) {
+                let ds_before = gbdt_dataset(x.select(ndarray::Axis(0), &before), &y_before);
                 let m = gp
                     .clone()
                     .check()
                     .map_err(err)?
-                    .with_validation(early.0.clone(), early.1.clone())
-                    .fit(&ds)
+                    .with_validation(early.x.clone(), early.y.clone())
+                    .fit(&ds_before)
                     .map_err(err)?;
                 Some(m.trees.len().max(1))
             } else {

@@ -314,3 +314,28 @@ fn long_strings_are_refused_in_every_id_column() {
         );
     }
 }
+
+/// Regression: row groups are decoded two at a time, and each must read through its own file
+/// descriptor. With a shared one (`File::try_clone` shares the offset) the readers' seeks raced
+/// and a file of many compressed row groups failed with "Destination buffer is too small".
+#[test]
+fn regression_many_row_groups_decode_in_parallel() {
+    let dir = copy_input(clean().0.path());
+    let path = dir.path().join("events.parquet");
+    let batch = read_arrow(&path);
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(257))
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), Some(props))
+            .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let groups = parquet::file::reader::FileReader::metadata(
+        &parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap(),
+    )
+    .num_row_groups();
+    assert!(groups > 20, "only {groups} row groups");
+    assert_same_as_clean(dir.path(), &[], "many row groups");
+}

@@ -366,14 +366,16 @@ fn at_risk_alerts_against_later_outcomes() {
         s.any_alert.recall,
         s.population_late as f64 / s.population as f64
     );
-    // Measured (2026-11-30): at_risk precision 0.629, recall 0.412, median lead 4.8 d, against
-    // a late rate of 0.117; any alert precision 0.716, recall 0.612. Floors about 10 % below.
+    // Measured (2026-11-30, boosted trees stopped on average precision): at_risk precision 0.693,
+    // recall 0.449, median lead 4.1 d (4.8 d with the logistic model, which alerted fewer
+    // parcels, mostly early ones), against a late rate of 0.117; any alert precision 0.759,
+    // recall 0.633. Floors about 10 % below.
     let base = s.population_late as f64 / s.population as f64;
     assert!(at.precision > 3.0 * base, "at_risk precision {} vs base rate {base}", at.precision);
-    assert!(at.precision >= 0.57, "at_risk precision {:.3} below the 0.57 floor (measured 0.629)", at.precision);
-    assert!(at.recall >= 0.37, "at_risk recall {:.3} below the 0.37 floor (measured 0.412)", at.recall);
-    assert!(at.lead_days_median.unwrap() >= 4.3, "median lead {:?} below 4.3 d (measured 4.8)", at.lead_days_median);
-    assert!(s.any_alert.recall >= 0.55, "any-alert recall {:.3} below 0.55 (measured 0.612)", s.any_alert.recall);
+    assert!(at.precision >= 0.62, "at_risk precision {:.3} below the 0.62 floor (measured 0.693)", at.precision);
+    assert!(at.recall >= 0.40, "at_risk recall {:.3} below the 0.40 floor (measured 0.449)", at.recall);
+    assert!(at.lead_days_median.unwrap() >= 3.7, "median lead {:?} below 3.7 d (measured 4.1)", at.lead_days_median);
+    assert!(s.any_alert.recall >= 0.57, "any-alert recall {:.3} below 0.57 (measured 0.633)", s.any_alert.recall);
     // The outcomes the backtest used agree with the generator's truth.
     let clean = load(&settings_with(None, &[], Overrides { input: Some(input.clone()), ..Default::default() }));
     let finals = lanewatch::evaluate::final_outcomes(&clean).unwrap();
