@@ -20,6 +20,23 @@ pub struct Config {
     pub model: ModelConfig,
     pub alerts: AlertConfig,
     pub backtest: BacktestConfig,
+    pub report: ReportConfig,
+}
+
+/// What the HTML report shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Nights the trend charts cover: this night and the complete earlier runs beside it.
+    pub trend_nights: u32,
+    /// Lanes (most parcels in flight first) in the transit-percentile chart.
+    pub percentile_lanes: usize,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig { trend_nights: 30, percentile_lanes: 12 }
+    }
 }
 
 /// Nights replayed by `lanewatch backtest` (flags override).
@@ -407,6 +424,12 @@ impl Config {
         // that spans two sections.
         if self.model.holdout_days >= self.features.train_window_days {
             return bad("model.holdout_days must be below features.train_window_days".into());
+        }
+        if self.report.trend_nights == 0 || self.report.trend_nights > 366 {
+            return bad(format!("report.trend_nights must be in 1..=366, got {}", self.report.trend_nights));
+        }
+        if self.report.percentile_lanes > 200 {
+            return bad(format!("report.percentile_lanes must be at most 200, got {}", self.report.percentile_lanes));
         }
         let a = &self.alerts;
         for (name, v) in

@@ -245,27 +245,13 @@ fn scores_frame(fs: &FeatureSet, risk: &[f64]) -> Result<DataFrame> {
 fn recovered_frame(fs: &FeatureSet, prev: &Previous, kept: &[Alert], ship_ids: &StringChunked) -> Result<DataFrame> {
     let alerted: std::collections::HashSet<&str> =
         kept.iter().map(|a| ship_ids.get(a.ship as usize).unwrap_or("")).collect();
-    // Shipment ids are unique and sorted (validation sorts them), so the few previously
-    // alerted ids are found by binary search rather than by indexing every shipment.
-    let find = |id: &str| -> Option<usize> {
-        let (mut lo, mut hi) = (0usize, ship_ids.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match ship_ids.get(mid).unwrap_or("").cmp(id) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid),
-            }
-        }
-        None
-    };
     let mut ids: Vec<&String> = prev.alerts.keys().filter(|id| !alerted.contains(id.as_str())).collect();
     ids.sort();
     let (mut sid, mut seller, mut prev_alert, mut prev_sev, mut first, mut why, mut status, mut delivered) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for id in ids {
         let PreviousAlert { seller_id: s, alert: a, severity: sev, first_alerted_on: f } = &prev.alerts[id];
-        let (reason, st_name, dlv) = match find(id) {
+        let (reason, st_name, dlv) = match fs.find_shipment(id) {
             Some(i) => {
                 let st = &fs.states[i];
                 if st.delivered != crate::features::timeline::NONE {

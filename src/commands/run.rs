@@ -42,9 +42,12 @@ pub fn run(s: &Settings) -> Result<RunSummary> {
     let (report, clean) = night::load_timed(s, &mut t)?;
     let res = night::compute(s, Cow::Owned(clean), night, &prev, None, &mut t)?;
 
-    let written = t.time("write", || output::write_run(s, &res, &report, &staging), |w| w.len() as u64)?;
+    let (earlier, trend_warnings) =
+        output::trends::earlier(out, night.as_of(), s.config.report.trend_nights, &res.features);
+    let written = t.time("write", || output::write_run(s, &res, &report, &earlier, &staging), |w| w.len() as u64)?;
     let mut warnings: Vec<String> = report.warnings.iter().map(|w| w.line()).collect();
     warnings.extend(prev_warning);
+    warnings.extend(trend_warnings);
     if let Some(f) = &res.model.metrics.fallback {
         warnings.push(format!("model fell back to the lane-quantile rule: {f}"));
     }

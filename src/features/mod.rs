@@ -269,6 +269,29 @@ impl FeatureSet {
         self.prep.night.cutoff()
     }
 
+    /// The index of shipment `id`. Shipment ids are unique and sorted (validation sorts them),
+    /// so a few ids are found by binary search rather than by indexing every shipment.
+    pub fn find_shipment(&self, id: &str) -> Option<usize> {
+        let ids = self.prep.shipments.column("shipment_id").ok()?.str().ok()?;
+        let (mut lo, mut hi) = (0usize, ids.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match ids.get(mid).unwrap_or("").cmp(id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    /// Whether shipment `id` turned out late, when its outcome is known before the cutoff.
+    pub fn known_outcome(&self, id: &str) -> Option<bool> {
+        let i = self.find_shipment(id)?;
+        let o = &self.outcomes[i];
+        o.resolved.then_some(o.late)
+    }
+
     /// Per lane (index into `prep.lanes`), its worst disrupted stage as of the night, if any.
     pub fn disrupted_lanes(&self) -> &[Option<usize>] {
         &self.disrupted

@@ -6,6 +6,7 @@ pub mod csv;
 pub mod manifest;
 pub mod run_dir;
 pub mod sellers;
+pub mod trends;
 
 use std::path::Path;
 
@@ -24,7 +25,13 @@ pub use run_dir::{LOCK_FILE, OutputLock, Staging, previous_alerts, previous_run,
 
 /// Writes every data file of a night into the staging folder; returns (file, rows) pairs in the
 /// order written.
-pub fn write_run(s: &Settings, res: &NightResult, input: &Report, staging: &Staging) -> Result<Vec<(String, u64)>> {
+pub fn write_run(
+    s: &Settings,
+    res: &NightResult,
+    input: &Report,
+    earlier: &[report::TrendNight],
+    staging: &Staging,
+) -> Result<Vec<(String, u64)>> {
     let mut written = Vec::new();
     let mut put = |name: &str, df: &DataFrame| -> Result<()> {
         let mut df = df.clone();
@@ -50,7 +57,9 @@ pub fn write_run(s: &Settings, res: &NightResult, input: &Report, staging: &Stag
 
     let sellers = sellers::write_sellers(&staging.path("sellers"), &alerts, &a.alerts, &a.suppressed)?;
     written.push(("sellers/index.csv".into(), sellers));
-    let html = report::run_report(&s.config, res, input, &lanes)?;
+    let mut trend = earlier.to_vec();
+    trend.push(trends::summarise(res.night.as_of(), &alerts, &lanes, &res.features)?);
+    let html = report::run_report(&s.config, res, input, &lanes, &trend)?;
     io::write_file(&staging.path("report.html"), html.as_bytes())?;
     written.push(("report.html".into(), 1));
     Ok(written)

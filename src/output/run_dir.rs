@@ -265,22 +265,26 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Every complete run (a `_SUCCESS` marker) in `out`, oldest first.
+pub fn complete_runs(out: &Path) -> Vec<(NaiveDate, PathBuf)> {
+    let Ok(dir) = std::fs::read_dir(out) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<(NaiveDate, PathBuf)> = dir
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let d = NaiveDate::parse_from_str(name.to_str()?.strip_prefix("as_of=")?, "%Y-%m-%d").ok()?;
+            e.path().join("_SUCCESS").is_file().then(|| (d, e.path()))
+        })
+        .collect();
+    runs.sort();
+    runs
+}
+
 /// The newest complete run strictly before `as_of` in `out`.
 pub fn previous_run(out: &Path, as_of: NaiveDate) -> Option<(NaiveDate, PathBuf)> {
-    let mut best: Option<(NaiveDate, PathBuf)> = None;
-    for e in std::fs::read_dir(out).ok()?.flatten() {
-        let name = e.file_name();
-        let Some(date) = name.to_str().and_then(|n| n.strip_prefix("as_of=")) else {
-            continue;
-        };
-        let Ok(d) = NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
-            continue;
-        };
-        if d < as_of && e.path().join("_SUCCESS").is_file() && best.as_ref().is_none_or(|b| d > b.0) {
-            best = Some((d, e.path()));
-        }
-    }
-    best
+    complete_runs(out).into_iter().rev().find(|r| r.0 < as_of)
 }
 
 /// The alerts of the newest complete run before `as_of` in `out`, if any, and a warning when

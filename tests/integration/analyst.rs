@@ -98,6 +98,9 @@ fn report_opens_in_chromium_with_every_plot() {
     let disrupted = &dom[dom.find("data-plot=\"disrupted_lanes\"").unwrap()..];
     assert!(!disrupted[..disrupted.find("</figure>").unwrap()].contains("no disrupted lanes"));
     assert!(dom.contains("Run summary"));
+    // One night alone: the trends say there are no earlier runs instead of drawing empty charts.
+    assert!(dom.contains("data-note=\"no-earlier-runs\""), "no 'no earlier runs' note");
+    assert!(!found.iter().any(|(n, _)| n.starts_with("trend_")), "trend charts drawn for a single night");
     assert!(["logistic (chosen)", "forest (chosen)", "tree (chosen)", "gbdt (chosen)"].iter().any(|m| dom.contains(m)));
 
     // The backtest report too.
@@ -113,6 +116,176 @@ fn report_opens_in_chromium_with_every_plot() {
     assert_clean_log(&log, "backtest.html");
     let found = plots(&dom);
     assert!(found.iter().any(|(n, s)| n == "alerts_per_night" && *s > 10), "{found:?}");
+}
+
+/// Measures the report as Chromium lays it out: a copy of the page with a script appended that
+/// writes, for every figure, its row labels' and rows' vertical centres, its bars' drawn sizes,
+/// its tick texts and its group labels, as JSON into the DOM.
+fn measure(browser: &Path, page: &Path) -> serde_json::Value {
+    const SCRIPT: &str = r#"<script>
+const out = [];
+for (const fig of document.querySelectorAll('figure[data-plot]')) {
+  const f = {name: fig.dataset.plot, rows: [], bars: [], ticks: [], groups: [], points: []};
+  const mid = r => (r.top + r.bottom) / 2;
+  for (const lab of fig.querySelectorAll('text.row-label')) {
+    const marks = [...fig.querySelectorAll('rect[data-row="' + lab.dataset.row + '"]')].map(e => e.getBoundingClientRect());
+    if (!marks.length) continue;
+    const top = Math.min(...marks.map(m => m.top)), bottom = Math.max(...marks.map(m => m.bottom));
+    f.rows.push({label: lab.textContent, row: +lab.dataset.row, label_y: mid(lab.getBoundingClientRect()), row_y: (top + bottom) / 2});
+  }
+  for (const b of fig.querySelectorAll('rect.bar')) {
+    const r = b.getBoundingClientRect();
+    f.bars.push({row: b.dataset.row === undefined ? null : +b.dataset.row, group: b.dataset.group === undefined ? null : +b.dataset.group,
+                 series: b.dataset.series || null, width: r.width, height: r.height});
+  }
+  for (const t of fig.querySelectorAll('text.tick')) f.ticks.push({axis: t.dataset.axis, text: t.textContent});
+  for (const g of fig.querySelectorAll('text.group-label')) f.groups.push(g.textContent);
+  for (const p of fig.querySelectorAll('circle.point[data-x]')) f.points.push({series: p.dataset.series, x: p.dataset.x, missing: p.classList.contains('missing')});
+  out.push(f);
+}
+const pre = document.createElement('pre');
+pre.id = 'measured';
+pre.textContent = JSON.stringify(out);
+document.body.appendChild(pre);
+</script>"#;
+    let html = std::fs::read_to_string(page).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("measured.html");
+    std::fs::write(&copy, html.replace("</body>", &format!("{SCRIPT}</body>"))).unwrap();
+    let (dom, log) = load(browser, &copy);
+    assert_clean_log(&log, "measured report");
+    let tag = "<pre id=\"measured\">";
+    let start = dom.find(tag).expect("the measuring script did not run") + tag.len();
+    let json = &dom[start..start + dom[start..].find("</pre>").unwrap()];
+    let json = json.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+    serde_json::from_str(&json).unwrap()
+}
+
+fn figure_named<'a>(m: &'a serde_json::Value, name: &str) -> Vec<&'a serde_json::Value> {
+    m.as_array().unwrap().iter().filter(|f| f["name"] == name).collect()
+}
+
+/// The report's charts show their data right, as drawn by Chromium: one bar per listed seller
+/// proportional to its alerts (counted from alerts.parquet), a label for every alert kind
+/// present, whole-number ticks on count axes, row labels level with their rows, and trends of
+/// five nights after five nights.
+#[test]
+fn report_charts_draw_their_data_in_chromium() {
+    let Some(browser) = require_chromium() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let nights = ["2026-11-10", "2026-11-11", "2026-11-12", "2026-11-13", "2026-11-14"];
+    for d in nights {
+        expect_code(&lanewatch_fast("run", &sample_data(), out.path(), &["--as-of", d]), 0);
+    }
+    let run = out.path().join("as_of=2026-11-14");
+    let m = measure(&browser, &run.join("report.html"));
+    let alerts = read_parquet(&run.join("alerts.parquet"));
+    let sellers = alerts.column("seller_id").unwrap().str().unwrap();
+    let kinds = alerts.column("alert").unwrap().str().unwrap();
+    let sev = alerts.column("severity").unwrap().str().unwrap();
+    let mut per_seller: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut per_kind: std::collections::BTreeMap<(String, String), f64> = Default::default();
+    for k in 0..alerts.height() {
+        *per_seller.entry(sellers.get(k).unwrap().to_string()).or_default() += 1.0;
+        *per_kind.entry((kinds.get(k).unwrap().to_string(), sev.get(k).unwrap().to_string())).or_default() += 1.0;
+    }
+
+    // Sellers: one bar per listed seller, the top sellers by count, widths proportional.
+    let top = figure_named(&m, "top_sellers")[0];
+    let rows = top["rows"].as_array().unwrap();
+    let bars = top["bars"].as_array().unwrap();
+    assert!(rows.len() >= 5, "only {} sellers listed", rows.len());
+    assert_eq!(bars.len(), rows.len(), "one bar per listed seller");
+    let max_other = per_seller.values().copied().fold(0.0, f64::max);
+    let mut scale = None;
+    for (r, b) in rows.iter().zip(bars) {
+        let seller = r["label"].as_str().unwrap();
+        let count = per_seller[seller];
+        let ratio = b["width"].as_f64().unwrap() / count;
+        let s = *scale.get_or_insert(ratio);
+        assert!((ratio - s).abs() < 0.01 * s, "{seller}: bar {} px for {count} alerts (scale {s})", b["width"]);
+        assert_eq!(b["row"], r["row"]);
+    }
+    let first = rows[0]["label"].as_str().unwrap();
+    assert_eq!(per_seller[first], max_other, "the first listed seller has the most alerts");
+
+    // Alert kinds: a label for every kind present; bar heights proportional to the counts.
+    let by_kind = figure_named(&m, "alerts_by_kind")[0];
+    let groups: Vec<&str> = by_kind["groups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+    for (kind, _) in per_kind.keys() {
+        assert!(groups.contains(&kind.as_str()), "kind {kind} has no label: {groups:?}");
+    }
+    let mut scale = None;
+    for b in by_kind["bars"].as_array().unwrap() {
+        let kind = groups[b["group"].as_u64().unwrap() as usize];
+        let n = per_kind.get(&(kind.to_string(), b["series"].as_str().unwrap().to_string())).copied().unwrap_or(0.0);
+        let h = b["height"].as_f64().unwrap();
+        if n == 0.0 {
+            assert!(h < 0.5, "{kind}: a bar for no alerts");
+            continue;
+        }
+        let s = *scale.get_or_insert(h / n);
+        assert!((h / n - s).abs() < 0.01 * s, "{kind}: {h} px for {n} alerts");
+    }
+
+    // Count axes have whole-number ticks.
+    for (name, axis) in [
+        ("alerts_by_kind", "y"),
+        ("top_sellers", "x"),
+        ("risk_distribution", "y"),
+        ("trend_alerts", "y"),
+        ("trend_disrupted", "y"),
+    ] {
+        for f in figure_named(&m, name) {
+            let ticks: Vec<&str> = f["ticks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["axis"] == axis)
+                .map(|t| t["text"].as_str().unwrap())
+                .collect();
+            assert!(ticks.len() >= 2, "{name}: ticks {ticks:?}");
+            for t in &ticks {
+                assert!(t.parse::<i64>().is_ok(), "{name}: tick {t:?} on a count axis");
+            }
+        }
+    }
+
+    // Row labels sit level with their rows, in every chart that has them.
+    let mut checked = 0;
+    for name in ["lane_heatmap", "top_sellers", "disrupted_lanes", "lane_percentiles"] {
+        for f in figure_named(&m, name) {
+            for r in f["rows"].as_array().unwrap() {
+                let (a, b) = (r["label_y"].as_f64().unwrap(), r["row_y"].as_f64().unwrap());
+                assert!((a - b).abs() <= 1.5, "{name}: label {} at y {a}, its row at {b}", r["label"]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 30, "only {checked} row labels checked");
+
+    // Five nights: five points per series in every trend chart. At-risk precision needs known
+    // outcomes, which tonight's alerts cannot have yet: its point is drawn hollow, "not known".
+    for name in ["trend_alerts", "trend_precision", "trend_on_time", "trend_disrupted"] {
+        let f = figure_named(&m, name);
+        assert_eq!(f.len(), 1, "{name} missing");
+        let points = f[0]["points"].as_array().unwrap();
+        let mut series: std::collections::BTreeMap<&str, Vec<&serde_json::Value>> = Default::default();
+        for p in points {
+            series.entry(p["series"].as_str().unwrap()).or_default().push(p);
+        }
+        assert!(!series.is_empty(), "{name}: no points");
+        for (s, pts) in &series {
+            assert_eq!(pts.len(), 5, "{name}/{s}: {} points", pts.len());
+            let missing: Vec<bool> = pts.iter().map(|p| p["missing"].as_bool().unwrap()).collect();
+            if name == "trend_precision" {
+                assert_eq!(missing, [false, false, false, false, true], "{name}: {missing:?}");
+            } else {
+                assert!(missing.iter().all(|m| !m), "{name}/{s}: {missing:?}");
+            }
+        }
+    }
+    assert_eq!(figure_named(&m, "trend_alerts")[0]["points"].as_array().unwrap().len(), 15);
 }
 
 /// The notebooks run headless on sample_data through the repository's runner script.

@@ -4,19 +4,35 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use plotters::coord::Shift;
-use plotters::prelude::*;
 use polars::prelude::*;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::evaluate::BacktestSummary;
 use crate::model::Metrics;
 use crate::night::NightResult;
 use crate::schema::STAGES;
 use crate::validate::Report;
 
-type PlotResult = std::result::Result<(), Box<dyn std::error::Error>>;
+pub mod svg;
+
+use svg::Series;
+
+/// One night in the report's trend charts (`output::trends` reads them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrendNight {
+    pub as_of: chrono::NaiveDate,
+    pub late: u64,
+    pub stalled: u64,
+    pub at_risk: u64,
+    /// Of the at-risk alerts, those whose outcome is known at the report's cutoff, and of
+    /// them the late ones.
+    pub at_risk_resolved: u64,
+    pub at_risk_late: u64,
+    /// 1 − late / resolved over every lane's window.
+    pub on_time_rate: f64,
+    pub disrupted_lanes: u64,
+}
 
 /// HTML-escapes text, and drops control characters that have no business in a report.
 pub fn esc(s: &str) -> String {
@@ -35,47 +51,6 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Text handed to plotters (which escapes it): control characters removed, length bounded.
-fn label(s: &str) -> String {
-    let t: String = s.chars().filter(|c| !c.is_control()).take(40).collect();
-    if s.chars().count() > 40 { format!("{t}…") } else { t }
-}
-
-/// Renders one SVG figure; `name` becomes `data-plot`, which the browser test looks for.
-pub fn figure(
-    name: &str,
-    title: &str,
-    w: u32,
-    h: u32,
-    draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> PlotResult,
-) -> Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| Error::internal(format!("plot {name}: {e}")))?;
-        draw(&root).map_err(|e| Error::internal(format!("plot {name}: {e}")))?;
-        root.present().map_err(|e| Error::internal(format!("plot {name}: {e}")))?;
-    }
-    Ok(format!("<figure data-plot=\"{}\"><figcaption>{}</figcaption>{svg}</figure>\n", esc(name), esc(title)))
-}
-
-fn no_data(root: &DrawingArea<SVGBackend, Shift>, what: &str) -> PlotResult {
-    let (w, h) = root.dim_in_pixel();
-    root.draw(&Text::new(
-        format!("no {what}"),
-        (w as i32 / 2 - 40, h as i32 / 2),
-        ("sans-serif", 16).into_font().color(&BLACK),
-    ))?;
-    Ok(())
-}
-
-fn ramp(v: f64) -> RGBColor {
-    // Red (bad) through yellow to green (good).
-    let v = v.clamp(0.0, 1.0);
-    let (r, g) = if v < 0.5 { (230.0, 60.0 + 340.0 * v) } else { (230.0 - 380.0 * (v - 0.5), 230.0) };
-    RGBColor(r.clamp(0.0, 255.0) as u8, g.clamp(0.0, 255.0) as u8, 70)
-}
-
 /// On-time rate per origin → destination, one panel per service.
 pub fn lane_heatmap(lanes: &DataFrame) -> Result<String> {
     let o = lanes.column("origin")?.str()?;
@@ -90,244 +65,272 @@ pub fn lane_heatmap(lanes: &DataFrame) -> Result<String> {
             r.get(k).unwrap_or(f64::NAN),
         ));
     }
-    let mut out = String::new();
     if services.is_empty() {
-        return figure("lane_heatmap", "Lane on-time rate", 600, 200, |root| no_data(root, "lanes"));
+        return Ok(svg::empty("lane_heatmap", "Lane on-time rate", "lanes"));
     }
+    let mut out = String::new();
     for (service, cells) in services.iter().take(8) {
-        let mut origins: Vec<&str> = cells.iter().map(|c| c.0.as_str()).collect();
+        let mut origins: Vec<String> = cells.iter().map(|c| c.0.clone()).collect();
         origins.sort_unstable();
         origins.dedup();
-        let mut dests: Vec<&str> = cells.iter().map(|c| c.1.as_str()).collect();
+        let mut dests: Vec<String> = cells.iter().map(|c| c.1.clone()).collect();
         dests.sort_unstable();
         dests.dedup();
         origins.truncate(30);
         dests.truncate(40);
-        let (no, nd) = (origins.len() as i32, dests.len() as i32);
-        let w = (160 + 42 * nd).clamp(400, 1400) as u32;
-        let h = (90 + 28 * no).clamp(160, 900) as u32;
-        out += &figure("lane_heatmap", &format!("On-time rate by lane: {service}"), w, h, |root| {
-            let mut chart = ChartBuilder::on(root)
-                .margin(8)
-                .x_label_area_size(40)
-                .y_label_area_size(90)
-                .build_cartesian_2d(0..nd, 0..no)?;
-            let ol: Vec<String> = origins.iter().map(|x| label(x)).collect();
-            let dl: Vec<String> = dests.iter().map(|x| label(x)).collect();
-            chart
-                .configure_mesh()
-                .disable_mesh()
-                .x_labels(nd as usize)
-                .y_labels(no as usize)
-                .x_label_formatter(&|v| dl.get(*v as usize).cloned().unwrap_or_default())
-                .y_label_formatter(&|v| ol.get(*v as usize).cloned().unwrap_or_default())
-                .x_desc("destination")
-                .y_desc("origin")
-                .draw()?;
-            chart.draw_series(cells.iter().filter_map(|(oo, dd, rate)| {
-                let x = dests.iter().position(|v| v == dd)? as i32;
-                let y = origins.iter().position(|v| v == oo)? as i32;
-                let color = if rate.is_finite() { ramp((*rate - 0.7) / 0.3) } else { RGBColor(220, 220, 220) };
-                Some(Rectangle::new([(x, y), (x + 1, y + 1)], color.filled()))
-            }))?;
-            chart.draw_series(cells.iter().filter_map(|(oo, dd, rate)| {
-                let x = dests.iter().position(|v| v == dd)? as i32;
-                let y = origins.iter().position(|v| v == oo)? as i32;
-                rate.is_finite()
-                    .then(|| Text::new(format!("{:.0}", rate * 100.0), (x, y + 1), ("sans-serif", 11).into_font()))
-            }))?;
-            Ok(())
-        })?;
+        let drawn: Vec<(usize, usize, f64, f64)> = cells
+            .iter()
+            .filter_map(|(oo, dd, rate)| {
+                let i = origins.iter().position(|v| v == oo)?;
+                let j = dests.iter().position(|v| v == dd)?;
+                // The shade spans 70–100 % on time, where lanes differ in practice.
+                Some((i, j, *rate, (*rate - 0.7) / 0.3))
+            })
+            .collect();
+        out += &svg::heatmap(
+            "lane_heatmap",
+            &format!("On-time rate (%) by lane: {service} (rows: origin, columns: destination)"),
+            &origins,
+            &dests,
+            &drawn,
+            "On-time rate",
+        );
     }
     Ok(out)
 }
 
 /// Recent versus baseline p50 dwell of each disrupted lane's worst stage.
 pub fn disrupted_chart(rows: &[(String, String, f64, f64)]) -> Result<String> {
-    let h = (80 + 30 * rows.len() as u32).clamp(180, 900);
-    figure("disrupted_lanes", "Disrupted lanes: recent vs baseline p50 dwell (days)", 820, h, |root| {
-        if rows.is_empty() {
-            return no_data(root, "disrupted lanes");
-        }
-        let max = rows.iter().map(|r| r.2.max(r.3)).fold(1.0, f64::max) * 1.15;
-        let n = rows.len() as i32;
-        let mut chart = ChartBuilder::on(root)
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(260)
-            .build_cartesian_2d(0.0..max, 0..n)?;
-        let names: Vec<String> = rows.iter().map(|r| label(&format!("{} · {}", r.0, r.1))).collect();
-        chart
-            .configure_mesh()
-            .y_labels(n as usize)
-            .y_label_formatter(&|v| names.get(*v as usize).cloned().unwrap_or_default())
-            .x_desc("days")
-            .draw()?;
-        chart
-            .draw_series(rows.iter().enumerate().map(|(i, r)| {
-                let y = i as i32;
-                Rectangle::new([(0.0, y), (r.3, y + 1)], RGBColor(150, 150, 150).filled())
-            }))?
-            .label("baseline p50")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], RGBColor(150, 150, 150).filled()));
-        chart
-            .draw_series(rows.iter().enumerate().map(|(i, r)| {
-                let y = i as i32;
-                Rectangle::new([(0.0, y), (r.2, y + 1)], RGBColor(214, 69, 65).mix(0.55).filled())
-            }))?
-            .label("recent p50")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], RGBColor(214, 69, 65).mix(0.55).filled()));
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-        Ok(())
-    })
+    let title = "Disrupted lanes: recent vs baseline p50 dwell (days)";
+    if rows.is_empty() {
+        return Ok(svg::empty("disrupted_lanes", title, "disrupted lanes"));
+    }
+    let bars: Vec<(String, Vec<f64>)> = rows.iter().map(|r| (format!("{} · {}", r.0, r.1), vec![r.3, r.2])).collect();
+    Ok(svg::hbars(
+        "disrupted_lanes",
+        title,
+        "days",
+        &[Series { name: "baseline p50", color: svg::GREY }, Series { name: "recent p50", color: svg::VERMILLION }],
+        &bars,
+        false,
+    ))
 }
 
 pub fn risk_histogram(risk: &[f64]) -> Result<String> {
-    figure("risk_distribution", "Risk distribution of in-flight shipments", 640, 300, |root| {
-        if risk.is_empty() {
-            return no_data(root, "scored shipments");
-        }
-        let mut bins = [0u32; 20];
-        for r in risk {
-            bins[((r * 20.0) as usize).min(19)] += 1;
-        }
-        let top = *bins.iter().max().unwrap_or(&1) as f64 * 1.1;
-        let mut chart = ChartBuilder::on(root)
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..1.0, 0.0..top.max(1.0))?;
-        chart.configure_mesh().x_desc("risk").y_desc("shipments").draw()?;
-        chart.draw_series(bins.iter().enumerate().map(|(b, n)| {
-            Rectangle::new(
-                [(b as f64 / 20.0, 0.0), ((b + 1) as f64 / 20.0, *n as f64)],
-                RGBColor(66, 114, 196).filled(),
-            )
-        }))?;
-        Ok(())
-    })
+    let title = "Risk distribution of in-flight shipments";
+    if risk.is_empty() {
+        return Ok(svg::empty("risk_distribution", title, "scored shipments"));
+    }
+    let mut bins = [0u32; 20];
+    for r in risk {
+        bins[((r * 20.0) as usize).min(19)] += 1;
+    }
+    let bins: Vec<(f64, f64, f64)> =
+        bins.iter().enumerate().map(|(b, n)| (b as f64 / 20.0, (b + 1) as f64 / 20.0, *n as f64)).collect();
+    Ok(svg::histogram("risk_distribution", title, "risk", "shipments", &bins))
 }
 
 pub fn reliability(metrics: &Metrics) -> Result<String> {
-    figure("reliability", "Reliability on the validation window (cross-fitted calibration)", 420, 380, |root| {
-        let pts: Vec<(f64, f64)> =
-            metrics.calibration_bins.iter().filter_map(|b| Some((b.mean_predicted?, b.observed_rate?))).collect();
-        let mut chart = ChartBuilder::on(root)
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(40)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-        chart.configure_mesh().x_desc("predicted").y_desc("observed late rate").draw()?;
-        chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))?;
-        if pts.is_empty() {
-            return Ok(());
-        }
-        chart.draw_series(LineSeries::new(pts.clone(), RGBColor(66, 114, 196).stroke_width(2)))?;
-        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, RGBColor(66, 114, 196).filled())))?;
-        Ok(())
-    })
+    let pts: Vec<(f64, f64)> =
+        metrics.calibration_bins.iter().filter_map(|b| Some((b.mean_predicted?, b.observed_rate?))).collect();
+    Ok(svg::unit_curves(
+        "reliability",
+        "Reliability on the validation window (cross-fitted calibration)",
+        "predicted",
+        "observed late rate",
+        &[(Series { name: "model", color: svg::BLUE }, pts)],
+        true,
+        true,
+    ))
 }
 
 pub fn pr_curves(metrics: &Metrics) -> Result<String> {
-    figure("pr_curve", "Precision-recall on the validation window", 520, 380, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(40)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-        chart.configure_mesh().x_desc("recall").y_desc("precision").draw()?;
-        let colors = [
-            ("model", RGBColor(66, 114, 196)),
-            ("lane_rule", RGBColor(230, 126, 34)),
-            ("base_rate", RGBColor(120, 120, 120)),
-        ];
-        for (name, color) in colors {
-            let Some(curve) = metrics.pr_curves.get(name) else {
-                continue;
-            };
-            let pts: Vec<(f64, f64)> = curve.iter().skip(1).map(|p| (p.recall, p.precision)).collect();
-            if pts.is_empty() {
-                continue;
-            }
-            chart
-                .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+    let mut series = Vec::new();
+    for (name, color) in [("model", svg::BLUE), ("lane_rule", svg::ORANGE), ("base_rate", svg::GREY)] {
+        let Some(curve) = metrics.pr_curves.get(name) else {
+            continue;
+        };
+        let pts: Vec<(f64, f64)> = curve.iter().skip(1).map(|p| (p.recall, p.precision)).collect();
+        if !pts.is_empty() {
+            series.push((Series { name, color }, pts));
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-        Ok(())
-    })
+    }
+    Ok(svg::unit_curves(
+        "pr_curve",
+        "Precision-recall on the validation window",
+        "recall",
+        "precision",
+        &series,
+        false,
+        false,
+    ))
 }
 
-/// Grouped bars: alerts by kind, split by severity.
+/// Grouped bars: alerts by kind, split by severity. Every kind has its group and label, even
+/// with no alerts of it.
 pub fn alerts_chart(counts: &BTreeMap<(String, String), u64>) -> Result<String> {
-    figure("alerts_by_kind", "Alerts by kind and severity", 560, 320, |root| {
-        if counts.is_empty() {
-            return no_data(root, "alerts");
-        }
-        let kinds = ["late", "stalled", "at_risk"];
-        let sev =
-            [("high", RGBColor(192, 57, 43)), ("medium", RGBColor(230, 126, 34)), ("low", RGBColor(241, 196, 15))];
-        let top = counts.values().copied().max().unwrap_or(1) as f64 * 1.15;
-        let mut chart = ChartBuilder::on(root)
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..3.0, 0.0..top)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(3)
-            .x_label_formatter(&|v: &f64| kinds.get(v.floor() as usize).map(|k| k.to_string()).unwrap_or_default())
-            .y_desc("alerts")
-            .draw()?;
-        for (j, (s, color)) in sev.iter().enumerate() {
-            chart
-                .draw_series(kinds.iter().enumerate().map(|(i, k)| {
-                    let n = counts.get(&(k.to_string(), s.to_string())).copied().unwrap_or(0) as f64;
-                    let x0 = i as f64 + 0.15 + 0.23 * j as f64;
-                    Rectangle::new([(x0, 0.0), (x0 + 0.22, n)], color.filled())
-                }))?
-                .label(*s)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-        }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-        Ok(())
-    })
+    let title = "Alerts by kind and severity";
+    if counts.is_empty() {
+        return Ok(svg::empty("alerts_by_kind", title, "alerts"));
+    }
+    let kinds = ["late", "stalled", "at_risk"];
+    let sev = [
+        Series { name: "high", color: svg::VERMILLION },
+        Series { name: "medium", color: svg::ORANGE },
+        Series { name: "low", color: svg::YELLOW },
+    ];
+    let values: Vec<Vec<f64>> = kinds
+        .iter()
+        .map(|k| {
+            sev.iter().map(|s| counts.get(&(k.to_string(), s.name.to_string())).copied().unwrap_or(0) as f64).collect()
+        })
+        .collect();
+    Ok(svg::grouped_bars("alerts_by_kind", title, "alerts", &kinds, &sev, &values, true))
 }
 
 pub fn top_sellers_chart(top: &[(String, u64)]) -> Result<String> {
-    let h = (80 + 26 * top.len() as u32).clamp(160, 600);
-    figure("top_sellers", "Sellers with the most alerts", 620, h, |root| {
-        if top.is_empty() {
-            return no_data(root, "alerts");
-        }
-        let n = top.len() as i32;
-        let max = top.iter().map(|t| t.1).max().unwrap_or(1) as f64 * 1.15;
-        let mut chart = ChartBuilder::on(root)
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(180)
-            .build_cartesian_2d(0.0..max, 0..n)?;
-        let names: Vec<String> = top.iter().map(|t| label(&t.0)).collect();
-        chart
-            .configure_mesh()
-            .y_labels(n as usize)
-            .y_label_formatter(&|v| names.get((n - 1 - *v) as usize).cloned().unwrap_or_default())
-            .x_desc("alerts")
-            .draw()?;
-        chart.draw_series(top.iter().enumerate().map(|(i, t)| {
-            let y = n - 1 - i as i32;
-            Rectangle::new([(0.0, y), (t.1 as f64, y + 1)], RGBColor(66, 114, 196).filled())
-        }))?;
-        Ok(())
-    })
+    let title = "Sellers with the most alerts";
+    if top.is_empty() {
+        return Ok(svg::empty("top_sellers", title, "alerts"));
+    }
+    let rows: Vec<(String, Vec<f64>)> = top.iter().map(|(s, n)| (s.clone(), vec![*n as f64])).collect();
+    Ok(svg::hbars("top_sellers", title, "alerts", &[Series { name: "alerts", color: svg::BLUE }], &rows, true))
+}
+
+/// The trend charts over `nights` (oldest first), or a note when there is only tonight.
+pub fn trend_charts(nights: &[TrendNight]) -> String {
+    if nights.len() < 2 {
+        return "<p class=\"note\" data-note=\"no-earlier-runs\">No earlier runs in this output folder: the trends across nights start with the next night.</p>\n".into();
+    }
+    let xs: Vec<String> = nights.iter().map(|t| t.as_of.format("%m-%d").to_string()).collect();
+    let col = |f: &dyn Fn(&TrendNight) -> f64| nights.iter().map(f).collect::<Vec<f64>>();
+    let mut out = svg::lines(
+        "trend_alerts",
+        "Alerts by kind per night",
+        "alerts",
+        &xs,
+        &[
+            (Series { name: "late", color: svg::VERMILLION }, col(&|t| t.late as f64)),
+            (Series { name: "stalled", color: svg::PURPLE }, col(&|t| t.stalled as f64)),
+            (Series { name: "at_risk", color: svg::ORANGE }, col(&|t| t.at_risk as f64)),
+        ],
+        None,
+        true,
+    );
+    out += &svg::lines(
+        "trend_precision",
+        "At-risk precision, once outcomes are known (late / resolved)",
+        "precision",
+        &xs,
+        &[(
+            Series { name: "at_risk precision", color: svg::BLUE },
+            col(&|t| if t.at_risk_resolved > 0 { t.at_risk_late as f64 / t.at_risk_resolved as f64 } else { f64::NAN }),
+        )],
+        Some((0.0, 1.0)),
+        false,
+    );
+    out += &svg::lines(
+        "trend_on_time",
+        "Network on-time rate (resolved shipments in the lane windows)",
+        "on-time rate",
+        &xs,
+        &[(Series { name: "on-time rate", color: svg::GREEN }, col(&|t| t.on_time_rate))],
+        Some((0.0, 1.0)),
+        false,
+    );
+    out += &svg::lines(
+        "trend_disrupted",
+        "Disrupted lanes per night",
+        "lanes",
+        &xs,
+        &[(Series { name: "disrupted lanes", color: svg::VERMILLION }, col(&|t| t.disrupted_lanes as f64))],
+        None,
+        true,
+    );
+    out
+}
+
+/// Per lane, the median promise in days (promised − created) of its parcels in flight: the
+/// promise the platform gives on that lane today.
+pub fn promise_days(fs: &crate::features::FeatureSet) -> BTreeMap<(String, String, String), f64> {
+    let p = &fs.prep;
+    let mut per_lane: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for &i in &fs.score.ship {
+        let i = i as usize;
+        per_lane.entry(p.lane[i]).or_default().push(crate::schema::days(p.promised[i] - p.created[i]));
+    }
+    per_lane
+        .into_iter()
+        .map(|(l, mut v)| {
+            let k = &p.lanes[l as usize];
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+            ((k.origin.clone(), k.destination.clone(), k.service.clone()), median)
+        })
+        .collect()
+}
+
+/// The lanes with most parcels in flight: transit p50/p90/p95 against the promise, as a chart
+/// and as sentences a seller can read.
+pub fn lane_percentiles(
+    lanes: &DataFrame,
+    promise_days: &BTreeMap<(String, String, String), f64>,
+    top: usize,
+) -> Result<String> {
+    let o = lanes.column("origin")?.str()?;
+    let d = lanes.column("destination")?.str()?;
+    let s = lanes.column("service")?.str()?;
+    let fl = lanes.column("in_flight")?.i64()?;
+    let q =
+        |c: &str| -> Result<Vec<f64>> { Ok(lanes.column(c)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect()) };
+    let (p50, p90, p95) = (q("transit_p50_days")?, q("transit_p90_days")?, q("transit_p95_days")?);
+    let mut order: Vec<usize> = (0..lanes.height()).filter(|&k| fl.get(k).unwrap_or(0) > 0).collect();
+    order.sort_by(|&a, &b| fl.get(b).cmp(&fl.get(a)).then(a.cmp(&b)));
+    order.truncate(top);
+    let mut rows = Vec::new();
+    let mut said = Vec::new();
+    for k in order {
+        let key = (
+            o.get(k).unwrap_or("").to_string(),
+            d.get(k).unwrap_or("").to_string(),
+            s.get(k).unwrap_or("").to_string(),
+        );
+        let promise = promise_days.get(&key).copied().unwrap_or(f64::NAN);
+        rows.push((format!("{} → {} · {}", key.0, key.1, key.2), [p50[k], p90[k], p95[k]], promise));
+        let keeps = if !(p90[k].is_finite() && promise.is_finite()) {
+            String::new()
+        } else if p90[k] <= promise {
+            "within the promise".into()
+        } else {
+            "beyond the promise".into()
+        };
+        said.push(vec![
+            format!("{} → {} · {}", key.0, key.1, key.2),
+            fl.get(k).unwrap_or(0).to_string(),
+            format!(
+                "to {} by {}, 90 % arrive within {} days; you promise {}",
+                key.1,
+                key.2,
+                svg::num(p90[k], false),
+                if promise.is_finite() { format!("{promise:.0}") } else { "–".into() }
+            ),
+            keeps,
+        ]);
+    }
+    let mut out =
+        svg::percentiles("lane_percentiles", "Transit percentiles of the busiest lanes, against the promise", &rows);
+    out += &table(&["lane", "in flight", "in words", "p90"], &said);
+    Ok(out)
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}\
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}\
 th{background:#f3f3f3}figure{display:inline-block;margin:8px 16px 16px 0;vertical-align:top}figcaption{font-weight:600;margin-bottom:4px}\
-h2{margin-top:28px;border-bottom:1px solid #ddd}.num{text-align:right}";
+h2{margin-top:28px;border-bottom:1px solid #ddd}.num{text-align:right}.note{color:#555;font-style:italic}\
+details.numbers{font-size:12px;max-width:800px}details.numbers summary{cursor:pointer;color:#0072B2}\
+@media print{body{margin:0;max-width:none}figure,table{break-inside:avoid}h2{break-after:avoid}\
+details.numbers::details-content{content-visibility:visible;display:contents}details.numbers summary{display:none}}";
 
 pub fn page(title: &str, body: &str) -> String {
     format!(
@@ -363,7 +366,13 @@ fn f1(v: f64) -> String {
 }
 
 /// The report of one nightly run.
-pub fn run_report(cfg: &Config, res: &NightResult, input: &Report, lanes: &DataFrame) -> Result<String> {
+pub fn run_report(
+    cfg: &Config,
+    res: &NightResult,
+    input: &Report,
+    lanes: &DataFrame,
+    trend: &[TrendNight],
+) -> Result<String> {
     let a = &res.alerts;
     let fs = &res.features;
     let mut body = String::new();
@@ -444,6 +453,9 @@ pub fn run_report(cfg: &Config, res: &NightResult, input: &Report, lanes: &DataF
     top.truncate(12);
     body += &top_sellers_chart(&top)?;
 
+    body += "<h2>Trends across nights</h2>\n";
+    body += &trend_charts(trend);
+
     body += "<h2>Risk</h2>\n";
     let risk: Vec<f64> = a.scores.column("risk")?.f64()?.iter().flatten().collect();
     body += &risk_histogram(&risk)?;
@@ -502,6 +514,8 @@ pub fn run_report(cfg: &Config, res: &NightResult, input: &Report, lanes: &DataF
         &disrupted_rows,
     );
     body += &lane_heatmap(lanes)?;
+    body += "<h2>Lane transit percentiles</h2>\n";
+    body += &lane_percentiles(lanes, &promise_days(fs), cfg.report.percentile_lanes)?;
     Ok(page(&format!("lanewatch {}", res.night), &body))
 }
 
@@ -530,47 +544,21 @@ mod tests {
 /// Alerts of each kind per replayed night.
 pub fn alerts_per_night(nights: &DataFrame) -> Result<String> {
     let dates = nights.column("as_of")?.as_materialized_series().to_physical_repr().into_owned();
-    let dates: Vec<i64> = dates.i32()?.iter().map(|v| v.unwrap_or(0) as i64).collect();
-    let series: Vec<(&str, Vec<i64>, RGBColor)> = [
-        ("alerts_late", RGBColor(192, 57, 43)),
-        ("alerts_stalled", RGBColor(142, 68, 173)),
-        ("alerts_at_risk", RGBColor(230, 126, 34)),
-    ]
-    .iter()
-    .map(|(c, color)| -> Result<_> {
-        Ok((*c, nights.column(c)?.i64()?.iter().map(|v| v.unwrap_or(0)).collect(), *color))
-    })
-    .collect::<Result<_>>()?;
-    figure("alerts_per_night", "Alerts per night", 720, 320, |root| {
-        if dates.is_empty() {
-            return no_data(root, "nights");
-        }
-        let (lo, hi) = (dates[0], *dates.last().unwrap_or(&dates[0]) + 1);
-        let top = series.iter().flat_map(|s| s.1.iter().copied()).max().unwrap_or(1).max(1) as f64 * 1.15;
-        let mut chart = ChartBuilder::on(root)
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(lo..hi, 0.0..top)?;
-        chart
-            .configure_mesh()
-            .x_labels(6)
-            .x_label_formatter(&|d| crate::calendar::date_of_day(*d).format("%m-%d").to_string())
-            .y_desc("alerts")
-            .draw()?;
-        for (name, values, color) in &series {
-            let color = *color;
-            chart
-                .draw_series(LineSeries::new(
-                    dates.iter().zip(values).map(|(d, v)| (*d, *v as f64)),
-                    color.stroke_width(2),
-                ))?
-                .label(name.trim_start_matches("alerts_"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
-        }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-        Ok(())
-    })
+    let xs: Vec<String> = dates
+        .i32()?
+        .iter()
+        .map(|v| crate::calendar::date_of_day(v.unwrap_or(0) as i64).format("%m-%d").to_string())
+        .collect();
+    let series = [("alerts_late", svg::VERMILLION), ("alerts_stalled", svg::PURPLE), ("alerts_at_risk", svg::ORANGE)]
+        .iter()
+        .map(|(c, color)| -> Result<_> {
+            Ok((
+                Series { name: c.trim_start_matches("alerts_"), color },
+                nights.column(c)?.i64()?.iter().map(|v| v.unwrap_or(0) as f64).collect::<Vec<f64>>(),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(svg::lines("alerts_per_night", "Alerts per night", "alerts", &xs, &series, None, true))
 }
 
 /// The backtest report: per-kind precision, recall and lead time, fatigue, disruption detection.

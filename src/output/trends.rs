@@ -1,0 +1,66 @@
+//! The nights the report's trend charts show: this night and the complete earlier runs beside
+//! it in the output folder, each summarised from its own files the same way, so a trend is
+//! the same whether a night was just computed or read back.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::error::Result;
+use crate::features::FeatureSet;
+use crate::report::TrendNight;
+
+/// One night's summary from its alerts and lane frames. At-risk alerts are scored against the
+/// outcomes known at `now`'s cutoff (point in time: what tonight's data knows), so an earlier
+/// night's precision fills in as its parcels resolve; tonight's own alerts have none yet.
+pub fn summarise(as_of: NaiveDate, alerts: &DataFrame, lanes: &DataFrame, now: &FeatureSet) -> Result<TrendNight> {
+    let kind = alerts.column("alert")?.str()?;
+    let ids = alerts.column("shipment_id")?.str()?;
+    let mut t = TrendNight { as_of, ..TrendNight::default() };
+    for k in 0..alerts.height() {
+        match kind.get(k) {
+            Some("late") => t.late += 1,
+            Some("stalled") => t.stalled += 1,
+            Some("at_risk") => {
+                t.at_risk += 1;
+                if let Some(late) = ids.get(k).and_then(|id| now.known_outcome(id)) {
+                    t.at_risk_resolved += 1;
+                    t.at_risk_late += late as u64;
+                }
+            }
+            _ => {}
+        }
+    }
+    let shipments: i64 = lanes.column("shipments")?.i64()?.sum().unwrap_or(0);
+    let late: i64 = lanes.column("late")?.i64()?.sum().unwrap_or(0);
+    t.on_time_rate = if shipments > 0 { 1.0 - late as f64 / shipments as f64 } else { f64::NAN };
+    t.disrupted_lanes = lanes.column("disrupted")?.bool()?.sum().unwrap_or(0) as u64;
+    Ok(t)
+}
+
+/// Up to `nights − 1` complete runs before `as_of` in `out`, newest last, summarised against
+/// tonight's outcomes; a run whose files cannot be read is left out and named in the returned
+/// warnings (a trend chart is no reason to fail a night).
+pub fn earlier(out: &Path, as_of: NaiveDate, nights: u32, now: &FeatureSet) -> (Vec<TrendNight>, Vec<String>) {
+    let runs: Vec<(NaiveDate, std::path::PathBuf)> =
+        super::run_dir::complete_runs(out).into_iter().filter(|r| r.0 < as_of).collect();
+    let keep = runs.len().saturating_sub(nights.saturating_sub(1) as usize);
+    let (mut found, mut warnings) = (Vec::new(), Vec::new());
+    for (d, dir) in &runs[keep..] {
+        let read = |name: &str, cols: &[&str]| -> Result<DataFrame> {
+            let path = dir.join(name);
+            let f = std::fs::File::open(&path)
+                .map_err(|e| crate::error::Error::bad_file(path.display().to_string(), e.to_string()))?;
+            Ok(ParquetReader::new(f).with_columns(Some(cols.iter().map(|c| (*c).into()).collect())).finish()?)
+        };
+        let summary = read("alerts.parquet", &["shipment_id", "alert"])
+            .and_then(|a| Ok((a, read("lanes.parquet", &["shipments", "late", "disrupted"])?)))
+            .and_then(|(a, l)| summarise(*d, &a, &l, now));
+        match summary {
+            Ok(t) => found.push(t),
+            Err(e) => warnings.push(format!("run {} left out of the report's trends: {e}", dir.display())),
+        }
+    }
+    (found, warnings)
+}
