@@ -21,6 +21,41 @@ pub struct Config {
     pub alerts: AlertConfig,
     pub backtest: BacktestConfig,
     pub report: ReportConfig,
+    pub advice: AdviceConfig,
+}
+
+/// Advice before shipping (`service_advice.parquet`, `promise_advice.parquet`,
+/// `seller_advice.parquet`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdviceConfig {
+    /// Services from cheapest to dearest (costs are not in the input); services not listed
+    /// rank after these, alphabetically.
+    pub services: Vec<String>,
+    /// The advised service is the cheapest whose probability of meeting the promise reaches this.
+    pub confidence: f64,
+    /// On-time rate the advised promise must have kept over the lane window.
+    pub target_on_time_rate: f64,
+    /// Weight band edges in grams: `[500, 2000]` makes `<500g`, `500-2000g`, `>=2000g`.
+    pub weight_bands_g: Vec<f64>,
+    /// Shipments (the latest created) whose median promise is the promise given today.
+    pub promise_sample: usize,
+    /// A seller is told their handling alone misses a lane's promise only with at least this
+    /// many resolved shipments on it.
+    pub min_seller_shipments: usize,
+}
+
+impl Default for AdviceConfig {
+    fn default() -> Self {
+        AdviceConfig {
+            services: vec!["economy".into(), "standard".into(), "express".into()],
+            confidence: 0.9,
+            target_on_time_rate: 0.95,
+            weight_bands_g: vec![500.0, 2000.0],
+            promise_sample: 50,
+            min_seller_shipments: 5,
+        }
+    }
 }
 
 /// What the HTML report shows.
@@ -430,6 +465,18 @@ impl Config {
         }
         if self.report.percentile_lanes > 200 {
             return bad(format!("report.percentile_lanes must be at most 200, got {}", self.report.percentile_lanes));
+        }
+        let ad = &self.advice;
+        for (name, v) in [("confidence", ad.confidence), ("target_on_time_rate", ad.target_on_time_rate)] {
+            if !(v > 0.0 && v < 1.0) {
+                return bad(format!("advice.{name} must be in (0, 1), got {v}"));
+            }
+        }
+        if !ad.weight_bands_g.windows(2).all(|w| w[0] < w[1]) || ad.weight_bands_g.iter().any(|v| !(*v > 0.0)) {
+            return bad("advice.weight_bands_g must be positive and increasing".into());
+        }
+        if ad.promise_sample == 0 {
+            return bad("advice.promise_sample must be at least 1".into());
         }
         let a = &self.alerts;
         for (name, v) in

@@ -56,7 +56,138 @@ pub struct BacktestSummary {
     pub disruption_detection: Option<DetectionReport>,
     /// The model and the baselines scored point-in-time over every replayed night, pooled.
     pub pooled: Pooled,
+    /// Each night's advice against the outcomes of the parcels shipped after it.
+    pub advice: AdviceScore,
     pub out: PathBuf,
+}
+
+/// The advice before shipping, replayed: on each night, every parcel created in the following
+/// `every` days on an origin × destination the night advised on, against its final outcome
+/// (whether it met its own promise). Undecided outcomes are left out. The figures come from the
+/// outcomes in the data, never from the advice's own estimates.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AdviceScore {
+    /// Parcels judged (shipped after a night, advice available, outcome decided).
+    pub shipments: u64,
+    /// Sent with the advised service, and of them delivered by the promise.
+    pub followed: u64,
+    pub followed_on_time: u64,
+    pub followed_on_time_rate: Option<f64>,
+    pub not_followed: u64,
+    pub not_followed_on_time: u64,
+    pub not_followed_on_time_rate: Option<f64>,
+    /// The advice's probability of meeting the promise (the row of the parcel's own service
+    /// and weight band) against whether it did.
+    pub p_meet_calibration: Vec<crate::model::metrics::Bin>,
+    #[serde(with = "crate::model::nan")]
+    pub p_meet_brier: f64,
+    /// On the last replayed night: lanes with promise advice, those whose advised promise
+    /// differs from today's, and those keeping today's promise less than the target.
+    pub promise_lanes: u64,
+    pub promise_lanes_changed: u64,
+    pub promise_lanes_below_target: u64,
+}
+
+/// Accumulates `AdviceScore`.
+#[derive(Default)]
+pub struct AdviceBacktest {
+    p: Vec<f64>,
+    met: Vec<bool>,
+    followed: Vec<bool>,
+    last_promise: (u64, u64, u64),
+}
+
+impl AdviceBacktest {
+    /// Adds one night: its advice, and the parcels of `clean` created in `[cutoff, cutoff +
+    /// every days)`.
+    pub fn add(
+        &mut self,
+        night: Night,
+        every: u32,
+        advice: &crate::advice::Advice,
+        edges: &[f64],
+        clean: &CleanInput,
+        finals: &HashMap<String, Final>,
+    ) -> Result<()> {
+        let sa = &advice.service;
+        let col = |c: &str| -> Result<StringChunked> { Ok(sa.column(c)?.str()?.clone()) };
+        let (o, d, s, band, adv) =
+            (col("origin")?, col("destination")?, col("service")?, col("weight_band")?, col("advised_service")?);
+        let pm = sa.column("p_meet_promise")?.f64()?.clone();
+        // (origin, destination, band) → advised service; (…, service) → p_meet.
+        let mut advised: HashMap<(&str, &str, &str), &str> = HashMap::new();
+        let mut p_meet: HashMap<(&str, &str, &str, &str), f64> = HashMap::new();
+        for k in 0..sa.height() {
+            let key = (o.get(k).unwrap_or(""), d.get(k).unwrap_or(""), band.get(k).unwrap_or(""));
+            if let Some(a) = adv.get(k) {
+                advised.insert(key, a);
+            }
+            p_meet.insert((key.0, key.1, key.2, s.get(k).unwrap_or("")), pm.get(k).unwrap_or(f64::NAN));
+        }
+        let labels = crate::advice::band_labels(edges);
+        let sh = &clean.shipments;
+        let ids = sh.column("shipment_id")?.str()?;
+        let (so, sd, ss) =
+            (sh.column("origin")?.str()?, sh.column("destination")?.str()?, sh.column("service")?.str()?);
+        let created = sh.column("created_at")?.as_materialized_series().to_physical_repr().into_owned();
+        let created = created.i64()?;
+        let weight = sh.column("weight_g")?.f64()?;
+        let (from, to) = (night.cutoff(), night.cutoff() + every as i64 * crate::schema::MICROS_PER_DAY);
+        for i in 0..sh.height() {
+            let Some(c) = created.get(i) else { continue };
+            if c < from || c >= to {
+                continue;
+            }
+            let Some(f) = ids.get(i).and_then(|id| finals.get(id)) else { continue };
+            if !f.decided {
+                continue;
+            }
+            let (oo, dd, svc) = (so.get(i).unwrap_or(""), sd.get(i).unwrap_or(""), ss.get(i).unwrap_or(""));
+            let b = crate::advice::band_of(weight.get(i).unwrap_or(f64::NAN), edges).map(|b| labels[b].as_str());
+            // The band's advice where the night gave one, else the all-weights advice.
+            let band = b.filter(|b| advised.contains_key(&(oo, dd, *b))).unwrap_or("all");
+            let Some(a) = advised.get(&(oo, dd, band)) else { continue };
+            self.followed.push(*a == svc);
+            self.met.push(!f.late);
+            self.p.push(p_meet.get(&(oo, dd, band, svc)).copied().unwrap_or(f64::NAN));
+        }
+        let pa = &advice.promise;
+        let changed = pa
+            .column("change_business_days")?
+            .f64()?
+            .iter()
+            .filter(|v| v.is_some_and(|v| v.is_finite() && v != 0.0))
+            .count();
+        let below = pa.column("below_target")?.bool()?.sum().unwrap_or(0);
+        self.last_promise = (pa.height() as u64, changed as u64, below as u64);
+        Ok(())
+    }
+
+    pub fn finish(&self) -> AdviceScore {
+        let count = |want: bool| {
+            let n = self.followed.iter().filter(|f| **f == want).count() as u64;
+            let ok = self.followed.iter().zip(&self.met).filter(|(f, m)| **f == want && **m).count() as u64;
+            (n, ok, (n > 0).then(|| ok as f64 / n as f64))
+        };
+        let (fo, fo_ok, fo_rate) = count(true);
+        let (nf, nf_ok, nf_rate) = count(false);
+        let (p, y): (Vec<f64>, Vec<bool>) =
+            self.p.iter().zip(&self.met).filter(|(p, _)| p.is_finite()).map(|(p, m)| (*p, *m)).unzip();
+        AdviceScore {
+            shipments: self.met.len() as u64,
+            followed: fo,
+            followed_on_time: fo_ok,
+            followed_on_time_rate: fo_rate,
+            not_followed: nf,
+            not_followed_on_time: nf_ok,
+            not_followed_on_time_rate: nf_rate,
+            p_meet_calibration: crate::model::metrics::reliability(&p, &y, 10),
+            p_meet_brier: crate::model::metrics::brier(&p, &y),
+            promise_lanes: self.last_promise.0,
+            promise_lanes_changed: self.last_promise.1,
+            promise_lanes_below_target: self.last_promise.2,
+        }
+    }
 }
 
 /// A point-in-time evaluation pooled over nights: on each night, the risk of every in-flight
@@ -187,8 +318,10 @@ impl Backtest {
     }
 
     /// Scores the accumulated nights against `finals` (and `truth`, when the input has it).
+    #[allow(clippy::too_many_arguments)]
     pub fn finish(
         &self,
+        advice: AdviceScore,
         from: Night,
         to: Night,
         every: u32,
@@ -294,6 +427,7 @@ impl Backtest {
             fatigue,
             disruption_detection: detection,
             pooled,
+            advice,
             out,
         }
     }

@@ -13,6 +13,7 @@
 //!
 //! `generate` and `import` write inputs and stand apart.
 
+pub mod advice;
 pub mod alerts;
 pub mod calendar;
 pub mod commands;

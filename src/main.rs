@@ -168,6 +168,20 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write one seller's page from a finished run: their alerts, their lanes against the
+    /// network, the advice (OUT/seller_pages/as_of=DATE/<file>.html).
+    #[command(after_help = EXIT_CODES)]
+    Report {
+        /// The seller's id, as in the input.
+        #[arg(long)]
+        seller: String,
+        /// The output folder holding OUT/as_of=DATE/.
+        #[arg(long)]
+        out: PathBuf,
+        /// The night whose run to read.
+        #[arg(long, value_parser = date_arg)]
+        as_of: String,
+    },
     /// Convert a public dataset to the canonical input.
     #[command(subcommand, after_help = EXIT_CODES)]
     Import(Import),
@@ -412,6 +426,10 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             println!("evaluate {} → {} every {} d: {} nights", s.from, s.to, s.every_days, s.nights);
             print_pooled(&s.pooled);
             println!("  outputs: {}", printable(&s.out.display().to_string()));
+        }
+        Command::Report { seller, out, as_of } => {
+            let path = commands::seller_report::seller_report(&out, config::parse_date(&as_of)?, &seller)?;
+            println!("seller page → {}", printable(&path.display().to_string()));
         }
         Command::Import(Import::Cargo2000 { src, out, start, days }) => {
             let start = config::parse_date(&start)?;

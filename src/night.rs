@@ -113,6 +113,8 @@ pub struct NightResult {
     /// Calibrated risk per scoring row, as the model gave it (before `late` rows are set to 1).
     pub risk: Vec<f64>,
     pub alerts: AlertOutput,
+    /// Advice before shipping, from the same point-in-time view.
+    pub advice: crate::advice::Advice,
     /// As-of date of the run whose alerts `alerts` continued from.
     pub previous: Option<chrono::NaiveDate>,
 }
@@ -134,5 +136,6 @@ pub fn compute(
     };
     let risk = t.time("score", || Ok(model.predict(&fs.score)), |r| r.len() as u64)?;
     let alerts = t.time("alerts", || alerts::build(&fs, &risk, &s.alerts, prev), |a| a.alerts.len() as u64)?;
-    Ok(NightResult { night, features: fs, model, risk, alerts, previous: prev.as_of })
+    let advice = t.time("advice", || crate::advice::build(&fs, &s.advice), |a| a.service.height() as u64)?;
+    Ok(NightResult { night, features: fs, model, risk, alerts, advice, previous: prev.as_of })
 }

@@ -216,6 +216,65 @@ pub mod outputs {
         "alerted",
     ];
 
+    /// `service_advice.parquet`.
+    pub const SERVICE_ADVICE: &[&str] = &[
+        "origin",
+        "destination",
+        "weight_band",
+        "service",
+        "service_rank",
+        "basis",
+        "weight_basis",
+        "support",
+        "transit_p50_days",
+        "transit_p90_days",
+        "transit_p95_days",
+        "transit_p50_business_days",
+        "transit_p90_business_days",
+        "transit_p95_business_days",
+        "promise_days",
+        "on_time_rate",
+        "p_meet_promise",
+        "advised_service",
+        "is_advised",
+        "advice_meets_confidence",
+    ];
+
+    /// `promise_advice.parquet`.
+    pub const PROMISE_ADVICE: &[&str] = &[
+        "origin",
+        "destination",
+        "service",
+        "basis",
+        "support",
+        "promise_business_days",
+        "kept_rate",
+        "target_on_time_rate",
+        "advised_promise_business_days",
+        "advised_promise_low",
+        "advised_promise_high",
+        "change_business_days",
+        "below_target",
+    ];
+
+    /// `seller_advice.parquet`.
+    pub const SELLER_ADVICE: &[&str] = &[
+        "seller_id",
+        "origin",
+        "destination",
+        "service",
+        "shipments",
+        "on_time_rate",
+        "network_on_time_rate",
+        "handling_p50_days",
+        "network_handling_p50_days",
+        "transit_from_scan_p90_days",
+        "promise_days",
+        "handling_misses_promise",
+        "p_meet_promise",
+        "advised_service",
+    ];
+
     /// `sellers/<file>.csv`.
     pub const SELLER_CSV: &[&str] = &[
         "shipment_id",

@@ -32,6 +32,7 @@ pub struct Settings {
     pub features: FeatureParams,
     pub model: ValidParams,
     pub alerts: AlertConfig,
+    pub advice: crate::advice::AdviceParams,
     backtest: Option<BacktestRange>,
 }
 
@@ -74,6 +75,11 @@ impl Settings {
             features,
             model,
             alerts: config.alerts.clone(),
+            advice: crate::advice::AdviceParams {
+                advice: config.advice.clone(),
+                lanes: config.lanes.clone(),
+                prior_strength: config.features.prior_strength,
+            },
             backtest,
             config,
         })

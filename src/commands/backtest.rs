@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use crate::alerts::Previous;
 use crate::error::Result;
-use crate::evaluate::{self, Backtest, BacktestSummary};
+use crate::evaluate::{self, AdviceBacktest, Backtest, BacktestSummary};
 use crate::night::{self, Timings};
 use crate::output;
 use crate::settings::Settings;
@@ -19,6 +19,7 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
     let truth = evaluate::read_disruptions(&s.input)?;
 
     let mut acc = Backtest::default();
+    let mut advice = AdviceBacktest::default();
     let mut prev = Previous::default();
     let mut n = range.from;
     while n <= range.to {
@@ -29,6 +30,7 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
         prev = Previous::from_alerts(&res.alerts.frame()?, n.as_of())?;
         let seconds = started.elapsed().as_secs_f64();
         acc.add(&res.features, &res.model, &res.risk, &res.alerts, &finals, seconds)?;
+        advice.add(n, range.every, &res.advice, &s.advice.advice.weight_bands_g, &clean, &finals)?;
         tracing::info!(
             as_of = %n,
             scored = res.features.score.len(),
@@ -38,7 +40,8 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
         );
         n = n.after(range.every as u64);
     }
-    let summary = acc.finish(range.from, range.to, range.every, &finals, truth.as_deref(), out.to_path_buf());
+    let summary =
+        acc.finish(advice.finish(), range.from, range.to, range.every, &finals, truth.as_deref(), out.to_path_buf());
     output::write_backtest(&summary, &acc.nights, out)?;
     let total: f64 = acc.nights.iter().map(|r| r.seconds).sum();
     tracing::info!(nights = acc.nights.len(), total_seconds = format!("{total:.1}"), "backtest done");

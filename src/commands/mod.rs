@@ -5,5 +5,6 @@ pub mod backtest;
 pub mod features;
 pub mod run;
 pub mod score;
+pub mod seller_report;
 pub mod train;
 pub mod validate;

@@ -47,6 +47,9 @@ pub fn write_run(
     put("lane_alerts.parquet", &a.lane_alerts)?;
     let lanes = res.features.lanes_frame()?;
     put("lanes.parquet", &lanes)?;
+    put("service_advice.parquet", &res.advice.service)?;
+    put("promise_advice.parquet", &res.advice.promise)?;
+    put("seller_advice.parquet", &res.advice.sellers)?;
 
     let mut metrics = serde_json::to_vec_pretty(&res.model.metrics).map_err(Error::internal)?;
     metrics.push(b'\n');

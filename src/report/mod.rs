@@ -250,6 +250,236 @@ pub fn trend_charts(nights: &[TrendNight]) -> String {
     out
 }
 
+/// Advice before shipping: the advised service on the busiest origin × destination pairs, and
+/// the lanes whose promise is kept less often than the target, with the promise that would be.
+pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config) -> Result<String> {
+    let mut body = String::from("<h2>Advice before shipping</h2>\n");
+    let sa = &advice.service;
+    let txt = |df: &DataFrame, c: &str| -> Result<Vec<String>> {
+        Ok(df.column(c)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+    };
+    let num = |df: &DataFrame, c: &str| -> Result<Vec<f64>> {
+        Ok(df.column(c)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    };
+    let (o, d, s, band) = (txt(sa, "origin")?, txt(sa, "destination")?, txt(sa, "service")?, txt(sa, "weight_band")?);
+    let (pm, promise, basis) = (num(sa, "p_meet_promise")?, num(sa, "promise_days")?, txt(sa, "basis")?);
+    let advised = txt(sa, "advised_service")?;
+    let support: Vec<i64> = sa.column("support")?.i64()?.iter().map(|v| v.unwrap_or(0)).collect();
+    // Per origin × destination (all weights): the services with their chance, and the advice.
+    let mut pairs: BTreeMap<(String, String), (String, i64, Vec<String>)> = BTreeMap::new();
+    for k in (0..sa.height()).filter(|&k| band[k] == "all") {
+        let e = pairs.entry((o[k].clone(), d[k].clone())).or_insert_with(|| (advised[k].clone(), 0, Vec::new()));
+        e.1 += support[k];
+        e.2.push(format!(
+            "{} {} in {} d{}",
+            s[k],
+            if pm[k].is_finite() { format!("{:.0} %", pm[k] * 100.0) } else { "–".into() },
+            f1(promise[k]),
+            if basis[k] == "lane" { String::new() } else { format!(" (from {})", basis[k]) }
+        ));
+    }
+    let mut busiest: Vec<(&(String, String), &(String, i64, Vec<String>))> = pairs.iter().collect();
+    busiest.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(b.0)));
+    let rows: Vec<Vec<String>> = busiest
+        .iter()
+        .take(cfg.report.percentile_lanes.max(1))
+        .map(|((o, d), (a, n, services))| vec![format!("{o} → {d}"), n.to_string(), a.clone(), services.join("; ")])
+        .collect();
+    let _ = write!(
+        body,
+        "<p>The cheapest service (ranked {}) whose chance of meeting its promise reaches {:.0} %, for a parcel shipped tomorrow; busiest pairs first. Every pair, service and weight band is in <code>service_advice.parquet</code>.</p>\n",
+        esc(&cfg.advice.services.join(" < ")),
+        cfg.advice.confidence * 100.0
+    );
+    body += &table(
+        &["origin → destination", "resolved shipments", "advised service", "chance of meeting the promise"],
+        &rows,
+    );
+
+    let pa = &advice.promise;
+    let (po, pd, ps) = (txt(pa, "origin")?, txt(pa, "destination")?, txt(pa, "service")?);
+    let (cur, kept, adv, lo, hi) = (
+        num(pa, "promise_business_days")?,
+        num(pa, "kept_rate")?,
+        num(pa, "advised_promise_business_days")?,
+        num(pa, "advised_promise_low")?,
+        num(pa, "advised_promise_high")?,
+    );
+    let below: Vec<bool> = pa.column("below_target")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
+    let psupport: Vec<i64> = pa.column("support")?.i64()?.iter().map(|v| v.unwrap_or(0)).collect();
+    let mut flagged: Vec<usize> = (0..pa.height()).filter(|&k| below[k]).collect();
+    flagged.sort_by(|&a, &b| kept[a].total_cmp(&kept[b]).then(a.cmp(&b)));
+    let _ = write!(
+        body,
+        "<p>{} of {} lanes kept today's promise less than {:.0} % of the time over the lane window. The shortest promise that would have kept it (business days, 95 % interval; – where lost or unfinished parcels make no promise enough):</p>\n",
+        flagged.len(),
+        pa.height(),
+        cfg.advice.target_on_time_rate * 100.0
+    );
+    let chart: Vec<(String, Vec<f64>)> = flagged
+        .iter()
+        .take(15)
+        .map(|&k| (format!("{} → {} · {}", po[k], pd[k], ps[k]), vec![cur[k], adv[k]]))
+        .collect();
+    if !chart.is_empty() {
+        body += &svg::hbars(
+            "promise_advice",
+            "Promise today against the promise the lane would have kept (business days)",
+            "business days",
+            &[Series { name: "today", color: svg::GREY }, Series { name: "advised", color: svg::BLUE }],
+            &chart,
+            false,
+        );
+    }
+    let rows: Vec<Vec<String>> = flagged
+        .iter()
+        .take(30)
+        .map(|&k| {
+            vec![
+                format!("{} → {} · {}", po[k], pd[k], ps[k]),
+                f1(cur[k]),
+                format!("{:.0} %", kept[k] * 100.0),
+                f1(adv[k]),
+                format!("{}–{}", f1(lo[k]), f1(hi[k])),
+                psupport[k].to_string(),
+            ]
+        })
+        .collect();
+    body += &table(&["lane", "promise today", "kept", "advised promise", "interval", "support"], &rows);
+    Ok(body)
+}
+
+/// One seller's page: their alerts with reasons and actions, and their lanes against the
+/// network with the advice for each. Everything from the data is escaped.
+pub fn seller_page(seller_id: &str, as_of: chrono::NaiveDate, alerts: &DataFrame, lanes: &DataFrame) -> Result<String> {
+    let txt = |df: &DataFrame, c: &str| -> Result<Vec<String>> {
+        Ok(df.column(c)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+    };
+    let num = |df: &DataFrame, c: &str| -> Result<Vec<f64>> {
+        Ok(df.column(c)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    };
+    let when = |df: &DataFrame, c: &str| -> Result<Vec<String>> {
+        let s = df.column(c)?.as_materialized_series().to_physical_repr().into_owned();
+        Ok(s.i64()?
+            .iter()
+            .map(|v| {
+                v.and_then(chrono::DateTime::from_timestamp_micros)
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default()
+            })
+            .collect())
+    };
+    let mut body = String::new();
+    let _ = write!(body, "<h1>Seller {}: night of {}</h1>\n", esc(seller_id), as_of);
+
+    body += "<h2>Your alerts</h2>\n";
+    if alerts.height() == 0 {
+        body += "<p class=\"note\">No alerts tonight.</p>\n";
+    } else {
+        let (id, kind, sev, status) =
+            (txt(alerts, "shipment_id")?, txt(alerts, "alert")?, txt(alerts, "severity")?, txt(alerts, "status")?);
+        let (o, d, svc) = (txt(alerts, "origin")?, txt(alerts, "destination")?, txt(alerts, "service")?);
+        let (reasons, action, risk) = (txt(alerts, "reasons")?, txt(alerts, "action")?, num(alerts, "risk")?);
+        let (promised, expected) = (when(alerts, "promised_at")?, when(alerts, "expected_delivery_at")?);
+        let rows: Vec<Vec<String>> = (0..alerts.height())
+            .map(|k| {
+                vec![
+                    id[k].clone(),
+                    format!("{} ({})", kind[k], sev[k]),
+                    f3(risk[k]),
+                    format!("{} → {} · {}", o[k], d[k], svc[k]),
+                    status[k].clone(),
+                    promised[k].clone(),
+                    expected[k].clone(),
+                    reasons[k].clone(),
+                    action[k].clone(),
+                ]
+            })
+            .collect();
+        body += &table(
+            &["shipment", "alert", "risk", "lane", "status", "promised", "expected", "why", "what to do"],
+            &rows,
+        );
+    }
+
+    body += "<h2>Your lanes against the network</h2>\n";
+    if lanes.height() == 0 {
+        body += "<p class=\"note\">No resolved shipments in the lane windows.</p>\n";
+        return Ok(page(&format!("lanewatch seller {seller_id} {as_of}"), &body));
+    }
+    let (o, d, svc) = (txt(lanes, "origin")?, txt(lanes, "destination")?, txt(lanes, "service")?);
+    let n: Vec<i64> = lanes.column("shipments")?.i64()?.iter().map(|v| v.unwrap_or(0)).collect();
+    let (own, net) = (num(lanes, "on_time_rate")?, num(lanes, "network_on_time_rate")?);
+    let (hand, net_hand) = (num(lanes, "handling_p50_days")?, num(lanes, "network_handling_p50_days")?);
+    let (promise, pm) = (num(lanes, "promise_days")?, num(lanes, "p_meet_promise")?);
+    let misses: Vec<bool> =
+        lanes.column("handling_misses_promise")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
+    let advised = txt(lanes, "advised_service")?;
+    let mut order: Vec<usize> = (0..lanes.height()).collect();
+    order.sort_by(|&a, &b| n[b].cmp(&n[a]).then(a.cmp(&b)));
+    let chart: Vec<(String, Vec<f64>)> = order
+        .iter()
+        .take(15)
+        .map(|&k| (format!("{} → {} · {}", o[k], d[k], svc[k]), vec![own[k] * 100.0, net[k] * 100.0]))
+        .collect();
+    body += &svg::hbars(
+        "seller_on_time",
+        "On-time rate (%) on your busiest lanes: you against the network",
+        "percent on time",
+        &[Series { name: "you", color: svg::BLUE }, Series { name: "network", color: svg::GREY }],
+        &chart,
+        false,
+    );
+    let told: Vec<usize> = order.iter().copied().filter(|&k| misses[k]).collect();
+    if !told.is_empty() {
+        body += "<p><strong>Your handling time alone makes these lanes miss the promise:</strong> ";
+        body += &told
+            .iter()
+            .map(|&k| {
+                esc(&format!(
+                    "{} → {} · {} (you hand over in {:.1} days, the network in {:.1}; promise {:.0} days)",
+                    o[k], d[k], svc[k], hand[k], net_hand[k], promise[k]
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        body += ". Hand parcels to the carrier sooner on them.</p>\n";
+    }
+    let rows: Vec<Vec<String>> = order
+        .iter()
+        .map(|&k| {
+            vec![
+                format!("{} → {} · {}", o[k], d[k], svc[k]),
+                n[k].to_string(),
+                format!("{:.0} %", own[k] * 100.0),
+                format!("{:.0} %", net[k] * 100.0),
+                format!("{:.1}", hand[k]),
+                format!("{:.1}", net_hand[k]),
+                f1(promise[k]),
+                if pm[k].is_finite() { format!("{:.0} %", pm[k] * 100.0) } else { "–".into() },
+                advised[k].clone(),
+                if misses[k] { "yes".into() } else { String::new() },
+            ]
+        })
+        .collect();
+    body += &table(
+        &[
+            "lane",
+            "your resolved shipments",
+            "your on-time",
+            "network on-time",
+            "your handling (d, p50)",
+            "network handling (d, p50)",
+            "promise (d)",
+            "chance of meeting it",
+            "advised service",
+            "handling misses the promise",
+        ],
+        &rows,
+    );
+    Ok(page(&format!("lanewatch seller {seller_id} {as_of}"), &body))
+}
+
 /// Per lane, the median promise in days (promised − created) of its parcels in flight: the
 /// promise the platform gives on that lane today.
 pub fn promise_days(fs: &crate::features::FeatureSet) -> BTreeMap<(String, String, String), f64> {
@@ -516,6 +746,7 @@ pub fn run_report(
     body += &lane_heatmap(lanes)?;
     body += "<h2>Lane transit percentiles</h2>\n";
     body += &lane_percentiles(lanes, &promise_days(fs), cfg.report.percentile_lanes)?;
+    body += &advice_section(&res.advice, cfg)?;
     Ok(page(&format!("lanewatch {}", res.night), &body))
 }
 
@@ -620,6 +851,52 @@ pub fn backtest_report(s: &BacktestSummary, nights: &DataFrame) -> Result<String
         body += "<p>Calibration of the pooled risk:</p>\n";
         body += &table(&["risk", "rows", "mean predicted", "observed late rate"], &cal);
     }
+    let a = &s.advice;
+    body += "<h2>Advice before shipping, replayed</h2>\n";
+    let rate = |v: Option<f64>| v.map(|x| format!("{:.1} %", x * 100.0)).unwrap_or_else(|| "–".into());
+    let _ = write!(
+        body,
+        "<p>Parcels shipped in the {} days after each night, on pairs the night advised on, against whether they met their own promise ({} parcels with a decided outcome).</p>\n",
+        s.every_days, a.shipments
+    );
+    body += &table(
+        &["", "parcels", "met the promise", "on-time rate"],
+        &[
+            vec![
+                "used the advised service".into(),
+                a.followed.to_string(),
+                a.followed_on_time.to_string(),
+                rate(a.followed_on_time_rate),
+            ],
+            vec![
+                "used another service".into(),
+                a.not_followed.to_string(),
+                a.not_followed_on_time.to_string(),
+                rate(a.not_followed_on_time_rate),
+            ],
+        ],
+    );
+    let cal: Vec<Vec<String>> = a
+        .p_meet_calibration
+        .iter()
+        .filter(|b| b.n > 0)
+        .map(|b| {
+            vec![
+                format!("{:.1}–{:.1}", b.lower, b.upper),
+                b.n.to_string(),
+                b.mean_predicted.map(f3).unwrap_or_default(),
+                b.observed_rate.map(f3).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let _ =
+        write!(body, "<p>Calibration of the probability of meeting the promise (Brier {}):</p>\n", f3(a.p_meet_brier));
+    body += &table(&["probability", "parcels", "mean predicted", "observed on time"], &cal);
+    let _ = write!(
+        body,
+        "<p>On the last night, the promise advice would change the promise of {} of {} lanes; {} kept today's promise less often than the target.</p>\n",
+        a.promise_lanes_changed, a.promise_lanes, a.promise_lanes_below_target
+    );
     let f = &s.fatigue;
     body += "<h2>Alert fatigue</h2>\n";
     body += &table(

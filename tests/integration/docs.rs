@@ -38,6 +38,9 @@ fn every_output_column_is_documented() {
         ("recovered.parquet", documented(&doc, "recovered.parquet")),
         ("lane_alerts.parquet", documented(&doc, "lane_alerts.parquet")),
         ("lanes.parquet", documented(&doc, "lanes.parquet")),
+        ("service_advice.parquet", documented(&doc, "service_advice.parquet")),
+        ("promise_advice.parquet", documented(&doc, "promise_advice.parquet")),
+        ("seller_advice.parquet", documented(&doc, "seller_advice.parquet")),
     ] {
         for c in columns(&run.join(file)) {
             assert!(allowed.contains(&c), "{file}: column {c} is not documented in OUTPUTS.md");
@@ -93,7 +96,7 @@ fn parquet_outputs_are_flat_and_readable_by_pyarrow_duckdb_and_pandas() {
 import sys, glob, os
 import pyarrow.parquet as pq, pyarrow as pa, duckdb, pandas as pd
 files = sorted(glob.glob(os.path.join(sys.argv[1], "*.parquet")))
-assert len(files) == 5, files
+assert len(files) == 8, files
 for f in files:
     t = pq.read_table(f)
     for field in t.schema:

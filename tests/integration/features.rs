@@ -224,6 +224,9 @@ fn appending_future_data_changes_no_run_output() {
     fa.remove("report.html");
     fb.remove("report.html");
     assert!(fa.contains_key("recovered.parquet") && fa.len() > 8);
+    for advice in ["service_advice.parquet", "promise_advice.parquet", "seller_advice.parquet"] {
+        assert!(fa.contains_key(advice), "{advice} not compared");
+    }
     for (name, bytes) in &fa {
         assert!(bytes == &fb[name], "{name} changed when data at or after the cutoff was appended");
     }

@@ -1,5 +1,6 @@
 //! lanewatch's integration tests, one binary (see Cargo's guidance on test build times).
 
+mod advice;
 mod analyst;
 mod cli;
 mod common;

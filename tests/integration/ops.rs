@@ -869,7 +869,7 @@ fn json_logs_have_one_object_per_line_with_stage_timings() {
             stages.push(s.to_string());
         }
     }
-    assert_eq!(stages, ["validate", "features", "train", "score", "alerts", "write"]);
+    assert_eq!(stages, ["validate", "features", "train", "score", "alerts", "advice", "write"]);
 }
 
 /// An input too large for the configured memory budget is refused from its footers, before

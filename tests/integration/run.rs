@@ -456,6 +456,38 @@ fn the_report_escapes_hostile_strings_where_it_shows_them() {
     for raw in [seller_1, "<img", "<b>bold", "<i>", "<svg onload", "<iframe"] {
         assert!(!html.contains(raw), "raw markup {raw:?} reached the report");
     }
+    assert_only_page_tags(&html);
+    // The seller pages of both hostile sellers: shown escaped, no markup from data, safe names.
+    for (seller, shown) in
+        [(seller_1, "&lt;script&gt;alert(1)&lt;/script&gt;"), (seller_2, "&gt;&lt;img src=x onerror=alert(2)&gt;")]
+    {
+        let o =
+            lanewatch(&["report", "--seller", seller, "--out", out.path().to_str().unwrap(), "--as-of", SMALL_AS_OF]);
+        expect_code(&o, 0);
+        let pages = out.path().join("seller_pages").join(format!("as_of={SMALL_AS_OF}"));
+        let page = std::fs::read_dir(&pages)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| stdout(&o).contains(p.file_name().unwrap().to_str().unwrap()))
+            .expect("the printed page exists");
+        let name = page.file_name().unwrap().to_str().unwrap();
+        assert!(!name.starts_with(['-', '.']) && !name.contains(['<', '>', '"', '/']), "{name}");
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert!(html.contains(shown), "the seller page does not show {shown:?}");
+        assert!(html.contains("CN-GD&lt;b&gt;bold&lt;/b&gt;") || html.contains("F&amp;R"), "lanes not shown escaped");
+        for raw in [seller, "<img", "<b>bold", "<i>", "<svg onload", "<iframe"] {
+            assert!(!html.contains(raw), "raw markup {raw:?} reached the seller page");
+        }
+        assert_only_page_tags(&html);
+    }
+    // An unknown seller is a data error naming it, not an empty page.
+    let o = lanewatch(&["report", "--seller", "nobody", "--out", out.path().to_str().unwrap(), "--as-of", SMALL_AS_OF]);
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("no seller \"nobody\""), "{}", stderr(&o));
+}
+
+/// Every `<` in `html` opens one of the page's own elements.
+fn assert_only_page_tags(html: &str) {
     // The page's own tags are the only tags: every `<` opens a known element.
     let allowed = [
         "html",
@@ -498,6 +530,7 @@ fn the_report_escapes_hostile_strings_where_it_shows_them() {
         "small",
         "strong",
         "em",
+        "code",
     ];
     for (k, _) in html.match_indices('<') {
         let rest = &html[k + 1..];

@@ -1,0 +1,640 @@
+//! Advice before shipping, from the night's point-in-time view of every lane:
+//!
+//! - `service_advice.parquet`: per origin × destination × service (and weight band), transit
+//!   percentiles in calendar and business days, the promise given today, the on-time rate
+//!   against it, the probability that a parcel shipped tomorrow meets it, and the cheapest
+//!   service (by `advice.services`) that meets it with `advice.confidence`.
+//! - `promise_advice.parquet`: per lane, the shortest promise in business days that would have
+//!   been kept `advice.target_on_time_rate` of the time over the lane window, with a confidence
+//!   interval, next to the promise given today.
+//! - `seller_advice.parquet`: per seller and lane shipped on, the seller's own on-time rate and
+//!   handling time beside the network's, and whether the seller's handling alone misses the
+//!   promise.
+//!
+//! Only shipments resolved before the cutoff are read (the same `Outcome` the labels use), in
+//! the same windows as the lane statistics (`lanes.window_days`, reaching back to
+//! `lanes.min_support` resolutions at most `lanes.max_window_days`), so nothing at or after the
+//! cutoff reaches the advice. A parcel resolved late without a delivery (lost, or past its
+//! promise and still moving) misses every promise the on-time rates test; the promise advice
+//! reads a Kaplan–Meier delivery curve (`Delivered`), where a parcel still moving counts as
+//! "longer than its age so far" rather than "never".
+//!
+//! Tomorrow's parcel has none of the in-flight features the model reads (no scans, no stage,
+//! no age), so the probability of meeting the promise is the lane's own rate against today's
+//! promise, shrunk towards its parent level by `features.prior_strength` pseudo-shipments; the
+//! backtest measures its calibration against later outcomes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use polars::prelude::*;
+
+use crate::calendar::DayTable;
+use crate::config::{AdviceConfig, LaneConfig};
+use crate::error::Result;
+use crate::features::FeatureSet;
+use crate::features::lanes::Q_TRANSIT_SCAN;
+use crate::features::timeline::NONE;
+use crate::schema::{self, MICROS_PER_DAY, outputs};
+
+/// What the advice stage reads from the config.
+#[derive(Debug, Clone)]
+pub struct AdviceParams {
+    pub advice: AdviceConfig,
+    pub lanes: LaneConfig,
+    pub prior_strength: f64,
+}
+
+/// The night's three advice tables.
+#[derive(Debug, Clone)]
+pub struct Advice {
+    pub service: DataFrame,
+    pub promise: DataFrame,
+    pub sellers: DataFrame,
+}
+
+/// A resolved shipment as the advice reads it.
+#[derive(Debug, Clone, Copy)]
+struct Obs {
+    resolved_at: i64,
+    /// Days and business days from creation to delivery; infinite when resolved undelivered.
+    transit: f64,
+    transit_b: f64,
+    /// For an undelivered parcel still in flight at the cutoff: business days from creation to
+    /// the cutoff, the transit it is known to exceed (right-censored). Infinite for a parcel
+    /// returned or lost, which never arrives.
+    censored_b: f64,
+    /// Days from creation to the first carrier scan (NaN when none was seen).
+    handling: f64,
+    seller: u32,
+    /// Index into the weight bands (`None`: weight unknown).
+    band: Option<usize>,
+    /// Delivered by its own promise.
+    met_own: bool,
+}
+
+/// The weight bands' labels: edges `[500, 2000]` → `<500g`, `500-2000g`, `>=2000g`.
+pub fn band_labels(edges: &[f64]) -> Vec<String> {
+    let g = |v: f64| if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v}") };
+    let mut out = Vec::with_capacity(edges.len() + 1);
+    for (k, e) in edges.iter().enumerate() {
+        out.push(if k == 0 { format!("<{}g", g(*e)) } else { format!("{}-{}g", g(edges[k - 1]), g(*e)) });
+    }
+    if let Some(last) = edges.last() {
+        out.push(format!(">={}g", g(*last)));
+    }
+    out
+}
+
+/// The band of a weight, `None` when unknown.
+pub fn band_of(weight_g: f64, edges: &[f64]) -> Option<usize> {
+    weight_g.is_finite().then(|| edges.partition_point(|e| *e <= weight_g))
+}
+
+/// Services in the order `advice.services` ranks them (cheapest first), others after it.
+pub fn service_rank(service: &str, ranking: &[String]) -> usize {
+    ranking.iter().position(|s| s == service).unwrap_or(ranking.len())
+}
+
+/// The resolved shipments of a pool (sorted by `resolved_at`) inside the lane window ending at
+/// `cutoff`: the last `window_days`, or further back to `min_support` of them, never past
+/// `max_window_days` (the rule of the lane statistics).
+fn window<'a>(obs: &'a [Obs], cutoff: i64, cfg: &LaneConfig) -> &'a [Obs] {
+    let since = cutoff - cfg.window_days as i64 * MICROS_PER_DAY;
+    let oldest = cutoff - cfg.max_window_days.max(cfg.window_days) as i64 * MICROS_PER_DAY;
+    let b = obs.partition_point(|o| o.resolved_at < cutoff);
+    let a = obs.partition_point(|o| o.resolved_at < since);
+    let need = cfg.min_support as usize;
+    let a = if b - a >= need { a } else { b.saturating_sub(need).max(obs.partition_point(|o| o.resolved_at < oldest)) };
+    &obs[a..b]
+}
+
+/// Linear-interpolation quantile of the finite values (NaN when none).
+fn finite_quantile(v: impl Iterator<Item = f64>, q: f64) -> f64 {
+    let mut v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
+    crate::features::lanes::quantile(&mut v, q)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    crate::features::lanes::quantile(&mut v, 0.5)
+}
+
+/// The distribution of business-day transit over a pool, as a Kaplan–Meier curve: a parcel
+/// delivered is an event at its transit; one still in flight past its promise is censored at
+/// its age (it will take at least that long, and counting it as "never" would overstate a
+/// slow lane's transit, while dropping it would understate it); one returned or lost never
+/// arrives and stays at risk throughout, so the curve never reaches it.
+pub struct Delivered {
+    /// (transit, share delivered within it, its Greenwood standard error) at each event time.
+    steps: Vec<(f64, f64, f64)>,
+}
+
+impl Delivered {
+    /// `(event time or NaN, censoring time)` per parcel: delivered parcels give their transit;
+    /// the others `NaN` and the time they are known to exceed (∞ for returned or lost).
+    pub fn new(parcels: &[(f64, f64)]) -> Delivered {
+        let mut events: Vec<f64> = parcels.iter().filter(|p| p.0.is_finite()).map(|p| p.0).collect();
+        events.sort_by(f64::total_cmp);
+        let mut censored: Vec<f64> = parcels.iter().filter(|p| !p.0.is_finite()).map(|p| p.1).collect();
+        censored.sort_by(f64::total_cmp);
+        let n = parcels.len();
+        let (mut surv, mut green) = (1.0f64, 0.0f64);
+        let mut steps = Vec::new();
+        let (mut e, mut c) = (0usize, 0usize);
+        while e < events.len() {
+            let t = events[e];
+            // Censored strictly before t have left the risk set; events before t too.
+            while c < censored.len() && censored[c] < t {
+                c += 1;
+            }
+            let at_risk = (n - e - c) as f64;
+            let d = events[e..].iter().take_while(|v| **v == t).count();
+            if at_risk > d as f64 {
+                green += d as f64 / (at_risk * (at_risk - d as f64));
+            }
+            surv *= 1.0 - d as f64 / at_risk;
+            steps.push((t, 1.0 - surv, surv * green.sqrt()));
+            e += d;
+        }
+        Delivered { steps }
+    }
+
+    /// Share delivered within `t` (NaN for an empty pool).
+    pub fn within(&self, t: f64) -> f64 {
+        if self.steps.is_empty() {
+            return if t.is_nan() { f64::NAN } else { 0.0 };
+        }
+        self.steps.iter().take_while(|s| s.0 <= t).last().map(|s| s.1).unwrap_or(0.0)
+    }
+
+    /// The shortest whole number of days within which `target` of parcels are delivered, and a
+    /// 95 % interval for it (the first days at which the curve's upper and lower 95 % bounds
+    /// reach the target). NaN where the curve never reaches the target.
+    pub fn shortest_promise(&self, target: f64) -> (f64, f64, f64) {
+        let first = |f: &dyn Fn(&(f64, f64, f64)) -> f64| {
+            self.steps.iter().find(|s| f(s) >= target - 1e-12).map(|s| s.0.ceil()).unwrap_or(f64::NAN)
+        };
+        (first(&|s| s.1), first(&|s| s.1 + 1.96 * s.2), first(&|s| s.1 - 1.96 * s.2))
+    }
+}
+
+/// One pool's statistics against a promise of `promise` days (`promise_b` business days).
+#[derive(Debug, Clone, Copy)]
+struct PoolStats {
+    n: usize,
+    met: usize,
+    transit: [f64; 3],
+    transit_b: [f64; 3],
+}
+
+fn pool_stats(w: &[Obs], promise: f64) -> PoolStats {
+    let q = |f: &dyn Fn(&Obs) -> f64, p: f64| finite_quantile(w.iter().map(f), p);
+    PoolStats {
+        n: w.len(),
+        met: w.iter().filter(|o| o.transit <= promise).count(),
+        transit: [q(&|o| o.transit, 0.5), q(&|o| o.transit, 0.9), q(&|o| o.transit, 0.95)],
+        transit_b: [q(&|o| o.transit_b, 0.5), q(&|o| o.transit_b, 0.9), q(&|o| o.transit_b, 0.95)],
+    }
+}
+
+/// Shipments of a pool by creation time, for "the promise given today".
+#[derive(Default)]
+struct Promises {
+    /// (created, promise days, promise business days)
+    rows: Vec<(i64, f64, f64)>,
+}
+
+impl Promises {
+    /// Median promise (days, business days) of the latest `sample` shipments.
+    fn today(&self, sample: usize) -> (f64, f64) {
+        let from = self.rows.len().saturating_sub(sample);
+        let last = &self.rows[from..];
+        (median(last.iter().map(|r| r.1).collect()), median(last.iter().map(|r| r.2).collect()))
+    }
+}
+
+/// Pools of resolved shipments (sorted by resolution) and of promises (sorted by creation),
+/// per lane, per destination × service and per service.
+#[derive(Default)]
+struct Pools {
+    obs: BTreeMap<String, Vec<Obs>>,
+    promises: BTreeMap<String, Promises>,
+}
+
+fn key_lane(l: u32) -> String {
+    format!("L{l}")
+}
+fn key_ds(d: &str, s: &str) -> String {
+    format!("D{d}\u{1f}{s}")
+}
+fn key_s(s: &str) -> String {
+    format!("S{s}")
+}
+
+/// Builds the night's advice. Pure: the feature set in, three sorted frames out.
+pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
+    let prep = &fs.prep;
+    let cutoff = fs.cutoff();
+    let cfg = &p.advice;
+    let bands = band_labels(&cfg.weight_bands_g);
+    let first_day = prep.created.iter().copied().min().map(crate::calendar::day_index).unwrap_or(0);
+    let days = DayTable::new(&fs.holidays, first_day - 1, crate::calendar::day_index(cutoff) + 400);
+
+    // Every shipment created before the cutoff gives a promise; the resolved ones an observation.
+    let mut pools = Pools::default();
+    let mut order: Vec<usize> = (0..prep.len()).collect();
+    order.sort_by_key(|&i| (prep.created[i], i));
+    for &i in &order {
+        let lane = &prep.lanes[prep.lane[i] as usize];
+        let promise = (
+            schema::days(prep.promised[i] - prep.created[i]),
+            days.business_days_between(prep.created[i], prep.promised[i]),
+        );
+        for k in [key_lane(prep.lane[i]), key_ds(&lane.destination, &lane.service), key_s(&lane.service)] {
+            pools.promises.entry(k).or_default().rows.push((prep.created[i], promise.0, promise.1));
+        }
+    }
+    let mut resolved: Vec<usize> = (0..prep.len()).filter(|&i| fs.outcomes[i].resolved).collect();
+    resolved.sort_by_key(|&i| (fs.outcomes[i].resolved_at, i));
+    for &i in &resolved {
+        let st = &fs.states[i];
+        let delivered = st.delivered != NONE && st.delivered < cutoff;
+        let (transit, transit_b) = if delivered {
+            (schema::days(st.delivered - prep.created[i]), days.business_days_between(prep.created[i], st.delivered))
+        } else {
+            (f64::INFINITY, f64::INFINITY)
+        };
+        let censored_b = if delivered || st.returned_or_lost != NONE && st.returned_or_lost < cutoff {
+            f64::INFINITY
+        } else {
+            days.business_days_between(prep.created[i], cutoff - 1)
+        };
+        let handling = if st.first_carrier_scan != NONE && st.first_carrier_scan < cutoff {
+            schema::days(st.first_carrier_scan - prep.created[i])
+        } else {
+            f64::NAN
+        };
+        let o = Obs {
+            resolved_at: fs.outcomes[i].resolved_at,
+            transit,
+            transit_b,
+            censored_b,
+            handling,
+            seller: prep.seller[i],
+            band: band_of(prep.weight_g[i], &cfg.weight_bands_g),
+            met_own: !fs.outcomes[i].late,
+        };
+        let lane = &prep.lanes[prep.lane[i] as usize];
+        for k in [key_lane(prep.lane[i]), key_ds(&lane.destination, &lane.service), key_s(&lane.service)] {
+            pools.obs.entry(k).or_default().push(o);
+        }
+    }
+    let empty: Vec<Obs> = Vec::new();
+    let win = |k: &str| -> &[Obs] { window(pools.obs.get(k).unwrap_or(&empty), cutoff, &p.lanes) };
+    let promise_of = |k: &str| pools.promises.get(k).map(|pr| pr.today(cfg.promise_sample));
+    let need = p.lanes.min_support as usize;
+
+    // The lane index of each origin × destination × service seen.
+    let mut lane_of: BTreeMap<(&str, &str, &str), u32> = BTreeMap::new();
+    for (l, k) in prep.lanes.iter().enumerate() {
+        lane_of.insert((&k.origin, &k.destination, &k.service), l as u32);
+    }
+    let pairs: BTreeSet<(&str, &str)> =
+        prep.lanes.iter().map(|k| (k.origin.as_str(), k.destination.as_str())).collect();
+    let mut services_to: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for k in &prep.lanes {
+        services_to.entry(&k.destination).or_default().insert(&k.service);
+    }
+
+    // ---- service advice ----
+    struct Row {
+        o: String,
+        d: String,
+        s: String,
+        band: String,
+        basis: &'static str,
+        weight_basis: &'static str,
+        st: PoolStats,
+        promise: f64,
+        p_meet: f64,
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    for &(o, d) in &pairs {
+        let mut services: Vec<&str> = services_to[d].iter().copied().collect();
+        services.sort_by_key(|s| (service_rank(s, &cfg.services), *s));
+        for s in services {
+            let lane = lane_of.get(&(o, d, s)).copied();
+            let (k_lane, k_ds, k_s) = (lane.map(key_lane), key_ds(d, s), key_s(s));
+            let promise = lane.and_then(|_| promise_of(k_lane.as_deref().unwrap_or(""))).or_else(|| promise_of(&k_ds));
+            let (promise, _) = promise.unwrap_or((f64::NAN, f64::NAN));
+            // The level that holds enough support, and its parent for shrinkage.
+            let levels: Vec<(&'static str, &[Obs])> = [
+                k_lane.as_deref().map(|k| ("lane", win(k))),
+                Some(("destination_service", win(&k_ds))),
+                Some(("service", win(&k_s))),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let rate = |w: &[Obs]| {
+                if w.is_empty() {
+                    f64::NAN
+                } else {
+                    w.iter().filter(|x| x.transit <= promise).count() as f64 / w.len() as f64
+                }
+            };
+            let chosen = levels.iter().position(|(_, w)| w.len() >= need);
+            let (basis, w) = match chosen {
+                Some(k) => levels[k],
+                None => ("none", &[][..]),
+            };
+            let parent_rate = chosen.and_then(|k| levels.get(k + 1)).map(|(_, w)| rate(w)).filter(|r| r.is_finite());
+            let shrink = |w: &[Obs]| -> f64 {
+                let st = pool_stats(w, promise);
+                if st.n == 0 || !promise.is_finite() {
+                    return f64::NAN;
+                }
+                match parent_rate {
+                    Some(pr) => (st.met as f64 + p.prior_strength * pr) / (st.n as f64 + p.prior_strength),
+                    None => st.met as f64 / st.n as f64,
+                }
+            };
+            let all = Row {
+                o: o.into(),
+                d: d.into(),
+                s: s.into(),
+                band: "all".into(),
+                basis,
+                weight_basis: "all_weights",
+                st: pool_stats(w, promise),
+                promise,
+                p_meet: shrink(w),
+            };
+            for (b, label) in bands.iter().enumerate() {
+                let wb: Vec<Obs> = w.iter().filter(|x| x.band == Some(b)).copied().collect();
+                if wb.is_empty() {
+                    continue;
+                }
+                let own = wb.len() >= need;
+                rows.push(Row {
+                    band: label.clone(),
+                    weight_basis: if own { "band" } else { "all_weights" },
+                    st: if own { pool_stats(&wb, promise) } else { all.st },
+                    p_meet: if own { shrink(&wb) } else { all.p_meet },
+                    o: all.o.clone(),
+                    d: all.d.clone(),
+                    s: all.s.clone(),
+                    basis,
+                    promise,
+                });
+            }
+            rows.push(all);
+        }
+    }
+    rows.sort_by(|a, b| {
+        (&a.o, &a.d, &a.band, service_rank(&a.s, &cfg.services), &a.s).cmp(&(
+            &b.o,
+            &b.d,
+            &b.band,
+            service_rank(&b.s, &cfg.services),
+            &b.s,
+        ))
+    });
+    // The advised service per origin × destination × band: the cheapest meeting the confidence,
+    // else the likeliest to meet its promise.
+    let mut advised: BTreeMap<(String, String, String), (String, bool)> = BTreeMap::new();
+    for group in rows.chunk_by(|a, b| (&a.o, &a.d, &a.band) == (&b.o, &b.d, &b.band)) {
+        let pick = group.iter().find(|r| r.p_meet >= cfg.confidence).map(|r| (r.s.clone(), true)).or_else(|| {
+            group
+                .iter()
+                .filter(|r| r.p_meet.is_finite())
+                .fold(None::<&Row>, |best, r| match best {
+                    Some(b) if b.p_meet >= r.p_meet => Some(b),
+                    _ => Some(r),
+                })
+                .map(|r| (r.s.clone(), false))
+        });
+        if let Some(a) = pick {
+            advised.insert((group[0].o.clone(), group[0].d.clone(), group[0].band.clone()), a);
+        }
+    }
+    let adv = |r: &Row| advised.get(&(r.o.clone(), r.d.clone(), r.band.clone()));
+    let f = |g: &dyn Fn(&Row) -> f64| rows.iter().map(g).collect::<Vec<f64>>();
+    let mut cols = Vec::new();
+    for &name in outputs::SERVICE_ADVICE {
+        cols.push(match name {
+            "origin" => Column::new(name.into(), rows.iter().map(|r| r.o.as_str()).collect::<Vec<_>>()),
+            "destination" => Column::new(name.into(), rows.iter().map(|r| r.d.as_str()).collect::<Vec<_>>()),
+            "service" => Column::new(name.into(), rows.iter().map(|r| r.s.as_str()).collect::<Vec<_>>()),
+            "weight_band" => Column::new(name.into(), rows.iter().map(|r| r.band.as_str()).collect::<Vec<_>>()),
+            "basis" => Column::new(name.into(), rows.iter().map(|r| r.basis).collect::<Vec<_>>()),
+            "weight_basis" => Column::new(name.into(), rows.iter().map(|r| r.weight_basis).collect::<Vec<_>>()),
+            "support" => Column::new(name.into(), rows.iter().map(|r| r.st.n as i64).collect::<Vec<_>>()),
+            "transit_p50_days" => Column::new(name.into(), f(&|r| r.st.transit[0])),
+            "transit_p90_days" => Column::new(name.into(), f(&|r| r.st.transit[1])),
+            "transit_p95_days" => Column::new(name.into(), f(&|r| r.st.transit[2])),
+            "transit_p50_business_days" => Column::new(name.into(), f(&|r| r.st.transit_b[0])),
+            "transit_p90_business_days" => Column::new(name.into(), f(&|r| r.st.transit_b[1])),
+            "transit_p95_business_days" => Column::new(name.into(), f(&|r| r.st.transit_b[2])),
+            "promise_days" => Column::new(name.into(), f(&|r| r.promise)),
+            "on_time_rate" => {
+                Column::new(name.into(), f(&|r| if r.st.n > 0 { r.st.met as f64 / r.st.n as f64 } else { f64::NAN }))
+            }
+            "p_meet_promise" => Column::new(name.into(), f(&|r| r.p_meet)),
+            "service_rank" => Column::new(
+                name.into(),
+                rows.iter().map(|r| service_rank(&r.s, &cfg.services) as i32).collect::<Vec<_>>(),
+            ),
+            "advised_service" => {
+                Column::new(name.into(), rows.iter().map(|r| adv(r).map(|a| a.0.as_str())).collect::<Vec<_>>())
+            }
+            "is_advised" => {
+                Column::new(name.into(), rows.iter().map(|r| adv(r).is_some_and(|a| a.0 == r.s)).collect::<Vec<_>>())
+            }
+            "advice_meets_confidence" => {
+                Column::new(name.into(), rows.iter().map(|r| adv(r).is_some_and(|a| a.1)).collect::<Vec<_>>())
+            }
+            other => return Err(crate::error::Error::internal(format!("service_advice: no builder for {other}"))),
+        });
+    }
+    let service = DataFrame::new(rows.len(), cols)?;
+    outputs::check("service_advice.parquet", &service, outputs::SERVICE_ADVICE)?;
+
+    // ---- promise advice ----
+    let mut prow: Vec<(usize, &'static str, usize, f64, f64, (f64, f64, f64))> = Vec::new();
+    let mut lane_order: Vec<usize> = (0..prep.lanes.len()).collect();
+    lane_order.sort_by(|&a, &b| prep.lanes[a].cmp(&prep.lanes[b]));
+    for &l in &lane_order {
+        let k = &prep.lanes[l];
+        let Some((_, promise_b)) = promise_of(&key_lane(l as u32)) else { continue };
+        let (kl, kds, ks) = (key_lane(l as u32), key_ds(&k.destination, &k.service), key_s(&k.service));
+        let levels = [("lane", win(&kl)), ("destination_service", win(&kds)), ("service", win(&ks))];
+        let (basis, w) = levels.iter().copied().find(|(_, w)| w.len() >= need).unwrap_or(("none", &[][..]));
+        let curve = Delivered::new(
+            &w.iter()
+                .map(|o| (if o.transit_b.is_finite() { o.transit_b } else { f64::NAN }, o.censored_b))
+                .collect::<Vec<_>>(),
+        );
+        let kept = if w.is_empty() { f64::NAN } else { curve.within(promise_b) };
+        prow.push((l, basis, w.len(), promise_b, kept, curve.shortest_promise(cfg.target_on_time_rate)));
+    }
+    let pf = |g: &dyn Fn(&(usize, &'static str, usize, f64, f64, (f64, f64, f64))) -> f64| {
+        prow.iter().map(g).collect::<Vec<f64>>()
+    };
+    let mut cols = Vec::new();
+    for &name in outputs::PROMISE_ADVICE {
+        let lk = |r: &(usize, &'static str, usize, f64, f64, (f64, f64, f64))| &prep.lanes[r.0];
+        cols.push(match name {
+            "origin" => Column::new(name.into(), prow.iter().map(|r| lk(r).origin.as_str()).collect::<Vec<_>>()),
+            "destination" => {
+                Column::new(name.into(), prow.iter().map(|r| lk(r).destination.as_str()).collect::<Vec<_>>())
+            }
+            "service" => Column::new(name.into(), prow.iter().map(|r| lk(r).service.as_str()).collect::<Vec<_>>()),
+            "basis" => Column::new(name.into(), prow.iter().map(|r| r.1).collect::<Vec<_>>()),
+            "support" => Column::new(name.into(), prow.iter().map(|r| r.2 as i64).collect::<Vec<_>>()),
+            "promise_business_days" => Column::new(name.into(), pf(&|r| r.3)),
+            "kept_rate" => Column::new(name.into(), pf(&|r| r.4)),
+            "target_on_time_rate" => Column::new(name.into(), vec![cfg.target_on_time_rate; prow.len()]),
+            "advised_promise_business_days" => Column::new(name.into(), pf(&|r| r.5.0)),
+            "advised_promise_low" => Column::new(name.into(), pf(&|r| r.5.1)),
+            "advised_promise_high" => Column::new(name.into(), pf(&|r| r.5.2)),
+            "change_business_days" => Column::new(name.into(), pf(&|r| r.5.0 - r.3)),
+            "below_target" => Column::new(
+                name.into(),
+                prow.iter().map(|r| r.4.is_finite() && r.4 < cfg.target_on_time_rate).collect::<Vec<_>>(),
+            ),
+            other => return Err(crate::error::Error::internal(format!("promise_advice: no builder for {other}"))),
+        });
+    }
+    let promise = DataFrame::new(prow.len(), cols)?;
+    outputs::check("promise_advice.parquet", &promise, outputs::PROMISE_ADVICE)?;
+
+    // ---- seller advice ----
+    let names = prep.seller_names()?;
+    struct SRow {
+        seller: u32,
+        lane: usize,
+        n: usize,
+        on_time: f64,
+        handling: f64,
+        net_on_time: f64,
+        net_handling: f64,
+        from_scan_p90: f64,
+        promise: f64,
+    }
+    let mut srows: Vec<SRow> = Vec::new();
+    for &l in &lane_order {
+        let w = win(&key_lane(l as u32));
+        if w.is_empty() {
+            continue;
+        }
+        let promise = promise_of(&key_lane(l as u32)).map(|p| p.0).unwrap_or(f64::NAN);
+        let net_on_time = w.iter().filter(|o| o.met_own).count() as f64 / w.len() as f64;
+        let net_handling = finite_quantile(w.iter().map(|o| o.handling), 0.5);
+        let from_scan_p90 = fs.lanes()[l].v[Q_TRANSIT_SCAN + 1];
+        let mut by_seller: BTreeMap<u32, Vec<&Obs>> = BTreeMap::new();
+        for o in w {
+            by_seller.entry(o.seller).or_default().push(o);
+        }
+        for (seller, v) in by_seller {
+            srows.push(SRow {
+                seller,
+                lane: l,
+                n: v.len(),
+                on_time: v.iter().filter(|o| o.met_own).count() as f64 / v.len() as f64,
+                handling: finite_quantile(v.iter().map(|o| o.handling), 0.5),
+                net_on_time,
+                net_handling,
+                from_scan_p90,
+                promise,
+            });
+        }
+    }
+    srows.sort_by(|a, b| {
+        (names[a.seller as usize], &prep.lanes[a.lane]).cmp(&(names[b.seller as usize], &prep.lanes[b.lane]))
+    });
+    // The advice row of each seller lane's origin × destination (all weights).
+    let mut advice_of: BTreeMap<(&str, &str, &str), (f64, Option<&str>)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.band == "all") {
+        advice_of.insert((&r.o, &r.d, &r.s), (r.p_meet, adv(r).map(|a| a.0.as_str())));
+    }
+    // The seller's typical handling plus the network's slow (p90) transit from the first scan
+    // misses the promise, where the network's typical handling with the same transit keeps it.
+    let misses = |r: &SRow| {
+        r.n >= cfg.min_seller_shipments
+            && r.handling + r.from_scan_p90 > r.promise
+            && r.net_handling + r.from_scan_p90 <= r.promise
+    };
+    let sf = |g: &dyn Fn(&SRow) -> f64| srows.iter().map(g).collect::<Vec<f64>>();
+    let key = |r: &SRow| {
+        let k = &prep.lanes[r.lane];
+        (k.origin.as_str(), k.destination.as_str(), k.service.as_str())
+    };
+    let mut cols = Vec::new();
+    for &name in outputs::SELLER_ADVICE {
+        cols.push(match name {
+            "seller_id" => Column::new(name.into(), srows.iter().map(|r| names[r.seller as usize]).collect::<Vec<_>>()),
+            "origin" => Column::new(name.into(), srows.iter().map(|r| key(r).0).collect::<Vec<_>>()),
+            "destination" => Column::new(name.into(), srows.iter().map(|r| key(r).1).collect::<Vec<_>>()),
+            "service" => Column::new(name.into(), srows.iter().map(|r| key(r).2).collect::<Vec<_>>()),
+            "shipments" => Column::new(name.into(), srows.iter().map(|r| r.n as i64).collect::<Vec<_>>()),
+            "on_time_rate" => Column::new(name.into(), sf(&|r| r.on_time)),
+            "network_on_time_rate" => Column::new(name.into(), sf(&|r| r.net_on_time)),
+            "handling_p50_days" => Column::new(name.into(), sf(&|r| r.handling)),
+            "network_handling_p50_days" => Column::new(name.into(), sf(&|r| r.net_handling)),
+            "transit_from_scan_p90_days" => Column::new(name.into(), sf(&|r| r.from_scan_p90)),
+            "promise_days" => Column::new(name.into(), sf(&|r| r.promise)),
+            "handling_misses_promise" => Column::new(name.into(), srows.iter().map(misses).collect::<Vec<_>>()),
+            "p_meet_promise" => {
+                Column::new(name.into(), sf(&|r| advice_of.get(&key(r)).map(|a| a.0).unwrap_or(f64::NAN)))
+            }
+            "advised_service" => Column::new(
+                name.into(),
+                srows.iter().map(|r| advice_of.get(&key(r)).and_then(|a| a.1)).collect::<Vec<_>>(),
+            ),
+            other => return Err(crate::error::Error::internal(format!("seller_advice: no builder for {other}"))),
+        });
+    }
+    let sellers = DataFrame::new(srows.len(), cols)?;
+    outputs::check("seller_advice.parquet", &sellers, outputs::SELLER_ADVICE)?;
+    Ok(Advice { service, promise, sellers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_are_labelled_and_found() {
+        assert_eq!(band_labels(&[500.0, 2000.0]), ["<500g", "500-2000g", ">=2000g"]);
+        assert_eq!(band_of(499.9, &[500.0, 2000.0]), Some(0));
+        assert_eq!(band_of(500.0, &[500.0, 2000.0]), Some(1));
+        assert_eq!(band_of(2500.0, &[500.0, 2000.0]), Some(2));
+        assert_eq!(band_of(f64::NAN, &[500.0, 2000.0]), None);
+    }
+
+    #[test]
+    fn shortest_promise_reads_the_delivery_curve() {
+        // 1..=100 days, all delivered: 95 % arrive within 95 days.
+        let all: Vec<(f64, f64)> = (1..=100).map(|d| (f64::from(d), f64::NAN)).collect();
+        let c = Delivered::new(&all);
+        let (d, lo, hi) = c.shortest_promise(0.95);
+        assert_eq!(d, 95.0);
+        assert!(lo < 95.0 && lo >= 89.0 && (hi.is_nan() || hi > 95.0), "{lo} {hi}");
+        assert!((c.within(50.0) - 0.5).abs() < 1e-12);
+        // A tenth lost: the curve stops at 90 %, so no promise keeps 95 %, 80 % within 80 days.
+        let mut lost: Vec<(f64, f64)> = (1..=90).map(|d| (f64::from(d), f64::NAN)).collect();
+        lost.extend([(f64::NAN, f64::INFINITY); 10]);
+        let c = Delivered::new(&lost);
+        assert!(c.shortest_promise(0.95).0.is_nan());
+        assert_eq!(c.shortest_promise(0.8).0, 80.0);
+        // Still in flight at 50 days: known to take longer than 50, not "never". Ten of them
+        // among 90 delivered in 1..=90 days leave the curve reaching 95 % after day 50.
+        let mut open: Vec<(f64, f64)> = (1..=90).map(|d| (f64::from(d), f64::NAN)).collect();
+        open.extend([(f64::NAN, 50.0); 10]);
+        let c = Delivered::new(&open);
+        assert!((c.within(50.0) - 0.5).abs() < 1e-9, "{}", c.within(50.0));
+        assert!(c.within(90.0) > 0.999);
+        let d = c.shortest_promise(0.95).0;
+        assert!(d > 50.0 && d <= 90.0, "{d}");
+    }
+}

@@ -1,0 +1,45 @@
+//! `lanewatch report --seller ID`: one seller's page from a finished run folder, written
+//! beside the runs (`OUT/seller_pages/as_of=DATE/<file>.html`), never into the run folder,
+//! which stays as its night committed it.
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::io;
+use crate::output::{run_dir_name, sellers::seller_file_stem};
+use crate::report;
+
+/// Reads the run for `as_of` in `out`, writes the page for `seller_id` and returns its path.
+pub fn seller_report(out: &Path, as_of: NaiveDate, seller_id: &str) -> Result<PathBuf> {
+    let run = out.join(run_dir_name(as_of));
+    if !run.join("_SUCCESS").is_file() {
+        return Err(Error::MissingInput { path: run });
+    }
+    let read = |name: &str| -> Result<DataFrame> {
+        let path = run.join(name);
+        let f = std::fs::File::open(&path).map_err(|_| Error::MissingInput { path: path.clone() })?;
+        Ok(ParquetReader::new(f).finish()?)
+    };
+    let of_seller = |df: DataFrame| -> Result<DataFrame> {
+        let mask = df.column("seller_id")?.str()?.equal(seller_id);
+        Ok(df.filter(&mask)?)
+    };
+    let alerts = of_seller(read("alerts.parquet")?)?;
+    let lanes = of_seller(read("seller_advice.parquet")?)?;
+    if alerts.height() == 0 && lanes.height() == 0 {
+        return Err(Error::Data {
+            file: run.join("seller_advice.parquet").display().to_string(),
+            column: "seller_id".into(),
+            message: format!("no seller {:?} in the run of {as_of}", crate::error::printable(seller_id)),
+        });
+    }
+    let html = report::seller_page(seller_id, as_of, &alerts, &lanes)?;
+    let dir = out.join("seller_pages").join(run_dir_name(as_of));
+    io::create_dir_all(&dir)?;
+    let path = dir.join(format!("{}.html", seller_file_stem(seller_id)));
+    io::write_atomic(&path, html.as_bytes())?;
+    Ok(path)
+}
