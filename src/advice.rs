@@ -213,21 +213,52 @@ impl Promises {
 }
 
 /// Pools of resolved shipments (sorted by resolution) and of promises (sorted by creation),
-/// per lane, per destination × service and per service.
-#[derive(Default)]
+/// per lane, per destination × service and per service: `lane`, then `lane_count + ds`, then
+/// `lane_count + ds_count + s` index one flat list.
 struct Pools {
-    obs: BTreeMap<String, Vec<Obs>>,
-    promises: BTreeMap<String, Promises>,
+    obs: Vec<Vec<Obs>>,
+    promises: Vec<Promises>,
+    n_lanes: usize,
+    /// destination × service and service ids, and each lane's.
+    ds: BTreeMap<(String, String), usize>,
+    services: BTreeMap<String, usize>,
+    lane_ds: Vec<usize>,
+    lane_s: Vec<usize>,
 }
 
-fn key_lane(l: u32) -> String {
-    format!("L{l}")
-}
-fn key_ds(d: &str, s: &str) -> String {
-    format!("D{d}\u{1f}{s}")
-}
-fn key_s(s: &str) -> String {
-    format!("S{s}")
+impl Pools {
+    fn new(lanes: &[crate::features::prepare::LaneKey]) -> Pools {
+        let mut ds = BTreeMap::new();
+        let mut services = BTreeMap::new();
+        for k in lanes {
+            let n = ds.len();
+            ds.entry((k.destination.clone(), k.service.clone())).or_insert(n);
+            let n = services.len();
+            services.entry(k.service.clone()).or_insert(n);
+        }
+        let lane_ds: Vec<usize> = lanes.iter().map(|k| ds[&(k.destination.clone(), k.service.clone())]).collect();
+        let lane_s: Vec<usize> = lanes.iter().map(|k| services[&k.service]).collect();
+        let total = lanes.len() + ds.len() + services.len();
+        Pools {
+            obs: vec![Vec::new(); total],
+            promises: (0..total).map(|_| Promises::default()).collect(),
+            n_lanes: lanes.len(),
+            ds,
+            services,
+            lane_ds,
+            lane_s,
+        }
+    }
+    /// The three pools a shipment of lane `l` belongs to.
+    fn of_lane(&self, l: usize) -> [usize; 3] {
+        [l, self.n_lanes + self.lane_ds[l], self.n_lanes + self.ds.len() + self.lane_s[l]]
+    }
+    fn key_ds(&self, d: &str, s: &str) -> Option<usize> {
+        self.ds.get(&(d.to_string(), s.to_string())).map(|k| self.n_lanes + k)
+    }
+    fn key_s(&self, s: &str) -> Option<usize> {
+        self.services.get(s).map(|k| self.n_lanes + self.ds.len() + k)
+    }
 }
 
 /// Builds the night's advice. Pure: the feature set in, three sorted frames out.
@@ -240,17 +271,16 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     let days = DayTable::new(&fs.holidays, first_day - 1, crate::calendar::day_index(cutoff) + 400);
 
     // Every shipment created before the cutoff gives a promise; the resolved ones an observation.
-    let mut pools = Pools::default();
+    let mut pools = Pools::new(&prep.lanes);
     let mut order: Vec<usize> = (0..prep.len()).collect();
     order.sort_by_key(|&i| (prep.created[i], i));
     for &i in &order {
-        let lane = &prep.lanes[prep.lane[i] as usize];
         let promise = (
             schema::days(prep.promised[i] - prep.created[i]),
             days.business_days_between(prep.created[i], prep.promised[i]),
         );
-        for k in [key_lane(prep.lane[i]), key_ds(&lane.destination, &lane.service), key_s(&lane.service)] {
-            pools.promises.entry(k).or_default().rows.push((prep.created[i], promise.0, promise.1));
+        for k in pools.of_lane(prep.lane[i] as usize) {
+            pools.promises[k].rows.push((prep.created[i], promise.0, promise.1));
         }
     }
     let mut resolved: Vec<usize> = (0..prep.len()).filter(|&i| fs.outcomes[i].resolved).collect();
@@ -283,14 +313,13 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             band: band_of(prep.weight_g[i], &cfg.weight_bands_g),
             met_own: !fs.outcomes[i].late,
         };
-        let lane = &prep.lanes[prep.lane[i] as usize];
-        for k in [key_lane(prep.lane[i]), key_ds(&lane.destination, &lane.service), key_s(&lane.service)] {
-            pools.obs.entry(k).or_default().push(o);
+        for k in pools.of_lane(prep.lane[i] as usize) {
+            pools.obs[k].push(o);
         }
     }
-    let empty: Vec<Obs> = Vec::new();
-    let win = |k: &str| -> &[Obs] { window(pools.obs.get(k).unwrap_or(&empty), cutoff, &p.lanes) };
-    let promise_of = |k: &str| pools.promises.get(k).map(|pr| pr.today(cfg.promise_sample));
+    let win = |k: usize| -> &[Obs] { window(&pools.obs[k], cutoff, &p.lanes) };
+    let promise_of =
+        |k: usize| (!pools.promises[k].rows.is_empty()).then(|| pools.promises[k].today(cfg.promise_sample));
     let need = p.lanes.min_support as usize;
 
     // The lane index of each origin × destination × service seen.
@@ -323,14 +352,18 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
         services.sort_by_key(|s| (service_rank(s, &cfg.services), *s));
         for s in services {
             let lane = lane_of.get(&(o, d, s)).copied();
-            let (k_lane, k_ds, k_s) = (lane.map(key_lane), key_ds(d, s), key_s(s));
-            let promise = lane.and_then(|_| promise_of(k_lane.as_deref().unwrap_or(""))).or_else(|| promise_of(&k_ds));
+            let (k_lane, k_ds, k_s) = (
+                lane.map(|l| l as usize),
+                pools.key_ds(d, s).expect("every destination × service seen has a pool"),
+                pools.key_s(s).expect("every service seen has a pool"),
+            );
+            let promise = k_lane.and_then(promise_of).or_else(|| promise_of(k_ds));
             let (promise, _) = promise.unwrap_or((f64::NAN, f64::NAN));
             // The level that holds enough support, and its parent for shrinkage.
             let levels: Vec<(&'static str, &[Obs])> = [
-                k_lane.as_deref().map(|k| ("lane", win(k))),
-                Some(("destination_service", win(&k_ds))),
-                Some(("service", win(&k_s))),
+                k_lane.map(|k| ("lane", win(k))),
+                Some(("destination_service", win(k_ds))),
+                Some(("service", win(k_s))),
             ]
             .into_iter()
             .flatten()
@@ -464,10 +497,9 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     let mut lane_order: Vec<usize> = (0..prep.lanes.len()).collect();
     lane_order.sort_by(|&a, &b| prep.lanes[a].cmp(&prep.lanes[b]));
     for &l in &lane_order {
-        let k = &prep.lanes[l];
-        let Some((_, promise_b)) = promise_of(&key_lane(l as u32)) else { continue };
-        let (kl, kds, ks) = (key_lane(l as u32), key_ds(&k.destination, &k.service), key_s(&k.service));
-        let levels = [("lane", win(&kl)), ("destination_service", win(&kds)), ("service", win(&ks))];
+        let Some((_, promise_b)) = promise_of(l) else { continue };
+        let [kl, kds, ks] = pools.of_lane(l);
+        let levels = [("lane", win(kl)), ("destination_service", win(kds)), ("service", win(ks))];
         let (basis, w) = levels.iter().copied().find(|(_, w)| w.len() >= need).unwrap_or(("none", &[][..]));
         let curve = Delivered::new(
             &w.iter()
@@ -523,11 +555,11 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     }
     let mut srows: Vec<SRow> = Vec::new();
     for &l in &lane_order {
-        let w = win(&key_lane(l as u32));
+        let w = win(l);
         if w.is_empty() {
             continue;
         }
-        let promise = promise_of(&key_lane(l as u32)).map(|p| p.0).unwrap_or(f64::NAN);
+        let promise = promise_of(l).map(|p| p.0).unwrap_or(f64::NAN);
         let net_on_time = w.iter().filter(|o| o.met_own).count() as f64 / w.len() as f64;
         let net_handling = finite_quantile(w.iter().map(|o| o.handling), 0.5);
         let from_scan_p90 = fs.lanes()[l].v[Q_TRANSIT_SCAN + 1];

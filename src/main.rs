@@ -417,6 +417,19 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                     d.flagged_lane_nights
                 );
             }
+            let a = &s.advice;
+            let pct = |v: Option<f64>| v.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_else(|| "-".into());
+            println!(
+                "  advice: {} parcels shipped after a night; advised service used by {} (on time {}), another by {} (on time {}); p_meet brier {:.3}; promise advice would change {} of {} lanes",
+                a.shipments,
+                a.followed,
+                pct(a.followed_on_time_rate),
+                a.not_followed,
+                pct(a.not_followed_on_time_rate),
+                a.p_meet_brier,
+                a.promise_lanes_changed,
+                a.promise_lanes
+            );
             print_pooled(&s.pooled);
             println!("  outputs: {}", printable(&s.out.display().to_string()));
         }

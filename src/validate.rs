@@ -248,6 +248,21 @@ pub fn decode_events(
         let eta = df.column("carrier_estimated_delivery_at")?.as_materialized_series().to_physical_repr().into_owned();
         let eta = eta.i64()?;
         part.rows += df.height() as u64;
+        // The id → shipment lookups are most of the work: done in parallel over the batch
+        // (the index is read-only), the rest of the row in order.
+        let found: Vec<Option<u32>> = match index {
+            Some(ix) => {
+                use rayon::prelude::*;
+                let ids: Vec<Option<&str>> = ids.iter().collect();
+                ids.par_chunks(1 << 14)
+                    .flat_map_iter(|c| c.iter().map(|id| id.and_then(|id| ix.get(id).copied())))
+                    .collect()
+            }
+            None => vec![None; df.height()],
+        };
+        // Statuses repeat: the last one seen is checked before the map, and the map is
+        // probed without allocating.
+        let mut last: Option<(&str, u32)> = None;
         for k in 0..df.height() {
             let id = ids.get(k);
             if let Some(id) = id {
@@ -261,22 +276,34 @@ pub fn decode_events(
                 part.bad_times += !(MIN_TS..=MAX_TS).contains(&tv) as u64;
             }
             let (Some(id), Some(tv), Some(sv)) = (id, tv, st.get(k)) else { continue };
-            let ship = match index.and_then(|ix| ix.get(id)) {
-                Some(&i) => i,
-                None => {
-                    let next = orphans.len() as u32;
-                    let o = *orphan_of.entry(id.to_string()).or_insert_with(|| {
+            let ship = match found[k] {
+                Some(i) => i,
+                None => match orphan_of.get(id) {
+                    Some(&o) => ORPHAN | o,
+                    None => {
+                        let o = orphans.len() as u32;
                         orphans.push(id.to_string());
-                        next
-                    });
-                    ORPHAN | o
+                        orphan_of.insert(id.to_string(), o);
+                        ORPHAN | o
+                    }
+                },
+            };
+            let status = match last {
+                Some((name, code)) if name == sv => code,
+                _ => {
+                    let code = match status_of.get(sv) {
+                        Some(&c) => c,
+                        None => {
+                            let c = part.statuses.len() as u32;
+                            part.statuses.push(sv.to_string());
+                            status_of.insert(sv.to_string(), c);
+                            c
+                        }
+                    };
+                    last = Some((sv, code));
+                    code
                 }
             };
-            let next = part.statuses.len() as u32;
-            let status = *status_of.entry(sv.to_string()).or_insert_with(|| {
-                part.statuses.push(sv.to_string());
-                next
-            });
             part.ship.push(ship);
             part.time.push(tv);
             part.status.push(status);
