@@ -481,7 +481,10 @@ fn main() -> ExitCode {
     };
     let json_logs = matches!(cli.log_format, LogFormat::Json);
     init_logs(cli.log_format);
-    // A panic must reach cron as one line and exit 70, never as a backtrace.
+    // A panic must reach cron as one line and exit 70, never as a backtrace. The hook only
+    // records it: a panic caught inside (a corrupt page in one file, a model candidate that
+    // fails) is reported where it is caught, and one that ends the run is printed below.
+    static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
@@ -490,7 +493,10 @@ fn main() -> ExitCode {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("lanewatch: internal error: panic{at}: {}", lanewatch::error::one_line(msg));
+        let line = format!("internal error: panic{at}: {}", lanewatch::error::one_line(msg));
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(line);
+        }
     }));
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| real_main(cli))) {
         Ok(Ok(())) => ExitCode::SUCCESS,
@@ -502,6 +508,18 @@ fn main() -> ExitCode {
             }
             ExitCode::from(e.exit_code() as u8)
         }
-        Err(_) => ExitCode::from(exit::SOFTWARE as u8),
+        Err(_) => {
+            let line = LAST_PANIC
+                .lock()
+                .ok()
+                .and_then(|mut l| l.take())
+                .unwrap_or_else(|| "internal error: unknown panic".into());
+            if json_logs {
+                tracing::error!(exit_code = exit::SOFTWARE, "{line}");
+            } else {
+                eprintln!("lanewatch: {line}");
+            }
+            ExitCode::from(exit::SOFTWARE as u8)
+        }
     }
 }

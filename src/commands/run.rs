@@ -51,6 +51,9 @@ pub fn run(s: &Settings) -> Result<RunSummary> {
     if let Some(f) = &res.model.metrics.fallback {
         warnings.push(format!("model fell back to the lane-quantile rule: {f}"));
     }
+    for (c, why) in &res.model.metrics.failed_candidates {
+        warnings.push(format!("model candidate {c} failed and was left out of the choice: {why}"));
+    }
     if let Some(f) = res.model.metrics.floor.as_ref().filter(|f| !f.beaten) {
         warnings.push(format!(
             "the chosen model ({}) does not beat the simple logistic floor on validation PR-AUC: {:.3} vs {:.3}",

@@ -194,6 +194,9 @@ pub struct Metrics {
     pub windows: Windows,
     /// Whether the chosen model beat the simple-logistic floor on validation PR-AUC.
     pub floor: Option<Floor>,
+    /// Candidates whose fit failed (left out of the choice), with why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed_candidates: BTreeMap<String, String>,
     pub hyper_parameters: ModelParams,
 }
 
@@ -537,6 +540,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         pr_curves,
         windows,
         floor: None,
+        failed_candidates: BTreeMap::new(),
         hyper_parameters: (**p).clone(),
     };
 
@@ -577,12 +581,24 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         in_period: sample.iter().map(|&r| rows.resolved_at[r] >= es_start).collect(),
     };
 
-    let fitted: Vec<Result<Estimator>> = p
+    let fitted: Vec<std::result::Result<Estimator, (Candidate, Error)>> = p
         .candidates
         .par_iter()
         .map(|&c| {
             let t = std::time::Instant::now();
-            let e = fit_candidate(c, &x, &y, &early_set, p);
+            // A learner that panics on some data (linfa-trees asserts a node's weight is
+            // positive, which f32 sums can break on large samples) loses its place in the
+            // choice instead of failing the night; the other candidates still compete.
+            let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fit_candidate(c, &x, &y, &early_set, p)))
+                .unwrap_or_else(|panic| {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "the learner panicked".into());
+                    Err(Error::internal(format!("{c}: {why}")))
+                })
+                .map_err(|e| (c, e));
             tracing::debug!(candidate = c.name(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
             e
         })
@@ -590,7 +606,14 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
 
     let mut best: Option<(Estimator, Platt, Vec<f64>, Scores)> = None;
     for est in fitted {
-        let est = est?;
+        let est = match est {
+            Ok(e) => e,
+            Err((c, e)) => {
+                tracing::warn!("model candidate {c} left out: {e}");
+                metrics.failed_candidates.insert(c.name().to_string(), crate::error::one_line(e.to_string()));
+                continue;
+            }
+        };
         let raw: Vec<f64> = x_va_rows.par_iter().map(|r| est.raw(r)).collect();
         let crossed = cross_fit(&raw, &y_va, &fold);
         let s = eval(&crossed);
@@ -604,7 +627,12 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
             best = Some((est, platt, crossed, s));
         }
     }
-    let (est, platt, crossed, s) = best.ok_or_else(|| Error::internal("no model candidates"))?;
+    let (est, platt, crossed, s) = best.ok_or_else(|| {
+        Error::internal(match metrics.failed_candidates.iter().next() {
+            Some((c, why)) => format!("every model candidate failed (first, {c}: {why})"),
+            None => "no model candidates".into(),
+        })
+    })?;
     metrics.chosen_model = est.kind().into();
     if let Some(b) = metrics.baselines.get("simple_logistic") {
         metrics.floor = Some(Floor {
@@ -752,6 +780,7 @@ fn fit_candidate(
     p: &ValidParams,
 ) -> Result<Estimator> {
     let lin = |e: linfa::Error| Error::internal(format!("{candidate}: {e}"));
+    crate::fault::point(&format!("fit:{candidate}"));
     match candidate {
         Candidate::Logistic => fit_logistic(x, y, &[], p),
         Candidate::Tree => {

@@ -792,6 +792,23 @@ pub fn alerts_per_night(nights: &DataFrame) -> Result<String> {
     Ok(svg::lines("alerts_per_night", "Alerts per night", "alerts", &xs, &series, None, true))
 }
 
+/// A reliability table: the non-empty bins with their counts, mean prediction and outcome rate.
+fn calibration_table(bins: &[crate::model::metrics::Bin], header: &[&str]) -> String {
+    let rows: Vec<Vec<String>> = bins
+        .iter()
+        .filter(|b| b.n > 0)
+        .map(|b| {
+            vec![
+                format!("{:.1}–{:.1}", b.lower, b.upper),
+                b.n.to_string(),
+                b.mean_predicted.map(f3).unwrap_or_default(),
+                b.observed_rate.map(f3).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(header, &rows)
+}
+
 /// The backtest report: per-kind precision, recall and lead time, fatigue, disruption detection.
 pub fn backtest_report(s: &BacktestSummary, nights: &DataFrame) -> Result<String> {
     let mut body = String::new();
@@ -835,21 +852,8 @@ pub fn backtest_report(s: &BacktestSummary, nights: &DataFrame) -> Result<String
         .collect();
     body += &table(&["model", "roc_auc", "pr_auc", "brier"], &rows);
     if let Some(m) = p.scores.get("model") {
-        let cal: Vec<Vec<String>> = m
-            .calibration
-            .iter()
-            .filter(|b| b.n > 0)
-            .map(|b| {
-                vec![
-                    format!("{:.1}–{:.1}", b.lower, b.upper),
-                    b.n.to_string(),
-                    b.mean_predicted.map(f3).unwrap_or_default(),
-                    b.observed_rate.map(f3).unwrap_or_default(),
-                ]
-            })
-            .collect();
         body += "<p>Calibration of the pooled risk:</p>\n";
-        body += &table(&["risk", "rows", "mean predicted", "observed late rate"], &cal);
+        body += &calibration_table(&m.calibration, &["risk", "rows", "mean predicted", "observed late rate"]);
     }
     let a = &s.advice;
     body += "<h2>Advice before shipping, replayed</h2>\n";
@@ -876,22 +880,10 @@ pub fn backtest_report(s: &BacktestSummary, nights: &DataFrame) -> Result<String
             ],
         ],
     );
-    let cal: Vec<Vec<String>> = a
-        .p_meet_calibration
-        .iter()
-        .filter(|b| b.n > 0)
-        .map(|b| {
-            vec![
-                format!("{:.1}–{:.1}", b.lower, b.upper),
-                b.n.to_string(),
-                b.mean_predicted.map(f3).unwrap_or_default(),
-                b.observed_rate.map(f3).unwrap_or_default(),
-            ]
-        })
-        .collect();
     let _ =
         write!(body, "<p>Calibration of the probability of meeting the promise (Brier {}):</p>\n", f3(a.p_meet_brier));
-    body += &table(&["probability", "parcels", "mean predicted", "observed on time"], &cal);
+    body +=
+        &calibration_table(&a.p_meet_calibration, &["probability", "parcels", "mean predicted", "observed on time"]);
     let _ = write!(
         body,
         "<p>On the last night, the promise advice would change the promise of {} of {} lanes; {} kept today's promise less often than the target.</p>\n",

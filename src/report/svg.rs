@@ -239,7 +239,7 @@ pub fn hbars(
         800.0,
         f.y1 + 42.0,
         &m,
-        &format!("Horizontal bars, one row per {}; values in the table below.", x_desc),
+        &format!("Horizontal bars of {x_desc}, one per row; the values are in the table below."),
         &table(&header, &data),
     )
 }

@@ -160,6 +160,43 @@ fn the_simple_model_floor_is_reported() {
     assert!(manifest_warnings(&run).iter().any(|w| w.contains("does not beat the simple logistic floor")));
 }
 
+/// Regression: at a 500k-row training cap linfa-trees panicked ("assertion failed: n_samples >
+/// 0.0") and took the whole night down with exit 70. A candidate whose fit fails is now left
+/// out of the choice, named in metrics.json and the manifest; only when every candidate fails
+/// does the night fail.
+#[test]
+fn regression_a_failing_candidate_is_left_out_not_fatal() {
+    let out = tempfile::tempdir().unwrap();
+    let run = run_night(small_input(), out.path(), SMALL_AS_OF, &[("LANEWATCH_FAULT", "panic:fit:forest")]);
+    let m = metrics(&run);
+    assert!(
+        m["failed_candidates"]["forest"].as_str().unwrap().contains("injected fault"),
+        "{}",
+        m["failed_candidates"]
+    );
+    assert!(m["candidates"].get("forest").is_none());
+    assert_ne!(m["chosen_model"], "forest");
+    assert!(manifest_warnings(&run).iter().any(|w| w.contains("model candidate forest failed")));
+    let all = "panic:fit:logistic,panic:fit:tree,panic:fit:forest,panic:fit:gbdt";
+    let out = tempfile::tempdir().unwrap();
+    let o = lanewatch_env(
+        &[
+            "run",
+            "--config",
+            fast_config().to_str().unwrap(),
+            "--input",
+            small_input().to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+            "--as-of",
+            SMALL_AS_OF,
+        ],
+        &[("LANEWATCH_FAULT", all)],
+    );
+    expect_code(&o, 70);
+    assert!(stderr(&o).contains("every model candidate failed"), "{}", stderr(&o));
+}
+
 /// The pooled evaluation: the model's risk and each baseline's, on every in-flight shipment
 /// before its promise, every night, against final outcomes.
 #[test]
