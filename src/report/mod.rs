@@ -340,7 +340,8 @@ pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config) -> Result<St
                 f1(cur[k]),
                 format!("{:.0} %", kept[k] * 100.0),
                 f1(adv[k]),
-                format!("{}–{}", f1(lo[k]), f1(hi[k])),
+                // An upper bound the curve's lower band never reaches has no end.
+                if hi[k].is_finite() { format!("{}–{}", f1(lo[k]), f1(hi[k])) } else { format!("≥ {}", f1(lo[k])) },
                 psupport[k].to_string(),
             ]
         })
