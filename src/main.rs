@@ -56,6 +56,24 @@ struct Common {
     seed: Option<u64>,
 }
 
+/// The nights `backtest` and `evaluate` replay, and where they write.
+#[derive(clap::Args, Clone)]
+struct Nights {
+    /// First night (as-of date); or backtest.from in the config.
+    #[arg(long, value_parser = date_arg)]
+    from: Option<String>,
+    /// Last night (as-of date); or backtest.to in the config.
+    #[arg(long, value_parser = date_arg)]
+    to: Option<String>,
+    /// Days between replayed nights; or backtest.every in the config (default 7).
+    #[arg(long)]
+    every: Option<u32>,
+    /// Folder for backtest.parquet, backtest.json (with the pooled evaluation) and
+    /// backtest.html; or pipeline.out.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the nightly job: features, model, scores, alerts, seller files and report.
@@ -136,18 +154,8 @@ enum Command {
     Backtest {
         #[command(flatten)]
         common: Common,
-        /// First night (as-of date); or backtest.from in the config.
-        #[arg(long, value_parser = date_arg)]
-        from: Option<String>,
-        /// Last night (as-of date); or backtest.to in the config.
-        #[arg(long, value_parser = date_arg)]
-        to: Option<String>,
-        /// Days between replayed nights; or backtest.every in the config (default 7).
-        #[arg(long)]
-        every: Option<u32>,
-        /// Folder for backtest.parquet, backtest.json and backtest.html; or pipeline.out.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        nights: Nights,
     },
     /// Pooled point-in-time evaluation: replays nights like backtest and scores the model and
     /// the baselines on every in-flight shipment still before its promise.
@@ -155,18 +163,8 @@ enum Command {
     Evaluate {
         #[command(flatten)]
         common: Common,
-        /// First night; or backtest.from in the config.
-        #[arg(long, value_parser = date_arg)]
-        from: Option<String>,
-        /// Last night; or backtest.to in the config.
-        #[arg(long, value_parser = date_arg)]
-        to: Option<String>,
-        /// Days between nights; or backtest.every (default 7).
-        #[arg(long)]
-        every: Option<u32>,
-        /// Folder for the outputs (backtest.json holds the pooled evaluation); or pipeline.out.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        nights: Nights,
     },
     /// Write one seller's page from a finished run: their alerts, their lanes against the
     /// network, the advice (OUT/seller_pages/as_of=DATE/<file>.html).
@@ -381,7 +379,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 printable(&model_out.display().to_string())
             );
         }
-        Command::Backtest { common, from, to, every, out } => {
+        Command::Backtest { common, nights: Nights { from, to, every, out } } => {
             let settings = settings(&common, Overrides { out, from, to, every, ..Default::default() })?;
             let s = commands::backtest::backtest(&settings)?;
             println!(
@@ -433,7 +431,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             print_pooled(&s.pooled);
             println!("  outputs: {}", printable(&s.out.display().to_string()));
         }
-        Command::Evaluate { common, from, to, every, out } => {
+        Command::Evaluate { common, nights: Nights { from, to, every, out } } => {
             let settings = settings(&common, Overrides { out, from, to, every, ..Default::default() })?;
             let s = commands::backtest::backtest(&settings)?;
             println!("evaluate {} → {} every {} d: {} nights", s.from, s.to, s.every_days, s.nights);
