@@ -81,11 +81,16 @@ pub fn stdout(o: &Output) -> String {
 
 /// Runs `lanewatch COMMAND --input INPUT --out OUT ARGS… --config tests/fixtures/fast.toml`.
 pub fn lanewatch_fast(command: &str, input: &Path, out: &Path, args: &[&str]) -> Output {
+    lanewatch_fast_env(command, input, out, args, &[])
+}
+
+/// `lanewatch_fast` with extra `LANEWATCH_*` variables.
+pub fn lanewatch_fast_env(command: &str, input: &Path, out: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let cfg = fast_config();
     let mut all = vec![command, "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()];
     all.extend_from_slice(args);
     all.extend(["--config", cfg.to_str().unwrap()]);
-    lanewatch(&all)
+    lanewatch_env(&all, env)
 }
 
 /// Fails with the command's output when it did not exit as expected.

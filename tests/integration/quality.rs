@@ -179,20 +179,8 @@ fn regression_a_failing_candidate_is_left_out_not_fatal() {
     assert!(manifest_warnings(&run).iter().any(|w| w.contains("model candidate forest failed")));
     let all = "panic:fit:logistic,panic:fit:tree,panic:fit:forest,panic:fit:gbdt";
     let out = tempfile::tempdir().unwrap();
-    let o = lanewatch_env(
-        &[
-            "run",
-            "--config",
-            fast_config().to_str().unwrap(),
-            "--input",
-            small_input().to_str().unwrap(),
-            "--out",
-            out.path().to_str().unwrap(),
-            "--as-of",
-            SMALL_AS_OF,
-        ],
-        &[("LANEWATCH_FAULT", all)],
-    );
+    let o =
+        lanewatch_fast_env("run", small_input(), out.path(), &["--as-of", SMALL_AS_OF], &[("LANEWATCH_FAULT", all)]);
     expect_code(&o, 70);
     assert!(stderr(&o).contains("every model candidate failed"), "{}", stderr(&o));
 }

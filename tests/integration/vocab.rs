@@ -108,17 +108,7 @@ fn a_preset_can_be_extended_and_overridden() {
     let validate = |config: &str| -> serde_json::Value {
         let cfg = dir.path().join("c.toml");
         std::fs::write(&cfg, config).unwrap();
-        let o = lanewatch(&[
-            "validate",
-            "--input",
-            dir.path().to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
-        expect_code(&o, 0);
-        serde_json::from_slice(&o.stdout).unwrap()
+        validate_json(dir.path(), &cfg)
     };
     let unmapped = |v: &serde_json::Value| -> Vec<String> {
         v["unmapped_statuses"].as_array().unwrap().iter().map(|u| u["status"].as_str().unwrap().to_string()).collect()
@@ -180,17 +170,7 @@ fn unmapped_statuses_come_with_a_snippet_to_paste() {
     // Pasted into a config, the snippet parses and leaves nothing unmapped.
     let cfg = dir.path().join("pasted.toml");
     std::fs::write(&cfg, &snippet).unwrap();
-    let o = lanewatch(&[
-        "validate",
-        "--input",
-        dir.path().to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    expect_code(&o, 0);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = validate_json(dir.path(), &cfg);
     assert!(v["unmapped_statuses"].as_array().unwrap().is_empty(), "{v}");
 }
 
@@ -244,4 +224,19 @@ fn carrier_estimates_after_the_cutoff_never_reach_features() {
     assert_eq!(features(late.path()), base, "an estimate at or after the cutoff reached the features");
     let early = with(&[(cutoff - 1, cutoff + 30 * day)]);
     assert_ne!(features(early.path())["features.parquet"], base["features.parquet"], "the edge estimate was not seen");
+}
+
+/// `lanewatch validate --format json` on `input` with `config`, which must succeed.
+fn validate_json(input: &Path, config: &Path) -> serde_json::Value {
+    let o = lanewatch(&[
+        "validate",
+        "--input",
+        input.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    expect_code(&o, 0);
+    serde_json::from_slice(&o.stdout).unwrap()
 }
