@@ -22,6 +22,22 @@ pub struct Config {
     pub backtest: BacktestConfig,
     pub report: ReportConfig,
     pub advice: AdviceConfig,
+    pub state: StateConfig,
+}
+
+/// The state between nights (`OUT/state/`, see README "Operating lanewatch").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// `run` keeps the decoded input in `OUT/state/` and decodes only new input files the next
+    /// night. Off: every night decodes the whole input and no state is kept.
+    pub incremental: bool,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { incremental: true }
+    }
 }
 
 /// Advice before shipping (`service_advice.parquet`, `promise_advice.parquet`,

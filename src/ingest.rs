@@ -453,8 +453,37 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
 
 /// `read_table` restricted to some files of the table.
 pub fn read_files(input: &Path, table: Table, cfg: &InputConfig, only: Option<&[PathBuf]>) -> Result<ReadTable> {
-    let Planned { plans, files, mut findings } = plan_table(input, table, cfg, only)?;
-    let mut parts: Vec<DataFrame> = Vec::new();
+    let parts = read_file_parts(input, table, cfg, only)?;
+    let mut findings = parts.plan_findings;
+    let mut frames = Vec::with_capacity(parts.decoded.len());
+    for f in parts.decoded {
+        findings.extend(f.findings);
+        frames.extend(f.df);
+    }
+    Ok(ReadTable { df: stack(table, frames)?, files: parts.files, findings })
+}
+
+/// A table's files read one by one: what `read_files` stacks, kept per file (the state between
+/// nights stores each file's rows and findings apart).
+pub struct FileParts {
+    pub files: Vec<FileInfo>,
+    /// Footer-level findings of every file, in file order.
+    pub plan_findings: Vec<Finding>,
+    /// Every file whose footer passed, in file order.
+    pub decoded: Vec<DecodedFile>,
+}
+
+pub struct DecodedFile {
+    pub info: FileInfo,
+    /// The file's rows; `None` for a file with a corrupt page (it contributes no rows).
+    pub df: Option<DataFrame>,
+    /// The findings of decoding it (null required values, corrupt pages).
+    pub findings: Vec<Finding>,
+}
+
+pub fn read_file_parts(input: &Path, table: Table, cfg: &InputConfig, only: Option<&[PathBuf]>) -> Result<FileParts> {
+    let Planned { plans, files, findings } = plan_table(input, table, cfg, only)?;
+    let mut decoded = Vec::with_capacity(plans.len());
     for plan in &plans {
         let mut file_parts = Vec::new();
         let errors = decode_file(plan, table, &mut |df| {
@@ -462,24 +491,27 @@ pub fn read_files(input: &Path, table: Table, cfg: &InputConfig, only: Option<&[
             Ok(())
         })?;
         // A file with a corrupt page contributes no rows, as a file that fails its footer.
-        if !errors.iter().any(|e| e.check == "corrupt_file") {
-            parts.extend(file_parts);
-        }
-        findings.extend(errors);
+        let df = match errors.iter().any(|e| e.check == "corrupt_file") {
+            true => None,
+            false => Some(stack(table, file_parts)?),
+        };
+        decoded.push(DecodedFile { info: plan.info.clone(), df, findings: errors });
     }
-    let df = match parts.len() {
-        0 => DataFrame::empty_with_schema(&canonical_schema(table)),
-        _ => {
-            let mut it = parts.into_iter();
-            let mut acc = it.next().expect("parts");
-            for f in it {
-                acc.vstack_mut_owned(f)?;
-            }
-            acc.rechunk_mut();
-            acc
-        }
+    Ok(FileParts { files, plan_findings: findings, decoded })
+}
+
+/// Frames of one table stacked in order into one contiguous frame (the canonical empty frame
+/// when there are none).
+pub fn stack(table: Table, parts: Vec<DataFrame>) -> Result<DataFrame> {
+    let mut it = parts.into_iter();
+    let Some(mut acc) = it.next() else {
+        return Ok(DataFrame::empty_with_schema(&canonical_schema(table)));
     };
-    Ok(ReadTable { df, files, findings })
+    for f in it {
+        acc.vstack_mut_owned(f)?;
+    }
+    acc.rechunk_mut();
+    Ok(acc)
 }
 
 pub fn canonical_dtype(kind: ValueKind) -> DataType {

@@ -5,6 +5,7 @@
 //! - `commands`: one module per command, short wiring of the layers below;
 //! - `output` (the run folder, seller files, manifest, backtest files) and `report` (HTML);
 //! - `night`: what one night computes: validate → features → model → alerts;
+//! - `state`: the decoded input kept between nights in `OUT/state/` (a night decodes new files only);
 //! - `settings`: the config resolved once into every stage's checked parameters;
 //! - `evaluate`: scoring nights against later outcomes;
 //! - the stages: `alerts` → `model` → `features` → `validate` (with `statuses`) → `ingest`;
@@ -35,6 +36,7 @@ pub mod report;
 pub mod sampling;
 pub mod schema;
 pub mod settings;
+pub mod state;
 pub mod statuses;
 pub mod validate;
 

@@ -87,6 +87,10 @@ enum Command {
         /// The night to run: YYYY-MM-DD or `yesterday`.
         #[arg(long, value_parser = night_arg)]
         as_of: Option<String>,
+        /// Decode every input file and rebuild the state in OUT/state/ instead of reading the
+        /// files it already holds.
+        #[arg(long)]
+        full_refresh: bool,
     },
     /// Check an input folder against the contract.
     #[command(after_help = EXIT_CODES)]
@@ -267,9 +271,9 @@ fn init_logs(format: LogFormat) {
 
 fn real_main(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Run { common, out, as_of } => {
+        Command::Run { common, out, as_of, full_refresh } => {
             let settings = settings(&common, Overrides { out, as_of, ..Default::default() })?;
-            let s = commands::run::run(&settings)?;
+            let s = commands::run::run(&settings, full_refresh)?;
             println!(
                 "lanewatch run {} ({} model{})",
                 s.as_of,

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::features::{self, FeatureSet};
 use crate::model::{self, SavedModel};
 use crate::settings::Settings;
+use crate::state;
 use crate::statuses::Vocabulary;
 use crate::validate::{self, CleanInput, Report};
 
@@ -68,6 +69,11 @@ impl Timings {
 /// Validation: the report, and clean data or the first error. Findings are logged.
 pub fn load(input: &Path, cfg: &InputConfig, vocab: &Vocabulary) -> Result<(Report, CleanInput)> {
     let (report, clean) = validate::validate(input, cfg, vocab)?;
+    settle(report, clean)
+}
+
+/// Logs a validation's findings; clean data, or its first error.
+fn settle(report: Report, clean: Option<CleanInput>) -> Result<(Report, CleanInput)> {
     crate::memory::release_free_memory();
     for e in &report.errors {
         tracing::error!("{}", e.line());
@@ -86,6 +92,36 @@ pub fn load(input: &Path, cfg: &InputConfig, vocab: &Vocabulary) -> Result<(Repo
 pub fn load_timed(s: &Settings, t: &mut Timings) -> Result<(Report, CleanInput)> {
     crate::ingest::check_input_folder(&s.input)?;
     t.time("validate", || load(&s.input, &s.input_cfg, &s.vocab), |r| r.0.shipments + r.0.events)
+}
+
+/// The `validate` stage of a nightly run through the state in `OUT/state/` (only files new
+/// since the state are decoded), then the `state` stage writing the next generation. The
+/// generation is not current until `state::publish` (after the run folder is committed).
+pub fn load_with_state(
+    s: &Settings,
+    out: &Path,
+    full_refresh: bool,
+    t: &mut Timings,
+) -> Result<(Report, CleanInput, state::Pending, state::StateInfo)> {
+    crate::ingest::check_input_folder(&s.input)?;
+    let (report, clean, raw, keep) = t.time(
+        "validate",
+        || {
+            let loaded = state::load(&s.input, &s.input_cfg, out, full_refresh)?;
+            if let Some(why) = &loaded.keep.info.full_refresh {
+                tracing::info!(reason = %why, "state: full refresh");
+            }
+            let ((report, clean), raw) = validate::check(&s.input, loaded.raw, loaded.findings, &s.vocab)?;
+            let (report, clean) = settle(report, clean)?;
+            Ok((report, clean, raw, loaded.keep))
+        },
+        |r| r.0.shipments + r.0.events,
+    )?;
+    let night = s.night()?.to_string();
+    let (pending, info) = t.time("state", || state::write(out, keep, &raw, &night), |i| i.1.files_read)?;
+    drop(raw);
+    crate::memory::release_free_memory();
+    Ok((report, clean, pending, info))
 }
 
 /// The `features` stage, timed. An owned input is cut down in place (lower peak memory).

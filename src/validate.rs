@@ -414,7 +414,7 @@ const BYTES_PER_SHIPMENT: f64 = 400.0;
 /// Refuses, before decoding anything, an input whose size (from the footers' row counts) would
 /// need more memory than `input.max_memory_gb`: a clear error beats the kernel's OOM killer in
 /// the middle of the night.
-fn check_memory_budget(input: &Path, cfg: &InputConfig) -> Result<()> {
+pub(crate) fn check_memory_budget(input: &Path, cfg: &InputConfig) -> Result<()> {
     if cfg.max_memory_gb <= 0.0 {
         return Ok(());
     }

@@ -30,7 +30,9 @@ pub struct RunSummary {
     pub warnings: u64,
 }
 
-pub fn run(s: &Settings) -> Result<RunSummary> {
+/// The nightly job. With `state.incremental` (the default) the input is read through the state
+/// in `OUT/state/`; `full_refresh` decodes every file and rebuilds it.
+pub fn run(s: &Settings, full_refresh: bool) -> Result<RunSummary> {
     let started = output::manifest::now();
     let night = s.night()?;
     let out = s.out()?;
@@ -39,13 +41,24 @@ pub fn run(s: &Settings) -> Result<RunSummary> {
     let staging = Staging::new(out, night.as_of(), &lock)?;
     let mut t = Timings::default();
     let (prev, prev_warning) = output::previous_alerts(out, night.as_of());
-    let (report, clean) = night::load_timed(s, &mut t)?;
+    let (report, clean, state) = if s.config.state.incremental {
+        let (report, clean, pending, info) = night::load_with_state(s, out, full_refresh, &mut t)?;
+        (report, clean, Some((pending, info)))
+    } else {
+        let (report, clean) = night::load_timed(s, &mut t)?;
+        (report, clean, None)
+    };
     let res = night::compute(s, Cow::Owned(clean), night, &prev, None, &mut t)?;
 
     let (earlier, trend_warnings) =
         output::trends::earlier(out, night.as_of(), s.config.report.trend_nights, &res.features);
     let written = t.time("write", || output::write_run(s, &res, &report, &earlier, &staging), |w| w.len() as u64)?;
     let mut warnings: Vec<String> = report.warnings.iter().map(|w| w.line()).collect();
+    if let Some(why) = state.as_ref().and_then(|(_, i)| i.full_refresh.as_ref()).filter(|_| !full_refresh) {
+        let line = format!("state not used, every input file decoded (full refresh): {why}");
+        tracing::warn!("{line}");
+        warnings.push(line);
+    }
     warnings.extend(prev_warning);
     warnings.extend(trend_warnings);
     if let Some(f) = &res.model.metrics.fallback {
@@ -60,9 +73,13 @@ pub fn run(s: &Settings) -> Result<RunSummary> {
             res.model.kind, f.model_pr_auc, f.baseline_pr_auc
         ));
     }
-    let manifest = Manifest::new(&s.config, &res, &report.files, &written, &warnings, &t, started);
+    let mut manifest = Manifest::new(&s.config, &res, &report.files, &written, &warnings, &t, started);
+    manifest.state = state.as_ref().map(|(_, i)| i);
     io::write_file(&staging.path("manifest.json"), &manifest.to_json()?)?;
     let final_dir = staging.commit()?;
+    if let Some((pending, _)) = state {
+        crate::state::publish(pending)?;
+    }
     drop(lock);
     summary(&res, final_dir, warnings.len() as u64)
 }

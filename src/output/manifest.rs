@@ -21,6 +21,10 @@ pub struct Manifest<'a> {
     outputs: Vec<OutputInfo>,
     model: ManifestModel<'a>,
     warnings: &'a [String],
+    /// The state between nights: the generation read and written, files reused and decoded,
+    /// and why a full refresh happened (absent when the run keeps no state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'a crate::state::StateInfo>,
     timings: &'a Timings,
     started_at: String,
     finished_at: String,
@@ -77,6 +81,7 @@ impl<'a> Manifest<'a> {
                 floor: &res.model.metrics.floor,
             },
             warnings,
+            state: None,
             timings,
             started_at,
             finished_at: now(),

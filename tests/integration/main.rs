@@ -12,5 +12,6 @@ mod model;
 mod ops;
 mod quality;
 mod run;
+mod state;
 mod tools;
 mod vocab;

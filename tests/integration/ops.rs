@@ -477,7 +477,10 @@ fn malformed_inputs_fail_cleanly_or_run_with_warnings() {
     for (name, mutate, want, mention) in &cases {
         let input = copy_input(tiny_input());
         mutate(input.path());
-        let o = lanewatch(&run_args(input.path().to_str().unwrap(), out.path().to_str().unwrap(), NIGHT));
+        // Each case is another input folder: a full refresh (the state read the clean input).
+        let mut args = run_args(input.path().to_str().unwrap(), out.path().to_str().unwrap(), NIGHT);
+        args.push("--full-refresh");
+        let o = lanewatch(&args);
         let err = stderr(&o);
         let last = err.lines().last().unwrap_or("").to_string();
         let night = out.path().join(format!("as_of={NIGHT}"));
@@ -869,7 +872,7 @@ fn json_logs_have_one_object_per_line_with_stage_timings() {
             stages.push(s.to_string());
         }
     }
-    assert_eq!(stages, ["validate", "features", "train", "score", "alerts", "advice", "write"]);
+    assert_eq!(stages, ["validate", "state", "features", "train", "score", "alerts", "advice", "write"]);
 }
 
 /// An input too large for the configured memory budget is refused from its footers, before

@@ -1,0 +1,716 @@
+//! The state between nights, `OUT/state/`: the decoded input kept as one segment per input
+//! file, so a night decodes only the files that are new since the night before. Decoding
+//! (Parquet pages, string ids looked up among the shipments, statuses interned) is most of the
+//! `validate` stage; a segment is the result in compact numeric form.
+//!
+//! ```text
+//! OUT/state/CURRENT               name of the generation in use, replaced atomically
+//! OUT/state/state-<id>.json       a generation: the input files it covers and their segments
+//! OUT/state/segments/*.parquet    one per input file, written once and never changed
+//! ```
+//!
+//! A night loads the generation `CURRENT` names and checks it against the input: the same tool
+//! version and `[input]` settings, the same input folder, every covered file still there with
+//! the same size and modification time, every new file sorting after the covered files of its
+//! table (date partitions `date=YYYY-MM-DD/` do), and every segment's BLAKE3 intact. It then
+//! decodes only the new files and assembles exactly the `RawInput` that decoding every file
+//! gives: the same rows in the same order, the same status and unknown-id numbering. Anything
+//! else is a full refresh, with a warning that names the reason; `run --full-refresh` asks for
+//! one. A night's generation is written (new segments, then its JSON) before its run folder is
+//! committed, and `CURRENT` moves to it only after: a night killed at any moment leaves
+//! `CURRENT` on a complete generation, the one before or its own.
+//!
+//! Segments are exact: event times and estimates as integer microseconds, shipments as decoded.
+//! Nothing in the state depends on the as-of date, so nights may be rerun in any order.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::InputConfig;
+use crate::error::{Error, Result};
+use crate::ingest::{self, FileInfo, Finding, Level};
+use crate::night::TOOL_VERSION;
+use crate::schema::Table;
+use crate::validate::{self, ORPHAN, RawEvents, RawInput};
+
+/// Layout version of a generation file; another value is a full refresh.
+const FORMAT: u32 = 1;
+pub const DIR: &str = "state";
+const CURRENT: &str = "CURRENT";
+const SEGMENTS: &str = "segments";
+
+/// One generation of the state: what `state-<id>.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Generation {
+    format: u32,
+    tool_version: String,
+    /// The input folder, canonicalised.
+    input: String,
+    /// `[input]` as it shapes decoding (the memory budget aside).
+    input_config: serde_json::Value,
+    /// The night that wrote this generation (for people; nothing depends on it).
+    written_by: String,
+    shipments: Vec<Segment>,
+    events: Vec<Segment>,
+}
+
+/// One input file's decoded rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Segment {
+    /// As the manifest records the file: path relative to the input folder, rows, bytes, BLAKE3.
+    path: String,
+    rows: u64,
+    bytes: u64,
+    blake3: String,
+    /// Modification time (ns since the epoch) when it was read: with `bytes`, how a changed
+    /// file is noticed without reading it.
+    mtime_ns: i64,
+    /// File under `segments/` and the BLAKE3 of its bytes.
+    data: String,
+    data_blake3: String,
+    /// Events only: statuses and unknown shipment ids in the order the file first used them
+    /// (the segment's rows index these), and the counts the id and time checks need.
+    #[serde(default)]
+    statuses: Vec<String>,
+    #[serde(default)]
+    orphans: Vec<String>,
+    #[serde(default)]
+    counts: Counts,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Counts {
+    rows: u64,
+    long_ids: u64,
+    longest_id: u32,
+    empty_ids: u64,
+    bad_times: u64,
+    has_eta: bool,
+}
+
+/// What a night read: the whole decoded input, plus what it needs to keep the state.
+pub struct Loaded {
+    pub raw: RawInput,
+    /// File-level findings, in the order a full read reports them.
+    pub findings: Vec<Finding>,
+    pub keep: Keep,
+}
+
+/// What writing the next generation needs besides the raw input.
+pub struct Keep {
+    pub info: StateInfo,
+    carry: Carry,
+}
+
+/// What the manifest records of the state.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StateInfo {
+    /// The generation read, when one was used.
+    pub used: Option<String>,
+    /// The generation written, once it is.
+    pub written: Option<String>,
+    pub files_reused: u64,
+    pub files_read: u64,
+    /// Why an existing state was not used (also a warning of the run).
+    pub full_refresh: Option<String>,
+}
+
+/// The reused segments, the new files' decoded rows and how shipment rows moved, kept from
+/// loading until the state is written.
+struct Carry {
+    reused_ships: Vec<Segment>,
+    reused_events: Vec<Segment>,
+    new_ships: Vec<(FileInfo, i64, DataFrame)>,
+    /// Per new events file: its info, mtime, its rows' range in the assembled events and its
+    /// counts.
+    new_events: Vec<(FileInfo, i64, std::ops::Range<usize>, Counts)>,
+    /// Sorted shipment index → arrival row (shipment rows stacked in file order).
+    arrival_of: Vec<u32>,
+    input: String,
+    input_config: serde_json::Value,
+}
+
+fn state_dir(out: &Path) -> PathBuf {
+    out.join(DIR)
+}
+
+/// `[input]` as a JSON value without the memory budget (a budget change decodes nothing
+/// differently).
+fn input_key(cfg: &InputConfig) -> serde_json::Value {
+    let mut c = cfg.clone();
+    c.max_memory_gb = 0.0;
+    serde_json::to_value(&c).unwrap_or(serde_json::Value::Null)
+}
+
+fn canonical_input(input: &Path) -> String {
+    std::fs::canonicalize(input).unwrap_or_else(|_| input.to_path_buf()).to_string_lossy().into_owned()
+}
+
+fn mtime_ns(path: &Path) -> i64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn relative(input: &Path, path: &Path) -> String {
+    // As `ingest` names files in FileInfo.
+    let rel = path.strip_prefix(input).unwrap_or(path);
+    rel.to_string_lossy().chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// The generation `CURRENT` names, or `Ok(None)` when there is no state yet; `Err(why)` when
+/// there is one that cannot be used.
+fn read_current(dir: &Path) -> std::result::Result<Option<(String, Generation)>, String> {
+    let name = match std::fs::read_to_string(dir.join(CURRENT)) {
+        Ok(n) => n.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read state/{CURRENT}: {e}")),
+    };
+    if !valid_generation_name(&name) {
+        return Err(format!("state/{CURRENT} names {name:?}, not a generation file"));
+    }
+    let text = std::fs::read(dir.join(&name)).map_err(|e| format!("cannot read state/{name}: {e}"))?;
+    let g: Generation = serde_json::from_slice(&text)
+        .map_err(|e| format!("state/{name} is corrupt: {}", crate::error::one_line(e.to_string())))?;
+    Ok(Some((name, g)))
+}
+
+fn valid_generation_name(n: &str) -> bool {
+    n.strip_prefix("state-")
+        .and_then(|r| r.strip_suffix(".json"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The reused part of the state, read and checked; `Err(why)` means a full refresh.
+struct Reused {
+    ships: Vec<(Segment, DataFrame)>,
+    events: Vec<(Segment, DataFrame)>,
+    new_ship_paths: Vec<PathBuf>,
+    new_event_paths: Vec<PathBuf>,
+}
+
+fn check_generation(g: &Generation, input: &str, key: &serde_json::Value) -> std::result::Result<(), String> {
+    if g.format != FORMAT {
+        return Err(format!("the state has layout {}, this lanewatch reads {FORMAT}", g.format));
+    }
+    if g.tool_version != TOOL_VERSION {
+        return Err(format!("the state was written by lanewatch {}, this is {TOOL_VERSION}", g.tool_version));
+    }
+    if g.input != input {
+        return Err("the state was written for another input folder".into());
+    }
+    if &g.input_config != key {
+        return Err("the [input] settings changed since the state was written".into());
+    }
+    Ok(())
+}
+
+/// Matches the input's files against a generation's segments: every segment's file unchanged,
+/// new files after them. Returns the new files of the table.
+fn new_files(
+    input: &Path,
+    table: Table,
+    paths: &[PathBuf],
+    segments: &[Segment],
+) -> std::result::Result<Vec<PathBuf>, String> {
+    let mut current: HashMap<String, &PathBuf> = HashMap::with_capacity(paths.len());
+    for p in paths {
+        current.insert(relative(input, p), p);
+    }
+    for s in segments {
+        let Some(p) = current.remove(&s.path) else {
+            return Err(format!("input file {} is gone since the state was written", crate::error::printable(&s.path)));
+        };
+        let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX);
+        if bytes != s.bytes || mtime_ns(p) != s.mtime_ns {
+            return Err(format!("input file {} changed since the state was written", crate::error::printable(&s.path)));
+        }
+    }
+    // `locate` lists files in byte order of their paths; the covered files must be a prefix.
+    let covered = segments.len();
+    let mut fresh = Vec::new();
+    for (k, p) in paths.iter().enumerate() {
+        let rel = relative(input, p);
+        if current.contains_key(&rel) {
+            if k < covered {
+                return Err(format!(
+                    "new {} file {} sorts before files already read (new files must sort after them, \
+                     as date partitions do)",
+                    table.name(),
+                    crate::error::printable(&rel)
+                ));
+            }
+            fresh.push(p.clone());
+        }
+    }
+    Ok(fresh)
+}
+
+/// Reads one segment, checking its bytes against the generation.
+fn read_segment(dir: &Path, s: &Segment) -> std::result::Result<DataFrame, String> {
+    if !s.data.starts_with("seg-") || s.data.contains(['/', '\\']) || s.data.contains("..") {
+        return Err(format!("a segment name in the state is not one lanewatch writes: {:?}", s.data));
+    }
+    let path = dir.join(SEGMENTS).join(&s.data);
+    let bytes = std::fs::read(&path).map_err(|e| format!("state segment {} is unreadable: {e}", s.data))?;
+    if blake3::hash(&bytes).to_hex().as_str() != s.data_blake3 {
+        return Err(format!("state segment {} is corrupt (its BLAKE3 does not match)", s.data));
+    }
+    ParquetReader::new(std::io::Cursor::new(bytes))
+        .finish()
+        .map_err(|e| format!("state segment {} is corrupt: {}", s.data, crate::error::one_line(e.to_string())))
+}
+
+fn reuse(
+    out: &Path,
+    input: &Path,
+    g: &Generation,
+    ship_paths: &[PathBuf],
+    event_paths: &[PathBuf],
+) -> std::result::Result<Reused, String> {
+    let dir = state_dir(out);
+    let new_ship_paths = new_files(input, Table::Shipments, ship_paths, &g.shipments)?;
+    let new_event_paths = new_files(input, Table::Events, event_paths, &g.events)?;
+    let read_all = |segs: &[Segment]| -> std::result::Result<Vec<(Segment, DataFrame)>, String> {
+        segs.iter().map(|s| Ok((s.clone(), read_segment(&dir, s)?))).collect()
+    };
+    let ships = read_all(&g.shipments)?;
+    let events = read_all(&g.events)?;
+    for (s, df) in &events {
+        let typed = |c: &str, t: DataType| df.column(c).is_ok_and(|c| c.dtype() == &t);
+        if !(typed("ship", DataType::UInt32) && typed("time", DataType::Int64) && typed("status", DataType::UInt32))
+            || (s.counts.has_eta && !typed("eta", DataType::Int64))
+        {
+            return Err(format!("state segment {} does not hold events", s.data));
+        }
+    }
+    Ok(Reused { ships, events, new_ship_paths, new_event_paths })
+}
+
+/// Reads the input through the state in `OUT/state/`: the segments of files it covers, the
+/// new files decoded. With `full_refresh`, or when the state cannot be used, every file is
+/// decoded (and `info.full_refresh` says why, except on a first night).
+pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> Result<Loaded> {
+    validate::check_memory_budget(input, cfg)?;
+    let ship_paths = ingest::locate(input, Table::Shipments)?;
+    let event_paths = ingest::locate(input, Table::Events)?;
+    let input_str = canonical_input(input);
+    let key = input_key(cfg);
+    let mut info = StateInfo::default();
+    let prior = if full_refresh {
+        info.full_refresh = Some("--full-refresh was given".into());
+        None
+    } else {
+        match read_current(&state_dir(out)) {
+            Ok(None) => None,
+            Ok(Some((name, g))) => match check_generation(&g, &input_str, &key)
+                .and_then(|()| reuse(out, input, &g, &ship_paths, &event_paths))
+            {
+                Ok(r) => {
+                    info.used = Some(name);
+                    Some(r)
+                }
+                Err(why) => {
+                    info.full_refresh = Some(why);
+                    None
+                }
+            },
+            Err(why) => {
+                info.full_refresh = Some(why);
+                None
+            }
+        }
+    };
+    let reused = prior.unwrap_or(Reused {
+        ships: vec![],
+        events: vec![],
+        new_ship_paths: ship_paths,
+        new_event_paths: event_paths,
+    });
+    assemble(input, cfg, reused, info, input_str, key)
+}
+
+fn assemble(
+    input: &Path,
+    cfg: &InputConfig,
+    reused: Reused,
+    mut info: StateInfo,
+    input_str: String,
+    key: serde_json::Value,
+) -> Result<Loaded> {
+    let Reused { ships, events: old_events, new_ship_paths, new_event_paths } = reused;
+    info.files_reused = (ships.len() + old_events.len()) as u64;
+    info.files_read = (new_ship_paths.len() + new_event_paths.len()) as u64;
+
+    // Shipments: covered files' rows, then the new files', stacked in file order (arrival
+    // order) and sorted as a full read sorts them.
+    let parts = if new_ship_paths.is_empty() {
+        ingest::FileParts { files: vec![], plan_findings: vec![], decoded: vec![] }
+    } else {
+        ingest::read_file_parts(input, Table::Shipments, cfg, Some(&new_ship_paths))?
+    };
+    let mut findings = parts.plan_findings;
+    let mut files: Vec<FileInfo> = ships.iter().map(|(s, _)| file_info(Table::Shipments, s)).collect();
+    files.extend(parts.files);
+    let mut frames: Vec<DataFrame> = Vec::with_capacity(ships.len() + parts.decoded.len());
+    let mut reused_ships = Vec::with_capacity(ships.len());
+    for (s, df) in ships {
+        frames.push(df);
+        reused_ships.push(s);
+    }
+    let mut new_ships = Vec::new();
+    for d in parts.decoded {
+        findings.extend(d.findings);
+        if let Some(df) = d.df {
+            let path = input.join(&d.info.path);
+            new_ships.push((d.info, mtime_ns(&path), df.clone()));
+            frames.push(df);
+        }
+    }
+    let ship_errors = findings.iter().any(|f| f.level == Level::Error);
+    let stacked = ingest::stack(Table::Shipments, frames)?;
+    let (shipments, arrival_of) = sort_with_arrival(stacked)?;
+    let index = (!ship_errors).then(|| validate::id_index(&shipments)).transpose()?;
+
+    // Events: covered segments translated to tonight's shipment indices and numbering, then
+    // the new files decoded after them, as a full read decodes them in file order.
+    let mut sorted_of = vec![0u32; arrival_of.len()];
+    for (sorted, &arr) in arrival_of.iter().enumerate() {
+        sorted_of[arr as usize] = sorted as u32;
+    }
+    let mut events = RawEvents::default();
+    let mut status_of: HashMap<String, u32> = HashMap::new();
+    let mut orphan_of: HashMap<String, u32> = HashMap::new();
+    let mut reused_events = Vec::with_capacity(old_events.len());
+    for (s, df) in old_events {
+        append_segment(&s, &df, &sorted_of, index.as_ref(), &mut events, &mut status_of, &mut orphan_of)?;
+        files.push(file_info(Table::Events, &s));
+        reused_events.push(s);
+    }
+    let mut new_events = Vec::new();
+    if !new_event_paths.is_empty() {
+        let planned = ingest::plan_table(input, Table::Events, cfg, Some(&new_event_paths))?;
+        files.extend(planned.files.iter().cloned());
+        findings.extend(planned.findings.iter().cloned());
+        for plan in &planned.plans {
+            let (before, c0) = (events.len(), counts(&events));
+            findings.extend(validate::decode_events(plan, index.as_ref(), &mut events)?);
+            let c1 = counts(&events);
+            // Sums as this file's share; the longest id as the running maximum, which is the
+            // true maximum over any prefix of files (all a later night reuses).
+            let c = Counts {
+                rows: c1.rows - c0.rows,
+                long_ids: c1.long_ids - c0.long_ids,
+                longest_id: c1.longest_id,
+                empty_ids: c1.empty_ids - c0.empty_ids,
+                bad_times: c1.bad_times - c0.bad_times,
+                has_eta: false,
+            };
+            new_events.push((plan.info.clone(), mtime_ns(&plan.path), before..events.len(), c));
+        }
+    }
+    let carry =
+        Carry { reused_ships, reused_events, new_ships, new_events, arrival_of, input: input_str, input_config: key };
+    Ok(Loaded { raw: RawInput { shipments, events, files }, findings, keep: Keep { info, carry } })
+}
+
+fn counts(e: &RawEvents) -> Counts {
+    Counts {
+        rows: e.rows,
+        long_ids: e.long_ids,
+        longest_id: e.longest_id,
+        empty_ids: e.empty_ids,
+        bad_times: e.bad_times,
+        has_eta: false,
+    }
+}
+
+fn file_info(table: Table, s: &Segment) -> FileInfo {
+    FileInfo { table: table.name(), path: s.path.clone(), rows: s.rows, bytes: s.bytes, blake3: s.blake3.clone() }
+}
+
+/// Sorts shipments as `validate::sort_shipments` does and returns, per sorted row, the row it
+/// came from.
+fn sort_with_arrival(df: DataFrame) -> Result<(DataFrame, Vec<u32>)> {
+    const ARRIVAL: &str = "__lanewatch_arrival";
+    let n = df.height();
+    let mut df = df;
+    df.with_column(Column::new(ARRIVAL.into(), (0..n as u32).collect::<Vec<u32>>()))?;
+    let mut sorted = validate::sort_shipments(df)?;
+    let arrival: Vec<u32> = sorted.column(ARRIVAL)?.u32()?.into_no_null_iter().collect();
+    sorted.drop_in_place(ARRIVAL)?;
+    Ok((sorted, arrival))
+}
+
+/// Appends a stored events segment to `out`: shipments by arrival row become tonight's sorted
+/// indices; unknown ids are looked up again (a later shipments file may hold them); statuses
+/// and still-unknown ids take tonight's numbering in first-use order.
+fn append_segment(
+    s: &Segment,
+    df: &DataFrame,
+    sorted_of: &[u32],
+    index: Option<&PlHashMap<String, u32>>,
+    out: &mut RawEvents,
+    status_of: &mut HashMap<String, u32>,
+    orphan_of: &mut HashMap<String, u32>,
+) -> Result<()> {
+    let corrupt = || Error::internal(format!("state segment {} does not match its generation", s.data));
+    // Contiguous, null-free slices (the segment was written so): a plain loop over them.
+    let column = |name: &str| -> Result<Series> { Ok(df.column(name)?.as_materialized_series().rechunk()) };
+    let (ship_s, time_s, status_s) = (column("ship")?, column("time")?, column("status")?);
+    let eta_s = if s.counts.has_eta { Some(column("eta")?) } else { None };
+    let ship = ship_s.u32()?.cont_slice().map_err(|_| corrupt())?;
+    let time = time_s.i64()?.cont_slice().map_err(|_| corrupt())?;
+    let status = status_s.u32()?.cont_slice().map_err(|_| corrupt())?;
+    let eta = match &eta_s {
+        Some(e) => Some(e.i64()?.cont_slice().map_err(|_| corrupt())?),
+        None => None,
+    };
+    let status_map: Vec<u32> = s
+        .statuses
+        .iter()
+        .map(|name| {
+            let next = out.statuses.len() as u32;
+            *status_of.entry(name.clone()).or_insert_with(|| {
+                out.statuses.push(name.clone());
+                next
+            })
+        })
+        .collect();
+    // Orphans: resolved lazily, in first-use order, as a full read numbers them.
+    let mut orphan_map: Vec<Option<u32>> = vec![None; s.orphans.len()];
+    let mut part = RawEvents { statuses: vec![], ..RawEvents::default() };
+    part.ship.reserve(ship.len());
+    for &sh in ship {
+        let mapped = if sh & ORPHAN != 0 {
+            let local = (sh & !ORPHAN) as usize;
+            match orphan_map.get(local).ok_or_else(corrupt)? {
+                Some(m) => *m,
+                None => {
+                    let id = &s.orphans[local];
+                    let m = match index.and_then(|ix| ix.get(id.as_str())) {
+                        Some(&i) => i,
+                        None => {
+                            let next = out.orphans.len() as u32;
+                            ORPHAN
+                                | *orphan_of.entry(id.clone()).or_insert_with(|| {
+                                    out.orphans.push(id.clone());
+                                    next
+                                })
+                        }
+                    };
+                    orphan_map[local] = Some(m);
+                    m
+                }
+            }
+        } else {
+            *sorted_of.get(sh as usize).ok_or_else(corrupt)?
+        };
+        part.ship.push(mapped);
+    }
+    part.time = time.to_vec();
+    part.status =
+        status.iter().map(|&c| status_map.get(c as usize).copied().ok_or_else(corrupt)).collect::<Result<_>>()?;
+    part.eta = eta.map(|e| e.to_vec());
+    if time.len() != ship.len()
+        || part.status.len() != ship.len()
+        || part.eta.as_ref().is_some_and(|e| e.len() != ship.len())
+    {
+        return Err(corrupt());
+    }
+    let c = s.counts;
+    part.rows = c.rows;
+    part.long_ids = c.long_ids;
+    part.longest_id = c.longest_id;
+    part.empty_ids = c.empty_ids;
+    part.bad_times = c.bad_times;
+    out.append(part);
+    Ok(())
+}
+
+/// A generation written and waiting for its run folder: `publish` makes it current.
+pub struct Pending {
+    dir: PathBuf,
+    name: String,
+}
+
+/// Writes the new files' segments and the generation that covers every file (not yet current).
+/// Call with the raw input `check` returned, only for an input without errors.
+pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pending, StateInfo)> {
+    let Keep { info: mut loaded_info, carry } = keep;
+    let dir = state_dir(out);
+    let seg_dir = dir.join(SEGMENTS);
+    crate::io::create_dir_all(&seg_dir)?;
+    // Segment names: unique to this generation's content, so a rerun writes the same names
+    // with the same bytes and never touches a segment another generation reads.
+    let mut h = blake3::Hasher::new();
+    h.update(TOOL_VERSION.as_bytes());
+    h.update(carry.input_config.to_string().as_bytes());
+    h.update(loaded_info.used.as_deref().unwrap_or("").as_bytes());
+    for (i, _, _) in &carry.new_ships {
+        h.update(i.path.as_bytes());
+        h.update(i.blake3.as_bytes());
+    }
+    for (i, _, _, _) in &carry.new_events {
+        h.update(i.path.as_bytes());
+        h.update(i.blake3.as_bytes());
+    }
+    let stem = h.finalize().to_hex()[..16].to_string();
+    let mut seq = 0usize;
+    let mut next_name = |table: Table| {
+        seq += 1;
+        format!("seg-{stem}-{seq:05}-{}.parquet", table.name())
+    };
+
+    let mut shipments = carry.reused_ships;
+    for (info, mtime, mut df) in carry.new_ships {
+        let data = next_name(Table::Shipments);
+        let data_blake3 = write_segment(&seg_dir.join(&data), &mut df)?;
+        shipments.push(segment(&info, mtime, data, data_blake3));
+    }
+    crate::fault::point("state:segments");
+    let mut events = carry.reused_events;
+    for (info, mtime, range, counts) in carry.new_events {
+        let data = next_name(Table::Events);
+        let (mut df, statuses, orphans) = event_segment(raw, range, &carry.arrival_of)?;
+        let data_blake3 = write_segment(&seg_dir.join(&data), &mut df)?;
+        let mut s = segment(&info, mtime, data, data_blake3);
+        s.statuses = statuses;
+        s.orphans = orphans;
+        s.counts = Counts { has_eta: df.column("eta").is_ok(), ..counts };
+        events.push(s);
+    }
+    let g = Generation {
+        format: FORMAT,
+        tool_version: TOOL_VERSION.to_string(),
+        input: carry.input,
+        input_config: carry.input_config,
+        written_by: as_of.to_string(),
+        shipments,
+        events,
+    };
+    let mut json = serde_json::to_vec_pretty(&g).map_err(Error::internal)?;
+    json.push(b'\n');
+    let name = format!("state-{}.json", &blake3::hash(&json).to_hex()[..16]);
+    crate::io::write_atomic(&dir.join(&name), &json)?;
+    crate::fault::point("state:generation");
+    loaded_info.written = Some(name.clone());
+    Ok((Pending { dir, name }, loaded_info))
+}
+
+fn segment(info: &FileInfo, mtime_ns: i64, data: String, data_blake3: String) -> Segment {
+    Segment {
+        path: info.path.clone(),
+        rows: info.rows,
+        bytes: info.bytes,
+        blake3: info.blake3.clone(),
+        mtime_ns,
+        data,
+        data_blake3,
+        statuses: vec![],
+        orphans: vec![],
+        counts: Counts::default(),
+    }
+}
+
+/// Writes a segment (LZ4: it is read back every night) through a temporary file and a rename;
+/// returns the BLAKE3 of its bytes.
+fn write_segment(path: &Path, df: &mut DataFrame) -> Result<String> {
+    df.rechunk_mut();
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf)
+        .with_compression(ParquetCompression::Lz4Raw)
+        .with_statistics(StatisticsOptions::empty())
+        .with_row_group_size(Some(1 << 20))
+        .finish(df)
+        .map_err(|e| Error::output(path, e))?;
+    crate::io::write_atomic(path, &buf)?;
+    Ok(blake3::hash(&buf).to_hex().to_string())
+}
+
+/// One new file's events as a segment: shipments by arrival row, unknown ids and statuses
+/// numbered in the file's first-use order.
+fn event_segment(
+    raw: &RawInput,
+    range: std::ops::Range<usize>,
+    arrival_of: &[u32],
+) -> Result<(DataFrame, Vec<String>, Vec<String>)> {
+    let ev = &raw.events;
+    let mut statuses: Vec<String> = Vec::new();
+    let mut status_local: HashMap<u32, u32> = HashMap::new();
+    let mut orphans: Vec<String> = Vec::new();
+    let mut orphan_local: HashMap<u32, u32> = HashMap::new();
+    let mut ship = Vec::with_capacity(range.len());
+    let mut status = Vec::with_capacity(range.len());
+    for k in range.clone() {
+        let s = ev.ship[k];
+        ship.push(if s & ORPHAN != 0 {
+            let g = s & !ORPHAN;
+            let next = orphans.len() as u32;
+            ORPHAN
+                | *orphan_local.entry(g).or_insert_with(|| {
+                    orphans.push(ev.orphans[g as usize].clone());
+                    next
+                })
+        } else {
+            arrival_of[s as usize]
+        });
+        let g = ev.status[k];
+        let next = statuses.len() as u32;
+        status.push(*status_local.entry(g).or_insert_with(|| {
+            statuses.push(ev.statuses[g as usize].clone());
+            next
+        }));
+    }
+    let mut cols = vec![
+        Column::new("ship".into(), ship),
+        Column::new("time".into(), ev.time[range.clone()].to_vec()),
+        Column::new("status".into(), status),
+    ];
+    if let Some(eta) = &ev.eta {
+        cols.push(Column::new("eta".into(), eta[range.clone()].to_vec()));
+    }
+    Ok((DataFrame::new(range.len(), cols)?, statuses, orphans))
+}
+
+/// Makes a written generation current (after its run folder is committed), then removes
+/// generations and segments it does not use, and temporary files a killed night left.
+pub fn publish(p: Pending) -> Result<()> {
+    crate::fault::point("state:current");
+    crate::io::write_atomic(&p.dir.join(CURRENT), format!("{}\n", p.name).as_bytes())?;
+    crate::fault::point("state:published");
+    collect_garbage(&p.dir, &p.name);
+    Ok(())
+}
+
+/// Best effort: a file left behind costs disk, never correctness (nothing reads a generation
+/// `CURRENT` does not name).
+fn collect_garbage(dir: &Path, current: &str) {
+    let Ok(text) = std::fs::read(dir.join(current)) else { return };
+    let Ok(g) = serde_json::from_slice::<Generation>(&text) else { return };
+    let keep: std::collections::HashSet<&str> =
+        g.shipments.iter().chain(g.events.iter()).map(|s| s.data.as_str()).collect();
+    if let Ok(entries) = std::fs::read_dir(dir.join(SEGMENTS)) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !keep.contains(name.as_str()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale_generation = valid_generation_name(&name) && name != current;
+            if stale_generation || name.contains(".tmp-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}

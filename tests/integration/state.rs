@@ -1,0 +1,329 @@
+//! The state between nights (`OUT/state/`): incremental nights equal full refreshes byte for
+//! byte, late events and late shipments included; a damaged or mismatched state is rebuilt with
+//! a warning; a night killed at any moment leaves a state that agrees with the run folders.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{Duration, NaiveDate};
+use polars::prelude::*;
+
+use crate::common::*;
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// A partitioned copy of an input, by the day each row "arrives": events on the day of their
+/// scan, every 9th event 12 days late (a carrier's backlog for shipments long known); shipments
+/// on their creation day, every 7th a day late (its first events arrive before it).
+struct Arrivals {
+    /// Day → files (path relative to the input folder, rows).
+    by_day: BTreeMap<NaiveDate, Vec<(String, DataFrame)>>,
+    /// Day → rows arriving late that day.
+    late: BTreeMap<NaiveDate, usize>,
+}
+
+fn day_of(us: i64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + Duration::days(us.div_euclid(DAY_US))
+}
+
+fn split(df: &DataFrame, time_col: &str, table: &str, late_every: usize, late_days: i64, out: &mut Arrivals) {
+    let t = df.column(time_col).unwrap().as_materialized_series().to_physical_repr().into_owned();
+    let days: Vec<NaiveDate> = t
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .enumerate()
+        .map(|(k, us)| {
+            if k % late_every == late_every - 1 {
+                *out.late.entry(day_of(us) + Duration::days(late_days)).or_default() += 1;
+                day_of(us) + Duration::days(late_days)
+            } else {
+                day_of(us)
+            }
+        })
+        .collect();
+    let mut unique = days.clone();
+    unique.sort();
+    unique.dedup();
+    for d in unique {
+        let mask: BooleanChunked = days.iter().map(|x| *x == d).collect();
+        let part = df.filter(&mask).unwrap();
+        let rel = format!("{table}/date={d}/part-0.parquet");
+        out.by_day.entry(d).or_default().push((rel, part));
+    }
+}
+
+fn arrivals(input: &Path) -> Arrivals {
+    let mut a = Arrivals { by_day: BTreeMap::new(), late: BTreeMap::new() };
+    split(&read_parquet(&input.join("shipments.parquet")), "created_at", "shipments", 7, 1, &mut a);
+    split(&read_parquet(&input.join("events.parquet")), "event_time", "events", 9, 12, &mut a);
+    a
+}
+
+impl Arrivals {
+    /// Writes into `live` the partitions that arrived after `from` and up to `to`; returns how
+    /// many files were written.
+    fn deliver(&self, live: &Path, from: Option<NaiveDate>, to: NaiveDate) -> usize {
+        let mut n = 0;
+        for (d, files) in &self.by_day {
+            if from.is_some_and(|f| *d <= f) || *d > to {
+                continue;
+            }
+            for (rel, df) in files {
+                let path = live.join(rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                write_parquet(&mut df.clone(), &path);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+fn manifest(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn run_full_refresh(input: &Path, out: &Path, as_of: &str) -> PathBuf {
+    let o = lanewatch_fast("run", input, out, &["--as-of", as_of, "--full-refresh"]);
+    expect_code(&o, 0);
+    out.join(format!("as_of={as_of}"))
+}
+
+/// The generation `CURRENT` names, with every segment it lists present.
+fn current_generation(out: &Path) -> Option<String> {
+    let name = std::fs::read_to_string(out.join("state/CURRENT")).ok()?.trim().to_string();
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("state").join(&name)).unwrap()).unwrap();
+    for table in ["shipments", "events"] {
+        for s in g[table].as_array().unwrap() {
+            let data = s["data"].as_str().unwrap();
+            assert!(out.join("state/segments").join(data).is_file(), "{name} lists a missing segment {data}");
+        }
+    }
+    Some(name)
+}
+
+const FIRST_NIGHT: &str = "2026-09-08";
+
+/// Ten consecutive nights on an input that grows by a day of partitions each night, late
+/// events and late shipments included: every night read through the state equals a full
+/// refresh of the same input, byte for byte (manifest aside), and decodes only the new files.
+#[test]
+fn incremental_nights_equal_full_refreshes_with_late_arrivals() {
+    let arr = arrivals(small_input());
+    let live = tempfile::tempdir().unwrap();
+    let (inc, full) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = date(FIRST_NIGHT);
+    let mut prev: Option<NaiveDate> = None;
+    let mut late_rows_read = 0;
+    for k in 0..10 {
+        let night = first + Duration::days(k);
+        let delivered = arr.deliver(live.path(), prev, night);
+        // Late rows: events of shipments created weeks before, shipments after their events.
+        late_rows_read += arr.late.get(&night).copied().unwrap_or(0) * (k > 0) as usize;
+        let as_of = night.to_string();
+        let a = run_night(live.path(), inc.path(), &as_of, &[]);
+        let b = run_full_refresh(live.path(), full.path(), &as_of);
+        assert_same_data(&a, &b, &format!("night {as_of}"));
+        let st = &manifest(&a)["state"];
+        if k == 0 {
+            assert!(st["used"].is_null() && st["full_refresh"].is_null(), "{st}");
+        } else {
+            assert_eq!(st["files_read"], delivered as u64, "night {as_of} decoded more than the new files: {st}");
+            assert!(st["files_reused"].as_u64().unwrap() > 50, "{st}");
+            assert!(st["full_refresh"].is_null(), "{st}");
+            assert!(manifest_warnings(&a).iter().all(|w| !w.contains("state")), "{:?}", manifest_warnings(&a));
+        }
+        assert_eq!(current_generation(inc.path()).as_deref(), st["written"].as_str());
+        assert!(manifest(&b)["state"]["full_refresh"].as_str().unwrap().contains("--full-refresh"));
+        prev = Some(night);
+    }
+    assert!(late_rows_read > 100, "{late_rows_read}");
+    // Only the current generation and its segments are kept.
+    let gens = std::fs::read_dir(inc.path().join("state")).unwrap().flatten();
+    let gens: Vec<String> =
+        gens.map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("state-")).collect();
+    assert_eq!(gens.len(), 1, "{gens:?}");
+}
+
+/// A live input holding the arrivals up to `night` and an output folder with that night's run
+/// (`env` e.g. keeps no state).
+fn bootstrapped(arr: &Arrivals, night: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, tempfile::TempDir) {
+    let live = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    arr.deliver(live.path(), None, date(night));
+    run_night(live.path(), out.path(), night, env);
+    (live, out)
+}
+
+const NO_STATE: [(&str, &str); 1] = [("LANEWATCH_STATE__INCREMENTAL", "false")];
+
+/// `night`, then `next` after a day of arrivals (and `damage` to the input), keeping no state:
+/// what a night through any state must equal.
+fn reference(arr: &Arrivals, night: &str, next: &str, damage: Option<fn(&Path)>) -> (tempfile::TempDir, PathBuf) {
+    let (live, out) = bootstrapped(arr, night, &NO_STATE);
+    arr.deliver(live.path(), Some(date(night)), date(next));
+    if let Some(d) = damage {
+        d(live.path());
+    }
+    let run = run_night(live.path(), out.path(), next, &NO_STATE);
+    assert!(!out.path().join("state").exists(), "state kept although incremental = false");
+    (out, run)
+}
+
+enum Damage {
+    State(fn(&Path)),
+    Input(fn(&Path)),
+}
+
+fn current_path(out: &Path) -> PathBuf {
+    let name = std::fs::read_to_string(out.join("state/CURRENT")).unwrap();
+    out.join("state").join(name.trim())
+}
+
+/// Every way a state can be unusable leads to a full refresh whose warning names the reason,
+/// with outputs equal to nights that kept no state; the state is whole again afterwards.
+#[test]
+fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
+    let arr = arrivals(small_input());
+    let (night, next) = ("2026-09-10", "2026-09-11");
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        (
+            "segment bytes flipped",
+            Damage::State(|out| {
+                let seg = std::fs::read_dir(out.join("state/segments")).unwrap().flatten().last().unwrap().path();
+                let mut b = std::fs::read(&seg).unwrap();
+                let mid = b.len() / 2;
+                b[mid] ^= 0xff;
+                std::fs::write(&seg, b).unwrap();
+            }),
+            "is corrupt",
+        ),
+        (
+            "segment missing",
+            Damage::State(|out| {
+                let seg = std::fs::read_dir(out.join("state/segments")).unwrap().flatten().next().unwrap().path();
+                std::fs::remove_file(seg).unwrap();
+            }),
+            "is unreadable",
+        ),
+        (
+            "generation truncated",
+            Damage::State(|out| {
+                let p = current_path(out);
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+            }),
+            "is corrupt",
+        ),
+        (
+            "CURRENT names something else",
+            Damage::State(|out| std::fs::write(out.join("state/CURRENT"), "../../etc/passwd\n").unwrap()),
+            "not a generation file",
+        ),
+        (
+            "another tool version",
+            Damage::State(|out| {
+                let p = current_path(out);
+                let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                g["tool_version"] = "0.0.1".into();
+                std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
+            }),
+            "written by lanewatch 0.0.1",
+        ),
+        (
+            "an input file rewritten",
+            Damage::Input(|live| {
+                let p = live.join("events/date=2026-09-01/part-0.parquet");
+                let df = read_parquet(&p);
+                let mut df = df.slice(0, df.height() - 1);
+                write_parquet(&mut df, &p);
+            }),
+            "changed since the state was written",
+        ),
+        (
+            "an input file removed",
+            Damage::Input(|live| std::fs::remove_file(live.join("events/date=2026-09-02/part-0.parquet")).unwrap()),
+            "is gone",
+        ),
+        (
+            "a new file among old ones",
+            Damage::Input(|live| {
+                let dir = live.join("events/date=2026-09-03");
+                std::fs::copy(dir.join("part-0.parquet"), dir.join("part-00.parquet")).unwrap();
+            }),
+            "sorts before files already read",
+        ),
+    ];
+    let (_keep, plain) = reference(&arr, night, next, None);
+    for (what, damage, reason) in cases {
+        let (live, out) = bootstrapped(&arr, night, &[]);
+        arr.deliver(live.path(), Some(date(night)), date(next));
+        let (_keep, want) = match damage {
+            Damage::State(d) => {
+                d(out.path());
+                (None, plain.clone())
+            }
+            Damage::Input(d) => {
+                d(live.path());
+                let (o, r) = reference(&arr, night, next, Some(d));
+                (Some(o), r)
+            }
+        };
+        let run = run_night(live.path(), out.path(), next, &[]);
+        let w = manifest_warnings(&run);
+        assert!(
+            w.iter().any(|w| w.contains("full refresh") && w.contains(reason)),
+            "{what}: no warning naming {reason:?}: {w:?}"
+        );
+        assert_same_data(&run, &want, what);
+        // The rebuilt state is whole again: the night after reads through it without a warning.
+        let again = run_night(live.path(), out.path(), "2026-09-12", &[]);
+        assert!(manifest(&again)["state"]["full_refresh"].is_null(), "{what}: {}", manifest(&again)["state"]);
+    }
+    // A change of the [input] settings that shape decoding.
+    let (live, out) = bootstrapped(&arr, night, &[]);
+    let run = run_night(live.path(), out.path(), next, &[("LANEWATCH_INPUT__NAIVE_TIMEZONE", "Asia/Shanghai")]);
+    let w = manifest_warnings(&run);
+    assert!(w.iter().any(|w| w.contains("[input] settings changed")), "{w:?}");
+}
+
+/// A night killed while it writes its state, commits its run folder or publishes the state
+/// leaves `CURRENT` on a whole generation: the one the night before wrote, or its own once its
+/// run folder is visible. The next night reads through it and equals a full refresh.
+#[test]
+fn a_killed_night_leaves_a_state_that_agrees_with_the_run_folders() {
+    let arr = arrivals(small_input());
+    let (night, next) = ("2026-09-10", "2026-09-11");
+    let (_keep, want) = reference(&arr, night, next, None);
+    for point in [
+        "validate",
+        "state",
+        "state:segments",
+        "state:generation",
+        "commit:success",
+        "state:current",
+        "state:published",
+    ] {
+        let (live, out) = bootstrapped(&arr, night, &[]);
+        let before = current_generation(out.path()).unwrap();
+        arr.deliver(live.path(), Some(date(night)), date(next));
+        let fault = format!("kill:{point}");
+        let o = lanewatch_fast_env("run", live.path(), out.path(), &["--as-of", next], &[("LANEWATCH_FAULT", &fault)]);
+        assert_ne!(code(&o), 0, "{point}: the fault did not fire");
+        let visible = out.path().join(format!("as_of={next}"));
+        let now = current_generation(out.path()).expect("CURRENT gone");
+        if visible.join("_SUCCESS").is_file() {
+            let m = manifest(&visible);
+            let written = m["state"]["written"].as_str().unwrap();
+            assert!(now == before || now == written, "{point}: CURRENT {now}, run wrote {written}, before {before}");
+        } else {
+            assert_eq!(now, before, "{point}: CURRENT moved without its run folder");
+        }
+        // The next attempt reads through whatever state is current and equals a night that
+        // keeps none.
+        let rerun = run_night(live.path(), out.path(), next, &[]);
+        assert!(manifest(&rerun)["state"]["full_refresh"].is_null(), "{point}: {}", manifest(&rerun)["state"]);
+        assert_same_data(&rerun, &want, point);
+    }
+}
