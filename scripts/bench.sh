@@ -7,6 +7,14 @@
 #   scripts/bench.sh 1000000         # one size
 #   BENCH_FEATURES=0 scripts/bench.sh 10000000   # skip `lanewatch features` (it writes every
 #                                                # training row: about 2 GB of RSS per 1M shipments)
+#   BENCH_INCREMENTAL=0 scripts/bench.sh          # skip the incremental nights
+#
+# Incremental nights: the input is copied into day partitions (scripts/partition_by_day.py,
+# needs Python with polars: $LANEWATCH_PYTHON or python3), the night before the as-of is run
+# on the partitions up to it (a full refresh that writes the state), the as-of's day is added
+# and the night run again through the state ("incremental"), then the same night with
+# --full-refresh ("full_refresh"). `BENCH_DOUBLE=1` also measures an input with twice the
+# history (2N shipments over 360 days ending on the same day).
 #
 # Needs GNU time (/usr/bin/time; Debian package `time`). Data and outputs go to $BENCH_DIR
 # (default /tmp/lanewatch-bench); generated inputs are kept and reused between runs.
@@ -48,6 +56,49 @@ trash="$work/trash.$$"
 set_aside() { if [ -e "$1" ]; then mkdir -p "$trash" && mv "$1" "$trash/$(basename "$1")"; fi; }
 trap 'rm -rf "$trash"' EXIT
 
+# One timed run: label, output folder, extra arguments; prints a row with the stage times.
+timed_run() {
+  local label="$1" size="$2" input="$3" out="$4" night="$5"
+  shift 5
+  /usr/bin/time -v "$bin" run --input "$input" --out "$out" --as-of "$night" --log-format json "$@" \
+    > "$work/$label-$size.out" 2> "$work/$label-$size.time"
+  read -r wall rss < <(measure "$work/$label-$size.time")
+  stages=$(python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))
+st = m.get("state") or {}
+print(" ".join("%s=%.2fs/%sMB" % (s["stage"], s["seconds"], s.get("peak_rss_mb")) for s in m["timings"]["stages"]),
+      "files_read=%s files_reused=%s" % (st.get("files_read"), st.get("files_reused")))
+' "$out/as_of=$night/manifest.json")
+  printf '%-10s %-12s %10s %10s %10s %10s  %s\n' "$size" "$label" "$wall" "$rss" "-" "$(du -sm "$out" | cut -f1)" "$stages"
+}
+
+# Incremental nights on a day-partitioned copy of an input (see the header).
+incremental() {
+  local size="$1" data="$2"
+  local parts="$work/parts-$size" live="$work/live-$size" before
+  before=$(date -d "$as_of - 1 day" +%F)
+  if [ ! -d "$parts/events" ]; then
+    "${LANEWATCH_PYTHON:-python3}" scripts/partition_by_day.py "$data" "$parts"
+  fi
+  set_aside "$live"
+  mkdir -p "$live/events" "$live/shipments"
+  for t in events shipments; do
+    for d in "$parts/$t"/date=*; do
+      [[ "${d##*date=}" < "$as_of" ]] && cp -al "$d" "$live/$t/"
+    done
+  done
+  local inc="$work/inc-$size" full="$work/full-$size"
+  set_aside "$inc"
+  set_aside "$full"
+  timed_run bootstrap "$size" "$live" "$inc" "$before"
+  for t in events shipments; do
+    [ -d "$parts/$t/date=$as_of" ] && cp -al "$parts/$t/date=$as_of" "$live/$t/"
+  done
+  timed_run incremental "$size" "$live" "$inc" "$as_of"
+  timed_run full_refresh "$size" "$live" "$full" "$as_of" --full-refresh
+}
+
 printf '%-10s %-10s %10s %10s %10s %10s  %s\n' shipments command wall_s peak_MB events out_MB stages
 for n in "${sizes[@]}"; do
   data="$work/data-$n"
@@ -70,6 +121,17 @@ m = json.load(open(sys.argv[1]))
 print(" ".join("%s=%.2fs/%sMB" % (s["stage"], s["seconds"], s.get("peak_rss_mb")) for s in m["timings"]["stages"]))
 ' "$out/as_of=$as_of/manifest.json")
   printf '%-10s %-10s %10s %10s %10s %10s  %s\n' "$n" run "$wall" "$rss" "-" "$(du -sm "$out" | cut -f1)" "$stages"
+
+  if [ "${BENCH_INCREMENTAL:-1}" = 1 ]; then
+    incremental "$n" "$data"
+    if [ "${BENCH_DOUBLE:-0}" = 1 ]; then
+      double="$work/data-$((2 * n))-360d"
+      if [ ! -f "$double/events.parquet" ]; then
+        "$bin" generate --out "$double" --shipments "$((2 * n))" --seed 1 --start 2025-07-05 --days 360 > /dev/null
+      fi
+      incremental "$((2 * n))x360d" "$double"
+    fi
+  fi
 
   [ "${BENCH_FEATURES:-1}" = 0 ] && continue
   fout="$work/features-$n"

@@ -277,8 +277,10 @@ fn reuse(
     let dir = state_dir(out);
     let new_ship_paths = new_files(input, Table::Shipments, ship_paths, &g.shipments)?;
     let new_event_paths = new_files(input, Table::Events, event_paths, &g.events)?;
+    // Segments are independent files: read and checked in parallel, kept in file order.
     let read_all = |segs: &[Segment]| -> std::result::Result<Vec<(Segment, DataFrame)>, String> {
-        segs.iter().map(|s| Ok((s.clone(), read_segment(&dir, s)?))).collect()
+        use rayon::prelude::*;
+        segs.par_iter().map(|s| Ok((s.clone(), read_segment(&dir, s)?))).collect()
     };
     let ships = read_all(&g.shipments)?;
     let events = read_all(&g.events)?;
@@ -297,6 +299,7 @@ fn reuse(
 /// new files decoded. With `full_refresh`, or when the state cannot be used, every file is
 /// decoded (and `info.full_refresh` says why, except on a first night).
 pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> Result<Loaded> {
+    let t0 = std::time::Instant::now();
     validate::check_memory_budget(input, cfg)?;
     let ship_paths = ingest::locate(input, Table::Shipments)?;
     let event_paths = ingest::locate(input, Table::Events)?;
@@ -327,13 +330,16 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
             }
         }
     };
+    tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "state: segments read");
     let reused = prior.unwrap_or(Reused {
         ships: vec![],
         events: vec![],
         new_ship_paths: ship_paths,
         new_event_paths: event_paths,
     });
-    assemble(input, cfg, reused, info, input_str, key)
+    let loaded = assemble(input, cfg, reused, info, input_str, key)?;
+    tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "state: input assembled");
+    Ok(loaded)
 }
 
 fn assemble(
@@ -398,37 +404,26 @@ fn assemble(
         let planned = ingest::plan_table(input, Table::Events, cfg, Some(&new_event_paths))?;
         files.extend(planned.files.iter().cloned());
         findings.extend(planned.findings.iter().cloned());
-        for plan in &planned.plans {
-            let (before, c0) = (events.len(), counts(&events));
-            findings.extend(validate::decode_events(plan, index.as_ref(), &mut events)?);
-            let c1 = counts(&events);
-            // Sums as this file's share; the longest id as the running maximum, which is the
-            // true maximum over any prefix of files (all a later night reuses).
-            let c = Counts {
-                rows: c1.rows - c0.rows,
-                long_ids: c1.long_ids - c0.long_ids,
-                longest_id: c1.longest_id,
-                empty_ids: c1.empty_ids - c0.empty_ids,
-                bad_times: c1.bad_times - c0.bad_times,
+        let decoded = validate::decode_event_files(&planned.plans, index.as_ref(), &mut events)?;
+        for (plan, d) in planned.plans.iter().zip(decoded) {
+            findings.extend(d.findings);
+            // Sums are the file's own; the longest id is the running maximum, which is the true
+            // maximum over any prefix of files (all a later night reuses).
+            let c = &d.counts;
+            let counts = Counts {
+                rows: c.rows,
+                long_ids: c.long_ids,
+                longest_id: c.longest_id,
+                empty_ids: c.empty_ids,
+                bad_times: c.bad_times,
                 has_eta: false,
             };
-            new_events.push((plan.info.clone(), mtime_ns(&plan.path), before..events.len(), c));
+            new_events.push((plan.info.clone(), mtime_ns(&plan.path), d.rows, counts));
         }
     }
     let carry =
         Carry { reused_ships, reused_events, new_ships, new_events, arrival_of, input: input_str, input_config: key };
     Ok(Loaded { raw: RawInput { shipments, events, files }, findings, keep: Keep { info, carry } })
-}
-
-fn counts(e: &RawEvents) -> Counts {
-    Counts {
-        rows: e.rows,
-        long_ids: e.long_ids,
-        longest_id: e.longest_id,
-        empty_ids: e.empty_ids,
-        bad_times: e.bad_times,
-        has_eta: false,
-    }
 }
 
 fn file_info(table: Table, s: &Segment) -> FileInfo {
@@ -568,24 +563,40 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         format!("seg-{stem}-{seq:05}-{}.parquet", table.name())
     };
 
+    // New segments are written in parallel (each through its own temporary file), listed in
+    // file order.
+    use rayon::prelude::*;
+    let ship_names: Vec<String> = carry.new_ships.iter().map(|_| next_name(Table::Shipments)).collect();
+    let event_names: Vec<String> = carry.new_events.iter().map(|_| next_name(Table::Events)).collect();
     let mut shipments = carry.reused_ships;
-    for (info, mtime, mut df) in carry.new_ships {
-        let data = next_name(Table::Shipments);
-        let data_blake3 = write_segment(&seg_dir.join(&data), &mut df)?;
-        shipments.push(segment(&info, mtime, data, data_blake3));
-    }
+    let written: Vec<Segment> = carry
+        .new_ships
+        .into_par_iter()
+        .zip(ship_names)
+        .map(|((info, mtime, mut df), data)| {
+            let data_blake3 = write_segment(&seg_dir.join(&data), &mut df)?;
+            Ok(segment(&info, mtime, data, data_blake3))
+        })
+        .collect::<Result<_>>()?;
+    shipments.extend(written);
     crate::fault::point("state:segments");
     let mut events = carry.reused_events;
-    for (info, mtime, range, counts) in carry.new_events {
-        let data = next_name(Table::Events);
-        let (mut df, statuses, orphans) = event_segment(raw, range, &carry.arrival_of)?;
-        let data_blake3 = write_segment(&seg_dir.join(&data), &mut df)?;
-        let mut s = segment(&info, mtime, data, data_blake3);
-        s.statuses = statuses;
-        s.orphans = orphans;
-        s.counts = Counts { has_eta: df.column("eta").is_ok(), ..counts };
-        events.push(s);
-    }
+    let arrival_of = &carry.arrival_of;
+    let written: Vec<Segment> = carry
+        .new_events
+        .into_par_iter()
+        .zip(event_names)
+        .map(|((info, mtime, range, counts), data)| {
+            let (mut df, statuses, orphans) = event_segment(raw, range, arrival_of)?;
+            let data_blake3 = write_segment(&seg_dir.join(&data), &mut df)?;
+            let mut s = segment(&info, mtime, data, data_blake3);
+            s.statuses = statuses;
+            s.orphans = orphans;
+            s.counts = Counts { has_eta: df.column("eta").is_ok(), ..counts };
+            Ok(s)
+        })
+        .collect::<Result<_>>()?;
+    events.extend(written);
     let g = Generation {
         format: FORMAT,
         tool_version: TOOL_VERSION.to_string(),

@@ -202,8 +202,8 @@ pub fn read_raw(input: &Path, cfg: &InputConfig) -> Result<(RawInput, Vec<Findin
     let mut events = RawEvents::default();
     let index = (!ship_errors).then(|| id_index(&shipments)).transpose()?;
     let mut event_findings = planned.findings.clone();
-    for plan in &planned.plans {
-        event_findings.extend(decode_events(plan, index.as_ref(), &mut events)?);
+    for f in decode_event_files(&planned.plans, index.as_ref(), &mut events)? {
+        event_findings.extend(f.findings);
     }
     tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: read");
     findings.extend(event_findings);
@@ -324,6 +324,87 @@ pub fn decode_events(
     }
     out.append(part);
     Ok(errors)
+}
+
+/// What decoding one events file added to a `RawEvents`.
+pub struct DecodedEvents {
+    pub findings: Vec<Finding>,
+    /// Its rows in the merged events.
+    pub rows: std::ops::Range<usize>,
+    /// Its counts (`rows`, `long_ids`, `empty_ids`, `bad_times`; `longest_id` is the longest
+    /// in it and the files before).
+    pub counts: RawEvents,
+}
+
+/// Decodes events files a few at a time in parallel, each with its own status and unknown-id
+/// numbering, and appends them to `out` in file order, renumbered: the result is exactly what
+/// decoding them one after another gives. (Daily partitions are files of one row group, so
+/// the parallelism inside a file does not help them.)
+pub fn decode_event_files(
+    plans: &[ingest::FilePlan],
+    index: Option<&PlHashMap<String, u32>>,
+    out: &mut RawEvents,
+) -> Result<Vec<DecodedEvents>> {
+    let mut status_of: PlHashMap<String, u32> =
+        out.statuses.iter().enumerate().map(|(k, s)| (s.clone(), k as u32)).collect();
+    let mut orphan_of: PlHashMap<String, u32> =
+        out.orphans.iter().enumerate().map(|(k, s)| (s.clone(), k as u32)).collect();
+    let mut done = Vec::with_capacity(plans.len());
+    // A few files per thread at once: parallel, yet only a few files' rows held twice.
+    for batch in plans.chunks(2 * rayon::current_num_threads().max(1)) {
+        let parts: Vec<(RawEvents, Vec<Finding>)> = batch
+            .par_iter()
+            .map(|plan| {
+                let mut part = RawEvents::default();
+                let findings = decode_events(plan, index, &mut part)?;
+                Ok((part, findings))
+            })
+            .collect::<Result<_>>()?;
+        for (mut part, findings) in parts {
+            if findings.iter().any(|e| e.check == "corrupt_file") {
+                // As a sequential read: no rows (its numbering never reaches a report, since
+                // a corrupt file fails the night before events are checked).
+                part = RawEvents::default();
+            }
+            let status_map: Vec<u32> =
+                part.statuses.iter().map(|n| intern(n, &mut status_of, &mut out.statuses)).collect();
+            let orphan_map: Vec<u32> =
+                part.orphans.iter().map(|n| intern(n, &mut orphan_of, &mut out.orphans)).collect();
+            for st in part.status.iter_mut() {
+                *st = status_map[*st as usize];
+            }
+            for sh in part.ship.iter_mut() {
+                if *sh & ORPHAN != 0 {
+                    *sh = ORPHAN | orphan_map[(*sh & !ORPHAN) as usize];
+                }
+            }
+            let before = out.len();
+            let counts = RawEvents {
+                rows: part.rows,
+                long_ids: part.long_ids,
+                longest_id: part.longest_id.max(out.longest_id),
+                empty_ids: part.empty_ids,
+                bad_times: part.bad_times,
+                ..RawEvents::default()
+            };
+            part.statuses.clear();
+            part.orphans.clear();
+            out.append(part);
+            done.push(DecodedEvents { findings, rows: before..out.len(), counts });
+        }
+    }
+    Ok(done)
+}
+
+/// The number of `name` in a first-use numbering, adding it at the end when new.
+fn intern(name: &str, of: &mut PlHashMap<String, u32>, names: &mut Vec<String>) -> u32 {
+    if let Some(&k) = of.get(name) {
+        return k;
+    }
+    let k = names.len() as u32;
+    names.push(name.to_string());
+    of.insert(name.to_string(), k);
+    k
 }
 
 impl RawEvents {
