@@ -327,3 +327,18 @@ fn a_killed_night_leaves_a_state_that_agrees_with_the_run_folders() {
         assert_same_data(&rerun, &want, point);
     }
 }
+
+/// Regression for the parallel decode of events files (each file numbered on its own, merged in
+/// file order): the same rows split over a few hundred day files, late rows included, give the
+/// outputs of the single-file input byte for byte.
+#[test]
+fn day_partitions_read_like_the_single_file_they_came_from() {
+    let arr = arrivals(small_input());
+    let live = tempfile::tempdir().unwrap();
+    let files = arr.deliver(live.path(), None, date("2099-01-01"));
+    assert!(files > 200, "{files}");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let split = run_night(live.path(), a.path(), SMALL_AS_OF, &NO_STATE);
+    let whole = run_night(small_input(), b.path(), SMALL_AS_OF, &NO_STATE);
+    assert_same_data(&split, &whole, "day partitions");
+}
