@@ -137,7 +137,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn shown(input: &Path, path: &Path) -> String {
+/// A file's path relative to the input folder, control characters shown as `?`: how messages
+/// and `FileInfo` name it.
+pub fn shown(input: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(input).unwrap_or(path);
     rel.to_string_lossy().chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
@@ -145,14 +147,19 @@ fn shown(input: &Path, path: &Path) -> String {
 /// Rows in a table's files, from their footers alone (unreadable files count as empty; reading
 /// them reports why).
 pub fn footer_rows(input: &Path, table: Table) -> Result<u64> {
+    Ok(footer_rows_of(&locate(input, table)?))
+}
+
+/// Rows in some files, from their footers alone.
+pub fn footer_rows_of(paths: &[PathBuf]) -> u64 {
     let mut rows = 0u64;
-    for path in locate(input, table)? {
-        let Ok(file) = std::fs::File::open(&path) else { continue };
+    for path in paths {
+        let Ok(file) = std::fs::File::open(path) else { continue };
         if let Ok(meta) = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&file) {
             rows += meta.file_metadata().num_rows().max(0) as u64;
         }
     }
-    Ok(rows)
+    rows
 }
 
 /// Columns checked from the footer but never decoded: nothing downstream reads them.

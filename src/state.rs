@@ -91,6 +91,27 @@ struct Counts {
     has_eta: bool,
 }
 
+impl Counts {
+    fn of(e: &RawEvents) -> Counts {
+        Counts {
+            rows: e.rows,
+            long_ids: e.long_ids,
+            longest_id: e.longest_id,
+            empty_ids: e.empty_ids,
+            bad_times: e.bad_times,
+            has_eta: e.eta.is_some(),
+        }
+    }
+
+    fn set(&self, e: &mut RawEvents) {
+        e.rows = self.rows;
+        e.long_ids = self.long_ids;
+        e.longest_id = self.longest_id;
+        e.empty_ids = self.empty_ids;
+        e.bad_times = self.bad_times;
+    }
+}
+
 /// What a night read: the whole decoded input, plus what it needs to keep the state.
 pub struct Loaded {
     pub raw: RawInput,
@@ -158,12 +179,6 @@ fn mtime_ns(path: &Path) -> i64 {
         .unwrap_or(0)
 }
 
-fn relative(input: &Path, path: &Path) -> String {
-    // As `ingest` names files in FileInfo.
-    let rel = path.strip_prefix(input).unwrap_or(path);
-    rel.to_string_lossy().chars().map(|c| if c.is_control() { '?' } else { c }).collect()
-}
-
 /// The generation `CURRENT` names, or `Ok(None)` when there is no state yet; `Err(why)` when
 /// there is one that cannot be used.
 fn read_current(dir: &Path) -> std::result::Result<Option<(String, Generation)>, String> {
@@ -221,7 +236,7 @@ fn new_files(
 ) -> std::result::Result<Vec<PathBuf>, String> {
     let mut current: HashMap<String, &PathBuf> = HashMap::with_capacity(paths.len());
     for p in paths {
-        current.insert(relative(input, p), p);
+        current.insert(ingest::shown(input, p), p);
     }
     for s in segments {
         let Some(p) = current.remove(&s.path) else {
@@ -236,7 +251,7 @@ fn new_files(
     let covered = segments.len();
     let mut fresh = Vec::new();
     for (k, p) in paths.iter().enumerate() {
-        let rel = relative(input, p);
+        let rel = ingest::shown(input, p);
         if current.contains_key(&rel) {
             if k < covered {
                 return Err(format!(
@@ -300,7 +315,6 @@ fn reuse(
 /// decoded (and `info.full_refresh` says why, except on a first night).
 pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> Result<Loaded> {
     let t0 = std::time::Instant::now();
-    validate::check_memory_budget(input, cfg)?;
     let ship_paths = ingest::locate(input, Table::Shipments)?;
     let event_paths = ingest::locate(input, Table::Events)?;
     let input_str = canonical_input(input);
@@ -337,6 +351,15 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
         new_ship_paths: ship_paths,
         new_event_paths: event_paths,
     });
+    // The memory refusal, from the rows the state recorded and the new files' footers (the
+    // covered files are not opened again).
+    let covered = |segs: &[(Segment, DataFrame)]| segs.iter().map(|(s, _)| s.rows).sum::<u64>();
+    validate::check_memory_estimate(
+        input,
+        cfg,
+        covered(&reused.ships) + ingest::footer_rows_of(&reused.new_ship_paths),
+        covered(&reused.events) + ingest::footer_rows_of(&reused.new_event_paths),
+    )?;
     let loaded = assemble(input, cfg, reused, info, input_str, key)?;
     tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "state: input assembled");
     Ok(loaded)
@@ -409,16 +432,7 @@ fn assemble(
             findings.extend(d.findings);
             // Sums are the file's own; the longest id is the running maximum, which is the true
             // maximum over any prefix of files (all a later night reuses).
-            let c = &d.counts;
-            let counts = Counts {
-                rows: c.rows,
-                long_ids: c.long_ids,
-                longest_id: c.longest_id,
-                empty_ids: c.empty_ids,
-                bad_times: c.bad_times,
-                has_eta: false,
-            };
-            new_events.push((plan.info.clone(), mtime_ns(&plan.path), d.rows, counts));
+            new_events.push((plan.info.clone(), mtime_ns(&plan.path), d.rows, Counts::of(&d.counts)));
         }
     }
     let carry =
@@ -519,12 +533,7 @@ fn append_segment(
     {
         return Err(corrupt());
     }
-    let c = s.counts;
-    part.rows = c.rows;
-    part.long_ids = c.long_ids;
-    part.longest_id = c.longest_id;
-    part.empty_ids = c.empty_ids;
-    part.bad_times = c.bad_times;
+    s.counts.set(&mut part);
     out.append(part);
     Ok(())
 }
