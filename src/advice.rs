@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::calendar::DayTable;
 use crate::config::{AdviceConfig, LaneConfig};
@@ -186,14 +187,24 @@ struct PoolStats {
     transit_b: [f64; 3],
 }
 
-fn pool_stats(w: &[Obs], promise: f64) -> PoolStats {
+fn pool_stats(w: &[Obs], promise: f64, q: &TransitQuantiles) -> PoolStats {
+    PoolStats { n: w.len(), met: met_count(w, promise), transit: q.0, transit_b: q.1 }
+}
+
+/// Observations of a pool delivered within `promise` days.
+fn met_count(w: &[Obs], promise: f64) -> usize {
+    w.iter().filter(|o| o.transit <= promise).count()
+}
+
+/// p50, p90 and p95 of a pool's transit in days and in business days.
+type TransitQuantiles = ([f64; 3], [f64; 3]);
+
+fn transit_quantiles(w: &[Obs]) -> TransitQuantiles {
     let q = |f: &dyn Fn(&Obs) -> f64, p: f64| finite_quantile(w.iter().map(f), p);
-    PoolStats {
-        n: w.len(),
-        met: w.iter().filter(|o| o.transit <= promise).count(),
-        transit: [q(&|o| o.transit, 0.5), q(&|o| o.transit, 0.9), q(&|o| o.transit, 0.95)],
-        transit_b: [q(&|o| o.transit_b, 0.5), q(&|o| o.transit_b, 0.9), q(&|o| o.transit_b, 0.95)],
-    }
+    (
+        [q(&|o| o.transit, 0.5), q(&|o| o.transit, 0.9), q(&|o| o.transit, 0.95)],
+        [q(&|o| o.transit_b, 0.5), q(&|o| o.transit_b, 0.9), q(&|o| o.transit_b, 0.95)],
+    )
 }
 
 /// Shipments of a pool by creation time, for "the promise given today".
@@ -261,6 +272,21 @@ impl Pools {
     }
 }
 
+/// Each item's rank in sorted order; equal items share a rank.
+fn ranks<T: Ord>(items: &[T]) -> Vec<u32> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| items[a].cmp(&items[b]));
+    let mut rank = vec![0u32; items.len()];
+    let mut r = 0u32;
+    for (k, &i) in order.iter().enumerate() {
+        if k > 0 && items[order[k - 1]] != items[i] {
+            r += 1;
+        }
+        rank[i] = r;
+    }
+    rank
+}
+
 /// Builds the night's advice. Pure: the feature set in, three sorted frames out.
 pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     let prep = &fs.prep;
@@ -273,7 +299,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     // Every shipment created before the cutoff gives a promise; the resolved ones an observation.
     let mut pools = Pools::new(&prep.lanes);
     let mut order: Vec<usize> = (0..prep.len()).collect();
-    order.sort_by_key(|&i| (prep.created[i], i));
+    order.par_sort_unstable_by_key(|&i| (prep.created[i], i)); // keys are unique
     for &i in &order {
         let promise = (
             schema::days(prep.promised[i] - prep.created[i]),
@@ -284,7 +310,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
         }
     }
     let mut resolved: Vec<usize> = (0..prep.len()).filter(|&i| fs.outcomes[i].resolved).collect();
-    resolved.sort_by_key(|&i| (fs.outcomes[i].resolved_at, i));
+    resolved.par_sort_unstable_by_key(|&i| (fs.outcomes[i].resolved_at, i));
     for &i in &resolved {
         let st = &fs.states[i];
         let delivered = st.delivered != NONE && st.delivered < cutoff;
@@ -347,6 +373,8 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
         p_meet: f64,
     }
     let mut rows: Vec<Row> = Vec::new();
+    let mut quantile_memo: std::collections::HashMap<(usize, Option<usize>), TransitQuantiles> =
+        std::collections::HashMap::new();
     for &(o, d) in &pairs {
         let mut services: Vec<&str> = services_to[d].iter().copied().collect();
         services.sort_by_key(|s| (service_rank(s, &cfg.services), *s));
@@ -360,10 +388,10 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             let promise = k_lane.and_then(promise_of).or_else(|| promise_of(k_ds));
             let (promise, _) = promise.unwrap_or((f64::NAN, f64::NAN));
             // The level that holds enough support, and its parent for shrinkage.
-            let levels: Vec<(&'static str, &[Obs])> = [
-                k_lane.map(|k| ("lane", win(k))),
-                Some(("destination_service", win(k_ds))),
-                Some(("service", win(k_s))),
+            let levels: Vec<(&'static str, usize, &[Obs])> = [
+                k_lane.map(|k| ("lane", k, win(k))),
+                Some(("destination_service", k_ds, win(k_ds))),
+                Some(("service", k_s, win(k_s))),
             ]
             .into_iter()
             .flatten()
@@ -375,21 +403,26 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
                     w.iter().filter(|x| x.transit <= promise).count() as f64 / w.len() as f64
                 }
             };
-            let chosen = levels.iter().position(|(_, w)| w.len() >= need);
-            let (basis, w) = match chosen {
+            let chosen = levels.iter().position(|(_, _, w)| w.len() >= need);
+            let (basis, pool, w) = match chosen {
                 Some(k) => levels[k],
-                None => ("none", &[][..]),
+                None => ("none", usize::MAX, &[][..]),
             };
-            let parent_rate = chosen.and_then(|k| levels.get(k + 1)).map(|(_, w)| rate(w)).filter(|r| r.is_finite());
+            let parent_rate = chosen.and_then(|k| levels.get(k + 1)).map(|(_, _, w)| rate(w)).filter(|r| r.is_finite());
             let shrink = |w: &[Obs]| -> f64 {
-                let st = pool_stats(w, promise);
-                if st.n == 0 || !promise.is_finite() {
+                let (n, met) = (w.len(), met_count(w, promise));
+                if n == 0 || !promise.is_finite() {
                     return f64::NAN;
                 }
                 match parent_rate {
-                    Some(pr) => (st.met as f64 + p.prior_strength * pr) / (st.n as f64 + p.prior_strength),
-                    None => st.met as f64 / st.n as f64,
+                    Some(pr) => (met as f64 + p.prior_strength * pr) / (n as f64 + p.prior_strength),
+                    None => met as f64 / n as f64,
                 }
+            };
+            // A pool's quantiles do not depend on the promise: every lane that falls back to
+            // the same pool shares them, computed once.
+            let mut quantiles_of = |band: Option<usize>, w: &[Obs]| -> TransitQuantiles {
+                *quantile_memo.entry((pool, band)).or_insert_with(|| transit_quantiles(w))
             };
             let all = Row {
                 o: o.into(),
@@ -398,7 +431,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
                 band: "all".into(),
                 basis,
                 weight_basis: "all_weights",
-                st: pool_stats(w, promise),
+                st: pool_stats(w, promise, &quantiles_of(None, w)),
                 promise,
                 p_meet: shrink(w),
             };
@@ -411,7 +444,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
                 rows.push(Row {
                     band: label.clone(),
                     weight_basis: if own { "band" } else { "all_weights" },
-                    st: if own { pool_stats(&wb, promise) } else { all.st },
+                    st: if own { pool_stats(&wb, promise, &quantiles_of(Some(b), &wb)) } else { all.st },
                     p_meet: if own { shrink(&wb) } else { all.p_meet },
                     o: all.o.clone(),
                     d: all.d.clone(),
@@ -581,14 +614,21 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             });
         }
     }
-    srows.sort_by(|a, b| {
-        (names[a.seller as usize], &prep.lanes[a.lane]).cmp(&(names[b.seller as usize], &prep.lanes[b.lane]))
-    });
-    // The advice row of each seller lane's origin × destination (all weights).
+    // Sorted by seller name, then lane, through ranks (equal names or keys share one): the
+    // same order as comparing the strings, without comparing strings for every pair.
+    let seller_rank = ranks(&names);
+    let lane_rank = ranks(&prep.lanes);
+    srows.sort_by_key(|r| (seller_rank[r.seller as usize], lane_rank[r.lane]));
+    // The advice row of each seller lane's origin × destination (all weights), per lane.
     let mut advice_of: BTreeMap<(&str, &str, &str), (f64, Option<&str>)> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.band == "all") {
         advice_of.insert((&r.o, &r.d, &r.s), (r.p_meet, adv(r).map(|a| a.0.as_str())));
     }
+    let lane_advice: Vec<Option<(f64, Option<&str>)>> = prep
+        .lanes
+        .iter()
+        .map(|k| advice_of.get(&(k.origin.as_str(), k.destination.as_str(), k.service.as_str())).copied())
+        .collect();
     // The seller's typical handling plus the network's slow (p90) transit from the first scan
     // misses the promise, where the network's typical handling with the same transit keeps it.
     let misses = |r: &SRow| {
@@ -616,12 +656,10 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             "transit_from_scan_p90_days" => Column::new(name.into(), sf(&|r| r.from_scan_p90)),
             "promise_days" => Column::new(name.into(), sf(&|r| r.promise)),
             "handling_misses_promise" => Column::new(name.into(), srows.iter().map(misses).collect::<Vec<_>>()),
-            "p_meet_promise" => {
-                Column::new(name.into(), sf(&|r| advice_of.get(&key(r)).map(|a| a.0).unwrap_or(f64::NAN)))
-            }
+            "p_meet_promise" => Column::new(name.into(), sf(&|r| lane_advice[r.lane].map(|a| a.0).unwrap_or(f64::NAN))),
             "advised_service" => Column::new(
                 name.into(),
-                srows.iter().map(|r| advice_of.get(&key(r)).and_then(|a| a.1)).collect::<Vec<_>>(),
+                srows.iter().map(|r| lane_advice[r.lane].and_then(|a| a.1)).collect::<Vec<_>>(),
             ),
             other => return Err(crate::error::Error::internal(format!("seller_advice: no builder for {other}"))),
         });

@@ -435,6 +435,7 @@ fn assemble(
             new_events.push((plan.info.clone(), mtime_ns(&plan.path), d.rows, Counts::of(&d.counts)));
         }
     }
+    drop(index);
     let carry =
         Carry { reused_ships, reused_events, new_ships, new_events, arrival_of, input: input_str, input_config: key };
     Ok(Loaded { raw: RawInput { shipments, events, files }, findings, keep: Keep { info, carry } })
@@ -464,7 +465,7 @@ fn append_segment(
     s: &Segment,
     df: &DataFrame,
     sorted_of: &[u32],
-    index: Option<&PlHashMap<String, u32>>,
+    index: Option<&PlHashMap<&str, u32>>,
     out: &mut RawEvents,
     status_of: &mut HashMap<String, u32>,
     orphan_of: &mut HashMap<String, u32>,

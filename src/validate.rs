@@ -205,18 +205,20 @@ pub fn read_raw(input: &Path, cfg: &InputConfig) -> Result<(RawInput, Vec<Findin
     for f in decode_event_files(&planned.plans, index.as_ref(), &mut events)? {
         event_findings.extend(f.findings);
     }
+    drop(index);
     tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: read");
     findings.extend(event_findings);
     Ok((RawInput { shipments, events, files }, findings))
 }
 
-/// Shipment ids → their index in the sorted shipments.
-pub fn id_index(shipments: &DataFrame) -> Result<PlHashMap<String, u32>> {
+/// Shipment ids → their index in the sorted shipments. The keys borrow the frame's strings
+/// (a million shipments would otherwise be a million allocations).
+pub fn id_index(shipments: &DataFrame) -> Result<PlHashMap<&str, u32>> {
     let ids = shipments.column("shipment_id")?.str()?;
-    let mut index: PlHashMap<String, u32> = PlHashMap::with_capacity(ids.len());
+    let mut index: PlHashMap<&str, u32> = PlHashMap::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         if let Some(id) = id {
-            index.entry(id.to_string()).or_insert(i as u32);
+            index.entry(id).or_insert(i as u32);
         }
     }
     Ok(index)
@@ -231,7 +233,7 @@ pub fn sort_shipments(df: DataFrame) -> Result<DataFrame> {
 /// shipment id is looked up once and never kept. A file with a corrupt page adds no rows.
 pub fn decode_events(
     plan: &ingest::FilePlan,
-    index: Option<&PlHashMap<String, u32>>,
+    index: Option<&PlHashMap<&str, u32>>,
     out: &mut RawEvents,
 ) -> Result<Vec<Finding>> {
     let mut part = RawEvents { statuses: std::mem::take(&mut out.statuses), ..RawEvents::default() };
@@ -254,8 +256,23 @@ pub fn decode_events(
             Some(ix) => {
                 use rayon::prelude::*;
                 let ids: Vec<Option<&str>> = ids.iter().collect();
+                // Exports list a shipment's events together, so most ids repeat the previous
+                // row's: that one comparison replaces most of the hash lookups.
                 ids.par_chunks(1 << 14)
-                    .flat_map_iter(|c| c.iter().map(|id| id.and_then(|id| ix.get(id).copied())))
+                    .flat_map_iter(|c| {
+                        let mut last: Option<(&str, Option<u32>)> = None;
+                        c.iter().map(move |id| {
+                            let id = (*id)?;
+                            match last {
+                                Some((prev, found)) if prev == id => found,
+                                _ => {
+                                    let found = ix.get(id).copied();
+                                    last = Some((id, found));
+                                    found
+                                }
+                            }
+                        })
+                    })
                     .collect()
             }
             None => vec![None; df.height()],
@@ -342,7 +359,7 @@ pub struct DecodedEvents {
 /// the parallelism inside a file does not help them.)
 pub fn decode_event_files(
     plans: &[ingest::FilePlan],
-    index: Option<&PlHashMap<String, u32>>,
+    index: Option<&PlHashMap<&str, u32>>,
     out: &mut RawEvents,
 ) -> Result<Vec<DecodedEvents>> {
     let mut status_of: PlHashMap<String, u32> =

@@ -103,6 +103,28 @@ fn only_express_meeting_the_promise_is_advised_express() {
         assert_eq!(advised[&key], want, "{key:?}: {rows:?}");
     }
     assert!(cheapest_advised > 0, "no pair advised its cheapest service");
+
+    // Seller advice: one row per seller and lane, sorted by seller then lane, carrying its lane's
+    // all-weights service advice.
+    let sl = read_parquet(&run.join("seller_advice.parquet"));
+    let keys: Vec<[String; 4]> = {
+        let (s, o, d, v) =
+            (strs(&sl, "seller_id"), strs(&sl, "origin"), strs(&sl, "destination"), strs(&sl, "service"));
+        (0..sl.height()).map(|k| [s[k].clone(), o[k].clone(), d[k].clone(), v[k].clone()]).collect()
+    };
+    assert!(keys.len() > 10);
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "seller_advice is not sorted by seller, then lane");
+    let lane_advice: BTreeMap<[String; 3], (f64, String)> = (0..sa.height())
+        .filter(|&k| band[k] == "all")
+        .map(|k| ([ro[k].clone(), rd[k].clone(), rs[k].clone()], (pm[k], adv[k].clone())))
+        .collect();
+    let (spm, sadv) = (floats(&sl, "p_meet_promise"), strs(&sl, "advised_service"));
+    for (k, key) in keys.iter().enumerate() {
+        let (p, a) = &lane_advice[&[key[1].clone(), key[2].clone(), key[3].clone()]];
+        let got = spm[k];
+        assert!(got == *p || (got.is_nan() && p.is_nan()), "{key:?}: p_meet {got} against the lane's {p}");
+        assert_eq!(&sadv[k], a, "{key:?}");
+    }
 }
 
 /// A lane with three shipments has too little support of its own: its advice comes from its
