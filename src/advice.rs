@@ -272,21 +272,6 @@ impl Pools {
     }
 }
 
-/// Each item's rank in sorted order; equal items share a rank.
-fn ranks<T: Ord>(items: &[T]) -> Vec<u32> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by(|&a, &b| items[a].cmp(&items[b]));
-    let mut rank = vec![0u32; items.len()];
-    let mut r = 0u32;
-    for (k, &i) in order.iter().enumerate() {
-        if k > 0 && items[order[k - 1]] != items[i] {
-            r += 1;
-        }
-        rank[i] = r;
-    }
-    rank
-}
-
 /// Builds the night's advice. Pure: the feature set in, three sorted frames out.
 pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     let prep = &fs.prep;
@@ -397,11 +382,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             .flatten()
             .collect();
             let rate = |w: &[Obs]| {
-                if w.is_empty() {
-                    f64::NAN
-                } else {
-                    w.iter().filter(|x| x.transit <= promise).count() as f64 / w.len() as f64
-                }
+                if w.is_empty() { f64::NAN } else { met_count(w, promise) as f64 / w.len() as f64 }
             };
             let chosen = levels.iter().position(|(_, _, w)| w.len() >= need);
             let (basis, pool, w) = match chosen {
@@ -614,11 +595,9 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             });
         }
     }
-    // Sorted by seller name, then lane, through ranks (equal names or keys share one): the
-    // same order as comparing the strings, without comparing strings for every pair.
-    let seller_rank = ranks(&names);
-    let lane_rank = ranks(&prep.lanes);
-    srows.sort_by_key(|r| (seller_rank[r.seller as usize], lane_rank[r.lane]));
+    // Sorted by seller, then lane. Their dense ids follow the sorted names and keys (see
+    // `prepare`), so sorting the ids is sorting the strings, without comparing strings.
+    srows.sort_unstable_by_key(|r| (r.seller, r.lane));
     // The advice row of each seller lane's origin × destination (all weights), per lane.
     let mut advice_of: BTreeMap<(&str, &str, &str), (f64, Option<&str>)> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.band == "all") {
