@@ -599,15 +599,12 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     // `prepare`), so sorting the ids is sorting the strings, without comparing strings.
     srows.sort_unstable_by_key(|r| (r.seller, r.lane));
     // The advice row of each seller lane's origin × destination (all weights), per lane.
-    let mut advice_of: BTreeMap<(&str, &str, &str), (f64, Option<&str>)> = BTreeMap::new();
+    let mut lane_advice: Vec<Option<(f64, Option<&str>)>> = vec![None; prep.lanes.len()];
     for r in rows.iter().filter(|r| r.band == "all") {
-        advice_of.insert((&r.o, &r.d, &r.s), (r.p_meet, adv(r).map(|a| a.0.as_str())));
+        if let Some(&l) = lane_of.get(&(r.o.as_str(), r.d.as_str(), r.s.as_str())) {
+            lane_advice[l as usize] = Some((r.p_meet, adv(r).map(|a| a.0.as_str())));
+        }
     }
-    let lane_advice: Vec<Option<(f64, Option<&str>)>> = prep
-        .lanes
-        .iter()
-        .map(|k| advice_of.get(&(k.origin.as_str(), k.destination.as_str(), k.service.as_str())).copied())
-        .collect();
     // The seller's typical handling plus the network's slow (p90) transit from the first scan
     // misses the promise, where the network's typical handling with the same transit keeps it.
     let misses = |r: &SRow| {

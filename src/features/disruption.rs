@@ -136,9 +136,9 @@ impl RankSet {
 }
 
 /// One (time, censored) observation packed as `2·time + censored`: the packed values sort as
-/// the pairs do (at equal times events, censored = false, first), and a slice of plain
-/// integers sorts several times faster than one of pairs. The series sorts a cohort per lane,
-/// stage and day, which made this sort its largest cost.
+/// the pairs do (at equal times events, censored = false, first), and plain integers sort
+/// faster than pairs. The series sorts a cohort per lane, stage and day, which made this sort
+/// its largest cost (the step went from about 1.1 s to 0.9 s at 1M shipments).
 fn packed(t: i64, censored: bool) -> i64 {
     2 * t + censored as i64
 }
