@@ -96,17 +96,68 @@ pub fn service_rank(service: &str, ranking: &[String]) -> usize {
     ranking.iter().position(|s| s == service).unwrap_or(ranking.len())
 }
 
+/// The bounds of the lane window ending at `cutoff`: `since` starts the last `window_days`,
+/// `oldest` is as far back as a sparse pool may reach (`max_window_days`).
+fn window_bounds(cutoff: i64, cfg: &LaneConfig) -> (i64, i64) {
+    let since = cutoff - cfg.window_days as i64 * MICROS_PER_DAY;
+    let oldest = cutoff - cfg.max_window_days.max(cfg.window_days) as i64 * MICROS_PER_DAY;
+    (since, oldest)
+}
+
 /// The resolved shipments of a pool (sorted by `resolved_at`) inside the lane window ending at
 /// `cutoff`: the last `window_days`, or further back to `min_support` of them, never past
 /// `max_window_days` (the rule of the lane statistics).
 fn window<'a>(obs: &'a [Obs], cutoff: i64, cfg: &LaneConfig) -> &'a [Obs] {
-    let since = cutoff - cfg.window_days as i64 * MICROS_PER_DAY;
-    let oldest = cutoff - cfg.max_window_days.max(cfg.window_days) as i64 * MICROS_PER_DAY;
+    let (since, oldest) = window_bounds(cutoff, cfg);
     let b = obs.partition_point(|o| o.resolved_at < cutoff);
     let a = obs.partition_point(|o| o.resolved_at < since);
     let need = cfg.min_support as usize;
     let a = if b - a >= need { a } else { b.saturating_sub(need).max(obs.partition_point(|o| o.resolved_at < oldest)) };
     &obs[a..b]
+}
+
+/// Which observations each pool keeps. A pool's window (`window`) is a suffix of its
+/// observations in resolution order: those since the window's start, plus at most
+/// `min_support` older ones, none before `oldest`. Keeping only that suffix makes memory follow
+/// the window rather than the history (every resolved shipment in three pools was 2 GB at 10M
+/// shipments) and leaves every window, and so the advice, as it was.
+struct Retention {
+    since: i64,
+    oldest: i64,
+    /// Per pool, how many of its observations before `since` are still to be dropped.
+    skip: Vec<usize>,
+}
+
+impl Retention {
+    /// From every observation's pools and resolution time, in resolution order.
+    fn new(obs: impl Iterator<Item = ([usize; 3], i64)>, n_pools: usize, cutoff: i64, cfg: &LaneConfig) -> Retention {
+        let (since, oldest) = window_bounds(cutoff, cfg);
+        let mut skip = vec![0usize; n_pools];
+        for (pools, at) in obs {
+            if (oldest..since).contains(&at) {
+                for k in pools {
+                    skip[k] += 1;
+                }
+            }
+        }
+        for c in &mut skip {
+            *c = c.saturating_sub(cfg.min_support as usize);
+        }
+        Retention { since, oldest, skip }
+    }
+
+    /// Whether pool `k` keeps its next observation, resolved at `at` (called in the order of
+    /// `new`, once per pool of each observation).
+    fn keep(&mut self, k: usize, at: i64) -> bool {
+        if at < self.oldest {
+            return false;
+        }
+        if at >= self.since || self.skip[k] == 0 {
+            return true;
+        }
+        self.skip[k] -= 1;
+        false
+    }
 }
 
 /// Linear-interpolation quantile of the finite values (NaN when none).
@@ -215,6 +266,15 @@ struct Promises {
 }
 
 impl Promises {
+    /// Adds a shipment (in creation order). Only the latest `sample` are ever read, so older
+    /// rows are dropped now and then: memory follows the sample, not the history.
+    fn push(&mut self, row: (i64, f64, f64), sample: usize) {
+        if self.rows.len() >= 2 * sample.max(1) {
+            self.rows.drain(..self.rows.len() - sample);
+        }
+        self.rows.push(row);
+    }
+
     /// Median promise (days, business days) of the latest `sample` shipments.
     fn today(&self, sample: usize) -> (f64, f64) {
         let from = self.rows.len().saturating_sub(sample);
@@ -291,12 +351,24 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             days.business_days_between(prep.created[i], prep.promised[i]),
         );
         for k in pools.of_lane(prep.lane[i] as usize) {
-            pools.promises[k].rows.push((prep.created[i], promise.0, promise.1));
+            pools.promises[k].push((prep.created[i], promise.0, promise.1), cfg.promise_sample);
         }
     }
+    drop(order);
     let mut resolved: Vec<usize> = (0..prep.len()).filter(|&i| fs.outcomes[i].resolved).collect();
     resolved.par_sort_unstable_by_key(|&i| (fs.outcomes[i].resolved_at, i));
+    let mut retention = Retention::new(
+        resolved.iter().map(|&i| (pools.of_lane(prep.lane[i] as usize), fs.outcomes[i].resolved_at)),
+        pools.obs.len(),
+        cutoff,
+        &p.lanes,
+    );
     for &i in &resolved {
+        let at = fs.outcomes[i].resolved_at;
+        let keep = pools.of_lane(prep.lane[i] as usize).map(|k| retention.keep(k, at).then_some(k));
+        if keep.iter().all(Option::is_none) {
+            continue;
+        }
         let st = &fs.states[i];
         let delivered = st.delivered != NONE && st.delivered < cutoff;
         let (transit, transit_b) = if delivered {
@@ -315,7 +387,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             f64::NAN
         };
         let o = Obs {
-            resolved_at: fs.outcomes[i].resolved_at,
+            resolved_at: at,
             transit,
             transit_b,
             censored_b,
@@ -324,14 +396,15 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             band: band_of(prep.weight_g[i], &cfg.weight_bands_g),
             met_own: !fs.outcomes[i].late,
         };
-        for k in pools.of_lane(prep.lane[i] as usize) {
+        for k in keep.into_iter().flatten() {
             pools.obs[k].push(o);
         }
     }
+    drop(resolved);
+    let need = p.lanes.min_support as usize;
     let win = |k: usize| -> &[Obs] { window(&pools.obs[k], cutoff, &p.lanes) };
     let promise_of =
         |k: usize| (!pools.promises[k].rows.is_empty()).then(|| pools.promises[k].today(cfg.promise_sample));
-    let need = p.lanes.min_support as usize;
 
     // The lane index of each origin × destination × service seen.
     let mut lane_of: BTreeMap<(&str, &str, &str), u32> = BTreeMap::new();
@@ -648,6 +721,59 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn obs_at(resolved_at: i64) -> Obs {
+        Obs {
+            resolved_at,
+            transit: 1.0,
+            transit_b: 1.0,
+            censored_b: f64::INFINITY,
+            handling: 0.5,
+            seller: 0,
+            band: None,
+            met_own: true,
+        }
+    }
+
+    /// Keeping only what `Retention` keeps leaves every pool's window as it was, for dense and
+    /// sparse pools (those reaching back past `window_days` to `min_support` observations).
+    #[test]
+    fn retention_keeps_every_window() {
+        let cfg = LaneConfig { window_days: 10, max_window_days: 40, min_support: 5, ..LaneConfig::default() };
+        let cutoff = 100 * MICROS_PER_DAY;
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for round in 0..200 {
+            // Observations over days 0..100 in resolution order; pools 0..4, three per observation.
+            let n = (next() % 60) as usize;
+            let mut ats: Vec<i64> = (0..n).map(|_| (next() % (100 * MICROS_PER_DAY as u64)) as i64).collect();
+            ats.sort_unstable();
+            let pools: Vec<[usize; 3]> =
+                (0..n).map(|_| [(next() % 2) as usize, 2, 3 + (next() % 2) as usize]).collect();
+            let mut all: Vec<Vec<Obs>> = vec![Vec::new(); 5];
+            let mut kept: Vec<Vec<Obs>> = vec![Vec::new(); 5];
+            let mut r = Retention::new(pools.iter().copied().zip(ats.iter().copied()), 5, cutoff, &cfg);
+            for (ks, &at) in pools.iter().zip(&ats) {
+                for &k in ks {
+                    all[k].push(obs_at(at));
+                    if r.keep(k, at) {
+                        kept[k].push(obs_at(at));
+                    }
+                }
+            }
+            for k in 0..5 {
+                let times = |w: &[Obs]| w.iter().map(|o| o.resolved_at).collect::<Vec<_>>();
+                let (full, short) = (window(&all[k], cutoff, &cfg), window(&kept[k], cutoff, &cfg));
+                assert_eq!(times(full), times(short), "round {round}, pool {k}");
+                assert!(kept[k].len() <= full.len() + cfg.min_support as usize, "round {round}, pool {k}");
+            }
+        }
+    }
 
     #[test]
     fn bands_are_labelled_and_found() {
