@@ -47,38 +47,56 @@ impl State {
     /// Start of stage `s` (first milestone of the stage group reached), if reached.
     #[inline]
     pub fn stage_entry(&self, s: usize) -> i64 {
-        let st = &STAGES[s];
-        self.earliest(st.first as usize, st.last as usize)
+        stage_entry(&self.first, s)
     }
 
     /// End of stage `s`: the first time any later milestone was reached.
     #[inline]
     pub fn stage_exit(&self, s: usize) -> i64 {
-        self.earliest(STAGES[s].last as usize + 1, schema::DELIVERED as usize)
-    }
-
-    /// The earliest time any of milestones `from..=to` was reached, `NONE` if none was. A plain
-    /// loop rather than an iterator chain over a `RangeInclusive<u8>`: lane statistics call this
-    /// tens of millions of times a night, and the chain did not inline.
-    #[inline]
-    fn earliest(&self, from: usize, to: usize) -> i64 {
-        let mut best = NONE;
-        let mut m = from;
-        while m <= to {
-            let t = self.first[m];
-            if t != NONE && (best == NONE || t < best) {
-                best = t;
-            }
-            m += 1;
-        }
-        best
+        stage_exit(&self.first, s)
     }
 
     /// Completed dwell of stage `s` in µs, if both ends were scanned in order.
     pub fn stage_dwell(&self, s: usize) -> Option<i64> {
-        let (a, b) = (self.stage_entry(s), self.stage_exit(s));
-        (a != NONE && b != NONE && b >= a).then(|| b - a)
+        stage_dwell(&self.first, s)
     }
+}
+
+/// `State::stage_entry` from the milestone times alone (lane statistics keep only those).
+#[inline]
+pub fn stage_entry(first: &[i64; 9], s: usize) -> i64 {
+    let st = &STAGES[s];
+    earliest(first, st.first as usize, st.last as usize)
+}
+
+/// `State::stage_exit` from the milestone times alone.
+#[inline]
+pub fn stage_exit(first: &[i64; 9], s: usize) -> i64 {
+    earliest(first, STAGES[s].last as usize + 1, schema::DELIVERED as usize)
+}
+
+/// `State::stage_dwell` from the milestone times alone.
+#[inline]
+pub fn stage_dwell(first: &[i64; 9], s: usize) -> Option<i64> {
+    let (a, b) = (stage_entry(first, s), stage_exit(first, s));
+    (a != NONE && b != NONE && b >= a).then(|| b - a)
+}
+
+/// The earliest time any of milestones `from..=to` was reached, `NONE` if none was. A plain
+/// loop rather than an iterator chain over a `RangeInclusive<u8>`: lane statistics call this
+/// tens of millions of times a night, and the chain did not inline.
+#[inline]
+fn earliest(first: &[i64; 9], from: usize, to: usize) -> i64 {
+    let mut best = NONE;
+    let mut m = from;
+    while m <= to {
+        let t = first[m];
+        if t != NONE && (best == NONE || t < best) {
+            best = t;
+        }
+        m += 1;
+    }
+    best
 }
 
 /// The state of a shipment created at `created` given its time-ordered events (and the carrier's
