@@ -413,7 +413,16 @@ fn assemble(
     for (sorted, &arr) in arrival_of.iter().enumerate() {
         sorted_of[arr as usize] = sorted as u32;
     }
+    let planned =
+        (!new_event_paths.is_empty()).then(|| ingest::plan_table(input, Table::Events, cfg, Some(&new_event_paths)));
+    let planned = planned.transpose()?;
+    // Sized once for every row (segments and new files' footers), rather than grown by doubling.
     let mut events = RawEvents::default();
+    let rows = old_events.iter().map(|(_, df)| df.height()).sum::<usize>()
+        + planned.iter().flat_map(|p| &p.plans).map(|p| usize::try_from(p.info.rows).unwrap_or(0)).sum::<usize>();
+    events.ship.reserve_exact(rows);
+    events.time.reserve_exact(rows);
+    events.status.reserve_exact(rows);
     let mut status_of: HashMap<String, u32> = HashMap::new();
     let mut orphan_of: HashMap<String, u32> = HashMap::new();
     let mut reused_events = Vec::with_capacity(old_events.len());
@@ -423,8 +432,7 @@ fn assemble(
         reused_events.push(s);
     }
     let mut new_events = Vec::new();
-    if !new_event_paths.is_empty() {
-        let planned = ingest::plan_table(input, Table::Events, cfg, Some(&new_event_paths))?;
+    if let Some(planned) = planned {
         files.extend(planned.files.iter().cloned());
         findings.extend(planned.findings.iter().cloned());
         let decoded = validate::decode_event_files(&planned.plans, index.as_ref(), &mut events)?;

@@ -206,7 +206,12 @@ pub fn read_raw(input: &Path, cfg: &InputConfig) -> Result<(RawInput, Vec<Findin
         event_findings.extend(f.findings);
     }
     drop(index);
-    tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: read");
+    tracing::debug!(
+        seconds = t0.elapsed().as_secs_f64(),
+        rss_mb = crate::memory::rss_mb(),
+        peak_rss_mb = crate::memory::peak_rss_mb(),
+        "validate: read"
+    );
     findings.extend(event_findings);
     Ok((RawInput { shipments, events, files }, findings))
 }
@@ -242,6 +247,12 @@ pub fn decode_events(
     let mut orphans = std::mem::take(&mut out.orphans);
     let mut status_of: PlHashMap<String, u32> =
         part.statuses.iter().enumerate().map(|(k, s)| (s.clone(), k as u32)).collect();
+    // The footer's row count sizes the arrays once: grown by doubling they would hold up to
+    // twice the rows, and copy them at every step (most of the read's peak on a large file).
+    let rows = usize::try_from(plan.info.rows).unwrap_or(0);
+    part.ship.reserve_exact(rows);
+    part.time.reserve_exact(rows);
+    part.status.reserve_exact(rows);
     let errors = ingest::decode_file(plan, Table::Events, &mut |df| {
         let ids = df.column("shipment_id")?.str()?;
         let t = df.column("event_time")?.as_materialized_series().to_physical_repr().into_owned();
@@ -326,7 +337,9 @@ pub fn decode_events(
             part.status.push(status);
             let e = eta.get(k);
             if e.is_some() && part.eta.is_none() {
-                part.eta = Some(vec![NO_ETA; part.ship.len() - 1]);
+                let mut v = Vec::with_capacity(rows.max(part.ship.len()));
+                v.resize(part.ship.len() - 1, NO_ETA);
+                part.eta = Some(v);
             }
             if let Some(v) = part.eta.as_mut() {
                 v.push(e.unwrap_or(NO_ETA));
@@ -428,6 +441,19 @@ impl RawEvents {
     /// Appends the rows and counts of `other` (whose status and orphan indices are already
     /// this one's).
     pub fn append(&mut self, other: RawEvents) {
+        if self.ship.is_empty() && self.eta.is_none() && self.ship.capacity() < other.ship.len() {
+            // The first part is moved, not copied, unless room was reserved for it: copying a
+            // large file's rows would hold them twice.
+            let (statuses, orphans) = (std::mem::take(&mut self.statuses), std::mem::take(&mut self.orphans));
+            let counts = (self.rows, self.long_ids, self.longest_id, self.empty_ids, self.bad_times);
+            *self = RawEvents { statuses, orphans, ..other };
+            self.rows += counts.0;
+            self.long_ids += counts.1;
+            self.longest_id = self.longest_id.max(counts.2);
+            self.empty_ids += counts.3;
+            self.bad_times += counts.4;
+            return;
+        }
         let before = self.ship.len();
         self.ship.extend(other.ship);
         self.time.extend(other.time);
@@ -484,9 +510,19 @@ pub fn check(
     if !ship_file_errors {
         let shipments = check_shipments(raw.shipments.clone(), &mut findings)?;
         if !errors_before {
-            tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: shipments checked");
+            tracing::debug!(
+                seconds = t0.elapsed().as_secs_f64(),
+                rss_mb = crate::memory::rss_mb(),
+                peak_rss_mb = crate::memory::peak_rss_mb(),
+                "validate: shipments checked"
+            );
             let (ev, unknown) = check_events(&raw.events, &shipments, vocab, &mut findings)?;
-            tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "validate: events checked");
+            tracing::debug!(
+                seconds = t0.elapsed().as_secs_f64(),
+                rss_mb = crate::memory::rss_mb(),
+                peak_rss_mb = crate::memory::peak_rss_mb(),
+                "validate: events checked"
+            );
             report.unmapped_statuses = unknown;
             clean = Some(CleanInput { shipments, events: ev });
         }

@@ -142,7 +142,13 @@ pub fn build_owned(clean: CleanInput, p: &FeatureParams, night: Night) -> Result
 fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night: Night) -> Result<FeatureSet> {
     let t0 = std::time::Instant::now();
     let log = |step: &str| {
-        tracing::debug!(rss_mb = crate::memory::rss_mb(), step, seconds = t0.elapsed().as_secs_f64(), "features")
+        tracing::debug!(
+            rss_mb = crate::memory::rss_mb(),
+            peak_rss_mb = crate::memory::peak_rss_mb(),
+            step,
+            seconds = t0.elapsed().as_secs_f64(),
+            "features"
+        )
     };
     let (lane_cfg, feat_cfg) = (&p.lanes, &p.features);
     let cutoff = night.cutoff();
@@ -186,7 +192,21 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night:
     let since = train_from;
     let k = feat_cfg.snapshots_per_shipment as usize;
     let seed = p.seed;
-    let mut train = Rows::default();
+    // Sized once (17M rows at 10M shipments would otherwise grow by doubling, copying each time).
+    let snapshots = (0..n)
+        .filter(|&i| {
+            let o = &outcomes[i];
+            o.resolved && prep.created[i] >= since && o.resolved_at.min(cutoff) > prep.created[i] + MICROS_PER_HOUR
+        })
+        .count()
+        * k;
+    let mut train = Rows {
+        ship: Vec::with_capacity(snapshots),
+        t: Vec::with_capacity(snapshots),
+        label: Vec::with_capacity(snapshots),
+        resolved_at: Vec::with_capacity(snapshots),
+        ..Rows::default()
+    };
     for i in 0..n {
         let o = &outcomes[i];
         if !o.resolved || prep.created[i] < since {
