@@ -418,11 +418,12 @@ fn assemble(
     let planned = planned.transpose()?;
     // Sized once for every row (segments and new files' footers), rather than grown by doubling.
     let mut events = RawEvents::default();
-    let rows = old_events.iter().map(|(_, df)| df.height()).sum::<usize>()
-        + planned.iter().flat_map(|p| &p.plans).map(|p| usize::try_from(p.info.rows).unwrap_or(0)).sum::<usize>();
-    events.ship.reserve_exact(rows);
-    events.time.reserve_exact(rows);
-    events.status.reserve_exact(rows);
+    let rows = old_events
+        .iter()
+        .map(|(_, df)| df.height())
+        .chain(planned.iter().flat_map(|p| &p.plans).map(|p| usize::try_from(p.info.rows).unwrap_or(usize::MAX)))
+        .fold(0usize, usize::saturating_add);
+    events.reserve(rows);
     let mut status_of: HashMap<String, u32> = HashMap::new();
     let mut orphan_of: HashMap<String, u32> = HashMap::new();
     let mut reused_events = Vec::with_capacity(old_events.len());

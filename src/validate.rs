@@ -250,9 +250,7 @@ pub fn decode_events(
     // The footer's row count sizes the arrays once: grown by doubling they would hold up to
     // twice the rows, and copy them at every step (most of the read's peak on a large file).
     let rows = usize::try_from(plan.info.rows).unwrap_or(0);
-    part.ship.reserve_exact(rows);
-    part.time.reserve_exact(rows);
-    part.status.reserve_exact(rows);
+    part.reserve(rows);
     let errors = ingest::decode_file(plan, Table::Events, &mut |df| {
         let ids = df.column("shipment_id")?.str()?;
         let t = df.column("event_time")?.as_materialized_series().to_physical_repr().into_owned();
@@ -337,7 +335,8 @@ pub fn decode_events(
             part.status.push(status);
             let e = eta.get(k);
             if e.is_some() && part.eta.is_none() {
-                let mut v = Vec::with_capacity(rows.max(part.ship.len()));
+                let mut v = Vec::new();
+                let _ = v.try_reserve_exact(rows.max(part.ship.len()));
                 v.resize(part.ship.len() - 1, NO_ETA);
                 part.eta = Some(v);
             }
@@ -438,6 +437,15 @@ fn intern(name: &str, of: &mut PlHashMap<String, u32>, names: &mut Vec<String>) 
 }
 
 impl RawEvents {
+    /// Room for `rows` rows, as a hint: the count comes from a file's footer, which is not
+    /// trusted, so a size that cannot be had leaves the arrays to grow as rows arrive (rather
+    /// than aborting the process).
+    pub fn reserve(&mut self, rows: usize) {
+        let _ = self.ship.try_reserve_exact(rows);
+        let _ = self.time.try_reserve_exact(rows);
+        let _ = self.status.try_reserve_exact(rows);
+    }
+
     /// Appends the rows and counts of `other` (whose status and orphan indices are already
     /// this one's).
     pub fn append(&mut self, other: RawEvents) {
