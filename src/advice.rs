@@ -33,9 +33,9 @@ use crate::calendar::DayTable;
 use crate::config::{AdviceConfig, LaneConfig};
 use crate::error::Result;
 use crate::features::FeatureSet;
-use crate::features::lanes::Q_TRANSIT_SCAN;
+use crate::features::lanes::{Q_TRANSIT_SCAN, window_bounds, window_range};
 use crate::features::timeline::NONE;
-use crate::schema::{self, MICROS_PER_DAY, outputs};
+use crate::schema::{self, outputs};
 
 /// What the advice stage reads from the config.
 #[derive(Debug, Clone)]
@@ -96,23 +96,10 @@ pub fn service_rank(service: &str, ranking: &[String]) -> usize {
     ranking.iter().position(|s| s == service).unwrap_or(ranking.len())
 }
 
-/// The bounds of the lane window ending at `cutoff`: `since` starts the last `window_days`,
-/// `oldest` is as far back as a sparse pool may reach (`max_window_days`).
-fn window_bounds(cutoff: i64, cfg: &LaneConfig) -> (i64, i64) {
-    let since = cutoff - cfg.window_days as i64 * MICROS_PER_DAY;
-    let oldest = cutoff - cfg.max_window_days.max(cfg.window_days) as i64 * MICROS_PER_DAY;
-    (since, oldest)
-}
-
 /// The resolved shipments of a pool (sorted by `resolved_at`) inside the lane window ending at
-/// `cutoff`: the last `window_days`, or further back to `min_support` of them, never past
-/// `max_window_days` (the rule of the lane statistics).
+/// `cutoff` (`lanes::window_range`, the rule of the lane statistics).
 fn window<'a>(obs: &'a [Obs], cutoff: i64, cfg: &LaneConfig) -> &'a [Obs] {
-    let (since, oldest) = window_bounds(cutoff, cfg);
-    let b = obs.partition_point(|o| o.resolved_at < cutoff);
-    let a = obs.partition_point(|o| o.resolved_at < since);
-    let need = cfg.min_support as usize;
-    let a = if b - a >= need { a } else { b.saturating_sub(need).max(obs.partition_point(|o| o.resolved_at < oldest)) };
+    let (a, b) = window_range(|t| obs.partition_point(|o| o.resolved_at < t), cutoff, cfg);
     &obs[a..b]
 }
 
@@ -721,6 +708,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::MICROS_PER_DAY;
 
     fn obs_at(resolved_at: i64) -> Obs {
         Obs {

@@ -289,18 +289,12 @@ impl Source {
         cfg: &LaneConfig,
         needed: impl Fn(&[Vec<Group>; 5]) -> [Vec<bool>; 5],
     ) -> ([Vec<Group>; 5], Vec<Option<i64>>) {
-        let since = cutoff - cfg.window_days as i64 * MICROS_PER_DAY;
-        let oldest = cutoff - cfg.max_window_days.max(cfg.window_days) as i64 * MICROS_PER_DAY;
-        let need = cfg.min_support as usize;
-        // Each lane's rows in the window, as a range of the lane-major source. A lane with too
-        // few resolutions in `window_days` reaches back until it has `min_support` of them, at
-        // most to `max_window_days`.
+        // Each lane's rows in the window, as a range of the lane-major source.
         let window: Vec<(usize, usize)> = (0..self.n_lanes)
             .map(|l| {
                 let (lo, hi) = (self.lane_start[l], self.lane_start[l + 1]);
                 let t = &self.resolved_at[lo..hi];
-                let (a, b) = (t.partition_point(|&x| x < since), t.partition_point(|&x| x < cutoff));
-                let a = if b - a >= need { a } else { b.saturating_sub(need).max(t.partition_point(|&x| x < oldest)) };
+                let (a, b) = window_range(|c| t.partition_point(|&x| x < c), cutoff, cfg);
                 (lo + a, lo + b)
             })
             .collect();
@@ -369,6 +363,26 @@ impl Source {
         }
         (out, window.iter().map(|&(a, b)| (a < b).then(|| self.resolved_at[a])).collect())
     }
+}
+
+/// The bounds of the lane window ending at `cutoff`: `since` starts the last `window_days`,
+/// `oldest` is as far back as a sparse group may reach (`max_window_days`).
+pub(crate) fn window_bounds(cutoff: i64, cfg: &LaneConfig) -> (i64, i64) {
+    let since = cutoff - cfg.window_days as i64 * MICROS_PER_DAY;
+    let oldest = cutoff - cfg.max_window_days.max(cfg.window_days) as i64 * MICROS_PER_DAY;
+    (since, oldest)
+}
+
+/// The lane window ending at `cutoff`, as a range of rows sorted by resolution time, where
+/// `before(t)` counts the rows resolved before `t`: the last `window_days`, or, with fewer than
+/// `min_support` rows in them, further back to `min_support` rows, never past `max_window_days`.
+/// The lane statistics and the advice both window by this rule.
+pub(crate) fn window_range(before: impl Fn(i64) -> usize, cutoff: i64, cfg: &LaneConfig) -> (usize, usize) {
+    let (since, oldest) = window_bounds(cutoff, cfg);
+    let need = cfg.min_support as usize;
+    let (a, b) = (before(since), before(cutoff));
+    let a = if b - a >= need { a } else { b.saturating_sub(need).max(before(oldest)) };
+    (a, b)
 }
 
 /// Linear-interpolation quantile (position p·(n−1)) by selection; reorders `v`.
