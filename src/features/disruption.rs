@@ -172,31 +172,22 @@ fn km_median(obs: &mut [i64]) -> Option<i64> {
     obs.last().map(|o| o >> 1)
 }
 
-/// Visits of every lane, per stage, gathered lane by lane in parallel.
-fn collect_spans(prep: &Prepared, states: &[State], n_lanes: usize, earliest: i64) -> Vec<[Spans; N_STAGES]> {
-    let mut by_lane: Vec<Vec<u32>> = vec![Vec::new(); n_lanes];
-    for (i, &l) in prep.lane.iter().enumerate() {
-        by_lane[l as usize].push(i as u32);
-    }
-    by_lane
-        .into_par_iter()
-        .map(|ships| {
-            let mut spans: [Spans; N_STAGES] = std::array::from_fn(|_| Spans { visits: vec![] });
-            for i in ships {
-                let st = &states[i as usize];
-                let abandoned = st.returned_or_lost;
-                for (s, entry, exit) in stage_spans(st) {
-                    if exit != NONE && exit < earliest {
-                        continue;
-                    }
-                    // A returned or lost parcel's stage never completes: censored when it was abandoned.
-                    let (end, completed) = if exit != NONE { (exit, true) } else { (abandoned, false) };
-                    spans[s].visits.push(Visit { entry, end, completed });
-                }
+/// The stage visits of one lane's shipments (those that had not left the stage before `earliest`).
+fn lane_spans(ships: &[u32], states: &[State], earliest: i64) -> [Spans; N_STAGES] {
+    let mut spans: [Spans; N_STAGES] = std::array::from_fn(|_| Spans { visits: vec![] });
+    for &i in ships {
+        let st = &states[i as usize];
+        let abandoned = st.returned_or_lost;
+        for (s, entry, exit) in stage_spans(st) {
+            if exit != NONE && exit < earliest {
+                continue;
             }
-            spans
-        })
-        .collect()
+            // A returned or lost parcel's stage never completes: censored when it was abandoned.
+            let (end, completed) = if exit != NONE { (exit, true) } else { (abandoned, false) };
+            spans[s].visits.push(Visit { entry, end, completed });
+        }
+    }
+    spans
 }
 
 /// The daily points of one group and stage.
@@ -298,41 +289,48 @@ pub fn series(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i6
     // origin, and the pooled group sees it even where each lane alone is too thin to.
     let parent = super::lanes::Hierarchy::new(&prep.lanes).keys[1].clone();
     let n_parents = parent.iter().map(|&p| p as usize + 1).max().unwrap_or(0);
-    let mut spans = collect_spans(prep, states, n_lanes, earliest);
-    let points_of_all = |spans: &mut Vec<[Spans; N_STAGES]>| -> Vec<[Vec<Point>; N_STAGES]> {
-        spans
-            .par_iter_mut()
-            .map(|per_stage| std::array::from_fn(|s| points_of(&mut per_stage[s], cfg, first_day, n_days)))
-            .collect()
-    };
-    let points = points_of_all(&mut spans);
-    // A group's visits are its lanes' visits; each lane's are moved into its group, so the
-    // two copies never coexist.
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_parents];
     for (l, &g) in parent.iter().enumerate() {
         members[g as usize].push(l);
     }
-    let mut pooled_spans: Vec<[Spans; N_STAGES]> = members
-        .iter()
+    let mut by_lane: Vec<Vec<u32>> = vec![Vec::new(); n_lanes];
+    for (i, &l) in prep.lane.iter().enumerate() {
+        by_lane[l as usize].push(i as u32);
+    }
+    // One destination × service group at a time per thread: its lanes' visits are gathered,
+    // give the lanes' points, and are then moved into the group's (the two copies never
+    // coexist), which gives the pooled points. Only the groups in progress hold visits, not
+    // the whole network (at 10M shipments, holding every lane's at once was 2.2 GB).
+    let done: Vec<(Vec<[Vec<Point>; N_STAGES]>, [Vec<Point>; N_STAGES])> = members
+        .par_iter()
         .map(|lanes| {
-            std::array::from_fn(|s| {
-                let mut group = Spans { visits: vec![] };
-                for &l in lanes {
-                    // Taken, not appended from: the lane's buffers are freed as they are moved.
-                    let mut visits = std::mem::take(&mut spans[l][s].visits);
-                    if group.visits.is_empty() {
-                        group.visits = visits;
+            let mut group: [Spans; N_STAGES] = std::array::from_fn(|_| Spans { visits: vec![] });
+            let mut lane_points = Vec::with_capacity(lanes.len());
+            for &l in lanes {
+                let mut spans = lane_spans(&by_lane[l], states, earliest);
+                lane_points.push(std::array::from_fn(|s| points_of(&mut spans[s], cfg, first_day, n_days)));
+                for (g, lane) in group.iter_mut().zip(spans) {
+                    if g.visits.is_empty() {
+                        g.visits = lane.visits;
                     } else {
-                        group.visits.append(&mut visits);
+                        g.visits.extend(lane.visits);
                     }
                 }
-                group
-            })
+            }
+            let pooled = std::array::from_fn(|s| points_of(&mut group[s], cfg, first_day, n_days));
+            (lane_points, pooled)
         })
         .collect();
-    drop(spans);
-    let pooled = points_of_all(&mut pooled_spans);
-    drop(pooled_spans);
+    drop(by_lane);
+    let mut points: Vec<Option<[Vec<Point>; N_STAGES]>> = (0..n_lanes).map(|_| None).collect();
+    let mut pooled = Vec::with_capacity(n_parents);
+    for (lanes, (lane_points, group)) in members.iter().zip(done) {
+        for (&l, p) in lanes.iter().zip(lane_points) {
+            points[l] = Some(p);
+        }
+        pooled.push(group);
+    }
+    let points = points.into_iter().map(|p| p.expect("every lane is in its destination × service group")).collect();
     let mut series = Series { first_day, last_day, points };
     series.finish(cfg, &pooled, &parent);
     series
