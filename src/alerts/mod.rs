@@ -197,9 +197,7 @@ fn scores_frame(fs: &FeatureSet, risk: &[f64]) -> Result<DataFrame> {
     let mut cols = Vec::with_capacity(outputs::SCORES.len());
     for &name in outputs::SCORES {
         let c = match name {
-            "shipment_id" | "seller_id" | "origin" | "destination" | "service" | "carrier" => {
-                p.shipments.column(name)?.take(&idx)?
-            }
+            "shipment_id" | "seller_id" | "origin" | "destination" | "service" | "carrier" => p.column(name, &idx)?,
             "status" => Column::new(
                 name.into(),
                 rows.extras.iter().map(|e| schema::status_name(e.furthest)).collect::<Vec<_>>(),

@@ -141,15 +141,7 @@ pub fn build_owned(clean: CleanInput, p: &FeatureParams, night: Night) -> Result
 
 fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night: Night) -> Result<FeatureSet> {
     let t0 = std::time::Instant::now();
-    let log = |step: &str| {
-        tracing::debug!(
-            rss_mb = crate::memory::rss_mb(),
-            peak_rss_mb = crate::memory::peak_rss_mb(),
-            step,
-            seconds = t0.elapsed().as_secs_f64(),
-            "features"
-        )
-    };
+    let log = |step: &str| crate::memory::log_step("features", step, t0);
     let (lane_cfg, feat_cfg) = (&p.lanes, &p.features);
     let cutoff = night.cutoff();
     let prep = prepare::prepare(clean, night)?;
@@ -441,8 +433,11 @@ impl FeatureSet {
     /// A feature table: identifying columns, then every feature. Training tables add the label.
     pub fn rows_frame(&self, rows: &Rows, with_label: bool) -> Result<DataFrame> {
         let idx = IdxCa::from_vec("idx".into(), rows.ship.iter().map(|&i| i as IdxSize).collect());
-        let base = self.prep.shipments.select(["shipment_id", "seller_id", "origin", "destination", "service"])?;
-        let mut df = base.take(&idx)?;
+        let base = ["shipment_id", "seller_id", "origin", "destination", "service"];
+        let mut df = DataFrame::new(
+            idx.len(),
+            base.iter().map(|c| self.prep.column(c, &idx)).collect::<Result<Vec<_>>>()?,
+        )?;
         df.with_column(io::ts_column_req("snapshot_at", rows.t.clone()))?;
         if with_label {
             df.with_column(Column::new("late".into(), rows.label.clone()))?;

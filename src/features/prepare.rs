@@ -15,7 +15,10 @@ use crate::validate::{CleanInput, Events};
 pub struct Prepared {
     /// The night this view is as of; its cutoff bounds everything below.
     pub night: Night,
-    /// The visible shipments (canonical columns), sorted by shipment_id.
+    /// The visible shipments, sorted by shipment_id: their string columns other than the lane's
+    /// (`shipment_id`, `seller_id`, `carrier`). Times, weights and values are the vectors
+    /// below and the lane's keys are `lanes[lane[i]]` (`column` gives either as a column);
+    /// keeping them here too was 80 bytes a shipment.
     pub shipments: DataFrame,
     pub created: Vec<i64>,
     pub promised: Vec<i64>,
@@ -73,6 +76,22 @@ impl Prepared {
     pub fn events(&self, i: usize) -> (&[i64], &[u8]) {
         let (a, b) = (self.ev_start[i] as usize, self.ev_start[i + 1] as usize);
         (&self.ev_time[a..b], &self.ev_code[a..b])
+    }
+
+    /// Column `name` of `scores.parquet`-style outputs for shipments `idx`: one of the frame's,
+    /// or the lane's `origin`, `destination` or `service`.
+    pub fn column(&self, name: &str, idx: &IdxCa) -> Result<Column> {
+        let key = |f: fn(&LaneKey) -> &str| -> Column {
+            let v: Vec<&str> =
+                idx.into_no_null_iter().map(|i| f(&self.lanes[self.lane[i as usize] as usize])).collect();
+            Column::new(name.into(), v)
+        };
+        Ok(match name {
+            "origin" => key(|k| &k.origin),
+            "destination" => key(|k| &k.destination),
+            "service" => key(|k| &k.service),
+            _ => self.shipments.column(name)?.take(idx)?,
+        })
     }
 
     /// Shipment i's carrier estimates, aligned with `events(i)`, when the input has them.
@@ -141,6 +160,8 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
         let (ids, keys) = dense_ids(sellers.iter().map(|v| v.unwrap_or("")));
         (ids, keys.len())
     };
+
+    let shipments = shipments.select(["shipment_id", "seller_id", "carrier"])?;
 
     // Each visible shipment keeps the prefix of its events before the cutoff.
     let keep: Vec<(usize, usize)> =
