@@ -321,6 +321,7 @@ impl Pools {
 
 /// Builds the night's advice. Pure: the feature set in, three sorted frames out.
 pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
+    let t0 = std::time::Instant::now();
     let prep = &fs.prep;
     let cutoff = fs.cutoff();
     let cfg = &p.advice;
@@ -405,6 +406,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
         services_to.entry(&k.destination).or_default().insert(&k.service);
     }
 
+    crate::memory::log_step("advice", "pools", t0);
     // ---- service advice ----
     struct Row {
         o: String,
@@ -566,6 +568,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     let service = DataFrame::new(rows.len(), cols)?;
     outputs::check("service_advice.parquet", &service, outputs::SERVICE_ADVICE)?;
 
+    crate::memory::log_step("advice", "service", t0);
     // ---- promise advice ----
     let mut prow: Vec<(usize, &'static str, usize, f64, f64, (f64, f64, f64))> = Vec::new();
     let mut lane_order: Vec<usize> = (0..prep.lanes.len()).collect();
@@ -614,6 +617,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     let promise = DataFrame::new(prow.len(), cols)?;
     outputs::check("promise_advice.parquet", &promise, outputs::PROMISE_ADVICE)?;
 
+    crate::memory::log_step("advice", "promise", t0);
     // ---- seller advice ----
     let names = prep.seller_names()?;
     struct SRow {

@@ -15,6 +15,19 @@ fn status_kb(key: &str) -> Option<f64> {
     status.lines().find_map(|l| l.strip_prefix(key))?.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
+/// A debug log line for a step inside a stage: seconds since the stage began, and the current
+/// and peak resident memory, which is how the steps that hold memory are found.
+pub fn log_step(stage: &str, step: &str, since: std::time::Instant) {
+    tracing::debug!(
+        stage,
+        step,
+        seconds = since.elapsed().as_secs_f64(),
+        rss_mb = rss_mb(),
+        peak_rss_mb = peak_rss_mb(),
+        "step done"
+    );
+}
+
 /// Hands memory freed by a finished step back to the system. glibc keeps freed heap pages, per
 /// thread arena, so the next step (often on other rayon threads) would otherwise grow the
 /// process rather than reuse them; this keeps the peak near what is live.

@@ -398,6 +398,7 @@ fn validation_days(fs: &FeatureSet, p: &ValidParams) -> u32 {
 
 /// Fits the candidates and returns the chosen, calibrated model with its metrics.
 pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
+    let t0 = std::time::Instant::now();
     let rows = &fs.train;
     let cutoff = fs.cutoff();
     let valid_days = validation_days(fs, p);
@@ -464,8 +465,15 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     // uniform sample for the rule baseline, the early-stopping rows and the validation rows.
     // Training rows are drawn in the order of a seeded hash, so the samples are reproducible and
     // independent of row order.
-    let mut by_key: Vec<usize> = tr.clone();
-    by_key.sort_by_cached_key(|&r| (row_key(r), r));
+    // (key, row) pairs sorted in parallel: the same order as sorting the rows by (key, row),
+    // at 16 bytes a row rather than a cloned index plus a cached-key table (0.6 GB at 10M).
+    if rows.len() > u32::MAX as usize {
+        return Err(crate::error::Error::internal(format!("{} training rows: more than 2^32", rows.len())));
+    }
+    let mut keyed: Vec<(u64, u32)> = tr.par_iter().map(|&r| (row_key(r), r as u32)).collect();
+    keyed.par_sort_unstable();
+    let by_key: Vec<usize> = keyed.into_iter().map(|(_, r)| r as usize).collect();
+    crate::memory::log_step("train", "samples ordered", t0);
     let rule_rows: Vec<usize> = by_key.iter().copied().take(RULE_ROWS).collect();
     // Class balance by resampling: late rows are kept (up to a quarter of the cap) and on-time
     // rows are drawn to at most NEG_PER_POS per late row; Platt scaling on the untouched
