@@ -273,3 +273,21 @@ fn sample_data_matches_its_documented_command() {
         assert!(want == got, "sample_data/{f} is not what `lanewatch generate` makes; regenerate it");
     }
 }
+
+/// Exact duplicate scans are dropped and each shipment's events come out in time order,
+/// whatever the rows' order in the file: the clean events of the small input with every scan
+/// written twice, in reverse, equal those of the input as it is.
+#[test]
+fn duplicate_scans_are_dropped_and_events_sorted() {
+    let want = load(&fast_settings(small_input(), &[]));
+    let dir = edited("events", |df| {
+        let doubled = df.vstack(&df).unwrap();
+        let idx = IdxCa::from_vec("i".into(), (0..doubled.height() as IdxSize).rev().collect());
+        doubled.take(&idx).unwrap()
+    });
+    let got = load(&fast_settings(dir.path(), &[]));
+    assert!(!want.events.is_empty());
+    assert_eq!(got.events.start, want.events.start, "events per shipment");
+    assert_eq!(got.events.time, want.events.time);
+    assert_eq!(got.events.code, want.events.code);
+}
