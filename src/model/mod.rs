@@ -17,7 +17,6 @@ use std::path::Path;
 
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
-use linfa_trees::DecisionTree;
 use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -70,9 +69,9 @@ pub enum Estimator {
     Gbdt { model: gbdt::Gbdt },
     /// A constant probability (the base-rate baseline).
     Constant { p: f64 },
-    /// One linfa-trees decision tree with leaf probabilities.
+    /// One decision tree (linfa-trees' split rule, `model::tree`) with leaf probabilities.
     Tree { tree: Tree },
-    /// A linfa-ensemble random forest; risk is the mean of its trees' leaf probabilities.
+    /// A random forest of such trees; risk is the mean of its trees' leaf probabilities.
     Forest { trees: Vec<Tree> },
     /// The lane-quantile rule: fires when the stage dwell is past the lane's p90 or the p50
     /// slack is negative. Used as a baseline and as the fallback model.
@@ -594,8 +593,8 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         .par_iter()
         .map(|&c| {
             let t = std::time::Instant::now();
-            // A learner that panics on some data (linfa-trees asserts a node's weight is
-            // positive, which f32 sums can break on large samples) loses its place in the
+            // A learner that panics on some data (the trees assert, as linfa-trees does, that a
+            // side's weight is positive, which f32 sums can break on large samples) loses its place in the
             // choice instead of failing the night; the other candidates still compete.
             let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fit_candidate(c, &x, &y, &early_set, p)))
                 .unwrap_or_else(|panic| {
@@ -787,25 +786,24 @@ fn fit_candidate(
     early: &EarlyStop,
     p: &ValidParams,
 ) -> Result<Estimator> {
-    let lin = |e: linfa::Error| Error::internal(format!("{candidate}: {e}"));
     crate::fault::point(&format!("fit:{candidate}"));
     match candidate {
         Candidate::Logistic => fit_logistic(x, y, &[], p),
         Candidate::Tree => {
             let xs = with_sentinel(x);
-            let ds = tree_dataset(xs.clone(), y);
-            let fitted = tree_params(p.tree_max_depth, p.tree_min_weight_leaf).fit(&ds).map_err(lin)?;
             let all: Vec<usize> = (0..N_FEATURES).collect();
-            Ok(Estimator::Tree { tree: Tree::from_linfa(&fitted, &all, xs.view(), y) })
+            let params = tree_params(p.tree_max_depth, p.tree_min_weight_leaf);
+            Ok(Estimator::Tree { tree: Tree::fit(xs.view(), y, &tree_weights(y), &all, &params, xs.view(), y) })
         }
         Candidate::Forest => {
             let x = &with_sentinel(x);
-            // Bagging is done here rather than by linfa-ensemble's fit, whose bootstrap drops
-            // sample weights; the trees, and the `EnsembleLearner` holding them, are linfa's.
+            // Each tree fits a bootstrap sample of rows (drawn here, with the class weights of
+            // that sample) on a random subset of the features.
             let n = x.nrows();
             let rows = ((n as f64 * FOREST_BOOTSTRAP).ceil() as usize).max(1);
             let n_feat = ((N_FEATURES as f64 * p.forest_feature_fraction).ceil() as usize).clamp(1, N_FEATURES);
-            let fitted: Vec<Result<(DecisionTree<f64, usize>, Vec<usize>)>> = (0..p.forest_trees)
+            let params = tree_params(p.forest_max_depth, p.tree_min_weight_leaf);
+            let trees = (0..p.forest_trees)
                 .into_par_iter()
                 .map(|k| {
                     // Each tree draws from its own seeded stream: the forest does not depend on
@@ -816,24 +814,8 @@ fn fit_candidate(
                     feats.sort_unstable();
                     let xs = x.select(ndarray::Axis(0), &idx).select(ndarray::Axis(1), &feats);
                     let ys: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
-                    let tree = tree_params(p.forest_max_depth, p.tree_min_weight_leaf)
-                        .fit(&tree_dataset(xs, &ys))
-                        .map_err(lin)?;
-                    Ok((tree, feats))
+                    Tree::fit(xs.view(), &ys, &tree_weights(&ys), &feats, &params, x.view(), y)
                 })
-                .collect();
-            let mut forest: linfa_ensemble::EnsembleLearner<DecisionTree<f64, usize>> =
-                linfa_ensemble::EnsembleLearner { models: Vec::with_capacity(p.forest_trees), model_features: vec![] };
-            for f in fitted {
-                let (tree, feats) = f?;
-                forest.models.push(tree);
-                forest.model_features.push(feats);
-            }
-            let trees = forest
-                .models
-                .par_iter()
-                .zip(forest.model_features.par_iter())
-                .map(|(m, f)| Tree::from_linfa(m, f, x.view(), y))
                 .collect();
             Ok(Estimator::Forest { trees })
         }
@@ -874,20 +856,18 @@ fn gbdt_dataset(x: Array2<f64>, y: &[bool]) -> Dataset<f64, bool, ndarray::Ix1> 
     Dataset::new(x, Array1::from(y.to_vec())).with_weights(weights)
 }
 
-fn tree_params(depth: usize, min_leaf: f32) -> linfa_trees::DecisionTreeParams<f64, usize> {
-    DecisionTree::params().max_depth(Some(depth)).min_weight_leaf(min_leaf).min_weight_split(2.0 * min_leaf)
+fn tree_params(depth: usize, min_leaf: f32) -> tree::TreeParams {
+    tree::TreeParams { max_depth: depth, min_weight_leaf: min_leaf, min_weight_split: 2.0 * min_leaf }
 }
 
-/// A tree dataset with class-balancing weights. The late class also weighs a hair more than
-/// the exact balance, so no node is ever an exact tie: linfa-trees breaks ties in hash-map
-/// order, which differs from run to run and would make trees irreproducible.
-fn tree_dataset(x: Array2<f64>, y: &[bool]) -> Dataset<f64, usize, ndarray::Ix1> {
+/// Class-balancing weights for a tree's rows. The late class also weighs a hair more than the
+/// exact balance, so no node is ever an exact tie (linfa-trees, whose rule the trees keep,
+/// broke ties in hash-map order, which differs from run to run).
+fn tree_weights(y: &[bool]) -> Vec<f32> {
     let pos = y.iter().filter(|v| **v).count().max(1) as f32;
     let neg = (y.len() as f32 - pos).max(1.0);
     let w_pos = (neg / pos) * (1.0 + 1.0 / 3.0e3);
-    let labels = Array1::from(y.iter().map(|&v| v as usize).collect::<Vec<_>>());
-    let weights = Array1::from(y.iter().map(|&v| if v { w_pos } else { 1.0 }).collect::<Vec<f32>>());
-    Dataset::new(x, labels).with_weights(weights)
+    y.iter().map(|&v| if v { w_pos } else { 1.0 }).collect()
 }
 
 /// On-time training rows kept per late row (see `train`).

@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 pub enum Candidate {
     /// linfa-logistic on standardised features.
     Logistic,
-    /// One linfa-trees decision tree.
+    /// One decision tree (linfa-trees' split rule, `model::tree`).
     Tree,
-    /// A random forest of linfa-trees trees (linfa-ensemble).
+    /// A random forest of those trees (bootstrap rows, a random share of the features).
     Forest,
     /// Gradient-boosted trees (`model::gbdt`, behind linfa's `Fit`).
     Gbdt,
