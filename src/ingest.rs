@@ -352,12 +352,13 @@ pub fn plan_table(input: &Path, table: Table, cfg: &InputConfig, only: Option<&[
 const ROW_GROUPS_AT_ONCE: usize = 2;
 
 /// Decodes one planned file into canonical columns, a few row groups at a time in file order,
-/// handing each decoded part to `sink` (the table is never decoded whole). Returns the file's
-/// errors (null values in required columns, corrupt pages).
+/// handing each decoded part to `sink` (the table is never decoded whole). The next row groups
+/// decode while `sink` takes the last ones, so a sink's serial work costs no wall time of its
+/// own. Returns the file's errors (null values in required columns, corrupt pages).
 pub fn decode_file(
     plan: &FilePlan,
     table: Table,
-    sink: &mut dyn FnMut(DataFrame) -> Result<()>,
+    sink: &mut (dyn FnMut(DataFrame) -> Result<()> + Send),
 ) -> Result<Vec<Finding>> {
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
@@ -385,9 +386,9 @@ pub fn decode_file(
     let mask = ProjectionMask::columns(meta.parquet_schema(), names.iter().copied());
     let groups: Vec<usize> = (0..meta.metadata().num_row_groups()).collect();
     let mut nulls = vec![0u64; plan.columns.len()];
-    for chunk in groups.chunks(ROW_GROUPS_AT_ONCE) {
+    let decode = |chunk: &[usize]| -> Vec<std::result::Result<DataFrame, String>> {
         // A malformed page can make a decoder panic; that is a bad file, not a crash.
-        let decoded: Vec<std::result::Result<DataFrame, String>> = chunk
+        chunk
             .par_iter()
             .map(|&rg| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> std::result::Result<DataFrame, String> {
@@ -417,11 +418,13 @@ pub fn decode_file(
                 }))
                 .unwrap_or_else(|_| Err("the Parquet reader failed on this file".into()))
             })
-            .collect();
+            .collect()
+    };
+    let mut take = |decoded: Vec<std::result::Result<DataFrame, String>>| -> Result<Option<String>> {
         for part in decoded {
             let df = match part {
                 Ok(df) => df,
-                Err(e) => return Ok(corrupt(e)),
+                Err(e) => return Ok(Some(e)),
             };
             for (k, (spec, _, _)) in plan.columns.iter().enumerate() {
                 if spec.required {
@@ -430,7 +433,19 @@ pub fn decode_file(
             }
             sink(align(df, table)?)?;
         }
+        Ok(None)
+    };
+    let chunks: Vec<&[usize]> = groups.chunks(ROW_GROUPS_AT_ONCE).collect();
+    let mut ready = chunks.first().map(|c| decode(c));
+    for k in 1..=chunks.len() {
+        let Some(decoded) = ready.take() else { break };
+        let (taken, next) = rayon::join(|| take(decoded), || chunks.get(k).map(|c| decode(c)));
+        if let Some(e) = taken? {
+            return Ok(corrupt(e));
+        }
+        ready = next;
     }
+    drop(take);
     Ok(plan
         .columns
         .iter()
