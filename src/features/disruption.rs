@@ -143,12 +143,36 @@ fn packed(t: i64, censored: bool) -> i64 {
     2 * t + censored as i64
 }
 
+/// `a` and `b`, each sorted, merged into `out` (sorted).
+fn merge_sorted(a: &[i64], b: &[i64], out: &mut Vec<i64>) {
+    out.clear();
+    out.reserve(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+}
+
 /// Kaplan–Meier median of `packed` observations; the largest time when survival stays above 1/2.
+#[cfg(test)]
 fn km_median(obs: &mut [i64]) -> Option<i64> {
+    obs.sort_unstable();
+    km_median_sorted(obs)
+}
+
+/// `km_median` of observations already sorted.
+fn km_median_sorted(obs: &[i64]) -> Option<i64> {
     if obs.is_empty() {
         return None;
     }
-    obs.sort_unstable();
     let mut at_risk = obs.len() as f64;
     let mut surv = 1.0;
     let mut i = 0;
@@ -199,7 +223,7 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
     let mut done: Vec<(i64, i64)> =
         sp.visits.iter().filter(|v| v.completed).map(|v| (v.end, v.end - v.entry)).collect();
     done.sort_unstable();
-    let mut cohort: Vec<i64> = Vec::new();
+    let (mut cohort, mut open, mut merged): (Vec<i64>, Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new(), Vec::new());
     // The baseline window slides one day per cutoff: a Fenwick tree over dwell ranks keeps its
     // median without re-sorting the window every day.
     let mut by_value: Vec<(i64, usize)> = done.iter().enumerate().map(|(k, d)| (d.1, k)).collect();
@@ -246,20 +270,27 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
             let a = sp.visits.partition_point(|v| v.entry < from);
             let b = sp.visits.partition_point(|v| v.entry < c);
             cohort.clear();
+            open.clear();
             let (mut known, mut outstayed) = (0u32, 0u32);
             for v in &sp.visits[a..b] {
                 // What was known at c: ended before c, or still in the stage.
-                let (t, event) =
-                    if v.end != NONE && v.end < c { (v.end - v.entry, v.completed) } else { (c - v.entry, false) };
-                cohort.push(packed(t, !event));
-                let abandoned_early = v.end != NONE && v.end < c && !v.completed && t < p50_us;
+                let ended = v.end != NONE && v.end < c;
+                let (t, event) = if ended { (v.end - v.entry, v.completed) } else { (c - v.entry, false) };
+                if ended { cohort.push(packed(t, !event)) } else { open.push(packed(t, true)) }
+                let abandoned_early = ended && !v.completed && t < p50_us;
                 if p50_us > 0 && c - v.entry >= p50_us && !abandoned_early {
                     known += 1;
                     outstayed += (t > p50_us) as u32;
                 }
             }
-            let recent_n = cohort.len() as u32;
-            let recent_p50 = km_median(&mut cohort).map(days).unwrap_or(f64::NAN);
+            let recent_n = (cohort.len() + open.len()) as u32;
+            // Visits still open at c are censored at c − entry, and they come by ascending
+            // entry, so reversed they are already sorted: only the ended ones need a sort, and
+            // the two runs are merged (the same sorted cohort as sorting all of it).
+            cohort.sort_unstable();
+            open.reverse();
+            merge_sorted(&cohort, &open, &mut merged);
+            let recent_p50 = km_median_sorted(&merged).map(days).unwrap_or(f64::NAN);
             let supported = known >= cfg.disruption_min_recent && baseline_n >= cfg.disruption_min_recent;
             let ratio = if supported && baseline_p50 > 0.0 { recent_p50 / baseline_p50.max(1.0 / 24.0) } else { 1.0 };
             let z =
@@ -391,7 +422,7 @@ impl Series {
 
 #[cfg(test)]
 mod tests {
-    use super::{RankSet, km_median, median, packed};
+    use super::{RankSet, km_median, median, merge_sorted, packed};
 
     fn km(obs: &[(i64, bool)]) -> Option<i64> {
         km_median(&mut obs.iter().map(|&(t, c)| packed(t, c)).collect::<Vec<_>>())
@@ -409,6 +440,26 @@ mod tests {
         }
         set.add(2, -1);
         assert_eq!((set.len(), set.kth(0), set.kth(1)), (4, 2, 5));
+    }
+
+    #[test]
+    fn merging_two_sorted_runs_sorts_their_union() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as i64 % 50 - 10
+        };
+        for n in 0..200usize {
+            let mut a: Vec<i64> = (0..n % 17).map(|_| next()).collect();
+            let mut b: Vec<i64> = (0..n % 11).map(|_| next()).collect();
+            a.sort_unstable();
+            b.sort_unstable();
+            let mut want: Vec<i64> = a.iter().chain(&b).copied().collect();
+            want.sort_unstable();
+            let mut got = vec![99];
+            merge_sorted(&a, &b, &mut got);
+            assert_eq!(got, want, "{a:?} {b:?}");
+        }
     }
 
     #[test]
