@@ -434,10 +434,8 @@ impl FeatureSet {
     pub fn rows_frame(&self, rows: &Rows, with_label: bool) -> Result<DataFrame> {
         let idx = IdxCa::from_vec("idx".into(), rows.ship.iter().map(|&i| i as IdxSize).collect());
         let base = ["shipment_id", "seller_id", "origin", "destination", "service"];
-        let mut df = DataFrame::new(
-            idx.len(),
-            base.iter().map(|c| self.prep.column(c, &idx)).collect::<Result<Vec<_>>>()?,
-        )?;
+        let mut df =
+            DataFrame::new(idx.len(), base.iter().map(|c| self.prep.column(c, &idx)).collect::<Result<Vec<_>>>()?)?;
         df.with_column(io::ts_column_req("snapshot_at", rows.t.clone()))?;
         if with_label {
             df.with_column(Column::new("late".into(), rows.label.clone()))?;

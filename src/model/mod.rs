@@ -493,6 +493,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     need.sort_unstable();
     need.dedup();
     let feats = fs.features_of(rows, &need);
+    crate::memory::log_step("train", "features of the rows read", t0);
     let row = |r: usize| -> &[f64] {
         let k = need.binary_search(&r).expect("features computed for every row read");
         &feats[k * N_FEATURES..(k + 1) * N_FEATURES]
@@ -532,6 +533,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         baseline_models.insert(name, Calibrated { estimator: est, calibration: platt });
     }
 
+    crate::memory::log_step("train", "baselines", t0);
     let mut metrics = Metrics {
         chosen_model: "lane_rule".into(),
         fallback: fallback.clone(),
@@ -611,6 +613,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         })
         .collect();
 
+    crate::memory::log_step("train", "candidates fitted", t0);
     let mut best: Option<(Estimator, Platt, Vec<f64>, Scores)> = None;
     for est in fitted {
         let est = match est {

@@ -230,7 +230,8 @@ impl<'a> Fitter<'a> {
         drop(members);
         let (mut l_pos, mut r_pos) = (Vec::with_capacity(positions.len()), Vec::with_capacity(positions.len()));
         for (k, pos) in positions.into_iter().enumerate() {
-            let (l, r): (Vec<u32>, Vec<u32>) = pos.into_iter().partition(|&p| self.left[self.rows[k][p as usize] as usize]);
+            let (l, r): (Vec<u32>, Vec<u32>) =
+                pos.into_iter().partition(|&p| self.left[self.rows[k][p as usize] as usize]);
             l_pos.push(l);
             r_pos.push(r);
         }
@@ -293,7 +294,13 @@ mod tests {
     fn flatten_linfa(node: &TreeNode<f64, usize>, features: &[usize], out: &mut Vec<Node>) -> u32 {
         let me = out.len();
         let (f, threshold, _) = node.split();
-        out.push(Node { feature: features.get(f).copied().unwrap_or(0) as u32, threshold, left: 0, right: 0, p_late: 0.5 });
+        out.push(Node {
+            feature: features.get(f).copied().unwrap_or(0) as u32,
+            threshold,
+            left: 0,
+            right: 0,
+            p_late: 0.5,
+        });
         if node.is_leaf() {
             return me as u32;
         }
