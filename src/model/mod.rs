@@ -4,7 +4,7 @@
 //! with three baselines (the base rate, the lane-quantile rule, and a small logistic regression
 //! that is the floor the chosen model must beat), and saved as JSON with everything needed to
 //! refuse a mismatched binary. Features may be missing (NaN): logistic models impute the
-//! training mean, linfa's trees a sentinel below every value, the boosted trees learn a side.
+//! training mean, the CART trees a sentinel below every value, the boosted trees learn a side.
 
 pub mod calibrate;
 pub mod gbdt;
@@ -36,7 +36,7 @@ pub const MODEL_FORMAT: &str = "lanewatch-model";
 /// 2: boosted trees, missing features, the simple-logistic floor and adaptive windows.
 pub const MODEL_FORMAT_VERSION: u32 = 2;
 
-/// What linfa's trees see for a missing feature: below every real value, so a split can
+/// What the CART trees see for a missing feature: below every real value, so a split can
 /// separate missing rows from the rest.
 pub const MISSING: f64 = -1e12;
 
@@ -590,10 +590,15 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         in_period: sample.iter().map(|&r| rows.resolved_at[r] >= es_start).collect(),
     };
 
-    let fitted: Vec<std::result::Result<Estimator, (Candidate, Error)>> = p
-        .candidates
+    // Fitted longest first (the boosted trees' rounds are sequential, so they set the stage's
+    // length unless they start at once; the others share the second core), then listed back in
+    // the configured order, which the choice below reads.
+    let mut order: Vec<usize> = (0..p.candidates.len()).collect();
+    order.sort_by_key(|&k| fit_cost_rank(p.candidates[k]));
+    let mut fitted: Vec<(usize, std::result::Result<Estimator, (Candidate, Error)>)> = order
         .par_iter()
-        .map(|&c| {
+        .map(|&k| (k, p.candidates[k]))
+        .map(|(k, c)| {
             let t = std::time::Instant::now();
             // A learner that panics on some data (the trees assert, as linfa-trees does, that a
             // side's weight is positive, which f32 sums can break on large samples) loses its place in the
@@ -609,9 +614,11 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
                 })
                 .map_err(|e| (c, e));
             tracing::debug!(candidate = c.name(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
-            e
+            (k, e)
         })
         .collect();
+    fitted.sort_by_key(|f| f.0);
+    let fitted = fitted.into_iter().map(|f| f.1);
 
     crate::memory::log_step("train", "candidates fitted", t0);
     let mut best: Option<(Estimator, Platt, Vec<f64>, Scores)> = None;
@@ -769,7 +776,7 @@ fn fit_simple_logistic(x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Result<E
     fit_logistic(x, y, &cols, p)
 }
 
-/// Missing values as `MISSING`, for linfa's trees.
+/// Missing values as `MISSING`, for the CART trees.
 fn with_sentinel(x: &Array2<f64>) -> Array2<f64> {
     x.mapv(|v| if v.is_nan() { MISSING } else { v })
 }
@@ -848,6 +855,17 @@ fn fit_candidate(
             let model = gbdt::GbdtParams { max_rounds: rounds, ..gp }.check().map_err(err)?.fit(&ds).map_err(err)?;
             Ok(Estimator::Gbdt { model })
         }
+    }
+}
+
+/// Candidates in the order their fits are started: longest first, as measured at 1M shipments
+/// (boosted trees 1.1 s, forest 0.7, logistic 0.45, tree 0.12 CPU seconds).
+fn fit_cost_rank(c: Candidate) -> u8 {
+    match c {
+        Candidate::Gbdt => 0,
+        Candidate::Forest => 1,
+        Candidate::Logistic => 2,
+        Candidate::Tree => 3,
     }
 }
 
