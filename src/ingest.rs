@@ -436,16 +436,16 @@ pub fn decode_file(
         Ok(None)
     };
     let chunks: Vec<&[usize]> = groups.chunks(ROW_GROUPS_AT_ONCE).collect();
+    let mut upcoming = chunks.iter().skip(1);
     let mut ready = chunks.first().map(|c| decode(c));
-    for k in 1..=chunks.len() {
-        let Some(decoded) = ready.take() else { break };
-        let (taken, next) = rayon::join(|| take(decoded), || chunks.get(k).map(|c| decode(c)));
+    while let Some(decoded) = ready.take() {
+        let next = upcoming.next();
+        let (taken, next) = rayon::join(|| take(decoded), || next.map(|c| decode(c)));
         if let Some(e) = taken? {
             return Ok(corrupt(e));
         }
         ready = next;
     }
-    drop(take);
     Ok(plan
         .columns
         .iter()

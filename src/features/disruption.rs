@@ -276,7 +276,11 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
                 // What was known at c: ended before c, or still in the stage.
                 let ended = v.end != NONE && v.end < c;
                 let (t, event) = if ended { (v.end - v.entry, v.completed) } else { (c - v.entry, false) };
-                if ended { cohort.push(packed(t, !event)) } else { open.push(packed(t, true)) }
+                if ended {
+                    cohort.push(packed(t, !event))
+                } else {
+                    open.push(packed(t, true))
+                }
                 let abandoned_early = ended && !v.completed && t < p50_us;
                 if p50_us > 0 && c - v.entry >= p50_us && !abandoned_early {
                     known += 1;

@@ -597,12 +597,12 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     order.sort_by_key(|&k| fit_cost_rank(p.candidates[k]));
     let mut fitted: Vec<(usize, std::result::Result<Estimator, (Candidate, Error)>)> = order
         .par_iter()
-        .map(|&k| (k, p.candidates[k]))
-        .map(|(k, c)| {
+        .map(|&k| {
+            let c = p.candidates[k];
             let t = std::time::Instant::now();
             // A learner that panics on some data (the trees assert, as linfa-trees does, that a
-            // side's weight is positive, which f32 sums can break on large samples) loses its place in the
-            // choice instead of failing the night; the other candidates still compete.
+            // side's weight is positive, which f32 sums can break on large samples) loses its
+            // place in the choice instead of failing the night; the other candidates still compete.
             let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fit_candidate(c, &x, &y, &early_set, p)))
                 .unwrap_or_else(|panic| {
                     let why = panic
