@@ -38,6 +38,34 @@ pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<u64> {
     Ok(rows)
 }
 
+/// Writes `df` as a compact internal file (LZ4, no statistics) to `path`, atomically; returns
+/// the BLAKE3 of its bytes, which `read_checked` verifies. For the state and the partials,
+/// which lanewatch alone reads back.
+pub fn write_compact(path: &Path, df: &mut DataFrame) -> Result<String> {
+    df.rechunk_mut();
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf)
+        .with_compression(ParquetCompression::Lz4Raw)
+        .with_statistics(StatisticsOptions::empty())
+        .with_row_group_size(Some(1 << 20))
+        .finish(df)
+        .map_err(|e| Error::output(path, e))?;
+    write_atomic(path, &buf)?;
+    Ok(blake3::hash(&buf).to_hex().to_string())
+}
+
+/// Reads a file `write_compact` wrote, if its bytes still have the BLAKE3 `blake3`; the error
+/// says what is wrong ("is unreadable: …", "is corrupt …").
+pub fn read_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("is unreadable: {e}"))?;
+    if blake3::hash(&bytes).to_hex().as_str() != blake3 {
+        return Err("is corrupt (its BLAKE3 does not match)".into());
+    }
+    ParquetReader::new(std::io::Cursor::new(bytes))
+        .finish()
+        .map_err(|e| format!("is corrupt: {}", crate::error::one_line(e.to_string())))
+}
+
 /// Writes bytes to `path` through a synced temporary sibling and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_sibling(path);

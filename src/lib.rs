@@ -6,9 +6,12 @@
 //! - `output` (the run folder, seller files, manifest, backtest files) and `report` (HTML);
 //! - `night`: what one night computes: validate → features → model → alerts;
 //! - `state`: the decoded input kept between nights in `OUT/state/` (a night decodes new files only);
+//! - `partials`: a sharded night's per-shard validated input, written by `run --shard` and
+//!   merged by `merge`;
 //! - `settings`: the config resolved once into every stage's checked parameters;
 //! - `evaluate`: scoring nights against later outcomes;
-//! - the stages: `alerts` → `model` → `features` → `validate` (with `statuses`) → `ingest`;
+//! - the stages: `alerts` → `model` → `features` → `validate` (with `statuses` and `shard`,
+//!   which shard owns a shipment) → `ingest`;
 //! - beneath all of them: `schema`, `config`, `calendar`, `sampling`, `io`, `memory`,
 //!   `progress`, `fault`, `error`.
 //!
@@ -31,11 +34,13 @@ pub mod memory;
 pub mod model;
 pub mod night;
 pub mod output;
+pub mod partials;
 pub mod progress;
 pub mod report;
 pub mod sampling;
 pub mod schema;
 pub mod settings;
+pub mod shard;
 pub mod state;
 pub mod statuses;
 pub mod validate;

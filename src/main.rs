@@ -89,8 +89,37 @@ enum Command {
         as_of: Option<String>,
         /// Decode every input file and rebuild the state in OUT/state/ instead of reading the
         /// files it already holds.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "shard")]
         full_refresh: bool,
+        /// Run only shard I of N (I/N): validate the shipments it owns and write its partial
+        /// into --partials; `lanewatch merge` finishes the night.
+        #[arg(long, requires = "partials")]
+        shard: Option<lanewatch::shard::Shard>,
+        /// Folder of a sharded night's partials (with --shard).
+        #[arg(long, requires = "shard")]
+        partials: Option<PathBuf>,
+    },
+    /// Finish a sharded night: merge the partials of every shard and write OUT/as_of=DATE/ as
+    /// `run` would.
+    #[command(after_help = EXIT_CODES)]
+    Merge {
+        /// Pipeline config (TOML), the one the shards ran with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The folder the shards wrote their partials into.
+        #[arg(long)]
+        partials: PathBuf,
+        /// How many shards the night was split into.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        shards: u32,
+        /// Output folder; the merge writes OUT/as_of=DATE/.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The night: YYYY-MM-DD or `yesterday`.
+        #[arg(long, value_parser = night_arg)]
+        as_of: Option<String>,
     },
     /// Check an input folder against the contract.
     #[command(after_help = EXIT_CODES)]
@@ -269,39 +298,58 @@ fn init_logs(format: LogFormat) {
     lanewatch::progress::enable_if_terminal(matches!(format, LogFormat::Json));
 }
 
+/// The summary `run` and `merge` print.
+fn print_run(s: &commands::run::RunSummary) {
+    println!(
+        "lanewatch run {} ({} model{})",
+        s.as_of,
+        s.model,
+        s.fallback.as_ref().map(|f| format!(", fallback: {}", printable(f))).unwrap_or_default()
+    );
+    println!(
+        "  scored {} in-flight shipments, {} alerts, {} recovered, {} warnings",
+        s.scored, s.alerts, s.recovered, s.warnings
+    );
+    for (k, n) in &s.by_kind {
+        let sev: Vec<String> = ["high", "medium", "low"]
+            .iter()
+            .filter_map(|v| s.by_kind_severity.get(&format!("{k}/{v}")).map(|n| format!("{v} {n}")))
+            .collect();
+        println!("  {k:<8} {n:>6}  ({})", sev.join(", "));
+    }
+    if !s.top_lanes.is_empty() {
+        println!("  top lanes by alerts:");
+        for (l, n) in &s.top_lanes {
+            println!("    {:<32} {n}", printable(l));
+        }
+    }
+    if !s.disrupted_lanes.is_empty() {
+        println!("  disrupted lanes: {}", printable(&s.disrupted_lanes.join("; ")));
+    }
+    println!("  outputs: {}", printable(&s.out.display().to_string()));
+    println!("  report:  {}", printable(&s.out.join("report.html").display().to_string()));
+}
+
 fn real_main(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Run { common, out, as_of, full_refresh } => {
+        Command::Run { common, out, as_of, full_refresh, shard, partials } => {
             let settings = settings(&common, Overrides { out, as_of, ..Default::default() })?;
-            let s = commands::run::run(&settings, full_refresh)?;
-            println!(
-                "lanewatch run {} ({} model{})",
-                s.as_of,
-                s.model,
-                s.fallback.as_ref().map(|f| format!(", fallback: {}", printable(f))).unwrap_or_default()
-            );
-            println!(
-                "  scored {} in-flight shipments, {} alerts, {} recovered, {} warnings",
-                s.scored, s.alerts, s.recovered, s.warnings
-            );
-            for (k, n) in &s.by_kind {
-                let sev: Vec<String> = ["high", "medium", "low"]
-                    .iter()
-                    .filter_map(|v| s.by_kind_severity.get(&format!("{k}/{v}")).map(|n| format!("{v} {n}")))
-                    .collect();
-                println!("  {k:<8} {n:>6}  ({})", sev.join(", "));
+            if let (Some(shard), Some(dir)) = (shard, partials) {
+                let s = commands::run::run_shard(&settings, shard, &dir)?;
+                println!(
+                    "lanewatch run {} shard {}: {} shipments, {} events read, {} warnings",
+                    s.as_of, s.shard, s.shipments, s.events, s.warnings
+                );
+                println!("  partial: {}", printable(&s.partial.display().to_string()));
+                return Ok(());
             }
-            if !s.top_lanes.is_empty() {
-                println!("  top lanes by alerts:");
-                for (l, n) in &s.top_lanes {
-                    println!("    {:<32} {n}", printable(l));
-                }
-            }
-            if !s.disrupted_lanes.is_empty() {
-                println!("  disrupted lanes: {}", printable(&s.disrupted_lanes.join("; ")));
-            }
-            println!("  outputs: {}", printable(&s.out.display().to_string()));
-            println!("  report:  {}", printable(&s.out.join("report.html").display().to_string()));
+            print_run(&commands::run::run(&settings, full_refresh)?);
+        }
+        Command::Merge { config, seed, partials, shards, out, as_of } => {
+            // The merge reads no input folder: its input is the partials.
+            let common = Common { config, input: Some(partials.clone()), seed };
+            let settings = settings(&common, Overrides { out, as_of, ..Default::default() })?;
+            print_run(&commands::merge::merge(&settings, &partials, shards)?);
         }
         Command::Validate { common, format, suggest_statuses } => {
             let settings = settings(&common, Overrides::default())?;

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::features::{self, FeatureSet};
 use crate::model::{self, SavedModel};
 use crate::settings::Settings;
+use crate::shard::Shard;
 use crate::state;
 use crate::statuses::Vocabulary;
 use crate::validate::{self, CleanInput, Report};
@@ -94,6 +95,33 @@ pub fn load_timed(s: &Settings, t: &mut Timings) -> Result<(Report, CleanInput)>
     t.time("validate", || load(&s.input, &s.input_cfg, &s.vocab), |r| r.0.shipments + r.0.events)
 }
 
+/// The `validate` stage of shard `shard` (`run --shard`): only what the shard owns is read and
+/// checked; a shard may own no shipments.
+pub fn load_shard(s: &Settings, shard: Shard, t: &mut Timings) -> Result<(Report, CleanInput)> {
+    crate::ingest::check_input_folder(&s.input)?;
+    t.time(
+        "validate",
+        || {
+            let (raw, findings) = validate::read_raw_shard(&s.input, &s.input_cfg, Some(shard))?;
+            let ((report, clean), _) = validate::check(&s.input, raw, findings, &s.vocab, true)?;
+            settle(report, clean)
+        },
+        |r| r.0.shipments + r.0.events,
+    )
+}
+
+/// The `merge` stage of `lanewatch merge`: the shards' partials in `dir` as one night's report
+/// and clean input, exactly as validating the whole input gives them.
+pub fn load_partials(s: &Settings, dir: &Path, shards: u32, t: &mut Timings) -> Result<(Report, CleanInput)> {
+    let night = s.night()?;
+    let (report, clean) = t.time(
+        "merge",
+        || crate::partials::merge(dir, shards, night, &s.config, &s.input),
+        |r| r.0.shipments + r.0.events,
+    )?;
+    settle(report, Some(clean))
+}
+
 /// The `validate` stage of a nightly run through the state in `OUT/state/` (only files new
 /// since the state are decoded), then the `state` stage writing the next generation. The
 /// generation is not current until `state::publish` (after the run folder is committed).
@@ -111,7 +139,7 @@ pub fn load_with_state(
             if let Some(why) = &loaded.keep.info.full_refresh {
                 tracing::info!(reason = %why, "state: full refresh");
             }
-            let ((report, clean), raw) = validate::check(&s.input, loaded.raw, loaded.findings, &s.vocab)?;
+            let ((report, clean), raw) = validate::check(&s.input, loaded.raw, loaded.findings, &s.vocab, false)?;
             let (report, clean) = settle(report, clean)?;
             Ok((report, clean, raw, loaded.keep))
         },

@@ -272,14 +272,8 @@ fn read_segment(dir: &Path, s: &Segment) -> std::result::Result<DataFrame, Strin
     if !s.data.starts_with("seg-") || s.data.contains(['/', '\\']) || s.data.contains("..") {
         return Err(format!("a segment name in the state is not one lanewatch writes: {:?}", s.data));
     }
-    let path = dir.join(SEGMENTS).join(&s.data);
-    let bytes = std::fs::read(&path).map_err(|e| format!("state segment {} is unreadable: {e}", s.data))?;
-    if blake3::hash(&bytes).to_hex().as_str() != s.data_blake3 {
-        return Err(format!("state segment {} is corrupt (its BLAKE3 does not match)", s.data));
-    }
-    ParquetReader::new(std::io::Cursor::new(bytes))
-        .finish()
-        .map_err(|e| format!("state segment {} is corrupt: {}", s.data, crate::error::one_line(e.to_string())))
+    crate::io::read_checked(&dir.join(SEGMENTS).join(&s.data), &s.data_blake3)
+        .map_err(|e| format!("state segment {} {e}", s.data))
 }
 
 fn reuse(
@@ -436,7 +430,7 @@ fn assemble(
     if let Some(planned) = planned {
         files.extend(planned.files.iter().cloned());
         findings.extend(planned.findings.iter().cloned());
-        let decoded = validate::decode_event_files(&planned.plans, index.as_ref(), &mut events)?;
+        let decoded = validate::decode_event_files(&planned.plans, index.as_ref(), true, &mut events)?;
         for (plan, d) in planned.plans.iter().zip(decoded) {
             findings.extend(d.findings);
             // Sums are the file's own; the longest id is the running maximum, which is the true
@@ -652,16 +646,7 @@ fn segment(info: &FileInfo, mtime_ns: i64, data: String, data_blake3: String) ->
 /// Writes a segment (LZ4: it is read back every night) through a temporary file and a rename;
 /// returns the BLAKE3 of its bytes.
 fn write_segment(path: &Path, df: &mut DataFrame) -> Result<String> {
-    df.rechunk_mut();
-    let mut buf = Vec::new();
-    ParquetWriter::new(&mut buf)
-        .with_compression(ParquetCompression::Lz4Raw)
-        .with_statistics(StatisticsOptions::empty())
-        .with_row_group_size(Some(1 << 20))
-        .finish(df)
-        .map_err(|e| Error::output(path, e))?;
-    crate::io::write_atomic(path, &buf)?;
-    Ok(blake3::hash(&buf).to_hex().to_string())
+    crate::io::write_compact(path, df)
 }
 
 /// One new file's events as a segment: shipments by arrival row, unknown ids and statuses

@@ -11,6 +11,7 @@ use crate::config::InputConfig;
 use crate::error::{Error, Result, quote};
 use crate::ingest::{self, FileInfo, Finding, Level};
 use crate::schema::{self, Table};
+use crate::shard::Shard;
 use crate::statuses::Vocabulary;
 
 /// Longest id accepted. Ids reach file names, CSV cells and HTML; a megabyte id is an upstream bug.
@@ -35,7 +36,7 @@ pub struct Report {
 }
 
 /// A status the vocabulary does not map, with what helps map it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Unmapped {
     pub status: String,
     pub count: u64,
@@ -180,16 +181,25 @@ pub struct RawEvents {
 
 /// Marks `RawEvents::ship` entries that index `orphans` rather than shipments.
 pub const ORPHAN: u32 = 1 << 31;
+/// In a shard's id index: a shipment another shard owns (its events are skipped, uncounted).
+pub const FOREIGN: u32 = u32::MAX;
 
 /// Reads and checks the input. Returns the report and, when there are no errors, clean data.
 pub fn validate(input: &Path, cfg: &InputConfig, vocab: &Vocabulary) -> Result<(Report, Option<CleanInput>)> {
     let (raw, file_findings) = read_raw(input, cfg)?;
-    Ok(check(input, raw, file_findings, vocab)?.0)
+    Ok(check(input, raw, file_findings, vocab, false)?.0)
 }
 
 /// Decodes the whole input into `RawInput`, with the file-level findings (unreadable files,
 /// missing or mistyped columns, nulls in required columns).
 pub fn read_raw(input: &Path, cfg: &InputConfig) -> Result<(RawInput, Vec<Finding>)> {
+    read_raw_shard(input, cfg, None)
+}
+
+/// `read_raw` keeping only what `shard` owns (see `shard`): its shipments, their events and,
+/// on shard 0, the events of unknown shipments. Another shard's rows are skipped and not
+/// counted, so the shards' counts add up to the whole input's.
+pub fn read_raw_shard(input: &Path, cfg: &InputConfig, shard: Option<Shard>) -> Result<(RawInput, Vec<Finding>)> {
     let t0 = std::time::Instant::now();
     check_memory_budget(input, cfg)?;
     let ships = ingest::read_table(input, Table::Shipments, cfg)?;
@@ -198,17 +208,45 @@ pub fn read_raw(input: &Path, cfg: &InputConfig) -> Result<(RawInput, Vec<Findin
     let mut files = ships.files.clone();
     files.extend(planned.files.iter().cloned());
     let ship_errors = ships.findings.iter().any(|f| f.level == Level::Error);
-    let shipments = sort_shipments(ships.df)?;
+    let all = sort_shipments(ships.df)?;
     let mut events = RawEvents::default();
-    let index = (!ship_errors).then(|| id_index(&shipments)).transpose()?;
+    let owned = match shard.filter(|_| !ship_errors) {
+        Some(shard) => Some(owned_rows(&all, shard)?),
+        None => None,
+    };
+    let mut index = (!ship_errors).then(|| id_index(&all)).transpose()?;
+    if let (Some(index), Some(owned)) = (index.as_mut(), owned.as_ref()) {
+        // Row i of the whole input → its row among this shard's shipments, or FOREIGN.
+        let mut local = Vec::with_capacity(owned.len());
+        let mut next = 0u32;
+        for own in owned.iter().map(|o| o == Some(true)) {
+            local.push(if own { next } else { FOREIGN });
+            next += own as u32;
+        }
+        for v in index.values_mut() {
+            *v = local[*v as usize];
+        }
+    }
+    let keep_orphans = shard.is_none_or(|s| s.owns_orphans());
     let mut event_findings = planned.findings.clone();
-    for f in decode_event_files(&planned.plans, index.as_ref(), &mut events)? {
+    for f in decode_event_files(&planned.plans, index.as_ref(), keep_orphans, &mut events)? {
         event_findings.extend(f.findings);
     }
     drop(index);
+    let shipments = match owned {
+        Some(owned) => all.filter(&owned)?,
+        None => all,
+    };
     crate::memory::log_step("validate", "read", t0);
     findings.extend(event_findings);
     Ok((RawInput { shipments, events, files }, findings))
+}
+
+/// Which of the (sorted) shipments `shard` owns, by their destination and service.
+fn owned_rows(shipments: &DataFrame, shard: Shard) -> Result<BooleanChunked> {
+    let d = shipments.column("destination")?.str()?;
+    let s = shipments.column("service")?.str()?;
+    Ok(d.iter().zip(s.iter()).map(|(d, s)| Some(shard.owns(d.unwrap_or(""), s.unwrap_or("")))).collect())
 }
 
 /// Shipment ids → their index in the sorted shipments. The keys borrow the frame's strings
@@ -234,6 +272,7 @@ pub fn sort_shipments(df: DataFrame) -> Result<DataFrame> {
 pub fn decode_events(
     plan: &ingest::FilePlan,
     index: Option<&PlHashMap<&str, u32>>,
+    keep_orphans: bool,
     out: &mut RawEvents,
 ) -> Result<Vec<Finding>> {
     let mut part = RawEvents { statuses: std::mem::take(&mut out.statuses), ..RawEvents::default() };
@@ -253,7 +292,6 @@ pub fn decode_events(
         let st = df.column("status")?.str()?;
         let eta = df.column("carrier_estimated_delivery_at")?.as_materialized_series().to_physical_repr().into_owned();
         let eta = eta.i64()?;
-        part.rows += df.height() as u64;
         // The id → shipment lookups are most of the work: done in parallel over the batch
         // (the index is read-only), the rest of the row in order.
         let found: Vec<Option<u32>> = match index {
@@ -285,6 +323,16 @@ pub fn decode_events(
         // probed without allocating.
         let mut last: Option<(&str, u32)> = None;
         for k in 0..df.height() {
+            // A shard reads only its rows: its shipments' events and, on shard 0, the rest.
+            let mine = match found[k] {
+                Some(FOREIGN) => false,
+                Some(_) => true,
+                None => keep_orphans,
+            };
+            if !mine {
+                continue;
+            }
+            part.rows += 1;
             let id = ids.get(k);
             if let Some(id) = id {
                 let len = id.len() as u32;
@@ -367,6 +415,7 @@ pub struct DecodedEvents {
 pub fn decode_event_files(
     plans: &[ingest::FilePlan],
     index: Option<&PlHashMap<&str, u32>>,
+    keep_orphans: bool,
     out: &mut RawEvents,
 ) -> Result<Vec<DecodedEvents>> {
     let mut status_of: PlHashMap<String, u32> =
@@ -380,7 +429,7 @@ pub fn decode_event_files(
             .par_iter()
             .map(|plan| {
                 let mut part = RawEvents::default();
-                let findings = decode_events(plan, index, &mut part)?;
+                let findings = decode_events(plan, index, keep_orphans, &mut part)?;
                 Ok((part, findings))
             })
             .collect::<Result<_>>()?;
@@ -488,12 +537,14 @@ impl RawEvents {
 }
 
 /// Checks and repairs a decoded input: the report and, without errors, clean data. Findings come
-/// in one order: the files', the shipments', the events'.
+/// in one order: the files', the shipments', the events'. `allow_empty`: no shipments is not an
+/// error (a shard may own none; the merge checks the whole).
 pub fn check(
     input: &Path,
     raw: RawInput,
     file_findings: Vec<Finding>,
     vocab: &Vocabulary,
+    allow_empty: bool,
 ) -> Result<((Report, Option<CleanInput>), RawInput)> {
     let t0 = std::time::Instant::now();
     let mut findings = file_findings;
@@ -511,7 +562,7 @@ pub fn check(
     };
     let mut clean = None;
     if !ship_file_errors {
-        let shipments = check_shipments(raw.shipments.clone(), &mut findings)?;
+        let shipments = check_shipments(raw.shipments.clone(), allow_empty, &mut findings)?;
         if !errors_before {
             crate::memory::log_step("validate", "shipments checked", t0);
             let (ev, unknown) = check_events(&raw.events, &shipments, vocab, &mut findings)?;
@@ -582,6 +633,37 @@ impl Report {
     }
 }
 
+/// The `unknown_status` warning's text: how many scans, and the most frequent statuses.
+pub fn unknown_status_message(n_unknown: u64, unknown: &[(String, u64)]) -> String {
+    let mut by_count: Vec<&(String, u64)> = unknown.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let shown: Vec<String> = by_count.iter().take(5).map(|(s, n)| format!("{} ×{n}", quote(s))).collect();
+    format!(
+        "{n_unknown} scans with statuses outside the vocabulary, kept as generic scans: {} \
+         (lanewatch validate --suggest-statuses prints a mapping to review)",
+        shown.join(", ")
+    )
+}
+
+/// The warnings `check` can report, as (check, column), in the order it reports them: merging
+/// shards' reports restores this order. A new warning must be added here.
+pub const WARNINGS: &[(&str, &str)] = &[
+    ("promise_before_creation", "promised_at"),
+    ("invalid_value", "weight_g"),
+    ("invalid_value", "declared_value"),
+    ("unknown_status", "status"),
+    ("unknown_shipment", "shipment_id"),
+    ("duplicate_event", ""),
+    ("event_before_creation", "event_time"),
+    ("milestones_out_of_order", "status"),
+    ("shipment_without_events", "shipment_id"),
+];
+
+/// The error of an input without shipments.
+pub fn empty_table() -> Finding {
+    finding(Level::Error, "shipments", "", "empty_table", 0, "no rows: nothing to score".into())
+}
+
 fn finding(level: Level, table: &str, column: &str, check: &'static str, count: u64, message: String) -> Finding {
     Finding { level, file: table.to_string(), column: column.to_string(), check, message, count }
 }
@@ -634,10 +716,12 @@ fn check_time_range(df: &DataFrame, table: &str, column: &str, out: &mut Vec<Fin
     Ok(())
 }
 
-fn check_shipments(df: DataFrame, out: &mut Vec<Finding>) -> Result<DataFrame> {
+fn check_shipments(df: DataFrame, allow_empty: bool, out: &mut Vec<Finding>) -> Result<DataFrame> {
     const T: &str = "shipments";
     if df.height() == 0 {
-        out.push(finding(Level::Error, T, "", "empty_table", 0, "no rows: nothing to score".into()));
+        if !allow_empty {
+            out.push(empty_table());
+        }
         return Ok(df);
     }
     check_ids(&df, T, "shipment_id", false, out)?;
@@ -844,20 +928,13 @@ fn check_events(
     }
     let n_unknown: u64 = unknown.iter().map(|u| u.1).sum();
     if n_unknown > 0 {
-        let mut by_count: Vec<&(String, u64)> = unknown.iter().collect();
-        by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let shown: Vec<String> = by_count.iter().take(5).map(|(s, n)| format!("{} ×{n}", quote(s))).collect();
         out.push(finding(
             Level::Warning,
             T,
             "status",
             "unknown_status",
             n_unknown,
-            format!(
-                "{n_unknown} scans with statuses outside the vocabulary, kept as generic scans: {} \
-                 (lanewatch validate --suggest-statuses prints a mapping to review)",
-                shown.join(", ")
-            ),
+            unknown_status_message(n_unknown, &unknown),
         ));
     }
 

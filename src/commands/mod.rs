@@ -3,6 +3,7 @@
 
 pub mod backtest;
 pub mod features;
+pub mod merge;
 pub mod run;
 pub mod score;
 pub mod seller_report;

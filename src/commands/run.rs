@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -12,6 +12,7 @@ use crate::night::{self, NightResult, Timings};
 use crate::output::{self, OutputLock, Staging, manifest::Manifest};
 use crate::schema::STAGES;
 use crate::settings::Settings;
+use crate::shard::Shard;
 
 /// What the binary prints after a run.
 #[derive(Debug, Clone, Serialize)]
@@ -30,23 +31,80 @@ pub struct RunSummary {
     pub warnings: u64,
 }
 
+/// Where a night's clean input comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The input folder, through the state unless `full_refresh` (or `state.incremental` off).
+    Input { full_refresh: bool },
+    /// The partials `run --shard` wrote for each of `shards` shards (`lanewatch merge`).
+    Partials { dir: &'a Path, shards: u32 },
+}
+
 /// The nightly job. With `state.incremental` (the default) the input is read through the state
 /// in `OUT/state/`; `full_refresh` decodes every file and rebuilds it.
 pub fn run(s: &Settings, full_refresh: bool) -> Result<RunSummary> {
+    night_run(s, Source::Input { full_refresh })
+}
+
+/// What `run --shard` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardSummary {
+    pub shard: String,
+    pub as_of: String,
+    pub shipments: u64,
+    pub events: u64,
+    pub warnings: u64,
+    pub partial: PathBuf,
+}
+
+/// `run --shard i/N`: validates the part of the input shard i owns and writes its partial into
+/// `dir` (see `partials`); `lanewatch merge` finishes the night from the N partials.
+pub fn run_shard(s: &Settings, shard: Shard, dir: &Path) -> Result<ShardSummary> {
+    let night = s.night()?;
+    let mut t = Timings::default();
+    let (report, clean) = night::load_shard(s, shard, &mut t)?;
+    let partial = t.time(
+        "partial",
+        || crate::partials::write(dir, shard, night, &s.config, &report, &clean),
+        |_| clean.shipments.height() as u64,
+    )?;
+    Ok(ShardSummary {
+        shard: shard.to_string(),
+        as_of: night.to_string(),
+        shipments: report.shipments,
+        events: report.events,
+        warnings: report.warnings.len() as u64,
+        partial,
+    })
+}
+
+/// A night from its source to its committed run folder (and, through the state, the state's
+/// next generation).
+pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> {
     let started = output::manifest::now();
     let night = s.night()?;
     let out = s.out()?;
-    crate::ingest::check_input_folder(&s.input)?;
+    let full_refresh = matches!(source, Source::Input { full_refresh: true });
+    if let Source::Input { .. } = source {
+        crate::ingest::check_input_folder(&s.input)?;
+    }
     let lock = OutputLock::acquire(out, &started)?;
     let staging = Staging::new(out, night.as_of(), &lock)?;
     let mut t = Timings::default();
     let (prev, prev_warning) = output::previous_alerts(out, night.as_of());
-    let (report, clean, state) = if s.config.state.incremental {
-        let (report, clean, pending, info) = night::load_with_state(s, out, full_refresh, &mut t)?;
-        (report, clean, Some((pending, info)))
-    } else {
-        let (report, clean) = night::load_timed(s, &mut t)?;
-        (report, clean, None)
+    let (report, clean, state) = match source {
+        Source::Input { .. } if s.config.state.incremental => {
+            let (report, clean, pending, info) = night::load_with_state(s, out, full_refresh, &mut t)?;
+            (report, clean, Some((pending, info)))
+        }
+        Source::Input { .. } => {
+            let (report, clean) = night::load_timed(s, &mut t)?;
+            (report, clean, None)
+        }
+        Source::Partials { dir, shards } => {
+            let (report, clean) = night::load_partials(s, dir, shards, &mut t)?;
+            (report, clean, None)
+        }
     };
     let res = night::compute(s, Cow::Owned(clean), night, &prev, None, &mut t)?;
 

@@ -12,6 +12,7 @@ mod model;
 mod ops;
 mod quality;
 mod run;
+mod shards;
 mod state;
 mod tools;
 mod vocab;

@@ -11,6 +11,7 @@ use crate::common::repo;
 pub const SKIP_PYTHON: &str = "LANEWATCH_SKIP_PYTHON_TESTS";
 pub const SKIP_BROWSER: &str = "LANEWATCH_SKIP_BROWSER_TESTS";
 pub const SKIP_SHARED: &str = "LANEWATCH_SKIP_SHARED_TESTS";
+pub const SKIP_SPARK: &str = "LANEWATCH_SKIP_SPARK_TESTS";
 
 fn opted_out(var: &str, what: &str) -> bool {
     if std::env::var(var).is_ok_and(|v| v == "1") {
@@ -49,6 +50,26 @@ pub fn require_python(modules: &[&str]) -> Option<PathBuf> {
         "this test needs Python with {modules:?} ({} cannot import them). Run .ci/run, or \
          `python3 -m venv .venv && .venv/bin/pip install -r notebooks/requirements.txt` (or point \
          LANEWATCH_PYTHON at an interpreter that has them); set {SKIP_PYTHON}=1 to skip such tests",
+        py.display()
+    )
+}
+
+/// Python with PySpark and a Java runtime (Spark in local mode needs nothing else), or a
+/// failure naming what to install, unless `LANEWATCH_SKIP_SPARK_TESTS=1`.
+pub fn require_spark() -> Option<PathBuf> {
+    let py = python();
+    let pyspark = Command::new(&py).args(["-c", "import pyspark, pyarrow"]).output().is_ok_and(|o| o.status.success());
+    let java = Command::new("java").arg("-version").output().is_ok_and(|o| o.status.success());
+    if pyspark && java {
+        return Some(py);
+    }
+    if opted_out(SKIP_SPARK, "no PySpark or no Java") {
+        return None;
+    }
+    panic!(
+        "this test runs Spark in local mode: it needs Java 17 (`apt-get install openjdk-17-jre-headless`; \
+         java found: {java}) and PySpark ({} imports it: {pyspark}; run .ci/run, or pip install -r \
+         notebooks/requirements.txt); set {SKIP_SPARK}=1 to skip",
         py.display()
     )
 }

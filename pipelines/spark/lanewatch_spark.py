@@ -1,0 +1,194 @@
+"""A lanewatch night on Apache Spark: Spark moves the data, lanewatch computes.
+
+    spark-submit pipelines/spark/lanewatch_spark.py \
+        --input /data/lanewatch/input --out /data/lanewatch/out --as-of 2026-11-14 \
+        --config pipelines/nightly.toml --shards 64 --lanewatch /opt/lanewatch/bin/lanewatch
+
+1. Spark reads the input's `shipments` and `events` Parquet and gives every shipment its shard:
+   FNV-1a (64-bit) of `destination`, a 0x1F byte and `service` (UTF-8), modulo the shard count,
+   exactly as `lanewatch run --shard` computes it (src/shard.rs). Only the distinct
+   destination × service pairs are hashed, on the driver; a broadcast join spreads the result.
+   Events take their shipment's shard; events of unknown shipments go to shard 0.
+2. Spark shuffles both tables by shard (one `groupBy(shard).applyInArrow` over their union, plus
+   one marker row per shard so a shard that owns nothing still runs). Each group reaches a
+   Python worker as one Arrow table; the worker writes it as a lanewatch input folder on local
+   disk and runs `lanewatch run --shard i/N --partials PARTIALS`, which validates that shard and
+   publishes its partial atomically (a retried task rewrites the same bytes).
+3. The driver runs `lanewatch merge`, which refuses a missing, duplicate or mismatched partial,
+   and writes OUT/as_of=DATE/ as a single `lanewatch run` would, byte for byte (manifest aside).
+
+Task failures are Spark's to retry (`spark.task.maxFailures`; for local mode the master
+`local[N,F]` allows F attempts). PARTIALS and OUT must be visible to every executor and the
+driver under the same path (a shared mount); the partials folder belongs to the job: it is
+emptied before the shards run and removed after a successful merge (--keep-partials keeps it).
+
+Columns must carry their canonical names (README "Input contract"); a config's
+`[input.columns]` renaming is not applied here. `SPARK_LANEWATCH_KILL_SHARD=k` is a test hook:
+the first attempt of shard k's task has its lanewatch killed before it publishes.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SEPARATOR = b"\x1f"
+
+
+def shard_of(destination, service, shards):
+    """The shard of a destination x service (src/shard.rs: FNV-1a 64 over the UTF-8 bytes)."""
+    h = 0xCBF29CE484222325
+    for b in (destination or "").encode() + SEPARATOR + (service or "").encode():
+        h ^= b
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h % shards
+
+
+def table_path(input_dir, name):
+    """Where lanewatch finds a table: NAME.parquet (file or folder) or NAME/."""
+    found = [p for p in (f"{name}.parquet", name) if os.path.exists(os.path.join(input_dir, p))]
+    if len(found) != 1:
+        sys.exit(f"lanewatch_spark: {input_dir}: expected one of {name}.parquet or {name}/, found {found or 'none'}")
+    return os.path.join(input_dir, found[0])
+
+
+def run(cmd, env=None):
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or "").strip().splitlines()[-5:])
+        raise RuntimeError(f"{' '.join(cmd[:4])} … exited {done.returncode}: {tail}")
+    return done.stdout
+
+
+def shard_task(args, ship_cols, event_cols):
+    """The function each shard's group goes through, on an executor."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyspark import TaskContext
+
+    def task(group: pa.Table) -> pa.Table:
+        shard = group.column("_shard")[0].as_py()
+        kind = group.column("_kind")
+        with tempfile.TemporaryDirectory(prefix=f"lanewatch-shard-{shard}-") as tmp:
+            for name, prefix, cols, tag in (("shipments", "s__", ship_cols, "s"), ("events", "e__", event_cols, "e")):
+                part = group.filter(pc.equal(kind, tag)).select([prefix + c for c in cols])
+                part = part.rename_columns(cols)
+                pq.write_table(part, os.path.join(tmp, f"{name}.parquet"))
+            env = dict(os.environ)
+            kill = env.pop("SPARK_LANEWATCH_KILL_SHARD", None)
+            env.pop("LANEWATCH_FAULT", None)
+            ctx = TaskContext.get()
+            attempt = ctx.attemptNumber() if ctx else 0
+            if kill == str(shard) and attempt == 0:
+                env["LANEWATCH_FAULT"] = "kill:partial:json"
+            cmd = [args.lanewatch, "run", "--shard", f"{shard}/{args.shards}", "--partials", args.partials,
+                   "--input", tmp, "--as-of", args.as_of]
+            if args.config:
+                cmd += ["--config", args.config]
+            run(cmd, env)
+        n_ships = int(pc.sum(pc.equal(kind, "s")).as_py() or 0)
+        n_events = int(pc.sum(pc.equal(kind, "e")).as_py() or 0)
+        return pa.table({"shard": [shard], "shipments": [n_ships], "events": [n_events], "attempt": [attempt]})
+
+    return task
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--as-of", required=True)
+    p.add_argument("--shards", type=int, required=True)
+    p.add_argument("--config")
+    p.add_argument("--lanewatch", default=shutil.which("lanewatch") or "lanewatch")
+    p.add_argument("--partials", help="default: OUT/_partials/as_of=DATE")
+    p.add_argument("--keep-partials", action="store_true")
+    p.add_argument("--master", help="when not run by spark-submit, e.g. local[2,4] (default)")
+    args = p.parse_args(argv)
+    if args.shards < 1:
+        sys.exit("lanewatch_spark: --shards must be at least 1")
+    args.input, args.out = os.path.abspath(args.input), os.path.abspath(args.out)
+    args.lanewatch = os.path.abspath(args.lanewatch) if os.path.sep in args.lanewatch else args.lanewatch
+    args.config = os.path.abspath(args.config) if args.config else None
+    args.partials = os.path.abspath(args.partials or os.path.join(args.out, "_partials", f"as_of={args.as_of}"))
+    shutil.rmtree(args.partials, ignore_errors=True)
+    os.makedirs(args.partials)
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession, functions as F, types as T
+
+    builder = SparkSession.builder.appName(f"lanewatch {args.as_of}")
+    if args.master:
+        builder = builder.master(args.master)
+    elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # not started by spark-submit
+        builder = builder.master("local[2,4]")
+    spark = (
+        builder.config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(args.shards))
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    try:
+        read = lambda name: spark.read.option("recursiveFileLookup", "true").parquet(table_path(args.input, name))
+        ships, events = read("shipments"), read("events")
+        ship_cols, event_cols = ships.columns, events.columns
+        for col, table in (("shipment_id", event_cols), ("destination", ship_cols), ("service", ship_cols)):
+            if col not in table:
+                sys.exit(f"lanewatch_spark: column {col} missing (canonical column names are required)")
+
+        # The shard of each destination x service, computed once per pair on the driver.
+        pairs = ships.select("destination", "service").distinct().collect()
+        keys = spark.createDataFrame(
+            [(r.destination, r.service, shard_of(r.destination, r.service, args.shards)) for r in pairs],
+            "destination string, service string, _shard int",
+        )
+        ships = ships.join(F.broadcast(keys), ["destination", "service"], "left")
+        # A null destination or service is an input error lanewatch reports; shard 0 reads it.
+        ships = ships.withColumn("_shard", F.coalesce("_shard", F.lit(0)))
+        owner = ships.select(F.col("shipment_id").alias("_sid"), "_shard")
+        events = events.join(owner, events.shipment_id == owner._sid, "left").drop("_sid")
+        events = events.withColumn("_shard", F.coalesce("_shard", F.lit(0)))
+
+        prefixed = lambda df, prefix, cols, tag: df.select(
+            [F.col(c).alias(prefix + c) for c in cols] + [F.col("_shard"), F.lit(tag).alias("_kind")]
+        )
+        markers = spark.range(args.shards).select(F.col("id").cast("int").alias("_shard"), F.lit("m").alias("_kind"))
+        union = (
+            prefixed(ships, "s__", ship_cols, "s")
+            .unionByName(prefixed(events, "e__", event_cols, "e"), allowMissingColumns=True)
+            .unionByName(markers, allowMissingColumns=True)
+        )
+        done = (
+            union.groupBy("_shard")
+            .applyInArrow(shard_task(args, ship_cols, event_cols), "shard long, shipments long, events long, attempt long")
+            .orderBy("shard")
+            .collect()
+        )
+    finally:
+        spark.stop()
+    if [r.shard for r in done] != list(range(args.shards)):
+        sys.exit(f"lanewatch_spark: shards that ran: {[r.shard for r in done]}, expected 0..{args.shards - 1}")
+    for r in done:
+        retried = f" (attempt {r.attempt + 1})" if r.attempt else ""
+        print(f"shard {r.shard}/{args.shards}: {r.shipments} shipments, {r.events} events{retried}")
+
+    cmd = [args.lanewatch, "merge", "--partials", args.partials, "--shards", str(args.shards), "--out", args.out,
+           "--as-of", args.as_of]
+    if args.config:
+        cmd += ["--config", args.config]
+    merged = subprocess.run(cmd)
+    if merged.returncode != 0:
+        sys.exit(merged.returncode)
+    if not args.keep_partials:
+        shutil.rmtree(args.partials, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(args.partials))  # OUT/_partials, once no night uses it
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    main()

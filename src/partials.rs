@@ -1,0 +1,495 @@
+//! A sharded night's partials (README "Running on a cluster"). `run --shard i/N` validates what
+//! shard i owns (see `shard`) and writes it, checked and repaired, to the partials folder:
+//!
+//! ```text
+//! PARTIALS/shard-3-of-7.shipments.parquet   the shard's clean shipments, by shipment_id
+//! PARTIALS/shard-3-of-7.events.parquet      their events: shipment row, time, code, estimate
+//! PARTIALS/shard-3-of-7.json                what it covers (night, config digest, counts,
+//!                                           warnings, files) and the data files' BLAKE3
+//! ```
+//!
+//! The JSON is written last, each file through a rename: a shard killed half-way leaves no
+//! JSON, hence no partial, and a retried shard replaces its files with the same bytes. `merge`
+//! reads the N partials and assembles exactly the clean input and report a single run over the
+//! whole input gets: shipments in shipment_id order with their events in the same order, the
+//! same counts and the same warnings (with counts summed). It refuses, writing nothing, a
+//! missing or duplicate shard, a partial of another night, config, shard count or tool
+//! version, and a data file whose BLAKE3 does not match.
+//!
+//! What goes through the partials is the validated input, compact (about 17 bytes an event):
+//! the shards do the decoding and checking, which read every event; the features, the model
+//! and the alerts run once, after the merge, on the merged input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Night;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ingest::{FileInfo, Finding, Level};
+use crate::night::TOOL_VERSION;
+use crate::schema::Table;
+use crate::shard::Shard;
+use crate::validate::{self, CleanInput, Events, NO_ETA, Report, Unmapped};
+
+/// Layout version of a partial; the merge refuses another.
+const FORMAT: u32 = 1;
+
+/// `shard-i-of-N.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    format: u32,
+    tool_version: String,
+    shard: u32,
+    shards: u32,
+    as_of: String,
+    /// BLAKE3 of the config as it shapes results (`config_digest`).
+    config: String,
+    /// Rows read (the report's counts): the shard's shipments, and its events including those
+    /// dropped for null values and, on shard 0, those of unknown shipments.
+    shipments_read: u64,
+    events_read: u64,
+    files: Vec<PartFile>,
+    warnings: Vec<PartFinding>,
+    unmapped: Vec<Unmapped>,
+    shipments: DataFile,
+    events: DataFile,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DataFile {
+    file: String,
+    blake3: String,
+    rows: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartFile {
+    table: String,
+    path: String,
+    rows: u64,
+    bytes: u64,
+    blake3: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartFinding {
+    file: String,
+    column: String,
+    check: String,
+    message: String,
+    count: u64,
+}
+
+/// BLAKE3 of the config without what may differ between the machines of one night and does not
+/// change results: the paths, the night (checked on its own), the memory budget and the state.
+pub fn config_digest(cfg: &Config) -> String {
+    let mut c = cfg.clone();
+    c.pipeline.input = None;
+    c.pipeline.out = None;
+    c.pipeline.as_of = None;
+    c.input.max_memory_gb = 0.0;
+    c.state = Default::default();
+    let json = serde_json::to_vec(&c).unwrap_or_default();
+    blake3::hash(&json).to_hex().to_string()
+}
+
+/// Writes shard `shard`'s partial into `dir`; returns the JSON's path.
+pub fn write(
+    dir: &Path,
+    shard: Shard,
+    night: Night,
+    cfg: &Config,
+    report: &Report,
+    clean: &CleanInput,
+) -> Result<PathBuf> {
+    crate::io::create_dir_all(dir)?;
+    let stem = shard.stem();
+    let ev = &clean.events;
+    let ship: Vec<u32> =
+        (0..clean.shipments.height()).flat_map(|i| std::iter::repeat_n(i as u32, ev.of(i).0.len())).collect();
+    let mut cols = vec![
+        Column::new("ship".into(), ship),
+        Column::new("time".into(), ev.time.clone()),
+        Column::new("code".into(), ev.code.clone()),
+    ];
+    if let Some(eta) = &ev.eta {
+        cols.push(Column::new("eta".into(), eta.clone()));
+    }
+    let mut events = DataFrame::new(ev.time.len(), cols)?;
+    let mut shipments = clean.shipments.clone();
+    let data = |name: String, df: &mut DataFrame| -> Result<DataFile> {
+        let blake3 = crate::io::write_compact(&dir.join(&name), df)?;
+        Ok(DataFile { file: name, blake3, rows: df.height() as u64 })
+    };
+    let meta = Meta {
+        format: FORMAT,
+        tool_version: TOOL_VERSION.to_string(),
+        shard: shard.index,
+        shards: shard.count,
+        as_of: night.to_string(),
+        config: config_digest(cfg),
+        shipments_read: report.shipments,
+        events_read: report.events,
+        files: report
+            .files
+            .iter()
+            .map(|f| PartFile {
+                table: f.table.to_string(),
+                path: f.path.clone(),
+                rows: f.rows,
+                bytes: f.bytes,
+                blake3: f.blake3.clone(),
+            })
+            .collect(),
+        warnings: report
+            .warnings
+            .iter()
+            .map(|w| PartFinding {
+                file: w.file.clone(),
+                column: w.column.clone(),
+                check: w.check.to_string(),
+                message: w.message.clone(),
+                count: w.count,
+            })
+            .collect(),
+        unmapped: report.unmapped_statuses.clone(),
+        shipments: data(format!("{stem}.shipments.parquet"), &mut shipments)?,
+        events: data(format!("{stem}.events.parquet"), &mut events)?,
+    };
+    let mut json = serde_json::to_vec_pretty(&meta).map_err(Error::internal)?;
+    json.push(b'\n');
+    let path = dir.join(format!("{stem}.json"));
+    crate::fault::point("partial:json");
+    crate::io::write_atomic(&path, &json)?;
+    Ok(path)
+}
+
+/// Reads the `shards` partials of `night` in `dir` and merges them into the report and clean
+/// input of the whole night; refuses (exit 65) anything but exactly one matching partial per shard.
+pub fn merge(dir: &Path, shards: u32, night: Night, cfg: &Config, input: &Path) -> Result<(Report, CleanInput)> {
+    let metas = read_metas(dir, shards, night, cfg)?;
+    let mut parts = Vec::with_capacity(metas.len());
+    for m in &metas {
+        let shipments = read_data(dir, &m.shipments, &format!("{}.shipments.parquet", stem(m)))?;
+        let events = read_data(dir, &m.events, &format!("{}.events.parquet", stem(m)))?;
+        parts.push((shipments, events));
+    }
+    let clean = merge_clean(parts)?;
+    if clean.shipments.height() == 0 {
+        return Err(validate::empty_table().into_error());
+    }
+    Ok((merge_reports(&metas, input)?, clean))
+}
+
+fn stem(m: &Meta) -> String {
+    Shard { index: m.shard, count: m.shards }.stem()
+}
+
+/// Every `*.json` in `dir` (hidden and `_` names aside), checked against the night and config,
+/// one per shard, in shard order.
+fn read_metas(dir: &Path, shards: u32, night: Night, cfg: &Config) -> Result<Vec<Meta>> {
+    let shown = |name: &str| dir.join(name).display().to_string();
+    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingInput { path: dir.to_path_buf() },
+        _ => Error::bad_file(dir.display().to_string(), format!("cannot list the partials: {e}")),
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && !n.starts_with(['.', '_']))
+        .collect();
+    names.sort();
+    let digest = config_digest(cfg);
+    let mut by_shard: BTreeMap<u32, (String, Meta)> = BTreeMap::new();
+    for name in names {
+        let bytes =
+            std::fs::read(dir.join(&name)).map_err(|e| Error::bad_file(shown(&name), format!("unreadable: {e}")))?;
+        let m: Meta = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::bad_file(shown(&name), format!("not a lanewatch partial: {e}")))?;
+        let mismatch = |what: &str, got: &str, want: &str| {
+            Error::bad_file(shown(&name), format!("a partial of another {what} ({got}; this merge: {want})"))
+        };
+        if m.format != FORMAT {
+            return Err(mismatch("layout", &m.format.to_string(), &FORMAT.to_string()));
+        }
+        if m.tool_version != TOOL_VERSION {
+            return Err(mismatch("lanewatch version", &m.tool_version, TOOL_VERSION));
+        }
+        if m.as_of != night.to_string() {
+            return Err(mismatch("night", &m.as_of, &night.to_string()));
+        }
+        if m.shards != shards || m.shard >= shards {
+            return Err(mismatch(
+                "shard count",
+                &format!("shard {}/{}", m.shard, m.shards),
+                &format!("{shards} shards"),
+            ));
+        }
+        if m.config != digest {
+            return Err(mismatch("config", &format!("digest {}", &m.config[..m.config.len().min(12)]), &digest[..12]));
+        }
+        if let Some((other, _)) = by_shard.get(&m.shard) {
+            return Err(Error::bad_file(
+                shown(&name),
+                format!("shard {}/{shards} is also in {other}: duplicate partials", m.shard),
+            ));
+        }
+        by_shard.insert(m.shard, (name, m));
+    }
+    let missing: Vec<String> = (0..shards).filter(|k| !by_shard.contains_key(k)).map(|k| k.to_string()).collect();
+    if !missing.is_empty() {
+        return Err(Error::bad_file(
+            dir.display().to_string(),
+            format!("missing partials: shard {} of {shards} (run lanewatch run --shard for each)", missing.join(", ")),
+        ));
+    }
+    Ok(by_shard.into_values().map(|(_, m)| m).collect())
+}
+
+/// A data file of a partial, its name and BLAKE3 checked.
+fn read_data(dir: &Path, d: &DataFile, want: &str) -> Result<DataFrame> {
+    let path = dir.join(want);
+    if d.file != want {
+        return Err(Error::bad_file(
+            path.display().to_string(),
+            format!("the partial names another data file: {:?}", d.file),
+        ));
+    }
+    let df = crate::io::read_checked(&path, &d.blake3).map_err(|e| Error::bad_file(path.display().to_string(), e))?;
+    if df.height() as u64 != d.rows {
+        return Err(Error::bad_file(
+            path.display().to_string(),
+            format!("{} rows, the partial says {}", df.height(), d.rows),
+        ));
+    }
+    Ok(df)
+}
+
+/// The shards' clean inputs as one: shipments in shipment_id order (a shipment_id in two shards
+/// is the single run's duplicate-id error), each with its events.
+fn merge_clean(parts: Vec<(DataFrame, DataFrame)>) -> Result<CleanInput> {
+    let mut all = parts.first().map(|p| p.0.clone()).unwrap_or_default();
+    for p in parts.iter().skip(1) {
+        all.vstack_mut(&p.0)?;
+    }
+    let ids = all.column("shipment_id")?.str()?.clone();
+    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+    order.sort_by(|&a, &b| ids.get(a as usize).cmp(&ids.get(b as usize)));
+    let dups = order.windows(2).filter(|w| ids.get(w[0] as usize) == ids.get(w[1] as usize)).count();
+    if dups > 0 {
+        let example = order
+            .windows(2)
+            .find(|w| ids.get(w[0] as usize) == ids.get(w[1] as usize))
+            .and_then(|w| ids.get(w[0] as usize))
+            .map(crate::error::quote)
+            .unwrap_or_default();
+        return Err(Error::data(
+            "shipments",
+            "shipment_id",
+            format!("shipment ids in more than one shard (e.g. {example}): the input repeats them across lanes"),
+        ));
+    }
+    // Where each shard's events start, per shard-local shipment row.
+    let mut base = Vec::with_capacity(parts.len());
+    let mut starts: Vec<Vec<u32>> = Vec::with_capacity(parts.len());
+    let mut cols: Vec<(Vec<i64>, Vec<u8>, Option<Vec<i64>>)> = Vec::with_capacity(parts.len());
+    let mut offset = 0u32;
+    for (ships, ev) in &parts {
+        base.push(offset);
+        offset += ships.height() as u32;
+        let mut start = vec![0u32; ships.height() + 1];
+        for s in ev.column("ship")?.u32()?.into_no_null_iter() {
+            start[s as usize + 1] += 1;
+        }
+        for k in 0..ships.height() {
+            start[k + 1] += start[k];
+        }
+        starts.push(start);
+        let time: Vec<i64> = ev.column("time")?.i64()?.into_no_null_iter().collect();
+        let code: Vec<u8> = ev.column("code")?.u8()?.into_no_null_iter().collect();
+        let eta = match ev.column("eta") {
+            Ok(c) => Some(c.i64()?.into_no_null_iter().collect()),
+            Err(_) => None,
+        };
+        cols.push((time, code, eta));
+    }
+    let shard_of_row = |r: u32| base.partition_point(|&b| b <= r) - 1;
+    let has_eta = cols.iter().any(|c| c.2.is_some());
+    let total: usize = cols.iter().map(|c| c.0.len()).sum();
+    let mut events = Events {
+        start: Vec::with_capacity(order.len() + 1),
+        time: Vec::with_capacity(total),
+        code: Vec::with_capacity(total),
+        eta: has_eta.then(|| Vec::with_capacity(total)),
+    };
+    events.start.push(0);
+    for &r in &order {
+        let s = shard_of_row(r);
+        let i = (r - base[s]) as usize;
+        let (a, b) = (starts[s][i] as usize, starts[s][i + 1] as usize);
+        let (time, code, eta) = &cols[s];
+        events.time.extend_from_slice(&time[a..b]);
+        events.code.extend_from_slice(&code[a..b]);
+        if let Some(out) = events.eta.as_mut() {
+            match eta {
+                Some(e) => out.extend_from_slice(&e[a..b]),
+                None => out.extend(std::iter::repeat_n(NO_ETA, b - a)),
+            }
+        }
+        events.start.push(events.time.len() as u32);
+    }
+    let idx = IdxCa::from_vec("idx".into(), order.iter().map(|&r| r as IdxSize).collect());
+    Ok(CleanInput { shipments: all.take(&idx)?, events })
+}
+
+/// The whole night's report from the shards': counts summed, each warning once with its count
+/// summed, in the order a single validation reports them; the unmapped statuses combined.
+fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
+    let mut files: Vec<FileInfo> = Vec::new();
+    for f in metas.iter().flat_map(|m| &m.files) {
+        if !files.iter().any(|g| g.table == f.table && g.path == f.path && g.blake3 == f.blake3) {
+            let table = if f.table == Table::Shipments.name() { Table::Shipments } else { Table::Events };
+            files.push(FileInfo {
+                table: table.name(),
+                path: f.path.clone(),
+                rows: f.rows,
+                bytes: f.bytes,
+                blake3: f.blake3.clone(),
+            });
+        }
+    }
+    let mut warnings: Vec<(usize, Finding)> = Vec::new();
+    for w in metas.iter().flat_map(|m| &m.warnings) {
+        let rank =
+            validate::WARNINGS.iter().position(|(check, column)| *check == w.check && *column == w.column).ok_or_else(
+                || Error::internal(format!("a partial holds a warning this merge does not know: {}", w.check)),
+            )?;
+        match warnings.iter_mut().find(|(r, _)| *r == rank) {
+            Some((_, v)) => {
+                let total = v.count + w.count;
+                v.message = recount(&v.message, v.count, total);
+                v.count = total;
+            }
+            None => warnings.push((
+                rank,
+                Finding {
+                    level: Level::Warning,
+                    file: w.file.clone(),
+                    column: w.column.clone(),
+                    check: validate::WARNINGS[rank].0,
+                    message: w.message.clone(),
+                    count: w.count,
+                },
+            )),
+        }
+    }
+    warnings.sort_by_key(|w| w.0);
+    let unmapped = merge_unmapped(metas);
+    for (_, w) in warnings.iter_mut().filter(|w| w.1.check == "unknown_status") {
+        // Its examples, from the combined statuses rather than one shard's.
+        let counts: Vec<(String, u64)> = unmapped.iter().map(|u| (u.status.clone(), u.count)).collect();
+        w.message = validate::unknown_status_message(w.count, &counts);
+    }
+    Ok(Report {
+        input: input.display().to_string(),
+        valid: true,
+        shipments: metas.iter().map(|m| m.shipments_read).sum(),
+        events: metas.iter().map(|m| m.events_read).sum(),
+        files,
+        errors: Vec::new(),
+        warnings: warnings.into_iter().map(|w| w.1).collect(),
+        unmapped_statuses: unmapped,
+    })
+}
+
+/// A warning's message with its leading count replaced by the merged one ("12 duplicate
+/// events …" → "40 duplicate events …").
+fn recount(message: &str, old: u64, new: u64) -> String {
+    match message.strip_prefix(&old.to_string()) {
+        Some(rest) if rest.starts_with(' ') => format!("{new}{rest}"),
+        _ => message.to_string(),
+    }
+}
+
+/// Unmapped statuses across shards: counts summed, first and last seen over all; where it sits
+/// between milestones, from the shard that saw it most. Most frequent first, at most 20.
+fn merge_unmapped(metas: &[Meta]) -> Vec<Unmapped> {
+    let mut by: BTreeMap<String, Unmapped> = BTreeMap::new();
+    for u in metas.iter().flat_map(|m| &m.unmapped) {
+        match by.get_mut(&u.status) {
+            None => {
+                by.insert(u.status.clone(), u.clone());
+            }
+            Some(v) => {
+                let (first, last) =
+                    (v.first_seen.clone().min(u.first_seen.clone()), v.last_seen.clone().max(u.last_seen.clone()));
+                let count = v.count + u.count;
+                if u.count > v.count {
+                    *v = u.clone();
+                }
+                (v.count, v.first_seen, v.last_seen) = (count, first, last);
+            }
+        }
+    }
+    let mut out: Vec<Unmapped> = by.into_values().collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.status.cmp(&b.status)));
+    out.truncate(20);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merged_warning_states_the_summed_count() {
+        assert_eq!(recount("12 duplicate events (same shipment)", 12, 40), "40 duplicate events (same shipment)");
+        // Only a leading count followed by a space is the count.
+        assert_eq!(recount("120 shipments", 12, 40), "120 shipments");
+        assert_eq!(recount("no count here", 12, 40), "no count here");
+    }
+
+    fn unmapped(status: &str, count: u64, first: &str, last: &str, after: &str) -> Unmapped {
+        Unmapped {
+            status: status.into(),
+            count,
+            first_seen: first.into(),
+            last_seen: last.into(),
+            after: after.into(),
+            before: "none".into(),
+            share_between: 1.0,
+            suggestion: String::new(),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn unmapped_statuses_combine_across_shards() {
+        let meta = |u: Vec<Unmapped>| Meta {
+            format: FORMAT,
+            tool_version: TOOL_VERSION.into(),
+            shard: 0,
+            shards: 2,
+            as_of: "2026-11-14".into(),
+            config: String::new(),
+            shipments_read: 0,
+            events_read: 0,
+            files: vec![],
+            warnings: vec![],
+            unmapped: u,
+            shipments: DataFile { file: String::new(), blake3: String::new(), rows: 0 },
+            events: DataFile { file: String::new(), blake3: String::new(), rows: 0 },
+        };
+        let a = meta(vec![unmapped("X", 2, "2026-01-02", "2026-01-05", "PICKED_UP"), unmapped("Y", 5, "a", "b", "")]);
+        let b = meta(vec![unmapped("X", 4, "2026-01-01", "2026-01-03", "DEPARTED")]);
+        let m = merge_unmapped(&[a, b]);
+        assert_eq!(m.iter().map(|u| (u.status.as_str(), u.count)).collect::<Vec<_>>(), vec![("X", 6), ("Y", 5)]);
+        assert_eq!((m[0].first_seen.as_str(), m[0].last_seen.as_str()), ("2026-01-01", "2026-01-05"));
+        // Where it sits between milestones: from the shard that saw it most.
+        assert_eq!(m[0].after, "DEPARTED");
+    }
+}

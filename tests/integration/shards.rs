@@ -1,0 +1,309 @@
+//! Sharded nights (`run --shard i/N` then `merge`): the merged run folder equals the single
+//! run's byte for byte for N in {1, 2, 3, 7}, with a shard that owns no shipments; a shard
+//! killed before it publishes leaves no partial and its rerun completes the same night; the
+//! merge refuses missing, duplicate, corrupt and mismatched partials and writes nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use polars::prelude::*;
+
+use crate::common::*;
+use crate::tools::require_spark;
+
+/// The night the tests shard.
+const AS_OF: &str = SMALL_AS_OF;
+
+/// `small_input` without the destination × service groups shard 6 of 7 would own (so that
+/// shard owns nothing), plus what exercises every shard-summed count: events of an unknown
+/// shipment (shard 0 reports them), an exact duplicate event, an unmapped status.
+fn input() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let src = small_input();
+        let dir = tempfile::Builder::new().prefix("lw-shards-").tempdir().unwrap().keep();
+        let ships = read_parquet(&src.join("shipments.parquet"));
+        let d = ships.column("destination").unwrap().str().unwrap().clone();
+        let s = ships.column("service").unwrap().str().unwrap().clone();
+        let keep: BooleanChunked = d
+            .iter()
+            .zip(s.iter())
+            .map(|(d, s)| Some(lanewatch::shard::shard_of(d.unwrap(), s.unwrap(), 7) != 6))
+            .collect();
+        let mut ships = ships.filter(&keep).unwrap();
+        assert!(ships.height() > 1000 && ships.height() < 3000, "kept {} shipments", ships.height());
+        let ids: std::collections::HashSet<String> =
+            ships.column("shipment_id").unwrap().str().unwrap().iter().flatten().map(String::from).collect();
+        let events = read_parquet(&src.join("events.parquet"));
+        let mine: BooleanChunked = events
+            .column("shipment_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|id| Some(ids.contains(id.unwrap())))
+            .collect();
+        let mut events = events.filter(&mine).unwrap();
+        // A duplicate of the first event, an unknown shipment's events, an unmapped status.
+        let mut extra = events.slice(0, 3);
+        let id: Vec<String> = extra
+            .column("shipment_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(k, id)| if k == 1 { "NOT-A-SHIPMENT".to_string() } else { id.to_string() })
+            .collect();
+        let status: Vec<String> = extra
+            .column("status")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(k, st)| if k == 2 { "BAG_SCANNED_AT_KIOSK".to_string() } else { st.to_string() })
+            .collect();
+        extra.with_column(Column::new("shipment_id".into(), id)).unwrap();
+        extra.with_column(Column::new("status".into(), status)).unwrap();
+        events.vstack_mut(&extra).unwrap();
+        write_parquet(&mut ships, &dir.join("shipments.parquet"));
+        write_parquet(&mut events, &dir.join("events.parquet"));
+        dir
+    })
+}
+
+fn cfg() -> String {
+    fast_config().to_str().unwrap().to_string()
+}
+
+/// `lanewatch run --shard i/n` on the input into `partials`.
+fn shard(i: u32, n: u32, partials: &Path, as_of: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let spec = format!("{i}/{n}");
+    let args = [
+        "run",
+        "--shard",
+        &spec,
+        "--partials",
+        partials.to_str().unwrap(),
+        "--input",
+        input().to_str().unwrap(),
+        "--as-of",
+        as_of,
+        "--config",
+        &cfg(),
+    ];
+    lanewatch_env(&args, env)
+}
+
+/// `lanewatch merge` of `n` shards into `out`.
+fn merge(partials: &Path, n: u32, out: &Path, extra: &[&str]) -> std::process::Output {
+    let n = n.to_string();
+    let mut args = vec![
+        "merge",
+        "--partials",
+        partials.to_str().unwrap(),
+        "--shards",
+        &n,
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--config",
+    ];
+    let c = cfg();
+    args.push(&c);
+    args.extend_from_slice(extra);
+    lanewatch(&args)
+}
+
+/// Partials of every shard of `n` in a new folder.
+fn all_shards(n: u32) -> tempfile::TempDir {
+    let partials = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        expect_code(&shard(i, n, partials.path(), AS_OF, &[]), 0);
+    }
+    partials
+}
+
+fn meta(partials: &Path, i: u32, n: u32) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(partials.join(format!("shard-{i}-of-{n}.json"))).unwrap()).unwrap()
+}
+
+#[test]
+fn merged_shards_equal_the_single_run_for_1_2_3_and_7_shards() {
+    let single_out = tempfile::tempdir().unwrap();
+    let single = run_night(input(), single_out.path(), AS_OF, &[]);
+    let warnings = manifest_warnings(&single);
+    for check in ["for shipments not in shipments", "duplicate events", "outside the vocabulary"] {
+        assert!(warnings.iter().any(|w| w.contains(check)), "the input lacks {check:?}: {warnings:?}");
+    }
+    for n in [1u32, 2, 3, 7] {
+        let partials = all_shards(n);
+        let rows: Vec<u64> =
+            (0..n).map(|i| meta(partials.path(), i, n)["shipments"]["rows"].as_u64().unwrap()).collect();
+        if n == 7 {
+            assert_eq!(rows[6], 0, "shard 6/7 should own no shipments: {rows:?}");
+        }
+        assert!(rows.iter().filter(|&&r| r > 0).count() > 1 || n == 1, "{n} shards: {rows:?}");
+        let out = tempfile::tempdir().unwrap();
+        let o = merge(partials.path(), n, out.path(), &[]);
+        expect_code(&o, 0);
+        let merged = out.path().join(format!("as_of={AS_OF}"));
+        assert_same_data(&single, &merged, &format!("{n} shards"));
+        // The manifest's warnings are the single run's too, counts summed across shards.
+        assert_eq!(manifest_warnings(&merged), warnings, "{n} shards: warnings");
+    }
+}
+
+#[test]
+fn a_shard_killed_before_it_publishes_leaves_no_partial_and_its_rerun_completes_the_night() {
+    let partials = tempfile::tempdir().unwrap();
+    expect_code(&shard(0, 2, partials.path(), AS_OF, &[]), 0);
+    let killed = shard(1, 2, partials.path(), AS_OF, &[("LANEWATCH_FAULT", "kill:partial:json")]);
+    assert_eq!(killed.status.code(), None, "the shard was not killed: {}", stderr(&killed));
+    assert!(!partials.path().join("shard-1-of-2.json").exists());
+    let out = tempfile::tempdir().unwrap();
+    let o = merge(partials.path(), 2, out.path(), &[]);
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("missing partials: shard 1 of 2"), "{}", stderr(&o));
+    // The engine's retry: the same shard again, over what the killed attempt left.
+    expect_code(&shard(1, 2, partials.path(), AS_OF, &[]), 0);
+    expect_code(&merge(partials.path(), 2, out.path(), &[]), 0);
+    let single_out = tempfile::tempdir().unwrap();
+    let single = run_night(input(), single_out.path(), AS_OF, &[]);
+    assert_same_data(&single, &out.path().join(format!("as_of={AS_OF}")), "after a retried shard");
+}
+
+#[test]
+fn merge_refuses_missing_duplicate_corrupt_and_mismatched_partials_and_writes_nothing() {
+    let good = all_shards(2);
+    type Damage = Box<dyn Fn(&Path)>;
+    let none = || -> Damage { Box::new(|_| {}) };
+    // What is done to a copy of good partials, the merge's shard count and extra flags, and
+    // what its error says.
+    let cases: Vec<(&str, Damage, u32, &[&str], &str)> = vec![
+        (
+            "missing",
+            Box::new(|p| std::fs::remove_file(p.join("shard-1-of-2.json")).unwrap()),
+            2,
+            &[],
+            "missing partials",
+        ),
+        (
+            "duplicate",
+            Box::new(|p| std::fs::copy(p.join("shard-0-of-2.json"), p.join("retry-shard-0.json")).map(|_| ()).unwrap()),
+            2,
+            &[],
+            "duplicate partials",
+        ),
+        ("other night", Box::new(|p| expect_code(&shard(1, 2, p, "2026-09-19", &[]), 0)), 2, &[], "another night"),
+        ("other shard count", none(), 3, &[], "another shard count"),
+        ("other config", none(), 2, &["--seed", "8"], "another config"),
+        (
+            "other version",
+            Box::new(|p| {
+                let path = p.join("shard-1-of-2.json");
+                let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                m["tool_version"] = "0.0.1".into();
+                std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+            }),
+            2,
+            &[],
+            "another lanewatch version",
+        ),
+        (
+            "corrupt data",
+            Box::new(|p| {
+                let path = p.join("shard-0-of-2.events.parquet");
+                let mut b = std::fs::read(&path).unwrap();
+                let mid = b.len() / 2;
+                b[mid] ^= 0xff;
+                std::fs::write(&path, b).unwrap();
+            }),
+            2,
+            &[],
+            "is corrupt",
+        ),
+        (
+            "not a partial",
+            Box::new(|p| std::fs::write(p.join("notes.json"), "{}").unwrap()),
+            2,
+            &[],
+            "not a lanewatch partial",
+        ),
+    ];
+    for (what, damage, n, extra, message) in cases {
+        let partials = tempfile::tempdir().unwrap();
+        for (name, bytes) in tree(good.path()) {
+            std::fs::write(partials.path().join(name), bytes).unwrap();
+        }
+        damage(partials.path());
+        let out = tempfile::tempdir().unwrap();
+        let o = merge(partials.path(), n, out.path(), extra);
+        expect_code(&o, 65);
+        assert!(stderr(&o).contains(message), "{what}: {}", stderr(&o));
+        let written: Vec<String> = tree(out.path()).into_keys().filter(|k| k.contains("as_of=")).collect();
+        assert!(written.is_empty(), "{what}: the merge wrote {written:?}");
+    }
+    // The good partials themselves merge.
+    let out = tempfile::tempdir().unwrap();
+    expect_code(&merge(good.path(), 2, out.path(), &[]), 0);
+}
+
+/// The Spark job (pipelines/spark/lanewatch_spark.py) in local mode, 3 shards, the first attempt
+/// of shard 1's task killed: Spark retries it and the night equals the single run.
+#[test]
+fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard() {
+    let Some(py) = require_spark() else { return };
+    let single_out = tempfile::tempdir().unwrap();
+    let single = run_night(input(), single_out.path(), AS_OF, &[]);
+    let out = tempfile::tempdir().unwrap();
+    let job = repo().join("pipelines/spark/lanewatch_spark.py");
+    let o = std::process::Command::new(py)
+        .arg(&job)
+        .args(["--input", input().to_str().unwrap(), "--out", out.path().to_str().unwrap()])
+        .args(["--as-of", AS_OF, "--shards", "3", "--config", &cfg(), "--master", "local[2,4]"])
+        .arg("--lanewatch")
+        .arg(bin())
+        .env("SPARK_LANEWATCH_KILL_SHARD", "1")
+        .env_remove("LANEWATCH_FAULT")
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let printed = stdout(&o);
+    assert!(printed.contains("shard 1/3:") && printed.contains("(attempt 2)"), "no retried shard 1: {printed}");
+    assert_same_data(&single, &out.path().join(format!("as_of={AS_OF}")), "Spark, 3 shards");
+    assert!(!out.path().join(format!("_partials/as_of={AS_OF}")).exists(), "the partials were left behind");
+}
+
+#[test]
+fn shard_and_merge_flags_are_checked() {
+    let p = tempfile::tempdir().unwrap();
+    for bad in ["7/7", "1/0", "x"] {
+        let o = shard_spec(bad, p.path());
+        expect_code(&o, 2);
+    }
+    // --shard without --partials is a usage error too.
+    let o = lanewatch(&["run", "--shard", "0/2", "--input", input().to_str().unwrap(), "--as-of", AS_OF]);
+    expect_code(&o, 2);
+    // A merge of a folder that does not exist: missing input.
+    let out = tempfile::tempdir().unwrap();
+    expect_code(&merge(&p.path().join("nowhere"), 2, out.path(), &[]), 66);
+}
+
+fn shard_spec(spec: &str, partials: &Path) -> std::process::Output {
+    lanewatch(&[
+        "run",
+        "--shard",
+        spec,
+        "--partials",
+        partials.to_str().unwrap(),
+        "--input",
+        input().to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+    ])
+}
