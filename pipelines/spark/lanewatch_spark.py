@@ -28,6 +28,7 @@ the first attempt of shard k's task has its lanewatch killed before it publishes
 """
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -91,6 +92,15 @@ def shard_task(args, ship_cols, event_cols):
             run(cmd, env)
         n_ships = int(pc.sum(pc.equal(kind, "s")).as_py() or 0)
         n_events = int(pc.sum(pc.equal(kind, "e")).as_py() or 0)
+        # lanewatch keeps only what it owns: had this job's shard function disagreed with
+        # lanewatch's, rows would be missing from the night. Fail loudly instead.
+        with open(os.path.join(args.partials, f"shard-{shard}-of-{args.shards}.json")) as f:
+            meta = json.load(f)
+        if (meta["shipments_read"], meta["events_read"]) != (n_ships, n_events):
+            raise RuntimeError(
+                f"shard {shard}: Spark gave {n_ships} shipments and {n_events} events, lanewatch kept "
+                f"{meta['shipments_read']} and {meta['events_read']}: the shard functions disagree"
+            )
         return pa.table({"shard": [shard], "shipments": [n_ships], "events": [n_events], "attempt": [attempt]})
 
     return task
