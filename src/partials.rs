@@ -176,13 +176,47 @@ pub fn merge(dir: &Path, shards: u32, night: Night, cfg: &Config, input: &Path) 
     for m in &metas {
         let shipments = read_data(dir, &m.shipments, &format!("{}.shipments.parquet", stem(m)))?;
         let events = read_data(dir, &m.events, &format!("{}.events.parquet", stem(m)))?;
-        parts.push((shipments, events));
+        // One shard's events frame at a time is held beside the arrays taken from it.
+        parts.push(Part::new(shipments, events)?);
     }
     let clean = merge_clean(parts)?;
     if clean.shipments.height() == 0 {
         return Err(validate::empty_table().into_error());
     }
     Ok((merge_reports(&metas, input)?, clean))
+}
+
+/// One shard's clean input as read back: its shipments (by shipment_id) and their events in
+/// the compact form of `Events`.
+struct Part {
+    shipments: DataFrame,
+    events: Events,
+}
+
+impl Part {
+    fn new(shipments: DataFrame, ev: DataFrame) -> Result<Part> {
+        let n = shipments.height();
+        let mut start = vec![0u32; n + 1];
+        for s in ev.column("ship")?.u32()?.into_no_null_iter() {
+            let slot =
+                start.get_mut(s as usize + 1).ok_or_else(|| Error::internal("a partial's event names no shipment"))?;
+            *slot += 1;
+        }
+        for k in 0..n {
+            start[k + 1] += start[k];
+        }
+        let eta = match ev.column("eta") {
+            Ok(c) => Some(c.i64()?.into_no_null_iter().collect()),
+            Err(_) => None,
+        };
+        let events = Events {
+            start,
+            time: ev.column("time")?.i64()?.into_no_null_iter().collect(),
+            code: ev.column("code")?.u8()?.into_no_null_iter().collect(),
+            eta,
+        };
+        Ok(Part { shipments, events })
+    }
 }
 
 fn stem(m: &Meta) -> String {
@@ -269,80 +303,74 @@ fn read_data(dir: &Path, d: &DataFile, want: &str) -> Result<DataFrame> {
     Ok(df)
 }
 
-/// The shards' clean inputs as one: shipments in shipment_id order (a shipment_id in two shards
-/// is the single run's duplicate-id error), each with its events.
-fn merge_clean(parts: Vec<(DataFrame, DataFrame)>) -> Result<CleanInput> {
-    let mut all = parts.first().map(|p| p.0.clone()).unwrap_or_default();
-    for p in parts.iter().skip(1) {
-        all.vstack_mut(&p.0)?;
-    }
-    let ids = all.column("shipment_id")?.str()?.clone();
-    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
-    order.sort_by(|&a, &b| ids.get(a as usize).cmp(&ids.get(b as usize)));
-    let dups = order.windows(2).filter(|w| ids.get(w[0] as usize) == ids.get(w[1] as usize)).count();
-    if dups > 0 {
-        let example = order
-            .windows(2)
-            .find(|w| ids.get(w[0] as usize) == ids.get(w[1] as usize))
-            .and_then(|w| ids.get(w[0] as usize))
-            .map(crate::error::quote)
-            .unwrap_or_default();
-        return Err(Error::data(
-            "shipments",
-            "shipment_id",
-            format!("shipment ids in more than one shard (e.g. {example}): the input repeats them across lanes"),
-        ));
-    }
-    // Where each shard's events start, per shard-local shipment row.
-    let mut base = Vec::with_capacity(parts.len());
-    let mut starts: Vec<Vec<u32>> = Vec::with_capacity(parts.len());
-    let mut cols: Vec<(Vec<i64>, Vec<u8>, Option<Vec<i64>>)> = Vec::with_capacity(parts.len());
-    let mut offset = 0u32;
-    for (ships, ev) in &parts {
-        base.push(offset);
-        offset += ships.height() as u32;
-        let mut start = vec![0u32; ships.height() + 1];
-        for s in ev.column("ship")?.u32()?.into_no_null_iter() {
-            start[s as usize + 1] += 1;
+/// The shards' clean inputs as one: shipments in shipment_id order (a k-way merge: each shard's
+/// are sorted already), each with its events. A shipment_id in two shards is an error, as the
+/// single run's duplicate-id check makes it.
+fn merge_clean(parts: Vec<Part>) -> Result<CleanInput> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    let ids: Vec<StringChunked> =
+        parts.iter().map(|p| Ok(p.shipments.column("shipment_id")?.str()?.clone())).collect::<Result<_>>()?;
+    let id = |s: usize, i: usize| ids[s].get(i).unwrap_or("");
+    // (shard, row) in shipment_id order.
+    let total: usize = parts.iter().map(|p| p.shipments.height()).sum();
+    let mut order: Vec<(u32, u32)> = Vec::with_capacity(total);
+    let mut heap: BinaryHeap<Reverse<(&str, usize, usize)>> =
+        (0..parts.len()).filter(|&s| !ids[s].is_empty()).map(|s| Reverse((id(s, 0), s, 0))).collect();
+    while let Some(Reverse((key, s, i))) = heap.pop() {
+        if let Some(&(ps, pi)) = order.last() {
+            if id(ps as usize, pi as usize) == key {
+                return Err(Error::data(
+                    "shipments",
+                    "shipment_id",
+                    format!(
+                        "shipment ids in more than one shard (e.g. {}): rows share a shipment_id with another row",
+                        crate::error::quote(key)
+                    ),
+                ));
+            }
         }
-        for k in 0..ships.height() {
-            start[k + 1] += start[k];
+        order.push((s as u32, i as u32));
+        if i + 1 < ids[s].len() {
+            heap.push(Reverse((id(s, i + 1), s, i + 1)));
         }
-        starts.push(start);
-        let time: Vec<i64> = ev.column("time")?.i64()?.into_no_null_iter().collect();
-        let code: Vec<u8> = ev.column("code")?.u8()?.into_no_null_iter().collect();
-        let eta = match ev.column("eta") {
-            Ok(c) => Some(c.i64()?.into_no_null_iter().collect()),
-            Err(_) => None,
-        };
-        cols.push((time, code, eta));
     }
-    let shard_of_row = |r: u32| base.partition_point(|&b| b <= r) - 1;
-    let has_eta = cols.iter().any(|c| c.2.is_some());
-    let total: usize = cols.iter().map(|c| c.0.len()).sum();
+    let has_eta = parts.iter().any(|p| p.events.eta.is_some());
+    let n_events: usize = parts.iter().map(|p| p.events.len()).sum();
     let mut events = Events {
-        start: Vec::with_capacity(order.len() + 1),
-        time: Vec::with_capacity(total),
-        code: Vec::with_capacity(total),
-        eta: has_eta.then(|| Vec::with_capacity(total)),
+        start: Vec::with_capacity(total + 1),
+        time: Vec::with_capacity(n_events),
+        code: Vec::with_capacity(n_events),
+        eta: has_eta.then(|| Vec::with_capacity(n_events)),
     };
     events.start.push(0);
-    for &r in &order {
-        let s = shard_of_row(r);
-        let i = (r - base[s]) as usize;
-        let (a, b) = (starts[s][i] as usize, starts[s][i + 1] as usize);
-        let (time, code, eta) = &cols[s];
-        events.time.extend_from_slice(&time[a..b]);
-        events.code.extend_from_slice(&code[a..b]);
+    for &(s, i) in &order {
+        let ev = &parts[s as usize].events;
+        let (time, code) = ev.of(i as usize);
+        events.time.extend_from_slice(time);
+        events.code.extend_from_slice(code);
         if let Some(out) = events.eta.as_mut() {
-            match eta {
-                Some(e) => out.extend_from_slice(&e[a..b]),
-                None => out.extend(std::iter::repeat_n(NO_ETA, b - a)),
+            match ev.eta_of(i as usize) {
+                Some(e) => out.extend_from_slice(e),
+                None => out.extend(std::iter::repeat_n(NO_ETA, time.len())),
             }
         }
         events.start.push(events.time.len() as u32);
     }
-    let idx = IdxCa::from_vec("idx".into(), order.iter().map(|&r| r as IdxSize).collect());
+    drop(ids);
+    // The shipments in the same order: stacked in shard order, then taken.
+    let mut base = Vec::with_capacity(parts.len());
+    let mut all = DataFrame::empty();
+    for p in parts {
+        base.push(all.height() as IdxSize);
+        if all.width() == 0 {
+            all = p.shipments;
+        } else {
+            all.vstack_mut(&p.shipments)?;
+        }
+    }
+    let idx = IdxCa::from_vec("idx".into(), order.iter().map(|&(s, i)| base[s as usize] + i as IdxSize).collect());
     Ok(CleanInput { shipments: all.take(&idx)?, events })
 }
 

@@ -81,6 +81,17 @@ fn cfg() -> String {
 
 /// `lanewatch run --shard i/n` on the input into `partials`.
 fn shard(i: u32, n: u32, partials: &Path, as_of: &str, env: &[(&str, &str)]) -> std::process::Output {
+    shard_of_input(input(), i, n, partials, as_of, env)
+}
+
+fn shard_of_input(
+    input: &Path,
+    i: u32,
+    n: u32,
+    partials: &Path,
+    as_of: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let spec = format!("{i}/{n}");
     let args = [
         "run",
@@ -89,7 +100,7 @@ fn shard(i: u32, n: u32, partials: &Path, as_of: &str, env: &[(&str, &str)]) -> 
         "--partials",
         partials.to_str().unwrap(),
         "--input",
-        input().to_str().unwrap(),
+        input.to_str().unwrap(),
         "--as-of",
         as_of,
         "--config",
@@ -251,6 +262,46 @@ fn merge_refuses_missing_duplicate_corrupt_and_mismatched_partials_and_writes_no
     // The good partials themselves merge.
     let out = tempfile::tempdir().unwrap();
     expect_code(&merge(good.path(), 2, out.path(), &[]), 0);
+}
+
+/// A shipment id on two lanes of different shards: each shard alone sees no duplicate, the
+/// merge does, and fails as the single run fails (exit 65), writing nothing.
+#[test]
+fn a_shipment_id_in_two_shards_fails_the_merge_as_it_fails_the_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ships = read_parquet(&input().join("shipments.parquet"));
+    let mut twin = ships.slice(0, 1);
+    let service = twin.column("service").unwrap().str().unwrap().get(0).unwrap().to_string();
+    let dest = twin.column("destination").unwrap().str().unwrap().get(0).unwrap().to_string();
+    let here = lanewatch::shard::shard_of(&dest, &service, 2);
+    let other = ships
+        .column("destination")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .find(|d| lanewatch::shard::shard_of(d, &service, 2) != here)
+        .expect("a destination on the other shard")
+        .to_string();
+    twin.with_column(Column::new("destination".into(), [other])).unwrap();
+    ships.vstack_mut(&twin).unwrap();
+    write_parquet(&mut ships, &dir.path().join("shipments.parquet"));
+    std::fs::copy(input().join("events.parquet"), dir.path().join("events.parquet")).unwrap();
+
+    let single = tempfile::tempdir().unwrap();
+    let o = lanewatch_fast("run", dir.path(), single.path(), &["--as-of", AS_OF]);
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("share a shipment_id"), "{}", stderr(&o));
+    let partials = tempfile::tempdir().unwrap();
+    for i in 0..2 {
+        expect_code(&shard_of_input(dir.path(), i, 2, partials.path(), AS_OF, &[]), 0);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = merge(partials.path(), 2, out.path(), &[]);
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("share a shipment_id"), "{}", stderr(&o));
+    assert!(!out.path().join(format!("as_of={AS_OF}")).exists());
 }
 
 /// The Spark job (pipelines/spark/lanewatch_spark.py) in local mode, 3 shards, the first attempt
