@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 SEPARATOR = b"\x1f"
 
@@ -89,7 +90,9 @@ def shard_task(args, ship_cols, event_cols):
                    "--input", tmp, "--as-of", args.as_of]
             if args.config:
                 cmd += ["--config", args.config]
+            started = time.monotonic()
             run(cmd, env)
+            seconds = time.monotonic() - started
         n_ships = int(pc.sum(pc.equal(kind, "s")).as_py() or 0)
         n_events = int(pc.sum(pc.equal(kind, "e")).as_py() or 0)
         # lanewatch keeps only what it owns: had this job's shard function disagreed with
@@ -101,7 +104,9 @@ def shard_task(args, ship_cols, event_cols):
                 f"shard {shard}: Spark gave {n_ships} shipments and {n_events} events, lanewatch kept "
                 f"{meta['shipments_read']} and {meta['events_read']}: the shard functions disagree"
             )
-        return pa.table({"shard": [shard], "shipments": [n_ships], "events": [n_events], "attempt": [attempt]})
+        return pa.table(
+            {"shard": [shard], "shipments": [n_ships], "events": [n_events], "attempt": [attempt], "seconds": [seconds]}
+        )
 
     return task
 
@@ -173,7 +178,7 @@ def main(argv=None):
         )
         done = (
             union.groupBy("_shard")
-            .applyInArrow(shard_task(args, ship_cols, event_cols), "shard long, shipments long, events long, attempt long")
+            .applyInArrow(shard_task(args, ship_cols, event_cols), "shard long, shipments long, events long, attempt long, seconds double")
             .orderBy("shard")
             .collect()
         )
@@ -183,13 +188,16 @@ def main(argv=None):
         sys.exit(f"lanewatch_spark: shards that ran: {[r.shard for r in done]}, expected 0..{args.shards - 1}")
     for r in done:
         retried = f" (attempt {r.attempt + 1})" if r.attempt else ""
-        print(f"shard {r.shard}/{args.shards}: {r.shipments} shipments, {r.events} events{retried}")
+        print(f"shard {r.shard}/{args.shards}: {r.shipments} shipments, {r.events} events, "
+              f"lanewatch {r.seconds:.1f} s{retried}")
 
     cmd = [args.lanewatch, "merge", "--partials", args.partials, "--shards", str(args.shards), "--out", args.out,
            "--as-of", args.as_of]
     if args.config:
         cmd += ["--config", args.config]
+    started = time.monotonic()
     merged = subprocess.run(cmd)
+    print(f"merge: {time.monotonic() - started:.1f} s")
     if merged.returncode != 0:
         sys.exit(merged.returncode)
     if not args.keep_partials:
