@@ -45,9 +45,7 @@ fi
 as_of=2026-06-20
 
 # Prints "seconds peak_MB" from a GNU time -v log.
-measure() {
-  awk -F': ' '
-    /Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; wall = s }
+measure() { awk -F': ' -f scripts/time_v.awk "$1"; }
     /Maximum resident set size/ { rss = $2 / 1024 }
     END { printf "%.2f %.0f\n", wall, rss }' "$1"
 }

@@ -28,8 +28,9 @@ if [ ! -d "$data" ]; then
   "$bin" generate --out "$data" --shipments "$size" --seed 1 --start 2026-01-01 --days 180 >/dev/null
 fi
 measure() {
-  awk -F': ' '
-    /Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; wall = s }
+  read -r wall rss < <(awk -F': ' -f scripts/time_v.awk "$1")
+  echo "$wall s, peak $rss MiB (largest process)"
+}
     /Maximum resident set size/ { rss = $2 / 1024 }
     END { printf "%.2f s, peak %.0f MiB (largest process)\n", wall, rss }' "$1"
 }

@@ -46,28 +46,14 @@ fn input() -> &'static Path {
         let mut events = events.filter(&mine).unwrap();
         // A duplicate of the first event, an unknown shipment's events, an unmapped status.
         let mut extra = events.slice(0, 3);
-        let id: Vec<String> = extra
-            .column("shipment_id")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(k, id)| if k == 1 { "NOT-A-SHIPMENT".to_string() } else { id.to_string() })
-            .collect();
-        let status: Vec<String> = extra
-            .column("status")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(k, st)| if k == 2 { "BAG_SCANNED_AT_KIOSK".to_string() } else { st.to_string() })
-            .collect();
-        extra.with_column(Column::new("shipment_id".into(), id)).unwrap();
-        extra.with_column(Column::new("status".into(), status)).unwrap();
+        let mut set = |column: &str, row: usize, value: &str| {
+            let mut v: Vec<String> =
+                extra.column(column).unwrap().str().unwrap().iter().flatten().map(String::from).collect();
+            v[row] = value.to_string();
+            extra.with_column(Column::new(column.into(), v)).unwrap();
+        };
+        set("shipment_id", 1, "NOT-A-SHIPMENT");
+        set("status", 2, "BAG_SCANNED_AT_KIOSK");
         events.vstack_mut(&extra).unwrap();
         write_parquet(&mut ships, &dir.join("shipments.parquet"));
         write_parquet(&mut events, &dir.join("events.parquet"));
