@@ -46,9 +46,6 @@ as_of=2026-06-20
 
 # Prints "seconds peak_MB" from a GNU time -v log.
 measure() { awk -F': ' -f scripts/time_v.awk "$1"; }
-    /Maximum resident set size/ { rss = $2 / 1024 }
-    END { printf "%.2f %.0f\n", wall, rss }' "$1"
-}
 
 trash="$work/trash.$$"
 set_aside() { if [ -e "$1" ]; then mkdir -p "$trash" && mv "$1" "$trash/$(basename "$1")"; fi; }

@@ -31,9 +31,6 @@ measure() {
   read -r wall rss < <(awk -F': ' -f scripts/time_v.awk "$1")
   echo "$wall s, peak $rss MiB (largest process)"
 }
-    /Maximum resident set size/ { rss = $2 / 1024 }
-    END { printf "%.2f s, peak %.0f MiB (largest process)\n", wall, rss }' "$1"
-}
 cfg="$work/spark-bench.toml"
 printf '[state]\nincremental = false\n' >"$cfg"
 single="$work/spark-single-$size" spark="$work/spark-job-$size"
