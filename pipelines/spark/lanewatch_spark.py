@@ -9,11 +9,12 @@
    exactly as `lanewatch run --shard` computes it (src/shard.rs). Only the distinct
    destination × service pairs are hashed, on the driver; a broadcast join spreads the result.
    Events take their shipment's shard; events of unknown shipments go to shard 0.
-2. Spark shuffles both tables by shard (one `groupBy(shard).applyInArrow` over their union, plus
-   one marker row per shard so a shard that owns nothing still runs). Each group reaches a
-   Python worker as one Arrow table; the worker writes it as a lanewatch input folder on local
-   disk and runs `lanewatch run --shard i/N --partials PARTIALS`, which validates that shard and
-   publishes its partial atomically (a retried task rewrites the same bytes).
+2. Spark writes both tables partitioned by shard into PARTIALS/_input/{shipments,events}/shard=i/
+   (a streamed write that spills as needed: no shard is ever one in-memory batch), counts the
+   rows of each shard, and runs one task per shard: `lanewatch run --shard i/N --partials
+   PARTIALS` on that shard's files, which validates the shard and publishes its partial
+   atomically (a retried task rewrites the same bytes). The task then checks that lanewatch
+   kept every row Spark gave it (the two shard functions agree).
 3. The driver runs `lanewatch merge`, which refuses a missing, duplicate or mismatched partial,
    and writes OUT/as_of=DATE/ as a single `lanewatch run` would, byte for byte (manifest aside).
 
@@ -64,21 +65,19 @@ def run(cmd, env=None):
     return done.stdout
 
 
-def shard_task(args, ship_cols, event_cols):
-    """The function each shard's group goes through, on an executor."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def shard_task(args, counts, schemas):
+    """What runs for shard i on an executor: lanewatch on the shard's staged files."""
     import pyarrow.parquet as pq
     from pyspark import TaskContext
 
-    def task(group: pa.Table) -> pa.Table:
-        shard = group.column("_shard")[0].as_py()
-        kind = group.column("_kind")
+    def task(shard):
         with tempfile.TemporaryDirectory(prefix=f"lanewatch-shard-{shard}-") as tmp:
-            for name, prefix, cols, tag in (("shipments", "s__", ship_cols, "s"), ("events", "e__", event_cols, "e")):
-                part = group.filter(pc.equal(kind, tag)).select([prefix + c for c in cols])
-                part = part.rename_columns(cols)
-                pq.write_table(part, os.path.join(tmp, f"{name}.parquet"))
+            for name in ("shipments", "events"):
+                staged = os.path.join(args.stage, name, f"shard={shard}")
+                if os.path.isdir(staged):
+                    os.symlink(staged, os.path.join(tmp, name))
+                else:  # Spark writes no folder for a shard without rows of this table
+                    pq.write_table(schemas[name].empty_table(), os.path.join(tmp, f"{name}.parquet"))
             env = dict(os.environ)
             kill = env.pop("SPARK_LANEWATCH_KILL_SHARD", None)
             env.pop("LANEWATCH_FAULT", None)
@@ -93,8 +92,7 @@ def shard_task(args, ship_cols, event_cols):
             started = time.monotonic()
             run(cmd, env)
             seconds = time.monotonic() - started
-        n_ships = int(pc.sum(pc.equal(kind, "s")).as_py() or 0)
-        n_events = int(pc.sum(pc.equal(kind, "e")).as_py() or 0)
+        n_ships, n_events = counts.get(shard, (0, 0))
         # lanewatch keeps only what it owns: had this job's shard function disagreed with
         # lanewatch's, rows would be missing from the night. Fail loudly instead.
         with open(os.path.join(args.partials, f"shard-{shard}-of-{args.shards}.json")) as f:
@@ -104,9 +102,7 @@ def shard_task(args, ship_cols, event_cols):
                 f"shard {shard}: Spark gave {n_ships} shipments and {n_events} events, lanewatch kept "
                 f"{meta['shipments_read']} and {meta['events_read']}: the shard functions disagree"
             )
-        return pa.table(
-            {"shard": [shard], "shipments": [n_ships], "events": [n_events], "attempt": [attempt], "seconds": [seconds]}
-        )
+        return (shard, n_ships, n_events, attempt, seconds)
 
     return task
 
@@ -131,19 +127,21 @@ def main(argv=None):
     args.partials = os.path.abspath(args.partials or os.path.join(args.out, "_partials", f"as_of={args.as_of}"))
     shutil.rmtree(args.partials, ignore_errors=True)
     os.makedirs(args.partials)
+    # The input regrouped by shard; inside the partials folder (the merge reads only its *.json).
+    args.stage = os.path.join(args.partials, "_input")
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession, functions as F, types as T
+    from pyspark.sql import SparkSession, functions as F
+    from pyspark.sql.pandas.types import to_arrow_schema
 
     builder = SparkSession.builder.appName(f"lanewatch {args.as_of}")
-    if args.master:
-        builder = builder.master(args.master)
-    elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # not started by spark-submit
-        builder = builder.master("local[2,4]")
+    if args.master or "PYSPARK_GATEWAY_PORT" not in os.environ:  # not started by spark-submit
+        # Local mode: few shuffle partitions (each writes a file per shard it holds).
+        builder = builder.master(args.master or "local[2,4]").config("spark.sql.shuffle.partitions", "8")
     spark = (
         builder.config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(args.shards))
         .config("spark.ui.enabled", "false")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .getOrCreate()
     )
     try:
@@ -167,29 +165,28 @@ def main(argv=None):
         events = events.join(owner, events.shipment_id == owner._sid, "left").drop("_sid")
         events = events.withColumn("_shard", F.coalesce("_shard", F.lit(0)))
 
-        prefixed = lambda df, prefix, cols, tag: df.select(
-            [F.col(c).alias(prefix + c) for c in cols] + [F.col("_shard"), F.lit(tag).alias("_kind")]
-        )
-        markers = spark.range(args.shards).select(F.col("id").cast("int").alias("_shard"), F.lit("m").alias("_kind"))
-        union = (
-            prefixed(ships, "s__", ship_cols, "s")
-            .unionByName(prefixed(events, "e__", event_cols, "e"), allowMissingColumns=True)
-            .unionByName(markers, allowMissingColumns=True)
-        )
-        done = (
-            union.groupBy("_shard")
-            .applyInArrow(shard_task(args, ship_cols, event_cols), "shard long, shipments long, events long, attempt long, seconds double")
-            .orderBy("shard")
-            .collect()
-        )
+        # The engine moves the data: both tables written partitioned by shard (streamed, spilled
+        # as needed; no shard is ever one in-memory batch), then one task per shard.
+        for name, df in (("shipments", ships), ("events", events)):
+            df.withColumnRenamed("_shard", "shard").write.partitionBy("shard").parquet(
+                "file://" + os.path.join(args.stage, name)  # a POSIX path the executors share
+            )
+        counts = {}
+        for name, k in (("shipments", 0), ("events", 1)):
+            staged = spark.read.parquet("file://" + os.path.join(args.stage, name)).groupBy("shard").count().collect()
+            for r in staged:
+                counts.setdefault(r["shard"], [0, 0])[k] = r["count"]
+        schemas = {"shipments": to_arrow_schema(ships.drop("_shard").schema),
+                   "events": to_arrow_schema(events.drop("_shard").schema)}
+        task = shard_task(args, {s: tuple(c) for s, c in counts.items()}, schemas)
+        done = sorted(spark.sparkContext.parallelize(range(args.shards), args.shards).map(task).collect())
     finally:
         spark.stop()
-    if [r.shard for r in done] != list(range(args.shards)):
-        sys.exit(f"lanewatch_spark: shards that ran: {[r.shard for r in done]}, expected 0..{args.shards - 1}")
-    for r in done:
-        retried = f" (attempt {r.attempt + 1})" if r.attempt else ""
-        print(f"shard {r.shard}/{args.shards}: {r.shipments} shipments, {r.events} events, "
-              f"lanewatch {r.seconds:.1f} s{retried}")
+    if [r[0] for r in done] != list(range(args.shards)):
+        sys.exit(f"lanewatch_spark: shards that ran: {[r[0] for r in done]}, expected 0..{args.shards - 1}")
+    for shard, ships, events, attempt, seconds in done:
+        retried = f" (attempt {attempt + 1})" if attempt else ""
+        print(f"shard {shard}/{args.shards}: {ships} shipments, {events} events, lanewatch {seconds:.1f} s{retried}")
 
     cmd = [args.lanewatch, "merge", "--partials", args.partials, "--shards", str(args.shards), "--out", args.out,
            "--as-of", args.as_of]
