@@ -174,6 +174,24 @@ fn a_shard_killed_before_it_publishes_leaves_no_partial_and_its_rerun_completes_
     assert_same_data(&single, &out.path().join(format!("as_of={AS_OF}")), "after a retried shard");
 }
 
+/// A shard's partial is the same bytes whatever the thread count and however often it runs:
+/// what makes a retried or speculative task's rewrite harmless.
+#[test]
+fn a_shards_partial_is_byte_identical_across_reruns_and_thread_counts() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    expect_code(&shard(1, 3, a.path(), AS_OF, &[]), 0);
+    expect_code(&shard(1, 3, a.path(), AS_OF, &[]), 0);
+    expect_code(&shard(1, 3, b.path(), AS_OF, &[("RAYON_NUM_THREADS", "1"), ("POLARS_MAX_THREADS", "1")]), 0);
+    let (ta, tb) = (tree(a.path()), tree(b.path()));
+    assert_eq!(
+        ta.keys().collect::<Vec<_>>(),
+        ["shard-1-of-3.events.parquet", "shard-1-of-3.json", "shard-1-of-3.shipments.parquet"]
+    );
+    for (name, bytes) in &ta {
+        assert!(bytes == &tb[name], "{name} differs between 2 threads and 1");
+    }
+}
+
 #[test]
 fn merge_refuses_missing_duplicate_corrupt_and_mismatched_partials_and_writes_nothing() {
     let good = all_shards(2);
