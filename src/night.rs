@@ -112,14 +112,20 @@ pub fn load_shard(s: &Settings, shard: Shard, t: &mut Timings) -> Result<(Report
 
 /// The `merge` stage of `lanewatch merge`: the shards' partials in `dir` as one night's report
 /// and clean input, exactly as validating the whole input gives them.
-pub fn load_partials(s: &Settings, dir: &Path, shards: u32, t: &mut Timings) -> Result<(Report, CleanInput)> {
+pub fn load_partials(
+    s: &Settings,
+    dir: &Path,
+    shards: u32,
+    t: &mut Timings,
+) -> Result<(Report, CleanInput, crate::partials::Merged)> {
     let night = s.night()?;
-    let (report, clean) = t.time(
+    let (report, clean, merged) = t.time(
         "merge",
         || crate::partials::merge(dir, shards, night, &s.config, &s.input),
         |r| r.0.shipments + r.0.events,
     )?;
-    settle(report, Some(clean))
+    let (report, clean) = settle(report, Some(clean))?;
+    Ok((report, clean, merged))
 }
 
 /// The `validate` stage of a nightly run through the state in `OUT/state/` (only files new

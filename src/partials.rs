@@ -168,10 +168,45 @@ pub fn write(
     Ok(path)
 }
 
+/// What the manifest of a merged night records of its partials.
+#[derive(Debug, Clone, Serialize)]
+pub struct Merged {
+    pub shards: u32,
+    pub partials: Vec<MergedPartial>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MergedPartial {
+    pub shard: u32,
+    /// BLAKE3 of the partial's JSON (which holds its data files' BLAKE3).
+    pub blake3: String,
+    pub shipments: u64,
+    pub events: u64,
+}
+
 /// Reads the `shards` partials of `night` in `dir` and merges them into the report and clean
 /// input of the whole night; refuses (exit 65) anything but exactly one matching partial per shard.
-pub fn merge(dir: &Path, shards: u32, night: Night, cfg: &Config, input: &Path) -> Result<(Report, CleanInput)> {
-    let metas = read_metas(dir, shards, night, cfg)?;
+pub fn merge(
+    dir: &Path,
+    shards: u32,
+    night: Night,
+    cfg: &Config,
+    input: &Path,
+) -> Result<(Report, CleanInput, Merged)> {
+    let (metas, digests) = read_metas(dir, shards, night, cfg)?;
+    let merged = Merged {
+        shards,
+        partials: metas
+            .iter()
+            .zip(digests)
+            .map(|(m, blake3)| MergedPartial {
+                shard: m.shard,
+                blake3,
+                shipments: m.shipments_read,
+                events: m.events_read,
+            })
+            .collect(),
+    };
     let mut parts = Vec::with_capacity(metas.len());
     for m in &metas {
         let shipments = read_data(dir, &m.shipments, &format!("{}.shipments.parquet", stem(m)))?;
@@ -183,7 +218,7 @@ pub fn merge(dir: &Path, shards: u32, night: Night, cfg: &Config, input: &Path) 
     if clean.shipments.height() == 0 {
         return Err(validate::empty_table().into_error());
     }
-    Ok((merge_reports(&metas, input)?, clean))
+    Ok((merge_reports(&metas, input)?, clean, merged))
 }
 
 /// One shard's clean input as read back: its shipments (by shipment_id) and their events in
@@ -224,8 +259,8 @@ fn stem(m: &Meta) -> String {
 }
 
 /// Every `*.json` in `dir` (hidden and `_` names aside), checked against the night and config,
-/// one per shard, in shard order.
-fn read_metas(dir: &Path, shards: u32, night: Night, cfg: &Config) -> Result<Vec<Meta>> {
+/// one per shard, in shard order, with the BLAKE3 of each.
+fn read_metas(dir: &Path, shards: u32, night: Night, cfg: &Config) -> Result<(Vec<Meta>, Vec<String>)> {
     let shown = |name: &str| dir.join(name).display().to_string();
     let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::MissingInput { path: dir.to_path_buf() },
@@ -238,7 +273,7 @@ fn read_metas(dir: &Path, shards: u32, night: Night, cfg: &Config) -> Result<Vec
         .collect();
     names.sort();
     let digest = config_digest(cfg);
-    let mut by_shard: BTreeMap<u32, (String, Meta)> = BTreeMap::new();
+    let mut by_shard: BTreeMap<u32, (String, Meta, String)> = BTreeMap::new();
     for name in names {
         let bytes =
             std::fs::read(dir.join(&name)).map_err(|e| Error::bad_file(shown(&name), format!("unreadable: {e}")))?;
@@ -266,13 +301,14 @@ fn read_metas(dir: &Path, shards: u32, night: Night, cfg: &Config) -> Result<Vec
         if m.config != digest {
             return Err(mismatch("config", &format!("digest {}", &m.config[..m.config.len().min(12)]), &digest[..12]));
         }
-        if let Some((other, _)) = by_shard.get(&m.shard) {
+        if let Some((other, _, _)) = by_shard.get(&m.shard) {
             return Err(Error::bad_file(
                 shown(&name),
                 format!("shard {}/{shards} is also in {other}: duplicate partials", m.shard),
             ));
         }
-        by_shard.insert(m.shard, (name, m));
+        let blake3 = blake3::hash(&bytes).to_hex().to_string();
+        by_shard.insert(m.shard, (name, m, blake3));
     }
     let missing: Vec<String> = (0..shards).filter(|k| !by_shard.contains_key(k)).map(|k| k.to_string()).collect();
     if !missing.is_empty() {
@@ -281,7 +317,7 @@ fn read_metas(dir: &Path, shards: u32, night: Night, cfg: &Config) -> Result<Vec
             format!("missing partials: shard {} of {shards} (run lanewatch run --shard for each)", missing.join(", ")),
         ));
     }
-    Ok(by_shard.into_values().map(|(_, m)| m).collect())
+    Ok(by_shard.into_values().map(|(_, m, b)| (m, b)).unzip())
 }
 
 /// A data file of a partial, its name and BLAKE3 checked.

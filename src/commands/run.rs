@@ -92,18 +92,18 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     let staging = Staging::new(out, night.as_of(), &lock)?;
     let mut t = Timings::default();
     let (prev, prev_warning) = output::previous_alerts(out, night.as_of());
-    let (report, clean, state) = match source {
+    let (report, clean, state, merged) = match source {
         Source::Input { .. } if s.config.state.incremental => {
             let (report, clean, pending, info) = night::load_with_state(s, out, full_refresh, &mut t)?;
-            (report, clean, Some((pending, info)))
+            (report, clean, Some((pending, info)), None)
         }
         Source::Input { .. } => {
             let (report, clean) = night::load_timed(s, &mut t)?;
-            (report, clean, None)
+            (report, clean, None, None)
         }
         Source::Partials { dir, shards } => {
-            let (report, clean) = night::load_partials(s, dir, shards, &mut t)?;
-            (report, clean, None)
+            let (report, clean, merged) = night::load_partials(s, dir, shards, &mut t)?;
+            (report, clean, None, Some(merged))
         }
     };
     let res = night::compute(s, Cow::Owned(clean), night, &prev, None, &mut t)?;
@@ -133,6 +133,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     }
     let mut manifest = Manifest::new(&s.config, &res, &report.files, &written, &warnings, &t, started);
     manifest.state = state.as_ref().map(|(_, i)| i);
+    manifest.shards = merged.as_ref();
     io::write_file(&staging.path("manifest.json"), &manifest.to_json()?)?;
     let final_dir = staging.commit()?;
     if let Some((pending, _)) = state {

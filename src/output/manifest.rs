@@ -25,6 +25,9 @@ pub struct Manifest<'a> {
     /// and why a full refresh happened (absent when the run keeps no state).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<&'a crate::state::StateInfo>,
+    /// A sharded night (`lanewatch merge`): the partials it merged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<&'a crate::partials::Merged>,
     timings: &'a Timings,
     started_at: String,
     finished_at: String,
@@ -82,6 +85,7 @@ impl<'a> Manifest<'a> {
             },
             warnings,
             state: None,
+            shards: None,
             timings,
             started_at,
             finished_at: now(),

@@ -152,6 +152,15 @@ fn merged_shards_equal_the_single_run_for_1_2_3_and_7_shards() {
         assert_same_data(&single, &merged, &format!("{n} shards"));
         // The manifest's warnings are the single run's too, counts summed across shards.
         assert_eq!(manifest_warnings(&merged), warnings, "{n} shards: warnings");
+        // And it names the partials it merged, by the BLAKE3 of each.
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(merged.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(m["shards"]["shards"], n);
+        for (i, p) in m["shards"]["partials"].as_array().unwrap().iter().enumerate() {
+            let json = std::fs::read(partials.path().join(format!("shard-{i}-of-{n}.json"))).unwrap();
+            assert_eq!(p["blake3"], blake3::hash(&json).to_hex().as_str(), "{n} shards: partial {i}");
+            assert_eq!(p["shipments"], rows[i]);
+        }
     }
 }
 
