@@ -49,12 +49,21 @@ def shard_of(destination, service, shards):
     return h % shards
 
 
-def table_path(input_dir, name):
-    """Where lanewatch finds a table: NAME.parquet (file or folder) or NAME/."""
-    found = [p for p in (f"{name}.parquet", name) if os.path.exists(os.path.join(input_dir, p))]
+def table_path(spark, input_dir, name):
+    """Where lanewatch finds a table: NAME.parquet (file or folder) or NAME/, on any file system
+    Spark reads (a local path, hdfs://, s3a://, ...)."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def exists(path):
+        p = jvm.org.apache.hadoop.fs.Path(path)
+        return p.getFileSystem(conf).exists(p)
+
+    found = [f"{input_dir.rstrip('/')}/{p}" for p in (f"{name}.parquet", name)]
+    found = [p for p in found if exists(p)]
     if len(found) != 1:
         sys.exit(f"lanewatch_spark: {input_dir}: expected one of {name}.parquet or {name}/, found {found or 'none'}")
-    return os.path.join(input_dir, found[0])
+    return found[0]
 
 
 def run(cmd, env=None):
@@ -109,7 +118,7 @@ def shard_task(args, counts, schemas):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--input", required=True)
+    p.add_argument("--input", required=True, help="a path, or a URI Spark reads (hdfs://, s3a://, ...)")
     p.add_argument("--out", required=True)
     p.add_argument("--as-of", required=True)
     p.add_argument("--shards", type=int, required=True)
@@ -121,7 +130,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.shards < 1:
         sys.exit("lanewatch_spark: --shards must be at least 1")
-    args.input, args.out = os.path.abspath(args.input), os.path.abspath(args.out)
+    if "://" not in args.input:  # a local (or shared-mount) path, whatever the default FS
+        args.input = "file://" + os.path.abspath(args.input)
+    args.out = os.path.abspath(args.out)
     args.lanewatch = os.path.abspath(args.lanewatch) if os.path.sep in args.lanewatch else args.lanewatch
     args.config = os.path.abspath(args.config) if args.config else None
     args.partials = os.path.abspath(args.partials or os.path.join(args.out, "_partials", f"as_of={args.as_of}"))
@@ -145,7 +156,9 @@ def main(argv=None):
         .getOrCreate()
     )
     try:
-        read = lambda name: spark.read.option("recursiveFileLookup", "true").parquet(table_path(args.input, name))
+        def read(name):
+            return spark.read.option("recursiveFileLookup", "true").parquet(table_path(spark, args.input, name))
+
         ships, events = read("shipments"), read("events")
         ship_cols, event_cols = ships.columns, events.columns
         for col, table in (("shipment_id", event_cols), ("destination", ship_cols), ("service", ship_cols)):
