@@ -164,6 +164,31 @@ fn merged_shards_equal_the_single_run_for_1_2_3_and_7_shards() {
     }
 }
 
+/// The same with the input in several files per table (as date partitions are): each shard
+/// reads every file and keeps its rows.
+#[test]
+fn merged_shards_equal_the_single_run_on_an_input_of_many_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for table in ["shipments", "events"] {
+        let df = read_parquet(&input().join(format!("{table}.parquet")));
+        let step = df.height().div_ceil(4);
+        for k in 0..4 {
+            let path = dir.path().join(format!("{table}/date=2026-0{}-01/part-0.parquet", k + 1));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            write_parquet(&mut df.slice((k * step) as i64, step), &path);
+        }
+    }
+    let single_out = tempfile::tempdir().unwrap();
+    let single = run_night(dir.path(), single_out.path(), AS_OF, &[]);
+    let partials = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        expect_code(&shard_of_input(dir.path(), i, 3, partials.path(), AS_OF, &[]), 0);
+    }
+    let out = tempfile::tempdir().unwrap();
+    expect_code(&merge(partials.path(), 3, out.path(), &[]), 0);
+    assert_same_data(&single, &out.path().join(format!("as_of={AS_OF}")), "3 shards over 8 files");
+}
+
 #[test]
 fn a_shard_killed_before_it_publishes_leaves_no_partial_and_its_rerun_completes_the_night() {
     let partials = tempfile::tempdir().unwrap();
