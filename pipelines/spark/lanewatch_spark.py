@@ -23,8 +23,8 @@ Task failures are Spark's to retry (`spark.task.maxFailures`; for local mode the
 driver under the same path (a shared mount); the partials folder belongs to the job: it is
 emptied before the shards run and removed after a successful merge (--keep-partials keeps it).
 
-Columns must carry their canonical names (README "Input contract"); a config's
-`[input.columns]` renaming is not applied here. `SPARK_LANEWATCH_KILL_SHARD=k` is a test hook:
+Columns are named as the config's `[input.columns]` says (canonical names by default; the
+job reads that table from the --config file, not from LANEWATCH_* variables). `SPARK_LANEWATCH_KILL_SHARD=k` is a test hook:
 the first attempt of shard k's task has its lanewatch killed before it publishes.
 """
 
@@ -47,6 +47,20 @@ def shard_of(destination, service, shards):
         h ^= b
         h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return h % shards
+
+
+def column_names(config):
+    """Canonical name -> the input's name per table, from the config's [input.columns] (lanewatch
+    applies the same mapping when it reads the staged files)."""
+    names = {"shipments": {}, "events": {}}
+    if config:
+        import tomllib
+
+        with open(config, "rb") as f:
+            columns = tomllib.load(f).get("input", {}).get("columns", {})
+        for table, mapping in names.items():
+            mapping.update(columns.get(table, {}))
+    return lambda table, canonical: names[table].get(canonical, canonical)
 
 
 def table_path(spark, input_dir, name):
@@ -160,22 +174,25 @@ def main(argv=None):
             return spark.read.option("recursiveFileLookup", "true").parquet(table_path(spark, args.input, name))
 
         ships, events = read("shipments"), read("events")
-        ship_cols, event_cols = ships.columns, events.columns
-        for col, table in (("shipment_id", event_cols), ("destination", ship_cols), ("service", ship_cols)):
-            if col not in table:
-                sys.exit(f"lanewatch_spark: column {col} missing (canonical column names are required)")
+        name = column_names(args.config)
+        dest, service = name("shipments", "destination"), name("shipments", "service")
+        ship_id, event_ship_id = name("shipments", "shipment_id"), name("events", "shipment_id")
+        for col, table, cols in ((dest, "shipments", ships.columns), (service, "shipments", ships.columns),
+                                 (ship_id, "shipments", ships.columns), (event_ship_id, "events", events.columns)):
+            if col not in cols:
+                sys.exit(f"lanewatch_spark: {table}: column {col} missing (see the config's [input.columns])")
 
         # The shard of each destination x service, computed once per pair on the driver.
-        pairs = ships.select("destination", "service").distinct().collect()
+        pairs = ships.select(F.col(dest).alias("d"), F.col(service).alias("s")).distinct().collect()
         keys = spark.createDataFrame(
-            [(r.destination, r.service, shard_of(r.destination, r.service, args.shards)) for r in pairs],
-            "destination string, service string, _shard int",
+            [(r.d, r.s, shard_of(r.d, r.s, args.shards)) for r in pairs], "_d string, _s string, _shard int"
         )
-        ships = ships.join(F.broadcast(keys), ["destination", "service"], "left")
+        on = (ships[dest] == keys["_d"]) & (ships[service] == keys["_s"])
+        ships = ships.join(F.broadcast(keys), on, "left").drop("_d", "_s")
         # A null destination or service is an input error lanewatch reports; shard 0 reads it.
         ships = ships.withColumn("_shard", F.coalesce("_shard", F.lit(0)))
-        owner = ships.select(F.col("shipment_id").alias("_sid"), "_shard")
-        events = events.join(owner, events.shipment_id == owner._sid, "left").drop("_sid")
+        owner = ships.select(F.col(ship_id).alias("_sid"), "_shard")
+        events = events.join(owner, events[event_ship_id] == owner["_sid"], "left").drop("_sid")
         events = events.withColumn("_shard", F.coalesce("_shard", F.lit(0)))
 
         # The engine moves the data: both tables written partitioned by shard (streamed, spilled

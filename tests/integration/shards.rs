@@ -343,18 +343,35 @@ fn a_shipment_id_in_two_shards_fails_the_merge_as_it_fails_the_single_run() {
 }
 
 /// The Spark job (pipelines/spark/lanewatch_spark.py) in local mode, 3 shards, the first attempt
-/// of shard 1's task killed: Spark retries it and the night equals the single run.
+/// of shard 1's task killed: Spark retries it and the night equals the single run. The input's
+/// destination and event shipment_id columns carry other names, mapped by the config's
+/// `[input.columns]`, which the job reads too.
 #[test]
 fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard() {
     let Some(py) = require_spark() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let renamed = dir.path().join("input");
+    std::fs::create_dir(&renamed).unwrap();
+    for (table, from, to) in [("shipments", "destination", "dest_country"), ("events", "shipment_id", "parcel")] {
+        let mut df = read_parquet(&input().join(format!("{table}.parquet")));
+        df.rename(from, to.into()).unwrap();
+        write_parquet(&mut df, &renamed.join(format!("{table}.parquet")));
+    }
+    let config = dir.path().join("mapped.toml");
+    let mapping = "\n[input.columns.shipments]\ndestination = \"dest_country\"\n[input.columns.events]\nshipment_id = \"parcel\"\n";
+    std::fs::write(&config, std::fs::read_to_string(fast_config()).unwrap() + mapping).unwrap();
+    let config = config.to_str().unwrap();
+
     let single_out = tempfile::tempdir().unwrap();
-    let single = run_night(input(), single_out.path(), AS_OF, &[]);
+    let args = ["run", "--input", renamed.to_str().unwrap(), "--out", single_out.path().to_str().unwrap()];
+    expect_code(&lanewatch(&[&args[..], &["--as-of", AS_OF, "--config", config]].concat()), 0);
+    let single = single_out.path().join(format!("as_of={AS_OF}"));
     let out = tempfile::tempdir().unwrap();
     let job = repo().join("pipelines/spark/lanewatch_spark.py");
     let o = std::process::Command::new(py)
         .arg(&job)
-        .args(["--input", input().to_str().unwrap(), "--out", out.path().to_str().unwrap()])
-        .args(["--as-of", AS_OF, "--shards", "3", "--config", &cfg(), "--master", "local[2,4]"])
+        .args(["--input", renamed.to_str().unwrap(), "--out", out.path().to_str().unwrap()])
+        .args(["--as-of", AS_OF, "--shards", "3", "--config", config, "--master", "local[2,4]"])
         .arg("--lanewatch")
         .arg(bin())
         .env("SPARK_LANEWATCH_KILL_SHARD", "1")
@@ -366,6 +383,9 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
     let line = printed.lines().find(|l| l.starts_with("shard 1/3:")).unwrap_or_default();
     assert!(line.ends_with("(attempt 2)"), "shard 1 was not retried: {printed}");
     assert_same_data(&single, &out.path().join(format!("as_of={AS_OF}")), "Spark, 3 shards");
+    // The same night as the canonical input's: the mapping changed names, not data.
+    let canonical_out = tempfile::tempdir().unwrap();
+    assert_same_data(&single, &run_night(input(), canonical_out.path(), AS_OF, &[]), "renamed columns");
     assert!(!out.path().join(format!("_partials/as_of={AS_OF}")).exists(), "the partials were left behind");
 }
 
