@@ -413,9 +413,12 @@ fn merge_clean(parts: Vec<Part>) -> Result<CleanInput> {
 /// The whole night's report from the shards': counts summed, each warning once with its count
 /// summed, in the order a single validation reports them; the unmapped statuses combined.
 fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
+    // Shards given the whole input all list its files: each once (a set, as a Spark input has
+    // thousands of part files).
+    let mut seen: std::collections::HashSet<(&str, &str, &str)> = std::collections::HashSet::new();
     let mut files: Vec<FileInfo> = Vec::new();
     for f in metas.iter().flat_map(|m| &m.files) {
-        if !files.iter().any(|g| g.table == f.table && g.path == f.path && g.blake3 == f.blake3) {
+        if seen.insert((&f.table, &f.path, &f.blake3)) {
             let table = if f.table == Table::Shipments.name() { Table::Shipments } else { Table::Events };
             files.push(FileInfo {
                 table: table.name(),

@@ -587,7 +587,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         .into_par_iter()
         .zip(ship_names)
         .map(|((info, mtime, mut df), data)| {
-            let data_blake3 = write_segment(&seg_dir.join(&data), &mut df)?;
+            let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
             Ok(segment(&info, mtime, data, data_blake3))
         })
         .collect::<Result<_>>()?;
@@ -601,7 +601,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         .zip(event_names)
         .map(|((info, mtime, range, counts), data)| {
             let (mut df, statuses, orphans) = event_segment(raw, range, arrival_of)?;
-            let data_blake3 = write_segment(&seg_dir.join(&data), &mut df)?;
+            let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
             let mut s = segment(&info, mtime, data, data_blake3);
             s.statuses = statuses;
             s.orphans = orphans;
@@ -641,12 +641,6 @@ fn segment(info: &FileInfo, mtime_ns: i64, data: String, data_blake3: String) ->
         orphans: vec![],
         counts: Counts::default(),
     }
-}
-
-/// Writes a segment (LZ4: it is read back every night) through a temporary file and a rename;
-/// returns the BLAKE3 of its bytes.
-fn write_segment(path: &Path, df: &mut DataFrame) -> Result<String> {
-    crate::io::write_compact(path, df)
 }
 
 /// One new file's events as a segment: shipments by arrival row, unknown ids and statuses
