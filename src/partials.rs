@@ -29,11 +29,11 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Night;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::ingest::{FileInfo, Finding, Level};
+use crate::ingest::{FileInfo, Finding};
 use crate::night::TOOL_VERSION;
 use crate::schema::Table;
 use crate::shard::Shard;
-use crate::validate::{self, CleanInput, Events, NO_ETA, Report, Unmapped};
+use crate::validate::{CleanInput, Events, NO_ETA, Report, Unmapped, Warning};
 
 /// Layout version of a partial; the merge refuses another.
 const FORMAT: u32 = 1;
@@ -216,7 +216,7 @@ pub fn merge(
     }
     let clean = merge_clean(parts)?;
     if clean.shipments.height() == 0 {
-        return Err(validate::empty_table().into_error());
+        return Err(crate::validate::empty_table().into_error());
     }
     Ok((merge_reports(&metas, input)?, clean, merged))
 }
@@ -429,38 +429,18 @@ fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
             });
         }
     }
-    let mut warnings: Vec<(usize, Finding)> = Vec::new();
-    for w in metas.iter().flat_map(|m| &m.warnings) {
-        let rank =
-            validate::WARNINGS.iter().position(|(check, column)| *check == w.check && *column == w.column).ok_or_else(
-                || Error::internal(format!("a partial holds a warning this merge does not know: {}", w.check)),
-            )?;
-        match warnings.iter_mut().find(|(r, _)| *r == rank) {
-            Some((_, v)) => {
-                let total = v.count + w.count;
-                v.message = recount(&v.message, v.count, total);
-                v.count = total;
-            }
-            None => warnings.push((
-                rank,
-                Finding {
-                    level: Level::Warning,
-                    file: w.file.clone(),
-                    column: w.column.clone(),
-                    check: validate::WARNINGS[rank].0,
-                    message: w.message.clone(),
-                    count: w.count,
-                },
-            )),
-        }
-    }
-    warnings.sort_by_key(|w| w.0);
+    // Each warning once, its count summed, rendered through the single validation's words.
     let unmapped = merge_unmapped(metas);
-    for (_, w) in warnings.iter_mut().filter(|w| w.1.check == "unknown_status") {
-        // Its examples, from the combined statuses rather than one shard's.
-        let counts: Vec<(String, u64)> = unmapped.iter().map(|u| (u.status.clone(), u.count)).collect();
-        w.message = validate::unknown_status_message(w.count, &counts);
+    let mut counts = [0u64; Warning::ALL.len()];
+    for w in metas.iter().flat_map(|m| &m.warnings) {
+        let known = Warning::find(&w.check, &w.column).ok_or_else(|| {
+            Error::internal(format!("a partial holds a warning this merge does not know: {} ({})", w.check, w.column))
+        })?;
+        counts[Warning::ALL.iter().position(|&k| k == known).expect("ALL lists every warning")] += w.count;
     }
+    let statuses: Vec<(String, u64)> = unmapped.iter().map(|u| (u.status.clone(), u.count)).collect();
+    let warnings: Vec<Finding> =
+        Warning::ALL.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(w, n)| w.finding(n, &statuses)).collect();
     Ok(Report {
         input: input.display().to_string(),
         valid: true,
@@ -468,18 +448,9 @@ fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
         events: metas.iter().map(|m| m.events_read).sum(),
         files,
         errors: Vec::new(),
-        warnings: warnings.into_iter().map(|w| w.1).collect(),
+        warnings,
         unmapped_statuses: unmapped,
     })
-}
-
-/// A warning's message with its leading count replaced by the merged one ("12 duplicate
-/// events …" → "40 duplicate events …").
-fn recount(message: &str, old: u64, new: u64) -> String {
-    match message.strip_prefix(&old.to_string()) {
-        Some(rest) if rest.starts_with(' ') => format!("{new}{rest}"),
-        _ => message.to_string(),
-    }
 }
 
 /// Unmapped statuses across shards: counts summed, first and last seen over all; where it sits
@@ -512,12 +483,48 @@ fn merge_unmapped(metas: &[Meta]) -> Vec<Unmapped> {
 mod tests {
     use super::*;
 
+    fn meta(unmapped: Vec<Unmapped>, warnings: Vec<PartFinding>) -> Meta {
+        Meta {
+            format: FORMAT,
+            tool_version: TOOL_VERSION.into(),
+            shard: 0,
+            shards: 2,
+            as_of: "2026-11-14".into(),
+            config: String::new(),
+            shipments_read: 0,
+            events_read: 0,
+            files: vec![],
+            warnings,
+            unmapped,
+            shipments: DataFile { file: String::new(), blake3: String::new(), rows: 0 },
+            events: DataFile { file: String::new(), blake3: String::new(), rows: 0 },
+        }
+    }
+
+    fn part_warning(w: Warning, count: u64) -> PartFinding {
+        let f = w.finding(count, &[]);
+        PartFinding { file: f.file, column: f.column, check: f.check.into(), message: f.message, count }
+    }
+
     #[test]
-    fn a_merged_warning_states_the_summed_count() {
-        assert_eq!(recount("12 duplicate events (same shipment)", 12, 40), "40 duplicate events (same shipment)");
-        // Only a leading count followed by a space is the count.
-        assert_eq!(recount("120 shipments", 12, 40), "120 shipments");
-        assert_eq!(recount("no count here", 12, 40), "no count here");
+    fn merged_warnings_are_summed_and_worded_as_one_validation_words_them() {
+        let a = meta(
+            vec![],
+            vec![part_warning(Warning::ShipmentWithoutEvents, 3), part_warning(Warning::DuplicateEvent, 12)],
+        );
+        let b = meta(vec![], vec![part_warning(Warning::DuplicateEvent, 28), part_warning(Warning::InvalidWeight, 1)]);
+        let r = merge_reports(&[a, b], Path::new("in")).unwrap();
+        let expected: Vec<Finding> =
+            [(Warning::InvalidWeight, 1), (Warning::DuplicateEvent, 40), (Warning::ShipmentWithoutEvents, 3)]
+                .into_iter()
+                .map(|(w, n)| w.finding(n, &[]))
+                .collect();
+        assert_eq!(r.warnings, expected);
+        assert!(r.warnings[1].message.starts_with("40 duplicate events"), "{}", r.warnings[1].message);
+
+        let odd = PartFinding { check: "made_up".into(), ..part_warning(Warning::DuplicateEvent, 1) };
+        let err = merge_reports(&[meta(vec![], vec![odd])], Path::new("in")).unwrap_err();
+        assert!(err.to_string().contains("does not know: made_up"), "{err}");
     }
 
     fn unmapped(status: &str, count: u64, first: &str, last: &str, after: &str) -> Unmapped {
@@ -536,23 +543,11 @@ mod tests {
 
     #[test]
     fn unmapped_statuses_combine_across_shards() {
-        let meta = |u: Vec<Unmapped>| Meta {
-            format: FORMAT,
-            tool_version: TOOL_VERSION.into(),
-            shard: 0,
-            shards: 2,
-            as_of: "2026-11-14".into(),
-            config: String::new(),
-            shipments_read: 0,
-            events_read: 0,
-            files: vec![],
-            warnings: vec![],
-            unmapped: u,
-            shipments: DataFile { file: String::new(), blake3: String::new(), rows: 0 },
-            events: DataFile { file: String::new(), blake3: String::new(), rows: 0 },
-        };
-        let a = meta(vec![unmapped("X", 2, "2026-01-02", "2026-01-05", "PICKED_UP"), unmapped("Y", 5, "a", "b", "")]);
-        let b = meta(vec![unmapped("X", 4, "2026-01-01", "2026-01-03", "DEPARTED")]);
+        let a = meta(
+            vec![unmapped("X", 2, "2026-01-02", "2026-01-05", "PICKED_UP"), unmapped("Y", 5, "a", "b", "")],
+            vec![],
+        );
+        let b = meta(vec![unmapped("X", 4, "2026-01-01", "2026-01-03", "DEPARTED")], vec![]);
         let m = merge_unmapped(&[a, b]);
         assert_eq!(m.iter().map(|u| (u.status.as_str(), u.count)).collect::<Vec<_>>(), vec![("X", 6), ("Y", 5)]);
         assert_eq!((m[0].first_seen.as_str(), m[0].last_seen.as_str()), ("2026-01-01", "2026-01-05"));

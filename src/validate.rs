@@ -645,19 +645,98 @@ pub fn unknown_status_message(n_unknown: u64, unknown: &[(String, u64)]) -> Stri
     )
 }
 
-/// The warnings `check` can report, as (check, column), in the order it reports them: merging
-/// shards' reports restores this order. A new warning must be added here.
-pub const WARNINGS: &[(&str, &str)] = &[
-    ("promise_before_creation", "promised_at"),
-    ("invalid_value", "weight_g"),
-    ("invalid_value", "declared_value"),
-    ("unknown_status", "status"),
-    ("unknown_shipment", "shipment_id"),
-    ("duplicate_event", ""),
-    ("event_before_creation", "event_time"),
-    ("milestones_out_of_order", "status"),
-    ("shipment_without_events", "shipment_id"),
-];
+/// A warning `check` can report. Its text is rendered from its count (and, for unknown
+/// statuses, the most frequent ones), so a merge of shards' reports renders the summed count
+/// through the same words as a single validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning {
+    PromiseBeforeCreation,
+    InvalidWeight,
+    InvalidValue,
+    UnknownStatus,
+    UnknownShipment,
+    DuplicateEvent,
+    EventBeforeCreation,
+    MilestonesOutOfOrder,
+    ShipmentWithoutEvents,
+}
+
+impl Warning {
+    /// Every warning, in the order `check` reports them: merging shards' reports restores it.
+    pub const ALL: [Warning; 9] = [
+        Warning::PromiseBeforeCreation,
+        Warning::InvalidWeight,
+        Warning::InvalidValue,
+        Warning::UnknownStatus,
+        Warning::UnknownShipment,
+        Warning::DuplicateEvent,
+        Warning::EventBeforeCreation,
+        Warning::MilestonesOutOfOrder,
+        Warning::ShipmentWithoutEvents,
+    ];
+
+    pub fn check(self) -> &'static str {
+        match self {
+            Warning::PromiseBeforeCreation => "promise_before_creation",
+            Warning::InvalidWeight | Warning::InvalidValue => "invalid_value",
+            Warning::UnknownStatus => "unknown_status",
+            Warning::UnknownShipment => "unknown_shipment",
+            Warning::DuplicateEvent => "duplicate_event",
+            Warning::EventBeforeCreation => "event_before_creation",
+            Warning::MilestonesOutOfOrder => "milestones_out_of_order",
+            Warning::ShipmentWithoutEvents => "shipment_without_events",
+        }
+    }
+
+    pub fn column(self) -> &'static str {
+        match self {
+            Warning::PromiseBeforeCreation => "promised_at",
+            Warning::InvalidWeight => "weight_g",
+            Warning::InvalidValue => "declared_value",
+            Warning::UnknownStatus | Warning::MilestonesOutOfOrder => "status",
+            Warning::UnknownShipment | Warning::ShipmentWithoutEvents => "shipment_id",
+            Warning::DuplicateEvent => "",
+            Warning::EventBeforeCreation => "event_time",
+        }
+    }
+
+    /// The table whose rows it counts.
+    fn table(self) -> &'static str {
+        match self {
+            Warning::PromiseBeforeCreation | Warning::InvalidWeight | Warning::InvalidValue => "shipments",
+            _ => "events",
+        }
+    }
+
+    /// The warning a partial names by check and column.
+    pub fn find(check: &str, column: &str) -> Option<Warning> {
+        Warning::ALL.into_iter().find(|w| w.check() == check && w.column() == column)
+    }
+
+    /// Its finding for `n` rows; `unknown` are the unmapped statuses with their counts (read
+    /// by `UnknownStatus` only).
+    pub fn finding(self, n: u64, unknown: &[(String, u64)]) -> Finding {
+        let invalid = |max: f64| format!("{n} values are NaN, negative or above {max}; treated as unknown");
+        let message = match self {
+            Warning::PromiseBeforeCreation => {
+                format!("{n} shipments promised before they were created; kept, they count as late")
+            }
+            Warning::InvalidWeight => invalid(MAX_WEIGHT_G),
+            Warning::InvalidValue => invalid(MAX_VALUE_USD),
+            Warning::UnknownStatus => unknown_status_message(n, unknown),
+            Warning::UnknownShipment => format!("{n} events for shipments not in shipments; ignored"),
+            Warning::DuplicateEvent => format!("{n} duplicate events (same shipment, time and status); dropped"),
+            Warning::EventBeforeCreation => format!("{n} events before their shipment's created_at; kept"),
+            Warning::MilestonesOutOfOrder => {
+                format!("{n} shipments reach milestones out of order; the furthest milestone counts")
+            }
+            Warning::ShipmentWithoutEvents => {
+                format!("{n} shipments have no events; treated as created and not yet scanned")
+            }
+        };
+        finding(Level::Warning, self.table(), self.column(), self.check(), n, message)
+    }
+}
 
 /// The error of an input without shipments.
 pub fn empty_table() -> Finding {
@@ -752,32 +831,19 @@ fn check_shipments(df: DataFrame, allow_empty: bool, out: &mut Vec<Finding>) -> 
     let before = created.i64()?.gt(promised.i64()?);
     let n = count_true(&before);
     if n > 0 {
-        out.push(finding(
-            Level::Warning,
-            T,
-            "promised_at",
-            "promise_before_creation",
-            n,
-            format!("{n} shipments promised before they were created; kept, they count as late"),
-        ));
+        out.push(Warning::PromiseBeforeCreation.finding(n, &[]));
     }
 
     // Unusable measurements are dropped to null (unknown) rather than failing the night.
     let mut df = df;
-    for (c, max) in [("weight_g", MAX_WEIGHT_G), ("declared_value", MAX_VALUE_USD)] {
+    for warning in [Warning::InvalidWeight, Warning::InvalidValue] {
+        let (c, max) = (warning.column(), if warning == Warning::InvalidWeight { MAX_WEIGHT_G } else { MAX_VALUE_USD });
         let s = df.column(c)?.f64()?.clone();
         let bad = s.is_nan() | s.lt(0.0) | s.gt(max);
         let bad = bad.fill_null_with_values(false)?;
         let n = count_true(&bad);
         if n > 0 {
-            out.push(finding(
-                Level::Warning,
-                T,
-                c,
-                "invalid_value",
-                n,
-                format!("{n} values are NaN, negative or above {max}; treated as unknown"),
-            ));
+            out.push(warning.finding(n, &[]));
             let fixed: Float64Chunked =
                 s.iter().zip(bad.iter()).map(|(v, b)| if b == Some(true) { None } else { v }).collect();
             df.with_column(fixed.with_name(c.into()).into_column())?;
@@ -928,27 +994,13 @@ fn check_events(
     }
     let n_unknown: u64 = unknown.iter().map(|u| u.1).sum();
     if n_unknown > 0 {
-        out.push(finding(
-            Level::Warning,
-            T,
-            "status",
-            "unknown_status",
-            n_unknown,
-            unknown_status_message(n_unknown, &unknown),
-        ));
+        out.push(Warning::UnknownStatus.finding(n_unknown, &unknown));
     }
 
     let n_ships = shipments.height();
     let n_orphans = raw.ship.iter().filter(|&&s| s & ORPHAN != 0).count() as u64;
     if n_orphans > 0 {
-        out.push(finding(
-            Level::Warning,
-            T,
-            "shipment_id",
-            "unknown_shipment",
-            n_orphans,
-            format!("{n_orphans} events for shipments not in shipments; ignored"),
-        ));
+        out.push(Warning::UnknownShipment.finding(n_orphans, &[]));
     }
     let unmapped_events: Vec<(u32, i64, u32)> = (0..raw.len())
         .filter(|&k| raw.ship[k] & ORPHAN == 0 && unmapped_of[raw.status[k] as usize] != u32::MAX)
@@ -1050,49 +1102,37 @@ fn check_events(
     drop(per_block);
 
     if n_dup > 0 {
-        out.push(finding(
-            Level::Warning,
-            T,
-            "",
-            "duplicate_event",
-            n_dup,
-            format!("{n_dup} duplicate events (same shipment, time and status); dropped"),
-        ));
+        out.push(Warning::DuplicateEvent.finding(n_dup, &[]));
     }
     if n_early > 0 {
-        out.push(finding(
-            Level::Warning,
-            T,
-            "event_time",
-            "event_before_creation",
-            n_early,
-            format!("{n_early} events before their shipment's created_at; kept"),
-        ));
+        out.push(Warning::EventBeforeCreation.finding(n_early, &[]));
     }
     if n_disorder > 0 {
-        out.push(finding(
-            Level::Warning,
-            T,
-            "status",
-            "milestones_out_of_order",
-            n_disorder,
-            format!("{n_disorder} shipments reach milestones out of order; the furthest milestone counts"),
-        ));
+        out.push(Warning::MilestonesOutOfOrder.finding(n_disorder, &[]));
     }
     let silent = kept.iter().filter(|&&n| n == 0).count() as u64;
     if silent > 0 {
-        out.push(finding(
-            Level::Warning,
-            T,
-            "shipment_id",
-            "shipment_without_events",
-            silent,
-            format!("{silent} shipments have no events; treated as created and not yet scanned"),
-        ));
+        out.push(Warning::ShipmentWithoutEvents.finding(silent, &[]));
     }
 
     let events =
         Events { start, time, code, eta }.keep_prefixes(kept.iter().enumerate().map(|(k, &n)| (k, n as usize)));
     let unmapped = describe_unmapped(&unknown, &unmapped_events, &events);
     Ok((events, unmapped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_warning_is_found_by_its_check_and_column_and_states_its_count() {
+        for w in Warning::ALL {
+            assert_eq!(Warning::find(w.check(), w.column()), Some(w), "{w:?}");
+            let f = w.finding(17, &[("LOST".into(), 17)]);
+            assert_eq!((f.level, f.check, f.column.as_str(), f.count), (Level::Warning, w.check(), w.column(), 17));
+            assert!(f.message.starts_with("17 "), "{w:?}: {}", f.message);
+        }
+        assert!(Warning::UnknownStatus.finding(2, &[("LOST".into(), 2)]).message.contains("\"LOST\" ×2"));
+    }
 }
