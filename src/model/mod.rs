@@ -870,10 +870,16 @@ fn fit_cost_rank(c: Candidate) -> u8 {
 }
 
 /// The boosted trees' training set, with the classes balanced by weight.
-fn gbdt_dataset(x: Array2<f64>, y: &[bool]) -> Dataset<f64, bool, ndarray::Ix1> {
+/// The weight that balances a late row against the on-time ones: on-time rows per late row.
+fn late_weight(y: &[bool]) -> f32 {
     let pos = y.iter().filter(|v| **v).count().max(1) as f32;
     let neg = (y.len() as f32 - pos).max(1.0);
-    let weights = Array1::from(y.iter().map(|&v| if v { neg / pos } else { 1.0 }).collect::<Vec<f32>>());
+    neg / pos
+}
+
+fn gbdt_dataset(x: Array2<f64>, y: &[bool]) -> Dataset<f64, bool, ndarray::Ix1> {
+    let w = late_weight(y);
+    let weights = Array1::from(y.iter().map(|&v| if v { w } else { 1.0 }).collect::<Vec<f32>>());
     Dataset::new(x, Array1::from(y.to_vec())).with_weights(weights)
 }
 
@@ -885,9 +891,7 @@ fn tree_params(depth: usize, min_leaf: f32) -> tree::TreeParams {
 /// exact balance, so no node is ever an exact tie (linfa-trees, whose rule the trees keep,
 /// broke ties in hash-map order, which differs from run to run).
 fn tree_weights(y: &[bool]) -> Vec<f32> {
-    let pos = y.iter().filter(|v| **v).count().max(1) as f32;
-    let neg = (y.len() as f32 - pos).max(1.0);
-    let w_pos = (neg / pos) * (1.0 + 1.0 / 3.0e3);
+    let w_pos = late_weight(y) * (1.0 + 1.0 / 3.0e3);
     y.iter().map(|&v| if v { w_pos } else { 1.0 }).collect()
 }
 
