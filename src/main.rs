@@ -133,6 +133,16 @@ enum Command {
         #[arg(long)]
         suggest_statuses: bool,
     },
+    /// Print the config a command would run with: defaults, then the file, then LANEWATCH_*
+    /// variables, then flags; checked as a run checks it (an input must be set). Text is TOML,
+    /// loadable with --config.
+    #[command(after_help = EXIT_CODES)]
+    Config {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Write realistic synthetic tracking histories with ground truth.
     #[command(after_help = EXIT_CODES)]
     Generate {
@@ -350,6 +360,14 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             let common = Common { config, input: Some(partials.clone()), seed };
             let settings = settings(&common, Overrides { out, as_of, ..Default::default() })?;
             print_run(&commands::merge::merge(&settings, &partials, shards)?);
+        }
+        Command::Config { common, format } => {
+            let settings = settings(&common, Overrides::default())?;
+            let text = match format {
+                Format::Json => serde_json::to_string_pretty(&settings.config).map_err(Error::internal)? + "\n",
+                Format::Text => toml::to_string(&settings.config).map_err(Error::internal)?,
+            };
+            print!("{text}");
         }
         Command::Validate { common, format, suggest_statuses } => {
             let settings = settings(&common, Overrides::default())?;

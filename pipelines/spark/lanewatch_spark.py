@@ -23,8 +23,8 @@ Task failures are Spark's to retry (`spark.task.maxFailures`; for local mode the
 driver under the same path (a shared mount); the partials folder belongs to the job: it is
 emptied before the shards run and removed after a successful merge (--keep-partials keeps it).
 
-Columns are named as the config's `[input.columns]` says (canonical names by default; the
-job reads that table from the --config file, not from LANEWATCH_* variables). `SPARK_LANEWATCH_KILL_SHARD=k` is a test hook:
+Columns are named as lanewatch resolves `[input.columns]` (`lanewatch config`: the --config file,
+then LANEWATCH_* variables; canonical names by default). `SPARK_LANEWATCH_KILL_SHARD=k` is a test hook:
 the first attempt of shard k's task has its lanewatch killed before it publishes.
 """
 
@@ -49,17 +49,15 @@ def shard_of(destination, service, shards):
     return h % shards
 
 
-def column_names(config):
-    """Canonical name -> the input's name per table, from the config's [input.columns] (lanewatch
-    applies the same mapping when it reads the staged files)."""
-    names = {"shipments": {}, "events": {}}
-    if config:
-        import tomllib
-
-        with open(config, "rb") as f:
-            columns = tomllib.load(f).get("input", {}).get("columns", {})
-        for table, mapping in names.items():
-            mapping.update(columns.get(table, {}))
+def column_names(lanewatch, config, input_dir):
+    """Canonical name -> the input's name per table, as lanewatch resolves `[input.columns]`
+    (config file, then LANEWATCH_* variables): asked of `lanewatch config`, which also checks
+    the config as the shards' runs will, before Spark starts."""
+    cmd = [lanewatch, "config", "--format", "json", "--input", input_dir] + (["--config", config] if config else [])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"lanewatch_spark: {' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()}")
+    names = json.loads(done.stdout)["input"]["columns"]
     return lambda table, canonical: names[table].get(canonical, canonical)
 
 
@@ -149,6 +147,7 @@ def main(argv=None):
     args.out = os.path.abspath(args.out)
     args.lanewatch = os.path.abspath(args.lanewatch) if os.path.sep in args.lanewatch else args.lanewatch
     args.config = os.path.abspath(args.config) if args.config else None
+    name = column_names(args.lanewatch, args.config, args.input)
     args.partials = os.path.abspath(args.partials or os.path.join(args.out, "_partials", f"as_of={args.as_of}"))
     shutil.rmtree(args.partials, ignore_errors=True)
     os.makedirs(args.partials)
@@ -174,13 +173,12 @@ def main(argv=None):
             return spark.read.option("recursiveFileLookup", "true").parquet(table_path(spark, args.input, name))
 
         ships, events = read("shipments"), read("events")
-        name = column_names(args.config)
         dest, service = name("shipments", "destination"), name("shipments", "service")
         ship_id, event_ship_id = name("shipments", "shipment_id"), name("events", "shipment_id")
         for col, table, cols in ((dest, "shipments", ships.columns), (service, "shipments", ships.columns),
                                  (ship_id, "shipments", ships.columns), (event_ship_id, "events", events.columns)):
             if col not in cols:
-                sys.exit(f"lanewatch_spark: {table}: column {col} missing (see the config's [input.columns])")
+                sys.exit(f"lanewatch_spark: {table}: column {col} missing (see [input.columns]; `lanewatch config` prints the mapping)")
 
         # The shard of each destination x service, computed once per pair on the driver.
         pairs = ships.select(F.col(dest).alias("d"), F.col(service).alias("s")).distinct().collect()

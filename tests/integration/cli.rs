@@ -116,6 +116,37 @@ fn usage_and_config_errors_name_what_to_fix() {
     assert!(!out.path().join(format!("as_of={SMALL_AS_OF}")).exists());
 }
 
+/// `lanewatch config` prints the config after precedence (file, then LANEWATCH_* variables),
+/// as TOML that loads back to itself and as JSON; a bad value exits 78 as a run would.
+#[test]
+fn config_prints_the_resolved_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = repo().join("pipelines/sample.toml");
+    let sample = sample.to_str().unwrap();
+    let env =
+        [("LANEWATCH_ALERTS__RISK_THRESHOLD", "0.61"), ("LANEWATCH_INPUT__COLUMNS__EVENTS__SHIPMENT_ID", "parcel")];
+    let o = lanewatch_env(&["config", "--config", sample], &env);
+    expect_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("risk_threshold = 0.61"), "{text}");
+    let saved = dir.path().join("resolved.toml");
+    std::fs::write(&saved, &text).unwrap();
+    let again = lanewatch(&["config", "--config", saved.to_str().unwrap()]);
+    expect_code(&again, 0);
+    assert_eq!(stdout(&again), text, "the printed TOML does not load back to itself");
+
+    let o = lanewatch_env(&["config", "--config", sample, "--format", "json", "--seed", "9"], &env);
+    expect_code(&o, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["input"]["columns"]["events"]["shipment_id"], "parcel");
+    assert_eq!(json["pipeline"]["seed"], 9);
+    assert_eq!(json["pipeline"]["name"], "sample");
+
+    let o = lanewatch_env(&["config", "--input", "x"], &[("LANEWATCH_ALERTS__RISK_THRESHOLD", "abc")]);
+    expect_code(&o, 78);
+    assert!(stderr(&o).contains("alerts.risk_threshold"), "{}", stderr(&o));
+}
+
 /// The summary printed after a run agrees with the files it wrote.
 #[test]
 fn the_run_summary_matches_the_outputs() {

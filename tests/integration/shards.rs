@@ -345,7 +345,8 @@ fn a_shipment_id_in_two_shards_fails_the_merge_as_it_fails_the_single_run() {
 /// The Spark job (pipelines/spark/lanewatch_spark.py) in local mode, 3 shards, the first attempt
 /// of shard 1's task killed: Spark retries it and the night equals the single run. The input's
 /// destination and event shipment_id columns carry other names, mapped by the config's
-/// `[input.columns]`, which the job reads too.
+/// `[input.columns]` and by a `LANEWATCH_INPUT__COLUMNS__…` variable, which the job applies as
+/// lanewatch does.
 #[test]
 fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard() {
     let Some(py) = require_spark() else { return };
@@ -358,13 +359,14 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
         write_parquet(&mut df, &renamed.join(format!("{table}.parquet")));
     }
     let config = dir.path().join("mapped.toml");
-    let mapping = "\n[input.columns.shipments]\ndestination = \"dest_country\"\n[input.columns.events]\nshipment_id = \"parcel\"\n";
+    let mapping = "\n[input.columns.shipments]\ndestination = \"dest_country\"\n";
+    let env = [("LANEWATCH_INPUT__COLUMNS__EVENTS__SHIPMENT_ID", "parcel")];
     std::fs::write(&config, std::fs::read_to_string(fast_config()).unwrap() + mapping).unwrap();
     let config = config.to_str().unwrap();
 
     let single_out = tempfile::tempdir().unwrap();
     let args = ["run", "--input", renamed.to_str().unwrap(), "--out", single_out.path().to_str().unwrap()];
-    expect_code(&lanewatch(&[&args[..], &["--as-of", AS_OF, "--config", config]].concat()), 0);
+    expect_code(&lanewatch_env(&[&args[..], &["--as-of", AS_OF, "--config", config]].concat(), &env), 0);
     let single = single_out.path().join(format!("as_of={AS_OF}"));
     let out = tempfile::tempdir().unwrap();
     let job = repo().join("pipelines/spark/lanewatch_spark.py");
@@ -375,6 +377,7 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
         .arg("--lanewatch")
         .arg(bin())
         .env("SPARK_LANEWATCH_KILL_SHARD", "1")
+        .envs(env)
         .env_remove("LANEWATCH_FAULT")
         .output()
         .unwrap();
