@@ -387,6 +387,38 @@ fn regression_seller_history_target_leakage_a_rows_label_never_reaches_its_own_f
     assert!(others_changed > 0, "flipping labels changed nothing anywhere: the test cannot detect leakage");
 }
 
+/// Point in time for the training snapshots' lane statistics: the table a night keeps for an
+/// earlier cutoff is, lane for lane and bit for bit, the latest table of the night whose cutoff
+/// that is. A value known only after that cutoff (a delivery, a stage's end) never reaches it.
+#[test]
+fn each_earlier_lane_table_equals_the_table_of_its_own_night() {
+    let (_, fs) = build(small_input(), date(SMALL_AS_OF));
+    let cutoffs = &fs.lane_tables.cutoffs;
+    assert!(cutoffs.len() >= 3, "too few tables to compare: {}", cutoffs.len());
+    let key = |k: &features::prepare::LaneKey| (k.origin.clone(), k.destination.clone(), k.service.clone());
+    let bits = |l: &lanes::LaneStats| {
+        let mut b = vec![l.level as u64, l.shipments as u64, l.delivered as u64, l.late as u64];
+        b.extend([l.on_time_rate.to_bits(), l.milestones_tracked as u64, l.window_days.to_bits()]);
+        b.extend(l.v.iter().map(|v| v.to_bits()));
+        b
+    };
+    let mut compared = 0;
+    for k in [0, cutoffs.len() / 2, cutoffs.len() - 2] {
+        let day = (0..400)
+            .map(|d| date(SMALL_AS_OF) - chrono::Days::new(d))
+            .find(|d| Night::new(*d).cutoff() == cutoffs[k])
+            .expect("every table's cutoff is a night's");
+        let (_, then) = build(small_input(), day);
+        let now: HashMap<_, _> =
+            fs.prep.lanes.iter().zip(&fs.lane_tables.tables[k]).map(|(l, t)| (key(l), t)).collect();
+        for (lane, stats) in then.prep.lanes.iter().zip(then.lane_tables.latest()) {
+            assert_eq!(bits(now[&key(lane)]), bits(stats), "lane {} as of {day}", lane.label());
+            compared += 1;
+        }
+    }
+    assert!(compared > 30, "only {compared} lanes compared");
+}
+
 /// Linear-interpolation quantile, the definition lanes.parquet documents.
 fn quantile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
