@@ -278,6 +278,49 @@ impl Source {
         })
     }
 
+    /// Every quantile of `bufs` (one buffer per quantity), in `Group::v` order; reorders them.
+    fn quantiles(&self, bufs: &mut [Vec<f64>]) -> [f64; N_Q] {
+        let mut v = [f64::NAN; N_Q];
+        for (outputs, buf) in self.outputs.iter().zip(bufs) {
+            for &(p, slot) in outputs {
+                v[slot] = quantile(buf, p);
+            }
+        }
+        v
+    }
+
+    /// The lane-level quantiles of lane `l` as of each of `cutoffs` (NaN where its window is
+    /// empty). The tables' windows overlap (a 90-day window, a table a week), so each row's
+    /// values are derived once for every cutoff rather than once per table, which was most of
+    /// the tables' cost; the values a window keeps, and so the quantiles, are the same.
+    fn lane_values(&self, l: usize, cutoffs: &[i64], cfg: &LaneConfig) -> Vec<[f64; N_Q]> {
+        let (lo, hi) = (self.lane_start[l], self.lane_start[l + 1]);
+        let resolved = &self.resolved_at[lo..hi];
+        let windows: Vec<(usize, usize)> =
+            cutoffs.iter().map(|&c| window_range(|x| resolved.partition_point(|&y| y < x), c, cfg)).collect();
+        let Some(first) = windows.iter().filter(|w| w.0 < w.1).map(|w| w.0).min() else {
+            return vec![[f64::NAN; N_Q]; cutoffs.len()];
+        };
+        let last = windows.iter().map(|w| w.1).max().unwrap_or(first);
+        let values: Vec<[(i64, f64); N_QUANTITIES]> =
+            (lo + first..lo + last).map(|r| row_values(&self.facts[r], self.delivered_at[r])).collect();
+        let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); N_QUANTITIES];
+        windows
+            .iter()
+            .zip(cutoffs)
+            .map(|(&(a, b), &cutoff)| {
+                if a >= b {
+                    return [f64::NAN; N_Q];
+                }
+                bufs.iter_mut().for_each(Vec::clear);
+                for row in &values[a - first..b - first] {
+                    push_known(&mut bufs, row, cutoff);
+                }
+                self.quantiles(&mut bufs)
+            })
+            .collect()
+    }
+
     /// Raw group aggregates at every level as of `cutoff`: shipments resolved in the trailing
     /// window, and only values observed before the cutoff (a delivery or stage exit at or after
     /// it was unknown then). Counts are taken for every group; quantiles only for the groups
@@ -287,6 +330,7 @@ impl Source {
         &self,
         cutoff: i64,
         cfg: &LaneConfig,
+        lane_values: impl Fn(usize) -> [f64; N_Q],
         needed: impl Fn(&[Vec<Group>; 5]) -> [Vec<bool>; 5],
     ) -> ([Vec<Group>; 5], Vec<Option<i64>>) {
         // Each lane's rows in the window, as a range of the lane-major source.
@@ -336,32 +380,33 @@ impl Source {
         // One pass over a group's rows fills every quantity's buffer; a value counts only if
         // it was known before the cutoff (a delivery or stage exit at or after it was not).
         let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); N_QUANTITIES];
-        for lvl in 0..5 {
+        for k in (0..out[0].len()).filter(|&k| want[0][k]) {
+            out[0][k].v = lane_values(k);
+        }
+        for lvl in 1..5 {
             for k in (0..out[lvl].len()).filter(|&k| want[lvl][k]) {
-                let ranges: Vec<(usize, usize)> = if lvl == 0 {
-                    vec![window[k]]
-                } else {
-                    self.members[lvl - 1][k].iter().map(|&l| window[l as usize]).collect()
-                };
                 bufs.iter_mut().for_each(Vec::clear);
-                for &(a, b) in &ranges {
+                for &l in &self.members[lvl - 1][k] {
+                    let (a, b) = window[l as usize];
                     for r in a..b {
-                        for ((t, v), buf) in row_values(&self.facts[r], self.delivered_at[r]).into_iter().zip(&mut bufs)
-                        {
-                            if t != NONE && t < cutoff && v.is_finite() {
-                                buf.push(v);
-                            }
-                        }
+                        push_known(&mut bufs, &row_values(&self.facts[r], self.delivered_at[r]), cutoff);
                     }
                 }
-                for (outputs, buf) in self.outputs.iter().zip(&mut bufs) {
-                    for &(p, slot) in outputs {
-                        out[lvl][k].v[slot] = quantile(buf, p);
-                    }
-                }
+                out[lvl][k].v = self.quantiles(&mut bufs);
             }
         }
         (out, window.iter().map(|&(a, b)| (a < b).then(|| self.resolved_at[a])).collect())
+    }
+}
+
+/// Adds a row's values to their quantities' buffers: only values known before the cutoff (a
+/// delivery or stage exit at or after it was not) and defined.
+#[inline]
+fn push_known(bufs: &mut [Vec<f64>], row: &[(i64, f64); N_QUANTITIES], cutoff: i64) {
+    for (&(t, v), buf) in row.iter().zip(bufs) {
+        if t != NONE && t < cutoff && v.is_finite() {
+            buf.push(v);
+        }
     }
 }
 
@@ -402,7 +447,13 @@ pub(crate) fn quantile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Lane statistics as of `cutoff` for every lane (also lanes with no resolved shipments yet).
-pub fn lane_stats(source: &Source, cutoff: i64, cfg: &LaneConfig) -> Result<Vec<LaneStats>> {
+/// `lane_values(l)` gives lane `l`'s own quantiles at this cutoff (`Source::lane_values`).
+fn lane_stats(
+    source: &Source,
+    cutoff: i64,
+    cfg: &LaneConfig,
+    lane_values: impl Fn(usize) -> [f64; N_Q],
+) -> Result<Vec<LaneStats>> {
     let h = &source.hierarchy;
     let m = cfg.min_support as f64;
     let key_of = |l: usize, lvl: usize| if lvl == 0 { l } else { h.keys[lvl - 1][l] as usize };
@@ -410,7 +461,7 @@ pub fn lane_stats(source: &Source, cutoff: i64, cfg: &LaneConfig) -> Result<Vec<
     let parent_level = |levels: &[Vec<Group>; 5], l: usize| {
         (1..5).find(|&k| levels[k].get(key_of(l, k)).is_some_and(|g| g.delivered as f64 >= m)).unwrap_or(4)
     };
-    let (levels, window_start) = source.groups_at(cutoff, cfg, |levels| {
+    let (levels, window_start) = source.groups_at(cutoff, cfg, lane_values, |levels| {
         let mut want: [Vec<bool>; 5] = std::array::from_fn(|lvl| vec![false; levels[lvl].len()]);
         for l in 0..source.n_lanes {
             let own = levels[0].get(l);
@@ -492,7 +543,13 @@ pub struct LaneTables {
 
 impl LaneTables {
     pub fn build(source: &Source, cutoffs: Vec<i64>, cfg: &LaneConfig) -> Result<LaneTables> {
-        let tables = cutoffs.par_iter().map(|&c| lane_stats(source, c, cfg)).collect::<Result<_>>()?;
+        // Lane-major first: every lane's own quantiles at every cutoff, lanes in parallel.
+        let per_lane: Vec<Vec<[f64; N_Q]>> =
+            (0..source.n_lanes).into_par_iter().map(|l| source.lane_values(l, &cutoffs, cfg)).collect();
+        let tables = (0..cutoffs.len())
+            .into_par_iter()
+            .map(|k| lane_stats(source, cutoffs[k], cfg, |l| per_lane[l][k]))
+            .collect::<Result<_>>()?;
         Ok(LaneTables { cutoffs, tables })
     }
 
