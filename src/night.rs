@@ -189,6 +189,16 @@ pub struct NightResult {
     pub previous: Option<chrono::NaiveDate>,
 }
 
+/// What a caller of `compute` does with the night's features afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Writes the night's outputs: what only new feature rows need is freed once the model is
+    /// trained, before the alerts and advice (a lower peak).
+    Write,
+    /// Also computes feature rows at other times (the backtest's evaluation): all is kept.
+    Evaluate,
+}
+
 /// features → model → score → alerts for one night from a loaded input. With `saved`, that model
 /// scores the night and nothing is trained.
 pub fn compute(
@@ -197,13 +207,17 @@ pub fn compute(
     night: Night,
     prev: &Previous,
     saved: Option<&SavedModel>,
+    then: Then,
     t: &mut Timings,
 ) -> Result<NightResult> {
-    let fs = features(s, input, night, t)?;
+    let mut fs = features(s, input, night, t)?;
     let model = match saved {
         Some(m) => m.clone(),
         None => train(s, &fs, t)?,
     };
+    if then == Then::Write {
+        fs.release_row_sources();
+    }
     let risk = t.time("score", || Ok(model.predict(&fs.score)), |r| r.len() as u64)?;
     let alerts = t.time("alerts", || alerts::build(&fs, &risk, &s.alerts, prev), |a| a.alerts.len() as u64)?;
     let advice = t.time("advice", || crate::advice::build(&fs, &s.advice), |a| a.service.height() as u64)?;

@@ -106,7 +106,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
             (report, clean, None, Some(merged))
         }
     };
-    let res = night::compute(s, Cow::Owned(clean), night, &prev, None, &mut t)?;
+    let res = night::compute(s, Cow::Owned(clean), night, &prev, None, night::Then::Write, &mut t)?;
 
     let (earlier, trend_warnings) =
         output::trends::earlier(out, night.as_of(), s.config.report.trend_nights, &res.features);

@@ -137,6 +137,25 @@ impl History {
         }
     }
 
+    /// A history with no observations (what `FeatureSet::release_row_sources` leaves).
+    pub fn empty() -> History {
+        History {
+            window: 0,
+            max_window: 0,
+            need: 0,
+            prior_strength: 0.0,
+            seller_late: Vec::new(),
+            seller_handling: Vec::new(),
+            lane_late: Vec::new(),
+            global_late: Track::default(),
+            global_handling: Track::default(),
+            own_picked: Vec::new(),
+            own_handling: Vec::new(),
+            own_resolved: Vec::new(),
+            own_late: Vec::new(),
+        }
+    }
+
     /// History of shipment `i` (of `seller` on `lane`) as known just before time `t`. Each
     /// rate covers `lanes.window_days` before t, or more for a seller or lane with fewer than
     /// `lanes.min_support` observations there (up to `lanes.max_window_days`), so a sparse

@@ -126,6 +126,8 @@ pub struct FeatureSet {
     pub train_window_days: u32,
     /// Per lane, its disrupted stage with the highest ratio as of the night, if any.
     disrupted: Vec<Option<usize>>,
+    /// Set by `release_row_sources`: no new feature row can be computed.
+    released: bool,
 }
 
 /// Builds every feature as of `night`.
@@ -248,6 +250,7 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night:
         holidays,
         train_window_days: train_days,
         disrupted,
+        released: false,
     })
 }
 
@@ -310,7 +313,20 @@ impl FeatureSet {
     }
 
     fn context(&self) -> snapshot::Context<'_> {
+        assert!(!self.released, "feature rows asked for after release_row_sources");
         snapshot::Context::new(&self.prep, &self.states, &self.lane_tables, &self.history, &self.series, &self.holidays)
+    }
+
+    /// Frees what only computing new feature rows reads (the events, the seller and lane
+    /// history, the training rows), for a caller done with training whose scoring rows are
+    /// filled: the alerts, advice and outputs never read them, and at 10M shipments they are
+    /// about 2 GB of the night's peak. Asking for feature rows afterwards is a bug (a panic).
+    pub fn release_row_sources(&mut self) {
+        self.prep.release_events();
+        self.history = history::History::empty();
+        self.train = Rows::default();
+        self.released = true;
+        crate::memory::release_free_memory();
     }
 
     /// Computes the features of every training row (the `features` command writes them all).

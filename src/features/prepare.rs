@@ -73,6 +73,14 @@ impl Prepared {
         Ok(names)
     }
 
+    /// Drops the events (see `FeatureSet::release_row_sources`).
+    pub fn release_events(&mut self) {
+        self.ev_start = Vec::new();
+        self.ev_time = Vec::new();
+        self.ev_code = Vec::new();
+        self.ev_eta = None;
+    }
+
     pub fn events(&self, i: usize) -> (&[i64], &[u8]) {
         let (a, b) = (self.ev_start[i] as usize, self.ev_start[i + 1] as usize);
         (&self.ev_time[a..b], &self.ev_code[a..b])
