@@ -99,13 +99,43 @@ pub fn expect_code(o: &Output, want: i32) {
     assert!(!stderr(o).contains("panicked"), "panic message leaked: {}", stderr(o));
 }
 
-/// A small synthetic input (3,000 shipments over 120 days), generated once per test process.
+/// A fixture folder that `build` fills once per test binary, shared by the processes nextest
+/// starts (one per test) under CARGO_TARGET_TMPDIR, rather than built again by each and left
+/// in /tmp. Its name carries the test executable's size and modification time: a rebuilt test
+/// binary (whose generator may differ) builds its own, and removes the older ones.
+pub fn fixture(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    let exe = std::fs::metadata(std::env::current_exe().unwrap()).unwrap();
+    let mtime = exe.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    std::fs::create_dir_all(&root).unwrap();
+    let current = format!("{name}-{}-{mtime}", exe.len());
+    let dir = root.join(&current);
+    if !dir.is_dir() {
+        let tmp = tempfile::Builder::new().prefix(&format!(".{name}-")).tempdir_in(&root).unwrap();
+        build(tmp.path());
+        let tmp = tmp.keep();
+        // Another process may have published the same fixture first: keep theirs.
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        for old in std::fs::read_dir(&root).unwrap().flatten() {
+            let n = old.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&format!("{name}-")) && n != current {
+                let _ = std::fs::remove_dir_all(old.path());
+            }
+        }
+    }
+    assert!(dir.is_dir(), "fixture {name} was not built");
+    dir
+}
+
+/// A small synthetic input (3,000 shipments over 120 days), generated once per test binary.
 pub fn small_input() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("lw-small-").tempdir().unwrap().keep();
-        generate(&lanewatch::generate::GenerateParams::new(3000, 11, date("2026-06-01"), 120), &dir).unwrap();
-        dir
+        fixture("small", |dir| {
+            generate(&lanewatch::generate::GenerateParams::new(3000, 11, date("2026-06-01"), 120), dir).unwrap();
+        })
     })
 }
 

@@ -17,10 +17,10 @@ const NIGHT: &str = "2026-07-25";
 fn tiny_input() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("lw-tiny-").tempdir().unwrap().keep();
-        lanewatch::generate::generate(&lanewatch::generate::GenerateParams::new(800, 5, date("2026-06-01"), 60), &dir)
-            .unwrap();
-        dir
+        fixture("tiny", |dir| {
+            let p = lanewatch::generate::GenerateParams::new(800, 5, date("2026-06-01"), 60);
+            lanewatch::generate::generate(&p, dir).unwrap();
+        })
     })
 }
 

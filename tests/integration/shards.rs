@@ -20,44 +20,44 @@ const AS_OF: &str = SMALL_AS_OF;
 fn input() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let src = small_input();
-        let dir = tempfile::Builder::new().prefix("lw-shards-").tempdir().unwrap().keep();
-        let ships = read_parquet(&src.join("shipments.parquet"));
-        let d = ships.column("destination").unwrap().str().unwrap().clone();
-        let s = ships.column("service").unwrap().str().unwrap().clone();
-        let keep: BooleanChunked = d
-            .iter()
-            .zip(s.iter())
-            .map(|(d, s)| Some(lanewatch::shard::shard_of(d.unwrap(), s.unwrap(), 7) != 6))
-            .collect();
-        let mut ships = ships.filter(&keep).unwrap();
-        assert!(ships.height() > 1000 && ships.height() < 3000, "kept {} shipments", ships.height());
-        let ids: std::collections::HashSet<String> =
-            ships.column("shipment_id").unwrap().str().unwrap().iter().flatten().map(String::from).collect();
-        let events = read_parquet(&src.join("events.parquet"));
-        let mine: BooleanChunked = events
-            .column("shipment_id")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .map(|id| Some(ids.contains(id.unwrap())))
-            .collect();
-        let mut events = events.filter(&mine).unwrap();
-        // A duplicate of the first event, an unknown shipment's events, an unmapped status.
-        let mut extra = events.slice(0, 3);
-        let mut set = |column: &str, row: usize, value: &str| {
-            let mut v: Vec<String> =
-                extra.column(column).unwrap().str().unwrap().iter().flatten().map(String::from).collect();
-            v[row] = value.to_string();
-            extra.with_column(Column::new(column.into(), v)).unwrap();
-        };
-        set("shipment_id", 1, "NOT-A-SHIPMENT");
-        set("status", 2, "BAG_SCANNED_AT_KIOSK");
-        events.vstack_mut(&extra).unwrap();
-        write_parquet(&mut ships, &dir.join("shipments.parquet"));
-        write_parquet(&mut events, &dir.join("events.parquet"));
-        dir
+        fixture("shards", |dir| {
+            let src = small_input();
+            let ships = read_parquet(&src.join("shipments.parquet"));
+            let d = ships.column("destination").unwrap().str().unwrap().clone();
+            let s = ships.column("service").unwrap().str().unwrap().clone();
+            let keep: BooleanChunked = d
+                .iter()
+                .zip(s.iter())
+                .map(|(d, s)| Some(lanewatch::shard::shard_of(d.unwrap(), s.unwrap(), 7) != 6))
+                .collect();
+            let mut ships = ships.filter(&keep).unwrap();
+            assert!(ships.height() > 1000 && ships.height() < 3000, "kept {} shipments", ships.height());
+            let ids: std::collections::HashSet<String> =
+                ships.column("shipment_id").unwrap().str().unwrap().iter().flatten().map(String::from).collect();
+            let events = read_parquet(&src.join("events.parquet"));
+            let mine: BooleanChunked = events
+                .column("shipment_id")
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .map(|id| Some(ids.contains(id.unwrap())))
+                .collect();
+            let mut events = events.filter(&mine).unwrap();
+            // A duplicate of the first event, an unknown shipment's events, an unmapped status.
+            let mut extra = events.slice(0, 3);
+            let mut set = |column: &str, row: usize, value: &str| {
+                let mut v: Vec<String> =
+                    extra.column(column).unwrap().str().unwrap().iter().flatten().map(String::from).collect();
+                v[row] = value.to_string();
+                extra.with_column(Column::new(column.into(), v)).unwrap();
+            };
+            set("shipment_id", 1, "NOT-A-SHIPMENT");
+            set("status", 2, "BAG_SCANNED_AT_KIOSK");
+            events.vstack_mut(&extra).unwrap();
+            write_parquet(&mut ships, &dir.join("shipments.parquet"));
+            write_parquet(&mut events, &dir.join("events.parquet"));
+        })
     })
 }
 
