@@ -320,7 +320,7 @@ impl FeatureSet {
     /// Frees what only computing new feature rows reads (the events, the seller and lane
     /// history, the training rows), for a caller done with training whose scoring rows are
     /// filled: the alerts, advice and outputs never read them, and at 10M shipments they are
-    /// about 2 GB of the night's peak. Asking for feature rows afterwards is a bug (a panic).
+    /// 2.4 GB. Asking for feature rows afterwards is a bug (a panic).
     pub fn release_row_sources(&mut self) {
         self.prep.release_events();
         self.history = history::History::empty();
