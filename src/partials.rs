@@ -33,7 +33,7 @@ use crate::ingest::{FileInfo, Finding};
 use crate::night::TOOL_VERSION;
 use crate::schema::Table;
 use crate::shard::Shard;
-use crate::validate::{CleanInput, Events, NO_ETA, Report, Unmapped, Warning};
+use crate::validate::{CleanInput, Events, NO_ETA, Report, Unmapped, Warning, empty_table};
 
 /// Layout version of a partial; the merge refuses another.
 const FORMAT: u32 = 1;
@@ -216,7 +216,7 @@ pub fn merge(
     }
     let clean = merge_clean(parts)?;
     if clean.shipments.height() == 0 {
-        return Err(crate::validate::empty_table().into_error());
+        return Err(empty_table().into_error());
     }
     Ok((merge_reports(&metas, input)?, clean, merged))
 }

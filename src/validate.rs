@@ -634,7 +634,7 @@ impl Report {
 }
 
 /// The `unknown_status` warning's text: how many scans, and the most frequent statuses.
-pub fn unknown_status_message(n_unknown: u64, unknown: &[(String, u64)]) -> String {
+fn unknown_status_message(n_unknown: u64, unknown: &[(String, u64)]) -> String {
     let mut by_count: Vec<&(String, u64)> = unknown.iter().collect();
     by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let shown: Vec<String> = by_count.iter().take(5).map(|(s, n)| format!("{} ×{n}", quote(s))).collect();
