@@ -708,6 +708,15 @@ impl Warning {
         }
     }
 
+    /// The largest usable value of the column an `invalid_value` warning guards.
+    fn limit(self) -> f64 {
+        match self {
+            Warning::InvalidWeight => MAX_WEIGHT_G,
+            Warning::InvalidValue => MAX_VALUE_USD,
+            _ => f64::INFINITY,
+        }
+    }
+
     /// The warning a partial names by check and column.
     pub fn find(check: &str, column: &str) -> Option<Warning> {
         Warning::ALL.into_iter().find(|w| w.check() == check && w.column() == column)
@@ -716,13 +725,13 @@ impl Warning {
     /// Its finding for `n` rows; `unknown` are the unmapped statuses with their counts (read
     /// by `UnknownStatus` only).
     pub fn finding(self, n: u64, unknown: &[(String, u64)]) -> Finding {
-        let invalid = |max: f64| format!("{n} values are NaN, negative or above {max}; treated as unknown");
         let message = match self {
             Warning::PromiseBeforeCreation => {
                 format!("{n} shipments promised before they were created; kept, they count as late")
             }
-            Warning::InvalidWeight => invalid(MAX_WEIGHT_G),
-            Warning::InvalidValue => invalid(MAX_VALUE_USD),
+            Warning::InvalidWeight | Warning::InvalidValue => {
+                format!("{n} values are NaN, negative or above {}; treated as unknown", self.limit())
+            }
             Warning::UnknownStatus => unknown_status_message(n, unknown),
             Warning::UnknownShipment => format!("{n} events for shipments not in shipments; ignored"),
             Warning::DuplicateEvent => format!("{n} duplicate events (same shipment, time and status); dropped"),
@@ -837,7 +846,7 @@ fn check_shipments(df: DataFrame, allow_empty: bool, out: &mut Vec<Finding>) -> 
     // Unusable measurements are dropped to null (unknown) rather than failing the night.
     let mut df = df;
     for warning in [Warning::InvalidWeight, Warning::InvalidValue] {
-        let (c, max) = (warning.column(), if warning == Warning::InvalidWeight { MAX_WEIGHT_G } else { MAX_VALUE_USD });
+        let (c, max) = (warning.column(), warning.limit());
         let s = df.column(c)?.f64()?.clone();
         let bad = s.is_nan() | s.lt(0.0) | s.gt(max);
         let bad = bad.fill_null_with_values(false)?;
