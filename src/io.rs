@@ -42,6 +42,13 @@ pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<u64> {
 /// the BLAKE3 of its bytes, which `read_checked` verifies. For the state and the partials,
 /// which lanewatch alone reads back.
 pub fn write_compact(path: &Path, df: &mut DataFrame) -> Result<String> {
+    let buf = compact_bytes(path, df)?;
+    write_atomic(path, &buf)?;
+    Ok(blake3::hash(&buf).to_hex().to_string())
+}
+
+/// The bytes `write_compact` writes (`path` names the destination in an error).
+pub fn compact_bytes(path: &Path, df: &mut DataFrame) -> Result<Vec<u8>> {
     df.rechunk_mut();
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf)
@@ -50,8 +57,7 @@ pub fn write_compact(path: &Path, df: &mut DataFrame) -> Result<String> {
         .with_row_group_size(Some(1 << 20))
         .finish(df)
         .map_err(|e| Error::output(path, e))?;
-    write_atomic(path, &buf)?;
-    Ok(blake3::hash(&buf).to_hex().to_string())
+    Ok(buf)
 }
 
 /// Reads a file `write_compact` wrote, if its bytes still have the BLAKE3 `blake3`; the error

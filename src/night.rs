@@ -12,6 +12,7 @@ use crate::alerts::{self, AlertOutput, Previous};
 use crate::calendar::Night;
 use crate::config::InputConfig;
 use crate::error::{Error, Result};
+use crate::features::reuse::Kept;
 use crate::features::{self, FeatureSet};
 use crate::model::{self, SavedModel};
 use crate::settings::Settings;
@@ -159,13 +160,18 @@ pub fn load_with_state(
 }
 
 /// The `features` stage, timed. An owned input is cut down in place (lower peak memory).
-pub fn features(s: &Settings, input: Cow<'_, CleanInput>, night: Night, t: &mut Timings) -> Result<FeatureSet> {
+/// With `kept`, lane tables of earlier nights are taken where they still hold and the night's
+/// are handed on (`FeatureSet::reused`).
+pub fn features(
+    s: &Settings,
+    input: Cow<'_, CleanInput>,
+    night: Night,
+    kept: Option<&Kept>,
+    t: &mut Timings,
+) -> Result<FeatureSet> {
     t.time(
         "features",
-        || match input {
-            Cow::Borrowed(c) => features::build(c, &s.features, night),
-            Cow::Owned(c) => features::build_owned(c, &s.features, night),
-        },
+        || features::build_keeping(input, &s.features, night, kept),
         |f| (f.train.len() + f.score.len()) as u64,
     )
 }
@@ -200,7 +206,8 @@ pub enum Then {
 }
 
 /// features → model → score → alerts for one night from a loaded input. With `saved`, that model
-/// scores the night and nothing is trained.
+/// scores the night and nothing is trained; `kept` as for `features`.
+#[allow(clippy::too_many_arguments)]
 pub fn compute(
     s: &Settings,
     input: Cow<'_, CleanInput>,
@@ -208,9 +215,10 @@ pub fn compute(
     prev: &Previous,
     saved: Option<&SavedModel>,
     then: Then,
+    kept: Option<&Kept>,
     t: &mut Timings,
 ) -> Result<NightResult> {
-    let mut fs = features(s, input, night, t)?;
+    let mut fs = features(s, input, night, kept, t)?;
     let model = match saved {
         Some(m) => m.clone(),
         None => train(s, &fs, t)?,

@@ -25,7 +25,7 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
     while n <= range.to {
         let started = std::time::Instant::now();
         let mut nt = Timings::quiet();
-        let res = night::compute(s, Cow::Borrowed(&clean), n, &prev, None, night::Then::Evaluate, &mut nt)?;
+        let res = night::compute(s, Cow::Borrowed(&clean), n, &prev, None, night::Then::Evaluate, None, &mut nt)?;
         // The next night carries first_alerted_on from this one, as the nightly job does.
         prev = Previous::from_alerts(&res.alerts.frame()?, n.as_of())?;
         let seconds = started.elapsed().as_secs_f64();

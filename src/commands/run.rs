@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::features::reuse::Kept;
 use crate::io;
 use crate::night::{self, NightResult, Timings};
 use crate::output::{self, OutputLock, Staging, manifest::Manifest};
@@ -92,7 +93,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     let staging = Staging::new(out, night.as_of(), &lock)?;
     let mut t = Timings::default();
     let (prev, prev_warning) = output::previous_alerts(out, night.as_of());
-    let (report, clean, state, merged) = match source {
+    let (report, clean, mut state, merged) = match source {
         Source::Input { .. } if s.config.state.incremental => {
             let (report, clean, pending, info) = night::load_with_state(s, out, full_refresh, &mut t)?;
             (report, clean, Some((pending, info)), None)
@@ -106,7 +107,26 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
             (report, clean, None, Some(merged))
         }
     };
-    let res = night::compute(s, Cow::Owned(clean), night, &prev, None, night::Then::Write, &mut t)?;
+    // Lane tables kept by earlier nights (a full refresh reuses none, and keeps its own).
+    let mut kept_warning = None;
+    let kept = match &state {
+        None => None,
+        Some(_) if full_refresh => Some(Kept::default()),
+        Some(_) => match crate::state::tables::load(out, &s.config.lanes) {
+            Ok(k) => Some(k.unwrap_or_default()),
+            Err(why) => {
+                kept_warning = Some(why);
+                Some(Kept::default())
+            }
+        },
+    };
+    let res = night::compute(s, Cow::Owned(clean), night, &prev, None, night::Then::Write, kept.as_ref(), &mut t)?;
+    drop(kept);
+    if let Some((_, info)) = &mut state {
+        info.lane_tables_reused = res.features.reused.reused as u64;
+        info.lane_tables_computed = res.features.reused.computed as u64;
+        info.lane_tables_not_used = kept_warning.clone();
+    }
 
     let (earlier, trend_warnings) =
         output::trends::earlier(out, night.as_of(), s.config.report.trend_nights, &res.features);
@@ -114,6 +134,11 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     let mut warnings: Vec<String> = report.warnings.iter().map(|w| w.line()).collect();
     if let Some(why) = state.as_ref().and_then(|(_, i)| i.full_refresh.as_ref()).filter(|_| !full_refresh) {
         let line = format!("state not used, every input file decoded (full refresh): {why}");
+        tracing::warn!("{line}");
+        warnings.push(line);
+    }
+    if let Some(why) = &kept_warning {
+        let line = format!("lane tables kept in the state not used, every table computed: {why}");
         tracing::warn!("{line}");
         warnings.push(line);
     }
@@ -138,6 +163,10 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     let final_dir = staging.commit()?;
     if let Some((pending, _)) = state {
         crate::state::publish(pending)?;
+        // Kept tables only save work: a night that cannot write them has still succeeded.
+        if let Err(e) = crate::state::tables::write(out, &s.config.lanes, &res.features.reused.keep) {
+            tracing::warn!("lane tables not kept for the next night: {}", e);
+        }
     }
     drop(lock);
     summary(&res, final_dir, warnings.len() as u64)

@@ -16,8 +16,16 @@ pub fn score(s: &Settings, model_path: &Path, out: &Path) -> Result<(SavedModel,
     let night = s.night()?;
     let mut t = Timings::default();
     let (_, clean) = night::load_timed(s, &mut t)?;
-    let res =
-        night::compute(s, Cow::Owned(clean), night, &Previous::default(), Some(&model), night::Then::Write, &mut t)?;
+    let res = night::compute(
+        s,
+        Cow::Owned(clean),
+        night,
+        &Previous::default(),
+        Some(&model),
+        night::Then::Write,
+        None,
+        &mut t,
+    )?;
     io::create_dir_all(out)?;
     let a = &res.alerts;
     io::write_parquet_atomic(&mut a.scores.clone(), &out.join("scores.parquet"))?;

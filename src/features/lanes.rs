@@ -544,13 +544,36 @@ pub struct LaneTables {
 
 impl LaneTables {
     pub fn build(source: &Source, cutoffs: Vec<i64>, cfg: &LaneConfig) -> Result<LaneTables> {
-        // Lane-major first: every lane's own quantiles at every cutoff, lanes in parallel.
-        let per_lane: Vec<Vec<[f64; N_Q]>> =
-            (0..source.n_lanes).into_par_iter().map(|l| source.lane_values(l, &cutoffs, cfg)).collect();
-        let tables = (0..cutoffs.len())
-            .into_par_iter()
-            .map(|k| lane_stats(source, cutoffs[k], cfg, |l| per_lane[l][k]))
-            .collect::<Result<_>>()?;
+        let none = vec![None; cutoffs.len()];
+        LaneTables::build_with(Some(source), cutoffs, cfg, none)
+    }
+
+    /// The tables at `cutoffs`, taking `known[k]` as the table at `cutoffs[k]` where given (a
+    /// table kept from an earlier night, see `reuse`) and computing the others from `source`,
+    /// which may be `None` when every table is known.
+    pub fn build_with(
+        source: Option<&Source>,
+        cutoffs: Vec<i64>,
+        cfg: &LaneConfig,
+        mut known: Vec<Option<Vec<LaneStats>>>,
+    ) -> Result<LaneTables> {
+        let todo: Vec<usize> = (0..cutoffs.len()).filter(|&k| known[k].is_none()).collect();
+        if !todo.is_empty() {
+            let source =
+                source.ok_or_else(|| crate::error::Error::internal("lane tables to compute without a source"))?;
+            let at: Vec<i64> = todo.iter().map(|&k| cutoffs[k]).collect();
+            // Lane-major first: every lane's own quantiles at every cutoff, lanes in parallel.
+            let per_lane: Vec<Vec<[f64; N_Q]>> =
+                (0..source.n_lanes).into_par_iter().map(|l| source.lane_values(l, &at, cfg)).collect();
+            let computed: Vec<Vec<LaneStats>> = (0..at.len())
+                .into_par_iter()
+                .map(|j| lane_stats(source, at[j], cfg, |l| per_lane[l][j]))
+                .collect::<Result<_>>()?;
+            for (k, table) in todo.into_iter().zip(computed) {
+                known[k] = Some(table);
+            }
+        }
+        let tables = known.into_iter().map(|t| t.expect("every table known or computed")).collect();
         Ok(LaneTables { cutoffs, tables })
     }
 

@@ -13,6 +13,7 @@ pub mod disruption;
 pub mod history;
 pub mod lanes;
 pub mod prepare;
+pub mod reuse;
 pub mod snapshot;
 pub mod timeline;
 
@@ -128,20 +129,29 @@ pub struct FeatureSet {
     disrupted: Vec<Option<usize>>,
     /// Set by `release_row_sources`: no new feature row can be computed.
     released: bool,
+    /// Lane tables taken from earlier nights and computed, and the ones to keep for later nights.
+    pub reused: reuse::Reused,
 }
 
 /// Builds every feature as of `night`.
 pub fn build(clean: &CleanInput, p: &FeatureParams, night: Night) -> Result<FeatureSet> {
-    build_from(std::borrow::Cow::Borrowed(clean), p, night)
+    build_keeping(std::borrow::Cow::Borrowed(clean), p, night, None)
 }
 
 /// `build` for a caller that is done with the input: its arrays are reused, not copied, which
 /// lowers the nightly run's peak memory.
 pub fn build_owned(clean: CleanInput, p: &FeatureParams, night: Night) -> Result<FeatureSet> {
-    build_from(std::borrow::Cow::Owned(clean), p, night)
+    build_keeping(std::borrow::Cow::Owned(clean), p, night, None)
 }
 
-fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night: Night) -> Result<FeatureSet> {
+/// `build`, taking the lane tables `kept` from earlier nights where they still hold (see
+/// `reuse`), and handing on the tables to keep (`FeatureSet::reused`).
+pub fn build_keeping(
+    clean: std::borrow::Cow<'_, CleanInput>,
+    p: &FeatureParams,
+    night: Night,
+    kept: Option<&reuse::Kept>,
+) -> Result<FeatureSet> {
     let t0 = std::time::Instant::now();
     let log = |step: &str| crate::memory::log_step("features", step, t0);
     let (lane_cfg, feat_cfg) = (&p.lanes, &p.features);
@@ -166,11 +176,8 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night:
     let step = feat_cfg.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
     let mut cutoffs: Vec<i64> = (0..).map(|k| cutoff - k * step).take_while(|c| *c > train_from - step).collect();
     cutoffs.reverse();
-    let source =
-        lanes::Source::new(&prep, &states, &outcomes, cutoffs[0] - lane_cfg.oldest_days() as i64 * MICROS_PER_DAY)?;
-    let lane_tables = lanes::LaneTables::build(&source, cutoffs, lane_cfg)?;
+    let (lane_tables, reused) = reuse::lane_tables(&prep, &states, &outcomes, cutoffs, lane_cfg, step, kept)?;
     log("lane_tables");
-    drop(source);
     crate::memory::release_free_memory();
     let history = history::History::build(&prep, &states, &outcomes, lane_cfg, feat_cfg.prior_strength);
     log("history");
@@ -251,6 +258,7 @@ fn build_from(clean: std::borrow::Cow<'_, CleanInput>, p: &FeatureParams, night:
         train_window_days: train_days,
         disrupted,
         released: false,
+        reused,
     })
 }
 

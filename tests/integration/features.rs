@@ -419,6 +419,68 @@ fn each_earlier_lane_table_equals_the_table_of_its_own_night() {
     assert!(compared > 30, "only {compared} lanes compared");
 }
 
+fn table_bits(t: &[lanes::LaneStats]) -> Vec<Vec<u64>> {
+    t.iter()
+        .map(|l| {
+            let mut b = vec![l.level as u64, l.shipments as u64, l.delivered as u64, l.late as u64];
+            b.extend([l.on_time_rate.to_bits(), l.milestones_tracked as u64, l.window_days.to_bits()]);
+            b.extend(l.v.iter().map(|v| v.to_bits()));
+            b
+        })
+        .collect()
+}
+
+/// Lane tables kept from an earlier night (`features::reuse`) are taken only where the rows
+/// known before their cutoff are unchanged: a night that reuses them has every table equal,
+/// bit for bit, to computing them all, also when delivery scans from before a kept table's
+/// cutoff arrive late.
+#[test]
+fn kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_changed() {
+    use lanewatch::features::reuse::Kept;
+    use std::borrow::Cow;
+    let (early, later) = (date(SMALL_AS_OF) - chrono::Days::new(7), date(SMALL_AS_OF));
+    let early_cutoff = Night::new(early).cutoff();
+    // The input as night `early` saw it: the delivery scans of the five days before its cutoff
+    // had not arrived yet.
+    let held = copy_input(small_input());
+    let events = read_parquet(&small_input().join("events.parquet"));
+    let t = events.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
+    let late: BooleanChunked = t
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .zip(events.column("status").unwrap().str().unwrap().iter())
+        .map(|(t, st)| st == Some("DELIVERED") && t < early_cutoff && t >= early_cutoff - 5 * MICROS_PER_DAY)
+        .collect();
+    assert!(late.sum().unwrap_or(0) > 20, "too few delivery scans held back");
+    write_parquet(&mut events.filter(&!&late).unwrap(), &held.path().join("events.parquet"));
+
+    let s = fast_settings(small_input(), &[]);
+    let (clean_held, clean_full) = (load(&fast_settings(held.path(), &[])), load(&s));
+    let first =
+        features::build_keeping(Cow::Borrowed(&clean_held), &s.features, Night::new(early), Some(&Kept::default()))
+            .unwrap();
+    assert_eq!(first.reused.reused, 0);
+    let kept = Kept { tables: first.reused.keep.clone() };
+    for (what, clean) in [("nothing late", &clean_held), ("deliveries late", &clean_full)] {
+        let fs = features::build_keeping(Cow::Borrowed(clean), &s.features, Night::new(later), Some(&kept)).unwrap();
+        let want = features::build(clean, &s.features, Night::new(later)).unwrap();
+        assert_eq!(fs.lane_tables.cutoffs, want.lane_tables.cutoffs);
+        for (k, (a, b)) in fs.lane_tables.tables.iter().zip(&want.lane_tables.tables).enumerate() {
+            assert_eq!(table_bits(a), table_bits(b), "{what}: table {k} differs from computing it");
+        }
+        let r = &fs.reused;
+        assert!(r.reused >= 10, "{what}: only {} tables reused", r.reused);
+        // The night's own table is always new; with late deliveries, the table at `early`'s
+        // cutoff is computed again too.
+        let want_computed = if clean.events.time.len() == clean_held.events.time.len() { 1 } else { 2 };
+        assert_eq!(r.computed, want_computed, "{what}");
+        assert_eq!(r.reused + r.computed, fs.lane_tables.cutoffs.len());
+        // The kept tables handed on hold this night's and the earlier night's still valid ones.
+        assert!(r.keep.iter().any(|t| t.cutoff == Night::new(later).cutoff()), "{what}");
+    }
+}
+
 /// Linear-interpolation quantile, the definition lanes.parquet documents.
 fn quantile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -136,6 +136,16 @@ fn incremental_nights_equal_full_refreshes_with_late_arrivals() {
         }
         assert_eq!(current_generation(inc.path()).as_deref(), st["written"].as_str());
         assert!(manifest(&b)["state"]["full_refresh"].as_str().unwrap().contains("--full-refresh"));
+        // Lane tables: a night's tables at N − 7k are night N − 7k's, taken from the state once
+        // a week of nights has kept them, except where late rows changed what was known before
+        // their cutoff (events 12 days late: the latest and the one a week before are computed).
+        let (reused, computed) =
+            (st["lane_tables_reused"].as_u64().unwrap(), st["lane_tables_computed"].as_u64().unwrap());
+        if k < 7 {
+            assert_eq!(reused, 0, "night {as_of}: {st}");
+        } else {
+            assert!(reused >= 10 && computed >= 2, "night {as_of}: {st}");
+        }
         prev = Some(night);
     }
     assert!(late_rows_read > 100, "{late_rows_read}");
@@ -288,6 +298,68 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
     assert!(w.iter().any(|w| w.contains("[input] settings changed")), "{w:?}");
 }
 
+/// Kept lane tables that cannot be used (damaged, or computed under other `[lanes]` settings)
+/// are not used, with a warning that says why: every table is computed, the outputs equal a
+/// night that keeps no state, and the tables are kept whole again for the night after.
+#[test]
+fn damaged_or_mismatched_kept_lane_tables_are_computed_again_with_a_warning() {
+    let arr = arrivals(small_input());
+    let (night, next) = ("2026-09-10", "2026-09-11");
+    let (_keep, want) = reference(&arr, night, next, None);
+    let data_file = |out: &Path| {
+        let ix: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("state/lane-tables.json")).unwrap()).unwrap();
+        out.join("state").join(ix["data"].as_str().unwrap())
+    };
+    let cases: Vec<(&str, fn(&Path, &Path), &str)> = vec![
+        (
+            "bytes flipped",
+            |out, data| {
+                let _ = out;
+                let mut b = std::fs::read(data).unwrap();
+                let mid = b.len() / 2;
+                b[mid] ^= 0xff;
+                std::fs::write(data, b).unwrap();
+            },
+            "is corrupt",
+        ),
+        ("data file missing", |_, data| std::fs::remove_file(data).unwrap(), "is unreadable"),
+        (
+            "index from another version",
+            |out, _| {
+                let p = out.join("state/lane-tables.json");
+                let mut ix: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                ix["tool_version"] = "0.0.1".into();
+                std::fs::write(&p, serde_json::to_vec(&ix).unwrap()).unwrap();
+            },
+            "written by lanewatch 0.0.1",
+        ),
+    ];
+    for (what, damage, reason) in cases {
+        let (live, out) = bootstrapped(&arr, night, &[]);
+        arr.deliver(live.path(), Some(date(night)), date(next));
+        damage(out.path(), &data_file(out.path()));
+        let run = run_night(live.path(), out.path(), next, &[]);
+        let w = manifest_warnings(&run);
+        assert!(
+            w.iter().any(|w| w.contains("lane tables kept in the state not used") && w.contains(reason)),
+            "{what}: {w:?}"
+        );
+        let st = &manifest(&run)["state"];
+        assert_eq!(st["lane_tables_reused"], 0, "{what}: {st}");
+        assert_same_data(&run, &want, what);
+        let again = run_night(live.path(), out.path(), next, &[]);
+        let st = &manifest(&again)["state"];
+        assert!(st["lane_tables_not_used"].is_null() && st["lane_tables_computed"] == 0, "{what}: {st}");
+        assert_same_data(&again, &want, what);
+    }
+    // Other [lanes] settings: the kept tables do not apply.
+    let (live, out) = bootstrapped(&arr, night, &[]);
+    let run = run_night(live.path(), out.path(), next, &[("LANEWATCH_LANES__MIN_SUPPORT", "25")]);
+    let w = manifest_warnings(&run);
+    assert!(w.iter().any(|w| w.contains("other [lanes] settings")), "{w:?}");
+}
+
 /// A night killed while it writes its state, commits its run folder or publishes the state
 /// leaves `CURRENT` on a whole generation: the one the night before wrote, or its own once its
 /// run folder is visible. The next night reads through it and equals a full refresh.
@@ -304,6 +376,7 @@ fn a_killed_night_leaves_a_state_that_agrees_with_the_run_folders() {
         "commit:success",
         "state:current",
         "state:published",
+        "state:tables",
     ] {
         let (live, out) = bootstrapped(&arr, night, &[]);
         let before = current_generation(out.path()).unwrap();

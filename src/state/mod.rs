@@ -23,6 +23,8 @@
 //! Segments are exact: event times and estimates as integer microseconds, shipments as decoded.
 //! Nothing in the state depends on the as-of date, so nights may be rerun in any order.
 
+pub mod tables;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -137,6 +139,11 @@ pub struct StateInfo {
     pub files_read: u64,
     /// Why an existing state was not used (also a warning of the run).
     pub full_refresh: Option<String>,
+    /// Lane tables taken from the state and computed (`tables`).
+    pub lane_tables_reused: u64,
+    pub lane_tables_computed: u64,
+    /// Why kept lane tables were not used (also a warning of the run).
+    pub lane_tables_not_used: Option<String>,
 }
 
 /// The reused segments, the new files' decoded rows and how shipment rows moved, kept from

@@ -1,0 +1,111 @@
+//! The lane tables kept between nights (`OUT/state/lane-tables.json` and the Parquet file it
+//! names): what a night computed at its cutoffs, found again by cutoff and by the digest of the
+//! rows known before it (`features::reuse` says why that is exact). Unlike the segments they
+//! are not part of a generation: every kept table carries the digest it is valid for, so a
+//! file left by a night killed half-way, or by a night run out of order, can only be used
+//! where it still holds. They are written after the night's run folder is committed.
+//!
+//! ```text
+//! OUT/state/lane-tables.json                 format, tool version, [lanes], the data file and its BLAKE3
+//! OUT/state/lane-tables-<blake3>.parquet     one row per kept table and lane
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::LaneConfig;
+use crate::error::Result;
+use crate::features::reuse::{self, Kept, KeptTable};
+use crate::night::TOOL_VERSION;
+
+/// Layout version of the kept tables; another value is not used (and is rebuilt).
+const FORMAT: u32 = 1;
+const INDEX: &str = "lane-tables.json";
+const PREFIX: &str = "lane-tables-";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Index {
+    format: u32,
+    tool_version: String,
+    /// `[lanes]`, which every table depends on.
+    lanes: serde_json::Value,
+    data: String,
+    data_blake3: String,
+    tables: usize,
+}
+
+fn lanes_key(cfg: &LaneConfig) -> serde_json::Value {
+    serde_json::to_value(cfg).unwrap_or(serde_json::Value::Null)
+}
+
+/// The kept tables in `OUT/state/`: `Ok(None)` when there are none yet, `Err(why)` when there
+/// are some that cannot be used (every table is then computed, and the night warns).
+pub fn load(out: &Path, cfg: &LaneConfig) -> std::result::Result<Option<Kept>, String> {
+    let dir = out.join(super::DIR);
+    let text = match std::fs::read(dir.join(INDEX)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read state/{INDEX}: {e}")),
+    };
+    let ix: Index = serde_json::from_slice(&text)
+        .map_err(|e| format!("state/{INDEX} is corrupt: {}", crate::error::one_line(e.to_string())))?;
+    if ix.format != FORMAT {
+        return Err(format!("state/{INDEX} has layout {}, this lanewatch reads {FORMAT}", ix.format));
+    }
+    if ix.tool_version != TOOL_VERSION {
+        return Err(format!("state/{INDEX} was written by lanewatch {}, this is {TOOL_VERSION}", ix.tool_version));
+    }
+    if ix.lanes != lanes_key(cfg) {
+        return Err(format!("state/{INDEX} was computed with other [lanes] settings"));
+    }
+    if !valid_data_name(&ix.data) {
+        return Err(format!("state/{INDEX} names {:?}, not a lane-tables file", ix.data));
+    }
+    let df =
+        crate::io::read_checked(&dir.join(&ix.data), &ix.data_blake3).map_err(|e| format!("state/{} {e}", ix.data))?;
+    let kept = reuse::from_frame(&df).map_err(|e| format!("state/{} is corrupt: {e}", ix.data))?;
+    if kept.tables.len() != ix.tables {
+        return Err(format!("state/{} holds {} tables, its index says {}", ix.data, kept.tables.len(), ix.tables));
+    }
+    Ok(Some(kept))
+}
+
+fn valid_data_name(n: &str) -> bool {
+    n.strip_prefix(PREFIX)
+        .and_then(|r| r.strip_suffix(".parquet"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Replaces the kept tables with `tables`: the data file (named by its content), then the
+/// index, each through a rename; then data files the index does not name are removed.
+pub fn write(out: &Path, cfg: &LaneConfig, tables: &[KeptTable]) -> Result<()> {
+    let dir = out.join(super::DIR);
+    crate::io::create_dir_all(&dir)?;
+    let mut df = reuse::to_frame(tables)?;
+    let bytes = crate::io::compact_bytes(&dir, &mut df)?;
+    let blake3 = blake3::hash(&bytes).to_hex().to_string();
+    let data = format!("{PREFIX}{}.parquet", &blake3[..16]);
+    crate::io::write_atomic(&dir.join(&data), &bytes)?;
+    crate::fault::point("state:tables");
+    let ix = Index {
+        format: FORMAT,
+        tool_version: TOOL_VERSION.to_string(),
+        lanes: lanes_key(cfg),
+        data: data.clone(),
+        data_blake3: blake3,
+        tables: tables.len(),
+    };
+    let mut json = serde_json::to_vec_pretty(&ix).map_err(crate::error::Error::internal)?;
+    json.push(b'\n');
+    crate::io::write_atomic(&dir.join(INDEX), &json)?;
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if valid_data_name(&name) && name != data {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}
