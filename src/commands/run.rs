@@ -125,6 +125,8 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     if let Some((_, info)) = &mut state {
         info.lane_tables_reused = res.features.reused.reused as u64;
         info.lane_tables_computed = res.features.reused.computed as u64;
+        info.series_days_reused = res.features.reused.days_reused as u64;
+        info.series_days_computed = res.features.reused.days_computed as u64;
         info.lane_tables_not_used = kept_warning.clone();
     }
 
@@ -164,7 +166,9 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     if let Some((pending, _)) = state {
         crate::state::publish(pending)?;
         // Kept tables only save work: a night that cannot write them has still succeeded.
-        if let Err(e) = crate::state::tables::write(out, &s.config.lanes, &res.features.reused.keep) {
+        if let Err(e) =
+            crate::state::tables::write(out, &s.config.lanes, &res.features.reused.keep, &res.features.reused.keep_days)
+        {
             tracing::warn!("lane tables not kept for the next night: {}", e);
         }
     }

@@ -34,6 +34,8 @@ pub struct Point {
     pub disrupted: bool,
     /// The numbers are the destination × service group's, pooled over origins.
     pub pooled: bool,
+    /// The flag's condition on this night alone; `disrupted` also needs it the night before.
+    pub condition: bool,
 }
 
 /// Daily series for cutoff days `first_day..=last_day` (day numbers since the epoch).
@@ -257,11 +259,15 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
             // `disruption_min_recent` parcels old enough to judge (enough for the z-test to
             // pass when all of them outstay), at most `recent_days`: busy lanes look at the
             // last two days, quiet lanes at up to a week.
+            // The cohort never reaches back past the lane window, so a day's point depends on
+            // what was known before its cutoff alone, not on how far back the series starts
+            // (visits that ended before the window are not kept); the clamp binds only where
+            // the baseline median dwell exceeds `window_days − recent_days`.
             let judged_end = sp.visits.partition_point(|v| v.entry < c - p50_us);
-            let mut from = c - p50_us - recent;
+            let mut from = (c - p50_us - recent).max(c - window);
             for d in MIN_COHORT_DAYS..=cfg.recent_days as i64 {
-                let lo = c - p50_us - d * MICROS_PER_DAY;
-                let n = judged_end - sp.visits.partition_point(|v| v.entry < lo);
+                let lo = (c - p50_us - d * MICROS_PER_DAY).max(c - window);
+                let n = judged_end.saturating_sub(sp.visits.partition_point(|v| v.entry < lo));
                 if n >= 2 * cfg.disruption_min_recent as usize {
                     from = lo;
                     break;
@@ -304,7 +310,17 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
                 && ratio >= cfg.disruption_ratio
                 && z >= cfg.disruption_min_z
                 && recent_p50 - baseline_p50 >= cfg.disruption_min_increase_days;
-            Point { recent_p50, baseline_p50, recent_n, baseline_n, ratio, z, disrupted, pooled: false }
+            Point {
+                recent_p50,
+                baseline_p50,
+                recent_n,
+                baseline_n,
+                ratio,
+                z,
+                disrupted,
+                pooled: false,
+                condition: false,
+            }
         })
         .collect()
 }
@@ -313,7 +329,58 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
 /// disruptions.
 const MIN_COHORT_DAYS: i64 = 2;
 
+/// Per lane, its points of one cutoff day at every stage.
+pub type DayPoints = Vec<[Point; N_STAGES]>;
+
+/// The series for cutoff days `first_day..=last_day`.
 pub fn series(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i64, last_day: i64) -> Series {
+    let n = (last_day - first_day + 1).max(0) as usize;
+    series_with(prep, states, cfg, first_day, last_day, vec![None; n])
+}
+
+/// `series`, taking `known[k]` as the points of day `first_day + k` where given (days kept from
+/// earlier nights, see `reuse`: each day's points before the two-night rule depend only on what
+/// was known before its cutoff) and computing the days from the first one not given.
+pub fn series_with(
+    prep: &Prepared,
+    states: &[State],
+    cfg: &LaneConfig,
+    first_day: i64,
+    last_day: i64,
+    known: Vec<Option<DayPoints>>,
+) -> Series {
+    let n_lanes = prep.lanes.len();
+    let from = known.iter().position(|d| d.is_none()).map(|k| first_day + k as i64);
+    let mut points: Vec<[Vec<Point>; N_STAGES]> =
+        (0..n_lanes).map(|_| std::array::from_fn(|_| Vec::with_capacity(known.len()))).collect();
+    for day in known.into_iter().map_while(|d| d) {
+        for (lane, p) in points.iter_mut().zip(day) {
+            for (s, v) in lane.iter_mut().enumerate() {
+                v.push(p[s]);
+            }
+        }
+    }
+    if let Some(from) = from {
+        let computed = raw_points(prep, states, cfg, from, last_day);
+        for (lane, c) in points.iter_mut().zip(computed) {
+            for (v, c) in lane.iter_mut().zip(c) {
+                v.extend(c);
+            }
+        }
+    }
+    let mut series = Series { first_day, last_day, points };
+    series.two_nights();
+    series
+}
+
+/// Every lane's points for cutoff days `first_day..=last_day` before the two-night rule.
+fn raw_points(
+    prep: &Prepared,
+    states: &[State],
+    cfg: &LaneConfig,
+    first_day: i64,
+    last_day: i64,
+) -> Vec<[Vec<Point>; N_STAGES]> {
     let n_lanes = prep.lanes.len();
     let window = cfg.window_days as i64 * MICROS_PER_DAY;
     let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
@@ -368,7 +435,7 @@ pub fn series(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i6
     let points = points.into_iter().map(|p| p.expect("every lane is in its destination × service group")).collect();
     let mut series = Series { first_day, last_day, points };
     series.finish(cfg, &pooled, &parent);
-    series
+    series.points
 }
 
 impl Series {
@@ -404,20 +471,29 @@ impl Series {
                 for (k, p) in days.iter_mut().enumerate() {
                     let net = network[s][k];
                     p.disrupted = p.disrupted && p.ratio / net >= cfg.disruption_ratio;
-                    if p.disrupted {
-                        continue;
+                    if !p.disrupted {
+                        let g = &pooled[parent[l] as usize][s][k];
+                        let group_flag = g.disrupted && g.ratio / net >= cfg.disruption_ratio;
+                        let thin = !supported(p);
+                        if group_flag && (thin || p.ratio >= lean) {
+                            *p = Point { pooled: true, ..*g };
+                        }
                     }
-                    let g = &pooled[parent[l] as usize][s][k];
-                    let group_flag = g.disrupted && g.ratio / net >= cfg.disruption_ratio;
-                    let thin = !supported(p);
-                    if group_flag && (thin || p.ratio >= lean) {
-                        *p = Point { pooled: true, ..*g };
-                    }
+                    p.condition = p.disrupted;
                 }
-                // One night's blip is noise: a flag needs the condition on the night before too.
-                let raw: Vec<bool> = days.iter().map(|p| p.disrupted).collect();
-                for (k, p) in days.iter_mut().enumerate() {
-                    p.disrupted = raw[k] && k > 0 && raw[k - 1];
+            }
+        }
+    }
+
+    /// One night's blip is noise: a flag needs the condition on the night before too (the
+    /// series' first day has no night before, and is not flagged).
+    fn two_nights(&mut self) {
+        for lane in &mut self.points {
+            for days in lane.iter_mut() {
+                let mut before = false;
+                for p in days.iter_mut() {
+                    p.disrupted = p.condition && before;
+                    before = p.condition;
                 }
             }
         }

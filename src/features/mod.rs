@@ -176,14 +176,18 @@ pub fn build_keeping(
     let step = feat_cfg.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
     let mut cutoffs: Vec<i64> = (0..).map(|k| cutoff - k * step).take_while(|c| *c > train_from - step).collect();
     cutoffs.reverse();
-    let (lane_tables, reused) = reuse::lane_tables(&prep, &states, &outcomes, cutoffs, lane_cfg, step, kept)?;
+    let last_day = night.cutoff_day();
+    let first_day = last_day - train_days as i64 - 1;
+    // What earlier nights kept (lane tables, series days) is taken where it still holds.
+    let check = kept.map(|k| reuse::Check::new(&prep, k, &cutoffs, first_day, last_day, step)).transpose()?;
+    let mut reused = reuse::Reused::default();
+    let lane_tables = reuse::lane_tables(&prep, &states, &outcomes, cutoffs, lane_cfg, check.as_ref(), &mut reused)?;
     log("lane_tables");
     crate::memory::release_free_memory();
     let history = history::History::build(&prep, &states, &outcomes, lane_cfg, feat_cfg.prior_strength);
     log("history");
-    let last_day = night.cutoff_day();
-    let first_day = last_day - train_days as i64 - 1;
-    let series = disruption::series(&prep, &states, lane_cfg, first_day, last_day);
+    let series = reuse::series(&prep, &states, lane_cfg, first_day, last_day, check.as_ref(), &mut reused);
+    drop(check);
     crate::memory::release_free_memory();
     log("series");
     let holidays = p.holidays.clone();

@@ -24,11 +24,12 @@ use std::sync::Arc;
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use super::disruption::{self, DayPoints, Point, Series};
 use super::lanes::{LaneStats, Level, N_Q};
 use super::prepare::{LaneKey, Prepared};
 use crate::error::{Error, Result};
 use crate::sampling::{hash_str, mix};
-use crate::schema::MICROS_PER_DAY;
+use crate::schema::{MICROS_PER_DAY, N_STAGES};
 use crate::validate::NO_ETA;
 
 /// A fingerprint of the rows known before one cutoff.
@@ -139,10 +140,21 @@ pub struct KeptTable {
     pub stats: Vec<LaneStats>,
 }
 
-/// Kept tables read from the state, found by cutoff.
+/// One cutoff day of the disruption series kept between nights: every lane's points before the
+/// two-night rule (which the night reading them applies over its own range).
+#[derive(Debug, Clone)]
+pub struct KeptDay {
+    pub day: i64,
+    pub digest: Digest,
+    pub lanes: Arc<Vec<LaneKey>>,
+    pub points: DayPoints,
+}
+
+/// Kept tables and series days read from the state, found by cutoff.
 #[derive(Debug, Clone, Default)]
 pub struct Kept {
     pub tables: Vec<KeptTable>,
+    pub days: Vec<KeptDay>,
 }
 
 impl Kept {
@@ -155,12 +167,12 @@ impl Kept {
         lanes.iter().map(|l| index.get(l).map(|&k| t.stats[k].clone())).collect()
     }
 
-    /// The cutoffs of the kept tables, ascending and distinct.
-    pub fn cutoffs(&self) -> Vec<i64> {
-        let mut c: Vec<i64> = self.tables.iter().map(|t| t.cutoff).collect();
-        c.sort_unstable();
-        c.dedup();
-        c
+    /// The kept points of cutoff day `day` with digest `digest`, in the order of `lanes`, when
+    /// they have every one of them.
+    pub fn find_day(&self, day: i64, digest: Digest, lanes: &[LaneKey]) -> Option<DayPoints> {
+        let d = self.days.iter().find(|d| d.day == day && d.digest == digest)?;
+        let index: HashMap<&LaneKey, usize> = d.lanes.iter().enumerate().map(|(k, l)| (l, k)).collect();
+        lanes.iter().map(|l| index.get(l).map(|&k| d.points[k])).collect()
     }
 }
 
@@ -255,10 +267,10 @@ pub fn from_frame(df: &DataFrame) -> Result<Kept> {
     if let Some(t) = tables.last_mut() {
         t.lanes = Arc::new(lanes);
     }
-    Ok(Kept { tables })
+    Ok(Kept { tables, days: Vec::new() })
 }
 
-/// What a night did with kept tables, and the tables it hands on to the next night.
+/// What a night did with kept tables and series days, and what it hands on to the next night.
 #[derive(Debug, Clone, Default)]
 pub struct Reused {
     pub reused: usize,
@@ -266,39 +278,85 @@ pub struct Reused {
     /// This night's tables, then the kept tables still valid that a later night may need (by
     /// cutoff, ascending).
     pub keep: Vec<KeptTable>,
+    pub days_reused: usize,
+    pub days_computed: usize,
+    /// This night's disruption series days, then the kept days still valid (by day).
+    pub keep_days: Vec<KeptDay>,
 }
 
-/// The lane tables at `cutoffs` (ascending; the last is the night's cutoff). With `kept`, each
-/// table is taken from it when its digest still matches, and the tables to keep are returned;
-/// without, every table is computed and nothing is kept (the commands that keep no state).
+/// One night's view of what was kept: the digests of the rows known before every cutoff it
+/// may take something at.
+pub struct Check<'a> {
+    kept: &'a Kept,
+    cutoffs: Vec<i64>,
+    digests: Vec<Digest>,
+    lanes: Arc<Vec<LaneKey>>,
+    /// Kept things older than this are not handed on (no later night reads them).
+    horizon: i64,
+    /// The night's cutoff: kept things after it are handed on unchecked.
+    cutoff: i64,
+}
+
+impl<'a> Check<'a> {
+    /// For a night with lane tables at `table_cutoffs` (ascending; the last is the night's) and
+    /// a series over cutoff days `first_day..=last_day`.
+    pub fn new(
+        prep: &Prepared,
+        kept: &'a Kept,
+        table_cutoffs: &[i64],
+        first_day: i64,
+        last_day: i64,
+        step: i64,
+    ) -> Result<Check<'a>> {
+        let cutoff = *table_cutoffs.last().expect("at least the night's cutoff");
+        let horizon = (table_cutoffs[0] - step).min(first_day * MICROS_PER_DAY - step);
+        let mut cutoffs: Vec<i64> = table_cutoffs.to_vec();
+        cutoffs.extend((first_day..=last_day).map(|d| d * MICROS_PER_DAY));
+        cutoffs.extend(kept.tables.iter().map(|t| t.cutoff));
+        cutoffs.extend(kept.days.iter().map(|d| d.day * MICROS_PER_DAY));
+        cutoffs.retain(|&c| c >= horizon && c <= cutoff);
+        cutoffs.sort_unstable();
+        cutoffs.dedup();
+        let digests = digests(prep, &cutoffs)?;
+        Ok(Check { kept, cutoffs, digests, lanes: Arc::new(prep.lanes.clone()), horizon, cutoff })
+    }
+
+    fn digest(&self, c: i64) -> Digest {
+        self.digests[self.cutoffs.binary_search(&c).expect("every checked cutoff has a digest")]
+    }
+
+    /// A kept thing at `c` (not among the night's own, which replace it) is handed on when a
+    /// later night may read it and it still holds, or when it is after this night.
+    fn hand_on(&self, c: i64, digest: Digest) -> bool {
+        c > self.cutoff || (c >= self.horizon && digest == self.digest(c))
+    }
+}
+
+/// The lane tables at `cutoffs` (ascending; the last is the night's cutoff). With `check`,
+/// each table is taken from the kept ones when its digest still matches, and the tables to
+/// keep are returned; without, every table is computed and nothing is kept (the commands that
+/// keep no state).
 pub fn lane_tables(
     prep: &Prepared,
     states: &[super::timeline::State],
     outcomes: &[super::timeline::Outcome],
     cutoffs: Vec<i64>,
     cfg: &crate::config::LaneConfig,
-    step: i64,
-    kept: Option<&Kept>,
-) -> Result<(super::lanes::LaneTables, Reused)> {
+    check: Option<&Check>,
+    reused: &mut Reused,
+) -> Result<super::lanes::LaneTables> {
     use super::lanes::{LaneTables, Source};
     let oldest = cfg.oldest_days() as i64 * MICROS_PER_DAY;
-    let Some(kept) = kept else {
+    let Some(check) = check else {
         let source = Source::new(prep, states, outcomes, cutoffs[0] - oldest)?;
         let tables = LaneTables::build(&source, cutoffs, cfg)?;
-        let computed = tables.cutoffs.len();
-        return Ok((tables, Reused { computed, ..Reused::default() }));
+        reused.computed = tables.cutoffs.len();
+        return Ok(tables);
     };
-    let night_cutoff = *cutoffs.last().expect("at least the night's cutoff");
-    // Kept tables a later night may still need: from a step before this night's first cutoff.
-    let horizon = cutoffs[0] - step;
-    let mut checked: Vec<i64> = kept.cutoffs().into_iter().filter(|&c| c >= horizon && c <= night_cutoff).collect();
-    checked.extend(&cutoffs);
-    checked.sort_unstable();
-    checked.dedup();
-    let digest_list = digests(prep, &checked)?;
-    let digest_at = |c: i64| digest_list[checked.binary_search(&c).expect("every checked cutoff has a digest")];
-    let known: Vec<Option<Vec<LaneStats>>> = cutoffs.iter().map(|&c| kept.find(c, digest_at(c), &prep.lanes)).collect();
-    let reused = known.iter().filter(|t| t.is_some()).count();
+    let known: Vec<Option<Vec<LaneStats>>> =
+        cutoffs.iter().map(|&c| check.kept.find(c, check.digest(c), &prep.lanes)).collect();
+    reused.reused = known.iter().filter(|t| t.is_some()).count();
+    reused.computed = cutoffs.len() - reused.reused;
     let source = match known.iter().position(|t| t.is_none()) {
         // Rows resolved before the first table to compute, less its longest window, are never read.
         Some(k) => Some(Source::new(prep, states, outcomes, cutoffs[k] - oldest)?),
@@ -306,24 +364,168 @@ pub fn lane_tables(
     };
     let tables = LaneTables::build_with(source.as_ref(), cutoffs, cfg, known)?;
     drop(source);
-    let lanes = Arc::new(prep.lanes.clone());
     let mut keep: Vec<KeptTable> = tables
         .cutoffs
         .iter()
         .zip(&tables.tables)
-        .map(|(&c, t)| KeptTable { cutoff: c, digest: digest_at(c), lanes: lanes.clone(), stats: t.clone() })
+        .map(|(&c, t)| KeptTable { cutoff: c, digest: check.digest(c), lanes: check.lanes.clone(), stats: t.clone() })
         .collect();
-    for t in &kept.tables {
-        let later = t.cutoff > night_cutoff;
-        let still_valid = t.cutoff >= horizon
-            && t.cutoff <= night_cutoff
-            && tables.cutoffs.binary_search(&t.cutoff).is_err()
-            && t.digest == digest_at(t.cutoff);
-        if later || still_valid {
+    for t in &check.kept.tables {
+        if tables.cutoffs.binary_search(&t.cutoff).is_err() && check.hand_on(t.cutoff, t.digest) {
             keep.push(t.clone());
         }
     }
     keep.sort_by_key(|t| t.cutoff);
-    let computed = tables.cutoffs.len() - reused;
-    Ok((tables, Reused { reused, computed, keep }))
+    reused.keep = keep;
+    Ok(tables)
+}
+
+/// The disruption series over cutoff days `first_day..=last_day`; with `check`, the days from
+/// the first through the last whose kept points still hold are taken (the rest computed), and
+/// the days to keep are returned.
+pub fn series(
+    prep: &Prepared,
+    states: &[super::timeline::State],
+    cfg: &crate::config::LaneConfig,
+    first_day: i64,
+    last_day: i64,
+    check: Option<&Check>,
+    reused: &mut Reused,
+) -> Series {
+    let n = (last_day - first_day + 1).max(0) as usize;
+    let Some(check) = check else {
+        reused.days_computed = n;
+        return disruption::series(prep, states, cfg, first_day, last_day);
+    };
+    let mut known: Vec<Option<DayPoints>> = Vec::with_capacity(n);
+    for d in first_day..=last_day {
+        match check.kept.find_day(d, check.digest(d * MICROS_PER_DAY), &prep.lanes) {
+            Some(p) => known.push(Some(p)),
+            None => break,
+        }
+    }
+    reused.days_reused = known.len();
+    reused.days_computed = n - known.len();
+    known.resize(n, None);
+    let series = disruption::series_with(prep, states, cfg, first_day, last_day, known);
+    let mut keep: Vec<KeptDay> = (first_day..=last_day)
+        .map(|d| KeptDay {
+            day: d,
+            digest: check.digest(d * MICROS_PER_DAY),
+            lanes: check.lanes.clone(),
+            points: (0..prep.lanes.len()).map(|l| std::array::from_fn(|s| *series.at(l, s, d))).collect(),
+        })
+        .collect();
+    for k in &check.kept.days {
+        let own = (first_day..=last_day).contains(&k.day);
+        if !own && check.hand_on(k.day * MICROS_PER_DAY, k.digest) {
+            keep.push(k.clone());
+        }
+    }
+    keep.sort_by_key(|k| k.day);
+    reused.keep_days = keep;
+    series
+}
+
+/// Kept series days as one frame (one row per day, lane and stage), for the state to store.
+pub fn days_to_frame(days: &[KeptDay]) -> Result<DataFrame> {
+    let rows: Vec<(&KeptDay, usize, usize)> = days
+        .iter()
+        .flat_map(|d| (0..d.points.len()).flat_map(move |l| (0..N_STAGES).map(move |s| (d, l, s))))
+        .collect();
+    let i64s = |name: &str, f: &dyn Fn(&KeptDay, usize, usize) -> i64| {
+        Column::new(name.into(), rows.iter().map(|&(d, l, s)| f(d, l, s)).collect::<Vec<i64>>())
+    };
+    let f64s = |name: &str, f: &dyn Fn(&Point) -> f64| {
+        Column::new(name.into(), rows.iter().map(|&(d, l, s)| f(&d.points[l][s])).collect::<Vec<f64>>())
+    };
+    let bools = |name: &str, f: &dyn Fn(&Point) -> bool| {
+        Column::new(name.into(), rows.iter().map(|&(d, l, s)| f(&d.points[l][s])).collect::<Vec<bool>>())
+    };
+    let strs = |name: &str, f: &dyn Fn(&LaneKey) -> &str| {
+        Column::new(name.into(), rows.iter().map(|&(d, l, _)| f(&d.lanes[l])).collect::<Vec<&str>>())
+    };
+    let cols = vec![
+        i64s("day", &|d, _, _| d.day),
+        i64s("digest_rows", &|d, _, _| d.digest.rows as i64),
+        i64s("digest_a", &|d, _, _| d.digest.a as i64),
+        i64s("digest_b", &|d, _, _| d.digest.b as i64),
+        strs("origin", &|l| &l.origin),
+        strs("destination", &|l| &l.destination),
+        strs("service", &|l| &l.service),
+        i64s("stage", &|_, _, s| s as i64),
+        f64s("recent_p50", &|p| p.recent_p50),
+        f64s("baseline_p50", &|p| p.baseline_p50),
+        i64s("recent_n", &|d, l, s| d.points[l][s].recent_n as i64),
+        i64s("baseline_n", &|d, l, s| d.points[l][s].baseline_n as i64),
+        f64s("ratio", &|p| p.ratio),
+        f64s("z", &|p| p.z),
+        bools("pooled", &|p| p.pooled),
+        bools("condition", &|p| p.condition),
+    ];
+    Ok(DataFrame::new(rows.len(), cols)?)
+}
+
+/// The series days `days_to_frame` stored, added to `kept`.
+pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
+    let bad = |what: String| Error::internal(format!("kept series days: {what}"));
+    let i64s = |name: &str| -> Result<Vec<i64>> {
+        df.column(name)?.i64()?.iter().map(|v| v.ok_or_else(|| bad(format!("{name} is null")))).collect()
+    };
+    let f64s = |name: &str| -> Result<Vec<f64>> {
+        Ok(df.column(name)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    };
+    let bools =
+        |name: &str| -> Result<Vec<bool>> { Ok(df.column(name)?.bool()?.iter().map(|v| v.unwrap_or(false)).collect()) };
+    let strs = |name: &str| -> Result<Vec<String>> {
+        Ok(df.column(name)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+    };
+    let (day, rows, a, b, stage) =
+        (i64s("day")?, i64s("digest_rows")?, i64s("digest_a")?, i64s("digest_b")?, i64s("stage")?);
+    let (origin, destination, service) = (strs("origin")?, strs("destination")?, strs("service")?);
+    let (recent_p50, baseline_p50, ratio, z) = (f64s("recent_p50")?, f64s("baseline_p50")?, f64s("ratio")?, f64s("z")?);
+    let (recent_n, baseline_n) = (i64s("recent_n")?, i64s("baseline_n")?);
+    let (pooled, condition) = (bools("pooled")?, bools("condition")?);
+    if df.height() % N_STAGES != 0 {
+        return Err(bad(format!("{} rows, not whole lanes of {N_STAGES} stages", df.height())));
+    }
+    let mut lanes: Vec<LaneKey> = Vec::new();
+    for r0 in (0..df.height()).step_by(N_STAGES) {
+        let digest = Digest { rows: rows[r0] as u64, a: a[r0] as u64, b: b[r0] as u64 };
+        let starts = kept.days.last().is_none_or(|d| d.day != day[r0] || d.digest != digest);
+        if starts {
+            if let Some(d) = kept.days.last_mut() {
+                d.lanes = Arc::new(std::mem::take(&mut lanes));
+            }
+            kept.days.push(KeptDay { day: day[r0], digest, lanes: Arc::new(Vec::new()), points: Vec::new() });
+        }
+        lanes.push(LaneKey {
+            origin: origin[r0].clone(),
+            destination: destination[r0].clone(),
+            service: service[r0].clone(),
+        });
+        let mut p = [Point::default(); N_STAGES];
+        for (s, pt) in p.iter_mut().enumerate() {
+            let r = r0 + s;
+            if stage[r] != s as i64 || day[r] != day[r0] {
+                return Err(bad(format!("row {r} is not stage {s} of its lane and day")));
+            }
+            *pt = Point {
+                recent_p50: recent_p50[r],
+                baseline_p50: baseline_p50[r],
+                recent_n: recent_n[r] as u32,
+                baseline_n: baseline_n[r] as u32,
+                ratio: ratio[r],
+                z: z[r],
+                disrupted: false,
+                pooled: pooled[r],
+                condition: condition[r],
+            };
+        }
+        kept.days.last_mut().expect("pushed above").points.push(p);
+    }
+    if let Some(d) = kept.days.last_mut() {
+        d.lanes = Arc::new(lanes);
+    }
+    Ok(())
 }

@@ -142,6 +142,9 @@ pub struct StateInfo {
     /// Lane tables taken from the state and computed (`tables`).
     pub lane_tables_reused: u64,
     pub lane_tables_computed: u64,
+    /// Disruption series days taken from the state and computed.
+    pub series_days_reused: u64,
+    pub series_days_computed: u64,
     /// Why kept lane tables were not used (also a warning of the run).
     pub lane_tables_not_used: Option<String>,
 }

@@ -1,6 +1,6 @@
-//! The lane tables kept between nights (`OUT/state/lane-tables.json` and the Parquet file it
-//! names): what a night computed at its cutoffs, found again by cutoff and by the digest of the
-//! rows known before it (`features::reuse` says why that is exact). Unlike the segments they
+//! The lane tables and disruption series days kept between nights (`OUT/state/lane-tables.json`
+//! and the Parquet files it names): what a night computed at its cutoffs, found again by cutoff
+//! and by the digest of the rows known before it (`features::reuse` says why that is exact). Unlike the segments they
 //! are not part of a generation: every kept table carries the digest it is valid for, so a
 //! file left by a night killed half-way, or by a night run out of order, can only be used
 //! where it still holds. They are written after the night's run folder is committed.
@@ -8,6 +8,7 @@
 //! ```text
 //! OUT/state/lane-tables.json                 format, tool version, [lanes], the data file and its BLAKE3
 //! OUT/state/lane-tables-<blake3>.parquet     one row per kept table and lane
+//! OUT/state/series-days-<blake3>.parquet     one row per kept series day, lane and stage
 //! ```
 
 use std::path::Path;
@@ -16,13 +17,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LaneConfig;
 use crate::error::Result;
-use crate::features::reuse::{self, Kept, KeptTable};
+use crate::features::reuse::{self, Kept, KeptDay, KeptTable};
 use crate::night::TOOL_VERSION;
 
 /// Layout version of the kept tables; another value is not used (and is rebuilt).
 const FORMAT: u32 = 1;
 const INDEX: &str = "lane-tables.json";
 const PREFIX: &str = "lane-tables-";
+const DAYS_PREFIX: &str = "series-days-";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Index {
@@ -33,6 +35,10 @@ struct Index {
     data: String,
     data_blake3: String,
     tables: usize,
+    /// The disruption series' days, likewise.
+    days_data: String,
+    days_blake3: String,
+    days: usize,
 }
 
 fn lanes_key(cfg: &LaneConfig) -> serde_json::Value {
@@ -59,42 +65,63 @@ pub fn load(out: &Path, cfg: &LaneConfig) -> std::result::Result<Option<Kept>, S
     if ix.lanes != lanes_key(cfg) {
         return Err(format!("state/{INDEX} was computed with other [lanes] settings"));
     }
-    if !valid_data_name(&ix.data) {
-        return Err(format!("state/{INDEX} names {:?}, not a lane-tables file", ix.data));
+    for name in [&ix.data, &ix.days_data] {
+        if !valid_data_name(name) {
+            return Err(format!("state/{INDEX} names {name:?}, not a kept-tables file"));
+        }
     }
-    let df =
-        crate::io::read_checked(&dir.join(&ix.data), &ix.data_blake3).map_err(|e| format!("state/{} {e}", ix.data))?;
-    let kept = reuse::from_frame(&df).map_err(|e| format!("state/{} is corrupt: {e}", ix.data))?;
-    if kept.tables.len() != ix.tables {
-        return Err(format!("state/{} holds {} tables, its index says {}", ix.data, kept.tables.len(), ix.tables));
+    let read = |name: &str, blake3: &str| {
+        crate::io::read_checked(&dir.join(name), blake3).map_err(|e| format!("state/{name} {e}"))
+    };
+    let mut kept = reuse::from_frame(&read(&ix.data, &ix.data_blake3)?)
+        .map_err(|e| format!("state/{} is corrupt: {e}", ix.data))?;
+    reuse::days_from_frame(&read(&ix.days_data, &ix.days_blake3)?, &mut kept)
+        .map_err(|e| format!("state/{} is corrupt: {e}", ix.days_data))?;
+    if kept.tables.len() != ix.tables || kept.days.len() != ix.days {
+        return Err(format!(
+            "state/{INDEX} lists {} tables and {} days, its files hold {} and {}",
+            ix.tables,
+            ix.days,
+            kept.tables.len(),
+            kept.days.len()
+        ));
     }
     Ok(Some(kept))
 }
 
 fn valid_data_name(n: &str) -> bool {
-    n.strip_prefix(PREFIX)
-        .and_then(|r| r.strip_suffix(".parquet"))
-        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    [PREFIX, DAYS_PREFIX].iter().any(|p| {
+        n.strip_prefix(p)
+            .and_then(|r| r.strip_suffix(".parquet"))
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
 }
 
-/// Replaces the kept tables with `tables`: the data file (named by its content), then the
-/// index, each through a rename; then data files the index does not name are removed.
-pub fn write(out: &Path, cfg: &LaneConfig, tables: &[KeptTable]) -> Result<()> {
+/// Replaces the kept tables and days: the data files (named by their content), then the index,
+/// each through a rename; then data files the index does not name are removed.
+pub fn write(out: &Path, cfg: &LaneConfig, tables: &[KeptTable], days: &[KeptDay]) -> Result<()> {
     let dir = out.join(super::DIR);
     crate::io::create_dir_all(&dir)?;
-    let mut df = reuse::to_frame(tables)?;
-    let bytes = crate::io::compact_bytes(&dir, &mut df)?;
-    let blake3 = blake3::hash(&bytes).to_hex().to_string();
-    let data = format!("{PREFIX}{}.parquet", &blake3[..16]);
-    crate::io::write_atomic(&dir.join(&data), &bytes)?;
+    let write_data = |prefix: &str, mut df: polars::prelude::DataFrame| -> Result<(String, String)> {
+        let bytes = crate::io::compact_bytes(&dir, &mut df)?;
+        let blake3 = blake3::hash(&bytes).to_hex().to_string();
+        let name = format!("{prefix}{}.parquet", &blake3[..16]);
+        crate::io::write_atomic(&dir.join(&name), &bytes)?;
+        Ok((name, blake3))
+    };
+    let (data, data_blake3) = write_data(PREFIX, reuse::to_frame(tables)?)?;
+    let (days_data, days_blake3) = write_data(DAYS_PREFIX, reuse::days_to_frame(days)?)?;
     crate::fault::point("state:tables");
     let ix = Index {
         format: FORMAT,
         tool_version: TOOL_VERSION.to_string(),
         lanes: lanes_key(cfg),
         data: data.clone(),
-        data_blake3: blake3,
+        data_blake3,
         tables: tables.len(),
+        days_data: days_data.clone(),
+        days_blake3,
+        days: days.len(),
     };
     let mut json = serde_json::to_vec_pretty(&ix).map_err(crate::error::Error::internal)?;
     json.push(b'\n');
@@ -102,7 +129,7 @@ pub fn write(out: &Path, cfg: &LaneConfig, tables: &[KeptTable]) -> Result<()> {
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if valid_data_name(&name) && name != data {
+            if valid_data_name(&name) && name != data && name != days_data {
                 let _ = std::fs::remove_file(e.path());
             }
         }

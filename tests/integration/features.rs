@@ -430,10 +430,10 @@ fn table_bits(t: &[lanes::LaneStats]) -> Vec<Vec<u64>> {
         .collect()
 }
 
-/// Lane tables kept from an earlier night (`features::reuse`) are taken only where the rows
-/// known before their cutoff are unchanged: a night that reuses them has every table equal,
-/// bit for bit, to computing them all, also when delivery scans from before a kept table's
-/// cutoff arrive late.
+/// Lane tables and disruption series days kept from an earlier night (`features::reuse`) are
+/// taken only where the rows known before their cutoff are unchanged: a night that reuses them
+/// has every table and series point equal, bit for bit, to computing them all, also when
+/// delivery scans from before a kept cutoff arrive late.
 #[test]
 fn kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_changed() {
     use lanewatch::features::reuse::Kept;
@@ -461,7 +461,14 @@ fn kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_chan
         features::build_keeping(Cow::Borrowed(&clean_held), &s.features, Night::new(early), Some(&Kept::default()))
             .unwrap();
     assert_eq!(first.reused.reused, 0);
-    let kept = Kept { tables: first.reused.keep.clone() };
+    // Through the frames the state stores them in.
+    use lanewatch::features::reuse;
+    let mut kept = reuse::from_frame(&reuse::to_frame(&first.reused.keep).unwrap()).unwrap();
+    reuse::days_from_frame(&reuse::days_to_frame(&first.reused.keep_days).unwrap(), &mut kept).unwrap();
+    assert_eq!((kept.tables.len(), kept.days.len()), (first.reused.keep.len(), first.reused.keep_days.len()));
+    // The two-night rule is applied to the kept days' conditions: some days must hold one.
+    let conditions = kept.days.iter().flat_map(|d| d.points.iter().flatten()).filter(|p| p.condition).count();
+    assert!(conditions > 10, "only {conditions} disruption conditions in the kept days");
     for (what, clean) in [("nothing late", &clean_held), ("deliveries late", &clean_full)] {
         let fs = features::build_keeping(Cow::Borrowed(clean), &s.features, Night::new(later), Some(&kept)).unwrap();
         let want = features::build(clean, &s.features, Night::new(later)).unwrap();
@@ -469,8 +476,24 @@ fn kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_chan
         for (k, (a, b)) in fs.lane_tables.tables.iter().zip(&want.lane_tables.tables).enumerate() {
             assert_eq!(table_bits(a), table_bits(b), "{what}: table {k} differs from computing it");
         }
+        let point_bits = |fs: &FeatureSet| -> Vec<u64> {
+            let sr = &fs.series;
+            let mut b = vec![sr.first_day as u64, sr.last_day as u64];
+            for lane in &sr.points {
+                for p in lane.iter().flatten() {
+                    b.extend([p.recent_p50.to_bits(), p.baseline_p50.to_bits(), p.ratio.to_bits(), p.z.to_bits()]);
+                    b.extend([p.recent_n as u64, p.baseline_n as u64, p.disrupted as u64, p.pooled as u64]);
+                    b.push(p.condition as u64);
+                }
+            }
+            b
+        };
+        assert!(point_bits(&fs) == point_bits(&want), "{what}: the disruption series differs from computing it");
         let r = &fs.reused;
         assert!(r.reused >= 10, "{what}: only {} tables reused", r.reused);
+        // Series days: every day before the first one the late rows touched is taken.
+        assert!(r.days_reused >= 60, "{what}: only {} series days reused", r.days_reused);
+        assert!(r.days_computed >= 7, "{what}: {} series days computed", r.days_computed);
         // The night's own table is always new; with late deliveries, the table at `early`'s
         // cutoff is computed again too.
         let want_computed = if clean.events.time.len() == clean_held.events.time.len() { 1 } else { 2 };
