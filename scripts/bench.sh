@@ -10,8 +10,9 @@
 #   BENCH_INCREMENTAL=0 scripts/bench.sh          # skip the incremental nights
 #
 # Incremental nights: the input is copied into day partitions (scripts/partition_by_day.py,
-# needs Python with polars: $LANEWATCH_PYTHON or python3), the night before the as-of is run
-# on the partitions up to it (a full refresh that writes the state), the as-of's day is added
+# needs Python with polars: $LANEWATCH_PYTHON or python3), the night a week before the as-of
+# is run on the partitions up to it (a full refresh that writes the state, "bootstrap"), then
+# the night before the as-of after six more days ("week_later"), then the as-of's day is added
 # and the night run again through the state ("incremental"), then the same night with
 # --full-refresh ("full_refresh"). `BENCH_DOUBLE=1` also measures an input with twice the
 # history (2N shipments over 360 days ending on the same day).
@@ -63,7 +64,9 @@ import json, sys
 m = json.load(open(sys.argv[1]))
 st = m.get("state") or {}
 print(" ".join("%s=%.2fs/%sMB" % (s["stage"], s["seconds"], s.get("peak_rss_mb")) for s in m["timings"]["stages"]),
-      "files_read=%s files_reused=%s" % (st.get("files_read"), st.get("files_reused")))
+      "files_read=%s files_reused=%s tables=%s/%s days=%s/%s" % (st.get("files_read"), st.get("files_reused"),
+      st.get("lane_tables_reused"), st.get("lane_tables_computed"), st.get("series_days_reused"),
+      st.get("series_days_computed")))
 ' "$out/as_of=$night/manifest.json")
   printf '%-10s %-12s %10s %10s %10s %10s  %s\n' "$size" "$label" "$wall" "$rss" "-" "$(du -sm "$out" | cut -f1)" "$stages"
 }
@@ -71,22 +74,32 @@ print(" ".join("%s=%.2fs/%sMB" % (s["stage"], s["seconds"], s.get("peak_rss_mb")
 # Incremental nights on a day-partitioned copy of an input (see the header).
 incremental() {
   local size="$1" data="$2"
-  local parts="$work/parts-$size" live="$work/live-$size" before
+  local parts="$work/parts-$size" live="$work/live-$size" before week
   before=$(date -d "$as_of - 1 day" +%F)
+  week=$(date -d "$as_of - 7 days" +%F)
   if [ ! -d "$parts/events" ]; then
     "${LANEWATCH_PYTHON:-python3}" scripts/partition_by_day.py "$data" "$parts"
   fi
   set_aside "$live"
   mkdir -p "$live/events" "$live/shipments"
-  for t in events shipments; do
-    for d in "$parts/$t"/date=*; do
-      [[ "${d##*date=}" < "$as_of" ]] && cp -al "$d" "$live/$t/"
+  # Partitions of the days up to $1 (inclusive) that are not in the live input yet.
+  deliver() {
+    for t in events shipments; do
+      for d in "$parts/$t"/date=*; do
+        [[ ! "${d##*date=}" > "$1" && ! -e "$live/$t/${d##*/}" ]] && cp -al "$d" "$live/$t/"
+      done
     done
-  done
+    return 0
+  }
   local inc="$work/inc-$size" full="$work/full-$size"
   set_aside "$inc"
   set_aside "$full"
-  timed_run bootstrap "$size" "$live" "$inc" "$before"
+  # A week before, then the night before: the state then holds what a nightly schedule keeps
+  # (the lane tables at every weekly offset, the series days).
+  deliver "$week"
+  timed_run bootstrap "$size" "$live" "$inc" "$week"
+  deliver "$before"
+  timed_run week_later "$size" "$live" "$inc" "$before"
   for t in events shipments; do
     [ -d "$parts/$t/date=$as_of" ] && cp -al "$parts/$t/date=$as_of" "$live/$t/"
   done

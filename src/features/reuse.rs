@@ -486,7 +486,7 @@ pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
     let (recent_p50, baseline_p50, ratio, z) = (f64s("recent_p50")?, f64s("baseline_p50")?, f64s("ratio")?, f64s("z")?);
     let (recent_n, baseline_n) = (i64s("recent_n")?, i64s("baseline_n")?);
     let (pooled, condition) = (bools("pooled")?, bools("condition")?);
-    if df.height() % N_STAGES != 0 {
+    if !df.height().is_multiple_of(N_STAGES) {
         return Err(bad(format!("{} rows, not whole lanes of {N_STAGES} stages", df.height())));
     }
     let mut lanes: Vec<LaneKey> = Vec::new();

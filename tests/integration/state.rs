@@ -146,6 +146,14 @@ fn incremental_nights_equal_full_refreshes_with_late_arrivals() {
         } else {
             assert!(reused >= 10 && computed >= 2, "night {as_of}: {st}");
         }
+        // Series days are the night before's, up to the first day late rows touched.
+        let (days_reused, days_computed) =
+            (st["series_days_reused"].as_u64().unwrap(), st["series_days_computed"].as_u64().unwrap());
+        if k == 0 {
+            assert_eq!(days_reused, 0, "night {as_of}: {st}");
+        } else {
+            assert!(days_reused >= 60 && days_computed >= 12, "night {as_of}: {st}");
+        }
         prev = Some(night);
     }
     assert!(late_rows_read > 100, "{late_rows_read}");
