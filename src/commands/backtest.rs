@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use crate::alerts::Previous;
 use crate::error::Result;
 use crate::evaluate::{self, AdviceBacktest, Backtest, BacktestSummary};
+use crate::features::reuse::Kept;
 use crate::night::{self, Timings};
 use crate::output;
 use crate::settings::Settings;
@@ -21,11 +22,20 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
     let mut acc = Backtest::default();
     let mut advice = AdviceBacktest::default();
     let mut prev = Previous::default();
+    // Each night hands its lane tables and series days on to the next, as the nightly job's
+    // state does: a later night takes the ones whose cutoff it shares (exact, see
+    // `features::reuse`). `state.incremental = false` computes every night from scratch.
+    let mut kept = s.config.state.incremental.then(Kept::default);
     let mut n = range.from;
     while n <= range.to {
         let started = std::time::Instant::now();
         let mut nt = Timings::quiet();
-        let res = night::compute(s, Cow::Borrowed(&clean), n, &prev, None, night::Then::Evaluate, None, &mut nt)?;
+        let mut res =
+            night::compute(s, Cow::Borrowed(&clean), n, &prev, None, night::Then::Evaluate, kept.as_ref(), &mut nt)?;
+        if kept.is_some() {
+            let r = &mut res.features.reused;
+            kept = Some(Kept { tables: std::mem::take(&mut r.keep), days: std::mem::take(&mut r.keep_days) });
+        }
         // The next night carries first_alerted_on from this one, as the nightly job does.
         prev = Previous::from_alerts(&res.alerts.frame()?, n.as_of())?;
         let seconds = started.elapsed().as_secs_f64();

@@ -705,3 +705,33 @@ fn features_from_an_owned_input_match_a_borrowed_one() {
     assert_eq!(bits(&borrowed.score.x), bits(&owned.score.x));
     assert!(borrowed.lanes_frame().unwrap().equals_missing(&owned.lanes_frame().unwrap()));
 }
+
+/// The backtest hands each night's lane tables and series days on to the next night, as the
+/// nightly state does: its results equal a backtest that computes every night from scratch
+/// (`state.incremental = false`), wall-clock seconds and the output path aside.
+#[test]
+fn a_backtest_carrying_tables_between_nights_equals_one_computing_every_night() {
+    fn comparable(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|k, _| !k.contains("seconds") && k != "out");
+                m.values_mut().for_each(comparable);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(comparable),
+            _ => {}
+        }
+    }
+    let backtest = |env: &[(&str, &str)]| {
+        let out = tempfile::tempdir().unwrap();
+        let args = ["--from", "2026-08-27", "--to", "2026-09-10", "--every", "7"];
+        expect_code(&lanewatch_fast_env("backtest", small_input(), out.path(), &args, env), 0);
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("backtest.json")).unwrap()).unwrap();
+        comparable(&mut json);
+        (std::fs::read(out.path().join("backtest.parquet")).unwrap(), json)
+    };
+    let carried = backtest(&[]);
+    let scratch = backtest(&[("LANEWATCH_STATE__INCREMENTAL", "false")]);
+    assert!(carried.0 == scratch.0, "backtest.parquet differs");
+    assert_eq!(carried.1, scratch.1);
+}
