@@ -6,6 +6,7 @@
 //! - per-shipment scan state at a time t: `timeline`
 //! - lane counts, quantiles, fallback and shrinkage: `lanes`
 //! - recent-versus-baseline dwell ratios and disruption flags: `disruption`
+//! - lane tables and series days kept from earlier nights, and when they are taken: `reuse`
 //! - seller and lane leave-one-out history: `history`
 //! - the feature vector itself: `snapshot`
 
@@ -129,7 +130,8 @@ pub struct FeatureSet {
     disrupted: Vec<Option<usize>>,
     /// Set by `release_row_sources`: no new feature row can be computed.
     released: bool,
-    /// Lane tables taken from earlier nights and computed, and the ones to keep for later nights.
+    /// Lane tables and series days taken from earlier nights or computed, and the ones to keep
+    /// for later nights.
     pub reused: reuse::Reused,
 }
 
@@ -144,8 +146,8 @@ pub fn build_owned(clean: CleanInput, p: &FeatureParams, night: Night) -> Result
     build_keeping(std::borrow::Cow::Owned(clean), p, night, None)
 }
 
-/// `build`, taking the lane tables `kept` from earlier nights where they still hold (see
-/// `reuse`), and handing on the tables to keep (`FeatureSet::reused`).
+/// `build`, taking the lane tables and series days `kept` from earlier nights where they still
+/// hold (see `reuse`), and handing on the ones to keep (`FeatureSet::reused`).
 pub fn build_keeping(
     clean: std::borrow::Cow<'_, CleanInput>,
     p: &FeatureParams,

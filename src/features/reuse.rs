@@ -1,22 +1,26 @@
-//! Lane tables carried from night to night (the state's `lane-tables`, see `state`).
+//! Lane tables and disruption series days carried from night to night (kept in the state, see
+//! `state::tables`; the backtest carries them in memory).
 //!
 //! A night keeps a lane table at its cutoff and at every `stats_every_days` before it across the
-//! training window (18 at the default settings), and each is the expensive part of the lane
-//! statistics. A lane table as of cutoff C depends on `[lanes]` and on the rows known before C
-//! alone: shipments created before C and, of their events, those before C (the point-in-time
-//! rule; `each_earlier_lane_table_equals_the_table_of_its_own_night` and the future-data tests
-//! hold it). So night N's table at N − 7k is the table night N − 7k computed as its latest, and
-//! a night that finds it in the state need not compute it again.
+//! training window (18 at the default settings), and a disruption series point per lane, stage
+//! and cutoff day over that window (about 120 days); they are the expensive part of its lane
+//! statistics. A lane table as of cutoff C, and a series day's points before the two-night rule,
+//! depend on `[lanes]` and on the rows known before C alone: shipments created before C and, of
+//! their events, those before C (the point-in-time rule;
+//! `each_earlier_lane_table_equals_the_table_of_its_own_night` and the future-data tests hold
+//! it). So night N's table at N − 7k is the table night N − 7k computed as its latest, its series
+//! days are night N − 1's, and a night that finds them kept need not compute them again.
 //!
-//! A kept table is reused only when the rows known before its cutoff are still the same, which a
-//! [`Digest`] of exactly those rows checks: 128 bits of order-independent fingerprint (a
-//! wrapping sum of two independent 64-bit hashes per row) and the row count. Data arriving
-//! late for an old day (an event scanned before C, a shipment created before C that came in a
-//! later file) changes the digest of every cutoff after it, and those tables, and only those,
-//! are computed again. The digest is taken of the decoded rows, not of files: the status
+//! A kept table or day is reused only when the rows known before its cutoff are still the same,
+//! which a [`Digest`] of exactly those rows checks: 128 bits of order-independent fingerprint (a
+//! wrapping sum of two independent 64-bit hashes per row) and the row count. Data arriving late
+//! for an old day (an event scanned before C, a shipment created before C that came in a later
+//! file) changes the digest of every cutoff after it, and those tables and days, and only
+//! those, are computed again. The digest is taken of the decoded rows, not of files: the status
 //! vocabulary, time zone and column mapping are in it, and a file rewritten with the same rows
-//! still matches. Reuse is exact: a reused table is the one computing it would give, bit for
-//! bit (the ten-night state test compares every night with a full refresh).
+//! still matches. Reuse is exact: a reused table or day is the one computing it would give, bit
+//! for bit (`kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_changed`,
+//! and the ten-night state test compares every night with a full refresh).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,17 +74,16 @@ fn fold2(h: (u64, u64), x: u64) -> (u64, u64) {
 
 /// The digests of the rows known before each of `cutoffs` (ascending): a shipment row counts
 /// before C when it was created before C, an event when it was scanned before C and its
-/// shipment created before C (what `prepare` keeps at C).
+/// shipment created before C (what `prepare` keeps at C). Of each row, what lane statistics and
+/// the series read: a shipment's id, lane, creation and promise; an event's shipment id, time,
+/// milestone code and carrier estimate.
 pub fn digests(prep: &Prepared, cutoffs: &[i64]) -> Result<Vec<Digest>> {
     debug_assert!(cutoffs.windows(2).all(|w| w[0] < w[1]));
     let m = cutoffs.len();
-    let lane_hash: Vec<(u64, u64)> = prep
+    let lane_hash: Vec<u64> = prep
         .lanes
         .iter()
-        .map(|l| {
-            let key = format!("{}\u{1f}{}\u{1f}{}", l.origin, l.destination, l.service);
-            (hash_str(SEED_A, &key), hash_str(SEED_B, &key))
-        })
+        .map(|l| hash_str(SEED_A, &format!("{}\u{1f}{}\u{1f}{}", l.origin, l.destination, l.service)))
         .collect();
     let ids: Vec<&str> = prep.shipments.column("shipment_id")?.str()?.iter().map(|s| s.unwrap_or("")).collect();
     // Per bucket b: the rows dated in [cutoffs[b - 1], cutoffs[b]); they count towards every
@@ -93,12 +96,8 @@ pub fn digests(prep: &Prepared, cutoffs: &[i64]) -> Result<Vec<Digest>> {
                 let created = prep.created[i];
                 let id = (hash_str(SEED_A, ids[i]), hash_str(SEED_B, ids[i]));
                 let bucket_of = |t: i64| cutoffs.partition_point(|&c| c <= t);
-                let mut row = fold2(fold2(id, SHIPMENT), lane_hash[prep.lane[i] as usize].0);
-                row = fold2(
-                    fold2(fold2(row, lane_hash[prep.lane[i] as usize].1), created as u64),
-                    prep.promised[i] as u64,
-                );
-                acc[bucket_of(created)].row(row);
+                let row = fold2(fold2(id, SHIPMENT), lane_hash[prep.lane[i] as usize]);
+                acc[bucket_of(created)].row(fold2(fold2(row, created as u64), prep.promised[i] as u64));
                 let (times, codes) = prep.events(i);
                 let etas = prep.etas(i);
                 let ev = fold2(id, EVENT);
@@ -163,17 +162,21 @@ impl Kept {
     /// computed: its fallback values are not in it).
     pub fn find(&self, cutoff: i64, digest: Digest, lanes: &[LaneKey]) -> Option<Vec<LaneStats>> {
         let t = self.tables.iter().find(|t| t.cutoff == cutoff && t.digest == digest)?;
-        let index: HashMap<&LaneKey, usize> = t.lanes.iter().enumerate().map(|(k, l)| (l, k)).collect();
-        lanes.iter().map(|l| index.get(l).map(|&k| t.stats[k].clone())).collect()
+        in_order(&t.lanes, &t.stats, lanes)
     }
 
     /// The kept points of cutoff day `day` with digest `digest`, in the order of `lanes`, when
     /// they have every one of them.
     pub fn find_day(&self, day: i64, digest: Digest, lanes: &[LaneKey]) -> Option<DayPoints> {
         let d = self.days.iter().find(|d| d.day == day && d.digest == digest)?;
-        let index: HashMap<&LaneKey, usize> = d.lanes.iter().enumerate().map(|(k, l)| (l, k)).collect();
-        lanes.iter().map(|l| index.get(l).map(|&k| d.points[k])).collect()
+        in_order(&d.lanes, &d.points, lanes)
     }
+}
+
+/// `items` (one per lane of `kept_lanes`) in the order of `lanes`, when every one is there.
+fn in_order<T: Clone>(kept_lanes: &[LaneKey], items: &[T], lanes: &[LaneKey]) -> Option<Vec<T>> {
+    let index: HashMap<&LaneKey, usize> = kept_lanes.iter().enumerate().map(|(k, l)| (l, k)).collect();
+    lanes.iter().map(|l| index.get(l).map(|&k| items[k].clone())).collect()
 }
 
 const LEVELS: [Level; 5] =

@@ -588,28 +588,19 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
 
     // New segments are written in parallel (each through its own temporary file), listed in
     // file order.
-    use rayon::prelude::*;
     let ship_names: Vec<String> = carry.new_ships.iter().map(|_| next_name(Table::Shipments)).collect();
     let event_names: Vec<String> = carry.new_events.iter().map(|_| next_name(Table::Events)).collect();
     let mut shipments = carry.reused_ships;
-    let written: Vec<Segment> = carry
-        .new_ships
-        .into_par_iter()
-        .zip(ship_names)
-        .map(|((info, mtime, mut df), data)| {
-            let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
-            Ok(segment(&info, mtime, data, data_blake3))
-        })
-        .collect::<Result<_>>()?;
+    let written = each(carry.new_ships.into_iter().zip(ship_names).collect(), |((info, mtime, mut df), data)| {
+        let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
+        Ok(segment(&info, mtime, data, data_blake3))
+    })?;
     shipments.extend(written);
     crate::fault::point("state:segments");
     let mut events = carry.reused_events;
     let arrival_of = &carry.arrival_of;
-    let written: Vec<Segment> = carry
-        .new_events
-        .into_par_iter()
-        .zip(event_names)
-        .map(|((info, mtime, range, counts), data)| {
+    let written =
+        each(carry.new_events.into_iter().zip(event_names).collect(), |((info, mtime, range, counts), data)| {
             let (mut df, statuses, orphans) = event_segment(raw, range, arrival_of)?;
             let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
             let mut s = segment(&info, mtime, data, data_blake3);
@@ -617,8 +608,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
             s.orphans = orphans;
             s.counts = Counts { has_eta: df.column("eta").is_ok(), ..counts };
             Ok(s)
-        })
-        .collect::<Result<_>>()?;
+        })?;
     events.extend(written);
     let g = Generation {
         format: FORMAT,
@@ -636,6 +626,14 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
     crate::fault::point("state:generation");
     loaded_info.written = Some(name.clone());
     Ok((Pending { dir, name }, loaded_info))
+}
+
+/// `f` over `items` in order: in parallel when there are several (each file then serialises its
+/// columns alone, see `io::compact_bytes`); a single one runs on this thread, where polars
+/// serialises its columns in parallel (a first night on one large file).
+fn each<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> Result<R> + Sync + Send) -> Result<Vec<R>> {
+    use rayon::prelude::*;
+    if items.len() > 1 { items.into_par_iter().map(f).collect() } else { items.into_iter().map(f).collect() }
 }
 
 fn segment(info: &FileInfo, mtime_ns: i64, data: String, data_blake3: String) -> Segment {

@@ -409,6 +409,24 @@ fn a_killed_night_leaves_a_state_that_agrees_with_the_run_folders() {
     }
 }
 
+/// Regression: a first night on hundreds of day partitions writes a segment per file, in
+/// parallel; polars' parallel serialiser, installed into polars' own pool from a rayon worker,
+/// let the waiting worker steal the next file's write onto the same stack, nesting writes until
+/// the stack overflowed (a 2M-shipment, 360-day input crashed about two runs in three). With
+/// worker stacks of 256 KiB it overflowed on every run.
+#[test]
+fn a_first_night_on_hundreds_of_partitions_writes_its_state_on_small_stacks() {
+    let arr = arrivals(small_input());
+    let live = tempfile::tempdir().unwrap();
+    let files = arr.deliver(live.path(), None, date("2099-01-01"));
+    assert!(files > 200, "{files}");
+    let out = tempfile::tempdir().unwrap();
+    let o =
+        lanewatch_fast_env("run", live.path(), out.path(), &["--as-of", FIRST_NIGHT], &[("RUST_MIN_STACK", "262144")]);
+    expect_code(&o, 0);
+    assert_eq!(manifest(&out.path().join(format!("as_of={FIRST_NIGHT}")))["state"]["files_read"], files as u64);
+}
+
 /// Regression for the parallel decode of events files (each file numbered on its own, merged in
 /// file order): the same rows split over a few hundred day files, late rows included, give the
 /// outputs of the single-file input byte for byte.
