@@ -54,6 +54,8 @@ impl Track {
     }
 }
 
+/// `Default` is a history with no observations (what `FeatureSet::release_row_sources` leaves).
+#[derive(Default)]
 pub struct History {
     window: i64,
     /// Adaptive windows reach back at most this far, until `need` observations are inside.
@@ -134,25 +136,6 @@ impl History {
             own_handling,
             own_resolved,
             own_late,
-        }
-    }
-
-    /// A history with no observations (what `FeatureSet::release_row_sources` leaves).
-    pub fn empty() -> History {
-        History {
-            window: 0,
-            max_window: 0,
-            need: 0,
-            prior_strength: 0.0,
-            seller_late: Vec::new(),
-            seller_handling: Vec::new(),
-            lane_late: Vec::new(),
-            global_late: Track::default(),
-            global_handling: Track::default(),
-            own_picked: Vec::new(),
-            own_handling: Vec::new(),
-            own_resolved: Vec::new(),
-            own_late: Vec::new(),
         }
     }
 

@@ -337,7 +337,7 @@ impl FeatureSet {
     /// 2.4 GB. Asking for feature rows afterwards is a bug (a panic).
     pub fn release_row_sources(&mut self) {
         self.prep.release_events();
-        self.history = history::History::empty();
+        self.history = history::History::default();
         self.train = Rows::default();
         self.released = true;
         crate::memory::release_free_memory();

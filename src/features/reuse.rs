@@ -216,24 +216,46 @@ pub fn to_frame(tables: &[KeptTable]) -> Result<DataFrame> {
     Ok(DataFrame::new(rows.len(), cols)?)
 }
 
+/// Reads the columns of a stored frame; an error names the frame and the column.
+struct Columns<'a> {
+    df: &'a DataFrame,
+    what: &'static str,
+}
+
+impl Columns<'_> {
+    fn bad(&self, what: String) -> Error {
+        Error::internal(format!("{}: {what}", self.what))
+    }
+    fn i64s(&self, name: &str) -> Result<Vec<i64>> {
+        self.df.column(name)?.i64()?.iter().map(|v| v.ok_or_else(|| self.bad(format!("{name} is null")))).collect()
+    }
+    fn f64s(&self, name: &str) -> Result<Vec<f64>> {
+        Ok(self.df.column(name)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+    fn strs(&self, name: &str) -> Result<Vec<String>> {
+        Ok(self.df.column(name)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+    }
+    fn bools(&self, name: &str) -> Result<Vec<bool>> {
+        Ok(self.df.column(name)?.bool()?.iter().map(|v| v.unwrap_or(false)).collect())
+    }
+}
+
 /// The tables `to_frame` stored; an error names what is wrong with the frame.
 pub fn from_frame(df: &DataFrame) -> Result<Kept> {
-    let bad = |what: String| Error::internal(format!("kept lane tables: {what}"));
-    let i64s = |name: &str| -> Result<Vec<i64>> {
-        df.column(name)?.i64()?.iter().map(|v| v.ok_or_else(|| bad(format!("{name} is null")))).collect()
-    };
-    let f64s = |name: &str| -> Result<Vec<f64>> {
-        Ok(df.column(name)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
-    };
-    let strs = |name: &str| -> Result<Vec<String>> {
-        Ok(df.column(name)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
-    };
-    let (cutoff, rows, a, b) = (i64s("cutoff")?, i64s("digest_rows")?, i64s("digest_a")?, i64s("digest_b")?);
-    let (origin, destination, service) = (strs("origin")?, strs("destination")?, strs("service")?);
-    let (level, shipments, delivered, late, tracked) =
-        (i64s("level")?, i64s("shipments")?, i64s("delivered")?, i64s("late")?, i64s("milestones_tracked")?);
-    let (on_time, window) = (f64s("on_time_rate")?, f64s("window_days")?);
-    let v: Vec<Vec<f64>> = (0..N_Q).map(|j| f64s(&format!("v{j}"))).collect::<Result<_>>()?;
+    let cols = Columns { df, what: "kept lane tables" };
+    let bad = |what: String| cols.bad(what);
+    let (cutoff, rows, a, b) =
+        (cols.i64s("cutoff")?, cols.i64s("digest_rows")?, cols.i64s("digest_a")?, cols.i64s("digest_b")?);
+    let (origin, destination, service) = (cols.strs("origin")?, cols.strs("destination")?, cols.strs("service")?);
+    let (level, shipments, delivered, late, tracked) = (
+        cols.i64s("level")?,
+        cols.i64s("shipments")?,
+        cols.i64s("delivered")?,
+        cols.i64s("late")?,
+        cols.i64s("milestones_tracked")?,
+    );
+    let (on_time, window) = (cols.f64s("on_time_rate")?, cols.f64s("window_days")?);
+    let v: Vec<Vec<f64>> = (0..N_Q).map(|j| cols.f64s(&format!("v{j}"))).collect::<Result<_>>()?;
     let mut tables: Vec<KeptTable> = Vec::new();
     let mut lanes: Vec<LaneKey> = Vec::new();
     for r in 0..df.height() {
@@ -350,14 +372,10 @@ pub fn lane_tables(
 ) -> Result<super::lanes::LaneTables> {
     use super::lanes::{LaneTables, Source};
     let oldest = cfg.oldest_days() as i64 * MICROS_PER_DAY;
-    let Some(check) = check else {
-        let source = Source::new(prep, states, outcomes, cutoffs[0] - oldest)?;
-        let tables = LaneTables::build(&source, cutoffs, cfg)?;
-        reused.computed = tables.cutoffs.len();
-        return Ok(tables);
+    let known: Vec<Option<Vec<LaneStats>>> = match check {
+        Some(check) => cutoffs.iter().map(|&c| check.kept.find(c, check.digest(c), &prep.lanes)).collect(),
+        None => vec![None; cutoffs.len()],
     };
-    let known: Vec<Option<Vec<LaneStats>>> =
-        cutoffs.iter().map(|&c| check.kept.find(c, check.digest(c), &prep.lanes)).collect();
     reused.reused = known.iter().filter(|t| t.is_some()).count();
     reused.computed = cutoffs.len() - reused.reused;
     let source = match known.iter().position(|t| t.is_none()) {
@@ -367,6 +385,7 @@ pub fn lane_tables(
     };
     let tables = LaneTables::build_with(source.as_ref(), cutoffs, cfg, known)?;
     drop(source);
+    let Some(check) = check else { return Ok(tables) };
     let mut keep: Vec<KeptTable> = tables
         .cutoffs
         .iter()
@@ -471,24 +490,20 @@ pub fn days_to_frame(days: &[KeptDay]) -> Result<DataFrame> {
 
 /// The series days `days_to_frame` stored, added to `kept`.
 pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
-    let bad = |what: String| Error::internal(format!("kept series days: {what}"));
-    let i64s = |name: &str| -> Result<Vec<i64>> {
-        df.column(name)?.i64()?.iter().map(|v| v.ok_or_else(|| bad(format!("{name} is null")))).collect()
-    };
-    let f64s = |name: &str| -> Result<Vec<f64>> {
-        Ok(df.column(name)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
-    };
-    let bools =
-        |name: &str| -> Result<Vec<bool>> { Ok(df.column(name)?.bool()?.iter().map(|v| v.unwrap_or(false)).collect()) };
-    let strs = |name: &str| -> Result<Vec<String>> {
-        Ok(df.column(name)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
-    };
-    let (day, rows, a, b, stage) =
-        (i64s("day")?, i64s("digest_rows")?, i64s("digest_a")?, i64s("digest_b")?, i64s("stage")?);
-    let (origin, destination, service) = (strs("origin")?, strs("destination")?, strs("service")?);
-    let (recent_p50, baseline_p50, ratio, z) = (f64s("recent_p50")?, f64s("baseline_p50")?, f64s("ratio")?, f64s("z")?);
-    let (recent_n, baseline_n) = (i64s("recent_n")?, i64s("baseline_n")?);
-    let (pooled, condition) = (bools("pooled")?, bools("condition")?);
+    let cols = Columns { df, what: "kept series days" };
+    let bad = |what: String| cols.bad(what);
+    let (day, rows, a, b, stage) = (
+        cols.i64s("day")?,
+        cols.i64s("digest_rows")?,
+        cols.i64s("digest_a")?,
+        cols.i64s("digest_b")?,
+        cols.i64s("stage")?,
+    );
+    let (origin, destination, service) = (cols.strs("origin")?, cols.strs("destination")?, cols.strs("service")?);
+    let (recent_p50, baseline_p50, ratio, z) =
+        (cols.f64s("recent_p50")?, cols.f64s("baseline_p50")?, cols.f64s("ratio")?, cols.f64s("z")?);
+    let (recent_n, baseline_n) = (cols.i64s("recent_n")?, cols.i64s("baseline_n")?);
+    let (pooled, condition) = (cols.bools("pooled")?, cols.bools("condition")?);
     if !df.height().is_multiple_of(N_STAGES) {
         return Err(bad(format!("{} rows, not whole lanes of {N_STAGES} stages", df.height())));
     }

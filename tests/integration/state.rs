@@ -322,8 +322,7 @@ fn damaged_or_mismatched_kept_lane_tables_are_computed_again_with_a_warning() {
     let cases: Vec<(&str, fn(&Path, &Path), &str)> = vec![
         (
             "bytes flipped",
-            |out, data| {
-                let _ = out;
+            |_, data| {
                 let mut b = std::fs::read(data).unwrap();
                 let mid = b.len() / 2;
                 b[mid] ^= 0xff;
@@ -409,6 +408,14 @@ fn a_killed_night_leaves_a_state_that_agrees_with_the_run_folders() {
     }
 }
 
+/// A live input holding every day partition of the small input (over 200 files), and how many.
+fn every_partition() -> (tempfile::TempDir, usize) {
+    let live = tempfile::tempdir().unwrap();
+    let files = arrivals(small_input()).deliver(live.path(), None, date("2099-01-01"));
+    assert!(files > 200, "{files}");
+    (live, files)
+}
+
 /// Regression: a first night on hundreds of day partitions writes a segment per file, in
 /// parallel; polars' parallel serialiser, installed into polars' own pool from a rayon worker,
 /// let the waiting worker steal the next file's write onto the same stack, nesting writes until
@@ -416,10 +423,7 @@ fn a_killed_night_leaves_a_state_that_agrees_with_the_run_folders() {
 /// worker stacks of 256 KiB it overflowed on every run.
 #[test]
 fn a_first_night_on_hundreds_of_partitions_writes_its_state_on_small_stacks() {
-    let arr = arrivals(small_input());
-    let live = tempfile::tempdir().unwrap();
-    let files = arr.deliver(live.path(), None, date("2099-01-01"));
-    assert!(files > 200, "{files}");
+    let (live, files) = every_partition();
     let out = tempfile::tempdir().unwrap();
     let o =
         lanewatch_fast_env("run", live.path(), out.path(), &["--as-of", FIRST_NIGHT], &[("RUST_MIN_STACK", "262144")]);
@@ -432,10 +436,7 @@ fn a_first_night_on_hundreds_of_partitions_writes_its_state_on_small_stacks() {
 /// outputs of the single-file input byte for byte.
 #[test]
 fn day_partitions_read_like_the_single_file_they_came_from() {
-    let arr = arrivals(small_input());
-    let live = tempfile::tempdir().unwrap();
-    let files = arr.deliver(live.path(), None, date("2099-01-01"));
-    assert!(files > 200, "{files}");
+    let (live, _) = every_partition();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let split = run_night(live.path(), a.path(), SMALL_AS_OF, &NO_STATE);
     let whole = run_night(small_input(), b.path(), SMALL_AS_OF, &NO_STATE);
