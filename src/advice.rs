@@ -357,20 +357,22 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
         if keep.iter().all(Option::is_none) {
             continue;
         }
-        let st = &fs.states[i];
-        let delivered = st.delivered != NONE && st.delivered < cutoff;
+        let st = &fs.states;
+        let (delivered_at, abandoned_at, carrier_scan) =
+            (st.delivered(i), st.returned_or_lost(i), st.first_carrier_scan(i));
+        let delivered = delivered_at != NONE && delivered_at < cutoff;
         let (transit, transit_b) = if delivered {
-            (schema::days(st.delivered - prep.created[i]), days.business_days_between(prep.created[i], st.delivered))
+            (schema::days(delivered_at - prep.created[i]), days.business_days_between(prep.created[i], delivered_at))
         } else {
             (f64::INFINITY, f64::INFINITY)
         };
-        let censored_b = if delivered || st.returned_or_lost != NONE && st.returned_or_lost < cutoff {
+        let censored_b = if delivered || abandoned_at != NONE && abandoned_at < cutoff {
             f64::INFINITY
         } else {
             days.business_days_between(prep.created[i], cutoff - 1)
         };
-        let handling = if st.first_carrier_scan != NONE && st.first_carrier_scan < cutoff {
-            schema::days(st.first_carrier_scan - prep.created[i])
+        let handling = if carrier_scan != NONE && carrier_scan < cutoff {
+            schema::days(carrier_scan - prep.created[i])
         } else {
             f64::NAN
         };

@@ -350,8 +350,19 @@ impl Default for AlertConfig {
 /// `LANEWATCH_*` variables that are not config keys: the log settings, the fault-injection
 /// testing aid, and what the tests and notebooks use (README, "Environment"). Every other
 /// `LANEWATCH_*` variable is a config key, and an unknown one is an error.
-pub const NOT_CONFIG: &[&str] =
-    &["LOG", "LOG_FORMAT", "FAULT", "PYTHON", "SHARED", "VENV", "SAMPLE_DIR", "RUN_DIR", "RUNS_DIR", "BACKTEST_DIR"];
+pub const NOT_CONFIG: &[&str] = &[
+    "LOG",
+    "LOG_FORMAT",
+    "FAULT",
+    "STATE_SLICE_ROWS",
+    "PYTHON",
+    "SHARED",
+    "VENV",
+    "SAMPLE_DIR",
+    "RUN_DIR",
+    "RUNS_DIR",
+    "BACKTEST_DIR",
+];
 
 fn is_not_config(rest: &str) -> bool {
     NOT_CONFIG.contains(&rest) || (rest.starts_with("SKIP_") && rest.ends_with("_TESTS"))

@@ -641,7 +641,7 @@ pub fn auc_at_fraction(fs: &FeatureSet, model: &SavedModel, from: i64, fraction:
             continue;
         }
         let t = p.created[i] + ((p.promised[i] - p.created[i]) as f64 * fraction) as i64;
-        let end = fs.states[i].terminal_at();
+        let end = fs.states.terminal_at(i);
         if t >= fs.cutoff() || (end != crate::features::timeline::NONE && end <= t) {
             continue;
         }

@@ -493,9 +493,10 @@ impl RawEvents {
     /// Appends the rows and counts of `other` (whose status and orphan indices are already
     /// this one's).
     pub fn append(&mut self, other: RawEvents) {
-        if self.ship.is_empty() && self.eta.is_none() && self.ship.capacity() < other.ship.len() {
-            // The first part is moved, not copied, unless room was reserved for it: copying a
-            // large file's rows would hold them twice.
+        if self.ship.is_empty() && self.eta.is_none() && self.ship.capacity() <= other.ship.capacity() {
+            // The first part is moved, not copied, when it has at least the room reserved here
+            // (a single large file, sized from its own footer): copying its rows would hold them
+            // twice. A small first part (one day's partition) is copied into the reserved room.
             let (statuses, orphans) = (std::mem::take(&mut self.statuses), std::mem::take(&mut self.orphans));
             let counts = (self.rows, self.long_ids, self.longest_id, self.empty_ids, self.bad_times);
             *self = RawEvents { statuses, orphans, ..other };

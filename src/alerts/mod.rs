@@ -251,13 +251,13 @@ fn recovered_frame(fs: &FeatureSet, prev: &Previous, kept: &[Alert], ship_ids: &
         let PreviousAlert { seller_id: s, alert: a, severity: sev, first_alerted_on: f } = &prev.alerts[id];
         let (reason, st_name, dlv) = match fs.find_shipment(id) {
             Some(i) => {
-                let st = &fs.states[i];
-                if st.delivered != crate::features::timeline::NONE {
-                    ("delivered", schema::status_name(schema::DELIVERED), Some(st.delivered))
-                } else if st.returned_or_lost != crate::features::timeline::NONE {
-                    ("returned_or_lost", "RETURNED", None)
-                } else {
-                    ("back_on_track", schema::status_name(st.furthest), None)
+                let (st, none) = (&fs.states, crate::features::timeline::NONE);
+                match st.open(i) {
+                    Some(open) => ("back_on_track", schema::status_name(open.furthest), None),
+                    None if st.delivered(i) != none => {
+                        ("delivered", schema::status_name(schema::DELIVERED), Some(st.delivered(i)))
+                    }
+                    None => ("returned_or_lost", "RETURNED", None),
                 }
             }
             None => ("no_longer_in_input", "UNKNOWN", None),

@@ -10,7 +10,7 @@
 
 use super::prepare::Prepared;
 use super::timeline::Outcome;
-use super::timeline::{NONE, State};
+use super::timeline::{CutoffStates, NONE};
 use crate::config::LaneConfig;
 use crate::schema::{MICROS_PER_DAY, days};
 
@@ -88,7 +88,7 @@ impl History {
     /// of features testable by flipping one.
     pub fn build(
         prep: &Prepared,
-        states: &[State],
+        states: &CutoffStates,
         outcomes: &[Outcome],
         cfg: &LaneConfig,
         prior_strength: f64,
@@ -104,7 +104,7 @@ impl History {
         let mut own_late = vec![false; n];
         for i in 0..n {
             let (s, l) = (prep.seller[i] as usize, prep.lane[i] as usize);
-            let picked = states[i].first[1];
+            let picked = states.picked_up(i);
             if picked != NONE && picked >= prep.created[i] {
                 let h = days(picked - prep.created[i]);
                 seller_handling[s].push((picked, h));

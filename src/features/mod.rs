@@ -115,7 +115,8 @@ impl Rows {
 pub struct FeatureSet {
     /// The point-in-time view; it carries the night.
     pub prep: prepare::Prepared,
-    pub states: Vec<timeline::State>,
+    /// Scan states at the cutoff: whole for the shipments in flight (see `CutoffStates`).
+    pub states: timeline::CutoffStates,
     pub outcomes: Vec<timeline::Outcome>,
     /// Lane statistics as of the cutoff and earlier cutoffs, for training snapshots.
     pub lane_tables: lanes::LaneTables,
@@ -161,13 +162,7 @@ pub fn build_keeping(
     let prep = prepare::prepare(clean, night)?;
     log("prepare");
     let n = prep.len();
-    let states: Vec<timeline::State> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let (t, c) = prep.events(i);
-            timeline::state_at(prep.created[i], t, c, prep.etas(i), cutoff)
-        })
-        .collect();
+    let states = states_at(&prep, cutoff);
     let outcomes: Vec<timeline::Outcome> =
         (0..n).map(|i| timeline::outcome(&states[i], prep.promised[i], cutoff)).collect();
     log("states");
@@ -186,12 +181,15 @@ pub fn build_keeping(
     let lane_tables = reuse::lane_tables(&prep, &states, &outcomes, cutoffs, lane_cfg, check.as_ref(), &mut reused)?;
     log("lane_tables");
     crate::memory::release_free_memory();
-    let history = history::History::build(&prep, &states, &outcomes, lane_cfg, feat_cfg.prior_strength);
-    log("history");
     let series = reuse::series(&prep, &states, lane_cfg, first_day, last_day, check.as_ref(), &mut reused);
     drop(check);
+    // The last reader of every whole state is done: only what later stages read is kept (the
+    // history is built after this, so its memory never adds to every state's).
+    let states = timeline::CutoffStates::new(states);
     crate::memory::release_free_memory();
     log("series");
+    let history = history::History::build(&prep, &states, &outcomes, lane_cfg, feat_cfg.prior_strength);
+    log("history");
     let holidays = p.holidays.clone();
 
     // Training snapshots: resolved shipments created inside the training window.
@@ -237,13 +235,8 @@ pub fn build_keeping(
             train.resolved_at.push(o.resolved_at);
         }
     }
-    let mut score = Rows::default();
-    for (i, st) in states.iter().enumerate() {
-        if !st.is_terminal() {
-            score.ship.push(i as u32);
-            score.t.push(cutoff);
-        }
-    }
+    let mut score =
+        Rows { ship: states.in_flight().to_vec(), t: vec![cutoff; states.in_flight().len()], ..Rows::default() };
 
     let ctx = snapshot::Context::new(&prep, &states, &lane_tables, &history, &series, &holidays);
     // Training rows get features on demand (`features_of`): the model reads a sample of them.
@@ -266,6 +259,17 @@ pub fn build_keeping(
         released: false,
         reused,
     })
+}
+
+/// Every visible shipment's scan state at `t` (the cutoff: events before it are all `prep` has).
+pub fn states_at(prep: &prepare::Prepared, t: i64) -> Vec<timeline::State> {
+    (0..prep.len())
+        .into_par_iter()
+        .map(|i| {
+            let (times, codes) = prep.events(i);
+            timeline::state_at(prep.created[i], times, codes, prep.etas(i), t)
+        })
+        .collect()
 }
 
 /// The disrupted stage of lane `l` with the highest ratio as of cutoff day `day` (the earlier

@@ -5,7 +5,7 @@ use super::disruption::Series;
 use super::history::History;
 use super::lanes::LaneTables;
 use super::prepare::Prepared;
-use super::timeline::{NONE, State, state_at};
+use super::timeline::{CutoffStates, NONE, State, state_at};
 use crate::calendar::{DayTable, Holidays, day_index, weekday};
 use crate::schema::{N_STAGES, days};
 
@@ -80,7 +80,7 @@ pub fn feature_names() -> Vec<String> {
 /// Everything features need, as of one cutoff.
 pub struct Context<'a> {
     pub prep: &'a Prepared,
-    pub states: &'a [State],
+    pub states: &'a CutoffStates,
     pub lanes: &'a LaneTables,
     pub history: &'a History,
     pub series: &'a Series,
@@ -103,7 +103,7 @@ pub struct Extras {
 impl<'a> Context<'a> {
     pub fn new(
         prep: &'a Prepared,
-        states: &'a [State],
+        states: &'a CutoffStates,
         lanes: &'a LaneTables,
         history: &'a History,
         series: &'a Series,
@@ -132,8 +132,10 @@ impl<'a> Context<'a> {
         let created = p.created[i];
         let promised = p.promised[i];
         let st_owned;
-        let st: &State = if t == p.night.cutoff() {
-            &self.states[i]
+        // At the cutoff, a shipment in flight has its state kept; any other is scanned again
+        // (the same `state_at`, so the same state).
+        let st: &State = if let Some(st) = self.states.open(i).filter(|_| t == p.night.cutoff()) {
+            st
         } else {
             let (times, codes) = p.events(i);
             st_owned = state_at(created, times, codes, p.etas(i), t);

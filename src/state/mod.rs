@@ -154,7 +154,8 @@ pub struct StateInfo {
 struct Carry {
     reused_ships: Vec<Segment>,
     reused_events: Vec<Segment>,
-    new_ships: Vec<(FileInfo, i64, DataFrame)>,
+    /// Per new shipments file: its info, mtime and its rows' range in arrival order.
+    new_ships: Vec<(FileInfo, i64, std::ops::Range<usize>)>,
     /// Per new events file: its info, mtime, its rows' range in the assembled events and its
     /// counts.
     new_events: Vec<(FileInfo, i64, std::ops::Range<usize>, Counts)>,
@@ -377,6 +378,7 @@ fn assemble(
     input_str: String,
     key: serde_json::Value,
 ) -> Result<Loaded> {
+    let t0 = std::time::Instant::now();
     let Reused { ships, events: old_events, new_ship_paths, new_event_paths } = reused;
     info.files_reused = (ships.len() + old_events.len()) as u64;
     info.files_read = (new_ship_paths.len() + new_event_paths.len()) as u64;
@@ -397,19 +399,26 @@ fn assemble(
         frames.push(df);
         reused_ships.push(s);
     }
+    // A new file's rows are kept as their range of arrival rows, not as its frame: its segment
+    // is taken from the sorted shipments when the state is written, so the decoded frames are
+    // freed once stacked (at 10M shipments they were 1.3 GB held through the events' decoding).
     let mut new_ships = Vec::new();
+    let mut at: usize = frames.iter().map(|f| f.height()).sum();
     for d in parts.decoded {
         findings.extend(d.findings);
         if let Some(df) = d.df {
             let path = input.join(&d.info.path);
-            new_ships.push((d.info, mtime_ns(&path), df.clone()));
+            new_ships.push((d.info, mtime_ns(&path), at..at + df.height()));
+            at += df.height();
             frames.push(df);
         }
     }
     let ship_errors = findings.iter().any(|f| f.level == Level::Error);
     let stacked = ingest::stack(Table::Shipments, frames)?;
     let (shipments, arrival_of) = sort_with_arrival(stacked)?;
+    crate::memory::release_free_memory();
     let index = (!ship_errors).then(|| validate::id_index(&shipments)).transpose()?;
+    crate::memory::log_step("validate", "shipments assembled", t0);
 
     // Events: covered segments translated to tonight's shipment indices and numbering, then
     // the new files decoded after them, as a full read decodes them in file order.
@@ -448,6 +457,7 @@ fn assemble(
             new_events.push((plan.info.clone(), mtime_ns(&plan.path), d.rows, Counts::of(&d.counts)));
         }
     }
+    crate::memory::log_step("validate", "events assembled", t0);
     drop(index);
     let carry =
         Carry { reused_ships, reused_events, new_ships, new_events, arrival_of, input: input_str, input_config: key };
@@ -588,25 +598,42 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
 
     // New segments are written in parallel (each through its own temporary file), listed in
     // file order.
+    let slice_rows = slice_rows();
     let ship_names: Vec<String> = carry.new_ships.iter().map(|_| next_name(Table::Shipments)).collect();
     let event_names: Vec<String> = carry.new_events.iter().map(|_| next_name(Table::Events)).collect();
     let mut shipments = carry.reused_ships;
-    let written = each(carry.new_ships.into_iter().zip(ship_names).collect(), |((info, mtime, mut df), data)| {
-        let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
+    let arrival_of = &carry.arrival_of;
+    let mut sorted_of = vec![0u32; arrival_of.len()];
+    for (sorted, &arr) in arrival_of.iter().enumerate() {
+        sorted_of[arr as usize] = sorted as u32;
+    }
+    let written = each(carry.new_ships.into_iter().zip(ship_names).collect(), |((info, mtime, rows), data)| {
+        // The file's rows in its own order, as it was decoded, taken from the sorted rows.
+        let of_file = &sorted_of[rows];
+        let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), of_file.len(), slice_rows, |r| {
+            let idx = IdxCa::from_vec("".into(), of_file[r].iter().map(|&i| i as IdxSize).collect());
+            // Column by column: `DataFrame::take` runs in polars' pool, and a worker of the
+            // global pool waiting on it steals the next file's write onto its stack (see
+            // `io::compact_bytes`).
+            let cols = raw.shipments.columns().iter().map(|c| c.take(&idx)).collect::<PolarsResult<Vec<_>>>()?;
+            Ok(DataFrame::new(idx.len(), cols)?)
+        })?;
         Ok(segment(&info, mtime, data, data_blake3))
     })?;
+    drop(sorted_of);
     shipments.extend(written);
     crate::fault::point("state:segments");
     let mut events = carry.reused_events;
-    let arrival_of = &carry.arrival_of;
     let written =
         each(carry.new_events.into_iter().zip(event_names).collect(), |((info, mtime, range, counts), data)| {
-            let (mut df, statuses, orphans) = event_segment(raw, range, arrival_of)?;
-            let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
+            let mut numbering = Numbering::default();
+            let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), range.len(), slice_rows, |r| {
+                event_segment(raw, range.start + r.start..range.start + r.end, arrival_of, &mut numbering)
+            })?;
             let mut s = segment(&info, mtime, data, data_blake3);
-            s.statuses = statuses;
-            s.orphans = orphans;
-            s.counts = Counts { has_eta: df.column("eta").is_ok(), ..counts };
+            s.statuses = numbering.statuses;
+            s.orphans = numbering.orphans;
+            s.counts = Counts { has_eta: raw.events.eta.is_some(), ..counts };
             Ok(s)
         })?;
     events.extend(written);
@@ -626,6 +653,17 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
     crate::fault::point("state:generation");
     loaded_info.written = Some(name.clone());
     Ok((Pending { dir, name }, loaded_info))
+}
+
+/// Rows per slice of a segment as it is written (`io::write_compact_slices`). The tests' inputs
+/// fit in one slice, so `LANEWATCH_STATE_SLICE_ROWS` sets a smaller one for them (a test knob:
+/// the bytes differ, the rows do not).
+fn slice_rows() -> usize {
+    std::env::var("LANEWATCH_STATE_SLICE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(crate::io::COMPACT_SLICE_ROWS)
 }
 
 /// `f` over `items` in order: in parallel when there are several (each file then serialises its
@@ -651,37 +689,44 @@ fn segment(info: &FileInfo, mtime_ns: i64, data: String, data_blake3: String) ->
     }
 }
 
-/// One new file's events as a segment: shipments by arrival row, unknown ids and statuses
-/// numbered in the file's first-use order.
+/// A segment's statuses and unknown ids, numbered in first-use order as its rows are written.
+#[derive(Default)]
+struct Numbering {
+    statuses: Vec<String>,
+    status_local: HashMap<u32, u32>,
+    orphans: Vec<String>,
+    orphan_local: HashMap<u32, u32>,
+}
+
+/// Rows `range` of the assembled events as rows of a new file's segment: shipments by arrival
+/// row, unknown ids and statuses numbered in the file's first-use order (`n` carries the
+/// numbering from one slice of the file to the next).
 fn event_segment(
     raw: &RawInput,
     range: std::ops::Range<usize>,
     arrival_of: &[u32],
-) -> Result<(DataFrame, Vec<String>, Vec<String>)> {
+    n: &mut Numbering,
+) -> Result<DataFrame> {
     let ev = &raw.events;
-    let mut statuses: Vec<String> = Vec::new();
-    let mut status_local: HashMap<u32, u32> = HashMap::new();
-    let mut orphans: Vec<String> = Vec::new();
-    let mut orphan_local: HashMap<u32, u32> = HashMap::new();
     let mut ship = Vec::with_capacity(range.len());
     let mut status = Vec::with_capacity(range.len());
     for k in range.clone() {
         let s = ev.ship[k];
         ship.push(if s & ORPHAN != 0 {
             let g = s & !ORPHAN;
-            let next = orphans.len() as u32;
+            let next = n.orphans.len() as u32;
             ORPHAN
-                | *orphan_local.entry(g).or_insert_with(|| {
-                    orphans.push(ev.orphans[g as usize].clone());
+                | *n.orphan_local.entry(g).or_insert_with(|| {
+                    n.orphans.push(ev.orphans[g as usize].clone());
                     next
                 })
         } else {
             arrival_of[s as usize]
         });
         let g = ev.status[k];
-        let next = statuses.len() as u32;
-        status.push(*status_local.entry(g).or_insert_with(|| {
-            statuses.push(ev.statuses[g as usize].clone());
+        let next = n.statuses.len() as u32;
+        status.push(*n.status_local.entry(g).or_insert_with(|| {
+            n.statuses.push(ev.statuses[g as usize].clone());
             next
         }));
     }
@@ -693,7 +738,7 @@ fn event_segment(
     if let Some(eta) = &ev.eta {
         cols.push(Column::new("eta".into(), eta[range.clone()].to_vec()));
     }
-    Ok((DataFrame::new(range.len(), cols)?, statuses, orphans))
+    Ok(DataFrame::new(range.len(), cols)?)
 }
 
 /// Makes a written generation current (after its run folder is committed), then removes

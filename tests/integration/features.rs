@@ -346,7 +346,8 @@ fn regression_seller_history_target_leakage_a_rows_label_never_reaches_its_own_f
     let (lane_cfg, feat_cfg) = (&s.features.lanes, &s.features.features);
     let features_of = |outcomes: &[features::timeline::Outcome], rows: &[(u32, i64)]| -> Vec<f64> {
         let earliest = fs.lane_tables.cutoffs[0] - lane_cfg.window_days as i64 * MICROS_PER_DAY;
-        let source = lanes::Source::new(&fs.prep, &fs.states, outcomes, earliest).unwrap();
+        let states = features::states_at(&fs.prep, fs.cutoff());
+        let source = lanes::Source::new(&fs.prep, &states, outcomes, earliest).unwrap();
         let tables = lanes::LaneTables::build(&source, fs.lane_tables.cutoffs.clone(), lane_cfg).unwrap();
         let hist = History::build(&fs.prep, &fs.states, outcomes, lane_cfg, feat_cfg.prior_strength);
         let ctx = Context::new(&fs.prep, &fs.states, &tables, &hist, &fs.series, &fs.holidays);
