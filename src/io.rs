@@ -62,7 +62,7 @@ pub fn compact_bytes(path: &Path, df: &mut DataFrame) -> Result<Vec<u8>> {
         .set_parallel(rayon::current_thread_index().is_none())
         .with_compression(ParquetCompression::Lz4Raw)
         .with_statistics(StatisticsOptions::empty())
-        .with_row_group_size(Some(1 << 20))
+        .with_row_group_size(Some(COMPACT_SLICE_ROWS))
         .finish(df)
         .map_err(|e| Error::output(path, e))?;
     Ok(buf)

@@ -171,9 +171,9 @@ pub fn state_at(created: i64, times: &[i64], codes: &[u8], etas: Option<&[i64]>,
 /// The scan states at the cutoff that outlive the feature stage, compactly: the whole state of
 /// each shipment still in flight (scoring reads it), and for every shipment only when it was
 /// delivered, returned or lost, first scanned by a carrier (the advice reads those) and picked
-/// up (the seller's handling history). Every state is needed while lane statistics, history and the
-/// disruption series are built; afterwards keeping all of them was 160 bytes a shipment (1.6 GB
-/// at 10M shipments) through training, scoring, alerts and advice.
+/// up (the seller's handling history). Every whole state is needed while the lane statistics
+/// and the disruption series are built; keeping all of them afterwards was 160 bytes a shipment
+/// (1.6 GB at 10M shipments) through the history, training, scoring, alerts and advice.
 #[derive(Debug, Clone, Default)]
 pub struct CutoffStates {
     /// Per shipment: (delivered, returned or lost, first carrier scan, picked up), `NONE` where
