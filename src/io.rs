@@ -58,14 +58,18 @@ pub fn write_compact(path: &Path, df: &mut DataFrame) -> Result<String> {
 pub fn compact_bytes(path: &Path, df: &mut DataFrame) -> Result<Vec<u8>> {
     df.rechunk_mut();
     let mut buf = Vec::new();
-    ParquetWriter::new(&mut buf)
+    compact_writer(&mut buf).finish(df).map_err(|e| Error::output(path, e))?;
+    Ok(buf)
+}
+
+/// The writer of lanewatch's internal files: LZ4, no statistics, row groups of
+/// `COMPACT_SLICE_ROWS`, columns serialised in parallel only off rayon's workers (above).
+fn compact_writer<W: Write>(w: W) -> ParquetWriter<W> {
+    ParquetWriter::new(w)
         .set_parallel(rayon::current_thread_index().is_none())
         .with_compression(ParquetCompression::Lz4Raw)
         .with_statistics(StatisticsOptions::empty())
         .with_row_group_size(Some(COMPACT_SLICE_ROWS))
-        .finish(df)
-        .map_err(|e| Error::output(path, e))?;
-    Ok(buf)
 }
 
 /// Rows per slice of `write_compact_slices`: one row group of `compact_bytes`.
@@ -104,10 +108,7 @@ pub fn write_compact_slices(
     let mut first = slice(0..height.min(slice_rows))?;
     first.rechunk_mut();
     let hash = {
-        let mut w = ParquetWriter::new(&mut sink)
-            .set_parallel(rayon::current_thread_index().is_none())
-            .with_compression(ParquetCompression::Lz4Raw)
-            .with_statistics(StatisticsOptions::empty())
+        let mut w = compact_writer(&mut sink)
             .with_row_group_size(Some(slice_rows))
             .batched(first.schema())
             .map_err(|e| Error::output(path, e))?;

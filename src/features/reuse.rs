@@ -238,15 +238,35 @@ impl Columns<'_> {
     fn bools(&self, name: &str) -> Result<Vec<bool>> {
         Ok(self.df.column(name)?.bool()?.iter().map(|v| v.unwrap_or(false)).collect())
     }
+    /// Every row's key (column `key`: the cutoff or the day), digest and lane, the columns both
+    /// stored frames begin with.
+    fn keyed(&self, key: &str) -> Result<Keyed> {
+        let (rows, a, b) = (self.i64s("digest_rows")?, self.i64s("digest_a")?, self.i64s("digest_b")?);
+        let (origin, destination, service) = (self.strs("origin")?, self.strs("destination")?, self.strs("service")?);
+        let lanes = origin
+            .into_iter()
+            .zip(destination)
+            .zip(service)
+            .map(|((origin, destination), service)| LaneKey { origin, destination, service })
+            .collect();
+        let digests =
+            (0..rows.len()).map(|r| Digest { rows: rows[r] as u64, a: a[r] as u64, b: b[r] as u64 }).collect();
+        Ok(Keyed { key: self.i64s(key)?, digests, lanes })
+    }
+}
+
+/// The leading columns of a stored frame, per row.
+struct Keyed {
+    key: Vec<i64>,
+    digests: Vec<Digest>,
+    lanes: Vec<LaneKey>,
 }
 
 /// The tables `to_frame` stored; an error names what is wrong with the frame.
 pub fn from_frame(df: &DataFrame) -> Result<Kept> {
     let cols = Columns { df, what: "kept lane tables" };
     let bad = |what: String| cols.bad(what);
-    let (cutoff, rows, a, b) =
-        (cols.i64s("cutoff")?, cols.i64s("digest_rows")?, cols.i64s("digest_a")?, cols.i64s("digest_b")?);
-    let (origin, destination, service) = (cols.strs("origin")?, cols.strs("destination")?, cols.strs("service")?);
+    let Keyed { key: cutoff, digests, lanes: lane_keys } = cols.keyed("cutoff")?;
     let (level, shipments, delivered, late, tracked) = (
         cols.i64s("level")?,
         cols.i64s("shipments")?,
@@ -259,7 +279,7 @@ pub fn from_frame(df: &DataFrame) -> Result<Kept> {
     let mut tables: Vec<KeptTable> = Vec::new();
     let mut lanes: Vec<LaneKey> = Vec::new();
     for r in 0..df.height() {
-        let digest = Digest { rows: rows[r] as u64, a: a[r] as u64, b: b[r] as u64 };
+        let digest = digests[r];
         let starts = tables.last().is_none_or(|t: &KeptTable| t.cutoff != cutoff[r] || t.digest != digest);
         if starts {
             if let Some(t) = tables.last_mut() {
@@ -268,11 +288,7 @@ pub fn from_frame(df: &DataFrame) -> Result<Kept> {
             tables.push(KeptTable { cutoff: cutoff[r], digest, lanes: Arc::new(Vec::new()), stats: Vec::new() });
         }
         let t = tables.last_mut().expect("pushed above");
-        lanes.push(LaneKey {
-            origin: origin[r].clone(),
-            destination: destination[r].clone(),
-            service: service[r].clone(),
-        });
+        lanes.push(lane_keys[r].clone());
         let level = *LEVELS.get(level[r] as usize).ok_or_else(|| bad(format!("level {} out of range", level[r])))?;
         let mut vals = [f64::NAN; N_Q];
         for (j, x) in vals.iter_mut().enumerate() {
@@ -492,14 +508,8 @@ pub fn days_to_frame(days: &[KeptDay]) -> Result<DataFrame> {
 pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
     let cols = Columns { df, what: "kept series days" };
     let bad = |what: String| cols.bad(what);
-    let (day, rows, a, b, stage) = (
-        cols.i64s("day")?,
-        cols.i64s("digest_rows")?,
-        cols.i64s("digest_a")?,
-        cols.i64s("digest_b")?,
-        cols.i64s("stage")?,
-    );
-    let (origin, destination, service) = (cols.strs("origin")?, cols.strs("destination")?, cols.strs("service")?);
+    let Keyed { key: day, digests, lanes: lane_keys } = cols.keyed("day")?;
+    let stage = cols.i64s("stage")?;
     let (recent_p50, baseline_p50, ratio, z) =
         (cols.f64s("recent_p50")?, cols.f64s("baseline_p50")?, cols.f64s("ratio")?, cols.f64s("z")?);
     let (recent_n, baseline_n) = (cols.i64s("recent_n")?, cols.i64s("baseline_n")?);
@@ -509,7 +519,7 @@ pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
     }
     let mut lanes: Vec<LaneKey> = Vec::new();
     for r0 in (0..df.height()).step_by(N_STAGES) {
-        let digest = Digest { rows: rows[r0] as u64, a: a[r0] as u64, b: b[r0] as u64 };
+        let digest = digests[r0];
         let starts = kept.days.last().is_none_or(|d| d.day != day[r0] || d.digest != digest);
         if starts {
             if let Some(d) = kept.days.last_mut() {
@@ -517,11 +527,7 @@ pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
             }
             kept.days.push(KeptDay { day: day[r0], digest, lanes: Arc::new(Vec::new()), points: Vec::new() });
         }
-        lanes.push(LaneKey {
-            origin: origin[r0].clone(),
-            destination: destination[r0].clone(),
-            service: service[r0].clone(),
-        });
+        lanes.push(lane_keys[r0].clone());
         let mut p = [Point::default(); N_STAGES];
         for (s, pt) in p.iter_mut().enumerate() {
             let r = r0 + s;

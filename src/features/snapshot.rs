@@ -133,8 +133,10 @@ impl<'a> Context<'a> {
         let promised = p.promised[i];
         let st_owned;
         // At the cutoff, a shipment in flight has its state kept; any other is scanned again
-        // (the same `state_at`, so the same state).
-        let st: &State = if let Some(st) = self.states.open(i).filter(|_| t == p.night.cutoff()) {
+        // (the same `state_at`, so the same state). Training rows (before the cutoff) never
+        // look the kept states up.
+        let kept = if t == p.night.cutoff() { self.states.open(i) } else { None };
+        let st: &State = if let Some(st) = kept {
             st
         } else {
             let (times, codes) = p.events(i);

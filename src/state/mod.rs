@@ -422,10 +422,7 @@ fn assemble(
 
     // Events: covered segments translated to tonight's shipment indices and numbering, then
     // the new files decoded after them, as a full read decodes them in file order.
-    let mut sorted_of = vec![0u32; arrival_of.len()];
-    for (sorted, &arr) in arrival_of.iter().enumerate() {
-        sorted_of[arr as usize] = sorted as u32;
-    }
+    let sorted_of = inverse(&arrival_of);
     let planned =
         (!new_event_paths.is_empty()).then(|| ingest::plan_table(input, Table::Events, cfg, Some(&new_event_paths)));
     let planned = planned.transpose()?;
@@ -462,6 +459,15 @@ fn assemble(
     let carry =
         Carry { reused_ships, reused_events, new_ships, new_events, arrival_of, input: input_str, input_config: key };
     Ok(Loaded { raw: RawInput { shipments, events, files }, findings, keep: Keep { info, carry } })
+}
+
+/// The inverse of a permutation: for sorted row → arrival row, arrival row → sorted row.
+fn inverse(perm: &[u32]) -> Vec<u32> {
+    let mut inv = vec![0u32; perm.len()];
+    for (k, &p) in perm.iter().enumerate() {
+        inv[p as usize] = k as u32;
+    }
+    inv
 }
 
 fn file_info(table: Table, s: &Segment) -> FileInfo {
@@ -603,10 +609,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
     let event_names: Vec<String> = carry.new_events.iter().map(|_| next_name(Table::Events)).collect();
     let mut shipments = carry.reused_ships;
     let arrival_of = &carry.arrival_of;
-    let mut sorted_of = vec![0u32; arrival_of.len()];
-    for (sorted, &arr) in arrival_of.iter().enumerate() {
-        sorted_of[arr as usize] = sorted as u32;
-    }
+    let sorted_of = inverse(arrival_of);
     let written = each(carry.new_ships.into_iter().zip(ship_names).collect(), |((info, mtime, rows), data)| {
         // The file's rows in its own order, as it was decoded, taken from the sorted rows.
         let of_file = &sorted_of[rows];
