@@ -8,39 +8,126 @@
 //! a leave-one-out rate is lower exactly when the row is late, which a tree learns within a
 //! small lane or seller (target leakage).
 
+use std::cmp::Ordering;
+
+use rayon::prelude::*;
+
 use super::prepare::Prepared;
 use super::timeline::Outcome;
 use super::timeline::{CutoffStates, NONE};
 use crate::config::LaneConfig;
 use crate::schema::{MICROS_PER_DAY, days};
 
-/// Time-ordered observations with prefix sums, for sums over any time window.
-#[derive(Debug, Clone, Default)]
-struct Track {
-    t: Vec<i64>,
-    /// cum[k] = sum of the first k values.
-    cum: Vec<f64>,
+/// A value observed over time whose prefix sums give window sums. Late flags are counted in
+/// `u32` (a window's count of late rows is the same integer an `f64` running sum of 0s and 1s
+/// gives, at half the memory); handling days are summed in `f64`.
+trait Value: Copy + Send + Sync {
+    const ZERO: Self;
+    fn plus(self, other: Self) -> Self;
+    /// `hi − lo` of two prefix sums, as the `f64` the rates are computed in.
+    fn diff(hi: Self, lo: Self) -> f64;
+    fn order(&self, other: &Self) -> Ordering;
 }
 
-impl Track {
-    fn from(mut obs: Vec<(i64, f64)>) -> Track {
-        obs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        let mut cum = Vec::with_capacity(obs.len() + 1);
-        cum.push(0.0);
-        let mut acc = 0.0;
-        for (_, v) in &obs {
-            acc += v;
-            cum.push(acc);
+impl Value for f64 {
+    const ZERO: f64 = 0.0;
+    fn plus(self, other: f64) -> f64 {
+        self + other
+    }
+    fn diff(hi: f64, lo: f64) -> f64 {
+        hi - lo
+    }
+    fn order(&self, other: &f64) -> Ordering {
+        self.total_cmp(other)
+    }
+}
+
+impl Value for u32 {
+    const ZERO: u32 = 0;
+    fn plus(self, other: u32) -> u32 {
+        self + other
+    }
+    fn diff(hi: u32, lo: u32) -> f64 {
+        (hi - lo) as f64
+    }
+    fn order(&self, other: &u32) -> Ordering {
+        self.cmp(other)
+    }
+}
+
+/// The observations of many groups (sellers, lanes, or one group for the network), each group's
+/// ordered by (time, value) with prefix sums, in three flat arrays: a `Vec` per group cost a
+/// header and up to half its capacity again for each of a million sellers.
+#[derive(Debug, Clone, Default)]
+struct Tracks<V> {
+    /// Group g's observations are `t[start[g]..start[g + 1]]`.
+    start: Vec<usize>,
+    t: Vec<i64>,
+    /// Group g's prefix sums are `cum[start[g] + g..=start[g + 1] + g]`: a leading zero, then the
+    /// sum of its first k values at k.
+    cum: Vec<V>,
+}
+
+/// One group's observations, as `Tracks::group` gives them.
+struct Track<'a, V> {
+    t: &'a [i64],
+    cum: &'a [V],
+}
+
+impl<V: Value> Tracks<V> {
+    /// Tracks of `groups` groups from `obs(i)` for i in 0..n: the group, time and value of item
+    /// i's observation, if it has one.
+    fn build(groups: usize, n: usize, obs: impl Fn(usize) -> Option<(usize, i64, V)>) -> Tracks<V> {
+        let mut start = vec![0usize; groups + 1];
+        for (g, _, _) in (0..n).filter_map(&obs) {
+            start[g + 1] += 1;
         }
-        Track { t: obs.into_iter().map(|o| o.0).collect(), cum }
+        for g in 0..groups {
+            start[g + 1] += start[g];
+        }
+        let mut next = start.clone();
+        let mut pairs: Vec<(i64, V)> = vec![(0, V::ZERO); start[groups]];
+        for (g, t, v) in (0..n).filter_map(&obs) {
+            pairs[next[g]] = (t, v);
+            next[g] += 1;
+        }
+        drop(next);
+        // Each group sorted on its own (by time, then value: the order decides the prefix sums
+        // a count-based window boundary falls between).
+        let mut rest: &mut [(i64, V)] = &mut pairs;
+        let mut slices = Vec::with_capacity(groups);
+        for g in 0..groups {
+            let (head, tail) = rest.split_at_mut(start[g + 1] - start[g]);
+            slices.push(head);
+            rest = tail;
+        }
+        slices.par_iter_mut().for_each(|s| s.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.order(&b.1))));
+        let mut cum = Vec::with_capacity(pairs.len() + groups);
+        for g in 0..groups {
+            let mut acc = V::ZERO;
+            cum.push(acc);
+            for &(_, v) in &pairs[start[g]..start[g + 1]] {
+                acc = acc.plus(v);
+                cum.push(acc);
+            }
+        }
+        let t = pairs.iter().map(|p| p.0).collect();
+        Tracks { start, t, cum }
     }
 
+    fn group(&self, g: usize) -> Track<'_, V> {
+        let (a, b) = (self.start[g], self.start[g + 1]);
+        Track { t: &self.t[a..b], cum: &self.cum[a + g..=b + g] }
+    }
+}
+
+impl<V: Value> Track<'_, V> {
     /// (count, sum) of observations with time in [from, to).
     #[cfg(test)]
     fn window(&self, from: i64, to: i64) -> (f64, f64) {
         let a = self.t.partition_point(|&x| x < from);
         let b = self.t.partition_point(|&x| x < to);
-        ((b - a) as f64, self.cum[b] - self.cum[a])
+        ((b - a) as f64, V::diff(self.cum[b], self.cum[a]))
     }
 
     /// The window's start, and (count, sum), for observations before `to`: from `to − window`,
@@ -50,7 +137,7 @@ impl Track {
         let a = self.t.partition_point(|&x| x < to - window);
         let a = if b - a >= need { a } else { b.saturating_sub(need).max(self.t.partition_point(|&x| x < oldest)) };
         let from = if a < b { self.t[a].min(to - window) } else { to - window };
-        (from, (b - a) as f64, self.cum[b] - self.cum[a])
+        (from, (b - a) as f64, V::diff(self.cum[b], self.cum[a]))
     }
 }
 
@@ -62,16 +149,34 @@ pub struct History {
     max_window: i64,
     need: usize,
     prior_strength: f64,
-    /// Per seller: (resolved_at, late) and (picked_up_at, handling days).
-    seller_late: Vec<Track>,
-    seller_handling: Vec<Track>,
-    lane_late: Vec<Track>,
-    global_late: Track,
-    global_handling: Track,
-    own_picked: Vec<i64>,
-    own_handling: Vec<f64>,
-    own_resolved: Vec<i64>,
-    own_late: Vec<bool>,
+    /// Per seller: (resolved_at, late) and (picked_up_at, handling days); per lane (resolved_at,
+    /// late); and the network's, as one group each.
+    seller_late: Tracks<u32>,
+    seller_handling: Tracks<f64>,
+    lane_late: Tracks<u32>,
+    global_late: Tracks<u32>,
+    global_handling: Tracks<f64>,
+}
+
+/// What a shipment itself adds to its seller's and lane's history, which its own features leave
+/// out (read from the shipment's state and outcome rather than kept twice).
+#[derive(Debug, Clone, Copy)]
+pub struct Own {
+    /// Pickup time (`NONE` without a pickup at or after creation), and the handling days to it.
+    picked: i64,
+    handling: f64,
+    /// Resolution time (`NONE` while unresolved), and whether late.
+    resolved: i64,
+    late: bool,
+}
+
+impl Own {
+    pub fn of(created: i64, picked_up: i64, outcome: &Outcome) -> Own {
+        let picked = if picked_up != NONE && picked_up >= created { picked_up } else { NONE };
+        let handling = if picked != NONE { days(picked - created) } else { 0.0 };
+        let (resolved, late) = if outcome.resolved { (outcome.resolved_at, outcome.late) } else { (NONE, false) };
+        Own { picked, handling, resolved, late }
+    }
 }
 
 /// Smoothed history of one shipment's seller and lane at one time.
@@ -94,81 +199,60 @@ impl History {
         prior_strength: f64,
     ) -> History {
         let n = prep.len();
-        let mut seller_late: Vec<Vec<(i64, f64)>> = vec![vec![]; prep.n_sellers];
-        let mut seller_handling: Vec<Vec<(i64, f64)>> = vec![vec![]; prep.n_sellers];
-        let mut lane_late: Vec<Vec<(i64, f64)>> = vec![vec![]; prep.lanes.len()];
-        let (mut g_late, mut g_handling) = (Vec::new(), Vec::new());
-        let mut own_picked = vec![NONE; n];
-        let mut own_handling = vec![0.0; n];
-        let mut own_resolved = vec![NONE; n];
-        let mut own_late = vec![false; n];
-        for i in 0..n {
-            let (s, l) = (prep.seller[i] as usize, prep.lane[i] as usize);
-            let picked = states.picked_up(i);
-            if picked != NONE && picked >= prep.created[i] {
-                let h = days(picked - prep.created[i]);
-                seller_handling[s].push((picked, h));
-                g_handling.push((picked, h));
-                own_picked[i] = picked;
-                own_handling[i] = h;
-            }
-            let o = &outcomes[i];
-            if o.resolved {
-                let y = o.late as u8 as f64;
-                seller_late[s].push((o.resolved_at, y));
-                lane_late[l].push((o.resolved_at, y));
-                g_late.push((o.resolved_at, y));
-                own_resolved[i] = o.resolved_at;
-                own_late[i] = o.late;
-            }
-        }
+        let own = |i: usize| Own::of(prep.created[i], states.picked_up(i), &outcomes[i]);
+        let handling = |i: usize| {
+            let o = own(i);
+            (o.picked != NONE).then_some((o.picked, o.handling))
+        };
+        let late = |i: usize| {
+            let o = own(i);
+            (o.resolved != NONE).then_some((o.resolved, o.late as u32))
+        };
+        let seller = |i: usize| prep.seller[i] as usize;
         History {
             window: cfg.window_days as i64 * MICROS_PER_DAY,
             max_window: cfg.oldest_days() as i64 * MICROS_PER_DAY,
             need: cfg.min_support as usize,
             prior_strength,
-            seller_late: seller_late.into_iter().map(Track::from).collect(),
-            seller_handling: seller_handling.into_iter().map(Track::from).collect(),
-            lane_late: lane_late.into_iter().map(Track::from).collect(),
-            global_late: Track::from(g_late),
-            global_handling: Track::from(g_handling),
-            own_picked,
-            own_handling,
-            own_resolved,
-            own_late,
+            seller_late: Tracks::build(prep.n_sellers, n, |i| late(i).map(|(t, v)| (seller(i), t, v))),
+            seller_handling: Tracks::build(prep.n_sellers, n, |i| handling(i).map(|(t, v)| (seller(i), t, v))),
+            lane_late: Tracks::build(prep.lanes.len(), n, |i| late(i).map(|(t, v)| (prep.lane[i] as usize, t, v))),
+            global_late: Tracks::build(1, n, |i| late(i).map(|(t, v)| (0, t, v))),
+            global_handling: Tracks::build(1, n, |i| handling(i).map(|(t, v)| (0, t, v))),
         }
     }
 
-    /// History of shipment `i` (of `seller` on `lane`) as known just before time `t`. Each
-    /// rate covers `lanes.window_days` before t, or more for a seller or lane with fewer than
-    /// `lanes.min_support` observations there (up to `lanes.max_window_days`), so a sparse
-    /// business is measured on its own history rather than on the prior alone. Unknown (NaN)
-    /// when the network itself has no observation.
-    pub fn seen(&self, i: usize, seller: usize, lane: usize, t: i64) -> Seen {
+    /// History of a shipment (`own`: what it adds itself) of `seller` on `lane` as known just
+    /// before time `t`. Each rate covers `lanes.window_days` before t, or more for a seller or
+    /// lane with fewer than `lanes.min_support` observations there (up to
+    /// `lanes.max_window_days`), so a sparse business is measured on its own history rather than
+    /// on the prior alone. Unknown (NaN) when the network itself has no observation.
+    pub fn seen(&self, own: Own, seller: usize, lane: usize, t: i64) -> Seen {
         let k = self.prior_strength;
         let oldest = t - self.max_window;
-        let adaptive = |tr: &Track| tr.adaptive(t, self.window, oldest, self.need);
+        let adaptive_u = |tr: Track<'_, u32>| tr.adaptive(t, self.window, oldest, self.need);
+        let adaptive_f = |tr: Track<'_, f64>| tr.adaptive(t, self.window, oldest, self.need);
         // The shipment's own contributions, removed where they fall inside a window.
-        let own = |from: i64, x: i64, v: f64| if x != NONE && x >= from && x < t { (1.0, v) } else { (0.0, 0.0) };
-        let handling = |from: i64| own(from, self.own_picked[i], self.own_handling[i]);
-        let resolved = |from: i64| own(from, self.own_resolved[i], self.own_late[i] as u8 as f64);
+        let own_in = |from: i64, x: i64, v: f64| if x != NONE && x >= from && x < t { (1.0, v) } else { (0.0, 0.0) };
+        let handling = |from: i64| own_in(from, own.picked, own.handling);
+        let resolved = |from: i64| own_in(from, own.resolved, own.late as u8 as f64);
 
-        let (from, gn, gs) = adaptive(&self.global_handling);
+        let (from, gn, gs) = adaptive_f(self.global_handling.group(0));
         let (h_n, h_sum) = handling(from);
         let g_handling = if gn - h_n > 0.0 { (gs - h_sum) / (gn - h_n) } else { f64::NAN };
-        let (from, gn, gs) = adaptive(&self.global_late);
+        let (from, gn, gs) = adaptive_u(self.global_late.group(0));
         let (r_n, r_sum) = resolved(from);
         let g_late = if gn - r_n > 0.0 { (gs - r_sum) / (gn - r_n) } else { f64::NAN };
 
-        let (from, sn, ss) = adaptive(&self.seller_handling[seller]);
+        let (from, sn, ss) = adaptive_f(self.seller_handling.group(seller));
         let (h_n, h_sum) = handling(from);
         let (sn, ss) = (sn - h_n, ss - h_sum);
         let seller_handling_days = (ss + k * g_handling) / (sn + k).max(1e-9);
-        let (from, rn, rs) = adaptive(&self.seller_late[seller]);
+        let (from, rn, rs) = adaptive_u(self.seller_late.group(seller));
         let (r_n, r_sum) = resolved(from);
         let (rn, rs) = (rn - r_n, rs - r_sum);
         let seller_late_rate = (rs + k * g_late) / (rn + k).max(1e-9);
-        let (from, ln, ls) = adaptive(&self.lane_late[lane]);
+        let (from, ln, ls) = adaptive_u(self.lane_late.group(lane));
         let (r_n, r_sum) = resolved(from);
         let (ln, ls) = (ln - r_n, ls - r_sum);
         let lane_late_rate = (ls + k * g_late) / (ln + k).max(1e-9);
@@ -178,11 +262,16 @@ impl History {
 
 #[cfg(test)]
 mod tests {
-    use super::Track;
+    use super::Tracks;
+
+    fn one(obs: Vec<(i64, f64)>) -> Tracks<f64> {
+        Tracks::build(1, obs.len(), |i| Some((0, obs[i].0, obs[i].1)))
+    }
 
     #[test]
     fn track_windows_are_half_open() {
-        let t = Track::from(vec![(5, 1.0), (1, 2.0), (3, 4.0)]);
+        let t = one(vec![(5, 1.0), (1, 2.0), (3, 4.0)]);
+        let t = t.group(0);
         assert_eq!(t.window(1, 5), (2.0, 6.0));
         assert_eq!(t.window(2, 6), (2.0, 5.0));
         assert_eq!(t.window(6, 9), (0.0, 0.0));
@@ -190,7 +279,8 @@ mod tests {
 
     #[test]
     fn adaptive_windows_reach_back_for_enough_observations() {
-        let t = Track::from((0..10).map(|k| (k * 10, 1.0)).collect());
+        let t = one((0..10).map(|k| (k * 10, 1.0)).collect());
+        let t = t.group(0);
         // Window 15 before 100 holds 2 (80, 90); 4 are needed: back to 60.
         assert_eq!(t.adaptive(100, 15, 0, 4), (60, 4.0, 4.0));
         // Enough already: the plain window.
@@ -199,5 +289,19 @@ mod tests {
         assert_eq!(t.adaptive(100, 15, 75, 4), (80, 2.0, 2.0));
         // Nothing before t at all.
         assert_eq!(t.adaptive(0, 15, -100, 4), (-15, 0.0, 0.0));
+    }
+
+    #[test]
+    fn groups_keep_their_own_observations_in_time_order() {
+        // Items 0..6 alternate between groups 0 and 2; group 1 has none.
+        let obs = [(0, 50, 1), (2, 10, 0), (0, 20, 1), (2, 30, 1), (0, 20, 0), (2, 40, 1)];
+        let tr: Tracks<u32> = Tracks::build(3, obs.len(), |i| Some(obs[i]));
+        assert_eq!(tr.group(0).t, &[20, 20, 50]);
+        // Equal times are ordered by value, so the prefix sums do not depend on input order.
+        assert_eq!(tr.group(0).cum, &[0, 0, 1, 2]);
+        assert!(tr.group(1).t.is_empty());
+        assert_eq!(tr.group(1).cum, &[0]);
+        assert_eq!(tr.group(2).t, &[10, 30, 40]);
+        assert_eq!(tr.group(2).window(0, 35), (2.0, 1.0));
     }
 }

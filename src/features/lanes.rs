@@ -165,6 +165,10 @@ struct Facts {
 /// and the share of the transit spent before it.
 const N_QUANTITIES: usize = 2 + 3 * N_STAGES;
 
+/// Values a parent group's pass over its rows buffers at most (8 bytes each: 128 MiB per
+/// cutoff computed in parallel); a larger group takes several passes, a few quantities each.
+const PARENT_VALUES: usize = 1 << 24;
+
 /// Quantiles taken of each quantity (in `row_values` order), and where they go in `Group::v`.
 fn quantity_outputs() -> Vec<Vec<(f64, usize)>> {
     let mut out = vec![
@@ -183,15 +187,23 @@ fn quantity_outputs() -> Vec<Vec<(f64, usize)>> {
 /// none). A stage dwell is known when the stage ends; the rest when the parcel is delivered.
 #[inline]
 fn row_values(f: &Facts, delivered: i64) -> [(i64, f64); N_QUANTITIES] {
+    row_values_in(f, delivered, 0..N_QUANTITIES)
+}
+
+/// `row_values`, derived only for the quantities in `qs` (the others are left unknown).
+#[inline]
+fn row_values_in(f: &Facts, delivered: i64, qs: std::ops::Range<usize>) -> [(i64, f64); N_QUANTITIES] {
     let mut out = [(delivered, f64::NAN); N_QUANTITIES];
     let d = delivered != NONE;
-    if d {
+    if d && qs.start < 2 {
         out[0].1 = days(delivered - f.created);
         if f.first_carrier_scan != NONE {
             out[1].1 = days(delivered - f.first_carrier_scan);
         }
     }
-    for s in 0..N_STAGES {
+    // Stages whose three quantities (2 + 3s ..= 4 + 3s) meet `qs`.
+    let stages = qs.start.saturating_sub(4).div_ceil(3)..qs.end.saturating_sub(2).div_ceil(3).min(N_STAGES);
+    for s in stages {
         let k = 2 + 3 * s;
         out[k] = (timeline::stage_exit(&f.first, s), timeline::stage_dwell(&f.first, s).map(days).unwrap_or(f64::NAN));
         let (e, c) = (timeline::stage_entry(&f.first, s), f.created);
@@ -224,6 +236,8 @@ pub struct Source {
     outputs: Vec<Vec<(f64, usize)>>,
     hierarchy: Hierarchy,
     n_lanes: usize,
+    /// Values a parent group's pass buffers at most (`PARENT_VALUES`; see `groups_at`).
+    parent_values: usize,
 }
 
 impl Source {
@@ -276,18 +290,32 @@ impl Source {
             outputs: quantity_outputs(),
             hierarchy,
             n_lanes,
+            parent_values: PARENT_VALUES,
         })
+    }
+
+    /// The source with parent groups' passes buffering at most `values` values (at least one
+    /// quantity a pass): the tables are the same whatever it is, only memory and passes change.
+    pub fn with_parent_values(mut self, values: usize) -> Source {
+        self.parent_values = values;
+        self
     }
 
     /// Every quantile of `bufs` (one buffer per quantity), in `Group::v` order; reorders them.
     fn quantiles(&self, bufs: &mut [Vec<f64>]) -> [f64; N_Q] {
         let mut v = [f64::NAN; N_Q];
-        for (outputs, buf) in self.outputs.iter().zip(bufs) {
-            for &(p, slot) in outputs {
-                v[slot] = quantile(buf, p);
+        self.quantiles_into(bufs, 0..N_QUANTITIES, &mut v);
+        v
+    }
+
+    /// The quantiles of the quantities `qs` (`bufs[q]` holds quantity q's values) into their
+    /// slots of `v`; reorders the buffers.
+    fn quantiles_into(&self, bufs: &mut [Vec<f64>], qs: std::ops::Range<usize>, v: &mut [f64; N_Q]) {
+        for q in qs {
+            for &(p, slot) in &self.outputs[q] {
+                v[slot] = quantile(&mut bufs[q], p);
             }
         }
-        v
     }
 
     /// The lane-level quantiles of lane `l` as of each of `cutoffs` (NaN where its window is
@@ -378,22 +406,45 @@ impl Source {
                 .collect()
         });
         let want = needed(&out);
-        // One pass over a group's rows fills every quantity's buffer; a value counts only if
-        // it was known before the cutoff (a delivery or stage exit at or after it was not).
-        let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); N_QUANTITIES];
         for k in (0..out[0].len()).filter(|&k| want[0][k]) {
             out[0][k].v = lane_values(k);
         }
+        // A pass over a parent group's rows fills the buffers of as many quantities as
+        // `parent_values` holds (all of them for most groups); a value counts only if it was
+        // known before the cutoff (a delivery or stage exit at or after it was not). A parent
+        // can hold most of the network's rows (every lane of one origin country): twenty
+        // buffers of them at once were a gigabyte at 10M shipments.
+        let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); N_QUANTITIES];
         for lvl in 1..5 {
             for k in (0..out[lvl].len()).filter(|&k| want[lvl][k]) {
-                bufs.iter_mut().for_each(Vec::clear);
-                for &l in &self.members[lvl - 1][k] {
-                    let (a, b) = window[l as usize];
-                    for r in a..b {
-                        push_known(&mut bufs, &row_values(&self.facts[r], self.delivered_at[r]), cutoff);
+                let spans: Vec<(usize, usize)> = self.members[lvl - 1][k].iter().map(|&l| window[l as usize]).collect();
+                let rows: usize = spans.iter().map(|&(a, b)| b - a).sum();
+                let per_pass = (self.parent_values / rows.max(1)).clamp(1, N_QUANTITIES);
+                let mut v = [f64::NAN; N_Q];
+                for first in (0..N_QUANTITIES).step_by(per_pass) {
+                    let qs = first..(first + per_pass).min(N_QUANTITIES);
+                    let several = per_pass < N_QUANTITIES;
+                    for q in qs.clone() {
+                        // One pass: buffers are reused from group to group (no fresh pages).
+                        bufs[q].clear();
+                        if several {
+                            bufs[q].reserve_exact(rows);
+                        }
+                    }
+                    for &(a, b) in &spans {
+                        for r in a..b {
+                            let row = row_values_in(&self.facts[r], self.delivered_at[r], qs.clone());
+                            push_known(&mut bufs[qs.clone()], &row[qs.clone()], cutoff);
+                        }
+                    }
+                    self.quantiles_into(&mut bufs, qs.clone(), &mut v);
+                    if several {
+                        for q in qs {
+                            bufs[q] = Vec::new();
+                        }
                     }
                 }
-                out[lvl][k].v = self.quantiles(&mut bufs);
+                out[lvl][k].v = v;
             }
         }
         (out, window.iter().map(|&(a, b)| (a < b).then(|| self.resolved_at[a])).collect())
@@ -403,7 +454,7 @@ impl Source {
 /// Adds a row's values to their quantities' buffers: only values known before the cutoff (a
 /// delivery or stage exit at or after it was not) and defined.
 #[inline]
-fn push_known(bufs: &mut [Vec<f64>], row: &[(i64, f64); N_QUANTITIES], cutoff: i64) {
+fn push_known(bufs: &mut [Vec<f64>], row: &[(i64, f64)], cutoff: i64) {
     for (&(t, v), buf) in row.iter().zip(bufs) {
         if t != NONE && t < cutoff && v.is_finite() {
             buf.push(v);

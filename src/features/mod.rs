@@ -238,7 +238,7 @@ pub fn build_keeping(
     let mut score =
         Rows { ship: states.in_flight().to_vec(), t: vec![cutoff; states.in_flight().len()], ..Rows::default() };
 
-    let ctx = snapshot::Context::new(&prep, &states, &lane_tables, &history, &series, &holidays);
+    let ctx = snapshot::Context::new(&prep, &states, &outcomes, &lane_tables, &history, &series, &holidays);
     // Training rows get features on demand (`features_of`): the model reads a sample of them.
     fill(&ctx, &mut score);
     log("fill_score");
@@ -332,7 +332,7 @@ impl FeatureSet {
 
     fn context(&self) -> snapshot::Context<'_> {
         assert!(!self.released, "feature rows asked for after release_row_sources");
-        snapshot::Context::new(&self.prep, &self.states, &self.lane_tables, &self.history, &self.series, &self.holidays)
+        snapshot::Context::new(&self.prep, &self.states, &self.outcomes, &self.lane_tables, &self.history, &self.series, &self.holidays)
     }
 
     /// Frees what only computing new feature rows reads (the events, the seller and lane

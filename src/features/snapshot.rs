@@ -2,10 +2,10 @@
 //! shipment's life) and scoring rows (t = C) go through `features_at`, the one code path.
 
 use super::disruption::Series;
-use super::history::History;
+use super::history::{History, Own};
 use super::lanes::LaneTables;
 use super::prepare::Prepared;
-use super::timeline::{CutoffStates, NONE, State, state_at};
+use super::timeline::{CutoffStates, NONE, Outcome, State, state_at};
 use crate::calendar::{DayTable, Holidays, day_index, weekday};
 use crate::schema::{N_STAGES, days};
 
@@ -81,6 +81,8 @@ pub fn feature_names() -> Vec<String> {
 pub struct Context<'a> {
     pub prep: &'a Prepared,
     pub states: &'a CutoffStates,
+    /// Outcomes as of the cutoff: a shipment's own is left out of its seller's and lane's history.
+    pub outcomes: &'a [Outcome],
     pub lanes: &'a LaneTables,
     pub history: &'a History,
     pub series: &'a Series,
@@ -104,6 +106,7 @@ impl<'a> Context<'a> {
     pub fn new(
         prep: &'a Prepared,
         states: &'a CutoffStates,
+        outcomes: &'a [Outcome],
         lanes: &'a LaneTables,
         history: &'a History,
         series: &'a Series,
@@ -123,7 +126,7 @@ impl<'a> Context<'a> {
         let lo = prep.created.iter().copied().min().map(day_index).unwrap_or(0).min(cutoff_day) - 1;
         let hi = prep.promised.iter().copied().max().map(day_index).unwrap_or(0).clamp(lo, cutoff_day + 400) + 1;
         let days = DayTable::new(holidays, lo, hi);
-        Context { prep, states, lanes, history, series, holidays, service_kind, days }
+        Context { prep, states, outcomes, lanes, history, series, holidays, service_kind, days }
     }
 
     /// Features of shipment `i` at time `t` (t ≤ cutoff), written into `out`.
@@ -168,7 +171,8 @@ impl<'a> Context<'a> {
             ratio = ratio.max(pt.ratio);
             ahead |= pt.disrupted;
         }
-        let seen = self.history.seen(i, p.seller[i] as usize, lane, t);
+        let own = Own::of(created, self.states.picked_up(i), &self.outcomes[i]);
+        let seen = self.history.seen(own, p.seller[i] as usize, lane, t);
         let (express, economy) = self.service_kind[lane];
         let picked = st.first[1];
         let handling_so_far = if picked != NONE { days(picked - created) } else { days(t - created) };

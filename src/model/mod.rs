@@ -402,7 +402,13 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let cutoff = fs.cutoff();
     let valid_days = validation_days(fs, p);
     let holdout_start = cutoff - valid_days as i64 * MICROS_PER_DAY;
-    let (tr, mut va): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|&r| rows.resolved_at[r] < holdout_start);
+    if rows.len() > u32::MAX as usize {
+        return Err(crate::error::Error::internal(format!("{} training rows: more than 2^32", rows.len())));
+    }
+    // Training rows as u32 (17M at 10M shipments: half the memory of usize indices).
+    let (tr, va): (Vec<u32>, Vec<u32>) =
+        (0..rows.len() as u32).partition(|&r| rows.resolved_at[r as usize] < holdout_start);
+    let mut va: Vec<usize> = va.into_iter().map(|r| r as usize).collect();
     let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
     let mut windows = lane_windows(fs);
     windows.training_days = fs.train_window_days;
@@ -425,7 +431,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
             unit(h) < keep
         });
     }
-    let y_tr: Vec<bool> = tr.iter().map(|&r| rows.label[r]).collect();
+    let y_tr: Vec<bool> = tr.iter().map(|&r| rows.label[r as usize]).collect();
     let y_va: Vec<bool> = va.iter().map(|&r| rows.label[r]).collect();
     let pos_tr = y_tr.iter().filter(|v| **v).count();
     let pos_va = y_va.iter().filter(|v| **v).count();
@@ -466,28 +472,29 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     // independent of row order.
     // (key, row) pairs sorted in parallel: the same order as sorting the rows by (key, row),
     // at 16 bytes a row rather than a cloned index plus a cached-key table (0.6 GB at 10M).
-    if rows.len() > u32::MAX as usize {
-        return Err(crate::error::Error::internal(format!("{} training rows: more than 2^32", rows.len())));
-    }
-    let mut keyed: Vec<(u64, u32)> = tr.par_iter().map(|&r| (row_key(r), r as u32)).collect();
+    let n_train = tr.len();
+    let mut keyed: Vec<(u64, u32)> = tr.par_iter().map(|&r| (row_key(r as usize), r)).collect();
+    drop(tr);
     keyed.par_sort_unstable();
-    let by_key: Vec<usize> = keyed.into_iter().map(|(_, r)| r as usize).collect();
+    // Collected from a borrow: `into_iter` would keep the pairs' allocation (twice the size).
+    let by_key: Vec<u32> = keyed.iter().map(|&(_, r)| r).collect();
+    drop(keyed);
+    let by_key = || by_key.iter().map(|&r| r as usize);
     crate::memory::log_step("train", "samples ordered", t0);
-    let rule_rows: Vec<usize> = by_key.iter().copied().take(RULE_ROWS).collect();
+    let rule_rows: Vec<usize> = by_key().take(RULE_ROWS).collect();
     // Class balance by resampling: late rows are kept (up to a quarter of the cap) and on-time
     // rows are drawn to at most NEG_PER_POS per late row; Platt scaling on the untouched
     // validation window maps the scores back to true probabilities.
-    let n_pos = by_key.iter().filter(|&&r| rows.label[r]).count();
+    let n_pos = by_key().filter(|&r| rows.label[r]).count();
     let take_pos = n_pos.min(p.max_train_rows / (1 + NEG_PER_POS));
-    let take_neg = (by_key.len() - n_pos).min(p.max_train_rows - take_pos).min(take_pos * NEG_PER_POS);
-    let mut sample: Vec<usize> = by_key.iter().copied().filter(|&r| rows.label[r]).take(take_pos).collect();
-    sample.extend(by_key.iter().copied().filter(|&r| !rows.label[r]).take(take_neg));
+    let take_neg = (n_train - n_pos).min(p.max_train_rows - take_pos).min(take_pos * NEG_PER_POS);
+    let mut sample: Vec<usize> = by_key().filter(|&r| rows.label[r]).take(take_pos).collect();
+    sample.extend(by_key().filter(|&r| !rows.label[r]).take(take_neg));
     sample.sort_unstable();
     // The boosted trees stop early on the latest training resolutions (a time split inside the
     // training window, as long as the validation window), then refit on the whole sample.
     let es_start = holdout_start - valid_days as i64 * MICROS_PER_DAY;
-    let mut early: Vec<usize> = by_key.iter().copied().filter(|&r| rows.resolved_at[r] >= es_start).collect();
-    early.truncate(EARLY_STOP_ROWS);
+    let mut early: Vec<usize> = by_key().filter(|&r| rows.resolved_at[r] >= es_start).take(EARLY_STOP_ROWS).collect();
     early.sort_unstable();
     let mut need: Vec<usize> = sample.iter().chain(&rule_rows).chain(&va).chain(&early).copied().collect();
     need.sort_unstable();
@@ -537,7 +544,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let mut metrics = Metrics {
         chosen_model: "lane_rule".into(),
         fallback: fallback.clone(),
-        n_train: tr.len() as u64,
+        n_train: n_train as u64,
         n_train_sampled: 0,
         n_valid: va.len() as u64,
         train_late_rate,

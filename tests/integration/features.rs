@@ -350,7 +350,7 @@ fn regression_seller_history_target_leakage_a_rows_label_never_reaches_its_own_f
         let source = lanes::Source::new(&fs.prep, &states, outcomes, earliest).unwrap();
         let tables = lanes::LaneTables::build(&source, fs.lane_tables.cutoffs.clone(), lane_cfg).unwrap();
         let hist = History::build(&fs.prep, &fs.states, outcomes, lane_cfg, feat_cfg.prior_strength);
-        let ctx = Context::new(&fs.prep, &fs.states, &tables, &hist, &fs.series, &fs.holidays);
+        let ctx = Context::new(&fs.prep, &fs.states, outcomes, &tables, &hist, &fs.series, &fs.holidays);
         let mut out = vec![0.0; rows.len() * N_FEATURES];
         for (k, (i, t)) in rows.iter().enumerate() {
             ctx.features_at(*i as usize, *t, &mut out[k * N_FEATURES..(k + 1) * N_FEATURES]);
@@ -418,6 +418,28 @@ fn each_earlier_lane_table_equals_the_table_of_its_own_night() {
         }
     }
     assert!(compared > 30, "only {compared} lanes compared");
+}
+
+/// A parent group too large to buffer every quantity at once is read in several passes, a few
+/// quantities each (`lanes::Source::with_parent_values`): the tables are the same, bit for bit,
+/// with one quantity a pass as with all twenty.
+#[test]
+fn lane_tables_are_the_same_when_parent_groups_take_one_quantity_a_pass() {
+    let (s, fs) = build(small_input(), date(SMALL_AS_OF));
+    let lane_cfg = &s.features.lanes;
+    let earliest = fs.lane_tables.cutoffs[0] - lane_cfg.oldest_days() as i64 * MICROS_PER_DAY;
+    let states = features::states_at(&fs.prep, fs.cutoff());
+    let tables = |values: usize| {
+        let source = lanes::Source::new(&fs.prep, &states, &fs.outcomes, earliest).unwrap().with_parent_values(values);
+        lanes::LaneTables::build(&source, fs.lane_tables.cutoffs.clone(), lane_cfg).unwrap()
+    };
+    let (whole, one_at_a_time) = (tables(usize::MAX), tables(1));
+    let fallbacks = whole.tables.iter().flatten().filter(|l| l.level != lanes::Level::Lane && l.v[0].is_finite()).count();
+    assert!(fallbacks > 20, "only {fallbacks} lane statistics come from a parent group: nothing to compare");
+    for (a, b) in whole.tables.iter().zip(&one_at_a_time.tables) {
+        assert_eq!(table_bits(a), table_bits(b));
+    }
+    assert_eq!(table_bits(whole.latest()), table_bits(fs.lane_tables.latest()), "the night's own table");
 }
 
 fn table_bits(t: &[lanes::LaneStats]) -> Vec<Vec<u64>> {
