@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::prepare::{LaneKey, Prepared};
-use super::timeline::{self, NONE, Outcome, State};
+use super::timeline::{self, NONE, Outcome};
 use crate::config::LaneConfig;
 use crate::error::Result;
 use crate::schema::{MICROS_PER_DAY, N_STAGES, days};
@@ -241,16 +241,21 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn new(prep: &Prepared, states: &[State], outcomes: &[Outcome], earliest: i64) -> Result<Source> {
+    /// The source as of the night's cutoff (`prep.night`), from `outcomes` at that cutoff. Each
+    /// row's scan state is taken again from its events (the same `state_at`) rather than read
+    /// from every shipment's state, so a night need not hold those (1.6 GB at 10M) with this.
+    pub fn new(prep: &Prepared, outcomes: &[Outcome], earliest: i64) -> Result<Source> {
         let hierarchy = Hierarchy::new(&prep.lanes);
         let n_lanes = prep.lanes.len();
         let lane_of = |i: usize| prep.lane[i] as usize;
-        let mut rows: Vec<usize> =
-            (0..prep.len()).filter(|&i| outcomes[i].resolved && outcomes[i].resolved_at >= earliest).collect();
-        rows.par_sort_unstable_by_key(|&i| (lane_of(i), outcomes[i].resolved_at, i));
+        // Shipment indices as u32, as everywhere a shipment is indexed per row.
+        let mut rows: Vec<u32> = (0..prep.len() as u32)
+            .filter(|&i| outcomes[i as usize].resolved && outcomes[i as usize].resolved_at >= earliest)
+            .collect();
+        rows.par_sort_unstable_by_key(|&i| (lane_of(i as usize), outcomes[i as usize].resolved_at, i));
         let mut lane_start = vec![0usize; n_lanes + 1];
         for &i in &rows {
-            lane_start[lane_of(i) + 1] += 1;
+            lane_start[lane_of(i as usize) + 1] += 1;
         }
         for l in 0..n_lanes {
             lane_start[l + 1] += lane_start[l];
@@ -264,25 +269,23 @@ impl Source {
             }
             m
         });
-        let scanned: Vec<u16> = rows
-            .iter()
-            .map(|&i| {
-                let st = &states[i];
-                (0..9).filter(|&m| st.first[m] != NONE && st.first[m] <= st.delivered).fold(0u16, |a, m| a | 1 << m)
-            })
-            .collect();
-        let facts: Vec<Facts> = rows
-            .par_iter()
-            .map(|&i| Facts {
-                first: states[i].first,
-                created: prep.created[i],
-                first_carrier_scan: states[i].first_carrier_scan,
-            })
-            .collect();
+        let cutoff = prep.night.cutoff();
+        let r = rows.len();
+        let blank = Facts { first: [NONE; 9], created: NONE, first_carrier_scan: NONE };
+        let (mut facts, mut delivered_at, mut scanned) = (vec![blank; r], vec![NONE; r], vec![0u16; r]);
+        facts.par_iter_mut().zip(&mut delivered_at).zip(&mut scanned).zip(&rows).for_each(|(((f, d), m), &i)| {
+            let i = i as usize;
+            let (times, codes) = prep.events(i);
+            let st = timeline::state_at(prep.created[i], times, codes, prep.etas(i), cutoff);
+            *f = Facts { first: st.first, created: prep.created[i], first_carrier_scan: st.first_carrier_scan };
+            *d = st.delivered;
+            // Milestones scanned before the delivery.
+            *m = (0..9).filter(|&k| st.first[k] != NONE && st.first[k] <= st.delivered).fold(0u16, |a, k| a | 1 << k);
+        });
         Ok(Source {
-            resolved_at: rows.iter().map(|&i| outcomes[i].resolved_at).collect(),
-            late: rows.iter().map(|&i| outcomes[i].late).collect(),
-            delivered_at: rows.iter().map(|&i| states[i].delivered).collect(),
+            resolved_at: rows.iter().map(|&i| outcomes[i as usize].resolved_at).collect(),
+            late: rows.iter().map(|&i| outcomes[i as usize].late).collect(),
+            delivered_at,
             scanned,
             facts,
             lane_start,

@@ -178,16 +178,17 @@ pub fn build_keeping(
     // What earlier nights kept (lane tables, series days) is taken where it still holds.
     let check = kept.map(|k| reuse::Check::new(&prep, k, &cutoffs, first_day, last_day, step)).transpose()?;
     let mut reused = reuse::Reused::default();
-    let lane_tables = reuse::lane_tables(&prep, &states, &outcomes, cutoffs, lane_cfg, check.as_ref(), &mut reused)?;
-    log("lane_tables");
-    crate::memory::release_free_memory();
+    // The disruption series is the last reader of every whole scan state: they shrink to what
+    // later stages read before the lane tables and the history are built, so neither adds its
+    // memory to every whole state's (the lane-table source scans its rows again instead).
     let series = reuse::series(&prep, &states, lane_cfg, first_day, last_day, check.as_ref(), &mut reused);
-    drop(check);
-    // The last reader of every whole state is done: only what later stages read is kept (the
-    // history is built after this, so its memory never adds to every state's).
+    log("series");
     let states = timeline::CutoffStates::new(states);
     crate::memory::release_free_memory();
-    log("series");
+    let lane_tables = reuse::lane_tables(&prep, &outcomes, cutoffs, lane_cfg, check.as_ref(), &mut reused)?;
+    drop(check);
+    crate::memory::release_free_memory();
+    log("lane_tables");
     let history = history::History::build(&prep, &states, &outcomes, lane_cfg, feat_cfg.prior_strength);
     log("history");
     let holidays = p.holidays.clone();

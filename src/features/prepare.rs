@@ -139,21 +139,24 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
     let cutoff = night.cutoff();
     let all_created = micros(&clean.shipments, "created_at")?;
     let visible: Vec<usize> = (0..all_created.len()).filter(|&i| all_created[i] < cutoff).collect();
+    drop(all_created);
     let idx = IdxCa::from_vec("idx".into(), visible.iter().map(|&i| i as IdxSize).collect());
-    let shipments = clean.shipments.take(&idx)?;
-
-    let created = micros(&shipments, "created_at")?;
-    let promised = micros(&shipments, "promised_at")?;
-    let weight_g: Vec<f64> = shipments.column("weight_g")?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
-    let declared_value: Vec<f64> =
-        shipments.column("declared_value")?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
-    let insured: Vec<bool> = shipments.column("insured")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
+    // The visible rows are taken a column at a time, each read into its array and dropped: a
+    // whole taken copy of the input's shipments was half a gigabyte more at 10M.
+    let take = |name: &str| -> Result<Column> { Ok(clean.shipments.column(name)?.take(&idx)?) };
+    let frame = |names: &[&str]| -> Result<DataFrame> {
+        Ok(DataFrame::new(idx.len(), names.iter().map(|n| take(n)).collect::<Result<Vec<_>>>()?)?)
+    };
+    let created = micros(&frame(&["created_at"])?, "created_at")?;
+    let promised = micros(&frame(&["promised_at"])?, "promised_at")?;
+    let weight_g: Vec<f64> = take("weight_g")?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+    let declared_value: Vec<f64> = take("declared_value")?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+    let insured: Vec<bool> = take("insured")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
 
     // Lanes and sellers get dense ids in sorted key order, so ids never depend on row order.
     let (lane, lanes) = {
-        let o = shipments.column("origin")?.str()?;
-        let d = shipments.column("destination")?.str()?;
-        let s = shipments.column("service")?.str()?;
+        let (o, d, s) = (take("origin")?, take("destination")?, take("service")?);
+        let (o, d, s) = (o.str()?, d.str()?, s.str()?);
         let (lane, keys) = dense_ids(
             o.iter().zip(d.iter()).zip(s.iter()).map(|((a, b), c)| (a.unwrap_or(""), b.unwrap_or(""), c.unwrap_or(""))),
         );
@@ -163,19 +166,20 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
             .collect();
         (lane, lanes)
     };
+    let shipments = frame(&["shipment_id", "seller_id", "carrier"])?;
     let (seller, n_sellers) = {
         let sellers = shipments.column("seller_id")?.str()?;
         let (ids, keys) = dense_ids(sellers.iter().map(|v| v.unwrap_or("")));
         (ids, keys.len())
     };
-
-    let shipments = shipments.select(["shipment_id", "seller_id", "carrier"])?;
+    drop(idx);
 
     // Each visible shipment keeps the prefix of its events before the cutoff.
-    let keep: Vec<(usize, usize)> =
-        visible.iter().map(|&i| (i, clean.events.of(i).0.partition_point(|&x| x < cutoff))).collect();
+    let counts: Vec<u32> =
+        visible.iter().map(|&i| clean.events.of(i).0.partition_point(|&x| x < cutoff) as u32).collect();
+    let keep = visible.iter().zip(&counts).map(|(&i, &n)| (i, n as usize));
     let events = match clean {
-        Cow::Borrowed(clean) => clean.events.prefixes(&keep),
+        Cow::Borrowed(clean) => clean.events.prefixes(&keep.collect::<Vec<_>>()),
         Cow::Owned(clean) => {
             let CleanInput { shipments: all, events } = clean;
             drop(all);

@@ -379,7 +379,6 @@ impl<'a> Check<'a> {
 /// keep no state).
 pub fn lane_tables(
     prep: &Prepared,
-    states: &[super::timeline::State],
     outcomes: &[super::timeline::Outcome],
     cutoffs: Vec<i64>,
     cfg: &crate::config::LaneConfig,
@@ -396,7 +395,7 @@ pub fn lane_tables(
     reused.computed = cutoffs.len() - reused.reused;
     let source = match known.iter().position(|t| t.is_none()) {
         // Rows resolved before the first table to compute, less its longest window, are never read.
-        Some(k) => Some(Source::new(prep, states, outcomes, cutoffs[k] - oldest)?),
+        Some(k) => Some(Source::new(prep, outcomes, cutoffs[k] - oldest)?),
         None => None,
     };
     let tables = LaneTables::build_with(source.as_ref(), cutoffs, cfg, known)?;

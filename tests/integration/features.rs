@@ -346,8 +346,7 @@ fn regression_seller_history_target_leakage_a_rows_label_never_reaches_its_own_f
     let (lane_cfg, feat_cfg) = (&s.features.lanes, &s.features.features);
     let features_of = |outcomes: &[features::timeline::Outcome], rows: &[(u32, i64)]| -> Vec<f64> {
         let earliest = fs.lane_tables.cutoffs[0] - lane_cfg.window_days as i64 * MICROS_PER_DAY;
-        let states = features::states_at(&fs.prep, fs.cutoff());
-        let source = lanes::Source::new(&fs.prep, &states, outcomes, earliest).unwrap();
+        let source = lanes::Source::new(&fs.prep, outcomes, earliest).unwrap();
         let tables = lanes::LaneTables::build(&source, fs.lane_tables.cutoffs.clone(), lane_cfg).unwrap();
         let hist = History::build(&fs.prep, &fs.states, outcomes, lane_cfg, feat_cfg.prior_strength);
         let ctx = Context::new(&fs.prep, &fs.states, outcomes, &tables, &hist, &fs.series, &fs.holidays);
@@ -428,9 +427,8 @@ fn lane_tables_are_the_same_when_parent_groups_take_one_quantity_a_pass() {
     let (s, fs) = build(small_input(), date(SMALL_AS_OF));
     let lane_cfg = &s.features.lanes;
     let earliest = fs.lane_tables.cutoffs[0] - lane_cfg.oldest_days() as i64 * MICROS_PER_DAY;
-    let states = features::states_at(&fs.prep, fs.cutoff());
     let tables = |values: usize| {
-        let source = lanes::Source::new(&fs.prep, &states, &fs.outcomes, earliest).unwrap().with_parent_values(values);
+        let source = lanes::Source::new(&fs.prep, &fs.outcomes, earliest).unwrap().with_parent_values(values);
         lanes::LaneTables::build(&source, fs.lane_tables.cutoffs.clone(), lane_cfg).unwrap()
     };
     let (whole, one_at_a_time) = (tables(usize::MAX), tables(1));
