@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::InputConfig;
@@ -216,7 +217,9 @@ fn valid_generation_name(n: &str) -> bool {
 /// The reused part of the state, read and checked; `Err(why)` means a full refresh.
 struct Reused {
     ships: Vec<(Segment, DataFrame)>,
-    events: Vec<(Segment, DataFrame)>,
+    /// Events segments, checked (bytes and columns) but not decoded: `assemble` decodes them a
+    /// few at a time, as it appends them.
+    events: Vec<Segment>,
     new_ship_paths: Vec<PathBuf>,
     new_event_paths: Vec<PathBuf>,
 }
@@ -280,11 +283,15 @@ fn new_files(
 
 /// Reads one segment, checking its bytes against the generation.
 fn read_segment(dir: &Path, s: &Segment) -> std::result::Result<DataFrame, String> {
+    crate::io::read_checked(&segment_path(dir, s)?, &s.data_blake3).map_err(|e| format!("state segment {} {e}", s.data))
+}
+
+/// Where segment `s` is, if its name is one lanewatch writes.
+fn segment_path(dir: &Path, s: &Segment) -> std::result::Result<PathBuf, String> {
     if !s.data.starts_with("seg-") || s.data.contains(['/', '\\']) || s.data.contains("..") {
         return Err(format!("a segment name in the state is not one lanewatch writes: {:?}", s.data));
     }
-    crate::io::read_checked(&dir.join(SEGMENTS).join(&s.data), &s.data_blake3)
-        .map_err(|e| format!("state segment {} {e}", s.data))
+    Ok(dir.join(SEGMENTS).join(&s.data))
 }
 
 fn reuse(
@@ -299,20 +306,24 @@ fn reuse(
     let new_event_paths = new_files(input, Table::Events, event_paths, &g.events)?;
     // Segments are independent files: read and checked in parallel, kept in file order.
     let read_all = |segs: &[Segment]| -> std::result::Result<Vec<(Segment, DataFrame)>, String> {
-        use rayon::prelude::*;
         segs.par_iter().map(|s| Ok((s.clone(), read_segment(&dir, s)?))).collect()
     };
     let ships = read_all(&g.shipments)?;
-    let events = read_all(&g.events)?;
-    for (s, df) in &events {
-        let typed = |c: &str, t: DataType| df.column(c).is_ok_and(|c| c.dtype() == &t);
+    // Events segments (nine tenths of the state) are only checked here: decoded all at once
+    // before any was appended, they held the night's events twice (5 GiB at 10M shipments).
+    g.events.par_iter().try_for_each(|s| {
+        let schema = segment_path(&dir, s).and_then(|p| {
+            crate::io::schema_checked(&p, &s.data_blake3).map_err(|e| format!("state segment {} {e}", s.data))
+        })?;
+        let typed = |c: &str, t: DataType| schema.get(c) == Some(&t);
         if !(typed("ship", DataType::UInt32) && typed("time", DataType::Int64) && typed("status", DataType::UInt32))
             || (s.counts.has_eta && !typed("eta", DataType::Int64))
         {
             return Err(format!("state segment {} does not hold events", s.data));
         }
-    }
-    Ok(Reused { ships, events, new_ship_paths, new_event_paths })
+        Ok(())
+    })?;
+    Ok(Reused { ships, events: g.events.clone(), new_ship_paths, new_event_paths })
 }
 
 /// Reads the input through the state in `OUT/state/`: the segments of files it covers, the
@@ -358,14 +369,14 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
     });
     // The memory refusal, from the rows the state recorded and the new files' footers (the
     // covered files are not opened again).
-    let covered = |segs: &[(Segment, DataFrame)]| segs.iter().map(|(s, _)| s.rows).sum::<u64>();
+    let covered = |segs: &mut dyn Iterator<Item = &Segment>| segs.map(|s| s.rows).sum::<u64>();
     validate::check_memory_estimate(
         input,
         cfg,
-        covered(&reused.ships) + ingest::footer_rows_of(&reused.new_ship_paths),
-        covered(&reused.events) + ingest::footer_rows_of(&reused.new_event_paths),
+        covered(&mut reused.ships.iter().map(|(s, _)| s)) + ingest::footer_rows_of(&reused.new_ship_paths),
+        covered(&mut reused.events.iter()) + ingest::footer_rows_of(&reused.new_event_paths),
     )?;
-    let loaded = assemble(input, cfg, reused, info, input_str, key)?;
+    let loaded = assemble(input, cfg, &state_dir(out), reused, info, input_str, key)?;
     tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "state: input assembled");
     Ok(loaded)
 }
@@ -373,6 +384,7 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
 fn assemble(
     input: &Path,
     cfg: &InputConfig,
+    dir: &Path,
     reused: Reused,
     mut info: StateInfo,
     input_str: String,
@@ -430,17 +442,25 @@ fn assemble(
     let mut events = RawEvents::default();
     let rows = old_events
         .iter()
-        .map(|(_, df)| df.height())
+        .map(|s| usize::try_from(s.rows).unwrap_or(usize::MAX))
         .chain(planned.iter().flat_map(|p| &p.plans).map(|p| usize::try_from(p.info.rows).unwrap_or(usize::MAX)))
         .fold(0usize, usize::saturating_add);
     events.reserve(rows);
     let mut status_of: HashMap<String, u32> = HashMap::new();
     let mut orphan_of: HashMap<String, u32> = HashMap::new();
     let mut reused_events = Vec::with_capacity(old_events.len());
-    for (s, df) in old_events {
-        append_segment(&s, &df, &sorted_of, index.as_ref(), &mut events, &mut status_of, &mut orphan_of)?;
-        files.push(file_info(Table::Events, &s));
-        reused_events.push(s);
+    // Decoded a few at a time (in parallel), appended in order, freed before the next few.
+    for batch in old_events.chunks(2 * rayon::current_num_threads().max(1)) {
+        let frames: Vec<DataFrame> = batch
+            .par_iter()
+            .map(|s| read_segment(dir, s))
+            .collect::<std::result::Result<_, String>>()
+            .map_err(|e| Error::internal(format!("{e} (it changed while the night read the state)")))?;
+        for (s, df) in batch.iter().zip(frames) {
+            append_segment(s, &df, &sorted_of, index.as_ref(), &mut events, &mut status_of, &mut orphan_of)?;
+            files.push(file_info(Table::Events, s));
+            reused_events.push(s.clone());
+        }
     }
     let mut new_events = Vec::new();
     if let Some(planned) = planned {

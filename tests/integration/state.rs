@@ -194,6 +194,12 @@ enum Damage {
     Input(fn(&Path)),
 }
 
+/// The first events segment of the current generation.
+fn events_segment(out: &Path) -> PathBuf {
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(current_path(out)).unwrap()).unwrap();
+    out.join("state/segments").join(g["events"][0]["data"].as_str().unwrap())
+}
+
 fn current_path(out: &Path) -> PathBuf {
     let name = std::fs::read_to_string(out.join("state/CURRENT")).unwrap();
     out.join("state").join(name.trim())
@@ -216,6 +222,33 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
                 std::fs::write(&seg, b).unwrap();
             }),
             "is corrupt",
+        ),
+        (
+            "an events segment's bytes flipped",
+            Damage::State(|out| {
+                let seg = events_segment(out);
+                let mut b = std::fs::read(&seg).unwrap();
+                let mid = b.len() / 3;
+                b[mid] ^= 0x5a;
+                std::fs::write(&seg, b).unwrap();
+            }),
+            "is corrupt",
+        ),
+        (
+            // Whole and matching its recorded hash, but not events: read as events it would be
+            // nonsense, so the columns are checked before any segment is decoded.
+            "an events segment of other columns",
+            Damage::State(|out| {
+                let seg = events_segment(out);
+                let mut df = df!("ship" => [1i64, 2], "time" => [3i64, 4]).unwrap();
+                write_parquet(&mut df, &seg);
+                let hash = blake3::hash(&std::fs::read(&seg).unwrap()).to_hex().to_string();
+                let p = current_path(out);
+                let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                g["events"][0]["data_blake3"] = hash.into();
+                std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
+            }),
+            "does not hold events",
         ),
         (
             "segment missing",
