@@ -333,7 +333,15 @@ impl FeatureSet {
 
     fn context(&self) -> snapshot::Context<'_> {
         assert!(!self.released, "feature rows asked for after release_row_sources");
-        snapshot::Context::new(&self.prep, &self.states, &self.outcomes, &self.lane_tables, &self.history, &self.series, &self.holidays)
+        snapshot::Context::new(
+            &self.prep,
+            &self.states,
+            &self.outcomes,
+            &self.lane_tables,
+            &self.history,
+            &self.series,
+            &self.holidays,
+        )
     }
 
     /// Frees what only computing new feature rows reads (the events, the seller and lane

@@ -432,7 +432,8 @@ fn lane_tables_are_the_same_when_parent_groups_take_one_quantity_a_pass() {
         lanes::LaneTables::build(&source, fs.lane_tables.cutoffs.clone(), lane_cfg).unwrap()
     };
     let (whole, one_at_a_time) = (tables(usize::MAX), tables(1));
-    let fallbacks = whole.tables.iter().flatten().filter(|l| l.level != lanes::Level::Lane && l.v[0].is_finite()).count();
+    let fallbacks =
+        whole.tables.iter().flatten().filter(|l| l.level != lanes::Level::Lane && l.v[0].is_finite()).count();
     assert!(fallbacks > 20, "only {fallbacks} lane statistics come from a parent group: nothing to compare");
     for (a, b) in whole.tables.iter().zip(&one_at_a_time.tables) {
         assert_eq!(table_bits(a), table_bits(b));
