@@ -415,8 +415,9 @@ impl Source {
         // A pass over a parent group's rows fills the buffers of as many quantities as
         // `parent_values` holds (all of them for most groups); a value counts only if it was
         // known before the cutoff (a delivery or stage exit at or after it was not). A parent
-        // can hold most of the network's rows (every lane of one origin country): twenty
-        // buffers of them at once were a gigabyte at 10M shipments.
+        // can hold most of the network's rows: when nearly every lane leaves one origin country,
+        // a sparse lane's parent is all of them, and twenty buffers of the 5M rows a 10M-shipment
+        // window resolves would be 0.8 GB for each cutoff computed in parallel.
         let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); N_QUANTITIES];
         for lvl in 1..5 {
             for k in (0..out[lvl].len()).filter(|&k| want[lvl][k]) {
