@@ -253,21 +253,42 @@ struct Promises {
 }
 
 impl Promises {
-    /// Adds a shipment (in creation order). Only the latest `sample` are ever read, so older
-    /// rows are dropped now and then: memory follows the sample, not the history.
-    fn push(&mut self, row: (i64, f64, f64), sample: usize) {
-        if self.rows.len() >= 2 * sample.max(1) {
-            self.rows.drain(..self.rows.len() - sample);
-        }
-        self.rows.push(row);
-    }
-
     /// Median promise (days, business days) of the latest `sample` shipments.
     fn today(&self, sample: usize) -> (f64, f64) {
         let from = self.rows.len().saturating_sub(sample);
         let last = &self.rows[from..];
         (median(last.iter().map(|r| r.1).collect()), median(last.iter().map(|r| r.2).collect()))
     }
+}
+
+/// Per pool, its latest `sample` shipments by (creation, index), in that order: all its promise
+/// median reads (`Promises::today`). One pass in index order keeps each pool's latest in a heap
+/// of `sample`; walking every shipment in creation order did the same through a sort and three
+/// reads a shipment at random.
+fn latest_by_creation(prep: &crate::features::prepare::Prepared, pools: &Pools, sample: usize) -> Vec<Vec<(i64, u32)>> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut heaps: Vec<BinaryHeap<Reverse<(i64, u32)>>> = vec![BinaryHeap::new(); pools.promises.len()];
+    for i in 0..prep.len() {
+        let key = (prep.created[i], i as u32);
+        for k in pools.of_lane(prep.lane[i] as usize) {
+            let heap = &mut heaps[k];
+            if heap.len() < sample {
+                heap.push(Reverse(key));
+            } else if heap.peek().is_some_and(|oldest| key > oldest.0) {
+                heap.pop();
+                heap.push(Reverse(key));
+            }
+        }
+    }
+    heaps
+        .into_iter()
+        .map(|heap| {
+            let mut latest: Vec<(i64, u32)> = heap.into_iter().map(|r| r.0).collect();
+            latest.sort_unstable();
+            latest
+        })
+        .collect()
 }
 
 /// Pools of resolved shipments (sorted by resolution) and of promises (sorted by creation),
@@ -331,66 +352,84 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
 
     // Every shipment created before the cutoff gives a promise; the resolved ones an observation.
     let mut pools = Pools::new(&prep.lanes);
-    let mut order: Vec<usize> = (0..prep.len()).collect();
-    order.par_sort_unstable_by_key(|&i| (prep.created[i], i)); // keys are unique
-    for &i in &order {
-        let promise = (
-            schema::days(prep.promised[i] - prep.created[i]),
-            days.business_days_between(prep.created[i], prep.promised[i]),
-        );
-        for k in pools.of_lane(prep.lane[i] as usize) {
-            pools.promises[k].push((prep.created[i], promise.0, promise.1), cfg.promise_sample);
+    for (k, latest) in latest_by_creation(prep, &pools, cfg.promise_sample).into_iter().enumerate() {
+        pools.promises[k].rows = latest
+            .into_iter()
+            .map(|(created, i)| {
+                let promised = prep.promised[i as usize];
+                (created, schema::days(promised - created), days.business_days_between(created, promised))
+            })
+            .collect();
+    }
+    // Observations in resolution order, as (time, shipment) pairs sorted by value: sorting
+    // shipment indices by a looked-up key, then reading each shipment's columns in that order,
+    // was a cache miss a read (several seconds at 10M). Rows resolved before the oldest window
+    // start are never kept (`Retention::keep`), so they are left out here.
+    let oldest = window_bounds(cutoff, &p.lanes).1;
+    let mut resolved: Vec<(i64, u32)> = (0..prep.len())
+        .filter(|&i| fs.outcomes[i].resolved && fs.outcomes[i].resolved_at >= oldest)
+        .map(|i| (fs.outcomes[i].resolved_at, i as u32))
+        .collect();
+    resolved.par_sort_unstable();
+    let lane_pools = |i: u32| pools.of_lane(prep.lane[i as usize] as usize);
+    let mut retention =
+        Retention::new(resolved.iter().map(|&(at, i)| (lane_pools(i), at)), pools.obs.len(), cutoff, &p.lanes);
+    // Which of its pools keep each row (in resolution order: retention counts as it goes), then
+    // the kept rows' observations, in parallel.
+    let kept: Vec<(usize, [bool; 3])> = resolved
+        .iter()
+        .enumerate()
+        .filter_map(|(r, &(at, i))| {
+            let keep = lane_pools(i).map(|k| retention.keep(k, at));
+            keep.iter().any(|&b| b).then_some((r, keep))
+        })
+        .collect();
+    let observed: Vec<Obs> = kept
+        .par_iter()
+        .map(|&(r, _)| {
+            let (at, i) = (resolved[r].0, resolved[r].1 as usize);
+            let st = &fs.states;
+            let (delivered_at, abandoned_at, carrier_scan) =
+                (st.delivered(i), st.returned_or_lost(i), st.first_carrier_scan(i));
+            let delivered = delivered_at != NONE && delivered_at < cutoff;
+            let (transit, transit_b) = if delivered {
+                (
+                    schema::days(delivered_at - prep.created[i]),
+                    days.business_days_between(prep.created[i], delivered_at),
+                )
+            } else {
+                (f64::INFINITY, f64::INFINITY)
+            };
+            let censored_b = if delivered || abandoned_at != NONE && abandoned_at < cutoff {
+                f64::INFINITY
+            } else {
+                days.business_days_between(prep.created[i], cutoff - 1)
+            };
+            let handling = if carrier_scan != NONE && carrier_scan < cutoff {
+                schema::days(carrier_scan - prep.created[i])
+            } else {
+                f64::NAN
+            };
+            Obs {
+                resolved_at: at,
+                transit,
+                transit_b,
+                censored_b,
+                handling,
+                seller: prep.seller[i],
+                band: band_of(prep.weight_g[i], &cfg.weight_bands_g),
+                met_own: !fs.outcomes[i].late,
+            }
+        })
+        .collect();
+    for (&(r, keep), o) in kept.iter().zip(observed) {
+        for (k, keep) in pools.of_lane(prep.lane[resolved[r].1 as usize] as usize).into_iter().zip(keep) {
+            if keep {
+                pools.obs[k].push(o);
+            }
         }
     }
-    drop(order);
-    let mut resolved: Vec<usize> = (0..prep.len()).filter(|&i| fs.outcomes[i].resolved).collect();
-    resolved.par_sort_unstable_by_key(|&i| (fs.outcomes[i].resolved_at, i));
-    let mut retention = Retention::new(
-        resolved.iter().map(|&i| (pools.of_lane(prep.lane[i] as usize), fs.outcomes[i].resolved_at)),
-        pools.obs.len(),
-        cutoff,
-        &p.lanes,
-    );
-    for &i in &resolved {
-        let at = fs.outcomes[i].resolved_at;
-        let keep = pools.of_lane(prep.lane[i] as usize).map(|k| retention.keep(k, at).then_some(k));
-        if keep.iter().all(Option::is_none) {
-            continue;
-        }
-        let st = &fs.states;
-        let (delivered_at, abandoned_at, carrier_scan) =
-            (st.delivered(i), st.returned_or_lost(i), st.first_carrier_scan(i));
-        let delivered = delivered_at != NONE && delivered_at < cutoff;
-        let (transit, transit_b) = if delivered {
-            (schema::days(delivered_at - prep.created[i]), days.business_days_between(prep.created[i], delivered_at))
-        } else {
-            (f64::INFINITY, f64::INFINITY)
-        };
-        let censored_b = if delivered || abandoned_at != NONE && abandoned_at < cutoff {
-            f64::INFINITY
-        } else {
-            days.business_days_between(prep.created[i], cutoff - 1)
-        };
-        let handling = if carrier_scan != NONE && carrier_scan < cutoff {
-            schema::days(carrier_scan - prep.created[i])
-        } else {
-            f64::NAN
-        };
-        let o = Obs {
-            resolved_at: at,
-            transit,
-            transit_b,
-            censored_b,
-            handling,
-            seller: prep.seller[i],
-            band: band_of(prep.weight_g[i], &cfg.weight_bands_g),
-            met_own: !fs.outcomes[i].late,
-        };
-        for k in keep.into_iter().flatten() {
-            pools.obs[k].push(o);
-        }
-    }
-    drop(resolved);
+    drop((resolved, kept));
     let need = p.lanes.min_support as usize;
     let win = |k: usize| -> &[Obs] { window(&pools.obs[k], cutoff, &p.lanes) };
     let promise_of =
