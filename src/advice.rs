@@ -265,13 +265,19 @@ impl Promises {
 /// median reads (`Promises::today`). One pass in index order keeps each pool's latest in a heap
 /// of `sample`; walking every shipment in creation order did the same through a sort and three
 /// reads a shipment at random.
-fn latest_by_creation(prep: &crate::features::prepare::Prepared, pools: &Pools, sample: usize) -> Vec<Vec<(i64, u32)>> {
+/// `pools_of(i)` are shipment i's pools (of `n_pools`).
+fn latest_by_creation(
+    created: &[i64],
+    pools_of: impl Fn(usize) -> [usize; 3],
+    n_pools: usize,
+    sample: usize,
+) -> Vec<Vec<(i64, u32)>> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
-    let mut heaps: Vec<BinaryHeap<Reverse<(i64, u32)>>> = vec![BinaryHeap::new(); pools.promises.len()];
-    for i in 0..prep.len() {
-        let key = (prep.created[i], i as u32);
-        for k in pools.of_lane(prep.lane[i] as usize) {
+    let mut heaps: Vec<BinaryHeap<Reverse<(i64, u32)>>> = vec![BinaryHeap::new(); n_pools];
+    for (i, &c) in created.iter().enumerate() {
+        let key = (c, i as u32);
+        for k in pools_of(i) {
             let heap = &mut heaps[k];
             if heap.len() < sample {
                 heap.push(Reverse(key));
@@ -352,7 +358,13 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
 
     // Every shipment created before the cutoff gives a promise; the resolved ones an observation.
     let mut pools = Pools::new(&prep.lanes);
-    for (k, latest) in latest_by_creation(prep, &pools, cfg.promise_sample).into_iter().enumerate() {
+    let latest = latest_by_creation(
+        &prep.created,
+        |i| pools.of_lane(prep.lane[i] as usize),
+        pools.promises.len(),
+        cfg.promise_sample,
+    );
+    for (k, latest) in latest.into_iter().enumerate() {
         pools.promises[k].rows = latest
             .into_iter()
             .map(|(created, i)| {
@@ -804,6 +816,25 @@ mod tests {
                 let (full, short) = (window(&all[k], cutoff, &cfg), window(&kept[k], cutoff, &cfg));
                 assert_eq!(times(full), times(short), "round {round}, pool {k}");
                 assert!(kept[k].len() <= full.len() + cfg.min_support as usize, "round {round}, pool {k}");
+            }
+        }
+    }
+
+    /// The heap pass keeps, per pool, what the walk in creation order kept: the latest `sample`
+    /// shipments by (creation, index), ties in creation broken by index.
+    #[test]
+    fn each_pool_keeps_its_latest_shipments_by_creation() {
+        // 500 shipments over 60 distinct times (many ties), 7 lanes in 3 destination groups.
+        let created: Vec<i64> = (0..500u64).map(|i| (i.wrapping_mul(2_654_435_761) % 60) as i64).collect();
+        let pools_of = |i: usize| [i % 7, 7 + i % 7 % 3, 10];
+        for sample in [1, 5, 50, 600] {
+            let got = super::latest_by_creation(&created, pools_of, 11, sample);
+            for (k, latest) in got.iter().enumerate() {
+                let mut all: Vec<(i64, u32)> =
+                    (0..created.len()).filter(|&i| pools_of(i).contains(&k)).map(|i| (created[i], i as u32)).collect();
+                all.sort_unstable();
+                let want = &all[all.len().saturating_sub(sample)..];
+                assert_eq!(latest.as_slice(), want, "pool {k}, sample {sample}");
             }
         }
     }
