@@ -248,24 +248,22 @@ fn transit_quantiles(w: &[Obs]) -> TransitQuantiles {
 /// Shipments of a pool by creation time, for "the promise given today".
 #[derive(Default)]
 struct Promises {
-    /// (created, promise days, promise business days)
-    rows: Vec<(i64, f64, f64)>,
+    /// (promise days, promise business days) of the pool's latest `advice.promise_sample`
+    /// shipments (`latest_by_creation`).
+    rows: Vec<(f64, f64)>,
 }
 
 impl Promises {
-    /// Median promise (days, business days) of the latest `sample` shipments.
-    fn today(&self, sample: usize) -> (f64, f64) {
-        let from = self.rows.len().saturating_sub(sample);
-        let last = &self.rows[from..];
-        (median(last.iter().map(|r| r.1).collect()), median(last.iter().map(|r| r.2).collect()))
+    /// Median promise (days, business days) of the pool's latest shipments.
+    fn today(&self) -> (f64, f64) {
+        (median(self.rows.iter().map(|r| r.0).collect()), median(self.rows.iter().map(|r| r.1).collect()))
     }
 }
 
 /// Per pool, its latest `sample` shipments by (creation, index), in that order: all its promise
 /// median reads (`Promises::today`). One pass in index order keeps each pool's latest in a heap
 /// of `sample`; walking every shipment in creation order did the same through a sort and three
-/// reads a shipment at random.
-/// `pools_of(i)` are shipment i's pools (of `n_pools`).
+/// reads a shipment at random. `pools_of(i)` are shipment i's pools (of `n_pools`).
 fn latest_by_creation(
     created: &[i64],
     pools_of: impl Fn(usize) -> [usize; 3],
@@ -369,7 +367,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             .into_iter()
             .map(|(created, i)| {
                 let promised = prep.promised[i as usize];
-                (created, schema::days(promised - created), days.business_days_between(created, promised))
+                (schema::days(promised - created), days.business_days_between(created, promised))
             })
             .collect();
     }
@@ -388,12 +386,12 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
         Retention::new(resolved.iter().map(|&(at, i)| (lane_pools(i), at)), pools.obs.len(), cutoff, &p.lanes);
     // Which of its pools keep each row (in resolution order: retention counts as it goes), then
     // the kept rows' observations, in parallel.
-    let kept: Vec<(usize, [bool; 3])> = resolved
+    let kept: Vec<(usize, [Option<usize>; 3])> = resolved
         .iter()
         .enumerate()
         .filter_map(|(r, &(at, i))| {
-            let keep = lane_pools(i).map(|k| retention.keep(k, at));
-            keep.iter().any(|&b| b).then_some((r, keep))
+            let keep = lane_pools(i).map(|k| retention.keep(k, at).then_some(k));
+            keep.iter().any(Option::is_some).then_some((r, keep))
         })
         .collect();
     let observed: Vec<Obs> = kept
@@ -434,18 +432,15 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             }
         })
         .collect();
-    for (&(r, keep), o) in kept.iter().zip(observed) {
-        for (k, keep) in pools.of_lane(prep.lane[resolved[r].1 as usize] as usize).into_iter().zip(keep) {
-            if keep {
-                pools.obs[k].push(o);
-            }
+    for ((_, keep), o) in kept.iter().zip(observed) {
+        for &k in keep.iter().flatten() {
+            pools.obs[k].push(o);
         }
     }
     drop((resolved, kept));
     let need = p.lanes.min_support as usize;
     let win = |k: usize| -> &[Obs] { window(&pools.obs[k], cutoff, &p.lanes) };
-    let promise_of =
-        |k: usize| (!pools.promises[k].rows.is_empty()).then(|| pools.promises[k].today(cfg.promise_sample));
+    let promise_of = |k: usize| (!pools.promises[k].rows.is_empty()).then(|| pools.promises[k].today());
 
     // The lane index of each origin × destination × service seen.
     let mut lane_of: BTreeMap<(&str, &str, &str), u32> = BTreeMap::new();
