@@ -3,7 +3,6 @@
 //! step, which is what makes every later stage leak-free by construction.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use polars::prelude::*;
 
@@ -116,7 +115,9 @@ fn micros(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
 
 /// Interns keys in sorted order: each row's dense id, and the distinct keys by id.
 fn dense_ids<K: Ord + std::hash::Hash + Copy>(values: impl Iterator<Item = K>) -> (Vec<u32>, Vec<K>) {
-    let mut map: HashMap<K, u32> = HashMap::new();
+    // polars' hasher, not SipHash: ids are remapped to key order below, so the hasher cannot
+    // change them, and at 10M shipments SipHash was most of this step.
+    let mut map: PlHashMap<K, u32> = PlHashMap::new();
     let raw: Vec<u32> = values
         .map(|v| {
             let next = map.len() as u32;
@@ -143,7 +144,13 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
     let idx = IdxCa::from_vec("idx".into(), visible.iter().map(|&i| i as IdxSize).collect());
     // The visible rows are taken a column at a time, each read into its array and dropped: a
     // whole taken copy of the input's shipments was half a gigabyte more at 10M.
-    let take = |name: &str| -> Result<Column> { Ok(clean.shipments.column(name)?.take(&idx)?) };
+    // When every shipment is visible (a nightly run's usual case) the columns are shared, not
+    // copied: a take of every row copied each string.
+    let all = visible.len() == clean.shipments.height();
+    let take = |name: &str| -> Result<Column> {
+        let c = clean.shipments.column(name)?;
+        Ok(if all { c.clone() } else { c.take(&idx)? })
+    };
     let frame = |names: &[&str]| -> Result<DataFrame> {
         Ok(DataFrame::new(idx.len(), names.iter().map(|n| take(n)).collect::<Result<Vec<_>>>()?)?)
     };
