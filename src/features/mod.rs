@@ -198,43 +198,55 @@ pub fn build_keeping(
     let since = train_from;
     let k = feat_cfg.snapshots_per_shipment as usize;
     let seed = p.seed;
-    // Sized once (17M rows at 10M shipments would otherwise grow by doubling, copying each time).
-    let snapshots = (0..n)
-        .filter(|&i| {
-            let o = &outcomes[i];
-            o.resolved && prep.created[i] >= since && o.resolved_at.min(cutoff) > prep.created[i] + MICROS_PER_HOUR
-        })
-        .count()
-        * k;
+    // Each shipment's snapshot span, or None: resolved, created inside the window, and alive
+    // more than an hour before its outcome (after delivery, return or promise there is
+    // nothing to predict).
+    let span = |i: usize| -> Option<(i64, i64)> {
+        let o = &outcomes[i];
+        let (start, end) = (prep.created[i] + MICROS_PER_HOUR, o.resolved_at.min(cutoff));
+        (o.resolved && prep.created[i] >= since && end > start).then_some((start, end))
+    };
+    // Drawn in parallel over blocks of shipments into their own slices of rows sized once (17M
+    // rows at 10M shipments): a first pass counts each block's rows.
+    const BLOCK: usize = 1 << 16;
+    let blocks: Vec<std::ops::Range<usize>> = (0..n).step_by(BLOCK).map(|a| a..(a + BLOCK).min(n)).collect();
+    let counts: Vec<usize> = blocks.par_iter().map(|b| b.clone().filter(|&i| span(i).is_some()).count() * k).collect();
+    let snapshots: usize = counts.iter().sum();
     let mut train = Rows {
-        ship: Vec::with_capacity(snapshots),
-        t: Vec::with_capacity(snapshots),
-        label: Vec::with_capacity(snapshots),
-        resolved_at: Vec::with_capacity(snapshots),
+        ship: vec![0; snapshots],
+        t: vec![0; snapshots],
+        label: vec![false; snapshots],
+        resolved_at: vec![0; snapshots],
         ..Rows::default()
     };
-    for i in 0..n {
-        let o = &outcomes[i];
-        if !o.resolved || prep.created[i] < since {
-            continue;
+    let slot_names: Vec<String> = (0..k).map(|j| j.to_string()).collect();
+    {
+        let mut parts = Vec::with_capacity(blocks.len());
+        let (mut ship, mut t, mut label, mut resolved_at) =
+            (&mut train.ship[..], &mut train.t[..], &mut train.label[..], &mut train.resolved_at[..]);
+        for (b, &c) in blocks.iter().zip(&counts) {
+            let (s0, s1) = ship.split_at_mut(c);
+            let (t0, t1) = t.split_at_mut(c);
+            let (l0, l1) = label.split_at_mut(c);
+            let (r0, r1) = resolved_at.split_at_mut(c);
+            parts.push((b.clone(), s0, t0, l0, r0));
+            (ship, t, label, resolved_at) = (s1, t1, l1, r1);
         }
-        // Snapshots stop at the outcome: after delivery, return or promise there is nothing to predict.
-        let end = o.resolved_at.min(cutoff);
-        let start = prep.created[i] + MICROS_PER_HOUR;
-        if end <= start {
-            continue;
-        }
-        let h = hash_str(seed, ids.get(i).unwrap_or(""));
-        for j in 0..k {
-            // One draw per equal slice of the life, so snapshots cover early and late stages.
-            let u = (j as f64 + unit(hash_str(h, &j.to_string()))) / k as f64;
-            let t = start + ((end - start) as f64 * u) as i64;
-            let t = t.min(end - 1);
-            train.ship.push(i as u32);
-            train.t.push(t);
-            train.label.push(o.late);
-            train.resolved_at.push(o.resolved_at);
-        }
+        parts.into_par_iter().for_each(|(b, ship, t, label, resolved_at)| {
+            let mut at = 0;
+            for i in b {
+                let Some((start, end)) = span(i) else { continue };
+                let h = hash_str(seed, ids.get(i).unwrap_or(""));
+                for (j, name) in slot_names.iter().enumerate() {
+                    // One draw per equal slice of the life, so snapshots cover early and late stages.
+                    let u = (j as f64 + unit(hash_str(h, name))) / k as f64;
+                    let draw = start + ((end - start) as f64 * u) as i64;
+                    (ship[at], t[at], label[at]) = (i as u32, draw.min(end - 1), outcomes[i].late);
+                    resolved_at[at] = outcomes[i].resolved_at;
+                    at += 1;
+                }
+            }
+        });
     }
     let mut score =
         Rows { ship: states.in_flight().to_vec(), t: vec![cutoff; states.in_flight().len()], ..Rows::default() };
