@@ -905,7 +905,12 @@ fn duplicated_ids(ids: &StringChunked) -> (u64, Option<usize>) {
 }
 
 /// The most frequent unmapped statuses with when they occur and the milestones around them.
-fn describe_unmapped(unknown: &[(String, u64)], raw: &RawEvents, unmapped_of: &[u32], events: &Events) -> Vec<Unmapped> {
+fn describe_unmapped(
+    unknown: &[(String, u64)],
+    raw: &RawEvents,
+    unmapped_of: &[u32],
+    events: &Events,
+) -> Vec<Unmapped> {
     let mut order: Vec<usize> = (0..unknown.len()).collect();
     order.sort_by(|&a, &b| unknown[b].1.cmp(&unknown[a].1).then(unknown[a].0.cmp(&unknown[b].0)));
     order.truncate(20);
