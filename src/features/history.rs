@@ -95,13 +95,21 @@ impl<V: Value> Tracks<V> {
         // Each group sorted on its own (by time, then value: the order decides the prefix sums
         // a count-based window boundary falls between).
         let mut rest: &mut [(i64, V)] = &mut pairs;
-        let mut slices = Vec::with_capacity(groups);
+        let mut slices: Vec<&mut [(i64, V)]> = Vec::with_capacity(groups);
         for g in 0..groups {
             let (head, tail) = rest.split_at_mut(start[g + 1] - start[g]);
             slices.push(head);
             rest = tail;
         }
-        slices.par_iter_mut().for_each(|s| s.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.order(&b.1))));
+        // A group of most of the input (the network's) is sorted in parallel itself: sorted in
+        // one task it held the whole step up. Equal (time, value) pairs are alike, so either
+        // sort gives the same array.
+        let by = |a: &(i64, V), b: &(i64, V)| a.0.cmp(&b.0).then(a.1.order(&b.1));
+        let (large, small): (Vec<_>, Vec<_>) = slices.into_iter().partition(|s| s.len() >= 1 << 18);
+        for s in large {
+            s.par_sort_unstable_by(by);
+        }
+        small.into_par_iter().for_each(|s| s.sort_unstable_by(by));
         let mut cum = Vec::with_capacity(pairs.len() + groups);
         for g in 0..groups {
             let mut acc = V::ZERO;
@@ -303,5 +311,29 @@ mod tests {
         assert_eq!(tr.group(1).cum, &[0]);
         assert_eq!(tr.group(2).t, &[10, 30, 40]);
         assert_eq!(tr.group(2).window(0, 35), (2.0, 1.0));
+    }
+
+    #[test]
+    fn a_group_sorted_in_parallel_has_the_prefix_sums_of_one_sorted_in_one_task() {
+        // Group 1 is large enough to be sorted in parallel; times repeat, values differ.
+        let n = 600_000usize;
+        let obs = |i: usize| (i % 7 != 0) as usize;
+        let time = |i: usize| ((i * 7919) % 1000) as i64;
+        let value = |i: usize| ((i / 997) % 5) as f64 / 4.0;
+        let tr: Tracks<f64> = Tracks::build(2, n, |i| Some((obs(i), time(i), value(i))));
+        for g in 0..2 {
+            let mut want: Vec<(i64, f64)> = (0..n).filter(|&i| obs(i) == g).map(|i| (time(i), value(i))).collect();
+            want.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+            let group = tr.group(g);
+            assert!(group.t.iter().copied().eq(want.iter().map(|w| w.0)), "group {g}");
+            let mut acc = 0.0;
+            let cum: Vec<f64> = std::iter::once(0.0)
+                .chain(want.iter().map(|w| {
+                    acc += w.1;
+                    acc
+                }))
+                .collect();
+            assert_eq!(group.cum, &cum[..], "group {g}");
+        }
     }
 }
