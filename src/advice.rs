@@ -679,34 +679,40 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
         from_scan_p90: f64,
         promise: f64,
     }
-    let mut srows: Vec<SRow> = Vec::new();
-    for &l in &lane_order {
-        let w = win(l);
-        if w.is_empty() {
-            continue;
-        }
-        let promise = promise_of(l).map(|p| p.0).unwrap_or(f64::NAN);
-        let net_on_time = w.iter().filter(|o| o.met_own).count() as f64 / w.len() as f64;
-        let net_handling = finite_quantile(w.iter().map(|o| o.handling), 0.5);
-        let from_scan_p90 = fs.lanes()[l].v[Q_TRANSIT_SCAN + 1];
-        let mut by_seller: BTreeMap<u32, Vec<&Obs>> = BTreeMap::new();
-        for o in w {
-            by_seller.entry(o.seller).or_default().push(o);
-        }
-        for (seller, v) in by_seller {
-            srows.push(SRow {
-                seller,
-                lane: l,
-                n: v.len(),
-                on_time: v.iter().filter(|o| o.met_own).count() as f64 / v.len() as f64,
-                handling: finite_quantile(v.iter().map(|o| o.handling), 0.5),
-                net_on_time,
-                net_handling,
-                from_scan_p90,
-                promise,
-            });
-        }
-    }
+    // Lane by lane in parallel (a lane's rows depend on its window alone); the rows are then
+    // sorted by a unique key, so the order they come in does not matter.
+    let per_lane: Vec<Vec<SRow>> = lane_order
+        .par_iter()
+        .map(|&l| {
+            let w = win(l);
+            if w.is_empty() {
+                return Vec::new();
+            }
+            let promise = promise_of(l).map(|p| p.0).unwrap_or(f64::NAN);
+            let net_on_time = w.iter().filter(|o| o.met_own).count() as f64 / w.len() as f64;
+            let net_handling = finite_quantile(w.iter().map(|o| o.handling), 0.5);
+            let from_scan_p90 = fs.lanes()[l].v[Q_TRANSIT_SCAN + 1];
+            let mut by_seller: BTreeMap<u32, Vec<&Obs>> = BTreeMap::new();
+            for o in w {
+                by_seller.entry(o.seller).or_default().push(o);
+            }
+            by_seller
+                .into_iter()
+                .map(|(seller, v)| SRow {
+                    seller,
+                    lane: l,
+                    n: v.len(),
+                    on_time: v.iter().filter(|o| o.met_own).count() as f64 / v.len() as f64,
+                    handling: finite_quantile(v.iter().map(|o| o.handling), 0.5),
+                    net_on_time,
+                    net_handling,
+                    from_scan_p90,
+                    promise,
+                })
+                .collect()
+        })
+        .collect();
+    let mut srows: Vec<SRow> = per_lane.into_iter().flatten().collect();
     // Sorted by seller, then lane. Their dense ids follow the sorted names and keys (see
     // `prepare`), so sorting the ids is sorting the strings, without comparing strings.
     srows.sort_unstable_by_key(|r| (r.seller, r.lane));
