@@ -217,16 +217,36 @@ impl History {
             (o.resolved != NONE).then_some((o.resolved, o.late as u32))
         };
         let seller = |i: usize| prep.seller[i] as usize;
+        // The sellers' tracks on one side, the lanes' and the network's on the other: a build's
+        // counting and filling passes run on one thread, so two at a time use both cores, and
+        // no more than two builds' buffers are alive at once.
+        let ((seller_late, seller_handling), (lane_late, (global_late, global_handling))) = rayon::join(
+            || {
+                (
+                    Tracks::build(prep.n_sellers, n, |i| late(i).map(|(t, v)| (seller(i), t, v))),
+                    Tracks::build(prep.n_sellers, n, |i| handling(i).map(|(t, v)| (seller(i), t, v))),
+                )
+            },
+            || {
+                (
+                    Tracks::build(prep.lanes.len(), n, |i| late(i).map(|(t, v)| (prep.lane[i] as usize, t, v))),
+                    (
+                        Tracks::build(1, n, |i| late(i).map(|(t, v)| (0, t, v))),
+                        Tracks::build(1, n, |i| handling(i).map(|(t, v)| (0, t, v))),
+                    ),
+                )
+            },
+        );
         History {
             window: cfg.window_days as i64 * MICROS_PER_DAY,
             max_window: cfg.oldest_days() as i64 * MICROS_PER_DAY,
             need: cfg.min_support as usize,
             prior_strength,
-            seller_late: Tracks::build(prep.n_sellers, n, |i| late(i).map(|(t, v)| (seller(i), t, v))),
-            seller_handling: Tracks::build(prep.n_sellers, n, |i| handling(i).map(|(t, v)| (seller(i), t, v))),
-            lane_late: Tracks::build(prep.lanes.len(), n, |i| late(i).map(|(t, v)| (prep.lane[i] as usize, t, v))),
-            global_late: Tracks::build(1, n, |i| late(i).map(|(t, v)| (0, t, v))),
-            global_handling: Tracks::build(1, n, |i| handling(i).map(|(t, v)| (0, t, v))),
+            seller_late,
+            seller_handling,
+            lane_late,
+            global_late,
+            global_handling,
         }
     }
 
