@@ -1026,6 +1026,31 @@ pub fn suggest_statuses(report: &Report) -> String {
     s
 }
 
+/// The event arrays cut into one slice per range of shipments (consecutive ranges covering
+/// `0..n`; shipment i's events are `start[i]..start[i + 1]`), for tasks that each own theirs.
+/// Without carrier estimates each range's estimate slice is empty.
+#[allow(clippy::type_complexity)]
+fn slices_by_shipment<'a>(
+    start: &[u32],
+    ranges: impl Iterator<Item = std::ops::Range<usize>>,
+    time: &'a mut [i64],
+    code: &'a mut [u8],
+    eta: Option<&'a mut [i64]>,
+) -> Vec<(std::ops::Range<usize>, &'a mut [i64], &'a mut [u8], &'a mut [i64])> {
+    let has_eta = eta.is_some();
+    let (mut rest_t, mut rest_c, mut rest_e) = (time, code, eta.unwrap_or_default());
+    let mut out = Vec::new();
+    for r in ranges {
+        let n = (start[r.end] - start[r.start]) as usize;
+        let (ht, tt) = rest_t.split_at_mut(n);
+        let (hc, tc) = rest_c.split_at_mut(n);
+        let (he, te) = rest_e.split_at_mut(if has_eta { n } else { 0 });
+        out.push((r, ht, hc, he));
+        (rest_t, rest_c, rest_e) = (tt, tc, te);
+    }
+    out
+}
+
 fn check_events(
     raw: &RawEvents,
     shipments: &DataFrame,
@@ -1109,20 +1134,8 @@ fn check_events(
     // the cost of the single pass (seconds at 10M): a task per thread shares them out.
     {
         let parts = rayon::current_num_threads().clamp(1, 64);
-        let mut tasks = Vec::with_capacity(parts);
-        let mut no_eta: Vec<i64> = Vec::new();
-        let (mut rest_t, mut rest_c): (&mut [i64], &mut [u8]) = (&mut time, &mut code);
-        let mut rest_e: &mut [i64] = eta.as_deref_mut().unwrap_or(&mut no_eta);
-        let has_eta = raw.eta.is_some();
-        for p in 0..parts {
-            let (a, b) = (n_ships * p / parts, n_ships * (p + 1) / parts);
-            let n = (start[b] - start[a]) as usize;
-            let (ht, tt) = rest_t.split_at_mut(n);
-            let (hc, tc) = rest_c.split_at_mut(n);
-            let (he, te) = rest_e.split_at_mut(if has_eta { n } else { 0 });
-            tasks.push((a..b, ht, hc, he));
-            (rest_t, rest_c, rest_e) = (tt, tc, te);
-        }
+        let ranges = (0..parts).map(|p| n_ships * p / parts..n_ships * (p + 1) / parts);
+        let tasks = slices_by_shipment(&start, ranges, &mut time, &mut code, eta.as_deref_mut());
         tasks.into_par_iter().for_each(|(ships, ts, cs, es)| {
             let base = start[ships.start];
             let mut fill: Vec<u32> = start[ships.clone()].iter().map(|s| s - base).collect();
@@ -1150,20 +1163,8 @@ fn check_events(
     // what looks wrong. Blocks rather than one task per shipment: per-shipment slices and
     // results were 80 bytes a shipment (0.8 GB at 10M), for counts that are summed anyway.
     const BLOCK: usize = 8192;
-    let mut no_eta: Vec<i64> = Vec::new();
-    let mut blocks: Vec<(std::ops::Range<usize>, &mut [i64], &mut [u8], &mut [i64])> = Vec::new();
-    let (mut rest_t, mut rest_c): (&mut [i64], &mut [u8]) = (&mut time, &mut code);
-    let mut rest_e: &mut [i64] = eta.as_deref_mut().unwrap_or(&mut no_eta);
-    let has_eta = raw.eta.is_some();
-    for k0 in (0..n_ships).step_by(BLOCK) {
-        let k1 = (k0 + BLOCK).min(n_ships);
-        let n = (start[k1] - start[k0]) as usize;
-        let (ht, tt) = rest_t.split_at_mut(n);
-        let (hc, tc) = rest_c.split_at_mut(n);
-        let (he, te) = rest_e.split_at_mut(if has_eta { n } else { 0 });
-        blocks.push((k0..k1, ht, hc, he));
-        (rest_t, rest_c, rest_e) = (tt, tc, te);
-    }
+    let ranges = (0..n_ships).step_by(BLOCK).map(|k0| k0..(k0 + BLOCK).min(n_ships));
+    let blocks = slices_by_shipment(&start, ranges, &mut time, &mut code, eta.as_deref_mut());
     #[derive(Default)]
     struct Counts {
         dups: u64,
