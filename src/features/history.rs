@@ -337,7 +337,7 @@ mod tests {
     fn a_group_sorted_in_parallel_has_the_prefix_sums_of_one_sorted_in_one_task() {
         // Group 1 is large enough to be sorted in parallel; times repeat, values differ.
         let n = 600_000usize;
-        let obs = |i: usize| (i % 7 != 0) as usize;
+        let obs = |i: usize| !i.is_multiple_of(7) as usize;
         let time = |i: usize| ((i * 7919) % 1000) as i64;
         let value = |i: usize| ((i / 997) % 5) as f64 / 4.0;
         let tr: Tracks<f64> = Tracks::build(2, n, |i| Some((obs(i), time(i), value(i))));
