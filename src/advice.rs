@@ -35,6 +35,7 @@ use crate::error::Result;
 use crate::features::FeatureSet;
 use crate::features::lanes::{Q_TRANSIT_SCAN, window_bounds, window_range};
 use crate::features::timeline::NONE;
+use crate::sampling::Smallest;
 use crate::schema::{self, outputs};
 
 /// What the advice stage reads from the config.
@@ -271,28 +272,14 @@ fn latest_by_creation(
     sample: usize,
 ) -> Vec<Vec<(i64, u32)>> {
     use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
-    let mut heaps: Vec<BinaryHeap<Reverse<(i64, u32)>>> = vec![BinaryHeap::new(); n_pools];
+    // The latest are the smallest in reverse order.
+    let mut heaps: Vec<Smallest<Reverse<(i64, u32)>>> = (0..n_pools).map(|_| Smallest::new(sample)).collect();
     for (i, &c) in created.iter().enumerate() {
-        let key = (c, i as u32);
         for k in pools_of(i) {
-            let heap = &mut heaps[k];
-            if heap.len() < sample {
-                heap.push(Reverse(key));
-            } else if heap.peek().is_some_and(|oldest| key > oldest.0) {
-                heap.pop();
-                heap.push(Reverse(key));
-            }
+            heaps[k].push(Reverse((c, i as u32)));
         }
     }
-    heaps
-        .into_iter()
-        .map(|heap| {
-            let mut latest: Vec<(i64, u32)> = heap.into_iter().map(|r| r.0).collect();
-            latest.sort_unstable();
-            latest
-        })
-        .collect()
+    heaps.into_iter().map(|heap| heap.into_sorted().into_iter().rev().map(|r| r.0).collect()).collect()
 }
 
 /// Pools of resolved shipments (sorted by resolution) and of promises (sorted by creation),

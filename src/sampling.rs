@@ -24,6 +24,43 @@ pub fn unit(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The `m` smallest items pushed so far, in a max-heap of at most `m`: what "the first m in
+/// key order" samples keep in one pass, without sorting everything (the training samples, the
+/// advice's latest shipments per pool). Ties need distinct items (a row index in the key).
+#[derive(Debug, Clone)]
+pub struct Smallest<T> {
+    m: usize,
+    heap: std::collections::BinaryHeap<T>,
+}
+
+impl<T: Ord> Smallest<T> {
+    pub fn new(m: usize) -> Smallest<T> {
+        Smallest { m, heap: std::collections::BinaryHeap::new() }
+    }
+
+    pub fn push(&mut self, item: T) {
+        if self.m == 0 || self.heap.len() == self.m && self.heap.peek().is_some_and(|top| item >= *top) {
+            return;
+        }
+        if self.heap.len() == self.m {
+            self.heap.pop();
+        }
+        self.heap.push(item);
+    }
+
+    /// Keeps the `m` smallest of both.
+    pub fn merge(&mut self, other: Smallest<T>) {
+        for item in other.heap {
+            self.push(item);
+        }
+    }
+
+    /// The kept items, ascending.
+    pub fn into_sorted(self) -> Vec<T> {
+        self.heap.into_sorted_vec()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

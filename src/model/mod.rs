@@ -744,42 +744,28 @@ fn first_by_key<const K: usize>(
     key: impl Fn(usize) -> u64 + Sync,
     picks: [(usize, &(dyn Fn(usize) -> bool + Sync)); K],
 ) -> [Vec<usize>; K] {
-    use std::collections::BinaryHeap;
-    type Heaps<const K: usize> = [BinaryHeap<(u64, u32)>; K];
-    let empty = || -> Heaps<K> { std::array::from_fn(|_| BinaryHeap::new()) };
-    // Pushes `k` into heap j when it is among its `m` smallest so far.
-    let push = |heaps: &mut Heaps<K>, j: usize, k: (u64, u32)| {
-        let (m, heap) = (picks[j].0, &mut heaps[j]);
-        if m == 0 || heap.len() == m && heap.peek().is_some_and(|top| k >= *top) {
-            return;
-        }
-        if heap.len() == m {
-            heap.pop();
-        }
-        heap.push(k);
-    };
+    use crate::sampling::Smallest;
+    let empty = || -> [Smallest<(u64, u32)>; K] { std::array::from_fn(|j| Smallest::new(picks[j].0)) };
     let heaps = rows
         .par_chunks(1 << 16)
         .fold(empty, |mut heaps, part| {
             for &r in part {
                 let k = (key(r as usize), r);
-                for j in 0..K {
-                    if picks[j].1(r as usize) {
-                        push(&mut heaps, j, k);
+                for (heap, (_, keep)) in heaps.iter_mut().zip(&picks) {
+                    if keep(r as usize) {
+                        heap.push(k);
                     }
                 }
             }
             heaps
         })
         .reduce(empty, |mut a, b| {
-            for (j, heap) in b.into_iter().enumerate() {
-                for k in heap {
-                    push(&mut a, j, k);
-                }
+            for (heap, other) in a.iter_mut().zip(b) {
+                heap.merge(other);
             }
             a
         });
-    heaps.map(|heap| heap.into_sorted_vec().into_iter().map(|(_, r)| r as usize).collect())
+    heaps.map(|heap| heap.into_sorted().into_iter().map(|(_, r)| r as usize).collect())
 }
 
 /// linfa-logistic on the columns `cols` of `x` (all when empty), standardised, with missing
