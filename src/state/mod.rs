@@ -6,7 +6,8 @@
 //! ```text
 //! OUT/state/CURRENT               name of the generation in use, replaced atomically
 //! OUT/state/state-<id>.json       a generation: the input files it covers and their segments
-//! OUT/state/segments/*.parquet    one per input file, written once and never changed
+//! OUT/state/segments/*.parquet    one per input file, written once and never changed,
+//!                                 and each generation's shipment order (below)
 //! ```
 //!
 //! A night loads the generation `CURRENT` names and checks it against the input: the same tool
@@ -19,6 +20,11 @@
 //! one. A night's generation is written (new segments, then its JSON) before its run folder is
 //! committed, and `CURRENT` moves to it only after: a night killed at any moment leaves
 //! `CURRENT` on a complete generation, the one before or its own.
+//!
+//! A generation also keeps the order that sorts its shipments (sorted row → arrival row): the
+//! next night checks it in one pass and merges its few new shipments in, where sorting every
+//! shipment id again was a quarter of its `validate` stage at 10M shipments. Nothing trusts it:
+//! an order that does not sort the rows is ignored and they are sorted.
 //!
 //! Segments are exact: event times and estimates as integer microseconds, shipments as decoded.
 //! Nothing in the state depends on the as-of date, so nights may be rerun in any order.
@@ -58,6 +64,17 @@ struct Generation {
     written_by: String,
     shipments: Vec<Segment>,
     events: Vec<Segment>,
+    /// The order that sorts the shipments' rows (in file order) by shipment_id: a file under
+    /// `segments/` with one column, `arrival`. Absent in generations written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    order: Option<Order>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Order {
+    data: String,
+    data_blake3: String,
+    rows: u64,
 }
 
 /// One input file's decoded rows.
@@ -217,6 +234,8 @@ fn valid_generation_name(n: &str) -> bool {
 /// The reused part of the state, read and checked; `Err(why)` means a full refresh.
 struct Reused {
     ships: Vec<(Segment, DataFrame)>,
+    /// The generation's shipment order, when it has one.
+    order: Option<Vec<u32>>,
     /// Events segments, checked (bytes and columns) but not decoded: `assemble` decodes them a
     /// few at a time, as it appends them.
     events: Vec<Segment>,
@@ -283,15 +302,16 @@ fn new_files(
 
 /// Reads one segment, checking its bytes against the generation.
 fn read_segment(dir: &Path, s: &Segment) -> std::result::Result<DataFrame, String> {
-    crate::io::read_checked(&segment_path(dir, s)?, &s.data_blake3).map_err(|e| format!("state segment {} {e}", s.data))
+    crate::io::read_checked(&segment_path(dir, &s.data)?, &s.data_blake3)
+        .map_err(|e| format!("state segment {} {e}", s.data))
 }
 
-/// Where segment `s` is, if its name is one lanewatch writes.
-fn segment_path(dir: &Path, s: &Segment) -> std::result::Result<PathBuf, String> {
-    if !s.data.starts_with("seg-") || s.data.contains(['/', '\\']) || s.data.contains("..") {
-        return Err(format!("a segment name in the state is not one lanewatch writes: {:?}", s.data));
+/// Where the segment file `data` is, if its name is one lanewatch writes.
+fn segment_path(dir: &Path, data: &str) -> std::result::Result<PathBuf, String> {
+    if !data.starts_with("seg-") || data.contains(['/', '\\']) || data.contains("..") {
+        return Err(format!("a segment name in the state is not one lanewatch writes: {data:?}"));
     }
-    Ok(dir.join(SEGMENTS).join(&s.data))
+    Ok(dir.join(SEGMENTS).join(data))
 }
 
 fn reuse(
@@ -308,11 +328,24 @@ fn reuse(
     let read_all = |segs: &[Segment]| -> std::result::Result<Vec<(Segment, DataFrame)>, String> {
         segs.par_iter().map(|s| Ok((s.clone(), read_segment(&dir, s)?))).collect()
     };
-    let ships = read_all(&g.shipments)?;
+    let (ships, order) = rayon::join(
+        || read_all(&g.shipments),
+        || {
+            let Some(o) = &g.order else { return Ok(None) };
+            let df = crate::io::read_checked(&segment_path(&dir, &o.data)?, &o.data_blake3)
+                .map_err(|e| format!("state segment {} {e}", o.data))?;
+            let arrival = df.column("arrival").and_then(|c| c.u32().cloned()).ok().filter(|a| a.null_count() == 0);
+            match arrival {
+                Some(a) if a.len() as u64 == o.rows => Ok(Some(a.into_no_null_iter().collect::<Vec<u32>>())),
+                _ => Err(format!("state segment {} does not hold the shipments' order", o.data)),
+            }
+        },
+    );
+    let (ships, order) = (ships?, order?);
     // Events segments (nine tenths of the state) are only checked here: decoded all at once
     // before any was appended, they held the night's events twice (5 GiB at 10M shipments).
     g.events.par_iter().try_for_each(|s| {
-        let schema = segment_path(&dir, s).and_then(|p| {
+        let schema = segment_path(&dir, &s.data).and_then(|p| {
             crate::io::schema_checked(&p, &s.data_blake3).map_err(|e| format!("state segment {} {e}", s.data))
         })?;
         let typed = |c: &str, t: DataType| schema.get(c) == Some(&t);
@@ -323,7 +356,7 @@ fn reuse(
         }
         Ok(())
     })?;
-    Ok(Reused { ships, events: g.events.clone(), new_ship_paths, new_event_paths })
+    Ok(Reused { ships, order, events: g.events.clone(), new_ship_paths, new_event_paths })
 }
 
 /// Reads the input through the state in `OUT/state/`: the segments of files it covers, the
@@ -363,6 +396,7 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
     tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "state: segments read");
     let reused = prior.unwrap_or(Reused {
         ships: vec![],
+        order: None,
         events: vec![],
         new_ship_paths: ship_paths,
         new_event_paths: event_paths,
@@ -391,7 +425,7 @@ fn assemble(
     key: serde_json::Value,
 ) -> Result<Loaded> {
     let t0 = std::time::Instant::now();
-    let Reused { ships, events: old_events, new_ship_paths, new_event_paths } = reused;
+    let Reused { ships, order, events: old_events, new_ship_paths, new_event_paths } = reused;
     info.files_reused = (ships.len() + old_events.len()) as u64;
     info.files_read = (new_ship_paths.len() + new_event_paths.len()) as u64;
 
@@ -415,7 +449,8 @@ fn assemble(
     // is taken from the sorted shipments when the state is written, so the decoded frames are
     // freed once stacked (at 10M shipments they were 1.3 GB held through the events' decoding).
     let mut new_ships = Vec::new();
-    let mut at: usize = frames.iter().map(|f| f.height()).sum();
+    let covered_rows: usize = frames.iter().map(|f| f.height()).sum();
+    let mut at = covered_rows;
     for d in parts.decoded {
         findings.extend(d.findings);
         if let Some(df) = d.df {
@@ -427,17 +462,24 @@ fn assemble(
     }
     let ship_errors = findings.iter().any(|f| f.level == Level::Error);
     let stacked = ingest::stack(Table::Shipments, frames)?;
-    let (shipments, arrival_of) = sort_with_arrival(stacked)?;
+    crate::memory::log_step("validate", "shipments stacked", t0);
+    let (shipments, arrival_of) = match order.filter(|o| o.len() == covered_rows) {
+        Some(old) => merge_with_arrival(stacked, old)?,
+        None => sort_with_arrival(stacked)?,
+    };
     crate::memory::release_free_memory();
-    let index = (!ship_errors).then(|| validate::id_index(&shipments)).transpose()?;
-    crate::memory::log_step("validate", "shipments assembled", t0);
-
+    crate::memory::log_step("validate", "shipments sorted", t0);
     // Events: covered segments translated to tonight's shipment indices and numbering, then
     // the new files decoded after them, as a full read decodes them in file order.
     let sorted_of = inverse(&arrival_of);
     let planned =
         (!new_event_paths.is_empty()).then(|| ingest::plan_table(input, Table::Events, cfg, Some(&new_event_paths)));
     let planned = planned.transpose()?;
+    // Ids looked up: the new files' events and the covered segments' unknown ids.
+    let lookups = planned.iter().flat_map(|p| &p.plans).map(|p| p.info.rows as usize).sum::<usize>()
+        + old_events.iter().map(|s| s.orphans.len()).sum::<usize>();
+    let index = (!ship_errors).then(|| validate::IdIndex::for_lookups(&shipments, lookups)).transpose()?;
+    crate::memory::log_step("validate", "shipments assembled", t0);
     // Sized once for every row (segments and new files' footers), rather than grown by doubling.
     let mut events = RawEvents::default();
     let rows = old_events
@@ -507,6 +549,58 @@ fn sort_with_arrival(df: DataFrame) -> Result<(DataFrame, Vec<u32>)> {
     Ok((sorted, arrival))
 }
 
+/// `sort_with_arrival` when the first `order.len()` rows are the covered files' and `order`
+/// (from the state) sorts them: checked in one pass, then the new rows, sorted among
+/// themselves, are merged in. Where `order` does not sort them, or an id is null, every row is
+/// sorted instead.
+fn merge_with_arrival(df: DataFrame, order: Vec<u32>) -> Result<(DataFrame, Vec<u32>)> {
+    match merged_order(&df, order)? {
+        Some(merged) => {
+            let idx = IdxCa::from_vec("".into(), merged.iter().map(|&i| i as IdxSize).collect());
+            Ok((df.take(&idx)?, merged))
+        }
+        None => {
+            tracing::debug!("state: the shipments' order does not sort them; sorting every row");
+            sort_with_arrival(df)
+        }
+    }
+}
+
+/// The sorted row → arrival row order of `merge_with_arrival`, or None where `order` does not
+/// sort the covered rows or an id is null.
+fn merged_order(df: &DataFrame, order: Vec<u32>) -> Result<Option<Vec<u32>>> {
+    let n = df.height();
+    let ids = df.column("shipment_id")?.str()?;
+    let arr = match ids.downcast_iter().next() {
+        Some(a) if ids.chunks().len() == 1 && ids.null_count() == 0 => a,
+        _ => return Ok(None),
+    };
+    let id = |r: u32| arr.value(r as usize);
+    let covered = order.len();
+    // A permutation of the covered rows, in (id, arrival row) order: the stable sort's order.
+    let mut seen = vec![false; covered];
+    let is_permutation =
+        order.iter().all(|&r| (r as usize) < covered && !std::mem::replace(&mut seen[r as usize], true));
+    drop(seen);
+    if !(is_permutation && order.par_windows(2).all(|w| (id(w[0]), w[0]) < (id(w[1]), w[1]))) {
+        return Ok(None);
+    }
+    let mut fresh: Vec<u32> = (covered as u32..n as u32).collect();
+    fresh.par_sort_by(|&a, &b| id(a).cmp(id(b)));
+    // Each new row goes after the covered rows whose ids sort before or equal to its own (they
+    // arrived first); the new rows are in order, so their places only move forward.
+    let mut merged = Vec::with_capacity(n);
+    let mut from = 0usize;
+    for &r in &fresh {
+        let at = from + order[from..].partition_point(|&o| id(o) <= id(r));
+        merged.extend_from_slice(&order[from..at]);
+        merged.push(r);
+        from = at;
+    }
+    merged.extend_from_slice(&order[from..]);
+    Ok(Some(merged))
+}
+
 /// Appends a stored events segment to `out`: shipments by arrival row become tonight's sorted
 /// indices; unknown ids are looked up again (a later shipments file may hold them); statuses
 /// and still-unknown ids take tonight's numbering in first-use order.
@@ -514,7 +608,7 @@ fn append_segment(
     s: &Segment,
     df: &DataFrame,
     sorted_of: &[u32],
-    index: Option<&PlHashMap<&str, u32>>,
+    index: Option<&validate::IdIndex<'_>>,
     out: &mut RawEvents,
     status_of: &mut HashMap<String, u32>,
     orphan_of: &mut HashMap<String, u32>,
@@ -554,7 +648,7 @@ fn append_segment(
                 None => {
                     let id = &s.orphans[local];
                     let m = match index.and_then(|ix| ix.get(id.as_str())) {
-                        Some(&i) => i,
+                        Some(i) => i,
                         None => {
                             let next = out.orphans.len() as u32;
                             ORPHAN
@@ -660,6 +754,13 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
             Ok(s)
         })?;
     events.extend(written);
+    // The shipments' order, for the next night's merge.
+    let order = {
+        let data = format!("seg-{stem}-order.parquet");
+        let mut df = DataFrame::new(arrival_of.len(), vec![Column::new("arrival".into(), arrival_of.clone())])?;
+        let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
+        Order { data, data_blake3, rows: arrival_of.len() as u64 }
+    };
     let g = Generation {
         format: FORMAT,
         tool_version: TOOL_VERSION.to_string(),
@@ -668,6 +769,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         written_by: as_of.to_string(),
         shipments,
         events,
+        order: Some(order),
     };
     let mut json = serde_json::to_vec_pretty(&g).map_err(Error::internal)?;
     json.push(b'\n');
@@ -779,8 +881,13 @@ pub fn publish(p: Pending) -> Result<()> {
 fn collect_garbage(dir: &Path, current: &str) {
     let Ok(text) = std::fs::read(dir.join(current)) else { return };
     let Ok(g) = serde_json::from_slice::<Generation>(&text) else { return };
-    let keep: std::collections::HashSet<&str> =
-        g.shipments.iter().chain(g.events.iter()).map(|s| s.data.as_str()).collect();
+    let keep: std::collections::HashSet<&str> = g
+        .shipments
+        .iter()
+        .chain(g.events.iter())
+        .map(|s| s.data.as_str())
+        .chain(g.order.as_ref().map(|o| o.data.as_str()))
+        .collect();
     if let Ok(entries) = std::fs::read_dir(dir.join(SEGMENTS)) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -795,6 +902,45 @@ fn collect_garbage(dir: &Path, current: &str) {
             let stale_generation = valid_generation_name(&name) && name != current;
             if stale_generation || name.contains(".tmp-") {
                 let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_new_shipments_into_the_kept_order_gives_the_full_sort() {
+        let mut seed = 41u64;
+        let mut next = |m: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        for case in 0..300usize {
+            // Ids with repeats (within and across the two parts) and prefixes of each other.
+            let n = case % 41;
+            let ids: Vec<String> = (0..n).map(|_| "s".repeat(next(3) as usize) + &next(9).to_string()).collect();
+            let covered = if n == 0 { 0 } else { next(n as u64 + 1) as usize };
+            let frame = |rows: &[String]| {
+                let k: Vec<u32> = (0..rows.len() as u32).collect();
+                DataFrame::new(
+                    rows.len(),
+                    vec![Column::new("shipment_id".into(), rows.to_vec()), Column::new("k".into(), k)],
+                )
+                .unwrap()
+            };
+            let want = sort_with_arrival(frame(&ids)).unwrap();
+            let (_, mut order) = sort_with_arrival(frame(&ids[..covered])).unwrap();
+            let got = merge_with_arrival(frame(&ids), order.clone()).unwrap();
+            assert!(got.0.equals(&want.0) && got.1 == want.1, "{ids:?}, {covered} covered");
+            // An order that does not sort the covered rows is not used.
+            if covered >= 2 {
+                order.swap(0, covered - 1);
+                assert!(merged_order(&frame(&ids), order.clone()).unwrap().is_none(), "{ids:?}, {covered} covered");
+                let got = merge_with_arrival(frame(&ids), order).unwrap();
+                assert!(got.0.equals(&want.0) && got.1 == want.1, "{ids:?}, {covered} covered, swapped");
             }
         }
     }
