@@ -179,6 +179,8 @@ struct Carry {
     new_events: Vec<(FileInfo, i64, std::ops::Range<usize>, Counts)>,
     /// Sorted shipment index → arrival row (shipment rows stacked in file order).
     arrival_of: Vec<u32>,
+    /// The read generation's order file, when it holds `arrival_of` exactly.
+    order_kept: Option<Order>,
     input: String,
     input_config: serde_json::Value,
 }
@@ -234,8 +236,8 @@ fn valid_generation_name(n: &str) -> bool {
 /// The reused part of the state, read and checked; `Err(why)` means a full refresh.
 struct Reused {
     ships: Vec<(Segment, DataFrame)>,
-    /// The generation's shipment order, when it has one.
-    order: Option<Vec<u32>>,
+    /// The generation's shipment order, when it has one: its entry and its rows.
+    order: Option<(Order, Vec<u32>)>,
     /// Events segments, checked (bytes and columns) but not decoded: `assemble` decodes them a
     /// few at a time, as it appends them.
     events: Vec<Segment>,
@@ -336,7 +338,9 @@ fn reuse(
                 .map_err(|e| format!("state segment {} {e}", o.data))?;
             let arrival = df.column("arrival").and_then(|c| c.u32().cloned()).ok().filter(|a| a.null_count() == 0);
             match arrival {
-                Some(a) if a.len() as u64 == o.rows => Ok(Some(a.into_no_null_iter().collect::<Vec<u32>>())),
+                Some(a) if a.len() as u64 == o.rows => {
+                    Ok(Some((o.clone(), a.into_no_null_iter().collect::<Vec<u32>>())))
+                }
                 _ => Err(format!("state segment {} does not hold the shipments' order", o.data)),
             }
         },
@@ -463,9 +467,18 @@ fn assemble(
     let ship_errors = findings.iter().any(|f| f.level == Level::Error);
     let stacked = ingest::stack(Table::Shipments, frames)?;
     crate::memory::log_step("validate", "shipments stacked", t0);
-    let (shipments, arrival_of) = match order.filter(|o| o.len() == covered_rows) {
-        Some(old) => merge_with_arrival(stacked, old)?,
-        None => sort_with_arrival(stacked)?,
+    // A night without new shipments keeps the generation's order file as it is (so a rerun
+    // writes nothing new).
+    let unchanged = stacked.height() == covered_rows;
+    let (shipments, arrival_of, order_kept) = match order.filter(|(_, o)| o.len() == covered_rows) {
+        Some((entry, old)) => {
+            let (df, merged, used) = merge_with_arrival(stacked, old)?;
+            (df, merged, (used && unchanged).then_some(entry))
+        }
+        None => {
+            let (df, arrival) = sort_with_arrival(stacked)?;
+            (df, arrival, None)
+        }
     };
     crate::memory::release_free_memory();
     crate::memory::log_step("validate", "shipments sorted", t0);
@@ -518,8 +531,16 @@ fn assemble(
     }
     crate::memory::log_step("validate", "events assembled", t0);
     drop(index);
-    let carry =
-        Carry { reused_ships, reused_events, new_ships, new_events, arrival_of, input: input_str, input_config: key };
+    let carry = Carry {
+        reused_ships,
+        reused_events,
+        new_ships,
+        new_events,
+        arrival_of,
+        order_kept,
+        input: input_str,
+        input_config: key,
+    };
     Ok(Loaded { raw: RawInput { shipments, events, files }, findings, keep: Keep { info, carry } })
 }
 
@@ -552,16 +573,17 @@ fn sort_with_arrival(df: DataFrame) -> Result<(DataFrame, Vec<u32>)> {
 /// `sort_with_arrival` when the first `order.len()` rows are the covered files' and `order`
 /// (from the state) sorts them: checked in one pass, then the new rows, sorted among
 /// themselves, are merged in. Where `order` does not sort them, or an id is null, every row is
-/// sorted instead.
-fn merge_with_arrival(df: DataFrame, order: Vec<u32>) -> Result<(DataFrame, Vec<u32>)> {
+/// sorted instead. The flag says whether `order` was used.
+fn merge_with_arrival(df: DataFrame, order: Vec<u32>) -> Result<(DataFrame, Vec<u32>, bool)> {
     match merged_order(&df, order)? {
         Some(merged) => {
             let idx = IdxCa::from_vec("".into(), merged.iter().map(|&i| i as IdxSize).collect());
-            Ok((df.take(&idx)?, merged))
+            Ok((df.take(&idx)?, merged, true))
         }
         None => {
             tracing::debug!("state: the shipments' order does not sort them; sorting every row");
-            sort_with_arrival(df)
+            let (df, arrival) = sort_with_arrival(df)?;
+            Ok((df, arrival, false))
         }
     }
 }
@@ -755,7 +777,9 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         })?;
     events.extend(written);
     // The shipments' order, for the next night's merge.
-    let order = {
+    let order = if let Some(kept) = carry.order_kept {
+        kept
+    } else {
         let data = format!("seg-{stem}-order.parquet");
         let mut df = DataFrame::new(arrival_of.len(), vec![Column::new("arrival".into(), arrival_of.clone())])?;
         let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
@@ -934,13 +958,13 @@ mod tests {
             let want = sort_with_arrival(frame(&ids)).unwrap();
             let (_, mut order) = sort_with_arrival(frame(&ids[..covered])).unwrap();
             let got = merge_with_arrival(frame(&ids), order.clone()).unwrap();
-            assert!(got.0.equals(&want.0) && got.1 == want.1, "{ids:?}, {covered} covered");
+            assert!(got.0.equals(&want.0) && got.1 == want.1 && got.2, "{ids:?}, {covered} covered");
             // An order that does not sort the covered rows is not used.
             if covered >= 2 {
                 order.swap(0, covered - 1);
                 assert!(merged_order(&frame(&ids), order.clone()).unwrap().is_none(), "{ids:?}, {covered} covered");
                 let got = merge_with_arrival(frame(&ids), order).unwrap();
-                assert!(got.0.equals(&want.0) && got.1 == want.1, "{ids:?}, {covered} covered, swapped");
+                assert!(got.0.equals(&want.0) && got.1 == want.1 && !got.2, "{ids:?}, {covered} covered, swapped");
             }
         }
     }
