@@ -286,10 +286,11 @@ impl IdIndex<'_> {
     /// when they are few against the shipments, else a map.
     pub fn for_lookups(shipments: &DataFrame, lookups: usize) -> Result<IdIndex<'_>> {
         let ids = shipments.column("shipment_id")?.str()?;
-        if lookups.saturating_mul(8) < ids.len() && ids.chunks().len() == 1 {
-            if let Some(arr) = ids.downcast_iter().next() {
-                return Ok(IdIndex::Sorted(arr));
-            }
+        if lookups.saturating_mul(8) < ids.len()
+            && ids.chunks().len() == 1
+            && let Some(arr) = ids.downcast_iter().next()
+        {
+            return Ok(IdIndex::Sorted(arr));
         }
         Ok(IdIndex::Hash(id_index(shipments)?))
     }

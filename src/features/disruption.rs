@@ -280,7 +280,7 @@ fn point_at(visits: &[Visit], cfg: &LaneConfig, c: i64) -> Point {
         f64::NAN
     } else {
         let (left, &mut upper, _) = dwell.select_nth_unstable(n / 2);
-        let lower = if n % 2 == 0 { left.iter().copied().max().unwrap_or(upper) } else { upper };
+        let lower = if n.is_multiple_of(2) { left.iter().copied().max().unwrap_or(upper) } else { upper };
         p50_days(n, |k| if k == n / 2 { upper } else { lower })
     };
     // Only visits that entered since the earliest cohort start can count: sorted, they give
