@@ -282,6 +282,31 @@ fn latest_by_creation(
     heaps.into_iter().map(|heap| heap.into_sorted().into_iter().rev().map(|r| r.0).collect()).collect()
 }
 
+/// Which of its three pools keep each observation (`rows`: its pools and resolution time, in
+/// resolution order, as `Retention::keep` must see them): the row and a bit per pool, bit j for
+/// its j-th pool. Rows no pool keeps are left out. (8 bytes a row; the pool ids themselves were
+/// 56, and at 10M shipments this list set the night's peak, 106 MiB higher.)
+fn kept_rows(rows: impl Iterator<Item = ([usize; 3], i64)>, retention: &mut Retention) -> Vec<(u32, u8)> {
+    rows.enumerate()
+        .filter_map(|(r, (pools, at))| {
+            let mask = (0..3).fold(0u8, |m, j| m | ((retention.keep(pools[j], at) as u8) << j));
+            (mask != 0).then_some((r as u32, mask))
+        })
+        .collect()
+}
+
+/// Pushes the k-th kept row's observation into the pools its bits name (`pools_of(k)`: that
+/// row's three pools), in order.
+fn fill_pools(kept: &[(u32, u8)], observed: Vec<Obs>, pools_of: impl Fn(usize) -> [usize; 3], obs: &mut [Vec<Obs>]) {
+    for (k, (&(_, mask), o)) in kept.iter().zip(observed).enumerate() {
+        for (j, &pool) in pools_of(k).iter().enumerate() {
+            if mask & (1 << j) != 0 {
+                obs[pool].push(o);
+            }
+        }
+    }
+}
+
 /// Pools of resolved shipments (sorted by resolution) and of promises (sorted by creation),
 /// per lane, per destination × service and per service: `lane`, then `lane_count + ds`, then
 /// `lane_count + ds_count + s` index one flat list.
@@ -371,19 +396,12 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     let lane_pools = |i: u32| pools.of_lane(prep.lane[i as usize] as usize);
     let mut retention =
         Retention::new(resolved.iter().map(|&(at, i)| (lane_pools(i), at)), pools.obs.len(), cutoff, &p.lanes);
-    // Which of its pools keep each row (in resolution order: retention counts as it goes), then
-    // the kept rows' observations, in parallel.
-    let kept: Vec<(usize, [Option<usize>; 3])> = resolved
-        .iter()
-        .enumerate()
-        .filter_map(|(r, &(at, i))| {
-            let keep = lane_pools(i).map(|k| retention.keep(k, at).then_some(k));
-            keep.iter().any(Option::is_some).then_some((r, keep))
-        })
-        .collect();
+    // Which of its pools keep each row, then the kept rows' observations, in parallel.
+    let kept = kept_rows(resolved.iter().map(|&(at, i)| (lane_pools(i), at)), &mut retention);
     let observed: Vec<Obs> = kept
         .par_iter()
         .map(|&(r, _)| {
+            let r = r as usize;
             let (at, i) = (resolved[r].0, resolved[r].1 as usize);
             let st = &fs.states;
             let (delivered_at, abandoned_at, carrier_scan) =
@@ -419,11 +437,9 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             }
         })
         .collect();
-    for ((_, keep), o) in kept.iter().zip(observed) {
-        for &k in keep.iter().flatten() {
-            pools.obs[k].push(o);
-        }
-    }
+    let of_lane: Vec<[usize; 3]> = (0..prep.lanes.len()).map(|l| pools.of_lane(l)).collect();
+    let row_pools = |k: usize| of_lane[prep.lane[resolved[kept[k].0 as usize].1 as usize] as usize];
+    fill_pools(&kept, observed, row_pools, &mut pools.obs);
     drop((resolved, kept));
     let need = p.lanes.min_support as usize;
     let win = |k: usize| -> &[Obs] { window(&pools.obs[k], cutoff, &p.lanes) };
@@ -789,16 +805,18 @@ mod tests {
             let pools: Vec<[usize; 3]> =
                 (0..n).map(|_| [(next() % 2) as usize, 2, 3 + (next() % 2) as usize]).collect();
             let mut all: Vec<Vec<Obs>> = vec![Vec::new(); 5];
-            let mut kept: Vec<Vec<Obs>> = vec![Vec::new(); 5];
-            let mut r = Retention::new(pools.iter().copied().zip(ats.iter().copied()), 5, cutoff, &cfg);
             for (ks, &at) in pools.iter().zip(&ats) {
                 for &k in ks {
                     all[k].push(obs_at(at));
-                    if r.keep(k, at) {
-                        kept[k].push(obs_at(at));
-                    }
                 }
             }
+            // As `build` fills its pools.
+            let rows = || pools.iter().copied().zip(ats.iter().copied());
+            let mut r = Retention::new(rows(), 5, cutoff, &cfg);
+            let rows_kept = kept_rows(rows(), &mut r);
+            let observed: Vec<Obs> = rows_kept.iter().map(|&(row, _)| obs_at(ats[row as usize])).collect();
+            let mut kept: Vec<Vec<Obs>> = vec![Vec::new(); 5];
+            fill_pools(&rows_kept, observed, |k| pools[rows_kept[k].0 as usize], &mut kept);
             for k in 0..5 {
                 let times = |w: &[Obs]| w.iter().map(|o| o.resolved_at).collect::<Vec<_>>();
                 let (full, short) = (window(&all[k], cutoff, &cfg), window(&kept[k], cutoff, &cfg));
