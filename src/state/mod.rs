@@ -713,6 +713,7 @@ pub struct Pending {
 /// Writes the new files' segments and the generation that covers every file (not yet current).
 /// Call with the raw input `check` returned, only for an input without errors.
 pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pending, StateInfo)> {
+    let t0 = std::time::Instant::now();
     let Keep { info: mut loaded_info, carry } = keep;
     let dir = state_dir(out);
     let seg_dir = dir.join(SEGMENTS);
@@ -761,6 +762,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
     })?;
     drop(sorted_of);
     shipments.extend(written);
+    crate::memory::log_step("state", "shipment segments written", t0);
     crate::fault::point("state:segments");
     let mut events = carry.reused_events;
     let written =
@@ -776,6 +778,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
             Ok(s)
         })?;
     events.extend(written);
+    crate::memory::log_step("state", "event segments written", t0);
     // The shipments' order, for the next night's merge.
     let order = if let Some(kept) = carry.order_kept {
         kept
@@ -842,9 +845,15 @@ fn segment(info: &FileInfo, mtime_ns: i64, data: String, data_blake3: String) ->
 #[derive(Default)]
 struct Numbering {
     statuses: Vec<String>,
-    status_local: HashMap<u32, u32>,
+    /// The file's number of each assembled status (`NONE` until first used): a lookup per
+    /// event, so an array rather than a map (the statuses are a handful).
+    status_local: Vec<u32>,
     orphans: Vec<String>,
     orphan_local: HashMap<u32, u32>,
+}
+
+impl Numbering {
+    const NONE: u32 = u32::MAX;
 }
 
 /// Rows `range` of the assembled events as rows of a new file's segment: shipments by arrival
@@ -872,12 +881,15 @@ fn event_segment(
         } else {
             arrival_of[s as usize]
         });
-        let g = ev.status[k];
-        let next = n.statuses.len() as u32;
-        status.push(*n.status_local.entry(g).or_insert_with(|| {
-            n.statuses.push(ev.statuses[g as usize].clone());
-            next
-        }));
+        let g = ev.status[k] as usize;
+        if n.status_local.len() < ev.statuses.len() {
+            n.status_local.resize(ev.statuses.len(), Numbering::NONE);
+        }
+        if n.status_local[g] == Numbering::NONE {
+            n.status_local[g] = n.statuses.len() as u32;
+            n.statuses.push(ev.statuses[g].clone());
+        }
+        status.push(n.status_local[g]);
     }
     let mut cols = vec![
         Column::new("ship".into(), ship),
