@@ -46,3 +46,20 @@ pub mod statuses;
 pub mod validate;
 
 pub use error::{Error, Result};
+
+/// The unit tests' reproducible pseudo-random numbers: a 64-bit linear congruential generator
+/// (Knuth's MMIX constants), of which `next` gives the high 31 bits.
+#[cfg(test)]
+pub(crate) struct TestRng(u64);
+
+#[cfg(test)]
+impl TestRng {
+    pub(crate) fn new(seed: u64) -> TestRng {
+        TestRng(seed)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}

@@ -1295,11 +1295,8 @@ mod tests {
 
     #[test]
     fn the_sorted_ids_binary_search_finds_the_rows_the_id_map_finds() {
-        let mut seed = 29u64;
-        let mut next = |m: u64| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 33) % m
-        };
+        let mut rng = crate::TestRng::new(29);
+        let mut next = |m: u64| rng.next() % m;
         for n in 0..200usize {
             // Few distinct ids (repeats), some null, some prefixes of others, some empty.
             let id = |k: u64, j: u64| "ab".repeat(k as usize % 3) + &j.to_string();
@@ -1329,11 +1326,8 @@ mod tests {
 
     #[test]
     fn duplicate_ids_found_by_neighbours_are_the_rows_polars_marks_duplicated() {
-        let mut seed = 11u64;
-        let mut next = |m: u64| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 33) % m
-        };
+        let mut rng = crate::TestRng::new(11);
+        let mut next = |m: u64| rng.next() % m;
         for n in 0..300usize {
             // Few distinct ids (many repeats), some null, some prefixes of others.
             let ids: Vec<Option<String>> = (0..n % 23)

@@ -569,11 +569,8 @@ mod tests {
 
     #[test]
     fn a_day_computed_on_its_own_is_the_day_of_the_sliding_series() {
-        let mut seed = 3u64;
-        let mut next = |m: i64| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 33) as i64).rem_euclid(m)
-        };
+        let mut rng = crate::TestRng::new(3);
+        let mut next = |m: i64| (rng.next() as i64).rem_euclid(m);
         let hour = MICROS_PER_DAY / 24;
         let bits = |p: &Point| {
             let f = |x: f64| if x.is_nan() { u64::MAX } else { x.to_bits() };
@@ -634,11 +631,8 @@ mod tests {
 
     #[test]
     fn merging_two_sorted_runs_sorts_their_union() {
-        let mut seed = 7u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 33) as i64 % 50 - 10
-        };
+        let mut rng = crate::TestRng::new(7);
+        let mut next = || rng.next() as i64 % 50 - 10;
         for n in 0..200usize {
             let mut a: Vec<i64> = (0..n % 17).map(|_| next()).collect();
             let mut b: Vec<i64> = (0..n % 11).map(|_| next()).collect();

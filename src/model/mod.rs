@@ -952,11 +952,8 @@ mod tests {
 
     #[test]
     fn first_by_key_takes_the_rows_sorting_every_row_by_key_gives() {
-        let mut seed = 5u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            seed >> 33
-        };
+        let mut rng = crate::TestRng::new(5);
+        let mut next = || rng.next();
         // Parts of 65,536 rows: more rows than one part, and keys with many ties (broken by row).
         let keys: Vec<u64> = (0..150_000).map(|_| next() % 5_000).collect();
         let rows: Vec<u32> = (0..keys.len() as u32).filter(|r| r % 7 != 3).rev().collect();

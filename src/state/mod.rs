@@ -949,11 +949,8 @@ mod tests {
 
     #[test]
     fn merging_new_shipments_into_the_kept_order_gives_the_full_sort() {
-        let mut seed = 41u64;
-        let mut next = |m: u64| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 33) % m
-        };
+        let mut rng = crate::TestRng::new(41);
+        let mut next = |m: u64| rng.next() % m;
         for case in 0..300usize {
             // Ids with repeats (within and across the two parts) and prefixes of each other.
             let n = case % 41;
