@@ -304,8 +304,12 @@ fn new_files(
 
 /// Reads one segment, checking its bytes against the generation.
 fn read_segment(dir: &Path, s: &Segment) -> std::result::Result<DataFrame, String> {
-    crate::io::read_checked(&segment_path(dir, &s.data)?, &s.data_blake3)
-        .map_err(|e| format!("state segment {} {e}", s.data))
+    read_file(dir, &s.data, &s.data_blake3)
+}
+
+/// Reads the file `data` under `segments/` (a segment or an order), checking its bytes.
+fn read_file(dir: &Path, data: &str, blake3: &str) -> std::result::Result<DataFrame, String> {
+    crate::io::read_checked(&segment_path(dir, data)?, blake3).map_err(|e| format!("state segment {data} {e}"))
 }
 
 /// Where the segment file `data` is, if its name is one lanewatch writes.
@@ -334,8 +338,7 @@ fn reuse(
         || read_all(&g.shipments),
         || {
             let Some(o) = &g.order else { return Ok(None) };
-            let df = crate::io::read_checked(&segment_path(&dir, &o.data)?, &o.data_blake3)
-                .map_err(|e| format!("state segment {} {e}", o.data))?;
+            let df = read_file(&dir, &o.data, &o.data_blake3)?;
             let arrival = df.column("arrival").and_then(|c| c.u32().cloned()).ok().filter(|a| a.null_count() == 0);
             match arrival {
                 Some(a) if a.len() as u64 == o.rows => {
@@ -784,9 +787,11 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         kept
     } else {
         let data = format!("seg-{stem}-order.parquet");
-        let mut df = DataFrame::new(arrival_of.len(), vec![Column::new("arrival".into(), arrival_of.clone())])?;
+        let rows = carry.arrival_of.len();
+        // Moved, not copied: nothing reads it after the segments.
+        let mut df = DataFrame::new(rows, vec![Column::new("arrival".into(), carry.arrival_of)])?;
         let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
-        Order { data, data_blake3, rows: arrival_of.len() as u64 }
+        Order { data, data_blake3, rows: rows as u64 }
     };
     let g = Generation {
         format: FORMAT,
