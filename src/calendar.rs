@@ -55,7 +55,21 @@ impl Night {
     pub fn after(self, days: u64) -> Night {
         Night { as_of: self.as_of + chrono::Days::new(days) }
     }
+
+    /// The training night of this night when the model is trained every `every` days: the
+    /// latest night at or before it whose as-of date is a whole number of `every` days from
+    /// Monday 1970-01-05 (with 7, the Monday of its week; with 1, itself). Anchored to the
+    /// calendar, not to the first night run, so every night agrees on it whatever ran before.
+    pub fn training_night(self, every: u32) -> Night {
+        let every = every.max(1) as i64;
+        let day = self.as_of_day() as i64;
+        let back = (day - MONDAY_1970_01_05).rem_euclid(every);
+        Night { as_of: date_of_day(day - back) }
+    }
 }
+
+/// Day number of Monday 1970-01-05, where the training nights' grid starts.
+const MONDAY_1970_01_05: i64 = 4;
 
 impl std::fmt::Display for Night {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,6 +175,24 @@ mod tests {
 
     fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn training_nights_are_on_a_calendar_grid() {
+        // Every night is its own training night when the model is trained nightly.
+        let n = Night::new(ymd(2026, 11, 19));
+        assert_eq!(n.training_night(1), n);
+        // Weekly: the Monday of the week (2026-11-16 is a Monday), Mondays themselves included.
+        for d in 16..=22 {
+            assert_eq!(Night::new(ymd(2026, 11, d)).training_night(7).as_of(), ymd(2026, 11, 16), "{d}");
+        }
+        assert_eq!(Night::new(ymd(2026, 11, 23)).training_night(7).as_of(), ymd(2026, 11, 23));
+        assert_eq!(ymd(1970, 1, 5).weekday(), chrono::Weekday::Mon);
+        // Every 3 days from 1970-01-05: 2026-11-16 is day 20,773, (20,773 - 4) % 3 == 0.
+        assert_eq!(Night::new(ymd(2026, 11, 18)).training_night(3).as_of(), ymd(2026, 11, 16));
+        assert_eq!(Night::new(ymd(2026, 11, 19)).training_night(3).as_of(), ymd(2026, 11, 19));
+        // Before the grid's start too.
+        assert_eq!(Night::new(ymd(1970, 1, 1)).training_night(7).as_of(), ymd(1969, 12, 29));
     }
 
     #[test]

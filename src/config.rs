@@ -222,6 +222,11 @@ pub struct ModelConfig {
     /// Alert budget for evaluation: the top fraction of validation rows by risk.
     pub alert_budget_fraction: f64,
     pub calibration_bins: usize,
+    /// Nights the model is trained on: every night (1), or every N days counted from Monday
+    /// 1970-01-05 (7: Mondays). The nights between score with the model of the last training
+    /// night, as trained on the input known before its cutoff (kept in the state, or trained
+    /// again when the state has none or late rows changed that input).
+    pub retrain_every_days: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -328,6 +333,7 @@ impl Default for ModelConfig {
             gbdt_subsample: 0.8,
             alert_budget_fraction: 0.05,
             calibration_bins: 10,
+            retrain_every_days: 1,
         }
     }
 }
@@ -382,6 +388,20 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// BLAKE3 of the config without what may differ between the machines or nights of one job
+    /// and does not change results: the paths, the night (checked on its own), the memory
+    /// budget and the state settings. Sharded nights' partials and the kept model carry it.
+    pub fn digest(&self) -> String {
+        let mut c = self.clone();
+        c.pipeline.input = None;
+        c.pipeline.out = None;
+        c.pipeline.as_of = None;
+        c.input.max_memory_gb = 0.0;
+        c.state = Default::default();
+        let json = serde_json::to_vec(&c).unwrap_or_default();
+        blake3::hash(&json).to_hex().to_string()
+    }
+
     /// Defaults, then the file, then `LANEWATCH_*` variables from `env`, then `cli`.
     pub fn load(file: Option<&Path>, env: &[(String, String)], cli: &Overrides) -> Result<Config> {
         let mut value = toml::Value::try_from(Config::default()).map_err(Error::internal)?;
@@ -486,6 +506,9 @@ impl Config {
         // that spans two sections.
         if self.model.holdout_days >= self.features.train_window_days {
             return bad("model.holdout_days must be below features.train_window_days".into());
+        }
+        if self.model.retrain_every_days == 0 || self.model.retrain_every_days > 28 {
+            return bad(format!("model.retrain_every_days must be in 1..=28, got {}", self.model.retrain_every_days));
         }
         if self.report.trend_nights == 0 || self.report.trend_nights > 366 {
             return bad(format!("report.trend_nights must be in 1..=366, got {}", self.report.trend_nights));

@@ -14,7 +14,7 @@ use crate::config::InputConfig;
 use crate::error::{Error, Result};
 use crate::features::reuse::Kept;
 use crate::features::{self, FeatureSet};
-use crate::model::{self, SavedModel};
+use crate::model::{self, SavedModel, TrainedOn};
 use crate::settings::Settings;
 use crate::shard::Shard;
 use crate::state;
@@ -193,6 +193,17 @@ pub struct NightResult {
     pub advice: crate::advice::Advice,
     /// As-of date of the run whose alerts `alerts` continued from.
     pub previous: Option<chrono::NaiveDate>,
+    /// With a training schedule (`model.retrain_every_days` above 1): the model's training
+    /// night and digest, for a later night to score with it.
+    pub trained: Option<Trained>,
+}
+
+/// How a scheduled night came by its model.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub on: TrainedOn,
+    /// Taken from an earlier night (not trained by this one).
+    pub reused: bool,
 }
 
 /// What a caller of `compute` does with the night's features afterwards.
@@ -205,23 +216,78 @@ pub enum Then {
     Evaluate,
 }
 
-/// features → model → score → alerts for one night from a loaded input. With `saved`, that model
-/// scores the night and nothing is trained; `kept` as for `features`.
+/// Where a night's model comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum ModelFrom<'a> {
+    /// Trained on the night's training night (`Night::training_night`; the night itself unless
+    /// `model.retrain_every_days` is above 1). `kept`, a model an earlier night trained, is
+    /// used instead when it is of that training night and the input known before its cutoff
+    /// has the digest it was trained from; a night that trains on an earlier training night
+    /// computes that night's features from the same input first.
+    Schedule { kept: Option<&'a TrainedOn> },
+    /// This model (`lanewatch score`): nothing is trained.
+    Saved(&'a SavedModel),
+}
+
+/// features → model → score → alerts for one night from a loaded input; `kept` (lane tables of
+/// earlier nights) as for `features`.
 #[allow(clippy::too_many_arguments)]
 pub fn compute(
     s: &Settings,
     input: Cow<'_, CleanInput>,
     night: Night,
     prev: &Previous,
-    saved: Option<&SavedModel>,
+    model_from: ModelFrom<'_>,
     then: Then,
     kept: Option<&Kept>,
     t: &mut Timings,
 ) -> Result<NightResult> {
-    let mut fs = features(s, input, night, kept, t)?;
-    let model = match saved {
-        Some(m) => m.clone(),
-        None => train(s, &fs, t)?,
+    let every = s.config.model.retrain_every_days;
+    let training = night.training_night(every);
+    let (mut fs, model, trained) = match model_from {
+        ModelFrom::Saved(m) => (features(s, input, night, kept, t)?, m.clone(), None),
+        // Trained tonight; the digest only when later nights may take the model.
+        ModelFrom::Schedule { .. } if training == night => {
+            let digest = (every > 1)
+                .then(|| t.time("digest", || features::prepare::digest(&input, night), |_| 0))
+                .transpose()?;
+            let fs = features(s, input, night, kept, t)?;
+            let model = train(s, &fs, t)?;
+            let trained = digest.map(|digest| Trained {
+                on: TrainedOn { night, digest, model: model.clone() },
+                reused: false,
+            });
+            (fs, model, trained)
+        }
+        ModelFrom::Schedule { kept: kept_model } => {
+            let digest = t.time("digest", || features::prepare::digest(&input, training), |_| 0)?;
+            let on = match kept_model.filter(|k| k.night == training && k.digest == digest) {
+                Some(k) => Trained { on: k.clone(), reused: true },
+                None => {
+                    if let Some(k) = kept_model.filter(|k| k.night == training) {
+                        tracing::info!(
+                            training_night = %training,
+                            rows_then = k.digest.rows,
+                            rows_now = digest.rows,
+                            "rows known before the training night's cutoff changed since its model was kept: trained again"
+                        );
+                    }
+                    // The training night's features from the same input (borrowed: tonight's
+                    // features take it after), trained on and dropped.
+                    let fs = t.time(
+                        "training night features",
+                        || features::build_keeping(Cow::Borrowed(&*input), &s.features, training, kept),
+                        |f| f.train.len() as u64,
+                    )?;
+                    let model = train(s, &fs, t)?;
+                    drop(fs);
+                    crate::memory::release_free_memory();
+                    Trained { on: TrainedOn { night: training, digest, model }, reused: false }
+                }
+            };
+            let fs = features(s, input, night, kept, t)?;
+            (fs, on.on.model.clone(), Some(on))
+        }
     };
     if then == Then::Write {
         fs.release_row_sources();
@@ -229,5 +295,5 @@ pub fn compute(
     let risk = t.time("score", || Ok(model.predict(&fs.score)), |r| r.len() as u64)?;
     let alerts = t.time("alerts", || alerts::build(&fs, &risk, &s.alerts, prev), |a| a.alerts.len() as u64)?;
     let advice = t.time("advice", || crate::advice::build(&fs, &s.advice), |a| a.service.height() as u64)?;
-    Ok(NightResult { night, features: fs, model, risk, alerts, advice, previous: prev.as_of })
+    Ok(NightResult { night, features: fs, model, risk, alerts, advice, previous: prev.as_of, trained })
 }

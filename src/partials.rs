@@ -46,7 +46,7 @@ struct Meta {
     shard: u32,
     shards: u32,
     as_of: String,
-    /// BLAKE3 of the config as it shapes results (`config_digest`).
+    /// BLAKE3 of the config as it shapes results (`Config::digest`).
     config: String,
     /// Rows read (the report's counts): the shard's shipments, and its events including those
     /// dropped for null values and, on shard 0, those of unknown shipments.
@@ -84,19 +84,6 @@ struct PartFinding {
     count: u64,
 }
 
-/// BLAKE3 of the config without what may differ between the machines of one night and does not
-/// change results: the paths, the night (checked on its own), the memory budget and the state.
-pub fn config_digest(cfg: &Config) -> String {
-    let mut c = cfg.clone();
-    c.pipeline.input = None;
-    c.pipeline.out = None;
-    c.pipeline.as_of = None;
-    c.input.max_memory_gb = 0.0;
-    c.state = Default::default();
-    let json = serde_json::to_vec(&c).unwrap_or_default();
-    blake3::hash(&json).to_hex().to_string()
-}
-
 /// Writes shard `shard`'s partial into `dir`; returns the JSON's path.
 pub fn write(
     dir: &Path,
@@ -131,7 +118,7 @@ pub fn write(
         shard: shard.index,
         shards: shard.count,
         as_of: night.to_string(),
-        config: config_digest(cfg),
+        config: cfg.digest(),
         shipments_read: report.shipments,
         events_read: report.events,
         files: report
@@ -272,7 +259,7 @@ fn read_metas(dir: &Path, shards: u32, night: Night, cfg: &Config) -> Result<(Ve
         .filter(|n| n.ends_with(".json") && !n.starts_with(['.', '_']))
         .collect();
     names.sort();
-    let digest = config_digest(cfg);
+    let digest = cfg.digest();
     let mut by_shard: BTreeMap<u32, (String, Meta, String)> = BTreeMap::new();
     for name in names {
         let bytes =

@@ -26,15 +26,19 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
     // state does: a later night takes the ones whose cutoff it shares (exact, see
     // `features::reuse`). `state.incremental = false` computes every night from scratch.
     let mut kept = s.config.state.incremental.then(Kept::default);
+    // Likewise the model of the training night, when the model is trained on a schedule.
+    let mut kept_model = None;
     let mut n = range.from;
     while n <= range.to {
         let started = std::time::Instant::now();
         let mut nt = Timings::quiet();
+        let from = night::ModelFrom::Schedule { kept: kept_model.as_ref() };
         let mut res =
-            night::compute(s, Cow::Borrowed(&clean), n, &prev, None, night::Then::Evaluate, kept.as_ref(), &mut nt)?;
+            night::compute(s, Cow::Borrowed(&clean), n, &prev, from, night::Then::Evaluate, kept.as_ref(), &mut nt)?;
         if kept.is_some() {
             let r = &mut res.features.reused;
             kept = Some(Kept { tables: std::mem::take(&mut r.keep), days: std::mem::take(&mut r.keep_days) });
+            kept_model = res.trained.take().map(|t| t.on);
         }
         // The next night carries first_alerted_on from this one, as the nightly job does.
         prev = Previous::from_alerts(&res.alerts.frame()?, n.as_of())?;

@@ -120,14 +120,29 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
             }
         },
     };
-    let res = night::compute(s, Cow::Owned(clean), night, &prev, None, night::Then::Write, kept.as_ref(), &mut t)?;
+    // Likewise the model of the training night, on a training schedule.
+    let scheduled = s.config.model.retrain_every_days > 1;
+    let mut model_warning = None;
+    let kept_model = match &state {
+        Some(_) if scheduled && !full_refresh => crate::state::model::load(out, &s.config).unwrap_or_else(|why| {
+            model_warning = Some(why);
+            None
+        }),
+        _ => None,
+    };
+    let from = night::ModelFrom::Schedule { kept: kept_model.as_ref() };
+    let res = night::compute(s, Cow::Owned(clean), night, &prev, from, night::Then::Write, kept.as_ref(), &mut t)?;
     drop(kept);
+    drop(kept_model);
     if let Some((_, info)) = &mut state {
         info.lane_tables_reused = res.features.reused.reused as u64;
         info.lane_tables_computed = res.features.reused.computed as u64;
         info.series_days_reused = res.features.reused.days_reused as u64;
         info.series_days_computed = res.features.reused.days_computed as u64;
         info.lane_tables_not_used = kept_warning.clone();
+        info.model_training_night = res.trained.as_ref().map(|t| t.on.night.to_string());
+        info.model_reused = res.trained.as_ref().map(|t| t.reused);
+        info.model_not_used = model_warning.clone();
     }
 
     let (earlier, trend_warnings) =
@@ -141,6 +156,11 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     }
     if let Some(why) = &kept_warning {
         let line = format!("lane tables kept in the state not used, every table computed: {why}");
+        tracing::warn!("{line}");
+        warnings.push(line);
+    }
+    if let Some(why) = &model_warning {
+        let line = format!("model kept in the state not used, trained on the training night: {why}");
         tracing::warn!("{line}");
         warnings.push(line);
     }
@@ -170,6 +190,12 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
             crate::state::tables::write(out, &s.config.lanes, &res.features.reused.keep, &res.features.reused.keep_days)
         {
             tracing::warn!("lane tables not kept for the next night: {}", e);
+        }
+        // Likewise the model a scheduled night trained (a reused one is there already).
+        if let Some(trained) = res.trained.as_ref().filter(|t| !t.reused)
+            && let Err(e) = crate::state::model::write(out, &s.config, &trained.on)
+        {
+            tracing::warn!("model not kept for the next nights: {}", e);
         }
     }
     drop(lock);

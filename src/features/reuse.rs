@@ -37,7 +37,7 @@ use crate::schema::{MICROS_PER_DAY, N_STAGES};
 use crate::validate::NO_ETA;
 
 /// A fingerprint of the rows known before one cutoff.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Digest {
     pub rows: u64,
     pub a: u64,
@@ -45,13 +45,13 @@ pub struct Digest {
 }
 
 impl Digest {
-    fn add(&mut self, o: &Digest) {
+    pub(super) fn add(&mut self, o: &Digest) {
         self.rows = self.rows.wrapping_add(o.rows);
         self.a = self.a.wrapping_add(o.a);
         self.b = self.b.wrapping_add(o.b);
     }
 
-    fn row(&mut self, (a, b): (u64, u64)) {
+    pub(super) fn row(&mut self, (a, b): (u64, u64)) {
         self.rows += 1;
         self.a = self.a.wrapping_add(a);
         self.b = self.b.wrapping_add(b);
@@ -59,16 +59,16 @@ impl Digest {
 }
 
 /// Seeds of the two hashes, and tags keeping a shipment's row apart from an event's.
-const SEED_A: u64 = 0x6c61_6e65_7761_7463;
-const SEED_B: u64 = 0x7461_626c_6573_2131;
-const SHIPMENT: u64 = 1;
-const EVENT: u64 = 2;
+pub(super) const SEED_A: u64 = 0x6c61_6e65_7761_7463;
+pub(super) const SEED_B: u64 = 0x7461_626c_6573_2131;
+pub(super) const SHIPMENT: u64 = 1;
+pub(super) const EVENT: u64 = 2;
 
 fn fold(h: u64, x: u64) -> u64 {
     mix(h ^ x)
 }
 
-fn fold2(h: (u64, u64), x: u64) -> (u64, u64) {
+pub(super) fn fold2(h: (u64, u64), x: u64) -> (u64, u64) {
     (fold(h.0, x), fold(h.1, x.rotate_left(17)))
 }
 

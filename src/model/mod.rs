@@ -254,6 +254,16 @@ pub struct SavedModel {
     pub metrics: Metrics,
 }
 
+/// A model as trained on its training night (`model.retrain_every_days`), with the digest of the
+/// input known before that night's cutoff it was trained from: a later night of the same
+/// schedule scores with it when its own input gives the same digest there (`night::compute`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainedOn {
+    pub night: crate::calendar::Night,
+    pub digest: crate::features::reuse::Digest,
+    pub model: SavedModel,
+}
+
 /// An estimator with its calibration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Calibrated {

@@ -29,6 +29,7 @@
 //! Segments are exact: event times and estimates as integer microseconds, shipments as decoded.
 //! Nothing in the state depends on the as-of date, so nights may be rerun in any order.
 
+pub mod model;
 pub mod tables;
 
 use std::collections::HashMap;
@@ -165,6 +166,15 @@ pub struct StateInfo {
     pub series_days_computed: u64,
     /// Why kept lane tables were not used (also a warning of the run).
     pub lane_tables_not_used: Option<String>,
+    /// With a training schedule (`model.retrain_every_days` above 1): the model's training
+    /// night, whether it was the kept model (`model`) or trained by this night, and why a kept
+    /// model could not be read (also a warning).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_training_night: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_reused: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_not_used: Option<String>,
 }
 
 /// The reused segments, the new files' decoded rows and how shipment rows moved, kept from

@@ -54,9 +54,15 @@ fn split(df: &DataFrame, time_col: &str, table: &str, late_every: usize, late_da
 }
 
 fn arrivals(input: &Path) -> Arrivals {
+    arrivals_late(input, true)
+}
+
+/// `arrivals`, or with every row arriving on its own day (`late` false).
+fn arrivals_late(input: &Path, late: bool) -> Arrivals {
     let mut a = Arrivals { by_day: BTreeMap::new(), late: BTreeMap::new() };
-    split(&read_parquet(&input.join("shipments.parquet")), "created_at", "shipments", 7, 1, &mut a);
-    split(&read_parquet(&input.join("events.parquet")), "event_time", "events", 9, 12, &mut a);
+    let (ships, events) = if late { (7, 9) } else { (usize::MAX, usize::MAX) };
+    split(&read_parquet(&input.join("shipments.parquet")), "created_at", "shipments", ships, 1, &mut a);
+    split(&read_parquet(&input.join("events.parquet")), "event_time", "events", events, 12, &mut a);
     a
 }
 
@@ -497,4 +503,108 @@ fn day_partitions_read_like_the_single_file_they_came_from() {
     let split = run_night(live.path(), a.path(), SMALL_AS_OF, &NO_STATE);
     let whole = run_night(small_input(), b.path(), SMALL_AS_OF, &NO_STATE);
     assert_same_data(&split, &whole, "day partitions");
+}
+
+/// A model trained weekly (`model.retrain_every_days = 7`, Mondays): a night between training
+/// nights scores with the model its training night kept in the state, and equals a full
+/// refresh, which trains on the training night from the input itself; rows arriving late for
+/// days before the training night's cutoff make the night train again (and still equal the
+/// full refresh); a kept model that cannot be used, or a night killed while keeping it, is
+/// trained again with the same result.
+#[test]
+fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again() {
+    const WEEKLY: [(&str, &str); 1] = [("LANEWATCH_MODEL__RETRAIN_EVERY_DAYS", "7")];
+    let full_refresh = |input: &Path, out: &Path, as_of: &str| {
+        let o = lanewatch_fast_env("run", input, out, &["--as-of", as_of, "--full-refresh"], &WEEKLY);
+        expect_code(&o, 0);
+        out.join(format!("as_of={as_of}"))
+    };
+    let model_as_of = |run: &Path| -> String {
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("model.json")).unwrap()).unwrap();
+        m["as_of"].as_str().unwrap().to_string()
+    };
+    // 2026-09-07 and 2026-09-14 are Mondays: the nights from 09-08 to 09-15 train on 09-07
+    // (the first of them, with nothing kept), keep it until 09-14 trains itself, and 09-15
+    // scores with 09-14's.
+    for late in [false, true] {
+        let arr = arrivals_late(small_input(), late);
+        let live = tempfile::tempdir().unwrap();
+        let (inc, full) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = date(FIRST_NIGHT);
+        let mut prev = None;
+        let nights = if late { 3 } else { 8 };
+        for k in 0..nights {
+            let night = first + Duration::days(k);
+            arr.deliver(live.path(), prev, night);
+            let as_of = night.to_string();
+            let a = run_night(live.path(), inc.path(), &as_of, &WEEKLY);
+            let b = full_refresh(live.path(), full.path(), &as_of);
+            let what = format!("late={late}, night {as_of}");
+            assert_same_data(&a, &b, &what);
+            let training = if night < date("2026-09-14") { "2026-09-07" } else { "2026-09-14" };
+            assert_eq!(model_as_of(&a), training, "{what}");
+            let st = &manifest(&a)["state"];
+            assert_eq!(st["model_training_night"], training, "{what}: {st}");
+            let reused = !late && k > 0 && as_of != "2026-09-14";
+            assert_eq!(st["model_reused"], reused, "{what}: {st}");
+            assert_eq!(manifest(&b)["state"]["model_reused"], false, "{what}");
+            // A night that trains on an earlier night computes that night's features first.
+            let stages: Vec<String> = manifest(&a)["timings"]["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["stage"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(stages.contains(&"train".to_string()), !reused, "{what}: {stages:?}");
+            assert_eq!(
+                stages.contains(&"training night features".to_string()),
+                !reused && as_of != training,
+                "{what}: {stages:?}"
+            );
+            prev = Some(night);
+        }
+        if late {
+            continue;
+        }
+        // The kept model damaged, or from another lanewatch: trained again, with a warning.
+        let next = "2026-09-16";
+        arr.deliver(live.path(), prev, date(next));
+        let want = full_refresh(live.path(), full.path(), next);
+        let model = inc.path().join("state/model.json");
+        let kept = std::fs::read(&model).unwrap();
+        let other_version = String::from_utf8(kept.clone()).unwrap().replacen(
+            &format!("\"tool_version\":\"{}\"", env!("CARGO_PKG_VERSION")),
+            "\"tool_version\":\"0.0.1\"",
+            1,
+        );
+        for (what, bytes, reason) in [
+            ("truncated", kept[..kept.len() / 2].to_vec(), "is corrupt"),
+            ("another version", other_version.into_bytes(), "written by lanewatch 0.0.1"),
+        ] {
+            std::fs::write(&model, bytes).unwrap();
+            let run = run_night(live.path(), inc.path(), next, &WEEKLY);
+            let w = manifest_warnings(&run);
+            assert!(w.iter().any(|w| w.contains("model kept in the state not used") && w.contains(reason)), "{what}: {w:?}");
+            assert_eq!(manifest(&run)["state"]["model_reused"], false, "{what}");
+            assert_same_data(&run, &want, what);
+            // Kept again whole: the night after takes it.
+            let again = run_night(live.path(), inc.path(), next, &WEEKLY);
+            assert_eq!(manifest(&again)["state"]["model_reused"], true, "{what}");
+            assert_same_data(&again, &want, what);
+        }
+        // Killed while keeping the model (after its run folder is committed): the night is
+        // visible, and the next run trains again or takes a whole kept model, with one result.
+        std::fs::remove_file(&model).unwrap();
+        let o = lanewatch_fast_env(
+            "run",
+            live.path(),
+            inc.path(),
+            &["--as-of", next],
+            &[WEEKLY[0], ("LANEWATCH_FAULT", "kill:state:model")],
+        );
+        assert_ne!(code(&o), 0, "the fault did not fire");
+        assert_same_data(&inc.path().join(format!("as_of={next}")), &want, "killed night");
+        let rerun = run_night(live.path(), inc.path(), next, &WEEKLY);
+        assert_same_data(&rerun, &want, "after a killed night");
+    }
 }
