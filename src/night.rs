@@ -244,6 +244,8 @@ pub fn compute(
 ) -> Result<NightResult> {
     let every = s.config.model.retrain_every_days;
     let training = night.training_night(every);
+    // Lane tables and series days kept, with those of the training night when it is computed.
+    let mut with_training: Option<Kept> = None;
     let (mut fs, model, trained) = match model_from {
         ModelFrom::Saved(m) => (features(s, input, night, kept, t)?, m.clone(), None),
         // Trained tonight; the digest only when later nights may take the model.
@@ -274,18 +276,29 @@ pub fn compute(
                     }
                     // The training night's features from the same input (borrowed: tonight's
                     // features take it after), trained on and dropped.
-                    let fs = t.time(
+                    // (Given something kept, if only nothing, so that it hands its days on.)
+                    let none_kept = Kept::default();
+                    let mut fs = t.time(
                         "training night features",
-                        || features::build_keeping(Cow::Borrowed(&*input), &s.features, training, kept),
+                        || {
+                            let k = Some(kept.unwrap_or(&none_kept));
+                            features::build_keeping(Cow::Borrowed(&*input), &s.features, training, k)
+                        },
                         |f| f.train.len() as u64,
                     )?;
                     let model = train(s, &fs, t)?;
+                    // Its disruption series days are tonight's up to where rows known before
+                    // them differ (checked by digest, as days kept in the state are): handed on
+                    // with those, so tonight computes only the days after the training night.
+                    let mut k = kept.cloned().unwrap_or_default();
+                    k.days.append(&mut fs.reused.keep_days);
+                    with_training = Some(k);
                     drop(fs);
                     crate::memory::release_free_memory();
                     Trained { on: TrainedOn { night: training, digest, model }, reused: false }
                 }
             };
-            let fs = features(s, input, night, kept, t)?;
+            let fs = features(s, input, night, with_training.as_ref().or(kept), t)?;
             (fs, on.on.model.clone(), Some(on))
         }
     };
