@@ -459,7 +459,15 @@ pub fn series(
             keep.push(k.clone());
         }
     }
-    keep.sort_by_key(|k| k.day);
+    // A day may be kept twice with one digest (the state's and a training night's computed
+    // tonight, see `night::compute`): the same points, of which the one with the most lanes
+    // is handed on; kept twice, a later night could not read the days back.
+    keep.sort_by(|a, b| {
+        (a.day, a.digest.rows, a.digest.a, a.digest.b)
+            .cmp(&(b.day, b.digest.rows, b.digest.a, b.digest.b))
+            .then(b.lanes.len().cmp(&a.lanes.len()))
+    });
+    keep.dedup_by(|later, first| later.day == first.day && later.digest == first.digest);
     reused.keep_days = keep;
     series
 }

@@ -548,6 +548,12 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
             let reused = !late && k > 0 && as_of != "2026-09-14";
             assert_eq!(st["model_reused"], reused, "{what}: {st}");
             assert_eq!(manifest(&b)["state"]["model_reused"], false, "{what}");
+            // What the night before kept is whole and used (a bug once kept the training night's
+            // series days twice, and the next night could not read them).
+            assert!(manifest_warnings(&a).iter().all(|w| !w.contains("state")), "{what}: {:?}", manifest_warnings(&a));
+            if k > 0 {
+                assert!(st["series_days_reused"].as_u64().unwrap() > 60, "{what}: {st}");
+            }
             // A night that trains on an earlier night computes that night's features first.
             let stages: Vec<String> = manifest(&a)["timings"]["stages"]
                 .as_array()
