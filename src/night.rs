@@ -234,7 +234,7 @@ pub enum ModelFrom<'a> {
 #[allow(clippy::too_many_arguments)]
 pub fn compute(
     s: &Settings,
-    input: Cow<'_, CleanInput>,
+    mut input: Cow<'_, CleanInput>,
     night: Night,
     prev: &Previous,
     model_from: ModelFrom<'_>,
@@ -274,26 +274,37 @@ pub fn compute(
                             "rows known before the training night's cutoff changed since its model was kept: trained again"
                         );
                     }
-                    // The training night's features from the same input (borrowed: tonight's
-                    // features take it after), trained on and dropped.
-                    // (Given something kept, if only nothing, so that it hands its days on.)
+                    // The training night's features from the same input, trained on and
+                    // dropped; an owned input is lent to them (`prepare::lend`: its events are
+                    // not copied), a borrowed one read. Given something kept, if only nothing,
+                    // so that they hand on their series days: tonight's up to where rows known
+                    // before them differ (digest-checked, as days kept in the state are), so
+                    // tonight computes only the days since the training night.
                     let none_kept = Kept::default();
-                    let mut fs = t.time(
-                        "training night features",
-                        || {
-                            let k = Some(kept.unwrap_or(&none_kept));
-                            features::build_keeping(Cow::Borrowed(&*input), &s.features, training, k)
-                        },
-                        |f| f.train.len() as u64,
-                    )?;
-                    let model = train(s, &fs, t)?;
-                    // Its disruption series days are tonight's up to where rows known before
-                    // them differ (checked by digest, as days kept in the state are): handed on
-                    // with those, so tonight computes only the days after the training night.
-                    let mut k = kept.cloned().unwrap_or_default();
-                    k.days.append(&mut fs.reused.keep_days);
-                    with_training = Some(k);
-                    drop(fs);
+                    let k = Some(kept.unwrap_or(&none_kept));
+                    let mut fit = |cut: Cow<'_, CleanInput>| -> Result<(SavedModel, FeatureSet)> {
+                        let mut fs = t.time(
+                            "training night features",
+                            || features::build_keeping(cut, &s.features, training, k),
+                            |f| f.train.len() as u64,
+                        )?;
+                        let model = train(s, &fs, t)?;
+                        let mut with = kept.cloned().unwrap_or_default();
+                        with.days.append(&mut fs.reused.keep_days);
+                        with_training = Some(with);
+                        Ok((model, fs))
+                    };
+                    let model = match input {
+                        Cow::Owned(clean) => {
+                            let (model, clean) = features::prepare::lend(clean, training, |cut| {
+                                let (model, fs) = fit(Cow::Owned(cut))?;
+                                Ok((model, fs.prep))
+                            })?;
+                            input = Cow::Owned(clean);
+                            model
+                        }
+                        Cow::Borrowed(clean) => fit(Cow::Borrowed(clean))?.0,
+                    };
                     crate::memory::release_free_memory();
                     Trained { on: TrainedOn { night: training, digest, model }, reused: false }
                 }

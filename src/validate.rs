@@ -111,6 +111,93 @@ impl Events {
         out
     }
 
+    /// Splits off every shipment's events after its first `keep[i]`, in place: `self` keeps the
+    /// first `keep[i]` of each shipment (moved left), and the rest come back as `Events` over the
+    /// same shipments. Only the rest is copied; `rejoin` puts them back.
+    pub fn split_tails(&mut self, keep: &[u32]) -> Events {
+        let n = self.start.len() - 1;
+        debug_assert_eq!(keep.len(), n);
+        let total: usize = (0..n).map(|i| (self.start[i + 1] - self.start[i] - keep[i]) as usize).sum();
+        let mut tails = Events {
+            start: Vec::with_capacity(n + 1),
+            time: Vec::with_capacity(total),
+            code: Vec::with_capacity(total),
+            eta: self.eta.as_ref().map(|_| Vec::with_capacity(total)),
+        };
+        tails.start.push(0);
+        let mut at = 0usize;
+        let mut new_start = Vec::with_capacity(n + 1);
+        new_start.push(0u32);
+        for (i, &k) in keep.iter().enumerate() {
+            let (a, b) = (self.start[i] as usize, self.start[i + 1] as usize);
+            let k = k as usize;
+            debug_assert!(a + k <= b && at <= a);
+            tails.time.extend_from_slice(&self.time[a + k..b]);
+            tails.code.extend_from_slice(&self.code[a + k..b]);
+            self.time.copy_within(a..a + k, at);
+            self.code.copy_within(a..a + k, at);
+            if let (Some(dst), Some(src)) = (tails.eta.as_mut(), self.eta.as_mut()) {
+                dst.extend_from_slice(&src[a + k..b]);
+                src.copy_within(a..a + k, at);
+            }
+            at += k;
+            new_start.push(at as u32);
+            tails.start.push(tails.time.len() as u32);
+        }
+        self.start = new_start;
+        self.time.truncate(at);
+        self.code.truncate(at);
+        if let Some(e) = self.eta.as_mut() {
+            e.truncate(at);
+        }
+        tails
+    }
+
+    /// Undoes `split_tails` after `keep_prefixes` kept the shipments `listed` (in order) whole:
+    /// `kept` holds shipment i's first events when `listed[i]`, `tails` the rest of every
+    /// shipment. Shipment by shipment from the last, each kept block moves right into place (never
+    /// over a block still to be moved) and its tail follows it.
+    pub fn rejoin(kept: Events, listed: &[bool], tails: Events) -> Events {
+        let n = listed.len();
+        let Events { start: kept_start, mut time, mut code, mut eta } = kept;
+        let mut start = Vec::with_capacity(n + 1);
+        start.push(0u32);
+        let mut k = 0;
+        for (i, &l) in listed.iter().enumerate() {
+            let own = if l { kept_start[k + 1] - kept_start[k] } else { 0 };
+            k += l as usize;
+            start.push(start[i] + own + (tails.start[i + 1] - tails.start[i]));
+        }
+        let total = start[n] as usize;
+        time.resize(total, 0);
+        code.resize(total, 0);
+        if let Some(e) = eta.as_mut() {
+            e.resize(total, 0);
+        }
+        for i in (0..n).rev() {
+            let dest = start[i] as usize;
+            let mut own = 0;
+            if listed[i] {
+                k -= 1;
+                let (a, b) = (kept_start[k] as usize, kept_start[k + 1] as usize);
+                time.copy_within(a..b, dest);
+                code.copy_within(a..b, dest);
+                if let Some(e) = eta.as_mut() {
+                    e.copy_within(a..b, dest);
+                }
+                own = b - a;
+            }
+            let (a, b) = (tails.start[i] as usize, tails.start[i + 1] as usize);
+            let at = dest + own;
+            time[at..at + b - a].copy_from_slice(&tails.time[a..b]);
+            code[at..at + b - a].copy_from_slice(&tails.code[a..b]);
+            if let (Some(dst), Some(src)) = (eta.as_mut(), tails.eta.as_ref()) {
+                dst[at..at + b - a].copy_from_slice(&src[a..b]);
+            }
+        }
+        Events { start, time, code, eta }
+    }
+
     /// Keeps the first `n` events of shipment `i` for each `(i, n)`, `i` ascending, in place:
     /// every kept event moves left, never over one still to be read. Shipment `k` of the result
     /// is the `k`-th pair.
@@ -1291,6 +1378,40 @@ mod tests {
             assert!(f.message.starts_with("17 "), "{w:?}: {}", f.message);
         }
         assert!(Warning::UnknownStatus.finding(2, &[("LOST".into(), 2)]).message.contains("\"LOST\" ×2"));
+    }
+
+    #[test]
+    fn events_split_into_prefixes_and_tails_rejoin_as_they_were() {
+        let mut rng = crate::TestRng::new(41);
+        for round in 0..200 {
+            let n = (rng.next() % 12) as usize;
+            let with_eta = round % 2 == 0;
+            let mut ev = Events { start: vec![0], eta: with_eta.then(Vec::new), ..Events::default() };
+            for _ in 0..n {
+                for _ in 0..rng.next() % 6 {
+                    ev.time.push(rng.next() as i64);
+                    ev.code.push((rng.next() % 200) as u8);
+                    if let Some(e) = ev.eta.as_mut() {
+                        e.push(rng.next() as i64 - 7);
+                    }
+                }
+                ev.start.push(ev.time.len() as u32);
+            }
+            let want = ev.clone();
+            // Some shipments listed with a prefix (possibly empty or whole), the others none.
+            let listed: Vec<bool> = (0..n).map(|_| rng.next() % 4 != 0).collect();
+            let keep: Vec<u32> = (0..n)
+                .map(|i| if listed[i] { (rng.next() % (ev.of(i).0.len() as u64 + 1)) as u32 } else { 0 })
+                .collect();
+            let tails = ev.split_tails(&keep);
+            for i in 0..n {
+                assert_eq!(ev.of(i).0, &want.of(i).0[..keep[i] as usize], "round {round}");
+                assert_eq!(tails.of(i).0, &want.of(i).0[keep[i] as usize..], "round {round}");
+            }
+            let kept = ev.keep_prefixes((0..n).filter(|&i| listed[i]).map(|i| (i, keep[i] as usize)));
+            let back = Events::rejoin(kept, &listed, tails);
+            assert_eq!((back.start, back.time, back.code, back.eta), (want.start, want.time, want.code, want.eta));
+        }
     }
 
     #[test]

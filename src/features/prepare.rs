@@ -184,6 +184,33 @@ pub fn digest(clean: &CleanInput, night: Night) -> Result<super::reuse::Digest> 
         }))
 }
 
+/// Lends an owned input to `f` as the input of an earlier night's features (`night`): each
+/// shipment's events at or after its cutoff, and those of shipments created after it, are set
+/// aside and the input is handed to `f` cut down in place, which `prepare` then keeps as it
+/// is; `f` builds that night's features from it and gives back their `Prepared`, whose events
+/// are rejoined with the ones set aside. The input comes back value for value as it was. A night
+/// training on an earlier training night (`night::compute`) would otherwise hold a second copy
+/// of its events: 1.5 GB at 10M shipments.
+pub fn lend<T>(
+    clean: CleanInput,
+    night: Night,
+    f: impl FnOnce(CleanInput) -> Result<(T, Prepared)>,
+) -> Result<(T, CleanInput)> {
+    let cutoff = night.cutoff();
+    let listed: Vec<bool> = micros(&clean.shipments, "created_at")?.into_iter().map(|c| c < cutoff).collect();
+    let CleanInput { shipments, mut events } = clean;
+    let keep: Vec<u32> = (0..listed.len())
+        .map(|i| if listed[i] { events.of(i).0.partition_point(|&t| t < cutoff) as u32 } else { 0 })
+        .collect();
+    let tails = events.split_tails(&keep);
+    drop(keep);
+    let (out, prep) = f(CleanInput { shipments: shipments.clone(), events })?;
+    debug_assert_eq!(prep.len(), listed.iter().filter(|&&l| l).count());
+    let Prepared { ev_start: start, ev_time: time, ev_code: code, ev_eta: eta, .. } = prep;
+    let events = Events::rejoin(Events { start, time, code, eta }, &listed, tails);
+    Ok((out, CleanInput { shipments, events }))
+}
+
 /// The point-in-time view of `clean` at `cutoff`: shipments created before it and, of their
 /// events (already in time order), the ones before it. Given the input by value (a nightly run
 /// is done with it), its event arrays are cut down in place rather than copied.
