@@ -144,44 +144,55 @@ pub fn digest(clean: &CleanInput, night: Night) -> Result<super::reuse::Digest> 
     use crate::sampling::hash_str;
     use rayon::prelude::*;
     let cutoff = night.cutoff();
-    let sh = &clean.shipments;
-    let created = micros(sh, "created_at")?;
-    let mut h: Vec<(u64, u64)> = vec![(SEED_A ^ SHIPMENT, SEED_B ^ SHIPMENT); created.len()];
-    let fold_all = |h: &mut [(u64, u64)], values: &mut dyn Iterator<Item = u64>| {
-        for (x, v) in h.iter_mut().zip(values) {
-            *x = fold2(*x, v);
-        }
-    };
-    fold_all(&mut h, &mut created.iter().map(|&t| t as u64));
-    fold_all(&mut h, &mut micros(sh, "promised_at")?.into_iter().map(|t| t as u64));
-    for name in ["weight_g", "declared_value"] {
-        fold_all(&mut h, &mut sh.column(name)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN).to_bits()));
-    }
-    fold_all(&mut h, &mut sh.column("insured")?.bool()?.iter().map(|v| v.unwrap_or(false) as u64));
-    for name in ["shipment_id", "seller_id", "carrier", "origin", "destination", "service"] {
-        let col = sh.column(name)?.str()?;
-        fold_all(&mut h, &mut col.iter().map(|v| v.map_or(0, |s| hash_str(SEED_A, s) | 1)));
-    }
     let ev = &clean.events;
-    Ok((0..created.len())
+    // Blocks of shipments in parallel; in each, one running hash per shipment folded column by
+    // column over the block's slice of the frame (a zero-copy view), then its events.
+    const BLOCK: usize = 1 << 16;
+    let n = clean.shipments.height();
+    let blocks: Vec<usize> = (0..n).step_by(BLOCK).collect();
+    let parts = blocks
         .into_par_iter()
-        .filter(|&i| created[i] < cutoff)
-        .fold(Digest::default, |mut d, i| {
-            let (times, codes) = ev.of(i);
-            let n = times.partition_point(|&t| t < cutoff);
-            let etas = ev.eta.as_ref().map(|e| &e[ev.start[i] as usize..][..n]);
-            let mut row = fold2(h[i], n as u64);
-            for k in 0..n {
-                let eta = etas.map_or(crate::validate::NO_ETA, |e| e[k]);
-                row = fold2(fold2(fold2(fold2(row, EVENT), times[k] as u64), codes[k] as u64), eta as u64);
+        .map(|at| -> Result<Digest> {
+            let sh = clean.shipments.slice(at as i64, BLOCK);
+            let created = micros(&sh, "created_at")?;
+            let mut h: Vec<(u64, u64)> = vec![(SEED_A ^ SHIPMENT, SEED_B ^ SHIPMENT); created.len()];
+            let mut fold_all = |values: &mut dyn Iterator<Item = u64>| {
+                for (x, v) in h.iter_mut().zip(values) {
+                    *x = fold2(*x, v);
+                }
+            };
+            fold_all(&mut created.iter().map(|&t| t as u64));
+            fold_all(&mut micros(&sh, "promised_at")?.into_iter().map(|t| t as u64));
+            for name in ["weight_g", "declared_value"] {
+                fold_all(&mut sh.column(name)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN).to_bits()));
             }
-            d.row(row);
-            d
+            fold_all(&mut sh.column("insured")?.bool()?.iter().map(|v| v.unwrap_or(false) as u64));
+            for name in ["shipment_id", "seller_id", "carrier", "origin", "destination", "service"] {
+                let col = sh.column(name)?.str()?;
+                fold_all(&mut col.iter().map(|v| v.map_or(0, |s| hash_str(SEED_A, s) | 1)));
+            }
+            let mut d = Digest::default();
+            for (k, &c) in created.iter().enumerate().filter(|(_, c)| **c < cutoff) {
+                let i = at + k;
+                let times = ev.of(i).0;
+                let m = times.partition_point(|&t| t < cutoff);
+                let etas = ev.eta_of(i);
+                let mut row = fold2(h[k], m as u64);
+                for (j, (&t, &code)) in times[..m].iter().zip(&ev.of(i).1[..m]).enumerate() {
+                    let eta = etas.map_or(crate::validate::NO_ETA, |e| e[j]);
+                    row = fold2(fold2(fold2(fold2(row, EVENT), t as u64), code as u64), eta as u64);
+                }
+                debug_assert!(c < cutoff);
+                d.row(row);
+            }
+            Ok(d)
         })
-        .reduce(Digest::default, |mut a, b| {
-            a.add(&b);
-            a
-        }))
+        .collect::<Result<Vec<Digest>>>()?;
+    let mut total = Digest::default();
+    for d in &parts {
+        total.add(d);
+    }
+    Ok(total)
 }
 
 /// Lends an owned input to `f` as the input of an earlier night's features (`night`): each
