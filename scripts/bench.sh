@@ -8,6 +8,8 @@
 #   BENCH_FEATURES=0 scripts/bench.sh 10000000   # skip `lanewatch features` (it writes every
 #                                                # training row: about 2 GB of RSS per 1M shipments)
 #   BENCH_INCREMENTAL=0 scripts/bench.sh          # skip the incremental nights
+#   LANEWATCH_MODEL__RETRAIN_EVERY_DAYS=7 scripts/bench.sh 1000000   # the weekly training
+#                                                # schedule (any LANEWATCH_* setting applies)
 #
 # Incremental nights: the input is copied into day partitions (scripts/partition_by_day.py,
 # needs Python with polars: $LANEWATCH_PYTHON or python3), the night a week before the as-of

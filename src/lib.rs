@@ -5,7 +5,8 @@
 //! - `commands`: one module per command, short wiring of the layers below;
 //! - `output` (the run folder, seller files, manifest, backtest files) and `report` (HTML);
 //! - `night`: what one night computes: validate → features → model → alerts;
-//! - `state`: the decoded input kept between nights in `OUT/state/` (a night decodes new files only);
+//! - `state`: the decoded input kept between nights in `OUT/state/` (a night decodes new files only),
+//!   with the lane tables, series days and (on a training schedule) the model kept beside it;
 //! - `partials`: a sharded night's per-shard validated input, written by `run --shard` and
 //!   merged by `merge`;
 //! - `settings`: the config resolved once into every stage's checked parameters;
