@@ -310,8 +310,14 @@ fn init_logs(format: LogFormat) {
 
 /// The summary `run` and `merge` print.
 fn print_run(s: &commands::run::RunSummary) {
+    let trained = match (&s.trained_on, s.model_kept) {
+        (Some(d), true) => format!(", trained on {d}, kept in the state"),
+        (Some(d), false) => format!(", trained on {d}"),
+        (None, true) => ", kept in the state".to_string(),
+        (None, false) => String::new(),
+    };
     println!(
-        "lanewatch run {} ({} model{})",
+        "lanewatch run {} ({} model{trained}{})",
         s.as_of,
         s.model,
         s.fallback.as_ref().map(|f| format!(", fallback: {}", printable(f))).unwrap_or_default()

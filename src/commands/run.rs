@@ -28,6 +28,10 @@ pub struct RunSummary {
     pub disrupted_lanes: Vec<String>,
     pub top_lanes: Vec<(String, u64)>,
     pub model: String,
+    /// On a training schedule, the model's training night when it is not this night, and
+    /// whether it was the model kept in the state.
+    pub trained_on: Option<String>,
+    pub model_kept: bool,
     pub fallback: Option<String>,
     pub warnings: u64,
 }
@@ -241,6 +245,8 @@ fn summary(res: &NightResult, out: PathBuf, warnings: u64) -> Result<RunSummary>
         disrupted_lanes,
         top_lanes,
         model: res.model.kind.clone(),
+        trained_on: (res.model.as_of != res.night.to_string()).then(|| res.model.as_of.clone()),
+        model_kept: res.trained.as_ref().is_some_and(|t| t.reused),
         fallback: res.model.metrics.fallback.clone(),
         warnings,
     })

@@ -543,6 +543,9 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
             assert_same_data(&a, &b, &what);
             let training = if night < date("2026-09-14") { "2026-09-07" } else { "2026-09-14" };
             assert_eq!(model_as_of(&a), training, "{what}");
+            // The report names the training night when it is not the night itself.
+            let report = std::fs::read_to_string(a.join("report.html")).unwrap();
+            assert_eq!(report.contains(&format!("trained on {training}")), as_of != training, "{what}");
             let st = &manifest(&a)["state"];
             assert_eq!(st["model_training_night"], training, "{what}: {st}");
             let reused = !late && k > 0 && as_of != "2026-09-14";
@@ -576,6 +579,9 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
         let next = "2026-09-16";
         arr.deliver(live.path(), prev, date(next));
         let want = full_refresh(live.path(), full.path(), next);
+        let o = lanewatch_fast_env("run", live.path(), inc.path(), &["--as-of", next], &WEEKLY);
+        expect_code(&o, 0);
+        assert!(stdout(&o).contains("trained on 2026-09-14, kept in the state"), "{}", stdout(&o));
         let model = inc.path().join("state/model.json");
         let kept = std::fs::read(&model).unwrap();
         let other_version = String::from_utf8(kept.clone()).unwrap().replacen(
