@@ -255,10 +255,8 @@ pub fn compute(
                 .transpose()?;
             let fs = features(s, input, night, kept, t)?;
             let model = train(s, &fs, t)?;
-            let trained = digest.map(|digest| Trained {
-                on: TrainedOn { night, digest, model: model.clone() },
-                reused: false,
-            });
+            let trained =
+                digest.map(|digest| Trained { on: TrainedOn { night, digest, model: model.clone() }, reused: false });
             (fs, model, trained)
         }
         ModelFrom::Schedule { kept: kept_model } => {

@@ -137,8 +137,8 @@ fn dense_ids<K: Ord + std::hash::Hash + Copy>(values: impl Iterator<Item = K>) -
 /// created before it, every column `Prepared` keeps (nulls apart from empty strings), and of its
 /// events before it, time, milestone code and carrier estimate. Two inputs with the same digest
 /// at a cutoff give the same `Prepared` there, so the same features and model (the training
-/// schedule keeps a model by it, see `night`). Taken column by column into one running hash
-/// per shipment (16 bytes a shipment), then events per shipment in parallel.
+/// schedule keeps a model by it, see `night`); a sum over shipments, so blocks of them are
+/// taken in parallel.
 pub fn digest(clean: &CleanInput, night: Night) -> Result<super::reuse::Digest> {
     use super::reuse::{Digest, EVENT, SEED_A, SEED_B, SHIPMENT, fold2};
     use crate::sampling::hash_str;
@@ -172,17 +172,15 @@ pub fn digest(clean: &CleanInput, night: Night) -> Result<super::reuse::Digest> 
                 fold_all(&mut col.iter().map(|v| v.map_or(0, |s| hash_str(SEED_A, s) | 1)));
             }
             let mut d = Digest::default();
-            for (k, &c) in created.iter().enumerate().filter(|(_, c)| **c < cutoff) {
-                let i = at + k;
-                let times = ev.of(i).0;
+            for k in (0..created.len()).filter(|&k| created[k] < cutoff) {
+                let (times, codes) = ev.of(at + k);
+                let etas = ev.eta_of(at + k);
                 let m = times.partition_point(|&t| t < cutoff);
-                let etas = ev.eta_of(i);
                 let mut row = fold2(h[k], m as u64);
-                for (j, (&t, &code)) in times[..m].iter().zip(&ev.of(i).1[..m]).enumerate() {
+                for (j, (&t, &code)) in times[..m].iter().zip(codes).enumerate() {
                     let eta = etas.map_or(crate::validate::NO_ETA, |e| e[j]);
                     row = fold2(fold2(fold2(fold2(row, EVENT), t as u64), code as u64), eta as u64);
                 }
-                debug_assert!(c < cutoff);
                 d.row(row);
             }
             Ok(d)

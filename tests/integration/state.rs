@@ -596,7 +596,10 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
             std::fs::write(&model, bytes).unwrap();
             let run = run_night(live.path(), inc.path(), next, &WEEKLY);
             let w = manifest_warnings(&run);
-            assert!(w.iter().any(|w| w.contains("model kept in the state not used") && w.contains(reason)), "{what}: {w:?}");
+            assert!(
+                w.iter().any(|w| w.contains("model kept in the state not used") && w.contains(reason)),
+                "{what}: {w:?}"
+            );
             assert_eq!(manifest(&run)["state"]["model_reused"], false, "{what}");
             assert_same_data(&run, &want, what);
             // Kept again whole: the night after takes it.
