@@ -132,6 +132,23 @@ pub fn write_compact_slices(
     Ok(hash)
 }
 
+/// Writes `df` to `path` as `write_compact` would, streamed to the file (never whole in memory)
+/// and unsynced: a scratch file for `read_spill`, which the same run reads back and removes.
+pub fn write_spill(path: &Path, df: &mut DataFrame) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| Error::output(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    compact_writer(&mut w).finish(df).map_err(|e| Error::output(path, e))?;
+    w.flush().map_err(|e| Error::output(path, e))
+}
+
+/// Reads back and removes a file `write_spill` wrote.
+pub fn read_spill(path: &Path) -> Result<DataFrame> {
+    let file = std::fs::File::open(path).map_err(|e| Error::output(path, e))?;
+    let df = ParquetReader::new(file).finish().map_err(|e| Error::output(path, e))?;
+    std::fs::remove_file(path).map_err(|e| Error::output(path, e))?;
+    Ok(df)
+}
+
 /// Reads a file `write_compact` wrote, if its bytes still have the BLAKE3 `blake3`; the error
 /// says what is wrong ("is unreadable: …", "is corrupt …").
 pub fn read_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, String> {

@@ -230,7 +230,9 @@ pub enum ModelFrom<'a> {
 }
 
 /// features → model → score → alerts for one night from a loaded input; `kept` (lane tables of
-/// earlier nights) as for `features`.
+/// earlier nights) as for `features`. `spill`, a scratch file in the output's file system, is
+/// where an owned input's shipment columns wait while an earlier training night's features are
+/// computed (`prepare::lend`).
 #[allow(clippy::too_many_arguments)]
 pub fn compute(
     s: &Settings,
@@ -240,6 +242,7 @@ pub fn compute(
     model_from: ModelFrom<'_>,
     then: Then,
     kept: Option<&Kept>,
+    spill: Option<&std::path::Path>,
     t: &mut Timings,
 ) -> Result<NightResult> {
     let every = s.config.model.retrain_every_days;
@@ -294,7 +297,7 @@ pub fn compute(
                     };
                     let model = match input {
                         Cow::Owned(clean) => {
-                            let (model, clean) = features::prepare::lend(clean, training, |cut| {
+                            let (model, clean) = features::prepare::lend(clean, training, spill, |cut| {
                                 let (model, fs) = fit(Cow::Owned(cut))?;
                                 Ok((model, fs.prep))
                             })?;

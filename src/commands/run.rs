@@ -135,7 +135,19 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         _ => None,
     };
     let from = night::ModelFrom::Schedule { kept: kept_model.as_ref() };
-    let res = night::compute(s, Cow::Owned(clean), night, &prev, from, night::Then::Write, kept.as_ref(), &mut t)?;
+    // The staging folder holds the spill (removed by the run, or with the folder if it dies).
+    let spill = staging.path(".spill-shipments.parquet");
+    let res = night::compute(
+        s,
+        Cow::Owned(clean),
+        night,
+        &prev,
+        from,
+        night::Then::Write,
+        kept.as_ref(),
+        Some(&spill),
+        &mut t,
+    )?;
     drop(kept);
     drop(kept_model);
     if let Some((_, info)) = &mut state {

@@ -24,6 +24,7 @@ pub fn score(s: &Settings, model_path: &Path, out: &Path) -> Result<(SavedModel,
         night::ModelFrom::Saved(&model),
         night::Then::Write,
         None,
+        None,
         &mut t,
     )?;
     io::create_dir_all(out)?;
