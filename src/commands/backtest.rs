@@ -33,8 +33,17 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
         let started = std::time::Instant::now();
         let mut nt = Timings::quiet();
         let from = night::ModelFrom::Schedule { kept: kept_model.as_ref() };
-        let mut res =
-            night::compute(s, Cow::Borrowed(&clean), n, &prev, from, night::Then::Evaluate, kept.as_ref(), None, &mut nt)?;
+        let mut res = night::compute(
+            s,
+            Cow::Borrowed(&clean),
+            n,
+            &prev,
+            from,
+            night::Then::Evaluate,
+            kept.as_ref(),
+            None,
+            &mut nt,
+        )?;
         if kept.is_some() {
             let r = &mut res.features.reused;
             kept = Some(Kept { tables: std::mem::take(&mut r.keep), days: std::mem::take(&mut r.keep_days) });

@@ -124,8 +124,9 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
             }
         },
     };
-    // Likewise the model of the training night, on a training schedule.
-    let scheduled = s.config.model.retrain_every_days > 1;
+    // Likewise the model of the training night, on a training schedule (a training night
+    // trains its own).
+    let scheduled = night.training_night(s.config.model.retrain_every_days) != night;
     let mut model_warning = None;
     let kept_model = match &state {
         Some(_) if scheduled && !full_refresh => crate::state::model::load(out, &s.config).unwrap_or_else(|why| {
