@@ -607,6 +607,15 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
             assert_eq!(manifest(&again)["state"]["model_reused"], true, "{what}");
             assert_same_data(&again, &want, what);
         }
+        // Kept under other settings: not used, with a warning.
+        let other = [WEEKLY[0], ("LANEWATCH_ALERTS__RISK_THRESHOLD", "0.6")];
+        let run = run_night(live.path(), inc.path(), next, &other);
+        let w = manifest_warnings(&run);
+        assert!(
+            w.iter().any(|w| w.contains("model kept in the state not used") && w.contains("other settings")),
+            "{w:?}"
+        );
+        assert_eq!(manifest(&run)["state"]["model_reused"], false);
         // Killed while keeping the model (after its run folder is committed): the night is
         // visible, and the next run trains again or takes a whole kept model, with one result.
         std::fs::remove_file(&model).unwrap();
