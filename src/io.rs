@@ -132,57 +132,20 @@ pub fn write_compact_slices(
     Ok(hash)
 }
 
-/// A frame set aside in a scratch file by `spill`, for `unspill` to read back.
-pub struct Spill {
-    path: std::path::PathBuf,
-    /// Per string column written as codes: its name and its distinct values, by code.
-    coded: Vec<(String, StringChunked)>,
-}
-
 /// Writes `df` to `path` as `write_compact` would, streamed to the file (never whole in memory)
-/// and unsynced: a scratch file that the same run reads back (`unspill`) and removes. The string
-/// columns `coded` (few distinct values, such as seller or carrier names) are written as codes
-/// into their distinct values, kept in memory: read back through them, every row of a value
-/// shares its bytes again, as the decoded input's rows do, where a plain round trip would give
-/// each row a copy of a name longer than 12 bytes.
-pub fn spill(path: &Path, mut df: DataFrame, coded: &[&str]) -> Result<Spill> {
-    let mut dicts = Vec::with_capacity(coded.len());
-    for &name in coded {
-        let col = df.column(name)?.str()?.clone();
-        let mut code_of: std::collections::HashMap<Option<&str>, IdxSize> = std::collections::HashMap::new();
-        let mut values: Vec<Option<&str>> = Vec::new();
-        let codes: Vec<IdxSize> = col
-            .iter()
-            .map(|v| {
-                *code_of.entry(v).or_insert_with(|| {
-                    values.push(v);
-                    (values.len() - 1) as IdxSize
-                })
-            })
-            .collect();
-        let dict = StringChunked::from_iter_options(name.into(), values.into_iter());
-        df.with_column(Column::new(name.into(), codes))?;
-        dicts.push((name.to_string(), dict));
-    }
+/// and unsynced: a scratch file that the same run reads back and removes (`unspill`).
+pub fn spill(path: &Path, df: &mut DataFrame) -> Result<()> {
     let file = std::fs::File::create(path).map_err(|e| Error::output(path, e))?;
     let mut w = std::io::BufWriter::new(file);
-    compact_writer(&mut w).finish(&mut df).map_err(|e| Error::output(path, e))?;
-    w.flush().map_err(|e| Error::output(path, e))?;
-    Ok(Spill { path: path.to_path_buf(), coded: dicts })
+    compact_writer(&mut w).finish(df).map_err(|e| Error::output(path, e))?;
+    w.flush().map_err(|e| Error::output(path, e))
 }
 
-/// Reads back and removes a frame `spill` set aside: the same columns, in order, with the same
-/// values.
-pub fn unspill(s: Spill) -> Result<DataFrame> {
-    let path = &s.path;
+/// Reads back and removes a file `spill` wrote.
+pub fn unspill(path: &Path) -> Result<DataFrame> {
     let file = std::fs::File::open(path).map_err(|e| Error::output(path, e))?;
-    let mut df = ParquetReader::new(file).finish().map_err(|e| Error::output(path, e))?;
+    let df = ParquetReader::new(file).finish().map_err(|e| Error::output(path, e))?;
     std::fs::remove_file(path).map_err(|e| Error::output(path, e))?;
-    for (name, dict) in &s.coded {
-        let codes = df.column(name)?.as_materialized_series().cast(&IDX_DTYPE)?;
-        let values = dict.take(codes.idx()?)?;
-        df.with_column(values.into_series().into_column())?;
-    }
     Ok(df)
 }
 

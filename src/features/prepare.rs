@@ -220,12 +220,28 @@ pub fn lend<T>(
     drop(keep);
     let (out, prep, shipments) = match spill {
         Some(path) => {
-            // The names, few and repeated, are written as codes (see `io::spill`).
-            let set_aside = crate::io::spill(path, shipments.clone(), &NAME_COLUMNS)?;
+            // The names, few and repeated, are set aside as codes into their distinct values,
+            // kept here: read back through them, a name's rows share its bytes again, as the
+            // decoded input's do, where a plain round trip would give each row a copy of a name
+            // longer than 12 bytes.
+            let mut coded = shipments.clone();
+            let mut names = Vec::with_capacity(NAME_COLUMNS.len());
+            for name in NAME_COLUMNS {
+                let (codes, values) = dense_ids(coded.column(name)?.str()?.iter());
+                names.push(StringChunked::from_iter_options(name.into(), values.into_iter()));
+                coded.with_column(Column::new(name.into(), codes))?;
+            }
+            crate::io::spill(path, &mut coded)?;
+            drop(coded);
             let (out, prep) = f(CleanInput { shipments, events })?;
             // What `f` freed goes back first, so the columns read back do not add to it.
             crate::memory::release_free_memory();
-            (out, prep, crate::io::unspill(set_aside)?)
+            let mut shipments = crate::io::unspill(path)?;
+            for values in names {
+                let codes = shipments.column(values.name())?.as_materialized_series().cast(&IDX_DTYPE)?;
+                shipments.with_column(values.take(codes.idx()?)?.into_series().into_column())?;
+            }
+            (out, prep, shipments)
         }
         None => {
             let (out, prep) = f(CleanInput { shipments: shipments.clone(), events })?;
