@@ -198,6 +198,13 @@ pub struct NightResult {
     pub trained: Option<Trained>,
 }
 
+impl NightResult {
+    /// The night the model was trained on, when it is not this night (a training schedule).
+    pub fn trained_on(&self) -> Option<&str> {
+        (self.model.as_of != self.night.to_string()).then_some(self.model.as_of.as_str())
+    }
+}
+
 /// How a scheduled night came by its model.
 #[derive(Debug, Clone)]
 pub struct Trained {

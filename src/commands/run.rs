@@ -258,7 +258,7 @@ fn summary(res: &NightResult, out: PathBuf, warnings: u64) -> Result<RunSummary>
         disrupted_lanes,
         top_lanes,
         model: res.model.kind.clone(),
-        trained_on: (res.model.as_of != res.night.to_string()).then(|| res.model.as_of.clone()),
+        trained_on: res.trained_on().map(str::to_string),
         model_kept: res.trained.as_ref().is_some_and(|t| t.reused),
         fallback: res.model.metrics.fallback.clone(),
         warnings,

@@ -631,9 +631,7 @@ pub fn run_report(
                 "{}{}{}",
                 res.model.kind,
                 // On a training schedule, the night the model was trained on.
-                (res.model.as_of != res.night.to_string())
-                    .then(|| format!(", trained on {} (model.retrain_every_days)", res.model.as_of))
-                    .unwrap_or_default(),
+                res.trained_on().map(|d| format!(", trained on {d} (model.retrain_every_days)")).unwrap_or_default(),
                 m.fallback.as_ref().map(|f| format!(" (fallback: {f})")).unwrap_or_default()
             ),
         ],
