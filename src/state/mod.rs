@@ -757,29 +757,42 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
     let slice_rows = slice_rows();
     let ship_names: Vec<String> = carry.new_ships.iter().map(|_| next_name(Table::Shipments)).collect();
     let event_names: Vec<String> = carry.new_events.iter().map(|_| next_name(Table::Events)).collect();
-    let mut shipments = carry.reused_ships;
     let arrival_of = &carry.arrival_of;
     let sorted_of = inverse(arrival_of);
-    let written = each(carry.new_ships.into_iter().zip(ship_names).collect(), |((info, mtime, rows), data)| {
-        // The file's rows in its own order, as it was decoded, taken from the sorted rows.
-        let of_file = &sorted_of[rows];
-        let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), of_file.len(), slice_rows, |r| {
-            let idx = IdxCa::from_vec("".into(), of_file[r].iter().map(|&i| i as IdxSize).collect());
-            // Column by column: `DataFrame::take` runs in polars' pool, and a worker of the
-            // global pool waiting on it steals the next file's write onto its stack (see
-            // `io::compact_bytes`).
-            let cols = raw.shipments.columns().iter().map(|c| c.take(&idx)).collect::<PolarsResult<Vec<_>>>()?;
-            Ok(DataFrame::new(idx.len(), cols)?)
-        })?;
-        Ok(segment(&info, mtime, data, data_blake3))
-    })?;
-    drop(sorted_of);
-    shipments.extend(written);
-    crate::memory::log_step("state", "shipment segments written", t0);
-    crate::fault::point("state:segments");
-    let mut events = carry.reused_events;
-    let written =
-        each(carry.new_events.into_iter().zip(event_names).collect(), |((info, mtime, range, counts), data)| {
+    // Shipment and event files in one list, so that a single large file of each (a first night
+    // on one file per table) writes its two segments side by side rather than one after the other.
+    enum New {
+        Shipments(FileInfo, i64, std::ops::Range<usize>),
+        Events(FileInfo, i64, std::ops::Range<usize>, Counts),
+    }
+    let jobs: Vec<(New, String)> = carry
+        .new_ships
+        .into_iter()
+        .map(|(info, mtime, rows)| New::Shipments(info, mtime, rows))
+        .zip(ship_names)
+        .chain(
+            carry
+                .new_events
+                .into_iter()
+                .map(|(info, mtime, range, counts)| New::Events(info, mtime, range, counts))
+                .zip(event_names),
+        )
+        .collect();
+    let written = each(jobs, |(job, data)| match job {
+        New::Shipments(info, mtime, rows) => {
+            // The file's rows in its own order, as it was decoded, taken from the sorted rows.
+            let of_file = &sorted_of[rows];
+            let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), of_file.len(), slice_rows, |r| {
+                let idx = IdxCa::from_vec("".into(), of_file[r].iter().map(|&i| i as IdxSize).collect());
+                // Column by column: `DataFrame::take` runs in polars' pool, and a worker of the
+                // global pool waiting on it steals the next file's write onto its stack (see
+                // `io::compact_bytes`).
+                let cols = raw.shipments.columns().iter().map(|c| c.take(&idx)).collect::<PolarsResult<Vec<_>>>()?;
+                Ok(DataFrame::new(idx.len(), cols)?)
+            })?;
+            Ok((Table::Shipments, segment(&info, mtime, data, data_blake3)))
+        }
+        New::Events(info, mtime, range, counts) => {
             let mut numbering = Numbering::default();
             let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), range.len(), slice_rows, |r| {
                 event_segment(raw, range.start + r.start..range.start + r.end, arrival_of, &mut numbering)
@@ -788,10 +801,19 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
             s.statuses = numbering.statuses;
             s.orphans = numbering.orphans;
             s.counts = Counts { has_eta: raw.events.eta.is_some(), ..counts };
-            Ok(s)
-        })?;
-    events.extend(written);
-    crate::memory::log_step("state", "event segments written", t0);
+            Ok((Table::Events, s))
+        }
+    })?;
+    drop(sorted_of);
+    let (mut shipments, mut events) = (carry.reused_ships, carry.reused_events);
+    for (table, s) in written {
+        match table {
+            Table::Shipments => shipments.push(s),
+            Table::Events => events.push(s),
+        }
+    }
+    crate::memory::log_step("state", "segments written", t0);
+    crate::fault::point("state:segments");
     // The shipments' order, for the next night's merge.
     let order = if let Some(kept) = carry.order_kept {
         kept
