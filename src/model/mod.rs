@@ -527,35 +527,35 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let x_va_rows: Vec<&[f64]> = va.iter().map(|&r| row(r)).collect();
     let eval = |s: &[f64]| metrics::evaluate(s, &y_va, p.alert_budget_fraction, p.alert_threshold);
 
-    // Baselines are fitted on training rows and scored on the validation rows.
+    // Baselines are fitted on training rows and scored on the validation rows, beside the
+    // candidates' fits (below) when there are any: on its own the step kept one core busy.
     let y_rule: Vec<bool> = rule_rows.iter().map(|&r| rows.label[r]).collect();
     let rule = fit_rule(&rule_rows, &y_rule, &row);
-    let mut baseline_fits: Vec<(Estimator, bool)> =
-        vec![(Estimator::Constant { p: train_late_rate.clamp(1e-6, 1.0 - 1e-6) }, false), (rule.clone(), false)];
-    let y_sample: Vec<bool> = sample.iter().map(|&r| rows.label[r]).collect();
-    if y_sample.iter().any(|v| *v) && y_sample.iter().any(|v| !*v) {
-        baseline_fits.push((fit_simple_logistic(&matrix(&sample, &row), &y_sample, p)?, true));
-    }
-    let mut baselines = BTreeMap::new();
-    let mut baseline_models = BTreeMap::new();
-    let mut pr_curves = BTreeMap::new();
-    for (est, calibrate_it) in baseline_fits {
-        let name = est.kind().to_string();
-        let raw: Vec<f64> = x_va_rows.iter().map(|r| est.raw(r)).collect();
-        // The simple logistic regression is calibrated like a candidate (its scores come from a
-        // class-balanced sample); the rule and the base rate are probabilities already.
-        let (scores, platt) = if calibrate_it {
-            (cross_fit(&raw, &y_va, &fold), Platt::fit(&raw, &y_va))
-        } else {
-            (raw.iter().map(|&z| calibrate::sigmoid(z)).collect(), Platt::identity())
-        };
-        baselines.insert(name.clone(), Evaluation::from(eval(&scores)));
-        pr_curves.insert(name.clone(), metrics::thin_curve(&metrics::pr_curve(&scores, &y_va), 200));
-        baseline_models.insert(name, Calibrated { estimator: est, calibration: platt });
-    }
-
-    crate::memory::log_step("train", "baselines", t0);
-    let mut metrics = Metrics {
+    let fit_baselines = || -> Result<Baselines> {
+        let mut baseline_fits: Vec<(Estimator, bool)> =
+            vec![(Estimator::Constant { p: train_late_rate.clamp(1e-6, 1.0 - 1e-6) }, false), (rule.clone(), false)];
+        let y_sample: Vec<bool> = sample.iter().map(|&r| rows.label[r]).collect();
+        if y_sample.iter().any(|v| *v) && y_sample.iter().any(|v| !*v) {
+            baseline_fits.push((fit_simple_logistic(&matrix(&sample, &row), &y_sample, p)?, true));
+        }
+        let mut out = Baselines::default();
+        for (est, calibrate_it) in baseline_fits {
+            let name = est.kind().to_string();
+            let raw: Vec<f64> = x_va_rows.iter().map(|r| est.raw(r)).collect();
+            // The simple logistic regression is calibrated like a candidate (its scores come
+            // from a class-balanced sample); the rule and the base rate are probabilities already.
+            let (scores, platt) = if calibrate_it {
+                (cross_fit(&raw, &y_va, &fold), Platt::fit(&raw, &y_va))
+            } else {
+                (raw.iter().map(|&z| calibrate::sigmoid(z)).collect(), Platt::identity())
+            };
+            out.scores.insert(name.clone(), Evaluation::from(eval(&scores)));
+            out.pr_curves.insert(name.clone(), metrics::thin_curve(&metrics::pr_curve(&scores, &y_va), 200));
+            out.models.insert(name, Calibrated { estimator: est, calibration: platt });
+        }
+        Ok(out)
+    };
+    let new_metrics = |b: &mut Baselines| Metrics {
         chosen_model: "lane_rule".into(),
         fallback: fallback.clone(),
         n_train: n_train as u64,
@@ -565,16 +565,20 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         valid_late_rate: rate(pos_va, va.len()),
         model: None,
         candidates: BTreeMap::new(),
-        baselines,
+        baselines: std::mem::take(&mut b.scores),
         calibration_bins: vec![],
-        pr_curves,
-        windows,
+        pr_curves: std::mem::take(&mut b.pr_curves),
+        windows: windows.clone(),
         floor: None,
         failed_candidates: BTreeMap::new(),
         hyper_parameters: (**p).clone(),
     };
 
-    if let Some(_why) = fallback {
+    if fallback.is_some() {
+        let mut b = fit_baselines()?;
+        crate::memory::log_step("train", "baselines", t0);
+        let mut metrics = new_metrics(&mut b);
+        let baseline_models = b.models;
         // The rule's probabilities come from all labelled rows read, smoothed towards fixed priors.
         let all: Vec<usize> = rule_rows.iter().chain(&va).copied().collect();
         let y_all: Vec<bool> = all.iter().map(|&r| rows.label[r]).collect();
@@ -600,7 +604,6 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         });
     }
 
-    metrics.n_train_sampled = sample.len() as u64;
     let x = matrix(&sample, &row);
     let y: Vec<bool> = sample.iter().map(|&r| rows.label[r]).collect();
     // The early-stopping rows are kept out of the boosted trees' first fit (the sample draws from
@@ -613,18 +616,23 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
 
     // Fitted longest first (the boosted trees' rounds are sequential, so they set the stage's
     // length unless they start at once; the others share the second core), then listed back in
-    // the configured order, which the choice below reads.
+    // the configured order, which the choice below reads. Each candidate is scored on the
+    // validation rows as soon as it is fitted, while the others still fit.
     let mut order: Vec<usize> = (0..p.candidates.len()).collect();
     order.sort_by_key(|&k| fit_cost_rank(p.candidates[k]));
-    let mut fitted: Vec<(usize, std::result::Result<Estimator, (Candidate, Error)>)> = order
-        .par_iter()
-        .map(|&k| {
-            let c = p.candidates[k];
-            let t = std::time::Instant::now();
-            // A learner that panics on some data (the trees assert, as linfa-trees does, that a
-            // side's weight is positive, which f32 sums can break on large samples) loses its
-            // place in the choice instead of failing the night; the other candidates still compete.
-            let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fit_candidate(c, &x, &y, &early_set, p)))
+    let fit_all = || -> Vec<(usize, std::result::Result<Scored, (Candidate, Error)>)> {
+        order
+            .par_iter()
+            .map(|&k| {
+                let c = p.candidates[k];
+                let t = std::time::Instant::now();
+                // A learner that panics on some data (the trees assert, as linfa-trees does, that
+                // a side's weight is positive, which f32 sums can break on large samples) loses
+                // its place in the choice instead of failing the night; the other candidates
+                // still compete.
+                let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    fit_candidate(c, &x, &y, &early_set, p)
+                }))
                 .unwrap_or_else(|panic| {
                     let why = panic
                         .downcast_ref::<&str>()
@@ -633,18 +641,29 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
                         .unwrap_or_else(|| "the learner panicked".into());
                     Err(Error::internal(format!("{c}: {why}")))
                 })
+                .map(|est| {
+                    let raw: Vec<f64> = x_va_rows.par_iter().map(|r| est.raw(r)).collect();
+                    let crossed = cross_fit(&raw, &y_va, &fold);
+                    let s = eval(&crossed);
+                    Scored { est, raw, crossed, s }
+                })
                 .map_err(|e| (c, e));
-            tracing::debug!(candidate = c.name(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
-            (k, e)
-        })
-        .collect();
+                tracing::debug!(candidate = c.name(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
+                (k, e)
+            })
+            .collect()
+    };
+    let (b, mut fitted) = rayon::join(fit_baselines, fit_all);
+    let mut b = b?;
+    let mut metrics = new_metrics(&mut b);
+    let baseline_models = b.models;
+    metrics.n_train_sampled = sample.len() as u64;
     fitted.sort_by_key(|f| f.0);
-    let fitted = fitted.into_iter().map(|f| f.1);
 
     crate::memory::log_step("train", "candidates fitted", t0);
-    let mut best: Option<(Estimator, Platt, Vec<f64>, Scores)> = None;
-    for est in fitted {
-        let est = match est {
+    let mut best: Option<Scored> = None;
+    for scored in fitted.into_iter().map(|f| f.1) {
+        let scored = match scored {
             Ok(e) => e,
             Err((c, e)) => {
                 tracing::warn!("model candidate {c} left out: {e}");
@@ -652,19 +671,19 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
                 continue;
             }
         };
-        let raw: Vec<f64> = x_va_rows.par_iter().map(|r| est.raw(r)).collect();
-        let crossed = cross_fit(&raw, &y_va, &fold);
-        let s = eval(&crossed);
-        metrics.candidates.insert(est.kind().to_string(), s.clone().into());
+        metrics.candidates.insert(scored.est.kind().to_string(), scored.s.clone().into());
         let better = match &best {
             None => true,
-            Some((_, _, _, b)) => s.pr_auc > b.pr_auc || (s.pr_auc == b.pr_auc && s.brier < b.brier),
+            Some(b) => scored.s.pr_auc > b.s.pr_auc || (scored.s.pr_auc == b.s.pr_auc && scored.s.brier < b.s.brier),
         };
         if better {
-            let platt = Platt::fit(&raw, &y_va);
-            best = Some((est, platt, crossed, s));
+            best = Some(scored);
         }
     }
+    let best = best.map(|b| {
+        let platt = Platt::fit(&b.raw, &y_va);
+        (b.est, platt, b.crossed, b.s)
+    });
     let (est, platt, crossed, s) = best.ok_or_else(|| {
         Error::internal(match metrics.failed_candidates.iter().next() {
             Some((c, why)) => format!("every model candidate failed (first, {c}: {why})"),
@@ -697,6 +716,22 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         baseline_models,
         metrics,
     })
+}
+
+/// The baselines' validation scores, curves and fitted models, by name.
+#[derive(Default)]
+struct Baselines {
+    scores: BTreeMap<String, Evaluation>,
+    pr_curves: BTreeMap<String, Vec<metrics::PrPoint>>,
+    models: BTreeMap<String, Calibrated>,
+}
+
+/// A fitted candidate with its raw and cross-fitted validation scores and their evaluation.
+struct Scored {
+    est: Estimator,
+    raw: Vec<f64>,
+    crossed: Vec<f64>,
+    s: Scores,
 }
 
 /// The lane statistics windows at the cutoff: shortest, median and longest, and how many lanes
