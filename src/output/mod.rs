@@ -23,8 +23,8 @@ use crate::settings::Settings;
 use crate::validate::Report;
 pub use run_dir::{LOCK_FILE, OutputLock, Staging, previous_alerts, previous_run, run_dir_name};
 
-/// Writes every data file of a night into the staging folder; returns (file, rows) pairs in the
-/// order written.
+/// Writes every data file of a night into the staging folder; returns (file, rows) pairs, always
+/// in the same order.
 pub fn write_run(
     s: &Settings,
     res: &NightResult,
@@ -32,39 +32,49 @@ pub fn write_run(
     earlier: &[report::TrendNight],
     staging: &Staging,
 ) -> Result<Vec<(String, u64)>> {
-    let mut written = Vec::new();
-    let mut put = |name: &str, df: &DataFrame| -> Result<()> {
-        let mut df = df.clone();
-        let rows = io::write_parquet(&mut df, &staging.path(name))?;
-        written.push((name.to_string(), rows));
-        Ok(())
-    };
     let a = &res.alerts;
     let alerts = a.frame()?;
-    put("scores.parquet", &a.scores)?;
-    put("alerts.parquet", &alerts)?;
-    put("recovered.parquet", &a.recovered)?;
-    put("lane_alerts.parquet", &a.lane_alerts)?;
     let lanes = res.features.lanes_frame()?;
-    put("lanes.parquet", &lanes)?;
-    put("service_advice.parquet", &res.advice.service)?;
-    put("promise_advice.parquet", &res.advice.promise)?;
-    put("seller_advice.parquet", &res.advice.sellers)?;
+    // The seller files are created one at a time (see `write_sellers`), which left a core idle:
+    // the data files and the report are written beside them.
+    let (sellers, data) = rayon::join(
+        || sellers::write_sellers(&staging.path("sellers"), &alerts, &a.alerts, &a.suppressed),
+        || -> Result<Vec<(String, u64)>> {
+            let mut written = Vec::new();
+            let mut put = |name: &str, df: &DataFrame| -> Result<()> {
+                let mut df = df.clone();
+                let rows = io::write_parquet(&mut df, &staging.path(name))?;
+                written.push((name.to_string(), rows));
+                Ok(())
+            };
+            put("scores.parquet", &a.scores)?;
+            put("alerts.parquet", &alerts)?;
+            put("recovered.parquet", &a.recovered)?;
+            put("lane_alerts.parquet", &a.lane_alerts)?;
+            put("lanes.parquet", &lanes)?;
+            put("service_advice.parquet", &res.advice.service)?;
+            put("promise_advice.parquet", &res.advice.promise)?;
+            put("seller_advice.parquet", &res.advice.sellers)?;
 
-    let mut metrics = serde_json::to_vec_pretty(&res.model.metrics).map_err(Error::internal)?;
-    metrics.push(b'\n');
-    io::write_file(&staging.path("metrics.json"), &metrics)?;
-    io::write_file(&staging.path("model.json"), &res.model.to_json()?)?;
-    written.push(("metrics.json".into(), 1));
-    written.push(("model.json".into(), 1));
+            let mut metrics = serde_json::to_vec_pretty(&res.model.metrics).map_err(Error::internal)?;
+            metrics.push(b'\n');
+            io::write_file(&staging.path("metrics.json"), &metrics)?;
+            io::write_file(&staging.path("model.json"), &res.model.to_json()?)?;
+            written.push(("metrics.json".into(), 1));
+            written.push(("model.json".into(), 1));
 
-    let sellers = sellers::write_sellers(&staging.path("sellers"), &alerts, &a.alerts, &a.suppressed)?;
-    written.push(("sellers/index.csv".into(), sellers));
-    let mut trend = earlier.to_vec();
-    trend.push(trends::summarise(res.night.as_of(), &alerts, &lanes, &res.features)?);
-    let html = report::run_report(&s.config, res, input, &lanes, &trend)?;
-    io::write_file(&staging.path("report.html"), html.as_bytes())?;
-    written.push(("report.html".into(), 1));
+            let mut trend = earlier.to_vec();
+            trend.push(trends::summarise(res.night.as_of(), &alerts, &lanes, &res.features)?);
+            let html = report::run_report(&s.config, res, input, &lanes, &trend)?;
+            io::write_file(&staging.path("report.html"), html.as_bytes())?;
+            Ok(written)
+        },
+    );
+    // Listed in the order they were always written.
+    let mut written = data?;
+    let report = written.pop().expect("the report is written last");
+    written.push(("sellers/index.csv".into(), sellers?));
+    written.push(report);
     Ok(written)
 }
 
