@@ -478,7 +478,13 @@ fn raw_points(
                     }
                 }
             }
-            let pooled = std::array::from_fn(|s| points_of(&mut group[s], cfg, first_day, n_days));
+            // The group's visits are its lanes' runs, each sorted by `points_of`: a stable sort
+            // merges the runs (the same order: equal visits are equal in every field), and the
+            // sort in `points_of` then finds them in order.
+            let pooled = std::array::from_fn(|s| {
+                group[s].visits.sort();
+                points_of(&mut group[s], cfg, first_day, n_days)
+            });
             (lane_points, pooled)
         })
         .collect();
