@@ -104,49 +104,6 @@ fn window<'a>(obs: &'a [Obs], cutoff: i64, cfg: &LaneConfig) -> &'a [Obs] {
     &obs[a..b]
 }
 
-/// Which observations each pool keeps. A pool's window (`window`) is a suffix of its
-/// observations in resolution order: those since the window's start, plus at most
-/// `min_support` older ones, none before `oldest`. Keeping only that suffix makes memory follow
-/// the window rather than the history (every resolved shipment in three pools was 2 GB at 10M
-/// shipments) and leaves every window, and so the advice, as it was.
-struct Retention {
-    since: i64,
-    oldest: i64,
-    /// Per pool, how many of its observations before `since` are still to be dropped.
-    skip: Vec<usize>,
-}
-
-impl Retention {
-    /// From every observation's pools and resolution time, in resolution order.
-    fn new(obs: impl Iterator<Item = ([usize; 3], i64)>, n_pools: usize, cutoff: i64, cfg: &LaneConfig) -> Retention {
-        let (since, oldest) = window_bounds(cutoff, cfg);
-        let mut skip = vec![0usize; n_pools];
-        for (pools, at) in obs {
-            if (oldest..since).contains(&at) {
-                for k in pools {
-                    skip[k] += 1;
-                }
-            }
-        }
-        for c in &mut skip {
-            *c = c.saturating_sub(cfg.min_support as usize);
-        }
-        Retention { since, oldest, skip }
-    }
-
-    /// Whether pool `k` keeps its next observation, resolved at `at` (called in the order of
-    /// `new`, once per pool of each observation).
-    fn keep(&mut self, k: usize, at: i64) -> bool {
-        if at < self.oldest {
-            return false;
-        }
-        if at >= self.since || self.skip[k] == 0 {
-            return true;
-        }
-        self.skip[k] -= 1;
-        false
-    }
-}
 
 /// Linear-interpolation quantile of the finite values (NaN when none).
 fn finite_quantile(v: impl Iterator<Item = f64>, q: f64) -> f64 {
@@ -265,20 +222,35 @@ impl Promises {
 /// median reads (`Promises::today`). One pass in index order keeps each pool's latest in a heap
 /// of `sample`; walking every shipment in creation order did the same through a sort and three
 /// reads a shipment at random. `pools_of(i)` are shipment i's pools (of `n_pools`).
+/// Shipments per block of the advice's parallel passes.
+const BLOCK: usize = 1 << 16;
+
 fn latest_by_creation(
     created: &[i64],
-    pools_of: impl Fn(usize) -> [usize; 3],
+    pools_of: impl Fn(usize) -> [usize; 3] + Sync,
     n_pools: usize,
     sample: usize,
+    block: usize,
 ) -> Vec<Vec<(i64, u32)>> {
     use std::cmp::Reverse;
-    // The latest are the smallest in reverse order.
-    let mut heaps: Vec<Smallest<Reverse<(i64, u32)>>> = (0..n_pools).map(|_| Smallest::new(sample)).collect();
-    for (i, &c) in created.iter().enumerate() {
-        for k in pools_of(i) {
-            heaps[k].push(Reverse((c, i as u32)));
-        }
-    }
+    // The latest are the smallest in reverse order; blocks of shipments are taken in parallel,
+    // each into its own heaps, merged after (the smallest of a union, the keys being distinct).
+    let heaps = || -> Vec<Smallest<Reverse<(i64, u32)>>> { (0..n_pools).map(|_| Smallest::new(sample)).collect() };
+    let heaps = (0..created.len())
+        .into_par_iter()
+        .with_min_len(block.max(1))
+        .fold(heaps, |mut heaps, i| {
+            for k in pools_of(i) {
+                heaps[k].push(Reverse((created[i], i as u32)));
+            }
+            heaps
+        })
+        .reduce(heaps, |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                x.merge(y);
+            }
+            a
+        });
     heaps.into_iter().map(|heap| heap.into_sorted().into_iter().rev().map(|r| r.0).collect()).collect()
 }
 
@@ -286,25 +258,113 @@ fn latest_by_creation(
 /// resolution order, as `Retention::keep` must see them): the row and a bit per pool, bit j for
 /// its j-th pool. Rows no pool keeps are left out. (8 bytes a row; the pool ids themselves were
 /// 56, and at 10M shipments this list set the night's peak, 65–106 MiB higher.)
-fn kept_rows(rows: impl Iterator<Item = ([usize; 3], i64)>, retention: &mut Retention) -> Vec<(u32, u8)> {
-    rows.enumerate()
-        .filter_map(|(r, (pools, at))| {
-            let mask = (0..3).fold(0u8, |m, j| m | ((retention.keep(pools[j], at) as u8) << j));
-            (mask != 0).then_some((r as u32, mask))
+/// Which observations each pool keeps, as (row, mask of the row's three pools) for the rows some
+/// pool keeps; `row(r)` gives row r's pools and resolution time, rows in resolution order. A
+/// pool's window (`window`) is a suffix of its observations in resolution order: those since
+/// the window's start, plus at most `min_support` older ones, none before `oldest`. Keeping only
+/// that suffix makes memory follow the window rather than the history (every resolved shipment
+/// in three pools was 2 GB at 10M shipments) and leaves every window, and so the advice, as it
+/// was. Of a pool's observations between `oldest` and the window's start, the first ones in
+/// resolution order are dropped, as many as it has there beyond `min_support`: each is ranked
+/// among them by counts over blocks of rows, so blocks are taken in parallel (one pass in
+/// order was most of the advice's time at 10M shipments).
+fn kept_rows(
+    n: usize,
+    row: impl Fn(usize) -> ([usize; 3], i64) + Sync,
+    n_pools: usize,
+    cutoff: i64,
+    cfg: &LaneConfig,
+    block: usize,
+) -> Vec<(u32, u8)> {
+    let (since, oldest) = window_bounds(cutoff, cfg);
+    let blocks: Vec<std::ops::Range<usize>> = (0..n).step_by(block.max(1)).map(|a| a..(a + block).min(n)).collect();
+    // Each pool's observations between `oldest` and `since` in each block.
+    let counts: Vec<Vec<u32>> = blocks
+        .par_iter()
+        .map(|b| {
+            let mut c = vec![0u32; n_pools];
+            for r in b.clone() {
+                let (pools, at) = row(r);
+                if (oldest..since).contains(&at) {
+                    for k in pools {
+                        c[k] += 1;
+                    }
+                }
+            }
+            c
+        })
+        .collect();
+    // Where each block's ranks start, and how many each pool drops.
+    let mut starts = Vec::with_capacity(blocks.len());
+    let mut total = vec![0u32; n_pools];
+    for c in &counts {
+        starts.push(total.clone());
+        for (t, &x) in total.iter_mut().zip(c) {
+            *t += x;
+        }
+    }
+    drop(counts);
+    let skip: Vec<u32> = total.iter().map(|&t| t.saturating_sub(cfg.min_support)).collect();
+    blocks
+        .into_par_iter()
+        .zip(starts)
+        .flat_map_iter(|(b, mut rank)| {
+            let skip = &skip;
+            let row = &row;
+            b.filter_map(move |r| {
+                let (pools, at) = row(r);
+                let mask = (0..3).fold(0u8, |m, j| {
+                    let keep = if at < oldest {
+                        false
+                    } else if at >= since {
+                        true
+                    } else {
+                        let k = pools[j];
+                        rank[k] += 1;
+                        rank[k] > skip[k]
+                    };
+                    m | (keep as u8) << j
+                });
+                (mask != 0).then_some((r as u32, mask))
+            })
         })
         .collect()
 }
 
 /// Pushes the k-th kept row's observation into the pools its bits name (`pools_of(k)`: that
 /// row's three pools), in order.
-fn fill_pools(kept: &[(u32, u8)], observed: Vec<Obs>, pools_of: impl Fn(usize) -> [usize; 3], obs: &mut [Vec<Obs>]) {
-    for (k, (&(_, mask), o)) in kept.iter().zip(observed).enumerate() {
+/// Appends each kept row's observation to the pools its mask names (`pools_of(k)`: kept row k's
+/// pools, one per level; `levels`: the first pool of each level). Each pool is sized once
+/// (grown by doubling, the pools were copied about twice over and their fresh pages were most
+/// of the advice's time at 10M shipments), then the three levels are filled side by side, each
+/// pool taking its rows in order.
+fn fill_pools(
+    kept: &[(u32, u8)],
+    observed: Vec<Obs>,
+    pools_of: impl Fn(usize) -> [usize; 3] + Sync,
+    levels: [usize; 3],
+    obs: &mut [Vec<Obs>],
+) {
+    let mut sizes = vec![0usize; obs.len()];
+    for (k, &(_, mask)) in kept.iter().enumerate() {
         for (j, &pool) in pools_of(k).iter().enumerate() {
-            if mask & (1 << j) != 0 {
-                obs[pool].push(o);
-            }
+            sizes[pool] += (mask >> j & 1) as usize;
         }
     }
+    for (v, &n) in obs.iter_mut().zip(&sizes) {
+        v.reserve_exact(n);
+    }
+    debug_assert_eq!(levels[0], 0);
+    let (lanes, rest) = obs.split_at_mut(levels[1]);
+    let (groups, services) = rest.split_at_mut(levels[2] - levels[1]);
+    let parts: Vec<(usize, &mut [Vec<Obs>])> = vec![(0, lanes), (levels[1], groups), (levels[2], services)];
+    parts.into_par_iter().enumerate().for_each(|(j, (start, level))| {
+        for (k, (&(_, mask), o)) in kept.iter().zip(&observed).enumerate() {
+            if mask >> j & 1 != 0 {
+                level[pools_of(k)[j] - start].push(*o);
+            }
+        }
+    });
 }
 
 /// Pools of resolved shipments (sorted by resolution) and of promises (sorted by creation),
@@ -344,6 +404,10 @@ impl Pools {
             lane_s,
         }
     }
+    /// The first pool of each level: lanes, destination × service groups, services.
+    fn levels(&self) -> [usize; 3] {
+        [0, self.n_lanes, self.n_lanes + self.ds.len()]
+    }
     /// The three pools a shipment of lane `l` belongs to.
     fn of_lane(&self, l: usize) -> [usize; 3] {
         [l, self.n_lanes + self.lane_ds[l], self.n_lanes + self.ds.len() + self.lane_s[l]]
@@ -373,7 +437,9 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
         |i| pools.of_lane(prep.lane[i] as usize),
         pools.promises.len(),
         cfg.promise_sample,
+        BLOCK,
     );
+    crate::memory::log_step("advice", "latest promises", t0);
     for (k, latest) in latest.into_iter().enumerate() {
         pools.promises[k].rows = latest
             .into_iter()
@@ -393,11 +459,18 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
         .map(|i| (fs.outcomes[i].resolved_at, i as u32))
         .collect();
     resolved.par_sort_unstable();
+    crate::memory::log_step("advice", "resolved sorted", t0);
     let lane_pools = |i: u32| pools.of_lane(prep.lane[i as usize] as usize);
-    let mut retention =
-        Retention::new(resolved.iter().map(|&(at, i)| (lane_pools(i), at)), pools.obs.len(), cutoff, &p.lanes);
     // Which of its pools keep each row, then the kept rows' observations, in parallel.
-    let kept = kept_rows(resolved.iter().map(|&(at, i)| (lane_pools(i), at)), &mut retention);
+    let kept = kept_rows(
+        resolved.len(),
+        |r| (lane_pools(resolved[r].1), resolved[r].0),
+        pools.obs.len(),
+        cutoff,
+        &p.lanes,
+        BLOCK,
+    );
+    crate::memory::log_step("advice", "kept rows", t0);
     let observed: Vec<Obs> = kept
         .par_iter()
         .map(|&(r, _)| {
@@ -439,7 +512,8 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
         .collect();
     let of_lane: Vec<[usize; 3]> = (0..prep.lanes.len()).map(|l| pools.of_lane(l)).collect();
     let row_pools = |k: usize| of_lane[prep.lane[resolved[kept[k].0 as usize].1 as usize] as usize];
-    fill_pools(&kept, observed, row_pools, &mut pools.obs);
+    crate::memory::log_step("advice", "observed", t0);
+    fill_pools(&kept, observed, row_pools, pools.levels(), &mut pools.obs);
     drop((resolved, kept));
     let need = p.lanes.min_support as usize;
     let win = |k: usize| -> &[Obs] { window(&pools.obs[k], cutoff, &p.lanes) };
@@ -810,13 +884,13 @@ mod tests {
                     all[k].push(obs_at(at));
                 }
             }
-            // As `build` fills its pools.
-            let rows = || pools.iter().copied().zip(ats.iter().copied());
-            let mut r = Retention::new(rows(), 5, cutoff, &cfg);
-            let rows_kept = kept_rows(rows(), &mut r);
+            // As `build` fills its pools, in blocks of every size down to one row.
+            let block = [1, 2, 7, 64][round % 4];
+            let rows_kept = kept_rows(n, |r| (pools[r], ats[r]), 5, cutoff, &cfg, block);
+            assert_eq!(rows_kept, in_one_pass(&pools, &ats, 5, cutoff, &cfg), "round {round}, blocks of {block}");
             let observed: Vec<Obs> = rows_kept.iter().map(|&(row, _)| obs_at(ats[row as usize])).collect();
             let mut kept: Vec<Vec<Obs>> = vec![Vec::new(); 5];
-            fill_pools(&rows_kept, observed, |k| pools[rows_kept[k].0 as usize], &mut kept);
+            fill_pools(&rows_kept, observed, |k| pools[rows_kept[k].0 as usize], [0, 2, 3], &mut kept);
             for k in 0..5 {
                 let times = |w: &[Obs]| w.iter().map(|o| o.resolved_at).collect::<Vec<_>>();
                 let (full, short) = (window(&all[k], cutoff, &cfg), window(&kept[k], cutoff, &cfg));
@@ -826,6 +900,40 @@ mod tests {
         }
     }
 
+    /// `kept_rows` as one pass in resolution order: of each pool's observations between `oldest`
+    /// and the window's start, the first ones beyond `min_support` are dropped as they come.
+    fn in_one_pass(pools: &[[usize; 3]], ats: &[i64], n_pools: usize, cutoff: i64, cfg: &LaneConfig) -> Vec<(u32, u8)> {
+        let (since, oldest) = window_bounds(cutoff, cfg);
+        let mut skip = vec![0u32; n_pools];
+        for (ks, at) in pools.iter().zip(ats) {
+            if (oldest..since).contains(at) {
+                for &k in ks {
+                    skip[k] += 1;
+                }
+            }
+        }
+        skip.iter_mut().for_each(|c| *c = c.saturating_sub(cfg.min_support));
+        let mut out = Vec::new();
+        for (r, (ks, &at)) in pools.iter().zip(ats).enumerate() {
+            let mut mask = 0u8;
+            for (j, &k) in ks.iter().enumerate() {
+                let keep = if at < oldest {
+                    false
+                } else if at >= since || skip[k] == 0 {
+                    true
+                } else {
+                    skip[k] -= 1;
+                    false
+                };
+                mask |= (keep as u8) << j;
+            }
+            if mask != 0 {
+                out.push((r as u32, mask));
+            }
+        }
+        out
+    }
+
     /// The heap pass keeps, per pool, what the walk in creation order kept: the latest `sample`
     /// shipments by (creation, index), ties in creation broken by index.
     #[test]
@@ -833,14 +941,14 @@ mod tests {
         // 500 shipments over 60 distinct times (many ties), 7 lanes in 3 destination groups.
         let created: Vec<i64> = (0..500u64).map(|i| (i.wrapping_mul(2_654_435_761) % 60) as i64).collect();
         let pools_of = |i: usize| [i % 7, 7 + i % 7 % 3, 10];
-        for sample in [1, 5, 50, 600] {
-            let got = super::latest_by_creation(&created, pools_of, 11, sample);
+        for (sample, block) in [(1, 1), (5, 3), (50, 64), (600, 1 << 16), (5, 1 << 16), (50, 7)] {
+            let got = super::latest_by_creation(&created, pools_of, 11, sample, block);
             for (k, latest) in got.iter().enumerate() {
                 let mut all: Vec<(i64, u32)> =
                     (0..created.len()).filter(|&i| pools_of(i).contains(&k)).map(|i| (created[i], i as u32)).collect();
                 all.sort_unstable();
                 let want = &all[all.len().saturating_sub(sample)..];
-                assert_eq!(latest.as_slice(), want, "pool {k}, sample {sample}");
+                assert_eq!(latest.as_slice(), want, "pool {k}, sample {sample}, blocks of {block}");
             }
         }
     }
