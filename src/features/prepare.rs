@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::calendar::Night;
 use crate::error::Result;
@@ -142,7 +143,6 @@ fn dense_ids<K: Ord + std::hash::Hash + Copy>(values: impl Iterator<Item = K>) -
 pub fn digest(clean: &CleanInput, night: Night) -> Result<super::reuse::Digest> {
     use super::reuse::{Digest, EVENT, SEED_A, SEED_B, SHIPMENT, fold2};
     use crate::sampling::hash_str;
-    use rayon::prelude::*;
     let cutoff = night.cutoff();
     let ev = &clean.events;
     // Blocks of shipments in parallel; in each, one running hash per shipment folded column by
@@ -282,8 +282,15 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
     let insured: Vec<bool> = take("insured")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
 
     // Lanes and sellers get dense ids in sorted key order, so ids never depend on row order.
-    let (lane, lanes) = {
-        let (o, d, s) = (take("origin")?, take("destination")?, take("service")?);
+    // Each is one pass of hashing over every shipment, and the events' cut another: the three
+    // run side by side.
+    let (o, d, s) = (take("origin")?, take("destination")?, take("service")?);
+    let shipments = frame(&["shipment_id", "seller_id", "carrier"])?;
+    drop(idx);
+    // Each visible shipment keeps the prefix of its events before the cutoff.
+    let counts: Vec<u32> =
+        visible.par_iter().map(|&i| clean.events.of(i).0.partition_point(|&x| x < cutoff) as u32).collect();
+    let lanes_of = || -> Result<(Vec<u32>, Vec<LaneKey>)> {
         let (o, d, s) = (o.str()?, d.str()?, s.str()?);
         let (lane, keys) = dense_ids(
             o.iter().zip(d.iter()).zip(s.iter()).map(|((a, b), c)| (a.unwrap_or(""), b.unwrap_or(""), c.unwrap_or(""))),
@@ -292,28 +299,26 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
             .iter()
             .map(|(a, b, c)| LaneKey { origin: a.to_string(), destination: b.to_string(), service: c.to_string() })
             .collect();
-        (lane, lanes)
+        Ok((lane, lanes))
     };
-    let shipments = frame(&["shipment_id", "seller_id", "carrier"])?;
-    let (seller, n_sellers) = {
+    let sellers_of = || -> Result<(Vec<u32>, usize)> {
         let sellers = shipments.column("seller_id")?.str()?;
         let (ids, keys) = dense_ids(sellers.iter().map(|v| v.unwrap_or("")));
-        (ids, keys.len())
+        Ok((ids, keys.len()))
     };
-    drop(idx);
-
-    // Each visible shipment keeps the prefix of its events before the cutoff.
-    let counts: Vec<u32> =
-        visible.iter().map(|&i| clean.events.of(i).0.partition_point(|&x| x < cutoff) as u32).collect();
-    let keep = visible.iter().zip(&counts).map(|(&i, &n)| (i, n as usize));
-    let events = match clean {
-        Cow::Borrowed(clean) => clean.events.prefixes(&keep.collect::<Vec<_>>()),
-        Cow::Owned(clean) => {
-            let CleanInput { shipments: all, events } = clean;
-            drop(all);
-            events.keep_prefixes(keep)
+    let cut = move || {
+        let keep = visible.iter().zip(&counts).map(|(&i, &n)| (i, n as usize));
+        match clean {
+            Cow::Borrowed(clean) => clean.events.prefixes(&keep.collect::<Vec<_>>()),
+            Cow::Owned(clean) => {
+                let CleanInput { shipments: all, events } = clean;
+                drop(all);
+                events.keep_prefixes(keep)
+            }
         }
     };
+    let (lanes, (sellers, events)) = rayon::join(lanes_of, || rayon::join(sellers_of, cut));
+    let ((lane, lanes), (seller, n_sellers)) = (lanes?, sellers?);
     let Events { start: ev_start, time: ev_time, code: ev_code, eta: ev_eta } = events;
 
     Ok(Prepared {
