@@ -29,6 +29,8 @@ pub struct Prepared {
     pub seller: Vec<u32>,
     pub lanes: Vec<LaneKey>,
     pub n_sellers: usize,
+    /// Seller ids by dense seller id (sorted; a missing id is "").
+    sellers: Vec<String>,
     /// Events of shipment i are `ev_time[ev_start[i]..ev_start[i + 1]]`, in time order.
     pub ev_start: Vec<u32>,
     pub ev_time: Vec<i64>,
@@ -66,11 +68,7 @@ impl Prepared {
 
     /// Seller ids by dense seller id.
     pub fn seller_names(&self) -> Result<Vec<&str>> {
-        let mut names: Vec<&str> = vec![""; self.n_sellers];
-        for (i, s) in self.shipments.column("seller_id")?.str()?.iter().enumerate() {
-            names[self.seller[i] as usize] = s.unwrap_or("");
-        }
-        Ok(names)
+        Ok(self.sellers.iter().map(String::as_str).collect())
     }
 
     /// Drops the events (see `FeatureSet::release_row_sources`).
@@ -301,10 +299,10 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
             .collect();
         Ok((lane, lanes))
     };
-    let sellers_of = || -> Result<(Vec<u32>, usize)> {
+    let sellers_of = || -> Result<(Vec<u32>, Vec<String>)> {
         let sellers = shipments.column("seller_id")?.str()?;
         let (ids, keys) = dense_ids(sellers.iter().map(|v| v.unwrap_or("")));
-        Ok((ids, keys.len()))
+        Ok((ids, keys.into_iter().map(str::to_string).collect()))
     };
     let cut = move || {
         let keep = visible.iter().zip(&counts).map(|(&i, &n)| (i, n as usize));
@@ -318,7 +316,7 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
         }
     };
     let (lanes, (sellers, events)) = rayon::join(lanes_of, || rayon::join(sellers_of, cut));
-    let ((lane, lanes), (seller, n_sellers)) = (lanes?, sellers?);
+    let ((lane, lanes), (seller, sellers)) = (lanes?, sellers?);
     let Events { start: ev_start, time: ev_time, code: ev_code, eta: ev_eta } = events;
 
     Ok(Prepared {
@@ -332,7 +330,8 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
         lane,
         seller,
         lanes,
-        n_sellers,
+        n_sellers: sellers.len(),
+        sellers,
         ev_start,
         ev_time,
         ev_code,
