@@ -104,7 +104,6 @@ fn window<'a>(obs: &'a [Obs], cutoff: i64, cfg: &LaneConfig) -> &'a [Obs] {
     &obs[a..b]
 }
 
-
 /// Linear-interpolation quantile of the finite values (NaN when none).
 fn finite_quantile(v: impl Iterator<Item = f64>, q: f64) -> f64 {
     let mut v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
@@ -218,13 +217,14 @@ impl Promises {
     }
 }
 
-/// Per pool, its latest `sample` shipments by (creation, index), in that order: all its promise
-/// median reads (`Promises::today`). One pass in index order keeps each pool's latest in a heap
-/// of `sample`; walking every shipment in creation order did the same through a sort and three
-/// reads a shipment at random. `pools_of(i)` are shipment i's pools (of `n_pools`).
 /// Shipments per block of the advice's parallel passes.
 const BLOCK: usize = 1 << 16;
 
+/// Per pool, its latest `sample` shipments by (creation, index), in that order: all its promise
+/// median reads (`Promises::today`). Blocks of `block` shipments in index order keep each
+/// pool's latest in a heap of `sample`, in parallel; walking every shipment in creation order
+/// did the same through a sort and three reads a shipment at random. `pools_of(i)` are shipment
+/// i's pools (of `n_pools`).
 fn latest_by_creation(
     created: &[i64],
     pools_of: impl Fn(usize) -> [usize; 3] + Sync,
@@ -254,12 +254,10 @@ fn latest_by_creation(
     heaps.into_iter().map(|heap| heap.into_sorted().into_iter().rev().map(|r| r.0).collect()).collect()
 }
 
-/// Which of its three pools keep each observation (`rows`: its pools and resolution time, in
-/// resolution order, as `Retention::keep` must see them): the row and a bit per pool, bit j for
-/// its j-th pool. Rows no pool keeps are left out. (8 bytes a row; the pool ids themselves were
-/// 56, and at 10M shipments this list set the night's peak, 65–106 MiB higher.)
-/// Which observations each pool keeps, as (row, mask of the row's three pools) for the rows some
-/// pool keeps; `row(r)` gives row r's pools and resolution time, rows in resolution order. A
+/// Which observations each pool keeps, as (row, mask of the row's three pools: bit j for its
+/// j-th pool) for the rows some pool keeps (8 bytes a row; the pool ids themselves were 56, and
+/// at 10M shipments this list set the night's peak, 65–106 MiB higher); `row(r)` gives row r's
+/// pools and resolution time, rows in resolution order. A
 /// pool's window (`window`) is a suffix of its observations in resolution order: those since
 /// the window's start, plus at most `min_support` older ones, none before `oldest`. Keeping only
 /// that suffix makes memory follow the window rather than the history (every resolved shipment
@@ -331,8 +329,6 @@ fn kept_rows(
         .collect()
 }
 
-/// Pushes the k-th kept row's observation into the pools its bits name (`pools_of(k)`: that
-/// row's three pools), in order.
 /// Appends each kept row's observation to the pools its mask names (`pools_of(k)`: kept row k's
 /// pools, one per level; `levels`: the first pool of each level). Each pool is sized once
 /// (grown by doubling, the pools were copied about twice over and their fresh pages were most
@@ -452,7 +448,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     // Observations in resolution order, as (time, shipment) pairs sorted by value: sorting
     // shipment indices by a looked-up key, then reading each shipment's columns in that order,
     // was a cache miss a read (several seconds at 10M). Rows resolved before the oldest window
-    // start are never kept (`Retention::keep`), so they are left out here.
+    // start are never kept (`kept_rows`), so they are left out here.
     let oldest = window_bounds(cutoff, &p.lanes).1;
     let mut resolved: Vec<(i64, u32)> = (0..prep.len())
         .filter(|&i| fs.outcomes[i].resolved && fs.outcomes[i].resolved_at >= oldest)
@@ -858,7 +854,7 @@ mod tests {
         }
     }
 
-    /// Keeping only what `Retention` keeps leaves every pool's window as it was, for dense and
+    /// Keeping only what `kept_rows` keeps leaves every pool's window as it was, for dense and
     /// sparse pools (those reaching back past `window_days` to `min_support` observations).
     #[test]
     fn retention_keeps_every_window() {
