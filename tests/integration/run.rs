@@ -122,7 +122,35 @@ fn run_writes_the_documented_outputs() {
     assert!(manifest["inputs"][0]["blake3"].as_str().unwrap().len() == 64);
     let outputs: Vec<&str> =
         manifest["outputs"].as_array().unwrap().iter().map(|o| o["file"].as_str().unwrap()).collect();
-    assert!(outputs.contains(&"scores.parquet") && outputs.contains(&"alerts.parquet"));
+    // Regression: once the data files were written beside the seller files, the list came back
+    // without report.html and with model.json after the seller index.
+    let written = [
+        "scores.parquet",
+        "alerts.parquet",
+        "recovered.parquet",
+        "lane_alerts.parquet",
+        "lanes.parquet",
+        "service_advice.parquet",
+        "promise_advice.parquet",
+        "seller_advice.parquet",
+        "metrics.json",
+        "model.json",
+        "sellers/index.csv",
+        "report.html",
+    ];
+    assert_eq!(outputs, written);
+    // Every file of the run folder is listed, but the manifest, the success marker and the
+    // per-seller files the index lists.
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| !["manifest.json", "_SUCCESS", "sellers"].contains(&f.as_str()))
+        .collect();
+    files.push("sellers/index.csv".into());
+    files.sort();
+    let mut listed: Vec<String> = outputs.iter().map(|f| f.to_string()).collect();
+    listed.sort();
+    assert_eq!(files, listed);
     assert!(manifest["timings"]["stages"].as_array().unwrap().len() >= 5);
 }
 
