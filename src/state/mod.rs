@@ -765,6 +765,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         Shipments(FileInfo, i64, std::ops::Range<usize>),
         Events(FileInfo, i64, std::ops::Range<usize>, Counts),
     }
+    let n_ships = carry.new_ships.len();
     let jobs: Vec<(New, String)> = carry
         .new_ships
         .into_iter()
@@ -778,7 +779,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
                 .zip(event_names),
         )
         .collect();
-    let written = each(jobs, |(job, data)| match job {
+    let mut written = each(jobs, |(job, data)| match job {
         New::Shipments(info, mtime, rows) => {
             // The file's rows in its own order, as it was decoded, taken from the sorted rows.
             let of_file = &sorted_of[rows];
@@ -790,7 +791,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
                 let cols = raw.shipments.columns().iter().map(|c| c.take(&idx)).collect::<PolarsResult<Vec<_>>>()?;
                 Ok(DataFrame::new(idx.len(), cols)?)
             })?;
-            Ok((Table::Shipments, segment(&info, mtime, data, data_blake3)))
+            Ok(segment(&info, mtime, data, data_blake3))
         }
         New::Events(info, mtime, range, counts) => {
             let mut numbering = Numbering::default();
@@ -801,17 +802,14 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
             s.statuses = numbering.statuses;
             s.orphans = numbering.orphans;
             s.counts = Counts { has_eta: raw.events.eta.is_some(), ..counts };
-            Ok((Table::Events, s))
+            Ok(s)
         }
     })?;
     drop(sorted_of);
+    // Listed as the jobs were: the shipment files' segments, then the event files'.
     let (mut shipments, mut events) = (carry.reused_ships, carry.reused_events);
-    for (table, s) in written {
-        match table {
-            Table::Shipments => shipments.push(s),
-            Table::Events => events.push(s),
-        }
-    }
+    events.extend(written.split_off(n_ships));
+    shipments.extend(written);
     crate::memory::log_step("state", "segments written", t0);
     crate::fault::point("state:segments");
     // The shipments' order, for the next night's merge.
