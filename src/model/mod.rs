@@ -555,7 +555,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         }
         Ok(out)
     };
-    let new_metrics = |b: &mut Baselines| Metrics {
+    let new_metrics = |baselines, pr_curves| Metrics {
         chosen_model: "lane_rule".into(),
         fallback: fallback.clone(),
         n_train: n_train as u64,
@@ -565,9 +565,9 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         valid_late_rate: rate(pos_va, va.len()),
         model: None,
         candidates: BTreeMap::new(),
-        baselines: std::mem::take(&mut b.scores),
+        baselines,
         calibration_bins: vec![],
-        pr_curves: std::mem::take(&mut b.pr_curves),
+        pr_curves,
         windows: windows.clone(),
         floor: None,
         failed_candidates: BTreeMap::new(),
@@ -575,10 +575,9 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     };
 
     if fallback.is_some() {
-        let mut b = fit_baselines()?;
+        let Baselines { scores, pr_curves, models: baseline_models } = fit_baselines()?;
         crate::memory::log_step("train", "baselines", t0);
-        let mut metrics = new_metrics(&mut b);
-        let baseline_models = b.models;
+        let mut metrics = new_metrics(scores, pr_curves);
         // The rule's probabilities come from all labelled rows read, smoothed towards fixed priors.
         let all: Vec<usize> = rule_rows.iter().chain(&va).copied().collect();
         let y_all: Vec<bool> = all.iter().map(|&r| rows.label[r]).collect();
@@ -654,9 +653,8 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
             .collect()
     };
     let (b, mut fitted) = rayon::join(fit_baselines, fit_all);
-    let mut b = b?;
-    let mut metrics = new_metrics(&mut b);
-    let baseline_models = b.models;
+    let Baselines { scores, pr_curves, models: baseline_models } = b?;
+    let mut metrics = new_metrics(scores, pr_curves);
     metrics.n_train_sampled = sample.len() as u64;
     fitted.sort_by_key(|f| f.0);
 
