@@ -740,7 +740,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
 
     crate::memory::log_step("advice", "promise", t0);
     // ---- seller advice ----
-    let names = prep.seller_names()?;
+    let names = prep.seller_names();
     struct SRow {
         seller: u32,
         lane: usize,
@@ -811,7 +811,7 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     let mut cols = Vec::new();
     for &name in outputs::SELLER_ADVICE {
         cols.push(match name {
-            "seller_id" => Column::new(name.into(), srows.iter().map(|r| names[r.seller as usize]).collect::<Vec<_>>()),
+            "seller_id" => Column::new(name.into(), srows.iter().map(|r| names[r.seller as usize].as_str()).collect::<Vec<_>>()),
             "origin" => Column::new(name.into(), srows.iter().map(|r| key(r).0).collect::<Vec<_>>()),
             "destination" => Column::new(name.into(), srows.iter().map(|r| key(r).1).collect::<Vec<_>>()),
             "service" => Column::new(name.into(), srows.iter().map(|r| key(r).2).collect::<Vec<_>>()),

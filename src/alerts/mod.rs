@@ -162,7 +162,7 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
     }
     let mut kept: Vec<Alert> = alerts.into_iter().zip(keep_mask).filter(|(_, k)| *k).map(|(a, _)| a).collect();
     kept.sort_by_key(|a| a.row);
-    let seller_name = p.seller_names()?;
+    let seller_name = p.seller_names();
     let suppressed: HashMap<String, u64> =
         suppressed_by_seller.into_iter().map(|(s, n)| (seller_name[s as usize].to_string(), n)).collect();
     let ship_ids = p.shipments.column("shipment_id")?.str()?.clone();
@@ -308,7 +308,7 @@ fn lane_exposure(fs: &FeatureSet, kept: &[Alert]) -> Result<DataFrame> {
         e.0 += 1;
         e.1 += alerted.contains(&i) as u32;
     }
-    let seller_name = p.seller_names()?;
+    let seller_name = p.seller_names();
     let mut cols: (
         Vec<&str>,
         Vec<&str>,
@@ -330,7 +330,7 @@ fn lane_exposure(fs: &FeatureSet, kept: &[Alert]) -> Result<DataFrame> {
         cols.3.push(STAGES[s].key);
         cols.4.push(fs.series.disrupted_since(l, s, day).map(crate::calendar::as_of_day_of_cutoff_day));
         cols.5.push(fs.series.at(l, s, day).ratio);
-        cols.6.push(seller_name[*seller as usize]);
+        cols.6.push(seller_name[*seller as usize].as_str());
         cols.7.push(*inflight as i64);
         cols.8.push(*al as i64);
     }

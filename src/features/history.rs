@@ -223,8 +223,8 @@ impl History {
         let ((seller_late, seller_handling), (lane_late, (global_late, global_handling))) = rayon::join(
             || {
                 (
-                    Tracks::build(prep.n_sellers, n, |i| late(i).map(|(t, v)| (seller(i), t, v))),
-                    Tracks::build(prep.n_sellers, n, |i| handling(i).map(|(t, v)| (seller(i), t, v))),
+                    Tracks::build(prep.n_sellers(), n, |i| late(i).map(|(t, v)| (seller(i), t, v))),
+                    Tracks::build(prep.n_sellers(), n, |i| handling(i).map(|(t, v)| (seller(i), t, v))),
                 )
             },
             || {

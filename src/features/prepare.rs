@@ -28,7 +28,6 @@ pub struct Prepared {
     pub lane: Vec<u32>,
     pub seller: Vec<u32>,
     pub lanes: Vec<LaneKey>,
-    pub n_sellers: usize,
     /// Seller ids by dense seller id (sorted; a missing id is "").
     sellers: Vec<String>,
     /// Events of shipment i are `ev_time[ev_start[i]..ev_start[i + 1]]`, in time order.
@@ -67,8 +66,13 @@ impl Prepared {
     }
 
     /// Seller ids by dense seller id.
-    pub fn seller_names(&self) -> Result<Vec<&str>> {
-        Ok(self.sellers.iter().map(String::as_str).collect())
+    pub fn seller_names(&self) -> &[String] {
+        &self.sellers
+    }
+
+    /// Distinct sellers (dense seller ids are below this).
+    pub fn n_sellers(&self) -> usize {
+        self.sellers.len()
     }
 
     /// Drops the events (see `FeatureSet::release_row_sources`).
@@ -330,7 +334,6 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
         lane,
         seller,
         lanes,
-        n_sellers: sellers.len(),
         sellers,
         ev_start,
         ev_time,

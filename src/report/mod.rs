@@ -611,7 +611,7 @@ pub fn run_report(
 
     let counts: BTreeMap<(String, String), u64> =
         a.counts().into_iter().map(|((k, s), n)| ((k.name().to_string(), s.name().to_string()), n)).collect();
-    let seller_name = fs.prep.seller_names()?;
+    let seller_name = fs.prep.seller_names();
     let mut by_seller: BTreeMap<String, u64> = BTreeMap::new();
     for al in &a.alerts {
         *by_seller.entry(seller_name[fs.prep.seller[al.ship as usize] as usize].to_string()).or_insert(0) += 1;
