@@ -3,6 +3,7 @@
 //!
 //! Where each thing is computed:
 //! - PIT filtering and indexing: `prepare`
+//! - shipments counted per day before the cutoff (the training and validation windows): `days`
 //! - per-shipment scan state at a time t: `timeline`
 //! - lane counts, quantiles, fallback and shrinkage: `lanes`
 //! - recent-versus-baseline dwell ratios and disruption flags: `disruption`
@@ -10,6 +11,7 @@
 //! - seller and lane leave-one-out history: `history`
 //! - the feature vector itself: `snapshot`
 
+pub mod days;
 pub mod disruption;
 pub mod history;
 pub mod lanes;
@@ -65,23 +67,18 @@ impl FeatureParams {
 
 /// The training window in days: `train_window_days`, or longer until the shipments resolved
 /// before the cutoff and created inside it number `need` with `need_class` of each class,
-/// at most `lanes.max_window_days`.
+/// at most `lanes.max_window_days`. Counted per day of creation (`days`): the window ends on
+/// the first day, counting back, by which the resolved shipments created since suffice.
 fn training_window_days(prep: &prepare::Prepared, outcomes: &[timeline::Outcome], p: &FeatureParams) -> u32 {
     let cutoff = prep.night.cutoff();
     let min = p.features.train_window_days;
     let max = p.lanes.oldest_days().max(min);
-    // Resolved shipments, newest creation first.
-    let mut resolved: Vec<(i64, bool)> =
-        (0..prep.len()).filter(|&i| outcomes[i].resolved).map(|i| (prep.created[i], outcomes[i].late)).collect();
-    resolved.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-    let (mut n, mut late) = (0usize, 0usize);
-    for &(created, is_late) in &resolved {
-        n += 1;
-        late += is_late as usize;
-        if n >= p.window_shipments && late >= p.window_class && n - late >= p.window_class {
-            let days = ((cutoff - created + MICROS_PER_DAY - 1) / MICROS_PER_DAY).max(0) as u32;
-            return days.clamp(min, max);
-        }
+    // Days past `max` all give `max`: one bucket holds them.
+    let counts = days::DayCounts::count(prep.len(), max + 1, |i| {
+        outcomes[i].resolved.then(|| (days::days_before(cutoff, prep.created[i]), outcomes[i].late))
+    });
+    if let Some(day) = counts.first_day_with(p.window_shipments as u64, p.window_class as u64) {
+        return day.clamp(min, max);
     }
     // The whole history is short of the target: all of it, as far as the maximum allows.
     let oldest = prep.created.iter().copied().min().unwrap_or(cutoff);

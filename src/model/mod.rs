@@ -364,43 +364,46 @@ const EARLY_STOP_ROWS: usize = 20_000;
 /// 30 % of its shipments validate (even under `holdout_days`), so a young history gets a model
 /// rather than the rule.
 fn validation_days(fs: &FeatureSet, p: &ValidParams) -> u32 {
+    use crate::features::days::{DayCounts, days_before};
     let rows = &fs.train;
     let cutoff = fs.cutoff();
-    // One entry per shipment: (resolved_at, late), newest first.
-    let mut ships: Vec<(i64, bool)> = Vec::new();
-    let mut last = u32::MAX;
-    for r in 0..rows.len() {
-        if rows.ship[r] != last {
-            ships.push((rows.resolved_at[r], rows.label[r]));
-            last = rows.ship[r];
-        }
-    }
-    ships.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-    let total = ships.len();
-    let days_of = |at: i64| ((cutoff - at + MICROS_PER_DAY - 1) / MICROS_PER_DAY).max(1) as u32;
-    let valid_in = |days: u32| ships.partition_point(|s| days_of(s.0) <= days);
+    // Shipments (a shipment's rows are consecutive: its first row counts it) by the day they
+    // resolved, as far back as the oldest (one promised before its creation resolves then).
+    let last = rows.resolved_at.par_iter().map(|&t| days_before(cutoff, t)).max().unwrap_or(1);
+    let counts = DayCounts::count(rows.len(), last, |r| {
+        (r == 0 || rows.ship[r] != rows.ship[r - 1]).then(|| (days_before(cutoff, rows.resolved_at[r]), rows.label[r]))
+    });
+    validation_window(&counts, p)
+}
+
+/// `validation_days` from the shipments' counts by day of resolution.
+fn validation_window(counts: &crate::features::days::DayCounts, p: &ValidParams) -> u32 {
+    let total = counts.total() as usize;
     let want_train = p.min_train_shipments.max(p.min_train_rows);
-    if total < want_train + p.min_valid_shipments && total > 0 && total - valid_in(p.holdout_days) < want_train {
+    if total < want_train + p.min_valid_shipments
+        && total > 0
+        && total - (counts.within(p.holdout_days) as usize) < want_train
+    {
         // Young history: split it 70/30 in time.
         let k = (total * 3 / 10).max(1).min(total - 1);
-        return days_of(ships[k.saturating_sub(1)].0).max(1);
+        return counts.day_of_kth(k.max(1) as u64).unwrap_or(1).max(1);
     }
+    // The window takes whole days, nearest first, beyond `holdout_days` while it lacks
+    // shipments of either class and what is left before it keeps enough for training.
     let (mut n, mut late) = (0usize, 0usize);
     let mut days = p.holdout_days;
-    for &(at, is_late) in &ships {
-        let d = days_of(at);
+    for (d, day_n, day_late) in counts.days() {
         if d > days {
             if n >= p.min_valid_shipments && late >= p.min_valid_class && n - late >= p.min_valid_class {
                 break;
             }
-            // Keep enough for training: the window stops growing when the rest would be too few.
             if total - n < want_train {
                 break;
             }
             days = d;
         }
-        n += 1;
-        late += is_late as usize;
+        n += day_n as usize;
+        late += day_late as usize;
     }
     days
 }
@@ -629,24 +632,23 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
                 // a side's weight is positive, which f32 sums can break on large samples) loses
                 // its place in the choice instead of failing the night; the other candidates
                 // still compete.
-                let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    fit_candidate(c, &x, &y, &early_set, p)
-                }))
-                .unwrap_or_else(|panic| {
-                    let why = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "the learner panicked".into());
-                    Err(Error::internal(format!("{c}: {why}")))
-                })
-                .map(|est| {
-                    let raw: Vec<f64> = x_va_rows.par_iter().map(|r| est.raw(r)).collect();
-                    let crossed = cross_fit(&raw, &y_va, &fold);
-                    let s = eval(&crossed);
-                    Scored { est, raw, crossed, s }
-                })
-                .map_err(|e| (c, e));
+                let e =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fit_candidate(c, &x, &y, &early_set, p)))
+                        .unwrap_or_else(|panic| {
+                            let why = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "the learner panicked".into());
+                            Err(Error::internal(format!("{c}: {why}")))
+                        })
+                        .map(|est| {
+                            let raw: Vec<f64> = x_va_rows.par_iter().map(|r| est.raw(r)).collect();
+                            let crossed = cross_fit(&raw, &y_va, &fold);
+                            let s = eval(&crossed);
+                            Scored { est, raw, crossed, s }
+                        })
+                        .map_err(|e| (c, e));
                 tracing::debug!(candidate = c.name(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
                 (k, e)
             })
@@ -992,6 +994,81 @@ pub const FOREST_BOOTSTRAP: f64 = 0.4;
 #[cfg(test)]
 mod tests {
     use super::first_by_key;
+    use crate::features::days::{DayCounts, days_before};
+    use crate::schema::MICROS_PER_DAY;
+
+    /// `validation_days` as it was, over one (resolved_at, late) per shipment sorted newest
+    /// first: the reference the per-day counts must agree with.
+    fn validation_by_sorting(mut ships: Vec<(i64, bool)>, cutoff: i64, p: &super::ValidParams) -> u32 {
+        ships.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let total = ships.len();
+        let days_of = |at: i64| ((cutoff - at + MICROS_PER_DAY - 1) / MICROS_PER_DAY).max(1) as u32;
+        let valid_in = |days: u32| ships.partition_point(|s| days_of(s.0) <= days);
+        let want_train = p.min_train_shipments.max(p.min_train_rows);
+        if total < want_train + p.min_valid_shipments && total > 0 && total - valid_in(p.holdout_days) < want_train {
+            let k = (total * 3 / 10).max(1).min(total - 1);
+            return days_of(ships[k.saturating_sub(1)].0).max(1);
+        }
+        let (mut n, mut late) = (0usize, 0usize);
+        let mut days = p.holdout_days;
+        for &(at, is_late) in &ships {
+            let d = days_of(at);
+            if d > days {
+                if n >= p.min_valid_shipments && late >= p.min_valid_class && n - late >= p.min_valid_class {
+                    break;
+                }
+                if total - n < want_train {
+                    break;
+                }
+                days = d;
+            }
+            n += 1;
+            late += is_late as usize;
+        }
+        days
+    }
+
+    /// The validation window from per-day counts is the one sorting every shipment gave: young
+    /// histories (the 70/30 split), windows stopped by either class or by what training needs,
+    /// late rates from none to all.
+    #[test]
+    fn validation_window_from_day_counts_is_the_sorted_walk() {
+        let mut rng = crate::TestRng::new(11);
+        let cutoff = 400 * MICROS_PER_DAY;
+        let base = crate::model::params::ModelParams::from_config(
+            &crate::config::ModelConfig::default(),
+            &crate::config::AlertConfig::default(),
+            7,
+        )
+        .unwrap();
+        for round in 0..2_000 {
+            // Odd rounds are small and dense, so that the window's limits fall exactly on a
+            // day's boundary often.
+            let scale = if round % 2 == 0 { 10 } else { 1 };
+            let mut p = base.clone();
+            p.holdout_days = 1 + (rng.next() % (4 * scale)) as u32;
+            p.min_valid_shipments = (rng.next() % (40 * scale)) as usize;
+            p.min_valid_class = (rng.next() % (6 * scale)) as usize;
+            p.min_train_shipments = (rng.next() % (60 * scale)) as usize;
+            p.min_train_rows = (rng.next() % (60 * scale)) as usize;
+            let p = p.check().unwrap();
+            let n = (rng.next() % (150 * scale)) as usize;
+            let span = 1 + ((rng.next() << 31) | rng.next()) % (20 * scale * MICROS_PER_DAY as u64);
+            let late_per_mille = rng.next() % 1_001;
+            let ships: Vec<(i64, bool)> = (0..n)
+                .map(|_| {
+                    (
+                        cutoff - 1 - (((rng.next() << 31) | rng.next()) % span) as i64,
+                        rng.next() % 1_000 < late_per_mille,
+                    )
+                })
+                .collect();
+            let last = ships.iter().map(|s| days_before(cutoff, s.0)).max().unwrap_or(1);
+            let counts = DayCounts::count(n, last, |i| Some((days_before(cutoff, ships[i].0), ships[i].1)));
+            let want = validation_by_sorting(ships.clone(), cutoff, &p);
+            assert_eq!(super::validation_window(&counts, &p), want, "round {round}: {n} shipments");
+        }
+    }
 
     #[test]
     fn first_by_key_takes_the_rows_sorting_every_row_by_key_gives() {
