@@ -149,6 +149,21 @@ impl<V: Value> Track<'_, V> {
     }
 }
 
+/// A track's window before some time: where it starts, its observations and their sum (what
+/// `Track::adaptive` gives).
+type Window = (i64, f64, f64);
+
+/// The network's and every lane's windows before the cutoff, which every scoring row reads:
+/// taken once, where searching the network's tracks (every shipment's) again for each of a
+/// million scoring rows was most of the time spent filling them.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct AtCutoff {
+    t: i64,
+    global_handling: Window,
+    global_late: Window,
+    lane_late: Vec<Window>,
+}
+
 /// `Default` is a history with no observations (what `FeatureSet::release_row_sources` leaves).
 #[derive(Default)]
 pub struct History {
@@ -164,6 +179,7 @@ pub struct History {
     lane_late: Tracks<u32>,
     global_late: Tracks<u32>,
     global_handling: Tracks<f64>,
+    at_cutoff: AtCutoff,
 }
 
 /// What a shipment itself adds to its seller's and lane's history, which its own features leave
@@ -237,7 +253,7 @@ impl History {
                 )
             },
         );
-        History {
+        let mut history = History {
             window: cfg.window_days as i64 * MICROS_PER_DAY,
             max_window: cfg.oldest_days() as i64 * MICROS_PER_DAY,
             need: cfg.min_support as usize,
@@ -247,6 +263,39 @@ impl History {
             lane_late,
             global_late,
             global_handling,
+            at_cutoff: AtCutoff::default(),
+        };
+        history.at_cutoff = history.windows_at(prep.night.cutoff(), prep.lanes.len());
+        history
+    }
+
+    /// The network's and every lane's windows before `t`, searched for.
+    fn windows_at(&self, t: i64, lanes: usize) -> AtCutoff {
+        AtCutoff {
+            t,
+            global_handling: self.adaptive(self.global_handling.group(0), t),
+            global_late: self.adaptive(self.global_late.group(0), t),
+            lane_late: (0..lanes).into_par_iter().map(|l| self.adaptive(self.lane_late.group(l), t)).collect(),
+        }
+    }
+
+    /// A track's window before `t`: `lanes.window_days`, reaching back for `lanes.min_support`
+    /// observations up to `lanes.max_window_days`.
+    fn adaptive<V: Value>(&self, track: Track<'_, V>, t: i64) -> Window {
+        track.adaptive(t, self.window, t - self.max_window, self.need)
+    }
+
+    /// The network's handling and late windows and `lane`'s late window before `t`: kept for
+    /// the cutoff, searched for at other times.
+    fn shared_windows(&self, lane: usize, t: i64) -> (Window, Window, Window) {
+        let c = &self.at_cutoff;
+        match c.lane_late.get(lane) {
+            Some(&lane_late) if c.t == t => (c.global_handling, c.global_late, lane_late),
+            _ => (
+                self.adaptive(self.global_handling.group(0), t),
+                self.adaptive(self.global_late.group(0), t),
+                self.adaptive(self.lane_late.group(lane), t),
+            ),
         }
     }
 
@@ -257,30 +306,28 @@ impl History {
     /// on the prior alone. Unknown (NaN) when the network itself has no observation.
     pub fn seen(&self, own: Own, seller: usize, lane: usize, t: i64) -> Seen {
         let k = self.prior_strength;
-        let oldest = t - self.max_window;
-        let adaptive_u = |tr: Track<'_, u32>| tr.adaptive(t, self.window, oldest, self.need);
-        let adaptive_f = |tr: Track<'_, f64>| tr.adaptive(t, self.window, oldest, self.need);
         // The shipment's own contributions, removed where they fall inside a window.
         let own_in = |from: i64, x: i64, v: f64| if x != NONE && x >= from && x < t { (1.0, v) } else { (0.0, 0.0) };
         let handling = |from: i64| own_in(from, own.picked, own.handling);
         let resolved = |from: i64| own_in(from, own.resolved, own.late as u8 as f64);
+        let (global_handling, global_late, lane_late) = self.shared_windows(lane, t);
 
-        let (from, gn, gs) = adaptive_f(self.global_handling.group(0));
+        let (from, gn, gs) = global_handling;
         let (h_n, h_sum) = handling(from);
         let g_handling = if gn - h_n > 0.0 { (gs - h_sum) / (gn - h_n) } else { f64::NAN };
-        let (from, gn, gs) = adaptive_u(self.global_late.group(0));
+        let (from, gn, gs) = global_late;
         let (r_n, r_sum) = resolved(from);
         let g_late = if gn - r_n > 0.0 { (gs - r_sum) / (gn - r_n) } else { f64::NAN };
 
-        let (from, sn, ss) = adaptive_f(self.seller_handling.group(seller));
+        let (from, sn, ss) = self.adaptive(self.seller_handling.group(seller), t);
         let (h_n, h_sum) = handling(from);
         let (sn, ss) = (sn - h_n, ss - h_sum);
         let seller_handling_days = (ss + k * g_handling) / (sn + k).max(1e-9);
-        let (from, rn, rs) = adaptive_u(self.seller_late.group(seller));
+        let (from, rn, rs) = self.adaptive(self.seller_late.group(seller), t);
         let (r_n, r_sum) = resolved(from);
         let (rn, rs) = (rn - r_n, rs - r_sum);
         let seller_late_rate = (rs + k * g_late) / (rn + k).max(1e-9);
-        let (from, ln, ls) = adaptive_u(self.lane_late.group(lane));
+        let (from, ln, ls) = lane_late;
         let (r_n, r_sum) = resolved(from);
         let (ln, ls) = (ln - r_n, ls - r_sum);
         let lane_late_rate = (ls + k * g_late) / (ln + k).max(1e-9);
@@ -290,7 +337,51 @@ impl History {
 
 #[cfg(test)]
 mod tests {
-    use super::Tracks;
+    use super::{AtCutoff, History, Own, Tracks};
+    use crate::schema::MICROS_PER_DAY;
+
+    /// The network's and lanes' windows kept for the cutoff give every shipment the history
+    /// searching the tracks gives, at the cutoff; at other times the tracks are searched.
+    #[test]
+    fn windows_kept_for_the_cutoff_are_the_ones_searched_for() {
+        let mut rng = crate::TestRng::new(9);
+        let (n, sellers, lanes, day) = (4_000usize, 60usize, 15usize, MICROS_PER_DAY);
+        let cutoff = 400 * day;
+        let mut when =
+            |rng: &mut crate::TestRng| cutoff + day - (((rng.next() << 31) | rng.next()) % (300 * day as u64)) as i64;
+        // (seller, lane, resolved_at, picked_up_at, late, handling days)
+        let obs: Vec<(usize, usize, i64, i64, bool, f64)> = (0..n)
+            .map(|_| {
+                let (s, l) = ((rng.next() % sellers as u64) as usize, (rng.next() % lanes as u64) as usize);
+                (s, l, when(&mut rng), when(&mut rng), rng.next() % 4 == 0, (rng.next() % 1_000) as f64 / 97.0)
+            })
+            .collect();
+        let mut h = History {
+            window: 30 * day,
+            max_window: 200 * day,
+            need: 25,
+            prior_strength: 5.0,
+            seller_late: Tracks::build(sellers, n, |i| Some((obs[i].0, obs[i].2, obs[i].4 as u32))),
+            seller_handling: Tracks::build(sellers, n, |i| Some((obs[i].0, obs[i].3, obs[i].5))),
+            lane_late: Tracks::build(lanes, n, |i| Some((obs[i].1, obs[i].2, obs[i].4 as u32))),
+            global_late: Tracks::build(1, n, |i| Some((0, obs[i].2, obs[i].4 as u32))),
+            global_handling: Tracks::build(1, n, |i| Some((0, obs[i].3, obs[i].5))),
+            at_cutoff: AtCutoff::default(),
+        };
+        let all_seen = |h: &History, t: i64| -> Vec<String> {
+            (0..n)
+                .map(|i| {
+                    let (s, l, resolved, picked, late, handling) = obs[i];
+                    format!("{:?}", h.seen(Own { picked, handling, resolved, late }, s, l, t))
+                })
+                .collect()
+        };
+        let (searched, searched_before) = (all_seen(&h, cutoff), all_seen(&h, cutoff - 3 * day));
+        h.at_cutoff = h.windows_at(cutoff, lanes);
+        assert_eq!(all_seen(&h, cutoff), searched);
+        assert_eq!(all_seen(&h, cutoff - 3 * day), searched_before);
+        assert_ne!(searched, searched_before, "the two times see different histories");
+    }
 
     fn one(obs: Vec<(i64, f64)>) -> Tracks<f64> {
         Tracks::build(1, obs.len(), |i| Some((0, obs[i].0, obs[i].1)))
