@@ -114,6 +114,22 @@ fn only_express_meeting_the_promise_is_advised_express() {
     };
     assert!(keys.len() > 10);
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "seller_advice is not sorted by seller, then lane");
+    // A lane's sellers split its window: their shipments and on-time parcels add up to the
+    // network's on-time rate on the lane, which every one of its rows carries.
+    let n: Vec<i64> = sl.column("shipments").unwrap().i64().unwrap().iter().map(|v| v.unwrap()).collect();
+    let (on_time, net_on_time) = (floats(&sl, "on_time_rate"), floats(&sl, "network_on_time_rate"));
+    let mut per_lane: BTreeMap<[String; 3], (i64, f64, f64)> = BTreeMap::new();
+    for (k, key) in keys.iter().enumerate() {
+        let on_time_parcels = on_time[k] * n[k] as f64;
+        assert!((on_time_parcels - on_time_parcels.round()).abs() < 1e-6, "{key:?}: on-time rate {}", on_time[k]);
+        let lane = per_lane.entry([key[1].clone(), key[2].clone(), key[3].clone()]).or_insert((0, 0.0, net_on_time[k]));
+        assert_eq!(lane.2, net_on_time[k], "{key:?}: rows of one lane disagree on its network rate");
+        lane.0 += n[k];
+        lane.1 += on_time_parcels.round();
+    }
+    for (lane, (n, on_time, net)) in per_lane {
+        assert!((on_time / n as f64 - net).abs() < 1e-9, "{lane:?}: sellers' {on_time}/{n} against the lane's {net}");
+    }
     let lane_advice: BTreeMap<[String; 3], (f64, String)> = (0..sa.height())
         .filter(|&k| band[k] == "all")
         .map(|k| ([ro[k].clone(), rd[k].clone(), rs[k].clone()], (pm[k], adv[k].clone())))
