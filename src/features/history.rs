@@ -153,14 +153,26 @@ impl<V: Value> Track<'_, V> {
 /// `Track::adaptive` gives).
 type Window = (i64, f64, f64);
 
-/// The network's and every lane's windows before the cutoff, which every scoring row reads:
-/// taken once, where searching the network's tracks (every shipment's) again for each of a
-/// million scoring rows was most of the time spent filling them.
+/// The windows of one shipment's history before some time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Windows {
+    global_handling: Window,
+    global_late: Window,
+    seller_handling: Window,
+    seller_late: Window,
+    lane_late: Window,
+}
+
+/// The network's, every seller's and every lane's windows before the cutoff, which every
+/// scoring row reads: taken once, where each of a million scoring rows searched the tracks
+/// again (the network's hold every shipment) in most of the time spent filling them.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct AtCutoff {
     t: i64,
     global_handling: Window,
     global_late: Window,
+    /// Per seller: handling, late.
+    seller: Vec<(Window, Window)>,
     lane_late: Vec<Window>,
 }
 
@@ -265,16 +277,19 @@ impl History {
             global_handling,
             at_cutoff: AtCutoff::default(),
         };
-        history.at_cutoff = history.windows_at(prep.night.cutoff(), prep.lanes.len());
+        history.at_cutoff = history.windows_at(prep.night.cutoff(), prep.n_sellers(), prep.lanes.len());
         history
     }
 
-    /// The network's and every lane's windows before `t`, searched for.
-    fn windows_at(&self, t: i64, lanes: usize) -> AtCutoff {
+    /// The network's and every seller's and lane's windows before `t`, searched for.
+    fn windows_at(&self, t: i64, sellers: usize, lanes: usize) -> AtCutoff {
+        let seller =
+            |s: usize| (self.adaptive(self.seller_handling.group(s), t), self.adaptive(self.seller_late.group(s), t));
         AtCutoff {
             t,
             global_handling: self.adaptive(self.global_handling.group(0), t),
             global_late: self.adaptive(self.global_late.group(0), t),
+            seller: (0..sellers).into_par_iter().map(seller).collect(),
             lane_late: (0..lanes).into_par_iter().map(|l| self.adaptive(self.lane_late.group(l), t)).collect(),
         }
     }
@@ -285,17 +300,25 @@ impl History {
         track.adaptive(t, self.window, t - self.max_window, self.need)
     }
 
-    /// The network's handling and late windows and `lane`'s late window before `t`: kept for
-    /// the cutoff, searched for at other times.
-    fn shared_windows(&self, lane: usize, t: i64) -> (Window, Window, Window) {
+    /// The windows of a shipment of `seller` on `lane` before `t`: kept for the cutoff,
+    /// searched for at other times.
+    fn windows(&self, seller: usize, lane: usize, t: i64) -> Windows {
         let c = &self.at_cutoff;
-        match c.lane_late.get(lane) {
-            Some(&lane_late) if c.t == t => (c.global_handling, c.global_late, lane_late),
-            _ => (
-                self.adaptive(self.global_handling.group(0), t),
-                self.adaptive(self.global_late.group(0), t),
-                self.adaptive(self.lane_late.group(lane), t),
-            ),
+        match (c.seller.get(seller), c.lane_late.get(lane)) {
+            (Some(&(seller_handling, seller_late)), Some(&lane_late)) if c.t == t => Windows {
+                global_handling: c.global_handling,
+                global_late: c.global_late,
+                seller_handling,
+                seller_late,
+                lane_late,
+            },
+            _ => Windows {
+                global_handling: self.adaptive(self.global_handling.group(0), t),
+                global_late: self.adaptive(self.global_late.group(0), t),
+                seller_handling: self.adaptive(self.seller_handling.group(seller), t),
+                seller_late: self.adaptive(self.seller_late.group(seller), t),
+                lane_late: self.adaptive(self.lane_late.group(lane), t),
+            },
         }
     }
 
@@ -310,24 +333,24 @@ impl History {
         let own_in = |from: i64, x: i64, v: f64| if x != NONE && x >= from && x < t { (1.0, v) } else { (0.0, 0.0) };
         let handling = |from: i64| own_in(from, own.picked, own.handling);
         let resolved = |from: i64| own_in(from, own.resolved, own.late as u8 as f64);
-        let (global_handling, global_late, lane_late) = self.shared_windows(lane, t);
+        let w = self.windows(seller, lane, t);
 
-        let (from, gn, gs) = global_handling;
+        let (from, gn, gs) = w.global_handling;
         let (h_n, h_sum) = handling(from);
         let g_handling = if gn - h_n > 0.0 { (gs - h_sum) / (gn - h_n) } else { f64::NAN };
-        let (from, gn, gs) = global_late;
+        let (from, gn, gs) = w.global_late;
         let (r_n, r_sum) = resolved(from);
         let g_late = if gn - r_n > 0.0 { (gs - r_sum) / (gn - r_n) } else { f64::NAN };
 
-        let (from, sn, ss) = self.adaptive(self.seller_handling.group(seller), t);
+        let (from, sn, ss) = w.seller_handling;
         let (h_n, h_sum) = handling(from);
         let (sn, ss) = (sn - h_n, ss - h_sum);
         let seller_handling_days = (ss + k * g_handling) / (sn + k).max(1e-9);
-        let (from, rn, rs) = self.adaptive(self.seller_late.group(seller), t);
+        let (from, rn, rs) = w.seller_late;
         let (r_n, r_sum) = resolved(from);
         let (rn, rs) = (rn - r_n, rs - r_sum);
         let seller_late_rate = (rs + k * g_late) / (rn + k).max(1e-9);
-        let (from, ln, ls) = lane_late;
+        let (from, ln, ls) = w.lane_late;
         let (r_n, r_sum) = resolved(from);
         let (ln, ls) = (ln - r_n, ls - r_sum);
         let lane_late_rate = (ls + k * g_late) / (ln + k).max(1e-9);
@@ -340,8 +363,9 @@ mod tests {
     use super::{AtCutoff, History, Own, Tracks};
     use crate::schema::MICROS_PER_DAY;
 
-    /// The network's and lanes' windows kept for the cutoff give every shipment the history
-    /// searching the tracks gives, at the cutoff; at other times the tracks are searched.
+    /// The windows kept for the cutoff (the network's, each seller's and lane's) give every
+    /// shipment the history searching the tracks gives, at the cutoff; at other times the
+    /// tracks are searched.
     #[test]
     fn windows_kept_for_the_cutoff_are_the_ones_searched_for() {
         let mut rng = crate::TestRng::new(9);
@@ -377,7 +401,7 @@ mod tests {
                 .collect()
         };
         let (searched, searched_before) = (all_seen(&h, cutoff), all_seen(&h, cutoff - 3 * day));
-        h.at_cutoff = h.windows_at(cutoff, lanes);
+        h.at_cutoff = h.windows_at(cutoff, sellers, lanes);
         assert_eq!(all_seen(&h, cutoff), searched);
         assert_eq!(all_seen(&h, cutoff - 3 * day), searched_before);
         assert_ne!(searched, searched_before, "the two times see different histories");
