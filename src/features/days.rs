@@ -34,11 +34,13 @@ impl DayCounts {
     }
 
     /// Counts of the items `0..items` that `day_of` gives a day for, with whether each was late;
-    /// counted in parallel, a few thousand items at least to a part.
+    /// counted in parallel, in a few parts per thread (each part zeroes its own counts, which
+    /// span decades when a timestamp lies that far back).
     pub fn count(items: usize, last: u32, day_of: impl Fn(usize) -> Option<(u32, bool)> + Sync) -> DayCounts {
+        let parts = 4 * rayon::current_num_threads().max(1);
         (0..items)
             .into_par_iter()
-            .with_min_len(1 << 14)
+            .with_min_len(items.div_ceil(parts).max(1 << 14))
             .fold(
                 || DayCounts::new(last),
                 |mut c, i| {
