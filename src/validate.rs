@@ -200,31 +200,46 @@ impl Events {
 
     /// Keeps the first `n` events of shipment `i` for each `(i, n)`, `i` ascending, in place:
     /// every kept event moves left, never over one still to be read. Shipment `k` of the result
-    /// is the `k`-th pair.
+    /// is the `k`-th pair. Events already in place are not moved (until the first cut nothing
+    /// is), and the arrays shrink only when something was cut: keeping every event (a nightly
+    /// run on input up to its as-of) costs no pass over them.
     pub fn keep_prefixes(self, keep: impl IntoIterator<Item = (usize, usize)>) -> Events {
-        let Events { start, mut time, mut code, mut eta } = self;
-        let mut new_start = vec![0u32];
+        let Events { mut start, mut time, mut code, mut eta } = self;
+        // The new offsets overwrite the old ones in place: after k pairs, entries up to k are
+        // new, and shipment i >= k is read at its old offset (`saved` holds the old entry k).
+        let mut saved = start[0];
+        let mut k = 0usize;
         let mut at = 0usize;
         for (i, n) in keep {
-            let a = start[i] as usize;
-            debug_assert!(a + n <= start[i + 1] as usize && at <= a);
-            time.copy_within(a..a + n, at);
-            code.copy_within(a..a + n, at);
-            if let Some(e) = eta.as_mut() {
-                e.copy_within(a..a + n, at);
+            let a = if i == k { saved } else { start[i] } as usize;
+            debug_assert!(i >= k && a + n <= start[i + 1] as usize && at <= a);
+            if at != a {
+                time.copy_within(a..a + n, at);
+                code.copy_within(a..a + n, at);
+                if let Some(e) = eta.as_mut() {
+                    e.copy_within(a..a + n, at);
+                }
             }
             at += n;
-            new_start.push(at as u32);
+            saved = start[k + 1];
+            start[k + 1] = at as u32;
+            k += 1;
         }
-        time.truncate(at);
-        code.truncate(at);
-        time.shrink_to_fit();
-        code.shrink_to_fit();
-        if let Some(e) = eta.as_mut() {
-            e.truncate(at);
-            e.shrink_to_fit();
+        if k + 1 < start.len() {
+            start.truncate(k + 1);
+            start.shrink_to_fit();
         }
-        Events { start: new_start, time, code, eta }
+        if at < time.len() {
+            time.truncate(at);
+            code.truncate(at);
+            time.shrink_to_fit();
+            code.shrink_to_fit();
+            if let Some(e) = eta.as_mut() {
+                e.truncate(at);
+                e.shrink_to_fit();
+            }
+        }
+        Events { start, time, code, eta }
     }
 
     pub fn len(&self) -> usize {

@@ -308,9 +308,6 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
         let (ids, keys) = dense_ids(sellers.iter().map(|v| v.unwrap_or("")));
         Ok((ids, keys.into_iter().map(str::to_string).collect()))
     };
-    // Every shipment visible with all its events (a nightly run on input up to its as-of):
-    // nothing to cut, where moving each event onto itself was a pass over all of them.
-    let whole = all && counts.par_iter().enumerate().all(|(k, &n)| n as usize == clean.events.of(k).0.len());
     let cut = move || {
         let keep = visible.iter().zip(&counts).map(|(&i, &n)| (i, n as usize));
         match clean {
@@ -318,7 +315,7 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
             Cow::Owned(clean) => {
                 let CleanInput { shipments: all, events } = clean;
                 drop(all);
-                if whole { events } else { events.keep_prefixes(keep) }
+                events.keep_prefixes(keep)
             }
         }
     };
