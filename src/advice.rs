@@ -106,8 +106,14 @@ fn window<'a>(obs: &'a [Obs], cutoff: i64, cfg: &LaneConfig) -> &'a [Obs] {
 
 /// Linear-interpolation quantile of the finite values (NaN when none).
 fn finite_quantile(v: impl Iterator<Item = f64>, q: f64) -> f64 {
-    let mut v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
-    crate::features::lanes::quantile(&mut v, q)
+    finite_quantile_in(&mut Vec::new(), v, q)
+}
+
+/// `finite_quantile` in a buffer the caller reuses (one per lane rather than one per seller).
+fn finite_quantile_in(buf: &mut Vec<f64>, v: impl Iterator<Item = f64>, q: f64) -> f64 {
+    buf.clear();
+    buf.extend(v.filter(|x| x.is_finite()));
+    crate::features::lanes::quantile(buf, q)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -775,14 +781,16 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
                 .map(|run| {
                     let n = run.len();
                     let met = run.iter().filter(|&&(_, k)| w[k as usize].met_own).count();
-                    handling.clear();
-                    handling.extend(run.iter().map(|&(_, k)| w[k as usize].handling).filter(|h| h.is_finite()));
                     SRow {
                         seller: run[0].0,
                         lane: l,
                         n,
                         on_time: met as f64 / n as f64,
-                        handling: crate::features::lanes::quantile(&mut handling, 0.5),
+                        handling: finite_quantile_in(
+                            &mut handling,
+                            run.iter().map(|&(_, k)| w[k as usize].handling),
+                            0.5,
+                        ),
                         net_on_time,
                         net_handling,
                         from_scan_p90,
@@ -962,6 +970,17 @@ mod tests {
                 assert_eq!(latest.as_slice(), want, "pool {k}, sample {sample}, blocks of {block}");
             }
         }
+    }
+
+    /// Only finite values count, and a reused buffer keeps nothing from its last use.
+    #[test]
+    fn finite_quantiles_skip_unknown_values_and_stale_ones() {
+        let mut buf = vec![100.0, 200.0];
+        let v = [3.0, f64::NAN, 1.0, f64::INFINITY, 2.0, f64::NEG_INFINITY];
+        assert_eq!(finite_quantile_in(&mut buf, v.iter().copied(), 0.5), 2.0);
+        assert_eq!(finite_quantile(v.iter().copied(), 0.5), 2.0);
+        assert_eq!(finite_quantile_in(&mut buf, [4.0, 6.0].into_iter(), 0.5), 5.0);
+        assert!(finite_quantile_in(&mut buf, [f64::NAN].into_iter(), 0.5).is_nan());
     }
 
     #[test]
