@@ -62,6 +62,20 @@ pub struct CleanInput {
     pub events: Events,
 }
 
+impl CleanInput {
+    /// The part of this input that `shard` owns (`crate::shard`): its shipments, still sorted
+    /// by shipment_id, with their events; what the shard's own validation gives.
+    pub fn part(&self, shard: Shard) -> Result<CleanInput> {
+        let (dest, service) = (self.shipments.column("destination")?.str()?, self.shipments.column("service")?.str()?);
+        let owned: Vec<usize> = (0..self.shipments.height())
+            .filter(|&i| shard.owns(dest.get(i).unwrap_or(""), service.get(i).unwrap_or("")))
+            .collect();
+        let idx = IdxCa::from_vec("idx".into(), owned.iter().map(|&i| i as IdxSize).collect());
+        let keep: Vec<(usize, usize)> = owned.iter().map(|&i| (i, self.events.of(i).0.len())).collect();
+        Ok(CleanInput { shipments: self.shipments.take(&idx)?, events: self.events.prefixes(&keep) })
+    }
+}
+
 /// Every shipment's events in time order (then by status code), compactly: the events of
 /// shipment i are `time[start[i]..start[i + 1]]` and `code[..]` alike; `eta[..]` too when the
 /// input has the carrier's estimate (`NO_ETA` where a scan carries none).

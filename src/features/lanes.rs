@@ -17,6 +17,9 @@ use crate::config::LaneConfig;
 use crate::error::Result;
 use crate::schema::{MICROS_PER_DAY, N_STAGES, days};
 
+pub mod parents;
+pub use parents::{ParentCounts, ParentKey, ParentValues, Parents, Wanted};
+
 /// Fallback levels, most specific first. `Lane` means the lane had enough support itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -235,6 +238,9 @@ pub struct Source {
     members: [Vec<Vec<u32>>; 4],
     outputs: Vec<Vec<(f64, usize)>>,
     hierarchy: Hierarchy,
+    /// Each service key's name (`hierarchy.keys[2]`): a part of the network names the service
+    /// groups it shares with other parts (`parents`).
+    service_names: Vec<String>,
     n_lanes: usize,
     /// Values a parent group's pass buffers at most (`PARENT_VALUES`; see `groups_at`).
     parent_values: usize,
@@ -269,6 +275,10 @@ impl Source {
             }
             m
         });
+        let mut service_names = vec![String::new(); members[2].len()];
+        for (lane, &k) in prep.lanes.iter().zip(&hierarchy.keys[2]) {
+            service_names[k as usize] = lane.service.clone();
+        }
         let cutoff = prep.night.cutoff();
         let r = rows.len();
         let blank = Facts { first: [NONE; 9], created: NONE, first_carrier_scan: NONE };
@@ -292,6 +302,7 @@ impl Source {
             members,
             outputs: quantity_outputs(),
             hierarchy,
+            service_names,
             n_lanes,
             parent_values: PARENT_VALUES,
         })
@@ -353,27 +364,27 @@ impl Source {
             .collect()
     }
 
-    /// Raw group aggregates at every level as of `cutoff`: shipments resolved in the trailing
-    /// window, and only values observed before the cutoff (a delivery or stage exit at or after
-    /// it was unknown then). Counts are taken for every group; quantiles only for the groups
-    /// `needed` says a lane reads (its own lane, and its parent when it is sparse), which on a
-    /// large network is the lane level alone.
-    fn groups_at(
-        &self,
-        cutoff: i64,
-        cfg: &LaneConfig,
-        lane_values: impl Fn(usize) -> [f64; N_Q],
-        needed: impl Fn(&[Vec<Group>; 5]) -> [Vec<bool>; 5],
-    ) -> ([Vec<Group>; 5], Vec<Option<i64>>) {
-        // Each lane's rows in the window, as a range of the lane-major source.
-        let window: Vec<(usize, usize)> = (0..self.n_lanes)
+    /// Each lane's rows in the window ending at `cutoff`, as a range of the lane-major source.
+    fn windows_at(&self, cutoff: i64, cfg: &LaneConfig) -> Vec<(usize, usize)> {
+        (0..self.n_lanes)
             .map(|l| {
                 let (lo, hi) = (self.lane_start[l], self.lane_start[l + 1]);
                 let t = &self.resolved_at[lo..hi];
                 let (a, b) = window_range(|c| t.partition_point(|&x| x < c), cutoff, cfg);
                 (lo + a, lo + b)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Counts of every group at every level over the lanes' `window` as of `cutoff` (values
+    /// unknown). With `above` exchanged, the service and global groups are the whole network's
+    /// counts the parts exchanged rather than this source's.
+    fn counts_at(
+        &self,
+        cutoff: i64,
+        window: &[(usize, usize)],
+        above: Option<(&ParentCounts, usize)>,
+    ) -> Result<[Vec<Group>; 5]> {
         let lanes: Vec<Group> = window
             .iter()
             .map(|&(a, b)| {
@@ -408,7 +419,75 @@ impl Source {
                 })
                 .collect()
         });
-        let want = needed(&out);
+        if let Some((counts, k)) = above {
+            for (key, name) in self.service_names.iter().enumerate() {
+                if !self.members[2][key].is_empty() {
+                    out[3][key] = counts.service(k, name)?;
+                }
+            }
+            out[4] = vec![counts.global(k)];
+        }
+        Ok(out)
+    }
+
+    /// The key of lane `l`'s group at level `lvl` (0: the lane itself).
+    fn key_of(&self, l: usize, lvl: usize) -> usize {
+        if lvl == 0 { l } else { self.hierarchy.keys[lvl - 1][l] as usize }
+    }
+
+    /// The level lane `l` falls back to when it is sparse: the first above it with `m`
+    /// delivered shipments, else global.
+    fn parent_level(&self, levels: &[Vec<Group>; 5], l: usize, m: f64) -> usize {
+        (1..5).find(|&k| levels[k].get(self.key_of(l, k)).is_some_and(|g| g.delivered as f64 >= m)).unwrap_or(4)
+    }
+
+    /// The groups whose quantiles a table reads: every lane with rows, and the parent of each
+    /// lane with fewer than `m` delivered.
+    fn wanted(&self, levels: &[Vec<Group>; 5], m: f64) -> [Vec<bool>; 5] {
+        let mut want: [Vec<bool>; 5] = std::array::from_fn(|lvl| vec![false; levels[lvl].len()]);
+        for l in 0..self.n_lanes {
+            let own = levels[0].get(l);
+            if own.is_some_and(|g| g.shipments > 0) {
+                want[0][l] = true;
+            }
+            if own.is_none_or(|g| (g.delivered as f64) < m) {
+                let k = self.parent_level(levels, l, m);
+                if let Some(w) = want[k].get_mut(self.key_of(l, k)) {
+                    *w = true;
+                }
+            }
+        }
+        want
+    }
+
+    /// Raw group aggregates at every level as of `cutoff`: shipments resolved in the trailing
+    /// window, and only values observed before the cutoff (a delivery or stage exit at or after
+    /// it was unknown then). Counts are taken for every group; quantiles only for the groups
+    /// `wanted` says a lane reads (its own lane, and its parent when it is sparse), which on a
+    /// large network is the lane level alone. Service and global groups come from `above`.
+    fn groups_at(
+        &self,
+        cutoff: i64,
+        cfg: &LaneConfig,
+        lane_values: impl Fn(usize) -> [f64; N_Q],
+        above: Above<'_>,
+    ) -> Result<([Vec<Group>; 5], Vec<Option<i64>>)> {
+        let window = self.windows_at(cutoff, cfg);
+        let exchanged = match above {
+            Above::Own => None,
+            Above::Exchanged(p, k) => Some((p, k)),
+        };
+        let mut out = self.counts_at(cutoff, &window, exchanged.map(|(p, k)| (&p.counts, k)))?;
+        // The service and global groups' quantiles, as the whole network has them. Only lanes
+        // without support of their own read them (a lane with it falls back no further than its
+        // origin-country group, which holds it), and every part asked for those lanes' groups.
+        if let Some((p, k)) = exchanged {
+            for (key, name) in self.service_names.iter().enumerate() {
+                out[3][key].v = p.values(k, &ParentKey::Service(name.clone()));
+            }
+            out[4][0].v = p.values(k, &ParentKey::Global);
+        }
+        let want = self.wanted(&out, cfg.min_support as f64);
         for k in (0..out[0].len()).filter(|&k| want[0][k]) {
             out[0][k].v = lane_values(k);
         }
@@ -421,6 +500,9 @@ impl Source {
         let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); N_QUANTITIES];
         for lvl in 1..5 {
             for k in (0..out[lvl].len()).filter(|&k| want[lvl][k]) {
+                if exchanged.is_some() && lvl >= 3 {
+                    continue;
+                }
                 let spans: Vec<(usize, usize)> = self.members[lvl - 1][k].iter().map(|&l| window[l as usize]).collect();
                 let rows: usize = spans.iter().map(|&(a, b)| b - a).sum();
                 let per_pass = (self.parent_values / rows.max(1)).clamp(1, N_QUANTITIES);
@@ -451,7 +533,7 @@ impl Source {
                 out[lvl][k].v = v;
             }
         }
-        (out, window.iter().map(|&(a, b)| (a < b).then(|| self.resolved_at[a])).collect())
+        Ok((out, window.iter().map(|&(a, b)| (a < b).then(|| self.resolved_at[a])).collect()))
     }
 }
 
@@ -509,30 +591,11 @@ fn lane_stats(
     cutoff: i64,
     cfg: &LaneConfig,
     lane_values: impl Fn(usize) -> [f64; N_Q],
+    above: Above<'_>,
 ) -> Result<Vec<LaneStats>> {
     let h = &source.hierarchy;
     let m = cfg.min_support as f64;
-    let key_of = |l: usize, lvl: usize| if lvl == 0 { l } else { h.keys[lvl - 1][l] as usize };
-    // The parent is the first level above the lane with enough delivered support.
-    let parent_level = |levels: &[Vec<Group>; 5], l: usize| {
-        (1..5).find(|&k| levels[k].get(key_of(l, k)).is_some_and(|g| g.delivered as f64 >= m)).unwrap_or(4)
-    };
-    let (levels, window_start) = source.groups_at(cutoff, cfg, lane_values, |levels| {
-        let mut want: [Vec<bool>; 5] = std::array::from_fn(|lvl| vec![false; levels[lvl].len()]);
-        for l in 0..source.n_lanes {
-            let own = levels[0].get(l);
-            if own.is_some_and(|g| g.shipments > 0) {
-                want[0][l] = true;
-            }
-            if own.is_none_or(|g| (g.delivered as f64) < m) {
-                let k = parent_level(levels, l);
-                if let Some(w) = want[k].get_mut(key_of(l, k)) {
-                    *w = true;
-                }
-            }
-        }
-        want
-    });
+    let (levels, window_start) = source.groups_at(cutoff, cfg, lane_values, above)?;
     let empty = Group::empty();
     let all = [Level::Lane, Level::OriginCountry, Level::DestinationService, Level::Service, Level::Global];
 
@@ -543,7 +606,7 @@ fn lane_stats(
                 levels[lvl].get(key as usize).unwrap_or(&empty)
             };
             let own = group(0);
-            let parent_lvl = parent_level(&levels, l);
+            let parent_lvl = source.parent_level(&levels, l, m);
             let parent = group(parent_lvl);
             let n = own.delivered as f64;
             let level = if n >= m { Level::Lane } else { all[parent_lvl] };
@@ -589,6 +652,28 @@ fn lane_stats(
         .collect())
 }
 
+/// Every lane's statistics at each of `at`; the service and global levels from `parents` when
+/// given (a part of the network), else from `source` (the whole of it).
+fn compute(source: &Source, at: &[i64], cfg: &LaneConfig, parents: Option<&Parents>) -> Result<Vec<Vec<LaneStats>>> {
+    if parents.is_some_and(|p| p.cutoffs() != at) {
+        return Err(crate::error::Error::internal("lane tables: parents exchanged for other cutoffs"));
+    }
+    let above = |j: usize| parents.map_or(Above::Own, |p| Above::Exchanged(p, j));
+    // Lane-major first: every lane's own quantiles at every cutoff, lanes in parallel.
+    let per_lane: Vec<Vec<[f64; N_Q]>> =
+        (0..source.n_lanes).into_par_iter().map(|l| source.lane_values(l, at, cfg)).collect();
+    (0..at.len()).into_par_iter().map(|j| lane_stats(source, at[j], cfg, |l| per_lane[l][j], above(j))).collect()
+}
+
+/// Where a table's service and global levels come from: the source's own rows (the source is
+/// the whole network), or what the parts of the network exchanged (`parents`), as of the
+/// parents' cutoff of this index.
+#[derive(Clone, Copy)]
+enum Above<'a> {
+    Own,
+    Exchanged(&'a Parents, usize),
+}
+
 /// Lane statistics at several cutoffs: training snapshots read the table of the latest cutoff
 /// at or before their time, so a shipment's own outcome (known only later) never enters them.
 pub struct LaneTables {
@@ -617,18 +702,20 @@ impl LaneTables {
             let source =
                 source.ok_or_else(|| crate::error::Error::internal("lane tables to compute without a source"))?;
             let at: Vec<i64> = todo.iter().map(|&k| cutoffs[k]).collect();
-            // Lane-major first: every lane's own quantiles at every cutoff, lanes in parallel.
-            let per_lane: Vec<Vec<[f64; N_Q]>> =
-                (0..source.n_lanes).into_par_iter().map(|l| source.lane_values(l, &at, cfg)).collect();
-            let computed: Vec<Vec<LaneStats>> = (0..at.len())
-                .into_par_iter()
-                .map(|j| lane_stats(source, at[j], cfg, |l| per_lane[l][j]))
-                .collect::<Result<_>>()?;
-            for (k, table) in todo.into_iter().zip(computed) {
+            for (k, table) in todo.into_iter().zip(compute(source, &at, cfg, None)?) {
                 known[k] = Some(table);
             }
         }
         let tables = known.into_iter().map(|t| t.expect("every table known or computed")).collect();
+        Ok(LaneTables { cutoffs, tables })
+    }
+
+    /// The tables of one part of the network (whole destination × service groups, a shard's)
+    /// at the parents' cutoffs, its lanes' service and global parents taken from what every
+    /// part exchanged (`parents`): each lane's statistics are the whole network's.
+    pub fn build_parted(source: &Source, cfg: &LaneConfig, parents: &Parents) -> Result<LaneTables> {
+        let cutoffs = parents.cutoffs().to_vec();
+        let tables = compute(source, &cutoffs, cfg, Some(parents))?;
         Ok(LaneTables { cutoffs, tables })
     }
 

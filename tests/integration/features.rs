@@ -441,6 +441,96 @@ fn lane_tables_are_the_same_when_parent_groups_take_one_quantity_a_pass() {
     assert_eq!(table_bits(whole.latest()), table_bits(fs.lane_tables.latest()), "the night's own table");
 }
 
+/// A sharded night's parts (whole destination × service groups each) exchange only their
+/// service groups' counts, the service or global groups their sparse lanes read, and those
+/// groups' values (`lanes::parents`): each part's lane tables are then the whole network's,
+/// lane for lane and bit for bit, however many parts, one of them owning nothing. With a
+/// larger `min_support`, lanes fall back to the service and global groups at every cutoff.
+#[test]
+fn lane_tables_of_parts_exchanging_their_parents_equal_the_whole_networks() {
+    use lanewatch::shard::Shard;
+    let (s, fs) = build(small_input(), date(SMALL_AS_OF));
+    let night = fs.night();
+    let cutoffs = fs.lane_tables.cutoffs.clone();
+    let clean = load(&s);
+    let key = |k: &features::prepare::LaneKey| (k.origin.clone(), k.destination.clone(), k.service.clone());
+    let sparse = lanes_cfg_with_support(&s, 400);
+    for cfg in [s.features.lanes.clone(), sparse] {
+        let earliest = cutoffs[0] - cfg.oldest_days() as i64 * MICROS_PER_DAY;
+        let whole_source = lanes::Source::new(&fs.prep, &fs.outcomes, earliest).unwrap();
+        let whole = lanes::LaneTables::build(&whole_source, cutoffs.clone(), &cfg).unwrap();
+        let from = |lvl| whole.tables.iter().flatten().filter(|l| l.level == lvl && l.v[0].is_finite()).count();
+        if cfg.min_support == 400 {
+            assert!(
+                from(lanes::Level::Service) > 20 && from(lanes::Level::Global) > 0,
+                "too few lanes read a service ({}) or the global ({}) group",
+                from(lanes::Level::Service),
+                from(lanes::Level::Global)
+            );
+        }
+        let by_key: Vec<HashMap<_, _>> =
+            whole.tables.iter().map(|t| fs.prep.lanes.iter().map(key).zip(table_bits(t)).collect()).collect();
+        for n in [1, 2, 3, 7] {
+            let mut parts: Vec<_> = (0..n).map(|index| clean.part(Shard { index, count: n }).unwrap()).collect();
+            // A part owning nothing (a shard no destination × service hashes to).
+            parts.push(lanewatch::validate::CleanInput {
+                shipments: clean.shipments.head(Some(0)),
+                events: clean.events.prefixes(&[]),
+            });
+            let parts: Vec<_> = parts
+                .into_iter()
+                .map(|p| {
+                    let prep = features::prepare::prepare(std::borrow::Cow::Owned(p), night).unwrap();
+                    let states = features::states_at(&prep, night.cutoff());
+                    let outcomes: Vec<_> = (0..prep.len())
+                        .map(|i| features::timeline::outcome(&states[i], prep.promised[i], night.cutoff()))
+                        .collect();
+                    let source = lanes::Source::new(&prep, &outcomes, earliest).unwrap();
+                    (prep, source)
+                })
+                .collect();
+            // The exchange, as a merge would run it: each step's partials combined, then handed back.
+            let mut counts = parts[0].1.parent_counts(&cutoffs, &cfg).unwrap();
+            for (_, src) in &parts[1..] {
+                counts.add(src.parent_counts(&cutoffs, &cfg).unwrap()).unwrap();
+            }
+            let mut wanted = parts[0].1.wanted_parents(&cfg, &counts).unwrap();
+            for (_, src) in &parts[1..] {
+                wanted.add(src.wanted_parents(&cfg, &counts).unwrap()).unwrap();
+            }
+            let mut values = parts[0].1.parent_values(&cfg, &wanted);
+            for (_, src) in &parts[1..] {
+                values.add(src.parent_values(&cfg, &wanted)).unwrap();
+            }
+            eprintln!(
+                "min_support {} parts {n}: {} parents wanted, {} values exchanged",
+                cfg.min_support,
+                wanted.len(),
+                values.len()
+            );
+            let parents = values.finish(counts).unwrap();
+            let mut compared = 0;
+            for (prep, src) in &parts {
+                let tables = lanes::LaneTables::build_parted(src, &cfg, &parents).unwrap();
+                for (k, table) in tables.tables.iter().enumerate() {
+                    for (lane, bits) in prep.lanes.iter().zip(table_bits(table)) {
+                        assert_eq!(bits, by_key[k][&key(lane)], "lane {} at cutoff {k} of {n} parts", lane.label());
+                        compared += 1;
+                    }
+                }
+            }
+            assert_eq!(compared, fs.prep.lanes.len() * cutoffs.len(), "every lane on exactly one part");
+        }
+    }
+}
+
+/// The lane settings of `s` with another `min_support`.
+fn lanes_cfg_with_support(s: &Settings, min_support: u32) -> lanewatch::config::LaneConfig {
+    let mut cfg = s.features.lanes.clone();
+    cfg.min_support = min_support;
+    cfg
+}
+
 fn table_bits(t: &[lanes::LaneStats]) -> Vec<Vec<u64>> {
     t.iter()
         .map(|l| {
