@@ -440,6 +440,16 @@ fn raw_points(
     first_day: i64,
     last_day: i64,
 ) -> Vec<[Vec<Point>; N_STAGES]> {
+    let raw = raw(prep, states, cfg, first_day, last_day);
+    let network = raw.network_ratios(cfg).medians();
+    raw.finished_points(cfg, &network)
+}
+
+/// Every lane's points and every destination × service group's for cutoff days
+/// `first_day..=last_day`, before the network's ratios apply: a part of the network (a shard)
+/// computes these, exchanges `Raw::network_ratios` with the other parts, and finishes
+/// (`Raw::finish`).
+pub fn raw(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i64, last_day: i64) -> Raw {
     let n_lanes = prep.lanes.len();
     let window = cfg.window_days as i64 * MICROS_PER_DAY;
     let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
@@ -498,9 +508,119 @@ fn raw_points(
         pooled.push(group);
     }
     let points = points.into_iter().map(|p| p.expect("every lane is in its destination × service group")).collect();
-    let mut series = Series { first_day, last_day, points };
-    series.finish(cfg, &pooled, &parent);
-    series.points
+    Raw { series: Series { first_day, last_day, points }, pooled, parent }
+}
+
+/// A part's series before the network-wide ratios are known: its lanes' points and its
+/// destination × service groups' (a shard holds whole groups), as `raw` gives them.
+pub struct Raw {
+    series: Series,
+    pooled: Vec<[Vec<Point>; N_STAGES]>,
+    parent: Vec<u32>,
+}
+
+impl Raw {
+    /// This part's supported lanes' ratios per stage and day, for the network-wide median.
+    pub fn network_ratios(&self, cfg: &LaneConfig) -> NetworkRatios {
+        let n_days = (self.series.last_day - self.series.first_day + 1).max(0) as usize;
+        let ratios = (0..N_STAGES)
+            .map(|s| {
+                (0..n_days)
+                    .map(|k| {
+                        self.series
+                            .points
+                            .iter()
+                            .map(|lane| &lane[s][k])
+                            .filter(|p| supported(p, cfg))
+                            .map(|p| p.ratio)
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        NetworkRatios { first_day: self.series.first_day, last_day: self.series.last_day, ratios }
+    }
+
+    /// The points with the network's median ratios applied (`Series::finish`), before the
+    /// two-night rule.
+    fn finished_points(mut self, cfg: &LaneConfig, network: &NetworkMedians) -> Vec<[Vec<Point>; N_STAGES]> {
+        self.series.finish(cfg, &self.pooled, &self.parent, &network.medians);
+        self.series.points
+    }
+
+    /// A part's series, given every part's ratios (`NetworkRatios::medians`): each lane's
+    /// points are the whole network's.
+    pub fn finish(self, cfg: &LaneConfig, network: &NetworkMedians) -> crate::error::Result<Series> {
+        if (network.first_day, network.last_day) != (self.series.first_day, self.series.last_day) {
+            return Err(crate::error::Error::internal("disruption: network ratios of other days"));
+        }
+        let (first_day, last_day) = (self.series.first_day, self.series.last_day);
+        let mut series = Series { first_day, last_day, points: self.finished_points(cfg, network) };
+        series.two_nights();
+        Ok(series)
+    }
+}
+
+/// Supported lanes' ratios per stage and day (`[stage][day - first_day]`); the parts' lists
+/// concatenate.
+#[derive(Debug, Clone)]
+pub struct NetworkRatios {
+    pub first_day: i64,
+    pub last_day: i64,
+    ratios: Vec<Vec<Vec<f64>>>,
+}
+
+impl NetworkRatios {
+    /// Adds another part's ratios (of the same days).
+    pub fn add(&mut self, other: NetworkRatios) -> crate::error::Result<()> {
+        if (other.first_day, other.last_day) != (self.first_day, self.last_day) {
+            return Err(crate::error::Error::internal("disruption: parts exchanged ratios of other days"));
+        }
+        for (mine, theirs) in self.ratios.iter_mut().flatten().zip(other.ratios.into_iter().flatten()) {
+            mine.extend(theirs);
+        }
+        Ok(())
+    }
+
+    /// How many ratios the parts exchanged.
+    pub fn len(&self) -> usize {
+        self.ratios.iter().flatten().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Per stage and day, the median ratio over supported lanes, at least 1 (a median is an
+    /// order statistic: the order the parts' ratios arrived in does not matter).
+    pub fn medians(mut self) -> NetworkMedians {
+        let medians = self
+            .ratios
+            .iter_mut()
+            .map(|days| {
+                days.iter_mut()
+                    .map(|r| {
+                        let m = median(r);
+                        if m.is_finite() { m.max(1.0) } else { 1.0 }
+                    })
+                    .collect()
+            })
+            .collect();
+        NetworkMedians { first_day: self.first_day, last_day: self.last_day, medians }
+    }
+}
+
+/// The network-wide median ratio per stage and day (`[stage][day - first_day]`).
+#[derive(Debug, Clone)]
+pub struct NetworkMedians {
+    pub first_day: i64,
+    pub last_day: i64,
+    medians: Vec<Vec<f64>>,
+}
+
+/// A point with enough parcels on both sides to count towards the network's median.
+fn supported(p: &Point, cfg: &LaneConfig) -> bool {
+    p.baseline_n >= cfg.disruption_min_recent && p.recent_n >= cfg.disruption_min_recent
 }
 
 impl Series {
@@ -508,28 +628,7 @@ impl Series {
     /// flagged only when its ratio also stands out from the median ratio of all supported
     /// lanes for that stage and day. A lane then takes its destination group's flag (and
     /// numbers, marked `pooled`) when it has too little support of its own or leans the same way.
-    fn finish(&mut self, cfg: &LaneConfig, pooled: &[[Vec<Point>; N_STAGES]], parent: &[u32]) {
-        let n_days = (self.last_day - self.first_day + 1).max(0) as usize;
-        let supported =
-            |p: &Point| p.baseline_n >= cfg.disruption_min_recent && p.recent_n >= cfg.disruption_min_recent;
-        // [stage][day - first_day]: median ratio over supported lanes, at least 1.
-        let network: Vec<Vec<f64>> = (0..N_STAGES)
-            .map(|s| {
-                (0..n_days)
-                    .map(|k| {
-                        let mut r: Vec<f64> = self
-                            .points
-                            .iter()
-                            .map(|lane| &lane[s][k])
-                            .filter(|p| supported(p))
-                            .map(|p| p.ratio)
-                            .collect();
-                        let m = median(&mut r);
-                        if m.is_finite() { m.max(1.0) } else { 1.0 }
-                    })
-                    .collect()
-            })
-            .collect();
+    fn finish(&mut self, cfg: &LaneConfig, pooled: &[[Vec<Point>; N_STAGES]], parent: &[u32], network: &[Vec<f64>]) {
         let lean = 1.0 + (cfg.disruption_ratio - 1.0) / 2.0;
         for (l, lane) in self.points.iter_mut().enumerate() {
             for (s, days) in lane.iter_mut().enumerate() {
@@ -539,7 +638,7 @@ impl Series {
                     if !p.disrupted {
                         let g = &pooled[parent[l] as usize][s][k];
                         let group_flag = g.disrupted && g.ratio / net >= cfg.disruption_ratio;
-                        let thin = !supported(p);
+                        let thin = !supported(p, cfg);
                         if group_flag && (thin || p.ratio >= lean) {
                             *p = Point { pooled: true, ..*g };
                         }

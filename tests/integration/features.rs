@@ -524,6 +524,59 @@ fn lane_tables_of_parts_exchanging_their_parents_equal_the_whole_networks() {
     }
 }
 
+/// The disruption series of a sharded night's parts: each part computes its lanes' and its
+/// destination × service groups' points, the parts exchange their supported lanes' ratios
+/// for the network's median per stage and day (`disruption::NetworkRatios`), and each part's
+/// series is then the whole network's, point for point and bit for bit.
+#[test]
+fn disruption_series_of_parts_exchanging_their_ratios_equal_the_whole_networks() {
+    use lanewatch::features::disruption::{self, Point};
+    use lanewatch::shard::Shard;
+    // The sample data: its injected disruptions flag lanes and pooled groups.
+    let (s, fs) = build(&sample_data(), date("2026-11-20"));
+    let (night, cfg) = (fs.night(), &s.features.lanes);
+    let (first_day, last_day) = (fs.series.first_day, fs.series.last_day);
+    let clean = load(&s);
+    let key = |k: &features::prepare::LaneKey| (k.origin.clone(), k.destination.clone(), k.service.clone());
+    let bits = |p: &Point| {
+        let f = [p.recent_p50, p.baseline_p50, p.ratio, p.z].map(f64::to_bits);
+        (f, p.recent_n, p.baseline_n, p.disrupted, p.pooled, p.condition)
+    };
+    let points = |series: &disruption::Series, l: usize| -> Vec<_> {
+        series.points[l].iter().flat_map(|days| days.iter().map(bits)).collect()
+    };
+    let whole: HashMap<_, _> = fs.prep.lanes.iter().enumerate().map(|(l, k)| (key(k), points(&fs.series, l))).collect();
+    let all = || fs.series.points.iter().flat_map(|l| l.iter().flatten());
+    let (flagged, pooled) = (all().filter(|p| p.disrupted).count(), all().filter(|p| p.pooled).count());
+    assert!(flagged > 50 && pooled > 10, "too few flags to compare: {flagged} disrupted, {pooled} pooled");
+    for n in [1, 2, 3, 7] {
+        let parts: Vec<_> = (0..n)
+            .map(|index| {
+                let part = clean.part(Shard { index, count: n }).unwrap();
+                let prep = features::prepare::prepare(std::borrow::Cow::Owned(part), night).unwrap();
+                let states = features::states_at(&prep, night.cutoff());
+                let raw = disruption::raw(&prep, &states, cfg, first_day, last_day);
+                (prep, raw)
+            })
+            .collect();
+        let mut ratios = parts[0].1.network_ratios(cfg);
+        for (_, raw) in &parts[1..] {
+            ratios.add(raw.network_ratios(cfg)).unwrap();
+        }
+        eprintln!("{n} parts: {} ratios exchanged", ratios.len());
+        let network = ratios.medians();
+        let mut compared = 0;
+        for (prep, raw) in parts {
+            let series = raw.finish(cfg, &network).unwrap();
+            for (l, lane) in prep.lanes.iter().enumerate() {
+                assert!(points(&series, l) == whole[&key(lane)], "lane {} of {n} parts", lane.label());
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, fs.prep.lanes.len(), "every lane on exactly one part");
+    }
+}
+
 /// The lane settings of `s` with another `min_support`.
 fn lanes_cfg_with_support(s: &Settings, min_support: u32) -> lanewatch::config::LaneConfig {
     let mut cfg = s.features.lanes.clone();
