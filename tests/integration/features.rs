@@ -577,6 +577,91 @@ fn disruption_series_of_parts_exchanging_their_ratios_equal_the_whole_networks()
     }
 }
 
+/// The seller and network history of a sharded night's parts: a seller ships on many lanes, so
+/// on many parts, and the network spans them all. For each row the parts exchange their shares
+/// of its seller's and the network's windows (counts and exact sums, and a sparse window's
+/// latest observations: `History::shared_parts`); merged, they give every training and scoring
+/// row the whole network's history, bit for bit.
+#[test]
+fn seller_and_network_history_of_parts_exchanging_window_shares_equal_the_whole_networks() {
+    use lanewatch::features::history::{History, Own, Seen};
+    use lanewatch::features::timeline::CutoffStates;
+    use lanewatch::shard::Shard;
+    let (s, fs) = build(small_input(), date(SMALL_AS_OF));
+    let (night, cutoff) = (fs.night(), fs.cutoff());
+    let clean = load(&s);
+    let bits =
+        |h: Seen| [h.seller_handling_days, h.seller_late_rate, h.seller_shipments, h.lane_late_rate].map(f64::to_bits);
+    let ids = fs.prep.shipments.column("shipment_id").unwrap().str().unwrap().clone();
+    let own = |fs_states: &CutoffStates, prep: &features::prepare::Prepared, outcomes: &[_], i: usize| {
+        Own::of(prep.created[i], fs_states.picked_up(i), &outcomes[i])
+    };
+    // Every scoring row, and every third training row (times across the training window).
+    let rows: Vec<(usize, i64)> = fs
+        .score
+        .ship
+        .iter()
+        .zip(&fs.score.t)
+        .chain(fs.train.ship.iter().zip(&fs.train.t).step_by(3))
+        .map(|(&i, &t)| (i as usize, t))
+        .collect();
+    assert!(rows.len() > 2_000, "only {} rows", rows.len());
+    for n in [2, 3, 7] {
+        struct Part {
+            prep: features::prepare::Prepared,
+            states: CutoffStates,
+            outcomes: Vec<features::timeline::Outcome>,
+            history: History,
+        }
+        let parts: Vec<Part> = (0..n)
+            .map(|index| {
+                let part = clean.part(Shard { index, count: n }).unwrap();
+                let prep = features::prepare::prepare(std::borrow::Cow::Owned(part), night).unwrap();
+                let states = features::states_at(&prep, cutoff);
+                let outcomes: Vec<_> = (0..prep.len())
+                    .map(|i| features::timeline::outcome(&states[i], prep.promised[i], cutoff))
+                    .collect();
+                let states = CutoffStates::new(states);
+                let history =
+                    History::build(&prep, &states, &outcomes, &s.features.lanes, s.features.features.prior_strength);
+                Part { prep, states, outcomes, history }
+            })
+            .collect();
+        let mut at: HashMap<String, (usize, usize)> = HashMap::new();
+        for (p, part) in parts.iter().enumerate() {
+            let ids = part.prep.shipments.column("shipment_id").unwrap().str().unwrap().clone();
+            for j in 0..part.prep.len() {
+                at.insert(ids.get(j).unwrap().to_string(), (p, j));
+            }
+        }
+        let mut reached_back = 0;
+        for &(i, t) in &rows {
+            let want = fs.history.seen(
+                own(&fs.states, &fs.prep, &fs.outcomes, i),
+                fs.prep.seller[i] as usize,
+                fs.prep.lane[i] as usize,
+                t,
+            );
+            let (p, j) = at[ids.get(i).unwrap()];
+            let seller = &fs.prep.seller_names()[fs.prep.seller[i] as usize];
+            let shares: Vec<_> = parts
+                .iter()
+                .map(|q| q.history.shared_parts(q.prep.seller_names().binary_search(seller).ok(), t))
+                .collect();
+            reached_back += shares.iter().any(|s| !s.seller_late.recent.is_empty()) as usize;
+            let part = &parts[p];
+            let got = part.history.seen_from(
+                own(&part.states, &part.prep, &part.outcomes, j),
+                &shares,
+                part.prep.lane[j] as usize,
+                t,
+            );
+            assert_eq!(bits(got), bits(want), "shipment {} at {t} on {n} parts", ids.get(i).unwrap());
+        }
+        assert!(reached_back > 200, "only {reached_back} rows' seller windows reached back past the plain window");
+    }
+}
+
 /// The lane settings of `s` with another `min_support`.
 fn lanes_cfg_with_support(s: &Settings, min_support: u32) -> lanewatch::config::LaneConfig {
     let mut cfg = s.features.lanes.clone();
