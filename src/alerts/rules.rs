@@ -310,9 +310,135 @@ pub fn cap_per_seller(sellers_in_order: &[u32], max_per_seller: usize) -> (Vec<u
     (kept, suppressed)
 }
 
+/// An alert as the per-seller cap orders a seller's alerts: most severe first, then riskiest,
+/// then by kind and shipment id (the whole network's shipment order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapKey {
+    pub severity: Severity,
+    pub risk: f64,
+    pub kind: AlertKind,
+    pub shipment_id: String,
+}
+
+impl CapKey {
+    fn order(&self, other: &CapKey) -> std::cmp::Ordering {
+        self.severity
+            .cmp(&other.severity)
+            .then(other.risk.total_cmp(&self.risk))
+            .then(self.kind.cmp(&other.kind))
+            .then(self.shipment_id.cmp(&other.shipment_id))
+    }
+}
+
+/// What one part of the network (a shard) contributes to the per-seller cap: per seller, how
+/// many alerts it raised and its first `max_per_seller` of them in the cap's order. A seller
+/// ships on many lanes, so on many parts; an alert past a part's first `max_per_seller` is
+/// suppressed whatever the other parts raise, so these are all the cap needs
+/// (`cap_across_parts`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CapShare {
+    pub sellers: std::collections::BTreeMap<String, (u64, Vec<CapKey>)>,
+}
+
+/// A part's `CapShare` from its alerts (seller id and key), in any order.
+pub fn cap_share(alerts: impl IntoIterator<Item = (String, CapKey)>, max_per_seller: usize) -> CapShare {
+    let mut share = CapShare::default();
+    for (seller, key) in alerts {
+        let e = share.sellers.entry(seller).or_default();
+        e.0 += 1;
+        e.1.push(key);
+    }
+    for (_, keys) in share.sellers.values_mut() {
+        keys.sort_by(CapKey::order);
+        keys.truncate(max_per_seller);
+    }
+    share
+}
+
+/// The per-seller cap over every part's share: the shipment ids of the alerts kept (each
+/// seller's first `max_per_seller` in the cap's order over all parts) and the suppressed
+/// counts by seller, as `cap_per_seller` gives them on the whole network.
+pub fn cap_across_parts(
+    shares: Vec<CapShare>,
+    max_per_seller: usize,
+) -> (std::collections::BTreeSet<String>, HashMap<String, u64>) {
+    let mut all: std::collections::BTreeMap<String, (u64, Vec<CapKey>)> = Default::default();
+    for share in shares {
+        for (seller, (n, keys)) in share.sellers {
+            let e = all.entry(seller).or_default();
+            e.0 += n;
+            e.1.extend(keys);
+        }
+    }
+    let (mut kept, mut suppressed) = (std::collections::BTreeSet::new(), HashMap::new());
+    for (seller, (n, mut keys)) in all {
+        keys.sort_by(CapKey::order);
+        keys.truncate(max_per_seller);
+        if n > keys.len() as u64 {
+            suppressed.insert(seller, n - keys.len() as u64);
+        }
+        kept.extend(keys.into_iter().map(|k| k.shipment_id));
+    }
+    (kept, suppressed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Alerts split among parts however their shipments fall (a seller's alerts on several):
+    /// the cap over the parts' shares keeps the alerts and counts the suppressed ones the cap
+    /// over the whole network's sorted alerts does, with ties of severity and risk.
+    #[test]
+    fn the_cap_across_parts_keeps_what_the_cap_on_the_whole_network_keeps() {
+        let mut rng = crate::TestRng::new(3);
+        let mut suppressed_somewhere = 0;
+        for case in 0..500 {
+            let n = (rng.next() % 300) as usize;
+            let sellers = 1 + (rng.next() % 12) as u32;
+            let max = 1 + (rng.next() % 6) as usize;
+            let parts = 1 + (rng.next() % 5) as usize;
+            // (seller, key, part): risks from a few values, so ties are common.
+            let alerts: Vec<(u32, CapKey, usize)> = (0..n)
+                .map(|i| {
+                    let key = CapKey {
+                        severity: Severity::ALL[(rng.next() % 3) as usize],
+                        risk: (rng.next() % 5) as f64 / 4.0,
+                        kind: AlertKind::ALL[(rng.next() % 3) as usize],
+                        shipment_id: format!("S{i:05}"),
+                    };
+                    ((rng.next() % sellers as u64) as u32, key, (rng.next() % parts as u64) as usize)
+                })
+                .collect();
+            // The whole network, as `alerts::build` sorts it (shipment indices follow the ids),
+            // then capped.
+            let mut whole: Vec<(usize, &(u32, CapKey, usize))> = alerts.iter().enumerate().collect();
+            whole.sort_by(|(i, a), (j, b)| {
+                a.0.cmp(&b.0)
+                    .then(a.1.severity.cmp(&b.1.severity))
+                    .then(b.1.risk.total_cmp(&a.1.risk))
+                    .then(a.1.kind.cmp(&b.1.kind))
+                    .then(i.cmp(j))
+            });
+            let whole: Vec<&(u32, CapKey, usize)> = whole.into_iter().map(|(_, a)| a).collect();
+            let (keep, suppressed) = cap_per_seller(&whole.iter().map(|a| a.0).collect::<Vec<_>>(), max);
+            let want: std::collections::BTreeSet<String> =
+                keep.iter().map(|&k| whole[k].1.shipment_id.clone()).collect();
+            let want_suppressed: HashMap<String, u64> =
+                suppressed.into_iter().map(|(s, n)| (format!("seller{s}"), n)).collect();
+            let shares = (0..parts)
+                .map(|p| {
+                    let mine = alerts.iter().filter(|a| a.2 == p).map(|a| (format!("seller{}", a.0), a.1.clone()));
+                    cap_share(mine, max)
+                })
+                .collect();
+            let (kept, suppressed) = cap_across_parts(shares, max);
+            assert_eq!(kept, want, "case {case}");
+            assert_eq!(suppressed, want_suppressed, "case {case}");
+            suppressed_somewhere += !want_suppressed.is_empty() as usize;
+        }
+        assert!(suppressed_somewhere > 200, "only {suppressed_somewhere} cases capped anything");
+    }
 
     fn cfg() -> AlertConfig {
         AlertConfig::default()
