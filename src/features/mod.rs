@@ -10,11 +10,13 @@
 //! - lane tables and series days kept from earlier nights, and when they are taken: `reuse`
 //! - seller and lane leave-one-out history: `history`
 //! - the feature vector itself: `snapshot`
+//! - the same, computed by parts of the network (shards) exchanging what spans them: `parted`
 
 pub mod days;
 pub mod disruption;
 pub mod history;
 pub mod lanes;
+pub mod parted;
 pub mod prepare;
 pub mod reuse;
 pub mod snapshot;
@@ -70,19 +72,71 @@ impl FeatureParams {
 /// at most `lanes.max_window_days`. Counted per day of creation (`days`): the window ends on
 /// the first day, counting back, by which the resolved shipments created since suffice.
 fn training_window_days(prep: &prepare::Prepared, outcomes: &[timeline::Outcome], p: &FeatureParams) -> u32 {
-    let cutoff = prep.night.cutoff();
+    window_days(&WindowShare::of(prep, outcomes, p), p, prep.night.cutoff())
+}
+
+/// What the training window is decided from: resolved shipments per day of creation (days
+/// past the longest window in one bucket) and the oldest creation. A sharded night's parts
+/// each count their own, and the counts add (`add`).
+#[derive(Debug, Clone)]
+pub struct WindowShare {
+    counts: days::DayCounts,
+    oldest: Option<i64>,
+}
+
+impl WindowShare {
+    pub fn of(prep: &prepare::Prepared, outcomes: &[timeline::Outcome], p: &FeatureParams) -> WindowShare {
+        let cutoff = prep.night.cutoff();
+        let max = p.lanes.oldest_days().max(p.features.train_window_days);
+        // Days past `max` all give `max`: one bucket holds them.
+        let counts = days::DayCounts::count(prep.len(), max + 1, |i| {
+            outcomes[i].resolved.then(|| (days::days_before(cutoff, prep.created[i]), outcomes[i].late))
+        });
+        WindowShare { counts, oldest: prep.created.iter().copied().min() }
+    }
+
+    pub fn add(&mut self, other: &WindowShare) {
+        self.counts.merge(&other.counts);
+        self.oldest = self.oldest.into_iter().chain(other.oldest).min();
+    }
+}
+
+/// The training window in days from the whole network's `WindowShare`.
+pub fn window_days(share: &WindowShare, p: &FeatureParams, cutoff: i64) -> u32 {
     let min = p.features.train_window_days;
     let max = p.lanes.oldest_days().max(min);
-    // Days past `max` all give `max`: one bucket holds them.
-    let counts = days::DayCounts::count(prep.len(), max + 1, |i| {
-        outcomes[i].resolved.then(|| (days::days_before(cutoff, prep.created[i]), outcomes[i].late))
-    });
-    if let Some(day) = counts.first_day_with(p.window_shipments as u64, p.window_class as u64) {
+    if let Some(day) = share.counts.first_day_with(p.window_shipments as u64, p.window_class as u64) {
         return day.clamp(min, max);
     }
     // The whole history is short of the target: all of it, as far as the maximum allows.
-    let oldest = prep.created.iter().copied().min().unwrap_or(cutoff);
+    let oldest = share.oldest.unwrap_or(cutoff);
     (((cutoff - oldest + MICROS_PER_DAY - 1) / MICROS_PER_DAY).max(0) as u32).clamp(min, max)
+}
+
+/// What the training window decides: its days and start, the lane tables' cutoffs and the
+/// disruption series' days.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub train_days: u32,
+    pub train_from: i64,
+    /// Lane statistics at the cutoff and at earlier cutoffs every `stats_every_days`, for the
+    /// training snapshots of the window (see `LaneTables`), ascending.
+    pub cutoffs: Vec<i64>,
+    pub step: i64,
+    pub first_day: i64,
+    pub last_day: i64,
+}
+
+impl Span {
+    pub fn new(night: Night, train_days: u32, p: &FeatureParams) -> Span {
+        let cutoff = night.cutoff();
+        let train_from = cutoff - train_days as i64 * MICROS_PER_DAY;
+        let step = p.features.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
+        let mut cutoffs: Vec<i64> = (0..).map(|k| cutoff - k * step).take_while(|c| *c > train_from - step).collect();
+        cutoffs.reverse();
+        let last_day = night.cutoff_day();
+        Span { train_days, train_from, cutoffs, step, first_day: last_day - train_days as i64 - 1, last_day }
+    }
 }
 
 /// A set of (shipment, time) rows with their feature matrix (row-major, `N_FEATURES` wide).
@@ -163,15 +217,9 @@ pub fn build_keeping(
     let outcomes: Vec<timeline::Outcome> =
         (0..n).map(|i| timeline::outcome(&states[i], prep.promised[i], cutoff)).collect();
     log("states");
-    let train_days = training_window_days(&prep, &outcomes, p);
-    // Lane statistics at the cutoff and at earlier cutoffs every `stats_every_days`, for the
-    // training snapshots of the window (see `LaneTables`).
-    let train_from = cutoff - train_days as i64 * MICROS_PER_DAY;
-    let step = feat_cfg.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
-    let mut cutoffs: Vec<i64> = (0..).map(|k| cutoff - k * step).take_while(|c| *c > train_from - step).collect();
-    cutoffs.reverse();
-    let last_day = night.cutoff_day();
-    let first_day = last_day - train_days as i64 - 1;
+    let span = Span::new(night, training_window_days(&prep, &outcomes, p), p);
+    let Span { train_days, train_from, step, first_day, last_day, .. } = span;
+    let cutoffs = span.cutoffs;
     // What earlier nights kept (lane tables, series days) is taken where it still holds.
     let check = kept.map(|k| reuse::Check::new(&prep, k, &cutoffs, first_day, last_day, step)).transpose()?;
     let mut reused = reuse::Reused::default();
@@ -190,9 +238,44 @@ pub fn build_keeping(
     log("history");
     let holidays = p.holidays.clone();
 
-    // Training snapshots: resolved shipments created inside the training window.
+    let train = training_rows(&prep, &outcomes, train_from, p)?;
+    let mut score =
+        Rows { ship: states.in_flight().to_vec(), t: vec![cutoff; states.in_flight().len()], ..Rows::default() };
+
+    let ctx = snapshot::Context::new(&prep, &states, &outcomes, &lane_tables, &history, &series, &holidays);
+    // Training rows get features on demand (`features_of`): the model reads a sample of them.
+    fill(&ctx, &mut score);
+    log("fill_score");
+
+    let disrupted = (0..prep.lanes.len()).map(|l| worst_disrupted_stage(&series, l, last_day)).collect();
+    Ok(FeatureSet {
+        prep,
+        states,
+        outcomes,
+        lane_tables,
+        series,
+        history,
+        train,
+        score,
+        holidays,
+        train_window_days: train_days,
+        disrupted,
+        released: false,
+        reused,
+    })
+}
+
+/// Training snapshots: for each shipment resolved before the cutoff and created since `since`,
+/// `snapshots_per_shipment` times drawn by seeded hash over its life (before its outcome).
+fn training_rows(
+    prep: &prepare::Prepared,
+    outcomes: &[timeline::Outcome],
+    since: i64,
+    p: &FeatureParams,
+) -> Result<Rows> {
+    let (n, cutoff) = (prep.len(), prep.night.cutoff());
+    let feat_cfg = &p.features;
     let ids = prep.shipments.column("shipment_id")?.str()?.clone();
-    let since = train_from;
     let k = feat_cfg.snapshots_per_shipment as usize;
     let seed = p.seed;
     // Each shipment's snapshot span, or None: resolved, created inside the window, and alive
@@ -245,30 +328,7 @@ pub fn build_keeping(
             }
         });
     }
-    let mut score =
-        Rows { ship: states.in_flight().to_vec(), t: vec![cutoff; states.in_flight().len()], ..Rows::default() };
-
-    let ctx = snapshot::Context::new(&prep, &states, &outcomes, &lane_tables, &history, &series, &holidays);
-    // Training rows get features on demand (`features_of`): the model reads a sample of them.
-    fill(&ctx, &mut score);
-    log("fill_score");
-
-    let disrupted = (0..prep.lanes.len()).map(|l| worst_disrupted_stage(&series, l, last_day)).collect();
-    Ok(FeatureSet {
-        prep,
-        states,
-        outcomes,
-        lane_tables,
-        series,
-        history,
-        train,
-        score,
-        holidays,
-        train_window_days: train_days,
-        disrupted,
-        released: false,
-        reused,
-    })
+    Ok(train)
 }
 
 /// Every visible shipment's scan state at `t` (the cutoff: events before it are all `prep` has).
@@ -291,14 +351,25 @@ fn worst_disrupted_stage(series: &disruption::Series, l: usize, day: i64) -> Opt
 }
 
 fn fill(ctx: &snapshot::Context, rows: &mut Rows) {
-    let mut x = vec![0.0; rows.len() * N_FEATURES];
-    let extras: Vec<snapshot::Extras> = x
-        .par_chunks_mut(N_FEATURES)
-        .zip(rows.ship.par_iter().zip(rows.t.par_iter()))
-        .map(|(out, (&i, &t))| ctx.features_at(i as usize, t, out))
-        .collect();
+    let (x, extras) = fill_rows(ctx, rows, |_| None);
     rows.x = x;
     rows.extras = extras;
+}
+
+/// The features and extras of `rows`, row-major, with `seen(r)` as row r's seller and lane
+/// history when given (else the context's).
+fn fill_rows(
+    ctx: &snapshot::Context,
+    rows: &Rows,
+    seen: impl Fn(usize) -> Option<history::Seen> + Sync,
+) -> (Vec<f64>, Vec<snapshot::Extras>) {
+    let mut x = vec![0.0; rows.len() * N_FEATURES];
+    let extras = x
+        .par_chunks_mut(N_FEATURES)
+        .enumerate()
+        .map(|(r, out)| ctx.features_seen(rows.ship[r] as usize, rows.t[r], out, seen(r)))
+        .collect();
+    (x, extras)
 }
 
 impl FeatureSet {

@@ -2,7 +2,7 @@
 //! shipment's life) and scoring rows (t = C) go through `features_at`, the one code path.
 
 use super::disruption::Series;
-use super::history::{History, Own};
+use super::history::{History, Own, Seen};
 use super::lanes::LaneTables;
 use super::prepare::Prepared;
 use super::timeline::{CutoffStates, NONE, Outcome, State, state_at};
@@ -131,6 +131,12 @@ impl<'a> Context<'a> {
 
     /// Features of shipment `i` at time `t` (t ≤ cutoff), written into `out`.
     pub fn features_at(&self, i: usize, t: i64, out: &mut [f64]) -> Extras {
+        self.features_seen(i, t, out, None)
+    }
+
+    /// `features_at`, with the seller and lane history `seen` when given (a sharded night's
+    /// part merges it from every part's shares) rather than from `history`.
+    pub fn features_seen(&self, i: usize, t: i64, out: &mut [f64], seen: Option<Seen>) -> Extras {
         let p = self.prep;
         let created = p.created[i];
         let promised = p.promised[i];
@@ -172,7 +178,7 @@ impl<'a> Context<'a> {
             ahead |= pt.disrupted;
         }
         let own = Own::of(created, self.states.picked_up(i), &self.outcomes[i]);
-        let seen = self.history.seen(own, p.seller[i] as usize, lane, t);
+        let seen = seen.unwrap_or_else(|| self.history.seen(own, p.seller[i] as usize, lane, t));
         let (express, economy) = self.service_kind[lane];
         let picked = st.first[1];
         let handling_so_far = if picked != NONE { days(picked - created) } else { days(t - created) };

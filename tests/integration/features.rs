@@ -662,6 +662,80 @@ fn seller_and_network_history_of_parts_exchanging_window_shares_equal_the_whole_
     }
 }
 
+/// The whole feature stage split into parts of the network (`features::parted`): each part
+/// computes its own shipments' rows, exchanging only what spans parts in rounds (window counts,
+/// lane tables' parents, disruption ratios, history window shares). Every part's scoring rows,
+/// and on the small input its training rows, are the whole network's rows with the whole
+/// network's features, bit for bit, for 1, 2, 3 and 7 parts and a part owning nothing.
+#[test]
+fn features_of_parts_exchanging_what_spans_them_equal_the_whole_networks() {
+    use lanewatch::shard::Shard;
+    type Keyed = HashMap<(String, i64), (Vec<u64>, bool, i64)>;
+    let keyed = |fs: &FeatureSet, rows: &features::Rows, labels: bool| -> Keyed {
+        let ids = fs.prep.shipments.column("shipment_id").unwrap().str().unwrap().clone();
+        (0..rows.len())
+            .map(|r| {
+                let id = ids.get(rows.ship[r] as usize).unwrap().to_string();
+                let x = rows.row(r).iter().map(|v| v.to_bits()).collect();
+                let (label, at) = if labels { (rows.label[r], rows.resolved_at[r]) } else { (false, 0) };
+                ((id, rows.t[r]), (x, label, at))
+            })
+            .collect()
+    };
+    // The third case asks a 30-day training window for more shipments than 30 days hold, so
+    // the whole network's counts lengthen it.
+    let cases = [
+        (small_input().to_path_buf(), SMALL_AS_OF, true, None),
+        (sample_data(), "2026-11-14", false, None),
+        (small_input().to_path_buf(), SMALL_AS_OF, true, Some(1_500)),
+    ];
+    for (input, as_of, training, window_shipments) in cases {
+        let mut s = fast_settings(&input, &[]);
+        if let Some(n) = window_shipments {
+            s.features.window_shipments = n;
+            s.features.features.train_window_days = 30;
+        }
+        let clean = load(&s);
+        let mut fs = features::build(&clean, &s.features, Night::new(date(as_of))).unwrap();
+        fs.fill_training();
+        if window_shipments.is_some() {
+            assert!(fs.train_window_days > 40, "window {} days, not longer than 30", fs.train_window_days);
+        }
+        let (whole_score, whole_train) = (keyed(&fs, &fs.score, false), keyed(&fs, &fs.train, true));
+        assert!(whole_score.len() > 300, "only {} scoring rows", whole_score.len());
+        for n in [1, 2, 3, 7] {
+            let mut parts: Vec<_> = (0..n).map(|index| clean.part(Shard { index, count: n }).unwrap()).collect();
+            parts.push(lanewatch::validate::CleanInput {
+                shipments: clean.shipments.head(Some(0)),
+                events: clean.events.prefixes(&[]),
+            });
+            let sets = features::parted::build_parts(parts, &s.features, fs.night(), training).unwrap();
+            let (mut score, mut train) = (0, 0);
+            for part in &sets {
+                assert_eq!(part.train_window_days, fs.train_window_days);
+                for (key, row) in keyed(part, &part.score, false) {
+                    assert!(
+                        whole_score.get(&key) == Some(&row),
+                        "scoring row {key:?} on {n} parts of {}",
+                        input.display()
+                    );
+                    score += 1;
+                }
+                if training {
+                    for (key, row) in keyed(part, &part.train, true) {
+                        assert!(whole_train.get(&key) == Some(&row), "training row {key:?} on {n} parts");
+                        train += 1;
+                    }
+                }
+            }
+            assert_eq!(score, whole_score.len(), "every scoring row on exactly one part");
+            if training {
+                assert_eq!(train, whole_train.len(), "every training row on exactly one part");
+            }
+        }
+    }
+}
+
 /// The lane settings of `s` with another `min_support`.
 fn lanes_cfg_with_support(s: &Settings, min_support: u32) -> lanewatch::config::LaneConfig {
     let mut cfg = s.features.lanes.clone();
