@@ -10,6 +10,7 @@ pub mod calibrate;
 pub mod gbdt;
 pub mod metrics;
 pub mod params;
+pub mod parts;
 pub mod tree;
 
 use std::collections::BTreeMap;
@@ -364,20 +365,37 @@ const EARLY_STOP_ROWS: usize = 20_000;
 /// 30 % of its shipments validate (even under `holdout_days`), so a young history gets a model
 /// rather than the rule.
 fn validation_days(fs: &FeatureSet, p: &ValidParams) -> u32 {
+    validation_window(&resolution_counts(fs), p)
+}
+
+/// The training rows' shipments by the day they resolved, as far back as the oldest (one
+/// promised before its creation resolves then): what the validation window is decided from.
+/// A sharded night's parts each count their own; the counts add (`DayCounts::merge`, sized
+/// alike by `last_day`).
+pub fn resolution_counts(fs: &FeatureSet) -> crate::features::days::DayCounts {
+    resolution_counts_to(fs, resolution_last(fs).unwrap_or(1))
+}
+
+/// The most days before the cutoff a training row resolved (`None` without rows): the parts of
+/// a sharded night count up to the largest of theirs.
+pub fn resolution_last(fs: &FeatureSet) -> Option<u32> {
+    let cutoff = fs.cutoff();
+    fs.train.resolved_at.par_iter().map(|&t| crate::features::days::days_before(cutoff, t)).max()
+}
+
+/// `resolution_counts` with buckets up to `last` days before the cutoff.
+pub fn resolution_counts_to(fs: &FeatureSet, last: u32) -> crate::features::days::DayCounts {
     use crate::features::days::{DayCounts, days_before};
     let rows = &fs.train;
     let cutoff = fs.cutoff();
-    // Shipments (a shipment's rows are consecutive: its first row counts it) by the day they
-    // resolved, as far back as the oldest (one promised before its creation resolves then).
-    let last = rows.resolved_at.par_iter().map(|&t| days_before(cutoff, t)).max().unwrap_or(1);
-    let counts = DayCounts::count(rows.len(), last, |r| {
+    // A shipment's rows are consecutive: its first row counts it.
+    DayCounts::count(rows.len(), last, |r| {
         (r == 0 || rows.ship[r] != rows.ship[r - 1]).then(|| (days_before(cutoff, rows.resolved_at[r]), rows.label[r]))
-    });
-    validation_window(&counts, p)
+    })
 }
 
 /// `validation_days` from the shipments' counts by day of resolution.
-fn validation_window(counts: &crate::features::days::DayCounts, p: &ValidParams) -> u32 {
+pub fn validation_window(counts: &crate::features::days::DayCounts, p: &ValidParams) -> u32 {
     let total = counts.total() as usize;
     let want_train = p.min_train_shipments.max(p.min_train_rows);
     if total < want_train + p.min_valid_shipments
@@ -408,52 +426,149 @@ fn validation_window(counts: &crate::features::days::DayCounts, p: &ValidParams)
     days
 }
 
+/// The training rows `train_on` reads, in the order of (shipment id, time): every row of one
+/// feature set (`train`), or the rows the parts of a sharded night offer (`train_parts`).
+pub trait Pool: Sync {
+    fn len(&self) -> usize;
+    fn id(&self, r: usize) -> &str;
+    fn t(&self, r: usize) -> i64;
+    fn label(&self, r: usize) -> bool;
+    fn resolved_at(&self, r: usize) -> i64;
+    /// The features of rows `idx`, row-major.
+    fn features(&self, idx: &[usize]) -> Vec<f64>;
+}
+
+/// Every training row of one feature set.
+struct WholePool<'a> {
+    fs: &'a FeatureSet,
+    ids: polars::prelude::StringChunked,
+}
+
+impl Pool for WholePool<'_> {
+    fn len(&self) -> usize {
+        self.fs.train.len()
+    }
+    fn id(&self, r: usize) -> &str {
+        self.ids.get(self.fs.train.ship[r] as usize).unwrap_or("")
+    }
+    fn t(&self, r: usize) -> i64 {
+        self.fs.train.t[r]
+    }
+    fn label(&self, r: usize) -> bool {
+        self.fs.train.label[r]
+    }
+    fn resolved_at(&self, r: usize) -> i64 {
+        self.fs.train.resolved_at[r]
+    }
+    fn features(&self, idx: &[usize]) -> Vec<f64> {
+        self.fs.features_of(&self.fs.train, idx)
+    }
+}
+
+/// Counts over every training row that `train_on` reads where its pool may hold only some
+/// rows; a sharded night's parts add theirs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SplitCounts {
+    /// Rows resolved before the validation window, and the late ones among them.
+    pub n_train: usize,
+    pub n_pos: usize,
+    /// Rows resolved in the validation window, their shipments and the late ones.
+    pub n_valid: usize,
+    pub valid_shipments: u64,
+    pub valid_late: u64,
+    /// The earliest row's time.
+    pub earliest_t: Option<i64>,
+}
+
+impl SplitCounts {
+    /// The counts of `fs`'s training rows with the validation window from `holdout_start`.
+    pub fn of(fs: &FeatureSet, holdout_start: i64) -> SplitCounts {
+        let rows = &fs.train;
+        let mut c = SplitCounts { earliest_t: rows.t.iter().copied().min(), ..SplitCounts::default() };
+        for r in 0..rows.len() {
+            if rows.resolved_at[r] < holdout_start {
+                c.n_train += 1;
+                c.n_pos += rows.label[r] as usize;
+            } else {
+                c.n_valid += 1;
+                // A shipment's rows are consecutive: its first validation row counts it.
+                if r == 0 || rows.ship[r] != rows.ship[r - 1] || rows.resolved_at[r - 1] < holdout_start {
+                    c.valid_shipments += 1;
+                    c.valid_late += rows.label[r] as u64;
+                }
+            }
+        }
+        c
+    }
+
+    pub fn add(&mut self, o: &SplitCounts) {
+        self.n_train += o.n_train;
+        self.n_pos += o.n_pos;
+        self.n_valid += o.n_valid;
+        self.valid_shipments += o.valid_shipments;
+        self.valid_late += o.valid_late;
+        self.earliest_t = self.earliest_t.into_iter().chain(o.earliest_t).min();
+    }
+}
+
+/// What `train_on` reads of the night besides its pool.
+pub struct TrainFrame {
+    pub night: crate::calendar::Night,
+    pub train_window_days: u32,
+    /// The lane windows at the cutoff (`lane_windows`).
+    pub lanes: Windows,
+    pub valid_days: u32,
+    pub split: SplitCounts,
+}
+
 /// Fits the candidates and returns the chosen, calibrated model with its metrics.
 pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
-    let t0 = std::time::Instant::now();
-    let rows = &fs.train;
-    let cutoff = fs.cutoff();
     let valid_days = validation_days(fs, p);
+    let split = SplitCounts::of(fs, fs.cutoff() - valid_days as i64 * MICROS_PER_DAY);
+    let pool = WholePool { fs, ids: fs.prep.shipments.column("shipment_id")?.str()?.clone() };
+    let frame = TrainFrame {
+        night: fs.night(),
+        train_window_days: fs.train_window_days,
+        lanes: lane_windows(fs.lanes().iter().map(|l| l.window_days)),
+        valid_days,
+        split,
+    };
+    train_on(&pool, &frame, p)
+}
+
+/// `train` on the rows of `pool`, with the counts of every training row in `frame`.
+pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<SavedModel> {
+    let t0 = std::time::Instant::now();
+    let cutoff = frame.night.cutoff();
+    let valid_days = frame.valid_days;
     let holdout_start = cutoff - valid_days as i64 * MICROS_PER_DAY;
-    if rows.len() > u32::MAX as usize {
-        return Err(crate::error::Error::internal(format!("{} training rows: more than 2^32", rows.len())));
+    if pool.len() > u32::MAX as usize {
+        return Err(crate::error::Error::internal(format!("{} training rows: more than 2^32", pool.len())));
     }
     // Training rows as u32 (17M at 10M shipments: half the memory of usize indices).
     let (tr, va): (Vec<u32>, Vec<u32>) =
-        (0..rows.len() as u32).partition(|&r| rows.resolved_at[r as usize] < holdout_start);
+        (0..pool.len() as u32).partition(|&r| pool.resolved_at(r as usize) < holdout_start);
     let mut va: Vec<usize> = va.into_iter().map(|r| r as usize).collect();
-    let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
-    let mut windows = lane_windows(fs);
-    windows.training_days = fs.train_window_days;
+    let mut windows = frame.lanes.clone();
+    windows.training_days = frame.train_window_days;
     windows.validation_days = valid_days;
-    {
-        let mut seen = std::collections::HashSet::new();
-        for &r in &va {
-            if seen.insert(rows.ship[r]) {
-                windows.validation_shipments += 1;
-                windows.validation_late += rows.label[r] as u64;
-            }
-        }
-    }
+    windows.validation_shipments = frame.split.valid_shipments;
+    windows.validation_late = frame.split.valid_late;
     // A large validation window is sampled by shipment (all of a shipment's snapshots or none),
     // by a seeded hash: selection and calibration need tens of thousands of rows, not millions.
-    if va.len() > p.max_valid_rows {
-        let keep = p.max_valid_rows as f64 / va.len() as f64;
-        va.retain(|&r| {
-            let h = hash_str(p.seed ^ 0x7a11d, ids.get(rows.ship[r] as usize).unwrap_or(""));
-            unit(h) < keep
-        });
+    if frame.split.n_valid > p.max_valid_rows {
+        let keep = p.max_valid_rows as f64 / frame.split.n_valid as f64;
+        va.retain(|&r| unit(hash_str(p.seed ^ 0x7a11d, pool.id(r))) < keep);
     }
-    let y_tr: Vec<bool> = tr.iter().map(|&r| rows.label[r as usize]).collect();
-    let y_va: Vec<bool> = va.iter().map(|&r| rows.label[r]).collect();
-    let pos_tr = y_tr.iter().filter(|v| **v).count();
+    let y_va: Vec<bool> = va.iter().map(|&r| pool.label(r)).collect();
+    let (n_train, pos_tr) = (frame.split.n_train, frame.split.n_pos);
     let pos_va = y_va.iter().filter(|v| **v).count();
     let rate = |pos: usize, n: usize| if n == 0 { 0.0 } else { pos as f64 / n as f64 };
-    let train_late_rate = rate(pos_tr, tr.len());
+    let train_late_rate = rate(pos_tr, n_train);
 
-    let row_key = |r: usize| hash_str(p.seed ^ rows.t[r] as u64, ids.get(rows.ship[r] as usize).unwrap_or(""));
+    let row_key = |r: usize| hash_str(p.seed ^ pool.t(r) as u64, pool.id(r));
     let first_created =
-        cutoff - (fs.train.t.iter().map(|t| cutoff - t).max().unwrap_or(0) / MICROS_PER_DAY + 1) * MICROS_PER_DAY;
+        cutoff - (frame.split.earliest_t.map_or(0, |t| cutoff - t) / MICROS_PER_DAY + 1) * MICROS_PER_DAY;
     let window = Window {
         snapshots_of_shipments_created_from: date(first_created.min(cutoff)),
         train_resolved_before: date(holdout_start),
@@ -462,12 +577,12 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     };
 
     // Only when the whole history (not a fixed window) lacks data does the rule take over.
-    let fallback = if tr.len() < p.min_train_rows {
-        Some(format!("only {} training rows in the whole history (min_train_rows {})", tr.len(), p.min_train_rows))
-    } else if pos_tr < p.min_class_rows || tr.len() - pos_tr < p.min_class_rows {
+    let fallback = if n_train < p.min_train_rows {
+        Some(format!("only {n_train} training rows in the whole history (min_train_rows {})", p.min_train_rows))
+    } else if pos_tr < p.min_class_rows || n_train - pos_tr < p.min_class_rows {
         Some(format!(
             "training rows have {pos_tr} late and {} on-time in the whole history (min_class_rows {})",
-            tr.len() - pos_tr,
+            n_train - pos_tr,
             p.min_class_rows
         ))
     } else if pos_va == 0 || pos_va == va.len() {
@@ -486,10 +601,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     // picked in one parallel pass with a bounded heap per sample (`first_by_key`), which gives
     // the rows sorting every training row by key gave (17M at 10M shipments: two seconds and
     // 0.3 GB).
-    let n_train = tr.len();
-    let n_pos = tr.iter().filter(|&&r| rows.label[r as usize]).count();
-    let take_pos = n_pos.min(p.max_train_rows / (1 + NEG_PER_POS));
-    let take_neg = (n_train - n_pos).min(p.max_train_rows - take_pos).min(take_pos * NEG_PER_POS);
+    let (take_pos, take_neg) = class_sample_sizes(&frame.split, p);
     // The boosted trees stop early on the latest training resolutions (a time split inside the
     // training window, as long as the validation window), then refit on the whole sample.
     let es_start = holdout_start - valid_days as i64 * MICROS_PER_DAY;
@@ -498,9 +610,9 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         row_key,
         [
             (RULE_ROWS, &|_| true),
-            (take_pos, &|r| rows.label[r]),
-            (take_neg, &|r| !rows.label[r]),
-            (EARLY_STOP_ROWS, &|r| rows.resolved_at[r] >= es_start),
+            (take_pos, &|r| pool.label(r)),
+            (take_neg, &|r| !pool.label(r)),
+            (EARLY_STOP_ROWS, &|r| pool.resolved_at(r) >= es_start),
         ],
     );
     drop(tr);
@@ -516,7 +628,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let mut need: Vec<usize> = sample.iter().chain(&rule_rows).chain(&va).chain(&early).copied().collect();
     need.sort_unstable();
     need.dedup();
-    let feats = fs.features_of(rows, &need);
+    let feats = pool.features(&need);
     crate::memory::log_step("train", "features of the rows read", t0);
     let row = |r: usize| -> &[f64] {
         let k = need.binary_search(&r).expect("features computed for every row read");
@@ -525,19 +637,18 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
 
     // Calibration for the reported metrics is cross-fitted over two halves of the validation
     // shipments; the saved calibrator is then fitted on the whole window.
-    let fold: Vec<bool> =
-        va.iter().map(|&r| hash_str(p.seed, ids.get(rows.ship[r] as usize).unwrap_or("")) & 1 == 1).collect();
+    let fold: Vec<bool> = va.iter().map(|&r| hash_str(p.seed, pool.id(r)) & 1 == 1).collect();
     let x_va_rows: Vec<&[f64]> = va.iter().map(|&r| row(r)).collect();
     let eval = |s: &[f64]| metrics::evaluate(s, &y_va, p.alert_budget_fraction, p.alert_threshold);
 
     // Baselines are fitted on training rows and scored on the validation rows, beside the
     // candidates' fits (below) when there are any: on its own the step kept one core busy.
-    let y_rule: Vec<bool> = rule_rows.iter().map(|&r| rows.label[r]).collect();
+    let y_rule: Vec<bool> = rule_rows.iter().map(|&r| pool.label(r)).collect();
     let rule = fit_rule(&rule_rows, &y_rule, &row);
     let fit_baselines = || -> Result<Baselines> {
         let mut baseline_fits: Vec<(Estimator, bool)> =
             vec![(Estimator::Constant { p: train_late_rate.clamp(1e-6, 1.0 - 1e-6) }, false), (rule.clone(), false)];
-        let y_sample: Vec<bool> = sample.iter().map(|&r| rows.label[r]).collect();
+        let y_sample: Vec<bool> = sample.iter().map(|&r| pool.label(r)).collect();
         if y_sample.iter().any(|v| *v) && y_sample.iter().any(|v| !*v) {
             baseline_fits.push((fit_simple_logistic(&matrix(&sample, &row), &y_sample, p)?, true));
         }
@@ -583,7 +694,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         let mut metrics = new_metrics(scores, pr_curves);
         // The rule's probabilities come from all labelled rows read, smoothed towards fixed priors.
         let all: Vec<usize> = rule_rows.iter().chain(&va).copied().collect();
-        let y_all: Vec<bool> = all.iter().map(|&r| rows.label[r]).collect();
+        let y_all: Vec<bool> = all.iter().map(|&r| pool.label(r)).collect();
         let rule = fit_rule(&all, &y_all, &row);
         let s: Vec<f64> = x_va_rows.iter().map(|r| calibrate::sigmoid(rule.raw(r))).collect();
         if !va.is_empty() {
@@ -595,7 +706,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
             format_version: MODEL_FORMAT_VERSION,
             feature_schema_version: FEATURE_SCHEMA_VERSION,
             features: features::feature_names(),
-            as_of: fs.night().to_string(),
+            as_of: frame.night.to_string(),
             window,
             seed: p.seed,
             kind: rule.kind().into(),
@@ -607,13 +718,13 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     }
 
     let x = matrix(&sample, &row);
-    let y: Vec<bool> = sample.iter().map(|&r| rows.label[r]).collect();
+    let y: Vec<bool> = sample.iter().map(|&r| pool.label(r)).collect();
     // The early-stopping rows are kept out of the boosted trees' first fit (the sample draws from
     // the same training period), which picks the number of rounds; the refit uses every row.
     let early_set = EarlyStop {
         x: matrix(&early, &row),
-        y: early.iter().map(|&r| rows.label[r]).collect(),
-        in_period: sample.iter().map(|&r| rows.resolved_at[r] >= es_start).collect(),
+        y: early.iter().map(|&r| pool.label(r)).collect(),
+        in_period: sample.iter().map(|&r| pool.resolved_at(r) >= es_start).collect(),
     };
 
     // Fitted longest first (the boosted trees' rounds are sequential, so they set the stage's
@@ -707,7 +818,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
         format_version: MODEL_FORMAT_VERSION,
         feature_schema_version: FEATURE_SCHEMA_VERSION,
         features: features::feature_names(),
-        as_of: fs.night().to_string(),
+        as_of: frame.night.to_string(),
         window,
         seed: p.seed,
         kind: est.kind().into(),
@@ -736,8 +847,8 @@ struct Scored {
 
 /// The lane statistics windows at the cutoff: shortest, median and longest, and how many lanes
 /// reached back past `lanes.window_days`.
-fn lane_windows(fs: &FeatureSet) -> Windows {
-    let mut d: Vec<f64> = fs.lanes().iter().map(|l| l.window_days).filter(|v| v.is_finite()).collect();
+pub fn lane_windows(window_days: impl Iterator<Item = f64>) -> Windows {
+    let mut d: Vec<f64> = window_days.filter(|v| v.is_finite()).collect();
     d.sort_by(f64::total_cmp);
     let min_days = d.first().copied().unwrap_or(f64::NAN);
     Windows {
@@ -778,6 +889,14 @@ fn fit_rule<'a>(idx: &[usize], y: &[bool], row: impl Fn(usize) -> &'a [f64]) -> 
     }
     let prior = 10.0;
     Estimator::LaneRule { p_fired: (pf + prior * 0.6) / (nf + prior), p_quiet: (pq + prior * 0.08) / (nq + prior) }
+}
+
+/// How many late and on-time training rows the class-balanced sample takes: late rows up to a
+/// quarter of `max_train_rows`, on-time ones up to `NEG_PER_POS` per late row and the cap.
+fn class_sample_sizes(split: &SplitCounts, p: &ValidParams) -> (usize, usize) {
+    let (n_train, n_pos) = (split.n_train, split.n_pos);
+    let take_pos = n_pos.min(p.max_train_rows / (1 + NEG_PER_POS));
+    (take_pos, (n_train - n_pos).min(p.max_train_rows - take_pos).min(take_pos * NEG_PER_POS))
 }
 
 /// For each `(m, keep)`: the first `m` rows `keep` accepts in the order of `(key(row), row)`,

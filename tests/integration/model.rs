@@ -242,3 +242,57 @@ fn cargo2000_regression() {
     assert!(at(0.75).1 >= 0.72, "AUC at three quarters {:.3} below the 0.72 floor (measured 0.797)", at(0.75).1);
     assert!(v.roc_auc >= 0.70, "validation roc_auc {:.3} below the 0.70 floor (measured 0.774)", v.roc_auc);
 }
+
+/// Training once for a sharded night: the parts that computed the features
+/// (`features::parted`) offer their first rows of each kind the sample draws, with the whole
+/// network's sample sizes, and their validation rows (`model::parts`); the model trained on
+/// their union is the whole network's, byte for byte, for 1, 2, 3 and 7 parts. The samples are
+/// cut (a 1,500-row training cap, 400 validation rows), so the parts' first rows are not all
+/// taken, and the validation window is sampled; with a cap above four times the late rows, every
+/// late row is taken and on-time rows three times as many, a part's share of which follows the
+/// whole network's counts, not its own. The larger input has more training rows than the rule
+/// baseline's uniform sample takes.
+#[test]
+fn a_model_trained_on_what_the_parts_offer_is_the_whole_networks_model() {
+    use lanewatch::calendar::Night;
+    use lanewatch::shard::Shard;
+    let cut = [("LANEWATCH_MODEL__MAX_TRAIN_ROWS", "1500"), ("LANEWATCH_MODEL__MAX_VALID_ROWS", "400")];
+    let per_late = [("LANEWATCH_MODEL__MAX_TRAIN_ROWS", "400000")];
+    // More training rows than the rule baseline's uniform sample (50,000), which otherwise
+    // takes every row a part has.
+    let medium = fixture("medium", |dir| {
+        lanewatch::generate::generate(
+            &lanewatch::generate::GenerateParams::new(40_000, 5, date("2026-06-01"), 120),
+            dir,
+        )
+        .unwrap();
+    });
+    let cases: [(std::path::PathBuf, &str, &[(&str, &str)]); 4] = [
+        (small_input().to_path_buf(), SMALL_AS_OF, &cut),
+        (sample_data(), "2026-11-14", &cut),
+        (medium.clone(), SMALL_AS_OF, &cut),
+        (medium, SMALL_AS_OF, &per_late),
+    ];
+    for (input, as_of, env) in cases {
+        let s = fast_settings(&input, env);
+        let clean = load(&s);
+        let night = Night::new(date(as_of));
+        let fs = features::build(&clean, &s.features, night).unwrap();
+        let whole = model::train(&fs, &s.model).unwrap();
+        assert!(whole.metrics.fallback.is_none(), "the whole network's model fell back to the rule");
+        assert!(fs.train.len() > 4 * whole.metrics.n_train_sampled as usize / 3, "the sample takes nearly every row");
+        eprintln!(
+            "{}: {} training rows, {} sampled",
+            input.display(),
+            whole.metrics.n_train,
+            whole.metrics.n_train_sampled
+        );
+        let whole = serde_json::to_string(&whole).unwrap();
+        for n in [1, 2, 3, 7] {
+            let parts: Vec<_> = (0..n).map(|index| clean.part(Shard { index, count: n }).unwrap()).collect();
+            let sets = features::parted::build_parts(parts, &s.features, night, false).unwrap();
+            let parted = model::parts::train_parts(&sets, &s.model).unwrap();
+            assert!(serde_json::to_string(&parted).unwrap() == whole, "the model of {n} parts on {}", input.display());
+        }
+    }
+}
