@@ -127,14 +127,17 @@ impl Windowed {
 }
 
 impl FeatureSet {
-    /// Round 5's queries: the seller id and time of each of `rows`.
-    pub fn history_queries(&self, rows: &Rows) -> Vec<(String, i64)> {
+    /// Round 5's queries: the distinct (seller id, time) pairs `rows` read (scoring rows share
+    /// the cutoff, so a seller's are one query), and for each row the index of its pair.
+    pub fn history_queries(&self, rows: &Rows) -> (Vec<(String, i64)>, Vec<u32>) {
         let names = self.prep.seller_names();
-        rows.ship
-            .iter()
-            .zip(&rows.t)
-            .map(|(&i, &t)| (names[self.prep.seller[i as usize] as usize].clone(), t))
-            .collect()
+        let of_row: Vec<(u32, i64)> =
+            rows.ship.iter().zip(&rows.t).map(|(&i, &t)| (self.prep.seller[i as usize], t)).collect();
+        let mut pairs = of_row.clone();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let which = of_row.iter().map(|q| pairs.binary_search(q).expect("every row's pair") as u32).collect();
+        (pairs.into_iter().map(|(s, t)| (names[s as usize].clone(), t)).collect(), which)
     }
 
     /// Round 6: this part's shares of the windows each query reads (its seller's, as far as
@@ -145,16 +148,20 @@ impl FeatureSet {
     }
 
     /// Round 7: the features of `rows`, each row's seller and network history merged from
-    /// every part's shares of its query (`shares[part][row]`, this part's among them).
-    pub fn fill_parted(&self, rows: &mut Rows, shares: &[Vec<SharedParts>]) -> Result<()> {
-        if shares.iter().any(|s| s.len() != rows.len()) {
+    /// every part's shares of its query (`shares[part][which[row]]`, this part's among them).
+    pub fn fill_parted(&self, rows: &mut Rows, which: &[u32], shares: &[Vec<SharedParts>]) -> Result<()> {
+        let queries = shares.first().map_or(0, Vec::len);
+        if which.len() != rows.len()
+            || shares.iter().any(|s| s.len() != queries)
+            || which.iter().any(|&q| q as usize >= queries)
+        {
             return Err(Error::internal("features: history shares of other rows"));
         }
         let ctx = self.context();
         let seen = |r: usize| {
             let i = rows.ship[r] as usize;
             let own = Own::of(self.prep.created[i], self.states.picked_up(i), &self.outcomes[i]);
-            let row: Vec<SharedParts> = shares.iter().map(|s| s[r].clone()).collect();
+            let row: Vec<SharedParts> = shares.iter().map(|s| s[which[r] as usize].clone()).collect();
             self.history.seen_from(own, &row, self.prep.lane[i] as usize, rows.t[r])
         };
         let (x, extras) = super::fill_rows(&ctx, rows, |r| Some(seen(r)));
@@ -203,9 +210,9 @@ pub fn build_parts(
             which.push(std::mem::take(&mut sets[k].train));
         }
         for rows in &mut which {
-            let queries = sets[k].history_queries(rows);
+            let (queries, which) = sets[k].history_queries(rows);
             let shares: Vec<Vec<SharedParts>> = sets.iter().map(|s| s.history_shares(&queries)).collect();
-            sets[k].fill_parted(rows, &shares)?;
+            sets[k].fill_parted(rows, &which, &shares)?;
         }
         if fill_training {
             sets[k].train = which.pop().expect("the training rows");

@@ -92,9 +92,9 @@ pub fn offer(sets: &[FeatureSet], k: usize, split: &SplitCounts, valid_days: u32
         t: offered.iter().map(|&r| rows.t[r]).collect(),
         ..Rows::default()
     };
-    let queries = fs.history_queries(&subset);
+    let (queries, which) = fs.history_queries(&subset);
     let shares: Vec<_> = sets.iter().map(|s| s.history_shares(&queries)).collect();
-    fs.fill_parted(&mut subset, &shares)?;
+    fs.fill_parted(&mut subset, &which, &shares)?;
     Ok(Offer {
         id: offered.iter().map(|&r| id(r).to_string()).collect(),
         t: subset.t,
