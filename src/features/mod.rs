@@ -208,7 +208,7 @@ pub fn build_keeping(
 ) -> Result<FeatureSet> {
     let t0 = std::time::Instant::now();
     let log = |step: &str| crate::memory::log_step("features", step, t0);
-    let (lane_cfg, feat_cfg) = (&p.lanes, &p.features);
+    let lane_cfg = &p.lanes;
     let cutoff = night.cutoff();
     let prep = prepare::prepare(clean, night)?;
     log("prepare");
@@ -218,10 +218,9 @@ pub fn build_keeping(
         (0..n).map(|i| timeline::outcome(&states[i], prep.promised[i], cutoff)).collect();
     log("states");
     let span = Span::new(night, training_window_days(&prep, &outcomes, p), p);
-    let Span { train_days, train_from, step, first_day, last_day, .. } = span;
-    let cutoffs = span.cutoffs;
+    let Span { step, first_day, last_day, .. } = span;
     // What earlier nights kept (lane tables, series days) is taken where it still holds.
-    let check = kept.map(|k| reuse::Check::new(&prep, k, &cutoffs, first_day, last_day, step)).transpose()?;
+    let check = kept.map(|k| reuse::Check::new(&prep, k, &span.cutoffs, first_day, last_day, step)).transpose()?;
     let mut reused = reuse::Reused::default();
     // The disruption series is the last reader of every whole scan state: they shrink to what
     // later stages read before the lane tables and the history are built, so neither adds its
@@ -230,39 +229,57 @@ pub fn build_keeping(
     log("series");
     let states = timeline::CutoffStates::new(states);
     crate::memory::release_free_memory();
-    let lane_tables = reuse::lane_tables(&prep, &outcomes, cutoffs, lane_cfg, check.as_ref(), &mut reused)?;
+    let lane_tables =
+        reuse::lane_tables(&prep, &outcomes, span.cutoffs.clone(), lane_cfg, check.as_ref(), &mut reused)?;
     drop(check);
     crate::memory::release_free_memory();
     log("lane_tables");
-    let history = history::History::build(&prep, &states, &outcomes, lane_cfg, feat_cfg.prior_strength);
+    let mut fs = FeatureSet::assemble(prep, states, outcomes, lane_tables, series, &span, p)?;
     log("history");
-    let holidays = p.holidays.clone();
-
-    let train = training_rows(&prep, &outcomes, train_from, p)?;
-    let mut score =
-        Rows { ship: states.in_flight().to_vec(), t: vec![cutoff; states.in_flight().len()], ..Rows::default() };
-
-    let ctx = snapshot::Context::new(&prep, &states, &outcomes, &lane_tables, &history, &series, &holidays);
+    fs.reused = reused;
     // Training rows get features on demand (`features_of`): the model reads a sample of them.
-    fill(&ctx, &mut score);
+    let mut score = std::mem::take(&mut fs.score);
+    fill(&fs.context(), &mut score);
+    fs.score = score;
     log("fill_score");
+    Ok(fs)
+}
 
-    let disrupted = (0..prep.lanes.len()).map(|l| worst_disrupted_stage(&series, l, last_day)).collect();
-    Ok(FeatureSet {
-        prep,
-        states,
-        outcomes,
-        lane_tables,
-        series,
-        history,
-        train,
-        score,
-        holidays,
-        train_window_days: train_days,
-        disrupted,
-        released: false,
-        reused,
-    })
+impl FeatureSet {
+    /// A night's feature set from its view, states, outcomes, lane tables and series: the
+    /// seller and lane history, the training rows and the scoring rows (the shipments in
+    /// flight), none of them filled yet.
+    fn assemble(
+        prep: prepare::Prepared,
+        states: timeline::CutoffStates,
+        outcomes: Vec<timeline::Outcome>,
+        lane_tables: lanes::LaneTables,
+        series: disruption::Series,
+        span: &Span,
+        p: &FeatureParams,
+    ) -> Result<FeatureSet> {
+        let history = history::History::build(&prep, &states, &outcomes, &p.lanes, p.features.prior_strength);
+        let train = training_rows(&prep, &outcomes, span.train_from, p)?;
+        let cutoff = prep.night.cutoff();
+        let score =
+            Rows { ship: states.in_flight().to_vec(), t: vec![cutoff; states.in_flight().len()], ..Rows::default() };
+        let disrupted = (0..prep.lanes.len()).map(|l| worst_disrupted_stage(&series, l, span.last_day)).collect();
+        Ok(FeatureSet {
+            prep,
+            states,
+            outcomes,
+            lane_tables,
+            series,
+            history,
+            train,
+            score,
+            holidays: p.holidays.clone(),
+            train_window_days: span.train_days,
+            disrupted,
+            released: false,
+            reused: reuse::Reused::default(),
+        })
+    }
 }
 
 /// Training snapshots: for each shipment resolved before the cutoff and created since `since`,

@@ -25,11 +25,11 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 
 use super::disruption::{self, NetworkMedians, NetworkRatios};
-use super::history::{History, Own, SharedParts};
+use super::history::{Own, SharedParts};
 use super::lanes::{self, ParentCounts, ParentValues, Parents, Wanted};
 use super::prepare::{self, Prepared};
 use super::timeline::{self, CutoffStates, Outcome, State};
-use super::{FeatureParams, FeatureSet, Rows, Span, WindowShare, states_at, training_rows, window_days};
+use super::{FeatureParams, FeatureSet, Rows, Span, WindowShare, states_at, window_days};
 use crate::calendar::Night;
 use crate::error::{Error, Result};
 use crate::schema::MICROS_PER_DAY;
@@ -101,28 +101,7 @@ impl Windowed {
         let lane_tables = lanes::LaneTables::build_parted(&source, &p.lanes, parents)?;
         drop(source);
         let series = raw.finish(&p.lanes, network)?;
-        let history = History::build(&prep, &states, &outcomes, &p.lanes, p.features.prior_strength);
-        let train = training_rows(&prep, &outcomes, span.train_from, p)?;
-        let cutoff = prep.night.cutoff();
-        let score =
-            Rows { ship: states.in_flight().to_vec(), t: vec![cutoff; states.in_flight().len()], ..Rows::default() };
-        let disrupted =
-            (0..prep.lanes.len()).map(|l| super::worst_disrupted_stage(&series, l, span.last_day)).collect();
-        Ok(FeatureSet {
-            prep,
-            states,
-            outcomes,
-            lane_tables,
-            series,
-            history,
-            train,
-            score,
-            holidays: p.holidays.clone(),
-            train_window_days: span.train_days,
-            disrupted,
-            released: false,
-            reused: Default::default(),
-        })
+        FeatureSet::assemble(prep, states, outcomes, lane_tables, series, &span, p)
     }
 }
 
