@@ -31,14 +31,16 @@ trait Value: Copy + Send + Sync {
     fn order(&self, other: &Self) -> Ordering;
 }
 
-/// Microseconds.
+/// Microseconds. A track's running sum may pass `i64::MAX` (the network's, past about 10⁸
+/// shipments at a day of handling each): it wraps, and a window's sum, the difference of two
+/// running sums, is still exact while the window's own sum fits.
 impl Value for i64 {
     const ZERO: i64 = 0;
     fn plus(self, other: i64) -> i64 {
-        self + other
+        self.wrapping_add(other)
     }
     fn diff(hi: i64, lo: i64) -> i64 {
-        hi - lo
+        hi.wrapping_sub(lo)
     }
     fn order(&self, other: &i64) -> Ordering {
         self.cmp(other)
@@ -227,7 +229,7 @@ pub struct History {
     max_window: i64,
     need: usize,
     prior_strength: f64,
-    /// Per seller: (resolved_at, late) and (picked_up_at, handling days); per lane (resolved_at,
+    /// Per seller: (resolved_at, late) and (picked_up_at, handling µs); per lane (resolved_at,
     /// late); and the network's, as one group each.
     seller_late: Tracks<u32>,
     seller_handling: Tracks<i64>,
@@ -388,14 +390,17 @@ impl History {
     /// sharded night's exchange): of the seller with local index `seller` (`None` when this
     /// part has no shipment of theirs) and of the network.
     pub fn shared_parts(&self, seller: Option<usize>, t: i64) -> SharedParts {
-        let part = |track: Track<'_, _>| track.part(t, self.window, t - self.max_window, self.need);
-        let part_late = |track: Track<'_, u32>| track.part(t, self.window, t - self.max_window, self.need);
         SharedParts {
-            seller_handling: seller.map(|s| part(self.seller_handling.group(s))).unwrap_or_default(),
-            seller_late: seller.map(|s| part_late(self.seller_late.group(s))).unwrap_or_default(),
-            global_handling: part(self.global_handling.group(0)),
-            global_late: part_late(self.global_late.group(0)),
+            seller_handling: seller.map(|s| self.share(self.seller_handling.group(s), t)).unwrap_or_default(),
+            seller_late: seller.map(|s| self.share(self.seller_late.group(s), t)).unwrap_or_default(),
+            global_handling: self.share(self.global_handling.group(0), t),
+            global_late: self.share(self.global_late.group(0), t),
         }
+    }
+
+    /// This part's share of a track's window before `t` (`adaptive`'s window).
+    fn share<V: Value>(&self, track: Track<'_, V>, t: i64) -> WindowPart {
+        track.part(t, self.window, t - self.max_window, self.need)
     }
 
     /// `seen` for a row of this part of the network, its seller's and the network's windows
@@ -542,6 +547,17 @@ mod tests {
         assert_eq!(t.window(1, 5), (2.0, 6));
         assert_eq!(t.window(2, 6), (2.0, 5));
         assert_eq!(t.window(6, 9), (0.0, 0));
+    }
+
+    /// A running sum past `i64::MAX` (a network's microseconds of handling) wraps; a window's
+    /// sum is still exact.
+    #[test]
+    fn window_sums_are_exact_when_the_running_sum_wraps() {
+        let t = one(vec![(1, i64::MAX - 5), (2, i64::MAX - 3), (3, 10), (4, 7)]);
+        let t = t.group(0);
+        assert_eq!(t.window(3, 5), (2.0, 17));
+        assert_eq!(t.window(2, 3), (1.0, i64::MAX - 3));
+        assert_eq!(t.adaptive(5, 2, 0, 2), (3, 2.0, 17));
     }
 
     #[test]
