@@ -372,7 +372,7 @@ fn validation_days(fs: &FeatureSet, p: &ValidParams) -> u32 {
 /// promised before its creation resolves then): what the validation window is decided from.
 /// A sharded night's parts each count their own; the counts add (`DayCounts::merge`, sized
 /// alike by `last_day`).
-pub fn resolution_counts(fs: &FeatureSet) -> crate::features::days::DayCounts {
+fn resolution_counts(fs: &FeatureSet) -> crate::features::days::DayCounts {
     resolution_counts_to(fs, resolution_last(fs).unwrap_or(1))
 }
 
@@ -491,8 +491,9 @@ impl SplitCounts {
                 c.n_pos += rows.label[r] as usize;
             } else {
                 c.n_valid += 1;
-                // A shipment's rows are consecutive: its first validation row counts it.
-                if r == 0 || rows.ship[r] != rows.ship[r - 1] || rows.resolved_at[r - 1] < holdout_start {
+                // A shipment's rows are consecutive and share its resolution: its first row
+                // counts it.
+                if r == 0 || rows.ship[r] != rows.ship[r - 1] {
                     c.valid_shipments += 1;
                     c.valid_late += rows.label[r] as u64;
                 }
@@ -545,28 +546,19 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
     if pool.len() > u32::MAX as usize {
         return Err(crate::error::Error::internal(format!("{} training rows: more than 2^32", pool.len())));
     }
-    // Training rows as u32 (17M at 10M shipments: half the memory of usize indices).
-    let (tr, va): (Vec<u32>, Vec<u32>) =
-        (0..pool.len() as u32).partition(|&r| pool.resolved_at(r as usize) < holdout_start);
-    let mut va: Vec<usize> = va.into_iter().map(|r| r as usize).collect();
+    let Drawn { va, samples: [rule_rows, pos, neg, early] } = draw(pool, cutoff, valid_days, &frame.split, p);
+    crate::memory::log_step("train", "samples ordered", t0);
     let mut windows = frame.lanes.clone();
     windows.training_days = frame.train_window_days;
     windows.validation_days = valid_days;
     windows.validation_shipments = frame.split.valid_shipments;
     windows.validation_late = frame.split.valid_late;
-    // A large validation window is sampled by shipment (all of a shipment's snapshots or none),
-    // by a seeded hash: selection and calibration need tens of thousands of rows, not millions.
-    if frame.split.n_valid > p.max_valid_rows {
-        let keep = p.max_valid_rows as f64 / frame.split.n_valid as f64;
-        va.retain(|&r| unit(hash_str(p.seed ^ 0x7a11d, pool.id(r))) < keep);
-    }
     let y_va: Vec<bool> = va.iter().map(|&r| pool.label(r)).collect();
     let (n_train, pos_tr) = (frame.split.n_train, frame.split.n_pos);
     let pos_va = y_va.iter().filter(|v| **v).count();
     let rate = |pos: usize, n: usize| if n == 0 { 0.0 } else { pos as f64 / n as f64 };
     let train_late_rate = rate(pos_tr, n_train);
 
-    let row_key = |r: usize| hash_str(p.seed ^ pool.t(r) as u64, pool.id(r));
     let first_created =
         cutoff - (frame.split.earliest_t.map_or(0, |t| cutoff - t) / MICROS_PER_DAY + 1) * MICROS_PER_DAY;
     let window = Window {
@@ -596,27 +588,7 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
 
     // Only the rows the model reads get features: the class-balanced training sample, a
     // uniform sample for the rule baseline, the early-stopping rows and the validation rows.
-    // Training rows are drawn in the order of a seeded hash, so the samples are reproducible and
-    // independent of row order: each sample is the first rows of its kind in (key, row) order,
-    // picked in one parallel pass with a bounded heap per sample (`first_by_key`), which gives
-    // the rows sorting every training row by key gave (17M at 10M shipments: two seconds and
-    // 0.3 GB).
-    let (take_pos, take_neg) = class_sample_sizes(&frame.split, p);
-    // The boosted trees stop early on the latest training resolutions (a time split inside the
-    // training window, as long as the validation window), then refit on the whole sample.
     let es_start = holdout_start - valid_days as i64 * MICROS_PER_DAY;
-    let [rule_rows, pos, neg, early] = first_by_key(
-        &tr,
-        row_key,
-        [
-            (RULE_ROWS, &|_| true),
-            (take_pos, &|r| pool.label(r)),
-            (take_neg, &|r| !pool.label(r)),
-            (EARLY_STOP_ROWS, &|r| pool.resolved_at(r) >= es_start),
-        ],
-    );
-    drop(tr);
-    crate::memory::log_step("train", "samples ordered", t0);
     // Class balance by resampling: late rows are kept (up to a quarter of the cap) and on-time
     // rows are drawn to at most NEG_PER_POS per late row; Platt scaling on the untouched
     // validation window maps the scores back to true probabilities.
@@ -889,6 +861,50 @@ fn fit_rule<'a>(idx: &[usize], y: &[bool], row: impl Fn(usize) -> &'a [f64]) -> 
     }
     let prior = 10.0;
     Estimator::LaneRule { p_fired: (pf + prior * 0.6) / (nf + prior), p_quiet: (pq + prior * 0.08) / (nq + prior) }
+}
+
+/// The rows `train_on` reads of a pool: its validation rows as the keep rate leaves them, and
+/// the samples of its training rows (rule baseline, late, on-time, early stopping).
+struct Drawn {
+    va: Vec<usize>,
+    samples: [Vec<usize>; 4],
+}
+
+/// `Drawn` for `pool`, with the validation window of `valid_days` before `cutoff` and the
+/// counts over every training row in `split`. A sharded night's part draws the same from its
+/// own rows (`parts::offer`): the rows the whole network's draw takes are among the parts'.
+fn draw(pool: &dyn Pool, cutoff: i64, valid_days: u32, split: &SplitCounts, p: &ValidParams) -> Drawn {
+    let holdout_start = cutoff - valid_days as i64 * MICROS_PER_DAY;
+    // Training rows as u32 (17M at 10M shipments: half the memory of usize indices).
+    let (tr, va): (Vec<u32>, Vec<u32>) =
+        (0..pool.len() as u32).partition(|&r| pool.resolved_at(r as usize) < holdout_start);
+    let mut va: Vec<usize> = va.into_iter().map(|r| r as usize).collect();
+    // A large validation window is sampled by shipment (all of a shipment's snapshots or none),
+    // by a seeded hash: selection and calibration need tens of thousands of rows, not millions.
+    if split.n_valid > p.max_valid_rows {
+        let keep = p.max_valid_rows as f64 / split.n_valid as f64;
+        va.retain(|&r| unit(hash_str(p.seed ^ 0x7a11d, pool.id(r))) < keep);
+    }
+    // Training rows are drawn in the order of a seeded hash, so the samples are reproducible and
+    // independent of row order: each sample is the first rows of its kind in (key, row) order,
+    // picked in one parallel pass with a bounded heap per sample (`first_by_key`), which gives
+    // the rows sorting every training row by key gave (17M at 10M shipments: two seconds and
+    // 0.3 GB).
+    let (take_pos, take_neg) = class_sample_sizes(split, p);
+    // The boosted trees stop early on the latest training resolutions (a time split inside the
+    // training window, as long as the validation window), then refit on the whole sample.
+    let es_start = holdout_start - valid_days as i64 * MICROS_PER_DAY;
+    let samples = first_by_key(
+        &tr,
+        |r| hash_str(p.seed ^ pool.t(r) as u64, pool.id(r)),
+        [
+            (RULE_ROWS, &|_| true),
+            (take_pos, &|r| pool.label(r)),
+            (take_neg, &|r| !pool.label(r)),
+            (EARLY_STOP_ROWS, &|r| pool.resolved_at(r) >= es_start),
+        ],
+    );
+    Drawn { va, samples }
 }
 
 /// How many late and on-time training rows the class-balanced sample takes: late rows up to a

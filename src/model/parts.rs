@@ -5,7 +5,9 @@
 //! union holds every row the whole network's sample takes. In rounds:
 //!
 //! 1. the training rows' shipments by day of resolution (`resolution_counts_to`, added): the
-//!    validation window;
+//!    validation window. Every part counts up to the same day, the largest of the parts'
+//!    `resolution_last` (a round of its own: one number per part), so the counts add bucket
+//!    for bucket;
 //! 2. the split's counts (`SplitCounts`, added): the sample sizes and the validation rows'
 //!    keep rate;
 //! 3. each part's offer (`offer`): its candidate rows with their features, history merged from
@@ -15,12 +17,11 @@
 //! model equals the whole network's, byte for byte (tested in `tests/integration/model.rs`).
 
 use super::{
-    EARLY_STOP_ROWS, Pool, RULE_ROWS, SavedModel, SplitCounts, TrainFrame, ValidParams, class_sample_sizes,
-    first_by_key, lane_windows, resolution_counts_to, resolution_last, train_on, validation_window,
+    Drawn, Pool, SavedModel, SplitCounts, TrainFrame, ValidParams, WholePool, draw, lane_windows, resolution_counts_to,
+    resolution_last, train_on, validation_window,
 };
 use crate::error::{Error, Result};
 use crate::features::{FeatureSet, N_FEATURES, Rows};
-use crate::sampling::{hash_str, unit};
 use crate::schema::MICROS_PER_DAY;
 
 /// Rows a part offers, with what training reads of them.
@@ -62,29 +63,9 @@ impl Pool for Offer {
 pub fn offer(sets: &[FeatureSet], k: usize, split: &SplitCounts, valid_days: u32, p: &ValidParams) -> Result<Offer> {
     let fs = &sets[k];
     let rows = &fs.train;
-    let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
-    let id = |r: usize| ids.get(rows.ship[r] as usize).unwrap_or("");
-    let holdout_start = fs.cutoff() - valid_days as i64 * MICROS_PER_DAY;
-    let es_start = holdout_start - valid_days as i64 * MICROS_PER_DAY;
-    let (tr, mut va): (Vec<u32>, Vec<u32>) =
-        (0..rows.len() as u32).partition(|&r| rows.resolved_at[r as usize] < holdout_start);
-    if split.n_valid > p.max_valid_rows {
-        let keep = p.max_valid_rows as f64 / split.n_valid as f64;
-        va.retain(|&r| unit(hash_str(p.seed ^ 0x7a11d, id(r as usize))) < keep);
-    }
-    let (take_pos, take_neg) = class_sample_sizes(split, p);
-    let row_key = |r: usize| hash_str(p.seed ^ rows.t[r] as u64, id(r));
-    let picks = first_by_key(
-        &tr,
-        row_key,
-        [
-            (RULE_ROWS, &|_| true),
-            (take_pos, &|r| rows.label[r]),
-            (take_neg, &|r| !rows.label[r]),
-            (EARLY_STOP_ROWS, &|r| rows.resolved_at[r] >= es_start),
-        ],
-    );
-    let mut offered: Vec<usize> = picks.into_iter().flatten().chain(va.into_iter().map(|r| r as usize)).collect();
+    let pool = WholePool { fs, ids: fs.prep.shipments.column("shipment_id")?.str()?.clone() };
+    let Drawn { va, samples } = draw(&pool, fs.cutoff(), valid_days, split, p);
+    let mut offered: Vec<usize> = samples.into_iter().flatten().chain(va).collect();
     offered.sort_unstable();
     offered.dedup();
     let mut subset = Rows {
@@ -96,7 +77,7 @@ pub fn offer(sets: &[FeatureSet], k: usize, split: &SplitCounts, valid_days: u32
     let shares: Vec<_> = sets.iter().map(|s| s.history_shares(&queries)).collect();
     fs.fill_parted(&mut subset, &which, &shares)?;
     Ok(Offer {
-        id: offered.iter().map(|&r| id(r).to_string()).collect(),
+        id: offered.iter().map(|&r| pool.id(r).to_string()).collect(),
         t: subset.t,
         label: offered.iter().map(|&r| rows.label[r]).collect(),
         resolved_at: offered.iter().map(|&r| rows.resolved_at[r]).collect(),

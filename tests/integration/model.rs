@@ -246,7 +246,8 @@ fn cargo2000_regression() {
 /// Training once for a sharded night: the parts that computed the features
 /// (`features::parted`) offer their first rows of each kind the sample draws, with the whole
 /// network's sample sizes, and their validation rows (`model::parts`); the model trained on
-/// their union is the whole network's, byte for byte, for 1, 2, 3 and 7 parts. The samples are
+/// their union is the whole network's, byte for byte, for 1, 2, 3 and 7 parts and a part owning
+/// nothing. The samples are
 /// cut (a 1,500-row training cap, 400 validation rows), so the parts' first rows are not all
 /// taken, and the validation window is sampled; with a cap above four times the late rows, every
 /// late row is taken and on-time rows three times as many, a part's share of which follows the
@@ -289,7 +290,12 @@ fn a_model_trained_on_what_the_parts_offer_is_the_whole_networks_model() {
         );
         let whole = serde_json::to_string(&whole).unwrap();
         for n in [1, 2, 3, 7] {
-            let parts: Vec<_> = (0..n).map(|index| clean.part(Shard { index, count: n }).unwrap()).collect();
+            let mut parts: Vec<_> = (0..n).map(|index| clean.part(Shard { index, count: n }).unwrap()).collect();
+            // A part owning nothing offers nothing.
+            parts.push(lanewatch::validate::CleanInput {
+                shipments: clean.shipments.head(Some(0)),
+                events: clean.events.prefixes(&[]),
+            });
             let sets = features::parted::build_parts(parts, &s.features, night, false).unwrap();
             let parted = model::parts::train_parts(&sets, &s.model).unwrap();
             assert!(serde_json::to_string(&parted).unwrap() == whole, "the model of {n} parts on {}", input.display());
