@@ -149,9 +149,7 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
     alerts.sort_by(|a, b| {
         seller_of(a)
             .cmp(&seller_of(b))
-            .then(a.severity.cmp(&b.severity))
-            .then(risk[b.row].total_cmp(&risk[a.row]))
-            .then(a.kind.cmp(&b.kind))
+            .then(rules::cap_order((a.severity, risk[a.row], a.kind), (b.severity, risk[b.row], b.kind)))
             .then(a.ship.cmp(&b.ship))
     });
     let (keep, suppressed_by_seller) =

@@ -322,12 +322,15 @@ pub struct CapKey {
 
 impl CapKey {
     fn order(&self, other: &CapKey) -> std::cmp::Ordering {
-        self.severity
-            .cmp(&other.severity)
-            .then(other.risk.total_cmp(&self.risk))
-            .then(self.kind.cmp(&other.kind))
+        cap_order((self.severity, self.risk, self.kind), (other.severity, other.risk, other.kind))
             .then(self.shipment_id.cmp(&other.shipment_id))
     }
+}
+
+/// The cap's order of one seller's alerts before the shipment decides: most severe, then
+/// riskiest, then by kind (`alerts::build` and `CapKey` both sort by it).
+pub fn cap_order(a: (Severity, f64, AlertKind), b: (Severity, f64, AlertKind)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2))
 }
 
 /// What one part of the network (a shard) contributes to the per-seller cap: per seller, how
