@@ -325,11 +325,7 @@ impl Source {
     /// The quantiles of the quantities `qs` (`bufs[q]` holds quantity q's values) into their
     /// slots of `v`; reorders the buffers.
     fn quantiles_into(&self, bufs: &mut [Vec<f64>], qs: std::ops::Range<usize>, v: &mut [f64; N_Q]) {
-        for q in qs {
-            for &(p, slot) in &self.outputs[q] {
-                v[slot] = quantile(&mut bufs[q], p);
-            }
-        }
+        quantiles_into(&self.outputs, bufs, qs, v);
     }
 
     /// The lane-level quantiles of lane `l` as of each of `cutoffs` (NaN where its window is
@@ -534,6 +530,21 @@ impl Source {
             }
         }
         Ok((out, window.iter().map(|&(a, b)| (a < b).then(|| self.resolved_at[a])).collect()))
+    }
+}
+
+/// The quantiles `outputs` names of the quantities `qs` (`bufs[q]` holds quantity q's values)
+/// into their slots of `v`; reorders the buffers.
+fn quantiles_into(
+    outputs: &[Vec<(f64, usize)>],
+    bufs: &mut [Vec<f64>],
+    qs: std::ops::Range<usize>,
+    v: &mut [f64; N_Q],
+) {
+    for q in qs {
+        for &(p, slot) in &outputs[q] {
+            v[slot] = quantile(&mut bufs[q], p);
+        }
     }
 }
 

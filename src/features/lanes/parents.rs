@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rayon::prelude::*;
 
-use super::{Group, LaneConfig, N_Q, N_QUANTITIES, Source, push_known, quantile, quantity_outputs, row_values};
+use super::{Group, LaneConfig, N_Q, N_QUANTITIES, Source, push_known, quantiles_into, quantity_outputs, row_values};
 use crate::error::{Error, Result};
 
 /// A group that spans parts: one service's lanes, or every lane.
@@ -140,11 +140,7 @@ impl ParentValues {
             .into_par_iter()
             .map(|(key, mut lists)| {
                 let mut v = [f64::NAN; N_Q];
-                for (q, list) in lists.iter_mut().enumerate() {
-                    for &(p, slot) in &outputs[q] {
-                        v[slot] = quantile(list, p);
-                    }
-                }
+                quantiles_into(&outputs, &mut lists, 0..N_QUANTITIES, &mut v);
                 (key, v)
             })
             .collect();
