@@ -67,7 +67,7 @@ impl DayCounts {
 
     /// Adds another's counts (of the same days).
     pub fn merge(&mut self, other: &DayCounts) {
-        debug_assert_eq!(self.n.len(), other.n.len());
+        assert_eq!(self.n.len(), other.n.len(), "day counts of other lengths merged");
         for (a, b) in self.n.iter_mut().zip(&other.n) {
             *a += b;
         }
