@@ -10,11 +10,14 @@
 //!    for bucket;
 //! 2. the split's counts (`SplitCounts`, added): the sample sizes and the validation rows'
 //!    keep rate;
-//! 3. each part's offer (`offer`): its candidate rows with their features, history merged from
-//!    every part's shares;
+//! 3. each part's offer (`offer`): its candidate rows' keys and labels, no features;
+//! 4. the merge draws the samples from the union of the offers, in the whole network's row
+//!    order (shipment id, then time), which takes the rows the whole network's draw takes;
+//! 5. each part computes the features of its rows drawn (`features_of`), their history merged
+//!    from every part's shares;
 //!
-//! then `train_on` the union, in the whole network's row order (shipment id, then time). The
-//! model equals the whole network's, byte for byte (tested in `tests/integration/model.rs`).
+//! then `train_on` the drawn rows. The model equals the whole network's, byte for byte (tested
+//! in `tests/integration/model.rs`).
 
 use super::{
     Drawn, Pool, SavedModel, SplitCounts, TrainFrame, ValidParams, WholePool, draw, lane_windows, resolution_counts_to,
@@ -31,7 +34,9 @@ pub struct Offer {
     pub t: Vec<i64>,
     pub label: Vec<bool>,
     pub resolved_at: Vec<i64>,
-    /// Row-major features.
+    /// Each row's part and its index among that part's training rows.
+    pub from: Vec<(u32, u32)>,
+    /// Row-major features, once computed (round 5).
     pub x: Vec<f64>,
 }
 
@@ -58,35 +63,44 @@ impl Pool for Offer {
 
 /// Round 3: part `k`'s offer: its first training rows of each kind the sample draws (rule
 /// baseline, late, on-time, early stopping) in the order of the seeded hash, with the whole
-/// network's sample sizes, and its validation rows as the keep rate leaves them, with their
-/// features (their history from every part's shares).
-pub fn offer(sets: &[FeatureSet], k: usize, split: &SplitCounts, valid_days: u32, p: &ValidParams) -> Result<Offer> {
-    let fs = &sets[k];
+/// network's sample sizes, and its validation rows as the keep rate leaves them; keys and
+/// labels only, no features yet.
+pub fn offer(fs: &FeatureSet, split: &SplitCounts, valid_days: u32, p: &ValidParams) -> Result<Offer> {
     let rows = &fs.train;
     let pool = WholePool { fs, ids: fs.prep.shipments.column("shipment_id")?.str()?.clone() };
     let Drawn { va, samples } = draw(&pool, fs.cutoff(), valid_days, split, p);
     let mut offered: Vec<usize> = samples.into_iter().flatten().chain(va).collect();
     offered.sort_unstable();
     offered.dedup();
-    let mut subset = Rows {
-        ship: offered.iter().map(|&r| rows.ship[r]).collect(),
+    Ok(Offer {
+        id: offered.iter().map(|&r| pool.id(r).to_string()).collect(),
         t: offered.iter().map(|&r| rows.t[r]).collect(),
+        label: offered.iter().map(|&r| rows.label[r]).collect(),
+        resolved_at: offered.iter().map(|&r| rows.resolved_at[r]).collect(),
+        from: offered.iter().map(|&r| (0, r as u32)).collect(),
+        x: Vec::new(),
+    })
+}
+
+/// Round 5: the features of part `k`'s training rows `rows` (the ones the merge picked from
+/// its offer), row-major, their history merged from every part's shares.
+pub fn features_of(sets: &[FeatureSet], k: usize, rows: &[u32]) -> Result<Vec<f64>> {
+    let fs = &sets[k];
+    let mut subset = Rows {
+        ship: rows.iter().map(|&r| fs.train.ship[r as usize]).collect(),
+        t: rows.iter().map(|&r| fs.train.t[r as usize]).collect(),
         ..Rows::default()
     };
     let (queries, which) = fs.history_queries(&subset);
     let shares: Vec<_> = sets.iter().map(|s| s.history_shares(&queries)).collect();
     fs.fill_parted(&mut subset, &which, &shares)?;
-    Ok(Offer {
-        id: offered.iter().map(|&r| pool.id(r).to_string()).collect(),
-        t: subset.t,
-        label: offered.iter().map(|&r| rows.label[r]).collect(),
-        resolved_at: offered.iter().map(|&r| rows.resolved_at[r]).collect(),
-        x: subset.x,
-    })
+    Ok(subset.x)
 }
 
 /// The model of a night whose parts computed its features (`features::parted::build_parts`):
-/// every round over `sets` held in one process, then `train_on` the parts' offers.
+/// every round over `sets` held in one process. The merge draws the samples from the union of
+/// the parts' offers (round 4), the parts compute the features of the rows drawn (round 5),
+/// and the model is trained on those (`train_on`: drawn again from them, it takes the same).
 pub fn train_parts(sets: &[FeatureSet], p: &ValidParams) -> Result<SavedModel> {
     let first = sets.first().ok_or_else(|| Error::internal("model: a night of no parts"))?;
     let last = sets.iter().filter_map(resolution_last).max().unwrap_or(1);
@@ -100,8 +114,36 @@ pub fn train_parts(sets: &[FeatureSet], p: &ValidParams) -> Result<SavedModel> {
     for s in &sets[1..] {
         split.add(&SplitCounts::of(s, holdout_start));
     }
-    let offers: Vec<Offer> = (0..sets.len()).map(|k| offer(sets, k, &split, valid_days, p)).collect::<Result<_>>()?;
-    let pool = union(offers);
+    let offers: Vec<Offer> = sets.iter().map(|s| offer(s, &split, valid_days, p)).collect::<Result<_>>()?;
+    let offered = union(offers);
+    // Round 4: the rows the whole network's draw takes, all among the offered ones.
+    let Drawn { va, samples } = draw(&offered, first.cutoff(), valid_days, &split, p);
+    let mut drawn: Vec<usize> = samples.into_iter().flatten().chain(va).collect();
+    drawn.sort_unstable();
+    drawn.dedup();
+    // Round 5: each part's features of its drawn rows.
+    let mut x: Vec<Option<&[f64]>> = vec![None; drawn.len()];
+    let per_part: Vec<Vec<f64>> = (0..sets.len())
+        .map(|k| {
+            let rows: Vec<u32> =
+                drawn.iter().filter(|&&d| offered.from[d].0 as usize == k).map(|&d| offered.from[d].1).collect();
+            features_of(sets, k, &rows)
+        })
+        .collect::<Result<_>>()?;
+    let mut next = vec![0usize; sets.len()];
+    for (slot, &d) in x.iter_mut().zip(&drawn) {
+        let k = offered.from[d].0 as usize;
+        *slot = Some(&per_part[k][next[k] * N_FEATURES..(next[k] + 1) * N_FEATURES]);
+        next[k] += 1;
+    }
+    let pool = Offer {
+        id: drawn.iter().map(|&d| offered.id[d].clone()).collect(),
+        t: drawn.iter().map(|&d| offered.t[d]).collect(),
+        label: drawn.iter().map(|&d| offered.label[d]).collect(),
+        resolved_at: drawn.iter().map(|&d| offered.resolved_at[d]).collect(),
+        from: drawn.iter().map(|&d| offered.from[d]).collect(),
+        x: x.into_iter().flat_map(|r| r.expect("features of every drawn row").iter().copied()).collect(),
+    };
     let frame = TrainFrame {
         night: first.night(),
         train_window_days: first.train_window_days,
@@ -113,7 +155,7 @@ pub fn train_parts(sets: &[FeatureSet], p: &ValidParams) -> Result<SavedModel> {
 }
 
 /// The parts' offers as one pool in the whole network's row order: by shipment id, then time
-/// (a shipment's rows are on one part, in time order).
+/// (a shipment's rows are on one part, in time order); `from` names each row's part and row.
 fn union(offers: Vec<Offer>) -> Offer {
     let mut at: Vec<(usize, usize)> =
         offers.iter().enumerate().flat_map(|(k, o)| (0..o.id.len()).map(move |r| (k, r))).collect();
@@ -128,7 +170,7 @@ fn union(offers: Vec<Offer>) -> Offer {
         pool.t.push(o.t[r]);
         pool.label.push(o.label[r]);
         pool.resolved_at.push(o.resolved_at[r]);
-        pool.x.extend_from_slice(&o.x[r * N_FEATURES..(r + 1) * N_FEATURES]);
+        pool.from.push((k as u32, o.from[r].1));
     }
     pool
 }
