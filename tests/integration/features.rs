@@ -683,11 +683,13 @@ fn features_of_parts_exchanging_what_spans_them_equal_the_whole_networks() {
             .collect()
     };
     // The third case asks a 30-day training window for more shipments than 30 days hold, so
-    // the whole network's counts lengthen it.
+    // the whole network's counts lengthen it; the fourth for more than the whole history holds,
+    // so the window reaches the network's oldest shipment.
     let cases = [
         (small_input().to_path_buf(), SMALL_AS_OF, true, None),
         (sample_data(), "2026-11-14", false, None),
         (small_input().to_path_buf(), SMALL_AS_OF, true, Some(1_500)),
+        (small_input().to_path_buf(), SMALL_AS_OF, false, Some(100_000)),
     ];
     for (input, as_of, training, window_shipments) in cases {
         let mut s = fast_settings(&input, &[]);
