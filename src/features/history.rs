@@ -180,7 +180,7 @@ pub struct WindowPart {
 
 /// The window of a whole track before `to` from every part's share: what `Track::adaptive`
 /// gives on the track of all the parts' observations.
-fn merge_window(parts: &[WindowPart], to: i64, window: i64, need: usize) -> Window {
+fn merge_window(parts: &[&WindowPart], to: i64, window: i64, need: usize) -> Window {
     let count: u64 = parts.iter().map(|p| p.count).sum();
     if count >= need as u64 {
         return (to - window, count as f64, parts.iter().map(|p| p.sum).sum());
@@ -406,9 +406,9 @@ impl History {
     /// `seen` for a row of this part of the network, its seller's and the network's windows
     /// merged from every part's shares (`shared_parts`, this part's among them) and its lane's
     /// from this part, which holds the whole lane: equal to `seen` on the whole network.
-    pub fn seen_from(&self, own: Own, shares: &[SharedParts], lane: usize, t: i64) -> Seen {
+    pub fn seen_from(&self, own: Own, shares: &[&SharedParts], lane: usize, t: i64) -> Seen {
         let merged = |f: fn(&SharedParts) -> &WindowPart| {
-            let parts: Vec<WindowPart> = shares.iter().map(|s| f(s).clone()).collect();
+            let parts: Vec<&WindowPart> = shares.iter().map(|s| f(s)).collect();
             merge_window(&parts, t, self.window, self.need)
         };
         let windows = Windows {
@@ -530,7 +530,7 @@ mod tests {
             let need = (rng.next() % 40) as usize;
             let shares: Vec<WindowPart> = parts.iter().map(|t| t.group(0).part(to, window, oldest, need)).collect();
             let want = whole.group(0).adaptive(to, window, oldest, need);
-            assert_eq!(merge_window(&shares, to, window, need), want, "case {case}");
+            assert_eq!(merge_window(&shares.iter().collect::<Vec<_>>(), to, window, need), want, "case {case}");
             reached_back += (want.0 < to - window) as usize;
         }
         assert!(reached_back > 500, "only {reached_back} windows reached back");

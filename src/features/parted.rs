@@ -140,7 +140,7 @@ impl FeatureSet {
         let seen = |r: usize| {
             let i = rows.ship[r] as usize;
             let own = Own::of(self.prep.created[i], self.states.picked_up(i), &self.outcomes[i]);
-            let row: Vec<SharedParts> = shares.iter().map(|s| s[which[r] as usize].clone()).collect();
+            let row: Vec<&SharedParts> = shares.iter().map(|s| &s[which[r] as usize]).collect();
             self.history.seen_from(own, &row, self.prep.lane[i] as usize, rows.t[r])
         };
         let (x, extras) = super::fill_rows(&ctx, rows, |r| Some(seen(r)));

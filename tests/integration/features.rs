@@ -652,7 +652,7 @@ fn seller_and_network_history_of_parts_exchanging_window_shares_equal_the_whole_
             let part = &parts[p];
             let got = part.history.seen_from(
                 own(&part.states, &part.prep, &part.outcomes, j),
-                &shares,
+                &shares.iter().collect::<Vec<_>>(),
                 part.prep.lane[j] as usize,
                 t,
             );
