@@ -546,7 +546,7 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
     if pool.len() > u32::MAX as usize {
         return Err(crate::error::Error::internal(format!("{} training rows: more than 2^32", pool.len())));
     }
-    let Drawn { va, samples: [rule_rows, pos, neg, early] } = draw(pool, cutoff, valid_days, &frame.split, p);
+    let Drawn { va, samples: [rule_rows, pos, neg, early], es_start } = draw(pool, cutoff, valid_days, &frame.split, p);
     crate::memory::log_step("train", "samples ordered", t0);
     let mut windows = frame.lanes.clone();
     windows.training_days = frame.train_window_days;
@@ -588,7 +588,6 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
 
     // Only the rows the model reads get features: the class-balanced training sample, a
     // uniform sample for the rule baseline, the early-stopping rows and the validation rows.
-    let es_start = holdout_start - valid_days as i64 * MICROS_PER_DAY;
     // Class balance by resampling: late rows are kept (up to a quarter of the cap) and on-time
     // rows are drawn to at most NEG_PER_POS per late row; Platt scaling on the untouched
     // validation window maps the scores back to true probabilities.
@@ -868,6 +867,8 @@ fn fit_rule<'a>(idx: &[usize], y: &[bool], row: impl Fn(usize) -> &'a [f64]) -> 
 struct Drawn {
     va: Vec<usize>,
     samples: [Vec<usize>; 4],
+    /// Where the early-stopping rows start (the boosted trees' time split).
+    es_start: i64,
 }
 
 /// `Drawn` for `pool`, with the validation window of `valid_days` before `cutoff` and the
@@ -904,7 +905,7 @@ fn draw(pool: &dyn Pool, cutoff: i64, valid_days: u32, split: &SplitCounts, p: &
             (EARLY_STOP_ROWS, &|r| pool.resolved_at(r) >= es_start),
         ],
     );
-    Drawn { va, samples }
+    Drawn { va, samples, es_start }
 }
 
 /// How many late and on-time training rows the class-balanced sample takes: late rows up to a

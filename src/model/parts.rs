@@ -68,7 +68,7 @@ impl Pool for Offer {
 pub fn offer(fs: &FeatureSet, split: &SplitCounts, valid_days: u32, p: &ValidParams) -> Result<Offer> {
     let rows = &fs.train;
     let pool = WholePool { fs, ids: fs.prep.shipments.column("shipment_id")?.str()?.clone() };
-    let Drawn { va, samples } = draw(&pool, fs.cutoff(), valid_days, split, p);
+    let Drawn { va, samples, .. } = draw(&pool, fs.cutoff(), valid_days, split, p);
     let mut offered: Vec<usize> = samples.into_iter().flatten().chain(va).collect();
     offered.sort_unstable();
     offered.dedup();
@@ -117,7 +117,7 @@ pub fn train_parts(sets: &[FeatureSet], p: &ValidParams) -> Result<SavedModel> {
     let offers: Vec<Offer> = sets.iter().map(|s| offer(s, &split, valid_days, p)).collect::<Result<_>>()?;
     let offered = union(offers);
     // Round 4: the rows the whole network's draw takes, all among the offered ones.
-    let Drawn { va, samples } = draw(&offered, first.cutoff(), valid_days, &split, p);
+    let Drawn { va, samples, .. } = draw(&offered, first.cutoff(), valid_days, &split, p);
     let mut drawn: Vec<usize> = samples.into_iter().flatten().chain(va).collect();
     drawn.sort_unstable();
     drawn.dedup();
