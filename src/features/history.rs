@@ -338,15 +338,24 @@ impl History {
 
     /// The network's and every seller's and lane's windows before `t`, searched for.
     fn windows_at(&self, t: i64, sellers: usize, lanes: usize) -> AtCutoff {
-        let seller =
-            |s: usize| (self.adaptive(self.seller_handling.group(s), t), self.adaptive(self.seller_late.group(s), t));
+        let (global_handling, global_late) = self.global_windows(t);
         AtCutoff {
             t,
-            global_handling: self.adaptive(self.global_handling.group(0), t),
-            global_late: self.adaptive(self.global_late.group(0), t),
-            seller: (0..sellers).into_par_iter().map(seller).collect(),
+            global_handling,
+            global_late,
+            seller: (0..sellers).into_par_iter().map(|s| self.seller_windows(s, t)).collect(),
             lane_late: (0..lanes).into_par_iter().map(|l| self.adaptive(self.lane_late.group(l), t)).collect(),
         }
+    }
+
+    /// The network's handling and late windows before `t`, searched for.
+    fn global_windows(&self, t: i64) -> (Window, Window) {
+        (self.adaptive(self.global_handling.group(0), t), self.adaptive(self.global_late.group(0), t))
+    }
+
+    /// Seller `s`'s handling and late windows before `t`, searched for.
+    fn seller_windows(&self, s: usize, t: i64) -> (Window, Window) {
+        (self.adaptive(self.seller_handling.group(s), t), self.adaptive(self.seller_late.group(s), t))
     }
 
     /// A track's window before `t`: `lanes.window_days`, reaching back for `lanes.min_support`
@@ -367,13 +376,12 @@ impl History {
                 seller_late,
                 lane_late,
             },
-            _ => Windows {
-                global_handling: self.adaptive(self.global_handling.group(0), t),
-                global_late: self.adaptive(self.global_late.group(0), t),
-                seller_handling: self.adaptive(self.seller_handling.group(seller), t),
-                seller_late: self.adaptive(self.seller_late.group(seller), t),
-                lane_late: self.adaptive(self.lane_late.group(lane), t),
-            },
+            _ => {
+                let ((global_handling, global_late), (seller_handling, seller_late)) =
+                    (self.global_windows(t), self.seller_windows(seller, t));
+                let lane_late = self.adaptive(self.lane_late.group(lane), t);
+                Windows { global_handling, global_late, seller_handling, seller_late, lane_late }
+            }
         }
     }
 
