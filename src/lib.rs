@@ -7,6 +7,8 @@
 //! - `night`: what one night computes: validate → features → model → alerts;
 //! - `state`: the decoded input kept between nights in `OUT/state/` (a night decodes new files only),
 //!   with the lane tables, series days and (on a training schedule) the model kept beside it;
+//! - `rounds`: a sharded night's features and model computed by the shards, in rounds of
+//!   exchanged shares through the partials folder;
 //! - `partials`: a sharded night's per-shard validated input, written by `run --shard` and
 //!   merged by `merge`;
 //! - `settings`: the config resolved once into every stage's checked parameters;
@@ -21,6 +23,7 @@
 pub mod advice;
 pub mod alerts;
 pub mod calendar;
+pub mod codec;
 pub mod commands;
 pub mod config;
 pub mod error;
@@ -38,6 +41,7 @@ pub mod output;
 pub mod partials;
 pub mod progress;
 pub mod report;
+pub mod rounds;
 pub mod sampling;
 pub mod schema;
 pub mod settings;

@@ -98,6 +98,11 @@ enum Command {
         /// Folder of a sharded night's partials (with --shard).
         #[arg(long, requires = "shard")]
         partials: Option<PathBuf>,
+        /// With --shard: compute the shard's share of this round of the night's features and
+        /// model from its partial and the rounds merged before (window, parents, wanted,
+        /// values, queries, shares, split, offer, train-shares, train-rows, score).
+        #[arg(long, requires = "shard")]
+        round: Option<lanewatch::rounds::Round>,
     },
     /// Finish a sharded night: merge the partials of every shard and write OUT/as_of=DATE/ as
     /// `run` would.
@@ -120,6 +125,9 @@ enum Command {
         /// The night: YYYY-MM-DD or `yesterday`.
         #[arg(long, value_parser = night_arg)]
         as_of: Option<String>,
+        /// Merge only this round's shares (see `run --round`), into PARTIALS/round-NAME/.
+        #[arg(long, conflicts_with = "out")]
+        round: Option<lanewatch::rounds::Round>,
     },
     /// Check an input folder against the contract.
     #[command(after_help = EXIT_CODES)]
@@ -348,8 +356,13 @@ fn print_run(s: &commands::run::RunSummary) {
 
 fn real_main(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Run { common, out, as_of, full_refresh, shard, partials } => {
+        Command::Run { common, out, as_of, full_refresh, shard, partials, round } => {
             let settings = settings(&common, Overrides { out, as_of, ..Default::default() })?;
+            if let (Some(shard), Some(dir), Some(round)) = (shard, &partials, round) {
+                let path = commands::run::run_shard_round(&settings, shard, dir, round)?;
+                println!("lanewatch run shard {shard} round {round}: {}", printable(&path.display().to_string()));
+                return Ok(());
+            }
             if let (Some(shard), Some(dir)) = (shard, partials) {
                 let s = commands::run::run_shard(&settings, shard, &dir)?;
                 println!(
@@ -361,10 +374,15 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             }
             print_run(&commands::run::run(&settings, full_refresh)?);
         }
-        Command::Merge { config, seed, partials, shards, out, as_of } => {
+        Command::Merge { config, seed, partials, shards, out, as_of, round } => {
             // The merge reads no input folder: its input is the partials.
             let common = Common { config, input: Some(partials.clone()), seed };
             let settings = settings(&common, Overrides { out, as_of, ..Default::default() })?;
+            if let Some(round) = round {
+                let path = commands::merge::merge_round(&settings, &partials, shards, round)?;
+                println!("lanewatch merge round {round}: {}", printable(&path.display().to_string()));
+                return Ok(());
+            }
             print_run(&commands::merge::merge(&settings, &partials, shards)?);
         }
         Command::Config { common, format } => {

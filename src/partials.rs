@@ -264,30 +264,7 @@ fn read_metas(dir: &Path, shards: u32, night: Night, cfg: &Config) -> Result<(Ve
     for name in names {
         let bytes =
             std::fs::read(dir.join(&name)).map_err(|e| Error::bad_file(shown(&name), format!("unreadable: {e}")))?;
-        let m: Meta = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::bad_file(shown(&name), format!("not a lanewatch partial: {e}")))?;
-        let mismatch = |what: &str, got: &str, want: &str| {
-            Error::bad_file(shown(&name), format!("a partial of another {what} ({got}; this merge: {want})"))
-        };
-        if m.format != FORMAT {
-            return Err(mismatch("layout", &m.format.to_string(), &FORMAT.to_string()));
-        }
-        if m.tool_version != TOOL_VERSION {
-            return Err(mismatch("lanewatch version", &m.tool_version, TOOL_VERSION));
-        }
-        if m.as_of != night.to_string() {
-            return Err(mismatch("night", &m.as_of, &night.to_string()));
-        }
-        if m.shards != shards || m.shard >= shards {
-            return Err(mismatch(
-                "shard count",
-                &format!("shard {}/{}", m.shard, m.shards),
-                &format!("{shards} shards"),
-            ));
-        }
-        if m.config != digest {
-            return Err(mismatch("config", &format!("digest {}", &m.config[..m.config.len().min(12)]), &digest[..12]));
-        }
+        let m = parse_meta(&shown(&name), &bytes, shards, night, &digest)?;
         if let Some((other, _, _)) = by_shard.get(&m.shard) {
             return Err(Error::bad_file(
                 shown(&name),
@@ -305,6 +282,53 @@ fn read_metas(dir: &Path, shards: u32, night: Night, cfg: &Config) -> Result<(Ve
         ));
     }
     Ok(by_shard.into_values().map(|(_, m, b)| (m, b)).unzip())
+}
+
+/// A partial's JSON, checked against the night, config, shard count and tool version.
+fn parse_meta(shown: &str, bytes: &[u8], shards: u32, night: Night, digest: &str) -> Result<Meta> {
+    let m: Meta =
+        serde_json::from_slice(bytes).map_err(|e| Error::bad_file(shown, format!("not a lanewatch partial: {e}")))?;
+    let mismatch = |what: &str, got: &str, want: &str| {
+        Error::bad_file(shown, format!("a partial of another {what} ({got}; this merge: {want})"))
+    };
+    if m.format != FORMAT {
+        return Err(mismatch("layout", &m.format.to_string(), &FORMAT.to_string()));
+    }
+    if m.tool_version != TOOL_VERSION {
+        return Err(mismatch("lanewatch version", &m.tool_version, TOOL_VERSION));
+    }
+    if m.as_of != night.to_string() {
+        return Err(mismatch("night", &m.as_of, &night.to_string()));
+    }
+    if m.shards != shards || m.shard >= shards {
+        return Err(mismatch("shard count", &format!("shard {}/{}", m.shard, m.shards), &format!("{shards} shards")));
+    }
+    if m.config != digest {
+        return Err(mismatch("config", &format!("digest {}", &m.config[..m.config.len().min(12)]), &digest[..12]));
+    }
+    Ok(m)
+}
+
+/// Shard `shard`'s clean input from its partial in `dir` (checked as `merge` checks it): what
+/// the shard's later rounds (`rounds`) compute from.
+pub fn read_shard(dir: &Path, shard: Shard, night: Night, cfg: &Config) -> Result<CleanInput> {
+    let name = format!("{}.json", shard.stem());
+    let path = dir.join(&name);
+    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::bad_file(
+            dir.display().to_string(),
+            format!("missing partial: shard {shard} (run lanewatch run --shard {shard} first)"),
+        ),
+        _ => Error::bad_file(path.display().to_string(), format!("unreadable: {e}")),
+    })?;
+    let m = parse_meta(&path.display().to_string(), &bytes, shard.count, night, &cfg.digest())?;
+    if m.shard != shard.index {
+        return Err(Error::bad_file(path.display().to_string(), format!("the partial of shard {}", m.shard)));
+    }
+    let shipments = read_data(dir, &m.shipments, &format!("{}.shipments.parquet", shard.stem()))?;
+    let events = read_data(dir, &m.events, &format!("{}.events.parquet", shard.stem()))?;
+    let Part { shipments, events } = Part::new(shipments, events)?;
+    Ok(CleanInput { shipments, events })
 }
 
 /// A data file of a partial, its name and BLAKE3 checked.

@@ -83,6 +83,12 @@ pub fn run_shard(s: &Settings, shard: Shard, dir: &Path) -> Result<ShardSummary>
     })
 }
 
+/// `run --shard i/N --round NAME`: shard i's share of one round of the night's features and
+/// model (see `rounds`), timed.
+pub fn run_shard_round(s: &Settings, shard: Shard, dir: &Path, round: crate::rounds::Round) -> Result<PathBuf> {
+    Timings::default().time(&format!("round {round}"), || crate::rounds::shard_round(s, dir, shard, round), |_| 0)
+}
+
 /// A night from its source to its committed run folder (and, through the state, the state's
 /// next generation).
 pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> {

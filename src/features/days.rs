@@ -25,6 +25,7 @@ pub struct DayCounts {
     n: Vec<u64>,
     late: Vec<u64>,
 }
+crate::codec_struct!(DayCounts { n, late });
 
 impl DayCounts {
     /// Counts for days `0..=last` (day `last` also holds every later day).

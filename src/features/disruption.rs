@@ -569,6 +569,7 @@ pub struct NetworkRatios {
     pub last_day: i64,
     ratios: Vec<Vec<Vec<f64>>>,
 }
+crate::codec_struct!(NetworkRatios { first_day, last_day, ratios });
 
 impl NetworkRatios {
     /// Adds another part's ratios (of the same days).
@@ -617,6 +618,7 @@ pub struct NetworkMedians {
     pub last_day: i64,
     medians: Vec<Vec<f64>>,
 }
+crate::codec_struct!(NetworkMedians { first_day, last_day, medians });
 
 /// A point with enough parcels on both sides to count towards the network's median.
 fn supported(p: &Point, cfg: &LaneConfig) -> bool {

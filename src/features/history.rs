@@ -177,6 +177,7 @@ pub struct WindowPart {
     pub sum: i64,
     pub recent: Vec<(i64, i64)>,
 }
+crate::codec_struct!(WindowPart { count, sum, recent });
 
 /// The window of a whole track before `to` from every part's share: what `Track::adaptive`
 /// gives on the track of all the parts' observations.
@@ -269,6 +270,7 @@ pub struct SharedParts {
     pub global_handling: WindowPart,
     pub global_late: WindowPart,
 }
+crate::codec_struct!(SharedParts { seller_handling, seller_late, global_handling, global_late });
 
 /// Smoothed history of one shipment's seller and lane at one time.
 #[derive(Debug, Clone, Copy)]

@@ -64,6 +64,7 @@ pub struct Group {
     pub scanned: [u32; 9],
     pub v: [f64; N_Q],
 }
+crate::codec_struct!(Group { shipments, delivered, on_time, late, scanned, v });
 
 impl Group {
     fn empty() -> Group {

@@ -83,6 +83,7 @@ pub struct WindowShare {
     counts: days::DayCounts,
     oldest: Option<i64>,
 }
+crate::codec_struct!(WindowShare { counts, oldest });
 
 impl WindowShare {
     pub fn of(prep: &prepare::Prepared, outcomes: &[timeline::Outcome], p: &FeatureParams) -> WindowShare {

@@ -150,8 +150,8 @@ impl FeatureSet {
     }
 }
 
-/// Combines the parts' shares of one round with `add`.
-fn combine<T>(shares: impl IntoIterator<Item = T>, add: impl Fn(&mut T, T) -> Result<()>) -> Result<T> {
+/// Combines the parts' shares of one round with `add`, in part order.
+pub fn combine<T>(shares: impl IntoIterator<Item = T>, add: impl Fn(&mut T, T) -> Result<()>) -> Result<T> {
     let mut shares = shares.into_iter();
     let mut all = shares.next().ok_or_else(|| Error::internal("features: a night of no parts"))?;
     for s in shares {

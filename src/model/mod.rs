@@ -479,6 +479,7 @@ pub struct SplitCounts {
     /// The earliest row's time.
     pub earliest_t: Option<i64>,
 }
+crate::codec_struct!(SplitCounts { n_train, n_pos, n_valid, valid_shipments, valid_late, earliest_t });
 
 impl SplitCounts {
     /// The counts of `fs`'s training rows with the validation window from `holdout_start`.

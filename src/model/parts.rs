@@ -34,11 +34,14 @@ pub struct Offer {
     pub t: Vec<i64>,
     pub label: Vec<bool>,
     pub resolved_at: Vec<i64>,
+    /// Each row's seller, for the queries of its history (`FeatureSet::history_queries`).
+    pub seller: Vec<String>,
     /// Each row's part and its index among that part's training rows.
     pub from: Vec<(u32, u32)>,
     /// Row-major features, once computed (round 5).
     pub x: Vec<f64>,
 }
+crate::codec_struct!(Offer { id, t, label, resolved_at, seller, from, x });
 
 impl Pool for Offer {
     fn len(&self) -> usize {
@@ -67,6 +70,7 @@ impl Pool for Offer {
 /// labels only, no features yet.
 pub fn offer(fs: &FeatureSet, split: &SplitCounts, valid_days: u32, p: &ValidParams) -> Result<Offer> {
     let rows = &fs.train;
+    let names = fs.prep.seller_names();
     let pool = WholePool { fs, ids: fs.prep.shipments.column("shipment_id")?.str()?.clone() };
     let Drawn { va, samples, .. } = draw(&pool, fs.cutoff(), valid_days, split, p);
     let mut offered: Vec<usize> = samples.into_iter().flatten().chain(va).collect();
@@ -77,6 +81,7 @@ pub fn offer(fs: &FeatureSet, split: &SplitCounts, valid_days: u32, p: &ValidPar
         t: offered.iter().map(|&r| rows.t[r]).collect(),
         label: offered.iter().map(|&r| rows.label[r]).collect(),
         resolved_at: offered.iter().map(|&r| rows.resolved_at[r]).collect(),
+        seller: offered.iter().map(|&r| names[fs.prep.seller[rows.ship[r] as usize] as usize].clone()).collect(),
         from: offered.iter().map(|&r| (0, r as u32)).collect(),
         x: Vec::new(),
     })
@@ -86,15 +91,72 @@ pub fn offer(fs: &FeatureSet, split: &SplitCounts, valid_days: u32, p: &ValidPar
 /// its offer), row-major, their history merged from every part's shares.
 pub fn features_of(sets: &[FeatureSet], k: usize, rows: &[u32]) -> Result<Vec<f64>> {
     let fs = &sets[k];
-    let mut subset = Rows {
-        ship: rows.iter().map(|&r| fs.train.ship[r as usize]).collect(),
-        t: rows.iter().map(|&r| fs.train.t[r as usize]).collect(),
-        ..Rows::default()
-    };
+    let mut subset = drawn_rows(fs, rows);
     let (queries, which) = fs.history_queries(&subset);
     let shares: Vec<_> = sets.iter().map(|s| s.history_shares(&queries)).collect();
     fs.fill_parted(&mut subset, &which, &shares)?;
     Ok(subset.x)
+}
+
+/// Part `fs`'s training rows `rows` (indices among them), their features not yet computed.
+pub fn drawn_rows(fs: &FeatureSet, rows: &[u32]) -> Rows {
+    Rows {
+        ship: rows.iter().map(|&r| fs.train.ship[r as usize]).collect(),
+        t: rows.iter().map(|&r| fs.train.t[r as usize]).collect(),
+        ..Rows::default()
+    }
+}
+
+/// Round 4: the rows the whole network's draw takes, all among the offered ones, in the
+/// union's order (shipment id, then time), without features yet.
+pub fn draw_offered(offers: Vec<Offer>, cutoff: i64, valid_days: u32, split: &SplitCounts, p: &ValidParams) -> Offer {
+    let offered = union(offers);
+    let Drawn { va, samples, .. } = draw(&offered, cutoff, valid_days, split, p);
+    let mut drawn: Vec<usize> = samples.into_iter().flatten().chain(va).collect();
+    drawn.sort_unstable();
+    drawn.dedup();
+    Offer {
+        id: drawn.iter().map(|&d| offered.id[d].clone()).collect(),
+        t: drawn.iter().map(|&d| offered.t[d]).collect(),
+        label: drawn.iter().map(|&d| offered.label[d]).collect(),
+        resolved_at: drawn.iter().map(|&d| offered.resolved_at[d]).collect(),
+        seller: drawn.iter().map(|&d| offered.seller[d].clone()).collect(),
+        from: drawn.iter().map(|&d| offered.from[d]).collect(),
+        x: Vec::new(),
+    }
+}
+
+/// Part `k`'s rows among the drawn ones (indices among its training rows), in the pool's order:
+/// the order its features come back in (`with_features`).
+pub fn rows_of(pool: &Offer, k: usize) -> Vec<u32> {
+    pool.from.iter().filter(|f| f.0 as usize == k).map(|f| f.1).collect()
+}
+
+/// The distinct (seller, time) pairs the drawn rows' history reads, sorted: what every part
+/// shares its windows of (round 5).
+pub fn drawn_queries(pool: &Offer) -> Vec<(String, i64)> {
+    let mut q: Vec<(String, i64)> = pool.seller.iter().cloned().zip(pool.t.iter().copied()).collect();
+    q.sort_unstable();
+    q.dedup();
+    q
+}
+
+/// The drawn pool with each part's features of its rows (`per_part[k]`, row-major, in
+/// `rows_of` order).
+pub fn with_features(mut pool: Offer, per_part: &[Vec<f64>]) -> Result<Offer> {
+    let mut next = vec![0usize; per_part.len()];
+    let mut x = Vec::with_capacity(pool.len() * N_FEATURES);
+    for &(k, _) in &pool.from {
+        let (k, at) = (k as usize, next.get(k as usize).copied());
+        let row = at.and_then(|r| per_part[k].get(r * N_FEATURES..(r + 1) * N_FEATURES));
+        x.extend_from_slice(row.ok_or_else(|| Error::internal("model: a part sent features of fewer rows"))?);
+        next[k] += 1;
+    }
+    if next.iter().zip(per_part).any(|(&n, f)| n * N_FEATURES != f.len()) {
+        return Err(Error::internal("model: a part sent features of more rows than were drawn"));
+    }
+    pool.x = x;
+    Ok(pool)
 }
 
 /// The model of a night whose parts computed its features (`features::parted::build_parts`):
@@ -115,35 +177,11 @@ pub fn train_parts(sets: &[FeatureSet], p: &ValidParams) -> Result<SavedModel> {
         split.add(&SplitCounts::of(s, holdout_start));
     }
     let offers: Vec<Offer> = sets.iter().map(|s| offer(s, &split, valid_days, p)).collect::<Result<_>>()?;
-    let offered = union(offers);
-    // Round 4: the rows the whole network's draw takes, all among the offered ones.
-    let Drawn { va, samples, .. } = draw(&offered, first.cutoff(), valid_days, &split, p);
-    let mut drawn: Vec<usize> = samples.into_iter().flatten().chain(va).collect();
-    drawn.sort_unstable();
-    drawn.dedup();
+    let pool = draw_offered(offers, first.cutoff(), valid_days, &split, p);
     // Round 5: each part's features of its drawn rows.
-    let mut x: Vec<Option<&[f64]>> = vec![None; drawn.len()];
-    let per_part: Vec<Vec<f64>> = (0..sets.len())
-        .map(|k| {
-            let rows: Vec<u32> =
-                drawn.iter().filter(|&&d| offered.from[d].0 as usize == k).map(|&d| offered.from[d].1).collect();
-            features_of(sets, k, &rows)
-        })
-        .collect::<Result<_>>()?;
-    let mut next = vec![0usize; sets.len()];
-    for (slot, &d) in x.iter_mut().zip(&drawn) {
-        let k = offered.from[d].0 as usize;
-        *slot = Some(&per_part[k][next[k] * N_FEATURES..(next[k] + 1) * N_FEATURES]);
-        next[k] += 1;
-    }
-    let pool = Offer {
-        id: drawn.iter().map(|&d| offered.id[d].clone()).collect(),
-        t: drawn.iter().map(|&d| offered.t[d]).collect(),
-        label: drawn.iter().map(|&d| offered.label[d]).collect(),
-        resolved_at: drawn.iter().map(|&d| offered.resolved_at[d]).collect(),
-        from: drawn.iter().map(|&d| offered.from[d]).collect(),
-        x: x.into_iter().flat_map(|r| r.expect("features of every drawn row").iter().copied()).collect(),
-    };
+    let per_part: Vec<Vec<f64>> =
+        (0..sets.len()).map(|k| features_of(sets, k, &rows_of(&pool, k))).collect::<Result<_>>()?;
+    let pool = with_features(pool, &per_part)?;
     let frame = TrainFrame {
         night: first.night(),
         train_window_days: first.train_window_days,
@@ -170,6 +208,7 @@ fn union(offers: Vec<Offer>) -> Offer {
         pool.t.push(o.t[r]);
         pool.label.push(o.label[r]);
         pool.resolved_at.push(o.resolved_at[r]);
+        pool.seller.push(o.seller[r].clone());
         pool.from.push((k as u32, o.from[r].1));
     }
     pool

@@ -420,3 +420,145 @@ fn shard_spec(spec: &str, partials: &Path) -> std::process::Output {
         AS_OF,
     ])
 }
+
+/// The whole network's model (as JSON) and every scoring row's (shipment id, risk bits), by id.
+fn single_model_and_risks(s: &lanewatch::settings::Settings) -> (String, Vec<(String, u64)>) {
+    let clean = load(s);
+    let fs = lanewatch::features::build(&clean, &s.features, s.night().unwrap()).unwrap();
+    let model = lanewatch::model::train(&fs, &s.model).unwrap();
+    let ids = fs.prep.shipments.column("shipment_id").unwrap().str().unwrap().clone();
+    let mut risks: Vec<(String, u64)> = fs
+        .score
+        .ship
+        .iter()
+        .zip(model.predict(&fs.score))
+        .map(|(&i, r)| (ids.get(i as usize).unwrap().to_string(), r.to_bits()))
+        .collect();
+    risks.sort();
+    (serde_json::to_string(&model).unwrap(), risks)
+}
+
+/// What the rounds in `partials` trained and scored, as `single_model_and_risks` gives it.
+fn rounds_model_and_risks(s: &lanewatch::settings::Settings, partials: &Path, n: u32) -> (String, Vec<(String, u64)>) {
+    let model = lanewatch::rounds::model(s, partials, n).unwrap();
+    let (ids, risk) = lanewatch::rounds::risks(s, partials, n).unwrap();
+    (serde_json::to_string(&model).unwrap(), ids.into_iter().zip(risk.into_iter().map(f64::to_bits)).collect())
+}
+
+fn round_settings() -> lanewatch::settings::Settings {
+    settings_with(
+        Some(&fast_config()),
+        &[],
+        lanewatch::config::Overrides {
+            input: Some(input().to_path_buf()),
+            as_of: Some(AS_OF.to_string()),
+            ..Default::default()
+        },
+    )
+}
+
+/// The shards compute the night's features and model in rounds through the partials folder,
+/// each from its own input and the merged shares: the model is the single run's, byte for byte,
+/// and every scoring row's risk is the single run's, bit for bit, for N in {1, 2, 3, 7} (shard
+/// 6 of 7 owns nothing).
+#[test]
+fn rounds_through_files_train_the_single_runs_model_and_score_its_risks() {
+    let s = round_settings();
+    let (model, risks) = single_model_and_risks(&s);
+    assert!(risks.len() > 100, "{} scoring rows", risks.len());
+    for n in [1u32, 2, 3, 7] {
+        let partials = all_shards(n);
+        lanewatch::rounds::run_all(&s, partials.path(), n).unwrap();
+        let (m, r) = rounds_model_and_risks(&s, partials.path(), n);
+        assert!(m == model, "{n} shards: the model differs");
+        assert!(r == risks, "{n} shards: the risks differ");
+    }
+}
+
+/// `run --shard i/N --round NAME` and `merge --round NAME`, as a cluster runs them: the same
+/// model and risks; a retried shard writes the same bytes; a missing, corrupt or misplaced
+/// share is refused (exit 65) and the merge writes nothing.
+#[test]
+fn rounds_run_by_the_cli_equal_the_single_run_and_refuse_missing_corrupt_and_misplaced_shares() {
+    let s = round_settings();
+    let n = 3;
+    let partials = all_shards(n);
+    let dir = partials.path();
+    let round = |i: u32, r: &str| {
+        let spec = format!("{i}/{n}");
+        let args = ["run", "--shard", &spec, "--partials", dir.to_str().unwrap(), "--input", input().to_str().unwrap()];
+        lanewatch(&[&args[..], &["--as-of", AS_OF, "--config", &cfg(), "--round", r]].concat())
+    };
+    let merge_round = |r: &str| {
+        let n = n.to_string();
+        lanewatch(&[
+            "merge",
+            "--partials",
+            dir.to_str().unwrap(),
+            "--shards",
+            &n,
+            "--as-of",
+            AS_OF,
+            "--config",
+            &cfg(),
+            "--round",
+            r,
+        ])
+    };
+    let rounds: Vec<&str> = lanewatch::rounds::Round::ALL.iter().map(|r| r.name()).collect();
+    for r in &rounds {
+        for i in 0..n {
+            expect_code(&round(i, r), 0);
+        }
+        expect_code(&merge_round(r), 0);
+    }
+    assert!(rounds_model_and_risks(&s, dir, n) == single_model_and_risks(&s), "the CLI's rounds differ");
+    // A retried shard replaces its share with the same bytes.
+    let share = dir.join("round-offer/shard-1-of-3.bin");
+    let before = std::fs::read(&share).unwrap();
+    expect_code(&round(1, "offer"), 0);
+    assert_eq!(std::fs::read(&share).unwrap(), before, "a rerun's share differs");
+
+    let merged = dir.join("round-split/merged.bin");
+    let shard1 = dir.join("round-split/shard-1-of-3.bin");
+    let good = std::fs::read(&shard1).unwrap();
+    type Damage<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        ("missing", Box::new(|| std::fs::remove_file(&shard1).unwrap()), "missing: shard 1/3's share of round split"),
+        (
+            "corrupt",
+            Box::new(|| {
+                let mut b = good.clone();
+                let k = b.len() / 2;
+                b[k] ^= 1;
+                std::fs::write(&shard1, b).unwrap();
+            }),
+            "corrupt",
+        ),
+        (
+            "another shard's",
+            Box::new(|| std::fs::copy(dir.join("round-split/shard-0-of-3.bin"), &shard1).map(|_| ()).unwrap()),
+            "another round or shard",
+        ),
+        (
+            "another round's",
+            Box::new(|| std::fs::copy(dir.join("round-offer/shard-1-of-3.bin"), &shard1).map(|_| ()).unwrap()),
+            "another round or shard",
+        ),
+    ];
+    for (what, damage, says) in cases {
+        std::fs::remove_file(&merged).unwrap();
+        damage();
+        let o = merge_round("split");
+        expect_code(&o, 65);
+        assert!(stderr(&o).contains(says), "{what}: {}", stderr(&o));
+        assert!(!merged.exists(), "{what}: the merge wrote its result");
+        std::fs::write(&shard1, &good).unwrap();
+        expect_code(&merge_round("split"), 0);
+    }
+    // A later round of a shard refuses when an earlier round is not merged.
+    std::fs::remove_file(dir.join("round-queries/merged.bin")).unwrap();
+    let o = round(0, "shares");
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("round queries is not merged"), "{}", stderr(&o));
+}

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rayon::prelude::*;
 
 use super::{Group, LaneConfig, N_Q, N_QUANTITIES, Source, push_known, quantiles_into, quantity_outputs, row_values};
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 
 /// A group that spans parts: one service's lanes, or every lane.
@@ -32,12 +33,29 @@ pub enum ParentKey {
     Global,
 }
 
+impl Codec for ParentKey {
+    fn put(&self, out: &mut Vec<u8>) {
+        // As an `Option<String>`: the service's name, or none for the global group.
+        match self {
+            ParentKey::Service(name) => {
+                true.put(out);
+                name.put(out);
+            }
+            ParentKey::Global => false.put(out),
+        }
+    }
+    fn take(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        Ok(<Option<String> as Codec>::take(r)?.map_or(ParentKey::Global, ParentKey::Service))
+    }
+}
+
 /// Step 1: each service group's counts at each cutoff (values unknown).
 #[derive(Debug, Clone)]
 pub struct ParentCounts {
     pub cutoffs: Vec<i64>,
     services: BTreeMap<String, Vec<Group>>,
 }
+crate::codec_struct!(ParentCounts { cutoffs, services });
 
 impl ParentCounts {
     /// Adds another part's counts (of the same cutoffs).
@@ -78,6 +96,7 @@ pub struct Wanted {
     pub cutoffs: Vec<i64>,
     set: BTreeSet<(usize, ParentKey)>,
 }
+crate::codec_struct!(Wanted { cutoffs, set });
 
 impl Wanted {
     /// Adds the parents another part's lanes read.
@@ -104,6 +123,7 @@ pub struct ParentValues {
     pub cutoffs: Vec<i64>,
     values: BTreeMap<(usize, ParentKey), Vec<Vec<f64>>>,
 }
+crate::codec_struct!(ParentValues { cutoffs, values });
 
 impl ParentValues {
     /// Adds another part's values of the same wanted parents.
@@ -155,6 +175,7 @@ pub struct Parents {
     pub(super) counts: ParentCounts,
     stats: BTreeMap<(usize, ParentKey), [f64; N_Q]>,
 }
+crate::codec_struct!(Parents { counts, stats });
 
 impl Parents {
     pub fn cutoffs(&self) -> &[i64] {

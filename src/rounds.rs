@@ -1,0 +1,471 @@
+//! A sharded night's features and model computed by the shards, in rounds through files (README
+//! "Running on a cluster"). After `run --shard i/N` has written shard i's validated input to
+//! the partials folder (`partials`), every round is two steps:
+//!
+//! 1. each shard computes its share of the round from its own input and the rounds merged
+//!    before (`shard_round`), and writes `PARTIALS/round-NAME/shard-i-of-N.bin`;
+//! 2. one merge combines the N shares (`merge_round`) into `PARTIALS/round-NAME/merged.bin`,
+//!    which every shard reads in the next round.
+//!
+//! The rounds, and what goes through each (the shares are those of `features::parted` and
+//! `model::parts`, exact: counts, integer sums, value lists, keys):
+//!
+//! | round          | a shard sends                                   | the merge keeps                      |
+//! |----------------|-------------------------------------------------|--------------------------------------|
+//! | `window`       | resolved shipments per day of creation          | the training window's days           |
+//! | `parents`      | service groups' counts; disruption ratios       | the counts; the network's medians    |
+//! | `wanted`       | service and global groups its sparse lanes read | their union                          |
+//! | `values`       | those groups' values                            | their quantiles (`Parents`)          |
+//! | `queries`      | last resolution day; its scoring rows' sellers  | the latest day; the sellers, sorted  |
+//! | `shares`       | resolutions per day; history shares (all sellers)| the validation window               |
+//! | `split`        | training rows before and in the validation window | their sums                         |
+//! | `offer`        | its first rows of each sample: keys and labels  | the rows drawn, and their sellers    |
+//! | `train-shares` | history shares of the drawn rows' sellers        | (checked, nothing kept)             |
+//! | `train-rows`   | the features of its drawn rows                  | the model, trained once              |
+//! | `score`        | its scoring rows' risk under that model          | every shipment's risk, by id        |
+//!
+//! A shard reads its own input again each round (rounds are separate processes, on any
+//! machine), the merged results it needs, and in `train-rows` and `score` every shard's history
+//! shares. Each file carries the tool version, night, config digest, round and shard, and a
+//! BLAKE3 of its bytes: a round refuses (exit 65, nothing written) a missing, corrupt or
+//! mismatched file. A file is written through a rename, so a retried shard replaces its share
+//! with the same bytes. The model and every shard's risks equal the single run's, bit for bit
+//! (tests/integration/shards.rs).
+
+use std::path::{Path, PathBuf};
+
+use crate::calendar::Night;
+use crate::codec::{Codec, Reader};
+use crate::error::{Error, Result};
+use crate::features::days::DayCounts;
+use crate::features::disruption::{NetworkMedians, NetworkRatios};
+use crate::features::history::SharedParts;
+use crate::features::lanes::{ParentCounts, ParentValues, Parents, Wanted};
+use crate::features::parted::{Part, Windowed, combine};
+use crate::features::{FeatureSet, Rows, Span, WindowShare, window_days};
+use crate::model::parts::{self, Offer};
+use crate::model::{self, SavedModel, SplitCounts, TrainFrame};
+use crate::night::TOOL_VERSION;
+use crate::schema::MICROS_PER_DAY;
+use crate::settings::Settings;
+use crate::shard::Shard;
+
+/// Layout version of a round's file; a round refuses another.
+const FORMAT: u32 = 1;
+const MAGIC: &[u8; 8] = b"LWROUND\n";
+
+/// A round of a sharded night, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Round {
+    Window,
+    Parents,
+    Wanted,
+    Values,
+    Queries,
+    Shares,
+    Split,
+    Offer,
+    TrainShares,
+    TrainRows,
+    Score,
+}
+
+impl Round {
+    pub const ALL: [Round; 11] = [
+        Round::Window,
+        Round::Parents,
+        Round::Wanted,
+        Round::Values,
+        Round::Queries,
+        Round::Shares,
+        Round::Split,
+        Round::Offer,
+        Round::TrainShares,
+        Round::TrainRows,
+        Round::Score,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Round::Window => "window",
+            Round::Parents => "parents",
+            Round::Wanted => "wanted",
+            Round::Values => "values",
+            Round::Queries => "queries",
+            Round::Shares => "shares",
+            Round::Split => "split",
+            Round::Offer => "offer",
+            Round::TrainShares => "train-shares",
+            Round::TrainRows => "train-rows",
+            Round::Score => "score",
+        }
+    }
+}
+
+impl std::str::FromStr for Round {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Round, String> {
+        Round::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Round::ALL.iter().map(|r| r.name()).collect();
+            format!("expected one of {}, got {s:?}", names.join(", "))
+        })
+    }
+}
+
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What each round's file says it is.
+#[derive(Debug, Clone, PartialEq)]
+struct Header {
+    format: u32,
+    tool_version: String,
+    as_of: String,
+    config: String,
+    round: String,
+    /// The shard whose share this is; none for the merged result.
+    shard: Option<u32>,
+    shards: u32,
+}
+crate::codec_struct!(Header { format, tool_version, as_of, config, round, shard, shards });
+
+/// One night's rounds in one partials folder.
+struct Rounds<'a> {
+    s: &'a Settings,
+    dir: &'a Path,
+    night: Night,
+    shards: u32,
+    config: String,
+}
+
+impl<'a> Rounds<'a> {
+    fn new(s: &'a Settings, dir: &'a Path, shards: u32) -> Result<Rounds<'a>> {
+        Ok(Rounds { s, dir, night: s.night()?, shards, config: s.config.digest() })
+    }
+
+    fn header(&self, round: Round, shard: Option<u32>) -> Header {
+        Header {
+            format: FORMAT,
+            tool_version: TOOL_VERSION.to_string(),
+            as_of: self.night.to_string(),
+            config: self.config.clone(),
+            round: round.name().to_string(),
+            shard,
+            shards: self.shards,
+        }
+    }
+
+    fn path(&self, round: Round, shard: Option<u32>) -> PathBuf {
+        let name = match shard {
+            Some(index) => format!("{}.bin", Shard { index, count: self.shards }.stem()),
+            None => "merged.bin".to_string(),
+        };
+        self.dir.join(format!("round-{round}")).join(name)
+    }
+
+    fn write<T: Codec>(&self, round: Round, shard: Option<u32>, value: &T) -> Result<PathBuf> {
+        let path = self.path(round, shard);
+        let mut bytes = MAGIC.to_vec();
+        self.header(round, shard).put(&mut bytes);
+        value.put(&mut bytes);
+        let hash = blake3::hash(&bytes);
+        bytes.extend_from_slice(hash.as_bytes());
+        crate::io::create_dir_all(path.parent().expect("a round's folder"))?;
+        crate::fault::point(&format!("round:{round}"));
+        crate::io::write_atomic(&path, &bytes)?;
+        Ok(path)
+    }
+
+    fn read<T: Codec>(&self, round: Round, shard: Option<u32>) -> Result<T> {
+        let path = self.path(round, shard);
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::bad_file(
+                &shown,
+                match shard {
+                    Some(k) => format!(
+                        "missing: shard {k}/{}'s share of round {round} (run lanewatch run --shard {k}/{} --round {round})",
+                        self.shards, self.shards
+                    ),
+                    None => format!("missing: round {round} is not merged (run lanewatch merge --round {round})"),
+                },
+            ),
+            _ => Error::bad_file(&shown, format!("unreadable: {e}")),
+        })?;
+        let body = bytes.len().checked_sub(32).filter(|&n| n >= MAGIC.len() && bytes.starts_with(MAGIC));
+        let body = body.ok_or_else(|| Error::bad_file(&shown, "not a lanewatch round file"))?;
+        if blake3::hash(&bytes[..body]).as_bytes() != &bytes[body..] {
+            return Err(Error::bad_file(&shown, "corrupt: its BLAKE3 does not match its bytes"));
+        }
+        let mut r = Reader::new(&bytes[MAGIC.len()..body]);
+        let got = Header::take(&mut r).map_err(|_| Error::bad_file(&shown, "not a lanewatch round file"))?;
+        let want = self.header(round, shard);
+        let mismatch = |what: &str, got: &dyn std::fmt::Display, want: &dyn std::fmt::Display| {
+            Err(Error::bad_file(&shown, format!("a round file of another {what} ({got}; this night: {want})")))
+        };
+        if got.format != want.format {
+            return mismatch("layout", &got.format, &want.format);
+        }
+        if got.tool_version != want.tool_version {
+            return mismatch("lanewatch version", &got.tool_version, &want.tool_version);
+        }
+        if got.as_of != want.as_of {
+            return mismatch("night", &got.as_of, &want.as_of);
+        }
+        if got.config != want.config {
+            return mismatch("config", &format!("digest {:.12}", got.config), &format!("digest {:.12}", want.config));
+        }
+        if (got.round.as_str(), got.shard, got.shards) != (want.round.as_str(), want.shard, want.shards) {
+            let of = |h: &Header| format!("round {} of {:?} in {} shards", h.round, h.shard, h.shards);
+            return mismatch("round or shard", &of(&got), &of(&want));
+        }
+        let value = T::take(&mut r).map_err(|e| Error::bad_file(&shown, format!("unreadable: {e}")))?;
+        if !r.finished() {
+            return Err(Error::bad_file(&shown, "unreadable: bytes left over"));
+        }
+        Ok(value)
+    }
+
+    fn merged<T: Codec>(&self, round: Round) -> Result<T> {
+        self.read(round, None)
+    }
+
+    /// Every shard's share of `round`, in shard order.
+    fn shares<T: Codec>(&self, round: Round) -> Result<Vec<T>> {
+        (0..self.shards).map(|k| self.read(round, Some(k))).collect()
+    }
+
+    // What a shard computes again each round from its input and the rounds merged before.
+
+    fn part(&self, shard: Shard) -> Result<Part> {
+        let clean = crate::partials::read_shard(self.dir, shard, self.night, &self.s.config)?;
+        Part::start(clean, self.night)
+    }
+
+    fn span(&self) -> Result<Span> {
+        Ok(Span::new(self.night, self.merged(Round::Window)?, &self.s.features))
+    }
+
+    fn windowed(&self, shard: Shard) -> Result<Windowed> {
+        self.part(shard)?.windowed(self.span()?, &self.s.features)
+    }
+
+    fn feature_set(&self, shard: Shard) -> Result<FeatureSet> {
+        let w = self.windowed(shard)?;
+        let (_, network): (ParentCounts, NetworkMedians) = self.merged(Round::Parents)?;
+        let parents: Parents = self.merged(Round::Values)?;
+        w.finish(&self.s.features, &parents, &network)
+    }
+}
+
+/// Shard `shard`'s share of `round`, written to the partials folder `dir`; returns its path.
+pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Result<PathBuf> {
+    let n = Rounds::new(s, dir, shard.count)?;
+    let (p, m) = (&s.features, &s.model);
+    let k = Some(shard.index);
+    match round {
+        Round::Window => n.write(round, k, &n.part(shard)?.window_share(p)),
+        Round::Parents => {
+            let w = n.windowed(shard)?;
+            n.write(round, k, &(w.parent_counts(p)?, w.network_ratios(p)))
+        }
+        Round::Wanted => {
+            let (counts, _): (ParentCounts, NetworkMedians) = n.merged(Round::Parents)?;
+            n.write(round, k, &n.windowed(shard)?.wanted_parents(p, &counts)?)
+        }
+        Round::Values => {
+            let wanted: Wanted = n.merged(Round::Wanted)?;
+            n.write(round, k, &n.windowed(shard)?.parent_values(p, &wanted))
+        }
+        Round::Queries => {
+            let fs = n.feature_set(shard)?;
+            let last = model::resolution_last(&fs);
+            n.write(round, k, &(last, fs.history_queries(&fs.score).0))
+        }
+        Round::Shares => {
+            let (last, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
+            let fs = n.feature_set(shard)?;
+            n.write(round, k, &(model::resolution_counts_to(&fs, last), fs.history_shares(&queries)))
+        }
+        Round::Split => {
+            let valid_days: u32 = n.merged(Round::Shares)?;
+            let fs = n.feature_set(shard)?;
+            n.write(round, k, &SplitCounts::of(&fs, holdout_start(&fs, valid_days)))
+        }
+        Round::Offer => {
+            let (valid_days, split): (u32, SplitCounts) = n.merged(Round::Split)?;
+            n.write(round, k, &parts::offer(&n.feature_set(shard)?, &split, valid_days, m)?)
+        }
+        Round::TrainShares => {
+            let (_, queries): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
+            n.write(round, k, &n.feature_set(shard)?.history_shares(&queries))
+        }
+        Round::TrainRows => {
+            let (pool, queries): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
+            let shares: Vec<Vec<SharedParts>> = n.shares(Round::TrainShares)?;
+            let fs = n.feature_set(shard)?;
+            let mut rows = parts::drawn_rows(&fs, &parts::rows_of(&pool, shard.index as usize));
+            fill(&fs, &mut rows, &queries, &shares)?;
+            let windows: Vec<f64> = fs.lanes().iter().map(|l| l.window_days).collect();
+            n.write(round, k, &(rows.x, windows))
+        }
+        Round::Score => {
+            let model: String = n.merged(Round::TrainRows)?;
+            let model: SavedModel = serde_json::from_str(&model).map_err(Error::internal)?;
+            let (_, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
+            let shares: Vec<(DayCounts, Vec<SharedParts>)> = n.shares(Round::Shares)?;
+            let shares: Vec<Vec<SharedParts>> = shares.into_iter().map(|s| s.1).collect();
+            let mut fs = n.feature_set(shard)?;
+            let mut rows = std::mem::take(&mut fs.score);
+            fill(&fs, &mut rows, &queries, &shares)?;
+            let risk = model.predict(&rows);
+            let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
+            let ids: Vec<String> = rows.ship.iter().map(|&i| ids.get(i as usize).unwrap_or("").to_string()).collect();
+            n.write(round, k, &(ids, risk))
+        }
+    }
+}
+
+/// The merge of `round` from the `shards` shares in `dir`; returns the merged file's path.
+pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Result<PathBuf> {
+    let n = Rounds::new(s, dir, shards)?;
+    let (p, m) = (&s.features, &s.model);
+    match round {
+        Round::Window => {
+            let share = combine(n.shares::<WindowShare>(round)?, |a, b| {
+                a.add(&b);
+                Ok(())
+            })?;
+            n.write(round, None, &window_days(&share, p, n.night.cutoff()))
+        }
+        Round::Parents => {
+            let (counts, ratios): (Vec<ParentCounts>, Vec<NetworkRatios>) =
+                n.shares::<(ParentCounts, NetworkRatios)>(round)?.into_iter().unzip();
+            let counts = combine(counts, ParentCounts::add)?;
+            n.write(round, None, &(counts, combine(ratios, NetworkRatios::add)?.medians()))
+        }
+        Round::Wanted => n.write(round, None, &combine(n.shares::<Wanted>(round)?, Wanted::add)?),
+        Round::Values => {
+            let (counts, _): (ParentCounts, NetworkMedians) = n.merged(Round::Parents)?;
+            let values = combine(n.shares::<ParentValues>(round)?, ParentValues::add)?;
+            n.write(round, None, &values.finish(counts)?)
+        }
+        Round::Queries => {
+            let shares: Vec<(Option<u32>, Vec<(String, i64)>)> = n.shares(round)?;
+            // Every part counts resolutions up to the same day, the latest of any part's.
+            let last = shares.iter().filter_map(|s| s.0).max().unwrap_or(1);
+            let mut queries: Vec<(String, i64)> = shares.into_iter().flat_map(|s| s.1).collect();
+            queries.sort_unstable();
+            queries.dedup();
+            n.write(round, None, &(last, queries))
+        }
+        Round::Shares => {
+            let (_, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
+            let shares: Vec<(DayCounts, Vec<SharedParts>)> = n.shares(round)?;
+            same_queries(shares.iter().map(|s| s.1.len()), queries.len(), round)?;
+            let counts = combine(shares.into_iter().map(|s| s.0), |a, b| {
+                a.merge(&b);
+                Ok(())
+            })?;
+            n.write(round, None, &model::validation_window(&counts, m))
+        }
+        Round::Split => {
+            let valid_days: u32 = n.merged(Round::Shares)?;
+            let split = combine(n.shares::<SplitCounts>(round)?, |a, b| {
+                a.add(&b);
+                Ok(())
+            })?;
+            n.write(round, None, &(valid_days, split))
+        }
+        Round::Offer => {
+            let (valid_days, split): (u32, SplitCounts) = n.merged(Round::Split)?;
+            let pool = parts::draw_offered(n.shares(round)?, n.night.cutoff(), valid_days, &split, m);
+            let queries = parts::drawn_queries(&pool);
+            n.write(round, None, &(pool, queries))
+        }
+        Round::TrainShares => {
+            let (_, queries): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
+            let shares: Vec<Vec<SharedParts>> = n.shares(round)?;
+            same_queries(shares.iter().map(Vec::len), queries.len(), round)?;
+            n.write(round, None, &(queries.len() as u64))
+        }
+        Round::TrainRows => {
+            let (pool, _): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
+            let (valid_days, split): (u32, SplitCounts) = n.merged(Round::Split)?;
+            let (x, windows): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
+                n.shares::<(Vec<f64>, Vec<f64>)>(round)?.into_iter().unzip();
+            let pool = parts::with_features(pool, &x)?;
+            let frame = TrainFrame {
+                night: n.night,
+                train_window_days: n.span()?.train_days,
+                lanes: model::lane_windows(windows.into_iter().flatten()),
+                valid_days,
+                split,
+            };
+            let model = model::train_on(&pool, &frame, m)?;
+            n.write(round, None, &serde_json::to_string(&model).map_err(Error::internal)?)
+        }
+        Round::Score => {
+            let mut all: Vec<(String, f64)> = n
+                .shares::<(Vec<String>, Vec<f64>)>(round)?
+                .into_iter()
+                .flat_map(|(ids, risk)| ids.into_iter().zip(risk))
+                .collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            n.write(round, None, &all.into_iter().unzip::<_, _, Vec<String>, Vec<f64>>())
+        }
+    }
+}
+
+/// Every round, every shard then the merge, in this process: what a cluster runs as separate
+/// tasks. The partials of `run --shard` must be in `dir`.
+pub fn run_all(s: &Settings, dir: &Path, shards: u32) -> Result<()> {
+    for round in Round::ALL {
+        for index in 0..shards {
+            shard_round(s, dir, Shard { index, count: shards }, round)?;
+        }
+        merge_round(s, dir, shards, round)?;
+    }
+    Ok(())
+}
+
+/// The model the rounds in `dir` trained.
+pub fn model(s: &Settings, dir: &Path, shards: u32) -> Result<SavedModel> {
+    let model: String = Rounds::new(s, dir, shards)?.merged(Round::TrainRows)?;
+    serde_json::from_str(&model).map_err(Error::internal)
+}
+
+/// Every scoring row's shipment id and risk, by shipment id, as the rounds in `dir` scored them.
+pub fn risks(s: &Settings, dir: &Path, shards: u32) -> Result<(Vec<String>, Vec<f64>)> {
+    Rounds::new(s, dir, shards)?.merged(Round::Score)
+}
+
+/// The start of the validation window `valid_days` long.
+fn holdout_start(fs: &FeatureSet, valid_days: u32) -> i64 {
+    fs.cutoff() - valid_days as i64 * MICROS_PER_DAY
+}
+
+/// Fills `rows` of part `fs`, their history merged from every part's shares of `queries` (the
+/// merged, sorted list holding each row's seller and time).
+fn fill(fs: &FeatureSet, rows: &mut Rows, queries: &[(String, i64)], shares: &[Vec<SharedParts>]) -> Result<()> {
+    let (mine, which) = fs.history_queries(rows);
+    let at: Vec<u32> = mine
+        .iter()
+        .map(|q| queries.binary_search(q).map(|i| i as u32))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::internal("rounds: a row's seller is missing from the merged queries"))?;
+    let which: Vec<u32> = which.iter().map(|&w| at[w as usize]).collect();
+    fs.fill_parted(rows, &which, shares)
+}
+
+/// Checks that every shard shared windows for every query.
+fn same_queries(lens: impl Iterator<Item = usize>, want: usize, round: Round) -> Result<()> {
+    match lens.enumerate().find(|&(_, n)| n != want) {
+        Some((k, n)) => Err(Error::internal(format!("rounds: shard {k} sent {n} shares of round {round}, not {want}"))),
+        None => Ok(()),
+    }
+}
