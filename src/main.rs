@@ -356,7 +356,11 @@ fn print_run(s: &commands::run::RunSummary) {
 
 fn real_main(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Run { common, out, as_of, full_refresh, shard, partials, round } => {
+        Command::Run { mut common, out, as_of, full_refresh, shard, partials, round } => {
+            // A round reads the shard's partial and the merged rounds, not the input.
+            if round.is_some() && common.input.is_none() {
+                common.input.clone_from(&partials);
+            }
             let settings = settings(&common, Overrides { out, as_of, ..Default::default() })?;
             if let (Some(shard), Some(dir), Some(round)) = (shard, &partials, round) {
                 let path = commands::run::run_shard_round(&settings, shard, dir, round)?;

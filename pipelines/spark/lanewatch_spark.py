@@ -15,7 +15,14 @@
    PARTIALS` on that shard's files, which validates the shard and publishes its partial
    atomically (a retried task rewrites the same bytes). The task then checks that lanewatch
    kept every row Spark gave it (the two shard functions agree).
-3. The driver runs `lanewatch merge`, which refuses a missing, duplicate or mismatched partial,
+3. With --rounds, the shards then compute the night's features and model in rounds (src/rounds.rs):
+   for each round, one Spark stage of one task per shard runs `lanewatch run --shard i/N
+   --round NAME` (the shard's share, from its partial and the rounds merged before), then the
+   driver runs `lanewatch merge --round NAME`. The model is trained once, in the merge of
+   `train-rows`; each shard scores its own rows in `score`. Today the run folder is still
+   written from the merged input (step 4), so --rounds is a check of the distributed path, not
+   yet a saving: its model and risks equal the run folder's (tests/integration/shards.rs).
+4. The driver runs `lanewatch merge`, which refuses a missing, duplicate or mismatched partial,
    and writes OUT/as_of=DATE/ as a single `lanewatch run` would, byte for byte (manifest aside).
 
 Task failures are Spark's to retry (`spark.task.maxFailures`; for local mode the master
@@ -25,7 +32,8 @@ emptied before the shards run and removed after a successful merge (--keep-parti
 
 Columns are named as lanewatch resolves `[input.columns]` (`lanewatch config`: the --config file,
 then LANEWATCH_* variables; canonical names by default). `SPARK_LANEWATCH_KILL_SHARD=k` is a test hook:
-the first attempt of shard k's task has its lanewatch killed before it publishes.
+the first attempt of shard k's task has its lanewatch killed before it publishes;
+`SPARK_LANEWATCH_KILL_ROUND=NAME:k` does the same to shard k's task of round NAME.
 """
 
 import argparse
@@ -38,6 +46,9 @@ import tempfile
 import time
 
 SEPARATOR = b"\x1f"
+# The rounds of a sharded night's features and model, in order (src/rounds.rs, `Round::ALL`).
+ROUNDS = ["window", "parents", "wanted", "values", "queries", "shares", "split", "offer", "train-shares",
+          "train-rows", "score"]
 
 
 def shard_of(destination, service, shards):
@@ -101,6 +112,7 @@ def shard_task(args, counts, schemas):
                     pq.write_table(schemas[name].empty_table(), os.path.join(tmp, f"{name}.parquet"))
             env = dict(os.environ)
             kill = env.pop("SPARK_LANEWATCH_KILL_SHARD", None)
+            env.pop("SPARK_LANEWATCH_KILL_ROUND", None)
             env.pop("LANEWATCH_FAULT", None)
             ctx = TaskContext.get()
             attempt = ctx.attemptNumber() if ctx else 0
@@ -128,6 +140,49 @@ def shard_task(args, counts, schemas):
     return task
 
 
+def round_task(args, name):
+    """What runs for shard i in round `name` on an executor: its share of the round."""
+    from pyspark import TaskContext
+
+    def task(shard):
+        env = dict(os.environ)
+        env.pop("SPARK_LANEWATCH_KILL_SHARD", None)
+        kill = env.pop("SPARK_LANEWATCH_KILL_ROUND", None)
+        env.pop("LANEWATCH_FAULT", None)
+        ctx = TaskContext.get()
+        attempt = ctx.attemptNumber() if ctx else 0
+        if kill == f"{name}:{shard}" and attempt == 0:
+            env["LANEWATCH_FAULT"] = f"kill:round:{name}"
+        # The round reads the shard's partial and merged rounds, not the input.
+        cmd = [args.lanewatch, "run", "--shard", f"{shard}/{args.shards}", "--partials", args.partials,
+               "--as-of", args.as_of, "--round", name]
+        if args.config:
+            cmd += ["--config", args.config]
+        started = time.monotonic()
+        run(cmd, env)
+        return (shard, attempt, time.monotonic() - started)
+
+    return task
+
+
+def run_rounds(spark, args):
+    """Every round: a stage of one task per shard, then the merge of its shares on the driver."""
+    for name in ROUNDS:
+        started = time.monotonic()
+        done = sorted(spark.sparkContext.parallelize(range(args.shards), args.shards).map(round_task(args, name)).collect())
+        if [r[0] for r in done] != list(range(args.shards)):
+            sys.exit(f"lanewatch_spark: round {name}: shards that ran: {[r[0] for r in done]}")
+        cmd = [args.lanewatch, "merge", "--partials", args.partials, "--shards", str(args.shards),
+               "--as-of", args.as_of, "--round", name]
+        if args.config:
+            cmd += ["--config", args.config]
+        run(cmd)
+        retried = [f"shard {s} (attempt {a + 1})" for s, a, _ in done if a]
+        slowest = max(r[2] for r in done)
+        print(f"round {name}: {time.monotonic() - started:.1f} s, slowest shard {slowest:.1f} s"
+              + (f", retried: {', '.join(retried)}" if retried else ""))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--input", required=True, help="a path, or a URI Spark reads (hdfs://, s3a://, ...)")
@@ -138,6 +193,8 @@ def main(argv=None):
     p.add_argument("--lanewatch", default=shutil.which("lanewatch") or "lanewatch")
     p.add_argument("--partials", help="default: OUT/_partials/as_of=DATE")
     p.add_argument("--keep-partials", action="store_true")
+    p.add_argument("--rounds", action="store_true",
+                   help="the shards also compute the features and model in rounds (src/rounds.rs)")
     p.add_argument("--master", help="when not run by spark-submit, e.g. local[2,4] (default)")
     args = p.parse_args(argv)
     if args.shards < 1:
@@ -208,13 +265,15 @@ def main(argv=None):
                    "events": to_arrow_schema(events.drop("_shard").schema)}
         task = shard_task(args, {s: tuple(c) for s, c in counts.items()}, schemas)
         done = sorted(spark.sparkContext.parallelize(range(args.shards), args.shards).map(task).collect())
+        if [r[0] for r in done] != list(range(args.shards)):
+            sys.exit(f"lanewatch_spark: shards that ran: {[r[0] for r in done]}, expected 0..{args.shards - 1}")
+        for shard, ships, events, attempt, seconds in done:
+            retried = f" (attempt {attempt + 1})" if attempt else ""
+            print(f"shard {shard}/{args.shards}: {ships} shipments, {events} events, lanewatch {seconds:.1f} s{retried}")
+        if args.rounds:
+            run_rounds(spark, args)
     finally:
         spark.stop()
-    if [r[0] for r in done] != list(range(args.shards)):
-        sys.exit(f"lanewatch_spark: shards that ran: {[r[0] for r in done]}, expected 0..{args.shards - 1}")
-    for shard, ships, events, attempt, seconds in done:
-        retried = f" (attempt {attempt + 1})" if attempt else ""
-        print(f"shard {shard}/{args.shards}: {ships} shipments, {events} events, lanewatch {seconds:.1f} s{retried}")
 
     cmd = [args.lanewatch, "merge", "--partials", args.partials, "--shards", str(args.shards), "--out", args.out,
            "--as-of", args.as_of]

@@ -374,9 +374,11 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
         .arg(&job)
         .args(["--input", renamed.to_str().unwrap(), "--out", out.path().to_str().unwrap()])
         .args(["--as-of", AS_OF, "--shards", "3", "--config", config, "--master", "local[2,4]"])
+        .args(["--rounds", "--keep-partials"])
         .arg("--lanewatch")
         .arg(bin())
         .env("SPARK_LANEWATCH_KILL_SHARD", "1")
+        .env("SPARK_LANEWATCH_KILL_ROUND", "offer:2")
         .envs(env)
         .env_remove("LANEWATCH_FAULT")
         .output()
@@ -385,11 +387,24 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
     let printed = stdout(&o);
     let line = printed.lines().find(|l| l.starts_with("shard 1/3:")).unwrap_or_default();
     assert!(line.ends_with("(attempt 2)"), "shard 1 was not retried: {printed}");
+    let line = printed.lines().find(|l| l.starts_with("round offer:")).unwrap_or_default();
+    assert!(line.ends_with("retried: shard 2 (attempt 2)"), "shard 2 was not retried in round offer: {printed}");
     assert_same_data(&single, &out.path().join(format!("as_of={AS_OF}")), "Spark, 3 shards");
+    // The shards' rounds trained the single run's model and scored its risks.
+    let s = settings_with(
+        Some(Path::new(config)),
+        &env,
+        lanewatch::config::Overrides {
+            input: Some(renamed.clone()),
+            as_of: Some(AS_OF.to_string()),
+            ..Default::default()
+        },
+    );
+    let partials = out.path().join(format!("_partials/as_of={AS_OF}"));
+    assert!(rounds_model_and_risks(&s, &partials, 3) == single_model_and_risks(&s), "Spark's rounds differ");
     // The same night as the canonical input's: the mapping changed names, not data.
     let canonical_out = tempfile::tempdir().unwrap();
     assert_same_data(&single, &run_night(input(), canonical_out.path(), AS_OF, &[]), "renamed columns");
-    assert!(!out.path().join(format!("_partials/as_of={AS_OF}")).exists(), "the partials were left behind");
 }
 
 #[test]
