@@ -130,16 +130,25 @@ impl Codec for String {
     }
 }
 
+/// A list: its length, then its items.
+fn put_list<'a, T: Codec + 'a>(items: impl ExactSizeIterator<Item = &'a T>, out: &mut Vec<u8>) {
+    items.len().put(out);
+    for v in items {
+        v.put(out);
+    }
+}
+
+fn take_list<T: Codec, C: FromIterator<T>>(r: &mut Reader<'_>) -> Result<C> {
+    let n = r.len()?;
+    (0..n).map(|_| T::take(r)).collect()
+}
+
 impl<T: Codec> Codec for Vec<T> {
     fn put(&self, out: &mut Vec<u8>) {
-        self.len().put(out);
-        for v in self {
-            v.put(out);
-        }
+        put_list(self.iter(), out);
     }
     fn take(r: &mut Reader<'_>) -> Result<Self> {
-        let n = r.len()?;
-        (0..n).map(|_| T::take(r)).collect()
+        take_list(r)
     }
 }
 
@@ -189,21 +198,16 @@ impl<K: Codec + Ord, V: Codec> Codec for BTreeMap<K, V> {
         }
     }
     fn take(r: &mut Reader<'_>) -> Result<Self> {
-        let n = r.len()?;
-        (0..n).map(|_| Ok((K::take(r)?, V::take(r)?))).collect()
+        take_list::<(K, V), _>(r)
     }
 }
 
 impl<T: Codec + Ord> Codec for BTreeSet<T> {
     fn put(&self, out: &mut Vec<u8>) {
-        self.len().put(out);
-        for v in self {
-            v.put(out);
-        }
+        put_list(self.iter(), out);
     }
     fn take(r: &mut Reader<'_>) -> Result<Self> {
-        let n = r.len()?;
-        (0..n).map(|_| T::take(r)).collect()
+        take_list(r)
     }
 }
 
