@@ -47,6 +47,11 @@ impl<'a> Reader<'a> {
         usize::try_from(n).ok().filter(|&n| n <= self.buf.len() - self.at).ok_or_else(short)
     }
 
+    /// Skips the bytes left (a value not wanted).
+    pub fn skip_rest(&mut self) {
+        self.at = self.buf.len();
+    }
+
     /// Whether every byte was read.
     pub fn finished(&self) -> bool {
         self.at == self.buf.len()

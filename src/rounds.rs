@@ -130,8 +130,24 @@ struct Header {
     /// The shard whose share this is; none for the merged result.
     shard: Option<u32>,
     shards: u32,
+    /// Lineage: the chain of the previous round's merge the file was computed after (empty for
+    /// the first round). A share's `inputs` is the BLAKE3 of its shard's partial JSON; a
+    /// merged file's is its chain: BLAKE3 of `after` and every share's BLAKE3, in shard order.
+    after: String,
+    inputs: String,
 }
-crate::codec_struct!(Header { format, tool_version, as_of, config, round, shard, shards });
+crate::codec_struct!(Header { format, tool_version, as_of, config, round, shard, shards, after, inputs });
+
+/// A value not decoded (a file read for its header).
+struct Skipped;
+
+impl Codec for Skipped {
+    fn put(&self, _: &mut Vec<u8>) {}
+    fn take(r: &mut Reader<'_>) -> Result<Self> {
+        r.skip_rest();
+        Ok(Skipped)
+    }
+}
 
 /// One night's rounds in one partials folder.
 struct Rounds<'a> {
@@ -156,6 +172,8 @@ impl<'a> Rounds<'a> {
             round: round.name().to_string(),
             shard,
             shards: self.shards,
+            after: String::new(),
+            inputs: String::new(),
         }
     }
 
@@ -167,20 +185,126 @@ impl<'a> Rounds<'a> {
         self.dir.join(format!("round-{round}")).join(name)
     }
 
-    fn write<T: Codec>(&self, round: Round, shard: Option<u32>, value: &T) -> Result<PathBuf> {
+    /// Writes a round's file through a rename; returns its path and whether its bytes changed.
+    fn write<T: Codec>(
+        &self,
+        round: Round,
+        shard: Option<u32>,
+        lineage: (String, String),
+        value: &T,
+    ) -> Result<(PathBuf, bool)> {
         let path = self.path(round, shard);
         let mut bytes = MAGIC.to_vec();
-        self.header(round, shard).put(&mut bytes);
+        Header { after: lineage.0, inputs: lineage.1, ..self.header(round, shard) }.put(&mut bytes);
         value.put(&mut bytes);
         let hash = blake3::hash(&bytes);
         bytes.extend_from_slice(hash.as_bytes());
+        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+            return Ok((path, false));
+        }
         crate::io::create_dir_all(path.parent().expect("a round's folder"))?;
         crate::fault::point(&format!("round:{round}"));
         crate::io::write_atomic(&path, &bytes)?;
+        Ok((path, true))
+    }
+
+    /// Shard `shard`'s share of `round`, computed after `after` (`chain_before`).
+    fn write_share<T: Codec>(&self, round: Round, shard: Shard, after: String, value: &T) -> Result<PathBuf> {
+        let inputs = self.partial_digest(shard.index)?;
+        Ok(self.write(round, Some(shard.index), (after, inputs), value)?.0)
+    }
+
+    /// The merge of `round` (`merge_shares` gave its lineage). A merge whose result changed
+    /// removes the later rounds' merges, which were computed from the old one.
+    fn write_merged<T: Codec>(&self, round: Round, lineage: (String, String), value: &T) -> Result<PathBuf> {
+        let (path, changed) = self.write(round, None, lineage, value)?;
+        if changed {
+            for later in Round::ALL.into_iter().filter(|r| *r > round) {
+                let stale = self.path(later, None);
+                match std::fs::remove_file(&stale) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::output(&stale, e)),
+                    _ => {}
+                }
+            }
+        }
         Ok(path)
     }
 
+    /// BLAKE3 of shard `k`'s partial JSON (which holds its data files' BLAKE3).
+    fn partial_digest(&self, k: u32) -> Result<String> {
+        let path = self.dir.join(format!("{}.json", Shard { index: k, count: self.shards }.stem()));
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::bad_file(path.display().to_string(), format!("missing or unreadable partial: {e}")))?;
+        Ok(blake3::hash(&bytes).to_hex().to_string())
+    }
+
+    /// The chain of the merge of the round before `round` (empty for the first round).
+    fn chain_before(&self, round: Round) -> Result<String> {
+        match Round::ALL.into_iter().rev().find(|r| *r < round) {
+            Some(prev) => Ok(self.read_full::<Skipped>(prev, None)?.0.inputs),
+            None => Ok(String::new()),
+        }
+    }
+
+    /// Every shard's share of `round` for its merge, refused unless computed after the current
+    /// merge of the round before and from the shard's current partial; with the lineage of
+    /// the merge: (after, chain).
+    fn merge_shares<T: Codec>(&self, round: Round) -> Result<(Vec<T>, (String, String))> {
+        let after = self.chain_before(round)?;
+        let mut chain = blake3::Hasher::new();
+        chain.update(after.as_bytes());
+        let mut values = Vec::with_capacity(self.shards as usize);
+        for k in 0..self.shards {
+            let (h, digest, v) = self.read_full(round, Some(k))?;
+            let stale = |what: &str| {
+                Error::bad_file(
+                    self.path(round, Some(k)).display().to_string(),
+                    format!(
+                        "stale: computed from {what}; rerun lanewatch run --shard {k}/{} --round {round}",
+                        self.shards
+                    ),
+                )
+            };
+            if h.after != after {
+                return Err(stale("an earlier merge of the round before"));
+            }
+            if h.inputs != self.partial_digest(k)? {
+                return Err(stale("another partial of the shard"));
+            }
+            chain.update(digest.as_bytes());
+            values.push(v);
+        }
+        Ok((values, (after, chain.finalize().to_hex().to_string())))
+    }
+
+    /// Every shard's share of a merged `round`, as another shard reads them: refused unless
+    /// they are the shares the merge combined.
+    fn merged_shares<T: Codec>(&self, round: Round) -> Result<Vec<T>> {
+        let (merged, _, Skipped) = self.read_full(round, None)?;
+        let mut chain = blake3::Hasher::new();
+        chain.update(merged.after.as_bytes());
+        let mut values = Vec::with_capacity(self.shards as usize);
+        for k in 0..self.shards {
+            let (_, digest, v) = self.read_full(round, Some(k))?;
+            chain.update(digest.as_bytes());
+            values.push(v);
+        }
+        if chain.finalize().to_hex().as_str() != merged.inputs {
+            return Err(Error::bad_file(
+                self.path(round, None).display().to_string(),
+                format!("stale: the shares of round {round} changed since it was merged (merge it again)"),
+            ));
+        }
+        Ok(values)
+    }
+
     fn read<T: Codec>(&self, round: Round, shard: Option<u32>) -> Result<T> {
+        Ok(self.read_full(round, shard)?.2)
+    }
+
+    /// A round's file: its header (checked against this night), the BLAKE3 of its bytes, and
+    /// its value.
+    fn read_full<T: Codec>(&self, round: Round, shard: Option<u32>) -> Result<(Header, String, T)> {
         let path = self.path(round, shard);
         let shown = path.display().to_string();
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
@@ -201,15 +325,18 @@ impl<'a> Rounds<'a> {
         if blake3::hash(&bytes[..body]).as_bytes() != &bytes[body..] {
             return Err(Error::bad_file(&shown, "corrupt: its BLAKE3 does not match its bytes"));
         }
-        let mut r = Reader::new(&bytes[MAGIC.len()..body]);
-        let got = Header::take(&mut r).map_err(|_| Error::bad_file(&shown, "not a lanewatch round file"))?;
-        let want = self.header(round, shard);
         let mismatch = |what: &str, got: &dyn std::fmt::Display, want: &dyn std::fmt::Display| {
             Err(Error::bad_file(&shown, format!("a round file of another {what} ({got}; this night: {want})")))
         };
-        if got.format != want.format {
-            return mismatch("layout", &got.format, &want.format);
+        // The layout first, on its own: a file of another layout may not decode further.
+        let format = u32::take(&mut Reader::new(&bytes[MAGIC.len()..body]))
+            .map_err(|_| Error::bad_file(&shown, "not a lanewatch round file"))?;
+        if format != FORMAT {
+            return mismatch("layout", &format, &FORMAT);
         }
+        let mut r = Reader::new(&bytes[MAGIC.len()..body]);
+        let got = Header::take(&mut r).map_err(|_| Error::bad_file(&shown, "not a lanewatch round file"))?;
+        let want = self.header(round, shard);
         if got.tool_version != want.tool_version {
             return mismatch("lanewatch version", &got.tool_version, &want.tool_version);
         }
@@ -227,16 +354,12 @@ impl<'a> Rounds<'a> {
         if !r.finished() {
             return Err(Error::bad_file(&shown, "unreadable: bytes left over"));
         }
-        Ok(value)
+        let digest = blake3::Hash::from_bytes(bytes[body..].try_into().expect("32 bytes")).to_hex().to_string();
+        Ok((got, digest, value))
     }
 
     fn merged<T: Codec>(&self, round: Round) -> Result<T> {
         self.read(round, None)
-    }
-
-    /// Every shard's share of `round`, in shard order.
-    fn shares<T: Codec>(&self, round: Round) -> Result<Vec<T>> {
-        (0..self.shards).map(|k| self.read(round, Some(k))).collect()
     }
 
     // What a shard computes again each round from its input and the rounds merged before.
@@ -266,58 +389,59 @@ impl<'a> Rounds<'a> {
 pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Result<PathBuf> {
     let n = Rounds::new(s, dir, shard.count)?;
     let (p, m) = (&s.features, &s.model);
-    let k = Some(shard.index);
+    // What this share is computed after, read before anything it is computed from.
+    let after = n.chain_before(round)?;
     match round {
-        Round::Window => n.write(round, k, &n.part(shard)?.window_share(p)),
+        Round::Window => n.write_share(round, shard, after, &n.part(shard)?.window_share(p)),
         Round::Parents => {
             let w = n.windowed(shard)?;
-            n.write(round, k, &(w.parent_counts(p)?, w.network_ratios(p)))
+            n.write_share(round, shard, after, &(w.parent_counts(p)?, w.network_ratios(p)))
         }
         Round::Wanted => {
             let (counts, _): (ParentCounts, NetworkMedians) = n.merged(Round::Parents)?;
-            n.write(round, k, &n.windowed(shard)?.wanted_parents(p, &counts)?)
+            n.write_share(round, shard, after, &n.windowed(shard)?.wanted_parents(p, &counts)?)
         }
         Round::Values => {
             let wanted: Wanted = n.merged(Round::Wanted)?;
-            n.write(round, k, &n.windowed(shard)?.parent_values(p, &wanted))
+            n.write_share(round, shard, after, &n.windowed(shard)?.parent_values(p, &wanted))
         }
         Round::Queries => {
             let fs = n.feature_set(shard)?;
             let last = model::resolution_last(&fs);
-            n.write(round, k, &(last, fs.history_queries(&fs.score).0))
+            n.write_share(round, shard, after, &(last, fs.history_queries(&fs.score).0))
         }
         Round::Shares => {
             let (last, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
             let fs = n.feature_set(shard)?;
-            n.write(round, k, &(model::resolution_counts_to(&fs, last), fs.history_shares(&queries)))
+            n.write_share(round, shard, after, &(model::resolution_counts_to(&fs, last), fs.history_shares(&queries)))
         }
         Round::Split => {
             let valid_days: u32 = n.merged(Round::Shares)?;
             let fs = n.feature_set(shard)?;
-            n.write(round, k, &SplitCounts::of(&fs, holdout_start(&fs, valid_days)))
+            n.write_share(round, shard, after, &SplitCounts::of(&fs, holdout_start(&fs, valid_days)))
         }
         Round::Offer => {
             let (valid_days, split): (u32, SplitCounts) = n.merged(Round::Split)?;
-            n.write(round, k, &parts::offer(&n.feature_set(shard)?, &split, valid_days, m)?)
+            n.write_share(round, shard, after, &parts::offer(&n.feature_set(shard)?, &split, valid_days, m)?)
         }
         Round::TrainShares => {
             let (_, queries): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
-            n.write(round, k, &n.feature_set(shard)?.history_shares(&queries))
+            n.write_share(round, shard, after, &n.feature_set(shard)?.history_shares(&queries))
         }
         Round::TrainRows => {
             let (pool, queries): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
-            let shares: Vec<Vec<SharedParts>> = n.shares(Round::TrainShares)?;
+            let shares: Vec<Vec<SharedParts>> = n.merged_shares(Round::TrainShares)?;
             let fs = n.feature_set(shard)?;
             let mut rows = parts::drawn_rows(&fs, &parts::rows_of(&pool, shard.index as usize));
             fill(&fs, &mut rows, &queries, &shares)?;
             let windows: Vec<f64> = fs.lanes().iter().map(|l| l.window_days).collect();
-            n.write(round, k, &(rows.x, windows))
+            n.write_share(round, shard, after, &(rows.x, windows))
         }
         Round::Score => {
             let model: String = n.merged(Round::TrainRows)?;
             let model: SavedModel = serde_json::from_str(&model).map_err(Error::internal)?;
             let (_, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
-            let shares: Vec<(DayCounts, Vec<SharedParts>)> = n.shares(Round::Shares)?;
+            let shares: Vec<(DayCounts, Vec<SharedParts>)> = n.merged_shares(Round::Shares)?;
             let shares: Vec<Vec<SharedParts>> = shares.into_iter().map(|s| s.1).collect();
             let mut fs = n.feature_set(shard)?;
             let mut rows = std::mem::take(&mut fs.score);
@@ -325,7 +449,7 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
             let risk = model.predict(&rows);
             let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
             let ids: Vec<String> = rows.ship.iter().map(|&i| ids.get(i as usize).unwrap_or("").to_string()).collect();
-            n.write(round, k, &(ids, risk))
+            n.write_share(round, shard, after, &(ids, risk))
         }
     }
 }
@@ -336,68 +460,74 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
     let (p, m) = (&s.features, &s.model);
     match round {
         Round::Window => {
-            let share = combine(n.shares::<WindowShare>(round)?, |a, b| {
+            let (shares, lineage) = n.merge_shares::<WindowShare>(round)?;
+            let share = combine(shares, |a, b| {
                 a.add(&b);
                 Ok(())
             })?;
-            n.write(round, None, &window_days(&share, p, n.night.cutoff()))
+            n.write_merged(round, lineage, &window_days(&share, p, n.night.cutoff()))
         }
         Round::Parents => {
-            let (counts, ratios): (Vec<ParentCounts>, Vec<NetworkRatios>) =
-                n.shares::<(ParentCounts, NetworkRatios)>(round)?.into_iter().unzip();
+            let (shares, lineage) = n.merge_shares::<(ParentCounts, NetworkRatios)>(round)?;
+            let (counts, ratios): (Vec<ParentCounts>, Vec<NetworkRatios>) = shares.into_iter().unzip();
             let counts = combine(counts, ParentCounts::add)?;
-            n.write(round, None, &(counts, combine(ratios, NetworkRatios::add)?.medians()))
+            n.write_merged(round, lineage, &(counts, combine(ratios, NetworkRatios::add)?.medians()))
         }
-        Round::Wanted => n.write(round, None, &combine(n.shares::<Wanted>(round)?, Wanted::add)?),
+        Round::Wanted => {
+            let (shares, lineage) = n.merge_shares::<Wanted>(round)?;
+            n.write_merged(round, lineage, &combine(shares, Wanted::add)?)
+        }
         Round::Values => {
             let (counts, _): (ParentCounts, NetworkMedians) = n.merged(Round::Parents)?;
-            let values = combine(n.shares::<ParentValues>(round)?, ParentValues::add)?;
-            n.write(round, None, &values.finish(counts)?)
+            let (shares, lineage) = n.merge_shares::<ParentValues>(round)?;
+            n.write_merged(round, lineage, &combine(shares, ParentValues::add)?.finish(counts)?)
         }
         Round::Queries => {
-            let shares: Vec<(Option<u32>, Vec<(String, i64)>)> = n.shares(round)?;
+            let (shares, lineage) = n.merge_shares::<(Option<u32>, Vec<(String, i64)>)>(round)?;
             // Every part counts resolutions up to the same day, the latest of any part's.
             let last = shares.iter().filter_map(|s| s.0).max().unwrap_or(1);
             let mut queries: Vec<(String, i64)> = shares.into_iter().flat_map(|s| s.1).collect();
             queries.sort_unstable();
             queries.dedup();
-            n.write(round, None, &(last, queries))
+            n.write_merged(round, lineage, &(last, queries))
         }
         Round::Shares => {
             let (_, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
-            let shares: Vec<(DayCounts, Vec<SharedParts>)> = n.shares(round)?;
+            let (shares, lineage) = n.merge_shares::<(DayCounts, Vec<SharedParts>)>(round)?;
             same_queries(shares.iter().map(|s| s.1.len()), queries.len(), round)?;
             let counts = combine(shares.into_iter().map(|s| s.0), |a, b| {
                 a.merge(&b);
                 Ok(())
             })?;
-            n.write(round, None, &model::validation_window(&counts, m))
+            n.write_merged(round, lineage, &model::validation_window(&counts, m))
         }
         Round::Split => {
             let valid_days: u32 = n.merged(Round::Shares)?;
-            let split = combine(n.shares::<SplitCounts>(round)?, |a, b| {
+            let (shares, lineage) = n.merge_shares::<SplitCounts>(round)?;
+            let split = combine(shares, |a, b| {
                 a.add(&b);
                 Ok(())
             })?;
-            n.write(round, None, &(valid_days, split))
+            n.write_merged(round, lineage, &(valid_days, split))
         }
         Round::Offer => {
             let (valid_days, split): (u32, SplitCounts) = n.merged(Round::Split)?;
-            let pool = parts::draw_offered(n.shares(round)?, n.night.cutoff(), valid_days, &split, m);
+            let (offers, lineage) = n.merge_shares(round)?;
+            let pool = parts::draw_offered(offers, n.night.cutoff(), valid_days, &split, m);
             let queries = parts::drawn_queries(&pool);
-            n.write(round, None, &(pool, queries))
+            n.write_merged(round, lineage, &(pool, queries))
         }
         Round::TrainShares => {
             let (_, queries): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
-            let shares: Vec<Vec<SharedParts>> = n.shares(round)?;
+            let (shares, lineage) = n.merge_shares::<Vec<SharedParts>>(round)?;
             same_queries(shares.iter().map(Vec::len), queries.len(), round)?;
-            n.write(round, None, &(queries.len() as u64))
+            n.write_merged(round, lineage, &(queries.len() as u64))
         }
         Round::TrainRows => {
             let (pool, _): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
             let (valid_days, split): (u32, SplitCounts) = n.merged(Round::Split)?;
-            let (x, windows): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
-                n.shares::<(Vec<f64>, Vec<f64>)>(round)?.into_iter().unzip();
+            let (shares, lineage) = n.merge_shares::<(Vec<f64>, Vec<f64>)>(round)?;
+            let (x, windows): (Vec<Vec<f64>>, Vec<Vec<f64>>) = shares.into_iter().unzip();
             let pool = parts::with_features(pool, &x)?;
             let frame = TrainFrame {
                 night: n.night,
@@ -407,16 +537,14 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
                 split,
             };
             let model = model::train_on(&pool, &frame, m)?;
-            n.write(round, None, &serde_json::to_string(&model).map_err(Error::internal)?)
+            n.write_merged(round, lineage, &serde_json::to_string(&model).map_err(Error::internal)?)
         }
         Round::Score => {
-            let mut all: Vec<(String, f64)> = n
-                .shares::<(Vec<String>, Vec<f64>)>(round)?
-                .into_iter()
-                .flat_map(|(ids, risk)| ids.into_iter().zip(risk))
-                .collect();
+            let (shares, lineage) = n.merge_shares::<(Vec<String>, Vec<f64>)>(round)?;
+            let mut all: Vec<(String, f64)> =
+                shares.into_iter().flat_map(|(ids, risk)| ids.into_iter().zip(risk)).collect();
             all.sort_by(|a, b| a.0.cmp(&b.0));
-            n.write(round, None, &all.into_iter().unzip::<_, _, Vec<String>, Vec<f64>>())
+            n.write_merged(round, lineage, &all.into_iter().unzip::<_, _, Vec<String>, Vec<f64>>())
         }
     }
 }

@@ -576,4 +576,30 @@ fn rounds_run_by_the_cli_equal_the_single_run_and_refuse_missing_corrupt_and_mis
     let o = round(0, "shares");
     expect_code(&o, 65);
     assert!(stderr(&o).contains("round queries is not merged"), "{}", stderr(&o));
+
+    // Lineage. A share computed from an earlier version of its shard's partial is refused.
+    let json = dir.join("shard-1-of-3.json");
+    let mut text = std::fs::read(&json).unwrap();
+    text.push(b'\n');
+    std::fs::write(&json, text).unwrap();
+    std::fs::remove_file(&merged).unwrap();
+    let o = merge_round("split");
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("stale: computed from another partial of the shard"), "{}", stderr(&o));
+    // Shard 1 computes its window share again; the window's merge changes, and the merges
+    // after it, computed from the old one, are removed.
+    expect_code(&round(1, "window"), 0);
+    expect_code(&merge_round("window"), 0);
+    for r in &rounds[1..] {
+        assert!(!dir.join(format!("round-{r}/merged.bin")).exists(), "round {r}'s old merge is left");
+    }
+    // Shard 0's parents share, computed after the old window merge, is refused.
+    expect_code(&round(1, "parents"), 0);
+    expect_code(&round(2, "parents"), 0);
+    let o = merge_round("parents");
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("computed from an earlier merge of the round before"), "{}", stderr(&o));
+    // Computed again, the round merges.
+    expect_code(&round(0, "parents"), 0);
+    expect_code(&merge_round("parents"), 0);
 }
