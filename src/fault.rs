@@ -4,7 +4,8 @@
 //! Points are stage names (as the stage starts) and `commit:begin`, `commit:success`,
 //! `commit:migrate`, `commit:swapped` inside the commit of a run folder, `state:segments`,
 //! `state:generation`, `state:current`, `state:published` while the state is written, `partial:json`
-//! before a shard's partial is published, and `fit:<candidate>`
+//! before a shard's partial is published, `round:<name>` before a round's file is
+//! published (`rounds`), and `fit:<candidate>`
 //! as a model candidate's fit starts. Unset, it costs one
 //! environment lookup per point.
 

@@ -18,7 +18,8 @@
 //!
 //! What goes through the partials is the validated input, compact (about 17 bytes an event):
 //! the shards do the decoding and checking, which read every event; the features, the model
-//! and the alerts run once, after the merge, on the merged input.
+//! and the alerts run once, after the merge, on the merged input. The shards can also compute
+//! the features and model from their own partials, in rounds (`rounds`, `read_shard`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

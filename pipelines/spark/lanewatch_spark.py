@@ -21,7 +21,8 @@
    driver runs `lanewatch merge --round NAME`. The model is trained once, in the merge of
    `train-rows`; each shard scores its own rows in `score`. Today the run folder is still
    written from the merged input (step 4), so --rounds is a check of the distributed path, not
-   yet a saving: its model and risks equal the run folder's (tests/integration/shards.rs).
+   yet a saving: its model and risks equal the single run's (tests/integration/shards.rs
+   compares them with the single machine's, computed in process).
 4. The driver runs `lanewatch merge`, which refuses a missing, duplicate or mismatched partial,
    and writes OUT/as_of=DATE/ as a single `lanewatch run` would, byte for byte (manifest aside).
 
@@ -176,7 +177,9 @@ def run_rounds(spark, args):
                "--as-of", args.as_of, "--round", name]
         if args.config:
             cmd += ["--config", args.config]
-        run(cmd)
+        merged = subprocess.run(cmd)  # its one-line error on stderr; its exit code is the job's
+        if merged.returncode != 0:
+            sys.exit(merged.returncode)
         retried = [f"shard {s} (attempt {a + 1})" for s, a, _ in done if a]
         slowest = max(r[2] for r in done)
         print(f"round {name}: {time.monotonic() - started:.1f} s, slowest shard {slowest:.1f} s"
