@@ -46,7 +46,6 @@ use crate::features::{FeatureSet, Rows, Span, WindowShare, window_days};
 use crate::model::parts::{self, Offer};
 use crate::model::{self, SavedModel, SplitCounts, TrainFrame};
 use crate::night::TOOL_VERSION;
-use crate::schema::MICROS_PER_DAY;
 use crate::settings::Settings;
 use crate::shard::Shard;
 
@@ -362,6 +361,12 @@ impl<'a> Rounds<'a> {
         self.read(round, None)
     }
 
+    /// The model the merge of `train-rows` trained, checked as a saved model is.
+    fn model(&self) -> Result<SavedModel> {
+        let json: String = self.merged(Round::TrainRows)?;
+        SavedModel::parse(json.as_bytes(), &self.path(Round::TrainRows, None))
+    }
+
     // What a shard computes again each round from its input and the rounds merged before.
 
     fn part(&self, shard: Shard) -> Result<Part> {
@@ -418,7 +423,7 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
         Round::Split => {
             let valid_days: u32 = n.merged(Round::Shares)?;
             let fs = n.feature_set(shard)?;
-            n.write_share(round, shard, after, &SplitCounts::of(&fs, holdout_start(&fs, valid_days)))
+            n.write_share(round, shard, after, &SplitCounts::of(&fs, model::holdout_start(fs.cutoff(), valid_days)))
         }
         Round::Offer => {
             let (valid_days, split): (u32, SplitCounts) = n.merged(Round::Split)?;
@@ -438,8 +443,7 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
             n.write_share(round, shard, after, &(rows.x, windows))
         }
         Round::Score => {
-            let model: String = n.merged(Round::TrainRows)?;
-            let model: SavedModel = serde_json::from_str(&model).map_err(Error::internal)?;
+            let model = n.model()?;
             let (_, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
             let shares: Vec<(DayCounts, Vec<SharedParts>)> = n.merged_shares(Round::Shares)?;
             let shares: Vec<Vec<SharedParts>> = shares.into_iter().map(|s| s.1).collect();
@@ -485,7 +489,7 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
         Round::Queries => {
             let (shares, lineage) = n.merge_shares::<(Option<u32>, Vec<(String, i64)>)>(round)?;
             // Every part counts resolutions up to the same day, the latest of any part's.
-            let last = shares.iter().filter_map(|s| s.0).max().unwrap_or(1);
+            let last = model::resolution_bound(shares.iter().map(|s| s.0));
             let mut queries: Vec<(String, i64)> = shares.into_iter().flat_map(|s| s.1).collect();
             queries.sort_unstable();
             queries.dedup();
@@ -563,18 +567,12 @@ pub fn run_all(s: &Settings, dir: &Path, shards: u32) -> Result<()> {
 
 /// The model the rounds in `dir` trained.
 pub fn model(s: &Settings, dir: &Path, shards: u32) -> Result<SavedModel> {
-    let model: String = Rounds::new(s, dir, shards)?.merged(Round::TrainRows)?;
-    serde_json::from_str(&model).map_err(Error::internal)
+    Rounds::new(s, dir, shards)?.model()
 }
 
 /// Every scoring row's shipment id and risk, by shipment id, as the rounds in `dir` scored them.
 pub fn risks(s: &Settings, dir: &Path, shards: u32) -> Result<(Vec<String>, Vec<f64>)> {
     Rounds::new(s, dir, shards)?.merged(Round::Score)
-}
-
-/// The start of the validation window `valid_days` long.
-fn holdout_start(fs: &FeatureSet, valid_days: u32) -> i64 {
-    fs.cutoff() - valid_days as i64 * MICROS_PER_DAY
 }
 
 /// Fills `rows` of part `fs`, their history merged from every part's shares of `queries` (the

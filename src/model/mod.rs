@@ -307,6 +307,11 @@ impl SavedModel {
             std::io::ErrorKind::NotFound => Error::MissingInput { path: path.to_path_buf() },
             _ => Error::Model { path: path.to_path_buf(), message: format!("cannot read: {e}") },
         })?;
+        SavedModel::parse(&bytes, path)
+    }
+
+    /// A model from its JSON (`path` names where it came from), checked as `load` checks it.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<SavedModel> {
         let refuse = |m: String| Error::Model { path: path.to_path_buf(), message: crate::error::one_line(m) };
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| refuse(format!("not a model file: {e}")))?;
@@ -373,7 +378,19 @@ fn validation_days(fs: &FeatureSet, p: &ValidParams) -> u32 {
 /// A sharded night's parts each count their own; the counts add (`DayCounts::merge`, sized
 /// alike by `last_day`).
 fn resolution_counts(fs: &FeatureSet) -> crate::features::days::DayCounts {
-    resolution_counts_to(fs, resolution_last(fs).unwrap_or(1))
+    resolution_counts_to(fs, resolution_bound([resolution_last(fs)]))
+}
+
+/// The day every part counts resolutions up to (`resolution_counts_to`): the latest of the
+/// parts' `resolution_last`, or 1 without training rows.
+pub fn resolution_bound(lasts: impl IntoIterator<Item = Option<u32>>) -> u32 {
+    lasts.into_iter().flatten().max().unwrap_or(1)
+}
+
+/// Where the validation window `valid_days` long before `cutoff` starts: training rows resolved
+/// before it, validation rows from it.
+pub fn holdout_start(cutoff: i64, valid_days: u32) -> i64 {
+    cutoff - valid_days as i64 * MICROS_PER_DAY
 }
 
 /// The most days before the cutoff a training row resolved (`None` without rows): the parts of
@@ -526,7 +543,7 @@ pub struct TrainFrame {
 /// Fits the candidates and returns the chosen, calibrated model with its metrics.
 pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let valid_days = validation_days(fs, p);
-    let split = SplitCounts::of(fs, fs.cutoff() - valid_days as i64 * MICROS_PER_DAY);
+    let split = SplitCounts::of(fs, holdout_start(fs.cutoff(), valid_days));
     let pool = WholePool { fs, ids: fs.prep.shipments.column("shipment_id")?.str()?.clone() };
     let frame = TrainFrame {
         night: fs.night(),
@@ -543,7 +560,7 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
     let t0 = std::time::Instant::now();
     let cutoff = frame.night.cutoff();
     let valid_days = frame.valid_days;
-    let holdout_start = cutoff - valid_days as i64 * MICROS_PER_DAY;
+    let holdout_start = holdout_start(cutoff, valid_days);
     if pool.len() > u32::MAX as usize {
         return Err(crate::error::Error::internal(format!("{} training rows: more than 2^32", pool.len())));
     }
@@ -876,7 +893,7 @@ struct Drawn {
 /// counts over every training row in `split`. A sharded night's part draws the same from its
 /// own rows (`parts::offer`): the rows the whole network's draw takes are among the parts'.
 fn draw(pool: &dyn Pool, cutoff: i64, valid_days: u32, split: &SplitCounts, p: &ValidParams) -> Drawn {
-    let holdout_start = cutoff - valid_days as i64 * MICROS_PER_DAY;
+    let holdout_start = holdout_start(cutoff, valid_days);
     // Training rows as u32 (17M at 10M shipments: half the memory of usize indices).
     let (tr, va): (Vec<u32>, Vec<u32>) =
         (0..pool.len() as u32).partition(|&r| pool.resolved_at(r as usize) < holdout_start);

@@ -20,12 +20,11 @@
 //! in `tests/integration/model.rs`).
 
 use super::{
-    Drawn, Pool, SavedModel, SplitCounts, TrainFrame, ValidParams, WholePool, draw, lane_windows, resolution_counts_to,
-    resolution_last, train_on, validation_window,
+    Drawn, Pool, SavedModel, SplitCounts, TrainFrame, ValidParams, WholePool, draw, holdout_start, lane_windows,
+    resolution_bound, resolution_counts_to, resolution_last, train_on, validation_window,
 };
 use crate::error::{Error, Result};
 use crate::features::{FeatureSet, N_FEATURES, Rows};
-use crate::schema::MICROS_PER_DAY;
 
 /// Rows a part offers, with what training reads of them.
 #[derive(Debug, Clone, Default)]
@@ -165,13 +164,13 @@ pub fn with_features(mut pool: Offer, per_part: &[Vec<f64>]) -> Result<Offer> {
 /// and the model is trained on those (`train_on`: drawn again from them, it takes the same).
 pub fn train_parts(sets: &[FeatureSet], p: &ValidParams) -> Result<SavedModel> {
     let first = sets.first().ok_or_else(|| Error::internal("model: a night of no parts"))?;
-    let last = sets.iter().filter_map(resolution_last).max().unwrap_or(1);
+    let last = resolution_bound(sets.iter().map(resolution_last));
     let mut counts = resolution_counts_to(first, last);
     for s in &sets[1..] {
         counts.merge(&resolution_counts_to(s, last));
     }
     let valid_days = validation_window(&counts, p);
-    let holdout_start = first.cutoff() - valid_days as i64 * MICROS_PER_DAY;
+    let holdout_start = holdout_start(first.cutoff(), valid_days);
     let mut split = SplitCounts::of(first, holdout_start);
     for s in &sets[1..] {
         split.add(&SplitCounts::of(s, holdout_start));
