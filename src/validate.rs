@@ -66,13 +66,14 @@ impl CleanInput {
     /// The part of this input that `shard` owns (`crate::shard`): its shipments, still sorted
     /// by shipment_id, with their events; what the shard's own validation gives.
     pub fn part(&self, shard: Shard) -> Result<CleanInput> {
-        let (dest, service) = (self.shipments.column("destination")?.str()?, self.shipments.column("service")?.str()?);
-        let owned: Vec<usize> = (0..self.shipments.height())
-            .filter(|&i| shard.owns(dest.get(i).unwrap_or(""), service.get(i).unwrap_or("")))
+        let owned = owned_rows(&self.shipments, shard)?;
+        let keep: Vec<(usize, usize)> = owned
+            .iter()
+            .enumerate()
+            .filter(|&(_, o)| o == Some(true))
+            .map(|(i, _)| (i, self.events.of(i).0.len()))
             .collect();
-        let idx = IdxCa::from_vec("idx".into(), owned.iter().map(|&i| i as IdxSize).collect());
-        let keep: Vec<(usize, usize)> = owned.iter().map(|&i| (i, self.events.of(i).0.len())).collect();
-        Ok(CleanInput { shipments: self.shipments.take(&idx)?, events: self.events.prefixes(&keep) })
+        Ok(CleanInput { shipments: self.shipments.filter(&owned)?, events: self.events.prefixes(&keep) })
     }
 }
 
