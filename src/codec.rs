@@ -203,7 +203,9 @@ impl<K: Codec + Ord, V: Codec> Codec for BTreeMap<K, V> {
         }
     }
     fn take(r: &mut Reader<'_>) -> Result<Self> {
-        take_list::<(K, V), _>(r)
+        let pairs: Vec<(K, V)> = take_list(r)?;
+        ascending(pairs.iter().map(|p| &p.0))?;
+        Ok(pairs.into_iter().collect())
     }
 }
 
@@ -212,8 +214,23 @@ impl<T: Codec + Ord> Codec for BTreeSet<T> {
         put_list(self.iter(), out);
     }
     fn take(r: &mut Reader<'_>) -> Result<Self> {
-        take_list(r)
+        let items: Vec<T> = take_list(r)?;
+        ascending(items.iter())?;
+        Ok(items.into_iter().collect())
     }
+}
+
+/// A map's keys or a set's items as they are written: strictly ascending. Anything else is
+/// not what `put` wrote (and would decode to other bytes than it came from).
+fn ascending<'a, T: Ord + 'a>(keys: impl Iterator<Item = &'a T>) -> Result<()> {
+    let mut prev: Option<&T> = None;
+    for k in keys {
+        if prev.is_some_and(|p| p >= k) {
+            return Err(Error::internal("exchange: keys out of order or repeated"));
+        }
+        prev = Some(k);
+    }
+    Ok(())
 }
 
 /// `Codec` for a struct, its fields listed in order: `codec_struct!(Type { a, b, c });`.
@@ -275,5 +292,12 @@ mod tests {
         // A length claiming more items than bytes left is refused before allocating.
         assert!(from_bytes::<Vec<u64>>(&to_bytes(&(u64::MAX / 2))).is_err());
         assert!(from_bytes::<bool>(&[2]).is_err());
+        // Keys out of order or repeated are not what a map or set writes.
+        for keys in [vec![2u64, 1], vec![1, 1]] {
+            assert!(from_bytes::<BTreeSet<u64>>(&to_bytes(&keys)).is_err(), "{keys:?}");
+            let pairs: Vec<(u64, bool)> = keys.iter().map(|&k| (k, true)).collect();
+            assert!(from_bytes::<BTreeMap<u64, bool>>(&to_bytes(&pairs)).is_err(), "{keys:?}");
+        }
+        assert!(from_bytes::<BTreeSet<u64>>(&to_bytes(&vec![1u64, 2])).is_ok());
     }
 }
