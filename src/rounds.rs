@@ -42,7 +42,7 @@ use crate::features::disruption::{NetworkMedians, NetworkRatios};
 use crate::features::history::SharedParts;
 use crate::features::lanes::{ParentCounts, ParentValues, Parents, Wanted};
 use crate::features::parted::{Part, Windowed, combine};
-use crate::features::{FeatureSet, Rows, Span, WindowShare, window_days};
+use crate::features::{FeatureSet, Span, WindowShare, window_days};
 use crate::model::parts::{self, Offer};
 use crate::model::{self, SavedModel, SplitCounts, TrainFrame};
 use crate::night::TOOL_VERSION;
@@ -438,7 +438,7 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
             let shares: Vec<Vec<SharedParts>> = n.merged_shares(Round::TrainShares)?;
             let fs = n.feature_set(shard)?;
             let mut rows = parts::drawn_rows(&fs, &parts::rows_of(&pool, shard.index as usize));
-            fill(&fs, &mut rows, &queries, &shares)?;
+            fs.fill_queried(&mut rows, &queries, &shares)?;
             let windows: Vec<f64> = fs.lanes().iter().map(|l| l.window_days).collect();
             n.write_share(round, shard, after, &(rows.x, windows))
         }
@@ -449,7 +449,7 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
             let shares: Vec<Vec<SharedParts>> = shares.into_iter().map(|s| s.1).collect();
             let mut fs = n.feature_set(shard)?;
             let mut rows = std::mem::take(&mut fs.score);
-            fill(&fs, &mut rows, &queries, &shares)?;
+            fs.fill_queried(&mut rows, &queries, &shares)?;
             let risk = model.predict(&rows);
             let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
             let ids: Vec<String> = rows.ship.iter().map(|&i| ids.get(i as usize).unwrap_or("").to_string()).collect();
@@ -573,19 +573,6 @@ pub fn model(s: &Settings, dir: &Path, shards: u32) -> Result<SavedModel> {
 /// Every scoring row's shipment id and risk, by shipment id, as the rounds in `dir` scored them.
 pub fn risks(s: &Settings, dir: &Path, shards: u32) -> Result<(Vec<String>, Vec<f64>)> {
     Rounds::new(s, dir, shards)?.merged(Round::Score)
-}
-
-/// Fills `rows` of part `fs`, their history merged from every part's shares of `queries` (the
-/// merged, sorted list holding each row's seller and time).
-fn fill(fs: &FeatureSet, rows: &mut Rows, queries: &[(String, i64)], shares: &[Vec<SharedParts>]) -> Result<()> {
-    let (mine, which) = fs.history_queries(rows);
-    let at: Vec<u32> = mine
-        .iter()
-        .map(|q| queries.binary_search(q).map(|i| i as u32))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::internal("rounds: a row's seller is missing from the merged queries"))?;
-    let which: Vec<u32> = which.iter().map(|&w| at[w as usize]).collect();
-    fs.fill_parted(rows, &which, shares)
 }
 
 /// Checks that every shard shared windows for every query.

@@ -15,7 +15,7 @@
 //!    `FeatureSet::history_queries` lists the seller and time of each row to fill.
 //! 6. `FeatureSet::history_shares`: every part's shares of those sellers' and the network's
 //!    windows (counts, exact sums, a sparse window's latest observations).
-//! 7. `FeatureSet::fill_parted`: the rows' features, their history merged from the shares.
+//! 7. `FeatureSet::fill_queried`: the rows' features, their history merged from the shares.
 //!
 //! `build_parts` runs the rounds over parts held in one process; the tests compare every part's
 //! rows with the whole network's, bit for bit.
@@ -95,7 +95,7 @@ impl Windowed {
         self.source.parent_values(&p.lanes, wanted)
     }
 
-    /// Round 5: the part's feature set, its rows not filled yet (`fill_parted`).
+    /// Round 5: the part's feature set, its rows not filled yet (`fill_queried`).
     pub fn finish(self, p: &FeatureParams, parents: &Parents, network: &NetworkMedians) -> Result<FeatureSet> {
         let Windowed { prep, states, outcomes, span, raw, source } = self;
         let lane_tables = lanes::LaneTables::build_parted(&source, &p.lanes, parents)?;
@@ -127,8 +127,22 @@ impl FeatureSet {
     }
 
     /// Round 7: the features of `rows`, each row's seller and network history merged from
-    /// every part's shares of its query (`shares[part][which[row]]`, this part's among them).
-    pub fn fill_parted(&self, rows: &mut Rows, which: &[u32], shares: &[Vec<SharedParts>]) -> Result<()> {
+    /// every part's shares of its query: `shares[part][q]` are the shares of `queries[q]`, a
+    /// sorted list holding every row's (seller, time), this part's own `history_queries` or
+    /// the union of every part's.
+    pub fn fill_queried(&self, rows: &mut Rows, queries: &[(String, i64)], shares: &[Vec<SharedParts>]) -> Result<()> {
+        let (mine, which) = self.history_queries(rows);
+        let at: Vec<u32> = mine
+            .iter()
+            .map(|q| queries.binary_search(q).map(|i| i as u32))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::internal("features: a row's seller and time are not among the queries shared"))?;
+        let which: Vec<u32> = which.iter().map(|&w| at[w as usize]).collect();
+        self.fill_parted(rows, &which, shares)
+    }
+
+    /// `fill_queried` with each row's query given by its index (`shares[part][which[row]]`).
+    fn fill_parted(&self, rows: &mut Rows, which: &[u32], shares: &[Vec<SharedParts>]) -> Result<()> {
         let queries = shares.first().map_or(0, Vec::len);
         if which.len() != rows.len()
             || shares.iter().any(|s| s.len() != queries)
@@ -189,9 +203,9 @@ pub fn build_parts(
             which.push(std::mem::take(&mut sets[k].train));
         }
         for rows in &mut which {
-            let (queries, which) = sets[k].history_queries(rows);
+            let queries = sets[k].history_queries(rows).0;
             let shares: Vec<Vec<SharedParts>> = sets.iter().map(|s| s.history_shares(&queries)).collect();
-            sets[k].fill_parted(rows, &which, &shares)?;
+            sets[k].fill_queried(rows, &queries, &shares)?;
         }
         if fill_training {
             sets[k].train = which.pop().expect("the training rows");

@@ -889,6 +889,16 @@ struct Drawn {
     es_start: i64,
 }
 
+impl Drawn {
+    /// Every row drawn (validation or any sample), once, ascending.
+    fn rows(self) -> Vec<usize> {
+        let mut rows: Vec<usize> = self.samples.into_iter().flatten().chain(self.va).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        rows
+    }
+}
+
 /// `Drawn` for `pool`, with the validation window of `valid_days` before `cutoff` and the
 /// counts over every training row in `split`. A sharded night's part draws the same from its
 /// own rows (`parts::offer`): the rows the whole network's draw takes are among the parts'.

@@ -20,7 +20,7 @@
 //! in `tests/integration/model.rs`).
 
 use super::{
-    Drawn, Pool, SavedModel, SplitCounts, TrainFrame, ValidParams, WholePool, draw, holdout_start, lane_windows,
+    Pool, SavedModel, SplitCounts, TrainFrame, ValidParams, WholePool, draw, holdout_start, lane_windows,
     resolution_bound, resolution_counts_to, resolution_last, train_on, validation_window,
 };
 use crate::error::{Error, Result};
@@ -41,6 +41,21 @@ pub struct Offer {
     pub x: Vec<f64>,
 }
 crate::codec_struct!(Offer { id, t, label, resolved_at, seller, from, x });
+
+impl Offer {
+    /// Rows `idx` of this pool, in that order, without features.
+    fn take(&self, idx: &[usize]) -> Offer {
+        Offer {
+            id: idx.iter().map(|&r| self.id[r].clone()).collect(),
+            t: idx.iter().map(|&r| self.t[r]).collect(),
+            label: idx.iter().map(|&r| self.label[r]).collect(),
+            resolved_at: idx.iter().map(|&r| self.resolved_at[r]).collect(),
+            seller: idx.iter().map(|&r| self.seller[r].clone()).collect(),
+            from: idx.iter().map(|&r| self.from[r]).collect(),
+            x: Vec::new(),
+        }
+    }
+}
 
 impl Pool for Offer {
     fn len(&self) -> usize {
@@ -71,10 +86,7 @@ pub fn offer(fs: &FeatureSet, split: &SplitCounts, valid_days: u32, p: &ValidPar
     let rows = &fs.train;
     let names = fs.prep.seller_names();
     let pool = WholePool { fs, ids: fs.prep.shipments.column("shipment_id")?.str()?.clone() };
-    let Drawn { va, samples, .. } = draw(&pool, fs.cutoff(), valid_days, split, p);
-    let mut offered: Vec<usize> = samples.into_iter().flatten().chain(va).collect();
-    offered.sort_unstable();
-    offered.dedup();
+    let offered = draw(&pool, fs.cutoff(), valid_days, split, p).rows();
     Ok(Offer {
         id: offered.iter().map(|&r| pool.id(r).to_string()).collect(),
         t: offered.iter().map(|&r| rows.t[r]).collect(),
@@ -91,9 +103,9 @@ pub fn offer(fs: &FeatureSet, split: &SplitCounts, valid_days: u32, p: &ValidPar
 pub fn features_of(sets: &[FeatureSet], k: usize, rows: &[u32]) -> Result<Vec<f64>> {
     let fs = &sets[k];
     let mut subset = drawn_rows(fs, rows);
-    let (queries, which) = fs.history_queries(&subset);
+    let queries = fs.history_queries(&subset).0;
     let shares: Vec<_> = sets.iter().map(|s| s.history_shares(&queries)).collect();
-    fs.fill_parted(&mut subset, &which, &shares)?;
+    fs.fill_queried(&mut subset, &queries, &shares)?;
     Ok(subset.x)
 }
 
@@ -110,19 +122,7 @@ pub fn drawn_rows(fs: &FeatureSet, rows: &[u32]) -> Rows {
 /// union's order (shipment id, then time), without features yet.
 pub fn draw_offered(offers: Vec<Offer>, cutoff: i64, valid_days: u32, split: &SplitCounts, p: &ValidParams) -> Offer {
     let offered = union(offers);
-    let Drawn { va, samples, .. } = draw(&offered, cutoff, valid_days, split, p);
-    let mut drawn: Vec<usize> = samples.into_iter().flatten().chain(va).collect();
-    drawn.sort_unstable();
-    drawn.dedup();
-    Offer {
-        id: drawn.iter().map(|&d| offered.id[d].clone()).collect(),
-        t: drawn.iter().map(|&d| offered.t[d]).collect(),
-        label: drawn.iter().map(|&d| offered.label[d]).collect(),
-        resolved_at: drawn.iter().map(|&d| offered.resolved_at[d]).collect(),
-        seller: drawn.iter().map(|&d| offered.seller[d].clone()).collect(),
-        from: drawn.iter().map(|&d| offered.from[d]).collect(),
-        x: Vec::new(),
-    }
+    offered.take(&draw(&offered, cutoff, valid_days, split, p).rows())
 }
 
 /// Part `k`'s rows among the drawn ones (indices among its training rows), in the pool's order:
@@ -194,21 +194,17 @@ pub fn train_parts(sets: &[FeatureSet], p: &ValidParams) -> Result<SavedModel> {
 /// The parts' offers as one pool in the whole network's row order: by shipment id, then time
 /// (a shipment's rows are on one part, in time order); `from` names each row's part and row.
 fn union(offers: Vec<Offer>) -> Offer {
-    let mut at: Vec<(usize, usize)> =
-        offers.iter().enumerate().flat_map(|(k, o)| (0..o.id.len()).map(move |r| (k, r))).collect();
-    at.sort_by(|a, b| {
-        let (x, y) = (&offers[a.0], &offers[b.0]);
-        x.id[a.1].cmp(&y.id[b.1]).then(x.t[a.1].cmp(&y.t[b.1])).then(a.cmp(b))
-    });
-    let mut pool = Offer::default();
-    for (k, r) in at {
-        let o = &offers[k];
-        pool.id.push(o.id[r].clone());
-        pool.t.push(o.t[r]);
-        pool.label.push(o.label[r]);
-        pool.resolved_at.push(o.resolved_at[r]);
-        pool.seller.push(o.seller[r].clone());
-        pool.from.push((k as u32, o.from[r].1));
+    let mut all = Offer::default();
+    for (k, mut o) in offers.into_iter().enumerate() {
+        all.id.append(&mut o.id);
+        all.t.append(&mut o.t);
+        all.label.append(&mut o.label);
+        all.resolved_at.append(&mut o.resolved_at);
+        all.seller.append(&mut o.seller);
+        all.from.extend(o.from.iter().map(|f| (k as u32, f.1)));
     }
-    pool
+    // Ties (none within a night: a shipment's rows differ in time) by part and row.
+    let mut order: Vec<usize> = (0..all.id.len()).collect();
+    order.sort_by(|&a, &b| all.id[a].cmp(&all.id[b]).then(all.t[a].cmp(&all.t[b])).then(all.from[a].cmp(&all.from[b])));
+    all.take(&order)
 }
