@@ -41,7 +41,7 @@ use crate::features::days::DayCounts;
 use crate::features::disruption::{NetworkMedians, NetworkRatios};
 use crate::features::history::SharedParts;
 use crate::features::lanes::{ParentCounts, ParentValues, Parents, Wanted};
-use crate::features::parted::{Part, Windowed, combine};
+use crate::features::parted::{Part, Windowed, combine, sum};
 use crate::features::{FeatureSet, Span, WindowShare, window_days};
 use crate::model::parts::{self, Offer};
 use crate::model::{self, SavedModel, SplitCounts, TrainFrame};
@@ -465,10 +465,7 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
     match round {
         Round::Window => {
             let (shares, lineage) = n.merge_shares::<WindowShare>(round)?;
-            let share = combine(shares, |a, b| {
-                a.add(&b);
-                Ok(())
-            })?;
+            let share = sum(shares, WindowShare::add)?;
             n.write_merged(round, lineage, &window_days(&share, p, n.night.cutoff()))
         }
         Round::Parents => {
@@ -499,19 +496,13 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
             let (_, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
             let (shares, lineage) = n.merge_shares::<(DayCounts, Vec<SharedParts>)>(round)?;
             same_queries(shares.iter().map(|s| s.1.len()), queries.len(), round)?;
-            let counts = combine(shares.into_iter().map(|s| s.0), |a, b| {
-                a.merge(&b);
-                Ok(())
-            })?;
+            let counts = sum(shares.into_iter().map(|s| s.0), DayCounts::merge)?;
             n.write_merged(round, lineage, &model::validation_window(&counts, m))
         }
         Round::Split => {
             let valid_days: u32 = n.merged(Round::Shares)?;
             let (shares, lineage) = n.merge_shares::<SplitCounts>(round)?;
-            let split = combine(shares, |a, b| {
-                a.add(&b);
-                Ok(())
-            })?;
+            let split = sum(shares, SplitCounts::add)?;
             n.write_merged(round, lineage, &(valid_days, split))
         }
         Round::Offer => {

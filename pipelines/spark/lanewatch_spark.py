@@ -202,6 +202,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.shards < 1:
         sys.exit("lanewatch_spark: --shards must be at least 1")
+    if args.as_of == "yesterday":
+        # Resolved once here, as lanewatch resolves it (the UTC date before today): every shard,
+        # round and merge process of the job then names the same night, past midnight too.
+        import datetime
+        args.as_of = (datetime.datetime.now(datetime.timezone.utc).date() - datetime.timedelta(days=1)).isoformat()
     if "://" not in args.input:  # a local (or shared-mount) path, whatever the default FS
         args.input = "file://" + os.path.abspath(args.input)
     args.out = os.path.abspath(args.out)

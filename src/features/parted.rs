@@ -164,6 +164,14 @@ impl FeatureSet {
     }
 }
 
+/// Adds up the parts' shares of one round with `add`, which borrows what it adds, in part order.
+pub fn sum<T>(shares: impl IntoIterator<Item = T>, add: impl Fn(&mut T, &T)) -> Result<T> {
+    combine(shares, |a, b| {
+        add(a, &b);
+        Ok(())
+    })
+}
+
 /// Combines the parts' shares of one round with `add`, in part order.
 pub fn combine<T>(shares: impl IntoIterator<Item = T>, add: impl Fn(&mut T, T) -> Result<()>) -> Result<T> {
     let mut shares = shares.into_iter();
@@ -184,10 +192,7 @@ pub fn build_parts(
     fill_training: bool,
 ) -> Result<Vec<FeatureSet>> {
     let parts: Vec<Part> = parts.into_iter().map(|c| Part::start(c, night)).collect::<Result<_>>()?;
-    let share = combine(parts.iter().map(|q| q.window_share(p)), |a, b| {
-        a.add(&b);
-        Ok(())
-    })?;
+    let share = sum(parts.iter().map(|q| q.window_share(p)), WindowShare::add)?;
     let span = Span::new(night, window_days(&share, p, night.cutoff()), p);
     let parts: Vec<Windowed> = parts.into_iter().map(|q| q.windowed(span.clone(), p)).collect::<Result<_>>()?;
     let counts = combine(parts.iter().map(|q| q.parent_counts(p)).collect::<Result<Vec<_>>>()?, ParentCounts::add)?;

@@ -24,6 +24,8 @@ use super::{
     resolution_bound, resolution_counts_to, resolution_last, train_on, validation_window,
 };
 use crate::error::{Error, Result};
+use crate::features::days::DayCounts;
+use crate::features::parted::sum;
 use crate::features::{FeatureSet, N_FEATURES, Rows};
 
 /// Rows a part offers, with what training reads of them.
@@ -165,16 +167,10 @@ pub fn with_features(mut pool: Offer, per_part: &[Vec<f64>]) -> Result<Offer> {
 pub fn train_parts(sets: &[FeatureSet], p: &ValidParams) -> Result<SavedModel> {
     let first = sets.first().ok_or_else(|| Error::internal("model: a night of no parts"))?;
     let last = resolution_bound(sets.iter().map(resolution_last));
-    let mut counts = resolution_counts_to(first, last);
-    for s in &sets[1..] {
-        counts.merge(&resolution_counts_to(s, last));
-    }
+    let counts = sum(sets.iter().map(|s| resolution_counts_to(s, last)), DayCounts::merge)?;
     let valid_days = validation_window(&counts, p);
     let holdout_start = holdout_start(first.cutoff(), valid_days);
-    let mut split = SplitCounts::of(first, holdout_start);
-    for s in &sets[1..] {
-        split.add(&SplitCounts::of(s, holdout_start));
-    }
+    let split = sum(sets.iter().map(|s| SplitCounts::of(s, holdout_start)), SplitCounts::add)?;
     let offers: Vec<Offer> = sets.iter().map(|s| offer(s, &split, valid_days, p)).collect::<Result<_>>()?;
     let pool = draw_offered(offers, first.cutoff(), valid_days, &split, p);
     // Round 5: each part's features of its drawn rows.

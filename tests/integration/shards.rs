@@ -603,3 +603,13 @@ fn rounds_run_by_the_cli_equal_the_single_run_and_refuse_missing_corrupt_and_mis
     expect_code(&round(0, "parents"), 0);
     expect_code(&merge_round("parents"), 0);
 }
+
+/// The Spark job runs the rounds lanewatch has, in their order.
+#[test]
+fn the_spark_jobs_rounds_are_lanewatchs() {
+    let job = std::fs::read_to_string(repo().join("pipelines/spark/lanewatch_spark.py")).unwrap();
+    let list = job.split_once("\nROUNDS = [").expect("ROUNDS in the Spark job").1.split_once(']').unwrap().0;
+    let names: Vec<&str> = list.split(',').map(|n| n.trim().trim_matches('"')).filter(|n| !n.is_empty()).collect();
+    let want: Vec<&str> = lanewatch::rounds::Round::ALL.iter().map(|r| r.name()).collect();
+    assert_eq!(names, want);
+}
