@@ -194,6 +194,17 @@ impl<A: Codec, B: Codec> Codec for (A, B) {
     }
 }
 
+impl<A: Codec, B: Codec, C: Codec> Codec for (A, B, C) {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.0.put(out);
+        self.1.put(out);
+        self.2.put(out);
+    }
+    fn take(r: &mut Reader<'_>) -> Result<Self> {
+        Ok((A::take(r)?, B::take(r)?, C::take(r)?))
+    }
+}
+
 impl<K: Codec + Ord, V: Codec> Codec for BTreeMap<K, V> {
     fn put(&self, out: &mut Vec<u8>) {
         self.len().put(out);

@@ -17,16 +17,17 @@
 //! | `wanted`       | service and global groups its sparse lanes read | their union                          |
 //! | `values`       | those groups' values                            | their quantiles (`Parents`)          |
 //! | `queries`      | last resolution day; its scoring rows' sellers  | the latest day; the sellers, sorted  |
-//! | `shares`       | resolutions per day; history shares (all sellers)| the validation window               |
+//! | `shares`       | resolutions per day; history shares of the queries | the validation window; the queries' history windows, merged |
 //! | `split`        | training rows before and in the validation window | their sums                         |
 //! | `offer`        | its first rows of each sample: keys and labels  | the rows drawn, and their sellers    |
-//! | `train-shares` | history shares of the drawn rows' sellers        | (checked, nothing kept)             |
+//! | `train-shares` | history shares of the drawn rows' queries       | their history windows, merged       |
 //! | `train-rows`   | the features of its drawn rows                  | the model, trained once              |
 //! | `score`        | its scoring rows' risk under that model          | every shipment's risk, by id        |
 //!
 //! A shard reads its own input again each round (rounds are separate processes, on any
-//! machine), the merged results it needs, and in `train-rows` and `score` every shard's history
-//! shares. Each file carries the tool version, night, config digest, round and shard, and a
+//! machine) and the merged results it needs. History shares are a seller's windows per query
+//! (seller, time) and the network's per distinct time; the merge combines them once per query
+//! and time, so a shard reads one merged window pair per query, not every shard's shares. Each file carries the tool version, night, config digest, round and shard, and a
 //! BLAKE3 of its bytes: a round refuses (exit 65, nothing written) a missing, corrupt or
 //! mismatched file. A file is written through a rename, so a retried shard replaces its share
 //! with the same bytes. The model and every shard's risks equal the single run's, bit for bit
@@ -39,9 +40,9 @@ use crate::codec::{Codec, Reader};
 use crate::error::{Error, Result};
 use crate::features::days::DayCounts;
 use crate::features::disruption::{NetworkMedians, NetworkRatios};
-use crate::features::history::SharedParts;
+use crate::features::history::Bounds;
 use crate::features::lanes::{ParentCounts, ParentValues, Parents, Wanted};
-use crate::features::parted::{Part, Windowed, combine, sum};
+use crate::features::parted::{HistoryShares, HistoryWindows, Part, Windowed, combine, merge_history, sum};
 use crate::features::{FeatureSet, Span, WindowShare, window_days};
 use crate::model::parts::{self, Offer};
 use crate::model::{self, SavedModel, SplitCounts, TrainFrame};
@@ -276,27 +277,6 @@ impl<'a> Rounds<'a> {
         Ok((values, (after, chain.finalize().to_hex().to_string())))
     }
 
-    /// Every shard's share of a merged `round`, as another shard reads them: refused unless
-    /// they are the shares the merge combined.
-    fn merged_shares<T: Codec>(&self, round: Round) -> Result<Vec<T>> {
-        let (merged, _, Skipped) = self.read_full(round, None)?;
-        let mut chain = blake3::Hasher::new();
-        chain.update(merged.after.as_bytes());
-        let mut values = Vec::with_capacity(self.shards as usize);
-        for k in 0..self.shards {
-            let (_, digest, v) = self.read_full(round, Some(k))?;
-            chain.update(digest.as_bytes());
-            values.push(v);
-        }
-        if chain.finalize().to_hex().as_str() != merged.inputs {
-            return Err(Error::bad_file(
-                self.path(round, None).display().to_string(),
-                format!("stale: the shares of round {round} changed since it was merged (merge it again)"),
-            ));
-        }
-        Ok(values)
-    }
-
     fn read<T: Codec>(&self, round: Round, shard: Option<u32>) -> Result<T> {
         Ok(self.read_full(round, shard)?.2)
     }
@@ -421,7 +401,7 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
             n.write_share(round, shard, after, &(model::resolution_counts_to(&fs, last), fs.history_shares(&queries)))
         }
         Round::Split => {
-            let valid_days: u32 = n.merged(Round::Shares)?;
+            let (valid_days, _): (u32, HistoryWindows) = n.merged(Round::Shares)?;
             let fs = n.feature_set(shard)?;
             n.write_share(round, shard, after, &SplitCounts::of(&fs, model::holdout_start(fs.cutoff(), valid_days)))
         }
@@ -435,21 +415,20 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
         }
         Round::TrainRows => {
             let (pool, queries): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
-            let shares: Vec<Vec<SharedParts>> = n.merged_shares(Round::TrainShares)?;
+            let history: HistoryWindows = n.merged(Round::TrainShares)?;
             let fs = n.feature_set(shard)?;
             let mut rows = parts::drawn_rows(&fs, &parts::rows_of(&pool, shard.index as usize));
-            fs.fill_queried(&mut rows, &queries, &shares)?;
+            fs.fill_queried(&mut rows, &queries, &history)?;
             let windows: Vec<f64> = fs.lanes().iter().map(|l| l.window_days).collect();
             n.write_share(round, shard, after, &(rows.x, windows))
         }
         Round::Score => {
             let model = n.model()?;
             let (_, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
-            let shares: Vec<(DayCounts, Vec<SharedParts>)> = n.merged_shares(Round::Shares)?;
-            let shares: Vec<Vec<SharedParts>> = shares.into_iter().map(|s| s.1).collect();
+            let (_, history): (u32, HistoryWindows) = n.merged(Round::Shares)?;
             let mut fs = n.feature_set(shard)?;
             let mut rows = std::mem::take(&mut fs.score);
-            fs.fill_queried(&mut rows, &queries, &shares)?;
+            fs.fill_queried(&mut rows, &queries, &history)?;
             let risk = model.predict(&rows);
             let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
             let ids: Vec<String> = rows.ship.iter().map(|&i| ids.get(i as usize).unwrap_or("").to_string()).collect();
@@ -462,6 +441,7 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
 pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Result<PathBuf> {
     let n = Rounds::new(s, dir, shards)?;
     let (p, m) = (&s.features, &s.model);
+    let bounds = Bounds::of(&p.lanes);
     match round {
         Round::Window => {
             let (shares, lineage) = n.merge_shares::<WindowShare>(round)?;
@@ -494,13 +474,13 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
         }
         Round::Shares => {
             let (_, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
-            let (shares, lineage) = n.merge_shares::<(DayCounts, Vec<SharedParts>)>(round)?;
-            same_queries(shares.iter().map(|s| s.1.len()), queries.len(), round)?;
-            let counts = sum(shares.into_iter().map(|s| s.0), DayCounts::merge)?;
-            n.write_merged(round, lineage, &model::validation_window(&counts, m))
+            let (shares, lineage) = n.merge_shares::<(DayCounts, HistoryShares)>(round)?;
+            let (counts, shares): (Vec<DayCounts>, Vec<HistoryShares>) = shares.into_iter().unzip();
+            let valid_days = model::validation_window(&sum(counts, DayCounts::merge)?, m);
+            n.write_merged(round, lineage, &(valid_days, merge_history(&queries, &shares, bounds)?))
         }
         Round::Split => {
-            let valid_days: u32 = n.merged(Round::Shares)?;
+            let (valid_days, _): (u32, HistoryWindows) = n.merged(Round::Shares)?;
             let (shares, lineage) = n.merge_shares::<SplitCounts>(round)?;
             let split = sum(shares, SplitCounts::add)?;
             n.write_merged(round, lineage, &(valid_days, split))
@@ -514,9 +494,8 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
         }
         Round::TrainShares => {
             let (_, queries): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
-            let (shares, lineage) = n.merge_shares::<Vec<SharedParts>>(round)?;
-            same_queries(shares.iter().map(Vec::len), queries.len(), round)?;
-            n.write_merged(round, lineage, &(queries.len() as u64))
+            let (shares, lineage) = n.merge_shares::<HistoryShares>(round)?;
+            n.write_merged(round, lineage, &merge_history(&queries, &shares, bounds)?)
         }
         Round::TrainRows => {
             let (pool, _): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
@@ -564,12 +543,4 @@ pub fn model(s: &Settings, dir: &Path, shards: u32) -> Result<SavedModel> {
 /// Every scoring row's shipment id and risk, by shipment id, as the rounds in `dir` scored them.
 pub fn risks(s: &Settings, dir: &Path, shards: u32) -> Result<(Vec<String>, Vec<f64>)> {
     Rounds::new(s, dir, shards)?.merged(Round::Score)
-}
-
-/// Checks that every shard shared windows for every query.
-fn same_queries(lens: impl Iterator<Item = usize>, want: usize, round: Round) -> Result<()> {
-    match lens.enumerate().find(|&(_, n)| n != want) {
-        Some((k, n)) => Err(Error::internal(format!("rounds: shard {k} sent {n} shares of round {round}, not {want}"))),
-        None => Ok(()),
-    }
 }

@@ -199,6 +199,49 @@ fn merge_window(parts: &[&WindowPart], to: i64, window: i64, need: usize) -> Win
 /// (late rows, or microseconds of handling), as `Track::adaptive` gives it.
 type Window = (i64, f64, i64);
 
+/// One part's share of a seller's or the network's two windows before some time (handling,
+/// late): what a sharded night's parts exchange (`History::seller_share`, `network_share`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairShare {
+    pub handling: WindowPart,
+    pub late: WindowPart,
+}
+crate::codec_struct!(PairShare { handling, late });
+
+/// A seller's or the network's two windows before some time on the whole network, merged
+/// from every part's `PairShare` (`PairShare::merge`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PairWindows {
+    handling: Window,
+    late: Window,
+}
+crate::codec_struct!(PairWindows { handling, late });
+
+/// What bounds a window: `lanes.window_days`, and the `lanes.min_support` observations a
+/// sparse one reaches back for.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    window: i64,
+    need: usize,
+}
+
+impl Bounds {
+    pub fn of(cfg: &LaneConfig) -> Bounds {
+        Bounds { window: cfg.window_days as i64 * MICROS_PER_DAY, need: cfg.min_support as usize }
+    }
+}
+
+impl PairShare {
+    /// The whole network's windows before `t` from every part's share of them.
+    pub fn merge(parts: &[&PairShare], t: i64, b: Bounds) -> PairWindows {
+        let merged = |f: fn(&PairShare) -> &WindowPart| {
+            let parts: Vec<&WindowPart> = parts.iter().map(|p| f(p)).collect();
+            merge_window(&parts, t, b.window, b.need)
+        };
+        PairWindows { handling: merged(|p| &p.handling), late: merged(|p| &p.late) }
+    }
+}
+
 /// The windows of one shipment's history before some time.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Windows {
@@ -262,16 +305,6 @@ impl Own {
     }
 }
 
-/// One part's shares of a row's windows that span parts (`History::shared_parts`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SharedParts {
-    pub seller_handling: WindowPart,
-    pub seller_late: WindowPart,
-    pub global_handling: WindowPart,
-    pub global_late: WindowPart,
-}
-crate::codec_struct!(SharedParts { seller_handling, seller_late, global_handling, global_late });
-
 /// Smoothed history of one shipment's seller and lane at one time.
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
@@ -323,9 +356,9 @@ impl History {
             },
         );
         let mut history = History {
-            window: cfg.window_days as i64 * MICROS_PER_DAY,
+            window: Bounds::of(cfg).window,
             max_window: cfg.oldest_days() as i64 * MICROS_PER_DAY,
-            need: cfg.min_support as usize,
+            need: Bounds::of(cfg).need,
             prior_strength,
             seller_late,
             seller_handling,
@@ -396,16 +429,28 @@ impl History {
         self.seen_in(own, self.windows(seller, lane, t), t)
     }
 
-    /// This part's shares of the windows before `t` that span parts of the network (a
-    /// sharded night's exchange): of the seller with local index `seller` (`None` when this
-    /// part has no shipment of theirs) and of the network.
-    pub fn shared_parts(&self, seller: Option<usize>, t: i64) -> SharedParts {
-        SharedParts {
-            seller_handling: seller.map(|s| self.share(self.seller_handling.group(s), t)).unwrap_or_default(),
-            seller_late: seller.map(|s| self.share(self.seller_late.group(s), t)).unwrap_or_default(),
-            global_handling: self.share(self.global_handling.group(0), t),
-            global_late: self.share(self.global_late.group(0), t),
+    /// This part's share of the windows before `t` of the seller with local index `seller`
+    /// (`None` when this part has no shipment of theirs): a sharded night's exchange.
+    pub fn seller_share(&self, seller: Option<usize>, t: i64) -> PairShare {
+        seller
+            .map(|s| PairShare {
+                handling: self.share(self.seller_handling.group(s), t),
+                late: self.share(self.seller_late.group(s), t),
+            })
+            .unwrap_or_default()
+    }
+
+    /// This part's share of the network's windows before `t`.
+    pub fn network_share(&self, t: i64) -> PairShare {
+        PairShare {
+            handling: self.share(self.global_handling.group(0), t),
+            late: self.share(self.global_late.group(0), t),
         }
+    }
+
+    /// The bounds of this history's windows, for merging parts' shares of them.
+    pub fn bounds(&self) -> Bounds {
+        Bounds { window: self.window, need: self.need }
     }
 
     /// This part's share of a track's window before `t` (`adaptive`'s window).
@@ -414,24 +459,19 @@ impl History {
     }
 
     /// `seen` for a row of this part of the network, its seller's and the network's windows
-    /// merged from every part's shares (`shared_parts`, this part's among them) and its lane's
-    /// from this part, which holds the whole lane: equal to `seen` on the whole network.
-    pub fn seen_from(&self, own: Own, shares: &[&SharedParts], lane: usize, t: i64) -> Seen {
-        let merged = |f: fn(&SharedParts) -> &WindowPart| {
-            let parts: Vec<&WindowPart> = shares.iter().map(|s| f(s)).collect();
-            merge_window(&parts, t, self.window, self.need)
-        };
+    /// merged from every part's shares (`PairShare::merge`) and its lane's from this part,
+    /// which holds the whole lane: equal to `seen` on the whole network.
+    pub fn seen_merged(&self, own: Own, seller: &PairWindows, network: &PairWindows, lane: usize, t: i64) -> Seen {
         let windows = Windows {
-            global_handling: merged(|s| &s.global_handling),
-            global_late: merged(|s| &s.global_late),
-            seller_handling: merged(|s| &s.seller_handling),
-            seller_late: merged(|s| &s.seller_late),
+            global_handling: network.handling,
+            global_late: network.late,
+            seller_handling: seller.handling,
+            seller_late: seller.late,
             lane_late: self.adaptive(self.lane_late.group(lane), t),
         };
         self.seen_in(own, windows, t)
     }
 
-    /// A row's history from its windows before `t`.
     fn seen_in(&self, own: Own, w: Windows, t: i64) -> Seen {
         let k = self.prior_strength;
         // The shipment's own contributions, removed where they fall inside a window.

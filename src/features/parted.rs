@@ -13,8 +13,9 @@
 //! 4. `Windowed::parent_values`: those groups' values (concatenated, finished into quantiles).
 //! 5. `Windowed::finish`: the part's lane tables, series, history and rows, not yet filled;
 //!    `FeatureSet::history_queries` lists the seller and time of each row to fill.
-//! 6. `FeatureSet::history_shares`: every part's shares of those sellers' and the network's
-//!    windows (counts, exact sums, a sparse window's latest observations).
+//! 6. `FeatureSet::history_shares`: every part's shares of those sellers' windows, and of the
+//!    network's at each distinct time (counts, exact sums, a sparse window's latest
+//!    observations), merged once per query and time (`merge_history`).
 //! 7. `FeatureSet::fill_queried`: the rows' features, their history merged from the shares.
 //!
 //! `build_parts` runs the rounds over parts held in one process; the tests compare every part's
@@ -25,7 +26,7 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 
 use super::disruption::{self, NetworkMedians, NetworkRatios};
-use super::history::{Own, SharedParts};
+use super::history::{Bounds, Own, PairShare, PairWindows};
 use super::lanes::{self, ParentCounts, ParentValues, Parents, Wanted};
 use super::prepare::{self, Prepared};
 use super::timeline::{self, CutoffStates, Outcome, State};
@@ -119,49 +120,98 @@ impl FeatureSet {
         (pairs.into_iter().map(|(s, t)| (names[s as usize].clone(), t)).collect(), which)
     }
 
-    /// Round 6: this part's shares of the windows each query reads (its seller's, as far as
-    /// this part has shipments of theirs, and the network's).
-    pub fn history_shares(&self, queries: &[(String, i64)]) -> Vec<SharedParts> {
+    /// Round 6: this part's shares of the windows `queries` read: each query's seller's (as
+    /// far as this part has shipments of theirs), and the network's at each distinct time
+    /// among them (`query_times`).
+    pub fn history_shares(&self, queries: &[(String, i64)]) -> HistoryShares {
         let names = self.prep.seller_names();
-        queries.par_iter().map(|(seller, t)| self.history.shared_parts(names.binary_search(seller).ok(), *t)).collect()
+        HistoryShares {
+            sellers: queries
+                .par_iter()
+                .map(|(seller, t)| self.history.seller_share(names.binary_search(seller).ok(), *t))
+                .collect(),
+            network: query_times(queries).par_iter().map(|&t| self.history.network_share(t)).collect(),
+        }
     }
 
-    /// Round 7: the features of `rows`, each row's seller and network history merged from
-    /// every part's shares of its query: `shares[part][q]` are the shares of `queries[q]`, a
-    /// sorted list holding every row's (seller, time), this part's own `history_queries` or
-    /// the union of every part's.
-    pub fn fill_queried(&self, rows: &mut Rows, queries: &[(String, i64)], shares: &[Vec<SharedParts>]) -> Result<()> {
+    /// Round 7: the features of `rows`, each row's seller and network history from `windows`,
+    /// merged from every part's shares of `queries` (`merge_history`): a sorted list holding
+    /// every row's (seller, time), this part's own `history_queries` or the union of every
+    /// part's.
+    pub fn fill_queried(&self, rows: &mut Rows, queries: &[(String, i64)], windows: &HistoryWindows) -> Result<()> {
+        let missing = || Error::internal("features: a row's seller and time are not among the queries shared");
+        if windows.sellers.len() != queries.len() {
+            return Err(Error::internal("features: merged history of other queries"));
+        }
         let (mine, which) = self.history_queries(rows);
         let at: Vec<u32> = mine
             .iter()
-            .map(|q| queries.binary_search(q).map(|i| i as u32))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::internal("features: a row's seller and time are not among the queries shared"))?;
-        let which: Vec<u32> = which.iter().map(|&w| at[w as usize]).collect();
-        self.fill_parted(rows, &which, shares)
-    }
-
-    /// `fill_queried` with each row's query given by its index (`shares[part][which[row]]`).
-    fn fill_parted(&self, rows: &mut Rows, which: &[u32], shares: &[Vec<SharedParts>]) -> Result<()> {
-        let queries = shares.first().map_or(0, Vec::len);
-        if which.len() != rows.len()
-            || shares.iter().any(|s| s.len() != queries)
-            || which.iter().any(|&q| q as usize >= queries)
-        {
-            return Err(Error::internal("features: history shares of other rows"));
-        }
+            .map(|q| queries.binary_search(q).map(|i| i as u32).map_err(|_| missing()))
+            .collect::<Result<_>>()?;
+        let time: Vec<u32> = rows
+            .t
+            .iter()
+            .map(|t| windows.times.binary_search(t).map(|i| i as u32).map_err(|_| missing()))
+            .collect::<Result<_>>()?;
         let ctx = self.context();
         let seen = |r: usize| {
             let i = rows.ship[r] as usize;
             let own = Own::of(self.prep.created[i], self.states.picked_up(i), &self.outcomes[i]);
-            let row: Vec<&SharedParts> = shares.iter().map(|s| &s[which[r] as usize]).collect();
-            self.history.seen_from(own, &row, self.prep.lane[i] as usize, rows.t[r])
+            let seller = &windows.sellers[at[which[r] as usize] as usize];
+            let network = &windows.network[time[r] as usize];
+            self.history.seen_merged(own, seller, network, self.prep.lane[i] as usize, rows.t[r])
         };
         let (x, extras) = super::fill_rows(&ctx, rows, |r| Some(seen(r)));
         rows.x = x;
         rows.extras = extras;
         Ok(())
     }
+}
+
+/// The distinct times among `queries` (sorted by seller then time), ascending: the network's
+/// windows depend on the time only.
+pub fn query_times(queries: &[(String, i64)]) -> Vec<i64> {
+    let mut times: Vec<i64> = queries.iter().map(|q| q.1).collect();
+    times.sort_unstable();
+    times.dedup();
+    times
+}
+
+/// A part's shares of the history windows some queries read (`FeatureSet::history_shares`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryShares {
+    /// Per query: its seller's windows.
+    pub sellers: Vec<PairShare>,
+    /// Per distinct time of the queries (`query_times`): the network's windows.
+    pub network: Vec<PairShare>,
+}
+crate::codec_struct!(HistoryShares { sellers, network });
+
+/// The whole network's history windows for some queries, merged once from every part's shares
+/// (`merge_history`): what each part's rows read (`FeatureSet::fill_queried`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryWindows {
+    pub sellers: Vec<PairWindows>,
+    pub times: Vec<i64>,
+    pub network: Vec<PairWindows>,
+}
+crate::codec_struct!(HistoryWindows { sellers, times, network });
+
+/// Every part's shares of `queries`' windows merged, once per query and once per time.
+pub fn merge_history(queries: &[(String, i64)], shares: &[HistoryShares], b: Bounds) -> Result<HistoryWindows> {
+    let times = query_times(queries);
+    if shares.iter().any(|s| s.sellers.len() != queries.len() || s.network.len() != times.len()) {
+        return Err(Error::internal("features: a part shared the history of other queries"));
+    }
+    let merged = |at: usize, t: i64, f: fn(&HistoryShares) -> &[PairShare]| {
+        let parts: Vec<&PairShare> = shares.iter().map(|s| &f(s)[at]).collect();
+        PairShare::merge(&parts, t, b)
+    };
+    Ok(HistoryWindows {
+        sellers: queries.par_iter().enumerate().map(|(q, (_, t))| merged(q, *t, |s| &s.sellers)).collect(),
+        network: times.par_iter().enumerate().map(|(k, &t)| merged(k, t, |s| &s.network)).collect(),
+        times,
+    })
 }
 
 /// Adds up the parts' shares of one round with `add`, which borrows what it adds, in part order.
@@ -209,8 +259,9 @@ pub fn build_parts(
         }
         for rows in &mut which {
             let queries = sets[k].history_queries(rows).0;
-            let shares: Vec<Vec<SharedParts>> = sets.iter().map(|s| s.history_shares(&queries)).collect();
-            sets[k].fill_queried(rows, &queries, &shares)?;
+            let shares: Vec<HistoryShares> = sets.iter().map(|s| s.history_shares(&queries)).collect();
+            let windows = merge_history(&queries, &shares, sets[k].history.bounds())?;
+            sets[k].fill_queried(rows, &queries, &windows)?;
         }
         if fill_training {
             sets[k].train = which.pop().expect("the training rows");

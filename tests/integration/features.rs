@@ -580,11 +580,11 @@ fn disruption_series_of_parts_exchanging_their_ratios_equal_the_whole_networks()
 /// The seller and network history of a sharded night's parts: a seller ships on many lanes, so
 /// on many parts, and the network spans them all. For each row the parts exchange their shares
 /// of its seller's and the network's windows (counts and exact sums, and a sparse window's
-/// latest observations: `History::shared_parts`); merged, they give every training and scoring
+/// latest observations: `History::seller_share`, `network_share`); merged, they give every training and scoring
 /// row the whole network's history, bit for bit.
 #[test]
 fn seller_and_network_history_of_parts_exchanging_window_shares_equal_the_whole_networks() {
-    use lanewatch::features::history::{History, Own, Seen};
+    use lanewatch::features::history::{History, Own, PairShare, Seen};
     use lanewatch::features::timeline::CutoffStates;
     use lanewatch::shard::Shard;
     let (s, fs) = build(small_input(), date(SMALL_AS_OF));
@@ -644,15 +644,18 @@ fn seller_and_network_history_of_parts_exchanging_window_shares_equal_the_whole_
             );
             let (p, j) = at[ids.get(i).unwrap()];
             let seller = &fs.prep.seller_names()[fs.prep.seller[i] as usize];
-            let shares: Vec<_> = parts
+            let sellers: Vec<_> = parts
                 .iter()
-                .map(|q| q.history.shared_parts(q.prep.seller_names().binary_search(seller).ok(), t))
+                .map(|q| q.history.seller_share(q.prep.seller_names().binary_search(seller).ok(), t))
                 .collect();
-            reached_back += shares.iter().any(|s| !s.seller_late.recent.is_empty()) as usize;
+            let network: Vec<_> = parts.iter().map(|q| q.history.network_share(t)).collect();
+            reached_back += sellers.iter().any(|s| !s.late.recent.is_empty()) as usize;
             let part = &parts[p];
-            let got = part.history.seen_from(
+            let bounds = part.history.bounds();
+            let got = part.history.seen_merged(
                 own(&part.states, &part.prep, &part.outcomes, j),
-                &shares.iter().collect::<Vec<_>>(),
+                &PairShare::merge(&sellers.iter().collect::<Vec<_>>(), t, bounds),
+                &PairShare::merge(&network.iter().collect::<Vec<_>>(), t, bounds),
                 part.prep.lane[j] as usize,
                 t,
             );
