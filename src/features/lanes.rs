@@ -461,19 +461,17 @@ impl Source {
     /// window, and only values observed before the cutoff (a delivery or stage exit at or after
     /// it was unknown then). Counts are taken for every group; quantiles only for the groups
     /// `wanted` says a lane reads (its own lane, and its parent when it is sparse), which on a
-    /// large network is the lane level alone. Service and global groups come from `above`.
+    /// large network is the lane level alone. Service and global groups come from the source's
+    /// own rows (the source is the whole network), or with `exchanged`, from what the parts of
+    /// the network exchanged (`parents`) as of its cutoff of that index.
     fn groups_at(
         &self,
         cutoff: i64,
         cfg: &LaneConfig,
         lane_values: impl Fn(usize) -> [f64; N_Q],
-        above: Above<'_>,
+        exchanged: Option<(&Parents, usize)>,
     ) -> Result<([Vec<Group>; 5], Vec<Option<i64>>)> {
         let window = self.windows_at(cutoff, cfg);
-        let exchanged = match above {
-            Above::Own => None,
-            Above::Exchanged(p, k) => Some((p, k)),
-        };
         let mut out = self.counts_at(cutoff, &window, exchanged.map(|(p, k)| (&p.counts, k)))?;
         // The service and global groups' quantiles, as the whole network has them. Only lanes
         // without support of their own read them (a lane with it falls back no further than its
@@ -495,11 +493,10 @@ impl Source {
         // a sparse lane's parent is all of them, and twenty buffers of the 5M rows a 10M-shipment
         // window resolves would be 0.8 GB for each cutoff computed in parallel.
         let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); N_QUANTITIES];
-        for lvl in 1..5 {
+        // Exchanged, the service and global levels are finished above.
+        let own_levels = if exchanged.is_some() { 1..3 } else { 1..5 };
+        for lvl in own_levels {
             for k in (0..out[lvl].len()).filter(|&k| want[lvl][k]) {
-                if exchanged.is_some() && lvl >= 3 {
-                    continue;
-                }
                 let spans: Vec<(usize, usize)> = self.members[lvl - 1][k].iter().map(|&l| window[l as usize]).collect();
                 let rows: usize = spans.iter().map(|&(a, b)| b - a).sum();
                 let per_pass = (self.parent_values / rows.max(1)).clamp(1, N_QUANTITIES);
@@ -603,7 +600,7 @@ fn lane_stats(
     cutoff: i64,
     cfg: &LaneConfig,
     lane_values: impl Fn(usize) -> [f64; N_Q],
-    above: Above<'_>,
+    above: Option<(&Parents, usize)>,
 ) -> Result<Vec<LaneStats>> {
     let h = &source.hierarchy;
     let m = cfg.min_support as f64;
@@ -670,20 +667,11 @@ fn compute(source: &Source, at: &[i64], cfg: &LaneConfig, parents: Option<&Paren
     if parents.is_some_and(|p| p.cutoffs() != at) {
         return Err(crate::error::Error::internal("lane tables: parents exchanged for other cutoffs"));
     }
-    let above = |j: usize| parents.map_or(Above::Own, |p| Above::Exchanged(p, j));
+    let above = |j: usize| parents.map(|p| (p, j));
     // Lane-major first: every lane's own quantiles at every cutoff, lanes in parallel.
     let per_lane: Vec<Vec<[f64; N_Q]>> =
         (0..source.n_lanes).into_par_iter().map(|l| source.lane_values(l, at, cfg)).collect();
     (0..at.len()).into_par_iter().map(|j| lane_stats(source, at[j], cfg, |l| per_lane[l][j], above(j))).collect()
-}
-
-/// Where a table's service and global levels come from: the source's own rows (the source is
-/// the whole network), or what the parts of the network exchanged (`parents`), as of the
-/// parents' cutoff of this index.
-#[derive(Clone, Copy)]
-enum Above<'a> {
-    Own,
-    Exchanged(&'a Parents, usize),
 }
 
 /// Lane statistics at several cutoffs: training snapshots read the table of the latest cutoff
