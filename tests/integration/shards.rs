@@ -370,7 +370,7 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
     let single = single_out.path().join(format!("as_of={AS_OF}"));
     let out = tempfile::tempdir().unwrap();
     let job = repo().join("pipelines/spark/lanewatch_spark.py");
-    let o = std::process::Command::new(py)
+    let o = std::process::Command::new(&py)
         .arg(&job)
         .args(["--input", renamed.to_str().unwrap(), "--out", out.path().to_str().unwrap()])
         .args(["--as-of", AS_OF, "--shards", "3", "--config", config, "--master", "local[2,4]"])
@@ -405,6 +405,23 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
     // The same night as the canonical input's: the mapping changed names, not data.
     let canonical_out = tempfile::tempdir().unwrap();
     assert_same_data(&single, &run_night(input(), canonical_out.path(), AS_OF, &[]), "renamed columns");
+    // Without --keep-partials the job removes its partials after the merge.
+    let out = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(&py)
+        .arg(&job)
+        .args(["--input", renamed.to_str().unwrap(), "--out", out.path().to_str().unwrap()])
+        .args(["--as-of", AS_OF, "--shards", "2", "--config", config, "--master", "local[2]"])
+        .arg("--lanewatch")
+        .arg(bin())
+        .envs(env)
+        .env_remove("LANEWATCH_FAULT")
+        .env_remove("SPARK_LANEWATCH_KILL_SHARD")
+        .env_remove("SPARK_LANEWATCH_KILL_ROUND")
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    assert_same_data(&single, &out.path().join(format!("as_of={AS_OF}")), "Spark, 2 shards");
+    assert!(!out.path().join("_partials").exists(), "the partials were left behind");
 }
 
 #[test]
