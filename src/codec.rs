@@ -91,7 +91,7 @@ macro_rules! codec_le {
         }
     )*};
 }
-codec_le!(u8, u32, u64, i64);
+codec_le!(u8, u32, u64, i32, i64);
 
 impl Codec for f64 {
     fn put(&self, out: &mut Vec<u8>) {
@@ -154,6 +154,24 @@ impl<T: Codec> Codec for Vec<T> {
     }
     fn take(r: &mut Reader<'_>) -> Result<Self> {
         take_list(r)
+    }
+}
+
+/// A frame (a shard's rows of an output) as the compact Parquet bytes lanewatch writes for
+/// itself (`io::compact_bytes`): exact (floats, nulls, time zones), and of the frame's dtypes.
+impl Codec for polars::prelude::DataFrame {
+    fn put(&self, out: &mut Vec<u8>) {
+        let bytes = crate::io::compact_bytes(std::path::Path::new("exchange"), &mut self.clone())
+            .expect("a frame in memory encodes as Parquet");
+        bytes.len().put(out);
+        out.extend_from_slice(&bytes);
+    }
+    fn take(r: &mut Reader<'_>) -> Result<Self> {
+        use polars::prelude::SerReader;
+        let n = r.len()?;
+        polars::prelude::ParquetReader::new(std::io::Cursor::new(r.bytes(n)?))
+            .finish()
+            .map_err(|e| Error::internal(format!("exchange: a frame unreadable: {e}")))
     }
 }
 

@@ -149,6 +149,19 @@ pub fn unspill(path: &Path) -> Result<DataFrame> {
     Ok(df)
 }
 
+/// Frames of the same columns (parts of one output) as one, sorted by `by` (unique keys) and
+/// in one chunk, as the output built whole is.
+pub fn stacked(frames: Vec<DataFrame>, by: &[&str]) -> Result<DataFrame> {
+    let mut frames = frames.into_iter();
+    let mut df = frames.next().ok_or_else(|| Error::internal("no parts to stack"))?;
+    for f in frames {
+        df.vstack_mut(&f)?;
+    }
+    let mut df = df.sort(by.to_vec(), SortMultipleOptions::default())?;
+    df.rechunk_mut();
+    Ok(df)
+}
+
 /// Reads a file `write_compact` wrote, if its bytes still have the BLAKE3 `blake3`; the error
 /// says what is wrong ("is unreadable: …", "is corrupt …").
 pub fn read_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, String> {

@@ -35,6 +35,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::alerts;
 use crate::calendar::Night;
 use crate::codec::{Codec, Reader};
 use crate::error::{Error, Result};
@@ -341,6 +342,16 @@ impl<'a> Rounds<'a> {
         self.read(round, None)
     }
 
+    /// The alerts of the newest complete run before this night in the output folder, which
+    /// tonight's alerts continue from (none without an output folder). A shard reads it for
+    /// where those shipments stand tonight; the merge checks it read the same run.
+    fn previous(&self) -> alerts::Previous {
+        match self.s.out() {
+            Ok(out) => crate::output::previous_alerts(out, self.night.as_of()).0,
+            Err(_) => alerts::Previous::default(),
+        }
+    }
+
     /// The model the merge of `train-rows` trained, checked as a saved model is.
     fn model(&self) -> Result<SavedModel> {
         let json: String = self.merged(Round::TrainRows)?;
@@ -429,10 +440,20 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
             let mut fs = n.feature_set(shard)?;
             let mut rows = std::mem::take(&mut fs.score);
             fs.fill_queried(&mut rows, &queries, &history)?;
-            let risk = model.predict(&rows);
+            fs.score = rows;
+            let risk = model.predict(&fs.score);
             let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
-            let ids: Vec<String> = rows.ship.iter().map(|&i| ids.get(i as usize).unwrap_or("").to_string()).collect();
-            n.write_share(round, shard, after, &(ids, risk))
+            let ids: Vec<String> =
+                fs.score.ship.iter().map(|&i| ids.get(i as usize).unwrap_or("").to_string()).collect();
+            let prev = n.previous();
+            let share = ScoreShare {
+                alerts: alerts::parted::share(&fs, &risk, &s.alerts, &prev)?,
+                lanes: fs.lanes_frame()?,
+                previous: previous_name(&prev),
+                ids,
+                risk,
+            };
+            n.write_share(round, shard, after, &share)
         }
     }
 }
@@ -514,11 +535,36 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
             n.write_merged(round, lineage, &serde_json::to_string(&model).map_err(Error::internal)?)
         }
         Round::Score => {
-            let (shares, lineage) = n.merge_shares::<(Vec<String>, Vec<f64>)>(round)?;
-            let mut all: Vec<(String, f64)> =
-                shares.into_iter().flat_map(|(ids, risk)| ids.into_iter().zip(risk)).collect();
+            let (shares, lineage) = n.merge_shares::<ScoreShare>(round)?;
+            // The shards and the merge continue from the same previous run.
+            let prev = n.previous();
+            let want = previous_name(&prev);
+            if let Some(k) = shares.iter().position(|sh| sh.previous != want) {
+                let name = |p: &Option<String>| p.clone().unwrap_or_else(|| "none".into());
+                return Err(Error::bad_file(
+                    n.path(round, Some(k as u32)).display().to_string(),
+                    format!(
+                        "stale: computed against the previous run {}, now {}; rerun lanewatch run --shard {k}/{shards} --round {round}",
+                        name(&shares[k].previous),
+                        name(&want)
+                    ),
+                ));
+            }
+            let (mut all, mut parts, mut lanes) = (Vec::new(), Vec::new(), Vec::new());
+            for sh in shares {
+                all.extend(sh.ids.into_iter().zip(sh.risk));
+                parts.push(sh.alerts);
+                lanes.push(sh.lanes);
+            }
             all.sort_by(|a, b| a.0.cmp(&b.0));
-            n.write_merged(round, lineage, &all.into_iter().unzip::<_, _, Vec<String>, Vec<f64>>())
+            let (ids, risk) = all.into_iter().unzip();
+            let scored = Scored {
+                ids,
+                risk,
+                alerts: alerts::parted::merge(parts, &s.alerts, &prev, n.night)?,
+                lanes: crate::io::stacked(lanes, &["origin", "destination", "service"])?,
+            };
+            n.write_merged(round, lineage, &scored)
         }
     }
 }
@@ -542,5 +588,40 @@ pub fn model(s: &Settings, dir: &Path, shards: u32) -> Result<SavedModel> {
 
 /// Every scoring row's shipment id and risk, by shipment id, as the rounds in `dir` scored them.
 pub fn risks(s: &Settings, dir: &Path, shards: u32) -> Result<(Vec<String>, Vec<f64>)> {
+    let scored = scored(s, dir, shards)?;
+    Ok((scored.ids, scored.risk))
+}
+
+/// What the merge of `score` gave: the risks, the alert outputs and the lane table.
+pub fn scored(s: &Settings, dir: &Path, shards: u32) -> Result<Scored> {
     Rounds::new(s, dir, shards)?.merged(Round::Score)
+}
+
+/// A shard's share of round `score`: its scoring rows' risk (as the model gives it), its share
+/// of the alerts (`alerts::parted`), its lanes' rows of `lanes.parquet`, and the previous run
+/// it continued from (`previous_name`).
+struct ScoreShare {
+    ids: Vec<String>,
+    risk: Vec<f64>,
+    alerts: alerts::parted::AlertShare,
+    lanes: polars::prelude::DataFrame,
+    previous: Option<String>,
+}
+crate::codec_struct!(ScoreShare { ids, risk, alerts, lanes, previous });
+
+/// The merge of round `score`.
+pub struct Scored {
+    /// Every scoring row's shipment id and risk as the model gave it, by shipment id.
+    pub ids: Vec<String>,
+    pub risk: Vec<f64>,
+    /// `scores`, `alerts`, `recovered` and `lane_alerts` of the run folder.
+    pub alerts: alerts::parted::Merged,
+    /// `lanes.parquet`.
+    pub lanes: polars::prelude::DataFrame,
+}
+crate::codec_struct!(Scored { ids, risk, alerts, lanes });
+
+/// The previous run a night continues from, as the shards and the merge compare it.
+fn previous_name(prev: &alerts::Previous) -> Option<String> {
+    prev.as_of.map(|d| format!("as_of={d} ({} alerts)", prev.alerts.len()))
 }

@@ -4,10 +4,11 @@
 //! disrupted-lane exposure. Alerts stay typed (`Vec<Alert>`) until `AlertOutput::frame` writes
 //! them.
 
+pub mod parted;
 pub mod previous;
 pub mod rules;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use polars::prelude::*;
 
@@ -86,23 +87,19 @@ pub struct AlertOutput {
 impl AlertOutput {
     /// `alerts.parquet`: the alerted rows of the scores with the alert's columns.
     pub fn frame(&self) -> Result<DataFrame> {
-        let idx = IdxCa::from_vec("idx".into(), self.alerts.iter().map(|a| a.row as IdxSize).collect());
-        let mut df = self.scores.take(&idx)?;
-        let a = &self.alerts;
-        for name in outputs::ALERT_EXTRA {
-            let c = match *name {
-                "alert" => Column::new((*name).into(), a.iter().map(|a| a.kind.name()).collect::<Vec<_>>()),
-                "severity" => Column::new((*name).into(), a.iter().map(|a| a.severity.name()).collect::<Vec<_>>()),
-                "reasons" => Column::new((*name).into(), a.iter().map(|a| a.reasons.as_str()).collect::<Vec<_>>()),
-                "action" => Column::new((*name).into(), a.iter().map(|a| a.action.as_str()).collect::<Vec<_>>()),
-                "first_alerted_on" => io::date_column(name, a.iter().map(|a| Some(a.first_alerted_on)).collect()),
-                other => return Err(crate::Error::internal(format!("alerts.parquet: no builder for {other}"))),
-            };
-            df.with_column(c)?;
-        }
-        let want: Vec<&str> = outputs::SCORES.iter().chain(outputs::ALERT_EXTRA).copied().collect();
-        outputs::check("alerts.parquet", &df, &want)?;
-        Ok(df)
+        let cols: Vec<AlertColumns<'_>> = self
+            .alerts
+            .iter()
+            .map(|a| AlertColumns {
+                row: a.row,
+                kind: a.kind,
+                severity: a.severity,
+                reasons: &a.reasons,
+                action: &a.action,
+                first_alerted_on: a.first_alerted_on,
+            })
+            .collect();
+        alerts_frame(&self.scores, &cols)
     }
 
     /// Alerts per (kind, severity).
@@ -135,16 +132,11 @@ pub fn decide(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Option
 pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) -> Result<AlertOutput> {
     let p = &fs.prep;
     let rows = &fs.score;
-    let n = rows.len();
-    let cutoff = fs.cutoff();
-    let risk: Vec<f64> = (0..n)
-        .map(|r| if p.promised[rows.ship[r] as usize] <= cutoff { 1.0 } else { risk[r].clamp(0.0, 1.0) })
-        .collect();
-
+    let risk = written_risk(fs, risk);
     let scores = scores_frame(fs, &risk)?;
 
     // Alerts, then the per-seller budget: most severe and riskiest first.
-    let mut alerts: Vec<Alert> = (0..n).filter_map(|r| decide(fs, r, risk[r], cfg)).collect();
+    let mut alerts: Vec<Alert> = (0..rows.len()).filter_map(|r| decide(fs, r, risk[r], cfg)).collect();
     let seller_of = |a: &Alert| p.seller[a.ship as usize];
     alerts.sort_by(|a, b| {
         seller_of(a)
@@ -171,14 +163,63 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
         }
     }
 
-    let recovered = recovered_frame(fs, prev, &kept, &ship_ids)?;
-    let lane_alerts = lane_exposure(fs, &kept)?;
+    let alerted: HashSet<&str> = kept.iter().map(|a| ship_ids.get(a.ship as usize).unwrap_or("")).collect();
+    let recovered = recovered_frame(prev, &alerted, |id| fs.find_shipment(id).map(|i| recovery(fs, i)))?;
+    let lane_key = |a: &Alert| {
+        let k = &p.lanes[p.lane[a.ship as usize] as usize];
+        (
+            k.origin.as_str(),
+            k.destination.as_str(),
+            k.service.as_str(),
+            seller_name[p.seller[a.ship as usize] as usize].as_str(),
+        )
+    };
+    let lane_alerts = lane_alerts_frame(exposure(fs), &alerted_by_lane(kept.iter().map(lane_key)))?;
     Ok(AlertOutput { scores, alerts: kept, recovered, lane_alerts, suppressed })
+}
+
+/// The risk `scores.parquet` gives each scoring row: the model's, within [0, 1], and 1 where
+/// the promise has passed by the cutoff (the parcel is late already).
+pub fn written_risk(fs: &FeatureSet, risk: &[f64]) -> Vec<f64> {
+    let (p, rows, cutoff) = (&fs.prep, &fs.score, fs.cutoff());
+    (0..rows.len())
+        .map(|r| if p.promised[rows.ship[r] as usize] <= cutoff { 1.0 } else { risk[r].clamp(0.0, 1.0) })
+        .collect()
+}
+
+/// What `alerts.parquet` adds to an alerted row of the scores (`row`, its index there).
+pub struct AlertColumns<'a> {
+    pub row: usize,
+    pub kind: AlertKind,
+    pub severity: Severity,
+    pub reasons: &'a str,
+    pub action: &'a str,
+    pub first_alerted_on: i32,
+}
+
+/// `alerts.parquet`: the alerted rows of `scores`, in the order given, with the alert's columns.
+pub fn alerts_frame(scores: &DataFrame, a: &[AlertColumns<'_>]) -> Result<DataFrame> {
+    let idx = IdxCa::from_vec("idx".into(), a.iter().map(|a| a.row as IdxSize).collect());
+    let mut df = scores.take(&idx)?;
+    for name in outputs::ALERT_EXTRA {
+        let c = match *name {
+            "alert" => Column::new((*name).into(), a.iter().map(|a| a.kind.name()).collect::<Vec<_>>()),
+            "severity" => Column::new((*name).into(), a.iter().map(|a| a.severity.name()).collect::<Vec<_>>()),
+            "reasons" => Column::new((*name).into(), a.iter().map(|a| a.reasons).collect::<Vec<_>>()),
+            "action" => Column::new((*name).into(), a.iter().map(|a| a.action).collect::<Vec<_>>()),
+            "first_alerted_on" => io::date_column(name, a.iter().map(|a| Some(a.first_alerted_on)).collect()),
+            other => return Err(crate::Error::internal(format!("alerts.parquet: no builder for {other}"))),
+        };
+        df.with_column(c)?;
+    }
+    let want: Vec<&str> = outputs::SCORES.iter().chain(outputs::ALERT_EXTRA).copied().collect();
+    outputs::check("alerts.parquet", &df, &want)?;
+    Ok(df)
 }
 
 /// `scores.parquet`, column by column in the contract's order (`schema::outputs::SCORES`).
 /// Scoring rows follow the prepared shipments, which are sorted by shipment_id.
-fn scores_frame(fs: &FeatureSet, risk: &[f64]) -> Result<DataFrame> {
+pub(crate) fn scores_frame(fs: &FeatureSet, risk: &[f64]) -> Result<DataFrame> {
     let p = &fs.prep;
     let rows = &fs.score;
     let n = rows.len();
@@ -237,37 +278,52 @@ fn scores_frame(fs: &FeatureSet, risk: &[f64]) -> Result<DataFrame> {
     Ok(df)
 }
 
-/// Shipments alerted last time that are no longer alerted, with why.
-fn recovered_frame(fs: &FeatureSet, prev: &Previous, kept: &[Alert], ship_ids: &StringChunked) -> Result<DataFrame> {
-    let alerted: std::collections::HashSet<&str> =
-        kept.iter().map(|a| ship_ids.get(a.ship as usize).unwrap_or("")).collect();
+/// Where a shipment alerted last time stands tonight, when it is no longer alerted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovery {
+    pub reason: String,
+    pub status: String,
+    pub delivered: Option<i64>,
+}
+crate::codec_struct!(Recovery { reason, status, delivered });
+
+/// Shipment `i`'s `Recovery` (it is in the input).
+pub fn recovery(fs: &FeatureSet, i: usize) -> Recovery {
+    let (st, none) = (&fs.states, crate::features::timeline::NONE);
+    let (reason, status, delivered) = match st.open(i) {
+        Some(open) => ("back_on_track", schema::status_name(open.furthest), None),
+        None if st.delivered(i) != none => ("delivered", schema::status_name(schema::DELIVERED), Some(st.delivered(i))),
+        None => ("returned_or_lost", "RETURNED", None),
+    };
+    Recovery { reason: reason.into(), status: status.into(), delivered }
+}
+
+/// `recovered.parquet`: shipments alerted last time that are not in `alerted` tonight, with
+/// where each stands (`status_of`: its `Recovery`, none when it is no longer in the input).
+fn recovered_frame(
+    prev: &Previous,
+    alerted: &HashSet<&str>,
+    status_of: impl Fn(&str) -> Option<Recovery>,
+) -> Result<DataFrame> {
     let mut ids: Vec<&String> = prev.alerts.keys().filter(|id| !alerted.contains(id.as_str())).collect();
     ids.sort();
     let (mut sid, mut seller, mut prev_alert, mut prev_sev, mut first, mut why, mut status, mut delivered) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for id in ids {
         let PreviousAlert { seller_id: s, alert: a, severity: sev, first_alerted_on: f } = &prev.alerts[id];
-        let (reason, st_name, dlv) = match fs.find_shipment(id) {
-            Some(i) => {
-                let (st, none) = (&fs.states, crate::features::timeline::NONE);
-                match st.open(i) {
-                    Some(open) => ("back_on_track", schema::status_name(open.furthest), None),
-                    None if st.delivered(i) != none => {
-                        ("delivered", schema::status_name(schema::DELIVERED), Some(st.delivered(i)))
-                    }
-                    None => ("returned_or_lost", "RETURNED", None),
-                }
-            }
-            None => ("no_longer_in_input", "UNKNOWN", None),
-        };
+        let r = status_of(id).unwrap_or_else(|| Recovery {
+            reason: "no_longer_in_input".into(),
+            status: "UNKNOWN".into(),
+            delivered: None,
+        });
         sid.push(id.clone());
         seller.push(s.clone());
         prev_alert.push(a.clone());
         prev_sev.push(sev.clone());
         first.push(Some(*f));
-        why.push(reason);
-        status.push(st_name);
-        delivered.push(dlv);
+        why.push(r.reason);
+        status.push(r.status);
+        delivered.push(r.delivered);
     }
     let n = sid.len();
     let df = DataFrame::new(
@@ -287,64 +343,90 @@ fn recovered_frame(fs: &FeatureSet, prev: &Previous, kept: &[Alert], ship_ids: &
     Ok(df)
 }
 
-/// For each lane flagged disrupted, each seller's in-flight and alerted parcels on it.
-fn lane_exposure(fs: &FeatureSet, kept: &[Alert]) -> Result<DataFrame> {
+/// A seller's parcels in flight on a lane flagged disrupted (a row of `lane_alerts.parquet`
+/// before its alerted count).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exposure {
+    pub origin: String,
+    pub destination: String,
+    pub service: String,
+    pub stage: String,
+    /// As-of day the disruption started, when known.
+    pub since: Option<i32>,
+    pub ratio: f64,
+    pub seller: String,
+    pub in_flight: i64,
+}
+crate::codec_struct!(Exposure { origin, destination, service, stage, since, ratio, seller, in_flight });
+
+/// For each lane flagged disrupted, each seller's parcels in flight on it.
+pub fn exposure(fs: &FeatureSet) -> Vec<Exposure> {
     let p = &fs.prep;
     let day = fs.night().cutoff_day();
-    let mut alerted = std::collections::HashSet::new();
-    for a in kept {
-        alerted.insert(a.ship);
-    }
-    // (lane, seller) → (in flight, alerted)
-    let mut counts: std::collections::BTreeMap<(u32, u32), (u32, u32)> = Default::default();
+    // (lane, seller) → in flight
+    let mut counts: std::collections::BTreeMap<(u32, u32), i64> = Default::default();
     for &i in &fs.score.ship {
         let lane = p.lane[i as usize];
-        if fs.disrupted_lanes()[lane as usize].is_none() {
-            continue;
+        if fs.disrupted_lanes()[lane as usize].is_some() {
+            *counts.entry((lane, p.seller[i as usize])).or_insert(0) += 1;
         }
-        let e = counts.entry((lane, p.seller[i as usize])).or_insert((0, 0));
-        e.0 += 1;
-        e.1 += alerted.contains(&i) as u32;
     }
     let seller_name = p.seller_names();
-    let mut cols: (
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<Option<i32>>,
-        Vec<f64>,
-        Vec<&str>,
-        Vec<i64>,
-        Vec<i64>,
-    ) = Default::default();
-    for ((lane, seller), (inflight, al)) in &counts {
-        let l = *lane as usize;
-        let key = &p.lanes[l];
-        let s = fs.disrupted_lanes()[l].expect("filtered above");
-        cols.0.push(&key.origin);
-        cols.1.push(&key.destination);
-        cols.2.push(&key.service);
-        cols.3.push(STAGES[s].key);
-        cols.4.push(fs.series.disrupted_since(l, s, day).map(crate::calendar::as_of_day_of_cutoff_day));
-        cols.5.push(fs.series.at(l, s, day).ratio);
-        cols.6.push(seller_name[*seller as usize].as_str());
-        cols.7.push(*inflight as i64);
-        cols.8.push(*al as i64);
+    counts
+        .into_iter()
+        .map(|((lane, seller), in_flight)| {
+            let l = lane as usize;
+            let key = &p.lanes[l];
+            let s = fs.disrupted_lanes()[l].expect("filtered above");
+            Exposure {
+                origin: key.origin.clone(),
+                destination: key.destination.clone(),
+                service: key.service.clone(),
+                stage: STAGES[s].key.to_string(),
+                since: fs.series.disrupted_since(l, s, day).map(crate::calendar::as_of_day_of_cutoff_day),
+                ratio: fs.series.at(l, s, day).ratio,
+                seller: seller_name[seller as usize].clone(),
+                in_flight,
+            }
+        })
+        .collect()
+}
+
+/// Alerts per (origin, destination, service, seller) of the alerts given.
+pub fn alerted_by_lane<'a>(
+    alerts: impl Iterator<Item = (&'a str, &'a str, &'a str, &'a str)>,
+) -> HashMap<(&'a str, &'a str, &'a str, &'a str), i64> {
+    let mut m = HashMap::new();
+    for k in alerts {
+        *m.entry(k).or_insert(0) += 1;
     }
-    let n = cols.0.len();
+    m
+}
+
+/// `lane_alerts.parquet`: the exposure rows with their alerts (`alerted`, by lane and seller),
+/// sorted by lane and seller.
+fn lane_alerts_frame(rows: Vec<Exposure>, alerted: &HashMap<(&str, &str, &str, &str), i64>) -> Result<DataFrame> {
+    let n = rows.len();
+    let al: Vec<i64> = rows
+        .iter()
+        .map(|r| {
+            let k = (r.origin.as_str(), r.destination.as_str(), r.service.as_str(), r.seller.as_str());
+            alerted.get(&k).copied().unwrap_or(0)
+        })
+        .collect();
+    let col = |f: fn(&Exposure) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
     let mut df = DataFrame::new(
         n,
         vec![
-            Column::new("origin".into(), cols.0),
-            Column::new("destination".into(), cols.1),
-            Column::new("service".into(), cols.2),
-            Column::new("disrupted_stage".into(), cols.3),
-            io::date_column("disrupted_since", cols.4),
-            Column::new("disruption_ratio".into(), cols.5),
-            Column::new("seller_id".into(), cols.6),
-            Column::new("in_flight".into(), cols.7),
-            Column::new("alerted".into(), cols.8),
+            Column::new("origin".into(), col(|r| &r.origin)),
+            Column::new("destination".into(), col(|r| &r.destination)),
+            Column::new("service".into(), col(|r| &r.service)),
+            Column::new("disrupted_stage".into(), col(|r| &r.stage)),
+            io::date_column("disrupted_since", rows.iter().map(|r| r.since).collect()),
+            Column::new("disruption_ratio".into(), rows.iter().map(|r| r.ratio).collect::<Vec<_>>()),
+            Column::new("seller_id".into(), col(|r| &r.seller)),
+            Column::new("in_flight".into(), rows.iter().map(|r| r.in_flight).collect::<Vec<_>>()),
+            Column::new("alerted".into(), al),
         ],
     )?;
     df = df.sort(["origin", "destination", "service", "seller_id"], SortMultipleOptions::default())?;

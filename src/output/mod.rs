@@ -38,7 +38,7 @@ pub fn write_run(
     // The seller files are created one at a time (see `write_sellers`), which left a core idle:
     // the data files and the report are written beside them.
     let (sellers, data) = rayon::join(
-        || sellers::write_sellers(&staging.path("sellers"), &alerts, &a.alerts, &a.suppressed),
+        || sellers::write_sellers(&staging.path("sellers"), &alerts, &a.suppressed),
         || -> Result<Vec<(String, u64)>> {
             let mut written = Vec::new();
             let mut put = |name: &str, df: &DataFrame| -> Result<()> {

@@ -8,7 +8,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use super::csv::{csv_cell, csv_line};
-use crate::alerts::Alert;
+use crate::alerts::Severity;
 use crate::calendar;
 use crate::error::{Error, Result};
 use crate::io;
@@ -58,15 +58,17 @@ fn ts_text(us: i64) -> String {
 }
 
 /// Writes `sellers/index.csv` and one CSV per seller with alerts into `dir`, from the night's
-/// alerts frame (`alerts.parquet`'s rows, in the order of `alerts`). Returns the number of
+/// alerts frame (`alerts.parquet`'s rows). Returns the number of
 /// sellers. Each seller's rows are listed most severe first, then riskiest.
-pub fn write_sellers(
-    dir: &Path,
-    frame: &DataFrame,
-    alerts: &[Alert],
-    suppressed: &HashMap<String, u64>,
-) -> Result<u64> {
+pub fn write_sellers(dir: &Path, frame: &DataFrame, suppressed: &HashMap<String, u64>) -> Result<u64> {
     io::create_dir_all(dir)?;
+    // Most severe first: a severity's place in `Severity::ALL`.
+    let severity: Vec<usize> = frame
+        .column("severity")?
+        .str()?
+        .iter()
+        .map(|v| Severity::ALL.iter().position(|s| Some(s.name()) == v).unwrap_or(Severity::ALL.len()))
+        .collect();
     let sellers = frame.column("seller_id")?.str()?;
     let mut ids: Vec<&str> = sellers.iter().map(|s| s.unwrap_or("")).collect();
     ids.extend(suppressed.keys().map(String::as_str));
@@ -109,9 +111,7 @@ pub fn write_sellers(
         .par_iter()
         .map(|(id, _)| {
             let mut rows = rows_by_seller.get(id.as_str()).cloned().unwrap_or_default();
-            rows.sort_by(|&a, &b| {
-                alerts[a].severity.cmp(&alerts[b].severity).then(risk[b].total_cmp(&risk[a])).then(a.cmp(&b))
-            });
+            rows.sort_by(|&a, &b| severity[a].cmp(&severity[b]).then(risk[b].total_cmp(&risk[a])).then(a.cmp(&b)));
             let mut body = header.clone();
             for r in &rows {
                 body.push_str(&csv_line(&text.iter().map(|c| c[*r].clone()).collect::<Vec<_>>()));

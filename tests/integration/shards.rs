@@ -630,3 +630,99 @@ fn the_spark_jobs_rounds_are_lanewatchs() {
     let want: Vec<&str> = lanewatch::rounds::Round::ALL.iter().map(|r| r.name()).collect();
     assert_eq!(names, want);
 }
+
+/// The merge of round `score` gives the run folder's `scores`, `alerts`, `recovered`,
+/// `lane_alerts` and `lanes` files and its `sellers/` folder byte for byte, for N in
+/// {1, 2, 3, 7}: the per-seller cap is applied across shards (a cap of 2, so it binds), lanes
+/// are flagged disrupted (a loose rule), and
+/// first_alerted_on and the recovered shipments continue from the same previous run. A share
+/// computed against another previous run is refused.
+#[test]
+fn rounds_give_the_single_runs_alert_lane_and_seller_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("capped.toml");
+    // A cap that binds, and a disruption rule loose enough to flag lanes on a small input.
+    let text = std::fs::read_to_string(fast_config()).unwrap()
+        + "\n[alerts]\nmax_per_seller = 2\n[lanes]\ndisruption_ratio = 1.05\ndisruption_min_recent = 3\n"
+        + "disruption_min_increase_days = 0.1\ndisruption_min_z = 0.5\n";
+    std::fs::write(&config, text).unwrap();
+    let (config, out) = (config.to_str().unwrap(), dir.path().join("out"));
+    let (input, out_s) = (input().to_str().unwrap(), out.to_str().unwrap());
+    let earlier = (date(AS_OF) - chrono::Duration::days(7)).to_string();
+    for night in [earlier.as_str(), AS_OF] {
+        let args = ["run", "--input", input, "--out", out_s, "--as-of", night, "--config", config];
+        expect_code(&lanewatch(&args), 0);
+    }
+    let single = out.join(format!("as_of={AS_OF}"));
+    for (file, what) in [("alerts", "alerts"), ("recovered", "recovered shipments"), ("lane_alerts", "lane alerts")] {
+        let rows = read_parquet(&single.join(format!("{file}.parquet"))).height();
+        assert!(rows > 0, "the single run has no {what}");
+    }
+    let first =
+        read_parquet(&single.join("alerts.parquet")).column("first_alerted_on").unwrap().date().unwrap().clone();
+    assert!(first.physical().iter().flatten().any(|d| d < first.physical().max().unwrap()), "no alert carried over");
+    let s = settings_with(
+        Some(Path::new(config)),
+        &[],
+        lanewatch::config::Overrides {
+            input: Some(input.into()),
+            out: Some(out.clone()),
+            as_of: Some(AS_OF.to_string()),
+            ..Default::default()
+        },
+    );
+    for n in [1u32, 2, 3, 7] {
+        let partials = all_shards_with(n, config);
+        lanewatch::rounds::run_all(&s, partials.path(), n).unwrap();
+        let scored = lanewatch::rounds::scored(&s, partials.path(), n).unwrap();
+        let a = scored.alerts;
+        assert!(a.suppressed.values().sum::<u64>() > 0, "{n} shards: the cap never bound");
+        let got = tempfile::tempdir().unwrap();
+        for (name, df) in [
+            ("scores", &a.scores),
+            ("alerts", &a.alerts),
+            ("recovered", &a.recovered),
+            ("lane_alerts", &a.lane_alerts),
+            ("lanes", &scored.lanes),
+        ] {
+            let file = format!("{name}.parquet");
+            write_parquet(&mut df.clone(), &got.path().join(&file));
+            let same = std::fs::read(got.path().join(&file)).unwrap() == std::fs::read(single.join(&file)).unwrap();
+            assert!(same, "{n} shards: {file} differs");
+        }
+        let suppressed = a.suppressed.into_iter().collect();
+        lanewatch::output::sellers::write_sellers(&got.path().join("sellers"), &a.alerts, &suppressed).unwrap();
+        assert_eq!(tree(&got.path().join("sellers")), tree(&single.join("sellers")), "{n} shards: sellers/ differs");
+    }
+    // The shards read the previous run when they scored; a merge that finds another refuses.
+    let partials = all_shards_with(2, config);
+    lanewatch::rounds::run_all(&s, partials.path(), 2).unwrap();
+    std::fs::rename(out.join(format!("as_of={earlier}")), out.join("moved-away")).unwrap();
+    let e = lanewatch::rounds::merge_round(&s, partials.path(), 2, lanewatch::rounds::Round::Score).unwrap_err();
+    assert_eq!(e.exit_code(), 65, "{e}");
+    assert!(e.to_string().contains(&format!("stale: computed against the previous run as_of={earlier}")), "{e}");
+}
+
+/// Partials of every shard of `n` with the config `config`, in a new folder.
+fn all_shards_with(n: u32, config: &str) -> tempfile::TempDir {
+    let partials = tempfile::tempdir().unwrap();
+    let p = partials.path().to_str().unwrap();
+    for i in 0..n {
+        let spec = format!("{i}/{n}");
+        let args = [
+            "run",
+            "--shard",
+            &spec,
+            "--partials",
+            p,
+            "--input",
+            input().to_str().unwrap(),
+            "--as-of",
+            AS_OF,
+            "--config",
+            config,
+        ];
+        expect_code(&lanewatch(&args), 0);
+    }
+    partials
+}
