@@ -30,10 +30,12 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::calendar::DayTable;
+use crate::codec::{Codec, Reader};
 use crate::config::{AdviceConfig, LaneConfig};
 use crate::error::Result;
 use crate::features::FeatureSet;
 use crate::features::lanes::{Q_TRANSIT_SCAN, window_bounds, window_range};
+use crate::features::prepare::LaneKey;
 use crate::features::timeline::NONE;
 use crate::sampling::Smallest;
 use crate::schema::{self, outputs};
@@ -68,8 +70,11 @@ struct Obs {
     /// Days from creation to the first carrier scan (NaN when none was seen).
     handling: f64,
     seller: u32,
+    /// The shipment (index into the part's prepared shipments): a service pool's observations
+    /// from several parts are put in the whole network's order by its id (`merge_services`).
+    ship: u32,
     /// Index into the weight bands (`None`: weight unknown).
-    band: Option<usize>,
+    band: Option<u8>,
     /// Delivered by its own promise.
     met_own: bool,
 }
@@ -417,214 +422,405 @@ impl Pools {
     fn key_ds(&self, d: &str, s: &str) -> Option<usize> {
         self.ds.get(&(d.to_string(), s.to_string())).map(|k| self.n_lanes + k)
     }
-    fn key_s(&self, s: &str) -> Option<usize> {
-        self.services.get(s).map(|k| self.n_lanes + self.ds.len() + k)
+}
+
+/// Builds the night's advice. Pure: the feature set in, three sorted frames out. The whole
+/// network is one part (`Part`) whose service pools are its own.
+pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
+    finish(vec![Part::of(fs, p).rows(None, |_, _| true)], p)
+}
+
+/// The pools of one part of the network (a shard owns whole destination × service groups, so
+/// its lane and destination × service pools are complete; a service pool is complete only in
+/// the whole network, `merge_services`).
+pub struct Part<'a> {
+    fs: &'a FeatureSet,
+    p: &'a AdviceParams,
+    pools: Pools,
+}
+
+impl<'a> Part<'a> {
+    /// Every pool of the part's shipments: their latest promises and the observations their
+    /// windows may read.
+    pub fn of(fs: &'a FeatureSet, p: &'a AdviceParams) -> Part<'a> {
+        let t0 = std::time::Instant::now();
+        let prep = &fs.prep;
+        let cutoff = fs.cutoff();
+        let cfg = &p.advice;
+        let first_day = prep.created.iter().copied().min().map(crate::calendar::day_index).unwrap_or(0);
+        let days = DayTable::new(&fs.holidays, first_day - 1, crate::calendar::day_index(cutoff) + 400);
+
+        // Every shipment created before the cutoff gives a promise; the resolved ones an observation.
+        let mut pools = Pools::new(&prep.lanes);
+        let latest = latest_by_creation(
+            &prep.created,
+            |i| pools.of_lane(prep.lane[i] as usize),
+            pools.promises.len(),
+            cfg.promise_sample,
+            BLOCK,
+        );
+        crate::memory::log_step("advice", "latest promises", t0);
+        for (k, latest) in latest.into_iter().enumerate() {
+            pools.promises[k].rows = latest
+                .into_iter()
+                .map(|(created, i)| {
+                    let promised = prep.promised[i as usize];
+                    (schema::days(promised - created), days.business_days_between(created, promised))
+                })
+                .collect();
+        }
+        // Observations in resolution order, as (time, shipment) pairs sorted by value: sorting
+        // shipment indices by a looked-up key, then reading each shipment's columns in that order,
+        // was a cache miss a read (several seconds at 10M). Rows resolved before the oldest window
+        // start are never kept (`kept_rows`), so they are left out here.
+        let oldest = window_bounds(cutoff, &p.lanes).1;
+        let mut resolved: Vec<(i64, u32)> = (0..prep.len())
+            .filter(|&i| fs.outcomes[i].resolved && fs.outcomes[i].resolved_at >= oldest)
+            .map(|i| (fs.outcomes[i].resolved_at, i as u32))
+            .collect();
+        resolved.par_sort_unstable();
+        crate::memory::log_step("advice", "resolved sorted", t0);
+        let lane_pools = |i: u32| pools.of_lane(prep.lane[i as usize] as usize);
+        // Which of its pools keep each row, then the kept rows' observations, in parallel.
+        let kept = kept_rows(
+            resolved.len(),
+            |r| (lane_pools(resolved[r].1), resolved[r].0),
+            pools.obs.len(),
+            cutoff,
+            &p.lanes,
+            BLOCK,
+        );
+        crate::memory::log_step("advice", "kept rows", t0);
+        let observed: Vec<Obs> = kept
+            .par_iter()
+            .map(|&(r, _)| {
+                let r = r as usize;
+                let (at, i) = (resolved[r].0, resolved[r].1 as usize);
+                let st = &fs.states;
+                let (delivered_at, abandoned_at, carrier_scan) =
+                    (st.delivered(i), st.returned_or_lost(i), st.first_carrier_scan(i));
+                let delivered = delivered_at != NONE && delivered_at < cutoff;
+                let (transit, transit_b) = if delivered {
+                    (
+                        schema::days(delivered_at - prep.created[i]),
+                        days.business_days_between(prep.created[i], delivered_at),
+                    )
+                } else {
+                    (f64::INFINITY, f64::INFINITY)
+                };
+                let censored_b = if delivered || abandoned_at != NONE && abandoned_at < cutoff {
+                    f64::INFINITY
+                } else {
+                    days.business_days_between(prep.created[i], cutoff - 1)
+                };
+                let handling = if carrier_scan != NONE && carrier_scan < cutoff {
+                    schema::days(carrier_scan - prep.created[i])
+                } else {
+                    f64::NAN
+                };
+                Obs {
+                    resolved_at: at,
+                    transit,
+                    transit_b,
+                    censored_b,
+                    handling,
+                    seller: prep.seller[i],
+                    ship: i as u32,
+                    band: band_of(prep.weight_g[i], &cfg.weight_bands_g).map(|b| b as u8),
+                    met_own: !fs.outcomes[i].late,
+                }
+            })
+            .collect();
+        let of_lane: Vec<[usize; 3]> = (0..prep.lanes.len()).map(|l| pools.of_lane(l)).collect();
+        let row_pools = |k: usize| of_lane[prep.lane[resolved[kept[k].0 as usize].1 as usize] as usize];
+        crate::memory::log_step("advice", "observed", t0);
+        fill_pools(&kept, observed, row_pools, pools.levels(), &mut pools.obs);
+        crate::memory::log_step("advice", "pools", t0);
+        Part { fs, p, pools }
+    }
+
+    fn win(&self, k: usize) -> &[Obs] {
+        window(&self.pools.obs[k], self.fs.cutoff(), &self.p.lanes)
+    }
+
+    fn promise_of(&self, k: usize) -> Option<(f64, f64)> {
+        let rows = &self.pools.promises[k].rows;
+        (!rows.is_empty()).then(|| self.pools.promises[k].today())
+    }
+
+    /// The window of each service pool of the part, by service.
+    fn service_windows(&self) -> BTreeMap<&str, &[Obs]> {
+        self.pools
+            .services
+            .iter()
+            .map(|(s, &k)| (s.as_str(), self.win(self.pools.n_lanes + self.pools.ds.len() + k)))
+            .collect()
+    }
+
+    /// What the part sends towards the whole network's service pools (`merge_services`): the
+    /// observations each of its service pools keeps (every one the network's pool keeps is
+    /// among them), and its lanes.
+    pub fn service_share(&self) -> Result<ServiceShare> {
+        let ids = self.fs.prep.shipments.column("shipment_id")?.str()?;
+        let services = self
+            .pools
+            .services
+            .iter()
+            .map(|(s, &k)| {
+                let obs = &self.pools.obs[self.pools.n_lanes + self.pools.ds.len() + k];
+                let sent = obs
+                    .iter()
+                    .map(|o| Sent { id: ids.get(o.ship as usize).unwrap_or("").to_string(), obs: *o })
+                    .collect();
+                (s.clone(), sent)
+            })
+            .collect();
+        Ok(ServiceShare { services, lanes: self.fs.prep.lanes.iter().cloned().collect() })
+    }
+
+    /// The part's rows of the three tables: service advice for the destination × service
+    /// groups it `owns` (of every origin × destination the network ships), promise advice and
+    /// seller advice for its lanes. `network`: the whole network's service pools and lanes
+    /// (`merge_services`); none when the part is the whole network.
+    pub fn rows(&self, network: Option<&Services>, owns: impl Fn(&str, &str) -> bool) -> AdviceRows {
+        let (fs, p, pools) = (self.fs, self.p, &self.pools);
+        let own_lanes: BTreeSet<LaneKey>;
+        let (services, lanes) = match network {
+            Some(n) => (n.windows(), &n.lanes),
+            None => {
+                own_lanes = fs.prep.lanes.iter().cloned().collect();
+                (self.service_windows(), &own_lanes)
+            }
+        };
+        let prep = &fs.prep;
+        let cfg = &p.advice;
+        let bands = band_labels(&cfg.weight_bands_g);
+        let need = p.lanes.min_support as usize;
+        let service_win = |s: &str| services.get(s).copied().unwrap_or(&[]);
+
+        // The lane index of each origin × destination × service of the part.
+        let mut lane_of: BTreeMap<(&str, &str, &str), u32> = BTreeMap::new();
+        for (l, k) in prep.lanes.iter().enumerate() {
+            lane_of.insert((&k.origin, &k.destination, &k.service), l as u32);
+        }
+        let pairs: BTreeSet<(&str, &str)> = lanes.iter().map(|k| (k.origin.as_str(), k.destination.as_str())).collect();
+        let mut services_to: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for k in lanes {
+            services_to.entry(&k.destination).or_default().insert(&k.service);
+        }
+
+        // ---- service advice ----
+        let mut rows: Vec<Row> = Vec::new();
+        // Quantiles by (pool, band); a service pool is `pools.obs.len()` + its service's place.
+        let mut quantile_memo: std::collections::HashMap<(usize, Option<usize>), TransitQuantiles> =
+            std::collections::HashMap::new();
+        let service_pool =
+            |s: &str| pools.obs.len() + services.keys().position(|x| *x == s).unwrap_or(usize::MAX - pools.obs.len());
+        for &(o, d) in &pairs {
+            let mut services_d: Vec<&str> = services_to[d].iter().copied().filter(|s| owns(d, s)).collect();
+            services_d.sort_by_key(|s| (service_rank(s, &cfg.services), *s));
+            for s in services_d {
+                let lane = lane_of.get(&(o, d, s)).copied();
+                let (k_lane, k_ds, k_s) = (
+                    lane.map(|l| l as usize),
+                    pools.key_ds(d, s).expect("a destination × service group a part owns has a pool"),
+                    service_pool(s),
+                );
+                let promise = k_lane.and_then(|k| self.promise_of(k)).or_else(|| self.promise_of(k_ds));
+                let (promise, _) = promise.unwrap_or((f64::NAN, f64::NAN));
+                let levels: Vec<(&'static str, usize, &[Obs])> = [
+                    k_lane.map(|k| ("lane", k, self.win(k))),
+                    Some(("destination_service", k_ds, self.win(k_ds))),
+                    Some(("service", k_s, service_win(s))),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let rate = |w: &[Obs]| {
+                    if w.is_empty() { f64::NAN } else { met_count(w, promise) as f64 / w.len() as f64 }
+                };
+                let chosen = levels.iter().position(|(_, _, w)| w.len() >= need);
+                let (basis, pool, w) = match chosen {
+                    Some(k) => levels[k],
+                    None => ("none", usize::MAX, &[][..]),
+                };
+                let parent_rate =
+                    chosen.and_then(|k| levels.get(k + 1)).map(|(_, _, w)| rate(w)).filter(|r| r.is_finite());
+                let shrink = |w: &[Obs]| -> f64 {
+                    let (n, met) = (w.len(), met_count(w, promise));
+                    if n == 0 || !promise.is_finite() {
+                        return f64::NAN;
+                    }
+                    match parent_rate {
+                        Some(pr) => (met as f64 + p.prior_strength * pr) / (n as f64 + p.prior_strength),
+                        None => met as f64 / n as f64,
+                    }
+                };
+                let mut quantiles_of = |band: Option<usize>, w: &[Obs]| -> TransitQuantiles {
+                    *quantile_memo.entry((pool, band)).or_insert_with(|| transit_quantiles(w))
+                };
+                let all = Row {
+                    o: o.into(),
+                    d: d.into(),
+                    s: s.into(),
+                    band: "all".into(),
+                    basis,
+                    weight_basis: "all_weights",
+                    st: pool_stats(w, promise, &quantiles_of(None, w)),
+                    promise,
+                    p_meet: shrink(w),
+                };
+                for (b, label) in bands.iter().enumerate() {
+                    let wb: Vec<Obs> = w.iter().filter(|x| x.band == Some(b as u8)).copied().collect();
+                    if wb.is_empty() {
+                        continue;
+                    }
+                    let own = wb.len() >= need;
+                    rows.push(Row {
+                        band: label.clone(),
+                        weight_basis: if own { "band" } else { "all_weights" },
+                        st: if own { pool_stats(&wb, promise, &quantiles_of(Some(b), &wb)) } else { all.st },
+                        p_meet: if own { shrink(&wb) } else { all.p_meet },
+                        o: all.o.clone(),
+                        d: all.d.clone(),
+                        s: all.s.clone(),
+                        basis,
+                        promise,
+                    });
+                }
+                rows.push(all);
+            }
+        }
+
+        // ---- promise advice ----
+        let mut lane_order: Vec<usize> = (0..prep.lanes.len()).collect();
+        lane_order.sort_by(|&a, &b| prep.lanes[a].cmp(&prep.lanes[b]));
+        let mut promise = Vec::new();
+        for &l in &lane_order {
+            let Some((_, promise_b)) = self.promise_of(l) else { continue };
+            let [kl, kds, _] = pools.of_lane(l);
+            let levels = [
+                ("lane", self.win(kl)),
+                ("destination_service", self.win(kds)),
+                ("service", service_win(&prep.lanes[l].service)),
+            ];
+            let (basis, w) = levels.iter().copied().find(|(_, w)| w.len() >= need).unwrap_or(("none", &[][..]));
+            let curve = Delivered::new(
+                &w.iter()
+                    .map(|o| (if o.transit_b.is_finite() { o.transit_b } else { f64::NAN }, o.censored_b))
+                    .collect::<Vec<_>>(),
+            );
+            let kept = if w.is_empty() { f64::NAN } else { curve.within(promise_b) };
+            promise.push(PRow {
+                lane: prep.lanes[l].clone(),
+                basis,
+                n: w.len(),
+                promise_b,
+                kept,
+                advised: curve.shortest_promise(cfg.target_on_time_rate),
+            });
+        }
+
+        // ---- seller advice (without the advised service, which `finish` adds) ----
+        let names = prep.seller_names();
+        let per_lane: Vec<Vec<SRow>> = lane_order
+            .par_iter()
+            .map(|&l| {
+                let w = self.win(l);
+                if w.is_empty() {
+                    return Vec::new();
+                }
+                let promise = self.promise_of(l).map(|p| p.0).unwrap_or(f64::NAN);
+                let net_on_time = w.iter().filter(|o| o.met_own).count() as f64 / w.len() as f64;
+                let net_handling = finite_quantile(w.iter().map(|o| o.handling), 0.5);
+                let from_scan_p90 = fs.lanes()[l].v[Q_TRANSIT_SCAN + 1];
+                let mut by_seller: Vec<(u32, u32)> = w.iter().enumerate().map(|(k, o)| (o.seller, k as u32)).collect();
+                by_seller.sort_unstable();
+                let mut handling: Vec<f64> = Vec::new();
+                by_seller
+                    .chunk_by(|a, b| a.0 == b.0)
+                    .map(|run| {
+                        let n = run.len();
+                        let met = run.iter().filter(|&&(_, k)| w[k as usize].met_own).count();
+                        SRow {
+                            seller: names[run[0].0 as usize].clone(),
+                            lane: prep.lanes[l].clone(),
+                            n,
+                            on_time: met as f64 / n as f64,
+                            handling: finite_quantile_in(
+                                &mut handling,
+                                run.iter().map(|&(_, k)| w[k as usize].handling),
+                                0.5,
+                            ),
+                            net_on_time,
+                            net_handling,
+                            from_scan_p90,
+                            promise,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let sellers: Vec<SRow> = per_lane.into_iter().flatten().collect();
+        AdviceRows { service: rows, promise, sellers }
     }
 }
 
-/// Builds the night's advice. Pure: the feature set in, three sorted frames out.
-pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
+/// A row of `service_advice` before the advised service is chosen.
+struct Row {
+    o: String,
+    d: String,
+    s: String,
+    band: String,
+    basis: &'static str,
+    weight_basis: &'static str,
+    st: PoolStats,
+    promise: f64,
+    p_meet: f64,
+}
+
+/// A row of `promise_advice`.
+struct PRow {
+    lane: LaneKey,
+    basis: &'static str,
+    n: usize,
+    promise_b: f64,
+    kept: f64,
+    /// The advised promise and its interval (`Delivered::shortest_promise`).
+    advised: (f64, f64, f64),
+}
+
+/// A row of `seller_advice` before the lane's advised service is added.
+struct SRow {
+    seller: String,
+    lane: LaneKey,
+    n: usize,
+    on_time: f64,
+    handling: f64,
+    net_on_time: f64,
+    net_handling: f64,
+    from_scan_p90: f64,
+    promise: f64,
+}
+
+/// A part's rows of the three advice tables (`Part::rows`), which `finish` puts together.
+pub struct AdviceRows {
+    service: Vec<Row>,
+    promise: Vec<PRow>,
+    sellers: Vec<SRow>,
+}
+
+/// The three advice tables from every part's rows: the advised service of each origin ×
+/// destination × band is chosen across services (which several parts hold), and each seller
+/// row gets its lane's; rows sorted as the tables are.
+pub fn finish(parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
     let t0 = std::time::Instant::now();
-    let prep = &fs.prep;
-    let cutoff = fs.cutoff();
     let cfg = &p.advice;
-    let bands = band_labels(&cfg.weight_bands_g);
-    let first_day = prep.created.iter().copied().min().map(crate::calendar::day_index).unwrap_or(0);
-    let days = DayTable::new(&fs.holidays, first_day - 1, crate::calendar::day_index(cutoff) + 400);
-
-    // Every shipment created before the cutoff gives a promise; the resolved ones an observation.
-    let mut pools = Pools::new(&prep.lanes);
-    let latest = latest_by_creation(
-        &prep.created,
-        |i| pools.of_lane(prep.lane[i] as usize),
-        pools.promises.len(),
-        cfg.promise_sample,
-        BLOCK,
-    );
-    crate::memory::log_step("advice", "latest promises", t0);
-    for (k, latest) in latest.into_iter().enumerate() {
-        pools.promises[k].rows = latest
-            .into_iter()
-            .map(|(created, i)| {
-                let promised = prep.promised[i as usize];
-                (schema::days(promised - created), days.business_days_between(created, promised))
-            })
-            .collect();
-    }
-    // Observations in resolution order, as (time, shipment) pairs sorted by value: sorting
-    // shipment indices by a looked-up key, then reading each shipment's columns in that order,
-    // was a cache miss a read (several seconds at 10M). Rows resolved before the oldest window
-    // start are never kept (`kept_rows`), so they are left out here.
-    let oldest = window_bounds(cutoff, &p.lanes).1;
-    let mut resolved: Vec<(i64, u32)> = (0..prep.len())
-        .filter(|&i| fs.outcomes[i].resolved && fs.outcomes[i].resolved_at >= oldest)
-        .map(|i| (fs.outcomes[i].resolved_at, i as u32))
-        .collect();
-    resolved.par_sort_unstable();
-    crate::memory::log_step("advice", "resolved sorted", t0);
-    let lane_pools = |i: u32| pools.of_lane(prep.lane[i as usize] as usize);
-    // Which of its pools keep each row, then the kept rows' observations, in parallel.
-    let kept = kept_rows(
-        resolved.len(),
-        |r| (lane_pools(resolved[r].1), resolved[r].0),
-        pools.obs.len(),
-        cutoff,
-        &p.lanes,
-        BLOCK,
-    );
-    crate::memory::log_step("advice", "kept rows", t0);
-    let observed: Vec<Obs> = kept
-        .par_iter()
-        .map(|&(r, _)| {
-            let r = r as usize;
-            let (at, i) = (resolved[r].0, resolved[r].1 as usize);
-            let st = &fs.states;
-            let (delivered_at, abandoned_at, carrier_scan) =
-                (st.delivered(i), st.returned_or_lost(i), st.first_carrier_scan(i));
-            let delivered = delivered_at != NONE && delivered_at < cutoff;
-            let (transit, transit_b) = if delivered {
-                (
-                    schema::days(delivered_at - prep.created[i]),
-                    days.business_days_between(prep.created[i], delivered_at),
-                )
-            } else {
-                (f64::INFINITY, f64::INFINITY)
-            };
-            let censored_b = if delivered || abandoned_at != NONE && abandoned_at < cutoff {
-                f64::INFINITY
-            } else {
-                days.business_days_between(prep.created[i], cutoff - 1)
-            };
-            let handling = if carrier_scan != NONE && carrier_scan < cutoff {
-                schema::days(carrier_scan - prep.created[i])
-            } else {
-                f64::NAN
-            };
-            Obs {
-                resolved_at: at,
-                transit,
-                transit_b,
-                censored_b,
-                handling,
-                seller: prep.seller[i],
-                band: band_of(prep.weight_g[i], &cfg.weight_bands_g),
-                met_own: !fs.outcomes[i].late,
-            }
-        })
-        .collect();
-    let of_lane: Vec<[usize; 3]> = (0..prep.lanes.len()).map(|l| pools.of_lane(l)).collect();
-    let row_pools = |k: usize| of_lane[prep.lane[resolved[kept[k].0 as usize].1 as usize] as usize];
-    crate::memory::log_step("advice", "observed", t0);
-    fill_pools(&kept, observed, row_pools, pools.levels(), &mut pools.obs);
-    drop((resolved, kept));
-    let need = p.lanes.min_support as usize;
-    let win = |k: usize| -> &[Obs] { window(&pools.obs[k], cutoff, &p.lanes) };
-    let promise_of = |k: usize| (!pools.promises[k].rows.is_empty()).then(|| pools.promises[k].today());
-
-    // The lane index of each origin × destination × service seen.
-    let mut lane_of: BTreeMap<(&str, &str, &str), u32> = BTreeMap::new();
-    for (l, k) in prep.lanes.iter().enumerate() {
-        lane_of.insert((&k.origin, &k.destination, &k.service), l as u32);
-    }
-    let pairs: BTreeSet<(&str, &str)> =
-        prep.lanes.iter().map(|k| (k.origin.as_str(), k.destination.as_str())).collect();
-    let mut services_to: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for k in &prep.lanes {
-        services_to.entry(&k.destination).or_default().insert(&k.service);
-    }
-
-    crate::memory::log_step("advice", "pools", t0);
-    // ---- service advice ----
-    struct Row {
-        o: String,
-        d: String,
-        s: String,
-        band: String,
-        basis: &'static str,
-        weight_basis: &'static str,
-        st: PoolStats,
-        promise: f64,
-        p_meet: f64,
-    }
-    let mut rows: Vec<Row> = Vec::new();
-    let mut quantile_memo: std::collections::HashMap<(usize, Option<usize>), TransitQuantiles> =
-        std::collections::HashMap::new();
-    for &(o, d) in &pairs {
-        let mut services: Vec<&str> = services_to[d].iter().copied().collect();
-        services.sort_by_key(|s| (service_rank(s, &cfg.services), *s));
-        for s in services {
-            let lane = lane_of.get(&(o, d, s)).copied();
-            let (k_lane, k_ds, k_s) = (
-                lane.map(|l| l as usize),
-                pools.key_ds(d, s).expect("every destination × service seen has a pool"),
-                pools.key_s(s).expect("every service seen has a pool"),
-            );
-            let promise = k_lane.and_then(promise_of).or_else(|| promise_of(k_ds));
-            let (promise, _) = promise.unwrap_or((f64::NAN, f64::NAN));
-            // The level that holds enough support, and its parent for shrinkage.
-            let levels: Vec<(&'static str, usize, &[Obs])> = [
-                k_lane.map(|k| ("lane", k, win(k))),
-                Some(("destination_service", k_ds, win(k_ds))),
-                Some(("service", k_s, win(k_s))),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            let rate = |w: &[Obs]| {
-                if w.is_empty() { f64::NAN } else { met_count(w, promise) as f64 / w.len() as f64 }
-            };
-            let chosen = levels.iter().position(|(_, _, w)| w.len() >= need);
-            let (basis, pool, w) = match chosen {
-                Some(k) => levels[k],
-                None => ("none", usize::MAX, &[][..]),
-            };
-            let parent_rate = chosen.and_then(|k| levels.get(k + 1)).map(|(_, _, w)| rate(w)).filter(|r| r.is_finite());
-            let shrink = |w: &[Obs]| -> f64 {
-                let (n, met) = (w.len(), met_count(w, promise));
-                if n == 0 || !promise.is_finite() {
-                    return f64::NAN;
-                }
-                match parent_rate {
-                    Some(pr) => (met as f64 + p.prior_strength * pr) / (n as f64 + p.prior_strength),
-                    None => met as f64 / n as f64,
-                }
-            };
-            // A pool's quantiles do not depend on the promise: every lane that falls back to
-            // the same pool shares them, computed once.
-            let mut quantiles_of = |band: Option<usize>, w: &[Obs]| -> TransitQuantiles {
-                *quantile_memo.entry((pool, band)).or_insert_with(|| transit_quantiles(w))
-            };
-            let all = Row {
-                o: o.into(),
-                d: d.into(),
-                s: s.into(),
-                band: "all".into(),
-                basis,
-                weight_basis: "all_weights",
-                st: pool_stats(w, promise, &quantiles_of(None, w)),
-                promise,
-                p_meet: shrink(w),
-            };
-            for (b, label) in bands.iter().enumerate() {
-                let wb: Vec<Obs> = w.iter().filter(|x| x.band == Some(b)).copied().collect();
-                if wb.is_empty() {
-                    continue;
-                }
-                let own = wb.len() >= need;
-                rows.push(Row {
-                    band: label.clone(),
-                    weight_basis: if own { "band" } else { "all_weights" },
-                    st: if own { pool_stats(&wb, promise, &quantiles_of(Some(b), &wb)) } else { all.st },
-                    p_meet: if own { shrink(&wb) } else { all.p_meet },
-                    o: all.o.clone(),
-                    d: all.d.clone(),
-                    s: all.s.clone(),
-                    basis,
-                    promise,
-                });
-            }
-            rows.push(all);
-        }
+    let (mut rows, mut prow, mut srows) = (Vec::new(), Vec::new(), Vec::new());
+    for part in parts {
+        rows.extend(part.service);
+        prow.extend(part.promise);
+        srows.extend(part.sellers);
     }
     rows.sort_by(|a, b| {
         (&a.o, &a.d, &a.band, service_rank(&a.s, &cfg.services), &a.s).cmp(&(
@@ -635,8 +831,6 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
             &b.s,
         ))
     });
-    // The advised service per origin × destination × band: the cheapest meeting the confidence,
-    // else the likeliest to meet its promise.
     let mut advised: BTreeMap<(String, String, String), (String, bool)> = BTreeMap::new();
     for group in rows.chunk_by(|a, b| (&a.o, &a.d, &a.band) == (&b.o, &b.d, &b.band)) {
         let pick = group.iter().find(|r| r.p_meet >= cfg.confidence).map(|r| (r.s.clone(), true)).or_else(|| {
@@ -694,147 +888,65 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     }
     let service = DataFrame::new(rows.len(), cols)?;
     outputs::check("service_advice.parquet", &service, outputs::SERVICE_ADVICE)?;
-
     crate::memory::log_step("advice", "service", t0);
-    // ---- promise advice ----
-    let mut prow: Vec<(usize, &'static str, usize, f64, f64, (f64, f64, f64))> = Vec::new();
-    let mut lane_order: Vec<usize> = (0..prep.lanes.len()).collect();
-    lane_order.sort_by(|&a, &b| prep.lanes[a].cmp(&prep.lanes[b]));
-    for &l in &lane_order {
-        let Some((_, promise_b)) = promise_of(l) else { continue };
-        let [kl, kds, ks] = pools.of_lane(l);
-        let levels = [("lane", win(kl)), ("destination_service", win(kds)), ("service", win(ks))];
-        let (basis, w) = levels.iter().copied().find(|(_, w)| w.len() >= need).unwrap_or(("none", &[][..]));
-        let curve = Delivered::new(
-            &w.iter()
-                .map(|o| (if o.transit_b.is_finite() { o.transit_b } else { f64::NAN }, o.censored_b))
-                .collect::<Vec<_>>(),
-        );
-        let kept = if w.is_empty() { f64::NAN } else { curve.within(promise_b) };
-        prow.push((l, basis, w.len(), promise_b, kept, curve.shortest_promise(cfg.target_on_time_rate)));
-    }
-    let pf = |g: &dyn Fn(&(usize, &'static str, usize, f64, f64, (f64, f64, f64))) -> f64| {
-        prow.iter().map(g).collect::<Vec<f64>>()
-    };
+
+    prow.sort_by(|a, b| a.lane.cmp(&b.lane));
+    let pf = |g: &dyn Fn(&PRow) -> f64| prow.iter().map(g).collect::<Vec<f64>>();
     let mut cols = Vec::new();
     for &name in outputs::PROMISE_ADVICE {
-        let lk = |r: &(usize, &'static str, usize, f64, f64, (f64, f64, f64))| &prep.lanes[r.0];
         cols.push(match name {
-            "origin" => Column::new(name.into(), prow.iter().map(|r| lk(r).origin.as_str()).collect::<Vec<_>>()),
+            "origin" => Column::new(name.into(), prow.iter().map(|r| r.lane.origin.as_str()).collect::<Vec<_>>()),
             "destination" => {
-                Column::new(name.into(), prow.iter().map(|r| lk(r).destination.as_str()).collect::<Vec<_>>())
+                Column::new(name.into(), prow.iter().map(|r| r.lane.destination.as_str()).collect::<Vec<_>>())
             }
-            "service" => Column::new(name.into(), prow.iter().map(|r| lk(r).service.as_str()).collect::<Vec<_>>()),
-            "basis" => Column::new(name.into(), prow.iter().map(|r| r.1).collect::<Vec<_>>()),
-            "support" => Column::new(name.into(), prow.iter().map(|r| r.2 as i64).collect::<Vec<_>>()),
-            "promise_business_days" => Column::new(name.into(), pf(&|r| r.3)),
-            "kept_rate" => Column::new(name.into(), pf(&|r| r.4)),
+            "service" => Column::new(name.into(), prow.iter().map(|r| r.lane.service.as_str()).collect::<Vec<_>>()),
+            "basis" => Column::new(name.into(), prow.iter().map(|r| r.basis).collect::<Vec<_>>()),
+            "support" => Column::new(name.into(), prow.iter().map(|r| r.n as i64).collect::<Vec<_>>()),
+            "promise_business_days" => Column::new(name.into(), pf(&|r| r.promise_b)),
+            "kept_rate" => Column::new(name.into(), pf(&|r| r.kept)),
             "target_on_time_rate" => Column::new(name.into(), vec![cfg.target_on_time_rate; prow.len()]),
-            "advised_promise_business_days" => Column::new(name.into(), pf(&|r| r.5.0)),
-            "advised_promise_low" => Column::new(name.into(), pf(&|r| r.5.1)),
-            "advised_promise_high" => Column::new(name.into(), pf(&|r| r.5.2)),
-            "change_business_days" => Column::new(name.into(), pf(&|r| r.5.0 - r.3)),
+            "advised_promise_business_days" => Column::new(name.into(), pf(&|r| r.advised.0)),
+            "advised_promise_low" => Column::new(name.into(), pf(&|r| r.advised.1)),
+            "advised_promise_high" => Column::new(name.into(), pf(&|r| r.advised.2)),
+            "change_business_days" => Column::new(name.into(), pf(&|r| r.advised.0 - r.promise_b)),
             "below_target" => Column::new(
                 name.into(),
-                prow.iter().map(|r| r.4.is_finite() && r.4 < cfg.target_on_time_rate).collect::<Vec<_>>(),
+                prow.iter().map(|r| r.kept.is_finite() && r.kept < cfg.target_on_time_rate).collect::<Vec<_>>(),
             ),
             other => return Err(crate::error::Error::internal(format!("promise_advice: no builder for {other}"))),
         });
     }
     let promise = DataFrame::new(prow.len(), cols)?;
     outputs::check("promise_advice.parquet", &promise, outputs::PROMISE_ADVICE)?;
-
     crate::memory::log_step("advice", "promise", t0);
-    // ---- seller advice ----
-    let names = prep.seller_names();
-    struct SRow {
-        seller: u32,
-        lane: usize,
-        n: usize,
-        on_time: f64,
-        handling: f64,
-        net_on_time: f64,
-        net_handling: f64,
-        from_scan_p90: f64,
-        promise: f64,
-    }
-    // Lane by lane in parallel (a lane's rows depend on its window alone); the rows are then
-    // sorted by a unique key, so the order they come in does not matter.
-    let per_lane: Vec<Vec<SRow>> = lane_order
-        .par_iter()
-        .map(|&l| {
-            let w = win(l);
-            if w.is_empty() {
-                return Vec::new();
-            }
-            let promise = promise_of(l).map(|p| p.0).unwrap_or(f64::NAN);
-            let net_on_time = w.iter().filter(|o| o.met_own).count() as f64 / w.len() as f64;
-            let net_handling = finite_quantile(w.iter().map(|o| o.handling), 0.5);
-            let from_scan_p90 = fs.lanes()[l].v[Q_TRANSIT_SCAN + 1];
-            // The window's observations grouped by seller: (seller, index) pairs sorted, where
-            // a map of a list per seller allocated for each of a lane's sellers.
-            let mut by_seller: Vec<(u32, u32)> = w.iter().enumerate().map(|(k, o)| (o.seller, k as u32)).collect();
-            by_seller.sort_unstable();
-            let mut handling: Vec<f64> = Vec::new();
-            by_seller
-                .chunk_by(|a, b| a.0 == b.0)
-                .map(|run| {
-                    let n = run.len();
-                    let met = run.iter().filter(|&&(_, k)| w[k as usize].met_own).count();
-                    SRow {
-                        seller: run[0].0,
-                        lane: l,
-                        n,
-                        on_time: met as f64 / n as f64,
-                        handling: finite_quantile_in(
-                            &mut handling,
-                            run.iter().map(|&(_, k)| w[k as usize].handling),
-                            0.5,
-                        ),
-                        net_on_time,
-                        net_handling,
-                        from_scan_p90,
-                        promise,
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    let mut srows: Vec<SRow> = per_lane.into_iter().flatten().collect();
-    // Sorted by seller, then lane. Their dense ids follow the sorted names and keys (see
-    // `prepare`), so sorting the ids is sorting the strings, without comparing strings.
-    srows.par_sort_unstable_by_key(|r| (r.seller, r.lane));
-    // The advice row of each seller lane's origin × destination (all weights), per lane.
-    let mut lane_advice: Vec<Option<(f64, Option<&str>)>> = vec![None; prep.lanes.len()];
+
+    srows.par_sort_unstable_by(|a, b| (&a.seller, &a.lane).cmp(&(&b.seller, &b.lane)));
+    let mut lane_advice: BTreeMap<(&str, &str, &str), (f64, Option<&str>)> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.band == "all") {
-        if let Some(&l) = lane_of.get(&(r.o.as_str(), r.d.as_str(), r.s.as_str())) {
-            lane_advice[l as usize] = Some((r.p_meet, adv(r).map(|a| a.0.as_str())));
-        }
+        lane_advice.insert((r.o.as_str(), r.d.as_str(), r.s.as_str()), (r.p_meet, adv(r).map(|a| a.0.as_str())));
     }
-    // The seller's typical handling plus the network's slow (p90) transit from the first scan
-    // misses the promise, where the network's typical handling with the same transit keeps it.
+    let advice_of = |r: &SRow| -> Option<(f64, Option<&str>)> {
+        let k = &r.lane;
+        lane_advice.get(&(k.origin.as_str(), k.destination.as_str(), k.service.as_str())).copied()
+    };
     let misses = |r: &SRow| {
         r.n >= cfg.min_seller_shipments
             && r.handling + r.from_scan_p90 > r.promise
             && r.net_handling + r.from_scan_p90 <= r.promise
     };
     let sf = |g: &dyn Fn(&SRow) -> f64| srows.iter().map(g).collect::<Vec<f64>>();
-    let key = |r: &SRow| {
-        let k = &prep.lanes[r.lane];
-        (k.origin.as_str(), k.destination.as_str(), k.service.as_str())
-    };
-    // Columns built side by side (millions of rows at 10M shipments).
     let cols = outputs::SELLER_ADVICE
         .par_iter()
         .map(|&name| -> Result<Column> {
             Ok(match name {
-                "seller_id" => Column::new(
-                    name.into(),
-                    srows.iter().map(|r| names[r.seller as usize].as_str()).collect::<Vec<_>>(),
-                ),
-                "origin" => Column::new(name.into(), srows.iter().map(|r| key(r).0).collect::<Vec<_>>()),
-                "destination" => Column::new(name.into(), srows.iter().map(|r| key(r).1).collect::<Vec<_>>()),
-                "service" => Column::new(name.into(), srows.iter().map(|r| key(r).2).collect::<Vec<_>>()),
+                "seller_id" => Column::new(name.into(), srows.iter().map(|r| r.seller.as_str()).collect::<Vec<_>>()),
+                "origin" => Column::new(name.into(), srows.iter().map(|r| r.lane.origin.as_str()).collect::<Vec<_>>()),
+                "destination" => {
+                    Column::new(name.into(), srows.iter().map(|r| r.lane.destination.as_str()).collect::<Vec<_>>())
+                }
+                "service" => {
+                    Column::new(name.into(), srows.iter().map(|r| r.lane.service.as_str()).collect::<Vec<_>>())
+                }
                 "shipments" => Column::new(name.into(), srows.iter().map(|r| r.n as i64).collect::<Vec<_>>()),
                 "on_time_rate" => Column::new(name.into(), sf(&|r| r.on_time)),
                 "network_on_time_rate" => Column::new(name.into(), sf(&|r| r.net_on_time)),
@@ -843,13 +955,10 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
                 "transit_from_scan_p90_days" => Column::new(name.into(), sf(&|r| r.from_scan_p90)),
                 "promise_days" => Column::new(name.into(), sf(&|r| r.promise)),
                 "handling_misses_promise" => Column::new(name.into(), srows.iter().map(misses).collect::<Vec<_>>()),
-                "p_meet_promise" => {
-                    Column::new(name.into(), sf(&|r| lane_advice[r.lane].map(|a| a.0).unwrap_or(f64::NAN)))
+                "p_meet_promise" => Column::new(name.into(), sf(&|r| advice_of(r).map(|a| a.0).unwrap_or(f64::NAN))),
+                "advised_service" => {
+                    Column::new(name.into(), srows.iter().map(|r| advice_of(r).and_then(|a| a.1)).collect::<Vec<_>>())
                 }
-                "advised_service" => Column::new(
-                    name.into(),
-                    srows.iter().map(|r| lane_advice[r.lane].and_then(|a| a.1)).collect::<Vec<_>>(),
-                ),
                 other => return Err(crate::error::Error::internal(format!("seller_advice: no builder for {other}"))),
             })
         })
@@ -857,6 +966,163 @@ pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
     let sellers = DataFrame::new(srows.len(), cols)?;
     outputs::check("seller_advice.parquet", &sellers, outputs::SELLER_ADVICE)?;
     Ok(Advice { service, promise, sellers })
+}
+
+/// A name among `names` (a basis or weight basis read back from a share).
+fn known(r: &mut Reader<'_>, names: &[&'static str]) -> Result<&'static str> {
+    let s = String::take(r)?;
+    names
+        .iter()
+        .copied()
+        .find(|n| *n == s)
+        .ok_or_else(|| crate::error::Error::internal(format!("exchange: unknown name {s:?}")))
+}
+
+const BASES: [&str; 4] = ["lane", "destination_service", "service", "none"];
+
+impl Codec for Row {
+    fn put(&self, out: &mut Vec<u8>) {
+        for text in [&self.o, &self.d, &self.s, &self.band] {
+            text.put(out);
+        }
+        self.basis.to_string().put(out);
+        self.weight_basis.to_string().put(out);
+        (self.st.n, self.st.met).put(out);
+        (self.st.transit, self.st.transit_b).put(out);
+        (self.promise, self.p_meet).put(out);
+    }
+    fn take(r: &mut Reader<'_>) -> Result<Self> {
+        let (o, d, s) = <(String, String, String)>::take(r)?;
+        let band = String::take(r)?;
+        let basis = known(r, &BASES)?;
+        let weight_basis = known(r, &["band", "all_weights"])?;
+        let (n, met) = <(usize, usize)>::take(r)?;
+        let (transit, transit_b) = <([f64; 3], [f64; 3])>::take(r)?;
+        let (promise, p_meet) = <(f64, f64)>::take(r)?;
+        Ok(Row { o, d, s, band, basis, weight_basis, st: PoolStats { n, met, transit, transit_b }, promise, p_meet })
+    }
+}
+
+impl Codec for PRow {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.lane.put(out);
+        self.basis.to_string().put(out);
+        (self.n, self.promise_b, self.kept).put(out);
+        self.advised.put(out);
+    }
+    fn take(r: &mut Reader<'_>) -> Result<Self> {
+        let lane = LaneKey::take(r)?;
+        let basis = known(r, &BASES)?;
+        let (n, promise_b, kept) = <(usize, f64, f64)>::take(r)?;
+        Ok(PRow { lane, basis, n, promise_b, kept, advised: <(f64, f64, f64)>::take(r)? })
+    }
+}
+
+crate::codec_struct!(SRow { seller, lane, n, on_time, handling, net_on_time, net_handling, from_scan_p90, promise });
+crate::codec_struct!(AdviceRows { service, promise, sellers });
+
+/// A service pool's observation as a part sends it, with its shipment's id.
+#[derive(Clone)]
+struct Sent {
+    id: String,
+    obs: Obs,
+}
+
+impl Codec for Sent {
+    fn put(&self, out: &mut Vec<u8>) {
+        let o = &self.obs;
+        self.id.put(out);
+        (o.resolved_at, o.transit, o.transit_b).put(out);
+        (o.censored_b, o.handling, o.met_own).put(out);
+        o.band.put(out);
+    }
+    /// The seller is another part's (a service pool's observations are read for transit
+    /// only): it is not sent.
+    fn take(r: &mut Reader<'_>) -> Result<Self> {
+        let id = String::take(r)?;
+        let (resolved_at, transit, transit_b) = <(i64, f64, f64)>::take(r)?;
+        let (censored_b, handling, met_own) = <(f64, f64, bool)>::take(r)?;
+        let band = <Option<u8> as Codec>::take(r)?;
+        let obs = Obs {
+            resolved_at,
+            transit,
+            transit_b,
+            censored_b,
+            handling,
+            seller: u32::MAX,
+            ship: u32::MAX,
+            band,
+            met_own,
+        };
+        Ok(Sent { id, obs })
+    }
+}
+
+/// A part's share of the whole network's service pools (`Part::service_share`).
+pub struct ServiceShare {
+    services: BTreeMap<String, Vec<Sent>>,
+    lanes: BTreeSet<LaneKey>,
+}
+crate::codec_struct!(ServiceShare { services, lanes });
+crate::codec_struct!(LaneKey { origin, destination, service });
+
+/// The whole network's service pools' windows and lanes, from every part's share.
+pub struct Services {
+    windows: BTreeMap<String, Vec<Obs>>,
+    pub lanes: BTreeSet<LaneKey>,
+}
+
+impl Services {
+    /// Each service's window, as `Part::rows` reads it.
+    fn windows(&self) -> BTreeMap<&str, &[Obs]> {
+        self.windows.iter().map(|(s, w)| (s.as_str(), w.as_slice())).collect()
+    }
+}
+
+impl Codec for Services {
+    fn put(&self, out: &mut Vec<u8>) {
+        let windows: BTreeMap<&String, Vec<Sent>> = self
+            .windows
+            .iter()
+            .map(|(s, w)| (s, w.iter().map(|o| Sent { id: String::new(), obs: *o }).collect()))
+            .collect();
+        windows.len().put(out);
+        for (s, w) in windows {
+            s.put(out);
+            w.put(out);
+        }
+        self.lanes.put(out);
+    }
+    fn take(r: &mut Reader<'_>) -> Result<Self> {
+        let sent = <BTreeMap<String, Vec<Sent>> as Codec>::take(r)?;
+        let windows = sent.into_iter().map(|(s, w)| (s, w.into_iter().map(|x| x.obs).collect())).collect();
+        Ok(Services { windows, lanes: <BTreeSet<LaneKey> as Codec>::take(r)? })
+    }
+}
+
+/// The whole network's service pools from every part's share: each pool's observations in the
+/// single run's order (resolution time, then shipment id, the order of the shipments), then
+/// its window. A part sends what its own pool keeps (`kept_rows`: of those before the window's
+/// start, its last `min_support`), which holds every observation the network's pool keeps, so
+/// the window is the single run's.
+pub fn merge_services(shares: Vec<ServiceShare>, cutoff: i64, cfg: &LaneConfig) -> Services {
+    let mut pooled: BTreeMap<String, Vec<Sent>> = BTreeMap::new();
+    let mut lanes = BTreeSet::new();
+    for share in shares {
+        for (s, sent) in share.services {
+            pooled.entry(s).or_default().extend(sent);
+        }
+        lanes.extend(share.lanes);
+    }
+    let windows = pooled
+        .into_iter()
+        .map(|(s, mut sent)| {
+            sent.sort_by(|a, b| (a.obs.resolved_at, &a.id).cmp(&(b.obs.resolved_at, &b.id)));
+            let obs: Vec<Obs> = sent.into_iter().map(|x| x.obs).collect();
+            (s, window(&obs, cutoff, cfg).to_vec())
+        })
+        .collect();
+    Services { windows, lanes }
 }
 
 #[cfg(test)]
@@ -872,6 +1138,7 @@ mod tests {
             censored_b: f64::INFINITY,
             handling: 0.5,
             seller: 0,
+            ship: 0,
             band: None,
             met_own: true,
         }

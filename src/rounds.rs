@@ -22,7 +22,9 @@
 //! | `offer`        | its first rows of each sample: keys and labels  | the rows drawn, and their sellers    |
 //! | `train-shares` | history shares of the drawn rows' queries       | their history windows, merged       |
 //! | `train-rows`   | the features of its drawn rows                  | the model, trained once              |
-//! | `score`        | its scoring rows' risk under that model          | every shipment's risk, by id        |
+//! | `score`        | its rows' risk and alerts; its cap share (`alerts::parted`); its lanes | scores, alerts capped across shards, recovered, lane alerts, lanes |
+//! | `advice-pools` | its service pools' observations (`advice::Part`) | each service's window; every lane   |
+//! | `advice`       | its advice rows, those service pools read        | the advice tables, services ranked across shards |
 //!
 //! A shard reads its own input again each round (rounds are separate processes, on any
 //! machine) and the merged results it needs. History shares are a seller's windows per query
@@ -35,6 +37,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::advice;
 use crate::alerts;
 use crate::calendar::Night;
 use crate::codec::{Codec, Reader};
@@ -69,10 +72,12 @@ pub enum Round {
     TrainShares,
     TrainRows,
     Score,
+    AdvicePools,
+    Advice,
 }
 
 impl Round {
-    pub const ALL: [Round; 11] = [
+    pub const ALL: [Round; 13] = [
         Round::Window,
         Round::Parents,
         Round::Wanted,
@@ -84,6 +89,8 @@ impl Round {
         Round::TrainShares,
         Round::TrainRows,
         Round::Score,
+        Round::AdvicePools,
+        Round::Advice,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +106,8 @@ impl Round {
             Round::TrainShares => "train-shares",
             Round::TrainRows => "train-rows",
             Round::Score => "score",
+            Round::AdvicePools => "advice-pools",
+            Round::Advice => "advice",
         }
     }
 }
@@ -455,6 +464,16 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
             };
             n.write_share(round, shard, after, &share)
         }
+        Round::AdvicePools => {
+            let fs = n.feature_set(shard)?;
+            n.write_share(round, shard, after, &advice::Part::of(&fs, &s.advice).service_share()?)
+        }
+        Round::Advice => {
+            let services: advice::Services = n.merged(Round::AdvicePools)?;
+            let fs = n.feature_set(shard)?;
+            let owns = |d: &str, sv: &str| crate::shard::shard_of(d, sv, shard.count) == shard.index;
+            n.write_share(round, shard, after, &advice::Part::of(&fs, &s.advice).rows(Some(&services), owns))
+        }
     }
 }
 
@@ -566,6 +585,15 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
             };
             n.write_merged(round, lineage, &scored)
         }
+        Round::AdvicePools => {
+            let (shares, lineage) = n.merge_shares(round)?;
+            n.write_merged(round, lineage, &advice::merge_services(shares, n.night.cutoff(), &s.advice.lanes))
+        }
+        Round::Advice => {
+            let (shares, lineage) = n.merge_shares(round)?;
+            let a = advice::finish(shares, &s.advice)?;
+            n.write_merged(round, lineage, &(a.service, a.promise, a.sellers))
+        }
     }
 }
 
@@ -590,6 +618,12 @@ pub fn model(s: &Settings, dir: &Path, shards: u32) -> Result<SavedModel> {
 pub fn risks(s: &Settings, dir: &Path, shards: u32) -> Result<(Vec<String>, Vec<f64>)> {
     let scored = scored(s, dir, shards)?;
     Ok((scored.ids, scored.risk))
+}
+
+/// The advice tables the merge of `advice` gave: service, promise and seller advice.
+pub fn advice(s: &Settings, dir: &Path, shards: u32) -> Result<crate::advice::Advice> {
+    let (service, promise, sellers) = Rounds::new(s, dir, shards)?.merged(Round::Advice)?;
+    Ok(crate::advice::Advice { service, promise, sellers })
 }
 
 /// What the merge of `score` gave: the risks, the alert outputs and the lane table.

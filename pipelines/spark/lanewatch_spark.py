@@ -49,7 +49,7 @@ import time
 SEPARATOR = b"\x1f"
 # The rounds of a sharded night's features and model, in order (src/rounds.rs, `Round::ALL`).
 ROUNDS = ["window", "parents", "wanted", "values", "queries", "shares", "split", "offer", "train-shares",
-          "train-rows", "score"]
+          "train-rows", "score", "advice-pools", "advice"]
 
 
 def shard_of(destination, service, shards):

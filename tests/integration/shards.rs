@@ -631,14 +631,15 @@ fn the_spark_jobs_rounds_are_lanewatchs() {
     assert_eq!(names, want);
 }
 
-/// The merge of round `score` gives the run folder's `scores`, `alerts`, `recovered`,
-/// `lane_alerts` and `lanes` files and its `sellers/` folder byte for byte, for N in
+/// The merges of rounds `score` and `advice` give the run folder's `scores`, `alerts`,
+/// `recovered`, `lane_alerts`, `lanes` and advice files and its `sellers/` folder byte for
+/// byte, for N in
 /// {1, 2, 3, 7}: the per-seller cap is applied across shards (a cap of 2, so it binds), lanes
 /// are flagged disrupted (a loose rule), and
 /// first_alerted_on and the recovered shipments continue from the same previous run. A share
 /// computed against another previous run is refused.
 #[test]
-fn rounds_give_the_single_runs_alert_lane_and_seller_files() {
+fn rounds_give_the_single_runs_alert_lane_advice_and_seller_files() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("capped.toml");
     // A cap that binds, and a disruption rule loose enough to flag lanes on a small input.
@@ -658,6 +659,9 @@ fn rounds_give_the_single_runs_alert_lane_and_seller_files() {
         let rows = read_parquet(&single.join(format!("{file}.parquet"))).height();
         assert!(rows > 0, "the single run has no {what}");
     }
+    // Service advice that falls back to the service's pool, which spans shards.
+    let basis = read_parquet(&single.join("service_advice.parquet")).column("basis").unwrap().str().unwrap().clone();
+    assert!(basis.iter().any(|b| b == Some("service")), "no service advice reads a service's pool");
     let first =
         read_parquet(&single.join("alerts.parquet")).column("first_alerted_on").unwrap().date().unwrap().clone();
     assert!(first.physical().iter().flatten().any(|d| d < first.physical().max().unwrap()), "no alert carried over");
@@ -675,6 +679,7 @@ fn rounds_give_the_single_runs_alert_lane_and_seller_files() {
         let partials = all_shards_with(n, config);
         lanewatch::rounds::run_all(&s, partials.path(), n).unwrap();
         let scored = lanewatch::rounds::scored(&s, partials.path(), n).unwrap();
+        let advice = lanewatch::rounds::advice(&s, partials.path(), n).unwrap();
         let a = scored.alerts;
         assert!(a.suppressed.values().sum::<u64>() > 0, "{n} shards: the cap never bound");
         let got = tempfile::tempdir().unwrap();
@@ -684,6 +689,9 @@ fn rounds_give_the_single_runs_alert_lane_and_seller_files() {
             ("recovered", &a.recovered),
             ("lane_alerts", &a.lane_alerts),
             ("lanes", &scored.lanes),
+            ("service_advice", &advice.service),
+            ("promise_advice", &advice.promise),
+            ("seller_advice", &advice.sellers),
         ] {
             let file = format!("{name}.parquet");
             write_parquet(&mut df.clone(), &got.path().join(&file));
