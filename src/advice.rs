@@ -1064,7 +1064,6 @@ pub struct ServiceShare {
     lanes: BTreeSet<LaneKey>,
 }
 crate::codec_struct!(ServiceShare { services, lanes });
-crate::codec_struct!(LaneKey { origin, destination, service });
 
 /// The whole network's service pools' windows and lanes, from every part's share.
 pub struct Services {

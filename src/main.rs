@@ -98,9 +98,9 @@ enum Command {
         /// Folder of a sharded night's partials (with --shard).
         #[arg(long, requires = "shard")]
         partials: Option<PathBuf>,
-        /// With --shard: compute the shard's share of this round of the night's features and
-        /// model from its partial and the rounds merged before (window, parents, wanted,
-        /// values, queries, shares, split, offer, train-shares, train-rows, score).
+        /// With --shard: compute the shard's share of this round of the night from its partial
+        /// and the rounds merged before (window, parents, wanted, values, queries, shares,
+        /// split, offer, train-shares, train-rows, score, advice-pools, advice).
         #[arg(long, requires = "shard")]
         round: Option<lanewatch::rounds::Round>,
     },
@@ -125,9 +125,15 @@ enum Command {
         /// The night: YYYY-MM-DD or `yesterday`.
         #[arg(long, value_parser = night_arg)]
         as_of: Option<String>,
-        /// Merge only this round's shares (see `run --round`), into PARTIALS/round-NAME/.
-        #[arg(long, conflicts_with = "out")]
+        /// Merge only this round's shares (see `run --round`), into PARTIALS/round-NAME/. From
+        /// round `score` on, --out names the output folder whose earlier runs tonight's alerts
+        /// continue from (the shards' `run --round` too).
+        #[arg(long)]
         round: Option<lanewatch::rounds::Round>,
+        /// Write OUT/as_of=DATE/ from the merged rounds (every round merged), reading only the
+        /// partials' JSON: no machine holds the night's input.
+        #[arg(long, conflicts_with = "round")]
+        rounds: bool,
     },
     /// Check an input folder against the contract.
     #[command(after_help = EXIT_CODES)]
@@ -378,13 +384,17 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             }
             print_run(&commands::run::run(&settings, full_refresh)?);
         }
-        Command::Merge { config, seed, partials, shards, out, as_of, round } => {
+        Command::Merge { config, seed, partials, shards, out, as_of, round, rounds } => {
             // The merge reads no input folder: its input is the partials.
             let common = Common { config, input: Some(partials.clone()), seed };
             let settings = settings(&common, Overrides { out, as_of, ..Default::default() })?;
             if let Some(round) = round {
                 let path = commands::merge::merge_round(&settings, &partials, shards, round)?;
                 println!("lanewatch merge round {round}: {}", printable(&path.display().to_string()));
+                return Ok(());
+            }
+            if rounds {
+                print_run(&commands::merge::merge_rounds(&settings, &partials, shards)?);
                 return Ok(());
             }
             print_run(&commands::merge::merge(&settings, &partials, shards)?);

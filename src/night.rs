@@ -129,6 +129,26 @@ pub fn load_partials(
     Ok((report, clean, merged))
 }
 
+/// The `merge` stage of `lanewatch merge --rounds`: the night's report from the shards'
+/// partials' JSON, their data not read; findings logged as validation logs them.
+pub fn load_partial_reports(
+    s: &Settings,
+    dir: &Path,
+    shards: u32,
+    t: &mut Timings,
+) -> Result<(Report, crate::partials::Merged)> {
+    let night = s.night()?;
+    let (report, merged) = t.time(
+        "merge",
+        || crate::partials::report(dir, shards, night, &s.config, &s.input),
+        |r| r.0.shipments + r.0.events,
+    )?;
+    for w in &report.warnings {
+        tracing::warn!("{}", w.line());
+    }
+    Ok((report, merged))
+}
+
 /// The `validate` stage of a nightly run through the state in `OUT/state/` (only files new
 /// since the state are decoded), then the `state` stage writing the next generation. The
 /// generation is not current until `state::publish` (after the run folder is committed).

@@ -182,19 +182,7 @@ pub fn merge(
     input: &Path,
 ) -> Result<(Report, CleanInput, Merged)> {
     let (metas, digests) = read_metas(dir, shards, night, cfg)?;
-    let merged = Merged {
-        shards,
-        partials: metas
-            .iter()
-            .zip(digests)
-            .map(|(m, blake3)| MergedPartial {
-                shard: m.shard,
-                blake3,
-                shipments: m.shipments_read,
-                events: m.events_read,
-            })
-            .collect(),
-    };
+    let merged = merged(shards, &metas, digests);
     let mut parts = Vec::with_capacity(metas.len());
     for m in &metas {
         let shipments = read_data(dir, &m.shipments, &format!("{}.shipments.parquet", stem(m)))?;
@@ -207,6 +195,33 @@ pub fn merge(
         return Err(empty_table().into_error());
     }
     Ok((merge_reports(&metas, input)?, clean, merged))
+}
+
+/// The whole night's validation report from the `shards` partials' JSON alone (their data is
+/// not read: `merge --rounds`); refuses as `merge` does, an input without shipments too.
+pub fn report(dir: &Path, shards: u32, night: Night, cfg: &Config, input: &Path) -> Result<(Report, Merged)> {
+    let (metas, digests) = read_metas(dir, shards, night, cfg)?;
+    if metas.iter().all(|m| m.shipments.rows == 0) {
+        return Err(empty_table().into_error());
+    }
+    Ok((merge_reports(&metas, input)?, merged(shards, &metas, digests)))
+}
+
+/// What the manifest records of the partials.
+fn merged(shards: u32, metas: &[Meta], digests: Vec<String>) -> Merged {
+    Merged {
+        shards,
+        partials: metas
+            .iter()
+            .zip(digests)
+            .map(|(m, blake3)| MergedPartial {
+                shard: m.shard,
+                blake3,
+                shipments: m.shipments_read,
+                events: m.events_read,
+            })
+            .collect(),
+    }
 }
 
 /// One shard's clean input as read back: its shipments (by shipment_id) and their events in

@@ -35,6 +35,7 @@
 //! with the same bytes. The model and every shard's risks equal the single run's, bit for bit
 //! (tests/integration/shards.rs).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::advice;
@@ -47,7 +48,7 @@ use crate::features::disruption::{NetworkMedians, NetworkRatios};
 use crate::features::history::Bounds;
 use crate::features::lanes::{ParentCounts, ParentValues, Parents, Wanted};
 use crate::features::parted::{HistoryShares, HistoryWindows, Part, Windowed, combine, merge_history, sum};
-use crate::features::{FeatureSet, Span, WindowShare, window_days};
+use crate::features::{Disrupted, FeatureSet, Span, WindowShare, window_days};
 use crate::model::parts::{self, Offer};
 use crate::model::{self, SavedModel, SplitCounts, TrainFrame};
 use crate::night::TOOL_VERSION;
@@ -170,6 +171,13 @@ struct Rounds<'a> {
 
 impl<'a> Rounds<'a> {
     fn new(s: &'a Settings, dir: &'a Path, shards: u32) -> Result<Rounds<'a>> {
+        // The rounds train on the night itself; a training schedule's earlier training night
+        // is the plain merge's (`lanewatch merge` without --rounds).
+        if s.config.model.retrain_every_days > 1 {
+            return Err(Error::Config(
+                "the rounds train the night's own model: model.retrain_every_days above 1 needs lanewatch merge without --rounds".into(),
+            ));
+        }
         Ok(Rounds { s, dir, night: s.night()?, shards, config: s.config.digest() })
     }
 
@@ -352,12 +360,24 @@ impl<'a> Rounds<'a> {
     }
 
     /// The alerts of the newest complete run before this night in the output folder, which
-    /// tonight's alerts continue from (none without an output folder). A shard reads it for
-    /// where those shipments stand tonight; the merge checks it read the same run.
-    fn previous(&self) -> alerts::Previous {
-        match self.s.out() {
+    /// tonight's alerts continue from, and the earlier runs as compared (none without an
+    /// output folder). A shard reads them for where those shipments stand tonight; the merge
+    /// checks it read the same runs.
+    fn earlier(&self) -> (alerts::Previous, Earlier) {
+        let prev = match self.s.out() {
             Ok(out) => crate::output::previous_alerts(out, self.night.as_of()).0,
             Err(_) => alerts::Previous::default(),
+        };
+        let earlier = Earlier { previous: previous_name(&prev), trend_runs: self.trend_ids().1 };
+        (prev, earlier)
+    }
+
+    /// The shipments of the at-risk alerts of the runs the report's trends read, and those
+    /// runs (`trends::at_risk_ids`; none without an output folder).
+    fn trend_ids(&self) -> (std::collections::BTreeSet<String>, Vec<String>) {
+        match self.s.out() {
+            Ok(out) => crate::output::trends::at_risk_ids(out, self.night.as_of(), self.s.config.report.trend_nights),
+            Err(_) => Default::default(),
         }
     }
 
@@ -454,11 +474,24 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
             let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
             let ids: Vec<String> =
                 fs.score.ship.iter().map(|&i| ids.get(i as usize).unwrap_or("").to_string()).collect();
-            let prev = n.previous();
+            let (prev, earlier) = n.earlier();
+            let alerts = alerts::parted::share(&fs, &risk, &s.alerts, &prev)?;
+            // Outcomes known tonight of the earlier runs' at-risk alerts it has (the report's
+            // trends), and of its own alerts.
+            let (trend_ids, _) = n.trend_ids();
+            let own = alerts.cap.sellers.values().flat_map(|(_, keys)| keys.iter().map(|k| k.shipment_id.clone()));
+            let known = trend_ids
+                .into_iter()
+                .chain(own)
+                .filter_map(|id| fs.known_outcome(&id).map(|late| (id, late)))
+                .collect();
             let share = ScoreShare {
-                alerts: alerts::parted::share(&fs, &risk, &s.alerts, &prev)?,
+                alerts,
                 lanes: fs.lanes_frame()?,
-                previous: previous_name(&prev),
+                disrupted: fs.disrupted(),
+                promise_days: crate::report::promise_days(&fs),
+                known,
+                earlier,
                 ids,
                 risk,
             };
@@ -555,33 +588,39 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
         }
         Round::Score => {
             let (shares, lineage) = n.merge_shares::<ScoreShare>(round)?;
-            // The shards and the merge continue from the same previous run.
-            let prev = n.previous();
-            let want = previous_name(&prev);
-            if let Some(k) = shares.iter().position(|sh| sh.previous != want) {
-                let name = |p: &Option<String>| p.clone().unwrap_or_else(|| "none".into());
+            // The shards and the merge continue from the same earlier runs.
+            let (prev, earlier) = n.earlier();
+            if let Some(k) = shares.iter().position(|sh| sh.earlier != earlier) {
                 return Err(Error::bad_file(
                     n.path(round, Some(k as u32)).display().to_string(),
                     format!(
-                        "stale: computed against the previous run {}, now {}; rerun lanewatch run --shard {k}/{shards} --round {round}",
-                        name(&shares[k].previous),
-                        name(&want)
+                        "stale: computed against {}, now {}; rerun lanewatch run --shard {k}/{shards} --round {round}",
+                        shares[k].earlier, earlier
                     ),
                 ));
             }
             let (mut all, mut parts, mut lanes) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut disrupted, mut promise_days, mut known) = (Vec::new(), BTreeMap::new(), BTreeMap::new());
             for sh in shares {
                 all.extend(sh.ids.into_iter().zip(sh.risk));
                 parts.push(sh.alerts);
                 lanes.push(sh.lanes);
+                disrupted.extend(sh.disrupted);
+                promise_days.extend(sh.promise_days);
+                known.extend(sh.known);
             }
             all.sort_by(|a, b| a.0.cmp(&b.0));
+            disrupted.sort_by(|a, b| a.lane.cmp(&b.lane));
             let (ids, risk) = all.into_iter().unzip();
             let scored = Scored {
                 ids,
                 risk,
                 alerts: alerts::parted::merge(parts, &s.alerts, &prev, n.night)?,
                 lanes: crate::io::stacked(lanes, &["origin", "destination", "service"])?,
+                disrupted,
+                promise_days,
+                known,
+                earlier,
             };
             n.write_merged(round, lineage, &scored)
         }
@@ -639,9 +678,15 @@ struct ScoreShare {
     risk: Vec<f64>,
     alerts: alerts::parted::AlertShare,
     lanes: polars::prelude::DataFrame,
-    previous: Option<String>,
+    /// Its lanes flagged disrupted, and their promise today (the report's).
+    disrupted: Vec<Disrupted>,
+    promise_days: BTreeMap<(String, String, String), f64>,
+    /// Whether each of the shipments the report's trends score turned out late, of those it
+    /// has whose outcome is known tonight.
+    known: BTreeMap<String, bool>,
+    earlier: Earlier,
 }
-crate::codec_struct!(ScoreShare { ids, risk, alerts, lanes, previous });
+crate::codec_struct!(ScoreShare { ids, risk, alerts, lanes, disrupted, promise_days, known, earlier });
 
 /// The merge of round `score`.
 pub struct Scored {
@@ -652,8 +697,71 @@ pub struct Scored {
     pub alerts: alerts::parted::Merged,
     /// `lanes.parquet`.
     pub lanes: polars::prelude::DataFrame,
+    /// The lanes flagged disrupted, in lane order; each lane's promise today; the outcomes
+    /// known tonight of the shipments the trends score (the report's).
+    pub disrupted: Vec<Disrupted>,
+    pub promise_days: BTreeMap<(String, String, String), f64>,
+    pub known: BTreeMap<String, bool>,
+    /// The earlier runs these continued from.
+    earlier: Earlier,
 }
-crate::codec_struct!(Scored { ids, risk, alerts, lanes });
+crate::codec_struct!(Scored { ids, risk, alerts, lanes, disrupted, promise_days, known, earlier });
+
+/// The earlier runs in the output folder a night continues from, as the shards, the merge and
+/// `merge --rounds` compare them: the previous run (its alerts carry over) and the runs the
+/// report's trends read.
+#[derive(Debug, Clone, PartialEq)]
+struct Earlier {
+    previous: Option<String>,
+    trend_runs: Vec<String>,
+}
+crate::codec_struct!(Earlier { previous, trend_runs });
+
+impl std::fmt::Display for Earlier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let runs = if self.trend_runs.is_empty() { "none".to_string() } else { self.trend_runs.join(", ") };
+        write!(f, "the previous run {} and the trend runs {runs}", self.previous.as_deref().unwrap_or("none"))
+    }
+}
+
+/// The night's run folder from the merged rounds in `dir`, continuing from `prev` (the
+/// previous run's alerts, read under the output's lock), with the outcomes the report's trends
+/// read. Refuses (exit 65) rounds computed against other earlier runs.
+pub fn outputs(
+    s: &Settings,
+    dir: &Path,
+    shards: u32,
+    prev: &alerts::Previous,
+) -> Result<(crate::output::RunOutputs, BTreeMap<String, bool>)> {
+    let n = Rounds::new(s, dir, shards)?;
+    let scored: Scored = n.merged(Round::Score)?;
+    let earlier = Earlier { previous: previous_name(prev), trend_runs: n.trend_ids().1 };
+    if scored.earlier != earlier {
+        return Err(Error::bad_file(
+            n.path(Round::Score, None).display().to_string(),
+            format!("stale: computed against {}, now {}; run the rounds from score on again", scored.earlier, earlier),
+        ));
+    }
+    let (service, promise, sellers) = n.merged(Round::Advice)?;
+    let a = scored.alerts;
+    let run = crate::output::RunOutputs {
+        night: n.night,
+        model: n.model()?,
+        trained_on: None,
+        model_kept: false,
+        previous: prev.as_of,
+        scores: a.scores,
+        alerts: a.alerts,
+        recovered: a.recovered,
+        lane_alerts: a.lane_alerts,
+        lanes: scored.lanes,
+        advice: crate::advice::Advice { service, promise, sellers },
+        suppressed: a.suppressed.into_iter().collect(),
+        disrupted: scored.disrupted,
+        promise_days: scored.promise_days,
+    };
+    Ok((run, scored.known))
+}
 
 /// The previous run a night continues from, as the shards and the merge compare it.
 fn previous_name(prev: &alerts::Previous) -> Option<String> {

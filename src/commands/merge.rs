@@ -15,6 +15,12 @@ pub fn merge(s: &Settings, dir: &Path, shards: u32) -> Result<RunSummary> {
     night_run(s, Source::Partials { dir, shards })
 }
 
+/// `merge --rounds`: the night's run folder from the merged rounds (`rounds::outputs`), the
+/// shards' data not read. Refuses (exit 65, nothing written) a missing or stale round.
+pub fn merge_rounds(s: &Settings, dir: &Path, shards: u32) -> Result<RunSummary> {
+    super::run::rounds_run(s, dir, shards)
+}
+
 /// `merge --round NAME`: one round's merge of the shards' shares (see `rounds`), timed.
 pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Result<PathBuf> {
     Timings::default().time(&format!("merge {round}"), || rounds::merge_round(s, dir, shards, round), |_| 0)

@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::features::reuse::Kept;
 use crate::io;
-use crate::night::{self, NightResult, Timings};
-use crate::output::{self, OutputLock, Staging, manifest::Manifest};
+use crate::night::{self, Timings};
+use crate::output::{self, OutputLock, RunOutputs, Staging, manifest::Manifest};
 use crate::schema::STAGES;
 use crate::settings::Settings;
 use crate::shard::Shard;
@@ -168,44 +168,33 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         info.model_not_used = model_warning.clone();
     }
 
-    let (earlier, trend_warnings) =
-        output::trends::earlier(out, night.as_of(), s.config.report.trend_nights, &res.features);
-    let written = t.time("write", || output::write_run(s, &res, &report, &earlier, &staging), |w| w.len() as u64)?;
-    let mut warnings: Vec<String> = report.warnings.iter().map(|w| w.line()).collect();
+    let run = RunOutputs::of(&res)?;
+    let mut before = Vec::new();
     if let Some(why) = state.as_ref().and_then(|(_, i)| i.full_refresh.as_ref()).filter(|_| !full_refresh) {
         let line = format!("state not used, every input file decoded (full refresh): {why}");
         tracing::warn!("{line}");
-        warnings.push(line);
+        before.push(line);
     }
     if let Some(why) = &kept_warning {
         let line = format!("lane tables kept in the state not used, every table computed: {why}");
         tracing::warn!("{line}");
-        warnings.push(line);
+        before.push(line);
     }
     if let Some(why) = &model_warning {
         let line = format!("model kept in the state not used, trained on the training night: {why}");
         tracing::warn!("{line}");
-        warnings.push(line);
+        before.push(line);
     }
-    warnings.extend(prev_warning);
-    warnings.extend(trend_warnings);
-    if let Some(f) = &res.model.metrics.fallback {
-        warnings.push(format!("model fell back to the lane-quantile rule: {f}"));
-    }
-    for (c, why) in &res.model.metrics.failed_candidates {
-        warnings.push(format!("model candidate {c} failed and was left out of the choice: {why}"));
-    }
-    if let Some(f) = res.model.metrics.floor.as_ref().filter(|f| !f.beaten) {
-        warnings.push(format!(
-            "the chosen model ({}) does not beat the simple logistic floor on validation PR-AUC: {:.3} vs {:.3}",
-            res.model.kind, f.model_pr_auc, f.baseline_pr_auc
-        ));
-    }
-    let mut manifest = Manifest::new(&s.config, &res, &report.files, &written, &warnings, &t, started);
-    manifest.state = state.as_ref().map(|(_, i)| i);
-    manifest.shards = merged.as_ref();
-    io::write_file(&staging.path("manifest.json"), &manifest.to_json()?)?;
-    let final_dir = staging.commit()?;
+    let known = |id: &str| res.features.known_outcome(id);
+    let folder = Folder {
+        staging,
+        started,
+        before,
+        prev_warning,
+        state: state.as_ref().map(|(_, i)| i),
+        shards: merged.as_ref(),
+    };
+    let (final_dir, warnings) = write_folder(s, out, &run, &report, &known, folder, &mut t)?;
     if let Some((pending, _)) = state {
         crate::state::publish(pending)?;
         // Kept tables only save work: a night that cannot write them has still succeeded.
@@ -222,51 +211,117 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         }
     }
     drop(lock);
-    summary(&res, final_dir, warnings.len() as u64)
+    summary(&run, final_dir, warnings)
 }
 
-fn summary(res: &NightResult, out: PathBuf, warnings: u64) -> Result<RunSummary> {
-    let a = &res.alerts;
-    let fs = &res.features;
+/// `merge --rounds`: a sharded night's run folder from its merged rounds (`rounds::outputs`),
+/// the shards' partials read for their validation reports only: no machine holds the night's
+/// input. Equal to the single run's (tests/integration/shards.rs).
+pub(crate) fn rounds_run(s: &Settings, dir: &Path, shards: u32) -> Result<RunSummary> {
+    let started = output::manifest::now();
+    let night = s.night()?;
+    let out = s.out()?;
+    let lock = OutputLock::acquire(out, &started)?;
+    let staging = Staging::new(out, night.as_of(), &lock)?;
+    let mut t = Timings::default();
+    let (prev, prev_warning) = output::previous_alerts(out, night.as_of());
+    let (report, merged) = night::load_partial_reports(s, dir, shards, &mut t)?;
+    let (run, known) =
+        t.time("rounds", || crate::rounds::outputs(s, dir, shards, &prev), |r| r.0.scores.height() as u64)?;
+    let known = |id: &str| known.get(id).copied();
+    let folder = Folder { staging, started, before: Vec::new(), prev_warning, state: None, shards: Some(&merged) };
+    let (final_dir, warnings) = write_folder(s, out, &run, &report, &known, folder, &mut t)?;
+    drop(lock);
+    summary(&run, final_dir, warnings)
+}
+
+/// A run folder being written, and what its manifest records beside the outputs.
+struct Folder<'a> {
+    staging: Staging,
+    started: String,
+    /// Warnings after the validation's and before the previous run's (the state's).
+    before: Vec<String>,
+    prev_warning: Option<String>,
+    state: Option<&'a crate::state::StateInfo>,
+    shards: Option<&'a crate::partials::Merged>,
+}
+
+/// Writes the night's files, report and manifest into the staging folder and commits it;
+/// returns the run folder and the number of warnings.
+fn write_folder(
+    s: &Settings,
+    out: &Path,
+    run: &RunOutputs,
+    report: &crate::validate::Report,
+    known: &dyn Fn(&str) -> Option<bool>,
+    f: Folder<'_>,
+    t: &mut Timings,
+) -> Result<(PathBuf, u64)> {
+    let (trend, trend_warnings) = output::trend(s, out, run, known)?;
+    let staging = &f.staging;
+    let written = t.time("write", || output::write_run(s, run, report, &trend, staging), |w| w.len() as u64)?;
+    let mut warnings: Vec<String> = report.warnings.iter().map(|w| w.line()).collect();
+    warnings.extend(f.before);
+    warnings.extend(f.prev_warning);
+    warnings.extend(trend_warnings);
+    let m = &run.model.metrics;
+    if let Some(fallback) = &m.fallback {
+        warnings.push(format!("model fell back to the lane-quantile rule: {fallback}"));
+    }
+    for (c, why) in &m.failed_candidates {
+        warnings.push(format!("model candidate {c} failed and was left out of the choice: {why}"));
+    }
+    if let Some(floor) = m.floor.as_ref().filter(|f| !f.beaten) {
+        warnings.push(format!(
+            "the chosen model ({}) does not beat the simple logistic floor on validation PR-AUC: {:.3} vs {:.3}",
+            run.model.kind, floor.model_pr_auc, floor.baseline_pr_auc
+        ));
+    }
+    let mut manifest = Manifest::new(&s.config, run, &report.files, &written, &warnings, t, f.started);
+    manifest.state = f.state;
+    manifest.shards = f.shards;
+    io::write_file(&staging.path("manifest.json"), &manifest.to_json()?)?;
+    Ok((f.staging.commit()?, warnings.len() as u64))
+}
+
+fn summary(run: &RunOutputs, out: PathBuf, warnings: u64) -> Result<RunSummary> {
+    let a = &run.alerts;
+    let text = |c: &str| -> Result<polars::prelude::StringChunked> { Ok(a.column(c)?.str()?.clone()) };
+    let (kind, severity) = (text("alert")?, text("severity")?);
+    let (o, d, sv) = (text("origin")?, text("destination")?, text("service")?);
     let mut by_kind = BTreeMap::new();
     let mut by_kind_severity = BTreeMap::new();
-    for ((k, s), n) in a.counts() {
-        *by_kind.entry(k.name().to_string()).or_insert(0) += n;
-        by_kind_severity.insert(format!("{}/{}", k.name(), s.name()), n);
+    let mut per_lane: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    for k in 0..a.height() {
+        let at = |c: &polars::prelude::StringChunked| c.get(k).unwrap_or("").to_string();
+        *by_kind.entry(at(&kind)).or_insert(0) += 1;
+        *by_kind_severity.entry(format!("{}/{}", at(&kind), at(&severity))).or_insert(0) += 1;
+        *per_lane.entry((at(&o), at(&d), at(&sv))).or_insert(0) += 1;
     }
-    let mut per_lane: BTreeMap<u32, u64> = BTreeMap::new();
-    for al in &a.alerts {
-        *per_lane.entry(fs.prep.lane[al.ship as usize]).or_insert(0) += 1;
-    }
-    let mut lanes: Vec<(u32, u64)> = per_lane.into_iter().collect();
-    // Most alerts first, then by lane (dense lane ids follow the lanes' sorted keys).
+    let mut lanes: Vec<((String, String, String), u64)> = per_lane.into_iter().collect();
+    // Most alerts first, then by lane.
     lanes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let top_lanes = lanes.iter().take(5).map(|&(l, n)| (fs.prep.lanes[l as usize].label(), n)).collect();
-    let day = fs.night().cutoff_day();
-    let disrupted_lanes = fs
-        .disrupted_lanes()
+    let label = |(o, d, s): &(String, String, String)| format!("{o}→{d} {s}");
+    let top_lanes = lanes.iter().take(5).map(|(l, n)| (label(l), *n)).collect();
+    let disrupted_lanes = run
+        .disrupted
         .iter()
-        .enumerate()
-        .filter_map(|(l, worst)| {
-            worst.map(|s| {
-                format!("{} ({} ×{:.1})", fs.prep.lanes[l].label(), STAGES[s].label, fs.series.at(l, s, day).ratio)
-            })
-        })
+        .map(|x| format!("{} ({} ×{:.1})", x.lane.label(), STAGES[x.stage].label, x.ratio))
         .collect();
     Ok(RunSummary {
-        as_of: res.night.to_string(),
+        as_of: run.night.to_string(),
         out,
-        scored: a.scores.height() as u64,
-        alerts: a.alerts.len() as u64,
+        scored: run.scores.height() as u64,
+        alerts: a.height() as u64,
         by_kind,
         by_kind_severity,
-        recovered: a.recovered.height() as u64,
+        recovered: run.recovered.height() as u64,
         disrupted_lanes,
         top_lanes,
-        model: res.model.kind.clone(),
-        trained_on: res.trained_on().map(str::to_string),
-        model_kept: res.trained.as_ref().is_some_and(|t| t.reused),
-        fallback: res.model.metrics.fallback.clone(),
+        model: run.model.kind.clone(),
+        trained_on: run.trained_on.clone(),
+        model_kept: run.model_kept,
+        fallback: run.model.metrics.fallback.clone(),
         warnings,
     })
 }

@@ -390,6 +390,20 @@ fn fill_rows(
     (x, extras)
 }
 
+/// A lane flagged disrupted as of the night (`FeatureSet::disrupted`): its worst stage (index
+/// into `STAGES`), the cutoff day its disruption started, and the series' point that night.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disrupted {
+    pub lane: prepare::LaneKey,
+    pub stage: usize,
+    pub since: Option<i64>,
+    pub recent_p50: f64,
+    pub baseline_p50: f64,
+    pub ratio: f64,
+    pub recent_n: u32,
+}
+crate::codec_struct!(Disrupted { lane, stage, since, recent_p50, baseline_p50, ratio, recent_n });
+
 impl FeatureSet {
     /// The night these features are as of.
     pub fn night(&self) -> Night {
@@ -427,6 +441,29 @@ impl FeatureSet {
     /// Per lane (index into `prep.lanes`), its worst disrupted stage as of the night, if any.
     pub fn disrupted_lanes(&self) -> &[Option<usize>] {
         &self.disrupted
+    }
+
+    /// The lanes flagged disrupted as of the night, in lane order, as the report and the run's
+    /// summary show them.
+    pub fn disrupted(&self) -> Vec<Disrupted> {
+        let day = self.night().cutoff_day();
+        self.disrupted
+            .iter()
+            .enumerate()
+            .filter_map(|(l, worst)| {
+                let s = (*worst)?;
+                let pt = self.series.at(l, s, day);
+                Some(Disrupted {
+                    lane: self.prep.lanes[l].clone(),
+                    stage: s,
+                    since: self.series.disrupted_since(l, s, day),
+                    recent_p50: pt.recent_p50,
+                    baseline_p50: pt.baseline_p50,
+                    ratio: pt.ratio,
+                    recent_n: pt.recent_n,
+                })
+            })
+            .collect()
     }
 
     fn context(&self) -> snapshot::Context<'_> {

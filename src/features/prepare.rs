@@ -45,6 +45,8 @@ pub struct LaneKey {
     pub service: String,
 }
 
+crate::codec_struct!(LaneKey { origin, destination, service });
+
 impl LaneKey {
     /// `CN-GD` → `CN`: the first level of the fallback hierarchy groups origins by country.
     pub fn origin_country(&self) -> &str {

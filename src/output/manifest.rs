@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::ingest::FileInfo;
-use crate::night::{NightResult, TOOL_VERSION, Timings};
+use crate::night::{TOOL_VERSION, Timings};
+use crate::output::RunOutputs;
 
 #[derive(Serialize)]
 pub struct Manifest<'a> {
@@ -58,7 +59,7 @@ impl<'a> Manifest<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &'a Config,
-        res: &'a NightResult,
+        run: &'a RunOutputs,
         inputs: &'a [FileInfo],
         written: &[(String, u64)],
         warnings: &'a [String],
@@ -69,19 +70,19 @@ impl<'a> Manifest<'a> {
             tool: "lanewatch",
             tool_version: TOOL_VERSION,
             pipeline: &config.pipeline.name,
-            as_of: res.night.to_string(),
-            cutoff: res.night.cutoff_rfc3339(),
+            as_of: run.night.to_string(),
+            cutoff: run.night.cutoff_rfc3339(),
             seed: config.pipeline.seed,
             config,
-            previous_run: res.previous.map(|d| d.to_string()),
+            previous_run: run.previous.map(|d| d.to_string()),
             inputs,
             outputs: written.iter().map(|(f, r)| OutputInfo { file: f.clone(), rows: *r }).collect(),
             model: ManifestModel {
-                kind: &res.model.kind,
-                fallback: &res.model.metrics.fallback,
-                feature_schema_version: res.model.feature_schema_version,
-                windows: &res.model.metrics.windows,
-                floor: &res.model.metrics.floor,
+                kind: &run.model.kind,
+                fallback: &run.model.metrics.fallback,
+                feature_schema_version: run.model.feature_schema_version,
+                windows: &run.model.metrics.windows,
+                floor: &run.model.metrics.floor,
             },
             warnings,
             state: None,

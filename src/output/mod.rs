@@ -8,14 +8,20 @@ pub mod run_dir;
 pub mod sellers;
 pub mod trends;
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use chrono::NaiveDate;
 use polars::prelude::*;
 
+use crate::advice::Advice;
 use crate::alerts::AlertKind;
+use crate::calendar::Night;
 use crate::error::{Error, Result};
 use crate::evaluate::{BacktestSummary, NightRow};
+use crate::features::Disrupted;
 use crate::io;
+use crate::model::SavedModel;
 use crate::night::NightResult;
 use crate::report;
 use crate::schema::outputs;
@@ -23,22 +29,66 @@ use crate::settings::Settings;
 use crate::validate::Report;
 pub use run_dir::{LOCK_FILE, OutputLock, Staging, previous_alerts, previous_run, run_dir_name};
 
+/// What a night's run folder is written from: a single run's `NightResult` (`RunOutputs::of`)
+/// or the merged rounds of a sharded night (`rounds::outputs`). Frames are shared, not copied.
+pub struct RunOutputs {
+    pub night: Night,
+    pub model: SavedModel,
+    /// The night the model was trained on, when not this one (a training schedule), and
+    /// whether it was the model kept in the state.
+    pub trained_on: Option<String>,
+    pub model_kept: bool,
+    /// The run whose alerts tonight's continued from.
+    pub previous: Option<NaiveDate>,
+    pub scores: DataFrame,
+    /// `alerts.parquet`.
+    pub alerts: DataFrame,
+    pub recovered: DataFrame,
+    pub lane_alerts: DataFrame,
+    pub lanes: DataFrame,
+    pub advice: Advice,
+    /// Alerts dropped by the per-seller cap, per seller_id.
+    pub suppressed: HashMap<String, u64>,
+    pub disrupted: Vec<Disrupted>,
+    /// Per lane, the median promise of its parcels in flight (`report::promise_days`).
+    pub promise_days: BTreeMap<(String, String, String), f64>,
+}
+
+impl RunOutputs {
+    pub fn of(res: &NightResult) -> Result<RunOutputs> {
+        let a = &res.alerts;
+        Ok(RunOutputs {
+            night: res.night,
+            model: res.model.clone(),
+            trained_on: res.trained_on().map(str::to_string),
+            model_kept: res.trained.as_ref().is_some_and(|t| t.reused),
+            previous: res.previous,
+            scores: a.scores.clone(),
+            alerts: a.frame()?,
+            recovered: a.recovered.clone(),
+            lane_alerts: a.lane_alerts.clone(),
+            lanes: res.features.lanes_frame()?,
+            advice: res.advice.clone(),
+            suppressed: a.suppressed.clone(),
+            disrupted: res.features.disrupted(),
+            promise_days: report::promise_days(&res.features),
+        })
+    }
+}
+
 /// Writes every data file of a night into the staging folder; returns (file, rows) pairs, always
-/// in the same order.
+/// in the same order. `trend`: the report's nights, this one last.
 pub fn write_run(
     s: &Settings,
-    res: &NightResult,
+    run: &RunOutputs,
     input: &Report,
-    earlier: &[report::TrendNight],
+    trend: &[report::TrendNight],
     staging: &Staging,
 ) -> Result<Vec<(String, u64)>> {
-    let a = &res.alerts;
-    let alerts = a.frame()?;
-    let lanes = res.features.lanes_frame()?;
     // The seller files are created one at a time (see `write_sellers`), which left a core idle:
     // the data files and the report are written beside them.
     let (sellers, data) = rayon::join(
-        || sellers::write_sellers(&staging.path("sellers"), &alerts, &a.suppressed),
+        || sellers::write_sellers(&staging.path("sellers"), &run.alerts, &run.suppressed),
         || -> Result<Vec<(String, u64)>> {
             let mut written = Vec::new();
             let mut put = |name: &str, df: &DataFrame| -> Result<()> {
@@ -47,25 +97,23 @@ pub fn write_run(
                 written.push((name.to_string(), rows));
                 Ok(())
             };
-            put("scores.parquet", &a.scores)?;
-            put("alerts.parquet", &alerts)?;
-            put("recovered.parquet", &a.recovered)?;
-            put("lane_alerts.parquet", &a.lane_alerts)?;
-            put("lanes.parquet", &lanes)?;
-            put("service_advice.parquet", &res.advice.service)?;
-            put("promise_advice.parquet", &res.advice.promise)?;
-            put("seller_advice.parquet", &res.advice.sellers)?;
+            put("scores.parquet", &run.scores)?;
+            put("alerts.parquet", &run.alerts)?;
+            put("recovered.parquet", &run.recovered)?;
+            put("lane_alerts.parquet", &run.lane_alerts)?;
+            put("lanes.parquet", &run.lanes)?;
+            put("service_advice.parquet", &run.advice.service)?;
+            put("promise_advice.parquet", &run.advice.promise)?;
+            put("seller_advice.parquet", &run.advice.sellers)?;
 
-            let mut metrics = serde_json::to_vec_pretty(&res.model.metrics).map_err(Error::internal)?;
+            let mut metrics = serde_json::to_vec_pretty(&run.model.metrics).map_err(Error::internal)?;
             metrics.push(b'\n');
             io::write_file(&staging.path("metrics.json"), &metrics)?;
-            io::write_file(&staging.path("model.json"), &res.model.to_json()?)?;
+            io::write_file(&staging.path("model.json"), &run.model.to_json()?)?;
             written.push(("metrics.json".into(), 1));
             written.push(("model.json".into(), 1));
 
-            let mut trend = earlier.to_vec();
-            trend.push(trends::summarise(res.night.as_of(), &alerts, &lanes, &res.features)?);
-            let html = report::run_report(&s.config, res, input, &lanes, &trend)?;
+            let html = report::run_report(&s.config, run, input, trend)?;
             io::write_file(&staging.path("report.html"), html.as_bytes())?;
             Ok(written)
         },
@@ -75,6 +123,21 @@ pub fn write_run(
     written.push(("sellers/index.csv".into(), sellers?));
     written.push(("report.html".into(), 1));
     Ok(written)
+}
+
+/// The report's nights: up to `report.trend_nights − 1` complete runs before this one in `out`,
+/// then this one, at-risk alerts scored against the outcomes `known` tonight (`trends`); with
+/// a warning for each earlier run that could not be read.
+pub fn trend(
+    s: &Settings,
+    out: &Path,
+    run: &RunOutputs,
+    known: &dyn Fn(&str) -> Option<bool>,
+) -> Result<(Vec<report::TrendNight>, Vec<String>)> {
+    let as_of = run.night.as_of();
+    let (mut nights, warnings) = trends::earlier(out, as_of, s.config.report.trend_nights, known);
+    nights.push(trends::summarise(as_of, &run.alerts, &run.lanes, known)?);
+    Ok((nights, warnings))
 }
 
 /// `backtest.parquet`, `backtest.json` and `backtest.html` in `out`, each replaced atomically.

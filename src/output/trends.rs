@@ -8,13 +8,17 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::error::Result;
-use crate::features::FeatureSet;
 use crate::report::TrendNight;
 
 /// One night's summary from its alerts and lane frames. At-risk alerts are scored against the
-/// outcomes known at `now`'s cutoff (point in time: what tonight's data knows), so an earlier
+/// outcomes `known` at tonight's cutoff (`FeatureSet::known_outcome`) (point in time: what tonight's data knows), so an earlier
 /// night's precision fills in as its parcels resolve; tonight's own alerts have none yet.
-pub fn summarise(as_of: NaiveDate, alerts: &DataFrame, lanes: &DataFrame, now: &FeatureSet) -> Result<TrendNight> {
+pub fn summarise(
+    as_of: NaiveDate,
+    alerts: &DataFrame,
+    lanes: &DataFrame,
+    known: &dyn Fn(&str) -> Option<bool>,
+) -> Result<TrendNight> {
     let kind = alerts.column("alert")?.str()?;
     let ids = alerts.column("shipment_id")?.str()?;
     let mut t = TrendNight { as_of, ..TrendNight::default() };
@@ -24,7 +28,7 @@ pub fn summarise(as_of: NaiveDate, alerts: &DataFrame, lanes: &DataFrame, now: &
             Some("stalled") => t.stalled += 1,
             Some("at_risk") => {
                 t.at_risk += 1;
-                if let Some(late) = ids.get(k).and_then(|id| now.known_outcome(id)) {
+                if let Some(late) = ids.get(k).and_then(known) {
                     t.at_risk_resolved += 1;
                     t.at_risk_late += late as u64;
                 }
@@ -42,12 +46,14 @@ pub fn summarise(as_of: NaiveDate, alerts: &DataFrame, lanes: &DataFrame, now: &
 /// Up to `nights − 1` complete runs before `as_of` in `out`, newest last, summarised against
 /// tonight's outcomes; a run whose files cannot be read is left out and named in the returned
 /// warnings (a trend chart is no reason to fail a night).
-pub fn earlier(out: &Path, as_of: NaiveDate, nights: u32, now: &FeatureSet) -> (Vec<TrendNight>, Vec<String>) {
-    let runs: Vec<(NaiveDate, std::path::PathBuf)> =
-        super::run_dir::complete_runs(out).into_iter().filter(|r| r.0 < as_of).collect();
-    let keep = runs.len().saturating_sub(nights.saturating_sub(1) as usize);
+pub fn earlier(
+    out: &Path,
+    as_of: NaiveDate,
+    nights: u32,
+    known: &dyn Fn(&str) -> Option<bool>,
+) -> (Vec<TrendNight>, Vec<String>) {
     let (mut found, mut warnings) = (Vec::new(), Vec::new());
-    for (d, dir) in &runs[keep..] {
+    for (d, dir) in &runs(out, as_of, nights) {
         let read = |name: &str, cols: &[&str]| -> Result<DataFrame> {
             let path = dir.join(name);
             let f = std::fs::File::open(&path)
@@ -56,11 +62,48 @@ pub fn earlier(out: &Path, as_of: NaiveDate, nights: u32, now: &FeatureSet) -> (
         };
         let summary = read("alerts.parquet", &["shipment_id", "alert"])
             .and_then(|a| Ok((a, read("lanes.parquet", &["shipments", "late", "disrupted"])?)))
-            .and_then(|(a, l)| summarise(*d, &a, &l, now));
+            .and_then(|(a, l)| summarise(*d, &a, &l, known));
         match summary {
             Ok(t) => found.push(t),
             Err(e) => warnings.push(format!("run {} left out of the report's trends: {e}", dir.display())),
         }
     }
     (found, warnings)
+}
+
+/// The complete runs before `as_of` in `out` that a report of `nights` nights shows, oldest
+/// first.
+fn runs(out: &Path, as_of: NaiveDate, nights: u32) -> Vec<(NaiveDate, std::path::PathBuf)> {
+    let mut runs: Vec<(NaiveDate, std::path::PathBuf)> =
+        super::run_dir::complete_runs(out).into_iter().filter(|r| r.0 < as_of).collect();
+    let keep = runs.len().saturating_sub(nights.saturating_sub(1) as usize);
+    runs.drain(..keep);
+    runs
+}
+
+/// The shipments of the at-risk alerts of the runs `earlier` reads, and those runs' dates: a
+/// sharded night's shards tell the merge which of these turned out late (`summarise` scores
+/// them), and the merge checks it read the same runs. A run that cannot be read is left out,
+/// as `earlier` leaves it out.
+pub fn at_risk_ids(out: &Path, as_of: NaiveDate, nights: u32) -> (std::collections::BTreeSet<String>, Vec<String>) {
+    let (mut ids, mut dates) = (std::collections::BTreeSet::new(), Vec::new());
+    for (d, dir) in runs(out, as_of, nights) {
+        let path = dir.join("alerts.parquet");
+        let read = || -> Result<DataFrame> {
+            let f = std::fs::File::open(&path)
+                .map_err(|e| crate::error::Error::bad_file(path.display().to_string(), e.to_string()))?;
+            Ok(ParquetReader::new(f).with_columns(Some(vec!["shipment_id".into(), "alert".into()])).finish()?)
+        };
+        let Ok(a) = read() else { continue };
+        let (Ok(id), Ok(kind)) =
+            (a.column("shipment_id").and_then(|c| c.str()), a.column("alert").and_then(|c| c.str()))
+        else {
+            continue;
+        };
+        ids.extend(
+            id.iter().zip(kind.iter()).filter(|(_, k)| *k == Some("at_risk")).filter_map(|(i, _)| i.map(String::from)),
+        );
+        dates.push(d.to_string());
+    }
+    (ids, dates)
 }

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::evaluate::BacktestSummary;
 use crate::model::Metrics;
-use crate::night::NightResult;
+use crate::output::RunOutputs;
 use crate::schema::STAGES;
 use crate::validate::Report;
 
@@ -597,41 +597,39 @@ fn f1(v: f64) -> String {
 }
 
 /// The report of one nightly run.
-pub fn run_report(
-    cfg: &Config,
-    res: &NightResult,
-    input: &Report,
-    lanes: &DataFrame,
-    trend: &[TrendNight],
-) -> Result<String> {
-    let a = &res.alerts;
-    let fs = &res.features;
+pub fn run_report(cfg: &Config, run: &RunOutputs, input: &Report, trend: &[TrendNight]) -> Result<String> {
+    let lanes = &run.lanes;
     let mut body = String::new();
-    let _ = write!(body, "<h1>lanewatch: night of {}</h1>\n", esc(&res.night.to_string()));
+    let _ = write!(body, "<h1>lanewatch: night of {}</h1>\n", esc(&run.night.to_string()));
 
-    let counts: BTreeMap<(String, String), u64> =
-        a.counts().into_iter().map(|((k, s), n)| ((k.name().to_string(), s.name().to_string()), n)).collect();
-    let seller_name = fs.prep.seller_names();
+    let text = |c: &str| -> Result<StringChunked> { Ok(run.alerts.column(c)?.str()?.clone()) };
+    let (kind, severity, seller) = (text("alert")?, text("severity")?, text("seller_id")?);
+    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut by_seller: BTreeMap<String, u64> = BTreeMap::new();
-    for al in &a.alerts {
-        *by_seller.entry(seller_name[fs.prep.seller[al.ship as usize] as usize].to_string()).or_insert(0) += 1;
+    for k in 0..run.alerts.height() {
+        let at = |c: &StringChunked| c.get(k).unwrap_or("").to_string();
+        *counts.entry((at(&kind), at(&severity))).or_insert(0) += 1;
+        *by_seller.entry(at(&seller)).or_insert(0) += 1;
     }
-    let m = &res.model.metrics;
+    let m = &run.model.metrics;
     let eval = m.model.as_ref();
     let summary_rows = vec![
         vec!["pipeline".into(), cfg.pipeline.name.clone()],
         vec!["input shipments / events".into(), format!("{} / {}", input.shipments, input.events)],
-        vec!["in-flight shipments scored".into(), a.scores.height().to_string()],
-        vec!["alerts".into(), a.alerts.len().to_string()],
-        vec!["recovered since the previous run".into(), a.recovered.height().to_string()],
-        vec!["previous run".into(), res.previous.map(|d| d.to_string()).unwrap_or_else(|| "none".into())],
+        vec!["in-flight shipments scored".into(), run.scores.height().to_string()],
+        vec!["alerts".into(), run.alerts.height().to_string()],
+        vec!["recovered since the previous run".into(), run.recovered.height().to_string()],
+        vec!["previous run".into(), run.previous.map(|d| d.to_string()).unwrap_or_else(|| "none".into())],
         vec![
             "model".into(),
             format!(
                 "{}{}{}",
-                res.model.kind,
+                run.model.kind,
                 // On a training schedule, the night the model was trained on.
-                res.trained_on().map(|d| format!(", trained on {d} (model.retrain_every_days)")).unwrap_or_default(),
+                run.trained_on
+                    .as_ref()
+                    .map(|d| format!(", trained on {d} (model.retrain_every_days)"))
+                    .unwrap_or_default(),
                 m.fallback.as_ref().map(|f| format!(" (fallback: {f})")).unwrap_or_default()
             ),
         ],
@@ -690,7 +688,7 @@ pub fn run_report(
     body += &trend_charts(trend);
 
     body += "<h2>Risk</h2>\n";
-    let risk: Vec<f64> = a.scores.column("risk")?.f64()?.iter().flatten().collect();
+    let risk: Vec<f64> = run.scores.column("risk")?.f64()?.iter().flatten().collect();
     body += &risk_histogram(&risk)?;
     body += &reliability(m)?;
     body += &pr_curves(m)?;
@@ -718,28 +716,21 @@ pub fn run_report(
     body += &table(&["model", "pr_auc", "roc_auc", "brier", "precision@budget", "recall@budget"], &model_rows);
 
     body += "<h2>Lanes</h2>\n";
-    let day = fs.night().cutoff_day();
     let mut disrupted = Vec::new();
     let mut disrupted_rows = Vec::new();
-    for (l, worst) in fs.disrupted_lanes().iter().enumerate() {
-        if let Some(s) = *worst {
-            let pt = fs.series.at(l, s, day);
-            let since = fs
-                .series
-                .disrupted_since(l, s, day)
-                .map(|d| crate::calendar::as_of_of_cutoff_day(d).to_string())
-                .unwrap_or_default();
-            disrupted.push((fs.prep.lanes[l].label(), STAGES[s].label.to_string(), pt.recent_p50, pt.baseline_p50));
-            disrupted_rows.push(vec![
-                fs.prep.lanes[l].label(),
-                STAGES[s].label.to_string(),
-                since,
-                format!("{:.1}", pt.recent_p50),
-                format!("{:.1}", pt.baseline_p50),
-                format!("{:.2}", pt.ratio),
-                pt.recent_n.to_string(),
-            ]);
-        }
+    for d in &run.disrupted {
+        let since = d.since.map(|day| crate::calendar::as_of_of_cutoff_day(day).to_string()).unwrap_or_default();
+        let stage = STAGES[d.stage].label.to_string();
+        disrupted.push((d.lane.label(), stage.clone(), d.recent_p50, d.baseline_p50));
+        disrupted_rows.push(vec![
+            d.lane.label(),
+            stage,
+            since,
+            format!("{:.1}", d.recent_p50),
+            format!("{:.1}", d.baseline_p50),
+            format!("{:.2}", d.ratio),
+            d.recent_n.to_string(),
+        ]);
     }
     body += &disrupted_chart(&disrupted)?;
     body += &table(
@@ -748,9 +739,9 @@ pub fn run_report(
     );
     body += &lane_heatmap(lanes)?;
     body += "<h2>Lane transit percentiles</h2>\n";
-    body += &lane_percentiles(lanes, &promise_days(fs), cfg.report.percentile_lanes)?;
-    body += &advice_section(&res.advice, cfg)?;
-    Ok(page(&format!("lanewatch {}", res.night), &body))
+    body += &lane_percentiles(lanes, &run.promise_days, cfg.report.percentile_lanes)?;
+    body += &advice_section(&run.advice, cfg)?;
+    Ok(page(&format!("lanewatch {}", run.night), &body))
 }
 
 #[cfg(test)]

@@ -146,6 +146,19 @@ pub fn sample_data() -> PathBuf {
     repo().join("sample_data")
 }
 
+/// Copies the folder `from`, subfolders too, to `to` (created).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 /// Copies the files of an input folder (not subfolders) into a new temporary folder.
 pub fn copy_input(from: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

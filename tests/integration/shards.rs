@@ -631,15 +631,14 @@ fn the_spark_jobs_rounds_are_lanewatchs() {
     assert_eq!(names, want);
 }
 
-/// The merges of rounds `score` and `advice` give the run folder's `scores`, `alerts`,
-/// `recovered`, `lane_alerts`, `lanes` and advice files and its `sellers/` folder byte for
-/// byte, for N in
-/// {1, 2, 3, 7}: the per-seller cap is applied across shards (a cap of 2, so it binds), lanes
-/// are flagged disrupted (a loose rule), and
-/// first_alerted_on and the recovered shipments continue from the same previous run. A share
-/// computed against another previous run is refused.
+/// `merge --rounds` writes the night's run folder from the merged rounds alone (the shards'
+/// data never read by one machine), byte-identical (manifest aside) to the single run's, for N
+/// in {1, 2, 3, 7}: the per-seller cap applied across shards (a cap of 2, so it binds), lanes
+/// flagged disrupted (a loose rule), advice falling back to a service's pool (which spans
+/// shards), first_alerted_on, recovered shipments and the report's trends continuing from the
+/// same earlier run. Rounds computed against another earlier run are refused.
 #[test]
-fn rounds_give_the_single_runs_alert_lane_advice_and_seller_files() {
+fn merge_from_the_rounds_writes_the_single_runs_folder() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("capped.toml");
     // A cap that binds, and a disruption rule loose enough to flag lanes on a small input.
@@ -647,11 +646,12 @@ fn rounds_give_the_single_runs_alert_lane_advice_and_seller_files() {
         + "\n[alerts]\nmax_per_seller = 2\n[lanes]\ndisruption_ratio = 1.05\ndisruption_min_recent = 3\n"
         + "disruption_min_increase_days = 0.1\ndisruption_min_z = 0.5\n";
     std::fs::write(&config, text).unwrap();
-    let (config, out) = (config.to_str().unwrap(), dir.path().join("out"));
-    let (input, out_s) = (input().to_str().unwrap(), out.to_str().unwrap());
-    let earlier = (date(AS_OF) - chrono::Duration::days(7)).to_string();
+    let config = config.to_str().unwrap();
+    let out = dir.path().join("out");
+    let input = input().to_str().unwrap();
+    let earlier = (date(AS_OF) - chrono::Duration::days(21)).to_string();
     for night in [earlier.as_str(), AS_OF] {
-        let args = ["run", "--input", input, "--out", out_s, "--as-of", night, "--config", config];
+        let args = ["run", "--input", input, "--out", out.to_str().unwrap(), "--as-of", night, "--config", config];
         expect_code(&lanewatch(&args), 0);
     }
     let single = out.join(format!("as_of={AS_OF}"));
@@ -659,56 +659,58 @@ fn rounds_give_the_single_runs_alert_lane_advice_and_seller_files() {
         let rows = read_parquet(&single.join(format!("{file}.parquet"))).height();
         assert!(rows > 0, "the single run has no {what}");
     }
-    // Service advice that falls back to the service's pool, which spans shards.
     let basis = read_parquet(&single.join("service_advice.parquet")).column("basis").unwrap().str().unwrap().clone();
     assert!(basis.iter().any(|b| b == Some("service")), "no service advice reads a service's pool");
     let first =
         read_parquet(&single.join("alerts.parquet")).column("first_alerted_on").unwrap().date().unwrap().clone();
     assert!(first.physical().iter().flatten().any(|d| d < first.physical().max().unwrap()), "no alert carried over");
-    let s = settings_with(
-        Some(Path::new(config)),
-        &[],
-        lanewatch::config::Overrides {
+
+    // Each sharded night writes into an output folder holding the same earlier run.
+    let sharded_out = |name: &str| {
+        let o = dir.path().join(name);
+        copy_tree(&out.join(format!("as_of={earlier}")), &o.join(format!("as_of={earlier}")));
+        o
+    };
+    let settings = |o: &Path| {
+        let over = lanewatch::config::Overrides {
             input: Some(input.into()),
-            out: Some(out.clone()),
+            out: Some(o.to_path_buf()),
             as_of: Some(AS_OF.to_string()),
             ..Default::default()
-        },
-    );
+        };
+        settings_with(Some(Path::new(config)), &[], over)
+    };
+    let merge_rounds = |p: &Path, n: u32, o: &Path| {
+        let n = n.to_string();
+        let (p, o) = (p.to_str().unwrap(), o.to_str().unwrap());
+        let args = ["merge", "--partials", p, "--shards", &n, "--out", o, "--as-of", AS_OF, "--config", config];
+        lanewatch(&[&args[..], &["--rounds"]].concat())
+    };
     for n in [1u32, 2, 3, 7] {
+        let o = sharded_out(&format!("out-{n}"));
+        let s = settings(&o);
         let partials = all_shards_with(n, config);
         lanewatch::rounds::run_all(&s, partials.path(), n).unwrap();
         let scored = lanewatch::rounds::scored(&s, partials.path(), n).unwrap();
-        let advice = lanewatch::rounds::advice(&s, partials.path(), n).unwrap();
-        let a = scored.alerts;
-        assert!(a.suppressed.values().sum::<u64>() > 0, "{n} shards: the cap never bound");
-        let got = tempfile::tempdir().unwrap();
-        for (name, df) in [
-            ("scores", &a.scores),
-            ("alerts", &a.alerts),
-            ("recovered", &a.recovered),
-            ("lane_alerts", &a.lane_alerts),
-            ("lanes", &scored.lanes),
-            ("service_advice", &advice.service),
-            ("promise_advice", &advice.promise),
-            ("seller_advice", &advice.sellers),
-        ] {
-            let file = format!("{name}.parquet");
-            write_parquet(&mut df.clone(), &got.path().join(&file));
-            let same = std::fs::read(got.path().join(&file)).unwrap() == std::fs::read(single.join(&file)).unwrap();
-            assert!(same, "{n} shards: {file} differs");
-        }
-        let suppressed = a.suppressed.into_iter().collect();
-        lanewatch::output::sellers::write_sellers(&got.path().join("sellers"), &a.alerts, &suppressed).unwrap();
-        assert_eq!(tree(&got.path().join("sellers")), tree(&single.join("sellers")), "{n} shards: sellers/ differs");
+        assert!(scored.alerts.suppressed.values().sum::<u64>() > 0, "{n} shards: the cap never bound");
+        expect_code(&merge_rounds(partials.path(), n, &o), 0);
+        assert_same_data(&single, &o.join(format!("as_of={AS_OF}")), &format!("{n} shards through the rounds"));
     }
-    // The shards read the previous run when they scored; a merge that finds another refuses.
+    // The shards read the earlier runs when they scored; once those change, the round's merge
+    // and the run folder's refuse.
+    let o = sharded_out("out-stale");
+    let s = settings(&o);
     let partials = all_shards_with(2, config);
     lanewatch::rounds::run_all(&s, partials.path(), 2).unwrap();
-    std::fs::rename(out.join(format!("as_of={earlier}")), out.join("moved-away")).unwrap();
+    std::fs::rename(o.join(format!("as_of={earlier}")), o.join("moved-away")).unwrap();
     let e = lanewatch::rounds::merge_round(&s, partials.path(), 2, lanewatch::rounds::Round::Score).unwrap_err();
     assert_eq!(e.exit_code(), 65, "{e}");
-    assert!(e.to_string().contains(&format!("stale: computed against the previous run as_of={earlier}")), "{e}");
+    let stale = format!("stale: computed against the previous run as_of={earlier}");
+    assert!(e.to_string().contains(&stale), "{e}");
+    let m = merge_rounds(partials.path(), 2, &o);
+    expect_code(&m, 65);
+    assert!(stderr(&m).contains(&stale), "{}", stderr(&m));
+    assert!(!o.join(format!("as_of={AS_OF}")).exists(), "a refused merge wrote its run folder");
 }
 
 /// Partials of every shard of `n` with the config `config`, in a new folder.
