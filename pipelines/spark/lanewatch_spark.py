@@ -19,12 +19,12 @@
    for each round, one Spark stage of one task per shard runs `lanewatch run --shard i/N
    --round NAME` (the shard's share, from its partial and the rounds merged before), then the
    driver runs `lanewatch merge --round NAME`. The model is trained once, in the merge of
-   `train-rows`; each shard scores its own rows in `score`. Today the run folder is still
-   written from the merged input (step 4), so --rounds is a check of the distributed path, not
-   yet a saving: its model and risks equal the single run's (tests/integration/shards.rs
-   compares them with the single machine's, computed in process).
+   `train-rows`; each shard scores and alerts its own rows in `score` and computes its advice
+   in `advice`. Spark itself checks that no shipment id is in two shards (exit 65).
 4. The driver runs `lanewatch merge`, which refuses a missing, duplicate or mismatched partial,
-   and writes OUT/as_of=DATE/ as a single `lanewatch run` would, byte for byte (manifest aside).
+   and writes OUT/as_of=DATE/ as a single `lanewatch run` would, byte for byte (manifest aside):
+   with --rounds from the merged rounds (`merge --rounds`: no machine holds the night's input),
+   without from the merged partials' data.
 
 Task failures are Spark's to retry (`spark.task.maxFailures`; for local mode the master
 `local[N,F]` allows F attempts). PARTIALS and OUT must be visible to every executor and the
@@ -156,7 +156,7 @@ def round_task(args, name):
             env["LANEWATCH_FAULT"] = f"kill:round:{name}"
         # The round reads the shard's partial and merged rounds, not the input.
         cmd = [args.lanewatch, "run", "--shard", f"{shard}/{args.shards}", "--partials", args.partials,
-               "--as-of", args.as_of, "--round", name]
+               "--as-of", args.as_of, "--round", name, "--out", args.out]
         if args.config:
             cmd += ["--config", args.config]
         started = time.monotonic()
@@ -174,7 +174,7 @@ def run_rounds(spark, args):
         if [r[0] for r in done] != list(range(args.shards)):
             sys.exit(f"lanewatch_spark: round {name}: shards that ran: {[r[0] for r in done]}")
         cmd = [args.lanewatch, "merge", "--partials", args.partials, "--shards", str(args.shards),
-               "--as-of", args.as_of, "--round", name]
+               "--as-of", args.as_of, "--round", name, "--out", args.out]
         if args.config:
             cmd += ["--config", args.config]
         merged = subprocess.run(cmd)  # its one-line error on stderr; its exit code is the job's
@@ -254,6 +254,13 @@ def main(argv=None):
         ships = ships.join(F.broadcast(keys), on, "left").drop("_d", "_s")
         # A null destination or service is an input error lanewatch reports; shard 0 reads it.
         ships = ships.withColumn("_shard", F.coalesce("_shard", F.lit(0)))
+        if args.rounds:
+            # `merge --rounds` never holds the whole input, so a shipment id in two shards (the
+            # single run's duplicate-id error) is looked for here, by Spark.
+            dup = ships.groupBy(ship_id).count().filter(F.col("count") > 1).limit(1).collect()
+            if dup:
+                print(f"lanewatch_spark: shipments: shipment_id {dup[0][0]!r} appears more than once", file=sys.stderr)
+                sys.exit(65)
         owner = ships.select(F.col(ship_id).alias("_sid"), "_shard")
         events = events.join(owner, events[event_ship_id] == owner["_sid"], "left").drop("_sid")
         events = events.withColumn("_shard", F.coalesce("_shard", F.lit(0)))
@@ -284,7 +291,7 @@ def main(argv=None):
         spark.stop()
 
     cmd = [args.lanewatch, "merge", "--partials", args.partials, "--shards", str(args.shards), "--out", args.out,
-           "--as-of", args.as_of]
+           "--as-of", args.as_of] + (["--rounds"] if args.rounds else [])
     if args.config:
         cmd += ["--config", args.config]
     started = time.monotonic()

@@ -343,7 +343,10 @@ fn a_shipment_id_in_two_shards_fails_the_merge_as_it_fails_the_single_run() {
 }
 
 /// The Spark job (pipelines/spark/lanewatch_spark.py) in local mode, 3 shards, the first attempt
-/// of shard 1's task killed: Spark retries it and the night equals the single run. The input's
+/// of shard 1's task killed: Spark retries it and the night equals the single run. With
+/// --rounds (the first run) the shards compute the night in rounds, a round task killed and
+/// retried too, and the run folder is written from the merged rounds (`merge --rounds`); the
+/// second run (2 shards, no --rounds) merges the partials' data. The input's
 /// destination and event shipment_id columns carry other names, mapped by the config's
 /// `[input.columns]` and by a `LANEWATCH_INPUT__COLUMNS__…` variable, which the job applies as
 /// lanewatch does.
