@@ -427,7 +427,7 @@ impl Pools {
 /// Builds the night's advice. Pure: the feature set in, three sorted frames out. The whole
 /// network is one part (`Part`) whose service pools are its own.
 pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
-    finish(vec![Part::of(fs, p).rows(None, |_, _| true)], p)
+    finish(vec![Part::of(fs, p).rows(None, |_, _| true)?], p)
 }
 
 /// The pools of one part of the network (a shard owns whole destination × service groups, so
@@ -582,7 +582,7 @@ impl<'a> Part<'a> {
     /// groups it `owns` (of every origin × destination the network ships), promise advice and
     /// seller advice for its lanes. `network`: the whole network's service pools and lanes
     /// (`merge_services`); none when the part is the whole network.
-    pub fn rows(&self, network: Option<&Services>, owns: impl Fn(&str, &str) -> bool) -> AdviceRows {
+    pub fn rows(&self, network: Option<&Services>, owns: impl Fn(&str, &str) -> bool) -> Result<AdviceRows> {
         let (fs, p, pools) = (self.fs, self.p, &self.pools);
         let own_lanes: BTreeSet<LaneKey>;
         let (services, lanes) = match network {
@@ -621,11 +621,16 @@ impl<'a> Part<'a> {
             services_d.sort_by_key(|s| (service_rank(s, &cfg.services), *s));
             for s in services_d {
                 let lane = lane_of.get(&(o, d, s)).copied();
-                let (k_lane, k_ds, k_s) = (
-                    lane.map(|l| l as usize),
-                    pools.key_ds(d, s).expect("a destination × service group a part owns has a pool"),
-                    service_pool(s),
-                );
+                // A part owns whole destination × service groups, so it has the group's pool;
+                // partials cut another way are refused rather than advised on.
+                let k_ds = pools.key_ds(d, s).ok_or_else(|| {
+                    crate::error::Error::data(
+                        "shipments",
+                        "destination, service",
+                        format!("the part owns {d:?} × {s:?} but none of its shipments: its partial was not cut by the shard key"),
+                    )
+                })?;
+                let (k_lane, k_s) = (lane.map(|l| l as usize), service_pool(s));
                 let promise = k_lane.and_then(|k| self.promise_of(k)).or_else(|| self.promise_of(k_ds));
                 let (promise, _) = promise.unwrap_or((f64::NAN, f64::NAN));
                 let levels: Vec<(&'static str, usize, &[Obs])> = [
@@ -762,7 +767,7 @@ impl<'a> Part<'a> {
             })
             .collect();
         let sellers: Vec<SRow> = per_lane.into_iter().flatten().collect();
-        AdviceRows { service: rows, promise, sellers }
+        Ok(AdviceRows { service: rows, promise, sellers })
     }
 }
 

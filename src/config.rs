@@ -525,6 +525,10 @@ impl Config {
         if !ad.weight_bands_g.windows(2).all(|w| w[0] < w[1]) || ad.weight_bands_g.iter().any(|v| !(*v > 0.0)) {
             return bad("advice.weight_bands_g must be positive and increasing".into());
         }
+        // A band travels as a byte (`advice::Obs`).
+        if ad.weight_bands_g.len() > 254 {
+            return bad(format!("advice.weight_bands_g has {} edges; at most 254", ad.weight_bands_g.len()));
+        }
         if ad.promise_sample == 0 {
             return bad("advice.promise_sample must be at least 1".into());
         }

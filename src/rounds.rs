@@ -368,8 +368,9 @@ impl<'a> Rounds<'a> {
             Ok(out) => crate::output::previous_alerts(out, self.night.as_of()).0,
             Err(_) => alerts::Previous::default(),
         };
-        let earlier = Earlier { previous: previous_name(&prev), trend_runs: self.trend_ids().1 };
-        (prev, earlier)
+        let previous = self.s.out().ok().and_then(|out| crate::output::previous_run(out, self.night.as_of()));
+        let previous = previous.map(|(d, dir)| format!("as_of={d} ({})", crate::output::trends::alerts_digest(&dir)));
+        (prev, Earlier { previous, trend_runs: self.trend_ids().1 })
     }
 
     /// The shipments of the at-risk alerts of the runs the report's trends read, and those
@@ -505,7 +506,7 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
             let services: advice::Services = n.merged(Round::AdvicePools)?;
             let fs = n.feature_set(shard)?;
             let owns = |d: &str, sv: &str| crate::shard::shard_of(d, sv, shard.count) == shard.index;
-            n.write_share(round, shard, after, &advice::Part::of(&fs, &s.advice).rows(Some(&services), owns))
+            n.write_share(round, shard, after, &advice::Part::of(&fs, &s.advice).rows(Some(&services), owns)?)
         }
     }
 }
@@ -726,7 +727,8 @@ impl std::fmt::Display for Earlier {
 
 /// The night's run folder from the merged rounds in `dir`, continuing from `prev` (the
 /// previous run's alerts, read under the output's lock), with the outcomes the report's trends
-/// read. Refuses (exit 65) rounds computed against other earlier runs.
+/// read. Refuses (exit 65) rounds whose lineage no longer holds or that were computed against
+/// other earlier runs (each named by its date and its alerts' BLAKE3).
 pub fn outputs(
     s: &Settings,
     dir: &Path,
@@ -734,8 +736,22 @@ pub fn outputs(
     prev: &alerts::Previous,
 ) -> Result<(crate::output::RunOutputs, BTreeMap<String, bool>)> {
     let n = Rounds::new(s, dir, shards)?;
+    // Every round's merge still follows from its shares, and they from the merge before and
+    // the shards' current partials (a partial replaced since would otherwise go unseen).
+    for round in Round::ALL {
+        let (_, lineage) = n.merge_shares::<Skipped>(round)?;
+        let (h, _, Skipped) = n.read_full::<Skipped>(round, None)?;
+        if (h.after, h.inputs) != lineage {
+            return Err(Error::bad_file(
+                n.path(round, None).display().to_string(),
+                format!(
+                    "stale: merged from other shares than the round's now; run lanewatch merge --round {round} again"
+                ),
+            ));
+        }
+    }
     let scored: Scored = n.merged(Round::Score)?;
-    let earlier = Earlier { previous: previous_name(prev), trend_runs: n.trend_ids().1 };
+    let (_, earlier) = n.earlier();
     if scored.earlier != earlier {
         return Err(Error::bad_file(
             n.path(Round::Score, None).display().to_string(),
@@ -761,9 +777,4 @@ pub fn outputs(
         promise_days: scored.promise_days,
     };
     Ok((run, scored.known))
-}
-
-/// The previous run a night continues from, as the shards and the merge compare it.
-fn previous_name(prev: &alerts::Previous) -> Option<String> {
-    prev.as_of.map(|d| format!("as_of={d} ({} alerts)", prev.alerts.len()))
 }

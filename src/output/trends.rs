@@ -81,20 +81,19 @@ fn runs(out: &Path, as_of: NaiveDate, nights: u32) -> Vec<(NaiveDate, std::path:
     runs
 }
 
-/// The shipments of the at-risk alerts of the runs `earlier` reads, and those runs' dates: a
+/// The shipments of the at-risk alerts of the runs `earlier` reads, and those runs (date and
+/// their alerts' BLAKE3): a
 /// sharded night's shards tell the merge which of these turned out late (`summarise` scores
 /// them), and the merge checks it read the same runs. A run that cannot be read is left out,
 /// as `earlier` leaves it out.
 pub fn at_risk_ids(out: &Path, as_of: NaiveDate, nights: u32) -> (std::collections::BTreeSet<String>, Vec<String>) {
     let (mut ids, mut dates) = (std::collections::BTreeSet::new(), Vec::new());
     for (d, dir) in runs(out, as_of, nights) {
-        let path = dir.join("alerts.parquet");
-        let read = || -> Result<DataFrame> {
-            let f = std::fs::File::open(&path)
-                .map_err(|e| crate::error::Error::bad_file(path.display().to_string(), e.to_string()))?;
-            Ok(ParquetReader::new(f).with_columns(Some(vec!["shipment_id".into(), "alert".into()])).finish()?)
-        };
-        let Ok(a) = read() else { continue };
+        let Ok(bytes) = std::fs::read(dir.join("alerts.parquet")) else { continue };
+        let read = ParquetReader::new(std::io::Cursor::new(&bytes))
+            .with_columns(Some(vec!["shipment_id".into(), "alert".into()]))
+            .finish();
+        let Ok(a) = read else { continue };
         let (Ok(id), Ok(kind)) =
             (a.column("shipment_id").and_then(|c| c.str()), a.column("alert").and_then(|c| c.str()))
         else {
@@ -103,7 +102,15 @@ pub fn at_risk_ids(out: &Path, as_of: NaiveDate, nights: u32) -> (std::collectio
         ids.extend(
             id.iter().zip(kind.iter()).filter(|(_, k)| *k == Some("at_risk")).filter_map(|(i, _)| i.map(String::from)),
         );
-        dates.push(d.to_string());
+        dates.push(format!("as_of={d} (alerts.parquet BLAKE3 {})", blake3::hash(&bytes).to_hex()));
     }
     (ids, dates)
+}
+
+/// A run's `alerts.parquet` as the rounds name it: its BLAKE3 (or why it is unreadable).
+pub fn alerts_digest(dir: &Path) -> String {
+    match std::fs::read(dir.join("alerts.parquet")) {
+        Ok(bytes) => format!("alerts.parquet BLAKE3 {}", blake3::hash(&bytes).to_hex()),
+        Err(e) => format!("alerts.parquet unreadable: {e}"),
+    }
 }

@@ -78,6 +78,19 @@ fn shard_of_input(
     as_of: &str,
     env: &[(&str, &str)],
 ) -> std::process::Output {
+    shard_with_config(input, i, n, partials, as_of, &cfg(), env)
+}
+
+/// `lanewatch run --shard i/n` of `input` into `partials` with the config file `config`.
+fn shard_with_config(
+    input: &Path,
+    i: u32,
+    n: u32,
+    partials: &Path,
+    as_of: &str,
+    config: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let spec = format!("{i}/{n}");
     let args = [
         "run",
@@ -90,7 +103,7 @@ fn shard_of_input(
         "--as-of",
         as_of,
         "--config",
-        &cfg(),
+        config,
     ];
     lanewatch_env(&args, env)
 }
@@ -118,11 +131,7 @@ fn merge(partials: &Path, n: u32, out: &Path, extra: &[&str]) -> std::process::O
 
 /// Partials of every shard of `n` in a new folder.
 fn all_shards(n: u32) -> tempfile::TempDir {
-    let partials = tempfile::tempdir().unwrap();
-    for i in 0..n {
-        expect_code(&shard(i, n, partials.path(), AS_OF, &[]), 0);
-    }
-    partials
+    all_shards_with(n, &cfg())
 }
 
 fn meta(partials: &Path, i: u32, n: u32) -> serde_json::Value {
@@ -639,7 +648,8 @@ fn the_spark_jobs_rounds_are_lanewatchs() {
 /// in {1, 2, 3, 7}: the per-seller cap applied across shards (a cap of 2, so it binds), lanes
 /// flagged disrupted (a loose rule), advice falling back to a service's pool (which spans
 /// shards), first_alerted_on, recovered shipments and the report's trends continuing from the
-/// same earlier run. Rounds computed against another earlier run are refused.
+/// same earlier run. Rounds whose lineage no longer holds (a partial replaced) or computed
+/// against another earlier run are refused.
 #[test]
 fn merge_from_the_rounds_writes_the_single_runs_folder() {
     let dir = tempfile::tempdir().unwrap();
@@ -705,6 +715,15 @@ fn merge_from_the_rounds_writes_the_single_runs_folder() {
     let s = settings(&o);
     let partials = all_shards_with(2, config);
     lanewatch::rounds::run_all(&s, partials.path(), 2).unwrap();
+    // A shard's partial replaced after the rounds: the run folder's lineage check refuses.
+    let json = partials.path().join("shard-1-of-2.json");
+    let good = std::fs::read(&json).unwrap();
+    std::fs::write(&json, [&good[..], b"\n"].concat()).unwrap();
+    let m = merge_rounds(partials.path(), 2, &o);
+    expect_code(&m, 65);
+    assert!(stderr(&m).contains("stale: computed from another partial of the shard"), "{}", stderr(&m));
+    assert!(!o.join(format!("as_of={AS_OF}")).exists(), "a refused merge wrote its run folder");
+    std::fs::write(&json, good).unwrap();
     std::fs::rename(o.join(format!("as_of={earlier}")), o.join("moved-away")).unwrap();
     let e = lanewatch::rounds::merge_round(&s, partials.path(), 2, lanewatch::rounds::Round::Score).unwrap_err();
     assert_eq!(e.exit_code(), 65, "{e}");
@@ -719,23 +738,27 @@ fn merge_from_the_rounds_writes_the_single_runs_folder() {
 /// Partials of every shard of `n` with the config `config`, in a new folder.
 fn all_shards_with(n: u32, config: &str) -> tempfile::TempDir {
     let partials = tempfile::tempdir().unwrap();
-    let p = partials.path().to_str().unwrap();
     for i in 0..n {
-        let spec = format!("{i}/{n}");
-        let args = [
-            "run",
-            "--shard",
-            &spec,
-            "--partials",
-            p,
-            "--input",
-            input().to_str().unwrap(),
-            "--as-of",
-            AS_OF,
-            "--config",
-            config,
-        ];
-        expect_code(&lanewatch(&args), 0);
+        expect_code(&shard_with_config(input(), i, n, partials.path(), AS_OF, config, &[]), 0);
     }
     partials
+}
+
+/// The rounds train the night's own model: a training schedule is refused as a config error.
+#[test]
+fn rounds_refuse_a_training_schedule() {
+    let s = settings_with(
+        Some(&fast_config()),
+        &[("LANEWATCH_MODEL__RETRAIN_EVERY_DAYS", "7")],
+        lanewatch::config::Overrides {
+            input: Some(input().to_path_buf()),
+            as_of: Some(AS_OF.to_string()),
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let shard = lanewatch::shard::Shard { index: 0, count: 1 };
+    let e = lanewatch::rounds::shard_round(&s, dir.path(), shard, lanewatch::rounds::Round::Window).unwrap_err();
+    assert_eq!(e.exit_code(), 78, "{e}");
+    assert!(e.to_string().contains("retrain_every_days"), "{e}");
 }
