@@ -568,10 +568,7 @@ impl<'a> Part<'a> {
             .iter()
             .map(|(s, &k)| {
                 let obs = &self.pools.obs[self.pools.n_lanes + self.pools.ds.len() + k];
-                let sent = obs
-                    .iter()
-                    .map(|o| Sent { id: ids.get(o.ship as usize).unwrap_or("").to_string(), obs: *o })
-                    .collect();
+                let sent = obs.iter().map(|o| (ids.get(o.ship as usize).unwrap_or("").to_string(), *o)).collect();
                 (s.clone(), sent)
             })
             .collect();
@@ -1026,42 +1023,26 @@ impl Codec for PRow {
 crate::codec_struct!(SRow { seller, lane, n, on_time, handling, net_on_time, net_handling, from_scan_p90, promise });
 crate::codec_struct!(AdviceRows { service, promise, sellers });
 
-/// A service pool's observation as a part sends it, with its shipment's id.
-#[derive(Clone)]
-struct Sent {
-    id: String,
-    obs: Obs,
-}
-
-impl Codec for Sent {
+/// An observation as a service pool's exchange carries it. The seller and shipment are the
+/// sending part's (a service pool's observations are read for transit only): not sent.
+impl Codec for Obs {
     fn put(&self, out: &mut Vec<u8>) {
-        let o = &self.obs;
-        self.id.put(out);
-        (o.resolved_at, o.transit, o.transit_b).put(out);
-        (o.censored_b, o.handling, o.met_own).put(out);
-        o.band.put(out);
+        (self.resolved_at, self.transit, self.transit_b).put(out);
+        (self.censored_b, self.handling, self.met_own).put(out);
+        self.band.put(out);
     }
-    /// The seller is another part's (a service pool's observations are read for transit
-    /// only): it is not sent.
     fn take(r: &mut Reader<'_>) -> Result<Self> {
-        let id = String::take(r)?;
         let (resolved_at, transit, transit_b) = <(i64, f64, f64)>::take(r)?;
         let (censored_b, handling, met_own) = <(f64, f64, bool)>::take(r)?;
         let band = <Option<u8> as Codec>::take(r)?;
-        let obs = Obs {
-            resolved_at,
-            transit,
-            transit_b,
-            censored_b,
-            handling,
-            seller: u32::MAX,
-            ship: u32::MAX,
-            band,
-            met_own,
-        };
-        Ok(Sent { id, obs })
+        let (seller, ship) = (u32::MAX, u32::MAX);
+        Ok(Obs { resolved_at, transit, transit_b, censored_b, handling, seller, ship, band, met_own })
     }
 }
+
+/// A service pool's observation as a part sends it, with its shipment's id (which orders ties
+/// as the single run does, `merge_services`).
+type Sent = (String, Obs);
 
 /// A part's share of the whole network's service pools (`Part::service_share`).
 pub struct ServiceShare {
@@ -1083,26 +1064,7 @@ impl Services {
     }
 }
 
-impl Codec for Services {
-    fn put(&self, out: &mut Vec<u8>) {
-        let windows: BTreeMap<&String, Vec<Sent>> = self
-            .windows
-            .iter()
-            .map(|(s, w)| (s, w.iter().map(|o| Sent { id: String::new(), obs: *o }).collect()))
-            .collect();
-        windows.len().put(out);
-        for (s, w) in windows {
-            s.put(out);
-            w.put(out);
-        }
-        self.lanes.put(out);
-    }
-    fn take(r: &mut Reader<'_>) -> Result<Self> {
-        let sent = <BTreeMap<String, Vec<Sent>> as Codec>::take(r)?;
-        let windows = sent.into_iter().map(|(s, w)| (s, w.into_iter().map(|x| x.obs).collect())).collect();
-        Ok(Services { windows, lanes: <BTreeSet<LaneKey> as Codec>::take(r)? })
-    }
-}
+crate::codec_struct!(Services { windows, lanes });
 
 /// The whole network's service pools from every part's share: each pool's observations in the
 /// single run's order (resolution time, then shipment id, the order of the shipments), then
@@ -1121,8 +1083,8 @@ pub fn merge_services(shares: Vec<ServiceShare>, cutoff: i64, cfg: &LaneConfig) 
     let windows = pooled
         .into_iter()
         .map(|(s, mut sent)| {
-            sent.sort_by(|a, b| (a.obs.resolved_at, &a.id).cmp(&(b.obs.resolved_at, &b.id)));
-            let obs: Vec<Obs> = sent.into_iter().map(|x| x.obs).collect();
+            sent.sort_by(|a, b| (a.1.resolved_at, &a.0).cmp(&(b.1.resolved_at, &b.0)));
+            let obs: Vec<Obs> = sent.into_iter().map(|x| x.1).collect();
             (s, window(&obs, cutoff, cfg).to_vec())
         })
         .collect();

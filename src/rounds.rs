@@ -360,17 +360,18 @@ impl<'a> Rounds<'a> {
     }
 
     /// The alerts of the newest complete run before this night in the output folder, which
-    /// tonight's alerts continue from, and the earlier runs as compared (none without an
-    /// output folder). A shard reads them for where those shipments stand tonight; the merge
-    /// checks it read the same runs.
-    fn earlier(&self) -> (alerts::Previous, Earlier) {
+    /// tonight's alerts continue from, the earlier runs as compared, and the shipments the
+    /// trends score (`trend_ids`; none without an output folder). A shard reads them for where
+    /// those shipments stand tonight; the merges check they read the same runs.
+    fn earlier(&self) -> (alerts::Previous, Earlier, std::collections::BTreeSet<String>) {
         let prev = match self.s.out() {
             Ok(out) => crate::output::previous_alerts(out, self.night.as_of()).0,
             Err(_) => alerts::Previous::default(),
         };
         let previous = self.s.out().ok().and_then(|out| crate::output::previous_run(out, self.night.as_of()));
         let previous = previous.map(|(d, dir)| format!("as_of={d} ({})", crate::output::trends::alerts_digest(&dir)));
-        (prev, Earlier { previous, trend_runs: self.trend_ids().1 })
+        let (trend_ids, trend_runs) = self.trend_ids();
+        (prev, Earlier { previous, trend_runs }, trend_ids)
     }
 
     /// The shipments of the at-risk alerts of the runs the report's trends read, and those
@@ -475,11 +476,10 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
             let ids = fs.prep.shipments.column("shipment_id")?.str()?.clone();
             let ids: Vec<String> =
                 fs.score.ship.iter().map(|&i| ids.get(i as usize).unwrap_or("").to_string()).collect();
-            let (prev, earlier) = n.earlier();
+            let (prev, earlier, trend_ids) = n.earlier();
             let alerts = alerts::parted::share(&fs, &risk, &s.alerts, &prev)?;
             // Outcomes known tonight of the earlier runs' at-risk alerts it has (the report's
             // trends), and of its own alerts.
-            let (trend_ids, _) = n.trend_ids();
             let own = alerts.cap.sellers.values().flat_map(|(_, keys)| keys.iter().map(|k| k.shipment_id.clone()));
             let known = trend_ids
                 .into_iter()
@@ -590,7 +590,7 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
         Round::Score => {
             let (shares, lineage) = n.merge_shares::<ScoreShare>(round)?;
             // The shards and the merge continue from the same earlier runs.
-            let (prev, earlier) = n.earlier();
+            let (prev, earlier, _) = n.earlier();
             if let Some(k) = shares.iter().position(|sh| sh.earlier != earlier) {
                 return Err(Error::bad_file(
                     n.path(round, Some(k as u32)).display().to_string(),
@@ -751,7 +751,7 @@ pub fn outputs(
         }
     }
     let scored: Scored = n.merged(Round::Score)?;
-    let (_, earlier) = n.earlier();
+    let (_, earlier, _) = n.earlier();
     if scored.earlier != earlier {
         return Err(Error::bad_file(
             n.path(Round::Score, None).display().to_string(),
