@@ -4,6 +4,8 @@
 # outputs compared byte for byte (manifest aside).
 #
 #   scripts/bench_spark.sh 1000000 [SHARDS] [MASTER]     # default 8 shards, local[2,4]
+#   BENCH_SPARK_ROUNDS=1 scripts/bench_spark.sh 1000000  # the shards also compute features, model,
+#                                                        # scores and advice (the job's --rounds)
 #
 # Reuses the inputs scripts/bench.sh generates ($BENCH_DIR/data-SIZE, default
 # /tmp/lanewatch-bench), generating one if missing. Needs GNU time, Java and Python with PySpark
@@ -41,10 +43,14 @@ rm -rf "$single" "$spark"
 echo "single machine: $(measure "$work/single.time")"
 
 export PYSPARK_SUBMIT_ARGS="--driver-memory ${BENCH_SPARK_MEMORY:-6g} pyspark-shell"
+rounds=()
+[ "${BENCH_SPARK_ROUNDS:-0}" = 1 ] && rounds=(--rounds)
 /usr/bin/time -v "$py" pipelines/spark/lanewatch_spark.py --input "$data" --out "$spark" --as-of "$as_of" \
-  --shards "$shards" --config "$cfg" --lanewatch "$bin" --master "$master" --keep-partials \
+  --shards "$shards" --config "$cfg" --lanewatch "$bin" --master "$master" --keep-partials "${rounds[@]}" \
   >"$work/spark.out" 2>"$work/spark.time"
-echo "spark $master, $shards shards: $(measure "$work/spark.time")"
+echo "spark $master, $shards shards${rounds:+, ${rounds[0]}}: $(measure "$work/spark.time")"
+# The job's own lines: each shard's rows and time, each round's stage and merge, the final merge.
+grep -E '^(shard|round|merge)' "$work/spark.out" || true
 du -sh "$spark/_partials/as_of=$as_of" | awk '{print "partials: " $1}'
 "$py" - "$spark/as_of=$as_of/manifest.json" <<'EOF'
 import json, sys
