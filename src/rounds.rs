@@ -47,7 +47,7 @@ use crate::features::days::DayCounts;
 use crate::features::disruption::{NetworkMedians, NetworkRatios};
 use crate::features::history::Bounds;
 use crate::features::lanes::{ParentCounts, ParentValues, Parents, Wanted};
-use crate::features::parted::{HistoryShares, HistoryWindows, Part, Windowed, combine, merge_history, sum};
+use crate::features::parted::{HistoryShares, HistoryWindows, Part, Windowed, combine, finish_history, sum};
 use crate::features::{Disrupted, FeatureSet, Span, WindowShare, window_days};
 use crate::model::parts::{self, Offer};
 use crate::model::{self, SavedModel, SplitCounts, TrainFrame};
@@ -268,10 +268,21 @@ impl<'a> Rounds<'a> {
     /// merge of the round before and from the shard's current partial; with the lineage of
     /// the merge: (after, chain).
     fn merge_shares<T: Codec>(&self, round: Round) -> Result<(Vec<T>, (String, String))> {
+        let mut values = Vec::with_capacity(self.shards as usize);
+        let lineage = self.fold_shares(round, |v| {
+            values.push(v);
+            Ok(())
+        })?;
+        Ok((values, lineage))
+    }
+
+    /// The shares of `round` handed to `add` one at a time, in shard order, each checked as
+    /// `merge_shares` checks them: a merge that adds them up holds one share at a time, not
+    /// all of them (the history rounds' shares grow with the shards).
+    fn fold_shares<T: Codec>(&self, round: Round, mut add: impl FnMut(T) -> Result<()>) -> Result<(String, String)> {
         let after = self.chain_before(round)?;
         let mut chain = blake3::Hasher::new();
         chain.update(after.as_bytes());
-        let mut values = Vec::with_capacity(self.shards as usize);
         for k in 0..self.shards {
             let (h, digest, v) = self.read_full(round, Some(k))?;
             let stale = |what: &str| {
@@ -290,9 +301,9 @@ impl<'a> Rounds<'a> {
                 return Err(stale("another partial of the shard"));
             }
             chain.update(digest.as_bytes());
-            values.push(v);
+            add(v)?;
         }
-        Ok((values, (after, chain.finalize().to_hex().to_string())))
+        Ok((after, chain.finalize().to_hex().to_string()))
     }
 
     fn read<T: Codec>(&self, round: Round, shard: Option<u32>) -> Result<T> {
@@ -548,10 +559,18 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
         }
         Round::Shares => {
             let (_, queries): (u32, Vec<(String, i64)>) = n.merged(Round::Queries)?;
-            let (shares, lineage) = n.merge_shares::<(DayCounts, HistoryShares)>(round)?;
-            let (counts, shares): (Vec<DayCounts>, Vec<HistoryShares>) = shares.into_iter().unzip();
-            let valid_days = model::validation_window(&sum(counts, DayCounts::merge)?, m);
-            n.write_merged(round, lineage, &(valid_days, merge_history(&queries, &shares, bounds)?))
+            let (mut counts, mut history) = (None::<DayCounts>, None);
+            let lineage = n.fold_shares(round, |(c, h): (DayCounts, HistoryShares)| {
+                match &mut counts {
+                    None => counts = Some(c),
+                    Some(all) => all.merge(&c),
+                }
+                HistoryShares::fold(&mut history, h, bounds)
+            })?;
+            let counts = counts.ok_or_else(|| Error::internal("rounds: a night of no shards"))?;
+            let history = history.ok_or_else(|| Error::internal("rounds: a night of no shards"))?;
+            let valid_days = model::validation_window(&counts, m);
+            n.write_merged(round, lineage, &(valid_days, finish_history(&queries, history, bounds)?))
         }
         Round::Split => {
             let (valid_days, _): (u32, HistoryWindows) = n.merged(Round::Shares)?;
@@ -568,8 +587,10 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
         }
         Round::TrainShares => {
             let (_, queries): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;
-            let (shares, lineage) = n.merge_shares::<HistoryShares>(round)?;
-            n.write_merged(round, lineage, &merge_history(&queries, &shares, bounds)?)
+            let mut history = None;
+            let lineage = n.fold_shares(round, |h| HistoryShares::fold(&mut history, h, bounds))?;
+            let history = history.ok_or_else(|| Error::internal("rounds: a night of no shards"))?;
+            n.write_merged(round, lineage, &finish_history(&queries, history, bounds)?)
         }
         Round::TrainRows => {
             let (pool, _): (Offer, Vec<(String, i64)>) = n.merged(Round::Offer)?;

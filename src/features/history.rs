@@ -179,6 +179,29 @@ pub struct WindowPart {
 }
 crate::codec_struct!(WindowPart { count, sum, recent });
 
+impl WindowPart {
+    /// Adds another part's share of the same window, so that parts merge one at a time (a
+    /// merge then holds one share, not every part's): counts and sums add, and of the
+    /// observations a sparse window reaches back for the latest `need` are kept, all that
+    /// `merge_window` reads of them.
+    fn absorb(&mut self, other: WindowPart, need: usize) {
+        self.count += other.count;
+        self.sum += other.sum;
+        if self.count >= need as u64 {
+            // The plain window has enough: `merge_window` reads no observation.
+            self.recent = Vec::new();
+            return;
+        }
+        if other.recent.is_empty() {
+            return;
+        }
+        self.recent.extend(other.recent);
+        self.recent.sort_unstable();
+        let stale = self.recent.len().saturating_sub(need);
+        self.recent.drain(..stale);
+    }
+}
+
 /// The window of a whole track before `to` from every part's share: what `Track::adaptive`
 /// gives on the track of all the parts' observations.
 fn merge_window(parts: &[&WindowPart], to: i64, window: i64, need: usize) -> Window {
@@ -232,6 +255,12 @@ impl Bounds {
 }
 
 impl PairShare {
+    /// Adds another part's share of the same two windows (`WindowPart::absorb`).
+    pub fn absorb(&mut self, other: PairShare, b: Bounds) {
+        self.handling.absorb(other.handling, b.need);
+        self.late.absorb(other.late, b.need);
+    }
+
     /// The whole network's windows before `t` from every part's share of them.
     pub fn merge(parts: &[&PairShare], t: i64, b: Bounds) -> PairWindows {
         let merged = |f: fn(&PairShare) -> &WindowPart| {
@@ -581,6 +610,12 @@ mod tests {
             let shares: Vec<WindowPart> = parts.iter().map(|t| t.group(0).part(to, window, oldest, need)).collect();
             let want = whole.group(0).adaptive(to, window, oldest, need);
             assert_eq!(merge_window(&shares.iter().collect::<Vec<_>>(), to, window, need), want, "case {case}");
+            // Added up one part at a time, as a merge holding one share does.
+            let mut folded = shares[0].clone();
+            for s in &shares[1..] {
+                folded.absorb(s.clone(), need);
+            }
+            assert_eq!(merge_window(&[&folded], to, window, need), want, "case {case}, folded");
             reached_back += (want.0 < to - window) as usize;
         }
         assert!(reached_back > 500, "only {reached_back} windows reached back");

@@ -197,19 +197,51 @@ pub struct HistoryWindows {
 }
 crate::codec_struct!(HistoryWindows { sellers, times, network });
 
-/// Every part's shares of `queries`' windows merged, once per query and once per time.
-pub fn merge_history(queries: &[(String, i64)], shares: &[HistoryShares], b: Bounds) -> Result<HistoryWindows> {
+/// Every part's shares of `queries`' windows merged, once per query and once per time: added
+/// up one part at a time (`HistoryShares::absorb`), then finished.
+pub fn merge_history(
+    queries: &[(String, i64)],
+    shares: impl IntoIterator<Item = HistoryShares>,
+    b: Bounds,
+) -> Result<HistoryWindows> {
+    let mut all = None;
+    for share in shares {
+        HistoryShares::fold(&mut all, share, b)?;
+    }
+    finish_history(queries, all.ok_or_else(|| Error::internal("features: a night of no parts"))?, b)
+}
+
+impl HistoryShares {
+    /// Adds another part's shares of the same queries.
+    pub fn absorb(&mut self, other: HistoryShares, b: Bounds) -> Result<()> {
+        if other.sellers.len() != self.sellers.len() || other.network.len() != self.network.len() {
+            return Err(Error::internal("features: a part shared the history of other queries"));
+        }
+        let add = |(a, o): (&mut PairShare, PairShare)| a.absorb(o, b);
+        self.sellers.par_iter_mut().zip(other.sellers).for_each(add);
+        self.network.par_iter_mut().zip(other.network).for_each(add);
+        Ok(())
+    }
+
+    /// `share` added into `all` (the first share becomes it).
+    pub fn fold(all: &mut Option<HistoryShares>, share: HistoryShares, b: Bounds) -> Result<()> {
+        match all {
+            None => *all = Some(share),
+            Some(a) => a.absorb(share, b)?,
+        }
+        Ok(())
+    }
+}
+
+/// The network's windows of `queries` from every part's shares added up (`HistoryShares::fold`).
+pub fn finish_history(queries: &[(String, i64)], all: HistoryShares, b: Bounds) -> Result<HistoryWindows> {
     let times = query_times(queries);
-    if shares.iter().any(|s| s.sellers.len() != queries.len() || s.network.len() != times.len()) {
+    if all.sellers.len() != queries.len() || all.network.len() != times.len() {
         return Err(Error::internal("features: a part shared the history of other queries"));
     }
-    let merged = |at: usize, t: i64, f: fn(&HistoryShares) -> &[PairShare]| {
-        let parts: Vec<&PairShare> = shares.iter().map(|s| &f(s)[at]).collect();
-        PairShare::merge(&parts, t, b)
-    };
     Ok(HistoryWindows {
-        sellers: queries.par_iter().enumerate().map(|(q, (_, t))| merged(q, *t, |s| &s.sellers)).collect(),
-        network: times.par_iter().enumerate().map(|(k, &t)| merged(k, t, |s| &s.network)).collect(),
+        sellers: all.sellers.par_iter().zip(queries).map(|(p, (_, t))| PairShare::merge(&[p], *t, b)).collect(),
+        network: all.network.par_iter().zip(&times).map(|(p, &t)| PairShare::merge(&[p], t, b)).collect(),
         times,
     })
 }
@@ -259,8 +291,8 @@ pub fn build_parts(
         }
         for rows in &mut which {
             let queries = sets[k].history_queries(rows).0;
-            let shares: Vec<HistoryShares> = sets.iter().map(|s| s.history_shares(&queries)).collect();
-            let windows = merge_history(&queries, &shares, sets[k].history.bounds())?;
+            let shares = sets.iter().map(|s| s.history_shares(&queries));
+            let windows = merge_history(&queries, shares, sets[k].history.bounds())?;
             sets[k].fill_queried(rows, &queries, &windows)?;
         }
         if fill_training {

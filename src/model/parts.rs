@@ -106,8 +106,8 @@ pub fn features_of(sets: &[FeatureSet], k: usize, rows: &[u32]) -> Result<Vec<f6
     let fs = &sets[k];
     let mut subset = drawn_rows(fs, rows);
     let queries = fs.history_queries(&subset).0;
-    let shares: Vec<_> = sets.iter().map(|s| s.history_shares(&queries)).collect();
-    let windows = crate::features::parted::merge_history(&queries, &shares, fs.history.bounds())?;
+    let shares = sets.iter().map(|s| s.history_shares(&queries));
+    let windows = crate::features::parted::merge_history(&queries, shares, fs.history.bounds())?;
     fs.fill_queried(&mut subset, &queries, &windows)?;
     Ok(subset.x)
 }
