@@ -475,14 +475,7 @@ pub fn read_table(input: &Path, table: Table, cfg: &InputConfig) -> Result<ReadT
 
 /// `read_table` restricted to some files of the table.
 pub fn read_files(input: &Path, table: Table, cfg: &InputConfig, only: Option<&[PathBuf]>) -> Result<ReadTable> {
-    let parts = read_file_parts(input, table, cfg, only)?;
-    let mut findings = parts.plan_findings;
-    let mut frames = Vec::with_capacity(parts.decoded.len());
-    for f in parts.decoded {
-        findings.extend(f.findings);
-        frames.extend(f.df);
-    }
-    Ok(ReadTable { df: stack(table, frames)?, files: parts.files, findings })
+    stacked(table, read_file_parts(input, table, cfg, only)?)
 }
 
 /// A table's files read one by one: what `read_files` stacks, kept per file (the state between
@@ -504,12 +497,45 @@ pub struct DecodedFile {
 }
 
 pub fn read_file_parts(input: &Path, table: Table, cfg: &InputConfig, only: Option<&[PathBuf]>) -> Result<FileParts> {
+    read_file_parts_with(input, table, cfg, only, &mut Ok)
+}
+
+/// `read_files` keeping of each decoded batch (a row group or less) only what `keep` returns:
+/// a shard's rows are cut from the batches as they are decoded, so the rest of the table
+/// never exists whole.
+pub fn read_files_with(
+    input: &Path,
+    table: Table,
+    cfg: &InputConfig,
+    keep: &mut (dyn FnMut(DataFrame) -> Result<DataFrame> + Send),
+) -> Result<ReadTable> {
+    stacked(table, read_file_parts_with(input, table, cfg, None, keep)?)
+}
+
+/// The files' rows as one table, their findings after the footers'.
+fn stacked(table: Table, parts: FileParts) -> Result<ReadTable> {
+    let mut findings = parts.plan_findings;
+    let mut frames = Vec::with_capacity(parts.decoded.len());
+    for f in parts.decoded {
+        findings.extend(f.findings);
+        frames.extend(f.df);
+    }
+    Ok(ReadTable { df: stack(table, frames)?, files: parts.files, findings })
+}
+
+fn read_file_parts_with(
+    input: &Path,
+    table: Table,
+    cfg: &InputConfig,
+    only: Option<&[PathBuf]>,
+    keep: &mut (dyn FnMut(DataFrame) -> Result<DataFrame> + Send),
+) -> Result<FileParts> {
     let Planned { plans, files, findings } = plan_table(input, table, cfg, only)?;
     let mut decoded = Vec::with_capacity(plans.len());
     for plan in &plans {
         let mut file_parts = Vec::new();
         let errors = decode_file(plan, table, &mut |df| {
-            file_parts.push(df);
+            file_parts.push(keep(df)?);
             Ok(())
         })?;
         // A file with a corrupt page contributes no rows, as a file that fails its footer.

@@ -318,49 +318,71 @@ pub fn read_raw(input: &Path, cfg: &InputConfig) -> Result<(RawInput, Vec<Findin
 /// counted, so the shards' counts add up to the whole input's.
 pub fn read_raw_shard(input: &Path, cfg: &InputConfig, shard: Option<Shard>) -> Result<(RawInput, Vec<Finding>)> {
     let t0 = std::time::Instant::now();
-    check_memory_budget(input, cfg)?;
-    let ships = ingest::read_table(input, Table::Shipments, cfg)?;
-    let planned = ingest::plan_table(input, Table::Events, cfg, None)?;
-    let mut findings = ships.findings.clone();
-    let mut files = ships.files.clone();
-    files.extend(planned.files.iter().cloned());
-    let ship_errors = ships.findings.iter().any(|f| f.level == Level::Error);
-    let all = sort_shipments(ships.df)?;
-    let mut events = RawEvents::default();
-    let owned = match shard.filter(|_| !ship_errors) {
-        Some(shard) => Some(owned_rows(&all, shard)?),
-        None => None,
+    let Some(shard) = shard else {
+        check_memory_budget(input, cfg)?;
+        let ingest::ReadTable { df, files, findings } = ingest::read_table(input, Table::Shipments, cfg)?;
+        let raw = read_events(input, cfg, (files, findings), sort_shipments(df)?, Vec::new(), true)?;
+        crate::memory::log_step("validate", "read", t0);
+        return Ok(raw);
     };
-    let mut index = (!ship_errors).then(|| id_index(&all)).transpose()?;
-    if let (Some(index), Some(owned)) = (index.as_mut(), owned.as_ref()) {
-        // Row i of the whole input → its row among this shard's shipments, or FOREIGN.
-        let mut local = Vec::with_capacity(owned.len());
-        let mut next = 0u32;
-        for own in owned.iter().map(|o| o == Some(true)) {
-            local.push(if own { next } else { FOREIGN });
-            next += own as u32;
-        }
-        for v in index.values_mut() {
-            *v = local[*v as usize];
+    // A shard holds its own rows (the memory estimate is a whole night's, so it is not checked
+    // here): each decoded batch of shipments is cut to the shard's as it is read, and of the
+    // others only the ids are kept, which tell another shard's events from events of no
+    // shipment, and a shipment_id in two shards.
+    let mut foreign: Vec<StringChunked> = Vec::new();
+    let ships = ingest::read_files_with(input, Table::Shipments, cfg, &mut |df| {
+        let own = owned_rows(&df, shard)?;
+        foreign.push(df.column("shipment_id")?.str()?.filter(&!&own)?);
+        Ok(df.filter(&own)?)
+    })?;
+    let ingest::ReadTable { df, files, findings } = ships;
+    let raw = read_events(input, cfg, (files, findings), sort_shipments(df)?, foreign, shard.owns_orphans())?;
+    crate::memory::log_step("validate", "read", t0);
+    Ok(raw)
+}
+
+/// The events of `shipments` (sorted: the shipments the night or shard holds, with the files
+/// and findings of reading them) decoded into `RawInput`; `foreign` are the ids of the
+/// shipments another shard holds, whose events are skipped. A shipment_id both here and there
+/// is an error, the single run's duplicate id.
+fn read_events(
+    input: &Path,
+    cfg: &InputConfig,
+    (mut files, mut findings): (Vec<FileInfo>, Vec<Finding>),
+    shipments: DataFrame,
+    foreign: Vec<StringChunked>,
+    keep_orphans: bool,
+) -> Result<(RawInput, Vec<Finding>)> {
+    let planned = ingest::plan_table(input, Table::Events, cfg, None)?;
+    files.extend(planned.files.iter().cloned());
+    let ship_errors = findings.iter().any(|f| f.level == Level::Error);
+    let mut events = RawEvents::default();
+    let mut index = (!ship_errors).then(|| id_index(&shipments)).transpose()?;
+    if let Some(index) = index.as_mut() {
+        for id in foreign.iter().flat_map(|c| c.iter()).flatten() {
+            if *index.entry(id).or_insert(FOREIGN) != FOREIGN {
+                return Err(Error::data(
+                    "shipments",
+                    "shipment_id",
+                    format!(
+                        "shipment ids in more than one shard (e.g. {}): rows share a shipment_id with another row",
+                        quote(id)
+                    ),
+                ));
+            }
         }
     }
-    let keep_orphans = shard.is_none_or(|s| s.owns_orphans());
     let mut event_findings = planned.findings.clone();
     let index = index.map(IdIndex::Hash);
     for f in decode_event_files(&planned.plans, index.as_ref(), keep_orphans, &mut events)? {
         event_findings.extend(f.findings);
     }
     drop(index);
-    let shipments = match owned {
-        Some(owned) => all.filter(&owned)?,
-        None => all,
-    };
-    crate::memory::log_step("validate", "read", t0);
     findings.extend(event_findings);
     Ok((RawInput { shipments, events, files }, findings))
 }
 
-/// Which of the (sorted) shipments `shard` owns, by their destination and service.
+/// Which of these shipments `shard` owns, by their destination and service.
 fn owned_rows(shipments: &DataFrame, shard: Shard) -> Result<BooleanChunked> {
     let d = shipments.column("destination")?.str()?;
     let s = shipments.column("service")?.str()?;

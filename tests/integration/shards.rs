@@ -311,12 +311,14 @@ fn merge_refuses_missing_duplicate_corrupt_and_mismatched_partials_and_writes_no
     expect_code(&merge(good.path(), 2, out.path(), &[]), 0);
 }
 
-/// A shipment id on two lanes of different shards: each shard alone sees no duplicate, the
-/// merge does, and fails as the single run fails (exit 65), writing nothing.
+/// A shipment id on two lanes of different shards fails as the single run fails (exit 65): each
+/// shard keeps the other shards' ids, so the shard of either row sees the twin. The merge keeps
+/// its own check, for shards that read only their own rows (the Spark job's), and writes
+/// nothing; shards of two inputs stand in for those here.
 #[test]
-fn a_shipment_id_in_two_shards_fails_the_merge_as_it_fails_the_single_run() {
+fn a_shipment_id_in_two_shards_fails_the_shards_and_the_merge_as_it_fails_the_single_run() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ships = read_parquet(&input().join("shipments.parquet"));
+    let ships = read_parquet(&input().join("shipments.parquet"));
     let mut twin = ships.slice(0, 1);
     let service = twin.column("service").unwrap().str().unwrap().get(0).unwrap().to_string();
     let dest = twin.column("destination").unwrap().str().unwrap().get(0).unwrap().to_string();
@@ -332,8 +334,9 @@ fn a_shipment_id_in_two_shards_fails_the_merge_as_it_fails_the_single_run() {
         .expect("a destination on the other shard")
         .to_string();
     twin.with_column(Column::new("destination".into(), [other])).unwrap();
-    ships.vstack_mut(&twin).unwrap();
-    write_parquet(&mut ships, &dir.path().join("shipments.parquet"));
+    let mut both = ships.clone();
+    both.vstack_mut(&twin).unwrap();
+    write_parquet(&mut both, &dir.path().join("shipments.parquet"));
     std::fs::copy(input().join("events.parquet"), dir.path().join("events.parquet")).unwrap();
 
     let single = tempfile::tempdir().unwrap();
@@ -342,8 +345,21 @@ fn a_shipment_id_in_two_shards_fails_the_merge_as_it_fails_the_single_run() {
     assert!(stderr(&o).contains("share a shipment_id"), "{}", stderr(&o));
     let partials = tempfile::tempdir().unwrap();
     for i in 0..2 {
-        expect_code(&shard_of_input(dir.path(), i, 2, partials.path(), AS_OF, &[]), 0);
+        let o = shard_of_input(dir.path(), i, 2, partials.path(), AS_OF, &[]);
+        expect_code(&o, 65);
+        assert!(stderr(&o).contains("share a shipment_id"), "shard {i}: {}", stderr(&o));
     }
+    assert_eq!(std::fs::read_dir(partials.path()).unwrap().count(), 0, "a failed shard wrote a partial");
+
+    // Shard `here` from the input as it was, the other from one where the row moved to the
+    // other shard's lane: neither sees a twin, the merge does.
+    let moved = tempfile::tempdir().unwrap();
+    let mut rest = ships.slice(1, ships.height() - 1);
+    rest.vstack_mut(&twin).unwrap();
+    write_parquet(&mut rest, &moved.path().join("shipments.parquet"));
+    std::fs::copy(input().join("events.parquet"), moved.path().join("events.parquet")).unwrap();
+    expect_code(&shard_of_input(input(), here, 2, partials.path(), AS_OF, &[]), 0);
+    expect_code(&shard_of_input(moved.path(), 1 - here, 2, partials.path(), AS_OF, &[]), 0);
     let out = tempfile::tempdir().unwrap();
     let o = merge(partials.path(), 2, out.path(), &[]);
     expect_code(&o, 65);
