@@ -48,6 +48,11 @@ pub enum Error {
 
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// A step of an out-of-core night (a child process of this binary) failed: its own line
+    /// and exit code.
+    #[error("{step}: {message}")]
+    Step { step: String, code: i32, message: String },
 }
 
 impl Error {
@@ -59,6 +64,10 @@ impl Error {
             Error::Locked { .. } => exit::TEMP_FAIL,
             Error::Config(_) => exit::CONFIG,
             Error::Internal(_) => exit::SOFTWARE,
+            Error::Step { code, .. } => match *code {
+                exit::DATA | exit::NO_INPUT | exit::CANT_CREATE | exit::TEMP_FAIL | exit::CONFIG => *code,
+                _ => exit::SOFTWARE,
+            },
         }
     }
 

@@ -185,6 +185,14 @@ pub struct FilePlan {
     naive_zone: Option<chrono_tz::Tz>,
 }
 
+impl FilePlan {
+    /// The same file, decoding only these canonical columns (the others come back null).
+    pub fn only(mut self, names: &[&str]) -> FilePlan {
+        self.columns.retain(|(spec, _, _)| names.contains(&spec.name));
+        self
+    }
+}
+
 /// The files of one table, planned: those that can be decoded, what the manifest records of
 /// every file, and the file-level errors found on the way.
 pub struct Planned {

@@ -22,6 +22,7 @@
 
 pub mod advice;
 pub mod alerts;
+pub mod budget;
 pub mod calendar;
 pub mod codec;
 pub mod commands;

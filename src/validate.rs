@@ -804,7 +804,7 @@ pub(crate) fn check_memory_estimate(input: &Path, cfg: &InputConfig, ships: u64,
             input.display().to_string(),
             format!(
                 "{ships} shipments and {events} events need about {need:.1} GB, above input.max_memory_gb = {}; \
-                 keep only the recent history (see README, Memory) or raise the limit",
+                 keep only the recent history (see README, Memory budget) or raise the limit",
                 cfg.max_memory_gb
             ),
         ));

@@ -98,6 +98,9 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     let full_refresh = matches!(source, Source::Input { full_refresh: true });
     if let Source::Input { .. } = source {
         crate::ingest::check_input_folder(&s.input)?;
+        if let Some(need) = over_budget(s)? {
+            return out_of_core_run(s, need);
+        }
     }
     let lock = OutputLock::acquire(out, &started)?;
     let staging = Staging::new(out, night.as_of(), &lock)?;
@@ -223,16 +226,181 @@ pub(crate) fn rounds_run(s: &Settings, dir: &Path, shards: u32) -> Result<RunSum
     let out = s.out()?;
     let lock = OutputLock::acquire(out, &started)?;
     let staging = Staging::new(out, night.as_of(), &lock)?;
-    let mut t = Timings::default();
-    let (prev, prev_warning) = output::previous_alerts(out, night.as_of());
+    let (final_dir, run, warnings) = finish_rounds(s, dir, shards, staging, started, Vec::new(), Timings::default())?;
+    drop(lock);
+    summary(&run, final_dir, warnings)
+}
+
+/// The run folder from merged rounds in `dir` (call with the output's lock held).
+fn finish_rounds(
+    s: &Settings,
+    dir: &Path,
+    shards: u32,
+    staging: Staging,
+    started: String,
+    before: Vec<String>,
+    mut t: Timings,
+) -> Result<(PathBuf, RunOutputs, u64)> {
+    let out = s.out()?;
+    let (prev, prev_warning) = output::previous_alerts(out, s.night()?.as_of());
     let (report, merged) = night::load_partial_reports(s, dir, shards, &mut t)?;
     let (run, known) =
         t.time("rounds", || crate::rounds::outputs(s, dir, shards, &prev), |r| r.0.scores.height() as u64)?;
     let known = |id: &str| known.get(id).copied();
-    let folder = Folder { staging, started, before: Vec::new(), prev_warning, state: None, shards: Some(&merged) };
+    // Parts inside the staging folder are scratch, not outputs (a dead run's go with it).
+    if dir.starts_with(&staging.dir) {
+        std::fs::remove_dir_all(dir).map_err(|e| crate::error::Error::output(dir, e))?;
+    }
+    let folder = Folder { staging, started, before, prev_warning, state: None, shards: Some(&merged) };
     let (final_dir, warnings) = write_folder(s, out, &run, &report, &known, folder, &mut t)?;
+    Ok((final_dir, run, warnings))
+}
+
+/// What the night's input needs in memory (GB, from the files' footers), when that is above
+/// `input.max_memory_gb`.
+fn over_budget(s: &Settings) -> Result<Option<(u64, u64, f64)>> {
+    let budget = s.input_cfg.max_memory_gb;
+    if budget <= 0.0 {
+        return Ok(None);
+    }
+    let ships = crate::ingest::footer_rows(&s.input, crate::schema::Table::Shipments)?;
+    let events = crate::ingest::footer_rows(&s.input, crate::schema::Table::Events)?;
+    let need = crate::budget::night_need_gb(ships, events);
+    Ok((need > budget).then_some((ships, events, need)))
+}
+
+/// A night above `input.max_memory_gb`, out of core (see `budget`): the input split into parts
+/// by the shard key, each part validated and then computed in rounds, every step a child
+/// process of this binary (`run --shard`, `run --shard --round`, `merge --round`: what a
+/// cluster runs, here one after another), so that a step's memory goes back to the system when
+/// it ends and the night's peak is its largest step's. Their files are scratch in the staging
+/// folder; the run folder is written here from the merged rounds. The outputs are the
+/// in-memory run's. The state is neither read nor written (the next night within the budget
+/// continues or rebuilds it).
+fn out_of_core_run(s: &Settings, (ships, events, need): (u64, u64, f64)) -> Result<RunSummary> {
+    let budget = s.input_cfg.max_memory_gb;
+    if s.config.model.retrain_every_days > 1 {
+        return Err(crate::error::Error::Config(format!(
+            "the night needs about {need:.2} GB, above input.max_memory_gb = {budget}, so it runs out of core in \
+             rounds, which train every night: set model.retrain_every_days = 1 or raise the limit"
+        )));
+    }
+    crate::budget::check_floor(ships, events, budget)?;
+    let started = output::manifest::now();
+    let night = s.night()?;
+    let out = s.out()?;
+    let lock = OutputLock::acquire(out, &started)?;
+    let staging = Staging::new(out, night.as_of(), &lock)?;
+    let mut t = Timings::default();
+    let plan = t.time("plan", || crate::budget::plan(&shipment_groups(s)?, events, budget), |p| p.parts as u64)?;
+    crate::memory::release_free_memory();
+    let line = format!(
+        "the night needs about {need:.2} GB ({ships} shipments, {events} events), above input.max_memory_gb = \
+         {budget}: run out of core in {} parts (the largest {} shipments, about {:.2} GB); state not used",
+        plan.parts, plan.largest, plan.largest_gb
+    );
+    tracing::warn!("{line}");
+    let dir = staging.path(".parts");
+    std::fs::create_dir_all(&dir).map_err(|e| crate::error::Error::output(&dir, e))?;
+    // Every step reads the night's effective config (file, variables and flags resolved), so
+    // every part computes with this run's settings.
+    let config = dir.join("config.toml");
+    io::write_file(&config, toml::to_string(&s.config).map_err(crate::error::Error::internal)?.as_bytes())?;
+    let step = Step { dir: &dir, config: &config, night: night.to_string(), parts: plan.parts };
+    let parts = plan.parts;
+    t.time(
+        "validate",
+        || (0..parts).try_for_each(|i| step.run(&["run", "--shard", &step.shard(i)], ("--input", &s.input))),
+        |_| ships + events,
+    )?;
+    t.time(
+        "parts",
+        || {
+            for round in crate::rounds::Round::ALL {
+                let r = round.name();
+                for i in 0..parts {
+                    step.run(&["run", "--shard", &step.shard(i), "--round", r], ("--out", out))?;
+                }
+                step.run(&["merge", "--shards", &parts.to_string(), "--round", r], ("--out", out))?;
+            }
+            Ok(())
+        },
+        |_| parts as u64,
+    )?;
+    let (final_dir, run, warnings) = finish_rounds(s, &dir, parts, staging, started, vec![line], t)?;
     drop(lock);
     summary(&run, final_dir, warnings)
+}
+
+/// The child processes of an out-of-core night.
+struct Step<'a> {
+    dir: &'a Path,
+    config: &'a Path,
+    night: String,
+    parts: u32,
+}
+
+impl Step<'_> {
+    fn shard(&self, i: u32) -> String {
+        format!("{i}/{}", self.parts)
+    }
+
+    /// Runs `lanewatch ARGS FLAG PATH --partials DIR --config FILE --as-of NIGHT`; its failure
+    /// is this run's, with its one line and exit code.
+    fn run(&self, args: &[&str], (flag, path): (&str, &Path)) -> Result<()> {
+        use crate::error::Error;
+        let exe = std::env::current_exe().map_err(|e| Error::internal(format!("cannot find this binary: {e}")))?;
+        let shown = args.join(" ");
+        let out = std::process::Command::new(exe)
+            .args(args)
+            .arg(flag)
+            .arg(path)
+            .arg("--partials")
+            .arg(self.dir)
+            .arg("--config")
+            .arg(self.config)
+            .args(["--as-of", &self.night])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .map_err(|e| Error::internal(format!("cannot start `lanewatch {shown}`: {e}")))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+        let message = match std::os::unix::process::ExitStatusExt::signal(&out.status) {
+            Some(sig) => format!("killed by signal {sig}"),
+            None => last.strip_prefix("lanewatch: ").unwrap_or(last).to_string(),
+        };
+        let code = out.status.code().unwrap_or(crate::error::exit::SOFTWARE);
+        tracing::debug!(step = %shown, %stderr, "out-of-core step failed");
+        Err(Error::Step { step: format!("out-of-core step `lanewatch {shown}`"), code, message })
+    }
+}
+
+/// The night's shipments per destination × service (the shard key), as the plan splits them:
+/// only those two columns decoded, a batch at a time.
+fn shipment_groups(s: &Settings) -> Result<Vec<(String, String, u64)>> {
+    use crate::schema::Table;
+    let planned = crate::ingest::plan_table(&s.input, Table::Shipments, &s.input_cfg, None)?;
+    let mut groups: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for plan in planned.plans {
+        let plan = plan.only(&["destination", "service"]);
+        crate::ingest::decode_file(&plan, Table::Shipments, &mut |df| {
+            let text = |c: &str| -> Result<polars::prelude::StringChunked> {
+                Ok(df.column(c)?.cast(&polars::prelude::DataType::String)?.str()?.clone())
+            };
+            let (d, sv) = (text("destination")?, text("service")?);
+            for (d, sv) in d.iter().zip(sv.iter()) {
+                let key = (d.unwrap_or("").to_string(), sv.unwrap_or("").to_string());
+                *groups.entry(key).or_insert(0) += 1;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(groups.into_iter().map(|((d, sv), n)| (d, sv, n)).collect())
 }
 
 /// A run folder being written, and what its manifest records beside the outputs.

@@ -2,6 +2,7 @@
 
 mod advice;
 mod analyst;
+mod budget;
 mod cli;
 mod common;
 mod docs;

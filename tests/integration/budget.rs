@@ -1,0 +1,133 @@
+//! A night above `input.max_memory_gb` runs out of core (src/budget.rs) within the budget, its
+//! peak memory measured by the kernel, with the in-memory run's outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::common::*;
+
+const AS_OF: &str = "2026-06-20";
+
+/// The budget, in MB: well below what this input needs in memory (1.3 GB estimated from its
+/// rows, about 610 MB measured; the in-memory run's measured peak is asserted to be 1.5 times
+/// the budget or more, so the budget binds).
+const BUDGET_MB: f64 = 350.0;
+
+/// A million shipments, 9.2 million events, generated once per test binary.
+fn large_input() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        fixture("large", |dir| {
+            lanewatch::generate::generate(
+                &lanewatch::generate::GenerateParams::new(1_000_000, 5, date("2026-01-01"), 180),
+                dir,
+            )
+            .unwrap();
+        })
+    })
+}
+
+/// Waits for a command and prints its exit code and peak RSS (KB) from `wait4`, which covers the
+/// process and every child it waited for. The measurer is a small fresh process: a child's
+/// peak counts the memory of the process it was forked from, and this test binary is large.
+const MEASURE: &str = "import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)";
+
+/// `lanewatch run` of the night into `out` with these settings; its exit code, stderr and peak
+/// resident memory in MB (the kernel's: the process and its children, allocator included).
+fn run_measured(py: &Path, input: &Path, out: &Path, env: &[(&str, &str)]) -> (i32, String, f64) {
+    let cfg = fast_config();
+    let mut cmd = Command::new(py);
+    cmd.args(["-c", MEASURE]).arg(bin());
+    cmd.args(["run", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--as-of", AS_OF])
+        .args(["--config", cfg.to_str().unwrap()]);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LANEWATCH_")) {
+        cmd.env_remove(k);
+    }
+    let o = cmd.envs(env.iter().copied()).stdin(Stdio::null()).output().expect("run the measurer");
+    let said = String::from_utf8_lossy(&o.stdout);
+    let (code, kb) = said.trim().rsplit_once('\n').map_or(said.trim(), |(_, l)| l).split_once(' ').expect("code and KB");
+    (code.parse().unwrap(), String::from_utf8_lossy(&o.stderr).into_owned(), kb.parse::<f64>().unwrap() / 1024.0)
+}
+
+#[test]
+fn a_night_above_the_memory_budget_runs_out_of_core_within_it() {
+    let Some(py) = crate::tools::require_python(&["os"]) else { return };
+    let input = large_input();
+    let events = lanewatch::ingest::footer_rows(input, lanewatch::schema::Table::Events).unwrap();
+    assert!(events > 9_000_000, "{events} events");
+    let (whole, parted) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (code, err, whole_mb) = run_measured(&py, input, whole.path(), &[("LANEWATCH_INPUT__MAX_MEMORY_GB", "0")]);
+    assert_eq!(code, 0, "{err}");
+    let budget = format!("{}", BUDGET_MB / 1000.0);
+    let (code, err, parted_mb) = run_measured(&py, input, parted.path(), &[("LANEWATCH_INPUT__MAX_MEMORY_GB", &budget)]);
+    assert_eq!(code, 0, "{err}");
+    eprintln!("peak RSS: {whole_mb:.0} MB in memory, {parted_mb:.0} MB out of core (budget {BUDGET_MB} MB)");
+    assert!(whole_mb > 1.5 * BUDGET_MB, "the in-memory run needs {whole_mb:.0} MB: the budget does not bind");
+    assert!(parted_mb <= BUDGET_MB, "out of core: {parted_mb:.0} MB, above the budget of {BUDGET_MB} MB");
+
+    let run = parted.path().join(format!("as_of={AS_OF}"));
+    let said = manifest_warnings(&run).into_iter().find(|w| w.contains("out of core in")).expect("no out-of-core line");
+    let parts: u32 = said.split("out of core in ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(parts >= 2, "{said}");
+    assert_same_data(&whole.path().join(format!("as_of={AS_OF}")), &run, "out of core against in memory");
+    // The parts were scratch in the staging folder: only the run folder and the lock remain
+    // (the state is neither read nor written by an out-of-core night).
+    let left: Vec<String> =
+        std::fs::read_dir(parted.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut left = left;
+    left.sort();
+    assert_eq!(left, [".lanewatch.lock".to_string(), format!("as_of={AS_OF}")]);
+}
+
+/// A step of an out-of-core night that dies (a round's process killed) fails the night loudly
+/// (exit 70, naming the step) and leaves the earlier output as it was, scratch included; the
+/// same night rerun completes with the in-memory run's outputs. The small input goes out of
+/// core under a 0.2 GB budget (its estimate carries the 0.3 GB base).
+#[test]
+fn an_out_of_core_step_that_dies_fails_the_night_and_leaves_the_earlier_output() {
+    let out = tempfile::tempdir().unwrap();
+    let night = run_night(small_input(), out.path(), SMALL_AS_OF, &[]);
+    let kept = tempfile::tempdir().unwrap();
+    copy_tree(&night, kept.path());
+    let mut before = tree(out.path());
+    before.remove(".lanewatch.lock");
+
+    let budget = ("LANEWATCH_INPUT__MAX_MEMORY_GB", "0.2");
+    let run = |env: &[(&str, &str)]| lanewatch_fast_env("run", small_input(), out.path(), &["--as-of", SMALL_AS_OF], env);
+    let o = run(&[budget, ("LANEWATCH_FAULT", "kill:round:advice")]);
+    expect_code(&o, 70);
+    let line = stderr(&o).lines().last().unwrap_or_default().to_string();
+    assert!(line.contains("out-of-core step `lanewatch run --shard 0/") && line.contains("--round advice`"), "{line}");
+    assert!(line.contains("killed by signal 9"), "{line}");
+    let mut after = tree(out.path());
+    after.remove(".lanewatch.lock");
+    assert!(after == before, "the failed night changed the output folder");
+
+    expect_code(&run(&[budget]), 0);
+    let said = manifest_warnings(&night);
+    assert!(said.iter().any(|w| w.contains("run out of core in 2 parts")), "{said:?}");
+    assert_same_data(kept.path(), &night, "out of core against in memory, small input");
+}
+
+/// The rounds an out-of-core night runs train every night: a training schedule is refused
+/// with the budget named, before anything is read.
+#[test]
+fn an_out_of_core_night_refuses_a_training_schedule() {
+    let out = tempfile::tempdir().unwrap();
+    let o = lanewatch_fast_env(
+        "run",
+        small_input(),
+        out.path(),
+        &["--as-of", SMALL_AS_OF],
+        &[("LANEWATCH_INPUT__MAX_MEMORY_GB", "0.2"), ("LANEWATCH_MODEL__RETRAIN_EVERY_DAYS", "7")],
+    );
+    expect_code(&o, 78);
+    let line = stderr(&o).lines().last().unwrap_or_default().to_string();
+    assert!(line.contains("input.max_memory_gb") && line.contains("retrain_every_days"), "{line}");
+}
