@@ -370,7 +370,8 @@ pub const NOT_CONFIG: &[&str] = &[
     "BACKTEST_DIR",
 ];
 
-fn is_not_config(rest: &str) -> bool {
+/// Whether `LANEWATCH_<rest>` is not a config key (logging, faults, test switches).
+pub(crate) fn is_not_config(rest: &str) -> bool {
     NOT_CONFIG.contains(&rest) || (rest.starts_with("SKIP_") && rest.ends_with("_TESTS"))
 }
 

@@ -351,7 +351,17 @@ impl Step<'_> {
         use crate::error::Error;
         let exe = std::env::current_exe().map_err(|e| Error::internal(format!("cannot find this binary: {e}")))?;
         let shown = args.join(" ");
-        let out = std::process::Command::new(exe)
+        let mut cmd = std::process::Command::new(exe);
+        // The config file is this run's effective config, variables and flags applied: the
+        // variables again would undo a flag that overrode one (`--seed` over LANEWATCH_SEED),
+        // and the step's error line is read in the human log format.
+        for (key, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
+            let config_key = key.strip_prefix("LANEWATCH_").is_some_and(|rest| !crate::config::is_not_config(rest));
+            if config_key || key == "LANEWATCH_LOG_FORMAT" {
+                cmd.env_remove(&key);
+            }
+        }
+        let out = cmd
             .args(args)
             .arg(flag)
             .arg(path)

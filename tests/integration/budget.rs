@@ -10,9 +10,9 @@ use crate::common::*;
 const AS_OF: &str = "2026-06-20";
 
 /// The budget, in MB: well below what this input needs in memory (1.3 GB estimated from its
-/// rows, about 610 MB measured; the in-memory run's measured peak is asserted to be 1.5 times
+/// rows, about 640 MB measured; the in-memory run's measured peak is asserted to be 1.4 times
 /// the budget or more, so the budget binds).
-const BUDGET_MB: f64 = 350.0;
+const BUDGET_MB: f64 = 400.0;
 
 /// A million shipments, 9.2 million events, generated once per test binary.
 fn large_input() -> &'static Path {
@@ -39,7 +39,8 @@ _, status, usage = os.wait4(pid, 0)
 print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)";
 
 /// `lanewatch run` of the night into `out` with these settings; its exit code, stderr and peak
-/// resident memory in MB (the kernel's: the process and its children, allocator included).
+/// resident memory in MB of 10^6 bytes (the kernel's, allocator included: the largest of the
+/// process and the children it waited for; its parent, waiting, holds tens of MB more).
 fn run_measured(py: &Path, input: &Path, out: &Path, env: &[(&str, &str)]) -> (i32, String, f64) {
     let cfg = fast_config();
     let mut cmd = Command::new(py);
@@ -52,7 +53,8 @@ fn run_measured(py: &Path, input: &Path, out: &Path, env: &[(&str, &str)]) -> (i
     let o = cmd.envs(env.iter().copied()).stdin(Stdio::null()).output().expect("run the measurer");
     let said = String::from_utf8_lossy(&o.stdout);
     let (code, kb) = said.trim().rsplit_once('\n').map_or(said.trim(), |(_, l)| l).split_once(' ').expect("code and KB");
-    (code.parse().unwrap(), String::from_utf8_lossy(&o.stderr).into_owned(), kb.parse::<f64>().unwrap() / 1024.0)
+    // ru_maxrss is in KiB.
+    (code.parse().unwrap(), String::from_utf8_lossy(&o.stderr).into_owned(), kb.parse::<f64>().unwrap() * 1024.0 / 1e6)
 }
 
 #[test]
@@ -68,7 +70,7 @@ fn a_night_above_the_memory_budget_runs_out_of_core_within_it() {
     let (code, err, parted_mb) = run_measured(&py, input, parted.path(), &[("LANEWATCH_INPUT__MAX_MEMORY_GB", &budget)]);
     assert_eq!(code, 0, "{err}");
     eprintln!("peak RSS: {whole_mb:.0} MB in memory, {parted_mb:.0} MB out of core (budget {BUDGET_MB} MB)");
-    assert!(whole_mb > 1.5 * BUDGET_MB, "the in-memory run needs {whole_mb:.0} MB: the budget does not bind");
+    assert!(whole_mb > 1.4 * BUDGET_MB, "the in-memory run needs {whole_mb:.0} MB: the budget does not bind");
     assert!(parted_mb <= BUDGET_MB, "out of core: {parted_mb:.0} MB, above the budget of {BUDGET_MB} MB");
 
     let run = parted.path().join(format!("as_of={AS_OF}"));
@@ -130,4 +132,19 @@ fn an_out_of_core_night_refuses_a_training_schedule() {
     expect_code(&o, 78);
     let line = stderr(&o).lines().last().unwrap_or_default().to_string();
     assert!(line.contains("input.max_memory_gb") && line.contains("retrain_every_days"), "{line}");
+}
+
+/// A step reads the run's effective config, not the variables again: a flag that overrode a
+/// variable (`--seed` over LANEWATCH_SEED) holds in every part, as in the in-memory run.
+#[test]
+fn an_out_of_core_night_keeps_a_flag_over_a_variable() {
+    let (whole, parted) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let flags = ["--as-of", SMALL_AS_OF, "--seed", "2"];
+    let env = [("LANEWATCH_SEED", "1"), ("LANEWATCH_LOG_FORMAT", "json")];
+    expect_code(&lanewatch_fast_env("run", small_input(), whole.path(), &flags, &env), 0);
+    let budget = [env[0], env[1], ("LANEWATCH_INPUT__MAX_MEMORY_GB", "0.2")];
+    expect_code(&lanewatch_fast_env("run", small_input(), parted.path(), &flags, &budget), 0);
+    let night = format!("as_of={SMALL_AS_OF}");
+    assert!(manifest_warnings(&parted.path().join(&night)).iter().any(|w| w.contains("out of core")));
+    assert_same_data(&whole.path().join(&night), &parted.path().join(&night), "--seed over LANEWATCH_SEED");
 }
