@@ -5,6 +5,20 @@ pub fn peak_rss_mb() -> Option<f64> {
     status_kb("VmHWM:").map(|kb| (kb / 1024.0).round())
 }
 
+/// Peak resident set size of the largest child process this process has waited for (the
+/// steps of an out-of-core night), in MB; None before any, or without `getrusage`.
+pub fn children_peak_rss_mb() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage = unsafe { std::mem::zeroed::<libc::rusage>() };
+        if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } == 0 && usage.ru_maxrss > 0 {
+            return Some((usage.ru_maxrss as f64 / 1024.0).round());
+        }
+    }
+    None
+}
+
 /// Current resident set size, in MB.
 pub fn rss_mb() -> Option<f64> {
     status_kb("VmRSS:").map(|kb| (kb / 1024.0).round())

@@ -37,7 +37,8 @@ pub struct StageTiming {
     pub stage: String,
     pub seconds: f64,
     pub rows: u64,
-    /// The process's peak resident memory so far (Linux only), in MB.
+    /// The peak resident memory so far (Linux only), in MB: the process's, or the largest
+    /// child's it waited for (the steps of an out-of-core night) when that is higher.
     pub peak_rss_mb: Option<f64>,
 }
 
@@ -57,7 +58,11 @@ impl Timings {
         let out = out?;
         let seconds = start.elapsed().as_secs_f64();
         let n = rows(&out);
-        let peak_rss_mb = crate::memory::peak_rss_mb();
+        // This process's peak, or a step's it ran as a child process (out of core) if higher.
+        let peak_rss_mb = match (crate::memory::peak_rss_mb(), crate::memory::children_peak_rss_mb()) {
+            (Some(own), Some(steps)) => Some(own.max(steps)),
+            (own, steps) => own.or(steps),
+        };
         if self.quiet {
             tracing::debug!(stage, rows = n, seconds = format!("{seconds:.3}"), peak_rss_mb, "stage done");
         } else {

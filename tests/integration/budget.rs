@@ -78,6 +78,13 @@ fn a_night_above_the_memory_budget_runs_out_of_core_within_it() {
     let parts: u32 = said.split("out of core in ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(parts >= 2, "{said}");
     assert_same_data(&whole.path().join(format!("as_of={AS_OF}")), &run, "out of core against in memory");
+    // The manifest's stage peaks count the steps (child processes), not only the parent.
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    let peak = |stage: &str| -> f64 {
+        let stages = m["timings"]["stages"].as_array().unwrap();
+        stages.iter().find(|s| s["stage"] == stage).and_then(|s| s["peak_rss_mb"].as_f64()).unwrap() * 1.048576
+    };
+    assert!(peak("parts") >= 0.9 * parted_mb, "manifest: parts {:.0} MB, measured {parted_mb:.0} MB", peak("parts"));
     // The parts were scratch in the staging folder: only the run folder and the lock remain
     // (the state is neither read nor written by an out-of-core night).
     let left: Vec<String> =
