@@ -771,14 +771,6 @@ pub fn check(
     Ok(((report, clean), raw))
 }
 
-/// A night's peak memory from its input's rows, with headroom: measured (BENCHMARKS.md,
-/// "every 10M night within 4 GiB") at 0.72 GB for 1M shipments and 9.2M events and 4.17 GB for
-/// 10M and 92M, which this puts at 0.91 and 6.43 GB (28 % and 54 % above). The base is what a
-/// run holds whatever its input (the model candidates, the pools, the binary).
-const BASE_BYTES: f64 = 0.3e9;
-const BYTES_PER_EVENT: f64 = 45.0;
-const BYTES_PER_SHIPMENT: f64 = 200.0;
-
 /// Refuses, before decoding anything, an input whose size (from the footers' row counts) would
 /// need more memory than `input.max_memory_gb`: a clear error beats the kernel's OOM killer in
 /// the middle of the night.
@@ -797,8 +789,7 @@ pub(crate) fn check_memory_estimate(input: &Path, cfg: &InputConfig, ships: u64,
     if cfg.max_memory_gb <= 0.0 {
         return Ok(());
     }
-    let (ships, events) = (ships as f64, events as f64);
-    let need = (BASE_BYTES + ships * BYTES_PER_SHIPMENT + events * BYTES_PER_EVENT) / 1e9;
+    let need = crate::budget::night_need_gb(ships, events);
     if need > cfg.max_memory_gb {
         return Err(Error::bad_file(
             input.display().to_string(),
