@@ -255,18 +255,34 @@ impl Source {
         let hierarchy = Hierarchy::new(&prep.lanes);
         let n_lanes = prep.lanes.len();
         let lane_of = |i: usize| prep.lane[i] as usize;
-        // Shipment indices as u32, as everywhere a shipment is indexed per row.
-        let mut rows: Vec<u32> = (0..prep.len() as u32)
-            .filter(|&i| outcomes[i as usize].resolved && outcomes[i as usize].resolved_at >= earliest)
-            .collect();
-        rows.par_sort_unstable_by_key(|&i| (lane_of(i as usize), outcomes[i as usize].resolved_at, i));
+        // Rows in (lane, resolution time, shipment) order: bucketed by lane, then each lane's
+        // (time, shipment) pairs sorted by value. Sorting shipment indices by a looked-up key
+        // read two scattered arrays per comparison. Shipment indices as u32, as everywhere a
+        // shipment is indexed per row.
+        let keep = |i: usize| outcomes[i].resolved && outcomes[i].resolved_at >= earliest;
         let mut lane_start = vec![0usize; n_lanes + 1];
-        for &i in &rows {
-            lane_start[lane_of(i as usize) + 1] += 1;
+        for i in (0..prep.len()).filter(|&i| keep(i)) {
+            lane_start[lane_of(i) + 1] += 1;
         }
         for l in 0..n_lanes {
             lane_start[l + 1] += lane_start[l];
         }
+        let mut pairs: Vec<(i64, u32)> = vec![(0, 0); lane_start[n_lanes]];
+        let mut next = lane_start.clone();
+        for i in (0..prep.len()).filter(|&i| keep(i)) {
+            let at = &mut next[lane_of(i)];
+            pairs[*at] = (outcomes[i].resolved_at, i as u32);
+            *at += 1;
+        }
+        let mut slices: Vec<&mut [(i64, u32)]> = Vec::with_capacity(n_lanes);
+        let mut rest = pairs.as_mut_slice();
+        for l in 0..n_lanes {
+            let (lane, tail) = rest.split_at_mut(lane_start[l + 1] - lane_start[l]);
+            slices.push(lane);
+            rest = tail;
+        }
+        slices.into_par_iter().for_each(|lane| lane.sort_unstable());
+        let rows: Vec<u32> = pairs.iter().map(|&(_, i)| i).collect();
         let members: [Vec<Vec<u32>>; 4] = std::array::from_fn(|lvl| {
             let keys = &hierarchy.keys[lvl];
             let n = keys.iter().map(|&k| k as usize + 1).max().unwrap_or(0).max(1);
@@ -294,7 +310,7 @@ impl Source {
             *m = (0..9).filter(|&k| st.first[k] != NONE && st.first[k] <= st.delivered).fold(0u16, |a, k| a | 1 << k);
         });
         Ok(Source {
-            resolved_at: rows.iter().map(|&i| outcomes[i as usize].resolved_at).collect(),
+            resolved_at: pairs.iter().map(|&(at, _)| at).collect(),
             late: rows.iter().map(|&i| outcomes[i as usize].late).collect(),
             delivered_at,
             scanned,
