@@ -977,10 +977,9 @@ pub fn finish(parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
                     name.into(),
                     seller_lane_advice.iter().map(|a| a.map(|a| a.0).unwrap_or(f64::NAN)).collect::<Vec<f64>>(),
                 ),
-                "advised_service" => Column::new(
-                    name.into(),
-                    seller_lane_advice.iter().map(|a| a.and_then(|a| a.1)).collect::<Vec<_>>(),
-                ),
+                "advised_service" => {
+                    Column::new(name.into(), seller_lane_advice.iter().map(|a| a.and_then(|a| a.1)).collect::<Vec<_>>())
+                }
                 other => return Err(crate::error::Error::internal(format!("seller_advice: no builder for {other}"))),
             })
         })

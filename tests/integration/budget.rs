@@ -52,7 +52,8 @@ fn run_measured(py: &Path, input: &Path, out: &Path, env: &[(&str, &str)]) -> (i
     }
     let o = cmd.envs(env.iter().copied()).stdin(Stdio::null()).output().expect("run the measurer");
     let said = String::from_utf8_lossy(&o.stdout);
-    let (code, kb) = said.trim().rsplit_once('\n').map_or(said.trim(), |(_, l)| l).split_once(' ').expect("code and KB");
+    let (code, kb) =
+        said.trim().rsplit_once('\n').map_or(said.trim(), |(_, l)| l).split_once(' ').expect("code and KB");
     // ru_maxrss is in KiB.
     (code.parse().unwrap(), String::from_utf8_lossy(&o.stderr).into_owned(), kb.parse::<f64>().unwrap() * 1024.0 / 1e6)
 }
@@ -67,7 +68,8 @@ fn a_night_above_the_memory_budget_runs_out_of_core_within_it() {
     let (code, err, whole_mb) = run_measured(&py, input, whole.path(), &[("LANEWATCH_INPUT__MAX_MEMORY_GB", "0")]);
     assert_eq!(code, 0, "{err}");
     let budget = format!("{}", BUDGET_MB / 1000.0);
-    let (code, err, parted_mb) = run_measured(&py, input, parted.path(), &[("LANEWATCH_INPUT__MAX_MEMORY_GB", &budget)]);
+    let (code, err, parted_mb) =
+        run_measured(&py, input, parted.path(), &[("LANEWATCH_INPUT__MAX_MEMORY_GB", &budget)]);
     assert_eq!(code, 0, "{err}");
     eprintln!("peak RSS: {whole_mb:.0} MB in memory, {parted_mb:.0} MB out of core (budget {BUDGET_MB} MB)");
     assert!(whole_mb > 1.4 * BUDGET_MB, "the in-memory run needs {whole_mb:.0} MB: the budget does not bind");
@@ -87,8 +89,10 @@ fn a_night_above_the_memory_budget_runs_out_of_core_within_it() {
     assert!(peak("parts") >= 0.9 * parted_mb, "manifest: parts {:.0} MB, measured {parted_mb:.0} MB", peak("parts"));
     // The parts were scratch in the staging folder: only the run folder and the lock remain
     // (the state is neither read nor written by an out-of-core night).
-    let left: Vec<String> =
-        std::fs::read_dir(parted.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let left: Vec<String> = std::fs::read_dir(parted.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     let mut left = left;
     left.sort();
     assert_eq!(left, [".lanewatch.lock".to_string(), format!("as_of={AS_OF}")]);
@@ -108,7 +112,8 @@ fn an_out_of_core_step_that_dies_fails_the_night_and_leaves_the_earlier_output()
     before.remove(".lanewatch.lock");
 
     let budget = ("LANEWATCH_INPUT__MAX_MEMORY_GB", "0.2");
-    let run = |env: &[(&str, &str)]| lanewatch_fast_env("run", small_input(), out.path(), &["--as-of", SMALL_AS_OF], env);
+    let run =
+        |env: &[(&str, &str)]| lanewatch_fast_env("run", small_input(), out.path(), &["--as-of", SMALL_AS_OF], env);
     let o = run(&[budget, ("LANEWATCH_FAULT", "kill:round:advice")]);
     expect_code(&o, 70);
     let line = stderr(&o).lines().last().unwrap_or_default().to_string();
