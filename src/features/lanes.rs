@@ -282,7 +282,9 @@ impl Source {
             rest = tail;
         }
         slices.into_par_iter().for_each(|lane| lane.sort_unstable());
+        // Only the indices are held through the facts below (the pairs are 16 bytes a row).
         let rows: Vec<u32> = pairs.iter().map(|&(_, i)| i).collect();
+        drop(pairs);
         let members: [Vec<Vec<u32>>; 4] = std::array::from_fn(|lvl| {
             let keys = &hierarchy.keys[lvl];
             let n = keys.iter().map(|&k| k as usize + 1).max().unwrap_or(0).max(1);
@@ -310,7 +312,7 @@ impl Source {
             *m = (0..9).filter(|&k| st.first[k] != NONE && st.first[k] <= st.delivered).fold(0u16, |a, k| a | 1 << k);
         });
         Ok(Source {
-            resolved_at: pairs.iter().map(|&(at, _)| at).collect(),
+            resolved_at: rows.iter().map(|&i| outcomes[i as usize].resolved_at).collect(),
             late: rows.iter().map(|&i| outcomes[i as usize].late).collect(),
             delivered_at,
             scanned,
