@@ -83,38 +83,14 @@ impl<V: Value> Tracks<V> {
     /// Tracks of `groups` groups from `obs(i)` for i in 0..n: the group, time and value of item
     /// i's observation, if it has one.
     fn build(groups: usize, n: usize, obs: impl Fn(usize) -> Option<(usize, i64, V)>) -> Tracks<V> {
-        let mut start = vec![0usize; groups + 1];
-        for (g, _, _) in (0..n).filter_map(&obs) {
-            start[g + 1] += 1;
-        }
-        for g in 0..groups {
-            start[g + 1] += start[g];
-        }
-        let mut next = start.clone();
-        let mut pairs: Vec<(i64, V)> = vec![(0, V::ZERO); start[groups]];
-        for (g, t, v) in (0..n).filter_map(&obs) {
-            pairs[next[g]] = (t, v);
-            next[g] += 1;
-        }
-        drop(next);
         // Each group sorted on its own (by time, then value: the order decides the prefix sums
-        // a count-based window boundary falls between).
-        let mut rest: &mut [(i64, V)] = &mut pairs;
-        let mut slices: Vec<&mut [(i64, V)]> = Vec::with_capacity(groups);
-        for g in 0..groups {
-            let (head, tail) = rest.split_at_mut(start[g + 1] - start[g]);
-            slices.push(head);
-            rest = tail;
-        }
-        // A group of most of the input (the network's) is sorted in parallel itself: sorted in
-        // one task it held the whole step up. Equal (time, value) pairs are alike, so either
-        // sort gives the same array.
-        let by = |a: &(i64, V), b: &(i64, V)| a.0.cmp(&b.0).then(a.1.order(&b.1));
-        let (large, small): (Vec<_>, Vec<_>) = slices.into_iter().partition(|s| s.len() >= 1 << 18);
-        for s in large {
-            s.par_sort_unstable_by(by);
-        }
-        small.into_par_iter().for_each(|s| s.sort_unstable_by(by));
+        // a count-based window boundary falls between). Equal (time, value) pairs are alike.
+        let (start, pairs) = super::grouped::sorted_by_group(
+            groups,
+            n,
+            |i| obs(i).map(|(g, t, v)| (g, (t, v))),
+            |a: &(i64, V), b: &(i64, V)| a.0.cmp(&b.0).then(a.1.order(&b.1)),
+        );
         let mut cum = Vec::with_capacity(pairs.len() + groups);
         for g in 0..groups {
             let mut acc = V::ZERO;

@@ -255,33 +255,17 @@ impl Source {
         let hierarchy = Hierarchy::new(&prep.lanes);
         let n_lanes = prep.lanes.len();
         let lane_of = |i: usize| prep.lane[i] as usize;
-        // Rows in (lane, resolution time, shipment) order: bucketed by lane, then each lane's
-        // (time, shipment) pairs sorted by value. Sorting shipment indices by a looked-up key
-        // read two scattered arrays per comparison. Shipment indices as u32, as everywhere a
-        // shipment is indexed per row.
-        let keep = |i: usize| outcomes[i].resolved && outcomes[i].resolved_at >= earliest;
-        let mut lane_start = vec![0usize; n_lanes + 1];
-        for i in (0..prep.len()).filter(|&i| keep(i)) {
-            lane_start[lane_of(i) + 1] += 1;
-        }
-        for l in 0..n_lanes {
-            lane_start[l + 1] += lane_start[l];
-        }
-        let mut pairs: Vec<(i64, u32)> = vec![(0, 0); lane_start[n_lanes]];
-        let mut next = lane_start.clone();
-        for i in (0..prep.len()).filter(|&i| keep(i)) {
-            let at = &mut next[lane_of(i)];
-            pairs[*at] = (outcomes[i].resolved_at, i as u32);
-            *at += 1;
-        }
-        let mut slices: Vec<&mut [(i64, u32)]> = Vec::with_capacity(n_lanes);
-        let mut rest = pairs.as_mut_slice();
-        for l in 0..n_lanes {
-            let (lane, tail) = rest.split_at_mut(lane_start[l + 1] - lane_start[l]);
-            slices.push(lane);
-            rest = tail;
-        }
-        slices.into_par_iter().for_each(|lane| lane.sort_unstable());
+        // Rows in (lane, resolution time, shipment) order. Shipment indices as u32, as
+        // everywhere a shipment is indexed per row.
+        let (lane_start, pairs) = super::grouped::sorted_by_group(
+            n_lanes,
+            prep.len(),
+            |i| {
+                let o = &outcomes[i];
+                (o.resolved && o.resolved_at >= earliest).then(|| (lane_of(i), (o.resolved_at, i as u32)))
+            },
+            |a: &(i64, u32), b: &(i64, u32)| a.cmp(b),
+        );
         // Only the indices are held through the facts below (the pairs are 16 bytes a row).
         let rows: Vec<u32> = pairs.iter().map(|&(_, i)| i).collect();
         drop(pairs);

@@ -14,6 +14,7 @@
 
 pub mod days;
 pub mod disruption;
+mod grouped;
 pub mod history;
 pub mod lanes;
 pub mod parted;
