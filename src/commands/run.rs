@@ -105,7 +105,12 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     let lock = OutputLock::acquire(out, &started)?;
     let staging = Staging::new(out, night.as_of(), &lock)?;
     let mut t = Timings::default();
+    // Steps outside the timed stages (loading what earlier nights kept, committing), logged
+    // at debug level: the manifest is written before the last of them.
+    let t0 = std::time::Instant::now();
+    let log = |step: &str| crate::memory::log_step("night", step, t0);
     let (prev, prev_warning) = output::previous_alerts(out, night.as_of());
+    log("previous alerts read");
     let (report, clean, mut state, merged) = match source {
         Source::Input { .. } if s.config.state.incremental => {
             let (report, clean, pending, info) = night::load_with_state(s, out, full_refresh, &mut t)?;
@@ -144,6 +149,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         }),
         _ => None,
     };
+    log("kept tables and model read");
     let from = night::ModelFrom::Schedule { kept: kept_model.as_ref() };
     // The staging folder holds the spill (removed by the run, or with the folder if it dies).
     let spill = staging.path(".spill-shipments.parquet");
@@ -197,9 +203,12 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         state: state.as_ref().map(|(_, i)| i),
         shards: merged.as_ref(),
     };
+    log("outputs computed");
     let (final_dir, warnings) = write_folder(s, out, &run, &report, &known, folder, &mut t)?;
+    log("run folder committed");
     if let Some((pending, _)) = state {
         crate::state::publish(pending)?;
+        log("state published");
         // Kept tables only save work: a night that cannot write them has still succeeded.
         if let Err(e) =
             crate::state::tables::write(out, &s.config.lanes, &res.features.reused.keep, &res.features.reused.keep_days)
@@ -212,6 +221,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         {
             tracing::warn!("model not kept for the next nights: {}", e);
         }
+        log("lane tables and model kept");
     }
     drop(lock);
     summary(&run, final_dir, warnings)
@@ -435,7 +445,9 @@ fn write_folder(
     f: Folder<'_>,
     t: &mut Timings,
 ) -> Result<(PathBuf, u64)> {
+    let t0 = std::time::Instant::now();
     let (trend, trend_warnings) = output::trend(s, out, run, known)?;
+    crate::memory::log_step("commit", "trend read", t0);
     let staging = &f.staging;
     let written = t.time("write", || output::write_run(s, run, report, &trend, staging), |w| w.len() as u64)?;
     let mut warnings: Vec<String> = report.warnings.iter().map(|w| w.line()).collect();
@@ -459,6 +471,7 @@ fn write_folder(
     manifest.state = f.state;
     manifest.shards = f.shards;
     io::write_file(&staging.path("manifest.json"), &manifest.to_json()?)?;
+    crate::memory::log_step("commit", "manifest written", t0);
     Ok((f.staging.commit()?, warnings.len() as u64))
 }
 
