@@ -488,11 +488,15 @@ pub fn raw(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i64, 
                     }
                 }
             }
-            // The group's visits are its lanes' runs, each sorted by `points_of`: a stable sort
-            // merges the runs (the same order: equal visits are equal in every field), and the
-            // sort in `points_of` then finds them in order.
+            // Over many days the group's visits are its lanes' runs, each sorted by `points_of`:
+            // a stable sort merges the runs (the same order: equal visits are equal in every
+            // field), and the sort in `points_of` then finds them in order. Over a few days
+            // `points_of` reads them in any order (`point_at` selects and sorts what it needs),
+            // and sorting every visit of the group's history was most of a new series day.
             let pooled = std::array::from_fn(|s| {
-                group[s].visits.sort();
+                if n_days > FEW_DAYS {
+                    group[s].visits.sort();
+                }
                 points_of(&mut group[s], cfg, first_day, n_days)
             });
             (lane_points, pooled)
