@@ -245,6 +245,9 @@ pub struct Source {
     n_lanes: usize,
     /// Values a parent group's pass buffers at most (`PARENT_VALUES`; see `groups_at`).
     parent_values: usize,
+    /// Each lane's rows whose facts (and `delivered_at`, `scanned`) were taken: every window
+    /// read lies within (`for_cutoffs`).
+    read: Vec<(usize, usize)>,
 }
 
 impl Source {
@@ -252,6 +255,26 @@ impl Source {
     /// row's scan state is taken again from its events (the same `state_at`) rather than read
     /// from every shipment's state, so a night need not hold those (1.6 GB at 10M) with this.
     pub fn new(prep: &Prepared, outcomes: &[Outcome], earliest: i64) -> Result<Source> {
+        Source::build(prep, outcomes, earliest, None)
+    }
+
+    /// The source for the tables at `cutoffs` alone: each row's scan state (the costly part of
+    /// a source) is taken only where a lane's window at one of them reads it. A night that
+    /// computes only its own table reads each busy lane's last `window_days`, not every row
+    /// resolved since `max_window_days`, so its cost follows the window rather than the
+    /// history. Tables at other cutoffs must not be computed from it.
+    pub fn for_cutoffs(prep: &Prepared, outcomes: &[Outcome], cutoffs: &[i64], cfg: &LaneConfig) -> Result<Source> {
+        let first = cutoffs.iter().copied().min().unwrap_or(i64::MAX);
+        let earliest = first.saturating_sub(cfg.oldest_days() as i64 * MICROS_PER_DAY);
+        Source::build(prep, outcomes, earliest, Some((cutoffs, cfg)))
+    }
+
+    fn build(
+        prep: &Prepared,
+        outcomes: &[Outcome],
+        earliest: i64,
+        read_at: Option<(&[i64], &LaneConfig)>,
+    ) -> Result<Source> {
         let hierarchy = Hierarchy::new(&prep.lanes);
         let n_lanes = prep.lanes.len();
         let lane_of = |i: usize| prep.lane[i] as usize;
@@ -266,6 +289,23 @@ impl Source {
             },
             |a: &(i64, u32), b: &(i64, u32)| a.cmp(b),
         );
+        // The rows whose facts are read: every row, or each lane's rows from its earliest
+        // window start to its latest window end over `read_at`'s cutoffs (parent groups read
+        // their member lanes' windows, `windows_at`, so nothing else).
+        let read: Vec<(usize, usize)> = (0..n_lanes)
+            .map(|l| {
+                let (lo, hi) = (lane_start[l], lane_start[l + 1]);
+                let Some((cutoffs, cfg)) = read_at else { return (lo, hi) };
+                let t = &pairs[lo..hi];
+                let windows = cutoffs.iter().map(|&c| window_range(|x| t.partition_point(|p| p.0 < x), c, cfg));
+                let (a, b) = windows.filter(|w| w.0 < w.1).fold((usize::MAX, 0), |(a, b), w| (a.min(w.0), b.max(w.1)));
+                if a < b { (lo + a, lo + b) } else { (lo, lo) }
+            })
+            .collect();
+        let mut wanted = vec![false; pairs.len()];
+        for &(a, b) in &read {
+            wanted[a..b].fill(true);
+        }
         // Only the indices are held through the facts below (the pairs are 16 bytes a row).
         let rows: Vec<u32> = pairs.iter().map(|&(_, i)| i).collect();
         drop(pairs);
@@ -286,7 +326,8 @@ impl Source {
         let r = rows.len();
         let blank = Facts { first: [NONE; 9], created: NONE, first_carrier_scan: NONE };
         let (mut facts, mut delivered_at, mut scanned) = (vec![blank; r], vec![NONE; r], vec![0u16; r]);
-        facts.par_iter_mut().zip(&mut delivered_at).zip(&mut scanned).zip(&rows).for_each(|(((f, d), m), &i)| {
+        let facts_of = facts.par_iter_mut().zip(&mut delivered_at).zip(&mut scanned).zip(&rows).zip(&wanted);
+        facts_of.filter(|(_, w)| **w).for_each(|((((f, d), m), &i), _)| {
             let i = i as usize;
             let (times, codes) = prep.events(i);
             let st = timeline::state_at(prep.created[i], times, codes, prep.etas(i), cutoff);
@@ -308,6 +349,7 @@ impl Source {
             service_names,
             n_lanes,
             parent_values: PARENT_VALUES,
+            read,
         })
     }
 
@@ -343,6 +385,11 @@ impl Source {
         let Some(first) = windows.iter().filter(|w| w.0 < w.1).map(|w| w.0).min() else {
             return vec![[f64::NAN; N_Q]; cutoffs.len()];
         };
+        let read = (self.read[l].0 - lo, self.read[l].1 - lo);
+        assert!(
+            windows.iter().all(|w| w.0 == w.1 || read.0 <= w.0 && w.1 <= read.1),
+            "a window the source was not built for"
+        );
         let last = windows.iter().map(|w| w.1).max().unwrap_or(first);
         let values: Vec<[(i64, f64); N_QUANTITIES]> =
             (lo + first..lo + last).map(|r| row_values(&self.facts[r], self.delivered_at[r])).collect();
@@ -370,7 +417,9 @@ impl Source {
                 let (lo, hi) = (self.lane_start[l], self.lane_start[l + 1]);
                 let t = &self.resolved_at[lo..hi];
                 let (a, b) = window_range(|c| t.partition_point(|&x| x < c), cutoff, cfg);
-                (lo + a, lo + b)
+                let (a, b) = (lo + a, lo + b);
+                assert!(a == b || self.read[l].0 <= a && b <= self.read[l].1, "a window the source was not built for");
+                (a, b)
             })
             .collect()
     }

@@ -386,18 +386,16 @@ pub fn lane_tables(
     reused: &mut Reused,
 ) -> Result<super::lanes::LaneTables> {
     use super::lanes::{LaneTables, Source};
-    let oldest = cfg.oldest_days() as i64 * MICROS_PER_DAY;
     let known: Vec<Option<Vec<LaneStats>>> = match check {
         Some(check) => cutoffs.iter().map(|&c| check.kept.find(c, check.digest(c), &prep.lanes)).collect(),
         None => vec![None; cutoffs.len()],
     };
     reused.reused = known.iter().filter(|t| t.is_some()).count();
     reused.computed = cutoffs.len() - reused.reused;
-    let source = match known.iter().position(|t| t.is_none()) {
-        // Rows resolved before the first table to compute, less its longest window, are never read.
-        Some(k) => Some(Source::new(prep, outcomes, cutoffs[k] - oldest)?),
-        None => None,
-    };
+    // Only the rows the tables to compute read (a night computing its own table alone reads
+    // each busy lane's last window, not its history).
+    let todo: Vec<i64> = cutoffs.iter().zip(&known).filter(|(_, t)| t.is_none()).map(|(&c, _)| c).collect();
+    let source = if todo.is_empty() { None } else { Some(Source::for_cutoffs(prep, outcomes, &todo, cfg)?) };
     let tables = LaneTables::build_with(source.as_ref(), cutoffs, cfg, known)?;
     drop(source);
     let Some(check) = check else { return Ok(tables) };

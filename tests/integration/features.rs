@@ -441,6 +441,35 @@ fn lane_tables_are_the_same_when_parent_groups_take_one_quantity_a_pass() {
     assert_eq!(table_bits(whole.latest()), table_bits(fs.lane_tables.latest()), "the night's own table");
 }
 
+/// A source built for some cutoffs (`lanes::Source::for_cutoffs`) takes only the rows their
+/// windows read: its tables at those cutoffs are the whole source's, bit for bit, for the night's
+/// own table alone and for an earlier pair, with lanes reaching back for support (a larger
+/// `min_support`) too.
+#[test]
+fn a_source_built_for_some_cutoffs_gives_their_tables_bit_for_bit() {
+    let (s, fs) = build(small_input(), date(SMALL_AS_OF));
+    let cutoffs = fs.lane_tables.cutoffs.clone();
+    assert!(cutoffs.len() >= 4, "{} cutoffs", cutoffs.len());
+    let last = cutoffs.len() - 1;
+    for cfg in [s.features.lanes.clone(), lanes_cfg_with_support(&s, 400)] {
+        let earliest = cutoffs[0] - cfg.oldest_days() as i64 * MICROS_PER_DAY;
+        let whole_source = lanes::Source::new(&fs.prep, &fs.outcomes, earliest).unwrap();
+        let whole = lanes::LaneTables::build(&whole_source, cutoffs.clone(), &cfg).unwrap();
+        let reached_back = whole.latest().iter().filter(|l| l.window_days > cfg.window_days as f64).count();
+        if cfg.min_support == 400 {
+            assert!(reached_back > 5, "only {reached_back} lanes reach back past the window: nothing to compare");
+        }
+        for some in [vec![cutoffs[last]], vec![cutoffs[1], cutoffs[2]]] {
+            let source = lanes::Source::for_cutoffs(&fs.prep, &fs.outcomes, &some, &cfg).unwrap();
+            let tables = lanes::LaneTables::build(&source, some.clone(), &cfg).unwrap();
+            for (c, t) in some.iter().zip(&tables.tables) {
+                let k = cutoffs.iter().position(|x| x == c).unwrap();
+                assert_eq!(table_bits(t), table_bits(&whole.tables[k]), "min_support {}, cutoff {k}", cfg.min_support);
+            }
+        }
+    }
+}
+
 /// A sharded night's parts (whole destination × service groups each) exchange only their
 /// service groups' counts, the service or global groups their sparse lanes read, and those
 /// groups' values (`lanes::parents`): each part's lane tables are then the whole network's,
