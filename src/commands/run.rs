@@ -492,7 +492,7 @@ fn summary(run: &RunOutputs, out: PathBuf, warnings: u64) -> Result<RunSummary> 
     let mut lanes: Vec<((String, String, String), u64)> = per_lane.into_iter().collect();
     // Most alerts first, then by lane.
     lanes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let label = |(o, d, s): &(String, String, String)| format!("{o}→{d} {s}");
+    let label = |(o, d, s): &(String, String, String)| crate::features::prepare::lane_label(o, d, s);
     let top_lanes = lanes.iter().take(5).map(|(l, n)| (label(l), *n)).collect();
     let disrupted_lanes = run
         .disrupted

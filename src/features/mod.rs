@@ -223,6 +223,7 @@ pub fn build_keeping(
     let Span { step, first_day, last_day, .. } = span;
     // What earlier nights kept (lane tables, series days) is taken where it still holds.
     let check = kept.map(|k| reuse::Check::new(&prep, k, &span.cutoffs, first_day, last_day, step)).transpose()?;
+    log("digests");
     let mut reused = reuse::Reused::default();
     // The disruption series is the last reader of every whole scan state: they shrink to what
     // later stages read before the lane tables and the history are built, so neither adds its

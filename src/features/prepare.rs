@@ -54,8 +54,13 @@ impl LaneKey {
     }
 
     pub fn label(&self) -> String {
-        format!("{}→{} {}", self.origin, self.destination, self.service)
+        lane_label(&self.origin, &self.destination, &self.service)
     }
+}
+
+/// How a lane is named to people (summaries, logs, the report): `CN→DE standard`.
+pub fn lane_label(origin: &str, destination: &str, service: &str) -> String {
+    format!("{origin}→{destination} {service}")
 }
 
 impl Prepared {
