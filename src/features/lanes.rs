@@ -231,7 +231,9 @@ pub struct Source {
     delivered_at: Vec<i64>,
     /// Milestones scanned before delivery (bit m), for delivered rows.
     scanned: Vec<u16>,
+    /// The facts of the rows read (see `read`), in row order; `fact_at[r]` is row r's place.
     facts: Vec<Facts>,
+    fact_at: Vec<u32>,
     /// Rows of lane `l` are `lane_start[l]..lane_start[l + 1]`.
     lane_start: Vec<usize>,
     /// Member lanes of each group at each level above the lane: origin country, destination ×
@@ -249,6 +251,9 @@ pub struct Source {
     /// read lies within (`for_cutoffs`).
     read: Vec<(usize, usize)>,
 }
+
+/// `Source::fact_at` of a row whose facts were not taken.
+const UNREAD: u32 = u32::MAX;
 
 impl Source {
     /// The source as of the night's cutoff (`prep.night`), from `outcomes` at that cutoff. Each
@@ -302,9 +307,15 @@ impl Source {
                 if a < b { (lo + a, lo + b) } else { (lo, lo) }
             })
             .collect();
-        let mut wanted = vec![false; pairs.len()];
+        // Each row's place among the rows read (`UNREAD` elsewhere), so that only those hold
+        // facts: 88 bytes a row, most of the source's memory when a long history is not read.
+        let mut fact_at = vec![UNREAD; pairs.len()];
+        let mut n_read = 0u32;
         for &(a, b) in &read {
-            wanted[a..b].fill(true);
+            for slot in &mut fact_at[a..b] {
+                *slot = n_read;
+                n_read += 1;
+            }
         }
         // Only the indices are held through the facts below (the pairs are 16 bytes a row).
         let rows: Vec<u32> = pairs.iter().map(|&(_, i)| i).collect();
@@ -324,24 +335,34 @@ impl Source {
         }
         let cutoff = prep.night.cutoff();
         let r = rows.len();
-        let blank = Facts { first: [NONE; 9], created: NONE, first_carrier_scan: NONE };
-        let (mut facts, mut delivered_at, mut scanned) = (vec![blank; r], vec![NONE; r], vec![0u16; r]);
-        let facts_of = facts.par_iter_mut().zip(&mut delivered_at).zip(&mut scanned).zip(&rows).zip(&wanted);
-        facts_of.filter(|(_, w)| **w).for_each(|((((f, d), m), &i), _)| {
-            let i = i as usize;
-            let (times, codes) = prep.events(i);
-            let st = timeline::state_at(prep.created[i], times, codes, prep.etas(i), cutoff);
-            *f = Facts { first: st.first, created: prep.created[i], first_carrier_scan: st.first_carrier_scan };
-            *d = st.delivered;
-            // Milestones scanned before the delivery.
-            *m = (0..9).filter(|&k| st.first[k] != NONE && st.first[k] <= st.delivered).fold(0u16, |a, k| a | 1 << k);
-        });
+        let read_rows: Vec<u32> = read.iter().flat_map(|&(a, b)| a as u32..b as u32).collect();
+        let taken: Vec<(Facts, i64, u16)> = read_rows
+            .par_iter()
+            .map(|&k| {
+                let i = rows[k as usize] as usize;
+                let (times, codes) = prep.events(i);
+                let st = timeline::state_at(prep.created[i], times, codes, prep.etas(i), cutoff);
+                let f = Facts { first: st.first, created: prep.created[i], first_carrier_scan: st.first_carrier_scan };
+                // Milestones scanned before the delivery.
+                let m = (0..9)
+                    .filter(|&k| st.first[k] != NONE && st.first[k] <= st.delivered)
+                    .fold(0u16, |a, k| a | 1 << k);
+                (f, st.delivered, m)
+            })
+            .collect();
+        let (mut delivered_at, mut scanned) = (vec![NONE; r], vec![0u16; r]);
+        for (&k, &(_, d, m)) in read_rows.iter().zip(&taken) {
+            delivered_at[k as usize] = d;
+            scanned[k as usize] = m;
+        }
+        let facts: Vec<Facts> = taken.into_iter().map(|t| t.0).collect();
         Ok(Source {
             resolved_at: rows.iter().map(|&i| outcomes[i as usize].resolved_at).collect(),
             late: rows.iter().map(|&i| outcomes[i as usize].late).collect(),
             delivered_at,
             scanned,
             facts,
+            fact_at,
             lane_start,
             members,
             outputs: quantity_outputs(),
@@ -351,6 +372,11 @@ impl Source {
             parent_values: PARENT_VALUES,
             read,
         })
+    }
+
+    /// Row r's facts; a row the source was not built to read has none (a bug: panics).
+    fn facts(&self, r: usize) -> &Facts {
+        self.facts.get(self.fact_at[r] as usize).expect("a row the source was not built to read")
     }
 
     /// The source with parent groups' passes buffering at most `values` values (at least one
@@ -390,9 +416,10 @@ impl Source {
             windows.iter().all(|w| w.0 == w.1 || read.0 <= w.0 && w.1 <= read.1),
             "a window the source was not built for"
         );
-        let last = windows.iter().map(|w| w.1).max().unwrap_or(first);
+        // Empty windows read nothing (their bounds may lie past the rows read).
+        let last = windows.iter().filter(|w| w.0 < w.1).map(|w| w.1).max().unwrap_or(first);
         let values: Vec<[(i64, f64); N_QUANTITIES]> =
-            (lo + first..lo + last).map(|r| row_values(&self.facts[r], self.delivered_at[r])).collect();
+            (lo + first..lo + last).map(|r| row_values(self.facts(r), self.delivered_at[r])).collect();
         let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); N_QUANTITIES];
         windows
             .iter()
@@ -564,7 +591,7 @@ impl Source {
                     }
                     for &(a, b) in &spans {
                         for r in a..b {
-                            let row = row_values_in(&self.facts[r], self.delivered_at[r], qs.clone());
+                            let row = row_values_in(self.facts(r), self.delivered_at[r], qs.clone());
                             push_known(&mut bufs[qs.clone()], &row[qs.clone()], cutoff);
                         }
                     }

@@ -249,7 +249,7 @@ impl Source {
                     for &l in lanes {
                         let (a, b) = window[l as usize];
                         for r in a..b {
-                            push_known(&mut lists, &row_values(&self.facts[r], self.delivered_at[r]), c);
+                            push_known(&mut lists, &row_values(self.facts(r), self.delivered_at[r]), c);
                         }
                     }
                 }
