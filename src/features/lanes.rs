@@ -297,12 +297,12 @@ impl Source {
         // The rows whose facts are read: every row, or each lane's rows from its earliest
         // window start to its latest window end over `read_at`'s cutoffs (parent groups read
         // their member lanes' windows, `windows_at`, so nothing else).
+        let resolved_at: Vec<i64> = pairs.iter().map(|p| p.0).collect();
         let read: Vec<(usize, usize)> = (0..n_lanes)
             .map(|l| {
                 let (lo, hi) = (lane_start[l], lane_start[l + 1]);
                 let Some((cutoffs, cfg)) = read_at else { return (lo, hi) };
-                let t = &pairs[lo..hi];
-                let windows = cutoffs.iter().map(|&c| window_range(|x| t.partition_point(|p| p.0 < x), c, cfg));
+                let windows = cutoffs.iter().map(|&c| lane_window(&resolved_at[lo..hi], c, cfg));
                 let (a, b) = windows.filter(|w| w.0 < w.1).fold((usize::MAX, 0), |(a, b), w| (a.min(w.0), b.max(w.1)));
                 if a < b { (lo + a, lo + b) } else { (lo, lo) }
             })
@@ -357,7 +357,7 @@ impl Source {
         }
         let facts: Vec<Facts> = taken.into_iter().map(|t| t.0).collect();
         Ok(Source {
-            resolved_at: rows.iter().map(|&i| outcomes[i as usize].resolved_at).collect(),
+            resolved_at,
             late: rows.iter().map(|&i| outcomes[i as usize].late).collect(),
             delivered_at,
             scanned,
@@ -406,16 +406,10 @@ impl Source {
     fn lane_values(&self, l: usize, cutoffs: &[i64], cfg: &LaneConfig) -> Vec<[f64; N_Q]> {
         let (lo, hi) = (self.lane_start[l], self.lane_start[l + 1]);
         let resolved = &self.resolved_at[lo..hi];
-        let windows: Vec<(usize, usize)> =
-            cutoffs.iter().map(|&c| window_range(|x| resolved.partition_point(|&y| y < x), c, cfg)).collect();
+        let windows: Vec<(usize, usize)> = cutoffs.iter().map(|&c| lane_window(resolved, c, cfg)).collect();
         let Some(first) = windows.iter().filter(|w| w.0 < w.1).map(|w| w.0).min() else {
             return vec![[f64::NAN; N_Q]; cutoffs.len()];
         };
-        let read = (self.read[l].0 - lo, self.read[l].1 - lo);
-        assert!(
-            windows.iter().all(|w| w.0 == w.1 || read.0 <= w.0 && w.1 <= read.1),
-            "a window the source was not built for"
-        );
         // Empty windows read nothing (their bounds may lie past the rows read).
         let last = windows.iter().filter(|w| w.0 < w.1).map(|w| w.1).max().unwrap_or(first);
         let values: Vec<[(i64, f64); N_QUANTITIES]> =
@@ -442,8 +436,7 @@ impl Source {
         (0..self.n_lanes)
             .map(|l| {
                 let (lo, hi) = (self.lane_start[l], self.lane_start[l + 1]);
-                let t = &self.resolved_at[lo..hi];
-                let (a, b) = window_range(|c| t.partition_point(|&x| x < c), cutoff, cfg);
+                let (a, b) = lane_window(&self.resolved_at[lo..hi], cutoff, cfg);
                 let (a, b) = (lo + a, lo + b);
                 assert!(a == b || self.read[l].0 <= a && b <= self.read[l].1, "a window the source was not built for");
                 (a, b)
@@ -655,6 +648,13 @@ pub(crate) fn window_range(before: impl Fn(i64) -> usize, cutoff: i64, cfg: &Lan
     (a, b)
 }
 
+/// `window_range` over one lane's resolution times (ascending): the range of its rows a table
+/// at `cutoff` reads. What the source takes (`Source::for_cutoffs`) and what its tables read
+/// are both this, so they agree.
+fn lane_window(resolved: &[i64], cutoff: i64, cfg: &LaneConfig) -> (usize, usize) {
+    window_range(|x| resolved.partition_point(|&y| y < x), cutoff, cfg)
+}
+
 /// Linear-interpolation quantile (position p·(n−1)) by selection; reorders `v`.
 pub(crate) fn quantile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
@@ -763,24 +763,23 @@ pub struct LaneTables {
 impl LaneTables {
     pub fn build(source: &Source, cutoffs: Vec<i64>, cfg: &LaneConfig) -> Result<LaneTables> {
         let none = vec![None; cutoffs.len()];
-        LaneTables::build_with(Some(source), cutoffs, cfg, none)
+        LaneTables::build_with(|_| Ok(source), cutoffs, cfg, none)
     }
 
     /// The tables at `cutoffs`, taking `known[k]` as the table at `cutoffs[k]` where given (a
-    /// table kept from an earlier night, see `reuse`) and computing the others from `source`,
-    /// which may be `None` when every table is known.
-    pub fn build_with(
-        source: Option<&Source>,
+    /// table kept from an earlier night, see `reuse`) and computing the others from the source
+    /// `source(at)` gives for their cutoffs `at` (asked for only when some table is unknown).
+    pub fn build_with<S: std::borrow::Borrow<Source>>(
+        source: impl FnOnce(&[i64]) -> Result<S>,
         cutoffs: Vec<i64>,
         cfg: &LaneConfig,
         mut known: Vec<Option<Vec<LaneStats>>>,
     ) -> Result<LaneTables> {
         let todo: Vec<usize> = (0..cutoffs.len()).filter(|&k| known[k].is_none()).collect();
         if !todo.is_empty() {
-            let source =
-                source.ok_or_else(|| crate::error::Error::internal("lane tables to compute without a source"))?;
             let at: Vec<i64> = todo.iter().map(|&k| cutoffs[k]).collect();
-            for (k, table) in todo.into_iter().zip(compute(source, &at, cfg, None)?) {
+            let source = source(&at)?;
+            for (k, table) in todo.into_iter().zip(compute(source.borrow(), &at, cfg, None)?) {
                 known[k] = Some(table);
             }
         }

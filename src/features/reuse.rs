@@ -394,10 +394,7 @@ pub fn lane_tables(
     reused.computed = cutoffs.len() - reused.reused;
     // Only the rows the tables to compute read (a night computing its own table alone reads
     // each busy lane's last window, not its history).
-    let todo: Vec<i64> = cutoffs.iter().zip(&known).filter(|(_, t)| t.is_none()).map(|(&c, _)| c).collect();
-    let source = if todo.is_empty() { None } else { Some(Source::for_cutoffs(prep, outcomes, &todo, cfg)?) };
-    let tables = LaneTables::build_with(source.as_ref(), cutoffs, cfg, known)?;
-    drop(source);
+    let tables = LaneTables::build_with(|at| Source::for_cutoffs(prep, outcomes, at, cfg), cutoffs, cfg, known)?;
     let Some(check) = check else { return Ok(tables) };
     let mut keep: Vec<KeptTable> = tables
         .cutoffs
