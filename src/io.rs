@@ -170,15 +170,6 @@ pub fn read_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame,
         .map_err(|e| format!("is corrupt: {}", crate::error::one_line(e.to_string())))
 }
 
-/// The schema of a file `write_compact` wrote, if its bytes still have the BLAKE3 `blake3`
-/// (its rows are not decoded); errors as `read_checked`'s.
-pub fn schema_checked(path: &Path, blake3: &str) -> std::result::Result<Schema, String> {
-    ParquetReader::new(std::io::Cursor::new(checked_bytes(path, blake3)?))
-        .schema()
-        .map(|s| Schema::from_arrow_schema(&s))
-        .map_err(|e| format!("is corrupt: {}", crate::error::one_line(e.to_string())))
-}
-
 fn checked_bytes(path: &Path, blake3: &str) -> std::result::Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("is unreadable: {e}"))?;
     if blake3::hash(&bytes).to_hex().as_str() != blake3 {

@@ -248,8 +248,8 @@ struct Reused {
     ships: Vec<(Segment, DataFrame)>,
     /// The generation's shipment order, when it has one: its entry and its rows.
     order: Option<(Order, Vec<u32>)>,
-    /// Events segments, checked (bytes and columns) but not decoded: `assemble` decodes them a
-    /// few at a time, as it appends them.
+    /// Events segments, not yet read: `assemble` reads, checks and decodes them a few at a
+    /// time, as it appends them.
     events: Vec<Segment>,
     new_ship_paths: Vec<PathBuf>,
     new_event_paths: Vec<PathBuf>,
@@ -359,20 +359,9 @@ fn reuse(
         },
     );
     let (ships, order) = (ships?, order?);
-    // Events segments (nine tenths of the state) are only checked here: decoded all at once
-    // before any was appended, they held the night's events twice (5 GiB at 10M shipments).
-    g.events.par_iter().try_for_each(|s| {
-        let schema = segment_path(&dir, &s.data).and_then(|p| {
-            crate::io::schema_checked(&p, &s.data_blake3).map_err(|e| format!("state segment {} {e}", s.data))
-        })?;
-        let typed = |c: &str, t: DataType| schema.get(c) == Some(&t);
-        if !(typed("ship", DataType::UInt32) && typed("time", DataType::Int64) && typed("status", DataType::UInt32))
-            || (s.counts.has_eta && !typed("eta", DataType::Int64))
-        {
-            return Err(format!("state segment {} does not hold events", s.data));
-        }
-        Ok(())
-    })?;
+    // Events segments (nine tenths of the state) are read and checked only as `assemble`
+    // appends them, a few at a time: checked here first, every one was read and hashed twice,
+    // and decoded here, they held the night's events twice (5 GiB at 10M shipments).
     Ok(Reused { ships, order, events: g.events.clone(), new_ship_paths, new_event_paths })
 }
 
@@ -411,13 +400,14 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
         }
     };
     tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "state: segments read");
-    let reused = prior.unwrap_or(Reused {
+    let everything = |ship_paths: Vec<PathBuf>, event_paths: Vec<PathBuf>| Reused {
         ships: vec![],
         order: None,
         events: vec![],
         new_ship_paths: ship_paths,
         new_event_paths: event_paths,
-    });
+    };
+    let reused = prior.unwrap_or_else(|| everything(ship_paths.clone(), event_paths.clone()));
     // The memory refusal, from the rows the state recorded and the new files' footers (the
     // covered files are not opened again).
     let covered = |segs: &mut dyn Iterator<Item = &Segment>| segs.map(|s| s.rows).sum::<u64>();
@@ -427,7 +417,18 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
         covered(&mut reused.ships.iter().map(|(s, _)| s)) + ingest::footer_rows_of(&reused.new_ship_paths),
         covered(&mut reused.events.iter()) + ingest::footer_rows_of(&reused.new_event_paths),
     )?;
-    let loaded = assemble(input, cfg, &state_dir(out), reused, info, input_str, key)?;
+    let dir = state_dir(out);
+    let loaded = match assemble(input, cfg, &dir, reused, info.clone(), input_str.clone(), key.clone())? {
+        Ok(loaded) => loaded,
+        // An events segment found damaged as it was appended: the same full refresh as one
+        // found before, every file decoded (none of the state is read again).
+        Err(why) => {
+            info.used = None;
+            info.full_refresh = Some(why);
+            assemble(input, cfg, &dir, everything(ship_paths, event_paths), info, input_str, key)?
+                .map_err(|why| Error::internal(format!("a full refresh read the state: {why}")))?
+        }
+    };
     tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "state: input assembled");
     Ok(loaded)
 }
@@ -440,7 +441,7 @@ fn assemble(
     mut info: StateInfo,
     input_str: String,
     key: serde_json::Value,
-) -> Result<Loaded> {
+) -> Result<std::result::Result<Loaded, String>> {
     let t0 = std::time::Instant::now();
     let Reused { ships, order, events: old_events, new_ship_paths, new_event_paths } = reused;
     info.files_reused = (ships.len() + old_events.len()) as u64;
@@ -519,13 +520,19 @@ fn assemble(
     let mut reused_events = Vec::with_capacity(old_events.len());
     // Decoded a few at a time (in parallel), appended in order, freed before the next few.
     for batch in old_events.chunks(2 * rayon::current_num_threads().max(1)) {
-        let frames: Vec<DataFrame> = batch
-            .par_iter()
-            .map(|s| read_segment(dir, s))
-            .collect::<std::result::Result<_, String>>()
-            .map_err(|e| Error::internal(format!("{e} (it changed while the night read the state)")))?;
+        // A segment damaged or not of events is the state's fault, not the input's: the
+        // caller starts again with a full refresh.
+        let frames = batch.par_iter().map(|s| read_events_segment(dir, s)).collect::<std::result::Result<Vec<_>, _>>();
+        let frames = match frames {
+            Ok(f) => f,
+            Err(why) => return Ok(Err(why)),
+        };
         for (s, df) in batch.iter().zip(frames) {
-            append_segment(s, &df, &sorted_of, index.as_ref(), &mut events, &mut status_of, &mut orphan_of)?;
+            if let Err(why) =
+                append_segment(s, &df, &sorted_of, index.as_ref(), &mut events, &mut status_of, &mut orphan_of)
+            {
+                return Ok(Err(why));
+            }
             files.push(file_info(Table::Events, s));
             reused_events.push(s.clone());
         }
@@ -554,7 +561,20 @@ fn assemble(
         input: input_str,
         input_config: key,
     };
-    Ok(Loaded { raw: RawInput { shipments, events, files }, findings, keep: Keep { info, carry } })
+    Ok(Ok(Loaded { raw: RawInput { shipments, events, files }, findings, keep: Keep { info, carry } }))
+}
+
+/// Reads an events segment, checking its bytes and that its columns are an events segment's
+/// (whole and matching its hash, a file of other columns read as events would be nonsense).
+fn read_events_segment(dir: &Path, s: &Segment) -> std::result::Result<DataFrame, String> {
+    let df = read_segment(dir, s)?;
+    let typed = |c: &str, t: DataType| df.schema().get(c) == Some(&t);
+    if !(typed("ship", DataType::UInt32) && typed("time", DataType::Int64) && typed("status", DataType::UInt32))
+        || (s.counts.has_eta && !typed("eta", DataType::Int64))
+    {
+        return Err(format!("state segment {} does not hold events", s.data));
+    }
+    Ok(df)
 }
 
 /// The inverse of a permutation: for sorted row → arrival row, arrival row → sorted row.
@@ -647,17 +667,24 @@ fn append_segment(
     out: &mut RawEvents,
     status_of: &mut HashMap<String, u32>,
     orphan_of: &mut HashMap<String, u32>,
-) -> Result<()> {
-    let corrupt = || Error::internal(format!("state segment {} does not match its generation", s.data));
+) -> std::result::Result<(), String> {
+    let corrupt = || format!("state segment {} does not match its generation", s.data);
     // Contiguous, null-free slices (the segment was written so): a plain loop over them.
-    let column = |name: &str| -> Result<Series> { Ok(df.column(name)?.as_materialized_series().rechunk()) };
+    let column = |name: &str| -> std::result::Result<Series, String> {
+        Ok(df.column(name).map_err(|_| corrupt())?.as_materialized_series().rechunk())
+    };
     let (ship_s, time_s, status_s) = (column("ship")?, column("time")?, column("status")?);
     let eta_s = if s.counts.has_eta { Some(column("eta")?) } else { None };
-    let ship = ship_s.u32()?.cont_slice().map_err(|_| corrupt())?;
-    let time = time_s.i64()?.cont_slice().map_err(|_| corrupt())?;
-    let status = status_s.u32()?.cont_slice().map_err(|_| corrupt())?;
+    fn u32s(c: &Series) -> Option<&[u32]> {
+        c.u32().ok()?.cont_slice().ok()
+    }
+    fn i64s(c: &Series) -> Option<&[i64]> {
+        c.i64().ok()?.cont_slice().ok()
+    }
+    let (ship, time, status) =
+        (u32s(&ship_s).ok_or_else(corrupt)?, i64s(&time_s).ok_or_else(corrupt)?, u32s(&status_s).ok_or_else(corrupt)?);
     let eta = match &eta_s {
-        Some(e) => Some(e.i64()?.cont_slice().map_err(|_| corrupt())?),
+        Some(e) => Some(i64s(e).ok_or_else(corrupt)?),
         None => None,
     };
     let status_map: Vec<u32> = s
@@ -703,8 +730,10 @@ fn append_segment(
         part.ship.push(mapped);
     }
     part.time = time.to_vec();
-    part.status =
-        status.iter().map(|&c| status_map.get(c as usize).copied().ok_or_else(corrupt)).collect::<Result<_>>()?;
+    part.status = status
+        .iter()
+        .map(|&c| status_map.get(c as usize).copied().ok_or_else(corrupt))
+        .collect::<std::result::Result<_, _>>()?;
     part.eta = eta.map(|e| e.to_vec());
     if time.len() != ship.len()
         || part.status.len() != ship.len()
