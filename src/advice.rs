@@ -580,6 +580,7 @@ impl<'a> Part<'a> {
     /// seller advice for its lanes. `network`: the whole network's service pools and lanes
     /// (`merge_services`); none when the part is the whole network.
     pub fn rows(&self, network: Option<&Services>, owns: impl Fn(&str, &str) -> bool) -> Result<AdviceRows> {
+        let t0 = std::time::Instant::now();
         let (fs, p, pools) = (self.fs, self.p, &self.pools);
         let own_lanes: BTreeSet<LaneKey>;
         let (services, lanes) = match network {
@@ -694,6 +695,8 @@ impl<'a> Part<'a> {
             }
         }
 
+        crate::memory::log_step("advice", "service rows", t0);
+
         // ---- promise advice ----
         let mut lane_order: Vec<usize> = (0..prep.lanes.len()).collect();
         lane_order.sort_by(|&a, &b| prep.lanes[a].cmp(&prep.lanes[b]));
@@ -723,11 +726,13 @@ impl<'a> Part<'a> {
             });
         }
 
+        crate::memory::log_step("advice", "promise rows", t0);
+
         // ---- seller advice (without the advised service, which `finish` adds) ----
-        let names = prep.seller_names();
-        let per_lane: Vec<Vec<(u32, SRow)>> = lane_order
+        let per_lane: Vec<Vec<SRow>> = lane_order
             .par_iter()
-            .map(|&l| {
+            .enumerate()
+            .map(|(rank, &l)| {
                 let w = self.win(l);
                 if w.is_empty() {
                     return Vec::new();
@@ -745,8 +750,8 @@ impl<'a> Part<'a> {
                         let n = run.len();
                         let met = run.iter().filter(|&&(_, k)| w[k as usize].met_own).count();
                         let row = SRow {
-                            seller: names[run[0].0 as usize].clone(),
-                            lane: prep.lanes[l].clone(),
+                            seller: run[0].0,
+                            lane: rank as u32,
                             n,
                             on_time: met as f64 / n as f64,
                             handling: finite_quantile_in(
@@ -759,7 +764,7 @@ impl<'a> Part<'a> {
                             from_scan_p90,
                             promise,
                         };
-                        (run[0].0, row)
+                        row
                     })
                     .collect()
             })
@@ -767,38 +772,16 @@ impl<'a> Part<'a> {
         // In the table's order, (seller, lane): dense seller ids follow the ids' order and
         // `lane_order` the lanes', so integer keys sort the rows as their strings would, and
         // `finish` finds them sorted (comparing 0.4M rows' strings took 0.2 s at 1M).
-        // The rows are moved once into place (`permute`), so no second copy of them is held.
-        let mut keys: Vec<(u32, u32)> = Vec::with_capacity(per_lane.iter().map(Vec::len).sum());
-        let mut sellers: Vec<SRow> = Vec::with_capacity(keys.capacity());
-        for (rank, lane) in per_lane.into_iter().enumerate() {
-            for (seller, row) in lane {
-                keys.push((seller, rank as u32));
-                sellers.push(row);
-            }
-        }
-        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
-        order.par_sort_unstable_by_key(|&k| keys[k as usize]);
-        permute(&mut sellers, order);
-        Ok(AdviceRows { service: rows, promise, sellers })
-    }
-}
-
-/// Reorders `rows` in place so that row `k` is the one that was at `order[k]` (`order` a
-/// permutation). Each cycle of the permutation is followed from its first position: the row
-/// that was there is carried along by swaps, each swap putting one row where it belongs, and
-/// lands last where the cycle closes. A placed position is marked by `order[k] = k`.
-fn permute<T>(rows: &mut [T], mut order: Vec<u32>) {
-    for start in 0..rows.len() {
-        let mut at = start;
-        loop {
-            let from = order[at] as usize;
-            order[at] = at as u32;
-            if from == start {
-                break;
-            }
-            rows.swap(at, from);
-            at = from;
-        }
+        let mut sellers: Vec<SRow> = per_lane.into_iter().flatten().collect();
+        sellers.par_sort_unstable_by_key(|r| (r.seller, r.lane));
+        crate::memory::log_step("advice", "seller rows", t0);
+        Ok(AdviceRows {
+            service: rows,
+            promise,
+            sellers,
+            seller_names: prep.seller_names().to_vec(),
+            lanes: lane_order.iter().map(|&l| prep.lanes[l].clone()).collect(),
+        })
     }
 }
 
@@ -826,10 +809,12 @@ struct PRow {
     advised: (f64, f64, f64),
 }
 
-/// A row of `seller_advice` before the lane's advised service is added.
+/// A row of `seller_advice` before the lane's advised service is added: its seller and lane
+/// as indices into its part's `AdviceRows::seller_names` and `lanes` (a row's four strings,
+/// cloned for each of 0.4M rows at 1M, cost more than the rest of the row).
 struct SRow {
-    seller: String,
-    lane: LaneKey,
+    seller: u32,
+    lane: u32,
     n: usize,
     on_time: f64,
     handling: f64,
@@ -844,6 +829,10 @@ pub struct AdviceRows {
     service: Vec<Row>,
     promise: Vec<PRow>,
     sellers: Vec<SRow>,
+    /// The part's seller ids and lanes, which `sellers` index; `sellers` is sorted by
+    /// (seller, lane), as the ids and lanes sort.
+    seller_names: Vec<String>,
+    lanes: Vec<LaneKey>,
 }
 
 /// The three advice tables from every part's rows: the advised service of each origin ×
@@ -852,11 +841,11 @@ pub struct AdviceRows {
 pub fn finish(parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
     let t0 = std::time::Instant::now();
     let cfg = &p.advice;
-    let (mut rows, mut prow, mut srows) = (Vec::new(), Vec::new(), Vec::new());
-    for part in parts {
-        rows.extend(part.service);
-        prow.extend(part.promise);
-        srows.extend(part.sellers);
+    let (mut rows, mut prow) = (Vec::new(), Vec::new());
+    let mut parts = parts;
+    for part in &mut parts {
+        rows.append(&mut part.service);
+        prow.append(&mut part.promise);
     }
     rows.sort_by(|a, b| {
         (&a.o, &a.d, &a.band, service_rank(&a.s, &cfg.services), &a.s).cmp(&(
@@ -956,40 +945,58 @@ pub fn finish(parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
     outputs::check("promise_advice.parquet", &promise, outputs::PROMISE_ADVICE)?;
     crate::memory::log_step("advice", "promise", t0);
 
-    // One part's rows come sorted (`Part::rows`); several parts' interleave.
-    let seller_order = |a: &SRow, b: &SRow| (&a.seller, &a.lane).cmp(&(&b.seller, &b.lane));
-    if !srows.is_sorted_by(|a, b| seller_order(a, b).is_le()) {
-        srows.par_sort_unstable_by(seller_order);
-    }
-    // Each seller row's lane advice by a hashed lookup (an ordered map keyed by three strings
-    // compared strings for most of the seller table's build).
+    // Each seller row's lane advice, found once per lane of each part by a hashed lookup (an
+    // ordered map keyed by three strings compared strings for most of the seller table's build).
     let mut lane_advice: PlHashMap<(&str, &str, &str), (f64, Option<&str>)> = PlHashMap::new();
     for r in rows.iter().filter(|r| r.band == "all") {
         lane_advice.insert((r.o.as_str(), r.d.as_str(), r.s.as_str()), (r.p_meet, adv(r).map(|a| a.0.as_str())));
     }
-    let advice_of = |r: &SRow| -> Option<(f64, Option<&str>)> {
-        let k = &r.lane;
-        lane_advice.get(&(k.origin.as_str(), k.destination.as_str(), k.service.as_str())).copied()
-    };
-    let misses = |r: &SRow| {
+    struct Seller<'a> {
+        id: &'a str,
+        lane: &'a LaneKey,
+        advice: Option<(f64, Option<&'a str>)>,
+        row: &'a SRow,
+    }
+    let mut srows: Vec<Seller<'_>> = Vec::with_capacity(parts.iter().map(|p| p.sellers.len()).sum());
+    for part in &parts {
+        let advice: Vec<Option<(f64, Option<&str>)>> = part
+            .lanes
+            .iter()
+            .map(|k| lane_advice.get(&(k.origin.as_str(), k.destination.as_str(), k.service.as_str())).copied())
+            .collect();
+        for row in &part.sellers {
+            let (l, id) = (row.lane as usize, row.seller as usize);
+            let (Some(lane), Some(id)) = (part.lanes.get(l), part.seller_names.get(id)) else {
+                return Err(crate::error::Error::internal("seller_advice: a row's seller or lane is not its part's"));
+            };
+            srows.push(Seller { id, lane, advice: advice[l], row });
+        }
+    }
+    // One part's rows come sorted (`Part::rows`); several parts' interleave.
+    let seller_order = |a: &Seller<'_>, b: &Seller<'_>| (a.id, a.lane).cmp(&(b.id, b.lane));
+    if !srows.is_sorted_by(|a, b| seller_order(a, b).is_le()) {
+        srows.par_sort_unstable_by(seller_order);
+    }
+    let misses = |s: &Seller<'_>| {
+        let r = s.row;
         r.n >= cfg.min_seller_shipments
             && r.handling + r.from_scan_p90 > r.promise
             && r.net_handling + r.from_scan_p90 <= r.promise
     };
-    let sf = |g: &dyn Fn(&SRow) -> f64| srows.iter().map(g).collect::<Vec<f64>>();
+    let sf = |g: &dyn Fn(&SRow) -> f64| srows.iter().map(|s| g(s.row)).collect::<Vec<f64>>();
     let cols = outputs::SELLER_ADVICE
         .par_iter()
         .map(|&name| -> Result<Column> {
             Ok(match name {
-                "seller_id" => Column::new(name.into(), srows.iter().map(|r| r.seller.as_str()).collect::<Vec<_>>()),
-                "origin" => Column::new(name.into(), srows.iter().map(|r| r.lane.origin.as_str()).collect::<Vec<_>>()),
+                "seller_id" => Column::new(name.into(), srows.iter().map(|s| s.id).collect::<Vec<_>>()),
+                "origin" => Column::new(name.into(), srows.iter().map(|s| s.lane.origin.as_str()).collect::<Vec<_>>()),
                 "destination" => {
-                    Column::new(name.into(), srows.iter().map(|r| r.lane.destination.as_str()).collect::<Vec<_>>())
+                    Column::new(name.into(), srows.iter().map(|s| s.lane.destination.as_str()).collect::<Vec<_>>())
                 }
                 "service" => {
-                    Column::new(name.into(), srows.iter().map(|r| r.lane.service.as_str()).collect::<Vec<_>>())
+                    Column::new(name.into(), srows.iter().map(|s| s.lane.service.as_str()).collect::<Vec<_>>())
                 }
-                "shipments" => Column::new(name.into(), srows.iter().map(|r| r.n as i64).collect::<Vec<_>>()),
+                "shipments" => Column::new(name.into(), srows.iter().map(|s| s.row.n as i64).collect::<Vec<_>>()),
                 "on_time_rate" => Column::new(name.into(), sf(&|r| r.on_time)),
                 "network_on_time_rate" => Column::new(name.into(), sf(&|r| r.net_on_time)),
                 "handling_p50_days" => Column::new(name.into(), sf(&|r| r.handling)),
@@ -997,9 +1004,12 @@ pub fn finish(parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
                 "transit_from_scan_p90_days" => Column::new(name.into(), sf(&|r| r.from_scan_p90)),
                 "promise_days" => Column::new(name.into(), sf(&|r| r.promise)),
                 "handling_misses_promise" => Column::new(name.into(), srows.iter().map(misses).collect::<Vec<_>>()),
-                "p_meet_promise" => Column::new(name.into(), sf(&|r| advice_of(r).map(|a| a.0).unwrap_or(f64::NAN))),
+                "p_meet_promise" => Column::new(
+                    name.into(),
+                    srows.iter().map(|s| s.advice.map(|a| a.0).unwrap_or(f64::NAN)).collect::<Vec<f64>>(),
+                ),
                 "advised_service" => {
-                    Column::new(name.into(), srows.iter().map(|r| advice_of(r).and_then(|a| a.1)).collect::<Vec<_>>())
+                    Column::new(name.into(), srows.iter().map(|s| s.advice.and_then(|a| a.1)).collect::<Vec<_>>())
                 }
                 other => return Err(crate::error::Error::internal(format!("seller_advice: no builder for {other}"))),
             })
@@ -1007,6 +1017,7 @@ pub fn finish(parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
         .collect::<Result<Vec<Column>>>()?;
     let sellers = DataFrame::new(srows.len(), cols)?;
     outputs::check("seller_advice.parquet", &sellers, outputs::SELLER_ADVICE)?;
+    crate::memory::log_step("advice", "seller", t0);
     Ok(Advice { service, promise, sellers })
 }
 
@@ -1061,7 +1072,7 @@ impl Codec for PRow {
 }
 
 crate::codec_struct!(SRow { seller, lane, n, on_time, handling, net_on_time, net_handling, from_scan_p90, promise });
-crate::codec_struct!(AdviceRows { service, promise, sellers });
+crate::codec_struct!(AdviceRows { service, promise, sellers, seller_names, lanes });
 
 /// An observation as a service pool's exchange carries it. The seller and shipment are the
 /// sending part's (a service pool's observations are read for transit only): not sent.
@@ -1135,23 +1146,6 @@ pub fn merge_services(shares: Vec<ServiceShare>, cutoff: i64, cfg: &LaneConfig) 
 mod tests {
     use super::*;
     use crate::schema::MICROS_PER_DAY;
-
-    #[test]
-    fn permute_puts_each_row_where_the_order_says() {
-        use rand::{SeedableRng, seq::SliceRandom};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        for n in [0usize, 1, 2, 3, 10, 257] {
-            for _ in 0..20 {
-                let mut order: Vec<u32> = (0..n as u32).collect();
-                order.shuffle(&mut rng);
-                let rows: Vec<String> = (0..n).map(|k| format!("row {k}")).collect();
-                let want: Vec<String> = order.iter().map(|&k| rows[k as usize].clone()).collect();
-                let mut got = rows.clone();
-                permute(&mut got, order);
-                assert_eq!(got, want, "n = {n}");
-            }
-        }
-    }
 
     fn obs_at(resolved_at: i64) -> Obs {
         Obs {
