@@ -256,7 +256,10 @@ pub enum ModelFrom<'a> {
     /// used instead when it is of that training night and the input known before its cutoff
     /// has the digest it was trained from; a night that trains on an earlier training night
     /// computes that night's features from the same input first.
-    Schedule { kept: Option<&'a TrainedOn> },
+    ///
+    /// `digest`: the digest of the input known before the training night's cutoff, when the
+    /// state knows it already (`state::digest`); otherwise it is computed.
+    Schedule { kept: Option<&'a TrainedOn>, digest: Option<features::reuse::Digest> },
     /// This model (`lanewatch score`): nothing is trained.
     Saved(&'a SavedModel),
 }
@@ -294,8 +297,11 @@ pub fn compute(
                 digest.map(|digest| Trained { on: TrainedOn { night, digest, model: model.clone() }, reused: false });
             (fs, model, trained)
         }
-        ModelFrom::Schedule { kept: kept_model } => {
-            let digest = t.time("digest", || features::prepare::digest(&input, training), |_| 0)?;
+        ModelFrom::Schedule { kept: kept_model, digest: known } => {
+            let digest = match known {
+                Some(d) => d,
+                None => t.time("digest", || features::prepare::digest(&input, training), |_| 0)?,
+            };
             let on = match kept_model.filter(|k| k.night == training && k.digest == digest) {
                 Some(k) => Trained { on: k.clone(), reused: true },
                 None => {

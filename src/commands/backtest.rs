@@ -32,7 +32,7 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
     while n <= range.to {
         let started = std::time::Instant::now();
         let mut nt = Timings::quiet();
-        let from = night::ModelFrom::Schedule { kept: kept_model.as_ref() };
+        let from = night::ModelFrom::Schedule { kept: kept_model.as_ref(), digest: None };
         let mut res = night::compute(
             s,
             Cow::Borrowed(&clean),

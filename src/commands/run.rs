@@ -149,8 +149,16 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         }),
         _ => None,
     };
+    // And the digest of what was known before the training night's cutoff, when the state
+    // still knows it.
+    let known_digest = match &state {
+        Some((_, info)) if scheduled && !full_refresh => {
+            crate::state::digest::load(out, info, night.training_night(s.config.model.retrain_every_days))
+        }
+        _ => None,
+    };
     log("kept tables and model read");
-    let from = night::ModelFrom::Schedule { kept: kept_model.as_ref() };
+    let from = night::ModelFrom::Schedule { kept: kept_model.as_ref(), digest: known_digest };
     // The staging folder holds the spill (removed by the run, or with the folder if it dies).
     let spill = staging.path(".spill-shipments.parquet");
     let res = night::compute(
@@ -203,6 +211,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         state: state.as_ref().map(|(_, i)| i),
         shards: merged.as_ref(),
     };
+    let written = state.as_ref().and_then(|(_, i)| i.written.clone());
     log("outputs computed");
     let (final_dir, warnings) = write_folder(s, out, &run, &report, &known, folder, &mut t)?;
     log("run folder committed");
@@ -220,6 +229,12 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
             && let Err(e) = crate::state::model::write(out, &s.config, &trained.on)
         {
             tracing::warn!("model not kept for the next nights: {}", e);
+        }
+        // And the digest it took at the training night's cutoff, with the generation it read.
+        if let (Some(trained), Some(written)) = (res.trained.as_ref(), written.as_deref())
+            && let Err(e) = crate::state::digest::write(out, written, trained.on.night, trained.on.digest)
+        {
+            tracing::warn!("digest not kept for the next nights: {}", e);
         }
         log("lane tables and model kept");
     }

@@ -29,6 +29,7 @@
 //! Segments are exact: event times and estimates as integer microseconds, shipments as decoded.
 //! Nothing in the state depends on the as-of date, so nights may be rerun in any order.
 
+pub mod digest;
 pub mod model;
 pub mod tables;
 
@@ -175,6 +176,13 @@ pub struct StateInfo {
     pub model_reused: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_not_used: Option<String>,
+    /// The earliest time among the rows of the files decoded tonight: shipments' creation
+    /// (`i64::MIN` for one left null), events' scan; `i64::MAX` when there are none. A row at
+    /// or after a cutoff is not known before it, so when the generation `used` was read, what
+    /// was known before a cutoff at or before this is what that generation knew
+    /// (`state::digest`).
+    #[serde(skip)]
+    pub new_rows_from: i64,
 }
 
 /// The reused segments, the new files' decoded rows and how shipment rows moved, kept from
@@ -374,7 +382,7 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
     let event_paths = ingest::locate(input, Table::Events)?;
     let input_str = canonical_input(input);
     let key = input_key(cfg);
-    let mut info = StateInfo::default();
+    let mut info = StateInfo { new_rows_from: i64::MAX, ..StateInfo::default() };
     let prior = if full_refresh {
         info.full_refresh = Some("--full-refresh was given".into());
         None
@@ -473,6 +481,7 @@ fn assemble(
         findings.extend(d.findings);
         if let Some(df) = d.df {
             let path = input.join(&d.info.path);
+            info.new_rows_from = info.new_rows_from.min(earliest_creation(&df)?);
             new_ships.push((d.info, mtime_ns(&path), at..at + df.height()));
             at += df.height();
             frames.push(df);
@@ -538,6 +547,7 @@ fn assemble(
         }
     }
     let mut new_events = Vec::new();
+    let reused_rows = events.len();
     if let Some(planned) = planned {
         files.extend(planned.files.iter().cloned());
         findings.extend(planned.findings.iter().cloned());
@@ -548,6 +558,9 @@ fn assemble(
             // maximum over any prefix of files (all a later night reuses).
             new_events.push((plan.info.clone(), mtime_ns(&plan.path), d.rows, Counts::of(&d.counts)));
         }
+    }
+    if let Some(&first) = events.time[reused_rows..].iter().min() {
+        info.new_rows_from = info.new_rows_from.min(first);
     }
     crate::memory::log_step("validate", "events assembled", t0);
     drop(index);
@@ -575,6 +588,13 @@ fn read_events_segment(dir: &Path, s: &Segment) -> std::result::Result<DataFrame
         return Err(format!("state segment {} does not hold events", s.data));
     }
     Ok(df)
+}
+
+/// The earliest creation among a shipments file's rows (`i64::MIN` when one is null).
+fn earliest_creation(df: &DataFrame) -> Result<i64> {
+    let created = df.column("created_at")?.as_materialized_series().to_physical_repr().into_owned();
+    let created = created.i64()?;
+    Ok(if created.null_count() > 0 { i64::MIN } else { created.min().unwrap_or(i64::MAX) })
 }
 
 /// The inverse of a permutation: for sorted row → arrival row, arrival row → sorted row.
