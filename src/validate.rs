@@ -1380,7 +1380,7 @@ fn check_events(
                     continue;
                 }
                 ev.clear();
-                ev.extend((0..ts.len()).map(|j| (ts[j], cs[j], if es.is_empty() { NO_ETA } else { es[j] })));
+                ev.extend((0..ts.len()).map(at));
                 ev.sort_unstable();
                 ev.dedup();
                 counts.dups += (ts.len() - ev.len()) as u64;
