@@ -571,6 +571,12 @@ impl Source {
                 let spans: Vec<(usize, usize)> = self.members[lvl - 1][k].iter().map(|&l| window[l as usize]).collect();
                 let rows: usize = spans.iter().map(|&(a, b)| b - a).sum();
                 let per_pass = (self.parent_values / rows.max(1)).clamp(1, N_QUANTITIES);
+                if per_pass < N_QUANTITIES {
+                    // The buffers earlier groups left are freed first: kept beside this group's
+                    // passes they held up to `parent_values` more (at 10M shipments the night's
+                    // peak was reached here, two cutoffs in parallel).
+                    bufs.iter_mut().for_each(|b| *b = Vec::new());
+                }
                 let mut v = [f64::NAN; N_Q];
                 for first in (0..N_QUANTITIES).step_by(per_pass) {
                     let qs = first..(first + per_pass).min(N_QUANTITIES);
