@@ -335,27 +335,41 @@ impl Source {
         }
         let cutoff = prep.night.cutoff();
         let r = rows.len();
-        let read_rows: Vec<u32> = read.iter().flat_map(|&(a, b)| a as u32..b as u32).collect();
-        let taken: Vec<(Facts, i64, u16)> = read_rows
-            .par_iter()
-            .map(|&k| {
-                let i = rows[k as usize] as usize;
+        // Filled in place, in parallel over pieces of the rows read: they lie in lane order, so
+        // each piece's facts (in `fact_at` order), delivery times and scans are disjoint slices.
+        // (Collected as tuples and then split, they held every row's facts a second time, at the
+        // step that holds a 10M-shipment night's peak.)
+        let blank = Facts { first: [NONE; 9], created: NONE, first_carrier_scan: NONE };
+        let (mut facts, mut delivered_at, mut scanned) = (vec![blank; n_read as usize], vec![NONE; r], vec![0u16; r]);
+        const PIECE: usize = 1 << 16;
+        let mut pieces: Vec<(usize, &mut [Facts], &mut [i64], &mut [u16])> = Vec::new();
+        let (mut f_rest, mut d_rest, mut s_rest) = (&mut facts[..], &mut delivered_at[..], &mut scanned[..]);
+        let mut at = 0;
+        for &(a, b) in &read {
+            for start in (a..b).step_by(PIECE) {
+                let n = PIECE.min(b - start);
+                let (_, d) = std::mem::take(&mut d_rest).split_at_mut(start - at);
+                let (_, sc) = std::mem::take(&mut s_rest).split_at_mut(start - at);
+                let (d, d_next) = d.split_at_mut(n);
+                let (sc, s_next) = sc.split_at_mut(n);
+                let (f, f_next) = std::mem::take(&mut f_rest).split_at_mut(n);
+                pieces.push((start, f, d, sc));
+                (f_rest, d_rest, s_rest, at) = (f_next, d_next, s_next, start + n);
+            }
+        }
+        pieces.into_par_iter().for_each(|(start, f, d, sc)| {
+            for j in 0..f.len() {
+                let i = rows[start + j] as usize;
                 let (times, codes) = prep.events(i);
                 let st = timeline::state_at(prep.created[i], times, codes, prep.etas(i), cutoff);
-                let f = Facts { first: st.first, created: prep.created[i], first_carrier_scan: st.first_carrier_scan };
+                f[j] = Facts { first: st.first, created: prep.created[i], first_carrier_scan: st.first_carrier_scan };
+                d[j] = st.delivered;
                 // Milestones scanned before the delivery.
-                let m = (0..9)
+                sc[j] = (0..9)
                     .filter(|&k| st.first[k] != NONE && st.first[k] <= st.delivered)
                     .fold(0u16, |a, k| a | 1 << k);
-                (f, st.delivered, m)
-            })
-            .collect();
-        let (mut delivered_at, mut scanned) = (vec![NONE; r], vec![0u16; r]);
-        for (&k, &(_, d, m)) in read_rows.iter().zip(&taken) {
-            delivered_at[k as usize] = d;
-            scanned[k as usize] = m;
-        }
-        let facts: Vec<Facts> = taken.into_iter().map(|t| t.0).collect();
+            }
+        });
         Ok(Source {
             resolved_at,
             late: rows.iter().map(|&i| outcomes[i as usize].late).collect(),
