@@ -838,11 +838,10 @@ pub struct AdviceRows {
 /// The three advice tables from every part's rows: the advised service of each origin ×
 /// destination × band is chosen across services (which several parts hold), and each seller
 /// row gets its lane's; rows sorted as the tables are.
-pub fn finish(parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
+pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
     let t0 = std::time::Instant::now();
     let cfg = &p.advice;
     let (mut rows, mut prow) = (Vec::new(), Vec::new());
-    let mut parts = parts;
     for part in &mut parts {
         rows.append(&mut part.service);
         prow.append(&mut part.promise);
