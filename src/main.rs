@@ -578,6 +578,8 @@ fn real_main(cli: Cli) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: large freed buffers go back to the system (see there).
+    lanewatch::memory::bound_heap_reuse();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

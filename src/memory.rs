@@ -42,6 +42,36 @@ pub fn log_step(stage: &str, step: &str, since: std::time::Instant) {
     );
 }
 
+/// Requests at least this large are mapped on their own and unmapped when freed
+/// (`bound_heap_reuse`).
+pub const MMAP_THRESHOLD: usize = 4 << 20;
+
+/// Fixes glibc's mmap threshold at `MMAP_THRESHOLD`, once, at the start of the process (before
+/// its threads). By default glibc serves requests from its heaps below a threshold that rises
+/// to the largest mapped block freed so far, up to 32 MiB. A night allocates and frees buffers
+/// of every size up to hundreds of MB, so the threshold soon sits at 32 MiB, and buffers of
+/// tens of MB freed into the heaps stay there, fragmented: the same 10M night peaked anywhere
+/// between 3.91 and 4.03 GiB. With a fixed threshold such buffers go back to the system when
+/// freed, and the peak was 3.85 GiB in both runs (BENCHMARKS.md, 2026-12-03 (late)); the cost
+/// is page faults for each fresh mapping (more system time, the same wall time at 1M). Left
+/// alone when the person set the threshold themselves (`MALLOC_MMAP_THRESHOLD_`, or
+/// `GLIBC_TUNABLES` naming it). Returns whether it set it.
+pub fn bound_heap_reuse() -> bool {
+    let set_by_person = std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
+        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"));
+    if set_by_person {
+        return false;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's parameters; M_MMAP_THRESHOLD takes any
+    // value up to 32 MiB.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
+}
+
 /// Hands memory freed by a finished step back to the system. glibc keeps freed heap pages, per
 /// thread arena, so the next step (often on other rayon threads) would otherwise grow the
 /// process rather than reuse them; this keeps the peak near what is live.
@@ -50,5 +80,27 @@ pub fn release_free_memory() {
     // SAFETY: malloc_trim only releases unused pages of the allocator's own heaps.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    /// Whether glibc mapped this block on its own: such a block starts 16 bytes (its header)
+    /// into a page; a block carved from a heap lands there only by chance (1 in 256).
+    fn mapped(v: &[u64]) -> bool {
+        v.as_ptr() as usize % 4096 == 16
+    }
+
+    #[test]
+    fn buffers_above_the_threshold_stay_mapped_after_a_larger_one_is_freed() {
+        assert!(bound_heap_reuse(), "the threshold was not set (MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES set?)");
+        // Freeing a 16 MiB mapped block is what raises glibc's default threshold to its size
+        // (a block above 32 MiB does not); the 5 MiB blocks after it would come from a heap.
+        drop(std::hint::black_box(vec![1u64; 2 << 20]));
+        let blocks: Vec<Vec<u64>> = (0..8).map(|i| std::hint::black_box(vec![i as u64; (5 << 20) / 8])).collect();
+        let heap = blocks.iter().filter(|b| !mapped(b)).count();
+        assert_eq!(heap, 0, "{heap} of 8 blocks of 5 MiB came from a heap");
     }
 }
