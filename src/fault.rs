@@ -1,5 +1,6 @@
 //! Fault injection for the operations tests, from `LANEWATCH_FAULT`: a comma-separated list of
-//! `panic:<point>` (panic there), `kill:<point>` (SIGKILL this process there) and
+//! `panic:<point>` (panic there), `kill:<point>` (SIGKILL this process there), `hang:<point>`
+//! (stop there for two minutes, as a process that no longer responds) and
 //! `no_exchange` (behave as on a file system without an atomic exchange of two paths).
 //! Points are stage names (as the stage starts) and `commit:begin`, `commit:success`,
 //! `commit:migrate`, `commit:swapped` inside the commit of a run folder, `state:segments`,
@@ -20,6 +21,9 @@ pub fn point(name: &str) {
     for d in directives() {
         if d.strip_prefix("panic:") == Some(name) {
             panic!("injected fault in stage {name}");
+        }
+        if d.strip_prefix("hang:") == Some(name) {
+            std::thread::sleep(std::time::Duration::from_secs(120));
         }
         if d.strip_prefix("kill:") == Some(name) {
             // SAFETY: raising a signal at the calling process has no memory-safety conditions.

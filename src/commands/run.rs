@@ -386,6 +386,7 @@ impl Step<'_> {
                 cmd.env_remove(&key);
             }
         }
+        ends_with_this_process(&mut cmd);
         let out = cmd
             .args(args)
             .arg(flag)
@@ -413,6 +414,35 @@ impl Step<'_> {
         tracing::debug!(step = %shown, %stderr, "out-of-core step failed");
         Err(Error::Step { step: format!("out-of-core step `lanewatch {shown}`"), code, message })
     }
+}
+
+/// A step is sent SIGTERM when the night that started it dies (cron's timeout, a SIGTERM or
+/// SIGKILL of the night): left running, it went on writing into the dead night's staging folder
+/// while the next night, free to take the lock, cleared that folder as stale. Linux tells a
+/// child when the thread that started it exits (`PR_SET_PDEATHSIG`); the steps are started and
+/// waited for by one thread, which lives until they end.
+fn ends_with_this_process(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id();
+        // SAFETY: between fork and exec the closure makes only async-signal-safe calls (prctl,
+        // getppid) and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The night may have died before the request took effect: then end at once.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(crate::error::exit::SOFTWARE);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// The night's shipments per destination × service (the shard key), as the plan splits them:

@@ -160,3 +160,96 @@ fn an_out_of_core_night_keeps_a_flag_over_a_variable() {
     assert!(manifest_warnings(&parted.path().join(&night)).iter().any(|w| w.contains("out of core")));
     assert_same_data(&whole.path().join(&night), &parted.path().join(&night), "--seed over LANEWATCH_SEED");
 }
+
+/// The processes whose parent is `pid`, with their command lines (from /proc).
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if stat_fields(child).is_some_and(|f| f[1] == pid.to_string()) {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            out.push((child, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    out
+}
+
+/// The fields of `/proc/PID/stat` after the command name (state, ppid, …), if it is there
+/// (the name, in parentheses, may hold spaces and parentheses itself).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat[stat.rfind(')').map_or(0, |i| i + 1)..].split_whitespace().map(str::to_string).collect())
+}
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+fn ended(pid: u32) -> bool {
+    stat_fields(pid).is_none_or(|f| f[0] == "Z")
+}
+
+/// Process `pid`'s CPU time so far (user + system, in clock ticks).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let f = stat_fields(pid)?;
+    Some(f[11].parse::<u64>().ok()? + f[12].parse::<u64>().ok()?)
+}
+
+/// An out-of-core night killed while a step runs (cron's timeout sends SIGTERM) takes the step
+/// with it: left running, a step went on writing into the dead night's staging folder, which
+/// the next night clears as stale. The step here stops responding (`hang:`) in the advice
+/// round, and the night is killed once the step has used no CPU for a second (it is in the
+/// hang): a step killed while it still logs dies of its closed stderr anyway, so only the
+/// night's death can end this one within the test.
+#[test]
+fn an_out_of_core_step_ends_when_its_night_is_killed() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = fast_config();
+    let mut cmd = Command::new(bin());
+    cmd.args(["run", "--input", small_input().to_str().unwrap(), "--out", out.path().to_str().unwrap()])
+        .args(["--as-of", SMALL_AS_OF, "--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LANEWATCH_")) {
+        cmd.env_remove(k);
+    }
+    cmd.env("LANEWATCH_INPUT__MAX_MEMORY_GB", "0.2").env("LANEWATCH_FAULT", "hang:round:advice");
+    let mut night = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    let step = loop {
+        let steps = children_of(night.id());
+        // Not `--round advice-pools`, the round before.
+        if let Some((pid, _)) = steps.iter().find(|(_, c)| c.contains("--round advice ")) {
+            break *pid;
+        }
+        if let Some(status) = night.try_wait().unwrap() {
+            panic!("the night ended ({status}) before its advice round");
+        }
+        assert!(started.elapsed().as_secs() < 300, "no advice round after 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut last = (cpu_ticks(step), std::time::Instant::now());
+    while last.1.elapsed().as_millis() < 1000 {
+        assert!(!ended(step), "the advice step ended by itself");
+        assert!(started.elapsed().as_secs() < 300, "the advice step still busy after 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = cpu_ticks(step);
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        }
+    }
+    // SAFETY: a signal to a child process this test started and has not reaped.
+    unsafe {
+        libc::kill(night.id() as libc::pid_t, libc::SIGTERM);
+    }
+    night.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while !ended(step) && killed.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let alive = !ended(step);
+    if alive {
+        // SAFETY: as above, for the step the test found running.
+        unsafe {
+            libc::kill(step as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    assert!(!alive, "the advice step (pid {step}) was still running 20 s after its night was killed");
+}
