@@ -2,9 +2,9 @@
 //! log-loss, early stopping on a supplied validation set, behind linfa's `Fit`/`Predict`.
 //!
 //! Determinism at any thread count is by construction: rows are binned once (u8 per feature),
-//! each feature's histogram is accumulated sequentially in row order (features in parallel), and
-//! ties between splits go to the lower feature, then the lower bin. Row subsampling draws from a
-//! seeded stream per round, never from thread-local state.
+//! each feature's histogram is accumulated sequentially in row order (groups of features in
+//! parallel), and ties between splits go to the lower feature, then the lower bin. Row
+//! subsampling draws from a seeded stream per round, never from thread-local state.
 
 use linfa::dataset::{AsTargets, DatasetBase, Records};
 use linfa::traits::{Fit, PredictInplace};
@@ -205,6 +205,36 @@ fn bin_of(edges: &[f64], v: f64) -> u8 {
     if v.is_nan() { missing_bin(edges) } else { edges.partition_point(|&e| e < v) as u8 }
 }
 
+/// Row-major bins of `x`: row i's are `[i * x.ncols()..(i + 1) * x.ncols()]`.
+fn binned(x: &Array2<f64>, edges: &[Vec<f64>]) -> Vec<u8> {
+    let features = x.ncols();
+    let mut bins = vec![0u8; x.nrows() * features];
+    bins.par_chunks_mut(features.max(1)).enumerate().for_each(|(i, out)| {
+        for ((b, &v), e) in out.iter_mut().zip(x.row(i).iter()).zip(edges) {
+            *b = bin_of(e, v);
+        }
+    });
+    bins
+}
+
+/// The value of the leaf a row reaches, from its bins: the path its values take. A split's
+/// threshold is an edge, and a value bin b holds values above `e[b − 1]` and at most `e[b]`,
+/// so `v <= threshold` exactly when `e[b] <= threshold` (`BoostedTree::predict` on the values).
+fn leaf_value(tree: &BoostedTree, row: &[u8], edges: &[Vec<f64>]) -> f64 {
+    let mut k = 0usize;
+    loop {
+        let nd = &tree.nodes[k];
+        if nd.feature == LEAF {
+            return nd.value;
+        }
+        let b = row[nd.feature as usize];
+        let e = &edges[nd.feature as usize];
+        let left =
+            if b == missing_bin(e) { nd.missing_left } else { (b as usize) < e.len() && e[b as usize] <= nd.threshold };
+        k = if left { nd.left } else { nd.right } as usize;
+    }
+}
+
 /// The bin of missing values: one past the last value bin (`edges.len()` + 1 bins hold values).
 fn missing_bin(edges: &[f64]) -> u8 {
     (edges.len() + 1) as u8
@@ -213,9 +243,16 @@ fn missing_bin(edges: &[f64]) -> u8 {
 /// Per-feature histogram of one node: (sum of gradients, sum of hessians) per bin.
 type Hist = Vec<(f64, f64)>;
 
+/// A pass over a node's rows fills the histograms of this many features (a pass per group, the
+/// groups in parallel): each row's gradient and hessian are read once per group rather than
+/// once per feature, and its bins are adjacent (`Grower::bins` is row-major). A node with fewer
+/// rows than `SMALL_NODE` fills every feature in one pass on its own thread.
+const FEATURES_PER_PASS: usize = 8;
+const SMALL_NODE: usize = 2048;
+
 struct Grower<'a> {
-    /// Column-major bins: `bins[j][i]`.
-    bins: &'a [Vec<u8>],
+    /// Row-major bins: row i's are `bins[i * features..(i + 1) * features]`.
+    bins: &'a [u8],
     edges: &'a [Vec<f64>],
     g: &'a [f64],
     h: &'a [f64],
@@ -230,20 +267,35 @@ struct Split {
 }
 
 impl Grower<'_> {
+    /// The bin of row `i` for feature `j`.
+    fn bin(&self, i: u32, j: usize) -> u8 {
+        self.bins[i as usize * self.edges.len() + j]
+    }
+
+    /// Each feature's histogram of `rows`; every bin's sums are added in row order, whichever
+    /// group of features a pass fills (`FEATURES_PER_PASS`), so they do not depend on it.
     fn histograms(&self, rows: &[u32]) -> Vec<Hist> {
-        self.bins
-            .par_iter()
-            .zip(self.edges.par_iter())
-            .map(|(col, edges)| {
-                let mut hist = vec![(0.0, 0.0); edges.len() + 2];
-                for &i in rows {
-                    let b = &mut hist[col[i as usize] as usize];
-                    b.0 += self.g[i as usize];
-                    b.1 += self.h[i as usize];
+        let features = self.edges.len();
+        let mut hists: Vec<Hist> = self.edges.iter().map(|e| vec![(0.0, 0.0); e.len() + 2]).collect();
+        let fill = |first: usize, hists: &mut [Hist]| {
+            let k = hists.len();
+            for &i in rows {
+                let i = i as usize;
+                let (g, h) = (self.g[i], self.h[i]);
+                let at = i * features + first;
+                for (hist, &b) in hists.iter_mut().zip(&self.bins[at..at + k]) {
+                    let e = &mut hist[b as usize];
+                    e.0 += g;
+                    e.1 += h;
                 }
-                hist
-            })
-            .collect()
+            }
+        };
+        if rows.len() < SMALL_NODE {
+            fill(0, &mut hists);
+        } else {
+            hists.par_chunks_mut(FEATURES_PER_PASS).enumerate().for_each(|(k, hs)| fill(k * FEATURES_PER_PASS, hs));
+        }
+        hists
     }
 
     fn best_split(&self, hists: &[Hist], g: f64, h: f64) -> Option<Split> {
@@ -303,10 +355,10 @@ impl Grower<'_> {
         let Some(split) = self.best_split(&hist, g, h) else {
             return id;
         };
-        let col = &self.bins[split.feature];
         let missing = missing_bin(&self.edges[split.feature]);
         let goes_left = |b: u8| if b == missing { split.missing_left } else { b as usize <= split.bin };
-        let (left, right): (Vec<u32>, Vec<u32>) = rows.into_iter().partition(|&i| goes_left(col[i as usize]));
+        let (left, right): (Vec<u32>, Vec<u32>) =
+            rows.into_iter().partition(|&i| goes_left(self.bin(i, split.feature)));
         let (small, small_is_left) = if left.len() <= right.len() { (&left, true) } else { (&right, false) };
         let small_hist = self.histograms(small);
         let big_hist: Vec<Hist> = hist
@@ -329,10 +381,19 @@ impl Grower<'_> {
     }
 }
 
+/// `v` as an integer that sorts as `f64::total_cmp` sorts the values.
+fn total_order_key(v: f64) -> u64 {
+    let b = v.to_bits();
+    if b >> 63 == 1 { !b } else { b | 1 << 63 }
+}
+
 /// Average precision of scores `s` for labels `y` (ties resolved as one threshold).
 fn average_precision(s: &[f64], y: &[bool]) -> f64 {
-    let mut idx: Vec<usize> = (0..s.len()).collect();
-    idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+    // Highest score first, then by row: sorted as integer pairs rather than by looking the
+    // scores up at every comparison (early stopping sorts the validation rows every round).
+    let mut keyed: Vec<(u64, u32)> = s.iter().enumerate().map(|(k, &v)| (!total_order_key(v), k as u32)).collect();
+    keyed.sort_unstable();
+    let idx: Vec<usize> = keyed.into_iter().map(|(_, k)| k as usize).collect();
     let pos = y.iter().filter(|v| **v).count();
     if pos == 0 {
         return 0.0;
@@ -376,19 +437,26 @@ where
             _ => vec![1.0; n],
         };
         let edges = bin_edges(x, p.bins);
-        let bins: Vec<Vec<u8>> = (0..x.ncols())
-            .into_par_iter()
-            .map(|j| x.column(j).iter().map(|&v| bin_of(&edges[j], v)).collect())
-            .collect();
+        let features = x.ncols();
+        let bins = binned(x, &edges);
         let (sw, swy) = w.iter().zip(&y).fold((0.0, 0.0), |a, (&wi, &yi)| (a.0 + wi, a.1 + wi * yi as u8 as f64));
         let prior = (swy / sw).clamp(1e-6, 1.0 - 1e-6);
         let base = (prior / (1.0 - prior)).ln();
         let mut f = vec![base; n];
-        let valid: Option<(Vec<Vec<f64>>, &[bool])> = self
-            .valid
-            .as_ref()
-            .map(|(vx, vy)| (vx.rows().into_iter().map(|r| r.iter().copied().collect()).collect(), vy.as_slice()));
-        let mut fv: Vec<f64> = valid.as_ref().map(|v| vec![base; v.0.len()]).unwrap_or_default();
+        // The validation rows binned too: each round walks them through its tree, and their
+        // bins are an eighth of their values' bytes.
+        if let Some((vx, vy)) = &self.valid
+            && (vx.ncols() != features || vx.nrows() != vy.len())
+        {
+            return Err(GbdtError::Params(format!(
+                "validation set of {} rows, {} columns and {} labels against {features} columns",
+                vx.nrows(),
+                vx.ncols(),
+                vy.len()
+            )));
+        }
+        let valid: Option<(Vec<u8>, &[bool])> = self.valid.as_ref().map(|(vx, vy)| (binned(vx, &edges), vy.as_slice()));
+        let mut fv: Vec<f64> = valid.as_ref().map(|v| vec![base; v.1.len()]).unwrap_or_default();
         let mut trees = Vec::new();
         let mut losses = Vec::new();
         let (mut best_loss, mut best_len) = (f64::INFINITY, 0usize);
@@ -411,28 +479,12 @@ where
                 break;
             }
             // Training scores from the binned rows: the same path a row's value takes.
-            for i in 0..n {
-                let mut k = 0usize;
-                loop {
-                    let nd = &tree.nodes[k];
-                    if nd.feature == LEAF {
-                        f[i] += nd.value;
-                        break;
-                    }
-                    let b = bins[nd.feature as usize][i];
-                    let e = &edges[nd.feature as usize];
-                    // The split's threshold is an edge; bin b holds values ≤ e[b].
-                    let left = if b == missing_bin(e) {
-                        nd.missing_left
-                    } else {
-                        (b as usize) < e.len() && e[b as usize] <= nd.threshold
-                    };
-                    k = if left { nd.left } else { nd.right } as usize;
-                }
+            for (i, fi) in f.iter_mut().enumerate() {
+                *fi += leaf_value(&tree, &bins[i * features..(i + 1) * features], &edges);
             }
-            if let Some((vx, vy)) = &valid {
-                for (r, fr) in vx.iter().zip(fv.iter_mut()) {
-                    *fr += tree.predict(r);
+            if let Some((vbins, vy)) = &valid {
+                for (r, fr) in fv.iter_mut().enumerate() {
+                    *fr += leaf_value(&tree, &vbins[r * features..(r + 1) * features], &edges);
                 }
                 // Stop on the ranking the model is chosen by (average precision, as a loss);
                 // log-loss keeps improving with calibration long after the ranking stops.
@@ -494,6 +546,62 @@ mod tests {
         assert!(a > 0.8, "AUC {a}");
         assert!(m.trees.len() < 500, "early stopping never fired");
         assert_eq!(m.valid_loss.len(), m.trees.len());
+    }
+
+    /// Keys sort as `f64::total_cmp` does, signed zeros, infinities and NaNs included.
+    #[test]
+    fn total_order_keys_sort_as_total_cmp() {
+        let mut v = vec![-0.0, 0.0, 1.5, -1.5, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -f64::NAN, 1e-310, -1e-310];
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        v.extend((0..200).map(|_| (rng.r#gen::<f64>() - 0.5) * 1e3));
+        let mut by_cmp = v.clone();
+        by_cmp.sort_by(f64::total_cmp);
+        v.sort_by_key(|&x| total_order_key(x));
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&v), bits(&by_cmp));
+    }
+
+    /// A node's histograms, filled a group of features per pass (in parallel for a large node,
+    /// in one pass for a small one), are each feature's sums added in row order, bit for bit;
+    /// and a row's bins lead it to the leaf its values do.
+    #[test]
+    fn histograms_add_in_row_order_and_bins_take_the_values_path() {
+        let (mut x, _) = data(3 * SMALL_NODE, 5);
+        // Wide enough for several groups of features, with missing values.
+        x = ndarray::concatenate(ndarray::Axis(1), &[x.view(), x.view(), x.view(), x.view()]).unwrap();
+        let columns = x.ncols();
+        for i in (0..x.nrows()).step_by(7) {
+            x[[i, (i / 7) % columns]] = f64::NAN;
+        }
+        let edges = bin_edges(&x, 64);
+        let bins = binned(&x, &edges);
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let g: Vec<f64> = (0..x.nrows()).map(|_| rng.r#gen::<f64>() - 0.5).collect();
+        let h: Vec<f64> = (0..x.nrows()).map(|_| rng.r#gen::<f64>() * 1e3).collect();
+        let p = GbdtParams::default();
+        let grower = Grower { bins: &bins, edges: &edges, g: &g, h: &h, p: &p };
+        for rows in [(0..x.nrows() as u32).collect::<Vec<u32>>(), (0..x.nrows() as u32).step_by(5).collect()] {
+            assert_eq!(rows.len() >= SMALL_NODE, rows.len() == x.nrows());
+            let hists = grower.histograms(&rows);
+            for (j, hist) in hists.iter().enumerate() {
+                let mut want = vec![(0.0f64, 0.0f64); edges[j].len() + 2];
+                for &i in &rows {
+                    let b = &mut want[bin_of(&edges[j], x[[i as usize, j]]) as usize];
+                    b.0 += g[i as usize];
+                    b.1 += h[i as usize];
+                }
+                let bits = |v: &[(f64, f64)]| v.iter().map(|(a, b)| (a.to_bits(), b.to_bits())).collect::<Vec<_>>();
+                assert_eq!(bits(hist), bits(&want), "feature {j}, {} rows", rows.len());
+            }
+        }
+        let tree = grower.grow((0..x.nrows() as u32).collect());
+        assert!(tree.nodes.len() > 7, "{}", tree.nodes.len());
+        let features = x.ncols();
+        for i in 0..x.nrows() {
+            let row: Vec<f64> = x.row(i).to_vec();
+            let by_bins = leaf_value(&tree, &bins[i * features..(i + 1) * features], &edges);
+            assert_eq!(by_bins.to_bits(), tree.predict(&row).to_bits(), "row {i}");
+        }
     }
 
     #[test]
