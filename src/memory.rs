@@ -51,8 +51,8 @@ pub const MMAP_THRESHOLD: usize = 4 << 20;
 /// to the largest mapped block freed so far, up to 32 MiB. A night allocates and frees buffers
 /// of every size up to hundreds of MB, so the threshold soon sits at 32 MiB, and buffers of
 /// tens of MB freed into the heaps stay there, fragmented: the same 10M night peaked anywhere
-/// between 3.91 and 4.03 GiB. With a fixed threshold such buffers go back to the system when
-/// freed, and the peak was 3.85 GiB in both runs (BENCHMARKS.md, 2026-12-03 (late)); the cost
+/// between 3,912 and 4,031 MiB. With a fixed threshold such buffers go back to the system when
+/// freed, and it peaked at 3,840 MiB in both runs (BENCHMARKS.md, 2026-12-03 (late)); the cost
 /// is page faults for each fresh mapping (more system time, the same wall time at 1M). Left
 /// alone when the person set the threshold themselves (`MALLOC_MMAP_THRESHOLD_`, or
 /// `GLIBC_TUNABLES` naming it). Returns whether it set it.

@@ -132,15 +132,21 @@ pub struct BoostedTree {
 
 impl BoostedTree {
     pub fn predict(&self, row: &[f64]) -> f64 {
+        self.leaf(|n| {
+            let v = row[n.feature as usize];
+            if v.is_nan() { n.missing_left } else { v <= n.threshold }
+        })
+    }
+
+    /// The value of the leaf reached from the root, going left at each split where `left` says.
+    fn leaf(&self, left: impl Fn(&Node) -> bool) -> f64 {
         let mut k = 0usize;
         loop {
             let n = &self.nodes[k];
             if n.feature == LEAF {
                 return n.value;
             }
-            let v = row[n.feature as usize];
-            let left = if v.is_nan() { n.missing_left } else { v <= n.threshold };
-            k = if left { n.left } else { n.right } as usize;
+            k = if left(n) { n.left } else { n.right } as usize;
         }
     }
 }
@@ -221,18 +227,11 @@ fn binned(x: &Array2<f64>, edges: &[Vec<f64>]) -> Vec<u8> {
 /// threshold is an edge, and a value bin b holds values above `e[b − 1]` and at most `e[b]`,
 /// so `v <= threshold` exactly when `e[b] <= threshold` (`BoostedTree::predict` on the values).
 fn leaf_value(tree: &BoostedTree, row: &[u8], edges: &[Vec<f64>]) -> f64 {
-    let mut k = 0usize;
-    loop {
-        let nd = &tree.nodes[k];
-        if nd.feature == LEAF {
-            return nd.value;
-        }
-        let b = row[nd.feature as usize];
-        let e = &edges[nd.feature as usize];
-        let left =
-            if b == missing_bin(e) { nd.missing_left } else { (b as usize) < e.len() && e[b as usize] <= nd.threshold };
-        k = if left { nd.left } else { nd.right } as usize;
-    }
+    tree.leaf(|n| {
+        let b = row[n.feature as usize];
+        let e = &edges[n.feature as usize];
+        if b == missing_bin(e) { n.missing_left } else { (b as usize) < e.len() && e[b as usize] <= n.threshold }
+    })
 }
 
 /// The bin of missing values: one past the last value bin (`edges.len()` + 1 bins hold values).
