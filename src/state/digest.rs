@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Night;
 use crate::error::{Error, Result};
 use crate::features::reuse::Digest;
-use crate::night::TOOL_VERSION;
 
 use super::StateInfo;
+use super::record::{self, Header};
 
 /// Layout version of `digest.json`; another value is not used.
 const FORMAT: u32 = 1;
@@ -28,8 +28,8 @@ const FILE: &str = "digest.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Kept {
-    format: u32,
-    tool_version: String,
+    #[serde(flatten)]
+    header: Header,
     /// The generation the digest was taken over (the input it read, and the `[input]` settings
     /// that shaped it: a generation is only used under the settings it was written with).
     generation: String,
@@ -43,11 +43,8 @@ struct Kept {
 /// the kept one still holds for it.
 pub fn load(out: &Path, info: &StateInfo, training: Night) -> Option<Digest> {
     let used = info.used.as_deref()?;
-    let bytes = std::fs::read(out.join(super::DIR).join(FILE)).ok()?;
-    let k: Kept = serde_json::from_slice(&bytes).ok()?;
-    let holds = k.format == FORMAT
-        && k.tool_version == TOOL_VERSION
-        && k.generation == used
+    let k = record::read(out, FILE, FORMAT, |k: &Kept| &k.header).ok()??;
+    let holds = k.generation == used
         && k.training_night == training.as_of()
         && k.cutoff == training.cutoff()
         && info.new_rows_from >= k.cutoff;
@@ -58,8 +55,7 @@ pub fn load(out: &Path, info: &StateInfo, training: Night) -> Option<Digest> {
 /// (`written`), atomically.
 pub fn write(out: &Path, written: &str, training: Night, digest: Digest) -> Result<()> {
     let k = Kept {
-        format: FORMAT,
-        tool_version: TOOL_VERSION.to_string(),
+        header: Header::new(FORMAT),
         generation: written.to_string(),
         training_night: training.as_of(),
         cutoff: training.cutoff(),

@@ -31,6 +31,7 @@
 
 pub mod digest;
 pub mod model;
+mod record;
 pub mod tables;
 
 use std::collections::HashMap;

@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::features::reuse::Digest;
 use crate::model::{SavedModel, TrainedOn};
-use crate::night::TOOL_VERSION;
+
+use super::record::{self, Header};
 
 /// Layout version of `model.json`; another value is not used.
 const FORMAT: u32 = 1;
@@ -25,8 +26,8 @@ const FILE: &str = "model.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Kept {
-    format: u32,
-    tool_version: String,
+    #[serde(flatten)]
+    header: Header,
     /// `Config::digest`: every setting that can change a result.
     config: String,
     training_night: chrono::NaiveDate,
@@ -37,20 +38,7 @@ struct Kept {
 /// The kept model: `Ok(None)` when there is none, `Err(why)` when there is one that cannot be
 /// used (the night then trains, and says why in a warning).
 pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<TrainedOn>, String> {
-    let path = out.join(super::DIR).join(FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read state/{FILE}: {e}")),
-    };
-    let k: Kept = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("state/{FILE} is corrupt: {}", crate::error::one_line(e.to_string())))?;
-    if k.format != FORMAT {
-        return Err(format!("state/{FILE} has layout {}, this lanewatch reads {FORMAT}", k.format));
-    }
-    if k.tool_version != TOOL_VERSION {
-        return Err(format!("state/{FILE} was written by lanewatch {}, this is {TOOL_VERSION}", k.tool_version));
-    }
+    let Some(k) = record::read(out, FILE, FORMAT, |k: &Kept| &k.header)? else { return Ok(None) };
     if k.config != cfg.digest() {
         return Err(format!("state/{FILE} was trained with other settings"));
     }
@@ -67,16 +55,15 @@ pub fn write(out: &Path, cfg: &Config, trained: &TrainedOn) -> Result<()> {
     // `Kept`'s fields, borrowing the model rather than copying it.
     #[derive(Serialize)]
     struct KeptRef<'a> {
-        format: u32,
-        tool_version: &'a str,
+        #[serde(flatten)]
+        header: Header,
         config: String,
         training_night: chrono::NaiveDate,
         digest: Digest,
         model: &'a SavedModel,
     }
     let k = KeptRef {
-        format: FORMAT,
-        tool_version: TOOL_VERSION,
+        header: Header::new(FORMAT),
         config: cfg.digest(),
         training_night: trained.night.as_of(),
         digest: trained.digest,

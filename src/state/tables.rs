@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::LaneConfig;
 use crate::error::Result;
 use crate::features::reuse::{self, Kept, KeptDay, KeptTable};
-use crate::night::TOOL_VERSION;
+
+use super::record::{self, Header};
 
 /// Layout version of the kept tables; another value is not used (and is rebuilt).
 const FORMAT: u32 = 1;
@@ -28,8 +29,8 @@ const DAYS_PREFIX: &str = "series-days-";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Index {
-    format: u32,
-    tool_version: String,
+    #[serde(flatten)]
+    header: Header,
     /// `[lanes]`, which every table depends on.
     lanes: serde_json::Value,
     data: String,
@@ -49,19 +50,7 @@ fn lanes_key(cfg: &LaneConfig) -> serde_json::Value {
 /// are some that cannot be used (every table is then computed, and the night warns).
 pub fn load(out: &Path, cfg: &LaneConfig) -> std::result::Result<Option<Kept>, String> {
     let dir = out.join(super::DIR);
-    let text = match std::fs::read(dir.join(INDEX)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read state/{INDEX}: {e}")),
-    };
-    let ix: Index = serde_json::from_slice(&text)
-        .map_err(|e| format!("state/{INDEX} is corrupt: {}", crate::error::one_line(e.to_string())))?;
-    if ix.format != FORMAT {
-        return Err(format!("state/{INDEX} has layout {}, this lanewatch reads {FORMAT}", ix.format));
-    }
-    if ix.tool_version != TOOL_VERSION {
-        return Err(format!("state/{INDEX} was written by lanewatch {}, this is {TOOL_VERSION}", ix.tool_version));
-    }
+    let Some(ix) = record::read(out, INDEX, FORMAT, |ix: &Index| &ix.header)? else { return Ok(None) };
     if ix.lanes != lanes_key(cfg) {
         return Err(format!("state/{INDEX} was computed with other [lanes] settings"));
     }
@@ -113,8 +102,7 @@ pub fn write(out: &Path, cfg: &LaneConfig, tables: &[KeptTable], days: &[KeptDay
     let (days_data, days_blake3) = write_data(DAYS_PREFIX, reuse::days_to_frame(days)?)?;
     crate::fault::point("state:tables");
     let ix = Index {
-        format: FORMAT,
-        tool_version: TOOL_VERSION.to_string(),
+        header: Header::new(FORMAT),
         lanes: lanes_key(cfg),
         data: data.clone(),
         data_blake3,
