@@ -559,6 +559,15 @@ fn read_file_parts_with(
 /// Frames of one table stacked in order into one contiguous frame (the canonical empty frame
 /// when there are none).
 pub fn stack(table: Table, parts: Vec<DataFrame>) -> Result<DataFrame> {
+    let mut acc = stack_chunks(table, parts)?;
+    acc.rechunk_mut();
+    Ok(acc)
+}
+
+/// `stack` with the frames' chunks kept as they are, for a caller that takes the rows in
+/// another order anyway (`gather`, which writes one chunk): made one chunk first, every value
+/// would be written twice.
+pub fn stack_chunks(table: Table, parts: Vec<DataFrame>) -> Result<DataFrame> {
     let mut it = parts.into_iter();
     let Some(mut acc) = it.next() else {
         return Ok(DataFrame::empty_with_schema(&canonical_schema(table)));
@@ -566,8 +575,119 @@ pub fn stack(table: Table, parts: Vec<DataFrame>) -> Result<DataFrame> {
     for f in it {
         acc.vstack_mut_owned(f)?;
     }
-    acc.rechunk_mut();
     Ok(acc)
+}
+
+/// Rows `rows` of `df` (indices into it, any order), one chunk per column: `df.take`, except
+/// that a string column of many chunks is gathered by its views, its chunks' data buffers
+/// shared rather than copied. polars' take copies such a column string by string, and making
+/// it one chunk first writes every view twice: at 10M shipments (171 day files) the two took
+/// 1.8-7.5 s of an incremental night, as the host's page faults cost, and this about 2 s
+/// (BENCHMARKS.md, 2026-12-03 (night)). The values are the same either way.
+pub fn gather(df: &DataFrame, rows: &[u32]) -> Result<DataFrame> {
+    use rayon::prelude::*;
+    let n = df.height();
+    if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n) {
+        return Err(Error::internal(format!("gather: row {bad} of a frame of {n}")));
+    }
+    let by_views = |c: &Column| c.str().ok().filter(|ca| ca.chunks().len() > 1 && ca.null_count() == 0).cloned();
+    // Each row's chunk and place in it, found once for the string columns chunked alike (all
+    // of them, for frames stacked from files).
+    let lengths = |ca: &StringChunked| ca.chunk_lengths().collect::<Vec<_>>();
+    let layout = df.columns().iter().find_map(by_views).map(|ca| (lengths(&ca), ChunkRows::of(&ca, rows)));
+    let columns = df
+        .columns()
+        .par_iter()
+        .map(|c| -> Result<Column> {
+            match by_views(c) {
+                Some(ca) => {
+                    let own;
+                    let at = match &layout {
+                        Some((l, at)) if *l == lengths(&ca) => at,
+                        _ => {
+                            own = ChunkRows::of(&ca, rows);
+                            &own
+                        }
+                    };
+                    Ok(gather_views(&ca, at).into_column())
+                }
+                None => {
+                    let idx = IdxCa::from_vec("".into(), rows.iter().map(|&r| r as IdxSize).collect());
+                    Ok(c.take(&idx)?)
+                }
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(DataFrame::new(rows.len(), columns)?)
+}
+
+/// Rows of a column of many chunks as (chunk, row within it).
+struct ChunkRows(Vec<(u32, u32)>);
+
+impl ChunkRows {
+    fn of(ca: &StringChunked, rows: &[u32]) -> ChunkRows {
+        use rayon::prelude::*;
+        let mut starts: Vec<usize> = Vec::with_capacity(ca.chunks().len() + 1);
+        let mut row = 0usize;
+        for len in ca.chunk_lengths() {
+            starts.push(row);
+            row += len;
+        }
+        starts.push(row);
+        ChunkRows(
+            rows.par_iter()
+                .map(|&r| {
+                    let r = r as usize;
+                    // The last chunk starting at or before r (empty chunks start where the next does).
+                    let c = starts.partition_point(|&s| s <= r) - 1;
+                    (c as u32, (r - starts[c]) as u32)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// `gather` of a string column without nulls: each row's view, its buffer index moved to
+/// where its chunk's buffers start among every chunk's buffers.
+fn gather_views(ca: &StringChunked, at: &ChunkRows) -> StringChunked {
+    use rayon::prelude::*;
+    /// Strings up to this long sit in their view; longer ones point into a data buffer.
+    const INLINE: u32 = 12;
+    let chunks: Vec<_> = ca.downcast_iter().collect();
+    // Per chunk, the index of its first buffer among all chunks' buffers.
+    let bases: Vec<u32> = chunks
+        .iter()
+        .scan(0u32, |next, a| {
+            let base = *next;
+            *next += a.data_buffers().len() as u32;
+            Some(base)
+        })
+        .collect();
+    let buffers: Vec<_> = chunks.iter().flat_map(|a| a.data_buffers().iter().cloned()).collect();
+    let buffer_len: usize = buffers.iter().map(|b| b.len()).sum();
+    let views: Vec<_> = at
+        .0
+        .par_iter()
+        .map(|&(c, r)| {
+            let mut view = chunks[c as usize].views()[r as usize];
+            if view.length > INLINE {
+                view.buffer_idx += bases[c as usize];
+            }
+            view
+        })
+        .collect();
+    // SAFETY: each view is one of a chunk's own, valid for that chunk's buffers, which sit in
+    // `buffers` from `bases[c]` on in the same order; inline views read no buffer. No nulls.
+    let array = unsafe {
+        <StringType as PolarsDataType>::Array::new_unchecked_unknown_md(
+            ArrowDataType::Utf8View,
+            views.into(),
+            buffers.into(),
+            None,
+            Some(buffer_len),
+        )
+    };
+    StringChunked::with_chunk(ca.name().clone(), array)
 }
 
 pub fn canonical_dtype(kind: ValueKind) -> DataType {
@@ -691,4 +811,64 @@ fn local_to_utc(local_us: i64, tz: &chrono_tz::Tz) -> i64 {
         LocalResult::None => tz.offset_from_utc_datetime(&naive).fix().local_minus_utc() as i64,
     };
     (secs - offset) * 1_000_000 + sub
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `gather` against polars' take of the frame made one chunk: frames of several chunks
+    /// (empty ones among them), strings inline and in buffers, a string column chunked unlike
+    /// the others, one with nulls (which polars takes) and a number column, rows in any order
+    /// and repeated.
+    #[test]
+    fn gathering_rows_of_many_chunks_gives_the_take_of_the_frame_made_one_chunk() {
+        let mut rng = crate::TestRng::new(29);
+        let mut next = |m: u64| rng.next() % m;
+        let mut by_views = 0;
+        for case in 0..300u64 {
+            let parts: Vec<DataFrame> = (0..1 + case % 6)
+                .map(|_| {
+                    let n = next(12) as usize * (next(4) > 0) as usize;
+                    let text = |k: u64| format!("{k}{}", "x".repeat((k % 30) as usize));
+                    let s: Vec<String> = (0..n).map(|_| text(next(1000))).collect();
+                    let nullable: Vec<Option<String>> =
+                        (0..n).map(|_| (next(3) > 0).then(|| text(next(1000)))).collect();
+                    let k: Vec<u32> = (0..n).map(|_| next(1 << 20) as u32).collect();
+                    DataFrame::new(
+                        n,
+                        vec![
+                            Column::new("s".into(), s),
+                            Column::new("nullable".into(), nullable),
+                            Column::new("k".into(), k),
+                        ],
+                    )
+                    .unwrap()
+                })
+                .collect();
+            let mut stacked = parts[0].clone();
+            for p in &parts[1..] {
+                stacked.vstack_mut(p).unwrap();
+            }
+            // A column chunked otherwise: its values in two chunks split at the middle.
+            let s: Vec<String> =
+                stacked.column("s").unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect();
+            let (first, second) = s.split_at(s.len() / 2);
+            let mut t = Series::new("t".into(), first);
+            t.append(&Series::new("t".into(), second)).unwrap();
+            stacked.with_column(t.into_column()).unwrap();
+            let n = stacked.height() as u64;
+            let rows: Vec<u32> = (0..next(2 * n + 1)).map(|_| next(n.max(1)) as u32).filter(|&r| (r as u64) < n).collect();
+            let got = gather(&stacked, &rows).unwrap();
+            let mut one = stacked.clone();
+            one.rechunk_mut();
+            let want = one.take(&IdxCa::from_vec("".into(), rows.iter().map(|&r| r as IdxSize).collect())).unwrap();
+            assert!(got.equals_missing(&want), "case {case}: rows {rows:?}");
+            assert!(got.columns().iter().all(|c| c.as_materialized_series().n_chunks() == 1), "case {case}");
+            by_views += (stacked.column("s").unwrap().str().unwrap().chunks().len() > 1 && !rows.is_empty()) as u32;
+        }
+        assert!(by_views > 100, "only {by_views} cases gathered a string column of many chunks by its views");
+        let one_row = DataFrame::new(1, vec![Column::new("k".into(), [1u32])]).unwrap();
+        assert!(gather(&one_row, &[1]).is_err(), "a row past the frame is refused");
+    }
 }

@@ -489,7 +489,8 @@ fn assemble(
         }
     }
     let ship_errors = findings.iter().any(|f| f.level == Level::Error);
-    let stacked = ingest::stack(Table::Shipments, frames)?;
+    // Left in its files' chunks: the kept order gathers it into one (`merge_with_arrival`).
+    let stacked = ingest::stack_chunks(Table::Shipments, frames)?;
     crate::memory::log_step("validate", "shipments stacked", t0);
     // A night without new shipments keeps the generation's order file as it is (so a rerun
     // writes nothing new).
@@ -617,6 +618,7 @@ fn sort_with_arrival(df: DataFrame) -> Result<(DataFrame, Vec<u32>)> {
     const ARRIVAL: &str = "__lanewatch_arrival";
     let n = df.height();
     let mut df = df;
+    df.rechunk_mut();
     df.with_column(Column::new(ARRIVAL.into(), (0..n as u32).collect::<Vec<u32>>()))?;
     let mut sorted = validate::sort_shipments(df)?;
     let arrival: Vec<u32> = sorted.column(ARRIVAL)?.u32()?.into_no_null_iter().collect();
@@ -630,10 +632,7 @@ fn sort_with_arrival(df: DataFrame) -> Result<(DataFrame, Vec<u32>)> {
 /// sorted instead. The flag says whether `order` was used.
 fn merge_with_arrival(df: DataFrame, order: Vec<u32>) -> Result<(DataFrame, Vec<u32>, bool)> {
     match merged_order(&df, order)? {
-        Some(merged) => {
-            let idx = IdxCa::from_vec("".into(), merged.iter().map(|&i| i as IdxSize).collect());
-            Ok((df.take(&idx)?, merged, true))
-        }
+        Some(merged) => Ok((ingest::gather(&df, &merged)?, merged, true)),
         None => {
             tracing::debug!("state: the shipments' order does not sort them; sorting every row");
             let (df, arrival) = sort_with_arrival(df)?;
@@ -646,9 +645,10 @@ fn merge_with_arrival(df: DataFrame, order: Vec<u32>) -> Result<(DataFrame, Vec<
 /// sort the covered rows or an id is null.
 fn merged_order(df: &DataFrame, order: Vec<u32>) -> Result<Option<Vec<u32>>> {
     let n = df.height();
-    let ids = df.column("shipment_id")?.str()?;
+    // The ids alone in one chunk, read by row below (the frame keeps its files' chunks).
+    let ids = df.column("shipment_id")?.str()?.rechunk();
     let arr = match ids.downcast_iter().next() {
-        Some(a) if ids.chunks().len() == 1 && ids.null_count() == 0 => a,
+        Some(a) if ids.null_count() == 0 => a,
         _ => return Ok(None),
     };
     let id = |r: u32| arr.value(r as usize);
