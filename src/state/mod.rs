@@ -613,8 +613,17 @@ fn file_info(table: Table, s: &Segment) -> FileInfo {
 }
 
 /// Sorts shipments as `validate::sort_shipments` does and returns, per sorted row, the row it
-/// came from.
+/// came from. Without null ids that is the stable sort of the rows by id (`merged_order` with
+/// no row covered), gathered from the frame's chunks as the kept order is (`ingest::gather`).
 fn sort_with_arrival(df: DataFrame) -> Result<(DataFrame, Vec<u32>)> {
+    match merged_order(&df, Vec::new())? {
+        Some(order) => Ok((ingest::gather(&df, &order)?, order)),
+        None => sort_by_polars(df),
+    }
+}
+
+/// `sort_with_arrival` through `validate::sort_shipments` itself (null ids sort first).
+fn sort_by_polars(df: DataFrame) -> Result<(DataFrame, Vec<u32>)> {
     const ARRIVAL: &str = "__lanewatch_arrival";
     let n = df.height();
     let mut df = df;
@@ -1049,7 +1058,9 @@ mod tests {
                 )
                 .unwrap()
             };
-            let want = sort_with_arrival(frame(&ids)).unwrap();
+            let want = sort_by_polars(frame(&ids)).unwrap();
+            let sorted = sort_with_arrival(frame(&ids)).unwrap();
+            assert!(sorted.0.equals(&want.0) && sorted.1 == want.1, "{ids:?}: sorted by id, not by polars");
             let (_, mut order) = sort_with_arrival(frame(&ids[..covered])).unwrap();
             let got = merge_with_arrival(frame(&ids), order.clone()).unwrap();
             assert!(got.0.equals(&want.0) && got.1 == want.1 && got.2, "{ids:?}, {covered} covered");
