@@ -489,7 +489,8 @@ fn assemble(
         }
     }
     let ship_errors = findings.iter().any(|f| f.level == Level::Error);
-    // Left in its files' chunks: the kept order gathers it into one (`merge_with_arrival`).
+    // Left in its files' chunks: the kept order or the sort by id gathers it into one
+    // (`merge_with_arrival`, `sort_with_arrival`).
     let stacked = ingest::stack_chunks(Table::Shipments, frames)?;
     crate::memory::log_step("validate", "shipments stacked", t0);
     // A night without new shipments keeps the generation's order file as it is (so a rerun
