@@ -590,32 +590,37 @@ pub fn gather(df: &DataFrame, rows: &[u32]) -> Result<DataFrame> {
     if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n) {
         return Err(Error::internal(format!("gather: row {bad} of a frame of {n}")));
     }
-    let by_views = |c: &Column| c.str().ok().filter(|ca| ca.chunks().len() > 1 && ca.null_count() == 0).cloned();
+    // The string columns gathered by their views; the rest are taken by polars, with one index.
+    let by_views: Vec<Option<StringChunked>> = df
+        .columns()
+        .iter()
+        .map(|c| c.str().ok().filter(|ca| ca.chunks().len() > 1 && ca.null_count() == 0).cloned())
+        .collect();
+    let idx = by_views
+        .iter()
+        .any(Option::is_none)
+        .then(|| IdxCa::from_vec("".into(), rows.iter().map(|&r| r as IdxSize).collect()));
     // Each row's chunk and place in it, found once for the string columns chunked alike (all
     // of them, for frames stacked from files).
     let lengths = |ca: &StringChunked| ca.chunk_lengths().collect::<Vec<_>>();
-    let layout = df.columns().iter().find_map(by_views).map(|ca| (lengths(&ca), ChunkRows::of(&ca, rows)));
+    let layout = by_views.iter().flatten().next().map(|ca| (lengths(ca), ChunkRows::of(ca, rows)));
     let columns = df
         .columns()
         .par_iter()
-        .map(|c| -> Result<Column> {
-            match by_views(c) {
-                Some(ca) => {
-                    let own;
-                    let at = match &layout {
-                        Some((l, at)) if *l == lengths(&ca) => at,
-                        _ => {
-                            own = ChunkRows::of(&ca, rows);
-                            &own
-                        }
-                    };
-                    Ok(gather_views(&ca, at).into_column())
+        .zip(&by_views)
+        .map(|(c, views)| -> Result<Column> {
+            let Some(ca) = views else {
+                return Ok(c.take(idx.as_ref().expect("an index for the columns polars takes"))?);
+            };
+            let own;
+            let at = match &layout {
+                Some((l, at)) if *l == lengths(ca) => at,
+                _ => {
+                    own = ChunkRows::of(ca, rows);
+                    &own
                 }
-                None => {
-                    let idx = IdxCa::from_vec("".into(), rows.iter().map(|&r| r as IdxSize).collect());
-                    Ok(c.take(&idx)?)
-                }
-            }
+            };
+            Ok(gather_views(ca, at).into_column())
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(DataFrame::new(rows.len(), columns)?)
