@@ -670,17 +670,16 @@ fn gather_views(ca: &StringChunked, at: &ChunkRows) -> StringChunked {
         .collect();
     let buffers: Vec<_> = chunks.iter().flat_map(|a| a.data_buffers().iter().cloned()).collect();
     let buffer_len: usize = buffers.iter().map(|b| b.len()).sum();
-    let views: Vec<_> = at
-        .0
-        .par_iter()
-        .map(|&(c, r)| {
-            let mut view = chunks[c as usize].views()[r as usize];
-            if view.length > INLINE {
-                view.buffer_idx += bases[c as usize];
-            }
-            view
-        })
-        .collect();
+    let views: Vec<_> =
+        at.0.par_iter()
+            .map(|&(c, r)| {
+                let mut view = chunks[c as usize].views()[r as usize];
+                if view.length > INLINE {
+                    view.buffer_idx += bases[c as usize];
+                }
+                view
+            })
+            .collect();
     // SAFETY: each view is one of a chunk's own, valid for that chunk's buffers, which sit in
     // `buffers` from `bases[c]` on in the same order; inline views read no buffer. No nulls.
     let array = unsafe {
@@ -863,7 +862,8 @@ mod tests {
             t.append(&Series::new("t".into(), second)).unwrap();
             stacked.with_column(t.into_column()).unwrap();
             let n = stacked.height() as u64;
-            let rows: Vec<u32> = (0..next(2 * n + 1)).map(|_| next(n.max(1)) as u32).filter(|&r| (r as u64) < n).collect();
+            let rows: Vec<u32> =
+                (0..next(2 * n + 1)).map(|_| next(n.max(1)) as u32).filter(|&r| (r as u64) < n).collect();
             let got = gather(&stacked, &rows).unwrap();
             let mut one = stacked.clone();
             one.rechunk_mut();

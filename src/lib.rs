@@ -32,6 +32,7 @@ pub mod evaluate;
 pub mod fault;
 pub mod features;
 pub mod generate;
+pub mod id_map;
 pub mod import;
 pub mod ingest;
 pub mod io;

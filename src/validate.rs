@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::InputConfig;
 use crate::error::{Error, Result, quote};
+use crate::id_map::IdMap;
 use crate::ingest::{self, FileInfo, Finding, Level};
 use crate::schema::{self, Table};
 use crate::shard::Shard;
@@ -360,7 +361,7 @@ fn read_events(
     let mut index = (!ship_errors).then(|| id_index(&shipments)).transpose()?;
     if let Some(index) = index.as_mut() {
         for id in foreign.iter().flat_map(|c| c.iter()).flatten() {
-            if *index.entry(id).or_insert(FOREIGN) != FOREIGN {
+            if index.insert_first(id, FOREIGN) != FOREIGN {
                 return Err(Error::data(
                     "shipments",
                     "shipment_id",
@@ -393,7 +394,7 @@ fn owned_rows(shipments: &DataFrame, shard: Shard) -> Result<BooleanChunked> {
 /// the events' ids.
 pub enum IdIndex<'a> {
     /// A map of every id (`id_index`), for looking up a whole input's events.
-    Hash(PlHashMap<&'a str, u32>),
+    Hash(IdMap<'a>),
     /// Binary search among the sorted ids, for a night through the state: it looks up only the
     /// new files' ids, and a map of every id was most of the cost (1.9 s at 10M shipments, for
     /// half a million lookups). The array is the sorted `shipment_id` column (nulls first, as
@@ -404,7 +405,7 @@ pub enum IdIndex<'a> {
 impl IdIndex<'_> {
     pub fn get(&self, id: &str) -> Option<u32> {
         match self {
-            IdIndex::Hash(map) => map.get(id).copied(),
+            IdIndex::Hash(map) => map.get(id),
             IdIndex::Sorted(ids) => {
                 let at = |i: usize| StaticArray::get(*ids, i);
                 let (mut lo, mut hi) = (0usize, ids.len());
@@ -418,6 +419,14 @@ impl IdIndex<'_> {
                 }
                 (at(lo) == Some(id)).then_some(lo as u32)
             }
+        }
+    }
+
+    /// `get` of every id (`None` for a null one).
+    pub fn get_many(&self, ids: &[Option<&str>]) -> Vec<Option<u32>> {
+        match self {
+            IdIndex::Hash(map) => map.get_many(ids),
+            IdIndex::Sorted(_) => ids.iter().map(|id| id.and_then(|id| self.get(id))).collect(),
         }
     }
 
@@ -435,14 +444,13 @@ impl IdIndex<'_> {
     }
 }
 
-/// Shipment ids → their index in the sorted shipments. The keys borrow the frame's strings
-/// (a million shipments would otherwise be a million allocations).
-pub fn id_index(shipments: &DataFrame) -> Result<PlHashMap<&str, u32>> {
+/// Shipment ids → their index in the sorted shipments (an id's first row).
+pub fn id_index(shipments: &DataFrame) -> Result<IdMap<'_>> {
     let ids = shipments.column("shipment_id")?.str()?;
-    let mut index: PlHashMap<&str, u32> = PlHashMap::with_capacity(ids.len());
+    let mut index = IdMap::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         if let Some(id) = id {
-            index.entry(id).or_insert(i as u32);
+            index.insert_first(id, i as u32);
         }
     }
     Ok(index)
@@ -484,21 +492,22 @@ pub fn decode_events(
             Some(ix) => {
                 use rayon::prelude::*;
                 let ids: Vec<Option<&str>> = ids.iter().collect();
-                // Exports list a shipment's events together, so most ids repeat the previous
-                // row's: that one comparison replaces most of the hash lookups.
+                // Exports that list a shipment's events together repeat the previous row's id
+                // in most rows: that one comparison replaces most of the lookups there, and
+                // the rest are looked up as a batch (`IdIndex::get_many`).
                 ids.par_chunks(1 << 14)
                     .flat_map_iter(|c| {
-                        let mut last: Option<(&str, Option<u32>)> = None;
-                        c.iter().map(move |id| {
-                            let id = (*id)?;
-                            match last {
-                                Some((prev, found)) if prev == id => found,
-                                _ => {
-                                    let found = ix.get(id);
-                                    last = Some((id, found));
-                                    found
-                                }
+                        let repeats: Vec<bool> =
+                            (0..c.len()).map(|j| j > 0 && c[j].is_some() && c[j] == c[j - 1]).collect();
+                        let asked: Vec<Option<&str>> =
+                            c.iter().zip(&repeats).filter(|&(_, &r)| !r).map(|(id, _)| *id).collect();
+                        let mut answers = ix.get_many(&asked).into_iter();
+                        let mut last = None;
+                        repeats.into_iter().map(move |r| {
+                            if !r {
+                                last = answers.next().expect("an answer for every id asked");
                             }
+                            last
                         })
                     })
                     .collect()
