@@ -13,8 +13,8 @@
 //!   merged by `merge`;
 //! - `settings`: the config resolved once into every stage's checked parameters;
 //! - `evaluate`: scoring nights against later outcomes;
-//! - the stages: `alerts` → `model` → `features` → `validate` (with `statuses` and `shard`,
-//!   which shard owns a shipment) → `ingest`;
+//! - the stages: `alerts` → `model` → `features` → `validate` (with `statuses`, `shard`,
+//!   which shard owns a shipment, and `id_map`, the events' shipment lookup) → `ingest`;
 //! - beneath all of them: `schema`, `config`, `calendar`, `sampling`, `io`, `memory`,
 //!   `progress`, `fault`, `error`.
 //!

@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{self, FileInfo, Finding, Level};
 use crate::night::TOOL_VERSION;
 use crate::schema::Table;
-use crate::validate::{self, ORPHAN, RawEvents, RawInput};
+use crate::validate::{self, NO_ETA, ORPHAN, RawEvents, RawInput};
 
 /// Layout version of a generation file; another value is a full refresh.
 const FORMAT: u32 = 1;
@@ -124,14 +124,6 @@ impl Counts {
             bad_times: e.bad_times,
             has_eta: e.eta.is_some(),
         }
-    }
-
-    fn set(&self, e: &mut RawEvents) {
-        e.rows = self.rows;
-        e.long_ids = self.long_ids;
-        e.longest_id = self.longest_id;
-        e.empty_ids = self.empty_ids;
-        e.bad_times = self.bad_times;
     }
 }
 
@@ -729,10 +721,15 @@ fn append_segment(
             })
         })
         .collect();
+    if time.len() != ship.len() || status.len() != ship.len() || eta.is_some_and(|e| e.len() != ship.len()) {
+        return Err(corrupt());
+    }
+    // Written straight into the night's arrays (sized for every row): a segment's rows copied
+    // into arrays of its own first were written twice, 2 GB of fresh memory at 10M shipments.
+    // On an error the night starts again with a full refresh, so rows half appended are dropped.
+    let before = out.len();
     // Orphans: resolved lazily, in first-use order, as a full read numbers them.
     let mut orphan_map: Vec<Option<u32>> = vec![None; s.orphans.len()];
-    let mut part = RawEvents { statuses: vec![], ..RawEvents::default() };
-    part.ship.reserve(ship.len());
     for &sh in ship {
         let mapped = if sh & ORPHAN != 0 {
             let local = (sh & !ORPHAN) as usize;
@@ -758,22 +755,29 @@ fn append_segment(
         } else {
             *sorted_of.get(sh as usize).ok_or_else(corrupt)?
         };
-        part.ship.push(mapped);
+        out.ship.push(mapped);
     }
-    part.time = time.to_vec();
-    part.status = status
-        .iter()
-        .map(|&c| status_map.get(c as usize).copied().ok_or_else(corrupt))
-        .collect::<std::result::Result<_, _>>()?;
-    part.eta = eta.map(|e| e.to_vec());
-    if time.len() != ship.len()
-        || part.status.len() != ship.len()
-        || part.eta.as_ref().is_some_and(|e| e.len() != ship.len())
-    {
-        return Err(corrupt());
+    out.time.extend_from_slice(time);
+    for &c in status {
+        out.status.push(status_map.get(c as usize).copied().ok_or_else(corrupt)?);
     }
-    s.counts.set(&mut part);
-    out.append(part);
+    match (out.eta.as_mut(), eta) {
+        (Some(a), Some(e)) => a.extend_from_slice(e),
+        (Some(a), None) => a.resize(out.ship.len(), NO_ETA),
+        (None, Some(e)) => {
+            let mut a = Vec::with_capacity(out.ship.capacity());
+            a.resize(before, NO_ETA);
+            a.extend_from_slice(e);
+            out.eta = Some(a);
+        }
+        (None, None) => {}
+    }
+    let c = &s.counts;
+    out.rows += c.rows;
+    out.long_ids += c.long_ids;
+    out.longest_id = out.longest_id.max(c.longest_id);
+    out.empty_ids += c.empty_ids;
+    out.bad_times += c.bad_times;
     Ok(())
 }
 
