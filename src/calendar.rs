@@ -66,6 +66,16 @@ impl Night {
         let back = (day - MONDAY_1970_01_05).rem_euclid(every);
         Night { as_of: date_of_day(day - back) }
     }
+
+    /// The cutoffs of the nights on the training grid of `every` days (`training_night`)
+    /// strictly before this night, latest first and without end. Lane tables are kept on this
+    /// grid, so every night between two grid nights reads the same earlier tables, and a
+    /// weekly training night's tables are the ones the nights of its week read.
+    pub fn grid_cutoffs_before(self, every: u32) -> impl Iterator<Item = i64> {
+        let every = every.max(1) as u64;
+        let latest = Night { as_of: self.as_of - chrono::Days::new(1) }.training_night(every as u32);
+        (0..).map(move |k| latest.as_of - chrono::Days::new(k * every)).map(|d| Night::new(d).cutoff())
+    }
 }
 
 /// Day number of Monday 1970-01-05, where the training nights' grid starts.
@@ -193,6 +203,19 @@ mod tests {
         assert_eq!(Night::new(ymd(2026, 11, 19)).training_night(3).as_of(), ymd(2026, 11, 19));
         // Before the grid's start too.
         assert_eq!(Night::new(ymd(1970, 1, 1)).training_night(7).as_of(), ymd(1969, 12, 29));
+    }
+
+    #[test]
+    fn lane_table_cutoffs_are_the_training_grids_nights_before() {
+        let cut = |y, m, d| Night::new(ymd(y, m, d)).cutoff();
+        // A Saturday: the Mondays before it; a Monday: the Mondays strictly before it.
+        let sat: Vec<i64> = Night::new(ymd(2026, 11, 21)).grid_cutoffs_before(7).take(2).collect();
+        assert_eq!(sat, vec![cut(2026, 11, 16), cut(2026, 11, 9)]);
+        let mon: Vec<i64> = Night::new(ymd(2026, 11, 16)).grid_cutoffs_before(7).take(2).collect();
+        assert_eq!(mon, vec![cut(2026, 11, 9), cut(2026, 11, 2)]);
+        // Every day: the nights before it.
+        let daily: Vec<i64> = Night::new(ymd(2026, 11, 21)).grid_cutoffs_before(1).take(2).collect();
+        assert_eq!(daily, vec![cut(2026, 11, 20), cut(2026, 11, 19)]);
     }
 
     #[test]

@@ -316,9 +316,10 @@ pub fn compute(
                     // The training night's features from the same input, trained on and
                     // dropped; an owned input is lent to them (`prepare::lend`: its events are
                     // not copied), a borrowed one read. Given something kept, if only nothing,
-                    // so that they hand on their series days: tonight's up to where rows known
-                    // before them differ (digest-checked, as days kept in the state are), so
-                    // tonight computes only the days since the training night.
+                    // so that they hand on their series days and lane tables: tonight's up to
+                    // where rows known before them differ (digest-checked, as what the state
+                    // keeps is), so tonight computes only the days since the training night
+                    // and its own table (the earlier ones are on the training night's grid).
                     let none_kept = Kept::default();
                     let k = Some(kept.unwrap_or(&none_kept));
                     let mut fit = |cut: Cow<'_, CleanInput>| -> Result<(SavedModel, FeatureSet)> {
@@ -330,6 +331,7 @@ pub fn compute(
                         let model = train(s, &fs, t)?;
                         let mut with = kept.cloned().unwrap_or_default();
                         with.days.append(&mut fs.reused.keep_days);
+                        with.tables.append(&mut fs.reused.keep);
                         with_training = Some(with);
                         Ok((model, fs))
                     };

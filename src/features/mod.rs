@@ -121,8 +121,11 @@ pub fn window_days(share: &WindowShare, p: &FeatureParams, cutoff: i64) -> u32 {
 pub struct Span {
     pub train_days: u32,
     pub train_from: i64,
-    /// Lane statistics at the cutoff and at earlier cutoffs every `stats_every_days`, for the
-    /// training snapshots of the window (see `LaneTables`), ascending.
+    /// Lane statistics at the night's cutoff and at the cutoffs of the nights before it on a
+    /// calendar grid of `stats_every_days` (`Night::grid_cutoffs_before`: with 7, the Mondays,
+    /// the weekly training nights), for the training snapshots of the window (see
+    /// `LaneTables`), ascending. On the grid, the nights of a week read the same earlier tables,
+    /// which the state keeps, and a full refresh's training night computes them for the night.
     pub cutoffs: Vec<i64>,
     pub step: i64,
     pub first_day: i64,
@@ -134,8 +137,10 @@ impl Span {
         let cutoff = night.cutoff();
         let train_from = cutoff - train_days as i64 * MICROS_PER_DAY;
         let step = p.features.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
-        let mut cutoffs: Vec<i64> = (0..).map(|k| cutoff - k * step).take_while(|c| *c > train_from - step).collect();
+        let mut cutoffs: Vec<i64> =
+            night.grid_cutoffs_before(p.features.stats_every_days).take_while(|c| *c > train_from - step).collect();
         cutoffs.reverse();
+        cutoffs.push(cutoff);
         let last_day = night.cutoff_day();
         Span { train_days, train_from, cutoffs, step, first_day: last_day - train_days as i64 - 1, last_day }
     }

@@ -1,15 +1,16 @@
 //! Lane tables and disruption series days carried from night to night (kept in the state, see
 //! `state::tables`; the backtest carries them in memory).
 //!
-//! A night keeps a lane table at its cutoff and at every `stats_every_days` before it across the
-//! training window (18 at the default settings), and a disruption series point per lane, stage
-//! and cutoff day over that window (about 120 days); they are the expensive part of its lane
-//! statistics. A lane table as of cutoff C, and a series day's points before the two-night rule,
+//! A night keeps a lane table at its cutoff and at the cutoffs of the nights before it on a
+//! calendar grid of `stats_every_days` across the training window (18 at the default settings:
+//! the Mondays, see `Span`), and a disruption series point per lane, stage and cutoff day over
+//! that window (about 120 days); they are the expensive part of its lane statistics. A lane table as of cutoff C, and a series day's points before the two-night rule,
 //! depend on `[lanes]` and on the rows known before C alone: shipments created before C and, of
 //! their events, those before C (the point-in-time rule;
 //! `each_earlier_lane_table_equals_the_table_of_its_own_night` and the future-data tests hold
-//! it). So night N's table at N − 7k is the table night N − 7k computed as its latest, its series
-//! days are night N − 1's, and a night that finds them kept need not compute them again.
+//! it). So night N's table at a grid night G's cutoff is the table G computed as its latest (or
+//! any night after G computed at that cutoff), its series days are night N − 1's, and a night
+//! that finds them kept need not compute them again.
 //!
 //! A kept table or day is reused only when the rows known before its cutoff are still the same,
 //! which a [`Digest`] of exactly those rows checks: 128 bits of order-independent fingerprint (a
@@ -407,7 +408,15 @@ pub fn lane_tables(
             keep.push(t.clone());
         }
     }
-    keep.sort_by_key(|t| t.cutoff);
+    // A table may be kept twice with one digest (the state's and a training night's computed
+    // tonight, see `night::compute`): the same rows, of which the one with the most lanes is
+    // handed on, as for series days.
+    keep.sort_by(|a, b| {
+        (a.cutoff, a.digest.rows, a.digest.a, a.digest.b)
+            .cmp(&(b.cutoff, b.digest.rows, b.digest.a, b.digest.b))
+            .then(b.lanes.len().cmp(&a.lanes.len()))
+    });
+    keep.dedup_by(|later, first| later.cutoff == first.cutoff && later.digest == first.digest);
     reused.keep = keep;
     Ok(tables)
 }
