@@ -4,8 +4,9 @@
 //! A night keeps a lane table at its cutoff and at the cutoffs of the nights before it on a
 //! calendar grid of `stats_every_days` across the training window (18 at the default settings:
 //! the Mondays, see `Span`), and a disruption series point per lane, stage and cutoff day over
-//! that window (about 120 days); they are the expensive part of its lane statistics. A lane table as of cutoff C, and a series day's points before the two-night rule,
-//! depend on `[lanes]` and on the rows known before C alone: shipments created before C and, of
+//! that window (about 120 days); they are the expensive part of its lane statistics. A lane
+//! table as of cutoff C, and a series day's points before the two-night rule, depend on
+//! `[lanes]` and on the rows known before C alone: shipments created before C and, of
 //! their events, those before C (the point-in-time rule;
 //! `each_earlier_lane_table_equals_the_table_of_its_own_night` and the future-data tests hold
 //! it). So night N's table at a grid night G's cutoff is the table G computed as its latest (or
