@@ -72,8 +72,8 @@ impl Night {
     /// grid, so every night between two grid nights reads the same earlier tables, and a
     /// weekly training night's tables are the ones the nights of its week read.
     pub fn grid_cutoffs_before(self, every: u32) -> impl Iterator<Item = i64> {
-        let every = every.max(1) as u64;
-        let latest = Night { as_of: self.as_of - chrono::Days::new(1) }.training_night(every as u32);
+        let latest = Night { as_of: self.as_of - chrono::Days::new(1) }.training_night(every);
+        let every = u64::from(every.max(1));
         (0..).map(move |k| latest.as_of - chrono::Days::new(k * every)).map(|d| Night::new(d).cutoff())
     }
 }

@@ -706,21 +706,33 @@ impl RawEvents {
         self.ship.extend(other.ship);
         self.time.extend(other.time);
         self.status.extend(other.status);
-        match (self.eta.as_mut(), other.eta) {
-            (Some(a), Some(b)) => a.extend(b),
+        self.extend_eta(before, other.eta.as_deref());
+        self.add_counts(other.rows, other.long_ids, other.longest_id, other.empty_ids, other.bad_times);
+    }
+
+    /// The estimates of the rows appended after the first `before` (`None`: they carry none),
+    /// once every other column has them: `NO_ETA` where a side has no estimates.
+    pub fn extend_eta(&mut self, before: usize, eta: Option<&[i64]>) {
+        match (self.eta.as_mut(), eta) {
+            (Some(a), Some(e)) => a.extend_from_slice(e),
             (Some(a), None) => a.resize(self.ship.len(), NO_ETA),
-            (None, Some(b)) => {
-                let mut a = vec![NO_ETA; before];
-                a.extend(b);
+            (None, Some(e)) => {
+                let mut a = Vec::with_capacity(self.ship.capacity());
+                a.resize(before, NO_ETA);
+                a.extend_from_slice(e);
                 self.eta = Some(a);
             }
             (None, None) => {}
         }
-        self.rows += other.rows;
-        self.long_ids += other.long_ids;
-        self.longest_id = self.longest_id.max(other.longest_id);
-        self.empty_ids += other.empty_ids;
-        self.bad_times += other.bad_times;
+    }
+
+    /// Adds the counts of appended rows: decoded, and found by the id and time checks.
+    pub fn add_counts(&mut self, rows: u64, long_ids: u64, longest_id: u32, empty_ids: u64, bad_times: u64) {
+        self.rows += rows;
+        self.long_ids += long_ids;
+        self.longest_id = self.longest_id.max(longest_id);
+        self.empty_ids += empty_ids;
+        self.bad_times += bad_times;
     }
 
     pub fn len(&self) -> usize {

@@ -409,15 +409,7 @@ pub fn lane_tables(
             keep.push(t.clone());
         }
     }
-    // A table may be kept twice with one digest (the state's and a training night's computed
-    // tonight, see `night::compute`): the same rows, of which the one with the most lanes is
-    // handed on, as for series days.
-    keep.sort_by(|a, b| {
-        (a.cutoff, a.digest.rows, a.digest.a, a.digest.b)
-            .cmp(&(b.cutoff, b.digest.rows, b.digest.a, b.digest.b))
-            .then(b.lanes.len().cmp(&a.lanes.len()))
-    });
-    keep.dedup_by(|later, first| later.cutoff == first.cutoff && later.digest == first.digest);
+    once_each(&mut keep, |t| (t.cutoff, t.digest, t.lanes.len()));
     reused.keep = keep;
     Ok(tables)
 }
@@ -464,17 +456,25 @@ pub fn series(
             keep.push(k.clone());
         }
     }
-    // A day may be kept twice with one digest (the state's and a training night's computed
-    // tonight, see `night::compute`): the same points, of which the one with the most lanes
-    // is handed on; kept twice, a later night could not read the days back.
-    keep.sort_by(|a, b| {
-        (a.day, a.digest.rows, a.digest.a, a.digest.b)
-            .cmp(&(b.day, b.digest.rows, b.digest.a, b.digest.b))
-            .then(b.lanes.len().cmp(&a.lanes.len()))
-    });
-    keep.dedup_by(|later, first| later.day == first.day && later.digest == first.digest);
+    once_each(&mut keep, |d| (d.day, d.digest, d.lanes.len()));
     reused.keep_days = keep;
     series
+}
+
+/// Kept tables or days sorted by their cutoff, each (cutoff, digest) once. One may be kept
+/// twice with one digest (the state's and a training night's computed tonight, see
+/// `night::compute`): the same values, of which the one with the most lanes is handed on;
+/// kept twice, a later night could not read them back. `key`: cutoff, digest, lanes.
+fn once_each<T>(keep: &mut Vec<T>, key: impl Fn(&T) -> (i64, Digest, usize)) {
+    let order = |t: &T| {
+        let (c, d, lanes) = key(t);
+        (c, d.rows, d.a, d.b, std::cmp::Reverse(lanes))
+    };
+    keep.sort_by(|a, b| order(a).cmp(&order(b)));
+    keep.dedup_by(|later, first| {
+        let (l, f) = (key(later), key(first));
+        (l.0, l.1) == (f.0, f.1)
+    });
 }
 
 /// Kept series days as one frame (one row per day, lane and stage), for the state to store.

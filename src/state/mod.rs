@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{self, FileInfo, Finding, Level};
 use crate::night::TOOL_VERSION;
 use crate::schema::Table;
-use crate::validate::{self, NO_ETA, ORPHAN, RawEvents, RawInput};
+use crate::validate::{self, ORPHAN, RawEvents, RawInput};
 
 /// Layout version of a generation file; another value is a full refresh.
 const FORMAT: u32 = 1;
@@ -761,23 +761,9 @@ fn append_segment(
     for &c in status {
         out.status.push(status_map.get(c as usize).copied().ok_or_else(corrupt)?);
     }
-    match (out.eta.as_mut(), eta) {
-        (Some(a), Some(e)) => a.extend_from_slice(e),
-        (Some(a), None) => a.resize(out.ship.len(), NO_ETA),
-        (None, Some(e)) => {
-            let mut a = Vec::with_capacity(out.ship.capacity());
-            a.resize(before, NO_ETA);
-            a.extend_from_slice(e);
-            out.eta = Some(a);
-        }
-        (None, None) => {}
-    }
+    out.extend_eta(before, eta);
     let c = &s.counts;
-    out.rows += c.rows;
-    out.long_ids += c.long_ids;
-    out.longest_id = out.longest_id.max(c.longest_id);
-    out.empty_ids += c.empty_ids;
-    out.bad_times += c.bad_times;
+    out.add_counts(c.rows, c.long_ids, c.longest_id, c.empty_ids, c.bad_times);
     Ok(())
 }
 
