@@ -109,6 +109,72 @@ fn window<'a>(obs: &'a [Obs], cutoff: i64, cfg: &LaneConfig) -> &'a [Obs] {
     &obs[a..b]
 }
 
+/// `window` of a pool held as indices into a part's observations (`Part::observed`).
+fn window_of<'a>(observed: &'a [Obs], pool: &'a [u32], cutoff: i64, cfg: &LaneConfig) -> Win<'a> {
+    let (a, b) = window_range(|t| pool.partition_point(|&i| observed[i as usize].resolved_at < t), cutoff, cfg);
+    Win::Picked(observed, &pool[a..b])
+}
+
+/// A pool's window, observations in resolution order: a part's own pools pick theirs out of
+/// the part's observations by index (4 bytes where a copy took 56, and an observation is in
+/// three pools: at 10M shipments the copies were 0.8 GB of fresh pages each night); the whole
+/// network's service windows are their own observations.
+#[derive(Clone, Copy)]
+enum Win<'a> {
+    Picked(&'a [Obs], &'a [u32]),
+    Slice(&'a [Obs]),
+}
+
+impl<'a> Win<'a> {
+    const EMPTY: Win<'static> = Win::Slice(&[]);
+
+    fn len(self) -> usize {
+        match self {
+            Win::Picked(_, idx) => idx.len(),
+            Win::Slice(obs) => obs.len(),
+        }
+    }
+
+    fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// The window's k-th observation.
+    fn get(self, k: usize) -> &'a Obs {
+        match self {
+            Win::Picked(obs, idx) => &obs[idx[k] as usize],
+            Win::Slice(obs) => &obs[k],
+        }
+    }
+
+    fn iter(self) -> WinIter<'a> {
+        match self {
+            Win::Picked(obs, idx) => WinIter::Picked(obs, idx.iter()),
+            Win::Slice(obs) => WinIter::Slice(obs.iter()),
+        }
+    }
+}
+
+/// `Win::iter`: the service rows walk a destination × service window once per origin and more,
+/// so its iterator is a plain one per kind rather than an index through `Win::get`.
+#[derive(Clone)]
+enum WinIter<'a> {
+    Picked(&'a [Obs], std::slice::Iter<'a, u32>),
+    Slice(std::slice::Iter<'a, Obs>),
+}
+
+impl<'a> Iterator for WinIter<'a> {
+    type Item = &'a Obs;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a Obs> {
+        match self {
+            WinIter::Picked(obs, idx) => idx.next().map(|&i| &obs[i as usize]),
+            WinIter::Slice(it) => it.next(),
+        }
+    }
+}
+
 /// Linear-interpolation quantile of the finite values (NaN when none).
 fn finite_quantile(v: impl Iterator<Item = f64>, q: f64) -> f64 {
     finite_quantile_in(&mut Vec::new(), v, q)
@@ -193,25 +259,58 @@ struct PoolStats {
     transit_b: [f64; 3],
 }
 
-fn pool_stats(w: &[Obs], promise: f64, q: &TransitQuantiles) -> PoolStats {
-    PoolStats { n: w.len(), met: met_count(w, promise), transit: q.0, transit_b: q.1 }
+/// A pool's window, or its observations of one weight band, as the service advice reads it:
+/// taken once however many rows read it (a destination × service window is read for every
+/// origin, a service's for every group it backs), so that a row costs a pass over its
+/// window's transit times alone rather than over its observations.
+struct View {
+    /// Observations.
+    n: usize,
+    /// Their transit in days.
+    transit: Vec<f64>,
+    quantiles: TransitQuantiles,
 }
 
-/// Observations of a pool delivered within `promise` days.
-fn met_count(w: &[Obs], promise: f64) -> usize {
-    w.iter().filter(|o| o.transit <= promise).count()
+impl View {
+    fn of<'a>(w: impl Iterator<Item = &'a Obs> + Clone) -> View {
+        let transit: Vec<f64> = w.clone().map(|o| o.transit).collect();
+        // p50, p90 and p95 of the finite values, from one buffer (a quantile depends on the
+        // values alone, not on the order selection leaves them in).
+        let mut buf = Vec::new();
+        let mut q = |v: &mut dyn Iterator<Item = f64>| -> [f64; 3] {
+            buf.clear();
+            buf.extend(v.filter(|x| x.is_finite()));
+            [0.5, 0.9, 0.95].map(|p| crate::features::lanes::quantile(&mut buf, p))
+        };
+        let quantiles = (q(&mut transit.iter().copied()), q(&mut w.map(|o| o.transit_b)));
+        View { n: transit.len(), transit, quantiles }
+    }
+
+    /// Observations delivered within `promise` days.
+    fn met(&self, promise: f64) -> usize {
+        self.transit.iter().filter(|&&t| t <= promise).count()
+    }
+
+    fn stats(&self, promise: f64) -> PoolStats {
+        PoolStats { n: self.n, met: self.met(promise), transit: self.quantiles.0, transit_b: self.quantiles.1 }
+    }
+}
+
+/// The view of pool `pool`'s window `w` (of its weight band `band`, if given), taken once.
+fn view<'m>(
+    memo: &'m mut std::collections::HashMap<(usize, Option<usize>), View>,
+    pool: usize,
+    band: Option<usize>,
+    w: Win<'_>,
+) -> &'m View {
+    memo.entry((pool, band)).or_insert_with(|| match band {
+        None => View::of(w.iter()),
+        Some(b) => View::of(w.iter().filter(move |o| o.band == Some(b as u8))),
+    })
 }
 
 /// p50, p90 and p95 of a pool's transit in days and in business days.
 type TransitQuantiles = ([f64; 3], [f64; 3]);
-
-fn transit_quantiles(w: &[Obs]) -> TransitQuantiles {
-    let q = |f: &dyn Fn(&Obs) -> f64, p: f64| finite_quantile(w.iter().map(f), p);
-    (
-        [q(&|o| o.transit, 0.5), q(&|o| o.transit, 0.9), q(&|o| o.transit, 0.95)],
-        [q(&|o| o.transit_b, 0.5), q(&|o| o.transit_b, 0.9), q(&|o| o.transit_b, 0.95)],
-    )
-}
 
 /// Shipments of a pool by creation time, for "the promise given today".
 #[derive(Default)]
@@ -340,17 +439,15 @@ fn kept_rows(
         .collect()
 }
 
-/// Appends each kept row's observation to the pools its mask names (`pools_of(k)`: kept row k's
-/// pools, one per level; `levels`: the first pool of each level). Each pool is sized once
-/// (grown by doubling, the pools were copied about twice over and their fresh pages were most
-/// of the advice's time at 10M shipments), then the three levels are filled side by side, each
-/// pool taking its rows in order.
+/// Appends each kept row k (the index of its observation) to the pools its mask names
+/// (`pools_of(k)`: kept row k's pools, one per level; `levels`: the first pool of each level).
+/// Each pool is sized once (grown by doubling, the pools were copied about twice over), then
+/// the three levels are filled side by side, each pool taking its rows in order.
 fn fill_pools(
     kept: &[(u32, u8)],
-    observed: Vec<Obs>,
     pools_of: impl Fn(usize) -> [usize; 3] + Sync,
     levels: [usize; 3],
-    obs: &mut [Vec<Obs>],
+    obs: &mut [Vec<u32>],
 ) {
     let mut sizes = vec![0usize; obs.len()];
     for (k, &(_, mask)) in kept.iter().enumerate() {
@@ -364,11 +461,11 @@ fn fill_pools(
     debug_assert_eq!(levels[0], 0);
     let (lanes, rest) = obs.split_at_mut(levels[1]);
     let (groups, services) = rest.split_at_mut(levels[2] - levels[1]);
-    let parts: Vec<(usize, &mut [Vec<Obs>])> = vec![(0, lanes), (levels[1], groups), (levels[2], services)];
+    let parts: Vec<(usize, &mut [Vec<u32>])> = vec![(0, lanes), (levels[1], groups), (levels[2], services)];
     parts.into_par_iter().enumerate().for_each(|(j, (start, level))| {
-        for (k, (&(_, mask), o)) in kept.iter().zip(&observed).enumerate() {
+        for (k, &(_, mask)) in kept.iter().enumerate() {
             if mask >> j & 1 != 0 {
-                level[pools_of(k)[j] - start].push(*o);
+                level[pools_of(k)[j] - start].push(k as u32);
             }
         }
     });
@@ -378,7 +475,8 @@ fn fill_pools(
 /// per lane, per destination × service and per service: `lane`, then `lane_count + ds`, then
 /// `lane_count + ds_count + s` index one flat list.
 struct Pools {
-    obs: Vec<Vec<Obs>>,
+    /// Each pool's observations (indices into `Part::observed`, ascending: resolution order).
+    obs: Vec<Vec<u32>>,
     promises: Vec<Promises>,
     n_lanes: usize,
     /// destination × service and service ids, and each lane's.
@@ -437,6 +535,8 @@ pub struct Part<'a> {
     fs: &'a FeatureSet,
     p: &'a AdviceParams,
     pools: Pools,
+    /// The observations some pool keeps, in resolution order.
+    observed: Vec<Obs>,
 }
 
 impl<'a> Part<'a> {
@@ -534,13 +634,13 @@ impl<'a> Part<'a> {
         let of_lane: Vec<[usize; 3]> = (0..prep.lanes.len()).map(|l| pools.of_lane(l)).collect();
         let row_pools = |k: usize| of_lane[prep.lane[resolved[kept[k].0 as usize].1 as usize] as usize];
         crate::memory::log_step("advice", "observed", t0);
-        fill_pools(&kept, observed, row_pools, pools.levels(), &mut pools.obs);
+        fill_pools(&kept, row_pools, pools.levels(), &mut pools.obs);
         crate::memory::log_step("advice", "pools", t0);
-        Part { fs, p, pools }
+        Part { fs, p, pools, observed }
     }
 
-    fn win(&self, k: usize) -> &[Obs] {
-        window(&self.pools.obs[k], self.fs.cutoff(), &self.p.lanes)
+    fn win(&self, k: usize) -> Win<'_> {
+        window_of(&self.observed, &self.pools.obs[k], self.fs.cutoff(), &self.p.lanes)
     }
 
     fn promise_of(&self, k: usize) -> Option<(f64, f64)> {
@@ -549,7 +649,7 @@ impl<'a> Part<'a> {
     }
 
     /// The window of each service pool of the part, by service.
-    fn service_windows(&self) -> BTreeMap<&str, &[Obs]> {
+    fn service_windows(&self) -> BTreeMap<&str, Win<'_>> {
         self.pools
             .services
             .iter()
@@ -568,7 +668,13 @@ impl<'a> Part<'a> {
             .iter()
             .map(|(s, &k)| {
                 let obs = &self.pools.obs[self.pools.n_lanes + self.pools.ds.len() + k];
-                let sent = obs.iter().map(|o| (ids.get(o.ship as usize).unwrap_or("").to_string(), *o)).collect();
+                let sent = obs
+                    .iter()
+                    .map(|&k| {
+                        let o = self.observed[k as usize];
+                        (ids.get(o.ship as usize).unwrap_or("").to_string(), o)
+                    })
+                    .collect();
                 (s.clone(), sent)
             })
             .collect();
@@ -594,7 +700,7 @@ impl<'a> Part<'a> {
         let cfg = &p.advice;
         let bands = band_labels(&cfg.weight_bands_g);
         let need = p.lanes.min_support as usize;
-        let service_win = |s: &str| services.get(s).copied().unwrap_or(&[]);
+        let service_win = |s: &str| services.get(s).copied().unwrap_or(Win::EMPTY);
 
         // The lane index of each origin × destination × service of the part.
         let mut lane_of: BTreeMap<(&str, &str, &str), u32> = BTreeMap::new();
@@ -609,9 +715,8 @@ impl<'a> Part<'a> {
 
         // ---- service advice ----
         let mut rows: Vec<Row> = Vec::new();
-        // Quantiles by (pool, band); a service pool is `pools.obs.len()` + its service's place.
-        let mut quantile_memo: std::collections::HashMap<(usize, Option<usize>), TransitQuantiles> =
-            std::collections::HashMap::new();
+        // Views by (pool, band); a service pool is `pools.obs.len()` + its service's place.
+        let mut views: std::collections::HashMap<(usize, Option<usize>), View> = std::collections::HashMap::new();
         let service_pool =
             |s: &str| pools.obs.len() + services.keys().position(|x| *x == s).unwrap_or(usize::MAX - pools.obs.len());
         for &(o, d) in &pairs {
@@ -631,7 +736,7 @@ impl<'a> Part<'a> {
                 let (k_lane, k_s) = (lane.map(|l| l as usize), service_pool(s));
                 let promise = k_lane.and_then(|k| self.promise_of(k)).or_else(|| self.promise_of(k_ds));
                 let (promise, _) = promise.unwrap_or((f64::NAN, f64::NAN));
-                let levels: Vec<(&'static str, usize, &[Obs])> = [
+                let levels: Vec<(&'static str, usize, Win)> = [
                     k_lane.map(|k| ("lane", k, self.win(k))),
                     Some(("destination_service", k_ds, self.win(k_ds))),
                     Some(("service", k_s, service_win(s))),
@@ -639,18 +744,18 @@ impl<'a> Part<'a> {
                 .into_iter()
                 .flatten()
                 .collect();
-                let rate = |w: &[Obs]| {
-                    if w.is_empty() { f64::NAN } else { met_count(w, promise) as f64 / w.len() as f64 }
-                };
                 let chosen = levels.iter().position(|(_, _, w)| w.len() >= need);
                 let (basis, pool, w) = match chosen {
                     Some(k) => levels[k],
-                    None => ("none", usize::MAX, &[][..]),
+                    None => ("none", usize::MAX, Win::EMPTY),
                 };
-                let parent_rate =
-                    chosen.and_then(|k| levels.get(k + 1)).map(|(_, _, w)| rate(w)).filter(|r| r.is_finite());
-                let shrink = |w: &[Obs]| -> f64 {
-                    let (n, met) = (w.len(), met_count(w, promise));
+                let parent_rate = chosen
+                    .and_then(|k| levels.get(k + 1))
+                    .filter(|(_, _, w)| !w.is_empty())
+                    .map(|&(_, k, w)| view(&mut views, k, None, w).met(promise) as f64 / w.len() as f64)
+                    .filter(|r| r.is_finite());
+                let shrink = |v: &View| -> f64 {
+                    let (n, met) = (v.n, v.met(promise));
                     if n == 0 || !promise.is_finite() {
                         return f64::NAN;
                     }
@@ -659,9 +764,7 @@ impl<'a> Part<'a> {
                         None => met as f64 / n as f64,
                     }
                 };
-                let mut quantiles_of = |band: Option<usize>, w: &[Obs]| -> TransitQuantiles {
-                    *quantile_memo.entry((pool, band)).or_insert_with(|| transit_quantiles(w))
-                };
+                let v = view(&mut views, pool, None, w);
                 let all = Row {
                     o: o.into(),
                     d: d.into(),
@@ -669,21 +772,21 @@ impl<'a> Part<'a> {
                     band: "all".into(),
                     basis,
                     weight_basis: "all_weights",
-                    st: pool_stats(w, promise, &quantiles_of(None, w)),
+                    st: v.stats(promise),
                     promise,
-                    p_meet: shrink(w),
+                    p_meet: shrink(v),
                 };
                 for (b, label) in bands.iter().enumerate() {
-                    let wb: Vec<Obs> = w.iter().filter(|x| x.band == Some(b as u8)).copied().collect();
-                    if wb.is_empty() {
+                    let vb = view(&mut views, pool, Some(b), w);
+                    if vb.n == 0 {
                         continue;
                     }
-                    let own = wb.len() >= need;
+                    let own = vb.n >= need;
                     rows.push(Row {
                         band: label.clone(),
                         weight_basis: if own { "band" } else { "all_weights" },
-                        st: if own { pool_stats(&wb, promise, &quantiles_of(Some(b), &wb)) } else { all.st },
-                        p_meet: if own { shrink(&wb) } else { all.p_meet },
+                        st: if own { vb.stats(promise) } else { all.st },
+                        p_meet: if own { shrink(vb) } else { all.p_meet },
                         o: all.o.clone(),
                         d: all.d.clone(),
                         s: all.s.clone(),
@@ -709,7 +812,7 @@ impl<'a> Part<'a> {
                 ("destination_service", self.win(kds)),
                 ("service", service_win(&prep.lanes[l].service)),
             ];
-            let (basis, w) = levels.iter().copied().find(|(_, w)| w.len() >= need).unwrap_or(("none", &[][..]));
+            let (basis, w) = levels.iter().copied().find(|(_, w)| w.len() >= need).unwrap_or(("none", Win::EMPTY));
             let curve = Delivered::new(
                 &w.iter()
                     .map(|o| (if o.transit_b.is_finite() { o.transit_b } else { f64::NAN }, o.censored_b))
@@ -748,23 +851,22 @@ impl<'a> Part<'a> {
                     .chunk_by(|a, b| a.0 == b.0)
                     .map(|run| {
                         let n = run.len();
-                        let met = run.iter().filter(|&&(_, k)| w[k as usize].met_own).count();
-                        let row = SRow {
+                        let met = run.iter().filter(|&&(_, k)| w.get(k as usize).met_own).count();
+                        SRow {
                             seller: run[0].0,
                             lane: rank as u32,
                             n,
                             on_time: met as f64 / n as f64,
                             handling: finite_quantile_in(
                                 &mut handling,
-                                run.iter().map(|&(_, k)| w[k as usize].handling),
+                                run.iter().map(|&(_, k)| w.get(k as usize).handling),
                                 0.5,
                             ),
                             net_on_time,
                             net_handling,
                             from_scan_p90,
                             promise,
-                        };
-                        row
+                        }
                     })
                     .collect()
             })
@@ -1109,8 +1211,8 @@ pub struct Services {
 
 impl Services {
     /// Each service's window, as `Part::rows` reads it.
-    fn windows(&self) -> BTreeMap<&str, &[Obs]> {
-        self.windows.iter().map(|(s, w)| (s.as_str(), w.as_slice())).collect()
+    fn windows(&self) -> BTreeMap<&str, Win<'_>> {
+        self.windows.iter().map(|(s, w)| (s.as_str(), Win::Slice(w))).collect()
     }
 }
 
@@ -1191,13 +1293,63 @@ mod tests {
             let rows_kept = kept_rows(n, |r| (pools[r], ats[r]), 5, cutoff, &cfg, block);
             assert_eq!(rows_kept, in_one_pass(&pools, &ats, 5, cutoff, &cfg), "round {round}, blocks of {block}");
             let observed: Vec<Obs> = rows_kept.iter().map(|&(row, _)| obs_at(ats[row as usize])).collect();
-            let mut kept: Vec<Vec<Obs>> = vec![Vec::new(); 5];
-            fill_pools(&rows_kept, observed, |k| pools[rows_kept[k].0 as usize], [0, 2, 3], &mut kept);
+            let mut kept: Vec<Vec<u32>> = vec![Vec::new(); 5];
+            fill_pools(&rows_kept, |k| pools[rows_kept[k].0 as usize], [0, 2, 3], &mut kept);
             for k in 0..5 {
-                let times = |w: &[Obs]| w.iter().map(|o| o.resolved_at).collect::<Vec<_>>();
-                let (full, short) = (window(&all[k], cutoff, &cfg), window(&kept[k], cutoff, &cfg));
+                let times = |w: Win| w.iter().map(|o| o.resolved_at).collect::<Vec<_>>();
+                let full = Win::Slice(window(&all[k], cutoff, &cfg));
+                let short = window_of(&observed, &kept[k], cutoff, &cfg);
                 assert_eq!(times(full), times(short), "round {round}, pool {k}");
                 assert!(kept[k].len() <= full.len() + cfg.min_support as usize, "round {round}, pool {k}");
+            }
+        }
+    }
+
+    /// A view answers what a pass over its window answers (count, on-time count against any
+    /// promise, quantiles), for every pool and band, asked in any order and again: the service
+    /// rows ask for a pool's band views after its own, and for a pool once per row reading it.
+    #[test]
+    fn views_answer_as_passes_over_their_windows() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |m: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % m
+        };
+        let bits = |q: TransitQuantiles| q.0.iter().chain(&q.1).map(|x| x.to_bits()).collect::<Vec<_>>();
+        for round in 0..100 {
+            // Whole-day transits meet whole-day promises exactly; some never arrive.
+            let observed: Vec<Obs> = (0..200)
+                .map(|k| {
+                    let transit = if next(8) == 0 { f64::INFINITY } else { next(20) as f64 };
+                    let band = match next(4) {
+                        3 => None,
+                        b => Some(b as u8),
+                    };
+                    Obs { transit, transit_b: transit * 0.7, band, ..obs_at(k) }
+                })
+                .collect();
+            let pools: Vec<Vec<u32>> = (0..4).map(|_| (0..200).filter(|_| next(3) == 0).collect()).collect();
+            let mut memo = std::collections::HashMap::new();
+            for ask in 0..30 {
+                let k = next(4) as usize;
+                let band = match next(4) {
+                    3 => None,
+                    b => Some(b as usize),
+                };
+                let v = view(&mut memo, k, band, Win::Picked(&observed, &pools[k]));
+                let mine: Vec<Obs> = pools[k]
+                    .iter()
+                    .map(|&i| observed[i as usize])
+                    .filter(|o| band.is_none_or(|b| o.band == Some(b as u8)))
+                    .collect();
+                let at = format!("round {round}, ask {ask}, pool {k}, band {band:?}");
+                assert_eq!(v.n, mine.len(), "{at}");
+                let promise = next(22) as f64;
+                assert_eq!(v.met(promise), mine.iter().filter(|o| o.transit <= promise).count(), "{at}");
+                let q = |f: fn(&Obs) -> f64| [0.5, 0.9, 0.95].map(|p| finite_quantile(mine.iter().map(f), p));
+                assert_eq!(bits(v.quantiles), bits((q(|o| o.transit), q(|o| o.transit_b))), "{at}");
             }
         }
     }
