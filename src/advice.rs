@@ -139,14 +139,6 @@ impl<'a> Win<'a> {
         self.len() == 0
     }
 
-    /// The window's k-th observation.
-    fn get(self, k: usize) -> &'a Obs {
-        match self {
-            Win::Picked(obs, idx) => &obs[idx[k] as usize],
-            Win::Slice(obs) => &obs[k],
-        }
-    }
-
     fn iter(self) -> WinIter<'a> {
         match self {
             Win::Picked(obs, idx) => WinIter::Picked(obs, idx.iter()),
@@ -155,8 +147,7 @@ impl<'a> Win<'a> {
     }
 }
 
-/// `Win::iter`: the service rows walk a destination × service window once per origin and more,
-/// so its iterator is a plain one per kind rather than an index through `Win::get`.
+/// `Win::iter`: a plain iterator per kind, rather than an index matched at every step.
 #[derive(Clone)]
 enum WinIter<'a> {
     Picked(&'a [Obs], std::slice::Iter<'a, u32>),
@@ -272,8 +263,9 @@ struct View {
 }
 
 impl View {
-    fn of<'a>(w: impl Iterator<Item = &'a Obs> + Clone) -> View {
-        let transit: Vec<f64> = w.clone().map(|o| o.transit).collect();
+    /// The view of observations given as (transit, business-day transit).
+    fn of(w: impl Iterator<Item = (f64, f64)> + Clone) -> View {
+        let transit: Vec<f64> = w.clone().map(|o| o.0).collect();
         // p50, p90 and p95 of the finite values, from one buffer (a quantile depends on the
         // values alone, not on the order selection leaves them in).
         let mut buf = Vec::new();
@@ -282,7 +274,7 @@ impl View {
             buf.extend(v.filter(|x| x.is_finite()));
             [0.5, 0.9, 0.95].map(|p| crate::features::lanes::quantile(&mut buf, p))
         };
-        let quantiles = (q(&mut transit.iter().copied()), q(&mut w.map(|o| o.transit_b)));
+        let quantiles = (q(&mut transit.iter().copied()), q(&mut w.map(|o| o.1)));
         View { n: transit.len(), transit, quantiles }
     }
 
@@ -296,16 +288,28 @@ impl View {
     }
 }
 
-/// The view of pool `pool`'s window `w` (of its weight band `band`, if given), taken once.
-fn view<'m>(
-    memo: &'m mut std::collections::HashMap<(usize, Option<usize>), View>,
+/// A pool's window viewed whole and by each of the weight bands.
+struct Views {
+    all: View,
+    bands: Vec<View>,
+}
+
+/// The views of pool `pool`'s window `w` with `n_bands` weight bands, taken once: one pass over
+/// the window (whose observations a part's pool picks out at random), then each band's view
+/// from that compact copy.
+fn views<'m>(
+    memo: &'m mut std::collections::HashMap<usize, Views>,
     pool: usize,
-    band: Option<usize>,
+    n_bands: usize,
     w: Win<'_>,
-) -> &'m View {
-    memo.entry((pool, band)).or_insert_with(|| match band {
-        None => View::of(w.iter()),
-        Some(b) => View::of(w.iter().filter(move |o| o.band == Some(b as u8))),
+) -> &'m Views {
+    memo.entry(pool).or_insert_with(|| {
+        let rows: Vec<(f64, f64, Option<u8>)> = w.iter().map(|o| (o.transit, o.transit_b, o.band)).collect();
+        let of_band = |b: usize| rows.iter().filter(move |r| r.2 == Some(b as u8)).map(|r| (r.0, r.1));
+        Views {
+            all: View::of(rows.iter().map(|r| (r.0, r.1))),
+            bands: (0..n_bands).map(|b| View::of(of_band(b))).collect(),
+        }
     })
 }
 
@@ -715,8 +719,8 @@ impl<'a> Part<'a> {
 
         // ---- service advice ----
         let mut rows: Vec<Row> = Vec::new();
-        // Views by (pool, band); a service pool is `pools.obs.len()` + its service's place.
-        let mut views: std::collections::HashMap<(usize, Option<usize>), View> = std::collections::HashMap::new();
+        // Views by pool; a service pool is `pools.obs.len()` + its service's place.
+        let mut memo: std::collections::HashMap<usize, Views> = std::collections::HashMap::new();
         let service_pool =
             |s: &str| pools.obs.len() + services.keys().position(|x| *x == s).unwrap_or(usize::MAX - pools.obs.len());
         for &(o, d) in &pairs {
@@ -752,7 +756,7 @@ impl<'a> Part<'a> {
                 let parent_rate = chosen
                     .and_then(|k| levels.get(k + 1))
                     .filter(|(_, _, w)| !w.is_empty())
-                    .map(|&(_, k, w)| view(&mut views, k, None, w).met(promise) as f64 / w.len() as f64)
+                    .map(|&(_, k, w)| views(&mut memo, k, bands.len(), w).all.met(promise) as f64 / w.len() as f64)
                     .filter(|r| r.is_finite());
                 let shrink = |v: &View| -> f64 {
                     let (n, met) = (v.n, v.met(promise));
@@ -764,7 +768,8 @@ impl<'a> Part<'a> {
                         None => met as f64 / n as f64,
                     }
                 };
-                let v = view(&mut views, pool, None, w);
+                let vs = views(&mut memo, pool, bands.len(), w);
+                let v = &vs.all;
                 let all = Row {
                     o: o.into(),
                     d: d.into(),
@@ -777,7 +782,7 @@ impl<'a> Part<'a> {
                     p_meet: shrink(v),
                 };
                 for (b, label) in bands.iter().enumerate() {
-                    let vb = view(&mut views, pool, Some(b), w);
+                    let vb = &vs.bands[b];
                     if vb.n == 0 {
                         continue;
                     }
@@ -841,27 +846,27 @@ impl<'a> Part<'a> {
                     return Vec::new();
                 }
                 let promise = self.promise_of(l).map(|p| p.0).unwrap_or(f64::NAN);
-                let net_on_time = w.iter().filter(|o| o.met_own).count() as f64 / w.len() as f64;
-                let net_handling = finite_quantile(w.iter().map(|o| o.handling), 0.5);
+                // One pass over the lane's window (its observations picked out of the part's at
+                // random), then its sellers' runs from that compact copy, in window order within
+                // a seller (a stable sort).
+                let mut by_seller: Vec<(u32, bool, f64)> =
+                    w.iter().map(|o| (o.seller, o.met_own, o.handling)).collect();
+                let net_on_time = by_seller.iter().filter(|r| r.1).count() as f64 / by_seller.len() as f64;
+                let net_handling = finite_quantile(by_seller.iter().map(|r| r.2), 0.5);
                 let from_scan_p90 = fs.lanes()[l].v[Q_TRANSIT_SCAN + 1];
-                let mut by_seller: Vec<(u32, u32)> = w.iter().enumerate().map(|(k, o)| (o.seller, k as u32)).collect();
-                by_seller.sort_unstable();
+                by_seller.sort_by_key(|r| r.0);
                 let mut handling: Vec<f64> = Vec::new();
                 by_seller
                     .chunk_by(|a, b| a.0 == b.0)
                     .map(|run| {
                         let n = run.len();
-                        let met = run.iter().filter(|&&(_, k)| w.get(k as usize).met_own).count();
+                        let met = run.iter().filter(|r| r.1).count();
                         SRow {
                             seller: run[0].0,
                             lane: rank as u32,
                             n,
                             on_time: met as f64 / n as f64,
-                            handling: finite_quantile_in(
-                                &mut handling,
-                                run.iter().map(|&(_, k)| w.get(k as usize).handling),
-                                0.5,
-                            ),
+                            handling: finite_quantile_in(&mut handling, run.iter().map(|r| r.2), 0.5),
                             net_on_time,
                             net_handling,
                             from_scan_p90,
@@ -1338,7 +1343,11 @@ mod tests {
                     3 => None,
                     b => Some(b as usize),
                 };
-                let v = view(&mut memo, k, band, Win::Picked(&observed, &pools[k]));
+                let vs = views(&mut memo, k, 3, Win::Picked(&observed, &pools[k]));
+                let v = match band {
+                    None => &vs.all,
+                    Some(b) => &vs.bands[b],
+                };
                 let mine: Vec<Obs> = pools[k]
                     .iter()
                     .map(|&i| observed[i as usize])
