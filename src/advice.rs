@@ -255,9 +255,7 @@ struct PoolStats {
 /// origin, a service's for every group it backs), so that a row costs a pass over its
 /// window's transit times alone rather than over its observations.
 struct View {
-    /// Observations.
-    n: usize,
-    /// Their transit in days.
+    /// Each observation's transit in days.
     transit: Vec<f64>,
     quantiles: TransitQuantiles,
 }
@@ -275,7 +273,12 @@ impl View {
             [0.5, 0.9, 0.95].map(|p| crate::features::lanes::quantile(&mut buf, p))
         };
         let quantiles = (q(&mut transit.iter().copied()), q(&mut w.map(|o| o.1)));
-        View { n: transit.len(), transit, quantiles }
+        View { transit, quantiles }
+    }
+
+    /// Observations.
+    fn n(&self) -> usize {
+        self.transit.len()
     }
 
     /// Observations delivered within `promise` days.
@@ -284,7 +287,7 @@ impl View {
     }
 
     fn stats(&self, promise: f64) -> PoolStats {
-        PoolStats { n: self.n, met: self.met(promise), transit: self.quantiles.0, transit_b: self.quantiles.1 }
+        PoolStats { n: self.n(), met: self.met(promise), transit: self.quantiles.0, transit_b: self.quantiles.1 }
     }
 }
 
@@ -759,7 +762,7 @@ impl<'a> Part<'a> {
                     .map(|&(_, k, w)| views(&mut memo, k, bands.len(), w).all.met(promise) as f64 / w.len() as f64)
                     .filter(|r| r.is_finite());
                 let shrink = |v: &View| -> f64 {
-                    let (n, met) = (v.n, v.met(promise));
+                    let (n, met) = (v.n(), v.met(promise));
                     if n == 0 || !promise.is_finite() {
                         return f64::NAN;
                     }
@@ -783,10 +786,10 @@ impl<'a> Part<'a> {
                 };
                 for (b, label) in bands.iter().enumerate() {
                     let vb = &vs.bands[b];
-                    if vb.n == 0 {
+                    if vb.n() == 0 {
                         continue;
                     }
-                    let own = vb.n >= need;
+                    let own = vb.n() >= need;
                     rows.push(Row {
                         band: label.clone(),
                         weight_basis: if own { "band" } else { "all_weights" },
@@ -1354,7 +1357,7 @@ mod tests {
                     .filter(|o| band.is_none_or(|b| o.band == Some(b as u8)))
                     .collect();
                 let at = format!("round {round}, ask {ask}, pool {k}, band {band:?}");
-                assert_eq!(v.n, mine.len(), "{at}");
+                assert_eq!(v.n(), mine.len(), "{at}");
                 let promise = next(22) as f64;
                 assert_eq!(v.met(promise), mine.iter().filter(|o| o.transit <= promise).count(), "{at}");
                 let q = |f: fn(&Obs) -> f64| [0.5, 0.9, 0.95].map(|p| finite_quantile(mine.iter().map(f), p));
