@@ -173,9 +173,15 @@ fn finite_quantile(v: impl Iterator<Item = f64>, q: f64) -> f64 {
 
 /// `finite_quantile` in a buffer the caller reuses (one per lane rather than one per seller).
 fn finite_quantile_in(buf: &mut Vec<f64>, v: impl Iterator<Item = f64>, q: f64) -> f64 {
+    finite_quantiles_in(buf, v, [q])[0]
+}
+
+/// `finite_quantile` at each of `qs`, the values read into the buffer once (a quantile depends
+/// on the values alone, not on the order selection leaves them in).
+fn finite_quantiles_in<const N: usize>(buf: &mut Vec<f64>, v: impl Iterator<Item = f64>, qs: [f64; N]) -> [f64; N] {
     buf.clear();
     buf.extend(v.filter(|x| x.is_finite()));
-    crate::features::lanes::quantile(buf, q)
+    qs.map(|q| crate::features::lanes::quantile(buf, q))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -264,15 +270,12 @@ impl View {
     /// The view of observations given as (transit, business-day transit).
     fn of(w: impl Iterator<Item = (f64, f64)> + Clone) -> View {
         let transit: Vec<f64> = w.clone().map(|o| o.0).collect();
-        // p50, p90 and p95 of the finite values, from one buffer (a quantile depends on the
-        // values alone, not on the order selection leaves them in).
-        let mut buf = Vec::new();
-        let mut q = |v: &mut dyn Iterator<Item = f64>| -> [f64; 3] {
-            buf.clear();
-            buf.extend(v.filter(|x| x.is_finite()));
-            [0.5, 0.9, 0.95].map(|p| crate::features::lanes::quantile(&mut buf, p))
-        };
-        let quantiles = (q(&mut transit.iter().copied()), q(&mut w.map(|o| o.1)));
+        // p50, p90 and p95 of each, from one buffer.
+        let (mut buf, qs) = (Vec::new(), [0.5, 0.9, 0.95]);
+        let quantiles = (
+            finite_quantiles_in(&mut buf, transit.iter().copied(), qs),
+            finite_quantiles_in(&mut buf, w.map(|o| o.1), qs),
+        );
         View { transit, quantiles }
     }
 
