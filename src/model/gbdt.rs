@@ -212,6 +212,11 @@ fn bin_of(edges: &[f64], v: f64) -> u8 {
 }
 
 /// Row-major bins of `x`: row i's are `[i * x.ncols()..(i + 1) * x.ncols()]`.
+/// Row `i`'s bins in row-major `bins` of `features` columns (what `binned` writes).
+fn row_bins(bins: &[u8], i: usize, features: usize) -> &[u8] {
+    &bins[i * features..(i + 1) * features]
+}
+
 fn binned(x: &Array2<f64>, edges: &[Vec<f64>]) -> Vec<u8> {
     let features = x.ncols();
     let mut bins = vec![0u8; x.nrows() * features];
@@ -250,7 +255,7 @@ const FEATURES_PER_PASS: usize = 8;
 const SMALL_NODE: usize = 2048;
 
 struct Grower<'a> {
-    /// Row-major bins: row i's are `bins[i * features..(i + 1) * features]`.
+    /// Row-major bins: row i's are `row_bins(bins, i, features)`.
     bins: &'a [u8],
     edges: &'a [Vec<f64>],
     g: &'a [f64],
@@ -268,7 +273,7 @@ struct Split {
 impl Grower<'_> {
     /// The bin of row `i` for feature `j`.
     fn bin(&self, i: u32, j: usize) -> u8 {
-        self.bins[i as usize * self.edges.len() + j]
+        row_bins(self.bins, i as usize, self.edges.len())[j]
     }
 
     /// Each feature's histogram of `rows`; every bin's sums are added in row order, whichever
@@ -277,12 +282,10 @@ impl Grower<'_> {
         let features = self.edges.len();
         let mut hists: Vec<Hist> = self.edges.iter().map(|e| vec![(0.0, 0.0); e.len() + 2]).collect();
         let fill = |first: usize, hists: &mut [Hist]| {
-            let k = hists.len();
             for &i in rows {
                 let i = i as usize;
                 let (g, h) = (self.g[i], self.h[i]);
-                let at = i * features + first;
-                for (hist, &b) in hists.iter_mut().zip(&self.bins[at..at + k]) {
+                for (hist, &b) in hists.iter_mut().zip(&row_bins(self.bins, i, features)[first..]) {
                     let e = &mut hist[b as usize];
                     e.0 += g;
                     e.1 += h;
@@ -479,11 +482,11 @@ where
             }
             // Training scores from the binned rows: the same path a row's value takes.
             for (i, fi) in f.iter_mut().enumerate() {
-                *fi += leaf_value(&tree, &bins[i * features..(i + 1) * features], &edges);
+                *fi += leaf_value(&tree, row_bins(&bins, i, features), &edges);
             }
             if let Some((vbins, vy)) = &valid {
                 for (r, fr) in fv.iter_mut().enumerate() {
-                    *fr += leaf_value(&tree, &vbins[r * features..(r + 1) * features], &edges);
+                    *fr += leaf_value(&tree, row_bins(vbins, r, features), &edges);
                 }
                 // Stop on the ranking the model is chosen by (average precision, as a loss);
                 // log-loss keeps improving with calibration long after the ranking stops.
@@ -598,7 +601,7 @@ mod tests {
         let features = x.ncols();
         for i in 0..x.nrows() {
             let row: Vec<f64> = x.row(i).to_vec();
-            let by_bins = leaf_value(&tree, &bins[i * features..(i + 1) * features], &edges);
+            let by_bins = leaf_value(&tree, row_bins(&bins, i, features), &edges);
             assert_eq!(by_bins.to_bits(), tree.predict(&row).to_bits(), "row {i}");
         }
     }
