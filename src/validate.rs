@@ -448,11 +448,7 @@ impl IdIndex<'_> {
 pub fn id_index(shipments: &DataFrame) -> Result<IdMap<'_>> {
     let ids = shipments.column("shipment_id")?.str()?;
     let mut index = IdMap::with_capacity(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        if let Some(id) = id {
-            index.insert_first(id, i as u32);
-        }
-    }
+    index.insert_rows_first(ids.iter());
     Ok(index)
 }
 
