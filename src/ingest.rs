@@ -390,6 +390,7 @@ pub fn decode_file(
         Ok(m) => m,
         Err(e) => return Ok(corrupt(e.to_string())),
     };
+    let meta = as_string_views(meta, plan);
     let names: Vec<&str> = plan.columns.iter().map(|(_, src, _)| src.as_str()).collect();
     let mask = ProjectionMask::columns(meta.parquet_schema(), names.iter().copied());
     let groups: Vec<usize> = (0..meta.metadata().num_row_groups()).collect();
@@ -461,6 +462,68 @@ pub fn decode_file(
         .filter(|(_, n)| *n > 0)
         .map(|((spec, _, _), n)| err(spec.name, "null_required", format!("{n} null values in a required column"), n))
         .collect())
+}
+
+/// `meta` reading the plan's string columns as string views: decoded from a dictionary page,
+/// a view is copied per value (not its bytes), and the views become polars' as they are
+/// (`string_views`), where building polars' strings value by value was a tenth of decoding an
+/// input. Only top-level `Utf8` and `LargeUtf8` fields read as text change; `meta` as it was
+/// where the reader does not take the schema.
+fn as_string_views(
+    meta: parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    plan: &FilePlan,
+) -> parquet::arrow::arrow_reader::ArrowReaderMetadata {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    let text = |name: &str| plan.columns.iter().any(|(spec, src, _)| spec.kind == ValueKind::Str && src == name);
+    let schema = meta.schema();
+    let mut changed = false;
+    let fields: Vec<arrow::datatypes::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            ArrowType::Utf8 | ArrowType::LargeUtf8 if text(f.name()) => {
+                changed = true;
+                std::sync::Arc::new(f.as_ref().clone().with_data_type(ArrowType::Utf8View))
+            }
+            _ => f.clone(),
+        })
+        .collect();
+    if !changed {
+        return meta;
+    }
+    let views = arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone());
+    ArrowReaderMetadata::try_new(meta.metadata().clone(), ArrowReaderOptions::new().with_schema(views.into()))
+        .unwrap_or(meta)
+}
+
+/// An Arrow string view array as polars': both keep the Arrow format's 16-byte views, so the
+/// views are taken as they are and the data buffers copied whole.
+fn string_views(a: &arrow::array::StringViewArray) -> <StringType as PolarsDataType>::Array {
+    type Polars = <StringType as PolarsDataType>::Array;
+    // polars' view and buffer types, named through an empty array (polars does not export them).
+    let empty = Polars::new_empty(ArrowDataType::Utf8View);
+    fn like<T, S>(_: &[T], src: impl Iterator<Item = S>) -> Vec<T>
+    where
+        T: From<S>,
+    {
+        src.map(T::from).collect()
+    }
+    let views = like(empty.views(), a.views().iter().copied());
+    let buffers = like(empty.data_buffers(), a.data_buffers().iter().map(|b| b.as_slice().to_vec()));
+    let buffer_len = buffers.iter().map(|b| b.len()).sum();
+    let validity = arrow::array::Array::nulls(a).filter(|n| n.null_count() > 0).map(|n| n.iter().collect());
+    // SAFETY: an Arrow `StringViewArray` holds valid UTF-8, and its views are valid for its
+    // data buffers (arrow checks both when it builds one from Parquet), which keep their order
+    // here; the validity has one bit per view.
+    unsafe {
+        Polars::new_unchecked_unknown_md(
+            ArrowDataType::Utf8View,
+            views.into(),
+            buffers.into(),
+            validity,
+            Some(buffer_len),
+        )
+    }
 }
 
 /// A decoded part with every canonical column (files may lack optional ones).
@@ -729,7 +792,7 @@ fn to_column(
             for a in arrays {
                 out.push(match a.data_type() {
                     ArrowType::Utf8 => StringChunked::from_iter_options(name.clone(), a.as_string::<i32>().iter()),
-                    ArrowType::Utf8View => StringChunked::from_iter_options(name.clone(), a.as_string_view().iter()),
+                    ArrowType::Utf8View => StringChunked::with_chunk(name.clone(), string_views(a.as_string_view())),
                     _ => {
                         let a = cast(a, &ArrowType::LargeUtf8)?;
                         StringChunked::from_iter_options(name.clone(), a.as_string::<i64>().iter())
@@ -820,6 +883,37 @@ fn local_to_utc(local_us: i64, tz: &chrono_tz::Tz) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Arrow's string views as polars' (`string_views`), against polars' strings built value by
+    /// value: strings inline and in buffers, nulls, empty strings, and slices of an array (whose
+    /// views and validity start past the array's).
+    #[test]
+    fn string_views_become_polars_strings_value_for_value() {
+        use arrow::array::StringViewArray;
+        let values: Vec<Option<String>> = (0..200usize)
+            .map(|k| match k % 5 {
+                0 => None,
+                1 => Some(String::new()),
+                2 => Some(k.to_string()),
+                3 => Some(format!("a string longer than twelve bytes, {k} é")),
+                _ => Some("x".repeat(k % 20)),
+            })
+            .collect();
+        // Small blocks: the long strings spread over many data buffers.
+        let mut builder = arrow::array::StringViewBuilder::new().with_fixed_block_size(128);
+        for v in &values {
+            builder.append_option(v.as_deref());
+        }
+        let a: StringViewArray = builder.finish();
+        assert!(a.data_buffers().len() > 5, "{} data buffers", a.data_buffers().len());
+        for (offset, len) in [(0, 200), (7, 150), (13, 0), (199, 1), (3, 1)] {
+            let got = StringChunked::with_chunk("s".into(), string_views(&a.slice(offset, len)));
+            let want =
+                StringChunked::from_iter_options("s".into(), values[offset..offset + len].iter().map(|v| v.as_deref()));
+            assert!(got.clone().into_series().equals_missing(&want.clone().into_series()), "{offset}+{len}: {got:?}");
+            assert_eq!(got.null_count(), want.null_count(), "{offset}+{len}");
+        }
+    }
 
     /// `gather` against polars' take of the frame made one chunk: frames of several chunks
     /// (empty ones among them), strings inline and in buffers, a string column chunked unlike
