@@ -484,10 +484,10 @@ pub fn decode_events(
         let eta = eta.i64()?;
         // The id → shipment lookups are most of the work: done in parallel over the batch
         // (the index is read-only), the rest of the row in order.
+        let ids: Vec<Option<&str>> = ids.iter().collect();
         let found: Vec<Option<u32>> = match index {
             Some(ix) => {
                 use rayon::prelude::*;
-                let ids: Vec<Option<&str>> = ids.iter().collect();
                 // Exports that list a shipment's events together repeat the previous row's id
                 // in most rows: that one comparison replaces most of the lookups there, and
                 // the rest are looked up as a batch (`IdIndex::get_many`).
@@ -513,9 +513,11 @@ pub fn decode_events(
         // Statuses repeat: the last one seen is checked before the map, and the map is
         // probed without allocating.
         let mut last: Option<(&str, u32)> = None;
-        for k in 0..df.height() {
+        // The columns walked side by side (reading each by index looked its chunk up per value).
+        let columns = ids.iter().zip(t.iter()).zip(st.iter()).zip(eta.iter()).zip(&found);
+        for ((((&id, tv), sv), e), &found) in columns {
             // A shard reads only its rows: its shipments' events and, on shard 0, the rest.
-            let mine = match found[k] {
+            let mine = match found {
                 Some(FOREIGN) => false,
                 Some(_) => true,
                 None => keep_orphans,
@@ -524,19 +526,17 @@ pub fn decode_events(
                 continue;
             }
             part.rows += 1;
-            let id = ids.get(k);
             if let Some(id) = id {
                 let len = id.len() as u32;
                 part.longest_id = part.longest_id.max(len);
                 part.long_ids += (len as usize > MAX_ID_BYTES) as u64;
                 part.empty_ids += id.is_empty() as u64;
             }
-            let tv = t.get(k);
             if let Some(tv) = tv {
                 part.bad_times += !(MIN_TS..=MAX_TS).contains(&tv) as u64;
             }
-            let (Some(id), Some(tv), Some(sv)) = (id, tv, st.get(k)) else { continue };
-            let ship = match found[k] {
+            let (Some(id), Some(tv), Some(sv)) = (id, tv, sv) else { continue };
+            let ship = match found {
                 Some(i) => i,
                 None => match orphan_of.get(id) {
                     Some(&o) => ORPHAN | o,
@@ -567,7 +567,6 @@ pub fn decode_events(
             part.ship.push(ship);
             part.time.push(tv);
             part.status.push(status);
-            let e = eta.get(k);
             if e.is_some() && part.eta.is_none() {
                 let mut v = Vec::new();
                 let _ = v.try_reserve_exact(rows.max(part.ship.len()));
