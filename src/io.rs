@@ -78,8 +78,10 @@ pub const COMPACT_SLICE_ROWS: usize = 1 << 20;
 /// `write_compact` of a frame of `height` rows that is never built whole: `slice(range)` gives
 /// the rows of each `slice_rows` range in turn, each written as a row group straight to
 /// the file, so a large state segment (92M events on a first night at 10M shipments) costs one
-/// slice of memory rather than a copy of its columns plus its encoded bytes. Atomic and hashed
-/// as `write_compact`; the same rows always give the same bytes.
+/// slice of memory rather than a copy of its columns plus its encoded bytes. Atomic (renamed
+/// into place whole) and hashed as `write_compact`; the same rows always give the same bytes.
+/// Not synced: the caller makes a batch of them durable with one `sync_filesystem` before
+/// anything names them (an fsync per file was a quarter of writing a first night's state).
 pub fn write_compact_slices(
     path: &Path,
     height: usize,
@@ -127,7 +129,6 @@ pub fn write_compact_slices(
         sink.hash.finalize().to_hex().to_string()
     };
     drop(sink);
-    sync_file(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))?;
     Ok(hash)
 }
@@ -210,6 +211,8 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// fsync per file: a night writes one file per seller).
 pub fn sync_filesystem(path: &Path) -> Result<()> {
     let f = File::open(path).map_err(|e| Error::output(path, e))?;
+    #[cfg(test)]
+    tests::SYNCED.with(|s| s.borrow_mut().push(path.to_path_buf()));
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -250,13 +253,14 @@ pub fn date_column(name: &str, days: Vec<Option<i32>>) -> Column {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::cell::RefCell;
 
     thread_local! {
-        /// Paths `sync_file` synced on this thread, in order.
-        pub(super) static SYNCED: RefCell<Vec<std::path::PathBuf>> = const { RefCell::new(Vec::new()) };
+        /// Paths `sync_file` synced on this thread, in order, and those `sync_filesystem` was
+        /// given.
+        pub(crate) static SYNCED: RefCell<Vec<std::path::PathBuf>> = const { RefCell::new(Vec::new()) };
     }
 
     /// Regression (8c0ac92): Parquet written outside a run folder (`features`, `score`, the
@@ -280,7 +284,8 @@ mod tests {
     }
 
     /// A frame written a slice at a time reads back whole, in order, under the BLAKE3 returned,
-    /// whether the rows fill the last slice or not; and the file is synced before its rename.
+    /// whether the rows fill the last slice or not; and the file is not synced (its caller
+    /// syncs the file system once for many, see `state::write`).
     #[test]
     fn a_frame_written_in_slices_reads_back_whole_under_its_hash() {
         let dir = tempfile::tempdir().unwrap();
@@ -302,7 +307,8 @@ mod tests {
                 .map(|k| k * slice_rows..(k * slice_rows + slice_rows).min(height))
                 .collect();
             assert_eq!(asked, want, "slices of {slice_rows}, {height} rows");
-            assert_eq!(SYNCED.with(|s| s.borrow().clone()), vec![temp_sibling(&path)]);
+            assert_eq!(SYNCED.with(|s| s.borrow().clone()), Vec::<std::path::PathBuf>::new());
+            assert!(!temp_sibling(&path).exists());
         }
     }
 }

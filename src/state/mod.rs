@@ -857,10 +857,16 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
     })?;
     drop(sorted_of);
     // Listed as the jobs were: the shipment files' segments, then the event files'.
+    let new_segments = written.len();
     let (mut shipments, mut events) = (carry.reused_ships, carry.reused_events);
     events.extend(written.split_off(n_ships));
     shipments.extend(written);
     crate::memory::log_step("state", "segments written", t0);
+    // The new segments (written unsynced) reach the disk before the generation that names
+    // them: one sync of the file system rather than an fsync per segment.
+    if new_segments > 0 {
+        crate::io::sync_filesystem(&seg_dir)?;
+    }
     crate::fault::point("state:segments");
     // The shipments' order, for the next night's merge.
     let order = if let Some(kept) = carry.order_kept {
@@ -1031,6 +1037,37 @@ fn collect_garbage(dir: &Path, current: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// New segments are written unsynced and made durable by one sync of the file system
+    /// before the generation that names them is written (synced before its rename); a night
+    /// with nothing new syncs no segments.
+    #[test]
+    fn new_segments_reach_the_disk_before_the_generation_that_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+        let start = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        crate::generate::generate(&crate::generate::GenerateParams::new(40, 1, start, 20), &input).unwrap();
+        let cfg = InputConfig::default();
+        let vocab = crate::statuses::Vocabulary::canonical();
+        let seg_dir = state_dir(&out).join(SEGMENTS);
+        for night in ["first", "again"] {
+            let loaded = load(&input, &cfg, &out, false).unwrap();
+            let (_, raw) = validate::check(&input, loaded.raw, loaded.findings, &vocab, false).unwrap();
+            crate::io::tests::SYNCED.with(|s| s.borrow_mut().clear());
+            let (pending, _) = write(&out, loaded.keep, &raw, "2026-06-21").unwrap();
+            let synced = crate::io::tests::SYNCED.with(|s| s.borrow().clone());
+            let generation = synced.iter().position(|p| p.to_string_lossy().contains(&pending.name));
+            let segments = synced.iter().position(|p| *p == seg_dir);
+            match night {
+                "first" => assert!(
+                    matches!((segments, generation), (Some(s), Some(g)) if s < g),
+                    "the segments' sync, then the generation's: {synced:?}"
+                ),
+                _ => assert_eq!(segments, None, "nothing new, nothing to sync: {synced:?}"),
+            }
+            publish(pending).unwrap();
+        }
+    }
 
     #[test]
     fn merging_new_shipments_into_the_kept_order_gives_the_full_sort() {
