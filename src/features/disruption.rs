@@ -198,6 +198,12 @@ fn km_median_sorted(obs: &[i64]) -> Option<i64> {
     obs.last().map(|o| o >> 1)
 }
 
+/// Whether `lane_spans` keeps a visit of this shipment: one that had not left its stage
+/// before `earliest`.
+fn has_visit_from(st: &State, earliest: i64) -> bool {
+    stage_spans(st).any(|(_, _, exit)| exit == NONE || exit >= earliest)
+}
+
 /// The stage visits of one lane's shipments (those that had not left the stage before `earliest`).
 fn lane_spans(ships: &[u32], states: &[State], earliest: i64) -> [Spans; N_STAGES] {
     let mut spans: [Spans; N_STAGES] = std::array::from_fn(|_| Spans { visits: vec![] });
@@ -468,10 +474,16 @@ pub fn raw(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i64, 
     for (l, &g) in parent.iter().enumerate() {
         members[g as usize].push(l);
     }
+    // Only shipments with a visit `lane_spans` keeps: found in one parallel pass over the
+    // states in order, so that the lanes' passes (each over its shipments, all over the
+    // states) skip the history that ended before the series' reach, most of an incremental
+    // night's shipments. The lanes' visits are the same, in the same order.
+    let kept: Vec<bool> = states.par_iter().map(|st| has_visit_from(st, earliest)).collect();
     let mut by_lane: Vec<Vec<u32>> = vec![Vec::new(); n_lanes];
-    for (i, &l) in prep.lane.iter().enumerate() {
+    for (i, (&l, _)) in prep.lane.iter().zip(&kept).enumerate().filter(|(_, (_, k))| **k) {
         by_lane[l as usize].push(i as u32);
     }
+    drop(kept);
     // One destination × service group at a time per thread: its lanes' visits are gathered,
     // give the lanes' points, and are then moved into the group's (the two copies never
     // coexist), which gives the pooled points. Only the groups in progress hold visits, not
