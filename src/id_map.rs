@@ -15,6 +15,7 @@
 
 use polars::prelude::PlHashMap;
 
+use crate::memory::prefetch;
 use crate::sampling::mix;
 
 /// Ids of up to this many bytes are kept by value.
@@ -67,18 +68,6 @@ fn hash(k: &[u8; 16]) -> u64 {
     let a = u64::from_le_bytes(a.try_into().expect("8 bytes"));
     let b = u64::from_le_bytes(b.try_into().expect("8 bytes"));
     mix(mix(a) ^ b)
-}
-
-/// Asks for the cache line at `p` ahead of its use (a hint: no effect on results).
-#[inline]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 impl<'a> IdMap<'a> {

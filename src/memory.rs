@@ -29,6 +29,31 @@ fn status_kb(key: &str) -> Option<f64> {
     status.lines().find_map(|l| l.strip_prefix(key))?.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
+/// Asks for the cache line at `p` ahead of its use (a hint: no effect on results).
+#[inline]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// `prefetch` of every cache line `v` spans.
+#[inline]
+pub fn prefetch_all<T>(v: &T) {
+    let p = v as *const T as *const u8;
+    let mut at = 0;
+    while at < std::mem::size_of::<T>() {
+        prefetch(p.wrapping_add(at));
+        at += 64;
+    }
+    // The last byte's line, where `v` does not start on a line.
+    prefetch(p.wrapping_add(std::mem::size_of::<T>().saturating_sub(1)));
+}
+
 /// A debug log line for a step inside a stage: seconds since the stage began, and the current
 /// and peak resident memory, which is how the steps that hold memory are found.
 pub fn log_step(stage: &str, step: &str, since: std::time::Instant) {

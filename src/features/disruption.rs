@@ -204,10 +204,19 @@ fn has_visit_from(st: &State, earliest: i64) -> bool {
     stage_spans(st).any(|(_, _, exit)| exit == NONE || exit >= earliest)
 }
 
+/// How many shipments ahead `lane_spans` asks for their states.
+const AHEAD: usize = 8;
+
 /// The stage visits of one lane's shipments (those that had not left the stage before `earliest`).
 fn lane_spans(ships: &[u32], states: &[State], earliest: i64) -> [Spans; N_STAGES] {
     let mut spans: [Spans; N_STAGES] = std::array::from_fn(|_| Spans { visits: vec![] });
-    for &i in ships {
+    // A lane's shipments lie all over the network's states, so each state read was a wait for
+    // memory (the largest single cost of a training night's series): the states a few
+    // shipments ahead are asked for while this one is read, and the waits overlap.
+    for (j, &i) in ships.iter().enumerate() {
+        if let Some(&ahead) = ships.get(j + AHEAD) {
+            crate::memory::prefetch_all(&states[ahead as usize]);
+        }
         let st = &states[i as usize];
         let abandoned = st.returned_or_lost;
         for (s, entry, exit) in stage_spans(st) {
