@@ -15,7 +15,11 @@ use super::prepare::{LaneKey, Prepared};
 use super::timeline::{self, NONE, Outcome};
 use crate::config::LaneConfig;
 use crate::error::Result;
+use crate::memory;
 use crate::schema::{MICROS_PER_DAY, N_STAGES, days};
+
+/// How many rows ahead the lane statistics' source asks for a row's events.
+const AHEAD: usize = 8;
 
 pub mod parents;
 pub use parents::{ParentCounts, ParentKey, ParentValues, Parents, Wanted};
@@ -359,6 +363,18 @@ impl Source {
         }
         pieces.into_par_iter().for_each(|(start, f, d, sc)| {
             for j in 0..f.len() {
+                // Rows in lane order are shipments all over the events: a row's event offsets
+                // and creation are asked for two strides ahead, its events one stride ahead
+                // (their offsets arrived by then), so that the reads of memory overlap.
+                if let Some(&far) = rows.get(start + j + 2 * AHEAD) {
+                    memory::prefetch(&prep.ev_start[far as usize]);
+                    memory::prefetch(&prep.created[far as usize]);
+                }
+                if let Some(&near) = rows.get(start + j + AHEAD) {
+                    let a = prep.ev_start[near as usize] as usize;
+                    memory::prefetch(prep.ev_time.as_ptr().wrapping_add(a));
+                    memory::prefetch(prep.ev_code.as_ptr().wrapping_add(a));
+                }
                 let i = rows[start + j] as usize;
                 let (times, codes) = prep.events(i);
                 let st = timeline::state_at(prep.created[i], times, codes, prep.etas(i), cutoff);
