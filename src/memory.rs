@@ -1,4 +1,5 @@
-//! Process memory: readings for logs and the manifest, and handing freed memory back.
+//! Process memory: readings for logs and the manifest, handing freed memory back, and the
+//! prefetch hints of passes that read memory out of order.
 
 /// Peak resident set size of this process so far, in MB (None where there is no /proc).
 pub fn peak_rss_mb() -> Option<f64> {
