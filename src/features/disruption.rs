@@ -198,10 +198,16 @@ fn km_median_sorted(obs: &[i64]) -> Option<i64> {
     obs.last().map(|o| o >> 1)
 }
 
-/// Whether `lane_spans` keeps a visit of this shipment: one that had not left its stage
-/// before `earliest`.
+/// Whether the series keeps a stage visit that ended at `exit` (`NONE`: not yet): one that had
+/// not left its stage before `earliest`. `lane_spans` and the shipments `raw` hands it both
+/// ask this, so the prefilter skips exactly the shipments that would give no visits.
+fn reaches(exit: i64, earliest: i64) -> bool {
+    exit == NONE || exit >= earliest
+}
+
+/// Whether `lane_spans` keeps any visit of this shipment.
 fn has_visit_from(st: &State, earliest: i64) -> bool {
-    stage_spans(st).any(|(_, _, exit)| exit == NONE || exit >= earliest)
+    stage_spans(st).any(|(_, _, exit)| reaches(exit, earliest))
 }
 
 /// How many shipments ahead `lane_spans` asks for their states.
@@ -220,7 +226,7 @@ fn lane_spans(ships: &[u32], states: &[State], earliest: i64) -> [Spans; N_STAGE
         let st = &states[i as usize];
         let abandoned = st.returned_or_lost;
         for (s, entry, exit) in stage_spans(st) {
-            if exit != NONE && exit < earliest {
+            if !reaches(exit, earliest) {
                 continue;
             }
             // A returned or lost parcel's stage never completes: censored when it was abandoned.

@@ -18,11 +18,11 @@ use crate::error::Result;
 use crate::memory;
 use crate::schema::{MICROS_PER_DAY, N_STAGES, days};
 
-/// How many rows ahead the lane statistics' source asks for a row's events.
-const AHEAD: usize = 8;
-
 pub mod parents;
 pub use parents::{ParentCounts, ParentKey, ParentValues, Parents, Wanted};
+
+/// How many rows ahead the lane statistics' source asks for a row's events.
+const AHEAD: usize = 8;
 
 /// Fallback levels, most specific first. `Lane` means the lane had enough support itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
