@@ -229,27 +229,37 @@ pub fn lend<T>(
     drop(keep);
     let (out, prep, shipments) = match spill {
         Some(path) => {
+            let t0 = std::time::Instant::now();
             // The names, few and repeated, are set aside as codes into their distinct values,
             // kept here: read back through them, a name's rows share its bytes again, as the
             // decoded input's do, where a plain round trip would give each row a copy of a name
             // longer than 12 bytes.
             let mut coded = shipments.clone();
+            // The columns coded side by side (a pass of hashing each), then swapped in.
+            let dense = NAME_COLUMNS
+                .par_iter()
+                .map(|&name| Ok((name, dense_ids(shipments.column(name)?.str()?.iter()))))
+                .collect::<Result<Vec<_>>>()?;
             let mut names = Vec::with_capacity(NAME_COLUMNS.len());
-            for name in NAME_COLUMNS {
-                let (codes, values) = dense_ids(coded.column(name)?.str()?.iter());
+            for (name, (codes, values)) in dense {
                 names.push(StringChunked::from_iter_options(name.into(), values.into_iter()));
                 coded.with_column(Column::new(name.into(), codes))?;
             }
+            crate::memory::log_step("lend", "names coded", t0);
             crate::io::spill(path, &mut coded)?;
             drop(coded);
+            crate::memory::log_step("lend", "shipments spilled", t0);
             let (out, prep) = f(CleanInput { shipments, events })?;
             // What `f` freed goes back first, so the columns read back do not add to it.
             crate::memory::release_free_memory();
+            let t0 = std::time::Instant::now();
             let mut shipments = crate::io::unspill(path)?;
+            crate::memory::log_step("lend", "shipments read back", t0);
             for values in names {
                 let codes = shipments.column(values.name())?.as_materialized_series().cast(&IDX_DTYPE)?;
                 shipments.with_column(values.take(codes.idx()?)?.into_series().into_column())?;
             }
+            crate::memory::log_step("lend", "names decoded", t0);
             (out, prep, shipments)
         }
         None => {
