@@ -959,9 +959,9 @@ fn first_by_key<const K: usize>(
 ) -> [Vec<usize>; K] {
     use crate::sampling::Smallest;
     let empty = || -> [Smallest<(u64, u32)>; K] { std::array::from_fn(|j| Smallest::new(picks[j].0)) };
-    let part = rows.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let per_thread = rows.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
     let heaps = rows
-        .par_chunks(part)
+        .par_chunks(per_thread)
         .fold(empty, |mut heaps, part| {
             for &r in part {
                 let k = (key(r as usize), r);
@@ -1243,8 +1243,8 @@ mod tests {
     fn first_by_key_takes_the_rows_sorting_every_row_by_key_gives() {
         let mut rng = crate::TestRng::new(5);
         let mut next = || rng.next();
-        // Keys with many ties (broken by row), in one part per thread: one, two or three parts
-        // (the threads' heaps merged), each the same rows.
+        // Keys with many ties (broken by row), drawn in one, two or three parts (one per
+        // thread, their heaps merged): the rows drawn must not depend on it.
         let keys: Vec<u64> = (0..150_000).map(|_| next() % 5_000).collect();
         let rows: Vec<u32> = (0..keys.len() as u32).filter(|r| r % 7 != 3).rev().collect();
         let even = |r: usize| r % 2 == 0;
