@@ -37,7 +37,6 @@ use crate::features::FeatureSet;
 use crate::features::lanes::{Q_TRANSIT_SCAN, window_bounds, window_range};
 use crate::features::prepare::LaneKey;
 use crate::features::timeline::NONE;
-use crate::sampling::Smallest;
 use crate::schema::{self, outputs};
 
 /// What the advice stage reads from the config.
@@ -341,37 +340,24 @@ impl Promises {
 const BLOCK: usize = 1 << 16;
 
 /// Per pool, its latest `sample` shipments by (creation, index), in that order: all its promise
-/// median reads (`Promises::today`). Blocks of `block` shipments in index order keep each
-/// pool's latest in a heap of `sample`, in parallel; walking every shipment in creation order
-/// did the same through a sort and three reads a shipment at random. `pools_of(i)` are shipment
-/// i's pools (of `n_pools`).
+/// median reads (`Promises::today`). One parallel pass keeps each pool's latest in a heap of
+/// `sample` (`sampling::smallest_per_thread`); walking every shipment in creation order did the
+/// same through a sort and three reads a shipment at random. `pools_of(i)` are shipment i's
+/// pools (of `n_pools`).
 fn latest_by_creation(
     created: &[i64],
     pools_of: impl Fn(usize) -> [usize; 3] + Sync,
     n_pools: usize,
     sample: usize,
-    block: usize,
 ) -> Vec<Vec<(i64, u32)>> {
     use std::cmp::Reverse;
-    // The latest are the smallest in reverse order; blocks of shipments are taken in parallel,
-    // each into its own heaps, merged after (the smallest of a union, the keys being distinct).
-    let heaps = || -> Vec<Smallest<Reverse<(i64, u32)>>> { (0..n_pools).map(|_| Smallest::new(sample)).collect() };
-    let heaps = (0..created.len())
-        .into_par_iter()
-        .with_min_len(block.max(1))
-        .fold(heaps, |mut heaps, i| {
-            for k in pools_of(i) {
-                heaps[k].push(Reverse((created[i], i as u32)));
-            }
-            heaps
-        })
-        .reduce(heaps, |mut a, b| {
-            for (x, y) in a.iter_mut().zip(b) {
-                x.merge(y);
-            }
-            a
-        });
-    heaps.into_iter().map(|heap| heap.into_sorted().into_iter().rev().map(|r| r.0).collect()).collect()
+    // The latest are the smallest in reverse order (the keys are distinct: the index is one).
+    let heaps = crate::sampling::smallest_per_thread(created.len(), &vec![sample; n_pools], |i, heaps| {
+        for k in pools_of(i) {
+            heaps[k].push(Reverse((created[i], i as u32)));
+        }
+    });
+    heaps.into_iter().map(|heap| heap.into_iter().rev().map(|r| r.0).collect()).collect()
 }
 
 /// Which observations each pool keeps, as (row, mask of the row's three pools: bit j for its
@@ -567,7 +553,6 @@ impl<'a> Part<'a> {
             |i| pools.of_lane(prep.lane[i] as usize),
             pools.promises.len(),
             cfg.promise_sample,
-            BLOCK,
         );
         crate::memory::log_step("advice", "latest promises", t0);
         for (k, latest) in latest.into_iter().enumerate() {
@@ -1410,14 +1395,15 @@ mod tests {
         // 500 shipments over 60 distinct times (many ties), 7 lanes in 3 destination groups.
         let created: Vec<i64> = (0..500u64).map(|i| (i.wrapping_mul(2_654_435_761) % 60) as i64).collect();
         let pools_of = |i: usize| [i % 7, 7 + i % 7 % 3, 10];
-        for (sample, block) in [(1, 1), (5, 3), (50, 64), (600, 1 << 16), (5, 1 << 16), (50, 7)] {
-            let got = super::latest_by_creation(&created, pools_of, 11, sample, block);
+        for (sample, threads) in [(1, 1), (5, 3), (50, 2), (600, 2), (5, 1), (50, 3)] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let got = pool.install(|| super::latest_by_creation(&created, pools_of, 11, sample));
             for (k, latest) in got.iter().enumerate() {
                 let mut all: Vec<(i64, u32)> =
                     (0..created.len()).filter(|&i| pools_of(i).contains(&k)).map(|i| (created[i], i as u32)).collect();
                 all.sort_unstable();
                 let want = &all[all.len().saturating_sub(sample)..];
-                assert_eq!(latest.as_slice(), want, "pool {k}, sample {sample}, blocks of {block}");
+                assert_eq!(latest.as_slice(), want, "pool {k}, sample {sample}, {threads} threads");
             }
         }
     }

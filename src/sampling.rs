@@ -61,6 +61,42 @@ impl<T: Ord> Smallest<T> {
     }
 }
 
+/// Per heap, the `sizes[h]` smallest items that `offer` pushes into heap h over the items
+/// `0..n`, ascending: `offer(i, heaps)` pushes item i's values into the heaps it belongs to
+/// (the training samples, the advice's latest shipments per pool). The items are taken in one
+/// part per thread, each into heaps of its own, merged after: the smallest of a union are the
+/// smallest of its parts' smallest, so the heaps hold the same items at any thread count.
+///
+/// One part per thread rather than many small ones: a heap takes almost every item it is
+/// offered until it holds its m, so parts of a few times m items sifted nearly every item into
+/// a heap and again into the merges (64K-row parts made the training samples' draw twice as
+/// long).
+pub fn smallest_per_thread<T: Ord + Send>(
+    n: usize,
+    sizes: &[usize],
+    offer: impl Fn(usize, &mut [Smallest<T>]) + Sync,
+) -> Vec<Vec<T>> {
+    use rayon::prelude::*;
+    let empty = || -> Vec<Smallest<T>> { sizes.iter().map(|&m| Smallest::new(m)).collect() };
+    let parts = rayon::current_num_threads().max(1);
+    let heaps = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let mut heaps = empty();
+            for i in n * p / parts..n * (p + 1) / parts {
+                offer(i, &mut heaps);
+            }
+            heaps
+        })
+        .reduce(empty, |mut a, b| {
+            for (heap, other) in a.iter_mut().zip(b) {
+                heap.merge(other);
+            }
+            a
+        });
+    heaps.into_iter().map(Smallest::into_sorted).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +111,35 @@ mod tests {
         assert!((0.0..1.0).contains(&u));
         assert_eq!(unit(0), 0.0);
         assert!(unit(u64::MAX) < 1.0);
+    }
+
+    /// Whatever the thread count (one part per thread, their heaps merged), each heap holds
+    /// the smallest of what was offered to it, as sorting everything offered to it gives.
+    #[test]
+    fn the_smallest_per_heap_are_those_sorting_gives_at_any_thread_count() {
+        let mut rng = crate::TestRng::new(11);
+        // Values with many ties, made distinct by the item (as the callers' keys are).
+        let values: Vec<u64> = (0..60_000).map(|_| rng.next() % 2_000).collect();
+        // Item i goes to heap i % 3 and, when even, to heap 3.
+        let heaps_of = |i: usize| [Some(i % 3), i.is_multiple_of(2).then_some(3)];
+        for (m, threads) in [(0, 2), (1, 3), (7, 1), (7, 2), (5_000, 2), (5_000, 3), (100_000, 2)] {
+            let sizes = [m, m / 2, m, m];
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let got = pool.install(|| {
+                smallest_per_thread(values.len(), &sizes, |i, heaps| {
+                    for h in heaps_of(i).into_iter().flatten() {
+                        heaps[h].push((values[i], i));
+                    }
+                })
+            });
+            assert_eq!(got.len(), sizes.len());
+            for (h, got) in got.iter().enumerate() {
+                let mut all: Vec<(u64, usize)> =
+                    (0..values.len()).filter(|&i| heaps_of(i).contains(&Some(h))).map(|i| (values[i], i)).collect();
+                all.sort_unstable();
+                all.truncate(sizes[h]);
+                assert_eq!(got, &all, "heap {h}, m = {m}, {threads} threads");
+            }
+        }
     }
 }

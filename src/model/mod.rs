@@ -945,41 +945,26 @@ fn class_sample_sizes(split: &SplitCounts, p: &ValidParams) -> (usize, usize) {
 }
 
 /// For each `(m, keep)`: the first `m` rows `keep` accepts in the order of `(key(row), row)`,
-/// in that order. One parallel pass over `rows`: each rayon task keeps a bounded max-heap per
-/// selection over the parts it folds, and the tasks' heaps are merged, so nothing of the size
-/// of `rows` is allocated (a heap per part, all held until the merge, was 0.3 GB at 10M).
-///
-/// One part per thread: a heap takes almost every row it is offered until it holds `m`, so
-/// parts of 64K rows (`m` is up to 50K) pushed nearly every row into a heap and again into the
-/// merges (1M shipments: 0.17 s, most of it sifting heaps).
+/// in that order. One parallel pass over `rows` into a bounded heap per selection
+/// (`sampling::smallest_per_thread`), so nothing of the size of `rows` is allocated (a heap per
+/// part, all held until the merge, was 0.3 GB at 10M).
 fn first_by_key<const K: usize>(
     rows: &[u32],
     key: impl Fn(usize) -> u64 + Sync,
     picks: [(usize, &(dyn Fn(usize) -> bool + Sync)); K],
 ) -> [Vec<usize>; K] {
-    use crate::sampling::Smallest;
-    let empty = || -> [Smallest<(u64, u32)>; K] { std::array::from_fn(|j| Smallest::new(picks[j].0)) };
-    let per_thread = rows.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
-    let heaps = rows
-        .par_chunks(per_thread)
-        .fold(empty, |mut heaps, part| {
-            for &r in part {
-                let k = (key(r as usize), r);
-                for (heap, (_, keep)) in heaps.iter_mut().zip(&picks) {
-                    if keep(r as usize) {
-                        heap.push(k);
-                    }
-                }
+    let sizes = picks.map(|(m, _)| m);
+    let drawn = crate::sampling::smallest_per_thread(rows.len(), &sizes, |j, heaps| {
+        let r = rows[j];
+        let k = (key(r as usize), r);
+        for (heap, (_, keep)) in heaps.iter_mut().zip(&picks) {
+            if keep(r as usize) {
+                heap.push(k);
             }
-            heaps
-        })
-        .reduce(empty, |mut a, b| {
-            for (heap, other) in a.iter_mut().zip(b) {
-                heap.merge(other);
-            }
-            a
-        });
-    heaps.map(|heap| heap.into_sorted().into_iter().map(|(_, r)| r as usize).collect())
+        }
+    });
+    let mut drawn = drawn.into_iter().map(|heap| heap.into_iter().map(|(_, r)| r as usize).collect());
+    std::array::from_fn(|_| drawn.next().expect("one heap per pick"))
 }
 
 /// linfa-logistic on the columns `cols` of `x` (all when empty), standardised, with missing
