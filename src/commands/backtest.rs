@@ -46,7 +46,13 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
         )?;
         if kept.is_some() {
             let r = &mut res.features.reused;
-            kept = Some(Kept { tables: std::mem::take(&mut r.keep), days: std::mem::take(&mut r.keep_days) });
+            // One input for every night: what this night knew before a cutoff up to its own,
+            // the next night knows too.
+            kept = Some(Kept {
+                tables: std::mem::take(&mut r.keep),
+                days: std::mem::take(&mut r.keep_days),
+                holds_until: Some(n.cutoff()),
+            });
             kept_model = res.trained.take().map(|t| t.on);
         }
         // The next night carries first_alerted_on from this one, as the nightly job does.

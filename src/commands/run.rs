@@ -130,7 +130,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     let kept = match &state {
         None => None,
         Some(_) if full_refresh => Some(Kept::default()),
-        Some(_) => match crate::state::tables::load(out, &s.config.lanes) {
+        Some((_, info)) => match crate::state::tables::load(out, &s.config.lanes, info) {
             Ok(k) => Some(k.unwrap_or_default()),
             Err(why) => {
                 kept_warning = Some(why);
@@ -219,9 +219,15 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         crate::state::publish(pending)?;
         log("state published");
         // Kept tables only save work: a night that cannot write them has still succeeded.
-        if let Err(e) =
-            crate::state::tables::write(out, &s.config.lanes, &res.features.reused.keep, &res.features.reused.keep_days)
-        {
+        let reused = &res.features.reused;
+        if let Err(e) = crate::state::tables::write(
+            out,
+            &s.config.lanes,
+            &reused.keep,
+            &reused.keep_days,
+            written.as_deref(),
+            night.cutoff(),
+        ) {
             tracing::warn!("lane tables not kept for the next night: {}", e);
         }
         // Likewise the model a scheduled night trained (a reused one is there already).

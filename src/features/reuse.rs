@@ -20,7 +20,9 @@
 //! file) changes the digest of every cutoff after it, and those tables and days, and only
 //! those, are computed again. The digest is taken of the decoded rows, not of files: the status
 //! vocabulary, time zone and column mapping are in it, and a file rewritten with the same rows
-//! still matches. Reuse is exact: a reused table or day is the one computing it would give, bit
+//! still matches. The digests are sums over rows, so a night need not take them over every
+//! row: where the kept ones are known to hold (`Kept::holds_until`), it takes them and adds the
+//! rows dated since (`digests_from`). Reuse is exact: a reused table or day is the one computing it would give, bit
 //! for bit (`kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_changed`,
 //! and the ten-night state test compares every night with a full refresh).
 
@@ -80,32 +82,63 @@ pub(super) fn fold2(h: (u64, u64), x: u64) -> (u64, u64) {
 /// the series read: a shipment's id, lane, creation and promise; an event's shipment id, time,
 /// milestone code and carrier estimate.
 pub fn digests(prep: &Prepared, cutoffs: &[i64]) -> Result<Vec<Digest>> {
+    digests_from(prep, cutoffs, &vec![None; cutoffs.len()])
+}
+
+/// `digests`, given the digests already `known` at some of the cutoffs (one entry per cutoff).
+/// The digests are sums over rows, so the digest at a later cutoff is the one at an earlier
+/// cutoff plus the rows dated between them: from the last known cutoff before the first unknown
+/// one, only the rows dated at or after it are read (a night whose earlier cutoffs are all
+/// known reads the shipments active since yesterday's cutoff, not the whole history). The
+/// known digests are taken as they are; without any below the first unknown one, every row is
+/// read.
+pub fn digests_from(prep: &Prepared, cutoffs: &[i64], known: &[Option<Digest>]) -> Result<Vec<Digest>> {
     debug_assert!(cutoffs.windows(2).all(|w| w[0] < w[1]));
+    debug_assert_eq!(cutoffs.len(), known.len());
     let m = cutoffs.len();
+    let Some(first_unknown) = known.iter().position(Option::is_none) else {
+        return Ok(known.iter().flatten().copied().collect());
+    };
+    // The base: the digest at the cutoff just before the first unknown one, and the rows dated
+    // from that cutoff on. (Every row when there is none: `from` below every date.)
+    let (base, from) = match first_unknown.checked_sub(1) {
+        Some(j) => (known[j].expect("known below the first unknown"), cutoffs[j]),
+        None => (Digest::default(), i64::MIN),
+    };
     let lane_hash: Vec<u64> = prep
         .lanes
         .iter()
         .map(|l| hash_str(SEED_A, &format!("{}\u{1f}{}\u{1f}{}", l.origin, l.destination, l.service)))
         .collect();
-    let ids: Vec<&str> = prep.shipments.column("shipment_id")?.str()?.iter().map(|s| s.unwrap_or("")).collect();
+    // In one chunk, so that a row's id is found directly (only rows dated from `from` read it).
+    let ids = prep.shipments.column("shipment_id")?.str()?.rechunk();
+    let id_of = |i: usize| ids.get(i).unwrap_or("");
     // Per bucket b: the rows dated in [cutoffs[b - 1], cutoffs[b]); they count towards every
-    // cutoff from b on.
+    // cutoff from b on. A row's date is its shipment's creation, or an event's scan when later.
     let buckets = (0..prep.len())
         .into_par_iter()
         .fold(
             || vec![Digest::default(); m + 1],
             |mut acc, i| {
                 let created = prep.created[i];
-                let id = (hash_str(SEED_A, ids[i]), hash_str(SEED_B, ids[i]));
-                let bucket_of = |t: i64| cutoffs.partition_point(|&c| c <= t);
-                let row = fold2(fold2(id, SHIPMENT), lane_hash[prep.lane[i] as usize]);
-                acc[bucket_of(created)].row(fold2(fold2(row, created as u64), prep.promised[i] as u64));
                 let (times, codes) = prep.events(i);
+                // Events come in time order: those dated from `from` on are a suffix, and a
+                // shipment created before it with no such event adds nothing.
+                let first = if created >= from { 0 } else { times.partition_point(|&t| t < from) };
+                if created < from && first == times.len() {
+                    return acc;
+                }
+                let bucket_of = |t: i64| cutoffs.partition_point(|&c| c <= t);
+                let id = id_hashes(id_of(i));
+                if created >= from {
+                    let row = fold2(fold2(id, SHIPMENT), lane_hash[prep.lane[i] as usize]);
+                    acc[bucket_of(created)].row(fold2(fold2(row, created as u64), prep.promised[i] as u64));
+                }
                 let etas = prep.etas(i);
                 let ev = fold2(id, EVENT);
-                // Events come in time order: the bucket only moves forward.
+                // The bucket only moves forward.
                 let mut b = bucket_of(created);
-                for (k, (&t, &code)) in times.iter().zip(codes).enumerate() {
+                for (k, (&t, &code)) in times.iter().zip(codes).enumerate().skip(first) {
                     while b < m && cutoffs[b] <= t {
                         b += 1;
                     }
@@ -122,13 +155,18 @@ pub fn digests(prep: &Prepared, cutoffs: &[i64]) -> Result<Vec<Digest>> {
                 x
             },
         );
-    let mut out = Vec::with_capacity(m);
-    let mut running = Digest::default();
-    for b in &buckets[..m] {
+    let mut out: Vec<Digest> = known[..first_unknown].iter().flatten().copied().collect();
+    let mut running = base;
+    for b in &buckets[first_unknown..m] {
         running.add(b);
         out.push(running);
     }
     Ok(out)
+}
+
+/// A shipment id's two hashes.
+fn id_hashes(id: &str) -> (u64, u64) {
+    (hash_str(SEED_A, id), hash_str(SEED_B, id))
 }
 
 /// A lane table kept between nights: its cutoff, the digest of the rows it was computed from,
@@ -156,9 +194,28 @@ pub struct KeptDay {
 pub struct Kept {
     pub tables: Vec<KeptTable>,
     pub days: Vec<KeptDay>,
+    /// A cutoff up to which the kept digests are this night's too: the rows known before any
+    /// cutoff at or before it are the rows the keeping night knew. The state sets it when the
+    /// night reads the generation the tables were kept with and no row it decoded anew is
+    /// dated before it (`state::tables::load`); the backtest, whose nights read one input, to
+    /// the night before's cutoff. Those digests are then taken, not computed again (`Check`).
+    pub holds_until: Option<i64>,
 }
 
 impl Kept {
+    /// The digest of the rows known before `cutoff`, when a kept table or day at `cutoff` has
+    /// it and it still holds (`holds_until`; kept things that disagree give none).
+    fn holding_digest(&self, cutoff: i64) -> Option<Digest> {
+        if self.holds_until.is_none_or(|h| cutoff > h) {
+            return None;
+        }
+        let tables = self.tables.iter().filter(|t| t.cutoff == cutoff).map(|t| t.digest);
+        let days = self.days.iter().filter(|d| d.day * MICROS_PER_DAY == cutoff).map(|d| d.digest);
+        let mut at = tables.chain(days);
+        let first = at.next()?;
+        at.all(|d| d == first).then_some(first)
+    }
+
     /// The kept table at `cutoff` with digest `digest`, in the order of `lanes`, when it has
     /// every one of them (a lane first seen after the table was kept sends it back to be
     /// computed: its fallback values are not in it).
@@ -310,7 +367,7 @@ pub fn from_frame(df: &DataFrame) -> Result<Kept> {
     if let Some(t) = tables.last_mut() {
         t.lanes = Arc::new(lanes);
     }
-    Ok(Kept { tables, days: Vec::new() })
+    Ok(Kept { tables, days: Vec::new(), holds_until: None })
 }
 
 /// What a night did with kept tables and series days, and what it hands on to the next night.
@@ -360,7 +417,8 @@ impl<'a> Check<'a> {
         cutoffs.retain(|&c| c >= horizon && c <= cutoff);
         cutoffs.sort_unstable();
         cutoffs.dedup();
-        let digests = digests(prep, &cutoffs)?;
+        let known: Vec<Option<Digest>> = cutoffs.iter().map(|&c| kept.holding_digest(c)).collect();
+        let digests = digests_from(prep, &cutoffs, &known)?;
         Ok(Check { kept, cutoffs, digests, lanes: Arc::new(prep.lanes.clone()), horizon, cutoff })
     }
 

@@ -3,7 +3,9 @@
 //! and by the digest of the rows known before it (`features::reuse` says why that is exact). Unlike the segments they
 //! are not part of a generation: every kept table carries the digest it is valid for, so a
 //! file left by a night killed half-way, or by a night run out of order, can only be used
-//! where it still holds. They are written after the night's run folder is committed.
+//! where it still holds. They are written after the night's run folder is committed, with the
+//! generation that night wrote: a night reading that generation takes the kept digests up to
+//! its first newly read row instead of computing them (`load`).
 //!
 //! ```text
 //! OUT/state/lane-tables.json                 format, tool version, [lanes], the data file and its BLAKE3
@@ -19,6 +21,7 @@ use crate::config::LaneConfig;
 use crate::error::Result;
 use crate::features::reuse::{self, Kept, KeptDay, KeptTable};
 
+use super::StateInfo;
 use super::record::{self, Header};
 
 /// Layout version of the kept tables; another value is not used (and is rebuilt).
@@ -40,6 +43,14 @@ struct Index {
     days_data: String,
     days_blake3: String,
     days: usize,
+    /// The generation the keeping night wrote (the input it read) and its cutoff: a night
+    /// reading that same generation takes the kept digests at cutoffs up to both this cutoff
+    /// and its newly read rows as its own (`Kept::holds_until`). Absent in files written
+    /// before it, and by a night without a generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cutoff: Option<i64>,
 }
 
 fn lanes_key(cfg: &LaneConfig) -> serde_json::Value {
@@ -48,7 +59,12 @@ fn lanes_key(cfg: &LaneConfig) -> serde_json::Value {
 
 /// The kept tables in `OUT/state/`: `Ok(None)` when there are none yet, `Err(why)` when there
 /// are some that cannot be used (every table is then computed, and the night warns).
-pub fn load(out: &Path, cfg: &LaneConfig) -> std::result::Result<Option<Kept>, String> {
+///
+/// `info` is the night's state. When it read the generation the tables were kept with, the
+/// rows it knows before a cutoff are the keeping night's, unless a row it decoded anew is dated
+/// before that cutoff (as `state::digest` reasons): the kept digests hold up to the earlier of
+/// the keeping night's cutoff and tonight's first new row.
+pub fn load(out: &Path, cfg: &LaneConfig, info: &StateInfo) -> std::result::Result<Option<Kept>, String> {
     let dir = out.join(super::DIR);
     let Some(ix) = record::read(out, INDEX, FORMAT, |ix: &Index| &ix.header)? else { return Ok(None) };
     if ix.lanes != lanes_key(cfg) {
@@ -75,6 +91,10 @@ pub fn load(out: &Path, cfg: &LaneConfig) -> std::result::Result<Option<Kept>, S
             kept.days.len()
         ));
     }
+    kept.holds_until = match (&ix.generation, ix.cutoff) {
+        (Some(g), Some(c)) if info.used.as_ref() == Some(g) => Some(c.min(info.new_rows_from)),
+        _ => None,
+    };
     Ok(Some(kept))
 }
 
@@ -87,8 +107,16 @@ fn valid_data_name(n: &str) -> bool {
 }
 
 /// Replaces the kept tables and days: the data files (named by their content), then the index,
-/// each through a rename; then data files the index does not name are removed.
-pub fn write(out: &Path, cfg: &LaneConfig, tables: &[KeptTable], days: &[KeptDay]) -> Result<()> {
+/// each through a rename; then data files the index does not name are removed. `generation`:
+/// the one the night wrote (and published), with the night's `cutoff`.
+pub fn write(
+    out: &Path,
+    cfg: &LaneConfig,
+    tables: &[KeptTable],
+    days: &[KeptDay],
+    generation: Option<&str>,
+    cutoff: i64,
+) -> Result<()> {
     let dir = out.join(super::DIR);
     crate::io::create_dir_all(&dir)?;
     let write_data = |prefix: &str, mut df: polars::prelude::DataFrame| -> Result<(String, String)> {
@@ -110,6 +138,8 @@ pub fn write(out: &Path, cfg: &LaneConfig, tables: &[KeptTable], days: &[KeptDay
         days_data: days_data.clone(),
         days_blake3,
         days: days.len(),
+        generation: generation.map(str::to_string),
+        cutoff: generation.map(|_| cutoff),
     };
     let mut json = serde_json::to_vec_pretty(&ix).map_err(crate::error::Error::internal)?;
     json.push(b'\n');

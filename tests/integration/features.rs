@@ -1099,6 +1099,39 @@ fn a_backtest_carrying_tables_between_nights_equals_one_computing_every_night() 
     assert_eq!(carried.1, scratch.1);
 }
 
+/// The digests of the rows known before each cutoff, computed from the last of the known
+/// ones (`reuse::digests_from`, as a night reading the kept tables' generation does), equal
+/// the digests of every row: for every split into known cutoffs and cutoffs to compute, with
+/// cutoffs placed exactly on scans and creations (a row dated at a cutoff is not known before
+/// it) and between them.
+#[test]
+fn digests_from_the_known_cutoffs_equal_digests_of_every_row() {
+    use lanewatch::features::reuse;
+    let n = night(SMALL_AS_OF);
+    let clean = load(&fast_settings(small_input(), &[]));
+    let prep = features::prepare::prepare(std::borrow::Cow::Borrowed(&clean), n).unwrap();
+    let mut cutoffs: Vec<i64> = (0..40).map(|k| n.cutoff() - k * 3 * MICROS_PER_DAY - k * 977).collect();
+    // A scan and a creation near each of the last weeks' days, exactly.
+    for k in (0..prep.len()).step_by(prep.len() / 23 + 1) {
+        cutoffs.push(prep.created[k]);
+        if let Some(&t) = prep.events(k).0.last() {
+            cutoffs.push(t);
+        }
+    }
+    cutoffs.retain(|&c| c <= n.cutoff());
+    cutoffs.sort_unstable();
+    cutoffs.dedup();
+    let m = cutoffs.len();
+    let all = reuse::digests(&prep, &cutoffs).unwrap();
+    assert!(all.windows(2).filter(|w| w[0] != w[1]).count() > m / 2, "the cutoffs must tell rows apart");
+    for first_unknown in 0..=m {
+        // Known below the split; above it, a known digest is computed again all the same.
+        let known: Vec<Option<reuse::Digest>> =
+            (0..m).map(|i| (i < first_unknown || i % 5 == 4).then_some(all[i])).collect();
+        assert_eq!(reuse::digests_from(&prep, &cutoffs, &known).unwrap(), all, "known up to {first_unknown}");
+    }
+}
+
 /// The digest a weekly model is kept by covers exactly what the night's features read: rows
 /// after its cutoff leave it as it is, an event or a shipment field before it changes it.
 #[test]
