@@ -708,17 +708,7 @@ impl RawEvents {
     /// The estimates of the rows appended after the first `before` (`None`: they carry none),
     /// once every other column has them: `NO_ETA` where a side has no estimates.
     pub fn extend_eta(&mut self, before: usize, eta: Option<&[i64]>) {
-        match (self.eta.as_mut(), eta) {
-            (Some(a), Some(e)) => a.extend_from_slice(e),
-            (Some(a), None) => a.resize(self.ship.len(), NO_ETA),
-            (None, Some(e)) => {
-                let mut a = Vec::with_capacity(self.ship.capacity());
-                a.resize(before, NO_ETA);
-                a.extend_from_slice(e);
-                self.eta = Some(a);
-            }
-            (None, None) => {}
-        }
+        extend_eta_to(&mut self.eta, before, self.ship.len(), self.ship.capacity(), eta);
     }
 
     /// Adds the counts of appended rows: decoded, and found by the id and time checks.
@@ -736,6 +726,22 @@ impl RawEvents {
 
     pub fn is_empty(&self) -> bool {
         self.ship.is_empty()
+    }
+}
+
+/// `RawEvents::extend_eta` on the estimates alone, for a caller filling the other columns at the
+/// same time: rows `before..after` appended, `eta` theirs, `capacity` the room for every row.
+pub fn extend_eta_to(all: &mut Option<Vec<i64>>, before: usize, after: usize, capacity: usize, eta: Option<&[i64]>) {
+    match (all.as_mut(), eta) {
+        (Some(a), Some(e)) => a.extend_from_slice(e),
+        (Some(a), None) => a.resize(after, NO_ETA),
+        (None, Some(e)) => {
+            let mut a = Vec::with_capacity(capacity);
+            a.resize(before, NO_ETA);
+            a.extend_from_slice(e);
+            *all = Some(a);
+        }
+        (None, None) => {}
     }
 }
 

@@ -531,12 +531,15 @@ fn assemble(
             Ok(f) => f,
             Err(why) => return Ok(Err(why)),
         };
-        for (s, df) in batch.iter().zip(frames) {
-            if let Err(why) =
-                append_segment(s, &df, &sorted_of, index.as_ref(), &mut events, &mut status_of, &mut orphan_of)
-            {
-                return Ok(Err(why));
-            }
+        let rows =
+            batch.iter().zip(&frames).map(|(s, df)| SegmentRows::of(s, df)).collect::<std::result::Result<Vec<_>, _>>();
+        let appended = rows.and_then(|rows| {
+            append_segments(&rows, &sorted_of, index.as_ref(), &mut events, &mut status_of, &mut orphan_of)
+        });
+        if let Err(why) = appended {
+            return Ok(Err(why));
+        }
+        for s in batch {
             files.push(file_info(Table::Events, s));
             reused_events.push(s.clone());
         }
@@ -575,7 +578,10 @@ fn assemble(
 /// Reads an events segment, checking its bytes and that its columns are an events segment's
 /// (whole and matching its hash, a file of other columns read as events would be nonsense).
 fn read_events_segment(dir: &Path, s: &Segment) -> std::result::Result<DataFrame, String> {
-    let df = read_segment(dir, s)?;
+    let mut df = read_segment(dir, s)?;
+    // One chunk per column, read as plain slices (`SegmentRows`); a segment written in slices
+    // of rows reads back in as many chunks.
+    df.rechunk_mut();
     let typed = |c: &str, t: DataType| df.schema().get(c) == Some(&t);
     if !(typed("ship", DataType::UInt32) && typed("time", DataType::Int64) && typed("status", DataType::UInt32))
         || (s.counts.has_eta && !typed("eta", DataType::Int64))
@@ -679,91 +685,131 @@ fn merged_order(df: &DataFrame, order: Vec<u32>) -> Result<Option<Vec<u32>>> {
     Ok(Some(merged))
 }
 
-/// Appends a stored events segment to `out`: shipments by arrival row become tonight's sorted
-/// indices; unknown ids are looked up again (a later shipments file may hold them); statuses
-/// and still-unknown ids take tonight's numbering in first-use order.
-fn append_segment(
-    s: &Segment,
-    df: &DataFrame,
+/// One stored events segment's columns, checked: contiguous (`read_events_segment` rechunks)
+/// and null-free (the segment was written so), of one length.
+struct SegmentRows<'a> {
+    segment: &'a Segment,
+    ship: &'a [u32],
+    time: &'a [i64],
+    status: &'a [u32],
+    eta: Option<&'a [i64]>,
+}
+
+impl<'a> SegmentRows<'a> {
+    fn of(s: &'a Segment, df: &'a DataFrame) -> std::result::Result<SegmentRows<'a>, String> {
+        let corrupt = || corrupt_segment(s);
+        let column = |name: &str| -> std::result::Result<&'a Series, String> {
+            Ok(df.column(name).map_err(|_| corrupt())?.as_materialized_series())
+        };
+        fn u32s(c: &Series) -> Option<&[u32]> {
+            c.u32().ok()?.cont_slice().ok()
+        }
+        fn i64s(c: &Series) -> Option<&[i64]> {
+            c.i64().ok()?.cont_slice().ok()
+        }
+        let ship = u32s(column("ship")?).ok_or_else(corrupt)?;
+        let time = i64s(column("time")?).ok_or_else(corrupt)?;
+        let status = u32s(column("status")?).ok_or_else(corrupt)?;
+        let eta = if s.counts.has_eta { Some(i64s(column("eta")?).ok_or_else(corrupt)?) } else { None };
+        if time.len() != ship.len() || status.len() != ship.len() || eta.is_some_and(|e| e.len() != ship.len()) {
+            return Err(corrupt());
+        }
+        Ok(SegmentRows { segment: s, ship, time, status, eta })
+    }
+}
+
+fn corrupt_segment(s: &Segment) -> String {
+    format!("state segment {} does not match its generation", s.data)
+}
+
+/// Appends stored events segments to `out`, in order: shipments by arrival row become
+/// tonight's sorted indices; unknown ids are looked up again (a later shipments file may hold
+/// them); statuses and still-unknown ids take tonight's numbering in first-use order.
+///
+/// The shipment column (a lookup per row) is translated beside the other columns' copies, on
+/// two threads: one after the other, the appends were half of assembling a night's events.
+fn append_segments(
+    segments: &[SegmentRows<'_>],
     sorted_of: &[u32],
     index: Option<&validate::IdIndex<'_>>,
     out: &mut RawEvents,
     status_of: &mut HashMap<String, u32>,
     orphan_of: &mut HashMap<String, u32>,
 ) -> std::result::Result<(), String> {
-    let corrupt = || format!("state segment {} does not match its generation", s.data);
-    // Contiguous, null-free slices (the segment was written so): a plain loop over them.
-    let column = |name: &str| -> std::result::Result<Series, String> {
-        Ok(df.column(name).map_err(|_| corrupt())?.as_materialized_series().rechunk())
-    };
-    let (ship_s, time_s, status_s) = (column("ship")?, column("time")?, column("status")?);
-    let eta_s = if s.counts.has_eta { Some(column("eta")?) } else { None };
-    fn u32s(c: &Series) -> Option<&[u32]> {
-        c.u32().ok()?.cont_slice().ok()
-    }
-    fn i64s(c: &Series) -> Option<&[i64]> {
-        c.i64().ok()?.cont_slice().ok()
-    }
-    let (ship, time, status) =
-        (u32s(&ship_s).ok_or_else(corrupt)?, i64s(&time_s).ok_or_else(corrupt)?, u32s(&status_s).ok_or_else(corrupt)?);
-    let eta = match &eta_s {
-        Some(e) => Some(i64s(e).ok_or_else(corrupt)?),
-        None => None,
-    };
-    let status_map: Vec<u32> = s
-        .statuses
-        .iter()
-        .map(|name| {
-            let next = out.statuses.len() as u32;
-            *status_of.entry(name.clone()).or_insert_with(|| {
-                out.statuses.push(name.clone());
-                next
-            })
-        })
-        .collect();
-    if time.len() != ship.len() || status.len() != ship.len() || eta.is_some_and(|e| e.len() != ship.len()) {
-        return Err(corrupt());
-    }
     // Written straight into the night's arrays (sized for every row): a segment's rows copied
     // into arrays of its own first were written twice, 2 GB of fresh memory at 10M shipments.
     // On an error the night starts again with a full refresh, so rows half appended are dropped.
     let before = out.len();
-    // Orphans: resolved lazily, in first-use order, as a full read numbers them.
-    let mut orphan_map: Vec<Option<u32>> = vec![None; s.orphans.len()];
-    for &sh in ship {
-        let mapped = if sh & ORPHAN != 0 {
-            let local = (sh & !ORPHAN) as usize;
-            match orphan_map.get(local).ok_or_else(corrupt)? {
-                Some(m) => *m,
-                None => {
-                    let id = &s.orphans[local];
-                    let m = match index.and_then(|ix| ix.get(id.as_str())) {
-                        Some(i) => i,
+    let after = before + segments.iter().map(|r| r.ship.len()).sum::<usize>();
+    let capacity = out.ship.capacity();
+    let RawEvents { ship: out_ship, time: out_time, status: out_status, eta: out_eta, statuses, orphans, .. } = out;
+    let ships = || -> std::result::Result<(), String> {
+        for r in segments {
+            let (s, corrupt) = (r.segment, || corrupt_segment(r.segment));
+            // Orphans: resolved lazily, in first-use order, as a full read numbers them.
+            let mut orphan_map: Vec<Option<u32>> = vec![None; s.orphans.len()];
+            for &sh in r.ship {
+                let mapped = if sh & ORPHAN != 0 {
+                    let local = (sh & !ORPHAN) as usize;
+                    match orphan_map.get(local).ok_or_else(corrupt)? {
+                        Some(m) => *m,
                         None => {
-                            let next = out.orphans.len() as u32;
-                            ORPHAN
-                                | *orphan_of.entry(id.clone()).or_insert_with(|| {
-                                    out.orphans.push(id.clone());
-                                    next
-                                })
+                            let id = &s.orphans[local];
+                            let m = match index.and_then(|ix| ix.get(id.as_str())) {
+                                Some(i) => i,
+                                None => {
+                                    let next = orphans.len() as u32;
+                                    ORPHAN
+                                        | *orphan_of.entry(id.clone()).or_insert_with(|| {
+                                            orphans.push(id.clone());
+                                            next
+                                        })
+                                }
+                            };
+                            orphan_map[local] = Some(m);
+                            m
                         }
-                    };
-                    orphan_map[local] = Some(m);
-                    m
-                }
+                    }
+                } else {
+                    *sorted_of.get(sh as usize).ok_or_else(corrupt)?
+                };
+                out_ship.push(mapped);
             }
-        } else {
-            *sorted_of.get(sh as usize).ok_or_else(corrupt)?
-        };
-        out.ship.push(mapped);
+        }
+        Ok(())
+    };
+    let rest = || -> std::result::Result<(), String> {
+        let mut at = before;
+        for r in segments {
+            let status_map: Vec<u32> = r
+                .segment
+                .statuses
+                .iter()
+                .map(|name| {
+                    let next = statuses.len() as u32;
+                    *status_of.entry(name.clone()).or_insert_with(|| {
+                        statuses.push(name.clone());
+                        next
+                    })
+                })
+                .collect();
+            out_time.extend_from_slice(r.time);
+            for &c in r.status {
+                out_status.push(status_map.get(c as usize).copied().ok_or_else(|| corrupt_segment(r.segment))?);
+            }
+            at += r.ship.len();
+            validate::extend_eta_to(out_eta, at - r.ship.len(), at, capacity, r.eta);
+        }
+        debug_assert_eq!(at, after);
+        Ok(())
+    };
+    let (shipped, copied) = rayon::join(ships, rest);
+    shipped?;
+    copied?;
+    for r in segments {
+        let c = &r.segment.counts;
+        out.add_counts(c.rows, c.long_ids, c.longest_id, c.empty_ids, c.bad_times);
     }
-    out.time.extend_from_slice(time);
-    for &c in status {
-        out.status.push(status_map.get(c as usize).copied().ok_or_else(corrupt)?);
-    }
-    out.extend_eta(before, eta);
-    let c = &s.counts;
-    out.add_counts(c.rows, c.long_ids, c.longest_id, c.empty_ids, c.bad_times);
     Ok(())
 }
 
