@@ -12,6 +12,7 @@ use crate::alerts::{self, AlertOutput, Previous};
 use crate::calendar::Night;
 use crate::config::InputConfig;
 use crate::error::{Error, Result};
+use crate::features::Purpose;
 use crate::features::reuse::Kept;
 use crate::features::{self, FeatureSet};
 use crate::model::{self, SavedModel, TrainedOn};
@@ -192,11 +193,12 @@ pub fn features(
     input: Cow<'_, CleanInput>,
     night: Night,
     kept: Option<&Kept>,
+    purpose: features::Purpose,
     t: &mut Timings,
 ) -> Result<FeatureSet> {
     t.time(
         "features",
-        || features::build_keeping(input, &s.features, night, kept),
+        || features::build_keeping(input, &s.features, night, kept, purpose),
         |f| (f.train.len() + f.score.len()) as u64,
     )
 }
@@ -285,13 +287,13 @@ pub fn compute(
     // Lane tables and series days kept, with those of the training night when it is computed.
     let mut with_training: Option<Kept> = None;
     let (mut fs, model, trained) = match model_from {
-        ModelFrom::Saved(m) => (features(s, input, night, kept, t)?, m.clone(), None),
+        ModelFrom::Saved(m) => (features(s, input, night, kept, Purpose::Score, t)?, m.clone(), None),
         // Trained tonight; the digest only when later nights may take the model.
         ModelFrom::Schedule { .. } if training == night => {
             let digest = (every > 1)
                 .then(|| t.time("digest", || features::prepare::digest(&input, night), |_| 0))
                 .transpose()?;
-            let fs = features(s, input, night, kept, t)?;
+            let fs = features(s, input, night, kept, Purpose::Train, t)?;
             let model = train(s, &fs, t)?;
             let trained =
                 digest.map(|digest| Trained { on: TrainedOn { night, digest, model: model.clone() }, reused: false });
@@ -325,7 +327,7 @@ pub fn compute(
                     let mut fit = |cut: Cow<'_, CleanInput>| -> Result<(SavedModel, FeatureSet)> {
                         let mut fs = t.time(
                             "training night features",
-                            || features::build_keeping(cut, &s.features, training, k),
+                            || features::build_keeping(cut, &s.features, training, k, Purpose::Train),
                             |f| f.train.len() as u64,
                         )?;
                         let model = train(s, &fs, t)?;
@@ -350,7 +352,8 @@ pub fn compute(
                     Trained { on: TrainedOn { night: training, digest, model }, reused: false }
                 }
             };
-            let fs = features(s, input, night, with_training.as_ref().or(kept), t)?;
+            // Scored with the training night's model: tonight's features are for scoring alone.
+            let fs = features(s, input, night, with_training.as_ref().or(kept), Purpose::Score, t)?;
             (fs, on.on.model.clone(), Some(on))
         }
     };

@@ -13,7 +13,7 @@ pub fn features(s: &Settings, out: &Path) -> Result<FeatureSet> {
     let night = s.night()?;
     let mut t = Timings::default();
     let (_, clean) = night::load_timed(s, &mut t)?;
-    let mut fs = night::features(s, Cow::Owned(clean), night, None, &mut t)?;
+    let mut fs = night::features(s, Cow::Owned(clean), night, None, crate::features::Purpose::Train, &mut t)?;
     let n_train = fs.train.len() as u64;
     t.time("training_features", || Ok(fs.fill_training()), |_| n_train)?;
     io::create_dir_all(out)?;

@@ -13,7 +13,7 @@ pub fn train(s: &Settings, model_out: &Path, metrics_out: Option<&Path>) -> Resu
     let night = s.night()?;
     let mut t = Timings::default();
     let (_, clean) = night::load_timed(s, &mut t)?;
-    let fs = night::features(s, Cow::Owned(clean), night, None, &mut t)?;
+    let fs = night::features(s, Cow::Owned(clean), night, None, crate::features::Purpose::Train, &mut t)?;
     let model = night::train(s, &fs, &mut t)?;
     if let Some(parent) = model_out.parent().filter(|p| !p.as_os_str().is_empty()) {
         io::create_dir_all(parent)?;

@@ -198,6 +198,62 @@ fn merge_window(parts: &[&WindowPart], to: i64, window: i64, need: usize) -> Win
 /// (late rows, or microseconds of handling), as `Track::adaptive` gives it.
 type Window = (i64, f64, i64);
 
+/// Every group's window before `to` as `Track::adaptive` gives it on the group's track, taken
+/// straight from the observations `obs(i)` (group, time, value) for i in 0..n, with no track:
+/// one pass counts and sums each group's plain window, and a second gathers, for the groups
+/// with fewer than `need` there, their older observations since `oldest`, of which the latest
+/// (by time, then value, as a track orders them) complete the window. Sums wrap as a track's
+/// prefix sums do, so they are the same integers.
+fn windows_before(
+    groups: usize,
+    n: usize,
+    obs: impl Fn(usize) -> Option<(usize, i64, i64)> + Sync,
+    to: i64,
+    window: i64,
+    oldest: i64,
+    need: usize,
+) -> Vec<Window> {
+    let start = to - window;
+    let add = |mut a: Vec<(u64, i64)>, b: Vec<(u64, i64)>| {
+        a.iter_mut().zip(b).for_each(|(x, y)| *x = (x.0 + y.0, x.1.wrapping_add(y.1)));
+        a
+    };
+    let plain = (0..n)
+        .into_par_iter()
+        .with_min_len(1 << 14)
+        .fold(
+            || vec![(0u64, 0i64); groups],
+            |mut acc, i| {
+                if let Some((g, _, v)) = obs(i).filter(|&(_, t, _)| t >= start && t < to) {
+                    acc[g] = (acc[g].0 + 1, acc[g].1.wrapping_add(v));
+                }
+                acc
+            },
+        )
+        .reduce(|| vec![(0u64, 0i64); groups], add);
+    // A track reaches back from `to` for its latest `need` observations, no further than
+    // `oldest`; the plain window's are among them (it reaches back only when they are fewer).
+    let sparse = |g: usize| plain[g].0 < need as u64;
+    let mut older: Vec<(usize, i64, i64)> = (0..n)
+        .into_par_iter()
+        .with_min_len(1 << 14)
+        .filter_map(|i| obs(i).filter(|&(g, t, _)| t >= oldest && t < start.min(to) && sparse(g)))
+        .collect();
+    older.par_sort_unstable();
+    let mut out: Vec<Window> = plain.iter().map(|&(count, sum)| (start, count as f64, sum)).collect();
+    for run in older.chunk_by(|a, b| a.0 == b.0) {
+        let (count, sum) = plain[run[0].0];
+        let take = (need - count as usize).min(run.len());
+        if take == 0 {
+            continue;
+        }
+        let latest = &run[run.len() - take..];
+        let sum = latest.iter().fold(sum, |s, o| s.wrapping_add(o.2));
+        out[run[0].0] = (latest[0].1.min(start), (count as usize + take) as f64, sum);
+    }
+    out
+}
+
 /// One part's share of a seller's or the network's two windows before some time (handling,
 /// late): what a sharded night's parts exchange (`History::seller_share`, `network_share`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -376,6 +432,50 @@ impl History {
         history
     }
 
+    /// The history at the cutoff alone: the windows `build` keeps for it, taken straight from
+    /// the shipments (`windows_before`) rather than searched for on tracks sorted by time,
+    /// which only rows at other times read. For a night whose model comes from elsewhere: its
+    /// scoring rows read history at the cutoff only. Asked at another time, it panics.
+    pub fn at_cutoff(
+        prep: &Prepared,
+        states: &CutoffStates,
+        outcomes: &[Outcome],
+        cfg: &LaneConfig,
+        prior_strength: f64,
+    ) -> History {
+        let n = prep.len();
+        let own: Vec<Own> =
+            (0..n).into_par_iter().map(|i| Own::of(prep.created[i], states.picked_up(i), &outcomes[i])).collect();
+        let handling = |i: usize| (own[i].picked != NONE).then_some((own[i].picked, own[i].handling));
+        let late = |i: usize| (own[i].resolved != NONE).then_some((own[i].resolved, own[i].late as i64));
+        let Bounds { window, need } = Bounds::of(cfg);
+        let to = prep.night.cutoff();
+        let oldest = to - cfg.oldest_days() as i64 * MICROS_PER_DAY;
+        let windows = |groups: usize, obs: &(dyn Fn(usize) -> Option<(usize, i64, i64)> + Sync)| {
+            windows_before(groups, n, obs, to, window, oldest, need)
+        };
+        let seller = |i: usize| prep.seller[i] as usize;
+        let seller_handling = windows(prep.n_sellers(), &|i| handling(i).map(|(t, v)| (seller(i), t, v)));
+        let seller_late = windows(prep.n_sellers(), &|i| late(i).map(|(t, v)| (seller(i), t, v)));
+        let lane_late = windows(prep.lanes.len(), &|i| late(i).map(|(t, v)| (prep.lane[i] as usize, t, v)));
+        let global_handling = windows(1, &|i| handling(i).map(|(t, v)| (0, t, v)))[0];
+        let global_late = windows(1, &|i| late(i).map(|(t, v)| (0, t, v)))[0];
+        History {
+            window,
+            max_window: cfg.oldest_days() as i64 * MICROS_PER_DAY,
+            need,
+            prior_strength,
+            at_cutoff: AtCutoff {
+                t: to,
+                global_handling,
+                global_late,
+                seller: seller_handling.into_iter().zip(seller_late).collect(),
+                lane_late,
+            },
+            ..History::default()
+        }
+    }
+
     /// The network's and every seller's and lane's windows before `t`, searched for.
     fn windows_at(&self, t: i64, sellers: usize, lanes: usize) -> AtCutoff {
         let (global_handling, global_late) = self.global_windows(t);
@@ -417,6 +517,8 @@ impl History {
                 lane_late,
             },
             _ => {
+                // Tracks hold every observation: the network's has one group when built.
+                assert!(self.global_late.start.len() == 2, "history kept for its cutoff alone, asked at {t}");
                 let ((global_handling, global_late), (seller_handling, seller_late)) =
                     (self.global_windows(t), self.seller_windows(seller, t));
                 let lane_late = self.adaptive(self.lane_late.group(lane), t);
@@ -511,7 +613,7 @@ impl History {
 
 #[cfg(test)]
 mod tests {
-    use super::{AtCutoff, History, Own, Tracks, WindowPart, merge_window};
+    use super::{AtCutoff, History, Own, Tracks, WindowPart, merge_window, windows_before};
     use crate::schema::MICROS_PER_DAY;
 
     /// The windows kept for the cutoff (the network's, each seller's and lane's) give every
@@ -556,6 +658,46 @@ mod tests {
         assert_eq!(all_seen(&h, cutoff), searched);
         assert_eq!(all_seen(&h, cutoff - 3 * day), searched_before);
         assert_ne!(searched, searched_before, "the two times see different histories");
+    }
+
+    /// Every group's window taken straight from the observations (`windows_before`) is the one
+    /// `Track::adaptive` gives on the group's track: dense and sparse groups, groups without
+    /// observations, times and values that repeat (ties at the window's edges), observations at
+    /// and after the time, whatever the window, oldest time and observations needed; late
+    /// counts (u32 tracks) and sums that wrap (i64 tracks) alike.
+    #[test]
+    fn windows_taken_straight_from_observations_are_the_tracks_windows() {
+        let mut rng = crate::TestRng::new(17);
+        let mut reached_back = 0;
+        for case in 0..2_000 {
+            let groups = 1 + (rng.next() % 6) as usize;
+            let n = (rng.next() % if case % 2 == 0 { 60 } else { 600 }) as usize;
+            let span = 1 + (rng.next() % 200) as i64;
+            let big = case % 7 == 0;
+            let obs: Vec<(usize, i64, i64)> = (0..n)
+                .map(|_| {
+                    let g = (rng.next() % groups as u64) as usize;
+                    let v = if big { i64::MAX / 3 + (rng.next() % 3) as i64 } else { (rng.next() % 4) as i64 * 1_000 };
+                    (g, (rng.next() % span as u64) as i64, v)
+                })
+                .collect();
+            let to = (rng.next() % (span as u64 + 20)) as i64 - 10;
+            let window = (rng.next() % 60) as i64;
+            let oldest = to - window - (rng.next() % 80) as i64;
+            let need = (rng.next() % 40) as usize;
+            let tracks: Tracks<i64> = Tracks::build(groups, n, |i| Some(obs[i]));
+            let late: Tracks<u32> = Tracks::build(groups, n, |i| Some((obs[i].0, obs[i].1, (obs[i].2 % 2) as u32)));
+            let got = windows_before(groups, n, |i| Some(obs[i]), to, window, oldest, need);
+            let got_late =
+                windows_before(groups, n, |i| Some((obs[i].0, obs[i].1, obs[i].2 % 2)), to, window, oldest, need);
+            for g in 0..groups {
+                let want = tracks.group(g).adaptive(to, window, oldest, need);
+                assert_eq!(got[g], want, "case {case}, group {g}");
+                assert_eq!(got_late[g], late.group(g).adaptive(to, window, oldest, need), "case {case}, group {g}");
+                reached_back += (want.0 < to - window) as usize;
+            }
+        }
+        assert!(reached_back > 500, "only {reached_back} windows reached back");
     }
 
     /// A track's observations split in any way among parts: the parts' shares merged give the

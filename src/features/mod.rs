@@ -187,6 +187,8 @@ pub struct FeatureSet {
     pub train_window_days: u32,
     /// Per lane, its disrupted stage with the highest ratio as of the night, if any.
     disrupted: Vec<Option<usize>>,
+    /// `Score`: no training rows, and no feature rows but at the cutoff.
+    pub purpose: Purpose,
     /// Set by `release_row_sources`: no new feature row can be computed.
     released: bool,
     /// Lane tables and series days taken from earlier nights or computed, and the ones to keep
@@ -194,24 +196,37 @@ pub struct FeatureSet {
     pub reused: reuse::Reused,
 }
 
+/// What a feature set is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Training and scoring: training rows are drawn, and the history answers at any time.
+    Train,
+    /// Scoring alone, for a night whose model comes from elsewhere (kept, saved, or trained on
+    /// its training night's own features): no training rows, and the history is kept for the
+    /// cutoff alone (`History::at_cutoff`), where the scoring rows read it. The same scoring
+    /// rows as `Train` gives, bit for bit.
+    Score,
+}
+
 /// Builds every feature as of `night`.
 pub fn build(clean: &CleanInput, p: &FeatureParams, night: Night) -> Result<FeatureSet> {
-    build_keeping(std::borrow::Cow::Borrowed(clean), p, night, None)
+    build_keeping(std::borrow::Cow::Borrowed(clean), p, night, None, Purpose::Train)
 }
 
 /// `build` for a caller that is done with the input: its arrays are reused, not copied, which
 /// lowers the nightly run's peak memory.
 pub fn build_owned(clean: CleanInput, p: &FeatureParams, night: Night) -> Result<FeatureSet> {
-    build_keeping(std::borrow::Cow::Owned(clean), p, night, None)
+    build_keeping(std::borrow::Cow::Owned(clean), p, night, None, Purpose::Train)
 }
 
 /// `build`, taking the lane tables and series days `kept` from earlier nights where they still
-/// hold (see `reuse`), and handing on the ones to keep (`FeatureSet::reused`).
+/// hold (see `reuse`), and handing on the ones to keep (`FeatureSet::reused`); for `purpose`.
 pub fn build_keeping(
     clean: std::borrow::Cow<'_, CleanInput>,
     p: &FeatureParams,
     night: Night,
     kept: Option<&reuse::Kept>,
+    purpose: Purpose,
 ) -> Result<FeatureSet> {
     let t0 = std::time::Instant::now();
     let log = |step: &str| crate::memory::log_step("features", step, t0);
@@ -242,7 +257,7 @@ pub fn build_keeping(
     drop(check);
     crate::memory::release_free_memory();
     log("lane_tables");
-    let mut fs = FeatureSet::assemble(prep, states, outcomes, lane_tables, series, &span, p)?;
+    let mut fs = FeatureSet::assemble(prep, states, outcomes, lane_tables, series, &span, p, purpose)?;
     log("history");
     fs.reused = reused;
     // Training rows get features on demand (`features_of`): the model reads a sample of them.
@@ -265,9 +280,18 @@ impl FeatureSet {
         series: disruption::Series,
         span: &Span,
         p: &FeatureParams,
+        purpose: Purpose,
     ) -> Result<FeatureSet> {
-        let history = history::History::build(&prep, &states, &outcomes, &p.lanes, p.features.prior_strength);
-        let train = training_rows(&prep, &outcomes, span.train_from, p)?;
+        let (history, train) = match purpose {
+            Purpose::Train => (
+                history::History::build(&prep, &states, &outcomes, &p.lanes, p.features.prior_strength),
+                training_rows(&prep, &outcomes, span.train_from, p)?,
+            ),
+            Purpose::Score => (
+                history::History::at_cutoff(&prep, &states, &outcomes, &p.lanes, p.features.prior_strength),
+                Rows::default(),
+            ),
+        };
         let cutoff = prep.night.cutoff();
         let score =
             Rows { ship: states.in_flight().to_vec(), t: vec![cutoff; states.in_flight().len()], ..Rows::default() };
@@ -284,6 +308,7 @@ impl FeatureSet {
             holidays: p.holidays.clone(),
             train_window_days: span.train_days,
             disrupted,
+            purpose,
             released: false,
             reused: reuse::Reused::default(),
         })

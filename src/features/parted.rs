@@ -102,7 +102,8 @@ impl Windowed {
         let lane_tables = lanes::LaneTables::build_parted(&source, &p.lanes, parents)?;
         drop(source);
         let series = raw.finish(&p.lanes, network)?;
-        FeatureSet::assemble(prep, states, outcomes, lane_tables, series, &span, p)
+        // The parts exchange shares of the history at any time (`History::seller_share`): tracks.
+        FeatureSet::assemble(prep, states, outcomes, lane_tables, series, &span, p, super::Purpose::Train)
     }
 }
 

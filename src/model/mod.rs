@@ -542,6 +542,9 @@ pub struct TrainFrame {
 
 /// Fits the candidates and returns the chosen, calibrated model with its metrics.
 pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
+    if fs.purpose != crate::features::Purpose::Train {
+        return Err(Error::internal("a model was to be trained on features built for scoring alone"));
+    }
     let valid_days = validation_days(fs, p);
     let split = SplitCounts::of(fs, holdout_start(fs.cutoff(), valid_days));
     let pool = WholePool { fs, ids: fs.prep.shipments.column("shipment_id")?.str()?.clone() };

@@ -818,9 +818,14 @@ fn kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_chan
 
     let s = fast_settings(small_input(), &[]);
     let (clean_held, clean_full) = (load(&fast_settings(held.path(), &[])), load(&s));
-    let first =
-        features::build_keeping(Cow::Borrowed(&clean_held), &s.features, Night::new(early), Some(&Kept::default()))
-            .unwrap();
+    let first = features::build_keeping(
+        Cow::Borrowed(&clean_held),
+        &s.features,
+        Night::new(early),
+        Some(&Kept::default()),
+        features::Purpose::Train,
+    )
+    .unwrap();
     assert_eq!(first.reused.reused, 0);
     // Through the frames the state stores them in.
     use lanewatch::features::reuse;
@@ -831,7 +836,14 @@ fn kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_chan
     let conditions = kept.days.iter().flat_map(|d| d.points.iter().flatten()).filter(|p| p.condition).count();
     assert!(conditions >= 10, "only {conditions} disruption conditions in the kept days");
     for (what, clean) in [("nothing late", &clean_held), ("deliveries late", &clean_full)] {
-        let fs = features::build_keeping(Cow::Borrowed(clean), &s.features, Night::new(later), Some(&kept)).unwrap();
+        let fs = features::build_keeping(
+            Cow::Borrowed(clean),
+            &s.features,
+            Night::new(later),
+            Some(&kept),
+            features::Purpose::Train,
+        )
+        .unwrap();
         let want = features::build(clean, &s.features, Night::new(later)).unwrap();
         assert_eq!(fs.lane_tables.cutoffs, want.lane_tables.cutoffs);
         assert!(fs.lane_tables.cutoffs.contains(&early_cutoff), "{what}: the grid night's table is not read");
@@ -1097,6 +1109,30 @@ fn a_backtest_carrying_tables_between_nights_equals_one_computing_every_night() 
     let scratch = backtest(&[("LANEWATCH_STATE__INCREMENTAL", "false")]);
     assert!(carried.0 == scratch.0, "backtest.parquet differs");
     assert_eq!(carried.1, scratch.1);
+}
+
+/// A feature set built for scoring alone (a night whose model comes from elsewhere: no
+/// training rows, the history kept for the cutoff alone, from the shipments rather than from
+/// tracks) gives the scoring rows the features a set built for training gives, bit for bit, at
+/// nights with sparse and dense sellers; and a model is never trained on it.
+#[test]
+fn features_built_for_scoring_alone_score_as_the_training_set_does() {
+    use features::Purpose;
+    use std::borrow::Cow;
+    let s = fast_settings(small_input(), &[]);
+    let clean = load(&s);
+    let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for as_of in ["2026-08-20", SMALL_AS_OF] {
+        let n = night(as_of);
+        let train = features::build_keeping(Cow::Borrowed(&clean), &s.features, n, None, Purpose::Train).unwrap();
+        let score = features::build_keeping(Cow::Borrowed(&clean), &s.features, n, None, Purpose::Score).unwrap();
+        assert!(train.score.len() > 100 && !train.train.is_empty(), "{as_of}");
+        assert_eq!(score.score.ship, train.score.ship, "{as_of}");
+        assert!(bits(&score.score.x) == bits(&train.score.x), "{as_of}: scoring features differ");
+        assert!(score.train.is_empty(), "{as_of}");
+        let err = lanewatch::model::train(&score, &s.model).err().expect("trained on a scoring set");
+        assert!(err.to_string().contains("scoring alone"), "{err}");
+    }
 }
 
 /// The digests of the rows known before each cutoff, computed from the last of the known
