@@ -272,6 +272,7 @@ impl FeatureSet {
     /// A night's feature set from its view, states, outcomes, lane tables and series: the
     /// seller and lane history, the training rows and the scoring rows (the shipments in
     /// flight), none of them filled yet.
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         prep: prepare::Prepared,
         states: timeline::CutoffStates,
