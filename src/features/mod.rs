@@ -270,8 +270,8 @@ pub fn build_keeping(
 
 impl FeatureSet {
     /// A night's feature set from its view, states, outcomes, lane tables and series: the
-    /// seller and lane history, the training rows (for `Purpose::Train`) and the scoring rows (the shipments in
-    /// flight), none of them filled yet.
+    /// seller and lane history, the training rows (for `Purpose::Train`) and the scoring rows
+    /// (the shipments in flight), none of them filled yet.
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         prep: prepare::Prepared,
