@@ -1130,7 +1130,7 @@ fn features_built_for_scoring_alone_score_as_the_training_set_does() {
         assert_eq!(score.score.ship, train.score.ship, "{as_of}");
         assert!(bits(&score.score.x) == bits(&train.score.x), "{as_of}: scoring features differ");
         assert!(score.train.is_empty(), "{as_of}");
-        let err = lanewatch::model::train(&score, &s.model).err().expect("trained on a scoring set");
+        let err = lanewatch::model::train(&score, &s.model).expect_err("trained on a scoring set");
         assert!(err.to_string().contains("scoring alone"), "{err}");
     }
 }
