@@ -642,48 +642,87 @@ pub fn stack_chunks(table: Table, parts: Vec<DataFrame>) -> Result<DataFrame> {
 }
 
 /// Rows `rows` of `df` (indices into it, any order), one chunk per column: `df.take`, except
-/// that a string column of many chunks is gathered by its views, its chunks' data buffers
-/// shared rather than copied. polars' take copies such a column string by string, and making
+/// that a column of many chunks without nulls is gathered from its chunks directly: a string
+/// column by its views, its chunks' data buffers shared rather than copied, and a number or
+/// time column by its values. polars' take copies a string column string by string, and making
 /// it one chunk first writes every view twice: at 10M shipments (171 day files) the two took
 /// 1.8-7.5 s of an incremental night, as the host's page faults cost, and this about 2 s
-/// (BENCHMARKS.md, 2026-12-03 (night)). The values are the same either way.
+/// (BENCHMARKS.md, 2026-12-03 (night)); its take of a number column across those chunks looked
+/// each row's chunk up again, 0.15-0.22 s a column. The values are the same either way.
 pub fn gather(df: &DataFrame, rows: &[u32]) -> Result<DataFrame> {
     use rayon::prelude::*;
     let n = df.height();
     if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n) {
         return Err(Error::internal(format!("gather: row {bad} of a frame of {n}")));
     }
-    // The string columns gathered by their views; the rest are taken by polars, with one index.
-    let by_views: Vec<Option<StringChunked>> = df
+    /// How a column is gathered.
+    enum Way {
+        Views(StringChunked),
+        /// The physical values of a number or time column.
+        Values(Series),
+        Take,
+    }
+    let ways: Vec<Way> = df
         .columns()
         .iter()
-        .map(|c| c.str().ok().filter(|ca| ca.chunks().len() > 1 && ca.null_count() == 0).cloned())
+        .map(|c| {
+            if c.n_chunks() <= 1 || c.null_count() > 0 {
+                return Way::Take;
+            }
+            if let Ok(ca) = c.str() {
+                return Way::Views(ca.clone());
+            }
+            let physical = c.as_materialized_series().to_physical_repr().into_owned();
+            let number = matches!(
+                physical.dtype(),
+                DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+                    | DataType::UInt8
+                    | DataType::UInt16
+                    | DataType::UInt32
+                    | DataType::UInt64
+                    | DataType::Float32
+                    | DataType::Float64
+            );
+            if number { Way::Values(physical) } else { Way::Take }
+        })
         .collect();
-    let idx = by_views
+    let idx = ways
         .iter()
-        .any(Option::is_none)
+        .any(|w| matches!(w, Way::Take))
         .then(|| IdxCa::from_vec("".into(), rows.iter().map(|&r| r as IdxSize).collect()));
-    // Each row's chunk and place in it, found once for the string columns chunked alike (all
-    // of them, for frames stacked from files).
-    let lengths = |ca: &StringChunked| ca.chunk_lengths().collect::<Vec<_>>();
-    let layout = by_views.iter().flatten().next().map(|ca| (lengths(ca), ChunkRows::of(ca, rows)));
+    // Each row's chunk and place in it, found once for the columns chunked alike (all of them,
+    // for frames stacked from files).
+    let lengths = |c: &Column| c.as_materialized_series().chunk_lengths().collect::<Vec<_>>();
+    let layout = df
+        .columns()
+        .iter()
+        .zip(&ways)
+        .find(|(_, w)| !matches!(w, Way::Take))
+        .map(|(c, _)| (lengths(c), ChunkRows::of(&lengths(c), rows)));
     let columns = df
         .columns()
         .par_iter()
-        .zip(&by_views)
-        .map(|(c, views)| -> Result<Column> {
-            let Some(ca) = views else {
+        .zip(&ways)
+        .map(|(c, way)| -> Result<Column> {
+            if let Way::Take = way {
                 return Ok(c.take(idx.as_ref().expect("an index for the columns polars takes"))?);
-            };
+            }
             let own;
             let at = match &layout {
-                Some((l, at)) if *l == lengths(ca) => at,
+                Some((l, at)) if *l == lengths(c) => at,
                 _ => {
-                    own = ChunkRows::of(ca, rows);
+                    own = ChunkRows::of(&lengths(c), rows);
                     &own
                 }
             };
-            Ok(gather_views(ca, at).into_column())
+            Ok(match way {
+                Way::Views(ca) => gather_views(ca, at).into_column(),
+                Way::Values(physical) => gather_numbers(physical, at)?.cast(c.dtype())?.into_column(),
+                Way::Take => unreachable!("taken above"),
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(DataFrame::new(rows.len(), columns)?)
@@ -693,11 +732,12 @@ pub fn gather(df: &DataFrame, rows: &[u32]) -> Result<DataFrame> {
 struct ChunkRows(Vec<(u32, u32)>);
 
 impl ChunkRows {
-    fn of(ca: &StringChunked, rows: &[u32]) -> ChunkRows {
+    /// For a column whose chunks have `lengths`.
+    fn of(lengths: &[usize], rows: &[u32]) -> ChunkRows {
         use rayon::prelude::*;
-        let mut starts: Vec<usize> = Vec::with_capacity(ca.chunks().len() + 1);
+        let mut starts: Vec<usize> = Vec::with_capacity(lengths.len() + 1);
         let mut row = 0usize;
-        for len in ca.chunk_lengths() {
+        for len in lengths {
             starts.push(row);
             row += len;
         }
@@ -713,6 +753,30 @@ impl ChunkRows {
                 .collect(),
         )
     }
+}
+
+/// `gather` of a number column without nulls (a time column's physical values): each row's
+/// value read from its chunk.
+fn gather_numbers(s: &Series, at: &ChunkRows) -> Result<Series> {
+    fn values<T: PolarsNumericType>(ca: &ChunkedArray<T>, at: &ChunkRows) -> Series {
+        use rayon::prelude::*;
+        let chunks: Vec<&[T::Native]> = ca.downcast_iter().map(|a| a.values().as_slice()).collect();
+        let v: Vec<T::Native> = at.0.par_iter().map(|&(c, r)| chunks[c as usize][r as usize]).collect();
+        ChunkedArray::<T>::from_vec(ca.name().clone(), v).into_series()
+    }
+    Ok(match s.dtype() {
+        DataType::Int8 => values(s.i8()?, at),
+        DataType::Int16 => values(s.i16()?, at),
+        DataType::Int32 => values(s.i32()?, at),
+        DataType::Int64 => values(s.i64()?, at),
+        DataType::UInt8 => values(s.u8()?, at),
+        DataType::UInt16 => values(s.u16()?, at),
+        DataType::UInt32 => values(s.u32()?, at),
+        DataType::UInt64 => values(s.u64()?, at),
+        DataType::Float32 => values(s.f32()?, at),
+        DataType::Float64 => values(s.f64()?, at),
+        other => return Err(Error::internal(format!("gather: {other} is not a number column"))),
+    })
 }
 
 /// `gather` of a string column without nulls: each row's view, its buffer index moved to
@@ -917,13 +981,13 @@ mod tests {
 
     /// `gather` against polars' take of the frame made one chunk: frames of several chunks
     /// (empty ones among them), strings inline and in buffers, a string column chunked unlike
-    /// the others, one with nulls (which polars takes) and a number column, rows in any order
-    /// and repeated.
+    /// the others, columns with nulls (which polars takes), number and time columns (gathered
+    /// by their values) and a boolean one, rows in any order and repeated.
     #[test]
     fn gathering_rows_of_many_chunks_gives_the_take_of_the_frame_made_one_chunk() {
         let mut rng = crate::TestRng::new(29);
         let mut next = |m: u64| rng.next() % m;
-        let mut by_views = 0;
+        let (mut by_views, mut by_values) = (0, 0);
         for case in 0..300u64 {
             let parts: Vec<DataFrame> = (0..1 + case % 6)
                 .map(|_| {
@@ -933,12 +997,22 @@ mod tests {
                     let nullable: Vec<Option<String>> =
                         (0..n).map(|_| (next(3) > 0).then(|| text(next(1000)))).collect();
                     let k: Vec<u32> = (0..n).map(|_| next(1 << 20) as u32).collect();
+                    let x: Vec<f64> = (0..n).map(|_| next(1000) as f64 / 7.0).collect();
+                    let maybe: Vec<Option<f64>> = (0..n).map(|_| (next(3) > 0).then(|| next(9) as f64)).collect();
+                    let when: Vec<i64> = (0..n).map(|_| next(1 << 40) as i64).collect();
+                    let flag: Vec<bool> = (0..n).map(|_| next(2) == 0).collect();
                     DataFrame::new(
                         n,
                         vec![
                             Column::new("s".into(), s),
                             Column::new("nullable".into(), nullable),
                             Column::new("k".into(), k),
+                            Column::new("x".into(), x),
+                            Column::new("maybe".into(), maybe),
+                            Column::new("when".into(), when)
+                                .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(polars::prelude::TimeZone::UTC)))
+                                .unwrap(),
+                            Column::new("flag".into(), flag),
                         ],
                     )
                     .unwrap()
@@ -963,10 +1037,13 @@ mod tests {
             one.rechunk_mut();
             let want = one.take(&IdxCa::from_vec("".into(), rows.iter().map(|&r| r as IdxSize).collect())).unwrap();
             assert!(got.equals_missing(&want), "case {case}: rows {rows:?}");
+            assert_eq!(got.schema(), want.schema(), "case {case}");
             assert!(got.columns().iter().all(|c| c.as_materialized_series().n_chunks() == 1), "case {case}");
             by_views += (stacked.column("s").unwrap().str().unwrap().chunks().len() > 1 && !rows.is_empty()) as u32;
+            by_values += (stacked.column("when").unwrap().n_chunks() > 1 && !rows.is_empty()) as u32;
         }
         assert!(by_views > 100, "only {by_views} cases gathered a string column of many chunks by its views");
+        assert!(by_values > 100, "only {by_values} cases gathered a time column of many chunks by its values");
         let one_row = DataFrame::new(1, vec![Column::new("k".into(), [1u32])]).unwrap();
         assert!(gather(&one_row, &[1]).is_err(), "a row past the frame is refused");
     }
