@@ -696,12 +696,11 @@ pub fn gather(df: &DataFrame, rows: &[u32]) -> Result<DataFrame> {
     // Each row's chunk and place in it, found once for the columns chunked alike (all of them,
     // for frames stacked from files).
     let lengths = |c: &Column| c.as_materialized_series().chunk_lengths().collect::<Vec<_>>();
-    let layout = df
-        .columns()
-        .iter()
-        .zip(&ways)
-        .find(|(_, w)| !matches!(w, Way::Take))
-        .map(|(c, _)| (lengths(c), ChunkRows::of(&lengths(c), rows)));
+    let layout = df.columns().iter().zip(&ways).find(|(_, w)| !matches!(w, Way::Take)).map(|(c, _)| {
+        let l = lengths(c);
+        let at = ChunkRows::of(&l, rows);
+        (l, at)
+    });
     let columns = df
         .columns()
         .par_iter()

@@ -364,6 +364,16 @@ impl Own {
         let (resolved, late) = if outcome.resolved { (outcome.resolved_at, outcome.late) } else { (NONE, false) };
         Own { picked, handling, resolved, late }
     }
+
+    /// The shipment's handling observation (pickup time, handling µs), when it was picked up.
+    fn handling_seen(&self) -> Option<(i64, i64)> {
+        (self.picked != NONE).then_some((self.picked, self.handling))
+    }
+
+    /// The shipment's late observation (resolution time, 1 when late), when it resolved.
+    fn late_seen(&self) -> Option<(i64, u32)> {
+        (self.resolved != NONE).then_some((self.resolved, self.late as u32))
+    }
 }
 
 /// Smoothed history of one shipment's seller and lane at one time.
@@ -387,14 +397,8 @@ impl History {
     ) -> History {
         let n = prep.len();
         let own = |i: usize| Own::of(prep.created[i], states.picked_up(i), &outcomes[i]);
-        let handling = |i: usize| {
-            let o = own(i);
-            (o.picked != NONE).then_some((o.picked, o.handling))
-        };
-        let late = |i: usize| {
-            let o = own(i);
-            (o.resolved != NONE).then_some((o.resolved, o.late as u32))
-        };
+        let handling = |i: usize| own(i).handling_seen();
+        let late = |i: usize| own(i).late_seen();
         let seller = |i: usize| prep.seller[i] as usize;
         // The sellers' tracks on one side, the lanes' and the network's on the other: a build's
         // counting and filling passes run on one thread, so two at a time use both cores, and
@@ -417,16 +421,12 @@ impl History {
             },
         );
         let mut history = History {
-            window: Bounds::of(cfg).window,
-            max_window: cfg.oldest_days() as i64 * MICROS_PER_DAY,
-            need: Bounds::of(cfg).need,
-            prior_strength,
             seller_late,
             seller_handling,
             lane_late,
             global_late,
             global_handling,
-            at_cutoff: AtCutoff::default(),
+            ..History::bounded(cfg, prior_strength)
         };
         history.at_cutoff = history.windows_at(prep.night.cutoff(), prep.n_sellers(), prep.lanes.len());
         history
@@ -446,8 +446,8 @@ impl History {
         let n = prep.len();
         let own: Vec<Own> =
             (0..n).into_par_iter().map(|i| Own::of(prep.created[i], states.picked_up(i), &outcomes[i])).collect();
-        let handling = |i: usize| (own[i].picked != NONE).then_some((own[i].picked, own[i].handling));
-        let late = |i: usize| (own[i].resolved != NONE).then_some((own[i].resolved, own[i].late as i64));
+        let handling = |i: usize| own[i].handling_seen();
+        let late = |i: usize| own[i].late_seen().map(|(t, late)| (t, late as i64));
         let Bounds { window, need } = Bounds::of(cfg);
         let to = prep.night.cutoff();
         let oldest = to - cfg.oldest_days() as i64 * MICROS_PER_DAY;
@@ -460,18 +460,24 @@ impl History {
         let lane_late = windows(prep.lanes.len(), &|i| late(i).map(|(t, v)| (prep.lane[i] as usize, t, v)));
         let global_handling = windows(1, &|i| handling(i).map(|(t, v)| (0, t, v)))[0];
         let global_late = windows(1, &|i| late(i).map(|(t, v)| (0, t, v)))[0];
+        let at_cutoff = AtCutoff {
+            t: to,
+            global_handling,
+            global_late,
+            seller: seller_handling.into_iter().zip(seller_late).collect(),
+            lane_late,
+        };
+        History { at_cutoff, ..History::bounded(cfg, prior_strength) }
+    }
+
+    /// A history with `cfg`'s bounds and no observations, for the constructors to fill.
+    fn bounded(cfg: &LaneConfig, prior_strength: f64) -> History {
+        let Bounds { window, need } = Bounds::of(cfg);
         History {
             window,
             max_window: cfg.oldest_days() as i64 * MICROS_PER_DAY,
             need,
             prior_strength,
-            at_cutoff: AtCutoff {
-                t: to,
-                global_handling,
-                global_late,
-                seller: seller_handling.into_iter().zip(seller_late).collect(),
-                lane_late,
-            },
             ..History::default()
         }
     }
