@@ -6,8 +6,9 @@
 //! ```text
 //! OUT/state/CURRENT               name of the generation in use, replaced atomically
 //! OUT/state/state-<id>.json       a generation: the input files it covers and their segments
-//! OUT/state/segments/*.parquet    one per input file, written once and never changed,
-//!                                 and each generation's shipment order (below)
+//! OUT/state/segments/*.parquet    one per events file, written once and never changed;
+//!                                 the shipments sorted (below), and one per shipments
+//!                                 file read since
 //! ```
 //!
 //! A night loads the generation `CURRENT` names and checks it against the input: the same tool
@@ -21,10 +22,13 @@
 //! committed, and `CURRENT` moves to it only after: a night killed at any moment leaves
 //! `CURRENT` on a complete generation, the one before or its own.
 //!
-//! A generation also keeps the order that sorts its shipments (sorted row → arrival row): the
-//! next night checks it in one pass and merges its few new shipments in, where sorting every
-//! shipment id again was a quarter of its `validate` stage at 10M shipments. Nothing trusts it:
-//! an order that does not sort the rows is ignored and they are sorted.
+//! Shipments are kept sorted by id in one file (`Sorted`), each row with its arrival row (its
+//! row in file order), and the shipments files read after it as one segment each: the next
+//! night reads the sorted rows in order and merges the later ones in (sorting every shipment id
+//! again was a quarter of its `validate` stage at 10M shipments, and gathering the rows from
+//! their day files' segments in id order most of the rest). A night writes the sorted file
+//! again, holding every file, when the later files' rows pass an eighth of it. Nothing trusts
+//! its order: rows that are not sorted are sorted.
 //!
 //! Segments are exact: event times and estimates as integer microseconds, shipments as decoded.
 //! Nothing in the state depends on the as-of date, so nights may be rerun in any order.
@@ -49,7 +53,7 @@ use crate::schema::Table;
 use crate::validate::{self, ORPHAN, RawEvents, RawInput};
 
 /// Layout version of a generation file; another value is a full refresh.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 pub const DIR: &str = "state";
 const CURRENT: &str = "CURRENT";
 const SEGMENTS: &str = "segments";
@@ -67,17 +71,32 @@ struct Generation {
     written_by: String,
     shipments: Vec<Segment>,
     events: Vec<Segment>,
-    /// The order that sorts the shipments' rows (in file order) by shipment_id: a file under
-    /// `segments/` with one column, `arrival`. Absent in generations written before it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    order: Option<Order>,
+    /// The shipments of the first `files` shipment files, sorted: read in place of their
+    /// segments (each of those names this file). Every generation this layout writes has it.
+    sorted: Option<Sorted>,
 }
 
+/// The shipments of a generation's first `files` shipment files (`rows` of them) in one file,
+/// in the order a night sorts them, each with its arrival row (`ARRIVAL`). A night reads them
+/// in order and merges the later files' rows in: gathering every shipment from its day file's
+/// segment in id order read the files all over (at 10M shipments, 2.3 s of the incremental
+/// night). Written again, covering every file, when the later files' rows exceed an eighth of
+/// it (`rewrites_sorted`), so a night writes it about once every few weeks of history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Order {
+struct Sorted {
     data: String,
     data_blake3: String,
     rows: u64,
+    files: u64,
+}
+
+/// The arrival row of each of `Sorted`'s rows (sorted row → row in file order).
+const ARRIVAL: &str = "__lanewatch_arrival";
+
+/// Whether a generation of `rows` shipments writes its sorted file again, when the one it
+/// read holds `sorted_rows` of them (`None`: it read none).
+fn rewrites_sorted(rows: u64, sorted_rows: Option<u64>) -> bool {
+    sorted_rows.is_none_or(|r| rows.saturating_sub(r).saturating_mul(8) > r)
 }
 
 /// One input file's decoded rows.
@@ -190,8 +209,8 @@ struct Carry {
     new_events: Vec<(FileInfo, i64, std::ops::Range<usize>, Counts)>,
     /// Sorted shipment index → arrival row (shipment rows stacked in file order).
     arrival_of: Vec<u32>,
-    /// The read generation's order file, when it holds `arrival_of` exactly.
-    order_kept: Option<Order>,
+    /// The read generation's sorted shipments, when it had them.
+    sorted: Option<Sorted>,
     input: String,
     input_config: serde_json::Value,
 }
@@ -246,9 +265,10 @@ fn valid_generation_name(n: &str) -> bool {
 
 /// The reused part of the state, read and checked; `Err(why)` means a full refresh.
 struct Reused {
+    /// The sorted shipments (`Sorted`), the segments it holds, and its rows' arrival rows.
+    sorted: Option<(Sorted, Vec<Segment>, DataFrame, Vec<u32>)>,
+    /// The shipment segments after it, read.
     ships: Vec<(Segment, DataFrame)>,
-    /// The generation's shipment order, when it has one: its entry and its rows.
-    order: Option<(Order, Vec<u32>)>,
     /// Events segments, not yet read: `assemble` reads, checks and decodes them a few at a
     /// time, as it appends them.
     events: Vec<Segment>,
@@ -345,25 +365,43 @@ fn reuse(
     let read_all = |segs: &[Segment]| -> std::result::Result<Vec<(Segment, DataFrame)>, String> {
         segs.par_iter().map(|s| Ok((s.clone(), read_segment(&dir, s)?))).collect()
     };
-    let (ships, order) = rayon::join(
-        || read_all(&g.shipments),
-        || {
-            let Some(o) = &g.order else { return Ok(None) };
-            let df = read_file(&dir, &o.data, &o.data_blake3)?;
-            let arrival = df.column("arrival").and_then(|c| c.u32().cloned()).ok().filter(|a| a.null_count() == 0);
-            match arrival {
-                Some(a) if a.len() as u64 == o.rows => {
-                    Ok(Some((o.clone(), a.into_no_null_iter().collect::<Vec<u32>>())))
-                }
-                _ => Err(format!("state segment {} does not hold the shipments' order", o.data)),
-            }
-        },
+    let from = g.sorted.as_ref().map_or(0, |s| s.files as usize);
+    if from > g.shipments.len() {
+        return Err("the state's sorted shipments cover more files than it lists".into());
+    }
+    // The sorted shipments beside the later files' segments.
+    let (sorted, ships) = rayon::join(
+        || g.sorted.as_ref().map(|s| read_sorted(&dir, s, &g.shipments[..from])).transpose(),
+        || read_all(&g.shipments[from..]),
     );
-    let (ships, order) = (ships?, order?);
+    let (sorted, ships) = (sorted?, ships?);
     // Events segments (nine tenths of the state) are read and checked only as `assemble`
     // appends them, a few at a time: checked here first, every one was read and hashed twice,
     // and decoded here, they held the night's events twice (5 GiB at 10M shipments).
-    Ok(Reused { ships, order, events: g.events.clone(), new_ship_paths, new_event_paths })
+    Ok(Reused { sorted, ships, events: g.events.clone(), new_ship_paths, new_event_paths })
+}
+
+/// Reads the sorted shipments `s` of the segments `covered`, checking that it holds their rows
+/// and each row's arrival row once, and splits off the arrival rows.
+fn read_sorted(
+    dir: &Path,
+    s: &Sorted,
+    covered: &[Segment],
+) -> std::result::Result<(Sorted, Vec<Segment>, DataFrame, Vec<u32>), String> {
+    let wrong = || format!("state segment {} does not hold the sorted shipments", s.data);
+    if covered.iter().any(|c| c.data != s.data) || covered.iter().map(|c| c.rows).sum::<u64>() != s.rows {
+        return Err(wrong());
+    }
+    let mut df = read_file(dir, &s.data, &s.data_blake3)?;
+    let arrival = df.column(ARRIVAL).and_then(|c| c.u32().cloned()).ok().filter(|a| a.null_count() == 0);
+    let Some(arrival) = arrival.filter(|a| a.len() as u64 == s.rows) else { return Err(wrong()) };
+    let arrival: Vec<u32> = arrival.into_no_null_iter().collect();
+    let mut seen = vec![false; arrival.len()];
+    if !arrival.iter().all(|&a| (a as usize) < seen.len() && !std::mem::replace(&mut seen[a as usize], true)) {
+        return Err(wrong());
+    }
+    df.drop_in_place(ARRIVAL).map_err(|_| wrong())?;
+    Ok((s.clone(), covered.to_vec(), df, arrival))
 }
 
 /// Reads the input through the state in `OUT/state/`: the segments of files it covers, the
@@ -402,8 +440,8 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
     };
     tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "state: segments read");
     let everything = |ship_paths: Vec<PathBuf>, event_paths: Vec<PathBuf>| Reused {
+        sorted: None,
         ships: vec![],
-        order: None,
         events: vec![],
         new_ship_paths: ship_paths,
         new_event_paths: event_paths,
@@ -415,7 +453,9 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
     validate::check_memory_estimate(
         input,
         cfg,
-        covered(&mut reused.ships.iter().map(|(s, _)| s)) + ingest::footer_rows_of(&reused.new_ship_paths),
+        reused.sorted.as_ref().map_or(0, |s| s.0.rows)
+            + covered(&mut reused.ships.iter().map(|(s, _)| s))
+            + ingest::footer_rows_of(&reused.new_ship_paths),
         covered(&mut reused.events.iter()) + ingest::footer_rows_of(&reused.new_event_paths),
     )?;
     let dir = state_dir(out);
@@ -444,8 +484,12 @@ fn assemble(
     key: serde_json::Value,
 ) -> Result<std::result::Result<Loaded, String>> {
     let t0 = std::time::Instant::now();
-    let Reused { ships, order, events: old_events, new_ship_paths, new_event_paths } = reused;
-    info.files_reused = (ships.len() + old_events.len()) as u64;
+    let Reused { sorted, ships, events: old_events, new_ship_paths, new_event_paths } = reused;
+    let (sorted, covered, sorted_df, sorted_arrival) = match sorted {
+        Some((s, covered, df, arrival)) => (Some(s), covered, Some(df), Some(arrival)),
+        None => (None, Vec::new(), None, None),
+    };
+    info.files_reused = (covered.len() + ships.len() + old_events.len()) as u64;
     info.files_read = (new_ship_paths.len() + new_event_paths.len()) as u64;
 
     // Shipments: covered files' rows, then the new files', stacked in file order (arrival
@@ -456,10 +500,14 @@ fn assemble(
         ingest::read_file_parts(input, Table::Shipments, cfg, Some(&new_ship_paths))?
     };
     let mut findings = parts.plan_findings;
-    let mut files: Vec<FileInfo> = ships.iter().map(|(s, _)| file_info(Table::Shipments, s)).collect();
+    let mut files: Vec<FileInfo> =
+        covered.iter().chain(ships.iter().map(|(s, _)| s)).map(|s| file_info(Table::Shipments, s)).collect();
     files.extend(parts.files);
-    let mut frames: Vec<DataFrame> = Vec::with_capacity(ships.len() + parts.decoded.len());
-    let mut reused_ships = Vec::with_capacity(ships.len());
+    // The sorted shipments first: their rows are the covered files' rows, sorted.
+    let mut frames: Vec<DataFrame> = Vec::with_capacity(1 + ships.len() + parts.decoded.len());
+    frames.extend(sorted_df);
+    let mut reused_ships = covered;
+    reused_ships.reserve(ships.len());
     for (s, df) in ships {
         frames.push(df);
         reused_ships.push(s);
@@ -481,22 +529,13 @@ fn assemble(
         }
     }
     let ship_errors = findings.iter().any(|f| f.level == Level::Error);
-    // Left in its files' chunks: the kept order or the sort by id gathers it into one
-    // (`merge_with_arrival`, `sort_with_arrival`).
+    // Left in its files' chunks: the merge into the sorted shipments (`sort_after_sorted`), or
+    // the sort by id (`sort_with_arrival`), gathers it into one.
     let stacked = ingest::stack_chunks(Table::Shipments, frames)?;
     crate::memory::log_step("validate", "shipments stacked", t0);
-    // A night without new shipments keeps the generation's order file as it is (so a rerun
-    // writes nothing new).
-    let unchanged = stacked.height() == covered_rows;
-    let (shipments, arrival_of, order_kept) = match order.filter(|(_, o)| o.len() == covered_rows) {
-        Some((entry, old)) => {
-            let (df, merged, used) = merge_with_arrival(stacked, old)?;
-            (df, merged, (used && unchanged).then_some(entry))
-        }
-        None => {
-            let (df, arrival) = sort_with_arrival(stacked)?;
-            (df, arrival, None)
-        }
+    let (shipments, arrival_of) = match sorted_arrival {
+        Some(at) => sort_after_sorted(stacked, &at)?,
+        None => sort_with_arrival(stacked)?,
     };
     crate::memory::release_free_memory();
     crate::memory::log_step("validate", "shipments sorted", t0);
@@ -568,7 +607,7 @@ fn assemble(
         new_ships,
         new_events,
         arrival_of,
-        order_kept,
+        sorted,
         input: input_str,
         input_config: key,
     };
@@ -634,23 +673,34 @@ fn sort_by_polars(df: DataFrame) -> Result<(DataFrame, Vec<u32>)> {
     Ok((sorted, arrival))
 }
 
-/// `sort_with_arrival` when the first `order.len()` rows are the covered files' and `order`
-/// (from the state) sorts them: checked in one pass, then the new rows, sorted among
-/// themselves, are merged in. Where `order` does not sort them, or an id is null, every row is
-/// sorted instead. The flag says whether `order` was used.
-fn merge_with_arrival(df: DataFrame, order: Vec<u32>) -> Result<(DataFrame, Vec<u32>, bool)> {
-    match merged_order(&df, order)? {
-        Some(merged) => Ok((ingest::gather(&df, &merged)?, merged, true)),
+/// `sort_with_arrival` of shipments whose first rows are the state's sorted shipments (`at`:
+/// each one's arrival row) and whose later rows are the files read after them, in arrival
+/// order. Rows at 0..r sit at their place in the sorted order, every later row at its arrival
+/// row; sorting by (id, place) is sorting by (id, arrival row), as the places of the sorted
+/// rows follow their arrival rows among equal ids and every later row arrived after them. So
+/// the merge gives the full sort, reading the sorted rows in order, and the places map back
+/// to arrival rows.
+///
+/// Kept rows that are not sorted are put back in arrival order and sorted as a first night
+/// sorts them. (Rows of one id are not checked for arrival order: a repeated id is an error
+/// of the input, on which no night runs.)
+fn sort_after_sorted(stacked: DataFrame, at: &[u32]) -> Result<(DataFrame, Vec<u32>)> {
+    let r = at.len() as u32;
+    let arrival = |p: u32| if p < r { at[p as usize] } else { p };
+    match merged_order(&stacked, (0..r).collect())? {
+        Some(by_place) => Ok((ingest::gather(&stacked, &by_place)?, by_place.into_iter().map(arrival).collect())),
         None => {
-            tracing::debug!("state: the shipments' order does not sort them; sorting every row");
-            let (df, arrival) = sort_with_arrival(df)?;
-            Ok((df, arrival, false))
+            tracing::debug!("state: the sorted shipments are not sorted; sorting every row");
+            let place_of: Vec<u32> = inverse(&(0..stacked.height() as u32).map(arrival).collect::<Vec<u32>>());
+            sort_with_arrival(ingest::gather(&stacked, &place_of)?)
         }
     }
 }
 
-/// The sorted row → arrival row order of `merge_with_arrival`, or None where `order` does not
-/// sort the covered rows or an id is null.
+/// The sorted row → row order of all of `df`'s rows when its first `order.len()` rows are
+/// covered and `order` sorts them by (id, row): checked in one pass, then the later rows, sorted
+/// among themselves, are merged in. None where `order` does not sort the covered rows or an id
+/// is null.
 fn merged_order(df: &DataFrame, order: Vec<u32>) -> Result<Option<Vec<u32>>> {
     let n = df.height();
     // The ids alone in one chunk, read by row below (the frame keeps its files' chunks).
@@ -672,11 +722,21 @@ fn merged_order(df: &DataFrame, order: Vec<u32>) -> Result<Option<Vec<u32>>> {
     let mut fresh: Vec<u32> = (covered as u32..n as u32).collect();
     fresh.par_sort_by(|&a, &b| id(a).cmp(id(b)));
     // Each new row goes after the covered rows whose ids sort before or equal to its own (they
-    // arrived first); the new rows are in order, so their places only move forward.
+    // arrived first); the new rows are in order, so their places only move forward. A place is
+    // found by galloping from the last one, then a binary search within the last stride: the
+    // new rows' places are spread over the covered rows, and a binary search over all the rest
+    // read ids all over them (0.5 s for a week's new rows among 10M shipments).
     let mut merged = Vec::with_capacity(n);
     let mut from = 0usize;
     for &r in &fresh {
-        let at = from + order[from..].partition_point(|&o| id(o) <= id(r));
+        let (rest, key) = (&order[from..], id(r));
+        let mut stride = 1usize;
+        while stride <= rest.len() && id(rest[stride - 1]) <= key {
+            stride *= 2;
+        }
+        // rest[..stride / 2] sort before or equal to the key; the place is at most `stride - 1`.
+        let (lo, hi) = (stride / 2, stride.min(rest.len()));
+        let at = from + lo + rest[lo..hi].partition_point(|&o| id(o) <= key);
         merged.extend_from_slice(&order[from..at]);
         merged.push(r);
         from = at;
@@ -855,18 +915,36 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
     let event_names: Vec<String> = carry.new_events.iter().map(|_| next_name(Table::Events)).collect();
     let arrival_of = &carry.arrival_of;
     let sorted_of = inverse(arrival_of);
+    // The sorted shipments are written again, holding every file's rows, when the files after
+    // the ones they hold have grown past an eighth of them: the new files then get no segments
+    // of their own.
+    let rewrite = rewrites_sorted(arrival_of.len() as u64, carry.sorted.as_ref().map(|s| s.rows));
+    let sorted_name = format!("seg-{stem}-sorted-shipments.parquet");
     // Shipment and event files in one list, so that a single large file of each (a first night
     // on one file per table) writes its two segments side by side rather than one after the other.
     enum New {
         Shipments(FileInfo, i64, std::ops::Range<usize>),
+        Sorted,
         Events(FileInfo, i64, std::ops::Range<usize>, Counts),
     }
-    let n_ships = carry.new_ships.len();
-    let jobs: Vec<(New, String)> = carry
-        .new_ships
+    enum Written {
+        Shipments(Segment),
+        Sorted(String),
+        Events(Segment),
+    }
+    let new_ship_infos: Vec<(FileInfo, i64)> = carry.new_ships.iter().map(|(i, m, _)| (i.clone(), *m)).collect();
+    let ship_jobs: Vec<(New, String)> = if rewrite {
+        vec![(New::Sorted, sorted_name.clone())]
+    } else {
+        carry
+            .new_ships
+            .into_iter()
+            .map(|(info, mtime, rows)| New::Shipments(info, mtime, rows))
+            .zip(ship_names)
+            .collect()
+    };
+    let jobs: Vec<(New, String)> = ship_jobs
         .into_iter()
-        .map(|(info, mtime, rows)| New::Shipments(info, mtime, rows))
-        .zip(ship_names)
         .chain(
             carry
                 .new_events
@@ -875,7 +953,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
                 .zip(event_names),
         )
         .collect();
-    let mut written = each(jobs, |(job, data)| match job {
+    let written = each(jobs, |(job, data)| match job {
         New::Shipments(info, mtime, rows) => {
             // The file's rows in its own order, as it was decoded, taken from the sorted rows.
             let of_file = &sorted_of[rows];
@@ -887,7 +965,17 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
                 let cols = raw.shipments.columns().iter().map(|c| c.take(&idx)).collect::<PolarsResult<Vec<_>>>()?;
                 Ok(DataFrame::new(idx.len(), cols)?)
             })?;
-            Ok(segment(&info, mtime, data, data_blake3))
+            Ok(Written::Shipments(segment(&info, mtime, data, data_blake3)))
+        }
+        New::Sorted => {
+            // The sorted rows as they are, each with its arrival row.
+            let rows = raw.shipments.height();
+            let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), rows, slice_rows, |r| {
+                let mut df = raw.shipments.slice(r.start as i64, r.len());
+                df.with_column(Column::new(ARRIVAL.into(), arrival_of[r].to_vec()))?;
+                Ok(df)
+            })?;
+            Ok(Written::Sorted(data_blake3))
         }
         New::Events(info, mtime, range, counts) => {
             let mut numbering = Numbering::default();
@@ -898,15 +986,31 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
             s.statuses = numbering.statuses;
             s.orphans = numbering.orphans;
             s.counts = Counts { has_eta: raw.events.eta.is_some(), ..counts };
-            Ok(s)
+            Ok(Written::Events(s))
         }
     })?;
     drop(sorted_of);
-    // Listed as the jobs were: the shipment files' segments, then the event files'.
+    // Listed as the jobs were: the shipment files' segments (or the sorted shipments), then the
+    // event files'.
     let new_segments = written.len();
-    let (mut shipments, mut events) = (carry.reused_ships, carry.reused_events);
-    events.extend(written.split_off(n_ships));
-    shipments.extend(written);
+    let (mut shipments, mut events, mut sorted) = (carry.reused_ships, carry.reused_events, carry.sorted);
+    for w in written {
+        match w {
+            Written::Shipments(s) => shipments.push(s),
+            Written::Events(s) => events.push(s),
+            Written::Sorted(data_blake3) => {
+                // Every shipments file's rows are in it, and each file's entry names it.
+                shipments.extend(
+                    new_ship_infos.iter().map(|(info, mtime)| segment(info, *mtime, String::new(), String::new())),
+                );
+                for s in &mut shipments {
+                    (s.data, s.data_blake3) = (sorted_name.clone(), data_blake3.clone());
+                }
+                let rows = arrival_of.len() as u64;
+                sorted = Some(Sorted { data: sorted_name.clone(), data_blake3, rows, files: shipments.len() as u64 });
+            }
+        }
+    }
     crate::memory::log_step("state", "segments written", t0);
     // The new segments (written unsynced) reach the disk before the generation that names
     // them: one sync of the file system rather than an fsync per segment.
@@ -914,17 +1018,6 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         crate::io::sync_filesystem(&seg_dir)?;
     }
     crate::fault::point("state:segments");
-    // The shipments' order, for the next night's merge.
-    let order = if let Some(kept) = carry.order_kept {
-        kept
-    } else {
-        let data = format!("seg-{stem}-order.parquet");
-        let rows = carry.arrival_of.len();
-        // Moved, not copied: nothing reads it after the segments.
-        let mut df = DataFrame::new(rows, vec![Column::new("arrival".into(), carry.arrival_of)])?;
-        let data_blake3 = crate::io::write_compact(&seg_dir.join(&data), &mut df)?;
-        Order { data, data_blake3, rows: rows as u64 }
-    };
     let g = Generation {
         format: FORMAT,
         tool_version: TOOL_VERSION.to_string(),
@@ -933,7 +1026,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         written_by: as_of.to_string(),
         shipments,
         events,
-        order: Some(order),
+        sorted,
     };
     let mut json = serde_json::to_vec_pretty(&g).map_err(Error::internal)?;
     json.push(b'\n');
@@ -1059,7 +1152,7 @@ fn collect_garbage(dir: &Path, current: &str) {
         .iter()
         .chain(g.events.iter())
         .map(|s| s.data.as_str())
-        .chain(g.order.as_ref().map(|o| o.data.as_str()))
+        .chain(g.sorted.as_ref().map(|s| s.data.as_str()))
         .collect();
     if let Ok(entries) = std::fs::read_dir(dir.join(SEGMENTS)) {
         for e in entries.flatten() {
@@ -1116,7 +1209,7 @@ mod tests {
     }
 
     #[test]
-    fn merging_new_shipments_into_the_kept_order_gives_the_full_sort() {
+    fn merging_new_shipments_into_the_sorted_ones_gives_the_full_sort() {
         let mut rng = crate::TestRng::new(41);
         let mut next = |m: u64| rng.next() % m;
         for case in 0..300usize {
@@ -1136,14 +1229,32 @@ mod tests {
             let sorted = sort_with_arrival(frame(&ids)).unwrap();
             assert!(sorted.0.equals(&want.0) && sorted.1 == want.1, "{ids:?}: sorted by id, not by polars");
             let (_, mut order) = sort_with_arrival(frame(&ids[..covered])).unwrap();
-            let got = merge_with_arrival(frame(&ids), order.clone()).unwrap();
-            assert!(got.0.equals(&want.0) && got.1 == want.1 && got.2, "{ids:?}, {covered} covered");
-            // An order that does not sort the covered rows is not used.
+            let merged = merged_order(&frame(&ids), order.clone()).unwrap();
+            assert_eq!(merged.as_ref(), Some(&want.1), "{ids:?}, {covered} covered");
+            // The covered rows kept sorted (as the state keeps them, each with its arrival
+            // row), the later ones after them in arrival order: the same sort.
+            let mut stacked = ingest::gather(&frame(&ids), &order).unwrap();
+            stacked.vstack_mut(&frame(&ids).slice(covered as i64, n - covered)).unwrap();
+            let later: Vec<u32> =
+                (0..n as u32).map(|k| if (k as usize) < covered { order[k as usize] } else { k }).collect();
+            let k: Vec<u32> = stacked.column("k").unwrap().u32().unwrap().into_no_null_iter().collect();
+            assert_eq!(k, later, "{ids:?}");
+            let got = sort_after_sorted(stacked, &order).unwrap();
+            assert!(got.0.equals(&want.0) && got.1 == want.1, "{ids:?}, {covered} kept sorted");
+            // An order that does not sort the covered rows is not used: nor are kept rows out
+            // of id order (rows of one id out of arrival order are not seen, but repeated ids
+            // are an error of the input, which no night runs on).
             if covered >= 2 {
+                let distinct = ids[order[0] as usize] != ids[order[covered - 1] as usize];
                 order.swap(0, covered - 1);
                 assert!(merged_order(&frame(&ids), order.clone()).unwrap().is_none(), "{ids:?}, {covered} covered");
-                let got = merge_with_arrival(frame(&ids), order).unwrap();
-                assert!(got.0.equals(&want.0) && got.1 == want.1 && !got.2, "{ids:?}, {covered} covered, swapped");
+                if !distinct {
+                    continue;
+                }
+                let mut stacked = ingest::gather(&frame(&ids), &order).unwrap();
+                stacked.vstack_mut(&frame(&ids).slice(covered as i64, n - covered)).unwrap();
+                let got = sort_after_sorted(stacked, &order).unwrap();
+                assert!(got.0.equals(&want.0) && got.1 == want.1, "{ids:?}, {covered} kept, swapped");
             }
         }
     }

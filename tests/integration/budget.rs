@@ -10,9 +10,14 @@ use crate::common::*;
 const AS_OF: &str = "2026-06-20";
 
 /// The budget, in MB: well below what this input needs in memory (1.3 GB estimated from its
-/// rows, about 640 MB measured; the in-memory run's measured peak is asserted to be 1.4 times
-/// the budget or more, so the budget binds).
-const BUDGET_MB: f64 = 400.0;
+/// rows; 490–545 MB measured since the state keeps the shipments sorted, 580 before); the
+/// in-memory run's measured peak is asserted to be 1.25 times the budget or more, so the budget
+/// binds. (The smallest budget this night can be split for is about 365 MB: its shipments are
+/// one part's floor.)
+const BUDGET_MB: f64 = 380.0;
+
+/// How far above the budget the in-memory run must peak for the budget to bind.
+const BINDS: f64 = 1.25;
 
 /// A million shipments, 9.2 million events, generated once per test binary.
 fn large_input() -> &'static Path {
@@ -72,7 +77,7 @@ fn a_night_above_the_memory_budget_runs_out_of_core_within_it() {
         run_measured(&py, input, parted.path(), &[("LANEWATCH_INPUT__MAX_MEMORY_GB", &budget)]);
     assert_eq!(code, 0, "{err}");
     eprintln!("peak RSS: {whole_mb:.0} MB in memory, {parted_mb:.0} MB out of core (budget {BUDGET_MB} MB)");
-    assert!(whole_mb > 1.4 * BUDGET_MB, "the in-memory run needs {whole_mb:.0} MB: the budget does not bind");
+    assert!(whole_mb > BINDS * BUDGET_MB, "the in-memory run needs {whole_mb:.0} MB: the budget does not bind");
     assert!(parted_mb <= BUDGET_MB, "out of core: {parted_mb:.0} MB, above the budget of {BUDGET_MB} MB");
 
     let run = parted.path().join(format!("as_of={AS_OF}"));

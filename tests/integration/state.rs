@@ -212,6 +212,71 @@ fn current_path(out: &Path) -> PathBuf {
     out.join("state").join(name.trim())
 }
 
+/// Flips the bits `mask` of the byte at `1 / at` of the file.
+fn flip(path: &Path, at: usize, mask: u8) {
+    let mut b = std::fs::read(path).unwrap();
+    let k = b.len() / at;
+    b[k] ^= mask;
+    std::fs::write(path, b).unwrap();
+}
+
+/// The current generation's sorted shipments: the file, the rows it holds and the shipments
+/// files it holds; and the data file of each shipments file.
+fn sorted_shipments(out: &Path) -> (PathBuf, u64, usize, Vec<String>) {
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(current_path(out)).unwrap()).unwrap();
+    let s = &g["sorted"];
+    let data = g["shipments"].as_array().unwrap().iter().map(|s| s["data"].as_str().unwrap().to_string()).collect();
+    (
+        out.join("state/segments").join(s["data"].as_str().unwrap()),
+        s["rows"].as_u64().unwrap(),
+        s["files"].as_u64().unwrap() as usize,
+        data,
+    )
+}
+
+/// The shipments are kept sorted in one file, which nights after it read with the shipments
+/// files read since (one segment each) until those pass an eighth of its rows; then a night
+/// writes it again, holding every file. Each night equals a full refresh byte for byte.
+#[test]
+fn sorted_shipments_are_kept_until_the_files_after_them_pass_an_eighth_of_them() {
+    let arr = arrivals(small_input());
+    let live = tempfile::tempdir().unwrap();
+    let (inc, full) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut prev: Option<NaiveDate> = None;
+    let mut last: Option<PathBuf> = None;
+    let (mut kept, mut rewritten) = (0, 0);
+    for night in ["2026-08-01", "2026-08-02", "2026-08-04", "2026-08-10", "2026-08-11", "2026-08-25"] {
+        arr.deliver(live.path(), prev, date(night));
+        let a = run_night(live.path(), inc.path(), night, &[]);
+        let b = run_full_refresh(live.path(), full.path(), night);
+        assert_same_data(&a, &b, &format!("night {night}"));
+        let st = &manifest(&a)["state"];
+        assert!(st["full_refresh"].is_null(), "night {night}: {st}");
+        let (file, rows, files, data) = sorted_shipments(inc.path());
+        let total: u64 = read_parquet(&file).height() as u64;
+        assert_eq!(total, rows, "night {night}");
+        // Files it holds name it; every later one has its own segment.
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(data[..files].iter().all(|d| *d == name), "night {night}: {data:?}");
+        assert!(data[files..].iter().all(|d| *d != name && d.ends_with("-shipments.parquet")), "night {night}");
+        let later: u64 = data[files..]
+            .iter()
+            .map(|d| read_parquet(&inc.path().join("state/segments").join(d)).height() as u64)
+            .sum();
+        assert!(later * 8 <= rows, "night {night}: {later} rows after {rows} sorted ones");
+        if last.as_ref() == Some(&file) {
+            kept += 1;
+            assert!(files < data.len(), "night {night}: kept, yet no file after it");
+        } else {
+            rewritten += 1;
+            assert_eq!(files, data.len(), "night {night}: written again without every file");
+        }
+        last = Some(file);
+        prev = Some(date(night));
+    }
+    assert!(kept >= 2 && rewritten >= 2, "kept {kept}, rewritten {rewritten}");
+}
+
 /// Every way a state can be unusable leads to a full refresh whose warning names the reason,
 /// with outputs equal to nights that kept no state; the state is whole again afterwards.
 #[test]
@@ -222,25 +287,11 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
         (
             "segment bytes flipped",
             Damage::State(|out| {
-                let seg = std::fs::read_dir(out.join("state/segments")).unwrap().flatten().last().unwrap().path();
-                let mut b = std::fs::read(&seg).unwrap();
-                let mid = b.len() / 2;
-                b[mid] ^= 0xff;
-                std::fs::write(&seg, b).unwrap();
+                flip(&std::fs::read_dir(out.join("state/segments")).unwrap().flatten().last().unwrap().path(), 2, 0xff)
             }),
             "is corrupt",
         ),
-        (
-            "an events segment's bytes flipped",
-            Damage::State(|out| {
-                let seg = events_segment(out);
-                let mut b = std::fs::read(&seg).unwrap();
-                let mid = b.len() / 3;
-                b[mid] ^= 0x5a;
-                std::fs::write(&seg, b).unwrap();
-            }),
-            "is corrupt",
-        ),
+        ("an events segment's bytes flipped", Damage::State(|out| flip(&events_segment(out), 3, 0x5a)), "is corrupt"),
         (
             // Whole and matching its recorded hash, but not events: read as events it would be
             // nonsense, so the columns are checked before any segment is decoded.
@@ -256,6 +307,40 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
                 std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
             }),
             "does not hold events",
+        ),
+        (
+            "the sorted shipments' bytes flipped",
+            Damage::State(|out| flip(&sorted_shipments(out).0, 2, 0xa5)),
+            "is corrupt",
+        ),
+        (
+            // Whole and matching its recorded hash, but without each row's arrival row.
+            "sorted shipments without their arrival rows",
+            Damage::State(|out| {
+                let p = sorted_shipments(out).0;
+                let mut df = read_parquet(&p);
+                df.drop_in_place("__lanewatch_arrival").unwrap();
+                write_parquet(&mut df, &p);
+                let hash = blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string();
+                let gp = current_path(out);
+                let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&gp).unwrap()).unwrap();
+                g["sorted"]["data_blake3"] = hash.clone().into();
+                for s in g["shipments"].as_array_mut().unwrap() {
+                    s["data_blake3"] = hash.clone().into();
+                }
+                std::fs::write(&gp, serde_json::to_vec(&g).unwrap()).unwrap();
+            }),
+            "does not hold the sorted shipments",
+        ),
+        (
+            "an earlier layout",
+            Damage::State(|out| {
+                let p = current_path(out);
+                let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                g["format"] = 1.into();
+                std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
+            }),
+            "the state has layout 1",
         ),
         (
             "segment missing",
