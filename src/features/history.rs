@@ -448,9 +448,9 @@ impl History {
             (0..n).into_par_iter().map(|i| Own::of(prep.created[i], states.picked_up(i), &outcomes[i])).collect();
         let handling = |i: usize| own[i].handling_seen();
         let late = |i: usize| own[i].late_seen().map(|(t, late)| (t, late as i64));
-        let Bounds { window, need } = Bounds::of(cfg);
+        let bounded = History::bounded(cfg, prior_strength);
         let to = prep.night.cutoff();
-        let oldest = to - cfg.oldest_days() as i64 * MICROS_PER_DAY;
+        let (window, oldest, need) = (bounded.window, to - bounded.max_window, bounded.need);
         let windows = |groups: usize, obs: &(dyn Fn(usize) -> Option<(usize, i64, i64)> + Sync)| {
             windows_before(groups, n, obs, to, window, oldest, need)
         };
@@ -467,7 +467,7 @@ impl History {
             seller: seller_handling.into_iter().zip(seller_late).collect(),
             lane_late,
         };
-        History { at_cutoff, ..History::bounded(cfg, prior_strength) }
+        History { at_cutoff, ..bounded }
     }
 
     /// A history with `cfg`'s bounds and no observations, for the constructors to fill.

@@ -265,8 +265,7 @@ fn valid_generation_name(n: &str) -> bool {
 
 /// The reused part of the state, read and checked; `Err(why)` means a full refresh.
 struct Reused {
-    /// The sorted shipments (`Sorted`), the segments it holds, and its rows' arrival rows.
-    sorted: Option<(Sorted, Vec<Segment>, DataFrame, Vec<u32>)>,
+    sorted: Option<SortedRead>,
     /// The shipment segments after it, read.
     ships: Vec<(Segment, DataFrame)>,
     /// Events segments, not yet read: `assemble` reads, checks and decodes them a few at a
@@ -381,15 +380,21 @@ fn reuse(
     Ok(Reused { sorted, ships, events: g.events.clone(), new_ship_paths, new_event_paths })
 }
 
-/// Reads the sorted shipments `s` of the segments `covered`, checking that it holds their rows
-/// and each row's arrival row once, and splits off the arrival rows.
-fn read_sorted(
-    dir: &Path,
-    s: &Sorted,
-    covered: &[Segment],
-) -> std::result::Result<(Sorted, Vec<Segment>, DataFrame, Vec<u32>), String> {
+/// The sorted shipments as read: the entry, the segments of the files it holds, its rows and
+/// each row's arrival row.
+struct SortedRead {
+    entry: Sorted,
+    covered: Vec<Segment>,
+    rows: DataFrame,
+    arrival: Vec<u32>,
+}
+
+/// Reads the sorted shipments `s` of the segments `covered`, checking that each of those names
+/// it, that it holds their rows and each row's arrival row once, and splits off the arrival rows.
+fn read_sorted(dir: &Path, s: &Sorted, covered: &[Segment]) -> std::result::Result<SortedRead, String> {
     let wrong = || format!("state segment {} does not hold the sorted shipments", s.data);
-    if covered.iter().any(|c| c.data != s.data) || covered.iter().map(|c| c.rows).sum::<u64>() != s.rows {
+    let names_it = |c: &Segment| c.data == s.data && c.data_blake3 == s.data_blake3;
+    if !covered.iter().all(names_it) || covered.iter().map(|c| c.rows).sum::<u64>() != s.rows {
         return Err(wrong());
     }
     let mut df = read_file(dir, &s.data, &s.data_blake3)?;
@@ -401,7 +406,7 @@ fn read_sorted(
         return Err(wrong());
     }
     df.drop_in_place(ARRIVAL).map_err(|_| wrong())?;
-    Ok((s.clone(), covered.to_vec(), df, arrival))
+    Ok(SortedRead { entry: s.clone(), covered: covered.to_vec(), rows: df, arrival })
 }
 
 /// Reads the input through the state in `OUT/state/`: the segments of files it covers, the
@@ -453,7 +458,7 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
     validate::check_memory_estimate(
         input,
         cfg,
-        reused.sorted.as_ref().map_or(0, |s| s.0.rows)
+        reused.sorted.as_ref().map_or(0, |s| s.entry.rows)
             + covered(&mut reused.ships.iter().map(|(s, _)| s))
             + ingest::footer_rows_of(&reused.new_ship_paths),
         covered(&mut reused.events.iter()) + ingest::footer_rows_of(&reused.new_event_paths),
@@ -486,7 +491,7 @@ fn assemble(
     let t0 = std::time::Instant::now();
     let Reused { sorted, ships, events: old_events, new_ship_paths, new_event_paths } = reused;
     let (sorted, covered, sorted_df, sorted_arrival) = match sorted {
-        Some((s, covered, df, arrival)) => (Some(s), covered, Some(df), Some(arrival)),
+        Some(r) => (Some(r.entry), r.covered, Some(r.rows), Some(r.arrival)),
         None => (None, Vec::new(), None, None),
     };
     info.files_reused = (covered.len() + ships.len() + old_events.len()) as u64;
