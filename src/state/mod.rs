@@ -916,14 +916,15 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
     // New segments are written in parallel (each through its own temporary file), listed in
     // file order.
     let slice_rows = slice_rows();
-    let ship_names: Vec<String> = carry.new_ships.iter().map(|_| next_name(Table::Shipments)).collect();
-    let event_names: Vec<String> = carry.new_events.iter().map(|_| next_name(Table::Events)).collect();
     let arrival_of = &carry.arrival_of;
     let sorted_of = inverse(arrival_of);
     // The sorted shipments are written again, holding every file's rows, when the files after
     // the ones they hold have grown past an eighth of them: the new files then get no segments
-    // of their own.
+    // of their own (nor names).
     let rewrite = rewrites_sorted(arrival_of.len() as u64, carry.sorted.as_ref().map(|s| s.rows));
+    let ship_names: Vec<String> =
+        if rewrite { vec![] } else { carry.new_ships.iter().map(|_| next_name(Table::Shipments)).collect() };
+    let event_names: Vec<String> = carry.new_events.iter().map(|_| next_name(Table::Events)).collect();
     let sorted_name = format!("seg-{stem}-sorted-shipments.parquet");
     // Shipment and event files in one list, so that a single large file of each (a first night
     // on one file per table) writes its two segments side by side rather than one after the other.
