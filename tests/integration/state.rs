@@ -234,6 +234,24 @@ fn sorted_shipments(out: &Path) -> (PathBuf, u64, usize, Vec<String>) {
     )
 }
 
+/// The sequence numbers of the segments the current generation wrote itself (the names
+/// `seg-<stem>-<n>-<table>.parquet` with the stem of its last events segment: a generation
+/// that read new events files), sorted.
+fn tonights_numbers(out: &Path) -> Vec<u32> {
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(current_path(out)).unwrap()).unwrap();
+    let names: Vec<String> = ["shipments", "events"]
+        .iter()
+        .flat_map(|t| g[*t].as_array().unwrap().iter().map(|s| s["data"].as_str().unwrap().to_string()))
+        .collect();
+    let stem = |n: &str| n.split('-').nth(1).unwrap_or("").to_string();
+    let tonight = stem(names.last().unwrap());
+    let mut seq: Vec<u32> =
+        names.iter().filter(|n| stem(n) == tonight).filter_map(|n| n.split('-').nth(2)?.parse().ok()).collect();
+    seq.sort_unstable();
+    seq.dedup();
+    seq
+}
+
 /// The shipments are kept sorted in one file, which nights after it read with the shipments
 /// files read since (one segment each) until those pass an eighth of its rows; then a night
 /// writes it again, holding every file. Each night equals a full refresh byte for byte.
@@ -264,6 +282,11 @@ fn sorted_shipments_are_kept_until_the_files_after_them_pass_an_eighth_of_them()
             .map(|d| read_parquet(&inc.path().join("state/segments").join(d)).height() as u64)
             .sum();
         assert!(later * 8 <= rows, "night {night}: {later} rows after {rows} sorted ones");
+        // Tonight's segments are numbered from 1 without gaps: on a night that writes the
+        // sorted shipments again, the shipments files get no segment names either.
+        let numbers = tonights_numbers(inc.path());
+        assert!(!numbers.is_empty(), "night {night}: no segment written");
+        assert_eq!(numbers, (1..=numbers.len() as u32).collect::<Vec<u32>>(), "night {night}: names with gaps");
         if last.as_ref() == Some(&file) {
             kept += 1;
             assert!(files < data.len(), "night {night}: kept, yet no file after it");
