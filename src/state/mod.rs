@@ -401,8 +401,7 @@ fn read_sorted(dir: &Path, s: &Sorted, covered: &[Segment]) -> std::result::Resu
     let arrival = df.column(ARRIVAL).and_then(|c| c.u32().cloned()).ok().filter(|a| a.null_count() == 0);
     let Some(arrival) = arrival.filter(|a| a.len() as u64 == s.rows) else { return Err(wrong()) };
     let arrival: Vec<u32> = arrival.into_no_null_iter().collect();
-    let mut seen = vec![false; arrival.len()];
-    if !arrival.iter().all(|&a| (a as usize) < seen.len() && !std::mem::replace(&mut seen[a as usize], true)) {
+    if !is_permutation(&arrival) {
         return Err(wrong());
     }
     df.drop_in_place(ARRIVAL).map_err(|_| wrong())?;
@@ -642,6 +641,12 @@ fn earliest_creation(df: &DataFrame) -> Result<i64> {
     Ok(if created.null_count() > 0 { i64::MIN } else { created.min().unwrap_or(i64::MAX) })
 }
 
+/// Whether `order` holds each of `0..order.len()` once.
+fn is_permutation(order: &[u32]) -> bool {
+    let mut seen = vec![false; order.len()];
+    order.iter().all(|&r| (r as usize) < seen.len() && !std::mem::replace(&mut seen[r as usize], true))
+}
+
 /// The inverse of a permutation: for sorted row → arrival row, arrival row → sorted row.
 fn inverse(perm: &[u32]) -> Vec<u32> {
     let mut inv = vec![0u32; perm.len()];
@@ -717,11 +722,7 @@ fn merged_order(df: &DataFrame, order: Vec<u32>) -> Result<Option<Vec<u32>>> {
     let id = |r: u32| arr.value(r as usize);
     let covered = order.len();
     // A permutation of the covered rows, in (id, arrival row) order: the stable sort's order.
-    let mut seen = vec![false; covered];
-    let is_permutation =
-        order.iter().all(|&r| (r as usize) < covered && !std::mem::replace(&mut seen[r as usize], true));
-    drop(seen);
-    if !(is_permutation && order.par_windows(2).all(|w| (id(w[0]), w[0]) < (id(w[1]), w[1]))) {
+    if !(is_permutation(&order) && order.par_windows(2).all(|w| (id(w[0]), w[0]) < (id(w[1]), w[1]))) {
         return Ok(None);
     }
     let mut fresh: Vec<u32> = (covered as u32..n as u32).collect();
@@ -938,7 +939,9 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         Sorted(String),
         Events(Segment),
     }
-    let new_ship_infos: Vec<(FileInfo, i64)> = carry.new_ships.iter().map(|(i, m, _)| (i.clone(), *m)).collect();
+    // The new files' entries of a rewrite night, which name the sorted file.
+    let new_ship_infos: Vec<(FileInfo, i64)> =
+        if rewrite { carry.new_ships.iter().map(|(i, m, _)| (i.clone(), *m)).collect() } else { vec![] };
     let ship_jobs: Vec<(New, String)> = if rewrite {
         vec![(New::Sorted, sorted_name.clone())]
     } else {

@@ -252,6 +252,23 @@ fn tonights_numbers(out: &Path) -> Vec<u32> {
     seq
 }
 
+/// Rewrites the current generation's sorted shipments through `change`, its hash (and the
+/// hash the entries of the files it holds name) made to match.
+fn rewrite_sorted(out: &Path, change: fn(&mut DataFrame)) {
+    let p = sorted_shipments(out).0;
+    let mut df = read_parquet(&p);
+    change(&mut df);
+    write_parquet(&mut df, &p);
+    let hash = blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string();
+    let gp = current_path(out);
+    let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&gp).unwrap()).unwrap();
+    g["sorted"]["data_blake3"] = hash.clone().into();
+    for s in g["shipments"].as_array_mut().unwrap() {
+        s["data_blake3"] = hash.clone().into();
+    }
+    std::fs::write(&gp, serde_json::to_vec(&g).unwrap()).unwrap();
+}
+
 /// The shipments are kept sorted in one file, which nights after it read with the shipments
 /// files read since (one segment each) until those pass an eighth of its rows; then a night
 /// writes it again, holding every file. Each night equals a full refresh byte for byte.
@@ -340,18 +357,22 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
             // Whole and matching its recorded hash, but without each row's arrival row.
             "sorted shipments without their arrival rows",
             Damage::State(|out| {
-                let p = sorted_shipments(out).0;
-                let mut df = read_parquet(&p);
-                df.drop_in_place("__lanewatch_arrival").unwrap();
-                write_parquet(&mut df, &p);
-                let hash = blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string();
-                let gp = current_path(out);
-                let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&gp).unwrap()).unwrap();
-                g["sorted"]["data_blake3"] = hash.clone().into();
-                for s in g["shipments"].as_array_mut().unwrap() {
-                    s["data_blake3"] = hash.clone().into();
-                }
-                std::fs::write(&gp, serde_json::to_vec(&g).unwrap()).unwrap();
+                rewrite_sorted(out, |df| {
+                    df.drop_in_place("__lanewatch_arrival").unwrap();
+                })
+            }),
+            "does not hold the sorted shipments",
+        ),
+        (
+            // Each row's arrival row once: a repeated one would map two rows to one.
+            "sorted shipments whose arrival rows repeat one",
+            Damage::State(|out| {
+                rewrite_sorted(out, |df| {
+                    let mut a: Vec<u32> =
+                        df.column("__lanewatch_arrival").unwrap().u32().unwrap().into_no_null_iter().collect();
+                    a[1] = a[0];
+                    df.with_column(Column::new("__lanewatch_arrival".into(), a)).unwrap();
+                })
             }),
             "does not hold the sorted shipments",
         ),
