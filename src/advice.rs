@@ -299,23 +299,29 @@ struct Views {
     bands: Vec<View>,
 }
 
-/// The views of pool `pool`'s window `w` with `n_bands` weight bands, taken once: one pass over
-/// the window (whose observations a part's pool picks out at random), then each band's view
-/// from that compact copy.
-fn views<'m>(
-    memo: &'m mut std::collections::HashMap<usize, Views>,
+/// The views of a pool's window `w` with `n_bands` weight bands: one pass over the window
+/// (whose observations a part's pool picks out at random), then each band's view from that
+/// compact copy.
+fn views(n_bands: usize, w: Win<'_>) -> Views {
+    let rows: Vec<(f64, f64, Option<u8>)> = w.iter().map(|o| (o.transit, o.transit_b, o.band)).collect();
+    let of_band = |b: usize| rows.iter().filter(move |r| r.2 == Some(b as u8)).map(|r| (r.0, r.1));
+    Views {
+        all: View::of(rows.iter().map(|r| (r.0, r.1))),
+        bands: (0..n_bands).map(|b| View::of(of_band(b))).collect(),
+    }
+}
+
+/// One origin × destination × service of the service advice: the pool it reads (`usize::MAX`
+/// with none: no level has support) and the one above it, whose on-time rate is its prior.
+struct Pick<'a> {
+    o: &'a str,
+    d: &'a str,
+    s: &'a str,
+    promise: f64,
+    basis: &'static str,
     pool: usize,
-    n_bands: usize,
-    w: Win<'_>,
-) -> &'m Views {
-    memo.entry(pool).or_insert_with(|| {
-        let rows: Vec<(f64, f64, Option<u8>)> = w.iter().map(|o| (o.transit, o.transit_b, o.band)).collect();
-        let of_band = |b: usize| rows.iter().filter(move |r| r.2 == Some(b as u8)).map(|r| (r.0, r.1));
-        Views {
-            all: View::of(rows.iter().map(|r| (r.0, r.1))),
-            bands: (0..n_bands).map(|b| View::of(of_band(b))).collect(),
-        }
-    })
+    w: Win<'a>,
+    parent: Option<(usize, Win<'a>)>,
 }
 
 /// p50, p90 and p95 of a pool's transit in days and in business days.
@@ -568,18 +574,22 @@ impl<'a> Part<'a> {
         // shipment indices by a looked-up key, then reading each shipment's columns in that order,
         // was a cache miss a read (several seconds at 10M). Rows resolved before the oldest window
         // start are never kept (`kept_rows`), so they are left out here.
+        // Each row carries its shipment's lane, read here in shipment order: the passes below
+        // go in resolution order, where reading it was a cache miss a row, four times over (in
+        // the padding of the pair, so no more memory).
         let oldest = window_bounds(cutoff, &p.lanes).1;
-        let mut resolved: Vec<(i64, u32)> = (0..prep.len())
+        let mut resolved: Vec<(i64, u32, u32)> = (0..prep.len())
             .filter(|&i| fs.outcomes[i].resolved && fs.outcomes[i].resolved_at >= oldest)
-            .map(|i| (fs.outcomes[i].resolved_at, i as u32))
+            .map(|i| (fs.outcomes[i].resolved_at, i as u32, prep.lane[i]))
             .collect();
+        // (time, shipment) is unique: the lane never decides the order.
         resolved.par_sort_unstable();
         crate::memory::log_step("advice", "resolved sorted", t0);
-        let lane_pools = |i: u32| pools.of_lane(prep.lane[i as usize] as usize);
+        let of_lane: Vec<[usize; 3]> = (0..prep.lanes.len()).map(|l| pools.of_lane(l)).collect();
         // Which of its pools keep each row, then the kept rows' observations, in parallel.
         let kept = kept_rows(
             resolved.len(),
-            |r| (lane_pools(resolved[r].1), resolved[r].0),
+            |r| (of_lane[resolved[r].2 as usize], resolved[r].0),
             pools.obs.len(),
             cutoff,
             &p.lanes,
@@ -626,8 +636,7 @@ impl<'a> Part<'a> {
                 }
             })
             .collect();
-        let of_lane: Vec<[usize; 3]> = (0..prep.lanes.len()).map(|l| pools.of_lane(l)).collect();
-        let row_pools = |k: usize| of_lane[prep.lane[resolved[kept[k].0 as usize].1 as usize] as usize];
+        let row_pools = |k: usize| of_lane[resolved[kept[k].0 as usize].2 as usize];
         crate::memory::log_step("advice", "observed", t0);
         fill_pools(&kept, row_pools, pools.levels(), &mut pools.obs);
         crate::memory::log_step("advice", "pools", t0);
@@ -709,11 +718,12 @@ impl<'a> Part<'a> {
         }
 
         // ---- service advice ----
-        let mut rows: Vec<Row> = Vec::new();
-        // Views by pool; a service pool is `pools.obs.len()` + its service's place.
-        let mut memo: std::collections::HashMap<usize, Views> = std::collections::HashMap::new();
+        // A service pool is `pools.obs.len()` + its service's place.
         let service_pool =
             |s: &str| pools.obs.len() + services.keys().position(|x| *x == s).unwrap_or(usize::MAX - pools.obs.len());
+        // Each origin × destination × service's pools, most specific first, and which of them
+        // it reads: the first with support, and the one above it (for the prior).
+        let mut picks: Vec<Pick> = Vec::new();
         for &(o, d) in &pairs {
             let mut services_d: Vec<&str> = services_to[d].iter().copied().filter(|s| owns(d, s)).collect();
             services_d.sort_by_key(|s| (service_rank(s, &cfg.services), *s));
@@ -740,58 +750,74 @@ impl<'a> Part<'a> {
                 .flatten()
                 .collect();
                 let chosen = levels.iter().position(|(_, _, w)| w.len() >= need);
+                let parent = chosen.and_then(|k| levels.get(k + 1)).filter(|(_, _, w)| !w.is_empty()).map(|l| (l.1, l.2));
                 let (basis, pool, w) = match chosen {
                     Some(k) => levels[k],
                     None => ("none", usize::MAX, Win::EMPTY),
                 };
-                let parent_rate = chosen
-                    .and_then(|k| levels.get(k + 1))
-                    .filter(|(_, _, w)| !w.is_empty())
-                    .map(|&(_, k, w)| views(&mut memo, k, bands.len(), w).all.met(promise) as f64 / w.len() as f64)
-                    .filter(|r| r.is_finite());
-                let shrink = |v: &View| -> f64 {
-                    let (n, met) = (v.n(), v.met(promise));
-                    if n == 0 || !promise.is_finite() {
-                        return f64::NAN;
-                    }
-                    match parent_rate {
-                        Some(pr) => (met as f64 + p.prior_strength * pr) / (n as f64 + p.prior_strength),
-                        None => met as f64 / n as f64,
-                    }
-                };
-                let vs = views(&mut memo, pool, bands.len(), w);
-                let v = &vs.all;
-                let all = Row {
-                    o: o.into(),
-                    d: d.into(),
-                    s: s.into(),
-                    band: "all".into(),
-                    basis,
-                    weight_basis: "all_weights",
-                    st: v.stats(promise),
-                    promise,
-                    p_meet: shrink(v),
-                };
-                for (b, label) in bands.iter().enumerate() {
-                    let vb = &vs.bands[b];
-                    if vb.n() == 0 {
-                        continue;
-                    }
-                    let own = vb.n() >= need;
-                    rows.push(Row {
-                        band: label.clone(),
-                        weight_basis: if own { "band" } else { "all_weights" },
-                        st: if own { vb.stats(promise) } else { all.st },
-                        p_meet: if own { shrink(vb) } else { all.p_meet },
-                        o: all.o.clone(),
-                        d: all.d.clone(),
-                        s: all.s.clone(),
-                        basis,
-                        promise,
-                    });
-                }
-                rows.push(all);
+                picks.push(Pick { o, d, s, promise, basis, pool, w, parent });
             }
+        }
+        // Every pool read, viewed once, in parallel (one at a time, they were most of the
+        // service advice at 10M shipments).
+        let mut wanted: BTreeMap<usize, Win> = BTreeMap::new();
+        for pk in &picks {
+            wanted.insert(pk.pool, pk.w);
+            if let Some((k, w)) = pk.parent {
+                wanted.insert(k, w);
+            }
+        }
+        let memo: std::collections::HashMap<usize, Views> =
+            wanted.into_par_iter().map(|(k, w)| (k, views(bands.len(), w))).collect();
+        let mut rows: Vec<Row> = Vec::new();
+        for pk in picks {
+            let (promise, basis) = (pk.promise, pk.basis);
+            let parent_rate = pk
+                .parent
+                .map(|(k, w)| memo[&k].all.met(promise) as f64 / w.len() as f64)
+                .filter(|r| r.is_finite());
+            let shrink = |v: &View| -> f64 {
+                let (n, met) = (v.n(), v.met(promise));
+                if n == 0 || !promise.is_finite() {
+                    return f64::NAN;
+                }
+                match parent_rate {
+                    Some(pr) => (met as f64 + p.prior_strength * pr) / (n as f64 + p.prior_strength),
+                    None => met as f64 / n as f64,
+                }
+            };
+            let vs = &memo[&pk.pool];
+            let v = &vs.all;
+            let all = Row {
+                o: pk.o.into(),
+                d: pk.d.into(),
+                s: pk.s.into(),
+                band: "all".into(),
+                basis,
+                weight_basis: "all_weights",
+                st: v.stats(promise),
+                promise,
+                p_meet: shrink(v),
+            };
+            for (b, label) in bands.iter().enumerate() {
+                let vb = &vs.bands[b];
+                if vb.n() == 0 {
+                    continue;
+                }
+                let own = vb.n() >= need;
+                rows.push(Row {
+                    band: label.clone(),
+                    weight_basis: if own { "band" } else { "all_weights" },
+                    st: if own { vb.stats(promise) } else { all.st },
+                    p_meet: if own { shrink(vb) } else { all.p_meet },
+                    o: all.o.clone(),
+                    d: all.d.clone(),
+                    s: all.s.clone(),
+                    basis,
+                    promise,
+                });
+            }
+            rows.push(all);
         }
 
         crate::memory::log_step("advice", "service rows", t0);
@@ -1327,14 +1353,13 @@ mod tests {
                 })
                 .collect();
             let pools: Vec<Vec<u32>> = (0..4).map(|_| (0..200).filter(|_| next(3) == 0).collect()).collect();
-            let mut memo = std::collections::HashMap::new();
             for ask in 0..30 {
                 let k = next(4) as usize;
                 let band = match next(4) {
                     3 => None,
                     b => Some(b as usize),
                 };
-                let vs = views(&mut memo, k, 3, Win::Picked(&observed, &pools[k]));
+                let vs = views(3, Win::Picked(&observed, &pools[k]));
                 let v = match band {
                     None => &vs.all,
                     Some(b) => &vs.bands[b],
