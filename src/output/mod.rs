@@ -87,8 +87,13 @@ pub fn write_run(
 ) -> Result<Vec<(String, u64)>> {
     // The seller files are created one at a time (see `write_sellers`), which left a core idle:
     // the data files and the report are written beside them.
+    let t0 = std::time::Instant::now();
     let (sellers, data) = rayon::join(
-        || sellers::write_sellers(&staging.path("sellers"), &run.alerts, &run.suppressed),
+        || {
+            let n = sellers::write_sellers(&staging.path("sellers"), &run.alerts, &run.suppressed);
+            crate::memory::log_step("write", "seller files written", t0);
+            n
+        },
         || -> Result<Vec<(String, u64)>> {
             let mut written = Vec::new();
             let mut put = |name: &str, df: &DataFrame| -> Result<()> {
@@ -115,6 +120,7 @@ pub fn write_run(
 
             let html = report::run_report(&s.config, run, input, trend)?;
             io::write_file(&staging.path("report.html"), html.as_bytes())?;
+            crate::memory::log_step("write", "data files and report written", t0);
             Ok(written)
         },
     );
