@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use super::prepare::Prepared;
-use super::timeline::{NONE, State, stage_spans};
+use super::timeline::{HeldVisits, NONE, Visits};
 use crate::config::LaneConfig;
 use crate::schema::{MICROS_PER_DAY, N_STAGES, days};
 
@@ -206,26 +206,33 @@ fn reaches(exit: i64, earliest: i64) -> bool {
 }
 
 /// Whether `lane_spans` keeps any visit of this shipment.
-fn has_visit_from(st: &State, earliest: i64) -> bool {
-    stage_spans(st).any(|(_, _, exit)| reaches(exit, earliest))
+pub fn has_visit_from(v: &Visits, earliest: i64) -> bool {
+    v.spans().any(|(_, _, exit)| reaches(exit, earliest))
+}
+
+/// The earliest stage exit a series from cutoff day `first_day` reads: a baseline window and
+/// the recent days before its first cutoff.
+pub fn earliest(cfg: &LaneConfig, first_day: i64) -> i64 {
+    first_day * MICROS_PER_DAY - cfg.window_days as i64 * MICROS_PER_DAY - cfg.recent_days as i64 * MICROS_PER_DAY
 }
 
 /// How many shipments ahead `lane_spans` asks for their states.
 const AHEAD: usize = 8;
 
-/// The stage visits of one lane's shipments (those that had not left the stage before `earliest`).
-fn lane_spans(ships: &[u32], states: &[State], earliest: i64) -> [Spans; N_STAGES] {
+/// The stage visits of one lane's shipments (their handles in `held`; the visits that had not
+/// left the stage before `earliest`).
+fn lane_spans(ships: &[u32], held: &HeldVisits, earliest: i64) -> [Spans; N_STAGES] {
     let mut spans: [Spans; N_STAGES] = std::array::from_fn(|_| Spans { visits: vec![] });
     // A lane's shipments lie all over the network's states, so each state read was a wait for
     // memory (the largest single cost of a training night's series): the states a few
     // shipments ahead are asked for while this one is read, and the waits overlap.
     for (j, &i) in ships.iter().enumerate() {
         if let Some(&ahead) = ships.get(j + AHEAD) {
-            crate::memory::prefetch_all(&states[ahead as usize]);
+            crate::memory::prefetch_all(held.get(ahead));
         }
-        let st = &states[i as usize];
+        let st = held.get(i);
         let abandoned = st.returned_or_lost;
-        for (s, entry, exit) in stage_spans(st) {
+        for (s, entry, exit) in st.spans() {
             if !reaches(exit, earliest) {
                 continue;
             }
@@ -417,9 +424,9 @@ const MIN_COHORT_DAYS: i64 = 2;
 pub type DayPoints = Vec<[Point; N_STAGES]>;
 
 /// The series for cutoff days `first_day..=last_day`.
-pub fn series(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i64, last_day: i64) -> Series {
+pub fn series(prep: &Prepared, held: &HeldVisits, cfg: &LaneConfig, first_day: i64, last_day: i64) -> Series {
     let n = (last_day - first_day + 1).max(0) as usize;
-    series_with(prep, states, cfg, first_day, last_day, vec![None; n])
+    series_with(prep, held, cfg, first_day, last_day, vec![None; n])
 }
 
 /// `series`, taking `known[k]` as the points of day `first_day + k` where given (days kept from
@@ -427,7 +434,7 @@ pub fn series(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i6
 /// was known before its cutoff) and computing the days from the first one not given.
 pub fn series_with(
     prep: &Prepared,
-    states: &[State],
+    held: &HeldVisits,
     cfg: &LaneConfig,
     first_day: i64,
     last_day: i64,
@@ -445,7 +452,7 @@ pub fn series_with(
         }
     }
     if let Some(from) = from {
-        let computed = raw_points(prep, states, cfg, from, last_day);
+        let computed = raw_points(prep, held, cfg, from, last_day);
         for (lane, c) in points.iter_mut().zip(computed) {
             for (v, c) in lane.iter_mut().zip(c) {
                 v.extend(c);
@@ -460,12 +467,12 @@ pub fn series_with(
 /// Every lane's points for cutoff days `first_day..=last_day` before the two-night rule.
 fn raw_points(
     prep: &Prepared,
-    states: &[State],
+    held: &HeldVisits,
     cfg: &LaneConfig,
     first_day: i64,
     last_day: i64,
 ) -> Vec<[Vec<Point>; N_STAGES]> {
-    let raw = raw(prep, states, cfg, first_day, last_day);
+    let raw = raw(prep, held, cfg, first_day, last_day);
     let network = raw.network_ratios(cfg).medians();
     raw.finished_points(cfg, &network)
 }
@@ -474,11 +481,9 @@ fn raw_points(
 /// `first_day..=last_day`, before the network's ratios apply: a part of the network (a shard)
 /// computes these, exchanges `Raw::network_ratios` with the other parts, and finishes
 /// (`Raw::finish`).
-pub fn raw(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i64, last_day: i64) -> Raw {
+pub fn raw(prep: &Prepared, held: &HeldVisits, cfg: &LaneConfig, first_day: i64, last_day: i64) -> Raw {
     let n_lanes = prep.lanes.len();
-    let window = cfg.window_days as i64 * MICROS_PER_DAY;
-    let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
-    let earliest = first_day * MICROS_PER_DAY - window - recent;
+    let earliest = earliest(cfg, first_day);
     let n_days = (last_day - first_day + 1).max(0) as usize;
 
     // Lanes, and destination × service groups pooled over origins: a customs backlog hits every
@@ -489,14 +494,14 @@ pub fn raw(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i64, 
     for (l, &g) in parent.iter().enumerate() {
         members[g as usize].push(l);
     }
-    // Only shipments with a visit `lane_spans` keeps: found in one parallel pass over the
-    // states in order, so that the lanes' passes (each over its shipments, all over the
-    // states) skip the history that ended before the series' reach, most of an incremental
-    // night's shipments. The lanes' visits are the same, in the same order.
-    let kept: Vec<bool> = states.par_iter().map(|st| has_visit_from(st, earliest)).collect();
+    // Only shipments with a visit `lane_spans` keeps: found in one parallel pass over the held
+    // visits in order, so that the lanes' passes (each over its shipments, all over the held
+    // visits) skip the history that ended before the series' reach. The lanes' visits are the
+    // same, in the same order, however many more shipments are held.
+    let kept: Vec<bool> = held.par_map(|v| has_visit_from(v, earliest));
     let mut by_lane: Vec<Vec<u32>> = vec![Vec::new(); n_lanes];
-    for (i, (&l, _)) in prep.lane.iter().zip(&kept).enumerate().filter(|(_, (_, k))| **k) {
-        by_lane[l as usize].push(i as u32);
+    for ((handle, i, _), _) in held.iter().zip(&kept).filter(|(_, k)| **k) {
+        by_lane[prep.lane[i as usize] as usize].push(handle);
     }
     drop(kept);
     // One destination × service group at a time per thread: its lanes' visits are gathered,
@@ -509,7 +514,7 @@ pub fn raw(prep: &Prepared, states: &[State], cfg: &LaneConfig, first_day: i64, 
             let mut group: [Spans; N_STAGES] = std::array::from_fn(|_| Spans { visits: vec![] });
             let mut lane_points = Vec::with_capacity(lanes.len());
             for &l in lanes {
-                let mut spans = lane_spans(&by_lane[l], states, earliest);
+                let mut spans = lane_spans(&by_lane[l], held, earliest);
                 lane_points.push(std::array::from_fn(|s| points_of(&mut spans[s], cfg, first_day, n_days)));
                 for (g, lane) in group.iter_mut().zip(spans) {
                     if g.visits.is_empty() {

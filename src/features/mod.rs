@@ -234,10 +234,15 @@ pub fn build_keeping(
     let cutoff = night.cutoff();
     let prep = prepare::prepare(clean, night)?;
     log("prepare");
-    let n = prep.len();
-    let states = states_at(&prep, cutoff);
-    let outcomes: Vec<timeline::Outcome> =
-        (0..n).map(|i| timeline::outcome(&states[i], prep.promised[i], cutoff)).collect();
+    // The series reads the visits of shipments with a stage exit since its first computed
+    // day's window (`disruption::earliest`). Which day that is is known once the kept days are
+    // checked, after the states: they are held from the day after the latest kept series day
+    // (an incremental night's own), or every shipment's when none is kept; should the kept
+    // days not hold that far, the series takes them again (`hold_visits`).
+    let guess = kept.and_then(|k| k.days.iter().map(|d| d.day + 1).max()).map(|d| d.min(night.cutoff_day()));
+    let hold_from = guess.map_or(i64::MIN, |d| disruption::earliest(lane_cfg, d));
+    let (states, outcomes, held) =
+        scan_states(&prep, cutoff, |st| disruption::has_visit_from(&timeline::Visits::of(st), hold_from));
     log("states");
     let span = Span::new(night, training_window_days(&prep, &outcomes, p), p);
     let Span { step, first_day, last_day, .. } = span;
@@ -245,13 +250,20 @@ pub fn build_keeping(
     let check = kept.map(|k| reuse::Check::new(&prep, k, &span.cutoffs, first_day, last_day, step)).transpose()?;
     log("digests");
     let mut reused = reuse::Reused::default();
-    // The disruption series is the last reader of every whole scan state: they shrink to what
-    // later stages read before the lane tables and the history are built, so neither adds its
-    // memory to every whole state's (the lane-table source scans its rows again instead).
-    let series = reuse::series(&prep, &states, lane_cfg, first_day, last_day, check.as_ref(), &mut reused);
-    log("series");
-    let states = timeline::CutoffStates::new(states);
+    let held = |from: i64| {
+        let earliest = disruption::earliest(lane_cfg, from);
+        if earliest >= hold_from {
+            return held;
+        }
+        drop(held);
+        hold_visits(&prep, cutoff, |st| disruption::has_visit_from(&timeline::Visits::of(st), earliest))
+    };
+    // The series is the last reader of the held visits: they are dropped before the lane
+    // tables and the history are built, so neither adds its memory to theirs (the lane-table
+    // source scans its rows again instead).
+    let series = reuse::series(&prep, held, lane_cfg, first_day, last_day, check.as_ref(), &mut reused);
     crate::memory::release_free_memory();
+    log("series");
     let lane_tables =
         reuse::lane_tables(&prep, &outcomes, span.cutoffs.clone(), lane_cfg, check.as_ref(), &mut reused)?;
     drop(check);
@@ -382,15 +394,29 @@ fn training_rows(
     Ok(train)
 }
 
-/// Every visible shipment's scan state at `t` (the cutoff: events before it are all `prep` has).
-pub fn states_at(prep: &prepare::Prepared, t: i64) -> Vec<timeline::State> {
-    (0..prep.len())
-        .into_par_iter()
-        .map(|i| {
-            let (times, codes) = prep.events(i);
-            timeline::state_at(prep.created[i], times, codes, prep.etas(i), t)
-        })
-        .collect()
+/// Every visible shipment's scan state at `t` (the cutoff: events before it are all `prep`
+/// has), taken once (`timeline::take_states`): what later stages read of it, the outcomes, and
+/// the visits of the shipments `hold` asks for.
+pub fn scan_states(
+    prep: &prepare::Prepared,
+    t: i64,
+    hold: impl Fn(&timeline::State) -> bool + Sync,
+) -> (timeline::CutoffStates, Vec<timeline::Outcome>, timeline::HeldVisits) {
+    timeline::take_states(&prep.promised, t, |i| state_of(prep, i, t), hold)
+}
+
+/// The visits at `t` of the shipments `hold` asks for, alone.
+pub fn hold_visits(
+    prep: &prepare::Prepared,
+    t: i64,
+    hold: impl Fn(&timeline::State) -> bool + Sync,
+) -> timeline::HeldVisits {
+    timeline::hold_visits(prep.len(), |i| state_of(prep, i, t), hold)
+}
+
+fn state_of(prep: &prepare::Prepared, i: usize, t: i64) -> timeline::State {
+    let (times, codes) = prep.events(i);
+    timeline::state_at(prep.created[i], times, codes, prep.etas(i), t)
 }
 
 /// The disrupted stage of lane `l` with the highest ratio as of cutoff day `day` (the earlier

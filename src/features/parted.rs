@@ -29,27 +29,28 @@ use super::disruption::{self, NetworkMedians, NetworkRatios};
 use super::history::{Bounds, Own, PairShare, PairWindows};
 use super::lanes::{self, ParentCounts, ParentValues, Parents, Wanted};
 use super::prepare::{self, Prepared};
-use super::timeline::{self, CutoffStates, Outcome, State};
-use super::{FeatureParams, FeatureSet, Rows, Span, WindowShare, states_at, window_days};
+use super::timeline::{CutoffStates, HeldVisits, Outcome};
+use super::{FeatureParams, FeatureSet, Rows, Span, WindowShare, scan_states, window_days};
 use crate::calendar::Night;
 use crate::error::{Error, Result};
 use crate::schema::MICROS_PER_DAY;
 use crate::validate::CleanInput;
 
-/// Round 1: a part's point-in-time view, scan states and outcomes at the cutoff.
+/// Round 1: a part's point-in-time view, scan states and outcomes at the cutoff, and every
+/// shipment's visits (the span, which decides the series' reach, is not known yet).
 pub struct Part {
     prep: Prepared,
-    states: Vec<State>,
+    states: CutoffStates,
     outcomes: Vec<Outcome>,
+    held: HeldVisits,
 }
 
 impl Part {
     pub fn start(clean: CleanInput, night: Night) -> Result<Part> {
         let prep = prepare::prepare(Cow::Owned(clean), night)?;
         let cutoff = night.cutoff();
-        let states = states_at(&prep, cutoff);
-        let outcomes = (0..prep.len()).map(|i| timeline::outcome(&states[i], prep.promised[i], cutoff)).collect();
-        Ok(Part { prep, states, outcomes })
+        let (states, outcomes, held) = scan_states(&prep, cutoff, |_| true);
+        Ok(Part { prep, states, outcomes, held })
     }
 
     /// This part's share of what decides the training window.
@@ -60,9 +61,9 @@ impl Part {
     /// Round 2: the part's raw disruption series and lane-statistics source for the night's
     /// `span` (from every part's window shares).
     pub fn windowed(self, span: Span, p: &FeatureParams) -> Result<Windowed> {
-        let Part { prep, states, outcomes } = self;
-        let raw = disruption::raw(&prep, &states, &p.lanes, span.first_day, span.last_day);
-        let states = CutoffStates::new(states);
+        let Part { prep, states, outcomes, held } = self;
+        let raw = disruption::raw(&prep, &held, &p.lanes, span.first_day, span.last_day);
+        drop(held);
         let earliest = span.cutoffs[0] - p.lanes.oldest_days() as i64 * MICROS_PER_DAY;
         let source = lanes::Source::new(&prep, &outcomes, earliest)?;
         Ok(Windowed { prep, states, outcomes, span, raw, source })

@@ -35,6 +35,7 @@ use rayon::prelude::*;
 use super::disruption::{self, DayPoints, Point, Series};
 use super::lanes::{LaneStats, Level, N_Q};
 use super::prepare::{LaneKey, Prepared};
+use super::timeline::HeldVisits;
 use crate::error::{Error, Result};
 use crate::sampling::{hash_str, mix};
 use crate::schema::{MICROS_PER_DAY, N_STAGES};
@@ -474,10 +475,12 @@ pub fn lane_tables(
 
 /// The disruption series over cutoff days `first_day..=last_day`; with `check`, the days from
 /// the first through the last whose kept points still hold are taken (the rest computed), and
-/// the days to keep are returned.
+/// the days to keep are returned. `held(from)`: the visits of at least every shipment with a
+/// stage visit the days from `from` on read (`disruption::has_visit_from`), asked for once the
+/// first day to compute is known.
 pub fn series(
     prep: &Prepared,
-    states: &[super::timeline::State],
+    held: impl FnOnce(i64) -> HeldVisits,
     cfg: &crate::config::LaneConfig,
     first_day: i64,
     last_day: i64,
@@ -487,7 +490,7 @@ pub fn series(
     let n = (last_day - first_day + 1).max(0) as usize;
     let Some(check) = check else {
         reused.days_computed = n;
-        return disruption::series(prep, states, cfg, first_day, last_day);
+        return disruption::series(prep, &held(first_day), cfg, first_day, last_day);
     };
     let mut known: Vec<Option<DayPoints>> = Vec::with_capacity(n);
     for d in first_day..=last_day {
@@ -498,8 +501,12 @@ pub fn series(
     }
     reused.days_reused = known.len();
     reused.days_computed = n - known.len();
+    let from = first_day + known.len() as i64;
     known.resize(n, None);
-    let series = disruption::series_with(prep, states, cfg, first_day, last_day, known);
+    // Every day kept, nothing reads a visit.
+    let held = if from <= last_day { held(from) } else { HeldVisits::default() };
+    let series = disruption::series_with(prep, &held, cfg, first_day, last_day, known);
+    drop(held);
     let mut keep: Vec<KeptDay> = (first_day..=last_day)
         .map(|d| KeptDay {
             day: d,

@@ -171,9 +171,8 @@ pub fn state_at(created: i64, times: &[i64], codes: &[u8], etas: Option<&[i64]>,
 /// The scan states at the cutoff that outlive the feature stage, compactly: the whole state of
 /// each shipment still in flight (scoring reads it), and for every shipment only when it was
 /// delivered, returned or lost, first scanned by a carrier (the advice reads those) and picked
-/// up (the seller's handling history). Every whole state is needed while the lane statistics
-/// and the disruption series are built; keeping all of them afterwards was 160 bytes a shipment
-/// (1.6 GB at 10M shipments) through the history, training, scoring, alerts and advice.
+/// up (the seller's handling history). Keeping every whole state instead was 160 bytes a
+/// shipment (1.6 GB at 10M shipments) through the history, training, scoring, alerts and advice.
 #[derive(Debug, Clone, Default)]
 pub struct CutoffStates {
     /// Per shipment: (delivered, returned or lost, first carrier scan, picked up), `NONE` where
@@ -184,36 +183,142 @@ pub struct CutoffStates {
     open: Vec<State>,
 }
 
-impl CutoffStates {
-    /// Shrinks every shipment's state to what later stages read. The states are taken from
-    /// the back a block at a time and their memory handed back as they go (the vector is
-    /// truncated and shrunk), while the ends, allocated zeroed (pages the system maps only once
-    /// written), fill in: the two are never both whole (at 10M shipments, 1.6 GB and 0.3 GB).
-    pub fn new(states: Vec<State>) -> CutoffStates {
-        CutoffStates::shrunk_by(states, 1 << 16)
+/// What the disruption series reads of a shipment's state: its milestone times and when it was
+/// returned or lost (80 bytes of the state's 160).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visits {
+    pub first: [i64; 9],
+    pub returned_or_lost: i64,
+}
+
+impl Visits {
+    pub fn of(st: &State) -> Visits {
+        Visits { first: st.first, returned_or_lost: st.returned_or_lost }
     }
 
-    /// `new`, taking `block` states at a time.
-    fn shrunk_by(mut states: Vec<State>, block: usize) -> CutoffStates {
-        let mut ends: Vec<[i64; 4]> = vec![[0; 4]; states.len()];
-        let (mut open_ship, mut open) = (Vec::new(), Vec::new());
-        while !states.is_empty() {
-            let from = states.len().saturating_sub(block.max(1));
-            for (k, st) in states.drain(from..).enumerate().rev() {
-                let i = from + k;
-                ends[i] = [st.delivered, st.returned_or_lost, st.first_carrier_scan, st.first[PICKED_UP]];
+    /// `stage_spans` of the state these were taken from.
+    pub fn spans(&self) -> impl Iterator<Item = (usize, i64, i64)> + '_ {
+        spans_of(&self.first)
+    }
+}
+
+/// Shipments per block of `take_states`; a block's held visits are at most this many, so a
+/// handle (`HeldVisits::get`) is its block times this plus its place in the block.
+const STATE_BLOCK: usize = 1 << 14;
+
+/// The `Visits` of the shipments `take_states` was asked to hold, in shipment order, in the
+/// blocks they were taken in: gathered into one vector they would be copied whole, beside the
+/// blocks (0.8 GB at 10M shipments, on a full refresh where every one is held).
+#[derive(Debug, Clone, Default)]
+pub struct HeldVisits {
+    /// Per block: its held shipments (ascending) and their visits.
+    blocks: Vec<(Vec<u32>, Vec<Visits>)>,
+}
+
+impl HeldVisits {
+    /// Every held shipment's handle (for `get`), shipment and visits, in shipment order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u32, &Visits)> + '_ {
+        self.blocks.iter().enumerate().flat_map(|(b, (ships, visits))| {
+            ships.iter().zip(visits).enumerate().map(move |(k, (&i, v))| ((b * STATE_BLOCK + k) as u32, i, v))
+        })
+    }
+
+    /// `f` of every held shipment's visits, in shipment order, in parallel over the blocks.
+    pub fn par_map<T: Send>(&self, f: impl Fn(&Visits) -> T + Sync + Send) -> Vec<T> {
+        use rayon::prelude::*;
+        let parts: Vec<Vec<T>> = self.blocks.par_iter().map(|(_, v)| v.iter().map(&f).collect()).collect();
+        parts.into_iter().flatten().collect()
+    }
+
+    /// The visits of the shipment with this handle (`iter`).
+    pub fn get(&self, handle: u32) -> &Visits {
+        let h = handle as usize;
+        &self.blocks[h / STATE_BLOCK].1[h % STATE_BLOCK]
+    }
+
+    /// Shipments held.
+    pub fn len(&self) -> usize {
+        self.blocks.iter().map(|b| b.0.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Every shipment's scan state at `cutoff` (`state(i)`; `promised` has one entry a shipment),
+/// taken once, in parallel over blocks of shipments, and kept only as later stages read it:
+/// the `CutoffStates`, the outcomes, and the visits of the shipments `hold` asks for (those
+/// the disruption series reads). No vector of every whole state is made: at 10M shipments it
+/// was 1.6 GB of fresh pages a night, for the few fields kept.
+pub fn take_states(
+    promised: &[i64],
+    cutoff: i64,
+    state: impl Fn(usize) -> State + Sync,
+    hold: impl Fn(&State) -> bool + Sync,
+) -> (CutoffStates, Vec<Outcome>, HeldVisits) {
+    use rayon::prelude::*;
+    let n = promised.len();
+    let mut ends = vec![[NONE; 4]; n];
+    let unknown = Outcome { resolved: false, resolved_at: NONE, late: false, delivered: false };
+    let mut outcomes = vec![unknown; n];
+    type Block = (Vec<(u32, State)>, (Vec<u32>, Vec<Visits>));
+    let blocks: Vec<Block> = ends
+        .par_chunks_mut(STATE_BLOCK)
+        .zip(outcomes.par_chunks_mut(STATE_BLOCK))
+        .enumerate()
+        .map(|(b, (ends, outcomes))| {
+            let (mut open, mut held) = (Vec::new(), (Vec::new(), Vec::new()));
+            for (k, (end, out)) in ends.iter_mut().zip(outcomes.iter_mut()).enumerate() {
+                let i = b * STATE_BLOCK + k;
+                let st = state(i);
+                *end = [st.delivered, st.returned_or_lost, st.first_carrier_scan, st.first[PICKED_UP]];
+                *out = outcome(&st, promised[i], cutoff);
+                if hold(&st) {
+                    held.0.push(i as u32);
+                    held.1.push(Visits::of(&st));
+                }
                 if !st.is_terminal() {
-                    open_ship.push(i as u32);
-                    open.push(st);
+                    open.push((i as u32, st));
                 }
             }
-            states.shrink_to_fit();
+            (open, held)
+        })
+        .collect();
+    let (mut open_ship, mut open) = (Vec::new(), Vec::new());
+    let mut held = HeldVisits { blocks: Vec::with_capacity(blocks.len()) };
+    for (o, h) in blocks {
+        for (i, st) in o {
+            open_ship.push(i);
+            open.push(st);
         }
-        open_ship.reverse();
-        open.reverse();
-        CutoffStates { ends, open_ship, open }
+        held.blocks.push(h);
     }
+    (CutoffStates { ends, open_ship, open }, outcomes, held)
+}
 
+/// The visits of the shipments `hold` asks for, of `n` shipments' states (`state(i)`), as
+/// `take_states` holds them.
+pub fn hold_visits(n: usize, state: impl Fn(usize) -> State + Sync, hold: impl Fn(&State) -> bool + Sync) -> HeldVisits {
+    use rayon::prelude::*;
+    let blocks = (0..n.div_ceil(STATE_BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let (mut ships, mut visits) = (Vec::new(), Vec::new());
+            for i in b * STATE_BLOCK..((b + 1) * STATE_BLOCK).min(n) {
+                let st = state(i);
+                if hold(&st) {
+                    ships.push(i as u32);
+                    visits.push(Visits::of(&st));
+                }
+            }
+            (ships, visits)
+        })
+        .collect();
+    HeldVisits { blocks }
+}
+
+impl CutoffStates {
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -290,12 +395,17 @@ pub fn outcome(st: &State, promised: i64, cutoff: i64) -> Outcome {
 
 /// Stage observations for lane dwell statistics: (stage, entry, exit or `NONE` when still open).
 pub fn stage_spans(st: &State) -> impl Iterator<Item = (usize, i64, i64)> + '_ {
+    spans_of(&st.first)
+}
+
+/// `stage_spans` from the milestone times alone.
+fn spans_of(first: &[i64; 9]) -> impl Iterator<Item = (usize, i64, i64)> + '_ {
     (0..N_STAGES).filter_map(move |s| {
-        let entry = st.stage_entry(s);
+        let entry = stage_entry(first, s);
         if entry == NONE {
             return None;
         }
-        let exit = st.stage_exit(s);
+        let exit = stage_exit(first, s);
         if exit != NONE && exit < entry {
             return None;
         }
@@ -308,10 +418,11 @@ mod tests {
     use super::*;
     const H: i64 = schema::MICROS_PER_HOUR;
 
-    /// What `CutoffStates` keeps answers as the states it was made from: the whole state of
-    /// exactly the shipments in flight, and each shipment's ends, carrier scan and pickup.
+    /// What `take_states` keeps answers as the states it took: the whole state of exactly the
+    /// shipments in flight; each shipment's ends, carrier scan, pickup and outcome; and the
+    /// visits of exactly the shipments asked for, in order, across blocks.
     #[test]
-    fn cutoff_states_answer_as_the_states_they_keep() {
+    fn taken_states_answer_as_the_states_they_were_taken_from() {
         let t = 100 * H;
         let lives: [(&[i64], &[u8]); 5] = [
             (&[0, 2 * H, 5 * H, 40 * H], &[0, 1, 3, 8]),  // delivered
@@ -320,16 +431,48 @@ mod tests {
             (&[0, 6 * H, 8 * H], &[0, 1, 4]),             // in flight
             (&[], &[]),                                   // in flight, never scanned
         ];
-        let states: Vec<State> = lives.iter().map(|(ts, cs)| state_at(0, ts, cs, None, t)).collect();
-        // Taken whole, and two at a time from the back (the last block holding one state).
-        for kept in [CutoffStates::new(states.clone()), CutoffStates::shrunk_by(states.clone(), 2)] {
+        let promised = [50 * H, 5 * H, 60 * H, 200 * H, 10 * H];
+        // Two blocks and a few shipments more, each a copy of one of the lives.
+        let n = 2 * STATE_BLOCK + 5;
+        let states: Vec<State> = (0..n).map(|i| state_at(0, lives[i % 5].0, lives[i % 5].1, None, t)).collect();
+        let promised: Vec<i64> = (0..n).map(|i| promised[i % 5]).collect();
+        let holds: [fn(&State) -> bool; 3] = [|_| true, |_| false, |st| st.scans == 3];
+        for hold in holds {
+            let (kept, outcomes, held) = take_states(&promised, t, |i| states[i].clone(), hold);
             check_kept(&kept, &states);
+            for (i, st) in states.iter().enumerate() {
+                let want = outcome(st, promised[i], t);
+                let got = outcomes[i];
+                assert_eq!(
+                    (got.resolved, got.resolved_at, got.late, got.delivered),
+                    (want.resolved, want.resolved_at, want.late, want.delivered),
+                    "shipment {i}"
+                );
+            }
+            let want: Vec<u32> = (0..n as u32).filter(|&i| hold(&states[i as usize])).collect();
+            let got: Vec<u32> = held.iter().map(|(_, i, _)| i).collect();
+            assert_eq!(got, want);
+            assert_eq!(held.len(), want.len());
+            for (h, i, v) in held.iter() {
+                assert_eq!(*v, Visits::of(&states[i as usize]), "shipment {i}");
+                assert_eq!(held.get(h), v, "shipment {i}");
+            }
+            let alone: Vec<(u32, u32, Visits)> =
+                hold_visits(n, |i| states[i].clone(), hold).iter().map(|(h, i, v)| (h, i, *v)).collect();
+            assert_eq!(alone, held.iter().map(|(h, i, v)| (h, i, *v)).collect::<Vec<_>>());
+            let spans = |v: &Visits| v.spans().collect::<Vec<_>>();
+            let by_handle: Vec<_> = held.iter().map(|(_, _, v)| spans(v)).collect();
+            assert_eq!(held.par_map(spans), by_handle);
+            for (_, i, v) in held.iter() {
+                assert_eq!(spans(v), stage_spans(&states[i as usize]).collect::<Vec<_>>(), "shipment {i}");
+            }
         }
     }
 
     fn check_kept(kept: &CutoffStates, states: &[State]) {
-        assert_eq!(kept.len(), 5);
-        assert_eq!(kept.in_flight(), &[3, 4]);
+        assert_eq!(kept.len(), states.len());
+        let open: Vec<u32> = (0..states.len() as u32).filter(|&i| i % 5 >= 3).collect();
+        assert_eq!(kept.in_flight(), &open[..]);
         for (i, st) in states.iter().enumerate() {
             assert_eq!(kept.open(i).is_some(), !st.is_terminal(), "shipment {i}");
             if let Some(open) = kept.open(i) {

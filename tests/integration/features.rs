@@ -510,10 +510,7 @@ fn lane_tables_of_parts_exchanging_their_parents_equal_the_whole_networks() {
                 .into_iter()
                 .map(|p| {
                     let prep = features::prepare::prepare(std::borrow::Cow::Owned(p), night).unwrap();
-                    let states = features::states_at(&prep, night.cutoff());
-                    let outcomes: Vec<_> = (0..prep.len())
-                        .map(|i| features::timeline::outcome(&states[i], prep.promised[i], night.cutoff()))
-                        .collect();
+                    let (_, outcomes, _) = features::scan_states(&prep, night.cutoff(), |_| false);
                     let source = lanes::Source::new(&prep, &outcomes, earliest).unwrap();
                     (prep, source)
                 })
@@ -583,8 +580,8 @@ fn disruption_series_of_parts_exchanging_their_ratios_equal_the_whole_networks()
             .map(|index| {
                 let part = clean.part(Shard { index, count: n }).unwrap();
                 let prep = features::prepare::prepare(std::borrow::Cow::Owned(part), night).unwrap();
-                let states = features::states_at(&prep, night.cutoff());
-                let raw = disruption::raw(&prep, &states, cfg, first_day, last_day);
+                let (_, _, held) = features::scan_states(&prep, night.cutoff(), |_| true);
+                let raw = disruption::raw(&prep, &held, cfg, first_day, last_day);
                 (prep, raw)
             })
             .collect();
@@ -646,11 +643,7 @@ fn seller_and_network_history_of_parts_exchanging_window_shares_equal_the_whole_
             .map(|index| {
                 let part = clean.part(Shard { index, count: n }).unwrap();
                 let prep = features::prepare::prepare(std::borrow::Cow::Owned(part), night).unwrap();
-                let states = features::states_at(&prep, cutoff);
-                let outcomes: Vec<_> = (0..prep.len())
-                    .map(|i| features::timeline::outcome(&states[i], prep.promised[i], cutoff))
-                    .collect();
-                let states = CutoffStates::new(states);
+                let (states, outcomes, _) = features::scan_states(&prep, cutoff, |_| false);
                 let history =
                     History::build(&prep, &states, &outcomes, &s.features.lanes, s.features.features.prior_strength);
                 Part { prep, states, outcomes, history }
@@ -818,23 +811,40 @@ fn kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_chan
 
     let s = fast_settings(small_input(), &[]);
     let (clean_held, clean_full) = (load(&fast_settings(held.path(), &[])), load(&s));
-    let first = features::build_keeping(
-        Cow::Borrowed(&clean_held),
-        &s.features,
-        Night::new(early),
-        Some(&Kept::default()),
-        features::Purpose::Train,
-    )
-    .unwrap();
-    assert_eq!(first.reused.reused, 0);
-    // Through the frames the state stores them in.
     use lanewatch::features::reuse;
-    let mut kept = reuse::from_frame(&reuse::to_frame(&first.reused.keep).unwrap()).unwrap();
-    reuse::days_from_frame(&reuse::days_to_frame(&first.reused.keep_days).unwrap(), &mut kept).unwrap();
+    // A night's features built with nothing kept, and what it keeps, through the frames the
+    // state stores them in.
+    let keeping = |clean, night| {
+        let fs = features::build_keeping(
+            Cow::Borrowed(clean),
+            &s.features,
+            Night::new(night),
+            Some(&Kept::default()),
+            features::Purpose::Train,
+        )
+        .unwrap();
+        let mut kept = reuse::from_frame(&reuse::to_frame(&fs.reused.keep).unwrap()).unwrap();
+        reuse::days_from_frame(&reuse::days_to_frame(&fs.reused.keep_days).unwrap(), &mut kept).unwrap();
+        (fs, kept)
+    };
+    let (first, kept) = keeping(&clean_held, early);
+    assert_eq!(first.reused.reused, 0);
     assert_eq!((kept.tables.len(), kept.days.len()), (first.reused.keep.len(), first.reused.keep_days.len()));
     // The two-night rule is applied to the kept days' conditions: some days must hold one.
     let conditions = kept.days.iter().flat_map(|d| d.points.iter().flatten()).filter(|p| p.condition).count();
     assert!(conditions >= 10, "only {conditions} disruption conditions in the kept days");
+    let point_bits = |fs: &FeatureSet| -> Vec<u64> {
+        let sr = &fs.series;
+        let mut b = vec![sr.first_day as u64, sr.last_day as u64];
+        for lane in &sr.points {
+            for p in lane.iter().flatten() {
+                b.extend([p.recent_p50.to_bits(), p.baseline_p50.to_bits(), p.ratio.to_bits(), p.z.to_bits()]);
+                b.extend([p.recent_n as u64, p.baseline_n as u64, p.disrupted as u64, p.pooled as u64]);
+                b.push(p.condition as u64);
+            }
+        }
+        b
+    };
     for (what, clean) in [("nothing late", &clean_held), ("deliveries late", &clean_full)] {
         let fs = features::build_keeping(
             Cow::Borrowed(clean),
@@ -850,18 +860,6 @@ fn kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_chan
         for (k, (a, b)) in fs.lane_tables.tables.iter().zip(&want.lane_tables.tables).enumerate() {
             assert_eq!(table_bits(a), table_bits(b), "{what}: table {k} differs from computing it");
         }
-        let point_bits = |fs: &FeatureSet| -> Vec<u64> {
-            let sr = &fs.series;
-            let mut b = vec![sr.first_day as u64, sr.last_day as u64];
-            for lane in &sr.points {
-                for p in lane.iter().flatten() {
-                    b.extend([p.recent_p50.to_bits(), p.baseline_p50.to_bits(), p.ratio.to_bits(), p.z.to_bits()]);
-                    b.extend([p.recent_n as u64, p.baseline_n as u64, p.disrupted as u64, p.pooled as u64]);
-                    b.push(p.condition as u64);
-                }
-            }
-            b
-        };
         assert!(point_bits(&fs) == point_bits(&want), "{what}: the disruption series differs from computing it");
         let r = &fs.reused;
         assert!(r.reused >= 10, "{what}: only {} tables reused", r.reused);
@@ -877,6 +875,21 @@ fn kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_chan
         // The kept tables handed on hold this night's and the earlier night's still valid ones.
         assert!(r.keep.iter().any(|t| t.cutoff == Night::new(later).cutoff()), "{what}");
     }
+    // The night itself again, its days kept from before the late deliveries arrived: the scan
+    // states hold the visits the days after the last kept one read, and the days from the first
+    // the late rows touch read visits up to eleven days older, which are taken again.
+    let (_, kept) = keeping(&clean_held, later);
+    let fs = features::build_keeping(
+        Cow::Borrowed(&clean_full),
+        &s.features,
+        Night::new(later),
+        Some(&kept),
+        features::Purpose::Train,
+    )
+    .unwrap();
+    let want = features::build(&clean_full, &s.features, Night::new(later)).unwrap();
+    assert!(fs.reused.days_computed >= 7, "{} series days computed", fs.reused.days_computed);
+    assert!(point_bits(&fs) == point_bits(&want), "rerun: the disruption series differs from computing it");
 }
 
 /// Linear-interpolation quantile, the definition lanes.parquet documents.
