@@ -199,57 +199,67 @@ fn merge_window(parts: &[&WindowPart], to: i64, window: i64, need: usize) -> Win
 type Window = (i64, f64, i64);
 
 /// Every group's window before `to` as `Track::adaptive` gives it on the group's track, taken
-/// straight from the observations `obs(i)` (group, time, value) for i in 0..n, with no track:
-/// one pass counts and sums each group's plain window, and a second gathers, for the groups
-/// with fewer than `need` there, their older observations since `oldest`, of which the latest
-/// (by time, then value, as a track orders them) complete the window. Sums wrap as a track's
-/// prefix sums do, so they are the same integers.
-fn windows_before(
-    groups: usize,
+/// straight from the observations, with no track, for K kinds of observation at once (kind k's
+/// groups are `groups[k]`; `obs(i)[k]` is shipment i's (group, time, value) of kind k): one pass
+/// counts and sums each group's plain window, and a second gathers, for the groups with fewer than `need` there, their older observations
+/// since `oldest`, of which the latest (by time, then value, as a track orders them) complete
+/// the window. Sums wrap as a track's prefix sums do, so they are the same integers. The kinds
+/// share the passes: one per kind read every shipment's observations again (ten passes over
+/// the shipments for a night's five).
+fn windows_before_all<const K: usize>(
+    groups: [usize; K],
     n: usize,
-    obs: impl Fn(usize) -> Option<(usize, i64, i64)> + Sync,
+    obs: impl Fn(usize) -> [Option<(usize, i64, i64)>; K] + Sync,
     to: i64,
     window: i64,
     oldest: i64,
     need: usize,
-) -> Vec<Window> {
+) -> [Vec<Window>; K] {
     let start = to - window;
-    let add = |mut a: Vec<(u64, i64)>, b: Vec<(u64, i64)>| {
-        a.iter_mut().zip(b).for_each(|(x, y)| *x = (x.0 + y.0, x.1.wrapping_add(y.1)));
+    let empty = || groups.map(|g| vec![(0u64, 0i64); g]);
+    let add = |mut a: [Vec<(u64, i64)>; K], b: [Vec<(u64, i64)>; K]| {
+        for (a, b) in a.iter_mut().zip(b) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x = (x.0 + y.0, x.1.wrapping_add(y.1)));
+        }
         a
     };
     let plain = (0..n)
         .into_par_iter()
         .with_min_len(1 << 14)
-        .fold(
-            || vec![(0u64, 0i64); groups],
-            |mut acc, i| {
-                if let Some((g, _, v)) = obs(i).filter(|&(_, t, _)| t >= start && t < to) {
+        .fold(empty, |mut acc, i| {
+            for (acc, o) in acc.iter_mut().zip(obs(i)) {
+                if let Some((g, _, v)) = o.filter(|&(_, t, _)| t >= start && t < to) {
                     acc[g] = (acc[g].0 + 1, acc[g].1.wrapping_add(v));
                 }
-                acc
-            },
-        )
-        .reduce(|| vec![(0u64, 0i64); groups], add);
+            }
+            acc
+        })
+        .reduce(empty, add);
     // A track reaches back from `to` for its latest `need` observations, no further than
     // `oldest`; the plain window's are among them (it reaches back only when they are fewer).
-    let sparse = |g: usize| plain[g].0 < need as u64;
-    let mut older: Vec<(usize, i64, i64)> = (0..n)
+    let sparse = |k: usize, g: usize| plain[k][g].0 < need as u64;
+    let mut older: Vec<(usize, usize, i64, i64)> = (0..n)
         .into_par_iter()
         .with_min_len(1 << 14)
-        .filter_map(|i| obs(i).filter(|&(g, t, _)| t >= oldest && t < start.min(to) && sparse(g)))
+        .flat_map_iter(|i| {
+            obs(i).into_iter().enumerate().filter_map(|(k, o)| {
+                o.filter(|&(g, t, _)| t >= oldest && t < start.min(to) && sparse(k, g)).map(|(g, t, v)| (k, g, t, v))
+            })
+        })
         .collect();
     older.par_sort_unstable();
-    let mut out: Vec<Window> = plain.iter().map(|&(count, sum)| (start, count as f64, sum)).collect();
-    for run in older.chunk_by(|a, b| a.0 == b.0) {
-        let (count, sum) = plain[run[0].0];
+    let mut out: [Vec<Window>; K] =
+        std::array::from_fn(|k| plain[k].iter().map(|&(count, sum)| (start, count as f64, sum)).collect());
+    for run in older.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let (k, g) = (run[0].0, run[0].1);
+        let (count, sum) = plain[k][g];
         let take = (need - count as usize).min(run.len());
         if take == 0 {
             continue;
         }
         let latest = &run[run.len() - take..];
-        let sum = latest.iter().fold(sum, |s, o| s.wrapping_add(o.2));
-        out[run[0].0] = (latest[0].1.min(start), (count as usize + take) as f64, sum);
+        let sum = latest.iter().fold(sum, |s, o| s.wrapping_add(o.3));
+        out[k][g] = (latest[0].2.min(start), (count as usize + take) as f64, sum);
     }
     out
 }
@@ -433,7 +443,7 @@ impl History {
     }
 
     /// The history at the cutoff alone: the windows `build` keeps for it, taken straight from
-    /// the shipments (`windows_before`) rather than searched for on tracks sorted by time,
+    /// the shipments (`windows_before_all`) rather than searched for on tracks sorted by time,
     /// which only rows at other times read. For a night whose model comes from elsewhere: its
     /// scoring rows read history at the cutoff only. Asked at another time, it panics.
     pub fn at_cutoff(
@@ -451,19 +461,29 @@ impl History {
         let bounded = History::bounded(cfg, prior_strength);
         let to = prep.night.cutoff();
         let (window, oldest, need) = (bounded.window, to - bounded.max_window, bounded.need);
-        let windows = |groups: usize, obs: &(dyn Fn(usize) -> Option<(usize, i64, i64)> + Sync)| {
-            windows_before(groups, n, obs, to, window, oldest, need)
-        };
-        let seller = |i: usize| prep.seller[i] as usize;
-        let seller_handling = windows(prep.n_sellers(), &|i| handling(i).map(|(t, v)| (seller(i), t, v)));
-        let seller_late = windows(prep.n_sellers(), &|i| late(i).map(|(t, v)| (seller(i), t, v)));
-        let lane_late = windows(prep.lanes.len(), &|i| late(i).map(|(t, v)| (prep.lane[i] as usize, t, v)));
-        let global_handling = windows(1, &|i| handling(i).map(|(t, v)| (0, t, v)))[0];
-        let global_late = windows(1, &|i| late(i).map(|(t, v)| (0, t, v)))[0];
+        let [seller_handling, seller_late, lane_late, global_handling, global_late] = windows_before_all(
+            [prep.n_sellers(), prep.n_sellers(), prep.lanes.len(), 1, 1],
+            n,
+            |i| {
+                let (seller, lane) = (prep.seller[i] as usize, prep.lane[i] as usize);
+                let (h, l) = (handling(i), late(i));
+                [
+                    h.map(|(t, v)| (seller, t, v)),
+                    l.map(|(t, v)| (seller, t, v)),
+                    l.map(|(t, v)| (lane, t, v)),
+                    h.map(|(t, v)| (0, t, v)),
+                    l.map(|(t, v)| (0, t, v)),
+                ]
+            },
+            to,
+            window,
+            oldest,
+            need,
+        );
         let at_cutoff = AtCutoff {
             t: to,
-            global_handling,
-            global_late,
+            global_handling: global_handling[0],
+            global_late: global_late[0],
             seller: seller_handling.into_iter().zip(seller_late).collect(),
             lane_late,
         };
@@ -619,8 +639,24 @@ impl History {
 
 #[cfg(test)]
 mod tests {
-    use super::{AtCutoff, History, Own, Tracks, WindowPart, merge_window, windows_before};
+    use super::{AtCutoff, History, Own, Tracks, Window, WindowPart, merge_window, windows_before_all};
     use crate::schema::MICROS_PER_DAY;
+
+    /// Every group's window before `to` as `Track::adaptive` gives it on the group's track, taken
+    /// straight from the observations `obs(i)` (group, time, value) for i in 0..n, with no track
+    /// (`windows_before_all` of one kind of observation).
+    fn windows_before(
+        groups: usize,
+        n: usize,
+        obs: impl Fn(usize) -> Option<(usize, i64, i64)> + Sync,
+        to: i64,
+        window: i64,
+        oldest: i64,
+        need: usize,
+    ) -> Vec<Window> {
+        let [w] = windows_before_all([groups], n, |i| [obs(i)], to, window, oldest, need);
+        w
+    }
 
     /// The windows kept for the cutoff (the network's, each seller's and lane's) give every
     /// shipment the history searching the tracks gives, at the cutoff; at other times the
@@ -702,6 +738,14 @@ mod tests {
                 assert_eq!(got_late[g], late.group(g).adaptive(to, window, oldest, need), "case {case}, group {g}");
                 reached_back += (want.0 < to - window) as usize;
             }
+            // Kinds taken together are each as taken alone: here a second kind with other groups
+            // and some shipments without an observation of it.
+            let other = 1 + (case % 3);
+            let second = |i: usize| (obs[i].2 % 3 != 0).then(|| (obs[i].0 % other, obs[i].1, obs[i].2 % 2));
+            let [both_first, both_second] =
+                windows_before_all([groups, other], n, |i| [Some(obs[i]), second(i)], to, window, oldest, need);
+            assert_eq!(both_first, got, "case {case}");
+            assert_eq!(both_second, windows_before(other, n, second, to, window, oldest, need), "case {case}");
         }
         assert!(reached_back > 500, "only {reached_back} windows reached back");
     }
