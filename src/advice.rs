@@ -750,7 +750,8 @@ impl<'a> Part<'a> {
                 .flatten()
                 .collect();
                 let chosen = levels.iter().position(|(_, _, w)| w.len() >= need);
-                let parent = chosen.and_then(|k| levels.get(k + 1)).filter(|(_, _, w)| !w.is_empty()).map(|l| (l.1, l.2));
+                let parent =
+                    chosen.and_then(|k| levels.get(k + 1)).filter(|(_, _, w)| !w.is_empty()).map(|l| (l.1, l.2));
                 let (basis, pool, w) = match chosen {
                     Some(k) => levels[k],
                     None => ("none", usize::MAX, Win::EMPTY),
@@ -772,10 +773,8 @@ impl<'a> Part<'a> {
         let mut rows: Vec<Row> = Vec::new();
         for pk in picks {
             let (promise, basis) = (pk.promise, pk.basis);
-            let parent_rate = pk
-                .parent
-                .map(|(k, w)| memo[&k].all.met(promise) as f64 / w.len() as f64)
-                .filter(|r| r.is_finite());
+            let parent_rate =
+                pk.parent.map(|(k, w)| memo[&k].all.met(promise) as f64 / w.len() as f64).filter(|r| r.is_finite());
             let shrink = |v: &View| -> f64 {
                 let (n, met) = (v.n(), v.met(promise));
                 if n == 0 || !promise.is_finite() {

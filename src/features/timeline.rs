@@ -299,7 +299,11 @@ pub fn take_states(
 
 /// The visits of the shipments `hold` asks for, of `n` shipments' states (`state(i)`), as
 /// `take_states` holds them.
-pub fn hold_visits(n: usize, state: impl Fn(usize) -> State + Sync, hold: impl Fn(&State) -> bool + Sync) -> HeldVisits {
+pub fn hold_visits(
+    n: usize,
+    state: impl Fn(usize) -> State + Sync,
+    hold: impl Fn(&State) -> bool + Sync,
+) -> HeldVisits {
     use rayon::prelude::*;
     let blocks = (0..n.div_ceil(STATE_BLOCK))
         .into_par_iter()
