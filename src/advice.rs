@@ -575,7 +575,7 @@ impl<'a> Part<'a> {
         // was a cache miss a read (several seconds at 10M). Rows resolved before the oldest window
         // start are never kept (`kept_rows`), so they are left out here.
         // Each row carries its shipment's lane, read here in shipment order: the passes below
-        // go in resolution order, where reading it was a cache miss a row, four times over (in
+        // go in resolution order, where reading it was a cache miss a row, every pass over (in
         // the padding of the pair, so no more memory).
         let oldest = window_bounds(cutoff, &p.lanes).1;
         let mut resolved: Vec<(i64, u32, u32)> = (0..prep.len())
@@ -762,11 +762,10 @@ impl<'a> Part<'a> {
         // Every pool read, viewed once, in parallel (one at a time, they were most of the
         // service advice at 10M shipments).
         let mut wanted: BTreeMap<usize, Win> = BTreeMap::new();
-        for pk in &picks {
-            wanted.insert(pk.pool, pk.w);
-            if let Some((k, w)) = pk.parent {
-                wanted.insert(k, w);
-            }
+        // A pool's window is its level's, the same wherever it is picked.
+        for (k, w) in picks.iter().flat_map(|pk| std::iter::once((pk.pool, pk.w)).chain(pk.parent)) {
+            let had = *wanted.entry(k).or_insert(w);
+            debug_assert_eq!(had.len(), w.len(), "pool {k} picked with two windows");
         }
         let memo: std::collections::HashMap<usize, Views> =
             wanted.into_par_iter().map(|(k, w)| (k, views(bands.len(), w))).collect();

@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use super::prepare::Prepared;
-use super::timeline::{HeldVisits, NONE, Visits};
+use super::timeline::{HeldVisits, NONE, State, Visits};
 use crate::config::LaneConfig;
 use crate::schema::{MICROS_PER_DAY, N_STAGES, days};
 
@@ -210,21 +210,27 @@ pub fn has_visit_from(v: &Visits, earliest: i64) -> bool {
     v.spans().any(|(_, _, exit)| reaches(exit, earliest))
 }
 
+/// `has_visit_from` of a whole state: which shipments' visits a series reading stage exits
+/// from `earliest` on needs held (`timeline::take_states`, `timeline::hold_visits`).
+pub fn reads_visits_from(earliest: i64) -> impl Fn(&State) -> bool + Sync {
+    move |st| has_visit_from(&Visits::of(st), earliest)
+}
+
 /// The earliest stage exit a series from cutoff day `first_day` reads: a baseline window and
 /// the recent days before its first cutoff.
 pub fn earliest(cfg: &LaneConfig, first_day: i64) -> i64 {
     first_day * MICROS_PER_DAY - cfg.window_days as i64 * MICROS_PER_DAY - cfg.recent_days as i64 * MICROS_PER_DAY
 }
 
-/// How many shipments ahead `lane_spans` asks for their states.
+/// How many shipments ahead `lane_spans` asks for their visits.
 const AHEAD: usize = 8;
 
 /// The stage visits of one lane's shipments (their handles in `held`; the visits that had not
 /// left the stage before `earliest`).
 fn lane_spans(ships: &[u32], held: &HeldVisits, earliest: i64) -> [Spans; N_STAGES] {
     let mut spans: [Spans; N_STAGES] = std::array::from_fn(|_| Spans { visits: vec![] });
-    // A lane's shipments lie all over the network's states, so each state read was a wait for
-    // memory (the largest single cost of a training night's series): the states a few
+    // A lane's shipments lie all over the network's held visits, so each read was a wait for
+    // memory (the largest single cost of a training night's series): the visits a few
     // shipments ahead are asked for while this one is read, and the waits overlap.
     for (j, &i) in ships.iter().enumerate() {
         if let Some(&ahead) = ships.get(j + AHEAD) {

@@ -201,11 +201,11 @@ type Window = (i64, f64, i64);
 /// Every group's window before `to` as `Track::adaptive` gives it on the group's track, taken
 /// straight from the observations, with no track, for K kinds of observation at once (kind k's
 /// groups are `groups[k]`; `obs(i)[k]` is shipment i's (group, time, value) of kind k): one pass
-/// counts and sums each group's plain window, and a second gathers, for the groups with fewer than `need` there, their older observations
-/// since `oldest`, of which the latest (by time, then value, as a track orders them) complete
-/// the window. Sums wrap as a track's prefix sums do, so they are the same integers. The kinds
-/// share the passes: one per kind read every shipment's observations again (ten passes over
-/// the shipments for a night's five).
+/// counts and sums each group's plain window, and a second gathers, for the groups with fewer
+/// than `need` there, their older observations since `oldest`, of which the latest (by time,
+/// then value, as a track orders them) complete the window. Sums wrap as a track's prefix sums
+/// do, so they are the same integers. The kinds share the two passes: taken one kind at a time,
+/// each kind's pair read every shipment again (ten passes for a night's five kinds).
 fn windows_before_all<const K: usize>(
     groups: [usize; K],
     n: usize,

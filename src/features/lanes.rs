@@ -284,6 +284,7 @@ impl Source {
         earliest: i64,
         read_at: Option<(&[i64], &LaneConfig)>,
     ) -> Result<Source> {
+        // Logged as its own stage: times from the source's start, not the features stage's.
         let t0 = std::time::Instant::now();
         let hierarchy = Hierarchy::new(&prep.lanes);
         let n_lanes = prep.lanes.len();
@@ -322,7 +323,7 @@ impl Source {
                 n_read += 1;
             }
         }
-        memory::log_step("features", "lane source rows", t0);
+        memory::log_step("lane source", "rows", t0);
         // Only the indices are held through the facts below (the pairs are 16 bytes a row).
         let rows: Vec<u32> = pairs.iter().map(|&(_, i)| i).collect();
         drop(pairs);
@@ -388,7 +389,7 @@ impl Source {
                     .fold(0u16, |a, k| a | 1 << k);
             }
         });
-        memory::log_step("features", "lane source facts", t0);
+        memory::log_step("lane source", "facts", t0);
         Ok(Source {
             resolved_at,
             late: rows.iter().map(|&i| outcomes[i as usize].late).collect(),

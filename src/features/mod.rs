@@ -239,10 +239,10 @@ pub fn build_keeping(
     // checked, after the states: they are held from the day after the latest kept series day
     // (an incremental night's own), or every shipment's when none is kept; should the kept
     // days not hold that far, the series takes them again (`hold_visits`).
-    let guess = kept.and_then(|k| k.days.iter().map(|d| d.day + 1).max()).map(|d| d.min(night.cutoff_day()));
+    let guess =
+        kept.and_then(|k| k.days.iter().map(|d| d.day.saturating_add(1)).max()).map(|d| d.min(night.cutoff_day()));
     let hold_from = guess.map_or(i64::MIN, |d| disruption::earliest(lane_cfg, d));
-    let (states, outcomes, held) =
-        scan_states(&prep, cutoff, |st| disruption::has_visit_from(&timeline::Visits::of(st), hold_from));
+    let (states, outcomes, held) = scan_states(&prep, cutoff, disruption::reads_visits_from(hold_from));
     log("states");
     let span = Span::new(night, training_window_days(&prep, &outcomes, p), p);
     let Span { step, first_day, last_day, .. } = span;
@@ -256,7 +256,7 @@ pub fn build_keeping(
             return held;
         }
         drop(held);
-        hold_visits(&prep, cutoff, |st| disruption::has_visit_from(&timeline::Visits::of(st), earliest))
+        hold_visits(&prep, cutoff, disruption::reads_visits_from(earliest))
     };
     // The series is the last reader of the held visits: they are dropped before the lane
     // tables and the history are built, so neither adds its memory to theirs (the lane-table
