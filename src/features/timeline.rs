@@ -197,8 +197,12 @@ impl Visits {
 }
 
 /// Shipments per block of `take_states`; a block's held visits are at most this many, so a
-/// handle (`HeldVisits::get`) is its block times this plus its place in the block.
-const STATE_BLOCK: usize = 1 << 14;
+/// handle (`HeldVisits::get`) is its block times this plus its place in the block. Large enough
+/// that a block whose visits are all held (a full refresh: 5 MiB) is mapped on its own and goes
+/// back to the system when dropped (`memory`'s 4 MiB threshold): blocks of 2^14 (1.25 MiB) were
+/// carved from the heaps, and the training night's lane tables, built after they were freed,
+/// peaked 250 MiB higher at 10M shipments.
+const STATE_BLOCK: usize = 1 << 16;
 
 /// The `Visits` of the shipments `take_states` was asked to hold, in shipment order, in the
 /// blocks they were taken in: gathered into one vector they would be copied whole, beside the
