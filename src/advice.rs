@@ -1072,48 +1072,41 @@ pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
     for r in rows.iter().filter(|r| r.band == "all") {
         lane_advice.insert((r.o.as_str(), r.d.as_str(), r.s.as_str()), (r.p_meet, adv(r).map(|a| a.0.as_str())));
     }
+    /// A row of the table: its numbers, and its seller among every part's seller ids (`names`)
+    /// and its lane among every part's lanes (`lanes`, each with its lane advice). The table's
+    /// string columns are gathered from those short columns, rather than built a string per row
+    /// (five strings for each of 0.4M rows at 1M).
     struct Seller<'a> {
-        id: &'a str,
-        lane: &'a LaneKey,
-        advice: Option<(f64, Option<&'a str>)>,
         row: &'a SRow,
-        /// The row's seller among every part's seller ids (`names`), and its lane among every
-        /// part's lanes (`lanes`): the table's string columns are gathered from those short
-        /// columns, rather than built a string per row (five strings for each of 0.4M rows at 1M).
         name_at: IdxSize,
         lane_at: IdxSize,
     }
     let mut srows: Vec<Seller<'_>> = Vec::with_capacity(parts.iter().map(|p| p.sellers.len()).sum());
     let mut names: Vec<&str> = Vec::new();
-    let mut lanes: Vec<(&LaneKey, Option<&str>)> = Vec::new();
+    let mut lanes: Vec<(&LaneKey, Option<(f64, Option<&str>)>)> = Vec::new();
     for part in &parts {
-        let advice: Vec<Option<(f64, Option<&str>)>> = part
-            .lanes
-            .iter()
-            .map(|k| lane_advice.get(&(k.origin.as_str(), k.destination.as_str(), k.service.as_str())).copied())
-            .collect();
         let (names_before, lanes_before) = (names.len(), lanes.len());
         names.extend(part.seller_names.iter().map(String::as_str));
-        lanes.extend(part.lanes.iter().zip(&advice).map(|(k, a)| (k, a.and_then(|a| a.1))));
+        lanes.extend(
+            part.lanes.iter().map(|k| {
+                (k, lane_advice.get(&(k.origin.as_str(), k.destination.as_str(), k.service.as_str())).copied())
+            }),
+        );
         for row in &part.sellers {
             let (l, id) = (row.lane as usize, row.seller as usize);
-            let (Some(lane), Some(name)) = (part.lanes.get(l), part.seller_names.get(id)) else {
+            if l >= part.lanes.len() || id >= part.seller_names.len() {
                 return Err(crate::error::Error::internal("seller_advice: a row's seller or lane is not its part's"));
-            };
-            srows.push(Seller {
-                id: name,
-                lane,
-                advice: advice[l],
-                row,
-                name_at: (names_before + id) as IdxSize,
-                lane_at: (lanes_before + l) as IdxSize,
-            });
+            }
+            srows.push(Seller { row, name_at: (names_before + id) as IdxSize, lane_at: (lanes_before + l) as IdxSize });
         }
     }
+    let lane_of = |s: &Seller<'_>| &lanes[s.lane_at as usize];
     // One part's rows come sorted (`Part::rows`: its dense seller ids and lane ranks follow the
     // strings' order), so only several parts' rows, which interleave, are sorted, rather than
     // every neighbour's four strings compared to find out (a pass over 0.4M rows at 1M).
-    let seller_order = |a: &Seller<'_>, b: &Seller<'_>| (a.id, a.lane).cmp(&(b.id, b.lane));
+    let seller_order = |a: &Seller<'_>, b: &Seller<'_>| {
+        (names[a.name_at as usize], lane_of(a).0).cmp(&(names[b.name_at as usize], lane_of(b).0))
+    };
     if parts.len() > 1 {
         srows.par_sort_unstable_by(seller_order);
     }
@@ -1151,9 +1144,9 @@ pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
                 "handling_misses_promise" => Column::new(name.into(), srows.iter().map(misses).collect::<Vec<_>>()),
                 "p_meet_promise" => Column::new(
                     name.into(),
-                    srows.iter().map(|s| s.advice.map(|a| a.0).unwrap_or(f64::NAN)).collect::<Vec<f64>>(),
+                    srows.iter().map(|s| lane_of(s).1.map(|a| a.0).unwrap_or(f64::NAN)).collect::<Vec<f64>>(),
                 ),
-                "advised_service" => gather(name, &mut lanes.iter().map(|(_, a)| *a), |s| s.lane_at)?,
+                "advised_service" => gather(name, &mut lanes.iter().map(|(_, a)| a.and_then(|a| a.1)), |s| s.lane_at)?,
                 other => return Err(crate::error::Error::internal(format!("seller_advice: no builder for {other}"))),
             })
         })
