@@ -237,29 +237,61 @@ fn windows_before_all<const K: usize>(
         .reduce(empty, add);
     // A track reaches back from `to` for its latest `need` observations, no further than
     // `oldest`; the plain window's are among them (it reaches back only when they are fewer).
+    // The sparse groups' older observations are gathered by group (a counting sort: kind k's
+    // groups are numbered after the earlier kinds'), and of each group's the latest are
+    // selected in place. Sorting them all was most of this step on a long history: a sparse
+    // seller reaches back up to `lanes.max_window_days`, and only its latest few are read.
     let sparse = |k: usize, g: usize| plain[k][g].0 < need as u64;
-    let mut older: Vec<(usize, usize, i64, i64)> = (0..n)
+    let mut base = [0usize; K];
+    for k in 1..K {
+        base[k] = base[k - 1] + groups[k - 1];
+    }
+    let older: Vec<(usize, i64, i64)> = (0..n)
         .into_par_iter()
         .with_min_len(1 << 14)
         .flat_map_iter(|i| {
             obs(i).into_iter().enumerate().filter_map(|(k, o)| {
-                o.filter(|&(g, t, _)| t >= oldest && t < start.min(to) && sparse(k, g)).map(|(g, t, v)| (k, g, t, v))
+                o.filter(|&(g, t, _)| t >= oldest && t < start.min(to) && sparse(k, g))
+                    .map(|(g, t, v)| (base[k] + g, t, v))
             })
         })
         .collect();
-    older.par_sort_unstable();
+    let mut first = vec![0usize; groups.iter().sum::<usize>() + 1];
+    for o in &older {
+        first[o.0 + 1] += 1;
+    }
+    for key in 1..first.len() {
+        first[key] += first[key - 1];
+    }
+    let mut by_group = vec![(0i64, 0i64); older.len()];
+    let mut next = first.clone();
+    for &(key, t, v) in &older {
+        by_group[next[key]] = (t, v);
+        next[key] += 1;
+    }
+    drop((older, next));
     let mut out: [Vec<Window>; K] =
         std::array::from_fn(|k| plain[k].iter().map(|&(count, sum)| (start, count as f64, sum)).collect());
-    for run in older.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
-        let (k, g) = (run[0].0, run[0].1);
-        let (count, sum) = plain[k][g];
-        let take = (need - count as usize).min(run.len());
-        if take == 0 {
-            continue;
+    for (k, out) in out.iter_mut().enumerate() {
+        for (g, w) in out.iter_mut().enumerate() {
+            let run = &mut by_group[first[base[k] + g]..first[base[k] + g + 1]];
+            let (count, sum) = plain[k][g];
+            // Observations here only for a sparse group, so `count < need`.
+            let take = need.saturating_sub(count as usize).min(run.len());
+            if take == 0 {
+                continue;
+            }
+            // The latest `take` by (time, value), as a track orders them: equal pairs are
+            // alike, so the set selected, its sum and its earliest time are a sort's.
+            let cut = run.len() - take;
+            if cut > 0 {
+                run.select_nth_unstable(cut);
+            }
+            let latest = &run[cut..];
+            let sum = latest.iter().fold(sum, |s, o| s.wrapping_add(o.1));
+            let from = latest.iter().map(|o| o.0).min().unwrap_or(start);
+            *w = (from.min(start), (count as usize + take) as f64, sum);
         }
-        let latest = &run[run.len() - take..];
-        let sum = latest.iter().fold(sum, |s, o| s.wrapping_add(o.3));
-        out[k][g] = (latest[0].2.min(start), (count as usize + take) as f64, sum);
     }
     out
 }
