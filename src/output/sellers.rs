@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::csv::{csv_cell, csv_line};
 use crate::alerts::Severity;
 use crate::calendar;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::io;
 use crate::schema::outputs::{SELLER_CSV, SELLER_INDEX};
 
@@ -119,13 +119,11 @@ pub fn write_sellers(dir: &Path, frame: &DataFrame, suppressed: &HashMap<String,
             (rows.len(), body)
         })
         .collect();
+    let folder = io::NewFiles::open(dir)?;
     for ((id, file), (n, body)) in entries.iter().zip(&bodies) {
-        let path = dir.join(file);
-        // seller_files only yields plain names, but a name must never leave sellers/.
-        if path.parent() != Some(dir) {
-            return Err(Error::internal(format!("seller file name escapes sellers/: {file:?}")));
-        }
-        io::write_file(&path, body.as_bytes())?;
+        // seller_files only yields plain names, but a name must never leave sellers/ (`write`
+        // refuses one that would) nor replace another seller's file (nor does it).
+        folder.write(file, body.as_bytes())?;
         index.push_str(&csv_line(&[
             csv_cell(id),
             csv_cell(file),
@@ -133,7 +131,7 @@ pub fn write_sellers(dir: &Path, frame: &DataFrame, suppressed: &HashMap<String,
             suppressed.get(*id).copied().unwrap_or(0).to_string(),
         ]));
     }
-    io::write_file(&dir.join("index.csv"), index.as_bytes())?;
+    folder.write("index.csv", index.as_bytes())?;
     Ok(files.len() as u64)
 }
 
