@@ -188,6 +188,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Writes bytes to `path` through a temporary sibling and a rename, not synced: a reader never
+/// sees half a file, and the caller makes a batch of them durable with one `sync_filesystem`
+/// before anything names them.
+pub fn write_renamed(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_sibling(path);
+    File::create(&tmp).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::output(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))
+}
+
 fn temp_sibling(path: &Path) -> std::path::PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))

@@ -127,11 +127,16 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     };
     // Lane tables kept by earlier nights (a full refresh reuses none, and keeps its own).
     let mut kept_warning = None;
+    let mut stored = crate::state::tables::Stored::default();
     let kept = match &state {
         None => None,
         Some(_) if full_refresh => Some(Kept::default()),
         Some((_, info)) => match crate::state::tables::load(out, &s.config.lanes, info) {
-            Ok(k) => Some(k.unwrap_or_default()),
+            Ok(Some((k, files))) => {
+                stored = files;
+                Some(k)
+            }
+            Ok(None) => Some(Kept::default()),
             Err(why) => {
                 kept_warning = Some(why);
                 Some(Kept::default())
@@ -225,6 +230,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
             &s.config.lanes,
             &reused.keep,
             &reused.keep_days,
+            &stored,
             written.as_deref(),
             night.cutoff(),
         ) {

@@ -292,22 +292,22 @@ impl Columns<'_> {
     fn f64s(&self, name: &str) -> Result<Vec<f64>> {
         Ok(self.df.column(name)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     }
-    fn strs(&self, name: &str) -> Result<Vec<String>> {
-        Ok(self.df.column(name)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
-    }
     fn bools(&self, name: &str) -> Result<Vec<bool>> {
         Ok(self.df.column(name)?.bool()?.iter().map(|v| v.unwrap_or(false)).collect())
     }
-    /// Every row's key (column `key`: the cutoff or the day), digest and lane, the columns both
-    /// stored frames begin with.
-    fn keyed(&self, key: &str) -> Result<Keyed> {
+    /// Every row's key (column `key`: the cutoff or the day) and digest, and the lane of every
+    /// `every`-th row (a series day's rows come `N_STAGES` to a lane): the columns both stored
+    /// frames begin with.
+    fn keyed(&self, key: &str, every: usize) -> Result<Keyed> {
         let (rows, a, b) = (self.i64s("digest_rows")?, self.i64s("digest_a")?, self.i64s("digest_b")?);
-        let (origin, destination, service) = (self.strs("origin")?, self.strs("destination")?, self.strs("service")?);
-        let lanes = origin
-            .into_iter()
-            .zip(destination)
-            .zip(service)
-            .map(|((origin, destination), service)| LaneKey { origin, destination, service })
+        let [origin, destination, service] = ["origin", "destination", "service"].map(|c| self.df.column(c));
+        let (origin, destination, service) = (origin?.str()?, destination?.str()?, service?.str()?);
+        let lanes = (0..self.df.height())
+            .step_by(every)
+            .map(|r| {
+                let at = |c: &StringChunked| c.get(r).unwrap_or("").to_string();
+                LaneKey { origin: at(origin), destination: at(destination), service: at(service) }
+            })
             .collect();
         let digests =
             (0..rows.len()).map(|r| Digest { rows: rows[r] as u64, a: a[r] as u64, b: b[r] as u64 }).collect();
@@ -319,6 +319,7 @@ impl Columns<'_> {
 struct Keyed {
     key: Vec<i64>,
     digests: Vec<Digest>,
+    /// The lane of every `every`-th row (`Columns::keyed`).
     lanes: Vec<LaneKey>,
 }
 
@@ -326,7 +327,7 @@ struct Keyed {
 pub fn from_frame(df: &DataFrame) -> Result<Kept> {
     let cols = Columns { df, what: "kept lane tables" };
     let bad = |what: String| cols.bad(what);
-    let Keyed { key: cutoff, digests, lanes: lane_keys } = cols.keyed("cutoff")?;
+    let Keyed { key: cutoff, digests, lanes: lane_keys } = cols.keyed("cutoff", 1)?;
     let (level, shipments, delivered, late, tracked) = (
         cols.i64s("level")?,
         cols.i64s("shipments")?,
@@ -542,6 +543,54 @@ fn once_each<T>(keep: &mut Vec<T>, key: impl Fn(&T) -> (i64, Digest, usize)) {
     });
 }
 
+/// A fingerprint of what `to_frame` stores of one kept table: tables of one fingerprint are
+/// stored as the same bytes. The state names a table's file by it, so a night that hands a
+/// table on unchanged does not write it again (`state::tables`).
+pub fn table_fingerprint(t: &KeptTable) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    keyed_fingerprint(&mut h, b"lane table", t.cutoff, t.digest, &t.lanes);
+    for s in &t.stats {
+        let level = LEVELS.iter().position(|&l| l == s.level).unwrap_or(0) as u64;
+        for x in [level, s.shipments as u64, s.delivered as u64, s.late as u64, s.milestones_tracked as u64] {
+            h.update(&x.to_le_bytes());
+        }
+        for x in [s.on_time_rate, s.window_days].iter().chain(&s.v) {
+            h.update(&x.to_bits().to_le_bytes());
+        }
+    }
+    h.finalize()
+}
+
+/// `table_fingerprint` of one kept series day: what `days_to_frame` stores of it.
+pub fn day_fingerprint(d: &KeptDay) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    keyed_fingerprint(&mut h, b"series day", d.day, d.digest, &d.lanes);
+    for p in d.points.iter().flatten() {
+        for x in [p.recent_p50.to_bits(), p.baseline_p50.to_bits(), p.ratio.to_bits(), p.z.to_bits()] {
+            h.update(&x.to_le_bytes());
+        }
+        for x in [p.recent_n as u64, p.baseline_n as u64, p.pooled as u64, p.condition as u64] {
+            h.update(&x.to_le_bytes());
+        }
+    }
+    h.finalize()
+}
+
+/// The leading columns both stored frames share: the kind of record, its key (a cutoff or a
+/// day), its digest and its lanes, each string with its length first.
+fn keyed_fingerprint(h: &mut blake3::Hasher, kind: &[u8], key: i64, digest: Digest, lanes: &[LaneKey]) {
+    h.update(kind);
+    for x in [key as u64, digest.rows, digest.a, digest.b, lanes.len() as u64] {
+        h.update(&x.to_le_bytes());
+    }
+    for l in lanes {
+        for s in [&l.origin, &l.destination, &l.service] {
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+    }
+}
+
 /// Kept series days as one frame (one row per day, lane and stage), for the state to store.
 pub fn days_to_frame(days: &[KeptDay]) -> Result<DataFrame> {
     let rows: Vec<(&KeptDay, usize, usize)> = days
@@ -585,7 +634,7 @@ pub fn days_to_frame(days: &[KeptDay]) -> Result<DataFrame> {
 pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
     let cols = Columns { df, what: "kept series days" };
     let bad = |what: String| cols.bad(what);
-    let Keyed { key: day, digests, lanes: lane_keys } = cols.keyed("day")?;
+    let Keyed { key: day, digests, lanes: lane_keys } = cols.keyed("day", N_STAGES)?;
     let stage = cols.i64s("stage")?;
     let (recent_p50, baseline_p50, ratio, z) =
         (cols.f64s("recent_p50")?, cols.f64s("baseline_p50")?, cols.f64s("ratio")?, cols.f64s("z")?);
@@ -604,7 +653,7 @@ pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
             }
             kept.days.push(KeptDay { day: day[r0], digest, lanes: Arc::new(Vec::new()), points: Vec::new() });
         }
-        lanes.push(lane_keys[r0].clone());
+        lanes.push(lane_keys[r0 / N_STAGES].clone());
         let mut p = [Point::default(); N_STAGES];
         for (s, pt) in p.iter_mut().enumerate() {
             let r = r0 + s;

@@ -109,6 +109,31 @@ fn current_generation(out: &Path) -> Option<String> {
     Some(name)
 }
 
+/// The kept tables' and days' files the index names, each with its inode (a file written again
+/// gets a new one), after checking that no other kept-table file is left beside them.
+fn kept_tiles(out: &Path) -> BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = out.join("state");
+    let ix: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("lane-tables.json")).unwrap()).unwrap();
+    let named: BTreeMap<String, u64> = ["tables", "days"]
+        .iter()
+        .flat_map(|k| ix[*k].as_array().unwrap().iter())
+        .map(|t| {
+            let name = t["data"].as_str().unwrap().to_string();
+            let ino = std::fs::metadata(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}")).ino();
+            (name, ino)
+        })
+        .collect();
+    let on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet") && (n.starts_with("lane-table") || n.starts_with("series-day")))
+        .collect();
+    assert_eq!(on_disk.len(), named.len(), "kept-table files not named by the index: {on_disk:?}");
+    named
+}
+
 const FIRST_NIGHT: &str = "2026-09-08";
 
 /// Ten consecutive nights on an input that grows by a day of partitions each night, late
@@ -122,6 +147,7 @@ fn incremental_nights_equal_full_refreshes_with_late_arrivals() {
     let first = date(FIRST_NIGHT);
     let mut prev: Option<NaiveDate> = None;
     let mut late_rows_read = 0;
+    let mut tiles_before = BTreeMap::new();
     for k in 0..10 {
         let night = first + Duration::days(k);
         let delivered = arr.deliver(live.path(), prev, night);
@@ -161,6 +187,15 @@ fn incremental_nights_equal_full_refreshes_with_late_arrivals() {
         } else {
             assert!(days_reused >= 60 && days_computed >= 12, "night {as_of}: {st}");
         }
+        // A file per kept table and day: a night writes the ones it computed, at most, and
+        // leaves the files of those it hands on unchanged (the same inode).
+        let tiles = kept_tiles(inc.path());
+        let written = tiles.iter().filter(|(name, ino)| tiles_before.get(*name) != Some(*ino)).count() as u64;
+        assert!(tiles.len() as u64 >= reused + days_reused, "night {as_of}: {} files, {st}", tiles.len());
+        if k > 0 {
+            assert!(written <= computed + days_computed, "night {as_of}: {written} files written, {st}");
+        }
+        tiles_before = tiles;
         prev = Some(night);
     }
     assert!(late_rows_read > 100, "{late_rows_read}");
@@ -483,10 +518,11 @@ fn damaged_or_mismatched_kept_lane_tables_are_computed_again_with_a_warning() {
     let arr = arrivals(small_input());
     let (night, next) = ("2026-09-10", "2026-09-11");
     let (_keep, want) = reference(&arr, night, next, None);
+    // One kept series day's file (the index names a file per table and per day).
     let data_file = |out: &Path| {
         let ix: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("state/lane-tables.json")).unwrap()).unwrap();
-        out.join("state").join(ix["data"].as_str().unwrap())
+        out.join("state").join(ix["days"][0]["data"].as_str().unwrap())
     };
     let cases: Vec<(&str, fn(&Path, &Path), &str)> = vec![
         (
