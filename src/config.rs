@@ -362,6 +362,7 @@ pub const NOT_CONFIG: &[&str] = &[
     "LOG_FORMAT",
     "FAULT",
     "STATE_SLICE_ROWS",
+    "SPILL_ABOVE_MB",
     "PYTHON",
     "SHARED",
     "VENV",
