@@ -205,10 +205,11 @@ pub fn digest(clean: &CleanInput, night: Night) -> Result<super::reuse::Digest> 
 /// The shipments' string columns of few distinct values.
 const NAME_COLUMNS: [&str; 5] = ["seller_id", "carrier", "origin", "destination", "service"];
 
-/// Shipment columns of this size or more wait in `lend`'s scratch file; `LANEWATCH_SPILL_ABOVE_MB`
-/// sets another size (0: always). Below it, writing them out and reading them back costs more
-/// than the memory it frees is worth: 0.6 s of a 1M-shipment full refresh for about 130 MB,
-/// where at 10M shipments the 1.3 GB it frees keeps the night within 4 GiB.
+/// Shipment columns of this size or more (polars' estimate: 732 MB at 10M shipments, 73 at 1M)
+/// wait in `lend`'s scratch file; `LANEWATCH_SPILL_ABOVE_MB` sets another size (0: always).
+/// Below it, writing them out and reading them back costs more than the memory it frees is
+/// worth: 0.4-0.6 s of a 1M-shipment full refresh for about 120 MB of peak, where at 10M
+/// shipments what it frees keeps the night within 4 GiB (3,847 MiB).
 const SPILL_ABOVE_MB: usize = 512;
 
 /// Whether `lend` sets these shipment columns aside in its scratch file.
