@@ -37,14 +37,49 @@ pub(super) fn read<T: DeserializeOwned>(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read state/{file}: {e}")),
     };
-    let k: T = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("state/{file} is corrupt: {}", crate::error::one_line(e.to_string())))?;
-    let h = header(&k);
-    if h.format != format {
-        return Err(format!("state/{file} has layout {}, this lanewatch reads {format}", h.format));
-    }
-    if h.tool_version != TOOL_VERSION {
-        return Err(format!("state/{file} was written by lanewatch {}, this is {TOOL_VERSION}", h.tool_version));
-    }
+    let corrupt = |e: serde_json::Error| format!("state/{file} is corrupt: {}", crate::error::one_line(e.to_string()));
+    // The header first: a record of another layout may not parse as this one, and is then
+    // reported as of another layout, not as corrupt.
+    let check = |h: &Header| {
+        if h.format != format {
+            return Err(format!("state/{file} has layout {}, this lanewatch reads {format}", h.format));
+        }
+        if h.tool_version != TOOL_VERSION {
+            return Err(format!("state/{file} was written by lanewatch {}, this is {TOOL_VERSION}", h.tool_version));
+        }
+        Ok(())
+    };
+    check(&serde_json::from_slice::<Header>(&bytes).map_err(corrupt)?)?;
+    let k: T = serde_json::from_slice(&bytes).map_err(corrupt)?;
+    check(header(&k))?;
     Ok(Some(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Record {
+        #[serde(flatten)]
+        header: Header,
+        files: Vec<String>,
+    }
+
+    /// A record of an earlier layout, whose fields no longer parse as this one's, is reported as
+    /// of another layout (a kept file of the first layout after an upgrade), not as corrupt;
+    /// one of this layout that does not parse is corrupt.
+    #[test]
+    fn a_record_of_another_layout_is_named_so_even_when_it_does_not_parse() {
+        let out = tempfile::tempdir().unwrap();
+        std::fs::create_dir(out.path().join(super::super::DIR)).unwrap();
+        let put = |json: String| std::fs::write(out.path().join(super::super::DIR).join("r.json"), json).unwrap();
+        let read = || super::read::<Record>(out.path(), "r.json", 2, |r| &r.header);
+        put(format!(r#"{{"format": 1, "tool_version": "{TOOL_VERSION}", "files": 22}}"#));
+        assert_eq!(read().unwrap_err(), "state/r.json has layout 1, this lanewatch reads 2");
+        put(format!(r#"{{"format": 2, "tool_version": "{TOOL_VERSION}", "files": 22}}"#));
+        assert!(read().unwrap_err().starts_with("state/r.json is corrupt"), "{:?}", read());
+        put(format!(r#"{{"format": 2, "tool_version": "{TOOL_VERSION}", "files": ["a"]}}"#));
+        assert_eq!(read().unwrap().unwrap().files, ["a"]);
+    }
 }
