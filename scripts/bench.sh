@@ -17,7 +17,8 @@
 # the night before the as-of after six more days ("week_later"), then the as-of's day is added
 # and the night run again through the state ("incremental"), then the same night with
 # --full-refresh ("full_refresh"). `BENCH_DOUBLE=1` also measures an input with twice the
-# history (2N shipments over 360 days ending on the same day).
+# history (2N shipments over 360 days ending on the same day). A `targets` line ends each size:
+# the incremental night against the full refresh, and against the doubled history's.
 #
 # Needs GNU time (/usr/bin/time; Debian package `time`). Data and outputs go to $BENCH_DIR
 # (default /tmp/lanewatch-bench); generated inputs are kept and reused between runs.
@@ -50,6 +51,9 @@ as_of=2026-06-20
 # Prints "seconds peak_MB" from a GNU time -v log.
 measure() { awk -F': ' -f scripts/time_v.awk "$1"; }
 
+# Wall seconds of the incremental nights' runs by "label-size", for the summary (`targets`).
+declare -A walls
+
 trash="$work/trash.$$"
 set_aside() { if [ -e "$1" ]; then mkdir -p "$trash" && mv "$1" "$trash/$(basename "$1")"; fi; }
 trap 'rm -rf "$trash"' EXIT
@@ -61,6 +65,7 @@ timed_run() {
   /usr/bin/time -v "$bin" run --input "$input" --out "$out" --as-of "$night" --log-format json "$@" \
     > "$work/$label-$size.out" 2> "$work/$label-$size.time"
   read -r wall rss < <(measure "$work/$label-$size.time")
+  walls["$label-$size"]="$wall"
   stages=$(python3 -c '
 import json, sys
 m = json.load(open(sys.argv[1]))
@@ -109,6 +114,20 @@ incremental() {
   timed_run full_refresh "$size" "$live" "$full" "$as_of" --full-refresh
 }
 
+# Issue 13's targets for size $1, from the incremental nights' walls: the incremental night
+# against the full refresh (at most 0.1), the full refresh at 1M (at most 2.5 s), and with
+# BENCH_DOUBLE the incremental night on twice the history against this one (barely more).
+targets() {
+  local n="$1" inc="${walls[incremental-$1]}" full="${walls[full_refresh-$1]}"
+  local double="${walls[incremental-$((2 * $1))x360d]:-}"
+  awk -v n="$n" -v inc="$inc" -v full="$full" -v double="$double" 'BEGIN {
+    printf "targets %s: incremental / full refresh = %.2f (target <= 0.1); full refresh %.2f s", n, inc / full, full
+    if (n == 1000000) printf " (target <= 2.5 s at 1M)"
+    if (double != "") printf "; twice the history: incremental %.2fx as long (target: barely more)", double / inc
+    printf "\n"
+  }'
+}
+
 printf '%-10s %-10s %10s %10s %10s %10s  %s\n' shipments command wall_s peak_MB events out_MB stages
 for n in "${sizes[@]}"; do
   data="$work/data-$n"
@@ -141,6 +160,7 @@ print(" ".join("%s=%.2fs/%sMB" % (s["stage"], s["seconds"], s.get("peak_rss_mb")
       fi
       incremental "$((2 * n))x360d" "$double"
     fi
+    targets "$n"
   fi
 
   [ "${BENCH_FEATURES:-1}" = 0 ] && continue
