@@ -219,7 +219,8 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// A folder in which many new files are created (a night's seller files): each is created
 /// relative to the folder's open descriptor (`openat`), so the folder's path is not looked up
 /// again for every file, and exclusively (`O_EXCL`), so a name used twice is an error rather
-/// than a file silently overwritten. About a quarter cheaper per file than `write_file`.
+/// than a file silently overwritten. A 1M night's 7.7k seller files: its write stage 0.305 →
+/// 0.267 s (medians) against `write_file`.
 pub struct NewFiles {
     dir: std::path::PathBuf,
     #[cfg(target_os = "linux")]
@@ -250,11 +251,12 @@ impl NewFiles {
             let c = std::ffi::CString::new(name).map_err(Error::internal)?;
             let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
             // SAFETY: `c` is a NUL-terminated string and the folder's descriptor is open for
-            // the duration of the call; a descriptor returned is owned by the `File` alone.
+            // the duration of the call.
             let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags, 0o666 as libc::c_uint) };
             if fd < 0 {
                 return Err(Error::output(&path, std::io::Error::last_os_error()));
             }
+            // SAFETY: `fd` was just opened and nothing else holds it: the `File` owns it alone.
             unsafe { File::from_raw_fd(fd) }
         };
         #[cfg(not(target_os = "linux"))]
