@@ -181,19 +181,24 @@ fn checked_bytes(path: &Path, blake3: &str) -> std::result::Result<Vec<u8>, Stri
 
 /// Writes bytes to `path` through a synced temporary sibling and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_sibling(path);
-    File::create(&tmp).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::output(&tmp, e))?;
-    sync_file(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))?;
-    Ok(())
+    write_through_sibling(path, bytes, true)
 }
 
 /// Writes bytes to `path` through a temporary sibling and a rename, not synced: a reader never
 /// sees half a file, and the caller makes a batch of them durable with one `sync_filesystem`
 /// before anything names them.
 pub fn write_renamed(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_through_sibling(path, bytes, false)
+}
+
+/// The bytes written to a temporary sibling of `path`, synced first when `sync`, then renamed
+/// into place.
+fn write_through_sibling(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let tmp = temp_sibling(path);
     File::create(&tmp).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::output(&tmp, e))?;
+    if sync {
+        sync_file(&tmp)?;
+    }
     std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))
 }
 

@@ -157,9 +157,10 @@ fn tile(
     if let Some(blake3) = stored.checked.get(&data) {
         return Ok((Tile { key, data, blake3: blake3.clone() }, false));
     }
-    let bytes = crate::io::compact_bytes(dir, &mut frame()?)?;
+    let path = dir.join(&data);
+    let bytes = crate::io::compact_bytes(&path, &mut frame()?)?;
     let blake3 = blake3::hash(&bytes).to_hex().to_string();
-    crate::io::write_renamed(&dir.join(&data), &bytes)?;
+    crate::io::write_renamed(&path, &bytes)?;
     Ok((Tile { key, data, blake3 }, true))
 }
 
