@@ -679,3 +679,111 @@ pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lanes() -> Arc<Vec<LaneKey>> {
+        let lane = |o: &str| LaneKey { origin: o.into(), destination: "DE".into(), service: "standard".into() };
+        Arc::new(vec![lane("CN"), lane("HK")])
+    }
+
+    type Edit<T> = Box<dyn Fn(&mut T)>;
+
+    /// Edits `base` each way in turn: every edit changes the fingerprint. `width`: the columns
+    /// the frame stores, one edit each (a column added to a frame and not to its fingerprint,
+    /// or not edited here, fails the count).
+    fn each_edit_changes<T: Clone>(base: &T, edits: Vec<Edit<T>>, width: usize, print: fn(&T) -> blake3::Hash) {
+        assert_eq!(edits.len(), width, "a stored column without an edit here");
+        assert_eq!(print(&base.clone()), print(base));
+        for (k, edit) in edits.iter().enumerate() {
+            let mut t = base.clone();
+            edit(&mut t);
+            assert_ne!(print(&t), print(base), "edit {k} left the fingerprint as it was");
+        }
+    }
+
+    /// The fingerprint names a kept table's or day's file, and a night names again the file of
+    /// a fingerprint it read: two tables or days a stored column tells apart must never share
+    /// one, or a changed table would be read back as the old one's values.
+    #[test]
+    fn every_stored_field_changes_a_kept_tables_fingerprint() {
+        let stats = LaneStats {
+            level: Level::Lane,
+            shipments: 10,
+            delivered: 8,
+            late: 2,
+            on_time_rate: 0.75,
+            milestones_tracked: 5,
+            window_days: 90.0,
+            v: std::array::from_fn(|j| j as f64),
+        };
+        let table =
+            KeptTable { cutoff: 1_000, digest: Digest { rows: 3, a: 4, b: 5 }, lanes: lanes(), stats: vec![stats; 2] };
+        fn lane(t: &mut KeptTable) -> &mut LaneKey {
+            &mut Arc::make_mut(&mut t.lanes)[1]
+        }
+        let mut edits: Vec<Edit<KeptTable>> = vec![
+            Box::new(|t| t.cutoff += 1),
+            Box::new(|t| t.digest.rows += 1),
+            Box::new(|t| t.digest.a += 1),
+            Box::new(|t| t.digest.b += 1),
+            Box::new(|t| lane(t).origin = "TW".into()),
+            Box::new(|t| lane(t).destination = "FR".into()),
+            Box::new(|t| lane(t).service = "express".into()),
+            Box::new(|t| t.stats[1].level = Level::Global),
+            Box::new(|t| t.stats[1].shipments += 1),
+            Box::new(|t| t.stats[1].delivered += 1),
+            Box::new(|t| t.stats[1].late += 1),
+            Box::new(|t| t.stats[1].milestones_tracked += 1),
+            Box::new(|t| t.stats[1].on_time_rate = 0.5),
+            Box::new(|t| t.stats[1].window_days = f64::NAN),
+        ];
+        for j in 0..N_Q {
+            edits.push(Box::new(move |t| t.stats[1].v[j] += 0.5));
+        }
+        let width = to_frame(std::slice::from_ref(&table)).unwrap().width();
+        each_edit_changes(&table, edits, width, table_fingerprint);
+    }
+
+    /// `every_stored_field_changes_a_kept_tables_fingerprint` for a series day; the flag the
+    /// two-night rule sets is not stored (a night applies it again), so it changes nothing.
+    #[test]
+    fn every_stored_field_changes_a_kept_days_fingerprint() {
+        let point = |s: usize| Point { recent_p50: s as f64, recent_n: 9, baseline_n: 12, ..Point::default() };
+        let day = KeptDay {
+            day: 20_000,
+            digest: Digest { rows: 3, a: 4, b: 5 },
+            lanes: lanes(),
+            points: vec![std::array::from_fn(point); 2],
+        };
+        fn lane(d: &mut KeptDay) -> &mut LaneKey {
+            &mut Arc::make_mut(&mut d.lanes)[1]
+        }
+        let edits: Vec<Edit<KeptDay>> = vec![
+            Box::new(|d| d.day += 1),
+            Box::new(|d| d.digest.rows += 1),
+            Box::new(|d| d.digest.a += 1),
+            Box::new(|d| d.digest.b += 1),
+            Box::new(|d| lane(d).origin = "TW".into()),
+            Box::new(|d| lane(d).destination = "FR".into()),
+            Box::new(|d| lane(d).service = "express".into()),
+            // The stage column: a lane's points in another stage order.
+            Box::new(|d| d.points[1].swap(0, 1)),
+            Box::new(|d| d.points[1][2].recent_p50 += 0.5),
+            Box::new(|d| d.points[1][2].baseline_p50 += 0.5),
+            Box::new(|d| d.points[1][2].recent_n += 1),
+            Box::new(|d| d.points[1][2].baseline_n += 1),
+            Box::new(|d| d.points[1][2].ratio += 0.5),
+            Box::new(|d| d.points[1][2].z += 0.5),
+            Box::new(|d| d.points[1][2].pooled = true),
+            Box::new(|d| d.points[1][2].condition = true),
+        ];
+        let width = days_to_frame(std::slice::from_ref(&day)).unwrap().width();
+        each_edit_changes(&day, edits, width, day_fingerprint);
+        let mut flagged = day.clone();
+        flagged.points[1][2].disrupted = true;
+        assert_eq!(day_fingerprint(&flagged), day_fingerprint(&day));
+    }
+}
