@@ -183,6 +183,8 @@ pub struct FilePlan {
     pub info: FileInfo,
     columns: Vec<(&'static ColumnSpec, String, Convert)>,
     naive_zone: Option<chrono_tz::Tz>,
+    /// Row groups in the file (its footer's count).
+    row_groups: usize,
 }
 
 impl FilePlan {
@@ -240,117 +242,152 @@ pub fn plan_table(input: &Path, table: Table, cfg: &InputConfig, only: Option<&[
         Some(naive_tz.parse().map_err(|_| Error::Config(format!("input.naive_timezone: unknown zone {naive_tz:?}")))?)
     };
 
+    // Each file is hashed and its footer read on its own (in parallel: a first night on day
+    // partitions plans hundreds of files, and one after the other they kept a core idle),
+    // gathered in file order.
+    use rayon::prelude::*;
+    let planned: Vec<Result<PlannedFile>> =
+        paths.par_iter().map(|path| plan_file(input, table, path, &source_name, naive_tz, naive_zone)).collect();
     let mut out = Planned { plans: Vec::with_capacity(paths.len()), files: Vec::new(), findings: Vec::new() };
-    for path in &paths {
-        let file = shown(input, path);
-        let name_for_msgs = format!("{}/{}", table.name(), file.trim_start_matches(&format!("{}/", table.name())));
-        let (bytes, hash) = hash_file(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::MissingInput { path: path.clone() },
-            _ => Error::bad_file(name_for_msgs.clone(), format!("cannot read: {e}")),
-        })?;
-        let err = |column: &str, check: &'static str, message: String| Finding {
-            level: Level::Error,
-            file: name_for_msgs.clone(),
-            column: column.to_string(),
-            check,
-            message,
-            count: 1,
-        };
+    for p in planned {
+        let p = p?;
+        out.files.extend(p.info);
+        out.findings.extend(p.findings);
+        out.plans.extend(p.plan);
+    }
+    Ok(out)
+}
 
-        // Footer first: schema and row count without decoding a page.
-        let footer = std::fs::File::open(path).map_err(|e| e.to_string()).and_then(|f| {
-            parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&f).map_err(|e| e.to_string())
-        });
-        let meta = match footer {
-            Ok(m) => m,
-            Err(e) => {
-                let why = if bytes == 0 {
-                    "empty file (0 bytes), not Parquet".to_string()
-                } else {
-                    format!("not a readable Parquet file: {}", crate::error::one_line(e))
-                };
-                out.findings.push(err("", "corrupt_file", why));
-                out.files.push(FileInfo { table: table.name(), path: file, rows: 0, bytes, blake3: hash });
-                continue;
-            }
-        };
-        let rows = meta.file_metadata().num_rows().max(0) as u64;
-        let info = FileInfo { table: table.name(), path: file.clone(), rows, bytes, blake3: hash };
-        out.files.push(info.clone());
-        let schema = match parquet::arrow::parquet_to_arrow_schema(
-            meta.file_metadata().schema_descr(),
-            meta.file_metadata().key_value_metadata(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                out.findings.push(err(
-                    "",
-                    "corrupt_file",
-                    format!("unreadable schema: {}", crate::error::one_line(e.to_string())),
-                ));
-                continue;
-            }
-        };
+/// What planning one file found: its manifest entry (none when it cannot be read at all), its
+/// file-level findings, and its plan when it can be decoded.
+struct PlannedFile {
+    info: Option<FileInfo>,
+    findings: Vec<Finding>,
+    plan: Option<FilePlan>,
+}
 
-        let mut plan: Vec<(&'static ColumnSpec, String, Convert)> = Vec::new();
-        let mut file_ok = true;
-        for spec in table.columns() {
-            let src = source_name(spec);
-            let Ok(field) = schema.field_with_name(&src) else {
-                if spec.required {
-                    let hint = if src != spec.name { format!(" (mapped from {src:?})") } else { String::new() };
-                    out.findings.push(err(spec.name, "missing_column", format!("required column is missing{hint}")));
-                    file_ok = false;
-                }
-                continue;
+/// `plan_table` of one file.
+fn plan_file(
+    input: &Path,
+    table: Table,
+    path: &Path,
+    source_name: &(dyn Fn(&ColumnSpec) -> String + Sync),
+    naive_tz: &str,
+    naive_zone: Option<chrono_tz::Tz>,
+) -> Result<PlannedFile> {
+    let mut out = PlannedFile { info: None, findings: Vec::new(), plan: None };
+    let file = shown(input, path);
+    let name_for_msgs = format!("{}/{}", table.name(), file.trim_start_matches(&format!("{}/", table.name())));
+    let (bytes, hash) = hash_file(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingInput { path: path.to_path_buf() },
+        _ => Error::bad_file(name_for_msgs.clone(), format!("cannot read: {e}")),
+    })?;
+    let err = |column: &str, check: &'static str, message: String| Finding {
+        level: Level::Error,
+        file: name_for_msgs.clone(),
+        column: column.to_string(),
+        check,
+        message,
+        count: 1,
+    };
+
+    // Footer first: schema and row count without decoding a page.
+    let footer = std::fs::File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+        parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&f).map_err(|e| e.to_string())
+    });
+    let meta = match footer {
+        Ok(m) => m,
+        Err(e) => {
+            let why = if bytes == 0 {
+                "empty file (0 bytes), not Parquet".to_string()
+            } else {
+                format!("not a readable Parquet file: {}", crate::error::one_line(e))
             };
-            let dt = field.data_type();
-            let conv = match (spec.kind, dt) {
-                (ValueKind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => Some(Convert::Keep),
-                (ValueKind::Str, ArrowType::Dictionary(_, v))
-                    if matches!(v.as_ref(), ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) =>
-                {
-                    Some(Convert::ToString)
-                }
-                (ValueKind::Float, ArrowType::Float64) => Some(Convert::Keep),
-                (ValueKind::Float, t)
-                    if t.is_numeric()
-                        && !matches!(t, ArrowType::Decimal128(..) | ArrowType::Decimal256(..) | ArrowType::Float16) =>
-                {
-                    Some(Convert::ToF64)
-                }
-                (ValueKind::Bool, ArrowType::Boolean) => Some(Convert::Keep),
-                (ValueKind::Timestamp, ArrowType::Timestamp(unit, tz)) => match tz {
-                    None if naive_tz.is_empty() => {
-                        out.findings.push(err(
-                            spec.name,
-                            "naive_timestamp",
-                            "timestamps have no time zone; store them as UTC or set input.naive_timezone".into(),
-                        ));
-                        file_ok = false;
-                        continue;
-                    }
-                    None => Some(Convert::Timestamp { unit: *unit, naive: true }),
-                    Some(_) => Some(Convert::Timestamp { unit: *unit, naive: false }),
-                },
-                _ => None,
-            };
-            match conv {
-                Some(_) if NOT_DECODED.contains(&spec.name) => {}
-                Some(c) => plan.push((spec, src, c)),
-                None => {
+            out.findings.push(err("", "corrupt_file", why));
+            out.info = Some(FileInfo { table: table.name(), path: file, rows: 0, bytes, blake3: hash });
+            return Ok(out);
+        }
+    };
+    let rows = meta.file_metadata().num_rows().max(0) as u64;
+    let info = FileInfo { table: table.name(), path: file.clone(), rows, bytes, blake3: hash };
+    out.info = Some(info.clone());
+    let schema = match parquet::arrow::parquet_to_arrow_schema(
+        meta.file_metadata().schema_descr(),
+        meta.file_metadata().key_value_metadata(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            out.findings.push(err(
+                "",
+                "corrupt_file",
+                format!("unreadable schema: {}", crate::error::one_line(e.to_string())),
+            ));
+            return Ok(out);
+        }
+    };
+
+    let mut plan: Vec<(&'static ColumnSpec, String, Convert)> = Vec::new();
+    let mut file_ok = true;
+    for spec in table.columns() {
+        let src = source_name(spec);
+        let Ok(field) = schema.field_with_name(&src) else {
+            if spec.required {
+                let hint = if src != spec.name { format!(" (mapped from {src:?})") } else { String::new() };
+                out.findings.push(err(spec.name, "missing_column", format!("required column is missing{hint}")));
+                file_ok = false;
+            }
+            continue;
+        };
+        let dt = field.data_type();
+        let conv = match (spec.kind, dt) {
+            (ValueKind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => Some(Convert::Keep),
+            (ValueKind::Str, ArrowType::Dictionary(_, v))
+                if matches!(v.as_ref(), ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) =>
+            {
+                Some(Convert::ToString)
+            }
+            (ValueKind::Float, ArrowType::Float64) => Some(Convert::Keep),
+            (ValueKind::Float, t)
+                if t.is_numeric()
+                    && !matches!(t, ArrowType::Decimal128(..) | ArrowType::Decimal256(..) | ArrowType::Float16) =>
+            {
+                Some(Convert::ToF64)
+            }
+            (ValueKind::Bool, ArrowType::Boolean) => Some(Convert::Keep),
+            (ValueKind::Timestamp, ArrowType::Timestamp(unit, tz)) => match tz {
+                None if naive_tz.is_empty() => {
                     out.findings.push(err(
                         spec.name,
-                        "wrong_type",
-                        format!("expected {}, got {}", spec.kind.name(), dt),
+                        "naive_timestamp",
+                        "timestamps have no time zone; store them as UTC or set input.naive_timezone".into(),
                     ));
                     file_ok = false;
+                    continue;
                 }
+                None => Some(Convert::Timestamp { unit: *unit, naive: true }),
+                Some(_) => Some(Convert::Timestamp { unit: *unit, naive: false }),
+            },
+            _ => None,
+        };
+        match conv {
+            Some(_) if NOT_DECODED.contains(&spec.name) => {}
+            Some(c) => plan.push((spec, src, c)),
+            None => {
+                out.findings.push(err(spec.name, "wrong_type", format!("expected {}, got {}", spec.kind.name(), dt)));
+                file_ok = false;
             }
         }
-        if file_ok {
-            out.plans.push(FilePlan { path: path.clone(), name: name_for_msgs, info, columns: plan, naive_zone });
-        }
+    }
+    if file_ok {
+        let row_groups = meta.num_row_groups();
+        out.plan = Some(FilePlan {
+            path: path.to_path_buf(),
+            name: name_for_msgs,
+            info,
+            columns: plan,
+            naive_zone,
+            row_groups,
+        });
     }
     Ok(out)
 }
@@ -603,18 +640,59 @@ fn read_file_parts_with(
 ) -> Result<FileParts> {
     let Planned { plans, files, findings } = plan_table(input, table, cfg, only)?;
     let mut decoded = Vec::with_capacity(plans.len());
-    for plan in &plans {
-        let mut file_parts = Vec::new();
-        let errors = decode_file(plan, table, &mut |df| {
-            file_parts.push(keep(df)?);
-            Ok(())
-        })?;
-        // A file with a corrupt page contributes no rows, as a file that fails its footer.
-        let df = match errors.iter().any(|e| e.check == "corrupt_file") {
-            true => None,
-            false => Some(stack(table, file_parts)?),
+    // Files of a row group or two are decoded whole by `decode_file` anyway, and their row
+    // groups cannot keep both cores busy: a few such files are decoded side by side (day
+    // partitions, one row group each, were decoded one after the other), and handed to `keep`
+    // in file order. Larger files are decoded a few row groups at a time, kept as they come.
+    let small = |p: &FilePlan| p.row_groups <= ROW_GROUPS_AT_ONCE;
+    let mut at = 0;
+    while at < plans.len() {
+        let n = if small(&plans[at]) {
+            plans[at..].iter().take(2 * rayon::current_num_threads().max(1)).take_while(|p| small(p)).count()
+        } else {
+            1
         };
-        decoded.push(DecodedFile { info: plan.info.clone(), df, findings: errors });
+        let batch = &plans[at..at + n];
+        at += n;
+        let whole: Vec<(Vec<DataFrame>, Result<Vec<Finding>>)> = if n == 1 {
+            Vec::new()
+        } else {
+            use rayon::prelude::*;
+            batch
+                .par_iter()
+                .map(|plan| {
+                    let mut parts = Vec::new();
+                    let errors = decode_file(plan, table, &mut |df| {
+                        parts.push(df);
+                        Ok(())
+                    });
+                    (parts, errors)
+                })
+                .collect()
+        };
+        let mut whole = whole.into_iter();
+        for plan in batch {
+            let mut file_parts = Vec::new();
+            let errors = match whole.next() {
+                Some((parts, errors)) => {
+                    let errors = errors?;
+                    for df in parts {
+                        file_parts.push(keep(df)?);
+                    }
+                    errors
+                }
+                None => decode_file(plan, table, &mut |df| {
+                    file_parts.push(keep(df)?);
+                    Ok(())
+                })?,
+            };
+            // A file with a corrupt page contributes no rows, as a file that fails its footer.
+            let df = match errors.iter().any(|e| e.check == "corrupt_file") {
+                true => None,
+                false => Some(stack(table, file_parts)?),
+            };
+            decoded.push(DecodedFile { info: plan.info.clone(), df, findings: errors });
+        }
     }
     Ok(FileParts { files, plan_findings: findings, decoded })
 }

@@ -97,6 +97,89 @@ fn truncated_and_corrupt_parquet_are_rejected() {
     assert!(errors[0].contains("events.parquet"), "{errors:?}");
 }
 
+/// Files are planned and decoded side by side (day partitions, a few at a time), yet what
+/// they are found to hold is reported in file order, as reading them one after the other
+/// reports it: a table split over eight files with bad files among them lists each file's error
+/// in the order of the files, the first of them on the first line.
+#[test]
+fn findings_of_many_files_come_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = 8usize;
+    for table in ["shipments", "events"] {
+        let df = read_parquet(&small_input().join(format!("{table}.parquet")));
+        std::fs::create_dir(dir.path().join(table)).unwrap();
+        let n = df.height();
+        for k in 0..parts {
+            let mut part = df.slice((n * k / parts) as i64, n * (k + 1) / parts - n * k / parts);
+            write_parquet(&mut part, &dir.path().join(table).join(format!("part-{k}.parquet")));
+        }
+    }
+    let path = |table: &str, k: usize| dir.path().join(table).join(format!("part-{k}.parquet"));
+    let rewrite = |table: &str, k: usize, edit: &dyn Fn(DataFrame) -> DataFrame| {
+        let mut df = edit(read_parquet(&path(table, k)));
+        write_parquet(&mut df, &path(table, k));
+    };
+    // Footers that cannot be read, a missing column, a wrong type (found from the footers) and
+    // data pages overwritten under an intact footer (found decoding).
+    let truncate = |p: std::path::PathBuf| {
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    };
+    let overwrite_pages = |p: std::path::PathBuf| {
+        let mut bytes = std::fs::read(&p).unwrap();
+        let end = bytes.len() / 2;
+        bytes[100..end].iter_mut().for_each(|b| *b = 0x5a);
+        std::fs::write(&p, &bytes).unwrap();
+    };
+    overwrite_pages(path("shipments", 1));
+    truncate(path("shipments", 2));
+    overwrite_pages(path("shipments", 3));
+    rewrite("shipments", 5, &|df| df.drop("promised_at").unwrap());
+    truncate(path("shipments", 6));
+    rewrite("events", 3, &|mut df| {
+        let s = df.column("event_time").unwrap().cast(&DataType::String).unwrap();
+        df.with_column(s).unwrap();
+        df
+    });
+    overwrite_pages(path("events", 4));
+    truncate(path("events", 7));
+
+    let o = lanewatch(&["validate", "--input", dir.path().to_str().unwrap(), "--format", "json"]);
+    expect_code(&o, 65);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let errors: Vec<(String, String)> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["file"].as_str().unwrap().to_string(), e["check"].as_str().unwrap().to_string()))
+        .collect();
+    // Per table: what the footers showed, file by file, then what decoding found, file by file.
+    let expected_errors = [
+        ("shipments/part-2.parquet", "corrupt_file"),
+        ("shipments/part-5.parquet", "missing_column"),
+        ("shipments/part-6.parquet", "corrupt_file"),
+        ("shipments/part-1.parquet", "corrupt_file"),
+        ("shipments/part-3.parquet", "corrupt_file"),
+        ("events/part-3.parquet", "wrong_type"),
+        ("events/part-7.parquet", "corrupt_file"),
+        ("events/part-4.parquet", "corrupt_file"),
+    ];
+    let expected_errors: Vec<(String, String)> =
+        expected_errors.iter().map(|(f, c)| (f.to_string(), c.to_string())).collect();
+    assert_eq!(errors, expected_errors);
+    // The files list covers every file, in order, bad ones included.
+    let files: Vec<String> =
+        v["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> =
+        ["shipments", "events"].iter().flat_map(|t| (0..parts).map(move |k| format!("{t}/part-{k}.parquet"))).collect();
+    assert_eq!(files, expected);
+
+    // The text report's first line names the first bad file.
+    let (code, lines) = validate(dir.path());
+    assert_eq!(code, 65);
+    assert!(lines[0].contains("shipments/part-2.parquet"), "{lines:?}");
+}
+
 #[test]
 fn missing_input_is_66() {
     let o = lanewatch(&["validate", "--input", "/nonexistent/lanewatch-input"]);
