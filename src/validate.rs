@@ -613,48 +613,59 @@ pub fn decode_event_files(
     let mut orphan_of: PlHashMap<String, u32> =
         out.orphans.iter().enumerate().map(|(k, s)| (s.clone(), k as u32)).collect();
     let mut done = Vec::with_capacity(plans.len());
-    // A few files per thread at once: parallel, yet only a few files' rows held twice.
-    for batch in plans.chunks(2 * rayon::current_num_threads().max(1)) {
-        let parts: Vec<(RawEvents, Vec<Finding>)> = batch
+    // A few files per thread at once: parallel, yet only a few files' rows held twice. The
+    // next few are decoded while the last ones are renumbered and appended (one thread), which
+    // one after the other left a core idle.
+    let decode = |batch: &[ingest::FilePlan]| -> Result<Vec<(RawEvents, Vec<Finding>)>> {
+        batch
             .par_iter()
             .map(|plan| {
                 let mut part = RawEvents::default();
                 let findings = decode_events(plan, index, keep_orphans, &mut part)?;
                 Ok((part, findings))
             })
-            .collect::<Result<_>>()?;
-        for (mut part, findings) in parts {
-            if findings.iter().any(|e| e.check == "corrupt_file") {
-                // As a sequential read: no rows (its numbering never reaches a report, since
-                // a corrupt file fails the night before events are checked).
-                part = RawEvents::default();
-            }
-            let status_map: Vec<u32> =
-                part.statuses.iter().map(|n| intern(n, &mut status_of, &mut out.statuses)).collect();
-            let orphan_map: Vec<u32> =
-                part.orphans.iter().map(|n| intern(n, &mut orphan_of, &mut out.orphans)).collect();
-            for st in part.status.iter_mut() {
-                *st = status_map[*st as usize];
-            }
-            for sh in part.ship.iter_mut() {
-                if *sh & ORPHAN != 0 {
-                    *sh = ORPHAN | orphan_map[(*sh & !ORPHAN) as usize];
+            .collect()
+    };
+    let batches: Vec<&[ingest::FilePlan]> = plans.chunks(2 * rayon::current_num_threads().max(1)).collect();
+    let mut ready = batches.first().map(|b| decode(b));
+    for k in 0..batches.len() {
+        let parts = ready.take().ok_or_else(|| Error::internal("events: a batch of files was not decoded"))??;
+        let append = || {
+            for (mut part, findings) in parts {
+                if findings.iter().any(|e| e.check == "corrupt_file") {
+                    // As a sequential read: no rows (its numbering never reaches a report, since
+                    // a corrupt file fails the night before events are checked).
+                    part = RawEvents::default();
                 }
+                let status_map: Vec<u32> =
+                    part.statuses.iter().map(|n| intern(n, &mut status_of, &mut out.statuses)).collect();
+                let orphan_map: Vec<u32> =
+                    part.orphans.iter().map(|n| intern(n, &mut orphan_of, &mut out.orphans)).collect();
+                for st in part.status.iter_mut() {
+                    *st = status_map[*st as usize];
+                }
+                for sh in part.ship.iter_mut() {
+                    if *sh & ORPHAN != 0 {
+                        *sh = ORPHAN | orphan_map[(*sh & !ORPHAN) as usize];
+                    }
+                }
+                let before = out.len();
+                let counts = RawEvents {
+                    rows: part.rows,
+                    long_ids: part.long_ids,
+                    longest_id: part.longest_id.max(out.longest_id),
+                    empty_ids: part.empty_ids,
+                    bad_times: part.bad_times,
+                    ..RawEvents::default()
+                };
+                part.statuses.clear();
+                part.orphans.clear();
+                out.append(part);
+                done.push(DecodedEvents { findings, rows: before..out.len(), counts });
             }
-            let before = out.len();
-            let counts = RawEvents {
-                rows: part.rows,
-                long_ids: part.long_ids,
-                longest_id: part.longest_id.max(out.longest_id),
-                empty_ids: part.empty_ids,
-                bad_times: part.bad_times,
-                ..RawEvents::default()
-            };
-            part.statuses.clear();
-            part.orphans.clear();
-            out.append(part);
-            done.push(DecodedEvents { findings, rows: before..out.len(), counts });
-        }
+        };
+        let ((), next) = rayon::join(append, || batches.get(k + 1).map(|b| decode(b)));
+        ready = next;
     }
     Ok(done)
 }
