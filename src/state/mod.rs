@@ -565,24 +565,36 @@ fn assemble(
     let mut status_of: HashMap<String, u32> = HashMap::new();
     let mut orphan_of: HashMap<String, u32> = HashMap::new();
     let mut reused_events = Vec::with_capacity(old_events.len());
-    // Decoded a few at a time (in parallel), appended in order, freed before the next few.
-    for batch in old_events.chunks(2 * rayon::current_num_threads().max(1)) {
-        // A segment damaged or not of events is the state's fault, not the input's: the
-        // caller starts again with a full refresh.
-        let frames = batch.par_iter().map(|s| read_events_segment(dir, s)).collect::<std::result::Result<Vec<_>, _>>();
-        let frames = match frames {
-            Ok(f) => f,
-            Err(why) => return Ok(Err(why)),
+    // Decoded a few at a time (in parallel), appended in order, freed before the next few. The
+    // next few are read while the last ones are appended: one after the other, the appends
+    // (two threads) and the reads (a segment per thread) each left a core idle part of the time.
+    // A segment damaged or not of events is the state's fault, not the input's: the caller
+    // starts again with a full refresh.
+    let read = |batch: &[Segment]| -> std::result::Result<Vec<DataFrame>, String> {
+        batch.par_iter().map(|s| read_events_segment(dir, s)).collect()
+    };
+    let batches: Vec<&[Segment]> = old_events.chunks(2 * rayon::current_num_threads().max(1)).collect();
+    let mut ready = batches.first().map(|b| read(b));
+    for (k, batch) in batches.iter().enumerate() {
+        let frames = match ready.take() {
+            Some(Ok(f)) => f,
+            Some(Err(why)) => return Ok(Err(why)),
+            None => return Err(Error::internal("state: a batch of segments was not read")),
         };
-        let rows =
-            batch.iter().zip(&frames).map(|(s, df)| SegmentRows::of(s, df)).collect::<std::result::Result<Vec<_>, _>>();
-        let appended = rows.and_then(|rows| {
+        let append = || {
+            let rows = batch
+                .iter()
+                .zip(&frames)
+                .map(|(s, df)| SegmentRows::of(s, df))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             append_segments(&rows, &sorted_of, index.as_ref(), &mut events, &mut status_of, &mut orphan_of)
-        });
+        };
+        let (appended, next) = rayon::join(append, || batches.get(k + 1).map(|b| read(b)));
         if let Err(why) = appended {
             return Ok(Err(why));
         }
-        for s in batch {
+        ready = next;
+        for s in batch.iter() {
             files.push(file_info(Table::Events, s));
             reused_events.push(s.clone());
         }
