@@ -565,15 +565,16 @@ fn assemble(
     let mut status_of: HashMap<String, u32> = HashMap::new();
     let mut orphan_of: HashMap<String, u32> = HashMap::new();
     let mut reused_events = Vec::with_capacity(old_events.len());
-    // Decoded a few at a time (in parallel), appended in order, freed before the next few. The
-    // next few are read while the last ones are appended: one after the other, the appends
-    // (two threads) and the reads (a segment per thread) each left a core idle part of the time.
+    // Decoded a segment per thread at a time, appended in order, freed before the next ones. The
+    // next batch is read while the last one is appended: one after the other, the appends (two
+    // threads) and the reads (a segment per thread) each left a core idle part of the time. Two
+    // batches in flight hold what one batch of two segments per thread held before.
     // A segment damaged or not of events is the state's fault, not the input's: the caller
     // starts again with a full refresh.
     let read = |batch: &[Segment]| -> std::result::Result<Vec<DataFrame>, String> {
         batch.par_iter().map(|s| read_events_segment(dir, s)).collect()
     };
-    let batches: Vec<&[Segment]> = old_events.chunks(2 * rayon::current_num_threads().max(1)).collect();
+    let batches: Vec<&[Segment]> = old_events.chunks(rayon::current_num_threads().max(1)).collect();
     let mut ready = batches.first().map(|b| read(b));
     for (k, batch) in batches.iter().enumerate() {
         let frames = match ready.take() {
