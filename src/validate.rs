@@ -289,12 +289,31 @@ pub struct RawEvents {
     pub eta: Option<Vec<i64>>,
     pub statuses: Vec<String>,
     pub orphans: Vec<String>,
-    /// Rows decoded, including those dropped for null required values.
+    pub counts: EventCounts,
+}
+
+/// What decoding counted in some events rows: the rows decoded (including those dropped for
+/// null required values) and what the id and time checks found. Named fields rather than a
+/// row of numbers: four of them are `u64` counts, easy to pass in the wrong order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventCounts {
     pub rows: u64,
     pub long_ids: u64,
+    /// The longest id, in bytes: a maximum, where the others are sums.
     pub longest_id: u32,
     pub empty_ids: u64,
     pub bad_times: u64,
+}
+
+impl EventCounts {
+    /// The counts of these rows and `other`'s together.
+    pub fn add(&mut self, other: &EventCounts) {
+        self.rows += other.rows;
+        self.long_ids += other.long_ids;
+        self.longest_id = self.longest_id.max(other.longest_id);
+        self.empty_ids += other.empty_ids;
+        self.bad_times += other.bad_times;
+    }
 }
 
 /// Marks `RawEvents::ship` entries that index `orphans` rather than shipments.
@@ -525,15 +544,16 @@ pub fn decode_events(
             if !mine {
                 continue;
             }
-            part.rows += 1;
+            let counts = &mut part.counts;
+            counts.rows += 1;
             if let Some(id) = id {
                 let len = id.len() as u32;
-                part.longest_id = part.longest_id.max(len);
-                part.long_ids += (len as usize > MAX_ID_BYTES) as u64;
-                part.empty_ids += id.is_empty() as u64;
+                counts.longest_id = counts.longest_id.max(len);
+                counts.long_ids += (len as usize > MAX_ID_BYTES) as u64;
+                counts.empty_ids += id.is_empty() as u64;
             }
             if let Some(tv) = tv {
-                part.bad_times += !(MIN_TS..=MAX_TS).contains(&tv) as u64;
+                counts.bad_times += !(MIN_TS..=MAX_TS).contains(&tv) as u64;
             }
             let (Some(id), Some(tv), Some(sv)) = (id, tv, sv) else { continue };
             let ship = match found {
@@ -593,9 +613,9 @@ pub struct DecodedEvents {
     pub findings: Vec<Finding>,
     /// Its rows in the merged events.
     pub rows: std::ops::Range<usize>,
-    /// Its counts (`rows`, `long_ids`, `empty_ids`, `bad_times`; `longest_id` is the longest
+    /// Its counts (sums of its own; `longest_id` is the longest
     /// in it and the files before).
-    pub counts: RawEvents,
+    pub counts: EventCounts,
 }
 
 /// Decodes events files a few at a time in parallel, each with its own status and unknown-id
@@ -651,14 +671,8 @@ pub fn decode_event_files(
                     }
                 }
                 let before = out.len();
-                let counts = RawEvents {
-                    rows: part.rows,
-                    long_ids: part.long_ids,
-                    longest_id: part.longest_id.max(out.longest_id),
-                    empty_ids: part.empty_ids,
-                    bad_times: part.bad_times,
-                    ..RawEvents::default()
-                };
+                let counts =
+                    EventCounts { longest_id: part.counts.longest_id.max(out.counts.longest_id), ..part.counts };
                 part.statuses.clear();
                 part.orphans.clear();
                 out.append(part);
@@ -700,13 +714,9 @@ impl RawEvents {
             // (a single large file, sized from its own footer): copying its rows would hold them
             // twice. A small first part (one day's partition) is copied into the reserved room.
             let (statuses, orphans) = (std::mem::take(&mut self.statuses), std::mem::take(&mut self.orphans));
-            let counts = (self.rows, self.long_ids, self.longest_id, self.empty_ids, self.bad_times);
+            let counts = self.counts;
             *self = RawEvents { statuses, orphans, ..other };
-            self.rows += counts.0;
-            self.long_ids += counts.1;
-            self.longest_id = self.longest_id.max(counts.2);
-            self.empty_ids += counts.3;
-            self.bad_times += counts.4;
+            self.counts.add(&counts);
             return;
         }
         let before = self.ship.len();
@@ -714,22 +724,13 @@ impl RawEvents {
         self.time.extend(other.time);
         self.status.extend(other.status);
         self.extend_eta(before, other.eta.as_deref());
-        self.add_counts(other.rows, other.long_ids, other.longest_id, other.empty_ids, other.bad_times);
+        self.counts.add(&other.counts);
     }
 
     /// The estimates of the rows appended after the first `before` (`None`: they carry none),
     /// once every other column has them: `NO_ETA` where a side has no estimates.
     pub fn extend_eta(&mut self, before: usize, eta: Option<&[i64]>) {
         extend_eta_to(&mut self.eta, before, self.ship.len(), self.ship.capacity(), eta);
-    }
-
-    /// Adds the counts of appended rows: decoded, and found by the id and time checks.
-    pub fn add_counts(&mut self, rows: u64, long_ids: u64, longest_id: u32, empty_ids: u64, bad_times: u64) {
-        self.rows += rows;
-        self.long_ids += long_ids;
-        self.longest_id = self.longest_id.max(longest_id);
-        self.empty_ids += empty_ids;
-        self.bad_times += bad_times;
     }
 
     pub fn len(&self) -> usize {
@@ -775,7 +776,7 @@ pub fn check(
         input: input.display().to_string(),
         valid: false,
         shipments: raw.shipments.height() as u64,
-        events: raw.events.rows,
+        events: raw.events.counts.rows,
         files: raw.files.clone(),
         errors: vec![],
         warnings: vec![],
@@ -1279,9 +1280,10 @@ fn check_events(
     out: &mut Vec<Finding>,
 ) -> Result<(Events, Vec<Unmapped>)> {
     const T: &str = "events";
-    if raw.rows > 0 {
-        if raw.long_ids > 0 {
-            let (n, longest) = (raw.long_ids, raw.longest_id);
+    let counts = &raw.counts;
+    if counts.rows > 0 {
+        if counts.long_ids > 0 {
+            let (n, longest) = (counts.long_ids, counts.longest_id);
             out.push(finding(
                 Level::Error,
                 T,
@@ -1291,12 +1293,12 @@ fn check_events(
                 format!("{n} ids longer than {MAX_ID_BYTES} bytes (longest {longest} bytes)"),
             ));
         }
-        if raw.empty_ids > 0 {
-            let n = raw.empty_ids;
+        if counts.empty_ids > 0 {
+            let n = counts.empty_ids;
             out.push(finding(Level::Error, T, "shipment_id", "empty_id", n, format!("{n} empty ids")));
         }
-        if raw.bad_times > 0 {
-            let n = raw.bad_times;
+        if counts.bad_times > 0 {
+            let n = counts.bad_times;
             out.push(finding(
                 Level::Error,
                 T,
@@ -1460,6 +1462,19 @@ fn check_events(
 mod tests {
     use super::*;
 
+    /// Every count adds to its own (the longest id is the larger), whichever side is larger.
+    #[test]
+    fn event_counts_add_field_by_field() {
+        let a = EventCounts { rows: 1, long_ids: 20, longest_id: 300, empty_ids: 4_000, bad_times: 50_000 };
+        let b = EventCounts { rows: 600_000, long_ids: 7_000_000, longest_id: 8, empty_ids: 90, bad_times: 100 };
+        let (mut ab, mut ba) = (a, b);
+        ab.add(&b);
+        ba.add(&a);
+        let want =
+            EventCounts { rows: 600_001, long_ids: 7_000_020, longest_id: 300, empty_ids: 4_090, bad_times: 50_100 };
+        assert_eq!((ab, ba), (want, want));
+    }
+
     #[test]
     fn each_warning_is_found_by_its_check_and_column_and_states_its_count() {
         for w in Warning::ALL {
@@ -1502,7 +1517,7 @@ mod tests {
             time: rows.iter().map(|r| r.1).collect(),
             status: rows.iter().map(|r| r.2).collect(),
             statuses,
-            rows: rows.len() as u64,
+            counts: EventCounts { rows: rows.len() as u64, ..EventCounts::default() },
             ..RawEvents::default()
         };
         let mut out = Vec::new();

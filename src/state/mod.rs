@@ -50,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{self, FileInfo, Finding, Level};
 use crate::night::TOOL_VERSION;
 use crate::schema::Table;
-use crate::validate::{self, ORPHAN, RawEvents, RawInput};
+use crate::validate::{self, EventCounts, ORPHAN, RawEvents, RawInput};
 
 /// Layout version of a generation file; another value is a full refresh.
 const FORMAT: u32 = 2;
@@ -134,14 +134,26 @@ struct Counts {
 }
 
 impl Counts {
-    fn of(e: &RawEvents) -> Counts {
+    /// A file's decoded counts, as its segment records them (`has_eta` is set when written).
+    fn of(c: &EventCounts) -> Counts {
         Counts {
-            rows: e.rows,
-            long_ids: e.long_ids,
-            longest_id: e.longest_id,
-            empty_ids: e.empty_ids,
-            bad_times: e.bad_times,
-            has_eta: e.eta.is_some(),
+            rows: c.rows,
+            long_ids: c.long_ids,
+            longest_id: c.longest_id,
+            empty_ids: c.empty_ids,
+            bad_times: c.bad_times,
+            has_eta: false,
+        }
+    }
+
+    /// The decoded counts this segment records.
+    fn events(&self) -> EventCounts {
+        EventCounts {
+            rows: self.rows,
+            long_ids: self.long_ids,
+            longest_id: self.longest_id,
+            empty_ids: self.empty_ids,
+            bad_times: self.bad_times,
         }
     }
 }
@@ -886,8 +898,7 @@ fn append_segments(
     shipped?;
     copied?;
     for r in segments {
-        let c = &r.segment.counts;
-        out.add_counts(c.rows, c.long_ids, c.longest_id, c.empty_ids, c.bad_times);
+        out.counts.add(&r.segment.counts.events());
     }
     Ok(())
 }
