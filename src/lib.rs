@@ -15,12 +15,13 @@
 //! - `evaluate`: scoring nights against later outcomes;
 //! - the stages: `alerts` → `model` → `features` → `validate` (with `statuses`, `shard`,
 //!   which shard owns a shipment, and `id_map`, the events' shipment lookup) → `ingest`;
-//! - beneath all of them: `schema`, `config`, `calendar`, `sampling`, `io`, `memory`,
+//! - beneath all of them: `schema`, `config`, `calendar`, `sampling`, `io`, `memory`, `ahead`,
 //!   `progress`, `fault`, `error`.
 //!
 //! `generate` and `import` write inputs and stand apart.
 
 pub mod advice;
+pub mod ahead;
 pub mod alerts;
 pub mod budget;
 pub mod calendar;

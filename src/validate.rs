@@ -295,7 +295,7 @@ pub struct RawEvents {
 /// What decoding counted in some events rows: the rows decoded (including those dropped for
 /// null required values) and what the id and time checks found. Named fields rather than a
 /// row of numbers: four of them are `u64` counts, easy to pass in the wrong order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EventCounts {
     pub rows: u64,
     pub long_ids: u64,
@@ -637,7 +637,7 @@ pub fn decode_event_files(
     // appended (one thread), which one after the other left a core idle: parallel, yet only two
     // files per thread held twice (batches of two files per thread, in flight two at a time,
     // raised the 10M full refresh's peak by 220 MiB).
-    let decode = |batch: &[ingest::FilePlan]| -> Result<Vec<(RawEvents, Vec<Finding>)>> {
+    let decode = |batch: &&[ingest::FilePlan]| -> Result<Vec<(RawEvents, Vec<Finding>)>> {
         batch
             .par_iter()
             .map(|plan| {
@@ -648,40 +648,35 @@ pub fn decode_event_files(
             .collect()
     };
     let batches: Vec<&[ingest::FilePlan]> = plans.chunks(rayon::current_num_threads().max(1)).collect();
-    let mut ready = batches.first().map(|b| decode(b));
-    for k in 0..batches.len() {
-        let parts = ready.take().ok_or_else(|| Error::internal("events: a batch of files was not decoded"))??;
-        let append = || {
-            for (mut part, findings) in parts {
-                if findings.iter().any(|e| e.check == "corrupt_file") {
-                    // As a sequential read: no rows (its numbering never reaches a report, since
-                    // a corrupt file fails the night before events are checked).
-                    part = RawEvents::default();
-                }
-                let status_map: Vec<u32> =
-                    part.statuses.iter().map(|n| intern(n, &mut status_of, &mut out.statuses)).collect();
-                let orphan_map: Vec<u32> =
-                    part.orphans.iter().map(|n| intern(n, &mut orphan_of, &mut out.orphans)).collect();
-                for st in part.status.iter_mut() {
-                    *st = status_map[*st as usize];
-                }
-                for sh in part.ship.iter_mut() {
-                    if *sh & ORPHAN != 0 {
-                        *sh = ORPHAN | orphan_map[(*sh & !ORPHAN) as usize];
-                    }
-                }
-                let before = out.len();
-                let counts =
-                    EventCounts { longest_id: part.counts.longest_id.max(out.counts.longest_id), ..part.counts };
-                part.statuses.clear();
-                part.orphans.clear();
-                out.append(part);
-                done.push(DecodedEvents { findings, rows: before..out.len(), counts });
+    crate::ahead::read_ahead(&batches, decode, |_, parts| {
+        let parts = parts?;
+        for (mut part, findings) in parts {
+            if findings.iter().any(|e| e.check == "corrupt_file") {
+                // As a sequential read: no rows (its numbering never reaches a report, since
+                // a corrupt file fails the night before events are checked).
+                part = RawEvents::default();
             }
-        };
-        let ((), next) = rayon::join(append, || batches.get(k + 1).map(|b| decode(b)));
-        ready = next;
-    }
+            let status_map: Vec<u32> =
+                part.statuses.iter().map(|n| intern(n, &mut status_of, &mut out.statuses)).collect();
+            let orphan_map: Vec<u32> =
+                part.orphans.iter().map(|n| intern(n, &mut orphan_of, &mut out.orphans)).collect();
+            for st in part.status.iter_mut() {
+                *st = status_map[*st as usize];
+            }
+            for sh in part.ship.iter_mut() {
+                if *sh & ORPHAN != 0 {
+                    *sh = ORPHAN | orphan_map[(*sh & !ORPHAN) as usize];
+                }
+            }
+            let before = out.len();
+            let counts = EventCounts { longest_id: part.counts.longest_id.max(out.counts.longest_id), ..part.counts };
+            part.statuses.clear();
+            part.orphans.clear();
+            out.append(part);
+            done.push(DecodedEvents { findings, rows: before..out.len(), counts });
+        }
+        Ok::<(), Error>(())
+    })?;
     Ok(done)
 }
 

@@ -123,39 +123,12 @@ struct Segment {
     counts: Counts,
 }
 
+/// An events segment's decoded counts (its JSON fields are `EventCounts`' beside `has_eta`).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Counts {
-    rows: u64,
-    long_ids: u64,
-    longest_id: u32,
-    empty_ids: u64,
-    bad_times: u64,
+    #[serde(flatten)]
+    events: EventCounts,
     has_eta: bool,
-}
-
-impl Counts {
-    /// A file's decoded counts, as its segment records them (`has_eta` is set when written).
-    fn of(c: &EventCounts) -> Counts {
-        Counts {
-            rows: c.rows,
-            long_ids: c.long_ids,
-            longest_id: c.longest_id,
-            empty_ids: c.empty_ids,
-            bad_times: c.bad_times,
-            has_eta: false,
-        }
-    }
-
-    /// The decoded counts this segment records.
-    fn events(&self) -> EventCounts {
-        EventCounts {
-            rows: self.rows,
-            long_ids: self.long_ids,
-            longest_id: self.longest_id,
-            empty_ids: self.empty_ids,
-            bad_times: self.bad_times,
-        }
-    }
 }
 
 /// What a night read: the whole decoded input, plus what it needs to keep the state.
@@ -583,34 +556,26 @@ fn assemble(
     // batches in flight hold what one batch of two segments per thread held before.
     // A segment damaged or not of events is the state's fault, not the input's: the caller
     // starts again with a full refresh.
-    let read = |batch: &[Segment]| -> std::result::Result<Vec<DataFrame>, String> {
+    let read = |batch: &&[Segment]| -> std::result::Result<Vec<DataFrame>, String> {
         batch.par_iter().map(|s| read_events_segment(dir, s)).collect()
     };
     let batches: Vec<&[Segment]> = old_events.chunks(rayon::current_num_threads().max(1)).collect();
-    let mut ready = batches.first().map(|b| read(b));
-    for (k, batch) in batches.iter().enumerate() {
-        let frames = match ready.take() {
-            Some(Ok(f)) => f,
-            Some(Err(why)) => return Ok(Err(why)),
-            None => return Err(Error::internal("state: a batch of segments was not read")),
-        };
-        let append = || {
-            let rows = batch
-                .iter()
-                .zip(&frames)
-                .map(|(s, df)| SegmentRows::of(s, df))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            append_segments(&rows, &sorted_of, index.as_ref(), &mut events, &mut status_of, &mut orphan_of)
-        };
-        let (appended, next) = rayon::join(append, || batches.get(k + 1).map(|b| read(b)));
-        if let Err(why) = appended {
-            return Ok(Err(why));
-        }
-        ready = next;
+    let appended = crate::ahead::read_ahead(&batches, read, |batch, frames| {
+        let frames = frames?;
+        let rows = batch
+            .iter()
+            .zip(&frames)
+            .map(|(s, df)| SegmentRows::of(s, df))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        append_segments(&rows, &sorted_of, index.as_ref(), &mut events, &mut status_of, &mut orphan_of)?;
         for s in batch.iter() {
             files.push(file_info(Table::Events, s));
             reused_events.push(s.clone());
         }
+        Ok(())
+    });
+    if let Err(why) = appended {
+        return Ok(Err(why));
     }
     let mut new_events = Vec::new();
     let reused_rows = events.len();
@@ -622,7 +587,12 @@ fn assemble(
             findings.extend(d.findings);
             // Sums are the file's own; the longest id is the running maximum, which is the true
             // maximum over any prefix of files (all a later night reuses).
-            new_events.push((plan.info.clone(), mtime_ns(&plan.path), d.rows, Counts::of(&d.counts)));
+            new_events.push((
+                plan.info.clone(),
+                mtime_ns(&plan.path),
+                d.rows,
+                Counts { events: d.counts, has_eta: false },
+            ));
         }
     }
     if let Some(&first) = events.time[reused_rows..].iter().min() {
@@ -898,7 +868,7 @@ fn append_segments(
     shipped?;
     copied?;
     for r in segments {
-        out.counts.add(&r.segment.counts.events());
+        out.counts.add(&r.segment.counts.events);
     }
     Ok(())
 }
