@@ -165,22 +165,24 @@ pub fn load_with_state(
     t: &mut Timings,
 ) -> Result<(Report, CleanInput, state::Pending, state::StateInfo)> {
     crate::ingest::check_input_folder(&s.input)?;
-    let (report, clean, raw, keep) = t.time(
+    let (report, clean, raw, checks, keep) = t.time(
         "validate",
         || {
             let loaded = state::load(&s.input, &s.input_cfg, out, full_refresh)?;
             if let Some(why) = &loaded.keep.info.full_refresh {
                 tracing::info!(reason = %why, "state: full refresh");
             }
-            let ((report, clean), raw) = validate::check(&s.input, loaded.raw, loaded.findings, &s.vocab, false)?;
+            let ((report, clean), raw, checks) =
+                validate::check_with(&s.input, loaded.raw, loaded.findings, &s.vocab, false, loaded.checked)?;
             let (report, clean) = settle(report, clean)?;
-            Ok((report, clean, raw, loaded.keep))
+            Ok((report, clean, raw, checks, loaded.keep))
         },
         |r| r.0.shipments + r.0.events,
     )?;
     let night = s.night()?.to_string();
-    let (pending, info) = t.time("state", || state::write(out, keep, &raw, &night), |i| i.1.files_read)?;
-    drop(raw);
+    let (pending, info) =
+        t.time("state", || state::write(out, keep, &raw, &clean, &checks, &night), |i| i.1.files_read)?;
+    drop((raw, checks));
     crate::memory::release_free_memory();
     Ok((report, clean, pending, info))
 }

@@ -321,6 +321,63 @@ pub const ORPHAN: u32 = 1 << 31;
 /// In a shard's id index: a shipment another shard owns (its events are skipped, uncounted).
 pub const FOREIGN: u32 = u32::MAX;
 
+/// What the event checks counted over every row, besides the clean events: kept by the state
+/// beside a night's clean events, so that a later night counts only its new rows (`Checked`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Tally {
+    pub duplicates: u64,
+    pub early: u64,
+    pub disorder: u64,
+}
+
+/// Rows of shipments whose status the vocabulary does not map: shipment, time and status
+/// (index into `RawEvents::statuses`). What describing those statuses reads
+/// (`describe_unmapped`), and what the state keeps of them.
+#[derive(Debug, Clone, Default)]
+pub struct UnmappedRows {
+    pub ship: Vec<u32>,
+    pub time: Vec<i64>,
+    pub status: Vec<u32>,
+}
+
+impl UnmappedRows {
+    pub fn len(&self) -> usize {
+        self.ship.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ship.is_empty()
+    }
+}
+
+/// An earlier night's checks, kept by the state (`state`): the clean events of that night's
+/// shipments (by its shipment index), each of those shipments' index tonight (ascending:
+/// shipments only join), what its checks counted, and its unmapped rows in tonight's numbering.
+/// Its rows of unknown ids are not in it: they come again among the decoded rows.
+/// With it, the checks read only the rows of files decoded after that night: a shipment none
+/// of them names keeps its clean events and its counts as they were, and one they name is
+/// checked whole again (its clean events and its new rows), its earlier counts taken back.
+/// That gives the events and counts checking every row gives, because a shipment's clean
+/// events are its rows sorted and deduplicated, whatever order the rows come in.
+pub struct Checked {
+    pub events: Events,
+    pub at: Vec<u32>,
+    pub tally: Tally,
+    pub unmapped: UnmappedRows,
+}
+
+/// What the checks leave for the state besides the clean events (see `Checked`): the counts,
+/// the earlier night's unmapped rows, and which statuses are unmapped (by `RawEvents::statuses`
+/// index). The night's unmapped rows are these and the decoded rows of unmapped statuses; they
+/// are gathered only when the state keeps them (a list of them was 0.2 GB at 10M shipments,
+/// where a tenth of the events are unmapped scans).
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    pub tally: Tally,
+    pub kept_unmapped: UnmappedRows,
+    pub unmapped_status: Vec<bool>,
+}
+
 /// Reads and checks the input. Returns the report and, when there are no errors, clean data.
 pub fn validate(input: &Path, cfg: &InputConfig, vocab: &Vocabulary) -> Result<(Report, Option<CleanInput>)> {
     let (raw, file_findings) = read_raw(input, cfg)?;
@@ -763,6 +820,21 @@ pub fn check(
     vocab: &Vocabulary,
     allow_empty: bool,
 ) -> Result<((Report, Option<CleanInput>), RawInput)> {
+    let (checked, raw, _) = check_with(input, raw, file_findings, vocab, allow_empty, None)?;
+    Ok((checked, raw))
+}
+
+/// `check` of the rows of `raw` on top of an earlier night's checks (`Checked`; `raw` then holds
+/// the rows of the files decoded after that night, and the counts of every file); also returns
+/// what the state keeps of the checks (`Checks`, default when the events were not checked).
+pub fn check_with(
+    input: &Path,
+    raw: RawInput,
+    file_findings: Vec<Finding>,
+    vocab: &Vocabulary,
+    allow_empty: bool,
+    base: Option<Checked>,
+) -> Result<((Report, Option<CleanInput>), RawInput, Checks)> {
     let t0 = std::time::Instant::now();
     let mut findings = file_findings;
     let errors_before = findings.iter().any(|f| f.level == Level::Error);
@@ -778,14 +850,16 @@ pub fn check(
         unmapped_statuses: vec![],
     };
     let mut clean = None;
+    let mut checks = Checks::default();
     if !ship_file_errors {
         let shipments = check_shipments(raw.shipments.clone(), allow_empty, &mut findings)?;
         if !errors_before {
             crate::memory::log_step("validate", "shipments checked", t0);
-            let (ev, unknown) = check_events(&raw.events, &shipments, vocab, &mut findings)?;
+            let (ev, unknown, c) = check_events(&raw.events, base, &shipments, vocab, &mut findings)?;
             crate::memory::log_step("validate", "events checked", t0);
             report.unmapped_statuses = unknown;
             clean = Some(CleanInput { shipments, events: ev });
+            checks = c;
         }
     }
     for f in findings {
@@ -798,7 +872,7 @@ pub fn check(
     if !report.valid {
         clean = None;
     }
-    Ok(((report, clean), raw))
+    Ok(((report, clean), raw, checks))
 }
 
 /// Refuses, before decoding anything, an input whose size (from the footers' row counts) would
@@ -1114,7 +1188,7 @@ fn duplicated_ids(ids: &StringChunked) -> (u64, Option<usize>) {
 /// The most frequent unmapped statuses with when they occur and the milestones around them.
 fn describe_unmapped(
     unknown: &[(String, u64)],
-    raw: &RawEvents,
+    sources: &[(&[u32], &[i64], &[u32])],
     unmapped_of: &[u32],
     events: &Events,
 ) -> Vec<Unmapped> {
@@ -1129,9 +1203,10 @@ fn describe_unmapped(
     let place: Vec<usize> =
         unmapped_of.iter().map(|&u| if u == u32::MAX { usize::MAX } else { place_of_unknown[u as usize] }).collect();
     // Per described status: first, last, and (milestone before, milestone after) counts. Read
-    // straight from the raw events, in parallel (at 10M shipments a tenth of the events are
-    // unmapped scans, which a list of them held as 0.2 GB); minima, maxima and counts do not
-    // depend on the order they are taken in.
+    // straight from the rows (`sources`: (shipment, time, status) columns: the decoded rows and
+    // an earlier night's unmapped rows), in parallel (at 10M shipments a tenth of the events
+    // are unmapped scans, which a list of them held as 0.2 GB); minima, maxima and counts do
+    // not depend on the order they are taken in.
     const NONE: u8 = u8::MAX;
     struct Seen {
         first: Vec<i64>,
@@ -1143,11 +1218,17 @@ fn describe_unmapped(
         last: vec![i64::MIN; order.len()],
         around: vec![PlHashMap::new(); order.len()],
     };
-    let seen = (0..raw.len())
+    const CHUNK: usize = 1 << 16;
+    let chunks: Vec<(usize, usize)> =
+        sources.iter().enumerate().flat_map(|(s, src)| (0..src.0.len()).step_by(CHUNK).map(move |e| (s, e))).collect();
+    let seen = chunks
         .into_par_iter()
-        .fold(empty, |mut seen, e| {
-            let (ship, t) = (raw.ship[e], raw.time[e]);
-            let k = place[raw.status[e] as usize];
+        .flat_map_iter(|(s, e0)| {
+            let (ship, time, status) = sources[s];
+            (e0..(e0 + CHUNK).min(ship.len())).map(move |e| (ship[e], time[e], status[e]))
+        })
+        .fold(empty, |mut seen, (ship, t, status)| {
+            let k = place[status as usize];
             if k == usize::MAX || ship & ORPHAN != 0 {
                 return seen;
             }
@@ -1270,10 +1351,11 @@ fn milestones_out_of_order(codes: &[u8]) -> bool {
 
 fn check_events(
     raw: &RawEvents,
+    base: Option<Checked>,
     shipments: &DataFrame,
     vocab: &Vocabulary,
     out: &mut Vec<Finding>,
-) -> Result<(Events, Vec<Unmapped>)> {
+) -> Result<(Events, Vec<Unmapped>, Checks)> {
     const T: &str = "events";
     let counts = &raw.counts;
     if counts.rows > 0 {
@@ -1304,12 +1386,18 @@ fn check_events(
             ));
         }
     }
+    let (base_events, base_at, base_tally, base_unmapped) = match base {
+        Some(b) => (Some(b.events), b.at, b.tally, b.unmapped),
+        None => (None, Vec::new(), Tally::default(), UnmappedRows::default()),
+    };
 
     // Code statuses once per distinct value, not once per row. Unmapped ones get an id so their
-    // events can be found again (for when and between which milestones they occur).
+    // events can be found again (for when and between which milestones they occur). Only the
+    // unmapped statuses' counts are reported: the rows decoded tonight and an earlier night's
+    // unmapped rows give them all.
     let mut per_status = vec![0u64; raw.statuses.len()];
-    for &s in &raw.status {
-        per_status[s as usize] += 1;
+    for &s in raw.status.iter().chain(&base_unmapped.status) {
+        *per_status.get_mut(s as usize).ok_or_else(|| Error::internal("an event's status is not numbered"))? += 1;
     }
     let mut unknown: Vec<(String, u64)> = Vec::new();
     let mut code_of: Vec<u8> = Vec::with_capacity(raw.statuses.len());
@@ -1334,22 +1422,44 @@ fn check_events(
     if n_orphans > 0 {
         out.push(Warning::UnknownShipment.finding(n_orphans, &[]));
     }
-    // A counting sort by shipment, then each shipment's few events by time and code.
-    let mut start = vec![0u32; n_ships + 1];
-    for &i in raw.ship.iter().filter(|&&s| s & ORPHAN == 0) {
-        start[i as usize + 1] += 1;
+    // Each shipment's row among the earlier night's, and how many clean events it had then.
+    const NOT_KEPT: u32 = u32::MAX;
+    let mut base_row = vec![NOT_KEPT; if base_events.is_some() { n_ships } else { 0 }];
+    if let Some(be) = &base_events {
+        if be.start.len() != base_at.len() + 1 {
+            return Err(Error::internal("the kept checks' events and shipments differ in number"));
+        }
+        for (b, &k) in base_at.iter().enumerate() {
+            *base_row.get_mut(k as usize).ok_or_else(|| Error::internal("a kept shipment is not tonight's"))? =
+                b as u32;
+        }
     }
+    let base_len = |k: usize| -> u32 {
+        match (&base_events, base_row.get(k)) {
+            (Some(be), Some(&b)) if b != NOT_KEPT => be.start[b as usize + 1] - be.start[b as usize],
+            _ => 0,
+        }
+    };
+    // Per shipment, its kept clean events then its new rows: a counting sort by shipment, then
+    // each shipment's few events by time and code.
+    let mut fresh = vec![0u32; n_ships];
+    for &i in raw.ship.iter().filter(|&&s| s & ORPHAN == 0) {
+        fresh[i as usize] += 1;
+    }
+    let mut start = vec![0u32; n_ships + 1];
     for k in 0..n_ships {
-        start[k + 1] += start[k];
+        start[k + 1] = start[k] + base_len(k) + fresh[k];
     }
     let total = start[n_ships] as usize;
     let mut time = vec![0i64; total];
     let mut code = vec![0u8; total];
-    let mut eta: Option<Vec<i64>> = raw.eta.as_ref().map(|_| vec![NO_ETA; total]);
+    let has_eta = raw.eta.is_some() || base_events.as_ref().is_some_and(|e| e.eta.is_some());
+    let mut eta: Option<Vec<i64>> = has_eta.then(|| vec![NO_ETA; total]);
     // Scattered in parallel: each task owns a range of shipments (whose slots are one slice of
-    // the arrays) and reads every row, writing its shipments' rows in row order, so each
-    // shipment's events come as a single pass puts them. The writes land at random, which was
-    // the cost of the single pass (seconds at 10M): a task per thread shares them out.
+    // the arrays), copies their kept events in, and reads every new row, writing its
+    // shipments' rows in row order, so each shipment's events come as a single pass puts them.
+    // The writes land at random, which was the cost of the single pass (seconds at 10M): a task
+    // per thread shares them out.
     {
         let parts = rayon::current_num_threads().clamp(1, 64);
         let ranges = (0..parts).map(|p| n_ships * p / parts..n_ships * (p + 1) / parts);
@@ -1357,6 +1467,23 @@ fn check_events(
         tasks.into_par_iter().for_each(|(ships, ts, cs, es)| {
             let base = start[ships.start];
             let mut fill: Vec<u32> = start[ships.clone()].iter().map(|s| s - base).collect();
+            if let Some(be) = &base_events {
+                for k in ships.clone() {
+                    let b = base_row[k] as usize;
+                    if b == NOT_KEPT as usize {
+                        continue;
+                    }
+                    let (from, to) = (be.start[b] as usize, be.start[b + 1] as usize);
+                    let at = fill[k - ships.start] as usize;
+                    let n = to - from;
+                    ts[at..at + n].copy_from_slice(&be.time[from..to]);
+                    cs[at..at + n].copy_from_slice(&be.code[from..to]);
+                    if let Some(src) = &be.eta {
+                        es[at..at + n].copy_from_slice(&src[from..to]);
+                    }
+                    fill[k - ships.start] += n as u32;
+                }
+            }
             let (lo, hi) = (ships.start as u32, ships.end as u32);
             for k in 0..raw.len() {
                 let i = raw.ship[k];
@@ -1388,6 +1515,9 @@ fn check_events(
         dups: u64,
         early: u64,
         disorder: u64,
+        /// What the earlier night counted of the shipments checked again.
+        early_then: u64,
+        disorder_then: u64,
     }
     let per_block: Vec<(Vec<u32>, Counts)> = blocks
         .into_par_iter()
@@ -1400,6 +1530,16 @@ fn check_events(
                 let (a, b) = (start[k] as usize - base, start[k + 1] as usize - base);
                 let (ts, cs) = (&mut ts[a..b], &mut cs[a..b]);
                 let es: &mut [i64] = if es.is_empty() { &mut [] } else { &mut es[a..b] };
+                let then = base_len(k) as usize;
+                if fresh[k] == 0 && base_row.get(k).is_some_and(|&r| r != NOT_KEPT) {
+                    // Checked on the earlier night, and no new row since: as it was, counted then.
+                    kept.push(ts.len() as u32);
+                    continue;
+                }
+                if then > 0 {
+                    counts.early_then += ts[..then].iter().filter(|&&t| t < created[k]).count() as u64;
+                    counts.disorder_then += milestones_out_of_order(&cs[..then]) as u64;
+                }
                 let at = |j: usize| (ts[j], cs[j], if es.is_empty() { NO_ETA } else { es[j] });
                 // Most shipments' events arrive in order, without duplicates: strictly
                 // increasing already, they are what sorting and deduplicating would give, and
@@ -1428,9 +1568,17 @@ fn check_events(
             (kept, counts)
         })
         .collect();
+    drop(base_events);
     let kept: Vec<u32> = per_block.iter().flat_map(|b| b.0.iter().copied()).collect();
     let total = |f: fn(&Counts) -> u64| per_block.iter().map(|b| f(&b.1)).sum::<u64>();
-    let (n_dup, n_early, n_disorder) = (total(|c| c.dups), total(|c| c.early), total(|c| c.disorder));
+    // The earlier night's counts, less what it counted of the shipments checked again, plus
+    // tonight's counts of those and of the rest.
+    let carried = |then: u64, taken_back: u64| {
+        then.checked_sub(taken_back).ok_or_else(|| Error::internal("the kept checks' counts do not add up"))
+    };
+    let n_dup = base_tally.duplicates + total(|c| c.dups);
+    let n_early = carried(base_tally.early, total(|c| c.early_then))? + total(|c| c.early);
+    let n_disorder = carried(base_tally.disorder, total(|c| c.disorder_then))? + total(|c| c.disorder);
     drop(per_block);
 
     if n_dup > 0 {
@@ -1449,8 +1597,15 @@ fn check_events(
 
     let events =
         Events { start, time, code, eta }.keep_prefixes(kept.iter().enumerate().map(|(k, &n)| (k, n as usize)));
-    let unmapped = describe_unmapped(&unknown, raw, &unmapped_of, &events);
-    Ok((events, unmapped))
+    // The unmapped rows: tonight's, among the rows decoded, and the earlier night's.
+    let sources = [
+        (&raw.ship[..], &raw.time[..], &raw.status[..]),
+        (&base_unmapped.ship, &base_unmapped.time, &base_unmapped.status),
+    ];
+    let unmapped = describe_unmapped(&unknown, &sources, &unmapped_of, &events);
+    let tally = Tally { duplicates: n_dup, early: n_early, disorder: n_disorder };
+    let unmapped_status = unmapped_of.iter().map(|&u| u != u32::MAX).collect();
+    Ok((events, unmapped, Checks { tally, kept_unmapped: base_unmapped, unmapped_status }))
 }
 
 #[cfg(test)]
@@ -1516,13 +1671,119 @@ mod tests {
             ..RawEvents::default()
         };
         let mut out = Vec::new();
-        let (events, _) = check_events(&raw, &shipments, &Vocabulary::canonical(), &mut out).unwrap();
+        let (events, _, _) = check_events(&raw, None, &shipments, &Vocabulary::canonical(), &mut out).unwrap();
         let count = |w: Warning| out.iter().find(|f| f.check == w.check()).map(|f| f.count);
         assert_eq!(count(Warning::EventBeforeCreation), Some(2), "{out:?}");
         assert_eq!(count(Warning::MilestonesOutOfOrder), Some(2), "{out:?}");
         assert_eq!(count(Warning::DuplicateEvent), Some(5), "{out:?}");
         assert_eq!(events.of(0), events.of(1));
         assert_eq!(events.of(0).0, life.map(|(h, _)| created + h * H));
+    }
+
+    /// Checking the rows of later files on top of an earlier night's checks (`Checked`) gives
+    /// the events, findings and unmapped statuses' descriptions that checking every row gives:
+    /// shipments that joined since, later rows for shipments checked before (duplicates of
+    /// their kept events, scans before creation, milestones out of order), unknown ids and
+    /// unmapped statuses, with and without carrier estimates.
+    #[test]
+    fn checks_on_top_of_kept_ones_equal_checking_every_row() {
+        const H: i64 = crate::schema::MICROS_PER_HOUR;
+        let statuses: Vec<String> =
+            ["CREATED", "PICKED_UP", "DEPARTED", "ARRIVED", "DELIVERED", "LOOKED_AT", "IN_A_VAN"]
+                .map(String::from)
+                .into();
+        let vocab = Vocabulary::canonical();
+        let mut rng = crate::TestRng::new(53);
+        let mut used_kept = 0;
+        for round in 0..300 {
+            let mut next = |m: u64| rng.next() % m;
+            let n = 1 + next(12) as usize;
+            let created: Vec<i64> = (0..n).map(|_| (100 + next(20) as i64) * H).collect();
+            // The shipments the earlier night knew (tonight's indices, ascending).
+            let known: Vec<usize> = (0..n).filter(|_| next(4) != 0).collect();
+            let with_eta = round % 3 != 0;
+            // (shipment or ORPHAN | k, time, status, estimate): the earlier night's rows name
+            // known shipments or unknown ids; later rows any shipment, some repeating earlier rows.
+            let row = |ships: &[usize], next: &mut dyn FnMut(u64) -> u64| -> (u32, i64, u32, i64) {
+                let ship = if ships.is_empty() || next(8) == 0 {
+                    ORPHAN | next(3) as u32
+                } else {
+                    ships[next(ships.len() as u64) as usize] as u32
+                };
+                let eta = if with_eta && next(2) == 0 { (200 + next(50) as i64) * H } else { NO_ETA };
+                (ship, (95 + next(40) as i64) * H, next(statuses.len() as u64) as u32, eta)
+            };
+            let earlier: Vec<_> = (0..next(30)).map(|_| row(&known, &mut next)).collect();
+            let all: Vec<usize> = (0..n).collect();
+            let mut later: Vec<_> = (0..next(30)).map(|_| row(&all, &mut next)).collect();
+            for _ in 0..next(4) {
+                if let Some(&r) = earlier.get(next(earlier.len().max(1) as u64) as usize) {
+                    later.push(r);
+                }
+            }
+            let raw_of = |rows: &[(u32, i64, u32, i64)], counted: usize, ship: &dyn Fn(u32) -> u32| RawEvents {
+                ship: rows.iter().map(|r| ship(r.0)).collect(),
+                time: rows.iter().map(|r| r.1).collect(),
+                status: rows.iter().map(|r| r.2).collect(),
+                eta: with_eta.then(|| rows.iter().map(|r| r.3).collect()),
+                statuses: statuses.clone(),
+                orphans: (0..3).map(|k| format!("unknown-{k}")).collect(),
+                counts: EventCounts { rows: counted as u64, ..EventCounts::default() },
+            };
+            let shipments_of = |ships: &[usize]| {
+                let c: Vec<i64> = ships.iter().map(|&k| created[k]).collect();
+                let col = Column::new("created_at".into(), c).cast(&DataType::Datetime(TimeUnit::Microseconds, None));
+                DataFrame::new(ships.len(), vec![col.unwrap()]).unwrap()
+            };
+            let every: Vec<_> = earlier.iter().chain(&later).copied().collect();
+            let (mut want_out, mut got_out, mut then_out) = (Vec::new(), Vec::new(), Vec::new());
+            let same = |s: u32| s;
+            let (want, want_unmapped, want_checks) =
+                check_events(&raw_of(&every, every.len(), &same), None, &shipments_of(&all), &vocab, &mut want_out)
+                    .unwrap();
+            // The earlier night: its shipments numbered among themselves.
+            let base_row = |s: u32| {
+                if s & ORPHAN != 0 { s } else { known.iter().position(|&k| k == s as usize).unwrap() as u32 }
+            };
+            let then_raw = raw_of(&earlier, earlier.len(), &base_row);
+            let (then_events, _, then_checks) =
+                check_events(&then_raw, None, &shipments_of(&known), &vocab, &mut then_out).unwrap();
+            // What the state keeps of it, in tonight's numbering.
+            let unmapped = |st: u32| then_checks.unmapped_status[st as usize];
+            let kept: Vec<_> = earlier.iter().filter(|r| unmapped(r.2) && r.0 & ORPHAN == 0).collect();
+            let base = Checked {
+                events: then_events,
+                at: known.iter().map(|&k| k as u32).collect(),
+                tally: then_checks.tally,
+                unmapped: UnmappedRows {
+                    ship: kept.iter().map(|r| r.0).collect(),
+                    time: kept.iter().map(|r| r.1).collect(),
+                    status: kept.iter().map(|r| r.2).collect(),
+                },
+            };
+            used_kept += (!known.is_empty() && !later.is_empty()) as usize;
+            // Tonight's rows: the earlier night's rows of unknown ids again, and the later rows.
+            let tonight: Vec<_> = earlier.iter().filter(|r| r.0 & ORPHAN != 0).chain(&later).copied().collect();
+            let (got, got_unmapped, got_checks) = check_events(
+                &raw_of(&tonight, every.len(), &same),
+                Some(base),
+                &shipments_of(&all),
+                &vocab,
+                &mut got_out,
+            )
+            .unwrap();
+            let ctx =
+                format!("round {round}: {n} shipments, known {known:?}, {} + {} rows", earlier.len(), later.len());
+            assert_eq!(
+                (&got.start, &got.time, &got.code, &got.eta),
+                (&want.start, &want.time, &want.code, &want.eta),
+                "{ctx}"
+            );
+            assert_eq!(got_out, want_out, "{ctx}");
+            assert_eq!(format!("{got_unmapped:?}"), format!("{want_unmapped:?}"), "{ctx}");
+            assert_eq!(got_checks.tally, want_checks.tally, "{ctx}");
+        }
+        assert!(used_kept > 150, "{used_kept}");
     }
 
     #[test]

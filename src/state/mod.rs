@@ -8,7 +8,8 @@
 //! OUT/state/state-<id>.json       a generation: the input files it covers and their segments
 //! OUT/state/segments/*.parquet    one per events file, written once and never changed;
 //!                                 the shipments sorted (below), and one per shipments
-//!                                 file read since
+//!                                 file read since; with the sorted shipments, that night's
+//!                                 checked events (`checked`)
 //! ```
 //!
 //! A night loads the generation `CURRENT` names and checks it against the input: the same tool
@@ -30,9 +31,16 @@
 //! again, holding every file, when the later files' rows pass an eighth of it. Nothing trusts
 //! its order: rows that are not sorted are sorted.
 //!
+//! The night that writes the sorted shipments also keeps its checked events (`checked`): every
+//! shipment's clean events and what the checks counted. The nights after it read those in
+//! place of the events segments they cover, and decode and check only the rows of the events
+//! files read since (`validate::Checked`); those segments stay listed (their files' sizes,
+//! times and hashes tell a changed input file) but are not read again.
+//!
 //! Segments are exact: event times and estimates as integer microseconds, shipments as decoded.
 //! Nothing in the state depends on the as-of date, so nights may be rerun in any order.
 
+mod checked;
 pub mod digest;
 pub mod model;
 mod record;
@@ -53,7 +61,7 @@ use crate::schema::Table;
 use crate::validate::{self, EventCounts, ORPHAN, RawEvents, RawInput};
 
 /// Layout version of a generation file; another value is a full refresh.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 pub const DIR: &str = "state";
 const CURRENT: &str = "CURRENT";
 const SEGMENTS: &str = "segments";
@@ -74,6 +82,10 @@ struct Generation {
     /// The shipments of the first `files` shipment files, sorted: read in place of their
     /// segments (each of those names this file). Every generation this layout writes has it.
     sorted: Option<Sorted>,
+    /// The clean events of the night that wrote `sorted` and what its checks counted: the
+    /// nights after it check only the events files read since (`checked`).
+    #[serde(default)]
+    checked: Option<checked::Entry>,
 }
 
 /// The shipments of a generation's first `files` shipment files (`rows` of them) in one file,
@@ -133,7 +145,11 @@ struct Counts {
 
 /// What a night read: the whole decoded input, plus what it needs to keep the state.
 pub struct Loaded {
+    /// The decoded input; with `checked`, its events are the rows of the files after those the
+    /// kept checks cover (their counts are every file's).
     pub raw: RawInput,
+    /// The kept checks, when they hold for tonight (`validate::check_with`).
+    pub checked: Option<validate::Checked>,
     /// File-level findings, in the order a full read reports them.
     pub findings: Vec<Finding>,
     pub keep: Keep,
@@ -154,6 +170,8 @@ pub struct StateInfo {
     pub written: Option<String>,
     pub files_reused: u64,
     pub files_read: u64,
+    /// Events files whose rows were not read: the kept checks hold them (`checked`).
+    pub events_files_checked_before: u64,
     /// Why an existing state was not used (also a warning of the run).
     pub full_refresh: Option<String>,
     /// Lane tables taken from the state and computed (`tables`).
@@ -194,8 +212,9 @@ struct Carry {
     new_events: Vec<(FileInfo, i64, std::ops::Range<usize>, Counts)>,
     /// Sorted shipment index → arrival row (shipment rows stacked in file order).
     arrival_of: Vec<u32>,
-    /// The read generation's sorted shipments, when it had them.
+    /// The read generation's sorted shipments, when it had them, and its kept checks.
     sorted: Option<Sorted>,
+    checked: Option<checked::Entry>,
     input: String,
     input_config: serde_json::Value,
 }
@@ -256,6 +275,7 @@ struct Reused {
     /// Events segments, not yet read: `assemble` reads, checks and decodes them a few at a
     /// time, as it appends them.
     events: Vec<Segment>,
+    checked: Option<checked::Entry>,
     new_ship_paths: Vec<PathBuf>,
     new_event_paths: Vec<PathBuf>,
 }
@@ -362,7 +382,7 @@ fn reuse(
     // Events segments (nine tenths of the state) are read and checked only as `assemble`
     // appends them, a few at a time: checked here first, every one was read and hashed twice,
     // and decoded here, they held the night's events twice (5 GiB at 10M shipments).
-    Ok(Reused { sorted, ships, events: g.events.clone(), new_ship_paths, new_event_paths })
+    Ok(Reused { sorted, ships, events: g.events.clone(), checked: g.checked.clone(), new_ship_paths, new_event_paths })
 }
 
 /// The sorted shipments as read: the entry, the segments of the files it holds, its rows and
@@ -432,6 +452,7 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
         sorted: None,
         ships: vec![],
         events: vec![],
+        checked: None,
         new_ship_paths: ship_paths,
         new_event_paths: event_paths,
     };
@@ -473,7 +494,7 @@ fn assemble(
     key: serde_json::Value,
 ) -> Result<std::result::Result<Loaded, String>> {
     let t0 = std::time::Instant::now();
-    let Reused { sorted, ships, events: old_events, new_ship_paths, new_event_paths } = reused;
+    let Reused { sorted, ships, events: old_events, checked: kept_checks, new_ship_paths, new_event_paths } = reused;
     let (sorted, covered, sorted_df, sorted_arrival) = match sorted {
         Some(r) => (Some(r.entry), r.covered, Some(r.rows), Some(r.arrival)),
         None => (None, Vec::new(), None, None),
@@ -522,8 +543,8 @@ fn assemble(
     // the sort by id (`sort_with_arrival`), gathers it into one.
     let stacked = ingest::stack_chunks(Table::Shipments, frames)?;
     crate::memory::log_step("validate", "shipments stacked", t0);
-    let (shipments, arrival_of) = match sorted_arrival {
-        Some(at) => sort_after_sorted(stacked, &at)?,
+    let (shipments, arrival_of) = match &sorted_arrival {
+        Some(at) => sort_after_sorted(stacked, at)?,
         None => sort_with_arrival(stacked)?,
     };
     crate::memory::release_free_memory();
@@ -539,17 +560,58 @@ fn assemble(
         + old_events.iter().map(|s| s.orphans.len()).sum::<usize>();
     let index = (!ship_errors).then(|| validate::IdIndex::for_lookups(&shipments, lookups)).transpose()?;
     crate::memory::log_step("validate", "shipments assembled", t0);
-    // Sized once for every row (segments and new files' footers), rather than grown by doubling.
+    // The kept checks, when they belong to the sorted shipments read (and the shipments could
+    // be looked up). The events segments they cover are then not read: their statuses and
+    // counts are taken from the generation, in order, and their rows are in the kept checks.
+    let base = kept_checks.clone().filter(|c| {
+        sorted.as_ref().is_some_and(|s| s.data == c.sorted && s.rows == c.shipments)
+            && c.event_files as usize <= old_events.len()
+            && index.is_some()
+    });
+    let covered_events = base.as_ref().map_or(0, |c| c.event_files as usize);
+    info.events_files_checked_before = covered_events as u64;
     let mut events = RawEvents::default();
+    let mut status_of: HashMap<String, u32> = HashMap::new();
+    let mut orphan_of: HashMap<String, u32> = HashMap::new();
+    let mut reused_events = Vec::with_capacity(old_events.len());
+    for s in &old_events[..covered_events] {
+        for name in &s.statuses {
+            let next = events.statuses.len() as u32;
+            status_of.entry(name.clone()).or_insert_with(|| {
+                events.statuses.push(name.clone());
+                next
+            });
+        }
+        events.counts.add(&s.counts.events);
+        files.push(file_info(Table::Events, s));
+        reused_events.push(s.clone());
+    }
+    let old_events = &old_events[covered_events..];
+    // The kept checks in tonight's numbering (every status they hold is numbered above: the
+    // segments they cover were). Their rows of unknown shipments are decoded rows again: a
+    // shipment that arrived since may be theirs.
+    let (checked, kept_orphans) = match &base {
+        Some(c) => {
+            let tonight = checked::Tonight {
+                arrival: sorted_arrival.as_deref().unwrap_or_default(),
+                sorted_of: &sorted_of,
+                status_of: &status_of,
+            };
+            match checked::read(c, |data, blake3| read_file(dir, data, blake3), &tonight) {
+                Ok((k, o)) => (Some(k), o),
+                Err(why) => return Ok(Err(why)),
+            }
+        }
+        None => (None, checked::Orphans::default()),
+    };
+    // Sized once for every row (segments and new files' footers), rather than grown by doubling.
     let rows = old_events
         .iter()
         .map(|s| usize::try_from(s.rows).unwrap_or(usize::MAX))
         .chain(planned.iter().flat_map(|p| &p.plans).map(|p| usize::try_from(p.info.rows).unwrap_or(usize::MAX)))
         .fold(0usize, usize::saturating_add);
-    events.reserve(rows);
-    let mut status_of: HashMap<String, u32> = HashMap::new();
-    let mut orphan_of: HashMap<String, u32> = HashMap::new();
-    let mut reused_events = Vec::with_capacity(old_events.len());
+    events.reserve(rows.saturating_add(kept_orphans.len()));
+    kept_orphans.append_to(&mut events, index.as_ref(), &mut orphan_of);
     // Decoded a segment per thread at a time, appended in order, freed before the next ones. The
     // next batch is read while the last one is appended: one after the other, the appends (two
     // threads) and the reads (a segment per thread) each left a core idle part of the time. Two
@@ -607,10 +669,11 @@ fn assemble(
         new_events,
         arrival_of,
         sorted,
+        checked: kept_checks,
         input: input_str,
         input_config: key,
     };
-    Ok(Ok(Loaded { raw: RawInput { shipments, events, files }, findings, keep: Keep { info, carry } }))
+    Ok(Ok(Loaded { raw: RawInput { shipments, events, files }, checked, findings, keep: Keep { info, carry } }))
 }
 
 /// Reads an events segment, checking its bytes and that its columns are an events segment's
@@ -881,7 +944,14 @@ pub struct Pending {
 
 /// Writes the new files' segments and the generation that covers every file (not yet current).
 /// Call with the raw input `check` returned, only for an input without errors.
-pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pending, StateInfo)> {
+pub fn write(
+    out: &Path,
+    keep: Keep,
+    raw: &RawInput,
+    clean: &validate::CleanInput,
+    checks: &validate::Checks,
+    as_of: &str,
+) -> Result<(Pending, StateInfo)> {
     let t0 = std::time::Instant::now();
     let Keep { info: mut loaded_info, carry } = keep;
     let dir = state_dir(out);
@@ -921,23 +991,41 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         if rewrite { vec![] } else { carry.new_ships.iter().map(|_| next_name(Table::Shipments)).collect() };
     let event_names: Vec<String> = carry.new_events.iter().map(|_| next_name(Table::Events)).collect();
     let sorted_name = format!("seg-{stem}-sorted-shipments.parquet");
+    // With the sorted shipments, the night's clean events and what its checks counted.
+    let checked_name = |what: &str| format!("seg-{stem}-checked-{what}.parquet");
+    let (checked_events, checked_counts, checked_unmapped, checked_orphans) =
+        (checked_name("events"), checked_name("counts"), checked_name("unmapped"), checked_name("orphans"));
     // Shipment and event files in one list, so that a single large file of each (a first night
     // on one file per table) writes its two segments side by side rather than one after the other.
     enum New {
         Shipments(FileInfo, i64, std::ops::Range<usize>),
         Sorted,
         Events(FileInfo, i64, std::ops::Range<usize>, Counts),
+        CheckedEvents,
+        CheckedCounts,
+        CheckedUnmapped,
+        CheckedOrphans,
     }
     enum Written {
         Shipments(Segment),
         Sorted(String),
         Events(Segment),
+        CheckedEvents(String),
+        CheckedCounts(String),
+        CheckedUnmapped(String),
+        CheckedOrphans(String),
     }
     // The new files' entries of a rewrite night, which name the sorted file.
     let new_ship_infos: Vec<(FileInfo, i64)> =
         if rewrite { carry.new_ships.iter().map(|(i, m, _)| (i.clone(), *m)).collect() } else { vec![] };
     let ship_jobs: Vec<(New, String)> = if rewrite {
-        vec![(New::Sorted, sorted_name.clone())]
+        vec![
+            (New::Sorted, sorted_name.clone()),
+            (New::CheckedEvents, checked_events.clone()),
+            (New::CheckedCounts, checked_counts.clone()),
+            (New::CheckedUnmapped, checked_unmapped.clone()),
+            (New::CheckedOrphans, checked_orphans.clone()),
+        ]
     } else {
         carry
             .new_ships
@@ -991,12 +1079,41 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
             s.counts = Counts { has_eta: raw.events.eta.is_some(), ..counts };
             Ok(Written::Events(s))
         }
+        New::CheckedEvents => {
+            let ev = &clean.events;
+            let data_blake3 = crate::io::write_plain_slices(&seg_dir.join(&data), ev.len(), slice_rows, |r| {
+                checked::events_slice(ev, r)
+            })?;
+            Ok(Written::CheckedEvents(data_blake3))
+        }
+        New::CheckedCounts => {
+            let ev = &clean.events;
+            let n = ev.start.len().saturating_sub(1);
+            let data_blake3 =
+                crate::io::write_compact_slices(&seg_dir.join(&data), n, slice_rows, |r| checked::counts_slice(ev, r))?;
+            Ok(Written::CheckedCounts(data_blake3))
+        }
+        New::CheckedUnmapped => {
+            let df = checked::unmapped_rows(checks, &raw.events)?;
+            let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), df.height(), slice_rows, |r| {
+                Ok(df.slice(r.start as i64, r.len()))
+            })?;
+            Ok(Written::CheckedUnmapped(data_blake3))
+        }
+        New::CheckedOrphans => {
+            let df = checked::orphan_rows(&raw.events)?;
+            let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), df.height(), slice_rows, |r| {
+                Ok(df.slice(r.start as i64, r.len()))
+            })?;
+            Ok(Written::CheckedOrphans(data_blake3))
+        }
     })?;
     drop(sorted_of);
     // Listed as the jobs were: the shipment files' segments (or the sorted shipments), then the
     // event files'.
     let new_segments = written.len();
     let (mut shipments, mut events, mut sorted) = (carry.reused_ships, carry.reused_events, carry.sorted);
+    let (mut events_blake3, mut counts_blake3, mut unmapped_blake3, mut orphans_blake3) = (None, None, None, None);
     for w in written {
         match w {
             Written::Shipments(s) => shipments.push(s),
@@ -1012,8 +1129,35 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
                 let rows = arrival_of.len() as u64;
                 sorted = Some(Sorted { data: sorted_name.clone(), data_blake3, rows, files: shipments.len() as u64 });
             }
+            Written::CheckedEvents(h) => events_blake3 = Some(h),
+            Written::CheckedCounts(h) => counts_blake3 = Some(h),
+            Written::CheckedUnmapped(h) => unmapped_blake3 = Some(h),
+            Written::CheckedOrphans(h) => orphans_blake3 = Some(h),
         }
     }
+    // Kept checks belong to the sorted shipments they were written with: a night that does not
+    // write those again hands the read generation's on.
+    let checked = match (events_blake3, counts_blake3, unmapped_blake3, orphans_blake3) {
+        (Some(events_blake3), Some(counts_blake3), Some(unmapped_blake3), Some(orphans_blake3)) => {
+            Some(checked::Entry {
+                events: checked_events,
+                events_blake3,
+                counts: checked_counts,
+                counts_blake3,
+                unmapped: checked_unmapped,
+                unmapped_blake3,
+                orphans: checked_orphans,
+                orphans_blake3,
+                statuses: raw.events.statuses.clone(),
+                sorted: sorted_name.clone(),
+                shipments: arrival_of.len() as u64,
+                event_files: events.len() as u64,
+                has_eta: clean.events.eta.is_some(),
+                tally: checks.tally,
+            })
+        }
+        _ => carry.checked.filter(|c| sorted.as_ref().is_some_and(|s| s.data == c.sorted)),
+    };
     crate::memory::log_step("state", "segments written", t0);
     // The new segments (written unsynced) reach the disk before the generation that names
     // them: one sync of the file system rather than an fsync per segment.
@@ -1030,6 +1174,7 @@ pub fn write(out: &Path, keep: Keep, raw: &RawInput, as_of: &str) -> Result<(Pen
         shipments,
         events,
         sorted,
+        checked,
     };
     let mut json = serde_json::to_vec_pretty(&g).map_err(Error::internal)?;
     json.push(b'\n');
@@ -1156,6 +1301,7 @@ fn collect_garbage(dir: &Path, current: &str) {
         .chain(g.events.iter())
         .map(|s| s.data.as_str())
         .chain(g.sorted.as_ref().map(|s| s.data.as_str()))
+        .chain(g.checked.iter().flat_map(|c| [&c.events, &c.counts, &c.unmapped, &c.orphans].map(String::as_str)))
         .collect();
     if let Ok(entries) = std::fs::read_dir(dir.join(SEGMENTS)) {
         for e in entries.flatten() {
@@ -1194,9 +1340,10 @@ mod tests {
         let seg_dir = state_dir(&out).join(SEGMENTS);
         for night in ["first", "again"] {
             let loaded = load(&input, &cfg, &out, false).unwrap();
-            let (_, raw) = validate::check(&input, loaded.raw, loaded.findings, &vocab, false).unwrap();
+            let ((_, clean), raw, checks) =
+                validate::check_with(&input, loaded.raw, loaded.findings, &vocab, false, loaded.checked).unwrap();
             crate::io::tests::SYNCED.with(|s| s.borrow_mut().clear());
-            let (pending, _) = write(&out, loaded.keep, &raw, "2026-06-21").unwrap();
+            let (pending, _) = write(&out, loaded.keep, &raw, &clean.unwrap(), &checks, "2026-06-21").unwrap();
             let synced = crate::io::tests::SYNCED.with(|s| s.borrow().clone());
             let generation = synced.iter().position(|p| p.to_string_lossy().contains(&pending.name));
             let segments = synced.iter().position(|p| *p == seg_dir);

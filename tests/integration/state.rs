@@ -54,13 +54,13 @@ fn split(df: &DataFrame, time_col: &str, table: &str, late_every: usize, late_da
 }
 
 fn arrivals(input: &Path) -> Arrivals {
-    arrivals_late(input, true)
+    arrivals_with(input, true, true)
 }
 
-/// `arrivals`, or with every row arriving on its own day (`late` false).
-fn arrivals_late(input: &Path, late: bool) -> Arrivals {
+/// `arrivals`, with shipments or events each arriving on their own day where not `late_*`.
+fn arrivals_with(input: &Path, late_ships: bool, late_events: bool) -> Arrivals {
     let mut a = Arrivals { by_day: BTreeMap::new(), late: BTreeMap::new() };
-    let (ships, events) = if late { (7, 9) } else { (usize::MAX, usize::MAX) };
+    let (ships, events) = (if late_ships { 7 } else { usize::MAX }, if late_events { 9 } else { usize::MAX });
     split(&read_parquet(&input.join("shipments.parquet")), "created_at", "shipments", ships, 1, &mut a);
     split(&read_parquet(&input.join("events.parquet")), "event_time", "events", events, 12, &mut a);
     a
@@ -207,6 +207,88 @@ fn incremental_nights_equal_full_refreshes_with_late_arrivals() {
     assert_eq!(gens.len(), 1, "{gens:?}");
 }
 
+/// The current generation's kept checks file `what` (`events`, `counts`, `unmapped`).
+fn kept_checks(out: &Path, what: &str) -> PathBuf {
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(current_path(out)).unwrap()).unwrap();
+    out.join("state/segments").join(g["checked"][what].as_str().unwrap())
+}
+
+/// The kept checks (`state::checked`): every night after one that wrote the sorted shipments
+/// reads that night's clean events instead of the events segments it covers, and checks only
+/// the rows of the files read since (late events for shipments checked nights before among
+/// them), equal to a full refresh byte for byte. Kept checks that are damaged or do not add up
+/// lead to a full refresh that names the reason, with the same outputs.
+#[test]
+fn nights_check_only_the_rows_after_their_kept_checks() {
+    let arr = arrivals_with(small_input(), false, true);
+    let live = tempfile::tempdir().unwrap();
+    let (inc, full) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut prev: Option<NaiveDate> = None;
+    let mut late_rows = 0;
+    type Damage = (&'static str, fn(&Path), &'static str);
+    let damages: [Option<Damage>; 7] = [
+        None,
+        None,
+        None,
+        None,
+        Some(("kept clean events' bytes flipped", |out| flip(&kept_checks(out, "events"), 3, 0x5a), "is corrupt")),
+        Some((
+            "kept counts that do not add up",
+            |out| {
+                let p = kept_checks(out, "counts");
+                let mut df = read_parquet(&p);
+                let mut n: Vec<u32> = df.column("events").unwrap().u32().unwrap().into_no_null_iter().collect();
+                n[0] += 1;
+                df.with_column(Column::new("events".into(), n)).unwrap();
+                write_parquet(&mut df, &p);
+                let hash = blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string();
+                let gp = current_path(out);
+                let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&gp).unwrap()).unwrap();
+                g["checked"]["counts_blake3"] = hash.into();
+                std::fs::write(&gp, serde_json::to_vec(&g).unwrap()).unwrap();
+            },
+            "does not match its generation",
+        )),
+        None,
+    ];
+    for (k, damage) in damages.into_iter().enumerate() {
+        let night = date("2026-08-01") + Duration::days(2 * k as i64);
+        arr.deliver(live.path(), prev, night);
+        late_rows += arr
+            .late
+            .iter()
+            .filter(|(d, _)| prev.is_some_and(|p| **d > p) && **d <= night)
+            .map(|(_, n)| n)
+            .sum::<usize>();
+        if let Some((_, d, _)) = damage {
+            d(inc.path());
+        }
+        let as_of = night.to_string();
+        let a = run_night(live.path(), inc.path(), &as_of, &[]);
+        let b = run_full_refresh(live.path(), full.path(), &as_of);
+        assert_same_data(&a, &b, &format!("night {as_of}"));
+        let st = &manifest(&a)["state"];
+        let before = st["events_files_checked_before"].as_u64().unwrap();
+        match damage {
+            _ if k == 0 => assert_eq!(before, 0, "night {as_of}: {st}"),
+            Some((what, _, reason)) => {
+                let w = manifest_warnings(&a);
+                assert!(
+                    w.iter().any(|w| w.contains("full refresh") && w.contains(reason)),
+                    "{what}: no warning naming {reason:?}: {w:?}"
+                );
+                assert_eq!(before, 0, "{what}: {st}");
+            }
+            None => {
+                assert!(before > 30, "night {as_of}: {st}");
+                assert!(st["full_refresh"].is_null(), "night {as_of}: {st}");
+            }
+        }
+        prev = Some(night);
+    }
+    assert!(late_rows > 100, "{late_rows}");
+}
+
 /// A live input holding the arrivals up to `night` and an output folder with that night's run
 /// (`env` e.g. keeps no state).
 fn bootstrapped(arr: &Arrivals, night: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, tempfile::TempDir) {
@@ -235,6 +317,15 @@ fn reference(arr: &Arrivals, night: &str, next: &str, damage: Option<fn(&Path)>)
 enum Damage {
     State(fn(&Path)),
     Input(fn(&Path)),
+}
+
+/// Drops the current generation's kept checks (as a generation without them): a night then
+/// reads every events segment.
+fn forget_checks(out: &Path) {
+    let p = current_path(out);
+    let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    g["checked"] = serde_json::Value::Null;
+    std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
 }
 
 /// The first events segment of the current generation.
@@ -360,19 +451,22 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
     let arr = arrivals(small_input());
     let (night, next) = ("2026-09-10", "2026-09-11");
     let cases: Vec<(&str, Damage, &str)> = vec![
+        ("kept checks' bytes flipped", Damage::State(|out| flip(&kept_checks(out, "counts"), 2, 0xff)), "is corrupt"),
+        // Events segments are read where no kept checks cover them (`forget_checks`).
         (
-            "segment bytes flipped",
+            "an events segment's bytes flipped",
             Damage::State(|out| {
-                flip(&std::fs::read_dir(out.join("state/segments")).unwrap().flatten().last().unwrap().path(), 2, 0xff)
+                forget_checks(out);
+                flip(&events_segment(out), 3, 0x5a)
             }),
             "is corrupt",
         ),
-        ("an events segment's bytes flipped", Damage::State(|out| flip(&events_segment(out), 3, 0x5a)), "is corrupt"),
         (
             // Whole and matching its recorded hash, but not events: read as events it would be
             // nonsense, so the columns are checked before any segment is decoded.
             "an events segment of other columns",
             Damage::State(|out| {
+                forget_checks(out);
                 let seg = events_segment(out);
                 let mut df = df!("ship" => [1i64, 2], "time" => [3i64, 4]).unwrap();
                 write_parquet(&mut df, &seg);
@@ -424,10 +518,7 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
         ),
         (
             "segment missing",
-            Damage::State(|out| {
-                let seg = std::fs::read_dir(out.join("state/segments")).unwrap().flatten().next().unwrap().path();
-                std::fs::remove_file(seg).unwrap();
-            }),
+            Damage::State(|out| std::fs::remove_file(kept_checks(out, "orphans")).unwrap()),
             "is unreadable",
         ),
         (
@@ -719,7 +810,7 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
     // (the first of them, with nothing kept), keep it until 09-14 trains itself, and 09-15
     // scores with 09-14's.
     for late in [false, true] {
-        let arr = arrivals_late(small_input(), late);
+        let arr = arrivals_with(small_input(), late, late);
         let live = tempfile::tempdir().unwrap();
         let (inc, full) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let first = date(FIRST_NIGHT);
