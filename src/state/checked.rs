@@ -165,25 +165,30 @@ pub fn read(
         status: renumber(&status).ok_or_else(bad)?,
     };
 
-    let bad = || corrupt(&e.orphans);
-    let id: Vec<String> = orphans
+    let orphans = orphans_of(&orphans, renumber).ok_or_else(|| corrupt(&e.orphans))?;
+    Ok((Checked { events, at, tally: e.tally, unmapped: rows }, orphans))
+}
+
+/// The kept rows of unknown ids (`orphan_rows`), statuses renumbered. Their estimates are there
+/// when the night that kept them had any in its decoded rows, which the kept clean events'
+/// `has_eta` does not tell (those may hold an earlier night's estimates).
+fn orphans_of(df: &DataFrame, renumber: impl Fn(&[u32]) -> Option<Vec<u32>>) -> Option<Orphans> {
+    let id: Vec<String> = df
         .column("id")
         .ok()
         .and_then(|c| c.str().ok())
         .filter(|c| c.null_count() == 0)
-        .map(|c| c.iter().map(|v| v.unwrap_or_default().to_string()).collect())
-        .ok_or_else(bad)?;
-    let time: Vec<i64> = column(&orphans, "time", |s| s.i64().ok().cloned()).ok_or_else(bad)?;
-    let status: Vec<u32> = column(&orphans, "status", |s| s.u32().ok().cloned()).ok_or_else(bad)?;
-    let eta: Option<Vec<i64>> = match e.has_eta {
-        true => Some(column(&orphans, "eta", |s| s.i64().ok().cloned()).ok_or_else(bad)?),
-        false => None,
+        .map(|c| c.iter().map(|v| v.unwrap_or_default().to_string()).collect())?;
+    let time: Vec<i64> = column(df, "time", |s| s.i64().ok().cloned())?;
+    let status: Vec<u32> = column(df, "status", |s| s.u32().ok().cloned())?;
+    let eta: Option<Vec<i64>> = match df.column("eta") {
+        Ok(_) => Some(column(df, "eta", |s| s.i64().ok().cloned())?),
+        Err(_) => None,
     };
     if time.len() != id.len() || status.len() != id.len() || eta.as_ref().is_some_and(|v| v.len() != id.len()) {
-        return Err(bad());
+        return None;
     }
-    let orphans = Orphans { id, time, status: renumber(&status).ok_or_else(bad)?, eta };
-    Ok((Checked { events, at, tally: e.tally, unmapped: rows }, orphans))
+    Some(Orphans { id, time, status: renumber(&status)?, eta })
 }
 
 /// A null-free numeric column of a kept file, copied chunk by chunk into one vector (a file
@@ -257,4 +262,33 @@ pub fn orphan_rows(raw: &RawEvents) -> Result<DataFrame> {
         cols.push(Column::new("eta".into(), rows.iter().map(|&k| eta[k]).collect::<Vec<i64>>()));
     }
     Ok(DataFrame::new(rows.len(), cols)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A night's rows of unknown ids read back as they were decoded, with their estimates when
+    /// its decoded rows had any and without them otherwise (regression: the read took the kept
+    /// clean events' `has_eta`, true when an earlier night's rows had estimates, and found the
+    /// kept rows of a night without any "corrupt", a full refresh on every such night).
+    #[test]
+    fn kept_rows_of_unknown_ids_read_back_with_or_without_estimates() {
+        for with_eta in [false, true] {
+            let raw = RawEvents {
+                ship: vec![0, ORPHAN | 1, 2, ORPHAN],
+                time: vec![10, 20, 30, 40],
+                status: vec![0, 1, 0, 2],
+                eta: with_eta.then(|| vec![7, crate::validate::NO_ETA, 8, 9]),
+                statuses: ["A", "B", "C"].map(String::from).into(),
+                orphans: ["x", "y"].map(String::from).into(),
+                ..RawEvents::default()
+            };
+            let df = orphan_rows(&raw).unwrap();
+            let back = orphans_of(&df, |s| Some(s.iter().map(|&k| k + 100).collect())).unwrap();
+            assert_eq!(back.id, ["y", "x"], "with estimates: {with_eta}");
+            assert_eq!((back.time, back.status), (vec![20, 40], vec![101, 102]));
+            assert_eq!(back.eta, with_eta.then(|| vec![crate::validate::NO_ETA, 9]));
+        }
+    }
 }
