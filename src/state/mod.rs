@@ -943,7 +943,8 @@ pub struct Pending {
 }
 
 /// Writes the new files' segments and the generation that covers every file (not yet current).
-/// Call with the raw input `check` returned, only for an input without errors.
+/// Call with the raw input, clean input and checks `validate::check_with` returned, only for an
+/// input without errors; a night that writes the sorted shipments keeps its checks with them.
 pub fn write(
     out: &Path,
     keep: Keep,
