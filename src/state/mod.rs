@@ -6,10 +6,10 @@
 //! ```text
 //! OUT/state/CURRENT               name of the generation in use, replaced atomically
 //! OUT/state/state-<id>.json       a generation: the input files it covers and their segments
-//! OUT/state/segments/*.parquet    one per events file, written once and never changed;
-//!                                 the shipments sorted (below), and one per shipments
-//!                                 file read since; with the sorted shipments, that night's
-//!                                 checked events (`checked`)
+//! OUT/state/segments/*.parquet    one per events file read since the checked events
+//!                                 (below), written once and never changed; the shipments
+//!                                 sorted (below), and one per shipments file read since;
+//!                                 with the sorted shipments, that night's checked events
 //! ```
 //!
 //! A night loads the generation `CURRENT` names and checks it against the input: the same tool
@@ -34,8 +34,9 @@
 //! The night that writes the sorted shipments also keeps its checked events (`checked`): every
 //! shipment's clean events and what the checks counted. The nights after it read those in
 //! place of the events segments they cover, and decode and check only the rows of the events
-//! files read since (`validate::Checked`); those segments stay listed (their files' sizes,
-//! times and hashes tell a changed input file) but are not read again.
+//! files read since (`validate::Checked`). The files they cover stay listed (their sizes,
+//! times and hashes tell a changed input file, their statuses and counts are the night's)
+//! without rows: a night that writes checked events writes no segment rows for them.
 //!
 //! Segments are exact: event times and estimates as integer microseconds, shipments as decoded.
 //! Nothing in the state depends on the as-of date, so nights may be rerun in any order.
@@ -560,13 +561,13 @@ fn assemble(
         + old_events.iter().map(|s| s.orphans.len()).sum::<usize>();
     let index = (!ship_errors).then(|| validate::IdIndex::for_lookups(&shipments, lookups)).transpose()?;
     crate::memory::log_step("validate", "shipments assembled", t0);
-    // The kept checks, when they belong to the sorted shipments read (and the shipments could
-    // be looked up). The events segments they cover are then not read: their statuses and
-    // counts are taken from the generation, in order, and their rows are in the kept checks.
+    // The kept checks, when they belong to the sorted shipments read. The events segments they
+    // cover are then not read (a night that writes kept checks writes no rows for the files
+    // they cover): their statuses and counts are taken from the generation, in order, and
+    // their rows are in the kept checks.
     let base = kept_checks.clone().filter(|c| {
         sorted.as_ref().is_some_and(|s| s.data == c.sorted && s.rows == c.shipments)
             && c.event_files as usize <= old_events.len()
-            && index.is_some()
     });
     let covered_events = base.as_ref().map_or(0, |c| c.event_files as usize);
     info.events_files_checked_before = covered_events as u64;
@@ -679,6 +680,12 @@ fn assemble(
 /// Reads an events segment, checking its bytes and that its columns are an events segment's
 /// (whole and matching its hash, a file of other columns read as events would be nonsense).
 fn read_events_segment(dir: &Path, s: &Segment) -> std::result::Result<DataFrame, String> {
+    if s.data.is_empty() {
+        return Err(format!(
+            "the state keeps the rows of {} only in its checked events, which are not there",
+            crate::error::printable(&s.path)
+        ));
+    }
     let mut df = read_segment(dir, s)?;
     // One chunk per column, read as plain slices (`SegmentRows`); a segment written in slices
     // of rows reads back in as many chunks.
@@ -990,7 +997,10 @@ pub fn write(
     let rewrite = rewrites_sorted(arrival_of.len() as u64, carry.sorted.as_ref().map(|s| s.rows));
     let ship_names: Vec<String> =
         if rewrite { vec![] } else { carry.new_ships.iter().map(|_| next_name(Table::Shipments)).collect() };
-    let event_names: Vec<String> = carry.new_events.iter().map(|_| next_name(Table::Events)).collect();
+    // The kept checks written with the sorted shipments hold every events file's rows: those
+    // files get no segment data (nor names), only their entries.
+    let event_names: Vec<String> =
+        if rewrite { vec![] } else { carry.new_events.iter().map(|_| next_name(Table::Events)).collect() };
     let sorted_name = format!("seg-{stem}-sorted-shipments.parquet");
     // With the sorted shipments, the night's clean events and what its checks counted.
     let checked_name = |what: &str| format!("seg-{stem}-checked-{what}.parquet");
@@ -1035,16 +1045,26 @@ pub fn write(
             .zip(ship_names)
             .collect()
     };
-    let jobs: Vec<(New, String)> = ship_jobs
-        .into_iter()
-        .chain(
-            carry
-                .new_events
-                .into_iter()
-                .map(|(info, mtime, range, counts)| New::Events(info, mtime, range, counts))
-                .zip(event_names),
-        )
-        .collect();
+    let new_events = carry.new_events;
+    let has_eta = raw.events.eta.is_some();
+    let (event_jobs, covered): (Vec<(New, String)>, Vec<Segment>) = if rewrite {
+        let entry = |(info, mtime, range, counts): &(FileInfo, i64, std::ops::Range<usize>, Counts)| {
+            let mut n = Numbering::default();
+            number_rows(raw, range.clone(), arrival_of, &mut n, |_, _| {});
+            let mut s = segment(info, *mtime, String::new(), String::new());
+            (s.statuses, s.orphans, s.counts) = (n.statuses, n.orphans, Counts { has_eta, ..*counts });
+            s
+        };
+        (vec![], new_events.iter().map(entry).collect())
+    } else {
+        let jobs = new_events
+            .into_iter()
+            .map(|(info, mtime, range, counts)| New::Events(info, mtime, range, counts))
+            .zip(event_names)
+            .collect();
+        (jobs, vec![])
+    };
+    let jobs: Vec<(New, String)> = ship_jobs.into_iter().chain(event_jobs).collect();
     let written = each(jobs, |(job, data)| match job {
         New::Shipments(info, mtime, rows) => {
             // The file's rows in its own order, as it was decoded, taken from the sorted rows.
@@ -1077,7 +1097,7 @@ pub fn write(
             let mut s = segment(&info, mtime, data, data_blake3);
             s.statuses = numbering.statuses;
             s.orphans = numbering.orphans;
-            s.counts = Counts { has_eta: raw.events.eta.is_some(), ..counts };
+            s.counts = Counts { has_eta, ..counts };
             Ok(Written::Events(s))
         }
         New::CheckedEvents => {
@@ -1135,6 +1155,14 @@ pub fn write(
             Written::CheckedUnmapped(h) => unmapped_blake3 = Some(h),
             Written::CheckedOrphans(h) => orphans_blake3 = Some(h),
         }
+    }
+    if rewrite {
+        // Every events file is in the kept checks: the segments read tonight are not needed
+        // again (their files go with the generation before), and the new files have none.
+        for s in &mut events {
+            (s.data, s.data_blake3) = (String::new(), String::new());
+        }
+        events.extend(covered);
     }
     // Kept checks belong to the sorted shipments they were written with: a night that does not
     // write those again hands the read generation's on.
@@ -1247,29 +1275,10 @@ fn event_segment(
     let ev = &raw.events;
     let mut ship = Vec::with_capacity(range.len());
     let mut status = Vec::with_capacity(range.len());
-    for k in range.clone() {
-        let s = ev.ship[k];
-        ship.push(if s & ORPHAN != 0 {
-            let g = s & !ORPHAN;
-            let next = n.orphans.len() as u32;
-            ORPHAN
-                | *n.orphan_local.entry(g).or_insert_with(|| {
-                    n.orphans.push(ev.orphans[g as usize].clone());
-                    next
-                })
-        } else {
-            arrival_of[s as usize]
-        });
-        let g = ev.status[k] as usize;
-        if n.status_local.len() < ev.statuses.len() {
-            n.status_local.resize(ev.statuses.len(), Numbering::NONE);
-        }
-        if n.status_local[g] == Numbering::NONE {
-            n.status_local[g] = n.statuses.len() as u32;
-            n.statuses.push(ev.statuses[g].clone());
-        }
-        status.push(n.status_local[g]);
-    }
+    number_rows(raw, range.clone(), arrival_of, n, |sh, st| {
+        ship.push(sh);
+        status.push(st);
+    });
     let mut cols = vec![
         Column::new("ship".into(), ship),
         Column::new("time".into(), ev.time[range.clone()].to_vec()),
@@ -1279,6 +1288,42 @@ fn event_segment(
         cols.push(Column::new("eta".into(), eta[range.clone()].to_vec()));
     }
     Ok(DataFrame::new(range.len(), cols)?)
+}
+
+/// Numbers the statuses and unknown ids of rows `range` of the assembled events in the file's
+/// first-use order (`n`), handing `row` each row's shipment (arrival row, or `ORPHAN` | the
+/// file's number of its id) and status (the file's number).
+fn number_rows(
+    raw: &RawInput,
+    range: std::ops::Range<usize>,
+    arrival_of: &[u32],
+    n: &mut Numbering,
+    mut row: impl FnMut(u32, u32),
+) {
+    let ev = &raw.events;
+    for k in range {
+        let s = ev.ship[k];
+        let ship = if s & ORPHAN != 0 {
+            let g = s & !ORPHAN;
+            let next = n.orphans.len() as u32;
+            ORPHAN
+                | *n.orphan_local.entry(g).or_insert_with(|| {
+                    n.orphans.push(ev.orphans[g as usize].clone());
+                    next
+                })
+        } else {
+            arrival_of[s as usize]
+        };
+        let g = ev.status[k] as usize;
+        if n.status_local.len() < ev.statuses.len() {
+            n.status_local.resize(ev.statuses.len(), Numbering::NONE);
+        }
+        if n.status_local[g] == Numbering::NONE {
+            n.status_local[g] = n.statuses.len() as u32;
+            n.statuses.push(ev.statuses[g].clone());
+        }
+        row(ship, n.status_local[g]);
+    }
 }
 
 /// Makes a written generation current (after its run folder is committed), then removes

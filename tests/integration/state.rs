@@ -100,11 +100,15 @@ fn run_full_refresh(input: &Path, out: &Path, as_of: &str) -> PathBuf {
 fn current_generation(out: &Path) -> Option<String> {
     let name = std::fs::read_to_string(out.join("state/CURRENT")).ok()?.trim().to_string();
     let g: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("state").join(&name)).unwrap()).unwrap();
-    for table in ["shipments", "events"] {
-        for s in g[table].as_array().unwrap() {
-            let data = s["data"].as_str().unwrap();
-            assert!(out.join("state/segments").join(data).is_file(), "{name} lists a missing segment {data}");
-        }
+    // Events files the kept checks hold have no segment rows (an empty name).
+    let checked = ["events", "counts", "unmapped", "orphans"].map(|k| g["checked"][k].as_str().unwrap().to_string());
+    for data in ["shipments", "events"]
+        .iter()
+        .flat_map(|t| g[*t].as_array().unwrap().iter().map(|s| s["data"].as_str().unwrap().to_string()))
+        .filter(|d| !d.is_empty())
+        .chain(checked)
+    {
+        assert!(out.join("state/segments").join(&data).is_file(), "{name} lists a missing segment {data}");
     }
     Some(name)
 }
@@ -226,12 +230,31 @@ fn nights_check_only_the_rows_after_their_kept_checks() {
     let mut prev: Option<NaiveDate> = None;
     let mut late_rows = 0;
     type Damage = (&'static str, fn(&Path), &'static str);
-    let damages: [Option<Damage>; 7] = [
+    let damages: [Option<Damage>; 11] = [
         None,
         None,
+        Some(("a later events segment's bytes flipped", |out| flip(&events_segment(out).1, 3, 0x5a), "is corrupt")),
+        None,
+        Some((
+            // Whole and matching its recorded hash, but not events: read as events it would be
+            // nonsense, so the columns are checked before any segment is decoded.
+            "a later events segment of other columns",
+            |out| {
+                let (k, seg) = events_segment(out);
+                let mut df = df!("ship" => [1i64, 2], "time" => [3i64, 4]).unwrap();
+                write_parquet(&mut df, &seg);
+                let hash = blake3::hash(&std::fs::read(&seg).unwrap()).to_hex().to_string();
+                let p = current_path(out);
+                let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                g["events"][k]["data_blake3"] = hash.into();
+                std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
+            },
+            "does not hold events",
+        )),
         None,
         None,
         Some(("kept clean events' bytes flipped", |out| flip(&kept_checks(out, "events"), 3, 0x5a), "is corrupt")),
+        None,
         Some((
             "kept counts that do not add up",
             |out| {
@@ -328,10 +351,13 @@ fn forget_checks(out: &Path) {
     std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
 }
 
-/// The first events segment of the current generation.
-fn events_segment(out: &Path) -> PathBuf {
+/// The current generation's last events segment with rows (one read since the kept checks):
+/// its place in the generation's list and its file.
+fn events_segment(out: &Path) -> (usize, PathBuf) {
     let g: serde_json::Value = serde_json::from_slice(&std::fs::read(current_path(out)).unwrap()).unwrap();
-    out.join("state/segments").join(g["events"][0]["data"].as_str().unwrap())
+    let list = g["events"].as_array().unwrap();
+    let k = list.iter().rposition(|s| !s["data"].as_str().unwrap().is_empty()).expect("no events segment with rows");
+    (k, out.join("state/segments").join(list[k]["data"].as_str().unwrap()))
 }
 
 fn current_path(out: &Path) -> PathBuf {
@@ -363,13 +389,17 @@ fn sorted_shipments(out: &Path) -> (PathBuf, u64, usize, Vec<String>) {
 
 /// The sequence numbers of the segments the current generation wrote itself (the names
 /// `seg-<stem>-<n>-<table>.parquet` with the stem of its last events segment: a generation
-/// that read new events files), sorted.
+/// that read new events files and did not write kept checks), sorted.
 fn tonights_numbers(out: &Path) -> Vec<u32> {
     let g: serde_json::Value = serde_json::from_slice(&std::fs::read(current_path(out)).unwrap()).unwrap();
     let names: Vec<String> = ["shipments", "events"]
         .iter()
         .flat_map(|t| g[*t].as_array().unwrap().iter().map(|s| s["data"].as_str().unwrap().to_string()))
+        .filter(|d| !d.is_empty())
         .collect();
+    if names.is_empty() {
+        return vec![];
+    }
     let stem = |n: &str| n.split('-').nth(1).unwrap_or("").to_string();
     let tonight = stem(names.last().unwrap());
     let mut seq: Vec<u32> =
@@ -426,17 +456,18 @@ fn sorted_shipments_are_kept_until_the_files_after_them_pass_an_eighth_of_them()
             .map(|d| read_parquet(&inc.path().join("state/segments").join(d)).height() as u64)
             .sum();
         assert!(later * 8 <= rows, "night {night}: {later} rows after {rows} sorted ones");
-        // Tonight's segments are numbered from 1 without gaps: on a night that writes the
-        // sorted shipments again, the shipments files get no segment names either.
+        // Tonight's segments are numbered from 1 without gaps; a night that writes the sorted
+        // shipments again (and the kept checks, which hold every events file) names none.
         let numbers = tonights_numbers(inc.path());
-        assert!(!numbers.is_empty(), "night {night}: no segment written");
         assert_eq!(numbers, (1..=numbers.len() as u32).collect::<Vec<u32>>(), "night {night}: names with gaps");
         if last.as_ref() == Some(&file) {
             kept += 1;
             assert!(files < data.len(), "night {night}: kept, yet no file after it");
+            assert!(!numbers.is_empty(), "night {night}: no segment written");
         } else {
             rewritten += 1;
             assert_eq!(files, data.len(), "night {night}: written again without every file");
+            assert!(numbers.is_empty(), "night {night}: segments {numbers:?} beside the kept checks");
         }
         last = Some(file);
         prev = Some(date(night));
@@ -452,32 +483,9 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
     let (night, next) = ("2026-09-10", "2026-09-11");
     let cases: Vec<(&str, Damage, &str)> = vec![
         ("kept checks' bytes flipped", Damage::State(|out| flip(&kept_checks(out, "counts"), 2, 0xff)), "is corrupt"),
-        // Events segments are read where no kept checks cover them (`forget_checks`).
-        (
-            "an events segment's bytes flipped",
-            Damage::State(|out| {
-                forget_checks(out);
-                flip(&events_segment(out), 3, 0x5a)
-            }),
-            "is corrupt",
-        ),
-        (
-            // Whole and matching its recorded hash, but not events: read as events it would be
-            // nonsense, so the columns are checked before any segment is decoded.
-            "an events segment of other columns",
-            Damage::State(|out| {
-                forget_checks(out);
-                let seg = events_segment(out);
-                let mut df = df!("ship" => [1i64, 2], "time" => [3i64, 4]).unwrap();
-                write_parquet(&mut df, &seg);
-                let hash = blake3::hash(&std::fs::read(&seg).unwrap()).to_hex().to_string();
-                let p = current_path(out);
-                let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-                g["events"][0]["data_blake3"] = hash.into();
-                std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
-            }),
-            "does not hold events",
-        ),
+        // Events files the kept checks cover have no segment rows: without the kept checks
+        // (damaged segments after them: `nights_check_only_the_rows_after_their_kept_checks`).
+        ("kept checks dropped from the generation", Damage::State(forget_checks), "only in its checked events"),
         (
             "the sorted shipments' bytes flipped",
             Damage::State(|out| flip(&sorted_shipments(out).0, 2, 0xa5)),
