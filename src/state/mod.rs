@@ -1065,6 +1065,10 @@ pub fn write(
         (jobs, vec![])
     };
     let jobs: Vec<(New, String)> = ship_jobs.into_iter().chain(event_jobs).collect();
+    // A frame built whole (the kept checks' small files), written in slices as the rest.
+    let frame = |path: &Path, df: DataFrame| {
+        crate::io::write_compact_slices(path, df.height(), slice_rows, |r| Ok(df.slice(r.start as i64, r.len())))
+    };
     let written = each(jobs, |(job, data)| match job {
         New::Shipments(info, mtime, rows) => {
             // The file's rows in its own order, as it was decoded, taken from the sorted rows.
@@ -1115,18 +1119,10 @@ pub fn write(
             Ok(Written::CheckedCounts(data_blake3))
         }
         New::CheckedUnmapped => {
-            let df = checked::unmapped_rows(checks, &raw.events)?;
-            let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), df.height(), slice_rows, |r| {
-                Ok(df.slice(r.start as i64, r.len()))
-            })?;
-            Ok(Written::CheckedUnmapped(data_blake3))
+            Ok(Written::CheckedUnmapped(frame(&seg_dir.join(&data), checked::unmapped_rows(checks, &raw.events)?)?))
         }
         New::CheckedOrphans => {
-            let df = checked::orphan_rows(&raw.events)?;
-            let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), df.height(), slice_rows, |r| {
-                Ok(df.slice(r.start as i64, r.len()))
-            })?;
-            Ok(Written::CheckedOrphans(data_blake3))
+            Ok(Written::CheckedOrphans(frame(&seg_dir.join(&data), checked::orphan_rows(&raw.events)?)?))
         }
     })?;
     drop(sorted_of);
