@@ -262,16 +262,21 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
     }
     let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
     let window = cfg.window_days as i64 * MICROS_PER_DAY;
-    sp.visits.sort_unstable();
+    // Sorted by one key each (radix sorts): what reads these reads sets of visits between key
+    // bounds (cohorts by entry, the baseline window by exit, its median by dwell), never the
+    // order among equal keys, so the points are those of sorting by every field.
+    if !sp.visits.is_sorted_by_key(|v| v.entry) {
+        super::radix::sort_by_key(&mut sp.visits, |v| v.entry);
+    }
     // (exit, dwell) of completed visits, by exit: the baseline's source.
     let mut done: Vec<(i64, i64)> =
         sp.visits.iter().filter(|v| v.completed).map(|v| (v.end, v.end - v.entry)).collect();
-    done.sort_unstable();
+    super::radix::sort_by_key(&mut done, |d| d.0);
     let mut scratch = Cohort::default();
     // The baseline window slides one day per cutoff: a Fenwick tree over dwell ranks keeps its
     // median without re-sorting the window every day.
     let mut by_value: Vec<(i64, usize)> = done.iter().enumerate().map(|(k, d)| (d.1, k)).collect();
-    by_value.sort_unstable();
+    super::radix::sort_by_key(&mut by_value, |d| d.0);
     let mut rank = vec![0usize; done.len()];
     for (r, (_, k)) in by_value.iter().enumerate() {
         rank[*k] = r;
@@ -325,7 +330,7 @@ fn point_at(visits: &[Visit], cfg: &LaneConfig, c: i64) -> Point {
     // the cohort what all the sorted visits give it (it reads differences of their counts).
     let earliest = (c - p50_micros(baseline_p50) - recent).max(c - window);
     let mut near: Vec<Visit> = visits.iter().filter(|v| v.entry >= earliest && v.entry < c).copied().collect();
-    near.sort_unstable();
+    near.sort_unstable_by_key(|v| v.entry);
     cohort_point(&near, cfg, c, n as u32, baseline_p50, &mut Cohort::default())
 }
 
@@ -530,14 +535,14 @@ pub fn raw(prep: &Prepared, held: &HeldVisits, cfg: &LaneConfig, first_day: i64,
                     }
                 }
             }
-            // Over many days the group's visits are its lanes' runs, each sorted by `points_of`:
-            // a stable sort merges the runs (the same order: equal visits are equal in every
-            // field), and the sort in `points_of` then finds them in order. Over a few days
+            // Over many days the group's visits are its lanes' runs, each sorted by entry in
+            // `points_of`: a stable sort merges the runs, and `points_of` then finds them in
+            // order. Over a few days
             // `points_of` reads them in any order (`point_at` selects and sorts what it needs),
             // and sorting every visit of the group's history was most of a new series day.
             let pooled = std::array::from_fn(|s| {
                 if n_days > FEW_DAYS {
-                    group[s].visits.sort();
+                    group[s].visits.sort_by_key(|v| v.entry);
                 }
                 points_of(&mut group[s], cfg, first_day, n_days)
             });
@@ -763,6 +768,12 @@ mod tests {
             }
             let few = points_of(&mut Spans { visits: visits.clone() }, &cfg, first_day + 4, FEW_DAYS);
             assert!(few.iter().zip(&sliding[4..]).all(|(a, b)| bits(a) == bits(b)), "case {case}");
+            // The visits are sorted by one key each (entry, exit, dwell): equal keys (the hours
+            // here tie often) come in the order the visits came, which must not matter.
+            let mut reversed = visits.clone();
+            reversed.reverse();
+            let other = points_of(&mut Spans { visits: reversed }, &cfg, first_day, n_days);
+            assert!(other.iter().zip(&sliding).all(|(a, b)| bits(a) == bits(b)), "case {case}: visits reversed");
         }
         // The cases reach supported ratios and flags, not only empty points.
         assert!(supported > 200 && flagged > 10, "{supported} supported, {flagged} flagged");

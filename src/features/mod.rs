@@ -19,6 +19,7 @@ pub mod history;
 pub mod lanes;
 pub mod parted;
 pub mod prepare;
+mod radix;
 pub mod reuse;
 pub mod snapshot;
 pub mod timeline;
