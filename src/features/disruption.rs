@@ -537,9 +537,9 @@ pub fn raw(prep: &Prepared, held: &HeldVisits, cfg: &LaneConfig, first_day: i64,
             }
             // Over many days the group's visits are its lanes' runs, each sorted by entry in
             // `points_of`: a stable sort merges the runs, and `points_of` then finds them in
-            // order. Over a few days
-            // `points_of` reads them in any order (`point_at` selects and sorts what it needs),
-            // and sorting every visit of the group's history was most of a new series day.
+            // order. Over a few days `points_of` reads them in any order (`point_at` selects
+            // and sorts what it needs), and sorting every visit of the group's history was most
+            // of a new series day.
             let pooled = std::array::from_fn(|s| {
                 if n_days > FEW_DAYS {
                     group[s].visits.sort_by_key(|v| v.entry);
