@@ -98,8 +98,13 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     let full_refresh = matches!(source, Source::Input { full_refresh: true });
     if let Source::Input { .. } = source {
         crate::ingest::check_input_folder(&s.input)?;
-        if let Some(need) = over_budget(s)? {
-            return out_of_core_run(s, need);
+        match night_need(s)? {
+            Some(n) if n.2 > s.input_cfg.max_memory_gb => return out_of_core_run(s, n),
+            Some((_, _, need)) if crate::memory::keeps_freed(need, s.input_cfg.max_memory_gb) => {
+                let kept = crate::memory::keep_freed_memory();
+                tracing::debug!(need_gb = need, kept, "memory: freed memory kept for later steps");
+            }
+            _ => {}
         }
     }
     let lock = OutputLock::acquire(out, &started)?;
@@ -293,17 +298,16 @@ fn finish_rounds(
     Ok((final_dir, run, warnings))
 }
 
-/// What the night's input needs in memory (GB, from the files' footers), when that is above
-/// `input.max_memory_gb`.
-fn over_budget(s: &Settings) -> Result<Option<(u64, u64, f64)>> {
+/// The night's input rows and what they need in memory (GB, from the files' footers), when
+/// `input.max_memory_gb` sets a budget to hold them against (`budget::night_need_gb`).
+fn night_need(s: &Settings) -> Result<Option<(u64, u64, f64)>> {
     let budget = s.input_cfg.max_memory_gb;
     if budget <= 0.0 {
         return Ok(None);
     }
     let ships = crate::ingest::footer_rows(&s.input, crate::schema::Table::Shipments)?;
     let events = crate::ingest::footer_rows(&s.input, crate::schema::Table::Events)?;
-    let need = crate::budget::night_need_gb(ships, events);
-    Ok((need > budget).then_some((ships, events, need)))
+    Ok(Some((ships, events, crate::budget::night_need_gb(ships, events))))
 }
 
 /// A night above `input.max_memory_gb`, out of core (see `budget`): the input split into parts
