@@ -83,7 +83,7 @@ pub const MMAP_THRESHOLD: usize = 4 << 20;
 /// alone when the person set the threshold themselves (`MALLOC_MMAP_THRESHOLD_`, or
 /// `GLIBC_TUNABLES` naming it). Returns whether it set it.
 pub fn bound_heap_reuse() -> bool {
-    if heap_set_by_person() {
+    if mmap_threshold_set_by_person() {
         return false;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -96,11 +96,17 @@ pub fn bound_heap_reuse() -> bool {
     false
 }
 
-/// Whether the person set the allocator's thresholds themselves (then lanewatch leaves them).
-fn heap_set_by_person() -> bool {
+/// Whether the person set glibc's mmap threshold themselves (then lanewatch leaves it).
+fn mmap_threshold_set_by_person() -> bool {
     std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
+        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"))
+}
+
+/// Whether the person set either of the thresholds `keep_freed_memory` sets.
+fn heap_set_by_person() -> bool {
+    mmap_threshold_set_by_person()
         || std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some()
-        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold") || t.contains("trim_threshold"))
+        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("trim_threshold"))
 }
 
 /// A night whose estimated need (`budget::night_need_gb`) is at most this many GB keeps what it
