@@ -99,7 +99,9 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     if let Source::Input { .. } = source {
         crate::ingest::check_input_folder(&s.input)?;
         match night_need(s)? {
-            Some(n) if n.2 > s.input_cfg.max_memory_gb => return out_of_core_run(s, n),
+            Some((ships, events, need)) if need > s.input_cfg.max_memory_gb => {
+                return out_of_core_run(s, (ships, events, need));
+            }
             Some((_, _, need)) if crate::memory::keeps_freed(need, s.input_cfg.max_memory_gb) => {
                 let kept = crate::memory::keep_freed_memory();
                 tracing::debug!(need_gb = need, kept, "memory: freed memory kept for later steps");

@@ -1051,9 +1051,7 @@ pub fn write(
         let entry = |(info, mtime, range, counts): &(FileInfo, i64, std::ops::Range<usize>, Counts)| {
             let mut n = Numbering::default();
             number_rows(raw, range.clone(), arrival_of, &mut n, |_, _| {});
-            let mut s = segment(info, *mtime, String::new(), String::new());
-            (s.statuses, s.orphans, s.counts) = (n.statuses, n.orphans, Counts { has_eta, ..*counts });
-            s
+            events_entry(segment(info, *mtime, String::new(), String::new()), n, Counts { has_eta, ..*counts })
         };
         (vec![], new_events.iter().map(entry).collect())
     } else {
@@ -1098,11 +1096,11 @@ pub fn write(
             let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), range.len(), slice_rows, |r| {
                 event_segment(raw, range.start + r.start..range.start + r.end, arrival_of, &mut numbering)
             })?;
-            let mut s = segment(&info, mtime, data, data_blake3);
-            s.statuses = numbering.statuses;
-            s.orphans = numbering.orphans;
-            s.counts = Counts { has_eta, ..counts };
-            Ok(Written::Events(s))
+            Ok(Written::Events(events_entry(
+                segment(&info, mtime, data, data_blake3),
+                numbering,
+                Counts { has_eta, ..counts },
+            )))
         }
         New::CheckedEvents => {
             let ev = &clean.events;
@@ -1284,6 +1282,13 @@ fn event_segment(
         cols.push(Column::new("eta".into(), eta[range.clone()].to_vec()));
     }
     Ok(DataFrame::new(range.len(), cols)?)
+}
+
+/// An events file's entry `s` with its statuses and unknown ids in first-use order and its
+/// counts: with segment rows, or (a night that writes the kept checks) without.
+fn events_entry(mut s: Segment, n: Numbering, counts: Counts) -> Segment {
+    (s.statuses, s.orphans, s.counts) = (n.statuses, n.orphans, counts);
+    s
 }
 
 /// Numbers the statuses and unknown ids of rows `range` of the assembled events in the file's
