@@ -18,7 +18,7 @@ use std::path::Path;
 
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ShapeBuilder};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -982,7 +982,11 @@ fn fit_logistic(x: &Array2<f64>, y: &[bool], cols: &[usize], p: &ValidParams) ->
             if k > 0 { s / k as f64 } else { 0.0 }
         })
         .collect();
-    let mut xs = Array2::zeros((n, cols.len()));
+    // Column-major: linfa's gradient multiplies the transposed matrix by a vector, which walks
+    // each column; row by row that read a cache line per value, and the fit took 0.4 s of a
+    // 1M-shipment training night against 0.2 s this way. The coefficients move in their last
+    // bits only (the column sums are added in another order).
+    let mut xs = Array2::zeros((n, cols.len()).f());
     for (k, &j) in cols.iter().enumerate() {
         for i in 0..n {
             let v = x[[i, j]];
