@@ -176,11 +176,15 @@ fn finite_quantile_in(buf: &mut Vec<f64>, v: impl Iterator<Item = f64>, q: f64) 
 }
 
 /// `finite_quantile` at each of `qs`, the values read into the buffer once (a quantile depends
-/// on the values alone, not on the order selection leaves them in).
+/// on the values alone, not on the order selection leaves them in; `quantiles_at`).
 fn finite_quantiles_in<const N: usize>(buf: &mut Vec<f64>, v: impl Iterator<Item = f64>, qs: [f64; N]) -> [f64; N] {
     buf.clear();
     buf.extend(v.filter(|x| x.is_finite()));
-    qs.map(|q| crate::features::lanes::quantile(buf, q))
+    let mut out = [f64::NAN; N];
+    for (o, x) in out.iter_mut().zip(crate::features::lanes::quantiles_at(buf, qs.into_iter())) {
+        *o = x;
+    }
+    out
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
