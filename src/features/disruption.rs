@@ -268,10 +268,13 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
     if !sp.visits.is_sorted_by_key(|v| v.entry) {
         super::radix::sort_by_key(&mut sp.visits, |v| v.entry);
     }
-    // (exit, dwell) of completed visits, by exit: the baseline's source.
+    // (exit, dwell) of completed visits, by the day of their exit: the baseline's source. The
+    // window's bounds below are whole days (cutoffs at midnight, whole days back), so it takes
+    // and drops a day's exits together and never reads their order within the day: sorted by
+    // day, one radix pass over a few hundred days instead of four over microseconds.
     let mut done: Vec<(i64, i64)> =
         sp.visits.iter().filter(|v| v.completed).map(|v| (v.end, v.end - v.entry)).collect();
-    super::radix::sort_by_key(&mut done, |d| d.0);
+    super::radix::sort_by_key(&mut done, |d| d.0.div_euclid(MICROS_PER_DAY));
     let mut scratch = Cohort::default();
     // The baseline window slides one day per cutoff: a Fenwick tree over dwell ranks keeps its
     // median without re-sorting the window every day.
