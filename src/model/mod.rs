@@ -985,7 +985,7 @@ fn fit_logistic(x: &Array2<f64>, y: &[bool], cols: &[usize], p: &ValidParams) ->
     // Column-major: linfa's gradient multiplies the transposed matrix by a vector, which walks
     // each column; row by row that read a cache line per value, and the fit took 0.4 s of a
     // 1M-shipment training night against 0.2 s this way. The coefficients move in their last
-    // bits only (the column sums are added in another order).
+    // bits only (ndarray adds up each gradient component in another order).
     let mut xs = Array2::zeros((n, cols.len()).f());
     for (k, &j) in cols.iter().enumerate() {
         for i in 0..n {
