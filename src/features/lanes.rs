@@ -698,7 +698,7 @@ fn lane_window(resolved: &[i64], cutoff: i64, cfg: &LaneConfig) -> (usize, usize
 
 /// Linear-interpolation quantile (position p·(n−1)) by selection; reorders `v`.
 pub(crate) fn quantile(v: &mut [f64], p: f64) -> f64 {
-    quantile_from(v, p, 0)
+    quantile_from(v, p, 0).0
 }
 
 /// `quantile` of `v` at each of `ps`; reorders `v`. Where the probabilities ascend, each
@@ -711,20 +711,19 @@ pub(crate) fn quantiles_at(v: &mut [f64], ps: impl Iterator<Item = f64>) -> impl
     // Every value before `done` is at most every value from it on (in `total_cmp` order).
     let mut done = 0;
     ps.map(move |p| {
-        let x = quantile_from(v, p, done);
-        // Whichever values that selection searched, it left the smaller ones before it.
-        if !v.is_empty() {
-            done = (p * (v.len() - 1) as f64).floor() as usize;
-        }
+        // Whichever values that selection searched, it left the smaller ones before its place.
+        let x;
+        (x, done) = quantile_from(v, p, done);
         x
     })
 }
 
 /// `quantile`, given that each of the first `done` values is at most each later one, so that
-/// an order statistic from `done` on is found among the later values alone.
-fn quantile_from(v: &mut [f64], p: f64, done: usize) -> f64 {
+/// an order statistic from `done` on is found among the later values alone; with the place it
+/// selected (every value before it is at most every value from it on), `done` when empty.
+fn quantile_from(v: &mut [f64], p: f64, done: usize) -> (f64, usize) {
     if v.is_empty() {
-        return f64::NAN;
+        return (f64::NAN, done);
     }
     let pos = p * (v.len() - 1) as f64;
     let lo = pos.floor() as usize;
@@ -732,10 +731,10 @@ fn quantile_from(v: &mut [f64], p: f64, done: usize) -> f64 {
     let (_, x, right) = v[from..].select_nth_unstable_by(lo - from, |a, b| a.total_cmp(b));
     let x = *x;
     if pos == lo as f64 || right.is_empty() {
-        return x;
+        return (x, lo);
     }
     let y = right.iter().copied().fold(f64::INFINITY, f64::min);
-    x + (y - x) * (pos - lo as f64)
+    (x + (y - x) * (pos - lo as f64), lo)
 }
 
 /// Lane statistics as of `cutoff` for every lane (also lanes with no resolved shipments yet).
