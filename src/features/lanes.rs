@@ -894,10 +894,17 @@ mod tests {
                 .collect();
             // Ascending as the lane tables ask, and in other orders (each selection then
             // searches every value).
-            let ps: Vec<f64> = match round % 4 {
+            let ps: Vec<f64> = match round % 5 {
                 0 => vec![0.5, 0.9, 0.95],
                 1 => vec![0.5, 0.5, 0.9],
                 2 => vec![0.95, 0.5, 0.9, 0.1],
+                // Ascending at random, often at exact positions (quarters of an odd count).
+                3 => {
+                    let mut ps: Vec<f64> =
+                        (0..rng.gen_range(1..6)).map(|_| rng.gen_range(0..=4) as f64 / 4.0).collect();
+                    ps.sort_by(f64::total_cmp);
+                    ps
+                }
                 _ => (0..rng.gen_range(1..6)).map(|_| rng.gen_range(0.0..=1.0)).collect(),
             };
             let mut buf = values.clone();
