@@ -178,20 +178,99 @@ struct Fitter<'a> {
     /// as linfa's).
     rows: Vec<Vec<u32>>,
     values: Vec<Vec<f64>>,
+    /// Per column, by the same positions: what moving that row left moves (`Move`).
+    moves: Vec<Vec<Move>>,
     /// Scratch: which side each row of the node being split goes to.
     left: Vec<bool>,
+    /// Scratch: one column's candidate splits (`best_split`).
+    candidates: Candidates,
+}
+
+/// A row as `best_split` moves it left, by its place in a column's order: its weight under its
+/// class (`+0.0` under the other, which leaves the other side's sums as they are, bit for bit),
+/// and whether a split may fall after it. Read in order, these replace a look-up of the row's
+/// class and weight at every place, and keep the class sums out of an array indexed by class
+/// (whose stores and reloads chained one row's sums to the last one's).
+#[derive(Clone, Copy)]
+struct Move {
+    weight: [f32; 2],
+    /// Not the last place (linfa never moves that row), and the next value in the column is
+    /// not the same (within `SAME_VALUE`: equal values are never separated).
+    cut: bool,
+}
+
+/// The splits `best_split` scores in one column, a field per array: the class weights on
+/// either side after the row at `at` moved left, and the right side's total. Scored in one
+/// pass of their own, the score's divisions run side by side (vector instructions) rather than
+/// one after another behind the running sums.
+#[derive(Default)]
+struct Candidates {
+    at: Vec<u32>,
+    right: [Vec<f32>; 2],
+    left: [Vec<f32>; 2],
+    w_right: Vec<f32>,
+    score: Vec<f32>,
+}
+
+impl Candidates {
+    fn clear(&mut self) {
+        self.at.clear();
+        for v in self.right.iter_mut().chain(&mut self.left) {
+            v.clear();
+        }
+        self.w_right.clear();
+    }
+
+    /// Every candidate's weighted gini: `share * gini(right) + (1 − share) * gini(left)`, the
+    /// same operations in the same order as `gini`, so the same bits.
+    fn score(&mut self, total: f32) {
+        let gini = |a: f32, b: f32| {
+            let n = a + b;
+            1.0 - ((a / n) * (a / n) + (b / n) * (b / n))
+        };
+        let ([r0, r1], [l0, l1]) = (&self.right, &self.left);
+        self.score.clear();
+        self.score.extend(r0.iter().zip(r1).zip(l0.iter().zip(l1)).zip(&self.w_right).map(
+            |(((&r0, &r1), (&l0, &l1)), &w_right)| {
+                let share = w_right / total;
+                share * gini(r0, r1) + (1.0 - share) * gini(l0, l1)
+            },
+        ));
+    }
 }
 
 impl<'a> Fitter<'a> {
     fn new(x: ArrayView2<'a, f64>, y: &'a [bool], w: &'a [f32], p: TreeParams) -> Fitter<'a> {
-        let (rows, values) = (0..x.ncols())
+        let (rows, values): (Vec<Vec<u32>>, Vec<Vec<f64>>) = (0..x.ncols())
             .map(|k| {
                 let mut pairs: Vec<(u32, f64)> = x.column(k).iter().enumerate().map(|(i, &v)| (i as u32, v)).collect();
                 pairs.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Greater));
                 pairs.into_iter().unzip()
             })
             .unzip();
-        Fitter { x, y, w, p, rows, values, left: vec![false; x.nrows()] }
+        let n = x.nrows();
+        let moves = rows
+            .iter()
+            .zip(&values)
+            .map(|(rows, values)| {
+                (0..n)
+                    .map(|p| {
+                        // The last place's row never moves: no weight, no split after it.
+                        if p + 1 >= n {
+                            return Move { weight: [0.0; 2], cut: false };
+                        }
+                        let r = rows[p] as usize;
+                        let mut weight = [0.0; 2];
+                        weight[y[r] as usize] = w[r];
+                        // The neighbour is the next value in the whole column, as in linfa
+                        // (a NaN difference is not "the same value" there either).
+                        let d = (values[p] - values[p + 1]).abs();
+                        Move { weight, cut: d >= SAME_VALUE || d.is_nan() }
+                    })
+                    .collect()
+            })
+            .collect();
+        Fitter { x, y, w, p, rows, values, moves, left: vec![false; n], candidates: Candidates::default() }
     }
 
     fn fit(mut self) -> Fitted {
@@ -229,9 +308,23 @@ impl<'a> Fitter<'a> {
         }
         drop(members);
         let (mut l_pos, mut r_pos) = (Vec::with_capacity(positions.len()), Vec::with_capacity(positions.len()));
+        let (n_left, n_right) = (l_members.len(), r_members.len());
         for (k, pos) in positions.into_iter().enumerate() {
-            let (l, r): (Vec<u32>, Vec<u32>) =
-                pos.into_iter().partition(|&p| self.left[self.rows[k][p as usize] as usize]);
+            // Each position is written to both sides and kept on its own (a slot past the end
+            // takes the other side's writes): which side a row goes is a coin toss to the
+            // branch predictor, and a branch per row mispredicted about half the time.
+            let rows = &self.rows[k];
+            let (mut l, mut r) = (vec![0u32; n_left + 1], vec![0u32; n_right + 1]);
+            let (mut a, mut b) = (0usize, 0usize);
+            for &p in &pos {
+                let goes_left = self.left[rows[p as usize] as usize] as usize;
+                l[a] = p;
+                r[b] = p;
+                a += goes_left;
+                b += 1 - goes_left;
+            }
+            l.truncate(n_left);
+            r.truncate(n_right);
             l_pos.push(l);
             r_pos.push(r);
         }
@@ -243,37 +336,46 @@ impl<'a> Fitter<'a> {
 
     /// linfa's search: rows move left one at a time in each column's sort order; the first
     /// strictly best weighted gini wins (lower column, then lower value, on ties).
-    fn best_split(&self, parent: &Freq, positions: &[Vec<u32>]) -> Option<(usize, f64, f32)> {
-        let n = self.x.nrows();
+    fn best_split(&mut self, parent: &Freq, positions: &[Vec<u32>]) -> Option<(usize, f64, f32)> {
         let total = parent[0] + parent[1];
         let min_leaf = self.p.min_weight_leaf;
         let mut best: Option<(usize, f64, f32)> = None;
+        let c = &mut self.candidates;
         for (k, pos) in positions.iter().enumerate() {
-            let (rows, values) = (&self.rows[k], &self.values[k]);
-            let mut right = *parent;
-            let mut left: Freq = [0.0; 2];
+            let (moves, values) = (&self.moves[k], &self.values[k]);
+            // The running sums first, in row order (their rounding is the search's), keeping
+            // the splits that may be made; then their scores, in a pass of their own.
+            c.clear();
+            let ([mut right0, mut right1], [mut left0, mut left1]) = (*parent, [0.0f32; 2]);
             let (mut w_right, mut w_left) = (total, 0.0f32);
             for &p in pos {
-                let p = p as usize;
-                // linfa never moves the last row of the global order.
-                if p + 1 >= n {
-                    continue;
-                }
-                let r = rows[p] as usize;
-                let (c, w) = (self.y[r] as usize, self.w[r]);
-                right[c] -= w;
+                let m = moves[p as usize];
+                let [w0, w1] = m.weight;
+                // One of the two is +0.0: the row's own weight, exactly.
+                let w = w0 + w1;
+                right0 -= w0;
+                right1 -= w1;
                 w_right -= w;
-                left[c] += w;
+                left0 += w0;
+                left1 += w1;
                 w_left += w;
-                // The neighbour is the next value in the whole column, as in linfa.
-                let (v, next) = (values[p], values[p + 1]);
-                if (v - next).abs() < SAME_VALUE || w_right < min_leaf || w_left < min_leaf {
+                if !m.cut || w_right < min_leaf || w_left < min_leaf {
                     continue;
                 }
-                let share = w_right / total;
-                let score = share * gini(&right) + (1.0 - share) * gini(&left);
+                c.at.push(p);
+                c.right[0].push(right0);
+                c.right[1].push(right1);
+                c.left[0].push(left0);
+                c.left[1].push(left1);
+                c.w_right.push(w_right);
+            }
+            // Both sides of a kept split weigh at least `min_leaf`, a positive weight, so no
+            // side's gini divides by zero (`gini` asserts it of the parent).
+            c.score(total);
+            for (&p, &score) in c.at.iter().zip(&c.score) {
                 if best.is_none_or(|b| score < b.2) {
-                    best = Some((k, (v + next) / 2.0, score));
+                    let p = p as usize;
+                    best = Some((k, (values[p] + values[p + 1]) / 2.0, score));
                 }
             }
         }
