@@ -140,11 +140,16 @@ impl BoostedTree {
 
     /// The value of the leaf reached from the root, going left at each split where `left` says.
     fn leaf(&self, left: impl Fn(&Node) -> bool) -> f64 {
+        self.nodes[self.leaf_index(left)].value
+    }
+
+    /// The index of that leaf.
+    fn leaf_index(&self, left: impl Fn(&Node) -> bool) -> usize {
         let mut k = 0usize;
         loop {
             let n = &self.nodes[k];
             if n.feature == LEAF {
-                return n.value;
+                return k;
             }
             k = if left(n) { n.left } else { n.right } as usize;
         }
@@ -232,12 +237,20 @@ fn binned(x: &Array2<f64>, edges: &[Vec<f64>]) -> Vec<u8> {
 /// threshold is an edge, and a value bin b holds values above `e[b − 1]` and at most `e[b]`,
 /// so `v <= threshold` exactly when `e[b] <= threshold` (`BoostedTree::predict` on the values).
 fn leaf_value(tree: &BoostedTree, row: &[u8], edges: &[Vec<f64>]) -> f64 {
-    tree.leaf(|n| {
+    tree.nodes[leaf_of_bins(tree, row, edges)].value
+}
+
+/// The index of that leaf.
+fn leaf_of_bins(tree: &BoostedTree, row: &[u8], edges: &[Vec<f64>]) -> usize {
+    tree.leaf_index(|n| {
         let b = row[n.feature as usize];
         let e = &edges[n.feature as usize];
         if b == missing_bin(e) { n.missing_left } else { (b as usize) < e.len() && e[b as usize] <= n.threshold }
     })
 }
+
+/// `leaf_of` of a row the tree was not grown on.
+const NOT_GROWN: u32 = u32::MAX;
 
 /// The bin of missing values: one past the last value bin (`edges.len()` + 1 bins hold values).
 fn missing_bin(edges: &[f64]) -> u8 {
@@ -331,15 +344,16 @@ impl Grower<'_> {
     }
 
     /// Grows one tree on `rows` depth-first; children's histograms come from the smaller child
-    /// and the parent by subtraction.
-    fn grow(&self, rows: Vec<u32>) -> BoostedTree {
+    /// and the parent by subtraction. Each of the rows' leaf is written to `leaf_of` (the leaf
+    /// `leaf_of_bins` finds: the partitions below follow the same bins).
+    fn grow(&self, rows: Vec<u32>, leaf_of: &mut [u32]) -> BoostedTree {
         let mut nodes = Vec::new();
         let hist = self.histograms(&rows);
-        self.node(&mut nodes, rows, hist, 0);
+        self.node(&mut nodes, rows, hist, 0, leaf_of);
         BoostedTree { nodes }
     }
 
-    fn node(&self, nodes: &mut Vec<Node>, rows: Vec<u32>, hist: Vec<Hist>, depth: usize) -> u32 {
+    fn node(&self, nodes: &mut Vec<Node>, rows: Vec<u32>, hist: Vec<Hist>, depth: usize, leaf_of: &mut [u32]) -> u32 {
         let (g, h) = hist[0].iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
         let id = nodes.len() as u32;
         let leaf = Node {
@@ -351,16 +365,29 @@ impl Grower<'_> {
             value: -g / (h + self.p.l2) * self.p.learning_rate,
         };
         nodes.push(leaf);
-        if depth >= self.p.max_depth || rows.len() < 2 {
-            return id;
-        }
-        let Some(split) = self.best_split(&hist, g, h) else {
+        let split = if depth >= self.p.max_depth || rows.len() < 2 { None } else { self.best_split(&hist, g, h) };
+        let Some(split) = split else {
+            for &i in &rows {
+                leaf_of[i as usize] = id;
+            }
             return id;
         };
         let missing = missing_bin(&self.edges[split.feature]);
         let goes_left = |b: u8| if b == missing { split.missing_left } else { b as usize <= split.bin };
-        let (left, right): (Vec<u32>, Vec<u32>) =
-            rows.into_iter().partition(|&i| goes_left(self.bin(i, split.feature)));
+        // The left rows from the front, the right ones from the back (then reversed: both
+        // sides stay in row order, which the histograms add in), the place chosen without a
+        // branch: which side a row goes is a coin toss to the branch predictor.
+        let mut left = vec![0u32; rows.len()];
+        let (mut a, mut b) = (0usize, rows.len());
+        for &i in &rows {
+            let l = goes_left(self.bin(i, split.feature));
+            left[if l { a } else { b - 1 }] = i;
+            a += l as usize;
+            b -= !l as usize;
+        }
+        drop(rows);
+        let mut right = left.split_off(a);
+        right.reverse();
         let (small, small_is_left) = if left.len() <= right.len() { (&left, true) } else { (&right, false) };
         let small_hist = self.histograms(small);
         let big_hist: Vec<Hist> = hist
@@ -369,8 +396,8 @@ impl Grower<'_> {
             .map(|(p, s)| p.iter().zip(s).map(|(a, b)| (a.0 - b.0, a.1 - b.1)).collect())
             .collect();
         let (lh, rh) = if small_is_left { (small_hist, big_hist) } else { (big_hist, small_hist) };
-        let l = self.node(nodes, left, lh, depth + 1);
-        let r = self.node(nodes, right, rh, depth + 1);
+        let l = self.node(nodes, left, lh, depth + 1, leaf_of);
+        let r = self.node(nodes, right, rh, depth + 1, leaf_of);
         nodes[id as usize] = Node {
             feature: split.feature as u16,
             threshold: self.edges[split.feature][split.bin],
@@ -464,6 +491,7 @@ where
         let (mut best_loss, mut best_len) = (f64::INFINITY, 0usize);
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed ^ 0x6bd7_0001);
         let (mut g, mut h) = (vec![0.0; n], vec![0.0; n]);
+        let mut leaf_of = vec![NOT_GROWN; n];
         for _round in 0..p.max_rounds {
             for i in 0..n {
                 let q = sigmoid(f[i]);
@@ -476,13 +504,20 @@ where
                 (0..n as u32).collect()
             };
             let grower = Grower { bins: &bins, edges: &edges, g: &g, h: &h, p };
-            let tree = grower.grow(rows);
+            leaf_of.fill(NOT_GROWN);
+            let tree = grower.grow(rows, &mut leaf_of);
             if tree.nodes.len() == 1 && tree.nodes[0].value == 0.0 {
                 break;
             }
-            // Training scores from the binned rows: the same path a row's value takes.
-            for (i, fi) in f.iter_mut().enumerate() {
-                *fi += leaf_value(&tree, row_bins(&bins, i, features), &edges);
+            // Training scores from the binned rows: the same path a row's value takes, which
+            // the tree's growth took for the rows it was grown on.
+            for (i, (fi, &leaf)) in f.iter_mut().zip(&leaf_of).enumerate() {
+                let leaf = if leaf == NOT_GROWN {
+                    leaf_of_bins(&tree, row_bins(&bins, i, features), &edges)
+                } else {
+                    leaf as usize
+                };
+                *fi += tree.nodes[leaf].value;
             }
             if let Some((vbins, vy)) = &valid {
                 for (r, fr) in fv.iter_mut().enumerate() {
@@ -596,13 +631,17 @@ mod tests {
                 assert_eq!(bits(hist), bits(&want), "feature {j}, {} rows", rows.len());
             }
         }
-        let tree = grower.grow((0..x.nrows() as u32).collect());
+        // Grown on every other row: those are given their leaves, the rest are not.
+        let mut leaf_of = vec![NOT_GROWN; x.nrows()];
+        let tree = grower.grow((0..x.nrows() as u32).step_by(2).collect(), &mut leaf_of);
         assert!(tree.nodes.len() > 7, "{}", tree.nodes.len());
         let features = x.ncols();
         for i in 0..x.nrows() {
             let row: Vec<f64> = x.row(i).to_vec();
+            let leaf = leaf_of_bins(&tree, row_bins(&bins, i, features), &edges);
             let by_bins = leaf_value(&tree, row_bins(&bins, i, features), &edges);
             assert_eq!(by_bins.to_bits(), tree.predict(&row).to_bits(), "row {i}");
+            assert_eq!(leaf_of[i], if i % 2 == 0 { leaf as u32 } else { NOT_GROWN }, "row {i}");
         }
     }
 
