@@ -257,8 +257,21 @@ fn missing_bin(edges: &[f64]) -> u8 {
     (edges.len() + 1) as u8
 }
 
-/// Per-feature histogram of one node: (sum of gradients, sum of hessians) per bin.
-type Hist = Vec<(f64, f64)>;
+/// Every feature's histogram of one node, in one buffer: feature j's (sum of gradients, sum
+/// of hessians) per bin are `[at[j]..at[j + 1]]` (`Grower::at`, `hist_offsets`). Apart, each
+/// row's pass looked each feature's histogram up behind a pointer of its own.
+type Hists = Vec<(f64, f64)>;
+
+/// Where each feature's histogram starts in `Hists`, and (last) their total length: a
+/// feature's value bins and its missing bin (`missing_bin`).
+fn hist_offsets(edges: &[Vec<f64>]) -> Vec<usize> {
+    let mut at = Vec::with_capacity(edges.len() + 1);
+    at.push(0);
+    for e in edges {
+        at.push(at[at.len() - 1] + e.len() + 2);
+    }
+    at
+}
 
 /// A pass over a node's rows fills the histograms of this many features (a pass per group, the
 /// groups in parallel): each row's gradient and hessian are read once per group rather than
@@ -271,6 +284,8 @@ struct Grower<'a> {
     /// Row-major bins: row i's are `row_bins(bins, i, features)`.
     bins: &'a [u8],
     edges: &'a [Vec<f64>],
+    /// `hist_offsets(edges)`.
+    at: &'a [usize],
     g: &'a [f64],
     h: &'a [f64],
     p: &'a GbdtParams,
@@ -291,33 +306,44 @@ impl Grower<'_> {
 
     /// Each feature's histogram of `rows`; every bin's sums are added in row order, whichever
     /// group of features a pass fills (`FEATURES_PER_PASS`), so they do not depend on it.
-    fn histograms(&self, rows: &[u32]) -> Vec<Hist> {
+    fn histograms(&self, rows: &[u32]) -> Hists {
         let features = self.edges.len();
-        let mut hists: Vec<Hist> = self.edges.iter().map(|e| vec![(0.0, 0.0); e.len() + 2]).collect();
-        let fill = |first: usize, hists: &mut [Hist]| {
+        let mut hists: Hists = vec![(0.0, 0.0); self.at[features]];
+        // Features `first..last` into `part`, their histograms.
+        let fill = |first: usize, last: usize, part: &mut [(f64, f64)]| {
+            let at: Vec<usize> = self.at[first..last].iter().map(|&a| a - self.at[first]).collect();
             for &i in rows {
                 let i = i as usize;
                 let (g, h) = (self.g[i], self.h[i]);
-                for (hist, &b) in hists.iter_mut().zip(&row_bins(self.bins, i, features)[first..]) {
-                    let e = &mut hist[b as usize];
+                for (&a, &b) in at.iter().zip(&row_bins(self.bins, i, features)[first..last]) {
+                    let e = &mut part[a + b as usize];
                     e.0 += g;
                     e.1 += h;
                 }
             }
         };
         if rows.len() < SMALL_NODE {
-            fill(0, &mut hists);
+            fill(0, features, &mut hists);
         } else {
-            hists.par_chunks_mut(FEATURES_PER_PASS).enumerate().for_each(|(k, hs)| fill(k * FEATURES_PER_PASS, hs));
+            let mut parts = Vec::with_capacity(features.div_ceil(FEATURES_PER_PASS));
+            let mut rest = &mut hists[..];
+            for first in (0..features).step_by(FEATURES_PER_PASS) {
+                let last = (first + FEATURES_PER_PASS).min(features);
+                let (part, tail) = rest.split_at_mut(self.at[last] - self.at[first]);
+                parts.push((first, last, part));
+                rest = tail;
+            }
+            parts.into_par_iter().for_each(|(first, last, part)| fill(first, last, part));
         }
         hists
     }
 
-    fn best_split(&self, hists: &[Hist], g: f64, h: f64) -> Option<Split> {
+    fn best_split(&self, hists: &[(f64, f64)], g: f64, h: f64) -> Option<Split> {
         let l2 = self.p.l2;
         let parent = g * g / (h + l2);
         let mut best: Option<Split> = None;
-        for (j, hist) in hists.iter().enumerate() {
+        for j in 0..self.edges.len() {
+            let hist = &hists[self.at[j]..self.at[j + 1]];
             // Value bins are 0..=E; the last entry holds the missing values.
             let (mg, mh) = hist[hist.len() - 1];
             let values = hist.len() - 2;
@@ -353,8 +379,8 @@ impl Grower<'_> {
         BoostedTree { nodes }
     }
 
-    fn node(&self, nodes: &mut Vec<Node>, rows: Vec<u32>, hist: Vec<Hist>, depth: usize, leaf_of: &mut [u32]) -> u32 {
-        let (g, h) = hist[0].iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    fn node(&self, nodes: &mut Vec<Node>, rows: Vec<u32>, hist: Hists, depth: usize, leaf_of: &mut [u32]) -> u32 {
+        let (g, h) = hist[..self.at[1]].iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
         let id = nodes.len() as u32;
         let leaf = Node {
             feature: LEAF,
@@ -390,11 +416,7 @@ impl Grower<'_> {
         right.reverse();
         let (small, small_is_left) = if left.len() <= right.len() { (&left, true) } else { (&right, false) };
         let small_hist = self.histograms(small);
-        let big_hist: Vec<Hist> = hist
-            .iter()
-            .zip(&small_hist)
-            .map(|(p, s)| p.iter().zip(s).map(|(a, b)| (a.0 - b.0, a.1 - b.1)).collect())
-            .collect();
+        let big_hist: Hists = hist.iter().zip(&small_hist).map(|(a, b)| (a.0 - b.0, a.1 - b.1)).collect();
         let (lh, rh) = if small_is_left { (small_hist, big_hist) } else { (big_hist, small_hist) };
         let l = self.node(nodes, left, lh, depth + 1, leaf_of);
         let r = self.node(nodes, right, rh, depth + 1, leaf_of);
@@ -492,6 +514,7 @@ where
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed ^ 0x6bd7_0001);
         let (mut g, mut h) = (vec![0.0; n], vec![0.0; n]);
         let mut leaf_of = vec![NOT_GROWN; n];
+        let at = hist_offsets(&edges);
         for _round in 0..p.max_rounds {
             for i in 0..n {
                 let q = sigmoid(f[i]);
@@ -503,7 +526,7 @@ where
             } else {
                 (0..n as u32).collect()
             };
-            let grower = Grower { bins: &bins, edges: &edges, g: &g, h: &h, p };
+            let grower = Grower { bins: &bins, edges: &edges, at: &at, g: &g, h: &h, p };
             leaf_of.fill(NOT_GROWN);
             let tree = grower.grow(rows, &mut leaf_of);
             if tree.nodes.len() == 1 && tree.nodes[0].value == 0.0 {
@@ -616,11 +639,14 @@ mod tests {
         let g: Vec<f64> = (0..x.nrows()).map(|_| rng.r#gen::<f64>() - 0.5).collect();
         let h: Vec<f64> = (0..x.nrows()).map(|_| rng.r#gen::<f64>() * 1e3).collect();
         let p = GbdtParams::default();
-        let grower = Grower { bins: &bins, edges: &edges, g: &g, h: &h, p: &p };
+        let at = hist_offsets(&edges);
+        let grower = Grower { bins: &bins, edges: &edges, at: &at, g: &g, h: &h, p: &p };
         for rows in [(0..x.nrows() as u32).collect::<Vec<u32>>(), (0..x.nrows() as u32).step_by(5).collect()] {
             assert_eq!(rows.len() >= SMALL_NODE, rows.len() == x.nrows());
             let hists = grower.histograms(&rows);
-            for (j, hist) in hists.iter().enumerate() {
+            assert_eq!(hists.len(), at[columns]);
+            for j in 0..columns {
+                let hist = &hists[at[j]..at[j + 1]];
                 let mut want = vec![(0.0f64, 0.0f64); edges[j].len() + 2];
                 for &i in &rows {
                     let b = &mut want[bin_of(&edges[j], x[[i as usize, j]]) as usize];
