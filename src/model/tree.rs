@@ -362,6 +362,10 @@ impl<'a> Fitter<'a> {
                 if !m.cut || w_right < min_leaf || w_left < min_leaf {
                     continue;
                 }
+                // `gini`'s check, on the sides of every split scored, as before: f32 sums can
+                // leave a side's class weights at zero or below while its running total is not,
+                // and the panic leaves this candidate out of the night's choice (`train_on`).
+                assert!(right0 + right1 > 0.0 && left0 + left1 > 0.0, "gini impurity of an empty side");
                 c.at.push(p);
                 c.right[0].push(right0);
                 c.right[1].push(right1);
@@ -369,8 +373,6 @@ impl<'a> Fitter<'a> {
                 c.left[1].push(left1);
                 c.w_right.push(w_right);
             }
-            // Both sides of a kept split weigh at least `min_leaf`, a positive weight, so no
-            // side's gini divides by zero (`gini` asserts it of the parent).
             c.score(total);
             for (&p, &score) in c.at.iter().zip(&c.score) {
                 if best.is_none_or(|b| score < b.2) {
@@ -414,6 +416,21 @@ mod tests {
             out[me].right = ri;
         }
         me as u32
+    }
+
+    /// A side whose class weights f32 rounding left at zero while its running total is not
+    /// still stops the fit, as `gini`'s check always did (`train_on` then leaves the candidate
+    /// out), rather than scoring a split by a NaN gini.
+    #[test]
+    #[should_panic(expected = "gini impurity of an empty side")]
+    fn an_empty_side_stops_the_fit() {
+        // Late weights 1e8 and 3 sum to 1e8 in f32; with the on-time 5 the total rounds to
+        // 1e8 + 8. After the first two rows move left, the right side holds the late 3 by its
+        // running total (3) and nothing by its class weights (1e8 − 1e8 and 5 − 5).
+        let x = ndarray::array![[0.0], [1.0], [2.0]];
+        let (y, w) = ([true, false, true], [1e8f32, 5.0, 3.0]);
+        let p = TreeParams { max_depth: 3, min_weight_leaf: 1.0, min_weight_split: 2.0 };
+        Fitter::new(x.view(), &y, &w, p).fit();
     }
 
     #[test]
