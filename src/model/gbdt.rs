@@ -138,6 +138,19 @@ impl BoostedTree {
         })
     }
 
+    /// `predict` of a block of at most `WALKERS` rows (`super::walk`).
+    fn predict_many(&self, block: &[&[f64]]) -> [f64; super::WALKERS] {
+        let at = super::walk(block.len(), |j, k| {
+            let n = &self.nodes[k];
+            (n.feature != LEAF).then(|| {
+                let v = block[j][n.feature as usize];
+                let left = if v.is_nan() { n.missing_left } else { v <= n.threshold };
+                (if left { n.left } else { n.right }) as usize
+            })
+        });
+        at.map(|k| self.nodes[k].value)
+    }
+
     /// The value of the leaf reached from the root, going left at each split where `left` says.
     fn leaf(&self, left: impl Fn(&Node) -> bool) -> f64 {
         self.nodes[self.leaf_index(left)].value
@@ -169,6 +182,12 @@ impl Gbdt {
     /// Log-odds of the positive class.
     pub fn raw(&self, row: &[f64]) -> f64 {
         self.base + self.trees.iter().map(|t| t.predict(row)).sum::<f64>()
+    }
+
+    /// `raw` of each of `rows`, the same bits (the trees' values added in the same order).
+    pub fn raw_many(&self, rows: &[&[f64]]) -> Vec<f64> {
+        let sums = super::sum_over_trees(rows, &self.trees, |tree, block| tree.predict_many(block));
+        sums.into_iter().map(|s| self.base + s).collect()
     }
 }
 

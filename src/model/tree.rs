@@ -88,6 +88,19 @@ impl Tree {
     pub fn predict(&self, row: &[f64]) -> f64 {
         self.nodes[leaf_of(&self.nodes, |f| row[f])].p_late
     }
+
+    /// `predict` of a block of at most `WALKERS` rows (`super::walk`).
+    pub fn p_late_many(&self, block: &[&[f64]]) -> [f64; super::WALKERS] {
+        let at = super::walk(block.len(), |j, k| {
+            let n = &self.nodes[k];
+            (n.left != 0).then(|| {
+                let v = block[j][n.feature as usize];
+                let v = if v.is_nan() { super::MISSING } else { v };
+                (if v < n.threshold { n.left } else { n.right }) as usize
+            })
+        });
+        at.map(|k| self.nodes[k].p_late)
+    }
 }
 
 fn leaf_of(nodes: &[Node], value: impl Fn(usize) -> f64) -> usize {
