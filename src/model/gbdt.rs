@@ -681,12 +681,12 @@ mod tests {
         let tree = grower.grow((0..x.nrows() as u32).step_by(2).collect(), &mut leaf_of);
         assert!(tree.nodes.len() > 7, "{}", tree.nodes.len());
         let features = x.ncols();
-        for i in 0..x.nrows() {
+        for (i, &grown) in leaf_of.iter().enumerate() {
             let row: Vec<f64> = x.row(i).to_vec();
             let leaf = leaf_of_bins(&tree, row_bins(&bins, i, features), &edges);
             let by_bins = leaf_value(&tree, row_bins(&bins, i, features), &edges);
             assert_eq!(by_bins.to_bits(), tree.predict(&row).to_bits(), "row {i}");
-            assert_eq!(leaf_of[i], if i % 2 == 0 { leaf as u32 } else { NOT_GROWN }, "row {i}");
+            assert_eq!(grown, if i % 2 == 0 { leaf as u32 } else { NOT_GROWN }, "row {i}");
         }
     }
 
