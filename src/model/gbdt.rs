@@ -132,22 +132,12 @@ pub struct BoostedTree {
 
 impl BoostedTree {
     pub fn predict(&self, row: &[f64]) -> f64 {
-        self.leaf(|n| {
-            let v = row[n.feature as usize];
-            if v.is_nan() { n.missing_left } else { v <= n.threshold }
-        })
+        self.leaf(|n| left_by_values(n, row))
     }
 
     /// `predict` of a block of at most `WALKERS` rows (`super::walk`).
     fn predict_many(&self, block: &[&[f64]]) -> [f64; super::WALKERS] {
-        let at = super::walk(block.len(), |j, k| {
-            let n = &self.nodes[k];
-            (n.feature != LEAF).then(|| {
-                let v = block[j][n.feature as usize];
-                let left = if v.is_nan() { n.missing_left } else { v <= n.threshold };
-                (if left { n.left } else { n.right }) as usize
-            })
-        });
+        let at = super::walk(block.len(), |j, k| self.step(k, |n| left_by_values(n, block[j])));
         at.map(|k| self.nodes[k].value)
     }
 
@@ -159,14 +149,24 @@ impl BoostedTree {
     /// The index of that leaf.
     fn leaf_index(&self, left: impl Fn(&Node) -> bool) -> usize {
         let mut k = 0usize;
-        loop {
-            let n = &self.nodes[k];
-            if n.feature == LEAF {
-                return k;
-            }
-            k = if left(n) { n.left } else { n.right } as usize;
+        while let Some(next) = self.step(k, &left) {
+            k = next;
         }
+        k
     }
+
+    /// The node reached from node `k`, going left where `left` says; None at a leaf.
+    fn step(&self, k: usize, left: impl Fn(&Node) -> bool) -> Option<usize> {
+        let n = &self.nodes[k];
+        (n.feature != LEAF).then(|| (if left(n) { n.left } else { n.right }) as usize)
+    }
+}
+
+/// Whether a row of values goes left at split `n`: at most the threshold, or a missing value
+/// where the split sends those.
+fn left_by_values(n: &Node, row: &[f64]) -> bool {
+    let v = row[n.feature as usize];
+    if v.is_nan() { n.missing_left } else { v <= n.threshold }
 }
 
 /// A fitted model: log-odds = `base` + the sum of its trees.
@@ -330,12 +330,12 @@ impl Grower<'_> {
         let mut hists: Hists = vec![(0.0, 0.0); self.at[features]];
         // Features `first..last` into `part`, their histograms.
         let fill = |first: usize, last: usize, part: &mut [(f64, f64)]| {
-            let at: Vec<usize> = self.at[first..last].iter().map(|&a| a - self.at[first]).collect();
+            let (at, base) = (&self.at[first..last], self.at[first]);
             for &i in rows {
                 let i = i as usize;
                 let (g, h) = (self.g[i], self.h[i]);
                 for (&a, &b) in at.iter().zip(&row_bins(self.bins, i, features)[first..last]) {
-                    let e = &mut part[a + b as usize];
+                    let e = &mut part[a - base + b as usize];
                     e.0 += g;
                     e.1 += h;
                 }
@@ -419,20 +419,11 @@ impl Grower<'_> {
         };
         let missing = missing_bin(&self.edges[split.feature]);
         let goes_left = |b: u8| if b == missing { split.missing_left } else { b as usize <= split.bin };
-        // The left rows from the front, the right ones from the back (then reversed: both
-        // sides stay in row order, which the histograms add in), the place chosen without a
-        // branch: which side a row goes is a coin toss to the branch predictor.
-        let mut left = vec![0u32; rows.len()];
-        let (mut a, mut b) = (0usize, rows.len());
-        for &i in &rows {
-            let l = goes_left(self.bin(i, split.feature));
-            left[if l { a } else { b - 1 }] = i;
-            a += l as usize;
-            b -= !l as usize;
-        }
+        // Both sides stay in row order, which the histograms add in.
+        let goes = |i: u32| goes_left(self.bin(i, split.feature));
+        let n_left = rows.iter().map(|&i| goes(i) as usize).sum();
+        let (left, right) = super::split_by(&rows, n_left, goes);
         drop(rows);
-        let mut right = left.split_off(a);
-        right.reverse();
         let (small, small_is_left) = if left.len() <= right.len() { (&left, true) } else { (&right, false) };
         let small_hist = self.histograms(small);
         let big_hist: Hists = hist.iter().zip(&small_hist).map(|(a, b)| (a.0 - b.0, a.1 - b.1)).collect();

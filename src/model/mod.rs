@@ -126,6 +126,26 @@ impl Estimator {
     }
 }
 
+/// `items` split into the `n_left` that `goes_left` accepts and the others, each side in its
+/// input order. Which side an item goes is a coin toss to the branch predictor, so there is no
+/// branch: each item is written to both sides and kept on its own (a slot past each side's end
+/// takes the other side's writes).
+fn split_by(items: &[u32], n_left: usize, goes_left: impl Fn(u32) -> bool) -> (Vec<u32>, Vec<u32>) {
+    let n_right = items.len() - n_left;
+    let (mut l, mut r) = (vec![0u32; n_left + 1], vec![0u32; n_right + 1]);
+    let (mut a, mut b) = (0usize, 0usize);
+    for &i in items {
+        let goes = goes_left(i) as usize;
+        l[a] = i;
+        r[b] = i;
+        a += goes;
+        b += 1 - goes;
+    }
+    l.truncate(n_left);
+    r.truncate(n_right);
+    (l, r)
+}
+
 /// Rows walked through a tree at once (`walk`).
 const WALKERS: usize = 8;
 

@@ -321,23 +321,9 @@ impl<'a> Fitter<'a> {
         }
         drop(members);
         let (mut l_pos, mut r_pos) = (Vec::with_capacity(positions.len()), Vec::with_capacity(positions.len()));
-        let (n_left, n_right) = (l_members.len(), r_members.len());
         for (k, pos) in positions.into_iter().enumerate() {
-            // Each position is written to both sides and kept on its own (a slot past the end
-            // takes the other side's writes): which side a row goes is a coin toss to the
-            // branch predictor, and a branch per row mispredicted about half the time.
             let rows = &self.rows[k];
-            let (mut l, mut r) = (vec![0u32; n_left + 1], vec![0u32; n_right + 1]);
-            let (mut a, mut b) = (0usize, 0usize);
-            for &p in &pos {
-                let goes_left = self.left[rows[p as usize] as usize] as usize;
-                l[a] = p;
-                r[b] = p;
-                a += goes_left;
-                b += 1 - goes_left;
-            }
-            l.truncate(n_left);
-            r.truncate(n_right);
+            let (l, r) = super::split_by(&pos, l_members.len(), |p| self.left[rows[p as usize] as usize]);
             l_pos.push(l);
             r_pos.push(r);
         }
