@@ -67,12 +67,13 @@ impl Night {
         Night { as_of: date_of_day(day - back) }
     }
 
-    /// The cutoffs of the nights on the training grid of `every` days (`training_night`)
-    /// strictly before this night, latest first and without end. Lane tables are kept on this
-    /// grid, so every night between two grid nights reads the same earlier tables, and a
-    /// weekly training night's tables are the ones the nights of its week read.
-    pub fn grid_cutoffs_before(self, every: u32) -> impl Iterator<Item = i64> {
-        let latest = Night { as_of: self.as_of - chrono::Days::new(1) }.training_night(every);
+    /// The cutoffs of the nights on the training grid of `every` days (`training_night`) at or
+    /// before this night (its own first when it is on the grid), latest first and without end.
+    /// Lane tables are kept and read on this grid (`features::Span`), so every night of a week
+    /// reads its Monday's tables and the Mondays' before it, and a weekly training night's
+    /// tables are the ones the nights of its week read.
+    pub fn grid_cutoffs_through(self, every: u32) -> impl Iterator<Item = i64> {
+        let latest = self.training_night(every);
         let every = u64::from(every.max(1));
         (0..).map(move |k| latest.as_of - chrono::Days::new(k * every)).map(|d| Night::new(d).cutoff())
     }
@@ -206,16 +207,16 @@ mod tests {
     }
 
     #[test]
-    fn lane_table_cutoffs_are_the_training_grids_nights_before() {
+    fn lane_table_cutoffs_are_the_training_grids_nights_through_the_night() {
         let cut = |y, m, d| Night::new(ymd(y, m, d)).cutoff();
-        // A Saturday: the Mondays before it; a Monday: the Mondays strictly before it.
-        let sat: Vec<i64> = Night::new(ymd(2026, 11, 21)).grid_cutoffs_before(7).take(2).collect();
+        // A Saturday: the Mondays before it; a Monday: itself, then the Mondays before it.
+        let sat: Vec<i64> = Night::new(ymd(2026, 11, 21)).grid_cutoffs_through(7).take(2).collect();
         assert_eq!(sat, vec![cut(2026, 11, 16), cut(2026, 11, 9)]);
-        let mon: Vec<i64> = Night::new(ymd(2026, 11, 16)).grid_cutoffs_before(7).take(2).collect();
-        assert_eq!(mon, vec![cut(2026, 11, 9), cut(2026, 11, 2)]);
-        // Every day: the nights before it.
-        let daily: Vec<i64> = Night::new(ymd(2026, 11, 21)).grid_cutoffs_before(1).take(2).collect();
-        assert_eq!(daily, vec![cut(2026, 11, 20), cut(2026, 11, 19)]);
+        let mon: Vec<i64> = Night::new(ymd(2026, 11, 16)).grid_cutoffs_through(7).take(2).collect();
+        assert_eq!(mon, vec![cut(2026, 11, 16), cut(2026, 11, 9)]);
+        // Every day: the night itself, then the nights before it.
+        let daily: Vec<i64> = Night::new(ymd(2026, 11, 21)).grid_cutoffs_through(1).take(2).collect();
+        assert_eq!(daily, vec![cut(2026, 11, 21), cut(2026, 11, 20)]);
     }
 
     #[test]

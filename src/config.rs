@@ -172,9 +172,10 @@ pub struct FeatureConfig {
     pub train_window_days: u32,
     /// Pseudo-count pulling a seller's or lane's late rate towards the global rate.
     pub prior_strength: f64,
-    /// Training snapshots read lane statistics as of the latest of a series of cutoffs this many
-    /// days apart, on a calendar grid (so their own outcomes never enter them, and nights share
-    /// the tables); smaller is fresher and slower.
+    /// Training snapshots and the night's scores read lane statistics as of the latest of a
+    /// series of cutoffs this many days apart, on a calendar grid (so their own outcomes never
+    /// enter them, and the nights between two grid nights share the tables and compute none);
+    /// smaller is fresher and slower.
     pub stats_every_days: u32,
     /// Peak and holiday days, `MM-DD`, or `black-friday` for the fourth Friday of November.
     pub holidays: Vec<String>,

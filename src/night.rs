@@ -322,8 +322,8 @@ pub fn compute(
                     // not copied), a borrowed one read. Given something kept, if only nothing,
                     // so that they hand on their series days and lane tables: tonight's up to
                     // where rows known before them differ (digest-checked, as what the state
-                    // keeps is), so tonight computes only the days since the training night
-                    // and its own table (the earlier ones are on the training night's grid).
+                    // keeps is), so tonight computes only the days since the training night,
+                    // and no lane table: tonight's are the training night's grid's.
                     let none_kept = Kept::default();
                     let k = Some(kept.unwrap_or(&none_kept));
                     let mut fit = |cut: Cow<'_, CleanInput>| -> Result<(SavedModel, FeatureSet)> {

@@ -316,6 +316,7 @@ pub mod outputs {
             "origin",
             "destination",
             "service",
+            "stats_as_of",
             "shipments",
             "delivered",
             "late",

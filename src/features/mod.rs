@@ -122,11 +122,13 @@ pub fn window_days(share: &WindowShare, p: &FeatureParams, cutoff: i64) -> u32 {
 pub struct Span {
     pub train_days: u32,
     pub train_from: i64,
-    /// Lane statistics at the night's cutoff and at the cutoffs of the nights before it on a
-    /// calendar grid of `stats_every_days` (`Night::grid_cutoffs_before`: with 7, the Mondays,
-    /// the weekly training nights), for the training snapshots of the window (see
-    /// `LaneTables`), ascending. On the grid, the nights of a week read the same earlier tables,
-    /// which the state keeps, and a full refresh's training night computes them for the night.
+    /// Lane statistics at the cutoffs of the nights on a calendar grid of `stats_every_days`
+    /// (`Night::grid_cutoffs_through`: with 7, the Mondays, the weekly training nights) up to
+    /// and including the night, across the training window, ascending. Training snapshots read
+    /// the latest at or before their time, and the night scores and publishes the last one (its
+    /// own on a grid night, its week's Monday's otherwise): every night of a week reads the same
+    /// tables, which the state keeps, so a night off the grid computes none (issue 13, item 4),
+    /// and the staleness of what scoring reads is the staleness training saw.
     pub cutoffs: Vec<i64>,
     pub step: i64,
     pub first_day: i64,
@@ -139,9 +141,8 @@ impl Span {
         let train_from = cutoff - train_days as i64 * MICROS_PER_DAY;
         let step = p.features.stats_every_days.max(1) as i64 * MICROS_PER_DAY;
         let mut cutoffs: Vec<i64> =
-            night.grid_cutoffs_before(p.features.stats_every_days).take_while(|c| *c > train_from - step).collect();
+            night.grid_cutoffs_through(p.features.stats_every_days).take_while(|c| *c > train_from - step).collect();
         cutoffs.reverse();
-        cutoffs.push(cutoff);
         let last_day = night.cutoff_day();
         Span { train_days, train_from, cutoffs, step, first_day: last_day - train_days as i64 - 1, last_day }
     }
@@ -598,6 +599,7 @@ impl FeatureSet {
             Column::new("origin".into(), p.lanes.iter().map(|l| l.origin.as_str()).collect::<Vec<_>>()),
             Column::new("destination".into(), p.lanes.iter().map(|l| l.destination.as_str()).collect::<Vec<_>>()),
             Column::new("service".into(), p.lanes.iter().map(|l| l.service.as_str()).collect::<Vec<_>>()),
+            io::date_column("stats_as_of", vec![Some(self.stats_as_of_day()); n]),
             Column::new("shipments".into(), self.lanes().iter().map(|l| l.shipments as i64).collect::<Vec<_>>()),
             Column::new("delivered".into(), self.lanes().iter().map(|l| l.delivered as i64).collect::<Vec<_>>()),
             Column::new("late".into(), self.lanes().iter().map(|l| l.late as i64).collect::<Vec<_>>()),
@@ -663,9 +665,16 @@ impl FeatureSet {
         Ok(df)
     }
 
-    /// Lane statistics as of the cutoff.
+    /// Lane statistics as of the latest cutoff on the grid at or before the night's (`Span`):
+    /// what the night scores with and publishes.
     pub fn lanes(&self) -> &[lanes::LaneStats] {
         self.lane_tables.latest()
+    }
+
+    /// The as-of day (a Date column value) of the night whose cutoff `lanes` is as of.
+    fn stats_as_of_day(&self) -> i32 {
+        let cutoff = *self.lane_tables.cutoffs.last().expect("at least one lane table");
+        crate::calendar::as_of_day_of_cutoff_day(cutoff.div_euclid(MICROS_PER_DAY))
     }
 
     /// A feature table: identifying columns, then every feature. Training tables add the label.

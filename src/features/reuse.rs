@@ -1,9 +1,9 @@
 //! Lane tables and disruption series days carried from night to night (kept in the state, see
 //! `state::tables`; the backtest carries them in memory).
 //!
-//! A night keeps a lane table at its cutoff and at the cutoffs of the nights before it on a
-//! calendar grid of `stats_every_days` across the training window (18 at the default settings:
-//! the Mondays, see `Span`), and a disruption series point per lane, stage and cutoff day over
+//! A night keeps a lane table at the cutoffs of the nights on a calendar grid of
+//! `stats_every_days` up to and including itself across the training window (18 at the default
+//! settings: the Mondays, see `Span`; a night off the grid has no table of its own), and a disruption series point per lane, stage and cutoff day over
 //! that window (about 120 days); they are the expensive part of its lane statistics. A lane
 //! table as of cutoff C, and a series day's points before the two-night rule, depend on
 //! `[lanes]` and on the rows known before C alone: shipments created before C and, of
@@ -400,8 +400,8 @@ pub struct Check<'a> {
 }
 
 impl<'a> Check<'a> {
-    /// For a night with lane tables at `table_cutoffs` (ascending; the last is the night's) and
-    /// a series over cutoff days `first_day..=last_day`.
+    /// For a night with lane tables at `table_cutoffs` (ascending; the grid's through the
+    /// night, `Span`) and a series over cutoff days `first_day..=last_day`.
     pub fn new(
         prep: &Prepared,
         kept: &'a Kept,
@@ -410,7 +410,8 @@ impl<'a> Check<'a> {
         last_day: i64,
         step: i64,
     ) -> Result<Check<'a>> {
-        let cutoff = *table_cutoffs.last().expect("at least the night's cutoff");
+        // The night's own cutoff: its series days reach it, and its tables' last may be before.
+        let cutoff = prep.night.cutoff();
         let horizon = (table_cutoffs[0] - step).min(first_day * MICROS_PER_DAY - step);
         let mut cutoffs: Vec<i64> = table_cutoffs.to_vec();
         cutoffs.extend((first_day..=last_day).map(|d| d * MICROS_PER_DAY));
@@ -435,7 +436,7 @@ impl<'a> Check<'a> {
     }
 }
 
-/// The lane tables at `cutoffs` (ascending; the last is the night's cutoff). With `check`,
+/// The lane tables at `cutoffs` (ascending; the grid's, see `Span`). With `check`,
 /// each table is taken from the kept ones when its digest still matches, and the tables to
 /// keep are returned; without, every table is computed and nothing is kept (the commands that
 /// keep no state).
@@ -454,7 +455,7 @@ pub fn lane_tables(
     };
     reused.reused = known.iter().filter(|t| t.is_some()).count();
     reused.computed = cutoffs.len() - reused.reused;
-    // Only the rows the tables to compute read (a night computing its own table alone reads
+    // Only the rows the tables to compute read (a night computing its latest table alone reads
     // each busy lane's last window, not its history).
     let tables = LaneTables::build_with(|at| Source::for_cutoffs(prep, outcomes, at, cfg), cutoffs, cfg, known)?;
     let Some(check) = check else { return Ok(tables) };

@@ -867,13 +867,16 @@ fn kept_lane_tables_are_reused_only_where_nothing_known_before_their_cutoff_chan
         assert!(r.days_reused >= 60, "{what}: only {} series days reused", r.days_reused);
         let days_between = (later - early).num_days() as usize;
         assert!(r.days_computed >= days_between, "{what}: {} series days computed", r.days_computed);
-        // The night's own table is always new; with late deliveries, the table at `early`'s
-        // cutoff is computed again too.
-        let want_computed = if clean.events.time.len() == clean_held.events.time.len() { 1 } else { 2 };
+        // `later` is off the grid: its latest table is `early`'s, which it scores with, and it
+        // has none of its own. Nothing is computed, unless late deliveries changed the rows
+        // known before `early`'s cutoff: then that table is computed again.
+        assert_eq!(fs.lane_tables.cutoffs.last(), Some(&early_cutoff), "{what}");
+        let want_computed = if clean.events.time.len() == clean_held.events.time.len() { 0 } else { 1 };
         assert_eq!(r.computed, want_computed, "{what}");
         assert_eq!(r.reused + r.computed, fs.lane_tables.cutoffs.len());
-        // The kept tables handed on hold this night's and the earlier night's still valid ones.
-        assert!(r.keep.iter().any(|t| t.cutoff == Night::new(later).cutoff()), "{what}");
+        // The kept tables handed on hold the grid night's, as this night computed or took it.
+        assert!(r.keep.iter().any(|t| t.cutoff == early_cutoff), "{what}");
+        assert!(r.keep.iter().all(|t| t.cutoff != Night::new(later).cutoff()), "{what}");
     }
     // The night itself again, its days kept from before the late deliveries arrived: the scan
     // states hold the visits the days after the last kept one read, and the days from the first
@@ -905,15 +908,21 @@ fn quantile(v: &mut [f64], q: f64) -> f64 {
 #[test]
 fn lane_quantiles_match_brute_force() {
     let input = sample_data();
-    let as_of = date("2026-11-20");
-    let cutoff = Night::new(as_of).cutoff();
-    let window_start = cutoff - 90 * MICROS_PER_DAY;
-    // A lane with fewer than min_support resolutions in its 90 days reaches back to its last 30.
-    let min_support = 30;
     let files = feature_files(&input, "2026-11-20");
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("lanes.parquet"), &files["lanes.parquet"]).unwrap();
     let lanes = read_parquet(&tmp.path().join("lanes.parquet"));
+    // A Friday's statistics are as of the latest night on the weekly grid: its week's Monday.
+    let monday = date("2026-11-16");
+    assert_eq!(monday.weekday(), chrono::Weekday::Mon);
+    let stats_as_of = lanes.column("stats_as_of").unwrap().as_materialized_series().to_physical_repr().into_owned();
+    let stats_as_of: Vec<Option<i32>> = stats_as_of.i32().unwrap().iter().collect();
+    assert!(!stats_as_of.is_empty());
+    assert!(stats_as_of.iter().all(|&d| d == Some(Night::new(monday).as_of_day())), "stats_as_of is not the Monday");
+    let cutoff = Night::new(monday).cutoff();
+    let window_start = cutoff - 90 * MICROS_PER_DAY;
+    // A lane with fewer than min_support resolutions in its 90 days reaches back to its last 30.
+    let min_support = 30;
 
     let ships = read_parquet(&input.join("shipments.parquet"));
     let events = read_parquet(&input.join("events.parquet"));

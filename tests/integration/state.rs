@@ -173,16 +173,16 @@ fn incremental_nights_equal_full_refreshes_with_late_arrivals() {
         }
         assert_eq!(current_generation(inc.path()).as_deref(), st["written"].as_str());
         assert!(manifest(&b)["state"]["full_refresh"].as_str().unwrap().contains("--full-refresh"));
-        // Lane tables: a night's earlier tables are on a calendar grid (the Mondays), taken
-        // from the state from the second night on, except where late rows changed what was
-        // known before their cutoff (events 12 days late: the night's own table and the grid's
-        // latest ones are computed).
+        // Lane tables: a night's tables are on a calendar grid (the Mondays, its own on a
+        // Monday), taken from the state from the second night on, except where late rows
+        // changed what was known before their cutoff (events 12 days late: the grid's latest
+        // one or two tables are computed).
         let (reused, computed) =
             (st["lane_tables_reused"].as_u64().unwrap(), st["lane_tables_computed"].as_u64().unwrap());
         if k == 0 {
             assert_eq!(reused, 0, "night {as_of}: {st}");
         } else {
-            assert!(reused >= 10 && computed >= 2, "night {as_of}: {st}");
+            assert!(reused >= 10 && computed >= 1, "night {as_of}: {st}");
         }
         // Series days are the night before's, up to the first day late rows touched.
         let (days_reused, days_computed) =
