@@ -333,17 +333,10 @@ pub fn compute(
                             |f| f.train.len() as u64,
                         )?;
                         let model = train(s, &fs, t)?;
-                        let mut with = kept.cloned().unwrap_or_default();
-                        // With nothing kept before (a full refresh, a first night), all there
-                        // is was computed just now from the rows before the training night's
-                        // cutoff, the rows tonight knows before it: their digests hold for
-                        // tonight up to that cutoff and are taken rather than computed again.
-                        if with.tables.is_empty() && with.days.is_empty() {
-                            with.holds_until = Some(training.cutoff());
-                        }
-                        with.days.append(&mut fs.reused.keep_days);
-                        with.tables.append(&mut fs.reused.keep);
-                        with_training = Some(with);
+                        // Tonight reads what the training night's features hand on: they read
+                        // tonight's input cut at the training night's cutoff, so up to it their
+                        // digests are tonight's and are taken rather than computed again.
+                        with_training = Some(fs.reused.hand_on(training.cutoff(), kept));
                         Ok((model, fs))
                     };
                     let model = match input {

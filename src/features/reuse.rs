@@ -199,7 +199,9 @@ pub struct Kept {
     /// cutoff at or before it are the rows the keeping night knew. The state sets it when the
     /// night reads the generation the tables were kept with and no row it decoded anew is
     /// dated before it (`state::tables::load`); the backtest, whose nights read one input, to
-    /// the night before's cutoff. Those digests are then taken, not computed again (`Check`).
+    /// the night before's cutoff; a night's training features, for the night after them, to
+    /// the training night's cutoff at least (`Reused::hand_on`). Those digests are then taken,
+    /// not computed again (`Check`).
     pub holds_until: Option<i64>,
 }
 
@@ -384,6 +386,27 @@ pub struct Reused {
     pub days_computed: usize,
     /// This night's disruption series days, then the kept days still valid (by day).
     pub keep_days: Vec<KeptDay>,
+}
+
+impl Reused {
+    /// What this night (at `cutoff`, given `kept`) hands on to a later night reading the same
+    /// input. Every table and day it hands on at or before `cutoff` was computed from, or
+    /// checked against, the rows that input knows before `cutoff`, so their digests hold up to
+    /// it; those after it are kept ones as they were handed in. Of the kept things it did not
+    /// hand on, the ones whose digests `kept` says hold (older than this night reads, a later
+    /// night may) are handed on beside them, where this night has nothing at their cutoff.
+    pub fn hand_on(&mut self, cutoff: i64, kept: Option<&Kept>) -> Kept {
+        let mut tables = std::mem::take(&mut self.keep);
+        let mut days = std::mem::take(&mut self.keep_days);
+        let kept_holds = kept.and_then(|k| k.holds_until);
+        if let (Some(k), Some(h)) = (kept, kept_holds) {
+            let has_table: std::collections::HashSet<i64> = tables.iter().map(|t| t.cutoff).collect();
+            let has_day: std::collections::HashSet<i64> = days.iter().map(|d| d.day).collect();
+            tables.extend(k.tables.iter().filter(|t| t.cutoff <= h && !has_table.contains(&t.cutoff)).cloned());
+            days.extend(k.days.iter().filter(|d| d.day * MICROS_PER_DAY <= h && !has_day.contains(&d.day)).cloned());
+        }
+        Kept { tables, days, holds_until: Some(kept_holds.map_or(cutoff, |h| h.max(cutoff))) }
+    }
 }
 
 /// One night's view of what was kept: the digests of the rows known before every cutoff it
@@ -786,5 +809,57 @@ mod tests {
         let mut flagged = day.clone();
         flagged.points[1][2].disrupted = true;
         assert_eq!(day_fingerprint(&flagged), day_fingerprint(&day));
+    }
+
+    /// What a training night hands on to the night after it is trusted only as far as it holds:
+    /// its own tables and days up to its cutoff, and of the kept things it did not hand on, only
+    /// those the kept `holds_until` covers (a stale one, trusted, would be read for tonight's).
+    #[test]
+    fn a_training_night_hands_on_only_what_holds_up_to_its_cutoff() {
+        let day = MICROS_PER_DAY;
+        let table = |c: i64, a: u64| KeptTable {
+            cutoff: c * day,
+            digest: Digest { rows: 1, a, b: 0 },
+            lanes: lanes(),
+            stats: vec![],
+        };
+        let kept_day =
+            |d: i64, a: u64| KeptDay { day: d, digest: Digest { rows: 1, a, b: 0 }, lanes: lanes(), points: vec![] };
+        // The state's: tables at days 10, 20, 30 and series days 10, 20, 30, holding up to day 20.
+        let kept = Kept {
+            tables: vec![table(10, 1), table(20, 1), table(30, 1)],
+            days: vec![kept_day(10, 1), kept_day(20, 1), kept_day(30, 1)],
+            holds_until: Some(20 * day),
+        };
+        // The training night at day 25 computed day 20's again (other digest) and day 25's, and
+        // handed on day 30's unchecked.
+        let mut reused = Reused {
+            keep: vec![table(20, 2), table(25, 2), table(30, 1)],
+            keep_days: vec![kept_day(20, 2), kept_day(25, 2), kept_day(30, 1)],
+            ..Reused::default()
+        };
+        let on = reused.clone().hand_on(25 * day, Some(&kept));
+        assert_eq!(on.holds_until, Some(25 * day));
+        let tables: Vec<(i64, u64)> = on.tables.iter().map(|t| (t.cutoff / day, t.digest.a)).collect();
+        assert_eq!(tables, vec![(20, 2), (25, 2), (30, 1), (10, 1)]);
+        let days: Vec<(i64, u64)> = on.days.iter().map(|d| (d.day, d.digest.a)).collect();
+        assert_eq!(days, vec![(20, 2), (25, 2), (30, 1), (10, 1)]);
+        // Taken as tonight's up to day 25: day 20's is the training night's, not the state's.
+        assert_eq!(on.holding_digest(20 * day).map(|d| d.a), Some(2));
+        assert_eq!(on.holding_digest(25 * day).map(|d| d.a), Some(2));
+        assert_eq!(on.holding_digest(30 * day), None);
+        // A state holding less far than the kept day 10: it is not handed on.
+        let stale = Kept { holds_until: Some(5 * day), ..kept.clone() };
+        let on = reused.clone().hand_on(25 * day, Some(&stale));
+        assert!(on.tables.iter().all(|t| t.cutoff != 10 * day));
+        assert!(on.days.iter().all(|d| d.day != 10));
+        // A state holding further than the training night: it holds as far.
+        let further = Kept { holds_until: Some(30 * day), ..kept.clone() };
+        let on = reused.clone().hand_on(25 * day, Some(&further));
+        assert_eq!(on.holds_until, Some(30 * day));
+        assert_eq!(on.holding_digest(30 * day).map(|d| d.a), Some(1));
+        // Nothing kept: what the night hands on holds up to its cutoff.
+        let on = reused.hand_on(25 * day, None);
+        assert_eq!((on.holds_until, on.tables.len(), on.days.len()), (Some(25 * day), 3, 3));
     }
 }
