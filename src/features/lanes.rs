@@ -269,7 +269,7 @@ impl Source {
 
     /// The source for the tables at `cutoffs` alone: each row's scan state (the costly part of
     /// a source) is taken only where a lane's window at one of them reads it. A night that
-    /// computes only its grid night's table reads each busy lane's last `window_days`, not every row
+    /// computes only its latest table reads each busy lane's last `window_days`, not every row
     /// resolved since `max_window_days`, so its cost follows the window rather than the
     /// history. Tables at other cutoffs must not be computed from it.
     pub fn for_cutoffs(prep: &Prepared, outcomes: &[Outcome], cutoffs: &[i64], cfg: &LaneConfig) -> Result<Source> {

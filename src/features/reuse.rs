@@ -3,8 +3,9 @@
 //!
 //! A night keeps a lane table at the cutoffs of the nights on a calendar grid of
 //! `stats_every_days` up to and including itself across the training window (18 at the default
-//! settings: the Mondays, see `Span`; a night off the grid has no table of its own), and a disruption series point per lane, stage and cutoff day over
-//! that window (about 120 days); they are the expensive part of its lane statistics. A lane
+//! settings: the Mondays, see `Span`; a night off the grid has no table of its own), and a
+//! disruption series point per lane, stage and cutoff day over that window (about 120 days);
+//! they are the expensive part of its lane statistics. A lane
 //! table as of cutoff C, and a series day's points before the two-night rule, depend on
 //! `[lanes]` and on the rows known before C alone: shipments created before C and, of
 //! their events, those before C (the point-in-time rule;
