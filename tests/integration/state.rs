@@ -853,6 +853,12 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
             if k > 0 {
                 assert!(st["series_days_reused"].as_u64().unwrap() > 60, "{what}: {st}");
             }
+            // Lane tables: a Monday computes its own; the other nights score with their
+            // Monday's, kept in the state, and compute none (late rows aside).
+            if k > 0 && !late {
+                let monday = chrono::Datelike::weekday(&night) == chrono::Weekday::Mon;
+                assert_eq!(st["lane_tables_computed"], monday as u64, "{what}: {st}");
+            }
             // A night that trains on an earlier night computes that night's features first.
             let stages: Vec<String> = manifest(&a)["timings"]["stages"]
                 .as_array()
