@@ -674,7 +674,7 @@ impl FeatureSet {
     /// The as-of day (a Date column value) of the night whose cutoff `lanes` is as of.
     fn stats_as_of_day(&self) -> i32 {
         let cutoff = *self.lane_tables.cutoffs.last().expect("at least one lane table");
-        crate::calendar::as_of_day_of_cutoff_day(cutoff.div_euclid(MICROS_PER_DAY))
+        crate::calendar::as_of_day_of_cutoff_day(crate::calendar::day_index(cutoff))
     }
 
     /// A feature table: identifying columns, then every feature. Training tables add the label.

@@ -99,7 +99,7 @@ impl Estimator {
             Estimator::Gbdt { model } => model.raw_many(rows),
             Estimator::Forest { trees } => {
                 let sums = sum_over_trees(rows, trees, |tree, block| tree.p_late_many(block));
-                sums.into_iter().map(|s| logit(s / trees.len().max(1) as f64)).collect()
+                sums.into_iter().map(|s| forest_log_odds(s, trees.len())).collect()
             }
             _ => rows.iter().map(|r| self.raw(r)).collect(),
         }
@@ -118,12 +118,15 @@ impl Estimator {
             Estimator::Gbdt { model } => model.raw(row),
             Estimator::Constant { p } => logit(*p),
             Estimator::Tree { tree } => logit(tree.predict(row)),
-            Estimator::Forest { trees } => {
-                logit(trees.iter().map(|t| t.predict(row)).sum::<f64>() / trees.len().max(1) as f64)
-            }
+            Estimator::Forest { trees } => forest_log_odds(trees.iter().map(|t| t.predict(row)).sum(), trees.len()),
             Estimator::LaneRule { p_fired, p_quiet } => logit(if rule_fires(row) { *p_fired } else { *p_quiet }),
         }
     }
+}
+
+/// A forest's log-odds from the sum of its `trees` trees' leaf probabilities: their mean's.
+fn forest_log_odds(sum: f64, trees: usize) -> f64 {
+    logit(sum / trees.max(1) as f64)
 }
 
 /// `items` split into the `n_left` that `goes_left` accepts and the others, each side in its
@@ -148,6 +151,9 @@ fn split_by(items: &[u32], n_left: usize, goes_left: impl Fn(u32) -> bool) -> (V
 
 /// Rows walked through a tree at once (`walk`).
 const WALKERS: usize = 8;
+
+/// Rows a parallel task scores with `Estimator::raw_many` (tonight's and the validation rows).
+const SCORE_BLOCK: usize = 256;
 
 /// The leaf each row of `block` (at most `WALKERS`) reaches, the rows walking side by side: one
 /// row's walk is a chain of dependent loads and compares, and a block's chains overlap.
@@ -358,7 +364,7 @@ impl SavedModel {
 
     pub fn predict(&self, rows: &Rows) -> Vec<f64> {
         rows.x
-            .par_chunks(N_FEATURES * 256)
+            .par_chunks(N_FEATURES * SCORE_BLOCK)
             .flat_map_iter(|x| {
                 let block: Vec<&[f64]> = x.chunks(N_FEATURES).collect();
                 self.estimator.raw_many(&block).into_iter().map(|z| self.calibration.apply(z))
@@ -826,7 +832,7 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
                         })
                         .map(|est| {
                             let raw: Vec<f64> =
-                                x_va_rows.par_chunks(256).flat_map_iter(|rows| est.raw_many(rows)).collect();
+                                x_va_rows.par_chunks(SCORE_BLOCK).flat_map_iter(|rows| est.raw_many(rows)).collect();
                             let crossed = cross_fit(&raw, &y_va, &fold);
                             let s = eval(&crossed);
                             Scored { est, raw, crossed, s }
@@ -1235,6 +1241,8 @@ pub const FOREST_BOOTSTRAP: f64 = 0.4;
 #[cfg(test)]
 mod tests {
     use super::first_by_key;
+    use crate::features::days::{DayCounts, days_before};
+    use crate::schema::MICROS_PER_DAY;
 
     /// The ensembles' scores of many rows (trees walked by blocks of rows) are their scores one
     /// row at a time, bit for bit, with missing values and a last block that is not full.
@@ -1285,8 +1293,6 @@ mod tests {
             assert_eq!(many, one, "{}", est.kind());
         }
     }
-    use crate::features::days::{DayCounts, days_before};
-    use crate::schema::MICROS_PER_DAY;
 
     /// `validation_days` as it was, over one (resolved_at, late) per shipment sorted newest
     /// first: the reference the per-day counts must agree with.

@@ -177,9 +177,16 @@ type Freq = [f32; 2];
 /// linfa's gini impurity of a class-weight pair (the sum over two classes is the same in either
 /// order, so the hash-map order linfa sums in does not matter).
 fn gini(f: &Freq) -> f32 {
-    let n = f[0] + f[1];
-    assert!(n > 0.0, "gini impurity of an empty side");
-    1.0 - ((f[0] / n) * (f[0] / n) + (f[1] / n) * (f[1] / n))
+    assert!(f[0] + f[1] > 0.0, "gini impurity of an empty side");
+    impurity(f[0], f[1])
+}
+
+/// The gini impurity of a side with class weights `a` and `b`, unchecked (`gini` checks; the
+/// split search checks each candidate's sides before it scores them in a pass of their own).
+#[inline]
+fn impurity(a: f32, b: f32) -> f32 {
+    let n = a + b;
+    1.0 - ((a / n) * (a / n) + (b / n) * (b / n))
 }
 
 struct Fitter<'a> {
@@ -237,16 +244,12 @@ impl Candidates {
     /// Every candidate's weighted gini: `share * gini(right) + (1 − share) * gini(left)`, the
     /// same operations in the same order as `gini`, so the same bits.
     fn score(&mut self, total: f32) {
-        let gini = |a: f32, b: f32| {
-            let n = a + b;
-            1.0 - ((a / n) * (a / n) + (b / n) * (b / n))
-        };
         let ([r0, r1], [l0, l1]) = (&self.right, &self.left);
         self.score.clear();
         self.score.extend(r0.iter().zip(r1).zip(l0.iter().zip(l1)).zip(&self.w_right).map(
             |(((&r0, &r1), (&l0, &l1)), &w_right)| {
                 let share = w_right / total;
-                share * gini(r0, r1) + (1.0 - share) * gini(l0, l1)
+                share * impurity(r0, r1) + (1.0 - share) * impurity(l0, l1)
             },
         ));
     }
