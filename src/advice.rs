@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use crate::calendar::DayTable;
+use crate::calendar::{DayTable, Night};
 use crate::codec::{Codec, Reader};
 use crate::config::{AdviceConfig, LaneConfig};
 use crate::error::Result;
@@ -531,7 +531,7 @@ impl Pools {
 /// Builds the night's advice. Pure: the feature set in, three sorted frames out. The whole
 /// network is one part (`Part`) whose service pools are its own.
 pub fn build(fs: &FeatureSet, p: &AdviceParams) -> Result<Advice> {
-    finish(vec![Part::of(fs, p).rows(None, |_, _| true)?], p)
+    finish(vec![Part::of(fs, p).rows(None, |_, _| true)?], p, fs.night())
 }
 
 /// The pools of one part of the network (a shard owns whole destination × service groups, so
@@ -963,10 +963,12 @@ pub struct AdviceRows {
 
 /// The three advice tables from every part's rows: the advised service of each origin ×
 /// destination × band is chosen across services (which several parts hold), and each seller
-/// row gets its lane's; rows sorted as the tables are.
-pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
+/// row gets its lane's; rows sorted as the tables are. `night`: the night whose point-in-time
+/// view the rows are from (`advice_as_of`).
+pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams, night: Night) -> Result<Advice> {
     let t0 = std::time::Instant::now();
     let cfg = &p.advice;
+    let as_of = crate::calendar::as_of_day_of_cutoff_day(crate::calendar::day_index(night.cutoff()));
     let (mut rows, mut prow) = (Vec::new(), Vec::new());
     for part in &mut parts {
         rows.append(&mut part.service);
@@ -1033,6 +1035,7 @@ pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
             "advice_meets_confidence" => {
                 Column::new(name.into(), rows.iter().map(|r| adv(r).is_some_and(|a| a.1)).collect::<Vec<_>>())
             }
+            "advice_as_of" => crate::io::date_column(name, vec![Some(as_of); rows.len()]),
             other => return Err(crate::error::Error::internal(format!("service_advice: no builder for {other}"))),
         });
     }
@@ -1063,6 +1066,7 @@ pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
                 name.into(),
                 prow.iter().map(|r| r.kept.is_finite() && r.kept < cfg.target_on_time_rate).collect::<Vec<_>>(),
             ),
+            "advice_as_of" => crate::io::date_column(name, vec![Some(as_of); prow.len()]),
             other => return Err(crate::error::Error::internal(format!("promise_advice: no builder for {other}"))),
         });
     }
@@ -1151,6 +1155,7 @@ pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams) -> Result<Advice> {
                     srows.iter().map(|s| lane_of(s).1.map(|a| a.0).unwrap_or(f64::NAN)).collect::<Vec<f64>>(),
                 ),
                 "advised_service" => gather(name, &mut lanes.iter().map(|(_, a)| a.and_then(|a| a.1)), |s| s.lane_at)?,
+                "advice_as_of" => crate::io::date_column(name, vec![Some(as_of); srows.len()]),
                 other => return Err(crate::error::Error::internal(format!("seller_advice: no builder for {other}"))),
             })
         })

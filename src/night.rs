@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::advice::Advice;
 use crate::alerts::{self, AlertOutput, Previous};
 use crate::calendar::Night;
 use crate::config::InputConfig;
@@ -19,6 +20,7 @@ use crate::model::{self, SavedModel, TrainedOn};
 use crate::settings::Settings;
 use crate::shard::Shard;
 use crate::state;
+use crate::state::model::KeptTraining;
 use crate::statuses::Vocabulary;
 use crate::validate::{self, CleanInput, Report};
 
@@ -210,6 +212,11 @@ pub fn train(s: &Settings, fs: &FeatureSet, t: &mut Timings) -> Result<SavedMode
     t.time("train", || model::train(fs, &s.model), |m| m.metrics.n_train_sampled)
 }
 
+/// The `advice` stage, timed.
+fn advice(s: &Settings, fs: &FeatureSet, t: &mut Timings) -> Result<Advice> {
+    t.time("advice", || crate::advice::build(fs, &s.advice), |a| a.service.height() as u64)
+}
+
 /// Everything a night computes, before anything is written.
 pub struct NightResult {
     pub night: Night,
@@ -218,8 +225,9 @@ pub struct NightResult {
     /// Calibrated risk per scoring row, as the model gave it (before `late` rows are set to 1).
     pub risk: Vec<f64>,
     pub alerts: AlertOutput,
-    /// Advice before shipping, from the same point-in-time view.
-    pub advice: crate::advice::Advice,
+    /// Advice before shipping: from the night's point-in-time view, or on a training schedule
+    /// from its training night's, as its model is (`Trained::advice`).
+    pub advice: Advice,
     /// As-of date of the run whose alerts `alerts` continued from.
     pub previous: Option<chrono::NaiveDate>,
     /// With a training schedule (`model.retrain_every_days` above 1): the model's training
@@ -234,12 +242,25 @@ impl NightResult {
     }
 }
 
-/// How a scheduled night came by its model.
+/// How a scheduled night came by its model, and its advice.
 #[derive(Debug, Clone)]
 pub struct Trained {
     pub on: TrainedOn,
+    /// The training night's advice, which the nights of its schedule publish with its model:
+    /// both are as of the training night's cutoff, and a night that takes them from the state
+    /// computes neither. The advice reads every shipment resolved over the lane windows (at
+    /// 10M shipments about 2 s of an incremental night) and moves as slowly as the lane tables
+    /// it is read beside.
+    pub advice: Advice,
     /// Taken from an earlier night (not trained by this one).
     pub reused: bool,
+}
+
+impl Trained {
+    /// What the state keeps of it for the nights after (`state::model`).
+    pub fn kept(&self) -> KeptTraining {
+        KeptTraining { on: self.on.clone(), advice: self.advice.clone() }
+    }
 }
 
 /// What a caller of `compute` does with the night's features afterwards.
@@ -263,7 +284,7 @@ pub enum ModelFrom<'a> {
     ///
     /// `digest`: the digest of the input known before the training night's cutoff, when the
     /// state knows it already (`state::digest`); otherwise it is computed.
-    Schedule { kept: Option<&'a TrainedOn>, digest: Option<features::reuse::Digest> },
+    Schedule { kept: Option<&'a KeptTraining>, digest: Option<features::reuse::Digest> },
     /// This model (`lanewatch score`): nothing is trained.
     Saved(&'a SavedModel),
 }
@@ -288,6 +309,8 @@ pub fn compute(
     let training = night.training_night(every);
     // Lane tables and series days kept, with those of the training night when it is computed.
     let mut with_training: Option<Kept> = None;
+    // The training night's advice, on a night of a schedule other than its training night.
+    let mut training_advice: Option<Advice> = None;
     let (mut fs, model, trained) = match model_from {
         ModelFrom::Saved(m) => (features(s, input, night, kept, Purpose::Score, t)?, m.clone(), None),
         // Trained tonight; the digest only when later nights may take the model.
@@ -297,8 +320,8 @@ pub fn compute(
                 .transpose()?;
             let fs = features(s, input, night, kept, Purpose::Train, t)?;
             let model = train(s, &fs, t)?;
-            let trained =
-                digest.map(|digest| Trained { on: TrainedOn { night, digest, model: model.clone() }, reused: false });
+            // Its advice is tonight's, computed below like any night's.
+            let trained = digest.map(|digest| (TrainedOn { night, digest, model: model.clone() }, false));
             (fs, model, trained)
         }
         ModelFrom::Schedule { kept: kept_model, digest: known } => {
@@ -306,10 +329,13 @@ pub fn compute(
                 Some(d) => d,
                 None => t.time("digest", || features::prepare::digest(&input, training), |_| 0)?,
             };
-            let on = match kept_model.filter(|k| k.night == training && k.digest == digest) {
-                Some(k) => Trained { on: k.clone(), reused: true },
+            let (on, reused) = match kept_model.filter(|k| k.on.night == training && k.on.digest == digest) {
+                Some(k) => {
+                    training_advice = Some(k.advice.clone());
+                    (k.on.clone(), true)
+                }
                 None => {
-                    if let Some(k) = kept_model.filter(|k| k.night == training) {
+                    if let Some(k) = kept_model.filter(|k| k.on.night == training).map(|k| &k.on) {
                         tracing::info!(
                             training_night = %training,
                             rows_then = k.digest.rows,
@@ -326,7 +352,7 @@ pub fn compute(
                     // and no lane table: tonight's are the training night's grid's.
                     let none_kept = Kept::default();
                     let k = Some(kept.unwrap_or(&none_kept));
-                    let mut fit = |cut: Cow<'_, CleanInput>| -> Result<(SavedModel, FeatureSet)> {
+                    let mut fit = |cut: Cow<'_, CleanInput>| -> Result<((SavedModel, Advice), FeatureSet)> {
                         let mut fs = t.time(
                             "training night features",
                             || features::build_keeping(cut, &s.features, training, k, Purpose::Train),
@@ -337,26 +363,29 @@ pub fn compute(
                         // tonight's input cut at the training night's cutoff, so up to it their
                         // digests are tonight's and are taken rather than computed again.
                         with_training = Some(fs.reused.hand_on(training.cutoff(), kept));
-                        Ok((model, fs))
+                        // And publishes the training night's advice, as that night did.
+                        let advice = advice(s, &fs, t)?;
+                        Ok(((model, advice), fs))
                     };
-                    let model = match input {
+                    let (model, advice) = match input {
                         Cow::Owned(clean) => {
-                            let (model, clean) = features::prepare::lend(clean, training, spill, |cut| {
-                                let (model, fs) = fit(Cow::Owned(cut))?;
-                                Ok((model, fs.prep))
+                            let (fitted, clean) = features::prepare::lend(clean, training, spill, |cut| {
+                                let (fitted, fs) = fit(Cow::Owned(cut))?;
+                                Ok((fitted, fs.prep))
                             })?;
                             input = Cow::Owned(clean);
-                            model
+                            fitted
                         }
                         Cow::Borrowed(clean) => fit(Cow::Borrowed(clean))?.0,
                     };
                     crate::memory::release_free_memory();
-                    Trained { on: TrainedOn { night: training, digest, model }, reused: false }
+                    training_advice = Some(advice);
+                    (TrainedOn { night: training, digest, model }, false)
                 }
             };
             // Scored with the training night's model: tonight's features are for scoring alone.
             let fs = features(s, input, night, with_training.as_ref().or(kept), Purpose::Score, t)?;
-            (fs, on.on.model.clone(), Some(on))
+            (fs, on.model.clone(), Some((on, reused)))
         }
     };
     if then == Then::Write {
@@ -364,6 +393,10 @@ pub fn compute(
     }
     let risk = t.time("score", || Ok(model.predict(&fs.score)), |r| r.len() as u64)?;
     let alerts = t.time("alerts", || alerts::build(&fs, &risk, &s.alerts, prev), |a| a.alerts.len() as u64)?;
-    let advice = t.time("advice", || crate::advice::build(&fs, &s.advice), |a| a.service.height() as u64)?;
+    let advice = match training_advice {
+        Some(a) => a,
+        None => advice(s, &fs, t)?,
+    };
+    let trained = trained.map(|(on, reused)| Trained { on, advice: advice.clone(), reused });
     Ok(NightResult { night, features: fs, model, risk, alerts, advice, previous: prev.as_of, trained })
 }

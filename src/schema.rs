@@ -238,6 +238,7 @@ pub mod outputs {
         "advised_service",
         "is_advised",
         "advice_meets_confidence",
+        "advice_as_of",
     ];
 
     /// `promise_advice.parquet`.
@@ -255,6 +256,7 @@ pub mod outputs {
         "advised_promise_high",
         "change_business_days",
         "below_target",
+        "advice_as_of",
     ];
 
     /// `seller_advice.parquet`.
@@ -273,6 +275,7 @@ pub mod outputs {
         "handling_misses_promise",
         "p_meet_promise",
         "advised_service",
+        "advice_as_of",
     ];
 
     /// `sellers/<file>.csv`.

@@ -53,7 +53,7 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
                 days: std::mem::take(&mut r.keep_days),
                 holds_until: Some(n.cutoff()),
             });
-            kept_model = res.trained.take().map(|t| t.on);
+            kept_model = res.trained.take().map(|t| t.kept());
         }
         // The next night carries first_alerted_on from this one, as the nightly job does.
         prev = Previous::from_alerts(&res.alerts.frame()?, n.as_of())?;

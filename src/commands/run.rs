@@ -150,8 +150,8 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
             }
         },
     };
-    // Likewise the model of the training night, on a training schedule (a training night
-    // trains its own).
+    // Likewise the model and advice of the training night, on a training schedule (a training
+    // night computes its own).
     let scheduled = night.training_night(s.config.model.retrain_every_days) != night;
     let mut model_warning = None;
     let kept_model = match &state {
@@ -210,7 +210,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         before.push(line);
     }
     if let Some(why) = &model_warning {
-        let line = format!("model kept in the state not used, trained on the training night: {why}");
+        let line = format!("model and advice kept in the state not used, computed again on the training night: {why}");
         tracing::warn!("{line}");
         before.push(line);
     }
@@ -243,11 +243,11 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         ) {
             tracing::warn!("lane tables not kept for the next night: {}", e);
         }
-        // Likewise the model a scheduled night trained (a reused one is there already).
+        // Likewise the model and advice a scheduled night computed (reused ones are there).
         if let Some(trained) = res.trained.as_ref().filter(|t| !t.reused)
-            && let Err(e) = crate::state::model::write(out, &s.config, &trained.on)
+            && let Err(e) = crate::state::model::write(out, &s.config, &trained.kept())
         {
-            tracing::warn!("model not kept for the next nights: {}", e);
+            tracing::warn!("model and advice not kept for the next nights: {}", e);
         }
         // And the digest it took at the training night's cutoff, with the generation it read.
         if let (Some(trained), Some(written)) = (res.trained.as_ref(), written.as_deref())

@@ -1,28 +1,50 @@
-//! The model kept between nights when it is trained on a schedule (`model.retrain_every_days`
-//! above 1): `OUT/state/model.json`, the model of the latest training night with the digest of
-//! the input known before that night's cutoff it was trained from. A night between training
-//! nights scores with it when it is its training night's and its own input gives the same digest
-//! there; otherwise (no kept model, another night's, late rows that change what was known
-//! before the cutoff, another config or lanewatch version, a damaged file) the night trains on
-//! its training night itself, which gives the same model a kept one would have been. Like the
-//! kept lane tables it only saves work: written after the run folder is committed, and never
-//! part of a generation.
+//! The model and advice kept between nights when the model is trained on a schedule
+//! (`model.retrain_every_days` above 1): `OUT/state/model.json`, the model of the latest
+//! training night with the digest of the input known before that night's cutoff it was trained
+//! from, and the three advice tables that night computed, a file each. A night between training
+//! nights scores with the model and publishes the advice when they are its training night's and
+//! its own input gives the same digest there; otherwise (none kept, another night's, late rows
+//! that change what was known before the cutoff, another config or lanewatch version, a damaged
+//! file) the night computes its training night's features itself, which give the same model and
+//! advice the kept ones would have been. Like the kept lane tables they only save work: written
+//! after the run folder is committed, and never part of a generation.
+//!
+//! ```text
+//! OUT/state/model.json                      format, tool version, config digest, training night,
+//!                                           digest, model, and the advice files below with their BLAKE3
+//! OUT/state/advice-<fingerprint>.parquet    one advice table (service, promise, seller)
+//! ```
+//!
+//! The advice files are named by a fingerprint of their bytes and written before `model.json`
+//! names them: a night killed in between leaves the record before it, whose files are still there.
 
 use std::path::Path;
 
+use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
+use crate::advice::Advice;
 use crate::calendar::Night;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::features::reuse::Digest;
 use crate::model::{SavedModel, TrainedOn};
+use crate::schema::outputs::{PROMISE_ADVICE, SELLER_ADVICE, SERVICE_ADVICE};
 
 use super::record::{self, Header};
 
 /// Layout version of `model.json`; another value is not used.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const FILE: &str = "model.json";
+const ADVICE_PREFIX: &str = "advice-";
+
+/// What a training night hands the nights of its schedule: its model, with the digest it was
+/// trained from, and its advice.
+#[derive(Debug, Clone)]
+pub struct KeptTraining {
+    pub on: TrainedOn,
+    pub advice: Advice,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Kept {
@@ -33,11 +55,23 @@ struct Kept {
     training_night: chrono::NaiveDate,
     digest: Digest,
     model: SavedModel,
+    /// The service, promise and seller advice, in that order.
+    advice: [AdviceFile; 3],
 }
 
-/// The kept model: `Ok(None)` when there is none, `Err(why)` when there is one that cannot be
-/// used (the night then trains, and says why in a warning).
-pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<TrainedOn>, String> {
+/// One kept advice table: its file and the BLAKE3 of the file's bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AdviceFile {
+    data: String,
+    blake3: String,
+}
+
+/// The columns of each kept advice table, in `Kept::advice`'s order.
+const TABLES: [&[&str]; 3] = [SERVICE_ADVICE, PROMISE_ADVICE, SELLER_ADVICE];
+
+/// The kept model and advice: `Ok(None)` when there is none, `Err(why)` when there is one that
+/// cannot be used (the night then trains, and says why in a warning).
+pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<KeptTraining>, String> {
     let Some(k) = record::read(out, FILE, FORMAT, |k: &Kept| &k.header)? else { return Ok(None) };
     if k.config != cfg.digest() {
         return Err(format!("state/{FILE} was trained with other settings"));
@@ -45,13 +79,53 @@ pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<TrainedOn>, 
     if k.model.as_of != k.training_night.to_string() {
         return Err(format!("state/{FILE} holds a model of {}, not of {}", k.model.as_of, k.training_night));
     }
-    Ok(Some(TrainedOn { night: Night::new(k.training_night), digest: k.digest, model: k.model }))
+    let dir = out.join(super::DIR);
+    let read = |f: &AdviceFile, columns: &[&str]| -> std::result::Result<DataFrame, String> {
+        if !valid_advice_name(&f.data) {
+            return Err(format!("state/{FILE} names {:?}, not a kept advice file", f.data));
+        }
+        let df = crate::io::read_checked(&dir.join(&f.data), &f.blake3).map_err(|e| format!("state/{} {e}", f.data))?;
+        let names: Vec<&str> = df.get_column_names().into_iter().map(|n| n.as_str()).collect();
+        if names != columns {
+            return Err(format!("state/{} does not hold the advice table state/{FILE} lists it for", f.data));
+        }
+        Ok(df)
+    };
+    let [service, promise, sellers] = &k.advice;
+    let advice = Advice {
+        service: read(service, TABLES[0])?,
+        promise: read(promise, TABLES[1])?,
+        sellers: read(sellers, TABLES[2])?,
+    };
+    let on = TrainedOn { night: Night::new(k.training_night), digest: k.digest, model: k.model };
+    Ok(Some(KeptTraining { on, advice }))
 }
 
-/// Replaces the kept model, atomically.
-pub fn write(out: &Path, cfg: &Config, trained: &TrainedOn) -> Result<()> {
+/// Whether `n` is a name `write` gives an advice file.
+fn valid_advice_name(n: &str) -> bool {
+    n.strip_prefix(ADVICE_PREFIX)
+        .and_then(|r| r.strip_suffix(".parquet"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Replaces the kept model and advice: the advice files (synced), then `model.json` through a
+/// rename; then advice files it does not name are removed.
+pub fn write(out: &Path, cfg: &Config, kept: &KeptTraining) -> Result<()> {
     let dir = out.join(super::DIR);
     crate::io::create_dir_all(&dir)?;
+    let a = &kept.advice;
+    let mut files = Vec::with_capacity(3);
+    for df in [&a.service, &a.promise, &a.sellers] {
+        // Named by its bytes: the file a name is given never changes.
+        let bytes = crate::io::compact_bytes(&dir.join(ADVICE_PREFIX), &mut df.clone())?;
+        let blake3 = blake3::hash(&bytes).to_hex().to_string();
+        let data = format!("{ADVICE_PREFIX}{}.parquet", &blake3[..16]);
+        crate::io::write_renamed(&dir.join(&data), &bytes)?;
+        files.push(AdviceFile { data, blake3 });
+    }
+    // The files reach the disk before the record that names them.
+    crate::io::sync_filesystem(&dir)?;
+    crate::fault::point("state:advice");
     // `Kept`'s fields, borrowing the model rather than copying it.
     #[derive(Serialize)]
     struct KeptRef<'a> {
@@ -61,16 +135,28 @@ pub fn write(out: &Path, cfg: &Config, trained: &TrainedOn) -> Result<()> {
         training_night: chrono::NaiveDate,
         digest: Digest,
         model: &'a SavedModel,
+        advice: &'a [AdviceFile],
     }
     let k = KeptRef {
         header: Header::new(FORMAT),
         config: cfg.digest(),
-        training_night: trained.night.as_of(),
-        digest: trained.digest,
-        model: &trained.model,
+        training_night: kept.on.night.as_of(),
+        digest: kept.on.digest,
+        model: &kept.on.model,
+        advice: &files,
     };
     let mut json = serde_json::to_vec(&k).map_err(Error::internal)?;
     json.push(b'\n');
     crate::fault::point("state:model");
-    crate::io::write_atomic(&dir.join(FILE), &json)
+    crate::io::write_atomic(&dir.join(FILE), &json)?;
+    let named: Vec<&str> = files.iter().map(|f| f.data.as_str()).collect();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if valid_advice_name(&name) && !named.contains(&name.as_str()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
 }

@@ -876,6 +876,15 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
                 !reused && as_of != training,
                 "{what}: {stages:?}"
             );
+            // The advice is the training night's, as the model is: computed by the night that
+            // computes the model, kept with it and published by the nights that take it.
+            assert_eq!(stages.contains(&"advice".to_string()), !reused, "{what}: {stages:?}");
+            for table in ["service_advice", "promise_advice", "seller_advice"] {
+                let df = read_parquet(&a.join(format!("{table}.parquet")));
+                let days = df.column("advice_as_of").unwrap().cast(&polars::prelude::DataType::String).unwrap();
+                let days: Vec<Option<&str>> = days.str().unwrap().iter().collect();
+                assert!(!days.is_empty() && days.iter().all(|d| *d == Some(training)), "{what}: {table} {days:?}");
+            }
             prev = Some(night);
         }
         if late {
@@ -903,7 +912,7 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
             let run = run_night(live.path(), inc.path(), next, &WEEKLY);
             let w = manifest_warnings(&run);
             assert!(
-                w.iter().any(|w| w.contains("model kept in the state not used") && w.contains(reason)),
+                w.iter().any(|w| w.contains("model and advice kept in the state not used") && w.contains(reason)),
                 "{what}: {w:?}"
             );
             assert_eq!(manifest(&run)["state"]["model_reused"], false, "{what}");
@@ -913,28 +922,48 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
             assert_eq!(manifest(&again)["state"]["model_reused"], true, "{what}");
             assert_same_data(&again, &want, what);
         }
+        // A kept advice file damaged: the model is not used either (they are one night's), and
+        // both are computed again, with a warning.
+        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+        let advice = inc.path().join("state").join(record["advice"][2]["data"].as_str().unwrap());
+        let bytes = std::fs::read(&advice).unwrap();
+        std::fs::write(&advice, &bytes[..bytes.len() / 2]).unwrap();
+        let run = run_night(live.path(), inc.path(), next, &WEEKLY);
+        let w = manifest_warnings(&run);
+        assert!(
+            w.iter().any(|w| w.contains("model and advice kept in the state not used") && w.contains("BLAKE3")),
+            "{w:?}"
+        );
+        assert_eq!(manifest(&run)["state"]["model_reused"], false);
+        assert_same_data(&run, &want, "damaged advice");
+        let again = run_night(live.path(), inc.path(), next, &WEEKLY);
+        assert_eq!(manifest(&again)["state"]["model_reused"], true, "after damaged advice");
+        assert_same_data(&again, &want, "after damaged advice");
         // Kept under other settings: not used, with a warning.
         let other = [WEEKLY[0], ("LANEWATCH_ALERTS__RISK_THRESHOLD", "0.6")];
         let run = run_night(live.path(), inc.path(), next, &other);
         let w = manifest_warnings(&run);
         assert!(
-            w.iter().any(|w| w.contains("model kept in the state not used") && w.contains("other settings")),
+            w.iter().any(|w| w.contains("model and advice kept in the state not used") && w.contains("other settings")),
             "{w:?}"
         );
         assert_eq!(manifest(&run)["state"]["model_reused"], false);
-        // Killed while keeping the model (after its run folder is committed): the night is
-        // visible, and the next run trains again or takes a whole kept model, with one result.
-        std::fs::remove_file(&model).unwrap();
-        let o = lanewatch_fast_env(
-            "run",
-            live.path(),
-            inc.path(),
-            &["--as-of", next],
-            &[WEEKLY[0], ("LANEWATCH_FAULT", "kill:state:model")],
-        );
-        assert_ne!(code(&o), 0, "the fault did not fire");
-        assert_same_data(&inc.path().join(format!("as_of={next}")), &want, "killed night");
-        let rerun = run_night(live.path(), inc.path(), next, &WEEKLY);
-        assert_same_data(&rerun, &want, "after a killed night");
+        // Killed while keeping the model and advice (after its run folder is committed): the
+        // night is visible, and the next run trains again or takes a whole kept model and its
+        // advice, with one result.
+        for point in ["kill:state:advice", "kill:state:model"] {
+            std::fs::remove_file(&model).unwrap();
+            let o = lanewatch_fast_env(
+                "run",
+                live.path(),
+                inc.path(),
+                &["--as-of", next],
+                &[WEEKLY[0], ("LANEWATCH_FAULT", point)],
+            );
+            assert_ne!(code(&o), 0, "{point}: the fault did not fire");
+            assert_same_data(&inc.path().join(format!("as_of={next}")), &want, point);
+            let rerun = run_night(live.path(), inc.path(), next, &WEEKLY);
+            assert_same_data(&rerun, &want, point);
+        }
     }
 }
