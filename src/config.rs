@@ -226,8 +226,9 @@ pub struct ModelConfig {
     pub calibration_bins: usize,
     /// Nights the model is trained on: every night (1), or every N days counted from Monday
     /// 1970-01-05 (7: Mondays). The nights between score with the model of the last training
-    /// night, as trained on the input known before its cutoff (kept in the state, or trained
-    /// again when the state has none or late rows changed that input).
+    /// night, as trained on the input known before its cutoff, and publish that night's advice
+    /// (both kept in the state, or computed again when the state has none or late rows changed
+    /// that input).
     pub retrain_every_days: u32,
 }
 

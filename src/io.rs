@@ -194,7 +194,8 @@ pub fn read_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame,
         .map_err(|e| format!("is corrupt: {}", crate::error::one_line(e.to_string())))
 }
 
-fn checked_bytes(path: &Path, blake3: &str) -> std::result::Result<Vec<u8>, String> {
+/// The bytes of `path`, when their BLAKE3 is `blake3`.
+pub fn checked_bytes(path: &Path, blake3: &str) -> std::result::Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("is unreadable: {e}"))?;
     // Hashed on every thread: a night reads the state's largest files (the sorted shipments,
     // the kept clean events) one or two at a time.

@@ -20,7 +20,7 @@ use crate::model::{self, SavedModel, TrainedOn};
 use crate::settings::Settings;
 use crate::shard::Shard;
 use crate::state;
-use crate::state::model::KeptTraining;
+use crate::state::model::{KeptAdvice, KeptTraining};
 use crate::statuses::Vocabulary;
 use crate::validate::{self, CleanInput, Report};
 
@@ -257,9 +257,9 @@ pub struct Trained {
 }
 
 impl Trained {
-    /// What the state keeps of it for the nights after (`state::model`).
+    /// What a later night of the schedule takes from it (the backtest's next night).
     pub fn kept(&self) -> KeptTraining {
-        KeptTraining { on: self.on.clone(), advice: self.advice.clone() }
+        KeptTraining { on: self.on.clone(), advice: KeptAdvice::Tables(self.advice.clone()) }
     }
 }
 
@@ -277,10 +277,10 @@ pub enum Then {
 #[derive(Debug, Clone, Copy)]
 pub enum ModelFrom<'a> {
     /// Trained on the night's training night (`Night::training_night`; the night itself unless
-    /// `model.retrain_every_days` is above 1). `kept`, a model an earlier night trained, is
-    /// used instead when it is of that training night and the input known before its cutoff
-    /// has the digest it was trained from; a night that trains on an earlier training night
-    /// computes that night's features from the same input first.
+    /// `model.retrain_every_days` is above 1). `kept`, the model and advice an earlier night
+    /// computed, is used instead when it is of that training night and the input known before
+    /// its cutoff has the digest it was trained from; a night that trains on an earlier training
+    /// night computes that night's features, model and advice from the same input first.
     ///
     /// `digest`: the digest of the input known before the training night's cutoff, when the
     /// state knows it already (`state::digest`); otherwise it is computed.
@@ -309,8 +309,10 @@ pub fn compute(
     let training = night.training_night(every);
     // Lane tables and series days kept, with those of the training night when it is computed.
     let mut with_training: Option<Kept> = None;
-    // The training night's advice, on a night of a schedule other than its training night.
+    // The training night's advice, on a night of a schedule other than its training night:
+    // computed with its model, or kept with it and read when published.
     let mut training_advice: Option<Advice> = None;
+    let mut kept_advice: Option<&KeptAdvice> = None;
     let (mut fs, model, trained) = match model_from {
         ModelFrom::Saved(m) => (features(s, input, night, kept, Purpose::Score, t)?, m.clone(), None),
         // Trained tonight; the digest only when later nights may take the model.
@@ -331,7 +333,7 @@ pub fn compute(
             };
             let (on, reused) = match kept_model.filter(|k| k.on.night == training && k.on.digest == digest) {
                 Some(k) => {
-                    training_advice = Some(k.advice.clone());
+                    kept_advice = Some(&k.advice);
                     (k.on.clone(), true)
                 }
                 None => {
@@ -363,7 +365,10 @@ pub fn compute(
                         // tonight's input cut at the training night's cutoff, so up to it their
                         // digests are tonight's and are taken rather than computed again.
                         with_training = Some(fs.reused.hand_on(training.cutoff(), kept));
-                        // And publishes the training night's advice, as that night did.
+                        // Its advice too, from the same view: tonight publishes it, as the
+                        // training night did. What only feature rows read goes first (not the
+                        // events: a lent input takes them back).
+                        fs.release_history_and_training_rows();
                         let advice = advice(s, &fs, t)?;
                         Ok(((model, advice), fs))
                     };
@@ -393,9 +398,10 @@ pub fn compute(
     }
     let risk = t.time("score", || Ok(model.predict(&fs.score)), |r| r.len() as u64)?;
     let alerts = t.time("alerts", || alerts::build(&fs, &risk, &s.alerts, prev), |a| a.alerts.len() as u64)?;
-    let advice = match training_advice {
-        Some(a) => a,
-        None => advice(s, &fs, t)?,
+    let advice = match (training_advice, kept_advice) {
+        (Some(a), _) => a,
+        (None, Some(k)) => k.read()?,
+        (None, None) => advice(s, &fs, t)?,
     };
     let trained = trained.map(|(on, reused)| Trained { on, advice: advice.clone(), reused });
     Ok(NightResult { night, features: fs, model, risk, alerts, advice, previous: prev.as_of, trained })

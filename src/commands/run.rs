@@ -245,7 +245,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         }
         // Likewise the model and advice a scheduled night computed (reused ones are there).
         if let Some(trained) = res.trained.as_ref().filter(|t| !t.reused)
-            && let Err(e) = crate::state::model::write(out, &s.config, &trained.kept())
+            && let Err(e) = crate::state::model::write(out, &s.config, &trained.on, &trained.advice)
         {
             tracing::warn!("model and advice not kept for the next nights: {}", e);
         }

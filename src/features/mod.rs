@@ -546,6 +546,14 @@ impl FeatureSet {
     /// 2.4 GB. Asking for feature rows afterwards is a bug (a panic).
     pub fn release_row_sources(&mut self) {
         self.prep.release_events();
+        self.release_history_and_training_rows();
+    }
+
+    /// `release_row_sources` but for the events, which a training night's features computed on
+    /// a lent input hand back (`prepare::lend`): what its advice, computed after training, does
+    /// not need. Held through it, at 10M shipments, they raised the night's peak from 3.8 to
+    /// 4.7 GB.
+    pub fn release_history_and_training_rows(&mut self) {
         self.history = history::History::default();
         self.train = Rows::default();
         self.released = true;

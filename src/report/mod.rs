@@ -252,9 +252,17 @@ pub fn trend_charts(nights: &[TrendNight]) -> String {
 
 /// Advice before shipping: the advised service on the busiest origin × destination pairs, and
 /// the lanes whose promise is kept less often than the target, with the promise that would be.
-pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config) -> Result<String> {
+/// `night`: the run's; advice of an earlier night (a training schedule's) says so.
+pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config, night: chrono::NaiveDate) -> Result<String> {
     let mut body = String::from("<h2>Advice before shipping</h2>\n");
     let sa = &advice.service;
+    let as_of = sa.column("advice_as_of")?.date()?.physical().get(0).map(|d| crate::calendar::date_of_day(d as i64));
+    if let Some(d) = as_of.filter(|&d| d != night) {
+        let _ = writeln!(
+            body,
+            "<p>As of {d}, the model's training night: the nights of a training schedule publish its advice with its model (<code>advice_as_of</code>).</p>"
+        );
+    }
     let txt = |df: &DataFrame, c: &str| -> Result<Vec<String>> {
         Ok(df.column(c)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
     };
@@ -740,7 +748,7 @@ pub fn run_report(cfg: &Config, run: &RunOutputs, input: &Report, trend: &[Trend
     body += &lane_heatmap(lanes)?;
     body += "<h2>Lane transit percentiles</h2>\n";
     body += &lane_percentiles(lanes, &run.promise_days, cfg.report.percentile_lanes)?;
-    body += &advice_section(&run.advice, cfg)?;
+    body += &advice_section(&run.advice, cfg, run.night.as_of())?;
     Ok(page(&format!("lanewatch {}", run.night), &body))
 }
 

@@ -842,6 +842,9 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
             // The report names the training night when it is not the night itself.
             let report = std::fs::read_to_string(a.join("report.html")).unwrap();
             assert_eq!(report.contains(&format!("trained on {training}")), as_of != training, "{what}");
+            // And the advice's night, likewise.
+            let advice_note = format!("As of {training}, the model's training night");
+            assert_eq!(report.contains(&advice_note), as_of != training, "{what}");
             let st = &manifest(&a)["state"];
             assert_eq!(st["model_training_night"], training, "{what}: {st}");
             let reused = !late && k > 0 && as_of != "2026-09-14";
@@ -952,7 +955,14 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
         // night is visible, and the next run trains again or takes a whole kept model and its
         // advice, with one result.
         for point in ["kill:state:advice", "kill:state:model"] {
+            // Nothing kept: the advice files too (named by their bytes, the ones left would be
+            // tonight's).
             std::fs::remove_file(&model).unwrap();
+            for e in std::fs::read_dir(inc.path().join("state")).unwrap().flatten() {
+                if e.file_name().to_string_lossy().starts_with("advice-") {
+                    std::fs::remove_file(e.path()).unwrap();
+                }
+            }
             let o = lanewatch_fast_env(
                 "run",
                 live.path(),
@@ -964,6 +974,9 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
             assert_same_data(&inc.path().join(format!("as_of={next}")), &want, point);
             let rerun = run_night(live.path(), inc.path(), next, &WEEKLY);
             assert_same_data(&rerun, &want, point);
+            // What the killed night left is whole or absent: nothing kept is found damaged.
+            let w = manifest_warnings(&rerun);
+            assert!(w.iter().all(|w| !w.contains("state")), "{point}: {w:?}");
         }
     }
 }
