@@ -130,9 +130,7 @@ pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<KeptTraining
 
 /// Whether `n` is a name `write` gives an advice file.
 fn valid_advice_name(n: &str) -> bool {
-    n.strip_prefix(ADVICE_PREFIX)
-        .and_then(|r| r.strip_suffix(".parquet"))
-        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    super::tables::valid_data_name(n, ADVICE_PREFIX)
 }
 
 /// Replaces the kept model and advice: the advice files (synced), then `model.json` through a

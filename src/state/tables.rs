@@ -131,8 +131,9 @@ pub fn load(out: &Path, cfg: &LaneConfig, info: &StateInfo) -> std::result::Resu
     Ok(Some((kept, Stored { checked })))
 }
 
-/// Whether `n` is a name `write` gives a file starting with `prefix`.
-fn valid_data_name(n: &str, prefix: &str) -> bool {
+/// Whether `n` is a name `write` (or `model::write`) gives a file starting with `prefix`: the
+/// prefix, hexadecimal digits, `.parquet`.
+pub(super) fn valid_data_name(n: &str, prefix: &str) -> bool {
     n.strip_prefix(prefix)
         .and_then(|r| r.strip_suffix(".parquet"))
         .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))

@@ -893,6 +893,15 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
         if late {
             continue;
         }
+        // A night that did not use the kept model and advice: it says why, and trained.
+        let not_used = |run: &Path, reason: &str| {
+            let w = manifest_warnings(run);
+            assert!(
+                w.iter().any(|w| w.contains("model and advice kept in the state not used") && w.contains(reason)),
+                "{reason}: {w:?}"
+            );
+            assert_eq!(manifest(run)["state"]["model_reused"], false, "{reason}");
+        };
         // The kept model damaged, or from another lanewatch: trained again, with a warning.
         let next = "2026-09-16";
         arr.deliver(live.path(), prev, date(next));
@@ -913,12 +922,7 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
         ] {
             std::fs::write(&model, bytes).unwrap();
             let run = run_night(live.path(), inc.path(), next, &WEEKLY);
-            let w = manifest_warnings(&run);
-            assert!(
-                w.iter().any(|w| w.contains("model and advice kept in the state not used") && w.contains(reason)),
-                "{what}: {w:?}"
-            );
-            assert_eq!(manifest(&run)["state"]["model_reused"], false, "{what}");
+            not_used(&run, reason);
             assert_same_data(&run, &want, what);
             // Kept again whole: the night after takes it.
             let again = run_night(live.path(), inc.path(), next, &WEEKLY);
@@ -932,12 +936,7 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
         let bytes = std::fs::read(&advice).unwrap();
         std::fs::write(&advice, &bytes[..bytes.len() / 2]).unwrap();
         let run = run_night(live.path(), inc.path(), next, &WEEKLY);
-        let w = manifest_warnings(&run);
-        assert!(
-            w.iter().any(|w| w.contains("model and advice kept in the state not used") && w.contains("BLAKE3")),
-            "{w:?}"
-        );
-        assert_eq!(manifest(&run)["state"]["model_reused"], false);
+        not_used(&run, "BLAKE3");
         assert_same_data(&run, &want, "damaged advice");
         let again = run_night(live.path(), inc.path(), next, &WEEKLY);
         assert_eq!(manifest(&again)["state"]["model_reused"], true, "after damaged advice");
@@ -945,12 +944,7 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
         // Kept under other settings: not used, with a warning.
         let other = [WEEKLY[0], ("LANEWATCH_ALERTS__RISK_THRESHOLD", "0.6")];
         let run = run_night(live.path(), inc.path(), next, &other);
-        let w = manifest_warnings(&run);
-        assert!(
-            w.iter().any(|w| w.contains("model and advice kept in the state not used") && w.contains("other settings")),
-            "{w:?}"
-        );
-        assert_eq!(manifest(&run)["state"]["model_reused"], false);
+        not_used(&run, "other settings");
         // Killed while keeping the model and advice (after its run folder is committed): the
         // night is visible, and the next run trains again or takes a whole kept model and its
         // advice, with one result.
