@@ -48,7 +48,7 @@ pub struct KeptTraining {
 
 /// Kept advice: the tables, or the checked bytes of their files, decoded when the night
 /// publishes them (`read`). A night's features peak with what it holds: the 10M night's decoded
-/// seller advice, held through them, raised its peak by 140 MB; the file's bytes are 42 MB.
+/// seller advice, held through them, raised its peak by 140–240 MB; the file's bytes are 42 MB.
 #[derive(Debug, Clone)]
 pub enum KeptAdvice {
     Tables(Advice),
