@@ -968,7 +968,7 @@ pub struct AdviceRows {
 pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams, night: Night) -> Result<Advice> {
     let t0 = std::time::Instant::now();
     let cfg = &p.advice;
-    let as_of = crate::calendar::as_of_day_of_cutoff_day(crate::calendar::day_index(night.cutoff()));
+    let as_of = night.as_of_day();
     let (mut rows, mut prow) = (Vec::new(), Vec::new());
     for part in &mut parts {
         rows.append(&mut part.service);

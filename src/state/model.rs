@@ -173,14 +173,7 @@ pub fn write(out: &Path, cfg: &Config, on: &TrainedOn, a: &Advice) -> Result<()>
     json.push(b'\n');
     crate::fault::point("state:model");
     crate::io::write_atomic(&dir.join(FILE), &json)?;
-    let named: Vec<&str> = files.iter().map(|f| f.data.as_str()).collect();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if valid_advice_name(&name) && !named.contains(&name.as_str()) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
+    let named = files.iter().map(|f| f.data.as_str()).collect();
+    super::tables::remove_unnamed(&dir, valid_advice_name, &named);
     Ok(())
 }

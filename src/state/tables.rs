@@ -211,13 +211,20 @@ pub fn write(
     json.push(b'\n');
     crate::io::write_atomic(&dir.join(INDEX), &json)?;
     let named: std::collections::HashSet<&str> = ix.tables.iter().chain(&ix.days).map(|t| t.data.as_str()).collect();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
+    remove_unnamed(&dir, kept_file, &named);
+    Ok(())
+}
+
+/// Removes the files in `dir` of a kind (`kind`: a name a writer gives them) that a record just
+/// written does not name (`named`): those of the records before it. Best effort, like any
+/// clean-up of what only saves work.
+pub(super) fn remove_unnamed(dir: &Path, kind: impl Fn(&str) -> bool, named: &std::collections::HashSet<&str>) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if kept_file(&name) && !named.contains(name.as_str()) {
+            if kind(&name) && !named.contains(name.as_str()) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
-    Ok(())
 }
