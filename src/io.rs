@@ -18,14 +18,27 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<u64> {
     df.rechunk_mut();
     let file = File::create(path).map_err(|e| Error::output(path, e))?;
     let mut buf = std::io::BufWriter::with_capacity(1 << 20, file);
-    ParquetWriter::new(&mut buf)
+    output_writer(&mut buf).finish(df).map_err(|e| Error::output(path, e))?;
+    buf.into_inner().map_err(|e| Error::output(path, e.error()))?;
+    Ok(df.height() as u64)
+}
+
+/// The bytes `write_parquet` writes for `df` (`path` names the destination in an error): for a
+/// file encoded once and written in more than one place (the advice a training night publishes
+/// and keeps in the state).
+pub fn parquet_bytes(path: &Path, df: &mut DataFrame) -> Result<Vec<u8>> {
+    df.rechunk_mut();
+    let mut buf = Vec::new();
+    output_writer(&mut buf).finish(df).map_err(|e| Error::output(path, e))?;
+    Ok(buf)
+}
+
+/// The writer of every Parquet output: zstd, full statistics, fixed row groups.
+fn output_writer<W: Write>(w: W) -> ParquetWriter<W> {
+    ParquetWriter::new(w)
         .with_compression(ParquetCompression::Zstd(None))
         .with_statistics(StatisticsOptions::full())
         .with_row_group_size(Some(ROW_GROUP_ROWS))
-        .finish(df)
-        .map_err(|e| Error::output(path, e))?;
-    buf.into_inner().map_err(|e| Error::output(path, e.error()))?;
-    Ok(df.height() as u64)
 }
 
 /// Writes `df` as Parquet to `path` through a synced temporary sibling and a rename, for files
@@ -350,6 +363,21 @@ pub(crate) mod tests {
         /// Paths `sync_file` synced on this thread, in order, and those `sync_filesystem` was
         /// given.
         pub(crate) static SYNCED: RefCell<Vec<std::path::PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A file encoded once and written in more than one place (`parquet_bytes`: the advice a
+    /// training night publishes and keeps) is byte for byte the file `write_parquet` writes, so a
+    /// night publishing kept bytes equals one that encodes its own frames.
+    #[test]
+    fn parquet_bytes_are_the_bytes_write_parquet_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        let mut df = df!("a" => [Some(1i64), None, Some(3)], "b" => ["x", "=y", ""]).unwrap();
+        df.vstack_mut(&df.clone()).unwrap();
+        assert!(df.column("a").unwrap().as_materialized_series().n_chunks() > 1);
+        write_parquet(&mut df.clone(), &path).unwrap();
+        let bytes = parquet_bytes(&path, &mut df).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 
     /// Regression (8c0ac92): Parquet written outside a run folder (`features`, `score`, the

@@ -684,7 +684,7 @@ pub fn risks(s: &Settings, dir: &Path, shards: u32) -> Result<(Vec<String>, Vec<
 /// The advice tables the merge of `advice` gave: service, promise and seller advice.
 pub fn advice(s: &Settings, dir: &Path, shards: u32) -> Result<crate::advice::Advice> {
     let (service, promise, sellers) = Rounds::new(s, dir, shards)?.merged(Round::Advice)?;
-    Ok(crate::advice::Advice { service, promise, sellers })
+    Ok(crate::advice::Advice::new(service, promise, sellers))
 }
 
 /// What the merge of `score` gave: the risks, the alert outputs and the lane table.
@@ -792,7 +792,7 @@ pub fn outputs(
         recovered: a.recovered,
         lane_alerts: a.lane_alerts,
         lanes: scored.lanes,
-        advice: crate::advice::Advice { service, promise, sellers },
+        advice: crate::advice::Advice::new(service, promise, sellers),
         suppressed: a.suppressed.into_iter().collect(),
         disrupted: scored.disrupted,
         promise_days: scored.promise_days,

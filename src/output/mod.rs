@@ -107,9 +107,14 @@ pub fn write_run(
             put("recovered.parquet", &run.recovered)?;
             put("lane_alerts.parquet", &run.lane_alerts)?;
             put("lanes.parquet", &run.lanes)?;
-            put("service_advice.parquet", &run.advice.service)?;
-            put("promise_advice.parquet", &run.advice.promise)?;
-            put("seller_advice.parquet", &run.advice.sellers)?;
+            // The advice's files are encoded once (kept advice comes encoded: `Advice::files`).
+            let a = &run.advice;
+            for ((name, bytes), df) in
+                crate::advice::FILES.iter().zip(a.files()?).zip([&a.service, &a.promise, &a.sellers])
+            {
+                io::write_file(&staging.path(name), bytes)?;
+                written.push((name.to_string(), df.height() as u64));
+            }
 
             let mut metrics = serde_json::to_vec_pretty(&run.model.metrics).map_err(Error::internal)?;
             metrics.push(b'\n');

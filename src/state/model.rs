@@ -12,7 +12,8 @@
 //! ```text
 //! OUT/state/model.json                      format, tool version, config digest, training night,
 //!                                           digest, model, and the advice files below with their BLAKE3
-//! OUT/state/advice-<fingerprint>.parquet    one advice table (service, promise, seller)
+//! OUT/state/advice-<fingerprint>.parquet    one advice table (service, promise, seller): the
+//!                                           file the training night's run folder published
 //! ```
 //!
 //! The advice files are named by a fingerprint of their bytes and written before `model.json`
@@ -33,8 +34,9 @@ use crate::schema::outputs::{PROMISE_ADVICE, SELLER_ADVICE, SERVICE_ADVICE};
 
 use super::record::{self, Header};
 
-/// Layout version of `model.json`; another value is not used.
-const FORMAT: u32 = 2;
+/// Layout version of `model.json`; another value is not used. Layout 3: the advice files are
+/// the run folder's (zstd, statistics), published as they are; layout 2's were compact (LZ4).
+const FORMAT: u32 = 3;
 const FILE: &str = "model.json";
 const ADVICE_PREFIX: &str = "advice-";
 
@@ -48,7 +50,9 @@ pub struct KeptTraining {
 
 /// Kept advice: the tables, or the checked bytes of their files, decoded when the night
 /// publishes them (`read`). A night's features peak with what it holds: the 10M night's decoded
-/// seller advice, held through them, raised its peak by 140–240 MB; the file's bytes are 42 MB.
+/// seller advice, held through them, raised its peak by 140–240 MB; its file's bytes were 42 MB
+/// in layout 2's compact form, and are about half that in the run folder's (at 1M shipments
+/// 9.3 → 5.0 MB).
 #[derive(Debug, Clone)]
 pub enum KeptAdvice {
     Tables(Advice),
@@ -61,14 +65,9 @@ impl KeptAdvice {
     pub fn read(&self) -> Result<Advice> {
         match self {
             KeptAdvice::Tables(a) => Ok(a.clone()),
-            KeptAdvice::Files(files) => {
-                let [service, promise, sellers] = files.each_ref().map(|b| {
-                    ParquetReader::new(std::io::Cursor::new(b.as_slice()))
-                        .finish()
-                        .map_err(|e| Error::internal(format!("a kept advice file does not decode: {e}")))
-                });
-                Ok(Advice { service: service?, promise: promise?, sellers: sellers? })
-            }
+            // Published as they are: the files the training night's run folder wrote.
+            KeptAdvice::Files(files) => Advice::from_files((**files).clone())
+                .map_err(|e| Error::internal(format!("a kept advice file does not decode: {e}"))),
         }
     }
 }
@@ -139,12 +138,13 @@ pub fn write(out: &Path, cfg: &Config, on: &TrainedOn, a: &Advice) -> Result<()>
     let dir = out.join(super::DIR);
     crate::io::create_dir_all(&dir)?;
     let mut files = Vec::with_capacity(3);
-    for df in [&a.service, &a.promise, &a.sellers] {
+    // The files as the run folder publishes them (encoded once for both), so that a night
+    // publishing them writes these bytes as they are.
+    for bytes in a.files()? {
         // Named by its bytes: the file a name is given never changes.
-        let bytes = crate::io::compact_bytes(&dir.join(ADVICE_PREFIX), &mut df.clone())?;
         let blake3 = blake3::hash(&bytes).to_hex().to_string();
         let data = format!("{ADVICE_PREFIX}{}.parquet", &blake3[..16]);
-        crate::io::write_renamed(&dir.join(&data), &bytes)?;
+        crate::io::write_renamed(&dir.join(&data), bytes)?;
         files.push(AdviceFile { data, blake3 });
     }
     // The files reach the disk before the record that names them.
