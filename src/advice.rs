@@ -47,13 +47,13 @@ pub struct AdviceParams {
     pub prior_strength: f64,
 }
 
-/// The night's three advice tables. Never changed once built: their files (`files`) are
-/// encoded from them once, for every clone.
+/// The night's three advice tables. Read-only once built: their files (`files`) are encoded
+/// from them once, for every clone.
 #[derive(Debug, Clone)]
 pub struct Advice {
-    pub service: DataFrame,
-    pub promise: DataFrame,
-    pub sellers: DataFrame,
+    service: DataFrame,
+    promise: DataFrame,
+    sellers: DataFrame,
     files: Files,
 }
 
@@ -79,11 +79,30 @@ impl Advice {
         Advice { service, promise, sellers, files: Files::default() }
     }
 
+    /// `service_advice.parquet`'s table.
+    pub fn service(&self) -> &DataFrame {
+        &self.service
+    }
+
+    /// `promise_advice.parquet`'s table.
+    pub fn promise(&self) -> &DataFrame {
+        &self.promise
+    }
+
+    /// `seller_advice.parquet`'s table.
+    pub fn sellers(&self) -> &DataFrame {
+        &self.sellers
+    }
+
+    /// The three tables (service, promise, seller advice), taken out.
+    pub fn into_tables(self) -> (DataFrame, DataFrame, DataFrame) {
+        (self.service, self.promise, self.sellers)
+    }
+
     /// The tables of three files `files` wrote (service, promise, seller advice), with those
     /// bytes as their files. `Err`: bytes that do not decode, with polars' message.
     pub fn from_files(bytes: [Vec<u8>; 3]) -> std::result::Result<Advice, String> {
-        let decode =
-            |b: &Vec<u8>| ParquetReader::new(std::io::Cursor::new(b.as_slice())).finish().map_err(|e| e.to_string());
+        let decode = crate::io::decode_parquet;
         let a = Advice::new(decode(&bytes[0])?, decode(&bytes[1])?, decode(&bytes[2])?);
         let _ = a.files.0.set(bytes);
         Ok(a)
@@ -1088,7 +1107,7 @@ pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams, night: Night) -> Res
         });
     }
     let service = DataFrame::new(rows.len(), cols)?;
-    outputs::check("service_advice.parquet", &service, outputs::SERVICE_ADVICE)?;
+    outputs::check(FILES[0], &service, outputs::SERVICE_ADVICE)?;
     crate::memory::log_step("advice", "service", t0);
 
     prow.sort_by(|a, b| a.lane.cmp(&b.lane));
@@ -1119,7 +1138,7 @@ pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams, night: Night) -> Res
         });
     }
     let promise = DataFrame::new(prow.len(), cols)?;
-    outputs::check("promise_advice.parquet", &promise, outputs::PROMISE_ADVICE)?;
+    outputs::check(FILES[1], &promise, outputs::PROMISE_ADVICE)?;
     crate::memory::log_step("advice", "promise", t0);
 
     // Each seller row's lane advice, found once per lane of each part by a hashed lookup (an
@@ -1209,7 +1228,7 @@ pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams, night: Night) -> Res
         })
         .collect::<Result<Vec<Column>>>()?;
     let sellers = DataFrame::new(srows.len(), cols)?;
-    outputs::check("seller_advice.parquet", &sellers, outputs::SELLER_ADVICE)?;
+    outputs::check(FILES[2], &sellers, outputs::SELLER_ADVICE)?;
     crate::memory::log_step("advice", "seller", t0);
     Ok(Advice::new(service, promise, sellers))
 }

@@ -109,7 +109,7 @@ impl AdviceBacktest {
         clean: &CleanInput,
         finals: &HashMap<String, Final>,
     ) -> Result<()> {
-        let sa = &advice.service;
+        let sa = advice.service();
         let col = |c: &str| -> Result<StringChunked> { Ok(sa.column(c)?.str()?.clone()) };
         let (o, d, s, band, adv) =
             (col("origin")?, col("destination")?, col("service")?, col("weight_band")?, col("advised_service")?);
@@ -151,7 +151,7 @@ impl AdviceBacktest {
             self.met.push(!f.late);
             self.p.push(p_meet.get(&(oo, dd, band, svc)).copied().unwrap_or(f64::NAN));
         }
-        let pa = &advice.promise;
+        let pa = advice.promise();
         let changed = pa
             .column("change_business_days")?
             .f64()?

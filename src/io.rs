@@ -33,7 +33,38 @@ pub fn parquet_bytes(path: &Path, df: &mut DataFrame) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// The writer of every Parquet output: zstd, full statistics, fixed row groups.
+/// A fingerprint of `output_writer` with the polars it is built with: the first 16 hex digits of
+/// the BLAKE3 of a small fixed frame's file (one column of each type the outputs hold, nulls and
+/// NaN among the values). Bytes kept to be published again (the state's advice files) are used
+/// only under the same fingerprint: another codec, level, row group size, statistics or polars
+/// could encode the same tables otherwise, and a night publishing them would then differ from a
+/// night encoding its own.
+pub fn output_writer_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let frame = || -> PolarsResult<DataFrame> {
+            let mut df = df!(
+                "s" => [Some("a"), None, Some("=b")],
+                "f" => [Some(0.5), None, Some(f64::NAN)],
+                "i" => [Some(1i64), None, Some(-3)],
+                "u" => [Some(1u32), None, Some(7)],
+                "b" => [Some(true), None, Some(false)],
+            )?;
+            let day = Column::new("d".into(), [Some(20_000i32), None, Some(20_500)]).cast(&DataType::Date)?;
+            df.with_column(day)?;
+            Ok(df)
+        };
+        let mut buf = Vec::new();
+        match frame().and_then(|mut df| output_writer(&mut buf).finish(&mut df)) {
+            Ok(_) => blake3::hash(&buf).to_hex()[..16].to_string(),
+            // Never matches a kept tag: what was kept is not used.
+            Err(e) => format!("unavailable: {}", crate::error::one_line(e.to_string())),
+        }
+    })
+}
+
+/// The writer of every Parquet output: zstd, full statistics, fixed row groups. A change here
+/// (or in how polars encodes) changes `output_writer_tag`, so kept files are encoded again.
 fn output_writer<W: Write>(w: W) -> ParquetWriter<W> {
     ParquetWriter::new(w)
         .with_compression(ParquetCompression::Zstd(None))
@@ -202,9 +233,12 @@ pub fn stacked(frames: Vec<DataFrame>, by: &[&str]) -> Result<DataFrame> {
 /// Reads a file `write_compact` wrote, if its bytes still have the BLAKE3 `blake3`; the error
 /// says what is wrong ("is unreadable: …", "is corrupt …").
 pub fn read_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, String> {
-    ParquetReader::new(std::io::Cursor::new(checked_bytes(path, blake3)?))
-        .finish()
-        .map_err(|e| format!("is corrupt: {}", crate::error::one_line(e.to_string())))
+    decode_parquet(&checked_bytes(path, blake3)?).map_err(|e| format!("is corrupt: {e}"))
+}
+
+/// The frame of a Parquet file's bytes; `Err`: polars' message, on one line.
+pub fn decode_parquet(bytes: &[u8]) -> std::result::Result<DataFrame, String> {
+    ParquetReader::new(std::io::Cursor::new(bytes)).finish().map_err(|e| crate::error::one_line(e.to_string()))
 }
 
 /// The bytes of `path`, when their BLAKE3 is `blake3`.

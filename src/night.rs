@@ -214,7 +214,7 @@ pub fn train(s: &Settings, fs: &FeatureSet, t: &mut Timings) -> Result<SavedMode
 
 /// The `advice` stage, timed.
 fn advice(s: &Settings, fs: &FeatureSet, t: &mut Timings) -> Result<Advice> {
-    t.time("advice", || crate::advice::build(fs, &s.advice), |a| a.service.height() as u64)
+    t.time("advice", || crate::advice::build(fs, &s.advice), |a| a.service().height() as u64)
 }
 
 /// Everything a night computes, before anything is written.

@@ -653,7 +653,7 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
         Round::Advice => {
             let (shares, lineage) = n.merge_shares(round)?;
             let a = advice::finish(shares, &s.advice, n.night)?;
-            n.write_merged(round, lineage, &(a.service, a.promise, a.sellers))
+            n.write_merged(round, lineage, &a.into_tables())
         }
     }
 }

@@ -110,7 +110,7 @@ pub fn write_run(
             // The advice's files are encoded once (kept advice comes encoded: `Advice::files`).
             let a = &run.advice;
             for ((name, bytes), df) in
-                crate::advice::FILES.iter().zip(a.files()?).zip([&a.service, &a.promise, &a.sellers])
+                crate::advice::FILES.iter().zip(a.files()?).zip([a.service(), a.promise(), a.sellers()])
             {
                 io::write_file(&staging.path(name), bytes)?;
                 written.push((name.to_string(), df.height() as u64));

@@ -255,7 +255,7 @@ pub fn trend_charts(nights: &[TrendNight]) -> String {
 /// `night`: the run's; advice of an earlier night (a training schedule's) says so.
 pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config, night: chrono::NaiveDate) -> Result<String> {
     let mut body = String::from("<h2>Advice before shipping</h2>\n");
-    let sa = &advice.service;
+    let sa = advice.service();
     let as_of = sa.column("advice_as_of")?.date()?.physical().get(0).map(|d| crate::calendar::date_of_day(d as i64));
     if let Some(d) = as_of.filter(|&d| d != night) {
         let _ = writeln!(
@@ -304,7 +304,7 @@ pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config, night: chron
         &rows,
     );
 
-    let pa = &advice.promise;
+    let pa = advice.promise();
     let (po, pd, ps) = (txt(pa, "origin")?, txt(pa, "destination")?, txt(pa, "service")?);
     let (cur, kept, adv, lo, hi) = (
         num(pa, "promise_business_days")?,

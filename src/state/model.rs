@@ -12,9 +12,13 @@
 //! ```text
 //! OUT/state/model.json                      format, tool version, config digest, training night,
 //!                                           digest, model, and the advice files below with their BLAKE3
-//! OUT/state/advice-<fingerprint>.parquet    one advice table (service, promise, seller): the
-//!                                           file the training night's run folder published
+//! OUT/state/advice-<fingerprint>.parquet    one advice table (service, promise, seller),
+//!                                           encoded as the run folder publishes it
 //! ```
+//!
+//! A night that takes the kept advice publishes those files as they are, so `model.json` also
+//! records the writer that encoded them (`io::output_writer_tag`); under another writer they are
+//! not used.
 //!
 //! The advice files are named by a fingerprint of their bytes and written before `model.json`
 //! names them: a night killed in between leaves the record before it, whose files are still there.
@@ -51,8 +55,8 @@ pub struct KeptTraining {
 /// Kept advice: the tables, or the checked bytes of their files, decoded when the night
 /// publishes them (`read`). A night's features peak with what it holds: the 10M night's decoded
 /// seller advice, held through them, raised its peak by 140–240 MB; its file's bytes were 42 MB
-/// in layout 2's compact form, and are about half that in the run folder's (at 1M shipments
-/// 9.3 → 5.0 MB).
+/// in layout 2's compact form, and are a little over half that in the run folder's (23.9 MB;
+/// at 1M shipments 9.3 → 5.0 MB).
 #[derive(Debug, Clone)]
 pub enum KeptAdvice {
     Tables(Advice),
@@ -81,8 +85,10 @@ struct Kept {
     training_night: chrono::NaiveDate,
     digest: Digest,
     model: SavedModel,
-    /// The service, promise and seller advice, in that order.
+    /// The service, promise and seller advice, in that order, as the run folder publishes them,
+    /// and the writer that encoded them (`io::output_writer_tag`).
     advice: [AdviceFile; 3],
+    writer: String,
 }
 
 /// One kept advice table: its file and the BLAKE3 of the file's bytes.
@@ -104,6 +110,10 @@ pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<KeptTraining
     }
     if k.model.as_of != k.training_night.to_string() {
         return Err(format!("state/{FILE} holds a model of {}, not of {}", k.model.as_of, k.training_night));
+    }
+    // Published as they are: only when this lanewatch would encode the tables so.
+    if k.writer != crate::io::output_writer_tag() {
+        return Err(format!("state/{FILE} holds advice files of another Parquet writer ({})", k.writer));
     }
     let dir = out.join(super::DIR);
     // Checked now (bytes, and columns from the footer), decoded when published.
@@ -160,6 +170,7 @@ pub fn write(out: &Path, cfg: &Config, on: &TrainedOn, a: &Advice) -> Result<()>
         digest: Digest,
         model: &'a SavedModel,
         advice: &'a [AdviceFile],
+        writer: &'a str,
     }
     let k = KeptRef {
         header: Header::new(FORMAT),
@@ -168,6 +179,7 @@ pub fn write(out: &Path, cfg: &Config, on: &TrainedOn, a: &Advice) -> Result<()>
         digest: on.digest,
         model: &on.model,
         advice: &files,
+        writer: crate::io::output_writer_tag(),
     };
     let mut json = serde_json::to_vec(&k).map_err(Error::internal)?;
     json.push(b'\n');

@@ -916,9 +916,24 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
             "\"tool_version\":\"0.0.1\"",
             1,
         );
+        // Advice files another Parquet writer encoded (another codec, level or polars), and a
+        // record of the layout before (compact advice files): published as they are, they could
+        // differ from the night's own, so they are not used.
+        let with = |key: &str, value: serde_json::Value| {
+            let mut k: serde_json::Value = serde_json::from_slice(&kept).unwrap();
+            assert!(k.get(key).is_some(), "{key}");
+            k[key] = value;
+            serde_json::to_vec(&k).unwrap()
+        };
         for (what, bytes, reason) in [
             ("truncated", kept[..kept.len() / 2].to_vec(), "is corrupt"),
             ("another version", other_version.into_bytes(), "written by lanewatch 0.0.1"),
+            (
+                "another writer",
+                with("writer", "0123456789abcdef".into()),
+                "of another Parquet writer (0123456789abcdef)",
+            ),
+            ("layout 2", with("format", 2.into()), "has layout 2, this lanewatch reads 3"),
         ] {
             std::fs::write(&model, bytes).unwrap();
             let run = run_night(live.path(), inc.path(), next, &WEEKLY);
