@@ -113,7 +113,8 @@ pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<KeptTraining
     }
     // Published as they are: only when this lanewatch would encode the tables so.
     if k.writer != crate::io::output_writer_tag() {
-        return Err(format!("state/{FILE} holds advice files of another Parquet writer ({})", k.writer));
+        let writer = crate::error::printable(&k.writer);
+        return Err(format!("state/{FILE} holds advice files of another Parquet writer ({writer})"));
     }
     let dir = out.join(super::DIR);
     // Checked now (bytes, and columns from the footer), decoded when published.
