@@ -63,7 +63,7 @@ pub struct Advice {
 /// as they are. Encoding the seller advice (399k rows at 1M shipments) was about 0.08 s of the
 /// 1M night's write stage, on the path that sets its length.
 #[derive(Clone, Default)]
-struct Files(std::sync::Arc<std::sync::OnceLock<[Vec<u8>; 3]>>);
+struct Files(std::sync::Arc<std::sync::OnceLock<std::sync::Arc<[Vec<u8>; 3]>>>);
 
 impl std::fmt::Debug for Files {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,8 +100,9 @@ impl Advice {
     }
 
     /// The tables of three files `files` wrote (service, promise, seller advice), with those
-    /// bytes as their files. `Err`: bytes that do not decode, with polars' message.
-    pub fn from_files(bytes: [Vec<u8>; 3]) -> std::result::Result<Advice, String> {
+    /// bytes (shared, not copied) as their files. `Err`: bytes that do not decode, with polars'
+    /// message.
+    pub fn from_files(bytes: std::sync::Arc<[Vec<u8>; 3]>) -> std::result::Result<Advice, String> {
         let decode = crate::io::decode_parquet;
         let a = Advice::new(decode(&bytes[0])?, decode(&bytes[1])?, decode(&bytes[2])?);
         let _ = a.files.0.set(bytes);
@@ -112,13 +113,13 @@ impl Advice {
     /// writes them: encoded on the first call of any clone, then shared.
     pub fn files(&self) -> Result<&[Vec<u8>; 3]> {
         if let Some(f) = self.files.0.get() {
-            return Ok(f);
+            return Ok(&**f);
         }
         let encode = |name: &str, df: &DataFrame| crate::io::parquet_bytes(std::path::Path::new(name), &mut df.clone());
         let bytes =
             [encode(FILES[0], &self.service)?, encode(FILES[1], &self.promise)?, encode(FILES[2], &self.sellers)?];
         // Another clone may have set them meanwhile: the same frames give the same bytes.
-        Ok(self.files.0.get_or_init(|| bytes))
+        Ok(&**self.files.0.get_or_init(|| std::sync::Arc::new(bytes)))
     }
 }
 

@@ -39,9 +39,12 @@ pub fn parquet_bytes(path: &Path, df: &mut DataFrame) -> Result<Vec<u8>> {
 /// only under the same fingerprint: another codec, level, row group size, statistics or polars
 /// could encode the same tables otherwise, and a night publishing them would then differ from a
 /// night encoding its own.
-pub fn output_writer_tag() -> &'static str {
-    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TAG.get_or_init(|| {
+///
+/// `Err`: the writer failed on that frame (it would fail on any output); nothing is kept or
+/// taken under it.
+pub fn output_writer_tag() -> std::result::Result<&'static str, String> {
+    static TAG: std::sync::OnceLock<std::result::Result<String, String>> = std::sync::OnceLock::new();
+    let tag = TAG.get_or_init(|| {
         let frame = || -> PolarsResult<DataFrame> {
             let mut df = df!(
                 "s" => [Some("a"), None, Some("=b")],
@@ -56,11 +59,11 @@ pub fn output_writer_tag() -> &'static str {
         };
         let mut buf = Vec::new();
         match frame().and_then(|mut df| output_writer(&mut buf).finish(&mut df)) {
-            Ok(_) => blake3::hash(&buf).to_hex()[..16].to_string(),
-            // Never matches a kept tag: what was kept is not used.
-            Err(e) => format!("unavailable: {}", crate::error::one_line(e.to_string())),
+            Ok(_) => Ok(blake3::hash(&buf).to_hex()[..16].to_string()),
+            Err(e) => Err(format!("the Parquet writer fails: {}", crate::error::one_line(e.to_string()))),
         }
-    })
+    });
+    tag.as_deref().map_err(Clone::clone)
 }
 
 /// The writer of every Parquet output: zstd, full statistics, fixed row groups. A change here

@@ -24,6 +24,7 @@
 //! names them: a night killed in between leaves the record before it, whose files are still there.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use polars::prelude::{ParquetReader, SerReader};
 use serde::{Deserialize, Serialize};
@@ -60,7 +61,7 @@ pub struct KeptTraining {
 #[derive(Debug, Clone)]
 pub enum KeptAdvice {
     Tables(Advice),
-    Files(Box<[Vec<u8>; 3]>),
+    Files(Arc<[Vec<u8>; 3]>),
 }
 
 impl KeptAdvice {
@@ -70,7 +71,7 @@ impl KeptAdvice {
         match self {
             KeptAdvice::Tables(a) => Ok(a.clone()),
             // Published as they are: the files the training night's run folder wrote.
-            KeptAdvice::Files(files) => Advice::from_files((**files).clone())
+            KeptAdvice::Files(files) => Advice::from_files(Arc::clone(files))
                 .map_err(|e| Error::internal(format!("a kept advice file does not decode: {e}"))),
         }
     }
@@ -112,7 +113,7 @@ pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<KeptTraining
         return Err(format!("state/{FILE} holds a model of {}, not of {}", k.model.as_of, k.training_night));
     }
     // Published as they are: only when this lanewatch would encode the tables so.
-    if k.writer != crate::io::output_writer_tag() {
+    if k.writer != crate::io::output_writer_tag()? {
         let writer = crate::error::printable(&k.writer);
         return Err(format!("state/{FILE} holds advice files of another Parquet writer ({writer})"));
     }
@@ -135,7 +136,7 @@ pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<KeptTraining
     let [service, promise, sellers] = &k.advice;
     let files = [read(service, TABLES[0])?, read(promise, TABLES[1])?, read(sellers, TABLES[2])?];
     let on = TrainedOn { night: Night::new(k.training_night), digest: k.digest, model: k.model };
-    Ok(Some(KeptTraining { on, advice: KeptAdvice::Files(Box::new(files)) }))
+    Ok(Some(KeptTraining { on, advice: KeptAdvice::Files(Arc::new(files)) }))
 }
 
 /// Whether `n` is a name `write` gives an advice file.
@@ -180,7 +181,7 @@ pub fn write(out: &Path, cfg: &Config, on: &TrainedOn, a: &Advice) -> Result<()>
         digest: on.digest,
         model: &on.model,
         advice: &files,
-        writer: crate::io::output_writer_tag(),
+        writer: crate::io::output_writer_tag().map_err(Error::internal)?,
     };
     let mut json = serde_json::to_vec(&k).map_err(Error::internal)?;
     json.push(b'\n');
