@@ -96,91 +96,6 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// A set of distinct ranks 0..n (a bitset) whose k-th smallest is found by walking a cursor
-/// from where the last question left it. The sliding baseline asks for its window's median
-/// once a day, and a day's exits and expiries move the median past few ranks, so the walk is
-/// short; a Fenwick tree's `log n` scattered reads per insert, removal and question were a
-/// third of the sliding series' own time (1M shipments).
-struct RankWindow {
-    bits: Vec<u64>,
-    len: usize,
-    /// The cursor: a rank in 0..=n, and how many present ranks lie below it.
-    at: usize,
-    below: usize,
-}
-
-impl RankWindow {
-    fn new(n: usize) -> RankWindow {
-        RankWindow { bits: vec![0; n.div_ceil(64)], len: 0, at: 0, below: 0 }
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn contains(&self, rank: usize) -> bool {
-        self.bits[rank / 64] >> (rank % 64) & 1 == 1
-    }
-
-    /// Adds `rank`, which is not present.
-    fn insert(&mut self, rank: usize) {
-        debug_assert!(!self.contains(rank), "rank {rank} inserted twice");
-        self.bits[rank / 64] |= 1 << (rank % 64);
-        self.len += 1;
-        self.below += (rank < self.at) as usize;
-    }
-
-    /// Removes `rank`, which is present.
-    fn remove(&mut self, rank: usize) {
-        debug_assert!(self.contains(rank), "rank {rank} removed while absent");
-        self.bits[rank / 64] &= !(1 << (rank % 64));
-        self.len -= 1;
-        self.below -= (rank < self.at) as usize;
-    }
-
-    /// The k-th smallest rank present (0-based); k < len.
-    fn kth(&mut self, k: usize) -> usize {
-        assert!(k < self.len, "rank {k} of a window of {}", self.len);
-        while self.below > k {
-            self.at = self.last_below(self.at);
-            self.below -= 1;
-        }
-        loop {
-            let r = self.first_from(self.at);
-            if self.below == k {
-                self.at = r;
-                return r;
-            }
-            self.at = r + 1;
-            self.below += 1;
-        }
-    }
-
-    /// The least present rank at or above `from` (one exists: the cursor never passes the k-th
-    /// smallest for a k below `len`).
-    fn first_from(&self, from: usize) -> usize {
-        let mut w = from / 64;
-        let mut word = self.bits[w] & (u64::MAX << (from % 64));
-        while word == 0 {
-            w += 1;
-            word = self.bits[w];
-        }
-        w * 64 + word.trailing_zeros() as usize
-    }
-
-    /// The greatest present rank below `to` (one exists: `below` counts them).
-    fn last_below(&self, to: usize) -> usize {
-        let top = to - 1;
-        let mut w = top / 64;
-        let mut word = self.bits[w] & (u64::MAX >> (63 - top % 64));
-        while word == 0 {
-            w -= 1;
-            word = self.bits[w];
-        }
-        w * 64 + 63 - word.leading_zeros() as usize
-    }
-}
-
 /// One (time, censored) observation packed as `2·time + censored`: the packed values sort as
 /// the pairs do (at equal times events, censored = false, first), and plain integers sort
 /// faster than pairs. The series sorts a cohort per lane, stage and day, which made this sort
@@ -328,7 +243,7 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
     for (r, (_, k)) in by_value.iter().enumerate() {
         rank[*k] = r;
     }
-    let mut window_set = RankWindow::new(done.len());
+    let mut window_set = super::ranks::RankWindow::new(done.len());
     let (mut lo, mut hi) = (0usize, 0usize);
     (0..n_days)
         .map(|k| {
@@ -824,37 +739,6 @@ mod tests {
         }
         // The cases reach supported ratios and flags, not only empty points.
         assert!(supported > 200 && flagged > 10, "{supported} supported, {flagged} flagged");
-    }
-
-    #[test]
-    fn rank_window_kth_matches_sorting() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        for case in 0..50 {
-            // Sizes across word boundaries; sparse and dense windows.
-            let n = [1, 63, 64, 65, 200, 1000][case % 6];
-            let mut set = RankWindow::new(n);
-            let mut present = vec![false; n];
-            for _ in 0..2000 {
-                let r = rng.gen_range(0..n);
-                if present[r] {
-                    set.remove(r);
-                } else {
-                    set.insert(r);
-                }
-                present[r] = !present[r];
-                let sorted: Vec<usize> = (0..n).filter(|&r| present[r]).collect();
-                assert_eq!(set.len(), sorted.len());
-                // Questions anywhere, so the cursor walks both ways and far.
-                for _ in 0..2 {
-                    if sorted.is_empty() {
-                        break;
-                    }
-                    let k = rng.gen_range(0..sorted.len());
-                    assert_eq!(set.kth(k), sorted[k], "case {case}: rank {k} of {}", sorted.len());
-                }
-            }
-        }
     }
 
     #[test]

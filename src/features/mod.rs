@@ -20,6 +20,7 @@ pub mod lanes;
 pub mod parted;
 pub mod prepare;
 mod radix;
+mod ranks;
 pub mod reuse;
 pub mod snapshot;
 pub mod timeline;
