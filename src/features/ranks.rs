@@ -6,8 +6,8 @@
 /// A set of distinct ranks 0..n (a bitset) whose k-th smallest is found by walking a cursor
 /// from where the last question left it, a word (64 ranks) at a time where it can: a question
 /// close to the last one (a median a day later) costs a few words, and insert and remove cost
-/// one. A Fenwick tree's `log n` scattered reads per
-/// insert, removal and question were a third of the sliding series' own time (1M shipments).
+/// one. A Fenwick tree's `log n` scattered reads per insert, removal and question were a third
+/// of the sliding series' own time (1M shipments).
 pub struct RankWindow {
     bits: Vec<u64>,
     len: usize,
