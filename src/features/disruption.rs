@@ -209,12 +209,12 @@ fn lane_spans(ships: &[u32], held: &HeldVisits, earliest: i64) -> [Spans; N_STAG
     spans
 }
 
-/// The daily points of one group and stage. Over many days the baseline window slides (a rank
-/// tree keeps its median) and the cohorts are read off the visits sorted by entry; a night that
-/// computes only a day or two of series (an incremental night's new day) takes each day's
-/// baseline by selection and sorts only the visits that can reach its cohort, rather than
-/// sorting every visit of the window (three sorts of the group's visits cost most of a new
-/// series day: about 13 s at 10M shipments). Both give the same points, bit for bit.
+/// The daily points of one group and stage. Over many days the baseline window slides (a set
+/// of ranks keeps its median, `RankWindow`) and the cohorts are read off the visits sorted by
+/// entry; a night that computes only a day or two of series (an incremental night's new day)
+/// takes each day's baseline by selection and sorts only the visits that can reach its cohort,
+/// rather than sorting every visit of the window (three sorts of the group's visits cost most
+/// of a new series day: about 13 s at 10M shipments). Both give the same points, bit for bit.
 fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) -> Vec<Point> {
     if n_days <= FEW_DAYS {
         return (0..n_days).map(|k| point_at(&sp.visits, cfg, (first_day + k as i64) * MICROS_PER_DAY)).collect();
