@@ -125,22 +125,89 @@ fn micros(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
 
 /// Interns keys in sorted order: each row's dense id, and the distinct keys by id.
 fn dense_ids<K: Ord + std::hash::Hash + Copy>(values: impl Iterator<Item = K>) -> (Vec<u32>, Vec<K>) {
-    // polars' hasher, not SipHash: ids are remapped to key order below, so the hasher cannot
-    // change them, and at 10M shipments SipHash was most of this step.
+    let (raw, keys) = first_seen(values);
+    let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+    order.sort_unstable_by_key(|&k| keys[k as usize]);
+    let mut remap = vec![0u32; keys.len()];
+    for (new, &old) in order.iter().enumerate() {
+        remap[old as usize] = new as u32;
+    }
+    (raw.into_iter().map(|x| remap[x as usize]).collect(), order.into_iter().map(|k| keys[k as usize]).collect())
+}
+
+/// A string column's rows as codes into the strings they hold (a null reads as ""), found by
+/// hashing each row's 16-byte view rather than its bytes. A string of up to 12 bytes sits in its
+/// view, and a longer one is named by its chunk, buffer and offset, so rows of equal views hold
+/// equal strings; the same string stored twice may get two codes, which `dense_ids` over the
+/// codes' strings merges. Hashing and comparing every shipment's lane and seller strings was
+/// most of this step on a night that reads a kept state.
+fn view_codes(col: &StringChunked) -> (Vec<u32>, Vec<&str>) {
+    /// Strings up to this long sit in their view (`View::MAX_INLINE_SIZE`).
+    const INLINE: u32 = 12;
+    /// The chunk part of an inline view's key (and a null's): it reads no buffer.
+    const ANY_CHUNK: u32 = u32::MAX;
+    let mut code_of: PlHashMap<(u32, u128), u32> = PlHashMap::new();
+    let mut values: Vec<&str> = Vec::new();
+    let mut codes = Vec::with_capacity(col.len());
+    for (c, (arr, chunk)) in col.downcast_iter().zip(col.chunks()).enumerate() {
+        // Read through the chunk as a `dyn Array`, whose methods need no import.
+        let validity = chunk.validity();
+        for (r, view) in arr.views().iter().enumerate() {
+            let null = validity.is_some_and(|v| !v.get_bit(r));
+            // The view of "" is all zeros, and a null reads as "": both take that key.
+            let key = match (null, view.length <= INLINE) {
+                (true, _) => (ANY_CHUNK, 0),
+                (false, true) => (ANY_CHUNK, view.as_u128()),
+                (false, false) => (c as u32, view.as_u128()),
+            };
+            let next = values.len() as u32;
+            codes.push(*code_of.entry(key).or_insert_with(|| {
+                values.push(if null { "" } else { arr.value(r) });
+                next
+            }));
+        }
+    }
+    (codes, values)
+}
+
+/// `dense_ids` of a string column's values (a null reads as ""), through `view_codes`.
+fn dense_names(col: &StringChunked) -> (Vec<u32>, Vec<&str>) {
+    let (codes, values) = view_codes(col);
+    let (remap, keys) = dense_ids(values.into_iter());
+    (codes.into_iter().map(|c| remap[c as usize]).collect(), keys)
+}
+
+/// `dense_ids` of rows' (origin, destination, service), through each column's `view_codes`.
+fn dense_lanes<'a>(
+    o: &'a StringChunked,
+    d: &'a StringChunked,
+    s: &'a StringChunked,
+) -> (Vec<u32>, Vec<(&'a str, &'a str, &'a str)>) {
+    let ((o, o_values), ((d, d_values), (s, s_values))) =
+        rayon::join(|| view_codes(o), || rayon::join(|| view_codes(d), || view_codes(s)));
+    // The rows' triples of codes numbered as first seen, then their strings as `dense_ids` does.
+    let (triples, distinct) = first_seen(o.iter().zip(&d).zip(&s).map(|((&a, &b), &c)| (a, b, c)));
+    let named = distinct.iter().map(|&(a, b, c)| (o_values[a as usize], d_values[b as usize], s_values[c as usize]));
+    let (remap, keys) = dense_ids(named);
+    (triples.into_iter().map(|t| remap[t as usize]).collect(), keys)
+}
+
+/// Each value's number in the order values are first seen, and the values by number.
+fn first_seen<K: std::hash::Hash + Eq + Copy>(values: impl Iterator<Item = K>) -> (Vec<u32>, Vec<K>) {
+    // polars' hasher, not SipHash: `dense_ids` numbers the keys again in key order, so the
+    // hasher cannot change ids, and at 10M shipments SipHash was most of `prepare`.
     let mut map: PlHashMap<K, u32> = PlHashMap::new();
-    let raw: Vec<u32> = values
+    let mut keys = Vec::new();
+    let numbers = values
         .map(|v| {
-            let next = map.len() as u32;
-            *map.entry(v).or_insert(next)
+            let next = keys.len() as u32;
+            *map.entry(v).or_insert_with(|| {
+                keys.push(v);
+                next
+            })
         })
         .collect();
-    let mut keys: Vec<(K, u32)> = map.into_iter().collect();
-    keys.sort_unstable();
-    let mut remap = vec![0u32; keys.len()];
-    for (new, (_, old)) in keys.iter().enumerate() {
-        remap[*old as usize] = new as u32;
-    }
-    (raw.into_iter().map(|x| remap[x as usize]).collect(), keys.into_iter().map(|k| k.0).collect())
+    (numbers, keys)
 }
 
 /// A fingerprint of everything `prepare` reads of `clean` at `night`'s cutoff: of each shipment
@@ -326,10 +393,7 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
     let counts: Vec<u32> =
         visible.par_iter().map(|&i| clean.events.of(i).0.partition_point(|&x| x < cutoff) as u32).collect();
     let lanes_of = || -> Result<(Vec<u32>, Vec<LaneKey>)> {
-        let (o, d, s) = (o.str()?, d.str()?, s.str()?);
-        let (lane, keys) = dense_ids(
-            o.iter().zip(d.iter()).zip(s.iter()).map(|((a, b), c)| (a.unwrap_or(""), b.unwrap_or(""), c.unwrap_or(""))),
-        );
+        let (lane, keys) = dense_lanes(o.str()?, d.str()?, s.str()?);
         let lanes = keys
             .iter()
             .map(|(a, b, c)| LaneKey { origin: a.to_string(), destination: b.to_string(), service: c.to_string() })
@@ -338,7 +402,7 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
     };
     let sellers_of = || -> Result<(Vec<u32>, Vec<String>)> {
         let sellers = shipments.column("seller_id")?.str()?;
-        let (ids, keys) = dense_ids(sellers.iter().map(|v| v.unwrap_or("")));
+        let (ids, keys) = dense_names(sellers);
         Ok((ids, keys.into_iter().map(str::to_string).collect()))
     };
     let cut = move || {
@@ -373,4 +437,44 @@ pub fn prepare(clean: Cow<'_, CleanInput>, night: Night) -> Result<Prepared> {
         ev_code,
         ev_eta,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A string column of one chunk per part.
+    fn column(parts: &[&[Option<&str>]]) -> StringChunked {
+        let mut out = StringChunked::from_iter_options("c".into(), parts[0].iter().copied());
+        for p in &parts[1..] {
+            out.append(&StringChunked::from_iter_options("c".into(), p.iter().copied())).unwrap();
+        }
+        out
+    }
+
+    fn plain(col: &StringChunked) -> Vec<&str> {
+        col.iter().map(|v| v.unwrap_or("")).collect()
+    }
+
+    #[test]
+    fn names_numbered_through_their_views_are_numbered_as_their_strings() {
+        let long = "a name longer than twelve bytes";
+        // Long strings repeated within a chunk (each row its own copy) and across chunks,
+        // nulls beside "", short strings that share a prefix with long ones.
+        let col = column(&[
+            &[Some("DE"), Some(long), None, Some(""), Some(long), Some("a name")],
+            &[Some(long), Some("DE"), None, Some("a name longer than twelve bytez"), Some(long)],
+        ]);
+        assert_eq!(col.chunks().len(), 2);
+        let distinct: std::collections::BTreeSet<&str> = plain(&col).into_iter().collect();
+        // The same string under several views: the merge below is exercised.
+        assert!(view_codes(&col).1.len() > distinct.len());
+        assert_eq!(dense_names(&col), dense_ids(plain(&col).into_iter()));
+
+        let o = column(&[&[Some("CN-GD"), Some(long), Some(long)], &[None, Some("CN-GD"), Some(long)]]);
+        let d = column(&[&[Some("DE"), Some("DE"), Some("FR"), Some(""), Some("DE"), Some("DE")]]);
+        let s = column(&[&[Some(long), Some("standard")], &[Some(long), None, Some(long), Some("standard")]]);
+        let rows = plain(&o).into_iter().zip(plain(&d)).zip(plain(&s)).map(|((a, b), c)| (a, b, c));
+        assert_eq!(dense_lanes(&o, &d, &s), dense_ids(rows));
+    }
 }
