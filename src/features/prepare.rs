@@ -125,7 +125,9 @@ fn micros(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
 
 /// Interns keys in sorted order: each row's dense id, and the distinct keys by id.
 fn dense_ids<K: Ord + std::hash::Hash + Copy>(values: impl Iterator<Item = K>) -> (Vec<u32>, Vec<K>) {
-    let (raw, keys) = first_seen(values);
+    let mut seen = FirstSeen::default();
+    let raw: Vec<u32> = values.map(|v| seen.number(v)).collect();
+    let keys = seen.keys;
     let mut order: Vec<u32> = (0..keys.len() as u32).collect();
     order.sort_unstable_by_key(|&k| keys[k as usize]);
     let mut remap = vec![0u32; keys.len()];
@@ -135,79 +137,102 @@ fn dense_ids<K: Ord + std::hash::Hash + Copy>(values: impl Iterator<Item = K>) -
     (raw.into_iter().map(|x| remap[x as usize]).collect(), order.into_iter().map(|k| keys[k as usize]).collect())
 }
 
-/// A string column's rows as codes into the strings they hold (a null reads as ""), found by
-/// hashing each row's 16-byte view rather than its bytes. A string of up to 12 bytes sits in its
-/// view, and a longer one is named by its chunk, buffer and offset, so rows of equal views hold
-/// equal strings; the same string stored twice may get two codes, which `dense_ids` over the
-/// codes' strings merges. Hashing and comparing every shipment's lane and seller strings was
-/// most of this step on a night that reads a kept state.
-fn view_codes(col: &StringChunked) -> (Vec<u32>, Vec<&str>) {
+/// A row's string as a key of its 16-byte view, hashed rather than the string's bytes. A string
+/// of up to 12 bytes sits in its view; a longer one is named by its chunk, buffer and offset.
+/// Rows of equal keys hold equal strings, and the same string stored twice may get two keys,
+/// which `dense_ids` over the keys' strings merges. Hashing and comparing every shipment's lane
+/// and seller strings was most of this step on a night that reads a kept state.
+type ViewKey = (u32, u128);
+
+/// The key of "" (an all-zero view) and of a null, which reads as "".
+const EMPTY_KEY: ViewKey = (ANY_CHUNK, 0);
+
+/// The chunk part of an inline view's key: it reads no buffer.
+const ANY_CHUNK: u32 = u32::MAX;
+
+/// Calls `each(row, code)` for every row of a string column in order, `code` the number of the
+/// row's key as first seen; returns each number's string.
+fn view_codes<'a>(col: &'a StringChunked, mut each: impl FnMut(usize, u32)) -> Vec<&'a str> {
     /// Strings up to this long sit in their view (`View::MAX_INLINE_SIZE`).
     const INLINE: u32 = 12;
-    /// The chunk part of an inline view's key (and a null's): it reads no buffer.
-    const ANY_CHUNK: u32 = u32::MAX;
-    let mut code_of: PlHashMap<(u32, u128), u32> = PlHashMap::new();
+    let mut code_of: PlHashMap<ViewKey, u32> = PlHashMap::new();
     let mut values: Vec<&str> = Vec::new();
-    let mut codes = Vec::with_capacity(col.len());
+    let mut row = 0;
     for (c, (arr, chunk)) in col.downcast_iter().zip(col.chunks()).enumerate() {
         // Read through the chunk as a `dyn Array`, whose methods need no import.
         let validity = chunk.validity();
         for (r, view) in arr.views().iter().enumerate() {
-            let null = validity.is_some_and(|v| !v.get_bit(r));
-            // The view of "" is all zeros, and a null reads as "": both take that key.
-            let key = match (null, view.length <= INLINE) {
-                (true, _) => (ANY_CHUNK, 0),
+            let key = match (validity.is_some_and(|v| !v.get_bit(r)), view.length <= INLINE) {
+                (true, _) => EMPTY_KEY,
                 (false, true) => (ANY_CHUNK, view.as_u128()),
                 (false, false) => (c as u32, view.as_u128()),
             };
             let next = values.len() as u32;
-            codes.push(*code_of.entry(key).or_insert_with(|| {
-                values.push(if null { "" } else { arr.value(r) });
+            let code = *code_of.entry(key).or_insert_with(|| {
+                values.push(if key == EMPTY_KEY { "" } else { arr.value(r) });
                 next
-            }));
+            });
+            each(row, code);
+            row += 1;
         }
     }
-    (codes, values)
+    values
 }
 
-/// `dense_ids` of a string column's values (a null reads as ""), through `view_codes`.
+/// `dense_ids` of a string column's values (a null reads as ""), through their views' keys.
 fn dense_names(col: &StringChunked) -> (Vec<u32>, Vec<&str>) {
-    let (codes, values) = view_codes(col);
+    let mut codes = Vec::with_capacity(col.len());
+    let values = view_codes(col, |_, c| codes.push(c));
     let (remap, keys) = dense_ids(values.into_iter());
     (codes.into_iter().map(|c| remap[c as usize]).collect(), keys)
 }
 
-/// `dense_ids` of rows' (origin, destination, service), through each column's `view_codes`.
+/// `dense_ids` of rows' (origin, destination, service), through each column's views' keys. One
+/// number per row, of its origin, then of its (origin, destination) and then of its triple, each
+/// as first seen: a column's numbers are never held beside another's (40 MB each at 10M).
 fn dense_lanes<'a>(
     o: &'a StringChunked,
     d: &'a StringChunked,
     s: &'a StringChunked,
 ) -> (Vec<u32>, Vec<(&'a str, &'a str, &'a str)>) {
-    let ((o, o_values), ((d, d_values), (s, s_values))) =
-        rayon::join(|| view_codes(o), || rayon::join(|| view_codes(d), || view_codes(s)));
-    // The rows' triples of codes numbered as first seen, then their strings as `dense_ids` does.
-    let (triples, distinct) = first_seen(o.iter().zip(&d).zip(&s).map(|((&a, &b), &c)| (a, b, c)));
-    let named = distinct.iter().map(|&(a, b, c)| (o_values[a as usize], d_values[b as usize], s_values[c as usize]));
+    let mut lane = Vec::with_capacity(o.len());
+    let o_values = view_codes(o, |_, c| lane.push(c));
+    let mut pairs = FirstSeen::default();
+    let d_values = view_codes(d, |i, c| lane[i] = pairs.number((lane[i], c)));
+    let mut triples = FirstSeen::default();
+    let s_values = view_codes(s, |i, c| lane[i] = triples.number((lane[i], c)));
+    // Each triple's strings, numbered as `dense_ids` numbers strings.
+    let named = triples.keys.iter().map(|&(p, c)| {
+        let (a, b) = pairs.keys[p as usize];
+        (o_values[a as usize], d_values[b as usize], s_values[c as usize])
+    });
     let (remap, keys) = dense_ids(named);
-    (triples.into_iter().map(|t| remap[t as usize]).collect(), keys)
+    (lane.into_iter().map(|t| remap[t as usize]).collect(), keys)
 }
 
-/// Each value's number in the order values are first seen, and the values by number.
-fn first_seen<K: std::hash::Hash + Eq + Copy>(values: impl Iterator<Item = K>) -> (Vec<u32>, Vec<K>) {
+/// Numbers values in the order they are first seen, keeping the values by number.
+struct FirstSeen<K> {
     // polars' hasher, not SipHash: `dense_ids` numbers the keys again in key order, so the
     // hasher cannot change ids, and at 10M shipments SipHash was most of `prepare`.
-    let mut map: PlHashMap<K, u32> = PlHashMap::new();
-    let mut keys = Vec::new();
-    let numbers = values
-        .map(|v| {
-            let next = keys.len() as u32;
-            *map.entry(v).or_insert_with(|| {
-                keys.push(v);
-                next
-            })
+    map: PlHashMap<K, u32>,
+    keys: Vec<K>,
+}
+
+impl<K> Default for FirstSeen<K> {
+    fn default() -> Self {
+        FirstSeen { map: PlHashMap::default(), keys: Vec::new() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy> FirstSeen<K> {
+    fn number(&mut self, v: K) -> u32 {
+        let FirstSeen { map, keys } = self;
+        let next = keys.len() as u32;
+        *map.entry(v).or_insert_with(|| {
+            keys.push(v);
+            next
         })
-        .collect();
-    (numbers, keys)
+    }
 }
 
 /// A fingerprint of everything `prepare` reads of `clean` at `night`'s cutoff: of each shipment
@@ -467,8 +492,8 @@ mod tests {
         ]);
         assert_eq!(col.chunks().len(), 2);
         let distinct: std::collections::BTreeSet<&str> = plain(&col).into_iter().collect();
-        // The same string under several views: the merge below is exercised.
-        assert!(view_codes(&col).1.len() > distinct.len());
+        // The same string under several keys: the merge below is exercised.
+        assert!(view_codes(&col, |_, _| ()).len() > distinct.len());
         assert_eq!(dense_names(&col), dense_ids(plain(&col).into_iter()));
 
         let o = column(&[&[Some("CN-GD"), Some(long), Some(long)], &[None, Some("CN-GD"), Some(long)]]);
