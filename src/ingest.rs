@@ -869,9 +869,8 @@ fn gather_numbers(s: &Series, at: &ChunkRows) -> Result<Series> {
 /// `gather` of a string column without nulls: each row's view, its buffer index moved to
 /// where its chunk's buffers start among every chunk's buffers.
 fn gather_views(ca: &StringChunked, at: &ChunkRows) -> StringChunked {
+    use crate::io::INLINE_VIEW_BYTES as INLINE;
     use rayon::prelude::*;
-    /// Strings up to this long sit in their view; longer ones point into a data buffer.
-    const INLINE: u32 = 12;
     let chunks: Vec<_> = ca.downcast_iter().collect();
     // Per chunk, the index of its first buffer among all chunks' buffers.
     let bases: Vec<u32> = chunks

@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 
 const ROW_GROUP_ROWS: usize = 256 * 1024;
 
+/// Polars keeps a string of up to this many bytes inside its 16-byte view (arrow's
+/// `View::MAX_INLINE_SIZE`); a longer one's view points into a data buffer of its chunk.
+pub const INLINE_VIEW_BYTES: u32 = 12;
+
 /// Writes `df` as Parquet. The frame is rechunked first: row groups then depend only on the row
 /// count, never on how many threads built the frame. Not synced: a run folder is flushed once,
 /// with `sync_filesystem`, before it is renamed into place.

@@ -153,8 +153,7 @@ const ANY_CHUNK: u32 = u32::MAX;
 /// Calls `each(row, code)` for every row of a string column in order, `code` the number of the
 /// row's key as first seen; returns each number's string.
 fn view_codes<'a>(col: &'a StringChunked, mut each: impl FnMut(usize, u32)) -> Vec<&'a str> {
-    /// Strings up to this long sit in their view (`View::MAX_INLINE_SIZE`).
-    const INLINE: u32 = 12;
+    use crate::io::INLINE_VIEW_BYTES as INLINE;
     let mut code_of: PlHashMap<ViewKey, u32> = PlHashMap::new();
     let mut values: Vec<&str> = Vec::new();
     let mut row = 0;
