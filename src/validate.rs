@@ -92,6 +92,78 @@ pub struct Events {
 /// A scan without a carrier estimate.
 pub const NO_ETA: i64 = i64::MIN;
 
+/// An earlier night's clean events as the state's file decoded them (`Checked`): laid out as
+/// `Events`, each column in the pieces it was read in (a row group each), copied from there
+/// straight into tonight's order. Gathered into one vector first, the kept events of a 1M
+/// shipment night (9M rows) were copied once more, into memory faulted in for that alone.
+pub struct KeptEvents {
+    pub start: Vec<u32>,
+    pub time: Pieces<Int64Type>,
+    pub code: Pieces<UInt8Type>,
+    pub eta: Option<Pieces<Int64Type>>,
+}
+
+impl From<Events> for KeptEvents {
+    fn from(e: Events) -> KeptEvents {
+        KeptEvents {
+            start: e.start,
+            time: Pieces::from_vec(e.time),
+            code: Pieces::from_vec(e.code),
+            eta: e.eta.map(Pieces::from_vec),
+        }
+    }
+}
+
+/// A null-free numeric column in the chunks it was decoded in, read by row.
+pub struct Pieces<T: PolarsNumericType> {
+    ca: ChunkedArray<T>,
+    /// Each chunk's end row.
+    ends: Vec<usize>,
+}
+
+impl<T: PolarsNumericType> Pieces<T> {
+    /// `None` when the column has nulls.
+    pub fn new(ca: ChunkedArray<T>) -> Option<Pieces<T>> {
+        if ca.null_count() > 0 {
+            return None;
+        }
+        let mut end = 0;
+        let ends = ca
+            .downcast_iter()
+            .map(|a| {
+                end += a.len();
+                end
+            })
+            .collect();
+        Some(Pieces { ca, ends })
+    }
+
+    pub fn from_vec(v: Vec<T::Native>) -> Pieces<T> {
+        Pieces::new(ChunkedArray::from_vec(PlSmallStr::EMPTY, v)).expect("a vector has no nulls")
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the `dst.len()` rows from row `from` on into `dst`, across chunks.
+    pub fn copy_to(&self, from: usize, dst: &mut [T::Native]) {
+        let (mut row, mut done) = (from, 0);
+        let mut k = self.ends.partition_point(|&e| e <= row);
+        while done < dst.len() {
+            let begin = if k == 0 { 0 } else { self.ends[k - 1] };
+            let values = self.ca.downcast_get(k).expect("rows within the column").values().as_slice();
+            let n = (self.ends[k] - row).min(dst.len() - done);
+            dst[done..done + n].copy_from_slice(&values[row - begin..row - begin + n]);
+            (row, done, k) = (row + n, done + n, k + 1);
+        }
+    }
+}
+
 impl Events {
     pub fn of(&self, i: usize) -> (&[i64], &[u8]) {
         let (a, b) = (self.start[i] as usize, self.start[i + 1] as usize);
@@ -360,7 +432,7 @@ impl UnmappedRows {
 /// That gives the events and counts checking every row gives, because a shipment's clean
 /// events are its rows sorted and deduplicated, whatever order the rows come in.
 pub struct Checked {
-    pub events: Events,
+    pub events: KeptEvents,
     pub at: Vec<u32>,
     pub tally: Tally,
     pub unmapped: UnmappedRows,
@@ -1476,10 +1548,10 @@ fn check_events(
                     let (from, to) = (be.start[b] as usize, be.start[b + 1] as usize);
                     let at = fill[k - ships.start] as usize;
                     let n = to - from;
-                    ts[at..at + n].copy_from_slice(&be.time[from..to]);
-                    cs[at..at + n].copy_from_slice(&be.code[from..to]);
+                    be.time.copy_to(from, &mut ts[at..at + n]);
+                    be.code.copy_to(from, &mut cs[at..at + n]);
                     if let Some(src) = &be.eta {
-                        es[at..at + n].copy_from_slice(&src[from..to]);
+                        src.copy_to(from, &mut es[at..at + n]);
                     }
                     fill[k - ships.start] += n as u32;
                 }
@@ -1702,6 +1774,8 @@ mod tests {
             // The shipments the earlier night knew (tonight's indices, ascending).
             let known: Vec<usize> = (0..n).filter(|_| next(4) != 0).collect();
             let with_eta = round % 3 != 0;
+            // The kept events' file decodes in row groups: read across them.
+            let chunk_rows = 1 + next(6) as usize;
             // (shipment or ORPHAN | k, time, status, estimate): the earlier night's rows name
             // known shipments or unknown ids; later rows any shipment, some repeating earlier rows.
             let row = |ships: &[usize], next: &mut dyn FnMut(u64) -> u64| -> (u32, i64, u32, i64) {
@@ -1752,7 +1826,7 @@ mod tests {
             let unmapped = |st: u32| then_checks.unmapped_status[st as usize];
             let kept: Vec<_> = earlier.iter().filter(|r| unmapped(r.2) && r.0 & ORPHAN == 0).collect();
             let base = Checked {
-                events: then_events,
+                events: pieces_of(then_events, chunk_rows),
                 at: known.iter().map(|&k| k as u32).collect(),
                 tally: then_checks.tally,
                 unmapped: UnmappedRows {
@@ -1784,6 +1858,43 @@ mod tests {
             assert_eq!(got_checks.tally, want_checks.tally, "{ctx}");
         }
         assert!(used_kept > 150, "{used_kept}");
+    }
+
+    /// `events` as the state's kept file decodes them: each column in chunks of `rows` rows.
+    fn pieces_of(e: Events, rows: usize) -> KeptEvents {
+        fn chunked<T: PolarsNumericType>(v: Vec<T::Native>, rows: usize) -> Pieces<T> {
+            let mut parts = v.chunks(rows.max(1)).map(|p| ChunkedArray::<T>::from_vec(PlSmallStr::EMPTY, p.to_vec()));
+            let mut ca = parts.next().unwrap_or_else(|| ChunkedArray::from_vec(PlSmallStr::EMPTY, Vec::new()));
+            for p in parts {
+                ca.append(&p).unwrap();
+            }
+            assert_eq!(ca.chunks().len(), v.len().div_ceil(rows).max(1));
+            Pieces::new(ca).unwrap()
+        }
+        KeptEvents {
+            start: e.start,
+            time: chunked(e.time, rows),
+            code: chunked(e.code, rows),
+            eta: e.eta.map(|v| chunked(v, rows)),
+        }
+    }
+
+    /// Rows copied out of a chunked column are the rows of the column whole, from any row and
+    /// of any length, across chunk ends.
+    #[test]
+    fn pieces_copy_the_rows_of_the_column_whole() {
+        let whole: Vec<i64> = (0..23).map(|k| k * 7 - 40).collect();
+        for rows in [1, 2, 5, 23, 30] {
+            let p = pieces_of(Events { start: vec![0], time: whole.clone(), code: vec![0; 23], eta: None }, rows);
+            assert_eq!(p.time.len(), 23);
+            for from in 0..=23 {
+                for n in 0..=23 - from {
+                    let mut got = vec![0i64; n];
+                    p.time.copy_to(from, &mut got);
+                    assert_eq!(got, whole[from..from + n], "chunks of {rows}, rows {from}..{}", from + n);
+                }
+            }
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::validate::{Checked, Checks, Events, IdIndex, ORPHAN, RawEvents, Tally, UnmappedRows};
+use crate::validate::{Checked, Checks, Events, IdIndex, KeptEvents, ORPHAN, Pieces, RawEvents, Tally, UnmappedRows};
 
 /// A generation's kept checks: what `state-<id>.json` records of them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,17 +136,17 @@ pub fn read(
         start.push(next);
     }
     let bad = || corrupt(&e.events);
-    let time: Vec<i64> = column(&events, "time", |s| s.i64().ok().cloned()).ok_or_else(bad)?;
-    let code: Vec<u8> = column(&events, "code", |s| s.u8().ok().cloned()).ok_or_else(bad)?;
-    let eta: Option<Vec<i64>> = match e.has_eta {
-        true => Some(column(&events, "eta", |s| s.i64().ok().cloned()).ok_or_else(bad)?),
+    let time = pieces(&events, "time", |s| s.i64().ok().cloned()).ok_or_else(bad)?;
+    let code = pieces(&events, "code", |s| s.u8().ok().cloned()).ok_or_else(bad)?;
+    let eta = match e.has_eta {
+        true => Some(pieces(&events, "eta", |s| s.i64().ok().cloned()).ok_or_else(bad)?),
         false => None,
     };
     let rows = start[n] as usize;
     if time.len() != rows || code.len() != rows || eta.as_ref().is_some_and(|v| v.len() != rows) {
         return Err(bad());
     }
-    let events = Events { start, time, code, eta };
+    let events = KeptEvents { start, time, code, eta };
 
     let bad = || corrupt(&e.unmapped);
     let ship: Vec<u32> = column(&unmapped, "ship", |s| s.u32().ok().cloned()).ok_or_else(bad)?;
@@ -207,6 +207,15 @@ fn column<T: PolarsNumericType>(
         out.extend_from_slice(arr.values().as_slice());
     }
     Some(out)
+}
+
+/// A null-free numeric column of a kept file as it was decoded (`Pieces`: read in place).
+fn pieces<T: PolarsNumericType>(
+    df: &DataFrame,
+    name: &str,
+    typed: impl Fn(&Series) -> Option<ChunkedArray<T>>,
+) -> Option<Pieces<T>> {
+    Pieces::new(typed(df.column(name).ok()?.as_materialized_series())?)
 }
 
 /// Rows `rows` of the kept events file of a night's clean events.
