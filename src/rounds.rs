@@ -681,12 +681,6 @@ pub fn risks(s: &Settings, dir: &Path, shards: u32) -> Result<(Vec<String>, Vec<
     Ok((scored.ids, scored.risk))
 }
 
-/// The advice tables the merge of `advice` gave: service, promise and seller advice.
-pub fn advice(s: &Settings, dir: &Path, shards: u32) -> Result<crate::advice::Advice> {
-    let (service, promise, sellers) = Rounds::new(s, dir, shards)?.merged(Round::Advice)?;
-    Ok(crate::advice::Advice::new(service, promise, sellers))
-}
-
 /// What the merge of `score` gave: the risks, the alert outputs and the lane table.
 pub fn scored(s: &Settings, dir: &Path, shards: u32) -> Result<Scored> {
     Rounds::new(s, dir, shards)?.merged(Round::Score)
