@@ -345,7 +345,7 @@ fn read_segment(dir: &Path, s: &Segment) -> std::result::Result<DataFrame, Strin
 
 /// Reads the file `data` under `segments/` (a segment or an order), checking its bytes.
 fn read_file(dir: &Path, data: &str, blake3: &str) -> std::result::Result<DataFrame, String> {
-    crate::io::read_checked(&segment_path(dir, data)?, blake3).map_err(|e| format!("state segment {data} {e}"))
+    crate::io::map_checked(&segment_path(dir, data)?, blake3).map_err(|e| format!("state segment {data} {e}"))
 }
 
 /// Where the segment file `data` is, if its name is one lanewatch writes.

@@ -99,7 +99,7 @@ pub fn load(out: &Path, cfg: &LaneConfig, info: &StateInfo) -> std::result::Resu
     }
     // Each file holds the one table or day the index lists it for, under its key.
     let read = |t: &Tile, parse: &(dyn Fn(&polars::prelude::DataFrame, &mut Kept) -> Result<()> + Sync)| {
-        let df = crate::io::read_checked(&dir.join(&t.data), &t.blake3).map_err(|e| format!("state/{} {e}", t.data))?;
+        let df = crate::io::map_checked(&dir.join(&t.data), &t.blake3).map_err(|e| format!("state/{} {e}", t.data))?;
         let mut kept = Kept::default();
         parse(&df, &mut kept).map_err(|e| format!("state/{} is corrupt: {e}", t.data))?;
         Ok::<Kept, String>(kept)
