@@ -254,10 +254,10 @@ pub fn map_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, 
 
 /// A file's bytes mapped read-only (Linux), or read (elsewhere, and empty files). Mapped, the
 /// file's cached pages are the bytes: reading them into a fresh buffer copied them and faulted
-/// in a new page of memory every 4 KiB, which was most of the system time of reading a night's
-/// state. Only for files lanewatch wrote and never changes in place (the state's files are
-/// written beside and renamed into place, under the run lock): a file truncated while mapped
-/// would fault on access.
+/// in a new page of memory every 4 KiB (at 1M shipments, 0.05 s of the incremental night's
+/// validation). Only for files lanewatch wrote and never changes in place (the state's files
+/// are written beside and renamed into place, under the run lock): a file truncated while
+/// mapped would fault on access.
 pub struct Mapped {
     #[cfg(target_os = "linux")]
     map: Option<(std::ptr::NonNull<libc::c_void>, usize)>,

@@ -103,17 +103,6 @@ pub struct KeptEvents {
     pub eta: Option<Pieces<Int64Type>>,
 }
 
-impl From<Events> for KeptEvents {
-    fn from(e: Events) -> KeptEvents {
-        KeptEvents {
-            start: e.start,
-            time: Pieces::from_vec(e.time),
-            code: Pieces::from_vec(e.code),
-            eta: e.eta.map(Pieces::from_vec),
-        }
-    }
-}
-
 /// A null-free numeric column in the chunks it was decoded in, read by row.
 pub struct Pieces<T: PolarsNumericType> {
     ca: ChunkedArray<T>,
@@ -136,10 +125,6 @@ impl<T: PolarsNumericType> Pieces<T> {
             })
             .collect();
         Some(Pieces { ca, ends })
-    }
-
-    pub fn from_vec(v: Vec<T::Native>) -> Pieces<T> {
-        Pieces::new(ChunkedArray::from_vec(PlSmallStr::EMPTY, v)).expect("a vector has no nulls")
     }
 
     pub fn len(&self) -> usize {
