@@ -252,12 +252,12 @@ pub fn map_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, 
     decode_parquet(&bytes).map_err(|e| format!("is corrupt: {e}"))
 }
 
-/// A file's bytes mapped read-only (Linux), or read (elsewhere, and empty files). Mapped, the
-/// file's cached pages are the bytes: reading them into a fresh buffer copied them and faulted
-/// in a new page of memory every 4 KiB (at 1M shipments, 0.05 s of the incremental night's
-/// validation). Only for files lanewatch wrote and never changes in place (the state's files
-/// are written beside and renamed into place, under the run lock): a file truncated while
-/// mapped would fault on access.
+/// A file's bytes mapped read-only (Linux), or read (elsewhere, empty files, and file systems
+/// that cannot map them). Mapped, the file's cached pages are the bytes: reading them into a
+/// fresh buffer copied them and faulted in a new page of memory every 4 KiB (at 1M shipments,
+/// 0.05 s of the incremental night's validation). Only for files lanewatch wrote and never
+/// changes in place (the state's files are written beside and renamed into place, under the
+/// run lock): a file truncated while mapped would fault on access.
 pub struct Mapped {
     #[cfg(target_os = "linux")]
     map: Option<(std::ptr::NonNull<libc::c_void>, usize)>,
@@ -290,8 +290,9 @@ impl Mapped {
                     0,
                 )
             };
+            // A file system that cannot map files (some network and FUSE ones) is read instead.
             if p == libc::MAP_FAILED {
-                return Err(std::io::Error::last_os_error());
+                return Ok(Mapped { map: None, read: std::fs::read(path)? });
             }
             let map = std::ptr::NonNull::new(p).ok_or_else(|| std::io::Error::other("mmap gave a null mapping"))?;
             Ok(Mapped { map: Some((map, len)), read: Vec::new() })
