@@ -1758,12 +1758,14 @@ mod tests {
             let created: Vec<i64> = (0..n).map(|_| (100 + next(20) as i64) * H).collect();
             // The shipments the earlier night knew (tonight's indices, ascending).
             let known: Vec<usize> = (0..n).filter(|_| next(4) != 0).collect();
-            let with_eta = round % 3 != 0;
+            // Carrier estimates in neither night's files, in both, or in one of them only (a
+            // file without the column gives its rows none).
+            let (eta_then, eta_later) = [(false, false), (true, true), (true, false), (false, true)][round % 4];
             // The kept events' file decodes in row groups: read across them.
             let chunk_rows = 1 + next(6) as usize;
             // (shipment or ORPHAN | k, time, status, estimate): the earlier night's rows name
             // known shipments or unknown ids; later rows any shipment, some repeating earlier rows.
-            let row = |ships: &[usize], next: &mut dyn FnMut(u64) -> u64| -> (u32, i64, u32, i64) {
+            let row = |ships: &[usize], with_eta: bool, next: &mut dyn FnMut(u64) -> u64| -> (u32, i64, u32, i64) {
                 let ship = if ships.is_empty() || next(8) == 0 {
                     ORPHAN | next(3) as u32
                 } else {
@@ -1772,23 +1774,25 @@ mod tests {
                 let eta = if with_eta && next(2) == 0 { (200 + next(50) as i64) * H } else { NO_ETA };
                 (ship, (95 + next(40) as i64) * H, next(statuses.len() as u64) as u32, eta)
             };
-            let earlier: Vec<_> = (0..next(30)).map(|_| row(&known, &mut next)).collect();
+            let earlier: Vec<_> = (0..next(30)).map(|_| row(&known, eta_then, &mut next)).collect();
             let all: Vec<usize> = (0..n).collect();
-            let mut later: Vec<_> = (0..next(30)).map(|_| row(&all, &mut next)).collect();
+            let mut later: Vec<_> = (0..next(30)).map(|_| row(&all, eta_later, &mut next)).collect();
             for _ in 0..next(4) {
                 if let Some(&r) = earlier.get(next(earlier.len().max(1) as u64) as usize) {
-                    later.push(r);
+                    later.push((r.0, r.1, r.2, if eta_later { r.3 } else { NO_ETA }));
                 }
             }
-            let raw_of = |rows: &[(u32, i64, u32, i64)], counted: usize, ship: &dyn Fn(u32) -> u32| RawEvents {
-                ship: rows.iter().map(|r| ship(r.0)).collect(),
-                time: rows.iter().map(|r| r.1).collect(),
-                status: rows.iter().map(|r| r.2).collect(),
-                eta: with_eta.then(|| rows.iter().map(|r| r.3).collect()),
-                statuses: statuses.clone(),
-                orphans: (0..3).map(|k| format!("unknown-{k}")).collect(),
-                counts: EventCounts { rows: counted as u64, ..EventCounts::default() },
-            };
+            // A night's rows have estimates when one of its files has the column.
+            let raw_of =
+                |rows: &[(u32, i64, u32, i64)], counted: usize, ship: &dyn Fn(u32) -> u32, with_eta: bool| RawEvents {
+                    ship: rows.iter().map(|r| ship(r.0)).collect(),
+                    time: rows.iter().map(|r| r.1).collect(),
+                    status: rows.iter().map(|r| r.2).collect(),
+                    eta: with_eta.then(|| rows.iter().map(|r| r.3).collect()),
+                    statuses: statuses.clone(),
+                    orphans: (0..3).map(|k| format!("unknown-{k}")).collect(),
+                    counts: EventCounts { rows: counted as u64, ..EventCounts::default() },
+                };
             let shipments_of = |ships: &[usize]| {
                 let c: Vec<i64> = ships.iter().map(|&k| created[k]).collect();
                 let col = Column::new("created_at".into(), c).cast(&DataType::Datetime(TimeUnit::Microseconds, None));
@@ -1797,14 +1801,19 @@ mod tests {
             let every: Vec<_> = earlier.iter().chain(&later).copied().collect();
             let (mut want_out, mut got_out, mut then_out) = (Vec::new(), Vec::new(), Vec::new());
             let same = |s: u32| s;
-            let (want, want_unmapped, want_checks) =
-                check_events(&raw_of(&every, every.len(), &same), None, &shipments_of(&all), &vocab, &mut want_out)
-                    .unwrap();
+            let (want, want_unmapped, want_checks) = check_events(
+                &raw_of(&every, every.len(), &same, eta_then || eta_later),
+                None,
+                &shipments_of(&all),
+                &vocab,
+                &mut want_out,
+            )
+            .unwrap();
             // The earlier night: its shipments numbered among themselves.
             let base_row = |s: u32| {
                 if s & ORPHAN != 0 { s } else { known.iter().position(|&k| k == s as usize).unwrap() as u32 }
             };
-            let then_raw = raw_of(&earlier, earlier.len(), &base_row);
+            let then_raw = raw_of(&earlier, earlier.len(), &base_row, eta_then);
             let (then_events, _, then_checks) =
                 check_events(&then_raw, None, &shipments_of(&known), &vocab, &mut then_out).unwrap();
             // What the state keeps of it, in tonight's numbering.
@@ -1822,9 +1831,11 @@ mod tests {
             };
             used_kept += (!known.is_empty() && !later.is_empty()) as usize;
             // Tonight's rows: the earlier night's rows of unknown ids again, and the later rows.
-            let tonight: Vec<_> = earlier.iter().filter(|r| r.0 & ORPHAN != 0).chain(&later).copied().collect();
+            let again = earlier.iter().filter(|r| r.0 & ORPHAN != 0);
+            let tonight: Vec<_> = again.clone().chain(&later).copied().collect();
+            let tonight_eta = eta_later || (eta_then && again.count() > 0);
             let (got, got_unmapped, got_checks) = check_events(
-                &raw_of(&tonight, every.len(), &same),
+                &raw_of(&tonight, every.len(), &same, tonight_eta),
                 Some(base),
                 &shipments_of(&all),
                 &vocab,
