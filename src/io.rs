@@ -240,16 +240,20 @@ pub fn stacked(frames: Vec<DataFrame>, by: &[&str]) -> Result<DataFrame> {
 /// Reads a file `write_compact` wrote, if its bytes still have the BLAKE3 `blake3`; the error
 /// says what is wrong ("is unreadable: …", "is corrupt …").
 pub fn read_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, String> {
-    decode_parquet(&checked_bytes(path, blake3)?).map_err(|e| format!("is corrupt: {e}"))
+    decode_checked(&std::fs::read(path).map_err(|e| format!("is unreadable: {e}"))?, blake3)
 }
 
 /// `read_checked` of a file of the state (`OUT/state/`), mapped rather than read (`Mapped`):
 /// an incremental night reads about 100 MB of state at 1M shipments. Not for the shards'
 /// partials, which other machines write and which may sit on a network file system.
 pub fn map_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, String> {
-    let bytes = Mapped::of(path).map_err(|e| format!("is unreadable: {e}"))?;
-    verify(&bytes, blake3)?;
-    decode_parquet(&bytes).map_err(|e| format!("is corrupt: {e}"))
+    decode_checked(&Mapped::of(path).map_err(|e| format!("is unreadable: {e}"))?, blake3)
+}
+
+/// The frame of a file's bytes, if they have the BLAKE3 `blake3`.
+fn decode_checked(bytes: &[u8], blake3: &str) -> std::result::Result<DataFrame, String> {
+    verify(bytes, blake3)?;
+    decode_parquet(bytes).map_err(|e| format!("is corrupt: {e}"))
 }
 
 /// A file's bytes mapped read-only (Linux), or read (elsewhere, empty files, and file systems
@@ -258,10 +262,10 @@ pub fn map_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, 
 /// 0.05 s of the incremental night's validation). Only for files lanewatch wrote and never
 /// changes in place (the state's files are written beside and renamed into place, under the
 /// run lock): a file truncated while mapped would fault on access.
-pub struct Mapped {
+pub enum Mapped {
     #[cfg(target_os = "linux")]
-    map: Option<(std::ptr::NonNull<libc::c_void>, usize)>,
-    read: Vec<u8>,
+    Map(std::ptr::NonNull<libc::c_void>, usize),
+    Read(Vec<u8>),
 }
 
 // SAFETY: the mapping is read-only and owned by the value alone (unmapped on drop).
@@ -276,7 +280,7 @@ impl Mapped {
             let file = File::open(path)?;
             let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
             if len == 0 {
-                return Ok(Mapped { map: None, read: Vec::new() });
+                return Ok(Mapped::Read(Vec::new()));
             }
             // SAFETY: a fresh private read-only mapping of an open file, of its length; the
             // pages are populated up front (one call rather than a fault per page).
@@ -291,15 +295,14 @@ impl Mapped {
                 )
             };
             // A file system that cannot map files (some network and FUSE ones) is read instead.
-            if p == libc::MAP_FAILED {
-                return Ok(Mapped { map: None, read: std::fs::read(path)? });
+            match std::ptr::NonNull::new(p) {
+                Some(map) if p != libc::MAP_FAILED => Ok(Mapped::Map(map, len)),
+                _ => Ok(Mapped::Read(std::fs::read(path)?)),
             }
-            let map = std::ptr::NonNull::new(p).ok_or_else(|| std::io::Error::other("mmap gave a null mapping"))?;
-            Ok(Mapped { map: Some((map, len)), read: Vec::new() })
         }
         #[cfg(not(target_os = "linux"))]
         {
-            Ok(Mapped { read: std::fs::read(path)? })
+            Ok(Mapped::Read(std::fs::read(path)?))
         }
     }
 }
@@ -307,19 +310,19 @@ impl Mapped {
 impl std::ops::Deref for Mapped {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        #[cfg(target_os = "linux")]
-        if let Some((p, len)) = self.map {
+        match self {
             // SAFETY: the mapping is `len` readable bytes, alive until drop.
-            return unsafe { std::slice::from_raw_parts(p.as_ptr() as *const u8, len) };
+            #[cfg(target_os = "linux")]
+            Mapped::Map(p, len) => unsafe { std::slice::from_raw_parts(p.as_ptr() as *const u8, *len) },
+            Mapped::Read(bytes) => bytes,
         }
-        &self.read
     }
 }
 
 impl Drop for Mapped {
     fn drop(&mut self) {
         #[cfg(target_os = "linux")]
-        if let Some((p, len)) = self.map.take() {
+        if let Mapped::Map(p, len) = *self {
             // SAFETY: unmaps the mapping `of` made, once; nothing borrows it past `self`.
             unsafe {
                 libc::munmap(p.as_ptr(), len);

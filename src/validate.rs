@@ -135,6 +135,15 @@ impl<T: PolarsNumericType> Pieces<T> {
         self.len() == 0
     }
 
+    /// Every row in one vector.
+    pub fn to_vec(&self) -> Vec<T::Native> {
+        let mut out = Vec::with_capacity(self.len());
+        for arr in self.ca.downcast_iter() {
+            out.extend_from_slice(arr.values().as_slice());
+        }
+        out
+    }
+
     /// Copies the `dst.len()` rows from row `from` on into `dst`, across chunks.
     pub fn copy_to(&self, from: usize, dst: &mut [T::Native]) {
         let (mut row, mut done) = (from, 0);

@@ -198,15 +198,7 @@ fn column<T: PolarsNumericType>(
     name: &str,
     typed: impl Fn(&Series) -> Option<ChunkedArray<T>>,
 ) -> Option<Vec<T::Native>> {
-    let ca = typed(df.column(name).ok()?.as_materialized_series())?;
-    if ca.null_count() > 0 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(ca.len());
-    for arr in ca.downcast_iter() {
-        out.extend_from_slice(arr.values().as_slice());
-    }
-    Some(out)
+    pieces(df, name, typed).map(|p| p.to_vec())
 }
 
 /// A null-free numeric column of a kept file as it was decoded (`Pieces`: read in place).
