@@ -274,37 +274,49 @@ unsafe impl Sync for Mapped {}
 
 impl Mapped {
     pub fn of(path: &Path) -> std::io::Result<Mapped> {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let file = File::open(path)?;
-            let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
-            if len == 0 {
-                return Ok(Mapped::Read(Vec::new()));
-            }
-            // SAFETY: a fresh private read-only mapping of an open file, of its length; the
-            // pages are populated up front (one call rather than a fault per page).
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ,
-                    libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                    file.as_raw_fd(),
-                    0,
-                )
-            };
-            // A file system that cannot map files (some network and FUSE ones) is read instead.
-            match std::ptr::NonNull::new(p) {
-                Some(map) if p != libc::MAP_FAILED => Ok(Mapped::Map(map, len)),
-                _ => Ok(Mapped::Read(std::fs::read(path)?)),
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            Ok(Mapped::Read(std::fs::read(path)?))
-        }
+        Mapped::of_with(path, map_file)
     }
+
+    /// `of`, with `map` mapping the open file of the given length (None: it cannot be mapped,
+    /// and is read).
+    fn of_with(path: &Path, map: impl FnOnce(&File, usize) -> Option<Mapped>) -> std::io::Result<Mapped> {
+        let mut file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
+        if len > 0
+            && let Some(mapped) = map(&file, len)
+        {
+            return Ok(mapped);
+        }
+        // Read to its end, not to its stated length: some files state none (procfs).
+        let mut bytes = Vec::with_capacity(len);
+        std::io::Read::read_to_end(&mut file, &mut bytes)?;
+        Ok(Mapped::Read(bytes))
+    }
+}
+
+/// A private read-only mapping of the open `file` of `len` bytes, its pages populated up front
+/// (one call rather than a fault per page); None where the file system cannot map files (some
+/// network and FUSE ones).
+#[cfg(target_os = "linux")]
+fn map_file(file: &File, len: usize) -> Option<Mapped> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh private read-only mapping of an open file, of its length.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_POPULATE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    std::ptr::NonNull::new(p).filter(|_| p != libc::MAP_FAILED).map(|p| Mapped::Map(p, len))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn map_file(_: &File, _: usize) -> Option<Mapped> {
+    None
 }
 
 impl std::ops::Deref for Mapped {
@@ -586,6 +598,30 @@ pub(crate) mod tests {
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(map_checked(&path, &hash).unwrap_err(), "is corrupt (its BLAKE3 does not match)");
         assert_eq!(read_checked(&path, &hash).unwrap_err(), "is corrupt (its BLAKE3 does not match)");
+    }
+
+    /// A file the file system cannot map is read instead, to the same bytes and frame; a file
+    /// that states no length (procfs) is read to its end rather than taken as empty.
+    #[test]
+    fn files_that_cannot_be_mapped_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.parquet");
+        let mut df = df!("a" => (0..5000i64).collect::<Vec<_>>()).unwrap();
+        let hash = write_compact(&path, &mut df).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        #[cfg(target_os = "linux")]
+        assert!(matches!(Mapped::of(&path).unwrap(), Mapped::Map(..)), "a regular file is mapped");
+        let read = Mapped::of_with(&path, |_, _| None).unwrap();
+        assert!(matches!(read, Mapped::Read(_)));
+        assert_eq!(&*read, bytes.as_slice());
+        assert!(decode_checked(&read, &hash).unwrap().equals(&df));
+
+        #[cfg(target_os = "linux")]
+        {
+            let status = Path::new("/proc/self/status");
+            assert_eq!(std::fs::metadata(status).unwrap().len(), 0, "procfs states no length");
+            assert!(Mapped::of(status).unwrap().starts_with(b"Name:"));
+        }
     }
 
     /// The files of a folder created by name alone: written where asked, never outside the
