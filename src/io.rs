@@ -240,14 +240,24 @@ pub fn stacked(frames: Vec<DataFrame>, by: &[&str]) -> Result<DataFrame> {
 /// Reads a file `write_compact` wrote, if its bytes still have the BLAKE3 `blake3`; the error
 /// says what is wrong ("is unreadable: …", "is corrupt …").
 pub fn read_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, String> {
-    decode_checked(&std::fs::read(path).map_err(|e| format!("is unreadable: {e}"))?, blake3)
+    decode_checked(&read_bytes(path)?, blake3)
+}
+
+/// The bytes of `path`; the error says "is unreadable: …".
+fn read_bytes(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(unreadable)
+}
+
+/// What the checked reads say of a file they cannot open or read.
+fn unreadable(e: std::io::Error) -> String {
+    format!("is unreadable: {e}")
 }
 
 /// `read_checked` of a file of the state (`OUT/state/`), mapped rather than read (`Mapped`):
 /// an incremental night reads about 100 MB of state at 1M shipments. Not for the shards'
 /// partials, which other machines write and which may sit on a network file system.
 pub fn map_checked(path: &Path, blake3: &str) -> std::result::Result<DataFrame, String> {
-    decode_checked(&Mapped::of(path).map_err(|e| format!("is unreadable: {e}"))?, blake3)
+    decode_checked(&Mapped::of(path).map_err(unreadable)?, blake3)
 }
 
 /// The frame of a file's bytes, if they have the BLAKE3 `blake3`.
@@ -350,7 +360,7 @@ pub fn decode_parquet(bytes: &[u8]) -> std::result::Result<DataFrame, String> {
 
 /// The bytes of `path`, when their BLAKE3 is `blake3`.
 pub fn checked_bytes(path: &Path, blake3: &str) -> std::result::Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("is unreadable: {e}"))?;
+    let bytes = read_bytes(path)?;
     verify(&bytes, blake3)?;
     Ok(bytes)
 }
