@@ -87,7 +87,9 @@ pub fn locate(input: &Path, table: Table) -> Result<Vec<PathBuf>> {
         [one] if one.is_file() => Ok(vec![(*one).clone()]),
         [dir] => {
             let mut found = Vec::new();
-            walk(dir, &mut found).map_err(|e| Error::bad_file(dir.display().to_string(), e.to_string()))?;
+            let mut folders = Vec::new();
+            walk(dir, &mut found, &mut folders)
+                .map_err(|e| Error::bad_file(dir.display().to_string(), e.to_string()))?;
             found.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
             if found.is_empty() {
                 return Err(Error::MissingInput { path: (*dir).clone() });
@@ -117,7 +119,17 @@ pub fn check_input_folder(input: &Path) -> Result<()> {
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// The table's files under `dir`. Symbolic links are followed, as a partition folder linked
+/// in from another disk is common: a link is neither a file nor a folder to `DirEntry`, and
+/// skipping it once dropped a whole partition's rows without a word. `folders` holds the
+/// folders being walked (canonical paths), so that a link back to one of them is an error
+/// rather than an endless walk; a dangling link is an error too.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, folders: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let real = std::fs::canonicalize(dir)?;
+    if folders.contains(&real) {
+        return Err(std::io::Error::other(format!("{} links back to a folder that holds it", dir.display())));
+    }
+    folders.push(real);
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
@@ -126,14 +138,20 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             continue;
         }
         let path = entry.path();
-        let ft = entry.file_type()?;
+        let mut ft = entry.file_type()?;
+        if ft.is_symlink() {
+            ft = std::fs::metadata(&path)
+                .map_err(|e| std::io::Error::other(format!("{}: a link to nothing readable ({e})", path.display())))?
+                .file_type();
+        }
         if ft.is_dir() {
-            walk(&path, out)?;
+            walk(&path, out, folders)?;
         } else if bytes.ends_with(b".parquet") || bytes.ends_with(b".parq") || (ft.is_file() && !bytes.contains(&b'.'))
         {
             out.push(path);
         }
     }
+    folders.pop();
     Ok(())
 }
 
@@ -170,6 +188,8 @@ const NOT_DECODED: &[&str] = &["location"];
 enum Convert {
     Keep,
     ToString,
+    /// Text the Parquet reader did not check is UTF-8 (`check_text`), then as `Keep` or `ToString`.
+    CheckText,
     ToF64,
     Timestamp { unit: ArrowUnit, naive: bool },
 }
@@ -339,7 +359,18 @@ fn plan_file(
             continue;
         };
         let dt = field.data_type();
+        // The reader checks the bytes of columns annotated as UTF-8 text alone: a column it
+        // reads as text from other bytes (annotated JSON, or binary that the file's Arrow schema
+        // calls text) comes unchecked, and is checked here (`check_text`).
+        let reader_checks_text = meta
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .find(|c| c.path().parts() == [src.as_str()])
+            .is_some_and(|c| c.converted_type() == parquet::basic::ConvertedType::UTF8);
         let conv = match (spec.kind, dt) {
+            (ValueKind::Str, _) if !reader_checks_text && is_text(dt) => Some(Convert::CheckText),
             (ValueKind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => Some(Convert::Keep),
             (ValueKind::Str, ArrowType::Dictionary(_, v))
                 if matches!(v.as_ref(), ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) =>
@@ -557,9 +588,10 @@ fn string_views(a: &arrow::array::StringViewArray) -> <StringType as PolarsDataT
     let buffers = like(empty.data_buffers(), a.data_buffers().iter().map(|b| b.as_slice().to_vec()));
     let buffer_len = buffers.iter().map(|b| b.len()).sum();
     let validity = arrow::array::Array::nulls(a).filter(|n| n.null_count() > 0).map(|n| n.iter().collect());
-    // SAFETY: an Arrow `StringViewArray` holds valid UTF-8, and its views are valid for its
-    // data buffers (arrow checks both when it builds one from Parquet), which keep their order
-    // here; the validity has one bit per view.
+    // SAFETY: the array holds valid UTF-8 (the reader checks columns annotated as UTF-8 text,
+    // `check_text` the others before this), and its views are valid for its data buffers
+    // (arrow checks them when it builds one from Parquet), which keep their order here; the
+    // validity has one bit per view.
     unsafe {
         Polars::new_unchecked_unknown_md(
             ArrowDataType::Utf8View,
@@ -569,6 +601,32 @@ fn string_views(a: &arrow::array::StringViewArray) -> <StringType as PolarsDataT
             Some(buffer_len),
         )
     }
+}
+
+/// Whether a column of this type reads as text: strings, or a dictionary of them.
+fn is_text(dt: &ArrowType) -> bool {
+    match dt {
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => true,
+        ArrowType::Dictionary(_, v) => is_text(v),
+        _ => false,
+    }
+}
+
+/// Fails on a value that is not UTF-8. The Parquet reader leaves the bytes of a column not
+/// annotated as UTF-8 text unchecked even where it reads them as text, and polars must never
+/// hold such a string: its strings are `str`, and the ids reach file names, CSV and HTML.
+fn check_text(a: &dyn arrow::array::Array) -> Result<(), arrow::error::ArrowError> {
+    use arrow::array::{AsArray, BinaryArray, LargeBinaryArray, LargeStringArray, StringArray};
+    match a.data_type() {
+        ArrowType::Utf8View => drop(a.as_string_view().clone().to_binary_view().to_string_view()?),
+        ArrowType::Utf8 => drop(StringArray::try_from_binary(BinaryArray::from(a.as_string::<i32>().clone()))?),
+        ArrowType::LargeUtf8 => {
+            drop(LargeStringArray::try_from_binary(LargeBinaryArray::from(a.as_string::<i64>().clone()))?)
+        }
+        ArrowType::Dictionary(..) => check_text(a.as_any_dictionary().values().as_ref())?,
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A decoded part with every canonical column (files may lack optional ones).
@@ -940,6 +998,9 @@ fn to_column(
         (ValueKind::Str, _) => {
             let mut out: Vec<StringChunked> = Vec::with_capacity(arrays.len());
             for a in arrays {
+                if matches!(conv, Convert::CheckText) {
+                    check_text(a.as_ref())?;
+                }
                 out.push(match a.data_type() {
                     ArrowType::Utf8 => StringChunked::from_iter_options(name.clone(), a.as_string::<i32>().iter()),
                     ArrowType::Utf8View => StringChunked::with_chunk(name.clone(), string_views(a.as_string_view())),
@@ -1132,5 +1193,81 @@ mod tests {
         assert!(by_values > 100, "only {by_values} cases gathered a time column of many chunks by its values");
         let one_row = DataFrame::new(1, vec![Column::new("k".into(), [1u32])]).unwrap();
         assert!(gather(&one_row, &[1]).is_err(), "a row past the frame is refused");
+    }
+
+    /// Partition folders and files linked in from elsewhere are read like the others; a link
+    /// back to a folder that holds it, or to nothing, is an error rather than a hang or a gap.
+    #[cfg(unix)]
+    #[test]
+    fn linked_partitions_are_read_and_bad_links_refused() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let (input, elsewhere) = (tmp.path().join("input"), tmp.path().join("elsewhere"));
+        let events = input.join("events");
+        for d in [events.join("date=2026-01-01"), elsewhere.join("day2")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        for f in [events.join("date=2026-01-01/part-0.parquet"), elsewhere.join("day2/part-0.parquet")] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        std::fs::write(elsewhere.join("c.parquet"), b"x").unwrap();
+        symlink(elsewhere.join("day2"), events.join("date=2026-01-02")).unwrap();
+        symlink(elsewhere.join("c.parquet"), events.join("c.parquet")).unwrap();
+        let found = locate(&input, Table::Events).unwrap();
+        let names: Vec<String> = found.iter().map(|p| shown(&input, p)).collect();
+        assert_eq!(names, ["events/c.parquet", "events/date=2026-01-01/part-0.parquet", "events/date=2026-01-02/part-0.parquet"]);
+
+        symlink(&events, events.join("date=2026-01-01/again")).unwrap();
+        let e = locate(&input, Table::Events).unwrap_err().to_string();
+        assert!(e.contains("links back"), "{e}");
+        std::fs::remove_file(events.join("date=2026-01-01/again")).unwrap();
+
+        symlink(elsewhere.join("gone"), events.join("gone.parquet")).unwrap();
+        let e = locate(&input, Table::Events).unwrap_err().to_string();
+        assert!(e.contains("gone.parquet") && e.contains("a link to nothing"), "{e}");
+    }
+
+    /// A column the reader takes as text without checking its bytes (annotated JSON here) is
+    /// checked: bytes that are not UTF-8 make the file bad rather than reach polars as a `str`.
+    #[test]
+    fn text_the_reader_leaves_unchecked_is_checked() {
+        use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+        use parquet::file::writer::SerializedFileWriter;
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path();
+        std::fs::create_dir_all(input.join("events")).unwrap();
+        let schema = std::sync::Arc::new(
+            parquet::schema::parser::parse_message_type(
+                "message events { required binary shipment_id (JSON); \
+                 required int64 event_time (TIMESTAMP(MICROS,true)); required binary status (UTF8); }",
+            )
+            .unwrap(),
+        );
+        let write = |name: &str, id: &[u8]| {
+            let f = std::fs::File::create(input.join("events").join(name)).unwrap();
+            let mut w = SerializedFileWriter::new(f, schema.clone(), Default::default()).unwrap();
+            let mut rg = w.next_row_group().unwrap();
+            let mut c = rg.next_column().unwrap().unwrap();
+            c.typed::<ByteArrayType>().write_batch(&[ByteArray::from(id.to_vec())], None, None).unwrap();
+            c.close().unwrap();
+            let mut c = rg.next_column().unwrap().unwrap();
+            c.typed::<Int64Type>().write_batch(&[1_790_000_000_000_000], None, None).unwrap();
+            c.close().unwrap();
+            let mut c = rg.next_column().unwrap().unwrap();
+            c.typed::<ByteArrayType>().write_batch(&[ByteArray::from("DELIVERED")], None, None).unwrap();
+            c.close().unwrap();
+            rg.close().unwrap();
+            w.close().unwrap();
+        };
+        let cfg = InputConfig::default();
+        write("a.parquet", "S-1 ✓".as_bytes());
+        let read = read_files(input, Table::Events, &cfg, None).unwrap();
+        assert!(read.findings.iter().all(|f| f.level != Level::Error), "{:?}", read.findings);
+        assert_eq!(read.df.column("shipment_id").unwrap().str().unwrap().get(0), Some("S-1 ✓"));
+
+        write("b.parquet", b"S-2 \xff\xfe");
+        let read = read_files(input, Table::Events, &cfg, None).unwrap();
+        let bad: Vec<String> = read.findings.iter().filter(|f| f.level == Level::Error).map(|f| f.line()).collect();
+        assert!(bad.len() == 1 && bad[0].contains("b.parquet") && bad[0].to_lowercase().contains("utf-8"), "{bad:?}");
     }
 }
