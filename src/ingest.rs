@@ -191,7 +191,10 @@ enum Convert {
     /// Text the Parquet reader did not check is UTF-8 (`check_text`), then as `Keep` or `ToString`.
     CheckText,
     ToF64,
-    Timestamp { unit: ArrowUnit, naive: bool },
+    Timestamp {
+        unit: ArrowUnit,
+        naive: bool,
+    },
 }
 
 /// One input file whose footer passed: where it is, what the manifest records of it, and how
@@ -1215,7 +1218,10 @@ mod tests {
         symlink(elsewhere.join("c.parquet"), events.join("c.parquet")).unwrap();
         let found = locate(&input, Table::Events).unwrap();
         let names: Vec<String> = found.iter().map(|p| shown(&input, p)).collect();
-        assert_eq!(names, ["events/c.parquet", "events/date=2026-01-01/part-0.parquet", "events/date=2026-01-02/part-0.parquet"]);
+        assert_eq!(
+            names,
+            ["events/c.parquet", "events/date=2026-01-01/part-0.parquet", "events/date=2026-01-02/part-0.parquet"]
+        );
 
         symlink(&events, events.join("date=2026-01-01/again")).unwrap();
         let e = locate(&input, Table::Events).unwrap_err().to_string();

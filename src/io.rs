@@ -272,7 +272,10 @@ fn decode_checked(bytes: &[u8], blake3: &str) -> std::result::Result<DataFrame, 
 /// 0.05 s of the incremental night's validation). Only for files lanewatch wrote and never
 /// changes in place (the state's files are written beside and renamed into place, under the
 /// run lock): a file truncated while mapped would fault on access.
-pub enum Mapped {
+pub struct Mapped(Held);
+
+/// What a `Mapped` holds; private, so that no other code can make one of any pointer.
+enum Held {
     #[cfg(target_os = "linux")]
     Map(std::ptr::NonNull<libc::c_void>, usize),
     Read(Vec<u8>),
@@ -300,28 +303,36 @@ impl Mapped {
         // Read to its end, not to its stated length: some files state none (procfs).
         let mut bytes = Vec::with_capacity(len);
         std::io::Read::read_to_end(&mut file, &mut bytes)?;
-        Ok(Mapped::Read(bytes))
+        Ok(Mapped(Held::Read(bytes)))
+    }
+
+    /// Whether the bytes are mapped (not read).
+    #[cfg(test)]
+    fn is_mapped(&self) -> bool {
+        !matches!(self.0, Held::Read(_))
     }
 }
 
-/// A private read-only mapping of the open `file` of `len` bytes, its pages populated up front
+/// `madvise` advice that reads a mapping's pages in, failing (EIO, EFAULT) where a page cannot
+/// be read (Linux 5.14; `libc` does not name it yet).
+#[cfg(target_os = "linux")]
+const MADV_POPULATE_READ: libc::c_int = 22;
+
+/// A private read-only mapping of the open `file` of `len` bytes, its pages read in up front
 /// (one call rather than a fault per page); None where the file system cannot map files (some
-/// network and FUSE ones).
+/// network and FUSE ones) or a page cannot be read. The pages are read by `madvise`, which
+/// returns a disk's read error or a file shorter than `len`, rather than by `MAP_POPULATE`,
+/// which ignores them: the first touch of such a page then killed the process (SIGBUS) in
+/// place of the full refresh a state file that cannot be read gives. A kernel without the
+/// advice (before 5.14) reads the file instead.
 #[cfg(target_os = "linux")]
 fn map_file(file: &File, len: usize) -> Option<Mapped> {
     use std::os::fd::AsRawFd;
     // SAFETY: a fresh private read-only mapping of an open file, of its length.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE | libc::MAP_POPULATE,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    std::ptr::NonNull::new(p).filter(|_| p != libc::MAP_FAILED).map(|p| Mapped::Map(p, len))
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+    let mapped = Mapped(Held::Map(std::ptr::NonNull::new(p).filter(|_| p != libc::MAP_FAILED)?, len));
+    // SAFETY: advice on the mapping just made, of its length; dropping `mapped` unmaps it.
+    (unsafe { libc::madvise(p, len, MADV_POPULATE_READ) } == 0).then_some(mapped)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -332,11 +343,11 @@ fn map_file(_: &File, _: usize) -> Option<Mapped> {
 impl std::ops::Deref for Mapped {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        match self {
+        match &self.0 {
             // SAFETY: the mapping is `len` readable bytes, alive until drop.
             #[cfg(target_os = "linux")]
-            Mapped::Map(p, len) => unsafe { std::slice::from_raw_parts(p.as_ptr() as *const u8, *len) },
-            Mapped::Read(bytes) => bytes,
+            Held::Map(p, len) => unsafe { std::slice::from_raw_parts(p.as_ptr() as *const u8, *len) },
+            Held::Read(bytes) => bytes,
         }
     }
 }
@@ -344,7 +355,7 @@ impl std::ops::Deref for Mapped {
 impl Drop for Mapped {
     fn drop(&mut self) {
         #[cfg(target_os = "linux")]
-        if let Mapped::Map(p, len) = *self {
+        if let Held::Map(p, len) = self.0 {
             // SAFETY: unmaps the mapping `of` made, once; nothing borrows it past `self`.
             unsafe {
                 libc::munmap(p.as_ptr(), len);
@@ -486,6 +497,15 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
     }
 }
 
+/// fsync(2) of a folder: the renames and removals in it so far reach the disk (a new name
+/// published by a rename before the old one's files are removed).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::output(dir, e))?;
+    #[cfg(test)]
+    tests::SYNCED.with(|s| s.borrow_mut().push(dir.to_path_buf()));
+    Ok(())
+}
+
 pub fn create_dir_all(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| Error::output(path, e))
 }
@@ -620,9 +640,9 @@ pub(crate) mod tests {
         let hash = write_compact(&path, &mut df).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         #[cfg(target_os = "linux")]
-        assert!(matches!(Mapped::of(&path).unwrap(), Mapped::Map(..)), "a regular file is mapped");
+        assert!(Mapped::of(&path).unwrap().is_mapped(), "a regular file is mapped");
         let read = Mapped::of_with(&path, |_, _| None).unwrap();
-        assert!(matches!(read, Mapped::Read(_)));
+        assert!(!read.is_mapped());
         assert_eq!(&*read, bytes.as_slice());
         assert!(decode_checked(&read, &hash).unwrap().equals(&df));
 
@@ -632,6 +652,20 @@ pub(crate) mod tests {
             assert_eq!(std::fs::metadata(status).unwrap().len(), 0, "procfs states no length");
             assert!(Mapped::of(status).unwrap().starts_with(b"Name:"));
         }
+    }
+
+    /// A mapping whose pages cannot all be read (here: longer than its file, as a file cut
+    /// short after its length was taken) is not used: touching such a page would kill the
+    /// process (SIGBUS) where the read path reports an error (and a state file a full refresh).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_mapping_with_pages_that_cannot_be_read_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short");
+        std::fs::write(&path, vec![7u8; 100]).unwrap();
+        let file = File::open(&path).unwrap();
+        assert!(map_file(&file, 100).is_some_and(|m| m.len() == 100 && m.is_mapped()));
+        assert!(map_file(&file, 5 * 4096).is_none(), "pages past the file's end were taken as readable");
     }
 
     /// The files of a folder created by name alone: written where asked, never outside the

@@ -117,7 +117,7 @@ impl Staging {
             }
             _ => self.publish_as_link(&parent)?,
         }
-        sync_dir(&parent)?;
+        crate::io::sync_dir(&parent)?;
         self.committed = true;
         Ok(self.target.clone())
     }
@@ -231,10 +231,6 @@ pub fn recover(out: &Path) {
             }
         }
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::output(dir, e))
 }
 
 /// Atomically swaps two paths (Linux renameat2 RENAME_EXCHANGE).

@@ -1332,6 +1332,10 @@ fn number_rows(
 pub fn publish(p: Pending) -> Result<()> {
     crate::fault::point("state:current");
     crate::io::write_atomic(&p.dir.join(CURRENT), format!("{}\n", p.name).as_bytes())?;
+    // The rename reaches the disk before the generation it replaces is removed: a file system
+    // that kept the removals but not the rename would leave `CURRENT` on a generation whose
+    // files are gone (a full refresh, but a needless one).
+    crate::io::sync_dir(&p.dir)?;
     crate::fault::point("state:published");
     collect_garbage(&p.dir, &p.name);
     Ok(())
@@ -1401,7 +1405,14 @@ mod tests {
                 ),
                 _ => assert_eq!(segments, None, "nothing new, nothing to sync: {synced:?}"),
             }
+            crate::io::tests::SYNCED.with(|s| s.borrow_mut().clear());
             publish(pending).unwrap();
+            // `CURRENT` written, then the folder's rename of it synced, before anything is removed.
+            let synced = crate::io::tests::SYNCED.with(|s| s.borrow().clone());
+            assert!(
+                matches!(&synced[..], [tmp, folder] if tmp.to_string_lossy().contains(".CURRENT.tmp") && *folder == state_dir(&out)),
+                "{synced:?}"
+            );
         }
     }
 
