@@ -369,6 +369,11 @@ pub struct EventCounts {
     pub longest_id: u32,
     pub empty_ids: u64,
     pub bad_times: u64,
+    /// Carrier estimates outside `MIN_TS..=MAX_TS`, read as no estimate (a 1970 placeholder for
+    /// "none" would otherwise be an estimate 20,000 days early, and a value near the type's
+    /// limits overflowed the features' day arithmetic).
+    #[serde(default)]
+    pub bad_etas: u64,
 }
 
 impl EventCounts {
@@ -379,6 +384,7 @@ impl EventCounts {
         self.longest_id = self.longest_id.max(other.longest_id);
         self.empty_ids += other.empty_ids;
         self.bad_times += other.bad_times;
+        self.bad_etas += other.bad_etas;
     }
 }
 
@@ -679,6 +685,11 @@ pub fn decode_events(
                 counts.bad_times += !(MIN_TS..=MAX_TS).contains(&tv) as u64;
             }
             let (Some(id), Some(tv), Some(sv)) = (id, tv, sv) else { continue };
+            let e = e.filter(|v| {
+                let plausible = (MIN_TS..=MAX_TS).contains(v);
+                part.counts.bad_etas += !plausible as u64;
+                plausible
+            });
             let ship = match found {
                 Some(i) => i,
                 None => match orphan_of.get(id) {
@@ -1004,6 +1015,7 @@ pub enum Warning {
     PromiseBeforeCreation,
     InvalidWeight,
     InvalidValue,
+    ImplausibleEstimate,
     UnknownStatus,
     UnknownShipment,
     DuplicateEvent,
@@ -1014,10 +1026,11 @@ pub enum Warning {
 
 impl Warning {
     /// Every warning, in the order `check` reports them: merging shards' reports restores it.
-    pub const ALL: [Warning; 9] = [
+    pub const ALL: [Warning; 10] = [
         Warning::PromiseBeforeCreation,
         Warning::InvalidWeight,
         Warning::InvalidValue,
+        Warning::ImplausibleEstimate,
         Warning::UnknownStatus,
         Warning::UnknownShipment,
         Warning::DuplicateEvent,
@@ -1030,6 +1043,7 @@ impl Warning {
         match self {
             Warning::PromiseBeforeCreation => "promise_before_creation",
             Warning::InvalidWeight | Warning::InvalidValue => "invalid_value",
+            Warning::ImplausibleEstimate => "implausible_estimate",
             Warning::UnknownStatus => "unknown_status",
             Warning::UnknownShipment => "unknown_shipment",
             Warning::DuplicateEvent => "duplicate_event",
@@ -1044,6 +1058,7 @@ impl Warning {
             Warning::PromiseBeforeCreation => "promised_at",
             Warning::InvalidWeight => "weight_g",
             Warning::InvalidValue => "declared_value",
+            Warning::ImplausibleEstimate => "carrier_estimated_delivery_at",
             Warning::UnknownStatus | Warning::MilestonesOutOfOrder => "status",
             Warning::UnknownShipment | Warning::ShipmentWithoutEvents => "shipment_id",
             Warning::DuplicateEvent => "",
@@ -1082,6 +1097,9 @@ impl Warning {
             }
             Warning::InvalidWeight | Warning::InvalidValue => {
                 format!("{n} values are NaN, negative or above {}; treated as unknown", self.limit())
+            }
+            Warning::ImplausibleEstimate => {
+                format!("{n} carrier estimates outside 1990..2200; read as no estimate")
             }
             Warning::UnknownStatus => unknown_status_message(n, unknown),
             Warning::UnknownShipment => format!("{n} events for shipments not in shipments; ignored"),
@@ -1451,6 +1469,9 @@ fn check_events(
                 format!("{n} timestamps outside 1990..2200"),
             ));
         }
+        if counts.bad_etas > 0 {
+            out.push(Warning::ImplausibleEstimate.finding(counts.bad_etas, &[]));
+        }
     }
     let (base_events, base_at, base_tally, base_unmapped) = match base {
         Some(b) => (Some(b.events), b.at, b.tally, b.unmapped),
@@ -1681,13 +1702,27 @@ mod tests {
     /// Every count adds to its own (the longest id is the larger), whichever side is larger.
     #[test]
     fn event_counts_add_field_by_field() {
-        let a = EventCounts { rows: 1, long_ids: 20, longest_id: 300, empty_ids: 4_000, bad_times: 50_000 };
-        let b = EventCounts { rows: 600_000, long_ids: 7_000_000, longest_id: 8, empty_ids: 90, bad_times: 100 };
+        let a =
+            EventCounts { rows: 1, long_ids: 20, longest_id: 300, empty_ids: 4_000, bad_times: 50_000, bad_etas: 6 };
+        let b = EventCounts {
+            rows: 600_000,
+            long_ids: 7_000_000,
+            longest_id: 8,
+            empty_ids: 90,
+            bad_times: 100,
+            bad_etas: 70,
+        };
         let (mut ab, mut ba) = (a, b);
         ab.add(&b);
         ba.add(&a);
-        let want =
-            EventCounts { rows: 600_001, long_ids: 7_000_020, longest_id: 300, empty_ids: 4_090, bad_times: 50_100 };
+        let want = EventCounts {
+            rows: 600_001,
+            long_ids: 7_000_020,
+            longest_id: 300,
+            empty_ids: 4_090,
+            bad_times: 50_100,
+            bad_etas: 76,
+        };
         assert_eq!((ab, ba), (want, want));
     }
 

@@ -61,8 +61,10 @@ use crate::night::TOOL_VERSION;
 use crate::schema::Table;
 use crate::validate::{self, EventCounts, ORPHAN, RawEvents, RawInput};
 
-/// Layout version of a generation file; another value is a full refresh.
-const FORMAT: u32 = 3;
+/// Layout version of a generation file; another value is a full refresh. 4: implausible
+/// carrier estimates are decoded as none and counted (`EventCounts::bad_etas`); a segment of
+/// layout 3 holds them as estimates.
+const FORMAT: u32 = 4;
 pub const DIR: &str = "state";
 const CURRENT: &str = "CURRENT";
 const SEGMENTS: &str = "segments";

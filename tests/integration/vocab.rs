@@ -240,3 +240,64 @@ fn validate_json(input: &Path, config: &Path) -> serde_json::Value {
     expect_code(&o, 0);
     serde_json::from_slice(&o.stdout).unwrap()
 }
+
+/// Carrier estimates outside 1990..2200 (a 1970 placeholder for "none", a value near the
+/// type's minimum, one in 2300) are read as no estimate: the features are those of the same
+/// scans without an estimate, and validation warns with their count.
+#[test]
+fn implausible_carrier_estimates_are_read_as_none_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    history(dir.path(), None, true);
+    let cutoff = night(AS_OF).cutoff();
+    let features = |input: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        let out = tempfile::tempdir().unwrap();
+        expect_code(&lanewatch_fast("features", input, out.path(), &["--as-of", AS_OF]), 0);
+        tree(out.path())
+    };
+    let id = {
+        let out = tempfile::tempdir().unwrap();
+        let run = run_night(dir.path(), out.path(), AS_OF, &[]);
+        let scores = read_parquet(&run.join("scores.parquet"));
+        scores.column("shipment_id").unwrap().str().unwrap().get(0).unwrap().to_string()
+    };
+    // Two scans of an in-flight shipment before the cutoff, with the estimate `eta`.
+    let with = |eta: Option<i64>| -> tempfile::TempDir {
+        let d = copy_input(dir.path());
+        let path = d.path().join("events.parquet");
+        let ev = read_parquet(&path);
+        let more = DataFrame::new(
+            2,
+            vec![
+                Column::new("shipment_id".into(), vec![id.as_str(); 2]),
+                lanewatch::io::ts_column_req("event_time", vec![cutoff - 7_200_000_000, cutoff - 3_600_000_000]),
+                Column::new("status".into(), vec!["IN_TRANSIT"; 2]),
+                Column::new("location".into(), vec![Some("x"); 2]),
+                lanewatch::io::ts_column("carrier_estimated_delivery_at", vec![eta; 2]),
+            ],
+        )
+        .unwrap();
+        let names: Vec<String> = ev.get_column_names().iter().map(|c| c.to_string()).collect();
+        let mut all = ev.vstack(&more.select(names).unwrap()).unwrap();
+        write_parquet(&mut all, &path);
+        d
+    };
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "").unwrap();
+    let warned = |input: &Path| -> Option<u64> {
+        let v = validate_json(input, &config);
+        v["warnings"].as_array().unwrap().iter().find(|w| w["check"] == "implausible_estimate").map(|w| {
+            assert_eq!(w["column"], "carrier_estimated_delivery_at", "{w}");
+            w["count"].as_u64().unwrap()
+        })
+    };
+    let none = with(None);
+    let want = features(none.path());
+    assert_eq!(warned(none.path()), None);
+    let real = with(Some(cutoff + 5 * 86_400_000_000));
+    assert_ne!(features(real.path()), want, "a plausible estimate changes the features");
+    for bad in [0, i64::MIN + 1, 10_445_000_000_000_000] {
+        let d = with(Some(bad));
+        assert_eq!(features(d.path()), want, "the estimate {bad} was read as an estimate");
+        assert_eq!(warned(d.path()), Some(2), "{bad}");
+    }
+}
