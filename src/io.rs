@@ -477,7 +477,9 @@ impl NewFiles {
 }
 
 /// Flushes everything written on the filesystem holding `path` (one syncfs(2) instead of an
-/// fsync per file: a night writes one file per seller).
+/// fsync per file: a night writes one file per seller). Without syncfs (off Linux), every file
+/// and folder under `path` is synced one by one: an fsync of the folder alone flushes none of
+/// the files written in it.
 pub fn sync_filesystem(path: &Path) -> Result<()> {
     let f = File::open(path).map_err(|e| Error::output(path, e))?;
     #[cfg(test)]
@@ -493,8 +495,20 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
     }
     #[cfg(not(target_os = "linux"))]
     {
-        f.sync_all().map_err(|e| Error::output(path, e))
+        drop(f);
+        sync_tree(path)
     }
+}
+
+/// fsync(2) of `path` and, for a folder, of everything under it first.
+#[cfg(not(target_os = "linux"))]
+fn sync_tree(path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).map_err(|e| Error::output(path, e))?.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(|e| Error::output(path, e))? {
+            sync_tree(&entry.map_err(|e| Error::output(path, e))?.path())?;
+        }
+    }
+    File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::output(path, e))
 }
 
 /// fsync(2) of a folder: the renames and removals in it so far reach the disk (a new name
