@@ -12,10 +12,11 @@
 //!                                 with the sorted shipments, that night's checked events
 //! ```
 //!
-//! A night loads the generation `CURRENT` names and checks it against the input: the same tool
-//! version and `[input]` settings, the same input folder, every covered file still there with
-//! the same size and modification time, every new file sorting after the covered files of its
-//! table (date partitions `date=YYYY-MM-DD/` do), and every segment's BLAKE3 intact. It then
+//! A night loads the generation `CURRENT` names (its bytes' BLAKE3 must match its name) and
+//! checks it against the input: the same tool version and `[input]` settings, the same input
+//! folder, every covered file still there with the same size and modification time, every new
+//! file sorting after the covered files of its table (date partitions `date=YYYY-MM-DD/` do),
+//! and every segment's BLAKE3 intact. It then
 //! decodes only the new files and assembles exactly the `RawInput` that decoding every file
 //! gives: the same rows in the same order, the same status and unknown-id numbering. Anything
 //! else is a full refresh, with a warning that names the reason; `run --full-refresh` asks for
@@ -259,9 +260,19 @@ fn read_current(dir: &Path) -> std::result::Result<Option<(String, Generation)>,
         return Err(format!("state/{CURRENT} names {name:?}, not a generation file"));
     }
     let text = std::fs::read(dir.join(&name)).map_err(|e| format!("cannot read state/{name}: {e}"))?;
+    // A generation is named by its bytes' BLAKE3 (`write`), as segments are checked by theirs:
+    // a change that still parses (a count, a status name) would otherwise be taken as written.
+    if name != generation_name(&text) {
+        return Err(format!("state/{name} is corrupt (its BLAKE3 does not match its name)"));
+    }
     let g: Generation = serde_json::from_slice(&text)
         .map_err(|e| format!("state/{name} is corrupt: {}", crate::error::one_line(e.to_string())))?;
     Ok(Some((name, g)))
+}
+
+/// The name of the generation file of these bytes.
+fn generation_name(json: &[u8]) -> String {
+    format!("state-{}.json", &blake3::hash(json).to_hex()[..16])
 }
 
 fn valid_generation_name(n: &str) -> bool {
@@ -1203,7 +1214,7 @@ pub fn write(
     };
     let mut json = serde_json::to_vec_pretty(&g).map_err(Error::internal)?;
     json.push(b'\n');
-    let name = format!("state-{}.json", &blake3::hash(&json).to_hex()[..16]);
+    let name = generation_name(&json);
     crate::io::write_atomic(&dir.join(&name), &json)?;
     crate::fault::point("state:generation");
     loaded_info.written = Some(name.clone());

@@ -247,7 +247,7 @@ fn nights_check_only_the_rows_after_their_kept_checks() {
                 let p = current_path(out);
                 let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
                 g["events"][k]["data_blake3"] = hash.into();
-                std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
+                write_generation(out, &g);
             },
             "does not hold events",
         )),
@@ -268,7 +268,7 @@ fn nights_check_only_the_rows_after_their_kept_checks() {
                 let gp = current_path(out);
                 let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&gp).unwrap()).unwrap();
                 g["checked"]["counts_blake3"] = hash.into();
-                std::fs::write(&gp, serde_json::to_vec(&g).unwrap()).unwrap();
+                write_generation(out, &g);
             },
             "does not match its generation",
         )),
@@ -348,7 +348,7 @@ fn forget_checks(out: &Path) {
     let p = current_path(out);
     let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     g["checked"] = serde_json::Value::Null;
-    std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
+    write_generation(out, &g);
 }
 
 /// The current generation's last events segment with rows (one read since the kept checks):
@@ -363,6 +363,15 @@ fn events_segment(out: &Path) -> (usize, PathBuf) {
 fn current_path(out: &Path) -> PathBuf {
     let name = std::fs::read_to_string(out.join("state/CURRENT")).unwrap();
     out.join("state").join(name.trim())
+}
+
+/// Makes `g` the current generation, under the name its bytes' BLAKE3 gives (as lanewatch
+/// names one): a generation edited where it lies no longer matches its name.
+fn write_generation(out: &Path, g: &serde_json::Value) {
+    let bytes = serde_json::to_vec(g).unwrap();
+    let name = format!("state-{}.json", &blake3::hash(&bytes).to_hex()[..16]);
+    std::fs::write(out.join("state").join(&name), bytes).unwrap();
+    std::fs::write(out.join("state/CURRENT"), format!("{name}\n")).unwrap();
 }
 
 /// Flips the bits `mask` of the byte at `1 / at` of the file.
@@ -423,7 +432,7 @@ fn rewrite_sorted(out: &Path, change: fn(&mut DataFrame)) {
     for s in g["shipments"].as_array_mut().unwrap() {
         s["data_blake3"] = hash.clone().into();
     }
-    std::fs::write(&gp, serde_json::to_vec(&g).unwrap()).unwrap();
+    write_generation(out, &g);
 }
 
 /// The shipments are kept sorted in one file, which nights after it read with the shipments
@@ -520,7 +529,7 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
                 let p = current_path(out);
                 let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
                 g["format"] = 1.into();
-                std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
+                write_generation(out, &g);
             }),
             "the state has layout 1",
         ),
@@ -539,6 +548,16 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
             "is corrupt",
         ),
         (
+            "generation edited where it lies",
+            Damage::State(|out| {
+                let p = current_path(out);
+                let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                g["written_by"] = "someone else".into();
+                std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
+            }),
+            "does not match its name",
+        ),
+        (
             "CURRENT names something else",
             Damage::State(|out| std::fs::write(out.join("state/CURRENT"), "../../etc/passwd\n").unwrap()),
             "not a generation file",
@@ -549,7 +568,7 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
                 let p = current_path(out);
                 let mut g: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
                 g["tool_version"] = "0.0.1".into();
-                std::fs::write(&p, serde_json::to_vec(&g).unwrap()).unwrap();
+                write_generation(out, &g);
             }),
             "written by lanewatch 0.0.1",
         ),
