@@ -1433,6 +1433,26 @@ fn milestones_out_of_order(codes: &[u8]) -> bool {
     })
 }
 
+/// Shipment rows and event offsets are `u32` (a shipment row's top bit marks an unknown id,
+/// `ORPHAN`): a night with more is refused in one line rather than wrapped into wrong rows.
+/// Such a night is for the sharded run (README, "Running on a cluster"), each process holding
+/// a part.
+fn fits_one_process(shipments: u64, events: u64) -> Result<()> {
+    if shipments >= ORPHAN as u64 || events > u32::MAX as u64 {
+        return Err(Error::data(
+            "events",
+            "",
+            format!(
+                "{shipments} shipments and {events} events are more than one process holds (below {} shipments, \
+                 at most {} events): run the night sharded (README, \"Running on a cluster\")",
+                ORPHAN,
+                u32::MAX
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_events(
     raw: &RawEvents,
     base: Option<Checked>,
@@ -1505,6 +1525,8 @@ fn check_events(
     }
 
     let n_ships = shipments.height();
+    let n_events = raw.ship.len() as u64 + base_events.as_ref().map_or(0, |b| b.time.len() as u64);
+    fits_one_process(n_ships as u64, n_events)?;
     let n_orphans = raw.ship.iter().filter(|&&s| s & ORPHAN != 0).count() as u64;
     if n_orphans > 0 {
         out.push(Warning::UnknownShipment.finding(n_orphans, &[]));
@@ -1698,6 +1720,19 @@ fn check_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A night whose shipment rows or event offsets would not fit their `u32` is refused,
+    /// with the way out, rather than wrapped; one at the limits is not.
+    #[test]
+    fn a_night_too_large_for_one_process_is_refused() {
+        let (ships, events) = (ORPHAN as u64 - 1, u32::MAX as u64);
+        assert!(fits_one_process(ships, events).is_ok());
+        for (s, e) in [(ships + 1, events), (ships, events + 1)] {
+            let err = fits_one_process(s, e).unwrap_err();
+            assert_eq!(err.exit_code(), 65);
+            assert!(err.to_string().contains("run the night sharded"), "{err}");
+        }
+    }
 
     /// Every count adds to its own (the longest id is the larger), whichever side is larger.
     #[test]
