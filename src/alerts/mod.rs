@@ -224,6 +224,13 @@ pub fn alerts_frame(scores: &DataFrame, a: &[AlertColumns<'_>]) -> Result<DataFr
     Ok(df)
 }
 
+/// When a parcel is expected, `days` after the cutoff: none when no delivery from its stage has
+/// been seen on any level of the lane hierarchy (`days` is NaN). A cast takes NaN to 0, which
+/// told the seller "now".
+fn expected_at(cutoff: i64, days: f64) -> Option<i64> {
+    days.is_finite().then(|| cutoff + (days * MICROS_PER_DAY as f64) as i64)
+}
+
 /// `scores.parquet`, column by column in the contract's order (`schema::outputs::SCORES`).
 /// Scoring rows follow the prepared shipments, which are sorted by shipment_id.
 pub(crate) fn scores_frame(fs: &FeatureSet, risk: &[f64]) -> Result<DataFrame> {
@@ -237,8 +244,8 @@ pub(crate) fn scores_frame(fs: &FeatureSet, risk: &[f64]) -> Result<DataFrame> {
         (0..n).map(|r| rows.x[r * N_FEATURES + j]).collect()
     };
     let ship = |f: &dyn Fn(usize) -> i64| -> Vec<i64> { rows.ship.iter().map(|&i| f(i as usize)).collect() };
-    let at = |days: &dyn Fn(&crate::features::snapshot::Extras) -> f64| -> Vec<i64> {
-        rows.extras.iter().map(|e| cutoff + (days(e) * MICROS_PER_DAY as f64) as i64).collect()
+    let at = |days: &dyn Fn(&crate::features::snapshot::Extras) -> f64| -> Vec<Option<i64>> {
+        rows.extras.iter().map(|e| expected_at(cutoff, days(e))).collect()
     };
     let mut cols = Vec::with_capacity(outputs::SCORES.len());
     for &name in outputs::SCORES {
@@ -253,8 +260,8 @@ pub(crate) fn scores_frame(fs: &FeatureSet, risk: &[f64]) -> Result<DataFrame> {
             "last_event_at" => io::ts_column_req(name, rows.extras.iter().map(|e| e.last_event_at).collect()),
             "promised_at" => io::ts_column_req(name, ship(&|i| p.promised[i])),
             "risk" => Column::new(name.into(), risk.to_vec()),
-            "expected_delivery_at" => io::ts_column_req(name, at(&|e| e.expected_remaining_p50)),
-            "expected_delivery_p90_at" => io::ts_column_req(name, at(&|e| e.expected_remaining_p90)),
+            "expected_delivery_at" => io::ts_column(name, at(&|e| e.expected_remaining_p50)),
+            "expected_delivery_p90_at" => io::ts_column(name, at(&|e| e.expected_remaining_p90)),
             "days_to_promise" => Column::new(name.into(), feat("time_to_promise_days")),
             "days_since_last_scan" => Column::new(name.into(), feat("days_since_last_scan")),
             "stage_dwell_days" => {
@@ -439,4 +446,19 @@ fn lane_alerts_frame(rows: Vec<Exposure>, alerted: &HashMap<(&str, &str, &str, &
     df = df.sort(["origin", "destination", "service", "seller_id"], SortMultipleOptions::default())?;
     outputs::check("lane_alerts.parquet", &df, outputs::LANE_ALERTS)?;
     Ok(df)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parcel whose time left is unknown (no delivery from its stage seen on any level) has
+    /// no expected delivery (null in `scores.parquet`), not the cutoff.
+    #[test]
+    fn an_unknown_time_left_is_no_expected_delivery() {
+        let c = 1_790_000_000_000_000;
+        assert_eq!(expected_at(c, f64::NAN), None);
+        assert_eq!(expected_at(c, 1.5), Some(c + 3 * MICROS_PER_DAY / 2));
+        assert_eq!(expected_at(c, 0.0), Some(c));
+    }
 }

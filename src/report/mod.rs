@@ -34,7 +34,9 @@ pub struct TrendNight {
     pub disrupted_lanes: u64,
 }
 
-/// HTML-escapes text, and drops control characters that have no business in a report.
+/// HTML-escapes text, and shows control and invisible formatting characters as U+FFFD: they
+/// have no business in a report, and a bidirectional override in an id (`\u{202E}`) would
+/// reverse how the rest of its line reads (other lanes, their numbers) without any markup.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -44,11 +46,18 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push('\u{FFFD}'),
+            c if hidden(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
     out
+}
+
+/// Control characters, and the invisible ones that change how text around them is shown:
+/// bidirectional marks, embeddings, overrides and isolates, zero-width characters, the BOM.
+pub(crate) fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// On-time rate per origin → destination, one panel per service.
@@ -762,6 +771,15 @@ mod tests {
             esc("<script>alert('x')</script>&\u{0}"),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;\u{FFFD}"
         );
+        // An id that would reverse the rest of its line, or hide characters, shows the marks
+        // instead; in chart labels they are dropped.
+        for mark in ['\u{202E}', '\u{2066}', '\u{200B}', '\u{200F}', '\u{FEFF}', '\u{061C}'] {
+            let id = format!("{mark}moc.elgoog");
+            assert_eq!(esc(&id), "\u{FFFD}moc.elgoog", "{:?}", mark);
+            assert_eq!(svg::label(&id), "moc.elgoog", "{:?}", mark);
+        }
+        // Other text outside ASCII is kept.
+        assert_eq!(esc("São Paulo → Zürich · 東京"), "São Paulo → Zürich · 東京");
     }
 
     #[test]

@@ -28,10 +28,10 @@ pub struct Series<'a> {
     pub color: &'a str,
 }
 
-/// Text for a label inside a chart: control characters dropped, at most 40 characters. Escaped
-/// when written.
+/// Text for a label inside a chart: control and invisible formatting characters dropped
+/// (`super::hidden`), at most 40 characters. Escaped when written.
 pub fn label(s: &str) -> String {
-    let t: String = s.chars().filter(|c| !c.is_control()).take(40).collect();
+    let t: String = s.chars().filter(|&c| !super::hidden(c)).take(40).collect();
     if s.chars().count() > 40 { format!("{t}…") } else { t }
 }
 
