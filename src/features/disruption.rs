@@ -196,17 +196,30 @@ fn lane_spans(ships: &[u32], held: &HeldVisits, earliest: i64) -> [Spans; N_STAG
             crate::memory::prefetch_all(held.get(ahead));
         }
         let st = held.get(i);
-        let abandoned = st.returned_or_lost;
         for (s, entry, exit) in st.spans() {
             if !reaches(exit, earliest) {
                 continue;
             }
-            // A returned or lost parcel's stage never completes: censored when it was abandoned.
-            let (end, completed) = if exit != NONE { (exit, true) } else { (abandoned, false) };
-            spans[s].visits.push(Visit { entry, end, completed });
+            spans[s].visits.push(visit(entry, exit, st.returned_or_lost));
         }
     }
     spans
+}
+
+/// A stage visit from its entry, its exit and when the parcel was returned or lost (`NONE`:
+/// not yet, or never). A returned or lost parcel's stage never completes: the visit ends,
+/// censored, when it was abandoned, even where a later scan (a parcel found again) shows an
+/// exit. Every night between the loss and that scan saw the visit ended at the loss, and a
+/// series day must read the same whichever later night computes it (kept days are reused,
+/// `reuse`): taking the later exit made a night after it see that day's visit still open. A loss
+/// before the stage was entered (the parcel went on after it) does not end the visit.
+fn visit(entry: i64, exit: i64, abandoned: i64) -> Visit {
+    let lost_in_it = abandoned != NONE && abandoned >= entry && (exit == NONE || abandoned < exit);
+    match (lost_in_it, exit) {
+        (true, _) => Visit { entry, end: abandoned, completed: false },
+        (false, NONE) => Visit { entry, end: NONE, completed: false },
+        (false, exit) => Visit { entry, end: exit, completed: true },
+    }
 }
 
 /// The daily points of one group and stage. Over many days the baseline window slides (a set
@@ -739,6 +752,34 @@ mod tests {
         }
         // The cases reach supported ratios and flags, not only empty points.
         assert!(supported > 200 && flagged > 10, "{supported} supported, {flagged} flagged");
+    }
+
+    /// A visit as any night after its entry sees it at cutoff `c` is the visit built from what
+    /// was known before `c`: a loss during a stage ends it there even when a later scan shows
+    /// an exit, so a series day is the same whichever later night computes it.
+    #[test]
+    fn a_visit_seen_at_a_cutoff_is_the_visit_known_before_it() {
+        let mut rng = crate::TestRng::new(5);
+        let mut next = |m: i64| (rng.next() as i64).rem_euclid(m);
+        let seen = |v: Visit, c: i64| (v.end != NONE && v.end < c).then_some((v.end, v.completed));
+        let known = |t: i64, c: i64| if t != NONE && t < c { t } else { NONE };
+        let mut lost_then_scanned = 0;
+        for _ in 0..20_000 {
+            let entry = next(50);
+            let exit = if next(4) == 0 { NONE } else { entry + next(30) };
+            let abandoned = if next(2) == 0 { NONE } else { next(90) };
+            lost_then_scanned += (abandoned != NONE && exit != NONE && entry <= abandoned && abandoned < exit) as u32;
+            let later = visit(entry, exit, abandoned);
+            for c in entry + 1..100 {
+                let then = visit(entry, known(exit, c), known(abandoned, c));
+                assert_eq!(seen(later, c), seen(then, c), "entry {entry}, exit {exit}, lost {abandoned}, cutoff {c}");
+            }
+        }
+        assert!(lost_then_scanned > 1000, "{lost_then_scanned}");
+        // A visit that exits first completes; one lost in the stage ends there, censored.
+        assert!(visit(10, 20, 30).completed && visit(10, 20, 30).end == 20);
+        assert_eq!((visit(10, 20, 15).end, visit(10, 20, 15).completed), (15, false));
+        assert_eq!((visit(10, NONE, NONE).end, visit(10, 20, 5).end), (NONE, 20));
     }
 
     #[test]

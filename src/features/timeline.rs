@@ -384,11 +384,15 @@ pub struct Outcome {
 }
 
 /// The label and when it became known, as of `cutoff`: late unless delivered by the promise;
-/// known at the earlier of the terminal event and the promise.
+/// known at the earlier of the terminal event and the promise. The first terminal event
+/// settles it: a delivery after a return or loss (a parcel found again) does not make it on
+/// time. The outcome is known from the loss on, and every night between the loss and that
+/// delivery saw it late; counting it on time afterwards made a later night's lane tables,
+/// history and series of those nights differ from the ones the nights kept.
 pub fn outcome(st: &State, promised: i64, cutoff: i64) -> Outcome {
     let terminal = st.terminal_at();
     let known_at = if terminal == NONE { promised } else { terminal.min(promised) };
-    let delivered_on_time = st.delivered != NONE && st.delivered <= promised;
+    let delivered_on_time = st.delivered != NONE && st.delivered <= promised && st.delivered == terminal;
     Outcome {
         resolved: known_at < cutoff,
         resolved_at: known_at,
@@ -417,6 +421,26 @@ fn spans_of(first: &[i64; 9]) -> impl Iterator<Item = (usize, i64, i64)> + '_ {
 mod tests {
     use super::*;
     const H: i64 = schema::MICROS_PER_HOUR;
+
+    /// A parcel lost, then delivered by its promise (found again): every cutoff from the loss
+    /// on sees the same outcome, late and known at the loss, whether the delivery is known yet
+    /// or not; so do cutoffs before the loss, which see none. A plain on-time delivery, and a
+    /// delivery followed by a return, stay on time.
+    #[test]
+    fn the_first_terminal_event_settles_the_outcome() {
+        let promised = 60 * H;
+        let (times, codes) = ([0, 4 * H, 7 * H, 30 * H], [0, 2, schema::LOST, schema::DELIVERED]);
+        let at = |t: i64| outcome(&state_at(0, &times, &codes, None, t), promised, t);
+        for t in [8 * H, 20 * H, 31 * H, 100 * H] {
+            let o = at(t);
+            assert_eq!((o.resolved, o.resolved_at, o.late), (true, 7 * H, true), "cutoff {t}");
+        }
+        assert!(!at(6 * H).resolved);
+        let on_time = |codes: &[u8]| outcome(&state_at(0, &times, codes, None, 100 * H), promised, 100 * H);
+        assert!(!on_time(&[0, 2, 5, schema::DELIVERED]).late);
+        let (times, codes) = ([0, 4 * H, 30 * H, 40 * H], [0, 2, schema::DELIVERED, schema::RETURNED]);
+        assert!(!outcome(&state_at(0, &times, &codes, None, 100 * H), promised, 100 * H).late);
+    }
 
     /// What `take_states` keeps answers as the states it took: the whole state of exactly the
     /// shipments in flight; each shipment's ends, carrier scan, pickup and outcome; and the

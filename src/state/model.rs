@@ -41,7 +41,9 @@ use super::record::{self, Header};
 
 /// Layout version of `model.json`; another value is not used. Layout 3: the advice files are
 /// the run folder's (zstd, statistics), published as they are; layout 2's were compact (LZ4).
-const FORMAT: u32 = 3;
+/// Layout 4: a model trained since labels a parcel delivered after a loss or return late
+/// (`timeline::outcome`).
+const FORMAT: u32 = 4;
 const FILE: &str = "model.json";
 const ADVICE_PREFIX: &str = "advice-";
 

@@ -31,8 +31,11 @@ use crate::features::reuse::{self, Kept, KeptDay, KeptTable};
 use super::StateInfo;
 use super::record::{self, Header};
 
-/// Layout version of the kept tables; another value is not used (and is rebuilt).
-const FORMAT: u32 = 2;
+/// Layout version of the kept tables; another value is not used (and is rebuilt). 3: a
+/// delivery after a loss or return no longer counts as on time, and a loss during a stage ends
+/// its visit (`timeline::outcome`, `disruption::visit`): tables and days kept before hold the
+/// old counts.
+const FORMAT: u32 = 3;
 const INDEX: &str = "lane-tables.json";
 const TABLE_PREFIX: &str = "lane-table-";
 const DAY_PREFIX: &str = "series-day-";

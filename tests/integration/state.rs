@@ -681,7 +681,7 @@ fn damaged_or_mismatched_kept_lane_tables_are_computed_again_with_a_warning() {
                 ix["format"] = 1.into();
                 std::fs::write(&p, serde_json::to_vec(&ix).unwrap()).unwrap();
             },
-            "has layout 1, this lanewatch reads 2",
+            "has layout 1, this lanewatch reads 3",
         ),
     ];
     for (what, damage, reason) in cases {
@@ -952,7 +952,7 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
                 with("writer", "0123456789abcdef".into()),
                 "of another Parquet writer (0123456789abcdef)",
             ),
-            ("layout 2", with("format", 2.into()), "has layout 2, this lanewatch reads 3"),
+            ("layout 2", with("format", 2.into()), "has layout 2, this lanewatch reads 4"),
         ] {
             std::fs::write(&model, bytes).unwrap();
             let run = run_night(live.path(), inc.path(), next, &WEEKLY);
