@@ -471,8 +471,8 @@ pub fn seller_page(seller_id: &str, as_of: chrono::NaiveDate, alerts: &DataFrame
                 n[k].to_string(),
                 format!("{:.0} %", own[k] * 100.0),
                 format!("{:.0} %", net[k] * 100.0),
-                format!("{:.1}", hand[k]),
-                format!("{:.1}", net_hand[k]),
+                tenths(hand[k]),
+                tenths(net_hand[k]),
                 f1(promise[k]),
                 if pm[k].is_finite() { format!("{:.0} %", pm[k] * 100.0) } else { "–".into() },
                 advised[k].clone(),
@@ -607,6 +607,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 fn f3(v: f64) -> String {
     if v.is_finite() { format!("{v:.3}") } else { "–".into() }
+}
+
+/// Days to a tenth, or "–" where unknown (a seller with no carrier scan has no handling time).
+fn tenths(v: f64) -> String {
+    if v.is_finite() { format!("{v:.1}") } else { "–".into() }
 }
 
 fn f1(v: f64) -> String {
@@ -778,6 +783,8 @@ mod tests {
             assert_eq!(esc(&id), "\u{FFFD}moc.elgoog", "{:?}", mark);
             assert_eq!(svg::label(&id), "moc.elgoog", "{:?}", mark);
         }
+        // Unknown numbers read as "–", never "NaN".
+        assert_eq!((tenths(f64::NAN), tenths(2.25), tenths(f64::INFINITY)), ("–".into(), "2.2".into(), "–".into()));
         // Other text outside ASCII is kept.
         assert_eq!(esc("São Paulo → Zürich · 東京"), "São Paulo → Zürich · 東京");
     }
