@@ -182,22 +182,12 @@ fn carrier_estimates_after_the_cutoff_never_reach_features() {
     let dir = tempfile::tempdir().unwrap();
     history(dir.path(), None, true);
     let cutoff = night(AS_OF).cutoff();
-    let features = |input: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
-        let out = tempfile::tempdir().unwrap();
-        expect_code(&lanewatch_fast("features", input, out.path(), &["--as-of", AS_OF]), 0);
-        tree(out.path())
-    };
     let base = features(dir.path());
     let f = read_parquet(&dir.path().join("events.parquet"));
     assert!(f.column("carrier_estimated_delivery_at").unwrap().null_count() < f.height());
     // An in-flight shipment gets new estimates: at the cutoff and after it, and (separately)
     // one a microsecond before.
-    let scores = {
-        let out = tempfile::tempdir().unwrap();
-        let run = run_night(dir.path(), out.path(), AS_OF, &[]);
-        read_parquet(&run.join("scores.parquet"))
-    };
-    let id = scores.column("shipment_id").unwrap().str().unwrap().get(0).unwrap().to_string();
+    let id = in_flight(dir.path());
     let with = |extra: &[(i64, i64)]| -> tempfile::TempDir {
         let d = copy_input(dir.path());
         let path = d.path().join("events.parquet");
@@ -226,6 +216,21 @@ fn carrier_estimates_after_the_cutoff_never_reach_features() {
     assert_ne!(features(early.path())["features.parquet"], base["features.parquet"], "the edge estimate was not seen");
 }
 
+/// Every file `lanewatch features` writes for the night `AS_OF` of `input`.
+fn features(input: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let out = tempfile::tempdir().unwrap();
+    expect_code(&lanewatch_fast("features", input, out.path(), &["--as-of", AS_OF]), 0);
+    tree(out.path())
+}
+
+/// A shipment in flight at `AS_OF` in `input` (the first its night scores).
+fn in_flight(input: &Path) -> String {
+    let out = tempfile::tempdir().unwrap();
+    let run = run_night(input, out.path(), AS_OF, &[]);
+    let scores = read_parquet(&run.join("scores.parquet"));
+    scores.column("shipment_id").unwrap().str().unwrap().get(0).unwrap().to_string()
+}
+
 /// `lanewatch validate --format json` on `input` with `config`, which must succeed.
 fn validate_json(input: &Path, config: &Path) -> serde_json::Value {
     let o = lanewatch(&[
@@ -249,17 +254,7 @@ fn implausible_carrier_estimates_are_read_as_none_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     history(dir.path(), None, true);
     let cutoff = night(AS_OF).cutoff();
-    let features = |input: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
-        let out = tempfile::tempdir().unwrap();
-        expect_code(&lanewatch_fast("features", input, out.path(), &["--as-of", AS_OF]), 0);
-        tree(out.path())
-    };
-    let id = {
-        let out = tempfile::tempdir().unwrap();
-        let run = run_night(dir.path(), out.path(), AS_OF, &[]);
-        let scores = read_parquet(&run.join("scores.parquet"));
-        scores.column("shipment_id").unwrap().str().unwrap().get(0).unwrap().to_string()
-    };
+    let id = in_flight(dir.path());
     // Two scans of an in-flight shipment before the cutoff, with the estimate `eta`.
     let with = |eta: Option<i64>| -> tempfile::TempDir {
         let d = copy_input(dir.path());
