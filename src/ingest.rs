@@ -365,15 +365,16 @@ fn plan_file(
         // The reader checks the bytes of columns annotated as UTF-8 text alone: a column it
         // reads as text from other bytes (annotated JSON, or binary that the file's Arrow schema
         // calls text) comes unchecked, and is checked here (`check_text`).
-        let reader_checks_text = meta
-            .file_metadata()
-            .schema_descr()
-            .columns()
-            .iter()
-            .find(|c| c.path().parts() == [src.as_str()])
-            .is_some_and(|c| c.converted_type() == parquet::basic::ConvertedType::UTF8);
+        let reader_checks_text = || {
+            meta.file_metadata()
+                .schema_descr()
+                .columns()
+                .iter()
+                .find(|c| c.path().parts() == [src.as_str()])
+                .is_some_and(|c| c.converted_type() == parquet::basic::ConvertedType::UTF8)
+        };
         let conv = match (spec.kind, dt) {
-            (ValueKind::Str, _) if !reader_checks_text && is_text(dt) => Some(Convert::CheckText),
+            (ValueKind::Str, _) if is_text(dt) && !reader_checks_text() => Some(Convert::CheckText),
             (ValueKind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => Some(Convert::Keep),
             (ValueKind::Str, ArrowType::Dictionary(_, v))
                 if matches!(v.as_ref(), ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) =>

@@ -471,8 +471,8 @@ pub fn seller_page(seller_id: &str, as_of: chrono::NaiveDate, alerts: &DataFrame
                 n[k].to_string(),
                 format!("{:.0} %", own[k] * 100.0),
                 format!("{:.0} %", net[k] * 100.0),
-                tenths(hand[k]),
-                tenths(net_hand[k]),
+                fixed(hand[k], 1),
+                fixed(net_hand[k], 1),
                 f1(promise[k]),
                 if pm[k].is_finite() { format!("{:.0} %", pm[k] * 100.0) } else { "–".into() },
                 advised[k].clone(),
@@ -605,17 +605,18 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     s
 }
 
-fn f3(v: f64) -> String {
-    if v.is_finite() { format!("{v:.3}") } else { "–".into() }
+/// A number to `digits` decimals, or "–" where unknown (never "NaN": a seller with no carrier
+/// scan has no handling time).
+fn fixed(v: f64, digits: usize) -> String {
+    if v.is_finite() { format!("{v:.digits$}") } else { "–".into() }
 }
 
-/// Days to a tenth, or "–" where unknown (a seller with no carrier scan has no handling time).
-fn tenths(v: f64) -> String {
-    if v.is_finite() { format!("{v:.1}") } else { "–".into() }
+fn f3(v: f64) -> String {
+    fixed(v, 3)
 }
 
 fn f1(v: f64) -> String {
-    if v.is_finite() { format!("{v:.0}") } else { "–".into() }
+    fixed(v, 0)
 }
 
 /// The report of one nightly run.
@@ -784,7 +785,10 @@ mod tests {
             assert_eq!(svg::label(&id), "moc.elgoog", "{:?}", mark);
         }
         // Unknown numbers read as "–", never "NaN".
-        assert_eq!((tenths(f64::NAN), tenths(2.25), tenths(f64::INFINITY)), ("–".into(), "2.2".into(), "–".into()));
+        assert_eq!(
+            (fixed(f64::NAN, 1), fixed(2.25, 1), fixed(f64::INFINITY, 1)),
+            ("–".into(), "2.2".into(), "–".into())
+        );
         // Other text outside ASCII is kept.
         assert_eq!(esc("São Paulo → Zürich · 東京"), "São Paulo → Zürich · 東京");
     }
