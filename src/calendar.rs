@@ -157,21 +157,51 @@ impl Holidays {
     /// Whether any holiday falls on the days from `from` to `to` (µs, inclusive of both days).
     pub fn any_between(&self, from: i64, to: i64) -> bool {
         let (a, b) = (day_index(from), day_index(to));
-        if b < a {
-            return false;
-        }
-        (a..=b.min(a + 400)).any(|d| self.contains(date_of_day(d)))
+        b >= a && self.days_in(a, b).next().is_some()
     }
 
     /// Business days (Monday to Friday, not a holiday) strictly after `from`'s day up to and
     /// including `to`'s day. Negative when `to` is before `from`.
+    ///
+    /// Exact over any span, in time that grows with its years, not its days: a `DayTable`
+    /// answers inside its range and asks this outside it, and its range depends on the
+    /// shipments a process holds, so a cap here once made a promise more than 800 days away
+    /// count differently in a sharded night than in a whole one.
     pub fn business_days_between(&self, from: i64, to: i64) -> f64 {
         let (a, b) = (day_index(from), day_index(to));
         let (lo, hi, sign) = if b >= a { (a, b, 1.0) } else { (b, a, -1.0) };
-        let span = (hi - lo).min(800);
-        let n = (lo + 1..=lo + span).filter(|&d| weekday(d) < 5 && !self.contains(date_of_day(d))).count();
-        sign * n as f64
+        if hi == lo {
+            return 0.0;
+        }
+        let off = self.days_in(lo + 1, hi).filter(|&d| weekday(d) < 5).count() as i64;
+        sign * (weekdays_before(hi + 1) - weekdays_before(lo + 1) - off) as f64
     }
+
+    /// The holidays on days `a..=b`, each once, in order.
+    fn days_in(&self, a: i64, b: i64) -> impl Iterator<Item = i64> + '_ {
+        let (first, last) = (date_of_day(a).year(), date_of_day(b).year());
+        (first..=last).flat_map(move |year| {
+            let mut days: Vec<i64> = self
+                .fixed
+                .iter()
+                .filter_map(|&(m, d)| NaiveDate::from_ymd_opt(year, m, d))
+                .chain(self.black_friday.then(|| black_friday(year)))
+                .map(|date| day_index(day_start_micros(date)))
+                .filter(|d| (a..=b).contains(d))
+                .collect();
+            days.sort_unstable();
+            days.dedup();
+            days
+        })
+    }
+}
+
+/// Monday-to-Friday days among day numbers below `n` and at or above the week of day 0: a
+/// difference of two gives the weekdays between them, before the epoch too.
+fn weekdays_before(n: i64) -> i64 {
+    let (weeks, rest) = (n.div_euclid(7), n.rem_euclid(7));
+    // Day 7·k is a Thursday (3): of the week's first `rest` days, those before Saturday count.
+    5 * weeks + (0..rest).filter(|k| (k + 3) % 7 < 5).count() as i64
 }
 
 pub fn black_friday(year: i32) -> NaiveDate {
@@ -290,6 +320,41 @@ mod tests {
         // Outside the table it falls back to walking.
         let far = start + 400 * MICROS_PER_DAY;
         assert_eq!(t.business_days_between(start, far), h.business_days_between(start, far));
+    }
+
+    /// Counts days one by one: what the calendar's answers must equal.
+    fn walked(h: &Holidays, from: i64, to: i64) -> (f64, bool) {
+        let (a, b) = (day_index(from), day_index(to));
+        let (lo, hi, sign) = if b >= a { (a, b, 1.0) } else { (b, a, -1.0) };
+        let n = (lo + 1..=hi).filter(|&d| weekday(d) < 5 && !h.contains(date_of_day(d))).count();
+        (sign * n as f64, b >= a && (a..=b).any(|d| h.contains(date_of_day(d))))
+    }
+
+    #[test]
+    fn business_days_are_exact_over_any_span() {
+        // Regression: the walk stopped after 800 days (holidays after 400), so a promise that far
+        // from a row's time counted differently inside a day table's range than outside it,
+        // and the range depends on the shipments a shard holds.
+        let lists: [&[&str]; 4] = [&[], &["12-25", "black-friday", "01-01"], &["02-29"], &["11-27", "black-friday"]];
+        let mut rng = crate::TestRng::new(7);
+        for list in lists {
+            let h = Holidays::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+            let base = day_start_micros(ymd(1968, 3, 1));
+            for k in 0..400 {
+                let from =
+                    base + (rng.next() % 30_000) as i64 * MICROS_PER_DAY + (rng.next() % 86_400) as i64 * 1_000_000;
+                let span = if k % 4 == 0 { rng.next() % 10 } else { rng.next() % 4_000 } as i64;
+                let to = if k % 3 == 0 { from - span * MICROS_PER_DAY } else { from + span * MICROS_PER_DAY };
+                let want = walked(&h, from, to);
+                assert_eq!(h.business_days_between(from, to), want.0, "{list:?} {from} {to}");
+                assert_eq!(h.any_between(from, to), want.1, "{list:?} {from} {to}");
+            }
+            // A table that covers both ends answers as one that covers neither.
+            let (from, to) = (base, base + 2_000 * MICROS_PER_DAY);
+            let table = DayTable::new(&h, day_index(from) - 1, day_index(to) + 1);
+            assert_eq!(table.business_days_between(from, to), h.business_days_between(from, to), "{list:?}");
+            assert_eq!(table.any_between(from, to), h.any_between(from, to), "{list:?}");
+        }
     }
 
     #[test]
