@@ -60,6 +60,9 @@ pub struct FileInfo {
     pub table: &'static str,
     /// Path relative to the input folder, lossy where the name is not UTF-8.
     pub path: String,
+    /// The same, exactly (`exact`): how the state tells files apart. Not in the manifest.
+    #[serde(skip)]
+    pub name: String,
     pub rows: u64,
     pub bytes: u64,
     pub blake3: String,
@@ -160,6 +163,29 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, folders: &mut Vec<PathBuf>) -> std::
 pub fn shown(input: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(input).unwrap_or(path);
     rel.to_string_lossy().chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// A file's path relative to the input folder, one text per path: `shown` where that is
+/// printable UTF-8 without a backslash, else each control character's, backslash's and
+/// undecodable byte written `\xNN`. The state matches files by it: two names `shown` alike
+/// (`a\x01` and `a\x02` are both `a?`) once looked like one file gone, and every night was a
+/// full refresh.
+pub fn exact(input: &Path, path: &Path) -> String {
+    use std::fmt::Write;
+    let rel = path.strip_prefix(input).unwrap_or(path);
+    let mut out = String::new();
+    let hex = |out: &mut String, bytes: &[u8]| bytes.iter().for_each(|b| _ = write!(out, "\\x{b:02x}"));
+    for chunk in rel.as_os_str().as_encoded_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                hex(&mut out, c.encode_utf8(&mut [0; 4]).as_bytes());
+            } else {
+                out.push(c);
+            }
+        }
+        hex(&mut out, chunk.invalid());
+    }
+    out
 }
 
 /// Rows in a table's files, from their footers alone (unreadable files count as empty; reading
@@ -327,12 +353,14 @@ fn plan_file(
                 format!("not a readable Parquet file: {}", crate::error::one_line(e))
             };
             out.findings.push(err("", "corrupt_file", why));
-            out.info = Some(FileInfo { table: table.name(), path: file, rows: 0, bytes, blake3: hash });
+            let name = exact(input, path);
+            out.info = Some(FileInfo { table: table.name(), path: file, name, rows: 0, bytes, blake3: hash });
             return Ok(out);
         }
     };
     let rows = meta.file_metadata().num_rows().max(0) as u64;
-    let info = FileInfo { table: table.name(), path: file.clone(), rows, bytes, blake3: hash };
+    let info =
+        FileInfo { table: table.name(), path: file.clone(), name: exact(input, path), rows, bytes, blake3: hash };
     out.info = Some(info.clone());
     let schema = match parquet::arrow::parquet_to_arrow_schema(
         meta.file_metadata().schema_descr(),
@@ -1098,6 +1126,26 @@ fn local_to_utc(local_us: i64, tz: &chrono_tz::Tz) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn exact_names_tell_apart_what_shown_names_do_not() {
+        use std::os::unix::ffi::OsStrExt;
+        let input = Path::new("/in");
+        let names: [&[u8]; 7] =
+            [b"a\x01", b"a\x02", b"a?", b"a\\x01", b"a\xff", b"a\xef\xbf\xbd", b"d\xc3\xa9j\xc3\xa0"];
+        let path = |n: &[u8]| input.join(std::ffi::OsStr::from_bytes(n));
+        let exact: Vec<String> = names.iter().map(|n| exact(input, &path(n))).collect();
+        let unique: std::collections::BTreeSet<&String> = exact.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{exact:?}");
+        assert_eq!(shown(input, &path(names[0])), shown(input, &path(names[1])));
+        // Printable names are as shown; the rest escaped byte by byte.
+        assert_eq!(exact[2], "a?");
+        assert_eq!(exact[6], "déjà");
+        assert_eq!(exact[0], "a\\x01");
+        assert_eq!(exact[3], "a\\x5cx01");
+        assert_eq!(exact[4], "a\\xff");
+    }
 
     /// Arrow's string views as polars' (`string_views`), against polars' strings built value by
     /// value: strings inline and in buffers, nulls, empty strings, and slices of an array (whose

@@ -320,7 +320,7 @@ fn parse_meta(shown: &str, bytes: &[u8], shards: u32, night: Night, digest: &str
         return Err(mismatch("shard count", &format!("shard {}/{}", m.shard, m.shards), &format!("{shards} shards")));
     }
     if m.config != digest {
-        return Err(mismatch("config", &format!("digest {}", &m.config[..m.config.len().min(12)]), &digest[..12]));
+        return Err(mismatch("config", &format!("digest {:.12}", m.config), &digest[..12]));
     }
     Ok(m)
 }
@@ -450,6 +450,7 @@ fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
             files.push(FileInfo {
                 table: table.name(),
                 path: f.path.clone(),
+                name: f.path.clone(),
                 rows: f.rows,
                 bytes: f.bytes,
                 blake3: f.blake3.clone(),
@@ -525,6 +526,21 @@ mod tests {
             unmapped,
             shipments: DataFile { file: String::new(), blake3: String::new(), rows: 0 },
             events: DataFile { file: String::new(), blake3: String::new(), rows: 0 },
+        }
+    }
+
+    /// Regression: a partial whose config digest held multibyte text (a hand-edited or foreign
+    /// file) panicked the merge (exit 70) where the digest was cut to 12 bytes for the message.
+    #[test]
+    fn a_partial_of_another_config_is_refused_whatever_its_digest_holds() {
+        let night = Night::new(chrono::NaiveDate::from_ymd_opt(2026, 11, 14).unwrap());
+        let want = "0123456789abcdef0123";
+        // Byte 12 of the first falls inside a character.
+        for config in ["aééééééééé", "", "abc"] {
+            let bytes = serde_json::to_vec(&Meta { config: config.into(), ..meta(vec![], vec![]) }).unwrap();
+            let err = parse_meta("p.json", &bytes, 2, night, want).unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{config:?}: {err}");
+            assert!(err.to_string().contains("another config"), "{err}");
         }
     }
 

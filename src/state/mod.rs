@@ -120,6 +120,10 @@ fn rewrites_sorted(rows: u64, sorted_rows: Option<u64>) -> bool {
 struct Segment {
     /// As the manifest records the file: path relative to the input folder, rows, bytes, BLAKE3.
     path: String,
+    /// The path as `ingest::exact` writes it, when that differs from `path` (a name with
+    /// control characters, a backslash or bytes that are not UTF-8): files are matched by it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    exact: String,
     rows: u64,
     bytes: u64,
     blake3: String,
@@ -137,6 +141,13 @@ struct Segment {
     orphans: Vec<String>,
     #[serde(default)]
     counts: Counts,
+}
+
+impl Segment {
+    /// The file's exact name, which the input's files are matched against.
+    fn name(&self) -> &str {
+        if self.exact.is_empty() { &self.path } else { &self.exact }
+    }
 }
 
 /// An events segment's decoded counts (its JSON fields are `EventCounts`' beside `has_eta`).
@@ -320,10 +331,10 @@ fn new_files(
 ) -> std::result::Result<Vec<PathBuf>, String> {
     let mut current: HashMap<String, &PathBuf> = HashMap::with_capacity(paths.len());
     for p in paths {
-        current.insert(ingest::shown(input, p), p);
+        current.insert(ingest::exact(input, p), p);
     }
     for s in segments {
-        let Some(p) = current.remove(&s.path) else {
+        let Some(p) = current.remove(s.name()) else {
             return Err(format!("input file {} is gone since the state was written", crate::error::printable(&s.path)));
         };
         let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX);
@@ -335,14 +346,13 @@ fn new_files(
     let covered = segments.len();
     let mut fresh = Vec::new();
     for (k, p) in paths.iter().enumerate() {
-        let rel = ingest::shown(input, p);
-        if current.contains_key(&rel) {
+        if current.contains_key(&ingest::exact(input, p)) {
             if k < covered {
                 return Err(format!(
                     "new {} file {} sorts before files already read (new files must sort after them, \
                      as date partitions do)",
                     table.name(),
-                    crate::error::printable(&rel)
+                    crate::error::printable(&ingest::shown(input, p))
                 ));
             }
             fresh.push(p.clone());
@@ -735,7 +745,14 @@ fn inverse(perm: &[u32]) -> Vec<u32> {
 }
 
 fn file_info(table: Table, s: &Segment) -> FileInfo {
-    FileInfo { table: table.name(), path: s.path.clone(), rows: s.rows, bytes: s.bytes, blake3: s.blake3.clone() }
+    FileInfo {
+        table: table.name(),
+        path: s.path.clone(),
+        name: s.name().to_string(),
+        rows: s.rows,
+        bytes: s.bytes,
+        blake3: s.blake3.clone(),
+    }
 }
 
 /// Sorts shipments as `validate::sort_shipments` does and returns, per sorted row, the row it
@@ -1243,6 +1260,7 @@ fn each<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> Result<R> + Sync + Sen
 fn segment(info: &FileInfo, mtime_ns: i64, data: String, data_blake3: String) -> Segment {
     Segment {
         path: info.path.clone(),
+        exact: if info.name == info.path { String::new() } else { info.name.clone() },
         rows: info.rows,
         bytes: info.bytes,
         blake3: info.blake3.clone(),
@@ -1426,6 +1444,38 @@ mod tests {
                 matches!(&synced[..], [tmp, folder] if tmp.to_string_lossy().contains(".CURRENT.tmp") && *folder == state_dir(&out)),
                 "{synced:?}"
             );
+        }
+    }
+
+    /// Regression: two input files whose names are shown alike (control characters shown as
+    /// `?`: `a\x01` and `a\x02` are both `a?`) were one file to the state, so every night found
+    /// one of them gone and refreshed in full.
+    #[test]
+    fn files_whose_names_are_shown_alike_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+        let start = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        crate::generate::generate(&crate::generate::GenerateParams::new(40, 1, start, 20), &input).unwrap();
+        let whole = input.join("events.parquet");
+        let events = ParquetReader::new(std::fs::File::open(&whole).unwrap()).finish().unwrap();
+        std::fs::remove_file(&whole).unwrap();
+        std::fs::create_dir(input.join("events")).unwrap();
+        let half = events.height() / 2;
+        for (name, rows) in
+            [("a\x01.parquet", events.slice(0, half)), ("a\x02.parquet", events.slice(half as i64, usize::MAX))]
+        {
+            crate::io::write_parquet(&mut rows.clone(), &input.join("events").join(name)).unwrap();
+        }
+        let (cfg, vocab) = (InputConfig::default(), crate::statuses::Vocabulary::canonical());
+        for night in ["first", "again"] {
+            let loaded = load(&input, &cfg, &out, false).unwrap();
+            if night == "again" {
+                assert_eq!(loaded.keep.info.full_refresh, None, "both files are the state's");
+            }
+            let ((_, clean), raw, checks) =
+                validate::check_with(&input, loaded.raw, loaded.findings, &vocab, false, loaded.checked).unwrap();
+            let (pending, _) = write(&out, loaded.keep, &raw, &clean.unwrap(), &checks, "2026-06-21").unwrap();
+            publish(pending).unwrap();
         }
     }
 
