@@ -48,6 +48,9 @@ pub struct IdMap<'a> {
     /// Slots in use.
     used: usize,
     long: PlHashMap<&'a str, u32>,
+    /// Mixed into every hash, different in every map: ids come from the input, and ids chosen
+    /// to share slots under a fixed hash would make each lookup walk a long run of them.
+    seed: u64,
 }
 
 /// `id`'s bytes and length as one key, when it is short.
@@ -63,18 +66,26 @@ fn short_key(id: &str) -> Option<[u8; 16]> {
 }
 
 #[inline]
-fn hash(k: &[u8; 16]) -> u64 {
+fn hash(k: &[u8; 16], seed: u64) -> u64 {
     let (a, b) = k.split_at(8);
     let a = u64::from_le_bytes(a.try_into().expect("8 bytes"));
     let b = u64::from_le_bytes(b.try_into().expect("8 bytes"));
-    mix(mix(a) ^ b)
+    mix(mix(a ^ seed) ^ b)
+}
+
+/// A seed no two maps are likely to share: std's random hash keys, new for every `RandomState`.
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x0069_646d_6170); // "idmap"
+    h.finish()
 }
 
 impl<'a> IdMap<'a> {
     /// A map with room for `n` ids (at most three quarters of its slots in use).
     pub fn with_capacity(n: usize) -> IdMap<'a> {
         let len = n.saturating_mul(4).div_ceil(3).max(16).next_power_of_two();
-        IdMap { slots: vec![EMPTY; len], mask: len - 1, used: 0, long: PlHashMap::default() }
+        IdMap { slots: vec![EMPTY; len], mask: len - 1, used: 0, long: PlHashMap::default(), seed: fresh_seed() }
     }
 
     /// The slot holding `k`, or the free slot where it would go.
@@ -98,7 +109,7 @@ impl<'a> IdMap<'a> {
 
     pub fn get(&self, id: &str) -> Option<u32> {
         match short_key(id) {
-            Some(k) => self.get_short(&k, hash(&k)),
+            Some(k) => self.get_short(&k, hash(&k, self.seed)),
             None => self.long.get(id).copied(),
         }
     }
@@ -106,7 +117,7 @@ impl<'a> IdMap<'a> {
     /// `get` of every id (`None` for a null one), the slots of the lookups ahead prefetched.
     pub fn get_many(&self, ids: &[Option<&str>]) -> Vec<Option<u32>> {
         let keys: Vec<Option<([u8; 16], u64)>> =
-            ids.iter().map(|id| id.and_then(short_key).map(|k| (k, hash(&k)))).collect();
+            ids.iter().map(|id| id.and_then(short_key).map(|k| (k, hash(&k, self.seed)))).collect();
         let slot_at = |h: u64| &self.slots[h as usize & self.mask] as *const Slot;
         for (_, h) in keys.iter().take(AHEAD).flatten() {
             prefetch(slot_at(*h));
@@ -128,7 +139,7 @@ impl<'a> IdMap<'a> {
     /// Maps `id` to `row` unless it is mapped already; the row it maps to now.
     pub fn insert_first(&mut self, id: &'a str, row: u32) -> u32 {
         match short_key(id) {
-            Some(k) => self.insert_short(k, hash(&k), row),
+            Some(k) => self.insert_short(k, hash(&k, self.seed), row),
             None => *self.long.entry(id).or_insert(row),
         }
     }
@@ -141,12 +152,13 @@ impl<'a> IdMap<'a> {
         // Keys of a block at a time, so that the batch costs no memory that grows with the input.
         const BLOCK: usize = 4096;
         let mut block: Vec<(u32, &'a str, Option<([u8; 16], u64)>)> = Vec::with_capacity(BLOCK);
+        let seed = self.seed;
         let mut ids = ids.enumerate().peekable();
         while ids.peek().is_some() {
             block.clear();
             block.extend(ids.by_ref().take(BLOCK).filter_map(|(row, id)| {
                 let id = id?;
-                Some((row as u32, id, short_key(id).map(|k| (k, hash(&k)))))
+                Some((row as u32, id, short_key(id).map(|k| (k, hash(&k, seed)))))
             }));
             for (_, _, key) in block.iter().take(AHEAD) {
                 if let Some((_, h)) = key {
@@ -189,7 +201,7 @@ impl<'a> IdMap<'a> {
         let old = std::mem::replace(&mut self.slots, doubled);
         self.mask = self.slots.len() - 1;
         for s in old.into_iter().filter(|s| s.key[SHORT_ID] != FREE) {
-            let at = self.find(&s.key, hash(&s.key));
+            let at = self.find(&s.key, hash(&s.key, self.seed));
             self.slots[at] = s;
         }
     }
@@ -198,6 +210,19 @@ impl<'a> IdMap<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each map hashes with its own seed: the same ids land in other slots of another map.
+    #[test]
+    fn maps_place_the_same_ids_differently() {
+        let ids: Vec<String> = (0..64).map(|k| format!("LP{k:011}")).collect();
+        let layout = || {
+            let mut map = IdMap::with_capacity(ids.len());
+            map.insert_rows_first(ids.iter().map(|id| Some(id.as_str())));
+            map.slots.iter().map(|s| s.row).collect::<Vec<u32>>()
+        };
+        let first = layout();
+        assert!((0..3).any(|_| layout() != first), "three more maps placed 64 ids exactly as the first");
+    }
 
     #[test]
     fn the_id_map_finds_the_rows_a_map_of_strings_finds() {
