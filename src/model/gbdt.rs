@@ -448,6 +448,11 @@ fn total_order_key(v: f64) -> u64 {
     if b >> 63 == 1 { !b } else { b | 1 << 63 }
 }
 
+#[cfg(test)]
+pub(crate) fn average_precision_for_tests(s: &[f64], y: &[bool]) -> f64 {
+    average_precision(s, y)
+}
+
 /// Average precision of scores `s` for labels `y` (ties resolved as one threshold).
 fn average_precision(s: &[f64], y: &[bool]) -> f64 {
     // Highest score first, then by row: sorted as integer pairs rather than by looking the
@@ -463,7 +468,7 @@ fn average_precision(s: &[f64], y: &[bool]) -> f64 {
     let mut k = 0;
     while k < idx.len() {
         let v = s[idx[k]];
-        while k < idx.len() && s[idx[k]] == v {
+        while k < idx.len() && super::metrics::tied(s[idx[k]], v) {
             if y[idx[k]] {
                 tp += 1;
             } else {

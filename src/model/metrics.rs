@@ -48,6 +48,13 @@ fn order(p: &[f64]) -> Vec<usize> {
     idx
 }
 
+/// Scores in one tie group: equal, or both NaN. A NaN score (a baseline a night could not fit
+/// is pooled as NaN) equals nothing under `==`, and a tie loop keyed on it never advanced: the
+/// backtest hung with its memory growing.
+pub(crate) fn tied(a: f64, b: f64) -> bool {
+    a == b || (a.is_nan() && b.is_nan())
+}
+
 pub fn roc_auc(p: &[f64], y: &[bool]) -> f64 {
     let pos = y.iter().filter(|v| **v).count() as f64;
     let neg = y.len() as f64 - pos;
@@ -61,7 +68,7 @@ pub fn roc_auc(p: &[f64], y: &[bool]) -> f64 {
     let mut i = 0;
     while i < idx.len() {
         let mut j = i;
-        while j + 1 < idx.len() && p[idx[j + 1]] == p[idx[i]] {
+        while j + 1 < idx.len() && tied(p[idx[j + 1]], p[idx[i]]) {
             j += 1;
         }
         let avg = (i + j) as f64 / 2.0 + 1.0;
@@ -92,7 +99,7 @@ pub fn pr_curve(p: &[f64], y: &[bool]) -> Vec<PrPoint> {
     let mut i = 0;
     while i < idx.len() {
         let score = p[idx[i]];
-        while i < idx.len() && p[idx[i]] == score {
+        while i < idx.len() && tied(p[idx[i]], score) {
             tp += y[idx[i]] as u8 as f64;
             seen += 1.0;
             i += 1;
@@ -205,6 +212,28 @@ mod tests {
         assert_eq!(pr_auc(&[0.1, 0.2, 0.8, 0.9], &y), 1.0);
         // A constant score's average precision is the prevalence.
         assert_eq!(pr_auc(&[0.5; 4], &y), 0.5);
+    }
+
+    /// Regression: a NaN score (the backtest pools a baseline a night could not fit as NaN)
+    /// made the tie loops of the PR curve and the boosted trees' average precision spin
+    /// forever. Run on a thread, so that the old behaviour fails rather than hangs the suite.
+    #[test]
+    fn nan_scores_form_one_tie_group_and_the_metrics_finish() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let y = [true, false, true, false];
+            let p = [f64::NAN, 0.2, 0.7, f64::NAN];
+            let curve = pr_curve(&p, &y);
+            let ap = crate::model::gbdt::average_precision_for_tests(&p, &y);
+            tx.send((curve.len(), roc_auc(&p, &y), ap)).unwrap();
+        });
+        let (points, auc, ap) = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the metrics never finished");
+        // The origin, the two NaN rows as one threshold (ranked first), then 0.7 and 0.2.
+        assert_eq!(points, 4);
+        // Ranks from the lowest: 0.2 (1), 0.7 (2, positive), the NaN pair tied (3.5 each, one
+        // positive): U = 2 + 3.5 − 3 over 2 × 2 pairs.
+        assert_eq!(auc, 0.625);
+        assert!(ap.is_finite());
     }
 
     #[test]
