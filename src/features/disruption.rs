@@ -53,6 +53,12 @@ impl Series {
         &self.points[lane][stage][k]
     }
 
+    /// The point seen by a run whose cutoff is the start of `day`; none before the series'
+    /// first day (its points hold what was known only later). Later days read the last.
+    pub fn seen_at(&self, lane: usize, stage: usize, day: i64) -> Option<&Point> {
+        (day >= self.first_day).then(|| self.at(lane, stage, day))
+    }
+
     /// First day of the current unbroken run of disrupted days ending at `day`, if disrupted.
     pub fn disrupted_since(&self, lane: usize, stage: usize, day: i64) -> Option<i64> {
         if !self.at(lane, stage, day).disrupted {
@@ -698,6 +704,21 @@ mod tests {
 
     fn km(obs: &[(i64, bool)]) -> Option<i64> {
         km_median(&mut obs.iter().map(|&(t, c)| packed(t, c)).collect::<Vec<_>>())
+    }
+
+    /// A row before the series' first day sees no point (the first day's holds what was known
+    /// only later); from the first day on it sees that day's, and past the last the last.
+    #[test]
+    fn a_day_before_the_series_sees_no_point() {
+        let days = |ratios: &[f64]| {
+            ratios.iter().map(|&ratio| Point { ratio, disrupted: ratio > 2.0, ..Default::default() }).collect()
+        };
+        let points: [Vec<Point>; N_STAGES] = std::array::from_fn(|_| days(&[2.5, 1.0, 3.0]));
+        let series = Series { first_day: 100, last_day: 102, points: vec![points] };
+        assert!(series.seen_at(0, 1, 99).is_none());
+        assert_eq!(series.seen_at(0, 1, 100).map(|p| p.ratio), Some(2.5));
+        assert_eq!(series.seen_at(0, 1, 101).map(|p| p.ratio), Some(1.0));
+        assert_eq!(series.seen_at(0, 1, 140).map(|p| p.ratio), Some(3.0));
     }
 
     #[test]

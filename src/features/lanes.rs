@@ -110,6 +110,18 @@ pub struct LaneStats {
 }
 
 impl LaneStats {
+    /// What is known of any lane before the first table: nothing (every quantile NaN).
+    pub const UNKNOWN: LaneStats = LaneStats {
+        level: Level::Global,
+        shipments: 0,
+        delivered: 0,
+        late: 0,
+        on_time_rate: f64::NAN,
+        milestones_tracked: 0,
+        window_days: f64::NAN,
+        v: [f64::NAN; N_Q],
+    };
+
     pub fn transit(&self, q: usize) -> f64 {
         self.v[Q_TRANSIT + q]
     }
@@ -862,10 +874,11 @@ impl LaneTables {
         Ok(LaneTables { cutoffs, tables })
     }
 
-    /// The table as of the latest cutoff at or before `t` (the earliest table for older times).
-    pub fn at(&self, t: i64) -> &[LaneStats] {
+    /// The table as of the latest cutoff at or before `t`; none before the first cutoff (a
+    /// later table would hold outcomes known only after `t`).
+    pub fn at(&self, t: i64) -> Option<&[LaneStats]> {
         let k = self.cutoffs.partition_point(|&c| c <= t);
-        &self.tables[k.saturating_sub(1)]
+        k.checked_sub(1).map(|k| &self.tables[k][..])
     }
 
     pub fn latest(&self) -> &[LaneStats] {

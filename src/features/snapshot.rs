@@ -3,7 +3,7 @@
 
 use super::disruption::Series;
 use super::history::{History, Own, Seen};
-use super::lanes::LaneTables;
+use super::lanes::{LaneStats, LaneTables};
 use super::prepare::Prepared;
 use super::timeline::{CutoffStates, NONE, Outcome, State, state_at};
 use crate::calendar::{DayTable, Holidays, day_index, weekday};
@@ -153,12 +153,15 @@ impl<'a> Context<'a> {
             &st_owned
         };
         let lane = p.lane[i] as usize;
-        // Lane statistics as of the latest cutoff at or before t: never the row's own outcome.
-        let ls = &self.lanes.at(t)[lane];
+        // Lane statistics as of the latest cutoff at or before t: never the row's own outcome,
+        // and nothing at all before the first table.
+        let ls = self.lanes.at(t).map_or(&LaneStats::UNKNOWN, |table| &table[lane]);
         let s = st.stage;
         let dwell = days(t - st.stage_start).max(0.0);
-        let p50 = ls.dwell_p50(s).max(0.05);
-        let p90 = ls.dwell_p90(s).max(p50);
+        // Floored at an hour and a bit, so that a stage most parcels clear at once gives no
+        // huge ratio; unknown stays unknown (`f64::max` would floor NaN to the floor itself).
+        let p50 = if ls.dwell_p50(s).is_nan() { f64::NAN } else { ls.dwell_p50(s).max(0.05) };
+        let p90 = if ls.dwell_p90(s).is_nan() { f64::NAN } else { ls.dwell_p90(s).max(p50) };
         // Unknown when the lane never saw a delivery from this stage (NaN propagates).
         let remaining = |now: f64, next: f64| if now.is_nan() { f64::NAN } else { (now - dwell).max(next).max(0.0) };
         let rem50 = remaining(ls.rem_p50(s), ls.rem_p50(s + 1));
@@ -172,8 +175,8 @@ impl<'a> Context<'a> {
         let day = day_index(t);
         let mut ratio: f64 = 1.0;
         let mut ahead = false;
-        for s2 in s..N_STAGES {
-            let pt = self.series.at(lane, s2, day);
+        // Before the series' first day nothing is known: no ratio above 1, no flag.
+        for pt in (s..N_STAGES).filter_map(|s2| self.series.seen_at(lane, s2, day)) {
             ratio = ratio.max(pt.ratio);
             ahead |= pt.disrupted;
         }

@@ -1241,3 +1241,48 @@ fn a_weekly_backtest_carrying_the_model_equals_one_training_it_every_night() {
     let carried = backtest(&[]);
     assert!(carried == backtest(&[("LANEWATCH_STATE__INCREMENTAL", "false")]), "backtest.parquet differs");
 }
+
+/// Regression: a row at a time before the night's first lane table read that table (and the
+/// series' first day), whose cutoff is later: the backtest's evaluation rows of shipments
+/// created long before the validation window saw outcomes known only after their time. Such a
+/// row knows no lane statistics and no disruption.
+#[test]
+fn rows_before_the_first_lane_table_know_no_lane_statistics() {
+    // A training window of 40 days, well inside the history.
+    let env = [
+        ("LANEWATCH_FEATURES__TRAIN_WINDOW_DAYS", "40"),
+        ("LANEWATCH_MODEL__MIN_TRAIN_SHIPMENTS", "200"),
+        ("LANEWATCH_MODEL__MIN_TRAIN_CLASS", "10"),
+        ("LANEWATCH_MODEL__MIN_VALID_SHIPMENTS", "50"),
+        ("LANEWATCH_MODEL__MIN_VALID_CLASS", "5"),
+    ];
+    let s = fast_settings(small_input(), &env);
+    let fs = features::build(&load(&s), &s.features, Night::new(date(SMALL_AS_OF))).unwrap();
+    let first = fs.lane_tables.cutoffs[0];
+    let series_start = fs.series.first_day * MICROS_PER_DAY;
+    let before = first.min(series_start) - 1;
+    // Shipments created before that time, one row just before it and one at the first table.
+    let ships: Vec<u32> =
+        (0..fs.prep.len() as u32).filter(|&i| fs.prep.created[i as usize] < before).take(50).collect();
+    assert!(!ships.is_empty(), "no shipment created before the first lane table");
+    let at = |t: i64| fs.rows_at(&ships.iter().map(|&i| (i, t)).collect::<Vec<_>>());
+    let (early, later) = (at(before), at(first.max(series_start)));
+    let col = |name: &str| features::feature_index(name);
+    for r in 0..ships.len() {
+        for name in [
+            "lane_transit_p50_days",
+            "promise_margin_p90_days",
+            "expected_remaining_p50_days",
+            "slack_p90_days",
+            "dwell_vs_p50",
+            "dwell_vs_p90",
+        ] {
+            assert!(early.row(r)[col(name)].is_nan(), "row {r}: {name} known before the first lane table");
+        }
+        assert_eq!(early.row(r)[col("lane_disruption_ratio")], 1.0, "row {r}");
+        assert_eq!(early.row(r)[col("lane_disrupted_ahead")], 0.0, "row {r}");
+        assert_eq!(early.row(r)[col("milestones_tracked")], 0.0, "row {r}");
+    }
+    // From the first table on, the lanes are known.
+    assert!((0..ships.len()).any(|r| later.row(r)[col("lane_transit_p50_days")].is_finite()));
+}
