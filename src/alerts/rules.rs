@@ -63,7 +63,7 @@ pub fn facts(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Facts {
     let lane = &fs.lanes()[lane_id];
     let day = fs.night().cutoff_day();
     let value = p.declared_value[i];
-    let disruption = fs.disrupted_lanes()[lane_id].filter(|&s| s >= e.stage).map(|s| {
+    let disruption = fs.disrupted_ahead(lane_id, e.stage).map(|s| {
         let pt = fs.series.at(lane_id, s, day);
         Disruption {
             lane: p.lanes[lane_id].label(),

@@ -311,7 +311,7 @@ impl FeatureSet {
         let cutoff = prep.night.cutoff();
         let score =
             Rows { ship: states.in_flight().to_vec(), t: vec![cutoff; states.in_flight().len()], ..Rows::default() };
-        let disrupted = (0..prep.lanes.len()).map(|l| worst_disrupted_stage(&series, l, span.last_day)).collect();
+        let disrupted = (0..prep.lanes.len()).map(|l| worst_disrupted_stage(&series, l, span.last_day, 0)).collect();
         Ok(FeatureSet {
             prep,
             states,
@@ -422,10 +422,10 @@ fn state_of(prep: &prepare::Prepared, i: usize, t: i64) -> timeline::State {
     timeline::state_at(prep.created[i], times, codes, prep.etas(i), t)
 }
 
-/// The disrupted stage of lane `l` with the highest ratio as of cutoff day `day` (the earlier
-/// stage on a tie).
-fn worst_disrupted_stage(series: &disruption::Series, l: usize, day: i64) -> Option<usize> {
-    (0..N_STAGES)
+/// The disrupted stage of lane `l` at or after stage `from` with the highest ratio as of cutoff
+/// day `day` (the earlier stage on a tie).
+fn worst_disrupted_stage(series: &disruption::Series, l: usize, day: i64, from: usize) -> Option<usize> {
+    (from..N_STAGES)
         .filter(|&s| series.at(l, s, day).disrupted)
         .max_by(|&a, &b| series.at(l, a, day).ratio.total_cmp(&series.at(l, b, day).ratio).then(b.cmp(&a)))
 }
@@ -503,6 +503,13 @@ impl FeatureSet {
     /// Per lane (index into `prep.lanes`), its worst disrupted stage as of the night, if any.
     pub fn disrupted_lanes(&self) -> &[Option<usize>] {
         &self.disrupted
+    }
+
+    /// Lane `l`'s worst disrupted stage at or after stage `from` as of the night: of a parcel
+    /// in stage `from`, the disruption still ahead of it. (The lane's worst stage overall may be
+    /// one the parcel has passed while a later one is disrupted too.)
+    pub fn disrupted_ahead(&self, l: usize, from: usize) -> Option<usize> {
+        worst_disrupted_stage(&self.series, l, self.night().cutoff_day(), from)
     }
 
     /// The lanes flagged disrupted as of the night, in lane order, as the report and the run's
@@ -702,5 +709,33 @@ impl FeatureSet {
             df.with_column(Column::new((*name).into(), v))?;
         }
         Ok(df)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: an alert kept the lane's worst disrupted stage only when the parcel had not
+    /// passed it, so a parcel between two disrupted stages lost the one still ahead of it.
+    #[test]
+    fn the_worst_disruption_ahead_skips_the_stages_passed() {
+        let day = 100;
+        let point = |ratio: f64, disrupted: bool| disruption::Point { ratio, disrupted, ..Default::default() };
+        let mut stages: [Vec<disruption::Point>; N_STAGES] = Default::default();
+        for (s, v) in stages.iter_mut().enumerate() {
+            // Stage 0 disrupted at 2.4, stage 4 at 1.8, stage 2 raised but not flagged.
+            v.push(match s {
+                0 => point(2.4, true),
+                2 => point(3.0, false),
+                4 => point(1.8, true),
+                _ => point(1.0, false),
+            });
+        }
+        let series = disruption::Series { first_day: day, last_day: day, points: vec![stages] };
+        assert_eq!(worst_disrupted_stage(&series, 0, day, 0), Some(0));
+        assert_eq!(worst_disrupted_stage(&series, 0, day, 1), Some(4));
+        assert_eq!(worst_disrupted_stage(&series, 0, day, 3), Some(4));
+        assert_eq!(worst_disrupted_stage(&series, 0, day, 5), None);
     }
 }
