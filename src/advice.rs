@@ -676,7 +676,11 @@ impl<'a> Part<'a> {
                 let st = &fs.states;
                 let (delivered_at, abandoned_at, carrier_scan) =
                     (st.delivered(i), st.returned_or_lost(i), st.first_carrier_scan(i));
-                let delivered = delivered_at != NONE && delivered_at < cutoff;
+                // Delivered as its first end, as outcomes are settled (`timeline::outcome`): a
+                // parcel lost or returned before a delivery never arrived in time for its buyer.
+                let delivered = delivered_at != NONE
+                    && delivered_at < cutoff
+                    && (abandoned_at == NONE || delivered_at <= abandoned_at);
                 let (transit, transit_b) = if delivered {
                     (
                         schema::days(delivered_at - prep.created[i]),
