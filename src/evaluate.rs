@@ -438,7 +438,8 @@ impl Backtest {
 pub struct Final {
     pub promised: i64,
     pub delivered: Option<i64>,
-    /// Late is decided: delivered (on time or not), or the promise passed before the data ends.
+    /// Late is decided: ended (delivered, returned or lost; the first end settles it), or the
+    /// promise passed before the data ends.
     pub decided: bool,
     pub late: bool,
 }
@@ -455,9 +456,14 @@ pub fn final_outcomes(clean: &CleanInput) -> Result<HashMap<String, Final>> {
     for (i, (id, p)) in ids.iter().zip(prom.iter()).enumerate() {
         let (Some(id), Some(p)) = (id, p) else { continue };
         let (t, c) = ev.of(i);
-        let d = t.iter().zip(c).find(|(_, c)| **c == crate::schema::DELIVERED).map(|(t, _)| *t);
-        let decided = d.is_some() || p < end;
-        let late = d.is_none_or(|d| d > p);
+        let first = |codes: &[u8]| t.iter().zip(c).find(|(_, c)| codes.contains(c)).map(|(t, _)| *t);
+        use crate::schema::{DELIVERED, LOST, RETURNED};
+        let d = first(&[DELIVERED]);
+        // The first end settles the outcome, as the labels are settled (`timeline::outcome`): a
+        // parcel lost or returned before a delivery is late, and decided when it ended.
+        let end_of_life = first(&[DELIVERED, RETURNED, LOST]);
+        let decided = end_of_life.is_some() || p < end;
+        let late = !(d.is_some_and(|d| d <= p) && d == end_of_life);
         out.insert(id.to_string(), Final { promised: p, delivered: d, decided, late });
     }
     Ok(out)

@@ -574,3 +574,48 @@ fn assert_only_page_tags(html: &str) {
         );
     }
 }
+
+/// Regression: the backtest's final outcomes took a parcel's first delivery whatever came
+/// before it, while its labels are settled by its first end (`timeline::outcome`): a parcel
+/// lost, then found and delivered before its promise was on time to the backtest and late to
+/// the model it graded.
+#[test]
+fn a_parcel_lost_before_its_delivery_ends_late_in_the_backtests_outcomes() {
+    let input = copy_input(small_input());
+    let settings = |dir: &Path| fast_settings(dir, &[]);
+    let before = lanewatch::evaluate::final_outcomes(&load(&settings(small_input()))).unwrap();
+    let mut on_time: Vec<(String, lanewatch::evaluate::Final)> =
+        before.iter().filter(|(_, f)| f.decided && !f.late).map(|(id, f)| (id.clone(), *f)).collect();
+    on_time.sort_by(|a, b| a.0.cmp(&b.0));
+    on_time.truncate(40);
+    assert_eq!(on_time.len(), 40);
+    let path = input.path().join("events.parquet");
+    let events = read_parquet(&path);
+    let n = on_time.len();
+    let extra = DataFrame::new(
+        n,
+        vec![
+            Column::new("shipment_id".into(), on_time.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()),
+            // A minute before the delivery.
+            lanewatch::io::ts_column_req(
+                "event_time",
+                on_time.iter().map(|(_, f)| f.delivered.unwrap() - 60_000_000).collect(),
+            ),
+            Column::new("status".into(), vec!["LOST"; n]),
+            Column::new("location".into(), vec![Some("hub"); n]),
+        ],
+    )
+    .unwrap();
+    let names: Vec<String> = events.get_column_names().iter().map(|c| c.to_string()).collect();
+    let mut all = events.vstack(&extra.select(names).unwrap()).unwrap();
+    write_parquet(&mut all, &path);
+    let after = lanewatch::evaluate::final_outcomes(&load(&settings(input.path()))).unwrap();
+    for (id, f) in &on_time {
+        let now = after[id];
+        assert!(now.decided && now.late, "{id}: lost before its delivery, yet {now:?}");
+        assert_eq!(now.delivered, f.delivered, "{id}");
+    }
+    // Every other parcel keeps its outcome.
+    let changed = before.iter().filter(|(id, f)| after[*id] != **f).count();
+    assert_eq!(changed, n);
+}
