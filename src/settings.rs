@@ -50,7 +50,8 @@ impl Settings {
             Some(s) => Some(Night::new(config::parse_date(s)?)),
         };
         let features = FeatureParams::from_config(&config)?;
-        let model = ModelParams::from_config(&config.model, &config.alerts, config.pipeline.seed)?.check()?;
+        let model =
+            ModelParams::from_config(&config.model, &config.alerts, &config.lanes, config.pipeline.seed)?.check()?;
         let b = &config.backtest;
         let backtest = match (&b.from, &b.to) {
             (Some(from), Some(to)) => {

@@ -636,7 +636,7 @@ pub fn train(fs: &FeatureSet, p: &ValidParams) -> Result<SavedModel> {
     let frame = TrainFrame {
         night: fs.night(),
         train_window_days: fs.train_window_days,
-        lanes: lane_windows(fs.lanes().iter().map(|l| l.window_days)),
+        lanes: lane_windows(fs.lanes().iter().map(|l| l.window_days), p.lane_window_days),
         valid_days,
         split,
     };
@@ -924,8 +924,9 @@ struct Scored {
 }
 
 /// The lane statistics windows at the cutoff: shortest, median and longest, and how many lanes
-/// reached back past `lanes.window_days`.
-pub fn lane_windows(window_days: impl Iterator<Item = f64>) -> Windows {
+/// reached back past `configured` (`lanes.window_days`; not past the shortest window, which is
+/// itself extended when every lane needed more history).
+pub fn lane_windows(window_days: impl Iterator<Item = f64>, configured: u32) -> Windows {
     let mut d: Vec<f64> = window_days.filter(|v| v.is_finite()).collect();
     d.sort_by(f64::total_cmp);
     let min_days = d.first().copied().unwrap_or(f64::NAN);
@@ -933,7 +934,7 @@ pub fn lane_windows(window_days: impl Iterator<Item = f64>) -> Windows {
         lane_days_min: min_days,
         lane_days_median: if d.is_empty() { f64::NAN } else { d[d.len() / 2] },
         lane_days_max: d.last().copied().unwrap_or(f64::NAN),
-        lanes_extended: d.iter().filter(|&&v| v > min_days.max(0.0) + 1e-9).count() as u64,
+        lanes_extended: d.iter().filter(|&&v| v > configured as f64 + 1e-9).count() as u64,
         ..Windows::default()
     }
 }
@@ -1328,6 +1329,16 @@ mod tests {
     /// The validation window from per-day counts is the one sorting every shipment gave: young
     /// histories (the 70/30 split), windows stopped by either class or by what training needs,
     /// late rates from none to all.
+    /// Regression: lanes counted as extended were those past the shortest window, so when every
+    /// lane needed more than `lanes.window_days` none was counted.
+    #[test]
+    fn lanes_extended_are_those_past_the_configured_window() {
+        let w = |days: &[f64]| super::lane_windows(days.iter().copied(), 90).lanes_extended;
+        assert_eq!(w(&[120.0, 150.0, 400.0]), 3);
+        assert_eq!(w(&[90.0, 90.0, 120.0, f64::NAN]), 1);
+        assert_eq!(w(&[]), 0);
+    }
+
     #[test]
     fn validation_window_from_day_counts_is_the_sorted_walk() {
         let mut rng = crate::TestRng::new(11);
@@ -1335,6 +1346,7 @@ mod tests {
         let base = crate::model::params::ModelParams::from_config(
             &crate::config::ModelConfig::default(),
             &crate::config::AlertConfig::default(),
+            &crate::config::LaneConfig::default(),
             7,
         )
         .unwrap();

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::gbdt::GbdtParams;
-use crate::config::{AlertConfig, ModelConfig};
+use crate::config::{AlertConfig, LaneConfig, ModelConfig};
 use crate::error::{Error, Result};
 
 /// The model families lanewatch can fit; one is chosen per night on validation PR-AUC.
@@ -72,6 +72,8 @@ pub struct ModelParams {
     pub alert_threshold: f64,
     pub calibration_bins: usize,
     pub seed: u64,
+    /// `lanes.window_days`: lanes whose statistics reached back further count as extended.
+    pub lane_window_days: u32,
 }
 
 /// Parameters that passed `ModelParams::check`.
@@ -86,7 +88,7 @@ impl std::ops::Deref for ValidParams {
 }
 
 impl ModelParams {
-    pub fn from_config(m: &ModelConfig, a: &AlertConfig, seed: u64) -> Result<ModelParams> {
+    pub fn from_config(m: &ModelConfig, a: &AlertConfig, lanes: &LaneConfig, seed: u64) -> Result<ModelParams> {
         Ok(ModelParams {
             candidates: m.candidates.iter().map(|c| Candidate::parse(c)).collect::<Result<_>>()?,
             holdout_days: m.holdout_days,
@@ -120,6 +122,7 @@ impl ModelParams {
             alert_threshold: a.risk_threshold,
             calibration_bins: m.calibration_bins,
             seed,
+            lane_window_days: lanes.window_days,
         })
     }
 
@@ -195,10 +198,14 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_bad_values_are_refused() {
-        let p = ModelParams::from_config(&ModelConfig::default(), &AlertConfig::default(), 7).unwrap();
+        let p = ModelParams::from_config(&ModelConfig::default(), &AlertConfig::default(), &LaneConfig::default(), 7)
+            .unwrap();
         let mut svm = ModelConfig::default();
         svm.candidates = vec!["svm".into()];
-        assert_eq!(ModelParams::from_config(&svm, &AlertConfig::default(), 7).unwrap_err().exit_code(), 78);
+        assert_eq!(
+            ModelParams::from_config(&svm, &AlertConfig::default(), &LaneConfig::default(), 7).unwrap_err().exit_code(),
+            78
+        );
         assert!(p.clone().check().is_ok());
         assert!(p.clone().candidates(&[]).check().is_err());
         let mut bins = p.clone();

@@ -181,7 +181,7 @@ pub fn train_parts(sets: &[FeatureSet], p: &ValidParams) -> Result<SavedModel> {
     let frame = TrainFrame {
         night: first.night(),
         train_window_days: first.train_window_days,
-        lanes: lane_windows(sets.iter().flat_map(|s| s.lanes().iter().map(|l| l.window_days))),
+        lanes: lane_windows(sets.iter().flat_map(|s| s.lanes().iter().map(|l| l.window_days)), p.lane_window_days),
         valid_days,
         split,
     };
