@@ -79,14 +79,45 @@ fn output_writer<W: Write>(w: W) -> ParquetWriter<W> {
         .with_row_group_size(Some(ROW_GROUP_ROWS))
 }
 
-/// Writes `df` as Parquet to `path` through a synced temporary sibling and a rename, for files
-/// written outside a run's staging folder.
-pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<u64> {
-    let tmp = temp_sibling(path);
-    let rows = write_parquet(df, &tmp)?;
-    sync_file(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))?;
-    Ok(rows)
+/// Files that are replaced together: each written and synced under a temporary name, then all
+/// renamed into place by `commit` once every one is written. A write that fails (a full disk)
+/// leaves every file as it was, where one-by-one writes left tonight's first files beside the
+/// night before's last ones; dropped uncommitted, the temporary files are removed.
+#[derive(Default)]
+pub struct FileSet {
+    staged: Vec<(Temp, std::path::PathBuf)>,
+}
+
+impl FileSet {
+    pub fn new() -> FileSet {
+        FileSet::default()
+    }
+
+    /// `df` as Parquet, to become `path`; returns its rows.
+    pub fn parquet(&mut self, df: &mut DataFrame, path: &Path) -> Result<u64> {
+        let tmp = temp_sibling(path);
+        let rows = write_parquet(df, tmp.path())?;
+        sync_file(tmp.path())?;
+        self.staged.push((tmp, path.to_path_buf()));
+        Ok(rows)
+    }
+
+    /// `bytes`, to become `path`.
+    pub fn bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = temp_sibling(path);
+        File::create(tmp.path()).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::output(tmp.path(), e))?;
+        sync_file(tmp.path())?;
+        self.staged.push((tmp, path.to_path_buf()));
+        Ok(())
+    }
+
+    /// Every file renamed into place, in the order written.
+    pub fn commit(self) -> Result<()> {
+        for (tmp, path) in &self.staged {
+            std::fs::rename(tmp.path(), path).map_err(|e| Error::output(path, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes `df` as a compact internal file (LZ4, no statistics) to `path`, atomically; returns
@@ -178,7 +209,7 @@ fn write_slices(
         }
     }
     let tmp = temp_sibling(path);
-    let file = File::create(&tmp).map_err(|e| Error::output(&tmp, e))?;
+    let file = File::create(tmp.path()).map_err(|e| Error::output(tmp.path(), e))?;
     let mut sink = Hashing { out: std::io::BufWriter::with_capacity(1 << 20, file), hash: blake3::Hasher::new() };
     let mut first = slice(0..height.min(slice_rows))?;
     first.rechunk_mut();
@@ -199,11 +230,11 @@ fn write_slices(
         }
         w.finish().map_err(|e| Error::output(path, e))?;
         drop(w);
-        sink.flush().map_err(|e| Error::output(&tmp, e))?;
+        sink.flush().map_err(|e| Error::output(tmp.path(), e))?;
         sink.hash.finalize().to_hex().to_string()
     };
     drop(sink);
-    std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))?;
+    std::fs::rename(tmp.path(), path).map_err(|e| Error::output(path, e))?;
     Ok(hash)
 }
 
@@ -401,16 +432,38 @@ pub fn write_renamed(path: &Path, bytes: &[u8]) -> Result<()> {
 /// into place.
 fn write_through_sibling(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let tmp = temp_sibling(path);
-    File::create(&tmp).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::output(&tmp, e))?;
+    File::create(tmp.path()).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::output(tmp.path(), e))?;
     if sync {
-        sync_file(&tmp)?;
+        sync_file(tmp.path())?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))
+    std::fs::rename(tmp.path(), path).map_err(|e| Error::output(path, e))
 }
 
-fn temp_sibling(path: &Path) -> std::path::PathBuf {
+/// A temporary sibling of a file being written: `.NAME.tmp-PID-NONCE`, removed when dropped
+/// unless renamed into place first. The nonce keeps two writers apart that share a process id
+/// (attempts of one shard on two hosts writing to one partials folder), and a failed write
+/// (a full disk) leaves nothing behind for later runs to trip over.
+struct Temp(std::path::PathBuf);
+
+impl Temp {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        // Gone already once renamed into place.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn temp_sibling(path: &Path) -> Temp {
+    use std::hash::{BuildHasher, Hasher};
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    let mut nonce = std::collections::hash_map::RandomState::new().build_hasher();
+    nonce.write(name.as_bytes());
+    Temp(path.with_file_name(format!(".{name}.tmp-{}-{:016x}", std::process::id(), nonce.finish())))
 }
 
 /// fsync(2) of one file: its bytes reach the disk before the rename that publishes it.
@@ -579,12 +632,14 @@ pub(crate) mod tests {
         let path = dir.path().join("x.parquet");
         let mut df = df!("a" => [1i64, 2, 3]).unwrap();
         SYNCED.with(|s| s.borrow_mut().clear());
-        write_parquet_atomic(&mut df, &path).unwrap();
+        let mut set = FileSet::new();
+        set.parquet(&mut df, &path).unwrap();
+        set.commit().unwrap();
         write_atomic(&dir.path().join("y.json"), b"{}").unwrap();
         let synced = SYNCED.with(|s| s.borrow().clone());
         assert_eq!(synced.len(), 2, "{synced:?}");
-        assert_eq!(synced[0], temp_sibling(&path), "synced after the rename, or not at all");
-        assert!(path.is_file() && !temp_sibling(&path).exists());
+        assert!(is_temp_of(&synced[0], &path), "synced after the rename, or not at all: {synced:?}");
+        assert!(path.is_file());
         let names: Vec<String> =
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
         assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
@@ -615,8 +670,69 @@ pub(crate) mod tests {
                 .collect();
             assert_eq!(asked, want, "slices of {slice_rows}, {height} rows");
             assert_eq!(SYNCED.with(|s| s.borrow().clone()), Vec::<std::path::PathBuf>::new());
-            assert!(!temp_sibling(&path).exists());
+            assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !is_temp_of(&e.unwrap().path(), &path)));
         }
+    }
+
+    /// A file set changes nothing until every file is written: the second file's failure
+    /// leaves the first as it was and no temporary file behind; a commit replaces both.
+    #[test]
+    fn a_file_set_replaces_all_its_files_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.json"));
+        std::fs::write(&a, b"old a").unwrap();
+        std::fs::write(&b, b"old b").unwrap();
+        let mut df = df!("x" => [1i64, 2]).unwrap();
+        let mut set = FileSet::new();
+        set.parquet(&mut df, &a).unwrap();
+        // A folder that is not there: the second write fails.
+        assert!(set.bytes(&dir.path().join("gone").join("b.json"), b"{}").is_err());
+        drop(set);
+        assert_eq!(std::fs::read(&a).unwrap(), b"old a");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "a temporary file left behind");
+        let mut set = FileSet::new();
+        set.parquet(&mut df, &a).unwrap();
+        set.bytes(&b, b"{}").unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"old b", "replaced before the commit");
+        set.commit().unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"{}");
+        assert!(read_checked_parquet_rows(&a) == 2);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    fn read_checked_parquet_rows(path: &Path) -> usize {
+        ParquetReader::new(File::open(path).unwrap()).finish().unwrap().height()
+    }
+
+    /// A temporary sibling of `path`.
+    fn is_temp_of(p: &Path, path: &Path) -> bool {
+        let name = path.file_name().unwrap().to_string_lossy();
+        p.parent() == path.parent() && p.file_name().unwrap().to_string_lossy().starts_with(&format!(".{name}.tmp-"))
+    }
+
+    /// Regression: a write that failed after its temporary file was made (a full disk, a rename
+    /// refused) left `.NAME.tmp-PID` behind in the folder for good; and two writers with one
+    /// process id (two hosts) shared one temporary name.
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file_and_writers_never_share_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder in the way: the rename onto it fails after the temporary file is written.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("inside"), b"x").unwrap();
+        let mut df = df!("a" => [1i64, 2, 3]).unwrap();
+        assert!(write_atomic(&blocked, b"{}").is_err());
+        assert!(write_renamed(&blocked, b"{}").is_err());
+        let mut set = FileSet::new();
+        set.parquet(&mut df, &blocked).unwrap();
+        assert!(set.commit().is_err());
+        assert!(write_compact(&blocked, &mut df).is_err());
+        let left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(left, vec!["blocked".to_string()]);
+        let (a, b) = (temp_sibling(&blocked), temp_sibling(&blocked));
+        assert_ne!(a.path(), b.path());
+        assert!(is_temp_of(a.path(), &blocked));
     }
 
     /// A mapped file is its bytes (across pages, and empty), and a state file changed by one

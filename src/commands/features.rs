@@ -17,12 +17,15 @@ pub fn features(s: &Settings, out: &Path) -> Result<FeatureSet> {
     let n_train = fs.train.len() as u64;
     t.time("training_features", || Ok(fs.fill_training()), |_| n_train)?;
     io::create_dir_all(out)?;
+    // The three replaced together: never tonight's lanes beside an earlier night's rows.
+    let mut files = io::FileSet::new();
     for (name, mut df) in [
         ("lanes.parquet", fs.lanes_frame()?),
         ("features.parquet", fs.rows_frame(&fs.score, false)?),
         ("training.parquet", fs.rows_frame(&fs.train, true)?),
     ] {
-        io::write_parquet_atomic(&mut df, &out.join(name))?;
+        files.parquet(&mut df, &out.join(name))?;
     }
+    files.commit()?;
     Ok(fs)
 }

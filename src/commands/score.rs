@@ -29,7 +29,9 @@ pub fn score(s: &Settings, model_path: &Path, out: &Path) -> Result<(SavedModel,
     )?;
     io::create_dir_all(out)?;
     let a = &res.alerts;
-    io::write_parquet_atomic(&mut a.scores.clone(), &out.join("scores.parquet"))?;
-    io::write_parquet_atomic(&mut a.frame()?, &out.join("alerts.parquet"))?;
+    let mut files = io::FileSet::new();
+    files.parquet(&mut a.scores.clone(), &out.join("scores.parquet"))?;
+    files.parquet(&mut a.frame()?, &out.join("alerts.parquet"))?;
+    files.commit()?;
     Ok((model, a.scores.height() as u64))
 }

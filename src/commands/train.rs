@@ -18,11 +18,14 @@ pub fn train(s: &Settings, model_out: &Path, metrics_out: Option<&Path>) -> Resu
     if let Some(parent) = model_out.parent().filter(|p| !p.as_os_str().is_empty()) {
         io::create_dir_all(parent)?;
     }
-    io::write_atomic(model_out, &model.to_json()?)?;
+    // The model and its metrics replaced together.
+    let mut files = io::FileSet::new();
+    files.bytes(model_out, &model.to_json()?)?;
     if let Some(p) = metrics_out {
         let mut v = serde_json::to_vec_pretty(&model.metrics).map_err(Error::internal)?;
         v.push(b'\n');
-        io::write_atomic(p, &v)?;
+        files.bytes(p, &v)?;
     }
+    files.commit()?;
     Ok(model)
 }

@@ -173,10 +173,13 @@ pub fn write_backtest(summary: &BacktestSummary, nights: &[NightRow], out: &Path
         });
     }
     let mut df = DataFrame::new(n, cols)?;
-    io::write_parquet_atomic(&mut df, &out.join("backtest.parquet"))?;
     let mut json = serde_json::to_vec_pretty(summary).map_err(Error::internal)?;
     json.push(b'\n');
-    io::write_atomic(&out.join("backtest.json"), &json)?;
-    io::write_atomic(&out.join("backtest.html"), report::backtest_report(summary, &df)?.as_bytes())?;
-    Ok(())
+    let html = report::backtest_report(summary, &df)?;
+    // The three replaced together, never two of one backtest beside one of another.
+    let mut files = io::FileSet::new();
+    files.parquet(&mut df, &out.join("backtest.parquet"))?;
+    files.bytes(&out.join("backtest.json"), &json)?;
+    files.bytes(&out.join("backtest.html"), html.as_bytes())?;
+    files.commit()
 }
