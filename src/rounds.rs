@@ -226,10 +226,17 @@ impl<'a> Rounds<'a> {
         Ok((path, true))
     }
 
-    /// Shard `shard`'s share of `round`, computed after `after` (`chain_before`).
-    fn write_share<T: Codec>(&self, round: Round, shard: Shard, after: String, value: &T) -> Result<PathBuf> {
-        let inputs = self.partial_digest(shard.index)?;
-        Ok(self.write(round, Some(shard.index), (after, inputs), value)?.0)
+    /// Shard `shard`'s share of `round`, computed after `after`: the chain of the merges before
+    /// it (`chain_before`) and the digest of the shard's partial, both read before anything the
+    /// share is computed from. The partial must still be that one: a share that recorded the
+    /// partial of its writing (one republished while the round ran) claimed data it was not
+    /// computed from, and the merge took it.
+    fn write_share<T: Codec>(&self, round: Round, shard: Shard, after: (String, String), value: &T) -> Result<PathBuf> {
+        if self.partial_digest(shard.index)? != after.1 {
+            let name = format!("{}.json", shard.stem());
+            return Err(Error::bad_file(name, format!("changed while round {round} ran; run the round again")));
+        }
+        Ok(self.write(round, Some(shard.index), after, value)?.0)
     }
 
     /// The merge of `round` (`merge_shares` gave its lineage). A merge whose result changed
@@ -428,7 +435,7 @@ pub fn shard_round(s: &Settings, dir: &Path, shard: Shard, round: Round) -> Resu
     let n = Rounds::new(s, dir, shard.count)?;
     let (p, m) = (&s.features, &s.model);
     // What this share is computed after, read before anything it is computed from.
-    let after = n.chain_before(round)?;
+    let after = (n.chain_before(round)?, n.partial_digest(shard.index)?);
     match round {
         Round::Window => n.write_share(round, shard, after, &n.part(shard)?.window_share(p)),
         Round::Parents => {
@@ -601,7 +608,7 @@ pub fn merge_round(s: &Settings, dir: &Path, shards: u32, round: Round) -> Resul
             let frame = TrainFrame {
                 night: n.night,
                 train_window_days: n.span()?.train_days,
-                lanes: model::lane_windows(windows.into_iter().flatten()),
+                lanes: model::lane_windows(windows.into_iter().flatten(), n.s.model.lane_window_days),
                 valid_days,
                 split,
             };
