@@ -154,6 +154,7 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
     for k in keep {
         keep_mask[k] = true;
     }
+    let capped: Vec<u32> = alerts.iter().zip(&keep_mask).filter(|(_, k)| !**k).map(|(a, _)| a.ship).collect();
     let mut kept: Vec<Alert> = alerts.into_iter().zip(keep_mask).filter(|(_, k)| *k).map(|(a, _)| a).collect();
     kept.sort_by_key(|a| a.row);
     crate::memory::log_step("alerts", "alerts decided", t0);
@@ -168,7 +169,10 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
         }
     }
 
-    let alerted: HashSet<&str> = kept.iter().map(|a| ship_ids.get(a.ship as usize).unwrap_or("")).collect();
+    // Recovered: the previous run's alerts that raise none tonight. One still raised but cut by
+    // the per-seller cap has not recovered (it once was written `back_on_track`).
+    let mut alerted: HashSet<&str> = kept.iter().map(|a| ship_ids.get(a.ship as usize).unwrap_or("")).collect();
+    alerted.extend(capped.iter().map(|&ship| ship_ids.get(ship as usize).unwrap_or("")));
     let recovered = recovered_frame(prev, &alerted, |id| fs.find_shipment(id).map(|i| recovery(fs, i)))?;
     crate::memory::log_step("alerts", "recovered", t0);
     let lane_key = |a: &Alert| {

@@ -305,3 +305,23 @@ fn the_shared_contract_checks_pass() {
     let text = contract(&["run", out.path().to_str().unwrap(), SMALL_AS_OF]).unwrap();
     assert!(text.contains(&format!("contract ok: {scored} scored")), "{text}");
 }
+
+/// Regression: an alert the per-seller cap cut tonight was written to `recovered.parquet` as
+/// back on track, though it still raised an alert. With the cap, the previous night's alerts
+/// that recovered are the same as without it.
+#[test]
+fn alerts_cut_by_the_per_seller_cap_have_not_recovered() {
+    let before = date(SMALL_AS_OF).pred_opt().unwrap().to_string();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let listed = run_night(small_input(), a.path(), &before, &[]);
+    let uncapped = run_night(small_input(), a.path(), SMALL_AS_OF, &[]);
+    run_night(small_input(), b.path(), &before, &[]);
+    let capped = run_night(small_input(), b.path(), SMALL_AS_OF, &[("LANEWATCH_ALERTS__MAX_PER_SELLER", "1")]);
+    let ids =
+        |run: &std::path::Path, file: &str| -> Vec<String> { strings(&read_parquet(&run.join(file)), "shipment_id") };
+    let (yesterday, tonight, kept) =
+        (ids(&listed, "alerts.parquet"), ids(&uncapped, "alerts.parquet"), ids(&capped, "alerts.parquet"));
+    let cut = tonight.iter().filter(|id| yesterday.contains(id) && !kept.contains(id)).count();
+    assert!(cut > 0, "no alert of the night before was cut tonight: nothing to see");
+    assert_eq!(ids(&capped, "recovered.parquet"), ids(&uncapped, "recovered.parquet"));
+}
