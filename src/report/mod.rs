@@ -60,42 +60,86 @@ pub(crate) fn hidden(c: char) -> bool {
         || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
-/// On-time rate per origin → destination, one panel per service.
+/// At most this many service panels, and origins (rows) and destinations (columns) in each:
+/// the busiest by shipments, so that a page stays readable on a network of thousands of lanes.
+const HEATMAP_SERVICES: usize = 8;
+const HEATMAP_ORIGINS: usize = 30;
+const HEATMAP_DESTINATIONS: usize = 40;
+
+/// The `keep` names with the most shipments (ties by name), in name order; `volume` holds each
+/// name's shipments.
+fn busiest(volume: &BTreeMap<&str, i64>, keep: usize) -> Vec<String> {
+    let mut by: Vec<(&str, i64)> = volume.iter().map(|(k, v)| (*k, *v)).collect();
+    by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut names: Vec<String> = by.into_iter().take(keep).map(|(k, _)| k.to_string()).collect();
+    names.sort_unstable();
+    names
+}
+
+/// On-time rate per origin → destination, one panel per service: the busiest services, origins
+/// and destinations by shipments, with a note saying what was left out.
 pub fn lane_heatmap(lanes: &DataFrame) -> Result<String> {
     let o = lanes.column("origin")?.str()?;
     let d = lanes.column("destination")?.str()?;
     let s = lanes.column("service")?.str()?;
     let r = lanes.column("on_time_rate")?.f64()?;
-    let mut services: BTreeMap<String, Vec<(String, String, f64)>> = BTreeMap::new();
+    let n = lanes.column("shipments")?.i64()?;
+    // Per service: its cells (origin, destination, rate, shipments).
+    let mut services: BTreeMap<&str, Vec<(&str, &str, f64, i64)>> = BTreeMap::new();
     for k in 0..lanes.height() {
-        services.entry(s.get(k).unwrap_or("").to_string()).or_default().push((
-            o.get(k).unwrap_or("").to_string(),
-            d.get(k).unwrap_or("").to_string(),
+        services.entry(s.get(k).unwrap_or("")).or_default().push((
+            o.get(k).unwrap_or(""),
+            d.get(k).unwrap_or(""),
             r.get(k).unwrap_or(f64::NAN),
+            n.get(k).unwrap_or(0),
         ));
     }
     if services.is_empty() {
         return Ok(svg::empty("lane_heatmap", "Lane on-time rate", "lanes"));
     }
+    let volume: BTreeMap<&str, i64> = services.iter().map(|(k, c)| (*k, c.iter().map(|c| c.3).sum())).collect();
+    let shown = busiest(&volume, HEATMAP_SERVICES);
     let mut out = String::new();
-    for (service, cells) in services.iter().take(8) {
-        let mut origins: Vec<String> = cells.iter().map(|c| c.0.clone()).collect();
-        origins.sort_unstable();
-        origins.dedup();
-        let mut dests: Vec<String> = cells.iter().map(|c| c.1.clone()).collect();
-        dests.sort_unstable();
-        dests.dedup();
-        origins.truncate(30);
-        dests.truncate(40);
+    if shown.len() < services.len() {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\" data-note=\"heatmap-services\">The {} busiest of {} services by shipments; every lane is in <code>lanes.parquet</code>.</p>",
+            shown.len(),
+            services.len()
+        );
+    }
+    for service in &shown {
+        let cells = &services[service.as_str()];
+        let mut by_origin: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut by_dest: BTreeMap<&str, i64> = BTreeMap::new();
+        for c in cells {
+            *by_origin.entry(c.0).or_default() += c.3;
+            *by_dest.entry(c.1).or_default() += c.3;
+        }
+        let origins = busiest(&by_origin, HEATMAP_ORIGINS);
+        let dests = busiest(&by_dest, HEATMAP_DESTINATIONS);
         let drawn: Vec<(usize, usize, f64, f64)> = cells
             .iter()
-            .filter_map(|(oo, dd, rate)| {
-                let i = origins.iter().position(|v| v == oo)?;
-                let j = dests.iter().position(|v| v == dd)?;
+            .filter_map(|(oo, dd, rate, _)| {
+                let i = origins.binary_search_by(|v| v.as_str().cmp(oo)).ok()?;
+                let j = dests.binary_search_by(|v| v.as_str().cmp(dd)).ok()?;
                 // The shade spans 70–100 % on time, where lanes differ in practice.
                 Some((i, j, *rate, (*rate - 0.7) / 0.3))
             })
             .collect();
+        if origins.len() < by_origin.len() || dests.len() < by_dest.len() {
+            let _ = writeln!(
+                out,
+                "<p class=\"note\" data-note=\"heatmap-cut\">{}: the {} busiest of {} origins and the {} busiest of {} destinations by shipments ({} of {} lanes drawn).</p>",
+                esc(service),
+                origins.len(),
+                by_origin.len(),
+                dests.len(),
+                by_dest.len(),
+                drawn.len(),
+                cells.len()
+            );
+        }
         out += &svg::heatmap(
             "lane_heatmap",
             &format!("On-time rate (%) by lane: {service} (rows: origin, columns: destination)"),
@@ -291,7 +335,7 @@ pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config, night: chron
             "{} {} in {} d{}",
             s[k],
             if pm[k].is_finite() { format!("{:.0} %", pm[k] * 100.0) } else { "–".into() },
-            f1(promise[k]),
+            whole(promise[k]),
             if basis[k] == "lane" { String::new() } else { format!(" (from {})", basis[k]) }
         ));
     }
@@ -354,11 +398,15 @@ pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config, night: chron
         .map(|&k| {
             vec![
                 format!("{} → {} · {}", po[k], pd[k], ps[k]),
-                f1(cur[k]),
+                whole(cur[k]),
                 format!("{:.0} %", kept[k] * 100.0),
-                f1(adv[k]),
+                whole(adv[k]),
                 // An upper bound the curve's lower band never reaches has no end.
-                if hi[k].is_finite() { format!("{}–{}", f1(lo[k]), f1(hi[k])) } else { format!("≥ {}", f1(lo[k])) },
+                if hi[k].is_finite() {
+                    format!("{}–{}", whole(lo[k]), whole(hi[k]))
+                } else {
+                    format!("≥ {}", whole(lo[k]))
+                },
                 psupport[k].to_string(),
             ]
         })
@@ -473,7 +521,7 @@ pub fn seller_page(seller_id: &str, as_of: chrono::NaiveDate, alerts: &DataFrame
                 format!("{:.0} %", net[k] * 100.0),
                 fixed(hand[k], 1),
                 fixed(net_hand[k], 1),
-                f1(promise[k]),
+                whole(promise[k]),
                 if pm[k].is_finite() { format!("{:.0} %", pm[k] * 100.0) } else { "–".into() },
                 advised[k].clone(),
                 if misses[k] { "yes".into() } else { String::new() },
@@ -615,7 +663,8 @@ fn f3(v: f64) -> String {
     fixed(v, 3)
 }
 
-fn f1(v: f64) -> String {
+/// A whole number (days of promises and windows), or "–" where unknown.
+fn whole(v: f64) -> String {
     fixed(v, 0)
 }
 
@@ -674,9 +723,9 @@ pub fn run_report(cfg: &Config, run: &RunOutputs, input: &Report, trend: &[Trend
                 m.windows.validation_days,
                 m.windows.validation_shipments,
                 m.windows.validation_late,
-                f1(m.windows.lane_days_min),
-                f1(m.windows.lane_days_max),
-                f1(m.windows.lane_days_median),
+                whole(m.windows.lane_days_min),
+                whole(m.windows.lane_days_max),
+                whole(m.windows.lane_days_median),
                 m.windows.lanes_extended
             ),
         ],
@@ -770,6 +819,55 @@ pub fn run_report(cfg: &Config, run: &RunOutputs, input: &Report, trend: &[Trend
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The heatmap draws the busiest services, origins and destinations and says what it
+    /// left out (it once drew the first 8, 30 and 40 by name, without a word).
+    #[test]
+    fn the_lane_heatmap_draws_the_busiest_and_says_what_it_leaves_out() {
+        let (mut o, mut d, mut s, mut r, mut n) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut lane = |origin: String, dest: String, service: String, shipments: i64| {
+            o.push(origin);
+            d.push(dest);
+            s.push(service);
+            r.push(0.9);
+            n.push(shipments);
+        };
+        // "big": 35 origins × 45 destinations, where "A0" and "Z0" (first by name) carry one
+        // parcel each and the rest 100 + k.
+        for i in 0..35 {
+            for j in 0..45 {
+                let few = i == 0 || j == 0;
+                lane(
+                    format!("O{i:02}"),
+                    if j == 0 { "A0".into() } else { format!("D{j:02}") },
+                    "big".into(),
+                    if few { 1 } else { 100 + i + j },
+                );
+            }
+        }
+        // Nine small services: the quietest ("s0", one parcel) is left out.
+        for k in 0..9 {
+            lane("O01".into(), "D01".into(), format!("s{k}"), if k == 0 { 1 } else { 50 });
+        }
+        let df = DataFrame::new(
+            o.len(),
+            vec![
+                Column::new("origin".into(), o),
+                Column::new("destination".into(), d),
+                Column::new("service".into(), s),
+                Column::new("on_time_rate".into(), r),
+                Column::new("shipments".into(), n),
+            ],
+        )
+        .unwrap();
+        let html = lane_heatmap(&df).unwrap();
+        assert!(html.contains("The 8 busiest of 10 services by shipments"), "{html}");
+        assert!(!html.contains("by lane: s0 "), "the quietest service is drawn");
+        assert!(html.contains("big: the 30 busiest of 35 origins and the 40 busiest of 45 destinations by shipments (1200 of 1575 lanes drawn)"), "{html}");
+        // The one-parcel origin O00 and destination A0 are the ones left out, though first by name.
+        assert!(!html.contains(">O00<") && !html.contains(">A0<"), "a quiet origin or destination is drawn");
+        assert!(html.contains(">O34<") && html.contains(">D44<"));
+    }
 
     #[test]
     fn escapes_markup_and_controls() {
