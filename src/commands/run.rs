@@ -424,13 +424,24 @@ impl Step<'_> {
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
-        let message = match std::os::unix::process::ExitStatusExt::signal(&out.status) {
+        let message = match killed_by(&out.status) {
             Some(sig) => format!("killed by signal {sig}"),
             None => last.strip_prefix("lanewatch: ").unwrap_or(last).to_string(),
         };
         let code = out.status.code().unwrap_or(crate::error::exit::SOFTWARE);
         tracing::debug!(step = %shown, %stderr, "out-of-core step failed");
         Err(Error::Step { step: format!("out-of-core step `lanewatch {shown}`"), code, message })
+    }
+}
+
+/// The signal that ended a process, where processes end by signals.
+fn killed_by(status: &std::process::ExitStatus) -> Option<i32> {
+    #[cfg(unix)]
+    return std::os::unix::process::ExitStatusExt::signal(status);
+    #[cfg(not(unix))]
+    {
+        let _ = status;
+        None
     }
 }
 
