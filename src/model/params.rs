@@ -73,6 +73,8 @@ pub struct ModelParams {
     pub calibration_bins: usize,
     pub seed: u64,
     /// `lanes.window_days`: lanes whose statistics reached back further count as extended.
+    /// (Absent from models saved before it, which read as 0: only training reads it.)
+    #[serde(default)]
     pub lane_window_days: u32,
 }
 
@@ -195,6 +197,18 @@ impl ModelParams {
 mod tests {
     use super::*;
     use crate::config::{AlertConfig, ModelConfig};
+
+    /// Regression: the parameters a model saved before `lane_window_days` existed hold none;
+    /// such a model (kept in the state, or given to `score --model`) still reads.
+    #[test]
+    fn parameters_saved_before_the_lane_window_read_back() {
+        let p = ModelParams::from_config(&ModelConfig::default(), &AlertConfig::default(), &LaneConfig::default(), 7)
+            .unwrap();
+        let mut json = serde_json::to_value(&p).unwrap();
+        json.as_object_mut().unwrap().remove("lane_window_days");
+        let back: ModelParams = serde_json::from_value(json).unwrap();
+        assert_eq!(back, ModelParams { lane_window_days: 0, ..p });
+    }
 
     #[test]
     fn defaults_are_valid_and_bad_values_are_refused() {
