@@ -18,10 +18,25 @@ pub fn seller_report(out: &Path, as_of: NaiveDate, seller_id: &str) -> Result<Pa
     if !run.join("_SUCCESS").is_file() {
         return Err(Error::MissingInput { path: run });
     }
+    // A file gone is missing input (66); one that cannot be read or lacks the seller column is
+    // bad data (65), not an internal error.
     let read = |name: &str| -> Result<DataFrame> {
         let path = run.join(name);
-        let f = std::fs::File::open(&path).map_err(|_| Error::MissingInput { path: path.clone() })?;
-        Ok(ParquetReader::new(f).finish()?)
+        let shown = path.display().to_string();
+        let f = std::fs::File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingInput { path: path.clone() },
+            _ => Error::bad_file(shown.clone(), format!("cannot read: {e}")),
+        })?;
+        let df = ParquetReader::new(f).finish().map_err(|e| {
+            Error::bad_file(
+                shown.clone(),
+                format!("not a readable Parquet file: {}", crate::error::one_line(e.to_string())),
+            )
+        })?;
+        if df.column("seller_id").ok().and_then(|c| c.str().ok()).is_none() {
+            return Err(Error::bad_file(shown, "no text column seller_id"));
+        }
+        Ok(df)
     };
     let of_seller = |df: DataFrame| -> Result<DataFrame> {
         let mask = df.column("seller_id")?.str()?.equal(seller_id);

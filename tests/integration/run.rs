@@ -512,6 +512,24 @@ fn the_report_escapes_hostile_strings_where_it_shows_them() {
     let o = lanewatch(&["report", "--seller", "nobody", "--out", out.path().to_str().unwrap(), "--as-of", SMALL_AS_OF]);
     expect_code(&o, 65);
     assert!(stderr(&o).contains("no seller \"nobody\""), "{}", stderr(&o));
+    // Regression: a run file that is not Parquet, or lacks the seller column, was an internal
+    // error (70); it is bad data (65) naming the file, and a file gone is missing input (66).
+    let run = out.path().join(format!("as_of={SMALL_AS_OF}"));
+    let ask =
+        || lanewatch(&["report", "--seller", seller_1, "--out", out.path().to_str().unwrap(), "--as-of", SMALL_AS_OF]);
+    let advice = std::fs::read(run.join("seller_advice.parquet")).unwrap();
+    std::fs::write(run.join("seller_advice.parquet"), b"not parquet").unwrap();
+    let o = ask();
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("seller_advice.parquet"), "{}", stderr(&o));
+    let mut no_seller = read_parquet(&run.join("alerts.parquet")).drop("seller_id").unwrap();
+    std::fs::write(run.join("seller_advice.parquet"), &advice).unwrap();
+    write_parquet(&mut no_seller, &run.join("alerts.parquet"));
+    let o = ask();
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("seller_id"), "{}", stderr(&o));
+    std::fs::remove_file(run.join("alerts.parquet")).unwrap();
+    expect_code(&ask(), 66);
 }
 
 /// Every `<` in `html` opens one of the page's own elements.
