@@ -104,10 +104,7 @@ impl FileSet {
 
     /// `bytes`, to become `path`.
     pub fn bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let tmp = temp_sibling(path);
-        File::create(tmp.path()).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::output(tmp.path(), e))?;
-        sync_file(tmp.path())?;
-        self.staged.push((tmp, path.to_path_buf()));
+        self.staged.push((staged(path, bytes, true)?, path.to_path_buf()));
         Ok(())
     }
 
@@ -431,12 +428,18 @@ pub fn write_renamed(path: &Path, bytes: &[u8]) -> Result<()> {
 /// The bytes written to a temporary sibling of `path`, synced first when `sync`, then renamed
 /// into place.
 fn write_through_sibling(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    let tmp = staged(path, bytes, sync)?;
+    std::fs::rename(tmp.path(), path).map_err(|e| Error::output(path, e))
+}
+
+/// `bytes` in a temporary sibling of `path`, synced when `sync`, to be renamed into place.
+fn staged(path: &Path, bytes: &[u8], sync: bool) -> Result<Temp> {
     let tmp = temp_sibling(path);
     File::create(tmp.path()).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::output(tmp.path(), e))?;
     if sync {
         sync_file(tmp.path())?;
     }
-    std::fs::rename(tmp.path(), path).map_err(|e| Error::output(path, e))
+    Ok(tmp)
 }
 
 /// A temporary sibling of a file being written: `.NAME.tmp-PID-NONCE`, removed when dropped

@@ -448,13 +448,8 @@ fn total_order_key(v: f64) -> u64 {
     if b >> 63 == 1 { !b } else { b | 1 << 63 }
 }
 
-#[cfg(test)]
-pub(crate) fn average_precision_for_tests(s: &[f64], y: &[bool]) -> f64 {
-    average_precision(s, y)
-}
-
 /// Average precision of scores `s` for labels `y` (ties resolved as one threshold).
-fn average_precision(s: &[f64], y: &[bool]) -> f64 {
+pub(crate) fn average_precision(s: &[f64], y: &[bool]) -> f64 {
     // Highest score first, then by row: sorted as integer pairs rather than by looking the
     // scores up at every comparison (early stopping sorts the validation rows every round).
     let mut keyed: Vec<(u64, u32)> = s.iter().enumerate().map(|(k, &v)| (!total_order_key(v), k as u32)).collect();

@@ -329,10 +329,8 @@ fn new_files(
     paths: &[PathBuf],
     segments: &[Segment],
 ) -> std::result::Result<Vec<PathBuf>, String> {
-    let mut current: HashMap<String, &PathBuf> = HashMap::with_capacity(paths.len());
-    for p in paths {
-        current.insert(ingest::exact(input, p), p);
-    }
+    let names: Vec<String> = paths.iter().map(|p| ingest::exact(input, p)).collect();
+    let mut current: HashMap<&str, &PathBuf> = names.iter().map(String::as_str).zip(paths).collect();
     for s in segments {
         let Some(p) = current.remove(s.name()) else {
             return Err(format!("input file {} is gone since the state was written", crate::error::printable(&s.path)));
@@ -345,8 +343,8 @@ fn new_files(
     // `locate` lists files in byte order of their paths; the covered files must be a prefix.
     let covered = segments.len();
     let mut fresh = Vec::new();
-    for (k, p) in paths.iter().enumerate() {
-        if current.contains_key(&ingest::exact(input, p)) {
+    for (k, (p, name)) in paths.iter().zip(&names).enumerate() {
+        if current.contains_key(name.as_str()) {
             if k < covered {
                 return Err(format!(
                     "new {} file {} sorts before files already read (new files must sort after them, \
@@ -1408,17 +1406,22 @@ fn collect_garbage(dir: &Path, current: &str) {
 mod tests {
     use super::*;
 
+    /// A generated input of 40 shipments in `dir/in`, an output folder `dir/out`, and the
+    /// settings a night reads it with.
+    fn small_night(dir: &Path) -> (PathBuf, PathBuf, InputConfig, crate::statuses::Vocabulary) {
+        let (input, out) = (dir.join("in"), dir.join("out"));
+        let start = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        crate::generate::generate(&crate::generate::GenerateParams::new(40, 1, start, 20), &input).unwrap();
+        (input, out, InputConfig::default(), crate::statuses::Vocabulary::canonical())
+    }
+
     /// New segments are written unsynced and made durable by one sync of the file system
     /// before the generation that names them is written (synced before its rename); a night
     /// with nothing new syncs no segments.
     #[test]
     fn new_segments_reach_the_disk_before_the_generation_that_names_them() {
         let dir = tempfile::tempdir().unwrap();
-        let (input, out) = (dir.path().join("in"), dir.path().join("out"));
-        let start = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
-        crate::generate::generate(&crate::generate::GenerateParams::new(40, 1, start, 20), &input).unwrap();
-        let cfg = InputConfig::default();
-        let vocab = crate::statuses::Vocabulary::canonical();
+        let (input, out, cfg, vocab) = small_night(dir.path());
         let seg_dir = state_dir(&out).join(SEGMENTS);
         for night in ["first", "again"] {
             let loaded = load(&input, &cfg, &out, false).unwrap();
@@ -1453,9 +1456,7 @@ mod tests {
     #[test]
     fn files_whose_names_are_shown_alike_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
-        let (input, out) = (dir.path().join("in"), dir.path().join("out"));
-        let start = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
-        crate::generate::generate(&crate::generate::GenerateParams::new(40, 1, start, 20), &input).unwrap();
+        let (input, out, cfg, vocab) = small_night(dir.path());
         let whole = input.join("events.parquet");
         let events = ParquetReader::new(std::fs::File::open(&whole).unwrap()).finish().unwrap();
         std::fs::remove_file(&whole).unwrap();
@@ -1466,7 +1467,6 @@ mod tests {
         {
             crate::io::write_parquet(&mut rows.clone(), &input.join("events").join(name)).unwrap();
         }
-        let (cfg, vocab) = (InputConfig::default(), crate::statuses::Vocabulary::canonical());
         for night in ["first", "again"] {
             let loaded = load(&input, &cfg, &out, false).unwrap();
             if night == "again" {
