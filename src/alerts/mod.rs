@@ -311,7 +311,8 @@ pub fn recovery(fs: &FeatureSet, i: usize) -> Recovery {
     let (reason, status, delivered) = match st.open(i) {
         Some(open) => ("back_on_track", schema::status_name(open.furthest), None),
         None if st.delivered(i) != none => ("delivered", schema::status_name(schema::DELIVERED), Some(st.delivered(i))),
-        None => ("returned_or_lost", "RETURNED", None),
+        None if st.lost(i) => ("returned_or_lost", schema::status_name(schema::LOST), None),
+        None => ("returned_or_lost", schema::status_name(schema::RETURNED), None),
     };
     Recovery { reason: reason.into(), status: status.into(), delivered }
 }

@@ -25,6 +25,8 @@ pub struct State {
     /// Time of a terminal event: delivered, returned or lost.
     pub delivered: i64,
     pub returned_or_lost: i64,
+    /// Whether the event at `returned_or_lost` said LOST (else RETURNED).
+    pub lost: bool,
     /// The carrier's estimates seen so far: the first, the latest, and how often it changed
     /// (`NONE` and 0 without estimates).
     pub eta_first: i64,
@@ -111,6 +113,7 @@ pub fn state_at(created: i64, times: &[i64], codes: &[u8], etas: Option<&[i64]>,
         exceptions: 0,
         delivered: NONE,
         returned_or_lost: NONE,
+        lost: false,
         eta_first: NONE,
         eta_last: NONE,
         eta_updates: 0,
@@ -150,6 +153,7 @@ pub fn state_at(created: i64, times: &[i64], codes: &[u8], etas: Option<&[i64]>,
                 st.exceptions += 1;
                 if st.returned_or_lost == NONE {
                     st.returned_or_lost = time;
+                    st.lost = code == schema::LOST;
                 }
             }
             _ => {}
@@ -172,6 +176,9 @@ pub struct CutoffStates {
     /// Per shipment: (delivered, returned or lost, first carrier scan, picked up), `NONE` where
     /// not.
     ends: Vec<[i64; 4]>,
+    /// Per shipment: whether it ended lost rather than returned (`recovered.parquet` says
+    /// which; a byte a shipment beside the 32 of `ends`).
+    lost: Vec<bool>,
     /// The shipments in flight (not terminal), ascending, and their states.
     open_ship: Vec<u32>,
     open: Vec<State>,
@@ -258,19 +265,22 @@ pub fn take_states(
     use rayon::prelude::*;
     let n = promised.len();
     let mut ends = vec![[NONE; 4]; n];
+    let mut lost = vec![false; n];
     let unknown = Outcome { resolved: false, resolved_at: NONE, late: false, delivered: false };
     let mut outcomes = vec![unknown; n];
     type Block = (Vec<(u32, State)>, (Vec<u32>, Vec<Visits>));
     let blocks: Vec<Block> = ends
         .par_chunks_mut(STATE_BLOCK)
         .zip(outcomes.par_chunks_mut(STATE_BLOCK))
+        .zip(lost.par_chunks_mut(STATE_BLOCK))
         .enumerate()
-        .map(|(b, (ends, outcomes))| {
+        .map(|(b, ((ends, outcomes), lost))| {
             let (mut open, mut held) = (Vec::new(), (Vec::new(), Vec::new()));
-            for (k, (end, out)) in ends.iter_mut().zip(outcomes.iter_mut()).enumerate() {
+            for (k, ((end, out), lost)) in ends.iter_mut().zip(outcomes.iter_mut()).zip(lost.iter_mut()).enumerate() {
                 let i = b * STATE_BLOCK + k;
                 let st = state(i);
                 *end = [st.delivered, st.returned_or_lost, st.first_carrier_scan, st.first[PICKED_UP]];
+                *lost = st.lost;
                 *out = outcome(&st, promised[i], cutoff);
                 hold_into(&mut held, i, &st, &hold);
                 if !st.is_terminal() {
@@ -289,7 +299,7 @@ pub fn take_states(
         }
         held.blocks.push(h);
     }
-    (CutoffStates { ends, open_ship, open }, outcomes, held)
+    (CutoffStates { ends, lost, open_ship, open }, outcomes, held)
 }
 
 /// The visits of the shipments `hold` asks for, of `n` shipments' states (`state(i)`), as
@@ -349,6 +359,11 @@ impl CutoffStates {
     /// When shipment i was returned or lost (`NONE` if not before the cutoff).
     pub fn returned_or_lost(&self, i: usize) -> i64 {
         self.ends[i][1]
+    }
+
+    /// Whether shipment i's return or loss (`returned_or_lost`) was a loss.
+    pub fn lost(&self, i: usize) -> bool {
+        self.lost[i]
     }
 
     /// When shipment i was first scanned by a carrier (`NONE` if not before the cutoff).
@@ -506,6 +521,23 @@ mod tests {
             assert_eq!(kept.terminal_at(i), st.terminal_at(), "shipment {i}");
         }
         assert_eq!(kept.terminal_at(2), 7 * H, "lost before its delivery scan");
+        assert_eq!((kept.lost(1), kept.lost(2)), (false, true), "returned, then lost");
+        for (i, st) in states.iter().enumerate() {
+            assert_eq!(kept.lost(i), st.lost, "shipment {i}");
+        }
+    }
+
+    /// The first of a parcel's returns and losses says which it was.
+    #[test]
+    fn the_first_return_or_loss_says_which() {
+        let times = [0, 4 * H, 7 * H, 9 * H];
+        let ended = |a: u8, b: u8, t: i64| state_at(0, &times, &[0, 2, a, b], None, t);
+        assert!(ended(schema::LOST, schema::RETURNED, 100 * H).lost);
+        assert!(!ended(schema::RETURNED, schema::LOST, 100 * H).lost);
+        // Before the cutoff only: the loss at 9h is not seen at 8h.
+        assert!(!ended(schema::RETURNED, schema::LOST, 8 * H).lost);
+        assert!(!ended(5, schema::LOST, 8 * H).lost);
+        assert!(ended(5, schema::LOST, 10 * H).lost);
     }
 
     #[test]

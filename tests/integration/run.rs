@@ -317,6 +317,57 @@ fn consecutive_nights_carry_first_alert_and_report_recoveries() {
     assert_eq!(tree(&d1).keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
 }
 
+/// Regression: `recovered.parquet` said RETURNED for every parcel that ended returned or lost;
+/// a lost parcel is now LOST. Last night's alerts are half lost, half returned by tonight.
+#[test]
+fn recovered_parcels_say_whether_they_were_lost_or_returned() {
+    let input = copy_input(small_input());
+    let out = tempfile::tempdir().unwrap();
+    let d1 = run(input.path(), out.path(), "2026-09-10");
+    let mut alerted = strings(&read_parquet(&d1.join("alerts.parquet")), "shipment_id");
+    alerted.sort();
+    assert!(alerted.len() >= 20, "too few alerts to test: {}", alerted.len());
+    let ended: Vec<(String, &str)> =
+        alerted.iter().enumerate().map(|(k, id)| (id.clone(), if k % 2 == 0 { "LOST" } else { "RETURNED" })).collect();
+    let path = input.path().join("events.parquet");
+    let events = read_parquet(&path);
+    let n = ended.len();
+    // Between the two nights' cutoffs (the first night's is 2026-09-11 00:00 UTC).
+    let at = chrono::NaiveDateTime::parse_from_str("2026-09-11 12:00:00", "%Y-%m-%d %H:%M:%S")
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
+    let extra = DataFrame::new(
+        n,
+        vec![
+            Column::new("shipment_id".into(), ended.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()),
+            lanewatch::io::ts_column_req("event_time", vec![at; n]),
+            Column::new("status".into(), ended.iter().map(|(_, s)| *s).collect::<Vec<_>>()),
+            Column::new("location".into(), vec![Some("hub"); n]),
+        ],
+    )
+    .unwrap();
+    let names: Vec<String> = events.get_column_names().iter().map(|c| c.to_string()).collect();
+    let mut all = events.vstack(&extra.select(names).unwrap()).unwrap();
+    write_parquet(&mut all, &path);
+    let d2 = run(input.path(), out.path(), "2026-09-11");
+    let rec = read_parquet(&d2.join("recovered.parquet"));
+    let how: HashMap<String, String> = strings(&rec, "shipment_id")
+        .into_iter()
+        .zip(strings(&rec, "recovered_reason").into_iter().zip(strings(&rec, "status")))
+        .filter(|(_, (reason, _))| reason == "returned_or_lost")
+        .map(|(id, (_, status))| (id, status))
+        .collect();
+    let mut seen = HashMap::new();
+    for (id, want) in &ended {
+        if let Some(status) = how.get(id) {
+            assert_eq!(status, want, "{id}");
+            *seen.entry(*want).or_insert(0) += 1;
+        }
+    }
+    assert!(seen.get("LOST").copied().unwrap_or(0) >= 5 && seen.get("RETURNED").copied().unwrap_or(0) >= 5, "{seen:?}");
+}
+
 /// Reasons are non-empty, ordered, and say what the numbers in the same row say.
 #[test]
 fn reasons_agree_with_the_features() {
