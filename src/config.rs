@@ -504,8 +504,34 @@ impl Config {
         if self.features.stats_every_days == 0 || self.features.stats_every_days > 60 {
             return bad("features.stats_every_days must be in 1..=60".into());
         }
-        if !(self.features.prior_strength >= 0.0) {
-            return bad("features.prior_strength must be non-negative".into());
+        if !(self.features.prior_strength >= 0.0 && self.features.prior_strength.is_finite()) {
+            return bad("features.prior_strength must be a non-negative number".into());
+        }
+        // Thresholds a comparison reads: NaN compares false and turned the rule off unseen (a
+        // NaN `stalled_min_days` dropped the floor, a NaN `disruption_min_z` flagged nothing).
+        let a = &self.alerts;
+        for (name, v) in [
+            ("alerts.stalled_min_days", a.stalled_min_days),
+            ("alerts.late_high_days", a.late_high_days),
+            ("alerts.high_value_usd", a.high_value_usd),
+            ("lanes.disruption_min_increase_days", l.disruption_min_increase_days),
+            ("lanes.disruption_min_z", l.disruption_min_z),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("{name} must be a non-negative number, got {v}"));
+            }
+        }
+        // Days become microseconds (`days * MICROS_PER_DAY` overflows past 106 million days)
+        // and per-day arrays: a window past a century is a typo, refused here rather than
+        // wrapping into empty statistics or exhausting memory.
+        for (name, v) in [
+            ("lanes.window_days", l.window_days),
+            ("lanes.max_window_days", l.max_window_days),
+            ("features.train_window_days", self.features.train_window_days),
+        ] {
+            if v > MAX_DAYS {
+                return bad(format!("{name} must be at most {MAX_DAYS} days, got {v}"));
+            }
         }
         // The model's own ranges are checked by `ModelParams::check`; this is the one check
         // that spans two sections.
@@ -575,6 +601,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// The longest window in days any `*_days` key may ask for: a century.
+pub const MAX_DAYS: u32 = 36_500;
 
 pub fn parse_date(s: &str) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")

@@ -299,13 +299,35 @@ fn date_arg(s: &str) -> Result<String, String> {
 
 /// Flags, environment and config file, resolved once into the settings a command runs with.
 fn settings(common: &Common, more: Overrides) -> Result<Settings, Error> {
-    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("LANEWATCH_")).collect();
+    let env = lanewatch_env(std::env::vars_os())?;
     let cfg = Config::load(
         common.config.as_deref(),
         &env,
         &Overrides { input: common.input.clone(), seed: common.seed, ..more },
     )?;
     Settings::resolve(cfg)
+}
+
+/// The `LANEWATCH_*` variables of an environment. Others are not read: `std::env::vars` panics
+/// on any variable that is not Unicode, which took every command down (exit 70) when cron's
+/// environment held one Latin-1 value. Such a value of our own variables is a config error.
+fn lanewatch_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut env = Vec::new();
+    for (k, v) in vars {
+        if !k.to_string_lossy().starts_with("LANEWATCH_") {
+            continue;
+        }
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => env.push((k, v)),
+            (k, _) => {
+                let k = k.unwrap_or_else(|k| k.to_string_lossy().into_owned());
+                return Err(Error::Config(format!("environment variable {}: not valid UTF-8", printable(&k))));
+            }
+        }
+    }
+    Ok(env)
 }
 
 fn init_logs(format: LogFormat) {

@@ -116,6 +116,51 @@ fn usage_and_config_errors_name_what_to_fix() {
     assert!(!out.path().join(format!("as_of={SMALL_AS_OF}")).exists());
 }
 
+/// Regression: one variable in the environment that is not Unicode, anyone's, made every
+/// command that reads the config panic (exit 70). Ours with such a value is a config error.
+#[cfg(unix)]
+#[test]
+fn variables_that_are_not_unicode_are_ignored_unless_they_are_ours() {
+    use std::os::unix::ffi::OsStrExt;
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let config = |key: &str| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["config", "--input", "x"]).env(key, latin1);
+        cmd.output().unwrap()
+    };
+    expect_code(&config("SOMEONE_ELSES"), 0);
+    let o = config("LANEWATCH_PIPELINE__NAME");
+    expect_code(&o, 78);
+    assert!(stderr(&o).contains("LANEWATCH_PIPELINE__NAME"), "{}", stderr(&o));
+}
+
+/// Regression: thresholds that are NaN, infinite or negative, and windows of more days than
+/// microseconds can count, were accepted and quietly turned rules off or wrapped around.
+#[test]
+fn thresholds_that_are_not_numbers_and_windows_past_a_century_are_config_errors() {
+    for (key, value, name) in [
+        ("LANEWATCH_ALERTS__STALLED_MIN_DAYS", "nan", "alerts.stalled_min_days"),
+        ("LANEWATCH_ALERTS__LATE_HIGH_DAYS", "-3", "alerts.late_high_days"),
+        ("LANEWATCH_ALERTS__HIGH_VALUE_USD", "inf", "alerts.high_value_usd"),
+        ("LANEWATCH_LANES__DISRUPTION_MIN_Z", "nan", "lanes.disruption_min_z"),
+        ("LANEWATCH_LANES__DISRUPTION_MIN_INCREASE_DAYS", "-1", "lanes.disruption_min_increase_days"),
+        ("LANEWATCH_FEATURES__PRIOR_STRENGTH", "inf", "features.prior_strength"),
+        ("LANEWATCH_LANES__MAX_WINDOW_DAYS", "200000000", "lanes.max_window_days"),
+        ("LANEWATCH_LANES__WINDOW_DAYS", "36501", "lanes.window_days"),
+        ("LANEWATCH_FEATURES__TRAIN_WINDOW_DAYS", "40000", "features.train_window_days"),
+    ] {
+        let o = lanewatch_env(&["config", "--input", "x"], &[(key, value)]);
+        expect_code(&o, 78);
+        assert!(stderr(&o).contains(name), "{key}={value}: {}", stderr(&o));
+    }
+    // The bounds themselves are accepted.
+    let o = lanewatch_env(
+        &["config", "--input", "x"],
+        &[("LANEWATCH_LANES__MAX_WINDOW_DAYS", "36500"), ("LANEWATCH_ALERTS__STALLED_MIN_DAYS", "0")],
+    );
+    expect_code(&o, 0);
+}
+
 /// `lanewatch config` prints the config after precedence (file, then LANEWATCH_* variables),
 /// as TOML that loads back to itself and as JSON; a bad value exits 78 as a run would.
 #[test]
