@@ -1104,7 +1104,9 @@ impl Warning {
             Warning::UnknownStatus => unknown_status_message(n, unknown),
             Warning::UnknownShipment => format!("{n} events for shipments not in shipments; ignored"),
             Warning::DuplicateEvent => format!("{n} duplicate events (same shipment, time and status); dropped"),
-            Warning::EventBeforeCreation => format!("{n} events before their shipment's created_at; kept"),
+            Warning::EventBeforeCreation => {
+                format!("{n} events before their shipment's created_at; kept, as scanned at the creation")
+            }
             Warning::MilestonesOutOfOrder => {
                 format!("{n} shipments reach milestones out of order; the furthest milestone counts")
             }

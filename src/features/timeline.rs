@@ -98,7 +98,12 @@ fn earliest(first: &[i64; 9], from: usize, to: usize) -> i64 {
 }
 
 /// The state of a shipment created at `created` given its time-ordered events (and the carrier's
-/// estimates on them, if any), counting only events before `t`.
+/// estimates on them, if any), counting only events before `t`. An event dated before the
+/// shipment's creation (a skewed clock; validation keeps such rows) counts as scanned at the
+/// creation: nothing about a shipment is known before it exists. Read at its own time, a scan a
+/// minute before a creation just after midnight reached the lane tables, series day and
+/// history of the night before, which could not have seen the shipment (and whose kept tables
+/// the digests, which date such rows at the creation, would have reused).
 pub fn state_at(created: i64, times: &[i64], codes: &[u8], etas: Option<&[i64]>, t: i64) -> State {
     let mut st = State {
         first: [NONE; 9],
@@ -119,6 +124,7 @@ pub fn state_at(created: i64, times: &[i64], codes: &[u8], etas: Option<&[i64]>,
         eta_updates: 0,
     };
     for (k, (&time, &code)) in times.iter().zip(codes).enumerate() {
+        let time = time.max(created);
         if time >= t {
             break;
         }
@@ -159,7 +165,8 @@ pub fn state_at(created: i64, times: &[i64], codes: &[u8], etas: Option<&[i64]>,
             _ => {}
         }
     }
-    st.first[0] = if st.first[0] == NONE { created } else { st.first[0].min(created) };
+    // CREATED is the creation: a scan can be no earlier (above), and a later one does not move it.
+    st.first[0] = created;
     st.stage = schema::stage_of(st.furthest.min(schema::DELIVERED - 1));
     let entry = st.stage_entry(st.stage);
     st.stage_start = if entry == NONE { created } else { entry };
@@ -404,9 +411,12 @@ pub struct Outcome {
 /// time. The outcome is known from the loss on, and every night between the loss and that
 /// delivery saw it late; counting it on time afterwards made a later night's lane tables,
 /// history and series of those nights differ from the ones the nights kept.
+///
+/// Nothing is known before the shipment exists (`State::first[0]` is its creation): a promise
+/// dated before the creation is known, late, at the creation.
 pub fn outcome(st: &State, promised: i64, cutoff: i64) -> Outcome {
     let terminal = st.terminal_at();
-    let known_at = if terminal == NONE { promised } else { terminal.min(promised) };
+    let known_at = if terminal == NONE { promised } else { terminal.min(promised) }.max(st.first[0]);
     let delivered_on_time = st.delivered != NONE && st.delivered <= promised && st.delivered == terminal;
     Outcome {
         resolved: known_at < cutoff,
@@ -525,6 +535,21 @@ mod tests {
         for (i, st) in states.iter().enumerate() {
             assert_eq!(kept.lost(i), st.lost, "shipment {i}");
         }
+    }
+
+    /// A scan dated before the shipment's creation is seen at the creation, not before; a
+    /// promise dated before it is known, late, at the creation.
+    #[test]
+    fn nothing_is_known_before_the_creation() {
+        let created = 10 * H;
+        let (times, codes) = ([8 * H, 9 * H, 12 * H], [1, schema::DELIVERED, 3]);
+        let before = state_at(created, &times, &codes, None, 10 * H);
+        assert_eq!((before.scans, before.first[1], before.delivered), (0, NONE, NONE));
+        let after = state_at(created, &times, &codes, None, 11 * H);
+        assert_eq!((after.scans, after.first[1], after.delivered, after.last_scan), (2, created, created, created));
+        let o = outcome(&after, 5 * H, 11 * H);
+        assert_eq!((o.resolved, o.resolved_at, o.late), (true, created, true));
+        assert!(!outcome(&before, 5 * H, 10 * H).resolved, "not known before the creation");
     }
 
     /// The first of a parcel's returns and losses says which it was.

@@ -144,6 +144,71 @@ fn features_command_writes_lanes_scoring_and_training_tables() {
     }
 }
 
+/// Regression: a scan or a promise dated before its shipment's creation (a skewed clock;
+/// validation keeps such rows) was read at its own time. Shipments created just after a
+/// grid cutoff, picked up, delivered and promised just before it, were counted resolved and
+/// late in the lane table of that cutoff, which came before they existed. Nothing is known of
+/// a shipment before its creation now: that table (what every night of its week publishes) is
+/// the same with them as without.
+#[test]
+fn rows_dated_before_their_shipments_creation_stay_out_of_earlier_tables() {
+    // 2026-09-14 is a Monday, the grid night of its week: its cutoff (the Tuesday's midnight)
+    // is the one the week's tables are as of.
+    let grid = night("2026-09-14").cutoff();
+    let ships = read_parquet(&small_input().join("shipments.parquet"));
+    let first = |c: &str| ships.column(c).unwrap().str().unwrap().get(0).unwrap().to_string();
+    let m = 300;
+    let ids: Vec<String> = (0..m).map(|k| format!("SKEWED-{k:04}")).collect();
+    let minutes = |k: i64| k * 60_000_000;
+    let skewed = DataFrame::new(
+        m,
+        vec![
+            Column::new("shipment_id".into(), ids.clone()),
+            Column::new("seller_id".into(), vec![first("seller_id"); m]),
+            Column::new("origin".into(), vec![first("origin"); m]),
+            Column::new("destination".into(), vec![first("destination"); m]),
+            Column::new("service".into(), vec![first("service"); m]),
+            Column::new("carrier".into(), vec![Some("X"); m]),
+            lanewatch::io::ts_column_req("created_at", (0..m as i64).map(|k| grid + minutes(30 + k % 60)).collect()),
+            // Promised an hour before that cutoff: before the shipment existed.
+            lanewatch::io::ts_column_req("promised_at", vec![grid - minutes(60); m]),
+            Column::new("weight_g".into(), vec![Some(100.0); m]),
+            Column::new("declared_value".into(), vec![Some(10.0); m]),
+            Column::new("insured".into(), vec![Some(false); m]),
+        ],
+    )
+    .unwrap();
+    // Picked up twenty minutes before the cutoff, delivered five minutes before it.
+    let n = 2 * m;
+    let skewed_events = DataFrame::new(
+        n,
+        vec![
+            Column::new("shipment_id".into(), ids.iter().flat_map(|id| [id.clone(), id.clone()]).collect::<Vec<_>>()),
+            lanewatch::io::ts_column_req(
+                "event_time",
+                (0..n).map(|k| if k % 2 == 0 { grid - minutes(20) } else { grid - minutes(5) }).collect(),
+            ),
+            Column::new("status".into(), (0..n).map(|k| ["PICKED_UP", "DELIVERED"][k % 2]).collect::<Vec<_>>()),
+            Column::new("location".into(), vec![Some("hub"); n]),
+        ],
+    )
+    .unwrap();
+    let grown = copy_input(small_input());
+    for (file, extra) in [("shipments.parquet", skewed), ("events.parquet", skewed_events)] {
+        let df = read_parquet(&small_input().join(file));
+        let names: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
+        write_parquet(&mut df.vstack(&extra.select(names).unwrap()).unwrap(), &grown.path().join(file));
+    }
+    let table = |input: &Path| {
+        let out = tempfile::tempdir().unwrap();
+        expect_code(&lanewatch_fast("run", input, out.path(), &["--as-of", "2026-09-16"]), 0);
+        let lanes = read_parquet(&out.path().join("as_of=2026-09-16/lanes.parquet"));
+        lanes.select(["origin", "destination", "service", "stats_as_of", "shipments", "delivered", "late"]).unwrap()
+    };
+    let (before, after) = (table(small_input()), table(grown.path()));
+    assert!(before.equals_missing(&after), "{before}\n{after}");
+}
+
 /// The heart of the product: data at or after the cutoff changes nothing, bit for bit.
 #[test]
 fn appending_future_data_changes_no_feature() {
