@@ -230,7 +230,10 @@ fn row_values_in(f: &Facts, delivered: i64, qs: std::ops::Range<usize>) -> [(i64
         if d && e != NONE && delivered >= e {
             out[k + 1].1 = days(delivered - e);
         }
-        if d && e != NONE && delivered > c && e >= c {
+        // A stage scanned after the delivery (a late, out-of-order scan) says nothing of the
+        // share: without this guard it read 1, and a table recomputed after that scan arrived
+        // differed from the one computed before it.
+        if d && e != NONE && delivered > c && e >= c && e <= delivered {
             out[k + 2].1 = ((e - c) as f64 / (delivered - c) as f64).min(1.0);
         }
     }
@@ -891,6 +894,28 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    /// A stage scanned after the delivery adds no share of the transit before it (it read 1)
+    /// and no time from it to the delivery; one scanned before adds both.
+    #[test]
+    fn a_stage_scanned_after_the_delivery_adds_no_share() {
+        use crate::schema::STAGES;
+        const H: i64 = 3_600_000_000;
+        let delivered = 100 * H;
+        for s in 1..N_STAGES {
+            let m = STAGES[s].first as usize;
+            for (at, known) in [(delivered + 5 * H, false), (delivered - 5 * H, true)] {
+                let mut first = [NONE; 9];
+                first[0] = 0;
+                first[m] = at;
+                let f = Facts { first, created: 0, first_carrier_scan: NONE };
+                let v = row_values(&f, delivered);
+                let k = 2 + 3 * s;
+                assert_eq!(!v[k + 2].1.is_nan(), known, "stage {s} entered at {at}: share {}", v[k + 2].1);
+                assert_eq!(!v[k + 1].1.is_nan(), known, "stage {s} entered at {at}: remaining {}", v[k + 1].1);
+            }
+        }
+    }
 
     #[test]
     fn quantiles_in_one_buffer_are_the_quantiles_taken_one_at_a_time() {
