@@ -204,10 +204,12 @@ fn weekdays_before(n: i64) -> i64 {
     5 * weeks + (0..rest).filter(|k| (k + 3) % 7 < 5).count() as i64
 }
 
+/// The day after Thanksgiving (the fourth Thursday of November). Not the fourth Friday: when
+/// November begins on a Friday (2019, 2024, 2030) that is a week early.
 pub fn black_friday(year: i32) -> NaiveDate {
     let first = NaiveDate::from_ymd_opt(year, 11, 1).expect("valid date");
-    let offset = (Weekday::Fri.num_days_from_monday() + 7 - first.weekday().num_days_from_monday()) % 7;
-    first + chrono::Days::new((offset + 21) as u64)
+    let offset = (Weekday::Thu.num_days_from_monday() + 7 - first.weekday().num_days_from_monday()) % 7;
+    first + chrono::Days::new((offset + 22) as u64)
 }
 
 #[cfg(test)]
@@ -294,6 +296,17 @@ mod tests {
     fn black_friday_dates() {
         assert_eq!(black_friday(2026), NaiveDate::from_ymd_opt(2026, 11, 27).unwrap());
         assert_eq!(black_friday(2025), NaiveDate::from_ymd_opt(2025, 11, 28).unwrap());
+        // November begins on a Friday: the fourth Friday (the 22nd) is a week early.
+        assert_eq!(black_friday(2024), NaiveDate::from_ymd_opt(2024, 11, 29).unwrap());
+        assert_eq!(black_friday(2019), NaiveDate::from_ymd_opt(2019, 11, 29).unwrap());
+        // Every year: a Friday, the day after the fourth Thursday.
+        for year in 1990..2100 {
+            let bf = black_friday(year);
+            assert_eq!(bf.weekday(), Weekday::Fri, "{year}");
+            let thursdays =
+                (1..bf.day()).filter(|&d| NaiveDate::from_ymd_opt(year, 11, d).unwrap().weekday() == Weekday::Thu);
+            assert_eq!(thursdays.count(), 4, "{year}: {bf}");
+        }
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub struct FeatureConfig {
     /// enter them, and the nights between two grid nights share the tables and compute none);
     /// smaller is fresher and slower.
     pub stats_every_days: u32,
-    /// Peak and holiday days, `MM-DD`, or `black-friday` for the fourth Friday of November.
+    /// Peak and holiday days, `MM-DD`, or `black-friday` for the day after the fourth Thursday of November.
     pub holidays: Vec<String>,
 }
 
