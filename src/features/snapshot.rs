@@ -170,7 +170,7 @@ impl<'a> Context<'a> {
         let horizon = days(promised - created).max(1.0 / 24.0);
         // Door-to-door time extrapolated from how long the parcel took to reach its stage.
         let progress_eta =
-            if s == 0 { ls.transit(0) } else { days(st.stage_start - created).max(0.0) / ls.frac_p50(s).max(0.05) };
+            if s == 0 { ls.transit(0) } else { progress_eta(days(st.stage_start - created), ls.frac_p50(s)) };
         let last_scan = if st.last_scan == NONE { created } else { st.last_scan };
         let day = day_index(t);
         let mut ratio: f64 = 1.0;
@@ -243,5 +243,25 @@ impl<'a> Context<'a> {
             expected_remaining_p50: rem50,
             expected_remaining_p90: rem90,
         }
+    }
+}
+
+/// Door-to-door time extrapolated from the days a parcel took to reach its stage and the share
+/// of the transit the lane's parcels spend before it (floored at 5 %). An unknown share stays
+/// unknown: `f64::max` floored NaN to 0.05 and made up twenty times the days so far.
+fn progress_eta(days_to_stage: f64, share_before: f64) -> f64 {
+    if share_before.is_nan() { f64::NAN } else { days_to_stage.max(0.0) / share_before.max(0.05) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_eta;
+
+    #[test]
+    fn an_unknown_share_of_the_transit_makes_no_estimate() {
+        assert!(progress_eta(5.0, f64::NAN).is_nan());
+        assert_eq!(progress_eta(5.0, 0.5), 10.0);
+        assert_eq!(progress_eta(5.0, 0.01), 100.0);
+        assert_eq!(progress_eta(-1.0, 0.5), 0.0);
     }
 }
