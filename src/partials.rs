@@ -441,21 +441,34 @@ fn merge_clean(parts: Vec<Part>) -> Result<CleanInput> {
 /// summed, in the order a single validation reports them; the unmapped statuses combined.
 fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
     // Shards given the whole input all list its files: each once (a set, as a Spark input has
-    // thousands of part files).
-    let mut seen: std::collections::HashSet<(&str, &str, &str)> = std::collections::HashSet::new();
+    // thousands of part files). A file two shards read with different bytes changed while the
+    // shards ran: their partials are of two inputs, which no single run reads, and are refused.
+    let mut seen: std::collections::HashMap<(&str, &str), (&str, u32)> = std::collections::HashMap::new();
     let mut files: Vec<FileInfo> = Vec::new();
-    for f in metas.iter().flat_map(|m| &m.files) {
-        if seen.insert((&f.table, &f.path, &f.blake3)) {
-            let table = if f.table == Table::Shipments.name() { Table::Shipments } else { Table::Events };
-            files.push(FileInfo {
-                table: table.name(),
-                path: f.path.clone(),
-                name: f.path.clone(),
-                rows: f.rows,
-                bytes: f.bytes,
-                blake3: f.blake3.clone(),
-            });
+    for (m, f) in metas.iter().flat_map(|m| m.files.iter().map(move |f| (m, f))) {
+        if let Some(&(blake3, shard)) = seen.get(&(f.table.as_str(), f.path.as_str())) {
+            if blake3 != f.blake3 {
+                return Err(Error::bad_file(
+                    input.join(&f.path).display().to_string(),
+                    format!(
+                        "shards {shard} and {} of {} read different contents of this file: the input changed \
+                         while the shards ran (run them again on one input)",
+                        m.shard, m.shards
+                    ),
+                ));
+            }
+            continue;
         }
+        seen.insert((&f.table, &f.path), (&f.blake3, m.shard));
+        let table = if f.table == Table::Shipments.name() { Table::Shipments } else { Table::Events };
+        files.push(FileInfo {
+            table: table.name(),
+            path: f.path.clone(),
+            name: f.path.clone(),
+            rows: f.rows,
+            bytes: f.bytes,
+            blake3: f.blake3.clone(),
+        });
     }
     // Each warning once, its count summed, rendered through the single validation's words.
     let unmapped = merge_unmapped(metas);
@@ -568,6 +581,27 @@ mod tests {
         let odd = PartFinding { check: "made_up".into(), ..part_warning(Warning::DuplicateEvent, 1) };
         let err = merge_reports(&[meta(vec![], vec![odd])], Path::new("in")).unwrap_err();
         assert!(err.to_string().contains("does not know: made_up"), "{err}");
+    }
+
+    /// Shards that read a file list it once; a file two shards read with different bytes
+    /// (rewritten while they ran) refuses the merge, naming the file.
+    #[test]
+    fn a_file_the_shards_read_with_different_bytes_refuses_the_merge() {
+        let file = |path: &str, blake3: &str| PartFile {
+            table: "events".into(),
+            path: path.into(),
+            rows: 1,
+            bytes: 1,
+            blake3: blake3.into(),
+        };
+        let shard = |k: u32, files: Vec<PartFile>| Meta { shard: k, files, ..meta(vec![], vec![]) };
+        let same = [shard(0, vec![file("e/a", "1"), file("e/b", "2")]), shard(1, vec![file("e/a", "1")])];
+        let r = merge_reports(&same, Path::new("in")).unwrap();
+        assert_eq!(r.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["e/a", "e/b"]);
+        let changed = [shard(0, vec![file("e/a", "1"), file("e/b", "2")]), shard(1, vec![file("e/b", "3")])];
+        let err = merge_reports(&changed, Path::new("in")).unwrap_err();
+        assert_eq!(err.exit_code(), 65, "{err}");
+        assert!(err.to_string().contains("e/b") && err.to_string().contains("shards 0 and 1"), "{err}");
     }
 
     fn unmapped(status: &str, count: u64, first: &str, last: &str, after: &str) -> Unmapped {
