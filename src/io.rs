@@ -108,10 +108,18 @@ impl FileSet {
         Ok(())
     }
 
-    /// Every file renamed into place, in the order written.
+    /// Every file renamed into place, in the order written, and the renames made durable.
     pub fn commit(self) -> Result<()> {
+        let mut dirs: Vec<&Path> = Vec::new();
         for (tmp, path) in &self.staged {
             std::fs::rename(tmp.path(), path).map_err(|e| Error::output(path, e))?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        for dir in dirs {
+            sync_dir(dir)?;
         }
         Ok(())
     }

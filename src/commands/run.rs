@@ -227,8 +227,16 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     log("outputs computed");
     let (final_dir, warnings) = write_folder(s, out, &run, &report, &known, folder, &mut t)?;
     log("run folder committed");
-    if let Some((pending, _)) = state {
-        crate::state::publish(pending)?;
+    // The run folder is committed: a state that cannot be published (a full disk) only costs
+    // the next night work (it reads the generation before, or refreshes in full), and what is
+    // kept beside it (tables, model, digest) names the generation that was not published, so
+    // it is not written either. An exit 73 here told the scheduler nothing was written when
+    // the night was.
+    let published = state.map(|(pending, _)| crate::state::publish(pending));
+    if let Some(Err(e)) = &published {
+        tracing::warn!("the state was not published; the next night starts from the one before: {e}");
+    }
+    if let Some(Ok(())) = published {
         log("state published");
         // Kept tables only save work: a night that cannot write them has still succeeded.
         let reused = &res.features.reused;

@@ -112,7 +112,9 @@ impl Staging {
             Some(_) if exchange_ok && exchange(&self.dir, &self.target).is_ok() => {
                 crate::fault::point("commit:swapped");
                 // The previous run now sits at the staging path (a folder, or a link to a
-                // version folder) and is removed.
+                // version folder) and is removed, once the exchange is durable: removals that
+                // reach the disk before it would leave a crash with an emptied `as_of=DATE`.
+                crate::io::sync_dir(&parent)?;
                 remove_version(&self.dir);
             }
             _ => self.publish_as_link(&parent)?,
@@ -150,6 +152,8 @@ impl Staging {
         let old_version = previous.as_ref().and_then(|p| version_of(parent, p));
         std::fs::rename(&link, &self.target).map_err(|e| Error::output(&self.target, e))?;
         crate::fault::point("commit:swapped");
+        // The link's rename is durable before the version it replaced is removed.
+        crate::io::sync_dir(parent)?;
         if let Some(old) = old_version.filter(|o| *o != version) {
             let _ = std::fs::remove_dir_all(old);
         }

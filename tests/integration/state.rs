@@ -211,6 +211,24 @@ fn incremental_nights_equal_full_refreshes_with_late_arrivals() {
     assert_eq!(gens.len(), 1, "{gens:?}");
 }
 
+/// Regression: a state that could not be published after the run folder was committed (here
+/// `CURRENT` is a folder a rename cannot replace) failed the night with exit 73, although its
+/// run folder was written. It is a warning now; the next night starts from the state before.
+#[test]
+fn a_state_that_cannot_be_published_after_the_commit_is_a_warning() {
+    let arr = arrivals(small_input());
+    let (live, out) = bootstrapped(&arr, FIRST_NIGHT, &[]);
+    let current = out.path().join("state/CURRENT");
+    std::fs::remove_file(&current).unwrap();
+    std::fs::create_dir_all(current.join("blocked")).unwrap();
+    let next = (date(FIRST_NIGHT) + Duration::days(1)).to_string();
+    arr.deliver(live.path(), Some(date(FIRST_NIGHT)), date(&next));
+    let o = lanewatch_fast("run", live.path(), out.path(), &["--as-of", &next]);
+    expect_code(&o, 0);
+    assert!(stderr(&o).contains("the state was not published"), "{}", stderr(&o));
+    assert!(out.path().join(format!("as_of={next}/_SUCCESS")).is_file());
+}
+
 /// The current generation's kept checks file `what` (`events`, `counts`, `unmapped`).
 fn kept_checks(out: &Path, what: &str) -> PathBuf {
     let g: serde_json::Value = serde_json::from_slice(&std::fs::read(current_path(out)).unwrap()).unwrap();
