@@ -122,24 +122,27 @@ impl Vocabulary {
     }
 }
 
-/// A suggested mapping for an unmapped status, from words in it (a person reviews it).
+/// A suggested mapping for an unmapped status, from words in it (a person reviews it). The
+/// terminal DELIVERED comes last and only from words that say it happened: "deliver" alone
+/// suggested it for "Delivery delayed", "Delivery exception", "Arrived at delivery facility"
+/// and "Undeliverable - returned to sender", which would mark parcels in flight delivered.
 pub fn suggest(raw: &str) -> (&'static str, &'static str) {
     let s = raw.to_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| s.contains(w));
     if has(&["out for delivery", "out_for_delivery", "outfordelivery", "with courier", "on vehicle"]) {
         ("OUT_FOR_DELIVERY", "the words say out for delivery")
-    } else if has(&["fail", "attempt", "not home", "unsuccessful", "missed"]) {
-        ("DELIVERY_FAILED", "the words say a delivery attempt failed")
-    } else if has(&["deliver", "signed", "collected by"]) {
-        ("DELIVERED", "the words say delivered")
     } else if has(&["return", "sender"]) {
         ("RETURNED", "the words say returned")
+    } else if has(&["fail", "attempt", "not home", "unsuccessful", "missed", "undeliver", "not deliver"]) {
+        ("DELIVERY_FAILED", "the words say a delivery attempt failed")
     } else if has(&["lost", "missing", "destroy"]) {
         ("LOST", "the words say lost")
     } else if has(&["held", "hold", "duty", "tax"]) && has(&["custom"]) {
         ("CUSTOMS_HOLD", "the words say held by customs")
     } else if has(&["exception", "damage", "delay", "problem"]) {
         ("EXCEPTION", "the words say an exception")
+    } else if has(&["delivered", "signed", "collected by"]) {
+        ("DELIVERED", "the words say delivered")
     } else {
         ("SCAN", "no milestone in the words: a generic scan moves \"last scan\" only")
     }
@@ -203,5 +206,12 @@ mod tests {
         assert_eq!(suggest("Delivery attempt failed").0, "DELIVERY_FAILED");
         assert_eq!(suggest("Held by customs, duty due").0, "CUSTOMS_HOLD");
         assert_eq!(suggest("SORTED_AT_DEPOT").0, "SCAN");
+        assert_eq!(suggest("DELIVERED_TO_LOCKER").0, "DELIVERED");
+        // Regression: "deliver" alone suggested DELIVERED for each of these.
+        assert_eq!(suggest("Delivery delayed").0, "EXCEPTION");
+        assert_eq!(suggest("Delivery exception").0, "EXCEPTION");
+        assert_eq!(suggest("Undeliverable - returned to sender").0, "RETURNED");
+        assert_eq!(suggest("Undelivered, address unknown").0, "DELIVERY_FAILED");
+        assert_eq!(suggest("Arrived at delivery facility").0, "SCAN");
     }
 }
