@@ -580,8 +580,10 @@ impl Config {
         if !(self.input.max_memory_gb >= 0.0 && self.input.max_memory_gb.is_finite()) {
             return bad("input.max_memory_gb must be a non-negative number (0 for no limit)".into());
         }
-        if !self.input.naive_timezone.is_empty() {
-            self.input.naive_timezone.parse::<chrono_tz_check::Tz>().map_err(|_| {
+        // As ingest reads it: trimmed, and the spellings of UTC it knows besides the zone names.
+        let zone = self.input.naive_timezone.trim();
+        if !zone.is_empty() && !crate::ingest::is_utc(zone) {
+            zone.parse::<chrono_tz_check::Tz>().map_err(|_| {
                 Error::Config(format!("input.naive_timezone: unknown zone {:?}", self.input.naive_timezone))
             })?;
         }

@@ -38,6 +38,11 @@ pub struct Cargo2000Summary {
     pub late_rate: f64,
 }
 
+/// The most minutes one step of a leg may take (about 19 years).
+const MAX_STEP_MINUTES: i64 = 10_000_000;
+/// Shipments are placed at most this far (2200-01-01, where validation's window ends).
+const MAX_TIME: i64 = 7_258_118_400_000_000;
+
 struct Leg {
     /// Effective and planned minutes per step, in process order: (code, effective, planned, place).
     steps: Vec<(&'static str, i64, i64, Option<String>)>,
@@ -63,13 +68,23 @@ fn parse_leg(
         if v == "?" || v.is_empty() {
             return Ok(None);
         }
-        v.parse::<i64>().map(Some).map_err(|_| {
+        let minutes = v.parse::<i64>().map_err(|_| {
             Error::data(
                 file,
                 format!("{prefix}_{name}"),
                 format!("line {line}: not a number: {}", crate::error::quote(v)),
             )
-        })
+        })?;
+        // Minutes of a step: past 19 years is no freight leg, and the times they add up to
+        // would overflow (a wrapped time can land inside the window validation accepts).
+        if minutes.abs() > MAX_STEP_MINUTES {
+            return Err(Error::data(
+                file,
+                format!("{prefix}_{name}"),
+                format!("line {line}: {minutes} minutes is out of range (at most {MAX_STEP_MINUTES})"),
+            ));
+        }
+        Ok(Some(minutes))
     };
     let place = |name: &str| -> Option<String> {
         let k = col(&format!("{prefix}_{name}"))?;
@@ -131,9 +146,14 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
     let (mut ev_id, mut ev_time, mut ev_status, mut ev_loc, mut ev_eta) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut delivered, mut late) = (vec![], vec![]);
     for (line, row) in &rows {
-        let nr: i64 =
-            row[nr_col].trim().parse().map_err(|_| Error::data(&file, "nr", format!("line {line}: not a number")))?;
-        let legs: usize = row[legs_col]
+        // A short line may end before `nr` (the filter above saw `legs`).
+        let cell =
+            |k: usize, name: &str| row.get(k).ok_or_else(|| Error::data(&file, name, format!("line {line}: no value")));
+        let nr: i64 = cell(nr_col, "nr")?
+            .trim()
+            .parse()
+            .map_err(|_| Error::data(&file, "nr", format!("line {line}: not a number")))?;
+        let legs: usize = cell(legs_col, "legs")?
             .trim()
             .parse()
             .map_err(|_| Error::data(&file, "legs", format!("line {line}: not a number")))?;
@@ -150,7 +170,12 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
             return Err(Error::data(&file, "i1_rcs_e", format!("line {line}: no incoming leg")));
         }
         let id = format!("C2K-{nr:05}");
-        let t0 = base + (nr * span_min / n as i64) * MIN;
+        // The instance's place in the span, in whole minutes; an `nr` so large that the time
+        // leaves the range times are kept in is bad data, not a wrapped time.
+        let t0 = i64::try_from(nr as i128 * span_min as i128 / n as i128 * MIN as i128 + base as i128)
+            .ok()
+            .filter(|t| (0..=MAX_TIME).contains(t))
+            .ok_or_else(|| Error::data(&file, "nr", format!("line {line}: {nr} places the shipment out of range")))?;
         let origin = incoming[0].steps.iter().find_map(|s| s.3.clone()).unwrap_or_else(|| "unknown".into());
         let dest = outgoing.steps.iter().rev().find_map(|s| s.3.clone()).unwrap_or_else(|| "unknown".into());
         let planned = incoming.iter().map(Leg::planned).max().unwrap_or(0) + outgoing.planned();
@@ -271,8 +296,11 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
             Column::new("late".into(), late),
         ],
     )?;
-    io::write_parquet(&mut ships, &out.join("shipments.parquet"))?;
-    io::write_parquet(&mut events, &out.join("events.parquet"))?;
-    io::write_parquet(&mut truth, &out.join("truth.parquet"))?;
+    // The three together or none: an input with new shipments beside old events is no input.
+    let mut set = io::FileSet::new();
+    set.parquet(&mut ships, &out.join("shipments.parquet"))?;
+    set.parquet(&mut events, &out.join("events.parquet"))?;
+    set.parquet(&mut truth, &out.join("truth.parquet"))?;
+    set.commit()?;
     Ok(Cargo2000Summary { shipments: n, events: n_ev, late_rate })
 }

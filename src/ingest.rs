@@ -194,16 +194,34 @@ pub fn footer_rows(input: &Path, table: Table) -> Result<u64> {
     Ok(footer_rows_of(&locate(input, table)?))
 }
 
-/// Rows in some files, from their footers alone.
+/// Rows in some files, from their footers alone (a footer that contradicts itself counts none:
+/// reading the file reports it).
 pub fn footer_rows_of(paths: &[PathBuf]) -> u64 {
     let mut rows = 0u64;
     for path in paths {
         let Ok(file) = std::fs::File::open(path) else { continue };
         if let Ok(meta) = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&file) {
-            rows += meta.file_metadata().num_rows().max(0) as u64;
+            rows = rows.saturating_add(stated_rows(&meta).unwrap_or(0));
         }
     }
     rows
+}
+
+/// A file's rows by its footer: its row groups' rows, which must add up to the count the footer
+/// states. The stated count alone drove the memory estimate, so a forged one (10^11 rows in a
+/// file of ten) sent a night out of core and out with a config error, and counts that overflow
+/// wrapped below the budget.
+fn stated_rows(meta: &parquet::file::metadata::ParquetMetaData) -> std::result::Result<u64, String> {
+    let mut groups = 0u64;
+    for g in meta.row_groups() {
+        let n = u64::try_from(g.num_rows()).map_err(|_| format!("a row group of {} rows", g.num_rows()))?;
+        groups = groups.checked_add(n).ok_or("row groups of more rows than a count holds")?;
+    }
+    let stated = meta.file_metadata().num_rows();
+    if u64::try_from(stated).ok() != Some(groups) {
+        return Err(format!("the footer states {stated} rows but its row groups hold {groups}"));
+    }
+    Ok(groups)
 }
 
 /// Columns checked from the footer but never decoded: nothing downstream reads them.
@@ -342,7 +360,9 @@ fn plan_file(
 
     // Footer first: schema and row count without decoding a page.
     let footer = std::fs::File::open(path).map_err(|e| e.to_string()).and_then(|f| {
-        parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&f).map_err(|e| e.to_string())
+        let meta =
+            parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&f).map_err(|e| e.to_string())?;
+        stated_rows(&meta).map(|_| meta)
     });
     let meta = match footer {
         Ok(m) => m,
@@ -358,7 +378,7 @@ fn plan_file(
             return Ok(out);
         }
     };
-    let rows = meta.file_metadata().num_rows().max(0) as u64;
+    let rows = stated_rows(&meta).unwrap_or(0);
     let info =
         FileInfo { table: table.name(), path: file.clone(), name: exact(input, path), rows, bytes, blake3: hash };
     out.info = Some(info.clone());
@@ -499,8 +519,14 @@ pub fn decode_file(
         Err(e) => return Ok(corrupt(e.to_string())),
     };
     let meta = as_string_views(meta, plan);
+    // By the top-level columns' places: `ProjectionMask::columns` splits names at dots (as
+    // paths into nested columns), so a flat column named `tracking.number` was never read.
     let names: Vec<&str> = plan.columns.iter().map(|(_, src, _)| src.as_str()).collect();
-    let mask = ProjectionMask::columns(meta.parquet_schema(), names.iter().copied());
+    let roots = meta.parquet_schema().root_schema().get_fields().iter().enumerate();
+    let mask = ProjectionMask::roots(
+        meta.parquet_schema(),
+        roots.filter(|(_, f)| names.contains(&f.name())).map(|(k, _)| k).collect::<Vec<_>>(),
+    );
     let groups: Vec<usize> = (0..meta.metadata().num_row_groups()).collect();
     let mut nulls = vec![0u64; plan.columns.len()];
     let decode = |chunk: &[usize]| -> Vec<std::result::Result<DataFrame, String>> {
@@ -696,6 +722,9 @@ pub struct FileParts {
 
 pub struct DecodedFile {
     pub info: FileInfo,
+    /// Where it is: `info.path` is the name as shown, which differs for names with control
+    /// characters or bytes that are not UTF-8.
+    pub path: PathBuf,
     /// The file's rows; `None` for a file with a corrupt page (it contributes no rows).
     pub df: Option<DataFrame>,
     /// The findings of decoding it (null required values, corrupt pages).
@@ -791,7 +820,7 @@ fn read_file_parts_with(
                 true => None,
                 false => Some(stack(table, file_parts)?),
             };
-            decoded.push(DecodedFile { info: plan.info.clone(), df, findings: errors });
+            decoded.push(DecodedFile { info: plan.info.clone(), path: plan.path.clone(), df, findings: errors });
         }
     }
     Ok(FileParts { files, plan_findings: findings, decoded })
@@ -1103,12 +1132,14 @@ fn concat_chunked(parts: Vec<StringChunked>, name: PlSmallStr) -> Result<StringC
     Ok(acc)
 }
 
-fn is_utc(tz: &str) -> bool {
+pub(crate) fn is_utc(tz: &str) -> bool {
     matches!(tz, "UTC" | "utc" | "Etc/UTC" | "+00:00" | "Z")
 }
 
 /// Wall-clock µs in `tz` to UTC µs. Ambiguous times take the earlier instant; times in a
-/// spring-forward gap are read as standard time.
+/// spring-forward gap are read in the offset before the gap (standard time). The offset at the
+/// UTC instant numerically equal to the wall time was standard time west of Greenwich and
+/// summer time east of it (Berlin's 02:30 read as 00:30Z, an hour early).
 fn local_to_utc(local_us: i64, tz: &chrono_tz::Tz) -> i64 {
     use chrono::{LocalResult, Offset, TimeZone as _};
     let secs = local_us.div_euclid(1_000_000);
@@ -1118,7 +1149,10 @@ fn local_to_utc(local_us: i64, tz: &chrono_tz::Tz) -> i64 {
     };
     let offset = match tz.offset_from_local_datetime(&naive) {
         LocalResult::Single(o) | LocalResult::Ambiguous(o, _) => o.fix().local_minus_utc() as i64,
-        LocalResult::None => tz.offset_from_utc_datetime(&naive).fix().local_minus_utc() as i64,
+        LocalResult::None => {
+            let before = naive.checked_sub_signed(chrono::Duration::hours(26)).unwrap_or(naive);
+            tz.offset_from_utc_datetime(&before).fix().local_minus_utc() as i64
+        }
     };
     (secs - offset) * 1_000_000 + sub
 }
@@ -1126,6 +1160,27 @@ fn local_to_utc(local_us: i64, tz: &chrono_tz::Tz) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Wall times in a spring-forward gap read in the offset before it, east and west of
+    /// Greenwich alike; ordinary and repeated times as before.
+    #[test]
+    fn times_in_a_spring_forward_gap_read_as_standard_time() {
+        let us =
+            |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap().and_utc().timestamp_micros();
+        let zone = |z: &str| z.parse::<chrono_tz::Tz>().unwrap();
+        let cases = [
+            ("Europe/Berlin", "2026-03-29 02:30", "2026-03-29 01:30"),
+            ("America/New_York", "2026-03-08 02:30", "2026-03-08 07:30"),
+            ("Australia/Sydney", "2026-10-04 02:30", "2026-10-03 16:30"),
+            ("Europe/Berlin", "2026-03-29 03:30", "2026-03-29 01:30"),
+            ("Europe/Berlin", "2026-07-01 12:00", "2026-07-01 10:00"),
+            // Repeated in the autumn: the earlier instant.
+            ("Europe/Berlin", "2026-10-25 02:30", "2026-10-25 00:30"),
+        ];
+        for (z, local, want) in cases {
+            assert_eq!(local_to_utc(us(local), &zone(z)), us(want), "{z} {local}");
+        }
+    }
 
     #[cfg(unix)]
     #[test]

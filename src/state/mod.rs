@@ -553,9 +553,8 @@ fn assemble(
     for d in parts.decoded {
         findings.extend(d.findings);
         if let Some(df) = d.df {
-            let path = input.join(&d.info.path);
             info.new_rows_from = info.new_rows_from.min(earliest_creation(&df)?);
-            new_ships.push((d.info, mtime_ns(&path), at..at + df.height()));
+            new_ships.push((d.info, mtime_ns(&d.path), at..at + df.height()));
             at += df.height();
             frames.push(df);
         }
@@ -1457,15 +1456,18 @@ mod tests {
     fn files_whose_names_are_shown_alike_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
         let (input, out, cfg, vocab) = small_night(dir.path());
-        let whole = input.join("events.parquet");
-        let events = ParquetReader::new(std::fs::File::open(&whole).unwrap()).finish().unwrap();
-        std::fs::remove_file(&whole).unwrap();
-        std::fs::create_dir(input.join("events")).unwrap();
-        let half = events.height() / 2;
-        for (name, rows) in
-            [("a\x01.parquet", events.slice(0, half)), ("a\x02.parquet", events.slice(half as i64, usize::MAX))]
-        {
-            crate::io::write_parquet(&mut rows.clone(), &input.join("events").join(name)).unwrap();
+        // Both tables: a shipments file's time was once read at its shown name, which is no file.
+        for table in ["events", "shipments"] {
+            let whole = input.join(format!("{table}.parquet"));
+            let rows = ParquetReader::new(std::fs::File::open(&whole).unwrap()).finish().unwrap();
+            std::fs::remove_file(&whole).unwrap();
+            std::fs::create_dir(input.join(table)).unwrap();
+            let half = rows.height() / 2;
+            for (name, rows) in
+                [("a\x01.parquet", rows.slice(0, half)), ("a\x02.parquet", rows.slice(half as i64, usize::MAX))]
+            {
+                crate::io::write_parquet(&mut rows.clone(), &input.join(table).join(name)).unwrap();
+            }
         }
         for night in ["first", "again"] {
             let loaded = load(&input, &cfg, &out, false).unwrap();

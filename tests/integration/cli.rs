@@ -159,6 +159,14 @@ fn thresholds_that_are_not_numbers_and_windows_past_a_century_are_config_errors(
         &[("LANEWATCH_LANES__MAX_WINDOW_DAYS", "36500"), ("LANEWATCH_ALERTS__STALLED_MIN_DAYS", "0")],
     );
     expect_code(&o, 0);
+    // Regression: the spellings of UTC ingest reads were refused by the config's check.
+    for zone in ["Z", "+00:00", " utc ", "Europe/Berlin"] {
+        expect_code(&lanewatch_env(&["config", "--input", "x"], &[("LANEWATCH_INPUT__NAIVE_TIMEZONE", zone)]), 0);
+    }
+    expect_code(
+        &lanewatch_env(&["config", "--input", "x"], &[("LANEWATCH_INPUT__NAIVE_TIMEZONE", "Mars/Olympus")]),
+        78,
+    );
 }
 
 /// `lanewatch config` prints the config after precedence (file, then LANEWATCH_* variables),
@@ -336,6 +344,51 @@ fn cargo2000_import_regenerates_the_bundled_sample() {
     assert_eq!(parquet(&want), parquet(&got));
     for f in parquet(&want) {
         assert!(want[&f] == got[&f], "sample_data/cargo2000/{f} differs from a fresh import");
+    }
+}
+
+/// Regression: a short line before `nr` panicked the import (exit 70), an `nr` or a step so
+/// large that times overflowed wrapped silently, and the three files were written one by one.
+/// Each is bad data now (65), and a refused import leaves the earlier import's files as they were.
+#[test]
+fn cargo2000_import_refuses_what_would_overflow_or_panic_and_keeps_the_earlier_files() {
+    let Some(shared) = require_shared() else { return };
+    let text = std::fs::read_to_string(shared.join("data/cargo2000/c2k_data_comma.csv")).unwrap();
+    let mut lines = text.lines();
+    let (header, first) = (lines.next().unwrap(), lines.next().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let import = |csv: &str| {
+        let src = dir.path().join("c2k.csv");
+        std::fs::write(&src, csv).unwrap();
+        lanewatch(&["import", "cargo2000", "--src", src.to_str().unwrap(), "--out", out.to_str().unwrap()])
+    };
+    expect_code(&import(&format!("{header}\n{first}\n")), 0);
+    let before = tree(&out);
+    let cells: Vec<&str> = first.split(',').collect();
+    let with = |col: &str, value: &str| {
+        let k = header.split(',').position(|h| h == col).unwrap();
+        let mut row = cells.clone();
+        row[k] = value;
+        format!("{header}\n{}\n", row.join(","))
+    };
+    // `legs` moved before `nr`, in the header and the row alike; then a line holding `legs` only.
+    let legs_first = {
+        let (mut names, mut row): (Vec<&str>, Vec<&str>) = (header.split(',').collect(), cells.clone());
+        let legs = names.iter().position(|h| *h == "legs").unwrap();
+        names.swap(0, legs);
+        row.swap(0, legs);
+        format!("{}\n{}\n1\n", names.join(","), row.join(","))
+    };
+    for (what, csv) in [
+        ("nr", with("nr", "9223372036854775807")),
+        ("i1_rcs_e", with("i1_rcs_e", "9000000000000000")),
+        ("a short line", legs_first),
+    ] {
+        let o = import(&csv);
+        expect_code(&o, 65);
+        assert!(stderr(&o).lines().count() <= 2, "{what}: {}", stderr(&o));
+        assert_eq!(tree(&out), before, "{what}: the earlier import's files changed");
     }
 }
 

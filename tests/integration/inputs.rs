@@ -153,7 +153,8 @@ fn statuses_are_case_insensitive() {
     assert_eq!(unknown(&run), unknown(&clean().2));
 }
 
-/// Event columns with other names are mapped by the config, never by code.
+/// Event columns with other names are mapped by the config, never by code. A name may hold a
+/// dot (as pandas' `json_normalize` writes them): such a column was never read.
 #[test]
 fn event_columns_are_mapped_by_config() {
     let dir = variant("events", |b| {
@@ -163,7 +164,7 @@ fn event_columns_are_mapped_by_config() {
             .iter()
             .map(|f| {
                 let name = match f.name().as_str() {
-                    "shipment_id" => "parcel",
+                    "shipment_id" => "tracking.number",
                     "event_time" => "scanned_at",
                     "status" => "scan_code",
                     n => n,
@@ -179,7 +180,7 @@ fn event_columns_are_mapped_by_config() {
     // The fast test config plus the mapping.
     let mut text = std::fs::read_to_string(fast_config()).unwrap();
     text.push_str(
-        "\n[input.columns.events]\nshipment_id = \"parcel\"\nevent_time = \"scanned_at\"\nstatus = \"scan_code\"\n",
+        "\n[input.columns.events]\nshipment_id = \"tracking.number\"\nevent_time = \"scanned_at\"\nstatus = \"scan_code\"\n",
     );
     std::fs::write(&cfg, text).unwrap();
     // Unmapped, the renamed columns are missing.
@@ -338,4 +339,48 @@ fn regression_many_row_groups_decode_in_parallel() {
     .num_row_groups();
     assert!(groups > 20, "only {groups} row groups");
     assert_same_as_clean(dir.path(), &[], "many row groups");
+}
+
+/// Regression: a footer's stated row count was trusted alone (for the memory estimate and the
+/// files' rows in the manifest). A footer that states more rows than its row groups hold (one
+/// more here, patched in place) is a corrupt file now (65), as `validate` and `run` both say.
+#[test]
+fn a_footer_whose_row_count_its_row_groups_contradict_is_a_corrupt_file() {
+    use parquet::file::metadata::ParquetMetaDataReader;
+    let dir = copy_input(small_input());
+    let path = dir.path().join("shipments.parquet");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes::Bytes::from(bytes.clone()))
+        .unwrap()
+        .file_metadata()
+        .num_rows();
+    // The footer's `num_rows` (field 3, an i64: header 0x16 after the schema's field 2) is a
+    // zigzag varint: one more row is as many bytes, so the footer keeps its length.
+    let varint = |v: i64| {
+        let (mut z, mut out) = (((v << 1) ^ (v >> 63)) as u64, vec![0x16u8]);
+        loop {
+            if z < 0x80 {
+                out.push(z as u8);
+                return out;
+            }
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+    };
+    let (stated, forged) = (varint(n), varint(n + 1));
+    assert_eq!(stated.len(), forged.len());
+    let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap()) as usize;
+    let start = bytes.len() - 8 - footer_len;
+    let hits: Vec<usize> =
+        (start..bytes.len() - 8 - stated.len()).filter(|&k| bytes[k..k + stated.len()] == stated[..]).collect();
+    // The first is the file's (its row groups', after its schema, say the same count).
+    assert!(!hits.is_empty(), "the row count is not where the footer keeps it");
+    bytes[hits[0]..hits[0] + forged.len()].copy_from_slice(&forged);
+    std::fs::write(&path, bytes).unwrap();
+    let o = lanewatch(&["validate", "--input", dir.path().to_str().unwrap()]);
+    expect_code(&o, 65);
+    assert!(stdout(&o).contains(&format!("states {} rows but its row groups hold {n}", n + 1)), "{}", stdout(&o));
+    let runs = tempfile::tempdir().unwrap();
+    expect_code(&lanewatch_fast("run", dir.path(), runs.path(), &["--as-of", SMALL_AS_OF]), 65);
 }
