@@ -66,6 +66,11 @@ pub struct FileInfo {
     pub rows: u64,
     pub bytes: u64,
     pub blake3: String,
+    /// Its modification time (ns since the epoch, 0 unknown) as it was before its bytes were
+    /// hashed: what the state records, so a file rewritten after it was read is read again.
+    /// Taken after the decoding, a rewrite in between paired the new time with the old rows.
+    #[serde(skip)]
+    pub mtime_ns: i64,
 }
 
 /// A table after reading: canonical column names and types, plus what was found on the way.
@@ -271,9 +276,12 @@ pub struct Planned {
 }
 
 /// Hashes a file with BLAKE3 while reading it in blocks (never whole in memory).
-fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+/// A file's size, BLAKE3 and modification time, the time taken from the open file before a
+/// byte is read.
+fn hash_file(path: &Path) -> std::io::Result<(u64, String, i64)> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
+    let mtime = f.metadata().map(|m| mtime_of(&m)).unwrap_or(0);
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
@@ -285,7 +293,16 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
         h.update(&buf[..k]);
         n += k as u64;
     }
-    Ok((n, h.finalize().to_hex().to_string()))
+    Ok((n, h.finalize().to_hex().to_string(), mtime))
+}
+
+/// A file's modification time in ns since the epoch; 0 when unknown.
+pub fn mtime_of(m: &std::fs::Metadata) -> i64 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// Checks each file of `table` from its footer (schema, types, row count; nothing decoded). A
@@ -345,7 +362,7 @@ fn plan_file(
     let mut out = PlannedFile { info: None, findings: Vec::new(), plan: None };
     let file = shown(input, path);
     let name_for_msgs = format!("{}/{}", table.name(), file.trim_start_matches(&format!("{}/", table.name())));
-    let (bytes, hash) = hash_file(path).map_err(|e| match e.kind() {
+    let (bytes, hash, mtime_ns) = hash_file(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::MissingInput { path: path.to_path_buf() },
         _ => Error::bad_file(name_for_msgs.clone(), format!("cannot read: {e}")),
     })?;
@@ -374,13 +391,20 @@ fn plan_file(
             };
             out.findings.push(err("", "corrupt_file", why));
             let name = exact(input, path);
-            out.info = Some(FileInfo { table: table.name(), path: file, name, rows: 0, bytes, blake3: hash });
+            out.info = Some(FileInfo { table: table.name(), path: file, name, rows: 0, bytes, blake3: hash, mtime_ns });
             return Ok(out);
         }
     };
     let rows = stated_rows(&meta).unwrap_or(0);
-    let info =
-        FileInfo { table: table.name(), path: file.clone(), name: exact(input, path), rows, bytes, blake3: hash };
+    let info = FileInfo {
+        table: table.name(),
+        path: file.clone(),
+        name: exact(input, path),
+        rows,
+        bytes,
+        blake3: hash,
+        mtime_ns,
+    };
     out.info = Some(info.clone());
     let schema = match parquet::arrow::parquet_to_arrow_schema(
         meta.file_metadata().schema_descr(),

@@ -239,11 +239,18 @@ fn state_dir(out: &Path) -> PathBuf {
 }
 
 /// `[input]` as a JSON value without the memory budget (a budget change decodes nothing
-/// differently).
+/// differently), with the BLAKE3 of the status preset it names: the preset is built into the
+/// binary, and a build whose preset maps a status otherwise decodes the same files otherwise
+/// under the same name and version.
 fn input_key(cfg: &InputConfig) -> serde_json::Value {
     let mut c = cfg.clone();
     c.max_memory_gb = 0.0;
-    serde_json::to_value(&c).unwrap_or(serde_json::Value::Null)
+    let mut key = serde_json::to_value(&c).unwrap_or(serde_json::Value::Null);
+    let preset = crate::statuses::PRESETS.iter().find(|(name, _)| *name == cfg.status_preset);
+    if let (serde_json::Value::Object(map), Some((_, text))) = (&mut key, preset) {
+        map.insert("status_preset_blake3".into(), blake3::hash(text.as_bytes()).to_hex().to_string().into());
+    }
+    key
 }
 
 fn canonical_input(input: &Path) -> String {
@@ -251,12 +258,7 @@ fn canonical_input(input: &Path) -> String {
 }
 
 fn mtime_ns(path: &Path) -> i64 {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    std::fs::metadata(path).map(|m| ingest::mtime_of(&m)).unwrap_or(0)
 }
 
 /// The generation `CURRENT` names, or `Ok(None)` when there is no state yet; `Err(why)` when
@@ -336,7 +338,9 @@ fn new_files(
             return Err(format!("input file {} is gone since the state was written", crate::error::printable(&s.path)));
         };
         let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX);
-        if bytes != s.bytes || mtime_ns(p) != s.mtime_ns {
+        // An unknown time (0: a file system that keeps none) leaves only the size to compare,
+        // which a rewrite can keep: such a file is read again.
+        if bytes != s.bytes || s.mtime_ns == 0 || mtime_ns(p) != s.mtime_ns {
             return Err(format!("input file {} changed since the state was written", crate::error::printable(&s.path)));
         }
     }
@@ -554,7 +558,8 @@ fn assemble(
         findings.extend(d.findings);
         if let Some(df) = d.df {
             info.new_rows_from = info.new_rows_from.min(earliest_creation(&df)?);
-            new_ships.push((d.info, mtime_ns(&d.path), at..at + df.height()));
+            let mtime = d.info.mtime_ns;
+            new_ships.push((d.info, mtime, at..at + df.height()));
             at += df.height();
             frames.push(df);
         }
@@ -672,7 +677,7 @@ fn assemble(
             // maximum over any prefix of files (all a later night reuses).
             new_events.push((
                 plan.info.clone(),
-                mtime_ns(&plan.path),
+                plan.info.mtime_ns,
                 d.rows,
                 Counts { events: d.counts, has_eta: false },
             ));
@@ -749,6 +754,7 @@ fn file_info(table: Table, s: &Segment) -> FileInfo {
         rows: s.rows,
         bytes: s.bytes,
         blake3: s.blake3.clone(),
+        mtime_ns: s.mtime_ns,
     }
 }
 
@@ -1412,6 +1418,43 @@ mod tests {
         let start = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
         crate::generate::generate(&crate::generate::GenerateParams::new(40, 1, start, 20), &input).unwrap();
         (input, out, InputConfig::default(), crate::statuses::Vocabulary::canonical())
+    }
+
+    /// The status preset a config names is in the state's key by its text, not its name alone.
+    #[test]
+    fn the_state_key_holds_the_status_presets_text() {
+        for (name, text) in crate::statuses::PRESETS {
+            let cfg = InputConfig { status_preset: name.to_string(), ..InputConfig::default() };
+            assert_eq!(input_key(&cfg)["status_preset_blake3"], blake3::hash(text.as_bytes()).to_hex().to_string());
+        }
+        assert!(input_key(&InputConfig::default()).get("status_preset_blake3").is_none());
+    }
+
+    /// A file whose time is unknown (0, as a file system that keeps none reports it) is read
+    /// again each night: its size alone cannot tell a rewrite. A file with a time is reused.
+    #[test]
+    fn a_file_without_a_time_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out, cfg, vocab) = small_night(dir.path());
+        let night = |expect_reuse: bool| {
+            let loaded = load(&input, &cfg, &out, false).unwrap();
+            let why = loaded.keep.info.full_refresh.clone();
+            let ((_, clean), raw, checks) =
+                validate::check_with(&input, loaded.raw, loaded.findings, &vocab, false, loaded.checked).unwrap();
+            let (pending, _) = write(&out, loaded.keep, &raw, &clean.unwrap(), &checks, "2026-06-21").unwrap();
+            publish(pending).unwrap();
+            if expect_reuse {
+                assert_eq!(why, None);
+            }
+            why
+        };
+        night(false);
+        night(true);
+        let events = std::fs::OpenOptions::new().write(true).open(input.join("events.parquet")).unwrap();
+        events.set_modified(std::time::UNIX_EPOCH).unwrap();
+        night(false);
+        let why = night(false).expect("a full refresh");
+        assert!(why.contains("events.parquet") && why.contains("changed"), "{why}");
     }
 
     /// New segments are written unsynced and made durable by one sync of the file system

@@ -189,6 +189,8 @@ pub fn write(out: &Path, cfg: &Config, on: &TrainedOn, a: &Advice) -> Result<()>
     json.push(b'\n');
     crate::fault::point("state:model");
     crate::io::write_atomic(&dir.join(FILE), &json)?;
+    // The record's rename is durable before the advice files it no longer names are removed.
+    crate::io::sync_dir(&dir)?;
     let named = files.iter().map(|f| f.data.as_str()).collect();
     super::tables::remove_unnamed(&dir, valid_advice_name, &named);
     Ok(())

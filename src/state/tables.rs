@@ -213,6 +213,8 @@ pub fn write(
     let mut json = serde_json::to_vec_pretty(&ix).map_err(crate::error::Error::internal)?;
     json.push(b'\n');
     crate::io::write_atomic(&dir.join(INDEX), &json)?;
+    // The index's rename is durable before the files it no longer names are removed.
+    crate::io::sync_dir(&dir)?;
     let named: std::collections::HashSet<&str> = ix.tables.iter().chain(&ix.days).map(|t| t.data.as_str()).collect();
     remove_unnamed(&dir, kept_file, &named);
     Ok(())
