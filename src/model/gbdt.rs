@@ -259,14 +259,25 @@ fn leaf_value(tree: &BoostedTree, row: &[u8], edges: &[Vec<f64>]) -> f64 {
     tree.nodes[leaf_of_bins(tree, row, edges)].value
 }
 
-/// The index of that leaf.
+/// The index of that leaf. The last value bin lies above every edge: its values go left only
+/// under a split that sends every known value left (`ALL_VALUES`).
 fn leaf_of_bins(tree: &BoostedTree, row: &[u8], edges: &[Vec<f64>]) -> usize {
     tree.leaf_index(|n| {
         let b = row[n.feature as usize];
         let e = &edges[n.feature as usize];
-        if b == missing_bin(e) { n.missing_left } else { (b as usize) < e.len() && e[b as usize] <= n.threshold }
+        match e.get(b as usize) {
+            _ if b == missing_bin(e) => n.missing_left,
+            Some(&edge) => edge <= n.threshold,
+            None => n.threshold == ALL_VALUES,
+        }
     })
 }
+
+/// The threshold of a split that sends every known value left and the missing ones right: a
+/// feature whose known values say nothing can still split on whether it is known. Features
+/// are never infinite, so every value is at most this; and it writes to JSON, as infinity
+/// (`null`) would not read back.
+const ALL_VALUES: f64 = f64::MAX;
 
 /// `leaf_of` of a row the tree was not grown on.
 const NOT_GROWN: u32 = u32::MAX;
@@ -384,6 +395,16 @@ impl Grower<'_> {
                     }
                 }
             }
+            // Every known value left, the missing ones right (bin `values`: past the edges).
+            if mh > 0.0 {
+                let (gl, hl, gr, hr) = (g - mg, h - mh, mg, mh);
+                if hl >= self.p.min_child_weight && hr >= self.p.min_child_weight {
+                    let gain = gl * gl / (hl + l2) + gr * gr / (hr + l2) - parent;
+                    if gain > 1e-12 && best.as_ref().is_none_or(|s| gain > s.gain) {
+                        best = Some(Split { gain, feature: j, bin: values, missing_left: false });
+                    }
+                }
+            }
         }
         best
     }
@@ -432,7 +453,7 @@ impl Grower<'_> {
         let r = self.node(nodes, right, rh, depth + 1, leaf_of);
         nodes[id as usize] = Node {
             feature: split.feature as u16,
-            threshold: self.edges[split.feature][split.bin],
+            threshold: self.edges[split.feature].get(split.bin).copied().unwrap_or(ALL_VALUES),
             missing_left: split.missing_left,
             left: l,
             right: r,
@@ -724,6 +745,39 @@ mod tests {
             .unwrap();
         assert!(m.raw(&[f64::NAN, 0.5]) > 2.0, "missing → late: {}", m.raw(&[f64::NAN, 0.5]));
         assert!(m.raw(&[0.4, 0.5]) < -2.0, "present → on time: {}", m.raw(&[0.4, 0.5]));
+    }
+
+    /// Regression: a feature constant whenever it is known can still split on whether it is
+    /// (every known value left, the missing ones right); the trees never tried that split.
+    #[test]
+    fn a_feature_known_only_on_time_splits_on_being_known() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let n = 2000;
+        let mut x = Array2::zeros((n, 2));
+        let mut y = Vec::new();
+        for i in 0..n {
+            let late = rng.r#gen::<f64>() < 0.3;
+            x[[i, 0]] = if late { f64::NAN } else { 0.5 };
+            x[[i, 1]] = rng.r#gen();
+            y.push(late);
+        }
+        let p = GbdtParams { max_rounds: 30, subsample: 1.0, ..GbdtParams::default() };
+        let m = p.clone().check().unwrap().fit(&Dataset::new(x.clone(), Array1::from(y))).unwrap();
+        assert!(m.raw(&[f64::NAN, 0.5]) > 2.0, "missing → late: {}", m.raw(&[f64::NAN, 0.5]));
+        assert!(m.raw(&[0.5, 0.5]) < -2.0, "known → on time: {}", m.raw(&[0.5, 0.5]));
+        // Rows the trees were not grown on find their leaves by their bins: the same leaves.
+        let edges = bin_edges(&x, p.bins);
+        let bins = binned(&x, &edges);
+        for tree in &m.trees {
+            for i in 0..n {
+                let row: Vec<f64> = x.row(i).to_vec();
+                let by_values = tree.leaf_index(|node| left_by_values(node, &row));
+                assert_eq!(leaf_of_bins(tree, row_bins(&bins, i, 2), &edges), by_values, "row {i}");
+            }
+        }
+        // The model reads back from JSON and predicts the same.
+        let back: Gbdt = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back.raw(&[0.5, 0.5]).to_bits(), m.raw(&[0.5, 0.5]).to_bits());
     }
 
     #[test]
