@@ -28,11 +28,14 @@ pub fn seller_file_stem(seller_id: &str) -> String {
     if stem.is_empty() {
         stem = "seller".into();
     }
+    // 128 bits: ids that keep the same letters (`shop_-` and `shop-_`) cannot be searched for
+    // one name, as 40 bits could be; seller pages, written by name, would replace each other.
     let h = blake3::hash(seller_id.as_bytes()).to_hex();
-    format!("{stem}-{}", &h[..10])
+    format!("{stem}-{}", &h[..32])
 }
 
-/// Assigns each seller id a unique file name (`<stem>.csv`), resolving any collision.
+/// Assigns each seller id a unique file name (`<stem>.csv`), resolving any collision, letter
+/// case aside (`Shop-….csv` and `shop-….csv` are one file where case does not count).
 pub fn seller_files<'a>(ids: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, String> {
     let mut used: HashSet<String> = HashSet::new();
     let mut out = BTreeMap::new();
@@ -43,11 +46,11 @@ pub fn seller_files<'a>(ids: impl IntoIterator<Item = &'a str>) -> BTreeMap<Stri
         let stem = seller_file_stem(id);
         let mut name = format!("{stem}.csv");
         let mut k = 2;
-        while used.contains(&name) {
+        while used.contains(&name.to_ascii_lowercase()) {
             name = format!("{stem}-{k}.csv");
             k += 1;
         }
-        used.insert(name.clone());
+        used.insert(name.to_ascii_lowercase());
         out.insert(id.to_string(), name);
     }
     out
@@ -158,10 +161,22 @@ mod tests {
             "_-_x",
             ".hidden",
             "=cmd|' /C calc'!A0",
+            "Shop",
+            "shop",
+            "shop_-",
+            "shop-_",
         ];
         let files = seller_files(ids.iter().copied());
         let names: HashSet<&String> = files.values().collect();
         assert_eq!(names.len(), ids.len(), "{files:?}");
+        // Distinct where letter case does not count, too.
+        let folded: HashSet<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        assert_eq!(folded.len(), ids.len(), "{files:?}");
+        // 32 hex digits of the id's hash end every name.
+        for (id, n) in &files {
+            let h = blake3::hash(id.as_bytes()).to_hex();
+            assert!(n.ends_with(&format!("-{}.csv", &h[..32])), "{n}");
+        }
         for n in names {
             assert!(!n.contains('/') && !n.contains('\\') && !n.contains(".."), "{n}");
             assert!(!n.starts_with('.') && !n.starts_with('-'), "{n}");
