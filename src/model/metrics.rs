@@ -151,17 +151,27 @@ pub fn log_loss(p: &[f64], y: &[bool]) -> f64 {
 }
 
 pub fn evaluate(p: &[f64], y: &[bool], budget_fraction: f64, threshold: f64) -> Scores {
+    evaluate_ranked(p, p, y, budget_fraction, threshold)
+}
+
+/// `evaluate` with the ranking metrics (ROC and PR AUC, the top of the budget) read from
+/// `rank`, any score in the model's order, and the rest (Brier, log-loss, the alert threshold)
+/// from the probabilities `p`. Cross-fitted probabilities come from two calibrations, one per
+/// half of the rows: each half keeps the model's order, the two together need not (a half
+/// with no late rows maps every score to one value), so their ranking was not the model's.
+pub fn evaluate_ranked(rank: &[f64], p: &[f64], y: &[bool], budget_fraction: f64, threshold: f64) -> Scores {
+    assert_eq!(rank.len(), p.len(), "one rank per probability");
     let n = p.len();
     let positives = y.iter().filter(|v| **v).count();
-    let idx = order(p);
+    let idx = order(rank);
     let k = ((n as f64 * budget_fraction).ceil() as usize).min(n);
     let tp_budget = idx[..k].iter().filter(|&&i| y[i]).count();
     let flagged: Vec<usize> = (0..n).filter(|&i| p[i] >= threshold).collect();
     let tp_thr = flagged.iter().filter(|&&i| y[i]).count();
     let div = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     Scores {
-        roc_auc: roc_auc(p, y),
-        pr_auc: pr_auc(p, y),
+        roc_auc: roc_auc(rank, y),
+        pr_auc: pr_auc(rank, y),
         brier: brier(p, y),
         log_loss: log_loss(p, y),
         base_rate: div(positives, n),

@@ -716,7 +716,10 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
     // shipments; the saved calibrator is then fitted on the whole window.
     let fold: Vec<bool> = va.iter().map(|&r| hash_str(p.seed, pool.id(r)) & 1 == 1).collect();
     let x_va_rows: Vec<&[f64]> = va.iter().map(|&r| row(r)).collect();
-    let eval = |s: &[f64]| metrics::evaluate(s, &y_va, p.alert_budget_fraction, p.alert_threshold);
+    // Ranked by the raw scores, calibrated by the cross-fitted probabilities
+    // (`metrics::evaluate_ranked`).
+    let eval =
+        |raw: &[f64], s: &[f64]| metrics::evaluate_ranked(raw, s, &y_va, p.alert_budget_fraction, p.alert_threshold);
 
     // Baselines are fitted on training rows and scored on the validation rows, beside the
     // candidates' fits (below) when there are any: on its own the step kept one core busy.
@@ -735,13 +738,17 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
             let raw: Vec<f64> = x_va_rows.iter().map(|r| est.raw(r)).collect();
             // The simple logistic regression is calibrated like a candidate (its scores come
             // from a class-balanced sample); the rule and the base rate are probabilities already.
-            let (scores, platt) = if calibrate_it {
-                (cross_fit(&raw, &y_va, &fold), Platt::fit(&raw, &y_va))
+            // Ranked as the candidates are: by the raw scores; the curve at the saved calibration.
+            let (scores, platt, rank, curve) = if calibrate_it {
+                let platt = Platt::fit(&raw, &y_va);
+                let curve: Vec<f64> = raw.iter().map(|&z| platt.apply(z)).collect();
+                (cross_fit(&raw, &y_va, &fold), platt, raw.clone(), curve)
             } else {
-                (raw.iter().map(|&z| calibrate::sigmoid(z)).collect(), Platt::identity())
+                let probabilities: Vec<f64> = raw.iter().map(|&z| calibrate::sigmoid(z)).collect();
+                (probabilities.clone(), Platt::identity(), probabilities.clone(), probabilities)
             };
-            out.scores.insert(name.clone(), Evaluation::from(eval(&scores)));
-            out.pr_curves.insert(name.clone(), metrics::thin_curve(&metrics::pr_curve(&scores, &y_va), 200));
+            out.scores.insert(name.clone(), Evaluation::from(eval(&rank, &scores)));
+            out.pr_curves.insert(name.clone(), metrics::thin_curve(&metrics::pr_curve(&curve, &y_va), 200));
             out.models.insert(name, Calibrated { estimator: est, calibration: platt });
         }
         Ok(out)
@@ -775,7 +782,7 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
         let rule = fit_rule(&all, &y_all, &row);
         let s: Vec<f64> = x_va_rows.iter().map(|r| calibrate::sigmoid(rule.raw(r))).collect();
         if !va.is_empty() {
-            metrics.model = Some(eval(&s).into());
+            metrics.model = Some(eval(&s, &s).into());
             metrics.calibration_bins = metrics::reliability(&s, &y_va, p.calibration_bins);
         }
         return Ok(SavedModel {
@@ -834,7 +841,7 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
                             let raw: Vec<f64> =
                                 x_va_rows.par_chunks(SCORE_BLOCK).flat_map_iter(|rows| est.raw_many(rows)).collect();
                             let crossed = cross_fit(&raw, &y_va, &fold);
-                            let s = eval(&crossed);
+                            let s = eval(&raw, &crossed);
                             Scored { est, raw, crossed, s }
                         })
                         .map_err(|e| (c, e));
@@ -871,9 +878,9 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
     }
     let best = best.map(|b| {
         let platt = Platt::fit(&b.raw, &y_va);
-        (b.est, platt, b.crossed, b.s)
+        (b.est, platt, b.crossed, b.s, b.raw)
     });
-    let (est, platt, crossed, s) = best.ok_or_else(|| {
+    let (est, platt, crossed, s, est_raw) = best.ok_or_else(|| {
         Error::internal(match metrics.failed_candidates.iter().next() {
             Some((c, why)) => format!("every model candidate failed (first, {c}: {why})"),
             None => "no model candidates".into(),
@@ -890,7 +897,10 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
     }
     metrics.model = Some(s.into());
     metrics.calibration_bins = metrics::reliability(&crossed, &y_va, p.calibration_bins);
-    metrics.pr_curves.insert("model".into(), metrics::thin_curve(&metrics::pr_curve(&crossed, &y_va), 200));
+    // In the model's order, at the saved calibration's probabilities (the order of the raw
+    // scores when the calibration is increasing, as fitted ones are).
+    let ranked: Vec<f64> = est_raw.iter().map(|&z| platt.apply(z)).collect();
+    metrics.pr_curves.insert("model".into(), metrics::thin_curve(&metrics::pr_curve(&ranked, &y_va), 200));
     Ok(SavedModel {
         format: MODEL_FORMAT.into(),
         format_version: MODEL_FORMAT_VERSION,
@@ -1241,7 +1251,7 @@ pub const FOREST_BOOTSTRAP: f64 = 0.4;
 
 #[cfg(test)]
 mod tests {
-    use super::first_by_key;
+    use super::{cross_fit, first_by_key, metrics};
     use crate::features::days::{DayCounts, days_before};
     use crate::schema::MICROS_PER_DAY;
 
@@ -1329,6 +1339,25 @@ mod tests {
     /// The validation window from per-day counts is the one sorting every shipment gave: young
     /// histories (the 70/30 split), windows stopped by either class or by what training needs,
     /// late rates from none to all.
+    /// Regression: the validation metrics ranked rows by their cross-fitted probabilities. With
+    /// the one late row in one half, that half's calibration (fitted on the other, all on time)
+    /// maps every score to one value, and a perfect model ranked its late row among ties. The
+    /// ranking metrics now read the raw scores; the probabilities keep Brier and the threshold.
+    #[test]
+    fn cross_fitted_metrics_rank_rows_by_the_models_scores() {
+        let n = 200;
+        let y: Vec<bool> = (0..n).map(|i| i == 0).collect();
+        let raw: Vec<f64> = (0..n).map(|i| if i == 0 { 3.0 } else { -3.0 + i as f64 * 1e-3 }).collect();
+        let fold: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
+        let crossed = cross_fit(&raw, &y, &fold);
+        let by_crossed = metrics::evaluate(&crossed, &y, 0.05, 0.5);
+        assert!(by_crossed.pr_auc < 0.5, "the crossed probabilities tie the late row: {}", by_crossed.pr_auc);
+        let s = metrics::evaluate_ranked(&raw, &crossed, &y, 0.05, 0.5);
+        assert_eq!((s.roc_auc, s.pr_auc, s.recall_at_budget), (1.0, 1.0, 1.0));
+        assert_eq!((s.brier, s.log_loss), (by_crossed.brier, by_crossed.log_loss));
+        assert_eq!(s.alerts_at_threshold, by_crossed.alerts_at_threshold);
+    }
+
     /// Regression: lanes counted as extended were those past the shortest window, so when every
     /// lane needed more than `lanes.window_days` none was counted.
     #[test]
