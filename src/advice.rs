@@ -159,9 +159,10 @@ pub fn band_labels(edges: &[f64]) -> Vec<String> {
     out
 }
 
-/// The band of a weight, `None` when unknown.
+/// The band of a weight, `None` when unknown or when there are no bands (`advice.weight_bands_g`
+/// empty: band 0 had no label, and the backtest's advice panicked looking it up).
 pub fn band_of(weight_g: f64, edges: &[f64]) -> Option<usize> {
-    weight_g.is_finite().then(|| edges.partition_point(|e| *e <= weight_g))
+    (weight_g.is_finite() && !edges.is_empty()).then(|| edges.partition_point(|e| *e <= weight_g))
 }
 
 /// Services in the order `advice.services` ranks them (cheapest first), others after it.
@@ -1545,6 +1546,9 @@ mod tests {
         assert_eq!(band_of(500.0, &[500.0, 2000.0]), Some(1));
         assert_eq!(band_of(2500.0, &[500.0, 2000.0]), Some(2));
         assert_eq!(band_of(f64::NAN, &[500.0, 2000.0]), None);
+        // No bands: none to be in, and no label to look up.
+        assert_eq!(band_of(700.0, &[]), None);
+        assert!(band_labels(&[]).is_empty());
     }
 
     #[test]

@@ -557,6 +557,12 @@ where
             } else {
                 (0..n as u32).collect()
             };
+            // A subsample that drew no row grows no tree: the round is skipped. Grown, its one
+            // leaf (0 over 0 plus l2: zero, or NaN without l2) ended the boosting or made every
+            // score NaN.
+            if rows.is_empty() {
+                continue;
+            }
             let grower = Grower { bins: &bins, edges: &edges, at: &at, g: &g, h: &h, p };
             leaf_of.fill(NOT_GROWN);
             let tree = grower.grow(rows, &mut leaf_of);
@@ -745,6 +751,19 @@ mod tests {
             .unwrap();
         assert!(m.raw(&[f64::NAN, 0.5]) > 2.0, "missing → late: {}", m.raw(&[f64::NAN, 0.5]));
         assert!(m.raw(&[0.4, 0.5]) < -2.0, "present → on time: {}", m.raw(&[0.4, 0.5]));
+    }
+
+    /// Regression: a round whose subsample drew no row ended the boosting (its empty tree read
+    /// as converged), or with no l2 made every score NaN. Such rounds are skipped.
+    #[test]
+    fn rounds_that_sample_no_row_are_skipped() {
+        let (x, y) = data(8, 3);
+        for l2 in [1.0, 0.0] {
+            let p = GbdtParams { max_rounds: 300, subsample: 0.02, l2, ..GbdtParams::default() };
+            let m = p.check().unwrap().fit(&Dataset::new(x.clone(), Array1::from(y.clone()))).unwrap();
+            assert!(!m.trees.is_empty(), "l2 {l2}: no tree");
+            assert!(m.raw(&[0.1, 0.2, 0.3]).is_finite(), "l2 {l2}: {}", m.raw(&[0.1, 0.2, 0.3]));
+        }
     }
 
     /// Regression: a feature constant whenever it is known can still split on whether it is
