@@ -100,7 +100,7 @@ impl From<polars::error::PolarsError> for Error {
 pub fn one_line(s: String) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if hidden(c) { ' ' } else { c })
         .collect::<String>()
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -111,13 +111,21 @@ pub fn one_line(s: String) -> String {
     out
 }
 
+/// Characters that move or hide text without showing: controls, and the bidirectional and
+/// zero-width marks (U+202E turns the rest of a line around, so a lane could pass for another).
+pub fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// Text from input data made safe for a terminal, the way the human log shows it: control
-/// characters (NUL, CR, LF, ESC, …) become visible escapes (`\0`, `\r`, `\n`, `\u{1b}`), so
-/// data can neither move the cursor, recolour the screen nor forge a line of output.
+/// characters (NUL, CR, LF, ESC, …) and bidirectional or zero-width marks become visible
+/// escapes (`\0`, `\r`, `\n`, `\u{1b}`, `\u{202e}`), so data can neither move the cursor,
+/// recolour the screen, reorder a line nor forge one.
 pub fn printable(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() {
+        if hidden(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -142,5 +150,9 @@ mod tests {
         assert_eq!(printable("CN\u{1b}[31m\r\nlanewatch: forged\u{0}"), "CN\\u{1b}[31m\\r\\nlanewatch: forged\\u{0}");
         assert_eq!(printable("CN-GD→FR économie"), "CN-GD→FR économie");
         assert!(printable("a\u{7f}\u{85}b").chars().all(|c| !c.is_control()));
+        // Regression: bidirectional and zero-width marks went through, and could reorder a line.
+        assert_eq!(printable("express\u{202e}10 :stsol"), "express\\u{202e}10 :stsol");
+        assert_eq!(printable("a\u{200b}b\u{feff}"), "a\\u{200b}b\\u{feff}");
+        assert_eq!(one_line("lane \u{202e}x".into()), "lane x");
     }
 }

@@ -54,11 +54,9 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Control characters, and the invisible ones that change how text around them is shown:
-/// bidirectional marks, embeddings, overrides and isolates, zero-width characters, the BOM.
-pub(crate) fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-}
+/// bidirectional marks, embeddings, overrides and isolates, zero-width characters, the BOM
+/// (one rule with the terminal's, `error::printable`).
+pub(crate) use crate::error::hidden;
 
 /// At most this many service panels, and origins (rows) and destinations (columns) in each:
 /// the busiest by shipments, so that a page stays readable on a network of thousands of lanes.
