@@ -213,9 +213,10 @@ pub fn footer_rows_of(paths: &[PathBuf]) -> u64 {
 }
 
 /// A file's rows by its footer: its row groups' rows, which must add up to the count the footer
-/// states. The stated count alone drove the memory estimate, so a forged one (10^11 rows in a
-/// file of ten) sent a night out of core and out with a config error, and counts that overflow
-/// wrapped below the budget.
+/// states; a footer that contradicts itself is a corrupt file. The stated count alone was
+/// trusted (for the memory estimate and the manifest), and counts that overflow wrapped below
+/// the budget. (A footer forged consistently still claims what it claims: the estimate reads
+/// it, and the decoded rows are what they are.)
 fn stated_rows(meta: &parquet::file::metadata::ParquetMetaData) -> std::result::Result<u64, String> {
     let mut groups = 0u64;
     for g in meta.row_groups() {

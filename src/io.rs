@@ -113,7 +113,8 @@ impl FileSet {
         let mut dirs: Vec<&Path> = Vec::new();
         for (tmp, path) in &self.staged {
             std::fs::rename(tmp.path(), path).map_err(|e| Error::output(path, e))?;
-            let dir = path.parent().unwrap_or(Path::new("."));
+            // A bare file name's parent is "", which does not open: it is the current folder.
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             if !dirs.contains(&dir) {
                 dirs.push(dir);
             }
@@ -648,8 +649,9 @@ pub(crate) mod tests {
         set.commit().unwrap();
         write_atomic(&dir.path().join("y.json"), b"{}").unwrap();
         let synced = SYNCED.with(|s| s.borrow().clone());
-        assert_eq!(synced.len(), 2, "{synced:?}");
+        assert_eq!(synced.len(), 3, "{synced:?}");
         assert!(is_temp_of(&synced[0], &path), "synced after the rename, or not at all: {synced:?}");
+        assert_eq!(synced[1], dir.path(), "the rename made durable: {synced:?}");
         assert!(path.is_file());
         let names: Vec<String> =
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();

@@ -53,6 +53,11 @@ struct Meta {
     /// dropped for null values and, on shard 0, those of unknown shipments.
     shipments_read: u64,
     events_read: u64,
+    /// The input folder the shard read, canonicalised: shards given one folder read the same
+    /// files, shards given their own parts (as the Spark job gives them) may hold files of
+    /// the same relative name.
+    #[serde(default)]
+    input: String,
     files: Vec<PartFile>,
     warnings: Vec<PartFinding>,
     unmapped: Vec<Unmapped>,
@@ -122,6 +127,12 @@ pub fn write(
         config: cfg.digest(),
         shipments_read: report.shipments,
         events_read: report.events,
+        input: cfg
+            .pipeline
+            .input
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).to_string_lossy().into_owned())
+            .unwrap_or_default(),
         files: report
             .files
             .iter()
@@ -441,12 +452,15 @@ fn merge_clean(parts: Vec<Part>) -> Result<CleanInput> {
 /// summed, in the order a single validation reports them; the unmapped statuses combined.
 fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
     // Shards given the whole input all list its files: each once (a set, as a Spark input has
-    // thousands of part files). A file two shards read with different bytes changed while the
-    // shards ran: their partials are of two inputs, which no single run reads, and are refused.
-    let mut seen: std::collections::HashMap<(&str, &str), (&str, u32)> = std::collections::HashMap::new();
+    // thousands of part files). A file two shards read in one input folder with different
+    // bytes changed while the shards ran: their partials are of two inputs, which no single
+    // run reads, and are refused. (Shards given their own folders may hold one name each.)
+    type Key<'a> = (&'a str, &'a str, &'a str);
+    let mut seen: std::collections::HashMap<Key<'_>, (&str, u32)> = std::collections::HashMap::new();
     let mut files: Vec<FileInfo> = Vec::new();
     for (m, f) in metas.iter().flat_map(|m| m.files.iter().map(move |f| (m, f))) {
-        if let Some(&(blake3, shard)) = seen.get(&(f.table.as_str(), f.path.as_str())) {
+        let key = (m.input.as_str(), f.table.as_str(), f.path.as_str());
+        if let Some(&(blake3, shard)) = seen.get(&key) {
             if blake3 != f.blake3 {
                 return Err(Error::bad_file(
                     input.join(&f.path).display().to_string(),
@@ -459,7 +473,7 @@ fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
             }
             continue;
         }
-        seen.insert((&f.table, &f.path), (&f.blake3, m.shard));
+        seen.insert(key, (&f.blake3, m.shard));
         let table = if f.table == Table::Shipments.name() { Table::Shipments } else { Table::Events };
         files.push(FileInfo {
             table: table.name(),
@@ -535,6 +549,7 @@ mod tests {
             config: String::new(),
             shipments_read: 0,
             events_read: 0,
+            input: String::new(),
             files: vec![],
             warnings,
             unmapped,
@@ -595,14 +610,23 @@ mod tests {
             bytes: 1,
             blake3: blake3.into(),
         };
-        let shard = |k: u32, files: Vec<PartFile>| Meta { shard: k, files, ..meta(vec![], vec![]) };
-        let same = [shard(0, vec![file("e/a", "1"), file("e/b", "2")]), shard(1, vec![file("e/a", "1")])];
+        let shard = |k: u32, input: &str, files: Vec<PartFile>| Meta {
+            shard: k,
+            input: input.into(),
+            files,
+            ..meta(vec![], vec![])
+        };
+        let same = [shard(0, "/in", vec![file("e/a", "1"), file("e/b", "2")]), shard(1, "/in", vec![file("e/a", "1")])];
         let r = merge_reports(&same, Path::new("in")).unwrap();
         assert_eq!(r.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["e/a", "e/b"]);
-        let changed = [shard(0, vec![file("e/a", "1"), file("e/b", "2")]), shard(1, vec![file("e/b", "3")])];
+        let changed =
+            [shard(0, "/in", vec![file("e/a", "1"), file("e/b", "2")]), shard(1, "/in", vec![file("e/b", "3")])];
         let err = merge_reports(&changed, Path::new("in")).unwrap_err();
         assert_eq!(err.exit_code(), 65, "{err}");
         assert!(err.to_string().contains("e/b") && err.to_string().contains("shards 0 and 1"), "{err}");
+        // Shards given their own folders (the Spark job's parts) may each hold a file of one name.
+        let own = [shard(0, "/p/0", vec![file("e/a", "1")]), shard(1, "/p/1", vec![file("e/a", "2")])];
+        assert_eq!(merge_reports(&own, Path::new("in")).unwrap().files.len(), 2);
     }
 
     fn unmapped(status: &str, count: u64, first: &str, last: &str, after: &str) -> Unmapped {
