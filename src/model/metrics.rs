@@ -165,7 +165,7 @@ pub fn evaluate_ranked(rank: &[f64], p: &[f64], y: &[bool], budget_fraction: f64
     let positives = y.iter().filter(|v| **v).count();
     let idx = order(rank);
     let k = ((n as f64 * budget_fraction).ceil() as usize).min(n);
-    let tp_budget = idx[..k].iter().filter(|&&i| y[i]).count();
+    let tp_budget = top_k_positives(rank, y, &idx, k);
     let flagged: Vec<usize> = (0..n).filter(|&i| p[i] >= threshold).collect();
     let tp_thr = flagged.iter().filter(|&&i| y[i]).count();
     let div = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
@@ -176,8 +176,8 @@ pub fn evaluate_ranked(rank: &[f64], p: &[f64], y: &[bool], budget_fraction: f64
         log_loss: log_loss(p, y),
         base_rate: div(positives, n),
         budget_fraction,
-        precision_at_budget: div(tp_budget, k),
-        recall_at_budget: div(tp_budget, positives),
+        precision_at_budget: if k == 0 { 0.0 } else { tp_budget / k as f64 },
+        recall_at_budget: if positives == 0 { 0.0 } else { tp_budget / positives as f64 },
         threshold,
         precision_at_threshold: div(tp_thr, flagged.len()),
         recall_at_threshold: div(tp_thr, positives),
@@ -185,6 +185,22 @@ pub fn evaluate_ranked(rank: &[f64], p: &[f64], y: &[bool], budget_fraction: f64
         n: n as u64,
         positives: positives as u64,
     }
+}
+
+/// The positives among the top `k` rows by `rank` (`idx`: the rows in that order), the tie
+/// group the cut falls in counted in proportion: its rows are alike to the score, so which of
+/// them are in the top k is not the model's to say. Taken in row order, the constant baseline's
+/// precision was the late share among the first shipment ids.
+fn top_k_positives(rank: &[f64], y: &[bool], idx: &[usize], k: usize) -> f64 {
+    if k == 0 {
+        return 0.0;
+    }
+    let cut = rank[idx[k - 1]];
+    let start = idx.iter().position(|&i| tied(rank[i], cut)).expect("the cut's own row");
+    let end = start + idx[start..].iter().take_while(|&&i| tied(rank[i], cut)).count();
+    let above = idx[..start].iter().filter(|&&i| y[i]).count() as f64;
+    let in_tie = idx[start..end].iter().filter(|&&i| y[i]).count() as f64;
+    above + in_tie * (k - start) as f64 / (end - start) as f64
 }
 
 /// Reliability table: equal-width bins of predicted probability.
@@ -280,5 +296,24 @@ mod tests {
         let bins = reliability(&p, &y, 2);
         assert_eq!(bins[0].n, 2);
         assert_eq!(bins[1].observed_rate, Some(0.5));
+    }
+
+    /// Regression: the top of the budget took tied rows in row order, so a constant score's
+    /// precision was the late share among the first rows. A tie group cut by the budget counts
+    /// in proportion: a constant score's precision is the base rate, whatever the order.
+    #[test]
+    fn the_budget_splits_the_tie_it_cuts_in_proportion() {
+        let y: Vec<bool> = (0..100).map(|i| i < 10).collect();
+        let constant = vec![0.3; 100];
+        for rows in [y.clone(), y.iter().rev().copied().collect()] {
+            let s = evaluate(&constant, &rows, 0.05, 0.5);
+            assert!((s.precision_at_budget - 0.1).abs() < 1e-12, "{}", s.precision_at_budget);
+            assert!((s.recall_at_budget - 0.05).abs() < 1e-12, "{}", s.recall_at_budget);
+        }
+        // Two levels: the top 5 are the 4 rows above the tie and 1 of the 6 tied (3 late).
+        let p = [0.9, 0.9, 0.8, 0.7, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5];
+        let y = [true, false, true, true, true, false, true, false, false, true];
+        let s = evaluate(&p, &y, 0.5, 0.95);
+        assert!((s.precision_at_budget - (3.0 + 3.0 / 6.0) / 5.0).abs() < 1e-12, "{}", s.precision_at_budget);
     }
 }
