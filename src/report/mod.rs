@@ -248,12 +248,22 @@ pub fn top_sellers_chart(top: &[(String, u64)]) -> Result<String> {
     Ok(svg::hbars("top_sellers", title, "alerts", &[Series { name: "alerts", color: svg::BLUE }], &rows, true))
 }
 
+/// The x-axis labels of nights: `MM-DD` while they fall in one year, the whole date when they
+/// span more (the trends keep the last nights by count, a backtest may replay years: nights a
+/// year apart shared a label).
+fn night_labels(nights: &[chrono::NaiveDate]) -> Vec<String> {
+    use chrono::Datelike;
+    let one_year = nights.windows(2).all(|w| w[0].year() == w[1].year());
+    let format = if one_year { "%m-%d" } else { "%Y-%m-%d" };
+    nights.iter().map(|d| d.format(format).to_string()).collect()
+}
+
 /// The trend charts over `nights` (oldest first), or a note when there is only tonight.
 pub fn trend_charts(nights: &[TrendNight]) -> String {
     if nights.len() < 2 {
         return "<p class=\"note\" data-note=\"no-earlier-runs\">No earlier runs in this output folder: the trends across nights start with the next night.</p>\n".into();
     }
-    let xs: Vec<String> = nights.iter().map(|t| t.as_of.format("%m-%d").to_string()).collect();
+    let xs = night_labels(&nights.iter().map(|t| t.as_of).collect::<Vec<_>>());
     let col = |f: &dyn Fn(&TrendNight) -> f64| nights.iter().map(f).collect::<Vec<f64>>();
     let mut out = svg::lines(
         "trend_alerts",
@@ -818,6 +828,16 @@ pub fn run_report(cfg: &Config, run: &RunOutputs, input: &Report, trend: &[Trend
 mod tests {
     use super::*;
 
+    /// Regression: nights a year apart (trends over 366 nights, a backtest of years) shared a
+    /// `MM-DD` label; across years the labels carry the year.
+    #[test]
+    fn night_labels_carry_the_year_when_the_nights_span_years() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(night_labels(&[d("2026-03-01"), d("2026-03-02")]), ["03-01", "03-02"]);
+        assert_eq!(night_labels(&[d("2025-03-01"), d("2026-03-01")]), ["2025-03-01", "2026-03-01"]);
+        assert_eq!(night_labels(&[]), Vec::<String>::new());
+    }
+
     /// The heatmap draws the busiest services, origins and destinations and says what it
     /// left out (it once drew the first 8, 30 and 40 by name, without a word).
     #[test]
@@ -902,11 +922,9 @@ mod tests {
 /// Alerts of each kind per replayed night.
 pub fn alerts_per_night(nights: &DataFrame) -> Result<String> {
     let dates = nights.column("as_of")?.as_materialized_series().to_physical_repr().into_owned();
-    let xs: Vec<String> = dates
-        .i32()?
-        .iter()
-        .map(|v| crate::calendar::date_of_day(v.unwrap_or(0) as i64).format("%m-%d").to_string())
-        .collect();
+    let days: Vec<chrono::NaiveDate> =
+        dates.i32()?.iter().map(|v| crate::calendar::date_of_day(v.unwrap_or(0) as i64)).collect();
+    let xs = night_labels(&days);
     let series = [("alerts_late", svg::VERMILLION), ("alerts_stalled", svg::PURPLE), ("alerts_at_risk", svg::ORANGE)]
         .iter()
         .map(|(c, color)| -> Result<_> {
