@@ -127,12 +127,7 @@ pub fn write(
         config: cfg.digest(),
         shipments_read: report.shipments,
         events_read: report.events,
-        input: cfg
-            .pipeline
-            .input
-            .as_ref()
-            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        input: cfg.pipeline.input.as_deref().map(crate::state::canonical_input).unwrap_or_default(),
         files: report
             .files
             .iter()

@@ -731,19 +731,26 @@ mod tests {
         assert_eq!(back.raw(&row).to_bits(), a.raw(&row).to_bits());
     }
 
-    #[test]
-    fn missing_values_go_to_the_side_that_fits_them() {
-        // Feature 0 is missing exactly for the late rows: a split on missingness separates them.
+    /// 2000 rows, 30 % late; feature 0 is missing exactly for the late rows and `known` of the
+    /// generator otherwise, feature 1 is noise.
+    fn missing_when_late(known: impl Fn(&mut ChaCha8Rng) -> f64) -> (Array2<f64>, Vec<bool>) {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let n = 2000;
         let mut x = Array2::zeros((n, 2));
         let mut y = Vec::new();
         for i in 0..n {
             let late = rng.r#gen::<f64>() < 0.3;
-            x[[i, 0]] = if late { f64::NAN } else { rng.r#gen() };
+            x[[i, 0]] = if late { f64::NAN } else { known(&mut rng) };
             x[[i, 1]] = rng.r#gen();
             y.push(late);
         }
+        (x, y)
+    }
+
+    #[test]
+    fn missing_values_go_to_the_side_that_fits_them() {
+        // Feature 0 is missing exactly for the late rows: a split on missingness separates them.
+        let (x, y) = missing_when_late(|rng| rng.r#gen());
         let m = GbdtParams { max_rounds: 30, subsample: 1.0, ..GbdtParams::default() }
             .check()
             .unwrap()
@@ -770,16 +777,8 @@ mod tests {
     /// (every known value left, the missing ones right); the trees never tried that split.
     #[test]
     fn a_feature_known_only_on_time_splits_on_being_known() {
-        let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let n = 2000;
-        let mut x = Array2::zeros((n, 2));
-        let mut y = Vec::new();
-        for i in 0..n {
-            let late = rng.r#gen::<f64>() < 0.3;
-            x[[i, 0]] = if late { f64::NAN } else { 0.5 };
-            x[[i, 1]] = rng.r#gen();
-            y.push(late);
-        }
+        let (x, y) = missing_when_late(|_| 0.5);
+        let n = x.nrows();
         let p = GbdtParams { max_rounds: 30, subsample: 1.0, ..GbdtParams::default() };
         let m = p.clone().check().unwrap().fit(&Dataset::new(x.clone(), Array1::from(y))).unwrap();
         assert!(m.raw(&[f64::NAN, 0.5]) > 2.0, "missing → late: {}", m.raw(&[f64::NAN, 0.5]));

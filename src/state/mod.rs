@@ -253,7 +253,7 @@ fn input_key(cfg: &InputConfig) -> serde_json::Value {
     key
 }
 
-fn canonical_input(input: &Path) -> String {
+pub(crate) fn canonical_input(input: &Path) -> String {
     std::fs::canonicalize(input).unwrap_or_else(|_| input.to_path_buf()).to_string_lossy().into_owned()
 }
 
