@@ -127,7 +127,8 @@ pub struct InputConfig {
     /// Raw status → milestone, exception or `SCAN`; extends and overrides the preset. A key
     /// ending in `*` matches by prefix.
     pub statuses: BTreeMap<String, String>,
-    /// Refuse inputs estimated (from footer row counts) to need more memory than this; 0 = no limit.
+    /// Memory budget in GB (README, "Memory budget"): `run` splits a night whose estimate (from
+    /// the footers' row counts) is above it; the other commands refuse such an input. 0 = no limit.
     pub max_memory_gb: f64,
 }
 
@@ -437,7 +438,10 @@ impl Config {
                 }
                 _ => rest.split("__").map(|p| p.to_ascii_lowercase()).collect(),
             };
-            set_path(&mut value, &path, parse_scalar(raw), key)?;
+            // A value for a text key stays text: a column named `2026` or a pipeline named
+            // `1.0` set from the environment is not a number.
+            let scalar = if is_text_key(&value, &path) { toml::Value::String(raw.clone()) } else { parse_scalar(raw) };
+            set_path(&mut value, &path, scalar, key)?;
             origin.insert(path.join("."), key.clone());
         }
         let mut set = |section: &str, name: &str, v: toml::Value| {
@@ -456,7 +460,11 @@ impl Config {
             set("pipeline", "as_of", text(a))?;
         }
         if let Some(s) = cli.seed {
-            set("pipeline", "seed", toml::Value::Integer(s as i64))?;
+            // TOML integers are signed 64-bit, so a config file cannot hold a larger seed
+            // either; a cast would wrap it to a negative number and a confusing message.
+            let s = i64::try_from(s)
+                .map_err(|_| Error::Config(format!("--seed {s}: at most {} (a 64-bit signed integer)", i64::MAX)))?;
+            set("pipeline", "seed", toml::Value::Integer(s))?;
         }
         if let Some(f) = &cli.from {
             set("backtest", "from", text(f))?;
@@ -528,6 +536,7 @@ impl Config {
             ("lanes.window_days", l.window_days),
             ("lanes.max_window_days", l.max_window_days),
             ("features.train_window_days", self.features.train_window_days),
+            ("backtest.every", self.backtest.every.unwrap_or(1)),
         ] {
             if v > MAX_DAYS {
                 return bad(format!("{name} must be at most {MAX_DAYS} days, got {v}"));
@@ -608,13 +617,43 @@ impl Config {
 pub const MAX_DAYS: u32 = 36_500;
 
 pub fn parse_date(s: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map_err(|_| Error::Config(format!("bad date {:?}: expected YYYY-MM-DD", s)))
+    let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| Error::Config(format!("bad date {:?}: expected YYYY-MM-DD", s)))?;
+    // chrono's `%Y` takes a signed year of any width: `+262142-12-31` parsed, and the night's
+    // cutoff (the day after) panicked once the night was computed.
+    if !(MIN_YEAR..=MAX_YEAR).contains(&chrono::Datelike::year(&d)) {
+        return Err(Error::Config(format!("bad date {s:?}: years {MIN_YEAR} to {MAX_YEAR} only")));
+    }
+    Ok(d)
 }
+
+/// The years a date flag or key may name.
+pub const MIN_YEAR: i32 = 1900;
+pub const MAX_YEAR: i32 = 2999;
 
 /// Zone names are checked with the same database polars uses to convert them.
 mod chrono_tz_check {
     pub use chrono_tz::Tz;
+}
+
+/// Whether the key at `path` holds text: a text default, or one of the optional text keys
+/// (paths, dates, the column names and raw statuses of the input).
+fn is_text_key(value: &toml::Value, path: &[String]) -> bool {
+    let dotted = path.join(".");
+    if ["pipeline.input", "pipeline.out", "pipeline.as_of", "backtest.from", "backtest.to"].contains(&dotted.as_str())
+        || dotted.starts_with("input.columns.")
+        || dotted.starts_with("input.statuses.")
+    {
+        return true;
+    }
+    let mut slot = value;
+    for p in path {
+        match slot.get(p) {
+            Some(next) => slot = next,
+            None => return false,
+        }
+    }
+    slot.is_str()
 }
 
 fn parse_scalar(raw: &str) -> toml::Value {
@@ -694,7 +733,9 @@ fn merge(base: &mut toml::Value, over: toml::Value, at: &str) -> Result<()> {
                     ]
                     .contains(&path.as_str());
                 match b.get_mut(&k) {
-                    Some(slot) if slot.is_table() && v.is_table() && !free_form => merge(slot, v, &path)?,
+                    // Tables merge key by key, free-form ones too: a variable mapping one
+                    // column of a table replaced the file's whole mapping of that table.
+                    Some(slot) if slot.is_table() && v.is_table() => merge(slot, v, &path)?,
                     Some(slot) => *slot = v,
                     None if free_form || at.starts_with("input.columns") || at == "input.statuses" => {
                         b.insert(k, v);
@@ -776,6 +817,60 @@ mod tests {
         let env = vec![("LANEWATCH_FEATURES__HOLIDAYS".to_string(), "7".to_string())];
         let m = Config::load(None, &env, &Overrides::default()).unwrap_err().to_string();
         assert!(m.contains("features.holidays"), "{m}");
+    }
+
+    #[test]
+    fn environment_text_that_looks_like_a_number_stays_text() {
+        let env = vec![
+            ("LANEWATCH_PIPELINE__NAME".to_string(), "2026".to_string()),
+            ("LANEWATCH_AS_OF".to_string(), "2026-06-01".to_string()),
+            ("LANEWATCH_INPUT__COLUMNS__SHIPMENTS__SHIPMENT_ID".to_string(), "10".to_string()),
+            ("LANEWATCH_INPUT__STATUSES__7".to_string(), "DELIVERED".to_string()),
+            ("LANEWATCH_ALERTS__RISK_THRESHOLD".to_string(), "0.4".to_string()),
+        ];
+        let c = Config::load(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(c.pipeline.name, "2026");
+        assert_eq!(c.alerts.risk_threshold, 0.4);
+        assert_eq!(c.input.statuses.get("7").map(String::as_str), Some("DELIVERED"));
+        let mapped = serde_json::to_string(&c.input.columns).unwrap();
+        assert!(mapped.contains("\"10\""), "{mapped}");
+    }
+
+    /// Regression: a variable mapping one column replaced the file's other mappings of the
+    /// same table.
+    #[test]
+    fn one_column_mapped_by_a_variable_keeps_the_files_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[input.columns.shipments]\nshipment_id = \"parcel_no\"\nseller_id = \"merchant\"\n").unwrap();
+        let env = vec![("LANEWATCH_INPUT__COLUMNS__SHIPMENTS__PROMISED_AT".to_string(), "promise_ts".to_string())];
+        let c = Config::load(Some(&p), &env, &Overrides::default()).unwrap();
+        let mapped: Vec<(&str, &str)> =
+            c.input.columns.shipments.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(mapped, [("promised_at", "promise_ts"), ("seller_id", "merchant"), ("shipment_id", "parcel_no")]);
+    }
+
+    #[test]
+    fn a_seed_beyond_64_bit_signed_is_a_config_error() {
+        let e = Config::load(None, &[], &Overrides { seed: Some(u64::MAX), ..Default::default() }).unwrap_err();
+        assert_eq!(e.exit_code(), 78);
+        // Said as a bound, not as the negative number a cast wrapped it to.
+        assert!(e.to_string().contains("--seed") && e.to_string().contains(&i64::MAX.to_string()), "{e}");
+        let c = Config::load(None, &[], &Overrides { seed: Some(i64::MAX as u64), ..Default::default() }).unwrap();
+        assert_eq!(c.pipeline.seed, i64::MAX as u64);
+    }
+
+    /// Regression: a year of any width parsed (chrono's `%Y`), and the night's cutoff, the day
+    /// after, panicked after the night was computed; a replay step of a hundred million days
+    /// panicked stepping to the second night.
+    #[test]
+    fn dates_and_steps_out_of_range_are_config_errors() {
+        assert_eq!(parse_date("+262142-12-31").unwrap_err().exit_code(), 78);
+        assert_eq!(parse_date("1899-12-31").unwrap_err().exit_code(), 78);
+        assert!(parse_date("2026-06-20").is_ok() && parse_date("2999-12-31").is_ok());
+        let cli = Overrides { every: Some(100_000_000), ..Default::default() };
+        let e = Config::load(None, &[], &cli).unwrap_err();
+        assert!(e.exit_code() == 78 && e.to_string().contains("backtest.every"), "{e}");
     }
 
     #[test]
