@@ -294,7 +294,10 @@ fn night_arg(s: &str) -> Result<String, String> {
 
 /// A `YYYY-MM-DD` flag; a malformed one is a usage error (exit 2).
 fn date_arg(s: &str) -> Result<String, String> {
-    config::parse_date(s).map(|_| s.to_string()).map_err(|_| format!("expected YYYY-MM-DD, got {s:?}"))
+    config::parse_date(s).map(|_| s.to_string()).map_err(|e| match e {
+        lanewatch::error::Error::Config(m) => m,
+        other => other.to_string(),
+    })
 }
 
 /// Flags, environment and config file, resolved once into the settings a command runs with.
@@ -345,20 +348,27 @@ fn init_logs(format: LogFormat) {
 }
 
 /// The summary `run` and `merge` print.
+/// The night's summary on stdout, written once. The night is committed by now: a stdout that
+/// is gone (`| head -1`, a full disk under cron's log) loses the summary, not the night;
+/// `println!` panicked on it and the night exited 70.
 fn print_run(s: &commands::run::RunSummary) {
+    use std::fmt::Write as _;
     let trained = match (&s.trained_on, s.model_kept) {
         (Some(d), true) => format!(", trained on {d}, kept in the state"),
         (Some(d), false) => format!(", trained on {d}"),
         (None, true) => ", kept in the state".to_string(),
         (None, false) => String::new(),
     };
-    println!(
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "lanewatch run {} ({} model{trained}{})",
         s.as_of,
         s.model,
         s.fallback.as_ref().map(|f| format!(", fallback: {}", printable(f))).unwrap_or_default()
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  scored {} in-flight shipments, {} alerts, {} recovered, {} warnings",
         s.scored, s.alerts, s.recovered, s.warnings
     );
@@ -367,19 +377,23 @@ fn print_run(s: &commands::run::RunSummary) {
             .iter()
             .filter_map(|v| s.by_kind_severity.get(&format!("{k}/{v}")).map(|n| format!("{v} {n}")))
             .collect();
-        println!("  {k:<8} {n:>6}  ({})", sev.join(", "));
+        let _ = writeln!(text, "  {k:<8} {n:>6}  ({})", sev.join(", "));
     }
     if !s.top_lanes.is_empty() {
-        println!("  top lanes by alerts:");
+        let _ = writeln!(text, "  top lanes by alerts:");
         for (l, n) in &s.top_lanes {
-            println!("    {:<32} {n}", printable(l));
+            let _ = writeln!(text, "    {:<32} {n}", printable(l));
         }
     }
     if !s.disrupted_lanes.is_empty() {
-        println!("  disrupted lanes: {}", printable(&s.disrupted_lanes.join("; ")));
+        let _ = writeln!(text, "  disrupted lanes: {}", printable(&s.disrupted_lanes.join("; ")));
     }
-    println!("  outputs: {}", printable(&s.out.display().to_string()));
-    println!("  report:  {}", printable(&s.out.join("report.html").display().to_string()));
+    let _ = writeln!(text, "  outputs: {}", printable(&s.out.display().to_string()));
+    let _ = writeln!(text, "  report:  {}", printable(&s.out.join("report.html").display().to_string()));
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = std::io::Write::write_all(&mut out, text.as_bytes()).and_then(|()| std::io::Write::flush(&mut out)) {
+        tracing::warn!("the night is written; its summary could not be printed: {e}");
+    }
 }
 
 fn real_main(cli: Cli) -> Result<(), Error> {
@@ -599,14 +613,51 @@ fn real_main(cli: Cli) -> Result<(), Error> {
     Ok(())
 }
 
+/// The failure line of a night logging JSON, written past the log filter: `LANEWATCH_LOG=off`
+/// (or one naming only a module) silenced it, and cron's log showed nothing of a failed night.
+/// The fields are those of the log's other lines.
+fn json_failure(code: i32, message: &str) {
+    let line = serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": "ERROR",
+        "exit_code": code,
+        "message": message,
+        "target": "lanewatch",
+    });
+    eprintln!("{line}");
+}
+
+/// Whether JSON logs were asked for, read from the raw arguments and environment (for a
+/// command line clap could not parse).
+fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let flag = args.windows(2).any(|w| w[0] == "--log-format" && w[1] == "json")
+        || args.iter().any(|a| a == "--log-format=json");
+    flag || std::env::var("LANEWATCH_LOG_FORMAT").is_ok_and(|v| v == "json")
+}
+
 fn main() -> ExitCode {
     // Before any thread starts: large freed buffers go back to the system (see there).
     lanewatch::memory::bound_heap_reuse();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { exit::OK as u8 });
+            return ExitCode::from(exit::OK as u8);
+        }
+        Err(e) => {
+            // One line, as every other failure: clap's block (a blank line, usage, a tip) put
+            // several non-JSON lines into a JSON log, and echoed the value's control characters.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("usage error");
+            let message = format!("{} (see lanewatch --help)", printable(first.trim_start_matches("error: ")));
+            if json_requested() {
+                json_failure(exit::USAGE, &message);
+            } else {
+                eprintln!("lanewatch: {message}");
+            }
+            return ExitCode::from(exit::USAGE as u8);
         }
     };
     let json_logs = matches!(cli.log_format, LogFormat::Json);
@@ -632,7 +683,7 @@ fn main() -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             if json_logs {
-                tracing::error!(exit_code = e.exit_code(), "{e}");
+                json_failure(e.exit_code(), &e.to_string());
             } else {
                 eprintln!("lanewatch: {}", printable(&e.to_string()));
             }
@@ -645,7 +696,7 @@ fn main() -> ExitCode {
                 .and_then(|mut l| l.take())
                 .unwrap_or_else(|| "internal error: unknown panic".into());
             if json_logs {
-                tracing::error!(exit_code = exit::SOFTWARE, "{line}");
+                json_failure(exit::SOFTWARE, &line);
             } else {
                 eprintln!("lanewatch: {line}");
             }

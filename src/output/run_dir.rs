@@ -144,13 +144,23 @@ impl Staging {
                 // here is repaired by the next run's `recover`.
                 let aside = parent.join(format!(".{name}.v-aside-{}", std::process::id()));
                 std::fs::rename(&self.target, &aside).map_err(|e| Error::output(&self.target, e))?;
-                crate::fault::point("commit:migrate");
                 Some(aside)
             }
             Err(_) => None,
         };
+        // Until the link takes the night's name, a folder moved aside goes back if this fails
+        // (an error or a panic): the earlier output stays, not only after the next run's
+        // `recover`.
+        let restore = previous.as_ref().filter(|p| **p != self.target).map(|aside| PutBack {
+            from: aside.clone(),
+            to: self.target.clone(),
+        });
+        if restore.is_some() {
+            crate::fault::point("commit:migrate");
+        }
         let old_version = previous.as_ref().and_then(|p| version_of(parent, p));
         std::fs::rename(&link, &self.target).map_err(|e| Error::output(&self.target, e))?;
+        std::mem::forget(restore);
         crate::fault::point("commit:swapped");
         // The link's rename is durable before the version it replaced is removed.
         crate::io::sync_dir(parent)?;
@@ -158,6 +168,18 @@ impl Staging {
             let _ = std::fs::remove_dir_all(old);
         }
         Ok(())
+    }
+}
+
+/// Renames `from` back to `to` when dropped (forgotten once the step it guards succeeded).
+struct PutBack {
+    from: PathBuf,
+    to: PathBuf,
+}
+
+impl Drop for PutBack {
+    fn drop(&mut self) {
+        let _ = std::fs::rename(&self.from, &self.to);
     }
 }
 

@@ -78,10 +78,17 @@ fn yesterday_is_the_utc_date_before_today() {
 fn usage_and_config_errors_name_what_to_fix() {
     let out = tempfile::tempdir().unwrap();
     let input = small_input().to_str().unwrap();
-    for bad in ["2026-13-01", "tomorrow", "20260101"] {
+    for bad in ["2026-13-01", "tomorrow", "20260101", "2026\u{1b}[31m"] {
         let o = lanewatch(&["run", "--input", input, "--out", out.path().to_str().unwrap(), "--as-of", bad]);
         expect_code(&o, 2);
-        assert!(stderr(&o).contains("--as-of"), "{}", stderr(&o));
+        // One line, control characters escaped (regression: clap's block of usage lines).
+        let err = stderr(&o);
+        assert!(err.contains("--as-of") && err.lines().count() == 1 && !err.contains('\u{1b}'), "{err}");
+        let o = lanewatch(&["run", "--as-of", bad, "--log-format", "json"]);
+        expect_code(&o, 2);
+        let err = stderr(&o);
+        let v: serde_json::Value = serde_json::from_str(err.trim_end()).unwrap_or_else(|e| panic!("{e}: {err}"));
+        assert_eq!(v["exit_code"], 2, "{err}");
     }
     let o = lanewatch(&["backtest", "--input", input, "--from", "2026-02-30", "--to", "2026-03-01"]);
     expect_code(&o, 2);

@@ -853,6 +853,15 @@ fn an_interrupted_migration_to_the_link_layout_is_repaired() {
     std::fs::write(bad.path().join("events.parquet"), b"junk").unwrap();
     expect_code(&lanewatch(&run_args(bad.path().to_str().unwrap(), out.path().to_str().unwrap(), NIGHT)), 65);
     assert_eq!(data_files(&out.path().join(&night)), before);
+    // A run that fails in that window (here a panic) puts the folder back itself
+    // (regression: the night had no folder until the next run).
+    let o = lanewatch_env(
+        &run_args(input, out.path().to_str().unwrap(), PREV),
+        &[("LANEWATCH_FAULT", "panic:commit:migrate,no_exchange")],
+    );
+    expect_code(&o, 70);
+    assert!(std::fs::symlink_metadata(out.path().join(&night)).unwrap().is_dir());
+    assert_eq!(data_files(&out.path().join(&night)), before);
 }
 
 #[test]
@@ -873,6 +882,44 @@ fn json_logs_have_one_object_per_line_with_stage_timings() {
         }
     }
     assert_eq!(stages, ["validate", "state", "features", "train", "score", "alerts", "advice", "write"]);
+}
+
+/// Regression: the failure line of a night logging JSON went through the log filter, and
+/// `LANEWATCH_LOG=off` (or a filter naming one module) left cron's log without it.
+#[test]
+fn a_json_night_reports_its_failure_whatever_the_log_filter() {
+    fast();
+    let out = tempfile::tempdir().unwrap();
+    let missing = out.path().join("nowhere");
+    let mut args = run_args(missing.to_str().unwrap(), out.path().to_str().unwrap(), NIGHT);
+    args.extend(["--log-format", "json"]);
+    for filter in ["off", "", "lanewatch::state=debug"] {
+        let o = lanewatch_env(&args, &[("LANEWATCH_LOG", filter)]);
+        expect_code(&o, 66);
+        let last = stderr(&o).lines().last().map(str::to_string).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_else(|e| panic!("{filter:?}: not JSON ({e}): {last}"));
+        assert_eq!((v["level"].as_str(), v["exit_code"].as_i64()), (Some("ERROR"), Some(66)), "{filter:?}: {last}");
+        assert!(v["message"].as_str().unwrap().contains("nowhere"), "{last}");
+    }
+}
+
+/// Regression: a night whose stdout was gone by the time it printed its summary (`| head`,
+/// a full disk under cron's log) panicked in `println!` and exited 70 with its night committed.
+#[test]
+fn a_night_whose_stdout_is_gone_still_succeeds() {
+    fast();
+    let out = tempfile::tempdir().unwrap();
+    let args = run_args(tiny_input().to_str().unwrap(), out.path().to_str().unwrap(), NIGHT);
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LANEWATCH_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    expect_code(&o, 0);
+    assert!(out.path().join(format!("as_of={NIGHT}/_SUCCESS")).exists());
 }
 
 /// A memory budget no split of the night can meet (tests/integration/budget.rs runs one that
