@@ -83,7 +83,12 @@ pub fn roc_auc(p: &[f64], y: &[bool]) -> f64 {
 }
 
 /// Average precision over tie groups: Σ (R_k − R_{k−1}) · P_k.
+/// Average precision; NaN without positives, where it is undefined (as `roc_auc`): 0.0 read
+/// as a model that found none of the late parcels there were.
 pub fn pr_auc(p: &[f64], y: &[bool]) -> f64 {
+    if !y.iter().any(|v| *v) {
+        return f64::NAN;
+    }
     pr_curve(p, y).windows(2).map(|w| (w[1].recall - w[0].recall) * w[1].precision).sum()
 }
 
@@ -243,6 +248,14 @@ mod tests {
     /// Regression: a NaN score (the backtest pools a baseline a night could not fit as NaN)
     /// made the tie loops of the PR curve and the boosted trees' average precision spin
     /// forever. Run on a thread, so that the old behaviour fails rather than hangs the suite.
+    #[test]
+    fn without_positives_the_auc_are_undefined() {
+        let y = [false, false, false];
+        assert!(pr_auc(&[0.9, 0.5, 0.1], &y).is_nan());
+        assert!(roc_auc(&[0.9, 0.5, 0.1], &y).is_nan());
+        assert_eq!(pr_auc(&[0.9, 0.5, 0.1], &[true, false, false]), 1.0);
+    }
+
     #[test]
     fn nan_scores_form_one_tie_group_and_the_metrics_finish() {
         let (tx, rx) = std::sync::mpsc::channel();

@@ -299,6 +299,15 @@ pub struct Windows {
     pub lanes_extended: u64,
 }
 
+/// Whether candidate `a` is chosen over `b`: the higher validation PR-AUC, then the lower
+/// Brier score. An undefined PR-AUC (no late parcels in the validation window) ranks below any
+/// defined one and ties with another undefined one, so the Brier score still decides.
+fn beats(a: &Scores, b: &Scores) -> bool {
+    let key = |x: f64| if x.is_nan() { f64::NEG_INFINITY } else { x };
+    let (pa, pb) = (key(a.pr_auc), key(b.pr_auc));
+    pa > pb || (pa == pb && key(-a.brier) > key(-b.brier))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Floor {
     pub baseline: String,
@@ -517,7 +526,9 @@ pub fn validation_window(counts: &crate::features::days::DayCounts, p: &ValidPar
             if n >= p.min_valid_shipments && late >= p.min_valid_class && n - late >= p.min_valid_class {
                 break;
             }
-            if total - n < want_train {
+            // What training keeps once this day validates (not before it: the guard was a
+            // day short and could leave training nothing).
+            if total - n - (day_n as usize) < want_train {
                 break;
             }
             days = d;
@@ -870,7 +881,7 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
         metrics.candidates.insert(scored.est.kind().to_string(), scored.s.clone().into());
         let better = match &best {
             None => true,
-            Some(b) => scored.s.pr_auc > b.s.pr_auc || (scored.s.pr_auc == b.s.pr_auc && scored.s.brier < b.s.brier),
+            Some(b) => beats(&scored.s, &b.s),
         };
         if better {
             best = Some(scored);
@@ -1255,6 +1266,18 @@ mod tests {
     use crate::features::days::{DayCounts, days_before};
     use crate::schema::MICROS_PER_DAY;
 
+    /// Regression: with no late parcels in the validation window every candidate's PR-AUC is
+    /// undefined, and the lower Brier score must still choose (NaN equals nothing).
+    #[test]
+    fn candidates_without_a_defined_pr_auc_are_chosen_by_brier() {
+        let s = |pr_auc: f64, brier: f64| metrics::Scores { pr_auc, brier, ..Default::default() };
+        assert!(super::beats(&s(f64::NAN, 0.1), &s(f64::NAN, 0.2)));
+        assert!(!super::beats(&s(f64::NAN, 0.2), &s(f64::NAN, 0.1)));
+        assert!(super::beats(&s(0.1, 0.9), &s(f64::NAN, 0.1)));
+        assert!(!super::beats(&s(f64::NAN, 0.1), &s(0.1, 0.9)));
+        assert!(super::beats(&s(0.5, 0.2), &s(0.5, 0.3)) && super::beats(&s(0.6, 0.3), &s(0.5, 0.2)));
+    }
+
     /// The ensembles' scores of many rows (trees walked by blocks of rows) are their scores one
     /// row at a time, bit for bit, with missing values and a last block that is not full.
     #[test]
@@ -1325,7 +1348,7 @@ mod tests {
                 if n >= p.min_valid_shipments && late >= p.min_valid_class && n - late >= p.min_valid_class {
                     break;
                 }
-                if total - n < want_train {
+                if total - valid_in(d) < want_train {
                     break;
                 }
                 days = d;
@@ -1366,6 +1389,30 @@ mod tests {
         assert_eq!(w(&[120.0, 150.0, 400.0]), 3);
         assert_eq!(w(&[90.0, 90.0, 120.0, f64::NAN]), 1);
         assert_eq!(w(&[]), 0);
+    }
+
+    /// Regression: the window took a day whenever what was left before the day kept enough
+    /// for training, not what was left once the day was taken: with the 13 oldest shipments
+    /// all on one day it took them all, and training had none.
+    #[test]
+    fn the_validation_window_leaves_training_its_minimum() {
+        let mut p = crate::model::params::ModelParams::from_config(
+            &crate::config::ModelConfig::default(),
+            &crate::config::AlertConfig::default(),
+            &crate::config::LaneConfig::default(),
+            7,
+        )
+        .unwrap();
+        (p.holdout_days, p.min_valid_shipments, p.min_valid_class) = (1, 100, 1);
+        (p.min_train_shipments, p.min_train_rows) = (10, 10);
+        let p = p.check().unwrap();
+        let mut counts = DayCounts::new(3);
+        for (day, n) in [(1, 2), (2, 5), (3, 13)] {
+            for _ in 0..n {
+                counts.add(day, false);
+            }
+        }
+        assert_eq!(super::validation_window(&counts, &p), 2);
     }
 
     #[test]
