@@ -781,7 +781,11 @@ fn lane_stats(
             let mut v = [f64::NAN; N_Q];
             for j in 0..N_Q {
                 let (a, b) = (own.v[j], parent.v[j]);
-                v[j] = if n >= m && a.is_finite() {
+                // A lane with its own support keeps its own value, unknown too (a stage its
+                // feed never scans): the parent's quantiles exist only when a sparse lane asks
+                // for them, so taking them made a lane's table depend on the lanes beside it,
+                // lanes first seen after the cutoff among them.
+                v[j] = if n >= m {
                     a
                 } else if a.is_finite() && b.is_finite() {
                     (n * a + m * b) / (n + m)
@@ -798,14 +802,7 @@ fn lane_stats(
             let rate = |g: &Group| {
                 if g.shipments > 0 { g.on_time as f64 / g.shipments as f64 } else { f64::NAN }
             };
-            let (ns, ro, rp) = (own.shipments as f64, rate(own), rate(parent));
-            let on_time_rate = if ns >= m || !rp.is_finite() {
-                if ro.is_finite() { ro } else { 1.0 }
-            } else if ro.is_finite() {
-                (ns * ro + m * rp) / (ns + m)
-            } else {
-                rp
-            };
+            let on_time_rate = shrunk_rate(own.shipments as f64, rate(own), rate(parent), m);
             LaneStats {
                 level,
                 shipments: own.shipments,
@@ -889,10 +886,31 @@ impl LaneTables {
     }
 }
 
+/// A lane's on-time rate `own` over `n` resolved shipments, shrunk towards its parent level's
+/// `parent` by `m` pseudo-shipments while `n` is below `m`. Unknown (NaN) without resolved
+/// shipments at either level: it read 1.0, a made-up 100 %.
+fn shrunk_rate(n: f64, own: f64, parent: f64, m: f64) -> f64 {
+    if n >= m || !parent.is_finite() {
+        own
+    } else if own.is_finite() {
+        (n * own + m * parent) / (n + m)
+    } else {
+        parent
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn an_on_time_rate_with_nothing_resolved_is_unknown() {
+        assert!(shrunk_rate(0.0, f64::NAN, f64::NAN, 30.0).is_nan());
+        assert_eq!(shrunk_rate(0.0, f64::NAN, 0.8, 30.0), 0.8);
+        assert_eq!(shrunk_rate(10.0, 0.5, 0.9, 30.0), (10.0 * 0.5 + 30.0 * 0.9) / 40.0);
+        assert_eq!(shrunk_rate(40.0, 0.5, 0.9, 30.0), 0.5);
+    }
     use rand_chacha::ChaCha8Rng;
 
     /// A stage scanned after the delivery adds no share of the transit before it (it read 1)

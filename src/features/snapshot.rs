@@ -16,8 +16,9 @@ fn days_between(from: i64, to: i64) -> f64 {
 
 /// Bumped whenever a feature is added, removed, reordered or redefined. Saved models record it.
 /// 2: features may be missing (NaN) instead of filled with made-up values; handling excess,
-/// milestones tracked and the carrier's estimate added.
-pub const FEATURE_SCHEMA_VERSION: u32 = 2;
+/// milestones tracked and the carrier's estimate added. 3: handling excess missing for a
+/// parcel scanned past pickup without a pickup scan (was its whole age).
+pub const FEATURE_SCHEMA_VERSION: u32 = 3;
 
 /// Feature names in matrix order, with what each means (also in FEATURES.md). A feature whose
 /// inputs are unknown (a stage the lane never reports, a carrier that sends no estimate) is
@@ -63,7 +64,7 @@ pub const FEATURES: [(&str, &str); 41] = [
     ),
     (
         "handling_excess_days",
-        "days from created to pickup (to t while not picked up) less the seller's usual handling; missing without pickup scans",
+        "days from created to pickup (to t while not picked up) less the seller's usual handling; missing without pickup scans, or for a parcel scanned past pickup without one",
     ),
     ("milestones_tracked", "milestones (of 9) that at least half of the lane's delivered shipments were scanned at"),
     ("carrier_eta_slack_days", "promised_at − the carrier's latest estimate known at t; missing without an estimate"),
@@ -184,7 +185,7 @@ impl<'a> Context<'a> {
         let seen = seen.unwrap_or_else(|| self.history.seen(own, p.seller[i] as usize, lane, t));
         let (express, economy) = self.service_kind[lane];
         let picked = st.first[1];
-        let handling_so_far = if picked != NONE { days(picked - created) } else { days(t - created) };
+        let handling_so_far = handling_so_far(created, picked, st.furthest, t);
         let eta_known = st.eta_last != NONE;
         let w = p.weight_g[i];
         let v = p.declared_value[i];
@@ -253,9 +254,34 @@ fn progress_eta(days_to_stage: f64, share_before: f64) -> f64 {
     if share_before.is_nan() { f64::NAN } else { days_to_stage.max(0.0) / share_before.max(0.05) }
 }
 
+/// Days the seller has held the parcel: created to pickup, or to `t` while it waits for
+/// pickup. A parcel scanned past pickup without a pickup scan (a feed or lane that skips it)
+/// was picked up at an unknown time: missing, not its whole age, which read as a seller weeks
+/// late for a parcel already abroad.
+fn handling_so_far(created: i64, picked: i64, furthest: u8, t: i64) -> f64 {
+    if picked != NONE {
+        days(picked - created)
+    } else if furthest > 1 {
+        f64::NAN
+    } else {
+        days(t - created)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::progress_eta;
+    use super::{handling_so_far, progress_eta};
+    use super::NONE;
+    use crate::schema::MICROS_PER_DAY;
+
+    #[test]
+    fn handling_is_unknown_for_a_parcel_past_pickup_without_a_pickup_scan() {
+        let d = MICROS_PER_DAY;
+        assert_eq!(handling_so_far(0, 2 * d, 5, 10 * d), 2.0);
+        assert_eq!(handling_so_far(0, NONE, 1, 3 * d), 3.0);
+        assert_eq!(handling_so_far(0, NONE, 0, 3 * d), 3.0);
+        assert!(handling_so_far(0, NONE, 4, 10 * d).is_nan());
+    }
 
     #[test]
     fn an_unknown_share_of_the_transit_makes_no_estimate() {

@@ -1089,6 +1089,67 @@ fn lane_quantiles_match_brute_force() {
     assert!(checked >= 20, "only {checked} lanes with their own support");
 }
 
+/// Regression: a lane with its own support but no scans of a stage took its origin-country
+/// group's value for that stage whenever another lane of the group was sparse (and so asked
+/// for the group's quantiles), a lane first seen after the table's cutoff too. A lane's own
+/// unknown stays unknown: its table cannot depend on which lanes sit beside it.
+#[test]
+fn a_supported_lane_without_a_stage_keeps_it_unknown_whatever_lanes_beside_it_ask() {
+    let input = sample_data();
+    let ships = read_parquet(&input.join("shipments.parquet"));
+    let events = read_parquet(&input.join("events.parquet"));
+    let text = |df: &DataFrame, c: &str| -> Vec<String> {
+        df.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect()
+    };
+    let (ids, o, d, sv) = (text(&ships, "shipment_id"), text(&ships, "origin"), text(&ships, "destination"), text(&ships, "service"));
+    let mut count: std::collections::BTreeMap<(String, String, String), usize> = Default::default();
+    for k in 0..ships.height() {
+        *count.entry((o[k].clone(), d[k].clone(), sv[k].clone())).or_default() += 1;
+    }
+    let lane = count.iter().max_by_key(|(_, n)| **n).unwrap().0.clone();
+    let on_lane: Vec<bool> = (0..ships.height()).map(|k| (&o[k], &d[k], &sv[k]) == (&lane.0, &lane.1, &lane.2)).collect();
+    let lane_ids: std::collections::HashSet<&str> =
+        (0..ships.height()).filter(|&k| on_lane[k]).map(|k| ids[k].as_str()).collect();
+    // The lane's pickups go; three of its shipments, with their pickups, make a sparse lane
+    // of the same origin country, destination and service.
+    let (ev_ids, ev_status) = (text(&events, "shipment_id"), text(&events, "status"));
+    let keep: BooleanChunked = (0..events.height())
+        .map(|k| Some(!(lane_ids.contains(ev_ids[k].as_str()) && ev_status[k] == "PICKED_UP")))
+        .collect();
+    let mut new_events = events.filter(&keep).unwrap();
+    let copied: Vec<usize> = (0..ships.height()).filter(|&k| on_lane[k]).take(3).collect();
+    let country = lane.0.split('-').next().unwrap();
+    let mut extra = ships.take(&IdxCa::from_vec("i".into(), copied.iter().map(|&k| k as IdxSize).collect())).unwrap();
+    let new_id = |id: &str| format!("ZZ-{id}");
+    extra.with_column(Column::new("shipment_id".into(), copied.iter().map(|&k| new_id(&ids[k])).collect::<Vec<_>>())).unwrap();
+    extra.with_column(Column::new("origin".into(), vec![format!("{country}-ZZ"); copied.len()])).unwrap();
+    let copied_ids: std::collections::HashSet<&str> = copied.iter().map(|&k| ids[k].as_str()).collect();
+    let theirs: BooleanChunked = ev_ids.iter().map(|id| Some(copied_ids.contains(id.as_str()))).collect();
+    let mut extra_events = events.filter(&theirs).unwrap();
+    let renamed: Vec<String> = text(&extra_events, "shipment_id").iter().map(|id| new_id(id)).collect();
+    extra_events.with_column(Column::new("shipment_id".into(), renamed)).unwrap();
+    assert!(text(&extra_events, "status").iter().any(|s| s == "PICKED_UP"));
+    let dir = copy_input(&input);
+    write_parquet(&mut ships.vstack(&extra).unwrap(), &dir.path().join("shipments.parquet"));
+    new_events.vstack_mut(&extra_events).unwrap();
+    write_parquet(&mut new_events, &dir.path().join("events.parquet"));
+
+    let files = feature_files(dir.path(), "2026-11-20");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("lanes.parquet"), &files["lanes.parquet"]).unwrap();
+    let lanes = read_parquet(&tmp.path().join("lanes.parquet"));
+    let (lo, ld, ls, level) =
+        (text(&lanes, "origin"), text(&lanes, "destination"), text(&lanes, "service"), text(&lanes, "fallback_level"));
+    let row = |origin: &str| (0..lanes.height()).find(|&k| (lo[k].as_str(), &ld[k], &ls[k]) == (origin, &lane.1, &lane.2)).unwrap();
+    let (own, sparse) = (row(&lane.0), row(&format!("{country}-ZZ")));
+    assert_eq!(level[own], "lane");
+    assert_ne!(level[sparse], "lane", "the new lane should be sparse");
+    // The origin stage starts at the pickup: the lane never scans it now.
+    let origin = lanes.column("origin_p50_days").unwrap().f64().unwrap();
+    assert!(origin.get(own).is_none_or(f64::is_nan), "{lane:?}: origin stage p50 {:?}", origin.get(own));
+    assert!(origin.get(sparse).is_some_and(f64::is_finite));
+}
+
 /// Each injected disruption shows its lanes as disrupted during the disruption (allowing
 /// a week after its end for parcels still caught in it), and not in the weeks before it.
 #[test]
