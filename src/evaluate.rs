@@ -491,12 +491,29 @@ pub fn read_disruptions(input: &Path) -> Result<Option<Vec<TrueDisruption>>> {
     let df = ParquetReader::new(file)
         .finish()
         .map_err(|e| Error::bad_file(path.display().to_string(), crate::error::one_line(e.to_string())))?;
+    let column = |c: &str| df.column(c).map_err(|_| Error::data("disruptions.parquet", c, "missing column"));
+    // A column of another type is bad data in the input (65), not an internal error.
     let s = |c: &str| -> Result<StringChunked> {
-        Ok(df.column(c).map_err(|_| Error::data("disruptions.parquet", c, "missing column"))?.str()?.clone())
+        let col = column(c)?;
+        match col.dtype() {
+            DataType::String => Ok(col.str()?.clone()),
+            other => Err(Error::data("disruptions.parquet", c, format!("expected text, found {other}"))),
+        }
     };
+    // Times in microseconds whatever the unit stored: pandas writes nanoseconds, and their raw
+    // values read as microseconds put every disruption centuries away.
     let t = |c: &str| -> Result<Int64Chunked> {
-        let col = df.column(c).map_err(|_| Error::data("disruptions.parquet", c, "missing column"))?;
-        Ok(col.as_materialized_series().to_physical_repr().cast(&DataType::Int64)?.i64()?.clone())
+        let col = column(c)?;
+        let raw = col.as_materialized_series().to_physical_repr().cast(&DataType::Int64)?;
+        let raw = raw.i64()?;
+        let scaled = match col.dtype() {
+            DataType::Datetime(TimeUnit::Microseconds, _) => raw.clone(),
+            DataType::Datetime(TimeUnit::Nanoseconds, _) => raw.apply_values(|v| v.div_euclid(1_000)),
+            DataType::Datetime(TimeUnit::Milliseconds, _) => raw.apply_values(|v| v.saturating_mul(1_000)),
+            DataType::Date => raw.apply_values(|v| v.saturating_mul(MICROS_PER_DAY)),
+            other => return Err(Error::data("disruptions.parquet", c, format!("expected a timestamp, found {other}"))),
+        };
+        Ok(scaled)
     };
     let (id, o, d, sv, st) = (s("disruption_id")?, s("origin")?, s("destination")?, s("service")?, s("stage")?);
     let (start, end) = (t("start")?, t("end")?);
@@ -625,7 +642,8 @@ pub fn detection(
         disrupted_lanes: truth.len() as u64,
         disruptions_detected: by_id.values().filter(|v| **v).count() as u64,
         disruptions: by_id.len() as u64,
-        median_delay_days: (!delays.is_empty()).then(|| delays[delays.len() / 2]),
+        // Interpolated, as every other median of the backtest (the upper middle value was read).
+        median_delay_days: quantile(&mut delays.clone(), 0.5),
         false_flag_lane_nights: flagged_nights.values().filter(|ok| !**ok).count() as u64,
         flagged_lane_nights: flagged_nights.len() as u64,
         lane_nights: lanes,
@@ -658,4 +676,71 @@ pub fn auc_at_fraction(fs: &FeatureSet, model: &SavedModel, from: i64, fraction:
     let risk = model.predict(&rows);
     let late = labels.iter().filter(|l| **l).count();
     (crate::model::metrics::roc_auc(&risk, &labels), labels.len(), late)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a truth file written by pandas (nanosecond times) read its times as
+    /// microseconds, and a column of another type was an internal error (exit 70).
+    #[test]
+    fn disruptions_are_read_whatever_the_time_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let start_us = 1_780_000_000_000_000i64;
+        let text = |name: &str, v: &str| Column::new(name.into(), [v]);
+        let write = |unit: TimeUnit, stage: Column| {
+            let time = |name: &str, us: i64| {
+                let v = match unit {
+                    TimeUnit::Nanoseconds => us * 1_000,
+                    TimeUnit::Microseconds => us,
+                    TimeUnit::Milliseconds => us / 1_000,
+                };
+                Column::new(name.into(), [v])
+                    .cast(&DataType::Datetime(unit, Some(polars::prelude::TimeZone::UTC)))
+                    .unwrap()
+            };
+            let mut df = DataFrame::new(
+                1,
+                vec![
+                    text("disruption_id", "d1"),
+                    text("origin", "CN-GD"),
+                    text("destination", "FR"),
+                    text("service", "economy"),
+                    stage,
+                    time("start", start_us),
+                    time("end", start_us + MICROS_PER_DAY),
+                ],
+            )
+            .unwrap();
+            crate::io::write_parquet(&mut df, &dir.path().join("disruptions.parquet")).unwrap();
+        };
+        for unit in [TimeUnit::Nanoseconds, TimeUnit::Milliseconds, TimeUnit::Microseconds] {
+            write(unit, text("stage", "customs"));
+            let t = read_disruptions(dir.path()).unwrap().unwrap();
+            assert_eq!((t[0].start, t[0].end, t[0].stage.as_str()), (start_us, start_us + MICROS_PER_DAY, "customs"), "{unit:?}");
+        }
+        let mut df = DataFrame::new(1, vec![Column::new("disruption_id".into(), [7i64])]).unwrap();
+        crate::io::write_parquet(&mut df, &dir.path().join("disruptions.parquet")).unwrap();
+        assert_eq!(read_disruptions(dir.path()).unwrap_err().exit_code(), 65);
+    }
+
+    #[test]
+    fn the_median_detection_delay_is_interpolated() {
+        let key = LaneKey { origin: "CN".into(), destination: "FR".into(), service: "economy".into() };
+        let truth: Vec<TrueDisruption> = (0..2)
+            .map(|k| TrueDisruption {
+                id: format!("d{k}"),
+                lane: key.label(),
+                key: key.clone(),
+                stage: STAGES[2].key.into(),
+                start: k * 100 * MICROS_PER_DAY,
+                end: (k * 100 + 30) * MICROS_PER_DAY,
+            })
+            .collect();
+        // Flagged 2 and 6 days after each start.
+        let flags = [(2, key.clone(), 2), (106, key.clone(), 2)];
+        let r = detection(&flags, 10, 1, &truth, 0);
+        assert_eq!(r.median_delay_days, Some(4.0));
+    }
 }

@@ -276,7 +276,8 @@ pub(crate) fn scores_frame(fs: &FeatureSet, risk: &[f64]) -> Result<DataFrame> {
                 name.into(),
                 rows.ship
                     .iter()
-                    .map(|&i| fs.disrupted_lanes()[p.lane[i as usize] as usize].is_some())
+                    .zip(&rows.extras)
+                    .map(|(&i, e)| fs.disrupted_ahead(p.lane[i as usize] as usize, e.stage).is_some())
                     .collect::<Vec<_>>(),
             ),
             "insured" => Column::new(name.into(), rows.ship.iter().map(|&i| p.insured[i as usize]).collect::<Vec<_>>()),
@@ -308,9 +309,13 @@ crate::codec_struct!(Recovery { reason, status, delivered });
 /// Shipment `i`'s `Recovery` (it is in the input).
 pub fn recovery(fs: &FeatureSet, i: usize) -> Recovery {
     let (st, none) = (&fs.states, crate::features::timeline::NONE);
+    // The first ending decides, as it decides the label: a parcel lost, then delivered back to
+    // its sender, was not delivered to the buyer.
+    let (d, r) = (st.delivered(i), st.returned_or_lost(i));
+    let delivered_first = d != none && (r == none || d <= r);
     let (reason, status, delivered) = match st.open(i) {
         Some(open) => ("back_on_track", schema::status_name(open.furthest), None),
-        None if st.delivered(i) != none => ("delivered", schema::status_name(schema::DELIVERED), Some(st.delivered(i))),
+        None if delivered_first => ("delivered", schema::status_name(schema::DELIVERED), Some(d)),
         None if st.lost(i) => ("returned_or_lost", schema::status_name(schema::LOST), None),
         None => ("returned_or_lost", schema::status_name(schema::RETURNED), None),
     };

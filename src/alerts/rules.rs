@@ -83,7 +83,7 @@ pub fn facts(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Facts {
         silent: f("days_since_last_scan"),
         stage: e.stage,
         stage_dwell: e.stage_dwell_days,
-        stage_p90: lane.dwell_p90(e.stage).max(0.05),
+        stage_p90: floored_p90(lane.dwell_p90(e.stage)),
         dwell_vs_p90: f("dwell_vs_p90"),
         slack_p50: f("slack_p50_days"),
         slack_p90: f("slack_p90_days"),
@@ -97,8 +97,14 @@ pub fn facts(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Facts {
     }
 }
 
+/// A lane's p90 dwell floored as the features floor it (an hour and a bit); unknown stays
+/// unknown: `f64::max` made it 0.05 d, printed as the lane's p90 in the stall reason.
+fn floored_p90(p90: f64) -> f64 {
+    if p90.is_nan() { p90 } else { p90.max(0.05) }
+}
+
 /// Days of silence after which a parcel counts as stalled: `stalled_factor` × the lane's p90
-/// dwell of its stage, and at least `stalled_min_days`.
+/// dwell of its stage, and at least `stalled_min_days` (alone when the p90 is unknown).
 pub fn stall_limit(f: &Facts, cfg: &AlertConfig) -> f64 {
     (cfg.stalled_factor * f.stage_p90).max(cfg.stalled_min_days)
 }
@@ -128,6 +134,11 @@ fn fmt_d(v: f64) -> String {
     format!("{v:.1} d")
 }
 
+/// The lane's p90 dwell for a reason: `unknown` where no level has one.
+fn fmt_p90(v: f64) -> String {
+    if v.is_nan() { "unknown".into() } else { fmt_d(v) }
+}
+
 fn pct(v: f64) -> String {
     format!("{:.0}%", v * 100.0)
 }
@@ -146,13 +157,13 @@ pub fn reasons(f: &Facts, kind: AlertKind, cfg: &AlertConfig) -> Vec<String> {
     if is_stalled(f, cfg) {
         reasons.push((
             90.0 + (f.silent / limit).min(9.0),
-            format!("no scan for {} ({} stage, lane p90 {})", fmt_d(f.silent), stage.label, fmt_d(f.stage_p90)),
+            format!("no scan for {} ({} stage, lane p90 {})", fmt_d(f.silent), stage.label, fmt_p90(f.stage_p90)),
         ));
     }
     if f.dwell_vs_p90 > 1.0 {
         reasons.push((
             70.0 + f.dwell_vs_p90.min(9.0),
-            format!("{} dwell {} vs lane p90 {}", stage.label, fmt_d(f.stage_dwell), fmt_d(f.stage_p90)),
+            format!("{} dwell {} vs lane p90 {}", stage.label, fmt_d(f.stage_dwell), fmt_p90(f.stage_p90)),
         ));
     }
     if let Some(d) = &f.disruption {
@@ -489,6 +500,20 @@ mod tests {
         for (k, (f, want)) in cases.iter().enumerate() {
             assert_eq!(kind(f, &c), *want, "case {k}: {f:?}");
         }
+    }
+
+    /// Regression: an unknown p90 dwell became 0.05 d, and the stall reason said "lane p90
+    /// 0.1 d". The stall limit is then `stalled_min_days` alone, and the reason says unknown.
+    #[test]
+    fn an_unknown_stage_p90_stays_unknown_in_the_stall_reason() {
+        let c = cfg();
+        assert!(floored_p90(f64::NAN).is_nan());
+        assert_eq!((floored_p90(0.01), floored_p90(3.0)), (0.05, 3.0));
+        let f = Facts { silent: 4.1, stage_p90: floored_p90(f64::NAN), dwell_vs_p90: f64::NAN, ..calm() };
+        assert_eq!(stall_limit(&f, &c), c.stalled_min_days);
+        assert_eq!(kind(&f, &c), Some(AlertKind::Stalled));
+        let r = reasons(&f, AlertKind::Stalled, &c);
+        assert!(r[0].contains("lane p90 unknown"), "{r:?}");
     }
 
     #[test]

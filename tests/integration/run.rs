@@ -331,19 +331,24 @@ fn recovered_parcels_say_whether_they_were_lost_or_returned() {
         alerted.iter().enumerate().map(|(k, id)| (id.clone(), if k % 2 == 0 { "LOST" } else { "RETURNED" })).collect();
     let path = input.path().join("events.parquet");
     let events = read_parquet(&path);
-    let n = ended.len();
     // Between the two nights' cutoffs (the first night's is 2026-09-11 00:00 UTC).
     let at = chrono::NaiveDateTime::parse_from_str("2026-09-11 12:00:00", "%Y-%m-%d %H:%M:%S")
         .unwrap()
         .and_utc()
         .timestamp_micros();
+    // Every fourth lost parcel is then delivered (back to its sender) an hour later: the first
+    // ending decides, as it decides the label (regression: a delivery at any time won).
+    let then_delivered: Vec<String> = ended.iter().step_by(4).map(|(id, _)| id.clone()).collect();
+    let mut rows: Vec<(String, i64, &str)> = ended.iter().map(|(id, s)| (id.clone(), at, *s)).collect();
+    rows.extend(then_delivered.iter().map(|id| (id.clone(), at + 3_600_000_000, "DELIVERED")));
+    let m = rows.len();
     let extra = DataFrame::new(
-        n,
+        m,
         vec![
-            Column::new("shipment_id".into(), ended.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()),
-            lanewatch::io::ts_column_req("event_time", vec![at; n]),
-            Column::new("status".into(), ended.iter().map(|(_, s)| *s).collect::<Vec<_>>()),
-            Column::new("location".into(), vec![Some("hub"); n]),
+            Column::new("shipment_id".into(), rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>()),
+            lanewatch::io::ts_column_req("event_time", rows.iter().map(|r| r.1).collect()),
+            Column::new("status".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+            Column::new("location".into(), vec![Some("hub"); m]),
         ],
     )
     .unwrap();
@@ -358,6 +363,10 @@ fn recovered_parcels_say_whether_they_were_lost_or_returned() {
         .filter(|(_, (reason, _))| reason == "returned_or_lost")
         .map(|(id, (_, status))| (id, status))
         .collect();
+    let ids = strings(&rec, "shipment_id");
+    let later = then_delivered.iter().filter(|id| ids.contains(id)).count();
+    assert!(later >= 3 && then_delivered.iter().filter(|id| ids.contains(id)).all(|id| how.get(id).map(String::as_str) == Some("LOST")),
+        "lost, then delivered: {:?}", then_delivered.iter().map(|id| (id, how.get(id))).collect::<Vec<_>>());
     let mut seen = HashMap::new();
     for (id, want) in &ended {
         if let Some(status) = how.get(id) {
@@ -381,10 +390,14 @@ fn reasons_agree_with_the_features() {
         let rest = &text[text.find(marker)? + marker.len()..];
         rest.split(' ').next()?.parse().ok()
     };
+    let lane_disrupted: Vec<bool> = a.column("lane_disrupted").unwrap().bool().unwrap().iter().map(|v| v.unwrap()).collect();
     let mut dwell_checked = 0;
     let mut disrupted = 0;
     for k in 0..a.height() {
         let r = &reasons[k];
+        // The column reads the stages the reason reads: the current and later ones
+        // (regression: it read every stage, a passed one too).
+        assert_eq!(lane_disrupted[k], r.contains(" disrupted"), "lane_disrupted vs {r}");
         assert!(!r.is_empty() && !action[k].is_empty());
         if kind[k] == "late" {
             assert!(r.starts_with("past the promise by "), "{r}");
