@@ -443,6 +443,35 @@ fn merge_clean(parts: Vec<Part>) -> Result<CleanInput> {
     Ok(CleanInput { shipments: all.take(&idx)?, events })
 }
 
+/// Refuses shards that read one input folder whole (`whole`) but listed other files: a file
+/// appeared or went while they ran, and one shard's night holds rows the other's lacks.
+fn refuse_other_file_sets<'a>(whole: impl Iterator<Item = &'a Meta>, input: &Path) -> Result<()> {
+    let mut first: std::collections::HashMap<&str, (&Meta, std::collections::BTreeSet<(&str, &str)>)> =
+        std::collections::HashMap::new();
+    for m in whole {
+        let set: std::collections::BTreeSet<(&str, &str)> =
+            m.files.iter().map(|f| (f.table.as_str(), f.path.as_str())).collect();
+        let Some((a, a_set)) = first.get(m.input.as_str()) else {
+            first.insert(m.input.as_str(), (m, set));
+            continue;
+        };
+        let (has, lacks, path) = match (a_set.difference(&set).next(), set.difference(a_set).next()) {
+            (Some(&(_, path)), _) => (a.shard, m.shard, path),
+            (None, Some(&(_, path))) => (m.shard, a.shard, path),
+            (None, None) => continue,
+        };
+        return Err(Error::bad_file(
+            input.join(path).display().to_string(),
+            format!(
+                "shard {has} of {} read this file and shard {lacks} did not: the input changed while the \
+                 shards ran (run them again on one input)",
+                m.shards
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The whole night's report from the shards': counts summed, each warning once with its count
 /// summed, in the order a single validation reports them; the unmapped statuses combined.
 fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
@@ -450,11 +479,26 @@ fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
     // thousands of part files). A file two shards read in one input folder with different
     // bytes changed while the shards ran: their partials are of two inputs, which no single
     // run reads, and are refused. (Shards given their own folders may hold one name each.)
-    type Key<'a> = (&'a str, &'a str, &'a str);
+    // Shards read one whole input folder when some shard's shipments files there hold rows it
+    // did not keep (another shard's): those shards are compared (one of them may own every
+    // row). Shards given their own parts keep every row they list, and may each hold a folder
+    // of one path (on their own machines) with other files and bytes.
+    let whole_inputs: std::collections::HashSet<&str> = metas
+        .iter()
+        .filter(|m| {
+            let listed = m.files.iter().filter(|f| f.table == Table::Shipments.name()).map(|f| f.rows);
+            listed.fold(0, u64::saturating_add) > m.shipments_read
+        })
+        .map(|m| m.input.as_str())
+        .collect();
+    let whole = |m: &Meta| whole_inputs.contains(m.input.as_str());
+    refuse_other_file_sets(metas.iter().filter(|m| whole(m)), input)?;
+    type Key<'a> = (&'a str, Option<u32>, &'a str, &'a str);
     let mut seen: std::collections::HashMap<Key<'_>, (&str, u32)> = std::collections::HashMap::new();
     let mut files: Vec<FileInfo> = Vec::new();
     for (m, f) in metas.iter().flat_map(|m| m.files.iter().map(move |f| (m, f))) {
-        let key = (m.input.as_str(), f.table.as_str(), f.path.as_str());
+        let own_part = (!whole(m)).then_some(m.shard);
+        let key = (m.input.as_str(), own_part, f.table.as_str(), f.path.as_str());
         if let Some(&(blake3, shard)) = seen.get(&key) {
             if blake3 != f.blake3 {
                 return Err(Error::bad_file(
@@ -605,23 +649,54 @@ mod tests {
             bytes: 1,
             blake3: blake3.into(),
         };
-        let shard = |k: u32, input: &str, files: Vec<PartFile>| Meta {
+        // Each shard keeps 4 of the shipments file's 10 rows: both read the whole input.
+        let ships = || PartFile { table: "shipments".into(), rows: 10, ..file("s", "0") };
+        let shard = |k: u32, input: &str, mut files: Vec<PartFile>| Meta {
             shard: k,
             input: input.into(),
-            files,
+            shipments_read: 4,
+            files: {
+                files.insert(0, ships());
+                files
+            },
             ..meta(vec![], vec![])
         };
-        let same = [shard(0, "/in", vec![file("e/a", "1"), file("e/b", "2")]), shard(1, "/in", vec![file("e/a", "1")])];
+        let same = [
+            shard(0, "/in", vec![file("e/a", "1"), file("e/b", "2")]),
+            shard(1, "/in", vec![file("e/a", "1"), file("e/b", "2")]),
+        ];
         let r = merge_reports(&same, Path::new("in")).unwrap();
-        assert_eq!(r.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["e/a", "e/b"]);
-        let changed =
-            [shard(0, "/in", vec![file("e/a", "1"), file("e/b", "2")]), shard(1, "/in", vec![file("e/b", "3")])];
+        assert_eq!(r.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["s", "e/a", "e/b"]);
+        let changed = [
+            shard(0, "/in", vec![file("e/a", "1"), file("e/b", "2")]),
+            shard(1, "/in", vec![file("e/a", "1"), file("e/b", "3")]),
+        ];
         let err = merge_reports(&changed, Path::new("in")).unwrap_err();
         assert_eq!(err.exit_code(), 65, "{err}");
         assert!(err.to_string().contains("e/b") && err.to_string().contains("shards 0 and 1"), "{err}");
-        // Shards given their own folders (the Spark job's parts) may each hold a file of one name.
-        let own = [shard(0, "/p/0", vec![file("e/a", "1")]), shard(1, "/p/1", vec![file("e/a", "2")])];
-        assert_eq!(merge_reports(&own, Path::new("in")).unwrap().files.len(), 2);
+        // Regression: a file that appeared (or went) between two shards' reads of one folder
+        // was not compared, and the merge joined two inputs.
+        for (a, b) in [(vec![file("e/a", "1"), file("e/b", "2")], vec![file("e/a", "1")]), (vec![], vec![file("e/c", "4")])]
+        {
+            let err = merge_reports(&[shard(0, "/in", a), shard(1, "/in", b)], Path::new("in")).unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{err}");
+            assert!(err.to_string().contains("did not: the input changed"), "{err}");
+        }
+        // Shards given their own folders (the Spark job's parts) may each hold a file of one
+        // name, even at one path (their own machines'): they keep every row they read.
+        let own_part = |k: u32, input: &str, files: Vec<PartFile>| Meta { shipments_read: 10, ..shard(k, input, files) };
+        let own = [own_part(0, "/p/0", vec![file("e/a", "1")]), own_part(1, "/p/1", vec![file("e/a", "2")])];
+        assert_eq!(merge_reports(&own, Path::new("in")).unwrap().files.len(), 4);
+        let own = [own_part(0, "/in", vec![file("e/a", "1")]), own_part(1, "/in", vec![file("e/b", "2")])];
+        assert_eq!(merge_reports(&own, Path::new("in")).unwrap().files.len(), 4);
+        // One shard of a whole input may own every row (shard 1 keeps none): still one input,
+        // its files listed once and compared.
+        let none = |k: u32, files: Vec<PartFile>| Meta { shipments_read: 0, ..shard(k, "/in", files) };
+        let all = [own_part(0, "/in", vec![file("e/a", "1")]), none(1, vec![file("e/a", "1")])];
+        assert_eq!(merge_reports(&all, Path::new("in")).unwrap().files.len(), 2);
+        let err = merge_reports(&[own_part(0, "/in", vec![file("e/a", "1")]), none(1, vec![])], Path::new("in"))
+            .unwrap_err();
+        assert!(err.to_string().contains("did not: the input changed"), "{err}");
     }
 
     fn unmapped(status: &str, count: u64, first: &str, last: &str, after: &str) -> Unmapped {

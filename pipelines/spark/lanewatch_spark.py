@@ -91,11 +91,28 @@ def table_path(spark, input_dir, name):
 
 
 def run(cmd, env=None):
+    """Runs lanewatch; returns None, or (exit code, its one-line error) when it refused the
+    input or config (a sysexits code, 64 to 78): that is deterministic, so the task returns it
+    for the driver to exit with, rather than raising and having Spark retry it for nothing.
+    Any other failure (a crash, a kill) raises, and Spark retries the task."""
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if 64 <= done.returncode <= 78:
+        lines = (done.stderr or "").strip().splitlines()
+        return (done.returncode, lines[-1] if lines else f"exited {done.returncode}")
     if done.returncode != 0:
         tail = "\n".join((done.stderr or "").strip().splitlines()[-5:])
         raise RuntimeError(f"{' '.join(cmd[:4])} … exited {done.returncode}: {tail}")
-    return done.stdout
+    return None
+
+
+def exit_if_refused(what, done):
+    """Exits the job with the first refusal among the tasks' results (their last item), printing
+    lanewatch's line."""
+    for r in done:
+        if r[-1] is not None:
+            code, line = r[-1]
+            print(f"lanewatch_spark: {what} {r[0]}: {line}", file=sys.stderr)
+            sys.exit(code)
 
 
 def shard_task(args, counts, schemas):
@@ -124,8 +141,10 @@ def shard_task(args, counts, schemas):
             if args.config:
                 cmd += ["--config", args.config]
             started = time.monotonic()
-            run(cmd, env)
+            refused = run(cmd, env)
             seconds = time.monotonic() - started
+        if refused:
+            return (shard, 0, 0, attempt, seconds, refused)
         n_ships, n_events = counts.get(shard, (0, 0))
         # lanewatch keeps only what it owns: had this job's shard function disagreed with
         # lanewatch's, rows would be missing from the night. Fail loudly instead.
@@ -136,7 +155,7 @@ def shard_task(args, counts, schemas):
                 f"shard {shard}: Spark gave {n_ships} shipments and {n_events} events, lanewatch kept "
                 f"{meta['shipments_read']} and {meta['events_read']}: the shard functions disagree"
             )
-        return (shard, n_ships, n_events, attempt, seconds)
+        return (shard, n_ships, n_events, attempt, seconds, None)
 
     return task
 
@@ -160,8 +179,8 @@ def round_task(args, name):
         if args.config:
             cmd += ["--config", args.config]
         started = time.monotonic()
-        run(cmd, env)
-        return (shard, attempt, time.monotonic() - started)
+        refused = run(cmd, env)
+        return (shard, attempt, time.monotonic() - started, refused)
 
     return task
 
@@ -173,6 +192,7 @@ def run_rounds(spark, args):
         done = sorted(spark.sparkContext.parallelize(range(args.shards), args.shards).map(round_task(args, name)).collect())
         if [r[0] for r in done] != list(range(args.shards)):
             sys.exit(f"lanewatch_spark: round {name}: shards that ran: {[r[0] for r in done]}")
+        exit_if_refused(f"round {name}: shard", done)
         cmd = [args.lanewatch, "merge", "--partials", args.partials, "--shards", str(args.shards),
                "--as-of", args.as_of, "--round", name, "--out", args.out]
         if args.config:
@@ -180,7 +200,7 @@ def run_rounds(spark, args):
         merged = subprocess.run(cmd)  # its one-line error on stderr; its exit code is the job's
         if merged.returncode != 0:
             sys.exit(merged.returncode)
-        retried = [f"shard {s} (attempt {a + 1})" for s, a, _ in done if a]
+        retried = [f"shard {s} (attempt {a + 1})" for s, a, _, _ in done if a]
         slowest = max(r[2] for r in done)
         print(f"round {name}: {time.monotonic() - started:.1f} s, slowest shard {slowest:.1f} s"
               + (f", retried: {', '.join(retried)}" if retried else ""))
@@ -235,7 +255,14 @@ def main(argv=None):
     )
     try:
         def read(name):
-            return spark.read.option("recursiveFileLookup", "true").parquet(table_path(spark, args.input, name))
+            # mergeSchema: the union of every file's columns. Without it Spark takes one file's
+            # schema, and an optional column the older partitions lack (the carrier's estimate)
+            # was dropped from every file; lanewatch reads each file with its own columns.
+            return (
+                spark.read.option("recursiveFileLookup", "true")
+                .option("mergeSchema", "true")
+                .parquet(table_path(spark, args.input, name))
+            )
 
         ships, events = read("shipments"), read("events")
         dest, service = name("shipments", "destination"), name("shipments", "service")
@@ -282,7 +309,8 @@ def main(argv=None):
         done = sorted(spark.sparkContext.parallelize(range(args.shards), args.shards).map(task).collect())
         if [r[0] for r in done] != list(range(args.shards)):
             sys.exit(f"lanewatch_spark: shards that ran: {[r[0] for r in done]}, expected 0..{args.shards - 1}")
-        for shard, ships, events, attempt, seconds in done:
+        exit_if_refused("shard", done)
+        for shard, ships, events, attempt, seconds, _ in done:
             retried = f" (attempt {attempt + 1})" if attempt else ""
             print(f"shard {shard}/{args.shards}: {ships} shipments, {events} events, lanewatch {seconds:.1f} s{retried}")
         if args.rounds:

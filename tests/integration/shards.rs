@@ -433,11 +433,25 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
     // The same night as the canonical input's: the mapping changed names, not data.
     let canonical_out = tempfile::tempdir().unwrap();
     assert_same_data(&single, &run_night(input(), canonical_out.path(), AS_OF, &[]), "renamed columns");
-    // Without --keep-partials the job removes its partials after the merge.
+    // Without --keep-partials the job removes its partials after the merge. Its input's
+    // shipments are two files, the first without the optional weight_g: Spark, given one
+    // file's schema, dropped the column from every file (regression).
+    let split = dir.path().join("split");
+    std::fs::create_dir_all(split.join("shipments")).unwrap();
+    std::fs::copy(renamed.join("events.parquet"), split.join("events.parquet")).unwrap();
+    let ships = read_parquet(&renamed.join("shipments.parquet"));
+    let half = ships.height() / 2;
+    let mut first = ships.slice(0, half).drop("weight_g").unwrap();
+    write_parquet(&mut first, &split.join("shipments/part-0.parquet"));
+    write_parquet(&mut ships.slice(half as i64, ships.height() - half), &split.join("shipments/part-1.parquet"));
+    let split_out = tempfile::tempdir().unwrap();
+    let args = ["run", "--input", split.to_str().unwrap(), "--out", split_out.path().to_str().unwrap()];
+    expect_code(&lanewatch_env(&[&args[..], &["--as-of", AS_OF, "--config", config]].concat(), &env), 0);
+    let single = split_out.path().join(format!("as_of={AS_OF}"));
     let out = tempfile::tempdir().unwrap();
     let o = std::process::Command::new(&py)
         .arg(&job)
-        .args(["--input", renamed.to_str().unwrap(), "--out", out.path().to_str().unwrap()])
+        .args(["--input", split.to_str().unwrap(), "--out", out.path().to_str().unwrap()])
         .args(["--as-of", AS_OF, "--shards", "2", "--config", config, "--master", "local[2]"])
         .arg("--lanewatch")
         .arg(bin())
@@ -450,6 +464,34 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
     expect_code(&o, 0);
     assert_same_data(&single, &out.path().join(format!("as_of={AS_OF}")), "Spark, 2 shards");
     assert!(!out.path().join("_partials").exists(), "the partials were left behind");
+    // A shard that refuses its data (a null promise, exit 65) ends the job with lanewatch's
+    // code and line, not a retried task and a Python traceback (regression: exit 1).
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(renamed.join("events.parquet"), bad.join("events.parquet")).unwrap();
+    let mut ships = read_parquet(&renamed.join("shipments.parquet"));
+    let promised = ships.column("promised_at").unwrap().as_materialized_series().clone();
+    let raw = promised.to_physical_repr().i64().unwrap().clone();
+    let nulled: Int64Chunked = raw.iter().enumerate().map(|(i, v)| if i == 0 { None } else { v }).collect();
+    ships.with_column(nulled.into_series().with_name("promised_at".into()).cast(promised.dtype()).unwrap().into()).unwrap();
+    write_parquet(&mut ships, &bad.join("shipments.parquet"));
+    let out = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(&py)
+        .arg(&job)
+        .args(["--input", bad.to_str().unwrap(), "--out", out.path().to_str().unwrap()])
+        .args(["--as-of", AS_OF, "--shards", "2", "--config", config, "--master", "local[2]"])
+        .arg("--lanewatch")
+        .arg(bin())
+        .envs(env)
+        .env_remove("LANEWATCH_FAULT")
+        .env_remove("SPARK_LANEWATCH_KILL_SHARD")
+        .env_remove("SPARK_LANEWATCH_KILL_ROUND")
+        .output()
+        .unwrap();
+    expect_code(&o, 65);
+    let err = stderr(&o);
+    assert!(err.lines().any(|l| l.contains("lanewatch_spark: shard ") && l.contains("promised_at")), "{err}");
+    assert!(!err.contains("Traceback"), "{err}");
 }
 
 #[test]
