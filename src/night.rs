@@ -165,7 +165,7 @@ pub fn load_with_state(
     out: &Path,
     full_refresh: bool,
     t: &mut Timings,
-) -> Result<(Report, CleanInput, state::Pending, state::StateInfo)> {
+) -> Result<(Report, CleanInput, Option<state::Pending>, state::StateInfo)> {
     crate::ingest::check_input_folder(&s.input)?;
     let (report, clean, raw, checks, keep) = t.time(
         "validate",
@@ -182,8 +182,22 @@ pub fn load_with_state(
         |r| r.0.shipments + r.0.events,
     )?;
     let night = s.night()?.to_string();
-    let (pending, info) =
-        t.time("state", || state::write(out, keep, &raw, &clean, &checks, &night), |i| i.1.files_read)?;
+    // A generation that cannot be written (a full disk, a `state/` made read-only) only costs
+    // the next night work: it starts from the state before, as after a state that could not be
+    // published. The night itself goes on; its segments written so far are collected later.
+    let before = keep.info.clone();
+    let written = t.time(
+        "state",
+        || Ok(state::write(out, keep, &raw, &clean, &checks, &night)),
+        |w| w.as_ref().map_or(0, |w| w.1.files_read),
+    )?;
+    let (pending, info) = match written {
+        Ok((pending, info)) => (Some(pending), info),
+        Err(e) => {
+            let why = crate::error::one_line(e.to_string());
+            (None, state::StateInfo { not_written: Some(why), written: None, ..before })
+        }
+    };
     drop((raw, checks));
     crate::memory::release_free_memory();
     Ok((report, clean, pending, info))

@@ -204,6 +204,11 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
         tracing::warn!("{line}");
         before.push(line);
     }
+    if let Some(why) = state.as_ref().and_then(|(_, i)| i.not_written.as_ref()) {
+        let line = format!("the state was not written; the next night starts from the one before: {why}");
+        tracing::warn!("{line}");
+        before.push(line);
+    }
     if let Some(why) = &kept_warning {
         let line = format!("lane tables kept in the state not used, every table computed: {why}");
         tracing::warn!("{line}");
@@ -232,7 +237,7 @@ pub(crate) fn night_run(s: &Settings, source: Source<'_>) -> Result<RunSummary> 
     // kept beside it (tables, model, digest) names the generation that was not published, so
     // it is not written either. An exit 73 here told the scheduler nothing was written when
     // the night was.
-    let published = state.map(|(pending, _)| crate::state::publish(pending));
+    let published = state.and_then(|(pending, _)| pending).map(crate::state::publish);
     if let Some(Err(e)) = &published {
         tracing::warn!("the state was not published; the next night starts from the one before: {e}");
     }

@@ -61,7 +61,6 @@ pub fn write(out: &Path, written: &str, training: Night, digest: Digest) -> Resu
         cutoff: training.cutoff(),
         digest,
     };
-    let mut json = serde_json::to_vec(&k).map_err(Error::internal)?;
-    json.push(b'\n');
+    let json = record::seal(serde_json::to_vec(&k).map_err(Error::internal)?);
     crate::io::write_atomic(&out.join(super::DIR).join(FILE), &json)
 }

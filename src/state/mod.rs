@@ -206,6 +206,10 @@ pub struct StateInfo {
     pub model_reused: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_not_used: Option<String>,
+    /// Why the night's generation could not be written (also a warning): the night went on
+    /// without one, and the next starts from the state before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_written: Option<String>,
     /// The earliest time among the rows of the files decoded tonight: shipments' creation
     /// (`i64::MIN` for one left null), events' scan; `i64::MAX` when there are none. A row at
     /// or after a cutoff is not known before it, so when the generation `used` was read, what

@@ -111,6 +111,15 @@ pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<KeptTraining
     if k.config != cfg.digest() {
         return Err(format!("state/{FILE} was trained with other settings"));
     }
+    // The tool version is the crate's and does not move with every change; the feature
+    // schema does, and a model of other features would score tonight's rows wrongly.
+    if k.model.feature_schema_version != crate::features::FEATURE_SCHEMA_VERSION {
+        return Err(format!(
+            "state/{FILE} holds a model of feature schema version {}, this lanewatch computes {}",
+            k.model.feature_schema_version,
+            crate::features::FEATURE_SCHEMA_VERSION
+        ));
+    }
     if k.model.as_of != k.training_night.to_string() {
         return Err(format!("state/{FILE} holds a model of {}, not of {}", k.model.as_of, k.training_night));
     }
@@ -185,8 +194,7 @@ pub fn write(out: &Path, cfg: &Config, on: &TrainedOn, a: &Advice) -> Result<()>
         advice: &files,
         writer: crate::io::output_writer_tag().map_err(Error::internal)?,
     };
-    let mut json = serde_json::to_vec(&k).map_err(Error::internal)?;
-    json.push(b'\n');
+    let json = record::seal(serde_json::to_vec(&k).map_err(Error::internal)?);
     crate::fault::point("state:model");
     crate::io::write_atomic(&dir.join(FILE), &json)?;
     // The record's rename is durable before the advice files it no longer names are removed.

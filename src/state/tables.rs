@@ -210,8 +210,7 @@ pub fn write(
         generation: generation.map(str::to_string),
         cutoff: generation.map(|_| cutoff),
     };
-    let mut json = serde_json::to_vec_pretty(&ix).map_err(crate::error::Error::internal)?;
-    json.push(b'\n');
+    let json = record::seal(serde_json::to_vec_pretty(&ix).map_err(crate::error::Error::internal)?);
     crate::io::write_atomic(&dir.join(INDEX), &json)?;
     // The index's rename is durable before the files it no longer names are removed.
     crate::io::sync_dir(&dir)?;

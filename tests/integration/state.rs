@@ -113,12 +113,30 @@ fn current_generation(out: &Path) -> Option<String> {
     Some(name)
 }
 
+/// A kept record's JSON (`model.json`, `lane-tables.json`, `digest.json`): the file less its
+/// last line, `blake3:<hex>` of the JSON.
+fn record(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let (json, seal) = text.trim_end().rsplit_once('\n').unwrap();
+    assert!(seal.starts_with("blake3:"), "{seal}");
+    serde_json::from_str(json).unwrap()
+}
+
+/// A record as lanewatch seals it.
+fn sealed(v: &serde_json::Value) -> Vec<u8> {
+    let json = serde_json::to_vec(v).unwrap();
+    let mut out = json.clone();
+    out.extend_from_slice(format!("\nblake3:{}\n", blake3::hash(&json).to_hex()).as_bytes());
+    out
+}
+
 /// The kept tables' and days' files the index names, each with its inode (a file written again
 /// gets a new one), after checking that no other kept-table file is left beside them.
 fn kept_tiles(out: &Path) -> BTreeMap<String, u64> {
     use std::os::unix::fs::MetadataExt;
     let dir = out.join("state");
-    let ix: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("lane-tables.json")).unwrap()).unwrap();
+    let ix = record(&dir.join("lane-tables.json"));
     let named: BTreeMap<String, u64> = ["tables", "days"]
         .iter()
         .flat_map(|k| ix[*k].as_array().unwrap().iter())
@@ -227,6 +245,35 @@ fn a_state_that_cannot_be_published_after_the_commit_is_a_warning() {
     expect_code(&o, 0);
     assert!(stderr(&o).contains("the state was not published"), "{}", stderr(&o));
     assert!(out.path().join(format!("as_of={next}/_SUCCESS")).is_file());
+}
+
+/// Regression: a generation that could not be written (here `state/segments` is a file, as
+/// a full disk or a read-only `state/` would fail it) failed the night with exit 73 before its
+/// features. The night goes on with a warning and equals a night keeping no state; the state
+/// before stays current, and the next night reads through it.
+#[test]
+fn a_state_that_cannot_be_written_is_a_warning() {
+    let arr = arrivals(small_input());
+    let next = (date(FIRST_NIGHT) + Duration::days(1)).to_string();
+    let (_keep, want) = reference(&arr, FIRST_NIGHT, &next, None);
+    let (live, out) = bootstrapped(&arr, FIRST_NIGHT, &[]);
+    let before = std::fs::read(out.path().join("state/CURRENT")).unwrap();
+    let segments = out.path().join("state/segments");
+    let moved = out.path().join("segments-aside");
+    std::fs::rename(&segments, &moved).unwrap();
+    std::fs::write(&segments, b"not a folder").unwrap();
+    arr.deliver(live.path(), Some(date(FIRST_NIGHT)), date(&next));
+    let run = run_night(live.path(), out.path(), &next, &[]);
+    let w = manifest_warnings(&run);
+    assert!(w.iter().any(|w| w.contains("the state was not written")), "{w:?}");
+    assert!(manifest(&run)["state"]["not_written"].is_string());
+    assert_same_data(&run, &want, "a state not written");
+    assert_eq!(std::fs::read(out.path().join("state/CURRENT")).unwrap(), before);
+    std::fs::remove_file(&segments).unwrap();
+    std::fs::rename(&moved, &segments).unwrap();
+    let again = run_night(live.path(), out.path(), &next, &[]);
+    assert_eq!(manifest(&again)["state"]["used"], String::from_utf8(before).unwrap().trim());
+    assert_same_data(&again, &want, "the night after");
 }
 
 /// The current generation's kept checks file `what` (`events`, `counts`, `unmapped`).
@@ -657,8 +704,7 @@ fn damaged_or_mismatched_kept_lane_tables_are_computed_again_with_a_warning() {
     let (_keep, want) = reference(&arr, night, next, None);
     // One kept series day's file (the index names a file per table and per day).
     let data_file = |out: &Path| {
-        let ix: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("state/lane-tables.json")).unwrap()).unwrap();
+        let ix = record(&out.join("state/lane-tables.json"));
         out.join("state").join(ix["days"][0]["data"].as_str().unwrap())
     };
     let cases: Vec<(&str, fn(&Path, &Path), &str)> = vec![
@@ -677,9 +723,9 @@ fn damaged_or_mismatched_kept_lane_tables_are_computed_again_with_a_warning() {
             "index from another version",
             |out, _| {
                 let p = out.join("state/lane-tables.json");
-                let mut ix: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                let mut ix = record(&p);
                 ix["tool_version"] = "0.0.1".into();
-                std::fs::write(&p, serde_json::to_vec(&ix).unwrap()).unwrap();
+                std::fs::write(&p, sealed(&ix)).unwrap();
             },
             "written by lanewatch 0.0.1",
         ),
@@ -688,7 +734,7 @@ fn damaged_or_mismatched_kept_lane_tables_are_computed_again_with_a_warning() {
             |out, _| {
                 // As the first layout kept them: one file of every table, one of every day.
                 let p = out.join("state/lane-tables.json");
-                let mut ix: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                let mut ix = record(&p);
                 for (count, name, file) in [
                     ("tables", "data", "lane-tables-00112233aabbccdd.parquet"),
                     ("days", "days_data", "series-days-00112233aabbccdd.parquet"),
@@ -697,9 +743,23 @@ fn damaged_or_mismatched_kept_lane_tables_are_computed_again_with_a_warning() {
                     (ix[count], ix[name]) = (3.into(), file.into());
                 }
                 ix["format"] = 1.into();
-                std::fs::write(&p, serde_json::to_vec(&ix).unwrap()).unwrap();
+                std::fs::write(&p, sealed(&ix)).unwrap();
             },
             "has layout 1, this lanewatch reads 3",
+        ),
+        (
+            // Regression: a change that still parses was taken as written.
+            "index edited, still JSON",
+            |out, _| {
+                let p = out.join("state/lane-tables.json");
+                let text = std::fs::read_to_string(&p).unwrap();
+                let at = text.find("\"cutoff\"").expect("the index names its cutoff");
+                let digit = at + text[at..].find(|c: char| c.is_ascii_digit()).unwrap();
+                let mut bytes = text.into_bytes();
+                bytes[digit] = if bytes[digit] == b'9' { b'8' } else { bytes[digit] + 1 };
+                std::fs::write(&p, bytes).unwrap();
+            },
+            "its BLAKE3 does not match",
         ),
     ];
     for (what, damage, reason) in cases {
@@ -948,6 +1008,7 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
         assert!(stdout(&o).contains("trained on 2026-09-14, kept in the state"), "{}", stdout(&o));
         let model = inc.path().join("state/model.json");
         let kept = std::fs::read(&model).unwrap();
+        let kept_json = record(&model);
         let other_version = String::from_utf8(kept.clone()).unwrap().replacen(
             &format!("\"tool_version\":\"{}\"", env!("CARGO_PKG_VERSION")),
             "\"tool_version\":\"0.0.1\"",
@@ -957,10 +1018,26 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
         // record of the layout before (compact advice files): published as they are, they could
         // differ from the night's own, so they are not used.
         let with = |key: &str, value: serde_json::Value| {
-            let mut k: serde_json::Value = serde_json::from_slice(&kept).unwrap();
+            let mut k = kept_json.clone();
             assert!(k.get(key).is_some(), "{key}");
             k[key] = value;
-            serde_json::to_vec(&k).unwrap()
+            sealed(&k)
+        };
+        let other_schema = {
+            let mut k = kept_json.clone();
+            let v = k["model"]["feature_schema_version"].as_u64().unwrap();
+            assert_eq!(v, lanewatch::features::FEATURE_SCHEMA_VERSION as u64);
+            k["model"]["feature_schema_version"] = (v - 1).into();
+            sealed(&k)
+        };
+        // A digit of the model changed: still JSON, and the model of another night's scores.
+        let edited = {
+            let text = String::from_utf8(kept.clone()).unwrap();
+            let at = text.find("\"model\"").unwrap();
+            let digit = at + text[at..].find(|c: char| ('1'..='8').contains(&c)).unwrap();
+            let mut bytes = text.into_bytes();
+            bytes[digit] += 1;
+            bytes
         };
         for (what, bytes, reason) in [
             ("truncated", kept[..kept.len() / 2].to_vec(), "is corrupt"),
@@ -971,6 +1048,8 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
                 "of another Parquet writer (0123456789abcdef)",
             ),
             ("layout 2", with("format", 2.into()), "has layout 2, this lanewatch reads 4"),
+            ("another feature schema", other_schema, "a model of feature schema version"),
+            ("a digit changed", edited, "its BLAKE3 does not match"),
         ] {
             std::fs::write(&model, bytes).unwrap();
             let run = run_night(live.path(), inc.path(), next, &WEEKLY);
@@ -983,7 +1062,7 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
         }
         // A kept advice file damaged: the model is not used either (they are one night's), and
         // both are computed again, with a warning.
-        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+        let record = record(&model);
         let advice = inc.path().join("state").join(record["advice"][2]["data"].as_str().unwrap());
         let bytes = std::fs::read(&advice).unwrap();
         std::fs::write(&advice, &bytes[..bytes.len() / 2]).unwrap();
