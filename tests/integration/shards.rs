@@ -448,19 +448,23 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
     let args = ["run", "--input", split.to_str().unwrap(), "--out", split_out.path().to_str().unwrap()];
     expect_code(&lanewatch_env(&[&args[..], &["--as-of", AS_OF, "--config", config]].concat(), &env), 0);
     let single = split_out.path().join(format!("as_of={AS_OF}"));
+    // The job on 2 shards, without --rounds or faults.
+    let two_shards = |input: &Path, out: &Path| {
+        std::process::Command::new(&py)
+            .arg(&job)
+            .args(["--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .args(["--as-of", AS_OF, "--shards", "2", "--config", config, "--master", "local[2]"])
+            .arg("--lanewatch")
+            .arg(bin())
+            .envs(env)
+            .env_remove("LANEWATCH_FAULT")
+            .env_remove("SPARK_LANEWATCH_KILL_SHARD")
+            .env_remove("SPARK_LANEWATCH_KILL_ROUND")
+            .output()
+            .unwrap()
+    };
     let out = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(&py)
-        .arg(&job)
-        .args(["--input", split.to_str().unwrap(), "--out", out.path().to_str().unwrap()])
-        .args(["--as-of", AS_OF, "--shards", "2", "--config", config, "--master", "local[2]"])
-        .arg("--lanewatch")
-        .arg(bin())
-        .envs(env)
-        .env_remove("LANEWATCH_FAULT")
-        .env_remove("SPARK_LANEWATCH_KILL_SHARD")
-        .env_remove("SPARK_LANEWATCH_KILL_ROUND")
-        .output()
-        .unwrap();
+    let o = two_shards(&split, out.path());
     expect_code(&o, 0);
     assert_same_data(&single, &out.path().join(format!("as_of={AS_OF}")), "Spark, 2 shards");
     assert!(!out.path().join("_partials").exists(), "the partials were left behind");
@@ -476,18 +480,7 @@ fn the_spark_job_in_local_mode_equals_the_single_run_and_retries_a_killed_shard(
     ships.with_column(nulled.into_series().with_name("promised_at".into()).cast(promised.dtype()).unwrap().into()).unwrap();
     write_parquet(&mut ships, &bad.join("shipments.parquet"));
     let out = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(&py)
-        .arg(&job)
-        .args(["--input", bad.to_str().unwrap(), "--out", out.path().to_str().unwrap()])
-        .args(["--as-of", AS_OF, "--shards", "2", "--config", config, "--master", "local[2]"])
-        .arg("--lanewatch")
-        .arg(bin())
-        .envs(env)
-        .env_remove("LANEWATCH_FAULT")
-        .env_remove("SPARK_LANEWATCH_KILL_SHARD")
-        .env_remove("SPARK_LANEWATCH_KILL_ROUND")
-        .output()
-        .unwrap();
+    let o = two_shards(&bad, out.path());
     expect_code(&o, 65);
     let err = stderr(&o);
     assert!(err.lines().any(|l| l.contains("lanewatch_spark: shard ") && l.contains("promised_at")), "{err}");
