@@ -66,7 +66,7 @@ struct Nights {
     #[arg(long, value_parser = date_arg)]
     to: Option<String>,
     /// Days between replayed nights; or backtest.every in the config (default 7).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     every: Option<u32>,
     /// Folder for backtest.parquet, backtest.json (with the pooled evaluation) and
     /// backtest.html; or pipeline.out.
@@ -163,7 +163,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Shipments (default 20000; 6000 for the sparse profile).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         shipments: Option<usize>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -171,13 +171,13 @@ enum Command {
         #[arg(long, value_parser = date_arg, default_value = "2026-06-01")]
         start: String,
         /// Days over which orders are created (default 180; 1825 for the sparse profile).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         days: Option<u32>,
         /// The shape of history: default, sparse, few-milestones, regime-shift.
-        #[arg(long, default_value = "default")]
+        #[arg(long, default_value = "default", value_parser = profile_arg)]
         profile: String,
         /// Write statuses in a preset's vocabulary: upu-emsevt or aftership.
-        #[arg(long)]
+        #[arg(long, value_parser = vocabulary_arg)]
         vocabulary: Option<String>,
         /// Give milestone scans the carrier's estimated delivery.
         #[arg(long)]
@@ -267,7 +267,7 @@ enum Import {
         #[arg(long, value_parser = date_arg, default_value = "2026-01-05")]
         start: String,
         /// Days over which instances are spread, in file order.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
         days: u32,
     },
 }
@@ -293,11 +293,25 @@ fn night_arg(s: &str) -> Result<String, String> {
 }
 
 /// A `YYYY-MM-DD` flag; a malformed one is a usage error (exit 2).
-fn date_arg(s: &str) -> Result<String, String> {
-    config::parse_date(s).map(|_| s.to_string()).map_err(|e| match e {
-        lanewatch::error::Error::Config(m) => m,
+/// A flag's value checked as the library checks it, so that a bad one is a usage error (exit
+/// 2, as README's table says of flags) rather than a config error (78).
+fn flag_value(checked: lanewatch::error::Result<()>, s: &str) -> Result<String, String> {
+    checked.map(|()| s.to_string()).map_err(|e| match e {
+        Error::Config(m) => m,
         other => other.to_string(),
     })
+}
+
+fn profile_arg(s: &str) -> Result<String, String> {
+    flag_value(generate::Profile::parse(s).map(|_| ()), s)
+}
+
+fn vocabulary_arg(s: &str) -> Result<String, String> {
+    flag_value(generate::in_vocabulary(Some(s), "DELIVERED").map(|_| ()), s)
+}
+
+fn date_arg(s: &str) -> Result<String, String> {
+    flag_value(config::parse_date(s).map(|_| ()), s)
 }
 
 /// Flags, environment and config file, resolved once into the settings a command runs with.

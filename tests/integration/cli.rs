@@ -92,6 +92,24 @@ fn usage_and_config_errors_name_what_to_fix() {
     }
     let o = lanewatch(&["backtest", "--input", input, "--from", "2026-02-30", "--to", "2026-03-01"]);
     expect_code(&o, 2);
+    // Out-of-range flag values are usage errors too (regression: these exited 78, the code of
+    // a config file's or variable's value), each on one line naming the flag.
+    let generated = out.path().join("gen");
+    let g = generated.to_str().unwrap();
+    for (args, flag) in [
+        (vec!["backtest", "--input", input, "--from", "2026-03-01", "--to", "2026-03-02", "--every", "0"], "--every"),
+        (vec!["generate", "--out", g, "--shipments", "0"], "--shipments"),
+        (vec!["generate", "--out", g, "--days", "0"], "--days"),
+        (vec!["generate", "--out", g, "--profile", "bogus"], "--profile"),
+        (vec!["generate", "--out", g, "--vocabulary", "bogus"], "--vocabulary"),
+        (vec!["import", "cargo2000", "--src", g, "--out", g, "--days", "0"], "--days"),
+    ] {
+        let o = lanewatch(&args);
+        expect_code(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains(flag) && err.lines().count() == 1, "{args:?}: {err}");
+    }
+    assert!(!generated.exists());
     let o = lanewatch_env(
         &["run", "--input", input, "--out", out.path().to_str().unwrap(), "--as-of", SMALL_AS_OF],
         &[("LANEWATCH_ALERTS__RISK_THRESHOLD", "abc")],
