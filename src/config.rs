@@ -636,13 +636,18 @@ mod chrono_tz_check {
     pub use chrono_tz::Tz;
 }
 
-/// Whether the key at `path` holds text: a text default, or one of the optional text keys
-/// (paths, dates, the column names and raw statuses of the input).
+/// Keys absent from the serialised defaults (unset by default) that hold text.
+const OPTIONAL_TEXT_KEYS: [&str; 5] = ["pipeline.input", "pipeline.out", "pipeline.as_of", "backtest.from", "backtest.to"];
+
+/// Tables whose keys are the user's (column names, raw statuses), text to text.
+const FREE_FORM_TABLES: [&str; 2] = ["input.columns", "input.statuses"];
+
+/// Whether the key at `path` holds text: a text default, one of the optional text keys, or a
+/// key of a free-form table.
 fn is_text_key(value: &toml::Value, path: &[String]) -> bool {
     let dotted = path.join(".");
-    if ["pipeline.input", "pipeline.out", "pipeline.as_of", "backtest.from", "backtest.to"].contains(&dotted.as_str())
-        || dotted.starts_with("input.columns.")
-        || dotted.starts_with("input.statuses.")
+    if OPTIONAL_TEXT_KEYS.contains(&dotted.as_str())
+        || FREE_FORM_TABLES.iter().any(|t| dotted.strip_prefix(t).is_some_and(|rest| rest.starts_with('.')))
     {
         return true;
     }
@@ -721,23 +726,15 @@ fn merge(base: &mut toml::Value, over: toml::Value, at: &str) -> Result<()> {
             for (k, v) in o {
                 let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
                 // Optional keys are absent from the serialised defaults but still known.
-                let free_form = at.starts_with("input.columns")
-                    || at.starts_with("input.statuses")
-                    || [
-                        "pipeline.input",
-                        "pipeline.out",
-                        "pipeline.as_of",
-                        "backtest.from",
-                        "backtest.to",
-                        "backtest.every",
-                    ]
-                    .contains(&path.as_str());
+                let free_form = FREE_FORM_TABLES.iter().any(|t| at.starts_with(t))
+                    || OPTIONAL_TEXT_KEYS.contains(&path.as_str())
+                    || path == "backtest.every";
                 match b.get_mut(&k) {
                     // Tables merge key by key, free-form ones too: a variable mapping one
                     // column of a table replaced the file's whole mapping of that table.
                     Some(slot) if slot.is_table() && v.is_table() => merge(slot, v, &path)?,
                     Some(slot) => *slot = v,
-                    None if free_form || at.starts_with("input.columns") || at == "input.statuses" => {
+                    None if free_form => {
                         b.insert(k, v);
                     }
                     None => return Err(Error::Config(format!("unknown key {path:?}"))),

@@ -633,7 +633,6 @@ pub fn detection(
         flagged_nights.iter().filter(|(_, ok)| !**ok).map(|((_, k), _)| k.label()).collect();
     false_lanes.sort();
     false_lanes.dedup();
-    delays.sort_by(f64::total_cmp);
     let detected = lanes_out.iter().filter(|l| l.detected).count() as u64;
     DetectionReport {
         nights,
@@ -643,7 +642,7 @@ pub fn detection(
         disruptions_detected: by_id.values().filter(|v| **v).count() as u64,
         disruptions: by_id.len() as u64,
         // Interpolated, as every other median of the backtest (the upper middle value was read).
-        median_delay_days: quantile(&mut delays.clone(), 0.5),
+        median_delay_days: quantile(&mut delays, 0.5),
         false_flag_lane_nights: flagged_nights.values().filter(|ok| !**ok).count() as u64,
         flagged_lane_nights: flagged_nights.len() as u64,
         lane_nights: lanes,
