@@ -7,7 +7,7 @@
 //! `state:generation`, `state:current`, `state:published` while the state is written, `partial:json`
 //! before a shard's partial is published, `round:<name>` before a round's file is
 //! published (`rounds`), and `fit:<candidate>`
-//! as a model candidate's fit starts. Unset, it costs one
+//! as a model candidate's fit starts (`fit:simple_logistic`: the floor's). Unset, it costs one
 //! environment lookup per point.
 
 fn directives() -> Vec<String> {

@@ -546,7 +546,11 @@ fn write_folder(
         warnings.push(format!("model fell back to the lane-quantile rule: {fallback}"));
     }
     for (c, why) in &m.failed_candidates {
-        warnings.push(format!("model candidate {c} failed and was left out of the choice: {why}"));
+        warnings.push(if c == crate::model::SIMPLE_LOGISTIC {
+            format!("the simple logistic floor failed to fit, so no floor was checked: {why}")
+        } else {
+            format!("model candidate {c} failed and was left out of the choice: {why}")
+        });
     }
     if let Some(floor) = m.floor.as_ref().filter(|f| !f.beaten) {
         warnings.push(format!(

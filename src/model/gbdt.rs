@@ -29,7 +29,7 @@ pub struct GbdtParams {
     pub l2: f64,
     /// Histogram bins per feature (2..=255).
     pub bins: usize,
-    /// Rounds without a better validation log-loss before stopping.
+    /// Rounds without a better validation average precision before stopping.
     pub early_stopping_rounds: usize,
     /// Share of training rows each round sees (drawn without replacement).
     pub subsample: f64,
@@ -123,7 +123,7 @@ pub struct Node {
     pub value: f64,
 }
 
-const LEAF: u16 = u16::MAX;
+pub const LEAF: u16 = u16::MAX;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BoostedTree {

@@ -41,6 +41,9 @@ pub const MODEL_FORMAT_VERSION: u32 = 2;
 /// separate missing rows from the rest.
 pub const MISSING: f64 = -1e12;
 
+/// The simple-model floor's name among the baselines.
+pub const SIMPLE_LOGISTIC: &str = "simple_logistic";
+
 /// The simple-model floor: a logistic regression on these basic features.
 pub const SIMPLE_FEATURES: [&str; 7] = [
     "age_days",
@@ -82,13 +85,42 @@ pub enum Estimator {
 impl Estimator {
     pub fn kind(&self) -> &'static str {
         match self {
-            Estimator::Logistic { features, .. } if !features.is_empty() => "simple_logistic",
+            Estimator::Logistic { features, .. } if !features.is_empty() => SIMPLE_LOGISTIC,
             Estimator::Logistic { .. } => "logistic",
             Estimator::Gbdt { .. } => "gbdt",
             Estimator::Constant { .. } => "base_rate",
             Estimator::Tree { .. } => "tree",
             Estimator::Forest { .. } => "forest",
             Estimator::LaneRule { .. } => "lane_rule",
+        }
+    }
+
+    /// Whether its structure can score a row of `N_FEATURES` values: every split's children
+    /// after it and among its tree's nodes (so every walk ends at a leaf), every feature read
+    /// among the features, the logistic vectors of one length, probabilities in [0, 1].
+    fn check(&self) -> std::result::Result<(), String> {
+        let probability = |p: f64| (0.0..=1.0).contains(&p);
+        match self {
+            Estimator::Logistic { features, mean, scale, coef, intercept } => {
+                let n = if features.is_empty() { N_FEATURES } else { features.len() };
+                let ok = [mean.len(), scale.len(), coef.len()].iter().all(|&l| l == n)
+                    && features.iter().all(|&f| f < N_FEATURES)
+                    && intercept.is_finite();
+                ok.then_some(()).ok_or_else(|| "logistic coefficients of mismatched lengths or features".into())
+            }
+            Estimator::Gbdt { model } => model.trees.iter().try_for_each(|t| {
+                check_splits(t.nodes.len(), &|k| {
+                    let n = &t.nodes[k];
+                    (n.feature != gbdt::LEAF).then_some((n.feature as usize, n.left as usize, n.right as usize))
+                })
+            }),
+            Estimator::Tree { tree } => check_tree(tree),
+            Estimator::Forest { trees } if trees.is_empty() => Err("a forest without trees".into()),
+            Estimator::Forest { trees } => trees.iter().try_for_each(|t| check_tree(t)),
+            Estimator::Constant { p } => probability(*p).then_some(()).ok_or_else(|| "a probability outside [0, 1]".into()),
+            Estimator::LaneRule { p_fired, p_quiet } => (probability(*p_fired) && probability(*p_quiet))
+                .then_some(())
+                .ok_or_else(|| "a probability outside [0, 1]".into()),
         }
     }
 
@@ -122,6 +154,33 @@ impl Estimator {
             Estimator::LaneRule { p_fired, p_quiet } => logit(if rule_fires(row) { *p_fired } else { *p_quiet }),
         }
     }
+}
+
+/// `Estimator::check` of a CART tree: a node with `left` 0 is a leaf; leaves hold probabilities.
+fn check_tree(tree: &Tree) -> std::result::Result<(), String> {
+    if tree.nodes.iter().any(|n| !(0.0..=1.0).contains(&n.p_late)) {
+        return Err("a leaf probability outside [0, 1]".into());
+    }
+    check_splits(tree.nodes.len(), &|k| {
+        let n = &tree.nodes[k];
+        (n.left != 0).then_some((n.feature as usize, n.left as usize, n.right as usize))
+    })
+}
+
+/// `Estimator::check` of one tree of `n` nodes; `split(k)` is node `k`'s (feature, left, right)
+/// when it is a split. Children come after their parent (the trees are stored in preorder).
+fn check_splits(n: usize, split: &dyn Fn(usize) -> Option<(usize, usize, usize)>) -> std::result::Result<(), String> {
+    if n == 0 {
+        return Err("a tree without nodes".into());
+    }
+    for k in 0..n {
+        if let Some((feature, left, right)) = split(k) {
+            if feature >= N_FEATURES || !(k < left && left < n && k < right && right < n) {
+                return Err(format!("node {k} of a tree of {n} reads feature {feature}, children {left} and {right}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A forest's log-odds from the sum of its `trees` trees' leaf probabilities: their mean's.
@@ -435,6 +494,21 @@ impl SavedModel {
         if model.format_version != MODEL_FORMAT_VERSION {
             return Err(refuse(format!("model format {} is not {MODEL_FORMAT_VERSION}", model.format_version)));
         }
+        // The estimators' structure, before any row walks it: a damaged or hand-edited file
+        // whose node points back at itself would loop forever, one past its nodes or features
+        // would panic; both are a bad model file (exit 65).
+        let models = std::iter::once(("the model", &model.estimator, &model.calibration))
+            .chain(model.baseline_models.iter().map(|(n, m)| (n.as_str(), &m.estimator, &m.calibration)));
+        for (name, estimator, calibration) in models {
+            estimator
+                .check()
+                .and_then(|()| {
+                    (calibration.a.is_finite() && calibration.b.is_finite())
+                        .then_some(())
+                        .ok_or_else(|| "its calibration is not finite".to_string())
+                })
+                .map_err(|why| refuse(format!("malformed model: {name}: {why}")))?;
+        }
         Ok(model)
     }
 }
@@ -740,10 +814,15 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
         let mut baseline_fits: Vec<(Estimator, bool)> =
             vec![(Estimator::Constant { p: train_late_rate.clamp(1e-6, 1.0 - 1e-6) }, false), (rule.clone(), false)];
         let y_sample: Vec<bool> = sample.iter().map(|&r| pool.label(r)).collect();
-        if y_sample.iter().any(|v| *v) && y_sample.iter().any(|v| !*v) {
-            baseline_fits.push((fit_simple_logistic(&matrix(&sample, &row), &y_sample, p)?, true));
-        }
         let mut out = Baselines::default();
+        if y_sample.iter().any(|v| *v) && y_sample.iter().any(|v| !*v) {
+            // A fit that fails (LBFGS's line search can) or panics costs the night its floor,
+            // not the night: it is named in `failed_candidates` and the manifest warns.
+            match caught(|| fit_simple_logistic(&matrix(&sample, &row), &y_sample, p), SIMPLE_LOGISTIC) {
+                Ok(est) => baseline_fits.push((est, true)),
+                Err(e) => out.failed = Some(crate::error::one_line(e.to_string())),
+            }
+        }
         for (est, calibrate_it) in baseline_fits {
             let name = est.kind().to_string();
             let raw: Vec<f64> = x_va_rows.iter().map(|r| est.raw(r)).collect();
@@ -784,13 +863,17 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
     };
 
     if fallback.is_some() {
-        let Baselines { scores, pr_curves, models: baseline_models } = fit_baselines()?;
+        let Baselines { scores, pr_curves, models: baseline_models, failed } = fit_baselines()?;
         crate::memory::log_step("train", "baselines", t0);
         let mut metrics = new_metrics(scores, pr_curves);
-        // The rule's probabilities come from all labelled rows read, smoothed towards fixed priors.
+        metrics.failed_candidates.extend(failed.map(|why| (SIMPLE_LOGISTIC.to_string(), why)));
+        // The saved rule's probabilities come from all labelled rows read, smoothed towards
+        // fixed priors. Its reported metrics are the rule fitted on the training rows alone,
+        // scored on the validation rows it has not seen, as a candidate's are: the saved
+        // rule has seen them, and on its own rows it looked better than it will at night.
         let all: Vec<usize> = rule_rows.iter().chain(&va).copied().collect();
         let y_all: Vec<bool> = all.iter().map(|&r| pool.label(r)).collect();
-        let rule = fit_rule(&all, &y_all, &row);
+        let saved_rule = fit_rule(&all, &y_all, &row);
         let s: Vec<f64> = x_va_rows.iter().map(|r| calibrate::sigmoid(rule.raw(r))).collect();
         if !va.is_empty() {
             metrics.model = Some(eval(&s, &s).into());
@@ -804,8 +887,8 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
             as_of: frame.night.to_string(),
             window,
             seed: p.seed,
-            kind: rule.kind().into(),
-            estimator: rule,
+            kind: saved_rule.kind().into(),
+            estimator: saved_rule,
             calibration: Platt::identity(),
             baseline_models,
             metrics,
@@ -834,36 +917,26 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
             .map(|&k| {
                 let c = p.candidates[k];
                 let t = std::time::Instant::now();
-                // A learner that panics on some data (the trees assert, as linfa-trees does, that
-                // a side's weight is positive, which f32 sums can break on large samples) loses
-                // its place in the choice instead of failing the night; the other candidates
-                // still compete.
-                let e =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fit_candidate(c, &x, &y, &early_set, p)))
-                        .unwrap_or_else(|panic| {
-                            let why = panic
-                                .downcast_ref::<&str>()
-                                .map(|s| s.to_string())
-                                .or_else(|| panic.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "the learner panicked".into());
-                            Err(Error::internal(format!("{c}: {why}")))
-                        })
-                        .map(|est| {
-                            let raw: Vec<f64> =
-                                x_va_rows.par_chunks(SCORE_BLOCK).flat_map_iter(|rows| est.raw_many(rows)).collect();
-                            let crossed = cross_fit(&raw, &y_va, &fold);
-                            let s = eval(&raw, &crossed);
-                            Scored { est, raw, crossed, s }
-                        })
-                        .map_err(|e| (c, e));
+                // A candidate whose fit fails or panics loses its place in the choice; the
+                // others still compete.
+                let e = caught(|| fit_candidate(c, &x, &y, &early_set, p), c.name())
+                    .map(|est| {
+                        let raw: Vec<f64> =
+                            x_va_rows.par_chunks(SCORE_BLOCK).flat_map_iter(|rows| est.raw_many(rows)).collect();
+                        let crossed = cross_fit(&raw, &y_va, &fold);
+                        let s = eval(&raw, &crossed);
+                        Scored { est, raw, crossed, s }
+                    })
+                    .map_err(|e| (c, e));
                 tracing::debug!(candidate = c.name(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
                 (k, e)
             })
             .collect()
     };
     let (b, mut fitted) = rayon::join(fit_baselines, fit_all);
-    let Baselines { scores, pr_curves, models: baseline_models } = b?;
+    let Baselines { scores, pr_curves, models: baseline_models, failed } = b?;
     let mut metrics = new_metrics(scores, pr_curves);
+    metrics.failed_candidates.extend(failed.map(|why| (SIMPLE_LOGISTIC.to_string(), why)));
     metrics.n_train_sampled = sample.len() as u64;
     fitted.sort_by_key(|f| f.0);
 
@@ -898,9 +971,9 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
         })
     })?;
     metrics.chosen_model = est.kind().into();
-    if let Some(b) = metrics.baselines.get("simple_logistic") {
+    if let Some(b) = metrics.baselines.get(SIMPLE_LOGISTIC) {
         metrics.floor = Some(Floor {
-            baseline: "simple_logistic".into(),
+            baseline: SIMPLE_LOGISTIC.into(),
             baseline_pr_auc: b.pr_auc,
             model_pr_auc: s.pr_auc,
             beaten: s.pr_auc > b.pr_auc,
@@ -934,6 +1007,22 @@ struct Baselines {
     scores: BTreeMap<String, Evaluation>,
     pr_curves: BTreeMap<String, Vec<metrics::PrPoint>>,
     models: BTreeMap<String, Calibrated>,
+    /// Why the simple-logistic floor could not be fitted, when it could not.
+    failed: Option<String>,
+}
+
+/// A fit whose panic is its error: a learner that panics on some data (the trees assert, as
+/// linfa-trees does, that a side's weight is positive, which f32 sums can break on large
+/// samples) loses its place instead of failing the night.
+fn caught(fit: impl FnOnce() -> Result<Estimator>, name: &str) -> Result<Estimator> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(fit)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the learner panicked".into());
+        Err(Error::internal(format!("{name}: {why}")))
+    })
 }
 
 /// A fitted candidate with its raw and cross-fitted validation scores and their evaluation.
@@ -1130,6 +1219,7 @@ fn fit_logistic(x: &Array2<f64>, y: &[bool], cols: &[usize], p: &ValidParams) ->
 
 /// The simple-model floor: logistic regression on `SIMPLE_FEATURES`.
 fn fit_simple_logistic(x: &Array2<f64>, y: &[bool], p: &ValidParams) -> Result<Estimator> {
+    crate::fault::point(&format!("fit:{SIMPLE_LOGISTIC}"));
     let cols: Vec<usize> = SIMPLE_FEATURES.iter().map(|f| feature_index(f)).collect();
     fit_logistic(x, y, &cols, p)
 }

@@ -152,6 +152,11 @@ impl ModelParams {
         if self.max_train_rows < 10 {
             return bad("max_train_rows must be at least 10");
         }
+        // At least one of each class and one row: at 0 the fallback never triggers and a
+        // one-class sample ships a constant model instead of the lane rule.
+        if self.min_train_rows == 0 || self.min_class_rows == 0 {
+            return bad("min_train_rows and min_class_rows must be at least 1");
+        }
         if self.holdout_days == 0 {
             return bad("holdout_days must be at least 1");
         }
@@ -171,8 +176,10 @@ impl ModelParams {
         {
             return bad("tree depths must be in 1..=30");
         }
-        if !(self.tree_min_weight_leaf >= 1.0) {
-            return bad("tree_min_weight_leaf must be at least 1");
+        // Finite too: an infinite weight trains single leaves and is written to model.json as
+        // null, which no later night (nor `score --model`) can read back.
+        if !(self.tree_min_weight_leaf >= 1.0 && self.tree_min_weight_leaf.is_finite()) {
+            return bad("tree_min_weight_leaf must be a number of at least 1");
         }
         if self.forest_trees == 0 || self.forest_trees > 1000 {
             return bad("forest_trees must be in 1..=1000");
@@ -226,8 +233,19 @@ mod tests {
         bins.calibration_bins = 101;
         assert!(bins.check().is_err());
         assert!(p.clone().max_train_rows(1).check().is_err());
-        let mut q = p;
+        let mut q = p.clone();
         q.forest_feature_fraction = 0.0;
         assert_eq!(q.check().unwrap_err().exit_code(), 78);
+        for leaf in [f64::INFINITY, f64::NAN, 0.5] {
+            let mut q = p.clone();
+            q.tree_min_weight_leaf = leaf as _;
+            assert_eq!(q.check().unwrap_err().exit_code(), 78, "tree_min_weight_leaf {leaf}");
+        }
+        let mut q = p.clone();
+        q.min_class_rows = 0;
+        assert!(q.check().is_err());
+        let mut q = p;
+        q.min_train_rows = 0;
+        assert!(q.check().is_err());
     }
 }

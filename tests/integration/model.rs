@@ -58,6 +58,18 @@ fn training_is_deterministic_and_models_round_trip() {
     assert_eq!(m.window.valid_resolved_before, "2026-09-21");
 }
 
+/// The root node of the first tree in a saved estimator's JSON.
+fn first_tree_root(v: &mut serde_json::Value) -> Option<&mut serde_json::Value> {
+    if v.get("nodes").is_some() {
+        return v.get_mut("nodes")?.get_mut(0);
+    }
+    match v {
+        serde_json::Value::Object(m) => m.values_mut().find_map(first_tree_root),
+        serde_json::Value::Array(a) => a.iter_mut().find_map(first_tree_root),
+        _ => None,
+    }
+}
+
 #[test]
 fn a_model_with_another_feature_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,6 +108,30 @@ fn a_model_with_another_feature_schema_is_refused() {
             j
         }),
         ("garbage", serde_json::json!({"hello": "world"})),
+        // Regression: a tree whose root's right child is the root looped forever on the first
+        // row scored; one reading a feature past the last panicked (exit 70).
+        ("loop", {
+            let mut j = json.clone();
+            let root = first_tree_root(&mut j["estimator"]).expect("the chosen model is a tree ensemble");
+            root["right"] = serde_json::json!(0);
+            j
+        }),
+        ("feature", {
+            let mut j = json.clone();
+            let root = first_tree_root(&mut j["estimator"]).unwrap();
+            root["feature"] = serde_json::json!(features::N_FEATURES);
+            j
+        }),
+        ("logistic", {
+            let mut j = json.clone();
+            j["baseline_models"]["simple_logistic"]["estimator"]["mean"].as_array_mut().unwrap().pop();
+            j
+        }),
+        ("probability", {
+            let mut j = json.clone();
+            j["baseline_models"]["lane_rule"]["estimator"]["p_fired"] = serde_json::json!(1.5);
+            j
+        }),
     ];
     for (name, j) in cases {
         let bad = dir.path().join(format!("{name}.json"));
@@ -156,6 +192,19 @@ fn tiny_or_single_class_data_falls_back_to_the_lane_rule() {
     assert!(m.metrics.fallback.as_ref().unwrap().contains("0 late"));
     let risk = m.predict(&fs.score);
     assert!(risk.iter().all(|r| r.is_finite() && (0.0..=1.0).contains(r)));
+
+    // Regression: too few rows of a class in the whole history (both classes in the validation
+    // window). The saved rule is fitted on every labelled row read, the validation rows too, so
+    // its reported metrics are the rule fitted on the training rows alone, out of sample (the
+    // lane-rule baseline's), not the saved rule scored on rows it has seen.
+    let s = config(small_input(), &[("LANEWATCH_MODEL__MIN_CLASS_ROWS", "1000000")]);
+    let fs = features::build(&clean, &s.features, night(SMALL_AS_OF)).unwrap();
+    let m = model::train(&fs, &s.model).unwrap();
+    assert_eq!(m.kind, "lane_rule");
+    assert!(m.metrics.fallback.as_ref().unwrap().contains("min_class_rows"), "{:?}", m.metrics.fallback);
+    let (model, rule) = (m.metrics.model.as_ref().unwrap(), &m.metrics.baselines["lane_rule"]);
+    assert!(m.metrics.valid_late_rate > 0.0 && m.metrics.valid_late_rate < 1.0);
+    assert_eq!((model.brier, model.log_loss), (rule.brier, rule.log_loss));
 }
 
 /// On the bundled sample the chosen model beats both baselines on PR-AUC.

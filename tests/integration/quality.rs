@@ -177,6 +177,13 @@ fn regression_a_failing_candidate_is_left_out_not_fatal() {
     assert!(m["candidates"].get("forest").is_none());
     assert_ne!(m["chosen_model"], "forest");
     assert!(manifest_warnings(&run).iter().any(|w| w.contains("model candidate forest failed")));
+    // The simple-logistic floor's fit too: the night goes on without a floor.
+    let out = tempfile::tempdir().unwrap();
+    let run = run_night(small_input(), out.path(), SMALL_AS_OF, &[("LANEWATCH_FAULT", "panic:fit:simple_logistic")]);
+    let m = metrics(&run);
+    assert!(m["failed_candidates"]["simple_logistic"].as_str().unwrap().contains("injected fault"));
+    assert!(m["baselines"].get("simple_logistic").is_none() && m["floor"].is_null(), "{}", m["floor"]);
+    assert!(manifest_warnings(&run).iter().any(|w| w.contains("simple logistic floor failed to fit")));
     let all = "panic:fit:logistic,panic:fit:tree,panic:fit:forest,panic:fit:gbdt";
     let out = tempfile::tempdir().unwrap();
     let o =
