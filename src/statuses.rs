@@ -87,6 +87,9 @@ impl Vocabulary {
     }
 
     fn add(&mut self, table: &BTreeMap<String, String>, origin: &str) -> Result<()> {
+        // Keys match case-insensitively, trimmed: two of one table that meet there would leave
+        // one of them in force by byte order, without a word.
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
         for (raw, target) in table {
             let code = canonical_code(target).ok_or_else(|| {
                 Error::Config(format!(
@@ -96,6 +99,11 @@ impl Vocabulary {
             let key = raw.trim().to_lowercase();
             if key.is_empty() || key == "*" {
                 return Err(Error::Config(format!("{origin}: an empty status key")));
+            }
+            if let Some(other) = seen.insert(key.clone(), raw) {
+                return Err(Error::Config(format!(
+                    "{origin}: {other:?} and {raw:?} are the same status (keys match ignoring case and surrounding spaces); keep one"
+                )));
             }
             match key.strip_suffix('*') {
                 Some(prefix) => {
@@ -122,26 +130,69 @@ impl Vocabulary {
     }
 }
 
-/// A suggested mapping for an unmapped status, from words in it (a person reviews it). The
-/// terminal DELIVERED comes last and only from words that say it happened: "deliver" alone
-/// suggested it for "Delivery delayed", "Delivery exception", "Arrived at delivery facility"
-/// and "Undeliverable - returned to sender", which would mark parcels in flight delivered.
+/// A suggested mapping for an unmapped status, from words in it (a person reviews it). Words
+/// match whole, or by their start for stems (`return…`), never inside another word: "signed"
+/// matched "Consigned to airline". The terminal statuses come only from words that say the
+/// parcel's journey ended: "deliver" alone suggested DELIVERED for "Delivery delayed",
+/// "Delivery exception", "Arrived at delivery facility" and "Undeliverable - returned to
+/// sender", "sender" alone RETURNED for "Picked up from sender", and "missing" LOST for "Held
+/// by customs: documents missing"; each would close parcels still in flight.
 pub fn suggest(raw: &str) -> (&'static str, &'static str) {
-    let s = raw.to_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| s.contains(w));
-    if has(&["out for delivery", "out_for_delivery", "outfordelivery", "with courier", "on vehicle"]) {
+    let lower = raw.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let word = |w: &str| words.contains(&w);
+    let stem = |st: &str| words.iter().any(|w| w.starts_with(st));
+    // A phrase of whole words, in order and adjacent.
+    let phrase = |p: &str| {
+        let p: Vec<&str> = p.split(' ').collect();
+        words.windows(p.len()).any(|w| w == p.as_slice())
+    };
+    // What the parcel was handed to, after "delivered to" or "collected by": a carrier or a
+    // facility on the way is a scan in transit, not the end of the journey.
+    let in_transit = [
+        "airline",
+        "carrier",
+        "courier",
+        "driver",
+        "agent",
+        "hub",
+        "facility",
+        "depot",
+        "warehouse",
+        "airport",
+        "terminal",
+        "partner",
+    ];
+    // Within the three words after the lead ("delivered to the sorting hub").
+    let handed_on = |lead: &str| {
+        let lead: Vec<&str> = lead.split(' ').collect();
+        (0..words.len()).any(|i| {
+            words[i..].starts_with(&lead) && words[i + lead.len()..].iter().take(3).any(|w| in_transit.contains(w))
+        })
+    };
+    if phrase("out for delivery") || word("outfordelivery") || phrase("with courier") || phrase("on vehicle") {
         ("OUT_FOR_DELIVERY", "the words say out for delivery")
-    } else if has(&["return", "sender"]) {
+    } else if stem("return") || phrase("to sender") {
         ("RETURNED", "the words say returned")
-    } else if has(&["fail", "attempt", "not home", "unsuccessful", "missed", "undeliver", "not deliver"]) {
+    } else if stem("fail")
+        || stem("attempt")
+        || phrase("not home")
+        || stem("unsuccessful")
+        || word("missed")
+        || stem("undeliver")
+        || phrase("not delivered")
+    {
         ("DELIVERY_FAILED", "the words say a delivery attempt failed")
-    } else if has(&["lost", "missing", "destroy"]) {
-        ("LOST", "the words say lost")
-    } else if has(&["held", "hold", "duty", "tax"]) && has(&["custom"]) {
+    } else if (stem("held") || stem("hold") || word("duty") || word("duties") || stem("tax")) && stem("custom") {
         ("CUSTOMS_HOLD", "the words say held by customs")
-    } else if has(&["exception", "damage", "delay", "problem"]) {
+    } else if word("lost") || (word("missing") && !stem("document")) || stem("destroy") {
+        ("LOST", "the words say lost")
+    } else if stem("exception") || stem("damage") || stem("delay") || stem("problem") {
         ("EXCEPTION", "the words say an exception")
-    } else if has(&["delivered", "signed", "collected by"]) {
+    } else if (word("delivered") && !handed_on("delivered to"))
+        || word("signed")
+        || (phrase("collected by") && !handed_on("collected by"))
+    {
         ("DELIVERED", "the words say delivered")
     } else {
         ("SCAN", "no milestone in the words: a generic scan moves \"last scan\" only")
@@ -213,5 +264,32 @@ mod tests {
         assert_eq!(suggest("Undeliverable - returned to sender").0, "RETURNED");
         assert_eq!(suggest("Undelivered, address unknown").0, "DELIVERY_FAILED");
         assert_eq!(suggest("Arrived at delivery facility").0, "SCAN");
+        // Regression: words inside other words, and words that do not end a journey, suggested
+        // terminal statuses for parcels in flight.
+        assert_eq!(suggest("Consigned to airline").0, "SCAN");
+        assert_eq!(suggest("Delivered to airline").0, "SCAN");
+        assert_eq!(suggest("Delivered to the sorting hub").0, "SCAN");
+        assert_eq!(suggest("Picked up from sender").0, "SCAN");
+        assert_eq!(suggest("Shipment information received from sender").0, "SCAN");
+        assert_eq!(suggest("Collected by courier").0, "SCAN");
+        assert_eq!(suggest("Held by customs: documents missing").0, "CUSTOMS_HOLD");
+        assert_eq!(suggest("Collected by recipient").0, "DELIVERED");
+        assert_eq!(suggest("Signed for by J. Smith").0, "DELIVERED");
+        assert_eq!(suggest("Parcel lost in transit").0, "LOST");
+        assert_eq!(suggest("Returned to sender").0, "RETURNED");
+        assert_eq!(suggest("Item sent back to sender").0, "RETURNED");
+        assert_eq!(suggest("OUT_FOR_DELIVERY_01").0, "OUT_FOR_DELIVERY");
+    }
+
+    /// Regression: `"Picked_Up" = "SCAN"` beside `"PICKED_UP" = "ARRIVED"` left one in force by
+    /// byte order, without a word.
+    #[test]
+    fn keys_of_one_table_that_match_alike_are_refused() {
+        let e = Vocabulary::from_config(&cfg("", &[("Picked_Up", "SCAN"), ("PICKED_UP ", "ARRIVED")])).unwrap_err();
+        assert_eq!(e.exit_code(), 78);
+        assert!(e.to_string().contains("Picked_Up") && e.to_string().contains("PICKED_UP "), "{e}");
+        assert!(Vocabulary::from_config(&cfg("", &[("x*", "SCAN"), ("X*", "LOST")])).is_err());
+        // The config over a preset is an override, not a clash.
+        assert!(Vocabulary::from_config(&cfg("aftership", &[("delivered_003", "SCAN")])).is_ok());
     }
 }

@@ -1355,7 +1355,14 @@ fn describe_unmapped(
                 .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
                 .map(|(p, n)| (*p, *n))
                 .unwrap_or(((NONE, NONE), 0));
-            let (suggestion, reason) = crate::statuses::suggest(status);
+            let (mut suggestion, mut reason) = crate::statuses::suggest(status);
+            // Where it occurs outweighs the words for an ending: a status mostly followed by a
+            // milestone is a scan on the way ("Delivered to Frankfurt" between DEPARTED and
+            // ARRIVED), and mapped DELIVERED or LOST would close parcels in flight.
+            let followed: u64 = around[k].iter().filter(|(p, _)| p.1 != NONE).map(|(_, n)| n).sum();
+            if matches!(suggestion, "DELIVERED" | "LOST") && followed * 2 > total {
+                (suggestion, reason) = ("SCAN", "the words say the journey ended, but a milestone mostly follows it");
+            }
             Unmapped {
                 status: status.clone(),
                 count: *count,

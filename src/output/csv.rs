@@ -7,7 +7,9 @@
 /// when needed (RFC 4180), and also when it holds `;` or a tab, where spreadsheets of
 /// semicolon locales split cells.
 pub fn csv_cell(s: &str) -> String {
-    let invisible = |c: char| c.is_whitespace() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2060}' | '\u{feff}');
+    // Invisible: white space and every mark the log and report treat as hidden (controls,
+    // bidirectional and zero-width marks), one rule with `error::hidden`.
+    let invisible = |c: char| c.is_whitespace() || crate::error::hidden(c);
     let first = s.chars().find(|&c| !invisible(c) || matches!(c, '\t' | '\r' | '\n'));
     let neutral = match first {
         Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\n') => format!("'{s}"),
@@ -45,6 +47,10 @@ mod tests {
         assert_eq!(csv_cell("\u{3000}@x"), "'\u{3000}@x");
         assert_eq!(csv_cell("\u{feff}-1"), "'\u{feff}-1");
         assert_eq!(csv_cell("\u{200b}+1"), "'\u{200b}+1");
+        // Regression: bidirectional marks, word joiners and controls hid a formula too.
+        for mark in ['\u{2066}', '\u{202e}', '\u{061c}', '\u{2063}', '\u{1f}', '\u{0}'] {
+            assert_eq!(csv_cell(&format!("{mark}=cmd")), format!("'{mark}=cmd"), "{:?}", mark);
+        }
         // Semicolons and tabs are quoted, so no locale splits the cell.
         assert_eq!(csv_cell("x;=cmd"), "\"x;=cmd\"");
         assert_eq!(csv_cell("a\tb"), "\"a\tb\"");

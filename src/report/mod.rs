@@ -311,6 +311,14 @@ pub fn trend_charts(nights: &[TrendNight]) -> String {
     out
 }
 
+/// A service-advice row's own resolved shipments: its support when its statistics are the
+/// lane's own, else none. A pooled row's support is its whole pool's, which spans other origins:
+/// summed per pair it counted the same shipments under every pair that borrowed the pool and
+/// ranked pairs without data of their own as the busiest.
+fn own_support(basis: &str, support: i64) -> i64 {
+    if basis == "lane" { support } else { 0 }
+}
+
 /// Advice before shipping: the advised service on the busiest origin × destination pairs, and
 /// the lanes whose promise is kept less often than the target, with the promise that would be.
 /// `night`: the run's; advice of an earlier night (a training schedule's) says so.
@@ -338,7 +346,7 @@ pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config, night: chron
     let mut pairs: BTreeMap<(String, String), (String, i64, Vec<String>)> = BTreeMap::new();
     for k in (0..sa.height()).filter(|&k| band[k] == "all") {
         let e = pairs.entry((o[k].clone(), d[k].clone())).or_insert_with(|| (advised[k].clone(), 0, Vec::new()));
-        e.1 += support[k];
+        e.1 += own_support(&basis[k], support[k]);
         e.2.push(format!(
             "{} {} in {} d{}",
             s[k],
@@ -352,11 +360,14 @@ pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config, night: chron
     let rows: Vec<Vec<String>> = busiest
         .iter()
         .take(cfg.report.percentile_lanes.max(1))
-        .map(|((o, d), (a, n, services))| vec![format!("{o} → {d}"), n.to_string(), a.clone(), services.join("; ")])
+        .map(|((o, d), (a, n, services))| {
+            let n = if *n > 0 { n.to_string() } else { "too few of its own".into() };
+            vec![format!("{o} → {d}"), n, a.clone(), services.join("; ")]
+        })
         .collect();
     let _ = write!(
         body,
-        "<p>The cheapest service (ranked {}) whose chance of meeting its promise reaches {:.0} %, for a parcel shipped tomorrow; busiest pairs first. Every pair, service and weight band is in <code>service_advice.parquet</code>.</p>\n",
+        "<p>The cheapest service (ranked {}) whose chance of meeting its promise reaches {:.0} %, for a parcel shipped tomorrow; busiest pairs first, by their own resolved shipments (over the services with enough of their own; a service marked \"from\" borrows a wider pool's numbers). Every pair, service and weight band is in <code>service_advice.parquet</code>.</p>\n",
         esc(&cfg.advice.services.join(" < ")),
         cfg.advice.confidence * 100.0
     );
@@ -827,6 +838,16 @@ pub fn run_report(cfg: &Config, run: &RunOutputs, input: &Report, trend: &[Trend
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the advice table ranked and counted pairs by their services' support summed,
+    /// a pooled service's being its whole pool's: pairs without data of their own came first.
+    #[test]
+    fn a_pair_counts_only_its_own_resolved_shipments() {
+        assert_eq!(own_support("lane", 50), 50);
+        for pooled in ["destination_service", "service", "none"] {
+            assert_eq!(own_support(pooled, 600), 0, "{pooled}");
+        }
+    }
 
     /// Regression: nights a year apart (trends over 366 nights, a backtest of years) shared a
     /// `MM-DD` label; across years the labels carry the year.

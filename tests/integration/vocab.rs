@@ -172,6 +172,30 @@ fn unmapped_statuses_come_with_a_snippet_to_paste() {
     std::fs::write(&cfg, &snippet).unwrap();
     let v = validate_json(dir.path(), &cfg);
     assert!(v["unmapped_statuses"].as_array().unwrap().is_empty(), "{v}");
+
+    // Regression: where a status occurs outweighs its words for an ending. One whose words say
+    // delivered but which a milestone mostly follows was suggested DELIVERED, which pasted
+    // would have closed every parcel in flight at that scan.
+    let path = dir.path().join("events.parquet");
+    let mut ev = read_parquet(&path);
+    let renamed = ev
+        .column("status")
+        .unwrap()
+        .str()
+        .unwrap()
+        .apply(|s| s.map(|s| s.replace("IN_TRANSIT", "Delivered to Frankfurt").into()));
+    ev.replace("status", renamed.into_column()).unwrap();
+    write_parquet(&mut ev, &path);
+    let o = lanewatch(&["validate", "--input", dir.path().to_str().unwrap(), "--format", "json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let u = &v["unmapped_statuses"][0];
+    assert_eq!(
+        (u["status"].as_str().unwrap(), u["suggestion"].as_str().unwrap()),
+        ("Delivered to Frankfurt", "SCAN"),
+        "{u}"
+    );
+    assert!(u["reason"].as_str().unwrap().contains("milestone mostly follows"), "{u}");
 }
 
 /// The carrier's estimate is point-in-time: estimates on scans at or after the cutoff (even an
