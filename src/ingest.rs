@@ -154,13 +154,19 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, folders: &mut Vec<PathBuf>) -> std::
         }
         if ft.is_dir() {
             walk(&path, out, folders)?;
-        } else if bytes.ends_with(b".parquet") || bytes.ends_with(b".parq") || (ft.is_file() && !bytes.contains(&b'.'))
-        {
+        } else if has_parquet_extension(bytes) || (ft.is_file() && !bytes.contains(&b'.')) {
             out.push(path);
         }
     }
     folders.pop();
     Ok(())
+}
+
+/// Whether a file name ends `.parquet` or `.parq`, in any case: `part-0.PARQUET` (as some
+/// writers on case-insensitive file systems name them) was skipped without a word.
+fn has_parquet_extension(name: &[u8]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(b".parquet") || lower.ends_with(b".parq")
 }
 
 /// A file's path relative to the input folder, control characters shown as `?`: how messages
@@ -251,7 +257,7 @@ enum Convert {
 /// each planned column converts to its canonical type.
 pub struct FilePlan {
     pub path: PathBuf,
-    /// `table/relative path`, for messages.
+    /// Its path relative to the input folder (`shown`), for messages.
     pub name: String,
     pub info: FileInfo,
     columns: Vec<(&'static ColumnSpec, String, Convert)>,
@@ -362,7 +368,10 @@ fn plan_file(
 ) -> Result<PlannedFile> {
     let mut out = PlannedFile { info: None, findings: Vec::new(), plan: None };
     let file = shown(input, path);
-    let name_for_msgs = format!("{}/{}", table.name(), file.trim_start_matches(&format!("{}/", table.name())));
+    // The file as it is in the input folder (`shipments.parquet`, `events/date=…/part-0.parquet`):
+    // with the table put in front, a top-level file read `shipments/shipments.parquet`, a path
+    // no one could find.
+    let name_for_msgs = file.clone();
     let (bytes, hash, mtime_ns) = hash_file(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::MissingInput { path: path.to_path_buf() },
         _ => Error::bad_file(name_for_msgs.clone(), format!("cannot read: {e}")),

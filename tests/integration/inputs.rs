@@ -234,6 +234,21 @@ fn hidden_and_underscore_files_are_skipped() {
     std::fs::write(events.join("_temporary/part-9.parquet"), b"junk").unwrap();
     std::fs::write(events.join(".spark-staging/part-8.parquet"), b"junk").unwrap();
     assert_same_as_clean(dir.path(), &[], "hidden files");
+    // Regression: an upper-case extension was skipped without a word (its rows lost).
+    std::fs::rename(events.join("part-0.parquet"), events.join("PART-0.PARQUET")).unwrap();
+    assert_same_as_clean(dir.path(), &[], "an upper-case extension");
+}
+
+/// Regression: a mistyped column of a top-level file was reported in
+/// `shipments/shipments.parquet`, a path that does not exist.
+#[test]
+fn messages_name_the_file_as_it_is_in_the_input() {
+    let dir = variant("shipments", |b| map_arrow_column(&b, "declared_value", |a| cast(a, &A::Utf8).unwrap()));
+    let o = lanewatch(&["validate", "--input", dir.path().to_str().unwrap()]);
+    expect_code(&o, 65);
+    let out = stdout(&o);
+    let line = out.lines().find(|l| l.starts_with("error:") && l.contains("declared_value")).expect("an error line");
+    assert!(line.contains("shipments.parquet") && !line.contains("shipments/shipments.parquet"), "{line}");
 }
 
 /// Timestamps after 2200-01-01 are corrupt data, named with their column; just before is fine.
