@@ -96,7 +96,7 @@ impl Vocabulary {
                     "{origin}: {raw:?} maps to {target:?}, which is neither a milestone, an exception nor SCAN"
                 ))
             })?;
-            let key = raw.trim().to_lowercase();
+            let key = normal(raw);
             if key.is_empty() || key == "*" {
                 return Err(Error::Config(format!("{origin}: an empty status key")));
             }
@@ -122,12 +122,21 @@ impl Vocabulary {
     /// The code of a raw status, or `None` when nothing maps it (it is then a generic scan and
     /// reported as unmapped).
     pub fn resolve(&self, raw: &str) -> Option<Code> {
-        let key = raw.trim().to_lowercase();
+        let key = normal(raw);
         if let Some(&c) = self.exact.get(&key) {
             return Some(c);
         }
         self.prefixes.iter().find(|(p, _)| key.starts_with(p.as_str())).map(|(_, c)| *c)
     }
+}
+
+/// How a status and a key are compared: without the marks no one sees (a byte-order mark or
+/// zero-width space a feed put in front, bidirectional marks, controls: `error::hidden`),
+/// trimmed, in lower case. `"\u{feff}PICKED_UP"` was an unmapped scan, and the warning, which
+/// hides such marks, called it `"PICKED_UP"`.
+fn normal(raw: &str) -> String {
+    let visible: String = raw.chars().filter(|&c| !crate::error::hidden(c)).collect();
+    visible.trim().to_lowercase()
 }
 
 /// A suggested mapping for an unmapped status, from words in it (a person reviews it). Words
@@ -228,6 +237,10 @@ mod tests {
         assert_eq!(v.resolve("CUSTOM_HOLD_2"), Some(schema::CUSTOMS_HOLD));
         assert_eq!(v.resolve("custom_note"), Some(UNKNOWN_STATUS));
         assert_eq!(v.resolve("SORTED_AT_DEPOT"), None);
+        // Regression: marks no one sees kept a status from its mapping.
+        for marked in ["\u{feff}DELIVERED", "DELIVE\u{200b}RED", "\u{202e}delivered\u{2069}"] {
+            assert_eq!(v.resolve(marked), Some(schema::DELIVERED), "{marked:?}");
+        }
     }
 
     #[test]

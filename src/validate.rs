@@ -1378,6 +1378,24 @@ fn describe_unmapped(
         .collect()
 }
 
+/// A TOML basic string whose marks no one sees are written as escapes (`\uFEFF`): left raw, a
+/// terminal showed them as Rust escapes (`\u{feff}`), which TOML refuses, and the pasted
+/// snippet broke the config.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if crate::error::hidden(c) && (c as u32) <= 0xFFFF => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c if crate::error::hidden(c) => out.push_str(&format!("\\U{:08X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// A TOML snippet mapping every unmapped status, for a person to review and paste into the
 /// pipeline config.
 pub fn suggest_statuses(report: &Report) -> String {
@@ -1391,8 +1409,19 @@ pub fn suggest_statuses(report: &Report) -> String {
         s.push_str("# (every status is mapped)\n");
     }
     for u in &report.unmapped_statuses {
-        let key = toml::Value::String(u.status.clone()).to_string();
-        let line = format!("{key} = \"{}\"", u.suggestion);
+        // A key that cannot be pasted as it is stays a comment, saying why.
+        let why_not = if u.status.trim().is_empty() {
+            Some("an empty status cannot be mapped")
+        } else if u.status.trim_end().ends_with('*') {
+            Some("a key ending in * would match by prefix: review")
+        } else {
+            None
+        };
+        let key = toml_string(&u.status);
+        let line = match why_not {
+            None => format!("{key} = \"{}\"", u.suggestion),
+            Some(why) => format!("# {key} = \"{}\" ({why})", u.suggestion),
+        };
         s.push_str(&format!(
             "{line:<40} # {} scans, {} … {}; most often between {} and {} ({:.0} %); {}\n",
             u.count,
@@ -1729,6 +1758,47 @@ fn check_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a status with a byte-order mark was printed `"\u{feff}X"` (a Rust escape
+    /// TOML refuses), and an empty status as `"" = "SCAN"` (a key the config refuses): the
+    /// pasted snippet broke the config. Every line of it now parses as printed, to the status.
+    #[test]
+    fn the_status_snippet_pastes_whatever_the_statuses() {
+        let unmapped = |status: &str| Unmapped {
+            status: status.into(),
+            count: 1,
+            first_seen: String::new(),
+            last_seen: String::new(),
+            after: "none".into(),
+            before: "none".into(),
+            share_between: 0.0,
+            suggestion: "SCAN".into(),
+            reason: "r".into(),
+        };
+        let statuses = ["\u{feff}IN_TRANSIT", "a\"b\\c", "x\u{1f}\u{202e}y", "\u{10ffff}z", "", "HUB*"];
+        let report = Report {
+            input: String::new(),
+            valid: true,
+            shipments: 0,
+            events: 0,
+            files: vec![],
+            errors: vec![],
+            warnings: vec![],
+            unmapped_statuses: statuses.iter().map(|s| unmapped(s)).collect(),
+        };
+        let snippet = suggest_statuses(&report);
+        // As a terminal shows it (`main` prints it through `printable`): nothing to escape.
+        for line in snippet.lines() {
+            assert_eq!(crate::error::printable(line), line);
+        }
+        let parsed: toml::Table = toml::from_str(&snippet).unwrap();
+        let keys: Vec<&String> = parsed["input"]["statuses"].as_table().unwrap().keys().collect();
+        assert_eq!(keys.len(), 4, "{snippet}");
+        for s in &statuses[..4] {
+            assert!(keys.contains(&&s.to_string()), "{s:?} in {snippet}");
+        }
+        assert!(snippet.contains("# \"\" = \"SCAN\" (an empty status") && snippet.contains("# \"HUB*\""), "{snippet}");
+    }
 
     /// A night whose shipment rows or event offsets would not fit their `u32` is refused,
     /// with the way out, rather than wrapped; one at the limits is not.

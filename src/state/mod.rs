@@ -64,8 +64,10 @@ use crate::validate::{self, EventCounts, ORPHAN, RawEvents, RawInput};
 
 /// Layout version of a generation file; another value is a full refresh. 4: implausible
 /// carrier estimates are decoded as none and counted (`EventCounts::bad_etas`); a segment of
-/// layout 3 holds them as estimates.
-const FORMAT: u32 = 4;
+/// layout 3 holds them as estimates. 5: statuses are matched without marks no one sees
+/// (`statuses::normal`), and findings name a file as it is in the input; a segment of layout 4
+/// holds such statuses unmapped and findings under `table/file`.
+const FORMAT: u32 = 5;
 pub const DIR: &str = "state";
 const CURRENT: &str = "CURRENT";
 const SEGMENTS: &str = "segments";
