@@ -22,7 +22,7 @@
 //!   service = number of incoming legs; the outgoing leg is what the lane's statistics can
 //!   predict. Seller = the first incoming leg's departure airport (the data has no shippers).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use polars::prelude::*;
@@ -114,13 +114,16 @@ fn parse_leg(
 
 pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<Cargo2000Summary> {
     let file = src.display().to_string();
+    // A folder or an unreadable file is a missing input (66), as for `run`, not bad data.
     let text = match std::fs::read(src) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::MissingInput { path: src.to_path_buf() });
         }
-        Err(e) => return Err(Error::bad_file(&file, e.to_string())),
+        Err(e) => return Err(Error::MissingInput { path: PathBuf::from(format!("{file} ({e})")) }),
     };
+    // A byte-order mark (spreadsheets save one) hid the first column's name: "missing column nr".
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines = text.lines();
     let header: Vec<&str> =
         lines.next().ok_or_else(|| Error::bad_file(&file, "empty file"))?.split(',').map(str::trim).collect();

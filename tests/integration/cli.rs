@@ -103,6 +103,10 @@ fn usage_and_config_errors_name_what_to_fix() {
         (vec!["generate", "--out", g, "--profile", "bogus"], "--profile"),
         (vec!["generate", "--out", g, "--vocabulary", "bogus"], "--vocabulary"),
         (vec!["import", "cargo2000", "--src", g, "--out", g, "--days", "0"], "--days"),
+        // Regression: a start whose span leaves 1990..2200 failed as bad data (65), naming the file.
+        (vec!["import", "cargo2000", "--src", g, "--out", g, "--start", "2199-12-01"], "--start"),
+        (vec!["import", "cargo2000", "--src", g, "--out", g, "--start", "1980-01-01"], "--start"),
+        (vec!["import", "cargo2000", "--src", g, "--out", g, "--days", "3651"], "--days"),
     ] {
         let o = lanewatch(&args);
         expect_code(&o, 2);
@@ -415,6 +419,12 @@ fn cargo2000_import_refuses_what_would_overflow_or_panic_and_keeps_the_earlier_f
         assert!(stderr(&o).lines().count() <= 2, "{what}: {}", stderr(&o));
         assert_eq!(tree(&out), before, "{what}: the earlier import's files changed");
     }
+    // Regression: a byte-order mark (spreadsheets save one) read as "missing column nr" (65).
+    expect_code(&import(&format!("\u{feff}{header}\n{first}\n")), 0);
+    assert_eq!(tree(&out), before, "the same rows with a byte-order mark import alike");
+    // Regression: a folder given as --src was bad data (65); it is a missing input (66).
+    let o = lanewatch(&["import", "cargo2000", "--src", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    expect_code(&o, 66);
 }
 
 /// The independent contract checks the README cites, on the bundled input and on a run.
