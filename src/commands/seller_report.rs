@@ -18,9 +18,9 @@ pub fn seller_report(out: &Path, as_of: NaiveDate, seller_id: &str) -> Result<Pa
     if !run.join("_SUCCESS").is_file() {
         return Err(Error::MissingInput { path: run });
     }
-    // A file gone is missing input (66); one that cannot be read or lacks the seller column is
-    // bad data (65), not an internal error.
-    let read = |name: &str| -> Result<DataFrame> {
+    // A file gone is missing input (66); one that cannot be read or lacks a column the page
+    // reads (a run folder of an older lanewatch) is bad data (65), not an internal error.
+    let read = |name: &str, columns: &[&[&str]]| -> Result<DataFrame> {
         let path = run.join(name);
         let shown = path.display().to_string();
         let f = std::fs::File::open(&path).map_err(|e| match e.kind() {
@@ -36,14 +36,18 @@ pub fn seller_report(out: &Path, as_of: NaiveDate, seller_id: &str) -> Result<Pa
         if df.column("seller_id").ok().and_then(|c| c.str().ok()).is_none() {
             return Err(Error::bad_file(shown, "no text column seller_id"));
         }
+        if let Some(c) = columns.iter().flat_map(|c| c.iter()).find(|c| df.column(c).is_err()) {
+            return Err(Error::bad_file(shown, format!("no column {c}: not a run folder of this lanewatch")));
+        }
         Ok(df)
     };
     let of_seller = |df: DataFrame| -> Result<DataFrame> {
         let mask = df.column("seller_id")?.str()?.equal(seller_id);
         Ok(df.filter(&mask)?)
     };
-    let alerts = of_seller(read("alerts.parquet")?)?;
-    let lanes = of_seller(read("seller_advice.parquet")?)?;
+    use crate::schema::outputs::{ALERT_EXTRA, SCORES, SELLER_ADVICE};
+    let alerts = of_seller(read("alerts.parquet", &[SCORES, ALERT_EXTRA])?)?;
+    let lanes = of_seller(read("seller_advice.parquet", &[SELLER_ADVICE])?)?;
     if alerts.height() == 0 && lanes.height() == 0 {
         return Err(Error::Data {
             file: run.join("seller_advice.parquet").display().to_string(),
@@ -51,7 +55,14 @@ pub fn seller_report(out: &Path, as_of: NaiveDate, seller_id: &str) -> Result<Pa
             message: format!("no seller {:?} in the run of {as_of}", crate::error::printable(seller_id)),
         });
     }
-    let html = report::seller_page(seller_id, as_of, &alerts, &lanes)?;
+    // Every column is there, so what fails now is a column of another type: bad data too.
+    let html = report::seller_page(seller_id, as_of, &alerts, &lanes).map_err(|e| match e {
+        Error::Internal(why) => Error::bad_file(
+            run.display().to_string(),
+            format!("alerts.parquet or seller_advice.parquet holds a column of another type: {why}"),
+        ),
+        other => other,
+    })?;
     let dir = out.join("seller_pages").join(run_dir_name(as_of));
     io::create_dir_all(&dir)?;
     let path = dir.join(format!("{}.html", seller_file_stem(seller_id)));

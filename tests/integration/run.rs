@@ -586,12 +586,26 @@ fn the_report_escapes_hostile_strings_where_it_shows_them() {
     let o = ask();
     expect_code(&o, 65);
     assert!(stderr(&o).contains("seller_advice.parquet"), "{}", stderr(&o));
-    let mut no_seller = read_parquet(&run.join("alerts.parquet")).drop("seller_id").unwrap();
+    let alerts = read_parquet(&run.join("alerts.parquet"));
+    let mut no_seller = alerts.drop("seller_id").unwrap();
     std::fs::write(run.join("seller_advice.parquet"), &advice).unwrap();
     write_parquet(&mut no_seller, &run.join("alerts.parquet"));
     let o = ask();
     expect_code(&o, 65);
     assert!(stderr(&o).contains("seller_id"), "{}", stderr(&o));
+    // Regression: any other column the page reads missing (a run folder of an older lanewatch)
+    // or of another type was an internal error (70) too.
+    write_parquet(&mut alerts.drop("expected_delivery_at").unwrap(), &run.join("alerts.parquet"));
+    let o = ask();
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("no column expected_delivery_at"), "{}", stderr(&o));
+    let mut risk_as_text = alerts.clone();
+    let text = risk_as_text.column("risk").unwrap().cast(&DataType::String).unwrap();
+    risk_as_text.replace("risk", text).unwrap();
+    write_parquet(&mut risk_as_text, &run.join("alerts.parquet"));
+    let o = ask();
+    expect_code(&o, 65);
+    assert!(stderr(&o).contains("another type"), "{}", stderr(&o));
     std::fs::remove_file(run.join("alerts.parquet")).unwrap();
     expect_code(&ask(), 66);
 }
