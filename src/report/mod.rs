@@ -278,7 +278,10 @@ pub fn trend_charts(nights: &[TrendNight]) -> String {
         None,
         true,
     );
-    out += &svg::lines(
+    // A night without at-risk alerts has no precision, ever: said so, not "not known yet".
+    let why: Vec<&str> =
+        nights.iter().map(|t| if t.at_risk == 0 { "no at-risk alerts" } else { "not known yet" }).collect();
+    out += &svg::lines_noted(
         "trend_precision",
         "At-risk precision, once outcomes are known (late / resolved)",
         "precision",
@@ -289,6 +292,7 @@ pub fn trend_charts(nights: &[TrendNight]) -> String {
         )],
         Some((0.0, 1.0)),
         false,
+        &why,
     );
     out += &svg::lines(
         "trend_on_time",
@@ -838,6 +842,22 @@ pub fn run_report(cfg: &Config, run: &RunOutputs, input: &Report, trend: &[Trend
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a past night without at-risk alerts was drawn "not known yet" in the precision
+    /// trend, as if its outcomes were still to come.
+    #[test]
+    fn a_night_without_at_risk_alerts_says_so_in_the_precision_trend() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let nights = [
+            TrendNight { as_of: d("2026-03-01"), at_risk: 0, ..TrendNight::default() },
+            TrendNight { as_of: d("2026-03-02"), at_risk: 4, ..TrendNight::default() },
+        ];
+        let html = trend_charts(&nights);
+        let precision = &html[html.find("trend_precision").unwrap()..];
+        let precision = &precision[..precision.find("</svg>").unwrap()];
+        assert!(precision.contains("03-01 at_risk precision: no at-risk alerts"), "{precision}");
+        assert!(precision.contains("03-02 at_risk precision: not known yet"), "{precision}");
+    }
 
     /// Regression: the advice table ranked and counted pairs by their services' support summed,
     /// a pooled service's being its whole pool's: pairs without data of their own came first.

@@ -343,6 +343,22 @@ pub fn lines(
     y_range: Option<(f64, f64)>,
     integer: bool,
 ) -> String {
+    lines_noted(name, title, y_desc, xs, series, y_range, integer, &[])
+}
+
+/// `lines`, where `missing[i]` says why night `i` has no value (NaN) in every series: "not
+/// known yet" where it does not say.
+#[allow(clippy::too_many_arguments)]
+pub fn lines_noted(
+    name: &str,
+    title: &str,
+    y_desc: &str,
+    xs: &[String],
+    series: &[(Series, Vec<f64>)],
+    y_range: Option<(f64, f64)>,
+    integer: bool,
+    missing: &[&str],
+) -> String {
     if xs.is_empty() {
         return empty(name, title, "data");
     }
@@ -396,18 +412,19 @@ pub fn lines(
         );
         for (i, v) in values.iter().enumerate() {
             if !v.is_finite() {
-                // A night without a value yet (say, precision before any outcome is known)
-                // keeps its place: a hollow marker on the axis, saying so.
+                // A night without a value (say, precision before any outcome is known) keeps
+                // its place: a hollow marker on the axis, saying why.
                 let _ = write!(
                     m,
-                    "<circle class=\"point missing\" data-series=\"{}\" data-x=\"{}\" cx=\"{:.2}\" cy=\"{:.2}\" r=\"3.5\" fill=\"#fff\" stroke=\"{}\"><title>{} {}: not known yet</title></circle>",
+                    "<circle class=\"point missing\" data-series=\"{}\" data-x=\"{}\" cx=\"{:.2}\" cy=\"{:.2}\" r=\"3.5\" fill=\"#fff\" stroke=\"{}\"><title>{} {}: {}</title></circle>",
                     esc(s.name),
                     esc(&xs[i]),
                     px(i),
                     f.y1,
                     s.color,
                     esc(&xs[i]),
-                    esc(s.name)
+                    esc(s.name),
+                    esc(missing.get(i).copied().unwrap_or("not known yet"))
                 );
             } else {
                 let _ = write!(
