@@ -35,6 +35,10 @@ impl Platt {
             let rate = (pos + 1.0) / (pos + neg + 2.0);
             return Platt { a: 0.0, b: logit(rate) };
         }
+        // Scores that fall as lateness rises on this window (a regime shift turned a model's
+        // relation round) would be inverted by a negative slope, reversing the ranking every
+        // risk threshold and order reads: the observed rate instead, a flat and honest risk.
+        let flat = Platt { a: 0.0, b: logit((pos + 1.0) / (pos + neg + 2.0)) };
         let hi = (pos + 1.0) / (pos + 2.0);
         let lo = 1.0 / (neg + 2.0);
         let t: Vec<f64> = y.iter().map(|&v| if v { hi } else { lo }).collect();
@@ -65,7 +69,7 @@ impl Platt {
                 break;
             }
         }
-        Platt { a, b }
+        if a >= 0.0 { Platt { a, b } } else { flat }
     }
 }
 
@@ -89,6 +93,20 @@ mod tests {
         let c = Platt::fit(&s, &y);
         assert!((c.a - 2.0).abs() < 0.15, "{c:?}");
         assert!((c.b + 1.0).abs() < 0.15, "{c:?}");
+    }
+
+    /// Regression: scores that anti-correlate with the outcome got a negative slope, which
+    /// reversed the ranking the saved model's risks are read in.
+    #[test]
+    fn scores_that_fall_as_lateness_rises_give_the_observed_rate() {
+        let s: Vec<f64> = (0..100).map(|i| i as f64 / 10.0).collect();
+        let y: Vec<bool> = (0..100).map(|i| i < 30).collect();
+        let c = Platt::fit(&s, &y);
+        assert_eq!(c.a, 0.0, "{c:?}");
+        assert!((c.apply(0.0) - 31.0 / 102.0).abs() < 1e-9, "{c:?}");
+        // Rising scores keep their slope.
+        let y: Vec<bool> = (0..100).map(|i| i >= 70).collect();
+        assert!(Platt::fit(&s, &y).a > 0.0);
     }
 
     #[test]

@@ -1525,7 +1525,7 @@ mod tests {
             p.min_valid_shipments = (rng.next() % (40 * scale)) as usize;
             p.min_valid_class = (rng.next() % (6 * scale)) as usize;
             p.min_train_shipments = (rng.next() % (60 * scale)) as usize;
-            p.min_train_rows = (rng.next() % (60 * scale)) as usize;
+            p.min_train_rows = 1 + (rng.next() % (60 * scale)) as usize;
             let p = p.check().unwrap();
             let n = (rng.next() % (150 * scale)) as usize;
             let span = 1 + ((rng.next() << 31) | rng.next()) % (20 * scale * MICROS_PER_DAY as u64);
