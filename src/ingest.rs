@@ -169,11 +169,12 @@ fn has_parquet_extension(name: &[u8]) -> bool {
     lower.ends_with(b".parquet") || lower.ends_with(b".parq")
 }
 
-/// A file's path relative to the input folder, control characters shown as `?`: how messages
-/// and `FileInfo` name it.
+/// A file's path relative to the input folder, control characters and the marks no one sees
+/// (`error::hidden`: bidirectional and zero-width marks) shown as `?`: how messages and
+/// `FileInfo` name it. A right-to-left override in a file name reordered the log line naming it.
 pub fn shown(input: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(input).unwrap_or(path);
-    rel.to_string_lossy().chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    rel.to_string_lossy().chars().map(|c| if crate::error::hidden(c) { '?' } else { c }).collect()
 }
 
 /// A file's path relative to the input folder, one text per path: `shown` where that is
@@ -1228,6 +1229,8 @@ mod tests {
         let unique: std::collections::BTreeSet<&String> = exact.iter().collect();
         assert_eq!(unique.len(), names.len(), "{exact:?}");
         assert_eq!(shown(input, &path(names[0])), shown(input, &path(names[1])));
+        // Regression: bidirectional and zero-width marks reached the log line as they were.
+        assert_eq!(shown(input, &path("x\u{202e}gpj\u{200b}.parquet".as_bytes())), "x?gpj?.parquet");
         // Printable names are as shown; the rest escaped byte by byte.
         assert_eq!(exact[2], "a?");
         assert_eq!(exact[6], "déjà");
