@@ -456,6 +456,14 @@ fn plan_file(
                 .find(|c| c.path().parts() == [src.as_str()])
                 .is_some_and(|c| c.converted_type() == parquet::basic::ConvertedType::UTF8)
         };
+        let is_int96 = || {
+            meta.file_metadata()
+                .schema_descr()
+                .columns()
+                .iter()
+                .find(|c| c.path().parts() == [src.as_str()])
+                .is_some_and(|c| c.physical_type() == parquet::basic::Type::INT96)
+        };
         let conv = match (spec.kind, dt) {
             (ValueKind::Str, _) if is_text(dt) && !reader_checks_text() => Some(Convert::CheckText),
             (ValueKind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => Some(Convert::Keep),
@@ -473,6 +481,11 @@ fn plan_file(
             }
             (ValueKind::Bool, ArrowType::Boolean) => Some(Convert::Keep),
             (ValueKind::Timestamp, ArrowType::Timestamp(unit, tz)) => match tz {
+                // Spark's default timestamps (INT96, deprecated Parquet) carry no time-zone
+                // annotation but hold instants Spark normalised to UTC: they are UTC whatever
+                // `input.naive_timezone` says (which would shift them). Refused as naive, a
+                // Spark-written input could not be read without rewriting it.
+                None if is_int96() => Some(Convert::Timestamp { unit: *unit, naive: false }),
                 None if naive_tz.is_empty() => {
                     out.findings.push(err(
                         spec.name,

@@ -239,6 +239,26 @@ fn hidden_and_underscore_files_are_skipped() {
     assert_same_as_clean(dir.path(), &[], "an upper-case extension");
 }
 
+/// Regression: Spark's default timestamps (INT96, no time-zone annotation, instants in UTC)
+/// were refused as naive ("store them as UTC or set input.naive_timezone", whose zone would have
+/// shifted them). They read as UTC, whatever `input.naive_timezone` says.
+#[test]
+fn spark_int96_timestamps_read_as_utc() {
+    let Some(py) = crate::tools::require_python(&["pyarrow"]) else { return };
+    let dir = copy_input(clean().0.path());
+    let script = "import sys, pyarrow.parquet as pq\n\
+                  for p in sys.argv[1:]:\n    \
+                  t = pq.read_table(p)\n    \
+                  pq.write_table(t, p, use_deprecated_int96_timestamps=True, store_schema=False)\n    \
+                  f = pq.ParquetFile(p)\n    \
+                  assert any(f.schema.column(i).physical_type == 'INT96' for i in range(len(f.schema))), p\n";
+    let tables = ["shipments", "events"].map(|t| dir.path().join(format!("{t}.parquet")).to_str().unwrap().to_string());
+    let o = std::process::Command::new(py).arg("-c").arg(script).args(&tables).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_as_clean(dir.path(), &[], "INT96 timestamps");
+    assert_same_as_clean(dir.path(), &[("LANEWATCH_INPUT__NAIVE_TIMEZONE", "Asia/Shanghai")], "INT96 with a naive zone");
+}
+
 /// Regression: a mistyped column of a top-level file was reported in
 /// `shipments/shipments.parquet`, a path that does not exist.
 #[test]
