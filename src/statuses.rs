@@ -102,7 +102,7 @@ impl Vocabulary {
             }
             if let Some(other) = seen.insert(key.clone(), raw) {
                 return Err(Error::Config(format!(
-                    "{origin}: {other:?} and {raw:?} are the same status (keys match ignoring case and surrounding spaces); keep one"
+                    "{origin}: {other:?} and {raw:?} are the same status (keys match ignoring case, surrounding spaces and marks no one sees); keep one"
                 )));
             }
             match key.strip_suffix('*') {
