@@ -473,12 +473,9 @@ fn plan_file(
                 Some(Convert::ToString)
             }
             (ValueKind::Float, ArrowType::Float64) => Some(Convert::Keep),
-            (ValueKind::Float, t)
-                if t.is_numeric()
-                    && !matches!(t, ArrowType::Decimal128(..) | ArrowType::Decimal256(..) | ArrowType::Float16) =>
-            {
-                Some(Convert::ToF64)
-            }
+            // Any number, decimals of every width among them (money is usually decimal128, which
+            // was refused while decimal32 and decimal64 were read): Arrow's cast applies the scale.
+            (ValueKind::Float, t) if t.is_numeric() => Some(Convert::ToF64),
             (ValueKind::Bool, ArrowType::Boolean) => Some(Convert::Keep),
             (ValueKind::Timestamp, ArrowType::Timestamp(unit, tz)) => match tz {
                 // Spark's default timestamps (INT96, deprecated Parquet) carry no time-zone

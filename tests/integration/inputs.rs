@@ -101,6 +101,17 @@ fn dictionary_encoded_strings_read_as_strings() {
 }
 
 /// Integer columns where floats are expected are read as floats.
+/// Regression: a decimal128 `declared_value` (how money is usually stored) was refused, "expected
+/// float, got Decimal128", while decimal32 and decimal64 were read.
+#[test]
+fn decimal_values_read_as_floats() {
+    for decimal in [A::Decimal128(12, 2), A::Decimal256(40, 2)] {
+        let what = format!("{decimal}");
+        let dir = variant("shipments", |b| map_arrow_column(&b, "declared_value", |a| cast(a, &decimal).unwrap()));
+        assert_same_as_clean(dir.path(), &[], &what);
+    }
+}
+
 #[test]
 fn integer_weights_and_values_read_as_floats() {
     // Reference: the clean input with whole-gram weights, as floats.
