@@ -6,9 +6,23 @@ pub fn peak_rss_mb() -> Option<f64> {
     status_kb("VmHWM:").map(|kb| (kb / 1024.0).round())
 }
 
+/// Whether this process has started a child whose memory its readings count (`started_steps`).
+static STEPS_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called before an out-of-core night starts its steps: from then on `children_peak_rss_mb`
+/// reads the children's peak.
+pub fn started_steps() {
+    STEPS_STARTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Peak resident set size of the largest child process this process has waited for (the
-/// steps of an out-of-core night), in MB; None before any, or without `getrusage`.
+/// steps of an out-of-core night), in MB; None before any, or without `getrusage`. Only once
+/// the steps started: the kernel keeps the children's peak across `exec`, so a night started
+/// by `cargo run` after a build (cargo execs the binary) read rustc's 1.4 GB as its own peak.
 pub fn children_peak_rss_mb() -> Option<f64> {
+    if !STEPS_STARTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     #[cfg(unix)]
     {
         // SAFETY: getrusage only writes the struct it is given.

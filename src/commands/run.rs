@@ -363,6 +363,7 @@ fn out_of_core_run(s: &Settings, (ships, events, need): (u64, u64, f64)) -> Resu
     let config = dir.join("config.toml");
     io::write_file(&config, toml::to_string(&s.config).map_err(crate::error::Error::internal)?.as_bytes())?;
     let step = Step { dir: &dir, config: &config, night: night.to_string(), parts: plan.parts };
+    crate::memory::started_steps();
     let parts = plan.parts;
     t.time(
         "validate",

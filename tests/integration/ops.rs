@@ -556,6 +556,35 @@ fn malformed_inputs_fail_cleanly_or_run_with_warnings() {
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// Regression: the kernel keeps a process's children's peak memory across `exec`, so a night
+/// started by `cargo run` right after a build (cargo execs the binary once rustc, its child,
+/// has linked it) recorded rustc's 1.4 GB as its own peak in the manifest. Here a shell runs a
+/// 400 MB child, then execs the night: its recorded peak is its own.
+#[test]
+fn the_manifests_peak_memory_is_the_nights_own() {
+    let Some(py) = crate::tools::require_python(&["os"]) else { return };
+    let out = tempfile::tempdir().unwrap();
+    let script = format!(
+        "'{}' -c 'b = bytearray(400 << 20); b[::4096] = b\"x\" * len(b[::4096])' && exec \"$@\"",
+        py.display()
+    );
+    let o = Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .arg(bin())
+        .args(["run", "--input", small_input().to_str().unwrap(), "--out", out.path().to_str().unwrap()])
+        .args(["--as-of", SMALL_AS_OF, "--config", fast_config().to_str().unwrap()])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.path().join(format!("as_of={SMALL_AS_OF}")).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let peaks: Vec<f64> =
+        manifest["timings"]["stages"].as_array().unwrap().iter().map(|s| s["peak_rss_mb"].as_f64().unwrap()).collect();
+    assert!(!peaks.is_empty() && peaks.iter().all(|&p| p < 300.0), "{peaks:?}");
+}
+
 #[test]
 fn bad_config_and_unwritable_output_have_their_codes() {
     fast();
