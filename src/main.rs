@@ -319,7 +319,8 @@ fn date_arg(s: &str) -> Result<String, String> {
 /// ("places the shipment out of range", exit 65), blaming the file for the flag.
 fn import_start_arg(s: &str) -> Result<String, String> {
     date_arg(s)?;
-    if !("1990-01-01".."2190-01-01").contains(&s) {
+    let day = |d: &str| config::parse_date(d).ok();
+    if !(day("1990-01-01")..day("2190-01-01")).contains(&day(s)) {
         return Err(format!("{s:?} is outside 1990-01-01..=2189-12-31, the days an import can start"));
     }
     Ok(s.to_string())
