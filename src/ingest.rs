@@ -448,22 +448,13 @@ fn plan_file(
         // The reader checks the bytes of columns annotated as UTF-8 text alone: a column it
         // reads as text from other bytes (annotated JSON, or binary that the file's Arrow schema
         // calls text) comes unchecked, and is checked here (`check_text`).
-        let reader_checks_text = || {
-            meta.file_metadata()
-                .schema_descr()
-                .columns()
-                .iter()
-                .find(|c| c.path().parts() == [src.as_str()])
-                .is_some_and(|c| c.converted_type() == parquet::basic::ConvertedType::UTF8)
+        // The column's Parquet descriptor: its physical type and annotation.
+        let parquet_column = || {
+            meta.file_metadata().schema_descr().columns().iter().find(|c| c.path().parts() == [src.as_str()]).cloned()
         };
-        let is_int96 = || {
-            meta.file_metadata()
-                .schema_descr()
-                .columns()
-                .iter()
-                .find(|c| c.path().parts() == [src.as_str()])
-                .is_some_and(|c| c.physical_type() == parquet::basic::Type::INT96)
-        };
+        let reader_checks_text =
+            || parquet_column().is_some_and(|c| c.converted_type() == parquet::basic::ConvertedType::UTF8);
+        let is_int96 = || parquet_column().is_some_and(|c| c.physical_type() == parquet::basic::Type::INT96);
         let conv = match (spec.kind, dt) {
             (ValueKind::Str, _) if is_text(dt) && !reader_checks_text() => Some(Convert::CheckText),
             (ValueKind::Str, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) => Some(Convert::Keep),
