@@ -277,11 +277,12 @@ pub fn trend_charts(nights: &[TrendNight]) -> String {
         ],
         None,
         true,
+        &[],
     );
     // A night without at-risk alerts has no precision, ever: said so, not "not known yet".
     let why: Vec<&str> =
         nights.iter().map(|t| if t.at_risk == 0 { "no at-risk alerts" } else { "not known yet" }).collect();
-    out += &svg::lines_noted(
+    out += &svg::lines(
         "trend_precision",
         "At-risk precision, once outcomes are known (late / resolved)",
         "precision",
@@ -302,6 +303,7 @@ pub fn trend_charts(nights: &[TrendNight]) -> String {
         &[(Series { name: "on-time rate", color: svg::GREEN }, col(&|t| t.on_time_rate))],
         Some((0.0, 1.0)),
         false,
+        &[],
     );
     out += &svg::lines(
         "trend_disrupted",
@@ -311,6 +313,7 @@ pub fn trend_charts(nights: &[TrendNight]) -> String {
         &[(Series { name: "disrupted lanes", color: svg::VERMILLION }, col(&|t| t.disrupted_lanes as f64))],
         None,
         true,
+        &[],
     );
     out
 }
@@ -975,7 +978,7 @@ pub fn alerts_per_night(nights: &DataFrame) -> Result<String> {
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(svg::lines("alerts_per_night", "Alerts per night", "alerts", &xs, &series, None, true))
+    Ok(svg::lines("alerts_per_night", "Alerts per night", "alerts", &xs, &series, None, true, &[]))
 }
 
 /// A reliability table: the non-empty bins with their counts, mean prediction and outcome rate.

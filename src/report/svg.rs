@@ -333,23 +333,9 @@ pub fn histogram(name: &str, title: &str, x_desc: &str, y_desc: &str, bins: &[(f
 }
 
 /// Lines over evenly spaced categories (nights), one point per value; missing values (NaN)
-/// leave a gap.
-pub fn lines(
-    name: &str,
-    title: &str,
-    y_desc: &str,
-    xs: &[String],
-    series: &[(Series, Vec<f64>)],
-    y_range: Option<(f64, f64)>,
-    integer: bool,
-) -> String {
-    lines_noted(name, title, y_desc, xs, series, y_range, integer, &[])
-}
-
-/// `lines`, where `missing[i]` says why night `i` has no value (NaN) in every series: "not
-/// known yet" where it does not say.
+/// leave a gap, their marker saying why night `i` has none (`missing[i]`, else "not known yet").
 #[allow(clippy::too_many_arguments)]
-pub fn lines_noted(
+pub fn lines(
     name: &str,
     title: &str,
     y_desc: &str,
