@@ -506,6 +506,11 @@ impl Config {
         if !(l.disruption_ratio > 1.0) {
             return bad(format!("lanes.disruption_ratio must be above 1, got {}", l.disruption_ratio));
         }
+        // At 0 a lane stage with an empty cohort passed the support test: its recent median
+        // (of nothing) was NaN, written as its ratio and taken into the network's median.
+        if l.disruption_min_recent == 0 {
+            return bad("lanes.disruption_min_recent must be at least 1".into());
+        }
         if self.features.snapshots_per_shipment == 0 || self.features.snapshots_per_shipment > 50 {
             return bad("features.snapshots_per_shipment must be in 1..=50".into());
         }
@@ -589,13 +594,7 @@ impl Config {
         if !(self.input.max_memory_gb >= 0.0 && self.input.max_memory_gb.is_finite()) {
             return bad("input.max_memory_gb must be a non-negative number (0 for no limit)".into());
         }
-        // As ingest reads it: trimmed, and the spellings of UTC it knows besides the zone names.
-        let zone = self.input.naive_timezone.trim();
-        if !zone.is_empty() && !crate::ingest::is_utc(zone) {
-            zone.parse::<chrono_tz_check::Tz>().map_err(|_| {
-                Error::Config(format!("input.naive_timezone: unknown zone {:?}", self.input.naive_timezone))
-            })?;
-        }
+        NaiveZone::parse(&self.input.naive_timezone)?;
         for (table, map) in [("shipments", &self.input.columns.shipments), ("events", &self.input.columns.events)] {
             let spec = if table == "shipments" { crate::schema::SHIPMENTS } else { crate::schema::EVENTS };
             for k in map.keys() {
@@ -631,9 +630,91 @@ pub fn parse_date(s: &str) -> Result<NaiveDate> {
 pub const MIN_YEAR: i32 = 1900;
 pub const MAX_YEAR: i32 = 2999;
 
-/// Zone names are checked with the same database polars uses to convert them.
-mod chrono_tz_check {
-    pub use chrono_tz::Tz;
+/// The zone of timestamps stored without one (`input.naive_timezone`): a zone of the IANA
+/// database (`Asia/Shanghai`), or a fixed offset from UTC as zoned timestamps' own annotations
+/// write it (`+05:30`, `-0300`, `+08`). An offset was refused as an unknown zone, although the
+/// README lists it beside the names for zoned columns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NaiveZone {
+    Named(chrono_tz::Tz),
+    /// Seconds east of UTC.
+    Fixed(i32),
+}
+
+impl NaiveZone {
+    /// The setting read as ingest reads it (trimmed): `None` when empty (naive timestamps are
+    /// refused) or UTC (read as they are); a config error for what is neither zone nor offset.
+    pub fn parse(setting: &str) -> Result<Option<NaiveZone>> {
+        let zone = setting.trim();
+        if zone.is_empty() || is_utc(zone) {
+            return Ok(None);
+        }
+        if let Ok(tz) = zone.parse::<chrono_tz::Tz>() {
+            return Ok(Some(NaiveZone::Named(tz)));
+        }
+        fixed_offset(zone).map(|s| Some(NaiveZone::Fixed(s))).ok_or_else(|| {
+            Error::Config(format!(
+                "input.naive_timezone: unknown zone {setting:?} (an IANA zone such as \"Asia/Shanghai\", or an offset such as \"+05:30\")"
+            ))
+        })
+    }
+
+    /// Wall-clock µs in this zone to UTC µs.
+    pub fn to_utc(&self, local_us: i64) -> i64 {
+        match self {
+            NaiveZone::Named(tz) => local_to_utc(local_us, tz),
+            NaiveZone::Fixed(secs) => local_us.saturating_sub(*secs as i64 * 1_000_000),
+        }
+    }
+}
+
+/// The spellings of UTC read as UTC besides the zone names.
+pub fn is_utc(tz: &str) -> bool {
+    matches!(tz, "UTC" | "utc" | "Etc/UTC" | "+00:00" | "Z")
+}
+
+/// Wall-clock µs in `tz` to UTC µs. Ambiguous times take the earlier instant; times in a
+/// spring-forward gap are read in the offset before the gap (standard time). The offset at the
+/// UTC instant numerically equal to the wall time was standard time west of Greenwich and
+/// summer time east of it (Berlin's 02:30 read as 00:30Z, an hour early).
+fn local_to_utc(local_us: i64, tz: &chrono_tz::Tz) -> i64 {
+    use chrono::{LocalResult, Offset, TimeZone as _};
+    let secs = local_us.div_euclid(1_000_000);
+    let sub = local_us.rem_euclid(1_000_000);
+    let Some(naive) = chrono::DateTime::from_timestamp(secs, 0).map(|d| d.naive_utc()) else {
+        return local_us;
+    };
+    let offset = match tz.offset_from_local_datetime(&naive) {
+        LocalResult::Single(o) | LocalResult::Ambiguous(o, _) => o.fix().local_minus_utc() as i64,
+        LocalResult::None => {
+            let before = naive.checked_sub_signed(chrono::Duration::hours(26)).unwrap_or(naive);
+            tz.offset_from_utc_datetime(&before).fix().local_minus_utc() as i64
+        }
+    };
+    (secs - offset) * 1_000_000 + sub
+}
+
+/// `±HH:MM`, `±HHMM` or `±HH` as seconds east of UTC, within ±14:00 (the widest offset in use).
+fn fixed_offset(s: &str) -> Option<i32> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    if !rest.is_ascii() {
+        return None;
+    }
+    fn digits(t: &str) -> Option<&str> {
+        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())).then_some(t)
+    }
+    let (h, m) = match (rest.len(), rest.find(':')) {
+        (2, None) => (digits(rest)?, "0"),
+        (4, None) => (digits(&rest[..2])?, digits(&rest[2..])?),
+        (5, Some(2)) => (digits(&rest[..2])?, digits(&rest[3..])?),
+        _ => return None,
+    };
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    (m < 60 && h * 60 + m <= 14 * 60).then_some(sign * (h * 3600 + m * 60))
 }
 
 /// Keys absent from the serialised defaults (unset by default) that hold text.
@@ -766,6 +847,54 @@ fn set_path(value: &mut toml::Value, path: &[String], v: toml::Value, origin: &s
 mod tests {
     use super::*;
 
+    /// Wall times in a spring-forward gap read in the offset before it, east and west of
+    /// Greenwich alike; ordinary and repeated times as before.
+    #[test]
+    fn times_in_a_spring_forward_gap_read_as_standard_time() {
+        let us =
+            |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap().and_utc().timestamp_micros();
+        let zone = |z: &str| z.parse::<chrono_tz::Tz>().unwrap();
+        let cases = [
+            ("Europe/Berlin", "2026-03-29 02:30", "2026-03-29 01:30"),
+            ("America/New_York", "2026-03-08 02:30", "2026-03-08 07:30"),
+            ("Australia/Sydney", "2026-10-04 02:30", "2026-10-03 16:30"),
+            ("Europe/Berlin", "2026-03-29 03:30", "2026-03-29 01:30"),
+            ("Europe/Berlin", "2026-07-01 12:00", "2026-07-01 10:00"),
+            // Repeated in the autumn: the earlier instant.
+            ("Europe/Berlin", "2026-10-25 02:30", "2026-10-25 00:30"),
+        ];
+        for (z, local, want) in cases {
+            assert_eq!(local_to_utc(us(local), &zone(z)), us(want), "{z} {local}");
+        }
+    }
+
+    /// `input.naive_timezone` names a zone or a fixed offset; the spellings of UTC and an empty
+    /// setting convert nothing. Regression: `+05:30` was refused as an unknown zone.
+    #[test]
+    fn a_naive_zone_is_a_name_or_a_fixed_offset() {
+        let hour = 3_600_000_000i64;
+        let to_utc = |z: &str| NaiveZone::parse(z).unwrap().map(|z| z.to_utc(10 * hour));
+        for (z, want) in [
+            ("+05:30", 10 * hour - 11 * hour / 2),
+            (" -0300 ", 13 * hour),
+            ("+08", 2 * hour),
+            ("-00:00", 10 * hour),
+            ("+14:00", -4 * hour),
+            ("Asia/Kolkata", 10 * hour - 11 * hour / 2),
+        ] {
+            assert_eq!(to_utc(z), Some(want), "{z:?}");
+        }
+        for z in ["", "UTC", "+00:00", "Z"] {
+            assert_eq!(to_utc(z), None, "{z:?}");
+        }
+        for z in ["+5:30", "+05:60", "+14:30", "+15", "05:30", "+05:3", "+0530x", "++0530", "+05-30", "+1é1", "Mars/Base"] {
+            let e = NaiveZone::parse(z).unwrap_err();
+            assert_eq!(e.exit_code(), 78, "{z:?}");
+            assert!(e.to_string().contains("input.naive_timezone"), "{e}");
+        }
+    }
+
+
     #[test]
     fn unknown_key_in_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
@@ -883,5 +1012,14 @@ mod tests {
         assert_eq!(Config::load(None, &env, &Overrides::default()).unwrap_err().exit_code(), 78);
         let env = vec![("LANEWATCH_INPUT__NAIVE_TIMEZONE".to_string(), "Mars/Olympus".to_string())];
         assert_eq!(Config::load(None, &env, &Overrides::default()).unwrap_err().exit_code(), 78);
+        // A fixed offset is a zone (regression: refused as unknown).
+        let env = vec![("LANEWATCH_INPUT__NAIVE_TIMEZONE".to_string(), "+05:30".to_string())];
+        Config::load(None, &env, &Overrides::default()).unwrap();
+        // Regression: 0 let an empty cohort's NaN median through as a lane's ratio.
+        let env = vec![("LANEWATCH_LANES__DISRUPTION_MIN_RECENT".to_string(), "0".to_string())];
+        let e = Config::load(None, &env, &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("lanes.disruption_min_recent"), "{e}");
+        let env = vec![("LANEWATCH_LANES__DISRUPTION_MIN_RECENT".to_string(), "1".to_string())];
+        Config::load(None, &env, &Overrides::default()).unwrap();
     }
 }

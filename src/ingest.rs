@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType as ArrowType, TimeUnit as ArrowUnit};
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::config::InputConfig;
+use crate::config::{InputConfig, NaiveZone};
 use crate::error::{Error, Result};
 use crate::schema::{ColumnSpec, Table, ValueKind};
 
@@ -262,7 +262,7 @@ pub struct FilePlan {
     pub name: String,
     pub info: FileInfo,
     columns: Vec<(&'static ColumnSpec, String, Convert)>,
-    naive_zone: Option<chrono_tz::Tz>,
+    naive_zone: Option<NaiveZone>,
     /// Row groups in the file (its footer's count).
     row_groups: usize,
 }
@@ -328,11 +328,7 @@ pub fn plan_table(input: &Path, table: Table, cfg: &InputConfig, only: Option<&[
     };
     let source_name = |c: &ColumnSpec| mapping.get(c.name).cloned().unwrap_or_else(|| c.name.to_string());
     let naive_tz = cfg.naive_timezone.trim();
-    let naive_zone: Option<chrono_tz::Tz> = if is_utc(naive_tz) || naive_tz.is_empty() {
-        None
-    } else {
-        Some(naive_tz.parse().map_err(|_| Error::Config(format!("input.naive_timezone: unknown zone {naive_tz:?}")))?)
-    };
+    let naive_zone = NaiveZone::parse(naive_tz)?;
 
     // Each file is hashed and its footer read on its own (in parallel: a first night on day
     // partitions plans hundreds of files, and one after the other they kept a core idle),
@@ -365,7 +361,7 @@ fn plan_file(
     path: &Path,
     source_name: &(dyn Fn(&ColumnSpec) -> String + Sync),
     naive_tz: &str,
-    naive_zone: Option<chrono_tz::Tz>,
+    naive_zone: Option<NaiveZone>,
 ) -> Result<PlannedFile> {
     let mut out = PlannedFile { info: None, findings: Vec::new(), plan: None };
     let file = shown(input, path);
@@ -1085,7 +1081,7 @@ fn to_column(
     spec: &ColumnSpec,
     arrays: &[arrow::array::ArrayRef],
     conv: Convert,
-    naive_zone: Option<&chrono_tz::Tz>,
+    naive_zone: Option<&NaiveZone>,
 ) -> Result<Column, arrow::error::ArrowError> {
     use arrow::array::AsArray;
     use arrow::compute::cast;
@@ -1141,7 +1137,7 @@ fn to_column(
                 v.reserve(raw.len());
                 for x in raw.iter() {
                     v.push(x.map(|x| match (naive, naive_zone) {
-                        (true, Some(tz)) => local_to_utc(to_us(x), tz),
+                        (true, Some(zone)) => zone.to_utc(to_us(x)),
                         _ => to_us(x),
                     }));
                 }
@@ -1168,55 +1164,9 @@ fn concat_chunked(parts: Vec<StringChunked>, name: PlSmallStr) -> Result<StringC
     Ok(acc)
 }
 
-pub(crate) fn is_utc(tz: &str) -> bool {
-    matches!(tz, "UTC" | "utc" | "Etc/UTC" | "+00:00" | "Z")
-}
-
-/// Wall-clock µs in `tz` to UTC µs. Ambiguous times take the earlier instant; times in a
-/// spring-forward gap are read in the offset before the gap (standard time). The offset at the
-/// UTC instant numerically equal to the wall time was standard time west of Greenwich and
-/// summer time east of it (Berlin's 02:30 read as 00:30Z, an hour early).
-fn local_to_utc(local_us: i64, tz: &chrono_tz::Tz) -> i64 {
-    use chrono::{LocalResult, Offset, TimeZone as _};
-    let secs = local_us.div_euclid(1_000_000);
-    let sub = local_us.rem_euclid(1_000_000);
-    let Some(naive) = chrono::DateTime::from_timestamp(secs, 0).map(|d| d.naive_utc()) else {
-        return local_us;
-    };
-    let offset = match tz.offset_from_local_datetime(&naive) {
-        LocalResult::Single(o) | LocalResult::Ambiguous(o, _) => o.fix().local_minus_utc() as i64,
-        LocalResult::None => {
-            let before = naive.checked_sub_signed(chrono::Duration::hours(26)).unwrap_or(naive);
-            tz.offset_from_utc_datetime(&before).fix().local_minus_utc() as i64
-        }
-    };
-    (secs - offset) * 1_000_000 + sub
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Wall times in a spring-forward gap read in the offset before it, east and west of
-    /// Greenwich alike; ordinary and repeated times as before.
-    #[test]
-    fn times_in_a_spring_forward_gap_read_as_standard_time() {
-        let us =
-            |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap().and_utc().timestamp_micros();
-        let zone = |z: &str| z.parse::<chrono_tz::Tz>().unwrap();
-        let cases = [
-            ("Europe/Berlin", "2026-03-29 02:30", "2026-03-29 01:30"),
-            ("America/New_York", "2026-03-08 02:30", "2026-03-08 07:30"),
-            ("Australia/Sydney", "2026-10-04 02:30", "2026-10-03 16:30"),
-            ("Europe/Berlin", "2026-03-29 03:30", "2026-03-29 01:30"),
-            ("Europe/Berlin", "2026-07-01 12:00", "2026-07-01 10:00"),
-            // Repeated in the autumn: the earlier instant.
-            ("Europe/Berlin", "2026-10-25 02:30", "2026-10-25 00:30"),
-        ];
-        for (z, local, want) in cases {
-            assert_eq!(local_to_utc(us(local), &zone(z)), us(want), "{z} {local}");
-        }
-    }
 
     #[cfg(unix)]
     #[test]

@@ -212,7 +212,8 @@ fn event_columns_are_mapped_by_config() {
     assert_same_data(&clean().2, &out.path().join(format!("as_of={NIGHT}")), "mapped event columns");
 }
 
-/// Naive timestamps are read in `input.naive_timezone`, here a zone with an offset of +08:00.
+/// Naive timestamps are read in `input.naive_timezone`: a zone with an offset of +08:00, or
+/// that offset itself.
 #[test]
 fn naive_timestamps_in_a_configured_zone() {
     // Wall-clock times in Asia/Shanghai (no daylight saving): UTC + 8 h, stored without a zone.
@@ -228,6 +229,8 @@ fn naive_timestamps_in_a_configured_zone() {
     expect_code(&o, 65);
     assert!(stdout(&o).contains("naive_timezone"), "{}", stdout(&o));
     assert_same_as_clean(dir.path(), &[("LANEWATCH_INPUT__NAIVE_TIMEZONE", "Asia/Shanghai")], "naive Shanghai times");
+    // Regression: a fixed offset, which zoned columns may carry, was refused as an unknown zone.
+    assert_same_as_clean(dir.path(), &[("LANEWATCH_INPUT__NAIVE_TIMEZONE", "+08:00")], "naive times at +08:00");
 }
 
 /// Files and folders starting with `.` or `_` inside a table's folder are skipped (Spark's and
