@@ -14,6 +14,9 @@ use crate::settings::Settings;
 pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
     let range = s.backtest()?;
     let out = s.out()?;
+    // Held until the three files are in place: a second backtest on the same folder exits 75
+    // instead of interleaving its renames with these.
+    let _lock = output::OutputLock::acquire_file(out, output::BACKTEST_LOCK_FILE, &output::manifest::now())?;
     let mut t = Timings::default();
     let (_, clean) = night::load_timed(s, &mut t)?;
     let finals = evaluate::final_outcomes(&clean)?;

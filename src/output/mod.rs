@@ -27,7 +27,7 @@ use crate::report;
 use crate::schema::outputs;
 use crate::settings::Settings;
 use crate::validate::Report;
-pub use run_dir::{LOCK_FILE, OutputLock, Staging, previous_alerts, previous_run, run_dir_name};
+pub use run_dir::{BACKTEST_LOCK_FILE, LOCK_FILE, OutputLock, Staging, previous_alerts, previous_run, run_dir_name};
 
 /// What a night's run folder is written from: a single run's `NightResult` (`RunOutputs::of`)
 /// or the merged rounds of a sharded night (`rounds::outputs`). Frames are shared, not copied.

@@ -12,6 +12,10 @@ use crate::alerts::Previous;
 use crate::error::{Error, Result};
 
 pub const LOCK_FILE: &str = ".lanewatch.lock";
+/// The backtest's own lock: a backtest takes minutes and writes only `backtest.*`, so it does
+/// not hold back a nightly run on the same folder, but two backtests there would interleave
+/// their three files' renames.
+pub const BACKTEST_LOCK_FILE: &str = ".lanewatch-backtest.lock";
 
 pub fn run_dir_name(as_of: NaiveDate) -> String {
     format!("as_of={as_of}")
@@ -26,8 +30,13 @@ pub struct OutputLock {
 impl OutputLock {
     /// Takes the lock without waiting; a held lock is `Error::Locked` naming the holder.
     pub fn acquire(out: &Path, started: &str) -> Result<OutputLock> {
+        OutputLock::acquire_file(out, LOCK_FILE, started)
+    }
+
+    /// `acquire` of the lock file `name` in `out` (`LOCK_FILE`, `BACKTEST_LOCK_FILE`).
+    pub fn acquire_file(out: &Path, name: &str, started: &str) -> Result<OutputLock> {
         std::fs::create_dir_all(out).map_err(|e| Error::output(out, e))?;
-        let path = out.join(LOCK_FILE);
+        let path = out.join(name);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

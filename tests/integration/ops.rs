@@ -710,6 +710,30 @@ fn a_held_lock_is_exit_75_naming_the_holder() {
     expect_code(&lanewatch(&run_args(tiny_input().to_str().unwrap(), out.path().to_str().unwrap(), NIGHT)), 0);
 }
 
+/// Regression: a backtest took no lock, so two on one folder interleaved the renames of their
+/// three files. A held backtest lock is 75; a nightly run's lock does not hold a backtest back.
+#[test]
+fn a_backtest_takes_its_own_lock() {
+    fast();
+    let out = tempfile::tempdir().unwrap();
+    let args = ["--from", "2026-09-01", "--to", "2026-09-01"];
+    let lock = lanewatch::output::OutputLock::acquire_file(
+        out.path(),
+        lanewatch::output::BACKTEST_LOCK_FILE,
+        "2026-11-27T02:15:00Z",
+    )
+    .unwrap();
+    let o = lanewatch_fast("backtest", small_input(), out.path(), &args);
+    expect_code(&o, 75);
+    assert!(stderr(&o).contains("2026-11-27T02:15:00Z"), "{}", stderr(&o));
+    assert!(!out.path().join("backtest.json").exists());
+    drop(lock);
+    let nightly = lanewatch::output::OutputLock::acquire(out.path(), "2026-11-27T02:15:00Z").unwrap();
+    expect_code(&lanewatch_fast("backtest", small_input(), out.path(), &args), 0);
+    assert!(out.path().join("backtest.json").exists());
+    drop(nightly);
+}
+
 /// Two runs started together on one output: one succeeds, the other is turned away with 75.
 #[test]
 fn concurrent_runs_one_wins_one_gets_75() {
