@@ -152,7 +152,8 @@ pub fn reasons(f: &Facts, kind: AlertKind, cfg: &AlertConfig) -> Vec<String> {
     let stage = &STAGES[f.stage];
     let mut reasons: Vec<(f64, String)> = Vec::new();
     if late {
-        reasons.push((100.0, format!("past the promise by {}", fmt_d(-f.to_promise))));
+        // `+ 0.0`: at the promise itself the negation is -0.0, printed "-0.0 d".
+        reasons.push((100.0, format!("past the promise by {}", fmt_d(-f.to_promise + 0.0))));
     }
     if is_stalled(f, cfg) {
         reasons.push((
@@ -259,26 +260,40 @@ pub const ACTION_CLAIM: &str = "prepare an insurance claim for this insured high
 pub const ACTION_TRACE: &str = "open a carrier trace";
 pub const ACTION_EXTEND: &str = "request a delivery-time extension before the promise passes";
 pub const ACTION_REROUTE: &str = "ship new orders on this lane with another service";
+pub const ACTION_HAND_OVER: &str = "hand the parcel to the carrier or book a pickup";
+
+/// The last stage in which a customs hold may still wait for documents: import customs. Once
+/// import clearance is scanned, a hold seen earlier is over.
+const LAST_CUSTOMS_STAGE: usize = 4;
 
 /// The action, in the order a seller should take its steps, joined with "; " and capitalised.
 pub fn action(f: &Facts, kind: AlertKind, severity: Severity, cfg: &AlertConfig) -> String {
     let stalled = is_stalled(f, cfg);
+    // In the seller-handling stage no carrier has the parcel (no pickup yet): there is
+    // nothing to trace and nothing lost to claim for; it is the seller's to hand over. The
+    // reasons say "not picked up"; a trace and a claim contradicted them.
+    let handed_over = f.stage > 0;
     let mut actions: Vec<&str> = Vec::new();
+    if !handed_over {
+        actions.push(ACTION_HAND_OVER);
+    }
     match kind {
         AlertKind::Late => {
-            if stalled && f.high_value {
+            if handed_over && stalled && f.high_value {
                 actions.push(ACTION_CLAIM);
             }
-            if stalled {
+            if handed_over && stalled {
                 actions.push(ACTION_TRACE);
             }
             actions.push("message the buyer with the tracking status");
             actions.push("collect tracking evidence for a likely dispute");
         }
         AlertKind::Stalled => {
-            actions.push(ACTION_TRACE);
-            if f.high_value {
-                actions.push(ACTION_CLAIM);
+            if handed_over {
+                actions.push(ACTION_TRACE);
+                if f.high_value {
+                    actions.push(ACTION_CLAIM);
+                }
             }
             actions.push("message the buyer before they complain");
         }
@@ -287,7 +302,9 @@ pub fn action(f: &Facts, kind: AlertKind, severity: Severity, cfg: &AlertConfig)
                 actions.push(ACTION_EXTEND);
             }
             actions.push("message the buyer before they complain");
-            if f.customs_hold {
+            // A hold seen before import clearance may still wait for documents; one seen
+            // earlier on a parcel now in the last mile is over.
+            if f.customs_hold && f.stage <= LAST_CUSTOMS_STAGE {
                 actions.push("send the carrier the customs documents");
             }
         }
@@ -567,6 +584,9 @@ mod tests {
                 "lane late rate 30%",
             ]
         );
+        // Regression: a parcel at its promise was "past the promise by -0.0 d".
+        let at_promise = Facts { to_promise: 0.0, ..calm() };
+        assert_eq!(reasons(&at_promise, AlertKind::Late, &c)[0], "past the promise by 0.0 d");
         // An at-risk alert always shows the model's risk, last.
         let r = reasons(&Facts { risk: 0.7, ..calm() }, AlertKind::AtRisk, &c);
         assert_eq!(r, ["model risk 0.70"]);
@@ -597,6 +617,28 @@ mod tests {
             action(&risky, AlertKind::AtRisk, Severity::High, &c),
             "Request a delivery-time extension before the promise passes; message the buyer before they complain; \
              send the carrier the customs documents"
+        );
+        // Regression: a hold seen before import clearance is over in the last mile; the
+        // action still asked for the customs documents.
+        let cleared = Facts { stage: 5, ..risky.clone() };
+        assert_eq!(
+            action(&cleared, AlertKind::AtRisk, Severity::High, &c),
+            "Request a delivery-time extension before the promise passes; message the buyer before they complain"
+        );
+        let held = Facts { stage: 4, ..risky.clone() };
+        assert!(action(&held, AlertKind::AtRisk, Severity::High, &c).ends_with("send the carrier the customs documents"));
+        // Regression: a parcel never picked up (seller handling) was to be traced and, insured
+        // and valuable, claimed for as lost; it is the seller's to hand over.
+        let unshipped = Facts { stage: 0, ..late_lost.clone() };
+        assert_eq!(
+            action(&unshipped, AlertKind::Late, Severity::High, &c),
+            "Hand the parcel to the carrier or book a pickup; message the buyer with the tracking status; \
+             collect tracking evidence for a likely dispute"
+        );
+        let unshipped = Facts { stage: 0, high_value: true, ..stalled.clone() };
+        assert_eq!(
+            action(&unshipped, AlertKind::Stalled, Severity::High, &c),
+            "Hand the parcel to the carrier or book a pickup; message the buyer before they complain"
         );
         let mild = Facts { risk: 0.55, ..calm() };
         assert_eq!(action(&mild, AlertKind::AtRisk, Severity::Low, &c), "Message the buyer before they complain");
