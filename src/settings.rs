@@ -44,6 +44,15 @@ impl Settings {
             .input
             .clone()
             .ok_or_else(|| Error::Config("input is not set (use --input DIR or pipeline.input)".into()))?;
+        // An empty path (`LANEWATCH_OUT=$OUT` with `$OUT` unset) is no folder: taken as one, the
+        // run folder was published in the current folder, its parent "" could not be synced
+        // (exit 73 after the commit), the state was never published, and earlier runs were
+        // never found (alerts started afresh each night).
+        for (key, path) in [("input", Some(&input)), ("out", config.pipeline.out.as_ref())] {
+            if path.is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(Error::Config(format!("{key} is empty (use --{key} DIR or pipeline.{key})")));
+            }
+        }
         let night = match config.pipeline.as_of.as_deref() {
             None => None,
             Some("yesterday") => Some(Night::new(chrono::Utc::now().date_naive().pred_opt().expect("date range"))),

@@ -143,6 +143,22 @@ fn usage_and_config_errors_name_what_to_fix() {
     let last = stderr(&o).lines().last().unwrap().to_string();
     assert!(last.contains("alerts.risk_threshold") && last.contains("bad.toml"), "{last}");
     assert!(!out.path().join(format!("as_of={SMALL_AS_OF}")).exists());
+    // Regression: an empty output path (`LANEWATCH_OUT=$OUT`, `$OUT` unset) ran in the current
+    // folder and exited 73 after publishing there; an empty input path is refused alike.
+    let here = tempfile::tempdir().unwrap();
+    for (var, args) in [("LANEWATCH_OUT", vec!["--input", input]), ("LANEWATCH_INPUT", vec!["--out", "o"])] {
+        let o = std::process::Command::new(bin())
+            .args(["run", "--as-of", SMALL_AS_OF])
+            .args(&args)
+            .env(var, "")
+            .current_dir(here.path())
+            .output()
+            .unwrap();
+        expect_code(&o, 78);
+        let key = var.strip_prefix("LANEWATCH_").unwrap().to_ascii_lowercase();
+        assert!(stderr(&o).contains(&format!("{key} is empty")), "{}", stderr(&o));
+        assert_eq!(std::fs::read_dir(here.path()).unwrap().count(), 0, "{var}: something was written");
+    }
 }
 
 /// Regression: one variable in the environment that is not Unicode, anyone's, made every
