@@ -325,8 +325,11 @@ fn p50_days(n: usize, mut kth: impl FnMut(usize) -> i64) -> f64 {
     }
 }
 
+/// The baseline median in µs, rounded: truncated, a whole-minute median (13 min, 780,000,000
+/// µs, as 0.0090277… d) came back a microsecond short for about one in thirteen medians, and
+/// every visit of exactly the median's length counted as outstaying it.
 fn p50_micros(baseline_p50: f64) -> i64 {
-    if baseline_p50.is_finite() { (baseline_p50 * MICROS_PER_DAY as f64) as i64 } else { 0 }
+    if baseline_p50.is_finite() { (baseline_p50 * MICROS_PER_DAY as f64).round() as i64 } else { 0 }
 }
 
 /// Buffers a cohort is sorted in, reused from day to day.
@@ -704,6 +707,18 @@ mod tests {
 
     fn km(obs: &[(i64, bool)]) -> Option<i64> {
         km_median(&mut obs.iter().map(|&(t, c)| packed(t, c)).collect::<Vec<_>>())
+    }
+
+    /// Regression: a median of whole minutes went from days back to µs a microsecond short
+    /// (truncated), for 1,076 of the 14,400 whole-minute medians up to ten days.
+    #[test]
+    fn a_median_in_days_comes_back_to_its_microseconds() {
+        for minutes in 1..=14_400i64 {
+            let us = minutes * 60_000_000;
+            assert_eq!(p50_micros(p50_days(1, |_| us)), us, "{minutes} min");
+            assert_eq!(p50_micros(p50_days(2, |k| us + k as i64 * 120_000_000)), us + 60_000_000, "{minutes} min");
+        }
+        assert_eq!(p50_micros(f64::NAN), 0);
     }
 
     /// A row before the series' first day sees no point (the first day's holds what was known
