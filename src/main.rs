@@ -22,7 +22,7 @@ Exit codes (sysexits):
   78  config error (a bad value in the config file or a LANEWATCH_* variable)";
 
 #[derive(Parser)]
-#[command(name = "lanewatch", version, about = "Early warning for late cross-border parcels", after_help = EXIT_CODES)]
+#[command(name = "lanewatch", version = lanewatch::night::TOOL_VERSION, about = "Early warning for late cross-border parcels", after_help = EXIT_CODES)]
 struct Cli {
     /// Log format on stderr: human, or json for cron and log shippers.
     #[arg(long, value_enum, default_value = "human", global = true, env = "LANEWATCH_LOG_FORMAT")]

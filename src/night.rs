@@ -24,7 +24,9 @@ use crate::state::model::{KeptAdvice, KeptTraining};
 use crate::statuses::Vocabulary;
 use crate::validate::{self, CleanInput, Report};
 
-pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The package version and the fingerprint of the sources built (`src/build.rs`): what the
+/// state keeps, and a sharded night's partials, are read only by the build that wrote them.
+pub const TOOL_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+src.", env!("LW_SOURCE_FINGERPRINT"));
 
 /// Stage timings and row counts, logged as they happen and kept for the manifest.
 #[derive(Debug, Default, Clone, Serialize)]

@@ -474,3 +474,17 @@ fn alerts_cut_by_the_per_seller_cap_have_not_recovered() {
     assert!(cut > 0, "no alert of the night before was cut tonight: nothing to see");
     assert_eq!(ids(&capped, "recovered.parquet"), ids(&uncapped, "recovered.parquet"));
 }
+
+/// The version names the build: `--version`, the manifest, the state and the partials carry
+/// the fingerprint of the sources built (`src/build.rs`), so what another build kept is not
+/// read as this one's (a state kept by an older build is a full refresh, tests/state.rs).
+#[test]
+fn the_version_carries_the_sources_fingerprint() {
+    let o = lanewatch(&["--version"]);
+    expect_code(&o, 0);
+    let v = lanewatch::night::TOOL_VERSION;
+    assert_eq!(stdout(&o).trim_end(), format!("lanewatch {v}"));
+    let (package, sources) = v.split_once("+src.").unwrap_or_else(|| panic!("{v}: no sources' fingerprint"));
+    assert_eq!(package, env!("CARGO_PKG_VERSION"));
+    assert!(sources.len() == 12 && sources.bytes().all(|b| b.is_ascii_hexdigit()), "{v}");
+}

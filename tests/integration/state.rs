@@ -1010,7 +1010,7 @@ fn a_weekly_model_is_kept_between_training_nights_and_equals_training_it_again()
         let kept = std::fs::read(&model).unwrap();
         let kept_json = record(&model);
         let other_version = String::from_utf8(kept.clone()).unwrap().replacen(
-            &format!("\"tool_version\":\"{}\"", env!("CARGO_PKG_VERSION")),
+            &format!("\"tool_version\":\"{}\"", lanewatch::night::TOOL_VERSION),
             "\"tool_version\":\"0.0.1\"",
             1,
         );
