@@ -795,6 +795,7 @@ pub fn outputs(
         lanes: scored.lanes,
         advice: crate::advice::Advice::new(service, promise, sellers),
         suppressed: a.suppressed.into_iter().collect(),
+        capped: a.capped,
         disrupted: scored.disrupted,
         promise_days: scored.promise_days,
     };

@@ -191,6 +191,10 @@ pub mod outputs {
     /// `alerts.parquet` adds these to the scores' columns.
     pub const ALERT_EXTRA: &[&str] = &["alert", "severity", "reasons", "action", "first_alerted_on"];
 
+    /// `capped_alerts.parquet`: what the next night remembers of the alerts the per-seller cap
+    /// cut (the columns of `alerts.parquet` that `alerts::Previous` reads).
+    pub const CAPPED: &[&str] = &["shipment_id", "seller_id", "alert", "severity", "first_alerted_on"];
+
     /// `recovered.parquet`.
     pub const RECOVERED: &[&str] = &[
         "shipment_id",

@@ -83,6 +83,8 @@ pub struct AlertOutput {
     pub lane_alerts: DataFrame,
     /// Alerts dropped by the per-seller budget, per seller_id.
     pub suppressed: HashMap<String, u64>,
+    /// `capped_alerts.parquet`: those alerts themselves, with their `first_alerted_on`.
+    pub capped: DataFrame,
 }
 
 impl AlertOutput {
@@ -154,14 +156,26 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
     for k in keep {
         keep_mask[k] = true;
     }
-    let capped: Vec<u32> = alerts.iter().zip(&keep_mask).filter(|(_, k)| !**k).map(|(a, _)| a.ship).collect();
+    let capped_alerts: Vec<&Alert> = alerts.iter().zip(&keep_mask).filter(|(_, k)| !**k).map(|(a, _)| a).collect();
+    let ship_ids = p.shipments.column("shipment_id")?.str()?.clone();
+    let id_of = |ship: u32| ship_ids.get(ship as usize).unwrap_or("");
+    let capped_rows: Vec<Capped> = capped_alerts
+        .iter()
+        .map(|a| Capped {
+            shipment_id: id_of(a.ship).to_string(),
+            seller_id: p.seller_names()[p.seller[a.ship as usize] as usize].clone(),
+            kind: a.kind,
+            severity: a.severity,
+        })
+        .collect();
+    let capped_frame = capped_frame(capped_rows, prev, fs.night().as_of_day())?;
+    let capped: Vec<u32> = capped_alerts.iter().map(|a| a.ship).collect();
     let mut kept: Vec<Alert> = alerts.into_iter().zip(keep_mask).filter(|(_, k)| *k).map(|(a, _)| a).collect();
     kept.sort_by_key(|a| a.row);
     crate::memory::log_step("alerts", "alerts decided", t0);
     let seller_name = p.seller_names();
     let suppressed: HashMap<String, u64> =
         suppressed_by_seller.into_iter().map(|(s, n)| (seller_name[s as usize].to_string(), n)).collect();
-    let ship_ids = p.shipments.column("shipment_id")?.str()?.clone();
     for a in &mut kept {
         let id = ship_ids.get(a.ship as usize).unwrap_or("");
         if let Some(x) = prev.alerts.get(id) {
@@ -186,7 +200,41 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
     };
     let lane_alerts = lane_alerts_frame(exposure(fs), &alerted_by_lane(kept.iter().map(lane_key)))?;
     crate::memory::log_step("alerts", "lane alerts", t0);
-    Ok(AlertOutput { scores, alerts: kept, recovered, lane_alerts, suppressed })
+    Ok(AlertOutput { scores, alerts: kept, recovered, lane_alerts, suppressed, capped: capped_frame })
+}
+
+/// An alert the per-seller cap cut, as the next night needs to remember it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capped {
+    pub shipment_id: String,
+    pub seller_id: String,
+    pub kind: AlertKind,
+    pub severity: Severity,
+}
+
+/// `capped_alerts.parquet`: the alerts the per-seller cap cut tonight, sorted by shipment_id,
+/// each with the night it was first alerted (carried from `prev`, else tonight, `as_of_day`).
+/// The next night reads them with the kept alerts (`output::previous_alerts`): an alert cut
+/// one night and kept the next lost its `first_alerted_on`, and one cut and then delivered was
+/// never listed as recovered.
+pub fn capped_frame(mut rows: Vec<Capped>, prev: &Previous, as_of_day: i32) -> Result<DataFrame> {
+    rows.sort_by(|a, b| a.shipment_id.cmp(&b.shipment_id));
+    let first: Vec<Option<i32>> = rows
+        .iter()
+        .map(|c| Some(prev.alerts.get(&c.shipment_id).map_or(as_of_day, |x| x.first_alerted_on)))
+        .collect();
+    let df = DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new("shipment_id".into(), rows.iter().map(|c| c.shipment_id.as_str()).collect::<Vec<_>>()),
+            Column::new("seller_id".into(), rows.iter().map(|c| c.seller_id.as_str()).collect::<Vec<_>>()),
+            Column::new("alert".into(), rows.iter().map(|c| c.kind.name()).collect::<Vec<_>>()),
+            Column::new("severity".into(), rows.iter().map(|c| c.severity.name()).collect::<Vec<_>>()),
+            io::date_column("first_alerted_on", first),
+        ],
+    )?;
+    outputs::check("capped_alerts.parquet", &df, outputs::CAPPED)?;
+    Ok(df)
 }
 
 /// The risk `scores.parquet` gives each scoring row: the model's, within [0, 1], and 1 where

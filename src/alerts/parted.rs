@@ -3,7 +3,8 @@
 //! and its first `max_per_seller` in the cap's order, which are all the cap over the network
 //! needs), the reasons and actions of those, its sellers' exposure on disrupted lanes, and
 //! where the previous run's alerted shipments it has stand tonight. The merge gives
-//! `scores.parquet`, `alerts.parquet`, `recovered.parquet` and `lane_alerts.parquet` exactly as
+//! `scores.parquet`, `alerts.parquet`, `recovered.parquet`, `lane_alerts.parquet` and
+//! `capped_alerts.parquet` (from every alert each part raised) exactly as
 //! `alerts::build` gives them on the whole network, through the same frame builders.
 
 use std::collections::{BTreeMap, HashSet};
@@ -12,8 +13,8 @@ use polars::prelude::*;
 
 use super::rules::{self, CapKey, CapShare};
 use super::{
-    Alert, AlertColumns, AlertKind, Exposure, Previous, Recovery, Severity, alerted_by_lane, alerts_frame, decide,
-    exposure, lane_alerts_frame, recovered_frame, recovery, scores_frame, written_risk,
+    Alert, AlertColumns, AlertKind, Capped, Exposure, Previous, Recovery, Severity, alerted_by_lane, alerts_frame,
+    capped_frame, decide, exposure, lane_alerts_frame, recovered_frame, recovery, scores_frame, written_risk,
 };
 use crate::calendar::Night;
 use crate::codec::{Codec, Reader};
@@ -34,8 +35,11 @@ pub struct AlertShare {
     /// The previous run's alerted shipments that raise an alert tonight, kept by the cap or not
     /// (those cut by it have not recovered).
     pub still_alerted: Vec<String>,
+    /// Every alert the part raised: those the cap cuts are `capped_alerts.parquet`.
+    pub raised: Vec<Capped>,
 }
-crate::codec_struct!(AlertShare { scores, cap, details, exposure, recovery, still_alerted });
+crate::codec_struct!(AlertShare { scores, cap, details, exposure, recovery, still_alerted, raised });
+crate::codec_struct!(Capped { shipment_id, seller_id, kind, severity });
 
 /// The alert outputs of the whole network, from every part's share.
 pub struct Merged {
@@ -45,8 +49,10 @@ pub struct Merged {
     pub lane_alerts: DataFrame,
     /// Alerts dropped by the per-seller cap, per seller_id.
     pub suppressed: BTreeMap<String, u64>,
+    /// `capped_alerts.parquet`.
+    pub capped: DataFrame,
 }
-crate::codec_struct!(Merged { scores, alerts, recovered, lane_alerts, suppressed });
+crate::codec_struct!(Merged { scores, alerts, recovered, lane_alerts, suppressed, capped });
 
 /// A part's share: `risk` is the model's risk of each of its scoring rows.
 pub fn share(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) -> Result<AlertShare> {
@@ -75,14 +81,23 @@ pub fn share(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
     let recovery =
         prev.alerts.keys().filter_map(|i| fs.find_shipment(i).map(|k| (i.clone(), recovery(fs, k)))).collect();
     let still_alerted = alerts.iter().map(id).filter(|i| prev.alerts.contains_key(i)).collect();
-    Ok(AlertShare { scores, cap, details, exposure: exposure(fs), recovery, still_alerted })
+    let raised = alerts
+        .iter()
+        .map(|a| Capped {
+            shipment_id: id(a),
+            seller_id: names[p.seller[a.ship as usize] as usize].clone(),
+            kind: a.kind,
+            severity: a.severity,
+        })
+        .collect();
+    Ok(AlertShare { scores, cap, details, exposure: exposure(fs), recovery, still_alerted, raised })
 }
 
 /// The whole network's alert outputs from every part's share.
 pub fn merge(shares: Vec<AlertShare>, cfg: &AlertConfig, prev: &Previous, night: Night) -> Result<Merged> {
     let mut frames = Vec::with_capacity(shares.len());
     let (mut caps, mut details, mut exposures, mut recoveries) = (vec![], BTreeMap::new(), vec![], BTreeMap::new());
-    let mut still_alerted = Vec::new();
+    let (mut still_alerted, mut raised) = (Vec::new(), Vec::new());
     for s in shares {
         frames.push(s.scores);
         caps.push(s.cap);
@@ -90,6 +105,7 @@ pub fn merge(shares: Vec<AlertShare>, cfg: &AlertConfig, prev: &Previous, night:
         exposures.extend(s.exposure);
         recoveries.extend(s.recovery);
         still_alerted.extend(s.still_alerted);
+        raised.extend(s.raised);
     }
     let keys: BTreeMap<String, CapKey> = caps
         .iter()
@@ -127,7 +143,9 @@ pub fn merge(shares: Vec<AlertShare>, cfg: &AlertConfig, prev: &Previous, night:
     let by_lane = alerted_by_lane((0..alerts.height()).map(|k| (at(&o, k), at(&d, k), at(&s, k), at(&seller, k))));
     let lane_alerts = lane_alerts_frame(exposures, &by_lane)?;
     let suppressed = suppressed.into_iter().collect();
-    Ok(Merged { scores, alerts, recovered, lane_alerts, suppressed })
+    raised.retain(|c| !kept.contains(&c.shipment_id));
+    let capped = capped_frame(raised, prev, night.as_of_day())?;
+    Ok(Merged { scores, alerts, recovered, lane_alerts, suppressed, capped })
 }
 
 /// Kinds and severities travel as their place in `ALL`.

@@ -30,23 +30,39 @@ impl Previous {
     /// one way a night's alerts become the next night's memory. Rows without a shipment_id or
     /// first_alerted_on carry nothing over.
     pub fn from_alerts(df: &DataFrame, as_of: NaiveDate) -> Result<Previous> {
+        let mut prev = Previous { as_of: Some(as_of), alerts: HashMap::with_capacity(df.height()) };
+        prev.add(df)?;
+        Ok(prev)
+    }
+
+    /// The same with the night's capped alerts (`capped_alerts.parquet`, its columns those
+    /// read here): an alert the per-seller cap cut is still an alert, which a later night
+    /// continues (its `first_alerted_on`) or finds recovered.
+    pub fn with_capped(mut self, capped: &DataFrame) -> Result<Previous> {
+        self.add(capped)?;
+        Ok(self)
+    }
+
+    /// Adds the rows of an alerts frame; a shipment already known keeps its entry.
+    fn add(&mut self, df: &DataFrame) -> Result<()> {
         let id = df.column("shipment_id")?.str()?;
         let seller = df.column("seller_id")?.str()?;
         let alert = df.column("alert")?.str()?;
         let sev = df.column("severity")?.str()?;
         let first = df.column("first_alerted_on")?.as_materialized_series().to_physical_repr().into_owned();
         let first = first.i32()?;
-        let mut alerts = HashMap::with_capacity(df.height());
         for k in 0..df.height() {
             let (Some(i), Some(f)) = (id.get(k), first.get(k)) else {
                 continue;
             };
             let text = |c: &StringChunked| c.get(k).unwrap_or("").to_string();
-            alerts.insert(
-                i.to_string(),
-                PreviousAlert { seller_id: text(seller), alert: text(alert), severity: text(sev), first_alerted_on: f },
-            );
+            self.alerts.entry(i.to_string()).or_insert_with(|| PreviousAlert {
+                seller_id: text(seller),
+                alert: text(alert),
+                severity: text(sev),
+                first_alerted_on: f,
+            });
         }
-        Ok(Previous { as_of: Some(as_of), alerts })
+        Ok(())
     }
 }

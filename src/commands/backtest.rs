@@ -59,7 +59,7 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
             kept_model = res.trained.take().map(|t| t.kept());
         }
         // The next night carries first_alerted_on from this one, as the nightly job does.
-        prev = Previous::from_alerts(&res.alerts.frame()?, n.as_of())?;
+        prev = Previous::from_alerts(&res.alerts.frame()?, n.as_of())?.with_capped(&res.alerts.capped)?;
         let seconds = started.elapsed().as_secs_f64();
         acc.add(&res.features, &res.model, &res.risk, &res.alerts, &finals, seconds)?;
         advice.add(n, range.every, &res.advice, &s.advice.advice.weight_bands_g, &clean, &finals)?;

@@ -27,7 +27,7 @@ use crate::report;
 use crate::schema::outputs;
 use crate::settings::Settings;
 use crate::validate::Report;
-pub use run_dir::{BACKTEST_LOCK_FILE, LOCK_FILE, OutputLock, Staging, previous_alerts, previous_run, run_dir_name};
+pub use run_dir::{BACKTEST_LOCK_FILE, CAPPED_FILE, LOCK_FILE, OutputLock, Staging, previous_alerts, previous_run, run_dir_name};
 
 /// What a night's run folder is written from: a single run's `NightResult` (`RunOutputs::of`)
 /// or the merged rounds of a sharded night (`rounds::outputs`). Frames are shared, not copied.
@@ -49,6 +49,8 @@ pub struct RunOutputs {
     pub advice: Advice,
     /// Alerts dropped by the per-seller cap, per seller_id.
     pub suppressed: HashMap<String, u64>,
+    /// `capped_alerts.parquet`: those alerts, for the next night's memory.
+    pub capped: DataFrame,
     pub disrupted: Vec<Disrupted>,
     /// Per lane, the median promise of its parcels in flight (`report::promise_days`).
     pub promise_days: BTreeMap<(String, String, String), f64>,
@@ -70,6 +72,7 @@ impl RunOutputs {
             lanes: res.features.lanes_frame()?,
             advice: res.advice.clone(),
             suppressed: a.suppressed.clone(),
+            capped: a.capped.clone(),
             disrupted: res.features.disrupted(),
             promise_days: report::promise_days(&res.features),
         })
@@ -106,6 +109,7 @@ pub fn write_run(
             put("alerts.parquet", &run.alerts)?;
             put("recovered.parquet", &run.recovered)?;
             put("lane_alerts.parquet", &run.lane_alerts)?;
+            put(CAPPED_FILE, &run.capped)?;
             put("lanes.parquet", &run.lanes)?;
             // The advice's files are encoded once (kept advice comes encoded: `Advice::files`).
             let a = &run.advice;

@@ -12,6 +12,8 @@ use crate::alerts::Previous;
 use crate::error::{Error, Result};
 
 pub const LOCK_FILE: &str = ".lanewatch.lock";
+/// The run folder's file of the alerts the per-seller cap cut (`alerts::capped_frame`).
+pub const CAPPED_FILE: &str = "capped_alerts.parquet";
 /// The backtest's own lock: a backtest takes minutes and writes only `backtest.*`, so it does
 /// not hold back a nightly run on the same folder, but two backtests there would interleave
 /// their three files' renames.
@@ -324,21 +326,18 @@ pub fn previous_alerts(out: &Path, as_of: NaiveDate) -> (Previous, Option<String
     let Some((date, dir)) = previous_run(out, as_of) else {
         return (Previous::default(), None);
     };
-    let path = dir.join("alerts.parquet");
     let read = || -> Result<Previous> {
         use polars::prelude::*;
-        let file =
-            std::fs::File::open(&path).map_err(|e| Error::bad_file(path.display().to_string(), e.to_string()))?;
-        let df = ParquetReader::new(file)
-            .with_columns(Some(vec![
-                "shipment_id".into(),
-                "seller_id".into(),
-                "alert".into(),
-                "severity".into(),
-                "first_alerted_on".into(),
-            ]))
-            .finish()?;
-        Previous::from_alerts(&df, date)
+        let frame = |name: &str| -> Result<DataFrame> {
+            let path = dir.join(name);
+            let file =
+                std::fs::File::open(&path).map_err(|e| Error::bad_file(path.display().to_string(), e.to_string()))?;
+            let columns = crate::schema::outputs::CAPPED.iter().map(|&c| c.into()).collect();
+            Ok(ParquetReader::new(file).with_columns(Some(columns)).finish()?)
+        };
+        let prev = Previous::from_alerts(&frame("alerts.parquet")?, date)?;
+        // The alerts the cap cut, which a run of an earlier lanewatch did not write.
+        if dir.join(CAPPED_FILE).exists() { prev.with_capped(&frame(CAPPED_FILE)?) } else { Ok(prev) }
     };
     match read() {
         Ok(p) => (p, None),

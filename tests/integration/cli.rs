@@ -475,6 +475,45 @@ fn alerts_cut_by_the_per_seller_cap_have_not_recovered() {
     assert_eq!(ids(&capped, "recovered.parquet"), ids(&uncapped, "recovered.parquet"));
 }
 
+/// Regression: a night remembered only the alerts the per-seller cap listed, so an alert cut
+/// one night lost its `first_alerted_on` when listed again, and one cut and then recovered was
+/// never in `recovered.parquet`. The cut alerts are written (`capped_alerts.parquet`) and read
+/// back: with the cap, the listed and capped alerts together are the uncapped run's alerts
+/// with the same `first_alerted_on`, and every night recovers what the uncapped run recovers.
+#[test]
+fn alerts_cut_by_the_cap_are_remembered_by_the_next_night() {
+    let mut nights = vec![date(SMALL_AS_OF)];
+    for _ in 0..3 {
+        nights.push(nights.last().unwrap().pred_opt().unwrap());
+    }
+    nights.reverse();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let firsts = |run: &std::path::Path, file: &str| -> BTreeMap<String, String> {
+        let df = read_parquet(&run.join(file));
+        let first = df.column("first_alerted_on").unwrap().cast(&DataType::String).unwrap();
+        let first: Vec<String> = first.str().unwrap().iter().map(|v| v.unwrap().to_string()).collect();
+        strings(&df, "shipment_id").into_iter().zip(first).collect()
+    };
+    let (mut rotated, mut capped_before) = (0, BTreeMap::new());
+    for n in &nights {
+        let n = n.to_string();
+        let uncapped = run_night(small_input(), a.path(), &n, &[]);
+        let capped = run_night(small_input(), b.path(), &n, &[("LANEWATCH_ALERTS__MAX_PER_SELLER", "1")]);
+        let (listed, cut) = (firsts(&capped, "alerts.parquet"), firsts(&capped, "capped_alerts.parquet"));
+        assert!(!cut.is_empty(), "{n}: the cap cut nothing");
+        // Listed again after a night under the cap, first alerted before that night.
+        rotated += listed.iter().filter(|(id, first)| capped_before.contains_key(*id) && **first < n).count();
+        let mut both = listed.clone();
+        both.extend(cut.clone());
+        assert_eq!(both.len(), listed.len() + cut.len(), "{n}: an alert both listed and capped");
+        assert_eq!(both, firsts(&uncapped, "alerts.parquet"), "{n}: listed and capped alerts against uncapped");
+        let ids = |run: &std::path::Path| strings(&read_parquet(&run.join("recovered.parquet")), "shipment_id");
+        assert_eq!(ids(&capped), ids(&uncapped), "{n}: recovered");
+        capped_before = cut;
+    }
+    assert!(rotated > 0, "no alert was capped one night and listed the next: nothing to see");
+}
+
 /// The version names the build: `--version`, the manifest, the state and the partials carry
 /// the fingerprint of the sources built (`src/build.rs`), so what another build kept is not
 /// read as this one's (a state kept by an older build is a full refresh, tests/state.rs).

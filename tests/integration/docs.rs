@@ -36,6 +36,7 @@ fn every_output_column_is_documented() {
         ("scores.parquet", scores.clone()),
         ("alerts.parquet", scores.union(&documented(&doc, "alerts.parquet")).cloned().collect()),
         ("recovered.parquet", documented(&doc, "recovered.parquet")),
+        ("capped_alerts.parquet", documented(&doc, "capped_alerts.parquet")),
         ("lane_alerts.parquet", documented(&doc, "lane_alerts.parquet")),
         ("lanes.parquet", documented(&doc, "lanes.parquet")),
         ("service_advice.parquet", documented(&doc, "service_advice.parquet")),
