@@ -36,6 +36,8 @@ pub struct Facts {
     pub seller_handling_days: f64,
     /// Insured and declared at or above `alerts.high_value_usd`.
     pub high_value: bool,
+    /// A scan other than the creation was seen: a carrier has had the parcel.
+    pub carrier_scanned: bool,
     /// The lane's worst disrupted stage at or after the parcel's current one, if any.
     pub disruption: Option<Disruption>,
 }
@@ -93,6 +95,7 @@ pub fn facts(fs: &FeatureSet, r: usize, risk: f64, cfg: &AlertConfig) -> Facts {
         lane_late_rate: f("lane_late_rate"),
         seller_handling_days: f("seller_handling_days"),
         high_value: p.insured[i] && value.is_finite() && value >= cfg.high_value_usd,
+        carrier_scanned: e.carrier_scanned,
         disruption,
     }
 }
@@ -269,10 +272,11 @@ const LAST_CUSTOMS_STAGE: usize = 4;
 /// The action, in the order a seller should take its steps, joined with "; " and capitalised.
 pub fn action(f: &Facts, kind: AlertKind, severity: Severity, cfg: &AlertConfig) -> String {
     let stalled = is_stalled(f, cfg);
-    // In the seller-handling stage no carrier has the parcel (no pickup yet): there is
-    // nothing to trace and nothing lost to claim for; it is the seller's to hand over. The
-    // reasons say "not picked up"; a trace and a claim contradicted them.
-    let handed_over = f.stage > 0;
+    // In the seller-handling stage with no scan but the creation, no carrier has had the
+    // parcel: there is nothing to trace and nothing lost to claim for; it is the seller's to
+    // hand over. The reasons say "not picked up"; a trace and a claim contradicted them. One a
+    // carrier scanned (an exception, an unmapped status) without a pickup milestone is traced.
+    let handed_over = f.stage > 0 || f.carrier_scanned;
     let mut actions: Vec<&str> = Vec::new();
     if !handed_over {
         actions.push(ACTION_HAND_OVER);
@@ -493,6 +497,7 @@ mod tests {
             lane_late_rate: 0.05,
             seller_handling_days: 1.0,
             high_value: false,
+            carrier_scanned: true,
             disruption: None,
         }
     }
@@ -629,17 +634,20 @@ mod tests {
         assert!(action(&held, AlertKind::AtRisk, Severity::High, &c).ends_with("send the carrier the customs documents"));
         // Regression: a parcel never picked up (seller handling) was to be traced and, insured
         // and valuable, claimed for as lost; it is the seller's to hand over.
-        let unshipped = Facts { stage: 0, ..late_lost.clone() };
+        let unshipped = Facts { stage: 0, carrier_scanned: false, ..late_lost.clone() };
         assert_eq!(
             action(&unshipped, AlertKind::Late, Severity::High, &c),
             "Hand the parcel to the carrier or book a pickup; message the buyer with the tracking status; \
              collect tracking evidence for a likely dispute"
         );
-        let unshipped = Facts { stage: 0, high_value: true, ..stalled.clone() };
+        let unshipped = Facts { stage: 0, high_value: true, carrier_scanned: false, ..stalled.clone() };
         assert_eq!(
             action(&unshipped, AlertKind::Stalled, Severity::High, &c),
             "Hand the parcel to the carrier or book a pickup; message the buyer before they complain"
         );
+        // Scanned by a carrier (an exception) without a pickup milestone: traced as before.
+        let scanned = Facts { carrier_scanned: true, ..unshipped.clone() };
+        assert!(action(&scanned, AlertKind::Stalled, Severity::High, &c).starts_with("Open a carrier trace"));
         let mild = Facts { risk: 0.55, ..calm() };
         assert_eq!(action(&mild, AlertKind::AtRisk, Severity::Low, &c), "Message the buyer before they complain");
         let disrupted = Facts {

@@ -101,6 +101,9 @@ pub struct Extras {
     pub stage_dwell_days: f64,
     pub expected_remaining_p50: f64,
     pub expected_remaining_p90: f64,
+    /// A scan other than the creation was seen (before t): a carrier has had the parcel,
+    /// whatever its furthest milestone.
+    pub carrier_scanned: bool,
 }
 
 impl<'a> Context<'a> {
@@ -243,6 +246,7 @@ impl<'a> Context<'a> {
             stage_dwell_days: dwell,
             expected_remaining_p50: rem50,
             expected_remaining_p90: rem90,
+            carrier_scanned: st.first_carrier_scan != super::timeline::NONE,
         }
     }
 }

@@ -717,3 +717,50 @@ fn a_parcel_lost_before_its_delivery_ends_late_in_the_backtests_outcomes() {
     let changed = before.iter().filter(|(id, f)| after[*id] != **f).count();
     assert_eq!(changed, n);
 }
+
+/// Regression: a parcel never picked up (seller handling, no scan but its creation) was to be
+/// traced with the carrier and, insured and valuable, claimed for as lost; it is the seller's
+/// to hand over. One a carrier has scanned (here an exception) without a pickup milestone is
+/// still traced.
+#[test]
+fn a_parcel_never_handed_over_is_to_be_handed_over_not_traced() {
+    let cutoff = lanewatch::calendar::Night::new(date(SMALL_AS_OF)).cutoff();
+    let handling = |input: &Path| -> Vec<(String, String)> {
+        let out = tempfile::tempdir().unwrap();
+        let alerts = read_parquet(&run(input, out.path(), SMALL_AS_OF).join("alerts.parquet"));
+        let alerts = alerts.lazy().filter(col("status").eq(lit("CREATED"))).collect().unwrap();
+        strings(&alerts, "shipment_id").into_iter().zip(strings(&alerts, "action")).collect()
+    };
+    let before = handling(small_input());
+    // Each such alert of the generated input: scanned at creation alone (the input's events).
+    let events = read_parquet(&small_input().join("events.parquet"));
+    let (ids, statuses) = (strings(&events, "shipment_id"), strings(&events, "status"));
+    let times = events.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
+    let times: Vec<i64> = times.i64().unwrap().iter().map(|t| t.unwrap()).collect();
+    let scanned =
+        |id: &str| (0..ids.len()).any(|k| ids[k] == id && times[k] < cutoff && statuses[k] != "CREATED");
+    assert!(!before.is_empty(), "no alert in seller handling: nothing to see");
+    for (id, action) in &before {
+        assert!(!scanned(id), "{id} has carrier scans");
+        assert!(action.starts_with("Hand the parcel to the carrier"), "{id}: {action}");
+        assert!(!action.contains("carrier trace") && !action.contains("insurance claim"), "{id}: {action}");
+    }
+    // The same parcels with an exception scanned an hour after their creation: traced.
+    let input = copy_input(small_input());
+    let mask: BooleanChunked =
+        (0..ids.len()).map(|k| statuses[k] == "CREATED" && before.iter().any(|b| b.0 == ids[k])).collect();
+    let mut extra = events.filter(&mask).unwrap();
+    assert_eq!(extra.height(), before.len(), "one creation scan each");
+    let later = extra.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
+    let later = Int64Chunked::from_iter(later.i64().unwrap().iter().map(|t| t.map(|t| t + 3_600_000_000)));
+    let dtype = events.column("event_time").unwrap().dtype().clone();
+    extra.with_column(later.into_series().with_name("event_time".into()).cast(&dtype).unwrap().into_column()).unwrap();
+    extra.with_column(Column::new("status".into(), vec!["EXCEPTION"; before.len()])).unwrap();
+    let mut all = events.vstack(&extra).unwrap();
+    write_parquet(&mut all, &input.path().join("events.parquet"));
+    let after: BTreeMap<String, String> = handling(input.path()).into_iter().collect();
+    for (id, _) in &before {
+        let action = after.get(id).unwrap_or_else(|| panic!("{id}: no longer alerted in seller handling"));
+        assert!(action.starts_with("Open a carrier trace"), "{id}: {action}");
+    }
+}
