@@ -16,6 +16,8 @@ pub fn backtest(s: &Settings) -> Result<BacktestSummary> {
     let out = s.out()?;
     // Held until the three files are in place: a second backtest on the same folder exits 75
     // instead of interleaving its renames with these.
+    // The input is checked first: a missing input (66) leaves no output folder or lock file.
+    crate::ingest::check_input_folder(&s.input)?;
     let _lock = output::OutputLock::acquire_file(out, output::BACKTEST_LOCK_FILE, &output::manifest::now())?;
     let mut t = Timings::default();
     let (_, clean) = night::load_timed(s, &mut t)?;

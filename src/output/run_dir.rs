@@ -326,7 +326,7 @@ pub fn previous_alerts(out: &Path, as_of: NaiveDate) -> (Previous, Option<String
     let Some((date, dir)) = previous_run(out, as_of) else {
         return (Previous::default(), None);
     };
-    let read = || -> Result<Previous> {
+    let read = || -> Result<(Previous, Option<String>)> {
         use polars::prelude::*;
         let frame = |name: &str| -> Result<DataFrame> {
             let path = dir.join(name);
@@ -336,11 +336,24 @@ pub fn previous_alerts(out: &Path, as_of: NaiveDate) -> (Previous, Option<String
             Ok(ParquetReader::new(file).with_columns(Some(columns)).finish()?)
         };
         let prev = Previous::from_alerts(&frame("alerts.parquet")?, date)?;
-        // The alerts the cap cut, which a run of an earlier lanewatch did not write.
-        if dir.join(CAPPED_FILE).exists() { prev.with_capped(&frame(CAPPED_FILE)?) } else { Ok(prev) }
+        // The alerts the cap cut, which a run of an earlier lanewatch did not write. Unreadable,
+        // they cost only their own memory, not the listed alerts'.
+        if !dir.join(CAPPED_FILE).exists() {
+            return Ok((prev, None));
+        }
+        match frame(CAPPED_FILE).and_then(|df| prev.clone().with_capped(&df)) {
+            Ok(with) => Ok((with, None)),
+            Err(e) => Ok((
+                prev,
+                Some(format!(
+                    "previous run {}: {CAPPED_FILE} unreadable, alerts the cap cut start fresh: {e}",
+                    dir.display()
+                )),
+            )),
+        }
     };
     match read() {
-        Ok(p) => (p, None),
+        Ok(p) => p,
         Err(e) => {
             (Previous::default(), Some(format!("previous run {} unreadable, alerts start fresh: {e}", dir.display())))
         }

@@ -107,10 +107,35 @@ pub fn at_risk_ids(out: &Path, as_of: NaiveDate, nights: u32) -> (std::collectio
     (ids, dates)
 }
 
-/// A run's `alerts.parquet` as the rounds name it: its BLAKE3 (or why it is unreadable).
+/// A run's alerts as the rounds name them: the BLAKE3 of its `alerts.parquet` and of its
+/// `capped_alerts.parquet` (absent in a run of an earlier build), or why one is unreadable.
+/// Both are the next night's memory: a rerun that only adds capped alerts changes it too.
 pub fn alerts_digest(dir: &Path) -> String {
-    match std::fs::read(dir.join("alerts.parquet")) {
-        Ok(bytes) => format!("alerts.parquet BLAKE3 {}", blake3::hash(&bytes).to_hex()),
-        Err(e) => format!("alerts.parquet unreadable: {e}"),
+    let digest = |name: &str| match std::fs::read(dir.join(name)) {
+        Ok(bytes) => format!("{name} BLAKE3 {}", blake3::hash(&bytes).to_hex()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && name == super::CAPPED_FILE => format!("no {name}"),
+        Err(e) => format!("{name} unreadable: {e}"),
+    };
+    format!("{}, {}", digest("alerts.parquet"), digest(super::CAPPED_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rounds compare an earlier run by both files of its alerts: a rerun of that night that
+    /// only adds alerts the cap cut changes the next night's memory, and the digest.
+    #[test]
+    fn the_alerts_digest_reads_the_capped_alerts_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alerts.parquet"), b"listed").unwrap();
+        let without = alerts_digest(dir.path());
+        assert!(without.ends_with("no capped_alerts.parquet"), "{without}");
+        std::fs::write(dir.path().join(super::super::CAPPED_FILE), b"cut").unwrap();
+        let one = alerts_digest(dir.path());
+        std::fs::write(dir.path().join(super::super::CAPPED_FILE), b"cut, and one more").unwrap();
+        let two = alerts_digest(dir.path());
+        assert!(one != without && two != one, "{without} / {one} / {two}");
+        assert!(one.starts_with(&without[..without.find(',').unwrap()]), "{without} / {one}");
     }
 }

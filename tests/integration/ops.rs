@@ -732,6 +732,10 @@ fn a_backtest_takes_its_own_lock() {
     expect_code(&lanewatch_fast("backtest", small_input(), out.path(), &args), 0);
     assert!(out.path().join("backtest.json").exists());
     drop(nightly);
+    // A missing input is 66 before the lock: no output folder, no lock file left behind.
+    let fresh = out.path().join("fresh");
+    expect_code(&lanewatch_fast("backtest", &out.path().join("no-such-input"), &fresh, &args), 66);
+    assert!(!fresh.exists());
 }
 
 /// Two runs started together on one output: one succeeds, the other is turned away with 75.
