@@ -32,13 +32,11 @@ pub struct AlertShare {
     pub exposure: Vec<Exposure>,
     /// Where the previous run's alerted shipments this part has stand tonight, by shipment id.
     pub recovery: BTreeMap<String, Recovery>,
-    /// The previous run's alerted shipments that raise an alert tonight, kept by the cap or not
-    /// (those cut by it have not recovered).
-    pub still_alerted: Vec<String>,
-    /// Every alert the part raised: those the cap cuts are `capped_alerts.parquet`.
+    /// Every alert the part raised, kept by the cap or not: those the cap cuts are
+    /// `capped_alerts.parquet`, and none of them has recovered.
     pub raised: Vec<Capped>,
 }
-crate::codec_struct!(AlertShare { scores, cap, details, exposure, recovery, still_alerted, raised });
+crate::codec_struct!(AlertShare { scores, cap, details, exposure, recovery, raised });
 crate::codec_struct!(Capped { shipment_id, seller_id, kind, severity });
 
 /// The alert outputs of the whole network, from every part's share.
@@ -80,7 +78,6 @@ pub fn share(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
         .collect();
     let recovery =
         prev.alerts.keys().filter_map(|i| fs.find_shipment(i).map(|k| (i.clone(), recovery(fs, k)))).collect();
-    let still_alerted = alerts.iter().map(id).filter(|i| prev.alerts.contains_key(i)).collect();
     let raised = alerts
         .iter()
         .map(|a| Capped {
@@ -90,21 +87,20 @@ pub fn share(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
             severity: a.severity,
         })
         .collect();
-    Ok(AlertShare { scores, cap, details, exposure: exposure(fs), recovery, still_alerted, raised })
+    Ok(AlertShare { scores, cap, details, exposure: exposure(fs), recovery, raised })
 }
 
 /// The whole network's alert outputs from every part's share.
 pub fn merge(shares: Vec<AlertShare>, cfg: &AlertConfig, prev: &Previous, night: Night) -> Result<Merged> {
     let mut frames = Vec::with_capacity(shares.len());
     let (mut caps, mut details, mut exposures, mut recoveries) = (vec![], BTreeMap::new(), vec![], BTreeMap::new());
-    let (mut still_alerted, mut raised) = (Vec::new(), Vec::new());
+    let mut raised = Vec::new();
     for s in shares {
         frames.push(s.scores);
         caps.push(s.cap);
         details.extend(s.details);
         exposures.extend(s.exposure);
         recoveries.extend(s.recovery);
-        still_alerted.extend(s.still_alerted);
         raised.extend(s.raised);
     }
     let keys: BTreeMap<String, CapKey> = caps
@@ -133,7 +129,8 @@ pub fn merge(shares: Vec<AlertShare>, cfg: &AlertConfig, prev: &Previous, night:
         });
     }
     let alerts = alerts_frame(&scores, &cols)?;
-    let alerted: HashSet<&str> = kept.iter().chain(&still_alerted).map(String::as_str).collect();
+    // Every alert raised tonight, kept or cut by the cap: none of them has recovered.
+    let alerted: HashSet<&str> = raised.iter().map(|c| c.shipment_id.as_str()).collect();
     let recovered = recovered_frame(prev, &alerted, |id| recoveries.get(id).cloned())?;
     let col = |c: &str| -> Result<StringChunked> { Ok(alerts.column(c)?.str()?.clone()) };
     let (o, d, s, seller) = (col("origin")?, col("destination")?, col("service")?, col("seller_id")?);
