@@ -50,7 +50,11 @@ impl Settings {
         // never found (alerts started afresh each night).
         for (key, path) in [("input", Some(&input)), ("out", config.pipeline.out.as_ref())] {
             if path.is_some_and(|p| p.as_os_str().is_empty()) {
-                return Err(Error::Config(format!("{key} is empty (use --{key} DIR or pipeline.{key})")));
+                // Named with its environment variable: that is how an empty path usually comes.
+                let var = key.to_uppercase();
+                return Err(Error::Config(format!(
+                    "{key} is empty (use --{key} DIR or pipeline.{key}; is LANEWATCH_{var} set to an empty value?)"
+                )));
             }
         }
         let night = match config.pipeline.as_of.as_deref() {

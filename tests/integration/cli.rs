@@ -8,10 +8,6 @@ use polars::prelude::*;
 use crate::common::*;
 use crate::tools::{contract, require_shared};
 
-fn strings(df: &DataFrame, c: &str) -> Vec<String> {
-    df.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect()
-}
-
 /// `LANEWATCH_INPUT`, `LANEWATCH_OUT`, `LANEWATCH_AS_OF` and `LANEWATCH_SEED` stand in for the
 /// flags; flags still win.
 #[test]
@@ -157,6 +153,7 @@ fn usage_and_config_errors_name_what_to_fix() {
         expect_code(&o, 78);
         let key = var.strip_prefix("LANEWATCH_").unwrap().to_ascii_lowercase();
         assert!(stderr(&o).contains(&format!("{key} is empty")), "{}", stderr(&o));
+        assert!(stderr(&o).contains(var), "the message does not name {var}: {}", stderr(&o));
         assert_eq!(std::fs::read_dir(here.path()).unwrap().count(), 0, "{var}: something was written");
     }
 }

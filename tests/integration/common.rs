@@ -262,6 +262,11 @@ pub fn run_night(input: &Path, out: &Path, as_of: &str, env: &[(&str, &str)]) ->
     out.join(format!("as_of={as_of}"))
 }
 
+/// A string column's values, a null as "".
+pub fn strings(df: &polars::prelude::DataFrame, c: &str) -> Vec<String> {
+    df.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect()
+}
+
 /// The warnings a run recorded in its manifest.
 pub fn manifest_warnings(run: &Path) -> Vec<String> {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();

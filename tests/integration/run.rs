@@ -15,10 +15,6 @@ fn run(input: &Path, out: &Path, as_of: &str) -> PathBuf {
     out.join(format!("as_of={as_of}"))
 }
 
-fn strings(df: &DataFrame, c: &str) -> Vec<String> {
-    df.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect()
-}
-
 fn floats(df: &DataFrame, c: &str) -> Vec<f64> {
     df.column(c).unwrap().f64().unwrap().iter().map(|v| v.unwrap()).collect()
 }
