@@ -191,9 +191,12 @@ pub mod outputs {
     /// `alerts.parquet` adds these to the scores' columns.
     pub const ALERT_EXTRA: &[&str] = &["alert", "severity", "reasons", "action", "first_alerted_on"];
 
-    /// `capped_alerts.parquet`: what the next night remembers of the alerts the per-seller cap
-    /// cut (the columns of `alerts.parquet` that `alerts::Previous` reads).
-    pub const CAPPED: &[&str] = &["shipment_id", "seller_id", "alert", "severity", "first_alerted_on"];
+    /// What the next night remembers of an alert (`alerts::Previous`): these columns of
+    /// `alerts.parquet`, and the whole of `capped_alerts.parquet`.
+    pub const ALERT_MEMORY: &[&str] = &["shipment_id", "seller_id", "alert", "severity", "first_alerted_on"];
+
+    /// `capped_alerts.parquet`: the memory of the alerts the per-seller cap cut.
+    pub const CAPPED: &[&str] = ALERT_MEMORY;
 
     /// `recovered.parquet`.
     pub const RECOVERED: &[&str] = &[

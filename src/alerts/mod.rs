@@ -156,12 +156,16 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
     for k in keep {
         keep_mask[k] = true;
     }
-    let capped_alerts: Vec<&Alert> = alerts.iter().zip(&keep_mask).filter(|(_, k)| !**k).map(|(a, _)| a).collect();
     let ship_ids = p.shipments.column("shipment_id")?.str()?.clone();
     let id_of = |ship: u32| ship_ids.get(ship as usize).unwrap_or("");
-    let capped_rows: Vec<Capped> = capped_alerts
+    // Recovered (below): the previous run's alerts that raise none tonight. One still raised
+    // but cut by the per-seller cap has not recovered (it once was written `back_on_track`).
+    let alerted: HashSet<&str> = alerts.iter().map(|a| id_of(a.ship)).collect();
+    let capped_rows: Vec<Capped> = alerts
         .iter()
-        .map(|a| Capped {
+        .zip(&keep_mask)
+        .filter(|(_, k)| !**k)
+        .map(|(a, _)| Capped {
             shipment_id: id_of(a.ship).to_string(),
             seller_id: p.seller_names()[p.seller[a.ship as usize] as usize].clone(),
             kind: a.kind,
@@ -169,7 +173,6 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
         })
         .collect();
     let capped_frame = capped_frame(capped_rows, prev, fs.night().as_of_day())?;
-    let capped: Vec<u32> = capped_alerts.iter().map(|a| a.ship).collect();
     let mut kept: Vec<Alert> = alerts.into_iter().zip(keep_mask).filter(|(_, k)| *k).map(|(a, _)| a).collect();
     kept.sort_by_key(|a| a.row);
     crate::memory::log_step("alerts", "alerts decided", t0);
@@ -177,16 +180,11 @@ pub fn build(fs: &FeatureSet, risk: &[f64], cfg: &AlertConfig, prev: &Previous) 
     let suppressed: HashMap<String, u64> =
         suppressed_by_seller.into_iter().map(|(s, n)| (seller_name[s as usize].to_string(), n)).collect();
     for a in &mut kept {
-        let id = ship_ids.get(a.ship as usize).unwrap_or("");
-        if let Some(x) = prev.alerts.get(id) {
+        if let Some(x) = prev.alerts.get(id_of(a.ship)) {
             a.first_alerted_on = x.first_alerted_on;
         }
     }
 
-    // Recovered: the previous run's alerts that raise none tonight. One still raised but cut by
-    // the per-seller cap has not recovered (it once was written `back_on_track`).
-    let mut alerted: HashSet<&str> = kept.iter().map(|a| ship_ids.get(a.ship as usize).unwrap_or("")).collect();
-    alerted.extend(capped.iter().map(|&ship| ship_ids.get(ship as usize).unwrap_or("")));
     let recovered = recovered_frame(prev, &alerted, |id| fs.find_shipment(id).map(|i| recovery(fs, i)))?;
     crate::memory::log_step("alerts", "recovered", t0);
     let lane_key = |a: &Alert| {

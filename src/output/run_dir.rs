@@ -332,7 +332,7 @@ pub fn previous_alerts(out: &Path, as_of: NaiveDate) -> (Previous, Option<String
             let path = dir.join(name);
             let file =
                 std::fs::File::open(&path).map_err(|e| Error::bad_file(path.display().to_string(), e.to_string()))?;
-            let columns = crate::schema::outputs::CAPPED.iter().map(|&c| c.into()).collect();
+            let columns = crate::schema::outputs::ALERT_MEMORY.iter().map(|&c| c.into()).collect();
             Ok(ParquetReader::new(file).with_columns(Some(columns)).finish()?)
         };
         let prev = Previous::from_alerts(&frame("alerts.parquet")?, date)?;

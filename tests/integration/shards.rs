@@ -696,10 +696,11 @@ fn the_spark_jobs_rounds_are_lanewatchs() {
 
 /// `merge --rounds` writes the night's run folder from the merged rounds alone (the shards'
 /// data never read by one machine), byte-identical (manifest aside) to the single run's, for N
-/// in {1, 2, 3, 7}: the per-seller cap applied across shards (a cap of 2, so it binds), lanes
+/// in {1, 2, 3, 7}: the per-seller cap applied across shards (a cap of 1, so it binds), lanes
 /// flagged disrupted (a loose rule), advice falling back to a service's pool (which spans
 /// shards), first_alerted_on, recovered shipments and the report's trends continuing from the
-/// same earlier run. Rounds whose lineage no longer holds (a partial replaced) or computed
+/// same earlier run (the night before, some of whose alerts the cap cuts tonight: cut, they
+/// have not recovered). Rounds whose lineage no longer holds (a partial replaced) or computed
 /// against another earlier run are refused.
 #[test]
 fn merge_from_the_rounds_writes_the_single_runs_folder() {
@@ -707,13 +708,13 @@ fn merge_from_the_rounds_writes_the_single_runs_folder() {
     let config = dir.path().join("capped.toml");
     // A cap that binds, and a disruption rule loose enough to flag lanes on a small input.
     let text = std::fs::read_to_string(fast_config()).unwrap()
-        + "\n[alerts]\nmax_per_seller = 2\n[lanes]\ndisruption_ratio = 1.05\ndisruption_min_recent = 3\n"
+        + "\n[alerts]\nmax_per_seller = 1\n[lanes]\ndisruption_ratio = 1.05\ndisruption_min_recent = 3\n"
         + "disruption_min_increase_days = 0.1\ndisruption_min_z = 0.5\n";
     std::fs::write(&config, text).unwrap();
     let config = config.to_str().unwrap();
     let out = dir.path().join("out");
     let input = input().to_str().unwrap();
-    let earlier = (date(AS_OF) - chrono::Duration::days(21)).to_string();
+    let earlier = (date(AS_OF) - chrono::Duration::days(1)).to_string();
     for night in [earlier.as_str(), AS_OF] {
         let args = ["run", "--input", input, "--out", out.to_str().unwrap(), "--as-of", night, "--config", config];
         expect_code(&lanewatch(&args), 0);
@@ -728,6 +729,15 @@ fn merge_from_the_rounds_writes_the_single_runs_folder() {
     let first =
         read_parquet(&single.join("alerts.parquet")).column("first_alerted_on").unwrap().date().unwrap().clone();
     assert!(first.physical().iter().flatten().any(|d| d < first.physical().max().unwrap()), "no alert carried over");
+    // An alert of the earlier night (listed or cut) that the cap cuts tonight: not recovered.
+    let ids = |run: &Path, file: &str| strings(&read_parquet(&run.join(file)), "shipment_id");
+    let before = out.join(format!("as_of={earlier}"));
+    let alerted_before: std::collections::BTreeSet<String> =
+        ids(&before, "alerts.parquet").into_iter().chain(ids(&before, "capped_alerts.parquet")).collect();
+    assert!(
+        ids(&single, "capped_alerts.parquet").iter().any(|id| alerted_before.contains(id)),
+        "no alert of the night before is cut by the cap tonight"
+    );
 
     // Each sharded night writes into an output folder holding the same earlier run.
     let sharded_out = |name: &str| {
