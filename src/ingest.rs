@@ -66,11 +66,53 @@ pub struct FileInfo {
     pub rows: u64,
     pub bytes: u64,
     pub blake3: String,
-    /// Its modification time (ns since the epoch, 0 unknown) as it was before its bytes were
-    /// hashed: what the state records, so a file rewritten after it was read is read again.
-    /// Taken after the decoding, a rewrite in between paired the new time with the old rows.
+    /// Its stamp as it was before its bytes were hashed: what the state records, so a file
+    /// rewritten after it was read is read again. Taken after the decoding, a rewrite in
+    /// between paired the new time with the old rows.
     #[serde(skip)]
+    pub stamp: Stamp,
+}
+
+/// What tells that a file changed since it was read, without reading it: its modification
+/// time, its status-change time and its inode. The first alone missed a rewrite that keeps it
+/// (`touch -r`, `cp -p`, a copy tool that keeps times):
+/// the state kept the old rows. A rewrite in place moves the status-change time, which no
+/// user call can set back; a replacement by rename brings another inode. Zero where unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Stamp {
+    /// ns since the epoch.
     pub mtime_ns: i64,
+    /// ns since the epoch (Unix; 0 elsewhere).
+    #[serde(default)]
+    pub ctime_ns: i64,
+    /// Unix; 0 elsewhere.
+    #[serde(default)]
+    pub inode: u64,
+}
+
+impl Stamp {
+    pub fn of(m: &std::fs::Metadata) -> Stamp {
+        let mtime_ns = mtime_of(m);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let ctime_ns = m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec());
+            Stamp { mtime_ns, ctime_ns, inode: m.ino() }
+        }
+        #[cfg(not(unix))]
+        Stamp { mtime_ns, ctime_ns: 0, inode: 0 }
+    }
+
+    /// The stamp of the file at `path` (followed as reading it follows it), or zero.
+    pub fn of_path(path: &Path) -> Stamp {
+        std::fs::metadata(path).map(|m| Stamp::of(&m)).unwrap_or_default()
+    }
+
+    /// Whether it can tell a change at all: a file system that keeps no times leaves only the
+    /// size, which a rewrite can keep.
+    pub fn known(&self) -> bool {
+        self.mtime_ns != 0
+    }
 }
 
 /// A table after reading: canonical column names and types, plus what was found on the way.
@@ -284,12 +326,11 @@ pub struct Planned {
 }
 
 /// Hashes a file with BLAKE3 while reading it in blocks (never whole in memory).
-/// A file's size, BLAKE3 and modification time, the time taken from the open file before a
-/// byte is read.
-fn hash_file(path: &Path) -> std::io::Result<(u64, String, i64)> {
+/// A file's size, BLAKE3 and stamp, the stamp taken from the open file before a byte is read.
+fn hash_file(path: &Path) -> std::io::Result<(u64, String, Stamp)> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
-    let mtime = f.metadata().map(|m| mtime_of(&m)).unwrap_or(0);
+    let stamp = f.metadata().map(|m| Stamp::of(&m)).unwrap_or_default();
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
@@ -301,7 +342,7 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, String, i64)> {
         h.update(&buf[..k]);
         n += k as u64;
     }
-    Ok((n, h.finalize().to_hex().to_string(), mtime))
+    Ok((n, h.finalize().to_hex().to_string(), stamp))
 }
 
 /// A file's modification time in ns since the epoch; 0 when unknown.
@@ -369,7 +410,7 @@ fn plan_file(
     // with the table put in front, a top-level file read `shipments/shipments.parquet`, a path
     // no one could find.
     let name_for_msgs = file.clone();
-    let (bytes, hash, mtime_ns) = hash_file(path).map_err(|e| match e.kind() {
+    let (bytes, hash, stamp) = hash_file(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::MissingInput { path: path.to_path_buf() },
         _ => Error::bad_file(name_for_msgs.clone(), format!("cannot read: {e}")),
     })?;
@@ -398,7 +439,7 @@ fn plan_file(
             };
             out.findings.push(err("", "corrupt_file", why));
             let name = exact(input, path);
-            out.info = Some(FileInfo { table: table.name(), path: file, name, rows: 0, bytes, blake3: hash, mtime_ns });
+            out.info = Some(FileInfo { table: table.name(), path: file, name, rows: 0, bytes, blake3: hash, stamp });
             return Ok(out);
         }
     };
@@ -410,7 +451,7 @@ fn plan_file(
         rows,
         bytes,
         blake3: hash,
-        mtime_ns,
+        stamp,
     };
     out.info = Some(info.clone());
     let schema = match parquet::arrow::parquet_to_arrow_schema(
@@ -620,6 +661,14 @@ pub fn decode_file(
             return Ok(corrupt(e));
         }
         ready = next;
+    }
+    // Still the file that was hashed (its stamp was taken before): one replaced or rewritten
+    // since may have given rows of two versions, or rows the recorded hash is not of, and a
+    // state would keep them as that file's. Its rows are dropped as a corrupt file's are.
+    if plan.info.stamp.known() && Stamp::of_path(&plan.path) != plan.info.stamp {
+        let why = "the file changed while it was read (replaced or rewritten during the night): rerun once it is \
+                   written";
+        return Ok(vec![err("", "corrupt_file", why.to_string(), 1)]);
     }
     Ok(plan
         .columns
@@ -1367,5 +1416,59 @@ mod tests {
         let read = read_files(input, Table::Events, &cfg, None).unwrap();
         let bad: Vec<String> = read.findings.iter().filter(|f| f.level == Level::Error).map(|f| f.line()).collect();
         assert!(bad.len() == 1 && bad[0].contains("b.parquet") && bad[0].to_lowercase().contains("utf-8"), "{bad:?}");
+    }
+
+    /// Regression: a file was hashed (and stamped) on one open and decoded on others, so one
+    /// replaced or rewritten in between gave rows the recorded hash was not of, and the state
+    /// kept them as that file's. The decode checks the stamp again and drops such a file's rows.
+    #[cfg(unix)]
+    #[test]
+    fn a_file_changed_while_it_was_read_gives_no_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path();
+        std::fs::create_dir_all(input.join("events")).unwrap();
+        let path = input.join("events/a.parquet");
+        let write = |at: &Path| {
+            let t = Series::new("event_time".into(), [1_790_000_000_000_000i64])
+                .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(polars::prelude::TimeZone::UTC)))
+                .unwrap();
+            let mut df = DataFrame::new(
+                1,
+                vec![
+                    Column::new("shipment_id".into(), ["S-1"]),
+                    t.into_column(),
+                    Column::new("status".into(), ["DELIVERED"]),
+                ],
+            )
+            .unwrap();
+            ParquetWriter::new(std::fs::File::create(at).unwrap()).finish(&mut df).unwrap();
+        };
+        let decoded = |plan: &FilePlan| {
+            let mut rows = 0;
+            let findings = decode_file(plan, Table::Events, &mut |df| {
+                rows += df.height();
+                Ok(())
+            })
+            .unwrap();
+            (rows, findings.iter().map(Finding::line).collect::<Vec<_>>())
+        };
+        write(&path);
+        let cfg = InputConfig::default();
+        let plan = || plan_table(input, Table::Events, &cfg, None).unwrap().plans.remove(0);
+        assert_eq!(decoded(&plan()), (1, vec![]));
+        // Replaced by another file (another inode) between the plan and the decode.
+        let p = plan();
+        write(&input.join("next.parquet"));
+        std::fs::rename(input.join("next.parquet"), &path).unwrap();
+        let (_, findings) = decoded(&p);
+        assert!(findings.len() == 1 && findings[0].contains("changed while it was read"), "{findings:?}");
+        // Rewritten in place with its modification time put back (`touch -r`).
+        let p = plan();
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        write(&path);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+        let (_, findings) = decoded(&p);
+        assert!(findings.len() == 1 && findings[0].contains("changed while it was read"), "{findings:?}");
+        assert_eq!(decoded(&plan()), (1, vec![]));
     }
 }

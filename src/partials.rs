@@ -521,7 +521,7 @@ fn merge_reports(metas: &[Meta], input: &Path) -> Result<Report> {
             rows: f.rows,
             bytes: f.bytes,
             blake3: f.blake3.clone(),
-            mtime_ns: 0,
+            stamp: Default::default(),
         });
     }
     // Each warning once, its count summed, rendered through the single validation's words.

@@ -14,11 +14,11 @@
 //!
 //! A night loads the generation `CURRENT` names (its bytes' BLAKE3 must match its name) and
 //! checks it against the input: the same tool version and `[input]` settings, the same input
-//! folder, every covered file still there with the same size and modification time, every new
-//! file sorting after the covered files of its table (date partitions `date=YYYY-MM-DD/` do),
-//! and every segment's BLAKE3 intact. It then
-//! decodes only the new files and assembles exactly the `RawInput` that decoding every file
-//! gives: the same rows in the same order, the same status and unknown-id numbering. Anything
+//! folder, every covered file still there with the same size, times and inode
+//! (`ingest::Stamp`), every new file sorting after the covered files of its table (date
+//! partitions `date=YYYY-MM-DD/` do), and every segment's BLAKE3 intact. It then decodes only
+//! the new files and assembles exactly the `RawInput` that decoding every file gives: the same
+//! rows in the same order, the same status and unknown-id numbering. Anything
 //! else is a full refresh, with a warning that names the reason; `run --full-refresh` asks for
 //! one. A night's generation is written (new segments, then its JSON) before its run folder is
 //! committed, and `CURRENT` moves to it only after: a night killed at any moment leaves
@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::InputConfig;
 use crate::error::{Error, Result};
-use crate::ingest::{self, FileInfo, Finding, Level};
+use crate::ingest::{self, FileInfo, Finding, Level, Stamp};
 use crate::night::TOOL_VERSION;
 use crate::schema::Table;
 use crate::validate::{self, EventCounts, ORPHAN, RawEvents, RawInput};
@@ -129,9 +129,10 @@ struct Segment {
     rows: u64,
     bytes: u64,
     blake3: String,
-    /// Modification time (ns since the epoch) when it was read: with `bytes`, how a changed
-    /// file is noticed without reading it.
-    mtime_ns: i64,
+    /// The file's stamp when it was read: with `bytes`, how a changed file is noticed without
+    /// reading it.
+    #[serde(flatten)]
+    stamp: Stamp,
     /// File under `segments/` and the BLAKE3 of its bytes.
     data: String,
     data_blake3: String,
@@ -226,11 +227,11 @@ pub struct StateInfo {
 struct Carry {
     reused_ships: Vec<Segment>,
     reused_events: Vec<Segment>,
-    /// Per new shipments file: its info, mtime and its rows' range in arrival order.
-    new_ships: Vec<(FileInfo, i64, std::ops::Range<usize>)>,
-    /// Per new events file: its info, mtime, its rows' range in the assembled events and its
+    /// Per new shipments file: its info, stamp and its rows' range in arrival order.
+    new_ships: Vec<(FileInfo, Stamp, std::ops::Range<usize>)>,
+    /// Per new events file: its info, stamp, its rows' range in the assembled events and its
     /// counts.
-    new_events: Vec<(FileInfo, i64, std::ops::Range<usize>, Counts)>,
+    new_events: Vec<(FileInfo, Stamp, std::ops::Range<usize>, Counts)>,
     /// Sorted shipment index → arrival row (shipment rows stacked in file order).
     arrival_of: Vec<u32>,
     /// The read generation's sorted shipments, when it had them, and its kept checks.
@@ -261,10 +262,6 @@ fn input_key(cfg: &InputConfig) -> serde_json::Value {
 
 pub(crate) fn canonical_input(input: &Path) -> String {
     std::fs::canonicalize(input).unwrap_or_else(|_| input.to_path_buf()).to_string_lossy().into_owned()
-}
-
-fn mtime_ns(path: &Path) -> i64 {
-    std::fs::metadata(path).map(|m| ingest::mtime_of(&m)).unwrap_or(0)
 }
 
 /// The generation `CURRENT` names, or `Ok(None)` when there is no state yet; `Err(why)` when
@@ -344,9 +341,9 @@ fn new_files(
             return Err(format!("input file {} is gone since the state was written", crate::error::printable(&s.path)));
         };
         let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX);
-        // An unknown time (0: a file system that keeps none) leaves only the size to compare,
+        // An unknown time (a file system that keeps none) leaves only the size to compare,
         // which a rewrite can keep: such a file is read again.
-        if bytes != s.bytes || s.mtime_ns == 0 || mtime_ns(p) != s.mtime_ns {
+        if bytes != s.bytes || !s.stamp.known() || Stamp::of_path(p) != s.stamp {
             return Err(format!("input file {} changed since the state was written", crate::error::printable(&s.path)));
         }
     }
@@ -564,8 +561,8 @@ fn assemble(
         findings.extend(d.findings);
         if let Some(df) = d.df {
             info.new_rows_from = info.new_rows_from.min(earliest_creation(&df)?);
-            let mtime = d.info.mtime_ns;
-            new_ships.push((d.info, mtime, at..at + df.height()));
+            let stamp = d.info.stamp;
+            new_ships.push((d.info, stamp, at..at + df.height()));
             at += df.height();
             frames.push(df);
         }
@@ -681,12 +678,7 @@ fn assemble(
             findings.extend(d.findings);
             // Sums are the file's own; the longest id is the running maximum, which is the true
             // maximum over any prefix of files (all a later night reuses).
-            new_events.push((
-                plan.info.clone(),
-                plan.info.mtime_ns,
-                d.rows,
-                Counts { events: d.counts, has_eta: false },
-            ));
+            new_events.push((plan.info.clone(), plan.info.stamp, d.rows, Counts { events: d.counts, has_eta: false }));
         }
     }
     if let Some(&first) = events.time[reused_rows..].iter().min() {
@@ -760,7 +752,7 @@ fn file_info(table: Table, s: &Segment) -> FileInfo {
         rows: s.rows,
         bytes: s.bytes,
         blake3: s.blake3.clone(),
-        mtime_ns: s.mtime_ns,
+        stamp: s.stamp,
     }
 }
 
@@ -1048,9 +1040,9 @@ pub fn write(
     // Shipment and event files in one list, so that a single large file of each (a first night
     // on one file per table) writes its two segments side by side rather than one after the other.
     enum New {
-        Shipments(FileInfo, i64, std::ops::Range<usize>),
+        Shipments(FileInfo, Stamp, std::ops::Range<usize>),
         Sorted,
-        Events(FileInfo, i64, std::ops::Range<usize>, Counts),
+        Events(FileInfo, Stamp, std::ops::Range<usize>, Counts),
         CheckedEvents,
         CheckedCounts,
         CheckedUnmapped,
@@ -1066,7 +1058,7 @@ pub fn write(
         CheckedOrphans(String),
     }
     // The new files' entries of a rewrite night, which name the sorted file.
-    let new_ship_infos: Vec<(FileInfo, i64)> =
+    let new_ship_infos: Vec<(FileInfo, Stamp)> =
         if rewrite { carry.new_ships.iter().map(|(i, m, _)| (i.clone(), *m)).collect() } else { vec![] };
     let ship_jobs: Vec<(New, String)> = if rewrite {
         vec![
@@ -1080,23 +1072,23 @@ pub fn write(
         carry
             .new_ships
             .into_iter()
-            .map(|(info, mtime, rows)| New::Shipments(info, mtime, rows))
+            .map(|(info, stamp, rows)| New::Shipments(info, stamp, rows))
             .zip(ship_names)
             .collect()
     };
     let new_events = carry.new_events;
     let has_eta = raw.events.eta.is_some();
     let (event_jobs, covered): (Vec<(New, String)>, Vec<Segment>) = if rewrite {
-        let entry = |(info, mtime, range, counts): &(FileInfo, i64, std::ops::Range<usize>, Counts)| {
+        let entry = |(info, stamp, range, counts): &(FileInfo, Stamp, std::ops::Range<usize>, Counts)| {
             let mut n = Numbering::default();
             number_rows(raw, range.clone(), arrival_of, &mut n, |_, _| {});
-            events_entry(segment(info, *mtime, String::new(), String::new()), n, Counts { has_eta, ..*counts })
+            events_entry(segment(info, *stamp, String::new(), String::new()), n, Counts { has_eta, ..*counts })
         };
         (vec![], new_events.iter().map(entry).collect())
     } else {
         let jobs = new_events
             .into_iter()
-            .map(|(info, mtime, range, counts)| New::Events(info, mtime, range, counts))
+            .map(|(info, stamp, range, counts)| New::Events(info, stamp, range, counts))
             .zip(event_names)
             .collect();
         (jobs, vec![])
@@ -1107,7 +1099,7 @@ pub fn write(
         crate::io::write_compact_slices(path, df.height(), slice_rows, |r| Ok(df.slice(r.start as i64, r.len())))
     };
     let written = each(jobs, |(job, data)| match job {
-        New::Shipments(info, mtime, rows) => {
+        New::Shipments(info, stamp, rows) => {
             // The file's rows in its own order, as it was decoded, taken from the sorted rows.
             let of_file = &sorted_of[rows];
             let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), of_file.len(), slice_rows, |r| {
@@ -1118,7 +1110,7 @@ pub fn write(
                 let cols = raw.shipments.columns().iter().map(|c| c.take(&idx)).collect::<PolarsResult<Vec<_>>>()?;
                 Ok(DataFrame::new(idx.len(), cols)?)
             })?;
-            Ok(Written::Shipments(segment(&info, mtime, data, data_blake3)))
+            Ok(Written::Shipments(segment(&info, stamp, data, data_blake3)))
         }
         New::Sorted => {
             // The sorted rows as they are, each with its arrival row.
@@ -1130,13 +1122,13 @@ pub fn write(
             })?;
             Ok(Written::Sorted(data_blake3))
         }
-        New::Events(info, mtime, range, counts) => {
+        New::Events(info, stamp, range, counts) => {
             let mut numbering = Numbering::default();
             let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), range.len(), slice_rows, |r| {
                 event_segment(raw, range.start + r.start..range.start + r.end, arrival_of, &mut numbering)
             })?;
             Ok(Written::Events(events_entry(
-                segment(&info, mtime, data, data_blake3),
+                segment(&info, stamp, data, data_blake3),
                 numbering,
                 Counts { has_eta, ..counts },
             )))
@@ -1175,7 +1167,7 @@ pub fn write(
             Written::Sorted(data_blake3) => {
                 // Every shipments file's rows are in it, and each file's entry names it.
                 shipments.extend(
-                    new_ship_infos.iter().map(|(info, mtime)| segment(info, *mtime, String::new(), String::new())),
+                    new_ship_infos.iter().map(|(info, stamp)| segment(info, *stamp, String::new(), String::new())),
                 );
                 for s in &mut shipments {
                     (s.data, s.data_blake3) = (sorted_name.clone(), data_blake3.clone());
@@ -1266,14 +1258,14 @@ fn each<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> Result<R> + Sync + Sen
     if items.len() > 1 { items.into_par_iter().map(f).collect() } else { items.into_iter().map(f).collect() }
 }
 
-fn segment(info: &FileInfo, mtime_ns: i64, data: String, data_blake3: String) -> Segment {
+fn segment(info: &FileInfo, stamp: Stamp, data: String, data_blake3: String) -> Segment {
     Segment {
         path: info.path.clone(),
         exact: if info.name == info.path { String::new() } else { info.name.clone() },
         rows: info.rows,
         bytes: info.bytes,
         blake3: info.blake3.clone(),
-        mtime_ns,
+        stamp,
         data,
         data_blake3,
         statuses: vec![],

@@ -439,6 +439,52 @@ fn write_generation(out: &Path, g: &serde_json::Value) {
     std::fs::write(out.join("state/CURRENT"), format!("{name}\n")).unwrap();
 }
 
+/// Rewrites the Parquet file `path` in place without some of its last rows, padded back to its
+/// size, and puts its modification time back (`touch -r`): only its contents, and its
+/// status-change time, say it changed.
+fn rewrite_keeping_size_and_time(path: &Path) {
+    use parquet::file::metadata::KeyValue;
+    let meta = std::fs::metadata(path).unwrap();
+    let (size, modified) = (meta.len() as usize, meta.modified().unwrap());
+    let batch = read_arrow(path);
+    let footer =
+        parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&std::fs::File::open(path).unwrap());
+    let codec = footer.unwrap().row_group(0).column(0).compression();
+    let encode = |rows: usize, pad: usize| -> Vec<u8> {
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(codec)
+            .set_key_value_metadata(Some(vec![KeyValue::new("pad".into(), "x".repeat(pad))]))
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).unwrap();
+        w.write(&batch.slice(0, rows)).unwrap();
+        w.into_inner().unwrap()
+    };
+    // Rows off the end until the file is smaller (this writer's encoding is not the input's).
+    let mut cut = 1;
+    while encode(batch.num_rows() - cut, 0).len() >= size {
+        assert!(cut < batch.num_rows() - 1, "{}: no fewer rows make it smaller", path.display());
+        cut = (2 * cut).min(batch.num_rows() - 1);
+    }
+    let rows = batch.num_rows() - cut;
+    // The padding's length prefix grows with it: a few tries settle on the size.
+    let mut pad = 0usize;
+    let bytes = (0..50)
+        .find_map(|_| {
+            let b = encode(rows, pad);
+            match b.len().cmp(&size) {
+                std::cmp::Ordering::Equal => return Some(b),
+                std::cmp::Ordering::Less => pad += size - b.len(),
+                std::cmp::Ordering::Greater => pad -= 1,
+            }
+            None
+        })
+        .unwrap_or_else(|| panic!("{}: no padding gives {size} bytes", path.display()));
+    std::fs::write(path, bytes).unwrap();
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(modified).unwrap();
+    let after = std::fs::metadata(path).unwrap();
+    assert_eq!((after.len() as usize, after.modified().unwrap()), (size, modified), "{}", path.display());
+}
+
 /// Flips the bits `mask` of the byte at `1 / at` of the file.
 fn flip(path: &Path, at: usize, mask: u8) {
     let mut b = std::fs::read(path).unwrap();
@@ -645,6 +691,13 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
                 let mut df = df.slice(0, df.height() - 1);
                 write_parquet(&mut df, &p);
             }),
+            "changed since the state was written",
+        ),
+        (
+            // Regression: the state matched covered files by size and modification time, and
+            // kept the old rows of a file rewritten with both kept.
+            "an input file rewritten with its size and modification time kept",
+            Damage::Input(|live| rewrite_keeping_size_and_time(&live.join("events/date=2026-09-01/part-0.parquet"))),
             "changed since the state was written",
         ),
         (
