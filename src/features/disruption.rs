@@ -234,9 +234,9 @@ fn visit(entry: i64, exit: i64, abandoned: i64) -> Visit {
 /// takes each day's baseline by selection and sorts only the visits that can reach its cohort,
 /// rather than sorting every visit of the window (three sorts of the group's visits cost most
 /// of a new series day: about 13 s at 10M shipments). Both give the same points, bit for bit.
-fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) -> Vec<Point> {
+fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize, of: Of) -> Vec<Point> {
     if n_days <= FEW_DAYS {
-        return (0..n_days).map(|k| point_at(&sp.visits, cfg, (first_day + k as i64) * MICROS_PER_DAY)).collect();
+        return (0..n_days).map(|k| point_at(&sp.visits, cfg, (first_day + k as i64) * MICROS_PER_DAY, of)).collect();
     }
     let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
     let window = cfg.window_days as i64 * MICROS_PER_DAY;
@@ -277,7 +277,7 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
             }
             let n = window_set.len();
             let baseline_p50 = p50_days(n, |k| by_value[window_set.kth(k)].0);
-            cohort_point(&sp.visits, cfg, c, n as u32, baseline_p50, &mut scratch)
+            cohort_point(&sp.visits, cfg, c, n as u32, baseline_p50, &mut scratch, of)
         })
         .collect()
 }
@@ -290,7 +290,7 @@ fn points_of(sp: &mut Spans, cfg: &LaneConfig, first_day: i64, n_days: usize) ->
 const FEW_DAYS: usize = 7;
 
 /// The point at cutoff `c` from the group's visits in any order (`points_of` for few days).
-fn point_at(visits: &[Visit], cfg: &LaneConfig, c: i64) -> Point {
+fn point_at(visits: &[Visit], cfg: &LaneConfig, c: i64, of: Of) -> Point {
     let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
     let window = cfg.window_days as i64 * MICROS_PER_DAY;
     // The baseline: dwells of completed visits that ended in [c − window, c − recent).
@@ -312,7 +312,7 @@ fn point_at(visits: &[Visit], cfg: &LaneConfig, c: i64) -> Point {
     let earliest = (c - p50_micros(baseline_p50) - recent).max(c - window);
     let mut near: Vec<Visit> = visits.iter().filter(|v| v.entry >= earliest && v.entry < c).copied().collect();
     near.sort_unstable_by_key(|v| v.entry);
-    cohort_point(&near, cfg, c, n as u32, baseline_p50, &mut Cohort::default())
+    cohort_point(&near, cfg, c, n as u32, baseline_p50, &mut Cohort::default(), of)
 }
 
 /// The median of `n` dwells in days, from the k-th smallest (`kth(k)`, µs): the middle one, or
@@ -332,6 +332,17 @@ fn p50_micros(baseline_p50: f64) -> i64 {
     if baseline_p50.is_finite() { (baseline_p50 * MICROS_PER_DAY as f64).round() as i64 } else { 0 }
 }
 
+/// Whose points `points_of` computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Of {
+    /// A lane's: every field is kept and published.
+    Lane,
+    /// A destination × service group's: only a flagged point is ever read (`Series::finish`
+    /// gives it to the group's lanes), so a point that cannot be flagged whatever its cohort's
+    /// median is left without one (`cohort_point`).
+    Group,
+}
+
 /// Buffers a cohort is sorted in, reused from day to day.
 #[derive(Default)]
 struct Cohort {
@@ -349,6 +360,7 @@ fn cohort_point(
     baseline_n: u32,
     baseline_p50: f64,
     buf: &mut Cohort,
+    of: Of,
 ) -> Point {
     let recent = cfg.recent_days as i64 * MICROS_PER_DAY;
     let window = cfg.window_days as i64 * MICROS_PER_DAY;
@@ -373,6 +385,31 @@ fn cohort_point(
     }
     let a = visits.partition_point(|v| v.entry < from);
     let b = visits.partition_point(|v| v.entry < c);
+    // A group's point that too few parcels support, or too few of them outstay, is never
+    // flagged: it is not read, and its cohort is neither sorted nor given a median (the sorts
+    // and medians of the groups' cohorts were about half the series' cohort work).
+    if of == Of::Group {
+        let (mut known, mut outstayed) = (0u32, 0u32);
+        for v in &visits[a..b] {
+            if let Some(out) = judged(v, c, p50_us) {
+                known += 1;
+                outstayed += out as u32;
+            }
+        }
+        let (supported, z) = support(cfg, known, outstayed, baseline_n);
+        if !(supported && z >= cfg.disruption_min_z) {
+            let recent_n = (b - a) as u32;
+            return Point {
+                recent_p50: f64::NAN,
+                baseline_p50,
+                recent_n,
+                baseline_n,
+                ratio: 1.0,
+                z,
+                ..Point::default()
+            };
+        }
+    }
     let Cohort { ended: cohort, open, merged } = buf;
     cohort.clear();
     open.clear();
@@ -386,10 +423,9 @@ fn cohort_point(
         } else {
             open.push(packed(t, true))
         }
-        let abandoned_early = ended && !v.completed && t < p50_us;
-        if p50_us > 0 && c - v.entry >= p50_us && !abandoned_early {
+        if let Some(out) = judged(v, c, p50_us) {
             known += 1;
-            outstayed += (t > p50_us) as u32;
+            outstayed += out as u32;
         }
     }
     let recent_n = (cohort.len() + open.len()) as u32;
@@ -400,15 +436,31 @@ fn cohort_point(
     open.reverse();
     merge_sorted(cohort, open, merged);
     let recent_p50 = km_median_sorted(merged).map(days).unwrap_or(f64::NAN);
-    let supported = known >= cfg.disruption_min_recent && baseline_n >= cfg.disruption_min_recent;
+    let (supported, z) = support(cfg, known, outstayed, baseline_n);
     let ratio = if supported && baseline_p50 > 0.0 { recent_p50 / baseline_p50.max(1.0 / 24.0) } else { 1.0 };
-    let z = if known > 0 { (outstayed as f64 - 0.5 * known as f64) / (0.5 * (known as f64).sqrt()) } else { 0.0 };
     // Final flags are set in `finish`, once the day's network-wide ratio is known.
     let disrupted = supported
         && ratio >= cfg.disruption_ratio
         && z >= cfg.disruption_min_z
         && recent_p50 - baseline_p50 >= cfg.disruption_min_increase_days;
     Point { recent_p50, baseline_p50, recent_n, baseline_n, ratio, z, disrupted, pooled: false, condition: false }
+}
+
+/// Whether a cohort visit is judged at `c` against the baseline median `p50_us`, and if so
+/// whether it outstayed it: judged once it has been in the stage for the median, unless it was
+/// abandoned before.
+fn judged(v: &Visit, c: i64, p50_us: i64) -> Option<bool> {
+    let ended = v.end != NONE && v.end < c;
+    let t = if ended { v.end - v.entry } else { c - v.entry };
+    let abandoned_early = ended && !v.completed && t < p50_us;
+    (p50_us > 0 && c - v.entry >= p50_us && !abandoned_early).then_some(t > p50_us)
+}
+
+/// Whether a point has support on both sides, and the z of its judged parcels outstaying.
+fn support(cfg: &LaneConfig, known: u32, outstayed: u32, baseline_n: u32) -> (bool, f64) {
+    let supported = known >= cfg.disruption_min_recent && baseline_n >= cfg.disruption_min_recent;
+    let z = if known > 0 { (outstayed as f64 - 0.5 * known as f64) / (0.5 * (known as f64).sqrt()) } else { 0.0 };
+    (supported, z)
 }
 
 /// The shortest cohort window: one day would let weekday effects (closed offices) pass for
@@ -510,7 +562,7 @@ pub fn raw(prep: &Prepared, held: &HeldVisits, cfg: &LaneConfig, first_day: i64,
             let mut lane_points = Vec::with_capacity(lanes.len());
             for &l in lanes {
                 let mut spans = lane_spans(&by_lane[l], held, earliest);
-                lane_points.push(std::array::from_fn(|s| points_of(&mut spans[s], cfg, first_day, n_days)));
+                lane_points.push(std::array::from_fn(|s| points_of(&mut spans[s], cfg, first_day, n_days, Of::Lane)));
                 for (g, lane) in group.iter_mut().zip(spans) {
                     if g.visits.is_empty() {
                         g.visits = lane.visits;
@@ -528,7 +580,7 @@ pub fn raw(prep: &Prepared, held: &HeldVisits, cfg: &LaneConfig, first_day: i64,
                 if n_days > FEW_DAYS {
                     group[s].visits.sort_by_key(|v| v.entry);
                 }
-                points_of(&mut group[s], cfg, first_day, n_days)
+                points_of(&mut group[s], cfg, first_day, n_days, Of::Group)
             });
             (lane_points, pooled)
         })
@@ -745,7 +797,7 @@ mod tests {
             let f = |x: f64| if x.is_nan() { u64::MAX } else { x.to_bits() };
             (f(p.recent_p50), f(p.baseline_p50), p.recent_n, p.baseline_n, f(p.ratio), f(p.z), p.disrupted)
         };
-        let (mut supported, mut flagged) = (0, 0);
+        let (mut supported, mut flagged, mut skipped) = (0, 0, 0);
         for case in 0..120 {
             let cfg = LaneConfig {
                 window_days: 10 + next(30) as u32,
@@ -770,24 +822,40 @@ mod tests {
                 })
                 .collect();
             let n_days = 15;
-            let sliding = points_of(&mut Spans { visits: visits.clone() }, &cfg, first_day, n_days);
+            let sliding = points_of(&mut Spans { visits: visits.clone() }, &cfg, first_day, n_days, Of::Lane);
             for (k, want) in sliding.iter().enumerate() {
                 supported += (want.ratio != 1.0) as u32;
                 flagged += want.disrupted as u32;
-                let got = point_at(&visits, &cfg, (first_day + k as i64) * MICROS_PER_DAY);
+                let got = point_at(&visits, &cfg, (first_day + k as i64) * MICROS_PER_DAY, Of::Lane);
                 assert_eq!(bits(&got), bits(want), "case {case}, day {k}: {got:?} vs {want:?}");
             }
-            let few = points_of(&mut Spans { visits: visits.clone() }, &cfg, first_day + 4, FEW_DAYS);
+            let few = points_of(&mut Spans { visits: visits.clone() }, &cfg, first_day + 4, FEW_DAYS, Of::Lane);
             assert!(few.iter().zip(&sliding[4..]).all(|(a, b)| bits(a) == bits(b)), "case {case}");
+            // A group's points, which only a flag makes read, are flagged as a lane's are and,
+            // flagged, are a lane's; sliding and day by day.
+            for group in [
+                points_of(&mut Spans { visits: visits.clone() }, &cfg, first_day, n_days, Of::Group),
+                (0..n_days)
+                    .map(|k| point_at(&visits, &cfg, (first_day + k as i64) * MICROS_PER_DAY, Of::Group))
+                    .collect(),
+            ] {
+                for (k, (g, l)) in group.iter().zip(&sliding).enumerate() {
+                    assert_eq!(g.disrupted, l.disrupted, "case {case}, day {k}: {g:?} vs {l:?}");
+                    assert!(!g.disrupted || bits(g) == bits(l), "case {case}, day {k}: {g:?} vs {l:?}");
+                    skipped += (g.recent_p50.is_nan() && !l.recent_p50.is_nan()) as u32;
+                }
+            }
             // The visits are sorted by one key each (entry, exit, dwell): equal keys (the hours
             // here tie often) come in the order the visits came, which must not matter.
             let mut reversed = visits.clone();
             reversed.reverse();
-            let other = points_of(&mut Spans { visits: reversed }, &cfg, first_day, n_days);
+            let other = points_of(&mut Spans { visits: reversed }, &cfg, first_day, n_days, Of::Lane);
             assert!(other.iter().zip(&sliding).all(|(a, b)| bits(a) == bits(b)), "case {case}: visits reversed");
         }
         // The cases reach supported ratios and flags, not only empty points.
         assert!(supported > 200 && flagged > 10, "{supported} supported, {flagged} flagged");
+        // And groups' points that no flag reads, left without a median.
+        assert!(skipped > 100, "{skipped} groups' medians skipped");
     }
 
     /// A visit as any night after its entry sees it at cutoff `c` is the visit built from what
