@@ -26,6 +26,9 @@ pub struct Point {
     pub baseline_p50: f64,
     /// Parcels in the recent cohort.
     pub recent_n: u32,
+    /// Those of them judged against the baseline median (in the stage for that long): the
+    /// cohort's support, which `recent_n` overstates by the parcels that entered too recently.
+    pub known: u32,
     pub baseline_n: u32,
     /// recent / baseline, or 1 when either side lacks support.
     pub ratio: f64,
@@ -403,6 +406,7 @@ fn cohort_point(
                 recent_p50: f64::NAN,
                 baseline_p50,
                 recent_n,
+                known,
                 baseline_n,
                 ratio: 1.0,
                 z,
@@ -443,7 +447,18 @@ fn cohort_point(
         && ratio >= cfg.disruption_ratio
         && z >= cfg.disruption_min_z
         && recent_p50 - baseline_p50 >= cfg.disruption_min_increase_days;
-    Point { recent_p50, baseline_p50, recent_n, baseline_n, ratio, z, disrupted, pooled: false, condition: false }
+    Point {
+        recent_p50,
+        baseline_p50,
+        recent_n,
+        known,
+        baseline_n,
+        ratio,
+        z,
+        disrupted,
+        pooled: false,
+        condition: false,
+    }
 }
 
 /// Whether a cohort visit is judged at `c` against the baseline median `p50_us`, and if so
@@ -707,9 +722,12 @@ pub struct NetworkMedians {
 }
 crate::codec_struct!(NetworkMedians { first_day, last_day, medians });
 
-/// A point with enough parcels on both sides to count towards the network's median.
+/// A point with enough parcels on both sides to count towards the network's median: its ratio
+/// is its own (`cohort_point` sets it to 1 otherwise). By the cohort's judged parcels, as the
+/// point's own flag reads it; by all of its parcels, the network's median took in the 1s of
+/// cohorts whose parcels had mostly entered too recently to judge, which pulled it towards 1.
 fn supported(p: &Point, cfg: &LaneConfig) -> bool {
-    p.baseline_n >= cfg.disruption_min_recent && p.recent_n >= cfg.disruption_min_recent
+    p.baseline_n >= cfg.disruption_min_recent && p.known >= cfg.disruption_min_recent
 }
 
 impl Series {
@@ -771,6 +789,23 @@ mod tests {
             assert_eq!(p50_micros(p50_days(2, |k| us + k as i64 * 120_000_000)), us + 60_000_000, "{minutes} min");
         }
         assert_eq!(p50_micros(f64::NAN), 0);
+    }
+
+    /// Regression: the network's median ratio took in every point with enough parcels in its
+    /// cohort, also those with too few judged to have a ratio of their own (it is 1 then), and
+    /// a slowdown everywhere read as lanes' disruptions once enough such lanes pulled it to 1.
+    #[test]
+    fn the_networks_median_reads_only_ratios_of_judged_cohorts() {
+        let cfg = LaneConfig { disruption_min_recent: 3, ..LaneConfig::default() };
+        let slow = Point { ratio: 2.0, recent_n: 10, known: 8, baseline_n: 10, ..Point::default() };
+        // Ten parcels, one of them in the stage long enough to be judged: no ratio of its own.
+        let young = Point { ratio: 1.0, recent_n: 10, known: 1, baseline_n: 10, ..Point::default() };
+        let lanes = [slow, slow, young, young, young];
+        let points = lanes.iter().map(|&p| std::array::from_fn(|_| vec![p])).collect();
+        let raw = Raw { series: Series { first_day: 0, last_day: 0, points }, pooled: vec![], parent: vec![] };
+        let ratios = raw.network_ratios(&cfg);
+        assert_eq!(ratios.len(), 2 * N_STAGES);
+        assert!(ratios.medians().medians.iter().all(|days| days == &[2.0]));
     }
 
     /// A row before the series' first day sees no point (the first day's holds what was known

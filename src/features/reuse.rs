@@ -594,7 +594,7 @@ pub fn day_fingerprint(d: &KeptDay) -> blake3::Hash {
         for x in [p.recent_p50.to_bits(), p.baseline_p50.to_bits(), p.ratio.to_bits(), p.z.to_bits()] {
             h.update(&x.to_le_bytes());
         }
-        for x in [p.recent_n as u64, p.baseline_n as u64, p.pooled as u64, p.condition as u64] {
+        for x in [p.recent_n as u64, p.known as u64, p.baseline_n as u64, p.pooled as u64, p.condition as u64] {
             h.update(&x.to_le_bytes());
         }
     }
@@ -646,6 +646,7 @@ pub fn days_to_frame(days: &[KeptDay]) -> Result<DataFrame> {
         f64s("recent_p50", &|p| p.recent_p50),
         f64s("baseline_p50", &|p| p.baseline_p50),
         i64s("recent_n", &|d, l, s| d.points[l][s].recent_n as i64),
+        i64s("known", &|d, l, s| d.points[l][s].known as i64),
         i64s("baseline_n", &|d, l, s| d.points[l][s].baseline_n as i64),
         f64s("ratio", &|p| p.ratio),
         f64s("z", &|p| p.z),
@@ -663,7 +664,7 @@ pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
     let stage = cols.i64s("stage")?;
     let (recent_p50, baseline_p50, ratio, z) =
         (cols.f64s("recent_p50")?, cols.f64s("baseline_p50")?, cols.f64s("ratio")?, cols.f64s("z")?);
-    let (recent_n, baseline_n) = (cols.i64s("recent_n")?, cols.i64s("baseline_n")?);
+    let (recent_n, known, baseline_n) = (cols.i64s("recent_n")?, cols.i64s("known")?, cols.i64s("baseline_n")?);
     let (pooled, condition) = (cols.bools("pooled")?, cols.bools("condition")?);
     if !df.height().is_multiple_of(N_STAGES) {
         return Err(bad(format!("{} rows, not whole lanes of {N_STAGES} stages", df.height())));
@@ -689,6 +690,7 @@ pub fn days_from_frame(df: &DataFrame, kept: &mut Kept) -> Result<()> {
                 recent_p50: recent_p50[r],
                 baseline_p50: baseline_p50[r],
                 recent_n: recent_n[r] as u32,
+                known: known[r] as u32,
                 baseline_n: baseline_n[r] as u32,
                 ratio: ratio[r],
                 z: z[r],
@@ -799,6 +801,7 @@ mod tests {
             Box::new(|d| d.points[1][2].recent_p50 += 0.5),
             Box::new(|d| d.points[1][2].baseline_p50 += 0.5),
             Box::new(|d| d.points[1][2].recent_n += 1),
+            Box::new(|d| d.points[1][2].known += 1),
             Box::new(|d| d.points[1][2].baseline_n += 1),
             Box::new(|d| d.points[1][2].ratio += 0.5),
             Box::new(|d| d.points[1][2].z += 0.5),
