@@ -90,6 +90,15 @@ pub struct Stamp {
     pub inode: u64,
 }
 
+impl FileInfo {
+    /// Whether the file at `path` still holds the bytes this describes. Asked when its stamp
+    /// moved: a new hard link (a backup's snapshot), a mode, owner or extended attribute moves
+    /// the status-change time too, without a byte changed.
+    pub fn same_bytes(&self, path: &Path) -> bool {
+        hash_file(path).is_ok_and(|(bytes, blake3, _)| bytes == self.bytes && blake3 == self.blake3)
+    }
+}
+
 impl Stamp {
     pub fn of(m: &std::fs::Metadata) -> Stamp {
         let mtime_ns = mtime_of(m);
@@ -327,7 +336,7 @@ pub struct Planned {
 
 /// Hashes a file with BLAKE3 while reading it in blocks (never whole in memory).
 /// A file's size, BLAKE3 and stamp, the stamp taken from the open file before a byte is read.
-fn hash_file(path: &Path) -> std::io::Result<(u64, String, Stamp)> {
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<(u64, String, Stamp)> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
     let stamp = f.metadata().map(|m| Stamp::of(&m)).unwrap_or_default();
@@ -665,7 +674,7 @@ pub fn decode_file(
     // Still the file that was hashed (its stamp was taken before): one replaced or rewritten
     // since may have given rows of two versions, or rows the recorded hash is not of, and a
     // state would keep them as that file's. Its rows are dropped as a corrupt file's are.
-    if plan.info.stamp.known() && Stamp::of_path(&plan.path) != plan.info.stamp {
+    if plan.info.stamp.known() && Stamp::of_path(&plan.path) != plan.info.stamp && !plan.info.same_bytes(&plan.path) {
         let why = "the file changed while it was read (replaced or rewritten during the night): rerun once it is \
                    written";
         return Ok(vec![err("", "corrupt_file", why.to_string(), 1)]);
@@ -1428,14 +1437,14 @@ mod tests {
         let input = tmp.path();
         std::fs::create_dir_all(input.join("events")).unwrap();
         let path = input.join("events/a.parquet");
-        let write = |at: &Path| {
+        let write = |at: &Path, id: &str| {
             let t = Series::new("event_time".into(), [1_790_000_000_000_000i64])
                 .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(polars::prelude::TimeZone::UTC)))
                 .unwrap();
             let mut df = DataFrame::new(
                 1,
                 vec![
-                    Column::new("shipment_id".into(), ["S-1"]),
+                    Column::new("shipment_id".into(), [id]),
                     t.into_column(),
                     Column::new("status".into(), ["DELIVERED"]),
                 ],
@@ -1452,23 +1461,35 @@ mod tests {
             .unwrap();
             (rows, findings.iter().map(Finding::line).collect::<Vec<_>>())
         };
-        write(&path);
+        write(&path, "S-1");
         let cfg = InputConfig::default();
         let plan = || plan_table(input, Table::Events, &cfg, None).unwrap().plans.remove(0);
         assert_eq!(decoded(&plan()), (1, vec![]));
         // Replaced by another file (another inode) between the plan and the decode.
         let p = plan();
-        write(&input.join("next.parquet"));
+        write(&input.join("next.parquet"), "S-2");
         std::fs::rename(input.join("next.parquet"), &path).unwrap();
         let (_, findings) = decoded(&p);
         assert!(findings.len() == 1 && findings[0].contains("changed while it was read"), "{findings:?}");
-        // Rewritten in place with its modification time put back (`touch -r`).
+        // Rewritten in place with its modification time put back (`touch -r`): only its
+        // status-change time tells, which a kernel before 6.13 stamps from a clock of a few ms.
         let p = plan();
         let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
-        write(&path);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        write(&path, "S-3");
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
         let (_, findings) = decoded(&p);
         assert!(findings.len() == 1 && findings[0].contains("changed while it was read"), "{findings:?}");
+        // Only linked elsewhere and made read-only (a backup's snapshot, a chmod): the same
+        // bytes, read as they are.
+        let p = plan();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::hard_link(&path, input.join("snapshot.parquet")).unwrap();
+        let mut mode = std::fs::metadata(&path).unwrap().permissions();
+        mode.set_readonly(true);
+        std::fs::set_permissions(&path, mode).unwrap();
+        assert_ne!(Stamp::of_path(&path), p.info.stamp);
+        assert_eq!(decoded(&p), (1, vec![]));
         assert_eq!(decoded(&plan()), (1, vec![]));
     }
 }

@@ -830,7 +830,7 @@ mod tests {
         let hour = MICROS_PER_DAY / 24;
         let bits = |p: &Point| {
             let f = |x: f64| if x.is_nan() { u64::MAX } else { x.to_bits() };
-            (f(p.recent_p50), f(p.baseline_p50), p.recent_n, p.baseline_n, f(p.ratio), f(p.z), p.disrupted)
+            (f(p.recent_p50), f(p.baseline_p50), p.recent_n, p.known, p.baseline_n, f(p.ratio), f(p.z), p.disrupted)
         };
         let (mut supported, mut flagged, mut skipped) = (0, 0, 0);
         for case in 0..120 {

@@ -342,8 +342,16 @@ fn new_files(
         };
         let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX);
         // An unknown time (a file system that keeps none) leaves only the size to compare,
-        // which a rewrite can keep: such a file is read again.
-        if bytes != s.bytes || !s.stamp.known() || Stamp::of_path(p) != s.stamp {
+        // which a rewrite can keep: such a file is read again. With its size and modification
+        // time kept, a moved status-change time or inode is a rewrite (`touch -r`, `cp -p`) or
+        // only a new link, mode or owner: its bytes tell which (a file whose stamp moved that
+        // way is hashed again every night, as the generation keeps the stamp it was read with).
+        let stamp = Stamp::of_path(p);
+        let changed = bytes != s.bytes
+            || !s.stamp.known()
+            || stamp.mtime_ns != s.stamp.mtime_ns
+            || (stamp != s.stamp && !file_info(table, s).same_bytes(p));
+        if changed {
             return Err(format!("input file {} changed since the state was written", crate::error::printable(&s.path)));
         }
     }

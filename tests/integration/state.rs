@@ -740,6 +740,20 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
         let again = run_night(live.path(), out.path(), "2026-09-12", &[]);
         assert!(manifest(&again)["state"]["full_refresh"].is_null(), "{what}: {}", manifest(&again)["state"]);
     }
+    // Regression: a covered file only linked elsewhere and made read-only (a backup's snapshot,
+    // a chmod) moved its status-change time, and the night was a full refresh. Its bytes are
+    // the same: the night reads through the state.
+    let (live, out) = bootstrapped(&arr, night, &[]);
+    arr.deliver(live.path(), Some(date(night)), date(next));
+    let covered = live.path().join("events/date=2026-09-01/part-0.parquet");
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::hard_link(&covered, elsewhere.path().join("snapshot.parquet")).unwrap();
+    let mut mode = std::fs::metadata(&covered).unwrap().permissions();
+    mode.set_readonly(true);
+    std::fs::set_permissions(&covered, mode).unwrap();
+    let run = run_night(live.path(), out.path(), next, &[]);
+    assert!(manifest(&run)["state"]["full_refresh"].is_null(), "{}", manifest(&run)["state"]);
+    assert_same_data(&run, &plain, "a covered file linked elsewhere and made read-only");
     // A change of the [input] settings that shape decoding.
     let (live, out) = bootstrapped(&arr, night, &[]);
     let run = run_night(live.path(), out.path(), next, &[("LANEWATCH_INPUT__NAIVE_TIMEZONE", "Asia/Shanghai")]);
