@@ -118,9 +118,10 @@ impl Stamp {
     }
 
     /// Whether it can tell a change at all: a file system that keeps no times leaves only the
-    /// size, which a rewrite can keep.
+    /// size, which a rewrite can keep. A modification time of 0 alone (set so by tools that
+    /// make their outputs reproducible) leaves the status-change time, which a rewrite moves.
     pub fn known(&self) -> bool {
-        self.mtime_ns != 0
+        self.mtime_ns != 0 || self.ctime_ns != 0
     }
 }
 
