@@ -90,13 +90,12 @@ pub struct Stamp {
     pub inode: u64,
 }
 
-impl FileInfo {
-    /// Whether the file at `path` still holds the bytes this describes. Asked when its stamp
-    /// moved: a new hard link (a backup's snapshot), a mode, owner or extended attribute moves
-    /// the status-change time too, without a byte changed.
-    pub fn same_bytes(&self, path: &Path) -> bool {
-        hash_file(path).is_ok_and(|(bytes, blake3, _)| bytes == self.bytes && blake3 == self.blake3)
-    }
+/// Whether the file at `path`, read with stamp `was`, size `bytes` and BLAKE3 `blake3`, is
+/// unchanged at stamp `now`: the same stamp, or the same bytes. A new hard link (a backup's
+/// snapshot), a mode, owner or extended attribute moves the status-change time too, without a
+/// byte changed, so a moved stamp is told by hashing the file again.
+pub fn unchanged(path: &Path, was: Stamp, now: Stamp, bytes: u64, blake3: &str) -> bool {
+    now == was || hash_file(path).is_ok_and(|(n, h, _)| n == bytes && h == blake3)
 }
 
 impl Stamp {
@@ -335,8 +334,8 @@ pub struct Planned {
     pub findings: Vec<Finding>,
 }
 
-/// Hashes a file with BLAKE3 while reading it in blocks (never whole in memory).
-/// A file's size, BLAKE3 and stamp, the stamp taken from the open file before a byte is read.
+/// A file's size, BLAKE3 (read in blocks, never whole in memory) and stamp, the stamp taken
+/// from the open file before a byte is read.
 pub(crate) fn hash_file(path: &Path) -> std::io::Result<(u64, String, Stamp)> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
@@ -675,7 +674,8 @@ pub fn decode_file(
     // Still the file that was hashed (its stamp was taken before): one replaced or rewritten
     // since may have given rows of two versions, or rows the recorded hash is not of, and a
     // state would keep them as that file's. Its rows are dropped as a corrupt file's are.
-    if plan.info.stamp.known() && Stamp::of_path(&plan.path) != plan.info.stamp && !plan.info.same_bytes(&plan.path) {
+    let info = &plan.info;
+    if info.stamp.known() && !unchanged(&plan.path, info.stamp, Stamp::of_path(&plan.path), info.bytes, &info.blake3) {
         let why = "the file changed while it was read (replaced or rewritten during the night): rerun once it is \
                    written";
         return Ok(vec![err("", "corrupt_file", why.to_string(), 1)]);

@@ -473,7 +473,7 @@ fn judged(v: &Visit, c: i64, p50_us: i64) -> Option<bool> {
 
 /// Whether a point has support on both sides, and the z of its judged parcels outstaying.
 fn support(cfg: &LaneConfig, known: u32, outstayed: u32, baseline_n: u32) -> (bool, f64) {
-    let supported = known >= cfg.disruption_min_recent && baseline_n >= cfg.disruption_min_recent;
+    let supported = enough(cfg, known, baseline_n);
     let z = if known > 0 { (outstayed as f64 - 0.5 * known as f64) / (0.5 * (known as f64).sqrt()) } else { 0.0 };
     (supported, z)
 }
@@ -727,7 +727,12 @@ crate::codec_struct!(NetworkMedians { first_day, last_day, medians });
 /// point's own flag reads it; by all of its parcels, the network's median took in the 1s of
 /// cohorts whose parcels had mostly entered too recently to judge, which pulled it towards 1.
 fn supported(p: &Point, cfg: &LaneConfig) -> bool {
-    p.baseline_n >= cfg.disruption_min_recent && p.known >= cfg.disruption_min_recent
+    enough(cfg, p.known, p.baseline_n)
+}
+
+/// Enough parcels judged in the cohort and in the baseline for a ratio of their own.
+fn enough(cfg: &LaneConfig, known: u32, baseline_n: u32) -> bool {
+    known >= cfg.disruption_min_recent && baseline_n >= cfg.disruption_min_recent
 }
 
 impl Series {

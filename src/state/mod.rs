@@ -227,11 +227,11 @@ pub struct StateInfo {
 struct Carry {
     reused_ships: Vec<Segment>,
     reused_events: Vec<Segment>,
-    /// Per new shipments file: its info, stamp and its rows' range in arrival order.
-    new_ships: Vec<(FileInfo, Stamp, std::ops::Range<usize>)>,
-    /// Per new events file: its info, stamp, its rows' range in the assembled events and its
+    /// Per new shipments file: its info and its rows' range in arrival order.
+    new_ships: Vec<(FileInfo, std::ops::Range<usize>)>,
+    /// Per new events file: its info, its rows' range in the assembled events and its
     /// counts.
-    new_events: Vec<(FileInfo, Stamp, std::ops::Range<usize>, Counts)>,
+    new_events: Vec<(FileInfo, std::ops::Range<usize>, Counts)>,
     /// Sorted shipment index → arrival row (shipment rows stacked in file order).
     arrival_of: Vec<u32>,
     /// The read generation's sorted shipments, when it had them, and its kept checks.
@@ -340,17 +340,18 @@ fn new_files(
         let Some(p) = current.remove(s.name()) else {
             return Err(format!("input file {} is gone since the state was written", crate::error::printable(&s.path)));
         };
-        let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX);
+        let meta = std::fs::metadata(p).ok();
+        let bytes = meta.as_ref().map_or(u64::MAX, |m| m.len());
         // An unknown time (a file system that keeps none) leaves only the size to compare,
         // which a rewrite can keep: such a file is read again. With its size and modification
         // time kept, a moved status-change time or inode is a rewrite (`touch -r`, `cp -p`) or
         // only a new link, mode or owner: its bytes tell which (a file whose stamp moved that
         // way is hashed again every night, as the generation keeps the stamp it was read with).
-        let stamp = Stamp::of_path(p);
+        let stamp = meta.as_ref().map(Stamp::of).unwrap_or_default();
         let changed = bytes != s.bytes
             || !s.stamp.known()
             || stamp.mtime_ns != s.stamp.mtime_ns
-            || (stamp != s.stamp && !file_info(table, s).same_bytes(p));
+            || !ingest::unchanged(p, s.stamp, stamp, s.bytes, &s.blake3);
         if changed {
             return Err(format!("input file {} changed since the state was written", crate::error::printable(&s.path)));
         }
@@ -569,8 +570,7 @@ fn assemble(
         findings.extend(d.findings);
         if let Some(df) = d.df {
             info.new_rows_from = info.new_rows_from.min(earliest_creation(&df)?);
-            let stamp = d.info.stamp;
-            new_ships.push((d.info, stamp, at..at + df.height()));
+            new_ships.push((d.info, at..at + df.height()));
             at += df.height();
             frames.push(df);
         }
@@ -686,7 +686,7 @@ fn assemble(
             findings.extend(d.findings);
             // Sums are the file's own; the longest id is the running maximum, which is the true
             // maximum over any prefix of files (all a later night reuses).
-            new_events.push((plan.info.clone(), plan.info.stamp, d.rows, Counts { events: d.counts, has_eta: false }));
+            new_events.push((plan.info.clone(), d.rows, Counts { events: d.counts, has_eta: false }));
         }
     }
     if let Some(&first) = events.time[reused_rows..].iter().min() {
@@ -1010,11 +1010,11 @@ pub fn write(
     h.update(TOOL_VERSION.as_bytes());
     h.update(carry.input_config.to_string().as_bytes());
     h.update(loaded_info.used.as_deref().unwrap_or("").as_bytes());
-    for (i, _, _) in &carry.new_ships {
+    for (i, _) in &carry.new_ships {
         h.update(i.path.as_bytes());
         h.update(i.blake3.as_bytes());
     }
-    for (i, _, _, _) in &carry.new_events {
+    for (i, _, _) in &carry.new_events {
         h.update(i.path.as_bytes());
         h.update(i.blake3.as_bytes());
     }
@@ -1048,9 +1048,9 @@ pub fn write(
     // Shipment and event files in one list, so that a single large file of each (a first night
     // on one file per table) writes its two segments side by side rather than one after the other.
     enum New {
-        Shipments(FileInfo, Stamp, std::ops::Range<usize>),
+        Shipments(FileInfo, std::ops::Range<usize>),
         Sorted,
-        Events(FileInfo, Stamp, std::ops::Range<usize>, Counts),
+        Events(FileInfo, std::ops::Range<usize>, Counts),
         CheckedEvents,
         CheckedCounts,
         CheckedUnmapped,
@@ -1066,8 +1066,8 @@ pub fn write(
         CheckedOrphans(String),
     }
     // The new files' entries of a rewrite night, which name the sorted file.
-    let new_ship_infos: Vec<(FileInfo, Stamp)> =
-        if rewrite { carry.new_ships.iter().map(|(i, m, _)| (i.clone(), *m)).collect() } else { vec![] };
+    let new_ship_infos: Vec<FileInfo> =
+        if rewrite { carry.new_ships.iter().map(|(i, _)| i.clone()).collect() } else { vec![] };
     let ship_jobs: Vec<(New, String)> = if rewrite {
         vec![
             (New::Sorted, sorted_name.clone()),
@@ -1077,26 +1077,21 @@ pub fn write(
             (New::CheckedOrphans, checked_orphans.clone()),
         ]
     } else {
-        carry
-            .new_ships
-            .into_iter()
-            .map(|(info, stamp, rows)| New::Shipments(info, stamp, rows))
-            .zip(ship_names)
-            .collect()
+        carry.new_ships.into_iter().map(|(info, rows)| New::Shipments(info, rows)).zip(ship_names).collect()
     };
     let new_events = carry.new_events;
     let has_eta = raw.events.eta.is_some();
     let (event_jobs, covered): (Vec<(New, String)>, Vec<Segment>) = if rewrite {
-        let entry = |(info, stamp, range, counts): &(FileInfo, Stamp, std::ops::Range<usize>, Counts)| {
+        let entry = |(info, range, counts): &(FileInfo, std::ops::Range<usize>, Counts)| {
             let mut n = Numbering::default();
             number_rows(raw, range.clone(), arrival_of, &mut n, |_, _| {});
-            events_entry(segment(info, *stamp, String::new(), String::new()), n, Counts { has_eta, ..*counts })
+            events_entry(segment(info, String::new(), String::new()), n, Counts { has_eta, ..*counts })
         };
         (vec![], new_events.iter().map(entry).collect())
     } else {
         let jobs = new_events
             .into_iter()
-            .map(|(info, stamp, range, counts)| New::Events(info, stamp, range, counts))
+            .map(|(info, range, counts)| New::Events(info, range, counts))
             .zip(event_names)
             .collect();
         (jobs, vec![])
@@ -1107,7 +1102,7 @@ pub fn write(
         crate::io::write_compact_slices(path, df.height(), slice_rows, |r| Ok(df.slice(r.start as i64, r.len())))
     };
     let written = each(jobs, |(job, data)| match job {
-        New::Shipments(info, stamp, rows) => {
+        New::Shipments(info, rows) => {
             // The file's rows in its own order, as it was decoded, taken from the sorted rows.
             let of_file = &sorted_of[rows];
             let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), of_file.len(), slice_rows, |r| {
@@ -1118,7 +1113,7 @@ pub fn write(
                 let cols = raw.shipments.columns().iter().map(|c| c.take(&idx)).collect::<PolarsResult<Vec<_>>>()?;
                 Ok(DataFrame::new(idx.len(), cols)?)
             })?;
-            Ok(Written::Shipments(segment(&info, stamp, data, data_blake3)))
+            Ok(Written::Shipments(segment(&info, data, data_blake3)))
         }
         New::Sorted => {
             // The sorted rows as they are, each with its arrival row.
@@ -1130,13 +1125,13 @@ pub fn write(
             })?;
             Ok(Written::Sorted(data_blake3))
         }
-        New::Events(info, stamp, range, counts) => {
+        New::Events(info, range, counts) => {
             let mut numbering = Numbering::default();
             let data_blake3 = crate::io::write_compact_slices(&seg_dir.join(&data), range.len(), slice_rows, |r| {
                 event_segment(raw, range.start + r.start..range.start + r.end, arrival_of, &mut numbering)
             })?;
             Ok(Written::Events(events_entry(
-                segment(&info, stamp, data, data_blake3),
+                segment(&info, data, data_blake3),
                 numbering,
                 Counts { has_eta, ..counts },
             )))
@@ -1174,9 +1169,7 @@ pub fn write(
             Written::Events(s) => events.push(s),
             Written::Sorted(data_blake3) => {
                 // Every shipments file's rows are in it, and each file's entry names it.
-                shipments.extend(
-                    new_ship_infos.iter().map(|(info, stamp)| segment(info, *stamp, String::new(), String::new())),
-                );
+                shipments.extend(new_ship_infos.iter().map(|info| segment(info, String::new(), String::new())));
                 for s in &mut shipments {
                     (s.data, s.data_blake3) = (sorted_name.clone(), data_blake3.clone());
                 }
@@ -1266,14 +1259,14 @@ fn each<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> Result<R> + Sync + Sen
     if items.len() > 1 { items.into_par_iter().map(f).collect() } else { items.into_iter().map(f).collect() }
 }
 
-fn segment(info: &FileInfo, stamp: Stamp, data: String, data_blake3: String) -> Segment {
+fn segment(info: &FileInfo, data: String, data_blake3: String) -> Segment {
     Segment {
         path: info.path.clone(),
         exact: if info.name == info.path { String::new() } else { info.name.clone() },
         rows: info.rows,
         bytes: info.bytes,
         blake3: info.blake3.clone(),
-        stamp,
+        stamp: info.stamp,
         data,
         data_blake3,
         statuses: vec![],
