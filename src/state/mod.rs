@@ -327,16 +327,17 @@ fn check_generation(g: &Generation, input: &str, key: &serde_json::Value) -> std
 }
 
 /// Matches the input's files against a generation's segments: every segment's file unchanged,
-/// new files after them. Returns the new files of the table.
+/// new files after them. Returns the new files of the table. A segment whose file's stamp moved
+/// without a byte changing takes the new stamp, so the next generation does not hash it again.
 fn new_files(
     input: &Path,
     table: Table,
     paths: &[PathBuf],
-    segments: &[Segment],
+    segments: &mut [Segment],
 ) -> std::result::Result<Vec<PathBuf>, String> {
     let names: Vec<String> = paths.iter().map(|p| ingest::exact(input, p)).collect();
     let mut current: HashMap<&str, &PathBuf> = names.iter().map(String::as_str).zip(paths).collect();
-    for s in segments {
+    for s in segments.iter_mut() {
         let Some(p) = current.remove(s.name()) else {
             return Err(format!("input file {} is gone since the state was written", crate::error::printable(&s.path)));
         };
@@ -345,8 +346,8 @@ fn new_files(
         // An unknown time (a file system that keeps none) leaves only the size to compare,
         // which a rewrite can keep: such a file is read again. With its size and modification
         // time kept, a moved status-change time or inode is a rewrite (`touch -r`, `cp -p`) or
-        // only a new link, mode or owner: its bytes tell which (a file whose stamp moved that
-        // way is hashed again every night, as the generation keeps the stamp it was read with).
+        // only a new link, mode or owner: its bytes tell which. The stamp was taken before they
+        // were hashed, so a rewrite after that moves it again and is seen the next night.
         let stamp = meta.as_ref().map(Stamp::of).unwrap_or_default();
         let changed = bytes != s.bytes
             || !s.stamp.known()
@@ -355,6 +356,7 @@ fn new_files(
         if changed {
             return Err(format!("input file {} changed since the state was written", crate::error::printable(&s.path)));
         }
+        s.stamp = stamp;
     }
     // `locate` lists files in byte order of their paths; the covered files must be a prefix.
     let covered = segments.len();
@@ -396,13 +398,13 @@ fn segment_path(dir: &Path, data: &str) -> std::result::Result<PathBuf, String> 
 fn reuse(
     out: &Path,
     input: &Path,
-    g: &Generation,
+    g: &mut Generation,
     ship_paths: &[PathBuf],
     event_paths: &[PathBuf],
 ) -> std::result::Result<Reused, String> {
     let dir = state_dir(out);
-    let new_ship_paths = new_files(input, Table::Shipments, ship_paths, &g.shipments)?;
-    let new_event_paths = new_files(input, Table::Events, event_paths, &g.events)?;
+    let new_ship_paths = new_files(input, Table::Shipments, ship_paths, &mut g.shipments)?;
+    let new_event_paths = new_files(input, Table::Events, event_paths, &mut g.events)?;
     // Segments are independent files: read and checked in parallel, kept in file order.
     let read_all = |segs: &[Segment]| -> std::result::Result<Vec<(Segment, DataFrame)>, String> {
         segs.par_iter().map(|s| Ok((s.clone(), read_segment(&dir, s)?))).collect()
@@ -467,8 +469,8 @@ pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> 
     } else {
         match read_current(&state_dir(out)) {
             Ok(None) => None,
-            Ok(Some((name, g))) => match check_generation(&g, &input_str, &key)
-                .and_then(|()| reuse(out, input, &g, &ship_paths, &event_paths))
+            Ok(Some((name, mut g))) => match check_generation(&g, &input_str, &key)
+                .and_then(|()| reuse(out, input, &mut g, &ship_paths, &event_paths))
             {
                 Ok(r) => {
                     info.used = Some(name);
@@ -1470,6 +1472,36 @@ mod tests {
         std::fs::write(dir.join(CURRENT), generation_name(&json)).unwrap();
         let why = night(false).expect("a full refresh");
         assert!(why.contains("events.parquet") && why.contains("changed"), "{why}");
+    }
+
+    /// A file given only a new hard link (a backup's snapshot) is reused, and its new stamp is
+    /// kept. Regression: the generation kept the stamp the file was first read with, so such a
+    /// file was hashed again every night until the next full refresh.
+    #[cfg(unix)]
+    #[test]
+    fn a_file_only_linked_is_hashed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out, cfg, vocab) = small_night(dir.path());
+        let events = input.join("events.parquet");
+        let kept_stamp = || {
+            let (_, g) = read_current(&state_dir(&out)).unwrap().unwrap();
+            g.events.iter().find(|s| s.path == "events.parquet").expect("the events file's segment").stamp
+        };
+        for night in ["first", "linked", "after"] {
+            if night == "linked" {
+                std::fs::hard_link(&events, dir.path().join("snapshot.parquet")).unwrap();
+                assert_ne!(Stamp::of_path(&events), kept_stamp(), "a link moves the status-change time");
+            }
+            let loaded = load(&input, &cfg, &out, false).unwrap();
+            if night != "first" {
+                assert_eq!(loaded.keep.info.full_refresh, None, "{night}: the same bytes are reused");
+            }
+            let ((_, clean), raw, checks) =
+                validate::check_with(&input, loaded.raw, loaded.findings, &vocab, false, loaded.checked).unwrap();
+            let (pending, _) = write(&out, loaded.keep, &raw, &clean.unwrap(), &checks, "2026-06-21").unwrap();
+            publish(pending).unwrap();
+            assert_eq!(kept_stamp(), Stamp::of_path(&events), "{night}: the generation keeps the file's stamp");
+        }
     }
 
     /// New segments are written unsynced and made durable by one sync of the file system
