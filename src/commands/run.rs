@@ -542,7 +542,19 @@ fn write_folder(
     warnings.extend(f.before);
     warnings.extend(f.prev_warning);
     warnings.extend(trend_warnings);
-    let m = &run.model.metrics;
+    warnings.extend(model_warnings(&run.model.metrics, &run.model.kind));
+    let mut manifest = Manifest::new(&s.config, run, &report.files, &written, &warnings, t, f.started);
+    manifest.state = f.state;
+    manifest.shards = f.shards;
+    io::write_file(&staging.path("manifest.json"), &manifest.to_json()?)?;
+    crate::memory::log_step("commit", "manifest written", t0);
+    Ok((f.staging.commit()?, warnings.len() as u64))
+}
+
+/// The manifest's warnings about the night's model: a fallback to the rule, candidates left out,
+/// boosted trees chosen without early stopping, a model that does not beat the floor.
+fn model_warnings(m: &crate::model::Metrics, kind: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
     if let Some(fallback) = &m.fallback {
         warnings.push(format!("model fell back to the lane-quantile rule: {fallback}"));
     }
@@ -553,18 +565,20 @@ fn write_folder(
             format!("model candidate {c} failed and was left out of the choice: {why}")
         });
     }
+    // Only when the boosted trees are the model scoring tonight: as a losing candidate, their
+    // rounds are in metrics.json alone.
+    let off = m.gbdt_rounds.as_ref().and_then(|r| r.early_stopping_off.as_ref());
+    if let Some(why) = off.filter(|_| kind == "gbdt") {
+        warnings
+            .push(format!("the chosen model (gbdt) boosted up to model.gbdt_max_rounds without early stopping: {why}"));
+    }
     if let Some(floor) = m.floor.as_ref().filter(|f| !f.beaten) {
         warnings.push(format!(
-            "the chosen model ({}) does not beat the simple logistic floor on validation PR-AUC: {:.3} vs {:.3}",
-            run.model.kind, floor.model_pr_auc, floor.baseline_pr_auc
+            "the chosen model ({kind}) does not beat the simple logistic floor on validation PR-AUC: {:.3} vs {:.3}",
+            floor.model_pr_auc, floor.baseline_pr_auc
         ));
     }
-    let mut manifest = Manifest::new(&s.config, run, &report.files, &written, &warnings, t, f.started);
-    manifest.state = f.state;
-    manifest.shards = f.shards;
-    io::write_file(&staging.path("manifest.json"), &manifest.to_json()?)?;
-    crate::memory::log_step("commit", "manifest written", t0);
-    Ok((f.staging.commit()?, warnings.len() as u64))
+    warnings
 }
 
 fn summary(run: &RunOutputs, out: PathBuf, warnings: u64) -> Result<RunSummary> {
@@ -607,4 +621,56 @@ fn summary(run: &RunOutputs, out: PathBuf, warnings: u64) -> Result<RunSummary> 
         fallback: run.model.metrics.fallback.clone(),
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::config::{AlertConfig, LaneConfig, ModelConfig};
+    use crate::model::{GbdtRounds, Metrics, ModelParams};
+
+    fn metrics(chosen: &str, early_stopping_off: Option<&str>) -> Metrics {
+        Metrics {
+            chosen_model: chosen.into(),
+            fallback: None,
+            n_train: 0,
+            n_train_sampled: 0,
+            n_valid: 0,
+            train_late_rate: 0.0,
+            valid_late_rate: 0.0,
+            model: None,
+            candidates: BTreeMap::new(),
+            baselines: BTreeMap::new(),
+            calibration_bins: vec![],
+            pr_curves: BTreeMap::new(),
+            windows: Default::default(),
+            floor: None,
+            failed_candidates: BTreeMap::new(),
+            gbdt_rounds: Some(GbdtRounds {
+                trees: 300,
+                early_stopping_rows: if early_stopping_off.is_some() { 0 } else { 500 },
+                early_stopping_off: early_stopping_off.map(String::from),
+            }),
+            hyper_parameters: ModelParams::from_config(
+                &ModelConfig::default(),
+                &AlertConfig::default(),
+                &LaneConfig::default(),
+                7,
+            )
+            .unwrap(),
+        }
+    }
+
+    /// Boosted trees chosen without early stopping are a warning of the night; as a candidate
+    /// that lost, or with early stopping on, they are not.
+    #[test]
+    fn boosted_trees_chosen_without_early_stopping_are_a_warning() {
+        let why = "its 9 rows (the latest training resolutions) hold a single class";
+        let warned = super::model_warnings(&metrics("gbdt", Some(why)), "gbdt");
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("without early stopping") && warned[0].ends_with(why), "{warned:?}");
+        assert_eq!(super::model_warnings(&metrics("forest", Some(why)), "forest"), Vec::<String>::new());
+        assert_eq!(super::model_warnings(&metrics("gbdt", None), "gbdt"), Vec::<String>::new());
+    }
 }

@@ -335,7 +335,23 @@ pub struct Metrics {
     /// Candidates whose fit failed (left out of the choice), with why.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failed_candidates: BTreeMap<String, String>,
+    /// How the boosted trees' rounds were chosen, when they were fitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gbdt_rounds: Option<GbdtRounds>,
     pub hyper_parameters: ModelParams,
+}
+
+/// How many rounds the boosted trees ran and what chose them. Early stopping needs both classes
+/// among its rows and among the sample rows before them; without them the trees boost up to
+/// `gbdt.max_rounds`, which a person reading the model must be able to see.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GbdtRounds {
+    /// Trees in the fitted model.
+    pub trees: usize,
+    /// Rows early stopping watched (the latest training resolutions); 0 when it was off.
+    pub early_stopping_rows: u64,
+    /// Why early stopping was off, or null when it chose the rounds.
+    pub early_stopping_off: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -859,6 +875,7 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
         windows: windows.clone(),
         floor: None,
         failed_candidates: BTreeMap::new(),
+        gbdt_rounds: None,
         hyper_parameters: (**p).clone(),
     };
 
@@ -920,12 +937,12 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
                 // A candidate whose fit fails or panics loses its place in the choice; the
                 // others still compete.
                 let e = caught(|| fit_candidate(c, &x, &y, &early_set, p), c.name())
-                    .map(|est| {
+                    .map(|(est, rounds)| {
                         let raw: Vec<f64> =
                             x_va_rows.par_chunks(SCORE_BLOCK).flat_map_iter(|rows| est.raw_many(rows)).collect();
                         let crossed = cross_fit(&raw, &y_va, &fold);
                         let s = eval(&raw, &crossed);
-                        Scored { est, raw, crossed, s }
+                        Scored { est, rounds, raw, crossed, s }
                     })
                     .map_err(|e| (c, e));
                 tracing::debug!(candidate = c.name(), rows = x.nrows(), seconds = t.elapsed().as_secs_f64(), "fitted");
@@ -952,6 +969,9 @@ pub fn train_on(pool: &dyn Pool, frame: &TrainFrame, p: &ValidParams) -> Result<
             }
         };
         metrics.candidates.insert(scored.est.kind().to_string(), scored.s.clone().into());
+        if scored.rounds.is_some() {
+            metrics.gbdt_rounds = scored.rounds.clone();
+        }
         let better = match &best {
             None => true,
             Some(b) => beats(&scored.s, &b.s),
@@ -1014,7 +1034,7 @@ struct Baselines {
 /// A fit whose panic is its error: a learner that panics on some data (the trees assert, as
 /// linfa-trees does, that a side's weight is positive, which f32 sums can break on large
 /// samples) loses its place instead of failing the night.
-fn caught(fit: impl FnOnce() -> Result<Estimator>, name: &str) -> Result<Estimator> {
+fn caught<T>(fit: impl FnOnce() -> Result<T>, name: &str) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(fit)).unwrap_or_else(|panic| {
         let why = panic
             .downcast_ref::<&str>()
@@ -1028,6 +1048,8 @@ fn caught(fit: impl FnOnce() -> Result<Estimator>, name: &str) -> Result<Estimat
 /// A fitted candidate with its raw and cross-fitted validation scores and their evaluation.
 struct Scored {
     est: Estimator,
+    /// The boosted trees' rounds, for that candidate.
+    rounds: Option<GbdtRounds>,
     raw: Vec<f64>,
     crossed: Vec<f64>,
     s: Scores,
@@ -1243,15 +1265,16 @@ fn fit_candidate(
     y: &[bool],
     early: &EarlyStop,
     p: &ValidParams,
-) -> Result<Estimator> {
+) -> Result<(Estimator, Option<GbdtRounds>)> {
     crate::fault::point(&format!("fit:{candidate}"));
+    let alone = |est: Estimator| (est, None);
     match candidate {
-        Candidate::Logistic => fit_logistic(x, y, &[], p),
+        Candidate::Logistic => fit_logistic(x, y, &[], p).map(alone),
         Candidate::Tree => {
             let xs = with_sentinel(x);
             let all: Vec<usize> = (0..N_FEATURES).collect();
             let params = tree_params(p.tree_max_depth, p.tree_min_weight_leaf);
-            Ok(Estimator::Tree { tree: Tree::fit(xs.view(), y, &tree_weights(y), &all, &params, xs.view(), y) })
+            Ok(alone(Estimator::Tree { tree: Tree::fit(xs.view(), y, &tree_weights(y), &all, &params, xs.view(), y) }))
         }
         Candidate::Forest => {
             let x = &with_sentinel(x);
@@ -1275,7 +1298,7 @@ fn fit_candidate(
                     Tree::fit(xs.view(), &ys, &tree_weights(&ys), &feats, &params, x.view(), y)
                 })
                 .collect();
-            Ok(Estimator::Forest { trees })
+            Ok(alone(Estimator::Forest { trees }))
         }
         Candidate::Gbdt => {
             let gp = p.gbdt.clone();
@@ -1286,7 +1309,14 @@ fn fit_candidate(
             let before: Vec<usize> = (0..y.len()).filter(|&k| !early.in_period[k]).collect();
             let y_before: Vec<bool> = before.iter().map(|&k| y[k]).collect();
             let usable = |v: &[bool]| v.iter().any(|t| *t) && v.iter().any(|t| !*t);
-            let watched = if usable(&early.y) && usable(&y_before) {
+            let off = if !usable(&early.y) {
+                Some(format!("its {} rows (the latest training resolutions) hold a single class", early.y.len()))
+            } else if !usable(&y_before) {
+                Some(format!("the {} sample rows resolved before its rows hold a single class", y_before.len()))
+            } else {
+                None
+            };
+            let watched = if off.is_none() {
                 let ds_before = gbdt_dataset(x.select(ndarray::Axis(0), &before), &y_before);
                 let m = gp
                     .clone()
@@ -1301,7 +1331,12 @@ fn fit_candidate(
             };
             let rounds = watched.unwrap_or(gp.max_rounds);
             let model = gbdt::GbdtParams { max_rounds: rounds, ..gp }.check().map_err(err)?.fit(&ds).map_err(err)?;
-            Ok(Estimator::Gbdt { model })
+            let rounds = GbdtRounds {
+                trees: model.trees.len(),
+                early_stopping_rows: if off.is_none() { early.y.len() as u64 } else { 0 },
+                early_stopping_off: off,
+            };
+            Ok((Estimator::Gbdt { model }, Some(rounds)))
         }
     }
 }
@@ -1355,6 +1390,58 @@ mod tests {
     use super::{cross_fit, first_by_key, metrics};
     use crate::features::days::{DayCounts, days_before};
     use crate::schema::MICROS_PER_DAY;
+
+    /// The boosted trees say how their rounds were chosen. Regression: early-stopping rows of a
+    /// single class turned early stopping off without a word, and the trees boosted up to
+    /// `gbdt_max_rounds`.
+    #[test]
+    fn the_boosted_trees_say_whether_early_stopping_chose_their_rounds() {
+        use super::N_FEATURES;
+        use crate::config::{AlertConfig, LaneConfig, ModelConfig};
+        let mut m = ModelConfig::default();
+        m.gbdt_max_rounds = 40;
+        m.gbdt_early_stopping_rounds = 3;
+        let p = super::ModelParams::from_config(&m, &AlertConfig::default(), &LaneConfig::default(), 7)
+            .unwrap()
+            .check()
+            .unwrap();
+        // Late when the first feature is high, noisily: early stopping has a ranking to watch.
+        let mut rng = crate::TestRng::new(5);
+        let mut rows = |n: usize| {
+            let mut x = ndarray::Array2::<f64>::zeros((n, N_FEATURES));
+            let mut y = Vec::with_capacity(n);
+            for i in 0..n {
+                for j in 0..N_FEATURES {
+                    x[[i, j]] = (rng.next() % 1000) as f64 / 1000.0;
+                }
+                y.push(x[[i, 0]] + (rng.next() % 1000) as f64 / 2500.0 > 0.9);
+            }
+            (x, y)
+        };
+        let (x, y) = rows(600);
+        let (ex, ey) = rows(300);
+        let in_period: Vec<bool> = (0..y.len()).map(|k| k % 4 == 0).collect();
+        let fit = |early: &super::EarlyStop| {
+            let (est, rounds) = super::fit_candidate(super::Candidate::Gbdt, &x, &y, early, &p).unwrap();
+            let super::Estimator::Gbdt { model } = est else { panic!("not boosted trees") };
+            let rounds = rounds.expect("the boosted trees' rounds");
+            assert_eq!(rounds.trees, model.trees.len());
+            rounds
+        };
+        let watched = fit(&super::EarlyStop { x: ex.clone(), y: ey.clone(), in_period: in_period.clone() });
+        assert_eq!(watched.early_stopping_off, None);
+        assert_eq!(watched.early_stopping_rows, 300);
+        assert!(watched.trees < 40, "early stopping chose {} rounds", watched.trees);
+        let one_class = fit(&super::EarlyStop { x: ex, y: vec![false; 300], in_period });
+        let why = one_class.early_stopping_off.expect("early stopping off");
+        assert!(why.contains("300 rows") && why.contains("single class"), "{why}");
+        assert_eq!((one_class.early_stopping_rows, one_class.trees), (0, 40));
+        // Every other candidate has no rounds to tell.
+        for c in [super::Candidate::Logistic, super::Candidate::Tree] {
+            let early = super::EarlyStop { x: ndarray::Array2::zeros((0, N_FEATURES)), y: vec![], in_period: vec![] };
+            assert!(super::fit_candidate(c, &x, &y, &early, &p).unwrap().1.is_none(), "{c}");
+        }
+    }
 
     /// Regression: with no late parcels in the validation window every candidate's PR-AUC is
     /// undefined, and the lower Brier score must still choose (NaN equals nothing).
