@@ -310,3 +310,17 @@ pub fn map_arrow_column(
         .collect();
     arrow::record_batch::RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols).unwrap()
 }
+
+/// Rewrites a text column from each row's value.
+pub fn set_str(df: &mut polars::prelude::DataFrame, col: &str, f: impl Fn(usize, Option<&str>) -> Option<String>) {
+    let v: Vec<Option<String>> =
+        df.column(col).unwrap().str().unwrap().iter().enumerate().map(|(i, s)| f(i, s)).collect();
+    df.with_column(polars::prelude::Column::new(col.into(), v)).unwrap();
+}
+
+/// Rewrites a timestamp column from its µs values.
+pub fn set_time(df: &mut polars::prelude::DataFrame, col: &str, f: impl Fn(usize, Option<i64>) -> Option<i64>) {
+    let t = df.column(col).unwrap().as_materialized_series().to_physical_repr().into_owned();
+    let v: Vec<Option<i64>> = t.i64().unwrap().iter().enumerate().map(|(i, v)| f(i, v)).collect();
+    df.with_column(lanewatch::io::ts_column(col, v)).unwrap();
+}

@@ -40,23 +40,10 @@ fn edit(dir: &Path, table: &str, f: impl FnOnce(DataFrame) -> DataFrame) {
     write_parquet(&mut df, &p);
 }
 
-fn set_str(df: &mut DataFrame, col: &str, f: impl Fn(usize, Option<&str>) -> Option<String>) {
-    let v: Vec<Option<String>> =
-        df.column(col).unwrap().str().unwrap().iter().enumerate().map(|(i, s)| f(i, s)).collect();
-    df.with_column(Column::new(col.into(), v)).unwrap();
-}
-
 fn set_f64(df: &mut DataFrame, col: &str, f: impl Fn(usize, f64) -> f64) {
     let v: Vec<f64> =
         df.column(col).unwrap().f64().unwrap().iter().enumerate().map(|(i, v)| f(i, v.unwrap())).collect();
     df.with_column(Column::new(col.into(), v)).unwrap();
-}
-
-/// Rewrites a timestamp column from its µs values.
-fn set_time(df: &mut DataFrame, col: &str, f: impl Fn(usize, Option<i64>) -> Option<i64>) {
-    let t = df.column(col).unwrap().as_materialized_series().to_physical_repr().into_owned();
-    let v: Vec<Option<i64>> = t.i64().unwrap().iter().enumerate().map(|(i, v)| f(i, v)).collect();
-    df.with_column(lanewatch::io::ts_column(col, v)).unwrap();
 }
 
 fn cast(df: &mut DataFrame, col: &str, dt: DataType) {

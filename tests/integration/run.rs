@@ -747,11 +747,8 @@ fn a_parcel_never_handed_over_is_to_be_handed_over_not_traced() {
         (0..ids.len()).map(|k| statuses[k] == "CREATED" && before.iter().any(|b| b.0 == ids[k])).collect();
     let mut extra = events.filter(&mask).unwrap();
     assert_eq!(extra.height(), before.len(), "one creation scan each");
-    let later = extra.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
-    let later = Int64Chunked::from_iter(later.i64().unwrap().iter().map(|t| t.map(|t| t + 3_600_000_000)));
-    let dtype = events.column("event_time").unwrap().dtype().clone();
-    extra.with_column(later.into_series().with_name("event_time".into()).cast(&dtype).unwrap().into_column()).unwrap();
-    extra.with_column(Column::new("status".into(), vec!["EXCEPTION"; before.len()])).unwrap();
+    set_time(&mut extra, "event_time", |_, t| t.map(|t| t + 3_600_000_000));
+    set_str(&mut extra, "status", |_, _| Some("EXCEPTION".into()));
     let mut all = events.vstack(&extra).unwrap();
     write_parquet(&mut all, &input.path().join("events.parquet"));
     let after: BTreeMap<String, String> = handling(input.path()).into_iter().collect();
