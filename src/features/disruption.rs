@@ -391,7 +391,7 @@ fn cohort_point(
     // A group's point that too few parcels support, or too few of them outstay, is never
     // flagged: it is not read, and its cohort is neither sorted nor given a median (the sorts
     // and medians of the groups' cohorts were about half the series' cohort work).
-    if of == Of::Group {
+    let count_judged = || {
         let (mut known, mut outstayed) = (0u32, 0u32);
         for v in &visits[a..b] {
             if let Some(out) = judged(v, c, p50_us) {
@@ -399,6 +399,11 @@ fn cohort_point(
                 outstayed += out as u32;
             }
         }
+        (known, outstayed)
+    };
+    // A lane's cohort is judged in the pass below that sorts it; a group's here, once.
+    let gate = (of == Of::Group).then(count_judged);
+    if let Some((known, outstayed)) = gate {
         let (supported, z) = support(cfg, known, outstayed, baseline_n);
         if !(supported && z >= cfg.disruption_min_z) {
             let recent_n = (b - a) as u32;
@@ -417,7 +422,7 @@ fn cohort_point(
     let Cohort { ended: cohort, open, merged } = buf;
     cohort.clear();
     open.clear();
-    let (mut known, mut outstayed) = (0u32, 0u32);
+    let (mut known, mut outstayed) = gate.unwrap_or((0, 0));
     for v in &visits[a..b] {
         // What was known at c: ended before c, or still in the stage.
         let ended = v.end != NONE && v.end < c;
@@ -427,7 +432,9 @@ fn cohort_point(
         } else {
             open.push(packed(t, true))
         }
-        if let Some(out) = judged(v, c, p50_us) {
+        if gate.is_none()
+            && let Some(out) = judged(v, c, p50_us)
+        {
             known += 1;
             outstayed += out as u32;
         }
