@@ -541,6 +541,59 @@ impl NewFiles {
     }
 }
 
+/// A folder opened once, whose files are then opened through it (`openat`): a reader of
+/// several files of one run folder gets them all from the folder it opened, even when a night
+/// replaces `as_of=DATE` meanwhile (an exchange of two folders, or a new link): never one file
+/// of each run. A file removed with the replaced folder is not found, and not taken from the
+/// new one. Elsewhere than on Linux, files are opened by path.
+pub struct OpenedFolder {
+    dir: std::path::PathBuf,
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::OwnedFd,
+}
+
+impl OpenedFolder {
+    pub fn open(dir: &Path) -> std::io::Result<OpenedFolder> {
+        #[cfg(target_os = "linux")]
+        {
+            let fd = File::open(dir)?.into();
+            Ok(OpenedFolder { dir: dir.to_path_buf(), fd })
+        }
+        #[cfg(not(target_os = "linux"))]
+        Ok(OpenedFolder { dir: dir.to_path_buf() })
+    }
+
+    /// The path of `name` in the folder, for messages.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Opens the file `name` (a plain name) of the folder for reading.
+    pub fn file(&self, name: &str) -> std::io::Result<File> {
+        if name.is_empty() || name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("not a plain file name: {name:?}"),
+            ));
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::{AsRawFd, FromRawFd};
+            let c = std::ffi::CString::new(name)?;
+            // SAFETY: `c` is a NUL-terminated string and the folder's descriptor is open for
+            // the duration of the call.
+            let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: `fd` was just opened and nothing else holds it: the `File` owns it alone.
+            Ok(unsafe { File::from_raw_fd(fd) })
+        }
+        #[cfg(not(target_os = "linux"))]
+        File::open(self.dir.join(name))
+    }
+}
+
 /// Flushes everything written on the filesystem holding `path` (one syncfs(2) instead of an
 /// fsync per file: a night writes one file per seller). Without syncfs (off Linux), every file
 /// and folder under `path` is synced one by one: an fsync of the folder alone flushes none of
@@ -809,6 +862,31 @@ pub(crate) mod tests {
         let file = File::open(&path).unwrap();
         assert!(map_file(&file, 100).is_some_and(|m| m.len() == 100 && m.is_mapped()));
         assert!(map_file(&file, 5 * 4096).is_none(), "pages past the file's end were taken as readable");
+    }
+
+    /// Files opened through an opened folder come from that folder, even after another folder
+    /// took its path (as a night replaces `as_of=DATE`), and only plain names are opened.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_opened_folders_files_come_from_it_after_it_is_replaced() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("as_of=2026-06-20");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join("alerts.parquet"), b"first run").unwrap();
+        let folder = OpenedFolder::open(&run).unwrap();
+        std::fs::rename(&run, root.path().join(".as_of=2026-06-20.old")).unwrap();
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join("alerts.parquet"), b"second run").unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut folder.file("alerts.parquet").unwrap(), &mut text).unwrap();
+        assert_eq!(text, "first run");
+        assert_eq!(folder.path("alerts.parquet"), run.join("alerts.parquet"));
+        // A file the replaced folder no longer holds is not found, not taken from the new one.
+        std::fs::write(run.join("seller_advice.parquet"), b"second run").unwrap();
+        assert_eq!(folder.file("seller_advice.parquet").unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        for bad in ["../as_of=2026-06-20/alerts.parquet", "x/y", "..", ".", "", "a\0b"] {
+            assert!(folder.file(bad).is_err(), "{bad:?} was opened");
+        }
     }
 
     /// The files of a folder created by name alone: written where asked, never outside the

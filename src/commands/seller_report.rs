@@ -15,18 +15,25 @@ use crate::report;
 /// Reads the run for `as_of` in `out`, writes the page for `seller_id` and returns its path.
 pub fn seller_report(out: &Path, as_of: NaiveDate, seller_id: &str) -> Result<PathBuf> {
     let run = out.join(run_dir_name(as_of));
-    if !run.join("_SUCCESS").is_file() {
-        return Err(Error::MissingInput { path: run });
+    // The run folder is opened once and both files through it, before either is read: a night
+    // that replaces the folder meanwhile leaves this one whole, so the page never shows the
+    // alerts of one run beside the advice of another.
+    let missing = || Error::MissingInput { path: run.clone() };
+    let folder = io::OpenedFolder::open(&run).map_err(|_| missing())?;
+    if !folder.file("_SUCCESS").is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file())) {
+        return Err(missing());
     }
     // A file gone is missing input (66); one that cannot be read or lacks a column the page
     // reads (a run folder of an older lanewatch) is bad data (65), not an internal error.
-    let read = |name: &str, columns: &[&[&str]]| -> Result<DataFrame> {
-        let path = run.join(name);
-        let shown = path.display().to_string();
-        let f = std::fs::File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::MissingInput { path: path.clone() },
-            _ => Error::bad_file(shown.clone(), format!("cannot read: {e}")),
-        })?;
+    let open = |name: &str| -> Result<std::fs::File> {
+        folder.file(name).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingInput { path: folder.path(name) },
+            _ => Error::bad_file(folder.path(name).display().to_string(), format!("cannot read: {e}")),
+        })
+    };
+    let files = (open("alerts.parquet")?, open("seller_advice.parquet")?);
+    let read = |name: &str, f: std::fs::File, columns: &[&[&str]]| -> Result<DataFrame> {
+        let shown = folder.path(name).display().to_string();
         let df = ParquetReader::new(f).finish().map_err(|e| {
             Error::bad_file(
                 shown.clone(),
@@ -46,8 +53,8 @@ pub fn seller_report(out: &Path, as_of: NaiveDate, seller_id: &str) -> Result<Pa
         Ok(df.filter(&mask)?)
     };
     use crate::schema::outputs::{ALERT_EXTRA, SCORES, SELLER_ADVICE};
-    let alerts = of_seller(read("alerts.parquet", &[SCORES, ALERT_EXTRA])?)?;
-    let lanes = of_seller(read("seller_advice.parquet", &[SELLER_ADVICE])?)?;
+    let alerts = of_seller(read("alerts.parquet", files.0, &[SCORES, ALERT_EXTRA])?)?;
+    let lanes = of_seller(read("seller_advice.parquet", files.1, &[SELLER_ADVICE])?)?;
     if alerts.height() == 0 && lanes.height() == 0 {
         return Err(Error::Data {
             file: run.join("seller_advice.parquet").display().to_string(),
