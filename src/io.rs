@@ -497,46 +497,21 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// again for every file, and exclusively (`O_EXCL`), so a name used twice is an error rather
 /// than a file silently overwritten. A 1M night's 7.7k seller files: its write stage 0.305 →
 /// 0.267 s (medians) against `write_file`.
-pub struct NewFiles {
-    dir: std::path::PathBuf,
-    #[cfg(target_os = "linux")]
-    fd: std::os::fd::OwnedFd,
-}
+pub struct NewFiles(OpenedFolder);
 
 impl NewFiles {
     /// Opens the existing folder `dir`.
     pub fn open(dir: &Path) -> Result<NewFiles> {
-        #[cfg(target_os = "linux")]
-        {
-            let fd = File::open(dir).map_err(|e| Error::output(dir, e))?.into();
-            Ok(NewFiles { dir: dir.to_path_buf(), fd })
-        }
-        #[cfg(not(target_os = "linux"))]
-        Ok(NewFiles { dir: dir.to_path_buf() })
+        OpenedFolder::open(dir).map(NewFiles).map_err(|e| Error::output(dir, e))
     }
 
     /// Creates the file `name` (a plain name: no separator) in the folder and writes `bytes`.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.dir.join(name);
-        if name.is_empty() || name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
-            return Err(Error::internal(format!("not a plain file name: {name:?}")));
-        }
-        #[cfg(target_os = "linux")]
-        let mut f = {
-            use std::os::fd::{AsRawFd, FromRawFd};
-            let c = std::ffi::CString::new(name).map_err(Error::internal)?;
-            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
-            // SAFETY: `c` is a NUL-terminated string and the folder's descriptor is open for
-            // the duration of the call.
-            let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags, 0o666 as libc::c_uint) };
-            if fd < 0 {
-                return Err(Error::output(&path, std::io::Error::last_os_error()));
-            }
-            // SAFETY: `fd` was just opened and nothing else holds it: the `File` owns it alone.
-            unsafe { File::from_raw_fd(fd) }
-        };
-        #[cfg(not(target_os = "linux"))]
-        let mut f = File::create_new(&path).map_err(|e| Error::output(&path, e))?;
+        let path = self.0.path(name);
+        let mut f = self.0.create_new(name).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => Error::internal(e),
+            _ => Error::output(&path, e),
+        })?;
         f.write_all(bytes).map_err(|e| Error::output(&path, e))
     }
 }
@@ -570,27 +545,46 @@ impl OpenedFolder {
 
     /// Opens the file `name` (a plain name) of the folder for reading.
     pub fn file(&self, name: &str) -> std::io::Result<File> {
+        #[cfg(target_os = "linux")]
+        return self.open_at(name, libc::O_RDONLY);
+        #[cfg(not(target_os = "linux"))]
+        File::open(self.plain(name)?)
+    }
+
+    /// Creates the file `name` (a plain name) in the folder, exclusively (`O_EXCL`).
+    pub fn create_new(&self, name: &str) -> std::io::Result<File> {
+        #[cfg(target_os = "linux")]
+        return self.open_at(name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL);
+        #[cfg(not(target_os = "linux"))]
+        File::create_new(self.plain(name)?)
+    }
+
+    /// The path of `name`, when it is a plain name: no separator, not `.` or `..`, so never a
+    /// file outside the folder.
+    fn plain(&self, name: &str) -> std::io::Result<std::path::PathBuf> {
         if name.is_empty() || name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("not a plain file name: {name:?}"),
             ));
         }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::{AsRawFd, FromRawFd};
-            let c = std::ffi::CString::new(name)?;
-            // SAFETY: `c` is a NUL-terminated string and the folder's descriptor is open for
-            // the duration of the call.
-            let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: `fd` was just opened and nothing else holds it: the `File` owns it alone.
-            Ok(unsafe { File::from_raw_fd(fd) })
+        Ok(self.path(name))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn open_at(&self, name: &str, flags: libc::c_int) -> std::io::Result<File> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        self.plain(name)?;
+        let c = std::ffi::CString::new(name)?;
+        // SAFETY: `c` is a NUL-terminated string and the folder's descriptor is open for the
+        // duration of the call.
+        let fd =
+            unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC, 0o666 as libc::c_uint) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        #[cfg(not(target_os = "linux"))]
-        File::open(self.dir.join(name))
+        // SAFETY: `fd` was just opened and nothing else holds it: the `File` owns it alone.
+        Ok(unsafe { File::from_raw_fd(fd) })
     }
 }
 
