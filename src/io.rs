@@ -508,8 +508,9 @@ impl NewFiles {
     /// Creates the file `name` (a plain name: no separator) in the folder and writes `bytes`.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.0.path(name);
-        let mut f = self.0.create_new(name).map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidInput => Error::internal(e),
+        // A name that is not plain is lanewatch's error; anything the system refuses, the output's.
+        let mut f = self.0.create_new(name).map_err(|e| match (e.kind(), e.raw_os_error()) {
+            (std::io::ErrorKind::InvalidInput, None) => Error::internal(e),
             _ => Error::output(&path, e),
         })?;
         f.write_all(bytes).map_err(|e| Error::output(&path, e))

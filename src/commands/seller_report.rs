@@ -15,23 +15,32 @@ use crate::report;
 /// Reads the run for `as_of` in `out`, writes the page for `seller_id` and returns its path.
 pub fn seller_report(out: &Path, as_of: NaiveDate, seller_id: &str) -> Result<PathBuf> {
     let run = out.join(run_dir_name(as_of));
-    // The run folder is opened once and both files through it, before either is read: a night
-    // that replaces the folder meanwhile leaves this one whole, so the page never shows the
-    // alerts of one run beside the advice of another.
-    let missing = || Error::MissingInput { path: run.clone() };
-    let folder = io::OpenedFolder::open(&run).map_err(|_| missing())?;
-    if !folder.file("_SUCCESS").is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file())) {
-        return Err(missing());
-    }
-    // A file gone is missing input (66); one that cannot be read or lacks a column the page
-    // reads (a run folder of an older lanewatch) is bad data (65), not an internal error.
-    let open = |name: &str| -> Result<std::fs::File> {
-        folder.file(name).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::MissingInput { path: folder.path(name) },
-            _ => Error::bad_file(folder.path(name).display().to_string(), format!("cannot read: {e}")),
-        })
+    // The run folder is opened once and both files through it, before either is read: on Linux
+    // a night that replaces the folder meanwhile leaves this one whole (`io::OpenedFolder`), so
+    // the page never shows the alerts of one run beside the advice of another. The replaced
+    // folder is removed once the new one is in place: a file gone from it is looked for once
+    // more, in the folder that replaced it.
+    let opened = || -> Result<(io::OpenedFolder, std::fs::File, std::fs::File)> {
+        let missing = || Error::MissingInput { path: run.clone() };
+        let folder = io::OpenedFolder::open(&run).map_err(|_| missing())?;
+        if !folder.file("_SUCCESS").is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file())) {
+            return Err(missing());
+        }
+        // A file gone is missing input (66); one that cannot be read or lacks a column the page
+        // reads (a run folder of an older lanewatch) is bad data (65), not an internal error.
+        let open = |name: &str| -> Result<std::fs::File> {
+            folder.file(name).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::MissingInput { path: folder.path(name) },
+                _ => Error::bad_file(folder.path(name).display().to_string(), format!("cannot read: {e}")),
+            })
+        };
+        let (alerts, advice) = (open("alerts.parquet")?, open("seller_advice.parquet")?);
+        Ok((folder, alerts, advice))
     };
-    let files = (open("alerts.parquet")?, open("seller_advice.parquet")?);
+    let (folder, alerts_file, advice_file) = match opened() {
+        Err(Error::MissingInput { .. }) => opened()?,
+        other => other?,
+    };
     let read = |name: &str, f: std::fs::File, columns: &[&[&str]]| -> Result<DataFrame> {
         let shown = folder.path(name).display().to_string();
         let df = ParquetReader::new(f).finish().map_err(|e| {
@@ -53,8 +62,8 @@ pub fn seller_report(out: &Path, as_of: NaiveDate, seller_id: &str) -> Result<Pa
         Ok(df.filter(&mask)?)
     };
     use crate::schema::outputs::{ALERT_EXTRA, SCORES, SELLER_ADVICE};
-    let alerts = of_seller(read("alerts.parquet", files.0, &[SCORES, ALERT_EXTRA])?)?;
-    let lanes = of_seller(read("seller_advice.parquet", files.1, &[SELLER_ADVICE])?)?;
+    let alerts = of_seller(read("alerts.parquet", alerts_file, &[SCORES, ALERT_EXTRA])?)?;
+    let lanes = of_seller(read("seller_advice.parquet", advice_file, &[SELLER_ADVICE])?)?;
     if alerts.height() == 0 && lanes.height() == 0 {
         return Err(Error::Data {
             file: run.join("seller_advice.parquet").display().to_string(),

@@ -117,7 +117,9 @@ impl Estimator {
             Estimator::Tree { tree } => check_tree(tree),
             Estimator::Forest { trees } if trees.is_empty() => Err("a forest without trees".into()),
             Estimator::Forest { trees } => trees.iter().try_for_each(|t| check_tree(t)),
-            Estimator::Constant { p } => probability(*p).then_some(()).ok_or_else(|| "a probability outside [0, 1]".into()),
+            Estimator::Constant { p } => {
+                probability(*p).then_some(()).ok_or_else(|| "a probability outside [0, 1]".into())
+            }
             Estimator::LaneRule { p_fired, p_quiet } => (probability(*p_fired) && probability(*p_quiet))
                 .then_some(())
                 .ok_or_else(|| "a probability outside [0, 1]".into()),
@@ -1309,7 +1311,9 @@ fn fit_candidate(
             let before: Vec<usize> = (0..y.len()).filter(|&k| !early.in_period[k]).collect();
             let y_before: Vec<bool> = before.iter().map(|&k| y[k]).collect();
             let usable = |v: &[bool]| v.iter().any(|t| *t) && v.iter().any(|t| !*t);
-            let off = if !usable(&early.y) {
+            let off = if early.y.is_empty() {
+                Some("no training row resolved late enough to watch (the latest training resolutions)".to_string())
+            } else if !usable(&early.y) {
                 Some(format!("its {} rows (the latest training resolutions) hold a single class", early.y.len()))
             } else if !usable(&y_before) {
                 Some(format!("the {} sample rows resolved before its rows hold a single class", y_before.len()))
@@ -1432,6 +1436,12 @@ mod tests {
         assert_eq!(watched.early_stopping_off, None);
         assert_eq!(watched.early_stopping_rows, 300);
         assert!(watched.trees < 40, "early stopping chose {} rounds", watched.trees);
+        let none = fit(&super::EarlyStop {
+            x: ndarray::Array2::zeros((0, N_FEATURES)),
+            y: vec![],
+            in_period: vec![false; y.len()],
+        });
+        assert!(none.early_stopping_off.as_deref().is_some_and(|w| w.starts_with("no training row")), "{none:?}");
         let one_class = fit(&super::EarlyStop { x: ex, y: vec![false; 300], in_period });
         let why = one_class.early_stopping_off.expect("early stopping off");
         assert!(why.contains("300 rows") && why.contains("single class"), "{why}");
