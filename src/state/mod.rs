@@ -1486,8 +1486,8 @@ mod tests {
     }
 
     /// A file given only a new hard link (a backup's snapshot) is reused, and its new stamp is
-    /// kept. Regression: the generation kept the stamp the file was first read with, so such a
-    /// file was hashed again every night until the next full refresh.
+    /// kept once it is over a second old. Regression: the generation kept the stamp the file was
+    /// first read with, so such a file was hashed again every night until the next full refresh.
     #[cfg(unix)]
     #[test]
     fn a_file_only_linked_is_hashed_once() {
