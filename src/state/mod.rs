@@ -337,6 +337,7 @@ fn new_files(
 ) -> std::result::Result<Vec<PathBuf>, String> {
     let names: Vec<String> = paths.iter().map(|p| ingest::exact(input, p)).collect();
     let mut current: HashMap<&str, &PathBuf> = names.iter().map(String::as_str).zip(paths).collect();
+    let now = now_ns();
     for s in segments.iter_mut() {
         let Some(p) = current.remove(s.name()) else {
             return Err(format!("input file {} is gone since the state was written", crate::error::printable(&s.path)));
@@ -359,7 +360,7 @@ fn new_files(
         // Not a stamp whose status-change time is this recent: a clock of a few ms (kernels
         // before 6.13) could give a rewrite just after the hash the same stamp. Kept stamps
         // that differ are hashed again the next night.
-        if settled(stamp) {
+        if settled(stamp, now) {
             s.stamp = stamp;
         }
     }
@@ -382,10 +383,14 @@ fn new_files(
     Ok(fresh)
 }
 
-/// Whether a stamp's status-change time is over a second old: a rewrite after it then moves it.
-fn settled(stamp: Stamp) -> bool {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+/// Whether a stamp's status-change time is over a second before `now` (ns since the epoch): a
+/// rewrite after it then moves it.
+fn settled(stamp: Stamp, now: i64) -> bool {
     stamp.ctime_ns < now - 1_000_000_000
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Reads one segment, checking its bytes against the generation.
@@ -1432,6 +1437,18 @@ mod tests {
         (input, out, InputConfig::default(), crate::statuses::Vocabulary::canonical())
     }
 
+    /// One night's state read, checked, written and published; why it was a full refresh, if
+    /// it was.
+    fn state_night(input: &Path, out: &Path, cfg: &InputConfig, vocab: &crate::statuses::Vocabulary) -> Option<String> {
+        let loaded = load(input, cfg, out, false).unwrap();
+        let why = loaded.keep.info.full_refresh.clone();
+        let ((_, clean), raw, checks) =
+            validate::check_with(input, loaded.raw, loaded.findings, vocab, false, loaded.checked).unwrap();
+        let (pending, _) = write(out, loaded.keep, &raw, &clean.unwrap(), &checks, "2026-06-21").unwrap();
+        publish(pending).unwrap();
+        why
+    }
+
     /// The status preset a config names is in the state's key by its text, not its name alone.
     #[test]
     fn the_state_key_holds_the_status_presets_text() {
@@ -1451,12 +1468,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (input, out, cfg, vocab) = small_night(dir.path());
         let night = |expect_reuse: bool| {
-            let loaded = load(&input, &cfg, &out, false).unwrap();
-            let why = loaded.keep.info.full_refresh.clone();
-            let ((_, clean), raw, checks) =
-                validate::check_with(&input, loaded.raw, loaded.findings, &vocab, false, loaded.checked).unwrap();
-            let (pending, _) = write(&out, loaded.keep, &raw, &clean.unwrap(), &checks, "2026-06-21").unwrap();
-            publish(pending).unwrap();
+            let why = state_night(&input, &out, &cfg, &vocab);
             if expect_reuse {
                 assert_eq!(why, None);
             }
@@ -1508,14 +1520,10 @@ mod tests {
             if night == "settled" {
                 std::thread::sleep(std::time::Duration::from_millis(1100));
             }
-            let loaded = load(&input, &cfg, &out, false).unwrap();
+            let why = state_night(&input, &out, &cfg, &vocab);
             if night != "first" {
-                assert_eq!(loaded.keep.info.full_refresh, None, "{night}: the same bytes are reused");
+                assert_eq!(why, None, "{night}: the same bytes are reused");
             }
-            let ((_, clean), raw, checks) =
-                validate::check_with(&input, loaded.raw, loaded.findings, &vocab, false, loaded.checked).unwrap();
-            let (pending, _) = write(&out, loaded.keep, &raw, &clean.unwrap(), &checks, "2026-06-21").unwrap();
-            publish(pending).unwrap();
             match night {
                 "first" => first = kept_stamp(),
                 // Moved under a second ago: a rewrite in the same tick of a coarse clock would
@@ -1584,14 +1592,10 @@ mod tests {
             }
         }
         for night in ["first", "again"] {
-            let loaded = load(&input, &cfg, &out, false).unwrap();
+            let why = state_night(&input, &out, &cfg, &vocab);
             if night == "again" {
-                assert_eq!(loaded.keep.info.full_refresh, None, "both files are the state's");
+                assert_eq!(why, None, "both files are the state's");
             }
-            let ((_, clean), raw, checks) =
-                validate::check_with(&input, loaded.raw, loaded.findings, &vocab, false, loaded.checked).unwrap();
-            let (pending, _) = write(&out, loaded.keep, &raw, &clean.unwrap(), &checks, "2026-06-21").unwrap();
-            publish(pending).unwrap();
         }
     }
 
