@@ -95,7 +95,12 @@ pub struct Stamp {
 /// snapshot), a mode, owner or extended attribute moves the status-change time too, without a
 /// byte changed, so a moved stamp is told by hashing the file again.
 pub fn unchanged(path: &Path, was: Stamp, now: Stamp, bytes: u64, blake3: &str) -> bool {
-    now == was || hash_file(path).is_ok_and(|(n, h, _)| n == bytes && h == blake3)
+    now == was || same_bytes(path, bytes, blake3)
+}
+
+/// Whether the file at `path` holds `bytes` bytes of BLAKE3 `blake3` (read to tell).
+pub fn same_bytes(path: &Path, bytes: u64, blake3: &str) -> bool {
+    hash_file(path).is_ok_and(|(n, h, _)| n == bytes && h == blake3)
 }
 
 impl Stamp {
