@@ -4,7 +4,8 @@
 //! `validate` stage; a segment is the result in compact numeric form.
 //!
 //! ```text
-//! OUT/state/CURRENT               name of the generation in use, replaced atomically
+//! OUT/state/CURRENT               name of the generation in use and when the night that
+//!                                 wrote it began taking stamps, replaced atomically
 //! OUT/state/state-<id>.json       a generation: the input files it covers and their segments
 //! OUT/state/segments/*.parquet    one per events file read since the checked events
 //!                                 (below), written once and never changed; the shipments
@@ -14,8 +15,9 @@
 //!
 //! A night loads the generation `CURRENT` names (its bytes' BLAKE3 must match its name) and
 //! checks it against the input: the same tool version and `[input]` settings, the same input
-//! folder, every covered file still there with the same size, times and inode
-//! (`ingest::Stamp`), every new file sorting after the covered files of its table (date
+//! folder, every covered file still there with the same size and either the same times and
+//! inode (`ingest::Stamp`, unless too recent to trust: `Stamp::racy`) or the same bytes (a
+//! file only touched, linked or given a mode), every new file sorting after the covered files of its table (date
 //! partitions `date=YYYY-MM-DD/` do), and every segment's BLAKE3 intact. It then decodes only
 //! the new files and assembles exactly the `RawInput` that decoding every file gives: the same
 //! rows in the same order, the same status and unknown-id numbering. Anything
@@ -241,7 +243,7 @@ struct Carry {
 }
 
 /// What a generation records of the night's input besides its files, and when the night began
-/// taking the files' stamps (`racy`), which `CURRENT` records with the generation.
+/// taking the files' stamps (`Stamp::racy`), which `CURRENT` records with the generation.
 #[derive(Clone)]
 struct Origin {
     /// `canonical_input`.
@@ -298,9 +300,13 @@ fn read_current(dir: &Path) -> std::result::Result<Option<Current>, String> {
     if !valid_generation_name(&name) {
         return Err(format!("state/{CURRENT} names {name:?}, not a generation file"));
     }
-    // Unknown, every kept stamp is taken as too recent to trust (`racy`): each file is hashed
+    // Unknown, every kept stamp is taken as too recent to trust (`Stamp::racy`): each file is hashed
     // once more, never taken unread.
-    let stamps_from = lines.find_map(|l| l.strip_prefix(STAMPS_FROM)).and_then(|v| v.trim().parse().ok());
+    // One ahead of now (a damaged line, a clock set back) would trust stamps it should not.
+    let stamps_from = lines
+        .find_map(|l| l.strip_prefix(STAMPS_FROM))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|&t| t <= ingest::now_ns());
     let text = std::fs::read(dir.join(&name)).map_err(|e| format!("cannot read state/{name}: {e}"))?;
     // A generation is named by its bytes' BLAKE3 (`write`), as segments are checked by theirs:
     // a change that still parses (a count, a status name) would otherwise be taken as written.
@@ -355,7 +361,7 @@ fn check_generation(g: &Generation, input: &str, key: &serde_json::Value) -> std
 /// Matches the input's files against a generation's segments: every segment's file unchanged,
 /// new files after them. Returns the new files of the table. A segment whose file's stamp moved
 /// without a byte changing takes the new stamp, so the next generation does not hash it again.
-/// `stamps_from`: when the night that wrote the generation began taking stamps (`racy`).
+/// `stamps_from`: when the night that wrote the generation began taking stamps (`Stamp::racy`).
 fn new_files(
     input: &Path,
     table: Table,
@@ -375,14 +381,16 @@ fn new_files(
         // which a rewrite can keep: such a file is read again. Any other moved stamp is a
         // rewrite (even one that puts its times back: `touch -r`, `cp -p`) or only a `touch`, a
         // new link, mode or owner: its bytes tell which (the rule `ingest` checks a decoded file
-        // by). So do they for a stamp too recent to trust (`racy`).
+        // by). So do they for a stamp too recent to trust (`Stamp::racy`).
         let stamp = meta.as_ref().map(Stamp::of).unwrap_or_default();
-        let same = if racy(s.stamp, stamps_from) {
-            ingest::same_bytes(p, s.bytes, &s.blake3)
-        } else {
-            ingest::unchanged(p, s.stamp, stamp, s.bytes, &s.blake3)
+        let same = || {
+            if s.stamp.racy(stamps_from) {
+                ingest::same_bytes(p, s.bytes, &s.blake3)
+            } else {
+                ingest::unchanged(p, s.stamp, stamp, s.bytes, &s.blake3)
+            }
         };
-        if bytes != s.bytes || !s.stamp.known() || !same {
+        if bytes != s.bytes || !s.stamp.known() || !same() {
             return Err(format!("input file {} changed since the state was written", crate::error::printable(&s.path)));
         }
         // Taken before the bytes were found the same; a rewrite after that moves it, or, in the
@@ -406,22 +414,6 @@ fn new_files(
         }
     }
     Ok(fresh)
-}
-
-/// Whether a stamp a generation keeps could belong to other bytes than the ones hashed with it
-/// (as "racily clean" entries are in git's index): the file changed under a second before the
-/// night that wrote the generation began taking stamps (`stamps_from`; unknown: any). A stamp
-/// is taken before the file's bytes are hashed, and a clock of a few ms (the status-change time
-/// on kernels before 6.13) can give a rewrite just after the hash the same stamp. A file last
-/// changed over a second before the stamps were taken cannot be rewritten in its tick after.
-fn racy(stamp: Stamp, stamps_from: Option<i64>) -> bool {
-    // Where there is no status-change time (off Unix), the modification time.
-    let changed = stamp.ctime_ns.max(stamp.mtime_ns);
-    stamps_from.is_none_or(|from| changed >= from.saturating_sub(1_000_000_000))
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Reads one segment, checking its bytes against the generation.
@@ -506,8 +498,8 @@ fn read_sorted(dir: &Path, s: &Sorted, covered: &[Segment]) -> std::result::Resu
 /// decoded (and `info.full_refresh` says why, except on a first night).
 pub fn load(input: &Path, cfg: &InputConfig, out: &Path, full_refresh: bool) -> Result<Loaded> {
     let t0 = std::time::Instant::now();
-    // Before any file's stamp is taken (`racy`).
-    let stamps_from = now_ns();
+    // Before any file's stamp is taken (`Stamp::racy`).
+    let stamps_from = ingest::now_ns();
     let ship_paths = ingest::locate(input, Table::Shipments)?;
     let event_paths = ingest::locate(input, Table::Events)?;
     let origin = Origin { input: canonical_input(input), input_config: input_key(cfg), stamps_from };
@@ -1479,6 +1471,15 @@ mod tests {
         why
     }
 
+    /// Sleeps until a night beginning now would not find `stamp` racy (`Stamp::racy`).
+    fn sleep_past_racy(stamp: Stamp) {
+        let past = stamp.ctime_ns.max(stamp.mtime_ns) + ingest::RACY_NS + 10_000_000;
+        let wait = past - ingest::now_ns();
+        if wait > 0 {
+            std::thread::sleep(std::time::Duration::from_nanos(wait as u64));
+        }
+    }
+
     /// The generation `CURRENT` names in `out`'s state.
     fn current(out: &Path) -> Current {
         read_current(&state_dir(out)).unwrap().expect("a current generation")
@@ -1544,8 +1545,8 @@ mod tests {
     /// A file given only a new hard link (a backup's snapshot) is reused, and the generation
     /// keeps its new stamp. Regression: the generation kept the stamp the file was first read
     /// with, so such a file was hashed again every night until the next full refresh. A stamp
-    /// that moved under a second before the night began is racy: the next night hashes the
-    /// file once more; one that moved longer before is not.
+    /// that moved less than `ingest::RACY_NS` before the night began is racy: the next night
+    /// hashes the file once more; one that moved longer before is not.
     #[cfg(unix)]
     #[test]
     fn a_file_only_linked_is_hashed_once() {
@@ -1555,7 +1556,7 @@ mod tests {
         let kept = || {
             let c = current(&out);
             let s = c.generation.events.iter().find(|s| s.path == "events.parquet").expect("the events file's segment");
-            (s.stamp, racy(s.stamp, c.stamps_from))
+            (s.stamp, s.stamp.racy(c.stamps_from))
         };
         for night in ["first", "linked", "settled", "after"] {
             if night == "linked" {
@@ -1564,7 +1565,7 @@ mod tests {
                 assert_ne!(Stamp::of_path(&events), kept().0, "a link moves the status-change time");
             }
             if night == "settled" {
-                std::thread::sleep(std::time::Duration::from_millis(1100));
+                sleep_past_racy(Stamp::of_path(&events));
             }
             let why = state_night(&input, &out, &cfg, &vocab);
             if night != "first" {
@@ -1580,7 +1581,7 @@ mod tests {
     /// A file whose bytes differ from the ones its kept stamp was taken with (a rewrite in the
     /// same tick of a coarse clock, just after the file was hashed) is found changed while that
     /// stamp is racy, by its bytes. Regression: a new file's stamp was kept as read, and the
-    /// rewrite was never seen. Past the racy second, a stamp is trusted unread.
+    /// rewrite was never seen. Once no longer racy, a stamp is trusted unread.
     #[cfg(unix)]
     #[test]
     fn a_rewrite_that_kept_its_stamp_is_found_while_the_stamp_is_racy() {
@@ -1591,18 +1592,26 @@ mod tests {
         // The file's bytes as another file's: its BLAKE3 kept for other bytes, with its stamp.
         let s = g.events.iter_mut().find(|s| s.path == "events.parquet").unwrap();
         s.blake3 = "0".repeat(64);
-        let changed_at = s.stamp.ctime_ns.max(s.stamp.mtime_ns);
-        let second = 1_000_000_000;
-        for (stamps_from, racy) in
-            [(Some(changed_at + second / 2), true), (None, true), (Some(changed_at + 2 * second), false)]
-        {
+        let stamp = s.stamp;
+        let changed_at = stamp.ctime_ns.max(stamp.mtime_ns);
+        for (stamps_from, racy) in [
+            (Some(changed_at + ingest::RACY_NS - 1_000_000), true),
+            (None, true),
+            // Ahead of now (a damaged line, a clock set back): not believed.
+            (Some(ingest::now_ns() + 3_600_000_000_000), true),
+            (Some(changed_at + ingest::RACY_NS + 1_000_000), false),
+        ] {
+            if !racy {
+                // A night that began then is not in the future.
+                sleep_past_racy(stamp);
+            }
             make_current(&out, &g, stamps_from);
             let why = state_night(&input, &out, &cfg, &vocab);
             if racy {
                 let why = why.expect("a full refresh");
                 assert!(why.contains("events.parquet") && why.contains("changed"), "{stamps_from:?}: {why}");
             } else {
-                assert_eq!(why, None, "a stamp over a second older than the night is trusted");
+                assert_eq!(why, None, "a stamp no longer racy is trusted");
             }
         }
     }
