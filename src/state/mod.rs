@@ -17,8 +17,8 @@
 //! checks it against the input: the same tool version and `[input]` settings, the same input
 //! folder, every covered file still there with the same size and either the same times and
 //! inode (`ingest::Stamp`, unless too recent to trust: `Stamp::racy`) or the same bytes (a
-//! file only touched, linked or given a mode), every new file sorting after the covered files of its table (date
-//! partitions `date=YYYY-MM-DD/` do), and every segment's BLAKE3 intact. It then decodes only
+//! file only touched, linked or given a mode), every new file sorting after the covered files
+//! of its table (date partitions `date=YYYY-MM-DD/` do), and every segment's BLAKE3 intact. It then decodes only
 //! the new files and assembles exactly the `RawInput` that decoding every file gives: the same
 //! rows in the same order, the same status and unknown-id numbering. Anything
 //! else is a full refresh, with a warning that names the reason; `run --full-refresh` asks for
@@ -300,9 +300,9 @@ fn read_current(dir: &Path) -> std::result::Result<Option<Current>, String> {
     if !valid_generation_name(&name) {
         return Err(format!("state/{CURRENT} names {name:?}, not a generation file"));
     }
-    // Unknown, every kept stamp is taken as too recent to trust (`Stamp::racy`): each file is hashed
-    // once more, never taken unread.
-    // One ahead of now (a damaged line, a clock set back) would trust stamps it should not.
+    // Unknown, every kept stamp is taken as too recent to trust (`Stamp::racy`): each file is
+    // hashed once more, never taken unread. One ahead of now (a damaged line, a clock set
+    // back) would trust stamps it should not: unknown too.
     let stamps_from = lines
         .find_map(|l| l.strip_prefix(STAMPS_FROM))
         .and_then(|v| v.trim().parse::<i64>().ok())
