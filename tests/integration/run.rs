@@ -363,8 +363,15 @@ fn recovered_parcels_say_whether_they_were_lost_or_returned() {
         .collect();
     let ids = strings(&rec, "shipment_id");
     let later = then_delivered.iter().filter(|id| ids.contains(id)).count();
-    assert!(later >= 3 && then_delivered.iter().filter(|id| ids.contains(id)).all(|id| how.get(id).map(String::as_str) == Some("LOST")),
-        "lost, then delivered: {:?}", then_delivered.iter().map(|id| (id, how.get(id))).collect::<Vec<_>>());
+    assert!(
+        later >= 3
+            && then_delivered
+                .iter()
+                .filter(|id| ids.contains(id))
+                .all(|id| how.get(id).map(String::as_str) == Some("LOST")),
+        "lost, then delivered: {:?}",
+        then_delivered.iter().map(|id| (id, how.get(id))).collect::<Vec<_>>()
+    );
     let mut seen = HashMap::new();
     for (id, want) in &ended {
         if let Some(status) = how.get(id) {
@@ -388,7 +395,8 @@ fn reasons_agree_with_the_features() {
         let rest = &text[text.find(marker)? + marker.len()..];
         rest.split(' ').next()?.parse().ok()
     };
-    let lane_disrupted: Vec<bool> = a.column("lane_disrupted").unwrap().bool().unwrap().iter().map(|v| v.unwrap()).collect();
+    let lane_disrupted: Vec<bool> =
+        a.column("lane_disrupted").unwrap().bool().unwrap().iter().map(|v| v.unwrap()).collect();
     let mut dwell_checked = 0;
     let mut disrupted = 0;
     for k in 0..a.height() {
@@ -733,8 +741,7 @@ fn a_parcel_never_handed_over_is_to_be_handed_over_not_traced() {
     let (ids, statuses) = (strings(&events, "shipment_id"), strings(&events, "status"));
     let times = events.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
     let times: Vec<i64> = times.i64().unwrap().iter().map(|t| t.unwrap()).collect();
-    let scanned =
-        |id: &str| (0..ids.len()).any(|k| ids[k] == id && times[k] < cutoff && statuses[k] != "CREATED");
+    let scanned = |id: &str| (0..ids.len()).any(|k| ids[k] == id && times[k] < cutoff && statuses[k] != "CREATED");
     assert!(!before.is_empty(), "no alert in seller handling: nothing to see");
     for (id, action) in &before {
         assert!(!scanned(id), "{id} has carrier scans");
@@ -755,5 +762,21 @@ fn a_parcel_never_handed_over_is_to_be_handed_over_not_traced() {
     for (id, _) in &before {
         let action = after.get(id).unwrap_or_else(|| panic!("{id}: no longer alerted in seller handling"));
         assert!(action.starts_with("Open a carrier trace"), "{id}: {action}");
+    }
+}
+
+/// Regression: a night whose cutoff comes before every shipment panicked (exit 70) writing its
+/// report, which read the first row of the empty advice. It is a night like any other, with
+/// empty tables, whether it trains its model or takes a weekly schedule's.
+#[test]
+fn a_night_before_every_shipment_writes_empty_outputs() {
+    // `small_input` creates its shipments from 2026-06-01 on.
+    for env in [vec![], vec![("LANEWATCH_MODEL__RETRAIN_EVERY_DAYS", "7")]] {
+        let out = tempfile::tempdir().unwrap();
+        let run = run_night(small_input(), out.path(), "2026-05-01", &env);
+        assert!(run.join("report.html").is_file(), "{env:?}");
+        for table in ["scores.parquet", "alerts.parquet", "service_advice.parquet"] {
+            assert_eq!(read_parquet(&run.join(table)).height(), 0, "{table} {env:?}");
+        }
     }
 }
