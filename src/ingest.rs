@@ -138,9 +138,13 @@ impl Stamp {
     /// longer before cannot be rewritten in its tick after. A stamp from the future (a clock
     /// ahead) is racy until it passes.
     pub fn racy(&self, taken_from: Option<i64>) -> bool {
-        // Where there is no status-change time (off Unix), the modification time.
-        let changed = self.ctime_ns.max(self.mtime_ns);
-        taken_from.is_none_or(|from| changed >= from.saturating_sub(RACY_NS))
+        taken_from.is_none_or(|from| self.changed_ns() >= from.saturating_sub(RACY_NS))
+    }
+
+    /// When the file last changed, as far as the stamp tells: its status-change time, or where
+    /// there is none (off Unix) its modification time.
+    pub fn changed_ns(&self) -> i64 {
+        self.ctime_ns.max(self.mtime_ns)
     }
 
     /// Whether it can tell a change at all: a file system that keeps no times leaves only the
@@ -1539,7 +1543,7 @@ mod tests {
         let (_, findings) = decoded(&p);
         assert!(findings.len() == 1 && findings[0].contains("changed while it was read"), "{findings:?}");
         let s = p.info.stamp;
-        p.stamped_from = s.ctime_ns.max(s.mtime_ns) + RACY_NS + 1;
+        p.stamped_from = s.changed_ns() + RACY_NS + 1;
         assert_eq!(decoded(&p), (1, vec![]));
     }
 }

@@ -1473,7 +1473,7 @@ mod tests {
 
     /// Sleeps until a night beginning now would not find `stamp` racy (`Stamp::racy`).
     fn sleep_past_racy(stamp: Stamp) {
-        let past = stamp.ctime_ns.max(stamp.mtime_ns) + ingest::RACY_NS + 10_000_000;
+        let past = stamp.changed_ns() + ingest::RACY_NS + 10_000_000;
         let wait = past - ingest::now_ns();
         if wait > 0 {
             std::thread::sleep(std::time::Duration::from_nanos(wait as u64));
@@ -1593,7 +1593,7 @@ mod tests {
         let s = g.events.iter_mut().find(|s| s.path == "events.parquet").unwrap();
         s.blake3 = "0".repeat(64);
         let stamp = s.stamp;
-        let changed_at = stamp.ctime_ns.max(stamp.mtime_ns);
+        let changed_at = stamp.changed_ns();
         for (stamps_from, racy) in [
             (Some(changed_at + ingest::RACY_NS - 1_000_000), true),
             (None, true),
