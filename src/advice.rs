@@ -51,6 +51,10 @@ pub struct AdviceParams {
 /// from them once, for every clone.
 #[derive(Debug, Clone)]
 pub struct Advice {
+    /// The night whose point-in-time view the rows are from (each row's `advice_as_of`): the
+    /// training night's on a night that publishes kept advice. Held here, not read from a row,
+    /// because a night before every shipment has no row.
+    as_of: chrono::NaiveDate,
     service: DataFrame,
     promise: DataFrame,
     sellers: DataFrame,
@@ -75,8 +79,13 @@ impl std::fmt::Debug for Files {
 pub const FILES: [&str; 3] = ["service_advice.parquet", "promise_advice.parquet", "seller_advice.parquet"];
 
 impl Advice {
-    pub fn new(service: DataFrame, promise: DataFrame, sellers: DataFrame) -> Advice {
-        Advice { service, promise, sellers, files: Files::default() }
+    pub fn new(as_of: chrono::NaiveDate, service: DataFrame, promise: DataFrame, sellers: DataFrame) -> Advice {
+        Advice { as_of, service, promise, sellers, files: Files::default() }
+    }
+
+    /// The night the advice is as of (`advice_as_of`).
+    pub fn as_of(&self) -> chrono::NaiveDate {
+        self.as_of
     }
 
     /// `service_advice.parquet`'s table.
@@ -99,12 +108,24 @@ impl Advice {
         (self.service, self.promise, self.sellers)
     }
 
-    /// The tables of three files `files` wrote (service, promise, seller advice), with those
-    /// bytes (shared, not copied) as their files. `Err`: bytes that do not decode, with polars'
-    /// message.
-    pub fn from_files(bytes: std::sync::Arc<[Vec<u8>; 3]>) -> std::result::Result<Advice, String> {
+    /// The tables of three files `files` wrote (service, promise, seller advice) as of `as_of`,
+    /// with those bytes (shared, not copied) as their files. `Err`: bytes that do not decode,
+    /// with polars' message, or rows as of another night.
+    pub fn from_files(
+        as_of: chrono::NaiveDate,
+        bytes: std::sync::Arc<[Vec<u8>; 3]>,
+    ) -> std::result::Result<Advice, String> {
         let decode = crate::io::decode_parquet;
-        let a = Advice::new(decode(&bytes[0])?, decode(&bytes[1])?, decode(&bytes[2])?);
+        let a = Advice::new(as_of, decode(&bytes[0])?, decode(&bytes[1])?, decode(&bytes[2])?);
+        let want = Night::new(as_of).as_of_day();
+        for (name, df) in FILES.iter().zip([&a.service, &a.promise, &a.sellers]) {
+            let days = df.column("advice_as_of").and_then(|c| c.date().map(|d| d.physical().clone()));
+            let days = days.map_err(|e| format!("{name}: {}", crate::error::one_line(e.to_string())))?;
+            if let Some(d) = days.iter().find(|d| *d != Some(want)) {
+                let d = d.map_or("none".into(), |d| crate::calendar::date_of_day(d as i64).to_string());
+                return Err(format!("{name} holds advice as of {d}, not {as_of}"));
+            }
+        }
         let _ = a.files.0.set(bytes);
         Ok(a)
     }
@@ -1236,7 +1257,7 @@ pub fn finish(mut parts: Vec<AdviceRows>, p: &AdviceParams, night: Night) -> Res
     let sellers = DataFrame::new(srows.len(), cols)?;
     outputs::check(FILES[2], &sellers, outputs::SELLER_ADVICE)?;
     crate::memory::log_step("advice", "seller", t0);
-    Ok(Advice::new(service, promise, sellers))
+    Ok(Advice::new(night.as_of(), service, promise, sellers))
 }
 
 /// A name among `names` (a basis or weight basis read back from a share).

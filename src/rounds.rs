@@ -793,7 +793,7 @@ pub fn outputs(
         recovered: a.recovered,
         lane_alerts: a.lane_alerts,
         lanes: scored.lanes,
-        advice: crate::advice::Advice::new(service, promise, sellers),
+        advice: crate::advice::Advice::new(n.night.as_of(), service, promise, sellers),
         suppressed: a.suppressed.into_iter().collect(),
         capped: a.capped,
         disrupted: scored.disrupted,

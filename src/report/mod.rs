@@ -332,11 +332,8 @@ fn own_support(basis: &str, support: i64) -> i64 {
 pub fn advice_section(advice: &crate::advice::Advice, cfg: &Config, night: chrono::NaiveDate) -> Result<String> {
     let mut body = String::from("<h2>Advice before shipping</h2>\n");
     let sa = advice.service();
-    // Of the first row, when there is one (`get` panics past the end: a night before every
-    // shipment has no advice row).
-    let days = sa.column("advice_as_of")?.date()?.physical();
-    let as_of = (!days.is_empty()).then(|| days.get(0)).flatten().map(|d| crate::calendar::date_of_day(d as i64));
-    if let Some(d) = as_of.filter(|&d| d != night) {
+    let d = advice.as_of();
+    if d != night {
         let _ = writeln!(
             body,
             "<p>As of {d}, the model's training night: the nights of a training schedule publish its advice with its model (<code>advice_as_of</code>).</p>"

@@ -63,7 +63,8 @@ pub struct KeptTraining {
 #[derive(Debug, Clone)]
 pub enum KeptAdvice {
     Tables(Advice),
-    Files(Arc<[Vec<u8>; 3]>),
+    /// The files, and the training night they are as of.
+    Files(chrono::NaiveDate, Arc<[Vec<u8>; 3]>),
 }
 
 impl KeptAdvice {
@@ -73,7 +74,7 @@ impl KeptAdvice {
         match self {
             KeptAdvice::Tables(a) => Ok(a.clone()),
             // Published as they are: the files the training night's run folder wrote.
-            KeptAdvice::Files(files) => Advice::from_files(Arc::clone(files))
+            KeptAdvice::Files(as_of, files) => Advice::from_files(*as_of, Arc::clone(files))
                 .map_err(|e| Error::internal(format!("a kept advice file does not decode: {e}"))),
         }
     }
@@ -147,7 +148,7 @@ pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<KeptTraining
     let [service, promise, sellers] = &k.advice;
     let files = [read(service, TABLES[0])?, read(promise, TABLES[1])?, read(sellers, TABLES[2])?];
     let on = TrainedOn { night: Night::new(k.training_night), digest: k.digest, model: k.model };
-    Ok(Some(KeptTraining { on, advice: KeptAdvice::Files(Arc::new(files)) }))
+    Ok(Some(KeptTraining { on, advice: KeptAdvice::Files(k.training_night, Arc::new(files)) }))
 }
 
 /// Whether `n` is a name `write` gives an advice file.

@@ -778,5 +778,13 @@ fn a_night_before_every_shipment_writes_empty_outputs() {
         for table in ["scores.parquet", "alerts.parquet", "service_advice.parquet"] {
             assert_eq!(read_parquet(&run.join(table)).height(), 0, "{table} {env:?}");
         }
+        // The report names the advice's night, a training schedule's earlier one, though the
+        // advice has no row to read it from.
+        let model: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("model.json")).unwrap()).unwrap();
+        let training = model["as_of"].as_str().unwrap();
+        let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+        let note = format!("As of {training}, the model's training night");
+        assert_eq!(report.contains(&note), training != "2026-05-01", "{env:?}: trained on {training}");
+        assert_eq!(env.is_empty(), training == "2026-05-01", "{env:?}: trained on {training}");
     }
 }
