@@ -270,7 +270,11 @@ fn spark_int96_timestamps_read_as_utc() {
     let o = std::process::Command::new(py).arg("-c").arg(script).args(&tables).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same_as_clean(dir.path(), &[], "INT96 timestamps");
-    assert_same_as_clean(dir.path(), &[("LANEWATCH_INPUT__NAIVE_TIMEZONE", "Asia/Shanghai")], "INT96 with a naive zone");
+    assert_same_as_clean(
+        dir.path(),
+        &[("LANEWATCH_INPUT__NAIVE_TIMEZONE", "Asia/Shanghai")],
+        "INT96 with a naive zone",
+    );
 }
 
 /// Regression: a mistyped column of a top-level file was reported in
@@ -337,6 +341,60 @@ fn ambiguous_or_wrong_layouts_are_refused() {
     let o = lanewatch(&["validate", "--input", dir.path().join("nope").to_str().unwrap()]);
     expect_code(&o, 66);
     assert!(stderr(&o).contains("input not found"), "{}", stderr(&o));
+}
+
+/// A FIFO or a device among a table's files, or as the table's one file, is refused with one
+/// line naming it (65, no run folder), never waited on: opening a FIFO to read waits for a
+/// writer and `/dev/zero` never ends, so a night hung without a word until it was killed.
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_not_waited_on() {
+    let fifo = |path: &Path| {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", path.display());
+    };
+    let in_folder = |special: &dyn Fn(&Path)| {
+        let dir = copy_input(clean().0.path());
+        std::fs::create_dir_all(dir.path().join("events")).unwrap();
+        std::fs::rename(dir.path().join("events.parquet"), dir.path().join("events/part-0.parquet")).unwrap();
+        special(&dir.path().join("events/part-1.parquet"));
+        (dir, "events/part-1.parquet")
+    };
+    let cases: Vec<(&str, (tempfile::TempDir, &str))> = vec![
+        ("a FIFO among the files", in_folder(&fifo)),
+        ("a link to /dev/zero among the files", in_folder(&|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap())),
+        ("a FIFO as the table's file", {
+            let dir = copy_input(clean().0.path());
+            std::fs::remove_file(dir.path().join("events.parquet")).unwrap();
+            fifo(&dir.path().join("events.parquet"));
+            (dir, "events.parquet")
+        }),
+    ];
+    for (what, (dir, name)) in cases {
+        let out = tempfile::tempdir().unwrap();
+        let cfg = fast_config();
+        let args = ["run", "--input", dir.path().to_str().unwrap(), "--out", out.path().to_str().unwrap()];
+        let mut child = std::process::Command::new(bin())
+            .args(args)
+            .args(["--as-of", NIGHT, "--config", cfg.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(120) {
+                child.kill().unwrap();
+                panic!("{what}: still running after 120 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let o = child.wait_with_output().unwrap();
+        expect_code(&o, 65);
+        let last = stderr(&o).lines().last().unwrap_or("").to_string();
+        assert!(last.contains(name) && last.contains("not a regular file"), "{what}: {last}");
+        assert!(!out.path().join(format!("as_of={NIGHT}")).exists(), "{what}");
+    }
 }
 
 /// seller_id, origin, destination and service share shipment_id's 512-byte limit (README): they
