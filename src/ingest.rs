@@ -547,6 +547,14 @@ fn plan_file(
             }
             continue;
         };
+        // Two columns of one name: the reader took the first without a word.
+        let named = schema.fields().iter().filter(|f| f.name() == &src).count();
+        if named > 1 {
+            let why = format!("{named} columns are named {src:?}: keep one (lanewatch will not guess which)");
+            out.findings.push(err(spec.name, "ambiguous_column", why));
+            file_ok = false;
+            continue;
+        }
         let dt = field.data_type();
         // The reader checks the bytes of columns annotated as UTF-8 text alone: a column it
         // reads as text from other bytes (annotated JSON, or binary that the file's Arrow schema

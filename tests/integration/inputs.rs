@@ -397,6 +397,26 @@ fn special_files_are_refused_not_waited_on() {
     }
 }
 
+/// Two columns of one name (a second `created_at` thirty days later, a second `status`) are
+/// refused naming the column: the reader took the first without a word.
+#[test]
+fn columns_of_one_name_are_refused() {
+    for (table, column) in [("shipments", "created_at"), ("events", "status")] {
+        let dir = variant(table, |b| {
+            let (schema, mut columns) = (b.schema(), b.columns().to_vec());
+            let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+            let k = schema.index_of(column).unwrap();
+            fields.push(fields[k].clone());
+            columns.push(columns[k].clone());
+            arrow::record_batch::RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns).unwrap()
+        });
+        let o = lanewatch(&["validate", "--input", dir.path().to_str().unwrap()]);
+        expect_code(&o, 65);
+        let error = stdout(&o).lines().find(|l| l.starts_with("error:")).unwrap_or("").to_string();
+        assert!(error.contains(column) && error.contains("2 columns are named"), "{table}: {}", stdout(&o));
+    }
+}
+
 /// seller_id, origin, destination and service share shipment_id's 512-byte limit (README): they
 /// reach file names, CSV cells and HTML.
 #[test]
