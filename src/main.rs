@@ -163,15 +163,15 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Shipments (default 20000; 6000 for the sparse profile).
-        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        #[arg(long, value_parser = shipments_arg)]
         shipments: Option<usize>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// First day orders are created.
-        #[arg(long, value_parser = date_arg, default_value = "2026-06-01")]
+        /// First day orders are created (1990-01-01 to 2188-11-28).
+        #[arg(long, value_parser = generate_start_arg, default_value = "2026-06-01")]
         start: String,
-        /// Days over which orders are created (default 180; 1825 for the sparse profile).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        /// Days over which orders are created (default 180; 1825 for the sparse profile; at most 3650).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=lanewatch::generate::MAX_DAYS as i64))]
         days: Option<u32>,
         /// The shape of history: default, sparse, few-milestones, regime-shift.
         #[arg(long, default_value = "default", value_parser = profile_arg)]
@@ -314,6 +314,30 @@ fn date_arg(s: &str) -> Result<String, String> {
     flag_value(config::parse_date(s).map(|_| ()), s)
 }
 
+/// `generate --shipments`: at least one, and no more than this machine's memory holds while
+/// they are generated (an allocation that failed aborted with a backtrace).
+fn shipments_arg(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("{:?} is not a number of shipments", printable(s)))?;
+    if n == 0 {
+        return Err("at least 1 shipment".into());
+    }
+    match lanewatch::generate::too_many(n, lanewatch::memory::available_bytes()) {
+        Some(why) => Err(format!("{why}: generate fewer")),
+        None => Ok(n),
+    }
+}
+
+/// `generate --start`: a day from which the longest history (`--days` 3650) keeps every time
+/// inside the 1990..2200 that validation accepts: a later one wrote an input `run` refused.
+fn generate_start_arg(s: &str) -> Result<String, String> {
+    date_arg(s)?;
+    let start = config::parse_date(s).map_err(|e| e.to_string())?;
+    match lanewatch::generate::out_of_range(start, lanewatch::generate::MAX_DAYS) {
+        Some(_) => Err(format!("{s:?} is outside 1990-01-01..=2188-11-28, the days a generated history can start")),
+        None => Ok(s.to_string()),
+    }
+}
+
 /// `import --start`: a date whose span of at most 3650 days (`--days`) keeps every imported time
 /// inside the 1990..2200 that validation accepts. A later start failed the import as bad data
 /// ("places the shipment out of range", exit 65), blaming the file for the flag.
@@ -417,7 +441,8 @@ fn print_run(s: &commands::run::RunSummary) {
     let _ = writeln!(text, "  outputs: {}", printable(&s.out.display().to_string()));
     let _ = writeln!(text, "  report:  {}", printable(&s.out.join("report.html").display().to_string()));
     let mut out = std::io::stdout().lock();
-    if let Err(e) = std::io::Write::write_all(&mut out, text.as_bytes()).and_then(|()| std::io::Write::flush(&mut out)) {
+    if let Err(e) = std::io::Write::write_all(&mut out, text.as_bytes()).and_then(|()| std::io::Write::flush(&mut out))
+    {
         tracing::warn!("the night is written; its summary could not be printed: {e}");
     }
 }

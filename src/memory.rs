@@ -39,6 +39,21 @@ pub fn rss_mb() -> Option<f64> {
     status_kb("VmRSS:").map(|kb| (kb / 1024.0).round())
 }
 
+/// Memory the system can give without swapping (`MemAvailable`), in bytes; None where there is
+/// no /proc.
+pub fn available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
 fn status_kb(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status.lines().find_map(|l| l.strip_prefix(key))?.trim().trim_end_matches("kB").trim().parse().ok()

@@ -98,6 +98,12 @@ fn usage_and_config_errors_name_what_to_fix() {
         (vec!["generate", "--out", g, "--days", "0"], "--days"),
         (vec!["generate", "--out", g, "--profile", "bogus"], "--profile"),
         (vec!["generate", "--out", g, "--vocabulary", "bogus"], "--vocabulary"),
+        // Regressions: more shipments than memory holds aborted with a backtrace (134), and a
+        // start or span leaving 1990..2200 wrote an input `run` refused.
+        (vec!["generate", "--out", g, "--shipments", "99999999999999"], "--shipments"),
+        (vec!["generate", "--out", g, "--start", "2188-11-29"], "--start"),
+        (vec!["generate", "--out", g, "--start", "1989-12-31"], "--start"),
+        (vec!["generate", "--out", g, "--days", "3651"], "--days"),
         (vec!["import", "cargo2000", "--src", g, "--out", g, "--days", "0"], "--days"),
         // Regression: a start whose span leaves 1990..2200 failed as bad data (65), naming the file.
         (vec!["import", "cargo2000", "--src", g, "--out", g, "--start", "2199-12-01"], "--start"),
