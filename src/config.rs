@@ -503,8 +503,9 @@ impl Config {
                 l.recent_days, l.window_days
             ));
         }
-        if !(l.disruption_ratio > 1.0) {
-            return bad(format!("lanes.disruption_ratio must be above 1, got {}", l.disruption_ratio));
+        // Infinite, no lane could ever be flagged: the rule off without a word.
+        if !(l.disruption_ratio > 1.0 && l.disruption_ratio.is_finite()) {
+            return bad(format!("lanes.disruption_ratio must be a number above 1, got {}", l.disruption_ratio));
         }
         // At 0 a lane stage with an empty cohort passed the support test: its recent median
         // (of nothing) was NaN, written as its ratio and taken into the network's median.
@@ -547,6 +548,13 @@ impl Config {
                 return bad(format!("{name} must be at most {MAX_DAYS} days, got {v}"));
             }
         }
+        // Below, every adaptive window was quietly widened to `window_days` (`oldest_days`).
+        if l.max_window_days < l.window_days {
+            return bad(format!(
+                "lanes.max_window_days ({}) must be at least lanes.window_days ({})",
+                l.max_window_days, l.window_days
+            ));
+        }
         // The model's own ranges are checked by `ModelParams::check`; this is the one check
         // that spans two sections.
         if self.model.holdout_days >= self.features.train_window_days {
@@ -584,6 +592,13 @@ impl Config {
             if !(0.0..=1.0).contains(&v) {
                 return bad(format!("alerts.{name} must be in [0, 1], got {v}"));
             }
+        }
+        // Reversed, no alert could be of medium severity.
+        if a.high_risk < a.medium_risk {
+            return bad(format!(
+                "alerts.high_risk ({}) must be at least alerts.medium_risk ({})",
+                a.high_risk, a.medium_risk
+            ));
         }
         if !(a.stalled_factor >= 1.0) {
             return bad("alerts.stalled_factor must be at least 1".into());
@@ -718,7 +733,8 @@ fn fixed_offset(s: &str) -> Option<i32> {
 }
 
 /// Keys absent from the serialised defaults (unset by default) that hold text.
-const OPTIONAL_TEXT_KEYS: [&str; 5] = ["pipeline.input", "pipeline.out", "pipeline.as_of", "backtest.from", "backtest.to"];
+const OPTIONAL_TEXT_KEYS: [&str; 5] =
+    ["pipeline.input", "pipeline.out", "pipeline.as_of", "backtest.from", "backtest.to"];
 
 /// Tables whose keys are the user's (column names, raw statuses), text to text.
 const FREE_FORM_TABLES: [&str; 2] = ["input.columns", "input.statuses"];
@@ -887,13 +903,14 @@ mod tests {
         for z in ["", "UTC", "+00:00", "Z"] {
             assert_eq!(to_utc(z), None, "{z:?}");
         }
-        for z in ["+5:30", "+05:60", "+14:30", "+15", "05:30", "+05:3", "+0530x", "++0530", "+05-30", "+1é1", "Mars/Base"] {
+        for z in
+            ["+5:30", "+05:60", "+14:30", "+15", "05:30", "+05:3", "+0530x", "++0530", "+05-30", "+1é1", "Mars/Base"]
+        {
             let e = NaiveZone::parse(z).unwrap_err();
             assert_eq!(e.exit_code(), 78, "{z:?}");
             assert!(e.to_string().contains("input.naive_timezone"), "{e}");
         }
     }
-
 
     #[test]
     fn unknown_key_in_file_is_named() {
@@ -968,7 +985,8 @@ mod tests {
     fn one_column_mapped_by_a_variable_keeps_the_files_others() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "[input.columns.shipments]\nshipment_id = \"parcel_no\"\nseller_id = \"merchant\"\n").unwrap();
+        std::fs::write(&p, "[input.columns.shipments]\nshipment_id = \"parcel_no\"\nseller_id = \"merchant\"\n")
+            .unwrap();
         let env = vec![("LANEWATCH_INPUT__COLUMNS__SHIPMENTS__PROMISED_AT".to_string(), "promise_ts".to_string())];
         let c = Config::load(Some(&p), &env, &Overrides::default()).unwrap();
         let mapped: Vec<(&str, &str)> =

@@ -196,6 +196,10 @@ fn thresholds_that_are_not_numbers_and_windows_past_a_century_are_config_errors(
         ("LANEWATCH_LANES__MAX_WINDOW_DAYS", "200000000", "lanes.max_window_days"),
         ("LANEWATCH_LANES__WINDOW_DAYS", "36501", "lanes.window_days"),
         ("LANEWATCH_FEATURES__TRAIN_WINDOW_DAYS", "40000", "features.train_window_days"),
+        // Regressions: contradictory or rule-disabling values were accepted without a word.
+        ("LANEWATCH_LANES__DISRUPTION_RATIO", "inf", "lanes.disruption_ratio"),
+        ("LANEWATCH_LANES__MAX_WINDOW_DAYS", "60", "lanes.max_window_days (60) must be at least lanes.window_days"),
+        ("LANEWATCH_ALERTS__HIGH_RISK", "0.6", "alerts.high_risk (0.6) must be at least alerts.medium_risk"),
     ] {
         let o = lanewatch_env(&["config", "--input", "x"], &[(key, value)]);
         expect_code(&o, 78);
