@@ -134,16 +134,26 @@ pub fn printable(s: &str) -> String {
     out
 }
 
-/// Shortens a value taken from user data before it is quoted in an error message.
+/// Shortens a value taken from user data before it is quoted in an error message. Quoted as
+/// Rust writes a string's debug form: controls, bidirectional and zero-width marks escaped
+/// (`\0`, `\u{202e}`), never dropped, so that two values that differ only there (`IN_TRANSIT`
+/// and `IN_TRANSIT\0`) are told apart, and the message stays on one line.
 pub fn quote(s: &str) -> String {
     let shown: String = s.chars().take(60).collect();
-    let shown = one_line(shown);
     if s.chars().count() > 60 { format!("{shown:?}… ({} chars)", s.chars().count()) } else { format!("{shown:?}") }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_values_that_differ_only_in_hidden_characters_differ() {
+        assert_eq!(quote("IN_TRANSIT"), "\"IN_TRANSIT\"");
+        assert_eq!(quote("IN_TRANSIT\u{0}"), "\"IN_TRANSIT\\0\"");
+        assert_eq!(quote("a\r\nb\u{202e}c\u{200b}"), "\"a\\r\\nb\\u{202e}c\\u{200b}\"");
+        assert_eq!(quote(&"x".repeat(61)), format!("{:?}… (61 chars)", "x".repeat(60)));
+    }
 
     #[test]
     fn printable_escapes_every_control_character() {
