@@ -1131,6 +1131,12 @@ fn count_true(mask: &BooleanChunked) -> u64 {
     mask.sum().unwrap_or(0) as u64
 }
 
+/// "row" or "rows": a count of rows, which a finding's count is (one long seller id on 351
+/// shipments was "351 ids").
+fn rows_word(n: u64) -> &'static str {
+    if n == 1 { "row" } else { "rows" }
+}
+
 fn check_ids(df: &DataFrame, table: &str, column: &str, allow_empty: bool, out: &mut Vec<Finding>) -> Result<()> {
     let ids = df.column(column)?.str()?;
     let lens = ids.str_len_bytes();
@@ -1144,7 +1150,10 @@ fn check_ids(df: &DataFrame, table: &str, column: &str, allow_empty: bool, out: 
             column,
             "id_too_long",
             n_long,
-            format!("{n_long} ids longer than {MAX_ID_BYTES} bytes (longest {longest} bytes)"),
+            format!(
+                "{n_long} {} with an id longer than {MAX_ID_BYTES} bytes (longest {longest} bytes)",
+                rows_word(n_long)
+            ),
         ));
     }
     if !allow_empty {
@@ -1509,7 +1518,7 @@ fn check_events(
                 "shipment_id",
                 "id_too_long",
                 n,
-                format!("{n} ids longer than {MAX_ID_BYTES} bytes (longest {longest} bytes)"),
+                format!("{n} {} with an id longer than {MAX_ID_BYTES} bytes (longest {longest} bytes)", rows_word(n)),
             ));
         }
         if counts.empty_ids > 0 {
