@@ -97,8 +97,15 @@ impl Vocabulary {
                 ))
             })?;
             let key = normal(raw);
-            if key.is_empty() || key == "*" {
+            if key.is_empty() {
                 return Err(Error::Config(format!("{origin}: an empty status key")));
+            }
+            // A prefix of nothing would map every status that is not listed.
+            if key == "*" {
+                return Err(Error::Config(format!(
+                    "{origin}: {raw:?} is a prefix key of no prefix, which would map every status; list the statuses, or \
+                     prefixes such as \"Exception_*\""
+                )));
             }
             if let Some(other) = seen.insert(key.clone(), raw) {
                 return Err(Error::Config(format!(
@@ -257,6 +264,11 @@ mod tests {
     fn bad_presets_and_targets_are_config_errors() {
         assert_eq!(Vocabulary::from_config(&cfg("dhl", &[])).unwrap_err().exit_code(), 78);
         assert_eq!(Vocabulary::from_config(&cfg("", &[("X", "ARRIVING")])).unwrap_err().exit_code(), 78);
+        // Keys of nothing: an empty one, and a prefix of no prefix (once reported as empty).
+        let e = Vocabulary::from_config(&cfg("", &[(" ", "SCAN")])).unwrap_err().to_string();
+        assert!(e.contains("an empty status key"), "{e}");
+        let e = Vocabulary::from_config(&cfg("", &[("*", "DELIVERED")])).unwrap_err().to_string();
+        assert!(e.contains("\"*\" is a prefix key of no prefix"), "{e}");
         // Every preset parses and maps only to known targets.
         for (name, _) in PRESETS {
             assert!(Vocabulary::from_config(&cfg(name, &[])).is_ok(), "{name}");
