@@ -713,7 +713,9 @@ pub fn run_report(cfg: &Config, run: &RunOutputs, input: &Report, trend: &[Trend
     let eval = m.model.as_ref();
     let summary_rows = vec![
         vec!["pipeline".into(), cfg.pipeline.name.clone()],
-        vec!["input shipments / events".into(), format!("{} / {}", input.shipments, input.events)],
+        // The input as read, rows dated after the cutoff included (they reach no other number
+        // here): what the feed delivered, which appended rows change.
+        vec!["input shipments / events (every row read)".into(), format!("{} / {}", input.shipments, input.events)],
         vec!["in-flight shipments scored".into(), run.scores.height().to_string()],
         vec!["alerts".into(), run.alerts.height().to_string()],
         vec!["recovered since the previous run".into(), run.recovered.height().to_string()],
@@ -740,7 +742,7 @@ pub fn run_report(cfg: &Config, run: &RunOutputs, input: &Report, trend: &[Trend
                 f3(eval.map(|e| e.brier).unwrap_or(f64::NAN))
             ),
         ],
-        vec!["input warnings".into(), input.warnings.len().to_string()],
+        vec!["input warnings (every row read)".into(), input.warnings.len().to_string()],
         vec![
             "windows used".into(),
             format!(
