@@ -86,10 +86,19 @@ fn parse_leg(
         }
         Ok(Some(minutes))
     };
-    let place = |name: &str| -> Option<String> {
-        let k = col(&format!("{prefix}_{name}"))?;
+    // A place becomes a seller id (`AP-<place>`), an origin or a destination: one longer than
+    // an id may be wrote an input that `run` refused.
+    let place = |name: &str| -> Result<Option<String>> {
+        let Some(k) = col(&format!("{prefix}_{name}")) else { return Ok(None) };
         let v = row.get(k).copied().unwrap_or("?").trim();
-        (v != "?" && !v.is_empty()).then(|| v.to_string())
+        if v.len() > MAX_PLACE_BYTES {
+            return Err(Error::data(
+                file,
+                format!("{prefix}_{name}"),
+                format!("line {line}: a place of {} bytes (at most {MAX_PLACE_BYTES})", v.len()),
+            ));
+        }
+        Ok((v != "?" && !v.is_empty()).then(|| v.to_string()))
     };
     let (Some(rcs_e), Some(rcs_p)) = (get("rcs_e")?, get("rcs_p")?) else {
         return Ok(None);
@@ -99,11 +108,11 @@ fn parse_leg(
         let (Some(de), Some(dp)) = (get(&format!("dep_{h}_e"))?, get(&format!("dep_{h}_p"))?) else {
             break;
         };
-        steps.push(("DEP", de, dp, place(&format!("dep_{h}_place"))));
+        steps.push(("DEP", de, dp, place(&format!("dep_{h}_place"))?));
         let (Some(re), Some(rp)) = (get(&format!("rcf_{h}_e"))?, get(&format!("rcf_{h}_p"))?) else {
             break;
         };
-        steps.push(("RCF", re, rp, place(&format!("rcf_{h}_place"))));
+        steps.push(("RCF", re, rp, place(&format!("rcf_{h}_place"))?));
     }
     let (Some(de), Some(dp)) = (get("dlv_e")?, get("dlv_p")?) else {
         return Ok(None);
@@ -111,6 +120,9 @@ fn parse_leg(
     steps.push(("DLV", de, dp, None));
     Ok(Some(Leg { steps }))
 }
+
+/// The longest place name: `AP-<place>` must fit an id (`validate::MAX_ID_BYTES`).
+const MAX_PLACE_BYTES: usize = crate::validate::MAX_ID_BYTES - "AP-".len();
 
 pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<Cargo2000Summary> {
     let file = src.display().to_string();
@@ -153,6 +165,9 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut ev_id, mut ev_time, mut ev_status, mut ev_loc, mut ev_eta) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut delivered, mut late) = (vec![], vec![]);
+    // Each process instance once: a repeated `nr` wrote two shipments of one id, which `run`
+    // refused.
+    let mut line_of_nr: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
     for (line, row) in &rows {
         // A short line may end before `nr` (the filter above saw `legs`).
         let cell =
@@ -161,6 +176,9 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
             .trim()
             .parse()
             .map_err(|_| Error::data(&file, "nr", format!("line {line}: not a number")))?;
+        if let Some(first) = line_of_nr.insert(nr, *line) {
+            return Err(Error::data(&file, "nr", format!("line {line}: nr {nr} again (first on line {first})")));
+        }
         let legs: usize = cell(legs_col, "legs")?
             .trim()
             .parse()

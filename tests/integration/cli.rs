@@ -432,15 +432,26 @@ fn cargo2000_import_refuses_what_would_overflow_or_panic_and_keeps_the_earlier_f
         row.swap(0, legs);
         format!("{}\n{}\n1\n", names.join(","), row.join(","))
     };
+    let long_place = "P".repeat(510);
     for (what, csv) in [
         ("nr", with("nr", "9223372036854775807")),
         ("i1_rcs_e", with("i1_rcs_e", "9000000000000000")),
         ("a short line", legs_first),
+        // Regressions: these wrote inputs that `run` refused (a seller id past 512 bytes, two
+        // shipments of one id).
+        ("a place longer than an id may be", with("i1_dep_1_place", &long_place)),
+        ("one nr twice", format!("{header}\n{first}\n{first}\n")),
     ] {
         let o = import(&csv);
         expect_code(&o, 65);
         assert!(stderr(&o).lines().count() <= 2, "{what}: {}", stderr(&o));
         assert_eq!(tree(&out), before, "{what}: the earlier import's files changed");
+        let said = match what {
+            "a place longer than an id may be" => "i1_dep_1_place: line 2: a place of 510 bytes (at most 509)",
+            "one nr twice" => "nr: line 3: nr 0 again (first on line 2)",
+            _ => "",
+        };
+        assert!(stderr(&o).contains(said), "{what}: {}", stderr(&o));
     }
     // Regression: a byte-order mark (spreadsheets save one) read as "missing column nr" (65).
     expect_code(&import(&format!("\u{feff}{header}\n{first}\n")), 0);
