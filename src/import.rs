@@ -129,7 +129,7 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
     // A folder or an unreadable file is a missing input (66), as for `run`, not bad data.
     let read = |src: &Path| -> std::io::Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut crate::ingest::open_regular(src)?, &mut bytes)?;
+        std::io::Read::read_to_end(&mut crate::io::open_regular(src)?, &mut bytes)?;
         Ok(bytes)
     };
     let text = match read(src) {

@@ -186,7 +186,7 @@ pub fn locate(input: &Path, table: Table) -> Result<Vec<PathBuf>> {
             }
             Ok(found)
         }
-        [other] => Err(Error::bad_file(shown(input, other), NOT_REGULAR.to_string())),
+        [other] => Err(Error::bad_file(shown(input, other), crate::io::NOT_REGULAR.to_string())),
         _ => Err(Error::bad_file(
             input.display().to_string(),
             format!(
@@ -245,28 +245,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, folders: &mut Vec<PathBuf>) -> std::
     Ok(())
 }
 
-const NOT_REGULAR: &str = "not a regular file (a FIFO, device or socket), which lanewatch does not read";
-
-/// Opens an input file to read, refusing anything but a regular file (links followed): a FIFO
-/// blocks the open until a writer comes and a device such as `/dev/zero` never ends, so a
-/// night hung without a word. The open does not wait (`O_NONBLOCK`, which a regular file's
-/// reads ignore), and the open file is what is checked, so nothing swapped in between a check
-/// and the open is read.
-pub(crate) fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = options.open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, NOT_REGULAR));
-    }
-    Ok(file)
-}
-
 /// Whether a file name ends `.parquet` or `.parq`, in any case: `part-0.PARQUET` (as some
 /// writers on case-insensitive file systems name them) was skipped without a word.
 fn has_parquet_extension(name: &[u8]) -> bool {
@@ -316,7 +294,7 @@ pub fn footer_rows(input: &Path, table: Table) -> Result<u64> {
 pub fn footer_rows_of(paths: &[PathBuf]) -> u64 {
     let mut rows = 0u64;
     for path in paths {
-        let Ok(file) = open_regular(path) else { continue };
+        let Ok(file) = crate::io::open_regular(path) else { continue };
         if let Ok(meta) = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&file) {
             rows = rows.saturating_add(stated_rows(&meta).unwrap_or(0));
         }
@@ -394,7 +372,7 @@ pub struct Planned {
 /// from the open file before a byte is read.
 pub(crate) fn hash_file(path: &Path) -> std::io::Result<(u64, String, Stamp)> {
     use std::io::Read;
-    let mut f = open_regular(path)?;
+    let mut f = crate::io::open_regular(path)?;
     let stamp = f.metadata().map(|m| Stamp::of(&m)).unwrap_or_default();
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -490,7 +468,7 @@ fn plan_file(
     };
 
     // Footer first: schema and row count without decoding a page.
-    let footer = open_regular(path).map_err(|e| e.to_string()).and_then(|f| {
+    let footer = crate::io::open_regular(path).map_err(|e| e.to_string()).and_then(|f| {
         let meta =
             parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&f).map_err(|e| e.to_string())?;
         stated_rows(&meta).map(|_| meta)
@@ -658,7 +636,7 @@ pub fn decode_file(
     };
     let corrupt =
         |why: String| vec![err("", "corrupt_file", format!("cannot decode data: {}", crate::error::one_line(why)), 1)];
-    let file = match open_regular(&plan.path) {
+    let file = match crate::io::open_regular(&plan.path) {
         Ok(f) => f,
         Err(e) => return Ok(corrupt(e.to_string())),
     };
@@ -685,7 +663,7 @@ pub fn decode_file(
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> std::result::Result<DataFrame, String> {
                     // Its own descriptor: a `try_clone` shares the file offset, and the
                     // reader seeks, so two row groups decoded at once would race on it.
-                    let f = open_regular(&plan.path).map_err(|e| e.to_string())?;
+                    let f = crate::io::open_regular(&plan.path).map_err(|e| e.to_string())?;
                     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
                         .with_projection(mask.clone())
                         .with_row_groups(vec![rg])
@@ -1474,7 +1452,7 @@ mod tests {
         let paths = [fifo, PathBuf::from("/dev/zero"), plain];
         std::thread::spawn(move || {
             for p in &paths {
-                let opened = open_regular(p).map(|_| ()).map_err(|e| e.kind());
+                let opened = crate::io::open_regular(p).map(|_| ()).map_err(|e| e.kind());
                 let hashed = hash_file(p).map(|(n, _, _)| n).map_err(|e| e.kind());
                 tx.send((opened, hashed)).unwrap();
             }

@@ -303,6 +303,28 @@ fn decode_checked(bytes: &[u8], blake3: &str) -> std::result::Result<DataFrame, 
     decode_parquet(bytes).map_err(|e| format!("is corrupt: {e}"))
 }
 
+pub const NOT_REGULAR: &str = "not a regular file (a FIFO, device or socket), which lanewatch does not read";
+
+/// Opens a file lanewatch is given (an input file, a model) to read, refusing anything but a regular file (links followed): a FIFO
+/// blocks the open until a writer comes and a device such as `/dev/zero` never ends, so a
+/// night hung without a word. The open does not wait (`O_NONBLOCK`, which a regular file's
+/// reads ignore), and the open file is what is checked, so nothing swapped in between a check
+/// and the open is read.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, NOT_REGULAR));
+    }
+    Ok(file)
+}
+
 /// A file's bytes mapped read-only (Linux), or read (elsewhere, empty files, and file systems
 /// that cannot map them). Mapped, the file's cached pages are the bytes: reading them into a
 /// fresh buffer copied them and faulted in a new page of memory every 4 KiB (at 1M shipments,

@@ -152,6 +152,14 @@ fn a_model_with_another_feature_schema_is_refused() {
         assert!(stderr(&o).contains(bad.file_name().unwrap().to_str().unwrap()), "{}", stderr(&o));
         assert!(!out.join("scores.parquet").exists());
     }
+    // A folder where the model should be is a missing model (66), as a missing file is
+    // (regression: it was bad data, 65).
+    for model in [dir.path().to_path_buf(), dir.path().join("nope.json")] {
+        let out = dir.path().join("out-missing");
+        let args = ["score", "--input", input, "--as-of", SMALL_AS_OF, "--model", model.to_str().unwrap()];
+        let o = lanewatch(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+        expect_code(&o, 66);
+    }
 }
 
 #[test]
