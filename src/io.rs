@@ -303,13 +303,14 @@ fn decode_checked(bytes: &[u8], blake3: &str) -> std::result::Result<DataFrame, 
     decode_parquet(bytes).map_err(|e| format!("is corrupt: {e}"))
 }
 
+/// Why `open_regular` refused a file.
 pub const NOT_REGULAR: &str = "not a regular file (a FIFO, device or socket), which lanewatch does not read";
 
-/// Opens a file lanewatch is given (an input file, a model) to read, refusing anything but a regular file (links followed): a FIFO
-/// blocks the open until a writer comes and a device such as `/dev/zero` never ends, so a
-/// night hung without a word. The open does not wait (`O_NONBLOCK`, which a regular file's
-/// reads ignore), and the open file is what is checked, so nothing swapped in between a check
-/// and the open is read.
+/// Opens a file lanewatch is given (an input file, a model) to read, refusing anything but a
+/// regular file (links followed): a FIFO blocks the open until a writer comes and a device such
+/// as `/dev/zero` never ends, so a night hung without a word. The open does not wait
+/// (`O_NONBLOCK`, which a regular file's reads ignore), and the open file is what is checked,
+/// so nothing swapped in between a check and the open is read.
 pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
