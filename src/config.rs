@@ -393,6 +393,21 @@ pub struct Overrides {
     pub every: Option<u32>,
 }
 
+/// `value` as a `Config`, or a config error naming the key whose value has the wrong type and
+/// the layer that set it (`origin`).
+fn typed(value: &toml::Value, origin: &BTreeMap<String, String>) -> Result<Config> {
+    value.clone().try_into().map_err(|e: toml::de::Error| {
+        let why = crate::error::one_line(e.message().to_string());
+        Error::Config(match bad_key(value) {
+            Some(key) => {
+                let from = origin.get(&key).map(|o| format!(" (set by {o})")).unwrap_or_default();
+                format!("{key}{from}: {why}")
+            }
+            None => why,
+        })
+    })
+}
+
 impl Config {
     /// BLAKE3 of the config without what may differ between the machines or nights of one job
     /// and does not change results: the paths, the night (checked on its own), the memory
@@ -424,6 +439,9 @@ impl Config {
                 origin.insert(leaf, path.display().to_string());
             }
             merge(&mut value, parsed, "")?;
+            // Each layer is typed before the next may override it: a file's `as_of = 20260720`
+            // under `--as-of` passed, and broke the first night run without the flag.
+            typed(&value, &origin)?;
         }
         for (key, raw) in env {
             let Some(rest) = key.strip_prefix("LANEWATCH_") else {
@@ -444,6 +462,7 @@ impl Config {
             set_path(&mut value, &path, scalar, key)?;
             origin.insert(path.join("."), key.clone());
         }
+        typed(&value, &origin)?;
         let mut set = |section: &str, name: &str, v: toml::Value| {
             let flag = format!("--{}", name.replace('_', "-"));
             origin.insert(format!("{section}.{name}"), flag.clone());
@@ -475,20 +494,7 @@ impl Config {
         if let Some(e) = cli.every {
             set("backtest", "every", toml::Value::Integer(e as i64))?;
         }
-        let config: Config = match value.clone().try_into() {
-            Ok(c) => c,
-            Err(e) => {
-                let e: toml::de::Error = e;
-                let why = crate::error::one_line(e.message().to_string());
-                return Err(Error::Config(match bad_key(&value) {
-                    Some(key) => {
-                        let from = origin.get(&key).map(|o| format!(" (set by {o})")).unwrap_or_default();
-                        format!("{key}{from}: {why}")
-                    }
-                    None => why,
-                }));
-            }
-        };
+        let config = typed(&value, &origin)?;
         config.check()?;
         Ok(config)
     }

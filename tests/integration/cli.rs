@@ -145,6 +145,27 @@ fn usage_and_config_errors_name_what_to_fix() {
     let last = stderr(&o).lines().last().unwrap().to_string();
     assert!(last.contains("alerts.risk_threshold") && last.contains("bad.toml"), "{last}");
     assert!(!out.path().join(format!("as_of={SMALL_AS_OF}")).exists());
+    // A file's value of the wrong type is refused though a flag or a variable overrides it
+    // (regression: it passed, and the first night run without the override failed).
+    std::fs::write(&cfg, "[pipeline]\nas_of = 20260720\n[alerts]\nrisk_threshold = 0.5\n").unwrap();
+    let run = ["run", "--input", input, "--out", out.path().to_str().unwrap(), "--as-of", SMALL_AS_OF];
+    let o = lanewatch(&[&run[..], &["--config", cfg.to_str().unwrap()]].concat());
+    expect_code(&o, 78);
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    assert!(last.contains("pipeline.as_of (set by") && last.contains("bad.toml"), "{last}");
+    std::fs::write(&cfg, "[alerts]\nrisk_threshold = true\n").unwrap();
+    let o = lanewatch_env(
+        &[&run[..], &["--config", cfg.to_str().unwrap()]].concat(),
+        &[("LANEWATCH_ALERTS__RISK_THRESHOLD", "0.5")],
+    );
+    expect_code(&o, 78);
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    assert!(last.contains("alerts.risk_threshold (set by") && last.contains("bad.toml"), "{last}");
+    // Likewise a variable's under a flag.
+    let o = lanewatch_env(&[&run[..], &["--seed", "5"]].concat(), &[("LANEWATCH_SEED", "abc")]);
+    expect_code(&o, 78);
+    assert!(stderr(&o).contains("pipeline.seed (set by LANEWATCH_SEED)"), "{}", stderr(&o));
+    assert!(!out.path().join(format!("as_of={SMALL_AS_OF}")).exists());
     // Regression: an empty output path (`LANEWATCH_OUT=$OUT`, `$OUT` unset) ran in the current
     // folder and exited 73 after publishing there; an empty input path is refused alike.
     let here = tempfile::tempdir().unwrap();
