@@ -99,12 +99,13 @@ pub fn now_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// Whether the file at `path`, read with stamp `was`, size `bytes` and BLAKE3 `blake3`, is
-/// unchanged at stamp `now`: the same stamp, or the same bytes. A new hard link (a backup's
-/// snapshot), a mode, owner or extended attribute moves the status-change time too, without a
-/// byte changed, so a moved stamp is told by hashing the file again.
-pub fn unchanged(path: &Path, was: Stamp, now: Stamp, bytes: u64, blake3: &str) -> bool {
-    now == was || same_bytes(path, bytes, blake3)
+/// Whether the file at `path`, read with stamp `was` (taken from `taken_from`, `Stamp::racy`),
+/// size `bytes` and BLAKE3 `blake3`, is unchanged at stamp `now`: the same stamp, unless it is
+/// racy (a rewrite just after the read may have kept it), or the same bytes. A new hard link (a
+/// backup's snapshot), a mode, owner or extended attribute moves the status-change time too,
+/// without a byte changed, so a moved stamp is told by hashing the file again.
+pub fn unchanged(path: &Path, was: Stamp, taken_from: Option<i64>, now: Stamp, bytes: u64, blake3: &str) -> bool {
+    (now == was && !was.racy(taken_from)) || same_bytes(path, bytes, blake3)
 }
 
 /// Whether the file at `path` holds `bytes` bytes of BLAKE3 `blake3` (read to tell).
@@ -719,13 +720,8 @@ pub fn decode_file(
     // since may have given rows of two versions, or rows the recorded hash is not of, and a
     // state would keep them as that file's. Its rows are dropped as a corrupt file's are.
     let info = &plan.info;
-    // A racy stamp is not trusted: a rewrite just after the hash may have kept it.
     let same = || {
-        if info.stamp.racy(Some(plan.stamped_from)) {
-            same_bytes(&plan.path, info.bytes, &info.blake3)
-        } else {
-            unchanged(&plan.path, info.stamp, Stamp::of_path(&plan.path), info.bytes, &info.blake3)
-        }
+        unchanged(&plan.path, info.stamp, Some(plan.stamped_from), Stamp::of_path(&plan.path), info.bytes, &info.blake3)
     };
     if info.stamp.known() && !same() {
         let why = "the file changed while it was read (replaced or rewritten during the night): rerun once it is \

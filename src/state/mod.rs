@@ -383,14 +383,10 @@ fn new_files(
         // new link, mode or owner: its bytes tell which (the rule `ingest` checks a decoded file
         // by). So do they for a stamp too recent to trust (`Stamp::racy`).
         let stamp = meta.as_ref().map(Stamp::of).unwrap_or_default();
-        let same = || {
-            if s.stamp.racy(stamps_from) {
-                ingest::same_bytes(p, s.bytes, &s.blake3)
-            } else {
-                ingest::unchanged(p, s.stamp, stamp, s.bytes, &s.blake3)
-            }
-        };
-        if bytes != s.bytes || !s.stamp.known() || !same() {
+        if bytes != s.bytes
+            || !s.stamp.known()
+            || !ingest::unchanged(p, s.stamp, stamps_from, stamp, s.bytes, &s.blake3)
+        {
             return Err(format!("input file {} changed since the state was written", crate::error::printable(&s.path)));
         }
         // Taken before the bytes were found the same; a rewrite after that moves it, or, in the
