@@ -127,12 +127,7 @@ const MAX_PLACE_BYTES: usize = crate::validate::MAX_ID_BYTES - "AP-".len();
 pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<Cargo2000Summary> {
     let file = src.display().to_string();
     // A folder or an unreadable file is a missing input (66), as for `run`, not bad data.
-    let read = |src: &Path| -> std::io::Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut crate::io::open_regular(src)?, &mut bytes)?;
-        Ok(bytes)
-    };
-    let text = match read(src) {
+    let text = match crate::io::read_regular(src) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::MissingInput { path: src.to_path_buf() });

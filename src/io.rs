@@ -326,6 +326,13 @@ pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// The whole of a file lanewatch is given, opened as `open_regular` opens it.
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut open_regular(path)?, &mut bytes)?;
+    Ok(bytes)
+}
+
 /// A file's bytes mapped read-only (Linux), or read (elsewhere, empty files, and file systems
 /// that cannot map them). Mapped, the file's cached pages are the bytes: reading them into a
 /// fresh buffer copied them and faulted in a new page of memory every 4 KiB (at 1M shipments,

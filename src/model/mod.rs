@@ -474,13 +474,8 @@ impl SavedModel {
 
     /// Loads a model and refuses it unless its feature schema is exactly this binary's.
     pub fn load(path: &Path) -> Result<SavedModel> {
-        let read = || -> std::io::Result<Vec<u8>> {
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut crate::io::open_regular(path)?, &mut bytes)?;
-            Ok(bytes)
-        };
         // A folder where the file should be is a missing model (66), as a missing input is.
-        let bytes = read().map_err(|e| match e.kind() {
+        let bytes = crate::io::read_regular(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::MissingInput { path: path.to_path_buf() },
             _ if path.is_dir() => Error::MissingInput { path: path.to_path_buf() },
             _ => Error::Model { path: path.to_path_buf(), message: format!("cannot read: {e}") },
