@@ -416,7 +416,7 @@ pub fn compute(
     let alerts = t.time("alerts", || alerts::build(&fs, &risk, &s.alerts, prev), |a| a.alerts.len() as u64)?;
     let advice = match (training_advice, kept_advice) {
         (Some(a), _) => a,
-        (None, Some(k)) => k.read()?,
+        (None, Some(k)) => k.read(training)?,
         (None, None) => advice(s, &fs, t)?,
     };
     let trained = trained.map(|(on, reused)| Trained { on, advice: advice.clone(), reused });

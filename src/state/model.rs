@@ -63,18 +63,18 @@ pub struct KeptTraining {
 #[derive(Debug, Clone)]
 pub enum KeptAdvice {
     Tables(Advice),
-    /// The files, and the training night they are as of.
-    Files(chrono::NaiveDate, Arc<[Vec<u8>; 3]>),
+    Files(Arc<[Vec<u8>; 3]>),
 }
 
 impl KeptAdvice {
-    /// The three tables. A file whose bytes matched its BLAKE3 and whose columns were checked
-    /// (`load`) but that does not decode was written so: an internal error.
-    pub fn read(&self) -> Result<Advice> {
+    /// The three tables, as of `as_of` (the training night they were kept with). A file whose
+    /// bytes matched its BLAKE3 and whose columns were checked (`load`) but that does not decode,
+    /// or holds rows of another night, was written so: an internal error.
+    pub fn read(&self, as_of: Night) -> Result<Advice> {
         match self {
             KeptAdvice::Tables(a) => Ok(a.clone()),
             // Published as they are: the files the training night's run folder wrote.
-            KeptAdvice::Files(as_of, files) => Advice::from_files(*as_of, Arc::clone(files))
+            KeptAdvice::Files(files) => Advice::from_files(as_of.as_of(), Arc::clone(files))
                 .map_err(|e| Error::internal(format!("a kept advice file does not decode: {e}"))),
         }
     }
@@ -148,7 +148,7 @@ pub fn load(out: &Path, cfg: &Config) -> std::result::Result<Option<KeptTraining
     let [service, promise, sellers] = &k.advice;
     let files = [read(service, TABLES[0])?, read(promise, TABLES[1])?, read(sellers, TABLES[2])?];
     let on = TrainedOn { night: Night::new(k.training_night), digest: k.digest, model: k.model };
-    Ok(Some(KeptTraining { on, advice: KeptAdvice::Files(k.training_night, Arc::new(files)) }))
+    Ok(Some(KeptTraining { on, advice: KeptAdvice::Files(Arc::new(files)) }))
 }
 
 /// Whether `n` is a name `write` gives an advice file.
