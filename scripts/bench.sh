@@ -18,7 +18,10 @@
 # and the night run again through the state ("incremental"), then the same night with
 # --full-refresh ("full_refresh"). `BENCH_DOUBLE=1` also measures an input with twice the
 # history (2N shipments over 360 days ending on the same day). A `targets` line ends each size:
-# the incremental night against the full refresh, and against the doubled history's.
+# the incremental night against the full refresh, and against the doubled history's, and the
+# least time writing the incremental night's run folder takes on this machine with nothing
+# computed (scripts/write_floor.py: its files created, written and synced), which no night
+# that writes that folder can beat.
 #
 # Needs GNU time (/usr/bin/time; Debian package `time`). Data and outputs go to $BENCH_DIR
 # (default /tmp/lanewatch-bench); generated inputs are kept and reused between runs.
@@ -51,8 +54,9 @@ as_of=2026-06-20
 # Prints "seconds peak_MB" from a GNU time -v log.
 measure() { awk -F': ' -f scripts/time_v.awk "$1"; }
 
-# Wall seconds of the incremental nights' runs by "label-size", for the summary (`targets`).
-declare -A walls
+# Wall seconds of the incremental nights' runs by "label-size", for the summary (`targets`),
+# and the seconds writing an incremental night's run folder alone takes, by size.
+declare -A walls floors
 
 trash="$work/trash.$$"
 set_aside() { if [ -e "$1" ]; then mkdir -p "$trash" && mv "$1" "$trash/$(basename "$1")"; fi; }
@@ -112,18 +116,24 @@ incremental() {
   done
   timed_run incremental "$size" "$live" "$inc" "$as_of"
   timed_run full_refresh "$size" "$live" "$full" "$as_of" --full-refresh
+  floors["$size"]=$(python3 scripts/write_floor.py "$inc/as_of=$as_of" 3 "$trash/floor-$size" | sed -n 's/^floor \([0-9.]*\) s$/\1/p')
 }
 
 # Issue 13's targets for size $1, from the incremental nights' walls: the incremental night
 # against the full refresh (at most 0.1), the full refresh at 1M (at most 2.5 s), and with
-# BENCH_DOUBLE the incremental night on twice the history against this one (barely more).
+# BENCH_DOUBLE the incremental night on twice the history against this one (barely more);
+# then the least time writing the incremental night's run folder takes, against a tenth of
+# the full refresh (the most the incremental night may take) and a tenth of 2.5 s at 1M.
 targets() {
   local n="$1" inc="${walls[incremental-$1]}" full="${walls[full_refresh-$1]}"
-  local double="${walls[incremental-$((2 * $1))x360d]:-}"
-  awk -v n="$n" -v inc="$inc" -v full="$full" -v double="$double" 'BEGIN {
+  local double="${walls[incremental-$((2 * $1))x360d]:-}" floor="${floors[$1]}"
+  awk -v n="$n" -v inc="$inc" -v full="$full" -v double="$double" -v floor="$floor" 'BEGIN {
     printf "targets %s: incremental / full refresh = %.2f (target <= 0.1); full refresh %.2f s", n, inc / full, full
     if (n == 1000000) printf " (target <= 2.5 s at 1M)"
     if (double != "") printf "; twice the history: incremental %.2fx as long (target: barely more)", double / inc
+    printf "\n"
+    printf "floor %s: writing the incremental night'"'"'s run folder alone takes %.3f s, %.2f of the full refresh", n, floor, floor / full
+    if (n == 1000000) printf " and %.2f of 2.5 s", floor / 2.5
     printf "\n"
   }'
 }
