@@ -439,9 +439,9 @@ impl Config {
                 origin.insert(leaf, path.display().to_string());
             }
             merge(&mut value, parsed, "")?;
-            // Each layer is typed before the next may override it: a file's `as_of = 20260720`
+            // Each layer is checked before the next may override it: a file's `as_of = 20260720`
             // under `--as-of` passed, and broke the first night run without the flag.
-            typed(&value, &origin)?;
+            checked(&value, &origin)?;
         }
         for (key, raw) in env {
             let Some(rest) = key.strip_prefix("LANEWATCH_") else {
@@ -462,7 +462,9 @@ impl Config {
             set_path(&mut value, &path, scalar, key)?;
             origin.insert(path.join("."), key.clone());
         }
-        typed(&value, &origin)?;
+        // Likewise the variables' values under the flags (`LANEWATCH_AS_OF=2026-13-01` passed
+        // under `--as-of`).
+        checked(&value, &origin)?;
         let mut set = |section: &str, name: &str, v: toml::Value| {
             let flag = format!("--{}", name.replace('_', "-"));
             origin.insert(format!("{section}.{name}"), flag.clone());
@@ -494,9 +496,7 @@ impl Config {
         if let Some(e) = cli.every {
             set("backtest", "every", toml::Value::Integer(e as i64))?;
         }
-        let config = typed(&value, &origin)?;
-        config.check()?;
-        Ok(config)
+        checked(&value, &origin)
     }
 
     /// Range checks that serde cannot express.
@@ -624,13 +624,48 @@ impl Config {
                 }
             }
         }
-        if let Some(a) = &self.pipeline.as_of {
-            if a != "yesterday" {
-                parse_date(a)?;
+        let dates = [
+            ("pipeline.as_of", &self.pipeline.as_of),
+            ("backtest.from", &self.backtest.from),
+            ("backtest.to", &self.backtest.to),
+        ];
+        for (key, date) in dates {
+            if let Some(d) = date.as_deref().filter(|d| !(key == "pipeline.as_of" && *d == "yesterday")) {
+                parse_date(d).map_err(|e| match e {
+                    Error::Config(m) => Error::Config(format!("{key}: {m}")),
+                    other => other,
+                })?;
             }
         }
         Ok(())
     }
+}
+
+/// `typed` and `Config::check` of the layers so far. A value a later layer overrides is checked
+/// all the same: the night started without that layer reads it. The error says where each key
+/// it names was set (`origins`).
+fn checked(value: &toml::Value, origin: &BTreeMap<String, String>) -> Result<Config> {
+    let config = typed(value, origin)?;
+    config.check().map_err(|e| match e {
+        Error::Config(m) => Error::Config(origins(m, origin)),
+        other => other,
+    })?;
+    Ok(config)
+}
+
+/// `message` followed by where each key it names was set: `(alerts.high_risk set by
+/// LANEWATCH_ALERTS__HIGH_RISK)`. Keys left at their defaults are not named.
+fn origins(message: String, origin: &BTreeMap<String, String>) -> String {
+    let part = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    let names = |key: &str| {
+        message.match_indices(key).any(|(at, _)| {
+            let before = message[..at].chars().next_back();
+            let after = message[at + key.len()..].chars().next();
+            !before.is_some_and(part) && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let set: Vec<String> = origin.iter().filter(|(k, _)| names(k)).map(|(k, o)| format!("{k} set by {o}")).collect();
+    if set.is_empty() { message } else { format!("{message} ({})", set.join(", ")) }
 }
 
 /// The longest window in days any `*_days` key may ask for: a century.
@@ -1021,6 +1056,33 @@ mod tests {
         let cli = Overrides { every: Some(100_000_000), ..Default::default() };
         let e = Config::load(None, &[], &cli).unwrap_err();
         assert!(e.exit_code() == 78 && e.to_string().contains("backtest.every"), "{e}");
+    }
+
+    /// A message names where each key it mentions was set, and only the keys it mentions.
+    #[test]
+    fn errors_name_where_their_keys_were_set() {
+        let origin: BTreeMap<String, String> = [
+            ("lanes.window_days", "lanes.toml"),
+            ("lanes.max_window_days", "LANEWATCH_LANES__MAX_WINDOW_DAYS"),
+            ("alerts.high_risk", "LANEWATCH_ALERTS__HIGH_RISK"),
+        ]
+        .into_iter()
+        .map(|(k, o)| (k.to_string(), o.to_string()))
+        .collect();
+        let m = origins("lanes.max_window_days (60) must be at least lanes.window_days (90)".into(), &origin);
+        assert_eq!(
+            m,
+            "lanes.max_window_days (60) must be at least lanes.window_days (90) (lanes.max_window_days set by \
+             LANEWATCH_LANES__MAX_WINDOW_DAYS, lanes.window_days set by lanes.toml)"
+        );
+        // `lanes.window_days` is not named inside `lanes.max_window_days`, nor `alerts.high_risk`
+        // inside a longer key.
+        let m = origins("lanes.max_window_days and alerts.high_risk_x".into(), &origin);
+        assert_eq!(
+            m,
+            "lanes.max_window_days and alerts.high_risk_x (lanes.max_window_days set by LANEWATCH_LANES__MAX_WINDOW_DAYS)"
+        );
+        assert_eq!(origins("nothing named".into(), &origin), "nothing named");
     }
 
     #[test]

@@ -165,6 +165,25 @@ fn usage_and_config_errors_name_what_to_fix() {
     let o = lanewatch_env(&[&run[..], &["--seed", "5"]].concat(), &[("LANEWATCH_SEED", "abc")]);
     expect_code(&o, 78);
     assert!(stderr(&o).contains("pipeline.seed (set by LANEWATCH_SEED)"), "{}", stderr(&o));
+    // Values of the right type are checked under a later layer too: a date that is no date
+    // under the flag, a threshold out of range under a variable.
+    let o = lanewatch_env(&run, &[("LANEWATCH_AS_OF", "2026-13-01")]);
+    expect_code(&o, 78);
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    assert!(last.contains("pipeline.as_of: bad date") && last.contains("set by LANEWATCH_AS_OF"), "{last}");
+    let backtest = ["backtest", "--input", input, "--out", out.path().to_str().unwrap(), "--from", SMALL_AS_OF];
+    let o = lanewatch_env(&[&backtest[..], &["--to", SMALL_AS_OF]].concat(), &[("LANEWATCH_BACKTEST__FROM", "2026-02-30")]);
+    expect_code(&o, 78);
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    assert!(last.contains("backtest.from: bad date") && last.contains("set by LANEWATCH_BACKTEST__FROM"), "{last}");
+    std::fs::write(&cfg, "[alerts]\nrisk_threshold = 1.5\n").unwrap();
+    let o = lanewatch_env(
+        &[&run[..], &["--config", cfg.to_str().unwrap()]].concat(),
+        &[("LANEWATCH_ALERTS__RISK_THRESHOLD", "0.5")],
+    );
+    expect_code(&o, 78);
+    let last = stderr(&o).lines().last().unwrap().to_string();
+    assert!(last.contains("alerts.risk_threshold must be in [0, 1], got 1.5") && last.contains("bad.toml"), "{last}");
     assert!(!out.path().join(format!("as_of={SMALL_AS_OF}")).exists());
     // Regression: an empty output path (`LANEWATCH_OUT=$OUT`, `$OUT` unset) ran in the current
     // folder and exited 73 after publishing there; an empty input path is refused alike.
