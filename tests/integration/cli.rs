@@ -146,44 +146,46 @@ fn usage_and_config_errors_name_what_to_fix() {
     assert!(last.contains("alerts.risk_threshold") && last.contains("bad.toml"), "{last}");
     assert!(!out.path().join(format!("as_of={SMALL_AS_OF}")).exists());
     // A file's value of the wrong type is refused though a flag or a variable overrides it
-    // (regression: it passed, and the first night run without the override failed).
-    std::fs::write(&cfg, "[pipeline]\nas_of = 20260720\n[alerts]\nrisk_threshold = 0.5\n").unwrap();
+    // (regression: it passed, and the first night run without the override failed); likewise
+    // a variable's under a flag, and values of the right type out of their range.
+    let refused = |args: &[&str], env: &[(&str, &str)]| -> String {
+        let o = lanewatch_env(args, env);
+        expect_code(&o, 78);
+        stderr(&o).lines().last().unwrap().to_string()
+    };
     let run = ["run", "--input", input, "--out", out.path().to_str().unwrap(), "--as-of", SMALL_AS_OF];
-    let o = lanewatch(&[&run[..], &["--config", cfg.to_str().unwrap()]].concat());
-    expect_code(&o, 78);
-    let last = stderr(&o).lines().last().unwrap().to_string();
-    assert!(last.contains("pipeline.as_of (set by") && last.contains("bad.toml"), "{last}");
-    std::fs::write(&cfg, "[alerts]\nrisk_threshold = true\n").unwrap();
-    let o = lanewatch_env(
-        &[&run[..], &["--config", cfg.to_str().unwrap()]].concat(),
-        &[("LANEWATCH_ALERTS__RISK_THRESHOLD", "0.5")],
-    );
-    expect_code(&o, 78);
-    let last = stderr(&o).lines().last().unwrap().to_string();
-    assert!(last.contains("alerts.risk_threshold (set by") && last.contains("bad.toml"), "{last}");
-    // Likewise a variable's under a flag.
-    let o = lanewatch_env(&[&run[..], &["--seed", "5"]].concat(), &[("LANEWATCH_SEED", "abc")]);
-    expect_code(&o, 78);
-    assert!(stderr(&o).contains("pipeline.seed (set by LANEWATCH_SEED)"), "{}", stderr(&o));
-    // Values of the right type are checked under a later layer too: a date that is no date
-    // under the flag, a threshold out of range under a variable.
-    let o = lanewatch_env(&run, &[("LANEWATCH_AS_OF", "2026-13-01")]);
-    expect_code(&o, 78);
-    let last = stderr(&o).lines().last().unwrap().to_string();
-    assert!(last.contains("pipeline.as_of: bad date") && last.contains("set by LANEWATCH_AS_OF"), "{last}");
-    let backtest = ["backtest", "--input", input, "--out", out.path().to_str().unwrap(), "--from", SMALL_AS_OF];
-    let o = lanewatch_env(&[&backtest[..], &["--to", SMALL_AS_OF]].concat(), &[("LANEWATCH_BACKTEST__FROM", "2026-02-30")]);
-    expect_code(&o, 78);
-    let last = stderr(&o).lines().last().unwrap().to_string();
-    assert!(last.contains("backtest.from: bad date") && last.contains("set by LANEWATCH_BACKTEST__FROM"), "{last}");
-    std::fs::write(&cfg, "[alerts]\nrisk_threshold = 1.5\n").unwrap();
-    let o = lanewatch_env(
-        &[&run[..], &["--config", cfg.to_str().unwrap()]].concat(),
-        &[("LANEWATCH_ALERTS__RISK_THRESHOLD", "0.5")],
-    );
-    expect_code(&o, 78);
-    let last = stderr(&o).lines().last().unwrap().to_string();
-    assert!(last.contains("alerts.risk_threshold must be in [0, 1], got 1.5") && last.contains("bad.toml"), "{last}");
+    let with_cfg = [&run[..], &["--config", cfg.to_str().unwrap()]].concat();
+    let backtest = ["backtest", "--input", input, "--out", out.path().to_str().unwrap()];
+    let backtest = [&backtest[..], &["--from", SMALL_AS_OF, "--to", SMALL_AS_OF]].concat();
+    let seed = [&run[..], &["--seed", "5"]].concat();
+    for (file, args, env, says) in [
+        ("[pipeline]\nas_of = 20260720\n", &with_cfg, vec![], vec!["pipeline.as_of (set by", "bad.toml"]),
+        (
+            "[alerts]\nrisk_threshold = true\n",
+            &with_cfg,
+            vec![("LANEWATCH_ALERTS__RISK_THRESHOLD", "0.5")],
+            vec!["alerts.risk_threshold (set by", "bad.toml"],
+        ),
+        ("", &seed, vec![("LANEWATCH_SEED", "abc")], vec!["pipeline.seed (set by LANEWATCH_SEED)"]),
+        // A date that is no date under a flag, a threshold out of range under a variable.
+        ("", &run.to_vec(), vec![("LANEWATCH_AS_OF", "2026-13-01")], vec!["pipeline.as_of: bad date", "set by LANEWATCH_AS_OF"]),
+        (
+            "",
+            &backtest,
+            vec![("LANEWATCH_BACKTEST__FROM", "2026-02-30")],
+            vec!["backtest.from: bad date", "set by LANEWATCH_BACKTEST__FROM"],
+        ),
+        (
+            "[alerts]\nrisk_threshold = 1.5\n",
+            &with_cfg,
+            vec![("LANEWATCH_ALERTS__RISK_THRESHOLD", "0.5")],
+            vec!["alerts.risk_threshold must be in [0, 1], got 1.5", "bad.toml"],
+        ),
+    ] {
+        std::fs::write(&cfg, file).unwrap();
+        let last = refused(args, &env);
+        assert!(says.iter().all(|s| last.contains(s)), "{args:?} {env:?}: {last}");
+    }
     assert!(!out.path().join(format!("as_of={SMALL_AS_OF}")).exists());
     // Regression: an empty output path (`LANEWATCH_OUT=$OUT`, `$OUT` unset) ran in the current
     // folder and exited 73 after publishing there; an empty input path is refused alike.
