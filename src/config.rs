@@ -471,11 +471,18 @@ impl Config {
             set_path(&mut value, &[section.into(), name.into()], v, &flag)
         };
         let text = |s: &str| toml::Value::String(s.to_string());
+        // The config holds paths as text (TOML, the manifest). A path that is not UTF-8 was
+        // read lossily: a night then looked for another folder and named it with U+FFFD.
+        let utf8 = |flag: &str, p: &Path| -> Result<toml::Value> {
+            p.to_str().map(text).ok_or_else(|| {
+                Error::Config(format!("{flag} {}: the path is not UTF-8 text; rename or link it", p.display()))
+            })
+        };
         if let Some(p) = &cli.input {
-            set("pipeline", "input", text(&p.to_string_lossy()))?;
+            set("pipeline", "input", utf8("--input", p)?)?;
         }
         if let Some(p) = &cli.out {
-            set("pipeline", "out", text(&p.to_string_lossy()))?;
+            set("pipeline", "out", utf8("--out", p)?)?;
         }
         if let Some(a) = &cli.as_of {
             set("pipeline", "as_of", text(a))?;

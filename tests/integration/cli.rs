@@ -207,10 +207,11 @@ fn usage_and_config_errors_name_what_to_fix() {
 }
 
 /// Regression: one variable in the environment that is not Unicode, anyone's, made every
-/// command that reads the config panic (exit 70). Ours with such a value is a config error.
+/// command that reads the config panic (exit 70). Ours with such a value is a config error, and
+/// so is a path flag that is not UTF-8.
 #[cfg(unix)]
 #[test]
-fn variables_that_are_not_unicode_are_ignored_unless_they_are_ours() {
+fn text_that_is_not_unicode_is_ignored_unless_it_is_ours() {
     use std::os::unix::ffi::OsStrExt;
     let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9");
     let config = |key: &str| {
@@ -222,6 +223,26 @@ fn variables_that_are_not_unicode_are_ignored_unless_they_are_ours() {
     let o = config("LANEWATCH_PIPELINE__NAME");
     expect_code(&o, 78);
     assert!(stderr(&o).contains("LANEWATCH_PIPELINE__NAME"), "{}", stderr(&o));
+    // Regression: a path flag that is not UTF-8 was read lossily (another folder, named with
+    // U+FFFD); it is a config error naming the flag, and nothing is written.
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir(&odd).unwrap();
+    let out = dir.path().join("out");
+    for (flag, input, out) in [("--input", odd.as_path(), out.as_path()), ("--out", small_input(), odd.as_path())] {
+        let o = std::process::Command::new(bin())
+            .args(["run", "--as-of", SMALL_AS_OF])
+            .arg("--input")
+            .arg(input)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        expect_code(&o, 78);
+        let last = stderr(&o).lines().last().unwrap().to_string();
+        assert!(last.contains(flag) && last.contains("not UTF-8"), "{last}");
+    }
+    assert!(!dir.path().join("out").exists());
 }
 
 /// Regression: thresholds that are NaN, infinite or negative, and windows of more days than
