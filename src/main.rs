@@ -383,9 +383,48 @@ fn lanewatch_env(
     Ok(env)
 }
 
-fn init_logs(format: LogFormat) {
+/// The log filter `LANEWATCH_LOG` asks for: unset or empty, `info`; else a level or a list of
+/// `target=level` directives. A word that is neither is refused: tracing reads a lone word as a
+/// target, so `LANEWATCH_LOG=debgu` logged nothing at all, every warning of a cron night with it.
+fn log_filter() -> Result<tracing_subscriber::EnvFilter, Error> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("LANEWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let value = match std::env::var("LANEWATCH_LOG") {
+        Err(std::env::VarError::NotPresent) => String::new(),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(Error::Config("environment variable LANEWATCH_LOG: not valid UTF-8".into()));
+        }
+        Ok(v) => v,
+    };
+    if value.trim().is_empty() {
+        return Ok(EnvFilter::new("info"));
+    }
+    let bad = |why: String| {
+        Error::Config(format!(
+            "LANEWATCH_LOG={}: {why} (a level: {}, or target=level, …)",
+            printable(&value),
+            LEVELS.join(", ")
+        ))
+    };
+    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains('=') && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(bad(format!("{} is not a log level", printable(directive))));
+        }
+    }
+    EnvFilter::try_new(value.trim()).map_err(|e| bad(lanewatch::error::one_line(e.to_string())))
+}
+
+/// A command's failure: its one line (a JSON record with `--log-format json`) and its exit code.
+fn failed(json_logs: bool, e: &Error) -> ExitCode {
+    if json_logs {
+        json_failure(e.exit_code(), &e.to_string());
+    } else {
+        eprintln!("lanewatch: {}", printable(&e.to_string()));
+    }
+    ExitCode::from(e.exit_code() as u8)
+}
+
+fn init_logs(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
@@ -709,7 +748,10 @@ fn main() -> ExitCode {
         }
     };
     let json_logs = matches!(cli.log_format, LogFormat::Json);
-    init_logs(cli.log_format);
+    match log_filter() {
+        Ok(filter) => init_logs(cli.log_format, filter),
+        Err(e) => return failed(json_logs, &e),
+    }
     // A panic must reach cron as one line and exit 70, never as a backtrace. The hook only
     // records it: a panic caught inside (a corrupt page in one file, a model candidate that
     // fails) is reported where it is caught, and one that ends the run is printed below.
@@ -729,14 +771,7 @@ fn main() -> ExitCode {
     }));
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| real_main(cli))) {
         Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) => {
-            if json_logs {
-                json_failure(e.exit_code(), &e.to_string());
-            } else {
-                eprintln!("lanewatch: {}", printable(&e.to_string()));
-            }
-            ExitCode::from(e.exit_code() as u8)
-        }
+        Ok(Err(e)) => failed(json_logs, &e),
         Err(_) => {
             let line = LAST_PANIC
                 .lock()

@@ -540,6 +540,11 @@ fn write_folder(
     let written = t.time("write", || output::write_run(s, run, report, &trend, staging), |w| w.len() as u64)?;
     let mut warnings: Vec<String> = report.warnings.iter().map(|w| w.line()).collect();
     warnings.extend(f.before);
+    // Logged as well as kept in the manifest: a cron log showed nothing when the previous
+    // night's alerts could not be read and every alert started afresh.
+    for line in f.prev_warning.iter().chain(&trend_warnings) {
+        tracing::warn!("{line}");
+    }
     warnings.extend(f.prev_warning);
     warnings.extend(trend_warnings);
     warnings.extend(model_warnings(&run.model.metrics, &run.model.kind));

@@ -162,10 +162,10 @@ impl Staging {
         // Until the link takes the night's name, a folder moved aside goes back if this fails
         // (an error or a panic): the earlier output stays, not only after the next run's
         // `recover`.
-        let restore = previous.as_ref().filter(|p| **p != self.target).map(|aside| PutBack {
-            from: aside.clone(),
-            to: self.target.clone(),
-        });
+        let restore = previous
+            .as_ref()
+            .filter(|p| **p != self.target)
+            .map(|aside| PutBack { from: aside.clone(), to: self.target.clone() });
         if restore.is_some() {
             crate::fault::point("commit:migrate");
         }
@@ -333,7 +333,11 @@ pub fn previous_alerts(out: &Path, as_of: NaiveDate) -> (Previous, Option<String
             let file =
                 std::fs::File::open(&path).map_err(|e| Error::bad_file(path.display().to_string(), e.to_string()))?;
             let columns = crate::schema::outputs::ALERT_MEMORY.iter().map(|&c| c.into()).collect();
-            Ok(ParquetReader::new(file).with_columns(Some(columns)).finish()?)
+            // A damaged file is the previous run's data, not a fault of this one.
+            ParquetReader::new(file)
+                .with_columns(Some(columns))
+                .finish()
+                .map_err(|e| Error::bad_file(path.display().to_string(), e.to_string()))
         };
         let prev = Previous::from_alerts(&frame("alerts.parquet")?, date)?;
         // The alerts the cap cut, which a run of an earlier lanewatch did not write. Unreadable,

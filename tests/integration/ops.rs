@@ -947,6 +947,56 @@ fn a_json_night_reports_its_failure_whatever_the_log_filter() {
     }
 }
 
+/// Regression: `LANEWATCH_LOG` set to a word that is no level (`debgu`) was read as a target's
+/// filter, and an empty one as no filter: either hid every warning of a cron night. A word that
+/// is no level is a config error; empty logs at info.
+#[test]
+fn a_log_filter_that_names_no_level_is_refused() {
+    fast();
+    let dir = tempfile::tempdir().unwrap();
+    let night = |name: &str, filter: &str| {
+        let out = dir.path().join(name);
+        let o = lanewatch_env(&run_args(tiny_input().to_str().unwrap(), out.to_str().unwrap(), NIGHT), &[(
+            "LANEWATCH_LOG",
+            filter,
+        )]);
+        (o, out)
+    };
+    for (k, filter) in ["debgu", "warn,nonsense"].into_iter().enumerate() {
+        let (o, out) = night(&format!("refused{k}"), filter);
+        expect_code(&o, 78);
+        let last = stderr(&o).lines().last().unwrap_or_default().to_string();
+        assert!(last.contains("LANEWATCH_LOG=") && last.contains("is not a log level"), "{filter}: {last}");
+        assert!(!out.exists(), "{filter}: the night ran");
+    }
+    for (k, filter) in ["", "WARN", "lanewatch=debug"].into_iter().enumerate() {
+        let (o, _) = night(&format!("ran{k}"), filter);
+        expect_code(&o, 0);
+        if filter.is_empty() {
+            assert!(stderr(&o).contains("stage done"), "an empty filter does not log at info: {}", stderr(&o));
+        }
+    }
+}
+
+/// Regression: the previous night's alerts, unreadable, were named in the manifest only (as an
+/// internal error): a cron log showed nothing while every alert started afresh.
+#[test]
+fn an_unreadable_previous_night_is_a_logged_warning() {
+    fast();
+    let out = tempfile::tempdir().unwrap();
+    let input = tiny_input().to_str().unwrap();
+    let o = lanewatch_env(&run_args(input, out.path().to_str().unwrap(), "2026-07-24"), &[]);
+    expect_code(&o, 0);
+    let alerts = out.path().join("as_of=2026-07-24/alerts.parquet");
+    let bytes = std::fs::read(&alerts).unwrap();
+    std::fs::write(&alerts, &bytes[..100]).unwrap();
+    let o = lanewatch_env(&run_args(input, out.path().to_str().unwrap(), NIGHT), &[]);
+    expect_code(&o, 0);
+    let line = stderr(&o).lines().find(|l| l.contains("unreadable, alerts start fresh")).map(str::to_string);
+    let line = line.unwrap_or_else(|| panic!("no warning logged: {}", stderr(&o)));
+    assert!(line.contains("WARN") && line.contains("alerts.parquet") && !line.contains("internal error"), "{line}");
+}
+
 /// Regression: a night whose stdout was gone by the time it printed its summary (`| head`,
 /// a full disk under cron's log) panicked in `println!` and exited 70 with its night committed.
 #[test]
