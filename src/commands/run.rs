@@ -540,14 +540,16 @@ fn write_folder(
     let written = t.time("write", || output::write_run(s, run, report, &trend, staging), |w| w.len() as u64)?;
     let mut warnings: Vec<String> = report.warnings.iter().map(|w| w.line()).collect();
     warnings.extend(f.before);
-    // Logged as well as kept in the manifest: a cron log showed nothing when the previous
-    // night's alerts could not be read and every alert started afresh.
-    for line in f.prev_warning.iter().chain(&trend_warnings) {
+    // Logged as well as kept in the manifest (the input's and the state's are logged where
+    // they arise): a cron log showed nothing when the previous night's alerts could not be
+    // read and every alert started afresh.
+    let model = model_warnings(&run.model.metrics, &run.model.kind);
+    for line in f.prev_warning.iter().chain(&trend_warnings).chain(&model) {
         tracing::warn!("{line}");
     }
     warnings.extend(f.prev_warning);
     warnings.extend(trend_warnings);
-    warnings.extend(model_warnings(&run.model.metrics, &run.model.kind));
+    warnings.extend(model);
     let mut manifest = Manifest::new(&s.config, run, &report.files, &written, &warnings, t, f.started);
     manifest.state = f.state;
     manifest.shards = f.shards;

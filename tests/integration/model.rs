@@ -189,6 +189,12 @@ fn tiny_or_single_class_data_falls_back_to_the_lane_rule() {
     assert!(
         manifest["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("lane-quantile rule"))
     );
+    // And logged, as every warning the manifest lists is.
+    assert!(
+        stderr(&o).lines().any(|l| l.contains("WARN") && l.contains("fell back to the lane-quantile rule")),
+        "{}",
+        stderr(&o)
+    );
 
     // Every shipment on time: one class only.
     let s = config(small_input(), &[]);
