@@ -282,6 +282,16 @@ pub fn cargo2000(src: &Path, out: &Path, start: NaiveDate, days: u32) -> Result<
         delivered.push(done);
         late.push(done.is_none_or(|d| d > t0 + planned * MIN));
     }
+    // Only an instance's start was kept in range above: its scans and its promise come later,
+    // and at the latest `--start` with the longest `--days` they passed 2200, which `validate`
+    // then refused. Nothing is written for a placement that goes past it.
+    if let Some(&latest) = ev_time.iter().chain(&promised).max().filter(|&&t| t >= MAX_TIME) {
+        let day = crate::calendar::date_of_micros(latest);
+        return Err(Error::Config(format!(
+            "import cargo2000 --start {start} --days {days} places times up to {day}, past the 2199-12-31 validation \
+             accepts: use an earlier --start or fewer --days"
+        )));
+    }
 
     io::create_dir_all(out)?;
     let mut ships = DataFrame::new(

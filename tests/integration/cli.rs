@@ -519,6 +519,14 @@ fn cargo2000_import_refuses_what_would_overflow_or_panic_and_keeps_the_earlier_f
     // Regression: a byte-order mark (spreadsheets save one) read as "missing column nr" (65).
     expect_code(&import(&format!("\u{feff}{header}\n{first}\n")), 0);
     assert_eq!(tree(&out), before, "the same rows with a byte-order mark import alike");
+    // Regression: the latest --start with the longest --days placed scans and promises past
+    // 2200 (only each instance's start was kept in range), which `validate` then refused.
+    let src = shared.join("data/cargo2000/c2k_data_comma.csv");
+    let (src, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
+    let o = lanewatch(&["import", "cargo2000", "--src", src, "--out", out_s, "--start", "2189-12-31", "--days", "3650"]);
+    expect_code(&o, 78);
+    assert!(stderr(&o).contains("past the 2199-12-31 validation accepts"), "{}", stderr(&o));
+    assert_eq!(tree(&out), before, "a refused placement changed the earlier import's files");
     // Regression: a folder given as --src was bad data (65); it is a missing input (66).
     let o = lanewatch(&["import", "cargo2000", "--src", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
     expect_code(&o, 66);
