@@ -450,12 +450,27 @@ impl Config {
             if is_not_config(rest) {
                 continue;
             }
-            let path: Vec<String> = match rest {
+            let mut path: Vec<String> = match rest {
                 "INPUT" | "OUT" | "AS_OF" | "SEED" => {
                     vec!["pipeline".into(), rest.to_ascii_lowercase()]
                 }
                 _ => rest.split("__").map(|p| p.to_ascii_lowercase()).collect(),
             };
+            // A variable's name is in capitals, read as lower case; statuses match whatever
+            // their case, so one the file names in another case is the one it overrides
+            // (`LANEWATCH_INPUT__STATUSES__HELD` over the file's `"Held"`: both were kept, and
+            // refused as one status mapped twice).
+            if let [section, table, status] = &path[..]
+                && section == "input"
+                && table == "statuses"
+                && let Some(named) = value
+                    .get("input")
+                    .and_then(|i| i.get("statuses"))
+                    .and_then(toml::Value::as_table)
+                    .and_then(|t| t.keys().find(|k| k.to_lowercase() == *status))
+            {
+                path[2] = named.clone();
+            }
             // A value for a text key stays text: a column named `2026` or a pipeline named
             // `1.0` set from the environment is not a number.
             let scalar = if is_text_key(&value, &path) { toml::Value::String(raw.clone()) } else { parse_scalar(raw) };
@@ -560,6 +575,11 @@ impl Config {
             if v > MAX_DAYS {
                 return bad(format!("{name} must be at most {MAX_DAYS} days, got {v}"));
             }
+        }
+        // Checked here, not only where a backtest reads it: `every = 0` passed `config` and
+        // every nightly run, and failed only the first backtest.
+        if self.backtest.every == Some(0) {
+            return bad("backtest.every must be at least 1".into());
         }
         // Below, every adaptive window was quietly widened to `window_days` (`oldest_days`).
         if l.max_window_days < l.window_days {
@@ -1040,6 +1060,22 @@ mod tests {
         let mapped: Vec<(&str, &str)> =
             c.input.columns.shipments.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(mapped, [("promised_at", "promise_ts"), ("seller_id", "merchant"), ("shipment_id", "parcel_no")]);
+    }
+
+    /// Regression: a variable for a status the file names in another case was kept beside it,
+    /// and the two refused as one status mapped twice.
+    #[test]
+    fn a_variable_overrides_the_files_status_whatever_its_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[input.statuses]\n\"Held\" = \"CUSTOMS_HOLD\"\n\"Gone\" = \"LOST\"\n").unwrap();
+        let env = vec![
+            ("LANEWATCH_INPUT__STATUSES__HELD".to_string(), "SCAN".to_string()),
+            ("LANEWATCH_INPUT__STATUSES__NEW".to_string(), "CREATED".to_string()),
+        ];
+        let c = Config::load(Some(&p), &env, &Overrides::default()).unwrap();
+        let mapped: Vec<(&str, &str)> = c.input.statuses.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(mapped, [("Gone", "LOST"), ("Held", "SCAN"), ("new", "CREATED")]);
     }
 
     #[test]

@@ -73,9 +73,6 @@ impl Settings {
                 if to < from {
                     return Err(Error::Config(format!("backtest: to {to} is before from {from}")));
                 }
-                if every == 0 {
-                    return Err(Error::Config("backtest.every must be at least 1".into()));
-                }
                 Some(BacktestRange { from, to, every })
             }
             _ => None,

@@ -263,6 +263,8 @@ fn thresholds_that_are_not_numbers_and_windows_past_a_century_are_config_errors(
         ("LANEWATCH_LANES__DISRUPTION_RATIO", "inf", "lanes.disruption_ratio"),
         ("LANEWATCH_LANES__MAX_WINDOW_DAYS", "60", "lanes.max_window_days (60) must be at least lanes.window_days"),
         ("LANEWATCH_ALERTS__HIGH_RISK", "0.6", "alerts.high_risk (0.6) must be at least alerts.medium_risk"),
+        // Regression: checked only where a backtest read it.
+        ("LANEWATCH_BACKTEST__EVERY", "0", "backtest.every must be at least 1 (backtest.every set by LANEWATCH_BACKTEST__EVERY)"),
     ] {
         let o = lanewatch_env(&["config", "--input", "x"], &[(key, value)]);
         expect_code(&o, 78);
