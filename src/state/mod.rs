@@ -292,7 +292,20 @@ const STAMPS_FROM: &str = "stamps_from ";
 fn read_current(dir: &Path) -> std::result::Result<Option<Current>, String> {
     let text = match std::fs::read_to_string(dir.join(CURRENT)) {
         Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // No state yet, unless generations are there: then `CURRENT` was lost (deleted by
+        // hand, a copy that left it out), and the night says why it decodes every file.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let generations = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|f| f.file_name().to_str().is_some_and(valid_generation_name));
+            return if generations {
+                Err(format!("state/{CURRENT} is missing beside its generations"))
+            } else {
+                Ok(None)
+            };
+        }
         Err(e) => return Err(format!("cannot read state/{CURRENT}: {e}")),
     };
     let mut lines = text.lines();

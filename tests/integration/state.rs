@@ -675,6 +675,12 @@ fn a_damaged_or_mismatched_state_is_rebuilt_with_a_warning() {
             "does not match its name",
         ),
         (
+            // Regression: a full refresh without a word.
+            "CURRENT deleted",
+            Damage::State(|out| std::fs::remove_file(out.join("state/CURRENT")).unwrap()),
+            "state/CURRENT is missing beside its generations",
+        ),
+        (
             "CURRENT names something else",
             Damage::State(|out| std::fs::write(out.join("state/CURRENT"), "../../etc/passwd\n").unwrap()),
             "not a generation file",
