@@ -41,7 +41,7 @@ pub struct Cargo2000Summary {
 /// The most minutes one step of a leg may take (about 19 years).
 const MAX_STEP_MINUTES: i64 = 10_000_000;
 /// Shipments are placed at most this far (2200-01-01, where validation's window ends).
-const MAX_TIME: i64 = 7_258_118_400_000_000;
+const MAX_TIME: i64 = crate::validate::MAX_TS;
 
 struct Leg {
     /// Effective and planned minutes per step, in process order: (code, effective, planned, place).

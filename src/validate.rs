@@ -19,7 +19,7 @@ use crate::statuses::Vocabulary;
 pub const MAX_ID_BYTES: usize = 512;
 /// Timestamps outside these years are treated as corrupt rather than as real parcels.
 const MIN_TS: i64 = 631_152_000_000_000; // 1990-01-01
-const MAX_TS: i64 = 7_258_118_400_000_000; // 2200-01-01
+pub(crate) const MAX_TS: i64 = 7_258_118_400_000_000; // 2200-01-01
 const MAX_WEIGHT_G: f64 = 1_000_000.0;
 const MAX_VALUE_USD: f64 = 10_000_000.0;
 
