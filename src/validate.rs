@@ -1131,10 +1131,11 @@ fn count_true(mask: &BooleanChunked) -> u64 {
     mask.sum().unwrap_or(0) as u64
 }
 
-/// "row" or "rows": a count of rows, which a finding's count is (one long seller id on 351
-/// shipments was "351 ids").
-fn rows_word(n: u64) -> &'static str {
-    if n == 1 { "row" } else { "rows" }
+/// The `id_too_long` finding's message, for shipments and events alike: it counts rows (one long
+/// seller id on 351 shipments was "351 ids").
+fn long_ids(n: u64, longest: u32) -> String {
+    let rows = if n == 1 { "row" } else { "rows" };
+    format!("{n} {rows} with an id longer than {MAX_ID_BYTES} bytes (longest {longest} bytes)")
 }
 
 fn check_ids(df: &DataFrame, table: &str, column: &str, allow_empty: bool, out: &mut Vec<Finding>) -> Result<()> {
@@ -1150,10 +1151,7 @@ fn check_ids(df: &DataFrame, table: &str, column: &str, allow_empty: bool, out: 
             column,
             "id_too_long",
             n_long,
-            format!(
-                "{n_long} {} with an id longer than {MAX_ID_BYTES} bytes (longest {longest} bytes)",
-                rows_word(n_long)
-            ),
+            long_ids(n_long, longest),
         ));
     }
     if !allow_empty {
@@ -1518,7 +1516,7 @@ fn check_events(
                 "shipment_id",
                 "id_too_long",
                 n,
-                format!("{n} {} with an id longer than {MAX_ID_BYTES} bytes (longest {longest} bytes)", rows_word(n)),
+                long_ids(n, longest),
             ));
         }
         if counts.empty_ids > 0 {
